@@ -1,0 +1,40 @@
+"""The few errors filedrop raises on purpose.
+
+Each carries where the problem is and builds its one sentence in ``__str__``, so the CLI's single
+error boundary can print it as it is. Anything else that escapes is a bug and shows a traceback
+only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+
+class FiledropError(Exception):
+    """A problem the user can act on; ``str()`` is the whole sentence."""
+
+
+class ConfigError(FiledropError):
+    """A setting is missing or wrong; nothing was sent."""
+
+
+class MappingError(FiledropError):
+    """A mapping file is unusable, or no mapping fits a file."""
+
+    def __init__(self, mapping: str, detail: str) -> None:
+        super().__init__(mapping, detail)
+        self.mapping = mapping
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"{self.mapping}: {self.detail}"
+
+
+class ReadError(FiledropError):
+    """A file cannot be read as a table at all."""
+
+    def __init__(self, path: str, detail: str) -> None:
+        super().__init__(path, detail)
+        self.path = path
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.detail}"
