@@ -16,11 +16,12 @@ from typing import Any
 from filedrop.errors import ConfigError
 
 ENVIRONMENTS: dict[str, tuple[str, str]] = {
-    # name: (identiverse base URL, API base URL); production's API URL is inferred from staging's
-    # naming in the API guide, hence overridable with FILEDROP_API_URL.
+    # name: (identiverse base URL, API base URL). The sandbox is `filedrop sandbox` on its default
+    # port; production's API URL is inferred from staging's naming in the API guide, hence
+    # overridable with FILEDROP_API_URL.
+    "sandbox": ("http://127.0.0.1:8765", "http://127.0.0.1:8765"),
     "staging": ("https://auth.staging.amili.no", "https://api.staging.amili.no"),
     "production": ("https://auth.amili.no", "https://api.amili.no"),
-    "sandbox": ("http://127.0.0.1:8765", "http://127.0.0.1:8765"),
 }
 
 

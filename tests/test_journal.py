@@ -50,8 +50,12 @@ def test_a_live_owner_keeps_its_claim(journal: Journal) -> None:
 
 def test_a_dead_owners_claim_is_taken_over(journal: Journal) -> None:
     """A file claimed by a process that died is resumed by the next one."""
-    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                           capture_output=True, text=True, check=True)
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     dead = f"{this_owner().rpartition(':')[0]}:{child.stdout.strip()}"
     assert not owner_alive(dead, heartbeat=None, now=0, stale_s=60)
     first = _claim(journal, owner=dead)
@@ -67,8 +71,9 @@ def test_claimed_numbers_are_never_claimed_twice(journal: Journal) -> None:
     _, again = journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["2", "3"])
     assert again == ["3"]
     journal.batch_submitted(batch, batch_id="b-1")
-    journal.batch_finished(batch, api_status="PARTIAL", succeeded=[("1", "i", "c", "C-1")],
-                           failed=[("2", "bad email")])
+    journal.batch_finished(
+        batch, api_status="PARTIAL", succeeded=[("1", "i", "c", "C-1")], failed=[("2", "bad email")]
+    )
     records = journal.invoices(target=TARGET, numbers=["1", "2", "3"])
     assert (records["1"].status, records["1"].case_number) == ("SUCCEEDED", "C-1")
     assert (records["2"].status, records["2"].message) == ("FAILED", "bad email")
@@ -95,8 +100,9 @@ def test_racing_processes_never_claim_a_number_twice(tmp_path: Path) -> None:
     def worker() -> None:
         with Journal(path) as journal:
             for start in range(0, 200, 20):
-                _, got = journal.claim_batch(file_id=file_id, target=TARGET,
-                                             invoice_numbers=numbers[start : start + 20])
+                _, got = journal.claim_batch(
+                    file_id=file_id, target=TARGET, invoice_numbers=numbers[start : start + 20]
+                )
                 with lock:
                     claimed.extend(got)
 

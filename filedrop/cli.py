@@ -1,0 +1,494 @@
+"""The ``filedrop`` command: arguments in, one library call, an exit code out.
+
+One error boundary (``main``) turns every ``FiledropError`` into its sentence; a traceback shows
+only with ``--debug``. The environment and the output streams are parameters so tests run the
+CLI in-process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from filedrop import __version__
+from filedrop.errors import ConfigError, FiledropError, ReadError
+from filedrop.logs import setup_logging
+from filedrop.status import ExitCode, RowStatus, exit_code_for
+
+if TYPE_CHECKING:  # imported lazily at run time: `filedrop --help` should start fast
+    from filedrop.pipeline import RunReport
+    from filedrop.settings import Settings
+
+Handler = Callable[[argparse.Namespace, "Io"], int]
+
+
+class Io:
+    """The process's surroundings, injected (``main(argv, environ, stdout, stderr)``)."""
+
+    def __init__(self, environ: Mapping[str, str], stdout: TextIO, stderr: TextIO) -> None:
+        self.environ = environ
+        self.stdout = stdout
+        self.stderr = stderr
+
+    def say(self, text: str = "") -> None:
+        print(text, file=self.stdout)
+
+
+EPILOGS = {
+    "demo": """examples:
+  filedrop demo                   process copies of inbox-example/ on the embedded sandbox
+  filedrop demo --keep-sandbox    then keep the sandbox running to try mappings by hand""",
+    "run": """examples:
+  FILEDROP_ENV=staging FILEDROP_INBOX=/data/inbox FILEDROP_MAPPING=mappings/ filedrop run
+  filedrop run --config /etc/filedrop.toml --log-format json
+
+exit codes: 0 every row SUCCEEDED or DUPLICATE; 1 some row FAILED, INVALID or UNKNOWN, or a file
+ERROR; 2 usage, configuration or authentication error (nothing was sent); 3 rows still PENDING.""",
+    "watch": """examples:
+  FILEDROP_ENV=production FILEDROP_INBOX=/inbox FILEDROP_MAPPING=/mappings filedrop watch
+  filedrop watch --polling --stability-s 30     on an SMB/NFS share or a Docker Desktop mount
+
+On SIGTERM or SIGINT it stops taking files, lets in-flight work finish or leaves it resumable in
+the journal, and exits 0 within 10 s. Health for containers: filedrop status --health""",
+    "validate": """examples:
+  filedrop validate inbox-example/faktura-mars.csv --mapping mappings/
+  filedrop validate export.xlsx --mapping mappings/norwegian-erp.toml --json > invoices.json
+
+exit codes: 0 every row valid; 1 some row invalid; 2 unusable mapping or unreadable file.""",
+    "sandbox": """examples:
+  filedrop sandbox                              serve on http://127.0.0.1:8765
+  filedrop sandbox --port 9000 --delay 0.5-3    batches stay QUEUED 0.5 to 3 s
+  filedrop sandbox --rate-503 0.2 --rate-lost 0.05   practise the failure paths
+
+then: FILEDROP_ENV=sandbox filedrop run (sandbox's URLs default to http://127.0.0.1:8765)""",
+    "status": """examples:
+  filedrop status --inbox /data/inbox
+  filedrop status --health        exit 0 while a watch daemon's heartbeat is fresh""",
+    "resolve": """examples:
+  filedrop resolve 12 --sent        Amili has batch #12's invoices: never send them again
+  filedrop resolve 12 --not-sent    Amili does not: the next run sends them
+
+Use it for batches 'filedrop status' lists as UNKNOWN, after checking with Amili.""",
+}
+
+
+def _settings_flags(parser: argparse.ArgumentParser, *, sending: bool) -> None:
+    """The settings flags shared by the commands that read settings."""
+    group = parser.add_argument_group("settings (flag > FILEDROP_* environment > --config TOML)")
+    group.add_argument("--config", type=Path, help="TOML config file (or FILEDROP_CONFIG)")
+    group.add_argument("--inbox", help="the folder to process (FILEDROP_INBOX)")
+    group.add_argument("--state", help="the journal (FILEDROP_STATE)")
+    if sending:
+        group.add_argument("--env", help="sandbox, staging or production (FILEDROP_ENV)")
+        group.add_argument("--mapping", help="mapping file or folder (FILEDROP_MAPPING)")
+        group.add_argument("--batch-size", help="invoices per batch (default 100)")
+        group.add_argument("--concurrent-batches", help="POSTs in flight (default 4)")
+        group.add_argument("--poll-timeout-s", help="stop waiting for a batch (default 300)")
+        group.add_argument("--stability-s", help="unchanged this long = ready (default 5)")
+        group.add_argument(
+            "--archive",
+            action="store_const",
+            const="true",
+            help="move original and outcome to archive/ when done",
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="filedrop",
+        description="Hand spreadsheets of overdue invoices to Amili, row by row.",
+        epilog="Every command has --help with examples. Start with: filedrop demo",
+    )
+    parser.add_argument("--version", action="version", version=f"filedrop {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    parser.add_argument("--log-format", choices=("text", "json"), help="log lines (default text)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, summary: str, handler: Handler) -> argparse.ArgumentParser:
+        sub = commands.add_parser(
+            name,
+            help=summary,
+            description=summary,
+            epilog=EPILOGS.get(name),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        sub.set_defaults(handler=handler)
+        return sub
+
+    demo = command(
+        "demo", "Run the whole job on the embedded sandbox: no credentials, no network.", _demo
+    )
+    demo.add_argument("--examples", type=Path, help="folder holding inbox-example/ and mappings/")
+    demo.add_argument("--keep-sandbox", action="store_true", help="keep serving until Ctrl-C")
+
+    run = command("run", "Process every ready file in the inbox once, then exit with a code.", _run)
+    _settings_flags(run, sending=True)
+
+    watch = command(
+        "watch", "Process the backlog, then watch the inbox until SIGTERM or SIGINT.", _watch
+    )
+    _settings_flags(watch, sending=True)
+    watch.add_argument(
+        "--polling",
+        action="store_const",
+        const="true",
+        help="poll the folder: for SMB/CIFS/NFS/SSHFS and Docker Desktop mounts",
+    )
+    watch.add_argument("--rescan-s", help="rescan the inbox this often (default 30)")
+
+    validate = command(
+        "validate",
+        "Read, map and validate one file; print each row's problems; send nothing.",
+        _validate,
+    )
+    validate.add_argument("file", type=Path, help="the CSV or Excel file")
+    validate.add_argument("--mapping", type=Path, help="mapping file or folder (FILEDROP_MAPPING)")
+    validate.add_argument("--json", action="store_true", help="print the invoice JSON to be sent")
+
+    sandbox = command(
+        "sandbox", "Serve a local imitation of Amili's API; nothing reaches Amili.", _sandbox
+    )
+    sandbox.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    sandbox.add_argument("--port", type=int, default=8765, help="port (0 = any free one)")
+    sandbox.add_argument("--delay", default="0.5-3", help="seconds a batch stays QUEUED: N or A-B")
+    sandbox.add_argument("--client-id", help="accept only this client id (default: any)")
+    sandbox.add_argument("--client-secret", help="accept only this secret (default: any)")
+    sandbox.add_argument("--token-lifetime", type=float, default=3600, help="token seconds")
+    sandbox.add_argument("--rate-429", type=float, default=0.0, help="share of 429 answers")
+    sandbox.add_argument("--rate-503", type=float, default=0.0, help="share of 503 answers")
+    sandbox.add_argument(
+        "--rate-lost",
+        type=float,
+        default=0.0,
+        help="share of POSTs processed but never answered (the UNKNOWN case)",
+    )
+    sandbox.add_argument("--seed", type=int, help="random seed for repeatable runs")
+
+    status = command(
+        "status", "Show what the journal knows: files, pending and unknown batches.", _status
+    )
+    _settings_flags(status, sending=False)
+    status.add_argument(
+        "--health",
+        action="store_true",
+        help="exit 0 if a watch daemon's heartbeat is fresh and the inbox readable",
+    )
+
+    resolve = command("resolve", "Settle an UNKNOWN batch after checking with Amili.", _resolve)
+    _settings_flags(resolve, sending=False)
+    resolve.add_argument("batch", help="journal number (#12) or API batch id, from 'status'")
+    verdict = resolve.add_mutually_exclusive_group(required=True)
+    verdict.add_argument("--sent", action="store_true", help="Amili has them: never send again")
+    verdict.add_argument("--not-sent", action="store_true", help="Amili does not: send again")
+    return parser
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    """Run one command; returns the exit code (``ExitCode``)."""
+    io = Io(os.environ if environ is None else environ, stdout or sys.stdout, stderr or sys.stderr)
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse has printed usage or help
+        return int(exc.code or 0)
+    log_format = args.log_format or io.environ.get("FILEDROP_LOG_FORMAT") or "text"
+    setup_logging(stream=io.stderr, fmt=log_format, debug=args.debug)
+    try:
+        return args.handler(args, io)
+    except FiledropError as exc:
+        if args.debug:
+            logging.getLogger("filedrop").exception("error")
+        print(f"filedrop: {exc}", file=io.stderr)
+        return ExitCode.USAGE
+    except KeyboardInterrupt:
+        print("filedrop: interrupted.", file=io.stderr)
+        return 130
+
+
+def _flags(args: argparse.Namespace) -> dict[str, object]:
+    names = (
+        "inbox",
+        "state",
+        "env",
+        "mapping",
+        "batch_size",
+        "concurrent_batches",
+        "poll_timeout_s",
+        "stability_s",
+        "archive",
+    )
+    flags = {name: getattr(args, name, None) for name in names}
+    flags["log_format"] = args.log_format
+    return flags
+
+
+def _load(args: argparse.Namespace, io: Io) -> Settings:
+    from filedrop.settings import load_settings
+
+    return load_settings(
+        flags=_flags(args), environ=io.environ, config_file=getattr(args, "config", None)
+    )
+
+
+def _run(args: argparse.Namespace, io: Io) -> int:
+    from filedrop.runner import open_context, run_inbox
+
+    settings = _load(args, io)
+    with open_context(settings) as ctx:
+        report = run_inbox(settings, ctx)
+    _print_report(report, io, environment=settings.env or "custom")
+    return exit_code_for(report.statuses | _file_failures(report))
+
+
+def _watch(args: argparse.Namespace, io: Io) -> int:
+    from filedrop.runner import open_context
+    from filedrop.watch import WatchOptions, watch_inbox
+
+    settings = _load(args, io)
+    stop = threading.Event()
+    _on_signals(stop)
+    options = WatchOptions(
+        stability_s=settings.stability_s,
+        rescan_s=settings.rescan_s,
+        polling=settings.polling,
+        concurrent_files=settings.concurrent_files,
+    )
+    with open_context(settings) as ctx:
+        watch_inbox(settings.require_inbox(), ctx, options=options, stop=stop)
+    return ExitCode.OK
+
+
+def _file_failures(report: RunReport) -> set[RowStatus]:
+    """A file left for retry (API down) counts as a failure of the run, not a success."""
+    return {RowStatus.FAILED} if any(f.state == "retry" for f in report.files) else set()
+
+
+def _print_report(report: RunReport, io: Io, *, environment: str) -> None:
+    if not report.files:
+        io.say("No files were ready in the inbox.")
+        return
+    if environment == "sandbox":
+        io.say("SANDBOX run: nothing was sent to Amili.")
+    for file in report.files:
+        if file.state == "skipped":
+            io.say(f"{file.path.name}: skipped ({file.message})")
+            continue
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(file.counts.items())) or "no rows"
+        io.say(f"{file.path.name}: {counts}")
+        if file.message:
+            io.say(f"  {file.message}")
+        if file.outcome:
+            io.say(f"  outcome: {file.outcome}")
+
+
+def _demo(args: argparse.Namespace, io: Io) -> int:
+    from filedrop.runner import (
+        DEMO_ORG_ID,
+        find_examples,
+        open_context,
+        prepare_demo_inbox,
+        run_inbox,
+    )
+    from filedrop.sandbox import Sandbox, SandboxOptions
+    from filedrop.settings import Settings
+
+    examples, mappings = find_examples(args.examples)
+    inbox = prepare_demo_inbox(examples)
+    io.say(f"Demo inbox (copies of {examples}): {inbox}")
+    with Sandbox(SandboxOptions(delay_s=(0.2, 1.0), seed=7)).start() as sandbox:
+        io.say(f"Sandbox serving on {sandbox.url}; nothing reaches Amili.")
+        settings = Settings(
+            env="sandbox",
+            auth_url=sandbox.url,
+            api_url=sandbox.url,
+            client_id="filedrop-demo",
+            client_secret="demo-secret",  # noqa: S106 - the sandbox accepts any secret
+            org_id=DEMO_ORG_ID,
+            inbox=inbox,
+            mapping=mappings,
+            stability_s=0.0,
+            batch_size=5,
+            poll_initial_s=0.25,
+        )
+        with open_context(settings) as ctx:
+            report = run_inbox(settings, ctx)
+        _print_report(report, io, environment="sandbox")
+        if args.keep_sandbox:
+            io.say(f"Sandbox still serving on {sandbox.url}; Ctrl-C to stop.")
+            _wait_for_signal()
+    # The example drops hold broken rows on purpose; the demo succeeded if it got this far.
+    return ExitCode.OK
+
+
+def _validate(args: argparse.Namespace, io: Io) -> int:
+    from filedrop.mapping import load_mappings, select_mapping
+    from filedrop.read import read_table
+    from filedrop.validate import prepare
+
+    mapping_path = args.mapping or (
+        Path(io.environ["FILEDROP_MAPPING"]) if io.environ.get("FILEDROP_MAPPING") else None
+    )
+    if mapping_path is None:
+        raise ConfigError(
+            "No mapping given; pass --mapping FILE_OR_FOLDER or set FILEDROP_MAPPING."
+        )
+    if not args.file.is_file():
+        raise ReadError(str(args.file), "no such file")
+    mapping, table = select_mapping(load_mappings(mapping_path), args.file, read_table)
+    prepared = prepare(table, mapping)
+    if args.json:
+        json.dump(
+            [inv.payload for inv in prepared.invoices], io.stdout, ensure_ascii=False, indent=2
+        )
+        io.say()
+    else:
+        info = table.info
+        how = (
+            f"{info.encoding}, delimiter {info.delimiter!r}"
+            if info.kind == "csv"
+            else f"sheet {info.sheet!r}"
+        )
+        invalid = sum(1 for status, _ in prepared.rejected.values() if status is RowStatus.INVALID)
+        io.say(f"{args.file.name}: mapping {mapping.name}; {how}; header on row {info.header_row}")
+        io.say(
+            f"{len(table)} rows, {len(prepared.invoices)} invoices to send, "
+            f"{len(table) - len(prepared.rejected)} rows valid, {invalid} invalid, "
+            f"{len(prepared.rejected) - invalid} duplicate"
+        )
+        for problem in prepared.problems:
+            io.say(f"  {problem.severity}: {problem}")
+    return ExitCode.FAILURES if prepared.rejected else ExitCode.OK
+
+
+def _sandbox(args: argparse.Namespace, io: Io) -> int:
+    from filedrop.sandbox import SandboxOptions, serve
+
+    low, _, high = args.delay.partition("-")
+    try:
+        delay = (float(low), float(high or low))
+    except ValueError:
+        raise ConfigError(
+            f'--delay is "{args.delay}"; give seconds as N or A-B, e.g. 0.5-3.'
+        ) from None
+    options = SandboxOptions(
+        client_id=args.client_id,
+        client_secret=args.client_secret,
+        delay_s=delay,
+        token_lifetime_s=args.token_lifetime,
+        rate_429=args.rate_429,
+        rate_503=args.rate_503,
+        rate_lost_response=args.rate_lost,
+        seed=args.seed,
+    )
+    stop = threading.Event()
+    _on_signals(stop)
+    serve(options, host=args.host, port=args.port, stop=stop)
+    return ExitCode.OK
+
+
+def _status(args: argparse.Namespace, io: Io) -> int:
+    from filedrop.journal import Journal
+
+    settings = _load(args, io)
+    path = settings.journal_path
+    if args.health:
+        return _health(settings, path, io)
+    if not path.exists():
+        io.say(f"No journal at {path} yet: nothing has been processed.")
+        return ExitCode.OK
+    with Journal(path) as journal:
+        io.say(f"Journal: {path}")
+        files = journal.recent_files(limit=20)
+        io.say("Recent files:" if files else "No files yet.")
+        for f in files:
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(f.updated_at))
+            counts = ", ".join(f"{n} {s}" for s, n in sorted(f.counts.items())) or "-"
+            io.say(f"  {when}  {f.name}  {f.state}  {counts}")
+        queued = journal.batches(states=("queued", "posting"))
+        unknown = journal.batches(states=("unknown",))
+        if queued:
+            io.say("Batches still pending (polled again by the next run or by watch):")
+            for b in queued:
+                io.say(
+                    f"  #{b.id}  {b.batch_id or '(not answered yet)'}  {b.invoice_count} invoices"
+                )
+        if unknown:
+            io.say("Batches whose fate is UNKNOWN (never resent by themselves):")
+            for b in unknown:
+                io.say(f"  #{b.id}  {b.invoice_count} invoices  {b.message or ''}")
+            io.say("Check with Amili, then: filedrop resolve N --sent   (or --not-sent)")
+        counts = journal.status_counts()
+        if counts:
+            io.say("Invoices by status: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    return ExitCode.OK
+
+
+def _health(settings: Settings, path: Path, io: Io) -> int:
+    from filedrop.journal import Journal
+
+    inbox = settings.require_inbox()
+    if not os.access(inbox, os.R_OK | os.X_OK):
+        print(f"filedrop: unhealthy: the inbox {inbox} is not readable.", file=io.stderr)
+        return ExitCode.FAILURES
+    if not path.exists():
+        print(
+            f"filedrop: unhealthy: no journal at {path}; is filedrop watch running?", file=io.stderr
+        )
+        return ExitCode.FAILURES
+    with Journal(path) as journal:
+        beat = journal.last_beat()
+    max_age_s = max(60.0, 3 * settings.rescan_s)
+    if beat is None or time.time() - beat[1] > max_age_s:
+        age = "never" if beat is None else f"{time.time() - beat[1]:.0f} s ago"
+        print(f"filedrop: unhealthy: the watch daemon's last heartbeat was {age}.", file=io.stderr)
+        return ExitCode.FAILURES
+    io.say(f"healthy: heartbeat {time.time() - beat[1]:.0f} s ago from {beat[0]}")
+    return ExitCode.OK
+
+
+def _resolve(args: argparse.Namespace, io: Io) -> int:
+    from filedrop.journal import Journal
+
+    settings = _load(args, io)
+    with Journal(settings.journal_path) as journal:
+        batch = journal.find_batch(args.batch)
+        if batch is None:
+            raise ConfigError(
+                f'No batch "{args.batch}" in {settings.journal_path}; '
+                "'filedrop status' lists them."
+            )
+        if batch.state not in ("unknown", "posting"):
+            raise ConfigError(
+                f"Batch #{batch.id} is {batch.state}, not UNKNOWN; nothing to resolve."
+            )
+        note = "checked with Amili: received" if args.sent else "checked with Amili: not received"
+        changed = journal.resolve_batch(batch.id, sent=args.sent, note=note)
+    verdict = "will never be sent again" if args.sent else "will be sent by the next run"
+    io.say(f"Batch #{batch.id}: {changed} invoices {verdict}.")
+    return ExitCode.OK
+
+
+def _on_signals(stop: threading.Event) -> None:
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+    _on_signals(stop)
+    stop.wait()

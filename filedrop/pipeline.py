@@ -1,0 +1,470 @@
+"""One file end to end, and one run over an inbox.
+
+read -> map and validate -> leave out what the journal says was sent -> plan batches -> claim and
+POST each batch (bounded) -> poll every batch on its own schedule -> outcome from the journal.
+
+The outcome is always rebuilt from the journal, never from memory, so a resumed file (after a
+crash, or a batch that outlived the poll timeout) goes through exactly the same code as a new one.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from filedrop.batch import plan_batches
+from filedrop.client import (
+    AmbiguousSubmission,
+    AmiliClient,
+    ApiError,
+    ApiUnavailable,
+    AuthError,
+    BatchResult,
+    PollSchedule,
+    StillPending,
+)
+from filedrop.errors import FiledropError
+from filedrop.inbox import content_hash
+from filedrop.journal import BatchRecord, InvoiceRecord, Journal, this_owner
+from filedrop.mapping import Mapping, select_mapping
+from filedrop.outcome import (
+    OUTCOME_COLUMNS,
+    BatchLine,
+    OutcomeSummary,
+    write_error_outcome,
+    write_outcome,
+)
+from filedrop.poller import DaemonPool, Poller
+from filedrop.read import read_table
+from filedrop.status import RowStatus
+from filedrop.validate import Prepared, PreparedInvoice, prepare
+
+log = logging.getLogger("filedrop")
+
+
+@dataclass(kw_only=True)
+class Context:
+    """Everything a file needs to be processed; shared by the files of one run or daemon."""
+
+    client: AmiliClient
+    journal: Journal
+    mappings: list[Mapping]
+    environment: str
+    org_id: str
+    batch_size: int = 100
+    concurrent_batches: int = 4
+    schedule: PollSchedule = field(default_factory=PollSchedule)
+    archive: bool = False
+    stop: threading.Event = field(default_factory=threading.Event)
+    owner: str = field(default_factory=this_owner)
+    poster: DaemonPool = field(init=False)
+    poller: Poller = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.poster = DaemonPool(workers=self.concurrent_batches, name="filedrop-post")
+        self.poller = Poller(self.client, schedule=self.schedule)
+
+    @property
+    def target(self) -> str:
+        """Which API and organisation invoice numbers are unique within."""
+        return f"{self.environment}:{self.org_id}"
+
+    def close(self) -> None:
+        self.poller.close()
+
+
+@dataclass(frozen=True)
+class FileReport:
+    """How one file went: its rows per status, where its outcome is, and in what state."""
+
+    path: Path
+    state: str  # done, waiting, error, retry, skipped, stopped
+    counts: dict[str, int]
+    outcome: Path | None = None
+    message: str | None = None
+
+    @property
+    def statuses(self) -> set[RowStatus]:
+        return {RowStatus(status) for status, rows in self.counts.items() if rows}
+
+
+def process_file(path: Path, ctx: Context) -> FileReport:
+    """Process one ready file, or resume it; never raises for a problem with the file itself."""
+    try:
+        sha256 = content_hash(path)
+    except OSError as exc:
+        return FileReport(path, "skipped", {}, message=f"{path.name}: cannot be read ({exc})")
+    record = ctx.journal.claim_file(path=path, sha256=sha256, owner=ctx.owner)
+    if record is None:
+        return FileReport(path, "skipped", {}, message=f"{path.name}: already processed")
+    log.info("%s: claimed", path.name)
+    started = datetime.now(UTC)
+    try:
+        mapping, table = select_mapping(ctx.mappings, path, read_table)
+        prepared = prepare(table, mapping)
+    except FiledropError as exc:
+        return _file_error(path, ctx, record.id, str(exc), started)
+    return _send_and_report(prepared, ctx, record.id, started)
+
+
+def _file_error(
+    path: Path, ctx: Context, file_id: int, message: str, started: datetime
+) -> FileReport:
+    """A file that cannot be read or mapped still gets an outcome: one ERROR row and why."""
+    log.error("%s", message)
+    summary = OutcomeSummary(
+        source=path,
+        environment=ctx.environment,
+        mapping=None,
+        started_at=started,
+        finished_at=datetime.now(UTC),
+    )
+    outcome = write_error_outcome(path, message, summary)
+    counts = {RowStatus.ERROR.value: 1}
+    ctx.journal.finish_file(
+        file_id, state="error", counts=counts, mapping=None, outcome=outcome, message=message
+    )
+    return FileReport(path, "error", counts, outcome, message)
+
+
+def _send_and_report(
+    prepared: Prepared, ctx: Context, file_id: int, started: datetime
+) -> FileReport:
+    path = prepared.table.path
+    for orphan in ctx.journal.postings_of(file_id):
+        # The claim proves its previous owner died between writing the batch down and recording
+        # the answer: the POST may have reached Amili, so it must never be sent again by itself.
+        ctx.journal.batch_unknown(
+            orphan.id,
+            message=(
+                "filedrop stopped while sending this invoice, so whether Amili received it cannot "
+                f"be told; check with Amili, then run 'filedrop resolve {orphan.id} --sent' or "
+                "'--not-sent'"
+            ),
+        )
+    numbers = [invoice.invoice_number for invoice in prepared.invoices]
+    known = ctx.journal.invoices(target=ctx.target, numbers=numbers)
+    to_send = [
+        inv for inv in prepared.invoices if _may_send(known.get(inv.invoice_number), file_id)
+    ]
+    batches = plan_batches(to_send, size=ctx.batch_size)
+    if batches:
+        log.info("%s: %d invoices to send in %d batches", path.name, len(to_send), len(batches))
+    # Batches a previous run left QUEUED are polled alongside the new ones.
+    polls: list[tuple[int, Future[BatchResult | StillPending]]] = [
+        (batch.id, ctx.poller.track(batch.batch_id))
+        for batch in ctx.journal.batches(file_id=file_id, states=("queued",))
+        if batch.batch_id
+    ]
+    transient: list[str] = []
+    posts = [ctx.poster.submit(_submit_batch, batch, ctx, file_id, transient) for batch in batches]
+    for post in posts:
+        tracked = post.result()
+        if tracked is not None:
+            polls.append(tracked)
+    pending = 0
+    for batch, future in polls:
+        result = future.result()
+        if isinstance(result, BatchResult):
+            _record_result(ctx.journal, batch, result)
+            log.info("%s: batch %s ended %s", path.name, result.batch_id, result.status)
+        else:
+            pending += 1
+            log.info(
+                "%s: batch %s still QUEUED; it is polled again later", path.name, result.batch_id
+            )
+    if ctx.stop.is_set() and (pending or _unsent(prepared, ctx)):
+        # Leave the file resumable rather than write an outcome that the restart would redo.
+        ctx.journal.finish_file(
+            file_id, state="waiting", counts={}, mapping=prepared.mapping.name, outcome=None
+        )
+        return FileReport(path, "stopped", {})
+    outcomes = _outcomes(prepared, ctx, file_id)
+    counts = dict(Counter(outcomes["outcome_status"]))
+    state = "retry" if transient else ("waiting" if pending else "done")
+    summary = OutcomeSummary(
+        source=path,
+        environment=ctx.environment,
+        mapping=prepared.mapping.name,
+        started_at=started,
+        finished_at=datetime.now(UTC),
+        batches=tuple(_batch_line(b) for b in ctx.journal.batches(file_id=file_id)),
+        notes=tuple(transient),
+    )
+    outcome = write_outcome(prepared.table, outcomes, summary)
+    if state == "done" and ctx.archive:
+        outcome = _archive(path, outcome)
+    ctx.journal.finish_file(
+        file_id,
+        state=state,
+        counts=counts,
+        mapping=prepared.mapping.name,
+        outcome=outcome,
+        message="; ".join(transient) or None,
+    )
+    log.info("%s: %s; outcome %s", path.name, _counts_text(counts), outcome.name)
+    return FileReport(path, state, counts, outcome, "; ".join(transient) or None)
+
+
+def _may_send(record: InvoiceRecord | None, file_id: int) -> bool:
+    """Whether an invoice number may go out: never sent, certainly not received, or a corrected
+    resend of one the API rejected from another file."""
+    if record is None or record.status == "NOT_SENT":
+        return True
+    return record.status == "FAILED" and record.file_id != file_id
+
+
+def _unsent(prepared: Prepared, ctx: Context) -> bool:
+    """Whether some invoice of the file was never written down (the run stopped before it)."""
+    numbers = [invoice.invoice_number for invoice in prepared.invoices]
+    return len(ctx.journal.invoices(target=ctx.target, numbers=numbers)) < len(set(numbers))
+
+
+def _submit_batch(
+    invoices: list[PreparedInvoice], ctx: Context, file_id: int, transient: list[str]
+) -> tuple[int, Future[BatchResult | StillPending]] | None:
+    """Claim, POST and start polling one batch; returns what to wait for, if anything."""
+    if ctx.stop.is_set():
+        return None
+    numbers = [invoice.invoice_number for invoice in invoices]
+    batch, claimed = ctx.journal.claim_batch(
+        file_id=file_id, target=ctx.target, invoice_numbers=numbers
+    )
+    if not claimed:
+        ctx.journal.drop_empty_batch(batch)
+        return None
+    wanted = set(claimed)
+    payload = [invoice.payload for invoice in invoices if invoice.invoice_number in wanted]
+    try:
+        batch_id = ctx.client.create_invoices(ctx.org_id, payload)
+    except AmbiguousSubmission as exc:
+        ctx.journal.batch_unknown(
+            batch,
+            message=f"{exc}; check with Amili, then run "
+            f"'filedrop resolve {batch} --sent' or '--not-sent'",
+        )
+        log.error("batch #%d: %s", batch, exc)
+        return None
+    except (ApiUnavailable, AuthError) as exc:
+        ctx.journal.batch_not_sent(batch, message=f"not sent: {exc}; the next run sends it")
+        transient.append(str(exc))
+        log.error("batch #%d: %s", batch, exc)
+        return None
+    except ApiError as exc:
+        ctx.journal.batch_not_sent(batch, message=f"the API refused the whole batch: {exc}")
+        log.error("batch #%d: %s", batch, exc)
+        return None
+    ctx.journal.batch_submitted(batch, batch_id=batch_id)
+    log.info("batch #%d: submitted as %s (%d invoices)", batch, batch_id, len(payload))
+    return batch, ctx.poller.track(batch_id)
+
+
+def _record_result(journal: Journal, batch: int, result: BatchResult) -> None:
+    journal.batch_finished(
+        batch,
+        api_status=result.status,
+        succeeded=[
+            (s.invoice_number, s.invoice_id, s.case_id, s.case_number) for s in result.succeeded
+        ],
+        failed=[
+            (f.invoice_number, "; ".join(f.errors) or "rejected by the API") for f in result.failed
+        ],
+    )
+
+
+_JOURNAL_TO_ROW = {
+    "SUCCEEDED": RowStatus.SUCCEEDED,
+    "FAILED": RowStatus.FAILED,
+    "PENDING": RowStatus.PENDING,
+    "UNKNOWN": RowStatus.UNKNOWN,
+    "SENDING": RowStatus.UNKNOWN,
+    "NOT_SENT": RowStatus.FAILED,
+}
+
+
+def _outcomes(prepared: Prepared, ctx: Context, file_id: int) -> pd.DataFrame:
+    """One status per row, from the local checks and what the journal now knows."""
+    rows = len(prepared.table)
+    columns: dict[str, list[str]] = {name: [""] * rows for name in OUTCOME_COLUMNS}
+    status, message = columns["outcome_status"], columns["outcome_message"]
+    for position, (row_status, text) in prepared.rejected.items():
+        status[position], message[position] = row_status.value, text
+    records = ctx.journal.invoices(
+        target=ctx.target, numbers=[inv.invoice_number for inv in prepared.invoices]
+    )
+    batch_ids = {b.id: b.batch_id or "" for b in ctx.journal.batches(file_id=file_id)}
+    file_names: dict[int, str] = {}
+    for invoice in prepared.invoices:
+        record = records.get(invoice.invoice_number)
+        values = _invoice_outcome(
+            invoice, record, file_id=file_id, ctx=ctx, batch_ids=batch_ids, file_names=file_names
+        )
+        for position in invoice.rows:
+            for name, value in zip(OUTCOME_COLUMNS, values, strict=True):
+                columns[name][position] = value
+    for position, note in prepared.notes.items():
+        message[position] = f"{message[position]}; {note}" if message[position] else note
+    missing = [p for p in range(rows) if not status[p]]
+    if missing:  # a bug upstream; never let it pass as a silent blank
+        raise AssertionError(f"rows without a status: {missing[:10]}")
+    return pd.DataFrame(columns)
+
+
+def _invoice_outcome(
+    invoice: PreparedInvoice,
+    record: InvoiceRecord | None,
+    *,
+    file_id: int,
+    ctx: Context,
+    batch_ids: dict[int, str],
+    file_names: dict[int, str],
+) -> tuple[str, str, str, str, str, str]:
+    if record is None:
+        # Stopped before its batch was claimed: nothing was sent; the next run sends it.
+        return (
+            RowStatus.FAILED.value,
+            "not sent: filedrop stopped first; the next run sends it",
+            "",
+            "",
+            "",
+            "",
+        )
+    if record.file_id != file_id:
+        if record.file_id not in file_names:
+            file_names[record.file_id] = ctx.journal.file(record.file_id).name
+        earlier = file_names[record.file_id]
+        case = f", case {record.case_number}" if record.case_number else ""
+        text = (
+            f"invoice {invoice.invoice_number} was already sent from {earlier} "
+            f"({record.status.lower()}{case}); not sent again"
+        )
+        return (
+            RowStatus.DUPLICATE.value,
+            text,
+            record.invoice_id or "",
+            record.case_id or "",
+            record.case_number or "",
+            "",
+        )
+    row_status = _JOURNAL_TO_ROW[record.status]
+    text = record.message or ""
+    if row_status is RowStatus.PENDING:
+        text = "its batch was still QUEUED; it is polled again and this file rewritten"
+    return (
+        row_status.value,
+        text,
+        record.invoice_id or "",
+        record.case_id or "",
+        record.case_number or "",
+        batch_ids.get(record.batch or -1, ""),
+    )
+
+
+def _batch_line(batch: BatchRecord) -> BatchLine:
+    def when(stamp: float | None) -> datetime | None:
+        return datetime.fromtimestamp(stamp, UTC) if stamp else None
+
+    return BatchLine(
+        batch_id=batch.batch_id,
+        invoices=batch.invoice_count,
+        status=batch.api_status or batch.state.upper(),
+        submitted_at=when(batch.submitted_at),
+        finished_at=when(batch.finished_at),
+    )
+
+
+def _archive(path: Path, outcome: Path) -> Path:
+    archive = path.parent / "archive"
+    archive.mkdir(exist_ok=True)
+    shutil.move(path, archive / path.name)
+    return Path(shutil.move(outcome, archive / outcome.name))
+
+
+def _counts_text(counts: dict[str, int]) -> str:
+    return ", ".join(f"{rows} {status}" for status, rows in sorted(counts.items())) or "no rows"
+
+
+# -- one run over an inbox -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """Every file a run touched."""
+
+    files: list[FileReport]
+
+    @property
+    def statuses(self) -> set[RowStatus]:
+        return set().union(*(report.statuses for report in self.files)) if self.files else set()
+
+
+def ready_files(
+    candidates: list[Path],
+    *,
+    stability_s: float,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+) -> tuple[list[Path], list[Path]]:
+    """Split candidates into (ready, still changing) for a one-shot run.
+
+    A file untouched for the stability window is ready at once; a younger one is watched for one
+    window and taken only if its size and modification time did not move.
+    """
+    ready: list[Path] = []
+    young: dict[Path, tuple[int, int]] = {}
+    now = clock()
+    for path in candidates:
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            continue
+        if stat.st_size == 0:
+            young[path] = (-1, -1)
+        elif now - stat.st_mtime >= stability_s:
+            ready.append(path)
+        else:
+            young[path] = (stat.st_size, stat.st_mtime_ns)
+    changing: list[Path] = []
+    if young:
+        sleep(stability_s)
+        for path, before in young.items():
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                continue
+            if before[0] > 0 and (stat.st_size, stat.st_mtime_ns) == before:
+                ready.append(path)
+            else:
+                changing.append(path)
+    return ready, changing
+
+
+def process_files(paths: list[Path], ctx: Context, *, concurrent_files: int) -> RunReport:
+    """Process files several at a time; one file's failure never stops the others."""
+
+    def guarded(path: Path) -> FileReport:
+        try:
+            return process_file(path, ctx)
+        except FiledropError as exc:
+            log.error("%s: %s", path.name, exc)
+            return FileReport(path, "retry", {}, message=f"{path.name}: {exc}")
+        except Exception as exc:
+            # A bug or an OS error (disk full, permissions) on one file must not stop the others;
+            # the file stays claimed by this process and is resumed by the next one.
+            log.exception("%s: unexpected error", path.name)
+            return FileReport(path, "retry", {}, message=f"{path.name}: unexpected error: {exc}")
+
+    with ThreadPoolExecutor(
+        max_workers=concurrent_files, thread_name_prefix="filedrop-file"
+    ) as pool:
+        return RunReport(list(pool.map(guarded, paths)))

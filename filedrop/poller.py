@@ -1,0 +1,171 @@
+"""Poll many batches from one thread, each on its own copy of the guide's schedule.
+
+Waiting is not work: a file of 50 batches must neither wait 50 times in a row nor hold 50 blocked
+threads. One scheduler thread keeps a heap of due times and hands the GETs to a small pool.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from filedrop.client import (
+    AmiliClient,
+    ApiError,
+    ApiUnavailable,
+    BatchResult,
+    PollSchedule,
+    StillPending,
+)
+
+log = logging.getLogger("filedrop.poller")
+
+T = TypeVar("T")
+
+
+class DaemonPool:
+    """At most ``workers`` calls at once, each on a daemon thread.
+
+    Unlike ``ThreadPoolExecutor`` (whose workers the interpreter joins at exit), a request hanging
+    until its read timeout cannot hold a stopping daemon past its deadline; the journal already
+    records such a batch so that it is never resent blindly. ``submit`` blocks while all slots are
+    busy, which is the back-pressure we want.
+    """
+
+    def __init__(self, *, workers: int, name: str) -> None:
+        self._slots = threading.BoundedSemaphore(workers)
+        self._name = name
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        future: Future[T] = Future()
+        self._slots.acquire()
+
+        def run() -> None:
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:  # handed to whoever waits on the future
+                future.set_exception(exc)
+            finally:
+                self._slots.release()
+
+        threading.Thread(target=run, name=self._name, daemon=True).start()
+        return future
+
+
+@dataclass(order=True)
+class _Job:
+    due: float
+    seq: int
+    batch_id: str = field(compare=False)
+    delays: Iterator[float] = field(compare=False)
+    started: float = field(compare=False)
+    future: Future[BatchResult | StillPending] = field(compare=False)
+    last: BatchResult | None = field(default=None, compare=False)
+
+
+class Poller:
+    """Tracks batches until each is terminal or its schedule runs out.
+
+    ``track`` returns a future that resolves to the terminal ``BatchResult`` or to
+    ``StillPending`` (the batch id is never lost). ``close`` resolves every open future with
+    ``StillPending`` so a stopping daemon leaves them resumable.
+    """
+
+    def __init__(
+        self,
+        client: AmiliClient,
+        *,
+        schedule: PollSchedule,
+        workers: int = 4,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self._schedule = schedule
+        self._clock = clock
+        self._heap: list[_Job] = []
+        self._seq = itertools.count()
+        self._wake = threading.Condition()
+        self._closed = False
+        self._pool = DaemonPool(workers=workers, name="filedrop-poll")
+        self._thread = threading.Thread(target=self._loop, name="filedrop-poller", daemon=True)
+        self._thread.start()
+
+    def track(self, batch_id: str) -> Future[BatchResult | StillPending]:
+        future: Future[BatchResult | StillPending] = Future()
+        now = self._clock()
+        delays = self._schedule.delays()
+        first = next(delays, None)
+        if first is None:
+            future.set_result(StillPending(batch_id=batch_id, waited_s=0.0, last=None))
+            return future
+        with self._wake:
+            if self._closed:
+                future.set_result(StillPending(batch_id=batch_id, waited_s=0.0, last=None))
+                return future
+            heapq.heappush(
+                self._heap, _Job(now + first, next(self._seq), batch_id, delays, now, future)
+            )
+            self._wake.notify()
+        return future
+
+    def close(self) -> None:
+        """Stop polling; every batch still tracked resolves to ``StillPending``."""
+        with self._wake:
+            self._closed = True
+            pending, self._heap = self._heap, []
+            self._wake.notify()
+        for job in pending:
+            self._give_up(job)
+        self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while True:
+            with self._wake:
+                while not self._closed and (not self._heap or self._heap[0].due > self._clock()):
+                    timeout = self._heap[0].due - self._clock() if self._heap else None
+                    self._wake.wait(timeout=timeout)
+                if self._closed:
+                    return
+                job = heapq.heappop(self._heap)
+            self._pool.submit(self._poll, job)
+
+    def _poll(self, job: _Job) -> None:
+        try:
+            result = self._client.get_batch(job.batch_id)
+        except (ApiUnavailable, ApiError) as exc:
+            # A poll that fails says nothing about the batch; keep to the schedule until it ends.
+            log.warning("batch %s: poll failed (%s); trying again", job.batch_id, exc)
+            result = None
+        except Exception as exc:  # the future carries it to the file's thread
+            job.future.set_exception(exc)
+            return
+        if result is not None and result.terminal:
+            job.future.set_result(result)
+            return
+        job.last = result or job.last
+        delay = next(job.delays, None)
+        with self._wake:
+            if delay is None or self._closed:
+                closed = True
+            else:
+                closed = False
+                job.due = self._clock() + delay
+                heapq.heappush(self._heap, job)
+                self._wake.notify()
+        if closed:
+            self._give_up(job)
+
+    def _give_up(self, job: _Job) -> None:
+        if not job.future.done():
+            job.future.set_result(
+                StillPending(
+                    batch_id=job.batch_id, waited_s=self._clock() - job.started, last=job.last
+                )
+            )
