@@ -1,0 +1,44 @@
+# filedrop as a container: `filedrop watch` on /inbox by default, `filedrop run` for CronJobs.
+#   docker build -t filedrop .
+#   docker run -v "$PWD/inbox:/inbox" -e FILEDROP_ENV=staging -e FILEDROP_CLIENT_ID=... \
+#     -e FILEDROP_ORG_ID=... -e FILEDROP_CLIENT_SECRET_FILE=/run/secrets/amili \
+#     -v "$PWD/amili-secret:/run/secrets/amili:ro" filedrop
+FROM python:3.12-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+# Dependencies first, from pyproject.toml, so code changes do not reinstall them.
+COPY pyproject.toml README.md ./
+RUN mkdir filedrop && touch filedrop/__init__.py \
+    && pip install . \
+    && pip uninstall -y filedrop \
+    && rm -rf filedrop build *.egg-info
+
+COPY filedrop ./filedrop
+COPY mappings ./mappings
+COPY inbox-example ./inbox-example
+RUN pip install --no-deps . && rm -rf build *.egg-info \
+    && useradd --create-home --uid 10001 --user-group filedrop \
+    && mkdir -p /inbox \
+    && chown filedrop:filedrop /inbox
+
+USER filedrop
+
+# The journal lives in /inbox/.filedrop/state.db unless FILEDROP_STATE says otherwise.
+# Secrets come as files (Docker/Kubernetes secrets): FILEDROP_CLIENT_SECRET_FILE.
+ENV FILEDROP_INBOX=/inbox \
+    FILEDROP_MAPPING=/app/mappings \
+    FILEDROP_LOG_FORMAT=json
+VOLUME ["/inbox"]
+
+HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
+    CMD ["filedrop", "status", "--health"]
+
+# SIGTERM: stop taking files, leave in-flight work resumable, exit 0 within 10 s.
+STOPSIGNAL SIGTERM
+CMD ["filedrop", "watch"]

@@ -1,0 +1,507 @@
+"""The outcome file: original rows and columns kept, one status per row, safe to open, atomic."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as dt
+import os
+from pathlib import Path
+
+import numpy as np
+import openpyxl
+import pandas as pd
+import pytest
+
+from filedrop.outcome import (
+    OUTCOME_COLUMNS,
+    BatchLine,
+    OutcomeSummary,
+    outcome_path,
+    write_error_outcome,
+    write_outcome,
+)
+from filedrop.read import ReadInfo, Table
+from filedrop.status import RowStatus
+
+STARTED = dt.datetime(2024, 3, 1, 9, 0, 0)
+FINISHED = dt.datetime(2024, 3, 1, 9, 2, 5)
+
+
+def excel_table(path: Path, headers: list[str], rows: list[list[object]], sheet="Ark1") -> Table:
+    """A Table as the reader gives it for an Excel file: typed values, their text in cells."""
+    values = pd.DataFrame(rows, columns=range(len(headers)), dtype=object)
+    cells = values.map(lambda v: "" if v is None else str(v))
+    info = ReadInfo(kind="excel", sheet=sheet)
+    return Table(
+        path=path,
+        headers=headers,
+        cells=cells,
+        values=values,
+        row_numbers=np.arange(2, len(rows) + 2),
+        info=info,
+    )
+
+
+def csv_table(
+    path: Path, headers: list[str], rows: list[list[str]], *, encoding: str, delimiter: str
+):
+    """A Table as the reader gives it for a CSV file: cells and values are the same frame."""
+    cells = pd.DataFrame(rows, columns=range(len(headers)), dtype=object)
+    info = ReadInfo(kind="csv", encoding=encoding, delimiter=delimiter)
+    return Table(
+        path=path,
+        headers=headers,
+        cells=cells,
+        values=cells,
+        row_numbers=np.arange(2, len(rows) + 2),
+        info=info,
+    )
+
+
+def outcomes(*statuses: str, message: str = "", batch: str = "b-1") -> pd.DataFrame:
+    """One outcome row per status; SUCCEEDED rows get ids."""
+    rows = []
+    for i, status in enumerate(statuses):
+        ok = status == "SUCCEEDED"
+        rows.append(
+            {
+                "outcome_status": status,
+                "outcome_message": "" if ok else message,
+                "outcome_invoice_id": f"inv-{i}" if ok else "",
+                "outcome_case_id": f"case-{i}" if ok else "",
+                "outcome_case_number": f"{1000 + i}" if ok else "",
+                "outcome_batch_id": batch,
+            }
+        )
+    return pd.DataFrame(rows, columns=list(OUTCOME_COLUMNS))
+
+
+def summary_for(source: Path, *, environment: str = "sandbox", **extra) -> OutcomeSummary:
+    return OutcomeSummary(
+        source=source,
+        environment=environment,
+        mapping="norwegian-erp.toml",
+        started_at=STARTED,
+        finished_at=FINISHED,
+        **extra,
+    )
+
+
+def sheet_rows(path: Path, sheet: str | int = 0) -> list[tuple]:
+    wb = openpyxl.load_workbook(path)
+    ws = wb.worksheets[sheet] if isinstance(sheet, int) else wb[sheet]
+    return [tuple(row) for row in ws.iter_rows(values_only=True)]
+
+
+def summary_values(path: Path) -> dict[object, object]:
+    """Summary sheet as {first cell: second cell}."""
+    return {row[0]: row[1] for row in sheet_rows(path, "Summary") if row and row[0] is not None}
+
+
+# --- paths -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("source", "outcome"),
+    [
+        ("januar.xlsx", "januar.outcome.xlsx"),
+        ("Januar.XLSM", "Januar.outcome.xlsx"),
+        ("old.xls", "old.outcome.xlsx"),
+        ("export.csv", "export.outcome.csv"),
+        ("EXPORT.CSV", "EXPORT.outcome.csv"),
+        ("faktura.2024.csv", "faktura.2024.outcome.csv"),
+    ],
+)
+def test_outcome_path_sits_next_to_the_source(tmp_path: Path, source: str, outcome: str) -> None:
+    """Excel input gives .outcome.xlsx, CSV input .outcome.csv, in the same folder."""
+    assert outcome_path(tmp_path / source) == tmp_path / outcome
+
+
+def test_outcome_path_refuses_other_kinds(tmp_path: Path) -> None:
+    """A file that is neither Excel nor CSV has no outcome format."""
+    with pytest.raises(ValueError, match=r"notes\.txt"):
+        outcome_path(tmp_path / "notes.txt")
+
+
+# --- xlsx ------------------------------------------------------------------------------------
+
+
+def test_xlsx_keeps_original_columns_and_rows_in_order(tmp_path: Path) -> None:
+    """Original headers (even repeated or blank) and rows come first, then the outcome six."""
+    headers = ["Fakturanr", "Beløp", "Beløp", ""]
+    rows = [["F-3", 30.5, 1, "c"], ["F-1", 10.0, 2, None], ["F-2", 20.25, 3, "a"]]
+    table = excel_table(tmp_path / "januar.xlsx", headers, rows)
+    path = write_outcome(table, outcomes("FAILED", "SUCCEEDED", "INVALID"), summary_for(table.path))
+
+    assert path == tmp_path / "januar.outcome.xlsx"
+    got = sheet_rows(path)
+    assert got[0] == ("Fakturanr", "Beløp", "Beløp", None, *OUTCOME_COLUMNS)
+    assert [row[:4] for row in got[1:]] == [tuple(r) for r in rows]
+    assert [row[4] for row in got[1:]] == ["FAILED", "SUCCEEDED", "INVALID"]
+    assert got[2][4:] == ("SUCCEEDED", None, "inv-1", "case-1", "1001", "b-1")
+    assert len(got) == 4
+
+
+def test_xlsx_numbers_stay_numbers_and_dates_stay_dates(tmp_path: Path) -> None:
+    """Typed originals keep their type: numbers are numbers, dates are date cells."""
+    headers = ["Beløp", "Antall", "Forfall", "Sendt", "Dag", "Betalt", "Tekst"]
+    rows = [
+        [
+            1234.5,
+            7,
+            dt.datetime(2024, 1, 31),
+            dt.datetime(2024, 2, 1, 13, 45),
+            dt.date(2024, 5, 17),
+            True,
+            "00123",
+        ],
+        [float("nan"), None, pd.Timestamp("2024-02-29"), pd.NaT, None, False, ""],
+    ]
+    table = excel_table(tmp_path / "t.xlsx", headers, rows)
+    path = write_outcome(table, outcomes("SUCCEEDED", "FAILED"), summary_for(table.path))
+
+    ws = openpyxl.load_workbook(path).worksheets[0]
+    assert ws["A2"].data_type == "n" and ws["A2"].value == 1234.5
+    assert ws["B2"].data_type == "n" and ws["B2"].value == 7
+    assert ws["C2"].is_date and ws["C2"].value == dt.datetime(2024, 1, 31)
+    assert ws["C2"].number_format == "yyyy-mm-dd"
+    assert ws["D2"].is_date and ws["D2"].value == dt.datetime(2024, 2, 1, 13, 45)
+    assert "hh:mm" in ws["D2"].number_format
+    assert ws["E2"].is_date and ws["E2"].value == dt.datetime(2024, 5, 17)
+    assert ws["F2"].value is True
+    assert ws["G2"].data_type == "s" and ws["G2"].value == "00123"
+    assert ws["C3"].is_date and ws["C3"].value == dt.datetime(2024, 2, 29)
+    for empty in ("A3", "B3", "D3", "E3", "G3"):
+        assert ws[empty].value is None, empty
+
+
+@pytest.mark.parametrize("text", ["=SUM(A1)", "+4722334455", "+47 22 33 44 55", "-x", "@x", "=1+1"])
+def test_xlsx_formula_like_text_stays_text(tmp_path: Path, text: str) -> None:
+    """Text starting with = + - @ is a string cell, in original and outcome columns alike."""
+    table = excel_table(tmp_path / "t.xlsx", ["Kunde"], [[text]])
+    path = write_outcome(table, outcomes("FAILED", message=text), summary_for(table.path))
+
+    ws = openpyxl.load_workbook(path).worksheets[0]
+    for cell in (ws["A2"], ws["C2"]):
+        assert cell.data_type == "s"
+        assert cell.value == text
+
+
+def test_xlsx_header_is_bold_frozen_and_filtered(tmp_path: Path) -> None:
+    """The header row stays in view and carries a filter over every column."""
+    table = excel_table(tmp_path / "t.xlsx", ["A", "B"], [["x", 1], ["y", 2], ["z", 3]])
+    path = write_outcome(table, outcomes("SUCCEEDED", "FAILED", "PENDING"), summary_for(table.path))
+
+    ws = openpyxl.load_workbook(path).worksheets[0]
+    assert ws.freeze_panes == "A2"
+    assert ws.auto_filter.ref == "A1:H4"
+    assert all(cell.font.b for cell in ws[1])
+
+
+def test_xlsx_status_colours_are_conditional_formats_not_cell_styles(tmp_path: Path) -> None:
+    """One conditional rule per status over the status column; the status cells have no fill."""
+    statuses = [status.value for status in RowStatus]
+    table = excel_table(tmp_path / "t.xlsx", ["Fakturanr"], [[f"F-{i}"] for i in statuses])
+    path = write_outcome(table, outcomes(*statuses), summary_for(table.path))
+
+    ws = openpyxl.load_workbook(path).worksheets[0]
+    ranges = {str(cf.sqref): cf.rules for cf in ws.conditional_formatting}
+    assert list(ranges) == ["B2:B8"]
+    rules = ranges["B2:B8"]
+    assert sorted(rule.formula[0] for rule in rules) == sorted(f'"{s}"' for s in statuses)
+    assert all(rule.type == "cellIs" and rule.operator == "equal" for rule in rules)
+    fills = {rule.formula[0]: rule.dxf.fill.bgColor.rgb for rule in rules}
+    assert fills['"SUCCEEDED"'] != fills['"FAILED"'] == fills['"ERROR"']
+    assert fills['"INVALID"'] == fills['"UNKNOWN"'] != fills['"PENDING"'] != fills['"DUPLICATE"']
+    for row in range(2, 9):
+        assert ws.cell(row, 2).fill.patternType is None
+
+
+def test_xlsx_columns_get_widths_from_their_content(tmp_path: Path) -> None:
+    """A long-text column is wider than a short one, and no column is absurdly wide."""
+    table = excel_table(
+        tmp_path / "t.xlsx", ["N", "Kunde"], [[1, "Aksjeselskapet Langt Navn " * 9]]
+    )
+    path = write_outcome(table, outcomes("SUCCEEDED"), summary_for(table.path))
+
+    ws = openpyxl.load_workbook(path).worksheets[0]
+    assert ws.column_dimensions["A"].width < ws.column_dimensions["B"].width <= 62
+
+
+def test_summary_sheet_has_counts_environment_batches_and_notes(tmp_path: Path) -> None:
+    """Summary lists file, mapping, SANDBOX loudly, all seven counts, total, batches and notes."""
+    table = excel_table(tmp_path / "mars.xlsx", ["Fakturanr"], [["1"], ["2"], ["3"], ["4"]])
+    batch = BatchLine(
+        batch_id="b-77",
+        invoices=3,
+        status="PARTIAL",
+        submitted_at=dt.datetime(2024, 3, 1, 9, 0, 1),
+        finished_at=dt.datetime(2024, 3, 1, 9, 1, 0),
+    )
+    summary = summary_for(table.path, batches=(batch,), notes=("2 rows had no invoice number",))
+    path = write_outcome(table, outcomes("SUCCEEDED", "SUCCEEDED", "FAILED", "DUPLICATE"), summary)
+
+    wb = openpyxl.load_workbook(path)
+    assert wb.sheetnames == ["Ark1", "Summary"]
+    assert wb.active.title == "Ark1"
+    values = summary_values(path)
+    assert any("SANDBOX" in str(key) for key in values)
+    assert values["File"] == "mars.xlsx"
+    assert values["Mapping"] == "norwegian-erp.toml"
+    assert values["Environment"] == "SANDBOX"
+    assert values["Started"] == STARTED
+    assert values["Duration"] == "2 min 5 s"
+    counts = {status.value: values[status.value] for status in RowStatus}
+    assert counts == {
+        "SUCCEEDED": 2,
+        "FAILED": 1,
+        "INVALID": 0,
+        "DUPLICATE": 1,
+        "PENDING": 0,
+        "UNKNOWN": 0,
+        "ERROR": 0,
+    }
+    assert values["Rows total"] == 4
+    rows = sheet_rows(path, "Summary")
+    assert ("b-77", 3, "PARTIAL", batch.submitted_at, batch.finished_at) in rows
+    assert "2 rows had no invoice number" in values
+
+
+def test_summary_of_a_production_run_does_not_say_sandbox(tmp_path: Path) -> None:
+    """Only a sandbox run carries the SANDBOX banner."""
+    table = excel_table(tmp_path / "t.xlsx", ["A"], [["x"]])
+    path = write_outcome(
+        table, outcomes("SUCCEEDED"), summary_for(table.path, environment="production")
+    )
+
+    text = " ".join(str(cell) for row in sheet_rows(path, "Summary") for cell in row)
+    assert "SANDBOX" not in text.upper()
+    assert summary_values(path)["Environment"] == "production"
+
+
+@pytest.mark.parametrize(
+    ("sheet", "expected"), [("Ark1", "Ark1"), (None, "Outcome"), ("Summary", "Outcome")]
+)
+def test_data_sheet_is_first_and_named_like_the_source_sheet(
+    tmp_path: Path, sheet: str | None, expected: str
+) -> None:
+    """The data sheet keeps the source sheet's name unless that clashes with Summary."""
+    table = excel_table(tmp_path / "t.xlsx", ["A"], [["x"]], sheet=sheet)
+    path = write_outcome(table, outcomes("SUCCEEDED"), summary_for(table.path))
+
+    assert openpyxl.load_workbook(path).sheetnames == [expected, "Summary"]
+
+
+def test_xlsx_of_a_table_without_rows_has_header_and_zero_counts(tmp_path: Path) -> None:
+    """An empty sheet still gives a valid outcome: header only, all counts 0."""
+    table = excel_table(tmp_path / "t.xlsx", ["A", "B"], [])
+    path = write_outcome(table, outcomes(), summary_for(table.path))
+
+    assert sheet_rows(path) == [("A", "B", *OUTCOME_COLUMNS)]
+    assert summary_values(path)["Rows total"] == 0
+
+
+# --- CSV -------------------------------------------------------------------------------------
+
+
+def test_csv_round_trips_in_cp1252_with_semicolons(tmp_path: Path) -> None:
+    """Same delimiter and encoding as the input; æøå survive; what cp1252 lacks becomes '?'."""
+    headers = ["Fakturanr", "Kunde", "Beløp"]
+    rows = [
+        ["F-1", "Blåbær Ærø AS", "1 234,50"],
+        ["F-2", "Ola; «Nordmann»", "-100,50"],
+        ["F-3", "Søren 中", "7"],
+    ]
+    table = csv_table(tmp_path / "export.csv", headers, rows, encoding="cp1252", delimiter=";")
+    path = write_outcome(
+        table,
+        outcomes("SUCCEEDED", "FAILED", "PENDING", message="beløp: må være positiv"),
+        summary_for(table.path),
+    )
+
+    assert path == tmp_path / "export.outcome.csv"
+    raw = path.read_bytes()
+    assert "Blåbær Ærø AS".encode("cp1252") in raw
+    with path.open(encoding="cp1252", newline="") as fh:
+        got = list(csv.reader(fh, delimiter=";"))
+    assert got[0] == [*headers, *OUTCOME_COLUMNS]
+    assert [row[:3] for row in got[1:]] == [rows[0], rows[1], ["F-3", "Søren ?", "7"]]
+    assert [row[3] for row in got[1:]] == ["SUCCEEDED", "FAILED", "PENDING"]
+    assert got[2][4] == "beløp: må være positiv"
+    assert got[1][5:] == ["inv-0", "case-0", "1000", "b-1"]
+
+
+def test_csv_keeps_a_utf8_bom_and_tabs(tmp_path: Path) -> None:
+    """A UTF-8-with-BOM, tab-separated input gives the same kind of outcome."""
+    table = csv_table(tmp_path / "e.csv", ["Navn"], [["Åse"]], encoding="utf-8-sig", delimiter="\t")
+    path = write_outcome(table, outcomes("SUCCEEDED"), summary_for(table.path))
+
+    raw = path.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbfNavn\toutcome_status\t")
+    assert "Åse\tSUCCEEDED".encode() in raw
+
+
+@pytest.mark.parametrize(
+    ("original", "written"),
+    [
+        ("=SUM(A1)", "'=SUM(A1)"),
+        ("@x", "'@x"),
+        ("-x", "'-x"),
+        ("+47 22 33 44 55", "'+47 22 33 44 55"),
+        ("-2+3+cmd|' /C calc'!A0", "'-2+3+cmd|' /C calc'!A0"),
+        ("\t=1+1", "'\t=1+1"),
+        ("-100,50", "-100,50"),
+        ("-1 234,50", "-1 234,50"),
+        ("+4722334455", "+4722334455"),
+        ("-1.5e3", "-1.5e3"),
+        ("-", "-"),
+        ("Ola = Kari", "Ola = Kari"),
+        ("", ""),
+    ],
+)
+def test_csv_original_cells_change_only_when_excel_would_run_them(
+    tmp_path: Path, original: str, written: str
+) -> None:
+    """Original columns: formulas get a leading quote; signed numbers and plain text do not."""
+    table = csv_table(tmp_path / "e.csv", ["Felt"], [[original]], encoding="utf-8", delimiter=";")
+    path = write_outcome(table, outcomes("INVALID"), summary_for(table.path))
+
+    with path.open(encoding="utf-8", newline="") as fh:
+        assert list(csv.reader(fh, delimiter=";"))[1][0] == written
+
+
+@pytest.mark.parametrize(
+    ("message", "written"),
+    [
+        ("=HYPERLINK(1)", "'=HYPERLINK(1)"),
+        ("-100", "'-100"),
+        ("+1", "'+1"),
+        ("@a", "'@a"),
+        ("amount: too big", "amount: too big"),
+    ],
+)
+def test_csv_outcome_text_never_starts_a_formula(
+    tmp_path: Path, message: str, written: str
+) -> None:
+    """Outcome columns: anything starting with = + - @ gets a leading quote, numbers included."""
+    table = csv_table(tmp_path / "e.csv", ["Felt"], [["x"]], encoding="utf-8", delimiter=",")
+    path = write_outcome(table, outcomes("FAILED", message=message), summary_for(table.path))
+
+    with path.open(encoding="utf-8", newline="") as fh:
+        assert list(csv.reader(fh))[1][2] == written
+
+
+def test_csv_headers_that_look_like_formulas_are_neutralised(tmp_path: Path) -> None:
+    """A header is original data too: '=x' would be a formula, 'Beløp' stays."""
+    table = csv_table(
+        tmp_path / "e.csv", ["=x", "Beløp"], [["1", "2"]], encoding="utf-8", delimiter=","
+    )
+    path = write_outcome(table, outcomes("FAILED"), summary_for(table.path))
+
+    with path.open(encoding="utf-8", newline="") as fh:
+        assert next(csv.reader(fh))[:2] == ["'=x", "Beløp"]
+
+
+# --- contract and atomicity ------------------------------------------------------------------
+
+
+def test_length_mismatch_is_refused(tmp_path: Path) -> None:
+    """Fewer outcome rows than data rows is a bug: nothing is written."""
+    table = excel_table(tmp_path / "t.xlsx", ["A"], [["x"], ["y"]])
+    with pytest.raises(ValueError, match="1 outcome rows for 2 data rows"):
+        write_outcome(table, outcomes("SUCCEEDED"), summary_for(table.path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_missing_outcome_column_is_refused(tmp_path: Path) -> None:
+    """An outcomes frame without outcome_batch_id is a bug, not a blank column."""
+    table = excel_table(tmp_path / "t.xlsx", ["A"], [["x"]])
+    with pytest.raises(ValueError, match="outcome_batch_id"):
+        write_outcome(
+            table, outcomes("SUCCEEDED").drop(columns="outcome_batch_id"), summary_for(table.path)
+        )
+
+
+def test_existing_outcome_is_replaced_whole_and_no_temp_file_remains(tmp_path: Path) -> None:
+    """A rewrite (PENDING -> SUCCEEDED) replaces the old file; no .tmp is left behind."""
+    table = csv_table(
+        tmp_path / "e.csv", ["A"], [[str(i)] for i in range(50)], encoding="utf-8", delimiter=","
+    )
+    write_outcome(
+        table, outcomes(*["PENDING"] * 50, message="still queued " * 20), summary_for(table.path)
+    )
+    path = write_outcome(table, outcomes(*["SUCCEEDED"] * 50), summary_for(table.path))
+
+    text = path.read_text(encoding="utf-8")
+    assert "PENDING" not in text and "still queued" not in text
+    assert text.count("SUCCEEDED") == 50
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.outcome.csv"]
+
+
+def test_a_failed_write_keeps_the_old_outcome_and_leaves_no_temp_file(tmp_path: Path) -> None:
+    """A crash halfway through writing leaves the previous outcome untouched and no debris."""
+
+    class Unprintable:
+        def __str__(self) -> str:
+            raise RuntimeError("boom")
+
+    good = excel_table(tmp_path / "t.xlsx", ["A"], [["x"], ["y"]])
+    path = write_outcome(good, outcomes("PENDING", "PENDING"), summary_for(good.path))
+    before = path.read_bytes()
+    values = pd.DataFrame({0: ["x", Unprintable()]}, dtype=object)
+    bad = dataclasses.replace(good, values=values)
+
+    with pytest.raises(RuntimeError, match="boom"):
+        write_outcome(bad, outcomes("SUCCEEDED", "SUCCEEDED"), summary_for(bad.path))
+
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.outcome.xlsx"]
+
+
+def test_outcome_is_readable_by_others_on_a_shared_folder(tmp_path: Path) -> None:
+    """The outcome gets the usual umask permissions, not a private temp file's 0600."""
+    old = os.umask(0o022)
+    try:
+        table = excel_table(tmp_path / "t.xlsx", ["A"], [["x"]])
+        path = write_outcome(table, outcomes("SUCCEEDED"), summary_for(table.path))
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
+# --- error outcome ---------------------------------------------------------------------------
+
+
+def test_error_outcome_xlsx_has_one_error_row_and_a_summary(tmp_path: Path) -> None:
+    """An unreadable Excel file gets an xlsx with one ERROR row saying why."""
+    source = tmp_path / "ødelagt.xlsx"
+    message = "ødelagt.xlsx: the file is not a valid Excel workbook; save it again from Excel."
+    path = write_error_outcome(source, message, summary_for(source))
+
+    assert path == tmp_path / "ødelagt.outcome.xlsx"
+    assert sheet_rows(path) == [
+        ("file", *OUTCOME_COLUMNS),
+        ("ødelagt.xlsx", "ERROR", message, None, None, None, None),
+    ]
+    ws = openpyxl.load_workbook(path).worksheets[0]
+    assert [str(cf.sqref) for cf in ws.conditional_formatting] == ["B2"]
+    values = summary_values(path)
+    assert values["ERROR"] == 1 and values["Rows total"] == 1
+
+
+def test_error_outcome_csv_is_utf8_with_bom_and_commas(tmp_path: Path) -> None:
+    """An unreadable CSV gets a CSV Excel opens cleanly: UTF-8 BOM, commas, one ERROR row."""
+    source = tmp_path / "rar.csv"
+    path = write_error_outcome(
+        source, "rar.csv: the file is empty; export it again.", summary_for(source)
+    )
+
+    raw = path.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbffile,outcome_status,")
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        got = list(csv.reader(fh))
+    assert got == [
+        ["file", *OUTCOME_COLUMNS],
+        ["rar.csv", "ERROR", "rar.csv: the file is empty; export it again.", "", "", "", ""],
+    ]
