@@ -1,0 +1,226 @@
+"""Which inbox files are inputs, in what order, and when a file is whole enough to take."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from filedrop.inbox import (
+    Snapshot,
+    StabilityTracker,
+    content_hash,
+    ignore_reason,
+    is_outcome_file,
+    scan,
+    snapshot,
+)
+
+
+class Clock:
+    """A clock that moves only when told."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def touch(path: Path, data: bytes = b"Nr;Navn\n1;Kari\n", *, mtime_s: float | None = None) -> Path:
+    path.write_bytes(data)
+    if mtime_s is not None:
+        os.utime(path, (mtime_s, mtime_s))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("~$fakturaer.xlsx", "Excel lock file"),
+        (".~lock.fakturaer.xlsx#", "LibreOffice lock file"),
+        ("._fakturaer.csv", "macOS resource file"),
+        (".DS_Store", "macOS folder settings"),
+        (".fakturaer.csv", "hidden file"),
+        (".fakturaer.outcome.xlsx.tmp-1234", "hidden file"),
+        ("Thumbs.db", "Windows thumbnail cache"),
+        ("desktop.ini", "Windows folder settings"),
+        ("fakturaer.csv.tmp", "temporary file"),
+        ("fakturaer.TMP", "temporary file"),
+        ("fakturaer.csv.part", "partial upload"),
+        ("fakturaer.csv.filepart", "partial upload"),
+        ("fakturaer.xlsx.crdownload", "partial download"),
+        ("fakturaer.outcome.xlsx", "outcome file"),
+        ("fakturaer.Outcome.CSV", "outcome file"),
+        ("fakturaer.pdf", "not a spreadsheet"),
+        ("fakturaer", "not a spreadsheet"),
+        ("fakturaer.csv.bak", "not a spreadsheet"),
+    ],
+)
+def test_ignore_patterns(name, reason):
+    """Lock, temporary, partial, OS, outcome and other files each say why they are ignored."""
+    assert ignore_reason(Path("/inbox") / name) == reason
+
+
+@pytest.mark.parametrize(
+    "name", ["fakturaer.csv", "FAKTURAER.CSV", "mars.xlsx", "Mars.XLSX", "makro.xlsm", "gammel.Xls"]
+)
+def test_input_suffixes_match_case_insensitively(tmp_path, name):
+    """Any spelling of .csv, .xlsx, .xlsm and .xls is an input candidate."""
+    assert ignore_reason(touch(tmp_path / name)) is None
+
+
+def test_outcome_files_are_recognised():
+    """Only <stem>.outcome.xlsx and <stem>.outcome.csv are outcome files."""
+    assert is_outcome_file(Path("januar.outcome.xlsx"))
+    assert is_outcome_file(Path("januar.OUTCOME.csv"))
+    assert not is_outcome_file(Path("januar.xlsx"))
+    assert not is_outcome_file(Path("outcome.xlsx"))
+
+
+def test_scan_lists_candidates_oldest_first_and_names_what_it_ignores(tmp_path):
+    """Candidates come oldest first (then by name); folders and junk are listed with a reason."""
+    touch(tmp_path / "c.csv", mtime_s=3000)
+    touch(tmp_path / "b.xlsx", mtime_s=1000)
+    touch(tmp_path / "a.csv", mtime_s=2000)
+    touch(tmp_path / "a2.csv", mtime_s=2000)
+    touch(tmp_path / "~$b.xlsx")
+    touch(tmp_path / "a.outcome.csv")
+    (tmp_path / "archive").mkdir()
+    touch(tmp_path / "archive" / "old.csv")
+    (tmp_path / "folder.csv").mkdir()
+    candidates, ignored = scan(tmp_path)
+    assert [p.name for p in candidates] == ["b.xlsx", "a.csv", "a2.csv", "c.csv"]
+    assert [(p.name, why) for p, why in ignored] == [
+        ("a.outcome.csv", "outcome file"),
+        ("archive", "sub-folder"),
+        ("folder.csv", "sub-folder"),
+        ("~$b.xlsx", "Excel lock file"),
+    ]
+
+
+def test_scan_of_an_empty_inbox_is_empty(tmp_path):
+    """Nothing there, nothing found."""
+    assert scan(tmp_path) == ([], [])
+
+
+def test_scan_skips_a_dangling_link(tmp_path):
+    """A link whose file vanished is left out, like a file deleted mid-scan."""
+    (tmp_path / "gone.csv").symlink_to(tmp_path / "nowhere.csv")
+    touch(tmp_path / "here.csv")
+    candidates, _ = scan(tmp_path)
+    assert [p.name for p in candidates] == ["here.csv"]
+
+
+def test_scan_ignores_what_is_not_a_regular_file(tmp_path):
+    """A named pipe called like a spreadsheet is not read (it would block the reader)."""
+    os.mkfifo(tmp_path / "pipe.csv")
+    assert scan(tmp_path) == ([], [(tmp_path / "pipe.csv", "not a regular file")])
+
+
+def test_content_hash_is_stable_and_follows_content(tmp_path):
+    """Same bytes, same hash (whatever the name); other bytes, another hash."""
+    big = os.urandom(3 * 1024 * 1024 + 17)  # spans several 1 MiB chunks
+    a = touch(tmp_path / "a.csv", big)
+    b = touch(tmp_path / "b.csv", big)
+    assert content_hash(a) == content_hash(a) == content_hash(b)
+    assert len(content_hash(a)) == 64
+    touch(b, big + b"x")
+    assert content_hash(b) != content_hash(a)
+    empty = touch(tmp_path / "e.csv", b"")
+    assert content_hash(empty) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+
+def test_snapshot_is_none_for_a_missing_file(tmp_path):
+    """A vanished file has no snapshot."""
+    path = touch(tmp_path / "a.csv", b"12345", mtime_s=2000)
+    assert snapshot(path) == Snapshot(size=5, mtime_ns=2000 * 10**9)
+    assert snapshot(tmp_path / "gone.csv") is None
+
+
+def test_file_is_ready_only_after_the_window_unchanged(tmp_path):
+    """Ready once size and mtime have not changed for the whole window."""
+    clock = Clock()
+    tracker = StabilityTracker(window_s=5.0, clock=clock)
+    path = touch(tmp_path / "a.csv")
+    assert not tracker.is_ready(path)
+    clock.now += 4.9
+    assert not tracker.is_ready(path)
+    clock.now += 0.1
+    assert tracker.is_ready(path)
+
+
+def test_a_growing_file_restarts_the_window(tmp_path):
+    """Each change of size (an upload still going) starts the window again."""
+    clock = Clock()
+    tracker = StabilityTracker(window_s=5.0, clock=clock)
+    path = touch(tmp_path / "a.csv", b"Nr;Navn\n", mtime_s=2000)
+    assert not tracker.is_ready(path)
+    clock.now += 4
+    touch(path, b"Nr;Navn\n1;Kari\n", mtime_s=2000)  # same mtime: the size alone tells
+    assert not tracker.is_ready(path)
+    clock.now += 4
+    assert not tracker.is_ready(path)
+    clock.now += 1
+    assert tracker.is_ready(path)
+
+
+def test_a_touched_file_restarts_the_window(tmp_path):
+    """A new mtime with the same size (rewritten in place) also starts the window again."""
+    clock = Clock()
+    tracker = StabilityTracker(window_s=5.0, clock=clock)
+    path = touch(tmp_path / "a.csv", mtime_s=2000)
+    assert not tracker.is_ready(path)
+    clock.now += 4
+    os.utime(path, (2001, 2001))
+    assert not tracker.is_ready(path)
+    clock.now += 4
+    assert not tracker.is_ready(path)
+    clock.now += 1
+    assert tracker.is_ready(path)
+
+
+def test_an_empty_file_is_never_ready(tmp_path):
+    """Zero bytes is not a file yet, however long it waits."""
+    clock = Clock()
+    tracker = StabilityTracker(window_s=5.0, clock=clock)
+    path = touch(tmp_path / "a.csv", b"")
+    assert not tracker.is_ready(path)
+    clock.now += 3600
+    assert not tracker.is_ready(path)
+    assert not StabilityTracker(window_s=0, clock=clock).is_ready(path)
+
+
+def test_zero_window_is_ready_at_once(tmp_path):
+    """With no window a non-empty file that opens is ready on first sight."""
+    tracker = StabilityTracker(window_s=0, clock=Clock())
+    assert tracker.is_ready(touch(tmp_path / "a.csv"))
+
+
+def test_something_that_does_not_open_is_not_ready(tmp_path):
+    """Stable and non-empty is not enough: it must also open for reading (a folder does not)."""
+    folder = tmp_path / "a.csv"
+    folder.mkdir()
+    touch(folder / "inside.csv")
+    assert snapshot(folder) is not None
+    assert not StabilityTracker(window_s=0, clock=Clock()).is_ready(folder)
+
+
+def test_forget_and_vanish_start_over(tmp_path):
+    """After forget, or after the file vanished and came back, the window starts again."""
+    clock = Clock()
+    tracker = StabilityTracker(window_s=5.0, clock=clock)
+    path = touch(tmp_path / "a.csv", mtime_s=2000)
+    assert not tracker.is_ready(path)
+    clock.now += 5
+    tracker.forget(path)
+    assert not tracker.is_ready(path)
+    clock.now += 5
+    assert tracker.is_ready(path)
+    path.unlink()
+    assert not tracker.is_ready(path)
+    touch(path, mtime_s=2000)
+    assert not tracker.is_ready(path)
+    clock.now += 5
+    assert tracker.is_ready(path)

@@ -1,0 +1,504 @@
+"""Reading real-looking CSV and Excel exports: cells as the user sees them, rows as numbered."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+from pathlib import Path
+
+import openpyxl
+import pytest
+import xlsxwriter
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from filedrop.errors import ReadError
+from filedrop.read import ReadOptions, read_table
+
+HEADERS = ["Fakturanr", "Navn", "Beløp", "Postnr"]
+
+
+def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def rows(table) -> list[list[str]]:
+    return table.cells.to_numpy().tolist()
+
+
+# --- CSV ------------------------------------------------------------------------------------------
+
+
+def test_cp1252_semicolon_csv_keeps_norwegian_letters_and_decimal_commas(tmp_path):
+    """A cp1252 export with ; and decimal commas is detected and every cell stays as typed."""
+    path = write(
+        tmp_path / "fakturaer.csv",
+        "Fakturanr;Navn;Beløp;Postnr\r\n"
+        "1001;Ærlig Øystein Ås;4500,50;0155\r\n"
+        "1002;Bjørn Dæhlie;1 234,00;0156\r\n",
+        "cp1252",
+    )
+    table = read_table(path)
+    assert table.info.kind == "csv"
+    assert table.info.encoding == "cp1252"
+    assert table.info.delimiter == ";"
+    assert table.headers == HEADERS
+    assert rows(table) == [
+        ["1001", "Ærlig Øystein Ås", "4500,50", "0155"],
+        ["1002", "Bjørn Dæhlie", "1 234,00", "0156"],
+    ]
+    assert table.row_numbers.tolist() == [2, 3]
+    assert table.values is table.cells
+
+
+def test_utf8_bom_is_detected_and_not_part_of_the_first_header(tmp_path):
+    """A UTF-8 file with a BOM (Excel's "CSV UTF-8") reads with a clean first header."""
+    path = tmp_path / "bom.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + "Fakturanr,Navn\n1,Åse\n".encode())
+    table = read_table(path)
+    assert table.info.encoding == "utf-8-sig"
+    assert table.headers == ["Fakturanr", "Navn"]
+    assert rows(table) == [["1", "Åse"]]
+
+
+def test_plain_utf8_is_preferred_over_cp1252(tmp_path):
+    """Valid UTF-8 is read as UTF-8, so æøå are not turned into mojibake."""
+    table = read_table(write(tmp_path / "u.csv", "Navn;By\nÆrlig;Tromsø\n"))
+    assert table.info.encoding == "utf-8"
+    assert rows(table) == [["Ærlig", "Tromsø"]]
+
+
+def test_latin1_bytes_outside_cp1252_still_read(tmp_path):
+    """A byte cp1252 leaves undefined does not make the file unreadable (ISO-8859-1 then)."""
+    path = tmp_path / "l.csv"
+    path.write_bytes(b"Navn;Kode\n\xc5se;\x81\n")
+    table = read_table(path)
+    assert table.info.encoding == "latin-1"
+    assert rows(table) == [["Åse", "\x81"]]
+
+
+@pytest.mark.parametrize("delimiter", [",", "\t", "|", ";"])
+def test_delimiter_is_detected(tmp_path, delimiter):
+    """Comma, tab, pipe and semicolon files are split on the right character."""
+    lines = [HEADERS, ["1001", "Kari Nordmann", "4500.50", "0155"], ["1002", "Ola", "12", "5003"]]
+    path = write(tmp_path / "d.csv", "".join(delimiter.join(r) + "\n" for r in lines))
+    table = read_table(path)
+    assert table.info.delimiter == delimiter
+    assert table.headers == HEADERS
+    assert rows(table) == lines[1:]
+
+
+def test_decimal_commas_do_not_fool_the_delimiter_sniffer(tmp_path):
+    """Every data line has two commas, the header none: ; still wins."""
+    path = write(tmp_path / "s.csv", "Nr;Beløp;Gebyr\n1;10,50;2,00\n2;3,25;0,50\n3;9,99;1,10\n")
+    table = read_table(path)
+    assert table.info.delimiter == ";"
+    assert rows(table)[0] == ["1", "10,50", "2,00"]
+
+
+def test_quoted_commas_do_not_fool_the_delimiter_sniffer(tmp_path):
+    """A comma file whose quoted amounts hold commas is still a comma file."""
+    path = write(tmp_path / "q.csv", 'Nr,Beløp,Navn\n1,"10,50",Kari\n2,"3,25","Nordmann, Ola"\n')
+    table = read_table(path)
+    assert table.info.delimiter == ","
+    assert rows(table) == [["1", "10,50", "Kari"], ["2", "3,25", "Nordmann, Ola"]]
+
+
+def test_leading_zeros_and_long_ids_stay_text(tmp_path):
+    """0155 stays 0155, an 11-digit id is not a float, and NA-like words stay words."""
+    path = write(
+        tmp_path / "z.csv", "Postnr;Fødselsnr;Kommentar\n0155;01017012345;NA\n0001;;null\n"
+    )
+    table = read_table(path)
+    assert rows(table) == [["0155", "01017012345", "NA"], ["0001", "", "null"]]
+    assert all(isinstance(v, str) for v in table.cells.to_numpy().ravel())
+
+
+def test_quoted_newlines_and_blank_lines_keep_physical_line_numbers(tmp_path):
+    """Row numbers are the line where each record starts, as a text editor counts them."""
+    text = (
+        "Fakturanr;Adresse;Beløp\n"  # 1
+        '1001;"Storgata 1\nOppgang B";10\n'  # 2-3
+        "\n"  # 4 (blank, dropped)
+        "1002;Kirkeveien 2;20\n"  # 5
+        '1003;"a\n\nb\nc";30\n'  # 6-9
+        "1004;Bygdøy allé 3;40\n"  # 10
+        ";;\n"  # 11 (only delimiters, dropped)
+        "1005;Slutt;50"  # 12, no final newline
+    )
+    table = read_table(write(tmp_path / "n.csv", text))
+    assert table.row_numbers.tolist() == [2, 5, 6, 10, 12]
+    assert table.cells[0].tolist() == ["1001", "1002", "1003", "1004", "1005"]
+    assert table.cells[1].tolist()[0] == "Storgata 1\nOppgang B"
+
+
+def test_crlf_file_with_quoted_newline_keeps_line_numbers(tmp_path):
+    """Windows line ends (also inside a quoted cell) count as one line each."""
+    text = 'Nr;Tekst\r\n1;"to\r\nlinjer"\r\n2;en\r\n'
+    table = read_table(write(tmp_path / "crlf.csv", text))
+    assert table.row_numbers.tolist() == [2, 4]
+    assert table.cells[0].tolist() == ["1", "2"]
+
+
+def test_old_mac_line_ends_are_lines(tmp_path):
+    """Lone carriage returns end lines too."""
+    table = read_table(write(tmp_path / "mac.csv", "Nr;Navn\r1;Kari\r2;Ola\r"))
+    assert rows(table) == [["1", "Kari"], ["2", "Ola"]]
+    assert table.row_numbers.tolist() == [2, 3]
+
+
+def test_title_lines_above_the_csv_header_are_skipped(tmp_path):
+    """A report title and a blank line above the header do not become headers or data."""
+    text = (
+        "Åpne fakturaer per 01.03.2024;;;\n;;;\nFakturanr;Navn;Beløp;Postnr\n1001;Kari;10,00;0155\n"
+    )
+    table = read_table(write(tmp_path / "t.csv", text))
+    assert table.info.header_row == 3
+    assert table.headers == HEADERS
+    assert table.row_numbers.tolist() == [4]
+
+
+def test_expected_headers_find_the_header_below_a_wide_title_block(tmp_path):
+    """When the title block is as wide as the table, the mapping's headers decide."""
+    text = "Firma;AS;Rapport;Mars\nFakturanr;Navn;Beløp;Postnr\n1001;Kari;10,00;0155\n"
+    path = write(tmp_path / "w.csv", text)
+    assert read_table(path).headers == ["Firma", "AS", "Rapport", "Mars"]
+    options = ReadOptions(expected_headers=("fakturanr", "BELØP"))
+    table = read_table(path, options)
+    assert table.headers == HEADERS
+    assert table.info.header_row == 2
+
+
+def test_header_row_encoding_and_delimiter_can_be_set(tmp_path):
+    """Settings from the mapping override detection."""
+    text = "ignore me\nA|B\n1|2\n"
+    table = read_table(
+        write(tmp_path / "o.csv", text, "utf-16"),
+        ReadOptions(header_row=2, encoding="utf-16", delimiter="|"),
+    )
+    assert table.headers == ["A", "B"]
+    assert rows(table) == [["1", "2"]]
+    assert table.row_numbers.tolist() == [3]
+    assert (table.info.encoding, table.info.delimiter, table.info.header_row) == ("utf-16", "|", 2)
+
+
+def test_trailing_delimiters_and_short_rows_are_tolerated(tmp_path):
+    """Data lines ending in an extra ; and short lines read; the empty extra column is dropped."""
+    text = "Nr;Navn;By\n1;Kari;Oslo;\n2;Ola\n3;Per;Bergen;\n"
+    table = read_table(write(tmp_path / "r.csv", text))
+    assert table.headers == ["Nr", "Navn", "By"]
+    assert rows(table) == [["1", "Kari", "Oslo"], ["2", "Ola", ""], ["3", "Per", "Bergen"]]
+    assert table.row_numbers.tolist() == [2, 3, 4]
+
+
+def test_a_line_with_too_many_values_names_the_line(tmp_path):
+    """A row with an unquoted delimiter in a value is refused with its line number."""
+    text = "Nr;Adresse;By\n1;Storgata 1;Oslo\n\n2;Kirkeveien 2; 3. etg;Bergen\n"
+    with pytest.raises(ReadError) as err:
+        read_table(write(tmp_path / "x.csv", text))
+    assert str(err.value) == (
+        f"{tmp_path / 'x.csv'}: line 4 has 4 fields but the header (line 1) has 3; a value "
+        'probably holds an unquoted ";", quote it or fix the line'
+    )
+
+
+def test_a_quote_never_closed_names_its_line(tmp_path):
+    """An unclosed quote would swallow the rest of the file; it is refused, naming the line."""
+    text = 'Nr;Navn\n1;Kari\n2;"Ola\n3;Per\n4;Åse\n'
+    with pytest.raises(ReadError) as err:
+        read_table(write(tmp_path / "q.csv", text))
+    assert str(err.value) == (
+        f'{tmp_path / "q.csv"}: line 3 opens a quoted value (") that is never closed; '
+        "fix the quotes"
+    )
+
+
+def test_an_unclosed_quote_after_ragged_rows_is_still_found(tmp_path):
+    """Tolerated trailing delimiters do not hide an unclosed quote further down."""
+    text = 'Nr;Navn\n1;Kari;\n2;"Ola\n3;Per\n'
+    with pytest.raises(ReadError, match=r"line 3 opens a quoted value"):
+        read_table(write(tmp_path / "q.csv", text))
+
+
+def test_single_column_csv_reads(tmp_path):
+    """A file with one column and no delimiter at all is one column."""
+    table = read_table(write(tmp_path / "one.csv", "Fakturanr\n1001\n1002\n"))
+    assert table.headers == ["Fakturanr"]
+    assert rows(table) == [["1001"], ["1002"]]
+
+
+@st.composite
+def csv_files(draw):
+    """Random small tables with quotes, delimiters, newlines and blank lines in odd places."""
+    width = draw(st.integers(1, 4))
+    text_cell = st.text(alphabet="ab ;,\n\"'æ", max_size=6)
+    n_rows = draw(st.integers(1, 6))
+    table = [[f"h{j}" for j in range(width)]]
+    table += [[draw(text_cell) for _ in range(width)] for _ in range(n_rows)]
+    blanks = [draw(st.integers(0, 2)) for _ in table]
+    return table, blanks
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(csv_files())
+def test_any_csv_round_trips_with_exact_line_numbers(tmp_path, sample):
+    """Whatever the cells hold, each non-empty row comes back with the line it starts on."""
+    table, blanks = sample
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=";", lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+    expected_rows, expected_lines = [], []
+    line = 1
+    for i, row in enumerate(table):
+        buffer = io.StringIO()
+        csv.writer(buffer, delimiter=";", lineterminator="\n").writerow(row)
+        if i and any(c.strip() for c in row):
+            expected_rows.append(row)
+            expected_lines.append(line)
+        writer.writerow(row)
+        line += buffer.getvalue().count("\n")
+        if i:  # blank lines between data rows
+            out.write("\n" * blanks[i])
+            line += blanks[i]
+    path = tmp_path / "h.csv"
+    path.write_text(out.getvalue(), encoding="utf-8")
+    if not expected_rows:
+        with pytest.raises(ReadError):
+            read_table(path, ReadOptions(delimiter=";", header_row=1))
+        return
+    result = read_table(path, ReadOptions(delimiter=";", header_row=1))
+    assert result.row_numbers.tolist() == expected_lines
+    assert rows(result) == expected_rows
+
+
+# --- Excel ----------------------------------------------------------------------------------------
+
+
+def make_invoice_workbook(path: Path) -> Path:
+    """A report-like sheet: title in B2, blank row, header on row 4 from column B, real dates."""
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.title = "Fakturaer"
+    ws["B2"] = "Åpne fakturaer per 01.03.2024"
+    for col, header in enumerate(["Fakturanr", "Fakturadato", "Beløp", "Fødselsnr", "Postnr"], 2):
+        ws.cell(row=4, column=col, value=header)
+    ws.append([None, 1001, dt.date(2024, 1, 15), 4500.5, 12345678901, "0155"])  # row 5
+    ws.append([None, "1002", dt.datetime(2024, 1, 16, 13, 45, 0), 155.0, None, 155])  # row 6
+    ws.append([])  # row 7: blank, dropped
+    ws.append([None, 1003, dt.datetime(2024, 1, 17), 0.1 + 0.2, None, True])  # row 8
+    ws["H20"] = None  # styled-looking but empty: nothing to read
+    ws["H20"].number_format = "0.00"
+    other = wb.create_sheet("Kunder")
+    other.append(["Kundenr", "Navn"])
+    other.append(["K1", "Åse"])
+    other.append(["K2", "Øyvind"])
+    wb.save(path)
+    return path
+
+
+def test_excel_title_line_dates_numbers_and_row_numbers(tmp_path):
+    """Header found below the title; dates, 11-digit ids and numbers render as Excel shows them."""
+    table = read_table(make_invoice_workbook(tmp_path / "fakturaer.xlsx"))
+    assert table.info.kind == "excel"
+    assert table.info.sheet == "Fakturaer"
+    assert table.info.header_row == 4
+    assert table.headers == ["Fakturanr", "Fakturadato", "Beløp", "Fødselsnr", "Postnr"]
+    assert rows(table) == [
+        ["1001", "2024-01-15", "4500.5", "12345678901", "0155"],
+        ["1002", "2024-01-16 13:45:00", "155", "", "155"],
+        ["1003", "2024-01-17", "0.3", "", "TRUE"],
+    ]
+    assert table.row_numbers.tolist() == [5, 6, 8]
+
+
+def test_excel_values_keep_numbers_and_dates(tmp_path):
+    """The typed values stay numbers and dates, with None for empty cells."""
+    table = read_table(make_invoice_workbook(tmp_path / "v.xlsx"))
+    first = table.values.iloc[0].tolist()
+    assert first[0] == 1001
+    assert first[1] in (dt.date(2024, 1, 15), dt.datetime(2024, 1, 15))
+    assert first[2] == 4500.5
+    assert first[4] == "0155"
+    assert table.values.iloc[1, 3] is None
+    assert table.values.shape == table.cells.shape
+
+
+@pytest.mark.parametrize("sheet", ["Kunder", "kunder", 1])
+def test_excel_other_sheet_by_name_or_position(tmp_path, sheet):
+    """A sheet is chosen by name (case ignored if unambiguous) or by 0-based position."""
+    table = read_table(make_invoice_workbook(tmp_path / "s.xlsx"), ReadOptions(sheet=sheet))
+    assert table.info.sheet == "Kunder"
+    assert table.headers == ["Kundenr", "Navn"]
+    assert rows(table) == [["K1", "Åse"], ["K2", "Øyvind"]]
+    assert table.row_numbers.tolist() == [2, 3]
+
+
+@pytest.mark.parametrize(
+    ("sheet", "detail"),
+    [
+        ("Januar", 'there is no sheet "Januar"; the sheets are "Fakturaer", "Kunder"'),
+        (
+            2,
+            "there is no sheet at position 2 (counting from 0); "
+            'the sheets are "Fakturaer", "Kunder"',
+        ),
+    ],
+)
+def test_missing_sheet_lists_the_sheets(tmp_path, sheet, detail):
+    """Asking for a sheet that is not there names the sheets that are."""
+    path = make_invoice_workbook(tmp_path / "m.xlsx")
+    with pytest.raises(ReadError) as err:
+        read_table(path, ReadOptions(sheet=sheet))
+    assert str(err.value) == f"{path}: {detail}"
+
+
+def test_excel_header_row_can_be_set(tmp_path):
+    """header_row (an Excel row number) overrides detection."""
+    path = make_invoice_workbook(tmp_path / "h.xlsx")
+    table = read_table(path, ReadOptions(header_row=5))
+    assert table.headers == ["1001", "2024-01-15", "4500.5", "12345678901", "0155"]
+    assert table.row_numbers.tolist() == [6, 8]
+
+
+def test_excel_expected_headers_pick_the_header_row(tmp_path):
+    """The mapping's headers, compared ignoring case and spaces, find the header row."""
+    path = tmp_path / "e.xlsx"
+    with xlsxwriter.Workbook(path) as wb:
+        ws = wb.add_worksheet("Ark1")
+        ws.write_row(0, 0, ["Kunde", "Periode", "Utskrevet"])
+        ws.write_row(1, 0, ["Faktura nr", "Beløp", "Kommentar"])
+        ws.write_row(2, 0, ["7", 100, "ok"])
+    table = read_table(path, ReadOptions(expected_headers=("fakturanr", "beløp")))
+    assert table.info.header_row == 2
+    assert rows(table) == [["7", "100", "ok"]]
+
+
+def test_excel_trailing_empty_rows_and_columns_are_ignored(tmp_path):
+    """Formatted but empty cells right of and below the data add no columns or rows."""
+    path = tmp_path / "t.xlsx"
+    with xlsxwriter.Workbook(path) as wb:
+        ws = wb.add_worksheet()
+        fmt = wb.add_format({"bold": True})
+        ws.write_row(0, 0, ["Nr", "Navn", ""])
+        ws.write_row(1, 0, [1, "Kari"])
+        ws.write_row(2, 0, [2, "Ola"])
+        for r in range(5):
+            ws.write_blank(r, 6, None, fmt)
+        ws.write_blank(40, 0, None, fmt)
+        ws.write_string(3, 1, "   ")  # a cell of spaces only: its row counts as empty
+    table = read_table(path)
+    assert table.headers == ["Nr", "Navn"]
+    assert rows(table) == [["1", "Kari"], ["2", "Ola"]]
+    assert table.row_numbers.tolist() == [2, 3]
+
+
+def test_xlsm_and_xlsx_named_xls_are_read(tmp_path):
+    """Macro workbooks read like xlsx; an xlsx saved with an .xls name is recognised by content."""
+    source = make_invoice_workbook(tmp_path / "a.xlsx")
+    for name in ("b.xlsm", "c.XLS"):
+        target = tmp_path / name
+        target.write_bytes(source.read_bytes())
+        assert read_table(target).headers[0] == "Fakturanr"
+
+
+# --- unreadable files -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "detail"),
+    [
+        ("empty.csv", b"", "the file is empty; export it again"),
+        ("blank.csv", b"\n \r\n", "the file is empty; export it again"),
+        ("empty.xlsx", b"", "the file is empty (0 bytes); export it again"),
+        (
+            "garbage.xlsx",
+            bytes(range(256)) * 8,
+            "the file is not a readable Excel workbook (damaged, or not Excel); "
+            "open and save it again",
+        ),
+        (
+            "text.xlsx",
+            b"Nr;Navn\n1;Kari\n",
+            "the file is text, not an Excel workbook; if it is CSV, rename it to .csv",
+        ),
+        (
+            "locked.xlsx",
+            b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 600,
+            "the file is password-protected or damaged; save a copy without a password",
+        ),
+        (
+            "header-only.csv",
+            b"Nr;Navn\n\n;\n",
+            "the file has a header on line 1 but no data rows below it",
+        ),
+        (
+            "zip.csv",
+            b"PK\x03\x04rest",
+            "the file is an Excel workbook named .csv; rename it to .xlsx",
+        ),
+        (
+            "invoices.txt",
+            b"Nr;Navn\n1;Kari\n",
+            '".txt" is not a file type filedrop reads; save it as .csv, .xlsx, .xlsm or .xls',
+        ),
+    ],
+)
+def test_unreadable_file_gives_one_clear_sentence(tmp_path, name, content, detail):
+    """Empty, garbage, text-as-xlsx, encrypted, header-only and odd files name what is wrong."""
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(ReadError) as err:
+        read_table(path)
+    assert str(err.value) == f"{path}: {detail}"
+
+
+def test_header_only_workbook_is_refused(tmp_path):
+    """A sheet with headers and no data rows is an error, not an empty success."""
+    path = tmp_path / "h.xlsx"
+    with xlsxwriter.Workbook(path) as wb:
+        wb.add_worksheet("Ark1").write_row(2, 0, ["Nr", "Navn"])
+    with pytest.raises(ReadError) as err:
+        read_table(path)
+    assert str(err.value) == (
+        f'{path}: sheet "Ark1" has a header on row 3 but no data rows below it'
+    )
+
+
+def test_empty_sheet_is_refused(tmp_path):
+    """An empty first sheet says so and suggests choosing another."""
+    path = tmp_path / "e.xlsx"
+    with xlsxwriter.Workbook(path) as wb:
+        wb.add_worksheet("Tom")
+        wb.add_worksheet("Data").write_row(0, 0, ["Nr"])
+    with pytest.raises(ReadError) as err:
+        read_table(path)
+    assert str(err.value) == f'{path}: sheet "Tom" is empty; choose the sheet with the data'
+
+
+def test_missing_file_is_a_read_error(tmp_path):
+    """A file that is gone is reported, not raised as an OSError."""
+    with pytest.raises(ReadError, match="cannot be read"):
+        read_table(tmp_path / "gone.csv")
+
+
+def test_wrong_encoding_setting_is_reported(tmp_path):
+    """An encoding set in the mapping that does not fit the bytes is one sentence."""
+    path = write(tmp_path / "enc.csv", "Navn\nÅse\n", "cp1252")
+    with pytest.raises(ReadError, match="is not valid utf-8 text"):
+        read_table(path, ReadOptions(encoding="utf-8"))
+    with pytest.raises(ReadError, match='encoding "klingon" is not known'):
+        read_table(path, ReadOptions(encoding="klingon"))
+
+
+def test_no_header_found_is_reported(tmp_path):
+    """A file of numbers only has no header row; the message says how to set one."""
+    path = write(tmp_path / "n.csv", "1;2;3\n4;5;6\n")
+    with pytest.raises(ReadError) as err:
+        read_table(path)
+    assert str(err.value) == (
+        f"{path}: no header row found in the first 30 lines (expected a line of column names); "
+        "set header_row in the mapping"
+    )
