@@ -1,0 +1,701 @@
+"""Amili collection API client: token, create invoices, poll batches (amili-api.md).
+
+It knows nothing of spreadsheets. Its errors answer the one question the pipeline must ask after a
+POST fails: could Amili have received these invoices? After `AuthError`, `ApiError` or
+`ApiUnavailable` certainly not; after `AmbiguousSubmission` maybe, so the rows become UNKNOWN and
+are never resent automatically.
+
+Retries are one explicit loop rather than urllib3's ``Retry``: the rules differ for a POST whose
+fate is unknown, ``Retry-After`` must be honoured for POST too, and sleeping must be injectable so
+that tests take milliseconds. urllib3 is left with retries off.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import importlib.metadata
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC
+from typing import Any, Self
+from urllib.parse import quote, urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+from urllib3.util.retry import Retry
+
+from filedrop.errors import ConfigError, FiledropError
+
+log = logging.getLogger("filedrop.client")
+
+TERMINAL_STATUSES = frozenset({"SUCCESS", "PARTIAL", "FAILED"})
+_RETRY_LATER = frozenset({429, 503})  # the server says it did not process the request
+_POOL_SIZE = 16
+_EXCERPT_CHARS = 200
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+# ---------------------------------------------------------------------------------------- errors
+
+
+class AuthError(FiledropError):
+    """Amili refused the credentials, or a freshly issued token; nothing was processed."""
+
+    def __init__(self, *, where: str, status: int, client_id: str, detail: str = "") -> None:
+        super().__init__(where, status)
+        self.where = where
+        self.status = status
+        self.client_id = client_id
+        self.detail = detail
+
+    def __str__(self) -> str:
+        detail = f", {self.detail}" if self.detail else ""
+        return (
+            f"Amili refused the credentials of client id {self.client_id!r} "
+            f"(HTTP {self.status} on {self.where}{detail}); check FILEDROP_CLIENT_ID and "
+            "FILEDROP_CLIENT_SECRET (or FILEDROP_CLIENT_SECRET_FILE). Nothing was sent."
+        )
+
+
+class ApiError(FiledropError):
+    """Amili answered with a definite HTTP error; the request was not processed."""
+
+    def __init__(self, method: str, path: str, status: int, excerpt: str) -> None:
+        super().__init__(method, path, status, excerpt)
+        self.method = method
+        self.path = path
+        self.status = status
+        self.excerpt = excerpt
+
+    def __str__(self) -> str:
+        body = f": {self.excerpt!r}" if self.excerpt else ""
+        return (
+            f"Amili answered {self.method} {self.path} with HTTP {self.status}{body}; "
+            f"it did not process the request, {_hint(self.status, self.path)}."
+        )
+
+
+class ApiUnavailable(FiledropError):  # noqa: N818 - the name the pipeline uses
+    """Amili could not be reached, or kept saying "later"; nothing was processed."""
+
+    def __init__(self, *, where: str, reason: str, attempts: int) -> None:
+        super().__init__(where, reason, attempts)
+        self.where = where
+        self.reason = reason
+        self.attempts = attempts
+
+    def __str__(self) -> str:
+        tries = "1 attempt" if self.attempts == 1 else f"{self.attempts} attempts"
+        return (
+            f"Amili was not available for {self.where} ({self.reason}) after {tries}; "
+            "nothing was processed, so try again later."
+        )
+
+
+class AmbiguousSubmission(FiledropError):  # noqa: N818 - the name the pipeline uses
+    """A POST may or may not have reached Amili; it is never resent automatically."""
+
+    def __init__(self, *, method: str, path: str, reason: str) -> None:
+        super().__init__(method, path, reason)
+        self.method = method
+        self.path = path
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return (
+            f"{self.method} {self.path}: {self.reason} after the request was sent, so whether "
+            "Amili received it cannot be told; it was not resent, so check in Amili whether "
+            "these invoice numbers have cases before sending them again."
+        )
+
+
+def _hint(status: int, path: str) -> str:
+    """What to do about a definite HTTP error, as far as the status tells."""
+    if path.endswith("/token"):
+        return "check the auth base URL (FILEDROP_ENV or FILEDROP_AUTH_URL)"
+    if status == 403:
+        return "check that the client may use this organisation (FILEDROP_ORG_ID)"
+    if status == 404 and "/batches/" in path:
+        return "Amili does not know this batch id"
+    if status in (404, 405):
+        return "check FILEDROP_ORG_ID and the API base URL (FILEDROP_ENV or FILEDROP_API_URL)"
+    if 300 <= status < 400:
+        return "check the base URLs (FILEDROP_ENV, FILEDROP_AUTH_URL, FILEDROP_API_URL)"
+    return "fix what the answer names and send again"
+
+
+# ------------------------------------------------------------------------------------ data types
+
+
+@dataclass(frozen=True, kw_only=True)
+class Credentials:
+    """Client id and secret issued by Amili; the secret never shows in repr or str."""
+
+    client_id: str
+    client_secret: str = field(repr=False)
+
+    def __str__(self) -> str:
+        return f"client id {self.client_id!r}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PollSchedule:
+    """How long to wait between polls of a batch: the guide's 1 s doubling to 30 s, for 5 min."""
+
+    initial_s: float = 1.0
+    factor: float = 2.0
+    max_interval_s: float = 30.0
+    timeout_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        if not (self.initial_s > 0 and self.factor >= 1 and self.max_interval_s > 0):
+            msg = "poll schedule needs initial_s > 0, factor >= 1 and max_interval_s > 0"
+            raise ValueError(msg)
+        if not self.timeout_s >= 0:
+            msg = "poll schedule needs timeout_s >= 0"
+            raise ValueError(msg)
+
+    def delays(self) -> Iterator[float]:
+        """Waits before each poll (1, 2, 4, 8, 16, 30, 30 ...) while their sum <= timeout_s."""
+        total_s = 0.0
+        next_s = self.initial_s
+        while True:
+            delay_s = min(next_s, self.max_interval_s)
+            if total_s + delay_s > self.timeout_s + 1e-9:
+                return
+            total_s += delay_s
+            yield delay_s
+            next_s *= self.factor
+
+
+@dataclass(frozen=True)
+class SucceededInvoice:
+    """An invoice Amili turned into a collection case."""
+
+    invoice_id: str
+    invoice_number: str
+    case_id: str
+    case_number: str
+
+
+@dataclass(frozen=True)
+class FailedInvoice:
+    """An invoice Amili rejected, with its reasons as Amili words them."""
+
+    invoice_number: str
+    errors: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """One reading of a batch; ``succeeded``/``failed`` are empty while it is QUEUED."""
+
+    batch_id: str
+    status: str
+    created_at: str | None
+    finished_at: str | None
+    succeeded: tuple[SucceededInvoice, ...]
+    failed: tuple[FailedInvoice, ...]
+
+    @property
+    def terminal(self) -> bool:
+        """True once the batch is SUCCESS, PARTIAL or FAILED; any other status means poll again."""
+        return self.status in TERMINAL_STATUSES
+
+
+@dataclass(frozen=True)
+class StillPending:
+    """`wait` gave up waiting, not on the batch: poll ``batch_id`` again later."""
+
+    batch_id: str
+    waited_s: float
+    last: BatchResult | None
+
+
+# ---------------------------------------------------------------------------------------- client
+
+
+@dataclass(frozen=True)
+class _Again:
+    """Why one attempt deserves another: a transient failure, or a 401 to renew the token for."""
+
+    reason: str
+    retry_after_s: float | None = None
+    renew_token: bool = False
+
+
+def default_user_agent() -> str:
+    """``filedrop/<version>``, so Amili can tell who calls (and which release)."""
+    try:
+        version = importlib.metadata.version("filedrop")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    return f"filedrop/{version} python-requests/{requests.__version__}"
+
+
+class AmiliClient:
+    """Talks to Amili's collection API; safe to share between threads (one token, one pool).
+
+    Every request has a connect and a read timeout. A ``429``/``503`` is retried (POST too)
+    after ``Retry-After`` (capped at ``retry_after_max_s``) or an exponential backoff from
+    ``backoff_initial_s``; other 5xx, lost connections and read timeouts are retried for GET
+    only; a failed connect is retried for both, since nothing was sent. ``max_retries`` counts
+    retries after the first attempt. The token renewal after a ``401`` is not one of them.
+    """
+
+    def __init__(
+        self,
+        *,
+        auth_url: str,
+        api_url: str,
+        credentials: Credentials,
+        connect_timeout_s: float = 5.0,
+        read_timeout_s: float = 30.0,
+        token_margin_s: float = 60.0,
+        max_retries: int = 5,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        user_agent: str | None = None,
+        backoff_initial_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+        retry_after_max_s: float = 60.0,
+    ) -> None:
+        self._auth_url = _base_url(auth_url, setting="FILEDROP_AUTH_URL")
+        self._api_url = _base_url(api_url, setting="FILEDROP_API_URL")
+        self._credentials = credentials
+        self._timeouts = (connect_timeout_s, read_timeout_s)
+        self._token_margin_s = token_margin_s
+        self._max_retries = max_retries
+        self._clock = clock
+        self._sleep = sleep
+        self._backoff_initial_s = backoff_initial_s
+        self._backoff_max_s = backoff_max_s
+        self._retry_after_max_s = retry_after_max_s
+
+        self._token_lock = threading.Lock()
+        self._token: str | None = None
+        self._token_renew_at = 0.0
+
+        agent = user_agent or default_user_agent()
+        self._session = _pooled_session(user_agent=agent)
+        # Invoice POSTs get a connection of their own, opened for them and closed after them: a
+        # pooled one that a load balancer silently dropped while idle would make a POST that
+        # Amili never saw ambiguous.
+        self._fresh_session = _pooled_session(user_agent=agent)
+        self._fresh_session.headers["Connection"] = "close"
+
+        for url in (self._auth_url, self._api_url):
+            parts = urlsplit(url)
+            if parts.scheme == "http" and parts.hostname not in _LOOPBACK_HOSTS:
+                log.warning("%s is plain http: credentials and invoices travel unencrypted", url)
+
+    def __repr__(self) -> str:
+        return (
+            f"AmiliClient(auth_url={self._auth_url!r}, api_url={self._api_url!r}, "
+            f"client_id={self._credentials.client_id!r})"
+        )
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self._session.close()
+        self._fresh_session.close()
+
+    # ------------------------------------------------------------------------------ public calls
+
+    def authenticate(self) -> None:
+        """Get (or reuse) a token now, so that refused credentials fail before anything is sent.
+
+        Raises `AuthError` for refused credentials and `ApiUnavailable` when Amili is out of reach.
+        """
+        self._get_token()
+
+    def create_invoices(self, org_id: str, invoices: list[dict[str, Any]]) -> str:
+        """POST one batch of invoices; return its batch id.
+
+        Raises `AmbiguousSubmission` when the invoices may have reached Amili without us learning
+        the batch id; every other error means they certainly did not.
+        """
+        if not invoices:
+            msg = "create_invoices needs at least one invoice"
+            raise ValueError(msg)
+        path = f"/collection/v1/orgs/{quote(org_id, safe='')}/invoices"
+        # Encoded here, before anything is sent: a NaN amount must fail locally, not as bad JSON.
+        body = json.dumps({"invoices": invoices}, allow_nan=False, ensure_ascii=False)
+        resp = self._call(
+            "POST",
+            self._api_url + path,
+            may_resend=False,
+            data=body.encode("utf-8"),
+            headers={"Content-Type": "application/json; charset=utf-8"},
+        )
+        try:
+            batch_id = resp.json()["data"]["batchId"]
+        except (ValueError, KeyError, TypeError):
+            batch_id = None
+        if not isinstance(batch_id, str) or not batch_id:
+            raise AmbiguousSubmission(
+                method="POST",
+                path=path,
+                reason=f"Amili answered HTTP {resp.status_code} without a readable batchId",
+            )
+        log.info("POST %s: %d invoices accepted as batch %s", path, len(invoices), batch_id)
+        return batch_id
+
+    def get_batch(self, batch_id: str) -> BatchResult:
+        """Read a batch once (retried on transient errors, as a GET may be)."""
+        path = f"/collection/v1/batches/{quote(batch_id, safe='')}"
+        resp = self._call("GET", self._api_url + path, may_resend=True)
+        try:
+            result = _parse_batch(resp.json()["data"])
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise ApiError(
+                "GET", path, resp.status_code, "the answer is not the documented batch JSON"
+            ) from None
+        log.debug("GET %s: %s", path, result.status)
+        return result
+
+    def wait(
+        self, batch_id: str, *, schedule: PollSchedule | None = None
+    ) -> BatchResult | StillPending:
+        """Poll until the batch is terminal or the schedule's timeout; never forget the batch id.
+
+        A poll that fails transiently (`ApiUnavailable`) is logged and the schedule goes on;
+        `AuthError` and `ApiError` (e.g. an unknown batch id) are raised.
+        """
+        schedule = schedule or PollSchedule()
+        start = self._clock()
+        slept_s = 0.0
+        last: BatchResult | None = None
+
+        def waited_s() -> float:
+            # The clock covers real waits; the slept sum, an injected sleep that takes no time.
+            return max(self._clock() - start, slept_s)
+
+        for delay_s in schedule.delays():
+            if waited_s() + delay_s > schedule.timeout_s + 1e-9:
+                break
+            self._sleep(delay_s)
+            slept_s += delay_s
+            try:
+                last = self.get_batch(batch_id)
+            except ApiUnavailable as exc:
+                log.warning("batch %s: poll failed (%s); polling again", batch_id, exc.reason)
+                continue
+            if last.terminal:
+                return last
+        log.info(
+            "batch %s still not finished after %.0f s; poll it again later", batch_id, waited_s()
+        )
+        return StillPending(batch_id=batch_id, waited_s=waited_s(), last=last)
+
+    # --------------------------------------------------------------------------------- the token
+
+    def _get_token(self) -> str:
+        """The cached token, fetched under the lock so that concurrent callers share one request."""
+        with self._token_lock:
+            if self._token is None or self._clock() >= self._token_renew_at:
+                self._token, self._token_renew_at = self._fetch_token()
+            return self._token
+
+    def _forget_token(self, token: str) -> None:
+        """Drop a token the API refused, unless another thread already replaced it."""
+        with self._token_lock:
+            if self._token == token:
+                self._token = None
+
+    def _fetch_token(self) -> tuple[str, float]:
+        url = self._auth_url + "/token"
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": self._credentials.client_id,
+            "client_secret": self._credentials.client_secret,
+        }
+        # Asking for a token twice is harmless, so this POST may be resent like a GET.
+        resp = self._call("POST", url, may_resend=True, data=form, authorize=False)
+        if resp.status_code in (400, 401):
+            raise AuthError(
+                where=f"POST {url}",
+                status=resp.status_code,
+                client_id=self._credentials.client_id,
+                detail=_oauth_error(resp, redact=self._redact),
+            )
+        path = urlsplit(url).path
+        if not 200 <= resp.status_code < 300:
+            raise ApiError("POST", path, resp.status_code, self._excerpt(resp))
+        try:
+            data = resp.json()
+            token = data["access_token"]
+        except (ValueError, KeyError, TypeError):
+            token = None
+        if not isinstance(token, str) or not token:
+            raise ApiError("POST", path, resp.status_code, "the answer has no access_token")
+        now = self._clock()
+        # expires_in is relative, so a skewed local clock cannot make us keep a dead token or
+        # drop a live one; expires_on (absolute) is the fallback.
+        lifetime_s = _number(data.get("expires_in"))
+        if lifetime_s is None and (expires_on := _number(data.get("expires_on"))) is not None:
+            lifetime_s = expires_on - now
+        if lifetime_s is None:
+            log.debug("token answer gave no lifetime; assuming 300 s")
+            lifetime_s = 300.0
+        lifetime_s = max(lifetime_s, 0.0)  # 0: use it for this request, fetch anew next time
+        # A margin larger than half the lifetime would fetch a new token on every call.
+        margin_s = min(self._token_margin_s, lifetime_s / 2)
+        log.info("obtained an access token valid for %.0f s", lifetime_s)
+        return token, now + lifetime_s - margin_s
+
+    # ---------------------------------------------------------------------------- the HTTP loop
+
+    def _call(
+        self,
+        method: str,
+        url: str,
+        *,
+        may_resend: bool,
+        authorize: bool = True,
+        data: bytes | dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> requests.Response:
+        """Send with the retry rules; return a 2xx answer (for /token also a 3xx/4xx one).
+
+        ``may_resend`` is False for a POST that creates something: once it may have been
+        received it must not be sent again.
+        """
+        path = urlsplit(url).path
+        attempt = 1
+        renewed = False
+        while True:
+            token = self._get_token() if authorize else None
+            outcome = self._attempt(
+                method, url, token=token, may_resend=may_resend, data=data, headers=headers
+            )
+            if isinstance(outcome, requests.Response):
+                return outcome
+            if outcome.renew_token and token is not None:
+                if renewed:
+                    raise AuthError(
+                        where=f"{method} {path}",
+                        status=401,
+                        client_id=self._credentials.client_id,
+                        detail="a freshly issued access token was refused",
+                    )
+                log.info("%s %s: HTTP 401, renewing the access token once", method, path)
+                self._forget_token(token)
+                renewed = True
+                continue
+            if attempt > self._max_retries:
+                where = f"{method} {path}"
+                raise ApiUnavailable(where=where, reason=outcome.reason, attempts=attempt)
+            if outcome.retry_after_s is not None:
+                delay_s = min(outcome.retry_after_s, self._retry_after_max_s)
+            else:
+                delay_s = min(self._backoff_initial_s * 2 ** (attempt - 1), self._backoff_max_s)
+            log.warning(
+                "%s %s: %s; retrying in %.1f s (attempt %d of %d)",
+                method,
+                path,
+                outcome.reason,
+                delay_s,
+                attempt + 1,
+                self._max_retries + 1,
+            )
+            self._sleep(delay_s)
+            attempt += 1
+
+    def _attempt(
+        self,
+        method: str,
+        url: str,
+        *,
+        token: str | None,
+        may_resend: bool,
+        data: bytes | dict[str, str] | None,
+        headers: dict[str, str] | None,
+    ) -> requests.Response | _Again:
+        """One request: its final answer, a reason to try again, or an error raised."""
+        path = urlsplit(url).path
+        request_headers = dict(headers or {})
+        if token is not None:
+            request_headers["Authorization"] = f"Bearer {token}"
+        started = time.monotonic()
+        try:
+            session = self._session if may_resend else self._fresh_session
+            resp = session.request(
+                method,
+                url,
+                data=data,
+                headers=request_headers,
+                timeout=self._timeouts,
+                allow_redirects=False,  # requests would turn a redirected POST into a GET
+            )
+        except requests.exceptions.RequestException as exc:
+            sent, reason = self._classify(exc)
+            if sent and not may_resend:
+                raise AmbiguousSubmission(method=method, path=path, reason=reason) from None
+            return _Again(reason)
+        status = resp.status_code
+        log.debug("%s %s -> HTTP %d in %.3f s", method, path, status, time.monotonic() - started)
+        if status in _RETRY_LATER:
+            header = resp.headers.get("Retry-After")
+            return _Again(f"HTTP {status}", _retry_after_s(header, now=self._clock()))
+        if status >= 500:
+            if not may_resend:
+                reason = f"Amili answered HTTP {status}"
+                raise AmbiguousSubmission(method=method, path=path, reason=reason)
+            return _Again(f"HTTP {status}")
+        if status == 401 and token is not None:
+            return _Again("HTTP 401", renew_token=True)
+        if 200 <= status < 300 or token is None:
+            return resp  # /token tells AuthError from ApiError itself
+        raise ApiError(method, path, status, self._excerpt(resp))
+
+    def _classify(self, exc: requests.exceptions.RequestException) -> tuple[bool, str]:
+        """(may the request have been sent?, reason in words) for a transport failure."""
+        connect_s, read_s = self._timeouts
+        if isinstance(exc, requests.exceptions.ReadTimeout):
+            return True, f"no answer within {read_s:g} s"
+        if isinstance(exc, requests.exceptions.SSLError):
+            return False, "the TLS handshake failed"
+        cause = exc.args[0] if exc.args else None
+        cause = getattr(cause, "reason", cause)  # urllib3's MaxRetryError wraps the real one
+        if isinstance(cause, NewConnectionError):
+            if isinstance(cause, NameResolutionError):
+                why = "the host name could not be resolved"
+            else:
+                os_error = cause.__cause__ or cause.__context__
+                why = str(getattr(os_error, "strerror", None) or "no connection").lower()
+            return False, f"could not connect: {why}"
+        if isinstance(exc, requests.exceptions.ConnectTimeout) or isinstance(
+            cause, ConnectTimeoutError
+        ):
+            return False, f"no connection within {connect_s:g} s"
+        return True, "the connection was lost"
+
+    def _redact(self, text: str) -> str:
+        """Remove the secret and the current token from text that came from the network."""
+        for secret in (self._credentials.client_secret, self._token):
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+    def _excerpt(self, resp: requests.Response) -> str:
+        text = self._redact(" ".join(resp.text.split()))  # before cutting: no half secret
+        if len(text) > _EXCERPT_CHARS:
+            text = text[: _EXCERPT_CHARS - 1] + "…"
+        return text
+
+
+# --------------------------------------------------------------------------------------- helpers
+
+
+def _pooled_session(*, user_agent: str) -> requests.Session:
+    session = requests.Session()
+    # Retries are ours (see the module docstring): urllib3 must not resend anything itself.
+    adapter = HTTPAdapter(
+        pool_connections=4,
+        pool_maxsize=_POOL_SIZE,
+        max_retries=Retry(total=0, read=False, redirect=False, raise_on_status=False),
+    )
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.headers["User-Agent"] = user_agent
+    session.headers["Accept"] = "application/json"
+    return session
+
+
+def _base_url(url: str, *, setting: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        msg = f"{setting} is {url!r}, which is not an http(s) URL; set it to e.g. https://api.amili.no."
+        raise ConfigError(msg)
+    if parts.query or parts.fragment:
+        msg = f"{setting} is {url!r}; a base URL takes no query or fragment."
+        raise ConfigError(msg)
+    return url.rstrip("/")
+
+
+def _number(value: object) -> float | None:
+    """A JSON number, or a numeric string (some token services send strings)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return None
+        return number if math.isfinite(number) else None
+    return None
+
+
+def _retry_after_s(value: str | None, *, now: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (seconds or HTTP date); None if absent/bad."""
+    if not value:
+        return None
+    value = value.strip()
+    seconds = _number(value)
+    if seconds is None:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = when.timestamp() - now
+    return max(0.0, seconds)
+
+
+def _oauth_error(resp: requests.Response, *, redact: Callable[[str], str]) -> str:
+    """The OAuth ``error`` code of a refused token request, e.g. ``invalid_client``."""
+    try:
+        code = resp.json().get("error")
+    except (ValueError, AttributeError):
+        return ""
+    return redact(str(code))[:60] if code else ""
+
+
+def _text(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+def _parse_batch(data: dict[str, Any]) -> BatchResult:
+    succeeded = tuple(
+        SucceededInvoice(
+            invoice_id=_text(item.get("invoiceId")),
+            invoice_number=_text(item.get("invoiceNumber")),
+            case_id=_text(item.get("caseId")),
+            case_number=_text(item.get("caseNumber")),
+        )
+        for item in data.get("succeeded") or ()
+    )
+    failed = tuple(
+        FailedInvoice(
+            invoice_number=_text(item.get("invoiceNumber")),
+            errors=tuple(_text(error) for error in item.get("errors") or ()),
+        )
+        for item in data.get("failed") or ()
+    )
+    status = data["status"]
+    if not isinstance(status, str):
+        raise TypeError(status)
+    return BatchResult(
+        batch_id=_text(data["batchId"]),
+        status=status,
+        created_at=data.get("createdAt"),
+        finished_at=data.get("finishedAt"),
+        succeeded=succeeded,
+        failed=failed,
+    )

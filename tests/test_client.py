@@ -1,0 +1,580 @@
+"""The Amili client against the real sandbox over HTTP on 127.0.0.1 (issue 2, sections 2 and 4)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs
+
+import pytest
+from conftest import ORG_ID, TEST_CLIENT_SECRET, FakeTime
+
+from filedrop.client import (
+    AmbiguousSubmission,
+    AmiliClient,
+    ApiError,
+    ApiUnavailable,
+    AuthError,
+    BatchResult,
+    Credentials,
+    FailedInvoice,
+    PollSchedule,
+    StillPending,
+)
+from filedrop.errors import ConfigError
+from filedrop.sandbox import Sandbox, SandboxOptions
+
+GUIDE_SCHEDULE = [1.0, 2.0, 4.0, 8.0, 16.0] + [30.0] * 8  # 271 s; one more 30 s would pass 300 s
+
+
+def numbered(invoice: dict[str, Any], number: str) -> dict[str, Any]:
+    other = copy.deepcopy(invoice)
+    other["invoiceNumber"] = number
+    return other
+
+
+# ------------------------------------------------------------------------------------ the token
+
+
+def test_token_is_reused_across_calls(client, sandbox, example_invoice):
+    """One token serves a POST and several GETs."""
+    batch_id = client.create_invoices(ORG_ID, [example_invoice])
+    for _ in range(3):
+        client.get_batch(batch_id)
+    counters = sandbox.counters()
+    assert (counters.token_requests, counters.posts, counters.polls) == (1, 1, 3)
+
+
+def test_eight_threads_starting_at_once_make_one_token_request(client, sandbox, example_invoice):
+    """Concurrent first calls wait for one shared token instead of asking eight times."""
+    sandbox.stall_next(0.2, route="token")  # a slow token answer: all eight are waiting for it
+    barrier = threading.Barrier(8)
+    batch_ids: list[str] = []
+    errors: list[BaseException] = []
+
+    def submit(n: int) -> None:
+        barrier.wait()
+        try:
+            batch_ids.append(client.create_invoices(ORG_ID, [numbered(example_invoice, f"T-{n}")]))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=submit, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(set(batch_ids)) == 8
+    assert sandbox.counters().token_requests == 1
+    assert sandbox.counters().posts == 8
+
+
+def test_token_is_renewed_a_margin_before_it_expires(
+    make_client, sandbox, fake_time, example_invoice
+):
+    """With a 3600 s token and a 60 s margin, 3539 s later it is reused, 3541 s later renewed."""
+    client = make_client(token_margin_s=60)
+    batch_id = client.create_invoices(ORG_ID, [example_invoice])
+    fake_time.now += 3539
+    client.get_batch(batch_id)
+    assert sandbox.counters().token_requests == 1
+    fake_time.now += 2
+    client.get_batch(batch_id)
+    assert sandbox.counters().token_requests == 2
+
+
+def test_short_lived_token_is_kept_for_half_its_life(
+    make_client, sandbox, fake_time, example_invoice
+):
+    """A margin longer than the token's life does not mean a new token for every call."""
+    sandbox.options.token_lifetime_s = 10
+    client = make_client(token_margin_s=60)
+    batch_id = client.create_invoices(ORG_ID, [example_invoice])
+    fake_time.now += 4
+    client.get_batch(batch_id)
+    assert sandbox.counters().token_requests == 1
+    fake_time.now += 2
+    client.get_batch(batch_id)
+    assert sandbox.counters().token_requests == 2
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_token_request_is_retried_on_server_errors(client, sandbox, fake_time, status):
+    """Asking for a token twice is harmless, so a failed token request is simply repeated."""
+    sandbox.fail_next(status, route="token", retry_after="2")
+    with pytest.raises(ApiError):  # the token works; the made-up batch id does not
+        client.get_batch(str(uuid.uuid4()))
+    assert sandbox.counters().token_requests == 2
+    assert fake_time.sleeps == ([2.0] if status == 503 else [0.5])
+
+
+def test_authenticate_checks_credentials_before_anything_is_sent(make_client, sandbox):
+    """authenticate() fetches the token the next call reuses, and fails on refused credentials."""
+    make_client().authenticate()
+    sandbox.options.client_secret = "another"
+    with pytest.raises(AuthError):
+        make_client().authenticate()
+    counters = sandbox.counters()
+    assert (counters.token_requests, counters.posts, counters.polls) == (2, 0, 0)
+
+
+def test_401_renews_the_token_once_and_repeats_the_request(client, sandbox, example_invoice):
+    """A refused token is replaced and the POST is sent again (a 401 means it was not processed)."""
+    sandbox.fail_next(401, route="invoices")
+    batch_id = client.create_invoices(ORG_ID, [example_invoice])
+    assert client.get_batch(batch_id).status == "SUCCESS"
+    counters = sandbox.counters()
+    assert (counters.token_requests, counters.posts, counters.invoices_received) == (2, 2, 1)
+
+
+def test_second_401_in_a_row_raises_auth_error(client, sandbox, example_invoice):
+    """A fresh token refused too is an authentication problem, not a loop."""
+    sandbox.fail_next(401, count=2, route="invoices")
+    with pytest.raises(AuthError) as caught:
+        client.create_invoices(ORG_ID, [example_invoice])
+    assert "FILEDROP_CLIENT_ID" in str(caught.value)
+    assert sandbox.counters().posts == 2
+    assert sandbox.counters().invoices_received == 0
+
+
+def test_bad_credentials_name_the_settings_and_hide_the_secret(make_client, sandbox):
+    """AuthError says which settings to check and never repeats the secret."""
+    sandbox.options.client_id = "test-client"
+    sandbox.options.client_secret = "the-right-secret"
+    client = make_client()
+    with pytest.raises(AuthError) as caught:
+        client.get_batch(str(uuid.uuid4()))
+    message = str(caught.value)
+    assert "FILEDROP_CLIENT_ID" in message
+    assert "FILEDROP_CLIENT_SECRET" in message
+    assert "'test-client'" in message
+    assert TEST_CLIENT_SECRET not in message + repr(caught.value)
+    assert caught.value.status == 401
+    assert sandbox.counters().token_requests == 1  # a refusal is not retried
+    assert sandbox.counters().polls == 0
+
+
+# --------------------------------------------------------------------------- retries and errors
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_post_answered_retry_later_is_retried_after_retry_after_seconds(
+    client, sandbox, fake_time, example_invoice, status
+):
+    """429/503 mean "not processed": the POST is sent again after Retry-After seconds."""
+    sandbox.fail_next(status, retry_after="3", route="invoices")
+    batch_id = client.create_invoices(ORG_ID, [example_invoice])
+    assert fake_time.sleeps == [3.0]
+    assert client.get_batch(batch_id).status == "SUCCESS"
+    counters = sandbox.counters()
+    assert (counters.posts, counters.invoices_received) == (2, 1)
+
+
+def test_retry_after_as_http_date_is_honoured(client, sandbox, fake_time, example_invoice):
+    """A Retry-After date 7 s after the client's clock means a 7 s wait."""
+    sandbox.fail_next(503, retry_after=formatdate(fake_time.now + 7, usegmt=True))
+    client.create_invoices(ORG_ID, [example_invoice])
+    assert fake_time.sleeps == [7.0]
+    assert sandbox.counters().posts == 2
+
+
+def test_retry_after_is_capped(make_client, sandbox, fake_time, example_invoice):
+    """A Retry-After of a day waits retry_after_max_s, not a day."""
+    client = make_client(retry_after_max_s=45)
+    sandbox.fail_next(429, retry_after="86400")
+    client.create_invoices(ORG_ID, [example_invoice])
+    assert fake_time.sleeps == [45.0]
+
+
+def test_retry_later_without_retry_after_backs_off_exponentially(
+    client, sandbox, fake_time, example_invoice
+):
+    """No Retry-After header: waits double from backoff_initial_s."""
+    sandbox.fail_next(503, count=3)
+    client.create_invoices(ORG_ID, [example_invoice])
+    assert fake_time.sleeps == [0.5, 1.0, 2.0]
+
+
+def test_post_still_refused_after_the_retries_raises_unavailable(
+    make_client, sandbox, example_invoice
+):
+    """429 every time: ApiUnavailable after max_retries, and nothing was processed."""
+    client = make_client(max_retries=2)
+    sandbox.fail_next(429, count=10, retry_after="1")
+    with pytest.raises(ApiUnavailable) as caught:
+        client.create_invoices(ORG_ID, [example_invoice])
+    assert "HTTP 429" in str(caught.value)
+    assert "try again later" in str(caught.value)
+    assert caught.value.attempts == 3
+    assert sandbox.counters().posts == 3
+    assert sandbox.counters().invoices_received == 0
+
+
+@pytest.mark.parametrize("status", [500, 502, 504])
+def test_post_answered_5xx_is_ambiguous_and_not_resent(
+    client, sandbox, fake_time, example_invoice, status
+):
+    """A 500/502/504 to a POST may hide a processed batch: raise, never resend."""
+    sandbox.fail_next(status, route="invoices")
+    with pytest.raises(AmbiguousSubmission) as caught:
+        client.create_invoices(ORG_ID, [example_invoice])
+    assert f"HTTP {status}" in str(caught.value)
+    assert "/collection/v1/orgs/" in str(caught.value)
+    assert sandbox.counters().posts == 1
+    assert fake_time.sleeps == []
+
+
+def test_lost_response_to_post_is_ambiguous_and_not_resent(client, sandbox, example_invoice):
+    """The sandbox processes the POST and hangs up: the client must not send it again."""
+    sandbox.lose_next_response()
+    with pytest.raises(AmbiguousSubmission) as caught:
+        client.create_invoices(ORG_ID, [example_invoice])
+    assert "the connection was lost" in str(caught.value)
+    assert sandbox.counters().posts == 1
+    assert sandbox.received_invoice_numbers() == ["INV-2024-00123"]
+
+
+def test_post_read_timeout_is_ambiguous_and_not_resent(make_client, sandbox, example_invoice):
+    """No answer within the read timeout: the POST may have been processed; not resent."""
+    client = make_client(read_timeout_s=0.2)
+    sandbox.stall_next(2.0, route="invoices")
+    with pytest.raises(AmbiguousSubmission) as caught:
+        client.create_invoices(ORG_ID, [example_invoice])
+    assert "no answer within 0.2 s" in str(caught.value)
+    assert sandbox.counters().posts == 1
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_get_is_retried_on_5xx(client, sandbox, example_invoice, status):
+    """A GET changes nothing, so any 5xx is retried."""
+    batch_id = client.create_invoices(ORG_ID, [example_invoice])
+    sandbox.fail_next(status, route="batches")
+    assert client.get_batch(batch_id).status == "SUCCESS"
+    assert sandbox.counters().polls == 2
+
+
+def test_get_is_retried_after_a_read_timeout(make_client, sandbox, example_invoice):
+    """A GET that times out is asked again."""
+    client = make_client(read_timeout_s=0.2)
+    batch_id = client.create_invoices(ORG_ID, [example_invoice])
+    sandbox.stall_next(2.0, route="batches")
+    assert client.get_batch(batch_id).status == "SUCCESS"
+    assert sandbox.counters().polls == 2
+
+
+def test_get_gives_up_after_max_retries(make_client, sandbox, fake_time):
+    """A GET failing every time ends in ApiUnavailable after max_retries + 1 attempts."""
+    client = make_client(max_retries=2)
+    sandbox.fail_next(502, count=10, route="batches")
+    with pytest.raises(ApiUnavailable):
+        client.get_batch(str(uuid.uuid4()))
+    assert sandbox.counters().polls == 3
+    assert fake_time.sleeps == [0.5, 1.0]
+
+
+def test_unreachable_api_raises_unavailable_after_retries(fake_time, example_invoice):
+    """Connection refused: nothing was sent, retried, then ApiUnavailable naming the cause."""
+    with Sandbox() as gone:
+        url = gone.url
+    client = AmiliClient(
+        auth_url=url,
+        api_url=url,
+        credentials=Credentials(client_id="c", client_secret=TEST_CLIENT_SECRET),
+        max_retries=2,
+        clock=fake_time.clock,
+        sleep=fake_time.sleep,
+    )
+    with client, pytest.raises(ApiUnavailable) as caught:
+        client.create_invoices(ORG_ID, [example_invoice])
+    assert "could not connect" in str(caught.value)
+    assert "/token" in str(caught.value)
+    assert len(fake_time.sleeps) == 2
+
+
+def test_unknown_batch_raises_api_error_naming_method_path_and_status(client):
+    """A 404 is definite: ApiError with method, path, status and the body's words."""
+    batch_id = str(uuid.uuid4())
+    with pytest.raises(ApiError) as caught:
+        client.get_batch(batch_id)
+    error = caught.value
+    assert (error.method, error.status) == ("GET", 404)
+    assert error.path == f"/collection/v1/batches/{batch_id}"
+    assert f"Amili answered GET /collection/v1/batches/{batch_id} with HTTP 404" in str(error)
+    assert "was not found" in str(error)
+
+
+def test_rejected_post_raises_api_error_and_was_not_processed(client, sandbox, example_invoice):
+    """A 400 to a POST is definite: ApiError, sent once, nothing received."""
+    with pytest.raises(ApiError) as caught:
+        client.create_invoices("not-a-uuid", [example_invoice])
+    assert caught.value.status == 400
+    assert "is not a UUID" in caught.value.excerpt
+    assert sandbox.counters().posts == 1
+    assert sandbox.counters().invoices_received == 0
+
+
+def test_unencodable_invoice_fails_before_anything_is_sent(client, sandbox, example_invoice):
+    """A NaN amount is refused locally, so the POST is never sent."""
+    example_invoice["originalInvoiceAmount"] = float("nan")
+    with pytest.raises(ValueError, match="JSON"):
+        client.create_invoices(ORG_ID, [example_invoice])
+    assert sandbox.counters().posts == 0
+
+
+def test_non_ascii_invoice_is_sent_as_utf8(client, example_invoice):
+    """Norwegian letters arrive intact: the body is UTF-8 JSON."""
+    example_invoice["debtors"][0]["lastname"] = "Ødegård"
+    result = client.wait(client.create_invoices(ORG_ID, [example_invoice]))
+    assert isinstance(result, BatchResult)
+    assert result.status == "SUCCESS"
+
+
+def test_base_url_that_is_not_http_is_a_config_error():
+    """A base URL without scheme names the setting to fix."""
+    with pytest.raises(ConfigError, match="FILEDROP_API_URL"):
+        AmiliClient(
+            auth_url="https://auth.amili.no",
+            api_url="api.amili.no",
+            credentials=Credentials(client_id="c", client_secret="s"),
+        )
+
+
+def test_each_invoice_post_gets_a_fresh_connection(client, sandbox, example_invoice):
+    """POSTs never ride a kept-alive connection that may have died unnoticed; GETs reuse one."""
+    first = client.create_invoices(ORG_ID, [example_invoice])
+    client.get_batch(first)
+    second = client.create_invoices(ORG_ID, [numbered(example_invoice, "F-2")])
+    client.get_batch(second)
+    client.create_invoices(ORG_ID, [numbered(example_invoice, "F-3")])
+    assert sandbox.counters().posts == 3
+    assert sandbox.posts_on_reused_connections() == 0
+
+
+def test_user_agent_names_filedrop(client, sandbox, example_invoice):
+    """Every request says it comes from filedrop and which version."""
+    client.create_invoices(ORG_ID, [example_invoice])
+    agents = sandbox.user_agents()
+    assert agents
+    assert all(agent.startswith("filedrop/") for agent in agents)
+
+
+# ------------------------------------------------------------------------------------- polling
+
+
+def test_poll_schedule_is_the_guides():
+    """1, 2, 4, 8, 16, then 30 s apart, stopping before 5 minutes would pass."""
+    assert list(PollSchedule().delays()) == GUIDE_SCHEDULE
+    short = PollSchedule(initial_s=0.5, factor=3, max_interval_s=5, timeout_s=12)
+    assert list(short.delays()) == [0.5, 1.5, 4.5, 5]
+
+
+def test_wait_stops_at_the_timeout_with_the_batch_id(client, sandbox, fake_time, example_invoice):
+    """A batch still QUEUED after the schedule comes back as StillPending, batch id kept."""
+    sandbox.options.delay_s = (10_000, 10_000)
+    batch_id = client.create_invoices(ORG_ID, [example_invoice])
+    result = client.wait(batch_id)
+    assert isinstance(result, StillPending)
+    assert result.batch_id == batch_id
+    assert result.waited_s == sum(GUIDE_SCHEDULE)
+    assert result.last is not None
+    assert result.last.status == "QUEUED"
+    assert fake_time.sleeps == GUIDE_SCHEDULE
+    assert sandbox.counters().polls == len(GUIDE_SCHEDULE)
+
+
+def test_wait_timeout_counts_time_spent_in_retries(client, sandbox, fake_time, example_invoice):
+    """A 50 s Retry-After during the first poll uses up the timeout sooner: last poll at 291 s."""
+    sandbox.options.delay_s = (10_000, 10_000)
+    batch_id = client.create_invoices(ORG_ID, [example_invoice])
+    sandbox.fail_next(503, retry_after="50", route="batches")
+    result = client.wait(batch_id)
+    assert isinstance(result, StillPending)
+    assert result.waited_s == 291
+    assert fake_time.sleeps == [1.0, 50.0, 2.0, 4.0, 8.0, 16.0] + [30.0] * 7
+    assert sandbox.counters().polls == 13
+
+
+def test_wait_returns_as_soon_as_the_batch_is_done(example_invoice):
+    """A batch done after 7 s is read at the third poll (1 + 2 + 4 s)."""
+    fake = FakeTime()
+    with Sandbox(SandboxOptions(delay_s=(7, 7)), clock=fake.clock) as sandbox:
+        client = AmiliClient(
+            auth_url=sandbox.url,
+            api_url=sandbox.url,
+            credentials=Credentials(client_id="c", client_secret="s"),
+            clock=fake.clock,
+            sleep=fake.sleep,
+        )
+        with client:
+            result = client.wait(client.create_invoices(ORG_ID, [example_invoice]))
+        assert isinstance(result, BatchResult)
+        assert result.status == "SUCCESS"
+        assert fake.sleeps == [1.0, 2.0, 4.0]
+        assert sandbox.counters().polls == 3
+
+
+def test_wait_keeps_polling_through_transient_errors(make_client, sandbox, example_invoice):
+    """A poll that fails after its retries does not end the wait; the next one succeeds."""
+    client = make_client(max_retries=1)
+    batch_id = client.create_invoices(ORG_ID, [example_invoice])
+    sandbox.fail_next(503, count=3, route="batches")
+    result = client.wait(batch_id)
+    assert isinstance(result, BatchResult)
+    assert result.status == "SUCCESS"
+    assert sandbox.counters().polls == 4
+
+
+def test_wait_in_real_time_gives_up_then_finds_the_result(make_client, sandbox, example_invoice):
+    """Real clock and sleep: a short schedule gives up on a slow batch, then catches a quick one."""
+    client = make_client(clock=time.time, sleep=time.sleep)
+    schedule = PollSchedule(initial_s=0.05, factor=2, max_interval_s=0.1, timeout_s=0.5)
+    sandbox.options.delay_s = (60, 60)
+    slow = client.create_invoices(ORG_ID, [numbered(example_invoice, "SLOW-1")])
+    pending = client.wait(slow, schedule=schedule)
+    assert isinstance(pending, StillPending)
+    assert pending.batch_id == slow
+    assert 0.35 <= pending.waited_s < 1.0
+    # Polls after 0.05, 0.15, 0.25, 0.35, 0.45 s; a slow machine may push the fifth past 0.5 s.
+    assert sandbox.counters().polls in (4, 5)
+    sandbox.options.delay_s = (0.12, 0.12)
+    quick = client.create_invoices(ORG_ID, [numbered(example_invoice, "QUICK-1")])
+    done = client.wait(quick, schedule=schedule)
+    assert isinstance(done, BatchResult)
+    assert done.status == "SUCCESS"
+
+
+def test_partial_batch_is_parsed_into_succeeded_and_failed(client, example_invoice):
+    """PARTIAL: the good invoice with its ids, the bad one with Amili's reason."""
+    bad = numbered(example_invoice, "INV-2024-00124")
+    bad["currency"] = "KRONER"
+    result = client.wait(client.create_invoices(ORG_ID, [example_invoice, bad]))
+    assert isinstance(result, BatchResult)
+    assert result.status == "PARTIAL"
+    assert result.terminal
+    assert result.finished_at is not None
+    (good,) = result.succeeded
+    assert good.invoice_number == "INV-2024-00123"
+    assert uuid.UUID(good.invoice_id)
+    assert uuid.UUID(good.case_id)
+    assert good.case_number.startswith("CASE-")
+    assert result.failed == (
+        FailedInvoice(
+            invoice_number="INV-2024-00124",
+            errors=('Currency "KRONER" is not an ISO 4217 currency code',),
+        ),
+    )
+
+
+# --------------------------------------------------------------------------------- no secrets
+
+
+class HostileHandler(BaseHTTPRequestHandler):
+    """A badly behaved server: it repeats the request (form, headers) in its errors, and
+    redirects invoice POSTs elsewhere. ``posts`` counts the invoice POSTs it saw."""
+
+    posts = 0
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+        if self.path == "/token" and "client_secret=good" in body:
+            self.answer(200, {"access_token": "tok-echo-123", "expires_in": 3600})
+        elif self.path == "/token":
+            secret = parse_qs(body)["client_secret"][0]
+            self.answer(401, {"error": f"{secret} is not the secret"})
+        elif self.path.endswith("/invoices") and "redirect" in body:
+            type(self).posts += 1
+            self.answer(307, {}, location="/collection/v1/other/invoices")
+        else:
+            self.answer(400, {"message": f"bad request with {self.headers['Authorization']}"})
+
+    def answer(self, status: int, body: dict[str, Any], location: str = "") -> None:
+        payload = json.dumps(body).encode()
+        self.send_response(status)
+        if location:
+            self.send_header("Location", location)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def hostile_url() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), HostileHandler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    HostileHandler.posts = 0
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def test_error_bodies_echoing_the_secret_or_token_are_redacted(hostile_url, example_invoice):
+    """A server that repeats our secret or token in an error does not make us repeat it."""
+    for secret in ("good", "bad-secret-xyz"):
+        credentials = Credentials(client_id="c", client_secret=secret)
+        client = AmiliClient(auth_url=hostile_url, api_url=hostile_url, credentials=credentials)
+        with client, pytest.raises((ApiError, AuthError)) as caught:
+            client.create_invoices(ORG_ID, [example_invoice])
+        assert "***" in str(caught.value)
+        assert secret not in str(caught.value)
+        assert "tok-echo-123" not in str(caught.value)
+
+
+def test_redirected_post_is_not_followed(hostile_url, example_invoice):
+    """A redirect is an error to report, never a reason to send the invoices somewhere else."""
+    credentials = Credentials(client_id="c", client_secret="good")
+    example_invoice["description"] = "redirect"
+    client = AmiliClient(auth_url=hostile_url, api_url=hostile_url, credentials=credentials)
+    with client, pytest.raises(ApiError) as caught:
+        client.create_invoices(ORG_ID, [example_invoice])
+    assert caught.value.status == 307
+    assert "FILEDROP_API_URL" in str(caught.value)
+    assert HostileHandler.posts == 1
+
+
+def test_secret_and_tokens_never_appear_in_logs_errors_or_reprs(
+    make_client, sandbox, example_invoice, caplog
+):
+    """Through renewals, retries and every kind of error, no secret or token is ever shown."""
+    caplog.set_level(logging.DEBUG)
+    client = make_client()
+    shown: list[str] = [repr(client), str(client)]
+    sandbox.fail_next(401, route="invoices")
+    sandbox.fail_next(503, retry_after="1", route="invoices")
+    batch_id = client.create_invoices(ORG_ID, [example_invoice])
+    client.wait(batch_id)
+    sandbox.fail_next(502, route="invoices")
+    sandbox.lose_next_response()
+    for _ in range(2):
+        with pytest.raises(AmbiguousSubmission) as ambiguous:
+            client.create_invoices(ORG_ID, [numbered(example_invoice, "X-1")])
+        shown += [str(ambiguous.value), repr(ambiguous.value)]
+    with pytest.raises(ApiError) as api_error:
+        client.get_batch("no-such-batch")
+    shown += [str(api_error.value), repr(api_error.value)]
+    sandbox.options.client_secret = "only-this-one"
+    with pytest.raises(AuthError) as auth_error:
+        make_client().get_batch(batch_id)
+    shown += [str(auth_error.value), repr(auth_error.value)]
+    credentials = Credentials(client_id="test-client", client_secret=TEST_CLIENT_SECRET)
+    shown += [repr(credentials), str(credentials)]
+
+    assert any(record.name == "filedrop.client" for record in caplog.records)
+    tokens = sandbox.issued_tokens()
+    assert len(tokens) == 2
+    everything = caplog.text + "\n".join(shown)
+    for secret in [TEST_CLIENT_SECRET, "only-this-one", *tokens]:
+        assert secret not in everything
