@@ -7,11 +7,12 @@ by per-invoice validation close to what Amili does. Knobs let tests make it misb
 `Sandbox.fail_next` / `Sandbox.lose_next_response` / `Sandbox.stall_next`.
 
 Where the guide is silent we chose (and tests pin): a created batch answers ``202``; error bodies
-are ``{"message": ...}`` (OAuth-style ``{"error": ...}`` at /token); a COMPANY debtor needs ``name``
-(``companyName`` is accepted too); an identification number is checked for shape only (Norway: 11
-digits for a person, 9 for a company; elsewhere 4-20 letters or digits), since the guide's own
-example number has no valid checksum; ``orgId`` must be a UUID; faults and rates apply to the API
-routes, not to /token, unless ``fail_next(..., route="token")``.
+are ``{"message": ...}`` (OAuth-style ``{"error": ...}`` at /token); a COMPANY debtor needs a name
+in ``name``, ``companyName`` or ``lastname`` (the guide only shows PRIVATE debtors, and ERP
+exports often keep a company's name in the surname column); an identification number is checked
+for shape only (Norway: 11 digits for a person, 9 for a company; elsewhere 4-20 letters or
+digits), since the guide's own example number has no valid checksum; ``orgId`` must be a UUID;
+faults and rates apply to the API routes, not to /token, unless ``fail_next(..., route="token")``.
 """
 
 from __future__ import annotations
@@ -179,7 +180,8 @@ def _debtor_errors(debtor: object) -> list[str]:
         errors.append("Debtor first name is required")
     if kind == "PRIVATE" and not _text(debtor.get("lastname")):
         errors.append("Debtor last name is required")
-    if kind == "COMPANY" and not (_text(debtor.get("name")) or _text(debtor.get("companyName"))):
+    company_name = (_text(debtor.get(key)) for key in ("name", "companyName", "lastname"))
+    if kind == "COMPANY" and not any(company_name):
         errors.append("Debtor company name is required")
     addresses = debtor.get("addresses") or []
     addresses = addresses if isinstance(addresses, list) else [addresses]

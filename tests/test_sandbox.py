@@ -269,7 +269,7 @@ def test_invoice_validation_names_the_problem(example_invoice, path, value, erro
 
 
 def test_company_debtor_needs_a_name(example_invoice):
-    """A COMPANY debtor needs name (or companyName) and a 9-digit Norwegian number."""
+    """A COMPANY debtor needs name, companyName or lastname, and a 9-digit Norwegian number."""
     debtor = example_invoice["debtors"][0]
     for key in ("firstname", "lastname"):
         del debtor[key]
@@ -279,6 +279,9 @@ def test_company_debtor_needs_a_name(example_invoice):
     assert validate_invoice(example_invoice) == []
     del debtor["companyName"]
     debtor["name"] = "Nordmann AS"
+    assert validate_invoice(example_invoice) == []
+    del debtor["name"]
+    debtor["lastname"] = "Nordmann AS"
     assert validate_invoice(example_invoice) == []
 
 
