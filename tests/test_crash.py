@@ -1,0 +1,130 @@
+"""Crashes: kill -9 a real `filedrop run` process, run again, and nothing is sent twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from builders import erp_row, filedrop, run_env, write_erp_csv
+
+from filedrop.sandbox import Sandbox, SandboxOptions
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="kill -9 is POSIX")
+
+
+def start_run(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "filedrop", "run"],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def wait_for_journal(
+    journal: Path, ready: Callable[[sqlite3.Connection], bool], *, timeout_s: float = 20.0
+) -> None:
+    """Poll the real journal file until ``ready`` holds (the child writes it as it goes)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if journal.exists():
+            try:
+                with sqlite3.connect(journal, timeout=5) as db:
+                    if ready(db):
+                        return
+            except sqlite3.OperationalError:
+                pass  # the schema is not there yet
+        time.sleep(0.02)
+    raise AssertionError("the journal never reached the expected state")
+
+
+def kill_9(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+    assert process.returncode == -signal.SIGKILL
+
+
+def statuses(path: Path) -> list[str]:
+    frame = pd.read_csv(path, sep=";", encoding="cp1252", dtype=str, keep_default_na=False)
+    return list(frame["outcome_status"])
+
+
+def test_kill_9_while_batches_are_queued_then_rerun_completes(tmp_path: Path) -> None:
+    """Killed with every batch QUEUED: the rerun polls them, every row ends right, none resent."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    write_erp_csv(inbox / "big.csv", [erp_row(str(10_000 + n)) for n in range(10)])
+    with Sandbox(SandboxOptions(delay_s=(2.0, 2.0))).start() as sandbox:
+        env = run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE="2")
+        child = start_run(env)
+        wait_for_journal(
+            inbox / ".filedrop" / "state.db",
+            lambda db: (
+                db.execute("SELECT COUNT(*) FROM batches WHERE state = 'queued'").fetchone()[0] == 5
+            ),
+        )
+        kill_9(child)
+        assert not (inbox / "big.outcome.csv").exists()
+
+        filedrop("run", environ=env)
+        assert statuses(inbox / "big.outcome.csv") == ["SUCCEEDED"] * 10
+        assert sandbox.counters().invoice_numbers_repeated == ()
+        assert sandbox.counters().invoices_received == 10
+
+
+def test_kill_9_during_a_post_leaves_unknown_rows_and_never_resends(tmp_path: Path) -> None:
+    """Killed while a POST awaits its answer: the rerun cannot know, so UNKNOWN and no resend."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    write_erp_csv(inbox / "mid.csv", [erp_row("20001"), erp_row("20002"), erp_row("20003")])
+    with Sandbox(SandboxOptions(delay_s=(0, 0))).start() as sandbox:
+        sandbox.stall_next(30.0)  # the first POST is processed, its answer comes much later
+        env = run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE="2", FILEDROP_CONCURRENT_BATCHES="1")
+        child = start_run(env)
+        wait_for_journal(
+            inbox / ".filedrop" / "state.db",
+            lambda db: (
+                db.execute("SELECT COUNT(*) FROM batches WHERE state = 'posting'").fetchone()[0]
+                >= 1
+            ),
+        )
+        deadline = time.monotonic() + 10
+        while sandbox.counters().posts < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        kill_9(child)
+
+        code, _, _ = filedrop("run", environ=env, expect=1)
+        assert code == 1
+        rows = statuses(inbox / "mid.outcome.csv")
+        assert rows[:2] == ["UNKNOWN", "UNKNOWN"], rows
+        assert rows[2] == "SUCCEEDED"
+        assert sandbox.counters().invoice_numbers_repeated == ()
+        _, out, _ = filedrop("status", environ=env)
+        assert "UNKNOWN" in out
+
+
+def test_two_processes_on_one_inbox_send_each_invoice_once(tmp_path: Path) -> None:
+    """Two `filedrop run` processes started together on one journal never double-send."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    for file_no in range(4):
+        rows = [erp_row(str(30_000 + file_no * 100 + n)) for n in range(6)]
+        write_erp_csv(inbox / f"f{file_no}.csv", rows)
+    with Sandbox(SandboxOptions(delay_s=(0.1, 0.3))).start() as sandbox:
+        env = run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE="2")
+        children = [start_run(env) for _ in range(2)]
+        for child in children:
+            _, err = child.communicate(timeout=60)
+            assert child.returncode == 0, err.decode()
+        assert sandbox.counters().invoice_numbers_repeated == ()
+        assert sandbox.counters().invoices_received == 24
+        for file_no in range(4):
+            assert statuses(inbox / f"f{file_no}.outcome.csv") == ["SUCCEEDED"] * 6
