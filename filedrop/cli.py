@@ -26,6 +26,7 @@ from filedrop.status import ExitCode, RowStatus, exit_code_for
 
 if TYPE_CHECKING:  # imported lazily at run time: `filedrop --help` should start fast
     from filedrop.pipeline import RunReport
+    from filedrop.progress import Progress
     from filedrop.settings import Settings
 
 Handler = Callable[[argparse.Namespace, "Io"], int]
@@ -249,10 +250,20 @@ def _run(args: argparse.Namespace, io: Io) -> int:
     from filedrop.runner import open_context, run_inbox
 
     settings = _load(args, io)
-    with open_context(settings) as ctx:
+    with open_context(settings, progress=_progress_for(io, settings.log_format)) as ctx:
         report = run_inbox(settings, ctx)
     _print_report(report, io, environment=settings.env or "custom")
     return exit_code_for(report.statuses | _file_failures(report))
+
+
+def _progress_for(io: Io, log_format: str) -> Progress | None:
+    """A redrawn progress line for people at a terminal; plain log lines for everyone else."""
+    from filedrop.progress import TerminalProgress
+
+    if log_format == "text" and io.stderr.isatty():
+        logging.getLogger("filedrop").setLevel(logging.WARNING)  # the line says it all
+        return TerminalProgress(io.stderr)
+    return None
 
 
 def _watch(args: argparse.Namespace, io: Io) -> int:
@@ -325,7 +336,7 @@ def _demo(args: argparse.Namespace, io: Io) -> int:
             batch_size=5,
             poll_initial_s=0.25,
         )
-        with open_context(settings) as ctx:
+        with open_context(settings, progress=_progress_for(io, "text")) as ctx:
             report = run_inbox(settings, ctx)
         _print_report(report, io, environment="sandbox")
         if args.keep_sandbox:

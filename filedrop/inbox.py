@@ -61,6 +61,10 @@ def _reason_by_name(name: str) -> str | None:
     return None
 
 
+#: The folder inside the inbox where the journal lives by default.
+STATE_FOLDER = ".filedrop"
+
+
 def scan(inbox: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
     """(candidates oldest first, ignored with their reason) among the inbox's direct children.
 
@@ -72,6 +76,8 @@ def scan(inbox: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
     ignored: list[tuple[Path, str]] = []
     with os.scandir(inbox) as entries:
         for entry in entries:
+            if entry.name == STATE_FOLDER:
+                continue  # filedrop's own journal folder: not worth a log line on every scan
             path = Path(entry.path)
             try:
                 info = entry.stat()  # follows links, like opening the file would

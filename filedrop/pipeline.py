@@ -45,6 +45,7 @@ from filedrop.outcome import (
     write_outcome,
 )
 from filedrop.poller import DaemonPool, Poller
+from filedrop.progress import Progress
 from filedrop.read import read_table
 from filedrop.status import RowStatus
 from filedrop.validate import Prepared, PreparedInvoice, prepare
@@ -67,6 +68,7 @@ class Context:
     archive: bool = False
     stop: threading.Event = field(default_factory=threading.Event)
     owner: str = field(default_factory=this_owner)
+    progress: Progress = field(default_factory=Progress)
     poster: DaemonPool = field(init=False)
     poller: Poller = field(init=False)
 
@@ -160,6 +162,7 @@ def _send_and_report(
     batches = plan_batches(to_send, size=ctx.batch_size)
     if batches:
         log.info("%s: %d invoices to send in %d batches", path.name, len(to_send), len(batches))
+    ctx.progress.file_started(rows=len(prepared.table), batches=len(batches))
     # Batches a previous run left QUEUED are polled alongside the new ones.
     polls: list[tuple[int, Future[BatchResult | StillPending]]] = [
         (batch.id, ctx.poller.track(batch.batch_id))
@@ -175,6 +178,7 @@ def _send_and_report(
     pending = 0
     for batch, future in polls:
         result = future.result()
+        ctx.progress.batch_done()
         if isinstance(result, BatchResult):
             _record_result(ctx.journal, batch, result)
             log.info("%s: batch %s ended %s", path.name, result.batch_id, result.status)
@@ -212,6 +216,7 @@ def _send_and_report(
         outcome=outcome,
         message="; ".join(transient) or None,
     )
+    ctx.progress.file_done()
     log.info("%s: %s; outcome %s", path.name, _counts_text(counts), outcome.name)
     return FileReport(path, state, counts, outcome, "; ".join(transient) or None)
 
@@ -265,6 +270,7 @@ def _submit_batch(
         log.error("batch #%d: %s", batch, exc)
         return None
     ctx.journal.batch_submitted(batch, batch_id=batch_id)
+    ctx.progress.batch_sent()
     log.info("batch #%d: submitted as %s (%d invoices)", batch, batch_id, len(payload))
     return batch, ctx.poller.track(batch_id)
 

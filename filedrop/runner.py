@@ -20,6 +20,7 @@ from filedrop.inbox import scan
 from filedrop.journal import Journal
 from filedrop.mapping import load_mappings
 from filedrop.pipeline import Context, RunReport, process_files, ready_files
+from filedrop.progress import Progress
 from filedrop.settings import Settings
 
 log = logging.getLogger("filedrop")
@@ -51,7 +52,12 @@ def make_client(settings: Settings) -> AmiliClient:
 
 
 @contextmanager
-def open_context(settings: Settings, *, stop: threading.Event | None = None) -> Iterator[Context]:
+def open_context(
+    settings: Settings,
+    *,
+    stop: threading.Event | None = None,
+    progress: Progress | None = None,
+) -> Iterator[Context]:
     """Check the settings, the mappings and the credentials, then yield a ready ``Context``.
 
     Everything that can make a run useless is checked here, before anything is sent: a missing
@@ -79,10 +85,12 @@ def open_context(settings: Settings, *, stop: threading.Event | None = None) -> 
         schedule=poll_schedule(settings),
         archive=settings.archive,
         stop=stop or threading.Event(),
+        progress=progress or Progress(),
     )
     try:
         yield ctx
     finally:
+        ctx.progress.close()
         ctx.close()
         journal.close()
         client.close()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from filedrop.errors import ConfigError
+from filedrop.inbox import STATE_FOLDER
 
 ENVIRONMENTS: dict[str, tuple[str, str]] = {
     # name: (identiverse base URL, API base URL). The sandbox is `filedrop sandbox` on its default
@@ -140,7 +141,7 @@ class Settings:
             raise ConfigError(
                 "FILEDROP_INBOX is not set; set it (or --inbox) to the folder to process."
             )
-        return self.inbox / ".filedrop" / "state.db"
+        return self.inbox / STATE_FOLDER / "state.db"
 
     def urls(self) -> tuple[str, str]:
         """(auth base URL, API base URL) for the chosen environment and overrides."""
