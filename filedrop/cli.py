@@ -104,14 +104,28 @@ def _settings_flags(parser: argparse.ArgumentParser, *, sending: bool) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # --debug and --log-format work before or after the command (`filedrop run --debug`); SUPPRESS
+    # keeps a subcommand's absent flag from overwriting one given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show tracebacks and debug logs",
+    )
+    common.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=argparse.SUPPRESS,
+        help="log lines as text (default) or JSON (FILEDROP_LOG_FORMAT)",
+    )
     parser = argparse.ArgumentParser(
         prog="filedrop",
         description="Hand spreadsheets of overdue invoices to Amili, row by row.",
         epilog="Every command has --help with examples. Start with: filedrop demo",
+        parents=[common],
     )
     parser.add_argument("--version", action="version", version=f"filedrop {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
-    parser.add_argument("--log-format", choices=("text", "json"), help="log lines (default text)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, summary: str, handler: Handler) -> argparse.ArgumentParser:
@@ -121,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
             description=summary,
             epilog=EPILOGS.get(name),
             formatter_class=argparse.RawDescriptionHelpFormatter,
+            parents=[common],
         )
         sub.set_defaults(handler=handler)
         return sub
@@ -207,6 +222,8 @@ def main(
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse has printed usage or help
         return int(exc.code or 0)
+    args.debug = getattr(args, "debug", False)
+    args.log_format = getattr(args, "log_format", None)
     log_format = args.log_format or io.environ.get("FILEDROP_LOG_FORMAT") or "text"
     setup_logging(stream=io.stderr, fmt=log_format, debug=args.debug)
     try:
