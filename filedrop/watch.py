@@ -1,15 +1,17 @@
 """``filedrop watch``: process the backlog, then every file that lands, until told to stop.
 
-Events are hints; the folder is the truth. The watchdog handler only queues paths (an exception
-inside a handler kills its observer thread for good, so it catches everything), a rescan every
-``rescan_s`` finds whatever an observer missed (Windows buffer overflows, remounts, inotify
-limits), and a dead observer is restarted. A file is taken only when the stability tracker says it
+Events are hints; the folder is the truth (issue 5 §1). The watchdog handler only queues paths (an
+exception inside a handler kills its observer thread for good, so it catches everything), a rescan
+every ``rescan_s`` finds whatever an observer missed (Windows buffer overflows, remounts, inotify
+limits), and a dead observer is replaced. A file is taken only when the stability tracker says it
 is whole, and only once: the journal's claim decides, whatever duplicate events arrive.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -21,10 +23,22 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
-from filedrop.inbox import Snapshot, StabilityTracker, ignore_reason, scan, snapshot
+from filedrop.errors import FiledropError
+from filedrop.inbox import (
+    Snapshot,
+    StabilityTracker,
+    ignore_reason,
+    is_outcome_file,
+    scan,
+    snapshot,
+)
 from filedrop.pipeline import Context, FileReport, process_file
 
 log = logging.getLogger("filedrop.watch")
+
+# The outcome writer's own temporary files (outcome.py: ".<name>.<8 hex>.tmp"): ignored like any
+# hidden file, but logged only at DEBUG so that every processed file does not add a line of noise.
+_OWN_TEMP = re.compile(r"^\..+\.outcome\.(xlsx|csv)\.[0-9a-f]{8}\.tmp$", re.IGNORECASE)
 
 
 @dataclass(kw_only=True)
@@ -34,12 +48,18 @@ class WatchOptions:
     stability_s: float = 5.0
     rescan_s: float = 30.0
     polling: bool = False
+    """Use watchdog's polling observer (SMB/CIFS/NFS/SSHFS, Docker Desktop bind mounts)."""
+    observer_poll_s: float = 1.0
+    """How often the polling observer lists the folder (only with ``polling``)."""
     concurrent_files: int = 2
     heartbeat_s: float = 10.0
     retry_initial_s: float = 10.0
     retry_max_s: float = 600.0
     tick_s: float = 0.25
     """How often the loop wakes to check stability when no event arrives."""
+    shutdown_s: float = 8.0
+    """At a stop, how long in-flight files get to finish or leave themselves resumable. Below the
+    10 s a container runtime waits between SIGTERM and SIGKILL, with room for the exit itself."""
 
 
 class _Hints(FileSystemEventHandler):
@@ -58,7 +78,8 @@ class _Hints(FileSystemEventHandler):
                     continue
                 path = Path(raw.decode() if isinstance(raw, bytes) else raw)
                 if path.parent == self._inbox:
-                    self._wake(path)
+                    # Rebuilt from the inbox and the name: the same key as the rescan's path.
+                    self._wake(self._inbox / path.name)
         except Exception:  # a handler that raises kills its observer for good
             log.exception("error while handling a file event; the rescan will catch up")
 
@@ -72,6 +93,7 @@ class _State:
     ignored_logged: set[str] = field(default_factory=set)
     in_progress: dict[Path, threading.Thread] = field(default_factory=dict)
     retry_at: dict[Path, tuple[float, float]] = field(default_factory=dict)  # due, delay
+    rescan_failing: bool = False
 
 
 def watch_inbox(
@@ -84,83 +106,198 @@ def watch_inbox(
     on_report: Callable[[FileReport], None] | None = None,
 ) -> None:
     """Run until ``stop`` is set; then stop taking files and return once in-flight work is
-    finished or left resumable (``ctx.stop`` tells the pipeline to send no new batch)."""
+    finished or left resumable (``ctx.stop`` tells the pipeline to send no new batch).
+
+    ``on_report`` is called on this thread with each file's report as it is collected. The
+    context's poller is closed on return, so ``ctx`` serves one watch only.
+    """
+    # Absolute once, here: with a relative FILEDROP_INBOX the observer reports relative paths,
+    # which never matched the inbox, so every event was dropped and only rescans found files.
+    inbox = inbox.resolve()
     state = _State()
     tracker = StabilityTracker(window_s=options.stability_s, clock=clock)
-    hints: list[Path] = []
-    hints_lock = threading.Lock()
-    wake = threading.Event()
+    hints = _HintQueue()
     reports: list[FileReport] = []
-
-    def hint(path: Path) -> None:
-        with hints_lock:
-            hints.append(path)
-        wake.set()
-
-    observer = _start_observer(inbox, _Hints(inbox.resolve(), hint), polling=options.polling)
+    observer = _Supervisor(inbox, _Hints(inbox, hints.put), options)
     next_rescan = 0.0
     next_beat = 0.0
     log.info("watching %s (%s)", inbox, "polling" if options.polling else "events")
     try:
         while not stop.is_set():
             now = clock()
-            if not observer.is_alive():
-                log.warning("the folder observer stopped; starting a new one")
-                observer = _start_observer(
-                    inbox, _Hints(inbox.resolve(), hint), polling=options.polling
-                )
-                next_rescan = now
+            if observer.keep_running(now):
+                next_rescan = now  # what happened while no observer ran is in the folder
             if now >= next_beat:
-                ctx.journal.beat(ctx.owner)
+                _beat(ctx)
                 next_beat = now + options.heartbeat_s
             if now >= next_rescan:
-                _rescan(inbox, state)
+                _rescan(inbox, state, tracker)
                 next_rescan = now + options.rescan_s
-            with hints_lock:
-                fresh, hints[:] = list(hints), []
-            for path in fresh:
-                _consider(path.parent / path.name, state)
+            for path in hints.take():
+                _consider(path, state)
             _collect(state, reports, on_report, options, clock)
-            _start_ready(state, tracker, ctx=ctx, options=options, clock=clock, reports=reports)
-            wake.wait(timeout=options.tick_s)
-            wake.clear()
+            _start_ready(
+                state,
+                tracker,
+                ctx=ctx,
+                options=options,
+                clock=clock,
+                reports=reports,
+                wake=hints.wake,
+            )
+            hints.wake.wait(timeout=options.tick_s)
+            hints.wake.clear()
     finally:
         log.info("stopping: no new files are taken; in-flight work finishes or stays resumable")
         ctx.stop.set()
-        ctx.poller.close()
+        ctx.poller.close()  # open polls resolve to "still pending" at once
         observer.stop()
-        deadline = time.monotonic() + 8.0
+        deadline = time.monotonic() + options.shutdown_s
         for thread in list(state.in_progress.values()):
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
         _collect(state, reports, on_report, options, clock)
-        observer.join(timeout=2.0)
+        observer.join(timeout_s=max(0.1, deadline - time.monotonic()))
 
 
-def _start_observer(inbox: Path, handler: _Hints, *, polling: bool) -> BaseObserver:
-    observer = PollingObserver(timeout=1.0) if polling else Observer()
-    observer.schedule(handler, str(inbox), recursive=False)
-    observer.daemon = True
-    observer.start()
-    return observer
+class _HintQueue:
+    """Paths named by events, handed from the observer thread to the loop; ``wake`` ends the
+    loop's wait early (an event, or a worker that finished)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._paths: list[Path] = []
+        self.wake = threading.Event()
+
+    def put(self, path: Path) -> None:
+        with self._lock:
+            self._paths.append(path)
+        self.wake.set()
+
+    def take(self) -> list[Path]:
+        """Every queued path once (modified fires 2-3 times per write), in arrival order."""
+        with self._lock:
+            paths, self._paths = self._paths, []
+        return list(dict.fromkeys(paths))
 
 
-def _rescan(inbox: Path, state: _State) -> None:
-    candidates, ignored = scan(inbox)
+class _Supervisor:
+    """Keeps one folder observer running: a dead one is replaced, a failed start retried."""
+
+    def __init__(self, inbox: Path, handler: _Hints, options: WatchOptions) -> None:
+        self._inbox = inbox
+        self._handler = handler
+        self._options = options
+        self._observer: BaseObserver | None = None
+        self._next_try = float("-inf")
+
+    def keep_running(self, now: float) -> bool:
+        """Start an observer if none runs (at most once per rescan interval); True if started."""
+        if self._observer is not None and not self._observer.is_alive():
+            log.warning("the folder observer stopped; starting a new one")
+            _dispose(self._observer)
+            self._observer, self._next_try = None, now
+        if self._observer is not None or now < self._next_try:
+            return False
+        self._observer = _start_observer(self._inbox, self._handler, options=self._options)
+        self._next_try = now + self._options.rescan_s
+        return self._observer is not None
+
+    def stop(self) -> None:
+        if self._observer is not None:
+            self._observer.stop()
+
+    def join(self, *, timeout_s: float) -> None:
+        if self._observer is not None and self._observer.is_alive():
+            self._observer.join(timeout=timeout_s)
+
+
+def _start_observer(inbox: Path, handler: _Hints, *, options: WatchOptions) -> BaseObserver | None:
+    """A running observer on ``inbox``, or None (then rescans alone find files until a retry).
+
+    A native observer that cannot start (inotify watch or instance limits, a filesystem without
+    change notification) falls back to polling rather than ending the daemon.
+    """
+    kinds = ["polling"] if options.polling else ["events", "polling"]
+    for kind in kinds:
+        observer: BaseObserver = (
+            PollingObserver(timeout=options.observer_poll_s) if kind == "polling" else Observer()
+        )
+        try:
+            observer.schedule(handler, str(inbox), recursive=False)
+            observer.daemon = True
+            observer.start()
+        except OSError as exc:
+            _dispose(observer)
+            log.warning("cannot watch %s with %s (%s)", inbox, kind, exc)
+            continue
+        if kind == "polling" and not options.polling:
+            log.warning("watching %s by polling instead; new files may take longer to show", inbox)
+        return observer
+    log.warning("no folder observer for %s; relying on rescans every %g s", inbox, options.rescan_s)
+    return None
+
+
+def _dispose(observer: BaseObserver) -> None:
+    """Stop an observer and its emitters (a dead dispatcher leaves its inotify watch running)."""
+    try:
+        observer.stop()
+        if observer.is_alive():
+            observer.join(timeout=1.0)
+    except Exception:  # best effort: a broken observer must not take the daemon down with it
+        log.debug("while stopping an observer", exc_info=True)
+
+
+def _beat(ctx: Context) -> None:
+    try:
+        ctx.journal.beat(ctx.owner)
+    except (sqlite3.Error, OSError) as exc:  # a busy journal is no reason for the daemon to die
+        log.warning("cannot write the heartbeat to the journal (%s); trying again", exc)
+
+
+def _rescan(inbox: Path, state: _State, tracker: StabilityTracker) -> None:
+    try:
+        candidates, ignored = scan(inbox)
+    except OSError as exc:
+        # A share being remounted, or the folder briefly gone: keep running, try again next time
+        # (the health check reports an unreadable inbox meanwhile).
+        if not state.rescan_failing:
+            log.warning("cannot list the inbox %s (%s); trying again", inbox, exc)
+        state.rescan_failing = True
+        return
+    if state.rescan_failing:
+        log.info("the inbox %s can be listed again", inbox)
+        state.rescan_failing = False
     for path, reason in ignored:
-        if path.name not in state.ignored_logged:
-            state.ignored_logged.add(path.name)
-            log.info("%s: ignored (%s)", path.name, reason)
+        _log_ignored(path, reason, state)
     for path in candidates:
         _consider(path, state)
+    # Forget what is gone, so a daemon that runs for months does not grow without bound (and a
+    # lock file that comes back later is logged again).
+    present = {path.name for path in candidates} | {path.name for path, _ in ignored}
+    state.ignored_logged &= present
+    for path in [p for p in state.settled if p.name not in present]:
+        del state.settled[path]
+        tracker.forget(path)
+    for path in [p for p in state.retry_at if p.name not in present]:
+        del state.retry_at[path]
+
+
+def _log_ignored(path: Path, reason: str, state: _State) -> None:
+    if path.name in state.ignored_logged:
+        return
+    state.ignored_logged.add(path.name)
+    if is_outcome_file(path) or _OWN_TEMP.match(path.name):
+        log.debug("%s: ignored (%s)", path.name, reason)
+    else:
+        log.info("%s: ignored (%s)", path.name, reason)
 
 
 def _consider(path: Path, state: _State) -> None:
     """Start watching ``path`` unless it is ignored or settled with these very bytes."""
     reason = ignore_reason(path)
     if reason is not None:
-        if path.exists() and path.name not in state.ignored_logged:
-            state.ignored_logged.add(path.name)
-            log.info("%s: ignored (%s)", path.name, reason)
+        if path.exists():
+            _log_ignored(path, reason, state)
         return
     current = snapshot(path)
     if current is None:
@@ -181,6 +318,7 @@ def _start_ready(
     options: WatchOptions,
     clock: Callable[[], float],
     reports: list[FileReport],
+    wake: threading.Event,
 ) -> None:
     """Hand ready files to worker threads, oldest first, at most ``concurrent_files`` at once."""
     now = clock()
@@ -200,9 +338,14 @@ def _start_ready(
         def work(path: Path = path) -> None:
             try:
                 reports.append(process_file(path, ctx))
+            except FiledropError as exc:  # e.g. refused credentials: a sentence, not a trace
+                log.error("%s: %s", path.name, exc)
+                reports.append(FileReport(path, "retry", {}, message=str(exc)))
             except Exception as exc:  # the daemon never dies on one bad file
                 log.exception("%s: unexpected error", path.name)
                 reports.append(FileReport(path, "retry", {}, message=f"unexpected error: {exc}"))
+            finally:
+                wake.set()  # collect it now, and start the next file, rather than at the next tick
 
         # Daemon threads: a POST hanging at shutdown must not hold the process past its
         # deadline; the journal leaves that batch UNKNOWN-safe either way.
@@ -226,7 +369,10 @@ def _collect(
         report = reports.pop(0)
         path = report.path
         if on_report is not None:
-            on_report(report)
+            try:
+                on_report(report)
+            except Exception:  # a caller's callback must not end the daemon either
+                log.exception("%s: error in the report callback", path.name)
         if report.state in ("retry", "waiting"):
             _, delay = state.retry_at.get(path, (0.0, options.retry_initial_s / 2))
             delay = min(options.retry_max_s, delay * 2)
@@ -235,6 +381,8 @@ def _collect(
             continue
         if report.state == "stopped":
             continue
+        if report.state == "skipped":
+            log.info("%s", report.message or f"{path.name}: skipped")
         state.retry_at.pop(path, None)
         state.watching.discard(path)
         current = snapshot(path)
