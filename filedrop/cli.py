@@ -467,7 +467,7 @@ def _status(args: argparse.Namespace, io: Io) -> int:
 
 
 def _health(settings: Settings, path: Path, io: Io) -> int:
-    from filedrop.journal import Journal
+    from filedrop.journal import Journal, owner_alive
 
     inbox = settings.require_inbox()
     if not os.access(inbox, os.R_OK | os.X_OK):
@@ -480,12 +480,20 @@ def _health(settings: Settings, path: Path, io: Io) -> int:
         return ExitCode.FAILURES
     with Journal(path) as journal:
         beat = journal.last_beat()
-    max_age_s = max(60.0, 3 * settings.rescan_s)
-    if beat is None or time.time() - beat[1] > max_age_s:
-        age = "never" if beat is None else f"{time.time() - beat[1]:.0f} s ago"
+    # The daemon beats every 10 s; a minute without one, or a daemon process that is gone, is
+    # unhealthy even if the journal still holds a recent beat.
+    now = time.time()
+    stale_s = 60.0
+    if beat is None or now - beat[1] > stale_s:
+        age = "never" if beat is None else f"{now - beat[1]:.0f} s ago"
         print(f"filedrop: unhealthy: the watch daemon's last heartbeat was {age}.", file=io.stderr)
         return ExitCode.FAILURES
-    io.say(f"healthy: heartbeat {time.time() - beat[1]:.0f} s ago from {beat[0]}")
+    if not owner_alive(beat[0], heartbeat=beat[1], now=now, stale_s=stale_s):
+        print(
+            f"filedrop: unhealthy: the watch daemon {beat[0]} is no longer running.", file=io.stderr
+        )
+        return ExitCode.FAILURES
+    io.say(f"healthy: heartbeat {now - beat[1]:.0f} s ago from {beat[0]}")
     return ExitCode.OK
 
 

@@ -104,8 +104,15 @@ def process_file(path: Path, ctx: Context) -> FileReport:
     """Process one ready file, or resume it; never raises for a problem with the file itself."""
     try:
         sha256 = content_hash(path)
+    except FileNotFoundError:
+        return FileReport(path, "skipped", {}, message=f"{path.name}: gone before it was read")
     except OSError as exc:
-        return FileReport(path, "skipped", {}, message=f"{path.name}: cannot be read ({exc})")
+        # Not even its bytes can be read (permissions, a lock held by another program): the
+        # journal cannot know it without a hash, but the user still gets an ERROR outcome.
+        message = f"{path.name}: cannot be opened ({exc.strerror or exc}); check its permissions"
+        log.error("%s", message)
+        outcome = write_error_outcome(path, message, _summary(path, ctx, datetime.now(UTC)))
+        return FileReport(path, "error", {RowStatus.ERROR.value: 1}, outcome, message)
     record = ctx.journal.claim_file(path=path, sha256=sha256, owner=ctx.owner)
     if record is None:
         return FileReport(path, "skipped", {}, message=f"{path.name}: already processed")
@@ -124,19 +131,22 @@ def _file_error(
 ) -> FileReport:
     """A file that cannot be read or mapped still gets an outcome: one ERROR row and why."""
     log.error("%s", message)
-    summary = OutcomeSummary(
+    outcome = write_error_outcome(path, message, _summary(path, ctx, started))
+    counts = {RowStatus.ERROR.value: 1}
+    ctx.journal.finish_file(
+        file_id, state="error", counts=counts, mapping=None, outcome=outcome, message=message
+    )
+    return FileReport(path, "error", counts, outcome, message)
+
+
+def _summary(path: Path, ctx: Context, started: datetime) -> OutcomeSummary:
+    return OutcomeSummary(
         source=path,
         environment=ctx.environment,
         mapping=None,
         started_at=started,
         finished_at=datetime.now(UTC),
     )
-    outcome = write_error_outcome(path, message, summary)
-    counts = {RowStatus.ERROR.value: 1}
-    ctx.journal.finish_file(
-        file_id, state="error", counts=counts, mapping=None, outcome=outcome, message=message
-    )
-    return FileReport(path, "error", counts, outcome, message)
 
 
 def _send_and_report(

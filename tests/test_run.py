@@ -10,7 +10,7 @@ from pathlib import Path
 import openpyxl
 import pandas as pd
 import pytest
-from builders import EXAMPLES, erp_row, filedrop, run_env, write_erp_csv
+from builders import EXAMPLES, MAPPINGS, ORG_ID, erp_row, filedrop, run_env, write_erp_csv
 
 from filedrop.sandbox import Sandbox, SandboxOptions
 
@@ -241,3 +241,38 @@ def test_journal_records_files_batches_and_invoices(inbox: Path, sandbox: Sandbo
         assert len(batches) == 2 and all(b[0] == "done" and b[2] for b in batches)
         cases = db.execute("SELECT invoice_number, status, case_number FROM invoices").fetchall()
         assert sorted(c[:2] for c in cases) == [("9301", "SUCCEEDED"), ("9302", "SUCCEEDED")]
+
+
+def test_a_file_that_cannot_even_be_opened_still_gets_an_error_outcome(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """No bytes readable (here: a folder where a file was expected): ERROR outcome saying so."""
+    from filedrop.client import AmiliClient, Credentials
+    from filedrop.journal import Journal
+    from filedrop.mapping import load_mappings
+    from filedrop.pipeline import Context, process_file
+
+    locked = inbox / "locked.csv"
+    locked.mkdir()  # reading it fails like a file another program holds locked
+    client = AmiliClient(
+        auth_url=sandbox.url,
+        api_url=sandbox.url,
+        credentials=Credentials(client_id="c", client_secret="s"),
+    )
+    with Journal(inbox / "state.db") as journal:
+        ctx = Context(
+            client=client,
+            journal=journal,
+            mappings=load_mappings(MAPPINGS),
+            environment="sandbox",
+            org_id=ORG_ID,
+        )
+        try:
+            report = process_file(locked, ctx)
+        finally:
+            ctx.close()
+            client.close()
+    assert report.state == "error"
+    assert report.counts == {"ERROR": 1}
+    outcome = pd.read_csv(inbox / "locked.outcome.csv", dtype=str, encoding="utf-8-sig")
+    assert "locked.csv: cannot be opened" in outcome["outcome_message"][0]
