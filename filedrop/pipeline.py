@@ -172,13 +172,13 @@ def _send_and_report(
     batches = plan_batches(to_send, size=ctx.batch_size)
     if batches:
         log.info("%s: %d invoices to send in %d batches", path.name, len(to_send), len(batches))
-    ctx.progress.file_started(rows=len(prepared.table), batches=len(batches))
     # Batches a previous run left QUEUED are polled alongside the new ones.
     polls: list[tuple[int, Future[BatchResult | StillPending]]] = [
         (batch.id, ctx.poller.track(batch.batch_id))
         for batch in ctx.journal.batches(file_id=file_id, states=("queued",))
         if batch.batch_id
     ]
+    ctx.progress.file_started(rows=len(prepared.table), batches=len(batches) + len(polls))
     transient: list[str] = []
     posts = [ctx.poster.submit(_submit_batch, batch, ctx, file_id, transient) for batch in batches]
     for post in posts:
