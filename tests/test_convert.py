@@ -1,0 +1,450 @@
+"""Conversions of whole columns: amounts, dates, ids, phones, emails, and one Field."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from filedrop.convert import (
+    SPACES,
+    Source,
+    api_timestamps,
+    date_format_to_strptime,
+    dates_from_excel,
+    evaluate,
+    has_more_than_two_decimals,
+    is_email,
+    is_fodselsnummer,
+    is_kid,
+    is_orgnr,
+    mask_id,
+    parse_amounts,
+    parse_dates,
+    phone_e164,
+    split_values,
+    zero_pad,
+)
+from filedrop.mapping import Field
+
+NORWEGIAN = {"decimal": ",", "thousands": "." + SPACES}
+ENGLISH = {"decimal": ".", "thousands": ","}
+
+
+def amounts(*texts: str, decimal: str, thousands: str) -> list[float]:
+    return parse_amounts(
+        pd.Series(texts, dtype=object), decimal=decimal, thousands=thousands
+    ).tolist()
+
+
+def dates(*texts: str, formats: tuple[str, ...]) -> list[str]:
+    parsed = parse_dates(pd.Series(texts, dtype=object), formats=formats)
+    return [str(d) for d in parsed]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1 234,50", 1234.5),
+        ("1.234,50", 1234.5),
+        ("1\u00a0234,50", 1234.5),  # no-break space, as Excel and PDFs write it
+        ("1\u202f234,50", 1234.5),  # narrow no-break space
+        ("12 345 678,90", 12345678.9),
+        ("1234,5", 1234.5),
+        ("4500", 4500.0),
+        ("kr 1 234,50", 1234.5),
+        ("1 234,50 kr", 1234.5),
+        ("NOK 100,00", 100.0),
+        ("1 234,-", 1234.0),
+        ("-500,00", -500.0),
+        ("\u2212500,00", -500.0),  # the minus sign Word puts in
+        ("500,00-", -500.0),
+        ("(500,00)", -500.0),
+        ("+3,10", 3.1),
+    ],
+)
+def test_amount_with_decimal_comma_reads_as_typed(text: str, expected: float) -> None:
+    """Norwegian amounts: decimal comma, thousands by space, no-break space or dot, kr around."""
+    assert amounts(text, **NORWEGIAN) == [expected]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["1.5", "1,234.50", "12 34,50", "1 2345,00", "abc", "(500,00", "-500-", "1,2,3", "kr", "0x10"],
+)
+def test_amount_that_does_not_fit_the_settings_is_refused(text: str) -> None:
+    """With a decimal comma, 1.5 is refused (not read as 15); bad grouping and junk too."""
+    assert np.isnan(amounts(text, **NORWEGIAN)[0])
+
+
+def test_amount_with_decimal_point_reads_the_other_way_round() -> None:
+    """With decimal point and comma thousands, 1,234.50 is 1234.5 and 1.234,50 is refused."""
+    got = amounts("1,234.50", "1234.5", "1.234,50", "1 234,50", decimal=".", thousands=",")
+    assert got[:2] == [1234.5, 1234.5]
+    assert np.isnan(got[2:]).all()
+
+
+def test_thousands_space_is_allowed_only_when_configured() -> None:
+    """Without a thousands setting, 1 234,50 is not an amount."""
+    assert np.isnan(amounts("1 234,50", decimal=",", thousands="")[0])
+    assert amounts("1234,50", decimal=",", thousands="") == [1234.5]
+
+
+def test_amount_digits_must_be_ascii() -> None:
+    """Digits from other scripts are refused, not silently read as numbers."""
+    assert np.isnan(amounts("١٢٣", **NORWEGIAN)[0])
+
+
+@pytest.mark.parametrize(
+    ("value", "more"), [(1.25, False), (0.1 + 0.2, False), (1.005, True), (1234567.891, True)]
+)
+def test_more_than_two_decimals(value: float, more: bool) -> None:
+    """A fraction of an øre is flagged; floating-point noise is not."""
+    assert has_more_than_two_decimals(np.array([value]))[0] == more
+
+
+@pytest.mark.parametrize(
+    ("text", "formats", "expected"),
+    [
+        ("15.01.2024", ("%d.%m.%Y",), "2024-01-15"),
+        ("1.2.2024", ("%d.%m.%Y",), "2024-02-01"),
+        ("15.01.24", ("%d.%m.%Y", "%d.%m.%y"), "2024-01-15"),
+        ("15/01/2024", ("%d/%m/%Y",), "2024-01-15"),
+        ("2024-01-15", ("%d.%m.%Y",), "2024-01-15"),  # ISO is always understood
+        ("2024-01-15 00:00:00", ("%d.%m.%Y",), "2024-01-15"),
+        ("45306", ("%d.%m.%Y",), "2024-01-15"),  # an Excel serial number exported as text
+    ],
+)
+def test_dates_in_several_formats(text: str, formats: tuple[str, ...], expected: str) -> None:
+    """Each accepted format, ISO, and Excel serial numbers give the same day."""
+    assert dates(text, formats=formats) == [expected]
+
+
+@pytest.mark.parametrize(
+    "text", ["31.02.2024", "15.13.2024", "15.01.2024x", "15.01.24", "2204-01-15", "x"]
+)
+def test_impossible_or_unexpected_date_is_refused(text: str) -> None:
+    """31.02.2024 does not exist; a two-digit year is refused unless dd.mm.yy is accepted."""
+    assert dates(text, formats=("%d.%m.%Y",)) == ["NaT"]
+
+
+@pytest.mark.parametrize(
+    ("user", "strptime"),
+    [
+        ("dd.mm.yyyy", "%d.%m.%Y"),
+        ("d.m.yy", "%d.%m.%y"),
+        ("yyyy-mm-dd", "%Y-%m-%d"),
+        ("mm/dd/yyyy", "%m/%d/%Y"),
+    ],
+)
+def test_user_date_format_becomes_strptime(user: str, strptime: str) -> None:
+    """Date formats are written the way accountants write them."""
+    assert date_format_to_strptime(user) == strptime
+
+
+@pytest.mark.parametrize("user", ["dd.mm", "dd.dd.yyyy", "%d.%m.%Y", "dd.mm.åååå", "ddmmyyyy"])
+def test_date_format_that_is_not_day_month_year_is_refused(user: str) -> None:
+    """A format must have a day, a month and a year, with a separator between them."""
+    with pytest.raises(ValueError):
+        date_format_to_strptime(user)
+
+
+def test_excel_dates_and_serials_are_taken_as_they_are() -> None:
+    """Typed Excel cells need no format: dates, date-times and serial numbers."""
+    values = pd.Series(
+        [
+            dt.date(2024, 1, 15),
+            dt.datetime(2024, 1, 15, 13, 5),
+            pd.Timestamp("2024-01-15"),
+            45306.0,
+            "15.01.2024",
+        ],
+        dtype=object,
+    )
+    assert [str(d) for d in dates_from_excel(values)] == ["2024-01-15"] * 4 + ["NaT"]
+
+
+def test_dates_are_sent_as_midnight_utc() -> None:
+    """The API wants YYYY-MM-DDT00:00:00Z; a missing date stays missing."""
+    days = np.array(["2024-01-15", "NaT"], dtype="datetime64[D]")
+    assert api_timestamps(days).tolist() == ["2024-01-15T00:00:00Z", None]
+
+
+def test_zero_pad_restores_leading_zeros_of_digits_only() -> None:
+    """155 becomes 0155; longer values, non-digits and empty cells are left alone."""
+    padded = zero_pad(pd.Series(["155", "0155", "12345", "A12", ""], dtype=object), width=4)
+    assert padded.tolist() == ["0155", "0155", "12345", "A12", ""]
+
+
+def test_one_cell_splits_into_several_values() -> None:
+    """Emails separated by , ; or spaces become a list, empty parts dropped."""
+    split = split_values(
+        pd.Series(["a@x.no; b@y.no", "c@z.no", "", "d@x.no,,e@x.no "], dtype=object),
+        separators=",; ",
+    )
+    assert split == [["a@x.no", "b@y.no"], ["c@z.no"], [], ["d@x.no", "e@x.no"]]
+
+
+@pytest.mark.parametrize(
+    ("text", "ok"),
+    [
+        ("kari.nordmann@example.com", True),
+        ("ase.ødegård@example.no", True),
+        ("post@sub.domain.example.no", True),
+        ("kari.example.com", False),
+        ("kari@example", False),
+        ("kari@@example.no", False),
+        ("kari nordmann@example.no", False),
+        ("pal.saerheim(at)example.no", False),
+    ],
+)
+def test_email_shape(text: str, ok: bool) -> None:
+    """An email needs one @ and a dotted domain; spaces and (at) are not addresses."""
+    assert is_email(pd.Series([text], dtype=object)).tolist() == [ok]
+
+
+@pytest.mark.parametrize(
+    ("text", "country", "expected"),
+    [
+        ("912 34 567", "NO", ("+4791234567", "NO")),
+        ("+47 912 34 567", "NO", ("+4791234567", "NO")),
+        ("0047 91234567", "NO", ("+4791234567", "NO")),
+        ("+46 70 123 45 67", "NO", ("+46701234567", "SE")),
+        ("+4791234567", None, ("+4791234567", "NO")),
+    ],
+)
+def test_phone_to_e164(text: str, country: str | None, expected: tuple[str, str]) -> None:
+    """Phone numbers become E.164 with the country they belong to."""
+    assert phone_e164(text, country) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "country"), [("12 34", "NO"), ("91234567", None), ("phone", "NO")]
+)
+def test_phone_that_is_not_a_number_is_refused(text: str, country: str | None) -> None:
+    """Too short, or no country to read it with, or not digits: not a phone number."""
+    assert phone_e164(text, country) is None
+
+
+@pytest.mark.parametrize(
+    ("kid", "ok"),
+    [
+        ("1234567897", True),  # mod 10 (Luhn)
+        ("1000004", True),  # mod 11 (its mod 10 digit would be 9)
+        ("1000005-", True),  # mod 11 with check "-"
+        ("1000003", False),  # neither mod 10 (9) nor mod 11 (4)
+        ("1234567890", False),
+        ("1", False),
+        ("12345678901234567890123456", False),  # 26 digits
+        ("12A4", False),
+    ],
+)
+def test_kid_check_digit(kid: str, ok: bool) -> None:
+    """A KID is 2-25 digits with a mod 10 or mod 11 check digit."""
+    assert is_kid(pd.Series([kid], dtype=object)).tolist() == [ok]
+
+
+def test_national_id_and_organisation_number_check_digits() -> None:
+    """Fødselsnummer and D-number check digits and birth date; orgnr mod 11."""
+    ids = pd.Series(
+        ["15108695088", "55108695088", "15108695077", "1510869508", "988077917"], dtype=object
+    )
+    assert is_fodselsnummer(ids).tolist() == [True, False, False, False, False]
+    assert is_fodselsnummer(pd.Series(["41018036736"], dtype=object)).tolist() == [True]  # D-number
+    assert is_orgnr(pd.Series(["988077917", "988077918", "98807791"], dtype=object)).tolist() == [
+        True,
+        False,
+        False,
+    ]
+
+
+def test_national_id_is_masked_after_the_birth_date() -> None:
+    """Messages show the first six digits only."""
+    assert mask_id("15108695088") == "151086*****"
+    assert mask_id("1234") == "****"
+
+
+# --- one Field over a whole table -----------------------------------------------------------------
+
+
+def source(columns: dict[str, list[object]], *, excel: bool = False) -> Source:
+    """A Source over these columns; for Excel, cells show numbers and dates the way read.py does."""
+    headers = list(columns)
+    values = pd.DataFrame(dict(enumerate(columns.values())), dtype=object)
+    cells = values.map(_as_seen) if excel else values
+    return Source(
+        cells=cells,
+        values=values if excel else None,
+        headers=headers,
+        positions={(h,): i for i, h in enumerate(headers)},
+        decimal=",",
+        thousands="." + SPACES,
+        strptime_formats=("%d.%m.%Y",),
+        date_formats=("dd.mm.yyyy",),
+    )
+
+
+def _as_seen(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, dt.datetime):
+        return value.strftime("%Y-%m-%d")
+    return str(value)
+
+
+def column(name: str, kind: str = "text", **options: object) -> Field:
+    return Field(key=f"invoice.{name}", kind=kind, source="column", columns=(name,), **options)
+
+
+def test_excel_numbers_are_not_reparsed_with_the_thousands_separator() -> None:
+    """An Excel number 1.234 stays 1.234 even though "." groups thousands in text cells."""
+    issues: list = []
+    got = evaluate(
+        column("Beløp", "amount"), source({"Beløp": [1.234, 4500, "1.234,50"]}, excel=True), issues
+    )
+    assert got.vals.tolist() == [1.234, 4500.0, 1234.5]
+    assert issues == []
+
+
+def test_excel_dates_need_no_format_but_text_dates_do() -> None:
+    """A real Excel date is taken as it is; a date typed as text follows the mapping's formats."""
+    src = source({"Forfall": [dt.datetime(2024, 2, 15), "15.02.2024", "31.02.2024"]}, excel=True)
+    issues: list = []
+    got = evaluate(column("Forfall", "date"), src, issues)
+    assert got.vals.tolist()[:2] == ["2024-02-15T00:00:00Z"] * 2
+    assert issues == [
+        (
+            2,
+            "date",
+            "Forfall",
+            "31.02.2024",
+            'Forfall "31.02.2024" is not a date (expected dd.mm.yyyy)',
+        )
+    ]
+
+
+def test_empty_and_dash_cells_are_empty_amounts() -> None:
+    """An empty cell or a lone dash is no amount at all, not an error."""
+    issues: list = []
+    got = evaluate(column("Gebyr", "amount"), source({"Gebyr": ["", "-", " ", "70,00"]}), issues)
+    assert got.empty.tolist() == [True, True, True, False]
+    assert issues == []
+
+
+def test_value_map_ignores_case_and_names_unknown_values() -> None:
+    """p and P both map; an unknown code is one issue listing the known ones."""
+    f = column("Kundetype", value_map=(("P", "PRIVATE"), ("B", "COMPANY")))
+    issues: list = []
+    got = evaluate(f, source({"Kundetype": ["P", "b", "X", ""]}), issues)
+    assert got.vals.tolist() == ["PRIVATE", "COMPANY", "X", None]
+    assert issues == [
+        (
+            2,
+            "value_map",
+            "Kundetype",
+            "X",
+            'Kundetype "X" is not one of P, B (the values the mapping knows)',
+        )
+    ]
+
+
+def test_default_fills_empty_cells_from_a_value_or_another_column() -> None:
+    """A plain default is the value itself; a column default names that column in its messages."""
+    fallback = column("Orgnr", "id")
+    f = column("Fødselsnr", "id", pad=11, default=fallback)
+    got = evaluate(
+        f, source({"Fødselsnr": ["1018036736", "", ""], "Orgnr": ["", "988077917", ""]}), []
+    )
+    assert got.vals.tolist() == ["01018036736", "988077917", None]
+    assert got.label.tolist() == ["Fødselsnr", "Orgnr", "Fødselsnr"]
+    nok = Field(key="invoice.currency.default", kind="currency", source="constant", constant="NOK")
+    got = evaluate(column("Valuta", "currency", default=nok), source({"Valuta": ["eur", ""]}), [])
+    assert got.vals.tolist() == ["EUR", "NOK"]
+
+
+def test_template_combines_columns_and_is_empty_when_they_all_are() -> None:
+    """ "{Fakturanr}-{Kundenr}" joins trimmed cells; no value at all gives an empty field."""
+    f = Field(
+        key="invoice.uniqueSourceInvoiceId",
+        kind="text",
+        source="template",
+        template="{Fakturanr}-{Kundenr}",
+        placeholders=("Fakturanr", "Kundenr"),
+    )
+    got = evaluate(f, source({"Fakturanr": [" 1001", "", "1003"], "Kundenr": ["K1 ", "", ""]}), [])
+    assert got.vals.tolist() == ["1001-K1", None, "1003-"]
+
+
+def test_constant_is_checked_like_a_cell_on_every_row() -> None:
+    """A constant currency that is not ISO 4217 is a problem on every row, naming the key."""
+    f = Field(key="invoice.currency", kind="currency", source="constant", constant="NKO")
+    issues: list = []
+    got = evaluate(f, source({"X": ["a", "b"]}), issues)
+    assert got.vals.tolist() == ["NKO", "NKO"]
+    assert [i[0] for i in issues] == [0, 1]
+    expected = "is not an ISO 4217 currency code (such as NOK or EUR)"
+    assert issues[0][4] == f'the mapping\'s invoice.currency "NKO" {expected}'
+
+
+def test_emails_split_and_each_part_is_checked() -> None:
+    """Two emails in one cell become two values; a bad part is named on its own."""
+    f = column("E-post", "email", split=",; ")
+    issues: list = []
+    got = evaluate(f, source({"E-post": ["a@x.no; b@y.no", "c@z.no", "d@x.no, nope"]}), issues)
+    assert got.vals.tolist() == [["a@x.no", "b@y.no"], "c@z.no", ["d@x.no", "nope"]]
+    assert issues == [(2, "email", "E-post", "nope", 'E-post "nope" is not an email address')]
+
+
+def test_phones_become_e164_and_a_bad_one_is_kept_as_typed() -> None:
+    """A valid number is sent in E.164; a bad one is sent as typed if its rule lets the row go."""
+    f = column("Mobil", "phone", split=",;/", country="NO")
+    issues: list = []
+    got = evaluate(f, source({"Mobil": ["912 34 567", "12 34", ""]}), issues)
+    assert got.vals.tolist() == ["+4791234567", "12 34", None]
+    assert issues[0][:4] == (1, "phone", "Mobil", "12 34")
+
+
+def test_kid_and_currency_are_compacted_before_checking() -> None:
+    """Spaces in a KID and lower-case currency codes are tidied, then checked."""
+    issues: list = []
+    kid = evaluate(column("KID", "kid"), source({"KID": ["1234 5678 97", "1234567890"]}), issues)
+    assert kid.vals.tolist() == ["1234567897", "1234567890"]
+    assert [i[:2] for i in issues] == [(1, "kid")]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.text(max_size=12), min_size=1, max_size=8),
+    st.sampled_from(["amount", "date", "text", "email", "phone", "kid", "id", "currency"]),
+)
+def test_any_cell_text_gives_a_value_or_a_named_issue(cells: list[str], kind: str) -> None:
+    """Whatever a cell holds, a row ends with a value, nothing, or an issue; never an exception."""
+    issues: list = []
+    got = evaluate(
+        column(
+            "C",
+            kind,
+            country="NO" if kind == "phone" else None,
+            split=",;" if kind in ("email", "phone") else "",
+        ),
+        source({"C": cells}),
+        issues,
+    )
+    named = {i[0] for i in issues}
+    for pos in range(len(cells)):
+        assert got.empty[pos] or got.vals[pos] is not None or pos in named
+        assert all(isinstance(i[4], str) and i[2] == "C" for i in issues)
+    assert len(got.vals) == len(cells)
+
+
+def test_field_reads_only_its_column(tmp_path: Path) -> None:
+    """Another column's content never leaks into a field."""
+    got = evaluate(column("A"), source({"A": ["1"], "B": ["2"]}), [])
+    assert got.vals.tolist() == ["1"]

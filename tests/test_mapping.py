@@ -1,0 +1,461 @@
+"""Loading mapping files, refusing bad ones in one sentence, and picking the mapping for a file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from filedrop.errors import MappingError, ReadError
+from filedrop.mapping import Field, Many, Obj, load_mapping, load_mappings, select_mapping
+from filedrop.read import ReadInfo, ReadOptions, Table
+
+ROOT = Path(__file__).resolve().parent.parent
+MAPPINGS = ROOT / "mappings"
+
+BASE = """\
+[read]
+decimal = ","
+dates = ["dd.mm.yyyy"]
+
+[invoice]
+type = { constant = "NOTICE" }
+invoiceNumber = "Fakturanr"
+originalInvoiceAmount = "Beløp"
+currency = { constant = "NOK" }
+invoiceDate = "Fakturadato"
+dueDate = "Forfallsdato"
+
+[debtor]
+type = { constant = "PRIVATE" }
+firstname = "Fornavn"
+lastname = "Etternavn"
+
+[[claims]]
+type = { constant = "PRINCIPAL" }
+remainingAmount = "Beløp"
+"""
+HEADERS = ["Fakturanr", "Fakturadato", "Forfallsdato", "Beløp", "Fornavn", "Etternavn"]
+
+
+def write(tmp_path: Path, text: str, name: str = "erp.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def table(headers: list[str], path: str = "januar.csv") -> Table:
+    cells = pd.DataFrame({i: ["x"] for i in range(len(headers))}, dtype=object)
+    return Table(
+        path=Path(path), headers=headers, cells=cells, values=cells,
+        row_numbers=np.array([2]), info=ReadInfo(kind="csv"),
+    )  # fmt: skip
+
+
+def test_shipped_mappings_load() -> None:
+    """mappings/*.toml load, sorted by file name, each with the read settings its files need."""
+    example, erp = load_mappings(MAPPINGS)
+    assert (example.path.name, erp.path.name) == ("example.toml", "norwegian-erp.toml")
+    assert erp.read.encoding == "cp1252" and erp.read.delimiter == ";"
+    assert (erp.decimal, erp.date_formats) == (",", ("dd.mm.yyyy", "dd.mm.yy"))
+    assert example.group_by == ("Invoice no",) and example.severity("email") == "warning"
+    assert "Forfallsdato" in erp.read.expected_headers and "Forfall" in erp.read.expected_headers
+
+
+def test_mapping_mirrors_the_invoice_json(tmp_path: Path) -> None:
+    """Sections become objects and lists; a string is a column, a table says more."""
+    m = load_mapping(
+        write(tmp_path, BASE + '\n[debtor.addresses]\nzipCode = { column = "Postnr", pad = 4 }\n')
+    )
+    assert isinstance(m.invoice, Obj) and isinstance(m.debtors, Many) and isinstance(m.claims, Many)
+    number = m.invoice.get("invoiceNumber")
+    assert isinstance(number, Field) and (number.source, number.columns) == (
+        "column",
+        ("Fakturanr",),
+    )
+    (debtor,) = m.debtors.items
+    addresses = debtor.get("addresses")
+    assert isinstance(addresses, Many)
+    zip_code = addresses.items[0].get("zipCode")
+    assert isinstance(zip_code, Field) and zip_code.pad == 4
+    assert m.read == ReadOptions(sheet=0, expected_headers=m.read.expected_headers)
+    assert m.name == "erp"
+
+
+def test_unknown_field_passes_through_but_a_near_miss_is_refused(tmp_path: Path) -> None:
+    """A field the API may add is kept; one that looks like a typo of a known field is not."""
+    m = load_mapping(
+        write(
+            tmp_path,
+            BASE.replace("[debtor]", 'collectionChannel = { constant = "EMAIL" }\n[debtor]'),
+        )
+    )
+    assert isinstance(m.invoice.get("collectionChannel"), Field)
+    with pytest.raises(MappingError) as err:
+        load_mapping(write(tmp_path, BASE.replace("[debtor]", 'dueDtae = "Forfall"\n[debtor]')))
+    assert err.value.detail == (
+        'key "invoice.dueDtae" is not a field filedrop knows (did you mean "dueDate"?); unknown '
+        "fields go to the API as they are."
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "detail"),
+    [
+        (
+            ("[read]", "colour = 1\n[read]"),
+            'key "colour" is not a known option (known: name, match, read, rules, group, '
+            "invoice, debtor, debtors, claims).",
+        ),
+        (
+            ('decimal = ","', 'decimal = ","\ndelimter = ";"'),
+            'key "read.delimter" is not a known option (did you mean "delimiter"?).',
+        ),
+        (
+            ('decimal = ","', 'decimal = ","\nheader_row = "three"'),
+            'key "read.header_row" must be a whole number from 1 to 1000000, not "three".',
+        ),
+        (('decimal = ","', 'decimal = ";"'), 'key "read.decimal" must be "," or ".", not ";".'),
+        (
+            ('decimal = ","', 'decimal = ","\nencoding = "latin-9000"'),
+            'key "read.encoding" is "latin-9000", which is not an encoding (try "utf-8" or '
+            '"cp1252").',
+        ),
+        (
+            ('decimal = ","', 'decimal = ","\ndelimiter = ";;"'),
+            'key "read.delimiter" must be one character such as ";" or "," or "tab", not ";;".',
+        ),
+        (
+            ('decimal = ","', 'decimal = ","\nthousands = [","]'),
+            'key "read.thousands" cannot contain the decimal separator ",".',
+        ),
+        (
+            ('dates = ["dd.mm.yyyy"]', 'dates = ["dd.mm.åååå"]'),
+            'key "read.dates" has "dd.mm.åååå", which is not a date format (use dd, mm, yyyy or '
+            'yy with . - / or a space between them, like "dd.mm.yyyy").',
+        ),
+        (('dates = ["dd.mm.yyyy"]', 'dates = "dd.mm.yyyy", 3'), None),  # invalid TOML, see below
+        (
+            ("[invoice]", '[rules]\nemail = "warn"\n[invoice]'),
+            'key "rules.email" is "warn"; use "error", "warning" or "off".',
+        ),
+        (
+            ("[invoice]", '[rules]\nemial = "off"\n[invoice]'),
+            'key "rules.emial" is not a known option (did you mean "email"?).',
+        ),
+        (
+            ('dueDate = "Forfallsdato"', ""),
+            'key "invoice.dueDate" is missing; the API needs a due date (e.g. dueDate = '
+            '"<column>").',
+        ),
+        (
+            ('dueDate = "Forfallsdato"', 'dueDate = "Forfallsdato"\nfirstname = "Fornavn"'),
+            'key "invoice.firstname" belongs in [debtor].',
+        ),
+        (
+            ('dueDate = "Forfallsdato"', 'dueDate = { column = "A", constant = "B" }'),
+            'key "invoice.dueDate" needs exactly one of column, constant or template, not column '
+            "and constant.",
+        ),
+        (
+            ('dueDate = "Forfallsdato"', 'dueDate = { names = ["A"] }'),
+            'key "invoice.dueDate" needs exactly one of column, constant or template, not none.',
+        ),
+        (
+            ('dueDate = "Forfallsdato"', 'dueDate = { colum = "A" }'),
+            'key "invoice.dueDate.colum" is not a known option (did you mean "column"?).',
+        ),
+        (
+            ('dueDate = "Forfallsdato"', "dueDate = { column = 7 }"),
+            'key "invoice.dueDate.column" must be text in quotes, not 7.',
+        ),
+        (
+            ('dueDate = "Forfallsdato"', 'dueDate = { column = "A", as = "text" }'),
+            'key "invoice.dueDate.as" cannot be set for a field filedrop knows; it already '
+            "converts it.",
+        ),
+        (
+            ('dueDate = "Forfallsdato"', 'dueDate = { column = "A", split = ";" }'),
+            'key "invoice.dueDate.split" only works for emails, phoneNumbers and other lists.',
+        ),
+        (
+            ('dueDate = "Forfallsdato"', 'dueDate = { column = "A", trim = "yes" }'),
+            'key "invoice.dueDate.trim" must be true or false, not "yes".',
+        ),
+        (
+            (
+                'lastname = "Etternavn"',
+                'lastname = "Etternavn"\ncustomerNumber = { column = "K", pad = 0 }',
+            ),
+            'key "debtor.customerNumber.pad" must be a whole number from 1 to 64, not 0.',
+        ),
+        (
+            (
+                'lastname = "Etternavn"',
+                'lastname = "Etternavn"\nphoneNumbers = { column = "Mobil", country = "Norway" }',
+            ),
+            'key "debtor.phoneNumbers.country" must be a country code such as "NO", for phone '
+            'numbers only, not "Norway".',
+        ),
+        (
+            ('lastname = "Etternavn"', 'lastname = "Etternavn"\naddresses = "Adresse"'),
+            'key "debtor.addresses" must be a table of street, city, zipCode, countryCode, not '
+            "one column.",
+        ),
+        (
+            (
+                'type = { constant = "PRIVATE" }',
+                'type = { column = "T", map = { P = "PRIVATE", p = "X" } }',
+            ),
+            'key "debtor.type.map" has both "P" and "p", which match the same cells.',
+        ),
+        (
+            (
+                'dueDate = "Forfallsdato"',
+                'dueDate = "Forfallsdato"\ndescription = { template = "Faktura" }',
+            ),
+            'key "invoice.description.template" is "Faktura" and names no column; use constant '
+            "for a fixed value.",
+        ),
+        (
+            (
+                'dueDate = "Forfallsdato"',
+                'dueDate = "Forfallsdato"\ndescription = { template = "{Nr:>5}" }',
+            ),
+            'key "invoice.description.template" is "{Nr:>5}"; write a column name in each { }, '
+            'like "{Fakturanr}".',
+        ),
+        (
+            (
+                'dueDate = "Forfallsdato"',
+                'dueDate = "Forfallsdato"\ndescription = { sum_of_claims = true }',
+            ),
+            'key "invoice.description.sum_of_claims" only works as invoice.originalInvoiceAmount '
+            "= { sum_of_claims = true }.",
+        ),
+        (
+            ('dueDate = "Forfallsdato"', 'dueDate = "Forfallsdato"\nextra = { map = { a = "b" } }'),
+            'key "invoice.extra" has "map" but no column, constant or template to take a value '
+            "from.",
+        ),
+    ],
+)
+def test_bad_mapping_is_refused_in_one_sentence(
+    tmp_path: Path, change: tuple[str, str], detail: str | None
+) -> None:
+    """Unknown keys, wrong types and bad values name the file and the key, and say what fits."""
+    path = write(tmp_path, BASE.replace(*change, 1))
+    with pytest.raises(MappingError) as err:
+        load_mapping(path)
+    assert err.value.mapping == str(path)
+    if detail is not None:
+        assert err.value.detail == detail
+        assert str(err.value) == f"{path}: {detail}"
+
+
+def test_missing_debtor_or_claims_section_is_refused(tmp_path: Path) -> None:
+    """An invoice needs a debtor and a claim; the mapping must say where they come from."""
+    without_debtor = (
+        BASE.split("[debtor]", maxsplit=1)[0] + BASE.split('lastname = "Etternavn"\n')[1]
+    )
+    with pytest.raises(MappingError) as err:
+        load_mapping(write(tmp_path, without_debtor))
+    assert (
+        err.value.detail
+        == 'key "debtor" is missing; every invoice needs a debtor (add [debtor] with type = ...).'
+    )
+    with pytest.raises(MappingError) as err:
+        load_mapping(write(tmp_path, BASE.split("[[claims]]", maxsplit=1)[0]))
+    assert (
+        err.value.detail == 'key "claims" is missing; every invoice needs a claim (add [[claims]]).'
+    )
+
+
+def test_broken_toml_missing_file_and_empty_folder_are_refused(tmp_path: Path) -> None:
+    """Syntax errors say where; a missing file or a folder without mappings says so."""
+    with pytest.raises(MappingError) as err:
+        load_mapping(write(tmp_path, BASE + "\n[broken\n"))
+    assert err.value.detail.startswith(
+        "is not valid TOML: Expected ']' at the end of a table declaration (at line 22"
+    )
+    with pytest.raises(MappingError) as err:
+        load_mapping(tmp_path / "nope.toml")
+    assert str(err.value) == f"{tmp_path / 'nope.toml'}: does not exist."
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MappingError) as err:
+        load_mappings(tmp_path / "empty")
+    assert err.value.detail == "has no *.toml mapping files; add one (see mappings/README.md)."
+
+
+def test_read_options_reach_the_reader(tmp_path: Path) -> None:
+    """Sheet counts from 1 for people and from 0 for the reader; tab may be written as a word."""
+    text = BASE.replace(
+        'decimal = ","',
+        'decimal = ","\nsheet = 2\nheader_row = 3\ndelimiter = "tab"\nencoding = "latin-1"',
+    )
+    m = load_mapping(write(tmp_path, text))
+    assert (m.read.sheet, m.read.header_row, m.read.delimiter, m.read.encoding) == (
+        1,
+        3,
+        "\t",
+        "iso8859-1",
+    )
+    assert (
+        load_mapping(
+            write(tmp_path, BASE.replace('decimal = ","', 'sheet = "Fakturaer"'))
+        ).read.sheet
+        == "Fakturaer"
+    )
+
+
+def test_file_name_globs_ignore_case(tmp_path: Path) -> None:
+    """match.files patterns fit file names whatever their case; no patterns fit any name."""
+    m = load_mapping(write(tmp_path, '[match]\nfiles = ["faktura*.csv"]\n' + BASE))
+    assert m.matches_name(Path("inbox/FAKTURA-mars.CSV"))
+    assert not m.matches_name(Path("inbox/kunder.csv"))
+    assert load_mapping(write(tmp_path, BASE)).matches_name(Path("anything.xlsx"))
+
+
+def test_headers_match_ignoring_case_spaces_and_unicode_spelling(tmp_path: Path) -> None:
+    """ " faktura NR" finds Fakturanr; "på" typed as a + combining ring matches "på"."""
+    m = load_mapping(write(tmp_path, BASE))
+    headers = [" faktura NR", "FAKTURADATO", "Forfalls dato", "Bel\u00f8p", "Fornavn", "Etternavn"]
+    positions = m.resolve_columns(headers, file_name="januar.csv")
+    assert positions[("Fakturanr",)] == 0 and positions[("Forfallsdato",)] == 2
+    decomposed = 'invoiceNumber = "Fakturanr pa\u030a"'
+    aa = load_mapping(write(tmp_path, BASE.replace('invoiceNumber = "Fakturanr"', decomposed)))
+    got = aa.resolve_columns(["Fakturanr pæ", "Fakturanr på", *headers[1:]], file_name="x.csv")
+    assert got[("Fakturanr pa\u030a",)] == 1
+
+
+def test_alternative_names_and_first_of_repeated_headers(tmp_path: Path) -> None:
+    """names lists other headers for the same column; of two equal headers the first counts."""
+    m = load_mapping(
+        write(
+            tmp_path,
+            BASE.replace(
+                'dueDate = "Forfallsdato"',
+                'dueDate = { column = "Forfallsdato", names = ["Forfall"] }',
+            ),
+        )
+    )
+    positions = m.resolve_columns(
+        ["Fakturanr", "Fakturadato", "Forfall", "Beløp", "Fornavn", "Etternavn", "Forfall"],
+        file_name="x.csv",
+    )
+    assert positions[("Forfallsdato", "Forfall")] == 2
+
+
+def test_column_the_file_lacks_is_named_with_the_files_headers(tmp_path: Path) -> None:
+    """The sentence names the mapping key, the column, the file and its headers, and the fix."""
+    path = write(
+        tmp_path,
+        BASE.replace(
+            'dueDate = "Forfallsdato"',
+            'dueDate = { column = "Forfallsdato", names = ["Forfall dato"] }',
+        ),
+    )
+    with pytest.raises(MappingError) as err:
+        load_mapping(path).resolve_columns(
+            ["Fakturanr", "Forfall", "Beløp"], file_name="januar.xlsx"
+        )
+    assert str(err.value) == (
+        f'{path}: key "invoice.invoiceDate" names column "Fakturadato", which januar.xlsx does '
+        "not have"
+        ' (its headers: Fakturanr, Forfall, Beløp); fix the header or add the name to "names".'
+    )
+    with pytest.raises(MappingError) as err:
+        load_mapping(path).resolve_columns(
+            ["Fakturanr", "Fakturadato", "Beløp"], file_name="januar.xlsx"
+        )
+    assert 'names column "Forfallsdato" (or "Forfall dato"), which januar.xlsx' in str(err.value)
+
+
+def test_template_columns_must_exist_too(tmp_path: Path) -> None:
+    """A column used only in a template is still required of the file."""
+    path = write(
+        tmp_path,
+        BASE.replace(
+            'dueDate = "Forfallsdato"',
+            'dueDate = "Forfallsdato"\ndescription = { template = "{Tekst} {Fakturanr}" }',
+        ),
+    )
+    with pytest.raises(MappingError) as err:
+        load_mapping(path).resolve_columns(HEADERS, file_name="x.csv")
+    assert err.value.detail.startswith(
+        'key "invoice.description" uses in its template column "Tekst", which x.csv'
+    )
+
+
+class Reads:
+    """A reader that counts its calls and serves canned headers (or fails)."""
+
+    def __init__(self, headers: list[str] | None) -> None:
+        self.headers, self.calls = headers, []
+
+    def __call__(self, path: Path, options: ReadOptions) -> Table:
+        self.calls.append(options)
+        if self.headers is None:
+            raise ReadError(str(path), "is not a CSV file we can read")
+        return table(self.headers, str(path))
+
+
+def test_select_picks_the_first_mapping_that_fits_name_and_columns(tmp_path: Path) -> None:
+    """Name globs filter first; then the file must have the mapping's columns."""
+    (tmp_path / "m").mkdir()
+    write(tmp_path / "m", '[match]\nfiles = ["*.xlsx"]\n' + BASE, "a.toml")
+    write(tmp_path / "m", '[match]\nfiles = ["*.csv"]\nheaders = ["Kundenr"]\n' + BASE, "b.toml")
+    write(tmp_path / "m", '[match]\nfiles = ["*.csv"]\n' + BASE, "c.toml")
+    reads = Reads(HEADERS)
+    mapping, got = select_mapping(load_mappings(tmp_path / "m"), Path("mars.csv"), reads)
+    assert mapping.path.name == "c.toml" and got.headers == HEADERS
+    assert len(reads.calls) == 2  # b and c ask for different expected headers; a was never read
+
+
+def test_select_reads_once_per_read_settings(tmp_path: Path) -> None:
+    """Mappings with the same read settings share one read of the file."""
+    misfit = load_mapping(write(tmp_path, '[match]\nheaders = ["Kundenr"]\n' + BASE, "a.toml"))
+    reads = Reads(HEADERS)
+    with pytest.raises(MappingError):
+        select_mapping([misfit, misfit], Path("mars.csv"), reads)
+    assert len(reads.calls) == 1
+
+
+def test_no_mapping_fits_says_why_for_each(tmp_path: Path) -> None:
+    """The error names the file, every mapping tried, why it did not fit, and the file's headers."""
+    a = load_mapping(write(tmp_path, '[match]\nfiles = ["*.xlsx"]\n' + BASE, "a.toml"))
+    b = load_mapping(write(tmp_path, BASE.replace('"Fakturanr"', '"Faktura nr."'), "b.toml"))
+    with pytest.raises(MappingError) as err:
+        select_mapping([a, b], Path("inbox/mars.csv"), Reads(["Nr", "Beløp", ""]))
+    assert str(err.value) == (
+        "inbox/mars.csv: no mapping fits this file: a.toml takes only files named *.xlsx; b.toml "
+        "needs"
+        ' column "Faktura nr." (key "invoice.invoiceNumber") (the file\'s headers: Nr, Beløp).'
+    )
+
+
+def test_unreadable_file_is_a_read_error_not_a_mapping_error(tmp_path: Path) -> None:
+    """When no mapping can read the file at all, the reader's own sentence is the news."""
+    m = load_mapping(write(tmp_path, BASE))
+    with pytest.raises(ReadError):
+        select_mapping([m], Path("mars.csv"), Reads(None))
+
+
+def test_a_mapping_named_on_the_command_line_ignores_its_globs(tmp_path: Path) -> None:
+    """ignore_names lets `--mapping x.toml` apply to a file its globs would not take."""
+    m = load_mapping(write(tmp_path, '[match]\nfiles = ["*.xlsx"]\n' + BASE))
+    mapping, _ = select_mapping([m], Path("mars.csv"), Reads(HEADERS), ignore_names=True)
+    assert mapping is m
+
+
+def test_readme_documents_every_option_and_its_example_loads(tmp_path: Path) -> None:
+    """mappings/README.md names every key a mapping accepts, and its whole example is a mapping."""
+    from filedrop.mapping import _READ, _TOP, OPTION_KEYS, RULES, SOURCE_KEYS
+
+    readme = (MAPPINGS / "README.md").read_text(encoding="utf-8")
+    for key in (*_TOP, *_READ, *RULES, *OPTION_KEYS, *SOURCE_KEYS, "files", "headers", "by"):
+        assert f"`{key}" in readme or f"{key} =" in readme or f"[{key}]" in readme, key
+    whole = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    assert load_mapping(write(tmp_path, whole)).name == "Norwegian ERP export"

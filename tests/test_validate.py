@@ -1,0 +1,627 @@
+"""prepare(): each rule with a good and a bad value, grouping, pass-through, each row's fate."""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from stdnum.no import fodselsnummer, orgnr
+
+from filedrop.mapping import Mapping, load_mapping, load_mappings, select_mapping
+from filedrop.read import ReadInfo, Table, read_table
+from filedrop.status import RowStatus
+from filedrop.validate import Prepared, Problem, prepare
+
+ROOT = Path(__file__).resolve().parent.parent
+ERP = load_mapping(ROOT / "mappings" / "norwegian-erp.toml")
+HEADERS = [
+    "Fakturanr",
+    "Fakturadato",
+    "Forfallsdato",
+    "Beløp",
+    "Valuta",
+    "KID",
+    "Kundenr",
+    "Kundetype",
+    "Fornavn",
+    "Etternavn",
+    "Fødselsnr",
+    "Orgnr",
+    "E-post",
+    "Mobil",
+    "Adresse",
+    "Postnr",
+    "Poststed",
+]
+
+
+@cache
+def fnr(day: int, month: int, year: int) -> str:
+    """A synthetic fødselsnummer with valid check digits."""
+    for serial in range(100, 500):
+        base = f"{day:02d}{month:02d}{year % 100:02d}{serial:03d}"
+        k1 = fodselsnummer.calc_check_digit1(base)
+        k2 = fodselsnummer.calc_check_digit2(base + k1) if len(k1) == 1 else "xx"
+        if len(k2) == 1 and fodselsnummer.is_valid(base + k1 + k2):
+            return base + k1 + k2
+    raise AssertionError("no id")
+
+
+def org(seed: int) -> str:
+    """A synthetic organisation number with a valid check digit."""
+    bases = (f"9{s:07d}" for s in range(seed, seed + 20))
+    return next(b + d for b in bases for d in "0123456789" if orgnr.is_valid(b + d))
+
+
+PERSON = fnr(12, 4, 1985)
+
+
+def row(**cells: str) -> dict[str, str]:
+    """One valid ERP row; keyword arguments (header names with _ for spaces/ø) replace cells."""
+    good = {
+        "Fakturanr": "240301", "Fakturadato": "01.03.2024", "Forfallsdato": "15.03.2024",
+        "Beløp": "4 500,00", "Valuta": "NOK", "KID": "", "Kundenr": "10411", "Kundetype": "P",
+        "Fornavn": "Åse", "Etternavn": "Kristiansen", "Fødselsnr": PERSON, "Orgnr": "",
+        "E-post": "ase@example.no", "Mobil": "912 34 567", "Adresse": "Storgata 12",
+        "Postnr": "0155", "Poststed": "Oslo",
+    }  # fmt: skip
+    return good | cells
+
+
+def table(
+    rows: list[dict[str, Any]], *, headers: list[str] = HEADERS, excel: bool = False, first: int = 2
+) -> Table:
+    """A Table as read.py makes it: text cells, and for Excel the typed values beside them."""
+    values = pd.DataFrame(
+        {i: [r.get(h, "") for r in rows] for i, h in enumerate(headers)}, dtype=object
+    )
+    cells = values.map(_as_seen) if excel else values
+    return Table(
+        path=Path("mars.xlsx" if excel else "mars.csv"), headers=list(headers), cells=cells,
+        values=values if excel else cells, row_numbers=np.arange(first, first + len(rows)),
+        info=ReadInfo(kind="excel" if excel else "csv"),
+    )  # fmt: skip
+
+
+def _as_seen(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, dt.date):
+        return value.isoformat()[:10]
+    return str(value)
+
+
+def run(rows: list[dict[str, Any]], mapping: Mapping = ERP, **kw: Any) -> Prepared:
+    return prepare(table(rows, **kw), mapping)
+
+
+def messages(prepared: Prepared) -> list[str]:
+    return [str(p) for p in prepared.problems]
+
+
+def custom(tmp_path: Path, text: str) -> Mapping:
+    path = tmp_path / "custom.toml"
+    path.write_text(text, encoding="utf-8")
+    return load_mapping(path)
+
+
+def assert_every_row_once(prepared: Prepared) -> None:
+    sent = [r for inv in prepared.invoices for r in inv.rows]
+    assert sorted(sent + list(prepared.rejected)) == list(range(len(prepared.table)))
+
+
+# --- the JSON -------------------------------------------------------------------------------------
+
+
+def test_a_good_row_becomes_the_invoice_json() -> None:
+    """Every field of the Invoice comes out converted: amounts, dates, E.164, padded zip."""
+    prepared = run([row(Postnr="155")])
+    assert prepared.rejected == {} and prepared.problems == []
+    (invoice,) = prepared.invoices
+    assert (invoice.invoice_number, invoice.rows) == ("240301", (0,))
+    assert invoice.payload == {
+        "type": "NOTICE",
+        "invoiceNumber": "240301",
+        "originalInvoiceAmount": 4500.0,
+        "currency": "NOK",
+        "invoiceDate": "2024-03-01T00:00:00Z",
+        "dueDate": "2024-03-15T00:00:00Z",
+        "uniqueSourceInvoiceId": "10411-240301",
+        "description": "Faktura 240301",
+        "debtors": [
+            {
+                "type": "PRIVATE",
+                "firstname": "Åse",
+                "lastname": "Kristiansen",
+                "customerNumber": "10411",
+                "identificationNumber": PERSON,
+                "emails": [{"value": "ase@example.no"}],
+                "phoneNumbers": [{"value": "+4791234567", "countryCode": "NO"}],
+                "addresses": [
+                    {
+                        "street": "Storgata 12",
+                        "zipCode": "0155",
+                        "city": "Oslo",
+                        "countryCode": "NO",
+                    }
+                ],
+            }
+        ],
+        "claims": [{"type": "PRINCIPAL", "remainingAmount": 4500.0, "description": "Hovedstol"}],
+    }
+
+
+def test_empty_optional_cells_leave_fields_out() -> None:
+    """No KID, no phone, no address: those keys are absent, never null."""
+    (invoice,) = run([row(Mobil="", Adresse="", Postnr="", Poststed="", **{"E-post": ""})]).invoices
+    debtor = invoice.payload["debtors"][0]
+    assert "ocrReferenceNumber" not in invoice.payload
+    assert {"emails", "phoneNumbers", "addresses"}.isdisjoint(debtor)
+
+
+def test_company_takes_the_organisation_number_and_value_map() -> None:
+    """Kundetype B maps to COMPANY; an empty Fødselsnr falls back to Orgnr."""
+    company = org(1234567)
+    (invoice,) = run(
+        [
+            row(
+                Kundetype="b",
+                Fornavn="",
+                Etternavn="Bølgen Bygg AS",
+                Orgnr=company,
+                Fødselsnr="",
+            )
+        ]
+    ).invoices
+    debtor = invoice.payload["debtors"][0]
+    assert (debtor["type"], debtor["identificationNumber"], "firstname" in debtor) == (
+        "COMPANY",
+        company,
+        False,
+    )
+
+
+def test_national_id_that_lost_its_leading_zero_is_restored() -> None:
+    """An id exported as a number (10 digits) gets its zero back and passes the check."""
+    person = fnr(3, 11, 1972)
+    (invoice,) = run([row(Fødselsnr=person[1:])]).invoices
+    assert invoice.payload["debtors"][0]["identificationNumber"] == person
+
+
+def test_two_emails_in_one_cell_become_two_email_objects() -> None:
+    """A cell with "a; b" sends both addresses."""
+    (invoice,) = run([row(**{"E-post": "mari@example.no, mari@strom.example.no"})]).invoices
+    assert invoice.payload["debtors"][0]["emails"] == [
+        {"value": "mari@example.no"},
+        {"value": "mari@strom.example.no"},
+    ]
+
+
+def test_excel_typed_amounts_and_dates_need_no_text_parsing() -> None:
+    """Numbers and dates typed in Excel are taken as they are; text cells follow the mapping."""
+    rows = [
+        row(
+            Beløp=1234.5,
+            Fakturadato=dt.datetime(2024, 3, 1),
+            Forfallsdato="15.03.2024",
+            Postnr=155.0,
+        )
+    ]
+    (invoice,) = run(rows, excel=True).invoices
+    assert invoice.payload["originalInvoiceAmount"] == 1234.5
+    assert invoice.payload["invoiceDate"] == "2024-03-01T00:00:00Z"
+    assert invoice.payload["debtors"][0]["addresses"][0]["zipCode"] == "0155"
+
+
+def test_unknown_fields_pass_through_unchanged(tmp_path: Path) -> None:
+    """Fields filedrop does not know reach the JSON as the mapping says, objects too."""
+    text = (
+        (ROOT / "mappings" / "norwegian-erp.toml")
+        .read_text(encoding="utf-8")
+        .replace(
+            "[debtor]\n",
+            'collectionChannel = { constant = "EMAIL" }\npriority = 2\nreference = "Kundenr"\n'
+            'reminderDate = { column = "Fakturadato", as = "date" }\n'
+            '[invoice.metadata]\nsource = { constant = "erp" }\nbatchNo = '
+            '{ template = "B-{Fakturanr}" }\n\n[debtor]\n',
+            1,
+        )
+    )
+    (invoice,) = run([row()], custom(tmp_path, text)).invoices
+    p = invoice.payload
+    assert (p["collectionChannel"], p["priority"], p["reference"]) == ("EMAIL", 2, "10411")
+    assert p["reminderDate"] == "2024-03-01T00:00:00Z"
+    assert p["metadata"] == {"source": "erp", "batchNo": "B-240301"}
+
+
+# --- the rules, each with a good and a bad value --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cells", "problem"),
+    [
+        ({"Fakturanr": ""}, "row 2: Fakturanr is empty (the invoice needs an invoice number)"),
+        (
+            {"Forfallsdato": "31.02.2024"},
+            'row 2: Forfallsdato "31.02.2024" is not a date (expected dd.mm.yyyy or dd.mm.yy)',
+        ),
+        ({"Fakturadato": "29.02.2024", "Forfallsdato": "29.02.2024"}, None),
+        (
+            {"Forfallsdato": "28.02.2024"},
+            'row 2: Forfallsdato "28.02.2024" is before Fakturadato "01.03.2024" (the due date '
+            "cannot be before the invoice date)",
+        ),
+        ({"Forfallsdato": "01.03.24"}, None),
+        (
+            {"Beløp": "-1 250,00"},
+            'row 2: Beløp "-1 250,00" is not a positive amount (it must be more than 0)',
+        ),
+        (
+            {"Beløp": "0,00"},
+            'row 2: Beløp "0,00" is not a positive amount (it must be more than 0)',
+        ),
+        ({"Beløp": "12,345"}, 'row 2: Beløp "12,345" has more than two decimals'),
+        ({"Beløp": "kr 1.234,50"}, None),
+        ({"Beløp": "1.5"}, 'row 2: Beløp "1.5" is not an amount (expected e.g. 1.234,50)'),
+        ({"Beløp": ""}, "row 2: Beløp is empty (the invoice needs an amount)"),
+        (
+            {"Valuta": "NKO"},
+            'row 2: Valuta "NKO" is not an ISO 4217 currency code (such as NOK or EUR)',
+        ),
+        ({"Valuta": "eur"}, None),
+        ({"Valuta": ""}, None),  # the mapping's default, NOK
+        ({"KID": "1234567897"}, None),
+        (
+            {"KID": "1234567890"},
+            'row 2: KID "1234567890" is not a valid KID (expected 2 to 25 digits ending in a mod '
+            "10 or mod 11 check digit)",
+        ),
+        (
+            {"Fødselsnr": PERSON[:-1] + str((int(PERSON[-1]) + 1) % 10)},
+            f'row 2: Fødselsnr "{PERSON[:6]}*****" is not a valid fødselsnummer or D-number '
+            "(expected 11 digits with correct check digits)",
+        ),
+        ({"Fødselsnr": fnr(52, 4, 1985)}, None),  # a D-number: day + 40
+        (
+            {"Fødselsnr": "", "Orgnr": "988077917"},
+            'row 2: Orgnr "988077917" is an organisation number, but the debtor is PRIVATE '
+            "(expected an 11-digit fødselsnummer or D-number)",
+        ),
+        (
+            {"Kundetype": "B", "Fødselsnr": "", "Orgnr": "988077918"},
+            'row 2: Orgnr "988077918" is not a valid organisation number (expected 9 digits with '
+            "a correct check digit)",
+        ),
+        ({"Kundetype": "B", "Fødselsnr": ""}, None),  # a company without an id is fine
+        (
+            {"Kundetype": "B"},
+            f'row 2: Fødselsnr "{PERSON[:6]}*****" is a fødselsnummer, but the debtor is COMPANY '
+            "(expected a 9-digit organisation number)",
+        ),
+        (
+            {"Kundetype": "X"},
+            'row 2: Kundetype "X" is not one of P, B (the values the mapping knows)',
+        ),
+        ({"Fornavn": ""}, "row 2: Fornavn is empty (a PRIVATE debtor needs a first name)"),
+        ({"Kundetype": "B", "Fornavn": "", "Fødselsnr": ""}, None),
+        ({"E-post": "kari.example.no"}, 'row 2: E-post "kari.example.no" is not an email address'),
+    ],
+)
+def test_each_rule_names_the_column_and_the_value(
+    cells: dict[str, str], problem: str | None
+) -> None:
+    """An error makes the row INVALID with one sentence; a good value passes unnoticed."""
+    prepared = run([row(**cells)])
+    assert_every_row_once(prepared)
+    if problem is None:
+        assert messages(prepared) == [] and len(prepared.invoices) == 1
+    else:
+        assert messages(prepared) == [problem]
+        status, text = prepared.rejected[0]
+        assert status is RowStatus.INVALID and text == problem.removeprefix("row 2: ")
+
+
+def test_a_bad_phone_is_a_warning_in_the_erp_mapping() -> None:
+    """The row is sent with the number as typed, and the problem is noted on the row."""
+    prepared = run([row(Mobil="12 34")])
+    assert [p.severity for p in prepared.problems] == ["warning"]
+    assert prepared.notes == {
+        0: 'Mobil "12 34" is not a phone number (numbers without a + country code are read as NO)'
+    }
+    assert prepared.invoices[0].payload["debtors"][0]["phoneNumbers"] == [{"value": "12 34"}]
+
+
+def test_severity_error_warning_off(tmp_path: Path) -> None:
+    """The same bad email: INVALID when error, sent and noted when warning, silent when off."""
+    base = (ROOT / "mappings" / "norwegian-erp.toml").read_text(encoding="utf-8")
+    bad = [row(**{"E-post": "nope"})]
+    for severity, sent, notes in (
+        ("error", 0, {}),
+        ("warning", 1, {0: 'E-post "nope" is not an email address'}),
+        ("off", 1, {}),
+    ):
+        mapping = custom(
+            tmp_path, base.replace('phone = "warning"', f'phone = "warning"\nemail = "{severity}"')
+        )
+        prepared = run(bad, mapping)
+        assert (len(prepared.invoices), prepared.notes) == (sent, notes)
+        assert len(prepared.problems) == (0 if severity == "off" else 1)
+
+
+def test_repeated_invoice_number_is_a_duplicate_of_the_first_row() -> None:
+    """The later rows are DUPLICATE naming the first row; the first is sent once."""
+    prepared = run([row(), row(Fakturanr="240302"), row(), row(Beløp="-1")])
+    assert [inv.invoice_number for inv in prepared.invoices] == ["240301", "240302"]
+    assert prepared.rejected == {
+        2: (RowStatus.DUPLICATE, "invoice number 240301 already appears on row 2"),
+        3: (RowStatus.DUPLICATE, "invoice number 240301 already appears on row 2"),
+    }
+    assert messages(prepared) == [
+        "row 4: invoice number 240301 already appears on row 2",
+        'row 5: Beløp "-1" is not a positive amount (it must be more than 0)',
+        "row 5: invoice number 240301 already appears on row 2",
+    ]
+
+
+def test_empty_row_is_invalid_saying_only_that() -> None:
+    """A row with no cells at all gets one message, not one per missing field."""
+    prepared = run([row(), dict.fromkeys(HEADERS, "")])
+    assert messages(prepared) == ["row 3: the row is empty"]
+    assert prepared.rejected == {1: (RowStatus.INVALID, "the row is empty")}
+
+
+def test_problem_reads_as_one_sentence() -> None:
+    """str(Problem) is the row number and the message."""
+    problem = Problem(
+        14,
+        "Forfallsdato",
+        "31.02.2024",
+        'Forfallsdato "31.02.2024" is not a date (expected dd.mm.yyyy)',
+        "error",
+        "date",
+    )
+    assert str(problem) == 'row 14: Forfallsdato "31.02.2024" is not a date (expected dd.mm.yyyy)'
+
+
+def test_missing_column_is_a_mapping_error() -> None:
+    """A file without a column the mapping needs is refused before any row is looked at."""
+    from filedrop.errors import MappingError
+
+    with pytest.raises(MappingError) as err:
+        prepare(table([row()], headers=[h for h in HEADERS if h != "Fakturadato"]), ERP)
+    assert (
+        'key "invoice.invoiceDate" names column "Fakturadato", which mars.csv does not have'
+        in str(err.value)
+    )
+
+
+# --- several rows per invoice ---------------------------------------------------------------------
+
+# Several lines per invoice: principal, fee and interest (a real mapping file in tests/data).
+GROUPED_PATH = ROOT / "tests" / "data" / "grouped-lines.toml"
+GROUPED = GROUPED_PATH.read_text(encoding="utf-8")
+GROUPED_MAPPING = load_mapping(GROUPED_PATH)
+G = ["Nr", "Linje", "Beløp", "Dato", "Forfall", "Fornavn", "Etternavn"]
+
+
+def line(nr: str, kind: str, amount: str, *, first: bool = False, **cells: str) -> dict[str, str]:
+    head = (
+        {"Dato": "01.03.2024", "Forfall": "15.03.2024", "Fornavn": "Åse", "Etternavn": "Lie"}
+        if first
+        else {}
+    )
+    return {"Nr": nr, "Linje": kind, "Beløp": amount} | head | cells
+
+
+def test_rows_with_one_key_become_one_invoice_with_a_claim_per_row() -> None:
+    """Principal, fee and interest lines make one invoice; its amount is their sum."""
+    rows = [
+        line("A", "Hovedstol", "1 000,00", first=True),
+        line("B", "Hovedstol", "50,00", first=True),
+        line("A", "Gebyr", "70,00"),
+        line("A", "Rente", "12,35"),
+    ]
+    prepared = run(rows, GROUPED_MAPPING, headers=G)
+    assert [(inv.invoice_number, inv.rows) for inv in prepared.invoices] == [
+        ("A", (0, 2, 3)),
+        ("B", (1,)),
+    ]
+    a = prepared.invoices[0].payload
+    assert a["originalInvoiceAmount"] == 1082.35
+    assert a["claims"] == [
+        {"type": "PRINCIPAL", "remainingAmount": 1000.0, "description": "Hovedstol"},
+        {"type": "REMINDER_FEE", "remainingAmount": 70.0, "description": "Gebyr"},
+        {"type": "INTEREST", "remainingAmount": 12.35, "description": "Rente"},
+    ]
+    assert a["dueDate"] == "2024-03-15T00:00:00Z"  # from the first line; the others leave it empty
+    assert_every_row_once(prepared)
+
+
+def test_a_zero_fee_line_is_left_out() -> None:
+    """An empty or 0,00 fee is no claim; the invoice is still sent."""
+    rows = [
+        line("A", "Hovedstol", "100,00", first=True),
+        line("A", "Gebyr", "0,00"),
+        line("A", "Rente", ""),
+    ]
+    (invoice,) = run(rows, GROUPED_MAPPING, headers=G).invoices
+    assert [c["type"] for c in invoice.payload["claims"]] == ["PRINCIPAL"]
+    assert invoice.rows == (0, 1, 2)
+
+
+def test_an_error_on_one_line_makes_every_line_of_the_invoice_invalid() -> None:
+    """Every row of the invoice is INVALID, and the others name the bad row."""
+    rows = [
+        line("A", "Hovedstol", "100,00", first=True),
+        line("A", "Gebyr", "-70,00"),
+        line("B", "Hovedstol", "5,00", first=True),
+    ]
+    prepared = run(rows, GROUPED_MAPPING, headers=G)
+    assert [inv.invoice_number for inv in prepared.invoices] == ["B"]
+    assert prepared.rejected == {
+        0: (
+            RowStatus.INVALID,
+            'row 3: Beløp "-70,00" is not a positive amount (it must be more than 0)',
+        ),
+        1: (RowStatus.INVALID, 'Beløp "-70,00" is not a positive amount (it must be more than 0)'),
+    }
+
+
+def test_a_group_missing_an_invoice_field_is_reported_once_on_its_first_row() -> None:
+    """A field empty on every line of the invoice is one problem, on the invoice's first row."""
+    rows = [line("A", "Hovedstol", "100,00", first=True, Forfall=""), line("A", "Gebyr", "70,00")]
+    prepared = run(rows, GROUPED_MAPPING, headers=G)
+    assert messages(prepared) == ["row 2: Forfall is empty (the invoice needs a due date)"]
+    assert set(prepared.rejected) == {0, 1}
+
+
+def test_two_groups_with_one_invoice_number_are_duplicates(tmp_path: Path) -> None:
+    """Grouping by customer while the number repeats: the later group is DUPLICATE."""
+    text = GROUPED.replace('by = "Nr"', 'by = "Etternavn"')
+    rows = [
+        line("A", "Hovedstol", "1,00", first=True),
+        line("A", "Hovedstol", "2,00", first=True, Etternavn="Berg"),
+    ]
+    prepared = run(rows, custom(tmp_path, text), headers=G)
+    assert prepared.rejected == {
+        1: (RowStatus.DUPLICATE, "invoice number A already appears on row 2")
+    }
+
+
+# --- never lose a row -----------------------------------------------------------------------------
+
+CELL = st.one_of(
+    st.sampled_from(
+        [
+            "",
+            "-",
+            " ",
+            "0",
+            "P",
+            "B",
+            "X",
+            "NOK",
+            "31.02.2024",
+            "01.03.2024",
+            "1 234,50",
+            "-5",
+            PERSON,
+            "988077917",
+            "a@b.no",
+            "a@",
+            "912 34 567",
+            "1234567897",
+            "240301",
+        ]
+    ),
+    st.text(max_size=10),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.fixed_dictionaries(dict.fromkeys(HEADERS, CELL)), min_size=1, max_size=6))
+def test_any_cells_give_every_row_exactly_one_outcome(rows: list[dict[str, str]]) -> None:
+    """Whatever the cells hold, prepare never raises and every row is sent or rejected once."""
+    prepared = run(rows)
+    assert_every_row_once(prepared)
+    for pos, (status, text) in prepared.rejected.items():
+        assert status in (RowStatus.INVALID, RowStatus.DUPLICATE) and text
+        own = [p.message for p in prepared.problems if p.row == pos + 2 and p.severity == "error"]
+        assert own and text == "; ".join(own) if status is RowStatus.INVALID else text in own
+    for p in prepared.problems:
+        assert p.message and 2 <= p.row < 2 + len(rows)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from("ABC"),
+            st.sampled_from(["Hovedstol", "Gebyr", "Rente", "?"]),
+            st.sampled_from(["10,00", "0", "", "-1", "x"]),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_any_grouped_lines_give_every_row_exactly_one_outcome(
+    lines: list[tuple[str, str, str]],
+) -> None:
+    """Grouped rows, good and bad in any order: still one outcome per row."""
+    prepared = run(
+        [line(nr, kind, amount, first=True) for nr, kind, amount in lines],
+        GROUPED_MAPPING,
+        headers=G,
+    )
+    assert_every_row_once(prepared)
+
+
+# --- the shipped examples -------------------------------------------------------------------------
+
+CSV_PROBLEMS = [
+    'row 5: Forfallsdato "31.02.2024" is not a date (expected dd.mm.yyyy or dd.mm.yy)',
+    'row 6: Beløp "-1 250,00" is not a positive amount (it must be more than 0)',
+    'row 7: Fødselsnr "090679*****" is not a valid fødselsnummer or D-number (expected 11 digits '
+    "with correct check digits)",
+    'row 8: KID "104662403073" is not a valid KID (expected 2 to 25 digits ending in a mod 10 or '
+    "mod 11 check digit)",
+    "row 9: Fornavn is empty (a PRIVATE debtor needs a first name)",
+    'row 12: Mobil "12 34" is not a phone number (numbers without a + country code are read as NO)',
+    "row 14: invoice number 240302 already appears on row 3",
+]
+XLSX_PROBLEMS = [
+    'row 9: Email "pal.saerheim(at)example.no" is not an email address',
+    'row 11: Due date "31.02.2024" is not a date (expected dd.mm.yyyy)',
+    'row 13: Amount "-250" is not a positive amount (it must be more than 0)',
+    "row 14: Last name is empty (a PRIVATE debtor needs a last name)",
+    'row 15: National ID "402771*****" is not a valid fødselsnummer or D-number (expected 11 '
+    "digits with correct check digits)",
+    'row 16: KID "003522410080" is not a valid KID (expected 2 to 25 digits ending in a mod 10 '
+    "or mod 11 check digit)",
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "mapping", "problems", "sent", "duplicates"),
+    [
+        ("faktura-mars.csv", "norwegian-erp.toml", CSV_PROBLEMS, 7, {12}),
+        ("apne-poster-mars.xlsx", "example.toml", XLSX_PROBLEMS, 5, set()),
+    ],
+)
+def test_shipped_mappings_map_the_inbox_examples(
+    name: str, mapping: str, problems: list[str], sent: int, duplicates: set[int]
+) -> None:
+    """Each example file picks its mapping by name and shows exactly its broken rows' problems."""
+    chosen, tbl = select_mapping(
+        load_mappings(ROOT / "mappings"), ROOT / "inbox-example" / name, read_table
+    )
+    assert chosen.path.name == mapping
+    prepared = prepare(tbl, chosen)
+    assert messages(prepared) == problems
+    assert len(prepared.invoices) == sent
+    assert {r for r, (s, _) in prepared.rejected.items() if s is RowStatus.DUPLICATE} == duplicates
+    assert_every_row_once(prepared)
+
+
+def test_example_xlsx_sends_a_bad_email_for_the_api_to_refuse() -> None:
+    """example.toml makes email a warning: the row is sent (the sandbox FAILS it) and noted."""
+    chosen, tbl = select_mapping(
+        load_mappings(ROOT / "mappings"),
+        ROOT / "inbox-example" / "apne-poster-mars.xlsx",
+        read_table,
+    )
+    prepared = prepare(tbl, chosen)
+    bad = next(inv for inv in prepared.invoices if inv.invoice_number == "24-1003")
+    assert bad.payload["debtors"][0]["emails"] == [{"value": "pal.saerheim(at)example.no"}]
+    assert prepared.notes == {4: 'Email "pal.saerheim(at)example.no" is not an email address'}
+    first = prepared.invoices[0].payload
+    assert first["originalInvoiceAmount"] == 4605.5 and len(first["claims"]) == 3
