@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from filedrop.errors import ConfigError
@@ -478,25 +478,15 @@ class Journal:
             db.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (number TEXT PRIMARY KEY)")
             db.execute("DELETE FROM wanted")
             db.executemany("INSERT OR IGNORE INTO wanted VALUES (?)", ((n,) for n in numbers))
+            columns = ", ".join(f"i.{name}" for name in _INVOICE_FIELDS)
             rows = db.execute(
-                "SELECT i.* FROM invoices i JOIN wanted w ON w.number = i.invoice_number"
-                " WHERE i.target = ?",
+                # Column names come from the dataclass, never from input.
+                f"SELECT {columns} FROM invoices i"  # noqa: S608
+                " JOIN wanted w ON w.number = i.invoice_number WHERE i.target = ?",
                 (target,),
             ).fetchall()
             db.execute("DELETE FROM wanted")
-        return {
-            row["invoice_number"]: InvoiceRecord(
-                invoice_number=row["invoice_number"],
-                status=row["status"],
-                file_id=row["file_id"],
-                batch=row["batch"],
-                invoice_id=row["invoice_id"],
-                case_id=row["case_id"],
-                case_number=row["case_number"],
-                message=row["message"],
-            )
-            for row in rows
-        }
+        return {row["invoice_number"]: InvoiceRecord(**dict(row)) for row in rows}
 
     def status_counts(self) -> dict[str, int]:
         """Invoices per status, over the whole journal."""
@@ -520,21 +510,14 @@ class Journal:
 
 
 def _file_record(row: sqlite3.Row) -> FileRecord:
-    return FileRecord(
-        id=row["id"],
-        name=row["name"],
-        path=row["path"],
-        sha256=row["sha256"],
-        state=row["state"],
-        owner=row["owner"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        mapping=row["mapping"],
-        counts=json.loads(row["counts"]) if row["counts"] else {},
-        outcome=row["outcome"],
-        message=row["message"],
-    )
+    values = {name: row[name] for name in _FILE_FIELDS}
+    values["counts"] = json.loads(values["counts"]) if values["counts"] else {}
+    return FileRecord(**values)
 
 
 def _batch_record(row: sqlite3.Row) -> BatchRecord:
-    return BatchRecord(**{key: row[key] for key in row.keys()})  # noqa: SIM118
+    return BatchRecord(**dict(row))
+
+
+_FILE_FIELDS = tuple(field.name for field in fields(FileRecord))
+_INVOICE_FIELDS = tuple(field.name for field in fields(InvoiceRecord))
