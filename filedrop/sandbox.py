@@ -2,60 +2,52 @@
 
 Nothing sent here reaches Amili. It serves the three documented routes on one base URL (auth base
 == API base), keeps every batch QUEUED for a random delay, then ends it SUCCESS, PARTIAL or FAILED
-by per-invoice validation close to what Amili does. Knobs let tests make it misbehave: random
-``429``/``503`` answers, POSTs processed whose answer is never sent, and deterministic
-`Sandbox.fail_next` / `Sandbox.lose_next_response` / `Sandbox.stall_next`.
+by per-invoice validation close to what Amili does (sandbox_rules.py). Knobs let tests make it
+misbehave: random ``429``/``503`` answers, POSTs processed whose answer is never sent, and
+deterministic `Sandbox.fail_next` / `Sandbox.lose_next_response` / `Sandbox.stall_next`. The HTTP
+server itself is in sandbox_http.py.
 
 Where the guide is silent we chose (and tests pin): a created batch answers ``202``; error bodies
-are ``{"message": ...}`` (OAuth-style ``{"error": ...}`` at /token); a COMPANY debtor needs a name
-in ``name``, ``companyName`` or ``lastname`` (the guide only shows PRIVATE debtors, and ERP
-exports often keep a company's name in the surname column); an identification number is checked
-for shape only (Norway: 11 digits for a person, 9 for a company; elsewhere 4-20 letters or
-digits), since the guide's own example number has no valid checksum; ``orgId`` must be a UUID;
+are ``{"message": ...}`` (OAuth-style ``{"error": ...}`` at /token); ``orgId`` must be a UUID;
 faults and rates apply to the API routes, not to /token, unless ``fail_next(..., route="token")``.
+The choices about invoices themselves are listed in sandbox_rules.py.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import json
 import logging
-import math
 import random
 import re
 import secrets
-import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from filedrop.sandbox_http import JsonServer, Reply, error_reply
+from filedrop.sandbox_rules import CURRENCIES, DEBTOR_TYPES, validate_invoice
+
+__all__ = [
+    "CURRENCIES",
+    "DEBTOR_TYPES",
+    "Counters",
+    "Sandbox",
+    "SandboxOptions",
+    "serve",
+    "validate_invoice",
+]
+
 log = logging.getLogger("filedrop.sandbox")
 
-# Active ISO 4217 codes (XXX, XTS and the metals are not currencies one invoices in).
-CURRENCIES = frozenset(
-    """AED AFN ALL AMD AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN BWP BYN
-    BZD CAD CDF CHF CLP CNY COP CRC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP GEL GHS
-    GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW
-    KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MYR MZN NAD
-    NGN NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD
-    SHP SLE SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD UYU UZS VES
-    VND VUV WST XAF XCD XCG XOF XPF YER ZAR ZMW ZWG""".split()  # noqa: SIM905 - reads better than 160 quoted strings
-)
-DEBTOR_TYPES = ("PRIVATE", "COMPANY")
-_EMAIL = re.compile(r"^[^\s@]+@[^\s@.]+(\.[^\s@.]+)*\.[^\s@.]{2,}$")
-_PHONE = re.compile(r"^\+?[0-9][0-9 ()-]{3,19}$")
-_ID_NUMBER = re.compile(r"^[A-Za-z0-9]{4,20}$")
 _TOKEN_PATH = re.compile(r"^/token$")
 _INVOICES_PATH = re.compile(r"^/collection/v1/orgs/([^/]+)/invoices$")
 _BATCH_PATH = re.compile(r"^/collection/v1/batches/([^/]+)$")
-_MAX_BODY_BYTES = 50 * 1024 * 1024
 _ROUTES = ("api", "invoices", "batches", "token")
 
 
@@ -95,15 +87,6 @@ class Counters:
 
 
 @dataclass
-class _Reply:
-    status: int
-    body: dict[str, Any] | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-    drop: bool = False  # processed, but close the connection without answering
-    stall_s: float = 0.0  # processed, answer this much later
-
-
-@dataclass
 class _Fault:
     kind: str  # "fail": answer status unprocessed; "stall": answer late; "lose": never answer
     route: str
@@ -122,136 +105,6 @@ class _Batch:
     ready_at: float
     succeeded: list[dict[str, Any]]
     failed: list[dict[str, Any]]
-
-
-def validate_invoice(invoice: dict[str, Any]) -> list[str]:
-    """Amili-style errors for one invoice, in the guide's wording; [] if it would be accepted."""
-    errors = _invoice_field_errors(invoice)
-    debtors = invoice.get("debtors")
-    if not isinstance(debtors, list) or not debtors:
-        errors.append("At least one debtor is required")
-    else:
-        for debtor in debtors:
-            errors.extend(_debtor_errors(debtor))
-    claims = invoice.get("claims")
-    if not isinstance(claims, list) or not claims:
-        errors.append("At least one claim is required")
-    else:
-        for claim in claims:
-            if not isinstance(claim, dict) or not _positive(claim.get("remainingAmount")):
-                errors.append("Claim remaining amount must be a positive number")
-    return list(dict.fromkeys(errors))  # one of each, in order
-
-
-def _invoice_field_errors(invoice: dict[str, Any]) -> list[str]:
-    errors: list[str] = []
-    number = invoice.get("invoiceNumber")
-    if number is None or (isinstance(number, str) and not number.strip()):
-        errors.append("Invoice number is required")
-    elif not isinstance(number, str):
-        errors.append(f"Invoice number {_show(number)} must be a string")
-    amount = invoice.get("originalInvoiceAmount")
-    if amount is None:
-        errors.append("Original invoice amount is required")
-    elif not _positive(amount):
-        errors.append("Original invoice amount must be a positive number")
-    currency = invoice.get("currency")
-    if currency in (None, ""):
-        errors.append("Currency is required")
-    elif currency not in CURRENCIES:
-        errors.append(f"Currency {_show(currency)} is not an ISO 4217 currency code")
-    for key, label in (("invoiceDate", "Invoice date"), ("dueDate", "Due date")):
-        value = invoice.get(key)
-        if value in (None, ""):
-            errors.append(f"{label} is required")
-        elif not _iso_date(value):
-            errors.append(f"{label} {_show(value)} is not an ISO 8601 date")
-    return errors
-
-
-def _debtor_errors(debtor: object) -> list[str]:
-    if not isinstance(debtor, dict):
-        return ["Debtor must be an object"]
-    errors: list[str] = []
-    kind = debtor.get("type")
-    if kind not in DEBTOR_TYPES:
-        errors.append(f"Debtor type {_show(kind)} is not one of PRIVATE, COMPANY")
-    if kind == "PRIVATE" and not _text(debtor.get("firstname")):
-        errors.append("Debtor first name is required")
-    if kind == "PRIVATE" and not _text(debtor.get("lastname")):
-        errors.append("Debtor last name is required")
-    company_name = (_text(debtor.get(key)) for key in ("name", "companyName", "lastname"))
-    if kind == "COMPANY" and not any(company_name):
-        errors.append("Debtor company name is required")
-    addresses = debtor.get("addresses") or []
-    addresses = addresses if isinstance(addresses, list) else [addresses]
-    countries = [a.get("countryCode") if isinstance(a, dict) else a for a in addresses]
-    id_number = debtor.get("identificationNumber")
-    country = countries[0] if countries and countries[0] else "NO"
-    if id_number not in (None, "") and not _id_number_ok(id_number, kind=kind, country=country):
-        errors.append("Debtor identification number is invalid")  # never echo a national id
-    errors.extend(_contact_errors(debtor))
-    for code in countries:
-        if code is not None and not (isinstance(code, str) and re.fullmatch(r"[A-Z]{2}", code)):
-            errors.append(f"Address country code {_show(code)} is not ISO 3166 alpha-2")
-    return errors
-
-
-def _contact_errors(debtor: dict[str, Any]) -> list[str]:
-    errors: list[str] = []
-    for email in _values(debtor.get("emails")):
-        if not isinstance(email, str) or not _EMAIL.match(email) or ".." in email:
-            errors.append(f"Debtor email {_show(email)} is invalid")
-    for phone in _values(debtor.get("phoneNumbers")):
-        if not isinstance(phone, str) or not _PHONE.match(phone):
-            errors.append(f"Debtor phone number {_show(phone)} is invalid")
-    return errors
-
-
-def _id_number_ok(value: object, *, kind: object, country: object) -> bool:
-    if not isinstance(value, str):
-        return False
-    if country == "NO" and kind == "PRIVATE":
-        return re.fullmatch(r"\d{11}", value) is not None
-    if country == "NO" and kind == "COMPANY":
-        return re.fullmatch(r"\d{9}", value) is not None
-    return _ID_NUMBER.match(value) is not None
-
-
-def _values(items: object) -> list[object]:
-    """The ``value`` of each ``[{"value": ...}]`` entry (a bare entry is its own value)."""
-    if items is None:
-        return []
-    if not isinstance(items, list):
-        return [items]
-    return [item.get("value") if isinstance(item, dict) else item for item in items]
-
-
-def _positive(value: object) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value > 0
-    )
-
-
-def _iso_date(value: object) -> bool:
-    if not isinstance(value, str) or not re.match(r"^\d{4}-?\d{2}-?\d{2}", value):
-        return False
-    try:
-        datetime.fromisoformat(value)
-    except ValueError:
-        return False
-    return True
-
-
-def _text(value: object) -> bool:
-    return isinstance(value, str) and bool(value.strip())
-
-
-def _show(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False)[:60]
 
 
 def _iso_time(seconds: float) -> str:
@@ -286,7 +139,7 @@ class Sandbox:
         self._faults: list[_Fault] = []
         self._user_agents: set[str] = set()
         self._stopping = threading.Event()
-        self._server: _Server | None = None
+        self._server: JsonServer | None = None
         self._port: int | None = None
         self._thread: threading.Thread | None = None
 
@@ -296,7 +149,9 @@ class Sandbox:
         """Listen (port 0 picks a free port) and serve in a daemon thread."""
         if self._server is not None:  # already serving: ``with Sandbox().start() as s`` is fine
             return self
-        self._server = _Server((self._host, self._requested_port), _Handler, sandbox=self)
+        self._server = JsonServer(
+            (self._host, self._requested_port), answer=self._handle, stopping=self._stopping
+        )
         self._port = int(self._server.server_address[1])
         self._thread = threading.Thread(
             target=self._server.serve_forever,
@@ -425,7 +280,7 @@ class Sandbox:
         body: bytes,
         *,
         reused_connection: bool = False,
-    ) -> _Reply:
+    ) -> Reply:
         """Answer one request (the HTTP handler is a thin shell over this)."""
         path = unquote(urlsplit(target).path)
         host = headers.get("host") or f"{self._host}:{self.port}"  # batchUrl as the client sees us
@@ -433,10 +288,10 @@ class Sandbox:
             if agent := headers.get("user-agent"):
                 self._user_agents.add(agent)
         if _TOKEN_PATH.match(path):
-            return self._token(body) if method == "POST" else _error(405, "Use POST")
+            return self._token(body) if method == "POST" else error_reply(405, "Use POST")
         if match := _INVOICES_PATH.match(path):
             if method != "POST":
-                return _error(405, "Use POST")
+                return error_reply(405, "Use POST")
             org_id = match[1]
             if reused_connection:
                 with self._lock:
@@ -446,11 +301,11 @@ class Sandbox:
             )
         if match := _BATCH_PATH.match(path):
             if method != "GET":
-                return _error(405, "Use GET")
+                return error_reply(405, "Use GET")
             return self._api("batches", headers, lambda _client_id: self._read(match[1]))
-        return _error(404, f"No route for {method} {path}")
+        return error_reply(404, f"No route for {method} {path}")
 
-    def _token(self, body: bytes) -> _Reply:
+    def _token(self, body: bytes) -> Reply:
         with self._lock:
             self._token_requests += 1
             fault = self._take_fault("token", kind="fail")
@@ -461,7 +316,7 @@ class Sandbox:
         reply.stall_s = stall.stall_s if stall else 0.0
         return reply
 
-    def _issue_token(self, body: bytes) -> _Reply:
+    def _issue_token(self, body: bytes) -> Reply:
         form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
         if form.get("grant_type") != "client_credentials":
             return _oauth(400, "unsupported_grant_type", "grant_type must be client_credentials")
@@ -486,9 +341,9 @@ class Sandbox:
             "expires_on": int(now + lifetime_s),
             "resource": "04468334-ec11-4ef8-9e7c-e124bacbd5c1",
         }
-        return _Reply(200, data)
+        return Reply(200, data)
 
-    def _api(self, route: str, headers: dict[str, str], work: Callable[[str], _Reply]) -> _Reply:
+    def _api(self, route: str, headers: dict[str, str], work: Callable[[str], Reply]) -> Reply:
         """Count, inject faults, check the bearer token, then do ``work(client_id)``."""
         opts = self.options
         with self._lock:
@@ -508,7 +363,7 @@ class Sandbox:
         with self._lock:
             client_id, expires_at = self._tokens.get(token, ("", 0.0))
         if scheme.lower() != "bearer" or not client_id or self._clock() >= expires_at:
-            reply = _error(401, "A valid Bearer access token is required")
+            reply = error_reply(401, "A valid Bearer access token is required")
             reply.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
             return reply
         reply = work(client_id)
@@ -516,30 +371,32 @@ class Sandbox:
             reply.stall_s = stall.stall_s
         return reply
 
-    def _create(self, org_id: str, body: bytes, client_id: str, *, host: str) -> _Reply:
+    def _create(self, org_id: str, body: bytes, client_id: str, *, host: str) -> Reply:
         try:
             uuid.UUID(org_id)
         except ValueError:
-            return _error(400, f"orgId {org_id!r} is not a UUID")
+            return error_reply(400, f"orgId {org_id!r} is not a UUID")
         try:
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError):
-            return _error(400, "Request body is not valid JSON")
+            return error_reply(400, "Request body is not valid JSON")
         invoices = payload.get("invoices") if isinstance(payload, dict) else None
         if not isinstance(invoices, list) or not invoices:
-            return _error(400, 'Request body must be {"invoices": [...]} with at least one invoice')
+            return error_reply(
+                400, 'Request body must be {"invoices": [...]} with at least one invoice'
+            )
         if not all(isinstance(invoice, dict) for invoice in invoices):
-            return _error(400, "Each entry of invoices must be an object")
+            return error_reply(400, "Each entry of invoices must be an object")
         limit = self.options.max_invoices_per_batch
         if limit is not None and len(invoices) > limit:
-            return _error(400, f"A batch holds at most {limit} invoices, not {len(invoices)}")
+            return error_reply(400, f"A batch holds at most {limit} invoices, not {len(invoices)}")
         now = self._clock()
         with self._lock:
             batch = self._process(org_id, invoices, client_id=client_id, now=now)
             lose = self._take_fault("invoices", kind="lose") is not None
             lose = lose or self._rng.random() < self.options.rate_lost_response
         url = f"http://{host}/collection/v1/batches/{batch.batch_id}"
-        return _Reply(202, {"data": {"batchId": batch.batch_id, "batchUrl": url}}, drop=lose)
+        return Reply(202, {"data": {"batchId": batch.batch_id, "batchUrl": url}}, drop=lose)
 
     def _process(
         self, org_id: str, invoices: list[dict[str, Any]], *, client_id: str, now: float
@@ -584,11 +441,11 @@ class Sandbox:
         self._batches[batch.batch_id] = batch
         return batch
 
-    def _read(self, batch_id: str) -> _Reply:
+    def _read(self, batch_id: str) -> Reply:
         with self._lock:
             batch = self._batches.get(batch_id)
         if batch is None:
-            return _error(404, f"Batch {batch_id} was not found")
+            return error_reply(404, f"Batch {batch_id} was not found")
         done = self._clock() >= batch.ready_at
         if not done:
             status = "QUEUED"
@@ -609,7 +466,7 @@ class Sandbox:
             "succeeded": batch.succeeded if done else [],
             "failed": batch.failed if done else [],
         }
-        return _Reply(200, {"data": data})
+        return Reply(200, {"data": data})
 
     def _uuid(self) -> str:
         return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
@@ -619,118 +476,17 @@ def _same(given: str, wanted: str) -> bool:
     return hmac.compare_digest(given.encode(), wanted.encode())  # str form takes ASCII only
 
 
-def _error(status: int, message: str) -> _Reply:
-    return _Reply(status, {"message": message})
+def _oauth(status: int, code: str, description: str) -> Reply:
+    return Reply(status, {"error": code, "error_description": description})
 
 
-def _oauth(status: int, code: str, description: str) -> _Reply:
-    return _Reply(status, {"error": code, "error_description": description})
-
-
-def _fault_reply(fault: _Fault) -> _Reply:
-    reply = _error(fault.status, f"Injected HTTP {fault.status} from the filedrop sandbox")
+def _fault_reply(fault: _Fault) -> Reply:
+    reply = error_reply(fault.status, f"Injected HTTP {fault.status} from the filedrop sandbox")
     if fault.retry_after is not None:
         reply.headers["Retry-After"] = fault.retry_after
     if fault.status == 401:
         reply.headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
     return reply
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], handler: type, *, sandbox: Sandbox) -> None:
-        self.sandbox = sandbox
-        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
-        super().__init__(address, handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._open_lock:
-            self._open.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._open_lock:
-            self._open.discard(request)
-        super().shutdown_request(request)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        log.debug("connection from %s ended abruptly", client_address, exc_info=True)
-
-    def close_connections(self) -> None:
-        """End keep-alive connections too, so a stopped sandbox answers nothing at all."""
-        with self._open_lock:
-            sockets = list(self._open)
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as a real API: exercises the client's pool
-    server_version = "filedrop-sandbox"
-    disable_nagle_algorithm = True  # else each answer waits ~40 ms for a delayed ACK
-    wbufsize = 64 * 1024  # headers and body leave in one write (flushed after each request)
-    server: _Server
-    requests_served = 0  # on this connection (one handler instance per connection)
-
-    def do_GET(self) -> None:
-        self._serve("GET")
-
-    def do_POST(self) -> None:
-        self._serve("POST")
-
-    def do_PUT(self) -> None:
-        self._serve("PUT")
-
-    def do_DELETE(self) -> None:
-        self._serve("DELETE")
-
-    def _serve(self, method: str) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > _MAX_BODY_BYTES:
-            self.close_connection = True
-            self._send(_error(413, "Request body too large"))
-            return
-        body = self.rfile.read(length) if length else b""
-        headers = {key.lower(): value for key, value in self.headers.items()}
-        sandbox = self.server.sandbox
-        try:
-            self.requests_served += 1
-            reply = sandbox._handle(
-                method, self.path, headers, body, reused_connection=self.requests_served > 1
-            )
-        except Exception:
-            log.exception("sandbox failed on %s %s", method, self.path)
-            reply = _error(500, "Internal sandbox error")
-        if reply.stall_s and sandbox._stopping.wait(reply.stall_s):
-            reply.drop = True
-        if reply.drop:
-            self.close_connection = True
-            return
-        self._send(reply)
-
-    def _send(self, reply: _Reply) -> None:
-        payload = json.dumps(reply.body).encode() if reply.body is not None else b""
-        try:
-            self.send_response(reply.status)
-            for key, value in reply.headers.items():
-                self.send_header(key, value)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(payload)))
-            if self.close_connection:  # the client asked; say so, or it may reuse a dead socket
-                self.send_header("Connection", "close")
-            self.end_headers()
-            self.wfile.write(payload)
-            self.wfile.flush()
-        except OSError:  # the client gave up (e.g. its read timeout): nothing to answer
-            self.close_connection = True
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s %s", self.address_string(), format % args)
 
 
 def serve(options: SandboxOptions, *, host: str, port: int, stop: threading.Event) -> None:

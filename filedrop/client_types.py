@@ -1,0 +1,247 @@
+"""What the Amili client takes, returns and raises: credentials, the poll schedule, the typed
+batch results read from the documented batch JSON, and the four errors.
+
+The errors answer the one question the pipeline must ask after a POST fails: could Amili have
+received these invoices? After `AuthError`, `ApiError` or `ApiUnavailable` certainly not; after
+`AmbiguousSubmission` maybe. client.py holds the client that raises them and re-exports them all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from filedrop.errors import FiledropError
+
+__all__ = [
+    "TERMINAL_STATUSES",
+    "AmbiguousSubmission",
+    "ApiError",
+    "ApiUnavailable",
+    "AuthError",
+    "BatchResult",
+    "Credentials",
+    "FailedInvoice",
+    "PollSchedule",
+    "StillPending",
+    "SucceededInvoice",
+    "parse_batch",
+]
+
+TERMINAL_STATUSES = frozenset({"SUCCESS", "PARTIAL", "FAILED"})
+
+
+# ---------------------------------------------------------------------------------------- errors
+
+
+class AuthError(FiledropError):
+    """Amili refused the credentials, or a freshly issued token; nothing was processed."""
+
+    def __init__(self, *, where: str, status: int, client_id: str, detail: str = "") -> None:
+        super().__init__(where, status)
+        self.where = where
+        self.status = status
+        self.client_id = client_id
+        self.detail = detail
+
+    def __str__(self) -> str:
+        detail = f", {self.detail}" if self.detail else ""
+        return (
+            f"Amili refused the credentials of client id {self.client_id!r} "
+            f"(HTTP {self.status} on {self.where}{detail}); check FILEDROP_CLIENT_ID and "
+            "FILEDROP_CLIENT_SECRET (or FILEDROP_CLIENT_SECRET_FILE). Nothing was sent."
+        )
+
+
+class ApiError(FiledropError):
+    """Amili answered with a definite HTTP error; the request was not processed."""
+
+    def __init__(self, method: str, path: str, status: int, excerpt: str) -> None:
+        super().__init__(method, path, status, excerpt)
+        self.method = method
+        self.path = path
+        self.status = status
+        self.excerpt = excerpt
+
+    def __str__(self) -> str:
+        body = f": {self.excerpt!r}" if self.excerpt else ""
+        return (
+            f"Amili answered {self.method} {self.path} with HTTP {self.status}{body}; "
+            f"it did not process the request, {_hint(self.status, self.path)}."
+        )
+
+
+class ApiUnavailable(FiledropError):  # noqa: N818 - the name the pipeline uses
+    """Amili could not be reached, or kept saying "later"; nothing was processed."""
+
+    def __init__(self, *, where: str, reason: str, attempts: int) -> None:
+        super().__init__(where, reason, attempts)
+        self.where = where
+        self.reason = reason
+        self.attempts = attempts
+
+    def __str__(self) -> str:
+        tries = "1 attempt" if self.attempts == 1 else f"{self.attempts} attempts"
+        return (
+            f"Amili was not available for {self.where} ({self.reason}) after {tries}; "
+            "nothing was processed, so try again later."
+        )
+
+
+class AmbiguousSubmission(FiledropError):  # noqa: N818 - the name the pipeline uses
+    """A POST may or may not have reached Amili; it is never resent automatically."""
+
+    def __init__(self, *, method: str, path: str, reason: str) -> None:
+        super().__init__(method, path, reason)
+        self.method = method
+        self.path = path
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return (
+            f"{self.method} {self.path}: {self.reason} after the request was sent, so whether "
+            "Amili received it cannot be told; it was not resent, so check in Amili whether "
+            "these invoice numbers have cases before sending them again."
+        )
+
+
+def _hint(status: int, path: str) -> str:
+    """What to do about a definite HTTP error, as far as the status tells."""
+    if path.endswith("/token"):
+        return "check the auth base URL (FILEDROP_ENV or FILEDROP_AUTH_URL)"
+    if status == 403:
+        return "check that the client may use this organisation (FILEDROP_ORG_ID)"
+    if status == 404 and "/batches/" in path:
+        return "Amili does not know this batch id"
+    if status in (404, 405):
+        return "check FILEDROP_ORG_ID and the API base URL (FILEDROP_ENV or FILEDROP_API_URL)"
+    if 300 <= status < 400:
+        return "check the base URLs (FILEDROP_ENV, FILEDROP_AUTH_URL, FILEDROP_API_URL)"
+    return "fix what the answer names and send again"
+
+
+# ------------------------------------------------------------------------------------ data types
+
+
+@dataclass(frozen=True, kw_only=True)
+class Credentials:
+    """Client id and secret issued by Amili; the secret never shows in repr or str."""
+
+    client_id: str
+    client_secret: str = field(repr=False)
+
+    def __str__(self) -> str:
+        return f"client id {self.client_id!r}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PollSchedule:
+    """How long to wait between polls of a batch: the guide's 1 s doubling to 30 s, for 5 min."""
+
+    initial_s: float = 1.0
+    factor: float = 2.0
+    max_interval_s: float = 30.0
+    timeout_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        if not (self.initial_s > 0 and self.factor >= 1 and self.max_interval_s > 0):
+            msg = "poll schedule needs initial_s > 0, factor >= 1 and max_interval_s > 0"
+            raise ValueError(msg)
+        if not self.timeout_s >= 0:
+            msg = "poll schedule needs timeout_s >= 0"
+            raise ValueError(msg)
+
+    def delays(self) -> Iterator[float]:
+        """Waits before each poll (1, 2, 4, 8, 16, 30, 30 ...) while their sum <= timeout_s."""
+        total_s = 0.0
+        next_s = self.initial_s
+        while True:
+            delay_s = min(next_s, self.max_interval_s)
+            if total_s + delay_s > self.timeout_s + 1e-9:
+                return
+            total_s += delay_s
+            yield delay_s
+            next_s *= self.factor
+
+
+@dataclass(frozen=True)
+class SucceededInvoice:
+    """An invoice Amili turned into a collection case."""
+
+    invoice_id: str
+    invoice_number: str
+    case_id: str
+    case_number: str
+
+
+@dataclass(frozen=True)
+class FailedInvoice:
+    """An invoice Amili rejected, with its reasons as Amili words them."""
+
+    invoice_number: str
+    errors: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """One reading of a batch; ``succeeded``/``failed`` are empty while it is QUEUED."""
+
+    batch_id: str
+    status: str
+    created_at: str | None
+    finished_at: str | None
+    succeeded: tuple[SucceededInvoice, ...]
+    failed: tuple[FailedInvoice, ...]
+
+    @property
+    def terminal(self) -> bool:
+        """True once the batch is SUCCESS, PARTIAL or FAILED; any other status means poll again."""
+        return self.status in TERMINAL_STATUSES
+
+
+@dataclass(frozen=True)
+class StillPending:
+    """`wait` gave up waiting, not on the batch: poll ``batch_id`` again later."""
+
+    batch_id: str
+    waited_s: float
+    last: BatchResult | None
+
+
+def _text(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+def parse_batch(data: dict[str, Any]) -> BatchResult:
+    """The ``data`` object of a batch answer as a `BatchResult`.
+
+    Raises KeyError, TypeError or AttributeError when it is not the documented shape.
+    """
+    succeeded = tuple(
+        SucceededInvoice(
+            invoice_id=_text(item.get("invoiceId")),
+            invoice_number=_text(item.get("invoiceNumber")),
+            case_id=_text(item.get("caseId")),
+            case_number=_text(item.get("caseNumber")),
+        )
+        for item in data.get("succeeded") or ()
+    )
+    failed = tuple(
+        FailedInvoice(
+            invoice_number=_text(item.get("invoiceNumber")),
+            errors=tuple(_text(error) for error in item.get("errors") or ()),
+        )
+        for item in data.get("failed") or ()
+    )
+    status = data["status"]
+    if not isinstance(status, str):
+        raise TypeError(status)
+    return BatchResult(
+        batch_id=_text(data["batchId"]),
+        status=status,
+        created_at=data.get("createdAt"),
+        finished_at=data.get("finishedAt"),
+        succeeded=succeeded,
+        failed=failed,
+    )

@@ -1,0 +1,146 @@
+"""What every reader takes and returns (`ReadOptions`, `ReadInfo`, `Table`), and the header
+detection and blank-row trimming shared by the CSV reader (read.py) and the Excel one (excel.py).
+
+It knows nothing of invoices or HTTP. read.py re-exports the three types, so callers import them
+from there.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "HEADER_SEARCH_ROWS",
+    "ReadInfo",
+    "ReadOptions",
+    "Table",
+    "blank_rows",
+    "column_frame",
+    "find_header",
+    "trailing_width",
+]
+
+HEADER_SEARCH_ROWS = 30
+"""Title lines above the header are looked for this far down."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReadOptions:
+    """How to read one source layout; ``None`` means detect it."""
+
+    sheet: str | int = 0
+    """Sheet name, or 0-based position (Excel only)."""
+    header_row: int | None = None
+    """1-based row (Excel) or line (CSV) number of the header, as the user sees it;
+    None = detect."""
+    encoding: str | None = None
+    """CSV encoding; None = detect (UTF-8, UTF-8 with BOM, else cp1252)."""
+    delimiter: str | None = None
+    """CSV delimiter; None = detect among ``;`` ``,`` tab ``|``."""
+    expected_headers: tuple[str, ...] = ()
+    """Header names the mapping looks for; they help find the header row below title lines."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReadInfo:
+    """What the reader detected, so ``validate`` can say it."""
+
+    kind: str  # "csv" or "excel"
+    encoding: str | None = None
+    delimiter: str | None = None
+    sheet: str | None = None
+    header_row: int = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class Table:
+    """One sheet of data rows, header separated, cells as text the user sees.
+
+    ``cells`` has one column per input column, labelled 0..n-1 (headers may repeat or be blank),
+    and one row per data row, every value a ``str`` ('' for an empty cell). ``values`` has the same
+    shape with the original typed values (numbers, dates; None for empty) for writing an Excel
+    outcome that keeps them; for CSV it is the same frame as ``cells``. ``row_numbers[i]`` is the
+    row/line number the user sees for data row ``i``.
+    """
+
+    path: Path
+    headers: list[str]
+    cells: pd.DataFrame
+    values: pd.DataFrame
+    row_numbers: np.ndarray
+    info: ReadInfo
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.cells)
+
+
+# Cells that are numbers or dates written as text: a header row has none of them.
+_NUMERIC_LOOKING = re.compile(r"[\s\d.,:/+\-%]+")
+
+
+def _squash(text: str) -> str:
+    """Header text compared the way the mapping compares it: case and spaces ignored."""
+    return "".join(text.split()).casefold()
+
+
+def find_header(rows: Sequence[Sequence[object]], expected: tuple[str, ...]) -> int | None:
+    """Index of the header among ``rows`` (the first lines of a sheet), or None.
+
+    The row with the most expected headers wins (at least two, or the only one asked for; the
+    mapping may list alternative names, so not all need be there); failing that, the first row
+    whose filled cells are all labels and at least half as many as the widest row has. Title lines
+    ("Åpne fakturaer per 01.03.2024") fill one cell, so they lose.
+    """
+    filled = [[c for c in row if not (isinstance(c, str) and not c.strip())] for row in rows]
+    if expected:
+        wanted = {_squash(h) for h in expected if h.strip()}
+        hits = [len(wanted & {_squash(c) for c in row if isinstance(c, str)}) for row in filled]
+        best = max(hits, default=0)
+        if wanted and best >= min(2, len(wanted)):
+            return hits.index(best)
+    widest = max((len(row) for row in filled), default=0)
+    for i, row in enumerate(filled):
+        if (
+            row
+            and 2 * len(row) >= widest
+            and all(isinstance(c, str) and not _NUMERIC_LOOKING.fullmatch(c) for c in row)
+        ):
+            return i
+    return None
+
+
+def blank_rows(columns: Sequence[np.ndarray], n_rows: int) -> np.ndarray:
+    """Mask of rows whose every cell is empty or spaces; cheap as most rows fail on column 0."""
+    blank = np.ones(n_rows, dtype=bool)
+    for col in columns:
+        undecided = np.flatnonzero(blank & (col != ""))
+        if undecided.size:
+            blank[undecided] = np.fromiter(
+                map(str.isspace, col[undecided]), dtype=bool, count=undecided.size
+            )
+        if not blank.any():
+            break
+    return blank
+
+
+def column_frame(columns: Sequence[np.ndarray], keep: np.ndarray) -> pd.DataFrame:
+    """Columns labelled 0..n-1, only the kept rows; object dtype, so no string inference cost."""
+    subset = not keep.all()
+    return pd.DataFrame(
+        {i: (c[keep] if subset else c) for i, c in enumerate(columns)}, dtype=object
+    )
+
+
+def trailing_width(headers: list[str], columns: Sequence[np.ndarray]) -> int:
+    """Number of columns once empty trailing ones (blank header, no data) are cut."""
+    width = len(headers)
+    while width and not headers[width - 1] and not (columns[width - 1] != "").any():
+        width -= 1
+    return width
