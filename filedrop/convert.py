@@ -3,18 +3,16 @@
 Every function takes text exactly as the user typed it (already trimmed) and returns the converted
 values together with a mask of what could not be converted, so the caller can name each failure in
 one sentence. Nothing here raises on bad cell text. Expensive checks (phone parsing, check digits)
-run once per distinct value: export columns repeat a lot (dates, currencies, customers).
+run once per distinct value: export columns repeat a lot (dates, currencies, customers). Nothing
+here knows about mappings: fields.py applies these to one mapping Field.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
-import string
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
 from functools import cache
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -22,8 +20,32 @@ import phonenumbers
 from stdnum import luhn
 from stdnum.no import fodselsnummer, orgnr
 
-if TYPE_CHECKING:
-    from filedrop.mapping import Field
+__all__ = [
+    "CURRENCIES",
+    "SPACES",
+    "amount_example",
+    "amount_pattern",
+    "api_timestamps",
+    "compact_id",
+    "date_format_to_strptime",
+    "dates_from_excel",
+    "has_more_than_two_decimals",
+    "is_email",
+    "is_fodselsnummer",
+    "is_kid",
+    "is_orgnr",
+    "kid_ok",
+    "mask_id",
+    "numbers_from_excel",
+    "parse_amounts",
+    "parse_dates",
+    "per_unique",
+    "phone_e164",
+    "split_values",
+    "strip",
+    "typed_mask",
+    "zero_pad",
+]
 
 # Active ISO 4217 codes (2024 list, funds and precious metals left out). A code missing here makes a
 # row INVALID, so err on the side of the full list.
@@ -278,10 +300,11 @@ def is_orgnr(values: pd.Series) -> np.ndarray:
 
 def is_kid(values: pd.Series) -> np.ndarray:
     """KID (Norwegian payment reference): 2-25 digits, last digit mod 10 (Luhn) or mod 11."""
-    return per_unique(values, lambda u: np.array([_kid_ok(v) for v in u], bool))
+    return per_unique(values, lambda u: np.array([kid_ok(v) for v in u], bool))
 
 
-def _kid_ok(kid: str) -> bool:
+def kid_ok(kid: str) -> bool:
+    """One KID (already compacted): 2-25 digits, a mod 10 (Luhn) or mod 11 check digit."""
     if not (2 <= len(kid) <= 25 and _KID.fullmatch(kid)):
         return False
     return (kid[-1] != "-" and luhn.is_valid(kid)) or _kid_mod11_ok(kid)
@@ -299,351 +322,3 @@ def _kid_mod11_ok(kid: str) -> bool:
 def mask_id(value: str) -> str:
     """Hide a national id in messages and logs: the birth date stays, the personal part goes."""
     return value[:6] + "*****" if len(value) > 6 else "*" * len(value)
-
-
-# --- one mapping Field over a whole table -------------------------------------------------------
-
-Issue = tuple[int, str, str, str | None, str]
-"""(row position, rule, column label, value as typed, message) for one value that failed."""
-
-
-@dataclass(frozen=True)
-class Source:
-    """What evaluating a Field needs from the table and the mapping's read settings."""
-
-    cells: pd.DataFrame
-    values: pd.DataFrame | None  # typed Excel cells; None for CSV
-    headers: list[str]
-    positions: dict[tuple[str, ...], int]  # header names -> column position
-    decimal: str
-    thousands: str
-    strptime_formats: tuple[str, ...]
-    date_formats: tuple[str, ...]  # as the user wrote them, for messages
-    trimmed: dict[int, tuple[pd.Series, np.ndarray]] = field(default_factory=dict, compare=False)
-
-    @property
-    def n(self) -> int:
-        return len(self.cells)
-
-    def stripped(self, pos: int) -> pd.Series:
-        """Column ``pos`` trimmed, once: several fields and templates read the same column."""
-        return self._trimmed(pos)[0]
-
-    def blank(self, pos: int) -> np.ndarray:
-        """Where column ``pos`` is empty once trimmed (do not write to it)."""
-        return self._trimmed(pos)[1]
-
-    def _trimmed(self, pos: int) -> tuple[pd.Series, np.ndarray]:
-        if pos not in self.trimmed:
-            text = strip(self.cells[pos])
-            self.trimmed[pos] = (text, (text == "").to_numpy(dtype=bool))
-        return self.trimmed[pos]
-
-
-@dataclass
-class Values:
-    """One Field converted for every row."""
-
-    vals: np.ndarray  # object: the JSON value, None when absent, a list when a cell held several
-    text: np.ndarray  # object: the trimmed text as typed ('' when empty), for messages
-    label: np.ndarray  # object: the column the value came from, as the file names it
-    number: np.ndarray | None  # floats for amounts, datetime64[D] for dates; NaN/NaT when none
-    empty: np.ndarray  # bool: no value at all
-
-    @classmethod
-    def absent(cls, n: int, label: str) -> Values:
-        return cls(
-            vals=np.full(n, None, dtype=object),
-            text=np.full(n, "", dtype=object),
-            label=np.full(n, label, dtype=object),
-            number=None,
-            empty=np.ones(n, dtype=bool),
-        )
-
-
-def evaluate(f: Field, src: Source, issues: list[Issue]) -> Values:
-    """Take ``f``'s value for every row and convert it; each failure becomes one Issue."""
-    n = src.n
-    excel: pd.Series | None = None
-    if f.source == "sum_of_claims":
-        return Values.absent(n, "the sum of the claims")
-    if f.source == "column":
-        pos = src.positions[f.columns]
-        cell, label = src.cells[pos], src.headers[pos] or f.columns[0]
-        excel = src.values[pos] if src.values is not None else None
-    elif f.source == "template":
-        cell, label = _fill_template(f, src), f.template
-    elif isinstance(f.constant, str):
-        if n > 1:  # the same text on every row: convert it once
-            own: list[Issue] = []
-            one = evaluate(f, replace(src, cells=src.cells.iloc[:1], trimmed={}), own)
-            issues += [(pos, *issue[1:]) for issue in own for pos in range(n)]
-            return _broadcast(one, n)
-        cell, label = pd.Series(np.full(n, f.constant, dtype=object)), f"the mapping's {f.key}"
-    else:
-        return _typed_constant(f, n)
-    text_of_column = f.trim and f.source == "column"
-    if not f.trim:
-        text = cell
-    elif text_of_column:
-        text = src.stripped(pos)
-    else:
-        text = strip(cell)
-    out = Values(
-        vals=np.full(n, None, dtype=object),
-        text=text.to_numpy(dtype=object, copy=True),
-        label=np.full(n, label, dtype=object),
-        number=None,
-        empty=src.blank(pos).copy()
-        if text_of_column
-        else (text == "").to_numpy(dtype=bool, copy=True),
-    )
-    if f.kind in ("amount", "date"):
-        out.empty |= (text == "-").to_numpy(dtype=bool)  # ERPs print "-" for nothing
-    todo = ~out.empty
-    if f.value_map and f.source != "constant":
-        todo, text = _apply_map(f, text, todo, out, issues)
-    _convert(f, text, excel=excel, todo=todo, out=out, src=src, issues=issues)
-    if f.default is not None and out.empty.any():
-        _fill_default(f.default, out, src, issues)
-    return out
-
-
-def _broadcast(one: Values, n: int) -> Values:
-    """A one-row result (of a constant) repeated for every row."""
-
-    def rep(a: np.ndarray | None) -> np.ndarray | None:
-        return None if a is None else np.repeat(a, n)
-
-    return Values(rep(one.vals), rep(one.text), rep(one.label), rep(one.number), rep(one.empty))
-
-
-def _fill_template(f: Field, src: Source) -> pd.Series:
-    """``"{Fakturanr}-{Kundenr}"`` for every row; empty when every column in it is empty."""
-    columns = [src.stripped(src.positions[(name,)]).tolist() for name in f.placeholders]
-    # The same template with numbered fields, so str.format fills a row in one C call.
-    numbered = "".join(
-        literal.replace("{", "{{").replace("}", "}}")
-        + ("" if name is None else f"{{{f.placeholders.index(name)}}}")
-        for literal, name, _, _ in string.Formatter().parse(f.template)
-    )
-    filled = pd.Series(list(map(numbered.format, *columns)), dtype=object)
-    all_empty = np.ones(src.n, dtype=bool)
-    for name in f.placeholders:
-        all_empty &= src.blank(src.positions[(name,)])
-    return filled.where(~all_empty, "")
-
-
-def _typed_constant(f: Field, n: int) -> Values:
-    value = f.constant
-    number = None
-    if f.kind == "amount" and isinstance(value, int | float) and not isinstance(value, bool):
-        number = np.full(n, float(value))
-    elif f.kind == "date" and isinstance(value, dt.date):
-        day = value.date() if isinstance(value, dt.datetime) else value
-        number = np.full(n, np.datetime64(day, "D"))
-        value = api_timestamps(number[:1])[0]
-    elif isinstance(value, dt.date | dt.time):
-        value = value.isoformat()
-    elif isinstance(value, tuple):
-        value = list(value)
-    vals = np.empty(n, dtype=object)
-    vals[:] = [value] * n if isinstance(value, list) else value
-    return Values(
-        vals=vals,
-        text=np.full(n, str(f.constant), dtype=object),
-        label=np.full(n, f"the mapping's {f.key}", dtype=object),
-        number=number,
-        empty=np.zeros(n, dtype=bool),
-    )
-
-
-def _apply_map(
-    f: Field, text: pd.Series, todo: np.ndarray, out: Values, issues: list[Issue]
-) -> tuple[np.ndarray, pd.Series]:
-    """Replace mapped cells; typed results are final, text results go on to conversion."""
-    table = {k.casefold(): v for k, v in f.value_map}
-    codes, uniques = pd.factorize(text[todo])  # a handful of codes on many rows
-    missing = object()
-    mapped_u = [table.get(u.casefold(), missing) for u in uniques]
-    rows = np.flatnonzero(todo)
-    found_u = np.array([m is not missing for m in mapped_u], dtype=bool)
-    shown = ", ".join(k for k, _ in f.value_map)
-    for i in rows[~found_u[codes]]:
-        value = out.text[i]
-        why = f'{out.label[i]} "{value}" is not one of {shown} (the values the mapping knows)'
-        issues.append((int(i), "value_map", out.label[i], value, why))
-        out.vals[i] = value
-    as_text_u = np.array([isinstance(m, str) for m in mapped_u], dtype=bool)
-    values_u = np.empty(len(mapped_u), dtype=object)
-    values_u[:] = mapped_u
-    final = rows[found_u[codes] & ~as_text_u[codes]]
-    out.vals[final] = values_u[codes][found_u[codes] & ~as_text_u[codes]]
-    again = rows[found_u[codes] & as_text_u[codes]]
-    new_text = text.to_numpy(dtype=object, copy=True)
-    new_text[again] = values_u[codes][found_u[codes] & as_text_u[codes]]
-    next_todo = np.zeros(len(todo), dtype=bool)
-    next_todo[again] = True
-    return next_todo, pd.Series(new_text, index=text.index, dtype=object)
-
-
-def _convert(
-    f: Field,
-    text: pd.Series,
-    *,
-    excel: pd.Series | None,
-    todo: np.ndarray,
-    out: Values,
-    src: Source,
-    issues: list[Issue],
-) -> None:
-    """Convert the cells still to do (``todo``) by the field's kind, one Issue per failure."""
-    kind = f.kind
-    if kind in ("email", "phone", "region"):
-        _convert_list(f, text, todo, out, issues)
-        return
-    if kind == "amount":
-        out.number = np.full(src.n, np.nan)
-        typed = np.zeros(src.n, bool)
-        if excel is not None:
-            floats, typed = numbers_from_excel(excel)
-            typed &= todo
-            out.number[typed] = floats[typed]
-        rest = todo & ~typed
-        out.number[rest] = parse_amounts(text[rest], decimal=src.decimal, thousands=src.thousands)
-        ok = todo & ~np.isnan(out.number)
-        out.vals[ok] = out.number[ok]
-        example = amount_example(decimal=src.decimal, thousands=src.thousands.strip(SPACES) or " ")
-        _fail(todo & ~ok, "amount", out, issues, f"is not an amount (expected e.g. {example})")
-        return
-    if kind == "date":
-        out.number = np.full(src.n, np.datetime64("NaT"), dtype="datetime64[D]")
-        typed = np.zeros(src.n, bool)
-        if excel is not None:
-            typed = todo & typed_mask(excel)
-            out.number[typed] = dates_from_excel(excel[typed])
-        rest = todo & ~typed
-        out.number[rest] = parse_dates(text[rest], formats=src.strptime_formats)
-        ok = todo & ~np.isnat(out.number)
-        out.vals[ok] = api_timestamps(out.number[ok])
-        shown = " or ".join(src.date_formats)
-        _fail(todo & ~ok, "date", out, issues, f"is not a date (expected {shown})")
-        return
-    if kind == "text" and not f.pad:
-        out.vals[todo] = text.to_numpy(dtype=object)[todo]
-        return
-    codes, uniques = pd.factorize(text[todo])  # ids, zip codes and currencies repeat
-    value = pd.Series(uniques, dtype=object)
-    if kind in ("id", "kid"):
-        value = compact_id(value)
-    elif kind == "currency":
-        value = value.str.upper()
-    if f.pad:
-        value = zero_pad(value, width=f.pad)
-    converted = value.to_numpy(dtype=object)
-    out.vals[todo] = converted[codes]
-    if kind == "currency":
-        bad = todo.copy()
-        bad[todo] = ~value.isin(CURRENCIES).to_numpy(dtype=bool)[codes]
-        _fail(bad, "currency", out, issues, "is not an ISO 4217 currency code (such as NOK or EUR)")
-    elif kind == "kid":
-        bad = todo.copy()
-        bad[todo] = ~np.array([_kid_ok(v) for v in converted], dtype=bool)[codes]
-        _fail(
-            bad, "kid", out, issues,
-            "is not a valid KID (expected 2 to 25 digits ending in a mod 10 or mod 11 check digit)",
-        )  # fmt: skip
-
-
-def _fail(bad: np.ndarray, rule: str, out: Values, issues: list[Issue], what: str) -> None:
-    """One Issue per failed row; the value is then sent as typed if the rule lets the row go."""
-    for i in np.flatnonzero(bad):
-        value = out.text[i]
-        issues.append((int(i), rule, out.label[i], value, f'{out.label[i]} "{value}" {what}'))
-        if out.vals[i] is None:
-            out.vals[i] = value
-
-
-def _convert_list(
-    f: Field, text: pd.Series, todo: np.ndarray, out: Values, issues: list[Issue]
-) -> None:
-    """Emails and phone numbers: split a cell into several, check each, keep the good ones' form.
-
-    Everything runs once per distinct cell: a customer's number repeats on all their invoices.
-    """
-    rows = np.flatnonzero(todo)
-    codes, uniques = pd.factorize(text[todo])
-    cells = list(uniques)
-    pattern = re.compile(f"[{re.escape(f.split)}]") if f.split else None
-    values = np.empty(len(cells), dtype=object)
-    bad: dict[int, list[str]] = {}
-    if pattern is None or not pattern.search("\n".join(cells)):  # one value per cell: the usual
-        ok, converted = _check_parts(f, cells)
-        values[:] = converted
-        if f.kind != "region":
-            bad = {j: [cells[j]] for j in np.flatnonzero(~ok).tolist()}
-    else:
-        parts = split_values(pd.Series(cells, dtype=object), separators=f.split)
-        ok, converted = _check_parts(f, [p for cell in parts for p in cell])
-        k = 0
-        for j, cell in enumerate(parts):
-            kept = [v for v in converted[k : k + len(cell)] if v is not None]
-            values[j] = None if not kept else kept[0] if len(kept) == 1 else kept
-            if f.kind != "region" and not ok[k : k + len(cell)].all():
-                bad[j] = [
-                    p for p, good in zip(cell, ok[k : k + len(cell)], strict=True) if not good
-                ]
-            k += len(cell)
-    out.vals[rows] = values[codes]
-    out.empty[rows] = np.equal(values, None)[codes]
-    if bad:
-        has_bad = np.zeros(len(cells), dtype=bool)
-        has_bad[list(bad)] = True
-        for i, c in zip(rows[has_bad[codes]].tolist(), codes[has_bad[codes]].tolist(), strict=True):
-            for part in bad[c]:
-                _bad_part(f, i, part, out, issues)
-
-
-def _check_parts(f: Field, parts: list[str]) -> tuple[np.ndarray, list[object]]:
-    """(ok, value to send) for each email / phone number; a bad one is sent as typed."""
-    if f.kind == "email":
-        return is_email(pd.Series(parts, dtype=object)), list(parts)
-    results = [phone_e164(p, f.country) for p in parts]
-    ok = np.array([r is not None for r in results], dtype=bool)
-    if f.kind == "phone":
-        return ok, [r[0] if r else p for r, p in zip(results, parts, strict=True)]
-    return np.ones(len(parts), bool), [r[1] if r else None for r in results]
-
-
-def _bad_part(f: Field, i: int, part: str, out: Values, issues: list[Issue]) -> None:
-    issues.append((i, f.kind, out.label[i], part, _list_message(f, out.label[i], part)))
-
-
-def _list_message(f: Field, label: str, part: str) -> str:
-    if f.kind == "email":
-        return f'{label} "{part}" is not an email address'
-    if f.country:
-        why = f"numbers without a + country code are read as {f.country}"
-    else:
-        why = "write it with + and the country code, or set country in the mapping"
-    return f'{label} "{part}" is not a phone number ({why})'
-
-
-def _fill_default(default: Field, out: Values, src: Source, issues: list[Issue]) -> None:
-    """Empty cells take the default: a fixed value, or another column's value."""
-    own: list[Issue] = []
-    alt = evaluate(default, src, own)
-    take = out.empty & ~alt.empty
-    out.vals[take] = alt.vals[take]
-    out.text[take] = alt.text[take]
-    out.label[take] = alt.label[take]
-    if alt.number is not None:
-        if out.number is None:
-            out.number = (
-                np.full(src.n, np.nan)
-                if alt.number.dtype.kind == "f"
-                else np.full(src.n, np.datetime64("NaT"), dtype=alt.number.dtype)
-            )
-        out.number[take] = alt.number[take]
-    out.empty &= ~take
-    issues += [issue for issue in own if take[issue[0]]]

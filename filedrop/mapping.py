@@ -1,144 +1,54 @@
 """The column-mapping config: one TOML file per source layout (issue 3 §2).
 
 A mapping says which files it takes, how to read them, and where every Invoice field comes from.
-It is parsed once into small frozen nodes (``Field``, ``Obj``, ``Many``) shaped like the Invoice
-JSON, so the rest of the code walks one tree. Every refusal is one sentence naming the mapping
-file and the key; mappings/README.md documents every option.
+This module loads and checks a mapping file's own sections ([match], [read], [rules], [group]) and
+picks the mapping that fits a dropped file; the Invoice sections parse into the tree of tree.py.
+Every refusal is one sentence naming the mapping file and the key; mappings/README.md documents
+every option.
 """
 
 from __future__ import annotations
 
 import codecs
-import datetime as dt
-import difflib
 import fnmatch
 import re
-import string
 import tomllib
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import phonenumbers
-
 from filedrop.convert import SPACES, date_format_to_strptime
 from filedrop.errors import MappingError, ReadError
 from filedrop.read import ReadOptions, Table
+from filedrop.tree import (
+    CLAIM_FIELDS,
+    DEBTOR_FIELDS,
+    INVOICE_FIELDS,
+    Many,
+    Obj,
+    TreeParser,
+    as_toml,
+    walk_fields,
+)
+
+__all__ = [
+    "RULES",
+    "SEVERITIES",
+    "Mapping",
+    "header_key",
+    "load_mapping",
+    "load_mappings",
+    "select_mapping",
+]
 
 SEVERITIES = ("error", "warning", "off")
 RULES = ("required", "amount", "date", "due_date", "currency", "national_id", "orgnr", "kid")
 RULES += ("email", "phone", "value_map")
-SOURCE_KEYS = ("column", "constant", "template", "sum_of_claims")
-OPTION_KEYS = ("names", "default", "map", "pad", "trim", "as", "split", "country", "required")
-AS_KINDS = ("text", "amount", "date", "phone", "email")
 _TOP = ("name", "match", "read", "rules", "group", "invoice", "debtor", "debtors", "claims")
 _READ = ("sheet", "header_row", "encoding", "delimiter", "decimal", "thousands", "dates")
-# Separators that cannot occur inside one email address / one phone number.
-_SPLIT_DEFAULT = {"email": ",; ", "phone": ",;/"}
-
-
-@dataclass(frozen=True)
-class Known:
-    """What filedrop knows about one Invoice field: how to convert it, whether it must be there."""
-
-    kind: str
-    required: bool = False
-    what: str = ""  # for "... is empty (the invoice needs <what>)"
-    items: dict[str, Known] | None = None  # a list field: the fields of each item
-
-
-INVOICE_FIELDS = {
-    "type": Known("text", required=True, what="an invoice type"),
-    "invoiceNumber": Known("text", required=True, what="an invoice number"),
-    "originalInvoiceAmount": Known("amount", required=True, what="an amount"),
-    "currency": Known("currency", required=True, what="a currency"),
-    "invoiceDate": Known("date", required=True, what="an invoice date"),
-    "dueDate": Known("date", required=True, what="a due date"),
-    "uniqueSourceInvoiceId": Known("text"),
-    "description": Known("text"),
-    "ocrReferenceNumber": Known("kid"),
-}
-DEBTOR_FIELDS = {
-    "type": Known("text", required=True, what="a debtor type"),
-    "firstname": Known("text", what="a first name"),
-    "lastname": Known("text", what="a last name"),
-    "customerNumber": Known("text"),
-    "identificationNumber": Known("id"),
-    "emails": Known("list", items={"value": Known("email", required=True, what="an address")}),
-    "phoneNumbers": Known(
-        "list",
-        items={
-            "value": Known("phone", required=True, what="a number"),
-            "countryCode": Known("text"),
-        },
-    ),
-    "addresses": Known(
-        "list", items={k: Known("text") for k in ("street", "city", "zipCode", "countryCode")}
-    ),
-}
-CLAIM_FIELDS = {
-    "type": Known("text", required=True, what="a claim type"),
-    "remainingAmount": Known("amount", required=True, what="a claim amount"),
-    "description": Known("text"),
-}
-_SECTION_OF = {
-    **dict.fromkeys(DEBTOR_FIELDS, "[debtor]"),
-    **dict.fromkeys(CLAIM_FIELDS, "[[claims]]"),
-    **dict.fromkeys(INVOICE_FIELDS, "[invoice]"),
-}
-
-
-@dataclass(frozen=True)
-class Field:
-    """Where one JSON value comes from and how it is converted."""
-
-    key: str  # dotted mapping key, for messages: "invoice.dueDate"
-    kind: str  # text amount date currency kid id email phone region
-    source: str  # column template constant sum_of_claims
-    columns: tuple[str, ...] = ()  # a column's header name, then its alternatives
-    template: str = ""
-    placeholders: tuple[str, ...] = ()
-    constant: Any = None
-    default: Field | None = None
-    value_map: tuple[tuple[str, Any], ...] = ()  # (cell text, value); cells match ignoring case
-    pad: int | None = None
-    trim: bool = True
-    split: str = ""
-    country: str | None = None
-    required: bool = False
-    what: str = ""
-
-    @property
-    def from_file(self) -> bool:
-        """Whether its value can differ per row (so an all-empty object can be left out)."""
-        return self.source in ("column", "template") or bool(
-            self.default and self.default.from_file
-        )
-
-
-@dataclass(frozen=True)
-class Obj:
-    """A JSON object: an invoice, a debtor, a claim, an address, a pass-through table."""
-
-    key: str
-    fields: tuple[tuple[str, Node], ...]
-
-    def get(self, name: str) -> Node | None:
-        return next((node for k, node in self.fields if k == name), None)
-
-
-@dataclass(frozen=True)
-class Many:
-    """A JSON list: debtors, claims, emails, phone numbers, addresses."""
-
-    key: str
-    items: tuple[Node, ...]
-
-
-Node = Field | Obj | Many
 
 
 @dataclass(frozen=True)
@@ -220,15 +130,6 @@ def header_key(name: str) -> str:
     return re.sub(r"\s+", "", unicodedata.normalize("NFC", name)).casefold()
 
 
-def walk_fields(node: Node) -> Iterator[Field]:
-    """Every Field in a node tree, depth first."""
-    if isinstance(node, Field):
-        yield node
-    else:
-        for child in node.items if isinstance(node, Many) else (c for _, c in node.fields):
-            yield from walk_fields(child)
-
-
 def load_mappings(path: Path) -> list[Mapping]:
     """A mapping file, or every ``*.toml`` in a folder (sorted by file name)."""
     if not path.is_dir():
@@ -301,71 +202,11 @@ def select_mapping(
     raise MappingError(str(file_path), f"no mapping fits this file: {tried}{tail}.")
 
 
-def _shown(value: object) -> str:
-    if isinstance(value, str):
-        return f'"{value}"'
-    return str(value).lower() if isinstance(value, bool) else str(value)
+class _Loader(TreeParser):
+    """Turns parsed TOML into a Mapping, refusing the first thing that is wrong.
 
-
-def _did_you_mean(name: str, options: list[str]) -> str:
-    close = difflib.get_close_matches(name.lower(), [o.lower() for o in options], n=1, cutoff=0.75)
-    return next((f' (did you mean "{o}"?)' for o in options if close and o.lower() == close[0]), "")
-
-
-def _region_of(f: Field, key: str) -> Field:
-    """The country of a phone number, read from the same cells as the number itself."""
-    default = _region_of(f.default, f"{key}.default") if f.default else None
-    return replace(f, kind="region", key=key, required=False, default=default)
-
-
-class _Loader:
-    """Turns parsed TOML into a Mapping, refusing the first thing that is wrong."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def fail(self, key: str, detail: str) -> MappingError:
-        return MappingError(str(self.path), f'key "{key}" {detail}')
-
-    # --- typed values -----------------------------------------------------------------------------
-
-    def table(
-        self, key: str, value: object, allowed: tuple[str, ...] | None = None
-    ) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise self.fail(
-                key, f"must be a table (a [section] or {{ ... }}), not {_shown(value)}."
-            )
-        for name in value if allowed is not None else ():
-            if name not in allowed:
-                hint = _did_you_mean(name, list(allowed)) or f" (known: {', '.join(allowed)})"
-                raise self.fail(f"{key}.{name}" if key else name, f"is not a known option{hint}.")
-        return value
-
-    def text(self, key: str, value: object) -> str:
-        if not isinstance(value, str) or not value:
-            raise self.fail(key, f"must be text in quotes, not {_shown(value)}.")
-        return value
-
-    def texts(self, key: str, value: object) -> tuple[str, ...]:
-        values = [value] if isinstance(value, str) else value
-        if not isinstance(values, list) or not all(isinstance(v, str) and v for v in values):
-            raise self.fail(key, f'must be a list of text, like ["a", "b"], not {_shown(value)}.')
-        return tuple(values)
-
-    def whole(self, key: str, value: object, *, low: int, high: int) -> int:
-        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-            raise self.fail(
-                key, f"must be a whole number from {low} to {high}, not {_shown(value)}."
-            )
-        return value
-
-    def flag(self, key: str, value: object) -> bool:
-        if not isinstance(value, bool):
-            raise self.fail(key, f"must be true or false, not {_shown(value)}.")
-        return value
-
-    # --- sections ---------------------------------------------------------------------------------
+    The file-level sections are checked here; TreeParser checks the Invoice tables.
+    """
 
     def mapping(self, data: dict[str, Any]) -> Mapping:
         self.table("", data, _TOP)
@@ -375,7 +216,7 @@ class _Loader:
         for rule, severity in rules.items():
             if severity not in SEVERITIES:
                 raise self.fail(
-                    f"rules.{rule}", f'is {_shown(severity)}; use "error", "warning" or "off".'
+                    f"rules.{rule}", f'is {as_toml(severity)}; use "error", "warning" or "off".'
                 )
         group = self.table("group", data.get("group", {}), ("by",))
         if "debtor" in data and "debtors" in data:
@@ -423,7 +264,7 @@ class _Loader:
     def numbers(self, read: dict[str, Any]) -> tuple[str, str]:
         decimal = read.get("decimal", ".")
         if decimal not in (".", ","):
-            raise self.fail("read.decimal", f'must be "," or ".", not {_shown(decimal)}.')
+            raise self.fail("read.decimal", f'must be "," or ".", not {as_toml(decimal)}.')
         thousands = "".join(self.texts("read.thousands", read.get("thousands", [" "])))
         if decimal in thousands:
             raise self.fail("read.thousands", f'cannot contain the decimal separator "{decimal}".')
@@ -448,232 +289,12 @@ class _Loader:
         try:
             return None if value is None else codecs.lookup(self.text("read.encoding", value)).name
         except LookupError:
-            why = f'is {_shown(value)}, which is not an encoding (try "utf-8" or "cp1252").'
+            why = f'is {as_toml(value)}, which is not an encoding (try "utf-8" or "cp1252").'
             raise self.fail("read.encoding", why) from None
 
     def delimiter(self, value: object) -> str | None:
         text = {"tab": "\t", "\\t": "\t"}.get(str(value).lower(), value)
         if value is not None and (not isinstance(text, str) or len(text) != 1):
-            why = f'must be one character such as ";" or "," or "tab", not {_shown(value)}.'
+            why = f'must be one character such as ";" or "," or "tab", not {as_toml(value)}.'
             raise self.fail("read.delimiter", why)
         return text
-
-    # --- the Invoice tree -------------------------------------------------------------------------
-
-    def obj(
-        self,
-        key: str,
-        table: dict[str, Any],
-        schema: dict[str, Known],
-        *,
-        phone: bool = False,
-        short: bool = False,
-    ) -> Obj:
-        fields: list[tuple[str, Node]] = []
-        for name, raw in table.items():
-            # emails = "E-post" is short for [{ value = "E-post" }]; messages name what was written.
-            sub = key if short and name == "value" else f"{key}.{name}"
-            known = schema.get(name)
-            if known is None:
-                self.unknown(sub, name, schema)
-                fields.append((name, self.passthrough(sub, raw)))
-            elif known.items is not None:
-                fields.append(
-                    (name, self.many(sub, raw, known.items, phone=name == "phoneNumbers"))
-                )
-            else:
-                fields.append((name, self.field(sub, raw, known=known)))
-        names = {n for n, _ in fields}
-        for name, known in schema.items():
-            if known.required and name not in names:
-                example = '"E-post"' if name == "value" else '"<column>"'
-                why = f"is missing; the API needs {known.what} (e.g. {name} = {example})."
-                raise self.fail(f"{key}.{name}", why)
-        value = next((n for k, n in fields if k == "value"), None)
-        if phone and "countryCode" not in names and isinstance(value, Field):
-            fields.append(("countryCode", _region_of(value, f"{key}.countryCode")))
-        return Obj(key=key, fields=tuple(fields))
-
-    def unknown(self, key: str, name: str, schema: dict[str, Known]) -> None:
-        # Unknown fields go to the API as they are, so a typo of a known one must not slip through.
-        hint = _did_you_mean(name, list(schema))
-        if hint:
-            why = f"is not a field filedrop knows{hint}; unknown fields go to the API as they are."
-            raise self.fail(key, why)
-        if name in _SECTION_OF and schema in (INVOICE_FIELDS, DEBTOR_FIELDS, CLAIM_FIELDS):
-            raise self.fail(key, f"belongs in {_SECTION_OF[name]}.")
-
-    def objects(self, key: str, raw: object, schema: dict[str, Known]) -> Many:
-        tables = raw if isinstance(raw, list) else [raw]
-        if not tables:
-            raise self.fail(key, "is an empty list; it needs at least one table.")
-        keys = [key if len(tables) == 1 else f"{key}[{i + 1}]" for i in range(len(tables))]
-        return Many(
-            key,
-            tuple(self.obj(k, self.table(k, t), schema) for k, t in zip(keys, tables, strict=True)),
-        )
-
-    def many(self, key: str, raw: object, schema: dict[str, Known], *, phone: bool) -> Many:
-        elements = raw if isinstance(raw, list) else [raw]
-        items: list[Node] = []
-        for i, element in enumerate(elements):
-            item_key = key if len(elements) == 1 else f"{key}[{i + 1}]"
-            item, short = element, False
-            if isinstance(element, str) or (
-                isinstance(element, dict) and any(k in element for k in SOURCE_KEYS)
-            ):
-                if "value" not in schema:
-                    raise self.fail(
-                        item_key, f"must be a table of {', '.join(schema)}, not one column."
-                    )
-                item, short = {"value": element}, True
-            table = self.table(item_key, item)
-            items.append(self.obj(item_key, table, schema, phone=phone, short=short))
-        return Many(key=key, items=tuple(items))
-
-    def passthrough(self, key: str, raw: object) -> Node:
-        if isinstance(raw, dict) and not any(k in raw for k in SOURCE_KEYS):
-            options = [k for k in raw if k in OPTION_KEYS]
-            if options:
-                why = (
-                    f'has "{options[0]}" but no column, constant or template to take a value from.'
-                )
-                raise self.fail(key, why)
-            return self.obj(key, raw, {})
-        if isinstance(raw, list) and raw and all(isinstance(e, str | dict) for e in raw):
-            return Many(
-                key, tuple(self.passthrough(f"{key}[{i + 1}]", e) for i, e in enumerate(raw))
-            )
-        return self.field(
-            key, raw, known=Known("text"), in_list=key.endswith("]"), passthrough=True
-        )
-
-    def field(
-        self,
-        key: str,
-        raw: object,
-        *,
-        known: Known,
-        in_list: bool = False,
-        passthrough: bool = False,
-    ) -> Field:
-        spec: dict[str, Any] = {"key": key, "kind": known.kind, "required": known.required}
-        spec |= {"what": known.what, "split": _SPLIT_DEFAULT.get(known.kind, "")}
-        if isinstance(raw, str):
-            return Field(**spec, source="column", columns=(raw,))
-        if not isinstance(raw, dict):
-            return Field(**spec, source="constant", constant=self.constant(key, raw))
-        self.table(key, raw, SOURCE_KEYS + OPTION_KEYS)
-        sources = [k for k in SOURCE_KEYS if k in raw]
-        if len(sources) != 1:
-            which = " and ".join(sources) or "none"
-            raise self.fail(key, f"needs exactly one of column, constant or template, not {which}.")
-        spec["source"] = sources[0]
-        spec |= self.source(key, raw, sources[0])
-        if "as" in raw:
-            if not passthrough:
-                raise self.fail(
-                    f"{key}.as", "cannot be set for a field filedrop knows; it already converts it."
-                )
-            if raw["as"] not in AS_KINDS:
-                raise self.fail(
-                    f"{key}.as", f"is {_shown(raw['as'])}; use one of {', '.join(AS_KINDS)}."
-                )
-            spec["kind"] = raw["as"]
-        spec |= self.options(
-            key, raw, kind=spec["kind"], in_list=in_list or known.kind in _SPLIT_DEFAULT
-        )
-        return Field(**spec)
-
-    def source(self, key: str, raw: dict[str, Any], source: str) -> dict[str, Any]:
-        if "names" in raw and source != "column":
-            raise self.fail(f"{key}.names", "only works together with column.")
-        if source == "column":
-            names = self.texts(f"{key}.names", raw.get("names", []))
-            return {"columns": (self.text(f"{key}.column", raw["column"]), *names)}
-        if source == "constant":
-            return {"constant": self.constant(f"{key}.constant", raw["constant"])}
-        if source == "template":
-            return self.template(f"{key}.template", raw["template"])
-        if key != "invoice.originalInvoiceAmount" or raw["sum_of_claims"] is not True:
-            why = "only works as invoice.originalInvoiceAmount = { sum_of_claims = true }."
-            raise self.fail(f"{key}.sum_of_claims", why)
-        return {}
-
-    def options(self, key: str, raw: dict[str, Any], *, kind: str, in_list: bool) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        if "default" in raw:  # a plain value is the value itself, a table says where to find one
-            default = raw["default"]
-            if isinstance(default, dict):
-                out["default"] = self.field(
-                    f"{key}.default", default, known=Known(kind), in_list=in_list
-                )
-            else:
-                value = self.constant(f"{key}.default", default)
-                out["default"] = Field(
-                    key=f"{key}.default", kind=kind, source="constant", constant=value
-                )
-        if "map" in raw:
-            out["value_map"] = self.value_map(f"{key}.map", raw["map"])
-        if "pad" in raw:
-            out["pad"] = self.whole(f"{key}.pad", raw["pad"], low=1, high=64)
-        for name in ("trim", "required"):
-            if name in raw:
-                out[name] = self.flag(f"{key}.{name}", raw[name])
-        if "split" in raw:
-            if not in_list:
-                raise self.fail(
-                    f"{key}.split", "only works for emails, phoneNumbers and other lists."
-                )
-            out["split"] = (
-                raw["split"] if raw["split"] == "" else self.text(f"{key}.split", raw["split"])
-            )
-        if "country" in raw:
-            country = str(raw["country"]).upper()
-            if kind != "phone" or country not in phonenumbers.SUPPORTED_REGIONS:
-                shown = _shown(raw["country"])
-                why = f'must be a country code such as "NO", for phone numbers only, not {shown}.'
-                raise self.fail(f"{key}.country", why)
-            out["country"] = country
-        return out
-
-    def constant(self, key: str, value: object) -> object:
-        if isinstance(value, dt.time | dict):
-            raise self.fail(
-                key, f"must be text, a number, true/false or a date, not {_shown(value)}."
-            )
-        return tuple(value) if isinstance(value, list) else value
-
-    def template(self, key: str, value: object) -> dict[str, Any]:
-        text = self.text(key, value)
-        try:
-            parts = [p for p in string.Formatter().parse(text) if p[1] is not None]
-        except ValueError:
-            raise self.fail(key, f"is {_shown(text)}; write {{{{ or }}}} for a brace.") from None
-        if any(not name.strip() or spec or conv for _, name, spec, conv in parts):
-            raise self.fail(
-                key, f'is {_shown(text)}; write a column name in each {{ }}, like "{{Fakturanr}}".'
-            )
-        if not parts:
-            raise self.fail(
-                key, f"is {_shown(text)} and names no column; use constant for a fixed value."
-            )
-        return {"template": text, "placeholders": tuple(dict.fromkeys(p[1] for p in parts))}
-
-    def value_map(self, key: str, value: object) -> tuple[tuple[str, Any], ...]:
-        table = self.table(key, value)
-        if not table:
-            raise self.fail(key, 'is empty; list the values, like { P = "PRIVATE" }.')
-        seen: dict[str, str] = {}
-        for k, v in table.items():
-            if isinstance(v, dict | list | dt.date | dt.time):
-                raise self.fail(
-                    f"{key}.{k}", f"must be text, a number or true/false, not {_shown(v)}."
-                )
-            norm = k.strip().casefold()
-            if norm in seen:
-                raise self.fail(
-                    key, f'has both "{seen[norm]}" and "{k}", which match the same cells.'
-                )
-            seen[norm] = k
-        return tuple((k.strip(), v) for k, v in table.items())

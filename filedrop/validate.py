@@ -1,36 +1,29 @@
-"""Map, validate and build: a Table and a Mapping -> the invoices to send and every row's fate.
+"""Map and validate: a Table and a Mapping -> the invoices to send and every row's fate.
 
-The whole local job of issue 3 §3. Columns are converted and checked whole (see convert.py); only
-the final JSON is built row by row. Every row position ends in exactly one place: an invoice's
-rows, or ``rejected`` (INVALID or DUPLICATE): the "never lose a row" promise.
+The whole local job of issue 3 §3. Columns are converted whole (fields.py), then every rule is
+checked column-wise here, rows are grouped into invoices and each group is sent, INVALID or
+DUPLICATE; build.py then makes the JSON of those sent. Every row position ends in exactly one
+place: an invoice's rows, or ``rejected`` (INVALID or DUPLICATE): the "never lose a row" promise.
 """
 
 from __future__ import annotations
 
-import gc
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from itertools import repeat
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from filedrop.convert import (
-    Issue,
-    Source,
-    Values,
-    evaluate,
-    has_more_than_two_decimals,
-    is_fodselsnummer,
-    is_orgnr,
-    mask_id,
-)
-from filedrop.mapping import Field, Many, Mapping, Node, Obj, walk_fields
+from filedrop.build import Columns, build_payloads, no_cyclic_gc
+from filedrop.convert import has_more_than_two_decimals, is_fodselsnummer, is_orgnr, mask_id
+from filedrop.fields import Issue, Source, Values, evaluate
+from filedrop.mapping import Mapping
 from filedrop.read import Table
 from filedrop.status import RowStatus
+from filedrop.tree import Field, Node, Obj, walk_fields
+
+__all__ = ["Prepared", "PreparedInvoice", "Problem", "prepare"]
 
 # Not configurable: sending a repeated invoice number, or an empty row, is never right.
 _FIXED_RULES = ("duplicate", "empty_row")
@@ -194,10 +187,10 @@ class _Run:
                 self.required(
                     node, self.level[id(node)], everywhere, f"the invoice needs {node.what or name}"
                 )
-        amount = _field(invoice, "originalInvoiceAmount")
+        amount = invoice.get_field("originalInvoiceAmount")
         if amount is not None and amount.source != "sum_of_claims":
             self.amounts(self.level[id(amount)], everywhere)
-        due, issued = _field(invoice, "dueDate"), _field(invoice, "invoiceDate")
+        due, issued = invoice.get_field("dueDate"), invoice.get_field("invoiceDate")
         if due is None or issued is None:
             return
         d, i = self.level[id(due)], self.level[id(issued)]
@@ -223,20 +216,20 @@ class _Run:
                     self.required(
                         node, self.level[id(node)], present, f"a debtor needs {node.what or name}"
                     )
-            kind = _field(item, "type")
+            kind = item.get_field("type")
             types = np.full(self.count, "", dtype=object)
             if kind is not None:
                 types[:] = [str(t).upper() for t in self.level[id(kind)].values.vals]
             private = present & (types == "PRIVATE")
             for name in ("firstname", "lastname"):
-                f = _field(item, name)
+                f = item.get_field(name)
                 if f is not None:
                     self.required(f, self.level[id(f)], private, f"a PRIVATE debtor needs {f.what}")
                     continue
                 for g in np.flatnonzero(private):
                     why = f"the debtor is PRIVATE, but the mapping has no {item.key}.{name}"
                     self.add(self.first[g], "required", None, g, why, value=None)
-            ident = _field(item, "identificationNumber")
+            ident = item.get_field("identificationNumber")
             if ident is not None:
                 self.national_ids(self.level[id(ident)], types, present)
         backed = [f for f in walk_fields(debtors.items[0]) if f.from_file]
@@ -295,7 +288,7 @@ class _Run:
     def check_claims(self) -> None:
         """Which claim lines each row has: a line with an empty or zero amount is left out."""
         n, claims = len(self.table), self.mapping.claims.items
-        amounts = [_field(item, "remainingAmount") for item in claims if isinstance(item, Obj)]
+        amounts = [item.get_field("remainingAmount") for item in claims if isinstance(item, Obj)]
         for item, f in zip(claims, amounts, strict=True):
             v = self.rows[id(f)] if f is not None else None
             if v is None or v.number is None:
@@ -324,7 +317,7 @@ class _Run:
 
     def check_duplicates(self) -> None:
         """A group whose invoice number an earlier group has is a DUPLICATE of that group."""
-        number = _field(self.mapping.invoice, "invoiceNumber")
+        number = self.mapping.invoice.get_field("invoiceNumber")
         if number is None or self.count == 0:
             return
         v = self.level[id(number)].values
@@ -373,7 +366,7 @@ class _Run:
                 errors[int(self.gid[pos])].append(p)
             else:
                 warnings[pos].append(p.message)
-        number = _field(self.mapping.invoice, "invoiceNumber")
+        number = self.mapping.invoice.get_field("invoiceNumber")
         numbers = (
             self.level[id(number)].values.vals if number else np.full(self.count, "", dtype=object)
         )
@@ -391,8 +384,8 @@ class _Run:
                 text = "; ".join(p.message if p.row == own else str(p) for p in errors[g])
                 rejected[r] = (RowStatus.INVALID, text)
         good = np.flatnonzero(~bad)
-        with _no_cyclic_gc():
-            payloads = self.build(good)
+        with no_cyclic_gc():
+            payloads = build_payloads(self.columns(), good)
             if self.members is None:
                 members: list[tuple[int, ...]] = [(r,) for r in self.first[good].tolist()]
             else:
@@ -406,152 +399,14 @@ class _Run:
             self.table, self.mapping, invoices, rejected, notes, [p for _, p in problems]
         )
 
-    # --- JSON -------------------------------------------------------------------------------------
-
-    def build(self, good: np.ndarray) -> list[dict[str, Any]]:
-        """The Invoice JSON of each good group, column-wise down to one dict per object."""
-        if len(good) == 0:
-            return []
-        vals = {key: lv.values.vals for key, lv in self.level.items()}
-        claims, totals = self.claim_lists(good)
-        amount = _field(self.mapping.invoice, "originalInvoiceAmount")
-        if amount is not None and amount.source == "sum_of_claims":
-            summed = np.full(self.count, None, dtype=object)
-            ok = ~np.isnan(totals)
-            summed[ok] = np.round(totals[ok], 2).tolist()
-            vals[id(amount)] = summed
-        invoices = _materialize(self.mapping.invoice, vals, good)
-        debtors = _materialize(self.mapping.debtors, vals, good)
-        for invoice, debtor_list, claim_list in zip(invoices, debtors, claims, strict=True):
-            invoice["debtors"] = debtor_list or []
-            invoice["claims"] = claim_list
-        return invoices
-
-    def claim_lists(self, good: np.ndarray) -> tuple[list[list[dict[str, Any]]], np.ndarray]:
-        """Each good group's claims in row order, and the sum of their amounts."""
-        rows = good if self.members is None else np.concatenate([self.members[g] for g in good])
-        vals = {key: v.vals for key, v in self.rows.items()}
-        totals = np.zeros(self.count)
-        lines: list[tuple[np.ndarray, list[Any]]] = []
-        for item, p in zip(self.mapping.claims.items, self.present, strict=True):
-            keep = rows[p[rows]]
-            lines.append((keep, _materialize(item, vals, keep)))
-            amount = _field(item, "remainingAmount") if isinstance(item, Obj) else None
-            if amount is not None and self.rows[id(amount)].number is not None:
-                np.add.at(totals, self.gid[keep], self.rows[id(amount)].number[keep])
-        slot = np.full(self.count, -1)
-        slot[good] = np.arange(len(good))
-        out: list[list[dict[str, Any]]] = [[] for _ in range(len(good))]
-        order = np.concatenate([keep for keep, _ in lines])
-        built = [c for _, claims in lines for c in claims]
-        if self.members is not None or len(lines) > 1:  # row order, then the mapping's order
-            sort = np.argsort(order, kind="stable")
-            order, built = order[sort], [built[k] for k in sort.tolist()]
-        for s, claim in zip(slot[self.gid[order]].tolist(), built, strict=True):
-            out[s].append(claim)
-        return out, totals
-
-
-@contextmanager
-def _no_cyclic_gc() -> Iterator[None]:
-    """Pause the cyclic garbage collector while the JSON is built.
-
-    That makes millions of small dicts and lists, none of them cyclic; the collector would rescan
-    all of them again and again (over a third of the time for 200,000 rows).
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-def _field(obj: Obj, name: str) -> Field | None:
-    node = obj.get(name)
-    return node if isinstance(node, Field) else None
-
-
-def _materialize(node: Node, vals: dict[int, np.ndarray], idx: np.ndarray) -> list[Any]:
-    """``node``'s JSON value at each index in ``idx`` (None where the object is not there).
-
-    Rows are built in batches that share which values are present, so each dict is made by one
-    ``dict(zip(...))`` with no per-value tests.
-    """
-    if isinstance(node, Field):
-        return vals[id(node)][idx].tolist()
-    if isinstance(node, Many):
-        columns = [_materialize(item, vals, idx) for item in node.items]
-        if len(columns) == 1:  # the usual case, kept to one cheap step per row
-            return [None if v is None else v if type(v) is list else [v] for v in columns[0]]
-        return [_flatten(row) for row in zip(*columns, strict=False)]
-    n, names = len(idx), [name for name, _ in node.fields]
-    if not names:
-        return [{} for _ in range(n)]
-    columns = [_objects(_materialize(child, vals, idx)) for _, child in node.fields]
-    there = np.array([~np.equal(c, None) for c in columns])
-    backed = [j for j, (_, c) in enumerate(node.fields) if any(f.from_file for f in walk_fields(c))]
-    keep = there[backed].any(axis=0) if backed else np.ones(n, dtype=bool)
-    out: list[Any] = [None] * n
-    split = [j for j, (_, c) in enumerate(node.fields) if isinstance(c, Field) and c.split]
-    for j in split:  # a cell that held several emails: one object per email
-        for i in np.flatnonzero(keep).tolist():
-            if isinstance(columns[j][i], list):
-                out[i], keep[i] = _expand(names, [c[i] for c in columns]), False
-    pattern = np.zeros(n, dtype=np.int64)
-    for j in range(len(columns)):
-        pattern |= there[j].astype(np.int64) << j
-    for p in np.unique(pattern[keep]).tolist():
-        at = np.flatnonzero(keep & (pattern == p))
-        chosen = [j for j in range(len(columns)) if p >> j & 1]
-        keys = [names[j] for j in chosen]
-        built = _dicts(keys, [columns[j][at].tolist() for j in chosen])
-        if len(at) == n:
-            return built
-        for i, d in zip(at.tolist(), built, strict=False):
-            out[i] = d
-    return out
-
-
-def _dicts(keys: list[str], columns: list[list[Any]]) -> list[dict[str, Any]]:
-    """One dict per row; small objects (an email, a phone, a claim) by dict displays, twice as fast.
-
-    zip(strict=True) would double the cost here; the columns have one length by construction.
-    """
-    rows = zip(*columns, strict=False)
-    match keys:
-        case [k]:
-            return [{k: a} for a in columns[0]]
-        case [k0, k1]:
-            return [{k0: a, k1: b} for a, b in rows]
-        case [k0, k1, k2]:
-            return [{k0: a, k1: b, k2: c} for a, b, c in rows]
-        case [k0, k1, k2, k3]:
-            return [{k0: a, k1: b, k2: c, k3: d} for a, b, c, d in rows]
-    return list(map(dict, map(zip, repeat(keys), rows)))
-
-
-def _objects(values: list[Any]) -> np.ndarray:
-    """A 1-d object array, even when the values are lists (numpy would make a 2-d array)."""
-    return np.fromiter(values, dtype=object, count=len(values))
-
-
-def _flatten(row: tuple[Any, ...]) -> list[Any] | None:
-    items: list[Any] = []
-    for value in row:
-        if isinstance(value, list):
-            items += value
-        elif value is not None:
-            items.append(value)
-    return items or None
-
-
-def _expand(names: list[str], row: list[Any]) -> list[dict[str, Any]]:
-    """One object per value of a cell that held several (two emails -> two email objects)."""
-    width = max(len(v) for v in row if isinstance(v, list))
-    out = []
-    for k in range(width):
-        picked = [(v[k] if k < len(v) else None) if isinstance(v, list) else v for v in row]
-        out.append({name: v for name, v in zip(names, picked, strict=True) if v is not None})
-    return out
+    def columns(self) -> Columns:
+        """The converted columns and groups, for build.py."""
+        return Columns(
+            mapping=self.mapping,
+            group_vals={key: lv.values.vals for key, lv in self.level.items()},
+            row_values=self.rows,
+            claim_rows=self.present,
+            gid=self.gid,
+            members=self.members,
+            count=self.count,
+        )

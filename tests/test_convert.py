@@ -13,11 +13,9 @@ from hypothesis import strategies as st
 
 from filedrop.convert import (
     SPACES,
-    Source,
     api_timestamps,
     date_format_to_strptime,
     dates_from_excel,
-    evaluate,
     has_more_than_two_decimals,
     is_email,
     is_fodselsnummer,
@@ -30,7 +28,8 @@ from filedrop.convert import (
     split_values,
     zero_pad,
 )
-from filedrop.mapping import Field
+from filedrop.fields import Source, evaluate
+from filedrop.tree import Field
 
 NORWEGIAN = {"decimal": ",", "thousands": "." + SPACES}
 ENGLISH = {"decimal": ".", "thousands": ","}

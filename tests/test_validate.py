@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
+import threading
+from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from stdnum.no import fodselsnummer, orgnr
 
+from filedrop.build import no_cyclic_gc
 from filedrop.mapping import Mapping, load_mapping, load_mappings, select_mapping
 from filedrop.read import ReadInfo, Table, read_table
 from filedrop.status import RowStatus
@@ -625,3 +629,46 @@ def test_example_xlsx_sends_a_bad_email_for_the_api_to_refuse() -> None:
     assert prepared.notes == {4: 'Email "pal.saerheim(at)example.no" is not an email address'}
     first = prepared.invoices[0].payload
     assert first["originalInvoiceAmount"] == 4605.5 and len(first["claims"]) == 3
+
+
+@pytest.fixture
+def gc_on() -> Iterator[None]:
+    """The collector on before the test and again after it, whatever the test did."""
+    gc.enable()
+    yield
+    gc.enable()
+
+
+def test_gc_stays_off_until_the_last_of_two_overlapping_builds_leaves(gc_on: None) -> None:
+    """Two builds at once: the first one out leaves the GC off; the last one out turns it on."""
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+    seen: dict[str, bool] = {}
+
+    def first() -> None:
+        with no_cyclic_gc():
+            first_in.set()
+            second_in.wait(5)
+        first_out.set()
+
+    def second() -> None:
+        first_in.wait(5)
+        with no_cyclic_gc():
+            second_in.set()
+            first_out.wait(5)
+            seen["on after the first left"] = gc.isenabled()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert seen == {"on after the first left": False}
+    assert gc.isenabled()
+
+
+def test_prepare_leaves_a_gc_the_caller_switched_off_off(gc_on: None) -> None:
+    """prepare() turns the collector back on only if it was on when prepare came in."""
+    gc.disable()
+    prepared = run([row()])
+    assert len(prepared.invoices) == 1
+    assert not gc.isenabled()
