@@ -366,7 +366,7 @@ def _demo(args: argparse.Namespace, io: Io) -> int:
 def _validate(args: argparse.Namespace, io: Io) -> int:
     from filedrop.mapping import load_mappings, select_mapping
     from filedrop.read import read_table
-    from filedrop.validate import prepare
+    from filedrop.validate import payloads, prepare
 
     mapping_path = args.mapping or (
         Path(io.environ["FILEDROP_MAPPING"]) if io.environ.get("FILEDROP_MAPPING") else None
@@ -380,9 +380,7 @@ def _validate(args: argparse.Namespace, io: Io) -> int:
     mapping, table = select_mapping(load_mappings(mapping_path), args.file, read_table)
     prepared = prepare(table, mapping)
     if args.json:
-        json.dump(
-            [inv.payload for inv in prepared.invoices], io.stdout, ensure_ascii=False, indent=2
-        )
+        json.dump(payloads(prepared.invoices), io.stdout, ensure_ascii=False, indent=2)
         io.say()
     else:
         info = table.info

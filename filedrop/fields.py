@@ -28,7 +28,7 @@ from filedrop.convert import (
     numbers_from_excel,
     parse_amounts,
     parse_dates,
-    phone_e164,
+    phones_e164,
     split_values,
     strip,
     typed_mask,
@@ -343,7 +343,7 @@ def _check_parts(f: Field, parts: list[str]) -> tuple[np.ndarray, list[object]]:
     """(ok, value to send) for each email / phone number; a bad one is sent as typed."""
     if f.kind == "email":
         return is_email(pd.Series(parts, dtype=object)), list(parts)
-    results = [phone_e164(p, f.country) for p in parts]
+    results = phones_e164(parts, f.country)
     ok = np.array([r is not None for r in results], dtype=bool)
     if f.kind == "phone":
         return ok, [r[0] if r else p for r, p in zip(results, parts, strict=True)]

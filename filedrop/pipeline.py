@@ -48,7 +48,7 @@ from filedrop.poller import DaemonPool, Poller
 from filedrop.progress import Progress
 from filedrop.read import read_table
 from filedrop.status import RowStatus
-from filedrop.validate import Prepared, PreparedInvoice, prepare
+from filedrop.validate import Prepared, PreparedInvoice, payloads, prepare
 
 log = logging.getLogger("filedrop")
 
@@ -259,7 +259,7 @@ def _submit_batch(
         ctx.journal.drop_empty_batch(batch)
         return None
     wanted = set(claimed)
-    payload = [invoice.payload for invoice in invoices if invoice.invoice_number in wanted]
+    payload = payloads([invoice for invoice in invoices if invoice.invoice_number in wanted])
     try:
         batch_id = ctx.client.create_invoices(ctx.org_id, payload)
     except AmbiguousSubmission as exc:

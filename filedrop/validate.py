@@ -23,7 +23,7 @@ from filedrop.read import Table
 from filedrop.status import RowStatus
 from filedrop.tree import Field, Node, Obj, walk_fields
 
-__all__ = ["Prepared", "PreparedInvoice", "Problem", "prepare"]
+__all__ = ["Prepared", "PreparedInvoice", "Problem", "payloads", "prepare"]
 
 # Not configurable: sending a repeated invoice number, or an empty row, is never right.
 _FIXED_RULES = ("duplicate", "empty_row")
@@ -44,13 +44,37 @@ class Problem:
         return f"row {self.row}: {self.message}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class PreparedInvoice:
-    """One invoice ready to send, and the table rows (0-based positions) it came from."""
+    """One invoice ready to send, and the table rows (0-based positions) it came from.
+
+    Its JSON is built when it is about to be sent (``payloads``), not held: 200,000 invoices'
+    nested dicts would take most of a gigabyte, a batch's take a few hundred kilobytes.
+    """
 
     invoice_number: str
     rows: tuple[int, ...]
-    payload: dict[str, Any]
+    group: int
+    columns: Columns = field(repr=False)
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """This invoice's JSON (for one invoice; use ``payloads`` for many at once)."""
+        return payloads([self])[0]
+
+
+def payloads(invoices: list[PreparedInvoice]) -> list[dict[str, Any]]:
+    """The Invoice JSON of these invoices, in order, built together (whole columns at a time).
+
+    They must come from one ``prepare`` call, as a batch does.
+    """
+    if not invoices:
+        return []
+    columns = invoices[0].columns
+    if any(invoice.columns is not columns for invoice in invoices):
+        raise ValueError("payloads() takes invoices of one prepare() call")
+    with no_cyclic_gc():
+        return build_payloads(columns, np.array([invoice.group for invoice in invoices]))
 
 
 @dataclass
@@ -384,15 +408,15 @@ class _Run:
                 text = "; ".join(p.message if p.row == own else str(p) for p in errors[g])
                 rejected[r] = (RowStatus.INVALID, text)
         good = np.flatnonzero(~bad)
+        columns = self.columns()
         with no_cyclic_gc():
-            payloads = build_payloads(self.columns(), good)
             if self.members is None:
                 members: list[tuple[int, ...]] = [(r,) for r in self.first[good].tolist()]
             else:
                 members = [self.members_of(g) for g in good.tolist()]
             invoices = [
-                PreparedInvoice(invoice_number=str(no), rows=m, payload=p)
-                for no, m, p in zip(numbers[good].tolist(), members, payloads, strict=True)
+                PreparedInvoice(invoice_number=str(no), rows=m, group=g, columns=columns)
+                for no, m, g in zip(numbers[good].tolist(), members, good.tolist(), strict=True)
             ]
         notes = {r: "; ".join(w) for r, w in warnings.items() if not bad[self.gid[r]]}
         return Prepared(

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from filedrop.convert import (
@@ -447,3 +447,27 @@ def test_field_reads_only_its_column(tmp_path: Path) -> None:
     """Another column's content never leaks into a field."""
     got = evaluate(column("A"), source({"A": ["1"], "B": ["2"]}), [])
     assert got.vals.tolist() == ["1"]
+
+
+@settings(max_examples=400, deadline=None)
+@example(prefix="", digits="79123456", separators=[], country="NO")  # Svalbard shares +47
+@example(prefix="47", digits="91234567", separators=[], country="NO")  # code without the +
+@example(prefix="", digits="42345678", separators=[" "], country="NO")  # not a NO range
+@example(prefix="+47", digits="0123", separators=[], country="NO")  # too short
+@given(
+    prefix=st.sampled_from(["", "+47", "+47 ", "0047", "(+47) ", "+45", "+46", "47", "0", "+"]),
+    digits=st.text(alphabet="0123456789", min_size=0, max_size=12),
+    separators=st.lists(st.sampled_from([" ", "-", ".", "\u00a0", ""]), min_size=0, max_size=3),
+    country=st.sampled_from(["NO", "DK", "SE", "GB", "US"]),
+)
+def test_column_phone_check_agrees_with_libphonenumber(
+    prefix: str, digits: str, separators: list[str], country: str
+) -> None:
+    """The vectorised fast path gives exactly what phonenumbers gives, number by number."""
+    from filedrop.convert import phone_e164, phones_e164
+
+    text = prefix + digits
+    for k, sep in enumerate(separators):
+        cut = 1 + 3 * k
+        text = text[:cut] + sep + text[cut:]
+    assert phones_e164([text], country) == [phone_e164(text, country)]
