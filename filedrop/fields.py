@@ -29,6 +29,7 @@ from filedrop.convert import (
     parse_amounts,
     parse_dates,
     phones_e164,
+    repeated,
     split_values,
     strip,
     typed_mask,
@@ -89,8 +90,8 @@ class Values:
     def absent(cls, n: int, label: str) -> Values:
         return cls(
             vals=np.full(n, None, dtype=object),
-            text=np.full(n, "", dtype=object),
-            label=np.full(n, label, dtype=object),
+            text=repeated("", n),
+            label=repeated(label, n),
             number=None,
             empty=np.ones(n, dtype=bool),
         )
@@ -114,7 +115,7 @@ def evaluate(f: Field, src: Source, issues: list[Issue]) -> Values:
             one = evaluate(f, replace(src, cells=src.cells.iloc[:1], trimmed={}), own)
             issues += [(pos, *issue[1:]) for issue in own for pos in range(n)]
             return _broadcast(one, n)
-        cell, label = pd.Series(np.full(n, f.constant, dtype=object)), f"the mapping's {f.key}"
+        cell, label = pd.Series(repeated(f.constant, n)), f"the mapping's {f.key}"
     else:
         return _typed_constant(f, n)
     text_of_column = f.trim and f.source == "column"
@@ -127,7 +128,7 @@ def evaluate(f: Field, src: Source, issues: list[Issue]) -> Values:
     out = Values(
         vals=np.full(n, None, dtype=object),
         text=text.to_numpy(dtype=object, copy=True),
-        label=np.full(n, label, dtype=object),
+        label=repeated(label, n),
         number=None,
         empty=src.blank(pos).copy()
         if text_of_column
@@ -186,8 +187,8 @@ def _typed_constant(f: Field, n: int) -> Values:
     vals[:] = [value] * n if isinstance(value, list) else value
     return Values(
         vals=vals,
-        text=np.full(n, str(f.constant), dtype=object),
-        label=np.full(n, f"the mapping's {f.key}", dtype=object),
+        text=repeated(str(f.constant), n),
+        label=repeated(f"the mapping's {f.key}", n),
         number=number,
         empty=np.zeros(n, dtype=bool),
     )

@@ -16,7 +16,13 @@ import numpy as np
 import pandas as pd
 
 from filedrop.build import Columns, build_payloads, no_cyclic_gc
-from filedrop.convert import has_more_than_two_decimals, is_fodselsnummer, is_orgnr, mask_id
+from filedrop.convert import (
+    has_more_than_two_decimals,
+    is_fodselsnummer,
+    is_orgnr,
+    mask_id,
+    repeated,
+)
 from filedrop.fields import Issue, Source, Values, evaluate
 from filedrop.mapping import Mapping
 from filedrop.read import Table
@@ -241,7 +247,7 @@ class _Run:
                         node, self.level[id(node)], present, f"a debtor needs {node.what or name}"
                     )
             kind = item.get_field("type")
-            types = np.full(self.count, "", dtype=object)
+            types = repeated("", self.count)
             if kind is not None:
                 types[:] = [str(t).upper() for t in self.level[id(kind)].values.vals]
             private = present & (types == "PRIVATE")
@@ -391,9 +397,7 @@ class _Run:
             else:
                 warnings[pos].append(p.message)
         number = self.mapping.invoice.get_field("invoiceNumber")
-        numbers = (
-            self.level[id(number)].values.vals if number else np.full(self.count, "", dtype=object)
-        )
+        numbers = self.level[id(number)].values.vals if number else repeated("", self.count)
         row_numbers = self.table.row_numbers
         rejected: dict[int, tuple[RowStatus, str]] = {}
         bad = self.duplicate_of >= 0
