@@ -203,7 +203,7 @@ class AmiliClient:
                 path=path,
                 reason=f"Amili answered HTTP {resp.status_code} without a readable batchId",
             )
-        log.info("POST %s: %d invoices accepted as batch %s", path, len(invoices), batch_id)
+        log.debug("POST %s: %d invoices accepted as batch %s", path, len(invoices), batch_id)
         return batch_id
 
     def get_batch(self, batch_id: str) -> BatchResult:

@@ -473,20 +473,38 @@ class Journal:
 
     def invoices(self, *, target: str, numbers: Iterable[str]) -> dict[str, InvoiceRecord]:
         """What the journal knows of these invoice numbers (absent ones are left out)."""
+        return {
+            record.invoice_number: record
+            for record in self.each_invoice(target=target, numbers=numbers)
+        }
+
+    def each_invoice(self, *, target: str, numbers: Iterable[str]) -> Iterator[InvoiceRecord]:
+        """The same, one record at a time, for files too big to hold them all at once.
+
+        Holds the journal's lock until exhausted; consume it fully before other journal calls
+        from other threads are expected to proceed.
+        """
+        columns = ", ".join(f"i.{name}" for name in _INVOICE_FIELDS)
         with self._lock:
             db = self._db
             db.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (number TEXT PRIMARY KEY)")
             db.execute("DELETE FROM wanted")
             db.executemany("INSERT OR IGNORE INTO wanted VALUES (?)", ((n,) for n in numbers))
-            columns = ", ".join(f"i.{name}" for name in _INVOICE_FIELDS)
-            rows = db.execute(
+            cursor = db.cursor()
+            cursor.row_factory = None  # plain tuples: this runs for every row of a big file
+            cursor.execute(
                 # Column names come from the dataclass, never from input.
                 f"SELECT {columns} FROM invoices i"  # noqa: S608
                 " JOIN wanted w ON w.number = i.invoice_number WHERE i.target = ?",
                 (target,),
-            ).fetchall()
-            db.execute("DELETE FROM wanted")
-        return {row["invoice_number"]: InvoiceRecord(**dict(row)) for row in rows}
+            )
+            try:
+                while chunk := cursor.fetchmany(1000):
+                    for row in chunk:
+                        yield InvoiceRecord(*row)
+            finally:
+                cursor.close()
+                db.execute("DELETE FROM wanted")
 
     def status_counts(self) -> dict[str, int]:
         """Invoices per status, over the whole journal."""

@@ -185,8 +185,12 @@ def _send_and_report(
         tracked = post.result()
         if tracked is not None:
             polls.append(tracked)
+    posts.clear()  # each held its poll future, and with it that batch's parsed result
     pending = 0
-    for batch, future in polls:
+    while polls:
+        # Popped, so each batch's parsed result is freed once recorded (100 entries a batch,
+        # 200,000 for a big file: tens of megabytes if all were held to the end).
+        batch, future = polls.pop(0)
         result = future.result()
         ctx.progress.batch_done()
         if isinstance(result, BatchResult):
@@ -315,25 +319,34 @@ def _outcomes(prepared: Prepared, ctx: Context, file_id: int) -> pd.DataFrame:
     status, message = columns["outcome_status"], columns["outcome_message"]
     for position, (row_status, text) in prepared.rejected.items():
         status[position], message[position] = row_status.value, text
-    records = ctx.journal.invoices(
-        target=ctx.target, numbers=[inv.invoice_number for inv in prepared.invoices]
-    )
     batch_ids = {b.id: b.batch_id or "" for b in ctx.journal.batches(file_id=file_id)}
     file_names: dict[int, str] = {}
-    for invoice in prepared.invoices:
-        record = records.get(invoice.invoice_number)
+    # Streamed from the journal rather than collected first: one record alive at a time.
+    unrecorded = {invoice.invoice_number: invoice for invoice in prepared.invoices}
+    for record in ctx.journal.each_invoice(target=ctx.target, numbers=list(unrecorded)):
+        invoice = unrecorded.pop(record.invoice_number)
         values = _invoice_outcome(
             invoice, record, file_id=file_id, ctx=ctx, batch_ids=batch_ids, file_names=file_names
         )
-        for position in invoice.rows:
-            for name, value in zip(OUTCOME_COLUMNS, values, strict=True):
-                columns[name][position] = value
+        _fill(columns, invoice.rows, values)
+    for invoice in unrecorded.values():
+        values = _invoice_outcome(
+            invoice, None, file_id=file_id, ctx=ctx, batch_ids=batch_ids, file_names=file_names
+        )
+        _fill(columns, invoice.rows, values)
     for position, note in prepared.notes.items():
         message[position] = f"{message[position]}; {note}" if message[position] else note
     missing = [p for p in range(rows) if not status[p]]
     if missing:  # a bug upstream; never let it pass as a silent blank
         raise AssertionError(f"rows without a status: {missing[:10]}")
     return pd.DataFrame(columns)
+
+
+def _fill(columns: dict[str, list[str]], rows: tuple[int, ...], values: tuple[str, ...]) -> None:
+    """Every row of an invoice shares its outcome (grouped lines included)."""
+    for position in rows:
+        for name, value in zip(OUTCOME_COLUMNS, values, strict=True):
+            columns[name][position] = value
 
 
 def _invoice_outcome(
