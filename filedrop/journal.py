@@ -390,16 +390,22 @@ class Journal:
         ``failed`` as (number, message). A number the API did not mention becomes ``UNKNOWN``."""
         now = self._clock()
         with self._write() as db:
+            # By primary key (target, number), then checked against the batch: with the batch
+            # alone SQLite walks the whole batch for every invoice (quadratic in batch size).
+            (target,) = db.execute("SELECT target FROM batches WHERE id = ?", (batch,)).fetchone()
             db.executemany(
                 "UPDATE invoices SET status = 'SUCCEEDED', invoice_id = ?, case_id = ?,"
-                " case_number = ?, message = NULL, updated_at = ? WHERE batch = ?"
-                " AND invoice_number = ?",
-                [(inv, case, number_, now, batch, num) for num, inv, case, number_ in succeeded],
+                " case_number = ?, message = NULL, updated_at = ?"
+                " WHERE target = ? AND invoice_number = ? AND batch = ?",
+                [
+                    (inv, case, case_no, now, target, num, batch)
+                    for num, inv, case, case_no in succeeded
+                ],
             )
             db.executemany(
                 "UPDATE invoices SET status = 'FAILED', message = ?, updated_at = ?"
-                " WHERE batch = ? AND invoice_number = ?",
-                [(message, now, batch, num) for num, message in failed],
+                " WHERE target = ? AND invoice_number = ? AND batch = ?",
+                [(message, now, target, num, batch) for num, message in failed],
             )
             db.execute(
                 "UPDATE invoices SET status = 'UNKNOWN', message = ?, updated_at = ?"
