@@ -499,6 +499,10 @@ def _resolve(args: argparse.Namespace, io: Io) -> int:
     from filedrop.journal import Journal
 
     settings = _load(args, io)
+    if not settings.journal_path.exists():
+        raise ConfigError(
+            f"No journal at {settings.journal_path}; check --inbox or FILEDROP_STATE."
+        )
     with Journal(settings.journal_path) as journal:
         batch = journal.find_batch(args.batch)
         if batch is None:
@@ -506,7 +510,14 @@ def _resolve(args: argparse.Namespace, io: Io) -> int:
                 f'No batch "{args.batch}" in {settings.journal_path}; '
                 "'filedrop status' lists them."
             )
-        if batch.state not in ("unknown", "posting"):
+        if batch.state == "posting":
+            # Maybe a live run is waiting for its answer right now; the next run of its file
+            # (or of the inbox) marks it UNKNOWN if its process is gone.
+            raise ConfigError(
+                f"Batch #{batch.id} is still being sent; if no filedrop is running, run "
+                "'filedrop run' first (it marks the batch UNKNOWN), then resolve it."
+            )
+        if batch.state != "unknown":
             raise ConfigError(
                 f"Batch #{batch.id} is {batch.state}, not UNKNOWN; nothing to resolve."
             )

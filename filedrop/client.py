@@ -403,6 +403,10 @@ class AmiliClient:
         if status in _RETRY_LATER:
             header = resp.headers.get("Retry-After")
             return _Again(f"HTTP {status}", _retry_after_s(header, now=self._clock()))
+        if 300 <= status < 400 and not may_resend:
+            # A 302/303 after a POST usually means it was processed: never assume it was not.
+            reason = f"Amili answered HTTP {status}, a redirect (check FILEDROP_API_URL)"
+            raise AmbiguousSubmission(method=method, path=path, reason=reason)
         if status >= 500:
             if not may_resend:
                 reason = f"Amili answered HTTP {status}"

@@ -32,6 +32,7 @@ from filedrop.errors import ConfigError
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
     id          INTEGER PRIMARY KEY,
+    target      TEXT NOT NULL,      -- environment:org id, as for invoices
     name        TEXT NOT NULL,
     path        TEXT NOT NULL,
     sha256      TEXT NOT NULL,
@@ -44,7 +45,7 @@ CREATE TABLE IF NOT EXISTS files (
     counts      TEXT,               -- JSON {status: rows}
     outcome     TEXT,
     message     TEXT,
-    UNIQUE (name, sha256)
+    UNIQUE (target, name, sha256)
 );
 CREATE TABLE IF NOT EXISTS batches (
     id            INTEGER PRIMARY KEY,
@@ -118,6 +119,7 @@ class FileRecord:
     """One processed (or in-progress) input file."""
 
     id: int
+    target: str
     name: str
     path: str
     sha256: str
@@ -221,24 +223,26 @@ class Journal:
     # -- files ---------------------------------------------------------------------------------
 
     def claim_file(
-        self, *, path: Path, sha256: str, owner: str, stale_s: float = 120.0
+        self, *, path: Path, sha256: str, target: str, owner: str, stale_s: float = 120.0
     ) -> FileRecord | None:
         """Claim ``path`` with this content for ``owner``, or ``None`` if it is not ours to do.
 
-        Not ours: already ``done`` or ``error`` (the same bytes are not processed twice), or claimed
-        by a live process. A file ``waiting`` for pending batches, marked ``retry`` after a
-        transient failure, or claimed by a dead process is claimed again (resumed).
+        Not ours: already ``done`` or ``error`` at this target (the same bytes are not processed
+        twice; a sandbox trial does not count for staging or production), or claimed by a live
+        process. A file ``waiting`` for pending batches, marked ``retry`` after a transient
+        failure, or claimed by a dead process is claimed again (resumed).
         """
         now = self._clock()
         with self._write() as db:
             row = db.execute(
-                "SELECT * FROM files WHERE name = ? AND sha256 = ?", (path.name, sha256)
+                "SELECT * FROM files WHERE target = ? AND name = ? AND sha256 = ?",
+                (target, path.name, sha256),
             ).fetchone()
             if row is None:
                 cursor = db.execute(
-                    "INSERT INTO files (name, path, sha256, state, owner, heartbeat, created_at,"
-                    " updated_at) VALUES (?, ?, ?, 'claimed', ?, ?, ?, ?)",
-                    (path.name, str(path), sha256, owner, now, now, now),
+                    "INSERT INTO files (target, name, path, sha256, state, owner, heartbeat,"
+                    " created_at, updated_at) VALUES (?, ?, ?, ?, 'claimed', ?, ?, ?, ?)",
+                    (target, path.name, str(path), sha256, owner, now, now, now),
                 )
                 file_id = cursor.lastrowid
             else:
@@ -417,9 +421,13 @@ class Journal:
                     batch,
                 ),
             )
+            unmentioned = db.execute(
+                "SELECT COUNT(*) FROM invoices WHERE batch = ? AND status = 'UNKNOWN'", (batch,)
+            ).fetchone()[0]
+            # A batch that left invoices UNKNOWN stays listed by status, and resolve takes it.
             db.execute(
-                "UPDATE batches SET state = 'done', api_status = ?, finished_at = ? WHERE id = ?",
-                (api_status, now, batch),
+                "UPDATE batches SET state = ?, api_status = ?, finished_at = ? WHERE id = ?",
+                ("unknown" if unmentioned else "done", api_status, now, batch),
             )
 
     def postings_of(self, file_id: int) -> list[BatchRecord]:

@@ -113,7 +113,7 @@ def process_file(path: Path, ctx: Context) -> FileReport:
         log.error("%s", message)
         outcome = write_error_outcome(path, message, _summary(path, ctx, datetime.now(UTC)))
         return FileReport(path, "error", {RowStatus.ERROR.value: 1}, outcome, message)
-    record = ctx.journal.claim_file(path=path, sha256=sha256, owner=ctx.owner)
+    record = ctx.journal.claim_file(path=path, sha256=sha256, target=ctx.target, owner=ctx.owner)
     if record is None:
         return FileReport(path, "skipped", {}, message=f"{path.name}: already processed")
     log.info("%s: claimed", path.name)
@@ -263,13 +263,18 @@ def _submit_batch(
         ctx.journal.drop_empty_batch(batch)
         return None
     wanted = set(claimed)
-    payload = payloads([invoice for invoice in invoices if invoice.invoice_number in wanted])
+    try:
+        payload = payloads([invoice for invoice in invoices if invoice.invoice_number in wanted])
+    except Exception as exc:
+        # Nothing left this process: say so, rather than leave the batch for UNKNOWN.
+        ctx.journal.batch_not_sent(batch, message=f"not sent: {exc}")
+        raise
     try:
         batch_id = ctx.client.create_invoices(ctx.org_id, payload)
     except AmbiguousSubmission as exc:
         ctx.journal.batch_unknown(
             batch,
-            message=f"{exc}; check with Amili, then run "
+            message=f"{str(exc).rstrip('.')}; check with Amili, then run "
             f"'filedrop resolve {batch} --sent' or '--not-sent'",
         )
         log.error("batch #%d: %s", batch, exc)
@@ -413,10 +418,12 @@ def _batch_line(batch: BatchRecord) -> BatchLine:
 
 
 def _archive(path: Path, outcome: Path) -> Path:
+    """Move original and outcome to ``archive/``, stamped so last month's file is never replaced."""
     archive = path.parent / "archive"
     archive.mkdir(exist_ok=True)
-    shutil.move(path, archive / path.name)
-    return Path(shutil.move(outcome, archive / outcome.name))
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    shutil.move(path, archive / f"{stamp}-{path.name}")
+    return Path(shutil.move(outcome, archive / f"{stamp}-{outcome.name}"))
 
 
 def _counts_text(counts: dict[str, int]) -> str:

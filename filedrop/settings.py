@@ -7,6 +7,7 @@ config file's key).
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -24,6 +25,9 @@ ENVIRONMENTS: dict[str, tuple[str, str]] = {
     "staging": ("https://auth.staging.amili.no", "https://api.staging.amili.no"),
     "production": ("https://auth.amili.no", "https://api.amili.no"),
 }
+
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 
 
 def _positive_int(text: str) -> int:
@@ -56,6 +60,12 @@ def _choice(*choices: str) -> Callable[[str], str]:
         return text
 
     return parse
+
+
+_EXPECTED = {
+    _positive_int: "a whole number of 1 or more",
+    _non_negative_float: "a number of seconds",
+}
 
 
 @dataclass(frozen=True)
@@ -145,7 +155,9 @@ class Settings:
 
     def urls(self) -> tuple[str, str]:
         """(auth base URL, API base URL) for the chosen environment and overrides."""
-        if self.env is None and not (self.auth_url and self.api_url):
+        if self.env is None:
+            # Always required, even with both URLs overridden: the environment names the set
+            # of invoice numbers in the journal that must never be sent twice.
             raise ConfigError(
                 "FILEDROP_ENV is not set; set it to sandbox, staging or production. "
                 "Nothing was sent."
@@ -182,6 +194,12 @@ class Settings:
             raise ConfigError(
                 f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set; "
                 "set them to the values Amili issued. Nothing was sent."
+            )
+        if not _UUID.fullmatch(self.org_id or ""):
+            raise ConfigError(
+                f'FILEDROP_ORG_ID is "{self.org_id}", which is not a UUID like '
+                "3fa85f64-5717-4562-b3fc-2c963f66afa6; use the organisation id Amili issued. "
+                "Nothing was sent."
             )
         self.secret()
         self.require_inbox()
@@ -221,7 +239,7 @@ def _parse(spec: Spec, raw: object, where: str) -> Any:
     try:
         return spec.parse(raw)
     except ValueError as exc:
-        reason = str(exc) if "must" in str(exc) else f"expected {spec.parse.__name__.strip('_')}"
+        reason = str(exc) if "must" in str(exc) else f"expected {_EXPECTED[spec.parse]}"
         raise ConfigError(f'{where} is "{raw}", which is not valid: {reason}.') from exc
 
 

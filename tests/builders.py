@@ -64,9 +64,9 @@ def erp_row(number: str, *, amount: str = "1 234,50", email: str | None = None, 
     return ";".join(cells[name] for name in ERP_HEADER.split(";"))
 
 
-def write_erp_csv(path: Path, rows: Sequence[str]) -> Path:
-    """Write a cp1252, semicolon CSV as a Norwegian ERP exports it."""
-    path.write_bytes(("\r\n".join([ERP_HEADER, *rows]) + "\r\n").encode("cp1252"))
+def write_erp_csv(path: Path, rows: Sequence[str], *, encoding: str = "cp1252") -> Path:
+    """Write a semicolon CSV as a Norwegian ERP exports it (cp1252 unless told otherwise)."""
+    path.write_bytes(("\r\n".join([ERP_HEADER, *rows]) + "\r\n").encode(encoding))
     old = 1_000_000_000  # older than any stability window
     os.utime(path, (old, old))
     return path

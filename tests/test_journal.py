@@ -22,7 +22,9 @@ def journal(tmp_path: Path) -> Journal:
 
 
 def _claim(journal: Journal, name: str = "a.csv", sha: str = "abc", owner: str | None = None):
-    return journal.claim_file(path=Path(name), sha256=sha, owner=owner or this_owner())
+    return journal.claim_file(
+        path=Path(name), sha256=sha, target=TARGET, owner=owner or this_owner()
+    )
 
 
 def test_journal_is_a_wal_sqlite_file(tmp_path: Path) -> None:
@@ -39,6 +41,16 @@ def test_same_content_is_claimed_once(journal: Journal) -> None:
     journal.finish_file(record.id, state="done", counts={"SUCCEEDED": 1}, mapping="m", outcome=None)
     assert _claim(journal) is None
     assert _claim(journal, sha="def") is not None
+
+
+def test_a_sandbox_trial_does_not_count_for_production(journal: Journal) -> None:
+    """The same file done on the sandbox is processed again for another environment."""
+    record = _claim(journal)
+    journal.finish_file(record.id, state="done", counts={}, mapping="m", outcome=None)
+    again = journal.claim_file(
+        path=Path("a.csv"), sha256="abc", target="production:o", owner=this_owner()
+    )
+    assert again is not None and again.id != record.id
 
 
 def test_a_live_owner_keeps_its_claim(journal: Journal) -> None:
@@ -144,6 +156,7 @@ def test_unmentioned_invoice_of_a_terminal_batch_is_unknown(journal: Journal) ->
     journal.batch_submitted(batch, batch_id="b")
     journal.batch_finished(batch, api_status="SUCCESS", succeeded=[("1", "i", "c", "n")], failed=[])
     assert journal.invoices(target=TARGET, numbers=["2"])["2"].status == "UNKNOWN"
+    assert journal.find_batch(str(batch)).state == "unknown", "status must list it"
 
 
 def test_heartbeat_round_trips(journal: Journal) -> None:

@@ -40,6 +40,15 @@ def test_all_valid_rows_succeed_and_exit_0(inbox: Path, sandbox: Sandbox) -> Non
     assert sandbox.counters().invoices_received == 2
 
 
+def test_a_utf8_export_of_the_same_layout_is_read_too(inbox: Path, sandbox: Sandbox) -> None:
+    """The shipped ERP mapping detects the encoding: a UTF-8 export keeps its æøå and maps."""
+    write_erp_csv(inbox / "utf8.csv", [erp_row("1101", Fornavn="Åsmund")], encoding="utf-8")
+    filedrop("run", environ=run_env(inbox, sandbox.url))
+    outcome = pd.read_csv(inbox / "utf8.outcome.csv", sep=";", dtype=str, encoding="utf-8")
+    assert list(outcome["outcome_status"]) == ["SUCCEEDED"]
+    assert outcome["Fornavn"][0] == "Åsmund"
+
+
 def test_partial_batch_maps_to_the_right_rows_grouped_rows_included(
     inbox: Path, sandbox: Sandbox
 ) -> None:
