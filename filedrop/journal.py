@@ -297,10 +297,12 @@ class Journal:
         rows = self._read("SELECT * FROM files ORDER BY updated_at DESC, id DESC LIMIT ?", (limit,))
         return [_file_record(row) for row in rows]
 
-    def files_to_resume(self) -> list[FileRecord]:
-        """Files left ``waiting`` or ``retry``, or ``claimed`` by a process that is gone."""
+    def unfinished_files(self, *, target: str) -> list[FileRecord]:
+        """Files at ``target`` with a batch still ``queued`` or ``posting``."""
         rows = self._read(
-            "SELECT * FROM files WHERE state IN ('waiting', 'retry', 'claimed') ORDER BY id"
+            "SELECT * FROM files WHERE target = ? AND id IN (SELECT file_id FROM batches"
+            " WHERE state IN ('queued', 'posting')) ORDER BY id",
+            (target,),
         )
         return [_file_record(row) for row in rows]
 

@@ -35,7 +35,7 @@ from filedrop.client import (
 )
 from filedrop.errors import FiledropError
 from filedrop.inbox import content_hash
-from filedrop.journal import BatchRecord, InvoiceRecord, Journal, this_owner
+from filedrop.journal import BatchRecord, InvoiceRecord, Journal, owner_alive, this_owner
 from filedrop.mapping import Mapping, select_mapping
 from filedrop.outcome import (
     OUTCOME_COLUMNS,
@@ -156,14 +156,7 @@ def _send_and_report(
     for orphan in ctx.journal.postings_of(file_id):
         # The claim proves its previous owner died between writing the batch down and recording
         # the answer: the POST may have reached Amili, so it must never be sent again by itself.
-        ctx.journal.batch_unknown(
-            orphan.id,
-            message=(
-                "filedrop stopped while sending this invoice, so whether Amili received it cannot "
-                f"be told; check with Amili, then run 'filedrop resolve {orphan.id} --sent' or "
-                "'--not-sent'"
-            ),
-        )
+        ctx.journal.batch_unknown(orphan.id, message=_orphan_message(orphan.id))
     numbers = [invoice.invoice_number for invoice in prepared.invoices]
     known = ctx.journal.invoices(target=ctx.target, numbers=numbers)
     to_send = [
@@ -233,6 +226,13 @@ def _send_and_report(
     ctx.progress.file_done()
     log.info("%s: %s; outcome %s", path.name, _counts_text(counts), outcome.name)
     return FileReport(path, state, counts, outcome, "; ".join(transient) or None)
+
+
+def _orphan_message(batch: int) -> str:
+    return (
+        "filedrop stopped while sending this invoice, so whether Amili received it cannot be "
+        f"told; check with Amili, then run 'filedrop resolve {batch} --sent' or '--not-sent'"
+    )
 
 
 def _may_send(record: InvoiceRecord | None, file_id: int) -> bool:
@@ -428,6 +428,46 @@ def _archive(path: Path, outcome: Path) -> Path:
 
 def _counts_text(counts: dict[str, int]) -> str:
     return ", ".join(f"{rows} {status}" for status, rows in sorted(counts.items())) or "no rows"
+
+
+def settle_leftovers(ctx: Context) -> None:
+    """Learn the fate of batches whose file is gone or was replaced (issue 4 §2: resume).
+
+    Processing a file again resumes its batches, but a file that was moved away or re-exported
+    with other content is never processed again under that hash. Its batches are polled here
+    and recorded, so DUPLICATE rows elsewhere and ``filedrop status`` tell the truth; a batch
+    written down before a POST whose process is gone becomes ``UNKNOWN`` and is listed.
+    """
+    now = time.time()
+    for record in ctx.journal.unfinished_files(target=ctx.target):
+        if record.state == "claimed" and owner_alive(
+            record.owner, heartbeat=record.updated_at, now=now, stale_s=120.0
+        ):
+            continue  # its owner is at work on it
+        try:
+            still_there = content_hash(Path(record.path)) == record.sha256
+        except OSError:
+            still_there = False
+        if still_there and record.state != "claimed":
+            continue  # processing the file resumes it, with its outcome rewritten
+        for orphan in ctx.journal.postings_of(record.id):
+            ctx.journal.batch_unknown(orphan.id, message=_orphan_message(orphan.id))
+        polls = [
+            (batch.id, ctx.poller.track(batch.batch_id))
+            for batch in ctx.journal.batches(file_id=record.id, states=("queued",))
+            if batch.batch_id
+        ]
+        pending = 0
+        for batch, future in polls:
+            result = future.result()
+            if isinstance(result, BatchResult):
+                _record_result(ctx.journal, batch, result)
+            else:
+                pending += 1
+        log.info(
+            "%s (replaced or moved): %d earlier batches settled, %d still QUEUED",
+            record.name, len(polls) - pending, pending,
+        )  # fmt: skip
 
 
 # -- one run over an inbox -------------------------------------------------------------------

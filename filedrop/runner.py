@@ -19,7 +19,7 @@ from filedrop.errors import ConfigError
 from filedrop.inbox import scan
 from filedrop.journal import Journal
 from filedrop.mapping import load_mappings
-from filedrop.pipeline import Context, RunReport, process_files, ready_files
+from filedrop.pipeline import Context, RunReport, process_files, ready_files, settle_leftovers
 from filedrop.progress import Progress
 from filedrop.settings import Settings
 
@@ -105,7 +105,9 @@ def run_inbox(settings: Settings, ctx: Context) -> RunReport:
     ready, changing = ready_files(candidates, stability_s=settings.stability_s)
     for path in changing:
         log.info("%s: still changing; left for the next run", path.name)
-    return process_files(ready, ctx, concurrent_files=settings.concurrent_files)
+    report = process_files(ready, ctx, concurrent_files=settings.concurrent_files)
+    settle_leftovers(ctx)
+    return report
 
 
 def find_examples(start: Path | None = None) -> tuple[Path, Path]:

@@ -32,7 +32,7 @@ from filedrop.inbox import (
     scan,
     snapshot,
 )
-from filedrop.pipeline import Context, FileReport, process_file
+from filedrop.pipeline import Context, FileReport, process_file, settle_leftovers
 
 log = logging.getLogger("filedrop.watch")
 
@@ -121,6 +121,7 @@ def watch_inbox(
     observer = _Supervisor(inbox, _Hints(inbox, hints.put), options)
     next_rescan = 0.0
     next_beat = 0.0
+    settling: threading.Thread | None = None
     log.info("watching %s (%s)", inbox, "polling" if options.polling else "events")
     try:
         while not stop.is_set():
@@ -133,6 +134,7 @@ def watch_inbox(
             if now >= next_rescan:
                 _rescan(inbox, state, tracker)
                 next_rescan = now + options.rescan_s
+                settling = _settle_in_background(ctx, settling)
             for path in hints.take():
                 _consider(path, state)
             _collect(state, reports, on_report, options, clock)
@@ -252,6 +254,22 @@ def _beat(ctx: Context) -> None:
         ctx.journal.beat(ctx.owner)
     except (sqlite3.Error, OSError) as exc:  # a busy journal is no reason for the daemon to die
         log.warning("cannot write the heartbeat to the journal (%s); trying again", exc)
+
+
+def _settle_in_background(ctx: Context, running: threading.Thread | None) -> threading.Thread:
+    """Poll batches of replaced or moved files (``settle_leftovers``) without holding the loop."""
+    if running is not None and running.is_alive():
+        return running
+
+    def settle() -> None:
+        try:
+            settle_leftovers(ctx)
+        except Exception:  # the daemon never dies on one bad batch; the next rescan tries again
+            log.exception("settling earlier batches failed; trying again at the next rescan")
+
+    thread = threading.Thread(target=settle, name="filedrop-settle", daemon=True)
+    thread.start()
+    return thread
 
 
 def _rescan(inbox: Path, state: _State, tracker: StabilityTracker) -> None:

@@ -285,3 +285,24 @@ def test_a_file_that_cannot_even_be_opened_still_gets_an_error_outcome(
     assert report.counts == {"ERROR": 1}
     outcome = pd.read_csv(inbox / "locked.outcome.csv", dtype=str, encoding="utf-8-sig")
     assert "locked.csv: cannot be opened" in outcome["outcome_message"][0]
+
+
+def test_batches_of_a_replaced_file_are_still_settled(inbox: Path) -> None:
+    """A PENDING file re-exported with more rows: the old batch's fate is learnt anyway."""
+    with Sandbox(SandboxOptions(delay_s=(1.0, 1.0))).start() as slow:
+        write_erp_csv(inbox / "x.csv", [erp_row("6101")])
+        filedrop("run", environ=run_env(inbox, slow.url, FILEDROP_POLL_TIMEOUT_S="0.2"), expect=3)
+        write_erp_csv(inbox / "x.csv", [erp_row("6101"), erp_row("6102")])
+        time.sleep(1.0)
+        env = run_env(inbox, slow.url)
+        filedrop("run", environ=env)
+        outcome = outcome_csv(inbox / "x.outcome.csv")
+        assert list(outcome["outcome_status"]) == ["DUPLICATE", "SUCCEEDED"]
+        with sqlite3.connect(inbox / ".filedrop" / "state.db") as db:
+            states = db.execute("SELECT state FROM batches ORDER BY id").fetchall()
+            first = db.execute("SELECT status FROM invoices WHERE invoice_number = '6101'")
+            assert states == [("done",), ("done",)]
+            assert first.fetchone() == ("SUCCEEDED",)
+        _, out, _ = filedrop("status", environ=env)
+        assert "still pending" not in out
+        assert slow.received_invoice_numbers() == ["6101", "6102"]
