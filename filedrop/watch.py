@@ -92,6 +92,7 @@ class _State:
     settled: dict[Path, Snapshot] = field(default_factory=dict)
     ignored_logged: set[str] = field(default_factory=set)
     in_progress: dict[Path, threading.Thread] = field(default_factory=dict)
+    started_with: dict[Path, Snapshot] = field(default_factory=dict)  # as processing began
     retry_at: dict[Path, tuple[float, float]] = field(default_factory=dict)  # due, delay
     rescan_failing: bool = False
 
@@ -369,6 +370,9 @@ def _start_ready(
         # deadline; the journal leaves that batch UNKNOWN-safe either way.
         thread = threading.Thread(target=work, name=f"filedrop-{path.name}", daemon=True)
         state.in_progress[path] = thread
+        started = snapshot(path)
+        if started is not None:
+            state.started_with[path] = started
         thread.start()
 
 
@@ -402,10 +406,17 @@ def _collect(
         if report.state == "skipped":
             log.info("%s", report.message or f"{path.name}: skipped")
         state.retry_at.pop(path, None)
+        started, current = state.started_with.pop(path, None), snapshot(path)
+        if current is None:
+            state.watching.discard(path)
+            continue
+        # Settled as it was when processing began: bytes written meanwhile (a re-export, an
+        # upload that paused longer than the window) make it a new file to take.
+        state.settled[path] = started or current
+        if started is not None and current != started:
+            log.info("%s: changed while it was processed; taking it again", path.name)
+            continue
         state.watching.discard(path)
-        current = snapshot(path)
-        if current is not None:
-            state.settled[path] = current
 
 
 def _age_key(path: Path) -> tuple[float, str]:

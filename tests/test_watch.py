@@ -285,6 +285,23 @@ def test_slow_upload_in_place_is_processed_once_and_whole(
     assert len(watcher.reports_for("upload.csv")) == 1
 
 
+def test_content_written_while_a_file_is_processed_is_taken_again(
+    start_watch: Callable[..., Watcher], sandbox: Sandbox
+) -> None:
+    """A re-export under the same name while the first is being processed is not lost: it is
+    taken again once the first is done, and each version's invoices are sent once."""
+    sandbox.options.delay_s = (1.0, 1.0)  # the first version's batch stays QUEUED a while
+    watcher = start_watch(polling=False, stability_s=0.3, rescan_s=0.1)
+    path = watcher.inbox / "again.csv"
+    path.write_text(HEADER + row("FIRST-1"), encoding="utf-8")
+    watcher.wait(lambda: "FIRST-1" in sandbox.received_invoice_numbers(), what="the first POST")
+    path.write_text(HEADER + row("FIRST-1") + row("SECOND-2"), encoding="utf-8")
+    watcher.wait(lambda: len(watcher.reports_for("again.csv")) >= 2, what="the second version")
+    assert_sent_once(sandbox, ["FIRST-1", "SECOND-2"])
+    statuses = list(outcome_rows(watcher.inbox / "again.outcome.csv")["outcome_status"])
+    assert statuses == ["DUPLICATE", "SUCCEEDED"]
+
+
 def test_renames_into_and_inside_the_inbox_are_both_seen(
     start_watch: Callable[..., Watcher], sandbox: Sandbox, polling: bool, tmp_path: Path
 ) -> None:
