@@ -236,6 +236,8 @@ def main(
     except KeyboardInterrupt:
         print("filedrop: interrupted.", file=io.stderr)
         return 130
+    except BrokenPipeError:  # `filedrop validate x.csv --json | head`: the reader had enough
+        return ExitCode.OK
 
 
 def _flags(args: argparse.Namespace) -> dict[str, object]:
@@ -284,6 +286,7 @@ def _progress_for(io: Io, log_format: str) -> Progress | None:
 
 
 def _watch(args: argparse.Namespace, io: Io) -> int:
+    from filedrop.client import ApiUnavailable
     from filedrop.runner import open_context
     from filedrop.watch import WatchOptions, watch_inbox
 
@@ -296,9 +299,20 @@ def _watch(args: argparse.Namespace, io: Io) -> int:
         polling=settings.polling,
         concurrent_files=settings.concurrent_files,
     )
-    with open_context(settings) as ctx:
-        watch_inbox(settings.require_inbox(), ctx, options=options, stop=stop)
-    return ExitCode.OK
+    delay_s = 5.0
+    while True:
+        try:
+            with open_context(settings) as ctx:
+                watch_inbox(settings.require_inbox(), ctx, options=options, stop=stop)
+            return ExitCode.OK
+        except ApiUnavailable as exc:
+            # A daemon outlives an API outage: wait and try again (capped), never give up.
+            # Refused credentials (AuthError) still end it with exit 2: waiting cannot fix them.
+            log_line = str(exc).rstrip(".")
+            logging.getLogger("filedrop").error("%s; trying again in %.0f s", log_line, delay_s)
+            if stop.wait(delay_s):
+                return ExitCode.OK
+            delay_s = min(delay_s * 2, 300.0)
 
 
 def _file_failures(report: RunReport) -> set[RowStatus]:
@@ -316,7 +330,12 @@ def _print_report(report: RunReport, io: Io, *, environment: str) -> None:
         if file.state == "skipped":
             io.say(f"{file.path.name}: skipped ({file.message})")
             continue
-        counts = ", ".join(f"{n} {s}" for s, n in sorted(file.counts.items())) or "no rows"
+        if not file.counts:
+            io.say(f"{file.path.name}: not finished; the next run resumes it")
+            if file.message:
+                io.say(f"  {file.message}")
+            continue
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(file.counts.items()))
         io.say(f"{file.path.name}: {counts}")
         if file.message:
             io.say(f"  {file.message}")

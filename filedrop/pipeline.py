@@ -271,27 +271,36 @@ def _submit_batch(
         raise
     try:
         batch_id = ctx.client.create_invoices(ctx.org_id, payload)
-    except AmbiguousSubmission as exc:
-        ctx.journal.batch_unknown(
-            batch,
-            message=f"{str(exc).rstrip('.')}; check with Amili, then run "
-            f"'filedrop resolve {batch} --sent' or '--not-sent'",
-        )
-        log.error("batch #%d: %s", batch, exc)
-        return None
-    except (ApiUnavailable, AuthError) as exc:
-        ctx.journal.batch_not_sent(batch, message=f"not sent: {exc}; the next run sends it")
-        transient.append(str(exc))
-        log.error("batch #%d: %s", batch, exc)
-        return None
-    except ApiError as exc:
-        ctx.journal.batch_not_sent(batch, message=f"the API refused the whole batch: {exc}")
-        log.error("batch #%d: %s", batch, exc)
+    except (AmbiguousSubmission, ApiUnavailable, AuthError, ApiError) as exc:
+        _record_failed_post(batch, exc, ctx, transient)
         return None
     ctx.journal.batch_submitted(batch, batch_id=batch_id)
     ctx.progress.batch_sent()
     log.info("batch #%d: submitted as %s (%d invoices)", batch, batch_id, len(payload))
     return batch, ctx.poller.track(batch_id)
+
+
+def _record_failed_post(batch: int, exc: FiledropError, ctx: Context, transient: list[str]) -> None:
+    """What a failed POST means for its invoices, written down before anything else happens.
+
+    Maybe received: ``UNKNOWN``, never resent by itself. Certainly not received because of
+    where or who we are (API down, credentials, org id, URL): not sent, and the next run sends
+    it. Refused for its content: the whole batch's invoices FAILED.
+    """
+    log.error("batch #%d: %s", batch, exc)
+    if isinstance(exc, AmbiguousSubmission):
+        ctx.journal.batch_unknown(
+            batch,
+            message=f"{str(exc).rstrip('.')}; check with Amili, then run "
+            f"'filedrop resolve {batch} --sent' or '--not-sent'",
+        )
+    elif isinstance(exc, ApiUnavailable | AuthError) or (
+        isinstance(exc, ApiError) and exc.status in (401, 403, 404)
+    ):
+        ctx.journal.batch_not_sent(batch, message=f"not sent: {exc}; the next run sends it")
+        transient.append(str(exc))
+    else:
+        ctx.journal.batch_not_sent(batch, message=f"the API refused the whole batch: {exc}")
 
 
 def _record_result(journal: Journal, batch: int, result: BatchResult) -> None:
@@ -525,22 +534,34 @@ def ready_files(
     return ready, changing
 
 
+def process_guarded(path: Path, ctx: Context) -> FileReport:
+    """``process_file``, turning any failure into a report and one log sentence.
+
+    One file's failure never stops the others. The file stays claimed by this process, so the
+    next run (or the watch daemon's retry) resumes it from the journal. The traceback of an
+    unexpected error shows with --debug.
+    """
+    try:
+        return process_file(path, ctx)
+    except FiledropError as exc:
+        message = f"{path.name}: {exc}"
+    except OSError as exc:  # disk full, permissions, an outcome held open on a share
+        where = f" ({exc.filename})" if exc.filename else ""
+        message = (
+            f"{path.name}: {exc.strerror or exc}{where}; nothing is lost, the next run resumes it"
+        )
+        log.debug("%s", message, exc_info=True)
+    except Exception as exc:
+        message = f"{path.name}: unexpected error ({exc!r}); the next run resumes it"
+        log.debug("%s", message, exc_info=True)
+    log.error("%s", message)
+    return FileReport(path, "retry", {}, message=message)
+
+
 def process_files(paths: list[Path], ctx: Context, *, concurrent_files: int) -> RunReport:
     """Process files several at a time; one file's failure never stops the others."""
-
-    def guarded(path: Path) -> FileReport:
-        try:
-            return process_file(path, ctx)
-        except FiledropError as exc:
-            log.error("%s: %s", path.name, exc)
-            return FileReport(path, "retry", {}, message=f"{path.name}: {exc}")
-        except Exception as exc:
-            # A bug or an OS error (disk full, permissions) on one file must not stop the others;
-            # the file stays claimed by this process and is resumed by the next one.
-            log.exception("%s: unexpected error", path.name)
-            return FileReport(path, "retry", {}, message=f"{path.name}: unexpected error: {exc}")
 
     with ThreadPoolExecutor(
         max_workers=concurrent_files, thread_name_prefix="filedrop-file"
     ) as pool:
-        return RunReport(list(pool.map(guarded, paths)))
+        return RunReport(list(pool.map(lambda path: process_guarded(path, ctx), paths)))

@@ -23,7 +23,6 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
-from filedrop.errors import FiledropError
 from filedrop.inbox import (
     Snapshot,
     StabilityTracker,
@@ -32,7 +31,7 @@ from filedrop.inbox import (
     scan,
     snapshot,
 )
-from filedrop.pipeline import Context, FileReport, process_file, settle_leftovers
+from filedrop.pipeline import Context, FileReport, process_guarded, settle_leftovers
 
 log = logging.getLogger("filedrop.watch")
 
@@ -355,14 +354,8 @@ def _start_ready(
         log.info("%s: ready", path.name)
 
         def work(path: Path = path) -> None:
-            try:
-                reports.append(process_file(path, ctx))
-            except FiledropError as exc:  # e.g. refused credentials: a sentence, not a trace
-                log.error("%s: %s", path.name, exc)
-                reports.append(FileReport(path, "retry", {}, message=str(exc)))
-            except Exception as exc:  # the daemon never dies on one bad file
-                log.exception("%s: unexpected error", path.name)
-                reports.append(FileReport(path, "retry", {}, message=f"unexpected error: {exc}"))
+            try:  # the daemon never dies on one bad file
+                reports.append(process_guarded(path, ctx))
             finally:
                 wake.set()  # collect it now, and start the next file, rather than at the next tick
 

@@ -306,3 +306,18 @@ def test_batches_of_a_replaced_file_are_still_settled(inbox: Path) -> None:
         _, out, _ = filedrop("status", environ=env)
         assert "still pending" not in out
         assert slow.received_invoice_numbers() == ["6101", "6102"]
+
+
+def test_a_post_refused_for_the_settings_is_sent_by_the_next_run(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """A 404 on POST (wrong org id or URL) is not the invoices' fault: FAILED 'not sent' now,
+    and the next run, with the setting fixed, sends them."""
+    write_erp_csv(inbox / "n.csv", [erp_row("6201")])
+    env = run_env(inbox, sandbox.url)
+    sandbox.fail_next(404, route="invoices")
+    filedrop("run", environ=env, expect=1)
+    assert "not sent" in outcome_csv(inbox / "n.outcome.csv")["outcome_message"][0]
+    filedrop("run", environ=env)
+    assert list(outcome_csv(inbox / "n.outcome.csv")["outcome_status"]) == ["SUCCEEDED"]
+    assert sandbox.received_invoice_numbers() == ["6201"]
