@@ -135,6 +135,12 @@ def write_outcome(table: Table, outcomes: pd.DataFrame, summary: OutcomeSummary)
         write = partial(
             _write_xlsx,
             sheet_name=table.info.sheet or _DEFAULT_SHEET,
+            # Each row on its own Excel row number (and the header on its own), so "row 11" in
+            # a message is row 11 here too, title lines and dropped blank rows included.
+            header_at=table.info.header_row - 1 if table.info.kind == "excel" else 0,
+            rows_at=[n - 1 for n in table.row_numbers.tolist()]
+            if table.info.kind == "excel"
+            else None,
             headers=[*table.headers, *OUTCOME_COLUMNS],
             columns=[*(table.values.iloc[:, i].tolist() for i in range(n_cols)), *results],
             samples=[*samples, *(column[:_WIDTH_SAMPLE_ROWS] for column in results)],
@@ -263,8 +269,14 @@ def _write_xlsx(
     columns: Sequence[Sequence[Any]],
     samples: Sequence[Sequence[Any]],
     summary: OutcomeSummary,
+    header_at: int = 0,
+    rows_at: Sequence[int] | None = None,
 ) -> None:
-    """Data sheet first, then ``Summary``; ``headers`` and ``columns`` end with the outcome six."""
+    """Data sheet first, then ``Summary``; ``headers`` and ``columns`` end with the outcome six.
+
+    ``header_at`` and ``rows_at`` are 0-based sheet rows for the header and each data row
+    (default: the header on top, rows right below it).
+    """
     workbook = xlsxwriter.Workbook(
         fh,
         {
@@ -282,21 +294,25 @@ def _write_xlsx(
     data = _add_data_sheet(workbook, sheet_name)
     n_rows, last_col = len(columns[0]), len(headers) - 1
     status_col = len(headers) - len(OUTCOME_COLUMNS)
+    rows_at = rows_at if rows_at is not None else range(header_at + 1, header_at + 1 + n_rows)
+    last_row = max(rows_at[-1] if n_rows else header_at, header_at + 1)
+    if header_at > 0:
+        data.write_string(0, 0, f"Outcome of {summary.source.name}: every row keeps its row number")
     for c, header in enumerate(headers):
         if header:
-            data.write_string(0, c, header, formats.header)
+            data.write_string(header_at, c, header, formats.header)
         else:
-            data.write_blank(0, c, None, formats.header)
+            data.write_blank(header_at, c, None, formats.header)
     for c, width in enumerate(_widths(headers, samples)):
         data.set_column(c, c, width)
-    data.freeze_panes(1, 0)
-    data.autofilter(0, 0, max(n_rows, 1), last_col)
-    _write_rows(data, columns, formats)
+    data.freeze_panes(header_at + 1, 0)
+    data.autofilter(header_at, 0, last_row, last_col)
+    _write_rows(data, columns, formats, rows_at)
     # Conditional formats, not per-cell styles: one rule per status covers every row, costs
     # nothing per cell, and follows the status if the user sorts or edits.
     for status, fmt in formats.status.items():
         rule = {"type": "cell", "criteria": "==", "value": f'"{status.value}"', "format": fmt}
-        data.conditional_format(1, status_col, max(n_rows, 1), status_col, rule)
+        data.conditional_format(header_at + 1, status_col, last_row, status_col, rule)
     _write_summary(workbook, summary, counts=Counter(columns[status_col]), formats=formats)
     data.activate()
     workbook.close()
@@ -312,14 +328,16 @@ def _add_data_sheet(workbook: xlsxwriter.Workbook, name: str) -> Any:
     return workbook.add_worksheet(_DEFAULT_SHEET)
 
 
-def _write_rows(sheet: Any, columns: Sequence[Sequence[Any]], formats: _Formats) -> None:
+def _write_rows(
+    sheet: Any, columns: Sequence[Sequence[Any]], formats: _Formats, rows_at: Sequence[int]
+) -> None:
     """Every cell with its typed method: the hot loop (a million cells for 50,000 rows)."""
     # Locals, not attribute look-ups, and the common exact types first: xlsxwriter's generic
     # write()/write_row() dispatch costs far more per cell.
     write_string, write_number = sheet.write_string, sheet.write_number
     write_datetime, date_fmt, datetime_fmt = sheet.write_datetime, formats.date, formats.datetime
     isfinite, datetime = math.isfinite, dt.datetime
-    for r, row in enumerate(zip(*columns, strict=True), start=1):
+    for r, row in zip(rows_at, zip(*columns, strict=True), strict=True):
         for c, value in enumerate(row):
             kind = value.__class__
             if kind is str:

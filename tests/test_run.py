@@ -57,18 +57,37 @@ def test_partial_batch_maps_to_the_right_rows_grouped_rows_included(
     filedrop("run", environ=run_env(inbox, sandbox.url), expect=1)
     sheet = openpyxl.load_workbook(inbox / "apne-poster-mars.outcome.xlsx").worksheets[0]
     rows = list(sheet.iter_rows(values_only=True))
-    header = rows[0]
+    at = next(i for i, row in enumerate(rows) if "Invoice no" in row)  # below the title lines
+    header = rows[at]
     number, status = header.index("Invoice no"), header.index("outcome_status")
     by_invoice: dict[str, set[str]] = {}
-    for row in rows[1:]:
-        by_invoice.setdefault(row[number], set()).add(row[status])
+    for row in rows[at + 1 :]:
+        if row[number] is not None:
+            by_invoice.setdefault(row[number], set()).add(row[status])
     assert all(len(statuses) == 1 for statuses in by_invoice.values()), by_invoice
     assert by_invoice["24-1001"] == {"SUCCEEDED"}  # three lines, one invoice
     assert by_invoice["24-1003"] == {"FAILED"}  # the sandbox refuses its email
     assert by_invoice["24-1004"] == {"INVALID"}  # 31.02.2024, never sent
     received = set(sandbox.received_invoice_numbers())
     assert "24-1003" in received and "24-1004" not in received
-    assert sum(1 for _ in rows[1:]) == sheet.max_row - 1
+
+
+def test_xlsx_outcome_rows_keep_the_row_numbers_messages_name(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """'row N' in validate's output and in messages is row N of the outcome sheet too."""
+    source = EXAMPLES / "apne-poster-mars.xlsx"
+    shutil.copy(source, inbox)
+    _, out, _ = filedrop("validate", str(source), environ=run_env(inbox, sandbox.url), expect=1)
+    row_number = int(
+        next(line for line in out.splitlines() if "31.02.2024" in line)
+        .split("row ", 1)[1]
+        .split(":", 1)[0]
+    )
+    filedrop("run", environ=run_env(inbox, sandbox.url), expect=1)
+    sheet = openpyxl.load_workbook(inbox / "apne-poster-mars.outcome.xlsx").worksheets[0]
+    cells = [cell.value for cell in sheet[row_number]]
+    assert "31.02.2024" in cells and "INVALID" in cells
 
 
 def test_second_run_sends_nothing(inbox: Path, sandbox: Sandbox) -> None:
