@@ -82,6 +82,11 @@ CREATE TABLE IF NOT EXISTS heartbeat (
 );
 """
 
+#: How long a claim by a process on another host (a journal on a shared volume) is trusted
+#: without news: longer than one file can take, poll timeout included. On the same host the
+#: pid decides at once.
+CLAIM_STALE_S = 900.0
+
 #: Invoice states that block sending the same number again (PRODUCT.md: "never send twice").
 BLOCKING = ("SENDING", "PENDING", "SUCCEEDED", "UNKNOWN")
 
@@ -223,7 +228,7 @@ class Journal:
     # -- files ---------------------------------------------------------------------------------
 
     def claim_file(
-        self, *, path: Path, sha256: str, target: str, owner: str, stale_s: float = 120.0
+        self, *, path: Path, sha256: str, target: str, owner: str, stale_s: float = CLAIM_STALE_S
     ) -> FileRecord | None:
         """Claim ``path`` with this content for ``owner``, or ``None`` if it is not ours to do.
 

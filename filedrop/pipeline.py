@@ -35,7 +35,14 @@ from filedrop.client import (
 )
 from filedrop.errors import FiledropError
 from filedrop.inbox import content_hash
-from filedrop.journal import BatchRecord, InvoiceRecord, Journal, owner_alive, this_owner
+from filedrop.journal import (
+    CLAIM_STALE_S,
+    BatchRecord,
+    InvoiceRecord,
+    Journal,
+    owner_alive,
+    this_owner,
+)
 from filedrop.mapping import Mapping, select_mapping
 from filedrop.outcome import (
     OUTCOME_COLUMNS,
@@ -450,7 +457,7 @@ def settle_leftovers(ctx: Context) -> None:
     now = time.time()
     for record in ctx.journal.unfinished_files(target=ctx.target):
         if record.state == "claimed" and owner_alive(
-            record.owner, heartbeat=record.updated_at, now=now, stale_s=120.0
+            record.owner, heartbeat=record.updated_at, now=now, stale_s=CLAIM_STALE_S
         ):
             continue  # its owner is at work on it
         try:
