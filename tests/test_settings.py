@@ -97,3 +97,16 @@ def test_journal_defaults_to_the_inbox(tmp_path: Path) -> None:
     """Without FILEDROP_STATE the journal lives in .filedrop/ inside the inbox."""
     settings = load_settings(environ={"FILEDROP_INBOX": str(tmp_path)})
     assert settings.journal_path == tmp_path / ".filedrop" / "state.db"
+
+
+def test_every_setting_has_one_default() -> None:
+    """Settings() and the spec table agree on every default, and name the same settings."""
+    from dataclasses import fields
+
+    from filedrop.settings import SPECS, Settings
+
+    assert [spec.name for spec in SPECS] == [f.name for f in fields(Settings)]
+    defaults = Settings()
+    assert {spec.name: spec.default for spec in SPECS} == {
+        f.name: getattr(defaults, f.name) for f in fields(Settings)
+    }
