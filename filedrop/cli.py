@@ -25,8 +25,8 @@ from filedrop.logs import setup_logging
 from filedrop.status import ExitCode, RowStatus, exit_code_for
 
 if TYPE_CHECKING:  # imported lazily at run time: `filedrop --help` should start fast
-    from filedrop.pipeline import RunReport
     from filedrop.progress import Progress
+    from filedrop.runner import RunReport
     from filedrop.settings import Settings
 
 Handler = Callable[[argparse.Namespace, "Io"], int]

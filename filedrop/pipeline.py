@@ -1,4 +1,4 @@
-"""One file end to end, and one run over an inbox.
+"""One file end to end.
 
 read -> map and validate -> leave out what the journal says was sent -> plan batches -> claim and
 POST each batch (bounded) -> poll every batch on its own schedule -> outcome from the journal.
@@ -12,10 +12,8 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
-import time
 from collections import Counter
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,11 +34,9 @@ from filedrop.client import (
 from filedrop.errors import FiledropError
 from filedrop.inbox import content_hash
 from filedrop.journal import (
-    CLAIM_STALE_S,
     BatchRecord,
     InvoiceRecord,
     Journal,
-    owner_alive,
     this_owner,
 )
 from filedrop.mapping import Mapping, select_mapping
@@ -163,7 +159,7 @@ def _send_and_report(
     for orphan in ctx.journal.postings_of(file_id):
         # The claim proves its previous owner died between writing the batch down and recording
         # the answer: the POST may have reached Amili, so it must never be sent again by itself.
-        ctx.journal.batch_unknown(orphan.id, message=_orphan_message(orphan.id))
+        ctx.journal.batch_unknown(orphan.id, message=orphan_message(orphan.id))
     numbers = [invoice.invoice_number for invoice in prepared.invoices]
     known = ctx.journal.invoices(target=ctx.target, numbers=numbers)
     to_send = [
@@ -194,7 +190,7 @@ def _send_and_report(
         result = future.result()
         ctx.progress.batch_done()
         if isinstance(result, BatchResult):
-            _record_result(ctx.journal, batch, result)
+            record_result(ctx.journal, batch, result)
             log.info("%s: batch %s ended %s", path.name, result.batch_id, result.status)
         else:
             pending += 1
@@ -235,7 +231,7 @@ def _send_and_report(
     return FileReport(path, state, counts, outcome, "; ".join(transient) or None)
 
 
-def _orphan_message(batch: int) -> str:
+def orphan_message(batch: int) -> str:
     return (
         "filedrop stopped while sending this invoice, so whether Amili received it cannot be "
         f"told; check with Amili, then run 'filedrop resolve {batch} --sent' or '--not-sent'"
@@ -310,7 +306,7 @@ def _record_failed_post(batch: int, exc: FiledropError, ctx: Context, transient:
         ctx.journal.batch_not_sent(batch, message=f"the API refused the whole batch: {exc}")
 
 
-def _record_result(journal: Journal, batch: int, result: BatchResult) -> None:
+def record_result(journal: Journal, batch: int, result: BatchResult) -> None:
     journal.batch_finished(
         batch,
         api_status=result.status,
@@ -444,131 +440,3 @@ def _archive(path: Path, outcome: Path) -> Path:
 
 def _counts_text(counts: dict[str, int]) -> str:
     return ", ".join(f"{rows} {status}" for status, rows in sorted(counts.items())) or "no rows"
-
-
-def settle_leftovers(ctx: Context) -> None:
-    """Learn the fate of batches whose file is gone or was replaced (issue 4 §2: resume).
-
-    Processing a file again resumes its batches, but a file that was moved away or re-exported
-    with other content is never processed again under that hash. Its batches are polled here
-    and recorded, so DUPLICATE rows elsewhere and ``filedrop status`` tell the truth; a batch
-    written down before a POST whose process is gone becomes ``UNKNOWN`` and is listed.
-    """
-    now = time.time()
-    for record in ctx.journal.unfinished_files(target=ctx.target):
-        if record.state == "claimed" and owner_alive(
-            record.owner, heartbeat=record.updated_at, now=now, stale_s=CLAIM_STALE_S
-        ):
-            continue  # its owner is at work on it
-        try:
-            still_there = content_hash(Path(record.path)) == record.sha256
-        except OSError:
-            still_there = False
-        if still_there and record.state != "claimed":
-            continue  # processing the file resumes it, with its outcome rewritten
-        for orphan in ctx.journal.postings_of(record.id):
-            ctx.journal.batch_unknown(orphan.id, message=_orphan_message(orphan.id))
-        polls = [
-            (batch.id, ctx.poller.track(batch.batch_id))
-            for batch in ctx.journal.batches(file_id=record.id, states=("queued",))
-            if batch.batch_id
-        ]
-        pending = 0
-        for batch, future in polls:
-            result = future.result()
-            if isinstance(result, BatchResult):
-                _record_result(ctx.journal, batch, result)
-            else:
-                pending += 1
-        log.info(
-            "%s (replaced or moved): %d earlier batches settled, %d still QUEUED",
-            record.name, len(polls) - pending, pending,
-        )  # fmt: skip
-
-
-# -- one run over an inbox -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class RunReport:
-    """Every file a run touched."""
-
-    files: list[FileReport]
-
-    @property
-    def statuses(self) -> set[RowStatus]:
-        return set().union(*(report.statuses for report in self.files)) if self.files else set()
-
-
-def ready_files(
-    candidates: list[Path],
-    *,
-    stability_s: float,
-    clock: Callable[[], float] = time.time,
-    sleep: Callable[[float], None] = time.sleep,
-) -> tuple[list[Path], list[Path]]:
-    """Split candidates into (ready, still changing) for a one-shot run.
-
-    A file untouched for the stability window is ready at once; a younger one is watched for one
-    window and taken only if its size and modification time did not move.
-    """
-    ready: list[Path] = []
-    young: dict[Path, tuple[int, int]] = {}
-    now = clock()
-    for path in candidates:
-        try:
-            stat = path.stat()
-        except FileNotFoundError:
-            continue
-        if stat.st_size == 0:
-            young[path] = (-1, -1)
-        elif now - stat.st_mtime >= stability_s:
-            ready.append(path)
-        else:
-            young[path] = (stat.st_size, stat.st_mtime_ns)
-    changing: list[Path] = []
-    if young:
-        sleep(stability_s)
-        for path, before in young.items():
-            try:
-                stat = path.stat()
-            except FileNotFoundError:
-                continue
-            if before[0] > 0 and (stat.st_size, stat.st_mtime_ns) == before:
-                ready.append(path)
-            else:
-                changing.append(path)
-    return ready, changing
-
-
-def process_guarded(path: Path, ctx: Context) -> FileReport:
-    """``process_file``, turning any failure into a report and one log sentence.
-
-    One file's failure never stops the others. The file stays claimed by this process, so the
-    next run (or the watch daemon's retry) resumes it from the journal. The traceback of an
-    unexpected error shows with --debug.
-    """
-    try:
-        return process_file(path, ctx)
-    except FiledropError as exc:
-        message = f"{path.name}: {exc}"
-    except OSError as exc:  # disk full, permissions, an outcome held open on a share
-        where = f" ({exc.filename})" if exc.filename else ""
-        message = (
-            f"{path.name}: {exc.strerror or exc}{where}; nothing is lost, the next run resumes it"
-        )
-        log.debug("%s", message, exc_info=True)
-    except Exception as exc:
-        message = f"{path.name}: unexpected error ({exc!r}); the next run resumes it"
-        log.debug("%s", message, exc_info=True)
-    log.error("%s", message)
-    return FileReport(path, "retry", {}, message=message)
-
-
-def process_files(paths: list[Path], ctx: Context, *, concurrent_files: int) -> RunReport:
-    """Process files several at a time; one file's failure never stops the others."""
-
-    with ThreadPoolExecutor(
-        max_workers=concurrent_files, thread_name_prefix="filedrop-file"
-    ) as pool:
-        return RunReport(list(pool.map(lambda path: process_guarded(path, ctx), paths)))

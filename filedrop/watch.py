@@ -31,7 +31,8 @@ from filedrop.inbox import (
     scan,
     snapshot,
 )
-from filedrop.pipeline import Context, FileReport, process_guarded, settle_leftovers
+from filedrop.pipeline import Context, FileReport
+from filedrop.runner import process_guarded, settle_leftovers
 
 log = logging.getLogger("filedrop.watch")
 
