@@ -396,7 +396,11 @@ def _validate(args: argparse.Namespace, io: Io) -> int:
         )
     if not args.file.is_file():
         raise ReadError(str(args.file), "no such file")
-    mapping, table = select_mapping(load_mappings(mapping_path), args.file, read_table)
+    # A mapping file named on the command line is meant for this file whatever its name;
+    # its required headers are still checked.
+    mapping, table = select_mapping(
+        load_mappings(mapping_path), args.file, read_table, ignore_names=mapping_path.is_file()
+    )
     prepared = prepare(table, mapping)
     if args.json:
         json.dump(payloads(prepared.invoices), io.stdout, ensure_ascii=False, indent=2)

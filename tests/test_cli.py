@@ -177,3 +177,13 @@ def test_sandbox_command_serves_and_stops_on_sigterm() -> None:
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_validate_with_a_named_mapping_file_ignores_its_name_patterns(tmp_path: Path) -> None:
+    """--mapping FILE applies to the file given, whatever it is called; headers still count."""
+    renamed = tmp_path / "eksport fra ERP.xlsx"
+    renamed.write_bytes((EXAMPLES / "apne-poster-mars.xlsx").read_bytes())
+    _, out, _ = filedrop(
+        "validate", str(renamed), "--mapping", str(MAPPINGS / "example.toml"), environ={}, expect=1
+    )
+    assert "31.02.2024" in out
