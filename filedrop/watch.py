@@ -93,6 +93,7 @@ class _State:
     ignored_logged: set[str] = field(default_factory=set)
     in_progress: dict[Path, threading.Thread] = field(default_factory=dict)
     started_with: dict[Path, Snapshot] = field(default_factory=dict)  # as processing began
+    waiting: set[Path] = field(default_factory=set)  # files whose batches were still queued
     retry_at: dict[Path, tuple[float, float]] = field(default_factory=dict)  # due, delay
     rescan_failing: bool = False
 
@@ -339,11 +340,17 @@ def _start_ready(
     reports: list[FileReport],
     wake: threading.Event,
 ) -> None:
-    """Hand ready files to worker threads, oldest first, at most ``concurrent_files`` at once."""
+    """Hand ready files to worker threads, oldest first, at most ``concurrent_files`` at once.
+
+    Files taken again because their batches were still queued have a budget of their own: they
+    may be polled for minutes, and must never keep new drops waiting.
+    """
     now = clock()
     for path in sorted(state.watching, key=_age_key):
-        if len(state.in_progress) >= options.concurrent_files:
-            return
+        resumed = sum(1 for busy in state.in_progress if busy in state.waiting)
+        budget_used = resumed if path in state.waiting else len(state.in_progress) - resumed
+        if budget_used >= options.concurrent_files:
+            continue
         if path in state.in_progress or state.retry_at.get(path, (0.0, 0.0))[0] > now:
             continue
         if snapshot(path) is None:
@@ -389,6 +396,10 @@ def _collect(
                 on_report(report)
             except Exception:  # a caller's callback must not end the daemon either
                 log.exception("%s: error in the report callback", path.name)
+        if report.state == "waiting":
+            state.waiting.add(path)
+        else:
+            state.waiting.discard(path)
         if report.state in ("retry", "waiting"):
             _, delay = state.retry_at.get(path, (0.0, options.retry_initial_s / 2))
             delay = min(options.retry_max_s, delay * 2)

@@ -218,6 +218,7 @@ def start_watch(
             "tick_s": 0.02,
             "concurrent_files": 2,
         }
+        poll_timeout_s = overrides.pop("poll_timeout_s", 10.0)
         options.update(overrides)
         client = AmiliClient(
             auth_url=sandbox.url,
@@ -233,7 +234,7 @@ def start_watch(
             mappings=load_mappings(mapping),
             environment="sandbox",
             org_id=ORG_ID,
-            schedule=PollSchedule(initial_s=0.05, max_interval_s=0.2, timeout_s=10),
+            schedule=PollSchedule(initial_s=0.05, max_interval_s=0.2, timeout_s=poll_timeout_s),
         )
         watcher = Watcher(folder or inbox, ctx, WatchOptions(**options), logged)
         started.append((watcher, client, journal))
@@ -300,6 +301,26 @@ def test_content_written_while_a_file_is_processed_is_taken_again(
     assert_sent_once(sandbox, ["FIRST-1", "SECOND-2"])
     statuses = list(outcome_rows(watcher.inbox / "again.outcome.csv")["outcome_status"])
     assert statuses == ["DUPLICATE", "SUCCEEDED"]
+
+
+def test_a_file_waiting_on_queued_batches_never_holds_up_a_new_drop(
+    start_watch: Callable[..., Watcher], sandbox: Sandbox
+) -> None:
+    """With one file slot, a file re-polled because its batch is still QUEUED does not make a
+    newly dropped file wait: the new one is done first."""
+    sandbox.options.delay_s = (4.0, 4.0)
+    watcher = start_watch(concurrent_files=1, poll_timeout_s=2.0, retry_initial_s=0.2)
+    (watcher.inbox / "slow.csv").write_text(HEADER + row("SLOW-1"), encoding="utf-8")
+    watcher.wait(lambda: watcher.reports_for("slow.csv"), what="slow.csv waiting")
+    assert watcher.reports_for("slow.csv")[0].state == "waiting"
+    sandbox.options.delay_s = (0.0, 0.0)
+    (watcher.inbox / "new.csv").write_text(HEADER + row("NEW-1"), encoding="utf-8")
+    watcher.wait(lambda: watcher.reports_for("new.csv"), what="new.csv", timeout_s=20)
+    watcher.wait(lambda: len(watcher.reports_for("slow.csv")) >= 2, what="slow.csv again")
+    order = [report.path.name for report in watcher.reports]
+    assert order.index("new.csv") < len(order) - 1 - order[::-1].index("slow.csv")
+    assert watcher.reports_for("slow.csv")[-1].counts == {"SUCCEEDED": 1}
+    assert_sent_once(sandbox, ["SLOW-1", "NEW-1"])
 
 
 def test_renames_into_and_inside_the_inbox_are_both_seen(
