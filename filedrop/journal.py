@@ -191,13 +191,37 @@ class Journal:
                 "and that its folder is writable."
             ) from exc
         self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        with self._write():
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    self._db.execute(statement)
+        try:
+            self._switch_to_wal(timeout_s=30.0)
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            with self._write():
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise ConfigError(
+                f"The journal {path} cannot be used ({exc}); check FILEDROP_STATE, that its "
+                "folder is writable, and that it is not on a network share that breaks locking."
+            ) from exc
+
+    def _switch_to_wal(self, *, timeout_s: float) -> None:
+        """Turn on WAL, retrying while another process is creating the same new journal.
+
+        SQLite can answer this pragma with "database is locked" at once, without its busy
+        timeout, when two processes open a brand-new journal together (two pods, or cron and a
+        person, starting at the same moment).
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def close(self) -> None:
         with self._lock:

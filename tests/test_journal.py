@@ -6,6 +6,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,21 @@ def test_heartbeat_round_trips(journal: Journal) -> None:
     journal.beat("host:1")
     owner, _at = journal.last_beat()
     assert owner == "host:1"
+
+
+def test_many_processes_can_create_one_new_journal_at_once(tmp_path: Path) -> None:
+    """Processes starting together on a journal that does not exist yet all open it."""
+    path = tmp_path / "new" / "state.db"
+    code = (
+        "import sys, time; from pathlib import Path; from filedrop.journal import Journal\n"
+        "while time.time() < float(sys.argv[2]): pass\n"  # all open at the same instant
+        "Journal(Path(sys.argv[1])).close()"
+    )
+    start_at = str(time.time() + 2.0)
+    children = [
+        subprocess.Popen([sys.executable, "-c", code, str(path), start_at], stderr=subprocess.PIPE)
+        for _ in range(8)
+    ]
+    for child in children:
+        _, err = child.communicate(timeout=60)
+        assert child.returncode == 0, err.decode()
