@@ -151,6 +151,14 @@ class Poller:
             return
         job.last = result or job.last
         delay = next(job.delays, None)
+        # The timeout is wall time since tracking began, not the sum of the planned waits: with
+        # the API down, each poll spends its own retries, and "give up after 5 minutes" must
+        # still mean five minutes (a cron job must not hang for hours).
+        left_s = self._schedule.timeout_s - (self._clock() - job.started)
+        if delay is not None and left_s <= 0:
+            delay = None
+        elif delay is not None:
+            delay = min(delay, left_s)
         with self._wake:
             if delay is None or self._closed:
                 closed = True
