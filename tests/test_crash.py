@@ -121,9 +121,15 @@ def test_two_processes_on_one_inbox_send_each_invoice_once(tmp_path: Path) -> No
     with Sandbox(SandboxOptions(delay_s=(0.1, 0.3))).start() as sandbox:
         env = run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE="2")
         children = [start_run(env) for _ in range(2)]
-        for child in children:
-            _, err = child.communicate(timeout=60)
-            assert child.returncode == 0, err.decode()
+        try:
+            for child in children:
+                _, err = child.communicate(timeout=60)
+                assert child.returncode == 0, err.decode()
+        finally:  # never leave a run behind when one of them fails
+            for child in children:
+                if child.poll() is None:
+                    child.kill()
+                    child.wait(timeout=10)
         assert sandbox.counters().invoice_numbers_repeated == ()
         assert sandbox.counters().invoices_received == 24
         for file_no in range(4):
