@@ -89,6 +89,7 @@ CLAIM_STALE_S = 900.0
 
 #: Invoice states that block sending the same number again (PRODUCT.md: "never send twice").
 BLOCKING = ("SENDING", "PENDING", "SUCCEEDED", "UNKNOWN")
+_BLOCKING_SQL = ", ".join(f"'{status}'" for status in BLOCKING)
 
 
 def this_owner() -> str:
@@ -355,13 +356,14 @@ class Journal:
                 (file_id, target, len(invoice_numbers), now),
             ).lastrowid
             db.executemany(
-                "INSERT INTO invoices (target, invoice_number, status, file_id, batch, updated_at)"
+                # The status list is the BLOCKING constant, never input.
+                "INSERT INTO invoices (target, invoice_number, status, file_id, batch, updated_at)"  # noqa: S608
                 " VALUES (?, ?, 'SENDING', ?, ?, ?)"
                 " ON CONFLICT (target, invoice_number) DO UPDATE SET"
                 " status = 'SENDING', file_id = excluded.file_id, batch = excluded.batch,"
                 " invoice_id = NULL, case_id = NULL, case_number = NULL, message = NULL,"
                 " updated_at = excluded.updated_at"
-                " WHERE invoices.status NOT IN ('SENDING', 'PENDING', 'SUCCEEDED', 'UNKNOWN')",
+                f" WHERE invoices.status NOT IN ({_BLOCKING_SQL})",
                 [(target, number, file_id, batch, now) for number in invoice_numbers],
             )
             claimed = {

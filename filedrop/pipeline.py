@@ -34,6 +34,7 @@ from filedrop.client import (
 from filedrop.errors import FiledropError
 from filedrop.inbox import content_hash
 from filedrop.journal import (
+    BLOCKING,
     BatchRecord,
     InvoiceRecord,
     Journal,
@@ -239,11 +240,17 @@ def orphan_message(batch: int) -> str:
 
 
 def _may_send(record: InvoiceRecord | None, file_id: int) -> bool:
-    """Whether an invoice number may go out: never sent, certainly not received, or a corrected
-    resend of one the API rejected from another file."""
-    if record is None or record.status == "NOT_SENT":
+    """Whether an invoice number may go out: not blocked in the journal (never sent, certainly
+    not received, or rejected by the API), unless the API rejected it from this very file,
+    which would only be rejected again; a corrected file (new content) may resend it.
+
+    The journal's claim enforces ``BLOCKING`` again, atomically, when the batch is written down.
+    """
+    if record is None:
         return True
-    return record.status == "FAILED" and record.file_id != file_id
+    if record.status in BLOCKING:
+        return False
+    return not (record.status == "FAILED" and record.file_id == file_id)
 
 
 def _unsent(prepared: Prepared, ctx: Context) -> bool:
