@@ -169,9 +169,9 @@ def run_pipeline(source: Path, *, batch_size: int, concurrent: int) -> tuple[flo
 def stages(source: Path) -> None:
     """Where the time goes, stage by stage, in this process."""
     from filedrop.mapping import load_mapping
+    from filedrop.mapping.prepare import prepare
     from filedrop.outcome import OUTCOME_COLUMNS, OutcomeSummary, write_outcome
     from filedrop.read import read_table
-    from filedrop.validate import prepare
 
     mapping = load_mapping(ROOT / "mappings" / "norwegian-erp.toml")
     table = None

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, TextIO
 from filedrop import __version__
 from filedrop.errors import ConfigError, FiledropError, ReadError
 from filedrop.logs import setup_logging
-from filedrop.status import ExitCode, RowStatus, exit_code_for
+from filedrop.states import ExitCode, RowStatus, exit_code_for
 
 if TYPE_CHECKING:  # imported lazily at run time: `filedrop --help` should start fast
     from filedrop.progress import Progress
@@ -286,7 +286,7 @@ def _progress_for(io: Io, log_format: str) -> Progress | None:
 
 
 def _watch(args: argparse.Namespace, io: Io) -> int:
-    from filedrop.client import ApiUnavailable
+    from filedrop.api.client import ApiUnavailable
     from filedrop.runner import open_context
     from filedrop.watch import WatchOptions, watch_inbox
 
@@ -384,8 +384,8 @@ def _demo(args: argparse.Namespace, io: Io) -> int:
 
 def _validate(args: argparse.Namespace, io: Io) -> int:
     from filedrop.mapping import load_mappings, select_mapping
+    from filedrop.mapping.prepare import payloads, prepare
     from filedrop.read import read_table
-    from filedrop.validate import payloads, prepare
 
     mapping_path = args.mapping or (
         Path(io.environ["FILEDROP_MAPPING"]) if io.environ.get("FILEDROP_MAPPING") else None

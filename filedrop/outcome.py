@@ -41,7 +41,7 @@ import xlsxwriter
 from xlsxwriter.exceptions import InvalidWorksheetName
 
 from filedrop.read import Table
-from filedrop.status import RowStatus
+from filedrop.states import RowStatus
 
 OUTCOME_COLUMNS = (
     "outcome_status",

@@ -20,8 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from filedrop.batch import plan_batches
-from filedrop.client import (
+from filedrop.api.client import (
     AmbiguousSubmission,
     AmiliClient,
     ApiError,
@@ -31,6 +30,8 @@ from filedrop.client import (
     PollSchedule,
     StillPending,
 )
+from filedrop.api.poller import DaemonPool, Poller
+from filedrop.batch import plan_batches
 from filedrop.errors import FiledropError
 from filedrop.inbox import content_hash
 from filedrop.journal import (
@@ -41,6 +42,7 @@ from filedrop.journal import (
     this_owner,
 )
 from filedrop.mapping import Mapping, select_mapping
+from filedrop.mapping.prepare import Prepared, PreparedInvoice, payloads, prepare
 from filedrop.outcome import (
     OUTCOME_COLUMNS,
     BatchLine,
@@ -48,11 +50,9 @@ from filedrop.outcome import (
     write_error_outcome,
     write_outcome,
 )
-from filedrop.poller import DaemonPool, Poller
 from filedrop.progress import Progress
 from filedrop.read import read_table
-from filedrop.status import RowStatus
-from filedrop.validate import Prepared, PreparedInvoice, payloads, prepare
+from filedrop.states import RowStatus
 
 log = logging.getLogger("filedrop")
 

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from filedrop.client import AmiliClient, BatchResult, Credentials, PollSchedule
+from filedrop.api.client import AmiliClient, BatchResult, Credentials, PollSchedule
 from filedrop.errors import ConfigError, FiledropError
 from filedrop.inbox import content_hash, scan
 from filedrop.journal import CLAIM_STALE_S, Journal, owner_alive
@@ -33,7 +33,7 @@ from filedrop.pipeline import (
 )
 from filedrop.progress import Progress
 from filedrop.settings import Settings
-from filedrop.status import RowStatus
+from filedrop.states import RowStatus
 
 log = logging.getLogger("filedrop")
 

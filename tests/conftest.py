@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from filedrop.client import AmiliClient, Credentials
+from filedrop.api.client import AmiliClient, Credentials
 from filedrop.sandbox import Sandbox, SandboxOptions
 
 TEST_CLIENT_ID = "test-client"

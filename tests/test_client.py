@@ -17,7 +17,7 @@ from urllib.parse import parse_qs
 import pytest
 from conftest import ORG_ID, TEST_CLIENT_SECRET, FakeTime
 
-from filedrop.client import (
+from filedrop.api.client import (
     AmbiguousSubmission,
     AmiliClient,
     ApiError,
@@ -572,7 +572,7 @@ def test_secret_and_tokens_never_appear_in_logs_errors_or_reprs(
     credentials = Credentials(client_id="test-client", client_secret=TEST_CLIENT_SECRET)
     shown += [repr(credentials), str(credentials)]
 
-    assert any(record.name == "filedrop.client" for record in caplog.records)
+    assert any(record.name == "filedrop.api.client" for record in caplog.records)
     tokens = sandbox.issued_tokens()
     assert len(tokens) == 2
     everything = caplog.text + "\n".join(shown)

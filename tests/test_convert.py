@@ -11,7 +11,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from filedrop.convert import (
+from filedrop.mapping.convert import (
     SPACES,
     api_timestamps,
     date_format_to_strptime,
@@ -28,8 +28,8 @@ from filedrop.convert import (
     split_values,
     zero_pad,
 )
-from filedrop.fields import Source, evaluate
-from filedrop.tree import Field
+from filedrop.mapping.fields import Source, evaluate
+from filedrop.mapping.tree import Field
 
 NORWEGIAN = {"decimal": ",", "thousands": "." + SPACES}
 ENGLISH = {"decimal": ".", "thousands": ","}
@@ -464,7 +464,7 @@ def test_column_phone_check_agrees_with_libphonenumber(
     prefix: str, digits: str, separators: list[str], country: str
 ) -> None:
     """The vectorised fast path gives exactly what phonenumbers gives, number by number."""
-    from filedrop.convert import phone_e164, phones_e164
+    from filedrop.mapping.convert import phone_e164, phones_e164
 
     text = prefix + digits
     for k, sep in enumerate(separators):

@@ -10,8 +10,8 @@ import pytest
 
 from filedrop.errors import MappingError, ReadError
 from filedrop.mapping import load_mapping, load_mappings, select_mapping
+from filedrop.mapping.tree import Field, Many, Obj
 from filedrop.read import ReadInfo, ReadOptions, Table
-from filedrop.tree import Field, Many, Obj
 
 ROOT = Path(__file__).resolve().parent.parent
 MAPPINGS = ROOT / "mappings"
@@ -453,8 +453,8 @@ def test_a_mapping_named_on_the_command_line_ignores_its_globs(tmp_path: Path) -
 
 def test_readme_documents_every_option_and_its_example_loads(tmp_path: Path) -> None:
     """mappings/README.md names every key a mapping accepts, and its whole example is a mapping."""
-    from filedrop.mapping import _READ, _TOP, RULES
-    from filedrop.tree import OPTION_KEYS, SOURCE_KEYS
+    from filedrop.mapping.loader import _READ, _TOP, RULES
+    from filedrop.mapping.tree import OPTION_KEYS, SOURCE_KEYS
 
     readme = (MAPPINGS / "README.md").read_text(encoding="utf-8")
     for key in (*_TOP, *_READ, *RULES, *OPTION_KEYS, *SOURCE_KEYS, "files", "headers", "by"):

@@ -22,7 +22,7 @@ from filedrop.outcome import (
     write_outcome,
 )
 from filedrop.read import ReadInfo, Table
-from filedrop.status import RowStatus
+from filedrop.states import RowStatus
 
 STARTED = dt.datetime(2024, 3, 1, 9, 0, 0)
 FINISHED = dt.datetime(2024, 3, 1, 9, 2, 5)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import socket
 import time
 
-from filedrop.client import AmiliClient, BatchResult, Credentials, PollSchedule, StillPending
-from filedrop.poller import Poller
+from filedrop.api.client import AmiliClient, BatchResult, Credentials, PollSchedule, StillPending
+from filedrop.api.poller import Poller
 from filedrop.sandbox import Sandbox, SandboxOptions
 
 ORG_ID = "3fa85f64-5717-4562-b3fc-2c963f66afa6"

@@ -275,7 +275,7 @@ def test_a_file_that_cannot_even_be_opened_still_gets_an_error_outcome(
     inbox: Path, sandbox: Sandbox
 ) -> None:
     """No bytes readable (here: a folder where a file was expected): ERROR outcome saying so."""
-    from filedrop.client import AmiliClient, Credentials
+    from filedrop.api.client import AmiliClient, Credentials
     from filedrop.journal import Journal
     from filedrop.mapping import load_mappings
     from filedrop.pipeline import Context, process_file

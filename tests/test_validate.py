@@ -17,11 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from stdnum.no import fodselsnummer, orgnr
 
-from filedrop.build import no_cyclic_gc
 from filedrop.mapping import Mapping, load_mapping, load_mappings, select_mapping
+from filedrop.mapping.payload import no_cyclic_gc
+from filedrop.mapping.prepare import Prepared, Problem, prepare
 from filedrop.read import ReadInfo, Table, read_table
-from filedrop.status import RowStatus
-from filedrop.validate import Prepared, Problem, prepare
+from filedrop.states import RowStatus
 
 ROOT = Path(__file__).resolve().parent.parent
 ERP = load_mapping(ROOT / "mappings" / "norwegian-erp.toml")

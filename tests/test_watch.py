@@ -27,7 +27,7 @@ from watchdog.events import FileCreatedEvent
 from watchdog.observers.polling import PollingObserver
 
 from filedrop import watch as watch_module
-from filedrop.client import AmiliClient, Credentials, PollSchedule
+from filedrop.api.client import AmiliClient, Credentials, PollSchedule
 from filedrop.journal import Journal
 from filedrop.mapping import load_mappings
 from filedrop.pipeline import Context, FileReport

@@ -16,7 +16,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from filedrop.client import (
+from filedrop.api.client import (
     AmiliClient,
     ApiError,
     ApiUnavailable,
@@ -25,7 +25,7 @@ from filedrop.client import (
     StillPending,
 )
 
-log = logging.getLogger("filedrop.poller")
+log = logging.getLogger("filedrop.api.poller")
 
 T = TypeVar("T")
 

@@ -20,10 +20,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from filedrop.convert import SPACES, date_format_to_strptime
 from filedrop.errors import MappingError, ReadError
-from filedrop.read import ReadOptions, Table
-from filedrop.tree import (
+from filedrop.mapping.convert import SPACES, date_format_to_strptime
+from filedrop.mapping.tree import (
     CLAIM_FIELDS,
     DEBTOR_FIELDS,
     INVOICE_FIELDS,
@@ -33,6 +32,7 @@ from filedrop.tree import (
     as_toml,
     walk_fields,
 )
+from filedrop.read import ReadOptions, Table
 
 __all__ = [
     "RULES",

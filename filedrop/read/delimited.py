@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from filedrop.errors import ReadError
-from filedrop.excel import read_excel
-from filedrop.table import (
+from filedrop.read.excel import read_excel
+from filedrop.read.table import (
     HEADER_SEARCH_ROWS,
     ReadInfo,
     ReadOptions,

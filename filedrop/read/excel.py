@@ -16,7 +16,7 @@ import numpy as np
 import python_calamine
 
 from filedrop.errors import ReadError
-from filedrop.table import (
+from filedrop.read.table import (
     HEADER_SEARCH_ROWS,
     ReadInfo,
     ReadOptions,

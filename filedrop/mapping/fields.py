@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from filedrop.convert import (
+from filedrop.mapping.convert import (
     CURRENCIES,
     SPACES,
     amount_example,
@@ -35,7 +35,7 @@ from filedrop.convert import (
     typed_mask,
     zero_pad,
 )
-from filedrop.tree import Field
+from filedrop.mapping.tree import Field
 
 __all__ = ["Issue", "Source", "Values", "evaluate"]
 

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from filedrop.fields import Values
-from filedrop.mapping import Mapping
-from filedrop.tree import Field, Many, Node, Obj, walk_fields
+from filedrop.mapping.fields import Values
+from filedrop.mapping.loader import Mapping
+from filedrop.mapping.tree import Field, Many, Node, Obj, walk_fields
 
 __all__ = ["Columns", "build_payloads", "no_cyclic_gc"]
 

@@ -30,8 +30,8 @@ from datetime import UTC, datetime
 from typing import Any, Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from filedrop.sandbox_http import JsonServer, Reply, error_reply
-from filedrop.sandbox_rules import CURRENCIES, DEBTOR_TYPES, validate_invoice
+from filedrop.sandbox.rules import CURRENCIES, DEBTOR_TYPES, validate_invoice
+from filedrop.sandbox.transport import JsonServer, Reply, error_reply
 
 __all__ = [
     "CURRENCIES",

@@ -15,19 +15,19 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from filedrop.build import Columns, build_payloads, no_cyclic_gc
-from filedrop.convert import (
+from filedrop.mapping.convert import (
     has_more_than_two_decimals,
     is_fodselsnummer,
     is_orgnr,
     mask_id,
     repeated,
 )
-from filedrop.fields import Issue, Source, Values, evaluate
-from filedrop.mapping import Mapping
+from filedrop.mapping.fields import Issue, Source, Values, evaluate
+from filedrop.mapping.loader import Mapping
+from filedrop.mapping.payload import Columns, build_payloads, no_cyclic_gc
+from filedrop.mapping.tree import Field, Node, Obj, walk_fields
 from filedrop.read import Table
-from filedrop.status import RowStatus
-from filedrop.tree import Field, Node, Obj, walk_fields
+from filedrop.states import RowStatus
 
 __all__ = ["Prepared", "PreparedInvoice", "Problem", "payloads", "prepare"]
 

@@ -31,7 +31,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 from urllib3.util.retry import Retry
 
-from filedrop.client_types import (
+from filedrop.api.types import (
     TERMINAL_STATUSES,
     AmbiguousSubmission,
     ApiError,
@@ -63,7 +63,7 @@ __all__ = [
     "default_user_agent",
 ]
 
-log = logging.getLogger("filedrop.client")
+log = logging.getLogger("filedrop.api.client")
 
 _RETRY_LATER = frozenset({429, 503})  # the server says it did not process the request
 _POOL_SIZE = 16

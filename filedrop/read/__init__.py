@@ -1,0 +1,28 @@
+"""Read: a CSV or Excel file -> a ``Table`` of cells exactly as the user sees them.
+
+``delimited`` reads CSV (encoding, delimiter and header detection) and picks the reader by file
+type; ``excel`` reads workbooks; ``table`` holds what both return, including what was detected,
+so ``filedrop validate`` can say it. Nothing here knows of invoices or HTTP.
+"""
+
+from filedrop.read.delimited import (
+    CSV_SUFFIXES,
+    DELIMITERS,
+    EXCEL_SUFFIXES,
+    HEADER_SEARCH_ROWS,
+    ReadInfo,
+    ReadOptions,
+    Table,
+    read_table,
+)
+
+__all__ = [
+    "CSV_SUFFIXES",
+    "DELIMITERS",
+    "EXCEL_SUFFIXES",
+    "HEADER_SEARCH_ROWS",
+    "ReadInfo",
+    "ReadOptions",
+    "Table",
+    "read_table",
+]
