@@ -232,10 +232,10 @@ def main(
         if args.debug:
             logging.getLogger("filedrop").exception("error")
         print(f"filedrop: {exc}", file=io.stderr)
-        return ExitCode.USAGE
+        return ExitCode.SETUP
     except KeyboardInterrupt:
         print("filedrop: interrupted.", file=io.stderr)
-        return 130
+        return ExitCode.INTERRUPTED
     except BrokenPipeError:  # `filedrop validate x.csv --json | head`: the reader had enough
         return ExitCode.OK
 
@@ -421,7 +421,7 @@ def _validate(args: argparse.Namespace, io: Io) -> int:
         )
         for problem in prepared.problems:
             io.say(f"  {problem.severity}: {problem}")
-    return ExitCode.FAILURES if prepared.rejected else ExitCode.OK
+    return ExitCode.ATTENTION if prepared.rejected else ExitCode.OK
 
 
 def _sandbox(args: argparse.Namespace, io: Io) -> int:
@@ -493,12 +493,12 @@ def _health(settings: Settings, path: Path, io: Io) -> int:
     inbox = settings.require_inbox()
     if not os.access(inbox, os.R_OK | os.X_OK):
         print(f"filedrop: unhealthy: the inbox {inbox} is not readable.", file=io.stderr)
-        return ExitCode.FAILURES
+        return ExitCode.ATTENTION
     if not path.exists():
         print(
             f"filedrop: unhealthy: no journal at {path}; is filedrop watch running?", file=io.stderr
         )
-        return ExitCode.FAILURES
+        return ExitCode.ATTENTION
     with Journal(path) as journal:
         beat = journal.last_beat()
     # The daemon beats every 10 s; a minute without one, or a daemon process that is gone, is
@@ -508,12 +508,12 @@ def _health(settings: Settings, path: Path, io: Io) -> int:
     if beat is None or now - beat[1] > stale_s:
         age = "never" if beat is None else f"{now - beat[1]:.0f} s ago"
         print(f"filedrop: unhealthy: the watch daemon's last heartbeat was {age}.", file=io.stderr)
-        return ExitCode.FAILURES
+        return ExitCode.ATTENTION
     if not owner_alive(beat[0], heartbeat=beat[1], now=now, stale_s=stale_s):
         print(
             f"filedrop: unhealthy: the watch daemon {beat[0]} is no longer running.", file=io.stderr
         )
-        return ExitCode.FAILURES
+        return ExitCode.ATTENTION
     io.say(f"healthy: heartbeat {now - beat[1]:.0f} s ago from {beat[0]}")
     return ExitCode.OK
 

@@ -1,12 +1,87 @@
-"""Row statuses and exit codes: the words and numbers users and scripts rely on."""
+"""Every state name filedrop uses, and the tables from one kind of state to another.
+
+Files, batches and invoices are recorded in the journal under these names; rows are reported to
+users under ``RowStatus``; a run ends with one ``ExitCode``. The journal's SQL, the pipeline, the
+runner, the daemon and the CLI all use these enums, so a state is spelt in exactly one place.
+"""
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
+
+
+class FileState(enum.StrEnum):
+    """Where one input file is (the journal's ``files.state``, and each run's report)."""
+
+    CLAIMED = "claimed"
+    """A process is working on it now."""
+    WAITING = "waiting"
+    """Its batches were still QUEUED (or the process stopped first); it is taken up again."""
+    DONE = "done"
+    """Every row has its final status and the outcome is written."""
+    ERROR = "error"
+    """The file itself could not be read or mapped; it has a one-row ERROR outcome."""
+    RETRY = "retry"
+    """A passing problem (API down, credentials refused mid-run, disk full) stopped it; the next
+    run or the daemon's retry resumes it."""
+    SKIPPED = "skipped"
+    """Not processed by this run: already processed, claimed by a live process, or gone. Only in
+    reports; the journal never stores it."""
+
+
+#: File states that the journal keeps coming back to (a file in them is claimed again).
+RESUMABLE_FILE_STATES = frozenset({FileState.WAITING, FileState.RETRY})
+#: File states after which the same bytes are never processed again.
+FINAL_FILE_STATES = frozenset({FileState.DONE, FileState.ERROR})
+
+
+class BatchState(enum.StrEnum):
+    """Where one batch of invoices is (the journal's ``batches.state``)."""
+
+    POSTING = "posting"
+    """Written down before its POST; no answer recorded yet."""
+    QUEUED = "queued"
+    """The API accepted it and answered a batch id; polled until it ends."""
+    DONE = "done"
+    """The API ended it (SUCCESS, PARTIAL or FAILED) and every invoice's result is recorded."""
+    UNKNOWN = "unknown"
+    """Whether the API got it cannot be told; never resent by itself (``filedrop resolve``)."""
+    REJECTED = "rejected"
+    """Certainly not taken by the API (refused, or not sent at all)."""
+    RESOLVED = "resolved"
+    """Was UNKNOWN; an operator checked with Amili and said what happened."""
+
+
+#: Batches whose fate is still being learnt.
+UNFINISHED_BATCH_STATES = (BatchState.POSTING, BatchState.QUEUED)
+
+
+class InvoiceState(enum.StrEnum):
+    """What the journal knows of one invoice number at one target (environment and org)."""
+
+    SENDING = "SENDING"
+    """Claimed by a batch that is being POSTed."""
+    PENDING = "PENDING"
+    """In a batch the API has; waiting for it to end."""
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    UNKNOWN = "UNKNOWN"
+    NOT_SENT = "NOT_SENT"
+    """Certainly never reached the API; the next run may send it."""
+
+
+#: Invoice states that forbid sending the same number again ("never send an invoice twice").
+BLOCKING_INVOICE_STATES = (
+    InvoiceState.SENDING,
+    InvoiceState.PENDING,
+    InvoiceState.SUCCEEDED,
+    InvoiceState.UNKNOWN,
+)
 
 
 class RowStatus(enum.StrEnum):
-    """What happened to one input row (``outcome_status``)."""
+    """What happened to one input row (``outcome_status``); the words users and scripts see."""
 
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
@@ -17,19 +92,56 @@ class RowStatus(enum.StrEnum):
     ERROR = "ERROR"
 
 
+#: The row status of a row whose invoice is in this journal state (and was sent from this file;
+#: an invoice sent from another file makes the row DUPLICATE). SENDING means the process that sent
+#: it died before the answer: whether the API got it cannot be told.
+ROW_STATUS_OF_INVOICE: dict[InvoiceState, RowStatus] = {
+    InvoiceState.SENDING: RowStatus.UNKNOWN,
+    InvoiceState.PENDING: RowStatus.PENDING,
+    InvoiceState.SUCCEEDED: RowStatus.SUCCEEDED,
+    InvoiceState.FAILED: RowStatus.FAILED,
+    InvoiceState.UNKNOWN: RowStatus.UNKNOWN,
+    InvoiceState.NOT_SENT: RowStatus.FAILED,
+}
+
+
 class ExitCode(enum.IntEnum):
-    """Exit codes of ``filedrop run`` (and the other commands where they fit)."""
+    """Exit codes of ``filedrop run`` (and of the other commands where they fit)."""
 
     OK = 0
-    FAILURES = 1
-    USAGE = 2
-    PENDING = 3
+    """Every row SUCCEEDED, DUPLICATE (or was skipped by a rule)."""
+    ATTENTION = 1
+    """Some row FAILED, INVALID or UNKNOWN, or some file ERROR: a person should look."""
+    SETUP = 2
+    """Fix the setup: usage, configuration, credentials, organisation, URL or batch size."""
+    UNFINISHED = 3
+    """Rows still PENDING, or not sent because the API was unavailable; the next run continues."""
+    INTERRUPTED = 130
+    """Stopped by Ctrl-C (128 + SIGINT, as shells report it)."""
 
 
-def exit_code_for(statuses: set[RowStatus]) -> ExitCode:
-    """Collapse the statuses seen in a run into the one code ``run`` exits with."""
-    if statuses & {RowStatus.FAILED, RowStatus.INVALID, RowStatus.UNKNOWN, RowStatus.ERROR}:
-        return ExitCode.FAILURES
-    if RowStatus.PENDING in statuses:
-        return ExitCode.PENDING
+#: Row statuses that need a person to look (exit code 1).
+ATTENTION_STATUSES = frozenset(
+    {RowStatus.FAILED, RowStatus.INVALID, RowStatus.UNKNOWN, RowStatus.ERROR}
+)
+#: Row statuses that the next run finishes by itself (exit code 3).
+UNFINISHED_STATUSES = frozenset({RowStatus.PENDING})
+
+
+def exit_code_for(
+    statuses: Iterable[RowStatus], *, setup_problem: bool = False, unfinished: bool = False
+) -> ExitCode:
+    """The one code a run exits with: when several apply, the first of 2, 1, 3, 0 wins.
+
+    ``setup_problem``: something the operator must fix stopped part of the run (credentials, URL,
+    organisation). ``unfinished``: work was left for the next run beyond what the row statuses
+    show (a file that could not be finished because the API was unavailable).
+    """
+    seen = set(statuses)
+    if setup_problem:
+        return ExitCode.SETUP
+    if seen & ATTENTION_STATUSES:
+        return ExitCode.ATTENTION
+    if unfinished or seen & UNFINISHED_STATUSES:
+        return ExitCode.UNFINISHED
     return ExitCode.OK
