@@ -110,6 +110,16 @@ SPECS: tuple[Spec, ...] = (
     Spec("archive", _bool, False, "move original and outcome to archive/ when done"),
     Spec("polling", _bool, False, "watch: poll the folder (network shares) instead of events"),
     Spec("log_format", _choice("text", "json"), "text", "log lines as text or JSON"),
+    Spec(
+        "heartbeat_s", _non_negative_float, 10.0, "watch: write the daemon's heartbeat this often"
+    ),
+    Spec("claim_stale_s", _non_negative_float, 900.0, "trust another host's claim this long"),
+    Spec("retry_initial_s", _non_negative_float, 10.0, "first wait after the API was down"),
+    Spec("retry_max_s", _non_negative_float, 600.0, "longest wait after the API was down"),
+    Spec("shutdown_s", _non_negative_float, 8.0, "at a stop, in-flight work gets this long"),
+    Spec(
+        "observer_poll_s", _non_negative_float, 1.0, "watch --polling lists the folder this often"
+    ),
 )
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
 
@@ -141,6 +151,12 @@ class Settings:
     archive: bool = False
     polling: bool = False
     log_format: str = "text"
+    heartbeat_s: float = 10.0
+    claim_stale_s: float = 900.0
+    retry_initial_s: float = 10.0
+    retry_max_s: float = 600.0
+    shutdown_s: float = 8.0
+    observer_poll_s: float = 1.0
 
     @property
     def journal_path(self) -> Path:
