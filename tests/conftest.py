@@ -120,9 +120,7 @@ def sandbox_settings(inbox: Path, sandbox_url: str, **overrides: Any) -> Setting
 
 
 @pytest.fixture
-def make_context(
-    sandbox: Sandbox, inbox: Path
-) -> Iterator[Callable[..., Context]]:
+def make_context(sandbox: Sandbox, inbox: Path) -> Iterator[Callable[..., Context]]:
     """Build a ``Context`` with ``open_context``, as ``filedrop run`` does: ``make_context(
     mapping=..., batch_size=...)`` overrides settings; ``clock=``/``sleep=`` inject time."""
     with ExitStack() as stack:
