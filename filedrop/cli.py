@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, TextIO
 from filedrop import __version__
 from filedrop.errors import ConfigError, FiledropError, ReadError
 from filedrop.logs import setup_logging
-from filedrop.states import ExitCode, RowStatus, exit_code_for
+from filedrop.states import ExitCode, RowStatus
 
 if TYPE_CHECKING:  # imported lazily at run time: `filedrop --help` should start fast
     from filedrop.progress import Progress
@@ -266,13 +266,19 @@ def _load(args: argparse.Namespace, io: Io) -> Settings:
 
 
 def _run(args: argparse.Namespace, io: Io) -> int:
+    from filedrop.api.client import ApiUnavailable
     from filedrop.runner import open_context, run_inbox
 
     settings = _load(args, io)
-    with open_context(settings, progress=_progress_for(io, settings.log_format)) as ctx:
-        report = run_inbox(settings, ctx)
+    try:
+        with open_context(settings, progress=_progress_for(io, settings.log_format)) as ctx:
+            report = run_inbox(ctx)
+    except ApiUnavailable as exc:
+        # Not the setup's fault: nothing was sent, and the next run simply starts over.
+        print(f"filedrop: {exc}", file=io.stderr)
+        return ExitCode.UNFINISHED
     _print_report(report, io, environment=settings.env or "custom")
-    return exit_code_for(report.statuses | _file_failures(report))
+    return report.exit_code
 
 
 def _progress_for(io: Io, log_format: str) -> Progress | None:
@@ -286,48 +292,26 @@ def _progress_for(io: Io, log_format: str) -> Progress | None:
 
 
 def _watch(args: argparse.Namespace, io: Io) -> int:
-    from filedrop.api.client import ApiUnavailable
-    from filedrop.runner import open_context
-    from filedrop.watch import WatchOptions, watch_inbox
+    from filedrop.watch import watch_through_outages
 
     settings = _load(args, io)
     stop = threading.Event()
     _on_signals(stop)
-    options = WatchOptions(
-        stability_s=settings.stability_s,
-        rescan_s=settings.rescan_s,
-        polling=settings.polling,
-        concurrent_files=settings.concurrent_files,
-    )
-    delay_s = 5.0
-    while True:
-        try:
-            with open_context(settings) as ctx:
-                watch_inbox(settings.require_inbox(), ctx, options=options, stop=stop)
-            return ExitCode.OK
-        except ApiUnavailable as exc:
-            # A daemon outlives an API outage: wait and try again (capped), never give up.
-            # Refused credentials (AuthError) still end it with exit 2: waiting cannot fix them.
-            log_line = str(exc).rstrip(".")
-            logging.getLogger("filedrop").error("%s; trying again in %.0f s", log_line, delay_s)
-            if stop.wait(delay_s):
-                return ExitCode.OK
-            delay_s = min(delay_s * 2, 300.0)
-
-
-def _file_failures(report: RunReport) -> set[RowStatus]:
-    """A file left for retry (API down) counts as a failure of the run, not a success."""
-    return {RowStatus.FAILED} if any(f.state == "retry" for f in report.files) else set()
+    watch_through_outages(settings, stop=stop)
+    return ExitCode.OK
 
 
 def _print_report(report: RunReport, io: Io, *, environment: str) -> None:
+    """One line per file, named once by its bare name; details indented below it."""
+    from filedrop.states import FileState
+
     if not report.files:
         io.say("No files were ready in the inbox.")
         return
     if environment == "sandbox":
         io.say("SANDBOX run: nothing was sent to Amili.")
     for file in report.files:
-        if file.state == "skipped":
+        if file.state is FileState.SKIPPED:
             io.say(f"{file.path.name}: skipped ({file.message})")
             continue
         if not file.counts:
@@ -373,7 +357,7 @@ def _demo(args: argparse.Namespace, io: Io) -> int:
             poll_initial_s=0.25,
         )
         with open_context(settings, progress=_progress_for(io, "text")) as ctx:
-            report = run_inbox(settings, ctx)
+            report = run_inbox(ctx)
         _print_report(report, io, environment="sandbox")
         if args.keep_sandbox:
             io.say(f"Sandbox still serving on {sandbox.url}; Ctrl-C to stop.")
@@ -452,6 +436,7 @@ def _sandbox(args: argparse.Namespace, io: Io) -> int:
 
 def _status(args: argparse.Namespace, io: Io) -> int:
     from filedrop.journal import Journal
+    from filedrop.states import UNFINISHED_BATCH_STATES, BatchState
 
     settings = _load(args, io)
     path = settings.journal_path
@@ -468,8 +453,8 @@ def _status(args: argparse.Namespace, io: Io) -> int:
             when = time.strftime("%Y-%m-%d %H:%M", time.localtime(f.updated_at))
             counts = ", ".join(f"{n} {s}" for s, n in sorted(f.counts.items())) or "-"
             io.say(f"  {when}  {f.name}  {f.state}  {counts}")
-        queued = journal.batches(states=("queued", "posting"))
-        unknown = journal.batches(states=("unknown",))
+        queued = journal.batches(states=UNFINISHED_BATCH_STATES)
+        unknown = journal.batches(states=(BatchState.UNKNOWN,))
         if queued:
             io.say("Batches still pending (polled again by the next run or by watch):")
             for b in queued:
@@ -489,6 +474,7 @@ def _status(args: argparse.Namespace, io: Io) -> int:
 
 def _health(settings: Settings, path: Path, io: Io) -> int:
     from filedrop.journal import Journal, owner_alive
+    from filedrop.watch import heartbeat_stale_s
 
     inbox = settings.require_inbox()
     if not os.access(inbox, os.R_OK | os.X_OK):
@@ -501,10 +487,10 @@ def _health(settings: Settings, path: Path, io: Io) -> int:
         return ExitCode.ATTENTION
     with Journal(path) as journal:
         beat = journal.last_beat()
-    # The daemon beats every 10 s; a minute without one, or a daemon process that is gone, is
-    # unhealthy even if the journal still holds a recent beat.
+    # Several missed beats, or a daemon process that is gone, is unhealthy even if the journal
+    # still holds a recent beat.
     now = time.time()
-    stale_s = 60.0
+    stale_s = heartbeat_stale_s(settings.heartbeat_s)
     if beat is None or now - beat[1] > stale_s:
         age = "never" if beat is None else f"{now - beat[1]:.0f} s ago"
         print(f"filedrop: unhealthy: the watch daemon's last heartbeat was {age}.", file=io.stderr)
@@ -520,6 +506,7 @@ def _health(settings: Settings, path: Path, io: Io) -> int:
 
 def _resolve(args: argparse.Namespace, io: Io) -> int:
     from filedrop.journal import Journal
+    from filedrop.states import BatchState
 
     settings = _load(args, io)
     if not settings.journal_path.exists():
@@ -533,14 +520,14 @@ def _resolve(args: argparse.Namespace, io: Io) -> int:
                 f'No batch "{args.batch}" in {settings.journal_path}; '
                 "'filedrop status' lists them."
             )
-        if batch.state == "posting":
+        if batch.state is BatchState.POSTING:
             # Maybe a live run is waiting for its answer right now; the next run of its file
             # (or of the inbox) marks it UNKNOWN if its process is gone.
             raise ConfigError(
                 f"Batch #{batch.id} is still being sent; if no filedrop is running, run "
                 "'filedrop run' first (it marks the batch UNKNOWN), then resolve it."
             )
-        if batch.state != "unknown":
+        if batch.state is not BatchState.UNKNOWN:
             raise ConfigError(
                 f"Batch #{batch.id} is {batch.state}, not UNKNOWN; nothing to resolve."
             )

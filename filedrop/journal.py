@@ -28,6 +28,14 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from filedrop.errors import ConfigError
+from filedrop.states import (
+    BLOCKING_INVOICE_STATES,
+    FINAL_FILE_STATES,
+    UNFINISHED_BATCH_STATES,
+    BatchState,
+    FileState,
+    InvoiceState,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -82,14 +90,14 @@ CREATE TABLE IF NOT EXISTS heartbeat (
 );
 """
 
-#: How long a claim by a process on another host (a journal on a shared volume) is trusted
-#: without news: longer than one file can take, poll timeout included. On the same host the
-#: pid decides at once.
-CLAIM_STALE_S = 900.0
 
-#: Invoice states that block sending the same number again (PRODUCT.md: "never send twice").
-BLOCKING = ("SENDING", "PENDING", "SUCCEEDED", "UNKNOWN")
-_BLOCKING_SQL = ", ".join(f"'{status}'" for status in BLOCKING)
+def _sql_list(states: Iterable[str]) -> str:
+    """An SQL list of state names, built from the enums in ``filedrop.states`` (never input)."""
+    return ", ".join(f"'{state}'" for state in states)
+
+
+_BLOCKING_SQL = _sql_list(BLOCKING_INVOICE_STATES)
+_UNFINISHED_BATCHES_SQL = _sql_list(UNFINISHED_BATCH_STATES)
 
 
 def this_owner() -> str:
@@ -129,7 +137,7 @@ class FileRecord:
     name: str
     path: str
     sha256: str
-    state: str
+    state: FileState
     owner: str | None
     created_at: float
     updated_at: float
@@ -146,7 +154,7 @@ class BatchRecord:
     id: int
     file_id: int
     target: str
-    state: str
+    state: BatchState
     batch_id: str | None
     api_status: str | None
     invoice_count: int
@@ -161,7 +169,7 @@ class InvoiceRecord:
     """What the journal knows of one invoice number at one target."""
 
     invoice_number: str
-    status: str
+    status: InvoiceState
     file_id: int
     batch: int | None
     invoice_id: str | None
@@ -253,14 +261,15 @@ class Journal:
     # -- files ---------------------------------------------------------------------------------
 
     def claim_file(
-        self, *, path: Path, sha256: str, target: str, owner: str, stale_s: float = CLAIM_STALE_S
+        self, *, path: Path, sha256: str, target: str, owner: str, stale_s: float
     ) -> FileRecord | None:
         """Claim ``path`` with this content for ``owner``, or ``None`` if it is not ours to do.
 
         Not ours: already ``done`` or ``error`` at this target (the same bytes are not processed
         twice; a sandbox trial does not count for staging or production), or claimed by a live
         process. A file ``waiting`` for pending batches, marked ``retry`` after a transient
-        failure, or claimed by a dead process is claimed again (resumed).
+        failure, or claimed by a dead process is claimed again (resumed). ``stale_s``: how long
+        a claim by a process on another host is trusted without news (``claim_stale_s``).
         """
         now = self._clock()
         with self._write() as db:
@@ -271,15 +280,15 @@ class Journal:
             if row is None:
                 cursor = db.execute(
                     "INSERT INTO files (target, name, path, sha256, state, owner, heartbeat,"
-                    " created_at, updated_at) VALUES (?, ?, ?, ?, 'claimed', ?, ?, ?, ?)",
-                    (target, path.name, str(path), sha256, owner, now, now, now),
+                    " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (target, path.name, str(path), sha256, FileState.CLAIMED, owner, now, now, now),
                 )
                 file_id = cursor.lastrowid
             else:
-                if row["state"] in ("done", "error"):
+                if row["state"] in FINAL_FILE_STATES:
                     return None
                 if (
-                    row["state"] == "claimed"
+                    row["state"] == FileState.CLAIMED
                     and row["owner"] != owner
                     and owner_alive(
                         row["owner"], heartbeat=row["heartbeat"], now=now, stale_s=stale_s
@@ -288,9 +297,9 @@ class Journal:
                     return None
                 file_id = row["id"]
                 db.execute(
-                    "UPDATE files SET state = 'claimed', owner = ?, heartbeat = ?, path = ?,"
+                    "UPDATE files SET state = ?, owner = ?, heartbeat = ?, path = ?,"
                     " updated_at = ? WHERE id = ?",
-                    (owner, now, str(path), now, file_id),
+                    (FileState.CLAIMED, owner, now, str(path), now, file_id),
                 )
         return self.file(file_id)
 
@@ -298,7 +307,7 @@ class Journal:
         self,
         file_id: int,
         *,
-        state: str,
+        state: FileState,
         counts: dict[str, int],
         mapping: str | None,
         outcome: Path | None,
@@ -330,8 +339,9 @@ class Journal:
     def unfinished_files(self, *, target: str) -> list[FileRecord]:
         """Files at ``target`` with a batch still ``queued`` or ``posting``."""
         rows = self._read(
-            "SELECT * FROM files WHERE target = ? AND id IN (SELECT file_id FROM batches"
-            " WHERE state IN ('queued', 'posting')) ORDER BY id",
+            # The state list is built from the enum, never from input.
+            "SELECT * FROM files WHERE target = ? AND id IN (SELECT file_id FROM batches"  # noqa: S608
+            f" WHERE state IN ({_UNFINISHED_BATCHES_SQL})) ORDER BY id",
             (target,),
         )
         return [_file_record(row) for row in rows]
@@ -352,25 +362,28 @@ class Journal:
         with self._write() as db:
             batch = db.execute(
                 "INSERT INTO batches (file_id, target, state, invoice_count, created_at)"
-                " VALUES (?, ?, 'posting', ?, ?)",
-                (file_id, target, len(invoice_numbers), now),
+                " VALUES (?, ?, ?, ?, ?)",
+                (file_id, target, BatchState.POSTING, len(invoice_numbers), now),
             ).lastrowid
             db.executemany(
-                # The status list is the BLOCKING constant, never input.
+                # The status list is built from the enum, never from input.
                 "INSERT INTO invoices (target, invoice_number, status, file_id, batch, updated_at)"  # noqa: S608
-                " VALUES (?, ?, 'SENDING', ?, ?, ?)"
+                " VALUES (?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (target, invoice_number) DO UPDATE SET"
-                " status = 'SENDING', file_id = excluded.file_id, batch = excluded.batch,"
+                " status = excluded.status, file_id = excluded.file_id, batch = excluded.batch,"
                 " invoice_id = NULL, case_id = NULL, case_number = NULL, message = NULL,"
                 " updated_at = excluded.updated_at"
                 f" WHERE invoices.status NOT IN ({_BLOCKING_SQL})",
-                [(target, number, file_id, batch, now) for number in invoice_numbers],
+                [
+                    (target, number, InvoiceState.SENDING, file_id, batch, now)
+                    for number in invoice_numbers
+                ],
             )
             claimed = {
                 row[0]
                 for row in db.execute(
-                    "SELECT invoice_number FROM invoices WHERE batch = ? AND status = 'SENDING'",
-                    (batch,),
+                    "SELECT invoice_number FROM invoices WHERE batch = ? AND status = ?",
+                    (batch, InvoiceState.SENDING),
                 )
             }
             db.execute("UPDATE batches SET invoice_count = ? WHERE id = ?", (len(claimed), batch))
@@ -386,24 +399,30 @@ class Journal:
         now = self._clock()
         with self._write() as db:
             db.execute(
-                "UPDATE batches SET state = 'queued', batch_id = ?, api_status = 'QUEUED',"
+                "UPDATE batches SET state = ?, batch_id = ?, api_status = 'QUEUED',"
                 " submitted_at = ? WHERE id = ?",
-                (batch_id, now, batch),
+                (BatchState.QUEUED, batch_id, now, batch),
             )
             db.execute(
-                "UPDATE invoices SET status = 'PENDING', updated_at = ? WHERE batch = ?",
-                (now, batch),
+                "UPDATE invoices SET status = ?, updated_at = ? WHERE batch = ?",
+                (InvoiceState.PENDING, now, batch),
             )
 
     def batch_unknown(self, batch: int, *, message: str) -> None:
         """The POST may or may not have arrived: its invoices are ``UNKNOWN``, never resent."""
-        self._end_batch(batch, state="unknown", invoice_status="UNKNOWN", message=message)
+        self._end_batch(
+            batch, state=BatchState.UNKNOWN, invoice_status=InvoiceState.UNKNOWN, message=message
+        )
 
     def batch_not_sent(self, batch: int, *, message: str) -> None:
         """The API certainly did not take the batch: its invoices may be sent again later."""
-        self._end_batch(batch, state="rejected", invoice_status="NOT_SENT", message=message)
+        self._end_batch(
+            batch, state=BatchState.REJECTED, invoice_status=InvoiceState.NOT_SENT, message=message
+        )
 
-    def _end_batch(self, batch: int, *, state: str, invoice_status: str, message: str) -> None:
+    def _end_batch(
+        self, batch: int, *, state: BatchState, invoice_status: InvoiceState, message: str
+    ) -> None:
         now = self._clock()
         with self._write() as db:
             db.execute(
@@ -431,36 +450,43 @@ class Journal:
             # alone SQLite walks the whole batch for every invoice (quadratic in batch size).
             (target,) = db.execute("SELECT target FROM batches WHERE id = ?", (batch,)).fetchone()
             db.executemany(
-                "UPDATE invoices SET status = 'SUCCEEDED', invoice_id = ?, case_id = ?,"
+                "UPDATE invoices SET status = ?, invoice_id = ?, case_id = ?,"
                 " case_number = ?, message = NULL, updated_at = ?"
                 " WHERE target = ? AND invoice_number = ? AND batch = ?",
                 [
-                    (inv, case, case_no, now, target, num, batch)
+                    (InvoiceState.SUCCEEDED, inv, case, case_no, now, target, num, batch)
                     for num, inv, case, case_no in succeeded
                 ],
             )
             db.executemany(
-                "UPDATE invoices SET status = 'FAILED', message = ?, updated_at = ?"
+                "UPDATE invoices SET status = ?, message = ?, updated_at = ?"
                 " WHERE target = ? AND invoice_number = ? AND batch = ?",
-                [(message, now, target, num, batch) for num, message in failed],
+                [
+                    (InvoiceState.FAILED, message, now, target, num, batch)
+                    for num, message in failed
+                ],
             )
             db.execute(
-                "UPDATE invoices SET status = 'UNKNOWN', message = ?, updated_at = ?"
-                " WHERE batch = ? AND status IN ('PENDING', 'SENDING')",
+                "UPDATE invoices SET status = ?, message = ?, updated_at = ?"
+                " WHERE batch = ? AND status IN (?, ?)",
                 (
+                    InvoiceState.UNKNOWN,
                     f"the batch ended {api_status} without mentioning this invoice; "
                     "check with Amili before sending it again",
                     now,
                     batch,
+                    InvoiceState.PENDING,
+                    InvoiceState.SENDING,
                 ),
             )
             unmentioned = db.execute(
-                "SELECT COUNT(*) FROM invoices WHERE batch = ? AND status = 'UNKNOWN'", (batch,)
+                "SELECT COUNT(*) FROM invoices WHERE batch = ? AND status = ?",
+                (batch, InvoiceState.UNKNOWN),
             ).fetchone()[0]
             # A batch that left invoices UNKNOWN stays listed by status, and resolve takes it.
             db.execute(
                 "UPDATE batches SET state = ?, api_status = ?, finished_at = ? WHERE id = ?",
-                ("unknown" if unmentioned else "done", api_status, now, batch),
+                (BatchState.UNKNOWN if unmentioned else BatchState.DONE, api_status, now, batch),
             )
 
     def postings_of(self, file_id: int) -> list[BatchRecord]:
@@ -469,11 +495,12 @@ class Journal:
         Called right after claiming the file: the claim proves the previous owner is gone, so
         whether these reached Amili cannot be told.
         """
-        return self.batches(file_id=file_id, states=("posting",))
+        return self.batches(file_id=file_id, states=(BatchState.POSTING,))
 
     def batches(
-        self, *, file_id: int | None = None, states: tuple[str, ...] = ()
+        self, *, file_id: int | None = None, states: Iterable[BatchState] = ()
     ) -> list[BatchRecord]:
+        states = tuple(states)
         sql = "SELECT * FROM batches WHERE 1 = 1"
         args: list[object] = []
         if file_id is not None:
@@ -499,22 +526,22 @@ class Journal:
         """
         now = self._clock()
         with self._write() as db:
-            status = "SUCCEEDED" if sent else "NOT_SENT"
+            status = InvoiceState.SUCCEEDED if sent else InvoiceState.NOT_SENT
             message = note if sent else f"not sent ({note}); the next run sends it again"
             changed = db.execute(
                 "UPDATE invoices SET status = ?, message = ?, updated_at = ?"
-                " WHERE batch = ? AND status IN ('UNKNOWN', 'SENDING')",
-                (status, message, now, batch),
+                " WHERE batch = ? AND status IN (?, ?)",
+                (status, message, now, batch, InvoiceState.UNKNOWN, InvoiceState.SENDING),
             ).rowcount
             db.execute(
-                "UPDATE batches SET state = 'resolved', message = ?, finished_at = ? WHERE id = ?",
-                (message, now, batch),
+                "UPDATE batches SET state = ?, message = ?, finished_at = ? WHERE id = ?",
+                (BatchState.RESOLVED, message, now, batch),
             )
             if not sent:
                 db.execute(
-                    "UPDATE files SET state = 'retry', updated_at = ?"
+                    "UPDATE files SET state = ?, updated_at = ?"
                     " WHERE id = (SELECT file_id FROM batches WHERE id = ?)",
-                    (now, batch),
+                    (FileState.RETRY, now, batch),
                 )
         return changed
 
@@ -547,8 +574,8 @@ class Journal:
             )
             try:
                 while chunk := cursor.fetchmany(1000):
-                    for row in chunk:
-                        yield InvoiceRecord(*row)
+                    for number, status, *rest in chunk:
+                        yield InvoiceRecord(number, InvoiceState(status), *rest)
             finally:
                 cursor.close()
                 db.execute("DELETE FROM wanted")
@@ -577,11 +604,14 @@ class Journal:
 def _file_record(row: sqlite3.Row) -> FileRecord:
     values = {name: row[name] for name in _FILE_FIELDS}
     values["counts"] = json.loads(values["counts"]) if values["counts"] else {}
+    values["state"] = FileState(values["state"])
     return FileRecord(**values)
 
 
 def _batch_record(row: sqlite3.Row) -> BatchRecord:
-    return BatchRecord(**dict(row))
+    values = dict(row)
+    values["state"] = BatchState(values["state"])
+    return BatchRecord(**values)
 
 
 _FILE_FIELDS = tuple(field.name for field in fields(FileRecord))

@@ -9,10 +9,13 @@ crash, or a batch that outlived the poll timeout) goes through exactly the same 
 
 from __future__ import annotations
 
+import enum
 import logging
 import shutil
 import threading
+import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,13 +37,7 @@ from filedrop.api.poller import DaemonPool, Poller
 from filedrop.batch import plan_batches
 from filedrop.errors import FiledropError
 from filedrop.inbox import content_hash
-from filedrop.journal import (
-    BLOCKING,
-    BatchRecord,
-    InvoiceRecord,
-    Journal,
-    this_owner,
-)
+from filedrop.journal import BatchRecord, InvoiceRecord, Journal, this_owner
 from filedrop.mapping import Mapping, select_mapping
 from filedrop.mapping.prepare import Prepared, PreparedInvoice, payloads, prepare
 from filedrop.outcome import (
@@ -52,24 +49,46 @@ from filedrop.outcome import (
 )
 from filedrop.progress import Progress
 from filedrop.read import read_table
-from filedrop.states import RowStatus
+from filedrop.states import (
+    BLOCKING_INVOICE_STATES,
+    ROW_STATUS_OF_INVOICE,
+    BatchState,
+    FileState,
+    InvoiceState,
+    RowStatus,
+)
 
 log = logging.getLogger("filedrop")
 
 
+#: A batch being polled: its journal id and the future of its poll.
+Poll = tuple[int, Future[BatchResult | StillPending]]
+
+
 @dataclass(kw_only=True)
 class Context:
-    """Everything a file needs to be processed; shared by the files of one run or daemon."""
+    """Everything a file needs to be processed; shared by the files of one run or daemon.
+
+    Built from ``Settings`` by ``runner.open_context`` (the values have no defaults here, so
+    each default lives in ``Settings`` alone). ``clock`` and ``sleep`` are wall time, injected
+    so that tests of waiting take no time.
+    """
 
     client: AmiliClient
     journal: Journal
     mappings: list[Mapping]
     environment: str
     org_id: str
-    batch_size: int = 100
-    concurrent_batches: int = 4
-    schedule: PollSchedule = field(default_factory=PollSchedule)
-    archive: bool = False
+    inbox: Path
+    batch_size: int
+    concurrent_batches: int
+    concurrent_files: int
+    stability_s: float
+    claim_stale_s: float
+    schedule: PollSchedule
+    archive: bool
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
     stop: threading.Event = field(default_factory=threading.Event)
     owner: str = field(default_factory=this_owner)
     progress: Progress = field(default_factory=Progress)
@@ -89,19 +108,54 @@ class Context:
         self.poller.close()
 
 
+class Setback(enum.Enum):
+    """Why a file was left ``RETRY``; it decides what the run's exit code says."""
+
+    UNAVAILABLE = "unavailable"
+    """Amili was down or out of reach: nothing is wrong with the setup, the next run continues."""
+    SETUP = "setup"
+    """Credentials, organisation id or URL were refused: fix the setup."""
+    FAULT = "fault"
+    """The disk, the outcome file or filedrop itself failed: a person should look."""
+
+
 @dataclass(frozen=True)
 class FileReport:
-    """How one file went: its rows per status, where its outcome is, and in what state."""
+    """How one file went: its rows per status, where its outcome is, and in what state.
+
+    ``unsent_rows`` of the FAILED rows were not sent only because Amili was unavailable (the
+    next run sends them); ``setback`` says why a ``RETRY`` file stopped.
+    """
 
     path: Path
-    state: str  # done, waiting, error, retry, skipped, stopped
+    state: FileState
     counts: dict[str, int]
     outcome: Path | None = None
     message: str | None = None
+    setback: Setback | None = None
+    unsent_rows: int = 0
 
     @property
     def statuses(self) -> set[RowStatus]:
-        return {RowStatus(status) for status, rows in self.counts.items() if rows}
+        """The row statuses a person must act on (rows merely not sent yet left out)."""
+        counts = dict(self.counts)
+        counts[RowStatus.FAILED.value] = counts.get(RowStatus.FAILED.value, 0) - self.unsent_rows
+        return {RowStatus(status) for status, rows in counts.items() if rows > 0}
+
+
+@dataclass
+class _Setbacks:
+    """What went wrong with this file's POSTs, gathered from the posting threads."""
+
+    messages: list[str] = field(default_factory=list)
+    kinds: set[Setback] = field(default_factory=set)
+    unavailable_batches: set[int] = field(default_factory=set)
+
+    def worst(self) -> Setback | None:
+        for kind in (Setback.SETUP, Setback.FAULT, Setback.UNAVAILABLE):
+            if kind in self.kinds:
+                return kind
+        return None
 
 
 def process_file(path: Path, ctx: Context) -> FileReport:
@@ -109,17 +163,23 @@ def process_file(path: Path, ctx: Context) -> FileReport:
     try:
         sha256 = content_hash(path)
     except FileNotFoundError:
-        return FileReport(path, "skipped", {}, message=f"{path.name}: gone before it was read")
+        return FileReport(path, FileState.SKIPPED, {}, message="gone before it was read")
     except OSError as exc:
         # Not even its bytes can be read (permissions, a lock held by another program): the
         # journal cannot know it without a hash, but the user still gets an ERROR outcome.
         message = f"{path.name}: cannot be opened ({exc.strerror or exc}); check its permissions"
         log.error("%s", message)
         outcome = write_error_outcome(path, message, _summary(path, ctx, datetime.now(UTC)))
-        return FileReport(path, "error", {RowStatus.ERROR.value: 1}, outcome, message)
-    record = ctx.journal.claim_file(path=path, sha256=sha256, target=ctx.target, owner=ctx.owner)
+        return FileReport(path, FileState.ERROR, {RowStatus.ERROR.value: 1}, outcome, message)
+    record = ctx.journal.claim_file(
+        path=path,
+        sha256=sha256,
+        target=ctx.target,
+        owner=ctx.owner,
+        stale_s=ctx.claim_stale_s,
+    )
     if record is None:
-        return FileReport(path, "skipped", {}, message=f"{path.name}: already processed")
+        return FileReport(path, FileState.SKIPPED, {}, message="already processed")
     log.info("%s: claimed", path.name)
     started = datetime.now(UTC)
     try:
@@ -138,9 +198,14 @@ def _file_error(
     outcome = write_error_outcome(path, message, _summary(path, ctx, started))
     counts = {RowStatus.ERROR.value: 1}
     ctx.journal.finish_file(
-        file_id, state="error", counts=counts, mapping=None, outcome=outcome, message=message
+        file_id,
+        state=FileState.ERROR,
+        counts=counts,
+        mapping=None,
+        outcome=outcome,
+        message=message,
     )
-    return FileReport(path, "error", counts, outcome, message)
+    return FileReport(path, FileState.ERROR, counts, outcome, message)
 
 
 def _summary(path: Path, ctx: Context, started: datetime) -> OutcomeSummary:
@@ -157,10 +222,9 @@ def _send_and_report(
     prepared: Prepared, ctx: Context, file_id: int, started: datetime
 ) -> FileReport:
     path = prepared.table.path
-    for orphan in ctx.journal.postings_of(file_id):
-        # The claim proves its previous owner died between writing the batch down and recording
-        # the answer: the POST may have reached Amili, so it must never be sent again by itself.
-        ctx.journal.batch_unknown(orphan.id, message=orphan_message(orphan.id))
+    # Batches a previous run left behind: orphaned POSTs become UNKNOWN, QUEUED ones are polled
+    # alongside the new ones.
+    polls = resume_batches(ctx, file_id)
     numbers = [invoice.invoice_number for invoice in prepared.invoices]
     known = ctx.journal.invoices(target=ctx.target, numbers=numbers)
     to_send = [
@@ -168,45 +232,29 @@ def _send_and_report(
     ]
     batches = plan_batches(to_send, size=ctx.batch_size)
     if batches:
-        log.info("%s: %d invoices to send in %d batches", path.name, len(to_send), len(batches))
-    # Batches a previous run left QUEUED are polled alongside the new ones.
-    polls: list[tuple[int, Future[BatchResult | StillPending]]] = [
-        (batch.id, ctx.poller.track(batch.batch_id))
-        for batch in ctx.journal.batches(file_id=file_id, states=("queued",))
-        if batch.batch_id
-    ]
+        log.info("%s: %s to send", path.name, invoices_in_batches(len(to_send), len(batches)))
     ctx.progress.file_started(rows=len(prepared.table), batches=len(batches) + len(polls))
-    transient: list[str] = []
-    posts = [ctx.poster.submit(_submit_batch, batch, ctx, file_id, transient) for batch in batches]
+    setbacks = _Setbacks()
+    posts = [ctx.poster.submit(_submit_batch, batch, ctx, file_id, setbacks) for batch in batches]
     for post in posts:
         tracked = post.result()
         if tracked is not None:
             polls.append(tracked)
     posts.clear()  # each held its poll future, and with it that batch's parsed result
-    pending = 0
-    while polls:
-        # Popped, so each batch's parsed result is freed once recorded (100 entries a batch,
-        # 200,000 for a big file: tens of megabytes if all were held to the end).
-        batch, future = polls.pop(0)
-        result = future.result()
-        ctx.progress.batch_done()
-        if isinstance(result, BatchResult):
-            record_result(ctx.journal, batch, result)
-            log.info("%s: batch %s ended %s", path.name, result.batch_id, result.status)
-        else:
-            pending += 1
-            log.info(
-                "%s: batch %s still QUEUED; it is polled again later", path.name, result.batch_id
-            )
+    pending = record_polls(ctx, polls, name=path.name)
     if ctx.stop.is_set() and (pending or _unsent(prepared, ctx)):
         # Leave the file resumable rather than write an outcome that the restart would redo.
         ctx.journal.finish_file(
-            file_id, state="waiting", counts={}, mapping=prepared.mapping.name, outcome=None
+            file_id, state=FileState.WAITING, counts={}, mapping=prepared.mapping.name, outcome=None
         )
-        return FileReport(path, "stopped", {})
-    outcomes = _outcomes(prepared, ctx, file_id)
+        return FileReport(path, FileState.WAITING, {})
+    outcomes, unsent_rows = _outcomes(
+        prepared, ctx, file_id, unavailable_batches=setbacks.unavailable_batches
+    )
     counts = dict(Counter(outcomes["outcome_status"]))
-    state = "retry" if transient else ("waiting" if pending else "done")
+    state = FileState.WAITING if pending else FileState.DONE
+    if setbacks.kinds:
+        state = FileState.RETRY
     summary = OutcomeSummary(
         source=path,
         environment=ctx.environment,
@@ -214,10 +262,10 @@ def _send_and_report(
         started_at=started,
         finished_at=datetime.now(UTC),
         batches=tuple(_batch_line(b) for b in ctx.journal.batches(file_id=file_id)),
-        notes=tuple(transient),
+        notes=tuple(setbacks.messages),
     )
     outcome = write_outcome(prepared.table, outcomes, summary)
-    if state == "done" and ctx.archive:
+    if state is FileState.DONE and ctx.archive:
         outcome = _archive(path, outcome)
     ctx.journal.finish_file(
         file_id,
@@ -225,11 +273,67 @@ def _send_and_report(
         counts=counts,
         mapping=prepared.mapping.name,
         outcome=outcome,
-        message="; ".join(transient) or None,
+        message="; ".join(setbacks.messages) or None,
     )
     ctx.progress.file_done()
     log.info("%s: %s; outcome %s", path.name, _counts_text(counts), outcome.name)
-    return FileReport(path, state, counts, outcome, "; ".join(transient) or None)
+    return FileReport(
+        path,
+        state,
+        counts,
+        outcome,
+        "; ".join(setbacks.messages) or None,
+        setback=setbacks.worst(),
+        unsent_rows=unsent_rows,
+    )
+
+
+def resume_batches(ctx: Context, file_id: int) -> list[Poll]:
+    """Recover what earlier runs left of a file's batches; returns the polls to wait for.
+
+    Called only once the file is ours (claimed, or its owner is gone): a batch still POSTING
+    means its process died between writing it down and recording the answer, so the POST may
+    have reached Amili and is never sent again by itself (``UNKNOWN``). A QUEUED batch is polled
+    again. Wait for the polls with ``record_polls``.
+    """
+    for orphan in ctx.journal.postings_of(file_id):
+        ctx.journal.batch_unknown(orphan.id, message=orphan_message(orphan.id))
+    return [
+        (batch.id, ctx.poller.track(batch.batch_id))
+        for batch in ctx.journal.batches(file_id=file_id, states=(BatchState.QUEUED,))
+        if batch.batch_id
+    ]
+
+
+def record_polls(ctx: Context, polls: list[Poll], *, name: str) -> int:
+    """Wait for each poll and record the ended batches; returns how many are still QUEUED.
+
+    ``polls`` is emptied as it goes, so each batch's parsed result is freed once recorded (100
+    entries a batch, 200,000 for a big file: tens of megabytes if all were held to the end).
+    ``name`` is the file's name, for the log.
+    """
+    pending = 0
+    while polls:
+        batch, future = polls.pop(0)
+        result = future.result()
+        ctx.progress.batch_done()
+        if isinstance(result, BatchResult):
+            record_result(ctx.journal, batch, result)
+            log.info("%s: batch %s ended %s", name, result.batch_id, result.status)
+        else:
+            pending += 1
+            log.info("%s: batch %s still QUEUED; it is polled again later", name, result.batch_id)
+    return pending
+
+
+def invoices_in_batches(invoices: int, batches: int) -> str:
+    """``1 invoice in 1 batch``, ``2 invoices in 1 batch``: counts with their nouns agreeing."""
+    return f"{plural(invoices, 'invoice')} in {plural(batches, 'batch', 'batches')}"
+
+
+def plural(count: int, singular: str, several: str | None = None) -> str:
+    """``1 invoice``, ``2 invoices``."""
+    return f"{count} {singular if count == 1 else several or singular + 's'}"
 
 
 def orphan_message(batch: int) -> str:
@@ -244,13 +348,14 @@ def _may_send(record: InvoiceRecord | None, file_id: int) -> bool:
     not received, or rejected by the API), unless the API rejected it from this very file,
     which would only be rejected again; a corrected file (new content) may resend it.
 
-    The journal's claim enforces ``BLOCKING`` again, atomically, when the batch is written down.
+    The journal's claim enforces ``BLOCKING_INVOICE_STATES`` again, atomically, when the batch
+    is written down.
     """
     if record is None:
         return True
-    if record.status in BLOCKING:
+    if record.status in BLOCKING_INVOICE_STATES:
         return False
-    return not (record.status == "FAILED" and record.file_id == file_id)
+    return not (record.status is InvoiceState.FAILED and record.file_id == file_id)
 
 
 def _unsent(prepared: Prepared, ctx: Context) -> bool:
@@ -260,8 +365,8 @@ def _unsent(prepared: Prepared, ctx: Context) -> bool:
 
 
 def _submit_batch(
-    invoices: list[PreparedInvoice], ctx: Context, file_id: int, transient: list[str]
-) -> tuple[int, Future[BatchResult | StillPending]] | None:
+    invoices: list[PreparedInvoice], ctx: Context, file_id: int, setbacks: _Setbacks
+) -> Poll | None:
     """Claim, POST and start polling one batch; returns what to wait for, if anything."""
     if ctx.stop.is_set():
         return None
@@ -282,7 +387,7 @@ def _submit_batch(
     try:
         batch_id = ctx.client.create_invoices(ctx.org_id, payload)
     except (AmbiguousSubmission, ApiUnavailable, AuthError, ApiError) as exc:
-        _record_failed_post(batch, exc, ctx, transient)
+        _record_failed_post(batch, exc, ctx, setbacks)
         return None
     ctx.journal.batch_submitted(batch, batch_id=batch_id)
     ctx.progress.batch_sent()
@@ -290,7 +395,7 @@ def _submit_batch(
     return batch, ctx.poller.track(batch_id)
 
 
-def _record_failed_post(batch: int, exc: FiledropError, ctx: Context, transient: list[str]) -> None:
+def _record_failed_post(batch: int, exc: FiledropError, ctx: Context, setbacks: _Setbacks) -> None:
     """What a failed POST means for its invoices, written down before anything else happens.
 
     Maybe received: ``UNKNOWN``, never resent by itself. Certainly not received because of
@@ -308,7 +413,12 @@ def _record_failed_post(batch: int, exc: FiledropError, ctx: Context, transient:
         isinstance(exc, ApiError) and exc.status in (401, 403, 404)
     ):
         ctx.journal.batch_not_sent(batch, message=f"not sent: {exc}; the next run sends it")
-        transient.append(str(exc))
+        setbacks.messages.append(str(exc))
+        if isinstance(exc, ApiUnavailable):
+            setbacks.unavailable_batches.add(batch)
+            setbacks.kinds.add(Setback.UNAVAILABLE)
+        else:
+            setbacks.kinds.add(Setback.SETUP)
     else:
         ctx.journal.batch_not_sent(batch, message=f"the API refused the whole batch: {exc}")
 
@@ -326,18 +436,12 @@ def record_result(journal: Journal, batch: int, result: BatchResult) -> None:
     )
 
 
-_JOURNAL_TO_ROW = {
-    "SUCCEEDED": RowStatus.SUCCEEDED,
-    "FAILED": RowStatus.FAILED,
-    "PENDING": RowStatus.PENDING,
-    "UNKNOWN": RowStatus.UNKNOWN,
-    "SENDING": RowStatus.UNKNOWN,
-    "NOT_SENT": RowStatus.FAILED,
-}
-
-
-def _outcomes(prepared: Prepared, ctx: Context, file_id: int) -> pd.DataFrame:
-    """One status per row, from the local checks and what the journal now knows."""
+def _outcomes(
+    prepared: Prepared, ctx: Context, file_id: int, *, unavailable_batches: set[int]
+) -> tuple[pd.DataFrame, int]:
+    """One status per row, from the local checks and what the journal now knows; and how many
+    rows are FAILED only because their batch found Amili unavailable (``unavailable_batches``)."""
+    unsent_rows = 0
     rows = len(prepared.table)
     columns: dict[str, list[str]] = {name: [""] * rows for name in OUTCOME_COLUMNS}
     status, message = columns["outcome_status"], columns["outcome_message"]
@@ -349,6 +453,8 @@ def _outcomes(prepared: Prepared, ctx: Context, file_id: int) -> pd.DataFrame:
     unrecorded = {invoice.invoice_number: invoice for invoice in prepared.invoices}
     for record in ctx.journal.each_invoice(target=ctx.target, numbers=list(unrecorded)):
         invoice = unrecorded.pop(record.invoice_number)
+        if record.batch in unavailable_batches and record.status is InvoiceState.NOT_SENT:
+            unsent_rows += len(invoice.rows)
         values = _invoice_outcome(
             invoice, record, file_id=file_id, ctx=ctx, batch_ids=batch_ids, file_names=file_names
         )
@@ -363,7 +469,7 @@ def _outcomes(prepared: Prepared, ctx: Context, file_id: int) -> pd.DataFrame:
     missing = [p for p in range(rows) if not status[p]]
     if missing:  # a bug upstream; never let it pass as a silent blank
         raise AssertionError(f"rows without a status: {missing[:10]}")
-    return pd.DataFrame(columns)
+    return pd.DataFrame(columns), unsent_rows
 
 
 def _fill(columns: dict[str, list[str]], rows: tuple[int, ...], values: tuple[str, ...]) -> None:
@@ -409,7 +515,7 @@ def _invoice_outcome(
             record.case_number or "",
             "",
         )
-    row_status = _JOURNAL_TO_ROW[record.status]
+    row_status = ROW_STATUS_OF_INVOICE[record.status]
     text = record.message or ""
     if row_status is RowStatus.PENDING:
         text = "its batch was still QUEUED; it is polled again and this file rewritten"

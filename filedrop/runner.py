@@ -1,9 +1,9 @@
 """From settings to a finished run: build the client, journal and context, then process the inbox.
 
 ``run_inbox`` is what ``filedrop run`` does and what ``filedrop demo`` does on the sandbox; the CLI
-only turns its report into words and an exit code. Here too: several files at once, each behind
-one guard (``process_guarded``), and the batches earlier runs left behind (``settle_leftovers``),
-which the watch daemon uses as well.
+only prints its report and exits with the code the report computes. Here too: several files at
+once, each behind one guard (``process_guarded``), and the batches earlier runs left behind
+(``settle_leftovers``), which the watch daemon uses as well.
 """
 
 from __future__ import annotations
@@ -19,21 +19,29 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from filedrop.api.client import AmiliClient, BatchResult, Credentials, PollSchedule
+from filedrop.api.client import (
+    AmiliClient,
+    ApiError,
+    ApiUnavailable,
+    AuthError,
+    Credentials,
+    PollSchedule,
+)
 from filedrop.errors import ConfigError, FiledropError
-from filedrop.inbox import content_hash, scan
-from filedrop.journal import CLAIM_STALE_S, Journal, owner_alive
+from filedrop.inbox import StabilityTracker, content_hash, scan, snapshot
+from filedrop.journal import Journal, owner_alive
 from filedrop.mapping import load_mappings
 from filedrop.pipeline import (
     Context,
     FileReport,
-    orphan_message,
+    Setback,
     process_file,
-    record_result,
+    record_polls,
+    resume_batches,
 )
 from filedrop.progress import Progress
 from filedrop.settings import Settings
-from filedrop.states import RowStatus
+from filedrop.states import ExitCode, FileState, RowStatus, exit_code_for
 
 log = logging.getLogger("filedrop")
 
@@ -42,6 +50,7 @@ DEMO_ORG_ID = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
 
 
 def poll_schedule(settings: Settings) -> PollSchedule:
+    """How batches are polled, from the ``poll_*`` settings."""
     return PollSchedule(
         initial_s=settings.poll_initial_s,
         max_interval_s=settings.poll_max_interval_s,
@@ -49,7 +58,12 @@ def poll_schedule(settings: Settings) -> PollSchedule:
     )
 
 
-def make_client(settings: Settings) -> AmiliClient:
+def make_client(
+    settings: Settings,
+    *,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+) -> AmiliClient:
     """The API client for these settings; every setting it needs must already be checked."""
     auth_url, api_url = settings.urls()
     return AmiliClient(
@@ -60,6 +74,8 @@ def make_client(settings: Settings) -> AmiliClient:
         ),
         connect_timeout_s=settings.connect_timeout_s,
         read_timeout_s=settings.read_timeout_s,
+        clock=clock,
+        sleep=sleep,
     )
 
 
@@ -69,20 +85,23 @@ def open_context(
     *,
     stop: threading.Event | None = None,
     progress: Progress | None = None,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> Iterator[Context]:
     """Check the settings, the mappings and the credentials, then yield a ready ``Context``.
 
-    Everything that can make a run useless is checked here, before anything is sent: a missing
-    setting or a broken mapping is a ``ConfigError``/``MappingError``; refused credentials are an
-    ``AuthError`` (all exit 2).
+    The one way a ``Context`` is built (tests use it too). Everything that can make a run
+    useless is checked here, before anything is sent: a missing setting or a broken mapping is
+    a ``ConfigError``/``MappingError``, refused credentials an ``AuthError``, and an API out of
+    reach ``ApiUnavailable``. ``clock`` and ``sleep`` (wall time) are for tests.
     """
     settings.require_for_sending()
     assert settings.mapping is not None  # checked by require_for_sending
     mappings = load_mappings(settings.mapping)
-    client = make_client(settings)
+    client = make_client(settings, clock=clock, sleep=sleep)
     try:
         client.authenticate()
-        journal = Journal(settings.journal_path)
+        journal = Journal(settings.journal_path, clock=clock)
     except BaseException:
         client.close()
         raise
@@ -92,10 +111,16 @@ def open_context(
         mappings=mappings,
         environment=settings.env or "custom",
         org_id=settings.org_id or "",
+        inbox=settings.require_inbox(),
         batch_size=settings.batch_size,
         concurrent_batches=settings.concurrent_batches,
+        concurrent_files=settings.concurrent_files,
+        stability_s=settings.stability_s,
+        claim_stale_s=settings.claim_stale_s,
         schedule=poll_schedule(settings),
         archive=settings.archive,
+        clock=clock,
+        sleep=sleep,
         stop=stop or threading.Event(),
         progress=progress or Progress(),
     )
@@ -108,16 +133,17 @@ def open_context(
         client.close()
 
 
-def run_inbox(settings: Settings, ctx: Context) -> RunReport:
+def run_inbox(ctx: Context) -> RunReport:
     """Process every ready file in the inbox once, waiting for its batches (``filedrop run``)."""
-    inbox = settings.require_inbox()
-    candidates, ignored = scan(inbox)
+    candidates, ignored = scan(ctx.inbox)
     for path, reason in ignored:
         log.info("%s: ignored (%s)", path.name, reason)
-    ready, changing = ready_files(candidates, stability_s=settings.stability_s)
+    ready, changing = ready_files(
+        candidates, stability_s=ctx.stability_s, clock=ctx.clock, sleep=ctx.sleep
+    )
     for path in changing:
         log.info("%s: still changing; left for the next run", path.name)
-    report = process_files(ready, ctx, concurrent_files=settings.concurrent_files)
+    report = process_files(ready, ctx)
     settle_leftovers(ctx)
     return report
 
@@ -151,54 +177,65 @@ def prepare_demo_inbox(examples: Path) -> Path:
 
 @dataclass(frozen=True)
 class RunReport:
-    """Every file a run touched."""
+    """Every file a run touched, and the exit code that sums them up."""
 
     files: list[FileReport]
 
     @property
     def statuses(self) -> set[RowStatus]:
+        """Row statuses a person must act on, over every file."""
         return set().union(*(report.statuses for report in self.files)) if self.files else set()
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """2 if a file stopped on the setup, 1 if a row or file needs a person, 3 if work is
+        left for the next run (batches still QUEUED, Amili unavailable), else 0."""
+        setbacks = {report.setback for report in self.files}
+        faults = {RowStatus.ERROR} if Setback.FAULT in setbacks else set()
+        return exit_code_for(
+            self.statuses | faults,
+            setup_problem=Setback.SETUP in setbacks,
+            unfinished=Setback.UNAVAILABLE in setbacks
+            or any(report.state is FileState.WAITING for report in self.files),
+        )
 
 
 def ready_files(
     candidates: list[Path],
     *,
     stability_s: float,
-    clock: Callable[[], float] = time.time,
-    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
 ) -> tuple[list[Path], list[Path]]:
     """Split candidates into (ready, still changing) for a one-shot run.
 
-    A file untouched for the stability window is ready at once; a younger one is watched for one
-    window and taken only if its size and modification time did not move.
+    The same rule as the watch daemon's (``StabilityTracker``): non-empty, unchanged for the
+    stability window, and it opens. A one-shot run looks once, waits one window if some file
+    is not ready yet, and looks again; what is still not ready is left for the next run.
     """
-    ready: list[Path] = []
-    young: dict[Path, tuple[int, int]] = {}
-    now = clock()
-    for path in candidates:
-        try:
-            stat = path.stat()
-        except FileNotFoundError:
-            continue
-        if stat.st_size == 0:
-            young[path] = (-1, -1)
-        elif now - stat.st_mtime >= stability_s:
-            ready.append(path)
-        else:
-            young[path] = (stat.st_size, stat.st_mtime_ns)
+    tracker = StabilityTracker(window_s=stability_s, clock=clock)
+    ready = [path for path in candidates if tracker.is_ready(path)]
+    taken = set(ready)
+    waiting = [path for path in candidates if path not in taken and snapshot(path) is not None]
+    if not waiting:
+        return ready, []
+    sleep(stability_s)
     changing: list[Path] = []
-    if young:
-        sleep(stability_s)
-        for path, before in young.items():
-            try:
-                stat = path.stat()
-            except FileNotFoundError:
-                continue
-            if before[0] > 0 and (stat.st_size, stat.st_mtime_ns) == before:
-                ready.append(path)
-            else:
-                changing.append(path)
+    for path in waiting:
+        if tracker.is_ready(path):
+            ready.append(path)
+        elif snapshot(path) is not None:
+            changing.append(path)
     return ready, changing
+
+
+def setback_of(exc: BaseException) -> Setback:
+    """What an error that stopped a file means for the run's exit code."""
+    if isinstance(exc, ApiUnavailable):
+        return Setback.UNAVAILABLE
+    if isinstance(exc, AuthError) or (isinstance(exc, ApiError) and exc.status in (401, 403, 404)):
+        return Setback.SETUP
+    return Setback.FAULT
 
 
 def process_guarded(path: Path, ctx: Context) -> FileReport:
@@ -211,64 +248,53 @@ def process_guarded(path: Path, ctx: Context) -> FileReport:
     try:
         return process_file(path, ctx)
     except FiledropError as exc:
-        message = f"{path.name}: {exc}"
+        message, setback = str(exc), setback_of(exc)
     except OSError as exc:  # disk full, permissions, an outcome held open on a share
         where = f" ({exc.filename})" if exc.filename else ""
-        message = (
-            f"{path.name}: {exc.strerror or exc}{where}; nothing is lost, the next run resumes it"
-        )
-        log.debug("%s", message, exc_info=True)
+        message = f"{exc.strerror or exc}{where}; nothing is lost, the next run resumes it"
+        setback = Setback.FAULT
+        log.debug("%s: %s", path.name, message, exc_info=True)
     except Exception as exc:
-        message = f"{path.name}: unexpected error ({exc!r}); the next run resumes it"
-        log.debug("%s", message, exc_info=True)
-    log.error("%s", message)
-    return FileReport(path, "retry", {}, message=message)
+        message = f"unexpected error ({exc!r}); the next run resumes it"
+        setback = Setback.FAULT
+        log.debug("%s: %s", path.name, message, exc_info=True)
+    log.error("%s: %s", path.name, message)
+    return FileReport(path, FileState.RETRY, {}, message=message, setback=setback)
 
 
-def process_files(paths: list[Path], ctx: Context, *, concurrent_files: int) -> RunReport:
-    """Process files several at a time; one file's failure never stops the others."""
-
+def process_files(paths: list[Path], ctx: Context) -> RunReport:
+    """Process files ``ctx.concurrent_files`` at a time; one file's failure never stops the
+    others."""
     with ThreadPoolExecutor(
-        max_workers=concurrent_files, thread_name_prefix="filedrop-file"
+        max_workers=ctx.concurrent_files, thread_name_prefix="filedrop-file"
     ) as pool:
         return RunReport(list(pool.map(lambda path: process_guarded(path, ctx), paths)))
 
 
 def settle_leftovers(ctx: Context) -> None:
-    """Learn the fate of batches whose file is gone or was replaced (issue 4 §2: resume).
+    """Learn the fate of batches whose file is gone or was replaced.
 
     Processing a file again resumes its batches, but a file that was moved away or re-exported
-    with other content is never processed again under that hash. Its batches are polled here
-    and recorded, so DUPLICATE rows elsewhere and ``filedrop status`` tell the truth; a batch
-    written down before a POST whose process is gone becomes ``UNKNOWN`` and is listed.
+    with other content is never processed again under that hash. Its batches are recovered here
+    the same way (``resume_batches``), so DUPLICATE rows elsewhere and ``filedrop status`` tell
+    the truth.
     """
-    now = time.time()
+    now = ctx.clock()
     for record in ctx.journal.unfinished_files(target=ctx.target):
-        if record.state == "claimed" and owner_alive(
-            record.owner, heartbeat=record.updated_at, now=now, stale_s=CLAIM_STALE_S
+        if record.state is FileState.CLAIMED and owner_alive(
+            record.owner, heartbeat=record.updated_at, now=now, stale_s=ctx.claim_stale_s
         ):
             continue  # its owner is at work on it
         try:
             still_there = content_hash(Path(record.path)) == record.sha256
         except OSError:
             still_there = False
-        if still_there and record.state != "claimed":
+        if still_there and record.state is not FileState.CLAIMED:
             continue  # processing the file resumes it, with its outcome rewritten
-        for orphan in ctx.journal.postings_of(record.id):
-            ctx.journal.batch_unknown(orphan.id, message=orphan_message(orphan.id))
-        polls = [
-            (batch.id, ctx.poller.track(batch.batch_id))
-            for batch in ctx.journal.batches(file_id=record.id, states=("queued",))
-            if batch.batch_id
-        ]
-        pending = 0
-        for batch, future in polls:
-            result = future.result()
-            if isinstance(result, BatchResult):
-                record_result(ctx.journal, batch, result)
-            else:
-                pending += 1
+        polls = resume_batches(ctx, record.id)
+        polled = len(polls)
+        pending = record_polls(ctx, polls, name=record.name)
         log.info(
             "%s (replaced or moved): %d earlier batches settled, %d still QUEUED",
-            record.name, len(polls) - pending, pending,
+            record.name, polled - pending, pending,
         )  # fmt: skip

@@ -1,6 +1,6 @@
 """``filedrop watch``: process the backlog, then every file that lands, until told to stop.
 
-Events are hints; the folder is the truth (issue 5 §1). The watchdog handler only queues paths (an
+Events are hints; the folder is the truth. The watchdog handler only queues paths (an
 exception inside a handler kills its observer thread for good, so it catches everything), a rescan
 every ``rescan_s`` finds whatever an observer missed (Windows buffer overflows, remounts, inotify
 limits), and a dead observer is replaced. A file is taken only when the stability tracker says it
@@ -23,6 +23,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
+from filedrop.api.client import ApiUnavailable
 from filedrop.inbox import (
     Snapshot,
     StabilityTracker,
@@ -32,7 +33,9 @@ from filedrop.inbox import (
     snapshot,
 )
 from filedrop.pipeline import Context, FileReport
-from filedrop.runner import process_guarded, settle_leftovers
+from filedrop.runner import open_context, process_guarded, settle_leftovers
+from filedrop.settings import Settings
+from filedrop.states import FileState
 
 log = logging.getLogger("filedrop.watch")
 
@@ -41,25 +44,79 @@ log = logging.getLogger("filedrop.watch")
 _OWN_TEMP = re.compile(r"^\..+\.outcome\.(xlsx|csv)\.[0-9a-f]{8}\.tmp$", re.IGNORECASE)
 
 
-@dataclass(kw_only=True)
-class WatchOptions:
-    """How the daemon looks at the inbox; all times in seconds."""
+#: How many heartbeats may be missed before ``filedrop status --health`` calls the daemon dead.
+MISSED_HEARTBEATS = 6
 
-    stability_s: float = 5.0
-    rescan_s: float = 30.0
-    polling: bool = False
+
+def heartbeat_stale_s(heartbeat_s: float) -> float:
+    """How old the last heartbeat may be while the daemon still counts as alive."""
+    return MISSED_HEARTBEATS * heartbeat_s
+
+
+@dataclass(frozen=True, kw_only=True)
+class WatchOptions:
+    """How the daemon looks at the inbox; all times in seconds. Built from ``Settings`` by
+    ``from_settings`` (the stability window and file concurrency are the ``Context``'s)."""
+
+    rescan_s: float
+    polling: bool
     """Use watchdog's polling observer (SMB/CIFS/NFS/SSHFS, Docker Desktop bind mounts)."""
-    observer_poll_s: float = 1.0
+    observer_poll_s: float
     """How often the polling observer lists the folder (only with ``polling``)."""
-    concurrent_files: int = 2
-    heartbeat_s: float = 10.0
-    retry_initial_s: float = 10.0
-    retry_max_s: float = 600.0
-    tick_s: float = 0.25
-    """How often the loop wakes to check stability when no event arrives."""
-    shutdown_s: float = 8.0
+    heartbeat_s: float
+    retry_initial_s: float
+    """First wait before a file whose batches were QUEUED, or that failed, is taken again."""
+    retry_max_s: float
+    shutdown_s: float
     """At a stop, how long in-flight files get to finish or leave themselves resumable. Below the
     10 s a container runtime waits between SIGTERM and SIGKILL, with room for the exit itself."""
+    tick_s: float = 0.25
+    """How often the loop wakes to check stability when no event arrives (not a setting: the
+    loop also wakes at once on every event)."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, tick_s: float = 0.25) -> WatchOptions:
+        return cls(
+            rescan_s=settings.rescan_s,
+            polling=settings.polling,
+            observer_poll_s=settings.observer_poll_s,
+            heartbeat_s=settings.heartbeat_s,
+            retry_initial_s=settings.retry_initial_s,
+            retry_max_s=settings.retry_max_s,
+            shutdown_s=settings.shutdown_s,
+            tick_s=tick_s,
+        )
+
+
+def watch_through_outages(
+    settings: Settings,
+    *,
+    stop: threading.Event,
+    pause: Callable[[float], bool] | None = None,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """``filedrop watch``: watch the inbox until ``stop`` is set, outliving API outages.
+
+    When Amili cannot be reached at start, wait ``retry_initial_s``, doubling up to
+    ``retry_max_s``, and try again, never giving up: a daemon outlives an outage. Refused
+    credentials (``AuthError``) and bad settings are raised, since waiting cannot fix them.
+    ``pause(seconds)`` waits and returns True if the daemon was told to stop meanwhile (by
+    default ``stop.wait``); ``clock`` and ``sleep`` are the client's and the journal's.
+    """
+    pause = pause or stop.wait
+    options = WatchOptions.from_settings(settings)
+    delay_s = settings.retry_initial_s
+    while True:
+        try:
+            with open_context(settings, clock=clock, sleep=sleep) as ctx:
+                watch_inbox(ctx, options=options, stop=stop)
+            return
+        except ApiUnavailable as exc:
+            log.error("%s; trying again in %.0f s", str(exc).rstrip("."), delay_s)
+            if pause(delay_s):
+                return
+            delay_s = min(delay_s * 2, settings.retry_max_s)
 
 
 class _Hints(FileSystemEventHandler):
@@ -99,7 +156,6 @@ class _State:
 
 
 def watch_inbox(
-    inbox: Path,
     ctx: Context,
     *,
     options: WatchOptions,
@@ -115,9 +171,9 @@ def watch_inbox(
     """
     # Absolute once, here: with a relative FILEDROP_INBOX the observer reports relative paths,
     # which never matched the inbox, so every event was dropped and only rescans found files.
-    inbox = inbox.resolve()
+    inbox = ctx.inbox.resolve()
     state = _State()
-    tracker = StabilityTracker(window_s=options.stability_s, clock=clock)
+    tracker = StabilityTracker(window_s=ctx.stability_s, clock=clock)
     hints = _HintQueue()
     reports: list[FileReport] = []
     observer = _Supervisor(inbox, _Hints(inbox, hints.put), options)
@@ -349,7 +405,7 @@ def _start_ready(
     for path in sorted(state.watching, key=_age_key):
         resumed = sum(1 for busy in state.in_progress if busy in state.waiting)
         budget_used = resumed if path in state.waiting else len(state.in_progress) - resumed
-        if budget_used >= options.concurrent_files:
+        if budget_used >= ctx.concurrent_files:
             continue
         if path in state.in_progress or state.retry_at.get(path, (0.0, 0.0))[0] > now:
             continue
@@ -396,20 +452,22 @@ def _collect(
                 on_report(report)
             except Exception:  # a caller's callback must not end the daemon either
                 log.exception("%s: error in the report callback", path.name)
-        if report.state == "waiting":
+        # A report WAITING without counts is a file left resumable at a stop: nothing to redo.
+        stopped = report.state is FileState.WAITING and not report.counts
+        if stopped:
+            continue
+        if report.state is FileState.WAITING:
             state.waiting.add(path)
         else:
             state.waiting.discard(path)
-        if report.state in ("retry", "waiting"):
+        if report.state in (FileState.RETRY, FileState.WAITING):
             _, delay = state.retry_at.get(path, (0.0, options.retry_initial_s / 2))
             delay = min(options.retry_max_s, delay * 2)
             state.retry_at[path] = (clock() + delay, delay)
             log.info("%s: %s; trying again in %.0f s", path.name, report.state, delay)
             continue
-        if report.state == "stopped":
-            continue
-        if report.state == "skipped":
-            log.info("%s", report.message or f"{path.name}: skipped")
+        if report.state is FileState.SKIPPED:
+            log.info("%s: skipped (%s)", path.name, report.message)
         state.retry_at.pop(path, None)
         started, current = state.started_with.pop(path, None), snapshot(path)
         if current is None:

@@ -9,14 +9,12 @@ from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
 
+from conftest import MAPPINGS, ORG_ID, ROOT, TEST_CLIENT_ID, TEST_CLIENT_SECRET
 from stdnum.no import fodselsnummer
 
 from filedrop.cli import main
 
-ROOT = Path(__file__).resolve().parent.parent
-MAPPINGS = ROOT / "mappings"
 EXAMPLES = ROOT / "inbox-example"
-ORG_ID = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
 
 ERP_HEADER = (
     "Fakturanr;Fakturadato;Forfallsdato;Beløp;Valuta;KID;Kundenr;Kundetype;Fornavn;Etternavn;"
@@ -78,8 +76,8 @@ def run_env(inbox: Path, sandbox_url: str, **extra: str) -> dict[str, str]:
         "FILEDROP_ENV": "sandbox",
         "FILEDROP_AUTH_URL": sandbox_url,
         "FILEDROP_API_URL": sandbox_url,
-        "FILEDROP_CLIENT_ID": "test-client",
-        "FILEDROP_CLIENT_SECRET": "test-secret-do-not-log",
+        "FILEDROP_CLIENT_ID": TEST_CLIENT_ID,
+        "FILEDROP_CLIENT_SECRET": TEST_CLIENT_SECRET,
         "FILEDROP_ORG_ID": ORG_ID,
         "FILEDROP_INBOX": str(inbox),
         "FILEDROP_MAPPING": str(MAPPINGS),

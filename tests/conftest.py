@@ -1,16 +1,25 @@
-"""Shared fixtures: a real sandbox on 127.0.0.1, a client for it, a fake clock, the example."""
+"""The one test harness: a real sandbox on 127.0.0.1, a client for it, an inbox, one fake clock,
+the organisation id, and a ``Context`` built the way production builds it (``open_context``)."""
 
 from __future__ import annotations
 
 import copy
 import time
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from filedrop.api.client import AmiliClient, Credentials
+from filedrop.pipeline import Context
+from filedrop.runner import open_context
 from filedrop.sandbox import Sandbox, SandboxOptions
+from filedrop.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+MAPPINGS = ROOT / "mappings"
 
 TEST_CLIENT_ID = "test-client"
 TEST_CLIENT_SECRET = "test-secret-do-not-log"
@@ -48,7 +57,8 @@ EXAMPLE_INVOICE: dict[str, Any] = {
 
 
 class FakeTime:
-    """A clock that moves only when ``sleep`` is called, recording every sleep."""
+    """The one fake clock: it moves only when ``sleep`` is called (or ``now`` is set), and
+    records every sleep. ``clock`` and ``sleep`` go wherever a clock and a sleep are injected."""
 
     def __init__(self, start: float | None = None) -> None:
         # Whole seconds, so that an HTTP-date Retry-After maps to an exact number of seconds.
@@ -77,6 +87,49 @@ def org_id() -> str:
 @pytest.fixture
 def fake_time() -> FakeTime:
     return FakeTime()
+
+
+@pytest.fixture
+def inbox(tmp_path: Path) -> Path:
+    """An empty inbox folder in ``tmp_path``."""
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    return folder
+
+
+def sandbox_settings(inbox: Path, sandbox_url: str, **overrides: Any) -> Settings:
+    """Settings for sending ``inbox`` to the sandbox at ``sandbox_url``, with short polls."""
+    values: dict[str, Any] = {
+        "env": "sandbox",
+        "auth_url": sandbox_url,
+        "api_url": sandbox_url,
+        "client_id": TEST_CLIENT_ID,
+        "client_secret": TEST_CLIENT_SECRET,
+        "org_id": ORG_ID,
+        "inbox": inbox,
+        "mapping": MAPPINGS,
+        "stability_s": 0.0,
+        "poll_initial_s": 0.05,
+        "poll_max_interval_s": 0.2,
+        "poll_timeout_s": 10.0,
+        "connect_timeout_s": 2.0,
+        "read_timeout_s": 5.0,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@pytest.fixture
+def make_context(sandbox: Sandbox, inbox: Path) -> Iterator[Callable[..., Context]]:
+    """Build a ``Context`` with ``open_context``, as ``filedrop run`` does: ``make_context(
+    mapping=..., batch_size=...)`` overrides settings; ``clock=``/``sleep=`` inject time."""
+    with ExitStack() as stack:
+
+        def make(*, clock: Any = time.time, sleep: Any = time.sleep, **overrides: Any) -> Context:
+            settings = sandbox_settings(inbox, sandbox.url, **overrides)
+            return stack.enter_context(open_context(settings, clock=clock, sleep=sleep))
+
+        yield make
 
 
 @pytest.fixture

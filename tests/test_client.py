@@ -6,7 +6,6 @@ import copy
 import json
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from email.utils import formatdate
@@ -15,7 +14,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
-from conftest import ORG_ID, TEST_CLIENT_SECRET, FakeTime
+from conftest import ORG_ID, TEST_CLIENT_SECRET
 
 from filedrop.api.client import (
     AmbiguousSubmission,
@@ -29,8 +28,9 @@ from filedrop.api.client import (
     PollSchedule,
     StillPending,
 )
+from filedrop.api.poller import Poller
 from filedrop.errors import ConfigError
-from filedrop.sandbox import Sandbox, SandboxOptions
+from filedrop.sandbox import Sandbox
 
 GUIDE_SCHEDULE = [1.0, 2.0, 4.0, 8.0, 16.0] + [30.0] * 8  # 271 s; one more 30 s would pass 300 s
 
@@ -289,6 +289,8 @@ def test_unreachable_api_raises_unavailable_after_retries(fake_time, example_inv
         auth_url=url,
         api_url=url,
         credentials=Credentials(client_id="c", client_secret=TEST_CLIENT_SECRET),
+        connect_timeout_s=2.0,
+        read_timeout_s=5.0,
         max_retries=2,
         clock=fake_time.clock,
         sleep=fake_time.sleep,
@@ -333,7 +335,7 @@ def test_unencodable_invoice_fails_before_anything_is_sent(client, sandbox, exam
 def test_non_ascii_invoice_is_sent_as_utf8(client, example_invoice):
     """Norwegian letters arrive intact: the body is UTF-8 JSON."""
     example_invoice["debtors"][0]["lastname"] = "Ødegård"
-    result = client.wait(client.create_invoices(ORG_ID, [example_invoice]))
+    result = poll(client, client.create_invoices(ORG_ID, [example_invoice]))
     assert isinstance(result, BatchResult)
     assert result.status == "SUCCESS"
 
@@ -345,6 +347,8 @@ def test_base_url_that_is_not_http_is_a_config_error():
             auth_url="https://auth.amili.no",
             api_url="api.amili.no",
             credentials=Credentials(client_id="c", client_secret="s"),
+            connect_timeout_s=2.0,
+            read_timeout_s=5.0,
         )
 
 
@@ -372,91 +376,28 @@ def test_user_agent_names_filedrop(client, sandbox, example_invoice):
 
 def test_poll_schedule_is_the_guides():
     """1, 2, 4, 8, 16, then 30 s apart, stopping before 5 minutes would pass."""
-    assert list(PollSchedule().delays()) == GUIDE_SCHEDULE
+    guide = PollSchedule(initial_s=1.0, max_interval_s=30.0, timeout_s=300.0)
+    assert list(guide.delays()) == GUIDE_SCHEDULE
     short = PollSchedule(initial_s=0.5, factor=3, max_interval_s=5, timeout_s=12)
     assert list(short.delays()) == [0.5, 1.5, 4.5, 5]
 
 
-def test_wait_stops_at_the_timeout_with_the_batch_id(client, sandbox, fake_time, example_invoice):
-    """A batch still QUEUED after the schedule comes back as StillPending, batch id kept."""
-    sandbox.options.delay_s = (10_000, 10_000)
-    batch_id = client.create_invoices(ORG_ID, [example_invoice])
-    result = client.wait(batch_id)
-    assert isinstance(result, StillPending)
-    assert result.batch_id == batch_id
-    assert result.waited_s == sum(GUIDE_SCHEDULE)
-    assert result.last is not None
-    assert result.last.status == "QUEUED"
-    assert fake_time.sleeps == GUIDE_SCHEDULE
-    assert sandbox.counters().polls == len(GUIDE_SCHEDULE)
-
-
-def test_wait_timeout_counts_time_spent_in_retries(client, sandbox, fake_time, example_invoice):
-    """A 50 s Retry-After during the first poll uses up the timeout sooner: last poll at 291 s."""
-    sandbox.options.delay_s = (10_000, 10_000)
-    batch_id = client.create_invoices(ORG_ID, [example_invoice])
-    sandbox.fail_next(503, retry_after="50", route="batches")
-    result = client.wait(batch_id)
-    assert isinstance(result, StillPending)
-    assert result.waited_s == 291
-    assert fake_time.sleeps == [1.0, 50.0, 2.0, 4.0, 8.0, 16.0] + [30.0] * 7
-    assert sandbox.counters().polls == 13
-
-
-def test_wait_returns_as_soon_as_the_batch_is_done(example_invoice):
-    """A batch done after 7 s is read at the third poll (1 + 2 + 4 s)."""
-    fake = FakeTime()
-    with Sandbox(SandboxOptions(delay_s=(7, 7)), clock=fake.clock) as sandbox:
-        client = AmiliClient(
-            auth_url=sandbox.url,
-            api_url=sandbox.url,
-            credentials=Credentials(client_id="c", client_secret="s"),
-            clock=fake.clock,
-            sleep=fake.sleep,
-        )
-        with client:
-            result = client.wait(client.create_invoices(ORG_ID, [example_invoice]))
-        assert isinstance(result, BatchResult)
-        assert result.status == "SUCCESS"
-        assert fake.sleeps == [1.0, 2.0, 4.0]
-        assert sandbox.counters().polls == 3
-
-
-def test_wait_keeps_polling_through_transient_errors(make_client, sandbox, example_invoice):
+def test_polling_goes_on_through_transient_errors(make_client, sandbox, example_invoice):
     """A poll that fails after its retries does not end the wait; the next one succeeds."""
     client = make_client(max_retries=1)
     batch_id = client.create_invoices(ORG_ID, [example_invoice])
-    sandbox.fail_next(503, count=3, route="batches")
-    result = client.wait(batch_id)
+    sandbox.fail_next(503, count=3, retry_after="0", route="batches")
+    result = poll(client, batch_id)
     assert isinstance(result, BatchResult)
     assert result.status == "SUCCESS"
     assert sandbox.counters().polls == 4
-
-
-def test_wait_in_real_time_gives_up_then_finds_the_result(make_client, sandbox, example_invoice):
-    """Real clock and sleep: a short schedule gives up on a slow batch, then catches a quick one."""
-    client = make_client(clock=time.time, sleep=time.sleep)
-    schedule = PollSchedule(initial_s=0.05, factor=2, max_interval_s=0.1, timeout_s=0.5)
-    sandbox.options.delay_s = (60, 60)
-    slow = client.create_invoices(ORG_ID, [numbered(example_invoice, "SLOW-1")])
-    pending = client.wait(slow, schedule=schedule)
-    assert isinstance(pending, StillPending)
-    assert pending.batch_id == slow
-    assert 0.35 <= pending.waited_s < 1.0
-    # Polls after 0.05, 0.15, 0.25, 0.35, 0.45 s; a slow machine may push the fifth past 0.5 s.
-    assert sandbox.counters().polls in (4, 5)
-    sandbox.options.delay_s = (0.12, 0.12)
-    quick = client.create_invoices(ORG_ID, [numbered(example_invoice, "QUICK-1")])
-    done = client.wait(quick, schedule=schedule)
-    assert isinstance(done, BatchResult)
-    assert done.status == "SUCCESS"
 
 
 def test_partial_batch_is_parsed_into_succeeded_and_failed(client, example_invoice):
     """PARTIAL: the good invoice with its ids, the bad one with Amili's reason."""
     bad = numbered(example_invoice, "INV-2024-00124")
     bad["currency"] = "KRONER"
-    result = client.wait(client.create_invoices(ORG_ID, [example_invoice, bad]))
+    result = poll(client, client.create_invoices(ORG_ID, [example_invoice, bad]))
     assert isinstance(result, BatchResult)
     assert result.status == "PARTIAL"
     assert result.terminal
@@ -525,7 +466,13 @@ def test_error_bodies_echoing_the_secret_or_token_are_redacted(hostile_url, exam
     """A server that repeats our secret or token in an error does not make us repeat it."""
     for secret in ("good", "bad-secret-xyz"):
         credentials = Credentials(client_id="c", client_secret=secret)
-        client = AmiliClient(auth_url=hostile_url, api_url=hostile_url, credentials=credentials)
+        client = AmiliClient(
+            auth_url=hostile_url,
+            api_url=hostile_url,
+            credentials=credentials,
+            connect_timeout_s=2.0,
+            read_timeout_s=5.0,
+        )
         with client, pytest.raises((ApiError, AuthError)) as caught:
             client.create_invoices(ORG_ID, [example_invoice])
         assert "***" in str(caught.value)
@@ -537,7 +484,13 @@ def test_redirected_post_is_not_followed(hostile_url, example_invoice):
     """A redirected POST is never followed, and counts as maybe received (often it was)."""
     credentials = Credentials(client_id="c", client_secret="good")
     example_invoice["description"] = "redirect"
-    client = AmiliClient(auth_url=hostile_url, api_url=hostile_url, credentials=credentials)
+    client = AmiliClient(
+        auth_url=hostile_url,
+        api_url=hostile_url,
+        credentials=credentials,
+        connect_timeout_s=2.0,
+        read_timeout_s=5.0,
+    )
     with client, pytest.raises(AmbiguousSubmission) as caught:
         client.create_invoices(ORG_ID, [example_invoice])
     assert "HTTP 307" in str(caught.value)
@@ -555,7 +508,7 @@ def test_secret_and_tokens_never_appear_in_logs_errors_or_reprs(
     sandbox.fail_next(401, route="invoices")
     sandbox.fail_next(503, retry_after="1", route="invoices")
     batch_id = client.create_invoices(ORG_ID, [example_invoice])
-    client.wait(batch_id)
+    poll(client, batch_id)
     sandbox.fail_next(502, route="invoices")
     sandbox.lose_next_response()
     for _ in range(2):
@@ -578,3 +531,14 @@ def test_secret_and_tokens_never_appear_in_logs_errors_or_reprs(
     everything = caplog.text + "\n".join(shown)
     for secret in [TEST_CLIENT_SECRET, "only-this-one", *tokens]:
         assert secret not in everything
+
+
+def poll(client: AmiliClient, batch_id: str) -> BatchResult | StillPending:
+    """Poll one batch the way filedrop does (``Poller``), on a short schedule."""
+    poller = Poller(
+        client, schedule=PollSchedule(initial_s=0.01, max_interval_s=0.05, timeout_s=10)
+    )
+    try:
+        return poller.track(batch_id).result(timeout=30)
+    finally:
+        poller.close()

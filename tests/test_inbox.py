@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import FakeTime
 
 from filedrop.inbox import (
     Snapshot,
@@ -16,16 +17,6 @@ from filedrop.inbox import (
     scan,
     snapshot,
 )
-
-
-class Clock:
-    """A clock that moves only when told."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def touch(path: Path, data: bytes = b"Nr;Navn\n1;Kari\n", *, mtime_s: float | None = None) -> Path:
@@ -141,8 +132,8 @@ def test_snapshot_is_none_for_a_missing_file(tmp_path):
 
 def test_file_is_ready_only_after_the_window_unchanged(tmp_path):
     """Ready once size and mtime have not changed for the whole window."""
-    clock = Clock()
-    tracker = StabilityTracker(window_s=5.0, clock=clock)
+    clock = FakeTime(start=1000.0)
+    tracker = StabilityTracker(window_s=5.0, clock=clock.clock)
     path = touch(tmp_path / "a.csv")
     assert not tracker.is_ready(path)
     clock.now += 4.9
@@ -153,8 +144,8 @@ def test_file_is_ready_only_after_the_window_unchanged(tmp_path):
 
 def test_a_growing_file_restarts_the_window(tmp_path):
     """Each change of size (an upload still going) starts the window again."""
-    clock = Clock()
-    tracker = StabilityTracker(window_s=5.0, clock=clock)
+    clock = FakeTime(start=1000.0)
+    tracker = StabilityTracker(window_s=5.0, clock=clock.clock)
     path = touch(tmp_path / "a.csv", b"Nr;Navn\n", mtime_s=2000)
     assert not tracker.is_ready(path)
     clock.now += 4
@@ -168,8 +159,8 @@ def test_a_growing_file_restarts_the_window(tmp_path):
 
 def test_a_touched_file_restarts_the_window(tmp_path):
     """A new mtime with the same size (rewritten in place) also starts the window again."""
-    clock = Clock()
-    tracker = StabilityTracker(window_s=5.0, clock=clock)
+    clock = FakeTime(start=1000.0)
+    tracker = StabilityTracker(window_s=5.0, clock=clock.clock)
     path = touch(tmp_path / "a.csv", mtime_s=2000)
     assert not tracker.is_ready(path)
     clock.now += 4
@@ -183,18 +174,18 @@ def test_a_touched_file_restarts_the_window(tmp_path):
 
 def test_an_empty_file_is_never_ready(tmp_path):
     """Zero bytes is not a file yet, however long it waits."""
-    clock = Clock()
-    tracker = StabilityTracker(window_s=5.0, clock=clock)
+    clock = FakeTime(start=1000.0)
+    tracker = StabilityTracker(window_s=5.0, clock=clock.clock)
     path = touch(tmp_path / "a.csv", b"")
     assert not tracker.is_ready(path)
     clock.now += 3600
     assert not tracker.is_ready(path)
-    assert not StabilityTracker(window_s=0, clock=clock).is_ready(path)
+    assert not StabilityTracker(window_s=0, clock=clock.clock).is_ready(path)
 
 
 def test_zero_window_is_ready_at_once(tmp_path):
     """With no window a non-empty file that opens is ready on first sight."""
-    tracker = StabilityTracker(window_s=0, clock=Clock())
+    tracker = StabilityTracker(window_s=0, clock=FakeTime(start=1000.0).clock)
     assert tracker.is_ready(touch(tmp_path / "a.csv"))
 
 
@@ -204,13 +195,13 @@ def test_something_that_does_not_open_is_not_ready(tmp_path):
     folder.mkdir()
     touch(folder / "inside.csv")
     assert snapshot(folder) is not None
-    assert not StabilityTracker(window_s=0, clock=Clock()).is_ready(folder)
+    assert not StabilityTracker(window_s=0, clock=FakeTime(start=1000.0).clock).is_ready(folder)
 
 
 def test_forget_and_vanish_start_over(tmp_path):
     """After forget, or after the file vanished and came back, the window starts again."""
-    clock = Clock()
-    tracker = StabilityTracker(window_s=5.0, clock=clock)
+    clock = FakeTime(start=1000.0)
+    tracker = StabilityTracker(window_s=5.0, clock=clock.clock)
     path = touch(tmp_path / "a.csv", mtime_s=2000)
     assert not tracker.is_ready(path)
     clock.now += 5

@@ -24,7 +24,7 @@ def journal(tmp_path: Path) -> Journal:
 
 def _claim(journal: Journal, name: str = "a.csv", sha: str = "abc", owner: str | None = None):
     return journal.claim_file(
-        path=Path(name), sha256=sha, target=TARGET, owner=owner or this_owner()
+        path=Path(name), sha256=sha, target=TARGET, owner=owner or this_owner(), stale_s=900.0
     )
 
 
@@ -49,7 +49,7 @@ def test_a_sandbox_trial_does_not_count_for_production(journal: Journal) -> None
     record = _claim(journal)
     journal.finish_file(record.id, state="done", counts={}, mapping="m", outcome=None)
     again = journal.claim_file(
-        path=Path("a.csv"), sha256="abc", target="production:o", owner=this_owner()
+        path=Path("a.csv"), sha256="abc", target="production:o", owner=this_owner(), stale_s=900.0
     )
     assert again is not None and again.id != record.id
 

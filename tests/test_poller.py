@@ -5,11 +5,11 @@ from __future__ import annotations
 import socket
 import time
 
+from conftest import ORG_ID
+
 from filedrop.api.client import AmiliClient, BatchResult, Credentials, PollSchedule, StillPending
 from filedrop.api.poller import Poller
 from filedrop.sandbox import Sandbox, SandboxOptions
-
-ORG_ID = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
 
 
 def test_a_batch_still_queued_at_the_timeout_resolves_pending_with_its_id(
@@ -21,9 +21,13 @@ def test_a_batch_still_queued_at_the_timeout_resolves_pending_with_its_id(
             auth_url=sandbox.url,
             api_url=sandbox.url,
             credentials=Credentials(client_id="c", client_secret="s"),
+            connect_timeout_s=2.0,
+            read_timeout_s=5.0,
         )
         batch_id = client.create_invoices(ORG_ID, [example_invoice])
-        poller = Poller(client, schedule=PollSchedule(initial_s=0.05, timeout_s=0.3))
+        poller = Poller(
+            client, schedule=PollSchedule(initial_s=0.05, max_interval_s=0.2, timeout_s=0.3)
+        )
         try:
             result = poller.track(batch_id).result(timeout=10)
         finally:
@@ -39,12 +43,14 @@ def test_many_batches_end_independently(example_invoice: dict, sandbox: Sandbox)
         auth_url=sandbox.url,
         api_url=sandbox.url,
         credentials=Credentials(client_id="c", client_secret="s"),
+        connect_timeout_s=2.0,
+        read_timeout_s=5.0,
     )
     ids = []
     for n in range(20):
         invoice = dict(example_invoice, invoiceNumber=f"POLL-{n}")
         ids.append(client.create_invoices(ORG_ID, [invoice]))
-    poller = Poller(client, schedule=PollSchedule(initial_s=0.02, timeout_s=10))
+    poller = Poller(client, schedule=PollSchedule(initial_s=0.02, max_interval_s=0.2, timeout_s=10))
     try:
         results = [poller.track(batch_id).result(timeout=20) for batch_id in ids]
     finally:
@@ -63,6 +69,8 @@ def test_the_timeout_is_wall_time_even_when_every_poll_spends_its_own_retries() 
         auth_url=closed_url,
         api_url=closed_url,
         credentials=Credentials(client_id="c", client_secret="s"),
+        connect_timeout_s=2.0,
+        read_timeout_s=5.0,
         max_retries=2,
         backoff_initial_s=0.2,  # each poll now spends ~0.6 s retrying before it fails
     )

@@ -5,21 +5,19 @@ from __future__ import annotations
 import shutil
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import openpyxl
 import pandas as pd
 import pytest
-from builders import EXAMPLES, MAPPINGS, ORG_ID, erp_row, filedrop, run_env, write_erp_csv
+from builders import EXAMPLES, erp_row, filedrop, run_env, write_erp_csv
+from conftest import FakeTime
 
+from filedrop.pipeline import Context, process_file
+from filedrop.runner import ready_files
 from filedrop.sandbox import Sandbox, SandboxOptions
-
-
-@pytest.fixture
-def inbox(tmp_path: Path) -> Path:
-    folder = tmp_path / "inbox"
-    folder.mkdir()
-    return folder
+from filedrop.states import ExitCode, FileState
 
 
 def outcome_csv(path: Path) -> pd.DataFrame:
@@ -98,7 +96,7 @@ def test_second_run_sends_nothing(inbox: Path, sandbox: Sandbox) -> None:
     posts = sandbox.counters().posts
     _, out, _ = filedrop("run", environ=env)
     assert sandbox.counters().posts == posts
-    assert "No files were ready" in out or "already processed" in out
+    assert out == "SANDBOX run: nothing was sent to Amili.\na.csv: skipped (already processed)\n"
 
 
 def test_a_copy_under_a_new_name_gives_duplicates_and_sends_nothing(
@@ -169,14 +167,17 @@ def test_a_batch_outliving_the_poll_timeout_is_pending_then_completed(
     inbox: Path, tmp_path: Path
 ) -> None:
     """Still QUEUED at the timeout: rows PENDING with the batch id, exit 3; next run completes."""
-    with Sandbox(SandboxOptions(delay_s=(1.5, 1.5))).start() as slow:
+    shift_s = [0.0]  # the sandbox's clock, moved on so that the batch ends between the runs
+    options = SandboxOptions(delay_s=(60, 60))
+    with Sandbox(options, clock=lambda: time.time() + shift_s[0]) as slow:
         write_erp_csv(inbox / "p.csv", [erp_row("6001")])
         env = run_env(inbox, slow.url, FILEDROP_POLL_TIMEOUT_S="0.3")
         filedrop("run", environ=env, expect=3)
         outcome = outcome_csv(inbox / "p.outcome.csv")
         assert list(outcome["outcome_status"]) == ["PENDING"]
         assert outcome["outcome_batch_id"][0]
-        time.sleep(1.5)
+        shift_s[0] = 120.0
+        slow.options.delay_s = (0, 0)  # batches sent from now on end at once
         filedrop("run", environ=run_env(inbox, slow.url))
         assert list(outcome_csv(inbox / "p.outcome.csv")["outcome_status"]) == ["SUCCEEDED"]
         assert slow.counters().posts == 1
@@ -272,47 +273,28 @@ def test_journal_records_files_batches_and_invoices(inbox: Path, sandbox: Sandbo
 
 
 def test_a_file_that_cannot_even_be_opened_still_gets_an_error_outcome(
-    inbox: Path, sandbox: Sandbox
+    inbox: Path, make_context: Callable[..., Context]
 ) -> None:
     """No bytes readable (here: a folder where a file was expected): ERROR outcome saying so."""
-    from filedrop.api.client import AmiliClient, Credentials
-    from filedrop.journal import Journal
-    from filedrop.mapping import load_mappings
-    from filedrop.pipeline import Context, process_file
-
     locked = inbox / "locked.csv"
     locked.mkdir()  # reading it fails like a file another program holds locked
-    client = AmiliClient(
-        auth_url=sandbox.url,
-        api_url=sandbox.url,
-        credentials=Credentials(client_id="c", client_secret="s"),
-    )
-    with Journal(inbox / "state.db") as journal:
-        ctx = Context(
-            client=client,
-            journal=journal,
-            mappings=load_mappings(MAPPINGS),
-            environment="sandbox",
-            org_id=ORG_ID,
-        )
-        try:
-            report = process_file(locked, ctx)
-        finally:
-            ctx.close()
-            client.close()
-    assert report.state == "error"
+    report = process_file(locked, make_context())
+    assert report.state is FileState.ERROR
     assert report.counts == {"ERROR": 1}
     outcome = pd.read_csv(inbox / "locked.outcome.csv", dtype=str, encoding="utf-8-sig")
-    assert "locked.csv: cannot be opened" in outcome["outcome_message"][0]
+    assert outcome["outcome_message"][0].startswith("locked.csv: cannot be opened (")
 
 
 def test_batches_of_a_replaced_file_are_still_settled(inbox: Path) -> None:
     """A PENDING file re-exported with more rows: the old batch's fate is learnt anyway."""
-    with Sandbox(SandboxOptions(delay_s=(1.0, 1.0))).start() as slow:
+    shift_s = [0.0]  # the sandbox's clock, moved on so that the first batch ends between runs
+    options = SandboxOptions(delay_s=(60, 60))
+    with Sandbox(options, clock=lambda: time.time() + shift_s[0]) as slow:
         write_erp_csv(inbox / "x.csv", [erp_row("6101")])
         filedrop("run", environ=run_env(inbox, slow.url, FILEDROP_POLL_TIMEOUT_S="0.2"), expect=3)
         write_erp_csv(inbox / "x.csv", [erp_row("6101"), erp_row("6102")])
-        time.sleep(1.0)
+        shift_s[0] = 120.0
+        slow.options.delay_s = (0, 0)  # batches sent from now on end at once
         env = run_env(inbox, slow.url)
         filedrop("run", environ=env)
         outcome = outcome_csv(inbox / "x.outcome.csv")
@@ -331,12 +313,117 @@ def test_a_post_refused_for_the_settings_is_sent_by_the_next_run(
     inbox: Path, sandbox: Sandbox
 ) -> None:
     """A 404 on POST (wrong org id or URL) is not the invoices' fault: FAILED 'not sent' now,
-    and the next run, with the setting fixed, sends them."""
+    exit 2 (fix the setup), and the next run, with the setting fixed, sends them."""
     write_erp_csv(inbox / "n.csv", [erp_row("6201")])
     env = run_env(inbox, sandbox.url)
     sandbox.fail_next(404, route="invoices")
-    filedrop("run", environ=env, expect=1)
+    filedrop("run", environ=env, expect=2)
     assert "not sent" in outcome_csv(inbox / "n.outcome.csv")["outcome_message"][0]
     filedrop("run", environ=env)
     assert list(outcome_csv(inbox / "n.outcome.csv")["outcome_status"]) == ["SUCCEEDED"]
     assert sandbox.received_invoice_numbers() == ["6201"]
+
+
+# -- exit codes: the run report decides ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [401, 403, 404])
+def test_a_post_refused_for_who_or_where_we_are_exits_2(
+    inbox: Path, sandbox: Sandbox, status: int
+) -> None:
+    """401, 403 or 404 on the POST: the setup is wrong (exit 2), whatever else the rows say."""
+    write_erp_csv(inbox / "s.csv", [erp_row("6301"), erp_row("6302", Forfallsdato="31.02.2024")])
+    sandbox.fail_next(status, count=10, route="invoices")
+    filedrop("run", environ=run_env(inbox, sandbox.url), expect=ExitCode.SETUP)
+    assert sandbox.received_invoice_numbers() == []
+
+
+def test_the_api_down_at_start_exits_3_saying_nothing_was_sent(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """Amili out of reach before anything is sent: one sentence, exit 3 (the next run goes on),
+    not 2 (nothing is wrong with the setup)."""
+    write_erp_csv(inbox / "t.csv", [erp_row("6401")])
+    sandbox.fail_next(503, count=6, retry_after="0", route="token")
+    _, out, err = filedrop("run", environ=run_env(inbox, sandbox.url), expect=ExitCode.UNFINISHED)
+    assert out == ""
+    assert err.splitlines()[-1] == (
+        "filedrop: Amili was not available for POST /token (HTTP 503) after 6 attempts; "
+        "nothing was processed, so try again later."
+    )
+    assert sandbox.counters().posts == 0
+
+
+def test_the_api_down_mid_run_leaves_the_file_for_the_next_run_and_exits_3(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """Every POST answered 503: the rows are not sent, the file is left RETRY, exit 3; the next
+    run sends them."""
+    write_erp_csv(inbox / "m.csv", [erp_row("6501")])
+    env = run_env(inbox, sandbox.url)
+    sandbox.fail_next(503, count=6, retry_after="0", route="invoices")
+    filedrop("run", environ=env, expect=ExitCode.UNFINISHED)
+    assert outcome_csv(inbox / "m.outcome.csv")["outcome_message"][0].startswith("not sent: ")
+    filedrop("run", environ=env)
+    assert list(outcome_csv(inbox / "m.outcome.csv")["outcome_status"]) == ["SUCCEEDED"]
+    assert sandbox.received_invoice_numbers() == ["6501"]
+
+
+def test_the_api_down_mid_run_with_an_invalid_row_exits_1(inbox: Path, sandbox: Sandbox) -> None:
+    """A row a person must fix (INVALID) outranks rows merely not sent yet: exit 1."""
+    write_erp_csv(inbox / "v.csv", [erp_row("6601"), erp_row("6602", Forfallsdato="31.02.2024")])
+    sandbox.fail_next(503, count=6, retry_after="0", route="invoices")
+    filedrop("run", environ=run_env(inbox, sandbox.url), expect=ExitCode.ATTENTION)
+
+
+# -- what the run prints -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("numbers", "batch_size", "line"),
+    [
+        (["7101"], "100", "x.csv: 1 invoice in 1 batch to send"),
+        (["7101", "7102"], "100", "x.csv: 2 invoices in 1 batch to send"),
+        (["7101", "7102"], "1", "x.csv: 2 invoices in 2 batches to send"),
+    ],
+)
+def test_the_log_counts_invoices_and_batches_in_words_that_agree(
+    inbox: Path, sandbox: Sandbox, numbers: list[str], batch_size: str, line: str
+) -> None:
+    """The log line before sending names the file once, and its nouns agree with the counts."""
+    write_erp_csv(inbox / "x.csv", [erp_row(number) for number in numbers])
+    env = run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE=batch_size)
+    _, _, err = filedrop("run", environ=env)
+    messages = [text.split(maxsplit=2)[2] for text in err.splitlines()]  # after time and level
+    assert line in messages
+
+
+# -- readiness: the same rule as watch -------------------------------------------------------
+
+
+def test_run_waits_one_window_and_takes_only_files_that_stay_unchanged(inbox: Path) -> None:
+    """A file is ready after one unchanged stability window; one that grew meanwhile is not."""
+    clock = FakeTime()
+    steady = write_erp_csv(inbox / "steady.csv", [erp_row("7201")])
+    growing = write_erp_csv(inbox / "growing.csv", [erp_row("7202")])
+
+    def sleep(seconds: float) -> None:
+        clock.sleep(seconds)
+        growing.write_bytes(growing.read_bytes() + b"7203;\r\n")
+
+    ready, changing = ready_files(
+        [steady, growing], stability_s=5.0, clock=clock.clock, sleep=sleep
+    )
+    assert (ready, changing) == ([steady], [growing])
+    assert clock.sleeps == [5.0]
+
+
+def test_run_does_not_take_a_file_that_does_not_open(inbox: Path) -> None:
+    """Readiness includes opening the file: something that cannot be read is left alone."""
+    clock = FakeTime()
+    folder = inbox / "a.csv"
+    folder.mkdir()
+    (folder / "inside.csv").write_text("x", encoding="utf-8")
+    ready, changing = ready_files([folder], stability_s=0.0, clock=clock.clock, sleep=clock.sleep)
+    assert ready == []
+    assert changing == [folder]

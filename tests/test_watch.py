@@ -1,4 +1,4 @@
-"""Watch mode (issue 5 §4): a real observer on a real folder, a real sandbox, a real subprocess.
+"""Watch mode: a real observer on a real folder, a real sandbox, a real subprocess.
 
 The in-process tests run ``watch_inbox`` in a thread with short windows and wait on its reports
 with a deadline; the observer kind (inotify-style events, or polling) is a parameter wherever the
@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,26 +19,27 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import pandas as pd
 import pytest
-from watchdog.events import FileCreatedEvent
+from conftest import ORG_ID, ROOT, FakeTime, sandbox_settings
+from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
 from filedrop import watch as watch_module
-from filedrop.api.client import AmiliClient, Credentials, PollSchedule
-from filedrop.journal import Journal
-from filedrop.mapping import load_mappings
+from filedrop.journal import Journal, this_owner
 from filedrop.pipeline import Context, FileReport
+from filedrop.runner import open_context
 from filedrop.sandbox import Sandbox, SandboxOptions
-from filedrop.watch import WatchOptions, watch_inbox
+from filedrop.states import FileState
+from filedrop.watch import WatchOptions, watch_inbox, watch_through_outages
 
 pytestmark = pytest.mark.timeout(120)
 
-ORG_ID = "3fa85f64-5717-4562-b3fc-2c963f66afa6"
-REPO = Path(__file__).resolve().parent.parent
+REPO = ROOT
 T = TypeVar("T")
 
 # A small layout of our own: no KIDs or national ids to get right, so any number can be made up.
@@ -135,13 +137,6 @@ def mapping(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture
-def inbox(tmp_path: Path) -> Path:
-    path = tmp_path / "inbox"
-    path.mkdir()
-    return path
-
-
 @pytest.fixture(params=[False, True], ids=["events", "polling"])
 def polling(request: pytest.FixtureRequest) -> bool:
     return bool(request.param)
@@ -150,8 +145,8 @@ def polling(request: pytest.FixtureRequest) -> bool:
 class Watcher:
     """``watch_inbox`` running in a thread, with the reports it hands out."""
 
-    def __init__(self, inbox: Path, ctx: Context, options: WatchOptions, logged: Logged) -> None:
-        self.inbox = inbox
+    def __init__(self, ctx: Context, options: WatchOptions, logged: Logged) -> None:
+        self.inbox = ctx.inbox
         self.ctx = ctx
         self.logged = logged
         self.stop = threading.Event()
@@ -161,9 +156,7 @@ class Watcher:
 
     def _run(self, options: WatchOptions) -> None:
         try:
-            watch_inbox(
-                self.inbox, self.ctx, options=options, stop=self.stop, on_report=self.reports.append
-            )
+            watch_inbox(self.ctx, options=options, stop=self.stop, on_report=self.reports.append)
         except BaseException as exc:  # shown by the test that waits, not lost in a thread
             self.error = exc
 
@@ -206,48 +199,29 @@ class Watcher:
 def start_watch(
     sandbox: Sandbox, inbox: Path, mapping: Path, logged: Logged
 ) -> Iterator[Callable[..., Watcher]]:
-    """Start a watcher on ``inbox`` against ``sandbox``: ``start_watch(polling=..., ...)``;
-    ``folder`` is the path handed to ``watch_inbox`` if not ``inbox`` itself."""
-    started: list[tuple[Watcher, AmiliClient, Journal]] = []
+    """Start a watcher on ``inbox`` against ``sandbox``: ``start_watch(polling=..., ...)``
+    overrides settings; ``folder`` is the inbox setting if not ``inbox`` itself."""
+    started: list[Watcher] = []
+    with ExitStack() as stack:
 
-    def start(*, folder: Path | None = None, **overrides: Any) -> Watcher:
-        options: dict[str, Any] = {
-            "stability_s": 0.3,
-            "rescan_s": 3600.0,  # only the start-up scan: later drops must come through events
-            "observer_poll_s": 0.1,
-            "tick_s": 0.02,
-            "concurrent_files": 2,
-        }
-        poll_timeout_s = overrides.pop("poll_timeout_s", 10.0)
-        options.update(overrides)
-        client = AmiliClient(
-            auth_url=sandbox.url,
-            api_url=sandbox.url,
-            credentials=Credentials(client_id="watch-test", client_secret="not-a-secret"),
-            connect_timeout_s=2.0,
-            read_timeout_s=5.0,
-        )
-        journal = Journal(inbox / ".filedrop" / "state.db")
-        ctx = Context(
-            client=client,
-            journal=journal,
-            mappings=load_mappings(mapping),
-            environment="sandbox",
-            org_id=ORG_ID,
-            schedule=PollSchedule(initial_s=0.05, max_interval_s=0.2, timeout_s=poll_timeout_s),
-        )
-        watcher = Watcher(folder or inbox, ctx, WatchOptions(**options), logged)
-        started.append((watcher, client, journal))
-        return watcher.start()
+        def start(*, folder: Path | None = None, **overrides: Any) -> Watcher:
+            values: dict[str, Any] = {
+                "stability_s": 0.3,
+                "rescan_s": 3600.0,  # only the start-up scan: later drops must come by events
+                "observer_poll_s": 0.1,
+                "concurrent_files": 2,
+                "mapping": mapping,
+            }
+            values.update(overrides)
+            settings = sandbox_settings(folder or inbox, sandbox.url, **values)
+            ctx = stack.enter_context(open_context(settings))
+            watcher = Watcher(ctx, WatchOptions.from_settings(settings, tick_s=0.02), logged)
+            started.append(watcher)
+            return watcher.start()
 
-    yield start
-    for watcher, client, journal in started:
-        try:
+        yield start
+        for watcher in started:
             watcher.halt()  # a watcher that does not return after stop fails its test here
-        finally:
-            watcher.ctx.close()
-            journal.close()
-            client.close()
 
 
 def assert_sent_once(sandbox: Sandbox, numbers: list[str]) -> None:
@@ -276,7 +250,7 @@ def test_slow_upload_in_place_is_processed_once_and_whole(
             handle.flush()
             time.sleep(0.35)
     report = watcher.wait_for("upload.csv")["upload.csv"]
-    assert report.state == "done"
+    assert report.state is FileState.DONE
     assert report.counts == {"SUCCEEDED": len(numbers)}
     assert report.outcome is not None
     outcome = outcome_rows(report.outcome)
@@ -312,7 +286,7 @@ def test_a_file_waiting_on_queued_batches_never_holds_up_a_new_drop(
     watcher = start_watch(concurrent_files=1, poll_timeout_s=2.0, retry_initial_s=0.2)
     (watcher.inbox / "slow.csv").write_text(HEADER + row("SLOW-1"), encoding="utf-8")
     watcher.wait(lambda: watcher.reports_for("slow.csv"), what="slow.csv waiting")
-    assert watcher.reports_for("slow.csv")[0].state == "waiting"
+    assert watcher.reports_for("slow.csv")[0].state is FileState.WAITING
     sandbox.options.delay_s = (0.0, 0.0)
     (watcher.inbox / "new.csv").write_text(HEADER + row("NEW-1"), encoding="utf-8")
     watcher.wait(lambda: watcher.reports_for("new.csv"), what="new.csv", timeout_s=20)
@@ -382,7 +356,7 @@ def test_burst_of_50_files_is_processed_each_once(
     for i, name in enumerate(names):
         (watcher.inbox / name).write_text(csv_text([f"BURST-{i:02d}"]), encoding="utf-8")
     reports = watcher.wait_for(*names, timeout_s=60)
-    assert {report.state for report in reports.values()} == {"done"}
+    assert {report.state for report in reports.values()} == {FileState.DONE}
     # One more file, so that many rescans pass over the fifty before the counts are taken.
     (watcher.inbox / "after.csv").write_text(csv_text(["AFTER-1"]), encoding="utf-8")
     watcher.wait_for("after.csv")
@@ -405,7 +379,7 @@ def test_unreadable_file_gets_error_once_and_next_file_is_processed(
     nxt.write_text(csv_text(["NEXT-1"]), encoding="utf-8")
     os.utime(broken, ns=(time.time_ns() - 10**9, time.time_ns() - 10**9))  # oldest goes first
     reports = watcher.wait_for("broken.xlsx", "next.csv")
-    assert reports["broken.xlsx"].state == "error"
+    assert reports["broken.xlsx"].state is FileState.ERROR
     assert reports["broken.xlsx"].counts == {"ERROR": 1}
     error = outcome_rows(watcher.inbox / "broken.outcome.xlsx")
     assert list(error["outcome_status"]) == ["ERROR"]
@@ -420,15 +394,19 @@ def test_unreadable_file_gets_error_once_and_next_file_is_processed(
 # -- staying alive ----------------------------------------------------------------------------
 
 
-def test_event_handler_never_raises_into_its_observer(inbox: Path, logged: Logged) -> None:
-    """An error while queueing an event is logged, not raised (raising kills the observer)."""
+def dying_once(base: type[Any]) -> type[Any]:
+    """An observer class whose first event kills its thread, as a bug in a handler would."""
 
-    def broken_queue(path: Path) -> None:
-        raise RuntimeError("queue broke")
+    class DyingOnce(base):  # type: ignore[misc, valid-type]
+        died: ClassVar[list[bool]] = []
 
-    handler = watch_module._Hints(inbox.resolve(), broken_queue)
-    handler.dispatch(FileCreatedEvent(str(inbox.resolve() / "a.csv")))
-    assert logged.count("error while handling a file event") == 1
+        def dispatch_events(self, event_queue: Any) -> None:
+            if not DyingOnce.died:
+                DyingOnce.died.append(True)
+                raise RuntimeError("a bug while handling an event")
+            super().dispatch_events(event_queue)
+
+    return DyingOnce
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
@@ -438,27 +416,18 @@ def test_watching_goes_on_after_an_exception_kills_the_observer(
     polling: bool,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """An exception escaping the event handler ends watchdog's observer thread; the daemon
+    """An exception while dispatching an event ends watchdog's observer thread; the daemon
     notices, starts a new observer, finds the file that triggered it, and sees later files."""
-    original = watch_module._Hints.dispatch
-    raised: list[str] = []
-
-    def dispatch_raising_once(self: watch_module._Hints, event: Any) -> None:
-        if not raised and str(event.src_path).endswith("first.csv"):
-            raised.append(event.src_path)
-            raise RuntimeError("a bug in an event handler")
-        original(self, event)
-
-    monkeypatch.setattr(watch_module._Hints, "dispatch", dispatch_raising_once)
+    monkeypatch.setattr(watch_module, "Observer", dying_once(Observer))
+    monkeypatch.setattr(watch_module, "PollingObserver", dying_once(PollingObserver))
     watcher = start_watch(polling=polling)
     (watcher.inbox / "first.csv").write_text(csv_text(["FIRST-1"]), encoding="utf-8")
     watcher.wait(
         lambda: watcher.logged.count("the folder observer stopped"), what="the observer restart"
     )
-    assert raised
     (watcher.inbox / "second.csv").write_text(csv_text(["SECOND-1"]), encoding="utf-8")
     reports = watcher.wait_for("first.csv", "second.csv")
-    assert {report.state for report in reports.values()} == {"done"}
+    assert {report.state for report in reports.values()} == {FileState.DONE}
     assert_sent_once(sandbox, ["FIRST-1", "SECOND-1"])
 
 
@@ -477,7 +446,7 @@ def test_events_that_cannot_start_fall_back_to_polling(
     watcher = start_watch()
     assert watcher.logged.count(f"watching {watcher.inbox.resolve()} by polling instead") == 1
     (watcher.inbox / "polled.csv").write_text(csv_text(["POLLED-1"]), encoding="utf-8")
-    assert watcher.wait_for("polled.csv")["polled.csv"].state == "done"
+    assert watcher.wait_for("polled.csv")["polled.csv"].state is FileState.DONE
     assert_sent_once(sandbox, ["POLLED-1"])
 
 
@@ -490,7 +459,7 @@ def test_rescans_alone_find_files_when_no_observer_runs(
     watcher = start_watch(rescan_s=0.1)
     assert watcher.logged.count(f"no folder observer for {watcher.inbox.resolve()}") == 1
     (watcher.inbox / "found.csv").write_text(csv_text(["FOUND-1"]), encoding="utf-8")
-    assert watcher.wait_for("found.csv")["found.csv"].state == "done"
+    assert watcher.wait_for("found.csv")["found.csv"].state is FileState.DONE
     assert_sent_once(sandbox, ["FOUND-1"])
 
 
@@ -591,7 +560,7 @@ def test_sigterm_exits_0_and_restart_finishes_what_was_in_flight(
             sigterm(first, log_path)
         with Journal(inbox / ".filedrop" / "state.db") as journal:
             assert len(journal.batches(states=("queued",))) == 3
-            assert [f.state for f in journal.recent_files()] == ["waiting"]
+            assert [f.state for f in journal.recent_files()] == [FileState.WAITING]
 
         shift_s[0] = 120.0
         second = start_daemon({**env, "FILEDROP_POLLING": "true"}, log_path)
@@ -634,10 +603,64 @@ def test_health_is_ok_while_the_daemon_runs_and_fails_once_its_heartbeat_is_stal
         assert ok.stdout.startswith("healthy: heartbeat")
     finally:
         sigterm(daemon, log_path)
-    # The limit is at least 60 s (cli._health); waiting that long is no test, so the last beat
-    # is written again as it would look an hour later with no daemon beating.
+    # Waiting out the staleness limit is no test, so the last beat is written again as it would
+    # look an hour later with no daemon beating.
     with Journal(journal_path, clock=lambda: time.time() - 3600) as journal:
         journal.beat(beat[0])
     stale = health(env)
     assert stale.returncode == 1
-    assert "heartbeat" in stale.stderr
+    assert re.fullmatch(
+        r"filedrop: unhealthy: the watch daemon's last heartbeat was 36\d\d s ago\.\n", stale.stderr
+    )
+
+
+# -- outages and health, timed by the settings ---------------------------------------------------
+
+
+def test_an_api_outage_at_start_is_waited_out_on_the_retry_settings(
+    inbox: Path, mapping: Path, sandbox: Sandbox, logged: Logged
+) -> None:
+    """Amili down when the daemon starts: it waits retry_initial_s, doubling up to retry_max_s,
+    and tries again until told to stop, never giving up."""
+    clock = FakeTime()
+    sandbox.fail_next(503, count=1000, retry_after="0", route="token")
+    settings = sandbox_settings(
+        inbox, sandbox.url, mapping=mapping, retry_initial_s=5.0, retry_max_s=12.0
+    )
+    pauses: list[float] = []
+
+    def pause(seconds: float) -> bool:
+        pauses.append(seconds)
+        return len(pauses) == 4  # told to stop during the fourth wait
+
+    stop = threading.Event()
+    watch_through_outages(settings, stop=stop, pause=pause, clock=clock.clock, sleep=clock.sleep)
+    assert pauses == [5.0, 10.0, 12.0, 12.0]
+    assert logged.count("Amili was not available for POST /token") == 4
+    assert sandbox.counters().posts == 0
+
+
+@pytest.mark.parametrize(
+    ("heartbeat_s", "healthy"),
+    [("10", True), ("1", False)],
+    ids=["ten-second-beat", "one-second-beat"],
+)
+def test_health_allows_six_missed_heartbeats_of_the_configured_interval(
+    inbox: Path, heartbeat_s: str, healthy: bool
+) -> None:
+    """A beat 30 s old from a live daemon is healthy with a 10 s heartbeat (limit 60 s) and
+    stale with a 1 s heartbeat (limit 6 s): the limit follows FILEDROP_HEARTBEAT_S."""
+    from builders import filedrop
+
+    with Journal(inbox / ".filedrop" / "state.db", clock=lambda: time.time() - 30) as journal:
+        journal.beat(this_owner())  # this test's own process: alive
+    env = {"FILEDROP_INBOX": str(inbox), "FILEDROP_HEARTBEAT_S": heartbeat_s}
+    code, out, err = filedrop("status", "--health", environ=env, expect=None)
+    if healthy:
+        assert (code, err) == (0, "")
+        assert re.fullmatch(r"healthy: heartbeat 3\d s ago from \S+\n", out)
+    else:
+        assert (code, out) == (1, "")
+        assert re.fullmatch(
+            r"filedrop: unhealthy: the watch daemon's last heartbeat was 3\d s ago\.\n", err
+        )

@@ -108,8 +108,8 @@ class AmiliClient:
         auth_url: str,
         api_url: str,
         credentials: Credentials,
-        connect_timeout_s: float = 5.0,
-        read_timeout_s: float = 30.0,
+        connect_timeout_s: float,
+        read_timeout_s: float,
         token_margin_s: float = 60.0,
         max_retries: int = 5,
         clock: Callable[[], float] = time.time,
@@ -218,40 +218,6 @@ class AmiliClient:
             ) from None
         log.debug("GET %s: %s", path, result.status)
         return result
-
-    def wait(
-        self, batch_id: str, *, schedule: PollSchedule | None = None
-    ) -> BatchResult | StillPending:
-        """Poll until the batch is terminal or the schedule's timeout; never forget the batch id.
-
-        A poll that fails transiently (`ApiUnavailable`) is logged and the schedule goes on;
-        `AuthError` and `ApiError` (e.g. an unknown batch id) are raised.
-        """
-        schedule = schedule or PollSchedule()
-        start = self._clock()
-        slept_s = 0.0
-        last: BatchResult | None = None
-
-        def waited_s() -> float:
-            # The clock covers real waits; the slept sum, an injected sleep that takes no time.
-            return max(self._clock() - start, slept_s)
-
-        for delay_s in schedule.delays():
-            if waited_s() + delay_s > schedule.timeout_s + 1e-9:
-                break
-            self._sleep(delay_s)
-            slept_s += delay_s
-            try:
-                last = self.get_batch(batch_id)
-            except ApiUnavailable as exc:
-                log.warning("batch %s: poll failed (%s); polling again", batch_id, exc.reason)
-                continue
-            if last.terminal:
-                return last
-        log.info(
-            "batch %s still not finished after %.0f s; poll it again later", batch_id, waited_s()
-        )
-        return StillPending(batch_id=batch_id, waited_s=waited_s(), last=last)
 
     # --------------------------------------------------------------------------------- the token
 

@@ -137,12 +137,14 @@ class Credentials:
 
 @dataclass(frozen=True, kw_only=True)
 class PollSchedule:
-    """How long to wait between polls of a batch: the guide's 1 s doubling to 30 s, for 5 min."""
+    """How long to wait between polls of a batch: ``initial_s`` doubling (``factor``) up to
+    ``max_interval_s``, until ``timeout_s`` in all. The settings ``poll_*`` give the values
+    (the guide's 1 s doubling to 30 s, for 5 min, by default)."""
 
-    initial_s: float = 1.0
+    initial_s: float
+    max_interval_s: float
+    timeout_s: float
     factor: float = 2.0
-    max_interval_s: float = 30.0
-    timeout_s: float = 300.0
 
     def __post_init__(self) -> None:
         if not (self.initial_s > 0 and self.factor >= 1 and self.max_interval_s > 0):
