@@ -60,6 +60,7 @@ def make_client(settings: Settings) -> AmiliClient:
         ),
         connect_timeout_s=settings.connect_timeout_s,
         read_timeout_s=settings.read_timeout_s,
+        url_origins=settings.url_origins(),
     )
 
 
