@@ -232,7 +232,7 @@ def main(
     except BrokenPipeError:  # `filedrop validate x.csv --json | head`: the reader had enough
         return ExitCode.OK
     except Exception as exc:  # a bug, or a case without its own sentence yet
-        detail = mask_ids(str(exc))
+        detail = mask_ids(" ".join(str(exc).split()))  # one line, whatever it was
         what = f"unexpected error: {detail}" if detail else "unexpected error"
         advice = "" if args.debug else "; run again with --debug to see where it happened"
         return _fail(io, f"{what.rstrip('.')}{advice}.", debug=args.debug)
