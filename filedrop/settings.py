@@ -36,7 +36,8 @@ _UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 #: Variables filedrop reads that are not settings themselves.
 OTHER_VARIABLES = ("FILEDROP_CONFIG",)
 
-#: The commands that read settings, and so take the settings flags.
+#: Which commands have a flag for a setting (its ``flag_on``): the two that send, or every
+#: command that reads the journal too.
 RUN_AND_WATCH = ("run", "watch")
 ALL_SETTINGS_COMMANDS = ("run", "watch", "status", "resolve")
 

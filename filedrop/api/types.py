@@ -74,8 +74,8 @@ class ApiError(FiledropError):
 
     def __str__(self) -> str:
         body = f": {self.excerpt!r}" if self.excerpt else ""
-        hint = _hint(self.status, self.path)
-        if self.urls and "URL" in hint:  # the hint suspects a base URL: say which were used
+        hint, suspects_url = _hint(self.status, self.path)
+        if suspects_url and self.urls:
             hint = f"{hint}: {self.urls}"
         return (
             f"Amili answered {self.method} {self.path} with HTTP {self.status}{body}; "
@@ -117,19 +117,23 @@ class AmbiguousSubmission(FiledropError):  # noqa: N818 - the name the pipeline 
         )
 
 
-def _hint(status: int, path: str) -> str:
-    """What to do about a definite HTTP error, as far as the status tells."""
+def _hint(status: int, path: str) -> tuple[str, bool]:
+    """What to do about a definite HTTP error, as far as the status tells, and whether a wrong
+    base URL is a likely cause."""
     if path.endswith("/token"):
-        return "check the auth base URL (FILEDROP_ENV or FILEDROP_AUTH_URL)"
+        return "check the auth base URL (FILEDROP_ENV or FILEDROP_AUTH_URL)", True
     if status == 403:
-        return "check that the client may use this organisation (FILEDROP_ORG_ID)"
+        return "check that the client may use this organisation (FILEDROP_ORG_ID)", False
     if status == 404 and "/batches/" in path:
-        return "Amili does not know this batch id"
+        return "Amili does not know this batch id", False
     if status in (404, 405):
-        return "check FILEDROP_ORG_ID and the API base URL (FILEDROP_ENV or FILEDROP_API_URL)"
+        return (
+            "check FILEDROP_ORG_ID and the API base URL (FILEDROP_ENV or FILEDROP_API_URL)",
+            True,
+        )
     if 300 <= status < 400:
-        return "check the base URLs (FILEDROP_ENV, FILEDROP_AUTH_URL, FILEDROP_API_URL)"
-    return "fix what the answer names and send again"
+        return "check the base URLs (FILEDROP_ENV, FILEDROP_AUTH_URL, FILEDROP_API_URL)", True
+    return "fix what the answer names and send again", False
 
 
 # ------------------------------------------------------------------------------------ data types
