@@ -1,13 +1,14 @@
 """The ``filedrop`` command: arguments in, one library call, an exit code out.
 
-One error boundary (``main``) turns every ``FiledropError`` into its sentence; a traceback shows
-only with ``--debug``. The environment and the output streams are parameters so tests run the
-CLI in-process.
+One error boundary (``main``) turns every exception into one sentence and exit code 2 (a
+``FiledropError`` into its own sentence); a traceback shows only with ``--debug``. The environment
+and the output streams are parameters so tests run the CLI in-process.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
@@ -21,24 +22,26 @@ from typing import TYPE_CHECKING, TextIO
 
 from filedrop import __version__
 from filedrop.errors import ConfigError, FiledropError, ReadError
-from filedrop.logs import setup_logging
+from filedrop.logs import mask_ids, setup_logging
+from filedrop.settings import SPEC_BY_NAME, SPECS, Settings, load_settings
 from filedrop.states import ExitCode, RowStatus
 
 if TYPE_CHECKING:  # imported lazily at run time: `filedrop --help` should start fast
     from filedrop.progress import Progress
     from filedrop.runner import RunReport
-    from filedrop.settings import Settings
 
 Handler = Callable[[argparse.Namespace, "Io"], int]
 
 
 class Io:
-    """The process's surroundings, injected (``main(argv, environ, stdout, stderr)``)."""
+    """The process's surroundings, injected (``main(argv, environ, stdout, stderr)``), and the
+    settings ``main`` resolved from them for this command."""
 
     def __init__(self, environ: Mapping[str, str], stdout: TextIO, stderr: TextIO) -> None:
         self.environ = environ
         self.stdout = stdout
         self.stderr = stderr
+        self.settings = Settings()
 
     def say(self, text: str = "") -> None:
         print(text, file=self.stdout)
@@ -82,25 +85,19 @@ Use it for batches 'filedrop status' lists as UNKNOWN, after checking with Amili
 }
 
 
-def _settings_flags(parser: argparse.ArgumentParser, *, sending: bool) -> None:
-    """The settings flags shared by the commands that read settings."""
-    group = parser.add_argument_group("settings (flag > FILEDROP_* environment > --config TOML)")
-    group.add_argument("--config", type=Path, help="TOML config file (or FILEDROP_CONFIG)")
-    group.add_argument("--inbox", help="the folder to process (FILEDROP_INBOX)")
-    group.add_argument("--state", help="the journal (FILEDROP_STATE)")
-    if sending:
-        group.add_argument("--env", help="sandbox, staging or production (FILEDROP_ENV)")
-        group.add_argument("--mapping", help="mapping file or folder (FILEDROP_MAPPING)")
-        group.add_argument("--batch-size", help="invoices per batch (default 100)")
-        group.add_argument("--concurrent-batches", help="POSTs in flight (default 4)")
-        group.add_argument("--poll-timeout-s", help="stop waiting for a batch (default 300)")
-        group.add_argument("--stability-s", help="unchanged this long = ready (default 5)")
-        group.add_argument(
-            "--archive",
-            action="store_const",
-            const="true",
-            help="move original and outcome to archive/ when done",
-        )
+def _settings_flags(parser: argparse.ArgumentParser, command: str) -> None:
+    """The flags of the settings ``command`` reads, with help built from their definitions."""
+    group = parser.add_argument_group(
+        "settings (flag > FILEDROP_* environment > --config TOML > default)"
+    )
+    group.add_argument("--config", type=Path, help="TOML config file (FILEDROP_CONFIG)")
+    for spec in SPECS:
+        if command not in spec.flag_on:
+            continue
+        if spec.is_switch:
+            group.add_argument(spec.flag, action="store_const", const="true", help=spec.help_text)
+        else:
+            group.add_argument(spec.flag, help=spec.help_text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,9 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common.add_argument(
         "--log-format",
-        choices=("text", "json"),
         default=argparse.SUPPRESS,
-        help="log lines as text (default) or JSON (FILEDROP_LOG_FORMAT)",
+        help=SPEC_BY_NAME["log_format"].help_text,
     )
     parser = argparse.ArgumentParser(
         prog="filedrop",
@@ -147,19 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep-sandbox", action="store_true", help="keep serving until Ctrl-C")
 
     run = command("run", "Process every ready file in the inbox once, then exit with a code.", _run)
-    _settings_flags(run, sending=True)
+    _settings_flags(run, "run")
 
     watch = command(
         "watch", "Process the backlog, then watch the inbox until SIGTERM or SIGINT.", _watch
     )
-    _settings_flags(watch, sending=True)
-    watch.add_argument(
-        "--polling",
-        action="store_const",
-        const="true",
-        help="poll the folder: for SMB/CIFS/NFS/SSHFS and Docker Desktop mounts",
-    )
-    watch.add_argument("--rescan-s", help="rescan the inbox this often (default 30)")
+    _settings_flags(watch, "watch")
 
     validate = command(
         "validate",
@@ -167,8 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
         _validate,
     )
     validate.add_argument("file", type=Path, help="the CSV or Excel file")
-    validate.add_argument("--mapping", type=Path, help="mapping file or folder (FILEDROP_MAPPING)")
     validate.add_argument("--json", action="store_true", help="print the invoice JSON to be sent")
+    _settings_flags(validate, "validate")
 
     sandbox = command(
         "sandbox", "Serve a local imitation of Amili's API; nothing reaches Amili.", _sandbox
@@ -192,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     status = command(
         "status", "Show what the journal knows: files, pending and unknown batches.", _status
     )
-    _settings_flags(status, sending=False)
+    _settings_flags(status, "status")
     status.add_argument(
         "--health",
         action="store_true",
@@ -200,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     resolve = command("resolve", "Settle an UNKNOWN batch after checking with Amili.", _resolve)
-    _settings_flags(resolve, sending=False)
+    _settings_flags(resolve, "resolve")
     resolve.add_argument("batch", help="journal number (#12) or API batch id, from 'status'")
     verdict = resolve.add_mutually_exclusive_group(required=True)
     verdict.add_argument("--sent", action="store_true", help="Amili has them: never send again")
@@ -215,7 +204,11 @@ def main(
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
 ) -> int:
-    """Run one command; returns the exit code (``ExitCode``)."""
+    """Run one command; returns the exit code (``ExitCode``).
+
+    The one error boundary: whatever escapes a command becomes one sentence on stderr and exit
+    code 2; the traceback is logged only with ``--debug``.
+    """
     io = Io(os.environ if environ is None else environ, stdout or sys.stdout, stderr or sys.stderr)
     parser = build_parser()
     try:
@@ -223,46 +216,48 @@ def main(
     except SystemExit as exc:  # argparse has printed usage or help
         return int(exc.code or 0)
     args.debug = getattr(args, "debug", False)
-    args.log_format = getattr(args, "log_format", None)
-    log_format = args.log_format or io.environ.get("FILEDROP_LOG_FORMAT") or "text"
-    setup_logging(stream=io.stderr, fmt=log_format, debug=args.debug)
+    # Text until the settings say otherwise, so that a bad setting can still be reported.
+    setup_logging(stream=io.stderr, fmt="text", debug=args.debug)
     try:
+        io.settings = load_settings(
+            flags=_flags(args), environ=io.environ, config_file=getattr(args, "config", None)
+        )
+        setup_logging(stream=io.stderr, fmt=io.settings.log_format, debug=args.debug)
         return args.handler(args, io)
     except FiledropError as exc:
-        if args.debug:
-            logging.getLogger("filedrop").exception("error")
-        print(f"filedrop: {exc}", file=io.stderr)
-        return ExitCode.SETUP
+        return _fail(io, str(exc), debug=args.debug)
     except KeyboardInterrupt:
         print("filedrop: interrupted.", file=io.stderr)
         return ExitCode.INTERRUPTED
     except BrokenPipeError:  # `filedrop validate x.csv --json | head`: the reader had enough
         return ExitCode.OK
+    except Exception as exc:  # a bug, or a case without its own sentence yet
+        detail = mask_ids(" ".join(str(exc).split()))  # one line, whatever it was
+        what = f"unexpected error: {detail}" if detail else "unexpected error"
+        advice = "" if args.debug else "; run again with --debug to see where it happened"
+        return _fail(io, f"{what.rstrip('.')}{advice}.", debug=args.debug)
+
+
+def _fail(io: Io, sentence: str, *, debug: bool) -> int:
+    """Print the sentence (after the traceback, with --debug) and exit with the setup code."""
+    if debug:
+        logging.getLogger("filedrop").exception("the traceback of the error below")
+    print(f"filedrop: {sentence}", file=io.stderr)
+    return ExitCode.SETUP
 
 
 def _flags(args: argparse.Namespace) -> dict[str, object]:
-    names = (
-        "inbox",
-        "state",
-        "env",
-        "mapping",
-        "batch_size",
-        "concurrent_batches",
-        "poll_timeout_s",
-        "stability_s",
-        "archive",
-    )
-    flags = {name: getattr(args, name, None) for name in names}
-    flags["log_format"] = args.log_format
+    """The settings given as flags to this command (other commands' options are not settings)."""
+    flags: dict[str, object] = {
+        spec.name: getattr(args, spec.name, None) for spec in SPECS if args.command in spec.flag_on
+    }
+    flags["log_format"] = getattr(args, "log_format", None)
     return flags
 
 
 def _load(args: argparse.Namespace, io: Io) -> Settings:
-    from filedrop.settings import load_settings
-
-    return load_settings(
-        flags=_flags(args), environ=io.environ, config_file=getattr(args, "config", None)
-    )
+    """The settings ``main`` resolved for this command (flag > env > TOML > default)."""
+    return io.settings
 
 
 def _run(args: argparse.Namespace, io: Io) -> int:
@@ -371,12 +366,11 @@ def _validate(args: argparse.Namespace, io: Io) -> int:
     from filedrop.mapping.prepare import payloads, prepare
     from filedrop.read import read_table
 
-    mapping_path = args.mapping or (
-        Path(io.environ["FILEDROP_MAPPING"]) if io.environ.get("FILEDROP_MAPPING") else None
-    )
+    mapping_path = _load(args, io).mapping
     if mapping_path is None:
         raise ConfigError(
-            "No mapping given; pass --mapping FILE_OR_FOLDER or set FILEDROP_MAPPING."
+            "No mapping given; pass --mapping FILE_OR_FOLDER or set FILEDROP_MAPPING "
+            "(or mapping in the config file)."
         )
     if not args.file.is_file():
         raise ReadError(str(args.file), "no such file")
@@ -430,7 +424,18 @@ def _sandbox(args: argparse.Namespace, io: Io) -> int:
     )
     stop = threading.Event()
     _on_signals(stop)
-    serve(options, host=args.host, port=args.port, stop=stop)
+    try:
+        serve(options, host=args.host, port=args.port, stop=stop)
+    except OSError as exc:  # the socket could not be bound; serving itself raises nothing
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(
+                f"{args.host}:{args.port} is already in use; stop what listens there or pick "
+                "another --port (0 picks a free one)."
+            ) from exc
+        raise ConfigError(
+            f"cannot listen on {args.host}:{args.port} ({exc.strerror or exc}); check --host "
+            "and --port."
+        ) from exc
     return ExitCode.OK
 
 

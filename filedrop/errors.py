@@ -1,8 +1,8 @@
 """The few errors filedrop raises on purpose.
 
 Each carries where the problem is and builds its one sentence in ``__str__``, so the CLI's single
-error boundary can print it as it is. Anything else that escapes is a bug and shows a traceback
-only with ``--debug``.
+error boundary can print it as it is. Anything else that escapes is a bug: the boundary prints it
+as an "unexpected error" sentence, and its traceback only with ``--debug``.
 """
 
 from __future__ import annotations

@@ -76,6 +76,7 @@ def make_client(
         read_timeout_s=settings.read_timeout_s,
         clock=clock,
         sleep=sleep,
+        url_origins=settings.url_origins(),
     )
 
 

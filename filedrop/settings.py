@@ -1,15 +1,19 @@
 """Settings: command-line flag > environment variable > TOML config file > default.
 
-Every setting is one ``Spec`` row, resolved by one function, so a wrong value always gets the
-same kind of sentence naming where it came from (``--batch-size``, ``FILEDROP_BATCH_SIZE`` or the
-config file's key).
+Every setting is one field of ``Settings`` that carries its default, parser and help; ``SPECS``
+(the table that gives each setting its flag, variable and key), the CLI's flags and their help are
+built from those fields, so a default is written once. One function resolves them all, so a wrong
+value always gets the same kind of sentence naming where it came from (``--batch-size``,
+``FILEDROP_BATCH_SIZE`` or the config file's key).
 """
 
 from __future__ import annotations
 
+import difflib
+import math
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -29,18 +33,51 @@ ENVIRONMENTS: dict[str, tuple[str, str]] = {
 
 _UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 
+#: Variables filedrop reads that are not settings themselves.
+OTHER_VARIABLES = ("FILEDROP_CONFIG",)
+
+#: Which commands have a flag for a setting (its ``flag_on``): the two that send, or every
+#: command that reads the journal too.
+RUN_AND_WATCH = ("run", "watch")
+ALL_SETTINGS_COMMANDS = ("run", "watch", "status", "resolve")
+
+
+# Each parser raises ValueError("must ...") so that every refusal reads the same way.
+
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError("must be a whole number of 1 or more") from None
     if value < 1:
         raise ValueError("must be 1 or more")
     return value
 
 
-def _non_negative_float(text: str) -> float:
-    value = float(text)
+def _float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("must be a number of seconds") from None
+    if not math.isfinite(value):
+        raise ValueError("must be a finite number of seconds")
+    return value
+
+
+def _seconds(text: str) -> float:
+    """Seconds where 0 means "at once" (a stability window, a shutdown grace period)."""
+    value = _float(text)
     if value < 0:
         raise ValueError("must be 0 or more")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    """Seconds where 0 makes no sense: a timeout, or the wait in a loop that would spin."""
+    value = _float(text)
+    if value <= 0:
+        raise ValueError("must be more than 0")
     return value
 
 
@@ -54,28 +91,288 @@ def _bool(text: str) -> bool:
 
 
 def _choice(*choices: str) -> Callable[[str], str]:
+    """Accept one of ``choices`` in any case (``Sandbox`` is ``sandbox``)."""
+
     def parse(text: str) -> str:
-        if text not in choices:
+        lowered = text.strip().lower()
+        if lowered not in choices:
             raise ValueError(f"must be one of {', '.join(choices)}")
-        return text
+        return lowered
 
     return parse
 
 
-_EXPECTED = {
-    _positive_int: "a whole number of 1 or more",
-    _non_negative_float: "a number of seconds",
+def _about(
+    parse: Callable[[str], Any], help: str, *, flag_on: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """What makes a ``Settings`` field a setting: its parser, its help and the commands that
+    have a flag for it. ``SPECS`` is built from these fields, so each default is written once."""
+    return {"parse": parse, "help": help, "flag_on": flag_on}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Resolved settings: every setting with its default, parser and meaning, once.
+
+    ``sources`` says where each given value came from (``--batch-size``, ``FILEDROP_BATCH_SIZE``
+    or ``filedrop.toml: batch_size``), so that messages can name it; defaults are not in it.
+    """
+
+    env: str | None = field(
+        default=None,
+        metadata=_about(
+            _choice(*ENVIRONMENTS), "sandbox, staging or production", flag_on=RUN_AND_WATCH
+        ),
+    )
+    auth_url: str | None = field(
+        default=None, metadata=_about(str, "identiverse base URL (overrides the environment's)")
+    )
+    api_url: str | None = field(
+        default=None, metadata=_about(str, "API base URL (overrides the environment's)")
+    )
+    client_id: str | None = field(default=None, metadata=_about(str, "client id issued by Amili"))
+    client_secret: str | None = field(
+        default=None,
+        repr=False,
+        metadata=_about(str, "client secret (prefer FILEDROP_CLIENT_SECRET_FILE)"),
+    )
+    client_secret_file: Path | None = field(
+        default=None, metadata=_about(Path, "file holding the client secret (a mounted secret)")
+    )
+    org_id: str | None = field(default=None, metadata=_about(str, "organisation UUID"))
+    inbox: Path | None = field(
+        default=None, metadata=_about(Path, "the folder to process", flag_on=ALL_SETTINGS_COMMANDS)
+    )
+    mapping: Path | None = field(
+        default=None,
+        metadata=_about(Path, "mapping file or folder", flag_on=(*RUN_AND_WATCH, "validate")),
+    )
+    state: Path | None = field(
+        default=None,
+        metadata=_about(
+            Path,
+            "the journal (default: .filedrop/state.db in the inbox)",
+            flag_on=ALL_SETTINGS_COMMANDS,
+        ),
+    )
+    batch_size: int = field(
+        default=100, metadata=_about(_positive_int, "invoices per batch", flag_on=RUN_AND_WATCH)
+    )
+    concurrent_batches: int = field(
+        default=4, metadata=_about(_positive_int, "POSTs in flight at once", flag_on=RUN_AND_WATCH)
+    )
+    concurrent_files: int = field(
+        default=2, metadata=_about(_positive_int, "files processed at once")
+    )
+    poll_initial_s: float = field(
+        default=1.0, metadata=_about(_positive_seconds, "first wait before polling a batch")
+    )
+    poll_max_interval_s: float = field(
+        default=30.0, metadata=_about(_positive_seconds, "longest wait between polls")
+    )
+    poll_timeout_s: float = field(
+        default=300.0,
+        metadata=_about(_seconds, "stop waiting for a batch after this", flag_on=RUN_AND_WATCH),
+    )
+    stability_s: float = field(
+        default=5.0, metadata=_about(_seconds, "unchanged this long = ready", flag_on=RUN_AND_WATCH)
+    )
+    rescan_s: float = field(
+        default=30.0,
+        metadata=_about(
+            _positive_seconds, "watch: rescan the inbox this often", flag_on=("watch",)
+        ),
+    )
+    connect_timeout_s: float = field(
+        default=5.0, metadata=_about(_positive_seconds, "HTTP connect timeout")
+    )
+    read_timeout_s: float = field(
+        default=30.0, metadata=_about(_positive_seconds, "HTTP read timeout")
+    )
+    archive: bool = field(
+        default=False,
+        metadata=_about(
+            _bool, "move original and outcome to archive/ when done", flag_on=RUN_AND_WATCH
+        ),
+    )
+    polling: bool = field(
+        default=False,
+        metadata=_about(
+            _bool,
+            "watch: poll the folder (SMB/CIFS/NFS/SSHFS, Docker Desktop mounts) instead of events",
+            flag_on=("watch",),
+        ),
+    )
+    log_format: str = field(
+        default="text", metadata=_about(_choice("text", "json"), "log lines as text or JSON")
+    )
+    heartbeat_s: float = field(
+        default=10.0,
+        metadata=_about(_positive_seconds, "watch: write the daemon's heartbeat this often"),
+    )
+    claim_stale_s: float = field(
+        default=900.0,
+        metadata=_about(_positive_seconds, "trust another host's claim on a file this long"),
+    )
+    retry_initial_s: float = field(
+        default=10.0, metadata=_about(_positive_seconds, "watch: first wait after the API was down")
+    )
+    retry_max_s: float = field(
+        default=600.0,
+        metadata=_about(_positive_seconds, "watch: longest wait after the API was down"),
+    )
+    shutdown_s: float = field(
+        default=8.0, metadata=_about(_seconds, "at a stop, in-flight work gets this long")
+    )
+    observer_poll_s: float = field(
+        default=1.0,
+        metadata=_about(_positive_seconds, "watch --polling lists the folder this often"),
+    )
+
+    sources: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    def where(self, name: str) -> str:
+        """Where ``name``'s value came from: its flag, variable or config key, else its variable."""
+        return self.sources.get(name) or SPEC_BY_NAME[name].env
+
+    @property
+    def journal_path(self) -> Path:
+        """Where the journal lives: ``state``, else ``.filedrop/state.db`` in the inbox."""
+        if self.state is not None:
+            return self.state
+        if self.inbox is None:
+            raise ConfigError(_not_set(["inbox"], sending=False))
+        return self.inbox / STATE_FOLDER / "state.db"
+
+    def urls(self) -> tuple[str, str]:
+        """(auth base URL, API base URL) for the chosen environment and overrides."""
+        if self.env is None:
+            # Always required, even with both URLs overridden: the environment names the set
+            # of invoice numbers in the journal that must never be sent twice.
+            raise ConfigError(_not_set(["env"], sending=True))
+        auth, api = ENVIRONMENTS[self.env]
+        return (self.auth_url or auth).rstrip("/"), (self.api_url or api).rstrip("/")
+
+    def url_origins(self) -> str:
+        """Which URL serves what, and why, when only one of the two is overridden; else "".
+
+        A token from one Amili and an API from another fail in puzzling ways (a refused token, an
+        unknown path), so the errors they cause carry this.
+        """
+        if self.env is None or (self.auth_url is None) == (self.api_url is None):
+            return ""
+        auth, api = self.urls()
+        from_env = f"from {self.where('env')}={self.env}"
+        auth_origin = self.where("auth_url") if self.auth_url else from_env
+        api_origin = self.where("api_url") if self.api_url else from_env
+        return f"token from {auth}/token ({auth_origin}), API at {api} ({api_origin})"
+
+    def secret(self) -> str:
+        """The client secret, from FILEDROP_CLIENT_SECRET_FILE (a mounted secret) or the value."""
+        path = self.client_secret_file
+        if path is not None:
+            where = self.where("client_secret_file")
+            try:
+                return path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"{where} {path} cannot be read ({exc.strerror}); check the path and its "
+                    "permissions. Nothing was sent."
+                ) from exc
+            except UnicodeDecodeError as exc:
+                raise ConfigError(
+                    f"{where} {path} is not UTF-8 text; save the secret Amili issued as plain "
+                    "UTF-8 text. Nothing was sent."
+                ) from exc
+        if not self.client_secret:
+            raise ConfigError(_not_set(["client_secret"], sending=True))
+        return self.client_secret
+
+    def require_for_sending(self) -> None:
+        """Check every setting that sending needs, before anything is sent (exit code 2).
+
+        Every missing one is named in the same sentence, so one fix-and-rerun is enough.
+        """
+        required = ("env", "client_id", "client_secret", "org_id", "inbox", "mapping")
+        missing = [name for name in required if not self._given(name)]
+        if missing:
+            raise ConfigError(_not_set(missing, sending=True))
+        if not _UUID.fullmatch(self.org_id or ""):
+            raise ConfigError(
+                f'{self.where("org_id")} is "{self.org_id}", which is not a UUID like '
+                "3fa85f64-5717-4562-b3fc-2c963f66afa6; use the organisation id Amili issued. "
+                "Nothing was sent."
+            )
+        self.secret()
+        self.require_inbox()
+        if self.mapping is not None and not self.mapping.exists():
+            raise ConfigError(
+                f"{self.where('mapping')} {self.mapping} does not exist; point it at a mapping "
+                "file or a folder of them. Nothing was sent."
+            )
+
+    def require_inbox(self) -> Path:
+        if self.inbox is None:
+            raise ConfigError(_not_set(["inbox"], sending=False))
+        if not self.inbox.is_dir():
+            raise ConfigError(
+                f"{self.where('inbox')} {self.inbox} is not a folder; create it or fix the path."
+            )
+        return self.inbox
+
+    def _given(self, name: str) -> bool:
+        if name == "client_secret":
+            return bool(self.client_secret) or self.client_secret_file is not None
+        return getattr(self, name) is not None and getattr(self, name) != ""
+
+
+#: Each required setting: how a message names it, and what to set it to.
+_WANTED = {
+    "env": ("FILEDROP_ENV", "sandbox, staging or production"),
+    "client_id": ("FILEDROP_CLIENT_ID", "the client id Amili issued"),
+    "client_secret": (
+        "FILEDROP_CLIENT_SECRET (or FILEDROP_CLIENT_SECRET_FILE)",
+        "the secret Amili issued",
+    ),
+    "org_id": ("FILEDROP_ORG_ID", "the organisation id Amili issued"),
+    "inbox": ("FILEDROP_INBOX", "the folder to process"),
+    "mapping": ("FILEDROP_MAPPING", "a mapping file or a folder of them"),
 }
+_ISSUED = ("client_id", "client_secret", "org_id")
+
+
+def _not_set(names: list[str], *, sending: bool) -> str:
+    """One sentence for every missing setting: ``A, B and C are not set; set A to ...``."""
+    labels = [_WANTED[name][0] for name in names]
+    issued = [name for name in names if name in _ISSUED]
+    if len(names) == 1:
+        sentence = f"{labels[0]} is not set; set it to {_WANTED[names[0]][1]}."
+    else:
+        todo = [f"{_WANTED[name][0]} to {_WANTED[name][1]}" for name in names if name not in issued]
+        if len(issued) == 1:
+            todo.append(f"{_WANTED[issued[0]][0]} to {_WANTED[issued[0]][1]}")
+        elif issued and todo:
+            variables = _join([_WANTED[name][0].split(" ")[0] for name in issued])
+            todo.append(f"{variables} to the values Amili issued")
+        else:
+            todo.append("them to the values Amili issued")
+        sentence = f"{_join(labels)} are not set; set {'; '.join(todo)}."
+    return f"{sentence} Nothing was sent." if sending else sentence
+
+
+def _join(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"
 
 
 @dataclass(frozen=True)
 class Spec:
-    """One setting: its name (the TOML key and dataclass field), parser and default."""
+    """One setting as the outside sees it: TOML key, variable, flag, parser, default, help."""
 
     name: str
     parse: Callable[[str], Any]
-    default: Any = None
-    help: str = ""
+    default: Any
+    help: str
+    flag_on: tuple[str, ...]
 
     @property
     def env(self) -> str:
@@ -85,161 +382,42 @@ class Spec:
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
 
-
-SPECS: tuple[Spec, ...] = (
-    Spec("env", _choice(*ENVIRONMENTS), None, "sandbox, staging or production"),
-    Spec("auth_url", str, None, "identiverse base URL (overrides the environment's)"),
-    Spec("api_url", str, None, "API base URL (overrides the environment's)"),
-    Spec("client_id", str, None, "client id issued by Amili"),
-    Spec("client_secret", str, None, "client secret (prefer FILEDROP_CLIENT_SECRET_FILE)"),
-    Spec("client_secret_file", Path, None, "file holding the client secret (a mounted secret)"),
-    Spec("org_id", str, None, "organisation UUID"),
-    Spec("inbox", Path, None, "the folder to process"),
-    Spec("mapping", Path, None, "a mapping file, or a folder of them"),
-    Spec("state", Path, None, "the journal (default: .filedrop/state.db inside the inbox)"),
-    Spec("batch_size", _positive_int, 100, "invoices per batch"),
-    Spec("concurrent_batches", _positive_int, 4, "POSTs in flight at once"),
-    Spec("concurrent_files", _positive_int, 2, "files processed at once"),
-    Spec("poll_initial_s", _non_negative_float, 1.0, "first wait before polling a batch"),
-    Spec("poll_max_interval_s", _non_negative_float, 30.0, "longest wait between polls"),
-    Spec("poll_timeout_s", _non_negative_float, 300.0, "stop waiting for a batch after this"),
-    Spec("stability_s", _non_negative_float, 5.0, "a file must stay unchanged this long"),
-    Spec("rescan_s", _non_negative_float, 30.0, "watch: rescan the inbox this often"),
-    Spec("connect_timeout_s", _non_negative_float, 5.0, "HTTP connect timeout"),
-    Spec("read_timeout_s", _non_negative_float, 30.0, "HTTP read timeout"),
-    Spec("archive", _bool, False, "move original and outcome to archive/ when done"),
-    Spec("polling", _bool, False, "watch: poll the folder (network shares) instead of events"),
-    Spec("log_format", _choice("text", "json"), "text", "log lines as text or JSON"),
-    Spec(
-        "heartbeat_s", _non_negative_float, 10.0, "watch: write the daemon's heartbeat this often"
-    ),
-    Spec("claim_stale_s", _non_negative_float, 900.0, "trust another host's claim this long"),
-    Spec("retry_initial_s", _non_negative_float, 10.0, "first wait after the API was down"),
-    Spec("retry_max_s", _non_negative_float, 600.0, "longest wait after the API was down"),
-    Spec("shutdown_s", _non_negative_float, 8.0, "at a stop, in-flight work gets this long"),
-    Spec(
-        "observer_poll_s", _non_negative_float, 1.0, "watch --polling lists the folder this often"
-    ),
-)
-SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
-
-
-@dataclass(frozen=True, kw_only=True)
-class Settings:
-    """Resolved settings; see ``SPECS`` for meanings and defaults."""
-
-    env: str | None = None
-    auth_url: str | None = None
-    api_url: str | None = None
-    client_id: str | None = None
-    client_secret: str | None = field(default=None, repr=False)
-    client_secret_file: Path | None = None
-    org_id: str | None = None
-    inbox: Path | None = None
-    mapping: Path | None = None
-    state: Path | None = None
-    batch_size: int = 100
-    concurrent_batches: int = 4
-    concurrent_files: int = 2
-    poll_initial_s: float = 1.0
-    poll_max_interval_s: float = 30.0
-    poll_timeout_s: float = 300.0
-    stability_s: float = 5.0
-    rescan_s: float = 30.0
-    connect_timeout_s: float = 5.0
-    read_timeout_s: float = 30.0
-    archive: bool = False
-    polling: bool = False
-    log_format: str = "text"
-    heartbeat_s: float = 10.0
-    claim_stale_s: float = 900.0
-    retry_initial_s: float = 10.0
-    retry_max_s: float = 600.0
-    shutdown_s: float = 8.0
-    observer_poll_s: float = 1.0
+    @property
+    def is_switch(self) -> bool:
+        """A true/false setting: its flag takes no value (``--archive``)."""
+        return self.parse is _bool
 
     @property
-    def journal_path(self) -> Path:
-        """Where the journal lives: ``state``, else ``.filedrop/state.db`` in the inbox."""
-        if self.state is not None:
-            return self.state
-        if self.inbox is None:
-            raise ConfigError(
-                "FILEDROP_INBOX is not set; set it (or --inbox) to the folder to process."
-            )
-        return self.inbox / STATE_FOLDER / "state.db"
+    def default_text(self) -> str:
+        """The default as README and --help show it (``100``, ``1``, ``false``); "" for none."""
+        if self.default is None:
+            return ""
+        if isinstance(self.default, bool):
+            return "true" if self.default else "false"
+        if isinstance(self.default, float):
+            return f"{self.default:g}"
+        return str(self.default)
 
-    def urls(self) -> tuple[str, str]:
-        """(auth base URL, API base URL) for the chosen environment and overrides."""
-        if self.env is None:
-            # Always required, even with both URLs overridden: the environment names the set
-            # of invoice numbers in the journal that must never be sent twice.
-            raise ConfigError(
-                "FILEDROP_ENV is not set; set it to sandbox, staging or production. "
-                "Nothing was sent."
-            )
-        auth, api = ENVIRONMENTS.get(self.env or "", (None, None))
-        return (self.auth_url or auth or "").rstrip("/"), (self.api_url or api or "").rstrip("/")
+    @property
+    def help_text(self) -> str:
+        """``invoices per batch (FILEDROP_BATCH_SIZE, default 100)``."""
+        default = f", default {self.default_text}" if self.default_text else ""
+        return f"{self.help} ({self.env}{default})"
 
-    def secret(self) -> str:
-        """The client secret, from FILEDROP_CLIENT_SECRET_FILE (a mounted secret) or the value."""
-        if self.client_secret_file is not None:
-            try:
-                return self.client_secret_file.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ConfigError(
-                    f"FILEDROP_CLIENT_SECRET_FILE {self.client_secret_file} cannot be read "
-                    f"({exc.strerror}); check the path and its permissions. Nothing was sent."
-                ) from exc
-        if not self.client_secret:
-            raise ConfigError(
-                "FILEDROP_CLIENT_SECRET (or FILEDROP_CLIENT_SECRET_FILE) is not set; "
-                "set it to the secret Amili issued. Nothing was sent."
-            )
-        return self.client_secret
 
-    def require_for_sending(self) -> None:
-        """Check every setting that sending needs, before anything is sent (exit code 2)."""
-        self.urls()
-        missing = [
-            spec.env
-            for spec in (SPEC_BY_NAME["client_id"], SPEC_BY_NAME["org_id"])
-            if not getattr(self, spec.name)
-        ]
-        if missing:
-            raise ConfigError(
-                f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set; "
-                "set them to the values Amili issued. Nothing was sent."
-            )
-        if not _UUID.fullmatch(self.org_id or ""):
-            raise ConfigError(
-                f'FILEDROP_ORG_ID is "{self.org_id}", which is not a UUID like '
-                "3fa85f64-5717-4562-b3fc-2c963f66afa6; use the organisation id Amili issued. "
-                "Nothing was sent."
-            )
-        self.secret()
-        self.require_inbox()
-        if self.mapping is None:
-            raise ConfigError(
-                "FILEDROP_MAPPING is not set; set it (or --mapping) to a mapping file or a "
-                "folder of them. Nothing was sent."
-            )
-        if not self.mapping.exists():
-            raise ConfigError(
-                f"FILEDROP_MAPPING {self.mapping} does not exist; point it at a mapping file or "
-                "a folder of them. Nothing was sent."
-            )
-
-    def require_inbox(self) -> Path:
-        if self.inbox is None:
-            raise ConfigError(
-                "FILEDROP_INBOX is not set; set it (or --inbox) to the folder to process."
-            )
-        if not self.inbox.is_dir():
-            raise ConfigError(
-                f"FILEDROP_INBOX {self.inbox} is not a folder; create it or fix the path."
-            )
-        return self.inbox
+SPECS: tuple[Spec, ...] = tuple(
+    Spec(
+        name=f.name,
+        parse=f.metadata["parse"],
+        default=f.default,
+        help=f.metadata["help"],
+        flag_on=f.metadata["flag_on"],
+    )
+    for f in fields(Settings)
+    if "parse" in f.metadata
+)
+SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
+KNOWN_VARIABLES = (*(spec.env for spec in SPECS), *OTHER_VARIABLES)
 
 
 def _parse(spec: Spec, raw: object, where: str) -> Any:
@@ -251,12 +429,31 @@ def _parse(spec: Spec, raw: object, where: str) -> Any:
     if isinstance(raw, int | float) and not isinstance(raw, bool):
         raw = str(raw)
     if not isinstance(raw, str):
-        raise ConfigError(f"{where} is {raw!r}, which is not a {spec.help or spec.name} value.")
+        raise ConfigError(f"{where} is {raw!r}, which is not a {spec.help} value.")
     try:
         return spec.parse(raw)
     except ValueError as exc:
-        reason = str(exc) if "must" in str(exc) else f"expected {_EXPECTED[spec.parse]}"
-        raise ConfigError(f'{where} is "{raw}", which is not valid: {reason}.') from exc
+        raise ConfigError(f'{where} is "{raw}", which is not valid: {exc}.') from exc
+
+
+def did_you_mean(name: str, known: Sequence[str], *, prefix: str = "") -> str:
+    """``; did you mean X?`` for the closest known name, or "" when none is close.
+
+    Names are compared without their shared ``prefix``, which would make everything look close.
+    """
+    stems = {candidate.removeprefix(prefix).lower(): candidate for candidate in known}
+    close = difflib.get_close_matches(name.removeprefix(prefix).lower(), stems, n=1)
+    return f"; did you mean {stems[close[0]]}?" if close else ""
+
+
+def _check_variables(environ: Mapping[str, str]) -> None:
+    """An unknown FILEDROP_* variable is a typo that would otherwise be silently ignored."""
+    for name in sorted(environ):
+        if name.startswith("FILEDROP_") and name not in KNOWN_VARIABLES:
+            hint = did_you_mean(name, KNOWN_VARIABLES, prefix="FILEDROP_") or (
+                "; unset it ('filedrop run --help' lists the settings)."
+            )
+            raise ConfigError(f"{name} is not a setting{hint}")
 
 
 def load_settings(
@@ -271,6 +468,7 @@ def load_settings(
     """
     flags = {key: value for key, value in (flags or {}).items() if value is not None}
     environ = environ or {}
+    _check_variables(environ)
     config_path = config_file or (
         Path(environ["FILEDROP_CONFIG"]) if environ.get("FILEDROP_CONFIG") else None
     )
@@ -278,16 +476,18 @@ def load_settings(
     if config_path is not None:
         from_file = _read_config(config_path)
     values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
     for spec in SPECS:
         if spec.name in flags:
-            values[spec.name] = _parse(spec, flags[spec.name], spec.flag)
+            raw, sources[spec.name] = flags[spec.name], spec.flag
         elif environ.get(spec.env, "") != "":
-            values[spec.name] = _parse(spec, environ[spec.env], spec.env)
+            raw, sources[spec.name] = environ[spec.env], spec.env
         elif spec.name in from_file:
-            values[spec.name] = _parse(spec, from_file[spec.name], f"{config_path}: {spec.name}")
+            raw, sources[spec.name] = from_file[spec.name], f"{config_path}: {spec.name}"
         else:
-            values[spec.name] = spec.default
-    return Settings(**values)
+            continue
+        values[spec.name] = _parse(spec, raw, sources[spec.name])
+    return Settings(**values, sources=sources)
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -297,10 +497,10 @@ def _read_config(path: Path) -> dict[str, Any]:
         raise ConfigError(f"The config file {path} cannot be read ({exc.strerror}).") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"The config file {path} is not valid TOML: {exc}.") from exc
-    known = {f.name for f in fields(Settings)}
     for key in data:
-        if key not in known:
-            raise ConfigError(
-                f'{path}: key "{key}" is not a setting; known keys: {", ".join(sorted(known))}.'
+        if key not in SPEC_BY_NAME:
+            hint = did_you_mean(key, list(SPEC_BY_NAME)) or (
+                f"; the keys are the settings' names: {', '.join(SPEC_BY_NAME)}."
             )
+            raise ConfigError(f'{path}: key "{key}" is not a setting{hint}')
     return data

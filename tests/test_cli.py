@@ -1,8 +1,7 @@
-"""The command line: help with examples, the README's promises, one-sentence errors."""
+"""The command line: its commands end to end, and every error as one sentence with exit 2."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -10,63 +9,18 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
-from builders import EXAMPLES, MAPPINGS, ROOT, filedrop
+from builders import EXAMPLES, MAPPINGS, filedrop, run_env
 
-from filedrop.cli import build_parser, main
-
-COMMANDS = ["demo", "run", "watch", "validate", "sandbox", "status", "resolve"]
+from filedrop.sandbox import Sandbox, SandboxOptions
 
 
-@pytest.mark.parametrize("command", COMMANDS)
-def test_every_command_has_help_with_an_example(command: str) -> None:
-    """`filedrop COMMAND --help` exits 0 and shows at least one example invocation."""
-    out = io.StringIO()
-    code = main([command, "--help"], environ={}, stdout=out, stderr=io.StringIO())
-    assert code == 0
-    # argparse prints help to sys.stdout; build the text the same way it does.
-    text = build_parser()._subparsers._group_actions[0].choices[command].format_help()
-    assert "examples:" in text
-    assert f"filedrop {command}" in text
-
-
-def test_help_examples_use_real_options() -> None:
-    """Every --option an example uses exists on its command, so the help never lies."""
-    parsers = build_parser()._subparsers._group_actions[0].choices
-    for name, parser in parsers.items():
-        known = {opt for action in parser._actions for opt in action.option_strings}
-        for line in (parser.epilog or "").splitlines():
-            if f"filedrop {name}" not in line:
-                continue
-            command = line.split("filedrop " + name, 1)[1].split("  ")[0]
-            for option in re.findall(r"(--[a-z][a-z0-9-]*)", command):
-                assert option in known, f"{name}: example uses unknown {option}"
-
-
-def test_readme_gives_two_commands_and_ci_runs_the_second() -> None:
-    """README's first command installs and runs the demo; .ci/run runs README's test command."""
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    blocks = re.findall(r"```sh\n(.*?)```", readme, flags=re.S)
-    assert "pip install -e '.[dev]'" in blocks[0] and "filedrop demo" in blocks[0]
-    test_command = blocks[1].strip()
-    assert test_command == "python -m pytest"
-    assert test_command in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
-
-
-def test_readme_documents_every_setting() -> None:
-    """Every setting the code knows appears in README's configuration table."""
-    from filedrop.settings import SPECS
-
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    missing = [spec.env for spec in SPECS if spec.env not in readme]
-    assert not missing, f"README does not document {missing}"
-
-
-def test_demo_runs_on_the_embedded_sandbox(capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_runs_on_the_embedded_sandbox() -> None:
     """`filedrop demo` needs nothing but the checkout and shows mixed outcomes and their paths."""
     code, out, _ = filedrop("demo", environ={})
     assert code == 0
@@ -146,34 +100,30 @@ def test_health_fails_without_a_daemon(tmp_path: Path) -> None:
 
 def test_sandbox_command_serves_and_stops_on_sigterm() -> None:
     """`filedrop sandbox` answers /token on 127.0.0.1 and exits 0 on SIGTERM."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     process = subprocess.Popen(
-        [sys.executable, "-m", "filedrop", "sandbox", "--port", str(port), "--delay", "0"],
+        [sys.executable, "-m", "filedrop", "sandbox", "--port", "0", "--delay", "0"],
         stderr=subprocess.PIPE,
+        text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                request = urllib.request.Request(
-                    f"http://127.0.0.1:{port}/token",
-                    data=b"grant_type=client_credentials&client_id=a&client_secret=b",
-                    method="POST",
-                )
-                with urllib.request.urlopen(request, timeout=2) as answer:
-                    assert json.load(answer)["token_type"] == "Bearer"
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+        assert process.stderr is not None
+        # Its first log line says where it listens, once the socket is bound.
+        first = process.stderr.readline()
+        url = re.search(r"listening on (http://\S+)", first)
+        assert url is not None, first
+        request = urllib.request.Request(
+            f"{url[1]}/token",
+            data=b"grant_type=client_credentials&client_id=a&client_secret=b",
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            assert json.load(answer)["token_type"] == "Bearer"
         process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=10)
+        _, rest = process.communicate(timeout=10)
         assert process.returncode == 0
-        assert b"nothing reaches Amili" in err or b"Amili" in err
+        assert "nothing sent here reaches Amili" in first
+        assert rest.splitlines()[-1].endswith("filedrop sandbox stopped")
     finally:
         if process.poll() is None:
             process.kill()
@@ -187,3 +137,185 @@ def test_validate_with_a_named_mapping_file_ignores_its_name_patterns(tmp_path: 
         "validate", str(renamed), "--mapping", str(MAPPINGS / "example.toml"), environ={}, expect=1
     )
     assert "31.02.2024" in out
+
+
+@pytest.fixture
+def restore_signal_handlers() -> Iterator[None]:
+    """`filedrop sandbox` in-process installs SIGTERM/SIGINT handlers; put pytest's back after."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+@pytest.mark.usefixtures("restore_signal_handlers")
+def test_sandbox_on_a_busy_port_is_one_sentence() -> None:
+    """`filedrop sandbox --port N` with N taken: exit 2 and one sentence naming the address."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        _, _, err = filedrop("sandbox", "--port", str(port), environ={}, expect=2)
+    assert err == (
+        f"filedrop: 127.0.0.1:{port} is already in use; stop what listens there or pick another "
+        "--port (0 picks a free one).\n"
+    )
+
+
+@pytest.mark.parametrize("variable", ["FILEDROP_CONNECT_TIMEOUT_S", "FILEDROP_POLL_INITIAL_S"])
+def test_a_zero_wait_is_refused_in_one_sentence(tmp_path: Path, variable: str) -> None:
+    """A timeout or first poll wait of 0: exit 2 and one sentence naming the variable."""
+    env = run_env(tmp_path, "http://127.0.0.1:9", **{variable: "0"})
+    _, _, err = filedrop("run", environ=env, expect=2)
+    assert err == f'filedrop: {variable} is "0", which is not valid: must be more than 0.\n'
+
+
+def test_a_secret_file_that_is_not_utf8_stops_run_in_one_sentence(tmp_path: Path) -> None:
+    """A secret file in UTF-16: exit 2 and one sentence naming the file; nothing was sent."""
+    secret = tmp_path / "secret"
+    secret.write_bytes("s3cr3t".encode("utf-16"))
+    env = run_env(tmp_path, "http://127.0.0.1:9", FILEDROP_CLIENT_SECRET_FILE=str(secret))
+    del env["FILEDROP_CLIENT_SECRET"]
+    _, _, err = filedrop("run", environ=env, expect=2)
+    assert err == (
+        f"filedrop: FILEDROP_CLIENT_SECRET_FILE {secret} is not UTF-8 text; save the secret Amili "
+        "issued as plain UTF-8 text. Nothing was sent.\n"
+    )
+
+
+def test_an_unknown_variable_stops_the_command_with_the_closest_name(tmp_path: Path) -> None:
+    """FILEDROP_BATCHSIZE is a typo: exit 2 and the name that was probably meant."""
+    _, _, err = filedrop(
+        "status", "--inbox", str(tmp_path), environ={"FILEDROP_BATCHSIZE": "5"}, expect=2
+    )
+    assert (
+        err == "filedrop: FILEDROP_BATCHSIZE is not a setting; did you mean FILEDROP_BATCH_SIZE?\n"
+    )
+
+
+def test_run_without_credentials_names_all_of_them_once(tmp_path: Path) -> None:
+    """Several settings missing: one sentence names them all."""
+    env = run_env(tmp_path, "http://127.0.0.1:9")
+    for name in ("FILEDROP_ENV", "FILEDROP_CLIENT_ID", "FILEDROP_ORG_ID"):
+        del env[name]
+    _, _, err = filedrop("run", environ=env, expect=2)
+    assert err == (
+        "filedrop: FILEDROP_ENV, FILEDROP_CLIENT_ID and FILEDROP_ORG_ID are not set; set "
+        "FILEDROP_ENV to sandbox, staging or production; FILEDROP_CLIENT_ID and FILEDROP_ORG_ID to "
+        "the values Amili issued. Nothing was sent.\n"
+    )
+
+
+def test_environment_name_in_any_case_runs(tmp_path: Path, sandbox: Sandbox) -> None:
+    """FILEDROP_ENV=Sandbox is the sandbox environment."""
+    env = run_env(tmp_path, sandbox.url, FILEDROP_ENV="Sandbox")
+    _, out, _ = filedrop("run", environ=env)
+    assert out == "No files were ready in the inbox.\n"
+
+
+def test_a_refused_token_with_one_url_overridden_says_which_url_did_what(tmp_path: Path) -> None:
+    """Only FILEDROP_AUTH_URL set: the refusal names the token URL and the API URL and why."""
+    options = SandboxOptions(delay_s=(0, 0), client_id="test-client", client_secret="right")
+    with Sandbox(options).start() as strict:
+        env = run_env(tmp_path, strict.url, FILEDROP_CLIENT_SECRET="wrong")
+        del env["FILEDROP_API_URL"]
+        _, _, err = filedrop("run", environ=env, expect=2)
+    assert err.endswith(
+        ", and that both URLs belong to the same Amili: "
+        f"token from {strict.url}/token (FILEDROP_AUTH_URL), "
+        "API at http://127.0.0.1:8765 (from FILEDROP_ENV=sandbox). Nothing was sent.\n"
+    )
+
+
+def test_an_unknown_token_path_with_one_url_overridden_says_which_url_did_what(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    """A token URL that 404s, the API URL from FILEDROP_ENV: the message names both."""
+    env = run_env(tmp_path, f"{sandbox.url}/wrong")
+    del env["FILEDROP_API_URL"]
+    _, _, err = filedrop("run", environ=env, expect=2)
+    assert err == (
+        "filedrop: Amili answered POST /wrong/token with HTTP 404: "
+        '\'{"message": "No route for POST /wrong/token"}\'; it did not process the request, '
+        "check the auth base URL (FILEDROP_ENV or FILEDROP_AUTH_URL): "
+        f"token from {sandbox.url}/wrong/token (FILEDROP_AUTH_URL), "
+        "API at http://127.0.0.1:8765 (from FILEDROP_ENV=sandbox).\n"
+    )
+
+
+def test_validate_takes_the_mapping_from_the_config_file(tmp_path: Path) -> None:
+    """`mapping` in the TOML config is used by validate like any setting."""
+    config = tmp_path / "filedrop.toml"
+    config.write_text(f"mapping = {str(MAPPINGS)!r}\n", encoding="utf-8")
+    _, out, _ = filedrop(
+        "validate",
+        str(EXAMPLES / "faktura-mars.csv"),
+        "--config",
+        str(config),
+        environ={},
+        expect=1,
+    )
+    assert out.splitlines()[0] == (
+        "faktura-mars.csv: mapping Norwegian ERP export; cp1252, delimiter ';'; header on row 1"
+    )
+
+
+def test_log_format_from_the_config_file_is_used(tmp_path: Path) -> None:
+    """`log_format = "json"` in the TOML config makes every log line JSON."""
+    config = tmp_path / "filedrop.toml"
+    config.write_text('log_format = "json"\n', encoding="utf-8")
+    broken = tmp_path / "broken.xlsx"
+    broken.write_bytes(b"nope")
+    _, _, err = filedrop(
+        "validate",
+        str(broken),
+        "--mapping",
+        str(MAPPINGS),
+        "--debug",
+        environ={"FILEDROP_CONFIG": str(config)},
+        expect=2,
+    )
+    *logged, sentence = err.splitlines()
+    assert [json.loads(line)["level"] for line in logged] == ["error"]
+    assert sentence.startswith(f"filedrop: {broken}: ")
+
+
+def _raise(exc: BaseException) -> Callable[..., NoReturn]:
+    def raiser(*_: object, **__: object) -> NoReturn:
+        raise exc
+
+    return raiser
+
+
+def test_an_unexpected_error_is_one_sentence_without_a_class_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bug is exit 2 and one sentence with the advice to use --debug; national ids masked."""
+    monkeypatch.setattr("filedrop.read.read_table", _raise(RuntimeError("no to 12345678901")))
+    source = str(EXAMPLES / "faktura-mars.csv")
+    _, _, err = filedrop("validate", source, "--mapping", str(MAPPINGS), environ={}, expect=2)
+    assert err == (
+        "filedrop: unexpected error: no to 123456*****; run again with --debug to see where it "
+        "happened.\n"
+    )
+
+
+def test_an_unexpected_error_with_debug_shows_the_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With --debug the same bug shows the traceback, then the sentence."""
+    monkeypatch.setattr("filedrop.read.read_table", _raise(RuntimeError("boom")))
+    source = str(EXAMPLES / "faktura-mars.csv")
+    _, _, err = filedrop(
+        "validate", source, "--mapping", str(MAPPINGS), "--debug", environ={}, expect=2
+    )
+    assert "Traceback (most recent call last)" in err
+    assert err.splitlines()[-1] == "filedrop: unexpected error: boom."
+
+
+def test_ctrl_c_exits_130(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An interrupt is exit code 130 and one line, not a traceback."""
+    monkeypatch.setattr("filedrop.read.read_table", _raise(KeyboardInterrupt()))
+    source = str(EXAMPLES / "faktura-mars.csv")
+    _, _, err = filedrop("validate", source, "--mapping", str(MAPPINGS), environ={}, expect=130)
+    assert err == "filedrop: interrupted.\n"

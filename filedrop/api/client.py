@@ -100,6 +100,9 @@ class AmiliClient:
     ``backoff_initial_s``; other 5xx, lost connections and read timeouts are retried for GET
     only; a failed connect is retried for both, since nothing was sent. ``max_retries`` counts
     retries after the first attempt. The token renewal after a ``401`` is not one of them.
+
+    ``url_origins`` says where the two base URLs came from (its caller knows, the client does
+    not); a refused token or an unknown path adds it to its message.
     """
 
     def __init__(
@@ -118,6 +121,7 @@ class AmiliClient:
         backoff_initial_s: float = 0.5,
         backoff_max_s: float = 30.0,
         retry_after_max_s: float = 60.0,
+        url_origins: str = "",
     ) -> None:
         self._auth_url = _base_url(auth_url, setting="FILEDROP_AUTH_URL")
         self._api_url = _base_url(api_url, setting="FILEDROP_API_URL")
@@ -130,6 +134,7 @@ class AmiliClient:
         self._backoff_initial_s = backoff_initial_s
         self._backoff_max_s = backoff_max_s
         self._retry_after_max_s = retry_after_max_s
+        self._url_origins = url_origins
 
         self._token_lock = threading.Lock()
         self._token: str | None = None
@@ -249,10 +254,13 @@ class AmiliClient:
                 status=resp.status_code,
                 client_id=self._credentials.client_id,
                 detail=_oauth_error(resp, redact=self._redact),
+                urls=self._url_origins,
             )
         path = urlsplit(url).path
         if not 200 <= resp.status_code < 300:
-            raise ApiError("POST", path, resp.status_code, self._excerpt(resp))
+            raise ApiError(
+                "POST", path, resp.status_code, self._excerpt(resp), urls=self._url_origins
+            )
         try:
             data = resp.json()
             token = data["access_token"]
@@ -309,6 +317,7 @@ class AmiliClient:
                         status=401,
                         client_id=self._credentials.client_id,
                         detail="a freshly issued access token was refused",
+                        urls=self._url_origins,
                     )
                 log.info("%s %s: HTTP 401, renewing the access token once", method, path)
                 self._forget_token(token)
@@ -382,7 +391,7 @@ class AmiliClient:
             return _Again("HTTP 401", renew_token=True)
         if 200 <= status < 300 or token is None:
             return resp  # /token tells AuthError from ApiError itself
-        raise ApiError(method, path, status, self._excerpt(resp))
+        raise ApiError(method, path, status, self._excerpt(resp), urls=self._url_origins)
 
     def _classify(self, exc: requests.exceptions.RequestException) -> tuple[bool, str]:
         """(may the request have been sent?, reason in words) for a transport failure."""

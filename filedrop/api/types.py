@@ -38,37 +38,48 @@ TERMINAL_STATUSES = frozenset({"SUCCESS", "PARTIAL", "FAILED"})
 class AuthError(FiledropError):
     """Amili refused the credentials, or a freshly issued token; nothing was processed."""
 
-    def __init__(self, *, where: str, status: int, client_id: str, detail: str = "") -> None:
+    def __init__(
+        self, *, where: str, status: int, client_id: str, detail: str = "", urls: str = ""
+    ) -> None:
         super().__init__(where, status)
         self.where = where
         self.status = status
         self.client_id = client_id
         self.detail = detail
+        self.urls = urls
 
     def __str__(self) -> str:
         detail = f", {self.detail}" if self.detail else ""
+        # A token URL of one Amili and an API of another is a likely cause worth naming.
+        urls = f", and that both URLs belong to the same Amili: {self.urls}" if self.urls else ""
         return (
             f"Amili refused the credentials of client id {self.client_id!r} "
             f"(HTTP {self.status} on {self.where}{detail}); check FILEDROP_CLIENT_ID and "
-            "FILEDROP_CLIENT_SECRET (or FILEDROP_CLIENT_SECRET_FILE). Nothing was sent."
+            f"FILEDROP_CLIENT_SECRET (or FILEDROP_CLIENT_SECRET_FILE){urls}. Nothing was sent."
         )
 
 
 class ApiError(FiledropError):
     """Amili answered with a definite HTTP error; the request was not processed."""
 
-    def __init__(self, method: str, path: str, status: int, excerpt: str) -> None:
+    def __init__(
+        self, method: str, path: str, status: int, excerpt: str, *, urls: str = ""
+    ) -> None:
         super().__init__(method, path, status, excerpt)
         self.method = method
         self.path = path
         self.status = status
         self.excerpt = excerpt
+        self.urls = urls
 
     def __str__(self) -> str:
         body = f": {self.excerpt!r}" if self.excerpt else ""
+        hint, suspects_url = _hint(self.status, self.path)
+        if suspects_url and self.urls:
+            hint = f"{hint}: {self.urls}"
         return (
             f"Amili answered {self.method} {self.path} with HTTP {self.status}{body}; "
-            f"it did not process the request, {_hint(self.status, self.path)}."
+            f"it did not process the request, {hint}."
         )
 
 
@@ -106,19 +117,23 @@ class AmbiguousSubmission(FiledropError):  # noqa: N818 - the name the pipeline 
         )
 
 
-def _hint(status: int, path: str) -> str:
-    """What to do about a definite HTTP error, as far as the status tells."""
+def _hint(status: int, path: str) -> tuple[str, bool]:
+    """What to do about a definite HTTP error, as far as the status tells, and whether a wrong
+    base URL is a likely cause."""
     if path.endswith("/token"):
-        return "check the auth base URL (FILEDROP_ENV or FILEDROP_AUTH_URL)"
+        return "check the auth base URL (FILEDROP_ENV or FILEDROP_AUTH_URL)", True
     if status == 403:
-        return "check that the client may use this organisation (FILEDROP_ORG_ID)"
+        return "check that the client may use this organisation (FILEDROP_ORG_ID)", False
     if status == 404 and "/batches/" in path:
-        return "Amili does not know this batch id"
+        return "Amili does not know this batch id", False
     if status in (404, 405):
-        return "check FILEDROP_ORG_ID and the API base URL (FILEDROP_ENV or FILEDROP_API_URL)"
+        return (
+            "check FILEDROP_ORG_ID and the API base URL (FILEDROP_ENV or FILEDROP_API_URL)",
+            True,
+        )
     if 300 <= status < 400:
-        return "check the base URLs (FILEDROP_ENV, FILEDROP_AUTH_URL, FILEDROP_API_URL)"
-    return "fix what the answer names and send again"
+        return "check the base URLs (FILEDROP_ENV, FILEDROP_AUTH_URL, FILEDROP_API_URL)", True
+    return "fix what the answer names and send again", False
 
 
 # ------------------------------------------------------------------------------------ data types
