@@ -12,6 +12,7 @@ import pytest
 import requests
 from conftest import ORG_ID, FakeTime
 
+from filedrop.mapping.convert import CURRENCIES
 from filedrop.sandbox import Sandbox, SandboxOptions, serve, validate_invoice
 
 INVOICES_PATH = f"/collection/v1/orgs/{ORG_ID}/invoices"
@@ -266,6 +267,16 @@ def change(invoice: dict[str, Any], path: str, value: object) -> dict[str, Any]:
 def test_invoice_validation_names_the_problem(example_invoice, path, value, error):
     """Each rule gives the one Amili-style sentence for exactly what is wrong."""
     assert validate_invoice(change(example_invoice, path, value)) == [error]
+
+
+def test_every_currency_filedrop_accepts_the_sandbox_accepts(example_invoice):
+    """The sandbox and the validator share one currency list (VED, ZWL, ... included)."""
+    refused = [
+        code
+        for code in sorted(CURRENCIES)
+        if validate_invoice(change(example_invoice, "currency", code))
+    ]
+    assert refused == []
 
 
 def test_company_debtor_needs_a_name(example_invoice):

@@ -49,7 +49,8 @@ __all__ = [
 ]
 
 # Active ISO 4217 codes (2024 list, funds and precious metals left out). A code missing here makes a
-# row INVALID, so err on the side of the full list.
+# row INVALID, so err on the side of the full list. The sandbox checks invoices against this same
+# list, so a currency filedrop lets through is never refused there.
 CURRENCIES = frozenset(
     """
     AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN BWP
