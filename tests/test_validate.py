@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import threading
+import unicodedata
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -406,6 +407,57 @@ def test_missing_column_is_a_mapping_error() -> None:
         'key "invoice.invoiceDate" names column "Fakturadato", which mars.csv does not have'
         in str(err.value)
     )
+
+
+@pytest.mark.parametrize(
+    ("file_spelling", "mapping_spelling"),
+    [("NFD", "NFC"), ("NFC", "NFD")],
+    ids=["decomposed-file", "decomposed-mapping"],
+)
+def test_a_header_spelled_decomposed_is_found_and_matched(
+    tmp_path: Path, file_spelling: str, mapping_spelling: str
+) -> None:
+    """A header with å typed as a + ring finds the header row and matches the mapping, both ways."""
+
+    def spelled(form: str, text: str) -> str:
+        return unicodedata.normalize(form, text)
+
+    mapping = custom(
+        tmp_path,
+        spelled(
+            mapping_spelling,
+            """
+[read]
+decimal = ","
+
+[invoice]
+type = { constant = "NOTICE" }
+invoiceNumber = "Fakturanr"
+originalInvoiceAmount = "Å betale"
+currency = { constant = "NOK" }
+invoiceDate = { constant = 2024-03-01 }
+dueDate = { constant = 2024-03-15 }
+
+[debtor]
+type = { constant = "COMPANY" }
+lastname = "Navn på kunde"
+
+[[claims]]
+type = { constant = "PRINCIPAL" }
+remainingAmount = "Å betale"
+""",
+        ),
+    )
+    path = tmp_path / "mars.csv"
+    title = "Åpne poster;Kunde;Periode\n"
+    header = spelled(file_spelling, "Fakturanr;Å betale;Navn på kunde\n")
+    path.write_text(title + header + "240301;1 500,00;Fjord AS\n", encoding="utf-8")
+    table = read_table(path, mapping.read)
+    prepared = prepare(table, mapping)
+    assert (table.info.header_row, prepared.rejected) == (2, {})
+    (invoice,) = prepared.invoices
+    assert invoice.payload["originalInvoiceAmount"] == 1500.0
+    assert invoice.payload["debtors"] == [{"type": "COMPANY", "lastname": "Fjord AS"}]
 
 
 # --- several rows per invoice ---------------------------------------------------------------------

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import codecs
 import fnmatch
-import re
 import tomllib
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -32,13 +30,12 @@ from filedrop.mapping.tree import (
     as_toml,
     walk_fields,
 )
-from filedrop.read import ReadOptions, Table
+from filedrop.read import ReadOptions, Table, header_key
 
 __all__ = [
     "RULES",
     "SEVERITIES",
     "Mapping",
-    "header_key",
     "load_mapping",
     "load_mappings",
     "select_mapping",
@@ -123,11 +120,6 @@ class Mapping:
             if pos is not None:
                 found[names] = pos
         return found
-
-
-def header_key(name: str) -> str:
-    """Headers match ignoring case, spaces and Unicode spelling (å typed as a + ring)."""
-    return re.sub(r"\s+", "", unicodedata.normalize("NFC", name)).casefold()
 
 
 def load_mappings(path: Path) -> list[Mapping]:

@@ -14,6 +14,7 @@ from filedrop.read.delimited import (
     ReadInfo,
     ReadOptions,
     Table,
+    header_key,
     read_table,
 )
 
@@ -26,5 +27,6 @@ __all__ = [
     "ReadInfo",
     "ReadOptions",
     "Table",
+    "header_key",
     "read_table",
 ]

@@ -29,6 +29,7 @@ from filedrop.read.table import (
     blank_rows,
     column_frame,
     find_header,
+    header_key,
     trailing_width,
 )
 
@@ -41,6 +42,7 @@ __all__ = [
     "ReadInfo",
     "ReadOptions",
     "Table",
+    "header_key",
     "read_table",
 ]
 
