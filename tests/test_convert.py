@@ -12,6 +12,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from filedrop.mapping.convert import (
+    PHONE_CACHE_SIZE,
     SPACES,
     api_timestamps,
     date_format_to_strptime,
@@ -228,6 +229,16 @@ def test_phone_to_e164(text: str, country: str | None, expected: tuple[str, str]
 def test_phone_that_is_not_a_number_is_refused(text: str, country: str | None) -> None:
     """Too short, or no country to read it with, or not digits: not a phone number."""
     assert phone_e164(text, country) is None
+
+
+def test_phone_cache_stays_within_its_bound() -> None:
+    """A daemon that sees ever new numbers keeps at most PHONE_CACHE_SIZE of them."""
+    phone_e164.cache_clear()
+    for n in range(PHONE_CACHE_SIZE + 100):
+        phone_e164(f"9{n:07d}", "NO")
+    info = phone_e164.cache_info()
+    assert (info.currsize, info.maxsize) == (PHONE_CACHE_SIZE, PHONE_CACHE_SIZE)
+    assert phone_e164("90000000", "NO") == ("+4790000000", "NO")
 
 
 @pytest.mark.parametrize(
