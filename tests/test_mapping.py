@@ -10,6 +10,7 @@ import pytest
 
 from filedrop.errors import MappingError, ReadError
 from filedrop.mapping import load_mapping, load_mappings, select_mapping
+from filedrop.mapping.loader import MAX_NESTING
 from filedrop.mapping.tree import Field, Many, Obj
 from filedrop.read import ReadInfo, ReadOptions, Table
 
@@ -123,6 +124,10 @@ def test_unknown_field_passes_through_but_a_near_miss_is_refused(tmp_path: Path)
             ('decimal = ","', 'decimal = ","\nencoding = "latin-9000"'),
             'key "read.encoding" is "latin-9000", which is not an encoding (try "utf-8" or '
             '"cp1252").',
+        ),
+        (
+            ('decimal = ","', 'decimal = ","\nencoding = "hex"'),
+            'key "read.encoding" is "hex", which is not a text encoding (try "utf-8" or "cp1252").',
         ),
         (
             ('decimal = ","', 'decimal = ","\ndelimiter = ";;"'),
@@ -288,6 +293,31 @@ def test_broken_toml_missing_file_and_empty_folder_are_refused(tmp_path: Path) -
     with pytest.raises(MappingError) as err:
         load_mappings(tmp_path / "empty")
     assert err.value.detail == "has no *.toml mapping files; add one (see mappings/README.md)."
+
+
+DEEP = 50_000
+DEEP_HEADER = 5_000  # enough to overflow the stack; tomllib takes seconds on a longer header
+
+
+@pytest.mark.parametrize(
+    ("nested", "key"),
+    [
+        ("[invoice.extra]\nx = " + "{ a = " * DEEP + "1" + " }" * DEEP, "invoice.extra.x"),
+        ("[invoice.x" + ".a" * DEEP_HEADER + "]\nb = 1", "invoice.x.a.a…"),
+        ("[[claims.x" + ".a" * DEEP_HEADER + "]]\nb = 1", "claims.[1].x.a…"),
+    ],
+    ids=["inline-tables", "dotted-header", "array-of-tables"],
+)
+def test_a_deeply_nested_mapping_is_refused_in_one_sentence(
+    tmp_path: Path, nested: str, key: str
+) -> None:
+    """Tables inside tables beyond any real mapping name the key, instead of a RecursionError."""
+    with pytest.raises(MappingError) as err:
+        load_mapping(write(tmp_path, BASE + "\n" + nested + "\n"))
+    assert err.value.detail == (
+        f'key "{key}" nests tables more than {MAX_NESTING} levels deep; a mapping needs only a'
+        " few, like [debtor.addresses]."
+    )
 
 
 def test_read_options_reach_the_reader(tmp_path: Path) -> None:

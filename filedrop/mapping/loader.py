@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import codecs
 import fnmatch
+import io
+import re
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -46,6 +48,9 @@ RULES = ("required", "amount", "date", "due_date", "currency", "national_id", "o
 RULES += ("email", "phone", "value_map")
 _TOP = ("name", "match", "read", "rules", "group", "invoice", "debtor", "debtors", "claims")
 _READ = ("sheet", "header_row", "encoding", "delimiter", "decimal", "thousands", "dates")
+
+MAX_NESTING = 20
+"""Tables and lists inside each other, at most; the deepest real field is a handful."""
 
 
 @dataclass(frozen=True)
@@ -137,14 +142,72 @@ def load_mappings(path: Path) -> list[Mapping]:
 def load_mapping(path: Path) -> Mapping:
     """Parse and check one mapping file; MappingError names the file and the key at fault."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise MappingError(str(path), "does not exist.") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise MappingError(str(path), f"cannot be read ({exc}).") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise MappingError(str(path), f"is not valid TOML: {exc}.") from None
+    except RecursionError:  # inline tables or lists nested deeper than Python's stack
+        raise MappingError(str(path), _too_deep(_deepest_line_key(text))) from None
+    too_deep = _too_deep_key(data)
+    if too_deep is not None:
+        raise MappingError(str(path), _too_deep(too_deep))
     return _Loader(path).mapping(data)
+
+
+def _too_deep(key: str) -> str:
+    return (
+        f'key "{key}" nests tables more than {MAX_NESTING} levels deep; a mapping needs only a few,'
+        " like [debtor.addresses]."
+    )
+
+
+def _shown_key(parts: list[str]) -> str:
+    """A dotted key for a message, cut short: the depth itself is the news, not every level."""
+    return ".".join(parts[:4]) + ("…" if len(parts) > 4 else "")
+
+
+def _too_deep_key(data: dict[str, Any]) -> str | None:
+    """The first key nested deeper than MAX_NESTING tables or lists, or None.
+
+    Walked with a stack, not recursion, so any depth TOML can parse is measured safely; the
+    tree parser after it recurses once per level.
+    """
+    stack: list[tuple[list[str], object]] = [([], data)]
+    while stack:
+        parts, value = stack.pop()
+        if len(parts) > MAX_NESTING:
+            return _shown_key(parts)
+        if isinstance(value, dict):
+            stack += [([*parts, str(k)], v) for k, v in value.items()]
+        elif isinstance(value, list):
+            stack += [([*parts, f"[{i + 1}]"], v) for i, v in enumerate(value)]
+    return None
+
+
+_HEADER_LINE = re.compile(r"\s*\[\[?\s*([^\[\]]+?)\s*\]\]?\s*(?:#.*)?")
+
+
+def _deepest_line_key(text: str) -> str:
+    """The key of the line that opens the most braces and brackets, under its [table].
+
+    Only for the message when TOML itself gave up on the depth, so a rough reading will do.
+    """
+    table, key, most = "", "", -1
+    for line in text.splitlines():
+        header = _HEADER_LINE.fullmatch(line)
+        if header:
+            table = header.group(1).replace(" ", "")
+            continue
+        opened = line.count("{") + line.count("[")
+        if "=" in line and opened > most:
+            name = line.split("=", 1)[0].strip().strip('"')
+            key, most = f"{table}.{name}" if table else name, opened
+    return _shown_key(key.split(".")) if key else "(top level)"
 
 
 def select_mapping(
@@ -278,11 +341,19 @@ class _Loader(TreeParser):
         return self.whole("read.sheet", value, low=1, high=1000) - 1  # users count from 1
 
     def encoding(self, value: object) -> str | None:
+        if value is None:
+            return None
         try:
-            return None if value is None else codecs.lookup(self.text("read.encoding", value)).name
+            name = codecs.lookup(self.text("read.encoding", value)).name
         except LookupError:
             why = f'is {as_toml(value)}, which is not an encoding (try "utf-8" or "cp1252").'
             raise self.fail("read.encoding", why) from None
+        try:  # "hex" and "base64" are codecs too, but they do not make text
+            io.TextIOWrapper(io.BytesIO(), encoding=name)
+        except LookupError:
+            why = f'is {as_toml(value)}, which is not a text encoding (try "utf-8" or "cp1252").'
+            raise self.fail("read.encoding", why) from None
+        return name
 
     def delimiter(self, value: object) -> str | None:
         text = {"tab": "\t", "\\t": "\t"}.get(str(value).lower(), value)
