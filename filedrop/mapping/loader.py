@@ -35,8 +35,11 @@ from filedrop.mapping.tree import (
 from filedrop.read import ReadOptions, Table, header_key
 
 __all__ = [
+    "MAX_NESTING",
+    "READ_KEYS",
     "RULES",
     "SEVERITIES",
+    "TOP_KEYS",
     "Mapping",
     "load_mapping",
     "load_mappings",
@@ -46,8 +49,10 @@ __all__ = [
 SEVERITIES = ("error", "warning", "off")
 RULES = ("required", "amount", "date", "due_date", "currency", "national_id", "orgnr", "kid")
 RULES += ("email", "phone", "value_map")
-_TOP = ("name", "match", "read", "rules", "group", "invoice", "debtor", "debtors", "claims")
-_READ = ("sheet", "header_row", "encoding", "delimiter", "decimal", "thousands", "dates")
+TOP_KEYS = ("name", "match", "read", "rules", "group", "invoice", "debtor", "debtors", "claims")
+"""The keys a mapping file may have at its top level."""
+READ_KEYS = ("sheet", "header_row", "encoding", "delimiter", "decimal", "thousands", "dates")
+"""The keys of its [read] section."""
 
 MAX_NESTING = 20
 """Tables and lists inside each other, at most; the deepest real field is a handful."""
@@ -264,9 +269,9 @@ class _Loader(TreeParser):
     """
 
     def mapping(self, data: dict[str, Any]) -> Mapping:
-        self.table("", data, _TOP)
+        self.table("", data, TOP_KEYS)
         match = self.table("match", data.get("match", {}), ("files", "headers"))
-        read = self.table("read", data.get("read", {}), _READ)
+        read = self.table("read", data.get("read", {}), READ_KEYS)
         rules = self.table("rules", data.get("rules", {}), RULES)
         for rule, severity in rules.items():
             if severity not in SEVERITIES:
