@@ -20,7 +20,7 @@ from stdnum.no import fodselsnummer, orgnr
 
 from filedrop.mapping import Mapping, load_mapping, load_mappings, select_mapping
 from filedrop.mapping.payload import no_cyclic_gc
-from filedrop.mapping.prepare import Prepared, Problem, prepare
+from filedrop.mapping.prepare import Prepared, Problem, Rejection, prepare
 from filedrop.read import ReadInfo, Table, read_table
 from filedrop.states import RowStatus
 
@@ -367,8 +367,8 @@ def test_repeated_invoice_number_is_a_duplicate_of_the_first_row() -> None:
     prepared = run([row(), row(Fakturanr="240302"), row(), row(Beløp="-1")])
     assert [inv.invoice_number for inv in prepared.invoices] == ["240301", "240302"]
     assert prepared.rejected == {
-        2: (RowStatus.DUPLICATE, "invoice number 240301 already appears on row 2"),
-        3: (RowStatus.DUPLICATE, "invoice number 240301 already appears on row 2"),
+        2: Rejection(RowStatus.DUPLICATE, "invoice number 240301 already appears on row 2"),
+        3: Rejection(RowStatus.DUPLICATE, "invoice number 240301 already appears on row 2"),
     }
     assert messages(prepared) == [
         "row 4: invoice number 240301 already appears on row 2",
@@ -381,18 +381,19 @@ def test_empty_row_is_invalid_saying_only_that() -> None:
     """A row with no cells at all gets one message, not one per missing field."""
     prepared = run([row(), dict.fromkeys(HEADERS, "")])
     assert messages(prepared) == ["row 3: the row is empty"]
-    assert prepared.rejected == {1: (RowStatus.INVALID, "the row is empty")}
+    assert prepared.rejected == {1: Rejection(RowStatus.INVALID, "the row is empty")}
 
 
 def test_problem_reads_as_one_sentence() -> None:
     """str(Problem) is the row number and the message."""
     problem = Problem(
-        14,
-        "Forfallsdato",
-        "31.02.2024",
-        'Forfallsdato "31.02.2024" is not a date (expected dd.mm.yyyy)',
-        "error",
-        "date",
+        row=14,
+        column="Forfallsdato",
+        value="31.02.2024",
+        message='Forfallsdato "31.02.2024" is not a date (expected dd.mm.yyyy)',
+        severity="error",
+        rule="date",
+        position=12,
     )
     assert str(problem) == 'row 14: Forfallsdato "31.02.2024" is not a date (expected dd.mm.yyyy)'
 
@@ -524,11 +525,13 @@ def test_an_error_on_one_line_makes_every_line_of_the_invoice_invalid() -> None:
     prepared = run(rows, GROUPED_MAPPING, headers=G)
     assert [inv.invoice_number for inv in prepared.invoices] == ["B"]
     assert prepared.rejected == {
-        0: (
+        0: Rejection(
             RowStatus.INVALID,
             'row 3: Beløp "-70,00" is not a positive amount (it must be more than 0)',
         ),
-        1: (RowStatus.INVALID, 'Beløp "-70,00" is not a positive amount (it must be more than 0)'),
+        1: Rejection(
+            RowStatus.INVALID, 'Beløp "-70,00" is not a positive amount (it must be more than 0)'
+        ),
     }
 
 
@@ -549,7 +552,7 @@ def test_two_groups_with_one_invoice_number_are_duplicates(tmp_path: Path) -> No
     ]
     prepared = run(rows, custom(tmp_path, text), headers=G)
     assert prepared.rejected == {
-        1: (RowStatus.DUPLICATE, "invoice number A already appears on row 2")
+        1: Rejection(RowStatus.DUPLICATE, "invoice number A already appears on row 2")
     }
 
 
@@ -589,7 +592,8 @@ def test_any_cells_give_every_row_exactly_one_outcome(rows: list[dict[str, str]]
     """Whatever the cells hold, prepare never raises and every row is sent or rejected once."""
     prepared = run(rows)
     assert_every_row_once(prepared)
-    for pos, (status, text) in prepared.rejected.items():
+    for pos, rejection in prepared.rejected.items():
+        status, text = rejection.status, rejection.text
         assert status in (RowStatus.INVALID, RowStatus.DUPLICATE) and text
         own = [p.message for p in prepared.problems if p.row == pos + 2 and p.severity == "error"]
         assert own and text == "; ".join(own) if status is RowStatus.INVALID else text in own
@@ -664,7 +668,9 @@ def test_shipped_mappings_map_the_inbox_examples(
     prepared = prepare(tbl, chosen)
     assert messages(prepared) == problems
     assert len(prepared.invoices) == sent
-    assert {r for r, (s, _) in prepared.rejected.items() if s is RowStatus.DUPLICATE} == duplicates
+    assert {
+        r for r, why in prepared.rejected.items() if why.status is RowStatus.DUPLICATE
+    } == duplicates
     assert_every_row_once(prepared)
 
 

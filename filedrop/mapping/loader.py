@@ -1,4 +1,4 @@
-"""The column-mapping config: one TOML file per source layout (issue 3 §2).
+"""The column-mapping config: one TOML file per source layout.
 
 A mapping says which files it takes, how to read them, and where every Invoice field comes from.
 This module loads and checks a mapping file's own sections ([match], [read], [rules], [group]) and
