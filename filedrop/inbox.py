@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-INPUT_SUFFIXES = (".csv", ".xlsx", ".xlsm", ".xls")
-"""Input file types, matched case-insensitively."""
+from filedrop.read import INPUT_SUFFIXES
+
 OUTCOME_SUFFIXES = (".outcome.xlsx", ".outcome.csv")
 
 # First match wins: (reason logged, test on the name). Lock files come before "hidden file" so the

@@ -40,7 +40,7 @@ import pandas as pd
 import xlsxwriter
 from xlsxwriter.exceptions import InvalidWorksheetName
 
-from filedrop.read import Table
+from filedrop.read import CSV_SUFFIXES, EXCEL_SUFFIXES, Table
 from filedrop.states import RowStatus
 
 OUTCOME_COLUMNS = (
@@ -52,7 +52,6 @@ OUTCOME_COLUMNS = (
     "outcome_batch_id",
 )
 
-_EXCEL_SUFFIXES = frozenset({".xlsx", ".xlsm", ".xls"})
 _SUMMARY_SHEET, _DEFAULT_SHEET = "Summary", "Outcome"
 _SANDBOX_BANNER = "SANDBOX — nothing was sent to Amili"
 _XLSX_MAX_ROWS, _XLSX_MAX_COLS = 1_048_576, 16_384
@@ -104,9 +103,9 @@ class OutcomeSummary:
 def outcome_path(source: Path) -> Path:
     """``<stem>.outcome.xlsx`` for Excel input, ``<stem>.outcome.csv`` for CSV, beside it."""
     suffix = source.suffix.lower()
-    if suffix in _EXCEL_SUFFIXES:
+    if suffix in EXCEL_SUFFIXES:
         return source.with_name(f"{source.stem}.outcome.xlsx")
-    if suffix == ".csv":
+    if suffix in CSV_SUFFIXES:
         return source.with_name(f"{source.stem}.outcome.csv")
     raise ValueError(f"{source.name}: no outcome format for {source.suffix!r} files")
 

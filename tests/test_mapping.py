@@ -10,7 +10,8 @@ import pytest
 
 from filedrop.errors import MappingError, ReadError
 from filedrop.mapping import load_mapping, load_mappings, select_mapping
-from filedrop.mapping.tree import Field, Many, Obj
+from filedrop.mapping.loader import MAX_NESTING, READ_KEYS, RULES, TOP_KEYS
+from filedrop.mapping.tree import OPTION_KEYS, SOURCE_KEYS, Field, Many, Obj
 from filedrop.read import ReadInfo, ReadOptions, Table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,6 +124,10 @@ def test_unknown_field_passes_through_but_a_near_miss_is_refused(tmp_path: Path)
             ('decimal = ","', 'decimal = ","\nencoding = "latin-9000"'),
             'key "read.encoding" is "latin-9000", which is not an encoding (try "utf-8" or '
             '"cp1252").',
+        ),
+        (
+            ('decimal = ","', 'decimal = ","\nencoding = "hex"'),
+            'key "read.encoding" is "hex", which is not a text encoding (try "utf-8" or "cp1252").',
         ),
         (
             ('decimal = ","', 'decimal = ","\ndelimiter = ";;"'),
@@ -290,6 +295,31 @@ def test_broken_toml_missing_file_and_empty_folder_are_refused(tmp_path: Path) -
     assert err.value.detail == "has no *.toml mapping files; add one (see mappings/README.md)."
 
 
+DEEP = 50_000
+DEEP_HEADER = 5_000  # enough to overflow the stack; tomllib takes seconds on a longer header
+
+
+@pytest.mark.parametrize(
+    ("nested", "key"),
+    [
+        ("[invoice.extra]\nx = " + "{ a = " * DEEP + "1" + " }" * DEEP, "invoice.extra.x"),
+        ("[invoice.x" + ".a" * DEEP_HEADER + "]\nb = 1", "invoice.x.a.a…"),
+        ("[[claims.x" + ".a" * DEEP_HEADER + "]]\nb = 1", "claims.[1].x.a…"),
+    ],
+    ids=["inline-tables", "dotted-header", "array-of-tables"],
+)
+def test_a_deeply_nested_mapping_is_refused_in_one_sentence(
+    tmp_path: Path, nested: str, key: str
+) -> None:
+    """Tables inside tables beyond any real mapping name the key, instead of a RecursionError."""
+    with pytest.raises(MappingError) as err:
+        load_mapping(write(tmp_path, BASE + "\n" + nested + "\n"))
+    assert err.value.detail == (
+        f'key "{key}" nests tables more than {MAX_NESTING} levels deep; a mapping needs only a'
+        " few, like [debtor.addresses]."
+    )
+
+
 def test_read_options_reach_the_reader(tmp_path: Path) -> None:
     """Sheet counts from 1 for people and from 0 for the reader; tab may be written as a word."""
     text = BASE.replace(
@@ -453,11 +483,17 @@ def test_a_mapping_named_on_the_command_line_ignores_its_globs(tmp_path: Path) -
 
 def test_readme_documents_every_option_and_its_example_loads(tmp_path: Path) -> None:
     """mappings/README.md names every key a mapping accepts, and its whole example is a mapping."""
-    from filedrop.mapping.loader import _READ, _TOP, RULES
-    from filedrop.mapping.tree import OPTION_KEYS, SOURCE_KEYS
+
+    def documented(key: str) -> str:
+        """How the README writes a key: a section, a source table, or an option in backticks."""
+        if key in TOP_KEYS:
+            return "\nname = " if key == "name" else f"[{key}]"
+        if key in SOURCE_KEYS:
+            return f"{{ {key} = "
+        return "names = [" if key == "names" else f"`{key}"
 
     readme = (MAPPINGS / "README.md").read_text(encoding="utf-8")
-    for key in (*_TOP, *_READ, *RULES, *OPTION_KEYS, *SOURCE_KEYS, "files", "headers", "by"):
-        assert f"`{key}" in readme or f"{key} =" in readme or f"[{key}]" in readme, key
+    keys = (*TOP_KEYS, *READ_KEYS, *RULES, *OPTION_KEYS, *SOURCE_KEYS, "files", "headers", "by")
+    assert [key for key in keys if documented(key) not in readme] == []
     whole = readme.split("```toml\n", 1)[1].split("```", 1)[0]
     assert load_mapping(write(tmp_path, whole)).name == "Norwegian ERP export"

@@ -14,7 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from filedrop.errors import ReadError
-from filedrop.read import ReadOptions, read_table
+from filedrop.inbox import ignore_reason
+from filedrop.outcome import outcome_path
+from filedrop.read import CSV_SUFFIXES, EXCEL_SUFFIXES, INPUT_SUFFIXES, ReadOptions, read_table
 
 HEADERS = ["Fakturanr", "Navn", "Beløp", "Postnr"]
 
@@ -502,3 +504,26 @@ def test_no_header_found_is_reported(tmp_path):
         f"{path}: no header row found in the first 30 lines (expected a line of column names); "
         "set header_row in the mapping"
     )
+
+
+# --- file types -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", INPUT_SUFFIXES)
+def test_every_file_type_the_inbox_takes_is_read_and_has_an_outcome(
+    tmp_path: Path, suffix: str
+) -> None:
+    """One list of file types: the inbox takes it, a reader reads it, an outcome format fits it."""
+    path = tmp_path / f"fakturaer{suffix.upper()}"
+    if suffix in CSV_SUFFIXES:
+        write(path, "Fakturanr;Navn\n1001;Kari\n")
+    else:
+        workbook = xlsxwriter.Workbook(str(path))
+        sheet = workbook.add_worksheet()
+        sheet.write_row(0, 0, ["Fakturanr", "Navn"])
+        sheet.write_row(1, 0, ["1001", "Kari"])
+        workbook.close()
+    assert ignore_reason(path) is None
+    assert rows(read_table(path)) == [["1001", "Kari"]]
+    kind = ".xlsx" if suffix in EXCEL_SUFFIXES else ".csv"
+    assert outcome_path(path) == tmp_path / f"fakturaer.outcome{kind}"

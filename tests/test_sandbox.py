@@ -10,11 +10,10 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import ORG_ID, FakeTime
 
+from filedrop.mapping.convert import CURRENCIES
 from filedrop.sandbox import Sandbox, SandboxOptions, serve, validate_invoice
 
-INVOICES_PATH = f"/collection/v1/orgs/{ORG_ID}/invoices"
 BATCH_FIELDS = {
     "batchId",
     "type",
@@ -37,11 +36,15 @@ def bearer(sandbox: Sandbox) -> dict[str, str]:
     return {"Authorization": f"Bearer {get_token(sandbox).json()['access_token']}"}
 
 
+def invoices_url(sandbox: Sandbox, org_id: str) -> str:
+    return f"{sandbox.url}/collection/v1/orgs/{org_id}/invoices"
+
+
 def post_invoices(
-    sandbox: Sandbox, invoices: list[dict[str, Any]], *, org_id: str = ORG_ID
+    sandbox: Sandbox, invoices: list[dict[str, Any]], *, org_id: str
 ) -> requests.Response:
     return requests.post(
-        f"{sandbox.url}/collection/v1/orgs/{org_id}/invoices",
+        invoices_url(sandbox, org_id),
         json={"invoices": invoices},
         headers=bearer(sandbox),
         timeout=5,
@@ -53,9 +56,9 @@ def get_batch(sandbox: Sandbox, batch_id: str) -> requests.Response:
     return requests.get(url, headers=bearer(sandbox), timeout=5)
 
 
-def submit(sandbox: Sandbox, invoices: list[dict[str, Any]], **kw: str) -> dict[str, Any]:
+def submit(sandbox: Sandbox, invoices: list[dict[str, Any]], *, org_id: str) -> dict[str, Any]:
     """POST then GET once; the batch's data (the sandbox fixture's batches finish at once)."""
-    created = post_invoices(sandbox, invoices, **kw)
+    created = post_invoices(sandbox, invoices, org_id=org_id)
     assert created.status_code == 202, created.text
     return get_batch(sandbox, created.json()["data"]["batchId"]).json()["data"]
 
@@ -94,15 +97,15 @@ def test_configured_credentials_are_enforced(sandbox):
     assert get_token(sandbox, client_secret="right").status_code == 200
 
 
-def test_guide_example_succeeds_with_every_documented_field(sandbox, example_invoice):
+def test_guide_example_succeeds_with_every_documented_field(sandbox, example_invoice, org_id):
     """The guide's own invoice becomes a case; both answers carry every documented field."""
-    created = post_invoices(sandbox, [example_invoice])
+    created = post_invoices(sandbox, [example_invoice], org_id=org_id)
     assert created.status_code == 202
     batch_id = created.json()["data"]["batchId"]
     assert created.json()["data"]["batchUrl"] == f"{sandbox.url}/collection/v1/batches/{batch_id}"
     data = get_batch(sandbox, batch_id).json()["data"]
     assert set(data) == BATCH_FIELDS
-    assert (data["status"], data["type"], data["organizationId"]) == ("SUCCESS", "INVOICE", ORG_ID)
+    assert (data["status"], data["type"], data["organizationId"]) == ("SUCCESS", "INVOICE", org_id)
     assert data["failed"] == []
     (case,) = data["succeeded"]
     assert set(case) == {"type", "invoiceId", "invoiceNumber", "caseId", "caseNumber"}
@@ -126,10 +129,10 @@ def test_unknown_batch_is_404(sandbox):
         (b'{"invoices": [42]}', "Each entry of invoices must be an object"),
     ],
 )
-def test_malformed_body_is_400_with_a_message(sandbox, body, message):
+def test_malformed_body_is_400_with_a_message(sandbox, body, message, org_id):
     """A body that is not {"invoices": [objects]} is refused whole, with a reason."""
     answer = requests.post(
-        sandbox.url + INVOICES_PATH,
+        invoices_url(sandbox, org_id),
         data=body,
         headers={**bearer(sandbox), "Content-Type": "application/json"},
         timeout=5,
@@ -145,11 +148,11 @@ def test_org_id_must_be_a_uuid(sandbox, example_invoice):
 
 
 @pytest.mark.parametrize("authorization", [None, "Bearer not-a-token", "Basic bWU6czNjcjN0"])
-def test_api_needs_a_valid_bearer_token(sandbox, example_invoice, authorization):
+def test_api_needs_a_valid_bearer_token(sandbox, example_invoice, authorization, org_id):
     """No token, an unknown token or another scheme: 401, nothing processed."""
     headers = {"Authorization": authorization} if authorization else {}
     answer = requests.post(
-        sandbox.url + INVOICES_PATH,
+        invoices_url(sandbox, org_id),
         json={"invoices": [example_invoice]},
         headers=headers,
         timeout=5,
@@ -159,14 +162,14 @@ def test_api_needs_a_valid_bearer_token(sandbox, example_invoice, authorization)
     assert sandbox.counters().invoices_received == 0
 
 
-def test_expired_token_is_refused(example_invoice):
+def test_expired_token_is_refused(example_invoice, org_id, fake_time):
     """A token past its lifetime gets 401."""
-    fake = FakeTime()
+    fake = fake_time
     with Sandbox(SandboxOptions(token_lifetime_s=60), clock=fake.clock) as sandbox:
         headers = bearer(sandbox)
         fake.now += 61
         answer = requests.post(
-            sandbox.url + INVOICES_PATH,
+            invoices_url(sandbox, org_id),
             json={"invoices": [example_invoice]},
             headers=headers,
             timeout=5,
@@ -174,11 +177,13 @@ def test_expired_token_is_refused(example_invoice):
         assert answer.status_code == 401
 
 
-def test_batch_stays_queued_for_its_delay(example_invoice):
+def test_batch_stays_queued_for_its_delay(example_invoice, org_id, fake_time):
     """QUEUED (no finishedAt, empty lists) until the delay has passed, then terminal."""
-    fake = FakeTime()
+    fake = fake_time
     with Sandbox(SandboxOptions(delay_s=(5, 5)), clock=fake.clock) as sandbox:
-        batch_id = post_invoices(sandbox, [example_invoice]).json()["data"]["batchId"]
+        batch_id = post_invoices(sandbox, [example_invoice], org_id=org_id).json()["data"][
+            "batchId"
+        ]
         fake.now += 4.9
         queued = get_batch(sandbox, batch_id).json()["data"]
         assert set(queued) == BATCH_FIELDS
@@ -188,10 +193,10 @@ def test_batch_stays_queued_for_its_delay(example_invoice):
         assert get_batch(sandbox, batch_id).json()["data"]["status"] == "SUCCESS"
 
 
-def test_duplicate_invoice_number_fails_in_a_later_batch(sandbox, example_invoice):
+def test_duplicate_invoice_number_fails_in_a_later_batch(sandbox, example_invoice, org_id):
     """An invoice number this org already has a case for fails with "already exists"."""
-    assert submit(sandbox, [example_invoice])["status"] == "SUCCESS"
-    second = submit(sandbox, [example_invoice])
+    assert submit(sandbox, [example_invoice], org_id=org_id)["status"] == "SUCCESS"
+    second = submit(sandbox, [example_invoice], org_id=org_id)
     assert second["status"] == "FAILED"
     assert second["failed"] == [
         {
@@ -203,25 +208,25 @@ def test_duplicate_invoice_number_fails_in_a_later_batch(sandbox, example_invoic
     assert sandbox.counters().invoice_numbers_repeated == ("INV-2024-00123",)
 
 
-def test_same_number_in_another_org_is_not_a_duplicate(sandbox, example_invoice):
+def test_same_number_in_another_org_is_not_a_duplicate(sandbox, example_invoice, org_id):
     """Cases belong to an organisation."""
-    submit(sandbox, [example_invoice])
+    submit(sandbox, [example_invoice], org_id=org_id)
     assert submit(sandbox, [example_invoice], org_id=str(uuid.uuid4()))["status"] == "SUCCESS"
 
 
-def test_failed_invoice_number_can_be_sent_again(sandbox, example_invoice):
+def test_failed_invoice_number_can_be_sent_again(sandbox, example_invoice, org_id):
     """Only a case blocks a number: a rejected invoice may be corrected and resent."""
     broken = copy.deepcopy(example_invoice)
     broken["currency"] = "nok"
-    assert submit(sandbox, [broken])["status"] == "FAILED"
-    assert submit(sandbox, [example_invoice])["status"] == "SUCCESS"
+    assert submit(sandbox, [broken], org_id=org_id)["status"] == "FAILED"
+    assert submit(sandbox, [example_invoice], org_id=org_id)["status"] == "SUCCESS"
 
 
-def test_extra_fields_are_accepted(sandbox, example_invoice):
+def test_extra_fields_are_accepted(sandbox, example_invoice, org_id):
     """Fields the guide does not list pass through without error."""
     example_invoice["projectCode"] = "P-7"
     example_invoice["debtors"][0]["preferredLanguage"] = "nb"
-    assert submit(sandbox, [example_invoice])["status"] == "SUCCESS"
+    assert submit(sandbox, [example_invoice], org_id=org_id)["status"] == "SUCCESS"
 
 
 def change(invoice: dict[str, Any], path: str, value: object) -> dict[str, Any]:
@@ -268,6 +273,16 @@ def test_invoice_validation_names_the_problem(example_invoice, path, value, erro
     assert validate_invoice(change(example_invoice, path, value)) == [error]
 
 
+def test_every_currency_filedrop_accepts_the_sandbox_accepts(example_invoice):
+    """The sandbox and the validator share one currency list (VED, ZWL, ... included)."""
+    refused = [
+        code
+        for code in sorted(CURRENCIES)
+        if validate_invoice(change(example_invoice, "currency", code))
+    ]
+    assert refused == []
+
+
 def test_company_debtor_needs_a_name(example_invoice):
     """A COMPANY debtor needs name, companyName or lastname, and a 9-digit Norwegian number."""
     debtor = example_invoice["debtors"][0]
@@ -285,21 +300,21 @@ def test_company_debtor_needs_a_name(example_invoice):
     assert validate_invoice(example_invoice) == []
 
 
-def test_mixed_batch_is_partial_and_all_bad_is_failed(sandbox, example_invoice):
+def test_mixed_batch_is_partial_and_all_bad_is_failed(sandbox, example_invoice, org_id):
     """PARTIAL when some fail, FAILED only when all fail."""
     bad = change(copy.deepcopy(example_invoice), "invoiceNumber", "INV-BAD")
     bad["currency"] = "XYZ"
-    partial = submit(sandbox, [example_invoice, bad])
+    partial = submit(sandbox, [example_invoice, bad], org_id=org_id)
     assert partial["status"] == "PARTIAL"
     assert [f["invoiceNumber"] for f in partial["failed"]] == ["INV-BAD"]
-    assert submit(sandbox, [bad])["status"] == "FAILED"
+    assert submit(sandbox, [bad], org_id=org_id)["status"] == "FAILED"
 
 
-def test_counters_count_what_arrived(sandbox, example_invoice):
+def test_counters_count_what_arrived(sandbox, example_invoice, org_id):
     """Token requests, POSTs, polls, invoices and repeated numbers are counted."""
     other = change(copy.deepcopy(example_invoice), "invoiceNumber", "INV-2")
-    submit(sandbox, [example_invoice, other])
-    submit(sandbox, [other])
+    submit(sandbox, [example_invoice, other], org_id=org_id)
+    submit(sandbox, [other], org_id=org_id)
     counters = sandbox.counters()
     assert (counters.token_requests, counters.posts, counters.polls) == (4, 2, 2)
     assert counters.invoices_received == 3
@@ -307,22 +322,22 @@ def test_counters_count_what_arrived(sandbox, example_invoice):
     assert sandbox.received_invoice_numbers() == ["INV-2024-00123", "INV-2", "INV-2"]
 
 
-def test_rates_answer_429_and_503_with_retry_after(sandbox, example_invoice):
+def test_rates_answer_429_and_503_with_retry_after(sandbox, example_invoice, org_id):
     """At rate 1 every API request is refused, unprocessed, with the configured Retry-After."""
     sandbox.options.rate_429 = 1
     sandbox.options.retry_after_s = 2
-    answer = post_invoices(sandbox, [example_invoice])
+    answer = post_invoices(sandbox, [example_invoice], org_id=org_id)
     assert (answer.status_code, answer.headers["Retry-After"]) == (429, "2")
     sandbox.options.rate_429, sandbox.options.rate_503 = 0, 1
     assert get_batch(sandbox, str(uuid.uuid4())).status_code == 503
     assert sandbox.counters().invoices_received == 0
 
 
-def test_lost_response_rate_processes_then_hangs_up(sandbox, example_invoice):
+def test_lost_response_rate_processes_then_hangs_up(sandbox, example_invoice, org_id):
     """At rate 1 the POST is processed but the connection closes without an answer."""
     sandbox.options.rate_lost_response = 1
     with pytest.raises(requests.ConnectionError):
-        post_invoices(sandbox, [example_invoice])
+        post_invoices(sandbox, [example_invoice], org_id=org_id)
     assert sandbox.received_invoice_numbers() == ["INV-2024-00123"]
 
 

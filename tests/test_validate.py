@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import threading
+import unicodedata
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -19,7 +20,7 @@ from stdnum.no import fodselsnummer, orgnr
 
 from filedrop.mapping import Mapping, load_mapping, load_mappings, select_mapping
 from filedrop.mapping.payload import no_cyclic_gc
-from filedrop.mapping.prepare import Prepared, Problem, prepare
+from filedrop.mapping.prepare import Prepared, Problem, Rejection, prepare
 from filedrop.read import ReadInfo, Table, read_table
 from filedrop.states import RowStatus
 
@@ -366,8 +367,8 @@ def test_repeated_invoice_number_is_a_duplicate_of_the_first_row() -> None:
     prepared = run([row(), row(Fakturanr="240302"), row(), row(Beløp="-1")])
     assert [inv.invoice_number for inv in prepared.invoices] == ["240301", "240302"]
     assert prepared.rejected == {
-        2: (RowStatus.DUPLICATE, "invoice number 240301 already appears on row 2"),
-        3: (RowStatus.DUPLICATE, "invoice number 240301 already appears on row 2"),
+        2: Rejection(RowStatus.DUPLICATE, "invoice number 240301 already appears on row 2"),
+        3: Rejection(RowStatus.DUPLICATE, "invoice number 240301 already appears on row 2"),
     }
     assert messages(prepared) == [
         "row 4: invoice number 240301 already appears on row 2",
@@ -380,18 +381,19 @@ def test_empty_row_is_invalid_saying_only_that() -> None:
     """A row with no cells at all gets one message, not one per missing field."""
     prepared = run([row(), dict.fromkeys(HEADERS, "")])
     assert messages(prepared) == ["row 3: the row is empty"]
-    assert prepared.rejected == {1: (RowStatus.INVALID, "the row is empty")}
+    assert prepared.rejected == {1: Rejection(RowStatus.INVALID, "the row is empty")}
 
 
 def test_problem_reads_as_one_sentence() -> None:
     """str(Problem) is the row number and the message."""
     problem = Problem(
-        14,
-        "Forfallsdato",
-        "31.02.2024",
-        'Forfallsdato "31.02.2024" is not a date (expected dd.mm.yyyy)',
-        "error",
-        "date",
+        row=14,
+        column="Forfallsdato",
+        value="31.02.2024",
+        message='Forfallsdato "31.02.2024" is not a date (expected dd.mm.yyyy)',
+        severity="error",
+        rule="date",
+        position=12,
     )
     assert str(problem) == 'row 14: Forfallsdato "31.02.2024" is not a date (expected dd.mm.yyyy)'
 
@@ -406,6 +408,57 @@ def test_missing_column_is_a_mapping_error() -> None:
         'key "invoice.invoiceDate" names column "Fakturadato", which mars.csv does not have'
         in str(err.value)
     )
+
+
+@pytest.mark.parametrize(
+    ("file_spelling", "mapping_spelling"),
+    [("NFD", "NFC"), ("NFC", "NFD")],
+    ids=["decomposed-file", "decomposed-mapping"],
+)
+def test_a_header_spelled_decomposed_is_found_and_matched(
+    tmp_path: Path, file_spelling: str, mapping_spelling: str
+) -> None:
+    """A header with å typed as a + ring finds the header row and matches the mapping, both ways."""
+
+    def spelled(form: str, text: str) -> str:
+        return unicodedata.normalize(form, text)
+
+    mapping = custom(
+        tmp_path,
+        spelled(
+            mapping_spelling,
+            """
+[read]
+decimal = ","
+
+[invoice]
+type = { constant = "NOTICE" }
+invoiceNumber = "Fakturanr"
+originalInvoiceAmount = "Å betale"
+currency = { constant = "NOK" }
+invoiceDate = { constant = 2024-03-01 }
+dueDate = { constant = 2024-03-15 }
+
+[debtor]
+type = { constant = "COMPANY" }
+lastname = "Navn på kunde"
+
+[[claims]]
+type = { constant = "PRINCIPAL" }
+remainingAmount = "Å betale"
+""",
+        ),
+    )
+    path = tmp_path / "mars.csv"
+    title = "Åpne poster;Kunde;Periode\n"
+    header = spelled(file_spelling, "Fakturanr;Å betale;Navn på kunde\n")
+    path.write_text(title + header + "240301;1 500,00;Fjord AS\n", encoding="utf-8")
+    table = read_table(path, mapping.read)
+    prepared = prepare(table, mapping)
+    assert (table.info.header_row, prepared.rejected) == (2, {})
+    (invoice,) = prepared.invoices
+    assert invoice.payload["originalInvoiceAmount"] == 1500.0
+    assert invoice.payload["debtors"] == [{"type": "COMPANY", "lastname": "Fjord AS"}]
 
 
 # --- several rows per invoice ---------------------------------------------------------------------
@@ -472,11 +525,13 @@ def test_an_error_on_one_line_makes_every_line_of_the_invoice_invalid() -> None:
     prepared = run(rows, GROUPED_MAPPING, headers=G)
     assert [inv.invoice_number for inv in prepared.invoices] == ["B"]
     assert prepared.rejected == {
-        0: (
+        0: Rejection(
             RowStatus.INVALID,
             'row 3: Beløp "-70,00" is not a positive amount (it must be more than 0)',
         ),
-        1: (RowStatus.INVALID, 'Beløp "-70,00" is not a positive amount (it must be more than 0)'),
+        1: Rejection(
+            RowStatus.INVALID, 'Beløp "-70,00" is not a positive amount (it must be more than 0)'
+        ),
     }
 
 
@@ -497,7 +552,7 @@ def test_two_groups_with_one_invoice_number_are_duplicates(tmp_path: Path) -> No
     ]
     prepared = run(rows, custom(tmp_path, text), headers=G)
     assert prepared.rejected == {
-        1: (RowStatus.DUPLICATE, "invoice number A already appears on row 2")
+        1: Rejection(RowStatus.DUPLICATE, "invoice number A already appears on row 2")
     }
 
 
@@ -537,7 +592,8 @@ def test_any_cells_give_every_row_exactly_one_outcome(rows: list[dict[str, str]]
     """Whatever the cells hold, prepare never raises and every row is sent or rejected once."""
     prepared = run(rows)
     assert_every_row_once(prepared)
-    for pos, (status, text) in prepared.rejected.items():
+    for pos, rejection in prepared.rejected.items():
+        status, text = rejection.status, rejection.text
         assert status in (RowStatus.INVALID, RowStatus.DUPLICATE) and text
         own = [p.message for p in prepared.problems if p.row == pos + 2 and p.severity == "error"]
         assert own and text == "; ".join(own) if status is RowStatus.INVALID else text in own
@@ -612,7 +668,9 @@ def test_shipped_mappings_map_the_inbox_examples(
     prepared = prepare(tbl, chosen)
     assert messages(prepared) == problems
     assert len(prepared.invoices) == sent
-    assert {r for r, (s, _) in prepared.rejected.items() if s is RowStatus.DUPLICATE} == duplicates
+    assert {
+        r for r, why in prepared.rejected.items() if why.status is RowStatus.DUPLICATE
+    } == duplicates
     assert_every_row_once(prepared)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable, Iterable
-from functools import cache
+from functools import cache, lru_cache
 
 import numpy as np
 import pandas as pd
@@ -22,6 +22,7 @@ from stdnum.no import fodselsnummer, orgnr
 
 __all__ = [
     "CURRENCIES",
+    "PHONE_CACHE_SIZE",
     "SPACES",
     "amount_example",
     "amount_pattern",
@@ -49,7 +50,8 @@ __all__ = [
 ]
 
 # Active ISO 4217 codes (2024 list, funds and precious metals left out). A code missing here makes a
-# row INVALID, so err on the side of the full list.
+# row INVALID, so err on the side of the full list. The sandbox checks invoices against this same
+# list, so a currency filedrop lets through is never refused there.
 CURRENCIES = frozenset(
     """
     AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD BTN BWP
@@ -61,6 +63,10 @@ CURRENCIES = frozenset(
     TWD TZS UAH UGX USD UYU UZS VED VES VND VUV WST XAF XCD XCG XOF XPF YER ZAR ZMW ZWG ZWL
     """.split()  # noqa: SIM905 - one code per word reads better than 170 quoted lines
 )
+
+PHONE_CACHE_SIZE = 16_384
+"""Distinct phone numbers remembered (a few megabytes). Each file's numbers are checked once per
+distinct value anyway, so this only spares work across files and fields."""
 
 # Space, no-break space and narrow no-break space all group thousands in Norwegian exports.
 SPACES = " \u00a0\u202f"
@@ -268,11 +274,13 @@ def split_values(text: pd.Series, *, separators: str) -> list[list[str]]:
     return out
 
 
-@cache
+@lru_cache(maxsize=PHONE_CACHE_SIZE)
 def phone_e164(text: str, country: str | None) -> tuple[str, str] | None:
     """One phone number -> (E.164, its region), or None when it is not a valid number.
 
-    Cached: the same customer's number repeats on every one of their invoices.
+    Cached: the same customer's number repeats on every one of their invoices. The cache is
+    bounded (``PHONE_CACHE_SIZE``, least recently used out first) because the daemon runs for
+    months and sees every number of every file.
     """
     try:
         number = phonenumbers.parse(text, country)

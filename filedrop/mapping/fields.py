@@ -1,8 +1,8 @@
 """One mapping Field over a whole table: take each row's value, convert it, note each failure.
 
-The step between read and validate: a Field (tree.py) says where a value comes from (a column, a
+The first step of prepare.py: a Field (tree.py) says where a value comes from (a column, a
 template, a constant, a default) and what it is; ``evaluate`` fetches it for every row and converts
-it with the pure conversions of convert.py. Failures are Issues, not exceptions, so validate.py can
+it with the pure conversions of convert.py. Failures are Issues, not exceptions, so prepare.py can
 name every bad cell of a file at once and decide their severity.
 """
 
@@ -12,6 +12,7 @@ import datetime as dt
 import re
 import string
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -37,10 +38,17 @@ from filedrop.mapping.convert import (
 )
 from filedrop.mapping.tree import Field
 
-__all__ = ["Issue", "Source", "Values", "evaluate"]
+__all__ = ["Issue", "Source", "Values", "evaluate", "evaluate_fields"]
 
-Issue = tuple[int, str, str, str | None, str]
-"""(row position, rule, column label, value as typed, message) for one value that failed."""
+
+class Issue(NamedTuple):
+    """One value that failed a rule, before the mapping's rules decide how much it matters."""
+
+    position: int  # 0-based row of the table
+    rule: str  # a name from loader.RULES, or "duplicate" / "empty_row"
+    label: str | None  # the column as the file names it; None when no one column is at fault
+    value: str | None  # as typed (national ids masked); None when there is nothing to show
+    message: str
 
 
 @dataclass(frozen=True)
@@ -97,6 +105,22 @@ class Values:
         )
 
 
+def evaluate_fields(fields: list[Field], src: Source) -> tuple[dict[int, Values], list[Issue]]:
+    """Each field's Values on every row (keyed by ``id(field)``), and every failure in field order.
+
+    One column feeding two fields (Beløp: invoice and claim amount) is converted once.
+    """
+    issues: list[Issue] = []
+    values: dict[int, Values] = {}
+    done: dict[Field, Values] = {}
+    for f in fields:
+        same = replace(f, key=f.key if f.source == "constant" else "", required=False, what="")
+        if same not in done:
+            done[same] = evaluate(f, src, issues)
+        values[id(f)] = done[same]
+    return values, issues
+
+
 def evaluate(f: Field, src: Source, issues: list[Issue]) -> Values:
     """Take ``f``'s value for every row and convert it; each failure becomes one Issue."""
     n = src.n
@@ -113,7 +137,7 @@ def evaluate(f: Field, src: Source, issues: list[Issue]) -> Values:
         if n > 1:  # the same text on every row: convert it once
             own: list[Issue] = []
             one = evaluate(f, replace(src, cells=src.cells.iloc[:1], trimmed={}), own)
-            issues += [(pos, *issue[1:]) for issue in own for pos in range(n)]
+            issues += [issue._replace(position=pos) for issue in own for pos in range(n)]
             return _broadcast(one, n)
         cell, label = pd.Series(repeated(f.constant, n)), f"the mapping's {f.key}"
     else:
@@ -208,7 +232,7 @@ def _apply_map(
     for i in rows[~found_u[codes]]:
         value = out.text[i]
         why = f'{out.label[i]} "{value}" is not one of {shown} (the values the mapping knows)'
-        issues.append((int(i), "value_map", out.label[i], value, why))
+        issues.append(Issue(int(i), "value_map", out.label[i], value, why))
         out.vals[i] = value
     as_text_u = np.array([isinstance(m, str) for m in mapped_u], dtype=bool)
     values_u = np.empty(len(mapped_u), dtype=object)
@@ -295,7 +319,7 @@ def _fail(bad: np.ndarray, rule: str, out: Values, issues: list[Issue], what: st
     """One Issue per failed row; the value is then sent as typed if the rule lets the row go."""
     for i in np.flatnonzero(bad):
         value = out.text[i]
-        issues.append((int(i), rule, out.label[i], value, f'{out.label[i]} "{value}" {what}'))
+        issues.append(Issue(int(i), rule, out.label[i], value, f'{out.label[i]} "{value}" {what}'))
         if out.vals[i] is None:
             out.vals[i] = value
 
@@ -352,7 +376,7 @@ def _check_parts(f: Field, parts: list[str]) -> tuple[np.ndarray, list[object]]:
 
 
 def _bad_part(f: Field, i: int, part: str, out: Values, issues: list[Issue]) -> None:
-    issues.append((i, f.kind, out.label[i], part, _list_message(f, out.label[i], part)))
+    issues.append(Issue(i, f.kind, out.label[i], part, _list_message(f, out.label[i], part)))
 
 
 def _list_message(f: Field, label: str, part: str) -> str:
@@ -382,4 +406,4 @@ def _fill_default(default: Field, out: Values, src: Source, issues: list[Issue])
             )
         out.number[take] = alt.number[take]
     out.empty &= ~take
-    issues += [issue for issue in own if take[issue[0]]]
+    issues += [issue for issue in own if take[issue.position]]

@@ -1,4 +1,4 @@
-"""The column-mapping config: one TOML file per source layout (issue 3 §2).
+"""The column-mapping config: one TOML file per source layout.
 
 A mapping says which files it takes, how to read them, and where every Invoice field comes from.
 This module loads and checks a mapping file's own sections ([match], [read], [rules], [group]) and
@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import codecs
 import fnmatch
+import io
 import re
 import tomllib
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -32,13 +32,15 @@ from filedrop.mapping.tree import (
     as_toml,
     walk_fields,
 )
-from filedrop.read import ReadOptions, Table
+from filedrop.read import ReadOptions, Table, header_key
 
 __all__ = [
+    "MAX_NESTING",
+    "READ_KEYS",
     "RULES",
     "SEVERITIES",
+    "TOP_KEYS",
     "Mapping",
-    "header_key",
     "load_mapping",
     "load_mappings",
     "select_mapping",
@@ -47,8 +49,13 @@ __all__ = [
 SEVERITIES = ("error", "warning", "off")
 RULES = ("required", "amount", "date", "due_date", "currency", "national_id", "orgnr", "kid")
 RULES += ("email", "phone", "value_map")
-_TOP = ("name", "match", "read", "rules", "group", "invoice", "debtor", "debtors", "claims")
-_READ = ("sheet", "header_row", "encoding", "delimiter", "decimal", "thousands", "dates")
+TOP_KEYS = ("name", "match", "read", "rules", "group", "invoice", "debtor", "debtors", "claims")
+"""The keys a mapping file may have at its top level."""
+READ_KEYS = ("sheet", "header_row", "encoding", "delimiter", "decimal", "thousands", "dates")
+"""The keys of its [read] section."""
+
+MAX_NESTING = 20
+"""Tables and lists inside each other, at most; the deepest real field is a handful."""
 
 
 @dataclass(frozen=True)
@@ -125,11 +132,6 @@ class Mapping:
         return found
 
 
-def header_key(name: str) -> str:
-    """Headers match ignoring case, spaces and Unicode spelling (å typed as a + ring)."""
-    return re.sub(r"\s+", "", unicodedata.normalize("NFC", name)).casefold()
-
-
 def load_mappings(path: Path) -> list[Mapping]:
     """A mapping file, or every ``*.toml`` in a folder (sorted by file name)."""
     if not path.is_dir():
@@ -145,14 +147,72 @@ def load_mappings(path: Path) -> list[Mapping]:
 def load_mapping(path: Path) -> Mapping:
     """Parse and check one mapping file; MappingError names the file and the key at fault."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise MappingError(str(path), "does not exist.") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise MappingError(str(path), f"cannot be read ({exc}).") from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise MappingError(str(path), f"is not valid TOML: {exc}.") from None
+    except RecursionError:  # inline tables or lists nested deeper than Python's stack
+        raise MappingError(str(path), _too_deep(_deepest_line_key(text))) from None
+    too_deep = _too_deep_key(data)
+    if too_deep is not None:
+        raise MappingError(str(path), _too_deep(too_deep))
     return _Loader(path).mapping(data)
+
+
+def _too_deep(key: str) -> str:
+    return (
+        f'key "{key}" nests tables more than {MAX_NESTING} levels deep; a mapping needs only a few,'
+        " like [debtor.addresses]."
+    )
+
+
+def _shown_key(parts: list[str]) -> str:
+    """A dotted key for a message, cut short: the depth itself is the news, not every level."""
+    return ".".join(parts[:4]) + ("…" if len(parts) > 4 else "")
+
+
+def _too_deep_key(data: dict[str, Any]) -> str | None:
+    """The first key nested deeper than MAX_NESTING tables or lists, or None.
+
+    Walked with a stack, not recursion, so any depth TOML can parse is measured safely; the
+    tree parser after it recurses once per level.
+    """
+    stack: list[tuple[list[str], object]] = [([], data)]
+    while stack:
+        parts, value = stack.pop()
+        if len(parts) > MAX_NESTING:
+            return _shown_key(parts)
+        if isinstance(value, dict):
+            stack += [([*parts, str(k)], v) for k, v in value.items()]
+        elif isinstance(value, list):
+            stack += [([*parts, f"[{i + 1}]"], v) for i, v in enumerate(value)]
+    return None
+
+
+_HEADER_LINE = re.compile(r"\s*\[\[?\s*([^\[\]]+?)\s*\]\]?\s*(?:#.*)?")
+
+
+def _deepest_line_key(text: str) -> str:
+    """The key of the line that opens the most braces and brackets, under its [table].
+
+    Only for the message when TOML itself gave up on the depth, so a rough reading will do.
+    """
+    table, key, most = "", "", -1
+    for line in text.splitlines():
+        header = _HEADER_LINE.fullmatch(line)
+        if header:
+            table = header.group(1).replace(" ", "")
+            continue
+        opened = line.count("{") + line.count("[")
+        if "=" in line and opened > most:
+            name = line.split("=", 1)[0].strip().strip('"')
+            key, most = f"{table}.{name}" if table else name, opened
+    return _shown_key(key.split(".")) if key else "(top level)"
 
 
 def select_mapping(
@@ -209,9 +269,9 @@ class _Loader(TreeParser):
     """
 
     def mapping(self, data: dict[str, Any]) -> Mapping:
-        self.table("", data, _TOP)
+        self.table("", data, TOP_KEYS)
         match = self.table("match", data.get("match", {}), ("files", "headers"))
-        read = self.table("read", data.get("read", {}), _READ)
+        read = self.table("read", data.get("read", {}), READ_KEYS)
         rules = self.table("rules", data.get("rules", {}), RULES)
         for rule, severity in rules.items():
             if severity not in SEVERITIES:
@@ -286,11 +346,19 @@ class _Loader(TreeParser):
         return self.whole("read.sheet", value, low=1, high=1000) - 1  # users count from 1
 
     def encoding(self, value: object) -> str | None:
+        if value is None:
+            return None
         try:
-            return None if value is None else codecs.lookup(self.text("read.encoding", value)).name
+            name = codecs.lookup(self.text("read.encoding", value)).name
         except LookupError:
             why = f'is {as_toml(value)}, which is not an encoding (try "utf-8" or "cp1252").'
             raise self.fail("read.encoding", why) from None
+        try:  # "hex" and "base64" are codecs too, but they do not make text
+            io.TextIOWrapper(io.BytesIO(), encoding=name)
+        except LookupError:
+            why = f'is {as_toml(value)}, which is not a text encoding (try "utf-8" or "cp1252").'
+            raise self.fail("read.encoding", why) from None
+        return name
 
     def delimiter(self, value: object) -> str | None:
         text = {"tab": "\t", "\\t": "\t"}.get(str(value).lower(), value)

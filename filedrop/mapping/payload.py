@@ -1,10 +1,10 @@
 """Build the Invoice JSON of the invoices ``prepare`` lets go, column-wise down to one dict each.
 
-The last local step: validate.py has converted every Field for every row, grouped rows into
-invoices and decided which invoices are sent; this turns their columns into the API's Invoice
-objects (issue 3 §3). Building makes millions of small dicts, so it is shaped for speed: objects
-are built in batches that share which values are present, and the cyclic garbage collector is
-paused meanwhile (``no_cyclic_gc``), safely when several files are prepared at once.
+The last local step: prepare.py has converted every Field for every row, grouped rows into
+invoices and decided which invoices are sent (``PreparedInvoice``); ``payloads`` turns their
+columns into the API's Invoice objects. Building makes millions of small dicts, so it is shaped for
+speed: objects are built in batches that share which values are present, and the cyclic garbage
+collector is paused meanwhile (``no_cyclic_gc``), safely when several files are prepared at once.
 """
 
 from __future__ import annotations
@@ -23,12 +23,12 @@ from filedrop.mapping.fields import Values
 from filedrop.mapping.loader import Mapping
 from filedrop.mapping.tree import Field, Many, Node, Obj, walk_fields
 
-__all__ = ["Columns", "build_payloads", "no_cyclic_gc"]
+__all__ = ["Columns", "PreparedInvoice", "build_payloads", "no_cyclic_gc", "payloads"]
 
 
 @dataclass(frozen=True)
 class Columns:
-    """What building needs from validate: every Field's converted values and the invoice groups."""
+    """What building needs from prepare: every Field's converted values and the invoice groups."""
 
     mapping: Mapping
     group_vals: dict[int, np.ndarray]  # id(invoice or debtor Field) -> each group's JSON value
@@ -37,6 +37,39 @@ class Columns:
     gid: np.ndarray  # each row's group (invoice), in file order
     members: list[np.ndarray] | None  # each group's rows; None when each row is its own invoice
     count: int  # how many groups
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedInvoice:
+    """One invoice ready to send, and the table rows (0-based positions) it came from.
+
+    Its JSON is built when it is about to be sent (``payloads``), not held: 200,000 invoices'
+    nested dicts would take most of a gigabyte, a batch's take a few hundred kilobytes.
+    """
+
+    invoice_number: str
+    rows: tuple[int, ...]
+    group: int
+    columns: Columns = field(repr=False)
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """This invoice's JSON (for one invoice; use ``payloads`` for many at once)."""
+        return payloads([self])[0]
+
+
+def payloads(invoices: list[PreparedInvoice]) -> list[dict[str, Any]]:
+    """The Invoice JSON of these invoices, in order, built together (whole columns at a time).
+
+    They must come from one ``prepare`` call, as a batch does.
+    """
+    if not invoices:
+        return []
+    columns = invoices[0].columns
+    if any(invoice.columns is not columns for invoice in invoices):
+        raise ValueError("payloads() takes invoices of one prepare() call")
+    with no_cyclic_gc():
+        return build_payloads(columns, np.array([invoice.group for invoice in invoices]))
 
 
 def build_payloads(cols: Columns, good: np.ndarray) -> list[dict[str, Any]]:

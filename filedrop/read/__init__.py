@@ -10,9 +10,11 @@ from filedrop.read.delimited import (
     DELIMITERS,
     EXCEL_SUFFIXES,
     HEADER_SEARCH_ROWS,
+    INPUT_SUFFIXES,
     ReadInfo,
     ReadOptions,
     Table,
+    header_key,
     read_table,
 )
 
@@ -21,8 +23,10 @@ __all__ = [
     "DELIMITERS",
     "EXCEL_SUFFIXES",
     "HEADER_SEARCH_ROWS",
+    "INPUT_SUFFIXES",
     "ReadInfo",
     "ReadOptions",
     "Table",
+    "header_key",
     "read_table",
 ]

@@ -29,6 +29,7 @@ from filedrop.read.table import (
     blank_rows,
     column_frame,
     find_header,
+    header_key,
     trailing_width,
 )
 
@@ -37,14 +38,18 @@ __all__ = [
     "DELIMITERS",
     "EXCEL_SUFFIXES",
     "HEADER_SEARCH_ROWS",
+    "INPUT_SUFFIXES",
     "ReadInfo",
     "ReadOptions",
     "Table",
+    "header_key",
     "read_table",
 ]
 
-EXCEL_SUFFIXES = (".xlsx", ".xlsm", ".xls")
 CSV_SUFFIXES = (".csv",)
+EXCEL_SUFFIXES = (".xlsx", ".xlsm", ".xls")
+INPUT_SUFFIXES = CSV_SUFFIXES + EXCEL_SUFFIXES
+"""Every file type filedrop reads, matched case-insensitively: the inbox takes exactly these."""
 DELIMITERS = (";", "\t", ",", "|")
 """Candidates in order of preference when two fit equally well (Norwegian exports use ``;``)."""
 _SNIFF_BYTES = 64 * 1024
@@ -63,11 +68,9 @@ def read_table(path: Path, options: ReadOptions | None = None) -> Table:
         return _read_csv(path, options)
     if suffix in EXCEL_SUFFIXES:
         return read_excel(path, options)
-    raise ReadError(
-        str(path),
-        f'"{path.suffix or "(no extension)"}" is not a file type filedrop reads; '
-        "save it as .csv, .xlsx, .xlsm or .xls",
-    )
+    types = f"{', '.join(INPUT_SUFFIXES[:-1])} or {INPUT_SUFFIXES[-1]}"
+    shown = path.suffix or "(no extension)"
+    raise ReadError(str(path), f'"{shown}" is not a file type filedrop reads; save it as {types}')
 
 
 # --- CSV ------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from there.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ __all__ = [
     "blank_rows",
     "column_frame",
     "find_header",
+    "header_key",
     "trailing_width",
 ]
 
@@ -85,9 +87,13 @@ class Table:
 _NUMERIC_LOOKING = re.compile(r"[\s\d.,:/+\-%]+")
 
 
-def _squash(text: str) -> str:
-    """Header text compared the way the mapping compares it: case and spaces ignored."""
-    return "".join(text.split()).casefold()
+def header_key(name: str) -> str:
+    """A header as compared everywhere: case, spaces and Unicode spelling (å as a + ring) ignored.
+
+    The one comparison for finding the header row here and for matching the mapping's column
+    names, so a header that is found is also matched, however the exporting program spelled it.
+    """
+    return "".join(unicodedata.normalize("NFC", name).split()).casefold()
 
 
 def find_header(rows: Sequence[Sequence[object]], expected: tuple[str, ...]) -> int | None:
@@ -100,8 +106,8 @@ def find_header(rows: Sequence[Sequence[object]], expected: tuple[str, ...]) -> 
     """
     filled = [[c for c in row if not (isinstance(c, str) and not c.strip())] for row in rows]
     if expected:
-        wanted = {_squash(h) for h in expected if h.strip()}
-        hits = [len(wanted & {_squash(c) for c in row if isinstance(c, str)}) for row in filled]
+        wanted = {header_key(h) for h in expected if h.strip()}
+        hits = [len(wanted & {header_key(c) for c in row if isinstance(c, str)}) for row in filled]
         best = max(hits, default=0)
         if wanted and best >= min(2, len(wanted)):
             return hits.index(best)

@@ -1,0 +1,215 @@
+"""The rules over converted values: required fields, amounts, dates in order, national ids.
+
+Each check takes the converted values it needs and returns its Issues; none depends on another
+having run. Invoice and debtor fields are checked once per invoice (``Level``), claim fields once
+per claim line (row). Conversion failures (a date that is no date) are found earlier, in fields.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from filedrop.mapping.convert import (
+    has_more_than_two_decimals,
+    is_fodselsnummer,
+    is_orgnr,
+    mask_id,
+    repeated,
+)
+from filedrop.mapping.fields import Issue, Values
+from filedrop.mapping.groups import Groups, Level
+from filedrop.mapping.loader import Mapping
+from filedrop.mapping.tree import Field, Obj, walk_fields
+
+__all__ = ["check_claims", "check_debtors", "check_invoice", "claim_lines", "there"]
+
+
+def check_invoice(mapping: Mapping, level: dict[int, Level], count: int) -> list[Issue]:
+    """Each of ``count`` invoices: required fields, a positive amount, due date not before issue."""
+    issues: list[Issue] = []
+    invoice, everywhere = mapping.invoice, np.ones(count, dtype=bool)
+    for name, node in invoice.fields:
+        if isinstance(node, Field) and node.required and node.source != "sum_of_claims":
+            why = f"the invoice needs {node.what or name}"
+            issues += _required(level[id(node)], everywhere, why)
+    amount = invoice.get_field("originalInvoiceAmount")
+    if amount is not None and amount.source != "sum_of_claims":
+        issues += _amounts(level[id(amount)], everywhere)
+    due, issued = invoice.get_field("dueDate"), invoice.get_field("invoiceDate")
+    if due is None or issued is None:
+        return issues
+    d, i = level[id(due)], level[id(issued)]
+    if d.values.number is None or i.values.number is None:
+        return issues
+    dv, iv = d.values, i.values
+    for g in np.flatnonzero(dv.number < iv.number):  # NaT compares False
+        message = (
+            f'{dv.label[g]} "{dv.text[g]}" is before {iv.label[g]} "{iv.text[g]}"'
+            " (the due date cannot be before the invoice date)"
+        )
+        issues.append(_issue(d.at[g], "due_date", dv, g, message))
+    return issues
+
+
+def check_debtors(mapping: Mapping, level: dict[int, Level], groups: Groups) -> list[Issue]:
+    """Each invoice has a debtor; each debtor its required fields and a valid national id."""
+    issues: list[Issue] = []
+    debtors, count = mapping.debtors, groups.count
+    any_debtor = np.zeros(count, dtype=bool)
+    for item in debtors.items:
+        assert isinstance(item, Obj)
+        present = there(item, lambda f: level[id(f)].values, count)
+        any_debtor |= present
+        for name, node in item.fields:
+            if isinstance(node, Field) and node.required:
+                issues += _required(level[id(node)], present, f"a debtor needs {node.what or name}")
+        kind = item.get_field("type")
+        types = repeated("", count)
+        if kind is not None:
+            types[:] = [str(t).upper() for t in level[id(kind)].values.vals]
+        private = present & (types == "PRIVATE")
+        for name in ("firstname", "lastname"):
+            f = item.get_field(name)
+            if f is not None:
+                issues += _required(level[id(f)], private, f"a PRIVATE debtor needs {f.what}")
+                continue
+            why = f"the debtor is PRIVATE, but the mapping has no {item.key}.{name}"
+            issues += [
+                _issue(groups.first[g], "required", None, g, why, value=None)
+                for g in np.flatnonzero(private)
+            ]
+        ident = item.get_field("identificationNumber")
+        if ident is not None:
+            issues += _national_ids(level[id(ident)], types, present)
+    backed = [f for f in walk_fields(debtors.items[0]) if f.from_file]
+    labels = ", ".join(level[id(f)].values.label[0] for f in backed[:3]) if count else ""
+    why = f"{labels or 'the debtor columns'} are empty (the invoice needs a debtor)"
+    issues += [
+        _issue(groups.first[g], "required", None, g, why, value=None)
+        for g in np.flatnonzero(~any_debtor)
+    ]
+    return issues
+
+
+def claim_lines(mapping: Mapping, rows: dict[int, Values], groups: Groups) -> list[np.ndarray]:
+    """Per claim of the mapping, the rows that have that claim line (bool, one per row).
+
+    A line with an empty or zero amount is left out; an invoice left with no line at all keeps
+    its first row's first line, so the check says what is wrong with it.
+    """
+    n = len(groups.gid)
+    claims = mapping.claims.items
+    present: list[np.ndarray] = []
+    for item in claims:
+        assert isinstance(item, Obj)
+        f = item.get_field("remainingAmount")
+        v = rows[id(f)] if f is not None else None
+        if v is None or v.number is None:
+            present.append(there(item, lambda f: rows[id(f)], n))
+        else:
+            with np.errstate(invalid="ignore"):
+                present.append(~v.empty & (v.number != 0))
+    any_claim = np.zeros(groups.count, dtype=bool)
+    for p in present:
+        np.logical_or.at(any_claim, groups.gid, p)
+    present[0][groups.first[~any_claim]] = True
+    return present
+
+
+def check_claims(mapping: Mapping, rows: dict[int, Values], lines: list[np.ndarray]) -> list[Issue]:
+    """Each claim line (``lines``, from ``claim_lines``): a positive amount, its required fields."""
+    issues: list[Issue] = []
+    for item, p in zip(mapping.claims.items, lines, strict=True):
+        assert isinstance(item, Obj)
+        everyrow = np.arange(len(p))
+        f = item.get_field("remainingAmount")
+        if f is not None:
+            lv = Level(rows[id(f)], everyrow)
+            issues += _required(lv, p, "the invoice needs a claim amount")
+            issues += _amounts(lv, p & ~lv.values.empty)
+        for name, node in item.fields:
+            if isinstance(node, Field) and node.required and name != "remainingAmount":
+                lv = Level(rows[id(node)], everyrow)
+                issues += _required(lv, p, f"a claim needs {node.what or name}")
+    return issues
+
+
+def there(obj: Obj, values_of: Callable[[Field], Values], count: int) -> np.ndarray:
+    """An object is there where any of its file-backed values is (constants alone: always)."""
+    backed = [f for f in walk_fields(obj) if f.from_file]
+    out = np.zeros(count, dtype=bool) if backed else np.ones(count, dtype=bool)
+    for f in backed:
+        out |= ~values_of(f).empty
+    return out
+
+
+def _issue(
+    pos: int, rule: str, v: Values | None, i: int, message: str, *, value: str | None = ""
+) -> Issue:
+    """An Issue at row ``pos`` about element ``i`` of ``v`` (its label, and its text unless
+    ``value`` says what to show instead)."""
+    label = v.label[i] if v is not None else None
+    shown = v.text[i] if v is not None and value == "" else value
+    return Issue(int(pos), rule, label, shown, message)
+
+
+def _required(lv: Level, where: np.ndarray, why: str) -> list[Issue]:
+    v = lv.values
+    return [
+        _issue(lv.at[g], "required", v, g, f"{v.label[g]} is empty ({why})", value=None)
+        for g in np.flatnonzero(where & v.empty)
+    ]
+
+
+def _amounts(lv: Level, where: np.ndarray) -> list[Issue]:
+    v = lv.values
+    if v.number is None:
+        return []
+    with np.errstate(invalid="ignore"):
+        not_positive = where & (v.number <= 0)
+    why = "is not a positive amount (it must be more than 0)"
+    issues = [
+        _issue(lv.at[g], "amount", v, g, f'{v.label[g]} "{v.text[g]}" {why}')
+        for g in np.flatnonzero(not_positive)
+    ]
+    issues += [
+        _issue(lv.at[g], "amount", v, g, f'{v.label[g]} "{v.text[g]}" has more than two decimals')
+        for g in np.flatnonzero(where & ~not_positive & has_more_than_two_decimals(v.number))
+    ]
+    return issues
+
+
+def _national_ids(lv: Level, types: np.ndarray, present: np.ndarray) -> list[Issue]:
+    """A PRIVATE debtor needs a fødselsnummer or D-number, a COMPANY an organisation number."""
+    issues: list[Issue] = []
+    v = lv.values
+    has = present & ~v.empty
+    ids = pd.Series(v.vals, dtype=object).where(has, "").astype(str)
+    fnr, org = has & is_fodselsnummer(ids), has & is_orgnr(ids)
+    length = ids.str.len().to_numpy()
+    private, company = types == "PRIVATE", types == "COMPANY"
+    other = ~private & ~company  # a type the API may add: judge by the length
+    for g in np.flatnonzero(has & ~fnr & (private | (other & (length == 11)))):
+        shown = v.text[g] if org[g] else mask_id(v.text[g])
+        why = (
+            "is an organisation number, but the debtor is PRIVATE (expected an 11-digit"
+            " fødselsnummer or D-number)"
+            if org[g]
+            else "is not a valid fødselsnummer or D-number (expected 11 digits with correct"
+            " check digits)"
+        )
+        issues.append(
+            _issue(lv.at[g], "national_id", v, g, f'{v.label[g]} "{shown}" {why}', value=shown)
+        )
+    for g in np.flatnonzero(has & ~org & (company | (other & (length == 9)))):
+        shown = mask_id(v.text[g]) if fnr[g] or length[g] != 9 else v.text[g]
+        why = (
+            "is a fødselsnummer, but the debtor is COMPANY (expected a 9-digit organisation number)"
+            if fnr[g]
+            else "is not a valid organisation number (expected 9 digits with a correct check digit)"
+        )
+        issues.append(_issue(lv.at[g], "orgnr", v, g, f'{v.label[g]} "{shown}" {why}', value=shown))
+    return issues
