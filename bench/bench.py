@@ -3,7 +3,7 @@
     python bench/bench.py                 # 50,000-row xlsx and 200,000-row CSV
     python bench/bench.py --rows-xlsx 5000 --rows-csv 20000 --skip-openpyxl   # a quick look
 
-Targets (from the developers' brief): the whole pipeline (read, map, validate, submit, poll,
+Targets: the whole pipeline (read, map, validate, submit, poll,
 write the outcome) on a 50,000-row export in at most half the time pandas.read_excel(openpyxl)
 takes just to read it; on a 200,000-row CSV in at most 3x pandas.read_csv, under 500 MB.
 

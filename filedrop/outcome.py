@@ -4,7 +4,7 @@ Excel input gets ``<stem>.outcome.xlsx``, made for people: coloured statuses, fr
 filter, a ``Summary`` sheet. CSV input gets ``<stem>.outcome.csv`` in the input's delimiter and
 encoding, so whatever imported the original can import the outcome.
 
-Formula injection (PRODUCT: text that would start with ``=``, ``+``, ``-``, ``@`` shows as text):
+Formula injection (text that would start with ``=``, ``+``, ``-``, ``@`` shows as text):
 
 - xlsx: every text cell is written with ``write_string`` and the workbook never guesses types from
   strings, so text is always text and nothing needs changing.

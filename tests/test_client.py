@@ -1,4 +1,4 @@
-"""The Amili client against the real sandbox over HTTP on 127.0.0.1 (issue 2, sections 2 and 4)."""
+"""The Amili client against the real sandbox over HTTP on 127.0.0.1."""
 
 from __future__ import annotations
 

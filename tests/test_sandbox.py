@@ -1,4 +1,4 @@
-"""The sandbox speaks amili-api.md on the wire: shapes, status codes, validation, knobs."""
+"""The sandbox speaks the API of the integration guide on the wire: shapes, status codes, validation, knobs."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The per-invoice checks the sandbox applies before it opens a case, close to Amili's own.
 
-`validate_invoice` answers in the guide's wording (amili-api.md), so a mapping tried against the
+`validate_invoice` answers in the wording of Amili's integration guide, so a mapping tried against the
 sandbox fails the way it would at Amili. Where the guide is silent we chose (and tests pin): a
 COMPANY debtor needs a name in ``name``, ``companyName`` or ``lastname`` (the guide only shows
 PRIVATE debtors, and ERP exports often keep a company's name in the surname column); an
