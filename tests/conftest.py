@@ -25,7 +25,7 @@ TEST_CLIENT_ID = "test-client"
 TEST_CLIENT_SECRET = "test-secret-do-not-log"
 ORG_ID = "3fa85f64-5717-4562-b3fc-2c963f66afa6"  # the guide's orgId
 
-# The guide's example invoice ("Create invoices" in Amili's integration guide), which the sandbox must accept.
+# The example invoice of "Create invoices" in Amili's integration guide: the sandbox must take it.
 EXAMPLE_INVOICE: dict[str, Any] = {
     "type": "NOTICE",
     "invoiceNumber": "INV-2024-00123",

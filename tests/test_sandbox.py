@@ -1,4 +1,4 @@
-"""The sandbox speaks the API of the integration guide on the wire: shapes, status codes, validation, knobs."""
+"""The sandbox speaks the guide's API on the wire: shapes, status codes, validation, knobs."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Amili collection API client: token, create invoices, poll batches (its integration guide).
+"""Amili collection API client: token, create invoices, poll batches.
 
 It knows nothing of spreadsheets. Its errors answer the one question the pipeline must ask after a
 POST fails: could Amili have received these invoices? After `AuthError`, `ApiError` or

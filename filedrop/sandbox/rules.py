@@ -1,9 +1,9 @@
 """The per-invoice checks the sandbox applies before it opens a case, close to Amili's own.
 
-`validate_invoice` answers in the wording of Amili's integration guide, so a mapping tried against the
-sandbox fails the way it would at Amili. Where the guide is silent we chose (and tests pin): a
-COMPANY debtor needs a name in ``name``, ``companyName`` or ``lastname`` (the guide only shows
-PRIVATE debtors, and ERP exports often keep a company's name in the surname column); an
+`validate_invoice` answers in the wording of Amili's integration guide, so a mapping tried
+against the sandbox fails the way it would at Amili. Where the guide is silent we chose (and tests
+pin): a COMPANY debtor needs a name in ``name``, ``companyName`` or ``lastname`` (the guide only
+shows PRIVATE debtors, and ERP exports often keep a company's name in the surname column); an
 identification number is checked for shape only (Norway: 11 digits for a person, 9 for a company;
 elsewhere 4-20 letters or digits), since the guide's own example number has no valid checksum.
 """

@@ -1,4 +1,4 @@
-"""A local stand-in for Amili's collection API (its integration guide): for trying mappings and for tests.
+"""A local stand-in for Amili's collection API, for trying mappings and for tests.
 
 Nothing sent here reaches Amili. It serves the three documented routes on one base URL (auth base
 == API base), keeps every batch QUEUED for a random delay, then ends it SUCCESS, PARTIAL or FAILED
