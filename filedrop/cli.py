@@ -297,7 +297,12 @@ def _watch(args: argparse.Namespace, io: Io) -> int:
 
 
 def _print_report(report: RunReport, io: Io, *, environment: str) -> None:
-    """One line per file, named once by its bare name; details indented below it."""
+    """One line per file, named once by its bare name; details indented below it.
+
+    Names and messages are shown with control characters escaped: a file name is the dropper's
+    data, and must not add lines of its own to the summary.
+    """
+    from filedrop.logs import printable
     from filedrop.states import FileState
 
     if not report.files:
@@ -306,20 +311,22 @@ def _print_report(report: RunReport, io: Io, *, environment: str) -> None:
     if environment == "sandbox":
         io.say("SANDBOX run: nothing was sent to Amili.")
     for file in report.files:
+        name = printable(file.path.name)
+        message = printable(file.message) if file.message else None
         if file.state is FileState.SKIPPED:
-            io.say(f"{file.path.name}: skipped ({file.message})")
+            io.say(f"{name}: skipped ({message})")
             continue
         if not file.counts:
-            io.say(f"{file.path.name}: not finished; the next run resumes it")
-            if file.message:
-                io.say(f"  {file.message}")
+            io.say(f"{name}: not finished; the next run resumes it")
+            if message:
+                io.say(f"  {message}")
             continue
         counts = ", ".join(f"{n} {s}" for s, n in sorted(file.counts.items()))
-        io.say(f"{file.path.name}: {counts}")
-        if file.message:
-            io.say(f"  {file.message}")
+        io.say(f"{name}: {counts}")
+        if message:
+            io.say(f"  {message}")
         if file.outcome:
-            io.say(f"  outcome: {file.outcome}")
+            io.say(f"  outcome: {printable(str(file.outcome))}")
 
 
 def _demo(args: argparse.Namespace, io: Io) -> int:
@@ -441,6 +448,7 @@ def _sandbox(args: argparse.Namespace, io: Io) -> int:
 
 def _status(args: argparse.Namespace, io: Io) -> int:
     from filedrop.journal import Journal
+    from filedrop.logs import printable
     from filedrop.states import UNFINISHED_BATCH_STATES, BatchState
 
     settings = _load(args, io)
@@ -457,7 +465,7 @@ def _status(args: argparse.Namespace, io: Io) -> int:
         for f in files:
             when = time.strftime("%Y-%m-%d %H:%M", time.localtime(f.updated_at))
             counts = ", ".join(f"{n} {s}" for s, n in sorted(f.counts.items())) or "-"
-            io.say(f"  {when}  {f.name}  {f.state}  {counts}")
+            io.say(f"  {when}  {printable(f.name)}  {f.state}  {counts}")
         queued = journal.batches(states=UNFINISHED_BATCH_STATES)
         unknown = journal.batches(states=(BatchState.UNKNOWN,))
         if queued:
@@ -469,7 +477,7 @@ def _status(args: argparse.Namespace, io: Io) -> int:
         if unknown:
             io.say("Batches whose fate is UNKNOWN (never resent by themselves):")
             for b in unknown:
-                io.say(f"  #{b.id}  {b.invoice_count} invoices  {b.message or ''}")
+                io.say(f"  #{b.id}  {b.invoice_count} invoices  {printable(b.message or '')}")
             io.say("Check with Amili, then: filedrop resolve N --sent   (or --not-sent)")
         counts = journal.status_counts()
         if counts:

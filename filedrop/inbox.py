@@ -1,11 +1,14 @@
 """Which files in the inbox are inputs, and when a file is whole enough to take.
 
 Events from an observer are only hints; these functions look at the folder itself. Nothing here
-reads a file's contents except ``content_hash`` (and the one-byte open check for readiness).
+reads a file's contents except ``hash_file`` (and the one-byte open check for readiness), and
+nothing follows a symbolic link: only regular files directly in the inbox are inputs.
 """
 
 from __future__ import annotations
 
+import enum
+import errno
 import hashlib
 import os
 import stat
@@ -45,13 +48,28 @@ def is_outcome_file(path: Path) -> bool:
 def ignore_reason(path: Path) -> str | None:
     """Why ``path`` is not an input (a short phrase for the log), or None for a candidate.
 
-    Decided by name alone, so it also works for a path that has just vanished; only a name that
-    looks like an input costs one ``stat`` to rule out a folder named like a file.
+    What the entry is comes first (a link, a folder, a pipe), told by ``lstat`` so that a link
+    is never followed; a path that has just vanished is judged by its name alone.
     """
-    reason = _reason_by_name(path.name)
-    if reason is None and path.is_dir():
-        return "sub-folder"
-    return reason
+    try:
+        mode: int | None = path.lstat().st_mode
+    except OSError:
+        mode = None
+    return _reason(path.name, mode)
+
+
+def _reason(name: str, mode: int | None) -> str | None:
+    """The entry's kind first (``mode`` from ``lstat``, None if unknown), then its name."""
+    if mode is not None:
+        if stat.S_ISLNK(mode):
+            # A link could point anywhere the daemon's user may read (a config holding a
+            # secret, another folder's spreadsheets): only files dropped here are inputs.
+            return "symbolic link, never followed"
+        if stat.S_ISDIR(mode):
+            return "sub-folder"
+        if not stat.S_ISREG(mode):
+            return "not a regular file"  # a pipe would block the reader, a device never ends
+    return _reason_by_name(name)
 
 
 def _reason_by_name(name: str) -> str | None:
@@ -68,9 +86,10 @@ STATE_FOLDER = ".filedrop"
 def scan(inbox: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
     """(candidates oldest first, ignored with their reason) among the inbox's direct children.
 
-    Sub-folders (``archive/``, ``@eaDir``) are ignored, not entered. A file that vanishes during the
-    scan (or a dangling link) is simply left out. Raises ``OSError`` when the inbox itself cannot be
-    listed. Candidates are ordered by modification time, then name, so a burst is taken in order.
+    Sub-folders (``archive/``, ``@eaDir``) are ignored, not entered; links (dangling or not), pipes
+    and devices are ignored, never followed or opened. A file that vanishes during the scan is
+    simply left out. Raises ``OSError`` when the inbox itself cannot be listed. Candidates are
+    ordered by modification time, then name, so a burst is taken in order.
     """
     found: list[tuple[int, str, Path]] = []
     ignored: list[tuple[Path, str]] = []
@@ -80,15 +99,10 @@ def scan(inbox: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
                 continue  # filedrop's own journal folder: not worth a log line on every scan
             path = Path(entry.path)
             try:
-                info = entry.stat()  # follows links, like opening the file would
+                info = entry.stat(follow_symlinks=False)
             except FileNotFoundError:
                 continue  # gone between listing and looking: nothing to do
-            if stat.S_ISDIR(info.st_mode):
-                reason: str | None = "sub-folder"
-            elif not stat.S_ISREG(info.st_mode):
-                reason = "not a regular file"
-            else:
-                reason = _reason_by_name(entry.name)
+            reason = _reason(entry.name, info.st_mode)
             if reason is None:
                 found.append((info.st_mtime_ns, entry.name, path))
             else:
@@ -98,13 +112,72 @@ def scan(inbox: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
     return [path for _, _, path in found], ignored
 
 
-def content_hash(path: Path) -> str:
-    """SHA-256 of the file's bytes (hex), read in 1 MiB chunks so big files use little memory."""
+class NotRegularFileError(OSError):
+    """The name no longer holds a regular file (a link or a pipe was put in its place)."""
+
+
+@dataclass(frozen=True)
+class HashedFile:
+    """What was hashed: the bytes' SHA-256 (hex), their size, and which file held them."""
+
+    sha256: str
+    size: int
+    identity: tuple[int, int]  # (device, inode)
+
+
+def open_regular(path: Path) -> int:
+    """A read-only descriptor on ``path`` if it is a regular file; never follows a link.
+
+    ``O_NOFOLLOW`` refuses a link swapped in after the scan, ``O_NONBLOCK`` keeps a pipe from
+    blocking the open; either raises ``NotRegularFileError``. A folder raises
+    ``IsADirectoryError``, and other ``OSError``s (gone, permissions) pass through. The caller
+    closes the descriptor.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags | getattr(os, "O_BINARY", 0))
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # what O_NOFOLLOW gives for a link
+            raise NotRegularFileError(
+                exc.errno, "a symbolic link, never followed", str(path)
+            ) from exc
+        raise
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        if stat.S_ISDIR(mode):  # what opening a folder for reading says anywhere else
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        raise NotRegularFileError(errno.EINVAL, "not a regular file", str(path))
+    if hasattr(os, "set_blocking"):
+        os.set_blocking(fd, True)  # no effect on a regular file's reads, but say what we mean
+    return fd
+
+
+def hash_file(path: Path) -> HashedFile:
+    """Hash ``path``'s bytes through one descriptor from ``open_regular``, 1 MiB at a time."""
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    fd = open_regular(path)
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        size = 0
         while chunk := handle.read(_HASH_CHUNK_BYTES):
             digest.update(chunk)
-    return digest.hexdigest()
+            size += len(chunk)
+    return HashedFile(digest.hexdigest(), size, (info.st_dev, info.st_ino))
+
+
+def content_hash(path: Path) -> str:
+    """SHA-256 of the file's bytes (hex), read in 1 MiB chunks so big files use little memory."""
+    return hash_file(path).sha256
+
+
+def is_same_file(path: Path, identity: tuple[int, int]) -> bool:
+    """Whether ``path`` is still the regular file ``identity`` names (not a link put there)."""
+    try:
+        info = path.lstat()
+    except OSError:
+        return False
+    return stat.S_ISREG(info.st_mode) and (info.st_dev, info.st_ino) == identity
 
 
 @dataclass(frozen=True)
@@ -116,26 +189,39 @@ class Snapshot:
 
 
 def snapshot(path: Path) -> Snapshot | None:
-    """Size and modification time of ``path`` now; None if it is gone."""
+    """Size and modification time of ``path`` now; None if it is gone or a symbolic link."""
     try:
-        info = path.stat()
+        info = path.lstat()
     except (FileNotFoundError, NotADirectoryError):
         return None
+    if stat.S_ISLNK(info.st_mode):
+        return None  # a link put in a file's place is no input: as good as gone
     return Snapshot(size=info.st_size, mtime_ns=info.st_mtime_ns)
 
 
 def _opens(path: Path) -> bool:
     """True if the file can be opened and read; Windows refuses while a writer holds it."""
     try:
-        with path.open("rb") as handle:
+        with os.fdopen(open_regular(path), "rb") as handle:
             handle.read(1)
     except OSError:
         return False
     return True
 
 
+class Readiness(enum.Enum):
+    """What the stability tracker makes of a file."""
+
+    CHANGING = "changing"
+    """Gone, changed within the window, or it does not open yet."""
+    READY = "ready"
+    """Non-empty, unchanged for the window, and it opens: take it."""
+    EMPTY = "empty"
+    """Empty and unchanged for the window: take it, to tell its owner so (once)."""
+
+
 class StabilityTracker:
-    """Decides when a file is whole: non-empty, unchanged for a window, and openable.
+    """Decides when a file is whole: unchanged for a window, and openable; empty or not.
 
     Close events and file age are not trusted (scanners and SMB clients open and close a file
     several times while writing it), so readiness is what repeated snapshots show.
@@ -150,26 +236,31 @@ class StabilityTracker:
         self._seen: dict[Path, tuple[Snapshot, float]] = {}
 
     def is_ready(self, path: Path) -> bool:
-        """True once ``path`` is non-empty, unchanged for ``window_s`` seconds, and opens.
+        """True once ``path`` is non-empty, unchanged for ``window_s`` seconds, and opens."""
+        return self.readiness(path) is Readiness.READY
+
+    def readiness(self, path: Path) -> Readiness:
+        """``READY`` once ``path`` is non-empty, unchanged for ``window_s`` seconds, and opens;
+        ``EMPTY`` once it has stayed empty that long; else ``CHANGING``.
 
         The first call with a new size or mtime starts the window again; with ``window_s=0`` a
-        non-empty file that opens is ready at once. A vanished file is forgotten.
+        file is judged at once. A vanished file (or a link put in its place) is forgotten.
         """
         path = Path(path)
         now = self._clock()
         current = snapshot(path)
         if current is None:
             self.forget(path)
-            return False
+            return Readiness.CHANGING
         previous = self._seen.get(path)
         if previous is None or previous[0] != current:
             self._seen[path] = (current, now)
             since = now
         else:
             since = previous[1]
-        if current.size == 0 or now - since < self.window_s:
-            return False
-        return _opens(path)
+        if now - since < self.window_s or not _opens(path):
+            return Readiness.CHANGING
+        return Readiness.EMPTY if current.size == 0 else Readiness.READY
 
     def forget(self, path: Path) -> None:
         """Drop what is known about ``path`` (processed, or gone)."""

@@ -10,6 +10,7 @@ import json
 import logging
 import re
 import time
+import unicodedata
 from typing import TextIO
 
 #: 11 digits standing alone: a fødselsnummer or D-number. Dates and amounts never have 11.
@@ -21,9 +22,45 @@ def mask_ids(text: str) -> str:
     return _NATIONAL_ID.sub(r"\1*****", text)
 
 
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: str) -> str:
+    """``text`` with every character that could change how it is displayed escaped.
+
+    File names are data from whoever drops files: a newline in a name must not start a forged log
+    line, an escape sequence must not recolour a terminal, a bidi override must not reverse what
+    follows, and a byte that is not UTF-8 (kept by Python as a lone surrogate) must not crash a
+    print. Newline, CR and tab become ``\\n``, ``\\r``, ``\\t``; the others ``\\xNN`` or
+    ``\\uNNNN``, as ``repr`` writes them. Backslashes stay, so ordinary names read unchanged.
+    """
+    if text.isprintable():  # the common case: nothing to escape (space is printable)
+        return text
+    return "".join(_escaped(char) for char in text)
+
+
+def _escaped(char: str) -> str:
+    if char in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[char]
+    # Cc control, Cf format (bidi overrides, zero-width), Cs lone surrogates (undecodable bytes),
+    # Zl/Zp line and paragraph separators; other unprintables (unassigned code points) are shown.
+    if unicodedata.category(char) in ("Cc", "Cf", "Cs", "Zl", "Zp"):
+        code = ord(char)
+        return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+    return char
+
+
 class _TextFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        return mask_ids(super().format(record))
+    """One line per record: the message itself never holds a line break or control character
+    (a name shown unescaped by mistake still cannot forge a line); a traceback keeps its lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        escaped = logging.makeLogRecord(record.__dict__)
+        escaped.message = printable(record.message)
+        return mask_ids(super().formatMessage(escaped))
+
+    def formatException(self, ei: object) -> str:  # noqa: N802 (logging's name)
+        return mask_ids(super().formatException(ei))  # type: ignore[arg-type]
 
 
 class _JsonFormatter(logging.Formatter):

@@ -15,9 +15,10 @@ Formula injection (text that would start with ``=``, ``+``, ``-``, ``@`` shows a
   not a number (``-100,50`` and ``+4722334455`` stay; ``-x`` and ``+47 22 33 44 55`` do not),
   also after leading tabs/CRs. A lone ``+`` or ``-`` stays. These get the same ``'`` prefix.
 
-Atomic: the file is written under a hidden ``.<name>.<random>.tmp`` in the same folder (the inbox
+Atomic: the file is written under a hidden ``.<name>.<8 hex>.tmp`` in the same folder (the inbox
 scanner ignores hidden and ``*.tmp`` names), fsynced, then renamed over the final name, so a
-reader sees the old outcome or the new one, never half of one.
+reader sees the old outcome or the new one, never half of one. A process killed mid-write leaves
+its temporary file behind; ``remove_stray_temps`` clears those at the next start.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ import math
 import os
 import re
 import secrets
-from collections import Counter
-from collections.abc import Callable, Sequence
+import stat
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -55,6 +57,8 @@ OUTCOME_COLUMNS = (
 _SUMMARY_SHEET, _DEFAULT_SHEET = "Summary", "Outcome"
 _SANDBOX_BANNER = "SANDBOX — nothing was sent to Amili"
 _XLSX_MAX_ROWS, _XLSX_MAX_COLS = 1_048_576, 16_384
+# What _write_atomically names its temporary files: "." + outcome name + "." + 8 hex + ".tmp".
+_OWN_TEMP = re.compile(r"^\..+\.outcome\.(xlsx|csv)\.[0-9a-f]{8}\.tmp$", re.IGNORECASE)
 _WIDTH_SAMPLE_ROWS = 200  # enough to see typical widths; measuring every cell costs seconds
 _MIN_WIDTH, _MAX_WIDTH = 8, 60
 
@@ -110,8 +114,114 @@ def outcome_path(source: Path) -> Path:
     raise ValueError(f"{source.name}: no outcome format for {source.suffix!r} files")
 
 
-def write_outcome(table: Table, outcomes: pd.DataFrame, summary: OutcomeSummary) -> Path:
-    """Write the outcome of ``table`` next to it and return its path.
+def outcome_paths(inputs: Iterable[Path]) -> dict[Path, Path | None]:
+    """Each input's outcome path, distinct from every other's; None where none can be had.
+
+    ``report.xlsx`` and ``report.xls`` (or ``Report.XLSX``: names are compared without case, as
+    SMB shares, macOS and Windows do) would share ``report.outcome.xlsx``. The input whose suffix
+    is the usual lower-case ``.xlsx``/``.csv`` keeps that name (else the first by name), so the
+    choice depends only on the names; the others get ``<name>.outcome.xlsx``, such as
+    ``report.xls.outcome.xlsx``. An input whose name is still shared after that (``report.xls``
+    beside ``report.xls.xlsx``) gets None: its outcome would overwrite another's.
+    """
+    inputs = list(dict.fromkeys(inputs))
+    rivals: defaultdict[str, list[Path]] = defaultdict(list)
+    for source in inputs:
+        rivals[outcome_path(source).name.casefold()].append(source)
+    chosen: dict[Path, Path] = {}
+    for group in rivals.values():
+        first = min(group, key=_claim_order)
+        for source in group:
+            plain = outcome_path(source)
+            chosen[source] = (
+                plain
+                if source == first
+                else plain.with_name(f"{source.name}{plain.name[len(source.stem) :]}")
+            )
+    holders = Counter(dest.name.casefold() for dest in chosen.values())
+    return {
+        source: dest if holders[dest.name.casefold()] == 1 else None
+        for source, dest in chosen.items()
+    }
+
+
+def _claim_order(source: Path) -> tuple[bool, str]:
+    """The usual suffix first, then the name: which of several inputs keeps the plain name."""
+    return (source.suffix not in (".xlsx", ".csv"), source.name)
+
+
+def xlsx_fit_problem(table: Table) -> str | None:
+    """Why ``table``'s rows and columns cannot fit an xlsx outcome, or None when they do.
+
+    The outcome adds six columns to the sheet's own; Excel stops at 16,384 columns and
+    1,048,576 rows. Asked before anything is sent, so such a file is refused whole.
+    """
+    if outcome_path(table.path).suffix != ".xlsx":
+        return None
+    columns = len(table.headers) + len(OUTCOME_COLUMNS)
+    if columns > _XLSX_MAX_COLS:
+        return (
+            f"{len(table.headers)} columns leave no room for the {len(OUTCOME_COLUMNS)} outcome "
+            f"columns in an xlsx outcome (at most {_XLSX_MAX_COLS:,}); remove the empty or "
+            "unused columns, or save the sheet as CSV, and drop it again"
+        )
+    if len(table) >= _XLSX_MAX_ROWS:
+        return (
+            f"{len(table):,} rows and a header do not fit an xlsx outcome (at most "
+            f"{_XLSX_MAX_ROWS:,} rows); split it into smaller files and drop them again"
+        )
+    return None
+
+
+def check_outcome_name(dest: Path) -> None:
+    """Create and remove the temporary file an outcome is written under; ``OSError`` if it fails.
+
+    Asked before anything is sent: a name too long for the folder (``ENAMETOOLONG``: the
+    temporary name is 14 characters longer than the outcome's) or a folder that refuses new
+    files shows now, not after the invoices went out.
+    """
+    tmp = _temp_path(dest)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    os.close(fd)
+    tmp.unlink()
+
+
+def is_own_temp(name: str) -> bool:
+    """Whether ``name`` is one of the outcome writer's temporary files."""
+    return _OWN_TEMP.match(name) is not None
+
+
+def remove_stray_temps(folder: Path, *, older_than_s: float, now: float) -> list[str]:
+    """Remove outcome temporary files left in ``folder`` by a process killed mid-write.
+
+    Only this writer's own name pattern, only regular files directly in ``folder`` (a link is
+    never followed, nor removed), and only those unchanged for ``older_than_s`` seconds before
+    ``now`` (wall time): another process may be writing one right now. Returns the names removed;
+    one that cannot be removed is left for the next start.
+    """
+    removed: list[str] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed  # an inbox that cannot be listed is reported by whoever scans it
+    for entry in entries:
+        if not is_own_temp(entry.name):
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+            if not stat.S_ISREG(info.st_mode) or now - info.st_mtime < older_than_s:
+                continue
+            Path(entry.path).unlink()
+        except OSError:
+            continue
+        removed.append(entry.name)
+    return sorted(removed)
+
+
+def write_outcome(
+    table: Table, outcomes: pd.DataFrame, summary: OutcomeSummary, *, dest: Path | None = None
+) -> Path:
+    """Write the outcome of ``table`` to ``dest`` (default: ``outcome_path``) and return its path.
 
     ``outcomes`` has one row per table row, in the same order, with the ``OUTCOME_COLUMNS`` as
     strings ('' where none). A length mismatch is a bug in the caller, so it raises ``ValueError``
@@ -124,12 +234,13 @@ def write_outcome(table: Table, outcomes: pd.DataFrame, summary: OutcomeSummary)
     if missing:
         raise ValueError(f"{name}: outcomes lack the columns {', '.join(missing)}")
     results = [_as_texts(outcomes[column]) for column in OUTCOME_COLUMNS]
-    dest = outcome_path(table.path)
+    dest = dest or outcome_path(table.path)
     n_cols = len(table.headers)
     if dest.suffix == ".xlsx":
-        if len(table) >= _XLSX_MAX_ROWS or n_cols + len(OUTCOME_COLUMNS) > _XLSX_MAX_COLS:
+        if problem := xlsx_fit_problem(table):
             # xlsxwriter would silently drop what does not fit: refuse rather than lose rows.
-            raise ValueError(f"{name}: too many rows or columns for an xlsx outcome")
+            # The pipeline asks first, so this is only a guard against a caller's slip.
+            raise ValueError(f"{name}: {problem}")
         samples = [table.cells.iloc[:_WIDTH_SAMPLE_ROWS, i].tolist() for i in range(n_cols)]
         write = partial(
             _write_xlsx,
@@ -158,14 +269,17 @@ def write_outcome(table: Table, outcomes: pd.DataFrame, summary: OutcomeSummary)
     return dest
 
 
-def write_error_outcome(source: Path, message: str, summary: OutcomeSummary) -> Path:
-    """Write the outcome of a file that could not be read: one ``ERROR`` row saying why.
+def write_error_outcome(
+    source: Path, message: str, summary: OutcomeSummary, *, dest: Path | None = None
+) -> Path:
+    """Write the outcome of a file that could not be read: one ``ERROR`` row saying why, to
+    ``dest`` (default: ``outcome_path``).
 
     Columns are ``file`` then the ``OUTCOME_COLUMNS``. The CSV form is UTF-8 with a BOM and commas
     (the input's own encoding and delimiter are unknown when it could not be read), which Excel
     opens correctly.
     """
-    dest = outcome_path(source)
+    dest = dest or outcome_path(source)
     headers = ["file", *OUTCOME_COLUMNS]
     columns = [[source.name], [RowStatus.ERROR.value], [message], [""], [""], [""], [""]]
     if dest.suffix == ".xlsx":
@@ -194,7 +308,7 @@ def write_error_outcome(source: Path, message: str, summary: OutcomeSummary) -> 
 
 def _write_atomically(dest: Path, write: Callable[[IO[bytes]], None]) -> None:
     """Run ``write`` on a hidden temporary file beside ``dest``, fsync it, rename it to ``dest``."""
-    tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.tmp")
+    tmp = _temp_path(dest)
     # O_EXCL: never write into someone else's file. Mode 0o666 minus the umask, like any file
     # the user makes, so colleagues on a shared folder can open it (mkstemp would give 0o600).
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
@@ -213,6 +327,10 @@ def _write_atomically(dest: Path, write: Callable[[IO[bytes]], None]) -> None:
             os.fsync(folder)
         finally:
             os.close(folder)
+
+
+def _temp_path(dest: Path) -> Path:
+    return dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.tmp")
 
 
 # --- CSV -------------------------------------------------------------------------------------

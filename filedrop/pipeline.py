@@ -10,6 +10,7 @@ crash, or a batch that outlived the poll timeout) goes through exactly the same 
 from __future__ import annotations
 
 import enum
+import errno
 import logging
 import shutil
 import threading
@@ -35,20 +36,24 @@ from filedrop.api.client import (
 )
 from filedrop.api.poller import DaemonPool, Poller
 from filedrop.batch import plan_batches
-from filedrop.errors import FiledropError
-from filedrop.inbox import content_hash
+from filedrop.errors import FiledropError, ReadError
+from filedrop.inbox import HashedFile, NotRegularFileError, hash_file, is_same_file, scan
 from filedrop.journal import BatchRecord, InvoiceRecord, Journal, this_owner
+from filedrop.logs import printable
 from filedrop.mapping import Mapping, select_mapping
 from filedrop.mapping.prepare import Prepared, PreparedInvoice, payloads, prepare
 from filedrop.outcome import (
     OUTCOME_COLUMNS,
     BatchLine,
     OutcomeSummary,
+    check_outcome_name,
+    outcome_paths,
     write_error_outcome,
     write_outcome,
+    xlsx_fit_problem,
 )
 from filedrop.progress import Progress
-from filedrop.read import read_table
+from filedrop.read import ReadOptions, Table, read_table
 from filedrop.states import (
     BLOCKING_INVOICE_STATES,
     ROW_STATUS_OF_INVOICE,
@@ -94,6 +99,8 @@ class Context:
     progress: Progress = field(default_factory=Progress)
     poster: DaemonPool = field(init=False)
     poller: Poller = field(init=False)
+    _said: set[str] = field(init=False, default_factory=set)
+    _said_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.poster = DaemonPool(workers=self.concurrent_batches, name="filedrop-post")
@@ -103,6 +110,14 @@ class Context:
     def target(self) -> str:
         """Which API and organisation invoice numbers are unique within."""
         return f"{self.environment}:{self.org_id}"
+
+    def say_once(self, topic: str) -> bool:
+        """True the first time ``topic`` is asked about in this run or daemon: log it then."""
+        with self._said_lock:
+            if topic in self._said:
+                return False
+            self._said.add(topic)
+            return True
 
     def close(self) -> None:
         self.poller.close()
@@ -160,42 +175,128 @@ class _Setbacks:
 
 def process_file(path: Path, ctx: Context) -> FileReport:
     """Process one ready file, or resume it; never raises for a problem with the file itself."""
-    try:
-        sha256 = content_hash(path)
-    except FileNotFoundError:
-        return FileReport(path, FileState.SKIPPED, {}, message="gone before it was read")
-    except OSError as exc:
-        # Not even its bytes can be read (permissions, a lock held by another program): the
-        # journal cannot know it without a hash, but the user still gets an ERROR outcome.
-        message = f"{path.name}: cannot be opened ({exc.strerror or exc}); check its permissions"
-        log.error("%s", message)
-        outcome = write_error_outcome(path, message, _summary(path, ctx, datetime.now(UTC)))
-        return FileReport(path, FileState.ERROR, {RowStatus.ERROR.value: 1}, outcome, message)
+    hashed = _hash(path, ctx)
+    if isinstance(hashed, FileReport):
+        return hashed
     record = ctx.journal.claim_file(
         path=path,
-        sha256=sha256,
+        sha256=hashed.sha256,
         target=ctx.target,
         owner=ctx.owner,
         stale_s=ctx.claim_stale_s,
     )
     if record is None:
         return FileReport(path, FileState.SKIPPED, {}, message="already processed")
-    log.info("%s: claimed", path.name)
-    started = datetime.now(UTC)
+    log.info("%s: claimed", printable(path.name))
+    return _process_claimed(path, ctx, record.id, hashed)
+
+
+def _hash(path: Path, ctx: Context) -> HashedFile | FileReport:
+    """The file's hash, or the report of a file that cannot even be hashed."""
+    name = printable(path.name)
     try:
-        mapping, table = select_mapping(ctx.mappings, path, read_table)
+        return hash_file(path)
+    except FileNotFoundError:
+        return FileReport(path, FileState.SKIPPED, {}, message="gone before it was read")
+    except NotRegularFileError as exc:
+        # A link or a pipe put in the file's place after the scan: never read, and no outcome
+        # beside it either, as for any other entry that is not an input.
+        log.info("%s: ignored (%s)", name, exc.strerror)
+        return FileReport(path, FileState.SKIPPED, {}, message=f"ignored ({exc.strerror})")
+    except OSError as exc:
+        # Not even its bytes can be read (permissions, a lock held by another program): the
+        # journal cannot know it without a hash, but the user still gets an ERROR outcome.
+        message = f"{name}: cannot be opened ({exc.strerror or exc}); check its permissions"
+        log.error("%s", message)
+        outcome = write_error_outcome(path, message, _summary(path, ctx, datetime.now(UTC)))
+        return FileReport(path, FileState.ERROR, {RowStatus.ERROR.value: 1}, outcome, message)
+
+
+def _process_claimed(path: Path, ctx: Context, file_id: int, hashed: HashedFile) -> FileReport:
+    """Everything that refuses a file permanently is found here, before anything is sent."""
+    name = printable(path.name)
+    started = datetime.now(UTC)
+    dest, problem = _outcome_dest(path)
+    if dest is None:
+        return _file_error(path, ctx, file_id, f"{name}: {problem}", started, dest=None)
+    if hashed.size == 0:
+        # Said once: the journal keeps this ERROR for these (no) bytes; new bytes are a new file.
+        message = f"{name}: the file is empty; export it again"
+        return _file_error(path, ctx, file_id, message, started, dest=dest)
+
+    def read(file_path: Path, options: ReadOptions) -> Table:
+        return _read_hashed(file_path, options, identity=hashed.identity)
+
+    try:
+        mapping, table = select_mapping(ctx.mappings, path, read)
         prepared = prepare(table, mapping)
     except FiledropError as exc:
-        return _file_error(path, ctx, record.id, str(exc), started)
-    return _send_and_report(prepared, ctx, record.id, started)
+        return _file_error(path, ctx, file_id, str(exc), started, dest=dest)
+    if problem := xlsx_fit_problem(table):
+        return _file_error(path, ctx, file_id, f"{name}: {problem}", started, dest=dest)
+    return _send_and_report(prepared, ctx, file_id, started, dest=dest)
+
+
+def _outcome_dest(path: Path) -> tuple[Path | None, str]:
+    """Where ``path``'s outcome goes, or why it cannot go anywhere (a permanent problem).
+
+    Asked before anything is sent, so a file whose outcome could not be written is never sent:
+    a name too long for the folder once ``.outcome.xlsx`` is added, or an outcome name another
+    input of the inbox holds too. Other failures to create it (permissions, a full disk) raise
+    ``OSError``: they pass, and the file is taken again.
+    """
+    inputs = {candidate.name: candidate for candidate in scan(path.parent)[0]}
+    inputs[path.name] = path
+    dest = outcome_paths(inputs.values())[path]
+    if dest is None:
+        return None, (
+            "its outcome file would have the same name as another file's here (names are "
+            "compared without case); rename one of them and drop it again"
+        )
+    try:
+        check_outcome_name(dest)
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        return None, (
+            f"the name is too long for its outcome file {printable(dest.name)} next to it; "
+            "rename it shorter and drop it again"
+        )
+    return dest, ""
+
+
+def _read_hashed(path: Path, options: ReadOptions, *, identity: tuple[int, int]) -> Table:
+    """``read_table``, refusing a file that is no longer the one hashed (a link put there)."""
+    replaced = ReadError(
+        str(path), "it was replaced while it was read; it is taken again once it settles"
+    )
+    if not is_same_file(path, identity):
+        raise replaced
+    table = read_table(path, options)
+    # Checked again after reading: a link that was there only while it was read is caught too.
+    if not is_same_file(path, identity):
+        raise replaced
+    return table
 
 
 def _file_error(
-    path: Path, ctx: Context, file_id: int, message: str, started: datetime
+    path: Path,
+    ctx: Context,
+    file_id: int,
+    message: str,
+    started: datetime,
+    *,
+    dest: Path | None,
 ) -> FileReport:
-    """A file that cannot be read or mapped still gets an outcome: one ERROR row and why."""
+    """A file that cannot be read or mapped still gets an outcome: one ERROR row and why
+    (at ``dest``; with None, when no outcome can be written, the log and journal say it)."""
+    message = printable(message)
     log.error("%s", message)
-    outcome = write_error_outcome(path, message, _summary(path, ctx, started))
+    outcome = (
+        write_error_outcome(path, message, _summary(path, ctx, started), dest=dest)
+        if dest is not None
+        else None
+    )
     counts = {RowStatus.ERROR.value: 1}
     ctx.journal.finish_file(
         file_id,
@@ -219,9 +320,10 @@ def _summary(path: Path, ctx: Context, started: datetime) -> OutcomeSummary:
 
 
 def _send_and_report(
-    prepared: Prepared, ctx: Context, file_id: int, started: datetime
+    prepared: Prepared, ctx: Context, file_id: int, started: datetime, *, dest: Path
 ) -> FileReport:
     path = prepared.table.path
+    name = printable(path.name)
     # Batches a previous run left behind: orphaned POSTs become UNKNOWN, QUEUED ones are polled
     # alongside the new ones.
     polls = resume_batches(ctx, file_id)
@@ -232,7 +334,7 @@ def _send_and_report(
     ]
     batches = plan_batches(to_send, size=ctx.batch_size)
     if batches:
-        log.info("%s: %s to send", path.name, invoices_in_batches(len(to_send), len(batches)))
+        log.info("%s: %s to send", name, invoices_in_batches(len(to_send), len(batches)))
     ctx.progress.file_started(rows=len(prepared.table), batches=len(batches) + len(polls))
     setbacks = _Setbacks()
     posts = [ctx.poster.submit(_submit_batch, batch, ctx, file_id, setbacks) for batch in batches]
@@ -241,7 +343,7 @@ def _send_and_report(
         if tracked is not None:
             polls.append(tracked)
     posts.clear()  # each held its poll future, and with it that batch's parsed result
-    pending = record_polls(ctx, polls, name=path.name)
+    pending = record_polls(ctx, polls, name=name)
     if ctx.stop.is_set() and (pending or _unsent(prepared, ctx)):
         # Leave the file resumable rather than write an outcome that the restart would redo.
         ctx.journal.finish_file(
@@ -264,9 +366,9 @@ def _send_and_report(
         batches=tuple(_batch_line(b) for b in ctx.journal.batches(file_id=file_id)),
         notes=tuple(setbacks.messages),
     )
-    outcome = write_outcome(prepared.table, outcomes, summary)
+    outcome = write_outcome(prepared.table, outcomes, summary, dest=dest)
     if state is FileState.DONE and ctx.archive:
-        outcome = _archive(path, outcome)
+        outcome = _archive(path, outcome, ctx)
     ctx.journal.finish_file(
         file_id,
         state=state,
@@ -276,7 +378,7 @@ def _send_and_report(
         message="; ".join(setbacks.messages) or None,
     )
     ctx.progress.file_done()
-    log.info("%s: %s; outcome %s", path.name, _counts_text(counts), outcome.name)
+    log.info("%s: %s; outcome %s", name, _counts_text(counts), printable(outcome.name))
     return FileReport(
         path,
         state,
@@ -542,9 +644,21 @@ def _batch_line(batch: BatchRecord) -> BatchLine:
     )
 
 
-def _archive(path: Path, outcome: Path) -> Path:
-    """Move original and outcome to ``archive/``, stamped so last month's file is never replaced."""
+def _archive(path: Path, outcome: Path, ctx: Context) -> Path:
+    """Move original and outcome to ``archive/``, stamped so last month's file is never replaced.
+
+    An ``archive`` that is a symbolic link is never followed (it could lead anywhere the daemon
+    may write): both files stay where they are, and the log says so once.
+    """
     archive = path.parent / "archive"
+    if archive.is_symlink():
+        if ctx.say_once("archive-link"):
+            log.warning(
+                "%s is a symbolic link, which filedrop never follows: files stay in the inbox; "
+                "replace it with a folder to archive them",
+                printable(str(archive)),
+            )
+        return outcome
     archive.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     shutil.move(path, archive / f"{stamp}-{path.name}")

@@ -28,9 +28,17 @@ from filedrop.api.client import (
     PollSchedule,
 )
 from filedrop.errors import ConfigError, FiledropError
-from filedrop.inbox import StabilityTracker, content_hash, scan, snapshot
+from filedrop.inbox import (
+    Readiness,
+    StabilityTracker,
+    content_hash,
+    scan,
+    snapshot,
+)
 from filedrop.journal import Journal, owner_alive
+from filedrop.logs import printable
 from filedrop.mapping import load_mappings
+from filedrop.outcome import remove_stray_temps
 from filedrop.pipeline import (
     Context,
     FileReport,
@@ -136,17 +144,29 @@ def open_context(
 
 def run_inbox(ctx: Context) -> RunReport:
     """Process every ready file in the inbox once, waiting for its batches (``filedrop run``)."""
+    clear_stray_temps(ctx)
     candidates, ignored = scan(ctx.inbox)
     for path, reason in ignored:
-        log.info("%s: ignored (%s)", path.name, reason)
+        log.info("%s: ignored (%s)", printable(path.name), reason)
     ready, changing = ready_files(
         candidates, stability_s=ctx.stability_s, clock=ctx.clock, sleep=ctx.sleep
     )
     for path in changing:
-        log.info("%s: still changing; left for the next run", path.name)
+        log.info("%s: still changing; left for the next run", printable(path.name))
     report = process_files(ready, ctx)
     settle_leftovers(ctx)
     return report
+
+
+def clear_stray_temps(ctx: Context) -> None:
+    """Remove outcome temporary files that a killed process left in the inbox (at each start).
+
+    Only those older than ``claim_stale_s``: the time after which another process's work is no
+    longer trusted to be going on, so a ``run`` beside ``watch`` never removes a file that the
+    other is writing at that very moment.
+    """
+    for name in remove_stray_temps(ctx.inbox, older_than_s=ctx.claim_stale_s, now=ctx.clock()):
+        log.info("%s: removed (left by an outcome write that was interrupted)", printable(name))
 
 
 def find_examples(start: Path | None = None) -> tuple[Path, Path]:
@@ -210,12 +230,13 @@ def ready_files(
 ) -> tuple[list[Path], list[Path]]:
     """Split candidates into (ready, still changing) for a one-shot run.
 
-    The same rule as the watch daemon's (``StabilityTracker``): non-empty, unchanged for the
-    stability window, and it opens. A one-shot run looks once, waits one window if some file
-    is not ready yet, and looks again; what is still not ready is left for the next run.
+    The same rule as the watch daemon's (``StabilityTracker``): unchanged for the stability
+    window, and it opens. A file that stayed empty that long is ready too, to get its ``ERROR``.
+    A one-shot run looks once, waits one window if some file is not ready yet, and looks again;
+    what is still not ready is left for the next run.
     """
     tracker = StabilityTracker(window_s=stability_s, clock=clock)
-    ready = [path for path in candidates if tracker.is_ready(path)]
+    ready = [path for path in candidates if _takes(tracker, path)]
     taken = set(ready)
     waiting = [path for path in candidates if path not in taken and snapshot(path) is not None]
     if not waiting:
@@ -223,11 +244,15 @@ def ready_files(
     sleep(stability_s)
     changing: list[Path] = []
     for path in waiting:
-        if tracker.is_ready(path):
+        if _takes(tracker, path):
             ready.append(path)
         elif snapshot(path) is not None:
             changing.append(path)
     return ready, changing
+
+
+def _takes(tracker: StabilityTracker, path: Path) -> bool:
+    return tracker.readiness(path) is not Readiness.CHANGING
 
 
 def setback_of(exc: BaseException) -> Setback:
@@ -254,12 +279,13 @@ def process_guarded(path: Path, ctx: Context) -> FileReport:
         where = f" ({exc.filename})" if exc.filename else ""
         message = f"{exc.strerror or exc}{where}; nothing is lost, the next run resumes it"
         setback = Setback.FAULT
-        log.debug("%s: %s", path.name, message, exc_info=True)
+        log.debug("%s: %s", printable(path.name), message, exc_info=True)
     except Exception as exc:
         message = f"unexpected error ({exc!r}); the next run resumes it"
         setback = Setback.FAULT
-        log.debug("%s: %s", path.name, message, exc_info=True)
-    log.error("%s: %s", path.name, message)
+        log.debug("%s: %s", printable(path.name), message, exc_info=True)
+    message = printable(message)
+    log.error("%s: %s", printable(path.name), message)
     return FileReport(path, FileState.RETRY, {}, message=message, setback=setback)
 
 
@@ -297,5 +323,5 @@ def settle_leftovers(ctx: Context) -> None:
         pending = record_polls(ctx, polls, name=record.name)
         log.info(
             "%s (replaced or moved): %d earlier batches settled, %d still QUEUED",
-            record.name, polled - pending, pending,
+            printable(record.name), polled - pending, pending,
         )  # fmt: skip

@@ -10,7 +10,7 @@ is whole, and only once: the journal's claim decides, whatever duplicate events 
 from __future__ import annotations
 
 import logging
-import re
+import os
 import sqlite3
 import threading
 import time
@@ -25,6 +25,7 @@ from watchdog.observers.polling import PollingObserver
 
 from filedrop.api.client import ApiUnavailable
 from filedrop.inbox import (
+    Readiness,
     Snapshot,
     StabilityTracker,
     ignore_reason,
@@ -32,16 +33,14 @@ from filedrop.inbox import (
     scan,
     snapshot,
 )
+from filedrop.logs import printable
+from filedrop.outcome import is_own_temp
 from filedrop.pipeline import Context, FileReport
-from filedrop.runner import open_context, process_guarded, settle_leftovers
+from filedrop.runner import clear_stray_temps, open_context, process_guarded, settle_leftovers
 from filedrop.settings import Settings
 from filedrop.states import FileState
 
 log = logging.getLogger("filedrop.watch")
-
-# The outcome writer's own temporary files (outcome.py: ".<name>.<8 hex>.tmp"): ignored like any
-# hidden file, but logged only at DEBUG so that every processed file does not add a line of noise.
-_OWN_TEMP = re.compile(r"^\..+\.outcome\.(xlsx|csv)\.[0-9a-f]{8}\.tmp$", re.IGNORECASE)
 
 
 #: How many heartbeats may be missed before ``filedrop status --health`` calls the daemon dead.
@@ -181,6 +180,7 @@ def watch_inbox(
     next_beat = 0.0
     settling: threading.Thread | None = None
     log.info("watching %s (%s)", inbox, "polling" if options.polling else "events")
+    clear_stray_temps(ctx)
     try:
         while not stop.is_set():
             now = clock()
@@ -362,17 +362,19 @@ def _log_ignored(path: Path, reason: str, state: _State) -> None:
     if path.name in state.ignored_logged:
         return
     state.ignored_logged.add(path.name)
-    if is_outcome_file(path) or _OWN_TEMP.match(path.name):
-        log.debug("%s: ignored (%s)", path.name, reason)
+    # filedrop's own outcomes and their temporary files: ignored like any other, but at DEBUG
+    # only, so that every processed file does not add a line of noise.
+    if is_outcome_file(path) or is_own_temp(path.name):
+        log.debug("%s: ignored (%s)", printable(path.name), reason)
     else:
-        log.info("%s: ignored (%s)", path.name, reason)
+        log.info("%s: ignored (%s)", printable(path.name), reason)
 
 
 def _consider(path: Path, state: _State) -> None:
     """Start watching ``path`` unless it is ignored or settled with these very bytes."""
     reason = ignore_reason(path)
     if reason is not None:
-        if path.exists():
+        if os.path.lexists(path):  # a dangling link is logged too
             _log_ignored(path, reason, state)
         return
     current = snapshot(path)
@@ -382,7 +384,7 @@ def _consider(path: Path, state: _State) -> None:
     if state.settled.get(path) == current:
         return
     if path not in state.watching:
-        log.info("%s: seen", path.name)
+        log.info("%s: seen", printable(path.name))
         state.watching.add(path)
 
 
@@ -413,9 +415,9 @@ def _start_ready(
             state.watching.discard(path)
             tracker.forget(path)
             continue
-        if not tracker.is_ready(path):
-            continue
-        log.info("%s: ready", path.name)
+        if tracker.readiness(path) is Readiness.CHANGING:
+            continue  # an empty file that stayed empty is taken too: it gets its ERROR once
+        log.info("%s: ready", printable(path.name))
 
         def work(path: Path = path) -> None:
             try:  # the daemon never dies on one bad file
@@ -451,7 +453,7 @@ def _collect(
             try:
                 on_report(report)
             except Exception:  # a caller's callback must not end the daemon either
-                log.exception("%s: error in the report callback", path.name)
+                log.exception("%s: error in the report callback", printable(path.name))
         # A report WAITING without counts is a file left resumable at a stop: nothing to redo.
         stopped = report.state is FileState.WAITING and not report.counts
         if stopped:
@@ -464,10 +466,10 @@ def _collect(
             _, delay = state.retry_at.get(path, (0.0, options.retry_initial_s / 2))
             delay = min(options.retry_max_s, delay * 2)
             state.retry_at[path] = (clock() + delay, delay)
-            log.info("%s: %s; trying again in %.0f s", path.name, report.state, delay)
+            log.info("%s: %s; trying again in %.0f s", printable(path.name), report.state, delay)
             continue
         if report.state is FileState.SKIPPED:
-            log.info("%s: skipped (%s)", path.name, report.message)
+            log.info("%s: skipped (%s)", printable(path.name), report.message)
         state.retry_at.pop(path, None)
         started, current = state.started_with.pop(path, None), snapshot(path)
         if current is None:
@@ -477,7 +479,7 @@ def _collect(
         # upload that paused longer than the window) make it a new file to take.
         state.settled[path] = started or current
         if started is not None and current != started:
-            log.info("%s: changed while it was processed; taking it again", path.name)
+            log.info("%s: changed while it was processed; taking it again", printable(path.name))
             continue
         state.watching.discard(path)
 
