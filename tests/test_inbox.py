@@ -9,6 +9,8 @@ import pytest
 from conftest import FakeTime
 
 from filedrop.inbox import (
+    NotRegularFileError,
+    Readiness,
     Snapshot,
     StabilityTracker,
     content_hash,
@@ -96,12 +98,19 @@ def test_scan_of_an_empty_inbox_is_empty(tmp_path):
     assert scan(tmp_path) == ([], [])
 
 
-def test_scan_skips_a_dangling_link(tmp_path):
-    """A link whose file vanished is left out, like a file deleted mid-scan."""
+def test_scan_ignores_links_dangling_or_not_without_following_them(tmp_path):
+    """A link is never an input, whether it leads to a file inside, outside, or nowhere."""
+    here = touch(tmp_path / "here.csv")
     (tmp_path / "gone.csv").symlink_to(tmp_path / "nowhere.csv")
-    touch(tmp_path / "here.csv")
-    candidates, _ = scan(tmp_path)
-    assert [p.name for p in candidates] == ["here.csv"]
+    (tmp_path / "twin.csv").symlink_to(here)
+    assert scan(tmp_path) == (
+        [here],
+        [
+            (tmp_path / "gone.csv", "symbolic link, never followed"),
+            (tmp_path / "twin.csv", "symbolic link, never followed"),
+        ],
+    )
+    assert ignore_reason(tmp_path / "twin.csv") == "symbolic link, never followed"
 
 
 def test_scan_ignores_what_is_not_a_regular_file(tmp_path):
@@ -181,6 +190,32 @@ def test_an_empty_file_is_never_ready(tmp_path):
     clock.now += 3600
     assert not tracker.is_ready(path)
     assert not StabilityTracker(window_s=0, clock=clock.clock).is_ready(path)
+
+
+def test_an_empty_file_unchanged_for_the_window_is_reported_empty(tmp_path):
+    """Empty and stable is its own answer (the file gets an ERROR), never "ready" or forever
+    "changing"; once bytes arrive the window starts again."""
+    clock = FakeTime(start=1000.0)
+    tracker = StabilityTracker(window_s=5, clock=clock.clock)
+    path = touch(tmp_path / "e.csv", b"")
+    assert tracker.readiness(path) is Readiness.CHANGING
+    clock.sleep(5)
+    assert tracker.readiness(path) is Readiness.EMPTY
+    touch(path, b"a;b\n", mtime_s=2000)
+    assert tracker.readiness(path) is Readiness.CHANGING
+    clock.sleep(5)
+    assert tracker.readiness(path) is Readiness.READY
+
+
+def test_a_link_is_never_ready_nor_hashed(tmp_path):
+    """A link where a file was is not read: no readiness, and hashing refuses it."""
+    clock = FakeTime(start=1000.0)
+    target = touch(tmp_path / "outside.toml", b'client_secret = "s3cr3t"\n')
+    link = tmp_path / "config.csv"
+    link.symlink_to(target)
+    assert StabilityTracker(window_s=0, clock=clock.clock).readiness(link) is Readiness.CHANGING
+    with pytest.raises(NotRegularFileError):
+        content_hash(link)
 
 
 def test_zero_window_is_ready_at_once(tmp_path):

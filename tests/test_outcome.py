@@ -18,6 +18,7 @@ from filedrop.outcome import (
     BatchLine,
     OutcomeSummary,
     outcome_path,
+    outcome_paths,
     write_error_outcome,
     write_outcome,
 )
@@ -116,6 +117,27 @@ def summary_values(path: Path) -> dict[object, object]:
 def test_outcome_path_sits_next_to_the_source(tmp_path: Path, source: str, outcome: str) -> None:
     """Excel input gives .outcome.xlsx, CSV input .outcome.csv, in the same folder."""
     assert outcome_path(tmp_path / source) == tmp_path / outcome
+
+
+@pytest.mark.parametrize(
+    ("names", "outcomes"),
+    [
+        (["report.xls", "report.xlsx"], ["report.xls.outcome.xlsx", "report.outcome.xlsx"]),
+        (["Report.XLSX", "report.xlsx"], ["Report.XLSX.outcome.xlsx", "report.outcome.xlsx"]),
+        (["report.xlsm", "report.xls"], ["report.xlsm.outcome.xlsx", "report.outcome.xlsx"]),
+        (["report.csv", "report.xlsx"], ["report.outcome.csv", "report.outcome.xlsx"]),
+        (["report.xlsx", "report.xls", "report.xls.xlsx"], ["report.outcome.xlsx", None, None]),
+    ],
+)
+def test_inputs_that_would_share_an_outcome_get_distinct_names(
+    tmp_path: Path, names: list[str], outcomes: list[str | None]
+) -> None:
+    """The usual suffix keeps the plain name whatever the order; the other gets its full name
+    in front; a name still shared after that is None (refused before sending)."""
+    for order in (names, names[::-1]):
+        chosen = outcome_paths([tmp_path / name for name in order])
+        got = [chosen[tmp_path / name] for name in names]
+        assert [path.name if path else None for path in got] == outcomes
 
 
 def test_outcome_path_refuses_other_kinds(tmp_path: Path) -> None:

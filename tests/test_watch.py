@@ -391,6 +391,50 @@ def test_unreadable_file_gets_error_once_and_next_file_is_processed(
     assert_sent_once(sandbox, ["NEXT-1", "LATER-1"])
 
 
+def test_watch_over_a_hostile_folder_stays_up_and_takes_a_good_file(
+    start_watch: Callable[..., Watcher], sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """Links (to a secret, to a good file outside, dangling), a pipe, a forged-log name, a name
+    too long for its outcome, an empty file and a stray temporary file: none is sent or followed,
+    each is answered once, and a good file dropped afterwards gets its outcome."""
+    inbox = tmp_path / "inbox"
+    secret = tmp_path / "filedrop.toml"
+    secret.write_text('client_secret = "s3cr3t"\n', encoding="utf-8")
+    outside = tmp_path / "outside.csv"
+    outside.write_text(csv_text(["OUTSIDE-1"]), encoding="utf-8")
+    (inbox / "config.csv").symlink_to(secret)
+    (inbox / "outside.csv").symlink_to(outside)
+    (inbox / "dangling.csv").symlink_to(tmp_path / "nowhere.csv")
+    os.mkfifo(inbox / "pipe.csv")
+    forged = "x\n12:00:00 INFO    a.csv: 999 SUCCEEDED\n.csv"
+    (inbox / forged).write_text(csv_text(["FORGED-1"]), encoding="utf-8")
+    too_long = "f" * 247 + ".csv"
+    (inbox / too_long).write_text(csv_text(["LONG-1"]), encoding="utf-8")
+    (inbox / "empty.csv").write_bytes(b"")
+    stray = inbox / ".old.outcome.csv.0123abcd.tmp"
+    stray.write_bytes(b"half an outco")
+    os.utime(stray, (1_000_000_000, 1_000_000_000))
+    watcher = start_watch(rescan_s=0.05, stability_s=0.1)
+    reports = watcher.wait_for(forged, too_long, "empty.csv")
+    assert not stray.exists()
+    assert reports[forged].counts == {"SUCCEEDED": 1}
+    assert (reports[too_long].state, reports[too_long].outcome) == (FileState.ERROR, None)
+    assert reports["empty.csv"].counts == {"ERROR": 1}
+    (inbox / "good.csv").write_text(csv_text(["GOOD-1"]), encoding="utf-8")
+    assert watcher.wait_for("good.csv")["good.csv"].counts == {"SUCCEEDED": 1}
+    assert list(outcome_rows(inbox / "good.outcome.csv")["outcome_status"]) == ["SUCCEEDED"]
+    assert watcher.thread.is_alive()
+    for name in ("config.csv", "outside.csv", "dangling.csv"):
+        assert watcher.logged.count(f"{name}: ignored (symbolic link, never followed)") == 1
+    assert watcher.logged.count("pipe.csv: ignored (not a regular file)") == 1
+    assert all("\n" not in message for message in watcher.logged.messages)
+    assert not any("s3cr3t" in message for message in watcher.logged.messages)
+    assert not (inbox / "config.outcome.csv").exists()
+    for name in (forged, too_long, "empty.csv"):
+        assert len(watcher.reports_for(name)) == 1
+    assert_sent_once(sandbox, ["FORGED-1", "GOOD-1"])
+
+
 # -- staying alive ----------------------------------------------------------------------------
 
 
