@@ -37,7 +37,7 @@ from filedrop.api.poller import DaemonPool, Poller
 from filedrop.batch import plan_batches
 from filedrop.errors import FiledropError
 from filedrop.inbox import content_hash
-from filedrop.journal import BatchRecord, InvoiceRecord, Journal, this_owner
+from filedrop.journal import BatchRecord, FileRecord, InvoiceRecord, Journal, this_owner
 from filedrop.mapping import Mapping, select_mapping
 from filedrop.mapping.prepare import Prepared, PreparedInvoice, payloads, prepare
 from filedrop.outcome import (
@@ -286,6 +286,46 @@ def file_state_of(counts: dict[str, int], *, pending: int) -> FileState:
     if counts.get(RowStatus.NOT_SENT.value):
         return FileState.RETRY
     return FileState.WAITING if pending else FileState.DONE
+
+
+def rewrite_outcome(
+    record: FileRecord, journal: Journal, mappings: list[Mapping]
+) -> tuple[Path, dict[str, int]] | None:
+    """Write a file's outcome again from what the journal now knows, as a run writes it (after
+    ``filedrop resolve``); returns the outcome and its counts.
+
+    ``None`` when the input is gone or its bytes changed since: the journal keeps what it
+    learnt, and the next run of a new version of the file uses it.
+    """
+    path = Path(record.path)
+    try:
+        if content_hash(path) != record.sha256:
+            return None
+    except OSError:
+        return None
+    mapping, table = select_mapping(mappings, path, read_table)
+    prepared = prepare(table, mapping)
+    outcomes = _outcomes(prepared, journal, target=record.target, file_id=record.id)
+    counts = dict(Counter(outcomes["outcome_status"]))
+    summary = OutcomeSummary(
+        source=path,
+        environment=record.target.partition(":")[0],
+        mapping=mapping.name,
+        started_at=datetime.fromtimestamp(record.created_at, UTC),
+        finished_at=datetime.now(UTC),
+        batches=tuple(_batch_line(b) for b in journal.batches(file_id=record.id)),
+    )
+    outcome = write_outcome(prepared.table, outcomes, summary)
+    pending = len(journal.batches(file_id=record.id, states=(BatchState.QUEUED,)))
+    journal.finish_file(
+        record.id,
+        state=file_state_of(counts, pending=pending),
+        counts=counts,
+        mapping=mapping.name,
+        outcome=outcome,
+        message=record.message,
+    )
+    return outcome, counts
 
 
 def resume_batches(ctx: Context, file_id: int) -> list[Poll]:
