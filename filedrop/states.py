@@ -136,8 +136,9 @@ def exit_code_for(
     """The one code a run exits with: when several apply, the first of 2, 1, 3, 0 wins.
 
     ``setup_problem``: something the operator must fix stopped part of the run (credentials, URL,
-    organisation, a batch too large); it outranks the NOT_SENT rows it left. ``unfinished``: work was left for the next run beyond what the row statuses
-    show (a file that could not be finished because the API was unavailable).
+    organisation, a batch too large); it outranks the NOT_SENT rows it left. ``unfinished``:
+    work was left for the next run beyond what the row statuses show (a file that could not be
+    finished because the API was unavailable).
     """
     seen = set(statuses)
     if setup_problem:

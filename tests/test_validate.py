@@ -653,8 +653,7 @@ XLSX_PROBLEMS = [
     'row 11: Due date "31.02.2024" is not a date (expected dd.mm.yyyy)',
     'row 13: Amount "-250" is not a positive amount (it must be more than 0)',
     "row 14: Last name is empty (a PRIVATE debtor needs a last name)",
-    'row 15: National ID "402771****" padded to 11 digits is not a valid fødselsnummer or '
-    "D-number",
+    'row 15: National ID "402771****" padded to 11 digits is not a valid fødselsnummer or D-number',
     'row 16: KID "003522410080" is not a valid KID (expected 2 to 25 digits ending in a mod 10 '
     "or mod 11 check digit)",
 ]
