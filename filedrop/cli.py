@@ -57,7 +57,8 @@ EPILOGS = {
   filedrop run --config /etc/filedrop.toml --log-format json
 
 exit codes: 0 every row SUCCEEDED or DUPLICATE; 1 some row FAILED, INVALID or UNKNOWN, or a file
-ERROR; 2 usage, configuration or authentication error (nothing was sent); 3 rows still PENDING.""",
+ERROR; 2 fix the setup: configuration, credentials, organisation, URL or batch size (not sent);
+3 rows still PENDING, or NOT_SENT while Amili was unavailable. The first of 2, 1, 3, 0 wins.""",
     "watch": """examples:
   FILEDROP_ENV=production FILEDROP_INBOX=/inbox FILEDROP_MAPPING=/mappings filedrop watch
   filedrop watch --polling --stability-s 30     on an SMB/NFS share or a Docker Desktop mount
