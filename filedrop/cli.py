@@ -27,6 +27,7 @@ from filedrop.settings import SPEC_BY_NAME, SPECS, Settings, load_settings
 from filedrop.states import ExitCode, RowStatus
 
 if TYPE_CHECKING:  # imported lazily at run time: `filedrop --help` should start fast
+    from filedrop.journal import Journal
     from filedrop.progress import Progress
     from filedrop.runner import RunReport
 
@@ -56,7 +57,8 @@ EPILOGS = {
   filedrop run --config /etc/filedrop.toml --log-format json
 
 exit codes: 0 every row SUCCEEDED or DUPLICATE; 1 some row FAILED, INVALID or UNKNOWN, or a file
-ERROR; 2 usage, configuration or authentication error (nothing was sent); 3 rows still PENDING.""",
+ERROR; 2 fix the setup: configuration, credentials, organisation, URL or batch size (not sent);
+3 rows still PENDING, or NOT_SENT while Amili was unavailable. The first of 2, 1, 3, 0 wins.""",
     "watch": """examples:
   FILEDROP_ENV=production FILEDROP_INBOX=/inbox FILEDROP_MAPPING=/mappings filedrop watch
   filedrop watch --polling --stability-s 30     on an SMB/NFS share or a Docker Desktop mount
@@ -80,8 +82,10 @@ then: FILEDROP_ENV=sandbox filedrop run (sandbox's URLs default to http://127.0.
     "resolve": """examples:
   filedrop resolve 12 --sent        Amili has batch #12's invoices: never send them again
   filedrop resolve 12 --not-sent    Amili does not: the next run sends them
+  filedrop resolve 3 4 7 --sent     several batches at once
 
-Use it for batches 'filedrop status' lists as UNKNOWN, after checking with Amili.""",
+Use it for batches 'filedrop status' lists as UNKNOWN, after checking with Amili for the invoice
+numbers it lists. The outcome files of their inputs are rewritten at once.""",
 }
 
 
@@ -188,9 +192,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 0 if a watch daemon's heartbeat is fresh and the inbox readable",
     )
 
-    resolve = command("resolve", "Settle an UNKNOWN batch after checking with Amili.", _resolve)
+    resolve = command(
+        "resolve",
+        "Settle UNKNOWN batches after checking with Amili, and rewrite their outcomes.",
+        _resolve,
+    )
     _settings_flags(resolve, "resolve")
-    resolve.add_argument("batch", help="journal number (#12) or API batch id, from 'status'")
+    resolve.add_argument(
+        "batches",
+        nargs="+",
+        metavar="BATCH",
+        help="journal number (#12) or API batch id, from 'status'; several at once",
+    )
     verdict = resolve.add_mutually_exclusive_group(required=True)
     verdict.add_argument("--sent", action="store_true", help="Amili has them: never send again")
     verdict.add_argument("--not-sent", action="store_true", help="Amili does not: send again")
@@ -299,34 +312,38 @@ def _watch(args: argparse.Namespace, io: Io) -> int:
 def _print_report(report: RunReport, io: Io, *, environment: str) -> None:
     """One line per file, named once by its bare name; details indented below it.
 
-    Names and messages are shown with control characters escaped: a file name is the dropper's
-    data, and must not add lines of its own to the summary.
+    Names and messages are shown with control characters escaped (a file name is the dropper's
+    data, and must not add lines of its own to the summary) and national ids masked as in the
+    logs (a name or a message may hold one).
     """
     from filedrop.logs import printable
     from filedrop.states import FileState
+
+    def say(text: str) -> None:
+        io.say(mask_ids(text))
 
     if not report.files:
         io.say("No files were ready in the inbox.")
         return
     if environment == "sandbox":
-        io.say("SANDBOX run: nothing was sent to Amili.")
+        say("SANDBOX run: nothing was sent to Amili.")
     for file in report.files:
         name = printable(file.path.name)
         message = printable(file.message) if file.message else None
         if file.state is FileState.SKIPPED:
-            io.say(f"{name}: skipped ({message})")
+            say(f"{name}: skipped ({message})")
             continue
         if not file.counts:
-            io.say(f"{name}: not finished; the next run resumes it")
+            say(f"{name}: not finished; the next run resumes it")
             if message:
-                io.say(f"  {message}")
+                say(f"  {message}")
             continue
         counts = ", ".join(f"{n} {s}" for s, n in sorted(file.counts.items()))
-        io.say(f"{name}: {counts}")
+        say(f"{name}: {counts}")
         if message:
-            io.say(f"  {message}")
+            say(f"  {message}")
         if file.outcome:
-            io.say(f"  outcome: {printable(str(file.outcome))}")
+            say(f"  outcome: {printable(str(file.outcome))}")
 
 
 def _demo(args: argparse.Namespace, io: Io) -> int:
@@ -398,14 +415,18 @@ def _validate(args: argparse.Namespace, io: Io) -> int:
             else f"sheet {info.sheet!r}"
         )
         invalid = sum(1 for status, _ in prepared.rejected.values() if status is RowStatus.INVALID)
-        io.say(f"{args.file.name}: mapping {mapping.name}; {how}; header on row {info.header_row}")
+        io.say(
+            mask_ids(
+                f"{args.file.name}: mapping {mapping.name}; {how}; header on row {info.header_row}"
+            )
+        )
         io.say(
             f"{len(table)} rows, {len(prepared.invoices)} invoices to send, "
             f"{len(table) - len(prepared.rejected)} rows valid, {invalid} invalid, "
             f"{len(prepared.rejected) - invalid} duplicate"
         )
         for problem in prepared.problems:
-            io.say(f"  {problem.severity}: {problem}")
+            io.say(mask_ids(f"  {problem.severity}: {problem}"))
     return ExitCode.ATTENTION if prepared.rejected else ExitCode.OK
 
 
@@ -465,7 +486,7 @@ def _status(args: argparse.Namespace, io: Io) -> int:
         for f in files:
             when = time.strftime("%Y-%m-%d %H:%M", time.localtime(f.updated_at))
             counts = ", ".join(f"{n} {s}" for s, n in sorted(f.counts.items())) or "-"
-            io.say(f"  {when}  {printable(f.name)}  {f.state}  {counts}")
+            io.say(mask_ids(f"  {when}  {printable(f.name)}  {f.state}  {counts}"))
         queued = journal.batches(states=UNFINISHED_BATCH_STATES)
         unknown = journal.batches(states=(BatchState.UNKNOWN,))
         if queued:
@@ -477,8 +498,12 @@ def _status(args: argparse.Namespace, io: Io) -> int:
         if unknown:
             io.say("Batches whose fate is UNKNOWN (never resent by themselves):")
             for b in unknown:
-                io.say(f"  #{b.id}  {b.invoice_count} invoices  {printable(b.message or '')}")
-            io.say("Check with Amili, then: filedrop resolve N --sent   (or --not-sent)")
+                numbers = journal.unknown_invoice_numbers(b.id)
+                name = printable(journal.file(b.file_id).name)
+                io.say(mask_ids(f"  #{b.id}  {name}  {printable(b.message or '')}".rstrip()))
+                io.say(f"    invoice numbers to look up: {', '.join(numbers)}")
+            ids = " ".join(str(b.id) for b in unknown)
+            io.say(f"Check with Amili, then: filedrop resolve {ids} --sent   (or --not-sent)")
         counts = journal.status_counts()
         if counts:
             io.say("Invoices by status: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
@@ -518,6 +543,7 @@ def _health(settings: Settings, path: Path, io: Io) -> int:
 
 
 def _resolve(args: argparse.Namespace, io: Io) -> int:
+    """Settle every batch named, then rewrite the outcome of each file they came from."""
     from filedrop.journal import Journal
     from filedrop.states import BatchState
 
@@ -527,28 +553,64 @@ def _resolve(args: argparse.Namespace, io: Io) -> int:
             f"No journal at {settings.journal_path}; check --inbox or FILEDROP_STATE."
         )
     with Journal(settings.journal_path) as journal:
-        batch = journal.find_batch(args.batch)
-        if batch is None:
-            raise ConfigError(
-                f'No batch "{args.batch}" in {settings.journal_path}; '
-                "'filedrop status' lists them."
-            )
-        if batch.state is BatchState.POSTING:
-            # Maybe a live run is waiting for its answer right now; the next run of its file
-            # (or of the inbox) marks it UNKNOWN if its process is gone.
-            raise ConfigError(
-                f"Batch #{batch.id} is still being sent; if no filedrop is running, run "
-                "'filedrop run' first (it marks the batch UNKNOWN), then resolve it."
-            )
-        if batch.state is not BatchState.UNKNOWN:
-            raise ConfigError(
-                f"Batch #{batch.id} is {batch.state}, not UNKNOWN; nothing to resolve."
-            )
+        # Every batch is checked before any is settled: a typo in the third number must not
+        # leave the first two settled and the rest not.
+        batches = []
+        for ref in dict.fromkeys(args.batches):
+            batch = journal.find_batch(ref)
+            if batch is None:
+                raise ConfigError(
+                    f"No batch \"{ref}\" in {settings.journal_path}; 'filedrop status' lists them."
+                )
+            if batch.state is BatchState.POSTING:
+                # Maybe a live run is waiting for its answer right now; the next run of its
+                # file (or of the inbox) marks it UNKNOWN if its process is gone.
+                raise ConfigError(
+                    f"Batch #{batch.id} is still being sent; if no filedrop is running, run "
+                    "'filedrop run' first (it marks the batch UNKNOWN), then resolve it."
+                )
+            if batch.state is not BatchState.UNKNOWN:
+                raise ConfigError(
+                    f"Batch #{batch.id} is {batch.state}, not UNKNOWN; nothing to resolve."
+                )
+            batches.append(batch)
         note = "checked with Amili: received" if args.sent else "checked with Amili: not received"
-        changed = journal.resolve_batch(batch.id, sent=args.sent, note=note)
-    verdict = "will never be sent again" if args.sent else "will be sent by the next run"
-    io.say(f"Batch #{batch.id}: {changed} invoices {verdict}.")
+        verdict = "will never be sent again" if args.sent else "will be sent by the next run"
+        for batch in batches:
+            changed = journal.resolve_batch(batch.id, sent=args.sent, note=note)
+            io.say(f"Batch #{batch.id}: {changed} invoices {verdict}.")
+        for file_id in dict.fromkeys(batch.file_id for batch in batches):
+            io.say(mask_ids(_rewrite_outcome(journal, file_id, settings)))
     return ExitCode.OK
+
+
+def _rewrite_outcome(journal: Journal, file_id: int, settings: Settings) -> str:
+    """Rewrite one file's outcome after ``resolve``; what happened, as one line to print."""
+    from filedrop.mapping import load_mappings
+    from filedrop.pipeline import rewrite_outcome
+    from filedrop.states import FileState
+
+    record = journal.file(file_id)
+    kept = "the journal keeps the change"
+    if record.state is FileState.CLAIMED:
+        return f"{record.name}: being processed now; that run writes its outcome."
+    if settings.mapping is None:
+        return (
+            f"{record.name}: its outcome was not rewritten, since no mapping is set "
+            f"(FILEDROP_MAPPING); {kept}, and the next run of the file writes it."
+        )
+    try:
+        rewritten = rewrite_outcome(record, journal, load_mappings(settings.mapping))
+    except FiledropError as exc:
+        return f"{record.name}: its outcome was not rewritten ({exc}); {kept}."
+    if rewritten is None:
+        return (
+            f"{record.name}: the input {record.path} is gone or has changed, so its outcome "
+            f"was not rewritten; {kept}."
+        )
+    outcome, counts = rewritten
+    shown = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    return f"{record.name}: {shown}; outcome rewritten: {outcome}"
 
 
 def _on_signals(stop: threading.Event) -> None:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from filedrop.errors import ConfigError
+from filedrop.logs import mask_ids
 from filedrop.states import (
     BLOCKING_INVOICE_STATES,
     FINAL_FILE_STATES,
@@ -323,7 +324,7 @@ class Journal:
                     json.dumps(counts),
                     mapping,
                     str(outcome) if outcome else None,
-                    message,
+                    mask_ids(message) if message else None,
                     self._clock(),
                     file_id,
                 ),
@@ -420,10 +421,18 @@ class Journal:
             batch, state=BatchState.REJECTED, invoice_status=InvoiceState.NOT_SENT, message=message
         )
 
+    def batch_refused(self, batch: int, *, message: str) -> None:
+        """The API refused the whole batch for its content: its invoices are ``FAILED``, and
+        only a corrected file sends them again."""
+        self._end_batch(
+            batch, state=BatchState.REJECTED, invoice_status=InvoiceState.FAILED, message=message
+        )
+
     def _end_batch(
         self, batch: int, *, state: BatchState, invoice_status: InvoiceState, message: str
     ) -> None:
         now = self._clock()
+        message = mask_ids(message)
         with self._write() as db:
             db.execute(
                 "UPDATE batches SET state = ?, message = ?, finished_at = ? WHERE id = ?",
@@ -462,7 +471,7 @@ class Journal:
                 "UPDATE invoices SET status = ?, message = ?, updated_at = ?"
                 " WHERE target = ? AND invoice_number = ? AND batch = ?",
                 [
-                    (InvoiceState.FAILED, message, now, target, num, batch)
+                    (InvoiceState.FAILED, mask_ids(message), now, target, num, batch)
                     for num, message in failed
                 ],
             )
@@ -527,6 +536,7 @@ class Journal:
         now = self._clock()
         with self._write() as db:
             status = InvoiceState.SUCCEEDED if sent else InvoiceState.NOT_SENT
+            note = mask_ids(note)
             message = note if sent else f"not sent ({note}); the next run sends it again"
             changed = db.execute(
                 "UPDATE invoices SET status = ?, message = ?, updated_at = ?"
@@ -544,6 +554,15 @@ class Journal:
                     (FileState.RETRY, now, batch),
                 )
         return changed
+
+    def unknown_invoice_numbers(self, batch: int) -> list[str]:
+        """The invoice numbers of a batch whose fate is unknown: what to look up with Amili."""
+        rows = self._read(
+            "SELECT invoice_number FROM invoices WHERE batch = ? AND status IN (?, ?)"
+            " ORDER BY rowid",
+            (batch, InvoiceState.UNKNOWN, InvoiceState.SENDING),
+        )
+        return [row[0] for row in rows]
 
     def invoices(self, *, target: str, numbers: Iterable[str]) -> dict[str, InvoiceRecord]:
         """What the journal knows of these invoice numbers (absent ones are left out)."""

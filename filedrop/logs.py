@@ -13,13 +13,38 @@ import time
 import unicodedata
 from typing import TextIO
 
-#: 11 digits standing alone: a fødselsnummer or D-number. Dates and amounts never have 11.
-_NATIONAL_ID = re.compile(r"(?<!\d)(\d{6})\d{5}(?!\d)")
+#: A UUID (a batch or organisation id, never personal), or a run of 10 or 11 digits standing alone:
+#: a fødselsnummer or D-number, or one whose leading zero a spreadsheet dropped. UUIDs are matched
+#: first so that their digit runs are left whole.
+_UUID_OR_DIGITS = re.compile(
+    r"(?i)(?<![0-9a-f-])[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?![0-9a-f-])"
+    r"|(?<!\d)\d{10,11}(?!\d)"
+)
+_SHOWN_DIGITS = 6
 
 
 def mask_ids(text: str) -> str:
-    """``12345678901`` -> ``123456*****``: enough to find the row, not enough to identify."""
-    return _NATIONAL_ID.sub(r"\1*****", text)
+    """``11066312345`` -> ``110663*****``: the birth date stays to find the row, the personal
+    part goes, and the length stays, so a lost leading zero (``110663****``) is visible.
+
+    Organisation numbers (9 digits) are public and UUIDs are not personal: both stay whole. Ten
+    digits are masked only when, with the lost zero put back, they start with a day and a month
+    (so phone numbers such as 4791234567 and Unix times stay readable).
+    """
+    return _UUID_OR_DIGITS.sub(_mask_match, text)
+
+
+def _mask_match(match: re.Match[str]) -> str:
+    digits = match[0]
+    if "-" in digits or (len(digits) == 10 and not _starts_with_a_date("0" + digits)):
+        return digits
+    return digits[:_SHOWN_DIGITS] + "*" * (len(digits) - _SHOWN_DIGITS)
+
+
+def _starts_with_a_date(national_id: str) -> bool:
+    """Day 01-31 (D-numbers add 40) and month 01-12 (H-numbers add 40): roughly a birth date."""
+    day, month = int(national_id[:2]) % 40, int(national_id[2:4]) % 40
+    return 1 <= day <= 31 and 1 <= month <= 12
 
 
 _SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}

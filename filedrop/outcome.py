@@ -69,6 +69,7 @@ _STATUS_COLOURS: dict[RowStatus, tuple[str, str]] = {
     RowStatus.INVALID: ("#FFD8A8", "#8A4500"),
     RowStatus.DUPLICATE: ("#E7E6E6", "#3F3F3F"),
     RowStatus.PENDING: ("#FFEB9C", "#7F6000"),
+    RowStatus.NOT_SENT: ("#DDEBF7", "#1F4E78"),  # blue: nothing wrong with the row, just not sent
     RowStatus.UNKNOWN: ("#FFD8A8", "#8A4500"),
     RowStatus.ERROR: ("#FFC7CE", "#9C0006"),
 }

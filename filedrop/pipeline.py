@@ -37,8 +37,15 @@ from filedrop.api.client import (
 from filedrop.api.poller import DaemonPool, Poller
 from filedrop.batch import plan_batches
 from filedrop.errors import FiledropError, ReadError
-from filedrop.inbox import HashedFile, NotRegularFileError, hash_file, is_same_file, scan
-from filedrop.journal import BatchRecord, InvoiceRecord, Journal, this_owner
+from filedrop.inbox import (
+    HashedFile,
+    NotRegularFileError,
+    content_hash,
+    hash_file,
+    is_same_file,
+    scan,
+)
+from filedrop.journal import BatchRecord, FileRecord, InvoiceRecord, Journal, this_owner
 from filedrop.logs import printable
 from filedrop.mapping import Mapping, select_mapping
 from filedrop.mapping.prepare import Prepared, PreparedInvoice, payloads, prepare
@@ -129,7 +136,7 @@ class Setback(enum.Enum):
     UNAVAILABLE = "unavailable"
     """Amili was down or out of reach: nothing is wrong with the setup, the next run continues."""
     SETUP = "setup"
-    """Credentials, organisation id or URL were refused: fix the setup."""
+    """Credentials, organisation id, URL or batch size were refused: fix the setup."""
     FAULT = "fault"
     """The disk, the outcome file or filedrop itself failed: a person should look."""
 
@@ -138,8 +145,8 @@ class Setback(enum.Enum):
 class FileReport:
     """How one file went: its rows per status, where its outcome is, and in what state.
 
-    ``unsent_rows`` of the FAILED rows were not sent only because Amili was unavailable (the
-    next run sends them); ``setback`` says why a ``RETRY`` file stopped.
+    ``setback`` says why a ``RETRY`` file stopped, and so whether its NOT_SENT rows wait for
+    Amili (exit 3) or for the operator (exit 2).
     """
 
     path: Path
@@ -148,14 +155,11 @@ class FileReport:
     outcome: Path | None = None
     message: str | None = None
     setback: Setback | None = None
-    unsent_rows: int = 0
 
     @property
     def statuses(self) -> set[RowStatus]:
-        """The row statuses a person must act on (rows merely not sent yet left out)."""
-        counts = dict(self.counts)
-        counts[RowStatus.FAILED.value] = counts.get(RowStatus.FAILED.value, 0) - self.unsent_rows
-        return {RowStatus(status) for status, rows in counts.items() if rows > 0}
+        """The row statuses of this file's rows."""
+        return {RowStatus(status) for status, rows in self.counts.items() if rows > 0}
 
 
 @dataclass
@@ -164,7 +168,7 @@ class _Setbacks:
 
     messages: list[str] = field(default_factory=list)
     kinds: set[Setback] = field(default_factory=set)
-    unavailable_batches: set[int] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def worst(self) -> Setback | None:
         for kind in (Setback.SETUP, Setback.FAULT, Setback.UNAVAILABLE):
@@ -350,13 +354,9 @@ def _send_and_report(
             file_id, state=FileState.WAITING, counts={}, mapping=prepared.mapping.name, outcome=None
         )
         return FileReport(path, FileState.WAITING, {})
-    outcomes, unsent_rows = _outcomes(
-        prepared, ctx, file_id, unavailable_batches=setbacks.unavailable_batches
-    )
+    outcomes = _outcomes(prepared, ctx.journal, target=ctx.target, file_id=file_id)
     counts = dict(Counter(outcomes["outcome_status"]))
-    state = FileState.WAITING if pending else FileState.DONE
-    if setbacks.kinds:
-        state = FileState.RETRY
+    state = file_state_of(counts, pending=pending)
     summary = OutcomeSummary(
         source=path,
         environment=ctx.environment,
@@ -386,8 +386,55 @@ def _send_and_report(
         outcome,
         "; ".join(setbacks.messages) or None,
         setback=setbacks.worst(),
-        unsent_rows=unsent_rows,
     )
+
+
+def file_state_of(counts: dict[str, int], *, pending: int) -> FileState:
+    """A file with NOT_SENT rows is taken again by the next run (``retry``), even with the same
+    bytes; one with batches still QUEUED is ``waiting``; otherwise it is ``done``."""
+    if counts.get(RowStatus.NOT_SENT.value):
+        return FileState.RETRY
+    return FileState.WAITING if pending else FileState.DONE
+
+
+def rewrite_outcome(
+    record: FileRecord, journal: Journal, mappings: list[Mapping]
+) -> tuple[Path, dict[str, int]] | None:
+    """Write a file's outcome again from what the journal now knows, as a run writes it (after
+    ``filedrop resolve``); returns the outcome and its counts.
+
+    ``None`` when the input is gone or its bytes changed since: the journal keeps what it
+    learnt, and the next run of a new version of the file uses it.
+    """
+    path = Path(record.path)
+    try:
+        if content_hash(path) != record.sha256:
+            return None
+    except OSError:
+        return None
+    mapping, table = select_mapping(mappings, path, read_table)
+    prepared = prepare(table, mapping)
+    outcomes = _outcomes(prepared, journal, target=record.target, file_id=record.id)
+    counts = dict(Counter(outcomes["outcome_status"]))
+    summary = OutcomeSummary(
+        source=path,
+        environment=record.target.partition(":")[0],
+        mapping=mapping.name,
+        started_at=datetime.fromtimestamp(record.created_at, UTC),
+        finished_at=datetime.now(UTC),
+        batches=tuple(_batch_line(b) for b in journal.batches(file_id=record.id)),
+    )
+    outcome = write_outcome(prepared.table, outcomes, summary)
+    pending = len(journal.batches(file_id=record.id, states=(BatchState.QUEUED,)))
+    journal.finish_file(
+        record.id,
+        state=file_state_of(counts, pending=pending),
+        counts=counts,
+        mapping=mapping.name,
+        outcome=outcome,
+        message=record.message,
+    )
+    return outcome, counts
 
 
 def resume_batches(ctx: Context, file_id: int) -> list[Poll]:
@@ -497,12 +544,39 @@ def _submit_batch(
     return batch, ctx.poller.track(batch_id)
 
 
+#: What the operator does after a POST refused for who or where we are, by HTTP status; the
+#: rows stay NOT_SENT and the next run sends them.
+_SETUP_REFUSALS = {
+    401: "the API answered 401, credentials refused; check FILEDROP_CLIENT_ID and "
+    "FILEDROP_CLIENT_SECRET (or FILEDROP_CLIENT_SECRET_FILE)",
+    403: "the API answered 403, forbidden; check that the client may use this organisation "
+    "(FILEDROP_ORG_ID)",
+    404: "the API answered 404, not found; check FILEDROP_ORG_ID and the API base URL "
+    "(FILEDROP_ENV or FILEDROP_API_URL)",
+    413: "the API answered 413, request too large; lower FILEDROP_BATCH_SIZE",
+}
+
+
+def not_sent_reason(exc: FiledropError) -> tuple[str, Setback] | None:
+    """Why a POST that certainly did not reach Amili left its invoices NOT_SENT, and whose move
+    it is; ``None`` when the API refused the batch for its content (its invoices FAILED)."""
+    if isinstance(exc, ApiUnavailable):
+        tries = plural(exc.attempts, "attempt")
+        return f"Amili was not available ({exc.reason}, {tries})", Setback.UNAVAILABLE
+    if isinstance(exc, AuthError):
+        return _SETUP_REFUSALS[401], Setback.SETUP
+    if isinstance(exc, ApiError) and exc.status in _SETUP_REFUSALS:
+        return _SETUP_REFUSALS[exc.status], Setback.SETUP
+    return None
+
+
 def _record_failed_post(batch: int, exc: FiledropError, ctx: Context, setbacks: _Setbacks) -> None:
     """What a failed POST means for its invoices, written down before anything else happens.
 
     Maybe received: ``UNKNOWN``, never resent by itself. Certainly not received because of
-    where or who we are (API down, credentials, org id, URL): not sent, and the next run sends
-    it. Refused for its content: the whole batch's invoices FAILED.
+    where or who we are or a passing outage (API down, credentials, org id, URL, a batch too
+    large): NOT_SENT, and the next run of the file sends it. Refused for its content: the whole
+    batch's invoices FAILED.
     """
     log.error("batch #%d: %s", batch, exc)
     if isinstance(exc, AmbiguousSubmission):
@@ -511,18 +585,19 @@ def _record_failed_post(batch: int, exc: FiledropError, ctx: Context, setbacks: 
             message=f"{str(exc).rstrip('.')}; check with Amili, then run "
             f"'filedrop resolve {batch} --sent' or '--not-sent'",
         )
-    elif isinstance(exc, ApiUnavailable | AuthError) or (
-        isinstance(exc, ApiError) and exc.status in (401, 403, 404)
-    ):
-        ctx.journal.batch_not_sent(batch, message=f"not sent: {exc}; the next run sends it")
-        setbacks.messages.append(str(exc))
-        if isinstance(exc, ApiUnavailable):
-            setbacks.unavailable_batches.add(batch)
-            setbacks.kinds.add(Setback.UNAVAILABLE)
-        else:
-            setbacks.kinds.add(Setback.SETUP)
-    else:
-        ctx.journal.batch_not_sent(batch, message=f"the API refused the whole batch: {exc}")
+        return
+    reason = not_sent_reason(exc)
+    if reason is None:
+        ctx.journal.batch_refused(batch, message=f"the API refused the whole batch: {exc}")
+        return
+    why, setback = reason
+    ends = " and" if setback is Setback.SETUP else ";"
+    message = f"not sent: {why}{ends} the next run sends it"
+    ctx.journal.batch_not_sent(batch, message=message)
+    with setbacks.lock:  # the file's batches are posted from several threads
+        if message not in setbacks.messages:
+            setbacks.messages.append(message)
+        setbacks.kinds.add(setback)
 
 
 def record_result(journal: Journal, batch: int, result: BatchResult) -> None:
@@ -538,32 +613,26 @@ def record_result(journal: Journal, batch: int, result: BatchResult) -> None:
     )
 
 
-def _outcomes(
-    prepared: Prepared, ctx: Context, file_id: int, *, unavailable_batches: set[int]
-) -> tuple[pd.DataFrame, int]:
-    """One status per row, from the local checks and what the journal now knows; and how many
-    rows are FAILED only because their batch found Amili unavailable (``unavailable_batches``)."""
-    unsent_rows = 0
+def _outcomes(prepared: Prepared, journal: Journal, *, target: str, file_id: int) -> pd.DataFrame:
+    """One status per row, from the local checks and what the journal now knows."""
     rows = len(prepared.table)
     columns: dict[str, list[str]] = {name: [""] * rows for name in OUTCOME_COLUMNS}
     status, message = columns["outcome_status"], columns["outcome_message"]
     for position, (row_status, text) in prepared.rejected.items():
         status[position], message[position] = row_status.value, text
-    batch_ids = {b.id: b.batch_id or "" for b in ctx.journal.batches(file_id=file_id)}
+    batch_ids = {b.id: b.batch_id or "" for b in journal.batches(file_id=file_id)}
     file_names: dict[int, str] = {}
     # Streamed from the journal rather than collected first: one record alive at a time.
     unrecorded = {invoice.invoice_number: invoice for invoice in prepared.invoices}
-    for record in ctx.journal.each_invoice(target=ctx.target, numbers=list(unrecorded)):
+    for record in journal.each_invoice(target=target, numbers=list(unrecorded)):
         invoice = unrecorded.pop(record.invoice_number)
-        if record.batch in unavailable_batches and record.status is InvoiceState.NOT_SENT:
-            unsent_rows += len(invoice.rows)
         values = _invoice_outcome(
-            invoice, record, file_id=file_id, ctx=ctx, batch_ids=batch_ids, file_names=file_names
+            invoice, record, journal, file_id=file_id, batch_ids=batch_ids, file_names=file_names
         )
         _fill(columns, invoice.rows, values)
     for invoice in unrecorded.values():
         values = _invoice_outcome(
-            invoice, None, file_id=file_id, ctx=ctx, batch_ids=batch_ids, file_names=file_names
+            invoice, None, journal, file_id=file_id, batch_ids=batch_ids, file_names=file_names
         )
         _fill(columns, invoice.rows, values)
     for position, note in prepared.notes.items():
@@ -571,7 +640,7 @@ def _outcomes(
     missing = [p for p in range(rows) if not status[p]]
     if missing:  # a bug upstream; never let it pass as a silent blank
         raise AssertionError(f"rows without a status: {missing[:10]}")
-    return pd.DataFrame(columns), unsent_rows
+    return pd.DataFrame(columns)
 
 
 def _fill(columns: dict[str, list[str]], rows: tuple[int, ...], values: tuple[str, ...]) -> None:
@@ -584,16 +653,16 @@ def _fill(columns: dict[str, list[str]], rows: tuple[int, ...], values: tuple[st
 def _invoice_outcome(
     invoice: PreparedInvoice,
     record: InvoiceRecord | None,
+    journal: Journal,
     *,
     file_id: int,
-    ctx: Context,
     batch_ids: dict[int, str],
     file_names: dict[int, str],
 ) -> tuple[str, str, str, str, str, str]:
     if record is None:
         # Stopped before its batch was claimed: nothing was sent; the next run sends it.
         return (
-            RowStatus.FAILED.value,
+            RowStatus.NOT_SENT.value,
             "not sent: filedrop stopped first; the next run sends it",
             "",
             "",
@@ -602,7 +671,7 @@ def _invoice_outcome(
         )
     if record.file_id != file_id:
         if record.file_id not in file_names:
-            file_names[record.file_id] = ctx.journal.file(record.file_id).name
+            file_names[record.file_id] = journal.file(record.file_id).name
         earlier = file_names[record.file_id]
         case = f", case {record.case_number}" if record.case_number else ""
         text = (

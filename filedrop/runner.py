@@ -204,13 +204,14 @@ class RunReport:
 
     @property
     def statuses(self) -> set[RowStatus]:
-        """Row statuses a person must act on, over every file."""
+        """Row statuses over every file."""
         return set().union(*(report.statuses for report in self.files)) if self.files else set()
 
     @property
     def exit_code(self) -> ExitCode:
-        """2 if a file stopped on the setup, 1 if a row or file needs a person, 3 if work is
-        left for the next run (batches still QUEUED, Amili unavailable), else 0."""
+        """2 if a file stopped on the setup (its NOT_SENT rows wait for the operator), 1 if a
+        row or file needs a person, 3 if work is left for the next run (rows PENDING, or
+        NOT_SENT because Amili was unavailable), else 0."""
         setbacks = {report.setback for report in self.files}
         faults = {RowStatus.ERROR} if Setback.FAULT in setbacks else set()
         return exit_code_for(

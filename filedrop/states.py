@@ -68,7 +68,8 @@ class InvoiceState(enum.StrEnum):
     FAILED = "FAILED"
     UNKNOWN = "UNKNOWN"
     NOT_SENT = "NOT_SENT"
-    """Certainly never reached the API; the next run may send it."""
+    """Certainly never reached the API, for a reason that passes or that the operator fixes;
+    the next run of its file sends it."""
 
 
 #: Invoice states that forbid sending the same number again ("never send an invoice twice").
@@ -88,6 +89,7 @@ class RowStatus(enum.StrEnum):
     INVALID = "INVALID"
     DUPLICATE = "DUPLICATE"
     PENDING = "PENDING"
+    NOT_SENT = "NOT_SENT"
     UNKNOWN = "UNKNOWN"
     ERROR = "ERROR"
 
@@ -101,7 +103,7 @@ ROW_STATUS_OF_INVOICE: dict[InvoiceState, RowStatus] = {
     InvoiceState.SUCCEEDED: RowStatus.SUCCEEDED,
     InvoiceState.FAILED: RowStatus.FAILED,
     InvoiceState.UNKNOWN: RowStatus.UNKNOWN,
-    InvoiceState.NOT_SENT: RowStatus.FAILED,
+    InvoiceState.NOT_SENT: RowStatus.NOT_SENT,
 }
 
 
@@ -115,7 +117,7 @@ class ExitCode(enum.IntEnum):
     SETUP = 2
     """Fix the setup: usage, configuration, credentials, organisation, URL or batch size."""
     UNFINISHED = 3
-    """Rows still PENDING, or not sent because the API was unavailable; the next run continues."""
+    """Rows still PENDING, or NOT_SENT because the API was unavailable; the next run continues."""
     INTERRUPTED = 130
     """Stopped by Ctrl-C (128 + SIGINT, as shells report it)."""
 
@@ -125,7 +127,7 @@ ATTENTION_STATUSES = frozenset(
     {RowStatus.FAILED, RowStatus.INVALID, RowStatus.UNKNOWN, RowStatus.ERROR}
 )
 #: Row statuses that the next run finishes by itself (exit code 3).
-UNFINISHED_STATUSES = frozenset({RowStatus.PENDING})
+UNFINISHED_STATUSES = frozenset({RowStatus.PENDING, RowStatus.NOT_SENT})
 
 
 def exit_code_for(
@@ -134,8 +136,9 @@ def exit_code_for(
     """The one code a run exits with: when several apply, the first of 2, 1, 3, 0 wins.
 
     ``setup_problem``: something the operator must fix stopped part of the run (credentials, URL,
-    organisation). ``unfinished``: work was left for the next run beyond what the row statuses
-    show (a file that could not be finished because the API was unavailable).
+    organisation, a batch too large); it outranks the NOT_SENT rows it left. ``unfinished``:
+    work was left for the next run beyond what the row statuses show (a file that could not be
+    finished because the API was unavailable).
     """
     seen = set(statuses)
     if setup_problem:

@@ -14,8 +14,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NoReturn
 
+import pandas as pd
 import pytest
-from builders import EXAMPLES, MAPPINGS, filedrop, run_env
+from builders import EXAMPLES, MAPPINGS, erp_row, filedrop, national_id, run_env, write_erp_csv
 
 from filedrop.sandbox import Sandbox, SandboxOptions
 
@@ -319,3 +320,110 @@ def test_ctrl_c_exits_130(monkeypatch: pytest.MonkeyPatch) -> None:
     source = str(EXAMPLES / "faktura-mars.csv")
     _, _, err = filedrop("validate", source, "--mapping", str(MAPPINGS), environ={}, expect=130)
     assert err == "filedrop: interrupted.\n"
+
+
+# -- status and resolve: UNKNOWN batches are cheap to settle -----------------------------------
+
+
+def outcome_csv(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, sep=";", encoding="cp1252", dtype=str, keep_default_na=False)
+
+
+def _two_unknown_batches(inbox: Path, sandbox: Sandbox) -> dict[str, str]:
+    """Two files whose POSTs were processed but never answered: batches #1 and #2 UNKNOWN."""
+    write_erp_csv(inbox / "a.csv", [erp_row("5301"), erp_row("5302")])
+    write_erp_csv(inbox / "b.csv", [erp_row("5303")])
+    env = run_env(inbox, sandbox.url, FILEDROP_CONCURRENT_FILES="1")
+    sandbox.lose_next_response(count=2)
+    filedrop("run", environ=env, expect=1)
+    return env
+
+
+def test_status_lists_each_unknown_batch_with_its_file_and_invoice_numbers(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """status names, for every UNKNOWN batch, the file and the invoice numbers to look up."""
+    env = _two_unknown_batches(inbox, sandbox)
+    _, out, _ = filedrop("status", environ=env)
+    lines = out.splitlines()
+    at = lines.index("Batches whose fate is UNKNOWN (never resent by themselves):")
+    assert [line.split("  ")[1:3] for line in lines[at + 1 : at + 5 : 2]] == [
+        ["#1", "a.csv"],
+        ["#2", "b.csv"],
+    ]
+    assert lines[at + 2] == "    invoice numbers to look up: 5301, 5302"
+    assert lines[at + 4] == "    invoice numbers to look up: 5303"
+    assert lines[at + 5] == "Check with Amili, then: filedrop resolve 1 2 --sent   (or --not-sent)"
+
+
+def test_resolve_settles_several_batches_and_rewrites_their_outcomes(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """resolve 1 2 --sent: both settled, both outcomes rewritten, status counts no UNKNOWN."""
+    env = _two_unknown_batches(inbox, sandbox)
+    _, out, _ = filedrop("resolve", "1", "2", "--sent", environ=env)
+    assert out.splitlines() == [
+        "Batch #1: 2 invoices will never be sent again.",
+        "Batch #2: 1 invoices will never be sent again.",
+        f"a.csv: 2 SUCCEEDED; outcome rewritten: {inbox / 'a.outcome.csv'}",
+        f"b.csv: 1 SUCCEEDED; outcome rewritten: {inbox / 'b.outcome.csv'}",
+    ]
+    outcome = outcome_csv(inbox / "a.outcome.csv")
+    assert list(outcome["outcome_status"]) == ["SUCCEEDED", "SUCCEEDED"]
+    assert list(outcome["outcome_message"]) == ["checked with Amili: received"] * 2
+    _, status, _ = filedrop("status", environ=env)
+    assert "UNKNOWN" not in status
+    assert status.splitlines()[-1] == "Invoices by status: 3 SUCCEEDED"
+
+
+def test_resolve_with_the_input_gone_says_so_and_keeps_the_journal_change(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """The input was removed: the batch is settled, and the line says the outcome was not."""
+    env = _two_unknown_batches(inbox, sandbox)
+    (inbox / "b.csv").unlink()
+    _, out, _ = filedrop("resolve", "2", "--not-sent", environ=env)
+    assert out.splitlines() == [
+        "Batch #2: 1 invoices will be sent by the next run.",
+        f"b.csv: the input {inbox / 'b.csv'} is gone or has changed, so its outcome was not "
+        "rewritten; the journal keeps the change.",
+    ]
+    _, status, _ = filedrop("status", environ=env)
+    assert status.splitlines()[-1] == "Invoices by status: 1 NOT_SENT, 2 UNKNOWN"
+
+
+def test_resolve_checks_every_batch_before_settling_any(inbox: Path, sandbox: Sandbox) -> None:
+    """A wrong number among several: one sentence, exit 2, and nothing settled."""
+    env = _two_unknown_batches(inbox, sandbox)
+    _, _, err = filedrop("resolve", "1", "9", "--sent", environ=env, expect=2)
+    assert err.splitlines()[-1] == (
+        f'filedrop: No batch "9" in {inbox / ".filedrop" / "state.db"}; '
+        "'filedrop status' lists them."
+    )
+    _, status, _ = filedrop("status", environ=env)
+    assert status.splitlines()[-1] == "Invoices by status: 3 UNKNOWN"
+
+
+def test_national_ids_are_masked_in_the_run_summary_validate_and_status(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """A file named after a person and a bad e-mail holding the id: masked to the real length
+    wherever shown, while batch ids (UUIDs) stay whole."""
+    person = national_id(3)
+    masked = person[:6] + "*****"
+    name = f"kunde-{person}.csv"
+    source = write_erp_csv(
+        inbox / name, [erp_row("5401"), erp_row("5402", **{"E-post": f"{person}(at)x.no"})]
+    )
+    env = run_env(inbox, sandbox.url)
+    _, out, _ = filedrop("validate", str(source), environ=env, expect=1)
+    assert out.splitlines()[0].startswith(f"kunde-{masked}.csv: mapping Norwegian ERP export; ")
+    assert out.splitlines()[-1] == (
+        f'  error: row 3: E-post "{masked}(at)x.no" is not an email address'
+    )
+    _, out, _ = filedrop("run", environ=env, expect=1)
+    assert out.splitlines()[1] == f"kunde-{masked}.csv: 1 INVALID, 1 SUCCEEDED"
+    assert person not in out
+    _, status, _ = filedrop("status", environ=env)
+    assert f"kunde-{masked}.csv  done  1 INVALID, 1 SUCCEEDED" in status
+    assert person not in status

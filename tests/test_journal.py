@@ -184,3 +184,37 @@ def test_many_processes_can_create_one_new_journal_at_once(tmp_path: Path) -> No
     for child in children:
         _, err = child.communicate(timeout=60)
         assert child.returncode == 0, err.decode()
+
+
+def test_messages_are_stored_with_national_ids_masked_and_batch_ids_whole(
+    journal: Journal,
+) -> None:
+    """An API error naming a fødselsnummer is stored masked to its real length; a UUID whose
+    last group holds an 11-digit run is stored whole."""
+    file_id = _claim(journal).id
+    batch, _ = journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["1", "2"])
+    journal.batch_submitted(batch, batch_id="b")
+    journal.batch_finished(
+        batch,
+        api_status="FAILED",
+        succeeded=[],
+        failed=[
+            ("1", "Debtor id 01017012345 is invalid"),
+            ("2", "Debtor id 1017012345 is invalid (batch d290f1ee-6c54-4b01-90e6-a12345678901)"),
+        ],
+    )
+    records = journal.invoices(target=TARGET, numbers=["1", "2"])
+    assert records["1"].message == "Debtor id 010170***** is invalid"
+    assert records["2"].message == (
+        "Debtor id 101701**** is invalid (batch d290f1ee-6c54-4b01-90e6-a12345678901)"
+    )
+
+
+def test_the_invoice_numbers_of_an_unknown_batch_are_listed_in_file_order(
+    journal: Journal,
+) -> None:
+    """What to look up with Amili: the batch's numbers still UNKNOWN, in the order sent."""
+    file_id = _claim(journal).id
+    batch, _ = journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["b7", "a2"])
+    journal.batch_unknown(batch, message="lost")
+    assert journal.unknown_invoice_numbers(batch) == ["b7", "a2"]

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import itertools
+import json
+import logging
 import socket
+import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
+import pytest
 from conftest import ORG_ID
 
 from filedrop.api.client import AmiliClient, BatchResult, Credentials, PollSchedule, StillPending
 from filedrop.api.poller import Poller
+from filedrop.api.types import MIN_POLL_INTERVAL_S
 from filedrop.sandbox import Sandbox, SandboxOptions
 
 
@@ -84,3 +93,93 @@ def test_the_timeout_is_wall_time_even_when_every_poll_spends_its_own_retries() 
     assert isinstance(result, StillPending)
     # The planned waits alone add up to 1 s over ~100 polls; counted that way it took a minute.
     assert time.monotonic() - started < 5
+
+
+class _OddStatusApi(BaseHTTPRequestHandler):
+    """A stand-in for an API release that answers a batch status the guide does not name."""
+
+    gets: ClassVar[list[float]] = []
+
+    def do_POST(self) -> None:  # the token
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self._answer({"access_token": "t", "expires_in": 3600})
+
+    def do_GET(self) -> None:  # the batch
+        type(self).gets.append(time.monotonic())
+        batch_id = self.path.rsplit("/", 1)[-1]
+        self._answer({"data": {"batchId": batch_id, "status": "COMPLETED"}})
+
+    def _answer(self, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def odd_status_api() -> Iterator[str]:
+    """The URL of a real HTTP server on 127.0.0.1 whose batches answer status COMPLETED."""
+    _OddStatusApi.gets = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _OddStatusApi)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def _poll_once(url: str, schedule: PollSchedule) -> BatchResult | StillPending:
+    client = AmiliClient(
+        auth_url=url,
+        api_url=url,
+        credentials=Credentials(client_id="c", client_secret="s"),
+        connect_timeout_s=2.0,
+        read_timeout_s=5.0,
+    )
+    poller = Poller(client, schedule=schedule)
+    try:
+        return poller.track("d290f1ee-6c54-4b01-90e6-d70174800851").result(timeout=30)
+    finally:
+        poller.close()
+        client.close()
+
+
+def test_an_unknown_batch_status_is_one_warning_and_the_batch_stays_pending(
+    odd_status_api: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Status COMPLETED: logged once for the batch, however often it is polled; still pending."""
+    schedule = PollSchedule(initial_s=0.01, max_interval_s=1.0, timeout_s=2.5)
+    with caplog.at_level(logging.WARNING, logger="filedrop"):
+        result = _poll_once(odd_status_api, schedule)
+    assert isinstance(result, StillPending)
+    assert len(_OddStatusApi.gets) == 3
+    assert [r.getMessage() for r in caplog.records] == [
+        "batch d290f1ee-6c54-4b01-90e6-d70174800851: Amili answered status 'COMPLETED', which "
+        "filedrop does not know; its rows stay PENDING and it is polled again"
+    ]
+
+
+def test_polls_of_one_batch_are_at_least_a_second_apart_whatever_the_settings(
+    odd_status_api: str,
+) -> None:
+    """poll_initial_s = 0.001 and a 1 ms ceiling: the first poll comes at once, then one a
+    second, not hundreds."""
+    schedule = PollSchedule(initial_s=0.001, max_interval_s=0.001, timeout_s=2.5)
+    _poll_once(odd_status_api, schedule)
+    gets = _OddStatusApi.gets
+    assert len(gets) == 3
+    assert all(
+        later - earlier >= MIN_POLL_INTERVAL_S for earlier, later in itertools.pairwise(gets)
+    )
+
+
+def test_the_schedule_keeps_the_floor_between_polls() -> None:
+    """The waits: the first as configured, every later one at least MIN_POLL_INTERVAL_S."""
+    schedule = PollSchedule(initial_s=0.001, max_interval_s=0.001, timeout_s=5)
+    assert list(schedule.delays()) == [0.001, 1.0, 1.0, 1.0, 1.0]
+    assert MIN_POLL_INTERVAL_S == 1.0

@@ -297,6 +297,16 @@ def test_unknown_fields_pass_through_unchanged(tmp_path: Path) -> None:
         ),
         ({"Fødselsnr": fnr(52, 4, 1985)}, None),  # a D-number: day + 40
         (
+            {"Fødselsnr": "976986350"},  # an organisation number in the wrong column
+            'row 2: Fødselsnr "976986350" padded to 11 digits is not a valid fødselsnummer or '
+            "D-number",
+        ),
+        (
+            {"Fødselsnr": "1106631234"},  # a leading zero lost, and wrong check digits
+            'row 2: Fødselsnr "110663****" padded to 11 digits is not a valid fødselsnummer or '
+            "D-number",
+        ),
+        (
             {"Fødselsnr": "", "Orgnr": "988077917"},
             'row 2: Orgnr "988077917" is an organisation number, but the debtor is PRIVATE '
             "(expected an 11-digit fødselsnummer or D-number)",
@@ -643,8 +653,7 @@ XLSX_PROBLEMS = [
     'row 11: Due date "31.02.2024" is not a date (expected dd.mm.yyyy)',
     'row 13: Amount "-250" is not a positive amount (it must be more than 0)',
     "row 14: Last name is empty (a PRIVATE debtor needs a last name)",
-    'row 15: National ID "402771*****" is not a valid fødselsnummer or D-number (expected 11 '
-    "digits with correct check digits)",
+    'row 15: National ID "402771****" padded to 11 digits is not a valid fødselsnummer or D-number',
     'row 16: KID "003522410080" is not a valid KID (expected 2 to 25 digits ending in a mod 10 '
     "or mod 11 check digit)",
 ]

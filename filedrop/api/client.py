@@ -448,8 +448,17 @@ def _pooled_session(*, user_agent: str) -> requests.Session:
 
 
 def _base_url(url: str, *, setting: str) -> str:
+    """The base URL without its trailing slash; anything that could not be sent to is refused
+    here, before a request, so that no invoice is ever left in doubt by a typo."""
+    if any(char.isspace() or not char.isprintable() for char in url):
+        msg = f"{setting} is {url!r}, which holds a space or control character; remove it."
+        raise ConfigError(msg)
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    try:
+        parts.port  # noqa: B018 - raises for a port that is not a number from 0 to 65535
+    except ValueError:
+        parts = parts._replace(netloc="")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         msg = f"{setting} is {url!r}, which is not an http(s) URL; set it to e.g. https://api.amili.no."
         raise ConfigError(msg)
     if parts.query or parts.fragment:

@@ -24,6 +24,7 @@ from filedrop.api.client import (
     PollSchedule,
     StillPending,
 )
+from filedrop.api.types import KNOWN_STATUSES, MIN_POLL_INTERVAL_S
 
 log = logging.getLogger("filedrop.api.poller")
 
@@ -68,6 +69,7 @@ class _Job:
     started: float = field(compare=False)
     future: Future[BatchResult | StillPending] = field(compare=False)
     last: BatchResult | None = field(default=None, compare=False)
+    warned: bool = field(default=False, compare=False)
 
 
 class Poller:
@@ -149,13 +151,22 @@ class Poller:
         if result is not None and result.terminal:
             job.future.set_result(result)
             return
+        if result is not None and result.status not in KNOWN_STATUSES and not job.warned:
+            job.warned = True  # once per batch: it may answer so for minutes
+            log.warning(
+                "batch %s: Amili answered status %r, which filedrop does not know; its rows "
+                "stay PENDING and it is polled again",
+                job.batch_id,
+                result.status,
+            )
         job.last = result or job.last
         delay = next(job.delays, None)
         # The timeout is wall time since tracking began, not the sum of the planned waits: with
         # the API down, each poll spends its own retries, and "give up after 5 minutes" must
         # still mean five minutes (a cron job must not hang for hours).
+        # A last poll sooner than the floor would break it: give up instead.
         left_s = self._schedule.timeout_s - (self._clock() - job.started)
-        if delay is not None and left_s <= 0:
+        if delay is not None and left_s < MIN_POLL_INTERVAL_S:
             delay = None
         elif delay is not None:
             delay = min(delay, left_s)

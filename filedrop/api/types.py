@@ -15,6 +15,8 @@ from typing import Any
 from filedrop.errors import FiledropError
 
 __all__ = [
+    "KNOWN_STATUSES",
+    "MIN_POLL_INTERVAL_S",
     "TERMINAL_STATUSES",
     "AmbiguousSubmission",
     "ApiError",
@@ -30,6 +32,11 @@ __all__ = [
 ]
 
 TERMINAL_STATUSES = frozenset({"SUCCESS", "PARTIAL", "FAILED"})
+#: Every batch status the API guide names; any other is polled on, with a warning.
+KNOWN_STATUSES = TERMINAL_STATUSES | {"QUEUED"}
+#: The shortest wait between two polls of one batch, whatever the settings say: a typo such as
+#: poll_initial_s = 0.001 must not turn into a hundred GETs a second against Amili.
+MIN_POLL_INTERVAL_S = 1.0
 
 
 # ---------------------------------------------------------------------------------------- errors
@@ -154,7 +161,10 @@ class Credentials:
 class PollSchedule:
     """How long to wait between polls of a batch: ``initial_s`` doubling (``factor``) up to
     ``max_interval_s``, until ``timeout_s`` in all. The settings ``poll_*`` give the values
-    (the guide's 1 s doubling to 30 s, for 5 min, by default)."""
+    (the guide's 1 s doubling to 30 s, for 5 min, by default).
+
+    ``initial_s`` is the wait between the POST and the first poll; every wait after it, between
+    two polls, is at least ``MIN_POLL_INTERVAL_S``."""
 
     initial_s: float
     max_interval_s: float
@@ -173,8 +183,10 @@ class PollSchedule:
         """Waits before each poll (1, 2, 4, 8, 16, 30, 30 ...) while their sum <= timeout_s."""
         total_s = 0.0
         next_s = self.initial_s
+        floor_s = 0.0  # before the first poll; between two polls, MIN_POLL_INTERVAL_S
         while True:
-            delay_s = min(next_s, self.max_interval_s)
+            delay_s = max(min(next_s, self.max_interval_s), floor_s)
+            floor_s = MIN_POLL_INTERVAL_S
             if total_s + delay_s > self.timeout_s + 1e-9:
                 return
             total_s += delay_s

@@ -193,14 +193,24 @@ def _national_ids(lv: Level, types: np.ndarray, present: np.ndarray) -> list[Iss
     private, company = types == "PRIVATE", types == "COMPANY"
     other = ~private & ~company  # a type the API may add: judge by the length
     for g in np.flatnonzero(has & ~fnr & (private | (other & (length == 11)))):
-        shown = v.text[g] if org[g] else mask_id(v.text[g])
-        why = (
-            "is an organisation number, but the debtor is PRIVATE (expected an 11-digit"
-            " fødselsnummer or D-number)"
-            if org[g]
-            else "is not a valid fødselsnummer or D-number (expected 11 digits with correct"
-            " check digits)"
-        )
+        typed = "".join(c for c in v.text[g] if c.isdigit())
+        padded = len(ids[g]) > len(typed) and ids[g].endswith(typed)
+        # Nine digits are an organisation number, which is public: shown whole.
+        shown = v.text[g] if org[g] or (padded and len(typed) == 9) else mask_id(v.text[g])
+        if org[g]:
+            why = (
+                "is an organisation number, but the debtor is PRIVATE (expected an 11-digit"
+                " fødselsnummer or D-number)"
+            )
+        elif padded:
+            # The mapping's pad put zeros in front: say so, or the message names a value
+            # that is not the one checked.
+            why = f"padded to {len(ids[g])} digits is not a valid fødselsnummer or D-number"
+        else:
+            why = (
+                "is not a valid fødselsnummer or D-number (expected 11 digits with correct"
+                " check digits)"
+            )
         issues.append(
             _issue(lv.at[g], "national_id", v, g, f'{v.label[g]} "{shown}" {why}', value=shown)
         )

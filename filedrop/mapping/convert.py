@@ -402,5 +402,6 @@ def _kid_mod11_ok(kid: str) -> bool:
 
 
 def mask_id(value: str) -> str:
-    """Hide a national id in messages and logs: the birth date stays, the personal part goes."""
-    return value[:6] + "*****" if len(value) > 6 else "*" * len(value)
+    """Hide a national id in messages and logs: the birth date stays, the personal part goes, and
+    the length stays (``110663****``), so a lost leading zero shows."""
+    return value[:6] + "*" * (len(value) - 6) if len(value) > 6 else "*" * len(value)

@@ -1,0 +1,125 @@
+"""Rows that were certainly not sent say so (NOT_SENT), and the next run sends them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from builders import erp_row, filedrop, run_env, write_erp_csv
+
+from filedrop.sandbox import Sandbox
+from filedrop.states import ExitCode, RowStatus, exit_code_for
+
+
+def outcome_csv(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, sep=";", encoding="cp1252", dtype=str, keep_default_na=False)
+
+
+def test_a_batch_too_large_is_not_sent_and_a_smaller_batch_size_sends_it(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """413 on the POST: NOT_SENT saying what to do, exit 2; the rerun with a smaller batch size
+    sends every row, although the file's bytes did not change."""
+    write_erp_csv(inbox / "big.csv", [erp_row("8101"), erp_row("8102"), erp_row("8103")])
+    sandbox.fail_next(413, route="invoices")
+    _, out, _ = filedrop("run", environ=run_env(inbox, sandbox.url), expect=ExitCode.SETUP)
+    outcome = outcome_csv(inbox / "big.outcome.csv")
+    message = (
+        "not sent: the API answered 413, request too large; lower FILEDROP_BATCH_SIZE and the "
+        "next run sends it"
+    )
+    assert list(outcome["outcome_status"]) == ["NOT_SENT"] * 3
+    assert list(outcome["outcome_message"]) == [message] * 3
+    assert out.splitlines()[1:3] == ["big.csv: 3 NOT_SENT", f"  {message}"]
+    assert sandbox.received_invoice_numbers() == []
+
+    env = run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE="1")
+    filedrop("run", environ=env, expect=ExitCode.OK)
+    assert list(outcome_csv(inbox / "big.outcome.csv")["outcome_status"]) == ["SUCCEEDED"] * 3
+    assert sorted(sandbox.received_invoice_numbers()) == ["8101", "8102", "8103"]
+    assert sandbox.counters().posts == 4
+
+
+def test_rows_not_sent_while_the_api_is_down_are_not_sent_not_failed(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """Every POST answered 503: NOT_SENT with the reason, exit 3 (nothing for a person to fix)."""
+    write_erp_csv(inbox / "m.csv", [erp_row("8201")])
+    sandbox.fail_next(503, count=6, retry_after="0", route="invoices")
+    filedrop("run", environ=run_env(inbox, sandbox.url), expect=ExitCode.UNFINISHED)
+    outcome = outcome_csv(inbox / "m.outcome.csv")
+    assert list(outcome["outcome_status"]) == ["NOT_SENT"]
+    assert outcome["outcome_message"][0] == (
+        "not sent: Amili was not available (HTTP 503, 6 attempts); the next run sends it"
+    )
+
+
+def test_a_forbidden_post_is_not_sent_naming_the_setting(inbox: Path, sandbox: Sandbox) -> None:
+    """403 on the POST: NOT_SENT naming FILEDROP_ORG_ID, exit 2."""
+    write_erp_csv(inbox / "f.csv", [erp_row("8301")])
+    sandbox.fail_next(403, route="invoices")
+    filedrop("run", environ=run_env(inbox, sandbox.url), expect=ExitCode.SETUP)
+    outcome = outcome_csv(inbox / "f.outcome.csv")
+    assert list(outcome["outcome_status"]) == ["NOT_SENT"]
+    assert outcome["outcome_message"][0] == (
+        "not sent: the API answered 403, forbidden; check that the client may use this "
+        "organisation (FILEDROP_ORG_ID) and the next run sends it"
+    )
+
+
+def test_a_batch_refused_for_its_content_stays_failed(inbox: Path, sandbox: Sandbox) -> None:
+    """400 on the POST is about the invoices: FAILED, exit 1, and the same bytes are not resent."""
+    write_erp_csv(inbox / "c.csv", [erp_row("8401")])
+    env = run_env(inbox, sandbox.url)
+    sandbox.fail_next(400, route="invoices")
+    filedrop("run", environ=env, expect=ExitCode.ATTENTION)
+    assert list(outcome_csv(inbox / "c.outcome.csv")["outcome_status"]) == ["FAILED"]
+    _, out, _ = filedrop("run", environ=env)
+    assert out.splitlines()[1] == "c.csv: skipped (already processed)"
+    assert sandbox.counters().posts == 1
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (
+            "{url} ",
+            "filedrop: FILEDROP_API_URL is '{url} ', which holds a space or control character; "
+            "remove it.",
+        ),
+        (
+            "127.0.0.1:1",
+            "filedrop: FILEDROP_API_URL is '127.0.0.1:1', which is not an http(s) URL; set it to "
+            "e.g. https://api.amili.no.",
+        ),
+    ],
+)
+def test_an_invalid_api_url_is_a_setup_error_before_anything_is_sent(
+    inbox: Path, sandbox: Sandbox, url: str, message: str
+) -> None:
+    """A trailing space or a missing scheme: exit 2 in one sentence, no POST, no outcome."""
+    write_erp_csv(inbox / "u.csv", [erp_row("8501")])
+    env = run_env(inbox, sandbox.url, FILEDROP_API_URL=url.format(url=sandbox.url))
+    _, out, err = filedrop("run", environ=env, expect=ExitCode.SETUP)
+    assert err.splitlines()[-1] == message.format(url=sandbox.url)
+    assert out == ""
+    assert sandbox.counters().posts == 0
+    assert not (inbox / "u.outcome.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("statuses", "setup", "code"),
+    [
+        ({RowStatus.NOT_SENT}, False, ExitCode.UNFINISHED),
+        ({RowStatus.NOT_SENT, RowStatus.SUCCEEDED}, False, ExitCode.UNFINISHED),
+        ({RowStatus.NOT_SENT}, True, ExitCode.SETUP),
+        ({RowStatus.NOT_SENT, RowStatus.INVALID}, False, ExitCode.ATTENTION),
+        ({RowStatus.NOT_SENT, RowStatus.INVALID}, True, ExitCode.SETUP),
+    ],
+)
+def test_not_sent_rows_exit_3_unless_the_setup_stopped_them(
+    statuses: set[RowStatus], setup: bool, code: ExitCode
+) -> None:
+    """NOT_SENT alone is 3, 2 when the setup is the cause; the order is 2, 1, 3, 0."""
+    assert exit_code_for(statuses, setup_problem=setup) is code
