@@ -62,6 +62,7 @@ from filedrop.api.types import (
 from filedrop.errors import ConfigError
 
 __all__ = [
+    "MAX_IDLE_S",
     "TERMINAL_STATUSES",
     "AmbiguousSubmission",
     "AmiliClient",
