@@ -17,6 +17,7 @@ import pytest
 from conftest import ORG_ID, TEST_CLIENT_SECRET
 
 from filedrop.api.client import (
+    MAX_IDLE_S,
     AmbiguousSubmission,
     AmiliClient,
     ApiError,
@@ -352,15 +353,30 @@ def test_base_url_that_is_not_http_is_a_config_error():
         )
 
 
-def test_each_invoice_post_gets_a_fresh_connection(client, sandbox, example_invoice):
-    """POSTs never ride a kept-alive connection that may have died unnoticed; GETs reuse one."""
+def test_invoice_posts_reuse_the_kept_alive_connection(client, sandbox, example_invoice):
+    """One caller's token request, POSTs and polls all ride one kept-alive connection."""
     first = client.create_invoices(ORG_ID, [example_invoice])
     client.get_batch(first)
     second = client.create_invoices(ORG_ID, [numbered(example_invoice, "F-2")])
     client.get_batch(second)
     client.create_invoices(ORG_ID, [numbered(example_invoice, "F-3")])
     assert sandbox.counters().posts == 3
-    assert sandbox.posts_on_reused_connections() == 0
+    assert sandbox.posts_on_reused_connections() == 3
+
+
+def test_connection_idle_longer_than_max_idle_is_not_used_for_a_post(
+    make_client, sandbox, fake_time, example_invoice
+):
+    """Idle 15.5 s (over MAX_IDLE_S): the POST opens a new connection; idle 14.5 s: it reuses."""
+    client = make_client(monotonic=fake_time.clock)
+    client.create_invoices(ORG_ID, [example_invoice])
+    assert sandbox.posts_on_reused_connections() == 1  # after the token request
+    fake_time.now += MAX_IDLE_S + 0.5
+    client.create_invoices(ORG_ID, [numbered(example_invoice, "F-2")])
+    assert sandbox.posts_on_reused_connections() == 1
+    fake_time.now += MAX_IDLE_S - 0.5
+    client.create_invoices(ORG_ID, [numbered(example_invoice, "F-3")])
+    assert sandbox.posts_on_reused_connections() == 2
 
 
 def test_user_agent_names_filedrop(client, sandbox, example_invoice):

@@ -9,11 +9,23 @@ importable from here too.
 Retries are one explicit loop rather than urllib3's ``Retry``: the rules differ for a POST whose
 fate is unknown, ``Retry-After`` must be honoured for POST too, and sleeping must be injectable so
 that tests take milliseconds. urllib3 is left with retries off.
+
+Connections: every request, invoice POSTs included, rides a kept-alive connection from one pool
+(`_RetiringPool`). A connection is checked just before use (readable while idle means the server
+closed it or sent junk: it is discarded), is closed rather than used once it has been idle longer
+than ``max_idle_s`` (15 s, below the idle timeouts of common load balancers, so an idle connection
+is not silently dropped under a POST), and new connections are opened one at a time, each proven
+by a full answer before the next is opened. A fresh connection per POST would be the worst choice:
+a busy server with a small listen backlog resets such a connection after the request was written,
+which by the rules above makes the POST ambiguous, and each would cost a TLS handshake. A request
+whose writing failed never reached the server whole, so it is retried like a failed connect.
 """
 
 from __future__ import annotations
 
 import email.utils
+import functools
+import http.client
 import importlib.metadata
 import json
 import logging
@@ -28,6 +40,8 @@ from urllib.parse import quote, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 from urllib3.util.retry import Retry
 
@@ -48,6 +62,7 @@ from filedrop.api.types import (
 from filedrop.errors import ConfigError
 
 __all__ = [
+    "MAX_IDLE_S",
     "TERMINAL_STATUSES",
     "AmbiguousSubmission",
     "AmiliClient",
@@ -69,6 +84,9 @@ _RETRY_LATER = frozenset({429, 503})  # the server says it did not process the r
 _POOL_SIZE = 16
 _EXCERPT_CHARS = 200
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+MAX_IDLE_S = 15.0
+"""A kept-alive connection idle longer than this is closed rather than used (load balancers
+commonly drop idle connections after 60 s or more, some after 30 s)."""
 
 
 # ---------------------------------------------------------------------------------------- client
@@ -103,6 +121,9 @@ class AmiliClient:
 
     ``url_origins`` says where the two base URLs came from (its caller knows, the client does
     not); a refused token or an unknown path adds it to its message.
+
+    Connections are kept alive and shared by all requests; one idle longer than ``max_idle_s``
+    (default `MAX_IDLE_S`) on the ``monotonic`` clock is closed instead of used (module docstring).
     """
 
     def __init__(
@@ -122,6 +143,8 @@ class AmiliClient:
         backoff_max_s: float = 30.0,
         retry_after_max_s: float = 60.0,
         url_origins: str = "",
+        max_idle_s: float = MAX_IDLE_S,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._auth_url = _base_url(auth_url, setting="FILEDROP_AUTH_URL")
         self._api_url = _base_url(api_url, setting="FILEDROP_API_URL")
@@ -140,13 +163,12 @@ class AmiliClient:
         self._token: str | None = None
         self._token_renew_at = 0.0
 
-        agent = user_agent or default_user_agent()
-        self._session = _pooled_session(user_agent=agent)
-        # Invoice POSTs get a connection of their own, opened for them and closed after them: a
-        # pooled one that a load balancer silently dropped while idle would make a POST that
-        # Amili never saw ambiguous.
-        self._fresh_session = _pooled_session(user_agent=agent)
-        self._fresh_session.headers["Connection"] = "close"
+        self._session = _pooled_session(
+            user_agent=user_agent or default_user_agent(),
+            max_idle_s=max_idle_s,
+            monotonic=monotonic,
+            opening_wait_s=connect_timeout_s + read_timeout_s,
+        )
 
         for url in (self._auth_url, self._api_url):
             parts = urlsplit(url)
@@ -168,7 +190,6 @@ class AmiliClient:
     def close(self) -> None:
         """Close the pooled connections."""
         self._session.close()
-        self._fresh_session.close()
 
     # ------------------------------------------------------------------------------ public calls
 
@@ -359,8 +380,7 @@ class AmiliClient:
             request_headers["Authorization"] = f"Bearer {token}"
         started = time.monotonic()
         try:
-            session = self._session if may_resend else self._fresh_session
-            resp = session.request(
+            resp = self._session.request(
                 method,
                 url,
                 data=data,
@@ -400,6 +420,8 @@ class AmiliClient:
             return True, f"no answer within {read_s:g} s"
         if isinstance(exc, requests.exceptions.SSLError):
             return False, "the TLS handshake failed"
+        if _RequestNotSentError.found_in(exc):
+            return False, "the connection was closed before the request was sent"
         cause = exc.args[0] if exc.args else None
         cause = getattr(cause, "reason", cause)  # urllib3's MaxRetryError wraps the real one
         if isinstance(cause, NewConnectionError):
@@ -429,15 +451,179 @@ class AmiliClient:
         return text
 
 
+# ------------------------------------------------------------------------------------- transport
+
+
+class _RequestNotSentError(OSError):
+    """Writing the request failed and no answer came: the server never had all of it."""
+
+    @staticmethod
+    def found_in(exc: BaseException) -> bool:
+        """Whether this error is among the causes requests and urllib3 wrapped into ``exc``."""
+        pending: list[BaseException] = [exc]
+        seen: set[int] = set()
+        while pending:
+            error = pending.pop()
+            if id(error) in seen:
+                continue
+            seen.add(id(error))
+            if isinstance(error, _RequestNotSentError):
+                return True
+            pending += [arg for arg in error.args if isinstance(arg, BaseException)]
+            pending += [cause for cause in (error.__cause__, error.__context__) if cause]
+        return False
+
+
+class _WriteAwareMixin:
+    """A connection that remembers whether writing its request failed, and since when it idles.
+
+    urllib3 swallows a failed write and reads on, because a server may answer early and close;
+    that answer is kept. When no answer comes either, the failure is `_RequestNotSentError` instead
+    of a lost connection: an incomplete request cannot have been acted on, so it may be resent.
+    """
+
+    idle_since: float | None = None  # monotonic seconds when it went back to the pool
+    _write_error: OSError | None = None
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        self._write_error = None
+        try:
+            super().request(*args, **kwargs)  # type: ignore[misc]
+        except OSError as exc:
+            self._write_error = exc
+
+    def getresponse(self) -> Any:
+        try:
+            return super().getresponse()  # type: ignore[misc]
+        except (OSError, http.client.HTTPException) as exc:
+            if self._write_error is not None:
+                raise _RequestNotSentError(
+                    f"writing the request failed: {self._write_error}"
+                ) from exc
+            raise
+
+
+class _WriteAwareHTTPConnection(_WriteAwareMixin, HTTPConnection):
+    pass
+
+
+class _WriteAwareHTTPSConnection(_WriteAwareMixin, HTTPSConnection):
+    pass
+
+
+class _RetiringPoolMixin:
+    """A connection pool that retires idle connections and opens new ones one at a time.
+
+    urllib3's own check before reuse discards a connection that is readable while idle (closed by
+    the server, or junk). On top of it, one idle longer than ``max_idle_s`` is closed before use.
+    A new connection is opened only by the thread holding ``_opening``, which it keeps until the
+    connection's first exchange ends: a burst of simultaneous connects overflows a small listen
+    backlog, and the server then resets connections after the request was written.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        max_idle_s: float,
+        monotonic: Callable[[], float],
+        opening_wait_s: float,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[call-arg]
+        self._max_idle_s = max_idle_s
+        self._monotonic = monotonic
+        self._opening_wait_s = opening_wait_s
+        self._opening = threading.Lock()
+        self._opener: int | None = None  # the thread holding _opening
+
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        conn = super()._get_conn(timeout)  # type: ignore[misc]
+        idle_since = getattr(conn, "idle_since", None)
+        if conn.sock is not None and idle_since is not None:
+            idle_s = self._monotonic() - idle_since
+            if idle_s > self._max_idle_s:
+                log.debug("closing a connection idle for %.1f s instead of using it", idle_s)
+                conn.close()
+        # Bounded, so that a lock somehow never released costs a wait, not a hang.
+        if conn.sock is None and self._opening.acquire(timeout=self._opening_wait_s):
+            self._opener = threading.get_ident()
+        return conn
+
+    def _put_conn(self, conn: Any) -> None:
+        if conn is not None:
+            conn.idle_since = self._monotonic()
+        if self._opener == threading.get_ident():
+            self._opener = None
+            self._opening.release()
+        super()._put_conn(conn)  # type: ignore[misc]
+
+
+class _RetiringHTTPPool(_RetiringPoolMixin, HTTPConnectionPool):
+    ConnectionCls = _WriteAwareHTTPConnection
+
+
+class _RetiringHTTPSPool(_RetiringPoolMixin, HTTPSConnectionPool):
+    ConnectionCls = _WriteAwareHTTPSConnection
+
+
+class _RetiringAdapter(HTTPAdapter):
+    """requests' adapter on `_RetiringPoolMixin` pools (direct, and through an HTTP(S) proxy).
+
+    requests stays for what it adds on top of urllib3 and filedrop relies on: proxies and CA
+    bundles from the environment, and its response and exception types.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_idle_s: float,
+        monotonic: Callable[[], float],
+        opening_wait_s: float,
+        **kwargs: Any,
+    ) -> None:
+        self._pool_options = {
+            "max_idle_s": max_idle_s,
+            "monotonic": monotonic,
+            "opening_wait_s": opening_wait_s,
+        }
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self._use_retiring_pools(self.poolmanager)
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if not proxy.lower().startswith("socks"):  # SOCKS needs its own pool classes
+            self._use_retiring_pools(manager)
+        return manager
+
+    def _use_retiring_pools(self, manager: Any) -> None:
+        manager.pool_classes_by_scheme = {
+            "http": functools.partial(_RetiringHTTPPool, **self._pool_options),
+            "https": functools.partial(_RetiringHTTPSPool, **self._pool_options),
+        }
+
+
 # --------------------------------------------------------------------------------------- helpers
 
 
-def _pooled_session(*, user_agent: str) -> requests.Session:
+def _pooled_session(
+    *,
+    user_agent: str,
+    max_idle_s: float,
+    monotonic: Callable[[], float],
+    opening_wait_s: float,
+) -> requests.Session:
     session = requests.Session()
     # Retries are ours (see the module docstring): urllib3 must not resend anything itself.
-    adapter = HTTPAdapter(
+    adapter = _RetiringAdapter(
+        max_idle_s=max_idle_s,
+        monotonic=monotonic,
+        opening_wait_s=opening_wait_s,
         pool_connections=4,
         pool_maxsize=_POOL_SIZE,
+        pool_block=True,  # more threads than connections wait for one rather than churn
         max_retries=Retry(total=0, read=False, redirect=False, raise_on_status=False),
     )
     session.mount("https://", adapter)
