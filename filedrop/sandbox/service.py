@@ -223,7 +223,7 @@ class Sandbox:
             return list(self._tokens)
 
     def posts_on_reused_connections(self) -> int:
-        """Invoice POSTs sent on a kept-alive connection (filedrop opens a fresh one for each)."""
+        """Invoice POSTs that arrived on a kept-alive connection rather than a new one."""
         with self._lock:
             return self._posts_on_reused_connections
 
