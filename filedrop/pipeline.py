@@ -19,6 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -48,7 +49,7 @@ from filedrop.outcome import (
     write_outcome,
 )
 from filedrop.progress import Progress
-from filedrop.read import read_table
+from filedrop.read import ReadLimits, read_table
 from filedrop.states import (
     BLOCKING_INVOICE_STATES,
     ROW_STATUS_OF_INVOICE,
@@ -87,6 +88,7 @@ class Context:
     claim_stale_s: float
     schedule: PollSchedule
     archive: bool
+    read_limits: ReadLimits
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
     stop: threading.Event = field(default_factory=threading.Event)
@@ -183,7 +185,9 @@ def process_file(path: Path, ctx: Context) -> FileReport:
     log.info("%s: claimed", path.name)
     started = datetime.now(UTC)
     try:
-        mapping, table = select_mapping(ctx.mappings, path, read_table)
+        mapping, table = select_mapping(
+            ctx.mappings, path, partial(read_table, limits=ctx.read_limits)
+        )
         prepared = prepare(table, mapping)
     except FiledropError as exc:
         return _file_error(path, ctx, record.id, str(exc), started)
