@@ -106,10 +106,17 @@ class OutcomeSummary:
 
 
 def outcome_path(source: Path) -> Path:
-    """``<stem>.outcome.xlsx`` for Excel input, ``<stem>.outcome.csv`` for CSV, beside it."""
+    """``<stem>.outcome.xlsx`` for ``.xlsx`` input, ``<stem>.outcome.csv`` for CSV, beside it.
+
+    ``.xls`` and ``.xlsm`` input keep their whole name in front (``report.xls.outcome.xlsx``):
+    otherwise ``report.xls`` and ``report.xlsx`` would share an outcome, and which one got the
+    plain name would depend on the order they arrived in.
+    """
     suffix = source.suffix.lower()
-    if suffix in EXCEL_SUFFIXES:
+    if suffix == ".xlsx":
         return source.with_name(f"{source.stem}.outcome.xlsx")
+    if suffix in EXCEL_SUFFIXES:
+        return source.with_name(f"{source.name}.outcome.xlsx")
     if suffix in CSV_SUFFIXES:
         return source.with_name(f"{source.stem}.outcome.csv")
     raise ValueError(f"{source.name}: no outcome format for {source.suffix!r} files")
@@ -118,12 +125,10 @@ def outcome_path(source: Path) -> Path:
 def outcome_paths(inputs: Iterable[Path]) -> dict[Path, Path | None]:
     """Each input's outcome path, distinct from every other's; None where none can be had.
 
-    ``report.xlsx`` and ``report.xls`` (or ``Report.XLSX``: names are compared without case, as
-    SMB shares, macOS and Windows do) would share ``report.outcome.xlsx``. The input whose suffix
-    is the usual lower-case ``.xlsx``/``.csv`` keeps that name (else the first by name), so the
-    choice depends only on the names; the others get ``<name>.outcome.xlsx``, such as
-    ``report.xls.outcome.xlsx``. An input whose name is still shared after that (``report.xls``
-    beside ``report.xls.xlsx``) gets None: its outcome would overwrite another's.
+    Names are compared without case, as SMB shares, macOS and Windows do: of ``Report.XLSX`` and
+    ``report.xlsx`` side by side, the lower-case suffix keeps ``report.outcome.xlsx`` and the
+    other gets its whole name in front (``Report.XLSX.outcome.xlsx``). An input whose outcome
+    name is still shared after that gets None: it would overwrite another's.
     """
     inputs = list(dict.fromkeys(inputs))
     rivals: defaultdict[str, list[Path]] = defaultdict(list)
@@ -136,7 +141,7 @@ def outcome_paths(inputs: Iterable[Path]) -> dict[Path, Path | None]:
             plain = outcome_path(source)
             chosen[source] = (
                 plain
-                if source == first
+                if source == first or plain.name.startswith(source.name)
                 else plain.with_name(f"{source.name}{plain.name[len(source.stem) :]}")
             )
     holders = Counter(dest.name.casefold() for dest in chosen.values())
@@ -147,7 +152,7 @@ def outcome_paths(inputs: Iterable[Path]) -> dict[Path, Path | None]:
 
 
 def _claim_order(source: Path) -> tuple[bool, str]:
-    """The usual suffix first, then the name: which of several inputs keeps the plain name."""
+    """The usual lower-case suffix first, then the name: which of several keeps the plain name."""
     return (source.suffix not in (".xlsx", ".csv"), source.name)
 
 

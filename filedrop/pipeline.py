@@ -60,7 +60,7 @@ from filedrop.outcome import (
     xlsx_fit_problem,
 )
 from filedrop.progress import Progress
-from filedrop.read import ReadOptions, Table, read_table
+from filedrop.read import ReadLimits, ReadOptions, Table, read_table
 from filedrop.states import (
     BLOCKING_INVOICE_STATES,
     ROW_STATUS_OF_INVOICE,
@@ -99,6 +99,7 @@ class Context:
     claim_stale_s: float
     schedule: PollSchedule
     archive: bool
+    read_limits: ReadLimits
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
     stop: threading.Event = field(default_factory=threading.Event)
@@ -229,11 +230,14 @@ def _process_claimed(path: Path, ctx: Context, file_id: int, hashed: HashedFile)
         return _file_error(path, ctx, file_id, message, started, dest=dest)
 
     def read(file_path: Path, options: ReadOptions) -> Table:
-        return _read_hashed(file_path, options, identity=hashed.identity)
+        return _read_hashed(file_path, options, identity=hashed.identity, limits=ctx.read_limits)
 
     try:
         mapping, table = select_mapping(ctx.mappings, path, read)
         prepared = prepare(table, mapping)
+    except ReadError as exc:
+        # Named by its bare name, as every other line about a file in the inbox is.
+        return _file_error(path, ctx, file_id, f"{name}: {exc.detail}", started, dest=dest)
     except FiledropError as exc:
         return _file_error(path, ctx, file_id, str(exc), started, dest=dest)
     if problem := xlsx_fit_problem(table):
@@ -269,14 +273,16 @@ def _outcome_dest(path: Path) -> tuple[Path | None, str]:
     return dest, ""
 
 
-def _read_hashed(path: Path, options: ReadOptions, *, identity: tuple[int, int]) -> Table:
+def _read_hashed(
+    path: Path, options: ReadOptions, *, identity: tuple[int, int], limits: ReadLimits
+) -> Table:
     """``read_table``, refusing a file that is no longer the one hashed (a link put there)."""
     replaced = ReadError(
         str(path), "it was replaced while it was read; it is taken again once it settles"
     )
     if not is_same_file(path, identity):
         raise replaced
-    table = read_table(path, options)
+    table = read_table(path, options, limits=limits)
     # Checked again after reading: a link that was there only while it was read is caught too.
     if not is_same_file(path, identity):
         raise replaced

@@ -128,6 +128,7 @@ def open_context(
         claim_stale_s=settings.claim_stale_s,
         schedule=poll_schedule(settings),
         archive=settings.archive,
+        read_limits=settings.read_limits(),
         clock=clock,
         sleep=sleep,
         stop=stop or threading.Event(),

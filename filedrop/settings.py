@@ -20,6 +20,9 @@ from typing import Any
 
 from filedrop.errors import ConfigError
 from filedrop.inbox import STATE_FOLDER
+from filedrop.read.limits import ReadLimits
+
+_READ_LIMITS = ReadLimits()
 
 ENVIRONMENTS: dict[str, tuple[str, str]] = {
     # name: (identiverse base URL, API base URL). The sandbox is `filedrop sandbox` on its default
@@ -228,12 +231,48 @@ class Settings:
         default=1.0,
         metadata=_about(_positive_seconds, "watch --polling lists the folder this often"),
     )
+    max_file_bytes: int = field(
+        default=_READ_LIMITS.max_file_bytes,
+        metadata=_about(_positive_int, "a larger input file is refused unread"),
+    )
+    max_inflated_bytes: int = field(
+        default=_READ_LIMITS.max_inflated_bytes,
+        metadata=_about(_positive_int, "a workbook inflating to more is refused unread"),
+    )
+    max_inflation_ratio: int = field(
+        default=_READ_LIMITS.max_inflation_ratio,
+        metadata=_about(_positive_int, "a workbook part inflating more times is refused unread"),
+    )
+    max_rows: int = field(
+        default=_READ_LIMITS.max_rows,
+        metadata=_about(_positive_int, "a sheet reaching a later row is refused unread"),
+    )
+    max_columns: int = field(
+        default=_READ_LIMITS.max_columns,
+        metadata=_about(_positive_int, "a sheet reaching a later column is refused unread"),
+    )
+    max_read_memory_bytes: int = field(
+        default=_READ_LIMITS.max_read_memory_bytes,
+        metadata=_about(_positive_int, "memory a workbook's reader may use"),
+    )
+    read_in_subprocess: bool = field(
+        default=_READ_LIMITS.read_in_subprocess,
+        metadata=_about(_bool, "read workbooks in a child process, so a crash is one file's error"),
+    )
 
     sources: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def where(self, name: str) -> str:
         """Where ``name``'s value came from: its flag, variable or config key, else its variable."""
         return self.sources.get(name) or SPEC_BY_NAME[name].env
+
+    def read_limits(self) -> ReadLimits:
+        """The ``max_*`` and ``read_in_subprocess`` settings, which messages name as set."""
+        names = [f.name for f in fields(ReadLimits) if f.name != "sources"]
+        return ReadLimits(
+            **{name: getattr(self, name) for name in names},
+            sources={name: self.where(name) for name in names},
+        )
 
     @property
     def journal_path(self) -> Path:

@@ -107,8 +107,8 @@ def summary_values(path: Path) -> dict[object, object]:
     ("source", "outcome"),
     [
         ("januar.xlsx", "januar.outcome.xlsx"),
-        ("Januar.XLSM", "Januar.outcome.xlsx"),
-        ("old.xls", "old.outcome.xlsx"),
+        ("Januar.XLSM", "Januar.XLSM.outcome.xlsx"),
+        ("old.xls", "old.xls.outcome.xlsx"),
         ("export.csv", "export.outcome.csv"),
         ("EXPORT.CSV", "EXPORT.outcome.csv"),
         ("faktura.2024.csv", "faktura.2024.outcome.csv"),
@@ -124,7 +124,9 @@ def test_outcome_path_sits_next_to_the_source(tmp_path: Path, source: str, outco
     [
         (["report.xls", "report.xlsx"], ["report.xls.outcome.xlsx", "report.outcome.xlsx"]),
         (["Report.XLSX", "report.xlsx"], ["Report.XLSX.outcome.xlsx", "report.outcome.xlsx"]),
-        (["report.xlsm", "report.xls"], ["report.xlsm.outcome.xlsx", "report.outcome.xlsx"]),
+        (["report.xlsm", "report.xls"], ["report.xlsm.outcome.xlsx", "report.xls.outcome.xlsx"]),
+        (["report.xls"], ["report.xls.outcome.xlsx"]),
+        (["report.xlsm"], ["report.xlsm.outcome.xlsx"]),
         (["report.csv", "report.xlsx"], ["report.outcome.csv", "report.outcome.xlsx"]),
         (["report.xlsx", "report.xls", "report.xls.xlsx"], ["report.outcome.xlsx", None, None]),
     ],

@@ -21,6 +21,8 @@ import pandas as pd
 
 from filedrop.errors import ReadError
 from filedrop.read.excel import read_excel
+from filedrop.read.isolated import read_excel_isolated
+from filedrop.read.limits import ReadLimits, check_file_size, inspect_workbook
 from filedrop.read.table import (
     HEADER_SEARCH_ROWS,
     ReadInfo,
@@ -40,6 +42,7 @@ __all__ = [
     "HEADER_SEARCH_ROWS",
     "INPUT_SUFFIXES",
     "ReadInfo",
+    "ReadLimits",
     "ReadOptions",
     "Table",
     "header_key",
@@ -55,18 +58,27 @@ DELIMITERS = (";", "\t", ",", "|")
 _SNIFF_BYTES = 64 * 1024
 
 
-def read_table(path: Path, options: ReadOptions | None = None) -> Table:
+def read_table(
+    path: Path, options: ReadOptions | None = None, *, limits: ReadLimits | None = None
+) -> Table:
     """Read ``path`` (csv, xlsx, xlsm, xls) once into a ``Table``; ``ReadError`` says what is wrong.
 
     The bytes are read once; CSV is parsed by pandas (the csv module only for ragged files), Excel
-    by calamine.
+    by calamine, in a child process unless ``limits`` say otherwise. A file beyond ``limits``
+    (default: the settings' defaults) is refused before it is parsed.
     """
     path = Path(path)
     options = options or ReadOptions()
+    limits = limits or ReadLimits()
     suffix = path.suffix.lower()
     if suffix in CSV_SUFFIXES:
+        check_file_size(path, limits)
         return _read_csv(path, options)
     if suffix in EXCEL_SUFFIXES:
+        check_file_size(path, limits)
+        inspect_workbook(path, options.sheet, limits)
+        if limits.read_in_subprocess:
+            return read_excel_isolated(path, options, limits)
         return read_excel(path, options)
     types = f"{', '.join(INPUT_SUFFIXES[:-1])} or {INPUT_SUFFIXES[-1]}"
     shown = path.suffix or "(no extension)"

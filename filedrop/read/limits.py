@@ -1,0 +1,305 @@
+"""How big a file may be before it is read, and the cheap look at a workbook that decides it.
+
+calamine allocates a sheet's whole used range at once and runs in this process: a 5 KB workbook
+with one cell at XFD1048576 asks for 512 GiB and aborts the interpreter, and a zip bomb inflates to
+gigabytes. So a workbook is inspected first, without parsing it: the file's size, each zip entry's
+real inflated size (inflated here in chunks, never trusting the header), the chosen sheet's used
+range and how many of its rows hold cells. Beyond a limit, a ``ReadError`` says which one.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import zipfile
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from filedrop.errors import ReadError
+
+__all__ = ["ReadLimits", "check_file_size", "inspect_workbook"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReadLimits:
+    """Limits on what is read; the defaults take a 1,000,000-row by 50-column export.
+
+    These defaults are the settings' defaults (``Settings`` takes them from here).
+    """
+
+    max_file_bytes: int = 1_000_000_000
+    """A larger file is not read at all."""
+    max_inflated_bytes: int = 4_000_000_000
+    """All the parts of a workbook together, once inflated."""
+    max_inflation_ratio: int = 100
+    """A part may inflate to at most this many times its compressed size (real exports: ~10)."""
+    max_rows: int = 1_048_576
+    """Last row of the sheet's used range (Excel's own maximum by default)."""
+    max_columns: int = 1_000
+    """Last column of the sheet's used range (Excel's maximum is 16,384, column XFD)."""
+    max_read_memory_bytes: int = 16_000_000_000
+    """Address space of the child process that parses a workbook."""
+    read_in_subprocess: bool = True
+    """Parse workbooks in a child process, so a crash or runaway allocation there is one file's
+    error instead of the end of the run."""
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+    """Where each limit was set (``--max-rows``, a variable, a config key), for messages."""
+
+    def where(self, name: str) -> str:
+        """How a message names the limit ``name``: where it was set, else its variable."""
+        return self.sources.get(name) or f"FILEDROP_{name.upper()}"
+
+
+# A sheet whose used range spans this many rows, less than 1 in SPARSE_RATIO of them holding any
+# cell, is refused: the reader would spend memory on every empty row (a stray cell at A1048576
+# costs 800 MB), and such a range is a stray cell far below the data, not an export.
+SPARSE_MIN_ROWS = 100_000
+SPARSE_RATIO = 100
+
+_CHUNK = 1 << 20
+_HEAD_BYTES = 64 * 1024
+_TAIL_BYTES = 4096
+_LOCAL_HEADER = struct.Struct("<4s22xHH")
+_DIMENSION = re.compile(
+    rb"<(?:\w+:)?dimension\s+ref=\"([A-Za-z$]*)(\d*)(?::\$?([A-Za-z]+)\$?(\d+))?\""
+)
+_ROW_NUMBER = re.compile(rb"<(?:\w+:)?row\b[^>]*?\sr=\"(\d+)\"")
+_SHEET = re.compile(rb"<(?:\w+:)?sheet\b[^>]*>")
+_ATTRIBUTE = re.compile(rb"([\w:]+)=\"([^\"]*)\"")
+_RELATIONSHIP = re.compile(rb"<(?:\w+:)?Relationship\b[^>]*>")
+
+
+def check_file_size(path: Path, limits: ReadLimits) -> None:
+    """Refuse a file larger than ``max_file_bytes`` before a byte of it is read."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return  # the reader says why it cannot be read
+    if size > limits.max_file_bytes:
+        raise ReadError(
+            str(path),
+            f"the file is {size:,} bytes, more than {limits.max_file_bytes:,} "
+            f"({limits.where('max_file_bytes')}); it is not read",
+        )
+
+
+def inspect_workbook(path: Path, sheet: str | int, limits: ReadLimits) -> None:
+    """Refuse a workbook beyond ``limits`` without parsing it; xls and damaged files pass.
+
+    Every zip entry is inflated in chunks up to what its header declares and the limits allow,
+    so a lying header is caught as early as a bomb. ``sheet`` is the sheet that will be read.
+    """
+    where = str(path)
+    try:
+        handle = path.open("rb")
+    except OSError:
+        return
+    with handle:
+        if handle.read(4) != b"PK\x03\x04":
+            return  # xls (or not a workbook): the reader decides
+        try:
+            entries = zipfile.ZipFile(handle).infolist()
+        except (zipfile.BadZipFile, OSError, ValueError):
+            return  # damaged: the reader says so
+        parts = _sheet_parts(handle, entries)
+        chosen = _chosen_part(parts, sheet)
+        budget = limits.max_inflated_bytes
+        for entry in entries:
+            label = _label(entry.filename, parts)
+            _check_declared(where, entry, label, budget, limits)
+            scan = _SheetScan() if entry.filename == chosen else None
+            inflated = _inflate(handle, entry, cap=entry.file_size, scan=scan)
+            if inflated is None:
+                return  # not inflatable here: the reader says it is damaged
+            if inflated > entry.file_size:
+                raise ReadError(
+                    where,
+                    f"{label} holds more than the {entry.file_size:,} bytes its zip header "
+                    "declares; the file is damaged or crafted, so it is not read",
+                )
+            budget -= inflated
+            if scan is not None:
+                _check_range(where, parts[chosen], scan, limits)
+
+
+def _check_declared(
+    where: str, entry: zipfile.ZipInfo, label: str, budget: int, limits: ReadLimits
+) -> None:
+    if entry.file_size > budget:
+        raise ReadError(
+            where,
+            f"{label} inflates to more than {limits.max_inflated_bytes:,} bytes "
+            f"({limits.where('max_inflated_bytes')}); it is not read",
+        )
+    ratio = entry.file_size / max(entry.compress_size, 1)
+    if entry.file_size > _CHUNK and ratio > limits.max_inflation_ratio:
+        raise ReadError(
+            where,
+            f"{label} inflates {ratio:,.0f} times ({entry.compress_size:,} bytes to "
+            f"{entry.file_size:,}), more than {limits.max_inflation_ratio} "
+            f"({limits.where('max_inflation_ratio')}); it is not read",
+        )
+
+
+@dataclass
+class _SheetScan:
+    """What the inflated sheet XML tells cheaply: its start, its end, rows holding cells."""
+
+    head: bytearray = field(default_factory=bytearray)
+    tail: bytes = b""
+    rows_with_cells: int = 0  # closing row tags: an empty row is written <row r="5"/>
+
+    def feed(self, chunk: bytes) -> None:
+        if len(self.head) < _HEAD_BYTES:
+            self.head += chunk[: _HEAD_BYTES - len(self.head)]
+        joined = self.tail[-4:] + chunk  # a "/row>" cut between two chunks still counts once
+        self.rows_with_cells += joined.count(b"/row>")
+        self.tail = (self.tail + chunk[-_TAIL_BYTES:])[-_TAIL_BYTES:]
+
+
+def _inflate(
+    handle: BinaryIO, entry: zipfile.ZipInfo, *, cap: int, scan: _SheetScan | None
+) -> int | None:
+    """Bytes the entry really inflates to, counted up to ``cap`` + 1; None if it cannot be."""
+    handle.seek(entry.header_offset)
+    signature, name_len, extra_len = _LOCAL_HEADER.unpack(handle.read(_LOCAL_HEADER.size))
+    if signature != b"PK\x03\x04":
+        return None
+    handle.seek(entry.header_offset + _LOCAL_HEADER.size + name_len + extra_len)
+    if entry.compress_type == zipfile.ZIP_STORED:
+        inflater = None
+    elif entry.compress_type == zipfile.ZIP_DEFLATED:
+        inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    else:
+        return None
+    total = 0
+    left = entry.compress_size
+    pending = b""
+    while total <= cap:
+        if inflater is not None and inflater.eof:
+            break
+        if not pending:
+            pending = handle.read(min(_CHUNK, left)) if left > 0 else b""
+            left -= len(pending)
+            if not pending:
+                break
+        if inflater is None:
+            chunk, pending = pending, b""
+        else:
+            try:
+                chunk = inflater.decompress(pending, min(_CHUNK, cap + 1 - total))
+            except zlib.error:
+                return None
+            pending = inflater.unconsumed_tail
+        total += len(chunk)
+        if scan is not None:
+            scan.feed(chunk)
+    return total
+
+
+def _check_range(where: str, sheet: str, scan: _SheetScan, limits: ReadLimits) -> None:
+    """Refuse a used range beyond ``max_rows``/``max_columns``, or nearly all empty rows."""
+    last_column, last_row, ref = 1, 1, ""
+    found = _DIMENSION.search(bytes(scan.head))
+    if found:
+        ref = found.group(0).split(b'"')[1].decode("ascii", "replace")
+        letters, digits = (found.group(3), found.group(4)) if found.group(3) else found.group(1, 2)
+        last_column = _column_number(letters.decode("ascii").replace("$", ""))
+        last_row = int(digits or 1)
+    rows = [int(n) for n in _ROW_NUMBER.findall(scan.tail)]
+    last_row = max([last_row, *rows])  # the dimension may be missing or lie about the rows
+    ranged = f" (its used range is {ref})" if ref else ""
+    if last_row > limits.max_rows:
+        raise ReadError(
+            where,
+            f'the sheet "{sheet}" reaches row {last_row:,}{ranged}, more than '
+            f"{limits.max_rows:,} ({limits.where('max_rows')}); it is not read",
+        )
+    if last_column > limits.max_columns:
+        raise ReadError(
+            where,
+            f'the sheet "{sheet}" reaches column {_column_letters(last_column)} (column '
+            f"{last_column:,}){ranged}, more than {limits.max_columns:,} "
+            f"({limits.where('max_columns')}); delete the far cells (Ctrl+End in Excel shows "
+            "the last one) and save it again; it is not read",
+        )
+    if last_row >= SPARSE_MIN_ROWS and scan.rows_with_cells * SPARSE_RATIO < last_row:
+        raise ReadError(
+            where,
+            f'the sheet "{sheet}" reaches row {last_row:,}{ranged} but only '
+            f"{scan.rows_with_cells:,} of its rows hold cells; delete the far cells (Ctrl+End "
+            "in Excel shows the last one) and save it again; it is not read",
+        )
+
+
+def _sheet_parts(handle: BinaryIO, entries: list[zipfile.ZipInfo]) -> dict[str, str]:
+    """Zip entry name -> sheet name, from the workbook and its relationships (small parts)."""
+    by_name = {e.filename: e for e in entries}
+    workbook = _small_part(handle, by_name.get("xl/workbook.xml"))
+    rels = _small_part(handle, by_name.get("xl/_rels/workbook.xml.rels"))
+    targets: dict[bytes, str] = {}
+    for tag in _RELATIONSHIP.findall(rels):
+        attrs = dict(_ATTRIBUTE.findall(tag))
+        target = attrs.get(b"Target", b"").decode("utf-8", "replace")
+        targets[attrs.get(b"Id", b"")] = (
+            target.lstrip("/") if target.startswith("/") else f"xl/{target}"
+        )
+    parts: dict[str, str] = {}
+    for tag in _SHEET.findall(workbook):
+        attrs = {key.split(b":")[-1]: value for key, value in _ATTRIBUTE.findall(tag)}
+        part = targets.get(attrs.get(b"id", b""))
+        if part:
+            parts[part] = _unescape(attrs.get(b"name", b"").decode("utf-8", "replace"))
+    return parts
+
+
+def _small_part(handle: BinaryIO, entry: zipfile.ZipInfo | None) -> bytes:
+    """A part that is small in any real workbook, read up to 1 MB (the rest is not needed)."""
+    if entry is None:
+        return b""
+    try:
+        with zipfile.ZipFile(handle).open(entry) as part:
+            return part.read(_CHUNK)
+    except (zipfile.BadZipFile, OSError, ValueError, zlib.error, NotImplementedError):
+        return b""
+
+
+def _chosen_part(parts: dict[str, str], sheet: str | int) -> str | None:
+    """The zip entry of the sheet that will be read, found as the reader finds it."""
+    names = list(parts.values())
+    if isinstance(sheet, int) and not isinstance(sheet, bool):
+        chosen = names[sheet] if 0 <= sheet < len(names) else None
+    elif sheet in names:
+        chosen = sheet
+    else:
+        folded = [n for n in names if n.casefold() == str(sheet).casefold()]
+        chosen = folded[0] if len(folded) == 1 else None
+    return next((part for part, name in parts.items() if name == chosen), None)
+
+
+def _label(entry: str, parts: dict[str, str]) -> str:
+    return f'the sheet "{parts[entry]}"' if entry in parts else f'the part "{entry}"'
+
+
+def _unescape(text: str) -> str:
+    for escaped, plain in (("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&apos;", "'")):
+        text = text.replace(escaped, plain)
+    return text.replace("&amp;", "&")
+
+
+def _column_number(letters: str) -> int:
+    number = 0
+    for letter in letters.upper():
+        number = number * 26 + ord(letter) - ord("A") + 1
+    return max(number, 1)
+
+
+def _column_letters(number: int) -> str:
+    letters = ""
+    while number:
+        number, rest = divmod(number - 1, 26)
+        letters = chr(ord("A") + rest) + letters
+    return letters

@@ -1,0 +1,101 @@
+"""Hostile workbooks get an ERROR outcome in one sentence, and never stop the run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import openpyxl
+import pandas as pd
+from builders import erp_row, filedrop, run_env, write_erp_csv
+from hostile import bomb_workbook, far_cell_workbook, lying_header_workbook
+
+from filedrop.sandbox import Sandbox
+
+
+def error_message(inbox: Path, name: str) -> str:
+    """The one message of a workbook's ERROR outcome."""
+    sheet = openpyxl.load_workbook(inbox / name).worksheets[0]
+    header, row = (list(r) for r in sheet.iter_rows(min_row=1, max_row=2, values_only=True))
+    assert row[header.index("outcome_status")] == "ERROR"
+    return str(row[header.index("outcome_message")])
+
+
+def test_workbooks_beyond_the_limits_get_one_sentence_and_the_good_file_is_sent(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """The far cell, a stray cell at A1048576, a zip bomb and a lying header: each is refused
+    unread with its reason, and the good file of the same run is sent."""
+    far_cell_workbook(inbox / "far.xlsx", row=1_048_575, column=16_383)
+    far_cell_workbook(inbox / "stray.xlsx", row=1_048_575, column=0)
+    bomb_workbook(inbox / "bomb.xlsx", inflated_bytes=20_000_000)
+    lying_header_workbook(inbox / "liar.xlsx", declared_bytes=1_000, inflated_bytes=2_000_000)
+    write_erp_csv(inbox / "good.csv", [erp_row("7001")])
+    filedrop("run", environ=run_env(inbox, sandbox.url), expect=1)
+
+    assert error_message(inbox, "far.outcome.xlsx") == (
+        'far.xlsx: the sheet "Sheet1" reaches column XFD (column 16,384) (its used '
+        "range is A1:XFD1048576), more than 1,000 (FILEDROP_MAX_COLUMNS); delete the far cells "
+        "(Ctrl+End in Excel shows the last one) and save it again; it is not read"
+    )
+    assert error_message(inbox, "stray.outcome.xlsx") == (
+        'stray.xlsx: the sheet "Sheet1" reaches row 1,048,576 (its used range is '
+        "A1:Q1048576) but only 2 of its rows hold cells; delete the far cells (Ctrl+End in Excel "
+        "shows the last one) and save it again; it is not read"
+    )
+    assert error_message(inbox, "bomb.outcome.xlsx") == (
+        'bomb.xlsx: the sheet "Sheet1" inflates 296 times (67,585 bytes to '
+        "19,989,407), more than 100 (FILEDROP_MAX_INFLATION_RATIO); it is not read"
+    )
+    assert error_message(inbox, "liar.outcome.xlsx") == (
+        'liar.xlsx: the sheet "Sheet1" holds more than the 1,000 bytes its zip '
+        "header declares; the file is damaged or crafted, so it is not read"
+    )
+    good = pd.read_csv(inbox / "good.outcome.csv", sep=";", encoding="cp1252", dtype=str)
+    assert list(good["outcome_status"]) == ["SUCCEEDED"]
+    assert sandbox.counters().invoices_received == 1
+
+
+def test_a_bomb_beyond_the_inflated_bytes_limit_is_refused_unread(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """Whatever its ratio, a sheet inflating past FILEDROP_MAX_INFLATED_BYTES is not read."""
+    bomb_workbook(inbox / "bomb.xlsx", inflated_bytes=20_000_000)
+    environ = run_env(
+        inbox,
+        sandbox.url,
+        FILEDROP_MAX_INFLATED_BYTES="10000000",
+        FILEDROP_MAX_INFLATION_RATIO="1000000",
+    )
+    filedrop("run", environ=environ, expect=1)
+    assert error_message(inbox, "bomb.outcome.xlsx") == (
+        'bomb.xlsx: the sheet "Sheet1" inflates to more than 10,000,000 bytes '
+        "(FILEDROP_MAX_INFLATED_BYTES); it is not read"
+    )
+
+
+def test_a_reader_that_dies_in_its_child_process_is_that_files_error(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """Limits raised so calamine asks for 2.6 GB under a 1 GB cap: the child aborts, the file is
+    ERROR, the good file is sent, and a second run leaves the failed file alone."""
+    far_cell_workbook(inbox / "wide.xlsx", row=4_999, column=16_383)
+    write_erp_csv(inbox / "good.csv", [erp_row("7002")])
+    environ = run_env(
+        inbox,
+        sandbox.url,
+        FILEDROP_MAX_COLUMNS="16384",
+        FILEDROP_MAX_READ_MEMORY_BYTES="1000000000",
+    )
+    filedrop("run", environ=environ, expect=1)
+    assert error_message(inbox, "wide.outcome.xlsx") == (
+        "wide.xlsx: the workbook could not be read within the memory limit of "
+        "1,000,000,000 bytes (FILEDROP_MAX_READ_MEMORY_BYTES; the reader was stopped by "
+        "SIGABRT); it is not read"
+    )
+    good = pd.read_csv(inbox / "good.outcome.csv", sep=";", encoding="cp1252", dtype=str)
+    assert list(good["outcome_status"]) == ["SUCCEEDED"]
+
+    (inbox / "wide.outcome.xlsx").unlink()
+    filedrop("run", environ=environ, expect=0)
+    assert not (inbox / "wide.outcome.xlsx").exists()  # not read again: its bytes are the same
+    assert sandbox.counters().invoices_received == 1
