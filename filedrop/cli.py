@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -390,7 +391,8 @@ def _validate(args: argparse.Namespace, io: Io) -> int:
     from filedrop.mapping.prepare import payloads, prepare
     from filedrop.read import read_table
 
-    mapping_path = _load(args, io).mapping
+    settings = _load(args, io)
+    mapping_path = settings.mapping
     if mapping_path is None:
         raise ConfigError(
             "No mapping given; pass --mapping FILE_OR_FOLDER or set FILEDROP_MAPPING "
@@ -401,7 +403,10 @@ def _validate(args: argparse.Namespace, io: Io) -> int:
     # A mapping file named on the command line is meant for this file whatever its name;
     # its required headers are still checked.
     mapping, table = select_mapping(
-        load_mappings(mapping_path), args.file, read_table, ignore_names=mapping_path.is_file()
+        load_mappings(mapping_path),
+        args.file,
+        partial(read_table, limits=settings.read_limits()),
+        ignore_names=mapping_path.is_file(),
     )
     prepared = prepare(table, mapping)
     if args.json:

@@ -57,6 +57,20 @@ def test_validate_unreadable_file_exits_2_with_one_sentence(tmp_path: Path) -> N
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
+def test_validate_reads_within_the_configured_limits(tmp_path: Path) -> None:
+    """`validate` applies the read limits of the settings, not only their defaults."""
+    from hostile import far_cell_workbook
+
+    wide = far_cell_workbook(tmp_path / "wide.xlsx", row=3, column=40)
+    args = ("validate", str(wide), "--mapping", str(MAPPINGS))
+    _, _, err = filedrop(*args, environ={"FILEDROP_MAX_COLUMNS": "20"}, expect=2)
+    assert err == (
+        f'filedrop: {wide}: the sheet "Sheet1" reaches column AO (column 41) (its used range is '
+        "A1:AO4), more than 20 (FILEDROP_MAX_COLUMNS); delete the far cells (Ctrl+End in Excel "
+        "shows the last one) and save it again; it is not read\n"
+    )
+
+
 @pytest.mark.parametrize("where", ["before", "after"])
 def test_debug_shows_the_traceback(tmp_path: Path, where: str) -> None:
     """--debug, before or after the command, adds the traceback that normal output hides."""
