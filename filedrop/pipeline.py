@@ -63,6 +63,7 @@ from filedrop.progress import Progress
 from filedrop.read import ReadLimits, ReadOptions, Table, read_table
 from filedrop.states import (
     BLOCKING_INVOICE_STATES,
+    FINAL_FILE_STATES,
     ROW_STATUS_OF_INVOICE,
     BatchState,
     FileState,
@@ -191,9 +192,28 @@ def process_file(path: Path, ctx: Context) -> FileReport:
         stale_s=ctx.claim_stale_s,
     )
     if record is None:
-        return FileReport(path, FileState.SKIPPED, {}, message="already processed")
+        return FileReport(path, FileState.SKIPPED, {}, message=_skip_reason(path, hashed, ctx))
     log.info("%s: claimed", printable(path.name))
     return _process_claimed(path, ctx, record.id, hashed)
+
+
+#: Why a file was skipped: these very bytes are finished (``done`` or ``error``) at this target.
+ALREADY_PROCESSED = "already processed"
+#: Why a file was skipped: another live process holds its claim, and may yet leave it unfinished
+#: (``waiting`` or ``retry``), so whoever still runs must look at it again.
+BUSY_ELSEWHERE = "being processed by another filedrop process"
+
+
+def _skip_reason(path: Path, hashed: HashedFile, ctx: Context) -> str:
+    """Why the claim on ``path`` was refused, read back from the journal after the refusal.
+
+    The other process may have finished meanwhile; anything short of a final state still counts
+    as its own, to be looked at again.
+    """
+    record = ctx.journal.find_file(target=ctx.target, name=path.name, sha256=hashed.sha256)
+    if record is not None and record.state in FINAL_FILE_STATES:
+        return ALREADY_PROCESSED
+    return BUSY_ELSEWHERE
 
 
 def _hash(path: Path, ctx: Context) -> HashedFile | FileReport:

@@ -318,8 +318,11 @@ def settle_leftovers(ctx: Context) -> None:
             still_there = content_hash(Path(record.path)) == record.sha256
         except OSError:
             still_there = False
-        if still_there and record.state is not FileState.CLAIMED:
-            continue  # processing the file resumes it, with its outcome rewritten
+        if still_there:
+            # Processing the file resumes it, with its outcome rewritten; that includes a file
+            # whose owner is gone (the claim passes to whoever takes it). Polling it here as
+            # well could race that new owner, and mark a batch it is posting right now UNKNOWN.
+            continue
         polls = resume_batches(ctx, record.id)
         polled = len(polls)
         pending = record_polls(ctx, polls, name=record.name)

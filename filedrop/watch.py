@@ -4,7 +4,9 @@ Events are hints; the folder is the truth. The watchdog handler only queues path
 exception inside a handler kills its observer thread for good, so it catches everything), a rescan
 every ``rescan_s`` finds whatever an observer missed (Windows buffer overflows, remounts, inotify
 limits), and a dead observer is replaced. A file is taken only when the stability tracker says it
-is whole, and only once: the journal's claim decides, whatever duplicate events arrive.
+is whole, and only once: the journal's claim decides, whatever duplicate events arrive. A file
+another process holds is looked at again, never counted as done, and at each rescan the journal
+names the files of this inbox that another process left unfinished, so the daemon finishes them.
 """
 
 from __future__ import annotations
@@ -33,9 +35,10 @@ from filedrop.inbox import (
     scan,
     snapshot,
 )
+from filedrop.journal import owner_alive
 from filedrop.logs import printable
 from filedrop.outcome import is_own_temp
-from filedrop.pipeline import Context, FileReport
+from filedrop.pipeline import BUSY_ELSEWHERE, Context, FileReport
 from filedrop.runner import clear_stray_temps, open_context, process_guarded, settle_leftovers
 from filedrop.settings import Settings
 from filedrop.states import FileState
@@ -151,6 +154,10 @@ class _State:
     started_with: dict[Path, Snapshot] = field(default_factory=dict)  # as processing began
     waiting: set[Path] = field(default_factory=set)  # files whose batches were still queued
     retry_at: dict[Path, tuple[float, float]] = field(default_factory=dict)  # due, delay
+    elsewhere: set[Path] = field(default_factory=set)  # last skipped: another process held it
+    # The journal record (id, updated_at) last taken up for each path: one that nobody has
+    # touched since is not taken up again at every rescan.
+    taken_up: dict[Path, tuple[int, float]] = field(default_factory=dict)
     rescan_failing: bool = False
 
 
@@ -191,6 +198,7 @@ def watch_inbox(
                 next_beat = now + options.heartbeat_s
             if now >= next_rescan:
                 _rescan(inbox, state, tracker)
+                _take_up_left_files(ctx, inbox, state)
                 next_rescan = now + options.rescan_s
                 settling = _settle_in_background(ctx, settling)
             for path in hints.take():
@@ -356,6 +364,67 @@ def _rescan(inbox: Path, state: _State, tracker: StabilityTracker) -> None:
         tracker.forget(path)
     for path in [p for p in state.retry_at if p.name not in present]:
         del state.retry_at[path]
+    state.elsewhere = {path for path in state.elsewhere if path.name in present}
+    for path in [p for p in state.taken_up if p.name not in present]:
+        del state.taken_up[path]
+
+
+def _take_up_left_files(ctx: Context, inbox: Path, state: _State) -> None:
+    """Watch the files of this inbox that the journal says are unfinished and nobody works on.
+
+    Another process (a ``run`` beside the daemon, an earlier daemon) may have left a file
+    ``waiting`` on its batches or ``retry``, or died holding its claim, after this daemon met the
+    file and found it taken, or without the daemon meeting it at all. Taking it here is safe:
+    the claim decides who works on it. A file this daemon left itself keeps its retry backoff.
+    """
+    try:
+        records = ctx.journal.files_in_states(
+            target=ctx.target, states=(FileState.WAITING, FileState.RETRY, FileState.CLAIMED)
+        )
+    except (sqlite3.Error, OSError) as exc:  # a busy journal is no reason for the daemon to die
+        log.warning("cannot read unfinished files from the journal (%s); trying again", exc)
+        return
+    now = ctx.clock()
+    folders: dict[str, bool] = {}  # a recorded folder -> whether it is this inbox
+    for record in records:
+        path = inbox / record.name
+        mark = (record.id, record.updated_at)
+        if path in state.in_progress or state.taken_up.get(path) == mark:
+            continue
+        if record.state is FileState.CLAIMED and owner_alive(
+            record.owner, heartbeat=record.updated_at, now=now, stale_s=ctx.claim_stale_s
+        ):
+            continue  # its owner is at work on it (this daemon's own failed files too)
+        recorded = Path(record.path)
+        if recorded.name != record.name or snapshot(path) is None:
+            continue  # gone: settle_leftovers learns its batches' fate
+        folder = str(recorded.parent)
+        if folder not in folders:
+            folders[folder] = _same_folder(recorded.parent, inbox)
+        if not folders[folder]:
+            continue  # another inbox sharing this journal
+        state.taken_up[path] = mark
+        if path in state.retry_at and path not in state.elsewhere:
+            continue  # left by this daemon: its backoff decides when
+        state.retry_at.pop(path, None)
+        state.elsewhere.discard(path)
+        state.settled.pop(path, None)
+        if record.state is FileState.WAITING:
+            state.waiting.add(path)
+        why = (
+            "claimed by a filedrop process that is gone"
+            if record.state is FileState.CLAIMED
+            else f"left {record.state} by another filedrop process"
+        )
+        log.info("%s: %s; taking it up", printable(path.name), why)
+        state.watching.add(path)
+
+
+def _same_folder(folder: Path, inbox: Path) -> bool:
+    try:
+        return folder.resolve() == inbox
+    except OSError:
+        return False
 
 
 def _log_ignored(path: Path, reason: str, state: _State) -> None:
@@ -462,26 +531,39 @@ def _collect(
             state.waiting.add(path)
         else:
             state.waiting.discard(path)
-        if report.state in (FileState.RETRY, FileState.WAITING):
+        # Held by another live process, which may yet leave it waiting or die: looked at again
+        # (on this timer, or at a rescan once the journal shows it left), never settled.
+        busy = report.state is FileState.SKIPPED and report.message == BUSY_ELSEWHERE
+        if busy:
+            state.elsewhere.add(path)
+        else:
+            state.elsewhere.discard(path)
+        if report.state in (FileState.RETRY, FileState.WAITING) or busy:
             _, delay = state.retry_at.get(path, (0.0, options.retry_initial_s / 2))
             delay = min(options.retry_max_s, delay * 2)
             state.retry_at[path] = (clock() + delay, delay)
-            log.info("%s: %s; trying again in %.0f s", printable(path.name), report.state, delay)
+            why = f"skipped ({report.message})" if busy else report.state
+            log.info("%s: %s; trying again in %g s", printable(path.name), why, delay)
             continue
         if report.state is FileState.SKIPPED:
             log.info("%s: skipped (%s)", printable(path.name), report.message)
-        state.retry_at.pop(path, None)
-        started, current = state.started_with.pop(path, None), snapshot(path)
-        if current is None:
-            state.watching.discard(path)
-            continue
-        # Settled as it was when processing began: bytes written meanwhile (a re-export, an
-        # upload that paused longer than the window) make it a new file to take.
-        state.settled[path] = started or current
-        if started is not None and current != started:
-            log.info("%s: changed while it was processed; taking it again", printable(path.name))
-            continue
+        _settle(path, state)
+
+
+def _settle(path: Path, state: _State) -> None:
+    """Stop watching a finished file, unless bytes were written while it was processed."""
+    state.retry_at.pop(path, None)
+    started, current = state.started_with.pop(path, None), snapshot(path)
+    if current is None:
         state.watching.discard(path)
+        return
+    # Settled as it was when processing began: bytes written meanwhile (a re-export, an
+    # upload that paused longer than the window) make it a new file to take.
+    state.settled[path] = started or current
+    if started is not None and current != started:
+        log.info("%s: changed while it was processed; taking it again", printable(path.name))
+        return
+    state.watching.discard(path)
 
 
 def _age_key(path: Path) -> tuple[float, str]:

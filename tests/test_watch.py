@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -30,6 +31,7 @@ from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
 from filedrop import watch as watch_module
+from filedrop.inbox import content_hash
 from filedrop.journal import Journal, this_owner
 from filedrop.pipeline import Context, FileReport
 from filedrop.runner import open_context
@@ -299,6 +301,47 @@ def test_a_file_waiting_on_queued_batches_never_holds_up_a_new_drop(
     order = [report.path.name for report in watcher.reports]
     assert order.index("new.csv") < len(order) - 1 - order[::-1].index("slow.csv")
     assert_sent_once(sandbox, ["SLOW-1", "NEW-1"])
+
+
+@pytest.mark.parametrize("leaves", ["dies", "leaves it waiting"])
+def test_a_file_another_process_holds_is_taken_up_once_that_process_lets_go(
+    start_watch: Callable[..., Watcher], sandbox: Sandbox, inbox: Path, leaves: str
+) -> None:
+    """A file claimed by another live process is skipped as being processed elsewhere, not
+    settled; at a rescan after that process died or left it waiting, watch takes it up (its own
+    retry timer is far off, so only the rescan can have found it)."""
+    path = inbox / "held.csv"
+    path.write_text(csv_text(["HELD-1"]), encoding="utf-8")
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with Journal(inbox / ".filedrop" / "state.db") as journal:
+            record = journal.claim_file(
+                path=path,
+                sha256=content_hash(path),
+                target=f"sandbox:{ORG_ID}",
+                owner=f"{socket.gethostname()}:{other.pid}",
+                stale_s=900.0,
+            )
+            assert record is not None
+            watcher = start_watch(rescan_s=0.2, retry_initial_s=3600.0, retry_max_s=3600.0)
+            skipped = watcher.wait_for("held.csv")["held.csv"]
+            assert (skipped.state, skipped.message) == (
+                FileState.SKIPPED,
+                "being processed by another filedrop process",
+            )
+            if leaves == "dies":
+                other.kill()
+                other.wait(timeout=10)
+            else:
+                journal.finish_file(
+                    record.id, state=FileState.WAITING, counts={}, mapping=None, outcome=None
+                )
+            watcher.wait(lambda: len(watcher.reports_for("held.csv")) == 2, what="held.csv again")
+    finally:
+        other.kill()
+        other.wait(timeout=10)
+    assert watcher.reports_for("held.csv")[1].counts == {"SUCCEEDED": 1}
+    assert_sent_once(sandbox, ["HELD-1"])
 
 
 def test_renames_into_and_inside_the_inbox_are_both_seen(

@@ -333,6 +333,24 @@ class Journal:
     def file(self, file_id: int) -> FileRecord:
         return _file_record(self._read("SELECT * FROM files WHERE id = ?", (file_id,))[0])
 
+    def find_file(self, *, target: str, name: str, sha256: str) -> FileRecord | None:
+        """The record of these bytes under this name at ``target``, if there is one."""
+        rows = self._read(
+            "SELECT * FROM files WHERE target = ? AND name = ? AND sha256 = ?",
+            (target, name, sha256),
+        )
+        return _file_record(rows[0]) if rows else None
+
+    def files_in_states(self, *, target: str, states: Iterable[FileState]) -> list[FileRecord]:
+        """Files at ``target`` whose state is one of ``states``, oldest first."""
+        states = tuple(states)
+        rows = self._read(
+            f"SELECT * FROM files WHERE target = ? AND state IN ({', '.join('?' * len(states))})"  # noqa: S608
+            " ORDER BY id",
+            (target, *states),
+        )
+        return [_file_record(row) for row in rows]
+
     def recent_files(self, *, limit: int = 20) -> list[FileRecord]:
         rows = self._read("SELECT * FROM files ORDER BY updated_at DESC, id DESC LIMIT ?", (limit,))
         return [_file_record(row) for row in rows]
