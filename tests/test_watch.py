@@ -442,8 +442,11 @@ def test_watch_over_a_hostile_folder_stays_up_and_takes_a_good_file(
     start_watch: Callable[..., Watcher], sandbox: Sandbox, tmp_path: Path
 ) -> None:
     """Links (to a secret, to a good file outside, dangling), a pipe, a forged-log name, a name
-    too long for its outcome, an empty file and a stray temporary file: none is sent or followed,
-    each is answered once, and a good file dropped afterwards gets its outcome."""
+    too long for its outcome, an empty file, a stray temporary file, a workbook with a cell at
+    XFD1048576, a zip bomb and an .xls/.xlsx pair sharing a stem: none is sent or followed, each
+    is answered once, and a good file dropped afterwards gets its outcome."""
+    from hostile import bomb_workbook, far_cell_workbook
+
     inbox = tmp_path / "inbox"
     secret = tmp_path / "filedrop.toml"
     secret.write_text('client_secret = "s3cr3t"\n', encoding="utf-8")
@@ -461,8 +464,16 @@ def test_watch_over_a_hostile_folder_stays_up_and_takes_a_good_file(
     stray = inbox / ".old.outcome.csv.0123abcd.tmp"
     stray.write_bytes(b"half an outco")
     os.utime(stray, (1_000_000_000, 1_000_000_000))
+    far_cell_workbook(inbox / "report.xlsx", row=1_048_575, column=16_383)
+    (inbox / "report.xls").write_bytes(b"not a workbook at all")
+    bomb_workbook(inbox / "bomb.xlsx", inflated_bytes=20_000_000)
     watcher = start_watch(rescan_s=0.05, stability_s=0.1)
-    reports = watcher.wait_for(forged, too_long, "empty.csv")
+    workbooks = ("report.xlsx", "report.xls", "bomb.xlsx")
+    reports = watcher.wait_for(forged, too_long, "empty.csv", *workbooks)
+    for name in workbooks:
+        assert reports[name].counts == {"ERROR": 1}
+    assert reports["report.xlsx"].outcome == inbox / "report.outcome.xlsx"
+    assert reports["report.xls"].outcome == inbox / "report.xls.outcome.xlsx"
     assert not stray.exists()
     assert reports[forged].counts == {"SUCCEEDED": 1}
     assert (reports[too_long].state, reports[too_long].outcome) == (FileState.ERROR, None)
@@ -477,7 +488,7 @@ def test_watch_over_a_hostile_folder_stays_up_and_takes_a_good_file(
     assert all("\n" not in message for message in watcher.logged.messages)
     assert not any("s3cr3t" in message for message in watcher.logged.messages)
     assert not (inbox / "config.outcome.csv").exists()
-    for name in (forged, too_long, "empty.csv"):
+    for name in (forged, too_long, "empty.csv", *workbooks):
         assert len(watcher.reports_for(name)) == 1
     assert_sent_once(sandbox, ["FORGED-1", "GOOD-1"])
 
