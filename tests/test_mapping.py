@@ -108,7 +108,7 @@ def test_unknown_field_passes_through_but_a_near_miss_is_refused(tmp_path: Path)
     [
         (
             ("[read]", "colour = 1\n[read]"),
-            'key "colour" is not a known option (known: name, match, read, rules, group, '
+            'key "colour" is not a known option (known: name, match, read, rules, group, skip, '
             "invoice, debtor, debtors, claims).",
         ),
         (

@@ -297,9 +297,10 @@ def test_unknown_fields_pass_through_unchanged(tmp_path: Path) -> None:
         ),
         ({"Fødselsnr": fnr(52, 4, 1985)}, None),  # a D-number: day + 40
         (
-            {"Fødselsnr": "976986350"},  # an organisation number in the wrong column
-            'row 2: Fødselsnr "976986350" padded to 11 digits is not a valid fødselsnummer or '
-            "D-number",
+            # An organisation number in the wrong column: pad never touches 9 digits.
+            {"Fødselsnr": "976986350"},
+            'row 2: Fødselsnr "976986350" is an organisation number, but the debtor is PRIVATE '
+            "(expected an 11-digit fødselsnummer or D-number)",
         ),
         (
             {"Fødselsnr": "1106631234"},  # a leading zero lost, and wrong check digits
