@@ -18,7 +18,6 @@ from filedrop.mapping import load_mapping
 from filedrop.mapping.prepare import prepare
 from filedrop.read import ReadOptions, read_table
 from filedrop.sandbox import Sandbox
-from filedrop.states import RowStatus
 
 ORGNR = next(f"9{n:08d}" for n in range(10**6) if orgnr.is_valid(f"9{n:08d}"))
 LOST_ZERO = next(national_id(n) for n in range(50) if national_id(n).startswith("0"))
@@ -69,8 +68,8 @@ HEADERS = [
 
 def write_open_items(path: Path) -> Path:
     """An open-items report as an ERP writes it: title, merged group headers over the header,
-    a column with no header of its own (the e-mail under "Kontakt", column K), blank rows, numbers and
-    text mixed, a credit note and a Sum row with a formula."""
+    a column with no header of its own (the e-mail under "Kontakt", column K), blank rows,
+    numbers and text mixed, a credit note and a Sum row with a formula."""
     wb = openpyxl.Workbook()
     ws = wb.active
     ws.title = "Åpne poster"

@@ -123,9 +123,6 @@ def evaluate_fields(fields: list[Field], src: Source) -> tuple[dict[int, Values]
 
 # Sources whose values come from other fields: payload.py sums the claims, derive.py reads a
 # debtor's type from its id.
-ORGNR_DIGITS = r"[0-9]{9}"
-"""An organisation number's shape: never padded, and COMPANY for ``type = { from_id = true }``."""
-
 _FILLED_LATER = {
     "sum_of_claims": "the sum of the claims",
     "from_id": "the debtor's identificationNumber",
@@ -327,16 +324,17 @@ def _convert(
 
 
 def _pad(value: pd.Series, f: Field) -> pd.Series:
-    """Leading zeros back, to ``f.pad`` digits; never on an identification number of 9 digits.
+    """Leading zeros back, to ``f.pad`` digits.
 
-    A person's number loses its leading zero in a spreadsheet; an organisation number (9 digits)
-    never has one, so padding would only turn it into an invalid 11-digit number.
+    An identification number gets back only the one zero a fødselsnummer can lose (10 digits
+    become 11): an organisation number (9 digits) has none to lose, and padding a shorter typo
+    would only hide it behind zeros.
     """
     assert f.pad is not None
     padded = zero_pad(value, width=f.pad)
     if f.kind != "id":
         return padded
-    return padded.where(~value.str.fullmatch(ORGNR_DIGITS).astype(bool), value)
+    return padded.where(value.str.len() == f.pad - 1, value)
 
 
 def _fail(bad: np.ndarray, rule: str, out: Values, issues: list[Issue], what: str) -> None:
