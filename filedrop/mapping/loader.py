@@ -351,7 +351,9 @@ class _Loader(TreeParser):
             claims=self.objects("claims", data["claims"], CLAIM_FIELDS),
             group_by=self.texts("group.by", group["by"]) if "by" in group else (),
             skip=tuple(
-                self.skip_rule(name, rule) for name, rule in skip.items() if rule is not False
+                self.skip_rule(name, rule)
+                for name, rule in skip.items()
+                if not (name == "totals" and rule is False)
             ),
             skip_totals="totals" not in skip,
         )
