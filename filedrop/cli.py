@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
@@ -403,7 +404,7 @@ def _validate(args: argparse.Namespace, io: Io) -> int:
     # A mapping file named on the command line is meant for this file whatever its name;
     # its required headers are still checked.
     mapping, table = select_mapping(
-        load_mappings(mapping_path),
+        load_mappings(mapping_path, invoice_types=settings.invoice_types),
         args.file,
         partial(read_table, limits=settings.read_limits()),
         ignore_names=mapping_path.is_file(),
@@ -419,7 +420,8 @@ def _validate(args: argparse.Namespace, io: Io) -> int:
             if info.kind == "csv"
             else f"sheet {info.sheet!r}"
         )
-        invalid = sum(1 for status, _ in prepared.rejected.values() if status is RowStatus.INVALID)
+        by_status = Counter(status for status, _ in prepared.rejected.values())
+        invalid, skipped = by_status[RowStatus.INVALID], by_status[RowStatus.SKIPPED]
         io.say(
             mask_ids(
                 f"{args.file.name}: mapping {mapping.name}; {how}; header on row {info.header_row}"
@@ -428,11 +430,14 @@ def _validate(args: argparse.Namespace, io: Io) -> int:
         io.say(
             f"{len(table)} rows, {len(prepared.invoices)} invoices to send, "
             f"{len(table) - len(prepared.rejected)} rows valid, {invalid} invalid, "
-            f"{len(prepared.rejected) - invalid} duplicate"
+            f"{by_status[RowStatus.DUPLICATE]} duplicate"
+            + (f", {skipped} skipped (not invoices)" if skipped else "")
         )
         for problem in prepared.problems:
             io.say(mask_ids(f"  {problem.severity}: {problem}"))
-    return ExitCode.ATTENTION if prepared.rejected else ExitCode.OK
+    # Skipped rows are not invoices by the mapping's own rules: nothing to look at.
+    attention = any(status is not RowStatus.SKIPPED for status, _ in prepared.rejected.values())
+    return ExitCode.ATTENTION if attention else ExitCode.OK
 
 
 def _sandbox(args: argparse.Namespace, io: Io) -> int:
@@ -605,7 +610,9 @@ def _rewrite_outcome(journal: Journal, file_id: int, settings: Settings) -> str:
             f"(FILEDROP_MAPPING); {kept}, and the next run of the file writes it."
         )
     try:
-        rewritten = rewrite_outcome(record, journal, load_mappings(settings.mapping))
+        rewritten = rewrite_outcome(
+            record, journal, load_mappings(settings.mapping, invoice_types=settings.invoice_types)
+        )
     except FiledropError as exc:
         return f"{record.name}: its outcome was not rewritten ({exc}); {kept}."
     if rewritten is None:

@@ -106,7 +106,7 @@ def open_context(
     """
     settings.require_for_sending()
     assert settings.mapping is not None  # checked by require_for_sending
-    mappings = load_mappings(settings.mapping)
+    mappings = load_mappings(settings.mapping, invoice_types=settings.invoice_types)
     client = make_client(settings, clock=clock, sleep=sleep)
     try:
         client.authenticate()

@@ -24,6 +24,10 @@ from filedrop.read.limits import ReadLimits
 
 _READ_LIMITS = ReadLimits()
 
+#: The invoice types a mapping may give. Amili's guide shows NOTICE; PAYMENT_REMINDER is an
+#: assumption to confirm with Amili, hence a setting rather than a fixed list.
+DEFAULT_INVOICE_TYPES = ("NOTICE", "PAYMENT_REMINDER")
+
 ENVIRONMENTS: dict[str, tuple[str, str]] = {
     # name: (identiverse base URL, API base URL). The sandbox is `filedrop sandbox` on its default
     # port; production's API URL is inferred from staging's naming in the API guide, hence
@@ -103,6 +107,16 @@ def _choice(*choices: str) -> Callable[[str], str]:
         return lowered
 
     return parse
+
+
+def _names(text: str) -> tuple[str, ...]:
+    """A comma-separated list of upper-case API names (``NOTICE,PAYMENT_REMINDER``)."""
+    names = tuple(part.strip() for part in text.split(","))
+    if not all(re.fullmatch(r"[A-Z][A-Z0-9_]*", name) for name in names):
+        raise ValueError(
+            "must be names in capitals separated by commas, like NOTICE,PAYMENT_REMINDER"
+        )
+    return names
 
 
 def _about(
@@ -258,6 +272,11 @@ class Settings:
     read_in_subprocess: bool = field(
         default=_READ_LIMITS.read_in_subprocess,
         metadata=_about(_bool, "read workbooks in a child process, so a crash is one file's error"),
+    )
+
+    invoice_types: tuple[str, ...] = field(
+        default=DEFAULT_INVOICE_TYPES,
+        metadata=_about(_names, "the invoice types a mapping may give, separated by commas"),
     )
 
     sources: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
@@ -435,6 +454,8 @@ class Spec:
             return "true" if self.default else "false"
         if isinstance(self.default, float):
             return f"{self.default:g}"
+        if isinstance(self.default, tuple):
+            return ",".join(self.default)
         return str(self.default)
 
     @property

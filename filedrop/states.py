@@ -92,6 +92,9 @@ class RowStatus(enum.StrEnum):
     NOT_SENT = "NOT_SENT"
     UNKNOWN = "UNKNOWN"
     ERROR = "ERROR"
+    SKIPPED = "SKIPPED"
+    """Not an invoice by the mapping's skip rules (a totals row, a credit note); never sent, and
+    never a reason to look: it leaves the exit code alone."""
 
 
 #: The row status of a row whose invoice is in this journal state (and was sent from this file;
@@ -111,7 +114,7 @@ class ExitCode(enum.IntEnum):
     """Exit codes of ``filedrop run`` (and of the other commands where they fit)."""
 
     OK = 0
-    """Every row SUCCEEDED, DUPLICATE (or was skipped by a rule)."""
+    """Every row SUCCEEDED, DUPLICATE or SKIPPED."""
     ATTENTION = 1
     """Some row FAILED, INVALID or UNKNOWN, or some file ERROR: a person should look."""
     SETUP = 2

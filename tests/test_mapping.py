@@ -8,11 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from filedrop.errors import MappingError, ReadError
+from filedrop.errors import ConfigError, MappingError, ReadError
 from filedrop.mapping import load_mapping, load_mappings, select_mapping
 from filedrop.mapping.loader import MAX_NESTING, READ_KEYS, RULES, TOP_KEYS
 from filedrop.mapping.tree import OPTION_KEYS, SOURCE_KEYS, Field, Many, Obj
 from filedrop.read import ReadInfo, ReadOptions, Table
+from filedrop.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 MAPPINGS = ROOT / "mappings"
@@ -108,7 +109,7 @@ def test_unknown_field_passes_through_but_a_near_miss_is_refused(tmp_path: Path)
     [
         (
             ("[read]", "colour = 1\n[read]"),
-            'key "colour" is not a known option (known: name, match, read, rules, group, '
+            'key "colour" is not a known option (known: name, match, read, rules, group, skip, '
             "invoice, debtor, debtors, claims).",
         ),
         (
@@ -497,3 +498,97 @@ def test_readme_documents_every_option_and_its_example_loads(tmp_path: Path) -> 
     assert [key for key in keys if documented(key) not in readme] == []
     whole = readme.split("```toml\n", 1)[1].split("```", 1)[0]
     assert load_mapping(write(tmp_path, whole)).name == "Norwegian ERP export"
+
+
+@pytest.mark.parametrize(
+    ("change", "detail"),
+    [
+        (
+            ('type = { constant = "NOTICE" }', 'type = { constant = "NOTCE" }'),
+            'key "invoice.type" is "NOTCE", which is not an invoice type filedrop knows (NOTICE,'
+            " PAYMENT_REMINDER); fix it, or add it to the setting FILEDROP_INVOICE_TYPES if Amili"
+            " takes it.",
+        ),
+        (
+            ('type = { constant = "PRIVATE" }', 'type = { constant = "private" }'),
+            'key "debtor.type" is "private", which is not a debtor type; use PRIVATE or COMPANY.',
+        ),
+        (
+            ('type = { constant = "PRIVATE" }', 'type = { column = "T", map = { P = "PRIVAT" } }'),
+            'key "debtor.type.map.P" is "PRIVAT", which is not a debtor type; use PRIVATE or'
+            " COMPANY.",
+        ),
+        (
+            ('type = { constant = "PRIVATE" }', 'type = { column = "T", default = "FIRMA" }'),
+            'key "debtor.type.default" is "FIRMA", which is not a debtor type; use PRIVATE or'
+            " COMPANY.",
+        ),
+        (
+            ('type = { constant = "PRIVATE" }', "type = { from_id = true }"),
+            'key "debtor.type" takes the type from identificationNumber, which the debtor does not'
+            ' have; add identificationNumber = "<column>".',
+        ),
+        (
+            ('type = { constant = "NOTICE" }', "type = { from_id = true }"),
+            'key "invoice.type.from_id" only works as a debtor\'s type = { from_id = true }.',
+        ),
+        (
+            ('firstname = "Fornavn"', 'full_name = "Kunde"'),
+            'key "debtor.full_name" and debtor.lastname cannot both be there; full_name fills'
+            " firstname and lastname.",
+        ),
+        (
+            (
+                "[invoice]",
+                '[skip]\nsubtotal = { column = "Nr", is = "Delsum", at_most = 0 }\n[invoice]',
+            ),
+            'key "skip.subtotal" needs a column and one of "is" or "at_most", like { column ='
+            ' "Fakturanr", is = ["", "Sum"] }.',
+        ),
+        (
+            ("[invoice]", "[skip]\ncredit = false\n[invoice]"),
+            'key "skip.credit" can be false only for the built-in rule skip.totals.',
+        ),
+        (
+            ("[invoice]", '[skip]\ncredit = { column = "Beløp", at_most = "0" }\n[invoice]'),
+            'key "skip.credit.at_most" must be a number, like 0, not "0".',
+        ),
+    ],
+)
+def test_values_the_checks_do_not_know_are_refused_at_load(
+    tmp_path: Path, change: tuple[str, str], detail: str
+) -> None:
+    """A type the checks do not know, a from_id or full_name out of place, a bad skip rule."""
+    with pytest.raises(MappingError) as err:
+        load_mapping(write(tmp_path, BASE.replace(*change, 1)))
+    assert err.value.detail == detail
+
+
+def test_known_values_load_and_the_setting_adds_invoice_types(tmp_path: Path) -> None:
+    """PAYMENT_REMINDER and COMPANY load; another invoice type loads once the setting lists it."""
+    reminder = BASE.replace('"NOTICE"', '"PAYMENT_REMINDER"').replace('"PRIVATE"', '"COMPANY"')
+    assert load_mapping(write(tmp_path, reminder)).invoice.get_field("type") is not None
+    other = write(tmp_path, BASE.replace('"NOTICE"', '"INVOICE_COPY"'), "other.toml")
+    with pytest.raises(MappingError):
+        load_mapping(other)
+    assert load_mapping(other, invoice_types=("NOTICE", "INVOICE_COPY")).name == "other"
+
+
+def test_the_invoice_types_setting_is_a_comma_separated_list() -> None:
+    """FILEDROP_INVOICE_TYPES is read as names in capitals; anything else is one sentence."""
+    settings = load_settings(environ={"FILEDROP_INVOICE_TYPES": "NOTICE, INVOICE_COPY"})
+    assert settings.invoice_types == ("NOTICE", "INVOICE_COPY")
+    assert load_settings(environ={}).invoice_types == ("NOTICE", "PAYMENT_REMINDER")
+    with pytest.raises(ConfigError) as err:
+        load_settings(environ={"FILEDROP_INVOICE_TYPES": "notice"})
+    assert str(err.value) == (
+        'FILEDROP_INVOICE_TYPES is "notice", which is not valid: must be names in capitals'
+        " separated by commas, like NOTICE,PAYMENT_REMINDER."
+    )
+
+
+def test_a_headerless_column_can_be_named_by_its_letter(tmp_path: Path) -> None:
+    """A mapping naming column "G" finds the column the reader named for its blank header."""
+    m = load_mapping(write(tmp_path, BASE.replace('lastname = "Etternavn"', 'lastname = "G"')))
+    headers = [*HEADERS[:5], "Kundetype", "G"]
+    assert m.resolve_columns(headers, file_name="x.csv")[("G",)] == 6

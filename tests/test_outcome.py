@@ -231,15 +231,16 @@ def test_xlsx_status_colours_are_conditional_formats_not_cell_styles(tmp_path: P
 
     ws = openpyxl.load_workbook(path).worksheets[0]
     ranges = {str(cf.sqref): cf.rules for cf in ws.conditional_formatting}
-    assert list(ranges) == ["B2:B9"]
-    rules = ranges["B2:B9"]
+    last = 1 + len(statuses)
+    assert list(ranges) == [f"B2:B{last}"]
+    rules = ranges[f"B2:B{last}"]
     assert sorted(rule.formula[0] for rule in rules) == sorted(f'"{s}"' for s in statuses)
     assert all(rule.type == "cellIs" and rule.operator == "equal" for rule in rules)
     fills = {rule.formula[0]: rule.dxf.fill.bgColor.rgb for rule in rules}
     assert fills['"SUCCEEDED"'] != fills['"FAILED"'] == fills['"ERROR"']
     assert fills['"INVALID"'] == fills['"UNKNOWN"'] != fills['"PENDING"'] != fills['"DUPLICATE"']
     assert fills['"NOT_SENT"'] not in {fills[f'"{s}"'] for s in statuses if s != "NOT_SENT"}
-    for row in range(2, 10):
+    for row in range(2, last + 1):
         assert ws.cell(row, 2).fill.patternType is None
 
 
@@ -287,6 +288,7 @@ def test_summary_sheet_has_counts_environment_batches_and_notes(tmp_path: Path) 
         "NOT_SENT": 0,
         "UNKNOWN": 0,
         "ERROR": 0,
+        "SKIPPED": 0,
     }
     assert values["Rows total"] == 4
     rows = sheet_rows(path, "Summary")

@@ -22,7 +22,7 @@ from filedrop.mapping import Mapping, load_mapping, load_mappings, select_mappin
 from filedrop.mapping.payload import no_cyclic_gc
 from filedrop.mapping.prepare import Prepared, Problem, Rejection, prepare
 from filedrop.read import ReadInfo, Table, read_table
-from filedrop.states import RowStatus
+from filedrop.states import ExitCode, RowStatus, exit_code_for
 
 ROOT = Path(__file__).resolve().parent.parent
 ERP = load_mapping(ROOT / "mappings" / "norwegian-erp.toml")
@@ -297,9 +297,10 @@ def test_unknown_fields_pass_through_unchanged(tmp_path: Path) -> None:
         ),
         ({"Fødselsnr": fnr(52, 4, 1985)}, None),  # a D-number: day + 40
         (
-            {"Fødselsnr": "976986350"},  # an organisation number in the wrong column
-            'row 2: Fødselsnr "976986350" padded to 11 digits is not a valid fødselsnummer or '
-            "D-number",
+            # An organisation number in the wrong column: pad never touches 9 digits.
+            {"Fødselsnr": "976986350"},
+            'row 2: Fødselsnr "976986350" is an organisation number, but the debtor is PRIVATE '
+            "(expected an 11-digit fødselsnummer or D-number)",
         ),
         (
             {"Fødselsnr": "1106631234"},  # a leading zero lost, and wrong check digits
@@ -739,3 +740,172 @@ def test_prepare_leaves_a_gc_the_caller_switched_off_off(gc_on: None) -> None:
     prepared = run([row()])
     assert len(prepared.invoices) == 1
     assert not gc.isenabled()
+
+
+# --- rows that are not invoices, names in one column, the type from the id ---------------------
+
+OPEN = """
+[read]
+decimal = ","
+dates = ["dd.mm.yyyy"]
+{skip}
+[invoice]
+type = {{ constant = "NOTICE" }}
+invoiceNumber = "Fakturanr"
+originalInvoiceAmount = "Beløp"
+currency = {{ constant = "NOK" }}
+invoiceDate = "Fakturadato"
+dueDate = "Forfallsdato"
+
+[debtor]
+type = {{ from_id = true }}
+full_name = "Kunde"
+identificationNumber = {{ column = "Id", pad = 11 }}
+
+[[claims]]
+type = {{ constant = "PRINCIPAL" }}
+remainingAmount = "Beløp"
+"""
+OPEN_HEADERS = ["Fakturanr", "Fakturadato", "Forfallsdato", "Kunde", "Id", "Beløp"]
+
+
+def open_row(**cells: str) -> dict[str, str]:
+    good = {
+        "Fakturanr": "1", "Fakturadato": "01.03.2024", "Forfallsdato": "15.03.2024",
+        "Kunde": "Nordmann, Kari", "Id": PERSON, "Beløp": "100,00",
+    }  # fmt: skip
+    return good | cells
+
+
+def open_run(tmp_path: Path, rows: list[dict[str, str]], skip: str = "") -> Prepared:
+    return run(rows, custom(tmp_path, OPEN.format(skip=skip)), headers=OPEN_HEADERS)
+
+
+def fates(prepared: Prepared) -> dict[int, tuple[str, str]]:
+    return {r: (s.value, t) for r, (s, t) in prepared.rejected.items()}
+
+
+def test_a_totals_row_is_skipped_without_any_setting(tmp_path: Path) -> None:
+    """No invoice number and a cell reading "Sum:" or "Totalt": SKIPPED, naming skip.totals."""
+    prepared = open_run(
+        tmp_path,
+        [open_row(), {"Kunde": "Sum:", "Beløp": "100,00"}, {"Fakturanr": "Totalt"}],
+    )
+    assert fates(prepared) == {
+        1: ("SKIPPED", 'rule skip.totals: Kunde "Sum:" marks a totals row'),
+        2: ("SKIPPED", 'rule skip.totals: Fakturanr "Totalt" marks a totals row'),
+    }
+    assert [p.severity for p in prepared.problems] == ["skipped", "skipped"]
+    assert_every_row_once(prepared)
+
+
+def test_a_row_with_an_invoice_number_is_never_a_totals_row(tmp_path: Path) -> None:
+    """A customer called "Total" on an invoice is sent; an empty row without the word is INVALID."""
+    prepared = open_run(
+        tmp_path, [open_row(Kunde="Sum, Kari"), open_row(Fakturanr="", Kunde="X Y")]
+    )
+    assert len(prepared.invoices) == 1
+    assert fates(prepared) == {
+        1: ("INVALID", "Fakturanr is empty (the invoice needs an invoice number)")
+    }
+
+
+def test_totals_false_turns_the_built_in_rule_off(tmp_path: Path) -> None:
+    """With skip.totals = false a Sum row is checked like any row, so it is INVALID."""
+    prepared = open_run(tmp_path, [open_row(), {"Kunde": "Sum"}], skip="[skip]\ntotals = false\n")
+    assert fates(prepared)[1][0] == "INVALID"
+
+
+def test_skip_rules_match_text_empty_cells_and_amounts(tmp_path: Path) -> None:
+    """is = [...] matches text (case ignored) and "" an empty cell; at_most matches amounts;
+    the first rule that matches is named, and a skipped row is no DUPLICATE of another."""
+    skip = (
+        '[skip]\ncredit_notes = { column = "Beløp", at_most = 0 }\n'
+        'subtotals = { column = "Kunde", is = ["delsum", ""] }\n'
+    )
+    rows = [
+        open_row(),
+        open_row(Fakturanr="2", Beløp="-50,00"),
+        open_row(Fakturanr="2", Beløp="0"),
+        open_row(Fakturanr="3", Kunde="DELSUM"),
+        open_row(Fakturanr="4", Kunde=""),
+        open_row(Fakturanr="2", Beløp="0,01"),
+    ]
+    prepared = open_run(tmp_path, rows, skip=skip)
+    assert fates(prepared) == {
+        1: ("SKIPPED", 'rule skip.credit_notes: Beløp "-50,00" is 0 or less'),
+        2: ("SKIPPED", 'rule skip.credit_notes: Beløp "0" is 0 or less'),
+        3: ("SKIPPED", 'rule skip.subtotals: Kunde is "DELSUM"'),
+        4: ("SKIPPED", "rule skip.subtotals: Kunde is empty"),
+    }
+    assert [inv.invoice_number for inv in prepared.invoices] == ["1", "2"]
+
+
+def test_skipped_rows_leave_the_exit_code_alone() -> None:
+    """SKIPPED beside SUCCEEDED exits 0; beside INVALID it is the INVALID that counts."""
+    assert exit_code_for([RowStatus.SUCCEEDED, RowStatus.SKIPPED]) is ExitCode.OK
+    assert exit_code_for([RowStatus.SKIPPED, RowStatus.INVALID]) is ExitCode.ATTENTION
+
+
+@pytest.mark.parametrize(
+    ("name", "first", "last"),
+    [
+        ("Nordmann, Kari", "Kari", "Nordmann"),
+        ("Nordmann , Kari Anne", "Kari Anne", "Nordmann"),
+        ("Kari Nordmann", "Kari", "Nordmann"),
+        ("Kari Anne Nordmann", "Kari Anne", "Nordmann"),
+    ],
+)
+def test_a_persons_full_name_is_split(tmp_path: Path, name: str, first: str, last: str) -> None:
+    """ "Etternavn, Fornavn" at the comma, "Fornavn [Mellomnavn] Etternavn" at the last word."""
+    debtor = open_run(tmp_path, [open_row(Kunde=name)]).invoices[0].payload["debtors"][0]
+    assert (debtor["firstname"], debtor["lastname"]) == (first, last)
+
+
+def test_a_companys_name_is_never_split(tmp_path: Path) -> None:
+    """A COMPANY's whole name, comma and all, is its lastname; it has no firstname."""
+    company = org(300)
+    prepared = open_run(tmp_path, [open_row(Kunde="Hansen, Bygg og Sønn AS", Id=company)])
+    debtor = prepared.invoices[0].payload["debtors"][0]
+    assert debtor == {
+        "type": "COMPANY",
+        "lastname": "Hansen, Bygg og Sønn AS",
+        "identificationNumber": company,
+    }
+
+
+@pytest.mark.parametrize(
+    ("typed", "sent"),
+    [(PERSON, PERSON), (fnr(3, 4, 1985).removeprefix("0"), fnr(3, 4, 1985))],
+)
+def test_the_debtor_type_comes_from_the_ids_length(tmp_path: Path, typed: str, sent: str) -> None:
+    """11 digits, or 10 that lost their leading zero (put back by pad), are PRIVATE."""
+    debtor = open_run(tmp_path, [open_row(Id=typed)]).invoices[0].payload["debtors"][0]
+    assert (debtor["type"], debtor["identificationNumber"]) == ("PRIVATE", sent)
+
+
+def test_an_organisation_number_is_company_and_never_padded(tmp_path: Path) -> None:
+    """9 digits are COMPANY, sent as typed even with pad = 11 on the column."""
+    company = org(400)
+    debtor = (
+        open_run(tmp_path, [open_row(Kunde="Bygg AS", Id=company)])
+        .invoices[0]
+        .payload["debtors"][0]
+    )
+    assert (debtor["type"], debtor["identificationNumber"]) == ("COMPANY", company)
+
+
+def test_an_id_of_no_known_length_leaves_the_type_unknown(tmp_path: Path) -> None:
+    """Neither 9 nor 10/11 digits, or empty: INVALID saying the type cannot be told; a default
+    fills the empty ones."""
+    prepared = open_run(tmp_path, [open_row(Id="1234567"), open_row(Fakturanr="2", Id="")])
+    assert messages(prepared) == [
+        'row 2: Id "123456*" is neither an organisation number (9 digits) nor a fødselsnummer (11'
+        " digits), so the debtor type cannot be told",
+        "row 3: Id is empty, so the debtor type cannot be told (a debtor needs one)",
+    ]
+    text = OPEN.format(skip="").replace(
+        "{ from_id = true }", '{ from_id = true, default = "PRIVATE" }'
+    )
+    defaulted = run([open_row(Id="")], custom(tmp_path, text), headers=OPEN_HEADERS)
+    assert defaulted.invoices[0].payload["debtors"][0]["type"] == "PRIVATE"

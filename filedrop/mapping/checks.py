@@ -64,7 +64,9 @@ def check_debtors(mapping: Mapping, level: dict[int, Level], groups: Groups) -> 
         present = there(item, lambda f: level[id(f)].values, count)
         any_debtor |= present
         for name, node in item.fields:
-            if isinstance(node, Field) and node.required:
+            if isinstance(node, Field) and node.source == "from_id":
+                issues += _type_unknown(level[id(node)], present)
+            elif isinstance(node, Field) and node.required:
                 issues += _required(level[id(node)], present, f"a debtor needs {node.what or name}")
         kind = item.get_field("type")
         types = repeated("", count)
@@ -73,6 +75,8 @@ def check_debtors(mapping: Mapping, level: dict[int, Level], groups: Groups) -> 
         private = present & (types == "PRIVATE")
         for name in ("firstname", "lastname"):
             f = item.get_field(name)
+            if f is not None and f.name_part:
+                issues += _one_name(level[id(f)], private)
             if f is not None:
                 issues += _required(level[id(f)], private, f"a PRIVATE debtor needs {f.what}")
                 continue
@@ -164,6 +168,34 @@ def _required(lv: Level, where: np.ndarray, why: str) -> list[Issue]:
     ]
 
 
+def _type_unknown(lv: Level, where: np.ndarray) -> list[Issue]:
+    """``type = { from_id = true }`` where the id's length tells no type."""
+    v, issues = lv.values, []
+    for g in np.flatnonzero(where & v.empty):
+        if v.text[g]:
+            why = (
+                f'{v.label[g]} "{mask_id(v.text[g])}" is neither an organisation number (9 digits)'
+                " nor a fødselsnummer (11 digits), so the debtor type cannot be told"
+            )
+        else:
+            why = f"{v.label[g]} is empty, so the debtor type cannot be told (a debtor needs one)"
+        issues.append(_issue(lv.at[g], "required", v, g, why, value=None))
+    return issues
+
+
+def _one_name(lv: Level, where: np.ndarray) -> list[Issue]:
+    """A full name of one word: a PRIVATE debtor needs a first and a last name."""
+    v = lv.values
+    why = (
+        'holds one name only (a PRIVATE debtor needs a first and a last name: "Etternavn, Fornavn")'
+    )
+    # Reported with no value, so the "is empty" that follows for the same cell is a repeat, dropped.
+    return [
+        _issue(lv.at[g], "required", v, g, f'{v.label[g]} "{v.text[g]}" {why}', value=None)
+        for g in np.flatnonzero(where & v.empty & (v.text != ""))
+    ]
+
+
 def _amounts(lv: Level, where: np.ndarray) -> list[Issue]:
     v = lv.values
     if v.number is None:
@@ -195,8 +227,8 @@ def _national_ids(lv: Level, types: np.ndarray, present: np.ndarray) -> list[Iss
     for g in np.flatnonzero(has & ~fnr & (private | (other & (length == 11)))):
         typed = "".join(c for c in v.text[g] if c.isdigit())
         padded = len(ids[g]) > len(typed) and ids[g].endswith(typed)
-        # Nine digits are an organisation number, which is public: shown whole.
-        shown = v.text[g] if org[g] or (padded and len(typed) == 9) else mask_id(v.text[g])
+        # An organisation number is public: shown whole (pad never touches one).
+        shown = v.text[g] if org[g] else mask_id(v.text[g])
         if org[g]:
             why = (
                 "is an organisation number, but the debtor is PRIVATE (expected an 11-digit"

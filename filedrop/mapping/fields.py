@@ -121,12 +121,20 @@ def evaluate_fields(fields: list[Field], src: Source) -> tuple[dict[int, Values]
     return values, issues
 
 
+# Sources whose values come from other fields: payload.py sums the claims, derive.py reads a
+# debtor's type from its id.
+_FILLED_LATER = {
+    "sum_of_claims": "the sum of the claims",
+    "from_id": "the debtor's identificationNumber",
+}
+
+
 def evaluate(f: Field, src: Source, issues: list[Issue]) -> Values:
     """Take ``f``'s value for every row and convert it; each failure becomes one Issue."""
     n = src.n
     excel: pd.Series | None = None
-    if f.source == "sum_of_claims":
-        return Values.absent(n, "the sum of the claims")
+    if f.source in _FILLED_LATER:
+        return Values.absent(n, _FILLED_LATER[f.source])
     if f.source == "column":
         pos = src.positions[f.columns]
         cell, label = src.cells[pos], src.headers[pos] or f.columns[0]
@@ -299,7 +307,7 @@ def _convert(
     elif kind == "currency":
         value = value.str.upper()
     if f.pad:
-        value = zero_pad(value, width=f.pad)
+        value = _pad(value, f)
     converted = value.to_numpy(dtype=object)
     out.vals[todo] = converted[codes]
     if kind == "currency":
@@ -313,6 +321,20 @@ def _convert(
             bad, "kid", out, issues,
             "is not a valid KID (expected 2 to 25 digits ending in a mod 10 or mod 11 check digit)",
         )  # fmt: skip
+
+
+def _pad(value: pd.Series, f: Field) -> pd.Series:
+    """Leading zeros back, to ``f.pad`` digits.
+
+    An identification number gets back only the one zero a fødselsnummer can lose (10 digits
+    become 11): an organisation number (9 digits) has none to lose, and padding a shorter typo
+    would only hide it behind zeros.
+    """
+    assert f.pad is not None
+    padded = zero_pad(value, width=f.pad)
+    if f.kind != "id":
+        return padded
+    return padded.where(value.str.len() == f.pad - 1, value)
 
 
 def _fail(bad: np.ndarray, rule: str, out: Values, issues: list[Issue], what: str) -> None:

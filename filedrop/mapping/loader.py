@@ -26,6 +26,8 @@ from filedrop.mapping.tree import (
     CLAIM_FIELDS,
     DEBTOR_FIELDS,
     INVOICE_FIELDS,
+    Field,
+    Known,
     Many,
     Obj,
     TreeParser,
@@ -33,6 +35,7 @@ from filedrop.mapping.tree import (
     walk_fields,
 )
 from filedrop.read import ReadOptions, Table, header_key
+from filedrop.settings import DEFAULT_INVOICE_TYPES
 
 __all__ = [
     "MAX_NESTING",
@@ -40,7 +43,9 @@ __all__ = [
     "RULES",
     "SEVERITIES",
     "TOP_KEYS",
+    "TOTALS_WORDS",
     "Mapping",
+    "SkipRule",
     "load_mapping",
     "load_mappings",
     "select_mapping",
@@ -49,13 +54,32 @@ __all__ = [
 SEVERITIES = ("error", "warning", "off")
 RULES = ("required", "amount", "date", "due_date", "currency", "national_id", "orgnr", "kid")
 RULES += ("email", "phone", "value_map")
-TOP_KEYS = ("name", "match", "read", "rules", "group", "invoice", "debtor", "debtors", "claims")
+TOP_KEYS = ("name", "match", "read", "rules", "group", "skip", "invoice", "debtor", "debtors")
+TOP_KEYS += ("claims",)
 """The keys a mapping file may have at its top level."""
 READ_KEYS = ("sheet", "header_row", "encoding", "delimiter", "decimal", "thousands", "dates")
 """The keys of its [read] section."""
 
+SKIP_KEYS = ("column", "names", "is", "at_most")
+"""The keys of one rule of its [skip] section."""
+TOTALS_WORDS = ("sum", "sum totalt", "sum total", "total", "totalt", "totalsum", "i alt")
+TOTALS_WORDS += ("subtotal", "delsum", "grand total", "totals")
+"""What a totals row says in one of its cells (case, spaces and a final colon ignored); the
+built-in rule ``skip.totals`` looks for them."""
+
 MAX_NESTING = 20
 """Tables and lists inside each other, at most; the deepest real field is a handful."""
+
+
+@dataclass(frozen=True)
+class SkipRule:
+    """One rule of [skip]: a row whose cell ``is`` one of some texts, or is an amount ``at_most``
+    some number, is not an invoice."""
+
+    name: str  # "skip.credit_notes", for messages
+    field: Field  # where the cell comes from (kind "amount" for at_most)
+    equals: tuple[str, ...] = ()  # casefolded; "" matches an empty cell
+    at_most: float | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +100,8 @@ class Mapping:
     debtors: Many
     claims: Many
     group_by: tuple[str, ...] = ()  # names of the column grouping rows; () = a row is an invoice
+    skip: tuple[SkipRule, ...] = ()
+    skip_totals: bool = True  # the built-in skip.totals rule (off with skip.totals = false)
 
     def matches_name(self, file_path: Path) -> bool:
         """True when the file name fits one of ``match.files`` (any name when there are none)."""
@@ -92,6 +118,7 @@ class Mapping:
         refs = [("match.headers", (h,), "requires") for h in self.headers]
         if self.group_by:
             refs.append(("group.by", self.group_by, "groups by"))
+        refs += [(rule.name, rule.field.columns, "names") for rule in self.skip]
         for node in (self.invoice, self.debtors, self.claims):
             for f in walk_fields(node):
                 while f is not None:
@@ -132,19 +159,24 @@ class Mapping:
         return found
 
 
-def load_mappings(path: Path) -> list[Mapping]:
-    """A mapping file, or every ``*.toml`` in a folder (sorted by file name)."""
+def load_mappings(
+    path: Path, *, invoice_types: tuple[str, ...] = DEFAULT_INVOICE_TYPES
+) -> list[Mapping]:
+    """A mapping file, or every ``*.toml`` in a folder (sorted by file name).
+
+    ``invoice_types``: the invoice types a mapping may give (the setting ``invoice_types``).
+    """
     if not path.is_dir():
-        return [load_mapping(path)]
+        return [load_mapping(path, invoice_types=invoice_types)]
     files = sorted(path.glob("*.toml"))
     if not files:
         raise MappingError(
             str(path), "has no *.toml mapping files; add one (see mappings/README.md)."
         )
-    return [load_mapping(f) for f in files]
+    return [load_mapping(f, invoice_types=invoice_types) for f in files]
 
 
-def load_mapping(path: Path) -> Mapping:
+def load_mapping(path: Path, *, invoice_types: tuple[str, ...] = DEFAULT_INVOICE_TYPES) -> Mapping:
     """Parse and check one mapping file; MappingError names the file and the key at fault."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -161,7 +193,7 @@ def load_mapping(path: Path) -> Mapping:
     too_deep = _too_deep_key(data)
     if too_deep is not None:
         raise MappingError(str(path), _too_deep(too_deep))
-    return _Loader(path).mapping(data)
+    return _Loader(path, invoice_types=invoice_types).mapping(data)
 
 
 def _too_deep(key: str) -> str:
@@ -279,6 +311,7 @@ class _Loader(TreeParser):
                     f"rules.{rule}", f'is {as_toml(severity)}; use "error", "warning" or "off".'
                 )
         group = self.table("group", data.get("group", {}), ("by",))
+        skip = self.table("skip", data.get("skip", {}))
         if "debtor" in data and "debtors" in data:
             raise self.fail(
                 "debtors", "and [debtor] cannot both be there; use [debtor] for one debtor."
@@ -317,9 +350,44 @@ class _Loader(TreeParser):
             debtors=self.objects(dkey, data[dkey], DEBTOR_FIELDS),
             claims=self.objects("claims", data["claims"], CLAIM_FIELDS),
             group_by=self.texts("group.by", group["by"]) if "by" in group else (),
+            skip=tuple(
+                self.skip_rule(name, rule)
+                for name, rule in skip.items()
+                if not (name == "totals" and rule is False)
+            ),
+            skip_totals="totals" not in skip,
         )
         expected = tuple(dict.fromkeys(n for _, names, _ in mapping.column_refs for n in names))
         return replace(mapping, read=replace(options, expected_headers=expected))
+
+    def skip_rule(self, name: str, raw: object) -> SkipRule:
+        key = f"skip.{name}"
+        if raw is False and name != "totals":
+            raise self.fail(key, "can be false only for the built-in rule skip.totals.")
+        rule = self.table(key, raw, SKIP_KEYS)
+        tests = [k for k in ("is", "at_most") if k in rule]
+        if "column" not in rule or len(tests) != 1:
+            raise self.fail(
+                key,
+                'needs a column and one of "is" or "at_most", like { column = "Fakturanr",'
+                ' is = ["", "Sum"] }.',
+            )
+        at_most = rule.get("at_most")
+        source = {k: rule[k] for k in ("column", "names") if k in rule}
+        known = Known("amount" if at_most is not None else "text")
+        column = self.field(key, source, known=known)
+        if at_most is None:
+            texts = [rule["is"]] if isinstance(rule["is"], str) else rule["is"]
+            if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+                shown = as_toml(rule["is"])
+                raise self.fail(
+                    f"{key}.is",
+                    f'must be text or a list of text ("" for an empty cell), not {shown}.',
+                )
+            return SkipRule(key, column, equals=tuple(t.strip().casefold() for t in texts))
+        if not isinstance(at_most, int | float) or isinstance(at_most, bool):
+            raise self.fail(f"{key}.at_most", f"must be a number, like 0, not {as_toml(at_most)}.")
+        return SkipRule(key, column, at_most=float(at_most))
 
     def numbers(self, read: dict[str, Any]) -> tuple[str, str]:
         decimal = read.get("decimal", ".")

@@ -17,10 +17,12 @@ import numpy as np
 
 from filedrop.mapping.checks import check_claims, check_debtors, check_invoice, claim_lines
 from filedrop.mapping.convert import repeated
+from filedrop.mapping.derive import derive_debtors
 from filedrop.mapping.fields import Issue, Source, evaluate_fields
 from filedrop.mapping.groups import Groups, Level, find_duplicates, group_rows, levels
 from filedrop.mapping.loader import Mapping
 from filedrop.mapping.payload import Columns, PreparedInvoice, no_cyclic_gc, payloads
+from filedrop.mapping.skip import skipped_rows
 from filedrop.mapping.tree import Field, Node, walk_fields
 from filedrop.read import Table
 from filedrop.states import RowStatus
@@ -39,7 +41,7 @@ class Problem:
     column: str | None
     value: str | None  # as typed; national ids masked
     message: str
-    severity: Literal["error", "warning"]
+    severity: Literal["error", "warning", "skipped"]
     rule: str
     position: int  # the row's 0-based position in the table
 
@@ -48,7 +50,7 @@ class Problem:
 
 
 class Rejection(NamedTuple):
-    """Why a row is not sent: INVALID or DUPLICATE, and the sentence for its outcome."""
+    """Why a row is not sent: INVALID, DUPLICATE or SKIPPED, and the sentence for its outcome."""
 
     status: RowStatus
     text: str
@@ -79,16 +81,21 @@ def prepare(table: Table, mapping: Mapping) -> Prepared:
         date_formats=mapping.date_formats,
     )
     rows, issues = evaluate_fields(_fields(mapping.invoice, mapping.debtors, mapping.claims), src)
+    derive_debtors(mapping, rows, src, issues)
+    number = mapping.invoice.get_field("invoiceNumber")
     blank = _blank_rows(table)
-    groups = group_rows(table, mapping, src.positions, blank)
+    skip_why = skipped_rows(mapping, src, rows[id(number)] if number is not None else None)
+    skip_why[blank] = None  # an empty row is reported as such
+    # A skipped row is left out of everything that follows: it joins no invoice and repeats none.
+    left_out = blank | ~np.equal(skip_why, None)
+    groups = group_rows(table, mapping, src.positions, left_out)
     level = levels(rows, groups, _fields(mapping.invoice, mapping.debtors))
     lines = claim_lines(mapping, rows, groups)
     issues += check_invoice(mapping, level, groups.count)
     issues += check_debtors(mapping, level, groups)
     issues += check_claims(mapping, rows, lines)
-    number = mapping.invoice.get_field("invoiceNumber")
     number_level = level[id(number)] if number is not None else None
-    duplicate_of, repeats = find_duplicates(table, number_level, groups, blank)
+    duplicate_of, repeats = find_duplicates(table, number_level, groups, left_out)
     issues += repeats
     columns = Columns(
         mapping=mapping,
@@ -99,7 +106,7 @@ def prepare(table: Table, mapping: Mapping) -> Prepared:
         members=groups.members,
         count=groups.count,
     )
-    problems = _problems(issues, blank, table, mapping)
+    problems = _problems(issues, blank, skip_why, table, mapping)
     return _decide(
         table,
         mapping,
@@ -126,14 +133,16 @@ def _blank_rows(table: Table) -> np.ndarray:
 
 
 def _problems(
-    issues: list[Issue], blank: np.ndarray, table: Table, mapping: Mapping
+    issues: list[Issue], blank: np.ndarray, skip_why: np.ndarray, table: Table, mapping: Mapping
 ) -> list[Problem]:
     """Issues as the user reads them, by row, each once, without those whose rule is off."""
-    # An empty row says only that: its missing values are no news.
-    kept = [issue for issue in issues if not blank[issue.position]]
+    # An empty or skipped row says only that: its missing values are no news.
+    skipped = ~np.equal(skip_why, None)
+    kept = [issue for issue in issues if not (blank[issue.position] or skipped[issue.position])]
     kept += [
         Issue(int(i), "empty_row", "", None, "the row is empty") for i in np.flatnonzero(blank)
     ]
+    kept += [Issue(int(i), "skip", None, None, skip_why[i]) for i in np.flatnonzero(skipped)]
     out: list[Problem] = []
     seen: set[tuple[int, str, str | None, str | None]] = set()
     for issue in kept:
@@ -142,7 +151,13 @@ def _problems(
         if same in seen:
             continue
         seen.add(same)
-        severity = "error" if issue.rule in _FIXED_RULES else mapping.severity(issue.rule)
+        severity = (
+            issue.rule
+            if issue.rule == "skip"
+            else "error"
+            if issue.rule in _FIXED_RULES
+            else mapping.severity(issue.rule)
+        )
         if severity == "off":
             continue
         out.append(
@@ -151,7 +166,11 @@ def _problems(
                 column=issue.label or None,
                 value=issue.value,
                 message=issue.message,
-                severity="error" if severity == "error" else "warning",
+                severity="skipped"
+                if severity == "skip"
+                else "error"
+                if severity == "error"
+                else "warning",
                 rule=issue.rule,
                 position=issue.position,
             )
@@ -173,9 +192,12 @@ def _decide(
     """Each group is sent, INVALID (an error on one of its rows) or DUPLICATE."""
     errors: dict[int, list[Problem]] = defaultdict(list)
     warnings: dict[int, list[str]] = defaultdict(list)
+    skipped: dict[int, str] = {}  # group -> the rule's sentence (a skipped row is its own group)
     for p in problems:
         if p.severity == "error":
             errors[int(groups.gid[p.position])].append(p)
+        elif p.severity == "skipped":
+            skipped[int(groups.gid[p.position])] = p.message
         else:
             warnings[p.position].append(p.message)
     numbers = number.values.vals if number is not None else repeated("", groups.count)
@@ -183,7 +205,13 @@ def _decide(
     rejected: dict[int, Rejection] = {}
     bad = duplicate_of >= 0
     bad[list(errors)] = True
+    bad[list(skipped)] = True
     for g in np.flatnonzero(bad).tolist():
+        if g in skipped:
+            rejected.update(
+                dict.fromkeys(groups.members_of(g), Rejection(RowStatus.SKIPPED, skipped[g]))
+            )
+            continue
         if duplicate_of[g] >= 0:
             why = next(p.message for p in errors[g] if p.rule == "duplicate")
             rejected.update(

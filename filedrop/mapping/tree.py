@@ -25,6 +25,7 @@ __all__ = [
     "AS_KINDS",
     "CLAIM_FIELDS",
     "DEBTOR_FIELDS",
+    "DEBTOR_TYPES",
     "INVOICE_FIELDS",
     "OPTION_KEYS",
     "SOURCE_KEYS",
@@ -38,11 +39,15 @@ __all__ = [
     "walk_fields",
 ]
 
-SOURCE_KEYS = ("column", "constant", "template", "sum_of_claims")
+SOURCE_KEYS = ("column", "constant", "template", "sum_of_claims", "from_id")
 OPTION_KEYS = ("names", "default", "map", "pad", "trim", "as", "split", "country", "required")
 AS_KINDS = ("text", "amount", "date", "phone", "email")
 # Separators that cannot occur inside one email address / one phone number.
 _SPLIT_DEFAULT = {"email": ",; ", "phone": ",;/"}
+
+
+DEBTOR_TYPES = ("PRIVATE", "COMPANY")
+"""The debtor types the checks know: each decides which national id is valid."""
 
 
 @dataclass(frozen=True)
@@ -53,10 +58,11 @@ class Known:
     required: bool = False
     what: str = ""  # for "... is empty (the invoice needs <what>)"
     items: dict[str, Known] | None = None  # a list field: the fields of each item
+    choices: str = ""  # the values it may take: "debtor_types" or "invoice_types" (a setting)
 
 
 INVOICE_FIELDS = {
-    "type": Known("text", required=True, what="an invoice type"),
+    "type": Known("text", required=True, what="an invoice type", choices="invoice_types"),
     "invoiceNumber": Known("text", required=True, what="an invoice number"),
     "originalInvoiceAmount": Known("amount", required=True, what="an amount"),
     "currency": Known("currency", required=True, what="a currency"),
@@ -67,9 +73,11 @@ INVOICE_FIELDS = {
     "ocrReferenceNumber": Known("kid"),
 }
 DEBTOR_FIELDS = {
-    "type": Known("text", required=True, what="a debtor type"),
+    "type": Known("text", required=True, what="a debtor type", choices="debtor_types"),
     "firstname": Known("text", what="a first name"),
     "lastname": Known("text", what="a last name"),
+    # Not an API field: one column holding the whole name, split into firstname and lastname.
+    "full_name": Known("text", what="a name"),
     "customerNumber": Known("text"),
     "identificationNumber": Known("id"),
     "emails": Known("list", items={"value": Known("email", required=True, what="an address")}),
@@ -115,6 +123,7 @@ class Field:
     country: str | None = None
     required: bool = False
     what: str = ""
+    name_part: str = ""  # "first" or "last": this field is its part of a debtor's full_name
 
     @property
     def from_file(self) -> bool:
@@ -172,6 +181,17 @@ def _did_you_mean(name: str, options: list[str]) -> str:
     return next((f' (did you mean "{o}"?)' for o in options if close and o.lower() == close[0]), "")
 
 
+def _not_a_choice(value: object, known: Known, choices: tuple[str, ...]) -> str:
+    """Why a value is refused, and the values that would do."""
+    if known.choices == "invoice_types":
+        return (
+            f"is {as_toml(value)}, which is not an invoice type filedrop knows"
+            f" ({', '.join(choices)}); fix it, or add it to the setting FILEDROP_INVOICE_TYPES"
+            " if Amili takes it."
+        )
+    return f"is {as_toml(value)}, which is not {known.what}; use {' or '.join(choices)}."
+
+
 def _region_of(f: Field, key: str) -> Field:
     """The country of a phone number, read from the same cells as the number itself."""
     default = _region_of(f.default, f"{key}.default") if f.default else None
@@ -184,8 +204,10 @@ class TreeParser:
     mapping.py's loader extends it with the file-level sections.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, invoice_types: tuple[str, ...]) -> None:
         self.path = path
+        # The values a field with ``Known.choices`` may take; invoice types come from a setting.
+        self.choices = {"debtor_types": DEBTOR_TYPES, "invoice_types": invoice_types}
 
     def fail(self, key: str, detail: str) -> MappingError:
         return MappingError(str(self.path), f'key "{key}" {detail}')
@@ -262,7 +284,42 @@ class TreeParser:
         value = next((n for k, n in fields if k == "value"), None)
         if phone and "countryCode" not in names and isinstance(value, Field):
             fields.append(("countryCode", _region_of(value, f"{key}.countryCode")))
+        if schema is DEBTOR_FIELDS:
+            fields = self.debtor_fields(key, fields)
         return Obj(key=key, fields=tuple(fields))
+
+    def debtor_fields(self, key: str, fields: list[tuple[str, Node]]) -> list[tuple[str, Node]]:
+        """A debtor's ``full_name`` becomes its firstname and lastname; ``from_id`` needs an id."""
+        names = {n for n, _ in fields}
+        kind = next((n for k, n in fields if k == "type"), None)
+        if (
+            isinstance(kind, Field)
+            and kind.source == "from_id"
+            and "identificationNumber" not in names
+        ):
+            raise self.fail(
+                f"{key}.type",
+                "takes the type from identificationNumber, which the debtor does not have;"
+                ' add identificationNumber = "<column>".',
+            )
+        full = next((n for k, n in fields if k == "full_name"), None)
+        if not isinstance(full, Field):
+            return fields
+        both = [n for n in ("firstname", "lastname") if n in names]
+        if both:
+            raise self.fail(
+                f"{key}.full_name",
+                f"and {key}.{both[0]} cannot both be there; full_name fills firstname and"
+                " lastname.",
+            )
+        out: list[tuple[str, Node]] = []
+        for name, node in fields:
+            if name != "full_name":
+                out.append((name, node))
+                continue
+            out.append(("firstname", replace(full, name_part="first", what="a first name")))
+            out.append(("lastname", replace(full, name_part="last", what="a last name")))
+        return out
 
     def unknown(self, key: str, name: str, schema: dict[str, Known]) -> None:
         # Unknown fields go to the API as they are, so a typo of a known one must not slip through.
@@ -332,13 +389,19 @@ class TreeParser:
         if isinstance(raw, str):
             return Field(**spec, source="column", columns=(raw,))
         if not isinstance(raw, dict):
-            return Field(**spec, source="constant", constant=self.constant(key, raw))
+            made = Field(**spec, source="constant", constant=self.constant(key, raw))
+            self.known_values(made, known)
+            return made
         self.table(key, raw, SOURCE_KEYS + OPTION_KEYS)
         sources = [k for k in SOURCE_KEYS if k in raw]
         if len(sources) != 1:
             which = " and ".join(sources) or "none"
             raise self.fail(key, f"needs exactly one of column, constant or template, not {which}.")
         spec["source"] = sources[0]
+        if sources[0] == "from_id" and (
+            known.choices != "debtor_types" or raw["from_id"] is not True
+        ):
+            raise self.fail(f"{key}.from_id", "only works as a debtor's type = { from_id = true }.")
         spec |= self.source(key, raw, sources[0])
         if "as" in raw:
             if not passthrough:
@@ -353,7 +416,27 @@ class TreeParser:
         spec |= self.options(
             key, raw, kind=spec["kind"], in_list=in_list or known.kind in _SPLIT_DEFAULT
         )
-        return Field(**spec)
+        made = Field(**spec)
+        self.known_values(made, known)
+        return made
+
+    def known_values(self, f: Field, known: Known) -> None:
+        """A constant, default or ``map`` value the checks do not know is refused now: sent, it
+        would switch a check off or be refused by Amili."""
+        if not known.choices:
+            return
+        choices = self.choices[known.choices]
+        given: list[tuple[str, object]] = [(f"{f.key}.map.{k}", v) for k, v in f.value_map]
+        if f.source == "constant":
+            given.insert(0, (f.key, f.constant))
+        default = f.default
+        while default is not None:
+            if default.source == "constant":
+                given.append((default.key, default.constant))
+            default = default.default
+        for key, value in given:
+            if value not in choices:
+                raise self.fail(key, _not_a_choice(value, known, choices))
 
     def source(self, key: str, raw: dict[str, Any], source: str) -> dict[str, Any]:
         if "names" in raw and source != "column":
@@ -365,6 +448,8 @@ class TreeParser:
             return {"constant": self.constant(f"{key}.constant", raw["constant"])}
         if source == "template":
             return self.template(f"{key}.template", raw["template"])
+        if source == "from_id":
+            return {}
         if key != "invoice.originalInvoiceAmount" or raw["sum_of_claims"] is not True:
             why = "only works as invoice.originalInvoiceAmount = { sum_of_claims = true }."
             raise self.fail(f"{key}.sum_of_claims", why)

@@ -32,6 +32,7 @@ from filedrop.read.table import (
     column_frame,
     find_header,
     header_key,
+    name_blank_headers,
     trailing_width,
 )
 
@@ -147,6 +148,7 @@ def _read_csv(path: Path, options: ReadOptions) -> Table:
     starts = starts[1:]
     width = trailing_width(headers, columns)
     headers, columns = headers[:width], columns[:width]
+    headers = name_blank_headers(headers)
     keep = ~blank_rows(columns, len(starts))
     if not keep.any():
         raise ReadError(

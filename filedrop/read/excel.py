@@ -24,6 +24,7 @@ from filedrop.read.table import (
     blank_rows,
     column_frame,
     find_header,
+    name_blank_headers,
     trailing_width,
 )
 
@@ -51,6 +52,7 @@ def read_excel(path: Path, options: ReadOptions) -> Table:
     columns = [_render_column(col) for col in raw]
     width = trailing_width(headers, columns)
     headers, columns, raw = headers[:width], columns[:width], raw[:width]
+    headers = name_blank_headers(headers)
     keep = ~blank_rows(columns, len(body))
     if not keep.any():
         raise ReadError(

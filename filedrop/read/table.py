@@ -23,8 +23,10 @@ __all__ = [
     "Table",
     "blank_rows",
     "column_frame",
+    "column_letter",
     "find_header",
     "header_key",
+    "name_blank_headers",
     "trailing_width",
 ]
 
@@ -150,3 +152,19 @@ def trailing_width(headers: list[str], columns: Sequence[np.ndarray]) -> int:
     while width and not headers[width - 1] and not (columns[width - 1] != "").any():
         width -= 1
     return width
+
+
+def column_letter(position: int) -> str:
+    """The column's letter as Excel shows it: 0 -> ``A``, 25 -> ``Z``, 26 -> ``AA``."""
+    letters = ""
+    position += 1
+    while position:
+        position, rest = divmod(position - 1, 26)
+        letters = chr(ord("A") + rest) + letters
+    return letters
+
+
+def name_blank_headers(headers: list[str]) -> list[str]:
+    """Blank headers (a column under a merged group header, or simply unnamed) get the column's
+    letter, so a mapping can name the column and the outcome keeps its data under a name."""
+    return [header or column_letter(i) for i, header in enumerate(headers)]

@@ -17,10 +17,10 @@ from datetime import datetime
 from typing import Any
 
 from filedrop.mapping.convert import CURRENCIES  # the validator's list: the two cannot disagree
+from filedrop.mapping.tree import DEBTOR_TYPES  # the checks' own list, likewise
 
 __all__ = ["CURRENCIES", "DEBTOR_TYPES", "validate_invoice"]
 
-DEBTOR_TYPES = ("PRIVATE", "COMPANY")
 _EMAIL = re.compile(r"^[^\s@]+@[^\s@.]+(\.[^\s@.]+)*\.[^\s@.]{2,}$")
 _PHONE = re.compile(r"^\+?[0-9][0-9 ()-]{3,19}$")
 _ID_NUMBER = re.compile(r"^[A-Za-z0-9]{4,20}$")

@@ -1,0 +1,60 @@
+"""Rows that are not invoices: a totals row, a credit note, a subtotal between groups.
+
+The mapping's ``[skip]`` rules and the built-in ``skip.totals`` say which rows to leave out; such a
+row is SKIPPED with the rule that matched, is never sent and never counts as a problem.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from filedrop.mapping.convert import strip
+from filedrop.mapping.fields import Source, Values, evaluate
+from filedrop.mapping.loader import TOTALS_WORDS, Mapping
+
+__all__ = ["skipped_rows"]
+
+_TOTALS = frozenset(TOTALS_WORDS)
+
+
+def skipped_rows(mapping: Mapping, src: Source, number: Values | None) -> np.ndarray:
+    """Per row, why it is not an invoice (the sentence for its outcome), or None.
+
+    ``number`` is each row's invoice number; the built-in rule needs it: a totals row has none
+    (or the totals word in its place), so a real invoice is never taken for one.
+    """
+    why = np.full(src.n, None, dtype=object)
+    for rule in mapping.skip:
+        v = evaluate(rule.field, src, [])  # a cell that is no amount is reported by the checks
+        if rule.at_most is not None:
+            assert v.number is not None
+            with np.errstate(invalid="ignore"):
+                hit = ~v.empty & (v.number <= rule.at_most)
+        else:
+            folded = np.array([str(t).casefold() for t in v.text], dtype=object)
+            hit = np.isin(folded, list(rule.equals)) & ~v.empty
+            if "" in rule.equals:
+                hit |= v.empty
+        for i in np.flatnonzero(hit & np.equal(why, None)).tolist():
+            if rule.at_most is not None:
+                what = f'"{v.text[i]}" is {rule.at_most:g} or less'
+            else:
+                what = f'is "{v.text[i]}"' if v.text[i] else "is empty"
+            why[i] = f"rule {rule.name}: {v.label[i]} {what}"
+    if mapping.skip_totals and number is not None:
+        _totals(src, number, why)
+    return why
+
+
+def _totals(src: Source, number: Values, why: np.ndarray) -> None:
+    """The built-in rule: no invoice number (or a totals word as one), and a cell reading Sum,
+    Total, Totalt, I alt …"""
+    text = np.array([str(t).casefold().rstrip(":").strip() for t in number.text], dtype=object)
+    candidates = np.flatnonzero((number.empty | np.isin(text, list(_TOTALS))) & np.equal(why, None))
+    if not len(candidates):
+        return
+    for pos in range(len(src.headers)):
+        cells = strip(src.cells[pos].iloc[candidates]).tolist()
+        for i, cell in zip(candidates.tolist(), cells, strict=True):
+            if why[i] is None and cell.casefold().rstrip(":").strip() in _TOTALS:
+                why[i] = f'rule skip.totals: {src.headers[pos]} "{cell}" marks a totals row'

@@ -1,0 +1,240 @@
+"""mappings/README.md matches the product: every example message in it is what filedrop says in
+that case (each case is run here), and it points only at files the repository has."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import openpyxl
+import pytest
+from builders import ERP_HEADER, erp_row, national_id
+from test_exports import OPEN_ITEMS_MAPPING
+
+from filedrop.errors import MappingError
+from filedrop.mapping import load_mapping, load_mappings, select_mapping
+from filedrop.mapping.prepare import prepare
+from filedrop.read import read_table
+
+ROOT = Path(__file__).resolve().parent.parent
+MAPPINGS = ROOT / "mappings"
+README = (MAPPINGS / "README.md").read_text(encoding="utf-8")
+WHOLE = README.split("```toml\n", 1)[1].split("```", 1)[0]  # "A whole mapping"
+
+
+def documented_messages() -> set[str]:
+    """Every example message: rows and rules in backticks, sentences in plain code blocks."""
+    quoted = re.findall(r"`((?:row \d+|rule skip\.)[^`]+)`", README)
+    said, plain = [], None
+    for line in README.splitlines():
+        if line.startswith("```"):
+            plain = (line == "```") if plain is None else None
+        elif plain and line.startswith(("mappings/", "inbox/")):
+            said.append(line)
+    return {" ".join(message.split()) for message in [*quoted, *said]}
+
+
+def _csv(folder: Path, header: str, rows: list[str]) -> Path:
+    path = folder / "faktura.csv"
+    path.write_bytes(("\r\n".join([header, *rows]) + "\r\n").encode("cp1252"))
+    return path
+
+
+def _row_message(folder: Path, row: int, mapping_text: str | None = None, **cells: str) -> str:
+    """What filedrop says about line ``row`` of a norwegian-erp CSV whose bad row has ``cells``
+    (lines before it hold good invoices)."""
+    rows = [erp_row(f"2403{n:02d}") for n in range(2, row)] + [erp_row("240399", **cells)]
+    mapping = (
+        load_mapping(MAPPINGS / "norwegian-erp.toml")
+        if mapping_text is None
+        else _mapping(folder, mapping_text)
+    )
+    prepared = prepare(read_table(_csv(folder, ERP_HEADER, rows), mapping.read), mapping)
+    return _only_message(prepared, row)
+
+
+def _only_message(prepared: object, row: int) -> str:
+    problems = [p for p in prepared.problems if p.row == row]  # type: ignore[attr-defined]
+    assert len(problems) == 1, problems
+    return problems[0].message if problems[0].severity == "skipped" else str(problems[0])
+
+
+def _mapping(folder: Path, text: str) -> object:
+    path = folder / "m.toml"
+    path.write_text(text, encoding="utf-8")
+    return load_mapping(path)
+
+
+def _duplicate(folder: Path) -> str:
+    rows = [erp_row("240301"), erp_row("240302"), erp_row("240303"), erp_row("240302")]
+    mapping = load_mapping(MAPPINGS / "norwegian-erp.toml")
+    prepared = prepare(read_table(_csv(folder, ERP_HEADER, rows), mapping.read), mapping)
+    return _only_message(prepared, 5)
+
+
+OPEN_ITEMS_HEADER = (
+    "Fakturanr;Fakturadato;Forfall;Kunde;Org.nr/Personnr;Adresse;Postnr;Poststed;Beløp"
+)
+
+
+def _open_items(folder: Path, row: int, **cells: str) -> str:
+    """What filedrop says about line ``row`` of an open-items CSV (full names, one id column)."""
+    good = {
+        "Fakturanr": "1",
+        "Fakturadato": "01.03.2024",
+        "Forfall": "15.03.2024",
+        "Kunde": "Bygg AS",
+        "Org.nr/Personnr": "988077917",
+        "Adresse": "Vei 1",
+        "Postnr": "5003",
+        "Poststed": "Bergen",
+        "Beløp": "100,00",
+    }
+    names = OPEN_ITEMS_HEADER.split(";")
+    rows = [";".join({**good, "Fakturanr": str(n)}[h] for h in names) for n in range(2, row)]
+    rows.append(";".join({**good, "Fakturanr": "99", **cells}[h] for h in names))
+    text = OPEN_ITEMS_MAPPING.replace('emails = "K"\n', "").replace(
+        "[read]", '[read]\ndelimiter = ";"'
+    )
+    mapping = _mapping(folder, text)
+    path = _csv(folder, OPEN_ITEMS_HEADER, rows)
+    return _only_message(prepare(read_table(path, mapping.read), mapping), row)  # type: ignore[arg-type]
+
+
+def _refused(folder: Path, change: Callable[[str], str]) -> str:
+    """The sentence that refuses the README's whole mapping, changed, saved as mappings/erp.toml."""
+    (folder / "mappings").mkdir(exist_ok=True)
+    (folder / "mappings" / "erp.toml").write_text(change(WHOLE), encoding="utf-8")
+    with pytest.raises(MappingError) as err:
+        load_mapping(Path("mappings/erp.toml"))
+    return str(err.value)
+
+
+def _no_mapping_fits(folder: Path) -> str:
+    (folder / "inbox").mkdir()
+    (folder / "inbox" / "mars.csv").write_text("Nr;Beløp\n1;2\n", encoding="utf-8")
+    with pytest.raises(MappingError) as err:
+        select_mapping(load_mappings(MAPPINGS), Path("inbox/mars.csv"), read_table)
+    return str(err.value)
+
+
+def _missing_column(folder: Path) -> str:
+    (folder / "mappings").mkdir()
+    (folder / "mappings" / "erp.toml").write_text(WHOLE, encoding="utf-8")
+    wb = openpyxl.Workbook()
+    wb.active.append(["Fakturanr", "Fakturadato", "Forfall", "Beløp", "Valuta"])
+    wb.active.append(["1", "01.03.2024", "15.03.2024", 100, "NOK"])
+    wb.save(folder / "januar.xlsx")
+    mapping = load_mapping(Path("mappings/erp.toml"))
+    with pytest.raises(MappingError) as err:
+        prepare(read_table(Path("januar.xlsx"), mapping.read), mapping)
+    return str(err.value)
+
+
+CASES: dict[str, Callable[[Path], str]] = {
+    "row 9: Fornavn is empty (a PRIVATE debtor needs a first name)": lambda d: _row_message(
+        d, 9, Fornavn=""
+    ),
+    'row 6: Beløp "-1 250,00" is not a positive amount (it must be more than 0)': lambda d: (
+        _row_message(d, 6, Beløp="-1 250,00")
+    ),
+    'row 14: Forfallsdato "31.02.2024" is not a date (expected dd.mm.yyyy or dd.mm.yy)': lambda d: (
+        _row_message(d, 14, Forfallsdato="31.02.2024")
+    ),
+    'row 3: Forfallsdato "28.02.2024" is before Fakturadato "01.03.2024" (the due date cannot be '
+    "before the invoice date)": lambda d: _row_message(d, 3, Forfallsdato="28.02.2024"),
+    'row 2: Valuta "NKO" is not an ISO 4217 currency code (such as NOK or EUR)': lambda d: (
+        _row_message(d, 2, Valuta="NKO")
+    ),
+    'row 7: Fødselsnr "090679*****" is not a valid fødselsnummer or D-number (expected 11 digits '
+    "with correct check digits)": lambda d: _row_message(d, 7, Fødselsnr="09067912345"),
+    'row 4: Orgnr "988077918" is not a valid organisation number (expected 9 digits with a correct '
+    "check digit)": lambda d: _row_message(d, 4, Kundetype="B", Fødselsnr="", Orgnr="988077918"),
+    'row 8: KID "104662403073" is not a valid KID (expected 2 to 25 digits ending in a mod 10 or '
+    "mod 11 check digit)": lambda d: _row_message(d, 8, KID="104662403073"),
+    'row 9: E-post "kari.example.no" is not an email address': lambda d: _row_message(
+        d, 9, **{"E-post": "kari.example.no"}
+    ),
+    'row 12: Mobil "12 34" is not a phone number (numbers without a + country code are read as '
+    "NO)": lambda d: _row_message(d, 12, Mobil="12 34"),
+    'row 5: Kundetype "X" is not one of P, B (the values the mapping knows)': lambda d: (
+        _row_message(d, 5, Kundetype="X")
+    ),
+    "row 5: invoice number 240302 already appears on row 3": _duplicate,
+    'rule skip.credit_notes: Beløp "-500,00" is 0 or less': lambda d: _row_message(
+        d,
+        4,
+        (MAPPINGS / "norwegian-erp.toml").read_text(encoding="utf-8")
+        + '\n[skip]\ncredit_notes = { column = "Beløp", at_most = 0 }\n',
+        Beløp="-500,00",
+    ),
+    'rule skip.totals: Kunde "Sum" marks a totals row': lambda d: _open_items(
+        d, 5, Fakturanr="", Kunde="Sum"
+    ),
+    'row 6: Org.nr/Personnr "123456**" is neither an organisation number (9 digits) nor a '
+    "fødselsnummer (11 digits), so the debtor type cannot be told": lambda d: _open_items(
+        d, 6, **{"Org.nr/Personnr": "12345678"}
+    ),
+    'row 7: Kunde "Kari" holds one name only (a PRIVATE debtor needs a first and a last name: '
+    '"Etternavn, Fornavn")': lambda d: _open_items(
+        d, 7, Kunde="Kari", **{"Org.nr/Personnr": national_id(1)}
+    ),
+    "inbox/mars.csv: no mapping fits this file: example.toml takes only files named "
+    'apne-poster*.xlsx, åpne-poster*.xlsx; norwegian-erp.toml needs column "Fakturanr" (key '
+    '"match.headers") (the file\'s headers: Nr, Beløp).': _no_mapping_fits,
+    'mappings/erp.toml: key "invoice.dueDate" names column "Forfallsdato", which januar.xlsx does '
+    "not have (its headers: Fakturanr, Fakturadato, Forfall, Beløp, Valuta); fix the header or add "
+    'the name to "names".': _missing_column,
+    'mappings/erp.toml: key "read.delimter" is not a known option (did you mean "delimiter"?).': (
+        lambda d: _refused(d, lambda t: t.replace("delimiter =", "delimter ="))
+    ),
+    'mappings/erp.toml: key "rules.email" is "warn"; use "error", "warning" or "off".': (
+        lambda d: _refused(d, lambda t: t.replace('phone = "warning"', 'email = "warn"'))
+    ),
+    'mappings/erp.toml: key "invoice.dueDate" is missing; the API needs a due date (e.g. dueDate = '
+    '"<column>").': lambda d: _refused(d, lambda t: t.replace('dueDate = "Forfallsdato"\n', "")),
+    'mappings/erp.toml: key "read.dates" has "dd.mm.åååå", which is not a date format (use dd, mm, '
+    'yyyy or yy with . - / or a space between them, like "dd.mm.yyyy").': lambda d: _refused(
+        d, lambda t: t.replace('["dd.mm.yyyy"]', '["dd.mm.åååå"]')
+    ),
+    'mappings/erp.toml: key "invoice.type" is "NOTCE", which is not an invoice type filedrop knows '
+    "(NOTICE, PAYMENT_REMINDER); fix it, or add it to the setting FILEDROP_INVOICE_TYPES if Amili "
+    "takes it.": lambda d: _refused(d, lambda t: t.replace('"NOTICE"', '"NOTCE"', 1)),
+    'mappings/erp.toml: key "debtor.type.map.Privat" is "PRIVAT", which is not a debtor type; use '
+    "PRIVATE or COMPANY.": lambda d: _refused(
+        d, lambda t: t.replace('P = "PRIVATE"', 'Privat = "PRIVAT"')
+    ),
+    'mappings/erp.toml: key "skip.credit_notes" needs a column and one of "is" or "at_most", like '
+    '{ column = "Fakturanr", is = ["", "Sum"] }.': lambda d: _refused(
+        d, lambda t: t + '\n[skip]\ncredit_notes = { column = "Beløp" }\n'
+    ),
+}
+
+
+def test_every_example_message_in_the_readme_is_checked_here() -> None:
+    """The README shows no message this file does not run, and this file runs no message the
+    README does not show."""
+    assert documented_messages() == set(CASES)
+
+
+@pytest.mark.parametrize("message", list(CASES))
+def test_the_readme_message_is_what_filedrop_says(
+    message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each example message, produced by running its case."""
+    monkeypatch.chdir(tmp_path)
+    assert CASES[message](tmp_path) == message
+
+
+def test_the_readme_points_only_at_files_the_repository_has() -> None:
+    """Every link and every example file it names exists; nothing outside the repository."""
+    links = re.findall(r"\]\(([^)#]+)\)", README)
+    named = re.findall(r"`(inbox-example/[^`\s]+)`", README)
+    named += [f"mappings/{m}" for m in re.findall(r"^- `([\w-]+\.toml)`", README, flags=re.M)]
+    assert named  # the shipped examples are named
+    missing = [
+        p for p in [*links, *named] if not (ROOT / p).exists() and not (MAPPINGS / p).exists()
+    ]
+    assert missing == []
+    assert "shared/" not in README and "amili-api.md" not in README
