@@ -3,7 +3,7 @@
 #   docker run -v "$PWD/inbox:/inbox" -e FILEDROP_ENV=staging -e FILEDROP_CLIENT_ID=... \
 #     -e FILEDROP_ORG_ID=... -e FILEDROP_CLIENT_SECRET_FILE=/run/secrets/amili \
 #     -v "$PWD/amili-secret:/run/secrets/amili:ro" filedrop
-FROM python:3.12-slim
+FROM docker.io/library/python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
