@@ -156,6 +156,9 @@ class FileReport:
     outcome: Path | None = None
     message: str | None = None
     setback: Setback | None = None
+    held_by: str | None = None
+    """Who holds the claim on a file ``SKIPPED`` because another process is at work on it (its
+    lease still runs): a watcher looks again, to take it over if that process dies."""
 
     @property
     def statuses(self) -> set[RowStatus]:
@@ -191,6 +194,10 @@ def process_file(path: Path, ctx: Context) -> FileReport:
         stale_s=ctx.claim_stale_s,
     )
     if record is None:
+        holder = ctx.journal.holder(path=path, sha256=hashed.sha256, target=ctx.target)
+        if holder is not None:
+            message = f"being processed by {holder}"
+            return FileReport(path, FileState.SKIPPED, {}, message=message, held_by=holder)
         return FileReport(path, FileState.SKIPPED, {}, message="already processed")
     log.info("%s: claimed", printable(path.name))
     return _process_claimed(path, ctx, record.id, hashed)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -217,6 +216,7 @@ def watch_inbox(
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
         _collect(state, reports, on_report, options, clock)
         observer.join(timeout_s=max(0.1, deadline - time.monotonic()))
+        _forget(ctx)
 
 
 class _HintQueue:
@@ -310,8 +310,16 @@ def _dispose(observer: BaseObserver) -> None:
 def _beat(ctx: Context) -> None:
     try:
         ctx.journal.beat(ctx.owner)
-    except (sqlite3.Error, OSError) as exc:  # a busy journal is no reason for the daemon to die
+    except (*ctx.journal.errors, OSError) as exc:  # a busy journal is no reason to die
         log.warning("cannot write the heartbeat to the journal (%s); trying again", exc)
+
+
+def _forget(ctx: Context) -> None:
+    """A clean stop takes this daemon off ``status``'s list of replicas."""
+    try:
+        ctx.journal.forget_replica(ctx.owner)
+    except (*ctx.journal.errors, OSError) as exc:
+        log.warning("cannot remove this daemon from the journal's replicas (%s)", exc)
 
 
 def _settle_in_background(ctx: Context, running: threading.Thread | None) -> threading.Thread:
@@ -468,6 +476,9 @@ def _collect(
             state.retry_at[path] = (clock() + delay, delay)
             log.info("%s: %s; trying again in %.0f s", printable(path.name), report.state, delay)
             continue
+        if report.held_by is not None:
+            _look_again(report, state, due=clock() + options.heartbeat_s)
+            continue
         if report.state is FileState.SKIPPED:
             log.info("%s: skipped (%s)", printable(path.name), report.message)
         state.retry_at.pop(path, None)
@@ -482,6 +493,15 @@ def _collect(
             log.info("%s: changed while it was processed; taking it again", printable(path.name))
             continue
         state.watching.discard(path)
+
+
+def _look_again(report: FileReport, state: _State, *, due: float) -> None:
+    """Another replica works on this file: look again at ``due`` (each heartbeat), and take it
+    over once that replica's lease runs out (it died, or its host was lost)."""
+    if report.path not in state.retry_at:
+        log.info("%s: skipped (%s)", printable(report.path.name), report.message)
+    state.retry_at[report.path] = (due, due)
+    state.started_with.pop(report.path, None)
 
 
 def _age_key(path: Path) -> tuple[float, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -56,7 +57,7 @@ def test_a_sandbox_trial_does_not_count_for_production(journal: Journal) -> None
 
 def test_a_live_owner_keeps_its_claim(journal: Journal) -> None:
     """A file claimed by a live process is not taken by another."""
-    other_live = f"{this_owner().rpartition(':')[0]}:1"  # pid 1 is always alive
+    other_live = f"{socket.gethostname()}:1:token"  # pid 1 is always alive
     assert _claim(journal, owner=other_live) is not None
     assert _claim(journal) is None
 
@@ -69,7 +70,7 @@ def test_a_dead_owners_claim_is_taken_over(journal: Journal) -> None:
         text=True,
         check=True,
     )
-    dead = f"{this_owner().rpartition(':')[0]}:{child.stdout.strip()}"
+    dead = f"{socket.gethostname()}:{child.stdout.strip()}:token"
     assert not owner_alive(dead, heartbeat=None, now=0, stale_s=60)
     first = _claim(journal, owner=dead)
     again = _claim(journal)
