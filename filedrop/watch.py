@@ -457,11 +457,7 @@ def _collect(
     while reports:
         report = reports.pop(0)
         path = report.path
-        if on_report is not None:
-            try:
-                on_report(report)
-            except Exception:  # a caller's callback must not end the daemon either
-                log.exception("%s: error in the report callback", printable(path.name))
+        _tell(on_report, report)
         # A report WAITING without counts is a file left resumable at a stop: nothing to redo.
         stopped = report.state is FileState.WAITING and not report.counts
         if stopped:
@@ -493,6 +489,14 @@ def _collect(
             log.info("%s: changed while it was processed; taking it again", printable(path.name))
             continue
         state.watching.discard(path)
+
+
+def _tell(on_report: Callable[[FileReport], None] | None, report: FileReport) -> None:
+    if on_report is not None:
+        try:
+            on_report(report)
+        except Exception:  # a caller's callback must not end the daemon either
+            log.exception("%s: error in the report callback", printable(report.path.name))
 
 
 def _look_again(report: FileReport, state: _State, *, due: float) -> None:
