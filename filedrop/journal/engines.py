@@ -108,9 +108,14 @@ class PostgresLocation:
 
     @classmethod
     def parse(cls, text: str) -> PostgresLocation:
-        parts = urlsplit(text)
-        if parts.scheme not in POSTGRES_SCHEMES or not (parts.netloc or parts.path.strip("/")):
-            raise ValueError("expected a path, or a URL like postgresql://user@host:5432/db")
+        problem = "expected a path, or a URL like postgresql://user@host:5432/db"
+        try:
+            parts = urlsplit(text)
+            _ = parts.port  # a port that is not a number raises here
+        except ValueError:
+            raise ValueError(problem) from None
+        if parts.scheme.lower() not in POSTGRES_SCHEMES:
+            raise ValueError(problem)
         return cls(text)
 
     def with_password_file(self, path: Path | None, *, setting: str) -> PostgresLocation:
@@ -240,6 +245,9 @@ class SqliteEngine(Engine):
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA foreign_keys=ON")
             self.migrate(db, where=str(self.path))
+        except ConfigError:
+            db.close()
+            raise
         except sqlite3.Error as exc:
             db.close()
             raise ConfigError(
@@ -318,6 +326,9 @@ class PostgresEngine(Engine):
             ) from None
         try:
             self.migrate(db, where=str(self.location))
+        except ConfigError:
+            db.close()
+            raise
         except self._psycopg.Error as exc:
             db.close()
             raise ConfigError(
