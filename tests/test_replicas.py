@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import psycopg
 import pytest
-from builders import erp_row, run_env, write_erp_csv
+from builders import erp_row, filedrop, run_env, write_erp_csv
 
 from filedrop.sandbox import Sandbox, SandboxOptions
 
@@ -124,3 +124,27 @@ def test_three_replicas_one_killed_every_invoice_goes_out_once(
             assert (status, journal[number]) in (("SUCCEEDED", "SUCCEEDED"), ("UNKNOWN", "UNKNOWN"))
             if status == "SUCCEEDED":
                 assert number in received
+
+
+def test_status_shows_which_replica_holds_what_and_since_when(postgres_url: str) -> None:
+    """`filedrop status` lists each replica's heartbeat and each claimed file with its holder,
+    the time it was claimed, and whether its lease still runs."""
+    from filedrop.journal import Journal
+    from filedrop.journal.engines import PostgresLocation
+
+    claimed_at = time.time() - 5
+    with Journal(PostgresLocation.parse(postgres_url), clock=lambda: claimed_at) as journal:
+        journal.beat("node-a:1:cafe")
+        for name, owner in (("a.csv", "node-a:1:cafe"), ("b.csv", "node-b:1:beef")):
+            journal.claim_file(
+                path=Path(name), sha256="x", target="sandbox:o", owner=owner, stale_s=60
+            )
+    _, out, _ = filedrop("status", environ={"FILEDROP_STATE": postgres_url})
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(claimed_at))
+    assert out.splitlines()[-5:] == [
+        "Watch daemons (replicas):",
+        f"  node-a:1:cafe  since {since}  last heartbeat 5 s ago",
+        "Files being processed:",
+        f"  a.csv  held by node-a:1:cafe  since {since}  (lease running)",
+        f"  b.csv  held by node-b:1:beef  since {since}  (lease running)",
+    ]
