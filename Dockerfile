@@ -12,10 +12,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Dependencies first, from pyproject.toml, so code changes do not reinstall them.
+# Dependencies first, from pyproject.toml, so code changes do not reinstall them; with the
+# PostgreSQL driver, so replicas can share a journal.
 COPY pyproject.toml README.md ./
 RUN mkdir filedrop && touch filedrop/__init__.py \
-    && pip install . \
+    && pip install ".[postgres]" \
     && pip uninstall -y filedrop \
     && rm -rf filedrop build *.egg-info
 

@@ -118,8 +118,12 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def run_pipeline(source: Path, *, batch_size: int, concurrent: int) -> tuple[float, float, str]:
-    """`filedrop run` on a one-file inbox in a real process; (seconds, peak MB, its summary)."""
+def run_pipeline(
+    source: Path, *, batch_size: int, concurrent: int, extra_env: dict[str, str] | None = None
+) -> tuple[float, float, str]:
+    """`filedrop run` on a one-file inbox in a real process; (seconds, peak MB, its summary).
+
+    ``extra_env`` adds settings (``bench/journal.py`` points FILEDROP_STATE elsewhere)."""
     inbox = OUT / f"inbox-{source.stem}"
     shutil.rmtree(inbox, ignore_errors=True)
     inbox.mkdir(parents=True)
@@ -148,6 +152,7 @@ def run_pipeline(source: Path, *, batch_size: int, concurrent: int) -> tuple[flo
             "FILEDROP_MAPPING": str(ROOT / "mappings" / "norwegian-erp.toml"),
             "FILEDROP_STABILITY_S": "0", "FILEDROP_BATCH_SIZE": str(batch_size),
             "FILEDROP_CONCURRENT_BATCHES": str(concurrent), "FILEDROP_LOG_FORMAT": "text",
+            **(extra_env or {}),
         }  # fmt: skip
         started = time.perf_counter()
         run = subprocess.Popen(

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -517,7 +518,39 @@ def _status(args: argparse.Namespace, io: Io) -> int:
         counts = journal.status_counts()
         if counts:
             io.say("Invoices by status: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+        _say_replicas(journal, settings, io)
     return ExitCode.OK
+
+
+def _say_replicas(journal: Journal, settings: Settings, io: Io) -> None:
+    """Which process (host:pid:token) holds which file, since when, and whether its lease runs."""
+    from filedrop.journal import owner_alive
+    from filedrop.logs import printable
+
+    def when(stamp: float) -> str:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp))
+
+    now = time.time()
+    replicas = journal.replicas()
+    if replicas:
+        io.say("Watch daemons (replicas):")
+        for owner, started, beat in replicas:
+            io.say(f"  {owner}  since {when(started)}  last heartbeat {now - beat:.0f} s ago")
+    claims = journal.claims()
+    if claims:
+        io.say("Files being processed:")
+    for record in claims:
+        lease = (
+            "lease running"
+            if owner_alive(
+                record.owner, heartbeat=record.heartbeat, now=now, stale_s=settings.claim_stale_s
+            )
+            else "lease expired; the next process takes it over"
+        )
+        io.say(
+            f"  {printable(record.name)}  held by {record.owner}  since "
+            f"{when(record.updated_at)}  ({lease})"
+        )
 
 
 def _health(settings: Settings, path: Path, io: Io) -> int:
@@ -534,7 +567,10 @@ def _health(settings: Settings, path: Path, io: Io) -> int:
         )
         return ExitCode.ATTENTION
     with Journal(path) as journal:
-        beat = journal.last_beat()
+        beats = journal.replicas()
+    # Several replicas may share the journal: this host's daemon is the one asked about.
+    here = [b for b in beats if b[0].partition(":")[0] == socket.gethostname()] or beats
+    beat = (here[0][0], here[0][2]) if here else None
     # Several missed beats, or a daemon process that is gone, is unhealthy even if the journal
     # still holds a recent beat.
     now = time.time()

@@ -157,6 +157,9 @@ class FileReport:
     outcome: Path | None = None
     message: str | None = None
     setback: Setback | None = None
+    held_by: str | None = None
+    """Who holds the claim on a file ``SKIPPED`` because another process is at work on it (its
+    lease still runs): a watcher looks again, to take it over if that process dies."""
 
     @property
     def statuses(self) -> set[RowStatus]:
@@ -192,7 +195,7 @@ def process_file(path: Path, ctx: Context) -> FileReport:
         stale_s=ctx.claim_stale_s,
     )
     if record is None:
-        return FileReport(path, FileState.SKIPPED, {}, message=_skip_reason(path, hashed, ctx))
+        return _skipped(path, hashed, ctx)
     log.info("%s: claimed", printable(path.name))
     return _process_claimed(path, ctx, record.id, hashed)
 
@@ -204,16 +207,21 @@ ALREADY_PROCESSED = "already processed"
 BUSY_ELSEWHERE = "being processed by another filedrop process"
 
 
-def _skip_reason(path: Path, hashed: HashedFile, ctx: Context) -> str:
-    """Why the claim on ``path`` was refused, read back from the journal after the refusal.
+def _skipped(path: Path, hashed: HashedFile, ctx: Context) -> FileReport:
+    """The report of a file whose claim was refused, with why, read back from the journal.
 
-    The other process may have finished meanwhile; anything short of a final state still counts
-    as its own, to be looked at again.
+    The other process may have finished meanwhile (``already processed``); anything short of a
+    final state is still another process's: ``held_by`` names it, and the daemon looks at the
+    file again until that process finishes it, leaves it waiting, or its lease runs out.
     """
     record = ctx.journal.find_file(target=ctx.target, name=path.name, sha256=hashed.sha256)
     if record is not None and record.state in FINAL_FILE_STATES:
-        return ALREADY_PROCESSED
-    return BUSY_ELSEWHERE
+        return FileReport(path, FileState.SKIPPED, {}, message=ALREADY_PROCESSED)
+    holder = record.owner if record is not None and record.owner else None
+    message = f"{BUSY_ELSEWHERE} ({holder})" if holder else BUSY_ELSEWHERE
+    return FileReport(
+        path, FileState.SKIPPED, {}, message=message, held_by=holder or "another process"
+    )
 
 
 def _hash(path: Path, ctx: Context) -> HashedFile | FileReport:

@@ -134,13 +134,41 @@ def open_context(
         stop=stop or threading.Event(),
         progress=progress or Progress(),
     )
+    stop_renewing = keep_claims(journal, owner=ctx.owner, every_s=settings.heartbeat_s)
     try:
         yield ctx
     finally:
+        stop_renewing()
         ctx.progress.close()
         ctx.close()
         journal.close()
         client.close()
+
+
+def keep_claims(journal: Journal, *, owner: str, every_s: float) -> Callable[[], None]:
+    """Renew ``owner``'s claims every ``every_s`` seconds in the background; returns the stop.
+
+    The heartbeat of the lease: while this runs, no other process or replica takes this one's
+    files; once it stops (the process died, its host was lost), they are free ``claim_stale_s``
+    after the last renewal.
+    """
+    done = threading.Event()
+
+    def renew() -> None:
+        while not done.wait(every_s):
+            try:
+                journal.renew_claims(owner)
+            except journal.errors as exc:  # a busy or unreachable journal: try at the next beat
+                log.warning("cannot renew this process's claims in the journal (%s)", exc)
+
+    thread = threading.Thread(target=renew, name="filedrop-lease", daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        done.set()
+        thread.join(timeout=5.0)
+
+    return stop
 
 
 def run_inbox(ctx: Context) -> RunReport:
@@ -311,7 +339,7 @@ def settle_leftovers(ctx: Context) -> None:
     now = ctx.clock()
     for record in ctx.journal.unfinished_files(target=ctx.target):
         if record.state is FileState.CLAIMED and owner_alive(
-            record.owner, heartbeat=record.updated_at, now=now, stale_s=ctx.claim_stale_s
+            record.owner, heartbeat=record.heartbeat, now=now, stale_s=ctx.claim_stale_s
         ):
             continue  # its owner is at work on it
         try:

@@ -20,6 +20,7 @@ from typing import Any
 
 from filedrop.errors import ConfigError
 from filedrop.inbox import STATE_FOLDER
+from filedrop.journal.engines import PostgresLocation, location_from_text, redact
 from filedrop.read.limits import ReadLimits
 
 _READ_LIMITS = ReadLimits()
@@ -164,13 +165,18 @@ class Settings:
         default=None,
         metadata=_about(Path, "mapping file or folder", flag_on=(*RUN_AND_WATCH, "validate")),
     )
-    state: Path | None = field(
+    state: Path | PostgresLocation | None = field(
         default=None,
         metadata=_about(
-            Path,
-            "the journal (default: .filedrop/state.db in the inbox)",
+            location_from_text,
+            "the journal: a SQLite file (default: .filedrop/state.db in the inbox) or a "
+            "postgresql:// URL",
             flag_on=ALL_SETTINGS_COMMANDS,
         ),
+    )
+    state_password_file: Path | None = field(
+        default=None,
+        metadata=_about(Path, "file holding the PostgreSQL journal's password (a mounted secret)"),
     )
     batch_size: int = field(
         default=100, metadata=_about(_positive_int, "invoices per batch", flag_on=RUN_AND_WATCH)
@@ -225,11 +231,13 @@ class Settings:
     )
     heartbeat_s: float = field(
         default=10.0,
-        metadata=_about(_positive_seconds, "watch: write the daemon's heartbeat this often"),
+        metadata=_about(_positive_seconds, "renew claims and the daemon's heartbeat this often"),
     )
     claim_stale_s: float = field(
-        default=900.0,
-        metadata=_about(_positive_seconds, "trust another host's claim on a file this long"),
+        default=60.0,
+        metadata=_about(
+            _positive_seconds, "a claim on a file is free this long after its last heartbeat"
+        ),
     )
     retry_initial_s: float = field(
         default=10.0, metadata=_about(_positive_seconds, "watch: first wait after the API was down")
@@ -294,8 +302,12 @@ class Settings:
         )
 
     @property
-    def journal_path(self) -> Path:
+    def journal_path(self) -> Path | PostgresLocation:
         """Where the journal lives: ``state``, else ``.filedrop/state.db`` in the inbox."""
+        if isinstance(self.state, PostgresLocation):
+            return self.state.with_password_file(
+                self.state_password_file, setting=self.where("state_password_file")
+            )
         if self.state is not None:
             return self.state
         if self.inbox is None:
@@ -493,7 +505,8 @@ def _parse(spec: Spec, raw: object, where: str) -> Any:
     try:
         return spec.parse(raw)
     except ValueError as exc:
-        raise ConfigError(f'{where} is "{raw}", which is not valid: {exc}.') from exc
+        # Redacted: a connection URL may carry a password.
+        raise ConfigError(f'{where} is "{redact(raw)}", which is not valid: {exc}.') from exc
 
 
 def did_you_mean(name: str, known: Sequence[str], *, prefix: str = "") -> str:

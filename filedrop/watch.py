@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -38,7 +37,7 @@ from filedrop.inbox import (
 from filedrop.journal import owner_alive
 from filedrop.logs import printable
 from filedrop.outcome import is_own_temp
-from filedrop.pipeline import BUSY_ELSEWHERE, Context, FileReport
+from filedrop.pipeline import Context, FileReport
 from filedrop.runner import clear_stray_temps, open_context, process_guarded, settle_leftovers
 from filedrop.settings import Settings
 from filedrop.states import FileState
@@ -225,6 +224,7 @@ def watch_inbox(
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
         _collect(state, reports, on_report, options, clock)
         observer.join(timeout_s=max(0.1, deadline - time.monotonic()))
+        _forget(ctx)
 
 
 class _HintQueue:
@@ -318,8 +318,16 @@ def _dispose(observer: BaseObserver) -> None:
 def _beat(ctx: Context) -> None:
     try:
         ctx.journal.beat(ctx.owner)
-    except (sqlite3.Error, OSError) as exc:  # a busy journal is no reason for the daemon to die
+    except (*ctx.journal.errors, OSError) as exc:  # a busy journal is no reason to die
         log.warning("cannot write the heartbeat to the journal (%s); trying again", exc)
+
+
+def _forget(ctx: Context) -> None:
+    """A clean stop takes this daemon off ``status``'s list of replicas."""
+    try:
+        ctx.journal.forget_replica(ctx.owner)
+    except (*ctx.journal.errors, OSError) as exc:
+        log.warning("cannot remove this daemon from the journal's replicas (%s)", exc)
 
 
 def _settle_in_background(ctx: Context, running: threading.Thread | None) -> threading.Thread:
@@ -381,7 +389,7 @@ def _take_up_left_files(ctx: Context, inbox: Path, state: _State) -> None:
         records = ctx.journal.files_in_states(
             target=ctx.target, states=(FileState.WAITING, FileState.RETRY, FileState.CLAIMED)
         )
-    except (sqlite3.Error, OSError) as exc:  # a busy journal is no reason for the daemon to die
+    except (*ctx.journal.errors, OSError) as exc:  # a busy journal is no reason to die
         log.warning("cannot read unfinished files from the journal (%s); trying again", exc)
         return
     now = ctx.clock()
@@ -392,7 +400,7 @@ def _take_up_left_files(ctx: Context, inbox: Path, state: _State) -> None:
         if path in state.in_progress or state.taken_up.get(path) == mark:
             continue
         if record.state is FileState.CLAIMED and owner_alive(
-            record.owner, heartbeat=record.updated_at, now=now, stale_s=ctx.claim_stale_s
+            record.owner, heartbeat=record.heartbeat, now=now, stale_s=ctx.claim_stale_s
         ):
             continue  # its owner is at work on it (this daemon's own failed files too)
         recorded = Path(record.path)
@@ -518,11 +526,7 @@ def _collect(
     while reports:
         report = reports.pop(0)
         path = report.path
-        if on_report is not None:
-            try:
-                on_report(report)
-            except Exception:  # a caller's callback must not end the daemon either
-                log.exception("%s: error in the report callback", printable(path.name))
+        _tell(on_report, report)
         # A report WAITING without counts is a file left resumable at a stop: nothing to redo.
         stopped = report.state is FileState.WAITING and not report.counts
         if stopped:
@@ -532,18 +536,17 @@ def _collect(
         else:
             state.waiting.discard(path)
         # Held by another live process, which may yet leave it waiting or die: looked at again
-        # (on this timer, or at a rescan once the journal shows it left), never settled.
-        busy = report.state is FileState.SKIPPED and report.message == BUSY_ELSEWHERE
-        if busy:
+        # every heartbeat (and at a rescan once the journal shows it left), never settled.
+        if report.held_by is not None:
             state.elsewhere.add(path)
-        else:
-            state.elsewhere.discard(path)
-        if report.state in (FileState.RETRY, FileState.WAITING) or busy:
+            _look_again(report, state, due=clock() + options.heartbeat_s)
+            continue
+        state.elsewhere.discard(path)
+        if report.state in (FileState.RETRY, FileState.WAITING):
             _, delay = state.retry_at.get(path, (0.0, options.retry_initial_s / 2))
             delay = min(options.retry_max_s, delay * 2)
             state.retry_at[path] = (clock() + delay, delay)
-            why = f"skipped ({report.message})" if busy else report.state
-            log.info("%s: %s; trying again in %g s", printable(path.name), why, delay)
+            log.info("%s: %s; trying again in %g s", printable(path.name), report.state, delay)
             continue
         if report.state is FileState.SKIPPED:
             log.info("%s: skipped (%s)", printable(path.name), report.message)
@@ -564,6 +567,23 @@ def _settle(path: Path, state: _State) -> None:
         log.info("%s: changed while it was processed; taking it again", printable(path.name))
         return
     state.watching.discard(path)
+
+
+def _tell(on_report: Callable[[FileReport], None] | None, report: FileReport) -> None:
+    if on_report is not None:
+        try:
+            on_report(report)
+        except Exception:  # a caller's callback must not end the daemon either
+            log.exception("%s: error in the report callback", printable(report.path.name))
+
+
+def _look_again(report: FileReport, state: _State, *, due: float) -> None:
+    """Another replica works on this file: look again at ``due`` (each heartbeat), and take it
+    over once that replica's lease runs out (it died, or its host was lost)."""
+    if report.path not in state.retry_at:
+        log.info("%s: skipped (%s)", printable(report.path.name), report.message)
+    state.retry_at[report.path] = (due, due)
+    state.started_with.pop(report.path, None)
 
 
 def _age_key(path: Path) -> tuple[float, str]:

@@ -4,6 +4,12 @@ the organisation id, and a ``Context`` built the way production builds it (``ope
 from __future__ import annotations
 
 import copy
+import itertools
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -13,6 +19,7 @@ from typing import Any
 import pytest
 
 from filedrop.api.client import AmiliClient, Credentials
+from filedrop.journal.engines import PostgresLocation
 from filedrop.pipeline import Context
 from filedrop.runner import open_context
 from filedrop.sandbox import Sandbox, SandboxOptions
@@ -168,3 +175,79 @@ def make_client(sandbox: Sandbox, fake_time: FakeTime) -> Iterator[Callable[...,
 def client(make_client: Callable[..., AmiliClient]) -> AmiliClient:
     """A client against ``sandbox`` with dummy credentials and a sleep that does not sleep."""
     return make_client()
+
+
+# -- PostgreSQL: a throwaway cluster for the whole session ------------------------------------
+
+
+def _postgres_bin(name: str) -> str | None:
+    """``initdb`` or ``pg_ctl`` on PATH, else in Debian's versioned folder."""
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"))
+    return str(candidates[-1]) if candidates else None
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A real PostgreSQL on 127.0.0.1 (trust auth, nothing else listening), for the session.
+
+    Started with ``initdb`` and ``pg_ctl`` in a temporary folder, as the ``postgres`` user when
+    the tests run as root (``initdb`` refuses root). Where PostgreSQL is not installed the tests
+    that need it are skipped, except in CI (the CI variable set), where they fail.
+    """
+    initdb, pg_ctl = _postgres_bin("initdb"), _postgres_bin("pg_ctl")
+    if initdb is None or pg_ctl is None:
+        message = "PostgreSQL (initdb, pg_ctl) is not installed"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message}; CI must run the PostgreSQL tests")
+        pytest.skip(message)
+    folder = Path(tempfile.mkdtemp(prefix="filedrop-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(folder, user="postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    data, port = folder / "data", _free_port()
+
+    def run(*command: str) -> None:
+        done = subprocess.run([*as_user, *command], capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            pytest.fail(f"{' '.join(command)} failed: {done.stdout}{done.stderr}")
+
+    run(initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8")
+    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+    run(pg_ctl, "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start")
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}"
+    finally:
+        run(pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+_databases = itertools.count(1)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> str:
+    """A URL to a new, empty database on the session's PostgreSQL."""
+    import psycopg
+
+    name = f"journal_{os.getpid()}_{next(_databases)}"
+    with psycopg.connect(f"{postgres_server}/postgres", autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    return f"{postgres_server}/{name}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def journal_location(request: pytest.FixtureRequest, tmp_path: Path) -> Path | PostgresLocation:
+    """Where a journal lives, once for each engine: a SQLite file, and a PostgreSQL database."""
+    if request.param == "sqlite":
+        return tmp_path / "state.db"
+    return PostgresLocation.parse(request.getfixturevalue("postgres_url"))

@@ -1,24 +1,31 @@
-"""The journal keeps the promises across threads, processes and restarts (a real SQLite file)."""
+"""The journal keeps the promises across threads, processes and restarts, on both engines: a real
+SQLite file and a real PostgreSQL database."""
 
 from __future__ import annotations
 
+import os
+import socket
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from filedrop.errors import ConfigError
 from filedrop.journal import Journal, owner_alive, this_owner
+from filedrop.journal.engines import MIGRATIONS, SCHEMA_VERSION, PostgresLocation, SqliteEngine
+from filedrop.settings import load_settings
 
 TARGET = "sandbox:org-1"
 
 
 @pytest.fixture
-def journal(tmp_path: Path) -> Journal:
-    with Journal(tmp_path / "state.db") as journal:
+def journal(journal_location: Path | PostgresLocation) -> Iterator[Journal]:
+    with Journal(journal_location) as journal:
         yield journal
 
 
@@ -56,7 +63,7 @@ def test_a_sandbox_trial_does_not_count_for_production(journal: Journal) -> None
 
 def test_a_live_owner_keeps_its_claim(journal: Journal) -> None:
     """A file claimed by a live process is not taken by another."""
-    other_live = f"{this_owner().rpartition(':')[0]}:1"  # pid 1 is always alive
+    other_live = f"{socket.gethostname()}:1:token"  # pid 1 is always alive
     assert _claim(journal, owner=other_live) is not None
     assert _claim(journal) is None
 
@@ -69,7 +76,7 @@ def test_a_dead_owners_claim_is_taken_over(journal: Journal) -> None:
         text=True,
         check=True,
     )
-    dead = f"{this_owner().rpartition(':')[0]}:{child.stdout.strip()}"
+    dead = f"{socket.gethostname()}:{child.stdout.strip()}:token"
     assert not owner_alive(dead, heartbeat=None, now=0, stale_s=60)
     first = _claim(journal, owner=dead)
     again = _claim(journal)
@@ -101,9 +108,11 @@ def test_targets_are_separate(journal: Journal) -> None:
     assert journal.claim_batch(file_id=file_id, target="production:o", invoice_numbers=["1"])[1]
 
 
-def test_racing_processes_never_claim_a_number_twice(tmp_path: Path) -> None:
-    """Eight threads on eight connections to one file claim each number exactly once."""
-    path = tmp_path / "state.db"
+def test_racing_processes_never_claim_a_number_twice(
+    journal_location: Path | PostgresLocation,
+) -> None:
+    """Eight threads on eight connections to one journal claim each number exactly once."""
+    path = journal_location
     with Journal(path) as setup:
         file_id = _claim(setup).id
     numbers = [str(n) for n in range(200)]
@@ -168,13 +177,20 @@ def test_heartbeat_round_trips(journal: Journal) -> None:
     assert owner == "host:1"
 
 
-def test_many_processes_can_create_one_new_journal_at_once(tmp_path: Path) -> None:
+def test_many_processes_can_create_one_new_journal_at_once(
+    journal_location: Path | PostgresLocation,
+) -> None:
     """Processes starting together on a journal that does not exist yet all open it."""
-    path = tmp_path / "new" / "state.db"
+    path = (
+        journal_location.url
+        if isinstance(journal_location, PostgresLocation)
+        else (journal_location.parent / "new" / "state.db")
+    )
     code = (
-        "import sys, time; from pathlib import Path; from filedrop.journal import Journal\n"
+        "import sys, time; from filedrop.journal import Journal\n"
+        "from filedrop.journal.engines import location_from_text\n"
         "while time.time() < float(sys.argv[2]): pass\n"  # all open at the same instant
-        "Journal(Path(sys.argv[1])).close()"
+        "Journal(location_from_text(sys.argv[1])).close()"
     )
     start_at = str(time.time() + 2.0)
     children = [
@@ -218,3 +234,124 @@ def test_the_invoice_numbers_of_an_unknown_batch_are_listed_in_file_order(
     batch, _ = journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["b7", "a2"])
     journal.batch_unknown(batch, message="lost")
     assert journal.unknown_invoice_numbers(batch) == ["b7", "a2"]
+
+
+def test_a_claim_is_free_once_its_lease_runs_out_and_heartbeats_extend_it(
+    journal_location: Path | PostgresLocation,
+) -> None:
+    """Another host's claim holds for the lease after its last heartbeat, and no longer."""
+    now = [1000.0]
+    with Journal(journal_location, clock=lambda: now[0]) as journal:
+        replica = "elsewhere:7:cafe"
+        assert _claim(journal, owner=replica) is not None
+        now[0] += 50
+        assert journal.renew_claims(replica) == 1
+        now[0] += 59
+        assert (
+            journal.claim_file(
+                path=Path("a.csv"), sha256="abc", target=TARGET, owner=this_owner(), stale_s=60.0
+            )
+            is None
+        )
+        assert journal.holder(path=Path("a.csv"), sha256="abc", target=TARGET) == replica
+        now[0] += 2
+        taken = journal.claim_file(
+            path=Path("a.csv"), sha256="abc", target=TARGET, owner=this_owner(), stale_s=60.0
+        )
+        assert (taken.owner, [f.owner for f in journal.claims()]) == (this_owner(), [this_owner()])
+
+
+def test_two_processes_with_one_host_name_and_one_pid_are_told_apart() -> None:
+    """Two containers, each filedrop being pid 1 on one host name, differ by their token."""
+    twin = f"{socket.gethostname()}:{os.getpid()}:0ther"
+    assert twin != this_owner()
+    assert not owner_alive(twin, heartbeat=None, now=100.0, stale_s=60.0)
+    assert owner_alive(twin, heartbeat=90.0, now=100.0, stale_s=60.0)
+
+
+def test_the_schema_carries_its_version(journal_location: Path | PostgresLocation) -> None:
+    """A new journal is created at the current schema version, on either engine."""
+    with Journal(journal_location) as journal:
+        rows = journal._read("SELECT version FROM schema_version")
+    assert [row[0] for row in rows] == [SCHEMA_VERSION]
+
+
+def test_a_journal_from_a_newer_filedrop_is_refused(tmp_path: Path) -> None:
+    """A schema newer than this filedrop knows is never written to: one sentence says upgrade."""
+    path = tmp_path / "state.db"
+    Journal(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
+    with pytest.raises(ConfigError) as raised:
+        Journal(path)
+    assert str(raised.value) == (
+        f"The journal {path} has schema version {SCHEMA_VERSION + 1}, newer than this filedrop "
+        f"knows ({SCHEMA_VERSION}); upgrade filedrop."
+    )
+
+
+def test_a_journal_of_the_first_schema_is_migrated_in_place(tmp_path: Path) -> None:
+    """A journal written before schema versions existed is taken up, its files kept."""
+    path = tmp_path / "state.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(MIGRATIONS[0].format(**SqliteEngine.types))
+        db.execute(
+            "INSERT INTO files (target, name, path, sha256, state, created_at, updated_at)"
+            " VALUES (?, 'a.csv', 'a.csv', 'abc', 'done', 1, 1)",
+            (TARGET,),
+        )
+    with Journal(path) as journal:
+        assert [f.name for f in journal.recent_files()] == ["a.csv"]
+        journal.beat("host:1:t")
+        assert journal.last_beat()[0] == "host:1:t"
+
+
+SECRET = "s3cr3t-pw"
+
+
+def test_the_journals_password_never_shows_in_settings_errors_or_reprs(
+    tmp_path: Path,
+) -> None:
+    """A password in FILEDROP_STATE is hidden in the settings' repr, the journal's name and the
+    sentence that says the server cannot be reached."""
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"postgresql://filedrop:{SECRET}@127.0.0.1:{port}/journal"
+    settings = load_settings(environ={"FILEDROP_STATE": url}, config_file=None)
+    assert (str(settings.journal_path), SECRET in repr(settings)) == (
+        f"postgresql://filedrop:***@127.0.0.1:{port}/journal",
+        False,
+    )
+    with pytest.raises(ConfigError) as raised:
+        Journal(settings.journal_path)
+    assert str(raised.value).startswith(
+        f"The journal postgresql://filedrop:***@127.0.0.1:{port}/journal cannot be opened ("
+    )
+    assert SECRET not in str(raised.value)
+    with pytest.raises(ConfigError) as refused:
+        load_settings(environ={"FILEDROP_STATE": f"postgresql://x:{SECRET}@h:port/d"})
+    assert str(refused.value) == (
+        'FILEDROP_STATE is "postgresql://x:***@h:port/d", which is not valid: expected a path, '
+        "or a URL like postgresql://user@host:5432/db."
+    )
+
+
+def test_a_postgres_url_is_never_taken_for_a_file_name(tmp_path: Path) -> None:
+    """FILEDROP_STATE=postgresql://... names a server, never a SQLite file by that path."""
+    settings = load_settings(environ={"FILEDROP_STATE": "postgres://u@db.example/journal"})
+    assert settings.journal_path == PostgresLocation("postgres://u@db.example/journal")
+
+
+def test_the_password_file_is_read_and_an_unreadable_one_named(postgres_url: str) -> None:
+    """FILEDROP_STATE_PASSWORD_FILE supplies the password; one that cannot be read is named."""
+    missing = Path("/nonexistent/pw")
+    settings = load_settings(
+        environ={"FILEDROP_STATE": postgres_url, "FILEDROP_STATE_PASSWORD_FILE": str(missing)}
+    )
+    with pytest.raises(ConfigError) as raised:
+        Journal(settings.journal_path)
+    assert str(raised.value) == (
+        f"FILEDROP_STATE_PASSWORD_FILE {missing} cannot be read (No such file or directory); "
+        "check the path and its permissions. Nothing was sent."
+    )

@@ -280,7 +280,7 @@ def test_the_daemon_timings_are_settings() -> None:
 
 DAEMON_TIMINGS = {
     "heartbeat_s": 10.0,
-    "claim_stale_s": 900.0,
+    "claim_stale_s": 60.0,
     "retry_initial_s": 10.0,
     "retry_max_s": 600.0,
     "shutdown_s": 8.0,

@@ -92,7 +92,7 @@ def test_files_two_runs_leave_waiting_are_finished_by_the_running_watch(tmp_path
         watch = start("watch", watch_env, log_path)
         try:
             wait_until(
-                lambda: journal_count(journal, "SELECT COUNT(*) FROM heartbeat") == 1,
+                lambda: journal_count(journal, "SELECT COUNT(*) FROM replicas") == 1,
                 timeout_s=20,
                 what="the daemon's heartbeat",
             )

@@ -327,7 +327,7 @@ def test_a_file_another_process_holds_is_taken_up_once_that_process_lets_go(
             skipped = watcher.wait_for("held.csv")["held.csv"]
             assert (skipped.state, skipped.message) == (
                 FileState.SKIPPED,
-                "being processed by another filedrop process",
+                f"being processed by another filedrop process ({socket.gethostname()}:{other.pid})",
             )
             if leaves == "dies":
                 other.kill()

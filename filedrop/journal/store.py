@@ -1,33 +1,35 @@
-"""The journal: what filedrop has seen, claimed, sent and learnt, in one SQLite file.
+"""The journal: what filedrop has seen, claimed, sent and learnt, in SQLite or PostgreSQL.
 
 It is what makes the promises hold across crashes, restarts and re-drops:
 
 * a batch is written down *before* its POST, together with the invoice numbers it claims, so a
   process killed mid-request leaves a ``posting`` batch that the next start marks ``UNKNOWN``
   instead of sending again;
-* an invoice number is claimed with an upsert inside ``BEGIN IMMEDIATE``, so two threads or two
-  processes on one journal can never both send it;
-* a file is claimed by (name, content hash) with its owner's pid, so a second process or a
-  duplicate event skips it while its owner lives, and takes it over once the owner is dead.
+* an invoice number is claimed with an upsert inside a write transaction, on a unique key of
+  target and number, so two threads, processes or replicas on one journal can never both send it;
+* a file is claimed by (name, content hash) for its owner (host, pid and a random token) under a
+  lease: the owner renews all its claims with each heartbeat, and a claim whose heartbeats
+  stopped (or whose process on this host is gone) is taken over by the next process that wants
+  the file.
 
-WAL mode lets ``filedrop status`` read while a run writes; ``synchronous=FULL`` because losing the
-record of a sent batch to a power cut would mean sending it twice.
+Where SQLite and PostgreSQL differ is in ``engines``; the SQL here is written once for both.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import socket
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
-from filedrop.errors import ConfigError
+from filedrop.journal.engines import Engine, PostgresLocation, engine_for
 from filedrop.logs import mask_ids
 from filedrop.states import (
     BLOCKING_INVOICE_STATES,
@@ -37,59 +39,6 @@ from filedrop.states import (
     FileState,
     InvoiceState,
 )
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS files (
-    id          INTEGER PRIMARY KEY,
-    target      TEXT NOT NULL,      -- environment:org id, as for invoices
-    name        TEXT NOT NULL,
-    path        TEXT NOT NULL,
-    sha256      TEXT NOT NULL,
-    state       TEXT NOT NULL,      -- claimed, waiting, done, error, retry
-    owner       TEXT,               -- host:pid of the process working on it
-    heartbeat   REAL,
-    created_at  REAL NOT NULL,
-    updated_at  REAL NOT NULL,
-    mapping     TEXT,
-    counts      TEXT,               -- JSON {status: rows}
-    outcome     TEXT,
-    message     TEXT,
-    UNIQUE (target, name, sha256)
-);
-CREATE TABLE IF NOT EXISTS batches (
-    id            INTEGER PRIMARY KEY,
-    file_id       INTEGER NOT NULL REFERENCES files(id),
-    target        TEXT NOT NULL,    -- environment:org id
-    state         TEXT NOT NULL,    -- posting, queued, done, unknown, rejected, resolved
-    batch_id      TEXT,
-    api_status    TEXT,
-    invoice_count INTEGER NOT NULL,
-    message       TEXT,
-    created_at    REAL NOT NULL,
-    submitted_at  REAL,
-    finished_at   REAL
-);
-CREATE TABLE IF NOT EXISTS invoices (
-    target         TEXT NOT NULL,
-    invoice_number TEXT NOT NULL,
-    status         TEXT NOT NULL,   -- SENDING, PENDING, SUCCEEDED, FAILED, UNKNOWN, NOT_SENT
-    file_id        INTEGER NOT NULL REFERENCES files(id),
-    batch          INTEGER REFERENCES batches(id),
-    invoice_id     TEXT,
-    case_id        TEXT,
-    case_number    TEXT,
-    message        TEXT,
-    updated_at     REAL NOT NULL,
-    PRIMARY KEY (target, invoice_number)
-);
-CREATE INDEX IF NOT EXISTS invoices_by_batch ON invoices (batch);
-CREATE INDEX IF NOT EXISTS batches_by_file ON batches (file_id, state);
-CREATE TABLE IF NOT EXISTS heartbeat (
-    id    INTEGER PRIMARY KEY CHECK (id = 1),
-    owner TEXT NOT NULL,
-    at    REAL NOT NULL
-);
-"""
 
 
 def _sql_list(states: Iterable[str]) -> str:
@@ -101,32 +50,56 @@ _BLOCKING_SQL = _sql_list(BLOCKING_INVOICE_STATES)
 _UNFINISHED_BATCHES_SQL = _sql_list(UNFINISHED_BATCH_STATES)
 
 
+def _new_token() -> str:
+    return secrets.token_hex(4)
+
+
+_TOKEN = _new_token()
+
+
+def _renew_token() -> None:
+    global _TOKEN  # noqa: PLW0603 - one token per process, and a forked child is a new one
+    _TOKEN = _new_token()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_renew_token)
+
+
 def this_owner() -> str:
-    """``host:pid``, enough to tell whether a claim's owner is still alive on this machine."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """``host:pid:token``: who holds a claim. The random token tells apart two processes that
+    share a host name and a pid (two containers, each filedrop being pid 1)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_TOKEN}"
 
 
 def owner_alive(owner: str | None, *, heartbeat: float | None, now: float, stale_s: float) -> bool:
-    """Whether the process named ``owner`` may still be working.
+    """Whether the process named ``owner`` may still be working: its lease is fresh.
 
-    On this host the pid answers exactly; for another host (a shared journal on a network share)
-    only a fresh heartbeat does.
+    The lease is ``stale_s`` from its last heartbeat (``claim_stale_s``). A process on this host
+    that is gone frees its claims at once, without waiting for the lease to run out; a pid equal
+    to ours with another token lives in another pid namespace, so only its lease can tell.
     """
     if not owner:
         return False
-    host, _, pid_text = owner.rpartition(":")
+    if owner == this_owner():
+        return True
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
     if host == socket.gethostname() and pid_text.isdigit():
         pid = int(pid_text)
-        if pid == os.getpid():
-            return True
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if pid != os.getpid() and not _pid_running(pid):
             return False
-        except PermissionError:
-            return True
-        return True
     return heartbeat is not None and now - heartbeat < stale_s
+
+
+def _pid_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @dataclass(frozen=True)
@@ -146,6 +119,8 @@ class FileRecord:
     counts: dict[str, int]
     outcome: str | None
     message: str | None
+    heartbeat: float | None = None
+    """The owner's last renewal of its claim (only meaningful while ``claimed``)."""
 
 
 @dataclass(frozen=True)
@@ -180,58 +155,31 @@ class InvoiceRecord:
 
 
 class Journal:
-    """A SQLite journal shared by the threads of one process (one connection under a lock).
+    """A journal shared by the threads of one process (one connection under a lock).
 
-    Several processes may open the same file: every write that decides something runs inside
-    ``BEGIN IMMEDIATE``, which SQLite serialises across processes.
+    ``location`` is a SQLite file or a ``PostgresLocation``. Several processes, or replicas on
+    several hosts with PostgreSQL, may open the same journal: every write that decides something
+    runs in one transaction, which the engine makes safe against the others.
     """
 
-    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
-        self.path = path
+    def __init__(
+        self, location: Path | PostgresLocation, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.path = location
         self._clock = clock
         self._lock = threading.RLock()
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(
-                path, timeout=30.0, isolation_level=None, check_same_thread=False
-            )
-        except (OSError, sqlite3.Error) as exc:
-            raise ConfigError(
-                f"The journal {path} cannot be opened ({exc}); check FILEDROP_STATE "
-                "and that its folder is writable."
-            ) from exc
-        self._db.row_factory = sqlite3.Row
-        try:
-            self._switch_to_wal(timeout_s=30.0)
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            with self._write():
-                for statement in SCHEMA.split(";"):
-                    if statement.strip():
-                        self._db.execute(statement)
-        except sqlite3.Error as exc:
-            self._db.close()
-            raise ConfigError(
-                f"The journal {path} cannot be used ({exc}); check FILEDROP_STATE, that its "
-                "folder is writable, and that it is not on a network share that breaks locking."
-            ) from exc
+        self._engine: Engine = engine_for(location)
+        self._db = self._engine.connect()
 
-    def _switch_to_wal(self, *, timeout_s: float) -> None:
-        """Turn on WAL, retrying while another process is creating the same new journal.
+    @property
+    def engine(self) -> str:
+        """``SQLite`` or ``PostgreSQL``."""
+        return self._engine.name
 
-        SQLite can answer this pragma with "database is locked" at once, without its busy
-        timeout, when two processes open a brand-new journal together (two pods, or cron and a
-        person, starting at the same moment).
-        """
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                self._db.execute("PRAGMA journal_mode=WAL")
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+    @property
+    def errors(self) -> tuple[type[BaseException], ...]:
+        """What the database raises when it fails (a busy file, a lost connection)."""
+        return self._engine.errors
 
     def close(self) -> None:
         with self._lock:
@@ -244,20 +192,14 @@ class Journal:
         self.close()
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction that holds SQLite's write lock from its first statement."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+    def _write(self) -> Iterator[_Db]:
+        """One write transaction; on SQLite it holds the write lock from its first statement."""
+        with self._lock, self._engine.write(self._db):
+            yield _Db(self._db, self._engine)
 
-    def _read(self, sql: str, args: Iterable[object] = ()) -> list[sqlite3.Row]:
+    def _read(self, sql: str, args: Iterable[object] = ()) -> list[Any]:
         with self._lock:
-            return self._db.execute(sql, tuple(args)).fetchall()
+            return self._db.execute(self._engine.sql(sql), tuple(args)).fetchall()
 
     # -- files ---------------------------------------------------------------------------------
 
@@ -267,25 +209,31 @@ class Journal:
         """Claim ``path`` with this content for ``owner``, or ``None`` if it is not ours to do.
 
         Not ours: already ``done`` or ``error`` at this target (the same bytes are not processed
-        twice; a sandbox trial does not count for staging or production), or claimed by a live
-        process. A file ``waiting`` for pending batches, marked ``retry`` after a transient
-        failure, or claimed by a dead process is claimed again (resumed). ``stale_s``: how long
-        a claim by a process on another host is trusted without news (``claim_stale_s``).
+        twice; a sandbox trial does not count for staging or production), claimed by a process
+        whose lease is fresh, or being claimed by another process at this very moment. A file
+        ``waiting`` for pending batches, marked ``retry`` after a transient failure, or claimed by
+        a process whose lease ran out (``stale_s`` after its last heartbeat) is claimed again
+        (resumed). ``holder`` says who has a file this returned ``None`` for.
         """
         now = self._clock()
         with self._write() as db:
-            row = db.execute(
-                "SELECT * FROM files WHERE target = ? AND name = ? AND sha256 = ?",
-                (target, path.name, sha256),
+            inserted = db.execute(
+                "INSERT INTO files (target, name, path, sha256, state, owner, heartbeat,"
+                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (target, name, sha256) DO NOTHING RETURNING id",
+                (target, path.name, str(path), sha256, FileState.CLAIMED, owner, now, now, now),
             ).fetchone()
-            if row is None:
-                cursor = db.execute(
-                    "INSERT INTO files (target, name, path, sha256, state, owner, heartbeat,"
-                    " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (target, path.name, str(path), sha256, FileState.CLAIMED, owner, now, now, now),
-                )
-                file_id = cursor.lastrowid
+            if inserted is not None:
+                file_id = inserted[0]
             else:
+                row = db.execute(
+                    # The suffix is the engine's constant, never input.
+                    "SELECT id, state, owner, heartbeat FROM files"  # noqa: S608
+                    " WHERE target = ? AND name = ? AND sha256 = ?" + self._engine.pick_suffix,
+                    (target, path.name, sha256),
+                ).fetchone()
+                if row is None:  # another replica is deciding about it right now
+                    return None
                 if row["state"] in FINAL_FILE_STATES:
                     return None
                 if (
@@ -303,6 +251,32 @@ class Journal:
                     (FileState.CLAIMED, owner, now, str(path), now, file_id),
                 )
         return self.file(file_id)
+
+    def holder(self, *, path: Path, sha256: str, target: str) -> str | None:
+        """Who holds the claim on this file now (``host:pid:token``), if anyone does."""
+        rows = self._read(
+            "SELECT owner FROM files WHERE target = ? AND name = ? AND sha256 = ? AND state = ?",
+            (target, path.name, sha256, FileState.CLAIMED),
+        )
+        return rows[0]["owner"] if rows else None
+
+    def renew_claims(self, owner: str) -> int:
+        """``owner``'s heartbeat: every file it holds stays its own for another lease.
+
+        Returns how many claims were renewed.
+        """
+        with self._write() as db:
+            return db.execute(
+                "UPDATE files SET heartbeat = ? WHERE owner = ? AND state = ?",
+                (self._clock(), owner, FileState.CLAIMED),
+            ).rowcount
+
+    def claims(self) -> list[FileRecord]:
+        """Every file claimed now (with its owner's last heartbeat), oldest claim first."""
+        rows = self._read(
+            "SELECT * FROM files WHERE state = ? ORDER BY updated_at, id", (FileState.CLAIMED,)
+        )
+        return [_file_record(row) for row in rows]
 
     def finish_file(
         self,
@@ -381,9 +355,9 @@ class Journal:
         with self._write() as db:
             batch = db.execute(
                 "INSERT INTO batches (file_id, target, state, invoice_count, created_at)"
-                " VALUES (?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?) RETURNING id",
                 (file_id, target, BatchState.POSTING, len(invoice_numbers), now),
-            ).lastrowid
+            ).fetchone()[0]
             db.executemany(
                 # The status list is built from the enum, never from input.
                 "INSERT INTO invoices (target, invoice_number, status, file_id, batch, updated_at)"  # noqa: S608
@@ -576,8 +550,9 @@ class Journal:
     def unknown_invoice_numbers(self, batch: int) -> list[str]:
         """The invoice numbers of a batch whose fate is unknown: what to look up with Amili."""
         rows = self._read(
-            "SELECT invoice_number FROM invoices WHERE batch = ? AND status IN (?, ?)"
-            " ORDER BY rowid",
+            # The column is the engine's constant, never input.
+            "SELECT invoice_number FROM invoices WHERE batch = ? AND status IN (?, ?)"  # noqa: S608
+            f" ORDER BY {self._engine.insertion_order}",
             (batch, InvoiceState.UNKNOWN, InvoiceState.SENDING),
         )
         return [row[0] for row in rows]
@@ -597,13 +572,13 @@ class Journal:
         """
         columns = ", ".join(f"i.{name}" for name in _INVOICE_FIELDS)
         with self._lock:
-            db = self._db
-            db.execute("CREATE TEMP TABLE IF NOT EXISTS wanted (number TEXT PRIMARY KEY)")
+            db = _Db(self._db, self._engine)
+            self._engine.create_wanted(self._db)
             db.execute("DELETE FROM wanted")
-            db.executemany("INSERT OR IGNORE INTO wanted VALUES (?)", ((n,) for n in numbers))
-            cursor = db.cursor()
-            cursor.row_factory = None  # plain tuples: this runs for every row of a big file
-            cursor.execute(
+            db.executemany(
+                "INSERT INTO wanted VALUES (?) ON CONFLICT DO NOTHING", ((n,) for n in numbers)
+            )
+            cursor = db.execute(
                 # Column names come from the dataclass, never from input.
                 f"SELECT {columns} FROM invoices i"  # noqa: S608
                 " JOIN wanted w ON w.number = i.invoice_number WHERE i.target = ?",
@@ -622,30 +597,61 @@ class Journal:
         rows = self._read("SELECT status, COUNT(*) FROM invoices GROUP BY status ORDER BY status")
         return {row[0]: row[1] for row in rows}
 
-    # -- daemon heartbeat ----------------------------------------------------------------------
+    # -- replicas' heartbeats ------------------------------------------------------------------
 
     def beat(self, owner: str) -> None:
-        """Record that the daemon ``owner`` is alive (``filedrop status --health`` reads it)."""
+        """Record that the daemon ``owner`` is alive (``status`` and ``--health`` read it)."""
+        now = self._clock()
         with self._write() as db:
             db.execute(
-                "INSERT INTO heartbeat (id, owner, at) VALUES (1, ?, ?)"
-                " ON CONFLICT (id) DO UPDATE SET owner = excluded.owner, at = excluded.at",
-                (owner, self._clock()),
+                "INSERT INTO replicas (owner, started_at, beat_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (owner) DO UPDATE SET beat_at = excluded.beat_at",
+                (owner, now, now),
             )
 
+    def forget_replica(self, owner: str) -> None:
+        """A daemon that stopped cleanly is no longer listed."""
+        with self._write() as db:
+            db.execute("DELETE FROM replicas WHERE owner = ?", (owner,))
+
+    def replicas(self) -> list[tuple[str, float, float]]:
+        """Every daemon that beat and did not stop cleanly: (owner, started at, last beat),
+        the freshest first."""
+        rows = self._read("SELECT owner, started_at, beat_at FROM replicas ORDER BY beat_at DESC")
+        return [(row[0], row[1], row[2]) for row in rows]
+
     def last_beat(self) -> tuple[str, float] | None:
-        rows = self._read("SELECT owner, at FROM heartbeat WHERE id = 1")
-        return (rows[0]["owner"], rows[0]["at"]) if rows else None
+        """The freshest daemon heartbeat: (owner, at)."""
+        replicas = self.replicas()
+        return (replicas[0][0], replicas[0][2]) if replicas else None
 
 
-def _file_record(row: sqlite3.Row) -> FileRecord:
+class _Db:
+    """A connection that speaks the journal's portable SQL through its engine."""
+
+    def __init__(self, db: Any, engine: Engine) -> None:
+        self._db = db
+        self._engine = engine
+
+    def execute(self, sql: str, args: Iterable[object] = ()) -> Any:
+        return self._db.execute(self._engine.sql(sql), tuple(args))
+
+    def executemany(self, sql: str, rows: Iterable[Iterable[object]]) -> None:
+        cursor = self._db.cursor()
+        try:
+            cursor.executemany(self._engine.sql(sql), rows)
+        finally:
+            cursor.close()
+
+
+def _file_record(row: Any) -> FileRecord:
     values = {name: row[name] for name in _FILE_FIELDS}
     values["counts"] = json.loads(values["counts"]) if values["counts"] else {}
     values["state"] = FileState(values["state"])
     return FileRecord(**values)
 
 
-def _batch_record(row: sqlite3.Row) -> BatchRecord:
+def _batch_record(row: Any) -> BatchRecord:
     values = dict(row)
     values["state"] = BatchState(values["state"])
     return BatchRecord(**values)

@@ -1,0 +1,376 @@
+"""The one place where a SQLite journal and a PostgreSQL journal differ.
+
+``Journal`` writes its SQL once, with ``?`` placeholders and portable statements (``INSERT ... ON
+CONFLICT``, ``RETURNING``). An engine supplies what cannot be portable: how to connect, the
+placeholder style, how a write transaction starts (``BEGIN IMMEDIATE`` takes SQLite's single
+write lock; PostgreSQL locks rows, and ``FOR UPDATE SKIP LOCKED`` lets a worker pass over a row
+another worker is deciding), the column types, and the schema's migrations, which carry a version
+in ``schema_version`` on both.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from filedrop.errors import ConfigError
+
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+
+#: Each migration, in order: the schema's version is the number of them applied. ``{ID}``,
+#: ``{FLOAT}`` and ``{SEQ}`` are the engine's column types; never edit one that has shipped.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE IF NOT EXISTS files (
+        id          {ID},
+        target      TEXT NOT NULL,      -- environment:org id, as for invoices
+        name        TEXT NOT NULL,
+        path        TEXT NOT NULL,
+        sha256      TEXT NOT NULL,
+        state       TEXT NOT NULL,      -- claimed, waiting, done, error, retry
+        owner       TEXT,               -- host:pid:token of the process working on it
+        heartbeat   {FLOAT},            -- the owner's last renewal of its claim
+        created_at  {FLOAT} NOT NULL,
+        updated_at  {FLOAT} NOT NULL,
+        mapping     TEXT,
+        counts      TEXT,               -- JSON object: rows per status
+        outcome     TEXT,
+        message     TEXT,
+        UNIQUE (target, name, sha256)
+    );
+    CREATE TABLE IF NOT EXISTS batches (
+        id            {ID},
+        file_id       INTEGER NOT NULL REFERENCES files(id),
+        target        TEXT NOT NULL,    -- environment:org id
+        state         TEXT NOT NULL,    -- posting, queued, done, unknown, rejected, resolved
+        batch_id      TEXT,
+        api_status    TEXT,
+        invoice_count INTEGER NOT NULL,
+        message       TEXT,
+        created_at    {FLOAT} NOT NULL,
+        submitted_at  {FLOAT},
+        finished_at   {FLOAT}
+    );
+    CREATE TABLE IF NOT EXISTS invoices (
+        {SEQ}
+        target         TEXT NOT NULL,
+        invoice_number TEXT NOT NULL,
+        status         TEXT NOT NULL,   -- SENDING, PENDING, SUCCEEDED, FAILED, UNKNOWN, NOT_SENT
+        file_id        INTEGER NOT NULL REFERENCES files(id),
+        batch          INTEGER REFERENCES batches(id),
+        invoice_id     TEXT,
+        case_id        TEXT,
+        case_number    TEXT,
+        message        TEXT,
+        updated_at     {FLOAT} NOT NULL,
+        PRIMARY KEY (target, invoice_number)
+    );
+    CREATE INDEX IF NOT EXISTS invoices_by_batch ON invoices (batch);
+    CREATE INDEX IF NOT EXISTS batches_by_file ON batches (file_id, state);
+    CREATE TABLE IF NOT EXISTS heartbeat (
+        id    INTEGER PRIMARY KEY CHECK (id = 1),
+        owner TEXT NOT NULL,
+        at    {FLOAT} NOT NULL
+    )
+    """,
+    # Several replicas each keep their own heartbeat, and claims are found by their owner.
+    """
+    DROP TABLE IF EXISTS heartbeat;
+    CREATE TABLE IF NOT EXISTS replicas (
+        owner      TEXT PRIMARY KEY,    -- host:pid:token
+        started_at {FLOAT} NOT NULL,
+        beat_at    {FLOAT} NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS files_by_owner ON files (owner)
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+@dataclass(frozen=True)
+class PostgresLocation:
+    """A ``postgresql://`` URL; prints with its password hidden, so it is safe in any log.
+
+    ``password_file`` (``FILEDROP_STATE_PASSWORD_FILE``) supplies a password the URL lacks; libpq's
+    own sources (``PGPASSWORD``, ``~/.pgpass``) work as usual.
+    """
+
+    url: str = field(repr=False)
+    password_file: Path | None = None
+    password_file_setting: str = "FILEDROP_STATE_PASSWORD_FILE"  # noqa: S105 - a setting's name
+
+    @classmethod
+    def parse(cls, text: str) -> PostgresLocation:
+        problem = "expected a path, or a URL like postgresql://user@host:5432/db"
+        try:
+            parts = urlsplit(text)
+            _ = parts.port  # a port that is not a number raises here
+        except ValueError:
+            raise ValueError(problem) from None
+        if parts.scheme.lower() not in POSTGRES_SCHEMES:
+            raise ValueError(problem)
+        return cls(text)
+
+    def with_password_file(self, path: Path | None, *, setting: str) -> PostgresLocation:
+        return replace(self, password_file=path, password_file_setting=setting)
+
+    def exists(self) -> bool:
+        """A server's database is there to be opened (whether it answers, opening tells)."""
+        return True
+
+    def __str__(self) -> str:
+        return redact(self.url)
+
+    def __repr__(self) -> str:
+        return f"PostgresLocation({redact(self.url)!r})"
+
+
+def is_postgres_url(text: str) -> bool:
+    return text.partition("://")[0].lower() in POSTGRES_SCHEMES
+
+
+def redact(text: str) -> str:
+    """``text`` with every password of a connection URL or ``password=`` option hidden."""
+    text = re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
+    return re.sub(r"(password=)[^&\s]*", r"\1***", text, flags=re.IGNORECASE)
+
+
+class _Row(tuple):
+    """A PostgreSQL row read by position or by column name, like ``sqlite3.Row``."""
+
+    names: dict[str, int]
+
+    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+        if isinstance(key, str):
+            return tuple.__getitem__(self, self.names[key])
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self.names)
+
+
+def _row_factory(cursor: Any) -> Callable[[Any], _Row]:
+    names = {column.name: index for index, column in enumerate(cursor.description or ())}
+    return type("Row", (_Row,), {"names": names})
+
+
+class Engine:
+    """What a journal needs from its database; subclasses differ only where they must."""
+
+    name: str
+    #: Appended to the ``SELECT`` with which a worker picks a row it means to change.
+    pick_suffix: str = ""
+    #: The column that keeps the order in which invoice numbers were first written down.
+    insertion_order: str
+    errors: tuple[type[BaseException], ...]
+    types: dict[str, str]
+
+    def connect(self) -> Any:
+        raise NotImplementedError
+
+    def sql(self, statement: str) -> str:
+        return statement
+
+    @contextmanager
+    def write(self, db: Any) -> Iterator[None]:
+        raise NotImplementedError
+        yield
+
+    def lock_for_migration(self, db: Any) -> None:
+        """Make concurrent starts migrate one after the other (inside ``write``)."""
+
+    def migrate(self, db: Any, *, where: str) -> None:
+        """Create the schema, or bring it to ``SCHEMA_VERSION``; refuse a newer one."""
+        with self.write(db):
+            self.lock_for_migration(db)
+            db.execute(self.sql("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER)"))
+            row = db.execute(self.sql("SELECT MAX(version) FROM schema_version")).fetchone()
+            version = row[0] or 0
+            if version > SCHEMA_VERSION:
+                raise ConfigError(
+                    f"The journal {where} has schema version {version}, newer than this filedrop "
+                    f"knows ({SCHEMA_VERSION}); upgrade filedrop."
+                )
+            for number in range(version, SCHEMA_VERSION):
+                for statement in MIGRATIONS[number].format(**self.types).split(";"):
+                    if statement.strip():
+                        db.execute(self.sql(statement))
+            if version < SCHEMA_VERSION:
+                db.execute(self.sql("DELETE FROM schema_version"))
+                db.execute(
+                    self.sql("INSERT INTO schema_version (version) VALUES (?)"), (SCHEMA_VERSION,)
+                )
+
+    def create_wanted(self, db: Any) -> None:
+        """The session's temporary table of invoice numbers to look up."""
+        db.execute(self.sql("CREATE TEMP TABLE IF NOT EXISTS wanted (number TEXT PRIMARY KEY)"))
+
+
+class SqliteEngine(Engine):
+    """One file; ``BEGIN IMMEDIATE`` serialises writers across threads and processes.
+
+    WAL mode lets ``filedrop status`` read while a run writes; ``synchronous=FULL`` because losing
+    the record of a sent batch to a power cut would mean sending it twice.
+    """
+
+    name = "SQLite"
+    insertion_order = "rowid"
+    errors = (sqlite3.Error,)
+    types = {"ID": "INTEGER PRIMARY KEY", "FLOAT": "REAL", "SEQ": ""}  # noqa: RUF012
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def connect(self) -> sqlite3.Connection:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(
+                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise ConfigError(
+                f"The journal {self.path} cannot be opened ({exc}); check FILEDROP_STATE "
+                "and that its folder is writable."
+            ) from exc
+        db.row_factory = sqlite3.Row
+        try:
+            self._switch_to_wal(db, timeout_s=30.0)
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA foreign_keys=ON")
+            self.migrate(db, where=str(self.path))
+        except ConfigError:
+            db.close()
+            raise
+        except sqlite3.Error as exc:
+            db.close()
+            raise ConfigError(
+                f"The journal {self.path} cannot be used ({exc}); check FILEDROP_STATE, that its "
+                "folder is writable, and that it is not on a network share that breaks locking."
+            ) from exc
+        return db
+
+    @staticmethod
+    def _switch_to_wal(db: sqlite3.Connection, *, timeout_s: float) -> None:
+        """Turn on WAL, retrying while another process is creating the same new journal.
+
+        SQLite can answer this pragma with "database is locked" at once, without its busy
+        timeout, when two processes open a brand-new journal together (two pods, or cron and a
+        person, starting at the same moment).
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    @contextmanager
+    def write(self, db: sqlite3.Connection) -> Iterator[None]:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+
+class PostgresEngine(Engine):
+    """A server shared by replicas: transactions lock rows, and unique keys decide races."""
+
+    name = "PostgreSQL"
+    pick_suffix = " FOR UPDATE SKIP LOCKED"
+    insertion_order = "seq"
+    types = {  # noqa: RUF012
+        "ID": "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY",
+        "FLOAT": "DOUBLE PRECISION",
+        "SEQ": "seq BIGINT GENERATED ALWAYS AS IDENTITY,",
+    }
+
+    def __init__(self, location: PostgresLocation) -> None:
+        self.location = location
+        try:
+            import psycopg
+        except ImportError as exc:
+            raise ConfigError(
+                f"FILEDROP_STATE is a PostgreSQL URL ({location}), but the PostgreSQL driver is "
+                "not installed; install filedrop[postgres]."
+            ) from exc
+        self._psycopg = psycopg
+        self.errors = (psycopg.Error,)
+
+    def connect(self) -> Any:
+        options: dict[str, Any] = {"autocommit": True, "row_factory": _row_factory}
+        password = self._password()
+        if password is not None:
+            options["password"] = password
+        options.setdefault("connect_timeout", 10)
+        try:
+            db = self._psycopg.connect(self.location.url, **options)
+        except self._psycopg.Error as exc:
+            # libpq names the host and the user, never the password; redact anyway, in case a
+            # future version quotes the connection string.
+            raise ConfigError(
+                f"The journal {self.location} cannot be opened ({redact(str(exc)).strip()}); "
+                "check FILEDROP_STATE and the server."
+            ) from None
+        try:
+            self.migrate(db, where=str(self.location))
+        except ConfigError:
+            db.close()
+            raise
+        except self._psycopg.Error as exc:
+            db.close()
+            raise ConfigError(
+                f"The journal {self.location} cannot be used ({redact(str(exc)).strip()}); check "
+                "that its user may create tables in that database."
+            ) from None
+        return db
+
+    def _password(self) -> str | None:
+        path = self.location.password_file
+        if path is None:
+            return None
+        try:
+            return path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"{self.location.password_file_setting} {path} cannot be read ({exc.strerror}); "
+                "check the path and its permissions. Nothing was sent."
+            ) from exc
+
+    def sql(self, statement: str) -> str:
+        # Every statement the journal writes uses ``?`` and never a literal ``%``.
+        return statement.replace("?", "%s")
+
+    @contextmanager
+    def write(self, db: Any) -> Iterator[None]:
+        with db.transaction():
+            yield
+
+    def lock_for_migration(self, db: Any) -> None:
+        # Replicas starting together would race on CREATE TABLE: one migrates, the rest wait.
+        db.execute("SELECT pg_advisory_xact_lock(4242001)")
+
+
+def engine_for(location: Path | PostgresLocation) -> Engine:
+    if isinstance(location, PostgresLocation):
+        return PostgresEngine(location)
+    return SqliteEngine(location)
+
+
+def location_from_text(text: str) -> Path | PostgresLocation:
+    """``FILEDROP_STATE`` as given: a PostgreSQL URL, else a path to a SQLite file."""
+    if is_postgres_url(text):
+        return PostgresLocation.parse(text)
+    return Path(text).expanduser()
