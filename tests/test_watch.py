@@ -25,7 +25,7 @@ from typing import Any, ClassVar, TypeVar
 
 import pandas as pd
 import pytest
-from conftest import ORG_ID, ROOT, FakeTime, sandbox_settings
+from conftest import ORG_ID, ROOT, FakeTime, journal_file, sandbox_settings
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
@@ -606,7 +606,7 @@ def test_sigterm_exits_0_and_restart_finishes_what_was_in_flight(
             )
         finally:
             sigterm(first, log_path)
-        with Journal(inbox / ".filedrop" / "state.db") as journal:
+        with Journal(journal_file(inbox)) as journal:
             assert len(journal.batches(states=("queued",))) == 3
             assert [f.state for f in journal.recent_files()] == [FileState.WAITING]
 
@@ -642,7 +642,7 @@ def test_health_is_ok_while_the_daemon_runs_and_fails_once_its_heartbeat_is_stal
     log_path = tmp_path / "daemon.log"
     daemon = start_daemon(env, log_path)
     try:
-        journal_path = inbox / ".filedrop" / "state.db"
+        journal_path = journal_file(inbox)
         wait_until(journal_path.exists, timeout_s=30, what="the daemon's journal")
         with Journal(journal_path) as journal:
             beat = wait_until(journal.last_beat, timeout_s=30, what="the first heartbeat")
@@ -700,7 +700,7 @@ def test_health_allows_six_missed_heartbeats_of_the_configured_interval(
     stale with a 1 s heartbeat (limit 6 s): the limit follows FILEDROP_HEARTBEAT_S."""
     from builders import filedrop
 
-    with Journal(inbox / ".filedrop" / "state.db", clock=lambda: time.time() - 30) as journal:
+    with Journal(journal_file(inbox), clock=lambda: time.time() - 30) as journal:
         journal.beat(this_owner())  # this test's own process: alive
     env = {"FILEDROP_INBOX": str(inbox), "FILEDROP_HEARTBEAT_S": heartbeat_s}
     code, out, err = filedrop("status", "--health", environ=env, expect=None)
