@@ -205,7 +205,7 @@ def rebuild_journal(
     winners = _winners(outcomes)
     for outcome in outcomes:
         invoices, batches = _records(outcome, winners, report)
-        if not invoices and not _statuses(outcome.rows) & {RowStatus.NOT_SENT}:
+        if not _statuses(outcome.rows) & {*SENT_ROW_STATUSES, RowStatus.NOT_SENT}:
             continue  # nothing was sent from it: processing it again is harmless
         report.invoices += journal.record_rebuilt_file(
             target=target,
