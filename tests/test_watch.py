@@ -539,6 +539,7 @@ def daemon_env(*, sandbox: Sandbox, inbox: Path, mapping: Path, **extra: str) ->
         FILEDROP_ORG_ID=ORG_ID,
         FILEDROP_INBOX=str(inbox),
         FILEDROP_MAPPING=str(mapping),
+        FILEDROP_STATE=str(journal_file(inbox)),
         FILEDROP_STABILITY_S="0.2",
         FILEDROP_RESCAN_S="0.5",
         FILEDROP_POLL_INITIAL_S="0.05",
@@ -702,7 +703,11 @@ def test_health_allows_six_missed_heartbeats_of_the_configured_interval(
 
     with Journal(journal_file(inbox), clock=lambda: time.time() - 30) as journal:
         journal.beat(this_owner())  # this test's own process: alive
-    env = {"FILEDROP_INBOX": str(inbox), "FILEDROP_HEARTBEAT_S": heartbeat_s}
+    env = {
+        "FILEDROP_INBOX": str(inbox),
+        "FILEDROP_STATE": str(journal_file(inbox)),
+        "FILEDROP_HEARTBEAT_S": heartbeat_s,
+    }
     code, out, err = filedrop("status", "--health", environ=env, expect=None)
     if healthy:
         assert (code, err) == (0, "")

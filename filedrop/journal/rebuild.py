@@ -96,7 +96,7 @@ def _statuses(rows: list[OutcomeRow]) -> set[RowStatus]:
 def outcomes_of(path: Path) -> list[Path]:
     """The outcome files of the input ``path``: beside it and, stamped, in ``archive/``."""
     beside = outcome_path(path)
-    found = [beside] if beside.is_file() else []
+    found = [beside] if _is_file(beside) else []
     archive = path.parent / ARCHIVE
     if archive.is_dir() and not archive.is_symlink():
         wanted = beside.name.casefold()
@@ -108,6 +108,14 @@ def outcomes_of(path: Path) -> list[Path]:
                 and _ARCHIVE_STAMP.sub("", entry.name).casefold() == wanted
             )
     return found
+
+
+def _is_file(path: Path) -> bool:
+    """Whether ``path`` is a file; a name the folder cannot even hold (too long) is none."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 def lost_journal_evidence(path: Path, journal: Journal, *, limits: ReadLimits) -> Path | None:
