@@ -1,6 +1,6 @@
 # filedrop as a container: `filedrop watch` on /inbox by default, `filedrop run` for CronJobs.
 #   docker build -t filedrop .
-#   docker run -v "$PWD/inbox:/inbox" -e FILEDROP_ENV=staging -e FILEDROP_CLIENT_ID=... \
+#   docker run -v "$PWD/inbox:/inbox" -v filedrop-journal:/var/lib/filedrop -e FILEDROP_ENV=staging -e FILEDROP_CLIENT_ID=... \
 #     -e FILEDROP_ORG_ID=... -e FILEDROP_CLIENT_SECRET_FILE=/run/secrets/amili \
 #     -v "$PWD/amili-secret:/run/secrets/amili:ro" filedrop
 FROM docker.io/library/python:3.11-slim
@@ -25,17 +25,20 @@ COPY mappings ./mappings
 COPY inbox-example ./inbox-example
 RUN pip install --no-deps . && rm -rf build *.egg-info \
     && useradd --create-home --uid 10001 --user-group filedrop \
-    && mkdir -p /inbox \
-    && chown filedrop:filedrop /inbox
+    && mkdir -p /inbox /var/lib/filedrop \
+    && chown filedrop:filedrop /inbox /var/lib/filedrop
 
 USER filedrop
 
-# The journal lives in /inbox/.filedrop/state.db unless FILEDROP_STATE says otherwise.
+# The journal lives on a volume of its own, never in /inbox: anyone who can drop a file could
+# delete it there, and a share's locking is not safe for SQLite. A journal an older image kept in
+# /inbox/.filedrop/state.db is moved here at the first start.
 # Secrets come as files (Docker/Kubernetes secrets): FILEDROP_CLIENT_SECRET_FILE.
 ENV FILEDROP_INBOX=/inbox \
     FILEDROP_MAPPING=/app/mappings \
+    FILEDROP_STATE=/var/lib/filedrop/journal.db \
     FILEDROP_LOG_FORMAT=json
-VOLUME ["/inbox"]
+VOLUME ["/inbox", "/var/lib/filedrop"]
 
 HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
     CMD ["filedrop", "status", "--health"]

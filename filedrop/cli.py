@@ -89,6 +89,19 @@ then: FILEDROP_ENV=sandbox filedrop run (sandbox's URLs default to http://127.0.
 
 Use it for batches 'filedrop status' lists as UNKNOWN, after checking with Amili for the invoice
 numbers it lists. The outcome files of their inputs are rewritten at once.""",
+    "journal": """examples:
+  filedrop journal rebuild --inbox /data/inbox     after the journal was lost or replaced
+  filedrop journal rebuild --fresh                 start an empty journal on purpose""",
+    "journal rebuild": """examples:
+  filedrop journal rebuild --inbox /data/inbox
+      read every outcome in the inbox and its archive/ back into the journal: SUCCEEDED,
+      PENDING and UNKNOWN invoices are never sent again, PENDING batches are polled again
+  filedrop journal rebuild --fresh
+      keep the journal aside as a backup and start an empty one: every file is new again
+
+A run refuses files whose outcome shows more than the journal knows (exit 2) until one of these.
+Needs FILEDROP_ENV and FILEDROP_ORG_ID: invoice numbers are remembered per environment and
+organisation. Exit codes: 0 rebuilt; 1 some outcome or row could not be read back; 2 setup.""",
 }
 
 
@@ -210,6 +223,27 @@ def build_parser() -> argparse.ArgumentParser:
     verdict = resolve.add_mutually_exclusive_group(required=True)
     verdict.add_argument("--sent", action="store_true", help="Amili has them: never send again")
     verdict.add_argument("--not-sent", action="store_true", help="Amili does not: send again")
+
+    journal = command(
+        "journal", "Look after the journal: rebuild it from the outcome files.", _journal_rebuild
+    )
+    actions = journal.add_subparsers(dest="action", required=True, metavar="ACTION")
+    summary = "Read the outcome files back into a journal that was lost or replaced."
+    rebuild = actions.add_parser(
+        "rebuild",
+        help=summary,
+        description=summary,
+        epilog=EPILOGS["journal rebuild"],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[common],
+    )
+    rebuild.set_defaults(handler=_journal_rebuild)
+    _settings_flags(rebuild, "journal")
+    rebuild.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start an empty journal on purpose, keeping the old one aside as a backup",
+    )
     return parser
 
 
@@ -374,6 +408,7 @@ def _demo(args: argparse.Namespace, io: Io) -> int:
             org_id=DEMO_ORG_ID,
             inbox=inbox,
             mapping=mappings,
+            state=inbox.parent / "journal.db",  # the demo's own: never the user's real journal
             stability_s=0.0,
             batch_size=5,
             poll_initial_s=0.25,
@@ -485,6 +520,7 @@ def _status(args: argparse.Namespace, io: Io) -> int:
 
     settings = _load(args, io)
     path = settings.journal_path
+    _take_over_legacy(settings)
     if args.health:
         return _health(settings, path, io)
     if not path.exists():
@@ -553,6 +589,18 @@ def _say_replicas(journal: Journal, settings: Settings, io: Io) -> None:
         )
 
 
+def _take_over_legacy(settings: Settings) -> None:
+    """A journal left inside the inbox by an older filedrop moves to its place now."""
+    from filedrop.journal.engines import PostgresLocation
+    from filedrop.journal.location import take_over_legacy
+
+    path = settings.journal_path
+    if isinstance(path, PostgresLocation):
+        return  # a server's journal is never at the old place; see open_journal
+    if settings.inbox is not None and settings.inbox.is_dir():
+        take_over_legacy(path, inbox=settings.inbox)
+
+
 def _health(settings: Settings, path: Path, io: Io) -> int:
     from filedrop.journal import Journal, owner_alive
     from filedrop.watch import heartbeat_stale_s
@@ -594,10 +642,9 @@ def _resolve(args: argparse.Namespace, io: Io) -> int:
     from filedrop.states import BatchState
 
     settings = _load(args, io)
+    _take_over_legacy(settings)
     if not settings.journal_path.exists():
-        raise ConfigError(
-            f"No journal at {settings.journal_path}; check --inbox or FILEDROP_STATE."
-        )
+        raise ConfigError(f"No journal at {settings.journal_path}; check FILEDROP_STATE.")
     with Journal(settings.journal_path) as journal:
         # Every batch is checked before any is settled: a typo in the third number must not
         # leave the first two settled and the rest not.
@@ -659,6 +706,68 @@ def _rewrite_outcome(journal: Journal, file_id: int, settings: Settings) -> str:
     outcome, counts = rewritten
     shown = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     return f"{record.name}: {shown}; outcome rewritten: {outcome}"
+
+
+def _journal_rebuild(args: argparse.Namespace, io: Io) -> int:
+    """Read the outcomes back into the journal, or (``--fresh``) start an empty one on purpose."""
+    from filedrop.journal.location import open_journal
+    from filedrop.journal.rebuild import rebuild_journal
+
+    settings = _load(args, io)
+    inbox = settings.require_inbox()
+    target = settings.require_target()
+    path = settings.journal_path
+    if args.fresh:
+        return _start_fresh(settings, inbox, io)
+    with open_journal(
+        path, inbox=inbox, allow_network=settings.allow_network_journal, clock=time.time
+    ) as journal:
+        report = rebuild_journal(journal, inbox=inbox, target=target, limits=settings.read_limits())
+    io.say(
+        f"Read {report.outcomes} outcome files back into the journal {path}: {report.files} "
+        f"files and {report.invoices} invoice numbers recorded; {report.queued_batches} "
+        f"PENDING batches are polled again by the next run or watch, and "
+        f"{report.unknown_batches} UNKNOWN batches wait for 'filedrop resolve'."
+    )
+    for unreadable in report.unreadable:
+        io.say(mask_ids(f"  not read: {unreadable}"))
+    if report.rows_without_number:
+        io.say(
+            f"{report.rows_without_number} rows that were sent could not be rebuilt: their "
+            "outcomes were written before filedrop recorded each row's invoice number in them "
+            "(outcome_invoice_number), so a new file with those numbers would send them again; "
+            "check them with Amili."
+        )
+    return ExitCode.ATTENTION if report.unreadable or report.rows_without_number else ExitCode.OK
+
+
+def _start_fresh(settings: Settings, inbox: Path, io: Io) -> int:
+    """Put the journal (and one left at the old place in the inbox) aside; start an empty one."""
+    from filedrop.journal.engines import PostgresLocation
+    from filedrop.journal.location import legacy_journal_path, open_journal, retire
+
+    path = settings.journal_path
+    if isinstance(path, PostgresLocation):
+        raise ConfigError(
+            f"journal rebuild --fresh keeps a SQLite journal aside as a backup; for {path}, "
+            "back up and empty the database yourself (pg_dump, then drop its tables), "
+            "then run 'filedrop journal rebuild'."
+        )
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for old in (path, legacy_journal_path(inbox)):
+        if old.is_file():
+            backup = old.with_name(f"{old.name}.before-fresh-{stamp}")
+            retire(old, backup)
+            io.say(f"The journal {old} is kept as {backup}.")
+    with open_journal(
+        path, inbox=inbox, allow_network=settings.allow_network_journal, clock=time.time
+    ) as journal:
+        journal.mark_started_fresh()
+    io.say(
+        f"Started an empty journal at {path}: the files in {inbox} are processed again as new "
+        "by the next run, and every invoice in them is sent again."
+    )
+    return ExitCode.OK
 
 
 def _on_signals(stop: threading.Event) -> None:

@@ -54,6 +54,7 @@ OUTCOME_COLUMNS = (
     "outcome_case_id",
     "outcome_case_number",
     "outcome_batch_id",
+    "outcome_invoice_number",  # as sent: what 'filedrop journal rebuild' reads back
 )
 
 _SUMMARY_SHEET, _DEFAULT_SHEET = "Summary", "Outcome"
@@ -162,7 +163,7 @@ def _claim_order(source: Path) -> tuple[bool, str]:
 def xlsx_fit_problem(table: Table) -> str | None:
     """Why ``table``'s rows and columns cannot fit an xlsx outcome, or None when they do.
 
-    The outcome adds six columns to the sheet's own; Excel stops at 16,384 columns and
+    The outcome adds its columns to the sheet's own; Excel stops at 16,384 columns and
     1,048,576 rows. Asked before anything is sent, so such a file is refused whole.
     """
     if outcome_path(table.path).suffix != ".xlsx":
@@ -292,7 +293,8 @@ def write_error_outcome(
     """
     dest = dest or outcome_path(source)
     headers = ["file", *OUTCOME_COLUMNS]
-    columns = [[source.name], [RowStatus.ERROR.value], [message], [""], [""], [""], [""]]
+    blanks = [[""] for _ in OUTCOME_COLUMNS[2:]]
+    columns = [[source.name], [RowStatus.ERROR.value], [message], *blanks]
     if dest.suffix == ".xlsx":
         write = partial(
             _write_xlsx,
@@ -426,7 +428,7 @@ def _write_xlsx(
     header_at: int = 0,
     rows_at: Sequence[int] | None = None,
 ) -> None:
-    """Data sheet first, then ``Summary``; ``headers`` and ``columns`` end with the outcome six.
+    """Data sheet first, then ``Summary``; ``headers`` and ``columns`` end with the outcome columns.
 
     ``header_at`` and ``rows_at`` are 0-based sheet rows for the header and each data row
     (default: the header on top, rows right below it).

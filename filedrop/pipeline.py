@@ -46,6 +46,7 @@ from filedrop.inbox import (
     scan,
 )
 from filedrop.journal import BatchRecord, FileRecord, InvoiceRecord, Journal, this_owner
+from filedrop.journal.rebuild import lost_journal_evidence, lost_journal_message
 from filedrop.logs import printable
 from filedrop.mapping import Mapping, select_mapping
 from filedrop.mapping.prepare import Prepared, PreparedInvoice, payloads, prepare
@@ -184,6 +185,8 @@ class _Setbacks:
 
 def process_file(path: Path, ctx: Context) -> FileReport:
     """Process one ready file, or resume it; never raises for a problem with the file itself."""
+    if lost := _lost_journal(path, ctx):
+        return lost
     hashed = _hash(path, ctx)
     if isinstance(hashed, FileReport):
         return hashed
@@ -222,6 +225,24 @@ def _skipped(path: Path, hashed: HashedFile, ctx: Context) -> FileReport:
     return FileReport(
         path, FileState.SKIPPED, {}, message=message, held_by=holder or "another process"
     )
+
+
+def _lost_journal(path: Path, ctx: Context) -> FileReport | None:
+    """The report of a file not sent because its outcome knows more than the journal does.
+
+    Asked before the file is claimed: a journal that was deleted or replaced must never make
+    filedrop start afresh over an inbox it processed before, sending every invoice again.
+    """
+    outcome = lost_journal_evidence(path, ctx.journal, limits=ctx.read_limits)
+    if outcome is None:
+        return None
+    if ctx.say_once("lost-journal"):
+        log.error("%s", printable(lost_journal_message(path, outcome, ctx.journal.path)))
+    message = (
+        "not sent: its outcome shows it was sent before, but the journal has never heard of it "
+        "(lost or replaced); run 'filedrop journal rebuild'"
+    )
+    return FileReport(path, FileState.SKIPPED, {}, message=message, setback=Setback.SETUP)
 
 
 def _hash(path: Path, ctx: Context) -> HashedFile | FileReport:
@@ -692,7 +713,9 @@ def _invoice_outcome(
     file_id: int,
     batch_ids: dict[int, str],
     file_names: dict[int, str],
-) -> tuple[str, str, str, str, str, str]:
+) -> tuple[str, str, str, str, str, str, str]:
+    """The outcome columns of one invoice's rows; the last is its number as sent."""
+    number = invoice.invoice_number
     if record is None:
         # Stopped before its batch was claimed: nothing was sent; the next run sends it.
         return (
@@ -702,6 +725,7 @@ def _invoice_outcome(
             "",
             "",
             "",
+            number,
         )
     if record.file_id != file_id:
         if record.file_id not in file_names:
@@ -719,6 +743,7 @@ def _invoice_outcome(
             record.case_id or "",
             record.case_number or "",
             "",
+            number,
         )
     row_status = ROW_STATUS_OF_INVOICE[record.status]
     text = record.message or ""
@@ -731,6 +756,7 @@ def _invoice_outcome(
         record.case_id or "",
         record.case_number or "",
         batch_ids.get(record.batch or -1, ""),
+        number,
     )
 
 

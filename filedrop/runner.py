@@ -36,6 +36,7 @@ from filedrop.inbox import (
     snapshot,
 )
 from filedrop.journal import Journal, owner_alive
+from filedrop.journal.location import open_journal
 from filedrop.logs import printable
 from filedrop.mapping import load_mappings
 from filedrop.outcome import remove_stray_temps
@@ -110,7 +111,12 @@ def open_context(
     client = make_client(settings, clock=clock, sleep=sleep)
     try:
         client.authenticate()
-        journal = Journal(settings.journal_path, clock=clock)
+        journal = open_journal(
+            settings.journal_path,
+            inbox=settings.require_inbox(),
+            allow_network=settings.allow_network_journal,
+            clock=clock,
+        )
     except BaseException:
         client.close()
         raise

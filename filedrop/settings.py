@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
@@ -19,8 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from filedrop.errors import ConfigError
-from filedrop.inbox import STATE_FOLDER
 from filedrop.journal.engines import PostgresLocation, location_from_text, redact
+from filedrop.journal.location import default_journal_path
 from filedrop.read.limits import ReadLimits
 
 _READ_LIMITS = ReadLimits()
@@ -47,7 +48,7 @@ OTHER_VARIABLES = ("FILEDROP_CONFIG",)
 #: Which commands have a flag for a setting (its ``flag_on``): the two that send, or every
 #: command that reads the journal too.
 RUN_AND_WATCH = ("run", "watch")
-ALL_SETTINGS_COMMANDS = ("run", "watch", "status", "resolve")
+ALL_SETTINGS_COMMANDS = ("run", "watch", "status", "resolve", "journal")
 
 
 # Each parser raises ValueError("must ...") so that every refusal reads the same way.
@@ -169,7 +170,8 @@ class Settings:
         default=None,
         metadata=_about(
             location_from_text,
-            "the journal: a SQLite file (default: .filedrop/state.db in the inbox) or a "
+            "the journal, one for every inbox: a SQLite file (default: "
+            "$XDG_STATE_HOME/filedrop/journal.db, else ~/.local/state/filedrop/journal.db) or a "
             "postgresql:// URL",
             flag_on=ALL_SETTINGS_COMMANDS,
         ),
@@ -177,6 +179,12 @@ class Settings:
     state_password_file: Path | None = field(
         default=None,
         metadata=_about(Path, "file holding the PostgreSQL journal's password (a mounted secret)"),
+    )
+    allow_network_journal: bool = field(
+        default=False,
+        metadata=_about(
+            _bool, "allow a SQLite journal on NFS, SMB/CIFS, SSHFS or another FUSE mount"
+        ),
     )
     batch_size: int = field(
         default=100, metadata=_about(_positive_int, "invoices per batch", flag_on=RUN_AND_WATCH)
@@ -288,6 +296,9 @@ class Settings:
     )
 
     sources: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    default_state: Path | None = field(default=None, repr=False, compare=False)
+    """The journal when ``state`` is not given: the user's, from the environment the settings
+    were read from (``default_journal_path``)."""
 
     def where(self, name: str) -> str:
         """Where ``name``'s value came from: its flag, variable or config key, else its variable."""
@@ -303,16 +314,22 @@ class Settings:
 
     @property
     def journal_path(self) -> Path | PostgresLocation:
-        """Where the journal lives: ``state``, else ``.filedrop/state.db`` in the inbox."""
+        """Where the journal lives: ``state`` (a file or a PostgreSQL URL), else the user's own
+        for every inbox (for settings built by hand, from the process's environment)."""
         if isinstance(self.state, PostgresLocation):
             return self.state.with_password_file(
                 self.state_password_file, setting=self.where("state_password_file")
             )
         if self.state is not None:
             return self.state
-        if self.inbox is None:
-            raise ConfigError(_not_set(["inbox"], sending=False))
-        return self.inbox / STATE_FOLDER / "state.db"
+        return self.default_state or default_journal_path(os.environ)
+
+    def require_target(self) -> str:
+        """``environment:organisation``, the scope within which an invoice number goes out once."""
+        missing = [name for name in ("env", "org_id") if not self._given(name)]
+        if missing:
+            raise ConfigError(_not_set(missing, sending=False))
+        return f"{self.env}:{self.org_id}"
 
     def urls(self) -> tuple[str, str]:
         """(auth base URL, API base URL) for the chosen environment and overrides."""
@@ -560,7 +577,7 @@ def load_settings(
         else:
             continue
         values[spec.name] = _parse(spec, raw, sources[spec.name])
-    return Settings(**values, sources=sources)
+    return Settings(**values, sources=sources, default_state=default_journal_path(environ))
 
 
 def _read_config(path: Path) -> dict[str, Any]:

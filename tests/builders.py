@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
 
-from conftest import MAPPINGS, ORG_ID, ROOT, TEST_CLIENT_ID, TEST_CLIENT_SECRET
+from conftest import MAPPINGS, ORG_ID, ROOT, TEST_CLIENT_ID, TEST_CLIENT_SECRET, journal_file
 from stdnum.no import fodselsnummer
 
 from filedrop.cli import main
@@ -81,6 +81,7 @@ def run_env(inbox: Path, sandbox_url: str, **extra: str) -> dict[str, str]:
         "FILEDROP_ORG_ID": ORG_ID,
         "FILEDROP_INBOX": str(inbox),
         "FILEDROP_MAPPING": str(MAPPINGS),
+        "FILEDROP_STATE": str(journal_file(inbox)),
         "FILEDROP_STABILITY_S": "0",
         "FILEDROP_POLL_INITIAL_S": "0.05",
         "FILEDROP_POLL_MAX_INTERVAL_S": "0.2",

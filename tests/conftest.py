@@ -96,6 +96,18 @@ def fake_time() -> FakeTime:
     return FakeTime()
 
 
+@pytest.fixture(autouse=True)
+def no_real_state_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reaches the real user's journal: the default state folder is in ``tmp_path``."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg-state"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+
+
+def journal_file(inbox: Path) -> Path:
+    """The journal the tests give an inbox (``FILEDROP_STATE``): beside it, never inside."""
+    return inbox.parent / "journal.db"
+
+
 @pytest.fixture
 def inbox(tmp_path: Path) -> Path:
     """An empty inbox folder in ``tmp_path``."""
@@ -115,6 +127,7 @@ def sandbox_settings(inbox: Path, sandbox_url: str, **overrides: Any) -> Setting
         "org_id": ORG_ID,
         "inbox": inbox,
         "mapping": MAPPINGS,
+        "state": journal_file(inbox),
         "stability_s": 0.0,
         "poll_initial_s": 0.05,
         "poll_max_interval_s": 0.2,

@@ -17,6 +17,7 @@ from typing import NoReturn
 import pandas as pd
 import pytest
 from builders import EXAMPLES, MAPPINGS, erp_row, filedrop, national_id, run_env, write_erp_csv
+from conftest import journal_file
 
 from filedrop.sandbox import Sandbox, SandboxOptions
 
@@ -411,8 +412,7 @@ def test_resolve_checks_every_batch_before_settling_any(inbox: Path, sandbox: Sa
     env = _two_unknown_batches(inbox, sandbox)
     _, _, err = filedrop("resolve", "1", "9", "--sent", environ=env, expect=2)
     assert err.splitlines()[-1] == (
-        f'filedrop: No batch "9" in {inbox / ".filedrop" / "state.db"}; '
-        "'filedrop status' lists them."
+        f"filedrop: No batch \"9\" in {journal_file(inbox)}; 'filedrop status' lists them."
     )
     _, status, _ = filedrop("status", environ=env)
     assert status.splitlines()[-1] == "Invoices by status: 3 UNKNOWN"

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from builders import erp_row, filedrop, run_env, write_erp_csv
+from conftest import journal_file
 
 from filedrop.sandbox import Sandbox, SandboxOptions
 
@@ -66,7 +67,7 @@ def test_kill_9_while_batches_are_queued_then_rerun_completes(tmp_path: Path) ->
         env = run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE="2")
         child = start_run(env)
         wait_for_journal(
-            inbox / ".filedrop" / "state.db",
+            journal_file(inbox),
             lambda db: (
                 db.execute("SELECT COUNT(*) FROM batches WHERE state = 'queued'").fetchone()[0] == 5
             ),
@@ -90,7 +91,7 @@ def test_kill_9_during_a_post_leaves_unknown_rows_and_never_resends(tmp_path: Pa
         env = run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE="2", FILEDROP_CONCURRENT_BATCHES="1")
         child = start_run(env)
         wait_for_journal(
-            inbox / ".filedrop" / "state.db",
+            journal_file(inbox),
             lambda db: (
                 db.execute("SELECT COUNT(*) FROM batches WHERE state = 'posting'").fetchone()[0]
                 >= 1

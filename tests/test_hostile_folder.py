@@ -208,7 +208,7 @@ def test_a_workbook_using_column_xfd_is_refused_before_anything_is_sent(
     env = run_env(inbox, sandbox.url, FILEDROP_MAX_COLUMNS="16384")
     _, out, _ = filedrop("run", environ=env, expect=1)
     message = (
-        "wide.xlsx: 16384 columns leave no room for the 6 outcome columns in an xlsx outcome "
+        "wide.xlsx: 16384 columns leave no room for the 7 outcome columns in an xlsx outcome "
         "(at most 16,384); remove the empty or unused columns, or save the sheet as CSV, and "
         "drop it again"
     )

@@ -61,7 +61,7 @@ def csv_table(
 
 
 def outcomes(*statuses: str, message: str = "", batch: str = "b-1") -> pd.DataFrame:
-    """One outcome row per status; SUCCEEDED rows get ids."""
+    """One outcome row per status (invoice numbers F-0, F-1, ...); SUCCEEDED rows get ids."""
     rows = []
     for i, status in enumerate(statuses):
         ok = status == "SUCCEEDED"
@@ -73,6 +73,7 @@ def outcomes(*statuses: str, message: str = "", batch: str = "b-1") -> pd.DataFr
                 "outcome_case_id": f"case-{i}" if ok else "",
                 "outcome_case_number": f"{1000 + i}" if ok else "",
                 "outcome_batch_id": batch,
+                "outcome_invoice_number": f"F-{i}",
             }
         )
     return pd.DataFrame(rows, columns=list(OUTCOME_COLUMNS))
@@ -152,7 +153,7 @@ def test_outcome_path_refuses_other_kinds(tmp_path: Path) -> None:
 
 
 def test_xlsx_keeps_original_columns_and_rows_in_order(tmp_path: Path) -> None:
-    """Original headers (even repeated or blank) and rows come first, then the outcome six."""
+    """Original headers (even repeated or blank) and rows come first, then the outcome columns."""
     headers = ["Fakturanr", "Beløp", "Beløp", ""]
     rows = [["F-3", 30.5, 1, "c"], ["F-1", 10.0, 2, None], ["F-2", 20.25, 3, "a"]]
     table = excel_table(tmp_path / "januar.xlsx", headers, rows)
@@ -163,7 +164,7 @@ def test_xlsx_keeps_original_columns_and_rows_in_order(tmp_path: Path) -> None:
     assert got[0] == ("Fakturanr", "Beløp", "Beløp", None, *OUTCOME_COLUMNS)
     assert [row[:4] for row in got[1:]] == [tuple(r) for r in rows]
     assert [row[4] for row in got[1:]] == ["FAILED", "SUCCEEDED", "INVALID"]
-    assert got[2][4:] == ("SUCCEEDED", None, "inv-1", "case-1", "1001", "b-1")
+    assert got[2][4:] == ("SUCCEEDED", None, "inv-1", "case-1", "1001", "b-1", "F-1")
     assert len(got) == 4
 
 
@@ -219,7 +220,7 @@ def test_xlsx_header_is_bold_frozen_and_filtered(tmp_path: Path) -> None:
 
     ws = openpyxl.load_workbook(path).worksheets[0]
     assert ws.freeze_panes == "A2"
-    assert ws.auto_filter.ref == "A1:H4"
+    assert ws.auto_filter.ref == "A1:I4"
     assert all(cell.font.b for cell in ws[1])
 
 
@@ -357,7 +358,7 @@ def test_csv_round_trips_in_cp1252_with_semicolons(tmp_path: Path) -> None:
     assert [row[:3] for row in got[1:]] == [rows[0], rows[1], ["F-3", "Søren ?", "7"]]
     assert [row[3] for row in got[1:]] == ["SUCCEEDED", "FAILED", "PENDING"]
     assert got[2][4] == "beløp: må være positiv"
-    assert got[1][5:] == ["inv-0", "case-0", "1000", "b-1"]
+    assert got[1][5:] == ["inv-0", "case-0", "1000", "b-1", "F-0"]
 
 
 def test_csv_keeps_a_utf8_bom_and_tabs(tmp_path: Path) -> None:
@@ -510,7 +511,7 @@ def test_error_outcome_xlsx_has_one_error_row_and_a_summary(tmp_path: Path) -> N
     assert path == tmp_path / "ødelagt.outcome.xlsx"
     assert sheet_rows(path) == [
         ("file", *OUTCOME_COLUMNS),
-        ("ødelagt.xlsx", "ERROR", message, None, None, None, None),
+        ("ødelagt.xlsx", "ERROR", message, None, None, None, None, None),
     ]
     ws = openpyxl.load_workbook(path).worksheets[0]
     assert [str(cf.sqref) for cf in ws.conditional_formatting] == ["B2"]
@@ -531,5 +532,5 @@ def test_error_outcome_csv_is_utf8_with_bom_and_commas(tmp_path: Path) -> None:
         got = list(csv.reader(fh))
     assert got == [
         ["file", *OUTCOME_COLUMNS],
-        ["rar.csv", "ERROR", "rar.csv: the file is empty; export it again.", "", "", "", ""],
+        ["rar.csv", "ERROR", "rar.csv: the file is empty; export it again.", "", "", "", "", ""],
     ]

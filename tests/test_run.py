@@ -12,7 +12,7 @@ import openpyxl
 import pandas as pd
 import pytest
 from builders import EXAMPLES, erp_row, filedrop, run_env, write_erp_csv
-from conftest import FakeTime
+from conftest import FakeTime, journal_file
 
 from filedrop.pipeline import Context, process_file
 from filedrop.runner import ready_files
@@ -264,7 +264,7 @@ def test_journal_records_files_batches_and_invoices(inbox: Path, sandbox: Sandbo
     """The journal (a real SQLite file) holds the file, its batch id and each invoice's case."""
     write_erp_csv(inbox / "j.csv", [erp_row("9301"), erp_row("9302")])
     filedrop("run", environ=run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE="1"))
-    with sqlite3.connect(inbox / ".filedrop" / "state.db") as db:
+    with sqlite3.connect(journal_file(inbox)) as db:
         assert db.execute("SELECT name, state FROM files").fetchall() == [("j.csv", "done")]
         batches = db.execute("SELECT state, api_status, batch_id FROM batches").fetchall()
         assert len(batches) == 2 and all(b[0] == "done" and b[2] for b in batches)
@@ -299,7 +299,7 @@ def test_batches_of_a_replaced_file_are_still_settled(inbox: Path) -> None:
         filedrop("run", environ=env)
         outcome = outcome_csv(inbox / "x.outcome.csv")
         assert list(outcome["outcome_status"]) == ["DUPLICATE", "SUCCEEDED"]
-        with sqlite3.connect(inbox / ".filedrop" / "state.db") as db:
+        with sqlite3.connect(journal_file(inbox)) as db:
             states = db.execute("SELECT state FROM batches ORDER BY id").fetchall()
             first = db.execute("SELECT status FROM invoices WHERE invoice_number = '6101'")
             assert states == [("done",), ("done",)]

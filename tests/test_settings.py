@@ -257,10 +257,31 @@ def test_environment_picks_both_urls_and_overrides_win() -> None:
     assert custom.urls() == ("https://auth.amili.no", "http://127.0.0.1:9")
 
 
-def test_journal_defaults_to_the_inbox(tmp_path: Path) -> None:
-    """Without FILEDROP_STATE the journal lives in .filedrop/ inside the inbox."""
-    settings = load_settings(environ={"FILEDROP_INBOX": str(tmp_path)})
-    assert settings.journal_path == tmp_path / ".filedrop" / "state.db"
+@pytest.mark.parametrize(
+    ("environ", "journal"),
+    [
+        ({"XDG_STATE_HOME": "/srv/state", "HOME": "/home/kari"}, "/srv/state/filedrop/journal.db"),
+        ({"HOME": "/home/kari"}, "/home/kari/.local/state/filedrop/journal.db"),
+        (
+            {"XDG_STATE_HOME": "relative", "HOME": "/home/kari"},
+            "/home/kari/.local/state/filedrop/journal.db",
+        ),
+    ],
+)
+def test_journal_defaults_to_the_users_state_folder_for_every_inbox(
+    tmp_path: Path, environ: dict[str, str], journal: str
+) -> None:
+    """Without FILEDROP_STATE the journal is the user's own, outside every inbox."""
+    settings = load_settings(environ={"FILEDROP_INBOX": str(tmp_path), **environ})
+    assert settings.journal_path == Path(journal)
+
+
+def test_filedrop_state_names_the_journal(tmp_path: Path) -> None:
+    """FILEDROP_STATE wins over the default."""
+    settings = load_settings(
+        environ={"FILEDROP_STATE": str(tmp_path / "j.db"), "XDG_STATE_HOME": "/srv/state"}
+    )
+    assert settings.journal_path == tmp_path / "j.db"
 
 
 def test_every_setting_has_one_default() -> None:

@@ -15,6 +15,7 @@ from typing import TypeVar
 import pandas as pd
 import pytest
 from builders import erp_row, run_env, write_erp_csv
+from conftest import journal_file
 
 from filedrop.sandbox import Sandbox, SandboxOptions
 
@@ -72,7 +73,7 @@ def test_files_two_runs_leave_waiting_are_finished_by_the_running_watch(tmp_path
     watch, which met those files while the runs held them, finishes every one of them."""
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    journal = inbox / ".filedrop" / "state.db"
+    journal = journal_file(inbox)
     log_path = tmp_path / "processes.log"
     numbers = {f"f{n:02d}": [str(40_000 + n * 10), str(40_001 + n * 10)] for n in range(20)}
     # Batches stay QUEUED until the sandbox's clock is moved on, so each run certainly leaves

@@ -26,7 +26,7 @@ from typing import Any, ClassVar, TypeVar
 
 import pandas as pd
 import pytest
-from conftest import ORG_ID, ROOT, FakeTime, sandbox_settings
+from conftest import ORG_ID, ROOT, FakeTime, journal_file, sandbox_settings
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
@@ -314,7 +314,7 @@ def test_a_file_another_process_holds_is_taken_up_once_that_process_lets_go(
     path.write_text(csv_text(["HELD-1"]), encoding="utf-8")
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        with Journal(inbox / ".filedrop" / "state.db") as journal:
+        with Journal(journal_file(inbox)) as journal:
             record = journal.claim_file(
                 path=path,
                 sha256=content_hash(path),
@@ -593,6 +593,7 @@ def daemon_env(*, sandbox: Sandbox, inbox: Path, mapping: Path, **extra: str) ->
         FILEDROP_ORG_ID=ORG_ID,
         FILEDROP_INBOX=str(inbox),
         FILEDROP_MAPPING=str(mapping),
+        FILEDROP_STATE=str(journal_file(inbox)),
         FILEDROP_STABILITY_S="0.2",
         FILEDROP_RESCAN_S="0.5",
         FILEDROP_POLL_INITIAL_S="0.05",
@@ -660,7 +661,7 @@ def test_sigterm_exits_0_and_restart_finishes_what_was_in_flight(
             )
         finally:
             sigterm(first, log_path)
-        with Journal(inbox / ".filedrop" / "state.db") as journal:
+        with Journal(journal_file(inbox)) as journal:
             assert len(journal.batches(states=("queued",))) == 3
             assert [f.state for f in journal.recent_files()] == [FileState.WAITING]
 
@@ -696,7 +697,7 @@ def test_health_is_ok_while_the_daemon_runs_and_fails_once_its_heartbeat_is_stal
     log_path = tmp_path / "daemon.log"
     daemon = start_daemon(env, log_path)
     try:
-        journal_path = inbox / ".filedrop" / "state.db"
+        journal_path = journal_file(inbox)
         wait_until(journal_path.exists, timeout_s=30, what="the daemon's journal")
         with Journal(journal_path) as journal:
             beat = wait_until(journal.last_beat, timeout_s=30, what="the first heartbeat")
@@ -754,9 +755,13 @@ def test_health_allows_six_missed_heartbeats_of_the_configured_interval(
     stale with a 1 s heartbeat (limit 6 s): the limit follows FILEDROP_HEARTBEAT_S."""
     from builders import filedrop
 
-    with Journal(inbox / ".filedrop" / "state.db", clock=lambda: time.time() - 30) as journal:
+    with Journal(journal_file(inbox), clock=lambda: time.time() - 30) as journal:
         journal.beat(this_owner())  # this test's own process: alive
-    env = {"FILEDROP_INBOX": str(inbox), "FILEDROP_HEARTBEAT_S": heartbeat_s}
+    env = {
+        "FILEDROP_INBOX": str(inbox),
+        "FILEDROP_STATE": str(journal_file(inbox)),
+        "FILEDROP_HEARTBEAT_S": heartbeat_s,
+    }
     code, out, err = filedrop("status", "--health", environ=env, expect=None)
     if healthy:
         assert (code, err) == (0, "")

@@ -90,6 +90,13 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX IF NOT EXISTS files_by_owner ON files (owner)
     """,
+    # Facts about the journal itself, such as when 'journal rebuild --fresh' started it over.
+    """
+    CREATE TABLE IF NOT EXISTS facts (
+        name  TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    )
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

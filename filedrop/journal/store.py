@@ -23,7 +23,8 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -624,6 +625,100 @@ class Journal:
         """The freshest daemon heartbeat: (owner, at)."""
         replicas = self.replicas()
         return (replicas[0][0], replicas[0][2]) if replicas else None
+
+    # -- lost and rebuilt journals --------------------------------------------------------------
+
+    def knows_file_name(self, name: str) -> bool:
+        """Whether any file of this name was ever recorded, at any target."""
+        return bool(self._read("SELECT 1 FROM files WHERE name = ? LIMIT 1", (name,)))
+
+    def mark_started_fresh(self) -> None:
+        """Record that this journal was started empty on purpose (``journal rebuild --fresh``)."""
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO facts (name, value) VALUES ('started_fresh_at', ?)"
+                " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (repr(self._clock()),),
+            )
+
+    def started_fresh_at(self) -> float | None:
+        """When this journal was started empty on purpose, or ``None`` if it never was."""
+        rows = self._read("SELECT value FROM facts WHERE name = 'started_fresh_at'")
+        return float(rows[0][0]) if rows else None
+
+    def record_rebuilt_file(
+        self,
+        *,
+        target: str,
+        name: str,
+        path: Path,
+        sha256: str,
+        state: FileState,
+        counts: dict[str, int],
+        outcome: Path,
+        batches: Mapping[str, BatchState],
+        invoices: Sequence[tuple[str, InvoiceState, str | None, str, str, str, str]],
+    ) -> int:
+        """Record a file read back from its outcome, with its batches and invoices, at once.
+
+        ``batches`` maps each API batch id (``""`` for a batch whose id was never learnt) to
+        its state; ``invoices`` are (number, status, API batch id or None, invoice id, case id,
+        case number, message). What the journal already knows wins: a known file keeps its
+        state and batches, a known batch id is not added again, and a known invoice number is
+        left as it is, so rebuilding twice adds nothing the second time. Returns how many
+        invoice numbers were new.
+        """
+        now = self._clock()
+        with self._write() as db:
+            row = db.execute(
+                "SELECT id FROM files WHERE target = ? AND name = ? AND sha256 = ?",
+                (target, name, sha256),
+            ).fetchone()
+            known_file = row is not None
+            file_id = row[0] if known_file else db.execute(
+                "INSERT INTO files (target, name, path, sha256, state, created_at, updated_at,"
+                " counts, outcome, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (
+                    target, name, str(path), sha256, state, now, now, json.dumps(counts),
+                    str(outcome), "rebuilt from its outcome by 'filedrop journal rebuild'",
+                ),
+            ).fetchone()[0]  # fmt: skip
+            sizes = Counter(batch_id for _, _, batch_id, *_ in invoices if batch_id is not None)
+            journal_ids: dict[str, int] = {}
+            for batch_id, batch_state in batches.items():
+                known = db.execute(
+                    "SELECT id FROM batches WHERE target = ? AND batch_id = ?", (target, batch_id)
+                ).fetchone()
+                if known is not None:
+                    journal_ids[batch_id] = known[0]
+                    continue
+                if known_file:
+                    continue  # its batches, with an API id or without, are known already
+                journal_ids[batch_id] = db.execute(
+                    "INSERT INTO batches (file_id, target, state, batch_id, api_status,"
+                    " invoice_count, message, created_at, submitted_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                    (
+                        file_id, target, batch_state, batch_id or None,
+                        "QUEUED" if batch_state is BatchState.QUEUED else None,
+                        sizes[batch_id], "rebuilt from an outcome", now, now,
+                    ),
+                ).fetchone()[0]  # fmt: skip
+            added = 0
+            for number, status, batch_id, invoice_id, case_id, case_number, message in invoices:
+                added += db.execute(
+                    "INSERT INTO invoices (target, invoice_number, status, file_id, batch,"
+                    " invoice_id, case_id, case_number, message, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (target, invoice_number) DO NOTHING",
+                    (
+                        target, number, status, file_id,
+                        journal_ids.get(batch_id) if batch_id is not None else None,
+                        invoice_id or None, case_id or None, case_number or None,
+                        mask_ids(message) or None, now,
+                    ),
+                ).rowcount  # fmt: skip
+        return added
 
 
 class _Db:

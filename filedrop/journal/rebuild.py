@@ -1,0 +1,365 @@
+"""Outcome files read back: the evidence that a journal was lost, and the journal rebuilt from it.
+
+Every outcome carries, row by row, what the journal knew when it was written: the status, the
+invoice number as sent, its invoice and case ids, and the API batch id. So a journal that was
+deleted or replaced can be told (``lost_journal_evidence``: an outcome says something was sent,
+but the journal has never heard of the file) and rebuilt (``rebuild_journal``): ``SUCCEEDED``,
+``PENDING`` and ``UNKNOWN`` invoices are blocked again, ``PENDING`` batches are polled again,
+and each file is recorded so the same bytes are not processed twice.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from filedrop.errors import ReadError
+from filedrop.inbox import OUTCOME_SUFFIXES, content_hash, scan
+from filedrop.journal.store import Journal
+from filedrop.outcome import OUTCOME_COLUMNS, outcome_path, outcome_paths
+from filedrop.read import INPUT_SUFFIXES, ReadLimits, ReadOptions, read_table
+from filedrop.states import BatchState, FileState, InvoiceState, RowStatus
+
+#: Row statuses that show an invoice went to Amili (or was known to have gone from another file).
+SENT_ROW_STATUSES = frozenset(
+    {
+        RowStatus.SUCCEEDED,
+        RowStatus.PENDING,
+        RowStatus.UNKNOWN,
+        RowStatus.FAILED,
+        RowStatus.DUPLICATE,
+    }
+)
+
+#: Which of several outcomes speaking of one invoice number wins: the one that knows most.
+_RANK = {
+    RowStatus.SUCCEEDED: 5,
+    RowStatus.PENDING: 4,
+    RowStatus.UNKNOWN: 3,
+    RowStatus.DUPLICATE: 2,
+    RowStatus.FAILED: 1,
+}
+
+#: How ``archive/`` names what it keeps: ``20240301-120000-<name>``.
+_ARCHIVE_STAMP = re.compile(r"^\d{8}-\d{6}-")
+ARCHIVE = "archive"
+
+
+@dataclass(frozen=True)
+class OutcomeRow:
+    """One row of an outcome file: its outcome columns, as written."""
+
+    status: str
+    message: str
+    invoice_id: str
+    case_id: str
+    case_number: str
+    batch_id: str
+    invoice_number: str
+
+
+def read_outcome(path: Path, *, limits: ReadLimits) -> list[OutcomeRow]:
+    """The outcome columns of every row of the outcome file ``path``; ``ReadError`` if it
+    cannot be read. An outcome written before a column existed gives '' for that column."""
+    table = read_table(path, ReadOptions(expected_headers=OUTCOME_COLUMNS), limits=limits)
+    # The outcome columns come last: a user column of the same name earlier on does not count.
+    where = {header: i for i, header in enumerate(table.headers)}
+    if "outcome_status" not in where:
+        raise ReadError(str(path), "it has no outcome_status column, so it is no outcome file")
+    columns = [
+        [_as_written(text) for text in table.cells.iloc[:, where[name]].tolist()]
+        if name in where
+        else [""] * len(table)
+        for name in OUTCOME_COLUMNS
+    ]
+    return [OutcomeRow(*values) for values in zip(*columns, strict=True)]
+
+
+def _as_written(text: str) -> str:
+    """A cell as filedrop wrote it, without the ``'`` a CSV outcome puts before ``=+-@``."""
+    text = text.strip()
+    return text[1:] if text[:1] == "'" and text[1:2] in ("=", "+", "-", "@") else text
+
+
+def _statuses(rows: list[OutcomeRow]) -> set[RowStatus]:
+    known = set(RowStatus)
+    return {RowStatus(row.status) for row in rows if row.status in known}
+
+
+# -- the evidence of a lost journal -----------------------------------------------------------
+
+
+def outcomes_of(path: Path) -> list[Path]:
+    """The outcome files of the input ``path``: beside it and, stamped, in ``archive/``."""
+    beside = outcome_path(path)
+    found = [beside] if _is_file(beside) else []
+    archive = path.parent / ARCHIVE
+    if archive.is_dir() and not archive.is_symlink():
+        wanted = beside.name.casefold()
+        with os.scandir(archive) as entries:
+            found += sorted(
+                Path(entry.path)
+                for entry in entries
+                if _ARCHIVE_STAMP.match(entry.name)
+                and _ARCHIVE_STAMP.sub("", entry.name).casefold() == wanted
+            )
+    return found
+
+
+def _is_file(path: Path) -> bool:
+    """Whether ``path`` is a file; a name the folder cannot even hold (too long) is none."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
+def lost_journal_evidence(path: Path, journal: Journal, *, limits: ReadLimits) -> Path | None:
+    """An outcome that shows ``path`` was sent from before, though the journal has never
+    recorded a file of that name: the journal was lost or replaced. ``None`` when there is none.
+
+    An outcome that only says nothing was sent (every row ``INVALID``, ``NOT_SENT`` or
+    ``ERROR``) is no evidence: processing the file again cannot send anything twice. Nor is one
+    older than a journal started afresh on purpose (``journal rebuild --fresh``). An outcome
+    that cannot be read counts as evidence: better a question than an invoice sent twice.
+    """
+    if journal.knows_file_name(path.name):
+        return None
+    fresh_at = journal.started_fresh_at()
+    for outcome in outcomes_of(path):
+        try:
+            if fresh_at is not None and outcome.stat().st_mtime <= fresh_at:
+                continue
+            rows = read_outcome(outcome, limits=limits)
+        except FileNotFoundError:
+            continue
+        except (OSError, ReadError):
+            return outcome
+        if _statuses(rows) & SENT_ROW_STATUSES:
+            return outcome
+    return None
+
+
+def lost_journal_message(path: Path, outcome: Path, journal: Path) -> str:
+    """The one sentence a run says when a file's outcome shows more than its journal knows."""
+    return (
+        f"{path.name}: its outcome {outcome} shows it was sent before, but the journal "
+        f"{journal} has never heard of it, so the journal was lost or replaced; nothing was sent: "
+        "run 'filedrop journal rebuild' to read the outcomes back into it (or point "
+        "FILEDROP_STATE at the journal in use)"
+    )
+
+
+# -- rebuilding ---------------------------------------------------------------------------------
+
+
+@dataclass
+class RebuildReport:
+    """What ``rebuild_journal`` read and recorded."""
+
+    outcomes: int = 0
+    files: int = 0
+    invoices: int = 0
+    queued_batches: int = 0
+    unknown_batches: int = 0
+    unreadable: list[str] = field(default_factory=list)
+    """Outcome files that could not be read, each with why."""
+    rows_without_number: int = 0
+    """Rows that say something was sent, in outcomes written before filedrop recorded the
+    invoice number in them: nothing of them can be rebuilt."""
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """One outcome file read, with the input it belongs to (if that is still there)."""
+
+    path: Path
+    rows: list[OutcomeRow]
+    mtime: float
+    input: Path | None
+    name: str  # the input's name as the journal knew it (without archive/'s stamp)
+
+
+def rebuild_journal(
+    journal: Journal, *, inbox: Path, target: str, limits: ReadLimits
+) -> RebuildReport:
+    """Read every outcome file in ``inbox`` and ``inbox/archive`` back into ``journal``.
+
+    Each invoice number with its status, ids and batch is recorded for ``target``; where
+    several outcomes speak of one number, the one that knows most wins (``SUCCEEDED`` over
+    ``PENDING`` over ``UNKNOWN``, then the newest). Batches that were ``PENDING`` come back
+    ``queued`` (the next run or ``watch`` polls them), those ``UNKNOWN`` come back ``unknown``
+    (``filedrop status`` and ``filedrop resolve`` take them). Each file is recorded so the same
+    bytes are not processed again, unless it has rows ``PENDING`` or ``NOT_SENT`` (then it is
+    resumed) or was changed after its outcome was written (then it is processed, and what was
+    sent from it is not sent again). What the journal already knows is kept.
+    """
+    report = RebuildReport()
+    outcomes: list[_Outcome] = []
+    for outcome_file, input_file in _outcome_files(inbox):
+        try:
+            rows = read_outcome(outcome_file, limits=limits)
+            mtime = outcome_file.stat().st_mtime
+        except (OSError, ReadError) as exc:
+            report.unreadable.append(f"{outcome_file.name} ({exc})")
+            continue
+        report.outcomes += 1
+        name = input_file.name if input_file else _input_name(outcome_file)
+        outcomes.append(_Outcome(outcome_file, rows, mtime, input_file, _unstamped(name)))
+    winners = _winners(outcomes)
+    for outcome in outcomes:
+        invoices, batches = _records(outcome, winners, report)
+        if not _statuses(outcome.rows) & {*SENT_ROW_STATUSES, RowStatus.NOT_SENT}:
+            continue  # nothing was sent from it: processing it again is harmless
+        report.invoices += journal.record_rebuilt_file(
+            target=target,
+            name=outcome.name,
+            path=outcome.input or outcome.path.with_name(_input_name(outcome.path)),
+            sha256=_sha256(outcome),
+            state=_file_state(outcome),
+            counts=dict(Counter(row.status for row in outcome.rows)),
+            outcome=outcome.path,
+            batches=batches,
+            invoices=invoices,
+        )
+        report.files += 1
+        report.queued_batches += sum(s is BatchState.QUEUED for s in batches.values())
+        report.unknown_batches += sum(s is BatchState.UNKNOWN for s in batches.values())
+    return report
+
+
+def _outcome_files(inbox: Path) -> Iterator[tuple[Path, Path | None]]:
+    """Each outcome file in ``inbox`` and ``inbox/archive``, with its input where it is there."""
+    for folder in (inbox, inbox / ARCHIVE):
+        if not folder.is_dir() or folder.is_symlink():
+            continue
+        owners = {
+            dest.name.casefold(): source
+            for source, dest in outcome_paths(scan(folder)[0]).items()
+            if dest is not None
+        }
+        with os.scandir(folder) as entries:
+            names = sorted(
+                entry.name
+                for entry in entries
+                if entry.name.lower().endswith(OUTCOME_SUFFIXES)
+                and not entry.name.startswith(".")
+                and entry.is_file(follow_symlinks=False)
+            )
+        for name in names:
+            yield folder / name, owners.get(name.casefold())
+
+
+def _input_name(outcome: Path) -> str:
+    """The input an outcome's name points to when the input is gone (``x.outcome.csv``: x.csv)."""
+    lowered = outcome.name.lower()
+    suffix = next(s for s in OUTCOME_SUFFIXES if lowered.endswith(s))
+    stem = outcome.name[: -len(suffix)]
+    if stem.lower().endswith(INPUT_SUFFIXES):
+        return stem  # report.xls.outcome.xlsx came from report.xls
+    return stem + suffix.removeprefix(".outcome")
+
+
+def _unstamped(name: str) -> str:
+    return _ARCHIVE_STAMP.sub("", name)
+
+
+def _sha256(outcome: _Outcome) -> str:
+    """The input's hash; for an input that is gone, one no input's bytes can ever have."""
+    if outcome.input is not None:
+        try:
+            return content_hash(outcome.input)
+        except OSError:
+            pass
+    return f"outcome-{content_hash(outcome.path)}"
+
+
+def _file_state(outcome: _Outcome) -> FileState:
+    """Resumable when rows wait (``PENDING``, ``NOT_SENT``) or the input changed since."""
+    statuses = _statuses(outcome.rows)
+    if RowStatus.NOT_SENT in statuses:
+        return FileState.RETRY
+    if RowStatus.PENDING in statuses:
+        return FileState.WAITING
+    if outcome.input is not None:
+        try:
+            if outcome.input.stat().st_mtime > outcome.mtime:
+                return FileState.RETRY
+        except OSError:
+            pass
+    return FileState.DONE
+
+
+def _winners(outcomes: list[_Outcome]) -> dict[str, tuple[int, float, Path]]:
+    """For each invoice number: (rank, outcome time, outcome file) of the outcome that wins."""
+    best: dict[str, tuple[int, float, Path]] = {}
+    for outcome in outcomes:
+        for row in outcome.rows:
+            if row.invoice_number and row.status in _RANK:
+                candidate = (_RANK[RowStatus(row.status)], outcome.mtime, outcome.path)
+                current = best.get(row.invoice_number)
+                if current is None or candidate[:2] > current[:2]:
+                    best[row.invoice_number] = candidate
+    return best
+
+
+Invoice = tuple[str, InvoiceState, str | None, str, str, str, str]
+
+
+def _records(
+    outcome: _Outcome, winners: dict[str, tuple[int, float, Path]], report: RebuildReport
+) -> tuple[list[Invoice], dict[str, BatchState]]:
+    """The invoices this outcome wins, in the journal's terms, and the batches they were in."""
+    invoices: dict[str, Invoice] = {}
+    batch_statuses: defaultdict[str, set[InvoiceState]] = defaultdict(set)
+    for row in outcome.rows:
+        if row.status not in _RANK:
+            continue
+        number = row.invoice_number
+        if not number:
+            report.rows_without_number += 1
+            continue
+        if winners[number][2] != outcome.path or number in invoices:
+            continue
+        status, batch, message = _invoice_state(row, outcome.path.name)
+        if batch is not None:
+            batch_statuses[batch].add(status)
+        invoices[number] = (
+            number,
+            status,
+            batch,
+            row.invoice_id,
+            row.case_id,
+            row.case_number,
+            message,
+        )
+    return list(invoices.values()), {b: _batch_state(s) for b, s in batch_statuses.items()}
+
+
+def _invoice_state(row: OutcomeRow, outcome_name: str) -> tuple[InvoiceState, str | None, str]:
+    """(status, API batch id or ``""`` for one never learnt, or None for no batch, message)."""
+    status = RowStatus(row.status)
+    if status is RowStatus.DUPLICATE:
+        # Sent from another file whose outcome is not here: what it became is not known
+        # beyond the ids this row repeats; a case id means Amili has it.
+        known = bool(row.case_id or row.invoice_id)
+        state = InvoiceState.SUCCEEDED if known else InvoiceState.UNKNOWN
+        return state, None, f"rebuilt from a DUPLICATE row of {outcome_name}: {row.message}"
+    state = InvoiceState(status.value)
+    if state is InvoiceState.UNKNOWN:
+        return state, row.batch_id, row.message
+    if state is InvoiceState.PENDING:
+        return state, row.batch_id or None, ""
+    return state, row.batch_id or None, row.message if state is InvoiceState.FAILED else ""
+
+
+def _batch_state(statuses: set[InvoiceState]) -> BatchState:
+    if InvoiceState.PENDING in statuses:
+        return BatchState.QUEUED
+    if InvoiceState.UNKNOWN in statuses:
+        return BatchState.UNKNOWN
+    return BatchState.DONE

@@ -1,0 +1,184 @@
+"""A lost journal is loud, and `filedrop journal rebuild` reads the outcomes back into it."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+import pandas as pd
+from builders import erp_row, filedrop, run_env, write_erp_csv
+from conftest import journal_file
+
+from filedrop.sandbox import Sandbox, SandboxOptions
+
+
+def statuses(path: Path) -> list[str]:
+    frame = pd.read_csv(path, sep=";", encoding="cp1252", dtype=str, keep_default_na=False)
+    return list(frame["outcome_status"])
+
+
+def delete_journal(inbox: Path) -> None:
+    """What `rm` of the journal does: the file and its write-ahead log are gone."""
+    journal = journal_file(inbox)
+    for path in (journal, journal.with_name(journal.name + "-wal")):
+        path.unlink(missing_ok=True)
+    journal.with_name(journal.name + "-shm").unlink(missing_ok=True)
+
+
+def lost_sentence(name: str, inbox: Path) -> str:
+    return (
+        f"{name}: its outcome {inbox / name.replace('.csv', '.outcome.csv')} shows it was sent "
+        f"before, but the journal {journal_file(inbox)} has never heard of it, so the journal was "
+        "lost or replaced; nothing was sent: run 'filedrop journal rebuild' to read the outcomes "
+        "back into it (or point FILEDROP_STATE at the journal in use)"
+    )
+
+
+def test_lost_journal_sends_nothing_until_rebuilt_and_pending_batches_complete(
+    inbox: Path,
+) -> None:
+    """Run; delete the journal; run (nothing sent, one sentence, exit 2); rebuild; run (nothing
+    resent, the batch that was PENDING completes)."""
+    shift_s = [0.0]  # the sandbox's clock, moved on so the slow batch ends between runs
+    with Sandbox(SandboxOptions(delay_s=(0, 0)), clock=lambda: time.time() + shift_s[0]) as api:
+        write_erp_csv(inbox / "a.csv", [erp_row("7001"), erp_row("7002"), erp_row("7003")])
+        env = run_env(inbox, api.url, FILEDROP_BATCH_SIZE="2", FILEDROP_POLL_TIMEOUT_S="0.2")
+        filedrop("run", environ=env)
+        api.options.delay_s = (60, 60)
+        write_erp_csv(inbox / "p.csv", [erp_row("7101")])
+        filedrop("run", environ=env, expect=3)
+        assert statuses(inbox / "p.outcome.csv") == ["PENDING"]
+        delete_journal(inbox)
+
+        # One file at a time, so the sentence names the first file of the inbox.
+        _, out, err = filedrop("run", environ={**env, "FILEDROP_CONCURRENT_FILES": "1"}, expect=2)
+        # One log line for the run, whatever the number of files it stops.
+        assert [line.split(" ERROR   ")[-1] for line in err.splitlines() if "journal" in line] == [
+            lost_sentence("a.csv", inbox)
+        ]
+        assert "a.csv: skipped (not sent: its outcome shows it was sent before" in out
+        assert api.counters().invoices_received == 4
+        assert statuses(inbox / "a.outcome.csv") == ["SUCCEEDED"] * 3
+
+        _, out, _ = filedrop("journal", "rebuild", environ=env)
+        assert out.splitlines() == [
+            f"Read 2 outcome files back into the journal {journal_file(inbox)}: 2 files and 4 "
+            "invoice numbers recorded; 1 PENDING batches are polled again by the next run or "
+            "watch, and 0 UNKNOWN batches wait for 'filedrop resolve'."
+        ]
+        shift_s[0] = 120.0
+        filedrop("run", environ=env)
+        assert statuses(inbox / "p.outcome.csv") == ["SUCCEEDED"]
+        assert statuses(inbox / "a.outcome.csv") == ["SUCCEEDED"] * 3
+        assert api.counters().invoice_numbers_repeated == ()
+        assert sorted(api.received_invoice_numbers()) == ["7001", "7002", "7003", "7101"]
+
+
+def test_rebuild_blocks_unknown_invoices_for_resolve(inbox: Path, sandbox: Sandbox) -> None:
+    """An UNKNOWN row comes back as an UNKNOWN batch that status lists and resolve settles."""
+    sandbox.options.rate_lost_response = 1.0  # processed, never answered: UNKNOWN
+    write_erp_csv(inbox / "u.csv", [erp_row("7201")])
+    env = run_env(inbox, sandbox.url, FILEDROP_READ_TIMEOUT_S="0.5")
+    filedrop("run", environ=env, expect=1)
+    assert statuses(inbox / "u.outcome.csv") == ["UNKNOWN"]
+    delete_journal(inbox)
+    sandbox.options.rate_lost_response = 0.0
+
+    filedrop("journal", "rebuild", environ=env)
+    write_erp_csv(inbox / "again.csv", [erp_row("7201")])
+    filedrop("run", environ=env)
+    assert statuses(inbox / "again.outcome.csv") == ["DUPLICATE"]
+    assert sandbox.counters().invoice_numbers_repeated == ()
+    _, out, _ = filedrop("status", environ=env)
+    assert "    invoice numbers to look up: 7201" in out.splitlines()
+
+
+def test_rebuild_reads_the_archive(inbox: Path, sandbox: Sandbox) -> None:
+    """Archived outcomes count: the same file dropped again after a rebuild is not sent."""
+    env = run_env(inbox, sandbox.url, FILEDROP_ARCHIVE="true")
+    rows = [erp_row("7301"), erp_row("7302")]
+    write_erp_csv(inbox / "m.csv", rows)
+    filedrop("run", environ=env)
+    assert not (inbox / "m.csv").exists()
+    delete_journal(inbox)
+    write_erp_csv(inbox / "m.csv", rows)
+    filedrop("run", environ=env, expect=2)  # its archived outcome shows it was sent
+
+    filedrop("journal", "rebuild", environ=env)
+    _, out, _ = filedrop("run", environ=env)
+    assert out.splitlines() == [
+        "SANDBOX run: nothing was sent to Amili.",
+        "m.csv: skipped (already processed)",
+    ]
+    assert sandbox.received_invoice_numbers() == ["7301", "7302"]
+
+
+def test_an_outcome_that_shows_nothing_sent_is_no_evidence(inbox: Path, sandbox: Sandbox) -> None:
+    """A file whose outcome only says INVALID goes through a new journal as a new file."""
+    write_erp_csv(inbox / "i.csv", [erp_row("7401", amount="abc")])
+    env = run_env(inbox, sandbox.url)
+    filedrop("run", environ=env, expect=1)
+    delete_journal(inbox)
+    filedrop("run", environ=env, expect=1)
+    assert statuses(inbox / "i.outcome.csv") == ["INVALID"]
+
+
+def test_rebuild_says_how_many_rows_of_old_outcomes_it_cannot_read_back(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """Outcomes from before outcome_invoice_number: their sent rows are counted, exit 1."""
+    write_erp_csv(inbox / "o.csv", [erp_row("7501"), erp_row("7502")])
+    env = run_env(inbox, sandbox.url)
+    filedrop("run", environ=env)
+    outcome = inbox / "o.outcome.csv"
+    old = pd.read_csv(outcome, sep=";", encoding="cp1252", dtype=str, keep_default_na=False)
+    old.drop(columns="outcome_invoice_number").to_csv(
+        outcome, sep=";", encoding="cp1252", index=False
+    )
+    delete_journal(inbox)
+
+    _, out, _ = filedrop("journal", "rebuild", environ=env, expect=1)
+    assert out.splitlines()[-1] == (
+        "2 rows that were sent could not be rebuilt: their outcomes were written before filedrop "
+        "recorded each row's invoice number in them (outcome_invoice_number), so a new file with "
+        "those numbers would send them again; check them with Amili."
+    )
+    _, out, _ = filedrop("run", environ=env)  # the file itself is known again
+    assert out.splitlines()[-1] == "o.csv: skipped (already processed)"
+    assert sandbox.counters().invoices_received == 2
+
+
+def test_rebuild_fresh_keeps_the_old_journal_and_starts_over(inbox: Path, sandbox: Sandbox) -> None:
+    """--fresh: the old journal is kept aside, and the files already processed go again."""
+    write_erp_csv(inbox / "f.csv", [erp_row("7601")])
+    env = run_env(inbox, sandbox.url)
+    filedrop("run", environ=env)
+
+    _, out, _ = filedrop("journal", "rebuild", "--fresh", environ=env)
+    backups = list(journal_file(inbox).parent.glob("journal.db.before-fresh-*"))
+    assert len(backups) == 1
+    with sqlite3.connect(backups[0]) as db:
+        assert db.execute("SELECT name FROM files").fetchall() == [("f.csv",)]
+    assert out.splitlines() == [
+        f"The journal {journal_file(inbox)} is kept as {backups[0]}.",
+        f"Started an empty journal at {journal_file(inbox)}: the files in {inbox} are processed "
+        "again as new by the next run, and every invoice in them is sent again.",
+    ]
+    filedrop("run", environ=env, expect=1)  # sent again on purpose; Amili refuses the number
+    assert sandbox.received_invoice_numbers() == ["7601", "7601"]
+
+
+def test_rebuilding_twice_adds_nothing(inbox: Path, sandbox: Sandbox) -> None:
+    """A second rebuild finds everything known: no file, batch or invoice twice."""
+    write_erp_csv(inbox / "t.csv", [erp_row("7701"), erp_row("7702")])
+    env = run_env(inbox, sandbox.url)
+    filedrop("run", environ=env)
+    delete_journal(inbox)
+    filedrop("journal", "rebuild", environ=env)
+    _, out, _ = filedrop("journal", "rebuild", environ=env)
+    assert "1 files and 0 invoice numbers recorded" in out
+    with sqlite3.connect(journal_file(inbox)) as db:
+        assert db.execute("SELECT COUNT(*) FROM files").fetchone() == (1,)
+        assert db.execute("SELECT COUNT(*) FROM batches").fetchone() == (1,)
+        assert db.execute("SELECT COUNT(*) FROM invoices").fetchone() == (2,)
