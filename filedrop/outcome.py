@@ -61,12 +61,15 @@ _SANDBOX_BANNER = "SANDBOX — nothing was sent to Amili"
 # shows in both formats wherever the eye lands, survives copying rows elsewhere, and unlike a
 # first line it leaves CSV importable and every row on its own line number.
 SANDBOX_COLUMN = "outcome_sandbox"
+_SANDBOX_CELL = "SANDBOX: not sent"  # short: the column must not push the ids off the page
 _SANDBOX_RED = "#C00000"
 _XLSX_MAX_ROWS, _XLSX_MAX_COLS = 1_048_576, 16_384
 # What _write_atomically names its temporary files: "." + outcome name + "." + 8 hex + ".tmp".
 _OWN_TEMP = re.compile(r"^\..+\.outcome\.(xlsx|csv)\.[0-9a-f]{8}\.tmp$", re.IGNORECASE)
 _MIN_WIDTH, _MAX_WIDTH = 8, 60
-_MESSAGE_WIDTH = 50  # messages wrap at this width rather than push the ids off the printed page
+# Longer messages run on over the empty id cells of their row (a row with a message seldom has
+# ids), rather than push the ids off the printed page.
+_MESSAGE_WIDTH = 50
 # Built-in Excel number formats as codes, to estimate how wide their numbers show.
 _BUILTIN_CODES: dict[int, str] = {
     1: "0", 2: "0.00", 3: "#,##0", 4: "#,##0.00", 9: "0%", 10: "0.00%", 11: "0.00E+00",
@@ -263,7 +266,7 @@ def write_outcome(
     headers = [*table.headers, *OUTCOME_COLUMNS]
     if summary.sandbox:
         headers.append(SANDBOX_COLUMN)
-        results.append([_SANDBOX_BANNER] * len(table))
+        results.append([_SANDBOX_CELL] * len(table))
     dest = dest or outcome_path(table.path)
     n_cols = len(table.headers)
     if dest.suffix == ".xlsx":
@@ -329,7 +332,7 @@ def write_error_outcome(
     columns += [[""]] * (len(OUTCOME_COLUMNS) - 2)
     if summary.sandbox:
         headers.append(SANDBOX_COLUMN)
-        columns.append([_SANDBOX_BANNER])
+        columns.append([_SANDBOX_CELL])
     if dest.suffix == ".xlsx":
         write = partial(
             _write_xlsx,
@@ -487,13 +490,16 @@ def _write_xlsx(
         for c in range(len(headers))
     ]
     message_col = status_col + 1
-    column_formats[message_col] = formats.message
-    if headers[-1] == SANDBOX_COLUMN:
-        column_formats[-1] = formats.sandbox_cell
     for c, width in enumerate(_widths(headers, texts, layout.number_formats)):
         data.set_column(
             c, c, min(width, _MESSAGE_WIDTH) if c == message_col else width, column_formats[c]
         )
+    if headers[-1] == SANDBOX_COLUMN:
+        # Per cell, not for the column: a column format would paint the whole column red.
+        text_formats = [None] * len(headers)
+        text_formats[-1] = formats.sandbox_cell
+    else:
+        text_formats = None
     _write_titles(data, layout.titles, formats)
     for c, header in enumerate(headers):
         if header:
@@ -502,7 +508,9 @@ def _write_xlsx(
             data.write_blank(header_at, c, None, formats.header)
     data.freeze_panes(header_at + 1, 0)
     data.autofilter(header_at, 0, last_row, last_col)
-    _write_rows(data, columns, formats, rows_at, column_formats)
+    _write_rows(
+        data, columns, formats, rows_at, column_formats=column_formats, text_formats=text_formats
+    )
     # Conditional formats, not per-cell styles: one rule per status covers every row, costs
     # nothing per cell, and follows the status if the user sorts or edits.
     for status, fmt in formats.status.items():
@@ -572,26 +580,31 @@ def _write_rows(
     columns: Sequence[Sequence[Any]],
     formats: _Formats,
     rows_at: Sequence[int],
+    *,
     column_formats: Sequence[Any],
+    text_formats: Sequence[Any] | None = None,
 ) -> None:
     """Every cell with its typed method: the hot loop (a million cells for 50,000 rows).
 
     Numbers and dates take their column's format (the input's); dates in a column without one
-    get an ISO date, or date and time.
+    get an ISO date, or date and time. Text takes ``text_formats`` where given.
     """
     # Locals, not attribute look-ups, and the common exact types first: xlsxwriter's generic
     # write()/write_row() dispatch costs far more per cell.
     write_string, write_number = sheet.write_string, sheet.write_number
     write_datetime, date_fmt, datetime_fmt = sheet.write_datetime, formats.date, formats.datetime
-    isfinite, datetime = math.isfinite, dt.datetime
+    isfinite, datetime, date = math.isfinite, dt.datetime, dt.date
+    text_formats = text_formats or [None] * len(columns)
     for r, row in zip(rows_at, zip(*columns, strict=True), strict=True):
         for c, value in enumerate(row):
             kind = value.__class__
             if kind is str:
                 if value:
-                    write_string(r, c, value)
+                    write_string(r, c, value, text_formats[c])
             elif (kind is float and isfinite(value)) or kind is int:
                 write_number(r, c, value, column_formats[c])
+            elif kind is date:
+                write_datetime(r, c, value, column_formats[c] or date_fmt)
             elif kind is datetime:
                 if column_formats[c] is not None:
                     write_datetime(r, c, value, column_formats[c])
@@ -671,7 +684,6 @@ class _Formats:
         self.duration = workbook.add_format({"num_format": "[h]:mm:ss"})
         self.bold = workbook.add_format({"bold": True})
         self.title = workbook.add_format({"bold": True, "font_size": 16})
-        self.message = workbook.add_format({"text_wrap": True, "valign": "top"})
         self.sandbox = workbook.add_format(
             {"bold": True, "font_size": 20, "font_color": "#FFFFFF", "bg_color": _SANDBOX_RED}
         )
@@ -703,7 +715,10 @@ def _write_summary(
     Aware times are shown in the machine's local zone: the clock the user lives by.
     """
     sheet = workbook.add_worksheet(_SUMMARY_SHEET)
-    sheet.set_column(0, 0, 24)
+    longest_id = max((len(b.batch_id or "") for b in summary.batches), default=0)
+    sheet.set_column(0, 0, max(24, longest_id + 2))  # batch ids whole
+    sheet.fit_to_pages(1, 0)
+    sheet.set_paper(9)  # A4
     sheet.set_column(1, 1, 40)
     sheet.set_column(2, 4 + len(RowStatus), 20)
     sheet.write_string(0, 0, "filedrop outcome", formats.title)
