@@ -45,6 +45,7 @@ import xlsxwriter
 from xlsxwriter.exceptions import InvalidWorksheetName
 
 from filedrop.read import CSV_SUFFIXES, EXCEL_SUFFIXES, Table
+from filedrop.read.table import Layout, NumberFormat
 from filedrop.states import RowStatus
 
 OUTCOME_COLUMNS = (
@@ -59,11 +60,25 @@ OUTCOME_COLUMNS = (
 
 _SUMMARY_SHEET, _DEFAULT_SHEET = "Summary", "Outcome"
 _SANDBOX_BANNER = "SANDBOX — nothing was sent to Amili"
+# A sandbox outcome has one more column, after the outcome columns, saying so on every row: it
+# shows in both formats wherever the eye lands, survives copying rows elsewhere, and unlike a
+# first line it leaves CSV importable and every row on its own line number.
+SANDBOX_COLUMN = "outcome_sandbox"
+_SANDBOX_CELL = "SANDBOX: not sent"  # short: the column must not push the ids off the page
+_SANDBOX_RED = "#C00000"
 _XLSX_MAX_ROWS, _XLSX_MAX_COLS = 1_048_576, 16_384
 # What _write_atomically names its temporary files: "." + outcome name + "." + 8 hex + ".tmp".
 _OWN_TEMP = re.compile(r"^\..+\.outcome\.(xlsx|csv)\.[0-9a-f]{8}\.tmp$", re.IGNORECASE)
-_WIDTH_SAMPLE_ROWS = 200  # enough to see typical widths; measuring every cell costs seconds
 _MIN_WIDTH, _MAX_WIDTH = 8, 60
+# Longer messages run on over the empty id cells of their row (a row with a message seldom has
+# ids), rather than push the ids off the printed page.
+_MESSAGE_WIDTH = 50
+# Built-in Excel number formats as codes, to estimate how wide their numbers show.
+_BUILTIN_CODES: dict[int, str] = {
+    1: "0", 2: "0.00", 3: "#,##0", 4: "#,##0.00", 9: "0%", 10: "0.00%", 11: "0.00E+00",
+    14: "dd.mm.yyyy", 15: "d-mmm-yy", 16: "d-mmm", 17: "mmm-yy", 18: "h:mm AM/PM",
+    19: "h:mm:ss AM/PM", 20: "h:mm", 21: "h:mm:ss", 22: "dd.mm.yyyy hh:mm",
+}  # fmt: skip
 
 # Fill and font per status, close to Excel's own Good/Bad/Neutral cell styles.
 _STATUS_COLOURS: dict[RowStatus, tuple[str, str]] = {
@@ -107,6 +122,14 @@ class OutcomeSummary:
     finished_at: dt.datetime
     batches: tuple[BatchLine, ...] = ()
     notes: tuple[str, ...] = ()
+    amount_column: int | None = None
+    """Position of the input column holding each row's amount (the one the mapping's invoice or
+    claim amount reads): the Summary sums it per status, to check against the export's totals."""
+
+    @property
+    def sandbox(self) -> bool:
+        """Whether nothing was really sent: every outcome then says so."""
+        return self.environment.strip().casefold() == "sandbox"
 
 
 def outcome_path(source: Path) -> Path:
@@ -244,6 +267,10 @@ def write_outcome(
     if missing:
         raise ValueError(f"{name}: outcomes lack the columns {', '.join(missing)}")
     results = [_as_texts(outcomes[column]) for column in OUTCOME_COLUMNS]
+    headers = [*table.headers, *OUTCOME_COLUMNS]
+    if summary.sandbox:
+        headers.append(SANDBOX_COLUMN)
+        results.append([_SANDBOX_CELL] * len(table))
     dest = dest or outcome_path(table.path)
     n_cols = len(table.headers)
     if dest.suffix == ".xlsx":
@@ -251,20 +278,34 @@ def write_outcome(
             # xlsxwriter would silently drop what does not fit: refuse rather than lose rows.
             # The pipeline asks first, so this is only a guard against a caller's slip.
             raise ValueError(f"{name}: {problem}")
-        samples = [table.cells.iloc[:_WIDTH_SAMPLE_ROWS, i].tolist() for i in range(n_cols)]
+        excel = table.info.kind == "excel"
+        values = [table.values.iloc[:, i].tolist() for i in range(n_cols)]
+        statuses = results[0]
+        amount_at = summary.amount_column
         write = partial(
             _write_xlsx,
             sheet_name=table.info.sheet or _DEFAULT_SHEET,
             # Each row on its own Excel row number (and the header on its own), so "row 11" in
             # a message is row 11 here too, title lines and dropped blank rows included.
-            header_at=table.info.header_row - 1 if table.info.kind == "excel" else 0,
-            rows_at=[n - 1 for n in table.row_numbers.tolist()]
-            if table.info.kind == "excel"
-            else None,
-            headers=[*table.headers, *OUTCOME_COLUMNS],
-            columns=[*(table.values.iloc[:, i].tolist() for i in range(n_cols)), *results],
-            samples=[*samples, *(column[:_WIDTH_SAMPLE_ROWS] for column in results)],
+            header_at=table.info.header_row - 1 if excel else 0,
+            rows_at=[n - 1 for n in table.row_numbers.tolist()] if excel else None,
+            headers=headers[:_XLSX_MAX_COLS],
+            columns=[*values, *results][:_XLSX_MAX_COLS],
+            texts=[*(table.cells.iloc[:, i].tolist() for i in range(n_cols)), *results][
+                :_XLSX_MAX_COLS
+            ],
+            layout=table.layout,
             summary=summary,
+            amounts=None
+            if amount_at is None or not 0 <= amount_at < n_cols
+            else _Amounts(
+                label=table.headers[amount_at] or "Amount",
+                number_format=_at(table.layout.number_formats, amount_at),
+                sums=_sums_by_status(values[amount_at], statuses),
+            ),
+            batch_counts=_counts_by_batch(
+                statuses, results[OUTCOME_COLUMNS.index("outcome_batch_id")]
+            ),
         )
     else:
         originals = (_neutralise_original(table.cells.iloc[:, i].tolist()) for i in range(n_cols))
@@ -272,7 +313,7 @@ def write_outcome(
             _write_csv,
             encoding=table.info.encoding or "utf-8",
             delimiter=table.info.delimiter or ",",
-            headers=[*_neutralise_original(table.headers), *OUTCOME_COLUMNS],
+            headers=[*_neutralise_original(table.headers), *headers[n_cols:]],
             columns=[*originals, *(_neutralise_all(column) for column in results)],
             # Every input line keeps its number, so "row 11" in a message is line 11 here too.
             blank_before=_csv_blank_lines(table),
@@ -295,13 +336,16 @@ def write_error_outcome(
     headers = ["file", *OUTCOME_COLUMNS]
     blanks = [[""] for _ in OUTCOME_COLUMNS[2:]]
     columns = [[source.name], [RowStatus.ERROR.value], [message], *blanks]
+    if summary.sandbox:
+        headers.append(SANDBOX_COLUMN)
+        columns.append([_SANDBOX_CELL])
     if dest.suffix == ".xlsx":
         write = partial(
             _write_xlsx,
             sheet_name=_DEFAULT_SHEET,
             headers=headers,
             columns=columns,
-            samples=columns,
+            texts=columns,
             summary=summary,
         )
     else:
@@ -417,21 +461,37 @@ def _is_formula_like(text: str) -> bool:
 # --- xlsx ------------------------------------------------------------------------------------
 
 
+_PLAIN = Layout()  # no title rows, every column General
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Amounts:
+    """The amount column's sums per row status, for the Summary sheet."""
+
+    label: str
+    number_format: NumberFormat | None
+    sums: dict[str, float]
+
+
 def _write_xlsx(
     fh: IO[bytes],
     *,
     sheet_name: str,
     headers: Sequence[str],
     columns: Sequence[Sequence[Any]],
-    samples: Sequence[Sequence[Any]],
+    texts: Sequence[Sequence[str]],
     summary: OutcomeSummary,
+    layout: Layout = _PLAIN,
     header_at: int = 0,
     rows_at: Sequence[int] | None = None,
+    amounts: _Amounts | None = None,
+    batch_counts: dict[str, Counter[str]] | None = None,
 ) -> None:
-    """Data sheet first, then ``Summary``; ``headers`` and ``columns`` end with the outcome columns.
+    """Data sheet first, then ``Summary``; ``headers`` and ``columns`` end with the outcome ones.
 
-    ``header_at`` and ``rows_at`` are 0-based sheet rows for the header and each data row
-    (default: the header on top, rows right below it).
+    ``texts`` are the cells as shown, for column widths. ``header_at`` and ``rows_at`` are 0-based
+    sheet rows for the header and each data row (default: the header on top, rows right below).
+    ``layout`` gives the input's title rows and its columns' number formats, kept as they were.
     """
     workbook = xlsxwriter.Workbook(
         fh,
@@ -449,29 +509,92 @@ def _write_xlsx(
     formats = _Formats(workbook)
     data = _add_data_sheet(workbook, sheet_name)
     n_rows, last_col = len(columns[0]), len(headers) - 1
-    status_col = len(headers) - len(OUTCOME_COLUMNS)
+    status_col = headers.index(OUTCOME_COLUMNS[0])
     rows_at = rows_at if rows_at is not None else range(header_at + 1, header_at + 1 + n_rows)
     last_row = max(rows_at[-1] if n_rows else header_at, header_at + 1)
-    if header_at > 0:
-        data.write_string(0, 0, f"Outcome of {summary.source.name}: every row keeps its row number")
+    # One format per column, so a column shows its numbers and dates one way, as it did in the
+    # input; the cache shares a format between columns that use the same code.
+    cache: dict[NumberFormat, Any] = {}
+    column_formats = [
+        cache.setdefault(code, workbook.add_format({"num_format": code}))
+        if (code := _at(layout.number_formats, c)) is not None
+        else None
+        for c in range(len(headers))
+    ]
+    message_col = status_col + 1
+    for c, width in enumerate(_widths(headers, texts, layout.number_formats)):
+        data.set_column(
+            c, c, min(width, _MESSAGE_WIDTH) if c == message_col else width, column_formats[c]
+        )
+    if headers[-1] == SANDBOX_COLUMN:
+        # Per cell, not for the column: a column format would paint the whole column red.
+        text_formats = [None] * len(headers)
+        text_formats[-1] = formats.sandbox_cell
+    else:
+        text_formats = None
+    _write_titles(data, layout.titles, formats)
     for c, header in enumerate(headers):
         if header:
             data.write_string(header_at, c, header, formats.header)
         else:
             data.write_blank(header_at, c, None, formats.header)
-    for c, width in enumerate(_widths(headers, samples)):
-        data.set_column(c, c, width)
     data.freeze_panes(header_at + 1, 0)
     data.autofilter(header_at, 0, last_row, last_col)
-    _write_rows(data, columns, formats, rows_at)
+    _write_rows(
+        data, columns, formats, rows_at, column_formats=column_formats, text_formats=text_formats
+    )
     # Conditional formats, not per-cell styles: one rule per status covers every row, costs
     # nothing per cell, and follows the status if the user sorts or edits.
     for status, fmt in formats.status.items():
         rule = {"type": "cell", "criteria": "==", "value": f'"{status.value}"', "format": fmt}
         data.conditional_format(header_at + 1, status_col, last_row, status_col, rule)
-    _write_summary(workbook, summary, counts=Counter(columns[status_col]), formats=formats)
+    _set_printing(data, header_at=header_at, sandbox=summary.sandbox)
+    if summary.sandbox:
+        data.set_tab_color(_SANDBOX_RED)
+        if header_at > 0:  # room above the header: the banner over the outcome columns too
+            banner = (header_at - 1, status_col, header_at - 1, last_col)
+            if status_col < last_col:
+                data.merge_range(*banner, _SANDBOX_BANNER, formats.sandbox_cell)
+            else:
+                data.write_string(header_at - 1, status_col, _SANDBOX_BANNER, formats.sandbox_cell)
+    _write_summary(
+        workbook,
+        summary,
+        counts=Counter(columns[status_col]),
+        formats=formats,
+        amounts=amounts,
+        batch_counts=batch_counts or {},
+    )
     data.activate()
     workbook.close()
+
+
+def _set_printing(sheet: Any, *, header_at: int, sandbox: bool) -> None:
+    """Landscape, one page wide, the header row on every page, page numbers; a sandbox outcome
+    carries its warning on every printed page."""
+    sheet.set_landscape()
+    sheet.set_paper(9)  # A4
+    sheet.fit_to_pages(1, 0)  # as wide as one page, as long as it takes
+    sheet.repeat_rows(header_at)
+    sheet.set_margins(left=0.4, right=0.4, top=0.6, bottom=0.6)
+    footer = "&L&A&RPage &P of &N"  # sheet name; page numbers
+    sheet.set_footer(footer)
+    if sandbox:
+        # '&' starts a code in a page header, so the text must not hold one.
+        sheet.set_header(f'&C&"-,Bold"&14&K{_SANDBOX_RED[1:]}{_SANDBOX_BANNER}')
+
+
+def _write_titles(
+    sheet: Any, titles: Sequence[tuple[int, Sequence[object]]], formats: _Formats
+) -> None:
+    """The input's rows above the header, on their own row numbers, in bold as titles are."""
+    for number, cells in titles:
+        for c, value in enumerate(cells):
+            if isinstance(value, str):
+                if value:
+                    sheet.write_string(number - 1, c, value, formats.bold)
+            elif value is not None:
+                _write_other(sheet, number - 1, c, value, formats)
 
 
 def _add_data_sheet(workbook: xlsxwriter.Workbook, name: str) -> Any:
@@ -485,24 +608,39 @@ def _add_data_sheet(workbook: xlsxwriter.Workbook, name: str) -> Any:
 
 
 def _write_rows(
-    sheet: Any, columns: Sequence[Sequence[Any]], formats: _Formats, rows_at: Sequence[int]
+    sheet: Any,
+    columns: Sequence[Sequence[Any]],
+    formats: _Formats,
+    rows_at: Sequence[int],
+    *,
+    column_formats: Sequence[Any],
+    text_formats: Sequence[Any] | None = None,
 ) -> None:
-    """Every cell with its typed method: the hot loop (a million cells for 50,000 rows)."""
+    """Every cell with its typed method: the hot loop (a million cells for 50,000 rows).
+
+    Numbers and dates take their column's format (the input's); dates in a column without one
+    get an ISO date, or date and time. Text takes ``text_formats`` where given.
+    """
     # Locals, not attribute look-ups, and the common exact types first: xlsxwriter's generic
     # write()/write_row() dispatch costs far more per cell.
     write_string, write_number = sheet.write_string, sheet.write_number
     write_datetime, date_fmt, datetime_fmt = sheet.write_datetime, formats.date, formats.datetime
-    isfinite, datetime = math.isfinite, dt.datetime
+    isfinite, datetime, date = math.isfinite, dt.datetime, dt.date
+    text_formats = text_formats or [None] * len(columns)
     for r, row in zip(rows_at, zip(*columns, strict=True), strict=True):
         for c, value in enumerate(row):
             kind = value.__class__
             if kind is str:
                 if value:
-                    write_string(r, c, value)
+                    write_string(r, c, value, text_formats[c])
             elif (kind is float and isfinite(value)) or kind is int:
-                write_number(r, c, value)
+                write_number(r, c, value, column_formats[c])
+            elif kind is date:
+                write_datetime(r, c, value, column_formats[c] or date_fmt)
             elif kind is datetime:
-                if value.hour or value.minute or value.second or value.microsecond:
+                if column_formats[c] is not None:
+                    write_datetime(r, c, value, column_formats[c])
+                elif value.hour or value.minute or value.second or value.microsecond:
                     write_datetime(r, c, value, datetime_fmt)
                 else:
                     write_datetime(r, c, value, date_fmt)
@@ -534,13 +672,37 @@ def _write_other(sheet: Any, row: int, col: int, value: object, formats: _Format
         sheet.write_string(row, col, text)
 
 
-def _widths(headers: Sequence[str], samples: Sequence[Sequence[Any]]) -> list[int]:
-    """Column widths in characters from the header (plus its filter button) and a sample."""
+def _widths(
+    headers: Sequence[str],
+    texts: Sequence[Sequence[str]],
+    number_formats: Sequence[NumberFormat | None],
+) -> list[int]:
+    """Column widths in characters: the header (plus its filter button) and the longest cell.
+
+    Every cell counts, so no id is cut (measuring text is cheap: ~1 ms per 50,000 cells). A
+    column with a number format is as wide as its numbers show in it (``12 345,50`` is wider
+    than the ``12345.5`` its cell text reads).
+    """
     widths = []
-    for header, sample in zip(headers, samples, strict=True):
-        longest = max([len(header) + 3, *(len(str(v)) + 1 for v in sample if v is not None)])
-        widths.append(min(max(longest, _MIN_WIDTH), _MAX_WIDTH))
+    for c, (header, column) in enumerate(zip(headers, texts, strict=True)):
+        longest = max(map(len, column), default=0)
+        code = _at(number_formats, c)
+        if code is not None and longest:
+            longest = max(longest, _shown_width(code, longest))
+        widths.append(min(max(len(header) + 3, longest + 1, _MIN_WIDTH), _MAX_WIDTH))
     return widths
+
+
+def _shown_width(code: NumberFormat, digits: int) -> int:
+    """How many characters a value of ``digits`` characters takes under format ``code``."""
+    text = _BUILTIN_CODES.get(code, "") if isinstance(code, int) else code
+    text = re.sub(r'"[^"]*"|\\.|\[[^]]*]|_.|\*.', "", text.split(";")[0])  # quoted, escapes
+    if re.search(r"[dmyhs]", text, re.IGNORECASE) and "0" not in text:
+        return len(text)  # a date or time: as long as its pattern
+    decimals = len(text.partition(".")[2].rstrip("%")) if "." in text else 0
+    grouped = "," in text or " " in text or "\u00a0" in text
+    whole = digits  # the cell text's own digits bound the whole part
+    return whole + decimals + 1 + (whole // 3 if grouped else 0)
 
 
 class _Formats:
@@ -555,12 +717,16 @@ class _Formats:
         self.bold = workbook.add_format({"bold": True})
         self.title = workbook.add_format({"bold": True, "font_size": 16})
         self.sandbox = workbook.add_format(
-            {"bold": True, "font_size": 20, "font_color": "#FFFFFF", "bg_color": "#C00000"}
+            {"bold": True, "font_size": 20, "font_color": "#FFFFFF", "bg_color": _SANDBOX_RED}
+        )
+        self.sandbox_cell = workbook.add_format(
+            {"bold": True, "font_color": "#FFFFFF", "bg_color": _SANDBOX_RED}
         )
         self.status = {
             status: workbook.add_format({"bg_color": fill, "font_color": font})
             for status, (fill, font) in _STATUS_COLOURS.items()
         }
+        self.amount = workbook.add_format({"num_format": "#,##0.00"})
 
 
 # --- Summary sheet ---------------------------------------------------------------------------
@@ -572,19 +738,25 @@ def _write_summary(
     *,
     counts: Counter[str],
     formats: _Formats,
+    amounts: _Amounts | None = None,
+    batch_counts: dict[str, Counter[str]] | None = None,
 ) -> None:
-    """File, environment, timings, counts per status in a fixed order, batches, notes.
+    """File, environment, timings, rows (and amounts) per status in a fixed order, batches,
+    notes.
 
     Aware times are shown in the machine's local zone: the clock the user lives by.
     """
     sheet = workbook.add_worksheet(_SUMMARY_SHEET)
-    sheet.set_column(0, 0, 24)
+    longest_id = max((len(b.batch_id or "") for b in summary.batches), default=0)
+    sheet.set_column(0, 0, max(24, longest_id + 2))  # batch ids whole
+    sheet.fit_to_pages(1, 0)
+    sheet.set_paper(9)  # A4
     sheet.set_column(1, 1, 40)
-    sheet.set_column(2, 4, 20)
+    sheet.set_column(2, 4 + len(RowStatus), 20)
     sheet.write_string(0, 0, "filedrop outcome", formats.title)
     row = 2
-    sandbox = summary.environment.strip().casefold() == "sandbox"
-    if sandbox:
+    if summary.sandbox:
+        sheet.set_tab_color(_SANDBOX_RED)
         sheet.set_row(1, 30)
         sheet.merge_range(1, 0, 1, 4, _SANDBOX_BANNER, formats.sandbox)
         row = 3
@@ -592,7 +764,7 @@ def _write_summary(
         ("File", summary.source.name),
         ("Folder", str(summary.source.parent)),
         ("Mapping", summary.mapping or "(none)"),
-        ("Environment", summary.environment.upper() if sandbox else summary.environment),
+        ("Environment", summary.environment.upper() if summary.sandbox else summary.environment),
         ("Started", _local(summary.started_at)),
         ("Finished", _local(summary.finished_at)),
         ("Duration", _duration_text(summary.finished_at - summary.started_at)),
@@ -607,23 +779,46 @@ def _write_summary(
     row += 1
     sheet.write_string(row, 0, "Status", formats.header)
     sheet.write_string(row, 1, "Rows", formats.header)
-    for status in RowStatus:  # always all seven, in the same order: easy to compare files
+    amount_format = formats.amount
+    if amounts is not None:
+        # The sum of the numbers in that column, as Excel's own SUM counts them (text is not
+        # counted), so it can be checked against the export's totals row.
+        sheet.write_string(row, 2, f"Sum of {amounts.label}", formats.header)
+        if amounts.number_format is not None:
+            amount_format = workbook.add_format({"num_format": amounts.number_format})
+    for status in RowStatus:  # always every status, in the same order: easy to compare files
         row += 1
         sheet.write_string(row, 0, status.value, formats.status[status])
         sheet.write_number(row, 1, counts.get(status.value, 0))
+        if amounts is not None:
+            sheet.write_number(row, 2, amounts.sums.get(status.value, 0.0), amount_format)
     row += 1
     sheet.write_string(row, 0, "Rows total", formats.bold)
     sheet.write_number(row, 1, counts.total(), formats.bold)
-    row = _write_batches(sheet, row + 2, summary.batches, formats)
+    if amounts is not None:
+        sheet.write_number(row, 2, math.fsum(amounts.sums.values()), amount_format)
+    row = _write_batches(sheet, row + 2, summary.batches, batch_counts or {}, formats)
     if summary.notes:
         sheet.write_string(row + 1, 0, "Notes", formats.header)
         for offset, note in enumerate(summary.notes, start=2):
             sheet.write_string(row + offset, 0, note)
 
 
-def _write_batches(sheet: Any, row: int, batches: Sequence[BatchLine], formats: _Formats) -> int:
-    """The batches table from ``row`` on; returns the next free row."""
-    for col, label in enumerate(("Batch", "Invoices", "Status", "Submitted", "Finished")):
+_BATCH_COLUMNS = ("Batch", "Invoices", "Status", "Submitted", "Finished")
+
+
+def _write_batches(
+    sheet: Any,
+    row: int,
+    batches: Sequence[BatchLine],
+    counts: dict[str, Counter[str]],
+    formats: _Formats,
+) -> int:
+    """The batches table from ``row`` on, each batch's rows per status after its own columns;
+    returns the next free row."""
+    seen = set().union(*counts.values()) if counts else set()
+    statuses = [status for status in RowStatus if status.value in seen]
+    for col, label in enumerate((*_BATCH_COLUMNS, *(f"{s.value} rows" for s in statuses))):
         sheet.write_string(row, col, label, formats.header)
     if not batches:
         sheet.write_string(row + 1, 0, "(none)")
@@ -636,7 +831,34 @@ def _write_batches(sheet: Any, row: int, batches: Sequence[BatchLine], formats: 
         for col, moment in ((3, batch.submitted_at), (4, batch.finished_at)):
             if moment is not None:
                 sheet.write_datetime(row, col, _local(moment), formats.datetime)
+        mine = counts.get(batch.batch_id or "", Counter())
+        for col, status in enumerate(statuses, start=len(_BATCH_COLUMNS)):
+            sheet.write_number(row, col, mine.get(status.value, 0))
     return row + 1
+
+
+def _sums_by_status(values: Sequence[Any], statuses: Sequence[str]) -> dict[str, float]:
+    """Per row status, the sum of the numbers among ``values`` (text and dates are not counted)."""
+    found: defaultdict[str, list[float]] = defaultdict(list)
+    isfinite = math.isfinite
+    for value, status in zip(values, statuses, strict=True):
+        kind = value.__class__
+        if (kind is float and isfinite(value)) or kind is int:
+            found[status].append(value)
+    return {status: math.fsum(numbers) for status, numbers in found.items()}
+
+
+def _counts_by_batch(statuses: Sequence[str], batch_ids: Sequence[str]) -> dict[str, Counter[str]]:
+    """Per batch id, how many rows ended in each status (rows in no batch are left out)."""
+    counts: defaultdict[str, Counter[str]] = defaultdict(Counter)
+    for status, batch_id in zip(statuses, batch_ids, strict=True):
+        if batch_id:
+            counts[batch_id][status] += 1
+    return dict(counts)
+
+
+def _at(items: Sequence[NumberFormat | None], index: int) -> NumberFormat | None:
+    return items[index] if index < len(items) else None
 
 
 def _local(moment: dt.datetime) -> dt.datetime:

@@ -50,6 +50,7 @@ from filedrop.journal.rebuild import lost_journal_evidence, lost_journal_message
 from filedrop.logs import printable
 from filedrop.mapping import Mapping, select_mapping
 from filedrop.mapping.prepare import Prepared, PreparedInvoice, payloads, prepare
+from filedrop.mapping.tree import Obj
 from filedrop.outcome import (
     OUTCOME_COLUMNS,
     BatchLine,
@@ -420,6 +421,7 @@ def _send_and_report(
         finished_at=datetime.now(UTC),
         batches=tuple(_batch_line(b) for b in ctx.journal.batches(file_id=file_id)),
         notes=tuple(setbacks.messages),
+        amount_column=_amount_column(prepared.mapping, prepared.table),
     )
     outcome = write_outcome(prepared.table, outcomes, summary, dest=dest)
     if state is FileState.DONE and ctx.archive:
@@ -478,6 +480,7 @@ def rewrite_outcome(
         started_at=datetime.fromtimestamp(record.created_at, UTC),
         finished_at=datetime.now(UTC),
         batches=tuple(_batch_line(b) for b in journal.batches(file_id=record.id)),
+        amount_column=_amount_column(mapping, prepared.table),
     )
     outcome = write_outcome(prepared.table, outcomes, summary)
     pending = len(journal.batches(file_id=record.id, states=(BatchState.QUEUED,)))
@@ -758,6 +761,21 @@ def _invoice_outcome(
         batch_ids.get(record.batch or -1, ""),
         number,
     )
+
+
+def _amount_column(mapping: Mapping, table: Table) -> int | None:
+    """The input column of each row's amount: the one the invoice's original amount reads, else
+    the one the first claim's amount reads; None when both are constants or sums."""
+    claims = [item for item in mapping.claims.items if isinstance(item, Obj)]
+    candidates = [
+        mapping.invoice.get_field("originalInvoiceAmount"),
+        *(claim.get_field("remainingAmount") for claim in claims[:1]),
+    ]
+    for field_ in candidates:
+        if field_ is not None and field_.source == "column":
+            positions = mapping.resolve_columns(table.headers, file_name=table.path.name)
+            return positions.get(field_.columns)
+    return None
 
 
 def _batch_line(batch: BatchRecord) -> BatchLine:

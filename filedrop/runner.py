@@ -205,15 +205,19 @@ def clear_stray_temps(ctx: Context) -> None:
 
 
 def find_examples(start: Path | None = None) -> tuple[Path, Path]:
-    """The ``inbox-example`` and ``mappings`` folders that ship with filedrop (for the demo)."""
-    candidates = [start] if start else []
-    candidates += [Path(__file__).resolve().parent.parent, Path.cwd()]
-    for root in candidates:
-        if (root / "inbox-example").is_dir() and (root / "mappings").is_dir():
-            return root / "inbox-example", root / "mappings"
+    """The ``inbox-example`` and ``mappings`` folders for the demo: from ``start`` when given,
+    else the copies inside the installed package (in a checkout, links to the top-level ones)."""
+    root = start if start is not None else Path(__file__).resolve().parent / "examples"
+    if (root / "inbox-example").is_dir() and (root / "mappings").is_dir():
+        return root / "inbox-example", root / "mappings"
+    if start is not None:
+        raise ConfigError(
+            f"--examples {start} holds no inbox-example/ and mappings/ folders; "
+            "pass the folder that holds both."
+        )
     raise ConfigError(
-        "The demo needs the inbox-example/ and mappings/ folders from the filedrop source tree; "
-        "run it from a checkout (or pass --examples DIR)."
+        f"The demo examples are missing from this installation ({root}); "
+        "reinstall filedrop, or pass --examples DIR with inbox-example/ and mappings/ in it."
     )
 
 

@@ -79,7 +79,7 @@ def outcomes(*statuses: str, message: str = "", batch: str = "b-1") -> pd.DataFr
     return pd.DataFrame(rows, columns=list(OUTCOME_COLUMNS))
 
 
-def summary_for(source: Path, *, environment: str = "sandbox", **extra) -> OutcomeSummary:
+def summary_for(source: Path, *, environment: str = "staging", **extra) -> OutcomeSummary:
     return OutcomeSummary(
         source=source,
         environment=environment,
@@ -266,8 +266,14 @@ def test_summary_sheet_has_counts_environment_batches_and_notes(tmp_path: Path) 
         submitted_at=dt.datetime(2024, 3, 1, 9, 0, 1),
         finished_at=dt.datetime(2024, 3, 1, 9, 1, 0),
     )
-    summary = summary_for(table.path, batches=(batch,), notes=("2 rows had no invoice number",))
-    path = write_outcome(table, outcomes("SUCCEEDED", "SUCCEEDED", "FAILED", "DUPLICATE"), summary)
+    summary = summary_for(
+        table.path,
+        environment="sandbox",
+        batches=(batch,),
+        notes=("2 rows had no invoice number",),
+    )
+    statuses = outcomes("SUCCEEDED", "SUCCEEDED", "FAILED", "DUPLICATE", batch="b-77")
+    path = write_outcome(table, statuses, summary)
 
     wb = openpyxl.load_workbook(path)
     assert wb.sheetnames == ["Ark1", "Summary"]
@@ -293,7 +299,17 @@ def test_summary_sheet_has_counts_environment_batches_and_notes(tmp_path: Path) 
     }
     assert values["Rows total"] == 4
     rows = sheet_rows(path, "Summary")
-    assert ("b-77", 3, "PARTIAL", batch.submitted_at, batch.finished_at) in rows
+    assert (
+        "Batch",
+        "Invoices",
+        "Status",
+        "Submitted",
+        "Finished",
+        "SUCCEEDED rows",
+        "FAILED rows",
+        "DUPLICATE rows",
+    ) in rows
+    assert ("b-77", 3, "PARTIAL", batch.submitted_at, batch.finished_at, 2, 1, 1) in rows
     assert "2 rows had no invoice number" in values
 
 

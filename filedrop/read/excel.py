@@ -3,21 +3,36 @@
 Opening the workbook and picking the sheet, finding the header row below any title lines, and
 rendering each cell as the text Excel shows (15 significant digits, dates as ISO dates), while
 `Table.values` keeps the typed values for an Excel outcome. Every message names the file and sheet.
+
+calamine gives values, not how they were shown, so `Table.layout` is read beside it: the title
+rows above the header (from calamine's rows) and each column's number format, from the styles of
+the first data rows in the sheet's XML (a bounded prefix, parsed as a stream) and the workbook's
+``styles.xml``. A workbook whose formats cannot be read still reads; its outcome is just plainer.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import io
-from collections.abc import Callable
+import re
+import zipfile
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from xml.etree.ElementTree import ParseError
 
 import numpy as np
 import python_calamine
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import iterparse
 
 from filedrop.errors import ReadError
+from filedrop.read.limits import _sheet_parts
 from filedrop.read.table import (
     HEADER_SEARCH_ROWS,
+    Layout,
+    NumberFormat,
     ReadInfo,
     ReadOptions,
     Table,
@@ -34,7 +49,7 @@ __all__ = ["read_excel"]
 def read_excel(path: Path, options: ReadOptions) -> Table:
     """One sheet of an Excel workbook as a `Table`; `ReadError` says what is wrong."""
     where = str(path)
-    sheet_name, rows, first_row = _load_sheet(path, options.sheet)
+    sheet_name, rows, first_row, first_col, data = _load_sheet(path, options.sheet)
     header_at = _excel_header(where, sheet_name, rows, first_row, options)
     header_row = first_row + header_at
 
@@ -61,6 +76,7 @@ def read_excel(path: Path, options: ReadOptions) -> Table:
         )
     # calamine gives '' for an empty cell; a new array, as all-text columns share it with ``cells``
     typed = [np.where(c == "", None, c) for c in raw]
+    formats = _number_formats(data, sheet_name, header_row=header_row, first_col=first_col)
     return Table(
         path=path,
         headers=headers,
@@ -68,11 +84,20 @@ def read_excel(path: Path, options: ReadOptions) -> Table:
         values=column_frame(typed, keep),
         row_numbers=np.arange(header_row + 1, header_row + 1 + len(body), dtype=np.int64)[keep],
         info=ReadInfo(kind="excel", sheet=sheet_name, header_row=header_row),
+        layout=Layout(
+            titles=tuple(
+                (first_row + i, tuple(None if c == "" else c for c in row[:width]))
+                for i, row in enumerate(rows[:header_at])
+                if any(c != "" for c in row[:width])
+            ),
+            number_formats=tuple(formats.get(first_col + j) for j in range(width)),
+        ),
     )
 
 
-def _load_sheet(path: Path, wanted: str | int) -> tuple[str, list[list[object]], int]:
-    """(sheet name, its rows from the first used one, that row's Excel number)."""
+def _load_sheet(path: Path, wanted: str | int) -> tuple[str, list[list[object]], int, int, bytes]:
+    """(sheet name, its rows from the first used one, that row's Excel number, the 0-based
+    column of their first cell, the file's bytes)."""
     where = str(path)
     try:
         data = path.read_bytes()
@@ -104,8 +129,8 @@ def _load_sheet(path: Path, wanted: str | int) -> tuple[str, list[list[object]],
             ) from exc
     if not rows or start is None:
         raise ReadError(where, f'sheet "{sheet_name}" is empty; choose the sheet with the data')
-    # to_python(skip_empty_area=True) begins at the first used row, ``start`` (0-based).
-    return sheet_name, rows, start[0] + 1
+    # to_python(skip_empty_area=True) begins at the first used cell, ``start`` (0-based).
+    return sheet_name, rows, start[0] + 1, start[1], data
 
 
 def _excel_header(
@@ -228,3 +253,114 @@ def _render_column(col: np.ndarray) -> np.ndarray:
         else:
             out[where] = list(map(_RENDERERS.get(kind, str), col[where]))
     return out
+
+
+# --- number formats --------------------------------------------------------------------------
+
+_FORMAT_SAMPLE_ROWS = 20  # data rows below the header whose styles decide a column's format
+_CELL_REF = re.compile(r"([A-Z]+)(\d*)")
+# Cells whose value is a number, so their number format shows (text ignores it).
+_NUMERIC_TYPES = frozenset({None, "n"})
+
+
+def _number_formats(
+    data: bytes, sheet: str, *, header_row: int, first_col: int
+) -> dict[int, NumberFormat]:
+    """0-based sheet column -> the number format most of its first numeric data cells use.
+
+    Columns left General are absent. Only xlsx and xlsm (zip) workbooks have readable styles;
+    anything unreadable gives no formats rather than an error, since the values are already read.
+    """
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            parts = _sheet_parts(io.BytesIO(data), archive.infolist())
+            part = next((p for p, name in parts.items() if name == sheet), None)
+            if part is None:
+                return {}
+            with archive.open("xl/styles.xml") as styles:
+                xf_formats = _xf_formats(styles)
+            with archive.open(part) as sheet_xml:
+                styles_by_col = _data_styles(sheet_xml, header_row=header_row)
+    except (
+        zipfile.BadZipFile,
+        KeyError,
+        OSError,
+        ValueError,
+        zlib.error,
+        NotImplementedError,
+        ParseError,
+        DefusedXmlException,
+    ):
+        return {}
+    formats: dict[int, NumberFormat] = {}
+    for col, styles in styles_by_col.items():
+        xf = styles.most_common(1)[0][0]
+        if col >= first_col and 0 <= xf < len(xf_formats) and xf_formats[xf] not in (0, None):
+            formats[col] = xf_formats[xf]
+    return formats
+
+
+def _xf_formats(styles: object) -> list[NumberFormat | None]:
+    """Per cell style (``cellXfs`` index): its format code, a built-in format id, or None."""
+    custom: dict[int, str] = {}
+    xfs: list[NumberFormat | None] = []
+    in_cell_xfs = False
+    for event, element in iterparse(styles, events=("start", "end")):
+        tag = element.tag.rpartition("}")[2]
+        if event == "start":
+            in_cell_xfs = in_cell_xfs or tag == "cellXfs"
+            continue
+        if tag == "numFmt":
+            custom[_int(element.get("numFmtId"))] = element.get("formatCode") or ""
+        elif tag == "xf" and in_cell_xfs:
+            number = _int(element.get("numFmtId"))
+            xfs.append(custom.get(number, number))
+        elif tag == "cellXfs":
+            break  # what follows (cell styles, fonts' use, colours) does not matter here
+        element.clear()
+    return xfs
+
+
+def _data_styles(sheet_xml: object, *, header_row: int) -> dict[int, Counter[int]]:
+    """0-based column -> how often each style index occurs among the numeric cells of the first
+    data rows below ``header_row``; stops reading the sheet right after them."""
+    last = header_row + _FORMAT_SAMPLE_ROWS
+    found: dict[int, Counter[int]] = {}
+    row_number = 0
+    for row in _rows(sheet_xml):
+        row_number = _int(row.get("r")) or row_number + 1
+        if row_number > last:
+            break
+        if row_number > header_row:
+            _count_styles(row, found)
+        row.clear()
+    return found
+
+
+def _rows(sheet_xml: object) -> Iterator[object]:
+    for _, element in iterparse(sheet_xml, events=("end",)):
+        if element.tag.rpartition("}")[2] == "row":
+            yield element
+
+
+def _count_styles(row: object, found: dict[int, Counter[int]]) -> None:
+    col = -1
+    for cell in row:  # type: ignore[attr-defined]
+        ref = _CELL_REF.match(cell.get("r") or "")
+        col = _column_index(ref.group(1)) if ref else col + 1
+        if cell.get("t") in _NUMERIC_TYPES and any(c.tag.endswith("}v") for c in cell):
+            found.setdefault(col, Counter())[_int(cell.get("s"))] += 1
+
+
+def _column_index(letters: str) -> int:
+    number = 0
+    for letter in letters:
+        number = number * 26 + ord(letter) - ord("A") + 1
+    return number - 1
+
+
+def _int(text: str | None) -> int:
+    try:
+        return int(text) if text else 0
+    except ValueError:
+        return 0

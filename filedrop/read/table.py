@@ -18,6 +18,8 @@ import pandas as pd
 
 __all__ = [
     "HEADER_SEARCH_ROWS",
+    "Layout",
+    "NumberFormat",
     "ReadInfo",
     "ReadOptions",
     "Table",
@@ -62,6 +64,20 @@ class ReadInfo:
     header_row: int = 1
 
 
+NumberFormat = str | int
+"""An Excel number format: its code (``# ##0.00``, ``dd.mm.yyyy``) or a built-in format's id."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Layout:
+    """How an Excel sheet looked around its values, so its outcome can look the same."""
+
+    titles: tuple[tuple[int, tuple[object, ...]], ...] = ()
+    """The non-empty rows above the header: (1-based row number, its typed cells, None if empty)."""
+    number_formats: tuple[NumberFormat | None, ...] = ()
+    """Per column, the number format its data cells use; None (or missing) for General."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class Table:
     """One sheet of data rows, header separated, cells as text the user sees.
@@ -70,7 +86,7 @@ class Table:
     and one row per data row, every value a ``str`` ('' for an empty cell). ``values`` has the same
     shape with the original typed values (numbers, dates; None for empty) for writing an Excel
     outcome that keeps them; for CSV it is the same frame as ``cells``. ``row_numbers[i]`` is the
-    row/line number the user sees for data row ``i``.
+    row/line number the user sees for data row ``i``. ``layout`` is empty but for Excel input.
     """
 
     path: Path
@@ -79,6 +95,7 @@ class Table:
     values: pd.DataFrame
     row_numbers: np.ndarray
     info: ReadInfo
+    layout: Layout = Layout()
     extra: dict[str, object] = field(default_factory=dict)
 
     def __len__(self) -> int:
