@@ -477,7 +477,7 @@ def _init(args: argparse.Namespace, io: Io) -> int:
     draft = draft_mapping(args.file, partial(read_table, limits=settings.read_limits()))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(draft.text, encoding="utf-8")
-    io.say(f"Wrote {out}; {args.file.name} read with it:")
+    io.say(f"Wrote {out}. Validating {args.file.name} with it:")
     try:
         code = _validate_file(io, args.file, out, settings, as_json=False)
     except MappingError as exc:  # a required field the draft could not place

@@ -227,17 +227,17 @@ class _Drafter:
                 continue
             found = self._partial(header)
             if found is not None and found[0] not in self.placed:
-                self._claim(found[0], header, f'partial match: "{_shown(found[1])}"')
+                self._claim(found[0], header, f"partial match: {found[1]}")
 
     def _partial(self, header: str) -> tuple[str, str] | None:
-        """(field, synonym) for a header holding a synonym as a word, or a long one inside it;
-        the longest synonym wins. A header naming both an organisation number and a person's
+        """(field, what matched) for a header holding a synonym as a word, or a long one inside
+        it; the longest synonym wins. A header naming both an organisation number and a person's
         number ("Orgnr / Fnr") is the combined id."""
         parts = [p for p in re.split(r"/|\beller\b|\bor\b", header) if p.strip()]
         if len(parts) > 1:
             kinds = {self._partial(p)[0] for p in parts if self._partial(p) is not None}
             if {"person_id", "org_id"} <= kinds:
-                return "id", header
+                return "id", "a fødselsnummer and an organisation number"
         words, whole = {_norm(w) for w in _words(header)}, _norm(header)
         best: tuple[str, str] | None = None
         for key, names in SYNONYMS.items():
@@ -247,7 +247,7 @@ class _Drafter:
                     best is None or len(s) > len(_norm(best[1]))
                 ):
                     best = (key, name)
-        return best
+        return None if best is None else (best[0], f'"{_shown(best[1])}"')
 
     def _place_by_values(self) -> None:
         """Columns no header placed, judged by their values: emails, phone numbers, national ids,
@@ -337,9 +337,8 @@ class _Drafter:
         header = f"header on row {info.header_row}"
         out.add(note=f"Drafted by `filedrop init` from {name} ({where}, {header}).")
         out.add(note="Each line says how sure the draft is; lines marked QUESTION need an answer.")
-        out.add(
-            note="Try it: filedrop validate FILE --mapping THIS_FILE. Options: mappings/README.md"
-        )
+        out.add(note=f"Check it with: filedrop validate {name} --mapping <this file>")
+        out.add(note="Every option is explained in mappings/README.md.")
         out.add()
         out.add(f"name = {_toml(self.table.path.stem)}")
         out.add()
@@ -539,7 +538,7 @@ class _Drafter:
             out.add(
                 f"identificationNumber = {{ column = {_toml(person.header)}, pad = 11, "
                 f"default = {{ column = {_toml(org.header)} }} }}",
-                f"{person.how}; {org.how}",
+                f"{_shown(person.header)}: {person.how}; {_shown(org.header)}: {org.how}",
             )
         elif person is not None:
             self._column(out, "person_id", "identificationNumber", extra=", pad = 11")
