@@ -73,6 +73,14 @@ the journal, and exits 0 within 10 s. Health for containers: filedrop status --h
   filedrop validate export.xlsx --mapping mappings/norwegian-erp.toml --json > invoices.json
 
 exit codes: 0 every row valid; 1 some row invalid; 2 unusable mapping or unreadable file.""",
+    "init": """examples:
+  filedrop init export.xlsx --out mappings/my-erp.toml   draft a mapping from a sample export
+  filedrop init export.csv --out mappings/my-erp.toml --force   draft it again, over the old one
+
+It writes the draft (each field with how sure it is, questions where it could not tell), then
+validates the file with it and prints what 'filedrop validate' prints, and the questions left.
+exit codes: 0 the draft maps every row; 1 some row invalid or the draft needs answers first;
+2 the file cannot be read, or --out exists (without --force).""",
     "sandbox": """examples:
   filedrop sandbox                              serve on http://127.0.0.1:8765
   filedrop sandbox --port 9000 --delay 0.5-3    batches stay QUEUED 0.5 to 3 s
@@ -179,24 +187,19 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--json", action="store_true", help="print the invoice JSON to be sent")
     _settings_flags(validate, "validate")
 
+    init = command(
+        "init", "Draft a mapping from a sample export, then validate the export with it.", _init
+    )
+    init.add_argument("file", type=Path, help="a sample CSV or Excel export")
+    init.add_argument(
+        "--out", type=Path, help="where to write the mapping (default: FILE's name with .toml)"
+    )
+    init.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+
     sandbox = command(
         "sandbox", "Serve a local imitation of Amili's API; nothing reaches Amili.", _sandbox
     )
-    sandbox.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    sandbox.add_argument("--port", type=int, default=8765, help="port (0 = any free one)")
-    sandbox.add_argument("--delay", default="0.5-3", help="seconds a batch stays QUEUED: N or A-B")
-    sandbox.add_argument("--client-id", help="accept only this client id (default: any)")
-    sandbox.add_argument("--client-secret", help="accept only this secret (default: any)")
-    sandbox.add_argument("--token-lifetime", type=float, default=3600, help="token seconds")
-    sandbox.add_argument("--rate-429", type=float, default=0.0, help="share of 429 answers")
-    sandbox.add_argument("--rate-503", type=float, default=0.0, help="share of 503 answers")
-    sandbox.add_argument(
-        "--rate-lost",
-        type=float,
-        default=0.0,
-        help="share of POSTs processed but never answered (the UNKNOWN case)",
-    )
-    sandbox.add_argument("--seed", type=int, help="random seed for repeatable runs")
+    _sandbox_arguments(sandbox)
 
     status = command(
         "status", "Show what the journal knows: files, pending and unknown batches.", _status
@@ -214,15 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
         _resolve,
     )
     _settings_flags(resolve, "resolve")
-    resolve.add_argument(
-        "batches",
-        nargs="+",
-        metavar="BATCH",
-        help="journal number (#12) or API batch id, from 'status'; several at once",
-    )
-    verdict = resolve.add_mutually_exclusive_group(required=True)
-    verdict.add_argument("--sent", action="store_true", help="Amili has them: never send again")
-    verdict.add_argument("--not-sent", action="store_true", help="Amili does not: send again")
+    _resolve_arguments(resolve)
 
     journal = command(
         "journal", "Look after the journal: rebuild it from the outcome files.", _journal_rebuild
@@ -245,6 +240,38 @@ def build_parser() -> argparse.ArgumentParser:
         help="start an empty journal on purpose, keeping the old one aside as a backup",
     )
     return parser
+
+
+def _sandbox_arguments(sandbox: argparse.ArgumentParser) -> None:
+    """The sandbox's own knobs: where it listens, how slow it is, which faults it injects."""
+    sandbox.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    sandbox.add_argument("--port", type=int, default=8765, help="port (0 = any free one)")
+    sandbox.add_argument("--delay", default="0.5-3", help="seconds a batch stays QUEUED: N or A-B")
+    sandbox.add_argument("--client-id", help="accept only this client id (default: any)")
+    sandbox.add_argument("--client-secret", help="accept only this secret (default: any)")
+    sandbox.add_argument("--token-lifetime", type=float, default=3600, help="token seconds")
+    sandbox.add_argument("--rate-429", type=float, default=0.0, help="share of 429 answers")
+    sandbox.add_argument("--rate-503", type=float, default=0.0, help="share of 503 answers")
+    sandbox.add_argument(
+        "--rate-lost",
+        type=float,
+        default=0.0,
+        help="share of POSTs processed but never answered (the UNKNOWN case)",
+    )
+    sandbox.add_argument("--seed", type=int, help="random seed for repeatable runs")
+
+
+def _resolve_arguments(resolve: argparse.ArgumentParser) -> None:
+    """Which batches, and what Amili said of them."""
+    resolve.add_argument(
+        "batches",
+        nargs="+",
+        metavar="BATCH",
+        help="journal number (#12) or API batch id, from 'status'; several at once",
+    )
+    verdict = resolve.add_mutually_exclusive_group(required=True)
+    verdict.add_argument("--sent", action="store_true", help="Amili has them: never send again")
+    verdict.add_argument("--not-sent", action="store_true", help="Amili does not: send again")
 
 
 def main(
@@ -424,29 +451,36 @@ def _demo(args: argparse.Namespace, io: Io) -> int:
 
 
 def _validate(args: argparse.Namespace, io: Io) -> int:
-    from filedrop.mapping import load_mappings, select_mapping
-    from filedrop.mapping.prepare import payloads, prepare
-    from filedrop.read import read_table
-
     settings = _load(args, io)
-    mapping_path = settings.mapping
-    if mapping_path is None:
+    if settings.mapping is None:
         raise ConfigError(
             "No mapping given; pass --mapping FILE_OR_FOLDER or set FILEDROP_MAPPING "
             "(or mapping in the config file)."
         )
-    if not args.file.is_file():
-        raise ReadError(str(args.file), "no such file")
+    return _validate_file(io, args.file, settings.mapping, settings, as_json=args.json)
+
+
+def _validate_file(
+    io: Io, file: Path, mapping_path: Path, settings: Settings, *, as_json: bool
+) -> int:
+    """Map and check ``file`` with the mapping(s) at ``mapping_path``; print the summary and
+    every problem (or the invoice JSON); 1 when a row needs attention, else 0."""
+    from filedrop.mapping import load_mappings, select_mapping
+    from filedrop.mapping.prepare import payloads, prepare
+    from filedrop.read import read_table
+
+    if not file.is_file():
+        raise ReadError(str(file), "no such file")
     # A mapping file named on the command line is meant for this file whatever its name;
     # its required headers are still checked.
     mapping, table = select_mapping(
         load_mappings(mapping_path, invoice_types=settings.invoice_types),
-        args.file,
+        file,
         partial(read_table, limits=settings.read_limits()),
         ignore_names=mapping_path.is_file(),
     )
     prepared = prepare(table, mapping)
-    if args.json:
+    if as_json:
         json.dump(payloads(prepared.invoices), io.stdout, ensure_ascii=False, indent=2)
         io.say()
     else:
@@ -459,9 +493,7 @@ def _validate(args: argparse.Namespace, io: Io) -> int:
         by_status = Counter(status for status, _ in prepared.rejected.values())
         invalid, skipped = by_status[RowStatus.INVALID], by_status[RowStatus.SKIPPED]
         io.say(
-            mask_ids(
-                f"{args.file.name}: mapping {mapping.name}; {how}; header on row {info.header_row}"
-            )
+            mask_ids(f"{file.name}: mapping {mapping.name}; {how}; header on row {info.header_row}")
         )
         io.say(
             f"{len(table)} rows, {len(prepared.invoices)} invoices to send, "
@@ -474,6 +506,35 @@ def _validate(args: argparse.Namespace, io: Io) -> int:
     # Skipped rows are not invoices by the mapping's own rules: nothing to look at.
     attention = any(status is not RowStatus.SKIPPED for status, _ in prepared.rejected.values())
     return ExitCode.ATTENTION if attention else ExitCode.OK
+
+
+def _init(args: argparse.Namespace, io: Io) -> int:
+    """Write the draft, then validate the file with it as ``validate`` does."""
+    from filedrop.errors import MappingError
+    from filedrop.mapping.draft import draft_mapping
+    from filedrop.read import read_table
+
+    settings = _load(args, io)
+    out: Path = args.out or Path(args.file.with_suffix(".toml").name)
+    if out.exists() and not args.force:
+        raise ConfigError(f"{out} already exists; pass --force to overwrite it, or choose --out.")
+    if not args.file.is_file():
+        raise ReadError(str(args.file), "no such file")
+    draft = draft_mapping(args.file, partial(read_table, limits=settings.read_limits()))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(draft.text, encoding="utf-8")
+    io.say(f"Wrote {out}. Validating {args.file.name} with it:")
+    try:
+        code = _validate_file(io, args.file, out, settings, as_json=False)
+    except MappingError as exc:  # a required field the draft could not place
+        io.say(f"  {exc}")
+        code = ExitCode.ATTENTION
+    if draft.questions:
+        io.say(f"Questions left in {out}:")
+        for question in draft.questions:
+            io.say(mask_ids(f"  - {question}"))
+    io.say(f"Edit {out}, then check it: filedrop validate {args.file} --mapping {out}")
+    return code
 
 
 def _sandbox(args: argparse.Namespace, io: Io) -> int:

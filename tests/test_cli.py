@@ -27,8 +27,13 @@ def test_demo_runs_on_the_embedded_sandbox() -> None:
     code, out, _ = filedrop("demo", environ={})
     assert code == 0
     assert "SANDBOX" in out
-    for status in ("SUCCEEDED", "INVALID", "FAILED"):
-        assert status in out
+    files = {line.split(": ")[0]: line.split(": ")[1] for line in out.splitlines()[3::2]}
+    assert files == {
+        "apne-poster-mars.xlsx": "2 FAILED, 6 INVALID, 8 SUCCEEDED",
+        "faktura-mars.csv": "1 DUPLICATE, 5 INVALID, 7 SUCCEEDED",
+        "tripletex-apne-poster.xlsx": "2 SKIPPED, 12 SUCCEEDED",
+        "visma-kundereskontro.csv": "2 SKIPPED, 11 SUCCEEDED",
+    }
     outcomes = [
         Path(line.split("outcome: ", 1)[1]) for line in out.splitlines() if "outcome: " in line
     ]

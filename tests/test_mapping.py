@@ -59,8 +59,10 @@ def table(headers: list[str], path: str = "januar.csv") -> Table:
 
 def test_shipped_mappings_load() -> None:
     """mappings/*.toml load, sorted by file name, each with the read settings its files need."""
-    example, erp = load_mappings(MAPPINGS)
-    assert (example.path.name, erp.path.name) == ("example.toml", "norwegian-erp.toml")
+    example, erp, tripletex, visma = load_mappings(MAPPINGS)
+    names = [m.path.name for m in (example, erp, tripletex, visma)]
+    assert names == ["example.toml", "norwegian-erp.toml", "tripletex.toml", "visma.toml"]
+    assert (tripletex.files, visma.files) == (("tripletex*.xlsx",), ("visma*.csv",))
     assert erp.read.encoding is None and erp.read.delimiter == ";"  # cp1252 or UTF-8: detected
     assert (erp.decimal, erp.date_formats) == (",", ("dd.mm.yyyy", "dd.mm.yy"))
     assert example.group_by == ("Invoice no",) and example.severity("email") == "warning"

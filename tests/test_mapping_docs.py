@@ -182,7 +182,8 @@ CASES: dict[str, Callable[[Path], str]] = {
     ),
     "inbox/mars.csv: no mapping fits this file: example.toml takes only files named "
     'apne-poster*.xlsx, åpne-poster*.xlsx; norwegian-erp.toml needs column "Fakturanr" (key '
-    '"match.headers") (the file\'s headers: Nr, Beløp).': _no_mapping_fits,
+    '"match.headers"); tripletex.toml takes only files named tripletex*.xlsx; visma.toml takes '
+    "only files named visma*.csv (the file's headers: Nr, Beløp).": _no_mapping_fits,
     'mappings/erp.toml: key "invoice.dueDate" names column "Forfallsdato", which januar.xlsx does '
     "not have (its headers: Fakturanr, Fakturadato, Forfall, Beløp, Valuta); fix the header or add "
     'the name to "names".': _missing_column,

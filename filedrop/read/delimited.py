@@ -109,8 +109,11 @@ def _read_csv(path: Path, options: ReadOptions) -> Table:
         data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
 
     sample = _sample_lines(data, codec)
-    delimiter = _given_delimiter(where, options.delimiter) or _sniff_delimiter(sample)
-    header_line = _csv_header_line(where, data, sample, delimiter, options)
+    declared = _declared_delimiter(sample)
+    delimiter = _given_delimiter(where, options.delimiter) or declared or _sniff_delimiter(sample)
+    header_line = _csv_header_line(
+        where, data, sample, delimiter, options, below_sep_line=declared is not None
+    )
     offset = 0
     for _ in range(header_line - 1):
         offset = data.index(b"\n", offset) + 1
@@ -248,6 +251,15 @@ def _given_delimiter(where: str, delimiter: str | None) -> str | None:
     return delimiter
 
 
+_SEP_LINE = re.compile(r"sep=(.)\r?")
+
+
+def _declared_delimiter(lines: list[str]) -> str | None:
+    """The delimiter a first line ``sep=;`` declares (Excel writes and honours it), or None."""
+    found = _SEP_LINE.fullmatch(lines[0]) if lines else None
+    return found[1] if found else None
+
+
 def _sniff_delimiter(lines: list[str]) -> str:
     """The candidate that splits the most lines into the same number (>1) of fields.
 
@@ -269,9 +281,16 @@ def _sniff_delimiter(lines: list[str]) -> str:
 
 
 def _csv_header_line(
-    where: str, data: bytes, sample: list[str], delimiter: str, options: ReadOptions
+    where: str,
+    data: bytes,
+    sample: list[str],
+    delimiter: str,
+    options: ReadOptions,
+    *,
+    below_sep_line: bool,
 ) -> int:
-    """1-based physical line of the header: as set, else found below any title lines."""
+    """1-based physical line of the header: as set, else found below any title lines (and below
+    a ``sep=;`` line, which is never the header)."""
     n_lines = _count_lines(data)
     if options.header_row is not None:
         if not 1 <= options.header_row <= n_lines:
@@ -280,7 +299,7 @@ def _csv_header_line(
                 f"header_row {options.header_row} is outside the file, which has {n_lines} lines",
             )
         return options.header_row
-    records = _records(sample, delimiter)[:HEADER_SEARCH_ROWS]
+    records = _records(sample, delimiter)[int(below_sep_line) : HEADER_SEARCH_ROWS]
     found = find_header([f for _, f in records], options.expected_headers)
     if found is None:
         raise ReadError(

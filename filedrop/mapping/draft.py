@@ -1,0 +1,589 @@
+"""Draft a mapping from one sample export, for ``filedrop init``.
+
+The file is read with the same reader (and detection) as every run. Each field of the invoice is
+proposed from the file's headers through one table of Norwegian and English synonyms (``SYNONYMS``),
+and failing that from what a column's values look like; the read settings come from the values
+(decimal comma, thousands separators, date formats), and the rows that are not invoices (a totals
+row, credit notes) get a skip rule. Every line of the draft says how sure it is, and what it could
+not place is left as a commented question. Nothing here knows of HTTP.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import unicodedata
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from filedrop.mapping.convert import (
+    CURRENCIES,
+    compact_id,
+    date_format_to_strptime,
+    is_email,
+    is_fodselsnummer,
+    is_orgnr,
+    parse_amounts,
+    phone_e164,
+    strip,
+)
+from filedrop.mapping.loader import TOTALS_WORDS
+from filedrop.read import ReadOptions, Table, header_key
+
+__all__ = ["SYNONYMS", "Draft", "draft_mapping"]
+
+SYNONYMS: dict[str, tuple[str, ...]] = {
+    "invoiceNumber": (
+        "Fakturanr", "Fakturanummer", "Faktura nr", "Fakt nr", "Fakturanr.", "Bilagsnr",
+        "Invoice no", "Invoice number", "Invoice nr", "Invoice #", "Invoice", "Faktura",
+    ),
+    "invoiceDate": (
+        "Fakturadato", "Bilagsdato", "Dato", "Utstedt", "Invoice date", "Date", "Issue date",
+    ),
+    "dueDate": ("Forfall", "Forfallsdato", "Forfallsdag", "Forf dato", "Due date", "Due"),
+    "originalInvoiceAmount": (
+        "Beløp", "Fakturabeløp", "Opprinnelig beløp", "Totalbeløp", "Amount", "Invoice amount",
+        "Original amount", "Total amount",
+    ),
+    "remainingAmount": (
+        "Restbeløp", "Rest", "Utestående", "Åpent beløp", "Saldo", "Gjenstående",
+        "Remaining", "Remaining amount", "Outstanding", "Balance", "Open amount",
+    ),
+    "currency": ("Valuta", "Valutakode", "Currency", "Currency code"),
+    "ocrReferenceNumber": ("KID", "KID nr", "KID nummer", "OCR", "OCR reference"),
+    "description": ("Tekst", "Beskrivelse", "Fakturatekst", "Description", "Text"),
+    "customerNumber": (
+        "Kundenr", "Kundenummer", "Kunde nr", "Kundeid", "Customer no", "Customer number",
+        "Customer id", "Debitornr",
+    ),
+    "full_name": ("Kunde", "Kundenavn", "Navn", "Debitor", "Customer", "Customer name", "Name"),
+    "firstname": ("Fornavn", "First name", "Given name"),
+    "lastname": ("Etternavn", "Last name", "Surname", "Family name"),
+    "debtor_type": ("Kundetype", "Type kunde", "Customer type", "Debtor type"),
+    "id": (
+        "Org.nr/Personnr", "Orgnr/Personnr", "Personnr/Orgnr", "Orgnr/Fnr", "Fnr/Orgnr",
+        "Fødselsnr/Orgnr", "Orgnr/Fødselsnr", "Org.nr/Fødselsnr", "ID nummer", "Id number",
+        "Identification number",
+    ),
+    "person_id": (
+        "Fødselsnr", "Fødselsnummer", "Personnr", "Personnummer", "Fnr", "National id",
+        "National identity number", "SSN",
+    ),
+    "org_id": (
+        "Orgnr", "Org nr", "Organisasjonsnummer", "Foretaksnr", "Org no", "Organisation number",
+        "Organization number", "Company number",
+    ),
+    "emails": ("E-post", "Epost", "E-postadresse", "Email", "E-mail", "Mail"),
+    "phoneNumbers": ("Mobil", "Mobilnr", "Telefon", "Tlf", "Telefonnr", "Phone", "Mobile"),
+    "street": ("Adresse", "Gateadresse", "Postadresse", "Adresse 1", "Address", "Street"),
+    "zipCode": ("Postnr", "Postnummer", "Zip", "Zip code", "Postcode", "Postal code"),
+    "city": ("Poststed", "Sted", "By", "City", "Town"),
+}  # fmt: skip
+"""The one table of header words: each field the draft can place, and the headers that mean it
+(upper/lower case, spaces and punctuation ignored). Order matters where one header could mean two
+fields: the first field listed takes it."""
+
+DEBTOR_TYPE_WORDS: dict[str, tuple[str, ...]] = {
+    "PRIVATE": ("p", "privat", "person", "privatperson", "private", "individual", "forbruker"),
+    "COMPANY": ("b", "c", "f", "bedrift", "firma", "foretak", "company", "business", "org"),
+}
+"""What a customer-type column says for each debtor type."""
+
+DATE_FORMATS = ("dd.mm.yyyy", "dd.mm.yy", "dd/mm/yyyy", "dd/mm/yy", "dd-mm-yyyy", "mm/dd/yyyy")
+"""The date formats the draft recognises, Norwegian ones first (``dd/mm`` wins a tie)."""
+NUMBER_STYLES = ((",", " "), (",", " ."), (".", " "), (".", " ,"))
+"""(decimal, thousands) pairs tried on amounts typed as text, Norwegian first."""
+
+EXACT = "exact synonym"
+_TOTALS = frozenset(TOTALS_WORDS)
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}( \d{2}:\d{2}:\d{2})?")
+
+
+@dataclass(frozen=True)
+class Draft:
+    """The drafted mapping (TOML text) and the questions it leaves for the user."""
+
+    text: str
+    questions: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Placed:
+    """A field placed on a column, and how sure the draft is of it."""
+
+    header: str
+    how: str
+
+
+@dataclass
+class _Lines:
+    """The draft, line by line, and the questions asked in it."""
+
+    lines: list[str] = field(default_factory=list)
+    questions: list[str] = field(default_factory=list)
+
+    def add(self, line: str = "", note: str = "") -> None:
+        """A line with its note as a comment; a note alone is a comment line, neither a blank."""
+        if line and note:
+            self.lines.append(f"{line}  # {note}")
+        else:
+            self.lines.append(line or (f"# {note}" if note else ""))
+
+    def ask(self, key: str, example: str, question: str) -> None:
+        """A field left as a commented line, with the question that would settle it."""
+        self.questions.append(question)
+        self.lines.append(f"# {key} = {example}  # QUESTION: {question}")
+
+
+def draft_mapping(path: Path, read: Callable[[Path, ReadOptions], Table]) -> Draft:
+    """A commented mapping for files like ``path``, read with ``read`` (the usual reader).
+
+    The header is found by the synonyms (below any title rows); every proposal is as sure as its
+    comment says, and a field it cannot place is a question, never a guess left unmarked.
+    """
+    synonyms = tuple(dict.fromkeys(name for names in SYNONYMS.values() for name in names))
+    table = read(path, ReadOptions(expected_headers=synonyms))
+    return _Drafter(table).draft()
+
+
+def _norm(text: str) -> str:
+    """A header or synonym as compared: case, spaces and punctuation ignored."""
+    return re.sub(r"[\W_]+", "", header_key(text))
+
+
+def _words(text: str) -> list[str]:
+    """A header's words, compared as ``_norm`` compares them."""
+    return [w for w in re.split(r"[\W_]+", unicodedata.normalize("NFC", text).casefold()) if w]
+
+
+def _toml(value: str) -> str:
+    """A TOML basic string (JSON's escapes are TOML's)."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}" if n == 1 else f"{n} {thing}s"
+
+
+def _folded(cell: str) -> str:
+    """A cell as totals words are compared: case, spaces around and a final colon ignored."""
+    return cell.casefold().strip().rstrip(":").strip()
+
+
+def _shown(value: str) -> str:
+    """A cell or header in a comment: on one line."""
+    return " ".join(value.split())
+
+
+class _Drafter:
+    """Places the fields of one table, then writes the draft."""
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+        self.headers = table.headers
+        self.placed: dict[str, _Placed] = {}
+        self.used: set[str] = set()
+        self._place_by_headers()
+        self._place_by_values()
+        self.decimal, self.thousands, self.number_note = self._number_style()
+
+    # -- reading the table ---------------------------------------------------------------------
+
+    def cells(self, header: str) -> pd.Series:
+        """The column's cells as text, stripped (blank rows are already gone)."""
+        return strip(self.table.cells[self.headers.index(header)])
+
+    def texts(self, header: str) -> list[str]:
+        """Its non-empty cells typed as text (in a workbook, real numbers and dates are not)."""
+        pos = self.headers.index(header)
+        if self.table.info.kind == "excel":
+            values = self.table.values[pos].tolist()
+            return [v.strip() for v in values if isinstance(v, str) and v.strip()]
+        return [v for v in self.cells(header).tolist() if v]
+
+    def row_number(self, position: int) -> int:
+        return int(self.table.row_numbers[position])
+
+    # -- placing fields ------------------------------------------------------------------------
+
+    def _claim(self, key: str, header: str, how: str) -> None:
+        self.placed[key] = _Placed(header, how)
+        self.used.add(header)
+
+    def _place_by_headers(self) -> None:
+        """Exact synonyms first, over every header; then headers that contain a synonym."""
+        exact = {_norm(s): key for key, names in reversed(SYNONYMS.items()) for s in names}
+        for header in self.headers:
+            key = exact.get(_norm(header))
+            if key is not None and key not in self.placed and header not in self.used:
+                self._claim(key, header, EXACT)
+        for header in self.headers:
+            if header in self.used or not header.strip():
+                continue
+            found = self._partial(header)
+            if found is not None and found[0] not in self.placed:
+                self._claim(found[0], header, f"partial match: {found[1]}")
+
+    def _partial(self, header: str) -> tuple[str, str] | None:
+        """(field, what matched) for a header holding a synonym as a word, or a long one inside
+        it; the longest synonym wins. A header naming both an organisation number and a person's
+        number ("Orgnr / Fnr") is the combined id."""
+        parts = [p for p in re.split(r"/|\beller\b|\bor\b", header) if p.strip()]
+        if len(parts) > 1:
+            kinds = {self._partial(p)[0] for p in parts if self._partial(p) is not None}
+            if {"person_id", "org_id"} <= kinds:
+                return "id", "a fødselsnummer and an organisation number"
+        words, whole = {_norm(w) for w in _words(header)}, _norm(header)
+        best: tuple[str, str] | None = None
+        for key, names in SYNONYMS.items():
+            for name in names:
+                s = _norm(name)
+                if (s in words or (len(s) >= 5 and s in whole)) and (
+                    best is None or len(s) > len(_norm(best[1]))
+                ):
+                    best = (key, name)
+        return None if best is None else (best[0], f'"{_shown(best[1])}"')
+
+    def _place_by_values(self) -> None:
+        """Columns no header placed, judged by their values: emails, phone numbers, national ids,
+        currencies, dates and amounts, each only for a field still open."""
+        for header in self.headers:
+            if header in self.used:
+                continue
+            values = [v for v in self.cells(header).tolist() if v]
+            if not values:
+                continue
+            for key, share in self._value_kinds(values):
+                if key not in self.placed:
+                    self._claim(key, header, f"guessed from values: {share}")
+                    break
+
+    def _value_kinds(self, values: list[str]) -> Iterable[tuple[str, str]]:
+        """(field, evidence) for what every value of a column looks like, most specific first."""
+        n = len(values)
+        series = pd.Series(values, dtype=object)
+        of = f"{n} of {n} cells"
+        if is_email(series).all():
+            yield "emails", f"{of} are email addresses"
+        ids = compact_id(series)
+        person = is_fodselsnummer(ids.where(ids.str.len() != 10, ids.str.zfill(11)))
+        org = is_orgnr(ids)
+        if (person | org).all():
+            kind = "id" if person.any() and org.any() else "person_id" if person.any() else "org_id"
+            yield kind, f"{of} are fødselsnumre or organisation numbers"
+        if all(v.upper() in CURRENCIES for v in values):
+            yield "currency", f"{of} are currency codes"
+        if all(phone_e164(v, "NO") is not None for v in values):
+            yield "phoneNumbers", f"{of} are phone numbers"
+        if all(_ISO_DATE.fullmatch(v) or _date_formats([v]) for v in values):
+            yield from ((k, f"{of} are dates") for k in ("invoiceDate", "dueDate"))
+        readable = any(
+            not np.isnan(parse_amounts(series, decimal=d, thousands=t)).any()
+            for d, t in NUMBER_STYLES
+        )
+        if readable and any(re.search(r"[,.]\d\d?$", v) for v in values):
+            yield "originalInvoiceAmount", f"{of} are amounts with decimals"
+
+    # -- read settings ---------------------------------------------------------------------------
+
+    def _amount_texts(self) -> list[str]:
+        keys = ("originalInvoiceAmount", "remainingAmount")
+        return [t for k in keys if k in self.placed for t in self.texts(self.placed[k].header)]
+
+    def _number_style(self) -> tuple[str, str, str]:
+        """(decimal, thousands, why) for the amounts typed as text: the first style that reads
+        them all (Norwegian first), or the one that reads the most."""
+        texts = pd.Series(self._amount_texts(), dtype=object)
+        if texts.empty:
+            return ",", " ", "no amount is typed as text here; these settings are for files that do"
+        misses = [
+            int(np.isnan(parse_amounts(texts, decimal=d, thousands=t)).sum())
+            for d, t in NUMBER_STYLES
+        ]
+        best = misses.index(min(misses))
+        decimal, thousands = NUMBER_STYLES[best]
+        if misses[best]:
+            return decimal, thousands, f"check: {misses[best]} amounts typed as text do not fit"
+        return decimal, thousands, f"detected from {_count(len(texts), 'amount')} typed as text"
+
+    def _dates(self) -> tuple[list[str], str]:
+        """The date formats the date columns' text needs, and how they were found."""
+        texts = [
+            t
+            for k in ("invoiceDate", "dueDate")
+            if k in self.placed
+            for t in self.texts(self.placed[k].header)
+            if not _ISO_DATE.fullmatch(t)
+        ]
+        if not texts:
+            return [], "only real Excel dates and ISO dates here: no format needed"
+        formats = _date_formats(texts)
+        unread = [t for t in texts if not _date_formats([t], among=formats)]
+        if unread:
+            return formats, f'QUESTION: "{_shown(unread[0])}" fits none of the formats drafts know'
+        return formats, f"detected from {_count(len(texts), 'date')} typed as text"
+
+    # -- writing the draft -------------------------------------------------------------------------
+
+    def draft(self) -> Draft:
+        out = _Lines()
+        info, name = self.table.info, self.table.path.name
+        where = f'sheet "{info.sheet}"' if info.kind == "excel" else f"{info.encoding} text"
+        header = f"header on row {info.header_row}"
+        out.add(note=f"Drafted by `filedrop init` from {name} ({where}, {header}).")
+        out.add(note="Each line says how sure the draft is; lines marked QUESTION need an answer.")
+        out.add(note=f"Check it with: filedrop validate {name} --mapping <this file>")
+        out.add(note="Every option is explained in mappings/README.md.")
+        out.add()
+        out.add(f"name = {_toml(self.table.path.stem)}")
+        out.add()
+        out.add("[match]")
+        out.add(
+            f"files = [{_toml(_file_pattern(self.table.path))}]", "file names this mapping takes"
+        )
+        out.add()
+        self._read_section(out)
+        self._skip_section(out)
+        self._invoice_section(out)
+        self._debtor_section(out)
+        self._claims_section(out)
+        for header in self.headers:
+            if header not in self.used and self.cells(header).ne("").any():
+                out.questions.append(
+                    f'column "{_shown(header)}" is not used; which field holds it, if any?'
+                )
+        return Draft("\n".join(out.lines) + "\n", tuple(out.questions))
+
+    def _read_section(self, out: _Lines) -> None:
+        info = self.table.info
+        out.add("[read]")
+        if info.kind == "csv":
+            out.add(
+                f"# encoding = {_toml(info.encoding or 'utf-8')}",
+                "detected, and again for every file",
+            )
+            delimiter = "tab" if info.delimiter == "\t" else info.delimiter or ";"
+            out.add(f"delimiter = {_toml(delimiter)}", "detected")
+        else:
+            out.add(f"# sheet = {_toml(info.sheet or '1')}", "the sheet read; the first by default")
+        if info.header_row != 1:
+            out.add(
+                f"# header_row = {info.header_row}",
+                "found below the title rows, and found again in every file",
+            )
+        out.add(f"decimal = {_toml(self.decimal)}", self.number_note)
+        thousands = ", ".join(_toml(c) for c in self.thousands)
+        out.add(f"thousands = [{thousands}]")
+        formats, why = self._dates()
+        if formats:
+            out.add(f"dates = [{', '.join(map(_toml, formats))}]", why)
+            if why.startswith("QUESTION"):
+                out.questions.append(why.removeprefix("QUESTION: "))
+        else:
+            out.add(note=f"dates: {why}")
+        out.add()
+
+    def _skip_section(self, out: _Lines) -> None:
+        """A rule for each kind of row that is not an invoice: the first totals row seen (the
+        built-in rule takes it when it has no invoice number), and credit notes."""
+        lines: list[tuple[str, str]] = []
+        totals = self._totals_cells()
+        number = self.placed.get("invoiceNumber")
+        if totals:
+            pos, header, cell = totals[0]
+            own = "" if number is None else str(self.cells(number.header).iloc[pos])
+            row = self.row_number(pos)
+            if not own or _folded(own) in _TOTALS:
+                lines.append(
+                    (
+                        "",
+                        f'row {row} ({_shown(header)} "{_shown(cell)}") is a totals row:'
+                        " the built-in rule skip.totals leaves it out",
+                    )
+                )
+            else:
+                lines.append(
+                    (
+                        f"totals_row = {{ column = {_toml(header)}, is = [{_toml(cell)}] }}",
+                        f'row {row} reads "{_shown(cell)}" beside an invoice number',
+                    )
+                )
+        amount = self.placed.get("originalInvoiceAmount") or self.placed.get("remainingAmount")
+        if amount is not None:
+            cells = self.cells(amount.header)
+            numbers = parse_amounts(cells, decimal=self.decimal, thousands=self.thousands)
+            with np.errstate(invalid="ignore"):
+                credit = np.flatnonzero((numbers <= 0) & cells.ne("").to_numpy()).tolist()
+            credit = [p for p in credit if p not in {t[0] for t in totals}]
+            if credit:
+                rows = ", ".join(str(self.row_number(p)) for p in credit[:3])
+                lines.append(
+                    (
+                        f"credit_notes = {{ column = {_toml(amount.header)}, at_most = 0 }}",
+                        f"zero or negative amounts (row {rows}) are credit notes",
+                    )
+                )
+        if lines:
+            out.add("[skip]")
+            for line, note in lines:
+                out.add(line, note)
+            out.add()
+
+    def _totals_cells(self) -> list[tuple[int, str, str]]:
+        """(row position, header, cell) of each cell reading Sum, Total, I alt …, by row."""
+        found = []
+        for header in self.headers:
+            for pos, cell in enumerate(self.cells(header).tolist()):
+                if cell and _folded(cell) in _TOTALS:
+                    found.append((pos, header, cell))
+        return sorted(found, key=lambda found_at: found_at[0])  # by row, columns in order
+
+    def _column(self, out: _Lines, key: str, api_key: str, *, extra: str = "") -> bool:
+        """``api_key = "<header>"`` with its sureness; False when the field was not placed."""
+        placed = self.placed.get(key)
+        if placed is None:
+            return False
+        value = f"{{ column = {_toml(placed.header)}{extra} }}" if extra else _toml(placed.header)
+        out.add(f"{api_key} = {value}", placed.how)
+        return True
+
+    def _invoice_section(self, out: _Lines) -> None:
+        out.add("[invoice]")
+        out.add(
+            'type = { constant = "NOTICE" }',
+            'every row a first notice; "PAYMENT_REMINDER" for reminders',
+        )
+        if not self._column(out, "invoiceNumber", "invoiceNumber"):
+            out.ask("invoiceNumber", '"<column>"', "which column holds the invoice number?")
+        amount = "originalInvoiceAmount"
+        if not self._column(out, amount, amount) and not self._column(
+            out, "remainingAmount", amount
+        ):
+            out.ask("originalInvoiceAmount", '"<column>"', "which column holds the invoice amount?")
+        if "currency" in self.placed:
+            self._column(out, "currency", "currency", extra=', default = "NOK"')
+        else:
+            out.add('currency = { constant = "NOK" }', "no currency column: every invoice in NOK")
+        for key, what in (("invoiceDate", "invoice date"), ("dueDate", "due date")):
+            if not self._column(out, key, key):
+                out.ask(key, '"<column>"', f"which column holds the {what}?")
+        if not self._column(out, "ocrReferenceNumber", "ocrReferenceNumber"):
+            out.add('# ocrReferenceNumber = "<column>"', "no KID column found; optional")
+        self._column(out, "description", "description")
+        out.add()
+
+    def _debtor_section(self, out: _Lines) -> None:
+        out.add("[debtor]")
+        self._debtor_type(out)
+        if "firstname" in self.placed and "lastname" in self.placed:
+            self._column(out, "firstname", "firstname")
+            self._column(out, "lastname", "lastname")
+            if "full_name" in self.placed:
+                self.used.discard(self.placed.pop("full_name").header)
+        elif "full_name" in self.placed:
+            self._column(out, "full_name", "full_name")
+            out.add(note='a person\'s name is split ("Etternavn, Fornavn" or "Fornavn Etternavn")')
+        else:
+            out.ask("full_name", '"<column>"', "which column holds the customer's name?")
+        self._column(out, "customerNumber", "customerNumber")
+        self._identification(out)
+        self._column(out, "emails", "emails")
+        self._column(out, "phoneNumbers", "phoneNumbers", extra=', country = "NO"')
+        address = [k for k in ("street", "zipCode", "city") if k in self.placed]
+        if address:
+            out.add()
+            out.add("[debtor.addresses]")
+            self._column(out, "street", "street")
+            self._column(out, "zipCode", "zipCode", extra=", pad = 4")
+            self._column(out, "city", "city")
+            out.add('countryCode = { constant = "NO" }', "every address in Norway")
+        out.add()
+
+    def _debtor_type(self, out: _Lines) -> None:
+        placed = self.placed.get("debtor_type")
+        if placed is not None:
+            seen = sorted({v for v in self.cells(placed.header).tolist() if v}, key=str.casefold)
+            known = {w: t for t, words in DEBTOR_TYPE_WORDS.items() for w in words}
+            pairs = [(v, known.get(v.casefold())) for v in seen]
+            entries = ", ".join(f"{_toml(v)} = {_toml(t)}" for v, t in pairs if t)
+            out.add(
+                f"type = {{ column = {_toml(placed.header)}, map = {{ {entries} }} }}", placed.how
+            )
+            for value, kind in pairs:
+                if kind is None:
+                    out.questions.append(
+                        f'{_shown(placed.header)} "{_shown(value)}": is that PRIVATE or COMPANY? '
+                        "(add it to the map)"
+                    )
+            return
+        if any(k in self.placed for k in ("id", "person_id", "org_id")):
+            out.add("type = { from_id = true }", "no type column: 9 digits COMPANY, 11 PRIVATE")
+            return
+        out.ask(
+            "type",
+            '{ constant = "PRIVATE" }',
+            "no column tells a person from a company; are they all PRIVATE, or all COMPANY?",
+        )
+
+    def _identification(self, out: _Lines) -> None:
+        combined, person, org = (self.placed.get(k) for k in ("id", "person_id", "org_id"))
+        if combined is not None:
+            self._column(out, "id", "identificationNumber", extra=", pad = 11")
+        elif person is not None and org is not None:
+            out.add(
+                f"identificationNumber = {{ column = {_toml(person.header)}, pad = 11, "
+                f"default = {{ column = {_toml(org.header)} }} }}",
+                f"{_shown(person.header)}: {person.how}; {_shown(org.header)}: {org.how}",
+            )
+        elif person is not None:
+            self._column(out, "person_id", "identificationNumber", extra=", pad = 11")
+        elif org is not None:
+            self._column(out, "org_id", "identificationNumber")
+        else:
+            out.add('# identificationNumber = "<column>"', "no fødselsnummer or org.nr column")
+
+    def _claims_section(self, out: _Lines) -> None:
+        out.add("[[claims]]")
+        out.add('type = { constant = "PRINCIPAL" }')
+        remaining = "remainingAmount"
+        if not self._column(out, remaining, remaining) and not self._column(
+            out, "originalInvoiceAmount", remaining
+        ):
+            out.ask("remainingAmount", '"<column>"', "which column holds the amount still owed?")
+
+
+def _date_formats(texts: Iterable[str], *, among: Iterable[str] = DATE_FORMATS) -> list[str]:
+    """The fewest formats of ``among`` that read every text (in ``among``'s order); [] if some
+    text fits none."""
+    candidates = list(among)
+    fits: dict[str, set[int]] = {f: set() for f in candidates}
+    texts = list(texts)
+    for i, text in enumerate(texts):
+        for fmt in candidates:
+            try:
+                dt.datetime.strptime(text, date_format_to_strptime(fmt))
+            except ValueError:
+                continue
+            fits[fmt].add(i)
+    everything = set(range(len(texts)))
+    if not texts or set().union(*fits.values()) != everything:
+        return []
+    chosen = [f for f in candidates if fits[f]]
+    for fmt in reversed(chosen):  # drop a format whose dates the others read, last ones first
+        rest = [f for f in chosen if f != fmt]
+        if rest and set().union(*(fits[f] for f in rest)) == everything:
+            chosen = rest
+    return chosen
+
+
+def _file_pattern(path: Path) -> str:
+    """``tripletex-2024-03.xlsx`` -> ``tripletex*.xlsx``: the name up to its first digit, so the
+    next export fits too."""
+    stem = re.split(r"\d", path.stem, maxsplit=1)[0]
+    stem = re.sub(r"[-_ .]+$", "", stem) or path.stem
+    return f"{stem}*{path.suffix.lower()}"

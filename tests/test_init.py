@@ -1,0 +1,192 @@
+"""`filedrop init`: a mapping drafts itself from a sample export, and validates that export.
+
+Each layout (the shipped Tripletex-like and Visma-like examples, and three made here) gets a draft
+that `filedrop validate` accepts with no error: every row valid or skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from builders import EXAMPLES, filedrop
+from exports import (
+    TRIPLETEX_EXAMPLE,
+    VISMA_EXAMPLE,
+    write_combined_id_export,
+    write_english_export,
+    write_sep_line_export,
+    write_tripletex_export,
+    write_visma_export,
+)
+
+from filedrop.read import ReadOptions, read_table
+
+LAYOUTS: dict[str, tuple[Callable[[Path], Path], str, list[str]]] = {
+    # layout: (writer, file name, lines the draft must hold)
+    "tripletex": (
+        write_tripletex_export,
+        TRIPLETEX_EXAMPLE,
+        [
+            "# header_row = 4  # found below the title rows, and found again in every file",
+            'decimal = ","  # detected from 4 amounts typed as text',
+            'dates = ["dd.mm.yyyy"]  # detected from 8 dates typed as text',
+            '# row 20 (Kunde "Sum") is a totals row: the built-in rule skip.totals leaves it out',
+            'credit_notes = { column = "Beløp", at_most = 0 }  # zero or negative amounts (row 18)'
+            " are credit notes",
+            'currency = { constant = "NOK" }  # no currency column: every invoice in NOK',
+            "type = { from_id = true }  # no type column: 9 digits COMPANY, 11 PRIVATE",
+            'full_name = "Kunde"  # exact synonym',
+            'identificationNumber = { column = "Org.nr/Personnr", pad = 11 }  # exact synonym',
+            'emails = "K"  # guessed from values: 9 of 9 cells are email addresses',
+            'zipCode = { column = "Postnr", pad = 4 }  # exact synonym',
+        ],
+    ),
+    "visma": (
+        write_visma_export,
+        VISMA_EXAMPLE,
+        [
+            '# encoding = "cp1252"  # detected, and again for every file',
+            'delimiter = ";"  # detected',
+            'credit_notes = { column = "Beløp", at_most = 0 }  # zero or negative amounts (row 13)'
+            " are credit notes",
+            'identificationNumber = { column = "Fødselsnr", pad = 11, default = { column = "Orgnr"'
+            " } }  # Fødselsnr: exact synonym; Orgnr: exact synonym",
+            'remainingAmount = "Restbeløp"  # exact synonym',
+        ],
+    ),
+    "english headers": (
+        write_english_export,
+        "customers.csv",
+        [
+            'delimiter = ","  # detected',
+            'decimal = "."  # detected from 8 amounts typed as text',
+            'dates = ["mm/dd/yyyy"]  # detected from 16 dates typed as text',
+            'currency = { column = "Currency", default = "NOK" }  # exact synonym',
+            'type = { column = "Customer type", map = { "Company" = "COMPANY", "Person" = '
+            '"PRIVATE" } }  # exact synonym',
+            'firstname = "First name"  # exact synonym',
+        ],
+    ),
+    "combined id column": (
+        write_combined_id_export,
+        "reskontro.csv",
+        [
+            'thousands = [" ", "."]',
+            "type = { from_id = true }  # no type column: 9 digits COMPANY, 11 PRIVATE",
+            'full_name = "Kundenavn"  # exact synonym',
+            'identificationNumber = { column = "Fødselsnr eller orgnr", pad = 11 }  # partial'
+            " match: a fødselsnummer and an organisation number",
+        ],
+    ),
+    "sep line": (
+        write_sep_line_export,
+        "excel.csv",
+        [
+            "# header_row = 2  # found below the title rows, and found again in every file",
+            'identificationNumber = { column = "Personnr", pad = 11 }  # exact synonym',
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_init_drafts_a_mapping_that_validates_its_own_file(tmp_path: Path, layout: str) -> None:
+    """The draft marks how sure each line is, and `validate` finds no error with it (exit 0)."""
+    write, name, expected = LAYOUTS[layout]
+    path = write(tmp_path / name)
+    out = tmp_path / "mappings" / "draft.toml"
+    filedrop("init", str(path), "--out", str(out), environ={})
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert [line for line in expected if line not in lines] == []
+    assert not [line for line in lines if "# QUESTION:" in line]
+    filedrop("validate", str(path), "--mapping", str(out), environ={}, expect=0)
+
+
+def test_init_prints_the_summary_of_validate(tmp_path: Path) -> None:
+    """After writing the draft, init prints what `validate` prints for the file, and next steps."""
+    path = write_tripletex_export(tmp_path / TRIPLETEX_EXAMPLE)
+    out = tmp_path / "tripletex.toml"
+    _, printed, _ = filedrop("init", str(path), "--out", str(out), environ={})
+    assert printed.splitlines() == [
+        f"Wrote {out}. Validating {TRIPLETEX_EXAMPLE} with it:",
+        f"{TRIPLETEX_EXAMPLE}: mapping tripletex-apne-poster; sheet 'Åpne poster'; header on row 4",
+        "14 rows, 12 invoices to send, 12 rows valid, 0 invalid, 0 duplicate, 2 skipped (not "
+        "invoices)",
+        '  skipped: row 18: rule skip.credit_notes: Beløp "-500" is 0 or less',
+        '  skipped: row 20: rule skip.totals: Kunde "Sum" marks a totals row',
+        f"Edit {out}, then check it: filedrop validate {path} --mapping {out}",
+    ]
+
+
+def test_init_refuses_to_overwrite_a_mapping_without_force(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --out the draft is FILE's name with .toml in the current folder; an existing file
+    is kept (exit 2) unless --force."""
+    monkeypatch.chdir(tmp_path)
+    path = write_sep_line_export(tmp_path / "export.csv")
+    (tmp_path / "export.toml").write_text("# mine\n", encoding="utf-8")
+    _, _, err = filedrop("init", str(path), environ={}, expect=2)
+    assert err == (
+        "filedrop: export.toml already exists; pass --force to overwrite it, or choose --out.\n"
+    )
+    assert (tmp_path / "export.toml").read_text(encoding="utf-8") == "# mine\n"
+    filedrop("init", str(path), "--force", environ={})
+    assert (tmp_path / "export.toml").read_text(encoding="utf-8").startswith("# Drafted by")
+
+
+def test_init_asks_about_what_it_cannot_place(tmp_path: Path) -> None:
+    """A field no header or value tells is a commented QUESTION, and so is a column the draft does
+    not use; init prints them, and exits 1 while the draft cannot map the file."""
+    path = tmp_path / "odd.csv"
+    path.write_text(
+        "Fakturanr;Kunde;Fakturadato;Beløp;Prosjekt\n1;Kari Nordmann;01.02.2024;100,00;Hytte\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "odd.toml"
+    _, printed, _ = filedrop("init", str(path), "--out", str(out), environ={}, expect=1)
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert '# dueDate = "<column>"  # QUESTION: which column holds the due date?' in lines
+    assert (
+        '# type = { constant = "PRIVATE" }  # QUESTION: no column tells a person from a company;'
+        " are they all PRIVATE, or all COMPANY?"
+    ) in lines
+    assert printed.splitlines()[1:] == [
+        f'  {out}: key "invoice.dueDate" is missing; the API needs a due date (e.g. dueDate = '
+        '"<column>").',
+        f"Questions left in {out}:",
+        "  - which column holds the due date?",
+        "  - no column tells a person from a company; are they all PRIVATE, or all COMPANY?",
+        '  - column "Prosjekt" is not used; which field holds it, if any?',
+        f"Edit {out}, then check it: filedrop validate {path} --mapping {out}",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "write"),
+    [(TRIPLETEX_EXAMPLE, write_tripletex_export), (VISMA_EXAMPLE, write_visma_export)],
+)
+def test_the_shipped_examples_are_the_generated_ones(
+    tmp_path: Path, name: str, write: Callable[[Path], Path]
+) -> None:
+    """inbox-example/ holds what tests/exports.py writes, cell for cell (`python tests/exports.py`
+    writes them again)."""
+    shipped = read_table(EXAMPLES / name, ReadOptions())
+    made = read_table(write(tmp_path / name), ReadOptions())
+    assert shipped.headers == made.headers
+    assert shipped.cells.values.tolist() == made.cells.values.tolist()
+    assert shipped.row_numbers.tolist() == made.row_numbers.tolist()
+
+
+def test_a_sep_line_declares_the_delimiter_and_is_not_the_header(tmp_path: Path) -> None:
+    """`sep=,` on the first line is the delimiter even where another would split more, and the
+    header is looked for below it, even in a file too short to tell."""
+    path = tmp_path / "x.csv"
+    path.write_text("sep=,\nA;B,C;D\n1;2,3;4\n", encoding="utf-8")
+    table = read_table(path, ReadOptions())
+    assert (table.headers, table.info.delimiter, table.info.header_row) == (["A;B", "C;D"], ",", 2)
+    path.write_text("sep=;\nFakturanr;Beløp\n1;2\n", encoding="utf-8")
+    table = read_table(path, ReadOptions())
+    assert (table.headers, table.cells.values.tolist()) == (["Fakturanr", "Beløp"], [["1", "2"]])
