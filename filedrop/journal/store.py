@@ -637,6 +637,14 @@ class Journal:
         rows = self._read("SELECT owner, at FROM heartbeat WHERE id = 1")
         return (rows[0]["owner"], rows[0]["at"]) if rows else None
 
+    def files_changed_between(self, *, since: float, until: float) -> list[FileRecord]:
+        """Files whose last change falls in [``since``, ``until``) (Unix times), oldest first."""
+        rows = self._read(
+            "SELECT * FROM files WHERE updated_at >= ? AND updated_at < ? ORDER BY updated_at, id",
+            (since, until),
+        )
+        return [_file_record(row) for row in rows]
+
 
 def _file_record(row: sqlite3.Row) -> FileRecord:
     values = {name: row[name] for name in _FILE_FIELDS}
