@@ -212,7 +212,7 @@ def build_digest(
     """
     by_name = {m.name: m for m in mappings}
     groups: dict[tuple[str, str], list[tuple[FileRecord, _FileRows | None, str]]] = {}
-    for record in sorted(files, key=lambda r: (r.updated_at, r.id)):
+    for record in sorted(files, key=lambda r: (r.name, r.id)):  # easy to find by eye
         mapping = by_name.get(record.mapping) if record.mapping else None
         rows, note = _file_rows(record, mapping, period=period, limits=limits)
         key = (str(Path(record.path).parent), record.target)

@@ -49,9 +49,11 @@ def test_flag_help_gives_the_real_default(capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_the_commands_are_the_ones_documented(capsys: pytest.CaptureFixture[str]) -> None:
-    """`filedrop --help` lists the seven commands README describes."""
+    """`filedrop --help` lists the eight commands README describes."""
     commands = _commands(capsys)
-    assert commands == ["demo", "run", "watch", "validate", "sandbox", "status", "resolve"]
+    assert commands == [
+        "demo", "run", "watch", "validate", "sandbox", "status", "resolve", "report"
+    ]  # fmt: skip
     for command in commands:
         assert f"filedrop {command}" in README
 
