@@ -226,7 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _settings_flags(report, "report")
     report.add_argument(
-        "--out", type=Path, default=Path(), help="folder to write into (default: this one)"
+        "--out",
+        type=Path,
+        default=Path(),
+        metavar="DIR",
+        help="folder to write into (default: this one)",
     )
     report.add_argument("--until", metavar="WHEN", help="end: YYYY-MM-DD[THH:MM] (default: now)")
     start = report.add_mutually_exclusive_group()

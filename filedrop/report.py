@@ -40,7 +40,7 @@ from filedrop.logs import mask_ids, printable
 from filedrop.mapping import Mapping, load_mappings
 from filedrop.mapping.convert import numbers_from_excel, parse_amounts, strip
 from filedrop.mapping.tree import Field, Obj
-from filedrop.outcome import OUTCOME_COLUMNS
+from filedrop.outcome import _STATUS_COLOURS, OUTCOME_COLUMNS
 from filedrop.read import ReadLimits, ReadOptions, Table, header_key, read_table
 from filedrop.settings import Settings
 from filedrop.states import ATTENTION_STATUSES, RowStatus
@@ -52,16 +52,8 @@ HTML_ROWS_PER_INBOX = 500
 """Rows that need a person listed per inbox on the page; the workbook lists them all."""
 
 _STATUS_ORDER = {status.value: i for i, status in enumerate(RowStatus)}
-_COLOURS: dict[str, tuple[str, str]] = {  # fill, text; as in the outcome workbook
-    "SUCCEEDED": ("#C6EFCE", "#006100"),
-    "FAILED": ("#FFC7CE", "#9C0006"),
-    "INVALID": ("#FFD8A8", "#8A4500"),
-    "DUPLICATE": ("#E7E6E6", "#3F3F3F"),
-    "PENDING": ("#FFEB9C", "#7F6000"),
-    "NOT_SENT": ("#DDEBF7", "#1F4E78"),
-    "UNKNOWN": ("#FFD8A8", "#8A4500"),
-    "ERROR": ("#FFC7CE", "#9C0006"),
-}
+# The outcome workbook's colours, so a status looks the same in the digest as in the outcome.
+_COLOURS = {status.value: colours for status, colours in _STATUS_COLOURS.items()}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -215,6 +207,11 @@ def build_digest(
     for record in sorted(files, key=lambda r: (r.name, r.id)):  # easy to find by eye
         mapping = by_name.get(record.mapping) if record.mapping else None
         rows, note = _file_rows(record, mapping, period=period, limits=limits)
+        if mapping is None and record.mapping and by_name and not note:
+            note = (
+                f'mapping "{record.mapping}" is not among the configured mappings: no amounts '
+                "or invoice numbers"
+            )
         key = (str(Path(record.path).parent), record.target)
         groups.setdefault(key, []).append((record, rows, note))
     inboxes = tuple(
@@ -302,17 +299,9 @@ def _file_rows(
     statuses = [s.strip() for s in table.cells[first].tolist()]
     messages = table.cells[first + 1].tolist()
     own = table.headers[:first]
-    note = ""
     amounts: list[float] = [math.nan] * len(table)
     numbers: list[str] = [""] * len(table)
-    if mapping is None:
-        note = (
-            f'mapping "{record.mapping}" is not among the configured mappings: no amounts or '
-            "invoice numbers"
-            if record.mapping
-            else ""
-        )
-    else:
+    if mapping is not None:
         amount_at = _column_of(_amount_field(mapping), own)
         if amount_at is not None:
             amounts = _amounts(table, amount_at, mapping).tolist()
@@ -331,7 +320,7 @@ def _file_rows(
         for i, status in enumerate(statuses)
         if status in ATTENTION_STATUSES or (status == RowStatus.NOT_SENT and late_not_sent)
     ]
-    return _FileRows(statuses=statuses, amounts=amounts, attention=attention), note
+    return _FileRows(statuses=statuses, amounts=amounts, attention=attention), ""
 
 
 def _outcome_options(mapping: Mapping | None) -> ReadOptions:

@@ -362,3 +362,30 @@ def test_the_page_renders_in_a_headless_browser(
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
     # A blank 1200x900 page compresses to a few kilobytes; tables and coloured cells do not.
     assert len(png) > 30_000
+
+
+def test_a_file_whose_mapping_is_not_configured_shows_rows_without_amounts(
+    two_inboxes: Setup,
+) -> None:
+    """Statuses and messages still come from the outcome; amounts and invoice numbers need the
+    mapping, and the file says which one is missing."""
+    env = {**two_inboxes.env, "FILEDROP_MAPPING": str(EXAMPLES.parent / "mappings/example.toml")}
+    _, out, _ = filedrop("report", "--out", str(two_inboxes.out), environ=env)
+    book = Path(out.splitlines()[2].strip())
+    assert summary_of(book)[str(two_inboxes.first)] == {
+        "SUCCEEDED": (2, 3, None),
+        "FAILED": (1, 1, None),
+        "INVALID": (2, 2, None),
+        "Total": (2, 6, None),
+    }
+    assert [row[1:5] for row in needs_a_person(book)][:3] == [
+        (HOSTILE_NAME.replace(national_id(1), MASKED_ID), 3, "", "INVALID"),
+        ("mars.csv", 4, "", "INVALID"),
+        ("mars.csv", 5, "", "FAILED"),
+    ]
+    files = openpyxl.load_workbook(book)["Files"]
+    notes = {row[2]: row[10] for row in files.iter_rows(min_row=2, values_only=True)}
+    assert notes["mars.csv"] == (
+        'mapping "Norwegian ERP export" is not among the configured mappings: no amounts or '
+        "invoice numbers"
+    )
