@@ -478,6 +478,7 @@ table { border-collapse: collapse; margin: .3em 0 1em; }
 th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: left; vertical-align: top; }
 th { background: #f2f2f2; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.when { white-space: nowrap; }
 td.message { max-width: 40em; overflow-wrap: anywhere; }
 tr.total td { font-weight: bold; }
 .none { color: #006100; }
@@ -574,8 +575,8 @@ def _html_files(inbox: InboxDigest) -> str:
         note = f'<br><span class="note">{e(line.note)}</span>' if line.note else ""
         rows.append(
             f"<tr><td>{e(line.name)}{note}</td><td>{e(line.state)}</td><td>{e(counts)}</td>"
-            f"<td>{e(_local_text(line.first_seen))}</td>"
-            f"<td>{e(_local_text(line.last_change))}</td><td>{e(line.mapping)}</td>"
+            f"<td class=when>{e(_local_text(line.first_seen))}</td>"
+            f"<td class=when>{e(_local_text(line.last_change))}</td><td>{e(line.mapping)}</td>"
             f"<td>{e(line.outcome)}</td></tr>"
         )
     rows.append("</table>")
