@@ -110,6 +110,16 @@ numbers it lists. The outcome files of their inputs are rewritten at once.""",
 A run refuses files whose outcome shows more than the journal knows (exit 2) until one of these.
 Needs FILEDROP_ENV and FILEDROP_ORG_ID: invoice numbers are remembered per environment and
 organisation. Exit codes: 0 rebuilt; 1 some outcome or row could not be read back; 2 setup.""",
+    "report": """examples:
+  filedrop report                                the last 24 hours, into the current folder
+  filedrop report --days 7 --out /srv/reports    the last week
+  filedrop report --since 2024-03-01 --until 2024-04-01   March (local time)
+  filedrop report --since 2024-03-04T07:00       from then until now
+
+Writes filedrop-report-<period>.html (opens in any browser) and .xlsx: per inbox, files and rows
+per status with amounts, and the rows that need a person (INVALID, FAILED, UNKNOWN, ERROR, and
+NOT_SENT in a file first seen more than a day before the period's end). Mailing it is up to your
+own tools, e.g. cron.""",
 }
 
 
@@ -239,6 +249,24 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="start an empty journal on purpose, keeping the old one aside as a backup",
     )
+
+    report = command(
+        "report",
+        "Write a digest of a period across files and inboxes, as HTML and xlsx.",
+        _report,
+    )
+    _settings_flags(report, "report")
+    report.add_argument(
+        "--out",
+        type=Path,
+        default=Path(),
+        metavar="DIR",
+        help="folder to write into (default: this one)",
+    )
+    report.add_argument("--until", metavar="WHEN", help="end: YYYY-MM-DD[THH:MM] (default: now)")
+    start = report.add_mutually_exclusive_group()
+    start.add_argument("--since", metavar="WHEN", help="start: YYYY-MM-DD[THH:MM], local time")
+    start.add_argument("--days", type=float, help="or the N days before the end (default: 1)")
     return parser
 
 
@@ -840,3 +868,23 @@ def _wait_for_signal() -> None:
     stop = threading.Event()
     _on_signals(stop)
     stop.wait()
+
+
+def _report(args: argparse.Namespace, io: Io) -> int:
+    import datetime as dt
+
+    from filedrop.report import Period, make_report
+
+    period = Period.from_options(
+        since=args.since, until=args.until, days=args.days, now=dt.datetime.now(dt.UTC)
+    )
+    digest, page, book = make_report(_load(args, io), period=period, out=args.out)
+    files = sum(len(inbox.files) for inbox in digest.inboxes)
+    attention = sum(len(inbox.attention) for inbox in digest.inboxes)
+    io.say(
+        f"{period.text()}: {files} files in {len(digest.inboxes)} inboxes, "
+        f"{attention} rows need a person."
+    )
+    io.say(mask_ids(f"  {page}"))
+    io.say(mask_ids(f"  {book}"))
+    return ExitCode.OK

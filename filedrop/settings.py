@@ -48,7 +48,7 @@ OTHER_VARIABLES = ("FILEDROP_CONFIG",)
 #: Which commands have a flag for a setting (its ``flag_on``): the two that send, or every
 #: command that reads the journal too.
 RUN_AND_WATCH = ("run", "watch")
-ALL_SETTINGS_COMMANDS = ("run", "watch", "status", "resolve", "journal")
+ALL_SETTINGS_COMMANDS = ("run", "watch", "status", "resolve", "journal", "report")
 
 
 # Each parser raises ValueError("must ...") so that every refusal reads the same way.

@@ -57,7 +57,8 @@ def test_the_commands_are_the_ones_documented(capsys: pytest.CaptureFixture[str]
     """`filedrop --help` lists the eight commands README describes."""
     commands = _commands(capsys)
     assert commands == [
-        "demo", "run", "watch", "validate", "init", "sandbox", "status", "resolve", "journal"
+        "demo", "run", "watch", "validate", "init", "sandbox", "status", "resolve", "journal",
+        "report",
     ]  # fmt: skip
     for command in _leaf_commands(capsys):
         assert f"filedrop {command}" in README

@@ -720,6 +720,14 @@ class Journal:
                 ).rowcount  # fmt: skip
         return added
 
+    def files_changed_between(self, *, since: float, until: float) -> list[FileRecord]:
+        """Files whose last change falls in [``since``, ``until``) (Unix times), oldest first."""
+        rows = self._read(
+            "SELECT * FROM files WHERE updated_at >= ? AND updated_at < ? ORDER BY updated_at, id",
+            (since, until),
+        )
+        return [_file_record(row) for row in rows]
+
 
 class _Db:
     """A connection that speaks the journal's portable SQL through its engine."""
