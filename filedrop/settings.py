@@ -391,7 +391,7 @@ class Settings:
                 "Nothing was sent."
             )
         self.secret()
-        self.require_inbox()
+        self.require_writable_inbox()
         if self.mapping is not None and not self.mapping.exists():
             raise ConfigError(
                 f"{self.where('mapping')} {self.mapping} does not exist; point it at a mapping "
@@ -406,6 +406,21 @@ class Settings:
                 f"{self.where('inbox')} {self.inbox} is not a folder; create it or fix the path."
             )
         return self.inbox
+
+    def require_writable_inbox(self) -> Path:
+        """The inbox, which sending needs writable: each outcome is written next to its input.
+
+        Checked at start, so a container whose bind-mounted inbox belongs to another user stops
+        with this sentence instead of failing file by file.
+        """
+        inbox = self.require_inbox()
+        if not os.access(inbox, os.W_OK | os.X_OK):
+            raise ConfigError(
+                f"{self.where('inbox')} {inbox} is not writable by this user (uid {os.getuid()}), "
+                "and outcomes are written next to the inputs; give it that user or group "
+                f"(e.g. chown {os.getuid()} {inbox}). Nothing was sent."
+            )
+        return inbox
 
     def _given(self, name: str) -> bool:
         if name == "client_secret":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -446,3 +447,26 @@ def test_national_ids_are_masked_in_the_run_summary_validate_and_status(
     _, status, _ = filedrop("status", environ=env)
     assert f"kunde-{masked}.csv  done  1 INVALID, 1 SUCCEEDED" in status
     assert person not in status
+
+
+def test_an_inbox_this_user_cannot_write_stops_run_in_one_sentence(tmp_path: Path) -> None:
+    """As in a container whose bind-mounted inbox belongs to another user: exit 2 at start, one
+    sentence naming the folder and the user, nothing sent. The folder is made immutable
+    (chattr +i), which even root cannot write to."""
+    if shutil.which("chattr") is None:
+        pytest.skip("chattr is not installed")
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    write_erp_csv(inbox / "a.csv", [erp_row("81001")])
+    with Sandbox(SandboxOptions(delay_s=(0, 0))).start() as sandbox:
+        subprocess.run(["chattr", "+i", str(inbox)], check=True)
+        try:
+            _, _, err = filedrop("run", environ=run_env(inbox, sandbox.url), expect=2)
+        finally:
+            subprocess.run(["chattr", "-i", str(inbox)], check=True)
+        assert err == (
+            f"filedrop: FILEDROP_INBOX {inbox} is not writable by this user (uid {os.getuid()}), "
+            "and outcomes are written next to the inputs; give it that user or group (e.g. chown "
+            f"{os.getuid()} {inbox}). Nothing was sent.\n"
+        )
+        assert sandbox.counters().posts == 0
