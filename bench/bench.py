@@ -26,9 +26,10 @@ What it prints, for each file, and how each figure is taken:
   time from the first POST to the last batch result.
 - filedrop run: a real ``python -m filedrop run`` on a one-file inbox. Wall time from its start to
   its exit. Own CPU is user + sys from ``os.wait4`` on the run process, which includes the children
-  it waited for, plus any it left behind (the workbook reader's forkserver, reparented to this
-  process as the subreaper and reaped here). Peak RSS is ``ru_maxrss``: the largest of those
-  processes, not their sum. The server's CPU is not in it (it is printed apart).
+  it waited for, plus any it left behind (the workbook reader's forkserver, reaped by the launcher
+  as subreaper). Peak RSS is ``ru_maxrss``: the largest of those processes, not their sum. Every
+  client is started by bench/launch.py, a small process, since a child forked by the bench itself
+  would report the bench's own peak. The server's CPU is not in it (it is printed apart).
 - Stages in the run: from the run's own JSON log (millisecond times): start-up until the file is
   claimed; read, map and validate until it knows what to send; sending and polling until the last
   batch ended; the outcome until its log line; then the exit. Wall time, as the process lived it.
@@ -60,7 +61,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
 import datetime as dt
 import itertools
 import json
@@ -178,44 +178,18 @@ class Usage:
     log: Path  # its stderr; its stdout is beside it, .out
 
 
-def become_subreaper() -> None:
-    """Orphans of our children (a forkserver outliving ``filedrop run``) are reparented to this
-    process, so their CPU can be counted as the run's."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
-
-
-def children() -> set[int]:
-    pids: set[int] = set()
-    for listing in Path(f"/proc/{os.getpid()}/task").glob("*/children"):
-        with contextlib.suppress(OSError):
-            pids.update(int(pid) for pid in listing.read_text().split())
-    return pids
-
-
 def run_process(cmd: list[str], *, env: dict[str, str], log: Path) -> Usage:
-    """Run ``cmd`` to its end; its CPU and peak include the descendants it leaves behind."""
-    before = children()
-    started_at, started = time.time(), time.perf_counter()
+    """Run ``cmd`` to its end through bench/launch.py, which measures it (see why there)."""
+    report = log.with_suffix(".usage.json")
+    launcher = [sys.executable, str(BENCH / "launch.py"), str(report), "--", *cmd]
     with log.open("w") as err, log.with_suffix(".out").open("w") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, cwd=ROOT)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    wall_s = time.perf_counter() - started
-    cpu_s, peak_mb = usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
-    deadline = time.monotonic() + 10
-    left = children() - before
-    while left and time.monotonic() < deadline:
-        for pid in list(left):
-            done, _, orphan = os.wait4(pid, os.WNOHANG)
-            if done:
-                left.discard(pid)
-                cpu_s += orphan.ru_utime + orphan.ru_stime
-                peak_mb = max(peak_mb, orphan.ru_maxrss / 1024)
-        time.sleep(0.02)
-    if left:
-        print(f"  (note: {len(left)} process(es) left by {cmd[2:4]} still running; not counted)")
-    return Usage(wall_s, cpu_s, peak_mb, proc.returncode, started_at, log)
+        subprocess.run(launcher, env=env, stdout=out, stderr=err, cwd=ROOT, check=True)
+    cost = json.loads(report.read_text())
+    if cost["not_reaped"]:
+        print(f"  (note: {cost['not_reaped']} process(es) left by {cmd[1:4]} not counted)")
+    return Usage(
+        cost["wall_s"], cost["cpu_s"], cost["peak_mb"], cost["code"], cost["started_at"], log
+    )
 
 
 def cpu_now() -> float:
@@ -788,7 +762,6 @@ def main() -> None:
     )
     parser.add_argument("--auth-url", help="token base URL with --url (default: --url)")
     args = parser.parse_args()
-    become_subreaper()
     OUT.mkdir(parents=True, exist_ok=True)
     xlsx = OUT / f"erp-{args.rows_xlsx}.xlsx"
     csv = OUT / f"erp-{args.rows_csv}.csv"
