@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -26,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench import OUT, free_port, run_pipeline, write_xlsx
+from bench import OUT, run_filedrop, serving, write_xlsx
 from filedrop.journal import Journal, this_owner
 from filedrop.journal.engines import PostgresLocation
 
@@ -40,6 +41,13 @@ def postgres_bin(name: str) -> str:
     if found is None:
         raise SystemExit(f"{name} not found; install PostgreSQL (apt-get install postgresql)")
     return str(found)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nobody listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 @contextmanager
@@ -134,11 +142,15 @@ def main() -> None:
         print(f"{xlsx.name} end to end (filedrop run against the sandbox, batches of 100):")
         ends = {"SQLite": str(OUT / "journal-pipeline.db"), "PostgreSQL": f"{base}/pipeline"}
         Path(ends["SQLite"]).unlink(missing_ok=True)
+        run_args = argparse.Namespace(url=None, auth_url=None, batch_size=100, concurrent=4)
         for name, state in ends.items():
-            seconds, peak_mb, summary = run_pipeline(
-                xlsx, batch_size=100, concurrent=4, extra_env={"FILEDROP_STATE": state}
+            with serving(run_args, f"journal-{name}") as api:
+                run = run_filedrop(xlsx, api, run_args, extra_env={"FILEDROP_STATE": state})
+            usage = run.usage
+            print(
+                f"  {name:<11} {usage.wall_s:7.2f} s wall  {usage.cpu_s:6.2f} s own CPU  "
+                f"peak {usage.peak_mb:5.0f} MB  ({run.statuses})"
             )
-            print(f"  {name:<11} {seconds:7.2f} s  peak {peak_mb:5.0f} MB  ({summary})")
 
 
 if __name__ == "__main__":
