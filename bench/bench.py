@@ -366,8 +366,13 @@ def run_filedrop(
     shutil.copy(source, inbox / source.name)
     old = time.time() - 3600
     os.utime(inbox / source.name, (old, old))
+    # A fresh journal for every run: the user's own would remember the last run's invoices.
+    journal = OUT / f"journal-{source.stem}.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{journal}{suffix}").unlink(missing_ok=True)
     env = {
         **api.env(),
+        "FILEDROP_STATE": str(journal),
         "FILEDROP_ENV": "sandbox" if not args.url else os.environ.get("FILEDROP_ENV", "staging"),
         "FILEDROP_AUTH_URL": api.auth_url,
         "FILEDROP_API_URL": api.api_url,
