@@ -72,6 +72,7 @@ the journal, and exits 0 within 10 s. Health for containers: filedrop status --h
     "validate": """examples:
   filedrop validate inbox-example/faktura-mars.csv --mapping mappings/
   filedrop validate export.xlsx --mapping mappings/norwegian-erp.toml --json > invoices.json
+  filedrop validate export.xlsx --config /etc/filedrop.toml --inbox acme   with acme's mapping
 
 exit codes: 0 every row valid; 1 some row invalid; 2 unusable mapping or unreadable file.""",
     "init": """examples:
@@ -90,7 +91,8 @@ exit codes: 0 the draft maps every row; 1 some row invalid or the draft needs an
 then: FILEDROP_ENV=sandbox filedrop run (sandbox's URLs default to http://127.0.0.1:8765)""",
     "status": """examples:
   filedrop status --inbox /data/inbox
-  filedrop status --health        exit 0 while a watch daemon's heartbeat is fresh""",
+  filedrop status --health        exit 0 while a watch daemon's heartbeat is fresh
+  filedrop status --config /etc/filedrop.toml --inbox acme   one of the config's [[inbox]] list""",
     "resolve": """examples:
   filedrop resolve 12 --sent        Amili has batch #12's invoices: never send them again
   filedrop resolve 12 --not-sent    Amili does not: the next run sends them
