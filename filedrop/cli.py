@@ -11,6 +11,7 @@ import argparse
 import errno
 import json
 import logging
+import math
 import os
 import signal
 import socket
@@ -71,6 +72,7 @@ the journal, and exits 0 within 10 s. Health for containers: filedrop status --h
     "validate": """examples:
   filedrop validate inbox-example/faktura-mars.csv --mapping mappings/
   filedrop validate export.xlsx --mapping mappings/norwegian-erp.toml --json > invoices.json
+  filedrop validate export.xlsx --config /etc/filedrop.toml --inbox acme   with acme's mapping
 
 exit codes: 0 every row valid; 1 some row invalid; 2 unusable mapping or unreadable file.""",
     "init": """examples:
@@ -89,7 +91,8 @@ exit codes: 0 the draft maps every row; 1 some row invalid or the draft needs an
 then: FILEDROP_ENV=sandbox filedrop run (sandbox's URLs default to http://127.0.0.1:8765)""",
     "status": """examples:
   filedrop status --inbox /data/inbox
-  filedrop status --health        exit 0 while a watch daemon's heartbeat is fresh""",
+  filedrop status --health        exit 0 while a watch daemon's heartbeat is fresh
+  filedrop status --config /etc/filedrop.toml --inbox acme   one of the config's [[inbox]] list""",
     "resolve": """examples:
   filedrop resolve 12 --sent        Amili has batch #12's invoices: never send them again
   filedrop resolve 12 --not-sent    Amili does not: the next run sends them
@@ -370,6 +373,8 @@ def _run(args: argparse.Namespace, io: Io) -> int:
     from filedrop.runner import open_context, run_inbox
 
     settings = _load(args, io)
+    if settings.inboxes:
+        return _run_inboxes(settings, io)
     try:
         with open_context(settings, progress=_progress_for(io, settings.log_format)) as ctx:
             report = run_inbox(ctx)
@@ -379,6 +384,23 @@ def _run(args: argparse.Namespace, io: Io) -> int:
         return ExitCode.UNFINISHED
     _print_report(report, io, environment=settings.env or "custom")
     return report.exit_code
+
+
+def _run_inboxes(settings: Settings, io: Io) -> int:
+    """``run`` over the config's inboxes: each one's summary under its name, and one exit code
+    for them all (the first of 2, 1, 3, 0 that any inbox has)."""
+    from filedrop.logs import printable
+    from filedrop.runner import combined_exit_code, run_inboxes
+
+    runs = run_inboxes(settings)
+    for run in runs:
+        inbox = run.settings
+        io.say(mask_ids(f"Inbox {inbox.name} ({printable(str(inbox.inbox))}):"))
+        if run.report is None:
+            io.say(mask_ids(f"  not run: {run.failure}"))
+            continue
+        _print_report(run.report, io, environment=inbox.env or "custom", indent="  ")
+    return combined_exit_code(run.exit_code for run in runs)
 
 
 def _progress_for(io: Io, log_format: str) -> Progress | None:
@@ -401,8 +423,9 @@ def _watch(args: argparse.Namespace, io: Io) -> int:
     return ExitCode.OK
 
 
-def _print_report(report: RunReport, io: Io, *, environment: str) -> None:
-    """One line per file, named once by its bare name; details indented below it.
+def _print_report(report: RunReport, io: Io, *, environment: str, indent: str = "") -> None:
+    """One line per file, named once by its bare name; details indented below it (and all of
+    it by ``indent``, under its inbox's name, when the config lists inboxes).
 
     Names and messages are shown with control characters escaped (a file name is the dropper's
     data, and must not add lines of its own to the summary) and national ids masked as in the
@@ -412,10 +435,10 @@ def _print_report(report: RunReport, io: Io, *, environment: str) -> None:
     from filedrop.states import FileState
 
     def say(text: str) -> None:
-        io.say(mask_ids(text))
+        io.say(mask_ids(indent + text))
 
     if not report.files:
-        io.say("No files were ready in the inbox.")
+        say("No files were ready in the inbox.")
         return
     if environment == "sandbox":
         say("SANDBOX run: nothing was sent to Amili.")
@@ -480,9 +503,15 @@ def _demo(args: argparse.Namespace, io: Io) -> int:
 
 def _validate(args: argparse.Namespace, io: Io) -> int:
     settings = _load(args, io)
+    if len(settings.inboxes) == 1:  # --inbox NAME, or a config that lists one inbox
+        settings = settings.inboxes[0]
     if settings.mapping is None:
+        names = ", ".join(inbox.name for inbox in settings.inboxes)
         raise ConfigError(
-            "No mapping given; pass --mapping FILE_OR_FOLDER or set FILEDROP_MAPPING "
+            f"No mapping given; pass --inbox NAME to use that inbox's mapping ({names}), or "
+            "--mapping FILE_OR_FOLDER."
+            if settings.inboxes
+            else "No mapping given; pass --mapping FILE_OR_FOLDER or set FILEDROP_MAPPING "
             "(or mapping in the config file)."
         )
     return _validate_file(io, args.file, settings.mapping, settings, as_json=args.json)
@@ -605,7 +634,6 @@ def _sandbox(args: argparse.Namespace, io: Io) -> int:
 def _status(args: argparse.Namespace, io: Io) -> int:
     from filedrop.journal import Journal
     from filedrop.logs import printable
-    from filedrop.states import UNFINISHED_BATCH_STATES, BatchState
 
     settings = _load(args, io)
     path = settings.journal_path
@@ -615,36 +643,74 @@ def _status(args: argparse.Namespace, io: Io) -> int:
     if not path.exists():
         io.say(f"No journal at {path} yet: nothing has been processed.")
         return ExitCode.OK
+    # --inbox NAME (or a config listing one inbox): only that inbox's files and batches.
+    only = settings.inboxes[0] if len(settings.inboxes) == 1 else None
     with Journal(path) as journal:
         io.say(f"Journal: {path}")
-        files = journal.recent_files(limit=20)
-        io.say("Recent files:" if files else "No files yet.")
-        for f in files:
-            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(f.updated_at))
-            counts = ", ".join(f"{n} {s}" for s, n in sorted(f.counts.items())) or "-"
-            io.say(mask_ids(f"  {when}  {printable(f.name)}  {f.state}  {counts}"))
-        queued = journal.batches(states=UNFINISHED_BATCH_STATES)
-        unknown = journal.batches(states=(BatchState.UNKNOWN,))
-        if queued:
-            io.say("Batches still pending (polled again by the next run or by watch):")
-            for b in queued:
-                io.say(
-                    f"  #{b.id}  {b.batch_id or '(not answered yet)'}  {b.invoice_count} invoices"
+        if only is None:
+            _say_files(journal, io, ids=None)
+            counts = journal.status_counts()
+            if counts:
+                io.say("Invoices by status: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+        else:
+            folder = only.require_inbox().resolve()
+            io.say(
+                mask_ids(
+                    f"Inbox {only.name}: {printable(str(folder))}, "
+                    f"{only.env or 'no environment'}, organisation {only.org_id or '(not set)'}"
                 )
-        if unknown:
-            io.say("Batches whose fate is UNKNOWN (never resent by themselves):")
-            for b in unknown:
-                numbers = journal.unknown_invoice_numbers(b.id)
-                name = printable(journal.file(b.file_id).name)
-                io.say(mask_ids(f"  #{b.id}  {name}  {printable(b.message or '')}".rstrip()))
-                io.say(f"    invoice numbers to look up: {', '.join(numbers)}")
-            ids = " ".join(str(b.id) for b in unknown)
-            io.say(f"Check with Amili, then: filedrop resolve {ids} --sent   (or --not-sent)")
-        counts = journal.status_counts()
-        if counts:
-            io.say("Invoices by status: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+            )
+            # The journal is every inbox's: this one's files are those recorded in its folder
+            # (as given then, perhaps relative: each recorded folder is resolved once).
+            folders: dict[str, bool] = {}
+            files = []
+            for f in journal.files_changed_between(since=0.0, until=math.inf):
+                parent = str(Path(f.path).parent)
+                if parent not in folders:
+                    folders[parent] = Path(parent).resolve() == folder
+                if folders[parent]:
+                    files.append(f)
+            _say_files(journal, io, ids={f.id for f in files})
+            rows: Counter[str] = Counter()
+            for f in files:
+                rows.update(f.counts)
+            if rows:
+                io.say("Rows by status: " + ", ".join(f"{n} {s}" for s, n in sorted(rows.items())))
         _say_replicas(journal, settings, io)
     return ExitCode.OK
+
+
+def _say_files(journal: Journal, io: Io, *, ids: set[int] | None) -> None:
+    """The recent files and the batches still pending or UNKNOWN: of the files ``ids`` (one
+    inbox's), or of every file."""
+    from filedrop.logs import printable
+    from filedrop.states import UNFINISHED_BATCH_STATES, BatchState
+
+    def shown(file_id: int) -> bool:
+        return ids is None or file_id in ids
+
+    limit = 20 if ids is None else len(ids) + 20
+    files = [f for f in journal.recent_files(limit=limit) if shown(f.id)][:20]
+    io.say("Recent files:" if files else "No files yet.")
+    for f in files:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(f.updated_at))
+        counts = ", ".join(f"{n} {s}" for s, n in sorted(f.counts.items())) or "-"
+        io.say(mask_ids(f"  {when}  {printable(f.name)}  {f.state}  {counts}"))
+    queued = [b for b in journal.batches(states=UNFINISHED_BATCH_STATES) if shown(b.file_id)]
+    unknown = [b for b in journal.batches(states=(BatchState.UNKNOWN,)) if shown(b.file_id)]
+    if queued:
+        io.say("Batches still pending (polled again by the next run or by watch):")
+        for b in queued:
+            io.say(f"  #{b.id}  {b.batch_id or '(not answered yet)'}  {b.invoice_count} invoices")
+    if unknown:
+        io.say("Batches whose fate is UNKNOWN (never resent by themselves):")
+        for b in unknown:
+            numbers = journal.unknown_invoice_numbers(b.id)
+            name = printable(journal.file(b.file_id).name)
+            io.say(mask_ids(f"  #{b.id}  {name}  {printable(b.message or '')}".rstrip()))
+            io.say(f"    invoice numbers to look up: {', '.join(numbers)}")
+        batch_ids = " ".join(str(b.id) for b in unknown)
+        io.say(f"Check with Amili, then: filedrop resolve {batch_ids} --sent   (or --not-sent)")
 
 
 def _say_replicas(journal: Journal, settings: Settings, io: Io) -> None:
@@ -686,18 +752,20 @@ def _take_over_legacy(settings: Settings) -> None:
     path = settings.journal_path
     if isinstance(path, PostgresLocation):
         return  # a server's journal is never at the old place; see open_journal
-    if settings.inbox is not None and settings.inbox.is_dir():
-        take_over_legacy(path, inbox=settings.inbox)
+    for inbox in settings.each_inbox():
+        if inbox.inbox is not None and inbox.inbox.is_dir():
+            take_over_legacy(path, inbox=inbox.inbox)
 
 
 def _health(settings: Settings, path: Path, io: Io) -> int:
     from filedrop.journal import Journal, owner_alive
     from filedrop.watch import heartbeat_stale_s
 
-    inbox = settings.require_inbox()
-    if not os.access(inbox, os.R_OK | os.X_OK):
-        print(f"filedrop: unhealthy: the inbox {inbox} is not readable.", file=io.stderr)
-        return ExitCode.ATTENTION
+    for each in settings.each_inbox():
+        inbox = each.require_inbox()
+        if not os.access(inbox, os.R_OK | os.X_OK):
+            print(f"filedrop: unhealthy: the inbox {inbox} is not readable.", file=io.stderr)
+            return ExitCode.ATTENTION
     if not path.exists():
         print(
             f"filedrop: unhealthy: no journal at {path}; is filedrop watch running?", file=io.stderr

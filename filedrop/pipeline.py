@@ -95,6 +95,8 @@ class Context:
     environment: str
     org_id: str
     inbox: Path
+    inbox_name: str
+    """The inbox's name in the config's list of inboxes, ``default`` when it lists none."""
     batch_size: int
     concurrent_batches: int
     concurrent_files: int

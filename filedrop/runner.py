@@ -13,7 +13,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -127,6 +127,7 @@ def open_context(
         environment=settings.env or "custom",
         org_id=settings.org_id or "",
         inbox=settings.require_inbox(),
+        inbox_name=settings.name,
         batch_size=settings.batch_size,
         concurrent_batches=settings.concurrent_batches,
         concurrent_files=settings.concurrent_files,
@@ -191,6 +192,73 @@ def run_inbox(ctx: Context) -> RunReport:
     report = process_files(ready, ctx)
     settle_leftovers(ctx)
     return report
+
+
+@dataclass(frozen=True)
+class InboxRun:
+    """How one inbox of a ``run`` went: its report, or why it could not start.
+
+    ``failure`` is the one sentence that stopped the inbox before any file (refused credentials,
+    Amili out of reach, a missing folder, a broken mapping); ``failure_code`` what it means.
+    """
+
+    settings: Settings
+    report: RunReport | None = None
+    failure: str | None = None
+    failure_code: ExitCode = ExitCode.SETUP
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return self.report.exit_code if self.report is not None else self.failure_code
+
+
+def run_inboxes(
+    settings: Settings,
+    *,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[InboxRun]:
+    """``filedrop run`` over every inbox the config lists, in the config's order.
+
+    Each inbox runs in a thread of its own with its own context (its client and token, its
+    organisation), so one whose setup fails, or whose Amili is slow to answer, neither stops
+    nor delays the others; its failure is logged and reported under its name.
+    """
+    inboxes = settings.each_inbox()
+    with ThreadPoolExecutor(max_workers=len(inboxes), thread_name_prefix="filedrop-inbox") as pool:
+        return list(pool.map(lambda inbox: _run_one(inbox, clock=clock, sleep=sleep), inboxes))
+
+
+def _run_one(
+    settings: Settings, *, clock: Callable[[], float], sleep: Callable[[float], None]
+) -> InboxRun:
+    """One inbox of ``run_inboxes``; whatever stops it becomes its ``InboxRun``'s failure."""
+    try:
+        with open_context(settings, clock=clock, sleep=sleep) as ctx:
+            return InboxRun(settings, report=run_inbox(ctx))
+    except ApiUnavailable as exc:  # nothing was sent; the next run starts over
+        failure, code = str(exc), ExitCode.UNFINISHED
+    except FiledropError as exc:  # settings, mapping, credentials, organisation
+        failure, code = str(exc), ExitCode.SETUP
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        failure, code = f"{exc.strerror or exc}{where}", ExitCode.SETUP
+    except Exception as exc:  # a bug must not take the other inboxes down with this one
+        log.debug("inbox %s: unexpected error", settings.name, exc_info=True)
+        failure, code = f"unexpected error ({exc!r})", ExitCode.SETUP
+    failure = printable(failure)
+    log.error("inbox %s: %s", settings.name, failure)
+    return InboxRun(settings, failure=failure, failure_code=code)
+
+
+def combined_exit_code(codes: Iterable[ExitCode]) -> ExitCode:
+    """The one code of several inboxes' runs, by the same precedence as one run's: 2, 1, 3, 0."""
+    seen = set(codes)
+    return exit_code_for(
+        {RowStatus.ERROR} if ExitCode.ATTENTION in seen else set(),
+        setup_problem=ExitCode.SETUP in seen,
+        unfinished=ExitCode.UNFINISHED in seen,
+    )
 
 
 def clear_stray_temps(ctx: Context) -> None:

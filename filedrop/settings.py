@@ -15,7 +15,7 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,15 @@ _UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 
 #: Variables filedrop reads that are not settings themselves.
 OTHER_VARIABLES = ("FILEDROP_CONFIG",)
+
+#: Settings one process has once, whatever inboxes it serves: one journal, one log.
+SHARED_SETTINGS = ("state", "state_password_file", "allow_network_journal", "log_format")
+
+#: What an inbox is called when the config lists none (in metrics and in reports).
+DEFAULT_INBOX_NAME = "default"
+
+#: An inbox's name: a word for logs, metrics labels and ``--inbox NAME``.
+_INBOX_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 #: Which commands have a flag for a setting (its ``flag_on``): the two that send, or every
 #: command that reads the journal too.
@@ -160,7 +169,13 @@ class Settings:
     )
     org_id: str | None = field(default=None, metadata=_about(str, "organisation UUID"))
     inbox: Path | None = field(
-        default=None, metadata=_about(Path, "the folder to process", flag_on=ALL_SETTINGS_COMMANDS)
+        default=None,
+        metadata=_about(
+            Path,
+            "the folder to process; with [[inbox]] tables in the config, --inbox NAME serves "
+            "only the inbox of that name",
+            flag_on=(*ALL_SETTINGS_COMMANDS, "validate"),
+        ),
     )
     mapping: Path | None = field(
         default=None,
@@ -299,6 +314,20 @@ class Settings:
     default_state: Path | None = field(default=None, repr=False, compare=False)
     """The journal when ``state`` is not given: the user's, from the environment the settings
     were read from (``default_journal_path``)."""
+    inbox_name: str | None = field(default=None, compare=False)
+    """This inbox's name in the config's list of inboxes; None when the config lists none."""
+    inboxes: tuple[Settings, ...] = field(default=(), repr=False, compare=False)
+    """Each inbox the config lists (``[[inbox]]``), resolved; empty when it lists none, and then
+    these settings are the one inbox's."""
+
+    def each_inbox(self) -> tuple[Settings, ...]:
+        """The settings of every inbox to serve: the listed ones, else these."""
+        return self.inboxes or (self,)
+
+    @property
+    def name(self) -> str:
+        """The inbox's name, as logs and metrics show it (``default`` without a list)."""
+        return self.inbox_name or DEFAULT_INBOX_NAME
 
     def where(self, name: str) -> str:
         """Where ``name``'s value came from: its flag, variable or config key, else its variable."""
@@ -569,7 +598,9 @@ def load_settings(
 ) -> Settings:
     """Resolve every setting. ``flags`` holds only options given on the command line.
 
-    The config file is ``config_file`` (``--config``), else ``FILEDROP_CONFIG``, else none.
+    The config file is ``config_file`` (``--config``), else ``FILEDROP_CONFIG``, else none. When
+    it lists inboxes (``[[inbox]]`` tables), each inbox's settings are resolved too, and
+    ``--inbox`` names the one inbox to serve rather than a folder.
     """
     flags = {key: value for key, value in (flags or {}).items() if value is not None}
     environ = environ or {}
@@ -578,21 +609,155 @@ def load_settings(
         Path(environ["FILEDROP_CONFIG"]) if environ.get("FILEDROP_CONFIG") else None
     )
     from_file: dict[str, Any] = {}
+    tables: list[Any] | None = None
     if config_path is not None:
         from_file = _read_config(config_path)
+        if isinstance(from_file.get("inbox"), list):
+            tables = from_file.pop("inbox")
+    chosen = flags.pop("inbox", None) if tables is not None else None
+    variables = {spec.name: environ[spec.env] for spec in SPECS if environ.get(spec.env, "")}
+    common: list[_Layer] = [(flags, lambda spec: spec.flag), (variables, lambda spec: spec.env)]
+    if config_path is not None:
+        common.append((from_file, _key_in(config_path)))
+    top = _resolve(common, environ=environ)
+    if tables is None:
+        return top
+    assert config_path is not None  # tables come from the config file
+    inboxes = _inboxes(
+        tables, config_path=config_path, flags=flags, rest=common[1:], environ=environ
+    )
+    if chosen is not None:
+        inboxes = _choose(inboxes, str(chosen), config_path=config_path)
+    return replace(top, inboxes=inboxes)
+
+
+#: One source of settings: the values it gives (by setting name), and how a message names each.
+_Layer = tuple[Mapping[str, object], Callable[[Spec], str]]
+
+
+def _key_in(path: Path, *, inbox: str | None = None) -> Callable[[Spec], str]:
+    """How a config key is named in messages: ``filedrop.toml: batch_size``, or within an inbox
+    ``filedrop.toml: inbox "acme": batch_size`` (its folder is its ``folder`` key)."""
+    if inbox is None:
+        return lambda spec: f"{path}: {spec.name}"
+    return lambda spec: f'{path}: inbox "{inbox}": {_TABLE_KEYS.get(spec.name, spec.name)}'
+
+
+def _resolve(layers: Sequence[_Layer], *, environ: Mapping[str, str], **extra: Any) -> Settings:
+    """Each setting from the first layer that gives it, parsed, else its default."""
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for spec in SPECS:
-        if spec.name in flags:
-            raw, sources[spec.name] = flags[spec.name], spec.flag
-        elif environ.get(spec.env, "") != "":
-            raw, sources[spec.name] = environ[spec.env], spec.env
-        elif spec.name in from_file:
-            raw, sources[spec.name] = from_file[spec.name], f"{config_path}: {spec.name}"
-        else:
+        for given, where in layers:
+            if spec.name in given:
+                sources[spec.name] = where(spec)
+                values[spec.name] = _parse(spec, given[spec.name], sources[spec.name])
+                break
+    return Settings(**values, sources=sources, default_state=default_journal_path(environ), **extra)
+
+
+#: The key of an inbox table that gives a setting, where it is not the setting's own name.
+_TABLE_KEYS = {"inbox": "folder"}
+
+
+def _inboxes(
+    tables: list[Any],
+    *,
+    config_path: Path,
+    flags: Mapping[str, object],
+    rest: Sequence[_Layer],
+    environ: Mapping[str, str],
+) -> tuple[Settings, ...]:
+    """Each ``[[inbox]]`` table's settings: a flag, then the table's own key, then what is not
+    given there as the top level resolves it (environment, then top-level key, then default)."""
+    if not tables:
+        raise ConfigError(
+            f"{config_path}: inbox is an empty list; add [[inbox]] tables, or remove it."
+        )
+    inboxes: list[Settings] = []
+    folders: dict[Path, str] = {}
+    for number, table in enumerate(tables, start=1):
+        name = _inbox_name(table, number=number, config_path=config_path)
+        if any(inbox.inbox_name == name for inbox in inboxes):
+            raise ConfigError(
+                f'{config_path}: inbox "{name}" is listed twice; give each inbox a name of its own.'
+            )
+        own = _table_settings(table, name=name, config_path=config_path)
+        layers: list[_Layer] = [
+            (flags, lambda spec: spec.flag),
+            (own, _key_in(config_path, inbox=name)),
+            *rest,
+        ]
+        inbox = _resolve(layers, environ=environ, inbox_name=name)
+        if inbox.inbox is not None:
+            folder = inbox.inbox.absolute()
+            if folder in folders:
+                raise ConfigError(
+                    f'{config_path}: inbox "{name}": folder {inbox.inbox} is inbox '
+                    f'"{folders[folder]}"\'s folder too; give each inbox a folder of its own.'
+                )
+            folders[folder] = name
+        inboxes.append(inbox)
+    return tuple(inboxes)
+
+
+def _inbox_name(table: object, *, number: int, config_path: Path) -> str:
+    """The ``name`` of the ``number``-th ``[[inbox]]`` table, checked."""
+    if not isinstance(table, dict):
+        raise ConfigError(
+            f"{config_path}: inbox entry {number} is not a table; list inboxes as [[inbox]] "
+            "tables, each with its name and folder."
+        )
+    name = table.get("name")
+    if name is None:
+        raise ConfigError(
+            f'{config_path}: inbox entry {number} has no "name"; give each inbox a name of its own.'
+        )
+    if not isinstance(name, str) or not _INBOX_NAME.fullmatch(name):
+        shown = f'"{name}"' if isinstance(name, str) else repr(name)
+        raise ConfigError(
+            f"{config_path}: inbox entry {number}: name is {shown}, which is not a name; use "
+            "letters, digits, '.', '_' and '-', starting with a letter or digit."
+        )
+    return name
+
+
+def _table_settings(table: dict[str, Any], *, name: str, config_path: Path) -> dict[str, Any]:
+    """The settings one ``[[inbox]]`` table gives, by setting name; a wrong key is one sentence
+    naming the inbox and the key."""
+    keys = {
+        _TABLE_KEYS.get(spec, spec): spec for spec in SPEC_BY_NAME if spec not in SHARED_SETTINGS
+    }
+    given: dict[str, Any] = {}
+    for key, value in table.items():
+        if key == "name":
             continue
-        values[spec.name] = _parse(spec, raw, sources[spec.name])
-    return Settings(**values, sources=sources, default_state=default_journal_path(environ))
+        where = f'{config_path}: inbox "{name}": key "{key}"'
+        if key in SHARED_SETTINGS:
+            raise ConfigError(
+                f"{where} is one setting for every inbox (one journal, one log); set it at the "
+                "top level of the file."
+            )
+        if key == "inbox":
+            raise ConfigError(f'{where} is not a setting of an inbox; its folder is its "folder".')
+        if key not in keys:
+            hint = did_you_mean(key, [*keys, "name"]) or (
+                f"; an inbox's keys are name and the settings' names: {', '.join(keys)}."
+            )
+            raise ConfigError(f"{where} is not a setting{hint}")
+        given[keys[key]] = value
+    return given
+
+
+def _choose(inboxes: tuple[Settings, ...], name: str, *, config_path: Path) -> tuple[Settings]:
+    """The inbox ``--inbox NAME`` names, alone."""
+    for inbox in inboxes:
+        if inbox.inbox_name == name:
+            return (inbox,)
+    names = ", ".join(inbox.name for inbox in inboxes)
+    raise ConfigError(
+        f'--inbox is "{name}", which names none of the inboxes in {config_path} ({names}).'
+    )
 
 
 def _read_config(path: Path) -> dict[str, Any]:
@@ -602,6 +767,12 @@ def _read_config(path: Path) -> dict[str, Any]:
         raise ConfigError(f"The config file {path} cannot be read ({exc.strerror}).") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"The config file {path} is not valid TOML: {exc}.") from exc
+    inbox = data.get("inbox")
+    if isinstance(inbox, dict):
+        raise ConfigError(
+            f"{path}: [inbox] is one table; list inboxes as [[inbox]] tables, or give "
+            'inbox = "FOLDER".'
+        )
     for key in data:
         if key not in SPEC_BY_NAME:
             hint = did_you_mean(key, list(SPEC_BY_NAME)) or (

@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
@@ -25,6 +26,7 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from filedrop.api.client import ApiUnavailable
+from filedrop.errors import FiledropError
 from filedrop.inbox import (
     Readiness,
     Snapshot,
@@ -39,7 +41,7 @@ from filedrop.logs import printable
 from filedrop.outcome import is_own_temp
 from filedrop.pipeline import Context, FileReport
 from filedrop.runner import clear_stray_temps, open_context, process_guarded, settle_leftovers
-from filedrop.settings import Settings
+from filedrop.settings import DEFAULT_INBOX_NAME, Settings
 from filedrop.states import FileState
 
 log = logging.getLogger("filedrop.watch")
@@ -96,28 +98,87 @@ def watch_through_outages(
     pause: Callable[[float], bool] | None = None,
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
+    on_report: Callable[[FileReport], None] | None = None,
 ) -> None:
-    """``filedrop watch``: watch the inbox until ``stop`` is set, outliving API outages.
+    """``filedrop watch``: watch every inbox until ``stop`` is set, outliving API outages.
 
     When Amili cannot be reached at start, wait ``retry_initial_s``, doubling up to
-    ``retry_max_s``, and try again, never giving up: a daemon outlives an outage. Refused
-    credentials (``AuthError``) and bad settings are raised, since waiting cannot fix them.
+    ``retry_max_s``, and try again, never giving up: a daemon outlives an outage. With one inbox,
+    refused credentials (``AuthError``) and bad settings are raised, since waiting cannot fix
+    them. When the config lists inboxes, each is watched in a thread of its own with its own
+    context and token, and whatever stops one inbox (refused credentials, a missing folder, a
+    broken mapping) is logged under its name and retried on the same backoff, so that it never
+    stops or slows the others, and a fixed secret or a created folder is picked up.
     ``pause(seconds)`` waits and returns True if the daemon was told to stop meanwhile (by
-    default ``stop.wait``); ``clock`` and ``sleep`` are the client's and the journal's.
+    default ``stop.wait``); ``clock`` and ``sleep`` are the client's and the journal's;
+    ``on_report`` gets each file's report (on its inbox's thread).
     """
-    pause = pause or stop.wait
+    watch = partial(
+        _watch_one,
+        stop=stop,
+        pause=pause or stop.wait,
+        clock=clock,
+        sleep=sleep,
+        on_report=on_report,
+    )
+    if not settings.inboxes:
+        watch(settings, isolated=False)
+        return
+    # Daemon threads: at a stop each inbox gets its shutdown_s to leave its work resumable, and
+    # one still waiting on an unreachable Amili must not hold the process past that.
+    threads = [
+        threading.Thread(
+            target=watch,
+            args=(inbox,),
+            kwargs={"isolated": True},
+            name=f"filedrop-inbox-{inbox.name}",
+            daemon=True,
+        )
+        for inbox in settings.inboxes
+    ]
+    for thread in threads:
+        thread.start()
+    while any(thread.is_alive() for thread in threads) and not stop.wait(timeout=1.0):
+        pass
+    deadline = time.monotonic() + max(inbox.shutdown_s for inbox in settings.inboxes) + 1.0
+    for thread in threads:
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
+
+
+def _watch_one(
+    settings: Settings,
+    *,
+    isolated: bool,
+    stop: threading.Event,
+    pause: Callable[[float], bool],
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+    on_report: Callable[[FileReport], None] | None,
+) -> None:
+    """Watch one inbox until ``stop``; an outage (and, ``isolated``, any failure) is waited out."""
     options = WatchOptions.from_settings(settings)
     delay_s = settings.retry_initial_s
+    prefix = f"inbox {settings.name}: " if isolated else ""
     while True:
         try:
             with open_context(settings, clock=clock, sleep=sleep) as ctx:
-                watch_inbox(ctx, options=options, stop=stop)
+                watch_inbox(ctx, options=options, stop=stop, on_report=on_report)
             return
         except ApiUnavailable as exc:
-            log.error("%s; trying again in %.0f s", str(exc).rstrip("."), delay_s)
-            if pause(delay_s):
-                return
-            delay_s = min(delay_s * 2, settings.retry_max_s)
+            problem = str(exc)
+        except FiledropError as exc:
+            if not isolated:
+                raise
+            problem = str(exc)
+        except Exception as exc:  # one inbox's bug must not end the daemon's other inboxes
+            if not isolated:
+                raise
+            log.debug("%sunexpected error", prefix, exc_info=True)
+            problem = f"unexpected error ({exc!r})"
+        log.error("%s%s; trying again in %.0f s", prefix, printable(problem).rstrip("."), delay_s)
+        if pause(delay_s):
+            return
+        delay_s = min(delay_s * 2, settings.retry_max_s)
 
 
 class _Hints(FileSystemEventHandler):
@@ -185,7 +246,12 @@ def watch_inbox(
     next_rescan = 0.0
     next_beat = 0.0
     settling: threading.Thread | None = None
-    log.info("watching %s (%s)", inbox, "polling" if options.polling else "events")
+    log.info(
+        "watching %s (%s)%s",
+        inbox,
+        "polling" if options.polling else "events",
+        f" for inbox {ctx.inbox_name}" if ctx.inbox_name != DEFAULT_INBOX_NAME else "",
+    )
     clear_stray_temps(ctx)
     try:
         while not stop.is_set():

@@ -132,6 +132,7 @@ class Sandbox:
         self._batches: dict[str, _Batch] = {}
         self._cases: dict[str, set[str]] = {}  # org id -> invoice numbers with a case
         self._received: list[str] = []
+        self._received_by_org: dict[str, list[str]] = {}
         self._invoices_received = 0
         self._token_requests = self._posts = self._polls = 0
         self._case_seq = 0
@@ -216,6 +217,11 @@ class Sandbox:
         """Every invoice number processed, in order, repeats included."""
         with self._lock:
             return list(self._received)
+
+    def received_by_org(self) -> dict[str, list[str]]:
+        """Every invoice number processed, by the organisation it was posted to, in order."""
+        with self._lock:
+            return {org: list(numbers) for org, numbers in self._received_by_org.items()}
 
     def issued_tokens(self) -> list[str]:
         """Every access token handed out (so tests can check none leaks)."""
@@ -410,6 +416,7 @@ class Sandbox:
             self._invoices_received += 1
             if number is not None:
                 self._received.append(str(number))
+                self._received_by_org.setdefault(org_id, []).append(str(number))
             errors = validate_invoice(invoice)
             if isinstance(number, str) and number in cases:
                 errors.append(f"Invoice number {number} already exists")

@@ -1,0 +1,507 @@
+"""Many inboxes in one config: one daemon and one run serve them all, each inbox with its own
+organisation and token, and one inbox's broken setup never stops the others."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from builders import erp_row, filedrop, write_erp_csv
+from conftest import MAPPINGS, ORG_ID, TEST_CLIENT_ID, TEST_CLIENT_SECRET, FakeTime
+
+from filedrop.errors import ConfigError
+from filedrop.pipeline import FileReport
+from filedrop.runner import combined_exit_code, run_inboxes
+from filedrop.sandbox import Sandbox, SandboxOptions
+from filedrop.settings import load_settings
+from filedrop.states import ExitCode, FileState
+from filedrop.watch import watch_through_outages
+
+pytestmark = pytest.mark.timeout(120)
+
+OTHER_ORG_ID = "9b2e6a44-3c1d-4f7a-8e5b-0d6c2f1a7b93"
+
+#: Each inbox's drops: file name -> invoice numbers (distinct across inboxes, so that a number
+#: at the wrong organisation shows).
+DROPS = {
+    "acme": {"mars.csv": ["1001", "1002"], "april.csv": ["1003"]},
+    "beta": {"faktura.csv": ["2001", "2002", "2003"], "mai.csv": ["2004"]},
+    "gamma": {"juni.csv": ["3001"]},
+}
+
+
+class Logged(logging.Handler):
+    """Every message of the ``filedrop`` loggers."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture
+def logged() -> Iterator[Logged]:
+    handler = Logged()
+    logger = logging.getLogger("filedrop")
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+@pytest.fixture
+def strict_sandbox() -> Iterator[Sandbox]:
+    """A sandbox that gives a token only for the test client's id and secret."""
+    options = SandboxOptions(
+        client_id=TEST_CLIENT_ID, client_secret=TEST_CLIENT_SECRET, delay_s=(0, 0), seed=1
+    )
+    with Sandbox(options) as running:
+        yield running
+
+
+def drop_files(tmp_path: Path) -> dict[str, Path]:
+    """Each inbox's folder, with its drops in it."""
+    folders = {}
+    for name, files in DROPS.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        for file, numbers in files.items():
+            write_erp_csv(folder / file, [erp_row(number) for number in numbers])
+        folders[name] = folder
+    return folders
+
+
+def write_config(tmp_path: Path, sandbox_url: str, folders: dict[str, Path]) -> Path:
+    """Three inboxes on one sandbox: acme at one organisation (its secret in a file), beta at
+    another, and gamma with credentials the sandbox refuses."""
+    secret = tmp_path / "acme-secret"
+    secret.write_text(TEST_CLIENT_SECRET + "\n", encoding="utf-8")
+    config = tmp_path / "filedrop.toml"
+    config.write_text(
+        f"""\
+env = "sandbox"
+auth_url = "{sandbox_url}"
+api_url = "{sandbox_url}"
+client_id = "{TEST_CLIENT_ID}"
+mapping = "{MAPPINGS}"
+state = "{tmp_path / "journal.db"}"
+stability_s = 0
+poll_initial_s = 0.05
+poll_max_interval_s = 0.2
+poll_timeout_s = 10
+
+[[inbox]]
+name = "acme"
+folder = "{folders["acme"]}"
+org_id = "{ORG_ID}"
+client_secret_file = "{secret}"
+
+[[inbox]]
+name = "beta"
+folder = "{folders["beta"]}"
+org_id = "{OTHER_ORG_ID}"
+client_secret = "{TEST_CLIENT_SECRET}"
+
+[[inbox]]
+name = "gamma"
+folder = "{folders["gamma"]}"
+org_id = "{OTHER_ORG_ID}"
+client_id = "gamma-client"
+client_secret = "not-the-secret"
+retry_initial_s = 600
+""",
+        encoding="utf-8",
+    )
+    return config
+
+
+def outcome_statuses(path: Path) -> list[str]:
+    outcome = pd.read_csv(path, sep=";", dtype=str, keep_default_na=False, encoding="cp1252")
+    return list(outcome["outcome_status"])
+
+
+def assert_good_inboxes_done(folders: dict[str, Path], sandbox: Sandbox) -> None:
+    """Every file of acme and beta has an all-SUCCEEDED outcome, each invoice reached its own
+    inbox's organisation once, and nothing of gamma was sent."""
+    for name in ("acme", "beta"):
+        for file, numbers in DROPS[name].items():
+            outcome = folders[name] / file.replace(".csv", ".outcome.csv")
+            assert outcome_statuses(outcome) == ["SUCCEEDED"] * len(numbers)
+    assert not list(folders["gamma"].glob("*.outcome.*"))
+    by_org = {org: sorted(numbers) for org, numbers in sandbox.received_by_org().items()}
+    assert by_org == {
+        ORG_ID: ["1001", "1002", "1003"],
+        OTHER_ORG_ID: ["2001", "2002", "2003", "2004"],
+    }
+    assert sandbox.counters().invoice_numbers_repeated == ()
+
+
+def gamma_refused(url: str) -> str:
+    """The one sentence that reports gamma's refused credentials."""
+    return (
+        "Amili refused the credentials of client id 'gamma-client' (HTTP 401 on POST "
+        f"{url}/token, invalid_client); check FILEDROP_CLIENT_ID and FILEDROP_CLIENT_SECRET (or "
+        "FILEDROP_CLIENT_SECRET_FILE). Nothing was sent"
+    )
+
+
+def test_one_daemon_serves_three_inboxes_and_reports_the_one_with_wrong_credentials(
+    tmp_path: Path, strict_sandbox: Sandbox, logged: Logged
+) -> None:
+    """One watch daemon, three inboxes, two organisations: every file of the two good inboxes
+    done at its own organisation, the inbox with refused credentials logged and retried on the
+    outage backoff, nothing sent twice."""
+    folders = drop_files(tmp_path)
+    settings = load_settings(
+        config_file=write_config(tmp_path, strict_sandbox.url, folders), environ={}
+    )
+    stop = threading.Event()
+    gamma_waits = threading.Event()
+    all_done = threading.Event()
+    done: list[Path] = []
+    lock = threading.Lock()
+
+    def on_report(report: FileReport) -> None:
+        with lock:
+            if report.state is FileState.DONE:
+                done.append(report.path)
+            if len(done) == 4:
+                all_done.set()
+
+    def pause(seconds: float) -> bool:
+        gamma_waits.set()
+        return stop.wait(seconds)
+
+    daemon = threading.Thread(
+        target=watch_through_outages,
+        args=(settings,),
+        kwargs={"stop": stop, "pause": pause, "on_report": on_report},
+    )
+    daemon.start()
+    try:
+        assert all_done.wait(timeout=60), f"done so far: {done}"
+        assert gamma_waits.wait(timeout=60)
+    finally:
+        stop.set()
+        daemon.join(timeout=30)
+    assert not daemon.is_alive()
+    assert sorted(path.name for path in done) == ["april.csv", "faktura.csv", "mai.csv", "mars.csv"]
+    assert_good_inboxes_done(folders, strict_sandbox)
+    refused = [m for m in logged.messages if m.startswith("inbox gamma: ")]
+    assert refused == [f"inbox gamma: {gamma_refused(strict_sandbox.url)}; trying again in 600 s"]
+
+
+def test_run_finishes_the_good_inboxes_and_exits_2_for_the_one_with_wrong_credentials(
+    tmp_path: Path, strict_sandbox: Sandbox
+) -> None:
+    """`filedrop run` over the same config: acme and beta done at their own organisations, gamma
+    reported under its name, exit 2 (fix the setup); a second run sends nothing again."""
+    folders = drop_files(tmp_path)
+    config = write_config(tmp_path, strict_sandbox.url, folders)
+    _, out, err = filedrop("run", "--config", str(config), environ={}, expect=2)
+    gamma = f"  not run: {gamma_refused(strict_sandbox.url)}."
+    assert out.splitlines() == [
+        f"Inbox acme ({folders['acme']}):",
+        "  SANDBOX run: nothing was sent to Amili.",
+        "  april.csv: 1 SUCCEEDED",
+        f"    outcome: {folders['acme'] / 'april.outcome.csv'}",
+        "  mars.csv: 2 SUCCEEDED",
+        f"    outcome: {folders['acme'] / 'mars.outcome.csv'}",
+        f"Inbox beta ({folders['beta']}):",
+        "  SANDBOX run: nothing was sent to Amili.",
+        "  faktura.csv: 3 SUCCEEDED",
+        f"    outcome: {folders['beta'] / 'faktura.outcome.csv'}",
+        "  mai.csv: 1 SUCCEEDED",
+        f"    outcome: {folders['beta'] / 'mai.outcome.csv'}",
+        f"Inbox gamma ({folders['gamma']}):",
+        gamma,
+    ]
+    assert f"ERROR   inbox gamma: {gamma_refused(strict_sandbox.url)}.\n" in err
+    assert_good_inboxes_done(folders, strict_sandbox)
+
+    _, again, _ = filedrop("run", "--config", str(config), environ={}, expect=2)
+    assert again.splitlines()[2:4] == [
+        "  april.csv: skipped (already processed)",
+        "  mars.csv: skipped (already processed)",
+    ]
+    assert_good_inboxes_done(folders, strict_sandbox)
+
+
+def test_one_inbox_alone_exits_as_that_inbox_went(tmp_path: Path, strict_sandbox: Sandbox) -> None:
+    """`run --inbox beta` processes beta alone, and exits 0: gamma's credentials are not its
+    concern."""
+    folders = drop_files(tmp_path)
+    config = write_config(tmp_path, strict_sandbox.url, folders)
+    _, out, _ = filedrop("run", "--config", str(config), "--inbox", "beta", environ={})
+    assert out.splitlines()[0] == f"Inbox beta ({folders['beta']}):"
+    by_org = {org: sorted(numbers) for org, numbers in strict_sandbox.received_by_org().items()}
+    assert by_org == {OTHER_ORG_ID: ["2001", "2002", "2003", "2004"]}
+
+
+def test_a_missing_folder_a_broken_mapping_and_an_unreachable_api_stop_only_their_inbox(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    """Each broken inbox gets its own sentence and code; the good one finishes all the same, and
+    the run exits 2 (setup beats Amili being out of reach)."""
+    good = tmp_path / "good"
+    good.mkdir()
+    write_erp_csv(good / "mars.csv", [erp_row("4001")])
+    broken_mapping = tmp_path / "broken.toml"
+    broken_mapping.write_text('name = "broken"\n[invoice\n', encoding="utf-8")
+    mapped = tmp_path / "mapped"
+    mapped.mkdir()
+    closed = Sandbox()
+    closed.start()
+    closed.stop()  # a port where nothing listens
+    unreachable = tmp_path / "unreachable"
+    unreachable.mkdir()
+    config = tmp_path / "filedrop.toml"
+    config.write_text(
+        f"""\
+env = "sandbox"
+auth_url = "{sandbox.url}"
+api_url = "{sandbox.url}"
+client_id = "{TEST_CLIENT_ID}"
+client_secret = "{TEST_CLIENT_SECRET}"
+org_id = "{ORG_ID}"
+mapping = "{MAPPINGS}"
+state = "{tmp_path / "journal.db"}"
+stability_s = 0
+poll_initial_s = 0.05
+
+[[inbox]]
+name = "good"
+folder = "{good}"
+
+[[inbox]]
+name = "missing"
+folder = "{tmp_path / "nowhere"}"
+
+[[inbox]]
+name = "mapped"
+folder = "{mapped}"
+mapping = "{broken_mapping}"
+
+[[inbox]]
+name = "unreachable"
+folder = "{unreachable}"
+auth_url = "{closed.url}"
+api_url = "{closed.url}"
+""",
+        encoding="utf-8",
+    )
+    time = FakeTime()
+    runs = run_inboxes(
+        load_settings(config_file=config, environ={}), clock=time.clock, sleep=time.sleep
+    )
+    by_name = {run.settings.name: run for run in runs}
+    assert list(by_name) == ["good", "missing", "mapped", "unreachable"]
+    assert by_name["good"].report is not None
+    assert [f.counts for f in by_name["good"].report.files] == [{"SUCCEEDED": 1}]
+    assert by_name["missing"].failure == (
+        f'{config}: inbox "missing": folder {tmp_path / "nowhere"} is not a folder; create it or '
+        "fix the path."
+    )
+    assert by_name["mapped"].failure is not None
+    assert by_name["mapped"].failure.startswith(f"{broken_mapping}: ")
+    assert by_name["unreachable"].failure is not None
+    assert by_name["unreachable"].failure.startswith("Amili was not available for POST ")
+    assert [run.exit_code for run in runs] == [
+        ExitCode.OK, ExitCode.SETUP, ExitCode.SETUP, ExitCode.UNFINISHED
+    ]  # fmt: skip
+    assert sandbox.received_by_org() == {ORG_ID: ["4001"]}
+
+
+@pytest.mark.parametrize(
+    ("codes", "combined"),
+    [
+        ([ExitCode.OK, ExitCode.UNFINISHED], ExitCode.UNFINISHED),
+        ([ExitCode.UNFINISHED, ExitCode.ATTENTION], ExitCode.ATTENTION),
+        ([ExitCode.ATTENTION, ExitCode.SETUP, ExitCode.OK], ExitCode.SETUP),
+        ([ExitCode.OK, ExitCode.OK], ExitCode.OK),
+    ],
+)
+def test_the_inboxes_exit_codes_combine_by_the_usual_precedence(
+    codes: list[ExitCode], combined: ExitCode
+) -> None:
+    """Several inboxes' codes make one: the first of 2, 1, 3, 0 that any inbox has."""
+    assert combined_exit_code(codes) == combined
+
+
+# -- status and validate take --inbox NAME ------------------------------------------------------
+
+
+def test_status_inbox_shows_only_that_inbox(tmp_path: Path, strict_sandbox: Sandbox) -> None:
+    """`status --inbox beta` names beta, its folder and organisation, and lists only its files."""
+    folders = drop_files(tmp_path)
+    config = write_config(tmp_path, strict_sandbox.url, folders)
+    filedrop("run", "--config", str(config), environ={}, expect=2)
+    _, out, _ = filedrop("status", "--config", str(config), "--inbox", "beta", environ={})
+    lines = out.splitlines()
+    assert lines[:3] == [
+        f"Journal: {tmp_path / 'journal.db'}",
+        f"Inbox beta: {folders['beta']}, sandbox, organisation {OTHER_ORG_ID}",
+        "Recent files:",
+    ]
+    assert sorted(line.split("  ")[2:] for line in lines[3:5]) == [
+        ["faktura.csv", "done", "3 SUCCEEDED"],
+        ["mai.csv", "done", "1 SUCCEEDED"],
+    ]
+    assert lines[5] == "Rows by status: 4 SUCCEEDED"
+
+
+def test_an_unknown_inbox_name_is_one_sentence_listing_the_names(
+    tmp_path: Path, strict_sandbox: Sandbox
+) -> None:
+    """`status --inbox nope` says which inboxes the config has."""
+    config = write_config(tmp_path, strict_sandbox.url, drop_files(tmp_path))
+    _, _, err = filedrop("status", "--config", str(config), "--inbox", "nope", environ={}, expect=2)
+    assert err == (
+        f'filedrop: --inbox is "nope", which names none of the inboxes in {config} '
+        "(acme, beta, gamma).\n"
+    )
+
+
+def test_validate_inbox_takes_that_inbox_mapping(tmp_path: Path) -> None:
+    """`validate --inbox NAME FILE` maps the file with that inbox's mapping, not the top level's."""
+    own = tmp_path / "own.toml"
+    own.write_text((MAPPINGS / "norwegian-erp.toml").read_text(encoding="utf-8"), encoding="utf-8")
+    export = write_erp_csv(tmp_path / "eksport.csv", [erp_row("5001"), erp_row("5002")])
+    config = tmp_path / "filedrop.toml"
+    config.write_text(
+        f"""\
+mapping = "{tmp_path / "elsewhere"}"
+
+[[inbox]]
+name = "acme"
+folder = "{tmp_path}"
+mapping = "{own}"
+""",
+        encoding="utf-8",
+    )
+    _, out, _ = filedrop(
+        "validate", str(export), "--config", str(config), "--inbox", "acme", environ={}
+    )
+    assert out.splitlines()[1] == "2 rows, 2 invoices to send, 2 rows valid, 0 invalid, 0 duplicate"
+    assert out.startswith("eksport.csv: mapping ")
+
+
+# -- the config's inbox tables ------------------------------------------------------------------
+
+
+def test_an_inbox_takes_its_own_keys_then_the_environment_then_the_top_level_then_defaults(
+    tmp_path: Path,
+) -> None:
+    """What an inbox table does not give comes from the top level as it resolves today
+    (environment over the file's top-level key), then the default; a flag beats them all."""
+    config = tmp_path / "filedrop.toml"
+    config.write_text(
+        f"""\
+batch_size = 7
+client_id = "from-file"
+stability_s = 3
+
+[[inbox]]
+name = "acme"
+folder = "{tmp_path / "acme"}"
+batch_size = 3
+client_id = "acme-client"
+
+[[inbox]]
+name = "beta"
+folder = "{tmp_path / "beta"}"
+""",
+        encoding="utf-8",
+    )
+    settings = load_settings(config_file=config, environ={"FILEDROP_CLIENT_ID": "from-env"})
+    acme, beta = settings.each_inbox()
+    assert (acme.name, acme.inbox, acme.batch_size, acme.client_id) == (
+        "acme", tmp_path / "acme", 3, "acme-client"
+    )  # fmt: skip
+    assert (beta.name, beta.inbox, beta.batch_size, beta.client_id) == (
+        "beta", tmp_path / "beta", 7, "from-env"
+    )  # fmt: skip
+    assert (acme.stability_s, acme.concurrent_files) == (3.0, 2)
+    assert acme.where("batch_size") == f'{config}: inbox "acme": batch_size'
+    flagged = load_settings(flags={"batch_size": "9"}, config_file=config, environ={})
+    assert [inbox.batch_size for inbox in flagged.each_inbox()] == [9, 9]
+
+
+def test_a_config_without_inboxes_is_one_inbox_as_before(tmp_path: Path) -> None:
+    """No [[inbox]] tables: the settings are the one inbox's, named "default"."""
+    config = tmp_path / "filedrop.toml"
+    config.write_text(f'inbox = "{tmp_path}"\nbatch_size = 5\n', encoding="utf-8")
+    settings = load_settings(config_file=config, environ={})
+    assert settings.inboxes == ()
+    assert settings.each_inbox() == (settings,)
+    assert (settings.name, settings.inbox, settings.batch_size) == ("default", tmp_path, 5)
+
+
+@pytest.mark.parametrize(
+    ("tables", "sentence"),
+    [
+        (
+            '[[inbox]]\nname = "acme"\nbatch_siz = 3\n',
+            'inbox "acme": key "batch_siz" is not a setting; did you mean batch_size?',
+        ),
+        (
+            '[[inbox]]\nname = "acme"\nbatch_size = "many"\n',
+            'inbox "acme": batch_size is "many", which is not valid: must be a whole number of 1 '
+            "or more.",
+        ),
+        (
+            '[[inbox]]\nname = "acme"\nstate = "/tmp/j.db"\n',
+            'inbox "acme": key "state" is one setting for every inbox (one journal, one log); '
+            "set it at the top level of the file.",
+        ),
+        (
+            '[[inbox]]\nname = "acme"\ninbox = "/data/acme"\n',
+            'inbox "acme": key "inbox" is not a setting of an inbox; its folder is its "folder".',
+        ),
+        (
+            '[[inbox]]\nfolder = "/data/acme"\n',
+            'inbox entry 1 has no "name"; give each inbox a name of its own.',
+        ),
+        (
+            '[[inbox]]\nname = "acme corp"\n',
+            'inbox entry 1: name is "acme corp", which is not a name; use letters, digits, '
+            "'.', '_' and '-', starting with a letter or digit.",
+        ),
+        (
+            '[[inbox]]\nname = "acme"\n[[inbox]]\nname = "acme"\n',
+            'inbox "acme" is listed twice; give each inbox a name of its own.',
+        ),
+        (
+            '[[inbox]]\nname = "a"\nfolder = "/data/x"\n'
+            '[[inbox]]\nname = "b"\nfolder = "/data/x"\n',
+            'inbox "b": folder /data/x is inbox "a"\'s folder too; give each inbox a folder of its '
+            "own.",
+        ),
+        (
+            '[inbox]\nname = "acme"\n',
+            '[inbox] is one table; list inboxes as [[inbox]] tables, or give inbox = "FOLDER".',
+        ),
+    ],
+    ids=[
+        "unknown-key", "bad-value", "shared-key", "inbox-key", "no-name", "bad-name",
+        "same-name", "same-folder", "single-table",
+    ],
+)  # fmt: skip
+def test_a_bad_inbox_entry_is_one_sentence_naming_the_inbox_and_the_key(
+    tmp_path: Path, tables: str, sentence: str
+) -> None:
+    """Each mistake in an [[inbox]] table is refused at load with one sentence that names the
+    config file, the inbox and the key."""
+    config = tmp_path / "filedrop.toml"
+    config.write_text(tables, encoding="utf-8")
+    with pytest.raises(ConfigError) as refused:
+        load_settings(config_file=config, environ={})
+    assert str(refused.value) == f"{config}: {sentence}"
