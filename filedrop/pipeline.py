@@ -51,6 +51,13 @@ from filedrop.logs import printable
 from filedrop.mapping import Mapping, select_mapping
 from filedrop.mapping.prepare import Prepared, PreparedInvoice, payloads, prepare
 from filedrop.mapping.tree import Obj
+from filedrop.metrics import (
+    BATCH_NOT_SENT,
+    BATCH_REFUSED,
+    BATCH_SUBMITTED,
+    BATCH_UNKNOWN,
+    InboxMetrics,
+)
 from filedrop.outcome import (
     OUTCOME_COLUMNS,
     BatchLine,
@@ -103,6 +110,8 @@ class Context:
     schedule: PollSchedule
     archive: bool
     read_limits: ReadLimits
+    metrics: InboxMetrics
+    """This inbox's series and health facts (its name is the ``inbox`` label)."""
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
     stop: threading.Event = field(default_factory=threading.Event)
@@ -115,7 +124,7 @@ class Context:
 
     def __post_init__(self) -> None:
         self.poster = DaemonPool(workers=self.concurrent_batches, name="filedrop-post")
-        self.poller = Poller(self.client, schedule=self.schedule)
+        self.poller = Poller(self.client, schedule=self.schedule, timed=self.metrics.poll_took)
 
     @property
     def target(self) -> str:
@@ -591,11 +600,14 @@ def _submit_batch(
         # Nothing left this process: say so, rather than leave the batch for UNKNOWN.
         ctx.journal.batch_not_sent(batch, message=f"not sent: {exc}")
         raise
+    started = time.perf_counter()
     try:
         batch_id = ctx.client.create_invoices(ctx.org_id, payload)
     except (AmbiguousSubmission, ApiUnavailable, AuthError, ApiError) as exc:
-        _record_failed_post(batch, exc, ctx, setbacks)
+        result = _record_failed_post(batch, exc, ctx, setbacks)
+        ctx.metrics.batch_posted(result, seconds=time.perf_counter() - started)
         return None
+    ctx.metrics.batch_posted(BATCH_SUBMITTED, seconds=time.perf_counter() - started)
     ctx.journal.batch_submitted(batch, batch_id=batch_id)
     ctx.progress.batch_sent()
     log.info("batch #%d: submitted as %s (%d invoices)", batch, batch_id, len(payload))
@@ -628,8 +640,9 @@ def not_sent_reason(exc: FiledropError) -> tuple[str, Setback] | None:
     return None
 
 
-def _record_failed_post(batch: int, exc: FiledropError, ctx: Context, setbacks: _Setbacks) -> None:
-    """What a failed POST means for its invoices, written down before anything else happens.
+def _record_failed_post(batch: int, exc: FiledropError, ctx: Context, setbacks: _Setbacks) -> str:
+    """What a failed POST means for its invoices, written down before anything else happens;
+    returns which of the metrics' batch results it was.
 
     Maybe received: ``UNKNOWN``, never resent by itself. Certainly not received because of
     where or who we are or a passing outage (API down, credentials, org id, URL, a batch too
@@ -643,11 +656,11 @@ def _record_failed_post(batch: int, exc: FiledropError, ctx: Context, setbacks: 
             message=f"{str(exc).rstrip('.')}; check with Amili, then run "
             f"'filedrop resolve {batch} --sent' or '--not-sent'",
         )
-        return
+        return BATCH_UNKNOWN
     reason = not_sent_reason(exc)
     if reason is None:
         ctx.journal.batch_refused(batch, message=f"the API refused the whole batch: {exc}")
-        return
+        return BATCH_REFUSED
     why, setback = reason
     ends = " and" if setback is Setback.SETUP else ";"
     message = f"not sent: {why}{ends} the next run sends it"
@@ -656,6 +669,7 @@ def _record_failed_post(batch: int, exc: FiledropError, ctx: Context, setbacks: 
         if message not in setbacks.messages:
             setbacks.messages.append(message)
         setbacks.kinds.add(setback)
+    return BATCH_NOT_SENT
 
 
 def record_result(journal: Journal, batch: int, result: BatchResult) -> None:

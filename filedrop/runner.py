@@ -24,6 +24,7 @@ from filedrop.api.client import (
     ApiError,
     ApiUnavailable,
     AuthError,
+    ClientEvents,
     Credentials,
     PollSchedule,
 )
@@ -39,6 +40,7 @@ from filedrop.journal import Journal, owner_alive
 from filedrop.journal.location import open_journal
 from filedrop.logs import printable
 from filedrop.mapping import load_mappings
+from filedrop.metrics import InboxMetrics, Metrics, inbox_label
 from filedrop.outcome import remove_stray_temps
 from filedrop.pipeline import (
     Context,
@@ -50,7 +52,7 @@ from filedrop.pipeline import (
 )
 from filedrop.progress import Progress
 from filedrop.settings import Settings
-from filedrop.states import ExitCode, FileState, RowStatus, exit_code_for
+from filedrop.states import BatchState, ExitCode, FileState, RowStatus, exit_code_for
 
 log = logging.getLogger("filedrop")
 
@@ -72,6 +74,7 @@ def make_client(
     *,
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
+    events: ClientEvents | None = None,
 ) -> AmiliClient:
     """The API client for these settings; every setting it needs must already be checked."""
     auth_url, api_url = settings.urls()
@@ -86,6 +89,7 @@ def make_client(
         clock=clock,
         sleep=sleep,
         url_origins=settings.url_origins(),
+        events=events,
     )
 
 
@@ -97,6 +101,8 @@ def open_context(
     progress: Progress | None = None,
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
+    metrics: Metrics | None = None,
+    inbox_name: str | None = None,
 ) -> Iterator[Context]:
     """Check the settings, the mappings and the credentials, then yield a ready ``Context``.
 
@@ -104,11 +110,15 @@ def open_context(
     useless is checked here, before anything is sent: a missing setting or a broken mapping is
     a ``ConfigError``/``MappingError``, refused credentials an ``AuthError``, and an API out of
     reach ``ApiUnavailable``. ``clock`` and ``sleep`` (wall time) are for tests.
+
+    The context counts into ``metrics`` (the process's; by default one of its own) under the
+    label ``inbox_name`` (by default the inbox folder's name).
     """
     settings.require_for_sending()
     assert settings.mapping is not None  # checked by require_for_sending
     mappings = load_mappings(settings.mapping, invoice_types=settings.invoice_types)
-    client = make_client(settings, clock=clock, sleep=sleep)
+    counted = inbox_metrics(settings, metrics or Metrics(), inbox_name=inbox_name)
+    client = make_client(settings, clock=clock, sleep=sleep, events=counted)
     try:
         client.authenticate()
         journal = open_journal(
@@ -135,6 +145,7 @@ def open_context(
         schedule=poll_schedule(settings),
         archive=settings.archive,
         read_limits=settings.read_limits(),
+        metrics=counted,
         clock=clock,
         sleep=sleep,
         stop=stop or threading.Event(),
@@ -149,6 +160,13 @@ def open_context(
         ctx.close()
         journal.close()
         client.close()
+
+
+def inbox_metrics(
+    settings: Settings, metrics: Metrics, *, inbox_name: str | None = None
+) -> InboxMetrics:
+    """The series of the inbox these settings name, labelled ``inbox_name`` or its folder's name."""
+    return metrics.inbox(inbox_name or inbox_label(settings.inbox or ""))
 
 
 def keep_claims(journal: Journal, *, owner: str, every_s: float) -> Callable[[], None]:
@@ -190,6 +208,8 @@ def run_inbox(ctx: Context) -> RunReport:
         log.info("%s: still changing; left for the next run", printable(path.name))
     report = process_files(ready, ctx)
     settle_leftovers(ctx)
+    if measure_backlog(ctx):
+        ctx.metrics.cycle_succeeded()
     return report
 
 
@@ -312,7 +332,7 @@ def process_guarded(path: Path, ctx: Context) -> FileReport:
     unexpected error shows with --debug.
     """
     try:
-        return process_file(path, ctx)
+        report = process_file(path, ctx)
     except FiledropError as exc:
         message, setback = str(exc), setback_of(exc)
     except OSError as exc:  # disk full, permissions, an outcome held open on a share
@@ -324,9 +344,64 @@ def process_guarded(path: Path, ctx: Context) -> FileReport:
         message = f"unexpected error ({exc!r}); the next run resumes it"
         setback = Setback.FAULT
         log.debug("%s: %s", printable(path.name), message, exc_info=True)
+    else:
+        return _counted(report, ctx)
     message = printable(message)
     log.error("%s: %s", printable(path.name), message)
-    return FileReport(path, FileState.RETRY, {}, message=message, setback=setback)
+    return _counted(FileReport(path, FileState.RETRY, {}, message=message, setback=setback), ctx)
+
+
+def _counted(report: FileReport, ctx: Context) -> FileReport:
+    """Count a file's pass in the metrics, and read again what waits in the journal."""
+    ctx.metrics.file_finished(report.state, report.counts)
+    if report.state is not FileState.SKIPPED:
+        measure_backlog(ctx)
+    return report
+
+
+def measure_backlog(ctx: Context) -> bool:
+    """Set the metrics of what waits in the journal for this inbox: UNKNOWN batches, rows
+    PENDING or NOT_SENT, the oldest unfinished file. False when the journal could not be read.
+
+    The journal is shared by every inbox and may be by several organisations: only the files
+    recorded in this inbox's folder count.
+    """
+    now = ctx.clock()
+    try:
+        unfinished = ctx.journal.files_in_states(
+            target=ctx.target, states=(FileState.CLAIMED, FileState.WAITING, FileState.RETRY)
+        )
+        unknown = ctx.journal.batches(states=(BatchState.UNKNOWN,))
+        folders: dict[str, bool] = {}
+        here = ctx.inbox.resolve()
+
+        def in_inbox(path: str) -> bool:
+            folder = str(Path(path).parent)
+            if folder not in folders:
+                try:
+                    folders[folder] = Path(folder).resolve() == here
+                except OSError:
+                    folders[folder] = False
+            return folders[folder]
+
+        mine = [record for record in unfinished if in_inbox(record.path)]
+        unknown_here = sum(
+            1
+            for batch in unknown
+            if batch.target == ctx.target and in_inbox(ctx.journal.file(batch.file_id).path)
+        )
+    except (*ctx.journal.errors, OSError) as exc:  # a busy journal: measured again next time
+        log.warning("cannot read the journal for the metrics (%s); trying again", exc)
+        return False
+    waiting = {
+        status.value: sum(record.counts.get(status.value, 0) for record in mine)
+        for status in (RowStatus.PENDING, RowStatus.NOT_SENT)
+    }
+    oldest = min((record.created_at for record in mine), default=now)
+    ctx.metrics.backlog(
+        unknown_batches=unknown_here, rows_waiting=waiting, oldest_waiting_s=max(0.0, now - oldest)
+    )
+    return True
 
 
 def process_files(paths: list[Path], ctx: Context) -> RunReport:

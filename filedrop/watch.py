@@ -25,6 +25,7 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
 from filedrop.api.client import ApiUnavailable
+from filedrop.errors import FiledropError
 from filedrop.inbox import (
     Readiness,
     Snapshot,
@@ -36,9 +37,17 @@ from filedrop.inbox import (
 )
 from filedrop.journal import owner_alive
 from filedrop.logs import printable
+from filedrop.metrics import Metrics, MetricsServer
 from filedrop.outcome import is_own_temp
 from filedrop.pipeline import Context, FileReport
-from filedrop.runner import clear_stray_temps, open_context, process_guarded, settle_leftovers
+from filedrop.runner import (
+    clear_stray_temps,
+    inbox_metrics,
+    measure_backlog,
+    open_context,
+    process_guarded,
+    settle_leftovers,
+)
 from filedrop.settings import Settings
 from filedrop.states import FileState
 
@@ -104,20 +113,40 @@ def watch_through_outages(
     credentials (``AuthError``) and bad settings are raised, since waiting cannot fix them.
     ``pause(seconds)`` waits and returns True if the daemon was told to stop meanwhile (by
     default ``stop.wait``); ``clock`` and ``sleep`` are the client's and the journal's.
+
+    With ``metrics_port`` set, ``/metrics``, ``/healthz`` and ``/readyz`` are served from the
+    start (an outage at start is alive but not ready) until the daemon returns.
     """
     pause = pause or stop.wait
     options = WatchOptions.from_settings(settings)
     delay_s = settings.retry_initial_s
-    while True:
-        try:
-            with open_context(settings, clock=clock, sleep=sleep) as ctx:
-                watch_inbox(ctx, options=options, stop=stop)
-            return
-        except ApiUnavailable as exc:
-            log.error("%s; trying again in %.0f s", str(exc).rstrip("."), delay_s)
-            if pause(delay_s):
+    metrics = Metrics()
+    server = (
+        MetricsServer(
+            metrics,
+            host=settings.metrics_host,
+            port=settings.metrics_port,
+            setting=settings.where("metrics_port"),
+        )
+        if settings.metrics_port is not None
+        else None
+    )
+    try:
+        while True:
+            try:
+                with open_context(settings, clock=clock, sleep=sleep, metrics=metrics) as ctx:
+                    watch_inbox(ctx, options=options, stop=stop)
                 return
-            delay_s = min(delay_s * 2, settings.retry_max_s)
+            except ApiUnavailable as exc:
+                log.error("%s; trying again in %.0f s", str(exc).rstrip("."), delay_s)
+                waiting = inbox_metrics(settings, metrics)
+                waiting.loop_beat(next_within_s=delay_s + heartbeat_stale_s(options.heartbeat_s))
+                if pause(delay_s):
+                    return
+                delay_s = min(delay_s * 2, settings.retry_max_s)
+    finally:
+        if server is not None:
+            server.close()
 
 
 class _Hints(FileSystemEventHandler):
@@ -190,14 +219,19 @@ def watch_inbox(
     try:
         while not stop.is_set():
             now = clock()
+            # Alive while each turn comes within the heartbeats that status --health allows.
+            ctx.metrics.loop_beat(next_within_s=heartbeat_stale_s(options.heartbeat_s))
             if observer.keep_running(now):
                 next_rescan = now  # what happened while no observer ran is in the folder
             if now >= next_beat:
                 _beat(ctx)
                 next_beat = now + options.heartbeat_s
             if now >= next_rescan:
-                _rescan(inbox, state, tracker)
+                listed = _rescan(inbox, state, tracker)
+                ctx.metrics.inbox_listed(listed)
                 _take_up_left_files(ctx, inbox, state)
+                if listed is None and measure_backlog(ctx):
+                    ctx.metrics.cycle_succeeded()
                 next_rescan = now + options.rescan_s
                 settling = _settle_in_background(ctx, settling)
             for path in hints.take():
@@ -225,6 +259,7 @@ def watch_inbox(
         _collect(state, reports, on_report, options, clock)
         observer.join(timeout_s=max(0.1, deadline - time.monotonic()))
         _forget(ctx)
+        ctx.metrics.loop_stopped()
 
 
 class _HintQueue:
@@ -320,6 +355,9 @@ def _beat(ctx: Context) -> None:
         ctx.journal.beat(ctx.owner)
     except (*ctx.journal.errors, OSError) as exc:  # a busy journal is no reason to die
         log.warning("cannot write the heartbeat to the journal (%s); trying again", exc)
+        ctx.metrics.journal_written(f"the journal cannot be written ({exc})")
+    else:
+        ctx.metrics.journal_written(None)
 
 
 def _forget(ctx: Context) -> None:
@@ -337,7 +375,12 @@ def _settle_in_background(ctx: Context, running: threading.Thread | None) -> thr
 
     def settle() -> None:
         try:
+            # Renewed before it runs out even while no file comes, so that /readyz reports
+            # refused credentials or an unreachable Amili without waiting for a drop.
+            ctx.client.authenticate()
             settle_leftovers(ctx)
+        except FiledropError as exc:
+            log.warning("%s; trying again at the next rescan", str(exc).rstrip("."))
         except Exception:  # the daemon never dies on one bad batch; the next rescan tries again
             log.exception("settling earlier batches failed; trying again at the next rescan")
 
@@ -346,16 +389,17 @@ def _settle_in_background(ctx: Context, running: threading.Thread | None) -> thr
     return thread
 
 
-def _rescan(inbox: Path, state: _State, tracker: StabilityTracker) -> None:
+def _rescan(inbox: Path, state: _State, tracker: StabilityTracker) -> str | None:
+    """List the inbox and take note of what is there; returns why it could not be listed."""
     try:
         candidates, ignored = scan(inbox)
     except OSError as exc:
         # A share being remounted, or the folder briefly gone: keep running, try again next time
-        # (the health check reports an unreadable inbox meanwhile).
+        # (the readiness probe reports an unreadable inbox meanwhile).
         if not state.rescan_failing:
             log.warning("cannot list the inbox %s (%s); trying again", inbox, exc)
         state.rescan_failing = True
-        return
+        return f"the inbox {printable(str(inbox))} cannot be listed ({exc.strerror or exc})"
     if state.rescan_failing:
         log.info("the inbox %s can be listed again", inbox)
         state.rescan_failing = False
@@ -375,6 +419,7 @@ def _rescan(inbox: Path, state: _State, tracker: StabilityTracker) -> None:
     state.elsewhere = {path for path in state.elsewhere if path.name in present}
     for path in [p for p in state.taken_up if p.name not in present]:
         del state.taken_up[path]
+    return None
 
 
 def _take_up_left_files(ctx: Context, inbox: Path, state: _State) -> None:
