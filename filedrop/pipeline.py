@@ -47,7 +47,7 @@ from filedrop.inbox import (
 )
 from filedrop.journal import BatchRecord, FileRecord, InvoiceRecord, Journal, this_owner
 from filedrop.journal.rebuild import lost_journal_evidence, lost_journal_message
-from filedrop.logs import printable
+from filedrop.logs import fields, printable
 from filedrop.mapping import Mapping, select_mapping
 from filedrop.mapping.prepare import Prepared, PreparedInvoice, payloads, prepare
 from filedrop.mapping.tree import Obj
@@ -209,7 +209,11 @@ def process_file(path: Path, ctx: Context) -> FileReport:
     )
     if record is None:
         return _skipped(path, hashed, ctx)
-    log.info("%s: claimed", printable(path.name))
+    log.info(
+        "%s: claimed",
+        printable(path.name),
+        extra=fields("file_claimed", inbox=ctx.metrics.name, file=path.name),
+    )
     return _process_claimed(path, ctx, record.id, hashed)
 
 
@@ -360,7 +364,11 @@ def _file_error(
     """A file that cannot be read or mapped still gets an outcome: one ERROR row and why
     (at ``dest``; with None, when no outcome can be written, the log and journal say it)."""
     message = printable(message)
-    log.error("%s", message)
+    log.error(
+        "%s",
+        message,
+        extra=fields("file_error", inbox=ctx.metrics.name, file=path.name, status=FileState.ERROR),
+    )
     outcome = (
         write_error_outcome(path, message, _summary(path, ctx, started), dest=dest)
         if dest is not None
@@ -444,7 +452,20 @@ def _send_and_report(
         message="; ".join(setbacks.messages) or None,
     )
     ctx.progress.file_done()
-    log.info("%s: %s; outcome %s", name, _counts_text(counts), printable(outcome.name))
+    log.info(
+        "%s: %s; outcome %s",
+        name,
+        _counts_text(counts),
+        printable(outcome.name),
+        extra=fields(
+            "file_done",
+            inbox=ctx.metrics.name,
+            file=path.name,
+            status=state,
+            counts=counts,
+            outcome=outcome.name,
+        ),
+    )
     return FileReport(
         path,
         state,
@@ -535,10 +556,36 @@ def record_polls(ctx: Context, polls: list[Poll], *, name: str) -> int:
         ctx.progress.batch_done()
         if isinstance(result, BatchResult):
             record_result(ctx.journal, batch, result)
-            log.info("%s: batch %s ended %s", name, result.batch_id, result.status)
+            log.info(
+                "%s: batch %s ended %s",
+                name,
+                result.batch_id,
+                result.status,
+                extra=fields(
+                    "batch_ended",
+                    inbox=ctx.metrics.name,
+                    file=name,
+                    batch=batch,
+                    batch_id=result.batch_id,
+                    status=result.status,
+                    counts={"succeeded": len(result.succeeded), "failed": len(result.failed)},
+                ),
+            )
         else:
             pending += 1
-            log.info("%s: batch %s still QUEUED; it is polled again later", name, result.batch_id)
+            log.info(
+                "%s: batch %s still QUEUED; it is polled again later",
+                name,
+                result.batch_id,
+                extra=fields(
+                    "batch_pending",
+                    inbox=ctx.metrics.name,
+                    file=name,
+                    batch=batch,
+                    batch_id=result.batch_id,
+                    status="QUEUED",
+                ),
+            )
     return pending
 
 
@@ -610,7 +657,19 @@ def _submit_batch(
     ctx.metrics.batch_posted(BATCH_SUBMITTED, seconds=time.perf_counter() - started)
     ctx.journal.batch_submitted(batch, batch_id=batch_id)
     ctx.progress.batch_sent()
-    log.info("batch #%d: submitted as %s (%d invoices)", batch, batch_id, len(payload))
+    log.info(
+        "batch #%d: submitted as %s (%d invoices)",
+        batch,
+        batch_id,
+        len(payload),
+        extra=fields(
+            "batch_submitted",
+            inbox=ctx.metrics.name,
+            batch=batch,
+            batch_id=batch_id,
+            counts={"invoices": len(payload)},
+        ),
+    )
     return batch, ctx.poller.track(batch_id)
 
 
@@ -649,7 +708,12 @@ def _record_failed_post(batch: int, exc: FiledropError, ctx: Context, setbacks: 
     large): NOT_SENT, and the next run of the file sends it. Refused for its content: the whole
     batch's invoices FAILED.
     """
-    log.error("batch #%d: %s", batch, exc)
+    log.error(
+        "batch #%d: %s",
+        batch,
+        exc,
+        extra=fields("batch_failed", inbox=ctx.metrics.name, batch=batch),
+    )
     if isinstance(exc, AmbiguousSubmission):
         ctx.journal.batch_unknown(
             batch,

@@ -38,7 +38,7 @@ from filedrop.inbox import (
 )
 from filedrop.journal import Journal, owner_alive
 from filedrop.journal.location import open_journal
-from filedrop.logs import printable
+from filedrop.logs import fields, printable
 from filedrop.mapping import load_mappings
 from filedrop.metrics import InboxMetrics, Metrics, inbox_label
 from filedrop.outcome import remove_stray_temps
@@ -200,12 +200,21 @@ def run_inbox(ctx: Context) -> RunReport:
     clear_stray_temps(ctx)
     candidates, ignored = scan(ctx.inbox)
     for path, reason in ignored:
-        log.info("%s: ignored (%s)", printable(path.name), reason)
+        log.info(
+            "%s: ignored (%s)",
+            printable(path.name),
+            reason,
+            extra=fields("file_ignored", inbox=ctx.metrics.name, file=path.name, reason=reason),
+        )
     ready, changing = ready_files(
         candidates, stability_s=ctx.stability_s, clock=ctx.clock, sleep=ctx.sleep
     )
     for path in changing:
-        log.info("%s: still changing; left for the next run", printable(path.name))
+        log.info(
+            "%s: still changing; left for the next run",
+            printable(path.name),
+            extra=fields("file_changing", inbox=ctx.metrics.name, file=path.name),
+        )
     report = process_files(ready, ctx)
     settle_leftovers(ctx)
     if measure_backlog(ctx):
@@ -347,7 +356,12 @@ def process_guarded(path: Path, ctx: Context) -> FileReport:
     else:
         return _counted(report, ctx)
     message = printable(message)
-    log.error("%s: %s", printable(path.name), message)
+    log.error(
+        "%s: %s",
+        printable(path.name),
+        message,
+        extra=fields("file_retry", inbox=ctx.metrics.name, file=path.name, status=FileState.RETRY),
+    )
     return _counted(FileReport(path, FileState.RETRY, {}, message=message, setback=setback), ctx)
 
 

@@ -36,7 +36,7 @@ from filedrop.inbox import (
     snapshot,
 )
 from filedrop.journal import owner_alive
-from filedrop.logs import printable
+from filedrop.logs import fields, printable
 from filedrop.metrics import Metrics, MetricsServer
 from filedrop.outcome import is_own_temp
 from filedrop.pipeline import Context, FileReport
@@ -187,6 +187,7 @@ class _State:
     # touched since is not taken up again at every rescan.
     taken_up: dict[Path, tuple[int, float]] = field(default_factory=dict)
     rescan_failing: bool = False
+    inbox_name: str = ""  # the inbox's label in log fields and metrics
 
 
 def watch_inbox(
@@ -206,7 +207,7 @@ def watch_inbox(
     # Absolute once, here: with a relative FILEDROP_INBOX the observer reports relative paths,
     # which never matched the inbox, so every event was dropped and only rescans found files.
     inbox = ctx.inbox.resolve()
-    state = _State()
+    state = _State(inbox_name=ctx.metrics.name)
     tracker = StabilityTracker(window_s=ctx.stability_s, clock=clock)
     hints = _HintQueue()
     reports: list[FileReport] = []
@@ -486,10 +487,11 @@ def _log_ignored(path: Path, reason: str, state: _State) -> None:
     state.ignored_logged.add(path.name)
     # filedrop's own outcomes and their temporary files: ignored like any other, but at DEBUG
     # only, so that every processed file does not add a line of noise.
+    extra = fields("file_ignored", inbox=state.inbox_name, file=path.name, reason=reason)
     if is_outcome_file(path) or is_own_temp(path.name):
-        log.debug("%s: ignored (%s)", printable(path.name), reason)
+        log.debug("%s: ignored (%s)", printable(path.name), reason, extra=extra)
     else:
-        log.info("%s: ignored (%s)", printable(path.name), reason)
+        log.info("%s: ignored (%s)", printable(path.name), reason, extra=extra)
 
 
 def _consider(path: Path, state: _State) -> None:
@@ -591,10 +593,22 @@ def _collect(
             _, delay = state.retry_at.get(path, (0.0, options.retry_initial_s / 2))
             delay = min(options.retry_max_s, delay * 2)
             state.retry_at[path] = (clock() + delay, delay)
-            log.info("%s: %s; trying again in %g s", printable(path.name), report.state, delay)
+            log.info(
+                "%s: %s; trying again in %g s",
+                printable(path.name),
+                report.state,
+                delay,
+                extra=fields(
+                    "file_retry_scheduled",
+                    inbox=state.inbox_name,
+                    file=path.name,
+                    status=report.state,
+                    delay_s=delay,
+                ),
+            )
             continue
         if report.state is FileState.SKIPPED:
-            log.info("%s: skipped (%s)", printable(path.name), report.message)
+            _log_skipped(report, state)
         _settle(path, state)
 
 
@@ -626,9 +640,24 @@ def _look_again(report: FileReport, state: _State, *, due: float) -> None:
     """Another replica works on this file: look again at ``due`` (each heartbeat), and take it
     over once that replica's lease runs out (it died, or its host was lost)."""
     if report.path not in state.retry_at:
-        log.info("%s: skipped (%s)", printable(report.path.name), report.message)
+        _log_skipped(report, state)
     state.retry_at[report.path] = (due, due)
     state.started_with.pop(report.path, None)
+
+
+def _log_skipped(report: FileReport, state: _State) -> None:
+    log.info(
+        "%s: skipped (%s)",
+        printable(report.path.name),
+        report.message,
+        extra=fields(
+            "file_skipped",
+            inbox=state.inbox_name,
+            file=report.path.name,
+            status=FileState.SKIPPED,
+            reason=report.message,
+        ),
+    )
 
 
 def _age_key(path: Path) -> tuple[float, str]:
