@@ -115,7 +115,7 @@ class _JsonFormatter(logging.Formatter):
     fields the call passed (``fields``), each escaped and masked like the message."""
 
     def format(self, record: logging.LogRecord) -> str:
-        line = {
+        line: dict[str, object] = {
             "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),

@@ -75,6 +75,7 @@ def make_client(
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
     events: ClientEvents | None = None,
+    log_fields: dict[str, str] | None = None,
 ) -> AmiliClient:
     """The API client for these settings; every setting it needs must already be checked."""
     auth_url, api_url = settings.urls()
@@ -90,6 +91,7 @@ def make_client(
         sleep=sleep,
         url_origins=settings.url_origins(),
         events=events,
+        log_fields=log_fields,
     )
 
 
@@ -118,7 +120,9 @@ def open_context(
     assert settings.mapping is not None  # checked by require_for_sending
     mappings = load_mappings(settings.mapping, invoice_types=settings.invoice_types)
     counted = inbox_metrics(settings, metrics or Metrics(), inbox_name=inbox_name)
-    client = make_client(settings, clock=clock, sleep=sleep, events=counted)
+    client = make_client(
+        settings, clock=clock, sleep=sleep, events=counted, log_fields={"inbox": counted.name}
+    )
     try:
         client.authenticate()
         journal = open_journal(

@@ -60,6 +60,7 @@ from filedrop.api.types import (
     parse_batch,
 )
 from filedrop.errors import ConfigError
+from filedrop.logs import fields
 
 __all__ = [
     "MAX_IDLE_S",
@@ -162,7 +163,8 @@ class AmiliClient:
     Connections are kept alive and shared by all requests; one idle longer than ``max_idle_s``
     (default `MAX_IDLE_S`) on the ``monotonic`` clock is closed instead of used (module docstring).
 
-    ``events`` hears of every retry and every token, obtained or refused (``ClientEvents``).
+    ``events`` hears of every retry and every token, obtained or refused (``ClientEvents``);
+    ``log_fields`` (such as the inbox) are added to the fields of its log lines.
     """
 
     def __init__(
@@ -185,8 +187,10 @@ class AmiliClient:
         max_idle_s: float = MAX_IDLE_S,
         monotonic: Callable[[], float] = time.monotonic,
         events: ClientEvents | None = None,
+        log_fields: dict[str, str] | None = None,
     ) -> None:
         self._events: ClientEvents = events or _NoEvents()
+        self._log_fields = dict(log_fields or {})
         self._auth_url = _base_url(auth_url, setting="FILEDROP_AUTH_URL")
         self._api_url = _base_url(api_url, setting="FILEDROP_API_URL")
         self._credentials = credentials
@@ -405,6 +409,15 @@ class AmiliClient:
                 delay_s,
                 attempt + 1,
                 self._max_retries + 1,
+                extra=fields(
+                    "retry",
+                    **self._log_fields,
+                    method=method,
+                    path=path,
+                    reason=outcome.kind,
+                    attempt=attempt + 1,
+                    delay_s=delay_s,
+                ),
             )
             self._events.retrying(outcome.kind)
             self._sleep(delay_s)
