@@ -338,6 +338,12 @@ class MetricsServer:
         self._thread.start()
         log.info("serving /metrics, /healthz and /readyz on %s:%d", host, self.port)
 
+    def __enter__(self) -> MetricsServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
