@@ -32,6 +32,7 @@ from filedrop.states import ExitCode, RowStatus
 
 if TYPE_CHECKING:  # imported lazily at run time: `filedrop --help` should start fast
     from filedrop.journal import Journal
+    from filedrop.metrics import Metrics
     from filedrop.progress import Progress
     from filedrop.runner import RunReport
 
@@ -66,9 +67,10 @@ ERROR; 2 fix the setup: configuration, credentials, organisation, URL or batch s
     "watch": """examples:
   FILEDROP_ENV=production FILEDROP_INBOX=/inbox FILEDROP_MAPPING=/mappings filedrop watch
   filedrop watch --polling --stability-s 30     on an SMB/NFS share or a Docker Desktop mount
+  filedrop watch --metrics-port 9100            serve /metrics, /healthz and /readyz
 
 On SIGTERM or SIGINT it stops taking files, lets in-flight work finish or leaves it resumable in
-the journal, and exits 0 within 10 s. Health for containers: filedrop status --health""",
+the journal, and exits 0 within 10 s. Probes for containers: /healthz (alive), /readyz (ready).""",
     "validate": """examples:
   filedrop validate inbox-example/faktura-mars.csv --mapping mappings/
   filedrop validate export.xlsx --mapping mappings/norwegian-erp.toml --json > invoices.json
@@ -370,29 +372,38 @@ def _load(args: argparse.Namespace, io: Io) -> Settings:
 
 def _run(args: argparse.Namespace, io: Io) -> int:
     from filedrop.api.client import ApiUnavailable
+    from filedrop.metrics import Metrics
     from filedrop.runner import open_context, run_inbox
 
     settings = _load(args, io)
+    metrics = Metrics()
     if settings.inboxes:
-        return _run_inboxes(settings, io)
+        try:
+            return _run_inboxes(settings, io, metrics)
+        finally:
+            _write_metrics(metrics, settings)
     try:
-        with open_context(settings, progress=_progress_for(io, settings.log_format)) as ctx:
+        with open_context(
+            settings, progress=_progress_for(io, settings.log_format), metrics=metrics
+        ) as ctx:
             report = run_inbox(ctx)
     except ApiUnavailable as exc:
         # Not the setup's fault: nothing was sent, and the next run simply starts over.
         print(f"filedrop: {exc}", file=io.stderr)
         return ExitCode.UNFINISHED
+    finally:
+        _write_metrics(metrics, settings)
     _print_report(report, io, environment=settings.env or "custom")
     return report.exit_code
 
 
-def _run_inboxes(settings: Settings, io: Io) -> int:
+def _run_inboxes(settings: Settings, io: Io, metrics: Metrics) -> int:
     """``run`` over the config's inboxes: each one's summary under its name, and one exit code
     for them all (the first of 2, 1, 3, 0 that any inbox has)."""
     from filedrop.logs import printable
     from filedrop.runner import combined_exit_code, run_inboxes
 
-    runs = run_inboxes(settings)
+    runs = run_inboxes(settings, metrics=metrics)
     for run in runs:
         inbox = run.settings
         io.say(mask_ids(f"Inbox {inbox.name} ({printable(str(inbox.inbox))}):"))
@@ -401,6 +412,24 @@ def _run_inboxes(settings: Settings, io: Io) -> int:
             continue
         _print_report(run.report, io, environment=inbox.env or "custom", indent="  ")
     return combined_exit_code(run.exit_code for run in runs)
+
+
+def _write_metrics(metrics: Metrics, settings: Settings) -> None:
+    """The run's metrics for node_exporter's textfile collector, when a file is set; a failure
+    to write them is logged, and leaves the run's exit code as it is."""
+    from filedrop.metrics import write_textfile
+
+    if settings.metrics_file is None:
+        return
+    try:
+        write_textfile(metrics, settings.metrics_file)
+    except OSError as exc:
+        logging.getLogger("filedrop").error(
+            "%s %s cannot be written (%s); check that its folder exists and is writable",
+            settings.where("metrics_file"),
+            settings.metrics_file,
+            exc.strerror or exc,
+        )
 
 
 def _progress_for(io: Io, log_format: str) -> Progress | None:

@@ -47,10 +47,17 @@ from filedrop.inbox import (
 )
 from filedrop.journal import BatchRecord, FileRecord, InvoiceRecord, Journal, this_owner
 from filedrop.journal.rebuild import lost_journal_evidence, lost_journal_message
-from filedrop.logs import printable
+from filedrop.logs import fields, printable
 from filedrop.mapping import Mapping, select_mapping
 from filedrop.mapping.prepare import Prepared, PreparedInvoice, payloads, prepare
 from filedrop.mapping.tree import Obj
+from filedrop.metrics import (
+    BATCH_NOT_SENT,
+    BATCH_REFUSED,
+    BATCH_SUBMITTED,
+    BATCH_UNKNOWN,
+    InboxMetrics,
+)
 from filedrop.outcome import (
     OUTCOME_COLUMNS,
     BatchLine,
@@ -105,6 +112,8 @@ class Context:
     schedule: PollSchedule
     archive: bool
     read_limits: ReadLimits
+    metrics: InboxMetrics
+    """This inbox's series and health facts (its name is the ``inbox`` label)."""
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
     stop: threading.Event = field(default_factory=threading.Event)
@@ -117,7 +126,7 @@ class Context:
 
     def __post_init__(self) -> None:
         self.poster = DaemonPool(workers=self.concurrent_batches, name="filedrop-post")
-        self.poller = Poller(self.client, schedule=self.schedule)
+        self.poller = Poller(self.client, schedule=self.schedule, timed=self.metrics.poll_took)
 
     @property
     def target(self) -> str:
@@ -202,7 +211,11 @@ def process_file(path: Path, ctx: Context) -> FileReport:
     )
     if record is None:
         return _skipped(path, hashed, ctx)
-    log.info("%s: claimed", printable(path.name))
+    log.info(
+        "%s: claimed",
+        printable(path.name),
+        extra=fields("file_claimed", inbox=ctx.metrics.name, file=path.name),
+    )
     return _process_claimed(path, ctx, record.id, hashed)
 
 
@@ -353,7 +366,11 @@ def _file_error(
     """A file that cannot be read or mapped still gets an outcome: one ERROR row and why
     (at ``dest``; with None, when no outcome can be written, the log and journal say it)."""
     message = printable(message)
-    log.error("%s", message)
+    log.error(
+        "%s",
+        message,
+        extra=fields("file_error", inbox=ctx.metrics.name, file=path.name, status=FileState.ERROR),
+    )
     outcome = (
         write_error_outcome(path, message, _summary(path, ctx, started), dest=dest)
         if dest is not None
@@ -437,7 +454,20 @@ def _send_and_report(
         message="; ".join(setbacks.messages) or None,
     )
     ctx.progress.file_done()
-    log.info("%s: %s; outcome %s", name, _counts_text(counts), printable(outcome.name))
+    log.info(
+        "%s: %s; outcome %s",
+        name,
+        _counts_text(counts),
+        printable(outcome.name),
+        extra=fields(
+            "file_done",
+            inbox=ctx.metrics.name,
+            file=path.name,
+            status=state,
+            counts=counts,
+            outcome=outcome.name,
+        ),
+    )
     return FileReport(
         path,
         state,
@@ -528,10 +558,36 @@ def record_polls(ctx: Context, polls: list[Poll], *, name: str) -> int:
         ctx.progress.batch_done()
         if isinstance(result, BatchResult):
             record_result(ctx.journal, batch, result)
-            log.info("%s: batch %s ended %s", name, result.batch_id, result.status)
+            log.info(
+                "%s: batch %s ended %s",
+                name,
+                result.batch_id,
+                result.status,
+                extra=fields(
+                    "batch_ended",
+                    inbox=ctx.metrics.name,
+                    file=name,
+                    batch=batch,
+                    batch_id=result.batch_id,
+                    status=result.status,
+                    counts={"succeeded": len(result.succeeded), "failed": len(result.failed)},
+                ),
+            )
         else:
             pending += 1
-            log.info("%s: batch %s still QUEUED; it is polled again later", name, result.batch_id)
+            log.info(
+                "%s: batch %s still QUEUED; it is polled again later",
+                name,
+                result.batch_id,
+                extra=fields(
+                    "batch_pending",
+                    inbox=ctx.metrics.name,
+                    file=name,
+                    batch=batch,
+                    batch_id=result.batch_id,
+                    status="QUEUED",
+                ),
+            )
     return pending
 
 
@@ -593,14 +649,29 @@ def _submit_batch(
         # Nothing left this process: say so, rather than leave the batch for UNKNOWN.
         ctx.journal.batch_not_sent(batch, message=f"not sent: {exc}")
         raise
+    started = time.perf_counter()
     try:
         batch_id = ctx.client.create_invoices(ctx.org_id, payload)
     except (AmbiguousSubmission, ApiUnavailable, AuthError, ApiError) as exc:
-        _record_failed_post(batch, exc, ctx, setbacks)
+        result = _record_failed_post(batch, exc, ctx, setbacks)
+        ctx.metrics.batch_posted(result, seconds=time.perf_counter() - started)
         return None
+    ctx.metrics.batch_posted(BATCH_SUBMITTED, seconds=time.perf_counter() - started)
     ctx.journal.batch_submitted(batch, batch_id=batch_id)
     ctx.progress.batch_sent()
-    log.info("batch #%d: submitted as %s (%d invoices)", batch, batch_id, len(payload))
+    log.info(
+        "batch #%d: submitted as %s (%d invoices)",
+        batch,
+        batch_id,
+        len(payload),
+        extra=fields(
+            "batch_submitted",
+            inbox=ctx.metrics.name,
+            batch=batch,
+            batch_id=batch_id,
+            counts={"invoices": len(payload)},
+        ),
+    )
     return batch, ctx.poller.track(batch_id)
 
 
@@ -630,26 +701,32 @@ def not_sent_reason(exc: FiledropError) -> tuple[str, Setback] | None:
     return None
 
 
-def _record_failed_post(batch: int, exc: FiledropError, ctx: Context, setbacks: _Setbacks) -> None:
-    """What a failed POST means for its invoices, written down before anything else happens.
+def _record_failed_post(batch: int, exc: FiledropError, ctx: Context, setbacks: _Setbacks) -> str:
+    """What a failed POST means for its invoices, written down before anything else happens;
+    returns which of the metrics' batch results it was.
 
     Maybe received: ``UNKNOWN``, never resent by itself. Certainly not received because of
     where or who we are or a passing outage (API down, credentials, org id, URL, a batch too
     large): NOT_SENT, and the next run of the file sends it. Refused for its content: the whole
     batch's invoices FAILED.
     """
-    log.error("batch #%d: %s", batch, exc)
+    log.error(
+        "batch #%d: %s",
+        batch,
+        exc,
+        extra=fields("batch_failed", inbox=ctx.metrics.name, batch=batch),
+    )
     if isinstance(exc, AmbiguousSubmission):
         ctx.journal.batch_unknown(
             batch,
             message=f"{str(exc).rstrip('.')}; check with Amili, then run "
             f"'filedrop resolve {batch} --sent' or '--not-sent'",
         )
-        return
+        return BATCH_UNKNOWN
     reason = not_sent_reason(exc)
     if reason is None:
         ctx.journal.batch_refused(batch, message=f"the API refused the whole batch: {exc}")
-        return
+        return BATCH_REFUSED
     why, setback = reason
     ends = " and" if setback is Setback.SETUP else ";"
     message = f"not sent: {why}{ends} the next run sends it"
@@ -658,6 +735,7 @@ def _record_failed_post(batch: int, exc: FiledropError, ctx: Context, setbacks: 
         if message not in setbacks.messages:
             setbacks.messages.append(message)
         setbacks.kinds.add(setback)
+    return BATCH_NOT_SENT
 
 
 def record_result(journal: Journal, batch: int, result: BatchResult) -> None:

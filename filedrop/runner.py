@@ -24,6 +24,7 @@ from filedrop.api.client import (
     ApiError,
     ApiUnavailable,
     AuthError,
+    ClientEvents,
     Credentials,
     PollSchedule,
 )
@@ -37,8 +38,9 @@ from filedrop.inbox import (
 )
 from filedrop.journal import Journal, owner_alive
 from filedrop.journal.location import open_journal
-from filedrop.logs import printable
+from filedrop.logs import fields, printable
 from filedrop.mapping import load_mappings
+from filedrop.metrics import InboxMetrics, Metrics, inbox_label
 from filedrop.outcome import remove_stray_temps
 from filedrop.pipeline import (
     Context,
@@ -49,8 +51,8 @@ from filedrop.pipeline import (
     resume_batches,
 )
 from filedrop.progress import Progress
-from filedrop.settings import Settings
-from filedrop.states import ExitCode, FileState, RowStatus, exit_code_for
+from filedrop.settings import DEFAULT_INBOX_NAME, Settings
+from filedrop.states import BatchState, ExitCode, FileState, RowStatus, exit_code_for
 
 log = logging.getLogger("filedrop")
 
@@ -72,6 +74,8 @@ def make_client(
     *,
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
+    events: ClientEvents | None = None,
+    log_fields: dict[str, str] | None = None,
 ) -> AmiliClient:
     """The API client for these settings; every setting it needs must already be checked."""
     auth_url, api_url = settings.urls()
@@ -86,6 +90,8 @@ def make_client(
         clock=clock,
         sleep=sleep,
         url_origins=settings.url_origins(),
+        events=events,
+        log_fields=log_fields,
     )
 
 
@@ -97,6 +103,8 @@ def open_context(
     progress: Progress | None = None,
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
+    metrics: Metrics | None = None,
+    inbox_name: str | None = None,
 ) -> Iterator[Context]:
     """Check the settings, the mappings and the credentials, then yield a ready ``Context``.
 
@@ -104,11 +112,17 @@ def open_context(
     useless is checked here, before anything is sent: a missing setting or a broken mapping is
     a ``ConfigError``/``MappingError``, refused credentials an ``AuthError``, and an API out of
     reach ``ApiUnavailable``. ``clock`` and ``sleep`` (wall time) are for tests.
+
+    The context counts into ``metrics`` (the process's; by default one of its own) under the
+    label ``inbox_name`` (by default the inbox folder's name).
     """
     settings.require_for_sending()
     assert settings.mapping is not None  # checked by require_for_sending
     mappings = load_mappings(settings.mapping, invoice_types=settings.invoice_types)
-    client = make_client(settings, clock=clock, sleep=sleep)
+    counted = inbox_metrics(settings, metrics or Metrics(), inbox_name=inbox_name)
+    client = make_client(
+        settings, clock=clock, sleep=sleep, events=counted, log_fields={"inbox": counted.name}
+    )
     try:
         client.authenticate()
         journal = open_journal(
@@ -136,6 +150,7 @@ def open_context(
         schedule=poll_schedule(settings),
         archive=settings.archive,
         read_limits=settings.read_limits(),
+        metrics=counted,
         clock=clock,
         sleep=sleep,
         stop=stop or threading.Event(),
@@ -150,6 +165,15 @@ def open_context(
         ctx.close()
         journal.close()
         client.close()
+
+
+def inbox_metrics(
+    settings: Settings, metrics: Metrics, *, inbox_name: str | None = None
+) -> InboxMetrics:
+    """The series of the inbox these settings name, labelled ``inbox_name``, else the name the
+    config gives the inbox, else its folder's name."""
+    named = settings.name if settings.name != DEFAULT_INBOX_NAME else None
+    return metrics.inbox(inbox_name or named or inbox_label(settings.inbox or ""))
 
 
 def keep_claims(journal: Journal, *, owner: str, every_s: float) -> Callable[[], None]:
@@ -183,14 +207,25 @@ def run_inbox(ctx: Context) -> RunReport:
     clear_stray_temps(ctx)
     candidates, ignored = scan(ctx.inbox)
     for path, reason in ignored:
-        log.info("%s: ignored (%s)", printable(path.name), reason)
+        log.info(
+            "%s: ignored (%s)",
+            printable(path.name),
+            reason,
+            extra=fields("file_ignored", inbox=ctx.metrics.name, file=path.name, reason=reason),
+        )
     ready, changing = ready_files(
         candidates, stability_s=ctx.stability_s, clock=ctx.clock, sleep=ctx.sleep
     )
     for path in changing:
-        log.info("%s: still changing; left for the next run", printable(path.name))
+        log.info(
+            "%s: still changing; left for the next run",
+            printable(path.name),
+            extra=fields("file_changing", inbox=ctx.metrics.name, file=path.name),
+        )
     report = process_files(ready, ctx)
     settle_leftovers(ctx)
+    if measure_backlog(ctx):
+        ctx.metrics.cycle_succeeded()
     return report
 
 
@@ -217,24 +252,35 @@ def run_inboxes(
     *,
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
+    metrics: Metrics | None = None,
 ) -> list[InboxRun]:
     """``filedrop run`` over every inbox the config lists, in the config's order.
 
     Each inbox runs in a thread of its own with its own context (its client and token, its
     organisation), so one whose setup fails, or whose Amili is slow to answer, neither stops
-    nor delays the others; its failure is logged and reported under its name.
+    nor delays the others; its failure is logged and reported under its name. Every inbox
+    counts into ``metrics`` under its own name.
     """
     inboxes = settings.each_inbox()
+    counted = metrics or Metrics()
+
+    def one(inbox: Settings) -> InboxRun:
+        return _run_one(inbox, clock=clock, sleep=sleep, metrics=counted)
+
     with ThreadPoolExecutor(max_workers=len(inboxes), thread_name_prefix="filedrop-inbox") as pool:
-        return list(pool.map(lambda inbox: _run_one(inbox, clock=clock, sleep=sleep), inboxes))
+        return list(pool.map(one, inboxes))
 
 
 def _run_one(
-    settings: Settings, *, clock: Callable[[], float], sleep: Callable[[float], None]
+    settings: Settings,
+    *,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+    metrics: Metrics,
 ) -> InboxRun:
     """One inbox of ``run_inboxes``; whatever stops it becomes its ``InboxRun``'s failure."""
     try:
-        with open_context(settings, clock=clock, sleep=sleep) as ctx:
+        with open_context(settings, clock=clock, sleep=sleep, metrics=metrics) as ctx:
             return InboxRun(settings, report=run_inbox(ctx))
     except ApiUnavailable as exc:  # nothing was sent; the next run starts over
         failure, code = str(exc), ExitCode.UNFINISHED
@@ -380,7 +426,7 @@ def process_guarded(path: Path, ctx: Context) -> FileReport:
     unexpected error shows with --debug.
     """
     try:
-        return process_file(path, ctx)
+        report = process_file(path, ctx)
     except FiledropError as exc:
         message, setback = str(exc), setback_of(exc)
     except OSError as exc:  # disk full, permissions, an outcome held open on a share
@@ -392,9 +438,69 @@ def process_guarded(path: Path, ctx: Context) -> FileReport:
         message = f"unexpected error ({exc!r}); the next run resumes it"
         setback = Setback.FAULT
         log.debug("%s: %s", printable(path.name), message, exc_info=True)
+    else:
+        return _counted(report, ctx)
     message = printable(message)
-    log.error("%s: %s", printable(path.name), message)
-    return FileReport(path, FileState.RETRY, {}, message=message, setback=setback)
+    log.error(
+        "%s: %s",
+        printable(path.name),
+        message,
+        extra=fields("file_retry", inbox=ctx.metrics.name, file=path.name, status=FileState.RETRY),
+    )
+    return _counted(FileReport(path, FileState.RETRY, {}, message=message, setback=setback), ctx)
+
+
+def _counted(report: FileReport, ctx: Context) -> FileReport:
+    """Count a file's pass in the metrics, and read again what waits in the journal."""
+    ctx.metrics.file_finished(report.state, report.counts)
+    if report.state is not FileState.SKIPPED:
+        measure_backlog(ctx)
+    return report
+
+
+def measure_backlog(ctx: Context) -> bool:
+    """Set the metrics of what waits in the journal for this inbox: UNKNOWN batches, rows
+    PENDING or NOT_SENT, the oldest unfinished file. False when the journal could not be read.
+
+    The journal is shared by every inbox and may be by several organisations: only the files
+    recorded in this inbox's folder count.
+    """
+    now = ctx.clock()
+    try:
+        unfinished = ctx.journal.files_in_states(
+            target=ctx.target, states=(FileState.CLAIMED, FileState.WAITING, FileState.RETRY)
+        )
+        unknown = ctx.journal.batches(states=(BatchState.UNKNOWN,))
+        folders: dict[str, bool] = {}
+        here = ctx.inbox.resolve()
+
+        def in_inbox(path: str) -> bool:
+            folder = str(Path(path).parent)
+            if folder not in folders:
+                try:
+                    folders[folder] = Path(folder).resolve() == here
+                except OSError:
+                    folders[folder] = False
+            return folders[folder]
+
+        mine = [record for record in unfinished if in_inbox(record.path)]
+        unknown_here = sum(
+            1
+            for batch in unknown
+            if batch.target == ctx.target and in_inbox(ctx.journal.file(batch.file_id).path)
+        )
+    except (*ctx.journal.errors, OSError) as exc:  # a busy journal: measured again next time
+        log.warning("cannot read the journal for the metrics (%s); trying again", exc)
+        return False
+    waiting = {
+        status.value: sum(record.counts.get(status.value, 0) for record in mine)
+        for status in (RowStatus.PENDING, RowStatus.NOT_SENT)
+    }
+    oldest = min((record.created_at for record in mine), default=now)
+    ctx.metrics.backlog(
+        unknown_batches=unknown_here, rows_waiting=waiting, oldest_waiting_s=max(0.0, now - oldest)
+    )
+    return True
 
 
 def process_files(paths: list[Path], ctx: Context) -> RunReport:

@@ -99,6 +99,16 @@ def _positive_seconds(text: str) -> float:
     return value
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError("must be a port number from 0 to 65535") from None
+    if not 0 <= value <= 65535:
+        raise ValueError("must be a port number from 0 to 65535")
+    return value
+
+
 def _bool(text: str) -> bool:
     lowered = text.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -251,6 +261,26 @@ class Settings:
     )
     log_format: str = field(
         default="text", metadata=_about(_choice("text", "json"), "log lines as text or JSON")
+    )
+    metrics_port: int | None = field(
+        default=None,
+        metadata=_about(
+            _port,
+            "watch: serve /metrics, /healthz and /readyz on this port (0: any free one)",
+            flag_on=("watch",),
+        ),
+    )
+    metrics_host: str = field(
+        default="127.0.0.1",
+        metadata=_about(str, "watch: the address the metrics port listens on (0.0.0.0: all)"),
+    )
+    metrics_file: Path | None = field(
+        default=None,
+        metadata=_about(
+            Path,
+            "run: write the metrics to this file for node_exporter's textfile collector",
+            flag_on=("run",),
+        ),
     )
     heartbeat_s: float = field(
         default=10.0,

@@ -37,10 +37,18 @@ from filedrop.inbox import (
     snapshot,
 )
 from filedrop.journal import owner_alive
-from filedrop.logs import printable
+from filedrop.logs import fields, printable
+from filedrop.metrics import Metrics, MetricsServer
 from filedrop.outcome import is_own_temp
 from filedrop.pipeline import Context, FileReport
-from filedrop.runner import clear_stray_temps, open_context, process_guarded, settle_leftovers
+from filedrop.runner import (
+    clear_stray_temps,
+    inbox_metrics,
+    measure_backlog,
+    open_context,
+    process_guarded,
+    settle_leftovers,
+)
 from filedrop.settings import DEFAULT_INBOX_NAME, Settings
 from filedrop.states import FileState
 
@@ -112,15 +120,44 @@ def watch_through_outages(
     ``pause(seconds)`` waits and returns True if the daemon was told to stop meanwhile (by
     default ``stop.wait``); ``clock`` and ``sleep`` are the client's and the journal's;
     ``on_report`` gets each file's report (on its inbox's thread).
+
+    With ``metrics_port`` set, ``/metrics``, ``/healthz`` and ``/readyz`` are served for every
+    inbox from the start (an outage at start is alive but not ready) until the daemon returns.
     """
-    watch = partial(
-        _watch_one,
-        stop=stop,
-        pause=pause or stop.wait,
-        clock=clock,
-        sleep=sleep,
-        on_report=on_report,
+    metrics = Metrics()
+    server = (
+        MetricsServer(
+            metrics,
+            host=settings.metrics_host,
+            port=settings.metrics_port,
+            setting=settings.where("metrics_port"),
+        )
+        if settings.metrics_port is not None
+        else None
     )
+    try:
+        _watch_every_inbox(
+            settings,
+            partial(
+                _watch_one,
+                stop=stop,
+                pause=pause or stop.wait,
+                clock=clock,
+                sleep=sleep,
+                on_report=on_report,
+                metrics=metrics,
+            ),
+            stop=stop,
+        )
+    finally:
+        if server is not None:
+            server.close()
+
+
+def _watch_every_inbox(
+    settings: Settings, watch: Callable[..., None], *, stop: threading.Event
+) -> None:
+    """One inbox on this thread; the inboxes of a config list each on a thread of its own."""
     if not settings.inboxes:
         watch(settings, isolated=False)
         return
@@ -154,6 +191,7 @@ def _watch_one(
     clock: Callable[[], float],
     sleep: Callable[[float], None],
     on_report: Callable[[FileReport], None] | None,
+    metrics: Metrics,
 ) -> None:
     """Watch one inbox until ``stop``; an outage (and, ``isolated``, any failure) is waited out."""
     options = WatchOptions.from_settings(settings)
@@ -161,7 +199,7 @@ def _watch_one(
     prefix = f"inbox {settings.name}: " if isolated else ""
     while True:
         try:
-            with open_context(settings, clock=clock, sleep=sleep) as ctx:
+            with open_context(settings, clock=clock, sleep=sleep, metrics=metrics) as ctx:
                 watch_inbox(ctx, options=options, stop=stop, on_report=on_report)
             return
         except ApiUnavailable as exc:
@@ -176,6 +214,9 @@ def _watch_one(
             log.debug("%sunexpected error", prefix, exc_info=True)
             problem = f"unexpected error ({exc!r})"
         log.error("%s%s; trying again in %.0f s", prefix, printable(problem).rstrip("."), delay_s)
+        # Alive, not ready: the loop beats again when the wait is over.
+        waiting = inbox_metrics(settings, metrics)
+        waiting.loop_beat(next_within_s=delay_s + heartbeat_stale_s(options.heartbeat_s))
         if pause(delay_s):
             return
         delay_s = min(delay_s * 2, settings.retry_max_s)
@@ -219,6 +260,7 @@ class _State:
     # touched since is not taken up again at every rescan.
     taken_up: dict[Path, tuple[int, float]] = field(default_factory=dict)
     rescan_failing: bool = False
+    inbox_name: str = ""  # the inbox's label in log fields and metrics
 
 
 def watch_inbox(
@@ -238,7 +280,7 @@ def watch_inbox(
     # Absolute once, here: with a relative FILEDROP_INBOX the observer reports relative paths,
     # which never matched the inbox, so every event was dropped and only rescans found files.
     inbox = ctx.inbox.resolve()
-    state = _State()
+    state = _State(inbox_name=ctx.metrics.name)
     tracker = StabilityTracker(window_s=ctx.stability_s, clock=clock)
     hints = _HintQueue()
     reports: list[FileReport] = []
@@ -256,14 +298,19 @@ def watch_inbox(
     try:
         while not stop.is_set():
             now = clock()
+            # Alive while each turn comes within the heartbeats that status --health allows.
+            ctx.metrics.loop_beat(next_within_s=heartbeat_stale_s(options.heartbeat_s))
             if observer.keep_running(now):
                 next_rescan = now  # what happened while no observer ran is in the folder
             if now >= next_beat:
                 _beat(ctx)
                 next_beat = now + options.heartbeat_s
             if now >= next_rescan:
-                _rescan(inbox, state, tracker)
+                listed = _rescan(inbox, state, tracker)
+                ctx.metrics.inbox_listed(listed)
                 _take_up_left_files(ctx, inbox, state)
+                if listed is None and measure_backlog(ctx):
+                    ctx.metrics.cycle_succeeded()
                 next_rescan = now + options.rescan_s
                 settling = _settle_in_background(ctx, settling)
             for path in hints.take():
@@ -291,6 +338,7 @@ def watch_inbox(
         _collect(state, reports, on_report, options, clock)
         observer.join(timeout_s=max(0.1, deadline - time.monotonic()))
         _forget(ctx)
+        ctx.metrics.loop_stopped()
 
 
 class _HintQueue:
@@ -386,6 +434,9 @@ def _beat(ctx: Context) -> None:
         ctx.journal.beat(ctx.owner)
     except (*ctx.journal.errors, OSError) as exc:  # a busy journal is no reason to die
         log.warning("cannot write the heartbeat to the journal (%s); trying again", exc)
+        ctx.metrics.journal_written(f"the journal cannot be written ({exc})")
+    else:
+        ctx.metrics.journal_written(None)
 
 
 def _forget(ctx: Context) -> None:
@@ -403,7 +454,12 @@ def _settle_in_background(ctx: Context, running: threading.Thread | None) -> thr
 
     def settle() -> None:
         try:
+            # Renewed before it runs out even while no file comes, so that /readyz reports
+            # refused credentials or an unreachable Amili without waiting for a drop.
+            ctx.client.authenticate()
             settle_leftovers(ctx)
+        except FiledropError as exc:
+            log.warning("%s; trying again at the next rescan", str(exc).rstrip("."))
         except Exception:  # the daemon never dies on one bad batch; the next rescan tries again
             log.exception("settling earlier batches failed; trying again at the next rescan")
 
@@ -412,16 +468,17 @@ def _settle_in_background(ctx: Context, running: threading.Thread | None) -> thr
     return thread
 
 
-def _rescan(inbox: Path, state: _State, tracker: StabilityTracker) -> None:
+def _rescan(inbox: Path, state: _State, tracker: StabilityTracker) -> str | None:
+    """List the inbox and take note of what is there; returns why it could not be listed."""
     try:
         candidates, ignored = scan(inbox)
     except OSError as exc:
         # A share being remounted, or the folder briefly gone: keep running, try again next time
-        # (the health check reports an unreadable inbox meanwhile).
+        # (the readiness probe reports an unreadable inbox meanwhile).
         if not state.rescan_failing:
             log.warning("cannot list the inbox %s (%s); trying again", inbox, exc)
         state.rescan_failing = True
-        return
+        return f"the inbox {printable(str(inbox))} cannot be listed ({exc.strerror or exc})"
     if state.rescan_failing:
         log.info("the inbox %s can be listed again", inbox)
         state.rescan_failing = False
@@ -441,6 +498,7 @@ def _rescan(inbox: Path, state: _State, tracker: StabilityTracker) -> None:
     state.elsewhere = {path for path in state.elsewhere if path.name in present}
     for path in [p for p in state.taken_up if p.name not in present]:
         del state.taken_up[path]
+    return None
 
 
 def _take_up_left_files(ctx: Context, inbox: Path, state: _State) -> None:
@@ -507,10 +565,11 @@ def _log_ignored(path: Path, reason: str, state: _State) -> None:
     state.ignored_logged.add(path.name)
     # filedrop's own outcomes and their temporary files: ignored like any other, but at DEBUG
     # only, so that every processed file does not add a line of noise.
+    extra = fields("file_ignored", inbox=state.inbox_name, file=path.name, reason=reason)
     if is_outcome_file(path) or is_own_temp(path.name):
-        log.debug("%s: ignored (%s)", printable(path.name), reason)
+        log.debug("%s: ignored (%s)", printable(path.name), reason, extra=extra)
     else:
-        log.info("%s: ignored (%s)", printable(path.name), reason)
+        log.info("%s: ignored (%s)", printable(path.name), reason, extra=extra)
 
 
 def _consider(path: Path, state: _State) -> None:
@@ -612,10 +671,22 @@ def _collect(
             _, delay = state.retry_at.get(path, (0.0, options.retry_initial_s / 2))
             delay = min(options.retry_max_s, delay * 2)
             state.retry_at[path] = (clock() + delay, delay)
-            log.info("%s: %s; trying again in %g s", printable(path.name), report.state, delay)
+            log.info(
+                "%s: %s; trying again in %g s",
+                printable(path.name),
+                report.state,
+                delay,
+                extra=fields(
+                    "file_retry_scheduled",
+                    inbox=state.inbox_name,
+                    file=path.name,
+                    status=report.state,
+                    delay_s=delay,
+                ),
+            )
             continue
         if report.state is FileState.SKIPPED:
-            log.info("%s: skipped (%s)", printable(path.name), report.message)
+            _log_skipped(report, state)
         _settle(path, state)
 
 
@@ -647,9 +718,24 @@ def _look_again(report: FileReport, state: _State, *, due: float) -> None:
     """Another replica works on this file: look again at ``due`` (each heartbeat), and take it
     over once that replica's lease runs out (it died, or its host was lost)."""
     if report.path not in state.retry_at:
-        log.info("%s: skipped (%s)", printable(report.path.name), report.message)
+        _log_skipped(report, state)
     state.retry_at[report.path] = (due, due)
     state.started_with.pop(report.path, None)
+
+
+def _log_skipped(report: FileReport, state: _State) -> None:
+    log.info(
+        "%s: skipped (%s)",
+        printable(report.path.name),
+        report.message,
+        extra=fields(
+            "file_skipped",
+            inbox=state.inbox_name,
+            file=report.path.name,
+            status=FileState.SKIPPED,
+            reason=report.message,
+        ),
+    )
 
 
 def _age_key(path: Path) -> tuple[float, str]:

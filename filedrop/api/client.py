@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC
-from typing import Any, Self
+from typing import Any, Protocol, Self
 from urllib.parse import quote, urlsplit
 
 import requests
@@ -60,6 +60,7 @@ from filedrop.api.types import (
     parse_batch,
 )
 from filedrop.errors import ConfigError
+from filedrop.logs import fields
 
 __all__ = [
     "MAX_IDLE_S",
@@ -70,6 +71,7 @@ __all__ = [
     "ApiUnavailable",
     "AuthError",
     "BatchResult",
+    "ClientEvents",
     "Credentials",
     "FailedInvoice",
     "PollSchedule",
@@ -94,11 +96,47 @@ commonly drop idle connections after 60 s or more, some after 30 s)."""
 
 @dataclass(frozen=True)
 class _Again:
-    """Why one attempt deserves another: a transient failure, or a 401 to renew the token for."""
+    """Why one attempt deserves another: a transient failure, or a 401 to renew the token for.
+
+    ``kind`` is the reason as a short fixed name (``http_503``, ``read_timeout``), for counting.
+    """
 
     reason: str
+    kind: str
     retry_after_s: float | None = None
     renew_token: bool = False
+
+
+class ClientEvents(Protocol):
+    """What the client tells whoever counts its work (the metrics); it needs no answer.
+
+    Each call returns at once and never raises: counting must not change what is sent.
+    """
+
+    def retrying(self, reason: str) -> None:
+        """A request is tried again; ``reason`` is a short fixed name: ``http_429``,
+        ``http_503``, ``http_502``, ``read_timeout``, ``connect``, ``connect_timeout``, ``tls``,
+        ``not_sent`` (the connection closed before the request was written) or ``connection_lost``.
+        """
+
+    def token_obtained(self, lifetime_s: float) -> None:
+        """A new access token was obtained, valid ``lifetime_s`` from now."""
+
+    def token_failed(self, reason: str) -> None:
+        """No token could be obtained; ``reason`` is the error's sentence (no secret in it)."""
+
+
+class _NoEvents:
+    """``ClientEvents`` for a client nobody counts."""
+
+    def retrying(self, reason: str) -> None:
+        pass
+
+    def token_obtained(self, lifetime_s: float) -> None:
+        pass
+
+    def token_failed(self, reason: str) -> None:
+        pass
 
 
 def default_user_agent() -> str:
@@ -124,6 +162,9 @@ class AmiliClient:
 
     Connections are kept alive and shared by all requests; one idle longer than ``max_idle_s``
     (default `MAX_IDLE_S`) on the ``monotonic`` clock is closed instead of used (module docstring).
+
+    ``events`` hears of every retry and every token, obtained or refused (``ClientEvents``);
+    ``log_fields`` (such as the inbox) are added to the fields of its log lines.
     """
 
     def __init__(
@@ -145,7 +186,11 @@ class AmiliClient:
         url_origins: str = "",
         max_idle_s: float = MAX_IDLE_S,
         monotonic: Callable[[], float] = time.monotonic,
+        events: ClientEvents | None = None,
+        log_fields: dict[str, str] | None = None,
     ) -> None:
+        self._events: ClientEvents = events or _NoEvents()
+        self._log_fields = dict(log_fields or {})
         self._auth_url = _base_url(auth_url, setting="FILEDROP_AUTH_URL")
         self._api_url = _base_url(api_url, setting="FILEDROP_API_URL")
         self._credentials = credentials
@@ -251,7 +296,11 @@ class AmiliClient:
         """The cached token, fetched under the lock so that concurrent callers share one request."""
         with self._token_lock:
             if self._token is None or self._clock() >= self._token_renew_at:
-                self._token, self._token_renew_at = self._fetch_token()
+                try:
+                    self._token, self._token_renew_at = self._fetch_token()
+                except (AuthError, ApiError, ApiUnavailable) as exc:
+                    self._events.token_failed(str(exc))
+                    raise
             return self._token
 
     def _forget_token(self, token: str) -> None:
@@ -302,6 +351,7 @@ class AmiliClient:
         # A margin larger than half the lifetime would fetch a new token on every call.
         margin_s = min(self._token_margin_s, lifetime_s / 2)
         log.info("obtained an access token valid for %.0f s", lifetime_s)
+        self._events.token_obtained(lifetime_s)
         return token, now + lifetime_s - margin_s
 
     # ---------------------------------------------------------------------------- the HTTP loop
@@ -359,7 +409,17 @@ class AmiliClient:
                 delay_s,
                 attempt + 1,
                 self._max_retries + 1,
+                extra=fields(
+                    "retry",
+                    **self._log_fields,
+                    method=method,
+                    path=path,
+                    reason=outcome.kind,
+                    attempt=attempt + 1,
+                    delay_s=delay_s,
+                ),
             )
+            self._events.retrying(outcome.kind)
             self._sleep(delay_s)
             attempt += 1
 
@@ -389,15 +449,17 @@ class AmiliClient:
                 allow_redirects=False,  # requests would turn a redirected POST into a GET
             )
         except requests.exceptions.RequestException as exc:
-            sent, reason = self._classify(exc)
+            sent, reason, kind = self._classify(exc)
             if sent and not may_resend:
                 raise AmbiguousSubmission(method=method, path=path, reason=reason) from None
-            return _Again(reason)
+            return _Again(reason, kind)
         status = resp.status_code
         log.debug("%s %s -> HTTP %d in %.3f s", method, path, status, time.monotonic() - started)
         if status in _RETRY_LATER:
             header = resp.headers.get("Retry-After")
-            return _Again(f"HTTP {status}", _retry_after_s(header, now=self._clock()))
+            return _Again(
+                f"HTTP {status}", f"http_{status}", _retry_after_s(header, now=self._clock())
+            )
         if 300 <= status < 400 and not may_resend:
             # A 302/303 after a POST usually means it was processed: never assume it was not.
             reason = f"Amili answered HTTP {status}, a redirect (check FILEDROP_API_URL)"
@@ -406,22 +468,23 @@ class AmiliClient:
             if not may_resend:
                 reason = f"Amili answered HTTP {status}"
                 raise AmbiguousSubmission(method=method, path=path, reason=reason)
-            return _Again(f"HTTP {status}")
+            return _Again(f"HTTP {status}", f"http_{status}")
         if status == 401 and token is not None:
-            return _Again("HTTP 401", renew_token=True)
+            return _Again("HTTP 401", "http_401", renew_token=True)
         if 200 <= status < 300 or token is None:
             return resp  # /token tells AuthError from ApiError itself
         raise ApiError(method, path, status, self._excerpt(resp), urls=self._url_origins)
 
-    def _classify(self, exc: requests.exceptions.RequestException) -> tuple[bool, str]:
-        """(may the request have been sent?, reason in words) for a transport failure."""
+    def _classify(self, exc: requests.exceptions.RequestException) -> tuple[bool, str, str]:
+        """(may the request have been sent?, reason in words, its short name) for a transport
+        failure."""
         connect_s, read_s = self._timeouts
         if isinstance(exc, requests.exceptions.ReadTimeout):
-            return True, f"no answer within {read_s:g} s"
+            return True, f"no answer within {read_s:g} s", "read_timeout"
         if isinstance(exc, requests.exceptions.SSLError):
-            return False, "the TLS handshake failed"
+            return False, "the TLS handshake failed", "tls"
         if _RequestNotSentError.found_in(exc):
-            return False, "the connection was closed before the request was sent"
+            return False, "the connection was closed before the request was sent", "not_sent"
         cause = exc.args[0] if exc.args else None
         cause = getattr(cause, "reason", cause)  # urllib3's MaxRetryError wraps the real one
         if isinstance(cause, NewConnectionError):
@@ -430,12 +493,12 @@ class AmiliClient:
             else:
                 os_error = cause.__cause__ or cause.__context__
                 why = str(getattr(os_error, "strerror", None) or "no connection").lower()
-            return False, f"could not connect: {why}"
+            return False, f"could not connect: {why}", "connect"
         if isinstance(exc, requests.exceptions.ConnectTimeout) or isinstance(
             cause, ConnectTimeoutError
         ):
-            return False, f"no connection within {connect_s:g} s"
-        return True, "the connection was lost"
+            return False, f"no connection within {connect_s:g} s", "connect_timeout"
+        return True, "the connection was lost", "connection_lost"
 
     def _redact(self, text: str) -> str:
         """Remove the secret and the current token from text that came from the network."""

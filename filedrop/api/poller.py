@@ -77,7 +77,8 @@ class Poller:
 
     ``track`` returns a future that resolves to the terminal ``BatchResult`` or to
     ``StillPending`` (the batch id is never lost). ``close`` resolves every open future with
-    ``StillPending`` so a stopping daemon leaves them resumable.
+    ``StillPending`` so a stopping daemon leaves them resumable. ``timed`` hears how many seconds
+    each poll took, retries included, whatever its result (for the metrics).
     """
 
     def __init__(
@@ -87,8 +88,10 @@ class Poller:
         schedule: PollSchedule,
         workers: int = 4,
         clock: Callable[[], float] = time.monotonic,
+        timed: Callable[[float], None] | None = None,
     ) -> None:
         self._client = client
+        self._timed = timed
         self._schedule = schedule
         self._clock = clock
         self._heap: list[_Job] = []
@@ -139,6 +142,7 @@ class Poller:
             self._pool.submit(self._poll, job)
 
     def _poll(self, job: _Job) -> None:
+        started = time.perf_counter()
         try:
             result = self._client.get_batch(job.batch_id)
         except (ApiUnavailable, ApiError) as exc:
@@ -148,6 +152,9 @@ class Poller:
         except Exception as exc:  # the future carries it to the file's thread
             job.future.set_exception(exc)
             return
+        finally:
+            if self._timed is not None:
+                self._timed(time.perf_counter() - started)
         if result is not None and result.terminal:
             job.future.set_result(result)
             return

@@ -1,0 +1,284 @@
+"""Metrics and probes: a real watch scraped over HTTP, a real run's metrics file, a real daemon.
+
+The in-process tests run ``watch_inbox`` in a thread on a context built by ``open_context``, with
+a ``MetricsServer`` on a free port of 127.0.0.1, and read what a scraper would read.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from builders import erp_row, filedrop, run_env, write_erp_csv
+from conftest import FakeTime, sandbox_settings
+from prometheus_client.parser import text_string_to_metric_families
+
+from filedrop.metrics import Metrics, MetricsServer
+from filedrop.pipeline import Context, FileReport
+from filedrop.runner import open_context
+from filedrop.sandbox import Sandbox
+from filedrop.watch import WatchOptions, watch_inbox
+
+pytestmark = pytest.mark.timeout(60)
+
+T = TypeVar("T")
+
+#: What the container's HEALTHCHECK runs (the image has python, not curl): exit 0 on 200.
+HEALTHCHECK = (
+    "import http.client as h, sys; c = h.HTTPConnection('127.0.0.1', {port}, timeout=5); "
+    "c.request('GET', '/healthz'); r = c.getresponse(); print(r.read().decode().strip()); "
+    "sys.exit(r.status != 200)"
+)
+
+
+def wait_until(check: Callable[[], T], *, what: str, timeout_s: float = 20.0) -> T:
+    deadline = time.monotonic() + timeout_s
+    while not (result := check()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s:g} s waiting for {what}")
+        time.sleep(0.02)
+    return result
+
+
+def get(port: int, path: str) -> tuple[int, str]:
+    """GET ``path`` from 127.0.0.1:``port``: (status, body)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", path)
+        answer = connection.getresponse()
+        return answer.status, answer.read().decode("utf-8")
+    finally:
+        connection.close()
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of a Prometheus text exposition: (name, labels) -> value."""
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(scraped: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str):
+    return scraped[(name, frozenset(labels.items()))]
+
+
+class Daemon:
+    """``watch_inbox`` in a thread, its metrics served on a free port."""
+
+    def __init__(self, ctx: Context, metrics: Metrics, options: WatchOptions) -> None:
+        self.ctx = ctx
+        self.server = MetricsServer(metrics, host="127.0.0.1", port=0, setting="test")
+        self.stop = threading.Event()
+        self.reports: list[FileReport] = []
+        self.thread = threading.Thread(
+            target=watch_inbox,
+            args=(ctx,),
+            kwargs={"options": options, "stop": self.stop, "on_report": self.reports.append},
+            daemon=True,
+        )
+        self.thread.start()
+
+    def get(self, path: str) -> tuple[int, str]:
+        return get(self.server.port, path)
+
+    def halt(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=15)
+        assert not self.thread.is_alive()
+
+
+@pytest.fixture
+def start_daemon(sandbox: Sandbox, inbox: Path) -> Iterator[Callable[..., Daemon]]:
+    with ExitStack() as stack:
+        started: list[Daemon] = []
+
+        def start(**overrides: Any) -> Daemon:
+            values: dict[str, Any] = {"rescan_s": 0.1, "heartbeat_s": 0.1}
+            values.update(overrides)
+            settings = sandbox_settings(inbox, sandbox.url, **values)
+            metrics = Metrics()
+            ctx = stack.enter_context(open_context(settings, metrics=metrics))
+            daemon = Daemon(ctx, metrics, WatchOptions.from_settings(settings, tick_s=0.02))
+            stack.callback(daemon.server.close)
+            started.append(daemon)
+            return daemon
+
+        yield start
+        for daemon in started:
+            daemon.halt()
+
+
+def test_a_processed_file_shows_in_the_metrics_by_inbox(
+    start_daemon: Callable[..., Daemon], inbox: Path
+) -> None:
+    """After a file of two rows is done, /metrics says so exactly, labelled by the inbox only."""
+    daemon = start_daemon()
+    write_erp_csv(inbox / "mars.csv", [erp_row("1001"), erp_row("1002")])
+    wait_until(lambda: daemon.reports, what="the file's report")
+    status, text = daemon.get("/metrics")
+    assert status == 200
+    scraped = samples(text)
+    assert value(scraped, "filedrop_rows_total", inbox="inbox", status="SUCCEEDED") == 2
+    assert value(scraped, "filedrop_rows_total", inbox="inbox", status="FAILED") == 0
+    assert value(scraped, "filedrop_files_total", inbox="inbox", result="done") == 1
+    assert value(scraped, "filedrop_files_total", inbox="inbox", result="error") == 0
+    assert value(scraped, "filedrop_batches_total", inbox="inbox", result="submitted") == 1
+    assert value(scraped, "filedrop_batches_total", inbox="inbox", result="unknown") == 0
+    assert value(scraped, "filedrop_post_duration_seconds_count", inbox="inbox") == 1
+    assert value(scraped, "filedrop_poll_duration_seconds_count", inbox="inbox") == 1
+    assert value(scraped, "filedrop_token_renewals_total", inbox="inbox") == 1
+    assert value(scraped, "filedrop_unknown_batches", inbox="inbox") == 0
+    assert value(scraped, "filedrop_rows_waiting", inbox="inbox", status="PENDING") == 0
+    assert value(scraped, "filedrop_rows_waiting", inbox="inbox", status="NOT_SENT") == 0
+    assert value(scraped, "filedrop_oldest_waiting_file_age_seconds", inbox="inbox") == 0
+    assert value(scraped, "filedrop_last_successful_cycle_timestamp_seconds", inbox="inbox") > 0
+    labels = {label for name, labelled in scraped for label, _ in labelled}
+    assert labels <= {"inbox", "status", "result", "reason", "le"}
+    assert "mars" not in text and "1001" not in text
+
+
+def test_healthz_is_ok_while_the_loop_runs_and_fails_once_it_stopped(
+    start_daemon: Callable[..., Daemon],
+) -> None:
+    """/healthz answers 200 while the loop beats, and 503 naming the inbox once it stopped."""
+    daemon = start_daemon()
+    wait_until(lambda: daemon.get("/readyz")[0] == 200, what="ready")
+    assert daemon.get("/healthz") == (200, "alive\n")
+    assert daemon.get("/readyz") == (200, "ready\n")
+    daemon.halt()
+    assert daemon.get("/healthz") == (503, "inbox inbox: the watch loop has stopped\n")
+
+
+def test_readyz_says_why_when_the_inbox_cannot_be_listed(
+    start_daemon: Callable[..., Daemon], inbox: Path
+) -> None:
+    """An inbox that is gone makes /readyz 503 with the reason, and 200 again once it is back."""
+    daemon = start_daemon()
+    wait_until(lambda: daemon.get("/readyz")[0] == 200, what="ready")
+    inbox.rename(inbox.with_name("elsewhere"))
+    answer = wait_until(lambda: (got := daemon.get("/readyz"))[0] == 503 and got, what="not ready")
+    assert answer[1] == (
+        f"inbox inbox: the inbox {inbox} cannot be listed (No such file or directory)\n"
+    )
+    assert daemon.get("/healthz")[0] == 200  # alive all the same: restarting would not help
+    inbox.with_name("elsewhere").rename(inbox)
+    wait_until(lambda: daemon.get("/readyz")[0] == 200, what="ready again")
+
+
+def test_readyz_says_why_when_the_journal_cannot_be_written(
+    start_daemon: Callable[..., Daemon], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A journal whose heartbeat write fails makes /readyz 503 with the database's reason.
+
+    The failure is injected: the tests run as root, which no file permission stops.
+    """
+    daemon = start_daemon()
+    wait_until(lambda: daemon.get("/readyz")[0] == 200, what="ready")
+
+    def read_only(owner: str) -> None:
+        raise sqlite3.OperationalError("attempt to write a readonly database")
+
+    monkeypatch.setattr(daemon.ctx.journal, "beat", read_only)
+    answer = wait_until(lambda: (got := daemon.get("/readyz"))[0] == 503 and got, what="not ready")
+    assert answer[1] == (
+        "inbox inbox: the journal cannot be written (attempt to write a readonly database)\n"
+    )
+
+
+def test_readyz_says_why_when_no_token_can_be_obtained() -> None:
+    """A refused token request, or a token run out, makes the inbox not ready, saying so."""
+    fake = FakeTime(start=1000.0)
+    metrics = Metrics(clock=fake.clock)
+    inbox = metrics.inbox("acme")
+    inbox.loop_beat(next_within_s=60)
+    inbox.journal_written(None)
+    inbox.inbox_listed(None)
+    assert metrics.readiness_problems() == ["inbox acme: no access token obtained yet"]
+    inbox.token_obtained(300.0)
+    assert metrics.readiness_problems() == []
+    inbox.token_failed("Amili refused the credentials of client test-client (HTTP 401).")
+    assert metrics.readiness_problems() == [
+        "inbox acme: no access token: "
+        "Amili refused the credentials of client test-client (HTTP 401)"
+    ]
+    inbox.token_obtained(300.0)
+    fake.now += 310
+    inbox.loop_beat(next_within_s=60)
+    assert metrics.readiness_problems() == [
+        "inbox acme: the access token expired 10 s ago and no new one was obtained"
+    ]
+
+
+def test_healthz_fails_when_the_loop_stops_beating() -> None:
+    """A loop that has not beaten within what it promised is not alive; one that starts is."""
+    fake = FakeTime(start=1000.0)
+    metrics = Metrics(clock=fake.clock)
+    inbox = metrics.inbox("acme")
+    assert metrics.liveness_problems() == []  # still starting
+    inbox.loop_beat(next_within_s=60)
+    fake.now += 60
+    assert metrics.liveness_problems() == []
+    fake.now += 1
+    assert metrics.liveness_problems() == ["inbox acme: the watch loop has not moved for 61 s"]
+
+
+def test_run_writes_its_metrics_file_atomically(sandbox: Sandbox, inbox: Path) -> None:
+    """`run` with FILEDROP_METRICS_FILE replaces the file whole: one opened before still reads
+    the old content, the new one parses, and no temporary file is left beside it."""
+    folder = inbox.parent / "textfile"
+    folder.mkdir()
+    target = folder / "filedrop.prom"
+    target.write_text("# an earlier run's\n", encoding="utf-8")
+    write_erp_csv(inbox / "mars.csv", [erp_row("2001"), erp_row("2002"), erp_row("2003")])
+    sandbox.fail_next(503, count=1, retry_after="0", route="invoices")
+    with target.open(encoding="utf-8") as earlier:
+        filedrop("run", environ=run_env(inbox, sandbox.url, FILEDROP_METRICS_FILE=str(target)))
+        assert earlier.read() == "# an earlier run's\n"
+    scraped = samples(target.read_text(encoding="utf-8"))
+    assert value(scraped, "filedrop_rows_total", inbox="inbox", status="SUCCEEDED") == 3
+    assert value(scraped, "filedrop_files_total", inbox="inbox", result="done") == 1
+    assert value(scraped, "filedrop_retries_total", inbox="inbox", reason="http_503") == 1
+    assert value(scraped, "filedrop_last_successful_cycle_timestamp_seconds", inbox="inbox") > 0
+    assert sorted(path.name for path in folder.iterdir()) == ["filedrop.prom"]
+    assert oct(target.stat().st_mode & 0o777) == "0o644"
+
+
+def test_the_daemon_serves_healthz_until_sigterm(sandbox: Sandbox, inbox: Path) -> None:
+    """`filedrop watch --metrics-port` answers the container's health check (python, no curl)
+    with exit 0 while it runs; after SIGTERM the daemon exits 0 and the check fails."""
+    with MetricsServer(Metrics(), host="127.0.0.1", port=0, setting="probe") as probe:
+        port = probe.port  # free now; closed again before the daemon binds it
+    env = {**os.environ, **run_env(inbox, sandbox.url)}
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "filedrop", "watch", "--metrics-port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    check = [sys.executable, "-c", HEALTHCHECK.format(port=port)]
+    try:
+        wait_until(
+            lambda: subprocess.run(check, capture_output=True, check=False).returncode == 0,
+            what="a healthy daemon",
+        )
+        wait_until(lambda: get(port, "/readyz") == (200, "ready\n"), what="a ready daemon")
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(timeout=15) == 0
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+    assert subprocess.run(check, capture_output=True, check=False).returncode == 1
