@@ -40,6 +40,13 @@ ENV FILEDROP_INBOX=/inbox \
     FILEDROP_LOG_FORMAT=json
 VOLUME ["/inbox", "/var/lib/filedrop"]
 
+# Health from the daemon itself: /healthz answers 200 while its main loop runs (/readyz also
+# checks the journal, the inbox and the token; /metrics is for Prometheus). `status --health`
+# asks it, and trusts only an answer carrying the token this container's daemon wrote, so on a
+# host network another container's daemon on the same port never makes this one look healthy.
+ENV FILEDROP_METRICS_PORT=9100 \
+    FILEDROP_METRICS_HOST=0.0.0.0
+EXPOSE 9100
 HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
     CMD ["filedrop", "status", "--health"]
 

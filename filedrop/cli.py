@@ -787,8 +787,16 @@ def _take_over_legacy(settings: Settings) -> None:
 
 
 def _health(settings: Settings, path: Path, io: Io) -> int:
+    """Whether this host's (or this container's) watch daemon is alive.
+
+    With a metrics port, the daemon itself is asked (its /healthz, answered with a token only
+    this filesystem knows); otherwise its heartbeat in the journal is read.
+    """
     from filedrop.journal import Journal, owner_alive
     from filedrop.watch import heartbeat_stale_s
+
+    if settings.metrics_port:
+        return _health_from_the_daemon(settings.metrics_port, io)
 
     for each in settings.each_inbox():
         inbox = each.require_inbox()
@@ -819,6 +827,18 @@ def _health(settings: Settings, path: Path, io: Io) -> int:
         )
         return ExitCode.ATTENTION
     io.say(f"healthy: heartbeat {now - beat[1]:.0f} s ago from {beat[0]}")
+    return ExitCode.OK
+
+
+def _health_from_the_daemon(port: int, io: Io) -> int:
+    """Ask the watch daemon of this filesystem (this container) on 127.0.0.1:``port``."""
+    from filedrop.metrics import probe_health
+
+    problem = probe_health(port)
+    if problem is not None:
+        print(f"filedrop: unhealthy: {problem}.", file=io.stderr)
+        return ExitCode.ATTENTION
+    io.say(f"healthy: the watch daemon answers on port {port}")
     return ExitCode.OK
 
 

@@ -317,11 +317,56 @@ class InboxMetrics:
 # -- the HTTP endpoints ------------------------------------------------------------------------
 
 
+#: The header by which ``/healthz`` proves which process answers (see ``health_token_path``).
+HEALTH_TOKEN_HEADER = "X-Filedrop-Health-Token"  # noqa: S105 - a header name, no secret
+
+
+def health_token_path(port: int) -> Path:
+    """Where the daemon serving health on ``port`` keeps its token, in its own temporary folder.
+
+    A container's health check reads it from its own filesystem and compares it with what
+    ``/healthz`` answers: on a host network, 127.0.0.1:port may be another container's daemon,
+    which must never make this one (or a container running something else) look healthy.
+    """
+    return Path(tempfile.gettempdir()) / f"filedrop-health-{port}"
+
+
+def probe_health(port: int, *, timeout_s: float = 5.0) -> str | None:
+    """Why the daemon of this filesystem serving on 127.0.0.1:``port`` is not alive, or None.
+
+    Uses http.client, which (unlike urllib) never sends a loopback request through a proxy.
+    """
+    import http.client
+
+    token_file = health_token_path(port)
+    try:
+        token = token_file.read_text(encoding="ascii").strip()
+    except OSError:
+        return f"no filedrop watch serves health here ({token_file} does not exist)"
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
+    try:
+        connection.request("GET", "/healthz")
+        answer = connection.getresponse()
+        body = answer.read().decode("utf-8", "replace").strip()
+        answered_by = answer.getheader(HEALTH_TOKEN_HEADER)
+    except OSError as exc:
+        return f"127.0.0.1:{port}/healthz does not answer ({exc})"
+    finally:
+        connection.close()
+    if answered_by != token:
+        return f"127.0.0.1:{port} is served by another process, not this filedrop watch"
+    if answer.status != HTTPStatus.OK:
+        return f"/healthz answered {answer.status}: {body}"
+    return None
+
+
 class MetricsServer:
     """``/metrics``, ``/healthz`` and ``/readyz`` on a thread of their own, until ``close``."""
 
     def __init__(self, metrics: Metrics, *, host: str, port: int, setting: str) -> None:
-        handler = type("_Handler", (_Handler,), {"metrics": metrics})
+        token = os.urandom(16).hex()
+        self.metrics = metrics
+        handler = type("_Handler", (_Handler,), {"metrics": metrics, "token": token})
         try:
             self._server = ThreadingHTTPServer((host, port), handler)
         except OSError as exc:
@@ -336,6 +381,11 @@ class MetricsServer:
             target=self._server.serve_forever, name="filedrop-metrics", daemon=True
         )
         self._thread.start()
+        self._token_file = health_token_path(self.port)
+        try:
+            self._token_file.write_text(token, encoding="ascii")
+        except OSError as exc:  # the health check then says why; the daemon itself runs on
+            log.warning("cannot write %s (%s); its health check will fail", self._token_file, exc)
         log.info("serving /metrics, /healthz and /readyz on %s:%d", host, self.port)
 
     def __enter__(self) -> MetricsServer:
@@ -348,10 +398,12 @@ class MetricsServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5.0)
+        self._token_file.unlink(missing_ok=True)
 
 
 class _Handler(BaseHTTPRequestHandler):
     metrics: Metrics
+    token: str
     server_version = "filedrop"
 
     def do_GET(self) -> None:
@@ -376,6 +428,7 @@ class _Handler(BaseHTTPRequestHandler):
         self, status: HTTPStatus, body: bytes, content_type: str = "text/plain; charset=utf-8"
     ) -> None:
         self.send_response(status)
+        self.send_header(HEALTH_TOKEN_HEADER, self.token)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()

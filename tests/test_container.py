@@ -76,7 +76,8 @@ def test_watch_in_the_container_takes_a_mounted_inbox_and_stops_cleanly(
     image: str, tmp_path: Path, container_name: str
 ) -> None:
     """`filedrop watch` as the image runs it: a dropped file gets its outcome, the daemon is not
-    root, and `podman stop` ends it with exit 0 well inside the grace period."""
+    root, the image's health check (the daemon's /healthz) passes, and `podman stop` ends it with
+    exit 0 well inside the grace period."""
     inbox = tmp_path / "inbox"
     state = tmp_path / "state"
     for folder in (inbox, state):
@@ -117,6 +118,9 @@ def test_watch_in_the_container_takes_a_mounted_inbox_and_stops_cleanly(
 
         user = podman("exec", container_name, "id", "-u")
         assert user.stdout.strip() == str(CONTAINER_UID)
+        # The image's own HEALTHCHECK, which asks the daemon's /healthz.
+        health = podman("healthcheck", "run", container_name)
+        assert health.returncode == 0, health.stdout + health.stderr
 
         # Exit 0, not 137: the daemon ended on SIGTERM itself, before podman's SIGKILL at 20 s.
         stopped = podman("stop", "--time", "20", container_name)

@@ -24,7 +24,7 @@ from builders import erp_row, filedrop, run_env, write_erp_csv
 from conftest import FakeTime, sandbox_settings
 from prometheus_client.parser import text_string_to_metric_families
 
-from filedrop.metrics import Metrics, MetricsServer
+from filedrop.metrics import Metrics, MetricsServer, health_token_path
 from filedrop.pipeline import Context, FileReport
 from filedrop.runner import open_context
 from filedrop.sandbox import Sandbox
@@ -33,13 +33,6 @@ from filedrop.watch import WatchOptions, watch_inbox
 pytestmark = pytest.mark.timeout(60)
 
 T = TypeVar("T")
-
-#: What the container's HEALTHCHECK runs (the image has python, not curl): exit 0 on 200.
-HEALTHCHECK = (
-    "import http.client as h, sys; c = h.HTTPConnection('127.0.0.1', {port}, timeout=5); "
-    "c.request('GET', '/healthz'); r = c.getresponse(); print(r.read().decode().strip()); "
-    "sys.exit(r.status != 200)"
-)
 
 
 def wait_until(check: Callable[[], T], *, what: str, timeout_s: float = 20.0) -> T:
@@ -257,21 +250,24 @@ def test_run_writes_its_metrics_file_atomically(sandbox: Sandbox, inbox: Path) -
 
 
 def test_the_daemon_serves_healthz_until_sigterm(sandbox: Sandbox, inbox: Path) -> None:
-    """`filedrop watch --metrics-port` answers the container's health check (python, no curl)
-    with exit 0 while it runs; after SIGTERM the daemon exits 0 and the check fails."""
+    """`filedrop watch --metrics-port` answers the container's health check (`filedrop status
+    --health` with the same port) with exit 0 while it runs; after SIGTERM the daemon exits 0 and
+    the check fails."""
     with MetricsServer(Metrics(), host="127.0.0.1", port=0, setting="probe") as probe:
         port = probe.port  # free now; closed again before the daemon binds it
-    env = {**os.environ, **run_env(inbox, sandbox.url)}
+    env = {**os.environ, **run_env(inbox, sandbox.url), "FILEDROP_METRICS_PORT": str(port)}
     daemon = subprocess.Popen(
-        [sys.executable, "-m", "filedrop", "watch", "--metrics-port", str(port)],
+        [sys.executable, "-m", "filedrop", "watch"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    check = [sys.executable, "-c", HEALTHCHECK.format(port=port)]
+    check = [sys.executable, "-m", "filedrop", "status", "--health"]
     try:
         wait_until(
-            lambda: subprocess.run(check, capture_output=True, check=False).returncode == 0,
+            lambda: (
+                subprocess.run(check, env=env, capture_output=True, check=False).returncode == 0
+            ),
             what="a healthy daemon",
         )
         wait_until(lambda: get(port, "/readyz") == (200, "ready\n"), what="a ready daemon")
@@ -281,4 +277,39 @@ def test_the_daemon_serves_healthz_until_sigterm(sandbox: Sandbox, inbox: Path) 
         if daemon.poll() is None:
             daemon.kill()
             daemon.wait()
-    assert subprocess.run(check, capture_output=True, check=False).returncode == 1
+    after = subprocess.run(check, env=env, capture_output=True, text=True, check=False)
+    assert (after.returncode, after.stderr) == (
+        1,
+        f"filedrop: unhealthy: no filedrop watch serves health here "
+        f"({health_token_path(port)} does not exist).\n",
+    )
+
+
+def test_health_is_never_read_from_another_containers_daemon(inbox: Path) -> None:
+    """On a host network, 127.0.0.1:port may be another container's daemon: its 200 does not make
+    this one healthy. The answer must carry the token this filesystem's own daemon wrote."""
+    environ = {"FILEDROP_INBOX": str(inbox)}
+    with MetricsServer(Metrics(), host="127.0.0.1", port=0, setting="test") as other:
+        environ["FILEDROP_METRICS_PORT"] = str(other.port)
+        metrics_alive(other)
+        _, out, _ = filedrop("status", "--health", environ=environ)
+        assert out == f"healthy: the watch daemon answers on port {other.port}\n"
+        # This container never started a daemon: no token file of its own.
+        health_token_path(other.port).unlink()
+        _, _, err = filedrop("status", "--health", environ=environ, expect=1)
+        assert err == (
+            f"filedrop: unhealthy: no filedrop watch serves health here "
+            f"({health_token_path(other.port)} does not exist).\n"
+        )
+        # A token of its own, but the answer comes from another daemon.
+        health_token_path(other.port).write_text("this-containers-token", encoding="ascii")
+        _, _, err = filedrop("status", "--health", environ=environ, expect=1)
+        assert err == (
+            f"filedrop: unhealthy: 127.0.0.1:{other.port} is served by another process, not this "
+            "filedrop watch.\n"
+        )
+
+
+def metrics_alive(server: MetricsServer) -> None:
+    """Make ``server``'s daemon look alive: one inbox whose loop has just beaten."""
+    server.metrics.inbox("acme").loop_beat(next_within_s=60)
