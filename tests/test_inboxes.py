@@ -199,6 +199,28 @@ def test_one_daemon_serves_three_inboxes_and_reports_the_one_with_wrong_credenti
     assert refused == [f"inbox gamma: {gamma_refused(strict_sandbox.url)}; trying again in 600 s"]
 
 
+def test_each_inbox_counts_in_the_metrics_under_its_own_name(
+    tmp_path: Path, strict_sandbox: Sandbox
+) -> None:
+    """`run` over three inboxes writes one metrics file in which each inbox's rows are labelled
+    with the name the config gives it."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    folders = drop_files(tmp_path)
+    config = write_config(tmp_path, strict_sandbox.url, folders)
+    target = tmp_path / "filedrop.prom"
+    filedrop(
+        "run", "--config", str(config), environ={"FILEDROP_METRICS_FILE": str(target)}, expect=2
+    )
+    rows = {
+        (sample.labels["inbox"], sample.labels["status"]): sample.value
+        for family in text_string_to_metric_families(target.read_text(encoding="utf-8"))
+        for sample in family.samples
+        if sample.name == "filedrop_rows_total" and sample.value
+    }
+    assert rows == {("acme", "SUCCEEDED"): 3.0, ("beta", "SUCCEEDED"): 4.0}
+
+
 def test_run_finishes_the_good_inboxes_and_exits_2_for_the_one_with_wrong_credentials(
     tmp_path: Path, strict_sandbox: Sandbox
 ) -> None:
