@@ -36,7 +36,7 @@ from filedrop.api.client import (
 )
 from filedrop.api.poller import DaemonPool, Poller
 from filedrop.batch import plan_batches
-from filedrop.errors import FiledropError, ReadError
+from filedrop.errors import FiledropError, MappingError, ReadError
 from filedrop.inbox import (
     HashedFile,
     NotRegularFileError,
@@ -300,9 +300,12 @@ def _process_claimed(path: Path, ctx: Context, file_id: int, hashed: HashedFile)
     try:
         mapping, table = select_mapping(ctx.mappings, path, read)
         prepared = prepare(table, mapping)
-    except ReadError as exc:
-        # Named by its bare name, as every other line about a file in the inbox is.
-        return _file_error(path, ctx, file_id, f"{name}: {exc.detail}", started, dest=dest)
+    except (ReadError, MappingError) as exc:
+        # Named by its bare name, as every other line about a file in the inbox is (an error
+        # about the mapping file itself keeps naming that file).
+        where = exc.path if isinstance(exc, ReadError) else exc.mapping
+        message = f"{name}: {exc.detail}" if where == str(path) else str(exc)
+        return _file_error(path, ctx, file_id, message, started, dest=dest)
     except FiledropError as exc:
         return _file_error(path, ctx, file_id, str(exc), started, dest=dest)
     if problem := xlsx_fit_problem(table):

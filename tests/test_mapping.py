@@ -470,6 +470,17 @@ def test_no_mapping_fits_says_why_for_each(tmp_path: Path) -> None:
     )
 
 
+def test_no_mapping_fits_a_wide_file_lists_its_first_headers_only(tmp_path: Path) -> None:
+    """A 10,000-column export must not make a message longer than an outcome cell can hold."""
+    b = load_mapping(write(tmp_path, BASE.replace('"Fakturanr"', '"Faktura nr."'), "b.toml"))
+    headers = [f"K{n}" for n in range(10_000)]
+    with pytest.raises(MappingError) as err:
+        select_mapping([b], Path("wide.csv"), Reads(headers))
+    assert str(err.value).endswith(
+        "(the file's headers: " + ", ".join(headers[:20]) + " and 9980 more)."
+    )
+
+
 def test_unreadable_file_is_a_read_error_not_a_mapping_error(tmp_path: Path) -> None:
     """When no mapping can read the file at all, the reader's own sentence is the news."""
     m = load_mapping(write(tmp_path, BASE))

@@ -288,10 +288,19 @@ def select_mapping(
     errors = [t for t in tables.values() if isinstance(t, ReadError)]
     if errors and headers is None:  # nothing could read it: that is the news
         raise errors[0]
-    shown = ", ".join(h for h in (headers or []) if h.strip())
+    named = [h for h in (headers or []) if h.strip()]
+    # A wide export must not make a message of tens of thousands of characters (an outcome cell
+    # holds 32,767): the first headers say enough to see which layout it is.
+    shown = ", ".join(named[:_HEADERS_SHOWN])
+    if len(named) > _HEADERS_SHOWN:
+        shown += f" and {len(named) - _HEADERS_SHOWN} more"
     tail = f" (the file's headers: {shown})" if headers is not None else ""
     tried = "; ".join(reasons) or "there are no mappings"
     raise MappingError(str(file_path), f"no mapping fits this file: {tried}{tail}.")
+
+
+#: How many of a file's headers a "no mapping fits" message lists.
+_HEADERS_SHOWN = 20
 
 
 class _Loader(TreeParser):
