@@ -61,8 +61,8 @@ EPILOGS = {
   FILEDROP_ENV=staging FILEDROP_INBOX=/data/inbox FILEDROP_MAPPING=mappings/ filedrop run
   filedrop run --config /etc/filedrop.toml --log-format json
 
-exit codes: 0 every row SUCCEEDED or DUPLICATE; 1 some row FAILED, INVALID or UNKNOWN, or a file
-ERROR; 2 fix the setup: configuration, credentials, organisation, URL or batch size (not sent);
+exit codes: 0 every row SUCCEEDED, DUPLICATE or SKIPPED; 1 some row FAILED, INVALID or UNKNOWN, or a
+file ERROR; 2 fix the setup: configuration, credentials, organisation, URL or batch size (not sent);
 3 rows still PENDING, or NOT_SENT while Amili was unavailable. The first of 2, 1, 3, 0 wins.""",
     "watch": """examples:
   FILEDROP_ENV=production FILEDROP_INBOX=/inbox FILEDROP_MAPPING=/mappings filedrop watch
@@ -223,7 +223,10 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument(
         "--health",
         action="store_true",
-        help="exit 0 if a watch daemon's heartbeat is fresh and the inbox readable",
+        help=(
+            "exit 0 if this host's watch daemon is alive: with a metrics port, its own /healthz "
+            "answers; otherwise its heartbeat in the journal is fresh and every inbox readable"
+        ),
     )
 
     resolve = command(
@@ -990,18 +993,25 @@ def _wait_for_signal() -> None:
 def _report(args: argparse.Namespace, io: Io) -> int:
     import datetime as dt
 
+    from filedrop.logs import plural
     from filedrop.report import Period, make_report
 
     period = Period.from_options(
         since=args.since, until=args.until, days=args.days, now=dt.datetime.now(dt.UTC)
     )
-    digest, page, book = make_report(_load(args, io), period=period, out=args.out)
+    settings = _load(args, io)
+    if not settings.journal_path.exists():
+        # A digest of nothing would read as "all clear" every day after a typo in the setting.
+        raise ConfigError(
+            f"No journal at {settings.journal_path}; check {settings.where('state')} "
+            "(filedrop run and watch write it)."
+        )
+    digest, page, book = make_report(settings, period=period, out=args.out)
     files = sum(len(inbox.files) for inbox in digest.inboxes)
     attention = sum(len(inbox.attention) for inbox in digest.inboxes)
-    io.say(
-        f"{period.text()}: {files} files in {len(digest.inboxes)} inboxes, "
-        f"{attention} rows need a person."
-    )
+    inboxes = plural(len(digest.inboxes), "inbox", "inboxes")
+    needs = "row needs" if attention == 1 else "rows need"
+    io.say(f"{period.text()}: {plural(files, 'file')} in {inboxes}, {attention} {needs} a person.")
     io.say(mask_ids(f"  {page}"))
     io.say(mask_ids(f"  {book}"))
     return ExitCode.OK

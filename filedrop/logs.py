@@ -144,3 +144,8 @@ def setup_logging(*, stream: TextIO, fmt: str, debug: bool) -> None:
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if debug else logging.INFO)
     logger.propagate = False
+
+
+def plural(count: int, singular: str, several: str | None = None) -> str:
+    """``1 invoice``, ``2 invoices``, ``2 batches`` (``several`` when adding an s is wrong)."""
+    return f"{count} {singular if count == 1 else several or singular + 's'}"

@@ -47,7 +47,7 @@ from filedrop.inbox import (
 )
 from filedrop.journal import BatchRecord, FileRecord, InvoiceRecord, Journal, this_owner
 from filedrop.journal.rebuild import lost_journal_evidence, lost_journal_message
-from filedrop.logs import fields, printable
+from filedrop.logs import fields, plural, printable
 from filedrop.mapping import Mapping, select_mapping
 from filedrop.mapping.prepare import Prepared, PreparedInvoice, payloads, prepare
 from filedrop.mapping.tree import Obj
@@ -599,11 +599,6 @@ def invoices_in_batches(invoices: int, batches: int) -> str:
     return f"{plural(invoices, 'invoice')} in {plural(batches, 'batch', 'batches')}"
 
 
-def plural(count: int, singular: str, several: str | None = None) -> str:
-    """``1 invoice``, ``2 invoices``."""
-    return f"{count} {singular if count == 1 else several or singular + 's'}"
-
-
 def orphan_message(batch: int) -> str:
     return (
         "filedrop stopped while sending this invoice, so whether Amili received it cannot be "
@@ -663,10 +658,10 @@ def _submit_batch(
     ctx.journal.batch_submitted(batch, batch_id=batch_id)
     ctx.progress.batch_sent()
     log.info(
-        "batch #%d: submitted as %s (%d invoices)",
+        "batch #%d: submitted as %s (%s)",
         batch,
         batch_id,
-        len(payload),
+        plural(len(payload), "invoice"),
         extra=fields(
             "batch_submitted",
             inbox=ctx.metrics.name,

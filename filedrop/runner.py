@@ -293,8 +293,15 @@ def _run_one(
         log.debug("inbox %s: unexpected error", settings.name, exc_info=True)
         failure, code = f"unexpected error ({exc!r})", ExitCode.SETUP
     failure = printable(failure)
-    log.error("inbox %s: %s", settings.name, failure)
+    log.error("%s", about_inbox(settings, failure))
     return InboxRun(settings, failure=failure, failure_code=code)
+
+
+def about_inbox(settings: Settings, text: str) -> str:
+    """``inbox NAME: text``, the inbox named once: a config error about it names it already."""
+    if f'inbox "{settings.name}"' in text:
+        return text
+    return f"inbox {settings.name}: {text}"
 
 
 def combined_exit_code(codes: Iterable[ExitCode]) -> ExitCode:

@@ -42,6 +42,7 @@ from filedrop.metrics import Metrics, MetricsServer
 from filedrop.outcome import is_own_temp
 from filedrop.pipeline import Context, FileReport
 from filedrop.runner import (
+    about_inbox,
     clear_stray_temps,
     inbox_metrics,
     measure_backlog,
@@ -213,7 +214,12 @@ def _watch_one(
                 raise
             log.debug("%sunexpected error", prefix, exc_info=True)
             problem = f"unexpected error ({exc!r})"
-        log.error("%s%s; trying again in %.0f s", prefix, printable(problem).rstrip("."), delay_s)
+        problem = printable(problem).rstrip(".")
+        log.error(
+            "%s; trying again in %.0f s",
+            about_inbox(settings, problem) if isolated else problem,
+            delay_s,
+        )
         # Alive, not ready: the loop beats again when the wait is over.
         waiting = inbox_metrics(settings, metrics)
         waiting.loop_beat(next_within_s=delay_s + heartbeat_stale_s(options.heartbeat_s))

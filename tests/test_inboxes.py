@@ -269,7 +269,7 @@ def test_one_inbox_alone_exits_as_that_inbox_went(tmp_path: Path, strict_sandbox
 
 
 def test_a_missing_folder_a_broken_mapping_and_an_unreachable_api_stop_only_their_inbox(
-    tmp_path: Path, sandbox: Sandbox
+    tmp_path: Path, sandbox: Sandbox, logged: Logged
 ) -> None:
     """Each broken inbox gets its own sentence and code; the good one finishes all the same, and
     the run exits 2 (setup beats Amili being out of reach)."""
@@ -334,6 +334,9 @@ api_url = "{closed.url}"
     )
     assert by_name["mapped"].failure is not None
     assert by_name["mapped"].failure.startswith(f"{broken_mapping}: ")
+    # Each log line names its inbox once: the config error about "missing" names it already.
+    assert by_name["missing"].failure in logged.messages
+    assert f"inbox mapped: {by_name['mapped'].failure}" in logged.messages
     assert by_name["unreachable"].failure is not None
     assert by_name["unreachable"].failure.startswith("Amili was not available for POST ")
     assert [run.exit_code for run in runs] == [

@@ -192,6 +192,21 @@ def test_rows_not_sent_for_more_than_a_day_need_a_person(two_inboxes: Setup) -> 
     assert [row[5] for row in listed[:2]] == [message, message]
 
 
+def test_a_journal_that_does_not_exist_is_one_sentence_not_an_empty_digest(
+    tmp_path: Path,
+) -> None:
+    """A mistyped FILEDROP_STATE must not mail "nothing needs a person" every day."""
+    missing = tmp_path / "no-such-journal.db"
+    _, _, err = filedrop(
+        "report", "--out", str(tmp_path), environ={"FILEDROP_STATE": str(missing)}, expect=2
+    )
+    assert err == (
+        f"filedrop: No journal at {missing}; check FILEDROP_STATE (filedrop run and watch write "
+        "it).\n"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_period_without_files_says_so(two_inboxes: Setup) -> None:
     """A period before any run: no inboxes, said in both formats."""
     out, page, book = report(two_inboxes, "--until", "2020-01-02", "--days", "1")
