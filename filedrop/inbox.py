@@ -235,10 +235,6 @@ class StabilityTracker:
         # path -> (last snapshot, clock time it was first seen with that snapshot)
         self._seen: dict[Path, tuple[Snapshot, float]] = {}
 
-    def is_ready(self, path: Path) -> bool:
-        """True once ``path`` is non-empty, unchanged for ``window_s`` seconds, and opens."""
-        return self.readiness(path) is Readiness.READY
-
     def readiness(self, path: Path) -> Readiness:
         """``READY`` once ``path`` is non-empty, unchanged for ``window_s`` seconds, and opens;
         ``EMPTY`` once it has stayed empty that long; else ``CHANGING``.

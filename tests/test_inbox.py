@@ -144,11 +144,11 @@ def test_file_is_ready_only_after_the_window_unchanged(tmp_path):
     clock = FakeTime(start=1000.0)
     tracker = StabilityTracker(window_s=5.0, clock=clock.clock)
     path = touch(tmp_path / "a.csv")
-    assert not tracker.is_ready(path)
+    assert tracker.readiness(path) is not Readiness.READY
     clock.now += 4.9
-    assert not tracker.is_ready(path)
+    assert tracker.readiness(path) is not Readiness.READY
     clock.now += 0.1
-    assert tracker.is_ready(path)
+    assert tracker.readiness(path) is Readiness.READY
 
 
 def test_a_growing_file_restarts_the_window(tmp_path):
@@ -156,14 +156,14 @@ def test_a_growing_file_restarts_the_window(tmp_path):
     clock = FakeTime(start=1000.0)
     tracker = StabilityTracker(window_s=5.0, clock=clock.clock)
     path = touch(tmp_path / "a.csv", b"Nr;Navn\n", mtime_s=2000)
-    assert not tracker.is_ready(path)
+    assert tracker.readiness(path) is not Readiness.READY
     clock.now += 4
     touch(path, b"Nr;Navn\n1;Kari\n", mtime_s=2000)  # same mtime: the size alone tells
-    assert not tracker.is_ready(path)
+    assert tracker.readiness(path) is not Readiness.READY
     clock.now += 4
-    assert not tracker.is_ready(path)
+    assert tracker.readiness(path) is not Readiness.READY
     clock.now += 1
-    assert tracker.is_ready(path)
+    assert tracker.readiness(path) is Readiness.READY
 
 
 def test_a_touched_file_restarts_the_window(tmp_path):
@@ -171,14 +171,14 @@ def test_a_touched_file_restarts_the_window(tmp_path):
     clock = FakeTime(start=1000.0)
     tracker = StabilityTracker(window_s=5.0, clock=clock.clock)
     path = touch(tmp_path / "a.csv", mtime_s=2000)
-    assert not tracker.is_ready(path)
+    assert tracker.readiness(path) is not Readiness.READY
     clock.now += 4
     os.utime(path, (2001, 2001))
-    assert not tracker.is_ready(path)
+    assert tracker.readiness(path) is not Readiness.READY
     clock.now += 4
-    assert not tracker.is_ready(path)
+    assert tracker.readiness(path) is not Readiness.READY
     clock.now += 1
-    assert tracker.is_ready(path)
+    assert tracker.readiness(path) is Readiness.READY
 
 
 def test_an_empty_file_is_never_ready(tmp_path):
@@ -186,9 +186,9 @@ def test_an_empty_file_is_never_ready(tmp_path):
     clock = FakeTime(start=1000.0)
     tracker = StabilityTracker(window_s=5.0, clock=clock.clock)
     path = touch(tmp_path / "a.csv", b"")
-    assert not tracker.is_ready(path)
+    assert tracker.readiness(path) is not Readiness.READY
     clock.now += 3600
-    assert not tracker.is_ready(path)
+    assert tracker.readiness(path) is not Readiness.READY
     assert not StabilityTracker(window_s=0, clock=clock.clock).is_ready(path)
 
 
@@ -238,15 +238,15 @@ def test_forget_and_vanish_start_over(tmp_path):
     clock = FakeTime(start=1000.0)
     tracker = StabilityTracker(window_s=5.0, clock=clock.clock)
     path = touch(tmp_path / "a.csv", mtime_s=2000)
-    assert not tracker.is_ready(path)
+    assert tracker.readiness(path) is not Readiness.READY
     clock.now += 5
     tracker.forget(path)
-    assert not tracker.is_ready(path)
+    assert tracker.readiness(path) is not Readiness.READY
     clock.now += 5
-    assert tracker.is_ready(path)
+    assert tracker.readiness(path) is Readiness.READY
     path.unlink()
-    assert not tracker.is_ready(path)
+    assert tracker.readiness(path) is not Readiness.READY
     touch(path, mtime_s=2000)
-    assert not tracker.is_ready(path)
+    assert tracker.readiness(path) is not Readiness.READY
     clock.now += 5
-    assert tracker.is_ready(path)
+    assert tracker.readiness(path) is Readiness.READY

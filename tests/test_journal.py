@@ -171,9 +171,9 @@ def test_unmentioned_invoice_of_a_terminal_batch_is_unknown(journal: Journal) ->
 
 def test_heartbeat_round_trips(journal: Journal) -> None:
     """The daemon's heartbeat is stored for status --health."""
-    assert journal.last_beat() is None
+    assert journal.replicas() == []
     journal.beat("host:1")
-    owner, _at = journal.last_beat()
+    [(owner, _started, _at)] = journal.replicas()
     assert owner == "host:1"
 
 
@@ -303,7 +303,7 @@ def test_a_journal_of_the_first_schema_is_migrated_in_place(tmp_path: Path) -> N
     with Journal(path) as journal:
         assert [f.name for f in journal.recent_files()] == ["a.csv"]
         journal.beat("host:1:t")
-        assert journal.last_beat()[0] == "host:1:t"
+        assert [owner for owner, *_ in journal.replicas()] == ["host:1:t"]
 
 
 SECRET = "s3cr3t-pw"

@@ -621,11 +621,6 @@ class Journal:
         rows = self._read("SELECT owner, started_at, beat_at FROM replicas ORDER BY beat_at DESC")
         return [(row[0], row[1], row[2]) for row in rows]
 
-    def last_beat(self) -> tuple[str, float] | None:
-        """The freshest daemon heartbeat: (owner, at)."""
-        replicas = self.replicas()
-        return (replicas[0][0], replicas[0][2]) if replicas else None
-
     # -- lost and rebuilt journals --------------------------------------------------------------
 
     def knows_file_name(self, name: str) -> bool:
