@@ -189,7 +189,7 @@ def test_an_empty_file_is_never_ready(tmp_path):
     assert tracker.readiness(path) is not Readiness.READY
     clock.now += 3600
     assert tracker.readiness(path) is not Readiness.READY
-    assert not StabilityTracker(window_s=0, clock=clock.clock).is_ready(path)
+    assert StabilityTracker(window_s=0, clock=clock.clock).readiness(path) is not Readiness.READY
 
 
 def test_an_empty_file_unchanged_for_the_window_is_reported_empty(tmp_path):
@@ -221,7 +221,7 @@ def test_a_link_is_never_ready_nor_hashed(tmp_path):
 def test_zero_window_is_ready_at_once(tmp_path):
     """With no window a non-empty file that opens is ready on first sight."""
     tracker = StabilityTracker(window_s=0, clock=FakeTime(start=1000.0).clock)
-    assert tracker.is_ready(touch(tmp_path / "a.csv"))
+    assert tracker.readiness(touch(tmp_path / "a.csv")) is Readiness.READY
 
 
 def test_something_that_does_not_open_is_not_ready(tmp_path):
@@ -230,7 +230,10 @@ def test_something_that_does_not_open_is_not_ready(tmp_path):
     folder.mkdir()
     touch(folder / "inside.csv")
     assert snapshot(folder) is not None
-    assert not StabilityTracker(window_s=0, clock=FakeTime(start=1000.0).clock).is_ready(folder)
+    assert (
+        StabilityTracker(window_s=0, clock=FakeTime(start=1000.0).clock).readiness(folder)
+        is not Readiness.READY
+    )
 
 
 def test_forget_and_vanish_start_over(tmp_path):
