@@ -14,7 +14,9 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
-from conftest import ORG_ID, TEST_CLIENT_SECRET
+from conftest import EXAMPLE_INVOICE, ORG_ID, TEST_CLIENT_SECRET
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from filedrop.api.client import (
     MAX_IDLE_S,
@@ -28,6 +30,7 @@ from filedrop.api.client import (
     FailedInvoice,
     PollSchedule,
     StillPending,
+    encode_json,
 )
 from filedrop.api.poller import Poller
 from filedrop.errors import ConfigError
@@ -331,6 +334,62 @@ def test_unencodable_invoice_fails_before_anything_is_sent(client, sandbox, exam
     with pytest.raises(ValueError, match="JSON"):
         client.create_invoices(ORG_ID, [example_invoice])
     assert sandbox.counters().posts == 0
+
+
+def test_infinite_amount_fails_before_anything_is_sent(client, sandbox, example_invoice):
+    """An infinite amount is refused locally too, as the json module refuses it."""
+    example_invoice["claims"][0]["remainingAmount"] = float("-inf")
+    with pytest.raises(ValueError, match="JSON"):
+        client.create_invoices(ORG_ID, [example_invoice])
+    assert sandbox.counters().posts == 0
+
+
+def test_invoice_body_is_compact_utf8_json_with_exact_amounts():
+    """The body of the guide's example invoice, byte for byte."""
+    body = encode_json({"invoices": [EXAMPLE_INVOICE]})
+    assert body == (
+        b'{"invoices":[{"type":"NOTICE","invoiceNumber":"INV-2024-00123",'
+        b'"originalInvoiceAmount":4500.0,"currency":"NOK","invoiceDate":"2024-01-15T00:00:00Z",'
+        b'"dueDate":"2024-02-15T00:00:00Z","uniqueSourceInvoiceId":"erp-order-9981",'
+        b'"description":"Consulting services January 2024","ocrReferenceNumber":"123456789",'
+        b'"debtors":[{"type":"PRIVATE","firstname":"Kari","lastname":"Nordmann",'
+        b'"customerNumber":"CUST-001","identificationNumber":"12345678901",'
+        b'"emails":[{"value":"kari.nordmann@example.com"}],'
+        b'"phoneNumbers":[{"value":"+4798765432","countryCode":"NO"}],'
+        b'"addresses":[{"street":"Storgata 1","city":"Oslo","zipCode":"0155",'
+        b'"countryCode":"NO"}]}],'
+        b'"claims":[{"type":"PRINCIPAL","remainingAmount":4500.0,'
+        b'"description":"Main invoice amount"}]}]}'
+    )
+
+
+_JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.decimals(places=2, min_value=-(10**9), max_value=10**9).map(float)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(_JSON_VALUES)
+@example({"amount": 1234.5, "tiny": 1e-7, "huge": 1e16, "cents": 0.1, "name": "Ødegård"})
+@example({"email": "null@example.no", "street": "\u2028 \x00 \ud800"})
+def test_body_reads_back_as_exactly_what_json_would_have_sent(document):
+    """Any document: the body decodes to what the json module's encoding decodes to, every
+    amount the same float (exact), whichever encoder wrote it."""
+    try:
+        expected = json.dumps(document, allow_nan=False, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        with pytest.raises(UnicodeEncodeError):
+            encode_json(document)
+        return
+    body = encode_json(document)
+    assert json.loads(body) == json.loads(expected)
+    assert repr(json.loads(body)) == repr(json.loads(expected))  # -0.0 stays -0.0
 
 
 def test_non_ascii_invoice_is_sent_as_utf8(client, example_invoice):

@@ -101,6 +101,48 @@ def test_claimed_numbers_are_never_claimed_twice(journal: Journal) -> None:
     assert retry == ["2"], "a FAILED number may be sent again, a SUCCEEDED one never"
 
 
+def test_every_result_of_a_large_batch_is_recorded(journal: Journal) -> None:
+    """2,500 results (more than one statement holds) all land, each with its own values, and
+    the other invoices of the batch are untouched by another batch's results."""
+    file_id = _claim(journal).id
+    numbers = [f"N{n:05d}" for n in range(2600)]
+    batch, _ = journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=numbers[:2550])
+    other, _ = journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=numbers[2550:])
+    journal.batch_submitted(batch, batch_id="b-1")
+    journal.batch_submitted(other, batch_id="b-2")
+    journal.batch_finished(
+        batch,
+        api_status="PARTIAL",
+        succeeded=[(n, f"i-{n}", f"c-{n}", f"C-{n}") for n in numbers[:2500]],
+        failed=[(n, f"bad {n}") for n in [*numbers[2500:2550], numbers[2599]]],
+    )
+    records = journal.invoices(target=TARGET, numbers=numbers)
+    assert {
+        n: (records[n].status, records[n].invoice_id, records[n].case_id, records[n].case_number)
+        for n in numbers[:2500]
+    } == {n: ("SUCCEEDED", f"i-{n}", f"c-{n}", f"C-{n}") for n in numbers[:2500]}
+    assert {n: (records[n].status, records[n].message) for n in numbers[2500:2550]} == {
+        n: ("FAILED", f"bad {n}") for n in numbers[2500:2550]
+    }
+    assert records[numbers[2599]].status == "PENDING", "another batch's invoice"
+
+
+def test_a_number_reported_twice_keeps_its_last_result(journal: Journal) -> None:
+    """The API naming one invoice twice: its last mention wins, as it always did."""
+    file_id = _claim(journal).id
+    batch, _ = journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["1", "2"])
+    journal.batch_submitted(batch, batch_id="b-1")
+    journal.batch_finished(
+        batch,
+        api_status="PARTIAL",
+        succeeded=[("1", "i-a", "c-a", "C-a"), ("1", "i-b", "c-b", "C-b")],
+        failed=[("2", "first"), ("2", "second")],
+    )
+    records = journal.invoices(target=TARGET, numbers=["1", "2"])
+    assert (records["1"].invoice_id, records["1"].case_number) == ("i-b", "C-b")
+    assert records["2"].message == "second"
+
+
 def test_targets_are_separate(journal: Journal) -> None:
     """The same number may go to staging and to production: uniqueness is per environment+org."""
     file_id = _claim(journal).id

@@ -38,6 +38,7 @@ from datetime import UTC
 from typing import Any, Protocol, Self
 from urllib.parse import quote, urlsplit
 
+import orjson
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -256,12 +257,12 @@ class AmiliClient:
             raise ValueError(msg)
         path = f"/collection/v1/orgs/{quote(org_id, safe='')}/invoices"
         # Encoded here, before anything is sent: a NaN amount must fail locally, not as bad JSON.
-        body = json.dumps({"invoices": invoices}, allow_nan=False, ensure_ascii=False)
+        body = encode_json({"invoices": invoices})
         resp = self._call(
             "POST",
             self._api_url + path,
             may_resend=False,
-            data=body.encode("utf-8"),
+            data=body,
             headers={"Content-Type": "application/json; charset=utf-8"},
         )
         try:
@@ -572,6 +573,26 @@ class _WriteAwareHTTPConnection(_WriteAwareMixin, HTTPConnection):
 
 class _WriteAwareHTTPSConnection(_WriteAwareMixin, HTTPSConnection):
     pass
+
+
+def encode_json(document: Any) -> bytes:
+    """``document`` as compact UTF-8 JSON; ``ValueError`` for NaN or an infinity.
+
+    orjson does the work (several times faster than ``json`` for a batch of invoices) and writes
+    every float as its shortest round-trip form, as ``json`` does, so amounts stay exact. It
+    silently writes NaN and infinities as ``null`` and refuses what it does not know (numpy
+    scalars, huge integers, lone surrogates): a body holding ``null``, or one orjson refused,
+    is encoded again by ``json``, which raises for non-finite numbers and what cannot be UTF-8,
+    as before. Invoice bodies seldom hold ``null``, so that second pass is rare.
+    """
+    try:
+        body = orjson.dumps(document)
+    except orjson.JSONEncodeError:
+        body = b"null"
+    if b"null" not in body:
+        return body
+    text = json.dumps(document, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
+    return text.encode("utf-8")
 
 
 class _RetiringPoolMixin:

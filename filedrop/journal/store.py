@@ -451,22 +451,26 @@ class Journal:
             # By primary key (target, number), then checked against the batch: with the batch
             # alone SQLite walks the whole batch for every invoice (quadratic in batch size).
             (target,) = db.execute("SELECT target FROM batches WHERE id = ?", (batch,)).fetchone()
-            db.executemany(
-                "UPDATE invoices SET status = ?, invoice_id = ?, case_id = ?,"
-                " case_number = ?, message = NULL, updated_at = ?"
-                " WHERE target = ? AND invoice_number = ? AND batch = ?",
-                [
-                    (InvoiceState.SUCCEEDED, inv, case, case_no, now, target, num, batch)
-                    for num, inv, case, case_no in succeeded
-                ],
+            # One statement per kind of result, not one per invoice: the results ride in as a
+            # VALUES list joined on the number.
+            _update_by_number(
+                db,
+                names=("invoice_id", "case_id", "case_number"),
+                results=succeeded,
+                set_sql="status = ?, invoice_id = results.invoice_id, case_id = results.case_id,"
+                " case_number = results.case_number, message = NULL, updated_at = ?",
+                set_args=(InvoiceState.SUCCEEDED, now),
+                target=target,
+                batch=batch,
             )
-            db.executemany(
-                "UPDATE invoices SET status = ?, message = ?, updated_at = ?"
-                " WHERE target = ? AND invoice_number = ? AND batch = ?",
-                [
-                    (InvoiceState.FAILED, mask_ids(message), now, target, num, batch)
-                    for num, message in failed
-                ],
+            _update_by_number(
+                db,
+                names=("message",),
+                results=((num, mask_ids(message)) for num, message in failed),
+                set_sql="status = ?, message = results.message, updated_at = ?",
+                set_args=(InvoiceState.FAILED, now),
+                target=target,
+                batch=batch,
             )
             db.execute(
                 "UPDATE invoices SET status = ?, message = ?, updated_at = ?"
@@ -740,6 +744,42 @@ class _Db:
             cursor.executemany(self._engine.sql(sql), rows)
         finally:
             cursor.close()
+
+
+# Rows of results per statement: 4 parameters each stays far below SQLite's limit of 32,766 and
+# PostgreSQL's of 65,535, whatever the batch size.
+_RESULTS_PER_STATEMENT = 1000
+
+
+def _update_by_number(
+    db: _Db,
+    *,
+    names: tuple[str, ...],
+    results: Iterable[tuple[Any, ...]],
+    set_sql: str,
+    set_args: tuple[object, ...],
+    target: str,
+    batch: int,
+) -> None:
+    """Update the batch's invoices named by ``results`` ((number, *names) each) in few statements.
+
+    ``set_sql`` reads the result's values as ``results.<name>``. A number given twice takes its
+    last values, as one statement per result did.
+    """
+    last = {row[0]: row for row in results}
+    rows = list(last.values())
+    columns = ", ".join(("invoice_number", *names))
+    placeholder = "(" + ", ".join("?" * (len(names) + 1)) + ")"
+    for start in range(0, len(rows), _RESULTS_PER_STATEMENT):
+        chunk = rows[start : start + _RESULTS_PER_STATEMENT]
+        db.execute(
+            # Only placeholders and the caller's fixed column names go into the text.
+            f"WITH results ({columns}) AS (VALUES {', '.join([placeholder] * len(chunk))})"  # noqa: S608
+            f" UPDATE invoices SET {set_sql} FROM results"
+            " WHERE invoices.target = ? AND invoices.invoice_number = results.invoice_number"
+            " AND invoices.batch = ?",
+            [*(value for row in chunk for value in row), *set_args, target, batch],
+        )
 
 
 def _file_record(row: Any) -> FileRecord:
