@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import logging
 import os
 import shutil
 import socket
@@ -14,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -264,3 +265,46 @@ def journal_location(request: pytest.FixtureRequest, tmp_path: Path) -> Path | P
     if request.param == "sqlite":
         return tmp_path / "state.db"
     return PostgresLocation.parse(request.getfixturevalue("postgres_url"))
+
+
+class Logged(logging.Handler):
+    """Every message of the ``filedrop`` loggers, whatever ``propagate`` another test left."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    def count(self, prefix: str) -> int:
+        return sum(1 for message in list(self.messages) if message.startswith(prefix))
+
+
+@pytest.fixture
+def logged() -> Iterator[Logged]:
+    """What the ``filedrop`` loggers say during the test, at INFO and above."""
+    handler = Logged()
+    logger = logging.getLogger("filedrop")
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+T = TypeVar("T")
+
+
+def wait_until(check: Callable[[], T], *, what: str, timeout_s: float = 20.0) -> T:
+    """Poll ``check`` until it returns something truthy; fail naming ``what`` at the deadline.
+
+    For real processes and threads, whose progress has no event to wait on.
+    """
+    deadline = time.monotonic() + timeout_s
+    while not (result := check()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s:g} s waiting for {what}")
+        time.sleep(0.02)
+    return result

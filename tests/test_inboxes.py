@@ -3,7 +3,6 @@ organisation and token, and one inbox's broken setup never stops the others."""
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from builders import erp_row, filedrop, write_erp_csv
-from conftest import MAPPINGS, ORG_ID, TEST_CLIENT_ID, TEST_CLIENT_SECRET, FakeTime
+from conftest import MAPPINGS, ORG_ID, TEST_CLIENT_ID, TEST_CLIENT_SECRET, FakeTime, Logged
 
 from filedrop.errors import ConfigError
 from filedrop.pipeline import FileReport
@@ -32,29 +31,6 @@ DROPS = {
     "beta": {"faktura.csv": ["2001", "2002", "2003"], "mai.csv": ["2004"]},
     "gamma": {"juni.csv": ["3001"]},
 }
-
-
-class Logged(logging.Handler):
-    """Every message of the ``filedrop`` loggers."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
-@pytest.fixture
-def logged() -> Iterator[Logged]:
-    handler = Logged()
-    logger = logging.getLogger("filedrop")
-    level = logger.level
-    logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
-    yield handler
-    logger.removeHandler(handler)
-    logger.setLevel(level)
 
 
 @pytest.fixture

@@ -13,15 +13,14 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from builders import erp_row, filedrop, run_env, write_erp_csv
-from conftest import FakeTime, sandbox_settings
+from conftest import FakeTime, sandbox_settings, wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
 from filedrop.metrics import Metrics, MetricsServer, health_token_path
@@ -31,17 +30,6 @@ from filedrop.sandbox import Sandbox
 from filedrop.watch import WatchOptions, watch_inbox
 
 pytestmark = pytest.mark.timeout(60)
-
-T = TypeVar("T")
-
-
-def wait_until(check: Callable[[], T], *, what: str, timeout_s: float = 20.0) -> T:
-    deadline = time.monotonic() + timeout_s
-    while not (result := check()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s:g} s waiting for {what}")
-        time.sleep(0.02)
-    return result
 
 
 def get(port: int, path: str) -> tuple[int, str]:

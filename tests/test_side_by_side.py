@@ -8,14 +8,12 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import pandas as pd
 import pytest
 from builders import erp_row, run_env, write_erp_csv
-from conftest import journal_file
+from conftest import journal_file, wait_until
 
 from filedrop.sandbox import Sandbox, SandboxOptions
 
@@ -23,20 +21,6 @@ pytestmark = [
     pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM is POSIX"),
     pytest.mark.timeout(90),
 ]
-
-T = TypeVar("T")
-
-
-def wait_until(check: Callable[[], T], *, timeout_s: float, what: str) -> T:
-    """Poll ``check`` until it returns something truthy; fail naming ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s:g} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def start(command: str, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:

@@ -9,7 +9,6 @@ rare, so that they can only be found through the observer under test.
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import re
 import signal
@@ -26,7 +25,7 @@ from typing import Any, ClassVar, TypeVar
 
 import pandas as pd
 import pytest
-from conftest import ORG_ID, ROOT, FakeTime, journal_file, sandbox_settings
+from conftest import ORG_ID, ROOT, FakeTime, Logged, journal_file, sandbox_settings, wait_until
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
@@ -84,18 +83,6 @@ def csv_text(numbers: list[str]) -> str:
     return HEADER + "".join(row(number) for number in numbers)
 
 
-def wait_until(check: Callable[[], T], *, timeout_s: float, what: str) -> T:
-    """Poll ``check`` until it returns something truthy; fail naming ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s:g} s waiting for {what}")
-        time.sleep(0.02)
-
-
 def outcome_rows(path: Path) -> pd.DataFrame:
     """An outcome file as text cells (CSV in the input's ';' dialect, or the first Excel sheet)."""
     if path.suffix == ".xlsx":
@@ -103,32 +90,6 @@ def outcome_rows(path: Path) -> pd.DataFrame:
             path, sheet_name=0, dtype=str, keep_default_na=False, engine="calamine"
         )
     return pd.read_csv(path, sep=";", dtype=str, keep_default_na=False, encoding="utf-8-sig")
-
-
-class Logged(logging.Handler):
-    """Every message of the ``filedrop`` loggers, whatever ``propagate`` another test left."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-    def count(self, prefix: str) -> int:
-        return sum(1 for message in list(self.messages) if message.startswith(prefix))
-
-
-@pytest.fixture
-def logged() -> Iterator[Logged]:
-    handler = Logged()
-    logger = logging.getLogger("filedrop")
-    level = logger.level
-    logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
-    yield handler
-    logger.removeHandler(handler)
-    logger.setLevel(level)
 
 
 @pytest.fixture
