@@ -306,6 +306,28 @@ def test_unreachable_api_raises_unavailable_after_retries(fake_time, example_inv
     assert len(fake_time.sleeps) == 2
 
 
+@pytest.mark.parametrize("bypassed", [False, True])
+def test_proxies_from_the_environment_are_used(
+    sandbox, make_client, monkeypatch, example_invoice, bypassed
+):
+    """HTTP_PROXY and NO_PROXY, read when the client is built, decide where requests go: through
+    a proxy (here one that is not there, so nothing connects) unless NO_PROXY names the host."""
+    with Sandbox() as gone:
+        monkeypatch.setenv("HTTP_PROXY", gone.url)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1" if bypassed else "")
+    client = make_client(max_retries=0)
+    if bypassed:
+        assert client.create_invoices(ORG_ID, [example_invoice])
+        return
+    with pytest.raises(ApiUnavailable) as caught:
+        client.create_invoices(ORG_ID, [example_invoice])
+    assert str(caught.value) == (
+        "Amili was not available for POST /token (the connection was lost) after 1 attempt; "
+        "nothing was processed, so try again later."
+    )
+    assert sandbox.counters().token_requests == 0
+
+
 def test_unknown_batch_raises_api_error_naming_method_path_and_status(client):
     """A 404 is definite: ApiError with method, path, status and the body's words."""
     batch_id = str(uuid.uuid4())

@@ -215,6 +215,14 @@ class AmiliClient:
             monotonic=monotonic,
             opening_wait_s=connect_timeout_s + read_timeout_s,
         )
+        # Proxies, CA bundle and client certificate from the environment (HTTPS_PROXY, NO_PROXY,
+        # REQUESTS_CA_BUNDLE, ...), read once per base URL now rather than by requests on every
+        # call, where walking the environment cost about a millisecond per request.
+        self._environment = {
+            base: self._session.merge_environment_settings(base, {}, None, None, None)
+            for base in (self._auth_url, self._api_url)
+        }
+        self._session.trust_env = False
 
         for url in (self._auth_url, self._api_url):
             parts = urlsplit(url)
@@ -440,6 +448,9 @@ class AmiliClient:
         if token is not None:
             request_headers["Authorization"] = f"Bearer {token}"
         started = time.monotonic()
+        environment = self._environment[
+            self._api_url if url.startswith(self._api_url + "/") else self._auth_url
+        ]
         try:
             resp = self._session.request(
                 method,
@@ -448,6 +459,9 @@ class AmiliClient:
                 headers=request_headers,
                 timeout=self._timeouts,
                 allow_redirects=False,  # requests would turn a redirected POST into a GET
+                proxies=environment["proxies"],
+                verify=environment["verify"],
+                cert=environment["cert"],
             )
         except requests.exceptions.RequestException as exc:
             sent, reason, kind = self._classify(exc)
