@@ -69,7 +69,7 @@ from filedrop.outcome import (
     xlsx_fit_problem,
 )
 from filedrop.progress import Progress
-from filedrop.read import ReadLimits, ReadOptions, Table, read_table
+from filedrop.read import EMPTY_FILE, ReadLimits, ReadOptions, Table, read_table
 from filedrop.states import (
     BLOCKING_INVOICE_STATES,
     FINAL_FILE_STATES,
@@ -291,7 +291,7 @@ def _process_claimed(path: Path, ctx: Context, file_id: int, hashed: HashedFile)
         return _file_error(path, ctx, file_id, f"{name}: {problem}", started, dest=None)
     if hashed.size == 0:
         # Said once: the journal keeps this ERROR for these (no) bytes; new bytes are a new file.
-        message = f"{name}: the file is empty; export it again"
+        message = f"{name}: {EMPTY_FILE}"
         return _file_error(path, ctx, file_id, message, started, dest=dest)
 
     def read(file_path: Path, options: ReadOptions) -> Table:

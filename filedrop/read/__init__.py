@@ -9,19 +9,23 @@ from filedrop.read.delimited import (
     CSV_SUFFIXES,
     DELIMITERS,
     EXCEL_SUFFIXES,
-    HEADER_SEARCH_ROWS,
     INPUT_SUFFIXES,
+    read_table,
+)
+from filedrop.read.limits import ReadLimits
+from filedrop.read.table import (
+    EMPTY_FILE,
+    HEADER_SEARCH_ROWS,
     ReadInfo,
-    ReadLimits,
     ReadOptions,
     Table,
     header_key,
-    read_table,
 )
 
 __all__ = [
     "CSV_SUFFIXES",
     "DELIMITERS",
+    "EMPTY_FILE",
     "EXCEL_SUFFIXES",
     "HEADER_SEARCH_ROWS",
     "INPUT_SUFFIXES",

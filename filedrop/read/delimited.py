@@ -24,6 +24,7 @@ from filedrop.read.excel import read_excel
 from filedrop.read.isolated import read_excel_isolated
 from filedrop.read.limits import ReadLimits, check_file_size, inspect_workbook
 from filedrop.read.table import (
+    EMPTY_FILE,
     HEADER_SEARCH_ROWS,
     ReadInfo,
     ReadOptions,
@@ -31,24 +32,10 @@ from filedrop.read.table import (
     blank_rows,
     column_frame,
     find_header,
-    header_key,
     name_blank_headers,
+    read_input_bytes,
     trailing_width,
 )
-
-__all__ = [
-    "CSV_SUFFIXES",
-    "DELIMITERS",
-    "EXCEL_SUFFIXES",
-    "HEADER_SEARCH_ROWS",
-    "INPUT_SUFFIXES",
-    "ReadInfo",
-    "ReadLimits",
-    "ReadOptions",
-    "Table",
-    "header_key",
-    "read_table",
-]
 
 CSV_SUFFIXES = (".csv",)
 EXCEL_SUFFIXES = (".xlsx", ".xlsm", ".xls")
@@ -91,14 +78,9 @@ def read_table(
 
 def _read_csv(path: Path, options: ReadOptions) -> Table:
     where = str(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ReadError(
-            where, f"the file cannot be read ({exc.strerror or exc}); check that it exists"
-        ) from exc
+    data = read_input_bytes(path)
     if not data or data.isspace():
-        raise ReadError(where, "the file is empty; export it again")
+        raise ReadError(where, EMPTY_FILE)
     if data.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):
         raise ReadError(where, "the file is an Excel workbook named .csv; rename it to .xlsx")
     encoding, codec, data = _detect_encoding(where, data, options.encoding)

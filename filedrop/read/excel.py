@@ -40,6 +40,7 @@ from filedrop.read.table import (
     column_frame,
     find_header,
     name_blank_headers,
+    read_input_bytes,
     trailing_width,
 )
 
@@ -99,12 +100,7 @@ def _load_sheet(path: Path, wanted: str | int) -> tuple[str, list[list[object]],
     """(sheet name, its rows from the first used one, that row's Excel number, the 0-based
     column of their first cell, the file's bytes)."""
     where = str(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ReadError(
-            where, f"the file cannot be read ({exc.strerror or exc}); check that it exists"
-        ) from exc
+    data = read_input_bytes(path)
     if not data:
         raise ReadError(where, "the file is empty (0 bytes); export it again")
     locked = "the file is password-protected; save a copy without a password"

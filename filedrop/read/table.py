@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
+    "EMPTY_FILE",
     "HEADER_SEARCH_ROWS",
     "Layout",
     "NumberFormat",
@@ -29,8 +30,25 @@ __all__ = [
     "find_header",
     "header_key",
     "name_blank_headers",
+    "read_input_bytes",
     "trailing_width",
 ]
+
+#: What a file with no content is told, whoever finds it (a reader, or the pipeline before it).
+EMPTY_FILE = "the file is empty; export it again"
+
+
+def read_input_bytes(path: Path) -> bytes:
+    """The whole file, read once; a file that cannot be read is one ``ReadError`` sentence."""
+    from filedrop.errors import ReadError
+
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ReadError(
+            str(path), f"the file cannot be read ({exc.strerror or exc}); check that it exists"
+        ) from exc
+
 
 HEADER_SEARCH_ROWS = 30
 """Title lines above the header are looked for this far down."""
