@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import os
+import re
 import signal
 import socket
 import sys
@@ -37,6 +38,9 @@ if TYPE_CHECKING:  # imported lazily at run time: `filedrop --help` should start
     from filedrop.runner import RunReport
 
 Handler = Callable[[argparse.Namespace, "Io"], int]
+
+#: Control characters, which a name taken from a dropped file must not carry into a file name.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class Io:
@@ -554,6 +558,7 @@ def _validate_file(
 ) -> int:
     """Map and check ``file`` with the mapping(s) at ``mapping_path``; print the summary and
     every problem (or the invoice JSON); 1 when a row needs attention, else 0."""
+    from filedrop.logs import printable
     from filedrop.mapping import load_mappings, select_mapping
     from filedrop.mapping.prepare import payloads, prepare
     from filedrop.read import read_table
@@ -582,7 +587,10 @@ def _validate_file(
         by_status = Counter(status for status, _ in prepared.rejected.values())
         invalid, skipped = by_status[RowStatus.INVALID], by_status[RowStatus.SKIPPED]
         io.say(
-            mask_ids(f"{file.name}: mapping {mapping.name}; {how}; header on row {info.header_row}")
+            mask_ids(
+                f"{printable(file.name)}: mapping {mapping.name}; {how}; "
+                f"header on row {info.header_row}"
+            )
         )
         io.say(
             f"{len(table)} rows, {len(prepared.invoices)} invoices to send, "
@@ -600,11 +608,13 @@ def _validate_file(
 def _init(args: argparse.Namespace, io: Io) -> int:
     """Write the draft, then validate the file with it as ``validate`` does."""
     from filedrop.errors import MappingError
+    from filedrop.logs import printable
     from filedrop.mapping.draft import draft_mapping
     from filedrop.read import read_table
 
     settings = _load(args, io)
-    out: Path = args.out or Path(args.file.with_suffix(".toml").name)
+    # The default name comes from the export's: no control character of it reaches a file name.
+    out: Path = args.out or Path(_CONTROL.sub("_", args.file.with_suffix(".toml").name))
     if out.exists() and not args.force:
         raise ConfigError(f"{out} already exists; pass --force to overwrite it, or choose --out.")
     if not args.file.is_file():
@@ -612,17 +622,18 @@ def _init(args: argparse.Namespace, io: Io) -> int:
     draft = draft_mapping(args.file, partial(read_table, limits=settings.read_limits()))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(draft.text, encoding="utf-8")
-    io.say(f"Wrote {out}. Validating {args.file.name} with it:")
+    io.say(f"Wrote {printable(str(out))}. Validating {printable(args.file.name)} with it:")
     try:
         code = _validate_file(io, args.file, out, settings, as_json=False)
     except MappingError as exc:  # a required field the draft could not place
         io.say(f"  {exc}")
         code = ExitCode.ATTENTION
     if draft.questions:
-        io.say(f"Questions left in {out}:")
+        io.say(f"Questions left in {printable(str(out))}:")
         for question in draft.questions:
             io.say(mask_ids(f"  - {question}"))
-    io.say(f"Edit {out}, then check it: filedrop validate {args.file} --mapping {out}")
+    shown_out, shown_file = printable(str(out)), printable(str(args.file))
+    io.say(f"Edit {shown_out}, then check it: filedrop validate {shown_file} --mapping {shown_out}")
     return code
 
 

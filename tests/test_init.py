@@ -120,6 +120,23 @@ def test_init_prints_the_summary_of_validate(tmp_path: Path) -> None:
     ]
 
 
+def test_a_control_character_in_the_export_name_reaches_neither_the_draft_nor_the_screen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A name is data: the draft stays valid TOML, its file name has no control character, and
+    what init prints is one line per line."""
+    import tomllib
+
+    monkeypatch.chdir(tmp_path)
+    export = tmp_path / "x\nINFO fake.csv"
+    export.write_text("Fakturanr;Beløp\n1;100\n", encoding="utf-8")
+    _, out, _ = filedrop("init", str(export), environ={}, expect=1)
+    draft = tmp_path / "x_INFO fake.toml"
+    assert tomllib.loads(draft.read_text(encoding="utf-8"))["name"] == "x\nINFO fake"
+    assert out.splitlines()[0] == "Wrote x_INFO fake.toml. Validating x\\nINFO fake.csv with it:"
+    assert not any(line.startswith("INFO") for line in out.splitlines())
+
+
 def test_init_refuses_to_overwrite_a_mapping_without_force(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from filedrop.logs import printable
 from filedrop.mapping.convert import (
     CURRENCIES,
     compact_id,
@@ -332,7 +333,8 @@ class _Drafter:
 
     def draft(self) -> Draft:
         out = _Lines()
-        info, name = self.table.info, self.table.path.name
+        # A name is data: a control character in it must not end a comment line of the draft.
+        info, name = self.table.info, printable(self.table.path.name)
         where = f'sheet "{info.sheet}"' if info.kind == "excel" else f"{info.encoding} text"
         header = f"header on row {info.header_row}"
         out.add(note=f"Drafted by `filedrop init` from {name} ({where}, {header}).")
