@@ -20,8 +20,10 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import chain
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from filedrop.api.client import (
@@ -750,40 +752,53 @@ def record_result(journal: Journal, batch: int, result: BatchResult) -> None:
 
 
 def _outcomes(prepared: Prepared, journal: Journal, *, target: str, file_id: int) -> pd.DataFrame:
-    """One status per row, from the local checks and what the journal now knows."""
+    """One status per row, from the local checks and what the journal now knows.
+
+    Worked out once per invoice, then spread over the invoices' rows a whole column at a time.
+    """
     rows = len(prepared.table)
-    columns: dict[str, list[str]] = {name: [""] * rows for name in OUTCOME_COLUMNS}
+    invoices = prepared.invoices
+    batch_ids = {b.id: b.batch_id or "" for b in journal.batches(file_id=file_id)}
+    file_names: dict[int, str] = {}
+    decided: list[tuple[str, ...]] = [()] * len(invoices)
+
+    def decide(k: int, record: InvoiceRecord | None) -> None:
+        decided[k] = _invoice_outcome(
+            invoices[k],
+            record,
+            journal,
+            file_id=file_id,
+            batch_ids=batch_ids,
+            file_names=file_names,
+        )
+
+    # Streamed from the journal rather than collected first: one record alive at a time.
+    unrecorded = {invoice.invoice_number: k for k, invoice in enumerate(invoices)}
+    for record in journal.each_invoice(target=target, numbers=list(unrecorded)):
+        decide(unrecorded.pop(record.invoice_number), record)
+    for k in unrecorded.values():
+        decide(k, None)
+    columns = {name: np.full(rows, "", dtype=object) for name in OUTCOME_COLUMNS}
+    if invoices:
+        sizes = np.fromiter((len(inv.rows) for inv in invoices), dtype=np.intp, count=len(invoices))
+        positions = np.fromiter(
+            chain.from_iterable(inv.rows for inv in invoices), dtype=np.intp, count=int(sizes.sum())
+        )
+        # Every row of an invoice shares its outcome (grouped lines included).
+        spread = None if (sizes == 1).all() else np.repeat(np.arange(len(invoices)), sizes)
+        for name, values in zip(OUTCOME_COLUMNS, zip(*decided, strict=True), strict=True):
+            per_invoice = np.empty(len(invoices), dtype=object)
+            per_invoice[:] = values
+            columns[name][positions] = per_invoice if spread is None else per_invoice[spread]
     status, message = columns["outcome_status"], columns["outcome_message"]
     for position, (row_status, text) in prepared.rejected.items():
         status[position], message[position] = row_status.value, text
-    batch_ids = {b.id: b.batch_id or "" for b in journal.batches(file_id=file_id)}
-    file_names: dict[int, str] = {}
-    # Streamed from the journal rather than collected first: one record alive at a time.
-    unrecorded = {invoice.invoice_number: invoice for invoice in prepared.invoices}
-    for record in journal.each_invoice(target=target, numbers=list(unrecorded)):
-        invoice = unrecorded.pop(record.invoice_number)
-        values = _invoice_outcome(
-            invoice, record, journal, file_id=file_id, batch_ids=batch_ids, file_names=file_names
-        )
-        _fill(columns, invoice.rows, values)
-    for invoice in unrecorded.values():
-        values = _invoice_outcome(
-            invoice, None, journal, file_id=file_id, batch_ids=batch_ids, file_names=file_names
-        )
-        _fill(columns, invoice.rows, values)
     for position, note in prepared.notes.items():
         message[position] = f"{message[position]}; {note}" if message[position] else note
-    missing = [p for p in range(rows) if not status[p]]
-    if missing:  # a bug upstream; never let it pass as a silent blank
-        raise AssertionError(f"rows without a status: {missing[:10]}")
+    missing = np.flatnonzero(status == "")
+    if len(missing):  # a bug upstream; never let it pass as a silent blank
+        raise AssertionError(f"rows without a status: {missing[:10].tolist()}")
     return pd.DataFrame(columns)
-
-
-def _fill(columns: dict[str, list[str]], rows: tuple[int, ...], values: tuple[str, ...]) -> None:
-    """Every row of an invoice shares its outcome (grouped lines included)."""
-    for position in rows:
-        for name, value in zip(OUTCOME_COLUMNS, values, strict=True):
-            columns[name][position] = value
 
 
 def _invoice_outcome(
