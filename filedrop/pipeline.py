@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 import errno
 import logging
+import queue
 import shutil
 import threading
 import time
@@ -421,13 +422,7 @@ def _send_and_report(
         log.info("%s: %s to send", name, invoices_in_batches(len(to_send), len(batches)))
     ctx.progress.file_started(rows=len(prepared.table), batches=len(batches) + len(polls))
     setbacks = _Setbacks()
-    posts = [ctx.poster.submit(_submit_batch, batch, ctx, file_id, setbacks) for batch in batches]
-    for post in posts:
-        tracked = post.result()
-        if tracked is not None:
-            polls.append(tracked)
-    posts.clear()  # each held its poll future, and with it that batch's parsed result
-    pending = record_polls(ctx, polls, name=name)
+    pending = _send_batches(ctx, batches, polls, file_id=file_id, setbacks=setbacks, name=name)
     if ctx.stop.is_set() and (pending or _unsent(prepared, ctx)):
         # Leave the file resumable rather than write an outcome that the restart would redo.
         ctx.journal.finish_file(
@@ -552,48 +547,105 @@ def resume_batches(ctx: Context, file_id: int) -> list[Poll]:
 def record_polls(ctx: Context, polls: list[Poll], *, name: str) -> int:
     """Wait for each poll and record the ended batches; returns how many are still QUEUED.
 
-    ``polls`` is emptied as it goes, so each batch's parsed result is freed once recorded (100
-    entries a batch, 200,000 for a big file: tens of megabytes if all were held to the end).
+    ``polls`` is emptied as it goes, so each batch's parsed result is freed once recorded.
     ``name`` is the file's name, for the log.
     """
+    polls.reverse()
     pending = 0
     while polls:
-        batch, future = polls.pop(0)
-        result = future.result()
-        ctx.progress.batch_done()
-        if isinstance(result, BatchResult):
-            record_result(ctx.journal, batch, result)
-            log.info(
-                "%s: batch %s ended %s",
-                name,
-                result.batch_id,
-                result.status,
-                extra=fields(
-                    "batch_ended",
-                    inbox=ctx.metrics.name,
-                    file=name,
-                    batch=batch,
-                    batch_id=result.batch_id,
-                    status=result.status,
-                    counts={"succeeded": len(result.succeeded), "failed": len(result.failed)},
-                ),
-            )
-        else:
-            pending += 1
-            log.info(
-                "%s: batch %s still QUEUED; it is polled again later",
-                name,
-                result.batch_id,
-                extra=fields(
-                    "batch_pending",
-                    inbox=ctx.metrics.name,
-                    file=name,
-                    batch=batch,
-                    batch_id=result.batch_id,
-                    status="QUEUED",
-                ),
-            )
+        batch, future = polls.pop()
+        pending += not _record_poll(ctx, batch, future.result(), name=name)
     return pending
+
+
+def _send_batches(
+    ctx: Context,
+    batches: list[list[PreparedInvoice]],
+    polls: list[Poll],
+    *,
+    file_id: int,
+    setbacks: _Setbacks,
+    name: str,
+) -> int:
+    """POST ``batches`` (at most ``concurrent_batches`` at once) and record every batch, these
+    and the resumed ``polls``, as soon as its poll ends; returns how many are still QUEUED.
+
+    Recording while the rest are still being sent keeps only the batches in flight in memory
+    (each ended batch's parsed result is 100 entries; a 200,000-row file's would be tens of
+    megabytes held to the end), and spreads the journal's work over the time spent waiting.
+    """
+    # What the posting and polling threads hand over: a finished POST (its future, which
+    # raises what the POST raised) or an ended poll. All journal writes stay on this thread.
+    handed: queue.SimpleQueue[Future[Poll | None] | Poll] = queue.SimpleQueue()
+    expected = 0
+    pending = 0
+
+    def watch(poll: Poll) -> None:
+        nonlocal expected
+        expected += 1
+        poll[1].add_done_callback(lambda _: handed.put(poll))
+
+    def take(item: Future[Poll | None] | Poll) -> None:
+        nonlocal expected, pending
+        expected -= 1
+        if isinstance(item, Future):
+            if (poll := item.result()) is not None:
+                watch(poll)
+            return
+        batch, ended = item
+        pending += not _record_poll(ctx, batch, ended.result(), name=name)
+
+    for poll in polls:
+        watch(poll)
+    polls.clear()
+    for batch in batches:
+        while not handed.empty():
+            take(handed.get())
+        post = ctx.poster.submit(_submit_batch, batch, ctx, file_id, setbacks)
+        expected += 1
+        post.add_done_callback(handed.put)
+    while expected:
+        take(handed.get())
+    return pending
+
+
+def _record_poll(
+    ctx: Context, batch: int, result: BatchResult | StillPending, *, name: str
+) -> bool:
+    """Record how one polled batch ended; False when it is still QUEUED (polled again later)."""
+    ctx.progress.batch_done()
+    if isinstance(result, StillPending):
+        log.info(
+            "%s: batch %s still QUEUED; it is polled again later",
+            name,
+            result.batch_id,
+            extra=fields(
+                "batch_pending",
+                inbox=ctx.metrics.name,
+                file=name,
+                batch=batch,
+                batch_id=result.batch_id,
+                status="QUEUED",
+            ),
+        )
+        return False
+    record_result(ctx.journal, batch, result)
+    log.info(
+        "%s: batch %s ended %s",
+        name,
+        result.batch_id,
+        result.status,
+        extra=fields(
+            "batch_ended",
+            inbox=ctx.metrics.name,
+            file=name,
+            batch=batch,
+            batch_id=result.batch_id,
+            status=result.status,
+            counts={"succeeded": len(result.succeeded), "failed": len(result.failed)},
+        ),
+    )
+    return True
 
 
 def invoices_in_batches(invoices: int, batches: int) -> str:
