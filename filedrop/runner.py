@@ -51,6 +51,8 @@ from filedrop.pipeline import (
     resume_batches,
 )
 from filedrop.progress import Progress
+from filedrop.read import EXCEL_SUFFIXES
+from filedrop.read.isolated import start_reader
 from filedrop.settings import DEFAULT_INBOX_NAME, Settings
 from filedrop.states import BatchState, ExitCode, FileState, RowStatus, exit_code_for
 
@@ -213,6 +215,10 @@ def run_inbox(ctx: Context) -> RunReport:
             reason,
             extra=fields("file_ignored", inbox=ctx.metrics.name, file=path.name, reason=reason),
         )
+    if ctx.read_limits.read_in_subprocess and any(
+        path.suffix.lower() in EXCEL_SUFFIXES for path in candidates
+    ):
+        start_reader()  # its imports overlap the stability wait and the first file's claim
     ready, changing = ready_files(
         candidates, stability_s=ctx.stability_s, clock=ctx.clock, sleep=ctx.sleep
     )

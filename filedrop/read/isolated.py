@@ -14,6 +14,7 @@ import resource
 import signal
 from dataclasses import dataclass, replace
 from datetime import date
+from multiprocessing import forkserver
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -25,11 +26,17 @@ from filedrop.read.excel import read_excel
 from filedrop.read.limits import ReadLimits
 from filedrop.read.table import ReadOptions, Table, column_frame
 
-__all__ = ["read_excel_isolated"]
+__all__ = ["read_excel_isolated", "start_reader"]
 
 _CONTEXT = multiprocessing.get_context("forkserver")
 # "__main__" too: the server imports it once, rather than every child (as multiprocessing does)
 _CONTEXT.set_forkserver_preload(["__main__", "filedrop.read.excel"])
+
+
+def start_reader() -> None:
+    """Start the reader's server now, so that its imports (about half a second of CPU) overlap
+    whatever comes before the first workbook instead of delaying it; idempotent."""
+    forkserver.ensure_running()
 
 
 def read_excel_isolated(path: Path, options: ReadOptions, limits: ReadLimits) -> Table:
