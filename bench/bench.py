@@ -4,15 +4,16 @@ memory, against the obvious baselines, all measured in one run on this machine.
     python bench/bench.py                  # 50,000-row xlsx and 200,000-row CSV (~10 minutes)
     python bench/bench.py --million        # and a 1,000,000-row CSV (filedrop run alone)
     python bench/bench.py --profile        # and where filedrop's own time goes (py-spy)
+    python bench/bench.py --latency-ms 25  # the sandbox answers as an API across a network would
     python bench/bench.py --rows-xlsx 5000 --rows-csv 20000 --skip-openpyxl --skip-peer  # a look
     FILEDROP_CLIENT_ID=.. FILEDROP_CLIENT_SECRET=.. FILEDROP_ORG_ID=.. \\
         python bench/bench.py --url https://api.example [--auth-url https://auth.example]
 
 Inputs are generated once into bench/out/ (17 columns, the norwegian-erp layout, all rows valid).
-By default every client talks to `filedrop sandbox` with batches ending at their first poll,
-served by bench/server.py in a process of its own (a fresh one for each client, so none inherits
-another's batches); with --url, to that API instead (the three clients then send the same
-invoice numbers, so use an environment that takes repeats).
+By default every client talks to `filedrop sandbox` with batches ending at their first poll
+(answering at once, or after --latency-ms), served by bench/server.py in a process of its own (a
+fresh one for each client, so none inherits another's batches); with --url, to that API instead
+(the three clients then send the same invoice numbers, so use an environment that takes repeats).
 
 What it prints, for each file, and how each figure is taken:
 
@@ -240,7 +241,7 @@ def serving(args: argparse.Namespace, tag: str) -> Iterator[Api]:
     record = OUT / f"server-{tag}.json"
     record.unlink(missing_ok=True)
     server = subprocess.Popen(
-        [sys.executable, str(BENCH / "server.py"), str(record)],
+        [sys.executable, str(BENCH / "server.py"), str(record), str(args.latency_ms / 1000)],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -770,6 +771,12 @@ def main() -> None:
         action="store_true",
         help=f"estimate openpyxl as {OPENPYXL_PER_CALAMINE}x calamine",
     )
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="the sandbox answers each request after this long, as an API across a network does",
+    )
     parser.add_argument("--skip-peer", action="store_true", help="leave out the peer script")
     parser.add_argument("--million", action="store_true", help="also a 1,000,000-row CSV")
     parser.add_argument("--profile", action="store_true", help="also profile each run (py-spy)")
@@ -787,6 +794,7 @@ def main() -> None:
     print(
         f"Inputs ({len(HEADERS)} columns, norwegian-erp layout) in {OUT.relative_to(ROOT)}; "
         f"API: {args.url or 'a fresh filedrop sandbox (bench/server.py, --delay 0) per client'}"
+        + (f", answering each request after {args.latency_ms:g} ms" if args.latency_ms else "")
     )
     for path, rows, write in [
         (xlsx, args.rows_xlsx, write_xlsx),

@@ -1,12 +1,14 @@
 """`filedrop sandbox --delay 0` in a process of its own, keeping a record of every request.
 
-    python bench/server.py RECORD.json      # prints its base URL, serves until SIGTERM or SIGINT
+    python bench/server.py RECORD.json [LATENCY_S]  # prints its base URL; serves until SIGTERM
 
 The same `Sandbox` the command serves (batches end at their first poll, any credentials), with
 one addition: each request's arrival time, method, path, status and, for an invoice POST, the
-batch id it created. On SIGTERM it writes that record and its own CPU time and peak RSS to
-RECORD.json, so the bench can check the HTTP economy of a run from the server's side (tokens,
-POSTs, the gaps between a batch's POST and its polls) without trusting the client's account.
+batch id it created; with LATENCY_S, each answer waits that long first, as an API across a
+network does (the sandbox itself answers in microseconds). On SIGTERM it writes that record and
+its own CPU time and peak RSS to RECORD.json, so the bench can check the HTTP economy of a run
+from the server's side (tokens, POSTs, the gaps between a batch's POST and its polls) without
+trusting the client's account.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from filedrop.sandbox.transport import Reply
 class RecordingSandbox(Sandbox):
     """The sandbox, noting each request as it arrives (one list append under a lock)."""
 
-    def __init__(self, options: SandboxOptions) -> None:
+    def __init__(self, options: SandboxOptions, *, latency_s: float = 0.0) -> None:
         super().__init__(options)
+        self.latency_s = latency_s
         self.requests: list[tuple[float, str, str, int, str]] = []
         self._record_lock = threading.Lock()
 
@@ -42,6 +45,8 @@ class RecordingSandbox(Sandbox):
         reused_connection: bool = False,
     ) -> Reply:
         arrived = time.time()
+        if self.latency_s:
+            time.sleep(self.latency_s)  # one thread per connection: other requests go on
         reply = super()._handle(method, target, headers, body, reused_connection=reused_connection)
         batch_id = ""
         if method == "POST" and reply.status == 202 and isinstance(reply.body, dict):
@@ -53,10 +58,11 @@ class RecordingSandbox(Sandbox):
 
 def main() -> None:
     record = Path(sys.argv[1])
+    latency_s = float(sys.argv[2]) if len(sys.argv) > 2 else 0.0
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    with RecordingSandbox(SandboxOptions(delay_s=(0.0, 0.0))) as sandbox:
+    with RecordingSandbox(SandboxOptions(delay_s=(0.0, 0.0)), latency_s=latency_s) as sandbox:
         print(sandbox.url, flush=True)
         stop.wait()
         requests = list(sandbox.requests)
