@@ -73,21 +73,32 @@ class DaemonPool:
     def _work(self, call: _Call | None) -> None:
         while call is not None:
             self._run(*call)
+            del call  # its arguments (a batch of invoices) are not held while waiting
             call = self._next_call()
 
-    def _run(self, future: Future[Any], fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
-        """One call; its arguments are let go before the thread waits for the next."""
+    @staticmethod
+    def _run(future: Future[Any], fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        """One call, unless its future was cancelled."""
+        if not future.set_running_or_notify_cancel():
+            return
         try:
-            future.set_result(fn(*args))
+            result = fn(*args)
         except BaseException as exc:  # handed to whoever waits on the future
             future.set_exception(exc)
-        finally:
-            self._slots.release()
+        else:
+            future.set_result(result)
 
     def _next_call(self) -> _Call | None:
-        """The next queued call, or None once none came for ``idle_exit_s``."""
+        """Free the slot of the call just made; return the next queued call, or None once none
+        came for ``idle_exit_s``.
+
+        The thread counts as waiting before its slot is freed, so the `submit` that takes the
+        slot hands its call to this thread rather than starting another: never more threads
+        than ``workers``, but for one that is ending.
+        """
         with self._ready:
             self._waiting += 1
+            self._slots.release()
             try:
                 while not self._calls:
                     if not self._ready.wait(timeout=self._idle_exit_s) and not self._calls:
