@@ -37,7 +37,6 @@ import json
 import logging
 import math
 import os
-import ssl
 import threading
 import time
 import urllib.request
@@ -482,10 +481,10 @@ class AmiliClient:
         except (HTTPError, OSError) as exc:
             sent, reason, kind = self._classify(exc)
             if sent and not may_resend:
-                path = route.prefix + path
-                raise AmbiguousSubmission(method=method, path=path, reason=reason) from None
+                shown = route.prefix + path
+                raise AmbiguousSubmission(method=method, path=shown, reason=reason) from None
             return _Again(reason, kind)
-        path = route.prefix + path
+        path = route.prefix + path  # as the messages show it
         status = resp.status
         log.debug("%s %s -> HTTP %d in %.3f s", method, path, status, time.monotonic() - started)
         if status in _RETRY_LATER:
@@ -512,7 +511,8 @@ class AmiliClient:
         """(may the request have been sent?, reason in words, its short name) for a transport
         failure, as urllib3 raises it with its retries off.
 
-        A proxy that could not be reached counts as a lost connection, as it always has.
+        A proxy that could not be reached (urllib3's ``ProxyError``) counts as a lost connection,
+        the cautious reading.
         """
         if isinstance(exc, ReadTimeoutError):
             return True, f"no answer within {self._timeout.read_timeout:g} s", "read_timeout"
@@ -701,45 +701,33 @@ class _Pools:
             "opening_wait_s": opening_wait_s,
         }
         self._tls: dict[str, Any] | None = None
-        self._lock = threading.Lock()
         self._proxied: dict[str, PoolManager] = {}
         self.direct = self._retiring(PoolManager(**_POOL_OPTIONS))
 
     def tls(self, *, url: str) -> dict[str, Any]:
-        """Pool options that check HTTPS certificates against the environment's CA bundle
-        (``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE``, a file or a folder, as requests read
-        them) or else certifi's, loaded once rather than for every new connection."""
-        with self._lock:
-            if self._tls is None:
-                variable, bundle = next(
-                    (
-                        (name, value)
-                        for name in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
-                        if (value := os.environ.get(name))
-                    ),
-                    ("", certifi.where()),
+        """Pool options that check HTTPS certificates against `_ca_bundle`, loaded once rather
+        than for every new connection; ``url`` is named if the bundle cannot be read."""
+        if self._tls is None:
+            variable, bundle = _ca_bundle()
+            context = create_urllib3_context()
+            try:
+                if Path(bundle).is_dir():
+                    context.load_verify_locations(capath=bundle)
+                else:
+                    context.load_verify_locations(cafile=bundle)
+            except OSError as exc:  # ssl.SSLError too
+                msg = (
+                    f"{variable} is {bundle!r}, which holds no readable certificates for {url} "
+                    f"({exc}); point it at a PEM file or folder, or unset it to use certifi's."
                 )
-                context = create_urllib3_context()
-                try:
-                    if Path(bundle).is_dir():
-                        context.load_verify_locations(capath=bundle)
-                    else:
-                        context.load_verify_locations(cafile=bundle)
-                except (OSError, ssl.SSLError) as exc:
-                    msg = (
-                        f"{variable or 'The CA bundle'} is {bundle!r}, which holds no readable "
-                        f"certificates for {url} ({exc}); point it at a PEM file or folder, or "
-                        "unset it to use the bundled one."
-                    )
-                    raise ConfigError(msg) from None
-                self._tls = {"ssl_context": context}
-            return self._tls
+                raise ConfigError(msg) from None
+            self._tls = {"ssl_context": context}
+        return self._tls
 
     def through(self, proxy: str, *, url: str) -> PoolManager:
         """The manager for requests through ``proxy`` (an HTTP(S) or SOCKS proxy URL)."""
-        with self._lock:
-            if proxy in self._proxied:
-                return self._proxied[proxy]
+        if proxy in self._proxied:
+            return self._proxied[proxy]
         tls = self.tls(url=url) if url.startswith("https:") else {}
         parts = urlsplit(proxy)
         username = unquote(parts.username or "")
@@ -762,14 +750,12 @@ class _Pools:
             manager = self._retiring(
                 ProxyManager(proxy, proxy_headers=auth, **_POOL_OPTIONS, **tls)
             )
-        with self._lock:
-            return self._proxied.setdefault(proxy, manager)
+        self._proxied[proxy] = manager
+        return manager
 
     def close(self) -> None:
         self.direct.clear()
-        with self._lock:
-            proxied = list(self._proxied.values())
-        for manager in proxied:
+        for manager in self._proxied.values():
             manager.clear()
 
     def _retiring(self, manager: PoolManager) -> PoolManager:
@@ -824,6 +810,15 @@ class _Route:
         return self._manager.urlopen(
             method, self._base + path, body=body, headers=headers, timeout=timeout, redirect=False
         )
+
+
+def _ca_bundle() -> tuple[str, str]:
+    """(where it came from, path): ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE`` (a file or a
+    folder), as requests read them, else certifi's bundle."""
+    for variable in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        if path := os.environ.get(variable):
+            return variable, path
+    return "certifi's bundle", certifi.where()
 
 
 def _environment_proxy(url: str) -> str | None:
