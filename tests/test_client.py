@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import base64
 import copy
+import http.client
 import json
 import logging
+import shutil
+import ssl
+import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import parse_qs
+from typing import Any, ClassVar
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from conftest import EXAMPLE_INVOICE, ORG_ID, TEST_CLIENT_SECRET
@@ -30,9 +35,11 @@ from filedrop.api.client import (
     FailedInvoice,
     PollSchedule,
     StillPending,
+    SucceededInvoice,
     encode_json,
 )
 from filedrop.api.poller import Poller
+from filedrop.api.types import parse_batch
 from filedrop.errors import ConfigError
 from filedrop.sandbox import Sandbox
 
@@ -306,17 +313,18 @@ def test_unreachable_api_raises_unavailable_after_retries(fake_time, example_inv
     assert len(fake_time.sleeps) == 2
 
 
-@pytest.mark.parametrize("bypassed", [False, True])
+@pytest.mark.parametrize("no_proxy", ["", "127.0.0.1", "example.org, 127.0.0.0/8"])
 def test_proxies_from_the_environment_are_used(
-    sandbox, make_client, monkeypatch, example_invoice, bypassed
+    sandbox, make_client, monkeypatch, example_invoice, no_proxy
 ):
     """HTTP_PROXY and NO_PROXY, read when the client is built, decide where requests go: through
-    a proxy (here one that is not there, so nothing connects) unless NO_PROXY names the host."""
+    a proxy (here one that is not there, so nothing connects) unless NO_PROXY names the host or
+    a network holding it."""
     with Sandbox() as gone:
         monkeypatch.setenv("HTTP_PROXY", gone.url)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1" if bypassed else "")
+    monkeypatch.setenv("NO_PROXY", no_proxy)
     client = make_client(max_retries=0)
-    if bypassed:
+    if no_proxy:
         assert client.create_invoices(ORG_ID, [example_invoice])
         return
     with pytest.raises(ApiUnavailable) as caught:
@@ -326,6 +334,144 @@ def test_proxies_from_the_environment_are_used(
         "nothing was processed, so try again later."
     )
     assert sandbox.counters().token_requests == 0
+
+
+class ForwardingProxy(BaseHTTPRequestHandler):
+    """A plain HTTP proxy: it forwards each absolute-form request to its target and relays the
+    answer. ``seen`` holds each request line and its Proxy-Authorization header."""
+
+    seen: ClassVar[list[tuple[str, str | None]]] = []
+
+    def do_GET(self) -> None:
+        self.forward()
+
+    def do_POST(self) -> None:
+        self.forward()
+
+    def forward(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        type(self).seen.append(
+            (f"{self.command} {self.path}", self.headers.get("Proxy-Authorization"))
+        )
+        target = urlsplit(self.path)
+        headers = {
+            name: value
+            for name, value in self.headers.items()
+            if name.lower() not in ("proxy-authorization", "connection", "proxy-connection")
+        }
+        upstream = http.client.HTTPConnection(target.hostname, target.port, timeout=5)
+        upstream.request(self.command, target.path, body=body or None, headers=headers)
+        answer = upstream.getresponse()
+        data = answer.read()
+        upstream.close()
+        self.send_response(answer.status)
+        self.send_header("Content-Type", answer.getheader("Content-Type", "application/json"))
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_requests_go_through_the_environments_proxy_with_its_credentials(
+    sandbox, make_client, monkeypatch, example_invoice
+):
+    """HTTP_PROXY with a user and a password: every request, the token's too, goes to the proxy
+    in absolute form with Basic proxy credentials, and the answers come back through it."""
+    ForwardingProxy.seen = []
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), ForwardingProxy)
+    thread = threading.Thread(target=proxy.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        monkeypatch.setenv("HTTP_PROXY", f"http://filedrop:p%40ss@127.0.0.1:{proxy.server_port}")
+        monkeypatch.setenv("NO_PROXY", "")
+        client = make_client()
+        batch_id = client.create_invoices(ORG_ID, [example_invoice])
+        assert client.get_batch(batch_id).status == "SUCCESS"
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+        thread.join()
+    credentials = "Basic " + base64.b64encode(b"filedrop:p@ss").decode()
+    assert ForwardingProxy.seen == [
+        (f"POST {sandbox.url}/token", credentials),
+        (f"POST {sandbox.url}/collection/v1/orgs/{ORG_ID}/invoices", credentials),
+        (f"GET {sandbox.url}/collection/v1/batches/{batch_id}", credentials),
+    ]
+
+
+def test_a_ca_bundle_that_is_not_there_is_a_config_error_naming_the_variable(monkeypatch, tmp_path):
+    """REQUESTS_CA_BUNDLE naming a missing file stops an HTTPS client before anything is sent."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "missing.pem"))
+    with pytest.raises(ConfigError, match=r"REQUESTS_CA_BUNDLE is '.*missing\.pem'"):
+        AmiliClient(
+            auth_url="https://auth.example.org",
+            api_url="https://api.example.org",
+            credentials=Credentials(client_id="c", client_secret="s"),
+            connect_timeout_s=2.0,
+            read_timeout_s=5.0,
+        )
+
+
+@pytest.fixture
+def tls_api(tmp_path) -> Iterator[tuple[str, str]]:
+    """(URL, CA file) of an HTTPS server on 127.0.0.1 with a self-signed certificate, answering
+    as `HostileHandler` (secret "good" gets a token)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
+            *("-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    server = ThreadingHTTPServer(("127.0.0.1", 0), HostileHandler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    yield f"https://127.0.0.1:{server.server_address[1]}", str(cert)
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_https_certificates_are_checked_against_the_environments_ca_bundle(
+    tls_api, monkeypatch, fake_time, trusted
+):
+    """With REQUESTS_CA_BUNDLE naming the server's CA the token is fetched over TLS; without it
+    the self-signed certificate is refused, which counts as not sent (retried, then
+    unavailable)."""
+    url, ca_file = tls_api
+    if trusted:
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", ca_file)
+    else:
+        monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+        monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    client = AmiliClient(
+        auth_url=url,
+        api_url=url,
+        credentials=Credentials(client_id="c", client_secret="good"),
+        connect_timeout_s=2.0,
+        read_timeout_s=5.0,
+        max_retries=1,
+        clock=fake_time.clock,
+        sleep=fake_time.sleep,
+    )
+    with client:
+        if trusted:
+            client.authenticate()
+            return
+        with pytest.raises(ApiUnavailable, match="the TLS handshake failed"):
+            client.authenticate()
+    assert fake_time.sleeps == [0.5]
 
 
 def test_unknown_batch_raises_api_error_naming_method_path_and_status(client):
@@ -509,6 +655,24 @@ def test_partial_batch_is_parsed_into_succeeded_and_failed(client, example_invoi
             invoice_number="INV-2024-00124",
             errors=('Currency "KRONER" is not an ISO 4217 currency code',),
         ),
+    )
+
+
+def test_batch_fields_that_are_not_strings_are_read_as_text():
+    """Numbers become their text, null and missing fields the empty string."""
+    result = parse_batch(
+        {
+            "batchId": 42,
+            "status": "PARTIAL",
+            "succeeded": [{"invoiceId": 7, "invoiceNumber": "A-1", "caseId": None}],
+            "failed": [{"invoiceNumber": 1001, "errors": ["bad", 3]}, {"invoiceNumber": "B"}],
+        }
+    )
+    assert result.batch_id == "42"
+    assert result.succeeded == (SucceededInvoice("7", "A-1", "", ""),)
+    assert result.failed == (
+        FailedInvoice(invoice_number="1001", errors=("bad", "3")),
+        FailedInvoice(invoice_number="B", errors=()),
     )
 
 

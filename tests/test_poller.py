@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
@@ -16,7 +17,7 @@ import pytest
 from conftest import ORG_ID
 
 from filedrop.api.client import AmiliClient, BatchResult, Credentials, PollSchedule, StillPending
-from filedrop.api.poller import Poller
+from filedrop.api.poller import DaemonPool, Poller
 from filedrop.api.types import MIN_POLL_INTERVAL_S
 from filedrop.sandbox import Sandbox, SandboxOptions
 
@@ -183,3 +184,59 @@ def test_the_schedule_keeps_the_floor_between_polls() -> None:
     schedule = PollSchedule(initial_s=0.001, max_interval_s=0.001, timeout_s=5)
     assert list(schedule.delays()) == [0.001, 1.0, 1.0, 1.0, 1.0]
     assert MIN_POLL_INTERVAL_S == 1.0
+
+
+# ------------------------------------------------------------------------------- the DaemonPool
+
+
+def test_pool_threads_are_reused_and_never_more_than_its_workers() -> None:
+    """Forty calls one after another on a pool of two run on at most two threads, not forty."""
+    pool = DaemonPool(workers=2, name="test-pool")
+    threads = {pool.submit(threading.current_thread).result(timeout=10) for _ in range(40)}
+    assert 1 <= len(threads) <= 2
+
+
+def test_an_idle_pool_thread_ends_and_the_pool_starts_another_when_needed() -> None:
+    """A thread left without a call for idle_exit_s ends; the next call still runs."""
+    pool = DaemonPool(workers=1, name="test-pool", idle_exit_s=0.01)
+    first = pool.submit(threading.current_thread).result(timeout=10)
+    first.join(timeout=10)
+    assert not first.is_alive()
+    second = pool.submit(threading.current_thread).result(timeout=10)
+    assert second is not first
+
+
+def test_every_call_runs_once_while_threads_come_and_go() -> None:
+    """Many submitters, threads ending as soon as they idle: no call is lost or run twice, and
+    an exception reaches its own future."""
+    pool = DaemonPool(workers=3, name="test-pool", idle_exit_s=0.0001)
+    ran: list[int] = []
+    lock = threading.Lock()
+
+    def call(n: int) -> int:
+        if n % 50 == 7:
+            raise ValueError(n)
+        with lock:
+            ran.append(n)
+        return n
+
+    futures: dict[int, Future[int]] = {}
+
+    def submit(numbers: range) -> None:
+        for n in numbers:
+            futures[n] = pool.submit(call, n)
+            if n % 10 == 0:
+                time.sleep(0.001)  # let threads run out of work and end
+
+    submitters = [threading.Thread(target=submit, args=(range(k, 600, 4),)) for k in range(4)]
+    for submitter in submitters:
+        submitter.start()
+    for submitter in submitters:
+        submitter.join()
+    for n, future in futures.items():
+        if n % 50 == 7:
+            with pytest.raises(ValueError):
+                future.result(timeout=10)
+        else:
+            assert future.result(timeout=10) == n
+    assert sorted(ran) == [n for n in range(600) if n % 50 != 7]

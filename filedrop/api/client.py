@@ -19,6 +19,11 @@ by a full answer before the next is opened. A fresh connection per POST would be
 a busy server with a small listen backlog resets such a connection after the request was written,
 which by the rules above makes the POST ambiguous, and each would cost a TLS handshake. A request
 whose writing failed never reached the server whole, so it is retried like a failed connect.
+
+Requests go straight to urllib3's pools: the per-call machinery of ``requests`` (prepared requests,
+hooks, cookie jars, merging the environment) cost more CPU than the HTTP itself, and filedrop needs
+none of it. What it did take from ``requests``, the proxy and the CA bundle the environment names,
+is read once per base URL when the client is built (`_Route`), the same way.
 """
 
 from __future__ import annotations
@@ -27,24 +32,37 @@ import email.utils
 import functools
 import http.client
 import importlib.metadata
+import ipaddress
 import json
 import logging
 import math
+import os
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC
+from pathlib import Path
 from typing import Any, Protocol, Self
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlencode, urlsplit
 
+import certifi
 import orjson
-import requests
-from requests.adapters import HTTPAdapter
+import urllib3
+from urllib3 import BaseHTTPResponse, PoolManager, ProxyManager, Timeout
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
-from urllib3.util.retry import Retry
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    HTTPError,
+    NameResolutionError,
+    NewConnectionError,
+    ReadTimeoutError,
+    SSLError,
+)
+from urllib3.util import make_headers, parse_url
+from urllib3.util.ssl_ import create_urllib3_context
 
 from filedrop.api.types import (
     TERMINAL_STATUSES,
@@ -85,6 +103,14 @@ log = logging.getLogger("filedrop.api.client")
 
 _RETRY_LATER = frozenset({429, 503})  # the server says it did not process the request
 _POOL_SIZE = 16
+_POOL_OPTIONS: dict[str, Any] = {
+    "num_pools": 4,
+    "maxsize": _POOL_SIZE,
+    "block": True,  # more threads than connections wait for one rather than churn
+    "retries": False,  # retries are ours (module docstring): urllib3 resends nothing itself
+}
+_JSON = "application/json; charset=utf-8"
+_FORM = "application/x-www-form-urlencoded"
 _EXCERPT_CHARS = 200
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 MAX_IDLE_S = 15.0
@@ -146,7 +172,7 @@ def default_user_agent() -> str:
         version = importlib.metadata.version("filedrop")
     except importlib.metadata.PackageNotFoundError:
         version = "unknown"
-    return f"filedrop/{version} python-requests/{requests.__version__}"
+    return f"filedrop/{version} urllib3/{urllib3.__version__}"
 
 
 class AmiliClient:
@@ -195,7 +221,7 @@ class AmiliClient:
         self._auth_url = _base_url(auth_url, setting="FILEDROP_AUTH_URL")
         self._api_url = _base_url(api_url, setting="FILEDROP_API_URL")
         self._credentials = credentials
-        self._timeouts = (connect_timeout_s, read_timeout_s)
+        self._timeout = Timeout(connect=connect_timeout_s, read=read_timeout_s)
         self._token_margin_s = token_margin_s
         self._max_retries = max_retries
         self._clock = clock
@@ -209,20 +235,18 @@ class AmiliClient:
         self._token: str | None = None
         self._token_renew_at = 0.0
 
-        self._session = _pooled_session(
-            user_agent=user_agent or default_user_agent(),
+        self._headers = {
+            "User-Agent": user_agent or default_user_agent(),
+            "Accept": "application/json",
+            "Accept-Encoding": "gzip, deflate",
+        }
+        self._pools = _Pools(
             max_idle_s=max_idle_s,
             monotonic=monotonic,
             opening_wait_s=connect_timeout_s + read_timeout_s,
         )
-        # Proxies, CA bundle and client certificate from the environment (HTTPS_PROXY, NO_PROXY,
-        # REQUESTS_CA_BUNDLE, ...), read once per base URL now rather than by requests on every
-        # call, where walking the environment cost about a millisecond per request.
-        self._environment = {
-            base: self._session.merge_environment_settings(base, {}, None, None, None)
-            for base in (self._auth_url, self._api_url)
-        }
-        self._session.trust_env = False
+        self._auth = _Route(self._auth_url, self._pools)
+        self._api = _Route(self._api_url, self._pools)
 
         for url in (self._auth_url, self._api_url):
             parts = urlsplit(url)
@@ -243,7 +267,7 @@ class AmiliClient:
 
     def close(self) -> None:
         """Close the pooled connections."""
-        self._session.close()
+        self._pools.close()
 
     # ------------------------------------------------------------------------------ public calls
 
@@ -266,22 +290,16 @@ class AmiliClient:
         path = f"/collection/v1/orgs/{quote(org_id, safe='')}/invoices"
         # Encoded here, before anything is sent: a NaN amount must fail locally, not as bad JSON.
         body = encode_json({"invoices": invoices})
-        resp = self._call(
-            "POST",
-            self._api_url + path,
-            may_resend=False,
-            data=body,
-            headers={"Content-Type": "application/json; charset=utf-8"},
-        )
+        resp = self._call("POST", self._api, path, may_resend=False, body=body, content_type=_JSON)
         try:
-            batch_id = resp.json()["data"]["batchId"]
+            batch_id = orjson.loads(resp.data)["data"]["batchId"]
         except (ValueError, KeyError, TypeError):
             batch_id = None
         if not isinstance(batch_id, str) or not batch_id:
             raise AmbiguousSubmission(
                 method="POST",
                 path=path,
-                reason=f"Amili answered HTTP {resp.status_code} without a readable batchId",
+                reason=f"Amili answered HTTP {resp.status} without a readable batchId",
             )
         log.debug("POST %s: %d invoices accepted as batch %s", path, len(invoices), batch_id)
         return batch_id
@@ -289,12 +307,12 @@ class AmiliClient:
     def get_batch(self, batch_id: str) -> BatchResult:
         """Read a batch once (retried on transient errors, as a GET may be)."""
         path = f"/collection/v1/batches/{quote(batch_id, safe='')}"
-        resp = self._call("GET", self._api_url + path, may_resend=True)
+        resp = self._call("GET", self._api, path, may_resend=True)
         try:
-            result = parse_batch(resp.json()["data"])
+            result = parse_batch(orjson.loads(resp.data)["data"])
         except (ValueError, KeyError, TypeError, AttributeError):
             raise ApiError(
-                "GET", path, resp.status_code, "the answer is not the documented batch JSON"
+                "GET", path, resp.status, "the answer is not the documented batch JSON"
             ) from None
         log.debug("GET %s: %s", path, result.status)
         return result
@@ -326,27 +344,33 @@ class AmiliClient:
             "client_secret": self._credentials.client_secret,
         }
         # Asking for a token twice is harmless, so this POST may be resent like a GET.
-        resp = self._call("POST", url, may_resend=True, data=form, authorize=False)
-        if resp.status_code in (400, 401):
+        resp = self._call(
+            "POST",
+            self._auth,
+            "/token",
+            may_resend=True,
+            body=urlencode(form).encode("ascii"),
+            content_type=_FORM,
+            authorize=False,
+        )
+        if resp.status in (400, 401):
             raise AuthError(
                 where=f"POST {url}",
-                status=resp.status_code,
+                status=resp.status,
                 client_id=self._credentials.client_id,
                 detail=_oauth_error(resp, redact=self._redact),
                 urls=self._url_origins,
             )
-        path = urlsplit(url).path
-        if not 200 <= resp.status_code < 300:
-            raise ApiError(
-                "POST", path, resp.status_code, self._excerpt(resp), urls=self._url_origins
-            )
+        path = self._auth.prefix + "/token"
+        if not 200 <= resp.status < 300:
+            raise ApiError("POST", path, resp.status, self._excerpt(resp), urls=self._url_origins)
         try:
-            data = resp.json()
+            data = orjson.loads(resp.data)
             token = data["access_token"]
         except (ValueError, KeyError, TypeError):
             token = None
         if not isinstance(token, str) or not token:
-            raise ApiError("POST", path, resp.status_code, "the answer has no access_token")
+            raise ApiError("POST", path, resp.status, "the answer has no access_token")
         now = self._clock()
         # expires_in is relative, so a skewed local clock cannot make us keep a dead token or
         # drop a live one; expires_on (absolute) is the fallback.
@@ -368,43 +392,48 @@ class AmiliClient:
     def _call(
         self,
         method: str,
-        url: str,
+        route: _Route,
+        path: str,
         *,
         may_resend: bool,
         authorize: bool = True,
-        data: bytes | dict[str, str] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> requests.Response:
-        """Send with the retry rules; return a 2xx answer (for /token also a 3xx/4xx one).
+        body: bytes | None = None,
+        content_type: str | None = None,
+    ) -> BaseHTTPResponse:
+        """Send ``path`` under ``route``'s base URL with the retry rules; return a 2xx answer
+        (for /token also a 3xx/4xx one), its body read.
 
         ``may_resend`` is False for a POST that creates something: once it may have been
         received it must not be sent again.
         """
-        path = urlsplit(url).path
+        headers = dict(self._headers)
+        if content_type is not None:
+            headers["Content-Type"] = content_type
         attempt = 1
         renewed = False
         while True:
             token = self._get_token() if authorize else None
             outcome = self._attempt(
-                method, url, token=token, may_resend=may_resend, data=data, headers=headers
+                method, route, path, token=token, may_resend=may_resend, body=body, headers=headers
             )
-            if isinstance(outcome, requests.Response):
+            if isinstance(outcome, BaseHTTPResponse):
                 return outcome
+            path_shown = route.prefix + path
             if outcome.renew_token and token is not None:
                 if renewed:
                     raise AuthError(
-                        where=f"{method} {path}",
+                        where=f"{method} {path_shown}",
                         status=401,
                         client_id=self._credentials.client_id,
                         detail="a freshly issued access token was refused",
                         urls=self._url_origins,
                     )
-                log.info("%s %s: HTTP 401, renewing the access token once", method, path)
+                log.info("%s %s: HTTP 401, renewing the access token once", method, path_shown)
                 self._forget_token(token)
                 renewed = True
                 continue
             if attempt > self._max_retries:
-                where = f"{method} {path}"
+                where = f"{method} {path_shown}"
                 raise ApiUnavailable(where=where, reason=outcome.reason, attempts=attempt)
             if outcome.retry_after_s is not None:
                 delay_s = min(outcome.retry_after_s, self._retry_after_max_s)
@@ -413,7 +442,7 @@ class AmiliClient:
             log.warning(
                 "%s %s: %s; retrying in %.1f s (attempt %d of %d)",
                 method,
-                path,
+                path_shown,
                 outcome.reason,
                 delay_s,
                 attempt + 1,
@@ -422,7 +451,7 @@ class AmiliClient:
                     "retry",
                     **self._log_fields,
                     method=method,
-                    path=path,
+                    path=path_shown,
                     reason=outcome.kind,
                     attempt=attempt + 1,
                     delay_s=delay_s,
@@ -435,40 +464,28 @@ class AmiliClient:
     def _attempt(
         self,
         method: str,
-        url: str,
+        route: _Route,
+        path: str,
         *,
         token: str | None,
         may_resend: bool,
-        data: bytes | dict[str, str] | None,
-        headers: dict[str, str] | None,
-    ) -> requests.Response | _Again:
+        body: bytes | None,
+        headers: dict[str, str],
+    ) -> BaseHTTPResponse | _Again:
         """One request: its final answer, a reason to try again, or an error raised."""
-        path = urlsplit(url).path
-        request_headers = dict(headers or {})
         if token is not None:
-            request_headers["Authorization"] = f"Bearer {token}"
+            headers = {**headers, "Authorization": f"Bearer {token}"}
         started = time.monotonic()
-        environment = self._environment[
-            self._api_url if url.startswith(self._api_url + "/") else self._auth_url
-        ]
         try:
-            resp = self._session.request(
-                method,
-                url,
-                data=data,
-                headers=request_headers,
-                timeout=self._timeouts,
-                allow_redirects=False,  # requests would turn a redirected POST into a GET
-                proxies=environment["proxies"],
-                verify=environment["verify"],
-                cert=environment["cert"],
-            )
-        except requests.exceptions.RequestException as exc:
+            resp = route.open(method, path, body=body, headers=headers, timeout=self._timeout)
+        except (HTTPError, OSError) as exc:
             sent, reason, kind = self._classify(exc)
             if sent and not may_resend:
-                raise AmbiguousSubmission(method=method, path=path, reason=reason) from None
+                shown = route.prefix + path
+                raise AmbiguousSubmission(method=method, path=shown, reason=reason) from None
             return _Again(reason, kind)
-        status = resp.status_code
+        path = route.prefix + path  # as the messages show it
+        status = resp.status
         log.debug("%s %s -> HTTP %d in %.3f s", method, path, status, time.monotonic() - started)
         if status in _RETRY_LATER:
             header = resp.headers.get("Retry-After")
@@ -490,28 +507,28 @@ class AmiliClient:
             return resp  # /token tells AuthError from ApiError itself
         raise ApiError(method, path, status, self._excerpt(resp), urls=self._url_origins)
 
-    def _classify(self, exc: requests.exceptions.RequestException) -> tuple[bool, str, str]:
+    def _classify(self, exc: HTTPError | OSError) -> tuple[bool, str, str]:
         """(may the request have been sent?, reason in words, its short name) for a transport
-        failure."""
-        connect_s, read_s = self._timeouts
-        if isinstance(exc, requests.exceptions.ReadTimeout):
-            return True, f"no answer within {read_s:g} s", "read_timeout"
-        if isinstance(exc, requests.exceptions.SSLError):
+        failure, as urllib3 raises it with its retries off.
+
+        A proxy that could not be reached (urllib3's ``ProxyError``) counts as a lost connection,
+        the cautious reading.
+        """
+        if isinstance(exc, ReadTimeoutError):
+            return True, f"no answer within {self._timeout.read_timeout:g} s", "read_timeout"
+        if isinstance(exc, SSLError):
             return False, "the TLS handshake failed", "tls"
         if _RequestNotSentError.found_in(exc):
             return False, "the connection was closed before the request was sent", "not_sent"
-        cause = exc.args[0] if exc.args else None
-        cause = getattr(cause, "reason", cause)  # urllib3's MaxRetryError wraps the real one
-        if isinstance(cause, NewConnectionError):
-            if isinstance(cause, NameResolutionError):
+        if isinstance(exc, NewConnectionError):  # before its base class ConnectTimeoutError
+            if isinstance(exc, NameResolutionError):
                 why = "the host name could not be resolved"
             else:
-                os_error = cause.__cause__ or cause.__context__
+                os_error = exc.__cause__ or exc.__context__
                 why = str(getattr(os_error, "strerror", None) or "no connection").lower()
             return False, f"could not connect: {why}", "connect"
-        if isinstance(exc, requests.exceptions.ConnectTimeout) or isinstance(
-            cause, ConnectTimeoutError
-        ):
+        if isinstance(exc, ConnectTimeoutError):
+            connect_s = self._timeout.connect_timeout
             return False, f"no connection within {connect_s:g} s", "connect_timeout"
         return True, "the connection was lost", "connection_lost"
 
@@ -522,8 +539,8 @@ class AmiliClient:
                 text = text.replace(secret, "***")
         return text
 
-    def _excerpt(self, resp: requests.Response) -> str:
-        text = self._redact(" ".join(resp.text.split()))  # before cutting: no half secret
+    def _excerpt(self, resp: BaseHTTPResponse) -> str:
+        text = self._redact(" ".join(_body_text(resp).split()))  # before cutting: no half secret
         if len(text) > _EXCERPT_CHARS:
             text = text[: _EXCERPT_CHARS - 1] + "…"
         return text
@@ -664,11 +681,11 @@ class _RetiringHTTPSPool(_RetiringPoolMixin, HTTPSConnectionPool):
     ConnectionCls = _WriteAwareHTTPSConnection
 
 
-class _RetiringAdapter(HTTPAdapter):
-    """requests' adapter on `_RetiringPoolMixin` pools (direct, and through an HTTP(S) proxy).
+class _Pools:
+    """The client's connection pools: one manager for direct connections, one per proxy.
 
-    requests stays for what it adds on top of urllib3 and filedrop relies on: proxies and CA
-    bundles from the environment, and its response and exception types.
+    Every manager makes `_RetiringPoolMixin` pools, except a SOCKS proxy's, which needs its own
+    pool classes. ``close`` closes them all.
     """
 
     def __init__(
@@ -677,58 +694,190 @@ class _RetiringAdapter(HTTPAdapter):
         max_idle_s: float,
         monotonic: Callable[[], float],
         opening_wait_s: float,
-        **kwargs: Any,
     ) -> None:
         self._pool_options = {
             "max_idle_s": max_idle_s,
             "monotonic": monotonic,
             "opening_wait_s": opening_wait_s,
         }
-        super().__init__(**kwargs)
+        self._tls: dict[str, Any] | None = None
+        self._proxied: dict[str, PoolManager] = {}
+        self.direct = self._retiring(PoolManager(**_POOL_OPTIONS))
 
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self._use_retiring_pools(self.poolmanager)
+    def tls(self, *, url: str) -> dict[str, Any]:
+        """Pool options that check HTTPS certificates against `_ca_bundle`, loaded once rather
+        than for every new connection; ``url`` is named if the bundle cannot be read."""
+        if self._tls is None:
+            variable, bundle = _ca_bundle()
+            context = create_urllib3_context()
+            try:
+                if Path(bundle).is_dir():
+                    context.load_verify_locations(capath=bundle)
+                else:
+                    context.load_verify_locations(cafile=bundle)
+            except OSError as exc:  # ssl.SSLError too
+                msg = (
+                    f"{variable} is {bundle!r}, which holds no readable certificates for {url} "
+                    f"({exc}); point it at a PEM file or folder, or unset it to use certifi's."
+                )
+                raise ConfigError(msg) from None
+            self._tls = {"ssl_context": context}
+        return self._tls
 
-    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
-        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        if not proxy.lower().startswith("socks"):  # SOCKS needs its own pool classes
-            self._use_retiring_pools(manager)
+    def through(self, proxy: str, *, url: str) -> PoolManager:
+        """The manager for requests through ``proxy`` (an HTTP(S) or SOCKS proxy URL)."""
+        if proxy in self._proxied:
+            return self._proxied[proxy]
+        tls = self.tls(url=url) if url.startswith("https:") else {}
+        parts = urlsplit(proxy)
+        username = unquote(parts.username or "")
+        password = unquote(parts.password or "")
+        if parts.scheme.lower().startswith("socks"):
+            try:
+                from urllib3.contrib.socks import SOCKSProxyManager
+            except ImportError:
+                msg = (
+                    f"The environment names the SOCKS proxy {parts.hostname}:{parts.port} for "
+                    f"{url}, which needs PySocks (pip install pysocks); install it, or name the "
+                    "host in NO_PROXY to connect directly."
+                )
+                raise ConfigError(msg) from None
+            manager: PoolManager = SOCKSProxyManager(
+                proxy, username=username or None, password=password or None, **_POOL_OPTIONS, **tls
+            )
+        else:
+            auth = make_headers(proxy_basic_auth=f"{username}:{password}") if username else None
+            manager = self._retiring(
+                ProxyManager(proxy, proxy_headers=auth, **_POOL_OPTIONS, **tls)
+            )
+        self._proxied[proxy] = manager
         return manager
 
-    def _use_retiring_pools(self, manager: Any) -> None:
-        manager.pool_classes_by_scheme = {
+    def close(self) -> None:
+        self.direct.clear()
+        for manager in self._proxied.values():
+            manager.clear()
+
+    def _retiring(self, manager: PoolManager) -> PoolManager:
+        manager.pool_classes_by_scheme = {  # type: ignore[assignment]
             "http": functools.partial(_RetiringHTTPPool, **self._pool_options),
             "https": functools.partial(_RetiringHTTPSPool, **self._pool_options),
         }
+        return manager
+
+
+class _Route:
+    """How the requests under one base URL travel: straight to its pool, or through the proxy the
+    environment names for it. Both are decided once, when the client is built.
+
+    ``prefix`` is the base URL's own path (often empty), which every request path follows.
+    """
+
+    def __init__(self, base: str, pools: _Pools) -> None:
+        self._base = base
+        parts = parse_url(base)  # urllib3's reading: what it would send for this URL
+        self.prefix = (parts.path or "").rstrip("/")
+        proxy = _environment_proxy(base)
+        self._manager: PoolManager | None = None
+        self._pool: HTTPConnectionPool | None = None
+        if proxy is not None:
+            self._manager = pools.through(proxy, url=base)
+        else:
+            tls = pools.tls(url=base) if parts.scheme == "https" else None
+            self._pool = pools.direct.connection_from_url(base, pool_kwargs=tls)
+
+    def open(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None,
+        headers: dict[str, str],
+        timeout: Timeout,
+    ) -> BaseHTTPResponse:
+        """Send one request for ``path`` and read its whole answer; redirects are not followed."""
+        if self._pool is not None:
+            return self._pool.urlopen(
+                method,
+                self.prefix + path,
+                body=body,
+                headers=headers,
+                timeout=timeout,
+                redirect=False,
+                assert_same_host=False,
+            )
+        assert self._manager is not None
+        return self._manager.urlopen(
+            method, self._base + path, body=body, headers=headers, timeout=timeout, redirect=False
+        )
+
+
+def _ca_bundle() -> tuple[str, str]:
+    """(where it came from, path): ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE`` (a file or a
+    folder), as requests read them, else certifi's bundle."""
+    for variable in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        if path := os.environ.get(variable):
+            return variable, path
+    return "certifi's bundle", certifi.where()
+
+
+def _environment_proxy(url: str) -> str | None:
+    """The proxy URL the environment names for ``url`` (``HTTPS_PROXY``, ``HTTP_PROXY``,
+    ``ALL_PROXY``, lower case first; the system's settings on Windows and macOS), or None when
+    there is none or ``NO_PROXY`` exempts the host. Read as requests read it."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if _proxy_bypassed(host, parts.port):
+        return None
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(parts.scheme) or proxies.get("all")
+    if not proxy:
+        return None
+    return proxy if "://" in proxy else f"http://{proxy}"
+
+
+def _proxy_bypassed(host: str, port: int | None) -> bool:
+    """Whether ``NO_PROXY`` exempts ``host``: a host name or one of its parent domains (with or
+    without the port), or for an IP address the address itself or a network (``10.0.0.0/8``)."""
+    no_proxy = os.environ.get("no_proxy") or os.environ.get("NO_PROXY") or ""
+    entries = [entry for entry in no_proxy.replace(" ", "").split(",") if entry]
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        with_port = f"{host}:{port}" if port else host
+        for entry in entries:
+            name = entry.lstrip(".")
+            if name in (host, with_port) or host.endswith(f".{name}"):
+                return True
+            if with_port.endswith(f".{name}"):
+                return True
+    else:
+        for entry in entries:
+            try:
+                if address in ipaddress.ip_network(entry, strict=False):
+                    return True
+            except ValueError:
+                continue
+    try:
+        return bool(urllib.request.proxy_bypass(host))
+    except (TypeError, OSError):
+        return False
+
+
+def _body_text(resp: BaseHTTPResponse) -> str:
+    """The answer's body as text, in the charset it declares (UTF-8 when none or unknown)."""
+    charset = "utf-8"
+    for parameter in resp.headers.get("Content-Type", "").split(";")[1:]:
+        key, _, value = parameter.partition("=")
+        if key.strip().lower() == "charset" and value.strip(" \"'"):
+            charset = value.strip(" \"'")
+    try:
+        return resp.data.decode(charset, errors="replace")
+    except LookupError:
+        return resp.data.decode("utf-8", errors="replace")
 
 
 # --------------------------------------------------------------------------------------- helpers
-
-
-def _pooled_session(
-    *,
-    user_agent: str,
-    max_idle_s: float,
-    monotonic: Callable[[], float],
-    opening_wait_s: float,
-) -> requests.Session:
-    session = requests.Session()
-    # Retries are ours (see the module docstring): urllib3 must not resend anything itself.
-    adapter = _RetiringAdapter(
-        max_idle_s=max_idle_s,
-        monotonic=monotonic,
-        opening_wait_s=opening_wait_s,
-        pool_connections=4,
-        pool_maxsize=_POOL_SIZE,
-        pool_block=True,  # more threads than connections wait for one rather than churn
-        max_retries=Retry(total=0, read=False, redirect=False, raise_on_status=False),
-    )
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    session.headers["User-Agent"] = user_agent
-    session.headers["Accept"] = "application/json"
-    return session
 
 
 def _base_url(url: str, *, setting: str) -> str:
@@ -783,10 +932,10 @@ def _retry_after_s(value: str | None, *, now: float) -> float | None:
     return max(0.0, seconds)
 
 
-def _oauth_error(resp: requests.Response, *, redact: Callable[[str], str]) -> str:
+def _oauth_error(resp: BaseHTTPResponse, *, redact: Callable[[str], str]) -> str:
     """The OAuth ``error`` code of a refused token request, e.g. ``invalid_client``."""
     try:
-        code = resp.json().get("error")
+        code = orjson.loads(resp.data).get("error")
     except (ValueError, AttributeError):
         return ""
     return redact(str(code))[:60] if code else ""

@@ -11,6 +11,7 @@ import itertools
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -31,6 +32,9 @@ log = logging.getLogger("filedrop.api.poller")
 T = TypeVar("T")
 
 
+_Call = tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]
+
+
 class DaemonPool:
     """At most ``workers`` calls at once, each on a daemon thread.
 
@@ -38,26 +42,70 @@ class DaemonPool:
     until its read timeout cannot hold a stopping daemon past its deadline; the journal already
     records such a batch so that it is never resent blindly. ``submit`` blocks while all slots are
     busy, which is the back-pressure we want.
+
+    A thread that finished its call waits for the next one instead of ending: starting a thread
+    per call cost more CPU than the request it made. One left without a call for ``idle_exit_s``
+    ends, so a pool nobody uses holds no threads.
     """
 
-    def __init__(self, *, workers: int, name: str) -> None:
+    def __init__(self, *, workers: int, name: str, idle_exit_s: float = 10.0) -> None:
         self._slots = threading.BoundedSemaphore(workers)
         self._name = name
+        self._idle_exit_s = idle_exit_s
+        self._ready = threading.Condition()
+        self._calls: deque[_Call] = deque()
+        self._waiting = 0  # threads waiting in _next_call
 
     def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
         future: Future[T] = Future()
         self._slots.acquire()
-
-        def run() -> None:
-            try:
-                future.set_result(fn(*args))
-            except BaseException as exc:  # handed to whoever waits on the future
-                future.set_exception(exc)
-            finally:
-                self._slots.release()
-
-        threading.Thread(target=run, name=self._name, daemon=True).start()
+        call: _Call = (future, fn, args)
+        with self._ready:
+            # Each waiting thread takes one queued call before it may end, so a call is queued
+            # only while there are more waiting threads than queued calls.
+            if self._waiting > len(self._calls):
+                self._calls.append(call)
+                self._ready.notify()
+                return future
+        threading.Thread(target=self._work, args=(call,), name=self._name, daemon=True).start()
         return future
+
+    def _work(self, call: _Call | None) -> None:
+        while call is not None:
+            self._run(*call)
+            del call  # its arguments (a batch of invoices) are not held while waiting
+            call = self._next_call()
+
+    @staticmethod
+    def _run(future: Future[Any], fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        """One call, unless its future was cancelled."""
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            result = fn(*args)
+        except BaseException as exc:  # handed to whoever waits on the future
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+
+    def _next_call(self) -> _Call | None:
+        """Free the slot of the call just made; return the next queued call, or None once none
+        came for ``idle_exit_s``.
+
+        The thread counts as waiting before its slot is freed, so the `submit` that takes the
+        slot hands its call to this thread rather than starting another: never more threads
+        than ``workers``, but for one that is ending.
+        """
+        with self._ready:
+            self._waiting += 1
+            self._slots.release()
+            try:
+                while not self._calls:
+                    if not self._ready.wait(timeout=self._idle_exit_s) and not self._calls:
+                        return None
+                return self._calls.popleft()
+            finally:
+                self._waiting -= 1
 
 
 @dataclass(order=True)
@@ -114,10 +162,8 @@ class Poller:
             if self._closed:
                 future.set_result(StillPending(batch_id=batch_id, waited_s=0.0, last=None))
                 return future
-            heapq.heappush(
-                self._heap, _Job(now + first, next(self._seq), batch_id, delays, now, future)
-            )
-            self._wake.notify()
+            job = _Job(now + first, next(self._seq), batch_id, delays, now, future)
+            self._schedule_job(job)
         return future
 
     def close(self) -> None:
@@ -130,12 +176,21 @@ class Poller:
             self._give_up(job)
         self._thread.join(timeout=5)
 
+    def _schedule_job(self, job: _Job) -> None:
+        """Put ``job`` on the heap (``_wake`` held); wake the scheduler only if it is now the
+        first due, since the scheduler already sleeps until the first due time."""
+        heapq.heappush(self._heap, job)
+        if self._heap[0] is job:
+            self._wake.notify()
+
     def _loop(self) -> None:
         while True:
             with self._wake:
-                while not self._closed and (not self._heap or self._heap[0].due > self._clock()):
-                    timeout = self._heap[0].due - self._clock() if self._heap else None
-                    self._wake.wait(timeout=timeout)
+                while not self._closed:
+                    wait_s = self._heap[0].due - self._clock() if self._heap else None
+                    if wait_s is not None and wait_s <= 0:
+                        break
+                    self._wake.wait(timeout=wait_s)
                 if self._closed:
                     return
                 job = heapq.heappop(self._heap)
@@ -183,8 +238,7 @@ class Poller:
             else:
                 closed = False
                 job.due = self._clock() + delay
-                heapq.heappush(self._heap, job)
-                self._wake.notify()
+                self._schedule_job(job)
         if closed:
             self._give_up(job)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from filedrop.errors import FiledropError
 
@@ -194,9 +194,12 @@ class PollSchedule:
             next_s *= self.factor
 
 
-@dataclass(frozen=True)
-class SucceededInvoice:
-    """An invoice Amili turned into a collection case."""
+class SucceededInvoice(NamedTuple):
+    """An invoice Amili turned into a collection case.
+
+    A named tuple rather than a dataclass: a poll builds one per invoice (100 a batch), and a
+    tuple is built in a third of the time a frozen dataclass takes.
+    """
 
     invoice_id: str
     invoice_number: str
@@ -204,8 +207,7 @@ class SucceededInvoice:
     case_number: str
 
 
-@dataclass(frozen=True)
-class FailedInvoice:
+class FailedInvoice(NamedTuple):
     """An invoice Amili rejected, with its reasons as Amili words them."""
 
     invoice_number: str
@@ -239,7 +241,7 @@ class StillPending:
 
 
 def _text(value: object) -> str:
-    return "" if value is None else str(value)
+    return value if type(value) is str else "" if value is None else str(value)
 
 
 def parse_batch(data: dict[str, Any]) -> BatchResult:
@@ -248,20 +250,24 @@ def parse_batch(data: dict[str, Any]) -> BatchResult:
     Raises KeyError, TypeError or AttributeError when it is not the documented shape.
     """
     succeeded = tuple(
-        SucceededInvoice(
-            invoice_id=_text(item.get("invoiceId")),
-            invoice_number=_text(item.get("invoiceNumber")),
-            case_id=_text(item.get("caseId")),
-            case_number=_text(item.get("caseNumber")),
-        )
-        for item in data.get("succeeded") or ()
+        [
+            SucceededInvoice(
+                _text(item.get("invoiceId")),
+                _text(item.get("invoiceNumber")),
+                _text(item.get("caseId")),
+                _text(item.get("caseNumber")),
+            )
+            for item in data.get("succeeded") or ()
+        ]
     )
     failed = tuple(
-        FailedInvoice(
-            invoice_number=_text(item.get("invoiceNumber")),
-            errors=tuple(_text(error) for error in item.get("errors") or ()),
-        )
-        for item in data.get("failed") or ()
+        [
+            FailedInvoice(
+                _text(item.get("invoiceNumber")),
+                tuple([_text(error) for error in item.get("errors") or ()]),
+            )
+            for item in data.get("failed") or ()
+        ]
     )
     status = data["status"]
     if not isinstance(status, str):
