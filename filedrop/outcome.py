@@ -46,6 +46,7 @@ from xlsxwriter.exceptions import InvalidWorksheetName
 
 from filedrop.read import CSV_SUFFIXES, EXCEL_SUFFIXES, Table
 from filedrop.read.table import Layout, NumberFormat
+from filedrop.sheetxml import ColumnStyles, sheet_rows, write_package
 from filedrop.states import RowStatus
 
 OUTCOME_COLUMNS = (
@@ -507,17 +508,19 @@ def _write_xlsx(
     sheet rows for the header and each data row (default: the header on top, rows right below).
     ``layout`` gives the input's title rows and its columns' number formats, kept as they were.
     """
+    # xlsxwriter makes the package (styles, widths, header, titles, printing, Summary) without
+    # the data rows, in memory; sheetxml then adds the rows, which it makes far faster.
+    skeleton = io.BytesIO()
     workbook = xlsxwriter.Workbook(
-        fh,
+        skeleton,
         {
+            "in_memory": True,
             # Never guess types from text: '=SUM(A1)' from the user stays text.
             "strings_to_numbers": False,
             "strings_to_formulas": False,
             "strings_to_urls": False,
             # Excel has no time zones: an aware time keeps its wall-clock reading.
             "remove_timezone": True,
-            # Not constant_memory: no faster here (50,000 x 21: 4.0 s either way); it saves
-            # ~100 MB but spools rows to the temp folder and leaves them there when writing fails.
         },
     )
     formats = _Formats(workbook)
@@ -540,12 +543,11 @@ def _write_xlsx(
         data.set_column(
             c, c, min(width, _MESSAGE_WIDTH) if c == message_col else width, column_formats[c]
         )
+    # Text takes its column's format, but for the sandbox column's: per cell, not for the column,
+    # as a column format would paint the whole column red.
+    text_formats = list(column_formats)
     if headers[-1] == SANDBOX_COLUMN:
-        # Per cell, not for the column: a column format would paint the whole column red.
-        text_formats = [None] * len(headers)
         text_formats[-1] = formats.sandbox_cell
-    else:
-        text_formats = None
     _write_titles(data, layout.titles, formats)
     for c, header in enumerate(headers):
         if header:
@@ -554,9 +556,7 @@ def _write_xlsx(
             data.write_blank(header_at, c, None, formats.header)
     data.freeze_panes(header_at + 1, 0)
     data.autofilter(header_at, 0, last_row, last_col)
-    _write_rows(
-        data, columns, formats, rows_at, column_formats=column_formats, text_formats=text_formats
-    )
+    styles = _column_styles(column_formats, text_formats, formats)
     # Conditional formats, not per-cell styles: one rule per status covers every row, costs
     # nothing per cell, and follows the status if the user sorts or edits.
     for status, fmt in formats.status.items():
@@ -581,6 +581,14 @@ def _write_xlsx(
     )
     data.activate()
     workbook.close()
+    write_package(
+        skeleton.getvalue(),
+        fh,
+        sheet=f"xl/worksheets/sheet{data.index + 1}.xml",
+        rows=sheet_rows(columns, rows_at, styles),
+        last_row=rows_at[-1] if n_rows else header_at,
+        last_col=last_col,
+    )
 
 
 def _set_printing(sheet: Any, *, header_at: int, sandbox: bool) -> None:
@@ -621,46 +629,28 @@ def _add_data_sheet(workbook: xlsxwriter.Workbook, name: str) -> Any:
     return workbook.add_worksheet(_DEFAULT_SHEET)
 
 
-def _write_rows(
-    sheet: Any,
-    columns: Sequence[Sequence[Any]],
-    formats: _Formats,
-    rows_at: Sequence[int],
-    *,
-    column_formats: Sequence[Any],
-    text_formats: Sequence[Any] | None = None,
-) -> None:
-    """Every cell with its typed method: the hot loop (a million cells for 50,000 rows).
+def _column_styles(
+    column_formats: Sequence[Any], text_formats: Sequence[Any], formats: _Formats
+) -> list[ColumnStyles]:
+    """Each column's style indices, fixed now so the styles sheet lists every one the rows use.
 
     Numbers and dates take their column's format (the input's); dates in a column without one
-    get an ISO date, or date and time. Text takes ``text_formats`` where given.
+    get an ISO date, or date and time.
     """
-    # Locals, not attribute look-ups, and the common exact types first: xlsxwriter's generic
-    # write()/write_row() dispatch costs far more per cell. The undecorated methods (what its own
-    # write() calls) skip its check for "A1" notation on every cell: a third of the writing calls.
-    write_string, write_number = sheet._write_string, sheet._write_number
-    write_datetime, date_fmt, datetime_fmt = sheet._write_datetime, formats.date, formats.datetime
-    isfinite, datetime, date = math.isfinite, dt.datetime, dt.date
-    text_formats = text_formats or [None] * len(columns)
-    for r, row in zip(rows_at, zip(*columns, strict=True), strict=True):
-        for c, value in enumerate(row):
-            kind = value.__class__
-            if kind is str:
-                if value:
-                    write_string(r, c, value, text_formats[c])
-            elif (kind is float and isfinite(value)) or kind is int:
-                write_number(r, c, value, column_formats[c])
-            elif kind is date:
-                write_datetime(r, c, value, column_formats[c] or date_fmt)
-            elif kind is datetime:
-                if column_formats[c] is not None:
-                    write_datetime(r, c, value, column_formats[c])
-                elif value.hour or value.minute or value.second or value.microsecond:
-                    write_datetime(r, c, value, datetime_fmt)
-                else:
-                    write_datetime(r, c, value, date_fmt)
-            elif value is not None:
-                _write_other(sheet, r, c, value, formats)
+    date, datetime = formats.date._get_xf_index(), formats.datetime._get_xf_index()
+    time, duration = formats.time._get_xf_index(), formats.duration._get_xf_index()
+    return [
+        ColumnStyles(
+            plain=0 if own is None else own._get_xf_index(),
+            text=0 if text is None else text._get_xf_index(),
+            date=date,
+            datetime=datetime,
+            time=time,
+            duration=duration,
+            keeps_dates=own is not None,
+        )
+        for own, text in zip(column_formats, text_formats, strict=True)
+    ]
 
 
 def _write_other(sheet: Any, row: int, col: int, value: object, formats: _Formats) -> None:
