@@ -881,7 +881,10 @@ def _duration_text(span: dt.timedelta) -> str:
 
 def _as_texts(column: pd.Series) -> list[str]:
     """Outcome values as strings; None/NaN (a caller's slip) become '' rather than 'nan'."""
-    return ["" if v is None or v is pd.NA or _is_nan(v) else str(v) for v in column.tolist()]
+    values = column.tolist()
+    if set(map(type, values)) <= {str}:  # the usual case, looked at once for the whole column
+        return values
+    return ["" if v is None or v is pd.NA or _is_nan(v) else str(v) for v in values]
 
 
 def _is_nan(value: object) -> bool:

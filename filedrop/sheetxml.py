@@ -84,47 +84,71 @@ def sheet_rows(
     for start in range(0, len(rows_at), CHUNK_ROWS):
         end = start + CHUNK_ROWS
         numbers = [str(r + 1) for r in rows_at[start:end]]
-        cells = [
-            column_cells(column[start:end], letter=letter, rows=numbers, styles=style)
-            for column, letter, style in zip(columns, letters, styles, strict=True)
-        ]
-        opening = [f'<row r="{n}">' for n in numbers]
-        yield "".join(chain.from_iterable(zip(opening, *cells, repeat("</row>")))).encode()
+        pieces: list[Iterable[str]] = [[f'<row r="{n}">' for n in numbers]]
+        for column, letter, style in zip(columns, letters, styles, strict=True):
+            pieces += column_pieces(column[start:end], letter=letter, rows=numbers, styles=style)
+        pieces.append(repeat("</row>"))
+        yield "".join(chain.from_iterable(zip(*pieces, strict=False))).encode()
 
 
-def column_cells(
-    values: list[Any], *, letter: str, rows: Sequence[str], styles: ColumnStyles
-) -> list[str]:
-    """One ``<c>`` element per value ('' where the cell stays empty); ``rows`` are row numbers.
+def column_pieces(
+    values: list[Any], *, letter: str, rows: list[str], styles: ColumnStyles
+) -> list[Iterable[str]]:
+    """A column's cells as iterables of strings, each giving one string per row; a row's cell
+    (or nothing, for an empty one) is the concatenation of their strings for it.
 
-    A column of one kind (text, numbers or dates, with or without empty cells) is made in one
+    ``rows`` are the row numbers. A column where every row has a cell of the same kind comes as
+    constant parts and whole lists (the reference's row numbers, the values as text), so no
+    Python code runs per cell; with empty cells among them, one string per cell is made in one
     comprehension; a column of mixed kinds goes a cell at a time.
     """
     kinds = set(map(type, values)) - {_NONE}
-    if not kinds:
-        return [""] * len(values)
     ref = f'<c r="{letter}'
     if kinds == {str}:
-        return _text_cells(values, ref=ref, rows=rows, style=styles.text)
+        return _text_pieces(values, ref=ref, rows=rows, style=styles.text)
+    if not kinds:
+        return []
+    present = len(values) - values.count(None)
     if kinds <= {float, int} and all(map(math.isfinite, filter(_present, values))):
-        s = _style(styles.plain)
-        return [
-            "" if v is None else f"{ref}{n}\"{s}><v>{v!r}</v></c>"
-            for n, v in zip(rows, values, strict=True)
-        ]
+        shown = map(repr, values) if present == len(values) else map(_repr_or_empty, values)
+        return _pieces(ref, rows, f'"{_style(styles.plain)}><v>', list(shown), "</v></c>")
     if kinds == {dt.date}:
-        s = _style(styles.plain if styles.keeps_dates else styles.date)
-        return [
-            "" if v is None else f'{ref}{n}"{s}><v>{_serial(v)}</v></c>'
-            for n, v in zip(rows, values, strict=True)
+        # Excel's serial day numbers in one comprehension: a call per cell would cost as much
+        # as all the rest. Excel counts a 29 February 1900 that never was.
+        leap = _DAY_ONE + 59
+        days = [
+            "" if v is None else str(o - _DAY_ONE + (o > leap))
+            for v in values
+            for o in (0 if v is None else v.toordinal(),)
         ]
-    return [_any_cell(f"{ref}{n}", v, styles) for n, v in zip(rows, values, strict=True)]
+        style = styles.plain if styles.keeps_dates else styles.date
+        return _pieces(ref, rows, f'"{_style(style)}><v>', days, "</v></c>")
+    return [[_any_cell(f"{ref}{n}", v, styles) for n, v in zip(rows, values, strict=True)]]
 
 
-def _text_cells(values: list[Any], *, ref: str, rows: Sequence[str], style: int) -> list[str]:
+def _pieces(
+    ref: str, rows: list[str], middle: str | list[str], contents: list[str], close: str
+) -> list[Iterable[str]]:
+    """Cells ``ref`` + row + ``middle`` + content + ``close``; none where the content is ''."""
+    middles = repeat(middle) if isinstance(middle, str) else middle
+    if all(contents):
+        return [repeat(ref), rows, middles, contents, repeat(close)]
+    return [
+        [
+            f"{ref}{n}{m}{c}{close}" if c else ""
+            for n, m, c in zip(rows, middles, contents, strict=False)
+        ]
+    ]
+
+
+def _text_pieces(
+    values: list[Any], *, ref: str, rows: list[str], style: int
+) -> list[Iterable[str]]:
     """Text cells, each escaping step done only when the column needs it."""
     texts: list[str] = [v or "" for v in values] if None in values else values
     joined = "".join(texts)
+    if not joined:
+        return []
     if len(joined) > MAX_TEXT // 2 and max(map(len, texts)) > MAX_TEXT // 2:
         texts = [_cut(t) for t in texts]
     # isprintable() is a fast first look (it also flags tabs, line feeds and some non-ASCII
@@ -133,59 +157,70 @@ def _text_cells(values: list[Any], *, ref: str, rows: Sequence[str], style: int)
         texts = [_ESCAPED_BY_EXCEL.sub(_excel_escape, t) for t in texts]
     if "&" in joined or "<" in joined or ">" in joined:
         texts = [t.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") for t in texts]
-    head = f'"{_style(style)} t="inlineStr"><is><t>'
+    plain = f'"{_style(style)} t="inlineStr"><is><t>'
     if list(map(str.strip, texts)) == texts:  # no text starts or ends with whitespace
-        return [
-            f"{ref}{n}{head}{t}</t></is></c>" if t else ""
-            for n, t in zip(rows, texts, strict=True)
-        ]
+        return _pieces(ref, rows, plain, texts, "</t></is></c>")
     kept = f'"{_style(style)} t="inlineStr"><is><t xml:space="preserve">'
-    return [
-        f"{ref}{n}{kept if _LEADING_SPACE.search(t) or _TRAILING_SPACE.search(t) else head}"
-        f"{t}</t></is></c>"
-        if t
-        else ""
-        for n, t in zip(rows, texts, strict=True)
+    middles = [
+        kept if _LEADING_SPACE.search(t) or _TRAILING_SPACE.search(t) else plain for t in texts
     ]
+    return _pieces(ref, rows, middles, texts, "</t></is></c>")
+
+
+def _text_cell(ref: str, text: str, style: int) -> str:
+    """One text cell (or '' for empty text); ``ref`` is ``<c r="A12``."""
+    pieces = _text_pieces([text], ref=ref, rows=[""], style=style)
+    return "".join(next(zip(*pieces, strict=False), ()))
 
 
 def _any_cell(ref: str, value: object, styles: ColumnStyles) -> str:
     """One cell of a mixed column: ``ref`` is ``<c r="A12``; the rules are the column's."""
-    kind = value.__class__
     if value is None or value is pd.NaT or value is pd.NA:
         return ""
-    if kind is str:
-        return _text_cells([value], ref=ref, rows=[""], style=styles.text)[0]
-    if kind is bool:
+    if value.__class__ is str:
+        return _text_cell(ref, value, styles.text)  # type: ignore[arg-type]
+    if isinstance(value, bool):
         return f'{ref}"{_style(styles.plain)} t="b"><v>{int(value)}</v></c>'
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        number = float(value)
-        if math.isnan(number):
-            return ""
-        if math.isinf(number):  # Excel has no infinity: shown as the text it is
-            return _text_cells([str(value)], ref=ref, rows=[""], style=styles.plain)[0]
-        shown = repr(value) if kind is int or kind is float else repr(number)
-        return f'{ref}"{_style(styles.plain)}><v>{shown}</v></c>'
-    if kind is dt.datetime:
+    if isinstance(value, int | float):
+        return _number_cell(ref, value, styles)
+    if isinstance(value, dt.date | dt.time | dt.timedelta):
+        return _moment_cell(ref, value, styles)
+    return _text_cell(ref, str(value), styles.plain)
+
+
+def _number_cell(ref: str, value: float, styles: ColumnStyles) -> str:
+    """A number of any kind; NaN leaves the cell empty, infinity shows as text."""
+    number = float(value)
+    if math.isnan(number):
+        return ""
+    if math.isinf(number):  # Excel has no infinity: shown as the text it is
+        return _text_cell(ref, str(value), styles.plain)
+    shown = repr(value) if value.__class__ in (int, float) else repr(number)
+    return f'{ref}"{_style(styles.plain)}><v>{shown}</v></c>'
+
+
+def _moment_cell(ref: str, value: dt.date | dt.time | dt.timedelta, styles: ColumnStyles) -> str:
+    """A date, time or duration cell. Plain dates and datetimes keep the column's own format;
+    a pd.Timestamp (or other subclass) never does, as it never did."""
+    kind = value.__class__
+    if kind is dt.datetime or kind is dt.date:
         if styles.keeps_dates:
             style = styles.plain
+        elif kind is dt.datetime and value.time() != dt.time(0):  # type: ignore[union-attr]
+            style = styles.datetime
         else:
-            style = styles.datetime if value.time() != dt.time(0) else styles.date
-        return _moment(ref, value, style)
-    if kind is dt.date:
-        return _moment(ref, value, styles.plain if styles.keeps_dates else styles.date)
-    if isinstance(value, dt.datetime):  # pd.Timestamp and other subclasses: never the column's
-        moment = value.to_pydatetime() if isinstance(value, pd.Timestamp) else value
-        return _moment(
-            ref, moment, styles.datetime if moment.time() != dt.time(0) else styles.date
-        )
-    if isinstance(value, dt.date):
-        return _moment(ref, value, styles.date)
-    if isinstance(value, dt.time):
-        return _moment(ref, value, styles.time)
-    if isinstance(value, dt.timedelta):
-        return _moment(ref, value, styles.duration)
-    return _text_cells([str(value)], ref=ref, rows=[""], style=styles.plain)[0]
+            style = styles.date
+    elif isinstance(value, dt.datetime):
+        if isinstance(value, pd.Timestamp):
+            value = value.to_pydatetime()
+        style = styles.datetime if value.time() != dt.time(0) else styles.date
+    elif isinstance(value, dt.date):
+        style = styles.date
+    elif isinstance(value, dt.time):
+        style = styles.time
+    else:
+        style = styles.duration
+    return _moment(ref, value, style)
 
 
 def _moment(ref: str, value: dt.date | dt.time | dt.timedelta, style: int) -> str:
@@ -193,12 +228,6 @@ def _moment(ref: str, value: dt.date | dt.time | dt.timedelta, style: int) -> st
     time keeps its wall-clock reading)."""
     serial = _datetime_to_excel_datetime(value, False, True)
     return f'{ref}"{_style(style)}><v>{serial:.16G}</v></c>'
-
-
-def _serial(day: dt.date) -> int:
-    """Excel's serial number of ``day``; Excel counts a 29 February 1900 that never was."""
-    days = day.toordinal() - _DAY_ONE
-    return days + 1 if days > 59 else days
 
 
 def _excel_escape(found: re.Match[str]) -> str:
@@ -224,6 +253,10 @@ def _style(index: int) -> str:
 
 def _present(value: object) -> bool:
     return value is not None
+
+
+def _repr_or_empty(value: object) -> str:
+    return "" if value is None else repr(value)
 
 
 _DIMENSION = re.compile(rb'<dimension ref="([A-Z]+[0-9]+)(?::([A-Z]+[0-9]+))?"/>')
@@ -280,4 +313,3 @@ def _widen(found: re.Match[bytes], last_row: int, last_col: int) -> bytes:
     end_row, end_col = xl_cell_to_rowcol((found.group(2) or found.group(1)).decode())
     last = xl_rowcol_to_cell(max(end_row, last_row), max(end_col, last_col))
     return f'<dimension ref="{first}:{last}"/>'.encode()
-
