@@ -110,7 +110,7 @@ def column_pieces(
         return []
     present = len(values) - values.count(None)
     if kinds <= {float, int} and all(map(math.isfinite, filter(_present, values))):
-        shown = map(repr, values) if present == len(values) else map(_repr_or_empty, values)
+        shown = map(_number_text, values) if present < len(values) else _number_texts(values)
         return _pieces(ref, rows, f'"{_style(styles.plain)}><v>', list(shown), "</v></c>")
     if kinds == {dt.date}:
         # Excel's serial day numbers in one comprehension: a call per cell would cost as much
@@ -195,8 +195,7 @@ def _number_cell(ref: str, value: float, styles: ColumnStyles) -> str:
         return ""
     if math.isinf(number):  # Excel has no infinity: shown as the text it is
         return _text_cell(ref, str(value), styles.plain)
-    shown = repr(value) if value.__class__ in (int, float) else repr(number)
-    return f'{ref}"{_style(styles.plain)}><v>{shown}</v></c>'
+    return f'{ref}"{_style(styles.plain)}><v>{_number_text(number)}</v></c>'
 
 
 def _moment_cell(ref: str, value: dt.date | dt.time | dt.timedelta, styles: ColumnStyles) -> str:
@@ -255,8 +254,14 @@ def _present(value: object) -> bool:
     return value is not None
 
 
-def _repr_or_empty(value: object) -> str:
-    return "" if value is None else repr(value)
+def _number_texts(numbers: Iterable[float]) -> list[str]:
+    """Numbers as the shortest text that reads back as the same double, whole ones without
+    '.0' (read back as integers, as before)."""
+    return [t[:-2] if t[-2:] == ".0" else t for t in map(repr, map(float, numbers))]
+
+
+def _number_text(number: float | None) -> str:
+    return "" if number is None else _number_texts((number,))[0]
 
 
 _DIMENSION = re.compile(rb'<dimension ref="([A-Z]+[0-9]+)(?::([A-Z]+[0-9]+))?"/>')
