@@ -49,6 +49,8 @@ _ESCAPED_BY_EXCEL = re.compile(r"_x[0-9a-fA-F]{4}_|[\x00-\x08\x0b-\x1f\ufffe\uff
 _LEADING_SPACE, _TRAILING_SPACE = re.compile(r"^\s"), re.compile(r"\s$")
 _DAY_ONE = dt.date(1899, 12, 31).toordinal()  # Excel's day 0
 _NONE = type(None)
+Piece = str | list[str]
+"""Part of a column's cells: the same string for every row, or one string per row."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,18 +86,35 @@ def sheet_rows(
     for start in range(0, len(rows_at), CHUNK_ROWS):
         end = start + CHUNK_ROWS
         numbers = [str(r + 1) for r in rows_at[start:end]]
-        pieces: list[Iterable[str]] = [[f'<row r="{n}">' for n in numbers]]
+        pieces: list[Piece] = ['<row r="', numbers, '">']
         for column, letter, style in zip(columns, letters, styles, strict=True):
             pieces += column_pieces(column[start:end], letter=letter, rows=numbers, styles=style)
-        pieces.append(repeat("</row>"))
-        yield "".join(chain.from_iterable(zip(*pieces, strict=False))).encode()
+        pieces.append("</row>")
+        yield "".join(chain.from_iterable(zip(*_merged(pieces), strict=False))).encode()
+
+
+def _merged(pieces: list[Piece]) -> list[Iterable[str]]:
+    """``pieces`` with neighbouring constants made one: fewer strings to join per row."""
+    merged: list[Iterable[str]] = []
+    constant = ""
+    for piece in pieces:
+        if isinstance(piece, str):
+            constant += piece
+            continue
+        if constant:
+            merged.append(repeat(constant))
+            constant = ""
+        merged.append(piece)
+    if constant:
+        merged.append(repeat(constant))
+    return merged
 
 
 def column_pieces(
     values: list[Any], *, letter: str, rows: list[str], styles: ColumnStyles
-) -> list[Iterable[str]]:
-    """A column's cells as iterables of strings, each giving one string per row; a row's cell
-    (or nothing, for an empty one) is the concatenation of their strings for it.
+) -> list[Piece]:
+    """A column's cells as pieces, each a string for every row or a list of one per row; a
+    row's cell (or nothing, for an empty one) is the concatenation of its pieces for it.
 
     ``rows`` are the row numbers. A column where every row has a cell of the same kind comes as
     constant parts and whole lists (the reference's row numbers, the values as text), so no
@@ -128,11 +147,11 @@ def column_pieces(
 
 def _pieces(
     ref: str, rows: list[str], middle: str | list[str], contents: list[str], close: str
-) -> list[Iterable[str]]:
+) -> list[Piece]:
     """Cells ``ref`` + row + ``middle`` + content + ``close``; none where the content is ''."""
-    middles = repeat(middle) if isinstance(middle, str) else middle
     if all(contents):
-        return [repeat(ref), rows, middles, contents, repeat(close)]
+        return [ref, rows, middle, contents, close]
+    middles = repeat(middle) if isinstance(middle, str) else middle
     return [
         [
             f"{ref}{n}{m}{c}{close}" if c else ""
@@ -141,9 +160,7 @@ def _pieces(
     ]
 
 
-def _text_pieces(
-    values: list[Any], *, ref: str, rows: list[str], style: int
-) -> list[Iterable[str]]:
+def _text_pieces(values: list[Any], *, ref: str, rows: list[str], style: int) -> list[Piece]:
     """Text cells, each escaping step done only when the column needs it."""
     texts: list[str] = [v or "" for v in values] if None in values else values
     joined = "".join(texts)
@@ -170,7 +187,7 @@ def _text_pieces(
 def _text_cell(ref: str, text: str, style: int) -> str:
     """One text cell (or '' for empty text); ``ref`` is ``<c r="A12``."""
     pieces = _text_pieces([text], ref=ref, rows=[""], style=style)
-    return "".join(next(zip(*pieces, strict=False), ()))
+    return "".join(piece if isinstance(piece, str) else piece[0] for piece in pieces)
 
 
 def _any_cell(ref: str, value: object, styles: ColumnStyles) -> str:
