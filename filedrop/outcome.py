@@ -6,8 +6,9 @@ encoding, so whatever imported the original can import the outcome.
 
 Formula injection (text that would start with ``=``, ``+``, ``-``, ``@`` shows as text):
 
-- xlsx: every text cell is written with ``write_string`` and the workbook never guesses types from
-  strings, so text is always text and nothing needs changing.
+- xlsx: every text cell is written as a string cell (``filedrop.sheetxml`` writes the data rows,
+  xlsxwriter the rest, never guessing types from strings), so text is always text and nothing
+  needs changing.
 - CSV has no types; Excel decides when it opens the file. The outcome columns (API text, file
   names) get a leading ``'`` whenever they start with ``=``, ``+``, ``-``, ``@``, tab or CR. The
   original columns are the user's data and stay as they were, except cells Excel would run as a

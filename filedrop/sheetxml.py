@@ -127,9 +127,8 @@ def column_pieces(
         return _text_pieces(values, ref=ref, rows=rows, style=styles.text)
     if not kinds:
         return []
-    present = len(values) - values.count(None)
     if kinds <= {float, int} and all(map(math.isfinite, filter(_present, values))):
-        shown = map(_number_text, values) if present < len(values) else _number_texts(values)
+        shown = map(_number_text, values) if None in values else _number_texts(values)
         return _pieces(ref, rows, f'"{_style(styles.plain)}><v>', list(shown), "</v></c>")
     if kinds == {dt.date}:
         # Excel's serial day numbers in one comprehension: a call per cell would cost as much

@@ -669,6 +669,7 @@ def test_xlsx_mixed_column_writes_each_cell_by_its_type(tmp_path: Path) -> None:
         dt.time(13, 14, 15),
         np.float64(2.5),
         " spaced ",
+        pd.NA,
     ]
     table = excel_table(tmp_path / "t.xlsx", ["Blandet"], [[v] for v in mixed])
     path = write_outcome(table, outcomes(*["FAILED"] * len(mixed)), summary_for(table.path))
@@ -680,7 +681,7 @@ def test_xlsx_mixed_column_writes_each_cell_by_its_type(tmp_path: Path) -> None:
     assert got[7] == "inf" and ws.cell(9, 1).data_type == "s"
     assert got[8] == dt.datetime(2024, 1, 1, 10, 30)  # the wall-clock reading, zone dropped
     assert got[9] == dt.time(13, 14, 15) and ws.cell(11, 1).number_format == "hh:mm:ss"
-    assert got[10] == 2.5 and got[11] == " spaced "
+    assert got[10] == 2.5 and got[11] == " spaced " and got[12] is None
 
 
 def test_xlsx_many_rows_keep_order_and_row_numbers(tmp_path: Path) -> None:
