@@ -489,11 +489,6 @@ def _as_list(texts: Sequence[str]) -> list[str]:
     return texts.tolist() if isinstance(texts, np.ndarray) else list(texts)
 
 
-def _neutralise_all(texts: Sequence[str]) -> list[str]:
-    """Outcome columns: API text never starts a formula."""
-    return list(map(_neutral_any, texts))
-
-
 def _neutralise_original(texts: Sequence[str]) -> list[str]:
     """Original columns: only what Excel would run as a formula changes (see module docstring)."""
     return list(map(_neutral_original, texts))
