@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime as dt
+import io
 import os
 from pathlib import Path
 
@@ -12,7 +13,9 @@ import numpy as np
 import openpyxl
 import pandas as pd
 import pytest
+import python_calamine
 
+from filedrop import sheetxml
 from filedrop.outcome import (
     OUTCOME_COLUMNS,
     BatchLine,
@@ -550,3 +553,194 @@ def test_error_outcome_csv_is_utf8_with_bom_and_commas(tmp_path: Path) -> None:
         ["file", *OUTCOME_COLUMNS],
         ["rar.csv", "ERROR", "rar.csv: the file is empty; export it again.", "", "", "", "", ""],
     ]
+
+
+# --- the xlsx data rows, as sheetxml writes them ---------------------------------------------
+
+
+def calamine_rows(path: Path, sheet: int = 0) -> list[list[object]]:
+    """The sheet as calamine (filedrop's own reader) reads it, each row as wide as the sheet."""
+    workbook = python_calamine.CalamineWorkbook.from_path(str(path))
+    return workbook.get_sheet_by_index(sheet).to_python(skip_empty_area=False)
+
+
+AWKWARD_TEXTS = [
+    "a & b <c> d",
+    "<r><t>not markup</t></r>",
+    "ctl\x01\x02\x1f end",
+    "_x0041_ stays as typed",
+    " leading",
+    "trailing ",
+    "\ttab first",
+    "line\nfeed",
+    "cr\rcr",
+    "Åse Ødegård 日本 😀",
+    "=SUM(A1)",
+    "00123",
+]
+
+
+def test_xlsx_awkward_text_reads_back_as_written(tmp_path: Path) -> None:
+    """Markup characters, control characters, Excel's own _xHHHH_ escapes, edge whitespace and
+    non-ASCII text all read back exactly, as text, in calamine; openpyxl agrees where it
+    unescapes (it leaves _xHHHH_ as it is)."""
+    table = excel_table(tmp_path / "t.xlsx", ["Tekst"], [[text] for text in AWKWARD_TEXTS])
+    path = write_outcome(
+        table,
+        outcomes(*["FAILED"] * len(AWKWARD_TEXTS), message="x < y & z"),
+        summary_for(table.path),
+    )
+
+    rows = calamine_rows(path)
+    assert [row[0] for row in rows[1:]] == AWKWARD_TEXTS
+    assert {row[2] for row in rows[1:]} == {"x < y & z"}
+    ws = openpyxl.load_workbook(path).worksheets[0]
+    for r, text in enumerate(AWKWARD_TEXTS, start=2):
+        assert ws.cell(r, 1).data_type == "s"
+        if "_x" not in text and "\r" not in text and not any(ord(c) < 32 for c in text[1:]):
+            assert ws.cell(r, 1).value == text
+
+
+def test_xlsx_text_longer_than_excel_allows_is_cut_as_before(tmp_path: Path) -> None:
+    """A cell beyond Excel's 32,767 UTF-16 units is cut to that, never inside a character."""
+    long_ascii, long_emoji = "x" * 40_000, "😀" * 20_000  # 40,000 units each
+    table = excel_table(tmp_path / "t.xlsx", ["Lang"], [[long_ascii], [long_emoji], ["kort"]])
+    path = write_outcome(table, outcomes("FAILED", "FAILED", "FAILED"), summary_for(table.path))
+
+    rows = calamine_rows(path)
+    assert rows[1][0] == "x" * 32_767
+    assert rows[2][0] == "😀" * 16_383  # 32,766 units: one more would split a character
+    assert rows[3][0] == "kort"
+
+
+def test_xlsx_empty_columns_have_no_cells(tmp_path: Path) -> None:
+    """A column of None and one of empty text write no cells, only their headers."""
+    table = excel_table(
+        tmp_path / "t.xlsx", ["Nr", "Tom", "Blank"], [["1", None, ""], ["2", None, ""]]
+    )
+    path = write_outcome(table, outcomes("SUCCEEDED", "FAILED"), summary_for(table.path))
+
+    ws = openpyxl.load_workbook(path).worksheets[0]
+    assert [ws.cell(1, c).value for c in (1, 2, 3)] == ["Nr", "Tom", "Blank"]
+    assert ws._cells.keys().isdisjoint({(r, c) for r in (2, 3) for c in (2, 3)})
+    assert ws.dimensions == f"A1:{openpyxl.utils.get_column_letter(3 + len(OUTCOME_COLUMNS))}3"
+
+
+def test_xlsx_numbers_text_and_dates_read_back_with_pandas_and_calamine(tmp_path: Path) -> None:
+    """pandas (openpyxl) and calamine see numbers as numbers (whole ones as integers, every
+    double exact), text that looks like a number as text, and dates as dates."""
+    rows = [
+        [1234.5, "00123", dt.date(2024, 5, 17), 3.0, 0.1 + 0.2],
+        [-0.5, "1e5", dt.date(1900, 3, 1), 12.0, 1e-7],
+        [7.0, "", dt.date(1900, 2, 28), None, 1.2345678901234567e16],
+    ]
+    table = excel_table(tmp_path / "t.xlsx", ["Beløp", "Kode", "Dag", "Antall", "Brøk"], rows)
+    path = write_outcome(table, outcomes("SUCCEEDED", "FAILED", "FAILED"), summary_for(table.path))
+
+    frame = pd.read_excel(path, engine="openpyxl", dtype={"Kode": str})
+    assert frame["Beløp"].tolist() == [1234.5, -0.5, 7.0]
+    assert frame["Kode"].tolist()[:2] == ["00123", "1e5"]
+    assert frame["Dag"].tolist() == [
+        pd.Timestamp(2024, 5, 17),
+        pd.Timestamp(1900, 3, 1),
+        pd.Timestamp(1900, 2, 28),
+    ]
+    assert frame["Brøk"].tolist() == [0.1 + 0.2, 1e-7, 1.2345678901234567e16]
+    ws = openpyxl.load_workbook(path).worksheets[0]
+    assert ws["D2"].value == 3 and isinstance(ws["D2"].value, int)
+    cal = calamine_rows(path)
+    assert cal[1][:5] == [1234.5, "00123", dt.date(2024, 5, 17), 3.0, 0.1 + 0.2]
+    assert cal[3][3] == ""
+
+
+def test_xlsx_mixed_column_writes_each_cell_by_its_type(tmp_path: Path) -> None:
+    """A column mixing numbers, text, dates, booleans and gaps keeps each cell's own type."""
+    tz = dt.timezone(dt.timedelta(hours=2))
+    mixed = [
+        1,
+        "two",
+        dt.date(2024, 1, 3),
+        None,
+        4.5,
+        True,
+        "",
+        float("inf"),
+        dt.datetime(2024, 1, 1, 10, 30, tzinfo=tz),
+        dt.time(13, 14, 15),
+        np.float64(2.5),
+        " spaced ",
+        pd.NA,
+    ]
+    table = excel_table(tmp_path / "t.xlsx", ["Blandet"], [[v] for v in mixed])
+    path = write_outcome(table, outcomes(*["FAILED"] * len(mixed)), summary_for(table.path))
+
+    ws = openpyxl.load_workbook(path).worksheets[0]
+    got = [ws.cell(r, 1).value for r in range(2, 2 + len(mixed))]
+    assert got[:3] == [1, "two", dt.datetime(2024, 1, 3)]
+    assert got[3] is None and got[4] == 4.5 and got[5] is True and got[6] is None
+    assert got[7] == "inf" and ws.cell(9, 1).data_type == "s"
+    assert got[8] == dt.datetime(2024, 1, 1, 10, 30)  # the wall-clock reading, zone dropped
+    assert got[9] == dt.time(13, 14, 15) and ws.cell(11, 1).number_format == "hh:mm:ss"
+    assert got[10] == 2.5 and got[11] == " spaced " and got[12] is None
+
+
+def test_xlsx_many_rows_keep_order_and_row_numbers(tmp_path: Path) -> None:
+    """Rows beyond one chunk of XML stay in order, each on its own row number (gaps kept), and
+    the sheet's used range ends at the last one."""
+    n = sheetxml.CHUNK_ROWS * 2 + 3
+    table = excel_table(
+        tmp_path / "t.xlsx", ["Nr", "Beløp"], [[f"F-{i}", i + 0.5] for i in range(n)]
+    )
+    numbers = np.arange(2, n + 2) + (np.arange(n) >= 5000)  # a blank row before the 5,001st
+    table = dataclasses.replace(table, row_numbers=numbers)
+    path = write_outcome(table, outcomes(*["SUCCEEDED"] * n), summary_for(table.path))
+
+    rows = calamine_rows(path)
+    assert len(rows) == n + 2
+    assert rows[5000] == ["F-4999", 4999.5, "SUCCEEDED", *rows[5000][3:]]
+    assert set(rows[5001]) == {""}
+    assert [row[0] for row in rows[5002:]] == [f"F-{i}" for i in range(5000, n)]
+    ws = openpyxl.load_workbook(path, read_only=True).worksheets[0]
+    assert ws.max_row == n + 2
+
+
+# --- CSV, a column at a time ------------------------------------------------------------------
+
+
+def test_csv_fields_are_quoted_exactly_as_the_csv_module_quotes_them(tmp_path: Path) -> None:
+    """Delimiters, quotes and line breaks inside cells, over more rows than one chunk, give the
+    same bytes the csv module writes, and read back as the cells."""
+    awkward = ["a;b", 'say "hi"', "two\nlines", "cr\rhere", "plain", "", "Åse", "a,b", "\0nul"]
+    rows = [[f"F-{i}", awkward[i % len(awkward)]] for i in range(10_000)]
+    table = csv_table(tmp_path / "e.csv", ["Nr", "Tekst"], rows, encoding="utf-8", delimiter=";")
+    result = outcomes(*["FAILED"] * len(rows), message='bad "date"; see\nrow')
+    path = write_outcome(table, result, summary_for(table.path))
+
+    expected = io.StringIO()
+    writer = csv.writer(expected, delimiter=";", lineterminator="\r\n")
+    writer.writerow(["Nr", "Tekst", *OUTCOME_COLUMNS])
+    for row, (_, outcome) in zip(rows, result.iterrows(), strict=True):
+        writer.writerow([*row, *outcome.tolist()])
+    assert path.read_bytes() == expected.getvalue().encode("utf-8")
+
+
+def test_csv_keeps_one_bom_and_every_line_number_across_chunks(tmp_path: Path) -> None:
+    """A BOM only at the start, and blank input lines kept, however many rows there are."""
+    n = 9_000
+    rows = [[f"F-{i}"] for i in range(n)]
+    table = csv_table(tmp_path / "e.csv", ["Nr"], rows, encoding="utf-8-sig", delimiter=",")
+    blank_before = {10: 1, 4_096: 2, 8_999: 1}  # row index: blank lines before it
+    numbers, line = [], 2
+    for i in range(n):
+        line += blank_before.get(i, 0)
+        numbers.append(line)
+        line += 1
+    table = dataclasses.replace(table, row_numbers=np.array(numbers))
+    path = write_outcome(table, outcomes(*["SUCCEEDED"] * n), summary_for(table.path))
+
+    raw = path.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbfNr,") and raw.count(b"\xef\xbb\xbf") == 1
+    lines = raw.decode("utf-8-sig").split("\r\n")
+    for i, number in enumerate(numbers):
+        assert lines[number - 1].startswith(f"F-{i},SUCCEEDED"), number
+    assert sum(1 for text in lines[:-1] if not text) == sum(blank_before.values())

@@ -228,3 +228,22 @@ def test_summary_sums_amounts_per_status_and_counts_rows_per_batch(tmp_path: Pat
 def test_every_row_status_has_its_colour() -> None:
     """The one colour table covers every status, so a new status shows coloured everywhere."""
     assert set(_STATUS_COLOURS) == set(RowStatus)
+
+
+def test_data_cells_keep_their_styles_when_written_column_by_column(tmp_path: Path) -> None:
+    """Each data cell carries the style xlsxwriter would give it: the sandbox cells red, amounts
+    and dates their column's format, a text date its column's format too, ids unstyled."""
+    table = read_table(export(tmp_path / "mars.xlsx"))
+    path = write_outcome(
+        table, results(["SUCCEEDED"] * 3), summary_for(table.path, environment="sandbox")
+    )
+
+    sheet = openpyxl.load_workbook(path).worksheets[0]
+    last = 3 + len(OUTCOME_COLUMNS) + 1
+    for row in (5, 6, 7):
+        banner = sheet.cell(row, last)
+        assert banner.fill.fgColor.rgb == "FFC00000" and banner.font.b
+        assert banner.font.color.rgb == "FFFFFFFF"
+        assert sheet.cell(row, 1).number_format == "General"
+        assert sheet.cell(row, 4).fill.patternType is None  # status: conditional colours only
+    assert sheet.cell(7, 3).value == "31.02.2024" and sheet.cell(7, 3).number_format == "dd.mm.yyyy"
