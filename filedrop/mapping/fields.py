@@ -64,10 +64,24 @@ class Source:
     strptime_formats: tuple[str, ...]
     date_formats: tuple[str, ...]  # as the user wrote them, for messages
     trimmed: dict[int, tuple[pd.Series, np.ndarray]] = field(default_factory=dict, compare=False)
+    # The last phone numbers checked, per country: a number's value and its countryCode are two
+    # fields over the same cells, and checking 200,000 numbers once is enough.
+    phones: dict[str | None, tuple[list[str], list[tuple[str, str] | None]]] = field(
+        default_factory=dict, compare=False
+    )
 
     @property
     def n(self) -> int:
         return len(self.cells)
+
+    def phones_e164(self, parts: list[str], country: str | None) -> list[tuple[str, str] | None]:
+        """``convert.phones_e164`` of ``parts``, remembered for the next field of the same cells."""
+        seen = self.phones.get(country)
+        if seen is not None and seen[0] == parts:
+            return seen[1]
+        results = phones_e164(parts, country)
+        self.phones[country] = (parts, results)
+        return results
 
     def stripped(self, pos: int) -> pd.Series:
         """Column ``pos`` trimmed, once: several fields and templates read the same column."""
@@ -144,7 +158,7 @@ def evaluate(f: Field, src: Source, issues: list[Issue]) -> Values:
     elif isinstance(f.constant, str):
         if n > 1:  # the same text on every row: convert it once
             own: list[Issue] = []
-            one = evaluate(f, replace(src, cells=src.cells.iloc[:1], trimmed={}), own)
+            one = evaluate(f, replace(src, cells=src.cells.iloc[:1], trimmed={}, phones={}), own)
             issues += [issue._replace(position=pos) for issue in own for pos in range(n)]
             return _broadcast(one, n)
         cell, label = pd.Series(repeated(f.constant, n)), f"the mapping's {f.key}"
@@ -268,7 +282,7 @@ def _convert(
     """Convert the cells still to do (``todo``) by the field's kind, one Issue per failure."""
     kind = f.kind
     if kind in ("email", "phone", "region"):
-        _convert_list(f, text, todo, out, issues)
+        _convert_list(f, text, todo, out, src=src, issues=issues)
         return
     if kind == "amount":
         out.number = np.full(src.n, np.nan)
@@ -347,7 +361,7 @@ def _fail(bad: np.ndarray, rule: str, out: Values, issues: list[Issue], what: st
 
 
 def _convert_list(
-    f: Field, text: pd.Series, todo: np.ndarray, out: Values, issues: list[Issue]
+    f: Field, text: pd.Series, todo: np.ndarray, out: Values, *, src: Source, issues: list[Issue]
 ) -> None:
     """Emails and phone numbers: split a cell into several, check each, keep the good ones' form.
 
@@ -360,13 +374,13 @@ def _convert_list(
     values = np.empty(len(cells), dtype=object)
     bad: dict[int, list[str]] = {}
     if pattern is None or not pattern.search("\n".join(cells)):  # one value per cell: the usual
-        ok, converted = _check_parts(f, cells)
+        ok, converted = _check_parts(f, cells, src)
         values[:] = converted
         if f.kind != "region":
             bad = {j: [cells[j]] for j in np.flatnonzero(~ok).tolist()}
     else:
         parts = split_values(pd.Series(cells, dtype=object), separators=f.split)
-        ok, converted = _check_parts(f, [p for cell in parts for p in cell])
+        ok, converted = _check_parts(f, [p for cell in parts for p in cell], src)
         k = 0
         for j, cell in enumerate(parts):
             kept = [v for v in converted[k : k + len(cell)] if v is not None]
@@ -386,11 +400,11 @@ def _convert_list(
                 _bad_part(f, i, part, out, issues)
 
 
-def _check_parts(f: Field, parts: list[str]) -> tuple[np.ndarray, list[object]]:
+def _check_parts(f: Field, parts: list[str], src: Source) -> tuple[np.ndarray, list[object]]:
     """(ok, value to send) for each email / phone number; a bad one is sent as typed."""
     if f.kind == "email":
         return is_email(pd.Series(parts, dtype=object)), list(parts)
-    results = phones_e164(parts, f.country)
+    results = src.phones_e164(parts, f.country)
     ok = np.array([r is not None for r in results], dtype=bool)
     if f.kind == "phone":
         return ok, [r[0] if r else p for r, p in zip(results, parts, strict=True)]
