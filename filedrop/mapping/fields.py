@@ -31,6 +31,7 @@ from filedrop.mapping.convert import (
     parse_dates,
     phones_e164,
     repeated,
+    same_everywhere,
     split_values,
     strip,
     typed_mask,
@@ -108,12 +109,15 @@ class Values:
     number: np.ndarray | None  # floats for amounts, datetime64[D] for dates; NaN/NaT when none
     empty: np.ndarray  # bool: no value at all
 
+    # Only the Values ``evaluate`` is making are written to; once made, all of their arrays are
+    # read-only, so text, labels and constants can share memory with the table and each other.
+
     @classmethod
     def absent(cls, n: int, label: str) -> Values:
         return cls(
-            vals=np.full(n, None, dtype=object),
-            text=repeated("", n),
-            label=repeated(label, n),
+            vals=same_everywhere(None, n),
+            text=same_everywhere("", n),
+            label=same_everywhere(label, n),
             number=None,
             empty=np.ones(n, dtype=bool),
         )
@@ -173,8 +177,8 @@ def evaluate(f: Field, src: Source, issues: list[Issue]) -> Values:
         text = strip(cell)
     out = Values(
         vals=np.full(n, None, dtype=object),
-        text=text.to_numpy(dtype=object, copy=True),
-        label=repeated(label, n),
+        text=text.to_numpy(dtype=object),  # the trimmed column itself: never written to
+        label=same_everywhere(label, n),
         number=None,
         empty=src.blank(pos).copy()
         if text_of_column
@@ -195,7 +199,7 @@ def _broadcast(one: Values, n: int) -> Values:
     """A one-row result (of a constant) repeated for every row."""
 
     def rep(a: np.ndarray | None) -> np.ndarray | None:
-        return None if a is None else np.repeat(a, n)
+        return None if a is None else np.broadcast_to(a[:1], (n,))
 
     return Values(rep(one.vals), rep(one.text), rep(one.label), rep(one.number), rep(one.empty))
 
@@ -220,21 +224,19 @@ def _typed_constant(f: Field, n: int) -> Values:
     value = f.constant
     number = None
     if f.kind == "amount" and isinstance(value, int | float) and not isinstance(value, bool):
-        number = np.full(n, float(value))
+        number = np.broadcast_to(np.full(1, float(value)), (n,))
     elif f.kind == "date" and isinstance(value, dt.date):
         day = value.date() if isinstance(value, dt.datetime) else value
-        number = np.full(n, np.datetime64(day, "D"))
+        number = np.broadcast_to(np.full(1, np.datetime64(day, "D")), (n,))
         value = api_timestamps(number[:1])[0]
     elif isinstance(value, dt.date | dt.time):
         value = value.isoformat()
     elif isinstance(value, tuple):
         value = list(value)
-    vals = np.empty(n, dtype=object)
-    vals[:] = [value] * n if isinstance(value, list) else value
     return Values(
-        vals=vals,
-        text=repeated(str(f.constant), n),
-        label=repeated(f"the mapping's {f.key}", n),
+        vals=same_everywhere(value, n),
+        text=same_everywhere(str(f.constant), n),
+        label=same_everywhere(f"the mapping's {f.key}", n),
         number=number,
         empty=np.zeros(n, dtype=bool),
     )
@@ -431,8 +433,8 @@ def _fill_default(default: Field, out: Values, src: Source, issues: list[Issue])
     alt = evaluate(default, src, own)
     take = out.empty & ~alt.empty
     out.vals[take] = alt.vals[take]
-    out.text[take] = alt.text[take]
-    out.label[take] = alt.label[take]
+    out.text = np.where(take, alt.text, out.text)  # new arrays: the old ones may be shared
+    out.label = np.where(take, alt.label, out.label)
     if alt.number is not None:
         if out.number is None:
             out.number = (
