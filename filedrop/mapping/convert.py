@@ -323,15 +323,23 @@ def phones_e164(parts: list[str], country: str | None) -> list[tuple[str, str] |
     if matcher is None or not parts:
         return [phone_e164(part, country) for part in parts]
     code, pattern = matcher
-    national = re.compile(rf"^(?:\+{code})?(\d+)$")
-    out: list[tuple[str, str] | None] = []
-    for part in parts:  # a plain loop: the pandas string accessor costs three times as much
-        found = national.search(_PHONE_PUNCTUATION.sub("", part))
-        if found is not None and pattern.fullmatch(found[1]):
-            out.append((f"+{code}{found[1]}", country))
-        else:
-            out.append(phone_e164(part, country))
-    return out
+    extract = re.compile(rf"^(?:\+{code})?(\d+)$")
+
+    def national(part: str) -> str | None:
+        if part.isdecimal():  # digits only, as most exports write them: nothing to take off
+            return part
+        found = extract.search(_PHONE_PUNCTUATION.sub("", part))
+        return None if found is None else found[1]
+
+    # Plain loops over compiled patterns: the pandas string accessor costs three times as much.
+    nationals = [national(part) for part in parts]
+    prefix = f"+{code}"
+    return [
+        (prefix + number, country)
+        if number is not None and pattern.fullmatch(number)
+        else phone_e164(part, country)
+        for part, number in zip(parts, nationals, strict=True)
+    ]
 
 
 @cache

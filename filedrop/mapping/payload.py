@@ -136,10 +136,9 @@ def _shape(
     several = None
     for _, child in node.fields:
         if isinstance(child, Field) and child.split:  # a cell that held several emails
-            lists = np.fromiter(
-                (isinstance(v, list) for v in vals[id(child)].tolist()), dtype=bool, count=size
-            )
-            several = lists if several is None else several | lists
+            if several is None:
+                several = np.zeros(size, dtype=bool)
+            several[[i for i, v in enumerate(vals[id(child)].tolist()) if type(v) is list]] = True
     if several is not None:
         several &= keep
     # One bit per value; more values than a machine word has bits make Python ints.

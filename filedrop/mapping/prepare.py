@@ -126,7 +126,7 @@ def _blank_rows(table: Table) -> np.ndarray:
     """Rows with no cell at all (the reader drops empty rows; this is a backstop)."""
     blank = np.ones(len(table), dtype=bool)
     for pos in range(len(table.headers)):
-        blank &= (table.cells[pos] == "").to_numpy(dtype=bool)
+        blank &= table.cells[pos].to_numpy(dtype=object) == ""
         if not blank.any():
             break
     return blank
