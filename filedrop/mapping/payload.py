@@ -141,11 +141,18 @@ def _shape(
             several[[i for i, v in enumerate(vals[id(child)].tolist()) if type(v) is list]] = True
     if several is not None:
         several &= keep
-    # One bit per value; more values than a machine word has bits make Python ints.
-    wide = len(present) > 64
-    pattern = np.zeros(size, dtype=object if wide else np.uint64)
+    # One bit per value, in the smallest integers that hold them all (Python ints past 64).
+    width = next(
+        (
+            t
+            for t in (np.uint8, np.uint16, np.uint32, np.uint64)
+            if len(present) <= np.iinfo(t).bits
+        ),
+        object,
+    )
+    pattern = np.zeros(size, dtype=width)
     for j, there in enumerate(present):
-        pattern |= there.astype(object if wide else np.uint64) << (j if wide else np.uint64(j))
+        pattern |= there.astype(width) << (j if width is object else width(j))
     shapes[id(node)] = _Shape(keep, names, pattern, several)
     return keep
 
