@@ -25,6 +25,7 @@ __all__ = [
     "CURRENCIES",
     "PHONE_CACHE_SIZE",
     "SPACES",
+    "WHITESPACE",
     "amount_example",
     "amount_pattern",
     "api_timestamps",
@@ -71,7 +72,7 @@ distinct value anyway, so this only spares work across files and fields."""
 
 # Space, no-break space and narrow no-break space all group thousands in Norwegian exports.
 SPACES = " \u00a0\u202f"
-_WHITESPACE = " \t\r\n\u00a0\u202f\u2007\ufeff"
+WHITESPACE = " \t\r\n\u00a0\u202f\u2007\ufeff"
 
 # Currency words and symbols that ERPs glue to amounts: "kr 1 234,50", "1 234,50 NOK", "€12".
 _CURRENCY_AFFIX = re.compile(
@@ -104,7 +105,7 @@ def strip(text: pd.Series) -> pd.Series:
     # A plain loop over str.strip is twice as fast as .str.strip on object columns; it returns
     # the very same string when there is nothing to trim.
     values = text.tolist()
-    stripped = [v.strip(_WHITESPACE) for v in values]
+    stripped = [v.strip(WHITESPACE) for v in values]
     if all(map(operator.is_, stripped, values)):
         return text
     return pd.Series(stripped, index=text.index, dtype=object)
@@ -164,7 +165,7 @@ def parse_amounts(text: pd.Series, *, decimal: str, thousands: str) -> np.ndarra
     def one(value: str) -> float:
         if plain.fullmatch(value):  # most cells: no sign, no currency, no brackets
             return float(value.translate(to_plain))
-        bare = _CURRENCY_AFFIX.sub("", value).strip(_WHITESPACE)
+        bare = _CURRENCY_AFFIX.sub("", value).strip(WHITESPACE)
         m = pattern.fullmatch(bare)
         if m is None:
             return np.nan
@@ -282,7 +283,7 @@ def split_values(text: pd.Series, *, separators: str) -> list[list[str]]:
     out: list[list[str]] = []
     for value in text.tolist():
         if pattern.search(value):
-            out.append([p for p in (s.strip(_WHITESPACE) for s in pattern.split(value)) if p])
+            out.append([p for p in (s.strip(WHITESPACE) for s in pattern.split(value)) if p])
         else:
             out.append([value] if value else [])
     return out

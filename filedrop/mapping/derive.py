@@ -99,5 +99,6 @@ def _part(full: Values, vals: np.ndarray) -> Values:
     return replace(
         full,
         vals=vals,
+        lazy=None,
         empty=pd.isna(pd.Series(vals, dtype=object)).to_numpy(dtype=bool),
     )

@@ -12,7 +12,7 @@ import datetime as dt
 import re
 import string
 from dataclasses import dataclass, field, replace
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -20,6 +20,7 @@ import pandas as pd
 from filedrop.mapping.convert import (
     CURRENCIES,
     SPACES,
+    WHITESPACE,
     amount_example,
     api_timestamps,
     compact_id,
@@ -39,7 +40,15 @@ from filedrop.mapping.convert import (
 )
 from filedrop.mapping.tree import Field
 
-__all__ = ["Issue", "Source", "Values", "evaluate", "evaluate_fields"]
+__all__ = [
+    "Issue",
+    "Source",
+    "TemplateColumn",
+    "TextColumn",
+    "Values",
+    "evaluate",
+    "evaluate_fields",
+]
 
 
 class Issue(NamedTuple):
@@ -100,6 +109,35 @@ class Source:
         return self.trimmed[pos]
 
 
+class TextColumn(NamedTuple):
+    """A text field's JSON values, read from its cells when a batch is built rather than held for
+    every row: the cell's text, None where it is empty. Its text is usually the table's own
+    column, so this costs nothing."""
+
+    text: np.ndarray  # object: each row's text as sent; '' where the field is empty
+
+    def take(self, idx: np.ndarray) -> list[Any]:
+        return [text or None for text in self.text[idx].tolist()]
+
+
+class TemplateColumn(NamedTuple):
+    """A template field's JSON values, filled in when a batch is built: 200,000 filled-in texts
+    held until the last batch is sent took 12 MB a template."""
+
+    numbered: str  # the template with numbered placeholders, for str.format
+    columns: tuple[np.ndarray, ...]  # each placeholder's trimmed cells
+    all_empty: np.ndarray  # bool: every placeholder's cell is empty
+    trim: bool
+
+    def take(self, idx: np.ndarray) -> list[Any]:
+        filled = map(self.numbered.format, *(column[idx].tolist() for column in self.columns))
+        texts = (text.strip(WHITESPACE) for text in filled) if self.trim else filled
+        return [
+            None if blank or not text else text
+            for text, blank in zip(texts, self.all_empty[idx].tolist(), strict=True)
+        ]
+
+
 @dataclass
 class Values:
     """One Field converted for every row."""
@@ -109,6 +147,9 @@ class Values:
     label: np.ndarray  # object: the column the value came from, as the file names it
     number: np.ndarray | None  # floats for amounts, datetime64[D] for dates; NaN/NaT when none
     empty: np.ndarray  # bool: no value at all
+    # ``vals`` made again from the cells when asked, for the values that are the cells' text;
+    # what the JSON building keeps instead of ``vals``. None for any other.
+    lazy: TextColumn | TemplateColumn | None = None
 
     # Only the Values ``evaluate`` is making are written to; once made, all of their arrays are
     # read-only, so text, labels and constants can share memory with the table and each other.
@@ -152,6 +193,7 @@ def evaluate(f: Field, src: Source, issues: list[Issue]) -> Values:
     """Take ``f``'s value for every row and convert it; each failure becomes one Issue."""
     n = src.n
     excel: pd.Series | None = None
+    template: TemplateColumn | None = None
     if f.source in _FILLED_LATER:
         return Values.absent(n, _FILLED_LATER[f.source])
     if f.source == "column":
@@ -159,7 +201,8 @@ def evaluate(f: Field, src: Source, issues: list[Issue]) -> Values:
         cell, label = src.cells[pos], src.headers[pos] or f.columns[0]
         excel = src.values[pos] if src.values is not None else None
     elif f.source == "template":
-        cell, label = _fill_template(f, src), f.template
+        template = _template(f, src)
+        cell, label = _fill(template), f.template
     elif isinstance(f.constant, str):
         if n > 1:  # the same text on every row: convert it once
             own: list[Issue] = []
@@ -170,12 +213,7 @@ def evaluate(f: Field, src: Source, issues: list[Issue]) -> Values:
     else:
         return _typed_constant(f, n)
     text_of_column = f.trim and f.source == "column"
-    if not f.trim:
-        text = cell
-    elif text_of_column:
-        text = src.stripped(pos)
-    else:
-        text = strip(cell)
+    text = cell if not f.trim else src.stripped(pos) if text_of_column else strip(cell)
     out = Values(
         vals=np.full(n, None, dtype=object),
         text=text.to_numpy(dtype=object),  # the trimmed column itself: never written to
@@ -191,7 +229,16 @@ def evaluate(f: Field, src: Source, issues: list[Issue]) -> Values:
     _convert(f, text, excel=excel, todo=todo, out=out, src=src, issues=issues)
     if f.default is not None and out.empty.any():
         _fill_default(f.default, out, src, issues)
+    elif f.kind == "text" and not f.pad and not f.value_map:
+        out.lazy = _as_read(f, out, template)
     return out
+
+
+def _as_read(f: Field, out: Values, template: TemplateColumn | None) -> TextColumn | TemplateColumn:
+    """How to make ``out.vals`` again: it is the text (of the cell or the template) where any."""
+    if template is None:  # a text field is empty exactly where its text is ''
+        return TextColumn(out.text)
+    return template._replace(trim=f.trim)
 
 
 def _broadcast(one: Values, n: int) -> Values:
@@ -203,20 +250,29 @@ def _broadcast(one: Values, n: int) -> Values:
     return Values(rep(one.vals), rep(one.text), rep(one.label), rep(one.number), rep(one.empty))
 
 
-def _fill_template(f: Field, src: Source) -> pd.Series:
-    """``"{Fakturanr}-{Kundenr}"`` for every row; empty when every column in it is empty."""
-    columns = [src.stripped(src.positions[(name,)]).tolist() for name in f.placeholders]
+def _template(f: Field, src: Source) -> TemplateColumn:
+    """``"{Fakturanr}-{Kundenr}"`` over the table: its numbered form and the cells it takes."""
     # The same template with numbered fields, so str.format fills a row in one C call.
     numbered = "".join(
         literal.replace("{", "{{").replace("}", "}}")
         + ("" if name is None else f"{{{f.placeholders.index(name)}}}")
         for literal, name, _, _ in string.Formatter().parse(f.template)
     )
-    filled = pd.Series(list(map(numbered.format, *columns)), dtype=object)
+    columns = tuple(
+        src.stripped(src.positions[(name,)]).to_numpy(dtype=object) for name in f.placeholders
+    )
     all_empty = np.ones(src.n, dtype=bool)
     for name in f.placeholders:
         all_empty &= src.blank(src.positions[(name,)])
-    return filled.where(~all_empty, "")
+    return TemplateColumn(numbered, columns, all_empty, trim=False)
+
+
+def _fill(template: TemplateColumn) -> pd.Series:
+    """The template filled in on every row; empty where every column in it is empty."""
+    filled = pd.Series(
+        list(map(template.numbered.format, *(c.tolist() for c in template.columns))), dtype=object
+    )
+    return filled.where(~template.all_empty, "")
 
 
 def _typed_constant(f: Field, n: int) -> Values:

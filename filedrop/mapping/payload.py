@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from filedrop.mapping.fields import Values
+from filedrop.mapping.fields import TemplateColumn, TextColumn, Values
 from filedrop.mapping.loader import Mapping
 from filedrop.mapping.tree import Field, Many, Node, Obj, walk_fields
 
@@ -39,6 +39,10 @@ class _Shape:
     several: np.ndarray | None = None  # bool: a split value holds a list (one object per value)
 
 
+_Column = np.ndarray | TextColumn | TemplateColumn
+"""A Field's JSON values: held, or (for text read as it is) read again from the cells."""
+
+
 @dataclass(frozen=True)
 class Columns:
     """What building needs from prepare and nothing more: every value's JSON, and which are there.
@@ -48,8 +52,8 @@ class Columns:
     """
 
     mapping: Mapping
-    group_vals: dict[int, np.ndarray]  # id(invoice or debtor Field) -> each group's JSON value
-    row_vals: dict[int, np.ndarray]  # id(claim Field) -> each row's JSON value
+    group_vals: dict[int, _Column]  # id(invoice or debtor Field) -> each group's JSON value
+    row_vals: dict[int, _Column]  # id(claim Field) -> each row's JSON value
     claim_rows: list[np.ndarray]  # per claim of the mapping: bool, the rows that have that line
     members: list[np.ndarray] | None  # each group's rows; None when each row is its own invoice
     first: np.ndarray  # each group's first row
@@ -65,15 +69,19 @@ class Columns:
 def columns(
     mapping: Mapping,
     *,
-    group_vals: dict[int, np.ndarray],
+    group_values: dict[int, Values],
     row_values: dict[int, Values],
     claim_rows: list[np.ndarray],
     gid: np.ndarray,
     members: list[np.ndarray] | None,
     first: np.ndarray,
 ) -> Columns:
-    """The Columns of one prepared table: claim sums and every object's shape worked out once."""
-    group_vals = dict(group_vals)
+    """The Columns of one prepared table: claim sums and every object's shape worked out once.
+
+    ``group_values`` are the invoice and debtor Fields per group, ``row_values`` every Field per
+    row (both keyed by ``id(field)``).
+    """
+    group_vals = {key: v.vals for key, v in group_values.items()}
     claim_fields = [f for item in mapping.claims.items for f in walk_fields(item)]
     row_vals = {id(f): row_values[id(f)].vals for f in claim_fields}
     amount = mapping.invoice.get_field("originalInvoiceAmount")
@@ -84,7 +92,13 @@ def columns(
     _shape(mapping.debtors, group_vals, len(first), shapes)
     for item in mapping.claims.items:
         _shape(item, row_vals, len(gid), shapes)
-    return Columns(mapping, group_vals, row_vals, claim_rows, members, first, shapes)
+    kept_group: dict[int, _Column] = {**group_vals}
+    kept_group.update({k: v.lazy for k, v in group_values.items() if v.lazy is not None})
+    kept_row: dict[int, _Column] = {**row_vals}
+    kept_row.update(
+        {id(f): row_values[id(f)].lazy for f in claim_fields if row_values[id(f)].lazy is not None}
+    )
+    return Columns(mapping, kept_group, kept_row, claim_rows, members, first, shapes)
 
 
 def _claim_sums(
@@ -278,7 +292,7 @@ def no_cyclic_gc() -> Iterator[None]:
 
 
 def _materialize(
-    node: Node, vals: dict[int, np.ndarray], shapes: dict[int, _Shape], idx: np.ndarray
+    node: Node, vals: dict[int, _Column], shapes: dict[int, _Shape], idx: np.ndarray
 ) -> list[Any]:
     """``node``'s JSON value at each index in ``idx`` (None where the object is not there).
 
@@ -286,7 +300,8 @@ def _materialize(
     dict display with no per-value tests; a batch's rows usually all share one.
     """
     if isinstance(node, Field):
-        return vals[id(node)][idx].tolist()
+        column = vals[id(node)]
+        return column[idx].tolist() if isinstance(column, np.ndarray) else column.take(idx)
     if isinstance(node, Many):
         columns = [_materialize(item, vals, shapes, idx) for item in node.items]
         if len(columns) == 1:  # the usual case, kept to one cheap step per row

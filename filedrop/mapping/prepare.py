@@ -99,7 +99,7 @@ def prepare(table: Table, mapping: Mapping) -> Prepared:
     issues += repeats
     built = columns(
         mapping,
-        group_vals={key: lv.values.vals for key, lv in level.items()},
+        group_values={key: lv.values for key, lv in level.items()},
         row_values=rows,
         claim_rows=lines,
         gid=groups.gid,
