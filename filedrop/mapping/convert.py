@@ -217,13 +217,25 @@ def parse_dates(text: pd.Series, *, formats: Iterable[str]) -> np.ndarray:
 
 def dates_from_excel(values: pd.Series) -> np.ndarray:
     """Typed Excel cells (dates, date-times, serial numbers) -> datetime64[D], NaT otherwise."""
+    # Each distinct cell is converted once: invoice and due dates repeat down a sheet. The key
+    # holds the type, so 1, 1.0 and True (equal in Python) stay apart.
+    seen: dict[tuple[type, object], np.datetime64] = {}
     out = np.full(len(values), np.datetime64("NaT"), dtype="datetime64[D]")
     for i, value in enumerate(values.tolist()):
-        if isinstance(value, dt.date | pd.Timestamp):
-            out[i] = np.datetime64(value.date() if isinstance(value, dt.datetime) else value, "D")
-        elif isinstance(value, int | float) and not isinstance(value, bool) and not np.isnan(value):
-            out[i] = _EXCEL_EPOCH + np.timedelta64(int(value), "D")
+        key = (type(value), value)
+        day = seen.get(key)
+        if day is None:
+            day = seen[key] = _excel_day(value)
+        out[i] = day
     return _in_window(out)
+
+
+def _excel_day(value: object) -> np.datetime64:
+    if isinstance(value, dt.date | pd.Timestamp):
+        return np.datetime64(value.date() if isinstance(value, dt.datetime) else value, "D")
+    if isinstance(value, int | float) and not isinstance(value, bool) and not np.isnan(value):
+        return _EXCEL_EPOCH + np.timedelta64(int(value), "D")
+    return np.datetime64("NaT", "D")
 
 
 def _in_window(dates: np.ndarray) -> np.ndarray:
