@@ -20,7 +20,7 @@ from stdnum.no import fodselsnummer, orgnr
 
 from filedrop.mapping import Mapping, load_mapping, load_mappings, select_mapping
 from filedrop.mapping.payload import no_cyclic_gc
-from filedrop.mapping.prepare import Prepared, Problem, Rejection, prepare
+from filedrop.mapping.prepare import Prepared, Problem, Rejection, payloads, prepare
 from filedrop.read import ReadInfo, Table, read_table
 from filedrop.states import ExitCode, RowStatus, exit_code_for
 
@@ -913,3 +913,90 @@ def test_an_id_of_no_known_length_leaves_the_type_unknown(tmp_path: Path) -> Non
     )
     defaulted = run([open_row(Id="")], custom(tmp_path, text), headers=OPEN_HEADERS)
     assert defaulted.invoices[0].payload["debtors"][0]["type"] == "PRIVATE"
+
+
+# --- the JSON built batch by batch ----------------------------------------------------------------
+
+TEXTS = """
+[read]
+decimal = ","
+dates = ["dd.mm.yyyy"]
+
+[invoice]
+type = { constant = "NOTICE" }
+invoiceNumber = "Nr"
+originalInvoiceAmount = "Beløp"
+currency = { constant = "NOK" }
+invoiceDate = "Dato"
+dueDate = "Dato"
+description = { template = " {Tekst} {Ref} ", trim = false }
+uniqueSourceInvoiceId = { template = "{Ref}-{Nr}" }
+
+[debtor]
+type = { constant = "COMPANY" }
+lastname = { column = "Navn", default = { column = "Kunde" } }
+customerNumber = { column = "Kunde", trim = false }
+
+[[claims]]
+type = { constant = "PRINCIPAL" }
+remainingAmount = "Beløp"
+description = "Navn"
+"""
+TEXT_HEADERS = ["Nr", "Beløp", "Dato", "Tekst", "Ref", "Navn", "Kunde"]
+
+
+def text_row(nr: str, **cells: str) -> dict[str, str]:
+    good = {"Nr": nr, "Beløp": "100,00", "Dato": "01.03.2024", "Navn": "Fjord AS", "Kunde": "42"}
+    return good | cells
+
+
+def test_text_and_template_values_are_sent_as_prepared(tmp_path: Path) -> None:
+    """Texts and templates are put together again when their batch is built: trimmed or not as
+    the mapping says, absent where empty, and a default never changes what another field reads."""
+    rows = [
+        text_row("A", Tekst="Husleie", Ref="R1"),
+        text_row("B", Navn=" ", Kunde=" 7 "),  # Navn empty: lastname takes Kunde, as typed
+        text_row("C", Tekst="  ", Kunde=""),
+    ]
+    prepared = run(rows, custom(tmp_path, TEXTS), headers=TEXT_HEADERS)
+    a, b, c = (inv.payload for inv in prepared.invoices)
+    assert (a["description"], a["uniqueSourceInvoiceId"]) == (" Husleie R1 ", "R1-A")
+    assert "description" not in b and b["uniqueSourceInvoiceId"] == "-B"
+    assert "description" not in c
+    assert [p["debtors"][0] for p in (a, b, c)] == [
+        {"type": "COMPANY", "lastname": "Fjord AS", "customerNumber": "42"},
+        {"type": "COMPANY", "lastname": "7", "customerNumber": " 7 "},
+        {"type": "COMPANY", "lastname": "Fjord AS"},
+    ]
+    # Navn read as itself, although lastname's default filled its empty cell
+    assert [p["claims"][0].get("description") for p in (a, b, c)] == ["Fjord AS", None, "Fjord AS"]
+    assert prepared.table.cells[5].tolist() == ["Fjord AS", " ", "Fjord AS"]
+
+
+def test_a_batch_is_built_as_its_invoices_are_one_by_one() -> None:
+    """Any invoices of a file, in any order, make the same JSON together as each alone: a batch
+    uses its own rows only, with each invoice's claims and their sum."""
+    rows = [
+        line(f"G{k % 7}", kind, f"{10 + k},{k % 100:02d}", first=k < 7)
+        for k, kind in enumerate(["Hovedstol", "Gebyr", "Rente"] * 7)
+    ]
+    prepared = run(rows, GROUPED_MAPPING, headers=G)
+    invoices = prepared.invoices
+    batch = [invoices[k] for k in (5, 0, 3, 6)]
+    alone = [invoice.payload for invoice in batch]
+    assert payloads(batch) == alone
+    assert [len(p["claims"]) for p in alone] == [3, 3, 3, 3]
+    assert alone[1]["originalInvoiceAmount"] == round(10.0 + 17.07 + 24.14, 2)
+    erp = run([row(Fakturanr=str(k), E_post="") for k in range(5)])
+    assert payloads(erp.invoices[::-2]) == [inv.payload for inv in erp.invoices[::-2]]
+
+
+def test_an_object_of_more_than_64_values_keeps_them_all(tmp_path: Path) -> None:
+    """Which values an object has is kept in bits; past 64 of them, each still counts."""
+    keys = "".join(f'k{j} = {{ template = "{{Nr}}-{j}" }}\n' for j in range(70))
+    keys += 'k70 = "Ref"\nk71 = "Tekst"\n'  # empty on the first row: left out there
+    mapping = custom(tmp_path, TEXTS + f"\n[invoice.extra]\n{keys}")
+    rows = [text_row("A"), text_row("B", Ref="x")]
+    a, b = (inv.payload for inv in run(rows, mapping, headers=TEXT_HEADERS).invoices)
+    assert a["extra"] == {f"k{j}": f"A-{j}" for j in range(70)}
+    assert b["extra"] == {**{f"k{j}": f"B-{j}" for j in range(70)}, "k70": "x"}

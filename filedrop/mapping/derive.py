@@ -56,8 +56,8 @@ def _type_from_id(kind: Field, ident: Values, src: Source, issues: list[Issue]) 
     vals = np.array([ID_LENGTH_TYPES.get(k) for k in lengths.tolist()], dtype=object)
     out = Values(
         vals=vals,
-        text=ident.text.copy(),
-        label=ident.label.copy(),
+        text=ident.text,
+        label=ident.label,
         number=None,
         empty=np.equal(vals, None),
     )
@@ -99,7 +99,6 @@ def _part(full: Values, vals: np.ndarray) -> Values:
     return replace(
         full,
         vals=vals,
-        text=full.text.copy(),
-        label=full.label.copy(),
+        lazy=None,
         empty=pd.isna(pd.Series(vals, dtype=object)).to_numpy(dtype=bool),
     )

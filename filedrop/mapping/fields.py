@@ -12,7 +12,7 @@ import datetime as dt
 import re
 import string
 from dataclasses import dataclass, field, replace
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -20,6 +20,7 @@ import pandas as pd
 from filedrop.mapping.convert import (
     CURRENCIES,
     SPACES,
+    WHITESPACE,
     amount_example,
     api_timestamps,
     compact_id,
@@ -31,6 +32,7 @@ from filedrop.mapping.convert import (
     parse_dates,
     phones_e164,
     repeated,
+    same_everywhere,
     split_values,
     strip,
     typed_mask,
@@ -38,7 +40,15 @@ from filedrop.mapping.convert import (
 )
 from filedrop.mapping.tree import Field
 
-__all__ = ["Issue", "Source", "Values", "evaluate", "evaluate_fields"]
+__all__ = [
+    "Issue",
+    "Source",
+    "TemplateColumn",
+    "TextColumn",
+    "Values",
+    "evaluate",
+    "evaluate_fields",
+]
 
 
 class Issue(NamedTuple):
@@ -64,10 +74,24 @@ class Source:
     strptime_formats: tuple[str, ...]
     date_formats: tuple[str, ...]  # as the user wrote them, for messages
     trimmed: dict[int, tuple[pd.Series, np.ndarray]] = field(default_factory=dict, compare=False)
+    # The last phone numbers checked, per country: a number's value and its countryCode are two
+    # fields over the same cells, and checking 200,000 numbers once is enough.
+    phones: dict[str | None, tuple[list[str], list[tuple[str, str] | None]]] = field(
+        default_factory=dict, compare=False
+    )
 
     @property
     def n(self) -> int:
         return len(self.cells)
+
+    def phones_e164(self, parts: list[str], country: str | None) -> list[tuple[str, str] | None]:
+        """``convert.phones_e164`` of ``parts``, remembered for the next field of the same cells."""
+        seen = self.phones.get(country)
+        if seen is not None and seen[0] == parts:
+            return seen[1]
+        results = phones_e164(parts, country)
+        self.phones[country] = (parts, results)
+        return results
 
     def stripped(self, pos: int) -> pd.Series:
         """Column ``pos`` trimmed, once: several fields and templates read the same column."""
@@ -80,8 +104,38 @@ class Source:
     def _trimmed(self, pos: int) -> tuple[pd.Series, np.ndarray]:
         if pos not in self.trimmed:
             text = strip(self.cells[pos])
-            self.trimmed[pos] = (text, (text == "").to_numpy(dtype=bool))
+            # numpy compares an object column with "" six times faster than pandas does.
+            self.trimmed[pos] = (text, text.to_numpy(dtype=object) == "")
         return self.trimmed[pos]
+
+
+class TextColumn(NamedTuple):
+    """A text field's JSON values, read from its cells when a batch is built rather than held for
+    every row: the cell's text, None where it is empty. Its text is usually the table's own
+    column, so this costs nothing."""
+
+    text: np.ndarray  # object: each row's text as sent; '' where the field is empty
+
+    def take(self, idx: np.ndarray) -> list[Any]:
+        return [text or None for text in self.text[idx].tolist()]
+
+
+class TemplateColumn(NamedTuple):
+    """A template field's JSON values, filled in when a batch is built: 200,000 filled-in texts
+    held until the last batch is sent took 12 MB a template."""
+
+    numbered: str  # the template with numbered placeholders, for str.format
+    columns: tuple[np.ndarray, ...]  # each placeholder's trimmed cells
+    all_empty: np.ndarray  # bool: every placeholder's cell is empty
+    trim: bool
+
+    def take(self, idx: np.ndarray) -> list[Any]:
+        filled = map(self.numbered.format, *(column[idx].tolist() for column in self.columns))
+        texts = (text.strip(WHITESPACE) for text in filled) if self.trim else filled
+        return [
+            None if blank or not text else text
+            for text, blank in zip(texts, self.all_empty[idx].tolist(), strict=True)
+        ]
 
 
 @dataclass
@@ -93,13 +147,19 @@ class Values:
     label: np.ndarray  # object: the column the value came from, as the file names it
     number: np.ndarray | None  # floats for amounts, datetime64[D] for dates; NaN/NaT when none
     empty: np.ndarray  # bool: no value at all
+    # ``vals`` made again from the cells when asked, for the values that are the cells' text;
+    # what the JSON building keeps instead of ``vals``. None for any other.
+    lazy: TextColumn | TemplateColumn | None = None
+
+    # Only the Values ``evaluate`` is making are written to; once made, all of their arrays are
+    # read-only, so text, labels and constants can share memory with the table and each other.
 
     @classmethod
     def absent(cls, n: int, label: str) -> Values:
         return cls(
-            vals=np.full(n, None, dtype=object),
-            text=repeated("", n),
-            label=repeated(label, n),
+            vals=same_everywhere(None, n),
+            text=same_everywhere("", n),
+            label=same_everywhere(label, n),
             number=None,
             empty=np.ones(n, dtype=bool),
         )
@@ -133,6 +193,7 @@ def evaluate(f: Field, src: Source, issues: list[Issue]) -> Values:
     """Take ``f``'s value for every row and convert it; each failure becomes one Issue."""
     n = src.n
     excel: pd.Series | None = None
+    template: TemplateColumn | None = None
     if f.source in _FILLED_LATER:
         return Values.absent(n, _FILLED_LATER[f.source])
     if f.source == "column":
@@ -140,31 +201,25 @@ def evaluate(f: Field, src: Source, issues: list[Issue]) -> Values:
         cell, label = src.cells[pos], src.headers[pos] or f.columns[0]
         excel = src.values[pos] if src.values is not None else None
     elif f.source == "template":
-        cell, label = _fill_template(f, src), f.template
+        template = _template(f, src)
+        cell, label = _fill(template), f.template
     elif isinstance(f.constant, str):
         if n > 1:  # the same text on every row: convert it once
             own: list[Issue] = []
-            one = evaluate(f, replace(src, cells=src.cells.iloc[:1], trimmed={}), own)
+            one = evaluate(f, replace(src, cells=src.cells.iloc[:1], trimmed={}, phones={}), own)
             issues += [issue._replace(position=pos) for issue in own for pos in range(n)]
             return _broadcast(one, n)
         cell, label = pd.Series(repeated(f.constant, n)), f"the mapping's {f.key}"
     else:
         return _typed_constant(f, n)
     text_of_column = f.trim and f.source == "column"
-    if not f.trim:
-        text = cell
-    elif text_of_column:
-        text = src.stripped(pos)
-    else:
-        text = strip(cell)
+    text = cell if not f.trim else src.stripped(pos) if text_of_column else strip(cell)
     out = Values(
         vals=np.full(n, None, dtype=object),
-        text=text.to_numpy(dtype=object, copy=True),
-        label=repeated(label, n),
+        text=text.to_numpy(dtype=object),  # the trimmed column itself: never written to
+        label=same_everywhere(label, n),
         number=None,
-        empty=src.blank(pos).copy()
-        if text_of_column
-        else (text == "").to_numpy(dtype=bool, copy=True),
+        empty=src.blank(pos).copy() if text_of_column else text.to_numpy(dtype=object) == "",
     )
     if f.kind in ("amount", "date"):
         out.empty |= (text == "-").to_numpy(dtype=bool)  # ERPs print "-" for nothing
@@ -174,53 +229,69 @@ def evaluate(f: Field, src: Source, issues: list[Issue]) -> Values:
     _convert(f, text, excel=excel, todo=todo, out=out, src=src, issues=issues)
     if f.default is not None and out.empty.any():
         _fill_default(f.default, out, src, issues)
+    elif f.kind == "text" and not f.pad and not f.value_map:
+        out.lazy = _as_read(f, out, template)
     return out
+
+
+def _as_read(f: Field, out: Values, template: TemplateColumn | None) -> TextColumn | TemplateColumn:
+    """How to make ``out.vals`` again: it is the text (of the cell or the template) where any."""
+    if template is None:  # a text field is empty exactly where its text is ''
+        return TextColumn(out.text)
+    return template._replace(trim=f.trim)
 
 
 def _broadcast(one: Values, n: int) -> Values:
     """A one-row result (of a constant) repeated for every row."""
 
     def rep(a: np.ndarray | None) -> np.ndarray | None:
-        return None if a is None else np.repeat(a, n)
+        return None if a is None else np.broadcast_to(a[:1], (n,))
 
     return Values(rep(one.vals), rep(one.text), rep(one.label), rep(one.number), rep(one.empty))
 
 
-def _fill_template(f: Field, src: Source) -> pd.Series:
-    """``"{Fakturanr}-{Kundenr}"`` for every row; empty when every column in it is empty."""
-    columns = [src.stripped(src.positions[(name,)]).tolist() for name in f.placeholders]
+def _template(f: Field, src: Source) -> TemplateColumn:
+    """``"{Fakturanr}-{Kundenr}"`` over the table: its numbered form and the cells it takes."""
     # The same template with numbered fields, so str.format fills a row in one C call.
     numbered = "".join(
         literal.replace("{", "{{").replace("}", "}}")
         + ("" if name is None else f"{{{f.placeholders.index(name)}}}")
         for literal, name, _, _ in string.Formatter().parse(f.template)
     )
-    filled = pd.Series(list(map(numbered.format, *columns)), dtype=object)
+    columns = tuple(
+        src.stripped(src.positions[(name,)]).to_numpy(dtype=object) for name in f.placeholders
+    )
     all_empty = np.ones(src.n, dtype=bool)
     for name in f.placeholders:
         all_empty &= src.blank(src.positions[(name,)])
-    return filled.where(~all_empty, "")
+    return TemplateColumn(numbered, columns, all_empty, trim=False)
+
+
+def _fill(template: TemplateColumn) -> pd.Series:
+    """The template filled in on every row; empty where every column in it is empty."""
+    filled = pd.Series(
+        list(map(template.numbered.format, *(c.tolist() for c in template.columns))), dtype=object
+    )
+    return filled.where(~template.all_empty, "")
 
 
 def _typed_constant(f: Field, n: int) -> Values:
     value = f.constant
     number = None
     if f.kind == "amount" and isinstance(value, int | float) and not isinstance(value, bool):
-        number = np.full(n, float(value))
+        number = np.broadcast_to(np.full(1, float(value)), (n,))
     elif f.kind == "date" and isinstance(value, dt.date):
         day = value.date() if isinstance(value, dt.datetime) else value
-        number = np.full(n, np.datetime64(day, "D"))
+        number = np.broadcast_to(np.full(1, np.datetime64(day, "D")), (n,))
         value = api_timestamps(number[:1])[0]
     elif isinstance(value, dt.date | dt.time):
         value = value.isoformat()
     elif isinstance(value, tuple):
         value = list(value)
-    vals = np.empty(n, dtype=object)
-    vals[:] = [value] * n if isinstance(value, list) else value
     return Values(
-        vals=vals,
-        text=repeated(str(f.constant), n),
-        label=repeated(f"the mapping's {f.key}", n),
+        vals=same_everywhere(value, n),
+        text=same_everywhere(str(f.constant), n),
+        label=same_everywhere(f"the mapping's {f.key}", n),
         number=number,
         empty=np.zeros(n, dtype=bool),
     )
@@ -268,7 +339,7 @@ def _convert(
     """Convert the cells still to do (``todo``) by the field's kind, one Issue per failure."""
     kind = f.kind
     if kind in ("email", "phone", "region"):
-        _convert_list(f, text, todo, out, issues)
+        _convert_list(f, text, todo, out, src=src, issues=issues)
         return
     if kind == "amount":
         out.number = np.full(src.n, np.nan)
@@ -347,7 +418,7 @@ def _fail(bad: np.ndarray, rule: str, out: Values, issues: list[Issue], what: st
 
 
 def _convert_list(
-    f: Field, text: pd.Series, todo: np.ndarray, out: Values, issues: list[Issue]
+    f: Field, text: pd.Series, todo: np.ndarray, out: Values, *, src: Source, issues: list[Issue]
 ) -> None:
     """Emails and phone numbers: split a cell into several, check each, keep the good ones' form.
 
@@ -360,13 +431,13 @@ def _convert_list(
     values = np.empty(len(cells), dtype=object)
     bad: dict[int, list[str]] = {}
     if pattern is None or not pattern.search("\n".join(cells)):  # one value per cell: the usual
-        ok, converted = _check_parts(f, cells)
+        ok, converted = _check_parts(f, cells, src)
         values[:] = converted
         if f.kind != "region":
             bad = {j: [cells[j]] for j in np.flatnonzero(~ok).tolist()}
     else:
         parts = split_values(pd.Series(cells, dtype=object), separators=f.split)
-        ok, converted = _check_parts(f, [p for cell in parts for p in cell])
+        ok, converted = _check_parts(f, [p for cell in parts for p in cell], src)
         k = 0
         for j, cell in enumerate(parts):
             kept = [v for v in converted[k : k + len(cell)] if v is not None]
@@ -386,11 +457,11 @@ def _convert_list(
                 _bad_part(f, i, part, out, issues)
 
 
-def _check_parts(f: Field, parts: list[str]) -> tuple[np.ndarray, list[object]]:
+def _check_parts(f: Field, parts: list[str], src: Source) -> tuple[np.ndarray, list[object]]:
     """(ok, value to send) for each email / phone number; a bad one is sent as typed."""
     if f.kind == "email":
         return is_email(pd.Series(parts, dtype=object)), list(parts)
-    results = phones_e164(parts, f.country)
+    results = src.phones_e164(parts, f.country)
     ok = np.array([r is not None for r in results], dtype=bool)
     if f.kind == "phone":
         return ok, [r[0] if r else p for r, p in zip(results, parts, strict=True)]
@@ -417,8 +488,8 @@ def _fill_default(default: Field, out: Values, src: Source, issues: list[Issue])
     alt = evaluate(default, src, own)
     take = out.empty & ~alt.empty
     out.vals[take] = alt.vals[take]
-    out.text[take] = alt.text[take]
-    out.label[take] = alt.label[take]
+    out.text = np.where(take, alt.text, out.text)  # new arrays: the old ones may be shared
+    out.label = np.where(take, alt.label, out.label)
     if alt.number is not None:
         if out.number is None:
             out.number = (

@@ -19,38 +19,174 @@ from typing import Any
 
 import numpy as np
 
-from filedrop.mapping.fields import Values
+from filedrop.mapping.fields import TemplateColumn, TextColumn, Values
 from filedrop.mapping.loader import Mapping
 from filedrop.mapping.tree import Field, Many, Node, Obj, walk_fields
 
-__all__ = ["Columns", "PreparedInvoice", "build_payloads", "no_cyclic_gc", "payloads"]
+__all__ = ["Columns", "PreparedInvoice", "build_payloads", "columns", "no_cyclic_gc", "payloads"]
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """Where one object (or list) of the mapping is there, and which of its values are, per row.
+
+    Worked out once for all rows in ``columns``, so building a batch only looks these up.
+    """
+
+    there: np.ndarray  # bool: the object or list is not None
+    names: tuple[str, ...] = ()  # an object's keys, in the mapping's order
+    pattern: np.ndarray | None = None  # an object's present values: bit j for its j-th value
+    several: np.ndarray | None = None  # bool: a split value holds a list (one object per value)
+
+
+_Column = np.ndarray | TextColumn | TemplateColumn
+"""A Field's JSON values: held, or (for text read as it is) read again from the cells."""
 
 
 @dataclass(frozen=True)
 class Columns:
-    """What building needs from prepare: every Field's converted values and the invoice groups."""
+    """What building needs from prepare and nothing more: every value's JSON, and which are there.
+
+    Kept from prepare until the last batch is sent, so it holds only these arrays; the text, labels
+    and masks prepare checked them with are gone with prepare.
+    """
 
     mapping: Mapping
-    group_vals: dict[int, np.ndarray]  # id(invoice or debtor Field) -> each group's JSON value
-    row_values: dict[int, Values]  # id(any Field) -> its Values on every row
+    group_vals: dict[int, _Column]  # id(invoice or debtor Field) -> each group's JSON value
+    row_vals: dict[int, _Column]  # id(claim Field) -> each row's JSON value
     claim_rows: list[np.ndarray]  # per claim of the mapping: bool, the rows that have that line
-    gid: np.ndarray  # each row's group (invoice), in file order
     members: list[np.ndarray] | None  # each group's rows; None when each row is its own invoice
-    count: int  # how many groups
+    first: np.ndarray  # each group's first row
+    shapes: dict[int, _Shape]  # id(Obj or Many) -> where it and its values are there
+
+    def rows_of(self, group: int) -> tuple[int, ...]:
+        """The rows (0-based positions) of ``group``, in file order."""
+        if self.members is None:
+            return (int(self.first[group]),)
+        return tuple(self.members[group].tolist())
 
 
-@dataclass(frozen=True, eq=False)
+def columns(
+    mapping: Mapping,
+    *,
+    group_values: dict[int, Values],
+    row_values: dict[int, Values],
+    claim_rows: list[np.ndarray],
+    gid: np.ndarray,
+    members: list[np.ndarray] | None,
+    first: np.ndarray,
+) -> Columns:
+    """The Columns of one prepared table: claim sums and every object's shape worked out once.
+
+    ``group_values`` are the invoice and debtor Fields per group, ``row_values`` every Field per
+    row (both keyed by ``id(field)``).
+    """
+    group_vals = {key: v.vals for key, v in group_values.items()}
+    claim_fields = [f for item in mapping.claims.items for f in walk_fields(item)]
+    row_vals = {id(f): row_values[id(f)].vals for f in claim_fields}
+    amount = mapping.invoice.get_field("originalInvoiceAmount")
+    if amount is not None and amount.source == "sum_of_claims":
+        group_vals[id(amount)] = _claim_sums(mapping, row_values, claim_rows, gid, len(first))
+    shapes: dict[int, _Shape] = {}
+    _shape(mapping.invoice, group_vals, len(first), shapes)
+    _shape(mapping.debtors, group_vals, len(first), shapes)
+    for item in mapping.claims.items:
+        _shape(item, row_vals, len(gid), shapes)
+    kept_group: dict[int, _Column] = {**group_vals}
+    kept_group.update({k: v.lazy for k, v in group_values.items() if v.lazy is not None})
+    kept_row: dict[int, _Column] = {**row_vals}
+    kept_row.update(
+        {id(f): row_values[id(f)].lazy for f in claim_fields if row_values[id(f)].lazy is not None}
+    )
+    return Columns(mapping, kept_group, kept_row, claim_rows, members, first, shapes)
+
+
+def _claim_sums(
+    mapping: Mapping,
+    row_values: dict[int, Values],
+    claim_rows: list[np.ndarray],
+    gid: np.ndarray,
+    count: int,
+) -> np.ndarray:
+    """Each group's claim amounts summed, rounded to øre; None where one is not a number.
+
+    Added claim by claim of the mapping and row by row, the order the sum has always had, so the
+    floats are the same to the last bit.
+    """
+    totals = np.zeros(count)
+    for item, present in zip(mapping.claims.items, claim_rows, strict=True):
+        amount = item.get_field("remainingAmount") if isinstance(item, Obj) else None
+        if amount is not None and row_values[id(amount)].number is not None:
+            rows = np.flatnonzero(present)
+            np.add.at(totals, gid[rows], row_values[id(amount)].number[rows])
+    summed = np.full(count, None, dtype=object)
+    ok = ~np.isnan(totals)
+    summed[ok] = np.round(totals[ok], 2).tolist()
+    return summed
+
+
+def _shape(
+    node: Node, vals: dict[int, np.ndarray], size: int, shapes: dict[int, _Shape]
+) -> np.ndarray:
+    """Where ``node``'s value is not None on each of ``size`` rows; objects and lists noted in
+    ``shapes``."""
+    if isinstance(node, Field):
+        return ~np.equal(vals[id(node)], None)
+    if isinstance(node, Many):
+        there = np.zeros(size, dtype=bool)
+        for item in node.items:
+            there |= _shape(item, vals, size, shapes)
+        shapes[id(node)] = _Shape(there)
+        return there
+    names = tuple(name for name, _ in node.fields)
+    if not names:
+        shapes[id(node)] = _Shape(np.ones(size, dtype=bool))
+        return shapes[id(node)].there
+    present = [_shape(child, vals, size, shapes) for _, child in node.fields]
+    backed = [j for j, (_, c) in enumerate(node.fields) if any(f.from_file for f in walk_fields(c))]
+    keep = np.zeros(size, dtype=bool) if backed else np.ones(size, dtype=bool)
+    for j in backed:
+        keep |= present[j]
+    several = None
+    for _, child in node.fields:
+        if isinstance(child, Field) and child.split:  # a cell that held several emails
+            if several is None:
+                several = np.zeros(size, dtype=bool)
+            several[[i for i, v in enumerate(vals[id(child)].tolist()) if type(v) is list]] = True
+    if several is not None:
+        several &= keep
+    # One bit per value, in the smallest integers that hold them all (Python ints past 64).
+    width = next(
+        (
+            t
+            for t in (np.uint8, np.uint16, np.uint32, np.uint64)
+            if len(present) <= np.iinfo(t).bits
+        ),
+        object,
+    )
+    pattern = np.zeros(size, dtype=width)
+    for j, there in enumerate(present):
+        pattern |= there.astype(width) << (j if width is object else width(j))
+    shapes[id(node)] = _Shape(keep, names, pattern, several)
+    return keep
+
+
+@dataclass(frozen=True, slots=True, eq=False)
 class PreparedInvoice:
-    """One invoice ready to send, and the table rows (0-based positions) it came from.
+    """One invoice ready to send, and the table rows it came from.
 
     Its JSON is built when it is about to be sent (``payloads``), not held: 200,000 invoices'
     nested dicts would take most of a gigabyte, a batch's take a few hundred kilobytes.
     """
 
     invoice_number: str
-    rows: tuple[int, ...]
     group: int
     columns: Columns = field(repr=False)
+
+    @property
+    def rows(self) -> tuple[int, ...]:
+        """The table rows (0-based positions) of this invoice, in file order."""
+        return self.columns.rows_of(self.group)
 
     @property
     def payload(self) -> dict[str, Any]:
@@ -73,49 +209,48 @@ def payloads(invoices: list[PreparedInvoice]) -> list[dict[str, Any]]:
 
 
 def build_payloads(cols: Columns, good: np.ndarray) -> list[dict[str, Any]]:
-    """The Invoice JSON of each good group (``good``: their group ids), in that order."""
+    """The Invoice JSON of each good group (``good``: their group ids), in that order.
+
+    Only the batch's own rows are touched: the cost of a batch does not grow with the file.
+    """
     if len(good) == 0:
         return []
-    vals = dict(cols.group_vals)
-    claims, totals = _claim_lists(cols, good)
-    amount = cols.mapping.invoice.get_field("originalInvoiceAmount")
-    if amount is not None and amount.source == "sum_of_claims":
-        summed = np.full(cols.count, None, dtype=object)
-        ok = ~np.isnan(totals)
-        summed[ok] = np.round(totals[ok], 2).tolist()
-        vals[id(amount)] = summed
-    invoices = _materialize(cols.mapping.invoice, vals, good)
-    debtors = _materialize(cols.mapping.debtors, vals, good)
+    claims = _claim_lists(cols, good)
+    invoices = _materialize(cols.mapping.invoice, cols.group_vals, cols.shapes, good)
+    debtors = _materialize(cols.mapping.debtors, cols.group_vals, cols.shapes, good)
     for invoice, debtor_list, claim_list in zip(invoices, debtors, claims, strict=True):
         invoice["debtors"] = debtor_list or []
         invoice["claims"] = claim_list
     return invoices
 
 
-def _claim_lists(cols: Columns, good: np.ndarray) -> tuple[list[list[dict[str, Any]]], np.ndarray]:
-    """Each good group's claims in row order, and the sum of their amounts."""
-    members, gid = cols.members, cols.gid
-    rows = good if members is None else np.concatenate([members[g] for g in good])
-    vals = {key: v.vals for key, v in cols.row_values.items()}
-    totals = np.zeros(cols.count)
-    lines: list[tuple[np.ndarray, list[Any]]] = []
-    for item, p in zip(cols.mapping.claims.items, cols.claim_rows, strict=True):
-        keep = rows[p[rows]]
-        lines.append((keep, _materialize(item, vals, keep)))
-        amount = item.get_field("remainingAmount") if isinstance(item, Obj) else None
-        if amount is not None and cols.row_values[id(amount)].number is not None:
-            np.add.at(totals, gid[keep], cols.row_values[id(amount)].number[keep])
-    slot = np.full(cols.count, -1)
-    slot[good] = np.arange(len(good))
+def _claim_lists(cols: Columns, good: np.ndarray) -> list[list[dict[str, Any]]]:
+    """Each good group's claims in row order (then the mapping's order)."""
+    members = cols.members
+    if members is None:
+        rows, slot = good, np.arange(len(good))
+    else:
+        parts = [members[g] for g in good.tolist()]
+        rows = np.concatenate(parts)
+        slot = np.repeat(np.arange(len(good)), [len(part) for part in parts])
+    lines: list[tuple[np.ndarray, np.ndarray, list[Any]]] = []
+    for item, present in zip(cols.mapping.claims.items, cols.claim_rows, strict=True):
+        has = present[rows]
+        keep = rows[has]
+        lines.append((keep, slot[has], _materialize(item, cols.row_vals, cols.shapes, keep)))
     out: list[list[dict[str, Any]]] = [[] for _ in range(len(good))]
-    order = np.concatenate([keep for keep, _ in lines])
-    built = [c for _, claims in lines for c in claims]
+    if len(lines) == 1:
+        order, slots, built = lines[0]
+    else:
+        order = np.concatenate([keep for keep, _, _ in lines])
+        slots = np.concatenate([s for _, s, _ in lines])
+        built = [c for _, _, claims in lines for c in claims]
     if members is not None or len(lines) > 1:  # row order, then the mapping's order
         sort = np.argsort(order, kind="stable")
-        order, built = order[sort], [built[k] for k in sort.tolist()]
-    for s, claim in zip(slot[gid[order]].tolist(), built, strict=True):
+        slots, built = slots[sort], [built[k] for k in sort.tolist()]
+    for s, claim in zip(slots.tolist(), built, strict=True):
         out[s].append(claim)
-    return out, totals
+    return out
 
 
 @dataclass
@@ -156,45 +291,53 @@ def no_cyclic_gc() -> Iterator[None]:
                 gc.enable()
 
 
-def _materialize(node: Node, vals: dict[int, np.ndarray], idx: np.ndarray) -> list[Any]:
+def _materialize(
+    node: Node, vals: dict[int, _Column], shapes: dict[int, _Shape], idx: np.ndarray
+) -> list[Any]:
     """``node``'s JSON value at each index in ``idx`` (None where the object is not there).
 
-    Rows are built in batches that share which values are present, so each dict is made by one
-    ``dict(zip(...))`` with no per-value tests.
+    Rows that share which values are present are built together, so each dict is made by one
+    dict display with no per-value tests; a batch's rows usually all share one.
     """
     if isinstance(node, Field):
-        return vals[id(node)][idx].tolist()
+        column = vals[id(node)]
+        return column[idx].tolist() if isinstance(column, np.ndarray) else column.take(idx)
     if isinstance(node, Many):
-        columns = [_materialize(item, vals, idx) for item in node.items]
+        columns = [_materialize(item, vals, shapes, idx) for item in node.items]
         if len(columns) == 1:  # the usual case, kept to one cheap step per row
             return [None if v is None else v if type(v) is list else [v] for v in columns[0]]
         return [_flatten(row) for row in zip(*columns, strict=False)]
-    n, names = len(idx), [name for name, _ in node.fields]
+    n, shape = len(idx), shapes[id(node)]
+    names = shape.names
     if not names:
         return [{} for _ in range(n)]
-    columns = [_objects(_materialize(child, vals, idx)) for _, child in node.fields]
-    there = np.array([~np.equal(c, None) for c in columns])
-    backed = [j for j, (_, c) in enumerate(node.fields) if any(f.from_file for f in walk_fields(c))]
-    keep = there[backed].any(axis=0) if backed else np.ones(n, dtype=bool)
+    assert shape.pattern is not None
+    columns = [_materialize(child, vals, shapes, idx) for _, child in node.fields]
+    keep = shape.there[idx]
+    patterns = shape.pattern[idx].tolist()
     out: list[Any] = [None] * n
-    split = [j for j, (_, c) in enumerate(node.fields) if isinstance(c, Field) and c.split]
-    for j in split:  # a cell that held several emails: one object per email
-        for i in np.flatnonzero(keep).tolist():
-            if isinstance(columns[j][i], list):
-                out[i], keep[i] = _expand(names, [c[i] for c in columns]), False
-    pattern = np.zeros(n, dtype=np.int64)
-    for j in range(len(columns)):
-        pattern |= there[j].astype(np.int64) << j
-    for p in np.unique(pattern[keep]).tolist():
-        at = np.flatnonzero(keep & (pattern == p))
-        chosen = [j for j in range(len(columns)) if p >> j & 1]
-        keys = [names[j] for j in chosen]
-        built = _dicts(keys, [columns[j][at].tolist() for j in chosen])
-        if len(at) == n:
-            return built
-        for i, d in zip(at.tolist(), built, strict=False):
+    if shape.several is not None:
+        several = shape.several[idx]
+        for i in np.flatnonzero(several).tolist():
+            out[i] = _expand(list(names), [c[i] for c in columns])
+        keep &= ~several
+    if n and patterns.count(patterns[0]) == n and keep.all():
+        chosen = _bits(patterns[0], len(names))
+        return _dicts([names[j] for j in chosen], [columns[j] for j in chosen])
+    at_pattern: dict[int, list[int]] = {}
+    for i in np.flatnonzero(keep).tolist():
+        at_pattern.setdefault(patterns[i], []).append(i)
+    for p, at in at_pattern.items():
+        chosen = _bits(p, len(names))
+        built = _dicts([names[j] for j in chosen], [[columns[j][i] for i in at] for j in chosen])
+        for i, d in zip(at, built, strict=False):
             out[i] = d
     return out
+
+
+def _bits(pattern: int, width: int) -> list[int]:
+    """The positions of the set bits of ``pattern``: the values an object has."""
+    return [j for j in range(width) if pattern >> j & 1]
 
 
 def _dicts(keys: list[str], columns: list[list[Any]]) -> list[dict[str, Any]]:
@@ -213,11 +356,6 @@ def _dicts(keys: list[str], columns: list[list[Any]]) -> list[dict[str, Any]]:
         case [k0, k1, k2, k3]:
             return [{k0: a, k1: b, k2: c, k3: d} for a, b, c, d in rows]
     return list(map(dict, map(zip, repeat(keys), rows)))
-
-
-def _objects(values: list[Any]) -> np.ndarray:
-    """A 1-d object array, even when the values are lists (numpy would make a 2-d array)."""
-    return np.fromiter(values, dtype=object, count=len(values))
 
 
 def _flatten(row: tuple[Any, ...]) -> list[Any] | None:

@@ -21,7 +21,7 @@ from filedrop.mapping.derive import derive_debtors
 from filedrop.mapping.fields import Issue, Source, evaluate_fields
 from filedrop.mapping.groups import Groups, Level, find_duplicates, group_rows, levels
 from filedrop.mapping.loader import Mapping
-from filedrop.mapping.payload import Columns, PreparedInvoice, no_cyclic_gc, payloads
+from filedrop.mapping.payload import Columns, PreparedInvoice, columns, no_cyclic_gc, payloads
 from filedrop.mapping.skip import skipped_rows
 from filedrop.mapping.tree import Field, Node, walk_fields
 from filedrop.read import Table
@@ -97,14 +97,14 @@ def prepare(table: Table, mapping: Mapping) -> Prepared:
     number_level = level[id(number)] if number is not None else None
     duplicate_of, repeats = find_duplicates(table, number_level, groups, left_out)
     issues += repeats
-    columns = Columns(
-        mapping=mapping,
-        group_vals={key: lv.values.vals for key, lv in level.items()},
+    built = columns(
+        mapping,
+        group_values={key: lv.values for key, lv in level.items()},
         row_values=rows,
         claim_rows=lines,
         gid=groups.gid,
         members=groups.members,
-        count=groups.count,
+        first=groups.first,
     )
     problems = _problems(issues, blank, skip_why, table, mapping)
     return _decide(
@@ -114,7 +114,7 @@ def prepare(table: Table, mapping: Mapping) -> Prepared:
         groups=groups,
         number=number_level,
         duplicate_of=duplicate_of,
-        columns=columns,
+        columns=built,
     )
 
 
@@ -126,7 +126,7 @@ def _blank_rows(table: Table) -> np.ndarray:
     """Rows with no cell at all (the reader drops empty rows; this is a backstop)."""
     blank = np.ones(len(table), dtype=bool)
     for pos in range(len(table.headers)):
-        blank &= (table.cells[pos] == "").to_numpy(dtype=bool)
+        blank &= table.cells[pos].to_numpy(dtype=object) == ""
         if not blank.any():
             break
     return blank
@@ -224,13 +224,9 @@ def _decide(
             rejected[r] = Rejection(RowStatus.INVALID, text)
     good = np.flatnonzero(~bad)
     with no_cyclic_gc():
-        if groups.members is None:
-            members: list[tuple[int, ...]] = [(r,) for r in groups.first[good].tolist()]
-        else:
-            members = [groups.members_of(g) for g in good.tolist()]
         invoices = [
-            PreparedInvoice(invoice_number=str(no), rows=m, group=g, columns=columns)
-            for no, m, g in zip(numbers[good].tolist(), members, good.tolist(), strict=True)
+            PreparedInvoice(str(no), g, columns)
+            for no, g in zip(numbers[good].tolist(), good.tolist(), strict=True)
         ]
     notes = {r: "; ".join(w) for r, w in warnings.items() if not bad[groups.gid[r]]}
     return Prepared(table, mapping, invoices, rejected, notes, problems)
