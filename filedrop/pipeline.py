@@ -21,7 +21,6 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +51,7 @@ from filedrop.journal import BatchRecord, FileRecord, InvoiceRecord, Journal, th
 from filedrop.journal.rebuild import lost_journal_evidence, lost_journal_message
 from filedrop.logs import fields, plural, printable
 from filedrop.mapping import Mapping, select_mapping
+from filedrop.mapping.payload import invoice_rows
 from filedrop.mapping.prepare import Prepared, PreparedInvoice, payloads, prepare
 from filedrop.mapping.tree import Obj
 from filedrop.metrics import (
@@ -832,10 +832,7 @@ def _outcomes(prepared: Prepared, journal: Journal, *, target: str, file_id: int
         decide(k, None)
     columns = {name: np.full(rows, "", dtype=object) for name in OUTCOME_COLUMNS}
     if invoices:
-        sizes = np.fromiter((len(inv.rows) for inv in invoices), dtype=np.intp, count=len(invoices))
-        positions = np.fromiter(
-            chain.from_iterable(inv.rows for inv in invoices), dtype=np.intp, count=int(sizes.sum())
-        )
+        positions, sizes = invoice_rows(invoices)
         # Every row of an invoice shares its outcome (grouped lines included).
         spread = None if (sizes == 1).all() else np.repeat(np.arange(len(invoices)), sizes)
         for name, values in zip(OUTCOME_COLUMNS, zip(*decided, strict=True), strict=True):

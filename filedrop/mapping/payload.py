@@ -23,7 +23,15 @@ from filedrop.mapping.fields import TemplateColumn, TextColumn, Values
 from filedrop.mapping.loader import Mapping
 from filedrop.mapping.tree import Field, Many, Node, Obj, walk_fields
 
-__all__ = ["Columns", "PreparedInvoice", "build_payloads", "columns", "no_cyclic_gc", "payloads"]
+__all__ = [
+    "Columns",
+    "PreparedInvoice",
+    "build_payloads",
+    "columns",
+    "invoice_rows",
+    "no_cyclic_gc",
+    "payloads",
+]
 
 
 @dataclass(frozen=True)
@@ -192,6 +200,20 @@ class PreparedInvoice:
     def payload(self) -> dict[str, Any]:
         """This invoice's JSON (for one invoice; use ``payloads`` for many at once)."""
         return payloads([self])[0]
+
+
+def invoice_rows(invoices: list[PreparedInvoice]) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of these invoices one after the other, and how many rows each has: to spread
+    per-invoice values over rows a whole column at a time. They must come from one ``prepare``."""
+    if not invoices:
+        return np.empty(0, dtype=np.intp), np.empty(0, dtype=np.intp)
+    cols = invoices[0].columns
+    groups = np.fromiter((inv.group for inv in invoices), dtype=np.intp, count=len(invoices))
+    if cols.members is None:
+        return cols.first[groups].astype(np.intp), np.ones(len(invoices), dtype=np.intp)
+    members = [cols.members[g] for g in groups.tolist()]
+    sizes = np.fromiter(map(len, members), dtype=np.intp, count=len(members))
+    return np.concatenate(members).astype(np.intp), sizes
 
 
 def payloads(invoices: list[PreparedInvoice]) -> list[dict[str, Any]]:
