@@ -47,6 +47,7 @@ from filedrop.inbox import (
 )
 from filedrop.journal import BatchRecord, FileRecord, InvoiceRecord, Journal, this_owner
 from filedrop.journal.rebuild import lost_journal_evidence, lost_journal_message
+from filedrop.journal.store import FinishedBatch
 from filedrop.logs import fields, plural, printable
 from filedrop.mapping import Mapping, select_mapping
 from filedrop.mapping.prepare import Prepared, PreparedInvoice, payloads, prepare
@@ -555,12 +556,13 @@ def record_polls(ctx: Context, polls: list[Poll], *, name: str) -> int:
     ``name`` is the file's name, for the log.
     """
     pending = 0
-    while polls:
-        batch, future = polls.pop(0)
-        result = future.result()
+    ended: list[tuple[int, BatchResult | StillPending]] = []
+    while polls or ended:
+        if not ended:
+            ended = _record_ended(ctx.journal, polls)
+        batch, result = ended.pop(0)
         ctx.progress.batch_done()
         if isinstance(result, BatchResult):
-            record_result(ctx.journal, batch, result)
             log.info(
                 "%s: batch %s ended %s",
                 name,
@@ -736,17 +738,32 @@ def _record_failed_post(batch: int, exc: FiledropError, ctx: Context, setbacks: 
     return BATCH_NOT_SENT
 
 
-def record_result(journal: Journal, batch: int, result: BatchResult) -> None:
-    journal.batch_finished(
-        batch,
-        api_status=result.status,
-        succeeded=[
-            (s.invoice_number, s.invoice_id, s.case_id, s.case_number) for s in result.succeeded
-        ],
-        failed=[
-            (f.invoice_number, "; ".join(f.errors) or "rejected by the API") for f in result.failed
-        ],
-    )
+def _record_ended(
+    journal: Journal, polls: list[Poll]
+) -> list[tuple[int, BatchResult | StillPending]]:
+    """Wait for the first poll, take the later ones that have ended by now too, and record
+    the ended batches among them in one journal transaction; returns what was taken."""
+    batch, future = polls.pop(0)
+    taken = [(batch, future.result())]
+    while polls and polls[0][1].done() and polls[0][1].exception() is None:
+        batch, future = polls.pop(0)
+        taken.append((batch, future.result()))
+    finished = [
+        FinishedBatch(
+            batch,
+            result.status,
+            [(s.invoice_number, s.invoice_id, s.case_id, s.case_number) for s in result.succeeded],
+            [
+                (f.invoice_number, "; ".join(f.errors) or "rejected by the API")
+                for f in result.failed
+            ],
+        )
+        for batch, result in taken
+        if isinstance(result, BatchResult)
+    ]
+    if finished:
+        journal.batches_finished(finished)
+    return taken
 
 
 def _outcomes(prepared: Prepared, journal: Journal, *, target: str, file_id: int) -> pd.DataFrame:
