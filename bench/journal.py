@@ -8,7 +8,9 @@ PostgreSQL is a throwaway server started here with initdb and pg_ctl on a free p
 (as the postgres user when run as root), with fsync on, as in production. "Claims" are invoice
 numbers written down before their POST (``claim_batch``, 100 a batch); "results" are the same
 numbers recorded as they end (``batch_submitted`` then ``batch_finished``). Files claimed per
-second is ``claim_file``, what every replica does for every file it sees.
+second is ``claim_file``, what every replica does for every file it sees. "CPU s" is this
+process's CPU for each step over all the invoices, and for reading them all back
+(``each_invoice``, as the outcome does).
 """
 
 from __future__ import annotations
@@ -77,7 +79,9 @@ def postgres() -> Iterator[str]:
 
 
 def rates(location: Path | PostgresLocation, *, invoices: int, files: int) -> dict[str, float]:
-    """Per second: files claimed, invoice numbers claimed, invoice results recorded."""
+    """Per second: files claimed, invoice numbers claimed, invoice results recorded; then this
+    process's CPU seconds for claiming, submitting, finishing and reading back every invoice
+    (the server's CPU, for PostgreSQL, is not in it)."""
     with Journal(location) as journal:
         started = time.perf_counter()
         for n in range(files):
@@ -89,7 +93,8 @@ def rates(location: Path | PostgresLocation, *, invoices: int, files: int) -> di
             path=Path("big.csv"), sha256="y", target=TARGET, owner=this_owner(), stale_s=60
         ).id
         numbers = [f"INV-{n:07d}" for n in range(invoices)]
-        started = time.perf_counter()
+        cpu: dict[str, float] = {}
+        started, cpu_at = time.perf_counter(), time.process_time()
         batches = [
             journal.claim_batch(
                 file_id=file_id, target=TARGET, invoice_numbers=numbers[i : i + 100]
@@ -97,17 +102,26 @@ def rates(location: Path | PostgresLocation, *, invoices: int, files: int) -> di
             for i in range(0, invoices, 100)
         ]
         claims_s = invoices / (time.perf_counter() - started)
-        started = time.perf_counter()
-        for batch, claimed in batches:
+        cpu["claim CPU s"] = time.process_time() - cpu_at
+        started, cpu_at = time.perf_counter(), time.process_time()
+        for batch, _ in batches:
             journal.batch_submitted(batch, batch_id=f"b-{batch}")
-            journal.batch_finished(
-                batch,
-                api_status="SUCCESS",
-                succeeded=[(n, f"i-{n}", f"c-{n}", f"C-{n}") for n in claimed],
-                failed=[],
-            )
-        results_s = invoices / (time.perf_counter() - started)
-    return {"files claimed/s": files_s, "claims/s": claims_s, "results/s": results_s}
+        submit_s = time.perf_counter() - started
+        cpu["submit CPU s"] = time.process_time() - cpu_at
+        results = [
+            (batch, [(n, f"i-{n}", f"c-{n}", f"C-{n}") for n in claimed], [])
+            for batch, claimed in batches
+        ]
+        finished_at, cpu_at = time.perf_counter(), time.process_time()
+        for batch, succeeded, failed in results:
+            journal.batch_finished(batch, api_status="SUCCESS", succeeded=succeeded, failed=failed)
+        results_s = invoices / (submit_s + time.perf_counter() - finished_at)
+        cpu["finish CPU s"] = time.process_time() - cpu_at
+        cpu_at = time.process_time()
+        read = sum(1 for _ in journal.each_invoice(target=TARGET, numbers=numbers))
+        cpu["read CPU s"] = time.process_time() - cpu_at
+        assert read == invoices, read
+    return {"files claimed/s": files_s, "claims/s": claims_s, "results/s": results_s, **cpu}
 
 
 def main() -> None:
@@ -137,7 +151,10 @@ def main() -> None:
         print(f"journal rates ({args.invoices} invoices in batches of 100, {args.files} files):")
         for name, location in engines.items():
             figures = rates(location, invoices=args.invoices, files=args.files)
-            shown = "  ".join(f"{value:9.0f} {label}" for label, value in figures.items())
+            shown = "  ".join(
+                f"{value:9.2f} {label}" if "CPU" in label else f"{value:9.0f} {label}"
+                for label, value in figures.items()
+            )
             print(f"  {name:<11} {shown}")
         print(f"{xlsx.name} end to end (filedrop run against the sandbox, batches of 100):")
         ends = {"SQLite": str(OUT / "journal-pipeline.db"), "PostgreSQL": f"{base}/pipeline"}

@@ -49,6 +49,7 @@ from filedrop.inbox import (
 )
 from filedrop.journal import BatchRecord, FileRecord, InvoiceRecord, Journal, this_owner
 from filedrop.journal.rebuild import lost_journal_evidence, lost_journal_message
+from filedrop.journal.store import FinishedBatch
 from filedrop.logs import fields, plural, printable
 from filedrop.mapping import Mapping, select_mapping
 from filedrop.mapping.payload import invoice_rows
@@ -88,6 +89,8 @@ log = logging.getLogger("filedrop")
 
 #: A batch being polled: its journal id and the future of its poll.
 Poll = tuple[int, Future[BatchResult | StillPending]]
+#: A polled batch as its poll ended: its journal id, and its result or that it is still QUEUED.
+Ended = tuple[int, BatchResult | StillPending]
 
 
 @dataclass(kw_only=True)
@@ -554,7 +557,12 @@ def record_polls(ctx: Context, polls: list[Poll], *, name: str) -> int:
     pending = 0
     while polls:
         batch, future = polls.pop()
-        pending += not _record_poll(ctx, batch, future.result(), name=name)
+        ended = [(batch, future.result())]
+        # Those that ended meanwhile are recorded with it, in one journal transaction.
+        while polls and polls[-1][1].done() and polls[-1][1].exception() is None:
+            batch, future = polls.pop()
+            ended.append((batch, future.result()))
+        pending += _record_ended(ctx, ended, name=name)
     return pending
 
 
@@ -585,67 +593,92 @@ def _send_batches(
         expected += 1
         poll[1].add_done_callback(lambda _: handed.put(poll))
 
-    def take(item: Future[Poll | None] | Poll) -> None:
-        nonlocal expected, pending
+    def take(item: Future[Poll | None] | Poll, ended: list[Ended]) -> None:
+        nonlocal expected
         expected -= 1
         if isinstance(item, Future):
             if (poll := item.result()) is not None:
                 watch(poll)
             return
-        batch, ended = item
-        pending += not _record_poll(ctx, batch, ended.result(), name=name)
+        batch, future = item
+        ended.append((batch, future.result()))
+
+    def take_handed(*, wait: bool) -> None:
+        """Take what was handed over (waiting for the first with ``wait``); the batches that
+        ended are recorded together, in one journal transaction."""
+        nonlocal pending
+        ended: list[Ended] = []
+        if wait:
+            take(handed.get(), ended)
+        while not handed.empty():
+            take(handed.get(), ended)
+        if ended:
+            pending += _record_ended(ctx, ended, name=name)
 
     for poll in polls:
         watch(poll)
     polls.clear()
     for batch in batches:
-        while not handed.empty():
-            take(handed.get())
+        take_handed(wait=False)
         post = ctx.poster.submit(_submit_batch, batch, ctx, file_id, setbacks)
         expected += 1
         post.add_done_callback(handed.put)
     while expected:
-        take(handed.get())
+        take_handed(wait=True)
     return pending
 
 
-def _record_poll(
-    ctx: Context, batch: int, result: BatchResult | StillPending, *, name: str
-) -> bool:
-    """Record how one polled batch ended; False when it is still QUEUED (polled again later)."""
-    ctx.progress.batch_done()
-    if isinstance(result, StillPending):
+def _record_ended(ctx: Context, ended: list[Ended], *, name: str) -> int:
+    """Record how these polled batches ended, the finished ones in one journal transaction;
+    returns how many are still QUEUED (polled again later)."""
+    finished = [
+        FinishedBatch(
+            batch,
+            result.status,
+            [(s.invoice_number, s.invoice_id, s.case_id, s.case_number) for s in result.succeeded],
+            [
+                (f.invoice_number, "; ".join(f.errors) or "rejected by the API")
+                for f in result.failed
+            ],
+        )
+        for batch, result in ended
+        if isinstance(result, BatchResult)
+    ]
+    if finished:
+        ctx.journal.batches_finished(finished)
+    for batch, result in ended:
+        ctx.progress.batch_done()
+        if isinstance(result, StillPending):
+            log.info(
+                "%s: batch %s still QUEUED; it is polled again later",
+                name,
+                result.batch_id,
+                extra=fields(
+                    "batch_pending",
+                    inbox=ctx.metrics.name,
+                    file=name,
+                    batch=batch,
+                    batch_id=result.batch_id,
+                    status="QUEUED",
+                ),
+            )
+            continue
         log.info(
-            "%s: batch %s still QUEUED; it is polled again later",
+            "%s: batch %s ended %s",
             name,
             result.batch_id,
+            result.status,
             extra=fields(
-                "batch_pending",
+                "batch_ended",
                 inbox=ctx.metrics.name,
                 file=name,
                 batch=batch,
                 batch_id=result.batch_id,
-                status="QUEUED",
+                status=result.status,
+                counts={"succeeded": len(result.succeeded), "failed": len(result.failed)},
             ),
         )
-        return False
-    record_result(ctx.journal, batch, result)
-    log.info(
-        "%s: batch %s ended %s",
-        name,
-        result.batch_id,
-        result.status,
-        extra=fields(
-            "batch_ended",
-            inbox=ctx.metrics.name,
-            file=name,
-            batch=batch,
-            batch_id=result.batch_id,
-            status=result.status,
-            counts={"succeeded": len(result.succeeded), "failed": len(result.failed)},
-        ),
-    )
-    return True
+    return len(ended) - len(finished)
 
 
 def invoices_in_batches(invoices: int, batches: int) -> str:
@@ -788,19 +821,6 @@ def _record_failed_post(batch: int, exc: FiledropError, ctx: Context, setbacks: 
             setbacks.messages.append(message)
         setbacks.kinds.add(setback)
     return BATCH_NOT_SENT
-
-
-def record_result(journal: Journal, batch: int, result: BatchResult) -> None:
-    journal.batch_finished(
-        batch,
-        api_status=result.status,
-        succeeded=[
-            (s.invoice_number, s.invoice_id, s.case_id, s.case_number) for s in result.succeeded
-        ],
-        failed=[
-            (f.invoice_number, "; ".join(f.errors) or "rejected by the API") for f in result.failed
-        ],
-    )
 
 
 def _outcomes(prepared: Prepared, journal: Journal, *, target: str, file_id: int) -> pd.DataFrame:

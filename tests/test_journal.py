@@ -18,6 +18,7 @@ import pytest
 from filedrop.errors import ConfigError
 from filedrop.journal import Journal, owner_alive, this_owner
 from filedrop.journal.engines import MIGRATIONS, SCHEMA_VERSION, PostgresLocation, SqliteEngine
+from filedrop.journal.store import FinishedBatch
 from filedrop.settings import load_settings
 
 TARGET = "sandbox:org-1"
@@ -88,8 +89,9 @@ def test_claimed_numbers_are_never_claimed_twice(journal: Journal) -> None:
     file_id = _claim(journal).id
     batch, claimed = journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["1", "2"])
     assert claimed == ["1", "2"]
-    _, again = journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["2", "3"])
+    other, again = journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["2", "3"])
     assert again == ["3"]
+    assert journal.find_batch(f"#{other}").invoice_count == 1, "only what it really claimed"
     journal.batch_submitted(batch, batch_id="b-1")
     journal.batch_finished(
         batch, api_status="PARTIAL", succeeded=[("1", "i", "c", "C-1")], failed=[("2", "bad email")]
@@ -141,6 +143,92 @@ def test_a_number_reported_twice_keeps_its_last_result(journal: Journal) -> None
     records = journal.invoices(target=TARGET, numbers=["1", "2"])
     assert (records["1"].invoice_id, records["1"].case_number) == ("i-b", "C-b")
     assert records["2"].message == "second"
+
+
+def test_numbers_of_any_text_are_claimed_recorded_and_read_back_as_given(
+    journal: Journal,
+) -> None:
+    """Numbers travel to the database as one array per batch: quotes, separators, the word
+    NULL, non-ASCII letters and emoji come back exactly as they were claimed."""
+    numbers = ['q"1', "b\\2", "a,b", "{x}", "NULL", "ø-3", "😀4", " sp ace ", "[1]"]
+    file_id = _claim(journal).id
+    batch, claimed = journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=numbers)
+    assert claimed == numbers
+    journal.batch_submitted(batch, batch_id="b")
+    journal.batch_finished(
+        batch,
+        api_status="PARTIAL",
+        succeeded=[(n, f"i{n}", f"c{n}", f"C{n}") for n in numbers[:-1]],
+        failed=[(numbers[-1], "bad, 'quoted'")],
+    )
+    records = journal.invoices(target=TARGET, numbers=[*numbers, "absent"])
+    assert {n: (r.status, r.case_number, r.message) for n, r in records.items()} == {
+        **{n: ("SUCCEEDED", f"C{n}", None) for n in numbers[:-1]},
+        numbers[-1]: ("FAILED", None, "bad, 'quoted'"),
+    }
+    assert journal.find_batch(f"#{batch}").state == "done"
+    assert journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=numbers)[1] == [
+        numbers[-1]
+    ]
+
+
+def test_a_number_given_twice_in_one_batch_is_claimed_once(journal: Journal) -> None:
+    """One statement claims the whole batch; a number in it twice is still one claim."""
+    file_id = _claim(journal).id
+    batch, claimed = journal.claim_batch(
+        file_id=file_id, target=TARGET, invoice_numbers=["1", "2", "1"]
+    )
+    assert claimed == ["1", "2", "1"]
+    assert journal.find_batch(f"#{batch}").invoice_count == 2
+    assert list(journal.invoices(target=TARGET, numbers=["1", "1", "2"])) == ["1", "2"]
+
+
+def test_a_number_reported_both_succeeded_and_failed_ends_failed_and_nothing_is_missed(
+    journal: Journal,
+) -> None:
+    """Named both ways, an invoice ends FAILED with its success's ids, as it always did; the
+    double mention never hides an invoice the API left out."""
+    file_id = _claim(journal).id
+    batch, _ = journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["1", "2"])
+    journal.batch_submitted(batch, batch_id="b")
+    journal.batch_finished(
+        batch, api_status="PARTIAL", succeeded=[("1", "i", "c", "C")], failed=[("1", "bad")]
+    )
+    records = journal.invoices(target=TARGET, numbers=["1", "2"])
+    assert (records["1"].status, records["1"].case_id, records["1"].message) == (
+        "FAILED",
+        "c",
+        "bad",
+    )
+    assert records["2"].status == "UNKNOWN"
+    assert journal.find_batch(f"#{batch}").state == "unknown"
+
+
+def test_batches_that_end_together_are_recorded_together(journal: Journal) -> None:
+    """Several ended batches in one transaction: each gets its own results and its own end,
+    done when every invoice was named, unknown when one was left out."""
+    file_id = _claim(journal).id
+    whole, _ = journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["1", "2"])
+    short, _ = journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["3", "4"])
+    journal.batch_submitted(whole, batch_id="b-1")
+    journal.batch_submitted(short, batch_id="b-2")
+    journal.batches_finished(
+        [
+            FinishedBatch(whole, "PARTIAL", [("1", "i1", "c1", "C1")], [("2", "bad")]),
+            FinishedBatch(short, "SUCCESS", [("3", "i3", "c3", "C3")], []),
+        ]
+    )
+    records = journal.invoices(target=TARGET, numbers=["1", "2", "3", "4"])
+    assert {n: (r.status, r.batch) for n, r in records.items()} == {
+        "1": ("SUCCEEDED", whole),
+        "2": ("FAILED", whole),
+        "3": ("SUCCEEDED", short),
+        "4": ("UNKNOWN", short),
+    }
+    assert [(b.state, b.api_status) for b in journal.batches(file_id=file_id)] == [
+        ("done", "PARTIAL"),
+        ("unknown", "SUCCESS"),
+    ]
 
 
 def test_targets_are_separate(journal: Journal) -> None:

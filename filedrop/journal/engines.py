@@ -10,12 +10,16 @@ in ``schema_version`` on both.
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 import sqlite3
+import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from itertools import chain
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -164,7 +168,14 @@ class _Row(tuple):
 
 
 def _row_factory(cursor: Any) -> Callable[[Any], _Row]:
-    names = {column.name: index for index, column in enumerate(cursor.description or ())}
+    return _row_type(tuple(column.name for column in cursor.description or ()))
+
+
+@functools.lru_cache(maxsize=256)
+def _row_type(columns: tuple[str, ...]) -> type[_Row]:
+    """One row class per list of columns, made once: making a class is dearer than the
+    statement that needs it."""
+    names = {name: index for index, name in enumerate(columns)}
     return type("Row", (_Row,), {"names": names})
 
 
@@ -174,6 +185,8 @@ class Engine:
     name: str
     #: Appended to the ``SELECT`` with which a worker picks a row it means to change.
     pick_suffix: str = ""
+    #: The most rows of several columns that ``rows`` takes in one statement.
+    rows_per_statement: int = sys.maxsize
     #: The column that keeps the order in which invoice numbers were first written down.
     insertion_order: str
     errors: tuple[type[BaseException], ...]
@@ -215,9 +228,29 @@ class Engine:
                     self.sql("INSERT INTO schema_version (version) VALUES (?)"), (SCHEMA_VERSION,)
                 )
 
-    def create_wanted(self, db: Any) -> None:
-        """The session's temporary table of invoice numbers to look up."""
-        db.execute(self.sql("CREATE TEMP TABLE IF NOT EXISTS wanted (number TEXT PRIMARY KEY)"))
+    def rows(
+        self, name: str, columns: tuple[str, ...], rows: Sequence[Any]
+    ) -> tuple[str, tuple[object, ...]]:
+        """``name (columns) AS (...)``, to follow ``WITH``, holding ``rows`` (texts when there
+        is one column, else tuples of texts or ``None``), and its parameters.
+
+        A whole batch's numbers or results go in one statement, not one statement each.
+        Several columns: at most ``rows_per_statement`` rows at a time.
+        """
+        raise NotImplementedError
+
+    def change(self, db: Any, sql: str, args: tuple[object, ...]) -> int:
+        """Run a statement that writes; returns how many rows it wrote."""
+        return db.execute(sql, args).rowcount
+
+    def batch_invoice(self, *, target: str, batch: int) -> tuple[str, tuple[object, ...]]:
+        """The condition that finds the invoice of ``batch`` (at ``target``) named in
+        ``results``, and its parameters: the quickest way there differs by engine."""
+        raise NotImplementedError
+
+    def tuples(self, db: Any) -> Any:
+        """A cursor whose rows are plain tuples: the cheapest rows, for the journal's hot reads."""
+        raise NotImplementedError
 
 
 class SqliteEngine(Engine):
@@ -229,6 +262,8 @@ class SqliteEngine(Engine):
 
     name = "SQLite"
     insertion_order = "rowid"
+    # 6 placeholders a row stays far below SQLite's limit of 32,766 a statement.
+    rows_per_statement = 1000
     errors = (sqlite3.Error,)
     types = {"ID": "INTEGER PRIMARY KEY", "FLOAT": "REAL", "SEQ": ""}  # noqa: RUF012
 
@@ -280,6 +315,44 @@ class SqliteEngine(Engine):
                 if "locked" not in str(exc) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
+
+    def rows(
+        self, name: str, columns: tuple[str, ...], rows: Sequence[Any]
+    ) -> tuple[str, tuple[object, ...]]:
+        head = f"{name} ({', '.join(columns)}) AS"
+        if len(columns) == 1:
+            # One JSON array, whatever its length (a file's 200,000 numbers at once).
+            # ensure_ascii=False: the text goes in as it is, with no escapes to undo. For an IN
+            # or an INSERT's SELECT only: joined to a table, SQLite, which cannot tell how many
+            # rows json_each holds, would walk the table and read the array once a row.
+            text = json.dumps(rows, ensure_ascii=False)
+            return f"{head} (SELECT value FROM json_each(?))", (text,)  # noqa: S608
+        # Several columns ride as placeholders: measured cheaper than pulling each value out of
+        # a JSON array of arrays, and the planner knows how many rows a VALUES list holds.
+        placeholder = f"({', '.join('?' * len(columns))})"
+        values = ", ".join([placeholder] * len(rows))
+        return f"{head} (VALUES {values})", tuple(chain.from_iterable(rows))
+
+    def change(self, db: sqlite3.Connection, sql: str, args: tuple[object, ...]) -> int:
+        # Python's sqlite3 gives no rowcount for a statement that starts with WITH; SQLite's
+        # own count of the connection's changes does.
+        before = db.total_changes
+        db.execute(sql, args)
+        return db.total_changes - before
+
+    def batch_invoice(self, *, target: str, batch: int) -> tuple[str, tuple[object, ...]]:
+        # By primary key (target, number), then checked against the batch: by the batch alone
+        # SQLite, which has no hash join, walks the whole batch for every result.
+        return (
+            "invoices.target = ? AND invoices.invoice_number = results.invoice_number"
+            " AND invoices.batch = ?",
+            (target, batch),
+        )
+
+    def tuples(self, db: sqlite3.Connection) -> sqlite3.Cursor:
+        cursor = db.cursor()
+        cursor.row_factory = None
+        return cursor
 
     @contextmanager
     def write(self, db: sqlite3.Connection) -> Iterator[None]:
@@ -359,6 +432,30 @@ class PostgresEngine(Engine):
     def sql(self, statement: str) -> str:
         # Every statement the journal writes uses ``?`` and never a literal ``%``.
         return statement.replace("?", "%s")
+
+    def rows(
+        self, name: str, columns: tuple[str, ...], rows: Sequence[Any]
+    ) -> tuple[str, tuple[object, ...]]:
+        # One JSON array in one text parameter: psycopg dumps a list of texts element by
+        # element in Python, which costs more than the rest of the statement, where
+        # json.dumps is one call in C. The statement's text is the same for any number of rows,
+        # so the server prepares it once.
+        if len(columns) == 1:
+            values = "SELECT json_array_elements_text(?::json)"
+        else:
+            picks = ", ".join(f"value ->> {index}" for index in range(len(columns)))
+            values = f"SELECT {picks} FROM json_array_elements(?::json)"  # noqa: S608
+        table = f"{name} ({', '.join(columns)}) AS ({values})"
+        return table, (json.dumps(rows, ensure_ascii=False),)
+
+    def batch_invoice(self, *, target: str, batch: int) -> tuple[str, tuple[object, ...]]:
+        # By the batch's index, joined to the results by hash. Naming the target as well lets
+        # the planner of a journal whose statistics are not gathered yet combine the batch's
+        # index with the primary key's, reading every invoice of the target for each batch.
+        return "invoices.batch = ? AND invoices.invoice_number = results.invoice_number", (batch,)
+
+    def tuples(self, db: Any) -> Any:
+        return db.cursor(row_factory=self._psycopg.rows.tuple_row)
 
     @contextmanager
     def write(self, db: Any) -> Iterator[None]:

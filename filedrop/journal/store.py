@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from filedrop.journal.engines import Engine, PostgresLocation, engine_for
 from filedrop.logs import mask_ids
@@ -141,9 +141,12 @@ class BatchRecord:
     finished_at: float | None
 
 
-@dataclass(frozen=True)
-class InvoiceRecord:
-    """What the journal knows of one invoice number at one target."""
+class InvoiceRecord(NamedTuple):
+    """What the journal knows of one invoice number at one target.
+
+    A named tuple rather than a frozen dataclass: a file's outcome reads one per invoice, and a
+    tuple is built several times faster.
+    """
 
     invoice_number: str
     status: InvoiceState
@@ -153,6 +156,21 @@ class InvoiceRecord:
     case_id: str | None
     case_number: str | None
     message: str | None
+
+
+class FinishedBatch(NamedTuple):
+    """A terminal batch's results, as ``Journal.batch_finished`` takes them."""
+
+    batch: int
+    api_status: str
+    succeeded: Iterable[tuple[str, str, str, str]]
+    """(number, invoice id, case id, case number) each."""
+    failed: Iterable[tuple[str, str]]
+    """(number, message) each."""
+
+
+_INVOICE_STATES = {state.value: state for state in InvoiceState}
+_SUCCEEDED, _FAILED = InvoiceState.SUCCEEDED.value, InvoiceState.FAILED.value
 
 
 class Journal:
@@ -353,26 +371,33 @@ class Journal:
         again.
         """
         now = self._clock()
+        # A number given twice is claimed once (a statement may not upsert one row twice).
+        unique = list(dict.fromkeys(invoice_numbers))
         with self._write() as db:
             batch = db.execute(
                 "INSERT INTO batches (file_id, target, state, invoice_count, created_at)"
                 " VALUES (?, ?, ?, ?, ?) RETURNING id",
-                (file_id, target, BatchState.POSTING, len(invoice_numbers), now),
+                (file_id, target, BatchState.POSTING, len(unique), now),
             ).fetchone()[0]
-            db.executemany(
-                # The status list is built from the enum, never from input.
-                "INSERT INTO invoices (target, invoice_number, status, file_id, batch, updated_at)"  # noqa: S608
-                " VALUES (?, ?, ?, ?, ?, ?)"
+            # The whole batch in one upsert; a row it skips is one another batch holds. Its
+            # count of rows written tells whether every number was claimed, so only a batch
+            # that lost some to another reads back which.
+            numbers, numbers_args = self._engine.rows("numbers", ("invoice_number",), unique)
+            written = db.change(
+                # The status list is built from the enum, the rest from the engine.
+                f"WITH {numbers}"  # noqa: S608
+                " INSERT INTO invoices (target, invoice_number, status, file_id, batch, updated_at)"
+                # SQLite needs a WHERE to tell the upsert's ON from a join's.
+                " SELECT ?, invoice_number, ?, ?, ?, ? FROM numbers WHERE true"
                 " ON CONFLICT (target, invoice_number) DO UPDATE SET"
                 " status = excluded.status, file_id = excluded.file_id, batch = excluded.batch,"
                 " invoice_id = NULL, case_id = NULL, case_number = NULL, message = NULL,"
                 " updated_at = excluded.updated_at"
                 f" WHERE invoices.status NOT IN ({_BLOCKING_SQL})",
-                [
-                    (target, number, InvoiceState.SENDING, file_id, batch, now)
-                    for number in invoice_numbers
-                ],
+                (*numbers_args, target, InvoiceState.SENDING, file_id, batch, now),
             )
+            if written == len(unique):
+                return batch, list(invoice_numbers)
             claimed = {
                 row[0]
                 for row in db.execute(
@@ -446,32 +471,62 @@ class Journal:
     ) -> None:
         """Record a terminal batch: ``succeeded`` as (number, invoice id, case id, case number),
         ``failed`` as (number, message). A number the API did not mention becomes ``UNKNOWN``."""
+        self.batches_finished([FinishedBatch(batch, api_status, succeeded, failed)])
+
+    def batches_finished(self, finished: Iterable[FinishedBatch]) -> None:
+        """Record several terminal batches in one transaction, as ``batch_finished`` does each.
+
+        Batches that end together share one commit: fewer syncs to disk, and the invoices'
+        pages, which neighbouring batches share, written once instead of once a batch.
+        """
         now = self._clock()
         with self._write() as db:
-            # By primary key (target, number), then checked against the batch: with the batch
-            # alone SQLite walks the whole batch for every invoice (quadratic in batch size).
-            (target,) = db.execute("SELECT target FROM batches WHERE id = ?", (batch,)).fetchone()
-            # One statement per kind of result, not one per invoice: the results ride in as a
-            # VALUES list joined on the number.
-            _update_by_number(
-                db,
-                names=("invoice_id", "case_id", "case_number"),
-                results=succeeded,
-                set_sql="status = ?, invoice_id = results.invoice_id, case_id = results.case_id,"
-                " case_number = results.case_number, message = NULL, updated_at = ?",
-                set_args=(InvoiceState.SUCCEEDED, now),
-                target=target,
-                batch=batch,
-            )
-            _update_by_number(
-                db,
-                names=("message",),
-                results=((num, mask_ids(message)) for num, message in failed),
-                set_sql="status = ?, message = results.message, updated_at = ?",
-                set_args=(InvoiceState.FAILED, now),
-                target=target,
-                batch=batch,
-            )
+            for batch, api_status, succeeded, failed in finished:
+                self._record_finished(db, batch, api_status, succeeded, failed, now=now)
+
+    def _record_finished(
+        self,
+        db: _Db,
+        batch: int,
+        api_status: str,
+        succeeded: Iterable[tuple[str, str, str, str]],
+        failed: Iterable[tuple[str, str]],
+        *,
+        now: float,
+    ) -> None:
+        target, claimed = db.execute(
+            "SELECT target, invoice_count FROM batches WHERE id = ?", (batch,)
+        ).fetchone()
+        # A number named twice takes its last result. One statement per kind of result,
+        # failures last, so that a number named both ways ends FAILED with its success's ids.
+        successes = {row[0]: row for row in succeeded}
+        failures = {number: (number, mask_ids(message)) for number, message in failed}
+        mentioned = self._update_results(
+            db,
+            successes.values(),
+            columns=("invoice_id", "case_id", "case_number"),
+            set_sql="invoice_id = results.invoice_id, case_id = results.case_id,"
+            " case_number = results.case_number, message = NULL",
+            status=_SUCCEEDED,
+            target=target,
+            batch=batch,
+            now=now,
+        )
+        mentioned += self._update_results(
+            db,
+            failures.values(),
+            columns=("message",),
+            set_sql="message = results.message",
+            status=_FAILED,
+            target=target,
+            batch=batch,
+            now=now,
+        )
+        unknown = False
+        # The batch holds ``claimed`` invoices at most (fewer if a number moved on to a later
+        # batch), so a result for each of them leaves none unmentioned, and nothing to look up.
+        # A number named both ways was counted twice: look then.
+        if mentioned < claimed or not successes.keys().isdisjoint(failures):
             db.execute(
                 "UPDATE invoices SET status = ?, message = ?, updated_at = ?"
                 " WHERE batch = ? AND status IN (?, ?)",
@@ -485,15 +540,53 @@ class Journal:
                     InvoiceState.SENDING,
                 ),
             )
-            unmentioned = db.execute(
-                "SELECT COUNT(*) FROM invoices WHERE batch = ? AND status = ?",
-                (batch, InvoiceState.UNKNOWN),
-            ).fetchone()[0]
-            # A batch that left invoices UNKNOWN stays listed by status, and resolve takes it.
-            db.execute(
-                "UPDATE batches SET state = ?, api_status = ?, finished_at = ? WHERE id = ?",
-                (BatchState.UNKNOWN if unmentioned else BatchState.DONE, api_status, now, batch),
+            unknown = bool(
+                db.execute(
+                    "SELECT COUNT(*) FROM invoices WHERE batch = ? AND status = ?",
+                    (batch, InvoiceState.UNKNOWN),
+                ).fetchone()[0]
             )
+        # A batch that left invoices UNKNOWN stays listed by status, and resolve takes it.
+        db.execute(
+            "UPDATE batches SET state = ?, api_status = ?, finished_at = ? WHERE id = ?",
+            (BatchState.UNKNOWN if unknown else BatchState.DONE, api_status, now, batch),
+        )
+
+    def _update_results(
+        self,
+        db: _Db,
+        results: Iterable[tuple[str, ...]],
+        *,
+        columns: tuple[str, ...],
+        set_sql: str,
+        status: str,
+        target: str,
+        batch: int,
+        now: float,
+    ) -> int:
+        """Write one kind of result ((number, *columns) each) to the batch's invoices, joined
+        on the number; returns how many invoices it found.
+
+        ``status`` is plain text, never the enum's member: sqlite3 binds a str subclass, and
+        ``None``, through its adapter lookup, which costs more than the rest of the row. For
+        the same reason a column that is always NULL is written as such by ``set_sql``.
+        """
+        rows = list(results)
+        where, where_args = self._engine.batch_invoice(target=target, batch=batch)
+        found = 0
+        step = self._engine.rows_per_statement
+        for start in range(0, len(rows), step):
+            values, values_args = self._engine.rows(
+                "results", ("invoice_number", *columns), rows[start : start + step]
+            )
+            found += db.change(
+                # The text comes from the engine and the journal's constants, never from input.
+                f"WITH {values}"  # noqa: S608
+                f" UPDATE invoices SET status = ?, {set_sql}, updated_at = ? FROM results"
+                f" WHERE {where}",
+                (*values_args, status, now, *where_args),
+            )
+        return found
 
     def postings_of(self, file_id: int) -> list[BatchRecord]:
         """Batches of a file written down before a POST that never got its answer recorded.
@@ -575,27 +668,27 @@ class Journal:
         Holds the journal's lock until exhausted; consume it fully before other journal calls
         from other threads are expected to proceed.
         """
-        columns = ", ".join(f"i.{name}" for name in _INVOICE_FIELDS)
         with self._lock:
-            db = _Db(self._db, self._engine)
-            self._engine.create_wanted(self._db)
-            db.execute("DELETE FROM wanted")
-            db.executemany(
-                "INSERT INTO wanted VALUES (?) ON CONFLICT DO NOTHING", ((n,) for n in numbers)
-            )
-            cursor = db.execute(
-                # Column names come from the dataclass, never from input.
-                f"SELECT {columns} FROM invoices i"  # noqa: S608
-                " JOIN wanted w ON w.number = i.invoice_number WHERE i.target = ?",
-                (target,),
-            )
+            wanted, wanted_args = self._engine.rows("numbers", ("invoice_number",), list(numbers))
+            cursor = self._engine.tuples(self._db)
             try:
+                cursor.execute(
+                    # Column names come from the record, the rest from the engine.
+                    self._engine.sql(
+                        f"WITH {wanted}"  # noqa: S608
+                        f" SELECT {', '.join(InvoiceRecord._fields)} FROM invoices"
+                        " WHERE target = ?"
+                        " AND invoice_number IN (SELECT invoice_number FROM numbers)"
+                    ),
+                    (*wanted_args, target),
+                )
+                del wanted_args
+                make, state = InvoiceRecord._make, _INVOICE_STATES.__getitem__
                 while chunk := cursor.fetchmany(1000):
                     for number, status, *rest in chunk:
-                        yield InvoiceRecord(number, InvoiceState(status), *rest)
+                        yield make((number, state(status), *rest))
             finally:
                 cursor.close()
-                db.execute("DELETE FROM wanted")
 
     def status_counts(self) -> dict[str, int]:
         """Invoices per status, over the whole journal."""
@@ -738,48 +831,10 @@ class _Db:
     def execute(self, sql: str, args: Iterable[object] = ()) -> Any:
         return self._db.execute(self._engine.sql(sql), tuple(args))
 
-    def executemany(self, sql: str, rows: Iterable[Iterable[object]]) -> None:
-        cursor = self._db.cursor()
-        try:
-            cursor.executemany(self._engine.sql(sql), rows)
-        finally:
-            cursor.close()
-
-
-# Rows of results per statement: 4 parameters each stays far below SQLite's limit of 32,766 and
-# PostgreSQL's of 65,535, whatever the batch size.
-_RESULTS_PER_STATEMENT = 1000
-
-
-def _update_by_number(
-    db: _Db,
-    *,
-    names: tuple[str, ...],
-    results: Iterable[tuple[Any, ...]],
-    set_sql: str,
-    set_args: tuple[object, ...],
-    target: str,
-    batch: int,
-) -> None:
-    """Update the batch's invoices named by ``results`` ((number, *names) each) in few statements.
-
-    ``set_sql`` reads the result's values as ``results.<name>``. A number given twice takes its
-    last values, as one statement per result did.
-    """
-    last = {row[0]: row for row in results}
-    rows = list(last.values())
-    columns = ", ".join(("invoice_number", *names))
-    placeholder = "(" + ", ".join("?" * (len(names) + 1)) + ")"
-    for start in range(0, len(rows), _RESULTS_PER_STATEMENT):
-        chunk = rows[start : start + _RESULTS_PER_STATEMENT]
-        db.execute(
-            # Only placeholders and the caller's fixed column names go into the text.
-            f"WITH results ({columns}) AS (VALUES {', '.join([placeholder] * len(chunk))})"  # noqa: S608
-            f" UPDATE invoices SET {set_sql} FROM results"
-            " WHERE invoices.target = ? AND invoices.invoice_number = results.invoice_number"
-            " AND invoices.batch = ?",
-            [*(value for row in chunk for value in row), *set_args, target, batch],
-        )
+    def change(self, sql: str, args: Iterable[object] = ()) -> int:
+        """Run a statement that writes; returns how many rows it wrote (any statement, one that
+        starts with ``WITH`` too)."""
+        return self._engine.change(self._db, self._engine.sql(sql), tuple(args))
 
 
 def _file_record(row: Any) -> FileRecord:
@@ -796,4 +851,3 @@ def _batch_record(row: Any) -> BatchRecord:
 
 
 _FILE_FIELDS = tuple(field.name for field in fields(FileRecord))
-_INVOICE_FIELDS = tuple(field.name for field in fields(InvoiceRecord))
