@@ -412,20 +412,8 @@ def _send_and_report(
 ) -> FileReport:
     path = prepared.table.path
     name = printable(path.name)
-    # Batches a previous run left behind: orphaned POSTs become UNKNOWN, QUEUED ones are polled
-    # alongside the new ones.
-    polls = resume_batches(ctx, file_id)
-    numbers = [invoice.invoice_number for invoice in prepared.invoices]
-    known = ctx.journal.invoices(target=ctx.target, numbers=numbers)
-    to_send = [
-        inv for inv in prepared.invoices if _may_send(known.get(inv.invoice_number), file_id)
-    ]
-    batches = plan_batches(to_send, size=ctx.batch_size)
-    if batches:
-        log.info("%s: %s to send", name, invoices_in_batches(len(to_send), len(batches)))
-    ctx.progress.file_started(rows=len(prepared.table), batches=len(batches) + len(polls))
     setbacks = _Setbacks()
-    pending = _send_batches(ctx, batches, polls, file_id=file_id, setbacks=setbacks, name=name)
+    pending = _send(prepared, ctx, file_id, setbacks=setbacks, name=name)
     if ctx.stop.is_set() and (pending or _unsent(prepared, ctx)):
         # Leave the file resumable rather than write an outcome that the restart would redo.
         ctx.journal.finish_file(
@@ -433,6 +421,9 @@ def _send_and_report(
         )
         return FileReport(path, FileState.WAITING, {})
     outcomes = _outcomes(prepared, ctx.journal, target=ctx.target, file_id=file_id)
+    # Each invoice's outcome is known now: let go of the invoices and their prepared columns
+    # (after the table, the most memory this file holds) before the outcome file is written.
+    prepared.invoices.clear()
     counts = dict(Counter(outcomes["outcome_status"]))
     state = file_state_of(counts, pending=pending)
     summary = OutcomeSummary(
@@ -479,6 +470,24 @@ def _send_and_report(
         "; ".join(setbacks.messages) or None,
         setback=setbacks.worst(),
     )
+
+
+def _send(prepared: Prepared, ctx: Context, file_id: int, *, setbacks: _Setbacks, name: str) -> int:
+    """Send the invoices the journal does not block, and poll the batches a previous run left
+    behind too; returns how many batches are still QUEUED."""
+    # Batches a previous run left behind: orphaned POSTs become UNKNOWN, QUEUED ones are polled
+    # alongside the new ones.
+    polls = resume_batches(ctx, file_id)
+    numbers = [invoice.invoice_number for invoice in prepared.invoices]
+    known = ctx.journal.invoices(target=ctx.target, numbers=numbers)
+    to_send = [
+        inv for inv in prepared.invoices if _may_send(known.get(inv.invoice_number), file_id)
+    ]
+    batches = plan_batches(to_send, size=ctx.batch_size)
+    if batches:
+        log.info("%s: %s to send", name, invoices_in_batches(len(to_send), len(batches)))
+    ctx.progress.file_started(rows=len(prepared.table), batches=len(batches) + len(polls))
+    return _send_batches(ctx, batches, polls, file_id=file_id, setbacks=setbacks, name=name)
 
 
 def file_state_of(counts: dict[str, int], *, pending: int) -> FileState:
