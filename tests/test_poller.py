@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import gc
 import itertools
 import json
 import logging
 import socket
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from concurrent.futures import Future
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -194,6 +196,23 @@ def test_pool_threads_are_reused_and_never_more_than_its_workers() -> None:
     pool = DaemonPool(workers=2, name="test-pool")
     threads = {pool.submit(threading.current_thread).result(timeout=10) for _ in range(40)}
     assert 1 <= len(threads) <= 2
+
+
+def test_a_waiting_pool_thread_holds_nothing_of_the_call_it_made() -> None:
+    """Once a call returned, its arguments (a batch of invoices) are free while the thread waits
+    for the next call: a long-lived thread must not keep a big file's columns alive."""
+
+    class Batch:
+        pass
+
+    pool = DaemonPool(workers=1, name="test-pool", idle_exit_s=60)
+    batch = Batch()
+    gone = weakref.ref(batch)
+    worker = pool.submit(lambda _: threading.current_thread(), batch).result(timeout=10)
+    del batch
+    gc.collect()
+    assert worker.is_alive()  # waiting for its next call
+    assert gone() is None
 
 
 def test_an_idle_pool_thread_ends_and_the_pool_starts_another_when_needed() -> None:

@@ -67,10 +67,14 @@ class DaemonPool:
                 self._calls.append(call)
                 self._ready.notify()
                 return future
-        threading.Thread(target=self._work, args=(call,), name=self._name, daemon=True).start()
+        # Handed over in a list the thread empties: a Thread keeps its ``args`` until it ends, and
+        # this one may live on for many calls, holding the first one's batch all that time.
+        handover = [call]
+        threading.Thread(target=self._work, args=(handover,), name=self._name, daemon=True).start()
         return future
 
-    def _work(self, call: _Call | None) -> None:
+    def _work(self, handover: list[_Call]) -> None:
+        call: _Call | None = handover.pop()
         while call is not None:
             self._run(*call)
             del call  # its arguments (a batch of invoices) are not held while waiting
