@@ -421,9 +421,6 @@ def _send_and_report(
         )
         return FileReport(path, FileState.WAITING, {})
     outcomes = _outcomes(prepared, ctx.journal, target=ctx.target, file_id=file_id)
-    # Each invoice's outcome is known now: let go of the invoices and their prepared columns
-    # (after the table, the most memory this file holds) before the outcome file is written.
-    prepared.invoices.clear()
     counts = dict(Counter(outcomes["outcome_status"]))
     state = file_state_of(counts, pending=pending)
     summary = OutcomeSummary(
@@ -836,38 +833,43 @@ def _outcomes(prepared: Prepared, journal: Journal, *, target: str, file_id: int
     """One status per row, from the local checks and what the journal now knows.
 
     Worked out once per invoice, then spread over the invoices' rows a whole column at a time.
+    The invoices are let go first (``prepared.invoices`` is emptied): their prepared columns
+    are, after the table, the most memory a file holds, and the outcome is built from the
+    journal, which now knows everything they could tell.
     """
     rows = len(prepared.table)
-    invoices = prepared.invoices
+    numbers = [invoice.invoice_number for invoice in prepared.invoices]
+    positions, sizes = invoice_rows(prepared.invoices)
+    prepared.invoices.clear()
     batch_ids = {b.id: b.batch_id or "" for b in journal.batches(file_id=file_id)}
     file_names: dict[int, str] = {}
-    decided: list[tuple[str, ...]] = [()] * len(invoices)
+    # One array per outcome column, one entry per invoice, filled as the records stream in.
+    decided = [np.full(len(numbers), "", dtype=object) for _ in OUTCOME_COLUMNS]
 
     def decide(k: int, record: InvoiceRecord | None) -> None:
-        decided[k] = _invoice_outcome(
-            invoices[k],
+        values = _invoice_outcome(
+            numbers[k],
             record,
             journal,
             file_id=file_id,
             batch_ids=batch_ids,
             file_names=file_names,
         )
+        for column, value in zip(decided, values, strict=True):
+            column[k] = value
 
     # Streamed from the journal rather than collected first: one record alive at a time.
-    unrecorded = {invoice.invoice_number: k for k, invoice in enumerate(invoices)}
-    for record in journal.each_invoice(target=target, numbers=list(unrecorded)):
+    unrecorded = {number: k for k, number in enumerate(numbers)}
+    for record in journal.each_invoice(target=target, numbers=numbers):
         decide(unrecorded.pop(record.invoice_number), record)
     for k in unrecorded.values():
         decide(k, None)
     columns = {name: np.full(rows, "", dtype=object) for name in OUTCOME_COLUMNS}
-    if invoices:
-        positions, sizes = invoice_rows(invoices)
-        # Every row of an invoice shares its outcome (grouped lines included).
-        spread = None if (sizes == 1).all() else np.repeat(np.arange(len(invoices)), sizes)
-        for name, values in zip(OUTCOME_COLUMNS, zip(*decided, strict=True), strict=True):
-            per_invoice = np.empty(len(invoices), dtype=object)
-            per_invoice[:] = values
-            columns[name][positions] = per_invoice if spread is None else per_invoice[spread]
+    # Every row of an invoice shares its outcome (grouped lines included).
+    spread = None if (sizes == 1).all() else np.repeat(np.arange(len(numbers)), sizes)
+    for name, per_invoice in zip(OUTCOME_COLUMNS, decided, strict=True):
+        columns[name][positions] = per_invoice if spread is None else per_invoice[spread]
+    decided.clear()
     status, message = columns["outcome_status"], columns["outcome_message"]
     for position, (row_status, text) in prepared.rejected.items():
         status[position], message[position] = row_status.value, text
@@ -880,7 +882,7 @@ def _outcomes(prepared: Prepared, journal: Journal, *, target: str, file_id: int
 
 
 def _invoice_outcome(
-    invoice: PreparedInvoice,
+    number: str,
     record: InvoiceRecord | None,
     journal: Journal,
     *,
@@ -889,7 +891,6 @@ def _invoice_outcome(
     file_names: dict[int, str],
 ) -> tuple[str, str, str, str, str, str, str]:
     """The outcome columns of one invoice's rows; the last is its number as sent."""
-    number = invoice.invoice_number
     if record is None:
         # Stopped before its batch was claimed: nothing was sent; the next run sends it.
         return (
@@ -907,7 +908,7 @@ def _invoice_outcome(
         earlier = file_names[record.file_id]
         case = f", case {record.case_number}" if record.case_number else ""
         text = (
-            f"invoice {invoice.invoice_number} was already sent from {earlier} "
+            f"invoice {number} was already sent from {earlier} "
             f"({record.status.lower()}{case}); not sent again"
         )
         return (
