@@ -52,7 +52,7 @@ from filedrop.journal.rebuild import lost_journal_evidence, lost_journal_message
 from filedrop.journal.store import FinishedBatch
 from filedrop.logs import fields, plural, printable
 from filedrop.mapping import Mapping, select_mapping
-from filedrop.mapping.payload import invoice_rows
+from filedrop.mapping.payload import frozen_for_gc, invoice_rows
 from filedrop.mapping.prepare import Prepared, PreparedInvoice, payloads, prepare
 from filedrop.mapping.tree import Obj
 from filedrop.metrics import (
@@ -316,7 +316,8 @@ def _process_claimed(path: Path, ctx: Context, file_id: int, hashed: HashedFile)
         return _file_error(path, ctx, file_id, str(exc), started, dest=dest)
     if problem := xlsx_fit_problem(table):
         return _file_error(path, ctx, file_id, f"{name}: {problem}", started, dest=dest)
-    return _send_and_report(prepared, ctx, file_id, started, dest=dest)
+    with frozen_for_gc():
+        return _send_and_report(prepared, ctx, file_id, started, dest=dest)
 
 
 def _outcome_dest(path: Path) -> tuple[Path | None, str]:
@@ -590,24 +591,31 @@ def _send_batches(
     """
     # What the posting and polling threads hand over: a finished POST (its future, which
     # raises what the POST raised) or an ended poll. All journal writes stay on this thread.
-    handed: queue.SimpleQueue[Future[Poll | None] | Poll] = queue.SimpleQueue()
+    handed: queue.SimpleQueue[Future[Poll | None] | Future[BatchResult | StillPending]] = (
+        queue.SimpleQueue()
+    )
+    # Each polled batch's journal id, by its poll: a callback holding the batch would make a
+    # reference cycle of every batch, left for the cyclic collector.
+    polled: dict[Future[BatchResult | StillPending], int] = {}
     expected = 0
     pending = 0
 
     def watch(poll: Poll) -> None:
         nonlocal expected
         expected += 1
-        poll[1].add_done_callback(lambda _: handed.put(poll))
+        batch, future = poll
+        polled[future] = batch
+        future.add_done_callback(handed.put)
 
-    def take(item: Future[Poll | None] | Poll, ended: list[Ended]) -> None:
+    def take(
+        item: Future[Poll | None] | Future[BatchResult | StillPending], ended: list[Ended]
+    ) -> None:
         nonlocal expected
         expected -= 1
-        if isinstance(item, Future):
-            if (poll := item.result()) is not None:
-                watch(poll)
-            return
-        batch, future = item
-        ended.append((batch, future.result()))
+        if item in polled:
+            ended.append((polled.pop(item), item.result()))  # type: ignore[arg-type]
+        elif (poll := item.result()) is not None:
+            watch(poll)  # type: ignore[arg-type]
 
     def take_handed(*, wait: bool) -> None:
         """Take what was handed over (waiting for the first with ``wait``); the batches that

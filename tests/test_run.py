@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import shutil
 import sqlite3
 import time
@@ -36,6 +37,18 @@ def test_all_valid_rows_succeed_and_exit_0(inbox: Path, sandbox: Sandbox) -> Non
     pd.testing.assert_frame_equal(outcome[original.columns], original)
     assert "mars.csv: 2 SUCCEEDED" in out
     assert sandbox.counters().invoices_received == 2
+
+
+def test_a_run_leaves_nothing_frozen_out_of_the_garbage_collector(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """Objects are kept out of the collector's scans only while a file is sent: a daemon that
+    kept them frozen would never collect the cycles among a finished file's objects."""
+    write_erp_csv(inbox / "mars.csv", [erp_row("1001"), erp_row("1002")])
+    frozen_before = gc.get_freeze_count()
+    code, _, _ = filedrop("run", environ=run_env(inbox, sandbox.url))
+    assert code == ExitCode.OK
+    assert gc.get_freeze_count() == frozen_before
 
 
 def test_a_utf8_export_of_the_same_layout_is_read_too(inbox: Path, sandbox: Sandbox) -> None:
