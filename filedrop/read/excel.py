@@ -19,6 +19,7 @@ import zipfile
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from xml.etree.ElementTree import ParseError
 
@@ -44,11 +45,47 @@ from filedrop.read.table import (
     trailing_width,
 )
 
-__all__ = ["read_excel"]
+__all__ = ["Column", "ParsedSheet", "build_table", "parse_sheet", "read_excel"]
 
 
 def read_excel(path: Path, options: ReadOptions) -> Table:
     """One sheet of an Excel workbook as a `Table`; `ReadError` says what is wrong."""
+    return build_table(path, parse_sheet(path, options))
+
+
+@dataclass(frozen=True)
+class Column:
+    """One data column as parsed, in the form cheapest to make, send and expand.
+
+    ``kind`` says what ``data`` holds: "text" the cells (all ``str``, '' for empty); "floats"
+    (numbers as float64, which cells are empty); "dates" (day numbers, 0 for empty); "objects"
+    (the rendered text and the typed values, for columns mixing kinds).
+    """
+
+    kind: str
+    data: object
+
+
+@dataclass(frozen=True)
+class ParsedSheet:
+    """What the parse gives, before empty rows and trailing columns are cut (``build_table``).
+
+    Plain arrays and lists only: it is made in the reader's child process, which has no pandas,
+    and sent to the parent.
+    """
+
+    sheet_name: str
+    header_row: int
+    headers: list[str]  # as shown and stripped, the sheet's whole width
+    columns: list[Column]
+    n_rows: int
+    titles: list[tuple[int, list[object]]]  # rows above the header: (row number, raw cells)
+    formats: dict[int, NumberFormat]
+    first_col: int
+
+
+def parse_sheet(path: Path, options: ReadOptions) -> ParsedSheet:
+    """Parse the chosen sheet with calamine, find its header, and classify each column."""
     where = str(path)
     sheet_name, rows, first_row, first_col, data = _load_sheet(path, options.sheet)
     header_at = _excel_header(where, sheet_name, rows, first_row, options)
@@ -64,36 +101,99 @@ def read_excel(path: Path, options: ReadOptions) -> Table:
     grid = np.empty((len(body), len(headers)), dtype=object)
     if body:
         grid[:] = body  # calamine rows all have the sheet's width
-    raw = [grid[:, j] for j in range(len(headers))]
-    columns = [_render_column(col) for col in raw]
-    width = trailing_width(headers, columns)
-    headers, columns, raw = headers[:width], columns[:width], raw[:width]
-    headers = name_blank_headers(headers)
-    keep = ~blank_rows(columns, len(body))
+    del body
+    columns = [_parse_column(grid[:, j]) for j in range(len(headers))]
+    return ParsedSheet(
+        sheet_name=sheet_name,
+        header_row=header_row,
+        headers=headers,
+        columns=columns,
+        n_rows=len(grid),
+        titles=[(first_row + i, row) for i, row in enumerate(rows[:header_at])],
+        formats=_number_formats(data, sheet_name, header_row=header_row, first_col=first_col),
+        first_col=first_col,
+    )
+
+
+def build_table(path: Path, sheet: ParsedSheet) -> Table:
+    """The `Table` of a parsed sheet: cells as text, typed values, empty rows and columns cut."""
+    expanded = [_expand(column, sheet.n_rows) for column in sheet.columns]
+    texts = [text for text, _ in expanded]
+    width = trailing_width(sheet.headers, texts)
+    headers = name_blank_headers(sheet.headers[:width])
+    texts, typed = texts[:width], [values for _, values in expanded[:width]]
+    keep = ~blank_rows(texts, sheet.n_rows)
     if not keep.any():
         raise ReadError(
-            where,
-            f'sheet "{sheet_name}" has a header on row {header_row} but no data rows below it',
+            str(path),
+            f'sheet "{sheet.sheet_name}" has a header on row {sheet.header_row} '
+            "but no data rows below it",
         )
-    # calamine gives '' for an empty cell; a new array, as all-text columns share it with ``cells``
-    typed = [np.where(c == "", None, c) for c in raw]
-    formats = _number_formats(data, sheet_name, header_row=header_row, first_col=first_col)
+    first_data = sheet.header_row + 1
     return Table(
         path=path,
         headers=headers,
-        cells=column_frame(columns, keep),
+        cells=column_frame(texts, keep),
         values=column_frame(typed, keep),
-        row_numbers=np.arange(header_row + 1, header_row + 1 + len(body), dtype=np.int64)[keep],
-        info=ReadInfo(kind="excel", sheet=sheet_name, header_row=header_row),
+        row_numbers=np.arange(first_data, first_data + sheet.n_rows, dtype=np.int64)[keep],
+        info=ReadInfo(kind="excel", sheet=sheet.sheet_name, header_row=sheet.header_row),
         layout=Layout(
             titles=tuple(
-                (first_row + i, tuple(None if c == "" else c for c in row[:width]))
-                for i, row in enumerate(rows[:header_at])
+                (number, tuple(None if c == "" else c for c in row[:width]))
+                for number, row in sheet.titles
                 if any(c != "" for c in row[:width])
             ),
-            number_formats=tuple(formats.get(first_col + j) for j in range(width)),
+            number_formats=tuple(sheet.formats.get(sheet.first_col + j) for j in range(width)),
         ),
     )
+
+
+def _parse_column(raw: np.ndarray) -> Column:
+    """Classify one column of calamine's cells; the common kinds keep compact data only."""
+    kinds = set(map(type, raw))
+    if kinds <= {str}:
+        return Column("text", raw)
+    blank = raw == ""  # calamine gives '' for an empty cell
+    filled = raw[~blank] if blank.any() else raw
+    filled_kinds = set(map(type, filled)) if len(filled) < len(raw) else kinds
+    if filled_kinds == {float}:
+        floats = np.zeros(len(raw), dtype=np.float64)
+        floats[~blank] = filled.astype(np.float64)
+        return Column("floats", (floats, blank))
+    if filled_kinds == {dt.date}:  # exactly dates: datetimes show their time
+        days = np.zeros(len(raw), dtype=np.int64)
+        days[~blank] = np.fromiter(map(dt.date.toordinal, filled), np.int64, len(filled))
+        return Column("dates", days)
+    return Column("objects", (_render_column(raw), np.where(blank, None, raw)))
+
+
+def _expand(column: Column, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """(text as shown, typed values with None for empty) of one parsed column."""
+    kind, data = column.kind, column.data
+    if kind == "text":
+        text = data  # type: ignore[assignment]
+        return text, np.where(text == "", None, text)  # type: ignore[arg-type]
+    if kind == "objects":
+        return data  # type: ignore[return-value]
+    text = np.full(n_rows, "", dtype=object)
+    typed = np.empty(n_rows, dtype=object)
+    if kind == "floats":
+        floats, blank = data  # type: ignore[misc]
+        filled = ~blank
+        text[filled] = _render_floats(floats[filled])
+        typed[filled] = floats[filled].tolist()
+        return text, typed
+    days: np.ndarray = data  # type: ignore[assignment]
+    filled = days != 0
+    # Each distinct day is made and rendered once: a date column repeats few days.
+    distinct, where = np.unique(days[filled], return_inverse=True)
+    dates = np.empty(len(distinct), dtype=object)
+    dates[:] = [dt.date.fromordinal(n) for n in distinct.tolist()]
+    shown = np.empty(len(distinct), dtype=object)
+    shown[:] = [d.isoformat() for d in dates]
+    text[filled] = shown[where]
+    typed[filled] = dates[where]
+    return text, typed
 
 
 def _load_sheet(path: Path, wanted: str | int) -> tuple[str, list[list[object]], int, int, bytes]:
@@ -198,12 +298,28 @@ def _render_float(value: float) -> str:
 
 
 def _render_floats(values: np.ndarray) -> np.ndarray:
-    """Many floats at once: integral ones (ids, whole amounts) in one vectorised step."""
+    """Many floats at once, each as ``_render_float`` shows it, without a Python call per cell
+    for whole numbers (ids, whole amounts) and amounts in cents, the common cases."""
     floats = values.astype(np.float64)
-    integral = (floats == np.trunc(floats)) & (np.abs(floats) < 1e16)
     out = np.empty(len(floats), dtype=object)
+    integral = (floats == np.trunc(floats)) & (np.abs(floats) < 1e16)
     out[integral] = floats[integral].astype(np.int64).astype(str)
-    out[~integral] = [_render_float(v) for v in floats[~integral].tolist()]
+    with np.errstate(invalid="ignore", over="ignore"):
+        cents = np.rint(floats * 100)
+        # The division is correctly rounded, like reading "12.34" is, so where it gives the value
+        # back, that decimal is the shortest that does, which is what repr would write; below
+        # 1e13 it has at most 15 digits, so nothing to round.
+        in_cents = ~integral & (np.abs(floats) < 1e13) & (cents / 100 == floats)
+    if in_cents.any():
+        hundredths = np.abs(cents[in_cents]).astype(np.int64)
+        whole, part = hundredths // 100, hundredths % 100
+        decimals = np.where(
+            part % 10 == 0, (part // 10).astype(str), np.strings.zfill(part.astype(str), 2)
+        )
+        shown = np.strings.add(np.strings.add(whole.astype(str), "."), decimals)
+        out[in_cents] = np.where(floats[in_cents] < 0, np.strings.add("-", shown), shown)
+    rest = ~integral & ~in_cents
+    out[rest] = [_render_float(v) for v in floats[rest].tolist()]
     return out
 
 

@@ -12,9 +12,12 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas is imported where frames are made: a workbook's reader process has none
+    import pandas as pd
 
 __all__ = [
     "EMPTY_FILE",
@@ -175,6 +178,8 @@ def blank_rows(columns: Sequence[np.ndarray], n_rows: int) -> np.ndarray:
 
 def column_frame(columns: Sequence[np.ndarray], keep: np.ndarray) -> pd.DataFrame:
     """Columns labelled 0..n-1, only the kept rows; object dtype, so no string inference cost."""
+    import pandas as pd
+
     subset = not keep.all()
     return pd.DataFrame(
         {i: (c[keep] if subset else c) for i, c in enumerate(columns)}, dtype=object
