@@ -7,8 +7,8 @@ quick), caps its own address space, parses, and sends the parsed sheet back; thi
 the ``Table`` of it. A child that dies or runs out of memory becomes a ``ReadError`` for that file
 alone.
 
-The server and the child import only what parsing needs (calamine, numpy), never pandas or the
-command line: this module and everything it imports stay free of them.
+The server and the child import only what parsing needs (calamine), never numpy, pandas or the
+command line: this module and everything it imports at its top stay free of them.
 """
 
 from __future__ import annotations
@@ -18,18 +18,17 @@ import multiprocessing
 import os
 import resource
 import signal
+from collections.abc import Sequence
 from dataclasses import replace
 from multiprocessing import forkserver, popen_forkserver, reduction, spawn, util
 from multiprocessing.connection import Connection
 from multiprocessing.context import ForkServerProcess, set_spawning_popen
 from pathlib import Path
 
-import numpy as np
-
 from filedrop.errors import ReadError
-from filedrop.read.excel import Column, ParsedSheet, build_table, parse_sheet
 from filedrop.read.limits import ReadLimits
 from filedrop.read.table import ReadOptions, Table
+from filedrop.read.workbook import Column, ParsedSheet, parse_sheet
 
 __all__ = ["read_excel_isolated", "start_reader"]
 
@@ -104,6 +103,8 @@ def read_excel_isolated(path: Path, options: ReadOptions, limits: ReadLimits) ->
     exitcode = child.exitcode
     child.close()
     if ok:
+        from filedrop.read.excel import build_table  # numpy: this process only
+
         return build_table(path, _unpack(result))
     if isinstance(result, BaseException) and not isinstance(result, MemoryError):
         raise result
@@ -146,8 +147,8 @@ def _child(sender: Connection, path: Path, options: ReadOptions, memory_bytes: i
         sender.close()
 
 
-# Pickling an array of strings goes string by string; one joined string crosses the pipe several
-# times faster. Numbers and dates already travel as plain arrays.
+# Pickling a column of strings goes string by string; one joined string crosses the pipe several
+# times faster. Numbers and dates already travel as arrays.
 _SEPARATOR = "\x00"
 
 
@@ -162,7 +163,7 @@ def _unpack(sheet: ParsedSheet) -> ParsedSheet:
 def _pack_column(column: Column) -> Column:
     if column.kind != "text":
         return column
-    cells: np.ndarray = column.data  # type: ignore[assignment]
+    cells: Sequence[str] = column.data  # type: ignore[assignment]
     joined = _SEPARATOR.join(cells)
     if joined.count(_SEPARATOR) != max(len(cells) - 1, 0):
         return column  # a cell holds the separator itself
@@ -173,7 +174,4 @@ def _unpack_column(column: Column) -> Column:
     if column.kind != "joined":
         return column
     joined, length = column.data  # type: ignore[misc]
-    cells = np.empty(length, dtype=object)
-    if length:
-        cells[:] = joined.split(_SEPARATOR)
-    return Column("text", cells)
+    return Column("text", joined.split(_SEPARATOR) if length else [])

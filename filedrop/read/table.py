@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
-if TYPE_CHECKING:  # pandas is imported where frames are made: a workbook's reader process has none
+if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
+
+# numpy and pandas are imported in the functions that use them: the workbook reader's process
+# imports this module for the options and header detection, and imports neither.
 
 __all__ = [
     "EMPTY_FILE",
@@ -164,6 +166,8 @@ def find_header(rows: Sequence[Sequence[object]], expected: tuple[str, ...]) -> 
 
 def blank_rows(columns: Sequence[np.ndarray], n_rows: int) -> np.ndarray:
     """Mask of rows whose every cell is empty or spaces; cheap as most rows fail on column 0."""
+    import numpy as np
+
     blank = np.ones(n_rows, dtype=bool)
     for col in columns:
         undecided = np.flatnonzero(blank & (col != ""))
