@@ -106,28 +106,19 @@ def _expand(column: Column, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _render_floats(values: np.ndarray) -> np.ndarray:
-    """Many floats at once, each as ``_render_float`` shows it, without a Python call per cell
-    for whole numbers (ids, whole amounts) and amounts in cents, the common cases."""
+    """Many floats at once, each as ``_render_float`` shows it, with one Python call per cell
+    only for the rare number of more than 15 digits."""
     floats = values.astype(np.float64)
     out = np.empty(len(floats), dtype=object)
     integral = (floats == np.trunc(floats)) & (np.abs(floats) < 1e16)
-    out[integral] = floats[integral].astype(np.int64).astype(str)
-    with np.errstate(invalid="ignore", over="ignore"):
-        cents = np.rint(floats * 100)
-        # The division is correctly rounded, like reading "12.34" is, so where it gives the value
-        # back, that decimal is the shortest that does, which is what repr would write; below
-        # 1e13 it has at most 15 digits, so nothing to round.
-        in_cents = ~integral & (np.abs(floats) < 1e13) & (cents / 100 == floats)
-    if in_cents.any():
-        hundredths = np.abs(cents[in_cents]).astype(np.int64)
-        whole, part = hundredths // 100, hundredths % 100
-        decimals = np.where(
-            part % 10 == 0, (part // 10).astype(str), np.strings.zfill(part.astype(str), 2)
-        )
-        shown = np.strings.add(np.strings.add(whole.astype(str), "."), decimals)
-        out[in_cents] = np.where(floats[in_cents] < 0, np.strings.add("-", shown), shown)
-    rest = ~integral & ~in_cents
-    out[rest] = [_render_float(v) for v in floats[rest].tolist()]
+    out[integral] = list(map(str, floats[integral].astype(np.int64).tolist()))
+    # repr is the shortest text that reads back as the same number: with at most 15 digits it is
+    # what Excel shows, and only longer ones need rounding.
+    rest = floats[~integral].tolist()
+    shown = map(repr, rest)
+    out[~integral] = [
+        t if len(t) < 16 else _render_float(v) for t, v in zip(shown, rest, strict=True)
+    ]
     return out
 
 
