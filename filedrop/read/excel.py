@@ -25,11 +25,11 @@ from filedrop.read.table import (
     trailing_width,
 )
 from filedrop.read.workbook import (
-    _RENDERERS,
+    RENDERERS,
     Column,
     ParsedSheet,
-    _render_float,
     parse_sheet,
+    render_float,
 )
 
 __all__ = ["build_table", "read_excel"]
@@ -106,7 +106,7 @@ def _expand(column: Column, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _render_floats(values: np.ndarray) -> np.ndarray:
-    """Many floats at once, each as ``_render_float`` shows it, with one Python call per cell
+    """Many floats at once, each as ``render_float`` shows it, with one Python call per cell
     only for the rare number of more than 15 digits."""
     floats = values.astype(np.float64)
     out = np.empty(len(floats), dtype=object)
@@ -117,7 +117,7 @@ def _render_floats(values: np.ndarray) -> np.ndarray:
     rest = floats[~integral].tolist()
     shown = map(repr, rest)
     out[~integral] = [
-        t if len(t) < 16 else _render_float(v) for t, v in zip(shown, rest, strict=True)
+        t if len(t) < 16 else render_float(v) for t, v in zip(shown, rest, strict=True)
     ]
     return out
 
@@ -134,5 +134,5 @@ def _render_column(col: np.ndarray) -> np.ndarray:
         if kind is float:
             out[where] = _render_floats(col[where])
         else:
-            out[where] = list(map(_RENDERERS.get(kind, str), col[where]))
+            out[where] = list(map(RENDERERS.get(kind, str), col[where]))
     return out

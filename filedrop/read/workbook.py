@@ -40,7 +40,7 @@ from filedrop.read.table import (
     read_input_bytes,
 )
 
-__all__ = ["Column", "ParsedSheet", "parse_sheet", "render"]
+__all__ = ["RENDERERS", "Column", "ParsedSheet", "parse_sheet", "render", "render_float"]
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,6 @@ def parse_sheet(path: Path, options: ReadOptions) -> ParsedSheet:
     body = rows[header_at + 1 :]
     # calamine rows all have the sheet's width
     cells = list(zip(*body, strict=True)) if body else [() for _ in headers]
-    del body
     return ParsedSheet(
         sheet_name=sheet_name,
         header_row=header_row,
@@ -114,7 +113,8 @@ def _parse_column(cells: Sequence[object]) -> Column:
         numbers = array("d", [0.0 if c == "" else c for c in cells])  # type: ignore[misc]
         return Column("floats", (numbers, bytes(c == "" for c in cells)))
     if filled == {dt.date}:  # exactly dates: datetimes show their time
-        return Column("dates", array("q", [0 if c == "" else c.toordinal() for c in cells]))  # type: ignore[attr-defined]
+        days = [0 if c == "" else c.toordinal() for c in cells]  # type: ignore[attr-defined]
+        return Column("dates", array("q", days))
     return Column("objects", cells)
 
 
@@ -206,7 +206,7 @@ def _unopenable(head: bytes) -> str:
     )
 
 
-def _render_float(value: float) -> str:
+def render_float(value: float) -> str:
     """A number as Excel shows it: 15 significant digits, integral ones without ".0"."""
     if value.is_integer() and abs(value) < 1e16:
         return str(int(value))
@@ -231,9 +231,9 @@ def _render_timedelta(value: dt.timedelta) -> str:
     return f"{hours}:{minutes:02d}:{seconds:02d}"
 
 
-_RENDERERS: dict[type, Callable[[object], str]] = {
+RENDERERS: dict[type, Callable[[object], str]] = {
     str: lambda v: v,  # type: ignore[dict-item]
-    float: _render_float,  # type: ignore[dict-item]
+    float: render_float,  # type: ignore[dict-item]
     int: str,
     bool: lambda v: "TRUE" if v else "FALSE",
     dt.date: dt.date.isoformat,  # type: ignore[dict-item]
@@ -245,7 +245,7 @@ _RENDERERS: dict[type, Callable[[object], str]] = {
 
 def render(value: object) -> str:
     """One cell as the text Excel shows."""
-    return _RENDERERS.get(type(value), str)(value)
+    return RENDERERS.get(type(value), str)(value)
 
 
 # --- number formats --------------------------------------------------------------------------
