@@ -59,14 +59,16 @@ class _Popen(popen_forkserver.Popen):
         self.sentinel, w = forkserver.connect_to_new_process(self._fds)
         # As multiprocessing does: a duplicate of the data pipe's write end is the sentinel of
         # this process that the child watches.
-        _parent_w = os.dup(w)
-        self.finalizer = util.Finalize(self, util.close_fds, (_parent_w, self.sentinel))
+        parent_alive = os.dup(w)
+        self.finalizer = util.Finalize(self, util.close_fds, (parent_alive, self.sentinel))
         with os.fdopen(w, "wb") as f:
             f.write(buf.getbuffer())
         self.pid = forkserver.read_signed(self.sentinel)
 
 
 class _ReaderProcess(ForkServerProcess):
+    """A forkserver process started by ``_Popen``."""
+
     @staticmethod
     def _Popen(process_obj: multiprocessing.process.BaseProcess) -> _Popen:  # noqa: N802
         return _Popen(process_obj)
