@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import subprocess
+import sys
 from pathlib import Path
 
 import openpyxl
@@ -564,3 +566,54 @@ def test_a_workbook_read_in_the_child_process_is_the_same_table_as_read_here(tmp
     assert child.values.equals(here.values)
     assert list(child.row_numbers) == list(here.row_numbers)
     assert (child.info, child.path) == (here.info, here.path)
+
+
+def test_number_and_date_columns_with_empty_cells_render_and_keep_their_values(tmp_path):
+    """Amounts in cents, whole numbers, float noise and dates, with gaps: text as Excel shows it,
+    values typed, None where empty; the same in the child process as here."""
+    path = tmp_path / "amounts.xlsx"
+    amounts = [4500.5, -12.05, 2.675, None, 1234567.89, 155.0, -0.5, 4500.499999999999, 1e17]
+    with xlsxwriter.Workbook(path) as workbook:
+        sheet = workbook.add_worksheet()
+        day = workbook.add_format({"num_format": "dd.mm.yyyy"})
+        sheet.write_row(0, 0, ["Beløp", "Dato"])
+        for r, amount in enumerate(amounts, start=1):
+            if amount is not None:
+                sheet.write_number(r, 0, amount)
+            if r % 3:
+                sheet.write_datetime(r, 1, dt.datetime(2024, 3, r), day)
+    shown = ["4500.5", "-12.05", "2.675", "", "1234567.89", "155", "-0.5", "4500.5", "1e+17"]
+    for limits in (ReadLimits(read_in_subprocess=False), ReadLimits(read_in_subprocess=True)):
+        table = read_table(path, limits=limits)
+        assert table.cells[0].tolist() == shown
+        assert table.values[0].tolist() == amounts
+        assert table.cells[1].tolist() == [
+            "" if r % 3 == 0 else f"2024-03-{r:02d}" for r in range(1, 10)
+        ]
+        assert table.values[1].tolist() == [
+            None if r % 3 == 0 else dt.date(2024, 3, r) for r in range(1, 10)
+        ]
+
+
+def test_the_workbook_reader_process_imports_no_pandas():
+    """The reader's server and children import only what parsing needs: pandas costs about half
+    a second of CPU to import, and the parent builds the frames."""
+    code = "import sys, filedrop.read.isolated; print('pandas' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_a_script_without_a_main_guard_reads_a_workbook_in_the_child(tmp_path):
+    """The child is not told to run the parent's main script again, so a program calling
+    read_table at its top level (no ``if __name__ == "__main__"``) still reads workbooks."""
+    path = make_invoice_workbook(tmp_path / "f.xlsx")
+    script = tmp_path / "script.py"
+    script.write_text(
+        "from pathlib import Path\n"
+        "from filedrop.read import read_table\n"
+        f"print(read_table(Path({str(path)!r})).headers[0])\n"
+    )
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    assert out.stdout.strip() == "Fakturanr"

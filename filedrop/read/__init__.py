@@ -1,17 +1,18 @@
 """Read: a CSV or Excel file -> a ``Table`` of cells exactly as the user sees them.
 
 ``delimited`` reads CSV (encoding, delimiter and header detection) and picks the reader by file
-type; ``excel`` reads workbooks; ``table`` holds what both return, including what was detected,
-so ``filedrop validate`` can say it. Nothing here knows of invoices or HTTP.
+type; ``workbook`` parses workbooks and ``excel`` makes their tables; ``table`` holds what both
+return, including what was detected, so ``filedrop validate`` can say it. Nothing here knows of
+invoices or HTTP.
+
+The names from ``delimited`` are imported on first use: the process that parses workbooks imports
+this package too, and needs neither numpy nor pandas, which ``delimited`` brings.
 """
 
-from filedrop.read.delimited import (
-    CSV_SUFFIXES,
-    DELIMITERS,
-    EXCEL_SUFFIXES,
-    INPUT_SUFFIXES,
-    read_table,
-)
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from filedrop.read.limits import ReadLimits
 from filedrop.read.table import (
     EMPTY_FILE,
@@ -21,6 +22,15 @@ from filedrop.read.table import (
     Table,
     header_key,
 )
+
+if TYPE_CHECKING:
+    from filedrop.read.delimited import (
+        CSV_SUFFIXES,
+        DELIMITERS,
+        EXCEL_SUFFIXES,
+        INPUT_SUFFIXES,
+        read_table,
+    )
 
 __all__ = [
     "CSV_SUFFIXES",
@@ -36,3 +46,16 @@ __all__ = [
     "header_key",
     "read_table",
 ]
+
+_FROM_DELIMITED = frozenset(
+    {"CSV_SUFFIXES", "DELIMITERS", "EXCEL_SUFFIXES", "INPUT_SUFFIXES", "read_table"}
+)
+
+
+def __getattr__(name: str) -> object:
+    """The names from ``delimited``, imported when first asked for."""
+    if name in _FROM_DELIMITED:
+        from filedrop.read import delimited
+
+        return getattr(delimited, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -17,7 +17,6 @@ from itertools import repeat
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from filedrop.errors import ReadError
 from filedrop.read.excel import read_excel
@@ -77,6 +76,9 @@ def read_table(
 
 
 def _read_csv(path: Path, options: ReadOptions) -> Table:
+    # Imported here: the process that parses workbooks imports this package, and needs no pandas.
+    import pandas as pd
+
     where = str(path)
     data = read_input_bytes(path)
     if not data or data.isspace():

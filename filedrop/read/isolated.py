@@ -2,47 +2,88 @@
 
 calamine is native code: a runaway allocation there aborts the whole interpreter, which no
 ``except`` can catch. The child is forked from a small server process (multiprocessing's
-"forkserver", which has the readers imported once and no threads, so forking it is safe and
-quick), caps its own address space, parses, and sends the ``Table`` back pickled. A child that dies
-or runs out of memory becomes a ``ReadError`` for that file alone.
+"forkserver", which has this module imported once and no threads, so forking it is safe and
+quick), caps its own address space, parses, and sends the parsed sheet back; this process makes
+the ``Table`` of it. A child that dies or runs out of memory becomes a ``ReadError`` for that file
+alone.
+
+The server and the child import only what parsing needs (calamine), never numpy, pandas or the
+command line: this module and everything it imports at its top stay free of them.
 """
 
 from __future__ import annotations
 
+import io
 import multiprocessing
+import os
 import resource
 import signal
-from dataclasses import dataclass, replace
-from datetime import date
-from multiprocessing import forkserver
+from collections.abc import Sequence
+from dataclasses import replace
+from multiprocessing import forkserver, popen_forkserver, reduction, spawn, util
 from multiprocessing.connection import Connection
+from multiprocessing.context import ForkServerProcess, set_spawning_popen
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
 from filedrop.errors import ReadError
-from filedrop.read.excel import read_excel
 from filedrop.read.limits import ReadLimits
-from filedrop.read.table import ReadOptions, Table, column_frame
+from filedrop.read.table import ReadOptions, Table
+from filedrop.read.workbook import Column, ParsedSheet, parse_sheet
 
 __all__ = ["read_excel_isolated", "start_reader"]
 
 _CONTEXT = multiprocessing.get_context("forkserver")
-# "__main__" too: the server imports it once, rather than every child (as multiprocessing does)
-_CONTEXT.set_forkserver_preload(["__main__", "filedrop.read.excel"])
+_CONTEXT.set_forkserver_preload([__name__])
+
+
+class _Popen(popen_forkserver.Popen):
+    """Starts the child without the parent's ``__main__``.
+
+    multiprocessing has a child run the parent's main script again (as ``__mp_main__``) when the
+    program was started as a script, such as the ``filedrop`` command: that would import the
+    whole command line into every reader. The child's work is all in this module, so main is left
+    out of what the child is told to prepare; the rest is multiprocessing's own launch.
+    """
+
+    def _launch(self, process_obj: multiprocessing.process.BaseProcess) -> None:
+        prep_data = spawn.get_preparation_data(process_obj._name)  # type: ignore[attr-defined]
+        prep_data.pop("init_main_from_path", None)
+        prep_data.pop("init_main_from_name", None)
+        buf = io.BytesIO()
+        set_spawning_popen(self)
+        try:
+            reduction.dump(prep_data, buf)
+            reduction.dump(process_obj, buf)
+        finally:
+            set_spawning_popen(None)
+        self.sentinel, w = forkserver.connect_to_new_process(self._fds)
+        # As multiprocessing does: a duplicate of the data pipe's write end is the sentinel of
+        # this process that the child watches.
+        parent_alive = os.dup(w)
+        self.finalizer = util.Finalize(self, util.close_fds, (parent_alive, self.sentinel))
+        with os.fdopen(w, "wb") as f:
+            f.write(buf.getbuffer())
+        self.pid = forkserver.read_signed(self.sentinel)
+
+
+class _ReaderProcess(ForkServerProcess):
+    """A forkserver process started by ``_Popen``."""
+
+    @staticmethod
+    def _Popen(process_obj: multiprocessing.process.BaseProcess) -> _Popen:  # noqa: N802
+        return _Popen(process_obj)
 
 
 def start_reader() -> None:
-    """Start the reader's server now, so that its imports (about half a second of CPU) overlap
-    whatever comes before the first workbook instead of delaying it; idempotent."""
+    """Start the reader's server now, so that its imports (about a tenth of a second of CPU)
+    overlap whatever comes before the first workbook instead of delaying it; idempotent."""
     forkserver.ensure_running()
 
 
 def read_excel_isolated(path: Path, options: ReadOptions, limits: ReadLimits) -> Table:
     """``read_excel`` in a child capped at ``limits.max_read_memory_bytes`` of address space."""
     receiver, sender = _CONTEXT.Pipe(duplex=False)
-    child = _CONTEXT.Process(
+    child = _ReaderProcess(
         target=_child,
         args=(sender, path, options, limits.max_read_memory_bytes),
         name="filedrop-read",
@@ -64,7 +105,9 @@ def read_excel_isolated(path: Path, options: ReadOptions, limits: ReadLimits) ->
     exitcode = child.exitcode
     child.close()
     if ok:
-        return _unpack(result)
+        from filedrop.read.excel import build_table  # numpy: this process only
+
+        return build_table(path, _unpack(result))
     if isinstance(result, BaseException) and not isinstance(result, MemoryError):
         raise result
     raise ReadError(
@@ -88,12 +131,12 @@ def _ending(exitcode: int | None, *, ran_out: bool) -> str:
 
 
 def _child(sender: Connection, path: Path, options: ReadOptions, memory_bytes: int) -> None:
-    """Cap this process's address space, read, and send (True, Table) or (False, exception)."""
+    """Cap this process's address space, parse, and send (True, sheet) or (False, exception)."""
     _, hard = resource.getrlimit(resource.RLIMIT_AS)
     soft = memory_bytes if hard == resource.RLIM_INFINITY else min(memory_bytes, hard)
     resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
     try:
-        answer: tuple[bool, object] = (True, _pack(read_excel(path, options)))
+        answer: tuple[bool, object] = (True, _pack(parse_sheet(path, options)))
     except MemoryError:
         answer = (False, MemoryError())
     except Exception as exc:  # sent back and raised in the parent, as if read there
@@ -106,77 +149,31 @@ def _child(sender: Connection, path: Path, options: ReadOptions, memory_bytes: i
         sender.close()
 
 
-# Pickling a Table's columns cell by cell costs more than reading the workbook in the child, so
-# the common columns travel in bulk: text as one string, dates as day numbers, and a typed column
-# that is just its text column with None for "" as a marker.
+# Pickling a column of strings goes string by string; one joined string crosses the pipe several
+# times faster. Numbers and dates already travel as arrays.
 _SEPARATOR = "\x00"
-_Column = tuple[str, object]
 
 
-@dataclass(frozen=True)
-class _Packed:
-    """A ``Table`` in the form that crosses the pipe quickly."""
-
-    table: Table  # with empty frames; the columns travel below
-    cells: list[_Column]
-    values: list[_Column]
+def _pack(sheet: ParsedSheet) -> ParsedSheet:
+    return replace(sheet, columns=[_pack_column(c) for c in sheet.columns])
 
 
-def _pack(table: Table) -> _Packed:
-    cells = [_pack_column(table.cells[i].to_numpy()) for i in table.cells.columns]
-    values = []
-    for i in table.values.columns:
-        typed, text = table.values[i].to_numpy(), table.cells[i].to_numpy()
-        if cells[i][0] == "text" and _is_text_or_none(typed) and _blank_is_none(typed, text):
-            values.append(("as-cells", None))
-        else:
-            values.append(_pack_column(typed))
-    return _Packed(replace(table, cells=pd.DataFrame(), values=pd.DataFrame()), cells, values)
+def _unpack(sheet: ParsedSheet) -> ParsedSheet:
+    return replace(sheet, columns=[_unpack_column(c) for c in sheet.columns])
 
 
-def _unpack(packed: _Packed) -> Table:
-    cells = [_unpack_column(column) for column in packed.cells]
-    values = [
-        np.where(text == "", None, text) if kind == "as-cells" else _unpack_column((kind, data))
-        for text, (kind, data) in zip(cells, packed.values, strict=True)
-    ]
-    keep = np.ones(len(packed.table.row_numbers), dtype=bool)
-    return replace(packed.table, cells=column_frame(cells, keep), values=column_frame(values, keep))
+def _pack_column(column: Column) -> Column:
+    if column.kind != "text":
+        return column
+    cells: Sequence[str] = column.data  # type: ignore[assignment]
+    joined = _SEPARATOR.join(cells)
+    if joined.count(_SEPARATOR) != max(len(cells) - 1, 0):
+        return column  # a cell holds the separator itself
+    return Column("joined", (joined, len(cells)))
 
 
-def _pack_column(column: np.ndarray) -> _Column:
-    kinds = set(map(type, column))
-    if kinds <= {str}:
-        joined = _SEPARATOR.join(column)
-        if joined.count(_SEPARATOR) == max(len(column) - 1, 0):
-            return ("text", (joined, len(column)))
-    if kinds <= {date, type(None)} and len(kinds - {type(None)}) == 1:
-        ordinals = np.fromiter(
-            (0 if d is None else d.toordinal() for d in column), dtype=np.int64, count=len(column)
-        )
-        return ("dates", ordinals)
-    return ("objects", column)
-
-
-def _unpack_column(column: _Column) -> np.ndarray:
-    kind, data = column
-    if kind == "text":
-        joined, length = data  # type: ignore[misc]
-        out = np.empty(length, dtype=object)
-        if length:
-            out[:] = joined.split(_SEPARATOR)
-        return out
-    if kind == "dates":
-        out = np.empty(len(data), dtype=object)  # type: ignore[arg-type]
-        out[:] = [None if n == 0 else date.fromordinal(n) for n in data.tolist()]  # type: ignore[union-attr]
-        return out
-    return data  # type: ignore[return-value]
-
-
-def _is_text_or_none(column: np.ndarray) -> bool:
-    return set(map(type, column)) <= {str, type(None)}
-
-
-def _blank_is_none(typed: np.ndarray, text: np.ndarray) -> bool:
-    """Whether ``typed`` is ``text`` with None where ``text`` is "" (the reader's rule)."""
-    return bool((np.where(text == "", None, text) == typed).all())
+def _unpack_column(column: Column) -> Column:
+    if column.kind != "joined":
+        return column
+    joined, length = column.data  # type: ignore[misc]
+    return Column("text", joined.split(_SEPARATOR) if length else [])

@@ -155,9 +155,13 @@ class _SheetScan:
     def feed(self, chunk: bytes) -> None:
         if len(self.head) < _HEAD_BYTES:
             self.head += chunk[: _HEAD_BYTES - len(self.head)]
-        joined = self.tail[-4:] + chunk  # a "/row>" cut between two chunks still counts once
-        self.rows_with_cells += joined.count(b"/row>")
-        self.tail = (self.tail + chunk[-_TAIL_BYTES:])[-_TAIL_BYTES:]
+        # Counted in the chunk as it is, plus one cut between two chunks: the 4 bytes either side
+        # of the cut hold no whole "/row>" of their own, so nothing counts twice.
+        self.rows_with_cells += chunk.count(b"/row>") + (self.tail[-4:] + chunk[:4]).count(b"/row>")
+        if len(chunk) >= _TAIL_BYTES:
+            self.tail = chunk[-_TAIL_BYTES:]
+        else:
+            self.tail = (self.tail + chunk)[-_TAIL_BYTES:]
 
 
 def _inflate(

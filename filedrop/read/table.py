@@ -12,9 +12,14 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+# numpy and pandas are imported in the functions that use them: the workbook reader's process
+# imports this module for the options and header detection, and imports neither.
 
 __all__ = [
     "EMPTY_FILE",
@@ -161,6 +166,8 @@ def find_header(rows: Sequence[Sequence[object]], expected: tuple[str, ...]) -> 
 
 def blank_rows(columns: Sequence[np.ndarray], n_rows: int) -> np.ndarray:
     """Mask of rows whose every cell is empty or spaces; cheap as most rows fail on column 0."""
+    import numpy as np
+
     blank = np.ones(n_rows, dtype=bool)
     for col in columns:
         undecided = np.flatnonzero(blank & (col != ""))
@@ -175,6 +182,8 @@ def blank_rows(columns: Sequence[np.ndarray], n_rows: int) -> np.ndarray:
 
 def column_frame(columns: Sequence[np.ndarray], keep: np.ndarray) -> pd.DataFrame:
     """Columns labelled 0..n-1, only the kept rows; object dtype, so no string inference cost."""
+    import pandas as pd
+
     subset = not keep.all()
     return pd.DataFrame(
         {i: (c[keep] if subset else c) for i, c in enumerate(columns)}, dtype=object

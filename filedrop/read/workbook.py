@@ -1,0 +1,359 @@
+"""Parse one sheet of an Excel workbook (xlsx, xlsm, xls) with calamine, without numpy or pandas.
+
+Opening the workbook and picking the sheet, finding the header row below any title lines, and
+classifying each column so it crosses to the parent compactly (``ParsedSheet``); ``excel`` renders
+the cells and makes the `Table`. This runs in the reader's child process (``isolated``), whose
+server imports only this module's needs, so it costs little CPU to start. Every message names the
+file and sheet.
+
+calamine gives values, not how they were shown, so each column's number format is read beside it,
+from the styles of the first data rows in the sheet's XML (a bounded prefix, parsed as a stream)
+and the workbook's ``styles.xml``. A workbook whose formats cannot be read still reads; its
+outcome is just plainer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import re
+import zipfile
+import zlib
+from array import array
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from xml.etree.ElementTree import ParseError
+
+import python_calamine
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import iterparse
+
+from filedrop.errors import ReadError
+from filedrop.read.limits import _sheet_parts
+from filedrop.read.table import (
+    HEADER_SEARCH_ROWS,
+    NumberFormat,
+    ReadOptions,
+    find_header,
+    read_input_bytes,
+)
+
+__all__ = ["RENDERERS", "Column", "ParsedSheet", "parse_sheet", "render", "render_float"]
+
+
+@dataclass(frozen=True)
+class Column:
+    """One data column as parsed, in the form cheapest to make, send and expand.
+
+    ``kind`` says what ``data`` holds: "text" the cells (all ``str``, '' for empty); "floats"
+    (the numbers as an ``array("d")``, 0 where empty, and ``bytes`` with 1 for each empty cell);
+    "dates" (day numbers as an ``array("q")``, 0 for empty); "objects" (the cells as calamine
+    gave them, for columns mixing kinds, rendered by ``excel.build_table``).
+    """
+
+    kind: str
+    data: object
+
+
+@dataclass(frozen=True)
+class ParsedSheet:
+    """What the parse gives, before empty rows and trailing columns are cut (``build_table``).
+
+    Built-in types only: it is made in the reader's child process, which imports neither numpy
+    nor pandas, and is sent to the parent.
+    """
+
+    sheet_name: str
+    header_row: int
+    headers: list[str]  # as shown and stripped, the sheet's whole width
+    columns: list[Column]
+    n_rows: int
+    titles: list[tuple[int, list[object]]]  # rows above the header: (row number, raw cells)
+    formats: dict[int, NumberFormat]
+    first_col: int
+
+
+def parse_sheet(path: Path, options: ReadOptions) -> ParsedSheet:
+    """Parse the chosen sheet with calamine, find its header, and classify each column."""
+    where = str(path)
+    sheet_name, rows, first_row, first_col, data = _load_sheet(path, options.sheet)
+    header_at = _excel_header(where, sheet_name, rows, first_row, options)
+    header_row = first_row + header_at
+
+    headers = [render(c).strip() for c in rows[header_at]]
+    if not any(headers):
+        raise ReadError(
+            where,
+            f'row {header_row} of sheet "{sheet_name}" is empty; header_row must name the headers',
+        )
+    body = rows[header_at + 1 :]
+    # calamine rows all have the sheet's width
+    cells = list(zip(*body, strict=True)) if body else [() for _ in headers]
+    return ParsedSheet(
+        sheet_name=sheet_name,
+        header_row=header_row,
+        headers=headers,
+        columns=[_parse_column(column) for column in cells],
+        n_rows=len(cells[0]),
+        titles=[(first_row + i, row) for i, row in enumerate(rows[:header_at])],
+        formats=_number_formats(data, sheet_name, header_row=header_row, first_col=first_col),
+        first_col=first_col,
+    )
+
+
+def _parse_column(cells: Sequence[object]) -> Column:
+    """Classify one column of calamine's cells ('' for empty); the common kinds travel compact."""
+    kinds = set(map(type, cells))
+    if kinds <= {str}:
+        return Column("text", cells)
+    filled = set(map(type, (c for c in cells if c != ""))) if str in kinds else kinds
+    if filled == {float}:
+        numbers = array("d", [0.0 if c == "" else c for c in cells])  # type: ignore[misc]
+        return Column("floats", (numbers, bytes(c == "" for c in cells)))
+    if filled == {dt.date}:  # exactly dates: datetimes show their time
+        days = [0 if c == "" else c.toordinal() for c in cells]  # type: ignore[attr-defined]
+        return Column("dates", array("q", days))
+    return Column("objects", cells)
+
+
+def _load_sheet(path: Path, wanted: str | int) -> tuple[str, list[list[object]], int, int, bytes]:
+    """(sheet name, its rows from the first used one, that row's Excel number, the 0-based
+    column of their first cell, the file's bytes)."""
+    where = str(path)
+    data = read_input_bytes(path)
+    if not data:
+        raise ReadError(where, "the file is empty (0 bytes); export it again")
+    locked = "the file is password-protected; save a copy without a password"
+    try:
+        # From bytes, calamine tells xlsx from xls by content: an xlsx named .xls still opens.
+        workbook = python_calamine.CalamineWorkbook.from_filelike(io.BytesIO(data))
+    except python_calamine.PasswordError as exc:
+        raise ReadError(where, locked) from exc
+    except Exception as exc:  # calamine raises several unrelated types for damaged files
+        raise ReadError(where, _unopenable(data[:4096])) from exc
+    with workbook:
+        sheet_name = _sheet_name(where, workbook.sheet_names, wanted)
+        try:
+            sheet = workbook.get_sheet_by_name(sheet_name)
+            rows = sheet.to_python(skip_empty_area=True)
+            start = sheet.start
+        except python_calamine.PasswordError as exc:
+            raise ReadError(where, locked) from exc
+        except Exception as exc:
+            raise ReadError(
+                where, f'sheet "{sheet_name}" is damaged; open the file in Excel and save it again'
+            ) from exc
+    if not rows or start is None:
+        raise ReadError(where, f'sheet "{sheet_name}" is empty; choose the sheet with the data')
+    # to_python(skip_empty_area=True) begins at the first used cell, ``start`` (0-based).
+    return sheet_name, rows, start[0] + 1, start[1], data
+
+
+def _excel_header(
+    where: str, sheet_name: str, rows: list[list[object]], first_row: int, options: ReadOptions
+) -> int:
+    """Index into ``rows`` of the header: as set (an Excel row number), else found."""
+    if options.header_row is not None:
+        header_at = options.header_row - first_row
+        if not 0 <= header_at < len(rows):
+            raise ReadError(
+                where,
+                f'header_row {options.header_row} is outside the data of sheet "{sheet_name}", '
+                f"which uses rows {first_row} to {first_row + len(rows) - 1}",
+            )
+        return header_at
+    found = find_header(rows[:HEADER_SEARCH_ROWS], options.expected_headers)
+    if found is None:
+        raise ReadError(
+            where,
+            f"no header row found in the first {HEADER_SEARCH_ROWS} rows of sheet "
+            f'"{sheet_name}" (expected a row of column names); set header_row in the mapping',
+        )
+    return found
+
+
+def _sheet_name(where: str, names: list[str], wanted: str | int) -> str:
+    """The sheet asked for by name (exact, else ignoring case) or 0-based position."""
+    listing = ", ".join(f'"{n}"' for n in names)
+    if isinstance(wanted, int) and not isinstance(wanted, bool):
+        if 0 <= wanted < len(names):
+            return names[wanted]
+        raise ReadError(
+            where,
+            f"there is no sheet at position {wanted} (counting from 0); the sheets are {listing}",
+        )
+    if wanted in names:
+        return wanted
+    folded = [n for n in names if n.casefold() == str(wanted).casefold()]
+    if len(folded) == 1:
+        return folded[0]
+    raise ReadError(where, f'there is no sheet "{wanted}"; the sheets are {listing}')
+
+
+def _unopenable(head: bytes) -> str:
+    """Why calamine could not open a file, guessed from its first bytes (error path only)."""
+    if head.startswith(b"\xd0\xcf\x11\xe0"):
+        # An encrypted xlsx is an OLE container holding an "EncryptedPackage".
+        return "the file is password-protected or damaged; save a copy without a password"
+    if head.lstrip().startswith(b"<"):
+        return "the file is a web page (HTML), not a workbook; open it in Excel and save as .xlsx"
+    if b"\x00" not in head:
+        return "the file is text, not an Excel workbook; if it is CSV, rename it to .csv"
+    return (
+        "the file is not a readable Excel workbook (damaged, or not Excel); open and save it again"
+    )
+
+
+def render_float(value: float) -> str:
+    """A number as Excel shows it: 15 significant digits, integral ones without ".0"."""
+    if value.is_integer() and abs(value) < 1e16:
+        return str(int(value))
+    text = repr(value)
+    if len(text) < 16:  # at most 15 digits: nothing to round (the common case, and fast)
+        return text
+    rounded = float(f"{value:.15g}")  # 4500.499999999999 from a formula shows as 4500.5
+    if rounded.is_integer() and abs(rounded) < 1e16:
+        return str(int(rounded))
+    return repr(rounded)
+
+
+def _render_datetime(value: dt.datetime) -> str:
+    if value.hour == value.minute == value.second == 0:
+        return value.strftime("%Y-%m-%d")
+    return value.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _render_timedelta(value: dt.timedelta) -> str:
+    minutes, seconds = divmod(int(value.total_seconds()), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}"
+
+
+RENDERERS: dict[type, Callable[[object], str]] = {
+    str: lambda v: v,  # type: ignore[dict-item]
+    float: render_float,  # type: ignore[dict-item]
+    int: str,
+    bool: lambda v: "TRUE" if v else "FALSE",
+    dt.date: dt.date.isoformat,  # type: ignore[dict-item]
+    dt.datetime: _render_datetime,  # type: ignore[dict-item]
+    dt.time: dt.time.isoformat,  # type: ignore[dict-item]
+    dt.timedelta: _render_timedelta,  # type: ignore[dict-item]
+}
+
+
+def render(value: object) -> str:
+    """One cell as the text Excel shows."""
+    return RENDERERS.get(type(value), str)(value)
+
+
+# --- number formats --------------------------------------------------------------------------
+
+_FORMAT_SAMPLE_ROWS = 20  # data rows below the header whose styles decide a column's format
+_CELL_REF = re.compile(r"([A-Z]+)(\d*)")
+# Cells whose value is a number, so their number format shows (text ignores it).
+_NUMERIC_TYPES = frozenset({None, "n"})
+
+
+def _number_formats(
+    data: bytes, sheet: str, *, header_row: int, first_col: int
+) -> dict[int, NumberFormat]:
+    """0-based sheet column -> the number format most of its first numeric data cells use.
+
+    Columns left General are absent. Only xlsx and xlsm (zip) workbooks have readable styles;
+    anything unreadable gives no formats rather than an error, since the values are already read.
+    """
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            parts = _sheet_parts(io.BytesIO(data), archive.infolist())
+            part = next((p for p, name in parts.items() if name == sheet), None)
+            if part is None:
+                return {}
+            with archive.open("xl/styles.xml") as styles:
+                xf_formats = _xf_formats(styles)
+            with archive.open(part) as sheet_xml:
+                styles_by_col = _data_styles(sheet_xml, header_row=header_row)
+    except (
+        zipfile.BadZipFile,
+        KeyError,
+        OSError,
+        ValueError,
+        zlib.error,
+        NotImplementedError,
+        ParseError,
+        DefusedXmlException,
+    ):
+        return {}
+    formats: dict[int, NumberFormat] = {}
+    for col, styles in styles_by_col.items():
+        xf = styles.most_common(1)[0][0]
+        if col >= first_col and 0 <= xf < len(xf_formats) and xf_formats[xf] not in (0, None):
+            formats[col] = xf_formats[xf]
+    return formats
+
+
+def _xf_formats(styles: object) -> list[NumberFormat | None]:
+    """Per cell style (``cellXfs`` index): its format code, a built-in format id, or None."""
+    custom: dict[int, str] = {}
+    xfs: list[NumberFormat | None] = []
+    in_cell_xfs = False
+    for event, element in iterparse(styles, events=("start", "end")):
+        tag = element.tag.rpartition("}")[2]
+        if event == "start":
+            in_cell_xfs = in_cell_xfs or tag == "cellXfs"
+            continue
+        if tag == "numFmt":
+            custom[_int(element.get("numFmtId"))] = element.get("formatCode") or ""
+        elif tag == "xf" and in_cell_xfs:
+            number = _int(element.get("numFmtId"))
+            xfs.append(custom.get(number, number))
+        elif tag == "cellXfs":
+            break  # what follows (cell styles, fonts' use, colours) does not matter here
+        element.clear()
+    return xfs
+
+
+def _data_styles(sheet_xml: object, *, header_row: int) -> dict[int, Counter[int]]:
+    """0-based column -> how often each style index occurs among the numeric cells of the first
+    data rows below ``header_row``; stops reading the sheet right after them."""
+    last = header_row + _FORMAT_SAMPLE_ROWS
+    found: dict[int, Counter[int]] = {}
+    row_number = 0
+    for row in _rows(sheet_xml):
+        row_number = _int(row.get("r")) or row_number + 1
+        if row_number > last:
+            break
+        if row_number > header_row:
+            _count_styles(row, found)
+        row.clear()
+    return found
+
+
+def _rows(sheet_xml: object) -> Iterator[object]:
+    for _, element in iterparse(sheet_xml, events=("end",)):
+        if element.tag.rpartition("}")[2] == "row":
+            yield element
+
+
+def _count_styles(row: object, found: dict[int, Counter[int]]) -> None:
+    col = -1
+    for cell in row:  # type: ignore[attr-defined]
+        ref = _CELL_REF.match(cell.get("r") or "")
+        col = _column_index(ref.group(1)) if ref else col + 1
+        if cell.get("t") in _NUMERIC_TYPES and any(c.tag.endswith("}v") for c in cell):
+            found.setdefault(col, Counter())[_int(cell.get("s"))] += 1
+
+
+def _column_index(letters: str) -> int:
+    number = 0
+    for letter in letters:
+        number = number * 26 + ord(letter) - ord("A") + 1
+    return number - 1
+
+
+def _int(text: str | None) -> int:
+    try:
+        return int(text) if text else 0
+    except ValueError:
+        return 0
