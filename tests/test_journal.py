@@ -20,6 +20,7 @@ from filedrop.journal import Journal, owner_alive, this_owner
 from filedrop.journal.engines import MIGRATIONS, SCHEMA_VERSION, PostgresLocation, SqliteEngine
 from filedrop.journal.store import FinishedBatch
 from filedrop.settings import load_settings
+from filedrop.states import InvoiceState
 
 TARGET = "sandbox:org-1"
 
@@ -181,6 +182,24 @@ def test_a_number_given_twice_in_one_batch_is_claimed_once(journal: Journal) -> 
     assert claimed == ["1", "2", "1"]
     assert journal.find_batch(f"#{batch}").invoice_count == 2
     assert list(journal.invoices(target=TARGET, numbers=["1", "1", "2"])) == ["1", "2"]
+
+
+def test_each_invoice_yields_every_known_number_once_and_whole(journal: Journal) -> None:
+    """Read back number by number: a number asked for twice comes once, an absent one and one
+    known only at another target not at all, and every column arrives in its place."""
+    file_id = _claim(journal).id
+    batch, _ = journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["1", "2"])
+    journal.claim_batch(file_id=file_id, target="production:other", invoice_numbers=["3"])
+    journal.batch_submitted(batch, batch_id="b")
+    journal.batch_finished(
+        batch, api_status="PARTIAL", succeeded=[("1", "i1", "c1", "C1")], failed=[("2", "bad")]
+    )
+    records = list(journal.each_invoice(target=TARGET, numbers=["2", "1", "2", "3", "absent"]))
+    assert sorted(records) == [
+        ("1", "SUCCEEDED", file_id, batch, "i1", "c1", "C1", None),
+        ("2", "FAILED", file_id, batch, None, None, None, "bad"),
+    ]
+    assert {type(record.status) for record in records} == {InvoiceState}
 
 
 def test_a_number_reported_both_succeeded_and_failed_ends_failed_and_nothing_is_missed(

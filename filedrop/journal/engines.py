@@ -248,6 +248,17 @@ class Engine:
         ``results``, and its parameters: the quickest way there differs by engine."""
         raise NotImplementedError
 
+    def invoices_named(self, *, target: str, numbers: list[str]) -> tuple[str, tuple[object, ...]]:
+        """What follows ``FROM`` to read the invoices at ``target`` named in ``numbers`` (each
+        named once), and its parameters."""
+        wanted, wanted_args = self.rows("numbers", ("invoice_number",), numbers)
+        return (
+            # The text comes from ``rows``, never from input.
+            "invoices WHERE invoices.target = ? AND invoices.invoice_number IN"  # noqa: S608
+            f" (WITH {wanted} SELECT invoice_number FROM numbers)",
+            (target, *wanted_args),
+        )
+
     def tuples(self, db: Any) -> Any:
         """A cursor whose rows are plain tuples: the cheapest rows, for the journal's hot reads."""
         raise NotImplementedError
@@ -347,6 +358,17 @@ class SqliteEngine(Engine):
             "invoices.target = ? AND invoices.invoice_number = results.invoice_number"
             " AND invoices.batch = ?",
             (target, batch),
+        )
+
+    def invoices_named(self, *, target: str, numbers: list[str]) -> tuple[str, tuple[object, ...]]:
+        # Each number looked up by primary key in the array's order (CROSS JOIN fixes that
+        # order in SQLite), rather than IN, which first copies every number into a temporary
+        # index: measured an eighth cheaper per invoice read.
+        text = json.dumps(numbers, ensure_ascii=False)
+        return (
+            "json_each(?) AS numbers CROSS JOIN invoices"
+            " ON invoices.target = ? AND invoices.invoice_number = numbers.value",
+            (text, target),
         )
 
     def tuples(self, db: sqlite3.Connection) -> sqlite3.Cursor:
