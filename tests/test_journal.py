@@ -44,6 +44,42 @@ def test_journal_is_a_wal_sqlite_file(tmp_path: Path) -> None:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+def test_only_recorded_results_commit_without_waiting_for_the_disk(tmp_path: Path) -> None:
+    """On SQLite every transaction commits with synchronous=FULL (a claim is on disk before its
+    POST), except the one that records finished batches; the connection is FULL again after
+    it, also when recording fails."""
+    journal = Journal(tmp_path / "state.db")
+    db = journal._db
+    level = {"value": db.execute("PRAGMA synchronous").fetchone()[0]}
+    commits: list[tuple[int, list[str]]] = []
+    statements: list[str] = []
+
+    def trace(sql: str) -> None:
+        if sql.startswith("PRAGMA synchronous="):
+            level["value"] = {"NORMAL": 1, "FULL": 2}[sql.partition("=")[2]]
+        elif sql == "BEGIN IMMEDIATE":
+            statements.clear()
+        elif sql == "COMMIT":
+            commits.append((level["value"], [s.split()[0] for s in statements]))
+        else:
+            statements.append(sql)
+
+    db.set_trace_callback(trace)
+    file_id = _claim(journal).id
+    batch, _ = journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["1"])
+    journal.batch_submitted(batch, batch_id="b")
+    journal.batch_finished(batch, api_status="SUCCESS", succeeded=[("1", "i", "c", "C")], failed=[])
+    with pytest.raises(TypeError):  # a batch the journal does not know
+        journal.batch_finished(batch + 99, api_status="SUCCESS", succeeded=[], failed=[])
+    journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["2"])
+    db.set_trace_callback(None)
+    assert [sync for sync, _ in commits] == [2, 2, 2, 1, 2]
+    assert "WITH" in commits[3][1] and "UPDATE" in commits[2][1]
+    assert db.execute("PRAGMA synchronous").fetchone()[0] == 2
+    assert journal.invoices(target=TARGET, numbers=["1"])["1"].status == "SUCCEEDED"
+    journal.close()
+
+
 def test_same_content_is_claimed_once(journal: Journal) -> None:
     """A file done with the same name and bytes is not claimed again; new bytes are."""
     record = _claim(journal)
