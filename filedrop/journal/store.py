@@ -482,8 +482,9 @@ class Journal:
         Batches that end together share one commit: fewer syncs to disk, and the invoices'
         pages, which neighbouring batches share, written once instead of once a batch.
 
-        Not waited for on the disk (on SQLite, where that wait is most of the commit's CPU): a
-        power cut can take back only the last results recorded, and then their batches read
+        Not waited for on the disk (on SQLite, where the sync is the commit's system CPU and, on
+        a slow disk, a wait that holds the journal's lock against every other thread): a power
+        cut can take back only the last results recorded, and then their batches read
         ``queued`` again, with their API ids, and their invoices ``PENDING``, still blocked;
         the next run polls those batches and learns the same results. Whatever is written
         durably later (the next claim, the file's end) makes these durable as well.
