@@ -159,7 +159,9 @@ def main() -> None:
         print(f"{xlsx.name} end to end (filedrop run against the sandbox, batches of 100):")
         ends = {"SQLite": str(OUT / "journal-pipeline.db"), "PostgreSQL": f"{base}/pipeline"}
         Path(ends["SQLite"]).unlink(missing_ok=True)
-        run_args = argparse.Namespace(url=None, auth_url=None, batch_size=100, concurrent=4)
+        run_args = argparse.Namespace(
+            url=None, auth_url=None, batch_size=100, concurrent=4, latency_ms=0.0
+        )
         for name, state in ends.items():
             with serving(run_args, f"journal-{name}") as api:
                 run = run_filedrop(xlsx, api, run_args, extra_env={"FILEDROP_STATE": state})

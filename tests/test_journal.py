@@ -20,6 +20,7 @@ from filedrop.journal import Journal, owner_alive, this_owner
 from filedrop.journal.engines import MIGRATIONS, SCHEMA_VERSION, PostgresLocation, SqliteEngine
 from filedrop.journal.store import FinishedBatch
 from filedrop.settings import load_settings
+from filedrop.states import InvoiceState
 
 TARGET = "sandbox:org-1"
 
@@ -41,6 +42,42 @@ def test_journal_is_a_wal_sqlite_file(tmp_path: Path) -> None:
     Journal(tmp_path / "state.db").close()
     with sqlite3.connect(tmp_path / "state.db") as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_only_recorded_results_commit_without_waiting_for_the_disk(tmp_path: Path) -> None:
+    """On SQLite every transaction commits with synchronous=FULL (a claim is on disk before its
+    POST), except the one that records finished batches; the connection is FULL again after
+    it, also when recording fails."""
+    journal = Journal(tmp_path / "state.db")
+    db = journal._db
+    level = {"value": db.execute("PRAGMA synchronous").fetchone()[0]}
+    commits: list[tuple[int, list[str]]] = []
+    statements: list[str] = []
+
+    def trace(sql: str) -> None:
+        if sql.startswith("PRAGMA synchronous="):
+            level["value"] = {"NORMAL": 1, "FULL": 2}[sql.partition("=")[2]]
+        elif sql == "BEGIN IMMEDIATE":
+            statements.clear()
+        elif sql == "COMMIT":
+            commits.append((level["value"], [s.split()[0] for s in statements]))
+        else:
+            statements.append(sql)
+
+    db.set_trace_callback(trace)
+    file_id = _claim(journal).id
+    batch, _ = journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["1"])
+    journal.batch_submitted(batch, batch_id="b")
+    journal.batch_finished(batch, api_status="SUCCESS", succeeded=[("1", "i", "c", "C")], failed=[])
+    with pytest.raises(TypeError):  # a batch the journal does not know
+        journal.batch_finished(batch + 99, api_status="SUCCESS", succeeded=[], failed=[])
+    journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["2"])
+    db.set_trace_callback(None)
+    assert [sync for sync, _ in commits] == [2, 2, 2, 1, 2]
+    assert "WITH" in commits[3][1] and "UPDATE" in commits[2][1]
+    assert db.execute("PRAGMA synchronous").fetchone()[0] == 2
+    assert journal.invoices(target=TARGET, numbers=["1"])["1"].status == "SUCCEEDED"
+    journal.close()
 
 
 def test_same_content_is_claimed_once(journal: Journal) -> None:
@@ -181,6 +218,24 @@ def test_a_number_given_twice_in_one_batch_is_claimed_once(journal: Journal) -> 
     assert claimed == ["1", "2", "1"]
     assert journal.find_batch(f"#{batch}").invoice_count == 2
     assert list(journal.invoices(target=TARGET, numbers=["1", "1", "2"])) == ["1", "2"]
+
+
+def test_each_invoice_yields_every_known_number_once_and_whole(journal: Journal) -> None:
+    """Read back number by number: a number asked for twice comes once, an absent one and one
+    known only at another target not at all, and every column arrives in its place."""
+    file_id = _claim(journal).id
+    batch, _ = journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["1", "2"])
+    journal.claim_batch(file_id=file_id, target="production:other", invoice_numbers=["3"])
+    journal.batch_submitted(batch, batch_id="b")
+    journal.batch_finished(
+        batch, api_status="PARTIAL", succeeded=[("1", "i1", "c1", "C1")], failed=[("2", "bad")]
+    )
+    records = list(journal.each_invoice(target=TARGET, numbers=["2", "1", "2", "3", "absent"]))
+    assert sorted(records) == [
+        ("1", "SUCCEEDED", file_id, batch, "i1", "c1", "C1", None),
+        ("2", "FAILED", file_id, batch, None, None, None, "bad"),
+    ]
+    assert {type(record.status) for record in records} == {InvoiceState}
 
 
 def test_a_number_reported_both_succeeded_and_failed_ends_failed_and_nothing_is_missed(

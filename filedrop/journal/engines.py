@@ -199,7 +199,10 @@ class Engine:
         return statement
 
     @contextmanager
-    def write(self, db: Any) -> Iterator[None]:
+    def write(self, db: Any, *, durable: bool = True) -> Iterator[None]:
+        """One write transaction. ``durable=False`` lets the commit return before it reaches the
+        disk, for a caller whose record a power cut may take back (it says why that is safe);
+        it still commits whole and in order with the rest."""
         raise NotImplementedError
         yield
 
@@ -247,6 +250,17 @@ class Engine:
         """The condition that finds the invoice of ``batch`` (at ``target``) named in
         ``results``, and its parameters: the quickest way there differs by engine."""
         raise NotImplementedError
+
+    def invoices_named(self, *, target: str, numbers: list[str]) -> tuple[str, tuple[object, ...]]:
+        """What follows ``FROM`` to read the invoices at ``target`` named in ``numbers`` (each
+        named once), and its parameters."""
+        wanted, wanted_args = self.rows("numbers", ("invoice_number",), numbers)
+        return (
+            # The text comes from ``rows``, never from input.
+            "invoices WHERE invoices.target = ? AND invoices.invoice_number IN"  # noqa: S608
+            f" (WITH {wanted} SELECT invoice_number FROM numbers)",
+            (target, *wanted_args),
+        )
 
     def tuples(self, db: Any) -> Any:
         """A cursor whose rows are plain tuples: the cheapest rows, for the journal's hot reads."""
@@ -349,20 +363,40 @@ class SqliteEngine(Engine):
             (target, batch),
         )
 
+    def invoices_named(self, *, target: str, numbers: list[str]) -> tuple[str, tuple[object, ...]]:
+        # Each number looked up by primary key in the array's order (CROSS JOIN fixes that
+        # order in SQLite), rather than IN, which first copies every number into a temporary
+        # index: measured an eighth cheaper per invoice read.
+        text = json.dumps(numbers, ensure_ascii=False)
+        return (
+            "json_each(?) AS numbers CROSS JOIN invoices"
+            " ON invoices.target = ? AND invoices.invoice_number = numbers.value",
+            (text, target),
+        )
+
     def tuples(self, db: sqlite3.Connection) -> sqlite3.Cursor:
         cursor = db.cursor()
         cursor.row_factory = None
         return cursor
 
     @contextmanager
-    def write(self, db: sqlite3.Connection) -> Iterator[None]:
-        db.execute("BEGIN IMMEDIATE")
+    def write(self, db: sqlite3.Connection, *, durable: bool = True) -> Iterator[None]:
+        if not durable:
+            # In WAL mode NORMAL skips the sync at commit and nothing else: a power cut can
+            # lose only the last commits, never tear one or reorder them, and the next FULL
+            # commit syncs the log with every commit before it.
+            db.execute("PRAGMA synchronous=NORMAL")
         try:
-            yield
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        finally:
+            if not durable:
+                db.execute("PRAGMA synchronous=FULL")
 
 
 class PostgresEngine(Engine):
@@ -458,7 +492,8 @@ class PostgresEngine(Engine):
         return db.cursor(row_factory=self._psycopg.rows.tuple_row)
 
     @contextmanager
-    def write(self, db: Any) -> Iterator[None]:
+    def write(self, db: Any, *, durable: bool = True) -> Iterator[None]:
+        # Always durable: the server's wait for its disk costs this process no CPU.
         with db.transaction():
             yield
 
