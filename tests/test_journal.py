@@ -44,10 +44,10 @@ def test_journal_is_a_wal_sqlite_file(tmp_path: Path) -> None:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_only_recorded_results_commit_without_waiting_for_the_disk(tmp_path: Path) -> None:
+def test_only_submissions_and_results_commit_without_waiting_for_the_disk(tmp_path: Path) -> None:
     """On SQLite every transaction commits with synchronous=FULL (a claim is on disk before its
-    POST), except the one that records finished batches; the connection is FULL again after
-    it, also when recording fails."""
+    POST), except those that record a submitted batch and finished batches; the connection is
+    FULL again after them, also when recording fails."""
     journal = Journal(tmp_path / "state.db")
     db = journal._db
     level = {"value": db.execute("PRAGMA synchronous").fetchone()[0]}
@@ -73,7 +73,7 @@ def test_only_recorded_results_commit_without_waiting_for_the_disk(tmp_path: Pat
         journal.batch_finished(batch + 99, api_status="SUCCESS", succeeded=[], failed=[])
     journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["2"])
     db.set_trace_callback(None)
-    assert [sync for sync, _ in commits] == [2, 2, 2, 1, 2]
+    assert [sync for sync, _ in commits] == [2, 2, 1, 1, 2]
     assert "WITH" in commits[3][1] and "UPDATE" in commits[2][1]
     assert db.execute("PRAGMA synchronous").fetchone()[0] == 2
     assert journal.invoices(target=TARGET, numbers=["1"])["1"].status == "SUCCEEDED"

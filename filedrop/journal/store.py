@@ -417,9 +417,17 @@ class Journal:
             db.execute("DELETE FROM batches WHERE id = ? AND invoice_count = 0", (batch,))
 
     def batch_submitted(self, batch: int, *, batch_id: str) -> None:
-        """The API accepted the batch: its invoices are ``PENDING`` until it ends."""
+        """The API accepted the batch: its invoices are ``PENDING`` until it ends.
+
+        Not waited for on the disk, like recorded results: this runs between two POSTs, and a
+        sync here held the journal's lock, and with it every posting thread, for a disk's
+        round trip per batch. A power cut can take it back only until the next durable commit
+        (the next batch's claim, milliseconds later, or the file's end); the batch then reads
+        ``posting``, which the next start turns UNKNOWN: never sent again, as for a crash
+        during its POST. The claim before the POST is what must be on disk, and it is.
+        """
         now = self._clock()
-        with self._write() as db:
+        with self._write(durable=False) as db:
             db.execute(
                 "UPDATE batches SET state = ?, batch_id = ?, api_status = 'QUEUED',"
                 " submitted_at = ? WHERE id = ?",
