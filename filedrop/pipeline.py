@@ -55,6 +55,7 @@ from filedrop.mapping import Mapping, select_mapping
 from filedrop.mapping.payload import frozen_for_gc, invoice_rows
 from filedrop.mapping.prepare import Prepared, PreparedInvoice, payloads, prepare
 from filedrop.mapping.tree import Obj
+from filedrop.memory import release_freed_memory
 from filedrop.metrics import (
     BATCH_NOT_SENT,
     BATCH_REFUSED,
@@ -305,7 +306,9 @@ def _process_claimed(path: Path, ctx: Context, file_id: int, hashed: HashedFile)
 
     try:
         mapping, table = select_mapping(ctx.mappings, path, read)
+        release_freed_memory()  # the parser's buffers: else the file's peak lasts to its end
         prepared = prepare(table, mapping)
+        release_freed_memory()  # prepare's intermediate columns
     except (ReadError, MappingError) as exc:
         # Named by its bare name, as every other line about a file in the inbox is (an error
         # about the mapping file itself keeps naming that file).
@@ -422,6 +425,7 @@ def _send_and_report(
         )
         return FileReport(path, FileState.WAITING, {})
     outcomes = _outcomes(prepared, ctx.journal, target=ctx.target, file_id=file_id)
+    release_freed_memory()  # the invoices and their columns, let go by _outcomes
     counts = dict(Counter(outcomes["outcome_status"]))
     state = file_state_of(counts, pending=pending)
     summary = OutcomeSummary(

@@ -24,6 +24,7 @@ from filedrop.mapping.loader import Mapping
 from filedrop.mapping.payload import Columns, PreparedInvoice, columns, no_cyclic_gc, payloads
 from filedrop.mapping.skip import skipped_rows
 from filedrop.mapping.tree import Field, Node, walk_fields
+from filedrop.memory import release_freed_memory
 from filedrop.read import Table
 from filedrop.states import RowStatus
 
@@ -107,6 +108,10 @@ def prepare(table: Table, mapping: Mapping) -> Prepared:
         first=groups.first,
     )
     problems = _problems(issues, blank, skip_why, table, mapping)
+    # Every field's values on every row, and the trimmed texts, are in ``built`` as far as
+    # building needs them: let them go before the invoices are made, not after.
+    del rows, level, lines, src, issues
+    release_freed_memory()
     return _decide(
         table,
         mapping,
