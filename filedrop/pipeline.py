@@ -92,6 +92,8 @@ log = logging.getLogger("filedrop")
 Poll = tuple[int, Future[BatchResult | StillPending]]
 #: A polled batch as its poll ended: its journal id, and its result or that it is still QUEUED.
 Ended = tuple[int, BatchResult | StillPending]
+#: Handed from a posting or polling thread to the file's: a finished POST, or an ended poll.
+Handed = tuple[None, Future[Poll | None]] | tuple[int, Future[BatchResult | StillPending]]
 
 
 @dataclass(kw_only=True)
@@ -593,14 +595,11 @@ def _send_batches(
     (each ended batch's parsed result is 100 entries; a 200,000-row file's would be tens of
     megabytes held to the end), and spreads the journal's work over the time spent waiting.
     """
-    # What the posting and polling threads hand over: a finished POST (its future, which
-    # raises what the POST raised) or an ended poll. All journal writes stay on this thread.
-    handed: queue.SimpleQueue[Future[Poll | None] | Future[BatchResult | StillPending]] = (
-        queue.SimpleQueue()
-    )
-    # Each polled batch's journal id, by its poll: a callback holding the batch would make a
-    # reference cycle of every batch, left for the cyclic collector.
-    polled: dict[Future[BatchResult | StillPending], int] = {}
+    # What the posting and polling threads hand over: (None, a finished POST's future, which
+    # raises what the POST raised) or (a batch's journal id, its ended poll). The callbacks hold
+    # the batch's id, not its poll, so no batch makes a reference cycle for the collector. All
+    # journal writes stay on this thread.
+    handed: queue.SimpleQueue[Handed] = queue.SimpleQueue()
     expected = 0
     pending = 0
 
@@ -608,18 +607,17 @@ def _send_batches(
         nonlocal expected
         expected += 1
         batch, future = poll
-        polled[future] = batch
-        future.add_done_callback(handed.put)
+        future.add_done_callback(lambda ended: handed.put((batch, ended)))
 
-    def take(
-        item: Future[Poll | None] | Future[BatchResult | StillPending], ended: list[Ended]
-    ) -> None:
+    def take(item: Handed, ended: list[Ended]) -> None:
         nonlocal expected
         expected -= 1
-        if item in polled:
-            ended.append((polled.pop(item), item.result()))  # type: ignore[arg-type]
-        elif (poll := item.result()) is not None:
-            watch(poll)  # type: ignore[arg-type]
+        match item:
+            case (None, post):
+                if (poll := post.result()) is not None:
+                    watch(poll)
+            case (int() as batch, poll_ended):
+                ended.append((batch, poll_ended.result()))
 
     def take_handed(*, wait: bool) -> None:
         """Take what was handed over (waiting for the first with ``wait``); the batches that
@@ -640,7 +638,7 @@ def _send_batches(
         take_handed(wait=False)
         post = ctx.poster.submit(_submit_batch, batch, ctx, file_id, setbacks)
         expected += 1
-        post.add_done_callback(handed.put)
+        post.add_done_callback(lambda posted: handed.put((None, posted)))
     while expected:
         take_handed(wait=True)
     return pending
