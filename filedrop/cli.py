@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from filedrop import __version__
 from filedrop.errors import ConfigError, FiledropError, ReadError
-from filedrop.logs import mask_ids, setup_logging
+from filedrop.logs import mask_ids, printable, setup_logging
 from filedrop.settings import SPEC_BY_NAME, SPECS, Settings, load_settings
 from filedrop.states import ExitCode, RowStatus
 
@@ -356,10 +356,14 @@ def main(
 
 
 def _fail(io: Io, sentence: str, *, debug: bool) -> int:
-    """Print the sentence (after the traceback, with --debug) and exit with the setup code."""
+    """Print the sentence (after the traceback, with --debug) and exit with the setup code.
+
+    Escaped here, the one error boundary: a sentence may name a file whose name holds a newline
+    or an escape sequence, which must not forge a second line or recolour the terminal.
+    """
     if debug:
         logging.getLogger("filedrop").exception("the traceback of the error below")
-    print(f"filedrop: {sentence}", file=io.stderr)
+    print(f"filedrop: {printable(sentence)}", file=io.stderr)
     return ExitCode.SETUP
 
 

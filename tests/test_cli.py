@@ -470,3 +470,23 @@ def test_an_inbox_this_user_cannot_write_stops_run_in_one_sentence(tmp_path: Pat
             f"{os.getuid()} {inbox}). Nothing was sent.\n"
         )
         assert sandbox.counters().posts == 0
+
+
+def test_an_error_naming_a_file_with_a_newline_stays_one_line(tmp_path: Path) -> None:
+    """The error boundary escapes what it prints: a newline in a file's name cannot start a
+    second, forged line on stderr."""
+    source = tmp_path / "bad\nfiledrop: all good.xlsx"
+    source.write_text("hello,world\n")
+    code, _, err = filedrop(
+        "validate",
+        str(source),
+        "--mapping",
+        str(MAPPINGS / "norwegian-erp.toml"),
+        environ={},
+        expect=2,
+    )
+    assert code == 2
+    assert err.splitlines() == [
+        f"filedrop: {tmp_path}/bad\\nfiledrop: all good.xlsx: the file is text, not an Excel "
+        "workbook; if it is CSV, rename it to .csv"
+    ]
