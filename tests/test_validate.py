@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from stdnum.no import fodselsnummer, orgnr
 
 from filedrop.mapping import Mapping, load_mapping, load_mappings, select_mapping
-from filedrop.mapping.payload import no_cyclic_gc
+from filedrop.mapping import prepare as prepare_module
+from filedrop.mapping.payload import invoice_rows, no_cyclic_gc
 from filedrop.mapping.prepare import Prepared, Problem, Rejection, payloads, prepare
 from filedrop.read import ReadInfo, Table, read_table
 from filedrop.states import ExitCode, RowStatus, exit_code_for
@@ -614,6 +615,46 @@ def test_any_cells_give_every_row_exactly_one_outcome(rows: list[dict[str, str]]
         assert own and text == "; ".join(own) if status is RowStatus.INVALID else text in own
     for p in prepared.problems:
         assert p.message and 2 <= p.row < 2 + len(rows)
+
+
+def _everything(prepared: Prepared) -> tuple[Any, ...]:
+    """All that prepare decided, comparable: each invoice's number, rows and JSON, then the rest."""
+    return (
+        [(inv.invoice_number, inv.rows) for inv in prepared.invoices],
+        payloads(prepared.invoices),
+        invoice_rows(prepared.invoices)[0].tolist(),
+        list(prepared.rejected.items()),
+        list(prepared.notes.items()),
+        prepared.problems,
+    )
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            dict.fromkeys(HEADERS, CELL) | {"Fakturanr": st.sampled_from(["", "Sum", "7", "8"])}
+        ),
+        min_size=2,
+        max_size=9,
+    ),
+    st.integers(1, 4),
+    st.booleans(),
+)
+def test_a_long_file_prepared_in_parts_gives_what_one_go_gives(
+    rows: list[dict[str, str]], part_rows: int, excel: bool
+) -> None:
+    """Parts of a few rows (as 50,000 are for a long file): the same invoices with the same JSON,
+    the same rejections, notes and problems, and a number repeated across parts still DUPLICATE."""
+    whole = _everything(prepare(table(rows, excel=excel), ERP))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(prepare_module, "PART_ROWS", part_rows)
+        parts = prepare(table(rows, excel=excel), ERP)
+    # Really in parts: each part's invoices are built from Columns of its own.
+    used = {inv.rows[0] // part_rows for inv in parts.invoices}
+    assert len({id(inv.columns) for inv in parts.invoices}) == len(used)
+    assert _everything(parts) == whole
+    assert_every_row_once(parts)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -67,12 +67,13 @@ class Columns:
     members: list[np.ndarray] | None  # each group's rows; None when each row is its own invoice
     first: np.ndarray  # each group's first row
     shapes: dict[int, _Shape]  # id(Obj or Many) -> where it and its values are there
+    offset: int = 0  # the table position of row 0 here: a long file is prepared in parts
 
     def rows_of(self, group: int) -> tuple[int, ...]:
-        """The rows (0-based positions) of ``group``, in file order."""
+        """The table rows (0-based positions) of ``group``, in file order."""
         if self.members is None:
-            return (int(self.first[group]),)
-        return tuple(self.members[group].tolist())
+            return (int(self.first[group]) + self.offset,)
+        return tuple((self.members[group] + self.offset).tolist())
 
 
 def columns(
@@ -84,6 +85,7 @@ def columns(
     gid: np.ndarray,
     members: list[np.ndarray] | None,
     first: np.ndarray,
+    offset: int = 0,
 ) -> Columns:
     """The Columns of one prepared table: claim sums and every object's shape worked out once.
 
@@ -107,7 +109,7 @@ def columns(
     kept_row.update(
         {id(f): row_values[id(f)].lazy for f in claim_fields if row_values[id(f)].lazy is not None}
     )
-    return Columns(mapping, kept_group, kept_row, claim_rows, members, first, shapes)
+    return Columns(mapping, kept_group, kept_row, claim_rows, members, first, shapes, offset)
 
 
 def _claim_sums(
@@ -204,31 +206,39 @@ class PreparedInvoice:
 
 
 def invoice_rows(invoices: list[PreparedInvoice]) -> tuple[np.ndarray, np.ndarray]:
-    """The rows of these invoices one after the other, and how many rows each has: to spread
-    per-invoice values over rows a whole column at a time. They must come from one ``prepare``."""
-    if not invoices:
+    """The table rows of these invoices one after the other, and how many rows each has: to
+    spread per-invoice values over rows a whole column at a time."""
+    parts = [_rows_of_run(cols, groups) for cols, groups in _runs(invoices)]
+    if not parts:
         return np.empty(0, dtype=np.intp), np.empty(0, dtype=np.intp)
-    cols = invoices[0].columns
-    groups = np.fromiter((inv.group for inv in invoices), dtype=np.intp, count=len(invoices))
+    rows, sizes = zip(*parts, strict=True)
+    return np.concatenate(rows), np.concatenate(sizes)
+
+
+def _rows_of_run(cols: Columns, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if cols.members is None:
-        return cols.first[groups].astype(np.intp), np.ones(len(invoices), dtype=np.intp)
+        return cols.first[groups].astype(np.intp) + cols.offset, np.ones(len(groups), np.intp)
     members = [cols.members[g] for g in groups.tolist()]
     sizes = np.fromiter(map(len, members), dtype=np.intp, count=len(members))
-    return np.concatenate(members).astype(np.intp), sizes
+    return np.concatenate(members).astype(np.intp) + cols.offset, sizes
+
+
+def _runs(invoices: list[PreparedInvoice]) -> list[tuple[Columns, np.ndarray]]:
+    """The invoices as runs of one part each (its Columns, their group ids), in their order."""
+    runs: list[tuple[Columns, np.ndarray]] = []
+    start = 0
+    for end in range(1, len(invoices) + 1):
+        if end == len(invoices) or invoices[end].columns is not invoices[start].columns:
+            groups = [invoice.group for invoice in invoices[start:end]]
+            runs.append((invoices[start].columns, np.array(groups, dtype=np.intp)))
+            start = end
+    return runs
 
 
 def payloads(invoices: list[PreparedInvoice]) -> list[dict[str, Any]]:
-    """The Invoice JSON of these invoices, in order, built together (whole columns at a time).
-
-    They must come from one ``prepare`` call, as a batch does.
-    """
-    if not invoices:
-        return []
-    columns = invoices[0].columns
-    if any(invoice.columns is not columns for invoice in invoices):
-        raise ValueError("payloads() takes invoices of one prepare() call")
+    """The Invoice JSON of these invoices, in order, built together (whole columns at a time)."""
     with no_cyclic_gc():
-        return build_payloads(columns, np.array([invoice.group for invoice in invoices]))
+        return [built for cols, groups in _runs(invoices) for built in build_payloads(cols, groups)]
 
 
 def build_payloads(cols: Columns, good: np.ndarray) -> list[dict[str, Any]]:

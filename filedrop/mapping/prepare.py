@@ -10,7 +10,7 @@ one place: an invoice's rows, or ``rejected``: the "never lose a row" promise.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal, NamedTuple
 
 import numpy as np
@@ -18,7 +18,7 @@ import numpy as np
 from filedrop.mapping.checks import check_claims, check_debtors, check_invoice, claim_lines
 from filedrop.mapping.convert import repeated
 from filedrop.mapping.derive import derive_debtors
-from filedrop.mapping.fields import Issue, Source, evaluate_fields
+from filedrop.mapping.fields import Issue, Source, Values, evaluate_fields
 from filedrop.mapping.groups import Groups, Level, find_duplicates, group_rows, levels
 from filedrop.mapping.loader import Mapping
 from filedrop.mapping.payload import Columns, PreparedInvoice, columns, no_cyclic_gc, payloads
@@ -69,26 +69,54 @@ class Prepared:
     problems: list[Problem] = field(default_factory=list)
 
 
+#: Rows prepared at a time when the mapping groups none. Every field's converted values are
+#: held only for the part being checked (some 30 MB for 50,000 rows), not for the whole file
+#: at once: that was the peak of a long file's memory.
+PART_ROWS = 50_000
+
+
 def prepare(table: Table, mapping: Mapping) -> Prepared:
-    """Map every row, check every rule, group rows into invoices, and decide which are sent."""
-    src = Source(
-        cells=table.cells,
-        values=table.values if table.info.kind == "excel" else None,
-        headers=table.headers,
-        positions=mapping.resolve_columns(table.headers, file_name=table.path.name),
-        decimal=mapping.decimal,
-        thousands=mapping.thousands,
-        strptime_formats=mapping.strptime_formats,
-        date_formats=mapping.date_formats,
-    )
+    """Map every row, check every rule, group rows into invoices, and decide which are sent.
+
+    A long file whose mapping groups no rows is done in parts of ``PART_ROWS`` rows, each with
+    Columns of its own. Repeated invoice numbers are found over the whole file first, so the
+    result is what one go would give: the same invoices, rejections, notes and problems.
+    """
+    if mapping.group_by or len(table) <= PART_ROWS:
+        return _prepare(table, mapping)
+    duplicate_of, repeats = _duplicates(table, mapping)
+    repeats_in: dict[int, list[Issue]] = defaultdict(list)
+    for issue in repeats:
+        repeats_in[issue.position // PART_ROWS].append(issue)
+    whole = Prepared(table, mapping, invoices=[], rejected={}, notes={})
+    for start in range(0, len(table), PART_ROWS):
+        stop = min(start + PART_ROWS, len(table))
+        own = [i._replace(position=i.position - start) for i in repeats_in[start // PART_ROWS]]
+        found = (duplicate_of[start:stop], own)
+        part = _prepare(table.part(start, stop), mapping, offset=start, duplicates=found)
+        whole.invoices.extend(part.invoices)
+        whole.rejected.update({start + row: why for row, why in part.rejected.items()})
+        whole.notes.update({start + row: note for row, note in part.notes.items()})
+        whole.problems.extend(replace(p, position=start + p.position) for p in part.problems)
+    return whole
+
+
+def _prepare(
+    table: Table,
+    mapping: Mapping,
+    *,
+    offset: int = 0,
+    duplicates: tuple[np.ndarray, list[Issue]] | None = None,
+) -> Prepared:
+    """``prepare`` in one go; a part of a table gives its ``offset`` in it, and the ``duplicates``
+    found over the whole table (each row's earlier one, and their Issues), in its own rows."""
+    src = _source(table, mapping)
     rows, issues = evaluate_fields(_fields(mapping.invoice, mapping.debtors, mapping.claims), src)
     derive_debtors(mapping, rows, src, issues)
     number = mapping.invoice.get_field("invoiceNumber")
-    blank = _blank_rows(table)
-    skip_why = skipped_rows(mapping, src, rows[id(number)] if number is not None else None)
-    skip_why[blank] = None  # an empty row is reported as such
-    # A skipped row is left out of everything that follows: it joins no invoice and repeats none.
-    left_out = blank | ~np.equal(skip_why, None)
+    blank, skip_why, left_out = _left_out(
+        table, mapping, src, rows[id(number)] if number is not None else None
+    )
     groups = group_rows(table, mapping, src.positions, left_out)
     level = levels(rows, groups, _fields(mapping.invoice, mapping.debtors))
     lines = claim_lines(mapping, rows, groups)
@@ -96,7 +124,9 @@ def prepare(table: Table, mapping: Mapping) -> Prepared:
     issues += check_debtors(mapping, level, groups)
     issues += check_claims(mapping, rows, lines)
     number_level = level[id(number)] if number is not None else None
-    duplicate_of, repeats = find_duplicates(table, number_level, groups, left_out)
+    if duplicates is None:
+        duplicates = find_duplicates(table, number_level, groups, left_out)
+    duplicate_of, repeats = duplicates
     issues += repeats
     built = columns(
         mapping,
@@ -106,6 +136,7 @@ def prepare(table: Table, mapping: Mapping) -> Prepared:
         gid=groups.gid,
         members=groups.members,
         first=groups.first,
+        offset=offset,
     )
     problems = _problems(issues, blank, skip_why, table, mapping)
     # Every field's values on every row, and the trimmed texts, are in ``built`` as far as
@@ -121,6 +152,44 @@ def prepare(table: Table, mapping: Mapping) -> Prepared:
         duplicate_of=duplicate_of,
         columns=built,
     )
+
+
+def _source(table: Table, mapping: Mapping) -> Source:
+    return Source(
+        cells=table.cells,
+        values=table.values if table.info.kind == "excel" else None,
+        headers=table.headers,
+        positions=mapping.resolve_columns(table.headers, file_name=table.path.name),
+        decimal=mapping.decimal,
+        thousands=mapping.thousands,
+        strptime_formats=mapping.strptime_formats,
+        date_formats=mapping.date_formats,
+    )
+
+
+def _left_out(
+    table: Table, mapping: Mapping, src: Source, number: Values | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The blank rows, why each row is skipped (or None), and both together: the rows that
+    join no invoice and repeat none."""
+    blank = _blank_rows(table)
+    skip_why = skipped_rows(mapping, src, number)
+    skip_why[blank] = None  # an empty row is reported as such
+    return blank, skip_why, blank | ~np.equal(skip_why, None)
+
+
+def _duplicates(table: Table, mapping: Mapping) -> tuple[np.ndarray, list[Issue]]:
+    """Each row's earlier row with the same invoice number (-1: none) over the whole table, and
+    their Issues, as ``_prepare`` finds them (for a mapping that groups no rows): from the
+    invoice number and the rules that leave rows out, the only fields they depend on."""
+    number = mapping.invoice.get_field("invoiceNumber")
+    if number is None:
+        return np.full(len(table), -1), []
+    src = _source(table, mapping)
+    rows, _ = evaluate_fields([number], src)
+    _, _, left_out = _left_out(table, mapping, src, rows[id(number)])
+    groups = group_rows(table, mapping, src.positions, left_out)
+    return find_duplicates(table, groups.level(rows[id(number)]), groups, left_out)
 
 
 def _fields(*nodes: Node) -> list[Field]:

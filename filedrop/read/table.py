@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -123,6 +123,17 @@ class Table:
 
     def __len__(self) -> int:
         return len(self.cells)
+
+    def part(self, start: int, stop: int) -> Table:
+        """Data rows ``start`` to ``stop`` as a table of their own, numbered from 0 again (the
+        row numbers the user sees stay theirs); the cells are shared, not copied."""
+        cells = self.cells.iloc[start:stop].reset_index(drop=True)
+        values = (
+            cells
+            if self.values is self.cells
+            else self.values.iloc[start:stop].reset_index(drop=True)
+        )
+        return replace(self, cells=cells, values=values, row_numbers=self.row_numbers[start:stop])
 
 
 # Cells that are numbers or dates written as text: a header row has none of them.
