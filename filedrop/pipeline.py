@@ -21,6 +21,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -842,10 +843,11 @@ def _record_failed_post(batch: int, exc: FiledropError, ctx: Context, setbacks: 
 def _outcomes(prepared: Prepared, journal: Journal, *, target: str, file_id: int) -> pd.DataFrame:
     """One status per row, from the local checks and what the journal now knows.
 
-    Worked out once per invoice, then spread over the invoices' rows a whole column at a time.
-    The invoices are let go first (``prepared.invoices`` is emptied): their prepared columns
-    are, after the table, the most memory a file holds, and the outcome is built from the
-    journal, which now knows everything they could tell.
+    Worked out once per invoice as the journal's records stream in, a chunk at a time, and put
+    in the invoice's rows (spread a whole column at a time). The invoices are let go first
+    (``prepared.invoices`` is emptied): their prepared columns are, after the table, the most
+    memory a file holds, and the outcome is built from the journal, which now knows everything
+    they could tell.
     """
     rows = len(prepared.table)
     numbers = [invoice.invoice_number for invoice in prepared.invoices]
@@ -853,32 +855,47 @@ def _outcomes(prepared: Prepared, journal: Journal, *, target: str, file_id: int
     prepared.invoices.clear()
     batch_ids = {b.id: b.batch_id or "" for b in journal.batches(file_id=file_id)}
     file_names: dict[int, str] = {}
-    # One array per outcome column, one entry per invoice, filled as the records stream in.
-    decided = [np.full(len(numbers), "", dtype=object) for _ in OUTCOME_COLUMNS]
-
-    def decide(k: int, record: InvoiceRecord | None) -> None:
-        values = _invoice_outcome(
-            numbers[k],
-            record,
-            journal,
-            file_id=file_id,
-            batch_ids=batch_ids,
-            file_names=file_names,
-        )
-        for column, value in zip(decided, values, strict=True):
-            column[k] = value
-
-    # Streamed from the journal rather than collected first: one record alive at a time.
-    unrecorded = {number: k for k, number in enumerate(numbers)}
-    for record in journal.each_invoice(target=target, numbers=numbers):
-        decide(unrecorded.pop(record.invoice_number), record)
-    for k in unrecorded.values():
-        decide(k, None)
     columns = {name: np.full(rows, "", dtype=object) for name in OUTCOME_COLUMNS}
-    # Every row of an invoice shares its outcome (grouped lines included).
-    spread = None if (sizes == 1).all() else np.repeat(np.arange(len(numbers)), sizes)
-    for name, per_invoice in zip(OUTCOME_COLUMNS, decided, strict=True):
-        columns[name][positions] = per_invoice if spread is None else per_invoice[spread]
+    # Each invoice's outcome goes straight to its row; an invoice of several rows (grouped
+    # lines) first to its own entry, then spread over its rows a whole column at a time.
+    grouped = not (sizes == 1).all()
+    decided = (
+        [np.full(len(numbers), "", dtype=object) for _ in OUTCOME_COLUMNS]
+        if grouped
+        else list(columns.values())
+    )
+    slot = np.arange(len(numbers)) if grouped else positions
+    # The records stream from the journal a chunk at a time; a hash index finds each one's
+    # invoice (a dict of a million numbers would take more memory than the outcome itself).
+    index = pd.Index(numbers, dtype=object)
+    recorded = np.zeros(len(numbers), dtype=bool)
+    records = journal.each_invoice(target=target, numbers=numbers)
+    while chunk := list(islice(records, 1000)):
+        found = index.get_indexer([record.invoice_number for record in chunk])
+        recorded[found] = True
+        values = [
+            _invoice_outcome(
+                numbers[k],
+                record,
+                journal,
+                file_id=file_id,
+                batch_ids=batch_ids,
+                file_names=file_names,
+            )
+            for k, record in zip(found.tolist(), chunk, strict=True)
+        ]
+        for column, value in zip(decided, zip(*values, strict=True), strict=True):
+            column[slot[found]] = value
+    for k in np.flatnonzero(~recorded).tolist():
+        value = _invoice_outcome(
+            numbers[k], None, journal, file_id=file_id, batch_ids=batch_ids, file_names=file_names
+        )
+        for column, one in zip(decided, value, strict=True):
+            column[slot[k]] = one
+    if grouped:
+        spread = np.repeat(np.arange(len(numbers)), sizes)
+        for name, per_invoice in zip(OUTCOME_COLUMNS, decided, strict=True):
+            columns[name][positions] = per_invoice[spread]
     decided.clear()
     status, message = columns["outcome_status"], columns["outcome_message"]
     for position, (row_status, text) in prepared.rejected.items():
@@ -888,7 +905,7 @@ def _outcomes(prepared: Prepared, journal: Journal, *, target: str, file_id: int
     missing = np.flatnonzero(status == "")
     if len(missing):  # a bug upstream; never let it pass as a silent blank
         raise AssertionError(f"rows without a status: {missing[:10].tolist()}")
-    return pd.DataFrame(columns)
+    return pd.DataFrame(columns, copy=False)  # the arrays are the frame's: no second copy
 
 
 def _invoice_outcome(
