@@ -25,7 +25,9 @@ from filedrop.mapping.convert import (
     mask_id,
     parse_amounts,
     parse_dates,
+    per_unique,
     phone_e164,
+    shared_conversions,
     split_values,
     zero_pad,
 )
@@ -486,3 +488,26 @@ def test_column_phone_check_agrees_with_libphonenumber(
         cut = 1 + 3 * k
         text = text[:cut] + sep + text[cut:]
     assert phones_e164([text], country) == [phone_e164(text, country)]
+
+
+def test_shared_conversions_convert_each_value_once_across_calls_of_one_kind() -> None:
+    """The parts of a long file share what was converted: a value is converted once per kind."""
+    converted: list[str] = []
+
+    def lengths(uniques: pd.Series) -> np.ndarray:
+        converted.extend(uniques.tolist())
+        return np.array([len(v) for v in uniques], dtype=int)
+
+    with shared_conversions():
+        first = per_unique(pd.Series(["x", "yy", "x"]), lengths, kind="length")
+        second = per_unique(pd.Series(["yy", "zzz", "yy"]), lengths, kind="length")
+        other_kind = per_unique(pd.Series(["yy"]), lengths, kind="other")
+        dates = parse_dates(pd.Series(["01.03.2024", "x"]), formats=["%d.%m.%Y"])
+        again = parse_dates(pd.Series(["x", "01.03.2024"]), formats=["%d.%m.%Y"])
+    assert (
+        first.tolist() == [1, 2, 1] and second.tolist() == [2, 3, 2] and other_kind.tolist() == [2]
+    )
+    assert converted == ["x", "yy", "zzz", "yy"]
+    assert again.tolist() == dates[::-1].tolist()
+    per_unique(pd.Series(["x"]), lengths, kind="length")  # outside: nothing is remembered
+    assert converted[-1] == "x" and len(converted) == 5

@@ -12,7 +12,9 @@ from __future__ import annotations
 import datetime as dt
 import operator
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import cache, lru_cache
 
 import numpy as np
@@ -111,10 +113,48 @@ def strip(text: pd.Series) -> pd.Series:
     return pd.Series(stripped, index=text.index, dtype=object)
 
 
-def per_unique(text: pd.Series, convert: Callable[[pd.Series], np.ndarray]) -> np.ndarray:
-    """Apply ``convert`` to each distinct value once and spread the result back to every row."""
+#: Conversions already made, by kind, while ``shared_conversions`` is in force; None otherwise.
+_SHARED: ContextVar[dict[Hashable, dict[object, object]] | None] = ContextVar(
+    "shared_conversions", default=None
+)
+#: Values remembered per kind at most: a long file's distinct amounts would otherwise take more
+#: memory than converting them again costs.
+_SHARED_MAX = 200_000
+
+
+@contextmanager
+def shared_conversions() -> Iterator[None]:
+    """Within it, ``per_unique`` converts a value once for all calls of the same kind: a long
+    file prepared in parts converts the national ids and amounts its parts share only once."""
+    token = _SHARED.set({})
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
+def per_unique(
+    text: pd.Series, convert: Callable[[pd.Series], np.ndarray], *, kind: Hashable = None
+) -> np.ndarray:
+    """Apply ``convert`` to each distinct value once and spread the result back to every row.
+
+    ``kind`` names the conversion with whatever it depends on; with it, values converted before
+    in ``shared_conversions`` are not converted again.
+    """
     codes, uniques = pd.factorize(text)
-    converted = np.asarray(convert(pd.Series(uniques, dtype=object)))
+    shared = _SHARED.get()
+    if shared is None or kind is None:
+        return np.asarray(convert(pd.Series(uniques, dtype=object)))[codes]
+    seen = shared.setdefault(kind, {})
+    known = np.fromiter((u in seen for u in uniques), dtype=bool, count=len(uniques))
+    fresh_values = uniques[~known]
+    fresh = np.asarray(convert(pd.Series(fresh_values, dtype=object)))
+    converted = np.empty(len(uniques), dtype=fresh.dtype)
+    converted[~known] = fresh
+    if known.any():
+        converted[known] = [seen[u] for u in uniques[known]]
+    if len(seen) < _SHARED_MAX:
+        seen.update(zip(fresh_values.tolist(), fresh.tolist(), strict=True))
     return converted[codes]
 
 
@@ -177,7 +217,11 @@ def parse_amounts(text: pd.Series, *, decimal: str, thousands: str) -> np.ndarra
         negative = bool(opened) or bool(trail) or (sign is not None and sign != "+")
         return -number if negative else number
 
-    return per_unique(text, lambda uniques: np.array([one(v) for v in uniques], dtype=float))
+    return per_unique(
+        text,
+        lambda uniques: np.array([one(v) for v in uniques], dtype=float),
+        kind=("amount", decimal, thousands),
+    )
 
 
 def has_more_than_two_decimals(amounts: np.ndarray) -> np.ndarray:
@@ -212,7 +256,7 @@ def parse_dates(text: pd.Series, *, formats: Iterable[str]) -> np.ndarray:
             out[serial] = _EXCEL_EPOCH + days.astype("timedelta64[D]")
         return _in_window(out)
 
-    return per_unique(text, convert)
+    return per_unique(text, convert, kind=("date", *strptime_formats))
 
 
 def dates_from_excel(values: pd.Series) -> np.ndarray:
@@ -423,17 +467,20 @@ def compact_id(text: pd.Series) -> pd.Series:
 
 def is_fodselsnummer(values: pd.Series) -> np.ndarray:
     """Norwegian fødselsnummer or D-number with valid check digits and birth date."""
-    return per_unique(values, lambda u: np.array([fodselsnummer.is_valid(v) for v in u], bool))
+    valid = fodselsnummer.is_valid
+    return per_unique(values, lambda u: np.array([valid(v) for v in u], bool), kind="fnr")
 
 
 def is_orgnr(values: pd.Series) -> np.ndarray:
     """Norwegian organisation number (9 digits, mod 11)."""
-    return per_unique(values, lambda u: np.array([orgnr.is_valid(v) for v in u], bool))
+    return per_unique(
+        values, lambda u: np.array([orgnr.is_valid(v) for v in u], bool), kind="orgnr"
+    )
 
 
 def is_kid(values: pd.Series) -> np.ndarray:
     """KID (Norwegian payment reference): 2-25 digits, last digit mod 10 (Luhn) or mod 11."""
-    return per_unique(values, lambda u: np.array([kid_ok(v) for v in u], bool))
+    return per_unique(values, lambda u: np.array([kid_ok(v) for v in u], bool), kind="kid")
 
 
 def kid_ok(kid: str) -> bool:

@@ -16,7 +16,7 @@ from typing import Literal, NamedTuple
 import numpy as np
 
 from filedrop.mapping.checks import check_claims, check_debtors, check_invoice, claim_lines
-from filedrop.mapping.convert import repeated
+from filedrop.mapping.convert import repeated, shared_conversions
 from filedrop.mapping.derive import derive_debtors
 from filedrop.mapping.fields import Issue, Source, Values, evaluate_fields
 from filedrop.mapping.groups import Groups, Level, find_duplicates, group_rows, levels
@@ -79,21 +79,36 @@ def prepare(table: Table, mapping: Mapping) -> Prepared:
     """Map every row, check every rule, group rows into invoices, and decide which are sent.
 
     A long file whose mapping groups no rows is done in parts of ``PART_ROWS`` rows, each with
-    Columns of its own. Repeated invoice numbers are found over the whole file first, so the
-    result is what one go would give: the same invoices, rejections, notes and problems.
+    Columns of its own. Which rows are left out and which repeat an invoice number is decided
+    over the whole file first, so the result is what one go would give: the same invoices,
+    rejections, notes and problems.
     """
     if mapping.group_by or len(table) <= PART_ROWS:
         return _prepare(table, mapping)
-    duplicate_of, repeats = _duplicates(table, mapping)
+    with shared_conversions():
+        return _prepare_in_parts(table, mapping)
+
+
+def _prepare_in_parts(table: Table, mapping: Mapping) -> Prepared:
+    """The rows' fates over the whole table, then each part with its slice of them, merged."""
+    src = _source(table, mapping)
+    number = mapping.invoice.get_field("invoiceNumber")
+    numbers = evaluate_fields([number], src)[0][id(number)] if number is not None else None
+    fates, _ = _row_fates(table, mapping, src, numbers)
+    del src, numbers
     repeats_in: dict[int, list[Issue]] = defaultdict(list)
-    for issue in repeats:
+    for issue in fates.repeats:
         repeats_in[issue.position // PART_ROWS].append(issue)
     whole = Prepared(table, mapping, invoices=[], rejected={}, notes={})
     for start in range(0, len(table), PART_ROWS):
         stop = min(start + PART_ROWS, len(table))
-        own = [i._replace(position=i.position - start) for i in repeats_in[start // PART_ROWS]]
-        found = (duplicate_of[start:stop], own)
-        part = _prepare(table.part(start, stop), mapping, offset=start, duplicates=found)
+        own = _RowFates(
+            fates.blank[start:stop],
+            fates.skip_why[start:stop],
+            fates.duplicate_of[start:stop],
+            [i._replace(position=i.position - start) for i in repeats_in[start // PART_ROWS]],
+        )
+        part = _prepare(table.part(start, stop), mapping, offset=start, fates=own)
         whole.invoices.extend(part.invoices)
         whole.rejected.update({start + row: why for row, why in part.rejected.items()})
         whole.notes.update({start + row: note for row, note in part.notes.items()})
@@ -101,33 +116,37 @@ def prepare(table: Table, mapping: Mapping) -> Prepared:
     return whole
 
 
+class _RowFates(NamedTuple):
+    """What is decided about rows over the whole table: the blank rows, why each row is skipped
+    (or None), each invoice's earlier one with the same number (-1: none) and the Issues that
+    say so. Without grouping, an invoice is a row, so a part of the table takes a slice."""
+
+    blank: np.ndarray
+    skip_why: np.ndarray
+    duplicate_of: np.ndarray
+    repeats: list[Issue]
+
+
 def _prepare(
-    table: Table,
-    mapping: Mapping,
-    *,
-    offset: int = 0,
-    duplicates: tuple[np.ndarray, list[Issue]] | None = None,
+    table: Table, mapping: Mapping, *, offset: int = 0, fates: _RowFates | None = None
 ) -> Prepared:
-    """``prepare`` in one go; a part of a table gives its ``offset`` in it, and the ``duplicates``
-    found over the whole table (each row's earlier one, and their Issues), in its own rows."""
+    """``prepare`` in one go; a part of a table gives its ``offset`` in it, and its rows' fates
+    as decided over the whole table."""
     src = _source(table, mapping)
     rows, issues = evaluate_fields(_fields(mapping.invoice, mapping.debtors, mapping.claims), src)
     derive_debtors(mapping, rows, src, issues)
     number = mapping.invoice.get_field("invoiceNumber")
-    blank, skip_why, left_out = _left_out(
-        table, mapping, src, rows[id(number)] if number is not None else None
-    )
-    groups = group_rows(table, mapping, src.positions, left_out)
+    if fates is None:
+        numbers = rows[id(number)] if number is not None else None
+        fates, groups = _row_fates(table, mapping, src, numbers)
+    else:
+        groups = group_rows(table, mapping, src.positions, _left_out(fates))
     level = levels(rows, groups, _fields(mapping.invoice, mapping.debtors))
     lines = claim_lines(mapping, rows, groups)
     issues += check_invoice(mapping, level, groups.count)
     issues += check_debtors(mapping, level, groups)
     issues += check_claims(mapping, rows, lines)
-    number_level = level[id(number)] if number is not None else None
-    if duplicates is None:
-        duplicates = find_duplicates(table, number_level, groups, left_out)
-    duplicate_of, repeats = duplicates
-    issues += repeats
+    issues += fates.repeats
     built = columns(
         mapping,
         group_values={key: lv.values for key, lv in level.items()},
@@ -138,7 +157,8 @@ def _prepare(
         first=groups.first,
         offset=offset,
     )
-    problems = _problems(issues, blank, skip_why, table, mapping)
+    problems = _problems(issues, fates.blank, fates.skip_why, table, mapping)
+    number_level = level[id(number)] if number is not None else None
     # Every field's values on every row, and the trimmed texts, are in ``built`` as far as
     # building needs them: let them go before the invoices are made, not after.
     del rows, level, lines, src, issues
@@ -149,7 +169,7 @@ def _prepare(
         problems=problems,
         groups=groups,
         number=number_level,
-        duplicate_of=duplicate_of,
+        duplicate_of=fates.duplicate_of,
         columns=built,
     )
 
@@ -167,29 +187,26 @@ def _source(table: Table, mapping: Mapping) -> Source:
     )
 
 
-def _left_out(
-    table: Table, mapping: Mapping, src: Source, number: Values | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The blank rows, why each row is skipped (or None), and both together: the rows that
-    join no invoice and repeat none."""
+def _row_fates(
+    table: Table, mapping: Mapping, src: Source, numbers: Values | None
+) -> tuple[_RowFates, Groups]:
+    """The rows left out (blank, or skipped by a rule), the groups of the others, and which of
+    those repeat an invoice number: all that depends on the invoice numbers (``numbers``, each
+    row's) and the skip rules alone."""
     blank = _blank_rows(table)
-    skip_why = skipped_rows(mapping, src, number)
+    skip_why = skipped_rows(mapping, src, numbers)
     skip_why[blank] = None  # an empty row is reported as such
-    return blank, skip_why, blank | ~np.equal(skip_why, None)
-
-
-def _duplicates(table: Table, mapping: Mapping) -> tuple[np.ndarray, list[Issue]]:
-    """Each row's earlier row with the same invoice number (-1: none) over the whole table, and
-    their Issues, as ``_prepare`` finds them (for a mapping that groups no rows): from the
-    invoice number and the rules that leave rows out, the only fields they depend on."""
-    number = mapping.invoice.get_field("invoiceNumber")
-    if number is None:
-        return np.full(len(table), -1), []
-    src = _source(table, mapping)
-    rows, _ = evaluate_fields([number], src)
-    _, _, left_out = _left_out(table, mapping, src, rows[id(number)])
+    fates = _RowFates(blank, skip_why, np.empty(0, dtype=int), [])
+    left_out = _left_out(fates)
     groups = group_rows(table, mapping, src.positions, left_out)
-    return find_duplicates(table, groups.level(rows[id(number)]), groups, left_out)
+    number_level = groups.level(numbers) if numbers is not None else None
+    duplicate_of, repeats = find_duplicates(table, number_level, groups, left_out)
+    return fates._replace(duplicate_of=duplicate_of, repeats=repeats), groups
+
+
+def _left_out(fates: _RowFates) -> np.ndarray:
+    """The rows that join no invoice and repeat none: blank or skipped."""
+    return fates.blank | ~np.equal(fates.skip_why, None)
 
 
 def _fields(*nodes: Node) -> list[Field]:
