@@ -34,8 +34,10 @@ from filedrop.api.client import (
     ApiUnavailable,
     AuthError,
     BatchResult,
+    EncodedInvoices,
     PollSchedule,
     StillPending,
+    encode_invoices,
 )
 from filedrop.api.poller import DaemonPool, Poller
 from filedrop.batch import plan_batches
@@ -53,7 +55,7 @@ from filedrop.journal.rebuild import lost_journal_evidence, lost_journal_message
 from filedrop.journal.store import FinishedBatch
 from filedrop.logs import fields, plural, printable
 from filedrop.mapping import Mapping, select_mapping
-from filedrop.mapping.payload import frozen_for_gc, invoice_rows
+from filedrop.mapping.payload import frozen_for_gc, invoice_rows, no_cyclic_gc
 from filedrop.mapping.prepare import Prepared, PreparedInvoice, payloads, prepare
 from filedrop.mapping.tree import Obj
 from filedrop.memory import release_freed_memory
@@ -746,14 +748,15 @@ def _submit_batch(
         return None
     wanted = set(claimed)
     try:
-        payload = payloads([invoice for invoice in invoices if invoice.invoice_number in wanted])
+        body = _encoded([invoice for invoice in invoices if invoice.invoice_number in wanted])
     except Exception as exc:
-        # Nothing left this process: say so, rather than leave the batch for UNKNOWN.
+        # Nothing left this process (a NaN amount is refused here too): say so, rather than
+        # leave the batch for UNKNOWN.
         ctx.journal.batch_not_sent(batch, message=f"not sent: {exc}")
         raise
     started = time.perf_counter()
     try:
-        batch_id = ctx.client.create_invoices(ctx.org_id, payload)
+        batch_id = ctx.client.create_invoices(ctx.org_id, body)
     except (AmbiguousSubmission, ApiUnavailable, AuthError, ApiError) as exc:
         result = _record_failed_post(batch, exc, ctx, setbacks)
         ctx.metrics.batch_posted(result, seconds=time.perf_counter() - started)
@@ -765,16 +768,27 @@ def _submit_batch(
         "batch #%d: submitted as %s (%s)",
         batch,
         batch_id,
-        plural(len(payload), "invoice"),
+        plural(body.count, "invoice"),
         extra=fields(
             "batch_submitted",
             inbox=ctx.metrics.name,
             batch=batch,
             batch_id=batch_id,
-            counts={"invoices": len(payload)},
+            counts={"invoices": body.count},
         ),
     )
     return batch, ctx.poller.track(batch_id)
+
+
+def _encoded(invoices: list[PreparedInvoice]) -> EncodedInvoices:
+    """The POST body of these invoices.
+
+    The cyclic collector stays paused until the batch's dicts are bytes and gone: they die by
+    reference counting, unseen. Switched back on while they were still alive, its deferred
+    collections would scan every one of them first.
+    """
+    with no_cyclic_gc():
+        return encode_invoices(payloads(invoices))
 
 
 #: What the operator does after a POST refused for who or where we are, by HTTP status; the

@@ -32,10 +32,12 @@ from filedrop.api.client import (
     AuthError,
     BatchResult,
     Credentials,
+    EncodedInvoices,
     FailedInvoice,
     PollSchedule,
     StillPending,
     SucceededInvoice,
+    encode_invoices,
     encode_json,
 )
 from filedrop.api.poller import Poller
@@ -510,6 +512,25 @@ def test_infinite_amount_fails_before_anything_is_sent(client, sandbox, example_
     with pytest.raises(ValueError, match="JSON"):
         client.create_invoices(ORG_ID, [example_invoice])
     assert sandbox.counters().posts == 0
+
+
+def test_an_encoded_batch_is_sent_as_the_same_body(client, sandbox, example_invoice):
+    """Encoded ahead (``encode_invoices``), a batch goes out byte for byte as the dicts would."""
+    second = numbered(example_invoice, "E-2")
+    encoded = encode_invoices([example_invoice, second])
+    assert encoded == EncodedInvoices(encode_json({"invoices": [example_invoice, second]}), 2)
+    batch_id = client.create_invoices(ORG_ID, encoded)
+    assert poll(client, batch_id).status == "SUCCESS"
+    assert sandbox.received_invoice_numbers() == [example_invoice["invoiceNumber"], "E-2"]
+
+
+def test_encoding_refuses_a_nan_amount_and_an_empty_batch(example_invoice):
+    """What ``create_invoices`` would refuse, ``encode_invoices`` refuses before it is called."""
+    with pytest.raises(ValueError, match="at least one invoice"):
+        encode_invoices([])
+    example_invoice["originalInvoiceAmount"] = float("nan")
+    with pytest.raises(ValueError, match="JSON"):
+        encode_invoices([example_invoice])
 
 
 def test_invoice_body_is_compact_utf8_json_with_exact_amounts():

@@ -44,7 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
-from typing import Any, Protocol, Self
+from typing import Any, NamedTuple, Protocol, Self
 from urllib.parse import quote, unquote, urlencode, urlsplit
 
 import certifi
@@ -92,11 +92,13 @@ __all__ = [
     "BatchResult",
     "ClientEvents",
     "Credentials",
+    "EncodedInvoices",
     "FailedInvoice",
     "PollSchedule",
     "StillPending",
     "SucceededInvoice",
     "default_user_agent",
+    "encode_invoices",
 ]
 
 log = logging.getLogger("filedrop.api.client")
@@ -278,19 +280,19 @@ class AmiliClient:
         """
         self._get_token()
 
-    def create_invoices(self, org_id: str, invoices: list[dict[str, Any]]) -> str:
-        """POST one batch of invoices; return its batch id.
+    def create_invoices(self, org_id: str, invoices: list[dict[str, Any]] | EncodedInvoices) -> str:
+        """POST one batch of invoices (as dicts, or already `encode_invoices`-d); return its
+        batch id.
 
         Raises `AmbiguousSubmission` when the invoices may have reached Amili without us learning
         the batch id; every other error means they certainly did not.
         """
-        if not invoices:
-            msg = "create_invoices needs at least one invoice"
-            raise ValueError(msg)
+        # Encoded before anything is sent: a NaN amount must fail locally, not as bad JSON.
+        encoded = invoices if isinstance(invoices, EncodedInvoices) else encode_invoices(invoices)
         path = f"/collection/v1/orgs/{quote(org_id, safe='')}/invoices"
-        # Encoded here, before anything is sent: a NaN amount must fail locally, not as bad JSON.
-        body = encode_json({"invoices": invoices})
-        resp = self._call("POST", self._api, path, may_resend=False, body=body, content_type=_JSON)
+        resp = self._call(
+            "POST", self._api, path, may_resend=False, body=encoded.body, content_type=_JSON
+        )
         try:
             batch_id = orjson.loads(resp.data)["data"]["batchId"]
         except (ValueError, KeyError, TypeError):
@@ -301,7 +303,7 @@ class AmiliClient:
                 path=path,
                 reason=f"Amili answered HTTP {resp.status} without a readable batchId",
             )
-        log.debug("POST %s: %d invoices accepted as batch %s", path, len(invoices), batch_id)
+        log.debug("POST %s: %d invoices accepted as batch %s", path, encoded.count, batch_id)
         return batch_id
 
     def get_batch(self, batch_id: str) -> BatchResult:
@@ -604,6 +606,27 @@ class _WriteAwareHTTPConnection(_WriteAwareMixin, HTTPConnection):
 
 class _WriteAwareHTTPSConnection(_WriteAwareMixin, HTTPSConnection):
     pass
+
+
+class EncodedInvoices(NamedTuple):
+    """A batch's POST body, encoded ahead of `AmiliClient.create_invoices`, and how many
+    invoices it holds.
+
+    Encoding first lets the caller drop the batch's dicts as soon as they are bytes, and learn of
+    a value JSON cannot hold (NaN) before it hands anything to the client.
+    """
+
+    body: bytes
+    count: int
+
+
+def encode_invoices(invoices: list[dict[str, Any]]) -> EncodedInvoices:
+    """The body that POSTs ``invoices`` as one batch; ``ValueError`` for none, or for a NaN or
+    an infinity in them (`encode_json`)."""
+    if not invoices:
+        msg = "a batch needs at least one invoice"
+        raise ValueError(msg)
+    return EncodedInvoices(encode_json({"invoices": invoices}), len(invoices))
 
 
 def encode_json(document: Any) -> bytes:

@@ -8,8 +8,9 @@ received these invoices? After `AuthError`, `ApiError` or `ApiUnavailable` certa
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 from filedrop.errors import FiledropError
@@ -244,22 +245,41 @@ def _text(value: object) -> str:
     return value if type(value) is str else "" if value is None else str(value)
 
 
+_SUCCEEDED_KEYS = ("invoiceId", "invoiceNumber", "caseId", "caseNumber")
+_succeeded_values = itemgetter(*_SUCCEEDED_KEYS)
+_new_tuple = tuple.__new__
+
+
+def _succeeded(items: Iterable[Any]) -> tuple[SucceededInvoice, ...]:
+    """Each succeeded invoice of a batch answer, its fields as text.
+
+    A poll reads 100 of them, 200,000 in a big file's run: the usual item, all four fields
+    there as strings, is taken as it is, in one lookup and without a conversion per field.
+    """
+    out: list[SucceededInvoice] = []
+    for item in items:
+        try:
+            values = _succeeded_values(item)
+        except KeyError:
+            values = tuple([item.get(key) for key in _SUCCEEDED_KEYS])
+        invoice_id, number, case_id, case_number = values
+        if not (
+            type(invoice_id) is str
+            and type(number) is str
+            and type(case_id) is str
+            and type(case_number) is str
+        ):
+            values = tuple([_text(value) for value in values])
+        out.append(_new_tuple(SucceededInvoice, values))
+    return tuple(out)
+
+
 def parse_batch(data: dict[str, Any]) -> BatchResult:
     """The ``data`` object of a batch answer as a `BatchResult`.
 
     Raises KeyError, TypeError or AttributeError when it is not the documented shape.
     """
-    succeeded = tuple(
-        [
-            SucceededInvoice(
-                _text(item.get("invoiceId")),
-                _text(item.get("invoiceNumber")),
-                _text(item.get("caseId")),
-                _text(item.get("caseNumber")),
-            )
-            for item in data.get("succeeded") or ()
-        ]
-    )
+    succeeded = _succeeded(data.get("succeeded") or ())
     failed = tuple(
         [
             FailedInvoice(

@@ -307,7 +307,8 @@ def no_cyclic_gc() -> Iterator[None]:
     switch for the whole process and the watcher prepares files in threads, so the first one in
     switches it off and only the last one out switches it back on (and only if it was on): with a
     plain save-and-restore, a second file that started while the first had it off would leave it
-    off for good.
+    off for good. A caller that goes on using the dicts (to encode them) holds its own pause
+    until they are gone: the collections put off meanwhile would otherwise scan them all.
     """
     pause = _GC_PAUSE
     with pause.lock:
