@@ -278,6 +278,7 @@ def test_unknown_fields_pass_through_unchanged(tmp_path: Path) -> None:
         ({"Beløp": "12,345"}, 'row 2: Beløp "12,345" has more than two decimals'),
         ({"Beløp": "kr 1.234,50"}, None),
         ({"Beløp": "1.5"}, 'row 2: Beløp "1.5" is not an amount (expected e.g. 1.234,50)'),
+        ({"Beløp": "9" * 400}, f'row 2: Beløp "{"9" * 400}" is too large to be an amount'),
         ({"Beløp": ""}, "row 2: Beløp is empty (the invoice needs an amount)"),
         (
             {"Valuta": "NKO"},

@@ -342,18 +342,7 @@ def _convert(
         _convert_list(f, text, todo, out, src=src, issues=issues)
         return
     if kind == "amount":
-        out.number = np.full(src.n, np.nan)
-        typed = np.zeros(src.n, bool)
-        if excel is not None:
-            floats, typed = numbers_from_excel(excel)
-            typed &= todo
-            out.number[typed] = floats[typed]
-        rest = todo & ~typed
-        out.number[rest] = parse_amounts(text[rest], decimal=src.decimal, thousands=src.thousands)
-        ok = todo & ~np.isnan(out.number)
-        out.vals[ok] = out.number[ok]
-        example = amount_example(decimal=src.decimal, thousands=src.thousands.strip(SPACES) or " ")
-        _fail(todo & ~ok, "amount", out, issues, f"is not an amount (expected e.g. {example})")
+        _convert_amounts(text, excel=excel, todo=todo, out=out, src=src, issues=issues)
         return
     if kind == "date":
         out.number = np.full(src.n, np.datetime64("NaT"), dtype="datetime64[D]")
@@ -392,6 +381,33 @@ def _convert(
             bad, "kid", out, issues,
             "is not a valid KID (expected 2 to 25 digits ending in a mod 10 or mod 11 check digit)",
         )  # fmt: skip
+
+
+def _convert_amounts(
+    text: pd.Series,
+    *,
+    excel: pd.Series | None,
+    todo: np.ndarray,
+    out: Values,
+    src: Source,
+    issues: list[Issue],
+) -> None:
+    """Amounts: Excel's own numbers as they are, text parsed in the mapping's notation."""
+    out.number = np.full(src.n, np.nan)
+    typed = np.zeros(src.n, bool)
+    if excel is not None:
+        floats, typed = numbers_from_excel(excel)
+        typed &= todo
+        out.number[typed] = floats[typed]
+    rest = todo & ~typed
+    out.number[rest] = parse_amounts(text[rest], decimal=src.decimal, thousands=src.thousands)
+    ok = todo & np.isfinite(out.number)
+    out.vals[ok] = out.number[ok]
+    # Hundreds of digits read as infinity: never sent (JSON has no such number).
+    huge = todo & np.isinf(out.number)
+    example = amount_example(decimal=src.decimal, thousands=src.thousands.strip(SPACES) or " ")
+    _fail(todo & ~ok & ~huge, "amount", out, issues, f"is not an amount (expected e.g. {example})")
+    _fail(huge, "amount", out, issues, "is too large to be an amount")
 
 
 def _pad(value: pd.Series, f: Field) -> pd.Series:
