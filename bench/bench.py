@@ -36,9 +36,9 @@ What it prints, for each file, and how each figure is taken:
   batch ended; the outcome until its log line; then the exit. Wall time, as the process lived it.
 - Stage costs, in this process: the library's own calls timed in CPU seconds (this process and
   its children): ``read_table`` (a workbook parsed in this process, not in the run's child),
-  ``prepare`` (map and validate), ``payloads`` plus their encoding for every batch (JSON),
-  ``AmiliClient.create_invoices`` and ``get_batch`` against a fresh sandbox
-  for a sample of batches, less their encoding, scaled to all batches (HTTP; not with --url), a
+  ``prepare`` (map and validate), ``payloads`` and ``encode_invoices`` for every batch as the
+  run makes its bodies (JSON), ``AmiliClient.create_invoices`` of those bodies and ``get_batch``
+  against a fresh sandbox for a sample of batches, scaled to all batches (HTTP; not with --url), a
   journal loop on a fresh SQLite file (claim, submitted, finished for every batch, then every
   invoice read back, as the outcome does), and ``write_outcome`` of every row (outcome). Their sum
   beside the run's own CPU shows what start-up, threads and waiting add.
@@ -467,7 +467,7 @@ class CpuClock:
 
 def measure_stages(source: Path, args: argparse.Namespace) -> Stages:
     from filedrop.mapping import load_mapping
-    from filedrop.mapping.prepare import payloads, prepare
+    from filedrop.mapping.prepare import prepare
     from filedrop.read import ReadLimits, read_table
 
     clock = CpuClock()
@@ -479,14 +479,11 @@ def measure_stages(source: Path, args: argparse.Namespace) -> Stages:
     prepared = clock.timed("map and validate", lambda: prepare(table, mapping))
     size = args.batch_size
     batches = [prepared.invoices[at : at + size] for at in range(0, len(prepared.invoices), size)]
-    built = clock.timed("JSON", lambda: [payloads(batch) for batch in batches])
-    # Encoded as the client encodes a body before sending it.
-    encoded = clock.timed("JSON encode", lambda: [encode(body) for body in built])
-    encode_s = clock.cpu_s.pop("JSON encode")
-    clock.cpu_s["JSON"] += encode_s
+    # Built and encoded as the run does before each POST: dicts made and gone unseen by the
+    # cyclic collector.
+    encoded = clock.timed("JSON", lambda: [encode(batch) for batch in batches])
     bodies = OUT / f"bodies-{source.stem}.jsonl"
-    bodies.write_bytes(b"".join(body + b"\n" for body in encoded))
-    del encoded
+    bodies.write_bytes(b"".join(body.body + b"\n" for body in encoded))
 
     stage_dir = OUT / "stage"
     shutil.rmtree(stage_dir, ignore_errors=True)
@@ -494,20 +491,22 @@ def measure_stages(source: Path, args: argparse.Namespace) -> Stages:
     clock.timed("journal", lambda: journal_loop(stage_dir / "state.db", source, batches))
     clock.timed("outcome", lambda: outcome_all_succeeded(table, mapping.name, stage_dir))
     if not args.url:
-        sample = built[:HTTP_SAMPLE_BATCHES]
+        sample = encoded[:HTTP_SAMPLE_BATCHES]
         with serving(args, f"stages-{source.stem}") as api:
             clock.timed("HTTP", lambda: post_and_poll(api, sample))
-        # Less the encoding create_invoices did (counted under JSON); scaled to every batch.
-        per_batch_s = clock.cpu_s["HTTP"] / max(1, len(sample)) - encode_s / max(1, len(built))
-        clock.cpu_s["HTTP"] = max(0.0, per_batch_s) * len(built)
+        clock.cpu_s["HTTP"] *= len(encoded) / max(1, len(sample))  # scaled to every batch
     invoices = sum(len(batch) for batch in batches)
     return Stages(clock.cpu_s, invoices, len(batches), bodies)
 
 
-def encode(invoices: list[dict[str, Any]]) -> bytes:
-    from filedrop.api.client import encode_json
+def encode(batch: list[Any]) -> Any:
+    """One batch's POST body, as ``pipeline._encoded`` makes it."""
+    from filedrop.api.client import encode_invoices
+    from filedrop.mapping.payload import no_cyclic_gc
+    from filedrop.mapping.prepare import payloads
 
-    return encode_json({"invoices": invoices})
+    with no_cyclic_gc():
+        return encode_invoices(payloads(batch))
 
 
 def journal_loop(db: Path, source: Path, batches: list[list[Any]]) -> None:
@@ -555,7 +554,7 @@ def outcome_all_succeeded(table: Any, mapping_name: str, folder: Path) -> None:
     write_outcome(table, outcomes, summary, dest=folder / outcome_path(table.path).name)
 
 
-def post_and_poll(api: Api, bodies: list[list[dict[str, Any]]]) -> None:
+def post_and_poll(api: Api, bodies: list[Any]) -> None:
     """filedrop's own client, one batch after another: POST, then its (only) poll."""
     from filedrop.api.client import AmiliClient
     from filedrop.api.types import Credentials

@@ -867,6 +867,7 @@ def _outcomes(prepared: Prepared, journal: Journal, *, target: str, file_id: int
     numbers = [invoice.invoice_number for invoice in prepared.invoices]
     positions, sizes = invoice_rows(prepared.invoices)
     prepared.invoices.clear()
+    release_freed_memory()  # the prepared columns: the outcome's strings take their place
     batch_ids = {b.id: b.batch_id or "" for b in journal.batches(file_id=file_id)}
     file_names: dict[int, str] = {}
     columns = {name: np.full(rows, "", dtype=object) for name in OUTCOME_COLUMNS}
@@ -900,6 +901,7 @@ def _outcomes(prepared: Prepared, journal: Journal, *, target: str, file_id: int
         ]
         for column, value in zip(decided, zip(*values, strict=True), strict=True):
             column[slot[found]] = value
+    del index, records
     for k in np.flatnonzero(~recorded).tolist():
         value = _invoice_outcome(
             numbers[k], None, journal, file_id=file_id, batch_ids=batch_ids, file_names=file_names
