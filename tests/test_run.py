@@ -165,23 +165,20 @@ def test_an_ambiguous_post_gives_unknown_rows_and_is_never_resent(
     assert sandbox.counters().posts == 1
 
 
-def test_an_amount_json_cannot_hold_is_recorded_as_not_sent_never_unknown(
+def test_an_amount_json_cannot_hold_is_invalid_and_the_rest_is_sent(
     inbox: Path, sandbox: Sandbox
 ) -> None:
-    """An amount of 400 digits is an infinite float, which JSON cannot hold: its batch fails
-    before anything leaves the process, so it is written down NOT_SENT (not left for UNKNOWN),
-    and the other batch is sent as usual."""
+    """An amount of 400 digits is an infinite float, which JSON cannot hold: the row is INVALID
+    and says so, the other row is sent as usual, and the file is done (nothing is left to fail
+    on every run)."""
     write_erp_csv(inbox / "h.csv", [erp_row("5051", amount="9" * 400), erp_row("5052")])
     env = run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE="1")
-    _, out, _ = filedrop("run", environ=env, expect=None)
-    assert "Out of range float values are not JSON compliant" in out
     filedrop("run", environ=env, expect=None)
-    with sqlite3.connect(journal_file(inbox)) as db:
-        statuses = dict(db.execute("SELECT invoice_number, status FROM invoices").fetchall())
-        refused = db.execute("SELECT DISTINCT message FROM batches WHERE batch_id IS NULL")
-        messages = [message for (message,) in refused.fetchall()]
-    assert statuses["5051"] == "NOT_SENT"
-    assert messages == ["not sent: Out of range float values are not JSON compliant"]
+    outcome = outcome_csv(inbox / "h.outcome.csv")
+    assert list(outcome["outcome_status"]) == ["INVALID", "SUCCEEDED"]
+    assert "is too large to be an amount" in outcome["outcome_message"][0]
+    assert sandbox.received_invoice_numbers() == ["5052"]
+    filedrop("run", environ=env, expect=None)
     assert sandbox.received_invoice_numbers() == ["5052"]
 
 
