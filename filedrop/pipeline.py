@@ -880,13 +880,22 @@ def _outcomes(prepared: Prepared, journal: Journal, *, target: str, file_id: int
         else list(columns.values())
     )
     slot = np.arange(len(numbers)) if grouped else positions
-    # The records stream from the journal a chunk at a time; a hash index finds each one's
-    # invoice (a dict of a million numbers would take more memory than the outcome itself).
-    index = pd.Index(numbers, dtype=object)
+    # The records stream from the journal a chunk at a time, mostly in the order asked (SQLite
+    # keeps it); a chunk that is not is matched through a hash index of the numbers, made the
+    # first time one is needed (for a million numbers, it takes 40 MB).
+    index: pd.Index | None = None
     recorded = np.zeros(len(numbers), dtype=bool)
     records = journal.each_invoice(target=target, numbers=numbers)
+    at = 0  # where the next chunk starts when the order holds
     while chunk := list(islice(records, 1000)):
-        found = index.get_indexer([record.invoice_number for record in chunk])
+        names = [record.invoice_number for record in chunk]
+        if at >= 0 and names == numbers[at : at + len(names)]:
+            found = np.arange(at, at + len(names))
+            at += len(names)
+        else:
+            index = pd.Index(numbers, dtype=object) if index is None else index
+            found = index.get_indexer(names)
+            at = -1  # out of step for good
         recorded[found] = True
         values = [
             _invoice_outcome(

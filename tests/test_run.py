@@ -15,7 +15,13 @@ import pytest
 from builders import EXAMPLES, erp_row, filedrop, run_env, write_erp_csv
 from conftest import FakeTime, journal_file
 
-from filedrop.pipeline import Context, process_file
+from filedrop.journal import Journal
+from filedrop.journal.engines import PostgresLocation
+from filedrop.journal.store import FinishedBatch
+from filedrop.mapping import load_mapping
+from filedrop.mapping.prepare import prepare
+from filedrop.pipeline import Context, _outcomes, process_file
+from filedrop.read import read_table
 from filedrop.runner import ready_files
 from filedrop.sandbox import Sandbox, SandboxOptions
 from filedrop.states import ExitCode, FileState
@@ -459,3 +465,35 @@ def test_run_does_not_take_a_file_that_does_not_open(inbox: Path) -> None:
     ready, changing = ready_files([folder], stability_s=0.0, clock=clock.clock, sleep=clock.sleep)
     assert ready == []
     assert changing == [folder]
+
+
+@pytest.mark.parametrize("stopped_before_the_first", [False, True])
+def test_the_outcome_puts_each_invoice_record_on_its_own_row(
+    tmp_path: Path, journal_location: Path | PostgresLocation, stopped_before_the_first: bool
+) -> None:
+    """The journal's records stream back in chunks: on SQLite in the order asked until one
+    number has none (its run stopped before it), on PostgreSQL in any order. Either way each
+    row gets its own invoice's outcome, and the one never written down is NOT_SENT."""
+    path = write_erp_csv(tmp_path / "o.csv", [erp_row(f"{7000 + i}") for i in range(2500)])
+    mapping = load_mapping(EXAMPLES.parent / "mappings" / "norwegian-erp.toml")
+    prepared = prepare(read_table(path, mapping.read), mapping)
+    numbers = [invoice.invoice_number for invoice in prepared.invoices]
+    sent = numbers[1:] if stopped_before_the_first else numbers
+    with Journal(journal_location) as journal:
+        file = journal.claim_file(path=path, sha256="00", target="t", owner="me", stale_s=60)
+        assert file is not None
+        for at in range(0, len(sent), 100):
+            batch, claimed = journal.claim_batch(
+                file_id=file.id, target="t", invoice_numbers=sent[at : at + 100]
+            )
+            journal.batch_submitted(batch, batch_id=f"b-{at}")
+            results = [(n, f"i-{n}", f"c-{n}", f"C-{n}") for n in claimed]
+            journal.batches_finished([FinishedBatch(batch, "SUCCESS", results, [])])
+        outcomes = _outcomes(prepared, journal, target="t", file_id=file.id)
+    first = "NOT_SENT" if stopped_before_the_first else "SUCCEEDED"
+    assert outcomes["outcome_status"].tolist() == [first] + ["SUCCEEDED"] * 2499
+    ids = [f"i-{7000 + i}" for i in range(2500)]
+    ids[0] = "" if stopped_before_the_first else ids[0]
+    assert outcomes["outcome_invoice_id"].tolist() == ids
+    assert outcomes["outcome_case_number"].tolist()[1:] == [f"C-{n}" for n in numbers[1:]]
+    assert outcomes["outcome_batch_id"].tolist()[-1] == "b-2400"
