@@ -177,6 +177,7 @@ class Usage:
     peak_mb: float
     code: int
     started_at: float  # time.time() when it was started
+    ended_at: float  # time.time() when it had ended: the log's clock, which may be stepped
     log: Path  # its stderr; its stdout is beside it, .out
 
 
@@ -190,7 +191,13 @@ def run_process(cmd: list[str], *, env: dict[str, str], log: Path) -> Usage:
     if cost["not_reaped"]:
         print(f"  (note: {cost['not_reaped']} process(es) left by {cmd[1:4]} not counted)")
     return Usage(
-        cost["wall_s"], cost["cpu_s"], cost["peak_mb"], cost["code"], cost["started_at"], log
+        cost["wall_s"],
+        cost["cpu_s"],
+        cost["peak_mb"],
+        cost["code"],
+        cost["started_at"],
+        cost["ended_at"],
+        log,
     )
 
 
@@ -421,7 +428,7 @@ def read_run_log(usage: Usage) -> Run:
             marks["outcome"] = at
             counts = message.rsplit(": ", 1)[-1].split("; outcome ")[0]
             statuses = {status: int(rows) for rows, status in re.findall(r"(\d+) (\w+)", counts)}
-    ended = usage.started_at + usage.wall_s
+    ended = usage.ended_at  # of the log's clock: a step of the clock mid-run cancels out
     order = ["claimed", "to send", "ended", "outcome"]
     names = [
         "start-up (imports, journal, scan, hash)",

@@ -7,10 +7,11 @@ replaced, which for a child forked by the bench is the bench's own (hundreds of 
 read the inputs), so ``ru_maxrss`` would report the bench's size rather than the child's. Forked
 from this process, which imports nothing heavy, the child's peak is its own.
 
-USAGE.json gets: wall seconds and start time, CPU seconds (user + sys from ``os.wait4``, which
-include the children the command waited for, plus any it left behind, reparented to this process
-as subreaper and reaped here: a forkserver outliving ``filedrop run``), peak RSS in MB (the
-largest of those processes, not their sum), and the exit code.
+USAGE.json gets: wall seconds, start and end time (``time.time()``, the clock of the command's
+log lines), CPU seconds (user + sys from ``os.wait4``, which include the children the command
+waited for, plus any it left behind, reparented to this process as subreaper and reaped here: a
+forkserver outliving ``filedrop run``), peak RSS in MB (the largest of those processes, not
+their sum), and the exit code.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ def main() -> None:
     started_at, started = time.time(), time.perf_counter()
     child = subprocess.Popen(command)
     _, status, usage = os.wait4(child.pid, 0)
+    ended_at = time.time()
     child.returncode = os.waitstatus_to_exitcode(status)
     wall_s = time.perf_counter() - started
     cpu_s, peak_mb = usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
@@ -60,6 +62,7 @@ def main() -> None:
             {
                 "wall_s": wall_s,
                 "started_at": started_at,
+                "ended_at": ended_at,
                 "cpu_s": cpu_s,
                 "peak_mb": peak_mb,
                 "code": child.returncode,
