@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -119,7 +119,6 @@ class Table:
     row_numbers: np.ndarray
     info: ReadInfo
     layout: Layout = Layout()
-    extra: dict[str, object] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.cells)
