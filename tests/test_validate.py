@@ -516,6 +516,68 @@ def test_rows_with_one_key_become_one_invoice_with_a_claim_per_row() -> None:
     assert_every_row_once(prepared)
 
 
+def test_claims_adding_up_past_any_amount_make_their_invoice_invalid() -> None:
+    """Each line 10^308, a valid amount; their sum is past the largest float, so no JSON can
+    carry the invoice's amount: INVALID, its lines saying why, and the other invoice sent."""
+    big = "1" + "0" * 308
+    rows = [
+        line("A", "Hovedstol", big, first=True),
+        line("A", "Gebyr", big),
+        line("B", "Hovedstol", "50,00", first=True),
+    ]
+    prepared = run(rows, GROUPED_MAPPING, headers=G)
+    why = "the claims (Beløp) add up to more than an amount can hold (the invoice's sum)"
+    assert messages(prepared) == [f"row 2: {why}"]
+    assert prepared.rejected == {
+        0: Rejection(RowStatus.INVALID, why),
+        1: Rejection(RowStatus.INVALID, f"row 2: {why}"),
+    }
+    assert [inv.invoice_number for inv in prepared.invoices] == ["B"]
+    assert_every_row_once(prepared)
+
+
+DEFAULTED_LASTNAME = """
+name = "custom"
+[match]
+files = ["*.csv"]
+headers = ["Fakturanr", "Beløp"]
+[read]
+delimiter = ";"
+decimal = ","
+thousands = [" "]
+dates = ["dd.mm.yyyy"]
+[invoice]
+type = { constant = "NOTICE" }
+invoiceNumber = "Fakturanr"
+originalInvoiceAmount = "Beløp"
+currency = { constant = "NOK" }
+invoiceDate = "Fakturadato"
+dueDate = "Forfallsdato"
+[debtor]
+type = { constant = "COMPANY" }
+lastname = { column = "Etternavn", default = { column = "Firma" } }
+customerNumber = "Kundenr"
+[[claims]]
+type = { constant = "PRINCIPAL" }
+remainingAmount = "Beløp"
+"""
+
+
+def test_no_debtor_names_the_columns_as_its_own_row_reads_them(tmp_path: Path) -> None:
+    """A debtor column with another column as its default: an invoice with no debtor at all
+    names the columns as its own row has them, not as the first row of the file does."""
+    headers = ["Fakturanr", "Fakturadato", "Forfallsdato", "Beløp", "Etternavn", "Firma", "Kundenr"]
+    dated = {"Fakturadato": "01.03.2024", "Forfallsdato": "15.03.2024", "Beløp": "100,00"}
+    rows = [
+        dated | {"Fakturanr": "1", "Etternavn": "", "Firma": "Bygg AS", "Kundenr": "7"},
+        dated | {"Fakturanr": "2", "Etternavn": "", "Firma": "", "Kundenr": ""},
+    ]
+    prepared = run(rows, custom(tmp_path, DEFAULTED_LASTNAME), headers=headers)
+    assert messages(prepared) == [
+        "row 3: Etternavn, Kundenr are empty (the invoice needs a debtor)"
+    ]
+
+
 def test_a_zero_fee_line_is_left_out() -> None:
     """An empty or 0,00 fee is no claim; the invoice is still sent."""
     rows = [

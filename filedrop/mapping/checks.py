@@ -22,9 +22,17 @@ from filedrop.mapping.convert import (
 from filedrop.mapping.fields import Issue, Values
 from filedrop.mapping.groups import Groups, Level
 from filedrop.mapping.loader import Mapping
+from filedrop.mapping.payload import claim_totals
 from filedrop.mapping.tree import Field, Obj, walk_fields
 
-__all__ = ["check_claims", "check_debtors", "check_invoice", "claim_lines", "there"]
+__all__ = [
+    "check_claim_sums",
+    "check_claims",
+    "check_debtors",
+    "check_invoice",
+    "claim_lines",
+    "there",
+]
 
 
 def check_invoice(mapping: Mapping, level: dict[int, Level], count: int) -> list[Issue]:
@@ -89,12 +97,34 @@ def check_debtors(mapping: Mapping, level: dict[int, Level], groups: Groups) -> 
         if ident is not None:
             issues += _national_ids(level[id(ident)], types, present)
     backed = [f for f in walk_fields(debtors.items[0]) if f.from_file]
-    labels = ", ".join(level[id(f)].values.label[0] for f in backed[:3]) if count else ""
-    why = f"{labels or 'the debtor columns'} are empty (the invoice needs a debtor)"
-    issues += [
-        _issue(groups.first[g], "required", None, g, why, value=None)
-        for g in np.flatnonzero(~any_debtor)
+    for g in np.flatnonzero(~any_debtor).tolist():
+        # The columns as this invoice's row names them (a default's column where it stood in).
+        labels = ", ".join(str(level[id(f)].values.label[g]) for f in backed[:3])
+        why = f"{labels or 'the debtor columns'} are empty (the invoice needs a debtor)"
+        issues.append(_issue(groups.first[g], "required", None, g, why, value=None))
+    return issues
+
+
+def check_claim_sums(
+    mapping: Mapping, rows: dict[int, Values], lines: list[np.ndarray], groups: Groups
+) -> list[Issue]:
+    """An invoice whose amount is the sum of its claims, and they add up past the largest float
+    (claims of 300 digits and more): no JSON number can hold it, so it is never sent."""
+    amount = mapping.invoice.get_field("originalInvoiceAmount")
+    if amount is None or amount.source != "sum_of_claims":
+        return []
+    totals = claim_totals(mapping, rows, lines, groups.gid, groups.count)
+    amounts = [
+        rows[id(f)]
+        for item in mapping.claims.items
+        if isinstance(item, Obj) and (f := item.get_field("remainingAmount")) is not None
     ]
+    issues: list[Issue] = []
+    for g in np.flatnonzero(np.isinf(totals)).tolist():
+        first = int(groups.first[g])
+        named = " + ".join(dict.fromkeys(str(v.label[first]) for v in amounts))
+        why = f"the claims ({named}) add up to more than an amount can hold (the invoice's sum)"
+        issues.append(Issue(first, "amount_sum", None, None, why))
     return issues
 
 

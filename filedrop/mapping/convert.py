@@ -226,8 +226,8 @@ def parse_amounts(text: pd.Series, *, decimal: str, thousands: str) -> np.ndarra
 
 def has_more_than_two_decimals(amounts: np.ndarray) -> np.ndarray:
     """True where an amount has a fraction of an øre (NaN is fine: it is reported elsewhere)."""
-    cents = amounts * 100
-    with np.errstate(invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):  # 1e308 is too large anyway
+        cents = amounts * 100
         return np.abs(cents - np.round(cents)) > 1e-9 + np.abs(cents) * 1e-15
 
 

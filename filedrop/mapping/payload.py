@@ -119,7 +119,23 @@ def _claim_sums(
     gid: np.ndarray,
     count: int,
 ) -> np.ndarray:
-    """Each group's claim amounts summed, rounded to øre; None where one is not a number.
+    """Each group's claim amounts summed, rounded to øre; None where one is not a number (or,
+    on an invoice ``check_claim_sums`` made INVALID, where they add up past any float)."""
+    totals = claim_totals(mapping, row_values, claim_rows, gid, count)
+    summed = np.full(count, None, dtype=object)
+    ok = np.isfinite(totals)
+    summed[ok] = np.round(totals[ok], 2).tolist()
+    return summed
+
+
+def claim_totals(
+    mapping: Mapping,
+    row_values: dict[int, Values],
+    claim_rows: list[np.ndarray],
+    gid: np.ndarray,
+    count: int,
+) -> np.ndarray:
+    """Each group's claim amounts added up, as floats (NaN where one is not a number).
 
     Added claim by claim of the mapping and row by row, the order the sum has always had, so the
     floats are the same to the last bit.
@@ -129,11 +145,9 @@ def _claim_sums(
         amount = item.get_field("remainingAmount") if isinstance(item, Obj) else None
         if amount is not None and row_values[id(amount)].number is not None:
             rows = np.flatnonzero(present)
-            np.add.at(totals, gid[rows], row_values[id(amount)].number[rows])
-    summed = np.full(count, None, dtype=object)
-    ok = ~np.isnan(totals)
-    summed[ok] = np.round(totals[ok], 2).tolist()
-    return summed
+            with np.errstate(over="ignore", invalid="ignore"):  # checked: check_claim_sums
+                np.add.at(totals, gid[rows], row_values[id(amount)].number[rows])
+    return totals
 
 
 def _shape(

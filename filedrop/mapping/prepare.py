@@ -15,7 +15,13 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 
-from filedrop.mapping.checks import check_claims, check_debtors, check_invoice, claim_lines
+from filedrop.mapping.checks import (
+    check_claim_sums,
+    check_claims,
+    check_debtors,
+    check_invoice,
+    claim_lines,
+)
 from filedrop.mapping.convert import repeated, shared_conversions
 from filedrop.mapping.derive import derive_debtors
 from filedrop.mapping.fields import Issue, Source, Values, evaluate_fields
@@ -30,8 +36,9 @@ from filedrop.states import RowStatus
 
 __all__ = ["Prepared", "PreparedInvoice", "Problem", "Rejection", "payloads", "prepare"]
 
-# Not configurable: sending a repeated invoice number, or an empty row, is never right.
-_FIXED_RULES = ("duplicate", "empty_row")
+# Not configurable: sending a repeated invoice number, or an empty row, is never right, and an
+# invoice whose claims add up past any float cannot be sent at all.
+_FIXED_RULES = ("duplicate", "empty_row", "amount_sum")
 
 
 @dataclass(frozen=True)
@@ -146,6 +153,7 @@ def _prepare(
     issues += check_invoice(mapping, level, groups.count)
     issues += check_debtors(mapping, level, groups)
     issues += check_claims(mapping, rows, lines)
+    issues += check_claim_sums(mapping, rows, lines, groups)
     issues += fates.repeats
     built = columns(
         mapping,
