@@ -668,33 +668,24 @@ def _record_ended(ctx: Context, ended: list[Ended], *, name: str) -> int:
     for batch, result in ended:
         ctx.progress.batch_done()
         if isinstance(result, StillPending):
-            log.info(
-                "%s: batch %s still QUEUED; it is polled again later",
-                name,
-                result.batch_id,
-                extra=fields(
-                    "batch_pending",
-                    inbox=ctx.metrics.name,
-                    file=name,
-                    batch=batch,
-                    batch_id=result.batch_id,
-                    status="QUEUED",
-                ),
-            )
-            continue
+            event, status, counts = "batch_pending", "QUEUED", None
+            what = "still QUEUED; it is polled again later"
+        else:
+            event, status, what = "batch_ended", result.status, f"ended {result.status}"
+            counts = {"succeeded": len(result.succeeded), "failed": len(result.failed)}
         log.info(
-            "%s: batch %s ended %s",
+            "%s: batch %s %s",
             name,
             result.batch_id,
-            result.status,
+            what,
             extra=fields(
-                "batch_ended",
+                event,
                 inbox=ctx.metrics.name,
                 file=name,
                 batch=batch,
                 batch_id=result.batch_id,
-                status=result.status,
-                counts={"succeeded": len(result.succeeded), "failed": len(result.failed)},
+                status=status,
+                counts=counts,
             ),
         )
     return len(ended) - len(finished)

@@ -22,7 +22,6 @@ from filedrop.mapping.convert import (
 from filedrop.mapping.fields import Issue, Values
 from filedrop.mapping.groups import Groups, Level
 from filedrop.mapping.loader import Mapping
-from filedrop.mapping.payload import claim_totals
 from filedrop.mapping.tree import Field, Obj, walk_fields
 
 __all__ = [
@@ -106,21 +105,20 @@ def check_debtors(mapping: Mapping, level: dict[int, Level], groups: Groups) -> 
 
 
 def check_claim_sums(
-    mapping: Mapping, rows: dict[int, Values], lines: list[np.ndarray], groups: Groups
+    mapping: Mapping, sums: np.ndarray | None, rows: dict[int, Values], groups: Groups
 ) -> list[Issue]:
-    """An invoice whose amount is the sum of its claims, and they add up past the largest float
-    (claims of 300 digits and more): no JSON number can hold it, so it is never sent."""
-    amount = mapping.invoice.get_field("originalInvoiceAmount")
-    if amount is None or amount.source != "sum_of_claims":
+    """An invoice whose amount is the sum of its claims (``sums``, from ``claim_totals``), and
+    they add up past the largest float (claims of 300 digits and more): no JSON number can hold
+    it, so it is never sent."""
+    if sums is None:
         return []
-    totals = claim_totals(mapping, rows, lines, groups.gid, groups.count)
     amounts = [
         rows[id(f)]
         for item in mapping.claims.items
         if isinstance(item, Obj) and (f := item.get_field("remainingAmount")) is not None
     ]
     issues: list[Issue] = []
-    for g in np.flatnonzero(np.isinf(totals)).tolist():
+    for g in np.flatnonzero(np.isinf(sums)).tolist():
         first = int(groups.first[g])
         named = " + ".join(dict.fromkeys(str(v.label[first]) for v in amounts))
         why = f"the claims ({named}) add up to more than an amount can hold (the invoice's sum)"

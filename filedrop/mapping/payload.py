@@ -85,19 +85,21 @@ def columns(
     gid: np.ndarray,
     members: list[np.ndarray] | None,
     first: np.ndarray,
+    claim_sums: np.ndarray | None = None,
     offset: int = 0,
 ) -> Columns:
-    """The Columns of one prepared table: claim sums and every object's shape worked out once.
+    """The Columns of one prepared table: every object's shape worked out once.
 
     ``group_values`` are the invoice and debtor Fields per group, ``row_values`` every Field per
-    row (both keyed by ``id(field)``).
+    row (both keyed by ``id(field)``); ``claim_sums`` each group's ``claim_totals`` when the
+    invoice's amount is their sum.
     """
     group_vals = {key: v.vals for key, v in group_values.items()}
     claim_fields = [f for item in mapping.claims.items for f in walk_fields(item)]
     row_vals = {id(f): row_values[id(f)].vals for f in claim_fields}
     amount = mapping.invoice.get_field("originalInvoiceAmount")
-    if amount is not None and amount.source == "sum_of_claims":
-        group_vals[id(amount)] = _claim_sums(mapping, row_values, claim_rows, gid, len(first))
+    if amount is not None and claim_sums is not None:
+        group_vals[id(amount)] = _rounded(claim_sums)
     shapes: dict[int, _Shape] = {}
     _shape(mapping.invoice, group_vals, len(first), shapes)
     _shape(mapping.debtors, group_vals, len(first), shapes)
@@ -112,17 +114,10 @@ def columns(
     return Columns(mapping, kept_group, kept_row, claim_rows, members, first, shapes, offset)
 
 
-def _claim_sums(
-    mapping: Mapping,
-    row_values: dict[int, Values],
-    claim_rows: list[np.ndarray],
-    gid: np.ndarray,
-    count: int,
-) -> np.ndarray:
-    """Each group's claim amounts summed, rounded to øre; None where one is not a number (or,
+def _rounded(totals: np.ndarray) -> np.ndarray:
+    """Sums as the invoice's amount, rounded to øre; None where one claim is not a number (or,
     on an invoice ``check_claim_sums`` made INVALID, where they add up past any float)."""
-    totals = claim_totals(mapping, row_values, claim_rows, gid, count)
-    summed = np.full(count, None, dtype=object)
+    summed = np.full(len(totals), None, dtype=object)
     ok = np.isfinite(totals)
     summed[ok] = np.round(totals[ok], 2).tolist()
     return summed
@@ -134,12 +129,16 @@ def claim_totals(
     claim_rows: list[np.ndarray],
     gid: np.ndarray,
     count: int,
-) -> np.ndarray:
-    """Each group's claim amounts added up, as floats (NaN where one is not a number).
+) -> np.ndarray | None:
+    """Each group's claim amounts added up, as floats (NaN where one is not a number); None
+    when the invoice's amount is not the sum of its claims.
 
     Added claim by claim of the mapping and row by row, the order the sum has always had, so the
     floats are the same to the last bit.
     """
+    amount = mapping.invoice.get_field("originalInvoiceAmount")
+    if amount is None or amount.source != "sum_of_claims":
+        return None
     totals = np.zeros(count)
     for item, present in zip(mapping.claims.items, claim_rows, strict=True):
         amount = item.get_field("remainingAmount") if isinstance(item, Obj) else None

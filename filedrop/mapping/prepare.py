@@ -27,7 +27,14 @@ from filedrop.mapping.derive import derive_debtors
 from filedrop.mapping.fields import Issue, Source, Values, evaluate_fields
 from filedrop.mapping.groups import Groups, Level, find_duplicates, group_rows, levels
 from filedrop.mapping.loader import Mapping
-from filedrop.mapping.payload import Columns, PreparedInvoice, columns, no_cyclic_gc, payloads
+from filedrop.mapping.payload import (
+    Columns,
+    PreparedInvoice,
+    claim_totals,
+    columns,
+    no_cyclic_gc,
+    payloads,
+)
 from filedrop.mapping.skip import skipped_rows
 from filedrop.mapping.tree import Field, Node, walk_fields
 from filedrop.memory import release_freed_memory
@@ -153,7 +160,8 @@ def _prepare(
     issues += check_invoice(mapping, level, groups.count)
     issues += check_debtors(mapping, level, groups)
     issues += check_claims(mapping, rows, lines)
-    issues += check_claim_sums(mapping, rows, lines, groups)
+    sums = claim_totals(mapping, rows, lines, groups.gid, groups.count)
+    issues += check_claim_sums(mapping, sums, rows, groups)
     issues += fates.repeats
     built = columns(
         mapping,
@@ -163,6 +171,7 @@ def _prepare(
         gid=groups.gid,
         members=groups.members,
         first=groups.first,
+        claim_sums=sums,
         offset=offset,
     )
     problems = _problems(issues, fates.blank, fates.skip_why, table, mapping)
