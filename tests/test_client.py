@@ -48,6 +48,25 @@ from filedrop.sandbox import Sandbox
 GUIDE_SCHEDULE = [1.0, 2.0, 4.0, 8.0, 16.0] + [30.0] * 8  # 271 s; one more 30 s would pass 300 s
 
 
+def client_at(
+    url: str,
+    *,
+    api_url: str | None = None,
+    secret: str = "s",
+    credentials: Credentials | None = None,
+    **options: Any,
+) -> AmiliClient:
+    """A client of ``url`` (auth and API, unless ``api_url``) with the tests' short timeouts."""
+    return AmiliClient(
+        auth_url=url,
+        api_url=api_url or url,
+        credentials=credentials or Credentials(client_id="c", client_secret=secret),
+        connect_timeout_s=2.0,
+        read_timeout_s=5.0,
+        **options,
+    )
+
+
 def numbered(invoice: dict[str, Any], number: str) -> dict[str, Any]:
     other = copy.deepcopy(invoice)
     other["invoiceNumber"] = number
@@ -298,12 +317,9 @@ def test_unreachable_api_raises_unavailable_after_retries(fake_time, example_inv
     """Connection refused: nothing was sent, retried, then ApiUnavailable naming the cause."""
     with Sandbox() as gone:
         url = gone.url
-    client = AmiliClient(
-        auth_url=url,
-        api_url=url,
-        credentials=Credentials(client_id="c", client_secret=TEST_CLIENT_SECRET),
-        connect_timeout_s=2.0,
-        read_timeout_s=5.0,
+    client = client_at(
+        url,
+        secret=TEST_CLIENT_SECRET,
         max_retries=2,
         clock=fake_time.clock,
         sleep=fake_time.sleep,
@@ -407,12 +423,9 @@ def test_a_ca_bundle_that_is_not_there_is_a_config_error_naming_the_variable(mon
     """REQUESTS_CA_BUNDLE naming a missing file stops an HTTPS client before anything is sent."""
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(tmp_path / "missing.pem"))
     with pytest.raises(ConfigError, match=r"REQUESTS_CA_BUNDLE is '.*missing\.pem'"):
-        AmiliClient(
-            auth_url="https://auth.example.org",
+        client_at(
+            "https://auth.example.org",
             api_url="https://api.example.org",
-            credentials=Credentials(client_id="c", client_secret="s"),
-            connect_timeout_s=2.0,
-            read_timeout_s=5.0,
         )
 
 
@@ -457,12 +470,9 @@ def test_https_certificates_are_checked_against_the_environments_ca_bundle(
     else:
         monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
         monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
-    client = AmiliClient(
-        auth_url=url,
-        api_url=url,
-        credentials=Credentials(client_id="c", client_secret="good"),
-        connect_timeout_s=2.0,
-        read_timeout_s=5.0,
+    client = client_at(
+        url,
+        secret="good",
         max_retries=1,
         clock=fake_time.clock,
         sleep=fake_time.sleep,
@@ -592,12 +602,9 @@ def test_non_ascii_invoice_is_sent_as_utf8(client, example_invoice):
 def test_base_url_that_is_not_http_is_a_config_error():
     """A base URL without scheme names the setting to fix."""
     with pytest.raises(ConfigError, match="FILEDROP_API_URL"):
-        AmiliClient(
-            auth_url="https://auth.amili.no",
+        client_at(
+            "https://auth.amili.no",
             api_url="api.amili.no",
-            credentials=Credentials(client_id="c", client_secret="s"),
-            connect_timeout_s=2.0,
-            read_timeout_s=5.0,
         )
 
 
@@ -748,12 +755,9 @@ def test_error_bodies_echoing_the_secret_or_token_are_redacted(hostile_url, exam
     """A server that repeats our secret or token in an error does not make us repeat it."""
     for secret in ("good", "bad-secret-xyz"):
         credentials = Credentials(client_id="c", client_secret=secret)
-        client = AmiliClient(
-            auth_url=hostile_url,
-            api_url=hostile_url,
+        client = client_at(
+            hostile_url,
             credentials=credentials,
-            connect_timeout_s=2.0,
-            read_timeout_s=5.0,
         )
         with client, pytest.raises((ApiError, AuthError)) as caught:
             client.create_invoices(ORG_ID, [example_invoice])
@@ -766,12 +770,9 @@ def test_redirected_post_is_not_followed(hostile_url, example_invoice):
     """A redirected POST is never followed, and counts as maybe received (often it was)."""
     credentials = Credentials(client_id="c", client_secret="good")
     example_invoice["description"] = "redirect"
-    client = AmiliClient(
-        auth_url=hostile_url,
-        api_url=hostile_url,
+    client = client_at(
+        hostile_url,
         credentials=credentials,
-        connect_timeout_s=2.0,
-        read_timeout_s=5.0,
     )
     with client, pytest.raises(AmbiguousSubmission) as caught:
         client.create_invoices(ORG_ID, [example_invoice])
