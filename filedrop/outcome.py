@@ -448,7 +448,10 @@ def _write_csv(
     """
     encoder = codecs.getincrementalencoder(encoding)(errors="replace")  # one BOM, if any
     gaps = list(blank_before) or [0]
-    gap_rows = [(i, gap) for i, gap in enumerate(gaps[1:]) if gap]
+    gaps_in: dict[int, list[tuple[int, int]]] = defaultdict(list)  # chunk -> (row, blank lines)
+    for i, gap in enumerate(gaps[1:]):
+        if gap:
+            gaps_in[i // _CSV_CHUNK_ROWS].append((i, gap))
     header = io.StringIO()
     csv.writer(header, delimiter=delimiter, lineterminator="\r\n").writerow(headers)
     fh.write(encoder.encode("\r\n" * gaps[0] + header.getvalue()))
@@ -460,9 +463,8 @@ def _write_csv(
             for column in columns
         ]
         lines = list(map(delimiter.join, zip(*fields, strict=True)))
-        for i, gap in gap_rows:
-            if start <= i < end:
-                lines[i - start] = "\r\n" * gap + lines[i - start]
+        for i, gap in gaps_in[start // _CSV_CHUNK_ROWS]:
+            lines[i - start] = "\r\n" * gap + lines[i - start]
         lines.append("")  # the last line's end
         fh.write(encoder.encode("\r\n".join(lines)))
     fh.write(encoder.encode("", final=True))

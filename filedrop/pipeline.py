@@ -563,23 +563,10 @@ def resume_batches(ctx: Context, file_id: int) -> list[Poll]:
     ]
 
 
-def record_polls(ctx: Context, polls: list[Poll], *, name: str) -> int:
-    """Wait for each poll and record the ended batches; returns how many are still QUEUED.
-
-    ``polls`` is emptied as it goes, so each batch's parsed result is freed once recorded.
-    ``name`` is the file's name, for the log.
-    """
-    polls.reverse()
-    pending = 0
-    while polls:
-        batch, future = polls.pop()
-        ended = [(batch, future.result())]
-        # Those that ended meanwhile are recorded with it, in one journal transaction.
-        while polls and polls[-1][1].done() and polls[-1][1].exception() is None:
-            batch, future = polls.pop()
-            ended.append((batch, future.result()))
-        pending += _record_ended(ctx, ended, name=name)
-    return pending
+def record_polls(ctx: Context, polls: list[Poll], *, file_id: int, name: str) -> int:
+    """Wait for each poll and record the batches as they end, as a run does while it sends;
+    returns how many are still QUEUED. ``name`` is the file's name, for the log."""
+    return _send_batches(ctx, [], polls, file_id=file_id, setbacks=_Setbacks(), name=name)
 
 
 def _send_batches(

@@ -550,7 +550,7 @@ def settle_leftovers(ctx: Context) -> None:
             continue
         polls = resume_batches(ctx, record.id)
         polled = len(polls)
-        pending = record_polls(ctx, polls, name=record.name)
+        pending = record_polls(ctx, polls, file_id=record.id, name=record.name)
         log.info(
             "%s (replaced or moved): %d earlier batches settled, %d still QUEUED",
             printable(record.name), polled - pending, pending,
