@@ -475,6 +475,7 @@ class CpuClock:
 def measure_stages(source: Path, args: argparse.Namespace) -> Stages:
     from filedrop.mapping import load_mapping
     from filedrop.mapping.prepare import prepare
+    from filedrop.pipeline import batch_body
     from filedrop.read import ReadLimits, read_table
 
     clock = CpuClock()
@@ -488,7 +489,7 @@ def measure_stages(source: Path, args: argparse.Namespace) -> Stages:
     batches = [prepared.invoices[at : at + size] for at in range(0, len(prepared.invoices), size)]
     # Built and encoded as the run does before each POST: dicts made and gone unseen by the
     # cyclic collector.
-    encoded = clock.timed("JSON", lambda: [encode(batch) for batch in batches])
+    encoded = clock.timed("JSON", lambda: [batch_body(batch) for batch in batches])
     bodies = OUT / f"bodies-{source.stem}.jsonl"
     bodies.write_bytes(b"".join(body.body + b"\n" for body in encoded))
 
@@ -509,16 +510,6 @@ def measure_stages(source: Path, args: argparse.Namespace) -> Stages:
         clock.cpu_s["HTTP"] *= len(encoded) / max(1, len(sample))  # scaled to every batch
     invoices = sum(len(batch) for batch in batches)
     return Stages(clock.cpu_s, invoices, len(batches), bodies)
-
-
-def encode(batch: list[Any]) -> Any:
-    """One batch's POST body, as ``pipeline._encoded`` makes it."""
-    from filedrop.api.client import encode_invoices
-    from filedrop.mapping.payload import no_cyclic_gc
-    from filedrop.mapping.prepare import payloads
-
-    with no_cyclic_gc():
-        return encode_invoices(payloads(batch))
 
 
 def journal_loop(

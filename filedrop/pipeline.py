@@ -55,10 +55,10 @@ from filedrop.journal.rebuild import lost_journal_evidence, lost_journal_message
 from filedrop.journal.store import FinishedBatch
 from filedrop.logs import fields, plural, printable
 from filedrop.mapping import Mapping, select_mapping
-from filedrop.mapping.payload import frozen_for_gc, invoice_rows, no_cyclic_gc
+from filedrop.mapping.payload import invoice_rows
 from filedrop.mapping.prepare import Prepared, PreparedInvoice, payloads, prepare
 from filedrop.mapping.tree import Obj
-from filedrop.memory import release_freed_memory
+from filedrop.memory import frozen_for_gc, no_cyclic_gc, release_freed_memory
 from filedrop.metrics import (
     BATCH_NOT_SENT,
     BATCH_REFUSED,
@@ -726,7 +726,7 @@ def _submit_batch(
         return None
     wanted = set(claimed)
     try:
-        body = _encoded([invoice for invoice in invoices if invoice.invoice_number in wanted])
+        body = batch_body([invoice for invoice in invoices if invoice.invoice_number in wanted])
     except Exception as exc:
         # Nothing left this process (a NaN amount is refused here too): say so, rather than
         # leave the batch for UNKNOWN.
@@ -758,7 +758,7 @@ def _submit_batch(
     return batch, ctx.poller.track(batch_id)
 
 
-def _encoded(invoices: list[PreparedInvoice]) -> EncodedInvoices:
+def batch_body(invoices: list[PreparedInvoice]) -> EncodedInvoices:
     """The POST body of these invoices.
 
     The cyclic collector stays paused until the batch's dicts are bytes and gone: they die by

@@ -20,8 +20,9 @@ from stdnum.no import fodselsnummer, orgnr
 
 from filedrop.mapping import Mapping, load_mapping, load_mappings, select_mapping
 from filedrop.mapping import prepare as prepare_module
-from filedrop.mapping.payload import invoice_rows, no_cyclic_gc
+from filedrop.mapping.payload import invoice_rows
 from filedrop.mapping.prepare import Prepared, Problem, Rejection, payloads, prepare
+from filedrop.memory import no_cyclic_gc
 from filedrop.read import ReadInfo, Table, read_table
 from filedrop.states import ExitCode, RowStatus, exit_code_for
 

@@ -9,10 +9,6 @@ collector is paused meanwhile (``no_cyclic_gc``), safely when several files are 
 
 from __future__ import annotations
 
-import gc
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any
@@ -22,15 +18,14 @@ import numpy as np
 from filedrop.mapping.fields import TemplateColumn, TextColumn, Values
 from filedrop.mapping.loader import Mapping
 from filedrop.mapping.tree import Field, Many, Node, Obj, walk_fields
+from filedrop.memory import no_cyclic_gc
 
 __all__ = [
     "Columns",
     "PreparedInvoice",
     "build_payloads",
     "columns",
-    "frozen_for_gc",
     "invoice_rows",
-    "no_cyclic_gc",
     "payloads",
 ]
 
@@ -297,72 +292,6 @@ def _claim_lists(cols: Columns, good: np.ndarray) -> list[list[dict[str, Any]]]:
     for s, claim in zip(slots.tolist(), built, strict=True):
         out[s].append(claim)
     return out
-
-
-@dataclass
-class _GcPause:
-    """Who is inside ``no_cyclic_gc`` now, process-wide (the collector is process-wide too)."""
-
-    inside: int = 0
-    was_enabled: bool = False  # the collector's state when the first one came in
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-_GC_PAUSE = _GcPause()
-
-
-@contextmanager
-def no_cyclic_gc() -> Iterator[None]:
-    """Pause the cyclic garbage collector while the JSON is built.
-
-    That makes millions of small dicts and lists, none of them cyclic; the collector would rescan
-    all of them again and again (over a third of the time for 200,000 rows). The collector is one
-    switch for the whole process and the watcher prepares files in threads, so the first one in
-    switches it off and only the last one out switches it back on (and only if it was on): with a
-    plain save-and-restore, a second file that started while the first had it off would leave it
-    off for good. A caller that goes on using the dicts (to encode them) holds its own pause
-    until they are gone: the collections put off meanwhile would otherwise scan them all.
-    """
-    pause = _GC_PAUSE
-    with pause.lock:
-        if pause.inside == 0:
-            pause.was_enabled = gc.isenabled()
-            gc.disable()
-        pause.inside += 1
-    try:
-        yield
-    finally:
-        with pause.lock:
-            pause.inside -= 1
-            if pause.inside == 0 and pause.was_enabled:
-                gc.enable()
-
-
-_FROZEN = _GcPause()  # ``inside``: how many are inside ``frozen_for_gc`` now
-
-
-@contextmanager
-def frozen_for_gc() -> Iterator[None]:
-    """Keep every object alive now out of the cyclic collector's scans while a file is sent.
-
-    A file's table and prepared invoices are a million or so objects that live until its
-    outcome is written, and each full collection while the batches go out would walk all of
-    them again (over a second of CPU for 200,000 rows), to find only the little cyclic garbage
-    of the requests. Frozen, they are still freed by reference counting as usual; the last one
-    out unfreezes, so cycles among them are collected again afterwards.
-    """
-    frozen = _FROZEN
-    with frozen.lock:
-        if frozen.inside == 0:
-            gc.freeze()
-        frozen.inside += 1
-    try:
-        yield
-    finally:
-        with frozen.lock:
-            frozen.inside -= 1
-            if frozen.inside == 0:
-                gc.unfreeze()
 
 
 def _materialize(

@@ -32,12 +32,11 @@ from filedrop.mapping.payload import (
     PreparedInvoice,
     claim_totals,
     columns,
-    no_cyclic_gc,
     payloads,
 )
 from filedrop.mapping.skip import skipped_rows
 from filedrop.mapping.tree import Field, Node, walk_fields
-from filedrop.memory import release_freed_memory
+from filedrop.memory import no_cyclic_gc, release_freed_memory
 from filedrop.read import Table
 from filedrop.states import RowStatus
 
