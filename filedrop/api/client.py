@@ -861,28 +861,22 @@ def _environment_proxy(url: str) -> str | None:
 
 def _proxy_bypassed(host: str, port: int | None) -> bool:
     """Whether ``NO_PROXY`` exempts ``host``: a host name or one of its parent domains (with or
-    without the port), or for an IP address the address itself or a network (``10.0.0.0/8``)."""
-    no_proxy = os.environ.get("no_proxy") or os.environ.get("NO_PROXY") or ""
-    entries = [entry for entry in no_proxy.replace(" ", "").split(",") if entry]
+    without the port), as the standard library decides, or for an IP address also a network
+    it lies in (``10.0.0.0/8``), which the standard library does not know."""
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
-        with_port = f"{host}:{port}" if port else host
-        for entry in entries:
-            name = entry.lstrip(".")
-            if name in (host, with_port) or host.endswith(f".{name}"):
-                return True
-            if with_port.endswith(f".{name}"):
-                return True
-    else:
-        for entry in entries:
+        address = None
+    if address is not None:
+        no_proxy = os.environ.get("no_proxy") or os.environ.get("NO_PROXY") or ""
+        for entry in filter(None, no_proxy.replace(" ", "").split(",")):
             try:
                 if address in ipaddress.ip_network(entry, strict=False):
                     return True
             except ValueError:
                 continue
     try:
-        return bool(urllib.request.proxy_bypass(host))
+        return bool(urllib.request.proxy_bypass(f"{host}:{port}" if port else host))
     except (TypeError, OSError):
         return False
 

@@ -64,12 +64,6 @@ class Columns:
     shapes: dict[int, _Shape]  # id(Obj or Many) -> where it and its values are there
     offset: int = 0  # the table position of row 0 here: a long file is prepared in parts
 
-    def rows_of(self, group: int) -> tuple[int, ...]:
-        """The table rows (0-based positions) of ``group``, in file order."""
-        if self.members is None:
-            return (int(self.first[group]) + self.offset,)
-        return tuple((self.members[group] + self.offset).tolist())
-
 
 def columns(
     mapping: Mapping,
@@ -205,7 +199,7 @@ class PreparedInvoice:
     @property
     def rows(self) -> tuple[int, ...]:
         """The table rows (0-based positions) of this invoice, in file order."""
-        return self.columns.rows_of(self.group)
+        return tuple(invoice_rows([self])[0].tolist())
 
     @property
     def payload(self) -> dict[str, Any]:
