@@ -18,6 +18,7 @@ from contextvars import ContextVar
 from functools import cache, lru_cache
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 import phonenumbers
 from stdnum import luhn
@@ -438,13 +439,13 @@ def _national_matcher(country: str) -> tuple[int, re.Pattern[str]] | None:
     return code, re.compile(rf"{leading}(?={general})(?:{'|'.join(f'(?:{k})' for k in kinds)})")
 
 
-def same_everywhere(value: object, n: int) -> np.ndarray:
+def same_everywhere(value: object, n: int, dtype: npt.DTypeLike = object) -> np.ndarray:
     """A read-only array of ``n`` times one ``value`` that takes no memory per row.
 
     For per-row columns that never change once made: a field's column label, a constant's value
     and text. A 200,000-row file has dozens of them; as real arrays they took 1.6 MB each.
     """
-    one = np.empty(1, dtype=object)
+    one = np.empty(1, dtype=dtype)
     one[0] = value
     return np.broadcast_to(one, (n,))
 

@@ -245,7 +245,7 @@ def _broadcast(one: Values, n: int) -> Values:
     """A one-row result (of a constant) repeated for every row."""
 
     def rep(a: np.ndarray | None) -> np.ndarray | None:
-        return None if a is None else np.broadcast_to(a[:1], (n,))
+        return None if a is None else same_everywhere(a[0], n, dtype=a.dtype)
 
     return Values(rep(one.vals), rep(one.text), rep(one.label), rep(one.number), rep(one.empty))
 
@@ -279,10 +279,10 @@ def _typed_constant(f: Field, n: int) -> Values:
     value = f.constant
     number = None
     if f.kind == "amount" and isinstance(value, int | float) and not isinstance(value, bool):
-        number = np.broadcast_to(np.full(1, float(value)), (n,))
+        number = same_everywhere(float(value), n, dtype=float)
     elif f.kind == "date" and isinstance(value, dt.date):
         day = value.date() if isinstance(value, dt.datetime) else value
-        number = np.broadcast_to(np.full(1, np.datetime64(day, "D")), (n,))
+        number = same_everywhere(np.datetime64(day, "D"), n, dtype="datetime64[D]")
         value = api_timestamps(number[:1])[0]
     elif isinstance(value, dt.date | dt.time):
         value = value.isoformat()
