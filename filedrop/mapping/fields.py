@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import string
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
@@ -129,8 +130,13 @@ class TemplateColumn(NamedTuple):
     all_empty: np.ndarray  # bool: every placeholder's cell is empty
     trim: bool
 
+    def texts(self, idx: np.ndarray | None = None) -> Iterator[str]:
+        """The template filled in on the rows ``idx`` (on every row without), untrimmed."""
+        columns = self.columns if idx is None else tuple(column[idx] for column in self.columns)
+        return map(self.numbered.format, *(column.tolist() for column in columns))
+
     def take(self, idx: np.ndarray) -> list[Any]:
-        filled = map(self.numbered.format, *(column[idx].tolist() for column in self.columns))
+        filled = self.texts(idx)
         texts = (text.strip(WHITESPACE) for text in filled) if self.trim else filled
         return [
             None if blank or not text else text
@@ -269,9 +275,7 @@ def _template(f: Field, src: Source) -> TemplateColumn:
 
 def _fill(template: TemplateColumn) -> pd.Series:
     """The template filled in on every row; empty where every column in it is empty."""
-    filled = pd.Series(
-        list(map(template.numbered.format, *(c.tolist() for c in template.columns))), dtype=object
-    )
+    filled = pd.Series(list(template.texts()), dtype=object)
     return filled.where(~template.all_empty, "")
 
 
