@@ -603,7 +603,7 @@ def _validate_file(
             + (f", {skipped} skipped (not invoices)" if skipped else "")
         )
         for problem in prepared.problems:
-            io.say(mask_ids(f"  {problem.severity}: {problem}"))
+            io.say(mask_ids(printable(f"  {problem.severity}: {problem}")))
     # Skipped rows are not invoices by the mapping's own rules: nothing to look at.
     attention = any(status is not RowStatus.SKIPPED for status, _ in prepared.rejected.values())
     return ExitCode.ATTENTION if attention else ExitCode.OK

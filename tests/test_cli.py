@@ -55,6 +55,15 @@ def test_validate_prints_problems_and_sends_nothing() -> None:
     assert invoices and all("invoiceNumber" in invoice for invoice in invoices)
 
 
+def test_validate_prints_a_cell_with_control_characters_escaped(tmp_path: Path) -> None:
+    """A cell holding a terminal escape sequence is shown escaped: it cannot recolour or rewrite
+    the terminal of whoever validates the file."""
+    source = write_erp_csv(tmp_path / "hostile.csv", [erp_row("1\x1b[31m2\x07", amount="tolv")])
+    _, out, _ = filedrop("validate", str(source), "--mapping", str(MAPPINGS), environ={}, expect=1)
+    assert "\x1b" not in out and "\x07" not in out
+    assert 'Beløp "tolv" is not an amount' in out and "1\\x1b[31m2\\x07" in out
+
+
 def test_validate_unreadable_file_exits_2_with_one_sentence(tmp_path: Path) -> None:
     """An unreadable file is exit 2 and one line naming it, without a traceback."""
     broken = tmp_path / "broken.xlsx"
