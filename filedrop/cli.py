@@ -339,7 +339,12 @@ def main(
         io.settings = load_settings(
             flags=_flags(args), environ=io.environ, config_file=getattr(args, "config", None)
         )
-        setup_logging(stream=io.stderr, fmt=io.settings.log_format, debug=args.debug)
+        setup_logging(
+            stream=io.stderr,
+            fmt=io.settings.log_format,
+            debug=args.debug,
+            name_inboxes=bool(io.settings.inboxes),
+        )
         return args.handler(args, io)
     except FiledropError as exc:
         return _fail(io, str(exc), debug=args.debug)

@@ -265,7 +265,11 @@ def _lost_journal(path: Path, ctx: Context) -> FileReport | None:
     if outcome is None:
         return None
     if ctx.say_once("lost-journal"):
-        log.error("%s", printable(lost_journal_message(path, outcome, ctx.journal.path)))
+        log.error(
+            "%s",
+            printable(lost_journal_message(path, outcome, ctx.journal.path)),
+            extra=fields("journal_lost", inbox=ctx.metrics.name, file=path.name),
+        )
     message = (
         "not sent: its outcome shows it was sent before, but the journal has never heard of it "
         "(lost or replaced); run 'filedrop journal rebuild'"
@@ -283,13 +287,24 @@ def _hash(path: Path, ctx: Context) -> HashedFile | FileReport:
     except NotRegularFileError as exc:
         # A link or a pipe put in the file's place after the scan: never read, and no outcome
         # beside it either, as for any other entry that is not an input.
-        log.info("%s: ignored (%s)", name, exc.strerror)
+        log.info(
+            "%s: ignored (%s)",
+            name,
+            exc.strerror,
+            extra=fields(
+                "file_ignored", inbox=ctx.metrics.name, file=path.name, reason=exc.strerror
+            ),
+        )
         return FileReport(path, FileState.SKIPPED, {}, message=f"ignored ({exc.strerror})")
     except OSError as exc:
         # Not even its bytes can be read (permissions, a lock held by another program): the
         # journal cannot know it without a hash, but the user still gets an ERROR outcome.
         message = f"{name}: cannot be opened ({exc.strerror or exc}); check its permissions"
-        log.error("%s", message)
+        log.error(
+            "%s",
+            message,
+            extra=fields("file_error", inbox=ctx.metrics.name, file=path.name, status="error"),
+        )
         outcome = write_error_outcome(path, message, _summary(path, ctx, datetime.now(UTC)))
         return FileReport(path, FileState.ERROR, {RowStatus.ERROR.value: 1}, outcome, message)
 
@@ -492,7 +507,17 @@ def _send(prepared: Prepared, ctx: Context, file_id: int, *, setbacks: _Setbacks
     ]
     batches = plan_batches(to_send, size=ctx.batch_size)
     if batches:
-        log.info("%s: %s to send", name, invoices_in_batches(len(to_send), len(batches)))
+        log.info(
+            "%s: %s to send",
+            name,
+            invoices_in_batches(len(to_send), len(batches)),
+            extra=fields(
+                "file_planned",
+                inbox=ctx.metrics.name,
+                file=prepared.table.path.name,
+                counts={"invoices": len(to_send), "batches": len(batches)},
+            ),
+        )
     ctx.progress.file_started(rows=len(prepared.table), batches=len(batches) + len(polls))
     return _send_batches(ctx, batches, polls, file_id=file_id, setbacks=setbacks, name=name)
 
@@ -1006,6 +1031,7 @@ def _archive(path: Path, outcome: Path, ctx: Context) -> Path:
                 "%s is a symbolic link, which filedrop never follows: files stay in the inbox; "
                 "replace it with a folder to archive them",
                 printable(str(archive)),
+                extra=fields("archive_link", inbox=ctx.metrics.name),
             )
         return outcome
     archive.mkdir(exist_ok=True)

@@ -328,7 +328,11 @@ def clear_stray_temps(ctx: Context) -> None:
     other is writing at that very moment.
     """
     for name in remove_stray_temps(ctx.inbox, older_than_s=ctx.claim_stale_s, now=ctx.clock()):
-        log.info("%s: removed (left by an outcome write that was interrupted)", printable(name))
+        log.info(
+            "%s: removed (left by an outcome write that was interrupted)",
+            printable(name),
+            extra=fields("temp_removed", inbox=ctx.metrics.name, file=name),
+        )
 
 
 def find_examples(start: Path | None = None) -> tuple[Path, Path]:
@@ -554,4 +558,5 @@ def settle_leftovers(ctx: Context) -> None:
         log.info(
             "%s (replaced or moved): %d earlier batches settled, %d still QUEUED",
             printable(record.name), polled - pending, pending,
+            extra=fields("file_settled", inbox=ctx.metrics.name, file=record.name),
         )  # fmt: skip

@@ -554,7 +554,12 @@ def _take_up_left_files(ctx: Context, inbox: Path, state: _State) -> None:
             if record.state is FileState.CLAIMED
             else f"left {record.state} by another filedrop process"
         )
-        log.info("%s: %s; taking it up", printable(path.name), why)
+        log.info(
+            "%s: %s; taking it up",
+            printable(path.name),
+            why,
+            extra=fields("file_taken_up", inbox=state.inbox_name, file=path.name),
+        )
         state.watching.add(path)
 
 
@@ -592,7 +597,11 @@ def _consider(path: Path, state: _State) -> None:
     if state.settled.get(path) == current:
         return
     if path not in state.watching:
-        log.info("%s: seen", printable(path.name))
+        log.info(
+            "%s: seen",
+            printable(path.name),
+            extra=fields("file_seen", inbox=state.inbox_name, file=path.name),
+        )
         state.watching.add(path)
 
 
@@ -625,7 +634,11 @@ def _start_ready(
             continue
         if tracker.readiness(path) is Readiness.CHANGING:
             continue  # an empty file that stayed empty is taken too: it gets its ERROR once
-        log.info("%s: ready", printable(path.name))
+        log.info(
+            "%s: ready",
+            printable(path.name),
+            extra=fields("file_ready", inbox=state.inbox_name, file=path.name),
+        )
 
         def work(path: Path = path) -> None:
             try:  # the daemon never dies on one bad file
@@ -707,7 +720,11 @@ def _settle(path: Path, state: _State) -> None:
     # upload that paused longer than the window) make it a new file to take.
     state.settled[path] = started or current
     if started is not None and current != started:
-        log.info("%s: changed while it was processed; taking it again", printable(path.name))
+        log.info(
+            "%s: changed while it was processed; taking it again",
+            printable(path.name),
+            extra=fields("file_changed", inbox=state.inbox_name, file=path.name),
+        )
         return
     state.watching.discard(path)
 

@@ -233,6 +233,24 @@ def test_run_finishes_the_good_inboxes_and_exits_2_for_the_one_with_wrong_creden
     assert_good_inboxes_done(folders, strict_sandbox)
 
 
+def test_text_log_lines_about_a_file_name_its_inbox_once(
+    tmp_path: Path, strict_sandbox: Sandbox
+) -> None:
+    """Two clients may both drop a ``mars.csv``: each text line about a file starts with its
+    inbox's name, and a line that names the inbox already does not name it twice."""
+    folders = drop_files(tmp_path)
+    config = write_config(tmp_path, strict_sandbox.url, folders)
+    _, _, err = filedrop("run", "--config", str(config), environ={}, expect=2)
+    messages = [line.split(maxsplit=2)[2] for line in err.splitlines()]  # after time and level
+    assert "inbox acme: mars.csv: claimed" in messages
+    assert "inbox acme: mars.csv: 2 invoices in 1 batch to send" in messages
+    assert "inbox beta: obtained an access token valid for 3600 s" in messages
+    assert "inbox beta: faktura.csv: 3 SUCCEEDED; outcome faktura.outcome.csv" in messages
+    assert f"inbox gamma: {gamma_refused(strict_sandbox.url)}." in messages
+    assert not [m for m in messages if m.startswith(("mars.csv", "faktura.csv", "april.csv"))]
+    assert not [m for m in messages if m.count("inbox acme: ") > 1]
+
+
 def test_one_inbox_alone_exits_as_that_inbox_went(tmp_path: Path, strict_sandbox: Sandbox) -> None:
     """`run --inbox beta` processes beta alone, and exits 0: gamma's credentials are not its
     concern."""

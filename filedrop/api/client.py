@@ -253,7 +253,16 @@ class AmiliClient:
         for url in (self._auth_url, self._api_url):
             parts = urlsplit(url)
             if parts.scheme == "http" and parts.hostname not in _LOOPBACK_HOSTS:
-                log.warning("%s is plain http: credentials and invoices travel unencrypted", url)
+                log.warning(
+                    "%s is plain http: credentials and invoices travel unencrypted",
+                    url,
+                    extra=fields("plain_http", **self._log_fields),
+                )
+
+    @property
+    def log_fields(self) -> dict[str, str]:
+        """What every log line about this client's work carries (such as its inbox)."""
+        return self._log_fields
 
     def __repr__(self) -> str:
         return (
@@ -385,7 +394,11 @@ class AmiliClient:
         lifetime_s = max(lifetime_s, 0.0)  # 0: use it for this request, fetch anew next time
         # A margin larger than half the lifetime would fetch a new token on every call.
         margin_s = min(self._token_margin_s, lifetime_s / 2)
-        log.info("obtained an access token valid for %.0f s", lifetime_s)
+        log.info(
+            "obtained an access token valid for %.0f s",
+            lifetime_s,
+            extra=fields("token_obtained", **self._log_fields),
+        )
         self._events.token_obtained(lifetime_s)
         return token, now + lifetime_s - margin_s
 
@@ -430,7 +443,12 @@ class AmiliClient:
                         detail="a freshly issued access token was refused",
                         urls=self._url_origins,
                     )
-                log.info("%s %s: HTTP 401, renewing the access token once", method, path_shown)
+                log.info(
+                    "%s %s: HTTP 401, renewing the access token once",
+                    method,
+                    path_shown,
+                    extra=fields("token_refused", **self._log_fields),
+                )
                 self._forget_token(token)
                 renewed = True
                 continue

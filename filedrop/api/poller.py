@@ -26,6 +26,7 @@ from filedrop.api.client import (
     StillPending,
 )
 from filedrop.api.types import KNOWN_STATUSES, MIN_POLL_INTERVAL_S
+from filedrop.logs import fields
 
 log = logging.getLogger("filedrop.api.poller")
 
@@ -206,7 +207,12 @@ class Poller:
             result = self._client.get_batch(job.batch_id)
         except (ApiUnavailable, ApiError) as exc:
             # A poll that fails says nothing about the batch; keep to the schedule until it ends.
-            log.warning("batch %s: poll failed (%s); trying again", job.batch_id, exc)
+            log.warning(
+                "batch %s: poll failed (%s); trying again",
+                job.batch_id,
+                exc,
+                extra=fields("poll_failed", **self._client.log_fields, batch_id=job.batch_id),
+            )
             result = None
         except Exception as exc:  # the future carries it to the file's thread
             job.future.set_exception(exc)
@@ -224,6 +230,7 @@ class Poller:
                 "stay PENDING and it is polled again",
                 job.batch_id,
                 result.status,
+                extra=fields("status_unknown", **self._client.log_fields, batch_id=job.batch_id),
             )
         job.last = result or job.last
         delay = next(job.delays, None)
