@@ -70,6 +70,10 @@ def org(seed: int) -> str:
 PERSON = fnr(12, 4, 1985)
 
 
+#: A note pasted into the amount column: shown by its start and end, so the reason still shows.
+NOTE = "1 234,50" + " see the note" * 3000
+
+
 def row(**cells: str) -> dict[str, str]:
     """One valid ERP row; keyword arguments (header names with _ for spaces/ø) replace cells."""
     good = {
@@ -279,7 +283,16 @@ def test_unknown_fields_pass_through_unchanged(tmp_path: Path) -> None:
         ({"Beløp": "12,345"}, 'row 2: Beløp "12,345" has more than two decimals'),
         ({"Beløp": "kr 1.234,50"}, None),
         ({"Beløp": "1.5"}, 'row 2: Beløp "1.5" is not an amount (expected e.g. 1.234,50)'),
-        ({"Beløp": "9" * 400}, f'row 2: Beløp "{"9" * 400}" is too large to be an amount'),
+        (
+            {"Beløp": "9" * 400},
+            f'row 2: Beløp "{"9" * 50}…{"9" * 20}" (400 characters) is too large to be an amount',
+        ),
+        (
+            {"Beløp": NOTE},
+            f'row 2: Beløp "{NOTE[:50]}…{NOTE[-20:]}" (39,008 characters) is not an amount '
+            "(expected e.g. 1.234,50)",
+        ),
+        ({"E-post": "x" * 80}, f'row 2: E-post "{"x" * 80}" is not an email address'),
         ({"Beløp": ""}, "row 2: Beløp is empty (the invoice needs an amount)"),
         (
             {"Valuta": "NKO"},

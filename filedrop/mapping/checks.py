@@ -17,6 +17,7 @@ from filedrop.mapping.convert import (
     is_fodselsnummer,
     is_orgnr,
     mask_id,
+    quoted,
     repeated,
 )
 from filedrop.mapping.fields import Issue, Values
@@ -54,7 +55,7 @@ def check_invoice(mapping: Mapping, level: dict[int, Level], count: int) -> list
     dv, iv = d.values, i.values
     for g in np.flatnonzero(dv.number < iv.number):  # NaT compares False
         message = (
-            f'{dv.label[g]} "{dv.text[g]}" is before {iv.label[g]} "{iv.text[g]}"'
+            f"{dv.label[g]} {quoted(dv.text[g])} is before {iv.label[g]} {quoted(iv.text[g])}"
             " (the due date cannot be before the invoice date)"
         )
         issues.append(_issue(d.at[g], "due_date", dv, g, message))
@@ -202,7 +203,8 @@ def _type_unknown(lv: Level, where: np.ndarray) -> list[Issue]:
     for g in np.flatnonzero(where & v.empty):
         if v.text[g]:
             why = (
-                f'{v.label[g]} "{mask_id(v.text[g])}" is neither an organisation number (9 digits)'
+                f"{v.label[g]} {quoted(mask_id(v.text[g]))} is neither an organisation number"
+                " (9 digits)"
                 " nor a fødselsnummer (11 digits), so the debtor type cannot be told"
             )
         else:
@@ -219,7 +221,7 @@ def _one_name(lv: Level, where: np.ndarray) -> list[Issue]:
     )
     # Reported with no value, so the "is empty" that follows for the same cell is a repeat, dropped.
     return [
-        _issue(lv.at[g], "required", v, g, f'{v.label[g]} "{v.text[g]}" {why}', value=None)
+        _issue(lv.at[g], "required", v, g, f"{v.label[g]} {quoted(v.text[g])} {why}", value=None)
         for g in np.flatnonzero(where & v.empty & (v.text != ""))
     ]
 
@@ -231,12 +233,13 @@ def _amounts(lv: Level, where: np.ndarray) -> list[Issue]:
     with np.errstate(invalid="ignore"):
         not_positive = where & (v.number <= 0)
     why = "is not a positive amount (it must be more than 0)"
+    too_precise = "has more than two decimals"
     issues = [
-        _issue(lv.at[g], "amount", v, g, f'{v.label[g]} "{v.text[g]}" {why}')
+        _issue(lv.at[g], "amount", v, g, f"{v.label[g]} {quoted(v.text[g])} {why}")
         for g in np.flatnonzero(not_positive)
     ]
     issues += [
-        _issue(lv.at[g], "amount", v, g, f'{v.label[g]} "{v.text[g]}" has more than two decimals')
+        _issue(lv.at[g], "amount", v, g, f"{v.label[g]} {quoted(v.text[g])} {too_precise}")
         for g in np.flatnonzero(where & ~not_positive & has_more_than_two_decimals(v.number))
     ]
     return issues
@@ -272,7 +275,9 @@ def _national_ids(lv: Level, types: np.ndarray, present: np.ndarray) -> list[Iss
                 " check digits)"
             )
         issues.append(
-            _issue(lv.at[g], "national_id", v, g, f'{v.label[g]} "{shown}" {why}', value=shown)
+            _issue(
+                lv.at[g], "national_id", v, g, f"{v.label[g]} {quoted(shown)} {why}", value=shown
+            )
         )
     for g in np.flatnonzero(has & ~org & (company | (other & (length == 9)))):
         shown = mask_id(v.text[g]) if fnr[g] or length[g] != 9 else v.text[g]
@@ -281,5 +286,7 @@ def _national_ids(lv: Level, types: np.ndarray, present: np.ndarray) -> list[Iss
             if fnr[g]
             else "is not a valid organisation number (expected 9 digits with a correct check digit)"
         )
-        issues.append(_issue(lv.at[g], "orgnr", v, g, f'{v.label[g]} "{shown}" {why}', value=shown))
+        issues.append(
+            _issue(lv.at[g], "orgnr", v, g, f"{v.label[g]} {quoted(shown)} {why}", value=shown)
+        )
     return issues

@@ -48,6 +48,7 @@ __all__ = [
     "per_unique",
     "phone_e164",
     "phones_e164",
+    "quoted",
     "split_values",
     "strip",
     "typed_mask",
@@ -498,6 +499,19 @@ def _kid_mod11_ok(kid: str) -> bool:
     total = sum(int(d) * (2 + i % 6) for i, d in enumerate(reversed(body)))
     digit = (11 - total % 11) % 11
     return check == ("-" if digit == 10 else str(digit))
+
+
+#: The longest value a problem quotes whole. A longer one (a note pasted into the amount column,
+#: a hostile cell) is shown by its start and end, so that the sentence still ends in its reason
+#: and fits the outcome's cell (a spreadsheet cell holds 32,767 characters).
+QUOTED_MAX = 80
+
+
+def quoted(value: str) -> str:
+    """A cell's value in quotes as a problem shows it: whole, or its start and end and length."""
+    if len(value) <= QUOTED_MAX:
+        return f'"{value}"'
+    return f'"{value[:50]}…{value[-20:]}" ({len(value):,} characters)'
 
 
 def mask_id(value: str) -> str:

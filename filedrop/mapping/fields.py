@@ -32,6 +32,7 @@ from filedrop.mapping.convert import (
     parse_amounts,
     parse_dates,
     phones_e164,
+    quoted,
     repeated,
     same_everywhere,
     split_values,
@@ -314,7 +315,7 @@ def _apply_map(
     shown = ", ".join(k for k, _ in f.value_map)
     for i in rows[~found_u[codes]]:
         value = out.text[i]
-        why = f'{out.label[i]} "{value}" is not one of {shown} (the values the mapping knows)'
+        why = f"{out.label[i]} {quoted(value)} is not one of {shown} (the values the mapping knows)"
         issues.append(Issue(int(i), "value_map", out.label[i], value, why))
         out.vals[i] = value
     as_text_u = np.array([isinstance(m, str) for m in mapped_u], dtype=bool)
@@ -432,7 +433,9 @@ def _fail(bad: np.ndarray, rule: str, out: Values, issues: list[Issue], what: st
     """One Issue per failed row; the value is then sent as typed if the rule lets the row go."""
     for i in np.flatnonzero(bad):
         value = out.text[i]
-        issues.append(Issue(int(i), rule, out.label[i], value, f'{out.label[i]} "{value}" {what}'))
+        issues.append(
+            Issue(int(i), rule, out.label[i], value, f"{out.label[i]} {quoted(value)} {what}")
+        )
         if out.vals[i] is None:
             out.vals[i] = value
 
@@ -494,12 +497,12 @@ def _bad_part(f: Field, i: int, part: str, out: Values, issues: list[Issue]) -> 
 
 def _list_message(f: Field, label: str, part: str) -> str:
     if f.kind == "email":
-        return f'{label} "{part}" is not an email address'
+        return f"{label} {quoted(part)} is not an email address"
     if f.country:
         why = f"numbers without a + country code are read as {f.country}"
     else:
         why = "write it with + and the country code, or set country in the mapping"
-    return f'{label} "{part}" is not a phone number ({why})'
+    return f"{label} {quoted(part)} is not a phone number ({why})"
 
 
 def _fill_default(default: Field, out: Values, src: Source, issues: list[Issue]) -> None:
