@@ -765,7 +765,7 @@ def _submit_batch(
         ctx.metrics.batch_posted(result, seconds=time.perf_counter() - started)
         return None
     ctx.metrics.batch_posted(BATCH_SUBMITTED, seconds=time.perf_counter() - started)
-    ctx.journal.batch_submitted(batch, batch_id=batch_id)
+    _record_submitted(ctx, batch, batch_id)
     ctx.progress.batch_sent()
     log.info(
         "batch #%d: submitted as %s (%s)",
@@ -781,6 +781,37 @@ def _submit_batch(
         ),
     )
     return batch, ctx.poller.track(batch_id)
+
+
+#: How long a batch Amili accepted waits for the journal to record it (a PostgreSQL restart or
+#: failover, a busy SQLite file), trying again after 1, 2, 4, 8 and 16 s. Given up, the batch is
+#: left POSTING, which the next run makes UNKNOWN: it is never sent again, but its rows need
+#: ``filedrop resolve``.
+_RECORD_SUBMITTED_DELAYS_S = (1.0, 2.0, 4.0, 8.0, 16.0)
+
+
+def _record_submitted(ctx: Context, batch: int, batch_id: str) -> None:
+    """Record that Amili accepted the batch, as ``batch_id``, waiting out a journal that cannot
+    be written for a while: this id is what tells its rows' fate, and nothing else knows it."""
+    for delay_s in (*_RECORD_SUBMITTED_DELAYS_S, None):
+        try:
+            ctx.journal.batch_submitted(batch, batch_id=batch_id)
+            return
+        except ctx.journal.errors as exc:
+            if delay_s is None:
+                raise
+            log.warning(
+                "batch #%d: Amili accepted it as %s, but the journal cannot record that (%s); "
+                "trying again in %.0f s",
+                batch,
+                batch_id,
+                exc,
+                delay_s,
+                extra=fields(
+                    "batch_unrecorded", inbox=ctx.metrics.name, batch=batch, batch_id=batch_id
+                ),
+            )
+            ctx.sleep(delay_s)
 
 
 def batch_body(invoices: list[PreparedInvoice]) -> EncodedInvoices:

@@ -259,6 +259,21 @@ def postgres_url(postgres_server: str) -> str:
     return f"{postgres_server}/{name}"
 
 
+def drop_connections(url: str) -> int:
+    """End every connection to the database at ``url`` from the server's side, as a restart or
+    a failover does; returns how many were ended."""
+    import psycopg
+
+    server, _, database = url.rpartition("/")
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+        ended = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            (database,),
+        ).fetchall()
+    return len(ended)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def journal_location(request: pytest.FixtureRequest, tmp_path: Path) -> Path | PostgresLocation:
     """Where a journal lives, once for each engine: a SQLite file, and a PostgreSQL database."""

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import Logged, drop_connections
 
 from filedrop.errors import ConfigError
 from filedrop.journal import Journal, owner_alive, this_owner
@@ -540,3 +541,26 @@ def test_the_password_file_is_read_and_an_unreadable_one_named(postgres_url: str
         f"FILEDROP_STATE_PASSWORD_FILE {missing} cannot be read (No such file or directory); "
         "check the path and its permissions. Nothing was sent."
     )
+
+
+def test_a_journal_whose_server_dropped_it_connects_again(
+    postgres_url: str, tmp_path: Path, logged: Logged
+) -> None:
+    """PostgreSQL restarted or failed over: the statement that finds the connection gone fails
+    (a file is then retried), the next one connects again and finds everything written before,
+    without a restart of the daemon."""
+    with Journal(PostgresLocation.parse(postgres_url)) as journal:
+        claimed = journal.claim_file(
+            path=tmp_path / "a.csv", sha256="00", target="t", owner="me", stale_s=60
+        )
+        assert claimed is not None
+        assert drop_connections(postgres_url) == 1
+        with pytest.raises(journal.errors):
+            journal.status_counts()
+        assert journal.file(claimed.id).name == "a.csv"
+        _, numbers = journal.claim_batch(file_id=claimed.id, target="t", invoice_numbers=["7"])
+        assert numbers == ["7"]
+        assert journal.status_counts() == {InvoiceState.SENDING.value: 1}
+    assert [m for m in logged.messages if "connect" in m] == [
+        f"the journal {PostgresLocation.parse(postgres_url)} lost its connection; connected again"
+    ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import shutil
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +14,7 @@ import openpyxl
 import pandas as pd
 import pytest
 from builders import EXAMPLES, erp_row, filedrop, run_env, write_erp_csv
-from conftest import FakeTime, journal_file
+from conftest import FakeTime, drop_connections, journal_file
 
 from filedrop.journal import Journal
 from filedrop.journal.engines import PostgresLocation
@@ -412,6 +413,31 @@ def test_the_api_down_mid_run_with_an_invalid_row_exits_1(inbox: Path, sandbox: 
     write_erp_csv(inbox / "v.csv", [erp_row("6601"), erp_row("6602", Forfallsdato="31.02.2024")])
     sandbox.fail_next(503, count=6, retry_after="0", route="invoices")
     filedrop("run", environ=run_env(inbox, sandbox.url), expect=ExitCode.ATTENTION)
+
+
+def test_a_batch_accepted_while_postgresql_restarts_is_recorded_once_the_journal_is_back(
+    inbox: Path, sandbox: Sandbox, postgres_url: str
+) -> None:
+    """PostgreSQL drops its connections while a POST is on its way (its answer held 1.5 s): the
+    journal cannot record the batch Amili accepted at first, is tried again, connects anew and
+    records it; the batch is polled and its row SUCCEEDED, not left UNKNOWN."""
+    write_erp_csv(inbox / "pg.csv", [erp_row("6701")])
+    sandbox.stall_next(1.5, route="invoices")
+
+    def drop_during_the_post() -> None:
+        deadline = time.monotonic() + 10
+        while not sandbox.counters().posts and time.monotonic() < deadline:
+            time.sleep(0.01)
+        drop_connections(postgres_url)
+
+    dropper = threading.Thread(target=drop_during_the_post)
+    dropper.start()
+    env = run_env(inbox, sandbox.url, FILEDROP_STATE=postgres_url)
+    _, _, err = filedrop("run", environ=env)
+    dropper.join()
+    assert list(outcome_csv(inbox / "pg.outcome.csv")["outcome_status"]) == ["SUCCEEDED"]
+    assert "but the journal cannot record that" in err
+    assert sandbox.received_invoice_numbers() == ["6701"]
 
 
 # -- what the run prints -----------------------------------------------------------------------

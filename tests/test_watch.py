@@ -25,13 +25,23 @@ from typing import Any, ClassVar, TypeVar
 
 import pandas as pd
 import pytest
-from conftest import ORG_ID, ROOT, FakeTime, Logged, journal_file, sandbox_settings, wait_until
+from conftest import (
+    ORG_ID,
+    ROOT,
+    FakeTime,
+    Logged,
+    drop_connections,
+    journal_file,
+    sandbox_settings,
+    wait_until,
+)
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
 from filedrop import watch as watch_module
 from filedrop.inbox import content_hash
 from filedrop.journal import Journal, this_owner
+from filedrop.journal.engines import PostgresLocation
 from filedrop.pipeline import Context, FileReport
 from filedrop.runner import open_context
 from filedrop.sandbox import Sandbox, SandboxOptions
@@ -262,6 +272,24 @@ def test_a_file_waiting_on_queued_batches_never_holds_up_a_new_drop(
     order = [report.path.name for report in watcher.reports]
     assert order.index("new.csv") < len(order) - 1 - order[::-1].index("slow.csv")
     assert_sent_once(sandbox, ["SLOW-1", "NEW-1"])
+
+
+def test_a_daemon_carries_on_after_its_postgresql_journal_restarts(
+    start_watch: Callable[..., Watcher], sandbox: Sandbox, postgres_url: str
+) -> None:
+    """PostgreSQL restarts under a running daemon (every connection ended, as a restart or a
+    failover ends them): the next file is still done, without restarting filedrop, and nothing
+    is sent twice."""
+    watcher = start_watch(state=PostgresLocation.parse(postgres_url), retry_initial_s=0.2)
+    (watcher.inbox / "before.csv").write_text(HEADER + row("PG-1"), encoding="utf-8")
+    watcher.wait_for("before.csv")
+    assert drop_connections(postgres_url) >= 1
+    (watcher.inbox / "after.csv").write_text(HEADER + row("PG-2"), encoding="utf-8")
+    watcher.wait(
+        lambda: [r.counts for r in watcher.reports_for("after.csv")][-1:] == [{"SUCCEEDED": 1}],
+        what="after.csv done",
+    )
+    assert_sent_once(sandbox, ["PG-1", "PG-2"])
 
 
 @pytest.mark.parametrize("leaves", ["dies", "leaves it waiting"])

@@ -195,6 +195,15 @@ class Engine:
     def connect(self) -> Any:
         raise NotImplementedError
 
+    def lost(self, db: Any) -> bool:
+        """Whether ``db`` can no longer be used (a server that restarted); a file never is."""
+        return False
+
+    def reconnect(self) -> Any:
+        """A new connection for one that was lost, its schema known to be current; raises one of
+        ``errors`` when the server is still out of reach."""
+        raise NotImplementedError
+
     def sql(self, statement: str) -> str:
         return statement
 
@@ -424,13 +433,8 @@ class PostgresEngine(Engine):
         self.errors = (psycopg.Error,)
 
     def connect(self) -> Any:
-        options: dict[str, Any] = {"autocommit": True, "row_factory": _row_factory}
-        password = self._password()
-        if password is not None:
-            options["password"] = password
-        options.setdefault("connect_timeout", 10)
         try:
-            db = self._psycopg.connect(self.location.url, **options)
+            db = self._open()
         except self._psycopg.Error as exc:
             # libpq names the host and the user, never the password; redact anyway, in case a
             # future version quotes the connection string.
@@ -450,6 +454,22 @@ class PostgresEngine(Engine):
                 "that its user may create tables in that database."
             ) from None
         return db
+
+    def lost(self, db: Any) -> bool:
+        # psycopg closes a connection whose server went away (a restart, a failover) the first
+        # time it is used after that: the statement then fails, and the next finds it closed.
+        return bool(db.closed)
+
+    def reconnect(self) -> Any:
+        return self._open()
+
+    def _open(self) -> Any:
+        options: dict[str, Any] = {"autocommit": True, "row_factory": _row_factory}
+        password = self._password()
+        if password is not None:
+            options["password"] = password
+        options.setdefault("connect_timeout", 10)
+        return self._psycopg.connect(self.location.url, **options)
 
     def _password(self) -> str | None:
         path = self.location.password_file

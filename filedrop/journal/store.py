@@ -18,6 +18,7 @@ Where SQLite and PostgreSQL differ is in ``engines``; the SQL here is written on
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import socket
@@ -169,6 +170,8 @@ class FinishedBatch(NamedTuple):
     """(number, message) each."""
 
 
+log = logging.getLogger("filedrop.journal")
+
 _INVOICE_STATES = {state.value: state for state in InvoiceState}
 _SUCCEEDED, _FAILED = InvoiceState.SUCCEEDED.value, InvoiceState.FAILED.value
 
@@ -204,6 +207,15 @@ class Journal:
         with self._lock:
             self._db.close()
 
+    def _connection(self) -> Any:
+        """The connection, opened again if the server dropped it (PostgreSQL restarted or failed
+        over): the statement that found it gone failed, and the next one goes through, so a
+        daemon carries on by itself. Called with the lock held."""
+        if self._engine.lost(self._db):
+            self._db = self._engine.reconnect()
+            log.warning("the journal %s lost its connection; connected again", self.path)
+        return self._db
+
     def __enter__(self) -> Journal:
         return self
 
@@ -216,12 +228,14 @@ class Journal:
 
         Durable unless the caller shows that losing it to a power cut is safe (``Engine.write``).
         """
-        with self._lock, self._engine.write(self._db, durable=durable):
-            yield _Db(self._db, self._engine)
+        with self._lock:
+            db = self._connection()
+            with self._engine.write(db, durable=durable):
+                yield _Db(db, self._engine)
 
     def _read(self, sql: str, args: Iterable[object] = ()) -> list[Any]:
         with self._lock:
-            return self._db.execute(self._engine.sql(sql), tuple(args)).fetchall()
+            return self._connection().execute(self._engine.sql(sql), tuple(args)).fetchall()
 
     # -- files ---------------------------------------------------------------------------------
 
@@ -691,7 +705,7 @@ class Journal:
             wanted, wanted_args = self._engine.invoices_named(
                 target=target, numbers=list(dict.fromkeys(numbers))
             )
-            cursor = self._engine.tuples(self._db)
+            cursor = self._engine.tuples(self._connection())
             try:
                 cursor.execute(
                     # Column names come from the record, the rest from the engine.
