@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future
+from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
@@ -649,13 +650,31 @@ def _send_batches(
     for poll in polls:
         watch(poll)
     polls.clear()
-    for batch in batches:
-        take_handed(wait=False)
-        post = ctx.poster.submit(_submit_batch, batch, ctx, file_id, setbacks)
-        expected += 1
-        post.add_done_callback(lambda posted: handed.put((None, posted)))
-    while expected:
-        take_handed(wait=True)
+    unanswered: set[Future[Poll | None]] = set()  # only these: a done one holds its results
+
+    def answered(post: Future[Poll | None]) -> None:
+        unanswered.discard(post)
+        handed.put((None, post))
+
+    try:
+        for batch in batches:
+            take_handed(wait=False)
+            post = ctx.poster.submit(_submit_batch, batch, ctx, file_id, setbacks)
+            unanswered.add(post)
+            expected += 1
+            post.add_done_callback(answered)
+        while expected:
+            take_handed(wait=True)
+    except BaseException:
+        # A journal write here failed (or a POST's did): the file is given up for now, but not
+        # before the POSTs on their way have ended and recorded what they could. One still
+        # recording its answer when the file is taken again would write over what the next
+        # attempt decided. Those not yet begun are not begun.
+        waiting = list(unanswered)
+        for post in waiting:
+            post.cancel()
+        wait_for(waiting)
+        raise
     return pending
 
 
@@ -765,7 +784,8 @@ def _submit_batch(
         ctx.metrics.batch_posted(result, seconds=time.perf_counter() - started)
         return None
     ctx.metrics.batch_posted(BATCH_SUBMITTED, seconds=time.perf_counter() - started)
-    _record_submitted(ctx, batch, batch_id)
+    if not _record_submitted(ctx, batch, batch_id):
+        return None  # UNKNOWN by another process's decision, which stands
     ctx.progress.batch_sent()
     log.info(
         "batch #%d: submitted as %s (%s)",
@@ -784,34 +804,45 @@ def _submit_batch(
 
 
 #: How long a batch Amili accepted waits for the journal to record it (a PostgreSQL restart or
-#: failover, a busy SQLite file), trying again after 1, 2, 4, 8 and 16 s. Given up, the batch is
-#: left POSTING, which the next run makes UNKNOWN: it is never sent again, but its rows need
-#: ``filedrop resolve``.
+#: failover, a busy SQLite file), trying again after 1, 2, 4, 8 and 16 s unless filedrop is
+#: stopping. Given up, the batch is left POSTING, which the next start makes UNKNOWN: it is
+#: never sent again, but its rows need ``filedrop resolve``.
 _RECORD_SUBMITTED_DELAYS_S = (1.0, 2.0, 4.0, 8.0, 16.0)
 
 
-def _record_submitted(ctx: Context, batch: int, batch_id: str) -> None:
+def _record_submitted(ctx: Context, batch: int, batch_id: str) -> bool:
     """Record that Amili accepted the batch, as ``batch_id``, waiting out a journal that cannot
-    be written for a while: this id is what tells its rows' fate, and nothing else knows it."""
-    for delay_s in (*_RECORD_SUBMITTED_DELAYS_S, None):
+    be written for a while: this id is what tells its rows' fate, and nothing else knows it.
+    False when another process made the batch UNKNOWN first."""
+    facts = fields("batch_unrecorded", inbox=ctx.metrics.name, batch=batch, batch_id=batch_id)
+    settle = f"check its rows with Amili, then run 'filedrop resolve {batch} --sent'"
+    delays = iter(_RECORD_SUBMITTED_DELAYS_S)
+    while True:
         try:
-            ctx.journal.batch_submitted(batch, batch_id=batch_id)
-            return
+            recorded = ctx.journal.batch_submitted(batch, batch_id=batch_id)
         except ctx.journal.errors as exc:
-            if delay_s is None:
+            delay_s = next(delays, None)
+            if delay_s is None or ctx.stop.is_set():
+                log.error(
+                    "batch #%d: Amili accepted it as %s, but the journal could not record that "
+                    "(%s); the next start makes it UNKNOWN: %s",
+                    batch, batch_id, exc, settle, extra=facts,
+                )  # fmt: skip
                 raise
             log.warning(
                 "batch #%d: Amili accepted it as %s, but the journal cannot record that (%s); "
                 "trying again in %.0f s",
-                batch,
-                batch_id,
-                exc,
-                delay_s,
-                extra=fields(
-                    "batch_unrecorded", inbox=ctx.metrics.name, batch=batch, batch_id=batch_id
-                ),
-            )
-            ctx.sleep(delay_s)
+                batch, batch_id, exc, delay_s, extra=facts,
+            )  # fmt: skip
+            ctx.stop.wait(delay_s)
+            continue
+        if not recorded:
+            log.error(
+                "batch #%d: Amili accepted it as %s, but another filedrop process had already "
+                "made it UNKNOWN; %s",
+                batch, batch_id, settle, extra=facts,
+            )  # fmt: skip
+        return recorded
 
 
 def batch_body(invoices: list[PreparedInvoice]) -> EncodedInvoices:

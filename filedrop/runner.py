@@ -158,7 +158,9 @@ def open_context(
         stop=stop or threading.Event(),
         progress=progress or Progress(),
     )
-    stop_renewing = keep_claims(journal, owner=ctx.owner, every_s=settings.heartbeat_s)
+    stop_renewing = keep_claims(
+        journal, owner=ctx.owner, every_s=settings.heartbeat_s, inbox=ctx.metrics.name
+    )
     try:
         yield ctx
     finally:
@@ -178,8 +180,9 @@ def inbox_metrics(
     return metrics.inbox(inbox_name or named or inbox_label(settings.inbox or ""))
 
 
-def keep_claims(journal: Journal, *, owner: str, every_s: float) -> Callable[[], None]:
+def keep_claims(journal: Journal, *, owner: str, every_s: float, inbox: str) -> Callable[[], None]:
     """Renew ``owner``'s claims every ``every_s`` seconds in the background; returns the stop.
+    ``inbox`` names the inbox whose files they are, in the log.
 
     The heartbeat of the lease: while this runs, no other process or replica takes this one's
     files; once it stops (the process died, its host was lost), they are free ``claim_stale_s``
@@ -192,7 +195,11 @@ def keep_claims(journal: Journal, *, owner: str, every_s: float) -> Callable[[],
             try:
                 journal.renew_claims(owner)
             except journal.errors as exc:  # a busy or unreachable journal: try at the next beat
-                log.warning("cannot renew this process's claims in the journal (%s)", exc)
+                log.warning(
+                    "cannot renew this process's claims in the journal (%s)",
+                    exc,
+                    extra=fields("journal_unwritable", inbox=inbox),
+                )
 
     thread = threading.Thread(target=renew, name="filedrop-lease", daemon=True)
     thread.start()
@@ -507,7 +514,11 @@ def measure_backlog(ctx: Context) -> bool:
             if batch.target == ctx.target and in_inbox(ctx.journal.file(batch.file_id).path)
         )
     except (*ctx.journal.errors, OSError) as exc:  # a busy journal: measured again next time
-        log.warning("cannot read the journal for the metrics (%s); trying again", exc)
+        log.warning(
+            "cannot read the journal for the metrics (%s); trying again",
+            exc,
+            extra=fields("journal_unreadable", inbox=ctx.metrics.name),
+        )
         return False
     waiting = {
         status.value: sum(record.counts.get(status.value, 0) for record in mine)

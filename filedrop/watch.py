@@ -439,7 +439,11 @@ def _beat(ctx: Context) -> None:
     try:
         ctx.journal.beat(ctx.owner)
     except (*ctx.journal.errors, OSError) as exc:  # a busy journal is no reason to die
-        log.warning("cannot write the heartbeat to the journal (%s); trying again", exc)
+        log.warning(
+            "cannot write the heartbeat to the journal (%s); trying again",
+            exc,
+            extra=fields("journal_unwritable", inbox=ctx.metrics.name),
+        )
         ctx.metrics.journal_written(f"the journal cannot be written ({exc})")
     else:
         ctx.metrics.journal_written(None)
@@ -450,7 +454,11 @@ def _forget(ctx: Context) -> None:
     try:
         ctx.journal.forget_replica(ctx.owner)
     except (*ctx.journal.errors, OSError) as exc:
-        log.warning("cannot remove this daemon from the journal's replicas (%s)", exc)
+        log.warning(
+            "cannot remove this daemon from the journal's replicas (%s)",
+            exc,
+            extra=fields("journal_unwritable", inbox=ctx.metrics.name),
+        )
 
 
 def _settle_in_background(ctx: Context, running: threading.Thread | None) -> threading.Thread:
@@ -465,9 +473,16 @@ def _settle_in_background(ctx: Context, running: threading.Thread | None) -> thr
             ctx.client.authenticate()
             settle_leftovers(ctx)
         except FiledropError as exc:
-            log.warning("%s; trying again at the next rescan", str(exc).rstrip("."))
+            log.warning(
+                "%s; trying again at the next rescan",
+                str(exc).rstrip("."),
+                extra=fields("settle_failed", inbox=ctx.metrics.name),
+            )
         except Exception:  # the daemon never dies on one bad batch; the next rescan tries again
-            log.exception("settling earlier batches failed; trying again at the next rescan")
+            log.exception(
+                "settling earlier batches failed; trying again at the next rescan",
+                extra=fields("settle_failed", inbox=ctx.metrics.name),
+            )
 
     thread = threading.Thread(target=settle, name="filedrop-settle", daemon=True)
     thread.start()
@@ -482,11 +497,20 @@ def _rescan(inbox: Path, state: _State, tracker: StabilityTracker) -> str | None
         # A share being remounted, or the folder briefly gone: keep running, try again next time
         # (the readiness probe reports an unreadable inbox meanwhile).
         if not state.rescan_failing:
-            log.warning("cannot list the inbox %s (%s); trying again", inbox, exc)
+            log.warning(
+                "cannot list the inbox %s (%s); trying again",
+                inbox,
+                exc,
+                extra=fields("inbox_unlistable", inbox=state.inbox_name),
+            )
         state.rescan_failing = True
         return f"the inbox {printable(str(inbox))} cannot be listed ({exc.strerror or exc})"
     if state.rescan_failing:
-        log.info("the inbox %s can be listed again", inbox)
+        log.info(
+            "the inbox %s can be listed again",
+            inbox,
+            extra=fields("inbox_listable", inbox=state.inbox_name),
+        )
         state.rescan_failing = False
     for path, reason in ignored:
         _log_ignored(path, reason, state)
@@ -520,7 +544,11 @@ def _take_up_left_files(ctx: Context, inbox: Path, state: _State) -> None:
             target=ctx.target, states=(FileState.WAITING, FileState.RETRY, FileState.CLAIMED)
         )
     except (*ctx.journal.errors, OSError) as exc:  # a busy journal is no reason to die
-        log.warning("cannot read unfinished files from the journal (%s); trying again", exc)
+        log.warning(
+            "cannot read unfinished files from the journal (%s); trying again",
+            exc,
+            extra=fields("journal_unreadable", inbox=ctx.metrics.name),
+        )
         return
     now = ctx.clock()
     folders: dict[str, bool] = {}  # a recorded folder -> whether it is this inbox

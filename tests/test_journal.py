@@ -564,3 +564,45 @@ def test_a_journal_whose_server_dropped_it_connects_again(
     assert [m for m in logged.messages if "connect" in m] == [
         f"the journal {PostgresLocation.parse(postgres_url)} lost its connection; connected again"
     ]
+
+
+def test_a_lost_server_is_not_tried_again_at_once_and_a_closed_journal_stays_closed(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server still out of reach: each try may take the connect timeout with every thread
+    waiting, so the calls in the next seconds fail at once. A password file gone meanwhile is a
+    journal failure like that one (which the heartbeat and the lease wait out), not a crash.
+    And ``close`` is final: nothing connects again behind it."""
+    password = tmp_path / "pw"
+    password.write_text("unused (trust)\n", encoding="utf-8")
+    location = PostgresLocation.parse(postgres_url).with_password_file(password, setting="PW")
+    journal = Journal(location)
+    drop_connections(postgres_url)
+    password.unlink()
+    with pytest.raises(journal.errors):
+        journal.status_counts()  # finds the connection gone
+    with pytest.raises(journal.errors, match=r"PW .* cannot be read"):
+        journal.status_counts()  # connects again, and cannot
+    tried: list[bool] = []
+    engine = journal._engine
+    monkeypatch.setattr(engine, "reconnect", lambda: tried.append(True))
+    with pytest.raises(journal.errors, match="out of reach; connecting again within 5 s"):
+        journal.status_counts()
+    assert tried == []
+    journal.close()
+    with pytest.raises(journal.errors, match="closed"):
+        journal.status_counts()
+    assert tried == []
+
+
+def test_a_batch_another_process_made_unknown_is_not_recorded_as_accepted(
+    journal: Journal,
+) -> None:
+    """A process taking over a file it thought abandoned made the batch UNKNOWN; the answer that
+    arrives after that does not turn it back into QUEUED (its outcome already says UNKNOWN)."""
+    file = journal.claim_file(path=Path("f.csv"), sha256="00", target="t", owner="a", stale_s=60)
+    assert file is not None
+    batch, _ = journal.claim_batch(file_id=file.id, target="t", invoice_numbers=["1"])
+    journal.batch_unknown(batch, message="taken over")
+    assert journal.batch_submitted(batch, batch_id="late") is False
+    assert journal.invoices(target="t", numbers=["1"])["1"].status is InvoiceState.UNKNOWN

@@ -10,7 +10,7 @@ from typing import Any
 from builders import erp_row, filedrop, run_env, write_erp_csv
 from conftest import TEST_CLIENT_SECRET
 
-from filedrop.logs import _JsonFormatter, fields
+from filedrop.logs import _JsonFormatter, _TextFormatter, fields
 from filedrop.sandbox import Sandbox
 
 
@@ -93,3 +93,21 @@ def test_json_fields_are_escaped_and_masked_and_never_replace_the_message() -> N
         "file": "110663*****\\nforged.csv",
         "rows": 3,
     }
+
+
+def test_a_text_line_names_its_inbox_once_and_only_when_inboxes_are_listed() -> None:
+    """With inboxes listed, a line about one starts with its name, unless it says it already;
+    without, the line is as it was."""
+
+    def line(message: str, *, name_inboxes: bool) -> str:
+        record = logging.LogRecord("filedrop", logging.INFO, __file__, 1, message, (), None)
+        record.__dict__.update(fields("file_seen", inbox="acme", file="mars.csv"))
+        formatter = _TextFormatter("%(message)s", "%H:%M:%S", name_inboxes=name_inboxes)
+        return formatter.format(record)
+
+    assert line("mars.csv: seen", name_inboxes=True) == "inbox acme: mars.csv: seen"
+    assert line("inbox acme: gone", name_inboxes=True) == "inbox acme: gone"
+    assert line("inbox acmé: not this one", name_inboxes=True) == (
+        "inbox acme: inbox acmé: not this one"
+    )
+    assert line("mars.csv: seen", name_inboxes=False) == "mars.csv: seen"

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import openpyxl
 import pandas as pd
@@ -16,6 +17,7 @@ import pytest
 from builders import EXAMPLES, erp_row, filedrop, run_env, write_erp_csv
 from conftest import FakeTime, drop_connections, journal_file
 
+from filedrop import pipeline as pipeline_module
 from filedrop.journal import Journal
 from filedrop.journal.engines import PostgresLocation
 from filedrop.journal.store import FinishedBatch
@@ -438,6 +440,31 @@ def test_a_batch_accepted_while_postgresql_restarts_is_recorded_once_the_journal
     assert list(outcome_csv(inbox / "pg.outcome.csv")["outcome_status"]) == ["SUCCEEDED"]
     assert "but the journal cannot record that" in err
     assert sandbox.received_invoice_numbers() == ["6701"]
+
+
+def test_a_file_given_up_waits_for_the_posts_on_their_way(
+    inbox: Path, make_context: Callable[..., Context], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One batch fails at once (say its claim found the journal gone) while the other's POST is
+    still on its way: the file is given up only once that POST is answered and recorded, so no
+    thread writes behind the next attempt's back; that attempt sends the rest, once."""
+    write_erp_csv(inbox / "two.csv", [erp_row("6801"), erp_row("6802")])
+    ctx = make_context(batch_size=1, concurrent_batches=2)
+    submit = pipeline_module._submit_batch
+
+    def slow_or_failing(invoices: list[Any], *args: Any) -> Any:
+        if invoices[0].invoice_number == "6802":
+            raise RuntimeError("the journal went away")
+        time.sleep(1.0)
+        return submit(invoices, *args)
+
+    monkeypatch.setattr(pipeline_module, "_submit_batch", slow_or_failing)
+    with pytest.raises(RuntimeError, match="the journal went away"):
+        process_file(inbox / "two.csv", ctx)
+    states = [b.state for b in ctx.journal.batches(file_id=1)]
+    assert states == ["queued"]  # answered and recorded before the file was given up
+    monkeypatch.setattr(pipeline_module, "_submit_batch", submit)
+    assert process_file(inbox / "two.csv", make_context(batch_size=1)).counts == {"SUCCEEDED": 2}
 
 
 # -- what the run prints -----------------------------------------------------------------------

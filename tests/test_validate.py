@@ -285,14 +285,14 @@ def test_unknown_fields_pass_through_unchanged(tmp_path: Path) -> None:
         ({"Beløp": "1.5"}, 'row 2: Beløp "1.5" is not an amount (expected e.g. 1.234,50)'),
         (
             {"Beløp": "9" * 400},
-            f'row 2: Beløp "{"9" * 50}…{"9" * 20}" (400 characters) is too large to be an amount',
+            f'row 2: Beløp "{"9" * 60}...{"9" * 30}" (400 characters) is too large to be an amount',
         ),
         (
             {"Beløp": NOTE},
-            f'row 2: Beløp "{NOTE[:50]}…{NOTE[-20:]}" (39,008 characters) is not an amount '
+            f'row 2: Beløp "{NOTE[:60]}...{NOTE[-30:]}" (39,008 characters) is not an amount '
             "(expected e.g. 1.234,50)",
         ),
-        ({"E-post": "x" * 80}, f'row 2: E-post "{"x" * 80}" is not an email address'),
+        ({"E-post": "x" * 120}, f'row 2: E-post "{"x" * 120}" is not an email address'),
         ({"Beløp": ""}, "row 2: Beløp is empty (the invoice needs an amount)"),
         (
             {"Valuta": "NKO"},
@@ -401,6 +401,15 @@ def test_repeated_invoice_number_is_a_duplicate_of_the_first_row() -> None:
         "row 4: invoice number 240301 already appears on row 2",
         'row 5: Beløp "-1" is not a positive amount (it must be more than 0)',
         "row 5: invoice number 240301 already appears on row 2",
+    ]
+
+
+def test_a_long_repeated_invoice_number_is_shown_by_its_start_and_end() -> None:
+    """A 5,000-character number twice: the message still ends in where it first appears."""
+    number = "7" * 5_000
+    prepared = run([row(Fakturanr=number), row(Fakturanr=number)])
+    assert messages(prepared) == [
+        f"row 3: invoice number {'7' * 60}...{'7' * 30} (5,000 characters) already appears on row 2"
     ]
 
 

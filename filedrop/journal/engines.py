@@ -204,6 +204,10 @@ class Engine:
         ``errors`` when the server is still out of reach."""
         raise NotImplementedError
 
+    def failure(self, message: str) -> Exception:
+        """One of ``errors``, saying ``message``, for a failure found without the database."""
+        raise NotImplementedError
+
     def sql(self, statement: str) -> str:
         return statement
 
@@ -288,6 +292,10 @@ class SqliteEngine(Engine):
     # 6 placeholders a row stays far below SQLite's limit of 32,766 a statement.
     rows_per_statement = 1000
     errors = (sqlite3.Error,)
+
+    def failure(self, message: str) -> Exception:
+        return sqlite3.OperationalError(message)
+
     types = {"ID": "INTEGER PRIMARY KEY", "FLOAT": "REAL", "SEQ": ""}  # noqa: RUF012
 
     def __init__(self, path: Path) -> None:
@@ -408,6 +416,17 @@ class SqliteEngine(Engine):
                 db.execute("PRAGMA synchronous=FULL")
 
 
+#: libpq connection parameters filedrop sets unless the journal's URL gives them.
+_CONNECTION_DEFAULTS: dict[str, int] = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,  # milliseconds
+}
+
+
 class PostgresEngine(Engine):
     """A server shared by replicas: transactions lock rows, and unique keys decide races."""
 
@@ -461,14 +480,27 @@ class PostgresEngine(Engine):
         return bool(db.closed)
 
     def reconnect(self) -> Any:
-        return self._open()
+        try:
+            return self._open()
+        except ConfigError as exc:  # the password file is gone: a journal failure like the rest
+            raise self.failure(str(exc)) from exc
+
+    def failure(self, message: str) -> Exception:
+        return self._psycopg.OperationalError(message)
 
     def _open(self) -> Any:
         options: dict[str, Any] = {"autocommit": True, "row_factory": _row_factory}
         password = self._password()
         if password is not None:
             options["password"] = password
-        options.setdefault("connect_timeout", 10)
+        # Unless the URL says otherwise: give up connecting after 10 s, find an idle connection
+        # to a vanished host dead within a minute (keepalives), and fail a statement whose data
+        # the host does not acknowledge for 30 s, rather than hold the journal's lock for the
+        # quarter of an hour TCP would wait.
+        given = self._psycopg.conninfo.conninfo_to_dict(self.location.url)
+        for name, value in _CONNECTION_DEFAULTS.items():
+            if name not in given:
+                options[name] = value
         return self._psycopg.connect(self.location.url, **options)
 
     def _password(self) -> str | None:

@@ -172,6 +172,9 @@ class FinishedBatch(NamedTuple):
 
 log = logging.getLogger("filedrop.journal")
 
+#: How long a journal whose server was out of reach waits before it tries to connect again.
+_RECONNECT_PAUSE_S = 5.0
+
 _INVOICE_STATES = {state.value: state for state in InvoiceState}
 _SUCCEEDED, _FAILED = InvoiceState.SUCCEEDED.value, InvoiceState.FAILED.value
 
@@ -192,6 +195,8 @@ class Journal:
         self._lock = threading.RLock()
         self._engine: Engine = engine_for(location)
         self._db = self._engine.connect()
+        self._closed = False
+        self._reconnect_after = 0.0  # monotonic time before which a lost server is not retried
 
     @property
     def engine(self) -> str:
@@ -205,15 +210,29 @@ class Journal:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             self._db.close()
 
     def _connection(self) -> Any:
         """The connection, opened again if the server dropped it (PostgreSQL restarted or failed
         over): the statement that found it gone failed, and the next one goes through, so a
-        daemon carries on by itself. Called with the lock held."""
-        if self._engine.lost(self._db):
+        daemon carries on by itself. Called with the lock held.
+
+        A server still out of reach is not tried again for ``_RECONNECT_PAUSE_S``: each try may
+        take the connect timeout, and every thread waits for the lock meanwhile. A closed
+        journal stays closed."""
+        if self._closed or not self._engine.lost(self._db):
+            return self._db
+        if time.monotonic() < self._reconnect_after:
+            raise self._engine.failure(
+                f"the journal is out of reach; connecting again within {_RECONNECT_PAUSE_S:g} s"
+            )
+        try:
             self._db = self._engine.reconnect()
-            log.warning("the journal %s lost its connection; connected again", self.path)
+        except self._engine.errors:
+            self._reconnect_after = time.monotonic() + _RECONNECT_PAUSE_S
+            raise
+        log.warning("the journal %s lost its connection; connected again", self.path)
         return self._db
 
     def __enter__(self) -> Journal:
@@ -430,8 +449,10 @@ class Journal:
         with self._write() as db:
             db.execute("DELETE FROM batches WHERE id = ? AND invoice_count = 0", (batch,))
 
-    def batch_submitted(self, batch: int, *, batch_id: str) -> None:
-        """The API accepted the batch: its invoices are ``PENDING`` until it ends.
+    def batch_submitted(self, batch: int, *, batch_id: str) -> bool:
+        """The API accepted the batch: its invoices are ``PENDING`` until it ends. False when the
+        batch is no longer ``posting``: another process, taking over a file it thought
+        abandoned, made it UNKNOWN meanwhile, and that stands.
 
         Not waited for on the disk, like recorded results: this runs between two POSTs, and a
         sync here held the journal's lock, and with it every posting thread, for a disk's
@@ -442,15 +463,17 @@ class Journal:
         """
         now = self._clock()
         with self._write(durable=False) as db:
-            db.execute(
+            if not db.change(
                 "UPDATE batches SET state = ?, batch_id = ?, api_status = 'QUEUED',"
-                " submitted_at = ? WHERE id = ?",
-                (BatchState.QUEUED, batch_id, now, batch),
-            )
+                " submitted_at = ? WHERE id = ? AND state = ?",
+                (BatchState.QUEUED, batch_id, now, batch, BatchState.POSTING),
+            ):
+                return False
             db.execute(
                 "UPDATE invoices SET status = ?, updated_at = ? WHERE batch = ?",
                 (InvoiceState.PENDING, now, batch),
             )
+        return True
 
     def batch_unknown(self, batch: int, *, message: str) -> None:
         """The POST may or may not have arrived: its invoices are ``UNKNOWN``, never resent."""

@@ -49,6 +49,7 @@ __all__ = [
     "phone_e164",
     "phones_e164",
     "quoted",
+    "shown",
     "split_values",
     "strip",
     "typed_mask",
@@ -501,17 +502,29 @@ def _kid_mod11_ok(kid: str) -> bool:
     return check == ("-" if digit == 10 else str(digit))
 
 
-#: The longest value a problem quotes whole. A longer one (a note pasted into the amount column,
+#: The longest value a problem shows whole. A longer one (a note pasted into the amount column,
 #: a hostile cell) is shown by its start and end, so that the sentence still ends in its reason
-#: and fits the outcome's cell (a spreadsheet cell holds 32,767 characters).
-QUOTED_MAX = 80
+#: and fits the outcome's cell (a spreadsheet cell holds 32,767 characters). Three dots, not an
+#: ellipsis, which a latin-1 outcome cannot hold.
+SHOWN_MAX = 120
+
+
+def shown(value: str) -> str:
+    """A cell's value as a problem shows it: whole, or its start and end and its length."""
+    text, length = _cut(value)
+    return text + length
 
 
 def quoted(value: str) -> str:
-    """A cell's value in quotes as a problem shows it: whole, or its start and end and length."""
-    if len(value) <= QUOTED_MAX:
-        return f'"{value}"'
-    return f'"{value[:50]}…{value[-20:]}" ({len(value):,} characters)'
+    """``shown``, in quotes (the length, when it is given, after them)."""
+    text, length = _cut(value)
+    return f'"{text}"{length}'
+
+
+def _cut(value: str) -> tuple[str, str]:
+    if len(value) <= SHOWN_MAX:
+        return value, ""
+    return f"{value[:60]}...{value[-30:]}", f" ({len(value):,} characters)"
 
 
 def mask_id(value: str) -> str:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from filedrop.mapping.convert import shown
 from filedrop.mapping.fields import Issue, Values
 from filedrop.mapping.loader import Mapping
 from filedrop.mapping.tree import Field
@@ -99,7 +100,8 @@ def find_duplicates(
         rows = table.row_numbers
         for g in np.flatnonzero(later):
             duplicate_of[g] = first = first_group[codes[g]]
-            why = f"invoice number {v.vals[g]} already appears on row {rows[groups.first[first]]}"
+            number = shown(str(v.vals[g]))
+            why = f"invoice number {number} already appears on row {rows[groups.first[first]]}"
             issues += [
                 Issue(r, "duplicate", v.label[g], v.text[g], why) for r in groups.members_of(g)
             ]

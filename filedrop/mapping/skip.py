@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from filedrop.mapping.convert import strip
+from filedrop.mapping.convert import quoted, strip
 from filedrop.mapping.fields import Source, Values, evaluate
 from filedrop.mapping.loader import TOTALS_WORDS, Mapping
 
@@ -37,9 +37,9 @@ def skipped_rows(mapping: Mapping, src: Source, number: Values | None) -> np.nda
                 hit |= v.empty
         for i in np.flatnonzero(hit & np.equal(why, None)).tolist():
             if rule.at_most is not None:
-                what = f'"{v.text[i]}" is {rule.at_most:g} or less'
+                what = f"{quoted(v.text[i])} is {rule.at_most:g} or less"
             else:
-                what = f'is "{v.text[i]}"' if v.text[i] else "is empty"
+                what = f"is {quoted(v.text[i])}" if v.text[i] else "is empty"
             why[i] = f"rule {rule.name}: {v.label[i]} {what}"
     if mapping.skip_totals and number is not None:
         _totals(src, number, why)
@@ -57,4 +57,4 @@ def _totals(src: Source, number: Values, why: np.ndarray) -> None:
         cells = strip(src.cells[pos].iloc[candidates]).tolist()
         for i, cell in zip(candidates.tolist(), cells, strict=True):
             if why[i] is None and cell.casefold().rstrip(":").strip() in _TOTALS:
-                why[i] = f'rule skip.totals: {src.headers[pos]} "{cell}" marks a totals row'
+                why[i] = f"rule skip.totals: {src.headers[pos]} {quoted(cell)} marks a totals row"
