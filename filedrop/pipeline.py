@@ -52,7 +52,11 @@ from filedrop.inbox import (
     scan,
 )
 from filedrop.journal import BatchRecord, FileRecord, InvoiceRecord, Journal, this_owner
-from filedrop.journal.rebuild import lost_journal_evidence, lost_journal_message
+from filedrop.journal.rebuild import (
+    inbox_lost_journal_evidence,
+    lost_journal_evidence,
+    lost_journal_message,
+)
 from filedrop.journal.store import FinishedBatch
 from filedrop.logs import fields, plural, printable
 from filedrop.mapping import Mapping, select_mapping
@@ -136,6 +140,7 @@ class Context:
     poller: Poller = field(init=False)
     _said: set[str] = field(init=False, default_factory=set)
     _said_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
+    _lost: tuple[float, tuple[str, Path] | None] = field(init=False, default=(-1e9, None))
 
     def __post_init__(self) -> None:
         self.poster = DaemonPool(workers=self.concurrent_batches, name="filedrop-post")
@@ -156,6 +161,19 @@ class Context:
 
     def close(self) -> None:
         self.poller.close()
+
+    def lost_journal_elsewhere(self) -> tuple[str, Path] | None:
+        """``inbox_lost_journal_evidence`` for this inbox, looked for again after 30 s at most
+        (a daemon sees a rebuild without a restart)."""
+        looked_at, found = self._lost
+        if time.monotonic() - looked_at > _LOOK_FOR_LOST_JOURNAL_S:
+            found = inbox_lost_journal_evidence(self.inbox, self.journal, limits=self.read_limits)
+            self._lost = (time.monotonic(), found)
+        return found
+
+
+#: How long a look over the inbox for a lost journal's evidence holds.
+_LOOK_FOR_LOST_JOURNAL_S = 30.0
 
 
 class Setback(enum.Enum):
@@ -263,18 +281,28 @@ def _lost_journal(path: Path, ctx: Context) -> FileReport | None:
     filedrop start afresh over an inbox it processed before, sending every invoice again.
     """
     outcome = lost_journal_evidence(path, ctx.journal, limits=ctx.read_limits)
-    if outcome is None:
+    if outcome is not None:
+        said = lost_journal_message(path.name, outcome, ctx.journal.path)
+        message = (
+            "not sent: its outcome shows it was sent before, but the journal has never heard "
+            "of it (lost or replaced); run 'filedrop journal rebuild'"
+        )
+    elif elsewhere := ctx.lost_journal_elsewhere():
+        # A file of another name (a re-export, say) may hold the invoices that outcome shows.
+        name, outcome = elsewhere
+        said = lost_journal_message(name, outcome, ctx.journal.path, whole_inbox=True)
+        message = (
+            f"not sent: the outcome {outcome.name} shows invoices sent from {name}, which the "
+            "journal has never heard of (lost or replaced); run 'filedrop journal rebuild'"
+        )
+    else:
         return None
     if ctx.say_once("lost-journal"):
         log.error(
             "%s",
-            printable(lost_journal_message(path, outcome, ctx.journal.path)),
+            printable(said),
             extra=fields("journal_lost", inbox=ctx.metrics.name, file=path.name),
         )
-    message = (
-        "not sent: its outcome shows it was sent before, but the journal has never heard of it "
-        "(lost or replaced); run 'filedrop journal rebuild'"
-    )
     return FileReport(path, FileState.SKIPPED, {}, message=message, setback=Setback.SETUP)
 
 

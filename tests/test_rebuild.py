@@ -75,6 +75,31 @@ def test_lost_journal_sends_nothing_until_rebuilt_and_pending_batches_complete(
         assert sorted(api.received_invoice_numbers()) == ["7001", "7002", "7003", "7101"]
 
 
+def test_after_a_lost_journal_a_re_export_under_a_new_name_is_not_sent(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """a.csv was sent, then the journal deleted; a re-export of the same invoices and one more
+    comes as a-2.csv, with no outcome of its own. Nothing in the inbox is sent until the journal
+    is rebuilt, whichever file is looked at first; then only the new invoice goes out."""
+    write_erp_csv(inbox / "a.csv", [erp_row("9101"), erp_row("9102")])
+    env = run_env(inbox, sandbox.url)
+    filedrop("run", environ=env)
+    delete_journal(inbox)
+    write_erp_csv(inbox / "a-2.csv", [erp_row("9101"), erp_row("9102"), erp_row("9103")])
+    _, out, err = filedrop("run", environ=env, expect=2)
+    assert sandbox.received_invoice_numbers() == ["9101", "9102"]
+    assert (
+        "a-2.csv: skipped (not sent: the outcome a.outcome.csv shows invoices sent from a.csv, "
+        "which the journal has never heard of (lost or replaced); run 'filedrop journal rebuild')"
+    ) in out
+    assert "nothing in this inbox is sent until 'filedrop journal rebuild'" in err + out
+    assert not (inbox / "a-2.outcome.csv").exists()
+    filedrop("journal", "rebuild", environ=env)
+    filedrop("run", environ=env)
+    assert sandbox.received_invoice_numbers() == ["9101", "9102", "9103"]
+    assert statuses(inbox / "a-2.outcome.csv") == ["DUPLICATE", "DUPLICATE", "SUCCEEDED"]
+
+
 def test_rebuild_blocks_unknown_invoices_for_resolve(inbox: Path, sandbox: Sandbox) -> None:
     """An UNKNOWN row comes back as an UNKNOWN batch that status lists and resolve settles."""
     sandbox.options.rate_lost_response = 1.0  # processed, never answered: UNKNOWN

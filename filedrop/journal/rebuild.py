@@ -19,6 +19,7 @@ from pathlib import Path
 
 from filedrop.errors import ReadError
 from filedrop.inbox import OUTCOME_SUFFIXES, content_hash, scan
+from filedrop.journal.engines import PostgresLocation
 from filedrop.journal.store import Journal
 from filedrop.outcome import OUTCOME_COLUMNS, outcome_path, outcome_paths
 from filedrop.read import INPUT_SUFFIXES, ReadLimits, ReadOptions, read_table
@@ -130,27 +131,60 @@ def lost_journal_evidence(path: Path, journal: Journal, *, limits: ReadLimits) -
     if journal.knows_file_name(path.name):
         return None
     fresh_at = journal.started_fresh_at()
-    for outcome in outcomes_of(path):
-        try:
-            if fresh_at is not None and outcome.stat().st_mtime <= fresh_at:
-                continue
-            rows = read_outcome(outcome, limits=limits)
-        except FileNotFoundError:
-            continue
-        except (OSError, ReadError):
-            return outcome
-        if _statuses(rows) & SENT_ROW_STATUSES:
-            return outcome
+    return next((o for o in outcomes_of(path) if _shows_sent(o, fresh_at, limits)), None)
+
+
+def inbox_lost_journal_evidence(
+    inbox: Path, journal: Journal, *, limits: ReadLimits
+) -> tuple[str, Path] | None:
+    """``lost_journal_evidence`` over the whole inbox and its archive: the name of an input the
+    journal has never recorded, and its outcome that shows rows sent. Then nothing in this inbox
+    may be sent until the journal is rebuilt: a file under a new name (a re-export) may hold the
+    very invoices that outcome shows sent. ``None`` when there is none; in an inbox whose
+    journal is whole that takes one lookup an outcome, and no reading."""
+    fresh_at = journal.started_fresh_at()
+    for outcome, source in _outcome_files(inbox):
+        # An archived input and its outcome carry the time they were archived before the name.
+        if source is not None:
+            name = _unstamped(source.name)
+        else:
+            name = _input_name(outcome.with_name(_unstamped(outcome.name)))
+        if not journal.knows_file_name(name) and _shows_sent(outcome, fresh_at, limits):
+            return name, outcome
     return None
 
 
-def lost_journal_message(path: Path, outcome: Path, journal: Path) -> str:
-    """The one sentence a run says when a file's outcome shows more than its journal knows."""
-    return (
-        f"{path.name}: its outcome {outcome} shows it was sent before, but the journal "
-        f"{journal} has never heard of it, so the journal was lost or replaced; nothing was sent: "
-        "run 'filedrop journal rebuild' to read the outcomes back into it (or point "
-        "FILEDROP_STATE at the journal in use)"
+def _shows_sent(outcome: Path, fresh_at: float | None, limits: ReadLimits) -> bool:
+    """Whether ``outcome`` shows rows sent, after the journal was last started afresh on
+    purpose; one that cannot be read counts (better a question than an invoice sent twice)."""
+    try:
+        if fresh_at is not None and outcome.stat().st_mtime <= fresh_at:
+            return False
+        rows = read_outcome(outcome, limits=limits)
+    except FileNotFoundError:
+        return False
+    except (OSError, ReadError):
+        return True
+    return bool(_statuses(rows) & SENT_ROW_STATUSES)
+
+
+def lost_journal_message(
+    name: str, outcome: Path, journal: Path | PostgresLocation, *, whole_inbox: bool = False
+) -> str:
+    """The one sentence a run says when a file's outcome shows more than its journal knows;
+    ``whole_inbox`` when that holds back every file of the inbox, not only ``name``."""
+    found = (
+        f"{name}: its outcome {outcome} shows it was sent before, but the journal {journal} has "
+        "never heard of it, so the journal was lost or replaced; "
+    )
+    if whole_inbox:
+        return found + (
+            "nothing in this inbox is sent until 'filedrop journal rebuild' has read the "
+            "outcomes back into it (or FILEDROP_STATE points at the journal in use)"
+        )
+    return found + (
+        "nothing was sent: run 'filedrop journal rebuild' to read the outcomes back into it (or "
+        "point FILEDROP_STATE at the journal in use)"
     )
 
 
