@@ -290,7 +290,7 @@ def _lost_journal(path: Path, ctx: Context) -> FileReport | None:
     elif elsewhere := ctx.lost_journal_elsewhere():
         # A file of another name (a re-export, say) may hold the invoices that outcome shows.
         name, outcome = elsewhere
-        said = lost_journal_message(name, outcome, ctx.journal.path, whole_inbox=True)
+        said = lost_journal_message(name, outcome, ctx.journal.path)
         message = (
             f"not sent: the outcome {outcome.name} shows invoices sent from {name}, which the "
             "journal has never heard of (lost or replaced); run 'filedrop journal rebuild'"

@@ -30,8 +30,8 @@ def lost_sentence(name: str, inbox: Path) -> str:
     return (
         f"{name}: its outcome {inbox / name.replace('.csv', '.outcome.csv')} shows it was sent "
         f"before, but the journal {journal_file(inbox)} has never heard of it, so the journal was "
-        "lost or replaced; nothing was sent: run 'filedrop journal rebuild' to read the outcomes "
-        "back into it (or point FILEDROP_STATE at the journal in use)"
+        "lost or replaced; nothing in this inbox is sent until 'filedrop journal rebuild' has "
+        "read the outcomes back into it (or FILEDROP_STATE points at the journal in use)"
     )
 
 

@@ -168,23 +168,14 @@ def _shows_sent(outcome: Path, fresh_at: float | None, limits: ReadLimits) -> bo
     return bool(_statuses(rows) & SENT_ROW_STATUSES)
 
 
-def lost_journal_message(
-    name: str, outcome: Path, journal: Path | PostgresLocation, *, whole_inbox: bool = False
-) -> str:
-    """The one sentence a run says when a file's outcome shows more than its journal knows;
-    ``whole_inbox`` when that holds back every file of the inbox, not only ``name``."""
-    found = (
+def lost_journal_message(name: str, outcome: Path, journal: Path | PostgresLocation) -> str:
+    """The one sentence a run says when an outcome in the inbox shows more than its journal
+    knows: every file of the inbox is held back then (``inbox_lost_journal_evidence``)."""
+    return (
         f"{name}: its outcome {outcome} shows it was sent before, but the journal {journal} has "
-        "never heard of it, so the journal was lost or replaced; "
-    )
-    if whole_inbox:
-        return found + (
-            "nothing in this inbox is sent until 'filedrop journal rebuild' has read the "
-            "outcomes back into it (or FILEDROP_STATE points at the journal in use)"
-        )
-    return found + (
-        "nothing was sent: run 'filedrop journal rebuild' to read the outcomes back into it (or "
-        "point FILEDROP_STATE at the journal in use)"
+        "never heard of it, so the journal was lost or replaced; nothing in this inbox is sent "
+        "until 'filedrop journal rebuild' has read the outcomes back into it (or FILEDROP_STATE "
+        "points at the journal in use)"
     )
 
 
