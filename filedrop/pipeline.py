@@ -369,7 +369,7 @@ def _process_claimed(path: Path, ctx: Context, file_id: int, hashed: HashedFile)
     if problem := xlsx_fit_problem(table):
         return _file_error(path, ctx, file_id, f"{name}: {problem}", started, dest=dest)
     with frozen_for_gc():
-        return _send_and_report(prepared, ctx, file_id, started, dest=dest)
+        return _send_and_report(prepared, ctx, file_id, started, dest=dest, sha256=hashed.sha256)
 
 
 def _outcome_dest(path: Path) -> tuple[Path | None, str]:
@@ -461,7 +461,7 @@ def _summary(path: Path, ctx: Context, started: datetime) -> OutcomeSummary:
 
 
 def _send_and_report(
-    prepared: Prepared, ctx: Context, file_id: int, started: datetime, *, dest: Path
+    prepared: Prepared, ctx: Context, file_id: int, started: datetime, *, dest: Path, sha256: str
 ) -> FileReport:
     path = prepared.table.path
     name = printable(path.name)
@@ -489,7 +489,7 @@ def _send_and_report(
     )
     outcome = write_outcome(prepared.table, outcomes, summary, dest=dest)
     if state is FileState.DONE and ctx.archive:
-        outcome = _archive(path, outcome, ctx)
+        outcome = _archive(path, outcome, ctx, sha256=sha256)
     ctx.journal.finish_file(
         file_id,
         state=state,
@@ -1108,11 +1108,13 @@ def _batch_line(batch: BatchRecord) -> BatchLine:
     )
 
 
-def _archive(path: Path, outcome: Path, ctx: Context) -> Path:
+def _archive(path: Path, outcome: Path, ctx: Context, *, sha256: str) -> Path:
     """Move original and outcome to ``archive/``, stamped so last month's file is never replaced.
 
     An ``archive`` that is a symbolic link is never followed (it could lead anywhere the daemon
-    may write): both files stay where they are, and the log says so once.
+    may write): both files stay where they are, and the log says so once. An original whose
+    bytes are no longer those processed (``sha256``: replaced or rewritten meanwhile) stays in
+    the inbox, to be taken as the new file it is; only the outcome goes.
     """
     archive = path.parent / "archive"
     if archive.is_symlink():
@@ -1126,7 +1128,19 @@ def _archive(path: Path, outcome: Path, ctx: Context) -> Path:
         return outcome
     archive.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    shutil.move(path, archive / f"{stamp}-{path.name}")
+    try:
+        unchanged = content_hash(path) == sha256
+    except OSError:  # gone: nothing to move
+        unchanged = False
+    if unchanged:
+        shutil.move(path, archive / f"{stamp}-{path.name}")
+    else:
+        log.info(
+            "%s: changed while it was processed; it stays in the inbox, and only its outcome "
+            "goes to the archive",
+            printable(path.name),
+            extra=fields("file_changed", inbox=ctx.metrics.name, file=path.name),
+        )
     return Path(shutil.move(outcome, archive / f"{stamp}-{outcome.name}"))
 
 

@@ -467,6 +467,30 @@ def test_a_file_given_up_waits_for_the_posts_on_their_way(
     assert process_file(inbox / "two.csv", make_context(batch_size=1)).counts == {"SUCCEEDED": 2}
 
 
+def test_a_file_replaced_while_it_was_processed_is_not_archived_for_the_first(
+    inbox: Path, make_context: Callable[..., Context], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With archiving, a file replaced by another of the same name while the first was sent
+    stays in the inbox: only the first's outcome is archived, and the new rows are sent when the
+    file is taken again, none lost."""
+    path = write_erp_csv(inbox / "big.csv", [erp_row("6901"), erp_row("6902")])
+    write = pipeline_module.write_outcome
+
+    def replaced_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        write_erp_csv(path, [erp_row("6903")])
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline_module, "write_outcome", replaced_meanwhile)
+    first = process_file(path, make_context(archive=True))
+    assert first.counts == {"SUCCEEDED": 2}
+    assert path.exists()
+    archived = sorted(p.name.split("-", 2)[-1] for p in (inbox / "archive").iterdir())
+    assert archived == ["big.outcome.csv"]
+    monkeypatch.setattr(pipeline_module, "write_outcome", write)
+    assert process_file(path, make_context(archive=True)).counts == {"SUCCEEDED": 1}
+    assert not path.exists()
+
+
 # -- what the run prints -----------------------------------------------------------------------
 
 
