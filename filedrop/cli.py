@@ -8,6 +8,7 @@ and the output streams are parameters so tests run the CLI in-process.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import logging
@@ -20,7 +21,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -67,7 +68,10 @@ EPILOGS = {
 
 exit codes: 0 every row SUCCEEDED, DUPLICATE or SKIPPED; 1 some row FAILED, INVALID or UNKNOWN, or a
 file ERROR; 2 fix the setup: configuration, credentials, organisation, URL or batch size (not sent);
-3 rows still PENDING, or NOT_SENT while Amili was unavailable. The first of 2, 1, 3, 0 wins.""",
+3 rows still PENDING, or NOT_SENT while Amili was unavailable. The first of 2, 1, 3, 0 wins.
+
+On SIGTERM it sends no new batch, records the answers of the POSTs on their way, and exits 3 with
+the rest left for the next run.""",
     "watch": """examples:
   FILEDROP_ENV=production FILEDROP_INBOX=/inbox FILEDROP_MAPPING=/mappings filedrop watch
   filedrop watch --polling --stability-s 30     on an SMB/NFS share or a Docker Desktop mount
@@ -393,15 +397,23 @@ def _run(args: argparse.Namespace, io: Io) -> int:
 
     settings = _load(args, io)
     metrics = Metrics()
+    stop = threading.Event()
     if settings.inboxes:
         try:
-            return _run_inboxes(settings, io, metrics)
+            with _stopped_by_sigterm(stop):
+                return _run_inboxes(settings, io, metrics, stop)
         finally:
             _write_metrics(metrics, settings)
     try:
-        with open_context(
-            settings, progress=_progress_for(io, settings.log_format), metrics=metrics
-        ) as ctx:
+        with (
+            _stopped_by_sigterm(stop),
+            open_context(
+                settings,
+                progress=_progress_for(io, settings.log_format),
+                metrics=metrics,
+                stop=stop,
+            ) as ctx,
+        ):
             report = run_inbox(ctx)
     except ApiUnavailable as exc:
         # Not the setup's fault: nothing was sent, and the next run simply starts over.
@@ -413,13 +425,13 @@ def _run(args: argparse.Namespace, io: Io) -> int:
     return report.exit_code
 
 
-def _run_inboxes(settings: Settings, io: Io, metrics: Metrics) -> int:
+def _run_inboxes(settings: Settings, io: Io, metrics: Metrics, stop: threading.Event) -> int:
     """``run`` over the config's inboxes: each one's summary under its name, and one exit code
     for them all (the first of 2, 1, 3, 0 that any inbox has)."""
     from filedrop.logs import printable
     from filedrop.runner import combined_exit_code, run_inboxes
 
-    runs = run_inboxes(settings, metrics=metrics)
+    runs = run_inboxes(settings, metrics=metrics, stop=stop)
     for run in runs:
         inbox = run.settings
         io.say(mask_ids(f"Inbox {inbox.name} ({printable(str(inbox.inbox))}):"))
@@ -1002,6 +1014,22 @@ def _start_fresh(settings: Settings, inbox: Path, io: Io) -> int:
 def _on_signals(stop: threading.Event) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+
+
+@contextlib.contextmanager
+def _stopped_by_sigterm(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM (a CronJob's pod evicted, systemd stopping its unit) sets ``stop`` meanwhile: a
+    run then ends early but whole, as watch does (the POSTs on their way are recorded, the rest
+    resumes at the next run), instead of dying with batches whose fate nobody recorded."""
+    try:
+        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    except ValueError:  # not the main thread (an embedding program): its signals are its own
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _wait_for_signal() -> None:

@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -236,7 +236,8 @@ def run_inbox(ctx: Context) -> RunReport:
             extra=fields("file_changing", inbox=ctx.metrics.name, file=path.name),
         )
     report = process_files(ready, ctx)
-    settle_leftovers(ctx)
+    if not ctx.stop.is_set():
+        settle_leftovers(ctx)
     if measure_backlog(ctx):
         ctx.metrics.cycle_succeeded()
     return report
@@ -266,6 +267,7 @@ def run_inboxes(
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
     metrics: Metrics | None = None,
+    stop: threading.Event | None = None,
 ) -> list[InboxRun]:
     """``filedrop run`` over every inbox the config lists, in the config's order.
 
@@ -278,7 +280,7 @@ def run_inboxes(
     counted = metrics or Metrics()
 
     def one(inbox: Settings) -> InboxRun:
-        return _run_one(inbox, clock=clock, sleep=sleep, metrics=counted)
+        return _run_one(inbox, clock=clock, sleep=sleep, metrics=counted, stop=stop)
 
     with ThreadPoolExecutor(max_workers=len(inboxes), thread_name_prefix="filedrop-inbox") as pool:
         return list(pool.map(one, inboxes))
@@ -290,10 +292,11 @@ def _run_one(
     clock: Callable[[], float],
     sleep: Callable[[float], None],
     metrics: Metrics,
+    stop: threading.Event | None,
 ) -> InboxRun:
     """One inbox of ``run_inboxes``; whatever stops it becomes its ``InboxRun``'s failure."""
     try:
-        with open_context(settings, clock=clock, sleep=sleep, metrics=metrics) as ctx:
+        with open_context(settings, clock=clock, sleep=sleep, metrics=metrics, stop=stop) as ctx:
             return InboxRun(settings, report=run_inbox(ctx))
     except ApiUnavailable as exc:  # nothing was sent; the next run starts over
         failure, code = str(exc), ExitCode.UNFINISHED
@@ -533,11 +536,34 @@ def measure_backlog(ctx: Context) -> bool:
 
 def process_files(paths: list[Path], ctx: Context) -> RunReport:
     """Process files ``ctx.concurrent_files`` at a time; one file's failure never stops the
-    others."""
+    others.
+
+    A stop (``ctx.stop``, which ``filedrop run`` sets on SIGTERM) ends it early but whole: no
+    new batch is claimed, the POSTs on their way are answered and recorded, the batches being
+    polled are left QUEUED, and each file is left resumable for the next run."""
     with ThreadPoolExecutor(
         max_workers=ctx.concurrent_files, thread_name_prefix="filedrop-file"
     ) as pool:
-        return RunReport(list(pool.map(lambda path: process_guarded(path, ctx), paths)))
+        running = [pool.submit(process_guarded, path, ctx) for path in paths]
+        while not wait(running, timeout=_STOP_CHECK_S).done.issuperset(running):
+            if ctx.stop.is_set():
+                _stop_polling(ctx)
+                break
+        return RunReport([future.result() for future in running])
+
+
+#: How often a run waiting for its files looks whether it was told to stop.
+_STOP_CHECK_S = 0.2
+
+
+def _stop_polling(ctx: Context) -> None:
+    """Resolve every poll at once (the batches stay QUEUED, polled by the next run)."""
+    log.info(
+        "stopping: no new batch is sent; the POSTs on their way are answered and recorded, and "
+        "the rest is left for the next run",
+        extra=fields("stopping", inbox=ctx.metrics.name),
+    )
+    ctx.poller.close()
 
 
 def settle_leftovers(ctx: Context) -> None:

@@ -112,6 +112,37 @@ def test_kill_9_during_a_post_leaves_unknown_rows_and_never_resends(tmp_path: Pa
         assert "UNKNOWN" in out
 
 
+def test_sigterm_during_a_post_records_it_and_leaves_the_rest_for_the_next_run(
+    tmp_path: Path,
+) -> None:
+    """SIGTERM (a CronJob's pod evicted) while a POST awaits its answer: the run waits for that
+    answer and records it, sends nothing more, writes no outcome and exits 3; the next run sends
+    the rest. No row UNKNOWN, as a kill -9 leaves it, and none sent twice."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    write_erp_csv(inbox / "term.csv", [erp_row(str(21_001 + n)) for n in range(4)])
+    with Sandbox(SandboxOptions(delay_s=(0, 0))).start() as sandbox:
+        sandbox.stall_next(2.0)  # the first POST is processed, its answer comes 2 s later
+        env = run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE="2", FILEDROP_CONCURRENT_BATCHES="1")
+        child = start_run(env)
+        deadline = time.monotonic() + 10
+        while sandbox.counters().posts < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        child.send_signal(signal.SIGTERM)
+        _, err = child.communicate(timeout=30)
+        assert child.returncode == 3, err.decode()
+        assert b"stopping: no new batch is sent" in err
+        assert sandbox.counters().posts == 1
+        assert not (inbox / "term.outcome.csv").exists()
+        with sqlite3.connect(journal_file(inbox)) as db:
+            assert db.execute("SELECT state FROM batches").fetchall() == [("queued",)]
+
+        filedrop("run", environ=env)
+        assert statuses(inbox / "term.outcome.csv") == ["SUCCEEDED"] * 4
+        assert sandbox.counters().invoice_numbers_repeated == ()
+        assert sandbox.counters().invoices_received == 4
+
+
 def test_two_processes_on_one_inbox_send_each_invoice_once(tmp_path: Path) -> None:
     """Two `filedrop run` processes started together on one journal never double-send."""
     inbox = tmp_path / "inbox"
