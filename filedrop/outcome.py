@@ -27,6 +27,7 @@ from __future__ import annotations
 import codecs
 import csv
 import datetime as dt
+import errno
 import io
 import math
 import os
@@ -213,8 +214,10 @@ def check_outcome_name(dest: Path) -> None:
 
     Asked before anything is sent: a name too long for the folder (``ENAMETOOLONG``: the
     temporary name is 14 characters longer than the outcome's) or a folder that refuses new
-    files shows now, not after the invoices went out.
+    files shows now, not after the invoices went out; so does a folder in the outcome's place.
     """
+    if dest.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "a folder has the outcome's name", str(dest))
     tmp = _temp_path(dest)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     os.close(fd)
@@ -370,20 +373,26 @@ def write_error_outcome(
 
 
 def _write_atomically(dest: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Run ``write`` on a hidden temporary file beside ``dest``, fsync it, rename it to ``dest``."""
+    """Run ``write`` on a hidden temporary file beside ``dest``, fsync it, rename it to ``dest``.
+
+    A failure names ``dest``, the file the user knows, not the temporary one (a full disk, or a
+    folder in the outcome's place: "No space left on device (.../april.outcome.csv)")."""
     tmp = _temp_path(dest)
-    # O_EXCL: never write into someone else's file. Mode 0o666 minus the umask, like any file
-    # the user makes, so colleagues on a shared folder can open it (mkstemp would give 0o600).
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        # O_EXCL: never write into someone else's file. Mode 0o666 minus the umask, like any
+        # file the user makes, so colleagues on a shared folder can open it (mkstemp: 0o600).
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                write(fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            tmp.replace(dest)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or str(exc), str(dest)) from exc
     if os.name == "posix":  # make the rename itself durable; Windows cannot open folders
         folder = os.open(dest.parent, os.O_RDONLY)
         try:

@@ -491,6 +491,26 @@ def test_a_file_replaced_while_it_was_processed_is_not_archived_for_the_first(
     assert not path.exists()
 
 
+def test_an_outcome_that_cannot_be_written_is_named_not_its_temporary_file(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """A folder stands where the outcome goes: nothing is sent, the sentence names that outcome,
+    and the next run, once the folder is gone, sends the file and writes it."""
+    write_erp_csv(inbox / "d.csv", [erp_row("7201")])
+    (inbox / "d.outcome.csv").mkdir()
+    env = run_env(inbox, sandbox.url)
+    _, out, _ = filedrop("run", environ=env, expect=ExitCode.ATTENTION)
+    assert (
+        f"a folder has the outcome's name ({inbox / 'd.outcome.csv'}); nothing is lost, the next "
+        "run resumes it"
+    ) in out
+    assert sandbox.received_invoice_numbers() == []
+    (inbox / "d.outcome.csv").rmdir()
+    filedrop("run", environ=env)
+    assert list(outcome_csv(inbox / "d.outcome.csv")["outcome_status"]) == ["SUCCEEDED"]
+    assert sandbox.received_invoice_numbers() == ["7201"]
+
+
 # -- what the run prints -----------------------------------------------------------------------
 
 
