@@ -228,6 +228,7 @@ class _Setbacks:
 
 def process_file(path: Path, ctx: Context) -> FileReport:
     """Process one ready file, or resume it; never raises for a problem with the file itself."""
+    ctx.journal.put_back_if_deleted()
     if lost := _lost_journal(path, ctx):
         return lost
     hashed = _hash(path, ctx)

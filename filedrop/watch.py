@@ -436,6 +436,7 @@ def _dispose(observer: BaseObserver) -> None:
 
 
 def _beat(ctx: Context) -> None:
+    ctx.journal.put_back_if_deleted()
     try:
         ctx.journal.beat(ctx.owner)
     except (*ctx.journal.errors, OSError) as exc:  # a busy journal is no reason to die

@@ -4,6 +4,7 @@ SQLite file and a real PostgreSQL database."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -606,3 +607,26 @@ def test_a_batch_another_process_made_unknown_is_not_recorded_as_accepted(
     journal.batch_unknown(batch, message="taken over")
     assert journal.batch_submitted(batch, batch_id="late") is False
     assert journal.invoices(target="t", numbers=["1"])["1"].status is InvoiceState.UNKNOWN
+
+
+def test_a_journal_file_deleted_while_open_is_put_back_with_nothing_lost(
+    tmp_path: Path, logged: Logged
+) -> None:
+    """Its folder removed while filedrop runs: the journal is written back from the open
+    connection, and recording goes on into the file the next start opens."""
+    path = tmp_path / "state" / "journal.db"
+    with Journal(path) as journal:
+        file = journal.claim_file(path=Path("a.csv"), sha256="0", target="t", owner="a", stale_s=60)
+        assert file is not None
+        journal.claim_batch(file_id=file.id, target="t", invoice_numbers=["1", "2"])
+        shutil.rmtree(path.parent)
+        journal.put_back_if_deleted()
+        assert path.exists()
+        journal.claim_batch(file_id=file.id, target="t", invoice_numbers=["3"])
+        shutil.rmtree(path.parent)  # and again, found this time only as filedrop stops
+    with Journal(path) as reopened:
+        assert sorted(reopened.invoices(target="t", numbers=["1", "2", "3"])) == ["1", "2", "3"]
+    assert [m for m in logged.messages if "deleted" in m] == [
+        f"the journal {path} was deleted while filedrop had it open; it was put back from the "
+        "open copy, with nothing lost"
+    ] * 2

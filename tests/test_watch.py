@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -290,6 +291,26 @@ def test_a_daemon_carries_on_after_its_postgresql_journal_restarts(
         what="after.csv done",
     )
     assert_sent_once(sandbox, ["PG-1", "PG-2"])
+
+
+def test_a_daemon_whose_journal_folder_is_removed_puts_it_back(
+    start_watch: Callable[..., Watcher], sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """The journal's folder is removed while the daemon runs (a clean-up script): the next file
+    finds it put back from the open copy, and the journal the next start opens knows the
+    invoices of both files (so a re-export would send neither again)."""
+    state = tmp_path / "state" / "journal.db"
+    watcher = start_watch(state=state)
+    (watcher.inbox / "first.csv").write_text(HEADER + row("RM-1"), encoding="utf-8")
+    watcher.wait_for("first.csv")
+    shutil.rmtree(state.parent)
+    (watcher.inbox / "second.csv").write_text(HEADER + row("RM-2"), encoding="utf-8")
+    watcher.wait_for("second.csv")
+    watcher.halt()
+    with Journal(state) as journal:
+        known = journal.invoices(target=watcher.ctx.target, numbers=["RM-1", "RM-2"])
+    assert sorted(known) == ["RM-1", "RM-2"]
+    assert_sent_once(sandbox, ["RM-1", "RM-2"])
 
 
 @pytest.mark.parametrize("leaves", ["dies", "leaves it waiting"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 import sqlite3
 import sys
@@ -208,6 +209,15 @@ class Engine:
         """One of ``errors``, saying ``message``, for a failure found without the database."""
         raise NotImplementedError
 
+    def deleted(self) -> bool:
+        """Whether the journal's file was deleted while open (a server's never is)."""
+        return False
+
+    def put_back(self, db: Any) -> Any:
+        """Write the journal that ``db`` still holds back where it was; returns the connection
+        to use from now on. Raises ``OSError`` or one of ``errors`` when it cannot."""
+        raise NotImplementedError
+
     def sql(self, statement: str) -> str:
         return statement
 
@@ -295,6 +305,29 @@ class SqliteEngine(Engine):
 
     def failure(self, message: str) -> Exception:
         return sqlite3.OperationalError(message)
+
+    def deleted(self) -> bool:
+        return not self.path.exists()
+
+    def put_back(self, db: sqlite3.Connection) -> sqlite3.Connection:
+        # The open connection still reads the whole journal, write-ahead log included, from the
+        # deleted file: copied to a new file, which is then linked in, never over a file that
+        # somebody put there meanwhile.
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        copy_path = self.path.with_name(f".{self.path.name}.put-back")
+        copy_path.unlink(missing_ok=True)
+        copy = sqlite3.connect(copy_path)
+        try:
+            db.backup(copy)
+        finally:
+            copy.close()
+        try:
+            os.link(copy_path, self.path)
+        finally:
+            copy_path.unlink(missing_ok=True)
+        restored = self.connect()
+        db.close()
+        return restored
 
     types = {"ID": "INTEGER PRIMARY KEY", "FLOAT": "REAL", "SEQ": ""}  # noqa: RUF012
 

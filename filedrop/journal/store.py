@@ -31,6 +31,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from filedrop.errors import ConfigError
 from filedrop.journal.engines import Engine, PostgresLocation, engine_for
 from filedrop.logs import mask_ids
 from filedrop.states import (
@@ -210,8 +211,33 @@ class Journal:
 
     def close(self) -> None:
         with self._lock:
+            self.put_back_if_deleted()  # else its records end with this process
             self._closed = True
             self._db.close()
+
+    def put_back_if_deleted(self) -> None:
+        """A SQLite journal whose file was deleted while open (a clean-up script, a folder
+        removed by mistake) is written back from the open connection, which still holds all of
+        it: else this process would go on recording into a file nobody else sees, lost when it
+        exits, and the next start would find an empty journal."""
+        with self._lock:
+            if self._closed or not self._engine.deleted():
+                return
+            try:
+                self._db = self._engine.put_back(self._db)
+            except (OSError, ConfigError, *self._engine.errors) as exc:
+                log.error(
+                    "the journal %s was deleted while filedrop had it open, and cannot be put "
+                    "back (%s); stop filedrop only once it can be, or its records are lost",
+                    self.path,
+                    exc,
+                )
+                return
+            log.warning(
+                "the journal %s was deleted while filedrop had it open; it was put back from the "
+                "open copy, with nothing lost",
+                self.path,
+            )
 
     def _connection(self) -> Any:
         """The connection, opened again if the server dropped it (PostgreSQL restarted or failed
