@@ -529,7 +529,7 @@ def _send(prepared: Prepared, ctx: Context, file_id: int, *, setbacks: _Setbacks
     behind too; returns how many batches are still QUEUED."""
     # Batches a previous run left behind: orphaned POSTs become UNKNOWN, QUEUED ones are polled
     # alongside the new ones.
-    polls = resume_batches(ctx, file_id)
+    polls = resume_batches(ctx, file_id, name=name)
     numbers = [invoice.invoice_number for invoice in prepared.invoices]
     known = ctx.journal.invoices(target=ctx.target, numbers=numbers)
     to_send = [
@@ -601,7 +601,7 @@ def rewrite_outcome(
     return outcome, counts
 
 
-def resume_batches(ctx: Context, file_id: int) -> list[Poll]:
+def resume_batches(ctx: Context, file_id: int, *, name: str) -> list[Poll]:
     """Recover what earlier runs left of a file's batches; returns the polls to wait for.
 
     Called only once the file is ours (claimed, or its owner is gone): a batch still POSTING
@@ -611,6 +611,17 @@ def resume_batches(ctx: Context, file_id: int) -> list[Poll]:
     """
     for orphan in ctx.journal.postings_of(file_id):
         ctx.journal.batch_unknown(orphan.id, message=orphan_message(orphan.id))
+        # Said when it is decided, not only in the outcome: someone must act on it.
+        log.warning(
+            "%s: batch #%d (%s) was being posted when filedrop stopped, so whether Amili "
+            "received it cannot be told; its rows are UNKNOWN and never sent again by themselves: "
+            "check with Amili, then run 'filedrop resolve %d --sent' or '--not-sent'",
+            printable(name),
+            orphan.id,
+            plural(orphan.invoice_count, "invoice"),
+            orphan.id,
+            extra=fields("batch_unknown", inbox=ctx.metrics.name, file=name, batch=orphan.id),
+        )
     return [
         (batch.id, ctx.poller.track(batch.batch_id))
         for batch in ctx.journal.batches(file_id=file_id, states=(BatchState.QUEUED,))

@@ -589,7 +589,7 @@ def settle_leftovers(ctx: Context) -> None:
             # whose owner is gone (the claim passes to whoever takes it). Polling it here as
             # well could race that new owner, and mark a batch it is posting right now UNKNOWN.
             continue
-        polls = resume_batches(ctx, record.id)
+        polls = resume_batches(ctx, record.id, name=record.name)
         polled = len(polls)
         pending = record_polls(ctx, polls, file_id=record.id, name=record.name)
         log.info(

@@ -102,8 +102,13 @@ def test_kill_9_during_a_post_leaves_unknown_rows_and_never_resends(tmp_path: Pa
             time.sleep(0.02)
         kill_9(child)
 
-        code, _, _ = filedrop("run", environ=env, expect=1)
+        code, _, err = filedrop("run", environ=env, expect=1)
         assert code == 1
+        assert (
+            "mid.csv: batch #1 (2 invoices) was being posted when filedrop stopped, so whether "
+            "Amili received it cannot be told; its rows are UNKNOWN and never sent again by "
+            "themselves: check with Amili, then run 'filedrop resolve 1 --sent' or '--not-sent'"
+        ) in err
         rows = statuses(inbox / "mid.outcome.csv")
         assert rows[:2] == ["UNKNOWN", "UNKNOWN"], rows
         assert rows[2] == "SUCCEEDED"
