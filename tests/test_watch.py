@@ -313,6 +313,24 @@ def test_a_daemon_whose_journal_folder_is_removed_puts_it_back(
     assert_sent_once(sandbox, ["RM-1", "RM-2"])
 
 
+def test_an_inbox_removed_and_made_again_is_watched_again_at_once(
+    start_watch: Callable[..., Watcher], sandbox: Sandbox, logged: Logged
+) -> None:
+    """The inbox is removed and made again (a share remounted): the observer on the old folder
+    is replaced, so a file dropped into the new one is taken without waiting for a rescan (an
+    hour away here)."""
+    watcher = start_watch()
+    shutil.rmtree(watcher.inbox)
+    watcher.inbox.mkdir()
+    watcher.wait(
+        lambda: logged.count(f"the inbox {watcher.inbox} was removed and made again"),
+        what="the observer replaced",
+    )
+    (watcher.inbox / "again.csv").write_text(HEADER + row("AGAIN-1"), encoding="utf-8")
+    assert watcher.wait_for("again.csv", timeout_s=10)["again.csv"].counts == {"SUCCEEDED": 1}
+    assert_sent_once(sandbox, ["AGAIN-1"])
+
+
 @pytest.mark.parametrize("leaves", ["dies", "leaves it waiting"])
 def test_a_file_another_process_holds_is_taken_up_once_that_process_lets_go(
     start_watch: Callable[..., Watcher], sandbox: Sandbox, inbox: Path, leaves: str
