@@ -630,3 +630,22 @@ def test_a_journal_file_deleted_while_open_is_put_back_with_nothing_lost(
         f"the journal {path} was deleted while filedrop had it open; it was put back from the "
         "open copy, with nothing lost"
     ] * 2
+
+
+def test_the_journals_of_several_inboxes_on_one_deleted_file_record_into_one_put_back(
+    tmp_path: Path,
+) -> None:
+    """Two inboxes of one process, each with its journal on the same file: after the file is
+    deleted, the first to write puts it back and the other opens that file, so what both
+    record afterwards is in it (none goes into the deleted one)."""
+    path = tmp_path / "state" / "journal.db"
+    with Journal(path) as first, Journal(path) as second:
+        file = first.claim_file(path=Path("a.csv"), sha256="0", target="t", owner="a", stale_s=60)
+        assert file is not None
+        shutil.rmtree(path.parent)
+        first.put_back_if_deleted()  # as its inbox's next file does
+        second.claim_batch(file_id=file.id, target="t", invoice_numbers=["2"])
+        first.claim_batch(file_id=file.id, target="t", invoice_numbers=["3"])
+        second.claim_batch(file_id=file.id, target="t", invoice_numbers=["1"])
+    with Journal(path) as reopened:
+        assert sorted(reopened.invoices(target="t", numbers=["1", "2", "3"])) == ["1", "2", "3"]

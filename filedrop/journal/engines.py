@@ -209,9 +209,15 @@ class Engine:
         """One of ``errors``, saying ``message``, for a failure found without the database."""
         raise NotImplementedError
 
-    def deleted(self) -> bool:
-        """Whether the journal's file was deleted while open (a server's never is)."""
-        return False
+    def moved(self) -> str | None:
+        """``deleted`` when the journal's file was deleted while open, ``replaced`` when another
+        file is at its path now (put back by another connection of this process, say); None
+        while it is where it was (a server's always is)."""
+        return None
+
+    def reopen(self, db: Any) -> Any:
+        """A connection to the file now at the journal's path, for ``db`` (closed)."""
+        raise NotImplementedError
 
     def put_back(self, db: Any) -> Any:
         """Write the journal that ``db`` still holds back where it was; returns the connection
@@ -306,8 +312,19 @@ class SqliteEngine(Engine):
     def failure(self, message: str) -> Exception:
         return sqlite3.OperationalError(message)
 
-    def deleted(self) -> bool:
-        return not self.path.exists()
+    def moved(self) -> str | None:
+        try:
+            now = _file_identity(self.path)
+        except FileNotFoundError:
+            return "deleted"
+        except OSError:
+            return None  # cannot tell (a folder briefly unreadable): as it was
+        return None if now == self._identity else "replaced"
+
+    def reopen(self, db: sqlite3.Connection) -> sqlite3.Connection:
+        reopened = self.connect()
+        db.close()
+        return reopened
 
     def put_back(self, db: sqlite3.Connection) -> sqlite3.Connection:
         # The open connection still reads the whole journal, write-ahead log included, from the
@@ -325,14 +342,13 @@ class SqliteEngine(Engine):
             os.link(copy_path, self.path)
         finally:
             copy_path.unlink(missing_ok=True)
-        restored = self.connect()
-        db.close()
-        return restored
+        return self.reopen(db)
 
     types = {"ID": "INTEGER PRIMARY KEY", "FLOAT": "REAL", "SEQ": ""}  # noqa: RUF012
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._identity: tuple[int, int] | None = None  # (device, inode) of the file opened
 
     def connect(self) -> sqlite3.Connection:
         try:
@@ -347,6 +363,7 @@ class SqliteEngine(Engine):
             ) from exc
         db.row_factory = sqlite3.Row
         try:
+            self._identity = _file_identity(self.path)
             self._switch_to_wal(db, timeout_s=30.0)
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA foreign_keys=ON")
@@ -447,6 +464,11 @@ class SqliteEngine(Engine):
         finally:
             if not durable:
                 db.execute("PRAGMA synchronous=FULL")
+
+
+def _file_identity(path: Path) -> tuple[int, int]:
+    found = path.stat()
+    return found.st_dev, found.st_ino
 
 
 #: libpq connection parameters filedrop sets unless the journal's URL gives them.

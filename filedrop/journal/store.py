@@ -176,6 +176,20 @@ log = logging.getLogger("filedrop.journal")
 #: How long a journal whose server was out of reach waits before it tries to connect again.
 _RECONNECT_PAUSE_S = 5.0
 
+_FILE_LOCKS: dict[Path, threading.RLock] = {}
+_FILE_LOCKS_GUARD = threading.Lock()
+
+
+def _file_lock(location: Path | PostgresLocation) -> threading.RLock:
+    """The lock the journals of this process on one SQLite file write under (one per inbox
+    served); a server's journals each have their own, as the server keeps them apart."""
+    if isinstance(location, PostgresLocation):
+        return threading.RLock()
+    key = location.absolute()
+    with _FILE_LOCKS_GUARD:
+        return _FILE_LOCKS.setdefault(key, threading.RLock())
+
+
 _INVOICE_STATES = {state.value: state for state in InvoiceState}
 _SUCCEEDED, _FAILED = InvoiceState.SUCCEEDED.value, InvoiceState.FAILED.value
 
@@ -198,6 +212,7 @@ class Journal:
         self._db = self._engine.connect()
         self._closed = False
         self._reconnect_after = 0.0  # monotonic time before which a lost server is not retried
+        self._file_lock = _file_lock(location)
 
     @property
     def engine(self) -> str:
@@ -219,23 +234,38 @@ class Journal:
         """A SQLite journal whose file was deleted while open (a clean-up script, a folder
         removed by mistake) is written back from the open connection, which still holds all of
         it: else this process would go on recording into a file nobody else sees, lost when it
-        exits, and the next start would find an empty journal."""
-        with self._lock:
-            if self._closed or not self._engine.deleted():
-                return
-            try:
+        exits, and the next start would find an empty journal.
+
+        Every journal of this process on that file (one per inbox) writes under one lock and
+        looks first: the first to find the file gone puts it back, and the others then find
+        another file there and open it, so none records into the deleted one meanwhile."""
+        with self._lock, self._file_lock:
+            self._keep_in_place()
+
+    def _keep_in_place(self) -> None:
+        """``put_back_if_deleted``; called with both locks held."""
+        if self._closed:
+            return
+        moved = self._engine.moved()
+        if moved is None:
+            return
+        try:
+            if moved == "deleted":
                 self._db = self._engine.put_back(self._db)
-            except (OSError, ConfigError, *self._engine.errors) as exc:
-                log.error(
-                    "the journal %s was deleted while filedrop had it open, and cannot be put "
-                    "back (%s); stop filedrop only once it can be, or its records are lost",
-                    self.path,
-                    exc,
-                )
-                return
+            else:
+                self._db = self._engine.reopen(self._db)
+        except (OSError, ConfigError, *self._engine.errors) as exc:
+            log.error(
+                "the journal %s was deleted while filedrop had it open, and cannot be put back "
+                "(%s); stop filedrop only once it can be, or its records are lost",
+                self.path,
+                exc,
+            )
+            return
+        if moved == "deleted":
             log.warning(
-                "the journal %s was deleted while filedrop had it open; it was put back from the "
-                "open copy, with nothing lost",
+                "the journal %s was deleted while filedrop had it open; it was put back from "
+                "the open copy, with nothing lost",
                 self.path,
             )
 
@@ -273,7 +303,8 @@ class Journal:
 
         Durable unless the caller shows that losing it to a power cut is safe (``Engine.write``).
         """
-        with self._lock:
+        with self._lock, self._file_lock:
+            self._keep_in_place()
             db = self._connection()
             with self._engine.write(db, durable=durable):
                 yield _Db(db, self._engine)
