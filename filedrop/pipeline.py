@@ -141,6 +141,7 @@ class Context:
     _said: set[str] = field(init=False, default_factory=set)
     _said_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
     _lost: tuple[float, tuple[str, Path] | None] = field(init=False, default=(-1e9, None))
+    _lost_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self.poster = DaemonPool(workers=self.concurrent_batches, name="filedrop-post")
@@ -165,11 +166,14 @@ class Context:
     def lost_journal_elsewhere(self) -> tuple[str, Path] | None:
         """``inbox_lost_journal_evidence`` for this inbox, looked for again after 30 s at most
         (a daemon sees a rebuild without a restart)."""
-        looked_at, found = self._lost
-        if time.monotonic() - looked_at > _LOOK_FOR_LOST_JOURNAL_S:
-            found = inbox_lost_journal_evidence(self.inbox, self.journal, limits=self.read_limits)
-            self._lost = (time.monotonic(), found)
-        return found
+        with self._lost_lock:  # one file thread looks; the others take what it found
+            looked_at, found = self._lost
+            if time.monotonic() - looked_at > _LOOK_FOR_LOST_JOURNAL_S:
+                found = inbox_lost_journal_evidence(
+                    self.inbox, self.journal, limits=self.read_limits
+                )
+                self._lost = (time.monotonic(), found)
+            return found
 
 
 #: How long a look over the inbox for a lost journal's evidence holds.
@@ -228,6 +232,9 @@ class _Setbacks:
 
 def process_file(path: Path, ctx: Context) -> FileReport:
     """Process one ready file, or resume it; never raises for a problem with the file itself."""
+    if ctx.stop.is_set():
+        # Not begun: not even claimed, so the next run or daemon takes it as it is.
+        return FileReport(path, FileState.WAITING, {}, message="not begun: filedrop was stopping")
     ctx.journal.put_back_if_deleted()
     if lost := _lost_journal(path, ctx):
         return lost

@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -235,9 +235,10 @@ def run_inbox(ctx: Context) -> RunReport:
             printable(path.name),
             extra=fields("file_changing", inbox=ctx.metrics.name, file=path.name),
         )
-    report = process_files(ready, ctx)
-    if not ctx.stop.is_set():
-        settle_leftovers(ctx)
+    with _polls_end_at_stop(ctx):
+        report = process_files(ready, ctx)
+        if not ctx.stop.is_set():
+            settle_leftovers(ctx)
     if measure_backlog(ctx):
         ctx.metrics.cycle_succeeded()
     return report
@@ -539,31 +540,42 @@ def process_files(paths: list[Path], ctx: Context) -> RunReport:
     others.
 
     A stop (``ctx.stop``, which ``filedrop run`` sets on SIGTERM) ends it early but whole: no
-    new batch is claimed, the POSTs on their way are answered and recorded, the batches being
-    polled are left QUEUED, and each file is left resumable for the next run."""
+    new batch is claimed and no new file begun, the POSTs on their way are answered and
+    recorded, and each file is left resumable for the next run (``_polls_end_at_stop``)."""
     with ThreadPoolExecutor(
         max_workers=ctx.concurrent_files, thread_name_prefix="filedrop-file"
     ) as pool:
-        running = [pool.submit(process_guarded, path, ctx) for path in paths]
-        while not wait(running, timeout=_STOP_CHECK_S).done.issuperset(running):
-            if ctx.stop.is_set():
-                _stop_polling(ctx)
-                break
-        return RunReport([future.result() for future in running])
+        return RunReport(list(pool.map(lambda path: process_guarded(path, ctx), paths)))
 
 
-#: How often a run waiting for its files looks whether it was told to stop.
+@contextmanager
+def _polls_end_at_stop(ctx: Context) -> Iterator[None]:
+    """While in it, a stop resolves every poll at once: the batches stay QUEUED, and the next
+    run polls them, rather than this one waiting out the poll timeout past its grace period."""
+    leaving = threading.Event()
+
+    def watch_for_stop() -> None:
+        while not leaving.is_set():
+            if ctx.stop.wait(_STOP_CHECK_S):
+                log.info(
+                    "stopping: no new batch is sent; the POSTs on their way are answered and "
+                    "recorded, and the rest is left for the next run",
+                    extra=fields("stopping", inbox=ctx.metrics.name),
+                )
+                ctx.poller.close()
+                return
+
+    watcher = threading.Thread(target=watch_for_stop, name="filedrop-stop", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        leaving.set()
+        watcher.join()
+
+
+#: How often a run looks whether it was told to stop.
 _STOP_CHECK_S = 0.2
-
-
-def _stop_polling(ctx: Context) -> None:
-    """Resolve every poll at once (the batches stay QUEUED, polled by the next run)."""
-    log.info(
-        "stopping: no new batch is sent; the POSTs on their way are answered and recorded, and "
-        "the rest is left for the next run",
-        extra=fields("stopping", inbox=ctx.metrics.name),
-    )
-    ctx.poller.close()
 
 
 def settle_leftovers(ctx: Context) -> None:

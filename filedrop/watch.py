@@ -234,10 +234,15 @@ class _Hints(FileSystemEventHandler):
     def __init__(self, inbox: Path, wake: Callable[[Path], None]) -> None:
         self._inbox = inbox
         self._wake = wake
+        self.inbox_removed = False  # the watched folder itself was: this observer sees no more
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         try:
             if event.is_directory:
+                raw = event.src_path
+                folder = Path(raw.decode() if isinstance(raw, bytes) else raw)
+                if event.event_type == "deleted" and folder == self._inbox:
+                    self.inbox_removed = True
                 return
             for raw in (event.src_path, getattr(event, "dest_path", "")):
                 if not raw:
@@ -376,28 +381,25 @@ class _Supervisor:
         self._handler = handler
         self._options = options
         self._observer: BaseObserver | None = None
-        self._watched: int | None = None  # the folder the observer was started on, held open
         self._next_try = float("-inf")
 
     def keep_running(self, now: float) -> bool:
         """Start an observer if none runs (at most once per rescan interval); True if started.
 
-        One watching a folder that was removed, or replaced by another of the same name (a
-        share remounted, a folder deleted and made again), is replaced as soon as the new folder
-        is there: it would see nothing more, and files would wait for the next rescan."""
+        One whose folder was removed (a share remounted, a folder deleted and made again) is
+        replaced as soon as the folder is there again: it would see nothing more, and files
+        would wait for the next rescan."""
         if self._observer is not None and not self._observer.is_alive():
             log.warning("the folder observer stopped; starting a new one")
             self._replace(now)
-        elif self._observer is not None and _removed(self._watched) and self._inbox.is_dir():
+        elif self._observer is not None and self._handler.inbox_removed and self._inbox.is_dir():
             log.warning(
                 "the inbox %s was removed and made again; watching the new one", self._inbox
             )
             self._replace(now)
         if self._observer is not None or now < self._next_try:
             return False
-        if self._watched is not None:
-            os.close(self._watched)
-        self._watched = _held_open(self._inbox)
+        self._handler.inbox_removed = False
         self._observer = _start_observer(self._inbox, self._handler, options=self._options)
         self._next_try = now + self._options.rescan_s
         return self._observer is not None
@@ -410,9 +412,6 @@ class _Supervisor:
     def stop(self) -> None:
         if self._observer is not None:
             self._observer.stop()
-        if self._watched is not None:
-            os.close(self._watched)
-            self._watched = None
 
     def join(self, *, timeout_s: float) -> None:
         if self._observer is not None and self._observer.is_alive():
@@ -443,20 +442,6 @@ def _start_observer(inbox: Path, handler: _Hints, *, options: WatchOptions) -> B
         return observer
     log.warning("no folder observer for %s; relying on rescans every %g s", inbox, options.rescan_s)
     return None
-
-
-def _held_open(folder: Path) -> int | None:
-    """``folder`` opened, to tell later whether it was removed (its inode number may well be
-    given to the folder made again in its place); None where folders cannot be opened."""
-    try:
-        return os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return None
-
-
-def _removed(held: int | None) -> bool:
-    """Whether the folder held open was removed: it has no name left."""
-    return held is not None and os.fstat(held).st_nlink == 0
 
 
 def _dispose(observer: BaseObserver) -> None:

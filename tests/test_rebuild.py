@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from builders import erp_row, filedrop, run_env, write_erp_csv
 from conftest import journal_file
 
@@ -98,6 +99,32 @@ def test_after_a_lost_journal_a_re_export_under_a_new_name_is_not_sent(
     filedrop("run", environ=env)
     assert sandbox.received_invoice_numbers() == ["9101", "9102", "9103"]
     assert statuses(inbox / "a-2.outcome.csv") == ["DUPLICATE", "DUPLICATE", "SUCCEEDED"]
+
+
+@pytest.mark.parametrize(
+    ("first", "then"),
+    [
+        ("20240301-120000-invoices.csv", None),  # a name like an archived one, in the inbox
+        ("DATA.CSV", "gone"),  # its input deleted; the outcome's name is spelt otherwise
+        ("a.csv", "a-feb.outcome.csv"),  # its outcome renamed by hand
+    ],
+)
+def test_a_whole_journal_does_not_hold_back_an_inbox_with_odd_outcome_names(
+    inbox: Path, sandbox: Sandbox, first: str, then: str | None
+) -> None:
+    """Outcomes whose names do not say their input plainly are no evidence of a lost journal
+    when the journal knows them, or knows every invoice they show sent: the next file goes."""
+    path = write_erp_csv(inbox / first, [erp_row("9201")])
+    env = run_env(inbox, sandbox.url)
+    filedrop("run", environ=env)
+    if then == "gone":
+        path.unlink()
+    elif then is not None:
+        outcome = next(inbox.glob("*.outcome.*"))
+        outcome.rename(inbox / then)
+    write_erp_csv(inbox / "20240302-120000-invoices.csv", [erp_row("9202")])
+    filedrop("run", environ=env)
+    assert sandbox.received_invoice_numbers() == ["9201", "9202"]
 
 
 def test_rebuild_blocks_unknown_invoices_for_resolve(inbox: Path, sandbox: Sandbox) -> None:

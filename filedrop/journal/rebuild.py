@@ -138,20 +138,43 @@ def inbox_lost_journal_evidence(
     inbox: Path, journal: Journal, *, limits: ReadLimits
 ) -> tuple[str, Path] | None:
     """``lost_journal_evidence`` over the whole inbox and its archive: the name of an input the
-    journal has never recorded, and its outcome that shows rows sent. Then nothing in this inbox
-    may be sent until the journal is rebuilt: a file under a new name (a re-export) may hold the
-    very invoices that outcome shows sent. ``None`` when there is none; in an inbox whose
-    journal is whole that takes one lookup an outcome, and no reading."""
+    journal has never recorded, and its outcome that shows invoices sent that the journal does
+    not know either. Then nothing in this inbox may be sent until the journal is rebuilt: a file
+    under a new name (a re-export) may hold the very invoices that outcome shows sent. ``None``
+    when there is none.
+
+    An outcome is matched by its name or its input's (case aside, as names are compared here)
+    against every name the journal recorded, in one query; only one matching none (a renamed
+    outcome, say) is read, and it counts only if some invoice it shows sent is unknown too."""
+    known = journal.known_names()
     fresh_at = journal.started_fresh_at()
     for outcome, source in _outcome_files(inbox):
-        # An archived input and its outcome carry the time they were archived before the name.
-        if source is not None:
-            name = _unstamped(source.name)
-        else:
-            name = _input_name(outcome.with_name(_unstamped(outcome.name)))
-        if not journal.knows_file_name(name) and _shows_sent(outcome, fresh_at, limits):
-            return name, outcome
+        names = {outcome.name, source.name if source is not None else _input_name(outcome)}
+        if outcome.parent.name == ARCHIVE:  # archived under a stamped name
+            names |= {_unstamped(name) for name in names}
+            names.add(_input_name(outcome.with_name(_unstamped(outcome.name))))
+        if {name.casefold() for name in names} & known:
+            continue
+        sent = _sent_numbers(outcome, fresh_at, limits)
+        if sent is None or (sent and not journal.knows_every_invoice_number(sent)):
+            return _input_name(outcome.with_name(_unstamped(outcome.name))), outcome
     return None
+
+
+def _sent_numbers(outcome: Path, fresh_at: float | None, limits: ReadLimits) -> list[str] | None:
+    """The invoice numbers ``outcome`` shows sent after the journal was last started afresh on
+    purpose; None when it cannot be read (better a question than an invoice sent twice)."""
+    try:
+        if fresh_at is not None and outcome.stat().st_mtime <= fresh_at:
+            return []
+        rows = read_outcome(outcome, limits=limits)
+    except FileNotFoundError:
+        return []
+    except (OSError, ReadError):
+        return None
+    sent = {status.value for status in SENT_ROW_STATUSES}
+    # An outcome older than the invoice number column gives '', which no journal knows.
+    return [row.invoice_number for row in rows if row.status in sent]
 
 
 def _shows_sent(outcome: Path, fresh_at: float | None, limits: ReadLimits) -> bool:
