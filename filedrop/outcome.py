@@ -25,6 +25,7 @@ its temporary file behind; ``remove_stray_temps`` clears those at the next start
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import datetime as dt
 import errno
@@ -216,8 +217,9 @@ def check_outcome_name(dest: Path) -> None:
     temporary name is 14 characters longer than the outcome's) or a folder that refuses new
     files shows now, not after the invoices went out; so does a folder in the outcome's place.
     """
-    if dest.is_dir():
-        raise IsADirectoryError(errno.EISDIR, "a folder has the outcome's name", str(dest))
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISDIR(dest.lstat().st_mode):  # a link is replaced by the outcome, as ever
+            raise IsADirectoryError(errno.EISDIR, "a folder has the outcome's name", str(dest))
     tmp = _temp_path(dest)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     os.close(fd)

@@ -1148,8 +1148,11 @@ def _archive(path: Path, outcome: Path, ctx: Context, *, sha256: str) -> Path:
     archive.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     try:
-        unchanged = content_hash(path) == sha256
-    except OSError:  # gone: nothing to move
+        # Hashed through one handle, and moved only if that very file is still at the path: a
+        # new export renamed in while it was hashed is not archived in its stead.
+        hashed = hash_file(path)
+        unchanged = hashed.sha256 == sha256 and _identity(path) == hashed.identity
+    except OSError:  # gone, or no longer a regular file: nothing to move
         unchanged = False
     if unchanged:
         shutil.move(path, archive / f"{stamp}-{path.name}")
@@ -1161,6 +1164,11 @@ def _archive(path: Path, outcome: Path, ctx: Context, *, sha256: str) -> Path:
             extra=fields("file_changed", inbox=ctx.metrics.name, file=path.name),
         )
     return Path(shutil.move(outcome, archive / f"{stamp}-{outcome.name}"))
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    found = path.lstat()
+    return found.st_dev, found.st_ino
 
 
 def _counts_text(counts: dict[str, int]) -> str:

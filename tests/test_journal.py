@@ -649,3 +649,35 @@ def test_the_journals_of_several_inboxes_on_one_deleted_file_record_into_one_put
         second.claim_batch(file_id=file.id, target="t", invoice_numbers=["1"])
     with Journal(path) as reopened:
         assert sorted(reopened.invoices(target="t", numbers=["1", "2", "3"])) == ["1", "2", "3"]
+
+
+def test_a_fresh_journal_put_in_place_of_an_open_one_is_never_written_for_it(
+    tmp_path: Path, logged: Logged
+) -> None:
+    """The journal is deleted under a daemon and a new run starts a fresh one there: the daemon
+    records nothing into the fresh one (its batch #1 is another batch) nor into the deleted one;
+    it saves what it held beside it and says so, and refuses to record from then on."""
+    path = tmp_path / "journal.db"
+    with Journal(path) as daemon:
+        file = daemon.claim_file(path=Path("d.csv"), sha256="0", target="t", owner="d", stale_s=60)
+        assert file is not None
+        batch, _ = daemon.claim_batch(file_id=file.id, target="t", invoice_numbers=["D-1"])
+        for gone in (path, *tmp_path.glob("journal.db-*")):  # rm journal.db*
+            gone.unlink()
+        with Journal(path) as fresh:
+            other = fresh.claim_file(
+                path=Path("r.csv"), sha256="1", target="t", owner="r", stale_s=60
+            )
+            assert other is not None
+            fresh.claim_batch(file_id=other.id, target="t", invoice_numbers=["R-1"])
+        with pytest.raises(daemon.errors, match="another journal is there now"):
+            daemon.batch_submitted(batch, batch_id="API-DAEMON")
+        with pytest.raises(daemon.errors, match="another journal is there now"):
+            daemon.claim_batch(file_id=file.id, target="t", invoice_numbers=["D-2"])
+    [saved] = tmp_path.glob("journal.db.saved-*")
+    with Journal(saved) as kept:
+        assert sorted(kept.invoices(target="t", numbers=["D-1", "R-1"])) == ["D-1"]
+    with Journal(path) as fresh:
+        assert sorted(fresh.invoices(target="t", numbers=["D-1", "R-1"])) == ["R-1"]
+        assert [b.batch_id for b in fresh.batches(file_id=other.id)] == [None]
+    assert sum("saved as" in m for m in logged.messages) == 1

@@ -14,6 +14,7 @@ import functools
 import json
 import os
 import re
+import secrets
 import sqlite3
 import sys
 import time
@@ -322,33 +323,55 @@ class SqliteEngine(Engine):
         return None if now == self._identity else "replaced"
 
     def reopen(self, db: sqlite3.Connection) -> sqlite3.Connection:
+        was = self._journal_id
         reopened = self.connect()
+        if self._journal_id != was:
+            reopened.close()
+            self._journal_id = was
+            raise self._displaced(db)
         db.close()
         return reopened
 
     def put_back(self, db: sqlite3.Connection) -> sqlite3.Connection:
         # The open connection still reads the whole journal, write-ahead log included, from the
         # deleted file: copied to a new file, which is then linked in, never over a file that
-        # somebody put there meanwhile.
+        # somebody put there meanwhile. Then that copy is kept beside it, and the user told.
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        copy_path = self.path.with_name(f".{self.path.name}.put-back")
-        copy_path.unlink(missing_ok=True)
+        copy_path = self._copy(db, f".{self.path.name}.put-back-{secrets.token_hex(4)}")
+        try:
+            os.link(copy_path, self.path)
+        except FileExistsError:
+            raise self._displaced(db) from None
+        finally:
+            copy_path.unlink(missing_ok=True)
+        return self.reopen(db)
+
+    def _copy(self, db: sqlite3.Connection, name: str) -> Path:
+        copy_path = self.path.with_name(name)
         copy = sqlite3.connect(copy_path)
         try:
             db.backup(copy)
         finally:
             copy.close()
-        try:
-            os.link(copy_path, self.path)
-        finally:
-            copy_path.unlink(missing_ok=True)
-        return self.reopen(db)
+        return copy_path
+
+    def _displaced(self, db: sqlite3.Connection) -> JournalDisplaced:
+        """Another journal is at this one's path: what ``db`` still holds is saved beside it,
+        and the error says where and what to do."""
+        saved = self._copy(db, f"{self.path.name}.saved-{time.strftime('%Y%m%d-%H%M%S')}")
+        return JournalDisplaced(
+            f"the journal {self.path} was deleted or replaced while filedrop had it open, and "
+            f"another journal is there now; this process records nothing more. Its records "
+            f"were saved as {saved}: stop filedrop, put that file in place of {self.path.name} "
+            "(or run 'filedrop journal rebuild' on the one there), and start it again"
+        )
 
     types = {"ID": "INTEGER PRIMARY KEY", "FLOAT": "REAL", "SEQ": ""}  # noqa: RUF012
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._identity: tuple[int, int] | None = None  # (device, inode) of the file opened
+        self._journal_id: str | None = None  # which journal that file holds (``facts``)
 
     def connect(self) -> sqlite3.Connection:
         try:
@@ -368,6 +391,14 @@ class SqliteEngine(Engine):
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA foreign_keys=ON")
             self.migrate(db, where=str(self.path))
+            # Tells this journal from a fresh one put at its path (``reopen``).
+            db.execute(
+                "INSERT INTO facts (name, value) VALUES ('journal_id', ?) ON CONFLICT DO NOTHING",
+                (secrets.token_hex(8),),
+            )
+            self._journal_id = db.execute(
+                "SELECT value FROM facts WHERE name = 'journal_id'"
+            ).fetchone()[0]
         except ConfigError:
             db.close()
             raise
@@ -464,6 +495,11 @@ class SqliteEngine(Engine):
         finally:
             if not durable:
                 db.execute("PRAGMA synchronous=FULL")
+
+
+class JournalDisplaced(sqlite3.OperationalError):
+    """The journal's file was replaced by another journal while open: this connection must
+    record nothing more, and the message says what to do."""
 
 
 def _file_identity(path: Path) -> tuple[int, int]:

@@ -17,6 +17,7 @@ Where SQLite and PostgreSQL differ is in ``engines``; the SQL here is written on
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from filedrop.errors import ConfigError
-from filedrop.journal.engines import Engine, PostgresLocation, engine_for
+from filedrop.journal.engines import Engine, JournalDisplaced, PostgresLocation, engine_for
 from filedrop.logs import mask_ids
 from filedrop.states import (
     BLOCKING_INVOICE_STATES,
@@ -185,7 +186,7 @@ def _file_lock(location: Path | PostgresLocation) -> threading.RLock:
     served); a server's journals each have their own, as the server keeps them apart."""
     if isinstance(location, PostgresLocation):
         return threading.RLock()
-    key = location.absolute()
+    key = location.resolve()
     with _FILE_LOCKS_GUARD:
         return _FILE_LOCKS.setdefault(key, threading.RLock())
 
@@ -213,6 +214,7 @@ class Journal:
         self._closed = False
         self._reconnect_after = 0.0  # monotonic time before which a lost server is not retried
         self._file_lock = _file_lock(location)
+        self._displaced: str | None = None  # why nothing more may be recorded, once it is so
 
     @property
     def engine(self) -> str:
@@ -239,11 +241,14 @@ class Journal:
         Every journal of this process on that file (one per inbox) writes under one lock and
         looks first: the first to find the file gone puts it back, and the others then find
         another file there and open it, so none records into the deleted one meanwhile."""
-        with self._lock, self._file_lock:
-            self._keep_in_place()
+        with self._lock, self._file_lock, contextlib.suppress(*self._engine.errors):
+            self._keep_in_place()  # what it raises it has said
 
     def _keep_in_place(self) -> None:
-        """``put_back_if_deleted``; called with both locks held."""
+        """``put_back_if_deleted``; called with both locks held. Raises one of the engine's
+        errors when the journal cannot be kept in place: nothing may be recorded then."""
+        if self._displaced is not None:
+            raise self._engine.failure(self._displaced)
         if self._closed:
             return
         moved = self._engine.moved()
@@ -254,14 +259,18 @@ class Journal:
                 self._db = self._engine.put_back(self._db)
             else:
                 self._db = self._engine.reopen(self._db)
+        except JournalDisplaced as exc:
+            self._displaced = str(exc)
+            log.error("%s", exc)
+            raise
         except (OSError, ConfigError, *self._engine.errors) as exc:
             log.error(
                 "the journal %s was deleted while filedrop had it open, and cannot be put back "
-                "(%s); stop filedrop only once it can be, or its records are lost",
+                "yet (%s); it is tried again before the next record",
                 self.path,
                 exc,
             )
-            return
+            raise self._engine.failure(f"the journal {self.path} cannot be put back") from exc
         if moved == "deleted":
             log.warning(
                 "the journal %s was deleted while filedrop had it open; it was put back from "
