@@ -25,7 +25,7 @@ from filedrop.mapping import load_mapping
 from filedrop.mapping.prepare import prepare
 from filedrop.pipeline import Context, _outcomes, process_file
 from filedrop.read import read_table
-from filedrop.runner import ready_files
+from filedrop.runner import ready_files, run_inbox
 from filedrop.sandbox import Sandbox, SandboxOptions
 from filedrop.states import ExitCode, FileState
 
@@ -509,6 +509,25 @@ def test_an_outcome_that_cannot_be_written_is_named_not_its_temporary_file(
     filedrop("run", environ=env)
     assert list(outcome_csv(inbox / "d.outcome.csv")["outcome_status"]) == ["SUCCEEDED"]
     assert sandbox.received_invoice_numbers() == ["7201"]
+
+
+def test_a_stop_while_earlier_batches_are_settled_ends_their_polls(
+    inbox: Path, sandbox: Sandbox, make_context: Callable[..., Context]
+) -> None:
+    """A run whose only work is polling a batch of a file moved away (Amili slow to end it)
+    is told to stop: it ends the poll at once, leaving the batch QUEUED for the next run,
+    rather than waiting out a poll timeout of ten minutes past any grace period."""
+    sandbox.options.delay_s = (600.0, 600.0)
+    path = write_erp_csv(inbox / "moved.csv", [erp_row("7301")])
+    assert process_file(path, make_context(poll_timeout_s=0.5)).state is FileState.WAITING
+    path.unlink()  # moved away: only the settling of earlier batches polls its batch now
+    ctx = make_context(poll_timeout_s=600.0)
+    threading.Timer(1.0, ctx.stop.set).start()
+    running = threading.Thread(target=run_inbox, args=(ctx,), daemon=True)
+    running.start()
+    running.join(timeout=30)
+    assert not running.is_alive(), "the run waited out the poll instead of stopping"
+    assert [b.state for b in ctx.journal.batches(file_id=1)] == ["queued"]
 
 
 # -- what the run prints -----------------------------------------------------------------------
