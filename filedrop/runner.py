@@ -78,6 +78,7 @@ def make_client(
     sleep: Callable[[float], None] = time.sleep,
     events: ClientEvents | None = None,
     log_fields: dict[str, str] | None = None,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> AmiliClient:
     """The API client for these settings; every setting it needs must already be checked."""
     auth_url, api_url = settings.urls()
@@ -94,6 +95,7 @@ def make_client(
         url_origins=settings.url_origins(),
         events=events,
         log_fields=log_fields,
+        stopping=stopping,
     )
 
 
@@ -122,8 +124,14 @@ def open_context(
     assert settings.mapping is not None  # checked by require_for_sending
     mappings = load_mappings(settings.mapping, invoice_types=settings.invoice_types)
     counted = inbox_metrics(settings, metrics or Metrics(), inbox_name=inbox_name)
+    stop = stop or threading.Event()
     client = make_client(
-        settings, clock=clock, sleep=sleep, events=counted, log_fields={"inbox": counted.name}
+        settings,
+        clock=clock,
+        sleep=sleep,
+        events=counted,
+        log_fields={"inbox": counted.name},
+        stopping=stop.is_set,
     )
     try:
         client.authenticate()
@@ -155,7 +163,7 @@ def open_context(
         metrics=counted,
         clock=clock,
         sleep=sleep,
-        stop=stop or threading.Event(),
+        stop=stop,
         progress=progress or Progress(),
     )
     stop_renewing = keep_claims(

@@ -236,6 +236,28 @@ def test_retry_later_without_retry_after_backs_off_exponentially(
     assert fake_time.sleeps == [0.5, 1.0, 2.0]
 
 
+@pytest.mark.parametrize("stop_during_the_wait", [False, True])
+def test_a_stopping_client_tries_a_refused_post_no_more(
+    make_client, sandbox, fake_time, example_invoice, stop_during_the_wait: bool
+):
+    """503 while filedrop is stopping: no further attempt (at once, or after the wait already
+    begun), so a backoff of minutes cannot outlast a grace period; nothing was processed."""
+    stop = threading.Event()
+    if not stop_during_the_wait:
+        stop.set()
+
+    def sleep_then_stop(seconds: float) -> None:
+        fake_time.sleep(seconds)
+        stop.set()  # SIGTERM comes during the wait
+
+    client = make_client(stopping=stop.is_set, sleep=sleep_then_stop)
+    sandbox.fail_next(503, count=10, retry_after="30")
+    with pytest.raises(ApiUnavailable, match="not tried again, as filedrop is stopping"):
+        client.create_invoices(ORG_ID, [example_invoice])
+    assert fake_time.sleeps == ([30.0] if stop_during_the_wait else [])
+    assert sandbox.counters().posts == 1
+
+
 def test_post_still_refused_after_the_retries_raises_unavailable(
     make_client, sandbox, example_invoice
 ):

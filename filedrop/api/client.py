@@ -193,7 +193,10 @@ class AmiliClient:
     (default `MAX_IDLE_S`) on the ``monotonic`` clock is closed instead of used (module docstring).
 
     ``events`` hears of every retry and every token, obtained or refused (``ClientEvents``);
-    ``log_fields`` (such as the inbox) are added to the fields of its log lines.
+    ``log_fields`` (such as the inbox) are added to the fields of its log lines. Once
+    ``stopping`` says so, nothing is tried again: a request Amili refused (429, 503) ends as
+    ``ApiUnavailable`` at once, or after the wait under way, so a stopping run is not held past
+    its grace period by a backoff of minutes.
     """
 
     def __init__(
@@ -217,8 +220,10 @@ class AmiliClient:
         monotonic: Callable[[], float] = time.monotonic,
         events: ClientEvents | None = None,
         log_fields: dict[str, str] | None = None,
+        stopping: Callable[[], bool] = lambda: False,
     ) -> None:
         self._events: ClientEvents = events or _NoEvents()
+        self._stopping = stopping
         self._log_fields = dict(log_fields or {})
         self._auth_url = _base_url(auth_url, setting="FILEDROP_AUTH_URL")
         self._api_url = _base_url(api_url, setting="FILEDROP_API_URL")
@@ -455,6 +460,8 @@ class AmiliClient:
             if attempt > self._max_retries:
                 where = f"{method} {path_shown}"
                 raise ApiUnavailable(where=where, reason=outcome.reason, attempts=attempt)
+            if self._stopping():
+                raise self._given_up(method, path_shown, outcome.reason, attempt)
             if outcome.retry_after_s is not None:
                 delay_s = min(outcome.retry_after_s, self._retry_after_max_s)
             else:
@@ -479,7 +486,17 @@ class AmiliClient:
             )
             self._events.retrying(outcome.kind)
             self._sleep(delay_s)
+            if self._stopping():
+                raise self._given_up(method, path_shown, outcome.reason, attempt)
             attempt += 1
+
+    @staticmethod
+    def _given_up(method: str, path: str, reason: str, attempts: int) -> ApiUnavailable:
+        return ApiUnavailable(
+            where=f"{method} {path}",
+            reason=f"{reason}; not tried again, as filedrop is stopping",
+            attempts=attempts,
+        )
 
     def _attempt(
         self,
