@@ -170,7 +170,7 @@ class Context:
             looked_at, found = self._lost
             if time.monotonic() - looked_at > _LOOK_FOR_LOST_JOURNAL_S:
                 found = inbox_lost_journal_evidence(
-                    self.inbox, self.journal, limits=self.read_limits
+                    self.inbox, self.journal, target=self.target, limits=self.read_limits
                 )
                 self._lost = (time.monotonic(), found)
             return found

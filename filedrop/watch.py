@@ -381,28 +381,37 @@ class _Supervisor:
         self._handler = handler
         self._options = options
         self._observer: BaseObserver | None = None
+        self._watched: tuple[int, int] | None = None  # (device, inode) of the folder watched
         self._next_try = float("-inf")
 
     def keep_running(self, now: float) -> bool:
         """Start an observer if none runs (at most once per rescan interval); True if started.
 
-        One whose folder was removed (a share remounted, a folder deleted and made again) is
-        replaced as soon as the folder is there again: it would see nothing more, and files
-        would wait for the next rescan."""
+        One whose folder was removed or moved away (a share remounted, a folder deleted or
+        renamed and made again) is replaced as soon as a folder is there again: it would see
+        nothing more, and files would wait for the next rescan. Its own event tells a removal
+        (the new folder often gets the old one's inode number); the folder's identity tells a
+        move."""
         if self._observer is not None and not self._observer.is_alive():
             log.warning("the folder observer stopped; starting a new one")
             self._replace(now)
-        elif self._observer is not None and self._handler.inbox_removed and self._inbox.is_dir():
+        elif self._observer is not None and self._inbox_replaced():
             log.warning(
-                "the inbox %s was removed and made again; watching the new one", self._inbox
+                "the inbox %s was removed or moved, and made again; watching the new one",
+                self._inbox,
             )
             self._replace(now)
         if self._observer is not None or now < self._next_try:
             return False
         self._handler.inbox_removed = False
+        self._watched = _folder_identity(self._inbox)
         self._observer = _start_observer(self._inbox, self._handler, options=self._options)
         self._next_try = now + self._options.rescan_s
         return self._observer is not None
+
+    def _inbox_replaced(self) -> bool:
+        now = _folder_identity(self._inbox)
+        return now is not None and (self._handler.inbox_removed or now != self._watched)
 
     def _replace(self, now: float) -> None:
         if self._observer is not None:
@@ -442,6 +451,15 @@ def _start_observer(inbox: Path, handler: _Hints, *, options: WatchOptions) -> B
         return observer
     log.warning("no folder observer for %s; relying on rescans every %g s", inbox, options.rescan_s)
     return None
+
+
+def _folder_identity(folder: Path) -> tuple[int, int] | None:
+    """Which folder is at ``folder`` (device, inode); None while there is none."""
+    try:
+        found = folder.stat()
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
 
 
 def _dispose(observer: BaseObserver) -> None:

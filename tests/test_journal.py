@@ -681,3 +681,31 @@ def test_a_fresh_journal_put_in_place_of_an_open_one_is_never_written_for_it(
         assert sorted(fresh.invoices(target="t", numbers=["D-1", "R-1"])) == ["R-1"]
         assert [b.batch_id for b in fresh.batches(file_id=other.id)] == [None]
     assert sum("saved as" in m for m in logged.messages) == 1
+
+
+def test_a_journal_another_process_put_back_first_is_opened_not_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, logged: Logged
+) -> None:
+    """Two processes had the deleted journal open, and the other put it back a moment sooner:
+    this one finds the same journal there (its id) and goes on recording into it."""
+    from filedrop.journal import engines
+
+    path = tmp_path / "journal.db"
+    with Journal(path) as journal:
+        file = journal.claim_file(path=Path("a.csv"), sha256="0", target="t", owner="a", stale_s=60)
+        assert file is not None
+        for gone in (path, *tmp_path.glob("journal.db-*")):
+            gone.unlink()
+        link = os.link
+
+        def the_other_was_sooner(source: Path, dest: Path) -> None:
+            link(source, tmp_path / "other-copy.db")
+            link(tmp_path / "other-copy.db", dest)  # the other process's copy, linked first
+            link(source, dest)  # raises FileExistsError, as it would
+
+        monkeypatch.setattr(engines.os, "link", the_other_was_sooner)
+        journal.claim_batch(file_id=file.id, target="t", invoice_numbers=["1"])
+    with Journal(path) as reopened:
+        assert sorted(reopened.invoices(target="t", numbers=["1"])) == ["1"]
+    assert not list(tmp_path.glob("journal.db.saved-*"))
+    assert not [m for m in logged.messages if "another journal" in m]

@@ -313,17 +313,21 @@ def test_a_daemon_whose_journal_folder_is_removed_puts_it_back(
     assert_sent_once(sandbox, ["RM-1", "RM-2"])
 
 
+@pytest.mark.parametrize("gone", ["removed", "moved away"])
 def test_an_inbox_removed_and_made_again_is_watched_again_at_once(
-    start_watch: Callable[..., Watcher], sandbox: Sandbox, logged: Logged
+    start_watch: Callable[..., Watcher], sandbox: Sandbox, logged: Logged, gone: str
 ) -> None:
-    """The inbox is removed and made again (a share remounted): the observer on the old folder
-    is replaced, so a file dropped into the new one is taken without waiting for a rescan (an
-    hour away here)."""
+    """The inbox is removed, or renamed away, and made again (a share remounted): the observer
+    on the old folder is replaced, so a file dropped into the new one is taken without waiting
+    for a rescan (an hour away here)."""
     watcher = start_watch()
-    shutil.rmtree(watcher.inbox)
+    if gone == "removed":
+        shutil.rmtree(watcher.inbox)
+    else:
+        watcher.inbox.rename(watcher.inbox.with_name("inbox.old"))
     watcher.inbox.mkdir()
     watcher.wait(
-        lambda: logged.count(f"the inbox {watcher.inbox} was removed and made again"),
+        lambda: logged.count(f"the inbox {watcher.inbox} was removed or moved, and made again"),
         what="the observer replaced",
     )
     (watcher.inbox / "again.csv").write_text(HEADER + row("AGAIN-1"), encoding="utf-8")

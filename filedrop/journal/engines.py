@@ -341,7 +341,7 @@ class SqliteEngine(Engine):
         try:
             os.link(copy_path, self.path)
         except FileExistsError:
-            raise self._displaced(db) from None
+            pass  # put back by another process first, or another journal: ``reopen`` tells
         finally:
             copy_path.unlink(missing_ok=True)
         return self.reopen(db)
@@ -361,9 +361,9 @@ class SqliteEngine(Engine):
         saved = self._copy(db, f"{self.path.name}.saved-{time.strftime('%Y%m%d-%H%M%S')}")
         return JournalDisplaced(
             f"the journal {self.path} was deleted or replaced while filedrop had it open, and "
-            f"another journal is there now; this process records nothing more. Its records "
-            f"were saved as {saved}: stop filedrop, put that file in place of {self.path.name} "
-            "(or run 'filedrop journal rebuild' on the one there), and start it again"
+            f"another journal is there now; this process records nothing more. What it held "
+            f"was saved as {saved}. Stop filedrop, run 'filedrop journal rebuild' to read every "
+            "outcome into the journal that is there, and start it again"
         )
 
     types = {"ID": "INTEGER PRIMARY KEY", "FLOAT": "REAL", "SEQ": ""}  # noqa: RUF012

@@ -135,7 +135,7 @@ def lost_journal_evidence(path: Path, journal: Journal, *, limits: ReadLimits) -
 
 
 def inbox_lost_journal_evidence(
-    inbox: Path, journal: Journal, *, limits: ReadLimits
+    inbox: Path, journal: Journal, *, target: str, limits: ReadLimits
 ) -> tuple[str, Path] | None:
     """``lost_journal_evidence`` over the whole inbox and its archive: the name of an input the
     journal has never recorded, and its outcome that shows invoices sent that the journal does
@@ -143,9 +143,9 @@ def inbox_lost_journal_evidence(
     under a new name (a re-export) may hold the very invoices that outcome shows sent. ``None``
     when there is none.
 
-    An outcome is matched by its name or its input's (case aside, as names are compared here)
-    against every name the journal recorded, in one query; only one matching none (a renamed
-    outcome, say) is read, and it counts only if some invoice it shows sent is unknown too."""
+    An outcome is matched by its name or its input's against every name the journal recorded,
+    in one query; only one matching none (a renamed outcome, a name spelt in another case) is
+    read, and it counts only if some invoice it shows sent is unknown at ``target`` too."""
     known = journal.known_names()
     fresh_at = journal.started_fresh_at()
     for outcome, source in _outcome_files(inbox):
@@ -153,10 +153,12 @@ def inbox_lost_journal_evidence(
         if outcome.parent.name == ARCHIVE:  # archived under a stamped name
             names |= {_unstamped(name) for name in names}
             names.add(_input_name(outcome.with_name(_unstamped(outcome.name))))
-        if {name.casefold() for name in names} & known:
+        if names & known:
             continue
         sent = _sent_numbers(outcome, fresh_at, limits)
-        if sent is None or (sent and not journal.knows_every_invoice_number(sent)):
+        if sent is None or (
+            sent and len(journal.invoices(target=target, numbers=sent)) < len(set(sent))
+        ):
             return _input_name(outcome.with_name(_unstamped(outcome.name))), outcome
     return None
 

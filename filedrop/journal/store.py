@@ -851,29 +851,9 @@ class Journal:
         return bool(self._read("SELECT 1 FROM files WHERE name = ? LIMIT 1", (name,)))
 
     def known_names(self) -> set[str]:
-        """Every file name and outcome file name ever recorded, at any target, case folded."""
+        """Every file name and outcome file name ever recorded, at any target."""
         rows = self._read("SELECT DISTINCT name, outcome FROM files")
-        names = {row[0].casefold() for row in rows}
-        names |= {Path(row[1]).name.casefold() for row in rows if row[1]}
-        return names
-
-    def knows_every_invoice_number(self, numbers: Iterable[str]) -> bool:
-        """Whether each of ``numbers`` was recorded, at any target."""
-        wanted = set(numbers)
-        found: set[str] = set()
-        listed = list(wanted)
-        for start in range(0, len(listed), 500):
-            chunk = listed[start : start + 500]
-            marks = ", ".join("?" * len(chunk))
-            found.update(
-                row[0]
-                for row in self._read(
-                    # Only placeholders are put in.
-                    f"SELECT invoice_number FROM invoices WHERE invoice_number IN ({marks})",  # noqa: S608
-                    chunk,
-                )
-            )
-        return found >= wanted
+        return {row[0] for row in rows} | {Path(row[1]).name for row in rows if row[1]}
 
     def mark_started_fresh(self) -> None:
         """Record that this journal was started empty on purpose (``journal rebuild --fresh``)."""
