@@ -33,7 +33,7 @@ from filedrop.settings import SPEC_BY_NAME, SPECS, Settings, load_settings
 from filedrop.states import ExitCode, RowStatus
 
 if TYPE_CHECKING:  # imported lazily at run time: `filedrop --help` should start fast
-    from filedrop.journal import Journal
+    from filedrop.journal import FileRecord, Journal
     from filedrop.metrics import Metrics
     from filedrop.progress import Progress
     from filedrop.runner import RunReport
@@ -907,6 +907,18 @@ def _resolve(args: argparse.Namespace, io: Io) -> int:
                 raise ConfigError(
                     f"Batch #{batch.id} is {batch.state}, not UNKNOWN; nothing to resolve."
                 )
+            if settings.inboxes and _inbox_of(journal.file(batch.file_id), settings) is None:
+                record = journal.file(batch.file_id)
+                which = (
+                    f"inbox {settings.inboxes[0].name}"
+                    if len(settings.inboxes) == 1
+                    else "any inbox of the config"
+                )
+                raise ConfigError(
+                    f"Batch #{batch.id} is of {printable(record.name)} in "
+                    f"{printable(str(Path(record.path).parent))}, which is not the folder of "
+                    f"{which}; name its own inbox with --inbox."
+                )
             batches.append(batch)
         note = "checked with Amili: received" if args.sent else "checked with Amili: not received"
         verdict = "will never be sent again" if args.sent else "will be sent by the next run"
@@ -925,28 +937,48 @@ def _rewrite_outcome(journal: Journal, file_id: int, settings: Settings) -> str:
     from filedrop.states import FileState
 
     record = journal.file(file_id)
-    kept = "the journal keeps the change"
+    # The next run of the file (the same bytes) resumes it and writes the outcome then.
+    kept = "the journal keeps the change, and the next run of the file writes it"
     if record.state is FileState.CLAIMED:
         return f"{record.name}: being processed now; that run writes its outcome."
-    if settings.mapping is None:
+    own = _inbox_of(record, settings) or settings
+    if own.mapping is None:
+        journal.leave_waiting(file_id)
         return (
             f"{record.name}: its outcome was not rewritten, since no mapping is set "
-            f"(FILEDROP_MAPPING); {kept}, and the next run of the file writes it."
+            f"(FILEDROP_MAPPING); {kept}."
         )
     try:
         rewritten = rewrite_outcome(
-            record, journal, load_mappings(settings.mapping, invoice_types=settings.invoice_types)
+            record, journal, load_mappings(own.mapping, invoice_types=own.invoice_types)
         )
     except FiledropError as exc:
+        journal.leave_waiting(file_id)
         return f"{record.name}: its outcome was not rewritten ({exc}); {kept}."
     if rewritten is None:
         return (
             f"{record.name}: the input {record.path} is gone or has changed, so its outcome "
-            f"was not rewritten; {kept}."
+            "was not rewritten; the journal keeps the change."
         )
     outcome, counts = rewritten
     shown = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     return f"{record.name}: {shown}; outcome rewritten: {outcome}"
+
+
+def _inbox_of(record: FileRecord, settings: Settings) -> Settings | None:
+    """The settings of the inbox, among those named here, whose folder holds ``record``."""
+    folder = Path(record.path).parent
+    for inbox in settings.each_inbox():
+        if inbox.inbox is not None and _same_place(inbox.inbox, folder):
+            return inbox
+    return None
+
+
+def _same_place(one: Path, other: Path) -> bool:
+    try:
+        return one.resolve() == other.resolve()
+    except OSError:
+        return one == other
 
 
 def _journal_rebuild(args: argparse.Namespace, io: Io) -> int:

@@ -422,6 +422,52 @@ def test_resolve_with_the_input_gone_says_so_and_keeps_the_journal_change(
     assert status.splitlines()[-1] == "Invoices by status: 1 NOT_SENT, 2 UNKNOWN"
 
 
+def test_resolve_without_a_mapping_leaves_the_outcome_to_the_next_run_which_writes_it(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """No mapping set for resolve: the batch is settled, and the next run of the file (the same
+    bytes) takes it up again and writes its outcome, sending nothing again."""
+    env = _two_unknown_batches(inbox, sandbox)
+    without_mapping = {k: v for k, v in env.items() if k != "FILEDROP_MAPPING"}
+    _, out, _ = filedrop("resolve", "1", "--sent", environ=without_mapping)
+    assert out.splitlines()[1] == (
+        "a.csv: its outcome was not rewritten, since no mapping is set (FILEDROP_MAPPING); the "
+        "journal keeps the change, and the next run of the file writes it."
+    )
+    filedrop("run", environ=env)  # b.csv, done and unchanged, is skipped
+    assert list(outcome_csv(inbox / "a.outcome.csv")["outcome_status"]) == ["SUCCEEDED"] * 2
+    assert sandbox.counters().invoice_numbers_repeated == ()
+
+
+def test_resolve_with_an_inbox_settles_only_that_inbox_batches(
+    inbox: Path, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """--inbox names an inbox whose folder does not hold the batch's file: one sentence naming
+    the file and its folder, exit 2, and nothing settled."""
+    env = _two_unknown_batches(inbox, sandbox)
+    other = tmp_path / "other"
+    other.mkdir()
+    config = tmp_path / "two.toml"
+    config.write_text(
+        f'state = "{journal_file(inbox)}"\n'
+        f'[[inbox]]\nname = "here"\nfolder = "{inbox}"\nmapping = "{env["FILEDROP_MAPPING"]}"\n'
+        f'[[inbox]]\nname = "there"\nfolder = "{other}"\nmapping = "{env["FILEDROP_MAPPING"]}"\n',
+        encoding="utf-8",
+    )
+    environ = {k: v for k, v in env.items() if k not in ("FILEDROP_INBOX", "FILEDROP_MAPPING")}
+    environ.pop("FILEDROP_STATE")
+    args = ("resolve", "1", "--sent", "--config", str(config))
+    _, _, err = filedrop(*args, "--inbox", "there", environ=environ, expect=2)
+    assert err.splitlines()[-1] == (
+        f"filedrop: Batch #1 is of a.csv in {inbox}, which is not the folder of inbox there; "
+        "name its own inbox with --inbox."
+    )
+    _, out, _ = filedrop(*args, "--inbox", "here", environ=environ)
+    assert out.splitlines()[1] == (
+        f"a.csv: 2 SUCCEEDED; outcome rewritten: {inbox / 'a.outcome.csv'}"
+    )
+
+
 def test_resolve_checks_every_batch_before_settling_any(inbox: Path, sandbox: Sandbox) -> None:
     """A wrong number among several: one sentence, exit 2, and nothing settled."""
     env = _two_unknown_batches(inbox, sandbox)

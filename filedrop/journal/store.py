@@ -428,6 +428,15 @@ class Journal:
     def file(self, file_id: int) -> FileRecord:
         return _file_record(self._read("SELECT * FROM files WHERE id = ?", (file_id,))[0])
 
+    def leave_waiting(self, file_id: int) -> None:
+        """Have the next run of a finished file (the same bytes) take it up again, as one left
+        waiting on its batches: its outcome is out of date (a batch was resolved since)."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE files SET state = ?, updated_at = ? WHERE id = ? AND state IN (?, ?)",
+                (FileState.WAITING, self._clock(), file_id, FileState.DONE, FileState.WAITING),
+            )
+
     def find_file(self, *, target: str, name: str, sha256: str) -> FileRecord | None:
         """The record of these bytes under this name at ``target``, if there is one."""
         rows = self._read(
