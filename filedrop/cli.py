@@ -852,14 +852,19 @@ def _health(settings: Settings, path: Path, io: Io) -> int:
     # still holds a recent beat.
     now = time.time()
     stale_s = heartbeat_stale_s(settings.heartbeat_s)
-    if beat is None or now - beat[1] > stale_s:
-        age = "never" if beat is None else f"{now - beat[1]:.0f} s ago"
-        print(f"filedrop: unhealthy: the watch daemon's last heartbeat was {age}.", file=io.stderr)
-        return ExitCode.ATTENTION
-    if not owner_alive(beat[0], heartbeat=beat[1], now=now, stale_s=stale_s):
-        print(
-            f"filedrop: unhealthy: the watch daemon {beat[0]} is no longer running.", file=io.stderr
+    if beat is None:
+        problem = (
+            "no watch daemon has written a heartbeat to this journal; this check is for "
+            "'filedrop watch' (a 'filedrop run' tells by its exit code)"
         )
+    elif now - beat[1] > stale_s:
+        problem = f"the watch daemon's last heartbeat was {now - beat[1]:.0f} s ago"
+    elif not owner_alive(beat[0], heartbeat=beat[1], now=now, stale_s=stale_s):
+        problem = f"the watch daemon {beat[0]} is no longer running"
+    else:
+        problem = None
+    if problem is not None or beat is None:
+        print(f"filedrop: unhealthy: {problem}.", file=io.stderr)
         return ExitCode.ATTENTION
     io.say(f"healthy: heartbeat {now - beat[1]:.0f} s ago from {beat[0]}")
     return ExitCode.OK

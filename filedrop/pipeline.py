@@ -938,19 +938,17 @@ def _record_failed_post(batch: int, exc: FiledropError, ctx: Context, setbacks: 
     large): NOT_SENT, and the next run of the file sends it. Refused for its content: the whole
     batch's invoices FAILED.
     """
-    log.error(
-        "batch #%d: %s",
-        batch,
-        exc,
-        extra=fields("batch_failed", inbox=ctx.metrics.name, batch=batch),
-    )
+    facts = fields("batch_failed", inbox=ctx.metrics.name, batch=batch)
     if isinstance(exc, AmbiguousSubmission):
-        ctx.journal.batch_unknown(
-            batch,
-            message=f"{str(exc).rstrip('.')}; check with Amili, then run "
-            f"'filedrop resolve {batch} --sent' or '--not-sent'",
+        # The one thing to do, said where it happens as well as in the outcome and status.
+        message = (
+            f"{str(exc).rstrip('.')}; check with Amili, then run "
+            f"'filedrop resolve {batch} --sent' or '--not-sent'"
         )
+        log.error("batch #%d: %s", batch, message, extra=facts)
+        ctx.journal.batch_unknown(batch, message=message)
         return BATCH_UNKNOWN
+    log.error("batch #%d: %s", batch, exc, extra=facts)
     reason = not_sent_reason(exc)
     if reason is None:
         ctx.journal.batch_refused(batch, message=f"the API refused the whole batch: {exc}")

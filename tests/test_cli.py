@@ -129,6 +129,18 @@ def test_health_fails_without_a_daemon(tmp_path: Path) -> None:
     assert "unhealthy" in err
 
 
+def test_health_after_runs_only_says_the_check_is_for_watch(inbox: Path, sandbox: Sandbox) -> None:
+    """A journal that only `run` has written: unhealthy, saying why and what the check is for."""
+    write_erp_csv(inbox / "a.csv", [erp_row("5401")])
+    env = run_env(inbox, sandbox.url)
+    filedrop("run", environ=env)
+    _, _, err = filedrop("status", "--health", environ=env, expect=1)
+    assert err == (
+        "filedrop: unhealthy: no watch daemon has written a heartbeat to this journal; this check "
+        "is for 'filedrop watch' (a 'filedrop run' tells by its exit code).\n"
+    )
+
+
 def test_sandbox_command_serves_and_stops_on_sigterm() -> None:
     """`filedrop sandbox` answers /token on 127.0.0.1 and exits 0 on SIGTERM."""
     process = subprocess.Popen(
@@ -365,7 +377,12 @@ def _two_unknown_batches(inbox: Path, sandbox: Sandbox) -> dict[str, str]:
     write_erp_csv(inbox / "b.csv", [erp_row("5303")])
     env = run_env(inbox, sandbox.url, FILEDROP_CONCURRENT_FILES="1")
     sandbox.lose_next_response(count=2)
-    filedrop("run", environ=env, expect=1)
+    _, _, err = filedrop("run", environ=env, expect=1)
+    # Said where it happens, with the command that settles it, not only in the outcome.
+    for batch in (1, 2):
+        assert (
+            f"check with Amili, then run 'filedrop resolve {batch} --sent' or '--not-sent'" in err
+        )
     return env
 
 

@@ -120,8 +120,7 @@ class AmbiguousSubmission(FiledropError):  # noqa: N818 - the name the pipeline 
     def __str__(self) -> str:
         return (
             f"{self.method} {self.path}: {self.reason} after the request was sent, so whether "
-            "Amili received it cannot be told; it was not resent, so check in Amili whether "
-            "these invoice numbers have cases before sending them again."
+            "Amili received it cannot be told; it was not resent."
         )
 
 
