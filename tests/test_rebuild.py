@@ -127,6 +127,20 @@ def test_a_whole_journal_does_not_hold_back_an_inbox_with_odd_outcome_names(
     assert sandbox.received_invoice_numbers() == ["9201", "9202"]
 
 
+def test_junk_named_like_an_outcome_does_not_hold_back_the_inbox(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """Anyone who can drop a file could otherwise stop an inbox: a file of no outcome's shape,
+    one with a control character in its name, and a link to a secret, all named like outcomes,
+    show no invoice sent, so the file beside them goes."""
+    (inbox / "notes\x1b[31m.outcome.csv").write_bytes(b"not an outcome at all\n")
+    (inbox / "big.outcome.csv").write_bytes(b"x" * 2_000_000)
+    (inbox / "link.outcome.csv").symlink_to("/etc/passwd")
+    write_erp_csv(inbox / "a.csv", [erp_row("9301")])
+    filedrop("run", environ=run_env(inbox, sandbox.url))
+    assert sandbox.received_invoice_numbers() == ["9301"]
+
+
 def test_rebuild_blocks_unknown_invoices_for_resolve(inbox: Path, sandbox: Sandbox) -> None:
     """An UNKNOWN row comes back as an UNKNOWN batch that status lists and resolve settles."""
     sandbox.options.rate_lost_response = 1.0  # processed, never answered: UNKNOWN

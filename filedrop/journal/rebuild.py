@@ -10,6 +10,7 @@ and each file is recorded so the same bytes are not processed twice.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections import Counter, defaultdict
@@ -131,7 +132,13 @@ def lost_journal_evidence(path: Path, journal: Journal, *, limits: ReadLimits) -
     if journal.knows_file_name(path.name):
         return None
     fresh_at = journal.started_fresh_at()
-    return next((o for o in outcomes_of(path) if _shows_sent(o, fresh_at, limits)), None)
+    # One that cannot be read counts here: it is this very file's (better a question than an
+    # invoice sent twice).
+    for outcome in outcomes_of(path):
+        sent = _sent_numbers(outcome, fresh_at, limits)
+        if sent is None or sent:
+            return outcome
+    return None
 
 
 def inbox_lost_journal_evidence(
@@ -145,7 +152,9 @@ def inbox_lost_journal_evidence(
 
     An outcome is matched by its name or its input's against every name the journal recorded,
     in one query; only one matching none (a renamed outcome, a name spelt in another case) is
-    read, and it counts only if some invoice it shows sent is unknown at ``target`` too."""
+    read, and it counts only if some invoice it shows sent is unknown at ``target`` too. One
+    that cannot be read shows nothing: any file named like an outcome (junk, a bomb) would
+    otherwise hold back the whole inbox. Each is read once while it stays unchanged."""
     known = journal.known_names()
     fresh_at = journal.started_fresh_at()
     for outcome, source in _outcome_files(inbox):
@@ -155,17 +164,28 @@ def inbox_lost_journal_evidence(
             names.add(_input_name(outcome.with_name(_unstamped(outcome.name))))
         if names & known:
             continue
-        sent = _sent_numbers(outcome, fresh_at, limits)
-        if sent is None or (
-            sent and len(journal.invoices(target=target, numbers=sent)) < len(set(sent))
-        ):
+        try:
+            found = outcome.stat()
+        except OSError:
+            continue
+        sent = _sent_numbers_once(outcome, found.st_mtime_ns, found.st_size, fresh_at, limits)
+        if sent and len(journal.invoices(target=target, numbers=sent)) < len(set(sent)):
             return _input_name(outcome.with_name(_unstamped(outcome.name))), outcome
     return None
 
 
+@functools.lru_cache(maxsize=256)
+def _sent_numbers_once(
+    outcome: Path, mtime_ns: int, size: int, fresh_at: float | None, limits: ReadLimits
+) -> tuple[str, ...] | None:
+    """``_sent_numbers`` of an outcome as it is now (its time and size are part of the key)."""
+    sent = _sent_numbers(outcome, fresh_at, limits)
+    return None if sent is None else tuple(sent)
+
+
 def _sent_numbers(outcome: Path, fresh_at: float | None, limits: ReadLimits) -> list[str] | None:
     """The invoice numbers ``outcome`` shows sent after the journal was last started afresh on
-    purpose; None when it cannot be read (better a question than an invoice sent twice)."""
+    purpose; None when it cannot be read."""
     try:
         if fresh_at is not None and outcome.stat().st_mtime <= fresh_at:
             return []
@@ -177,20 +197,6 @@ def _sent_numbers(outcome: Path, fresh_at: float | None, limits: ReadLimits) -> 
     sent = {status.value for status in SENT_ROW_STATUSES}
     # An outcome older than the invoice number column gives '', which no journal knows.
     return [row.invoice_number for row in rows if row.status in sent]
-
-
-def _shows_sent(outcome: Path, fresh_at: float | None, limits: ReadLimits) -> bool:
-    """Whether ``outcome`` shows rows sent, after the journal was last started afresh on
-    purpose; one that cannot be read counts (better a question than an invoice sent twice)."""
-    try:
-        if fresh_at is not None and outcome.stat().st_mtime <= fresh_at:
-            return False
-        rows = read_outcome(outcome, limits=limits)
-    except FileNotFoundError:
-        return False
-    except (OSError, ReadError):
-        return True
-    return bool(_statuses(rows) & SENT_ROW_STATUSES)
 
 
 def lost_journal_message(name: str, outcome: Path, journal: Path | PostgresLocation) -> str:
