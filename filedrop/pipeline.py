@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import errno
+import functools
 import logging
 import queue
 import shutil
@@ -995,6 +996,13 @@ def _outcomes(prepared: Prepared, journal: Journal, *, target: str, file_id: int
     # first time one is needed (for a million numbers, it takes 40 MB).
     index: pd.Index | None = None
     recorded = np.zeros(len(numbers), dtype=bool)
+    decide = functools.partial(
+        _invoice_outcome,
+        journal=journal,
+        file_id=file_id,
+        batch_ids=batch_ids,
+        file_names=file_names,
+    )
     records = journal.each_invoice(target=target, numbers=numbers)
     at = 0  # where the next chunk starts when the order holds
     while chunk := list(islice(records, 1000)):
@@ -1008,25 +1016,17 @@ def _outcomes(prepared: Prepared, journal: Journal, *, target: str, file_id: int
             at = -1  # out of step for good
         recorded[found] = True
         values = [
-            _invoice_outcome(
-                numbers[k],
-                record,
-                journal,
-                file_id=file_id,
-                batch_ids=batch_ids,
-                file_names=file_names,
-            )
-            for k, record in zip(found.tolist(), chunk, strict=True)
+            decide(numbers[k], record) for k, record in zip(found.tolist(), chunk, strict=True)
         ]
         for column, value in zip(decided, zip(*values, strict=True), strict=True):
             column[slot[found]] = value
     del index, records
-    for k in np.flatnonzero(~recorded).tolist():
-        value = _invoice_outcome(
-            numbers[k], None, journal, file_id=file_id, batch_ids=batch_ids, file_names=file_names
-        )
-        for column, one in zip(decided, value, strict=True):
-            column[slot[k]] = one
+    # Numbers the journal has no record of: the run stopped before their batch was claimed.
+    unrecorded = np.flatnonzero(~recorded)
+    if len(unrecorded):
+        values = [decide(numbers[k], None) for k in unrecorded.tolist()]
+        for column, value in zip(decided, zip(*values, strict=True), strict=True):
+            column[slot[unrecorded]] = value
     if grouped:
         spread = np.repeat(np.arange(len(numbers)), sizes)
         for name, per_invoice in zip(OUTCOME_COLUMNS, decided, strict=True):
@@ -1149,7 +1149,7 @@ def _archive(path: Path, outcome: Path, ctx: Context, *, sha256: str) -> Path:
         # Hashed through one handle, and moved only if that very file is still at the path: a
         # new export renamed in while it was hashed is not archived in its stead.
         hashed = hash_file(path)
-        unchanged = hashed.sha256 == sha256 and _identity(path) == hashed.identity
+        unchanged = hashed.sha256 == sha256 and is_same_file(path, hashed.identity)
     except OSError:  # gone, or no longer a regular file: nothing to move
         unchanged = False
     if unchanged:
@@ -1162,11 +1162,6 @@ def _archive(path: Path, outcome: Path, ctx: Context, *, sha256: str) -> Path:
             extra=fields("file_changed", inbox=ctx.metrics.name, file=path.name),
         )
     return Path(shutil.move(outcome, archive / f"{stamp}-{outcome.name}"))
-
-
-def _identity(path: Path) -> tuple[int, int]:
-    found = path.lstat()
-    return found.st_dev, found.st_ino
 
 
 def _counts_text(counts: dict[str, int]) -> str:
