@@ -153,7 +153,7 @@ def _prepare(
         numbers = rows[id(number)] if number is not None else None
         fates, groups = _row_fates(table, mapping, src, numbers)
     else:
-        groups = group_rows(table, mapping, src.positions, _left_out(fates))
+        groups = group_rows(table, mapping, src.positions, _left_out(fates.blank, fates.skip_why))
     level = levels(rows, groups, _fields(mapping.invoice, mapping.debtors))
     lines = claim_lines(mapping, rows, groups)
     issues += check_invoice(mapping, level, groups.count)
@@ -212,17 +212,16 @@ def _row_fates(
     blank = _blank_rows(table)
     skip_why = skipped_rows(mapping, src, numbers)
     skip_why[blank] = None  # an empty row is reported as such
-    fates = _RowFates(blank, skip_why, np.empty(0, dtype=int), [])
-    left_out = _left_out(fates)
+    left_out = _left_out(blank, skip_why)
     groups = group_rows(table, mapping, src.positions, left_out)
     number_level = groups.level(numbers) if numbers is not None else None
     duplicate_of, repeats = find_duplicates(table, number_level, groups, left_out)
-    return fates._replace(duplicate_of=duplicate_of, repeats=repeats), groups
+    return _RowFates(blank, skip_why, duplicate_of, repeats), groups
 
 
-def _left_out(fates: _RowFates) -> np.ndarray:
+def _left_out(blank: np.ndarray, skip_why: np.ndarray) -> np.ndarray:
     """The rows that join no invoice and repeat none: blank or skipped."""
-    return fates.blank | ~np.equal(fates.skip_why, None)
+    return blank | ~np.equal(skip_why, None)
 
 
 def _fields(*nodes: Node) -> list[Field]:
