@@ -863,9 +863,10 @@ def _health(settings: Settings, path: Path, io: Io) -> int:
         problem = f"the watch daemon {beat[0]} is no longer running"
     else:
         problem = None
-    if problem is not None or beat is None:
+    if problem is not None:
         print(f"filedrop: unhealthy: {problem}.", file=io.stderr)
         return ExitCode.ATTENTION
+    assert beat is not None  # a missing beat is a problem above
     io.say(f"healthy: heartbeat {now - beat[1]:.0f} s ago from {beat[0]}")
     return ExitCode.OK
 
@@ -912,8 +913,8 @@ def _resolve(args: argparse.Namespace, io: Io) -> int:
                 raise ConfigError(
                     f"Batch #{batch.id} is {batch.state}, not UNKNOWN; nothing to resolve."
                 )
-            if settings.inboxes and _inbox_of(journal.file(batch.file_id), settings) is None:
-                record = journal.file(batch.file_id)
+            record = journal.file(batch.file_id) if settings.inboxes else None
+            if record is not None and _inbox_of(record, settings) is None:
                 which = (
                     f"inbox {settings.inboxes[0].name}"
                     if len(settings.inboxes) == 1
@@ -972,18 +973,12 @@ def _rewrite_outcome(journal: Journal, file_id: int, settings: Settings) -> str:
 
 def _inbox_of(record: FileRecord, settings: Settings) -> Settings | None:
     """The settings of the inbox, among those named here, whose folder holds ``record``."""
-    folder = Path(record.path).parent
+    from filedrop.inbox import in_folder
+
     for inbox in settings.each_inbox():
-        if inbox.inbox is not None and _same_place(inbox.inbox, folder):
+        if inbox.inbox is not None and in_folder(record.path, inbox.inbox.resolve()):
             return inbox
     return None
-
-
-def _same_place(one: Path, other: Path) -> bool:
-    try:
-        return one.resolve() == other.resolve()
-    except OSError:
-        return one == other
 
 
 def _journal_rebuild(args: argparse.Namespace, io: Io) -> int:

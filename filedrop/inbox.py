@@ -171,6 +171,15 @@ def content_hash(path: Path) -> str:
     return hash_file(path).sha256
 
 
+def in_folder(path: Path | str, folder: Path) -> bool:
+    """Whether ``path`` lies directly in ``folder`` (resolved: the inbox as the settings give
+    it), however it was spelt when recorded; False when its folder cannot be resolved."""
+    try:
+        return Path(path).parent.resolve() == folder
+    except OSError:
+        return False
+
+
 def is_same_file(path: Path, identity: tuple[int, int]) -> bool:
     """Whether ``path`` is still the regular file ``identity`` names (not a link put there)."""
     try:

@@ -33,6 +33,7 @@ from filedrop.inbox import (
     Readiness,
     StabilityTracker,
     content_hash,
+    in_folder,
     scan,
     snapshot,
 )
@@ -513,10 +514,7 @@ def measure_backlog(ctx: Context) -> bool:
         def in_inbox(path: str) -> bool:
             folder = str(Path(path).parent)
             if folder not in folders:
-                try:
-                    folders[folder] = Path(folder).resolve() == here
-                except OSError:
-                    folders[folder] = False
+                folders[folder] = in_folder(path, here)
             return folders[folder]
 
         mine = [record for record in unfinished if in_inbox(record.path)]

@@ -32,6 +32,7 @@ from filedrop.inbox import (
     Snapshot,
     StabilityTracker,
     ignore_reason,
+    in_folder,
     is_outcome_file,
     scan,
     snapshot,
@@ -473,7 +474,7 @@ def _dispose(observer: BaseObserver) -> None:
 
 
 def _beat(ctx: Context) -> None:
-    ctx.journal.put_back_if_deleted()
+    # Its write puts a deleted journal back first, as every write does.
     try:
         ctx.journal.beat(ctx.owner)
     except (*ctx.journal.errors, OSError) as exc:  # a busy journal is no reason to die
@@ -604,7 +605,7 @@ def _take_up_left_files(ctx: Context, inbox: Path, state: _State) -> None:
             continue  # gone: settle_leftovers learns its batches' fate
         folder = str(recorded.parent)
         if folder not in folders:
-            folders[folder] = _same_folder(recorded.parent, inbox)
+            folders[folder] = in_folder(recorded, inbox)
         if not folders[folder]:
             continue  # another inbox sharing this journal
         state.taken_up[path] = mark
@@ -627,13 +628,6 @@ def _take_up_left_files(ctx: Context, inbox: Path, state: _State) -> None:
             extra=fields("file_taken_up", inbox=state.inbox_name, file=path.name),
         )
         state.watching.add(path)
-
-
-def _same_folder(folder: Path, inbox: Path) -> bool:
-    try:
-        return folder.resolve() == inbox
-    except OSError:
-        return False
 
 
 def _log_ignored(path: Path, reason: str, state: _State) -> None:

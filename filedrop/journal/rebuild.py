@@ -168,7 +168,9 @@ def inbox_lost_journal_evidence(
             found = outcome.stat()
         except OSError:
             continue
-        sent = _sent_numbers_once(outcome, found.st_mtime_ns, found.st_size, fresh_at, limits)
+        if fresh_at is not None and found.st_mtime <= fresh_at:
+            continue  # older than a journal started afresh on purpose
+        sent = _sent_numbers_once(outcome, found.st_mtime_ns, found.st_size, limits)
         if sent and len(journal.invoices(target=target, numbers=sent)) < len(set(sent)):
             return _input_name(outcome.with_name(_unstamped(outcome.name))), outcome
     return None
@@ -176,10 +178,10 @@ def inbox_lost_journal_evidence(
 
 @functools.lru_cache(maxsize=256)
 def _sent_numbers_once(
-    outcome: Path, mtime_ns: int, size: int, fresh_at: float | None, limits: ReadLimits
+    outcome: Path, mtime_ns: int, size: int, limits: ReadLimits
 ) -> tuple[str, ...] | None:
     """``_sent_numbers`` of an outcome as it is now (its time and size are part of the key)."""
-    sent = _sent_numbers(outcome, fresh_at, limits)
+    sent = _sent_numbers(outcome, None, limits)
     return None if sent is None else tuple(sent)
 
 
