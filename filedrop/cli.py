@@ -899,8 +899,10 @@ def _resolve(args: argparse.Namespace, io: Io) -> int:
         for ref in dict.fromkeys(args.batches):
             batch = journal.find_batch(ref)
             if batch is None:
+                named = ref if len(ref) <= 60 else f"{ref[:40]}... ({len(ref):,} characters)"
                 raise ConfigError(
-                    f"No batch \"{ref}\" in {settings.journal_path}; 'filedrop status' lists them."
+                    f"No batch \"{named}\" in {settings.journal_path}; 'filedrop status' lists "
+                    "them."
                 )
             if batch.state is BatchState.POSTING:
                 # Maybe a live run is waiting for its answer right now; the next run of its

@@ -496,6 +496,24 @@ def test_resolve_checks_every_batch_before_settling_any(inbox: Path, sandbox: Sa
     assert status.splitlines()[-1] == "Invoices by status: 3 UNKNOWN"
 
 
+def test_resolve_names_a_hostile_batch_reference_in_one_short_sentence(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """5,000 digits, an Arabic-Indic digit and a terminal escape: each is no batch, said in one
+    short escaped sentence, not a crash."""
+    env = _two_unknown_batches(inbox, sandbox)
+    for ref, named in [
+        ("9" * 5000, f"{'9' * 40}... (5,000 characters)"),
+        ("\u0663", "\u0663"),
+        ("\x1b[31m1", "\\x1b[31m1"),
+    ]:
+        _, _, err = filedrop("resolve", ref, "--sent", environ=env, expect=2)
+        assert err.splitlines()[-1] == (
+            f"filedrop: No batch \"{named}\" in {journal_file(inbox)}; 'filedrop status' lists "
+            "them."
+        )
+
+
 def test_national_ids_are_masked_in_the_run_summary_validate_and_status(
     inbox: Path, sandbox: Sandbox
 ) -> None:

@@ -743,8 +743,10 @@ class Journal:
     def find_batch(self, ref: str) -> BatchRecord | None:
         """A batch by its API batch id, or by its journal number (as ``status`` prints it)."""
         rows = self._read("SELECT * FROM batches WHERE batch_id = ?", (ref,))
-        if not rows and ref.lstrip("#").isdigit():
-            rows = self._read("SELECT * FROM batches WHERE id = ?", (int(ref.lstrip("#")),))
+        number = ref.lstrip("#")
+        # ASCII digits that fit a journal number: '٣' or 5,000 digits name no batch.
+        if not rows and number.isascii() and number.isdigit() and len(number) <= 18:
+            rows = self._read("SELECT * FROM batches WHERE id = ?", (int(number),))
         return _batch_record(rows[0]) if rows else None
 
     def resolve_batch(self, batch: int, *, sent: bool, note: str) -> int:
