@@ -116,13 +116,15 @@ numbers it lists. The outcome files of their inputs are rewritten at once.""",
     "journal rebuild": """examples:
   filedrop journal rebuild --inbox /data/inbox
       read every outcome in the inbox and its archive/ back into the journal: SUCCEEDED,
-      PENDING and UNKNOWN invoices are never sent again, PENDING batches are polled again
+      PENDING and UNKNOWN invoices are never sent again, PENDING batches are polled again,
+      UNKNOWN batches keep the number their outcome's 'filedrop resolve N' advice names
   filedrop journal rebuild --fresh
       keep the journal aside as a backup and start an empty one: every file is new again
 
 A run refuses files whose outcome shows more than the journal knows (exit 2) until one of these.
 Needs FILEDROP_ENV and FILEDROP_ORG_ID: invoice numbers are remembered per environment and
-organisation. Exit codes: 0 rebuilt; 1 some outcome or row could not be read back; 2 setup.""",
+organisation. Exit codes: 0 rebuilt; 1 some outcome or row could not be read back, or a batch
+had to take a new number (printed); 2 setup.""",
     "report": """examples:
   filedrop report                                the last 24 hours, into the current folder
   filedrop report --days 7 --out /srv/reports    the last week
@@ -1006,6 +1008,12 @@ def _journal_rebuild(args: argparse.Namespace, io: Io) -> int:
     )
     for unreadable in report.unreadable:
         io.say(mask_ids(f"  not read: {unreadable}"))
+    for outcome, old, new in report.renumbered:
+        io.say(
+            f"{printable(outcome)} says to resolve its UNKNOWN rows as batch #{old}, but #{old} "
+            f"is another batch in this journal: they are batch #{new} now, so run 'filedrop "
+            f"resolve {new} --sent' or '--not-sent' for them, not {old}."
+        )
     if report.rows_without_number:
         io.say(
             f"{report.rows_without_number} rows that were sent could not be rebuilt: their "
@@ -1013,7 +1021,8 @@ def _journal_rebuild(args: argparse.Namespace, io: Io) -> int:
             "(outcome_invoice_number), so a new file with those numbers would send them again; "
             "check them with Amili."
         )
-    return ExitCode.ATTENTION if report.unreadable or report.rows_without_number else ExitCode.OK
+    attention = report.unreadable or report.rows_without_number or report.renumbered
+    return ExitCode.ATTENTION if attention else ExitCode.OK
 
 
 def _start_fresh(settings: Settings, inbox: Path, io: Io) -> int:

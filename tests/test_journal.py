@@ -20,9 +20,9 @@ from conftest import Logged, drop_connections
 from filedrop.errors import ConfigError
 from filedrop.journal import Journal, owner_alive, this_owner
 from filedrop.journal.engines import MIGRATIONS, SCHEMA_VERSION, PostgresLocation, SqliteEngine
-from filedrop.journal.store import FinishedBatch
+from filedrop.journal.store import FinishedBatch, RebuiltBatch
 from filedrop.settings import load_settings
-from filedrop.states import InvoiceState
+from filedrop.states import BatchState, FileState, InvoiceState
 
 TARGET = "sandbox:org-1"
 
@@ -709,3 +709,33 @@ def test_a_journal_another_process_put_back_first_is_opened_not_refused(
         assert sorted(reopened.invoices(target="t", numbers=["1"])) == ["1"]
     assert not list(tmp_path.glob("journal.db.saved-*"))
     assert not [m for m in logged.messages if "another journal" in m]
+
+
+def test_a_rebuilt_batch_keeps_the_number_its_outcome_names(journal: Journal) -> None:
+    """'filedrop resolve 5' in an old outcome still names that outcome's batch after a rebuild;
+    a number taken by another batch is not reused but drawn above every number the outcomes
+    name, and so are batches that name none; batches claimed later follow them all."""
+
+    def rebuilt(name: str, batch: RebuiltBatch, number: str) -> tuple[int, dict[int, int]]:
+        unknown = batch.number is not None
+        state = InvoiceState.UNKNOWN if unknown else InvoiceState.SUCCEEDED
+        return journal.record_rebuilt_file(
+            target=TARGET, name=name, path=Path(name), sha256=name, state=FileState.DONE,
+            counts={}, outcome=Path(name),
+            batches={batch: BatchState.UNKNOWN if unknown else BatchState.DONE},
+            invoices=[(number, state, batch, "", "", "", "")],
+            draw_above=9,
+        )  # fmt: skip
+
+    assert rebuilt("z.csv", RebuiltBatch("", 5), "1") == (1, {})
+    assert rebuilt("y.csv", RebuiltBatch("", 5), "2") == (1, {5: 10})
+    assert rebuilt("x.csv", RebuiltBatch("api-1", None), "3") == (1, {})
+    invoices = journal.invoices(target=TARGET, numbers=["1", "2", "3"])
+    assert {number: invoice.batch for number, invoice in invoices.items()} == {
+        "1": 5,
+        "2": 10,
+        "3": 11,
+    }
+    file_id = _claim(journal, "new.csv").id
+    batch, _ = journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["4"])
+    assert batch == 12

@@ -248,3 +248,39 @@ def test_rebuilding_twice_adds_nothing(inbox: Path, sandbox: Sandbox) -> None:
         assert db.execute("SELECT COUNT(*) FROM files").fetchone() == (1,)
         assert db.execute("SELECT COUNT(*) FROM batches").fetchone() == (1,)
         assert db.execute("SELECT COUNT(*) FROM invoices").fetchone() == (2,)
+
+
+def test_after_a_rebuild_an_outcome_s_resolve_advice_settles_its_own_batch(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """z.csv's batch was #1 and a.csv's #2, both UNKNOWN. Rebuilt in name order, a.csv's would
+    have become #1, and z.outcome.csv's 'filedrop resolve 1 --not-sent' would send a.csv's
+    invoice a second time. Each keeps its number; a copy naming a taken number is told apart."""
+    sandbox.options.rate_lost_response = 1.0  # processed, never answered: UNKNOWN
+    env = run_env(inbox, sandbox.url, FILEDROP_READ_TIMEOUT_S="0.5")
+    write_erp_csv(inbox / "z.csv", [erp_row("7801")])
+    filedrop("run", environ=env, expect=1)
+    write_erp_csv(inbox / "a.csv", [erp_row("7802")])
+    filedrop("run", environ=env, expect=1)
+    advice = "'filedrop resolve {} --sent' or '--not-sent'"
+    z_outcome = pd.read_csv(inbox / "z.outcome.csv", sep=";", encoding="cp1252", dtype=str)
+    assert advice.format(1) in z_outcome["outcome_message"][0]
+    # The outcome of a file from another journal, whose batch was #1 there as well.
+    copy = z_outcome.assign(outcome_invoice_number="7803", invoice_number="7803")
+    copy.to_csv(inbox / "zz.outcome.csv", sep=";", encoding="cp1252", index=False)
+    delete_journal(inbox)
+    sandbox.options.rate_lost_response = 0.0
+
+    _, out, _ = filedrop("journal", "rebuild", environ=env, expect=1)
+    assert out.splitlines()[-1] == (
+        "zz.outcome.csv says to resolve its UNKNOWN rows as batch #1, but #1 is another batch "
+        "in this journal: they are batch #3 now, so run 'filedrop resolve 3 --sent' or "
+        "'--not-sent' for them, not 1."
+    )
+    _, out, _ = filedrop("resolve", "1", "--not-sent", environ=env)
+    assert statuses(inbox / "z.outcome.csv") == ["NOT_SENT"]
+    assert statuses(inbox / "a.outcome.csv") == ["UNKNOWN"]
+    with sqlite3.connect(journal_file(inbox)) as db:
+        assert db.execute(
+            "SELECT invoice_number, batch FROM invoices ORDER BY invoice_number"
+        ).fetchall() == [("7801", 1), ("7802", 2), ("7803", 3)]

@@ -296,6 +296,10 @@ class Engine:
         """A cursor whose rows are plain tuples: the cheapest rows, for the journal's hot reads."""
         raise NotImplementedError
 
+    def ids_given(self, db: Any, table: str) -> None:
+        """After rows of ``table`` were inserted with their ``id`` given, not drawn: make the
+        ids drawn from now on follow them. SQLite draws the largest id plus one already."""
+
 
 class SqliteEngine(Engine):
     """One file; ``BEGIN IMMEDIATE`` serialises writers across threads and processes.
@@ -643,6 +647,15 @@ class PostgresEngine(Engine):
     def lock_for_migration(self, db: Any) -> None:
         # Replicas starting together would race on CREATE TABLE: one migrates, the rest wait.
         db.execute("SELECT pg_advisory_xact_lock(4242001)")
+
+    def ids_given(self, db: Any, table: str) -> None:
+        # An identity column's sequence does not see ids given by hand: without this, a later
+        # insert would draw one of them and fail on the primary key.
+        db.execute(
+            "SELECT setval(pg_get_serial_sequence(%s, 'id'),"  # noqa: S608 (a table of ours)
+            f" (SELECT COALESCE(MAX(id), 0) + 1 FROM {table}), false)",
+            (table,),
+        )
 
 
 def engine_for(location: Path | PostgresLocation) -> Engine:

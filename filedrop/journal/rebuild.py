@@ -21,7 +21,7 @@ from pathlib import Path
 from filedrop.errors import ReadError
 from filedrop.inbox import OUTCOME_SUFFIXES, content_hash, scan
 from filedrop.journal.engines import PostgresLocation
-from filedrop.journal.store import Journal
+from filedrop.journal.store import Journal, RebuiltBatch
 from filedrop.outcome import OUTCOME_COLUMNS, outcome_path, outcome_paths
 from filedrop.read import INPUT_SUFFIXES, ReadLimits, ReadOptions, read_table
 from filedrop.states import BatchState, FileState, InvoiceState, RowStatus
@@ -48,6 +48,8 @@ _RANK = {
 
 #: How ``archive/`` names what it keeps: ``20240301-120000-<name>``.
 _ARCHIVE_STAMP = re.compile(r"^\d{8}-\d{6}-")
+#: The advice an UNKNOWN row gives, with its batch's journal number: 'filedrop resolve 17 --sent'.
+_RESOLVE_ADVICE = re.compile(r"filedrop resolve ([0-9]{1,18}) --")
 ARCHIVE = "archive"
 
 
@@ -229,6 +231,9 @@ class RebuildReport:
     rows_without_number: int = 0
     """Rows that say something was sent, in outcomes written before filedrop recorded the
     invoice number in them: nothing of them can be rebuilt."""
+    renumbered: list[tuple[str, int, int]] = field(default_factory=list)
+    """(outcome file, the batch number its advice names, the number it has now): batches whose
+    number was taken by another batch of this journal."""
 
 
 @dataclass(frozen=True)
@@ -269,11 +274,13 @@ def rebuild_journal(
         name = input_file.name if input_file else _input_name(outcome_file)
         outcomes.append(_Outcome(outcome_file, rows, mtime, input_file, _unstamped(name)))
     winners = _winners(outcomes)
-    for outcome in outcomes:
-        invoices, batches = _records(outcome, winners, report)
+    records = [(outcome, *_records(outcome, winners, report)) for outcome in outcomes]
+    # Every number an outcome's advice names is kept for its batch: others are drawn above.
+    named = max((b.number or 0 for _, _, batches in records for b in batches), default=0)
+    for outcome, invoices, batches in records:
         if not _statuses(outcome.rows) & {*SENT_ROW_STATUSES, RowStatus.NOT_SENT}:
             continue  # nothing was sent from it: processing it again is harmless
-        report.invoices += journal.record_rebuilt_file(
+        added, renumbered = journal.record_rebuilt_file(
             target=target,
             name=outcome.name,
             path=outcome.input or outcome.path.with_name(_input_name(outcome.path)),
@@ -283,7 +290,10 @@ def rebuild_journal(
             outcome=outcome.path,
             batches=batches,
             invoices=invoices,
+            draw_above=named,
         )
+        report.invoices += added
+        report.renumbered.extend((outcome.path.name, old, new) for old, new in renumbered.items())
         report.files += 1
         report.queued_batches += sum(s is BatchState.QUEUED for s in batches.values())
         report.unknown_batches += sum(s is BatchState.UNKNOWN for s in batches.values())
@@ -365,15 +375,21 @@ def _winners(outcomes: list[_Outcome]) -> dict[str, tuple[int, float, Path]]:
     return best
 
 
-Invoice = tuple[str, InvoiceState, str | None, str, str, str, str]
+Invoice = tuple[str, InvoiceState, RebuiltBatch | None, str, str, str, str]
 
 
 def _records(
     outcome: _Outcome, winners: dict[str, tuple[int, float, Path]], report: RebuildReport
-) -> tuple[list[Invoice], dict[str, BatchState]]:
+) -> tuple[list[Invoice], dict[RebuiltBatch, BatchState]]:
     """The invoices this outcome wins, in the journal's terms, and the batches they were in."""
     invoices: dict[str, Invoice] = {}
-    batch_statuses: defaultdict[str, set[InvoiceState]] = defaultdict(set)
+    batch_statuses: defaultdict[RebuiltBatch, set[InvoiceState]] = defaultdict(set)
+    # A batch whose API id is known is one batch, named by any of its UNKNOWN rows' advice.
+    advised = {
+        row.batch_id: number
+        for row in outcome.rows
+        if row.batch_id and (number := _advised_number(row)) is not None
+    }
     for row in outcome.rows:
         if row.status not in _RANK:
             continue
@@ -383,7 +399,7 @@ def _records(
             continue
         if winners[number][2] != outcome.path or number in invoices:
             continue
-        status, batch, message = _invoice_state(row, outcome.path.name)
+        status, batch, message = _invoice_state(row, outcome.path.name, advised)
         if batch is not None:
             batch_statuses[batch].add(status)
         invoices[number] = (
@@ -398,8 +414,19 @@ def _records(
     return list(invoices.values()), {b: _batch_state(s) for b, s in batch_statuses.items()}
 
 
-def _invoice_state(row: OutcomeRow, outcome_name: str) -> tuple[InvoiceState, str | None, str]:
-    """(status, API batch id or ``""`` for one never learnt, or None for no batch, message)."""
+def _advised_number(row: OutcomeRow) -> int | None:
+    """The journal number of the row's batch, from an UNKNOWN row's 'filedrop resolve N'."""
+    if row.status != RowStatus.UNKNOWN:
+        return None
+    advice = _RESOLVE_ADVICE.search(row.message)
+    return int(advice[1]) if advice else None
+
+
+def _invoice_state(
+    row: OutcomeRow, outcome_name: str, advised: dict[str, int]
+) -> tuple[InvoiceState, RebuiltBatch | None, str]:
+    """(status, its batch or None for no batch, message); ``advised``: the journal number
+    of each API batch id that an UNKNOWN row's advice names."""
     status = RowStatus(row.status)
     if status is RowStatus.DUPLICATE:
         # Sent from another file whose outcome is not here: what it became is not known
@@ -409,10 +436,12 @@ def _invoice_state(row: OutcomeRow, outcome_name: str) -> tuple[InvoiceState, st
         return state, None, f"rebuilt from a DUPLICATE row of {outcome_name}: {row.message}"
     state = InvoiceState(status.value)
     if state is InvoiceState.UNKNOWN:
-        return state, row.batch_id, row.message
+        number = advised.get(row.batch_id) if row.batch_id else _advised_number(row)
+        return state, RebuiltBatch(row.batch_id, number), row.message
+    batch = RebuiltBatch(row.batch_id, advised.get(row.batch_id)) if row.batch_id else None
     if state is InvoiceState.PENDING:
-        return state, row.batch_id or None, ""
-    return state, row.batch_id or None, row.message if state is InvoiceState.FAILED else ""
+        return state, batch, ""
+    return state, batch, row.message if state is InvoiceState.FAILED else ""
 
 
 def _batch_state(statuses: set[InvoiceState]) -> BatchState:

@@ -161,6 +161,14 @@ class InvoiceRecord(NamedTuple):
     message: str | None
 
 
+class RebuiltBatch(NamedTuple):
+    """A batch as an outcome names it: its API id (``""`` when never learnt) and the journal
+    number its rows' advice gives ('filedrop resolve 17'), if any."""
+
+    batch_id: str
+    number: int | None
+
+
 class FinishedBatch(NamedTuple):
     """A terminal batch's results, as ``Journal.batch_finished`` takes them."""
 
@@ -890,19 +898,26 @@ class Journal:
         state: FileState,
         counts: dict[str, int],
         outcome: Path,
-        batches: Mapping[str, BatchState],
-        invoices: Sequence[tuple[str, InvoiceState, str | None, str, str, str, str]],
-    ) -> int:
+        batches: Mapping[RebuiltBatch, BatchState],
+        invoices: Sequence[tuple[str, InvoiceState, RebuiltBatch | None, str, str, str, str]],
+        draw_above: int = 0,
+    ) -> tuple[int, dict[int, int]]:
         """Record a file read back from its outcome, with its batches and invoices, at once.
 
-        ``batches`` maps each API batch id (``""`` for a batch whose id was never learnt) to
-        its state; ``invoices`` are (number, status, API batch id or None, invoice id, case id,
-        case number, message). What the journal already knows wins: a known file keeps its
-        state and batches, a known batch id is not added again, and a known invoice number is
-        left as it is, so rebuilding twice adds nothing the second time. Returns how many
-        invoice numbers were new.
+        ``batches`` maps each batch, as the outcome names it, to its state; ``invoices`` are
+        (number, status, batch or None, invoice id, case id, case number, message). A batch
+        keeps the number its outcome's advice names ('filedrop resolve 17'), so that advice
+        still settles this batch and no other. A batch whose number is taken, or that names
+        none, gets one above ``draw_above`` (the largest any outcome read back names) and
+        above every batch's. What the journal already knows wins: a known file keeps its
+        state and batches, a known API batch id is not added again, and a known invoice
+        number is left as it is, so rebuilding twice adds nothing the second time.
+
+        Returns how many invoice numbers were new, and each batch that could not keep the
+        number its outcome names: {that number: the batch's number now}.
         """
         now = self._clock()
+        renumbered: dict[int, int] = {}
         with self._write() as db:
             row = db.execute(
                 "SELECT id FROM files WHERE target = ? AND name = ? AND sha256 = ?",
@@ -917,29 +932,43 @@ class Journal:
                     str(outcome), "rebuilt from its outcome by 'filedrop journal rebuild'",
                 ),
             ).fetchone()[0]  # fmt: skip
-            sizes = Counter(batch_id for _, _, batch_id, *_ in invoices if batch_id is not None)
-            journal_ids: dict[str, int] = {}
-            for batch_id, batch_state in batches.items():
+            sizes = Counter(batch for _, _, batch, *_ in invoices if batch is not None)
+            journal_ids: dict[RebuiltBatch, int] = {}
+            for batch, batch_state in batches.items():
                 known = db.execute(
-                    "SELECT id FROM batches WHERE target = ? AND batch_id = ?", (target, batch_id)
+                    "SELECT id FROM batches WHERE target = ? AND batch_id = ?",
+                    (target, batch.batch_id),
                 ).fetchone()
                 if known is not None:
-                    journal_ids[batch_id] = known[0]
+                    journal_ids[batch] = known[0]
                     continue
                 if known_file:
                     continue  # its batches, with an API id or without, are known already
-                journal_ids[batch_id] = db.execute(
-                    "INSERT INTO batches (file_id, target, state, batch_id, api_status,"
+                number = batch.number
+                if (
+                    number is None
+                    or db.execute("SELECT 1 FROM batches WHERE id = ?", (number,)).fetchone()
+                ):
+                    # Drawn above every number an outcome names, so no other batch takes one.
+                    largest = db.execute("SELECT COALESCE(MAX(id), 0) FROM batches").fetchone()[0]
+                    number = max(largest, draw_above) + 1
+                db.execute(
+                    "INSERT INTO batches (id, file_id, target, state, batch_id, api_status,"
                     " invoice_count, message, created_at, submitted_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
-                        file_id, target, batch_state, batch_id or None,
+                        number, file_id, target, batch_state, batch.batch_id or None,
                         "QUEUED" if batch_state is BatchState.QUEUED else None,
-                        sizes[batch_id], "rebuilt from an outcome", now, now,
+                        sizes[batch], "rebuilt from an outcome", now, now,
                     ),
-                ).fetchone()[0]  # fmt: skip
+                )  # fmt: skip
+                journal_ids[batch] = number
+                if batch.number not in (None, number):
+                    renumbered[batch.number] = number
+            if journal_ids:
+                db.ids_given("batches")
             added = 0
-            for number, status, batch_id, invoice_id, case_id, case_number, message in invoices:
+            for number, status, batch, invoice_id, case_id, case_number, message in invoices:
                 added += db.execute(
                     "INSERT INTO invoices (target, invoice_number, status, file_id, batch,"
                     " invoice_id, case_id, case_number, message, updated_at)"
@@ -947,12 +976,12 @@ class Journal:
                     " ON CONFLICT (target, invoice_number) DO NOTHING",
                     (
                         target, number, status, file_id,
-                        journal_ids.get(batch_id) if batch_id is not None else None,
+                        journal_ids.get(batch) if batch is not None else None,
                         invoice_id or None, case_id or None, case_number or None,
                         mask_ids(message) or None, now,
                     ),
                 ).rowcount  # fmt: skip
-        return added
+        return added, renumbered
 
     def files_changed_between(self, *, since: float, until: float) -> list[FileRecord]:
         """Files whose last change falls in [``since``, ``until``) (Unix times), oldest first."""
@@ -977,6 +1006,9 @@ class _Db:
         """Run a statement that writes; returns how many rows it wrote (any statement, one that
         starts with ``WITH`` too)."""
         return self._engine.change(self._db, self._engine.sql(sql), tuple(args))
+
+    def ids_given(self, table: str) -> None:
+        self._engine.ids_given(self._db, table)
 
 
 def _file_record(row: Any) -> FileRecord:
