@@ -133,7 +133,7 @@ class Context:
     metrics: InboxMetrics
     """This inbox's series and health facts (its name is the ``inbox`` label)."""
     clock: Callable[[], float] = time.time
-    sleep: Callable[[float], None] = time.sleep
+    sleep: Callable[[float], object] = time.sleep
     stop: threading.Event = field(default_factory=threading.Event)
     owner: str = field(default_factory=this_owner)
     progress: Progress = field(default_factory=Progress)

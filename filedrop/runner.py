@@ -76,7 +76,7 @@ def make_client(
     settings: Settings,
     *,
     clock: Callable[[], float] = time.time,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], object] = time.sleep,
     events: ClientEvents | None = None,
     log_fields: dict[str, str] | None = None,
     stopping: Callable[[], bool] = lambda: False,
@@ -107,7 +107,7 @@ def open_context(
     stop: threading.Event | None = None,
     progress: Progress | None = None,
     clock: Callable[[], float] = time.time,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], object] | None = None,
     metrics: Metrics | None = None,
     inbox_name: str | None = None,
 ) -> Iterator[Context]:
@@ -116,7 +116,9 @@ def open_context(
     The one way a ``Context`` is built (tests use it too). Everything that can make a run
     useless is checked here, before anything is sent: a missing setting or a broken mapping is
     a ``ConfigError``/``MappingError``, refused credentials an ``AuthError``, and an API out of
-    reach ``ApiUnavailable``. ``clock`` and ``sleep`` (wall time) are for tests.
+    reach ``ApiUnavailable``. ``clock`` and ``sleep`` (wall time) are for tests; by default a
+    wait (a retry's, the stability window's) ends as soon as ``stop`` is set, so a SIGTERM is
+    not held up by a 60 s ``Retry-After`` past a container's grace period.
 
     The context counts into ``metrics`` (the process's; by default one of its own) under the
     label ``inbox_name`` (by default the inbox folder's name).
@@ -126,6 +128,7 @@ def open_context(
     mappings = load_mappings(settings.mapping, invoice_types=settings.invoice_types)
     counted = inbox_metrics(settings, metrics or Metrics(), inbox_name=inbox_name)
     stop = stop or threading.Event()
+    sleep = sleep or stop.wait
     client = make_client(
         settings,
         clock=clock,
@@ -275,7 +278,7 @@ def run_inboxes(
     settings: Settings,
     *,
     clock: Callable[[], float] = time.time,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], object] | None = None,
     metrics: Metrics | None = None,
     stop: threading.Event | None = None,
 ) -> list[InboxRun]:
@@ -300,7 +303,7 @@ def _run_one(
     settings: Settings,
     *,
     clock: Callable[[], float],
-    sleep: Callable[[float], None],
+    sleep: Callable[[float], object] | None,
     metrics: Metrics,
     stop: threading.Event | None,
 ) -> InboxRun:
@@ -417,7 +420,7 @@ def ready_files(
     *,
     stability_s: float,
     clock: Callable[[], float],
-    sleep: Callable[[float], None],
+    sleep: Callable[[float], object],
 ) -> tuple[list[Path], list[Path]]:
     """Split candidates into (ready, still changing) for a one-shot run.
 

@@ -107,7 +107,7 @@ def watch_through_outages(
     stop: threading.Event,
     pause: Callable[[float], bool] | None = None,
     clock: Callable[[], float] = time.time,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], object] | None = None,
     on_report: Callable[[FileReport], None] | None = None,
 ) -> None:
     """``filedrop watch``: watch every inbox until ``stop`` is set, outliving API outages.
@@ -191,7 +191,7 @@ def _watch_one(
     stop: threading.Event,
     pause: Callable[[float], bool],
     clock: Callable[[], float],
-    sleep: Callable[[float], None],
+    sleep: Callable[[float], object] | None,
     on_report: Callable[[FileReport], None] | None,
     metrics: Metrics,
 ) -> None:

@@ -148,6 +148,59 @@ def test_sigterm_during_a_post_records_it_and_leaves_the_rest_for_the_next_run(
         assert sandbox.counters().invoices_received == 4
 
 
+def test_sigterm_during_a_retry_wait_ends_the_run_at_once(tmp_path: Path) -> None:
+    """SIGTERM while the run waits out a 503's 'Retry-After: 60': the wait ends at once (a
+    container's grace period is often 30 s, and SIGKILL would leave the batch UNKNOWN), the
+    batch is NOT_SENT, exit 3, and the next run sends it, once."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    write_erp_csv(inbox / "wait.csv", [erp_row("21101")])
+    with Sandbox(SandboxOptions(delay_s=(0, 0))).start() as sandbox:
+        sandbox.fail_next(503, count=1, retry_after="60")
+        env = run_env(inbox, sandbox.url)
+        child = start_run(env)
+        deadline = time.monotonic() + 20
+        while sandbox.counters().posts < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.3)  # into the wait
+        signalled = time.monotonic()
+        child.send_signal(signal.SIGTERM)
+        _, err = child.communicate(timeout=50)
+        assert time.monotonic() - signalled < 10, err.decode()
+        assert child.returncode == 3, err.decode()
+        assert b"not tried again, as filedrop is stopping" in err
+        assert sandbox.counters().invoices_received == 0
+
+        filedrop("run", environ=env)
+        assert statuses(inbox / "wait.outcome.csv") == ["SUCCEEDED"]
+        assert sandbox.counters().invoices_received == 1
+
+
+def test_sigterm_during_the_stability_window_ends_the_run_at_once(tmp_path: Path) -> None:
+    """SIGTERM while a one-shot run waits to see whether a new file is still being written:
+    the run ends at once and sends nothing; the file is left for the next run, as one still
+    being written is (exit 0: none of its rows has a status yet)."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    write_erp_csv(inbox / "fresh.csv", [erp_row("21201")])
+    with Sandbox(SandboxOptions(delay_s=(0, 0))).start() as sandbox:
+        env = run_env(inbox, sandbox.url, FILEDROP_STABILITY_S="60")
+        child = subprocess.Popen(
+            [sys.executable, "-m", "filedrop", "run"],
+            env={**os.environ, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        time.sleep(2.0)  # started, and waiting
+        signalled = time.monotonic()
+        child.send_signal(signal.SIGTERM)
+        out, err = child.communicate(timeout=70)
+        assert time.monotonic() - signalled < 10, err.decode()
+        assert b"fresh.csv: still changing; left for the next run" in err, err.decode()
+        assert (child.returncode, out) == (0, b"No files were ready in the inbox.\n")
+        assert sandbox.counters().posts == 0
+
+
 def test_two_processes_on_one_inbox_send_each_invoice_once(tmp_path: Path) -> None:
     """Two `filedrop run` processes started together on one journal never double-send."""
     inbox = tmp_path / "inbox"

@@ -210,7 +210,7 @@ class AmiliClient:
         token_margin_s: float = 60.0,
         max_retries: int = 5,
         clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], object] = time.sleep,
         user_agent: str | None = None,
         backoff_initial_s: float = 0.5,
         backoff_max_s: float = 30.0,
