@@ -71,7 +71,7 @@ file ERROR; 2 fix the setup: configuration, credentials, organisation, URL or ba
 3 rows still PENDING, or NOT_SENT while Amili was unavailable. The first of 2, 1, 3, 0 wins.
 
 On SIGTERM it sends no new batch, records the answers of the POSTs on their way, and exits 3 with
-the rest left for the next run; a wait for Retry-After or for a file to stop changing ends at once.""",
+the rest left for the next run; a wait for Retry-After or for a file to settle ends at once.""",
     "watch": """examples:
   FILEDROP_ENV=production FILEDROP_INBOX=/inbox FILEDROP_MAPPING=/mappings filedrop watch
   filedrop watch --polling --stability-s 30     on an SMB/NFS share or a Docker Desktop mount

@@ -13,8 +13,10 @@ import enum
 import errno
 import functools
 import logging
+import os
 import queue
 import shutil
+import stat
 import threading
 import time
 from collections import Counter
@@ -496,6 +498,7 @@ def _send_and_report(
         notes=tuple(setbacks.messages),
         amount_column=_amount_column(prepared.mapping, prepared.table),
     )
+    _keep_superseded_outcome(dest, ctx, file_id=file_id, name=name)
     outcome = write_outcome(prepared.table, outcomes, summary, dest=dest)
     if state is FileState.DONE and ctx.archive:
         outcome = _archive(path, outcome, ctx, sha256=sha256)
@@ -1133,18 +1136,9 @@ def _archive(path: Path, outcome: Path, ctx: Context, *, sha256: str) -> Path:
     bytes are no longer those processed (``sha256``: replaced or rewritten meanwhile) stays in
     the inbox, to be taken as the new file it is; only the outcome goes.
     """
-    archive = path.parent / "archive"
-    if archive.is_symlink():
-        if ctx.say_once("archive-link"):
-            log.warning(
-                "%s is a symbolic link, which filedrop never follows: files stay in the inbox; "
-                "replace it with a folder to archive them",
-                printable(str(archive)),
-                extra=fields("archive_link", inbox=ctx.metrics.name),
-            )
+    archive = _archive_folder(path.parent, ctx)
+    if archive is None:
         return outcome
-    archive.mkdir(exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     try:
         # Hashed through one handle, and moved only if that very file is still at the path: a
         # new export renamed in while it was hashed is not archived in its stead.
@@ -1153,7 +1147,7 @@ def _archive(path: Path, outcome: Path, ctx: Context, *, sha256: str) -> Path:
     except OSError:  # gone, or no longer a regular file: nothing to move
         unchanged = False
     if unchanged:
-        shutil.move(path, archive / f"{stamp}-{path.name}")
+        shutil.move(path, _archived_as(archive, path.name))
     else:
         log.info(
             "%s: changed while it was processed; it stays in the inbox, and only its outcome "
@@ -1161,7 +1155,59 @@ def _archive(path: Path, outcome: Path, ctx: Context, *, sha256: str) -> Path:
             printable(path.name),
             extra=fields("file_changed", inbox=ctx.metrics.name, file=path.name),
         )
-    return Path(shutil.move(outcome, archive / f"{stamp}-{outcome.name}"))
+    return Path(shutil.move(outcome, _archived_as(archive, outcome.name)))
+
+
+def _keep_superseded_outcome(dest: Path, ctx: Context, *, file_id: int, name: str) -> None:
+    """Move an outcome already at ``dest`` to ``archive/`` when this file's record did not write
+    it: it is then an earlier version's (same name, other bytes), and the only record beside the
+    journal of what was sent from that version, which 'filedrop journal rebuild' reads back.
+    Overwritten, a lost journal would let that version's invoices go out again."""
+    if ctx.journal.file(file_id).outcome is not None:
+        return  # this very file's, written before (resumed, retried): rewritten in place
+    try:
+        if not stat.S_ISREG(dest.lstat().st_mode):
+            return  # check_outcome_name refused anything else before sending
+    except FileNotFoundError:
+        return
+    archive = _archive_folder(dest.parent, ctx)
+    if archive is None:
+        return
+    kept = Path(shutil.move(dest, _archived_as(archive, dest.name)))
+    log.info(
+        "%s: the outcome of an earlier file of that name is kept as %s",
+        name,
+        printable(f"{archive.name}/{kept.name}"),
+        extra=fields("outcome_kept", inbox=ctx.metrics.name, file=dest.name, kept=kept.name),
+    )
+
+
+def _archive_folder(inbox: Path, ctx: Context) -> Path | None:
+    """``inbox/archive``, made if need be; None (said once) when it is a symbolic link."""
+    archive = inbox / "archive"
+    if archive.is_symlink():
+        if ctx.say_once("archive-link"):
+            log.warning(
+                "%s is a symbolic link, which filedrop never follows: files stay in the inbox; "
+                "replace it with a folder to archive them",
+                printable(str(archive)),
+                extra=fields("archive_link", inbox=ctx.metrics.name),
+            )
+        return None
+    archive.mkdir(exist_ok=True)
+    return archive
+
+
+def _archived_as(archive: Path, name: str) -> Path:
+    """``archive/20240301-120000-<name>``; a second file of that name within the same second
+    gets ``20240301-120000.2-<name>``, so nothing kept there is ever replaced."""
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    kept = archive / f"{stamp}-{name}"
+    count = 1
+    while os.path.lexists(kept):
+        count += 1
+        kept = archive / f"{stamp}.{count}-{name}"
+    return kept
 
 
 def _counts_text(counts: dict[str, int]) -> str:

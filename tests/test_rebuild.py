@@ -284,3 +284,49 @@ def test_after_a_rebuild_an_outcome_s_resolve_advice_settles_its_own_batch(
         assert db.execute(
             "SELECT invoice_number, batch FROM invoices ORDER BY invoice_number"
         ).fetchall() == [("7801", 1), ("7802", 2), ("7803", 3)]
+
+
+def test_a_replaced_file_s_outcome_is_kept_so_a_lost_journal_sends_nothing_again(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """a.csv is sent, then replaced by a new a.csv: the first outcome is moved to archive/,
+    not overwritten, so after a lost journal and a rebuild the first version's invoices, dropped
+    again under another name, are DUPLICATE rather than sent a second time."""
+    env = run_env(inbox, sandbox.url)
+    write_erp_csv(inbox / "a.csv", [erp_row("7901"), erp_row("7902")])
+    filedrop("run", environ=env)
+    write_erp_csv(inbox / "a.csv", [erp_row("7903")])
+    _, _, err = filedrop("run", environ=env)
+    kept = list((inbox / "archive").iterdir())
+    assert [path.name[15:] for path in kept] == ["-a.outcome.csv"]
+    assert (
+        f"a.csv: the outcome of an earlier file of that name is kept as archive/{kept[0].name}"
+        in err
+    )
+    assert statuses(kept[0]) == ["SUCCEEDED"] * 2
+    assert statuses(inbox / "a.outcome.csv") == ["SUCCEEDED"]
+    delete_journal(inbox)
+
+    filedrop("journal", "rebuild", environ=env)
+    write_erp_csv(inbox / "b.csv", [erp_row("7901"), erp_row("7902")])
+    filedrop("run", environ=env)
+    assert statuses(inbox / "b.outcome.csv") == ["DUPLICATE"] * 2
+    assert sandbox.counters().invoice_numbers_repeated == ()
+    assert sorted(sandbox.received_invoice_numbers()) == ["7901", "7902", "7903"]
+
+
+def test_two_files_of_one_name_archived_in_one_second_are_both_kept(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """With FILEDROP_ARCHIVE, a.csv sent twice within a second (new bytes each time): each
+    original and outcome gets a name of its own in archive/, and a rebuild reads them all."""
+    env = run_env(inbox, sandbox.url, FILEDROP_ARCHIVE="true")
+    for number in ("7911", "7912", "7913"):
+        write_erp_csv(inbox / "a.csv", [erp_row(number)])
+        filedrop("run", environ=env)
+    names = sorted(path.name for path in (inbox / "archive").iterdir())
+    assert len(names) == 6, names
+    assert sum(name.endswith("-a.outcome.csv") for name in names) == 3
+    delete_journal(inbox)
+    _, out, _ = filedrop("journal", "rebuild", environ=env)
+    assert "3 files and 3 invoice numbers recorded" in out

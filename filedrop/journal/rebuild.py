@@ -46,8 +46,9 @@ _RANK = {
     RowStatus.FAILED: 1,
 }
 
-#: How ``archive/`` names what it keeps: ``20240301-120000-<name>``.
-_ARCHIVE_STAMP = re.compile(r"^\d{8}-\d{6}-")
+#: How ``archive/`` names what it keeps: ``20240301-120000-<name>``, or ``20240301-120000.2-<name>``
+#: for a second file of that name in the same second.
+_ARCHIVE_STAMP = re.compile(r"^\d{8}-\d{6}(?:\.\d{1,6})?-")
 #: The advice an UNKNOWN row gives, with its batch's journal number: 'filedrop resolve 17 --sent'.
 _RESOLVE_ADVICE = re.compile(r"filedrop resolve ([0-9]{1,18}) --")
 ARCHIVE = "archive"
