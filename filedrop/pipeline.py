@@ -751,7 +751,13 @@ def _record_ended(ctx: Context, ended: list[Ended], *, name: str) -> int:
         ctx.progress.batch_done()
         if isinstance(result, StillPending):
             event, status, counts = "batch_pending", "QUEUED", None
-            what = "still QUEUED; it is polled again later"
+            ctx.journal.batch_still_queued(batch, failure=result.failure)
+            if result.failure:
+                what = (
+                    f"not learnt: its last poll failed ({result.failure}); it is polled again later"
+                )
+            else:
+                what = "still QUEUED; it is polled again later"
         else:
             event, status, what = "batch_ended", result.status, f"ended {result.status}"
             counts = {"succeeded": len(result.succeeded), "failed": len(result.failed)}
@@ -982,7 +988,13 @@ def _outcomes(prepared: Prepared, journal: Journal, *, target: str, file_id: int
     positions, sizes = invoice_rows(prepared.invoices)
     prepared.invoices.clear()
     release_freed_memory()  # the prepared columns: the outcome's strings take their place
-    batch_ids = {b.id: b.batch_id or "" for b in journal.batches(file_id=file_id)}
+    batches = journal.batches(file_id=file_id)
+    batch_ids = {b.id: b.batch_id or "" for b in batches}
+    poll_failures = {
+        b.id: b.message
+        for b in batches
+        if b.state is BatchState.QUEUED and b.api_status is None and b.message
+    }
     file_names: dict[int, str] = {}
     columns = {name: np.full(rows, "", dtype=object) for name in OUTCOME_COLUMNS}
     # Each invoice's outcome goes straight to its row; an invoice of several rows (grouped
@@ -1004,6 +1016,7 @@ def _outcomes(prepared: Prepared, journal: Journal, *, target: str, file_id: int
         journal=journal,
         file_id=file_id,
         batch_ids=batch_ids,
+        poll_failures=poll_failures,
         file_names=file_names,
     )
     records = journal.each_invoice(target=target, numbers=numbers)
@@ -1053,6 +1066,7 @@ def _invoice_outcome(
     *,
     file_id: int,
     batch_ids: dict[int, str],
+    poll_failures: dict[int, str],
     file_names: dict[int, str],
 ) -> tuple[str, str, str, str, str, str, str]:
     """The outcome columns of one invoice's rows; the last is its number as sent."""
@@ -1088,7 +1102,13 @@ def _invoice_outcome(
     row_status = ROW_STATUS_OF_INVOICE[record.status]
     text = record.message or ""
     if row_status is RowStatus.PENDING:
-        text = "its batch was still QUEUED; it is polled again and this file rewritten"
+        failure = poll_failures.get(record.batch or -1)
+        text = (
+            f"whether its batch ended is not known: its last poll failed ({failure}); it is "
+            "polled again and this file rewritten"
+            if failure
+            else "its batch was still QUEUED; it is polled again and this file rewritten"
+        )
     return (
         row_status.value,
         text,

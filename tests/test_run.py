@@ -222,6 +222,35 @@ def test_a_batch_outliving_the_poll_timeout_is_pending_then_completed(
         assert slow.counters().posts == 1
 
 
+def test_a_batch_whose_polls_fail_is_pending_with_why_not_still_queued(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """Amili takes the batch, then answers its poll 404: the rows are PENDING, and the outcome
+    and the log say the poll failed and how, not that Amili said QUEUED; once a poll answers,
+    the next run completes the file."""
+    sandbox.fail_next(404, count=2, route="batches")  # this run's polls; the next run's answers
+    write_erp_csv(inbox / "q.csv", [erp_row("6101")])
+    env = run_env(inbox, sandbox.url, FILEDROP_POLL_TIMEOUT_S="1.5")
+    _, _, err = filedrop("run", environ=env, expect=3)
+    outcome = outcome_csv(inbox / "q.outcome.csv")
+    batch_id = outcome["outcome_batch_id"][0]
+    failure = (
+        f"Amili answered GET /collection/v1/batches/{batch_id} with HTTP 404: "
+        '\'{"message": "Injected HTTP 404 from the filedrop sandbox"}\'; it did not process '
+        "the request, Amili does not know this batch id"
+    )
+    assert list(outcome["outcome_status"]) == ["PENDING"]
+    assert outcome["outcome_message"][0] == (
+        f"whether its batch ended is not known: its last poll failed ({failure}); it is polled "
+        "again and this file rewritten"
+    )
+    assert f"q.csv: batch {batch_id} not learnt: its last poll failed ({failure})" in err
+    filedrop("run", environ=env)
+    outcome = outcome_csv(inbox / "q.outcome.csv")
+    assert list(outcome["outcome_status"]) == ["SUCCEEDED"]
+    assert sandbox.counters().posts == 1
+
+
 def test_a_file_that_cannot_be_read_gets_an_error_outcome_and_others_go_on(
     inbox: Path, sandbox: Sandbox
 ) -> None:

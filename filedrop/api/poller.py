@@ -123,6 +123,7 @@ class _Job:
     future: Future[BatchResult | StillPending] = field(compare=False)
     last: BatchResult | None = field(default=None, compare=False)
     warned: bool = field(default=False, compare=False)
+    failure: str | None = field(default=None, compare=False)  # the last poll's, if it failed
 
 
 class Poller:
@@ -214,6 +215,7 @@ class Poller:
                 extra=fields("poll_failed", **self._client.log_fields, batch_id=job.batch_id),
             )
             result = None
+            job.failure = str(exc).rstrip(".")
         except Exception as exc:  # the future carries it to the file's thread
             job.future.set_exception(exc)
             return
@@ -232,7 +234,8 @@ class Poller:
                 result.status,
                 extra=fields("status_unknown", **self._client.log_fields, batch_id=job.batch_id),
             )
-        job.last = result or job.last
+        if result is not None:
+            job.last, job.failure = result, None
         delay = next(job.delays, None)
         # The timeout is wall time since tracking began, not the sum of the planned waits: with
         # the API down, each poll spends its own retries, and "give up after 5 minutes" must
@@ -257,6 +260,9 @@ class Poller:
         if not job.future.done():
             job.future.set_result(
                 StillPending(
-                    batch_id=job.batch_id, waited_s=self._clock() - job.started, last=job.last
+                    batch_id=job.batch_id,
+                    waited_s=self._clock() - job.started,
+                    last=job.last,
+                    failure=job.failure,
                 )
             )

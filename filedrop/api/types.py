@@ -238,6 +238,9 @@ class StillPending:
     batch_id: str
     waited_s: float
     last: BatchResult | None
+    failure: str | None = None
+    """Why the last poll learnt nothing, when it failed (Amili unavailable, or it answered 404):
+    then "still QUEUED" is not what Amili said."""
 
 
 def _text(value: object) -> str:

@@ -558,6 +558,17 @@ class Journal:
             )
         return True
 
+    def batch_still_queued(self, batch: int, *, failure: str | None) -> None:
+        """The batch's polls ran out and it stays QUEUED, as Amili last said (``failure`` None),
+        or not known, as its last poll failed with ``failure``: then ``api_status`` is empty and
+        the message says why, for the outcome. Not waited for on the disk: lost, the next poll
+        tells again."""
+        with self._write(durable=False) as db:
+            db.execute(
+                "UPDATE batches SET api_status = ?, message = ? WHERE id = ? AND state = ?",
+                (None if failure else "QUEUED", failure, batch, BatchState.QUEUED),
+            )
+
     def batch_unknown(self, batch: int, *, message: str) -> None:
         """The POST may or may not have arrived: its invoices are ``UNKNOWN``, never resent."""
         self._end_batch(
