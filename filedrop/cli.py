@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from filedrop import __version__
 from filedrop.errors import ConfigError, FiledropError, ReadError
-from filedrop.logs import mask_ids, printable, setup_logging
+from filedrop.logs import mask_ids, plural, printable, setup_logging
 from filedrop.settings import SPEC_BY_NAME, SPECS, Settings, load_settings
 from filedrop.states import ExitCode, RowStatus
 
@@ -430,7 +430,6 @@ def _run(args: argparse.Namespace, io: Io) -> int:
 def _run_inboxes(settings: Settings, io: Io, metrics: Metrics, stop: threading.Event) -> int:
     """``run`` over the config's inboxes: each one's summary under its name, and one exit code
     for them all (the first of 2, 1, 3, 0 that any inbox has)."""
-    from filedrop.logs import printable
     from filedrop.runner import combined_exit_code, run_inboxes
 
     runs = run_inboxes(settings, metrics=metrics, stop=stop)
@@ -490,7 +489,6 @@ def _print_report(report: RunReport, io: Io, *, environment: str, indent: str = 
     data, and must not add lines of its own to the summary) and national ids masked as in the
     logs (a name or a message may hold one).
     """
-    from filedrop.logs import printable
     from filedrop.states import FileState
 
     def say(text: str) -> None:
@@ -581,7 +579,6 @@ def _validate_file(
 ) -> int:
     """Map and check ``file`` with the mapping(s) at ``mapping_path``; print the summary and
     every problem (or the invoice JSON); 1 when a row needs attention, else 0."""
-    from filedrop.logs import printable
     from filedrop.mapping import load_mappings, select_mapping
     from filedrop.mapping.prepare import payloads, prepare
     from filedrop.read import read_table
@@ -631,7 +628,6 @@ def _validate_file(
 def _init(args: argparse.Namespace, io: Io) -> int:
     """Write the draft, then validate the file with it as ``validate`` does."""
     from filedrop.errors import MappingError
-    from filedrop.logs import printable
     from filedrop.mapping.draft import draft_mapping
     from filedrop.read import read_table
 
@@ -699,7 +695,6 @@ def _sandbox(args: argparse.Namespace, io: Io) -> int:
 
 def _status(args: argparse.Namespace, io: Io) -> int:
     from filedrop.journal import Journal
-    from filedrop.logs import printable
 
     settings = _load(args, io)
     path = settings.journal_path
@@ -707,6 +702,15 @@ def _status(args: argparse.Namespace, io: Io) -> int:
     if args.health:
         return _health(settings, path, io)
     if not path.exists():
+        if outcomes := _outcomes_in(settings):
+            held = plural(len(outcomes), "outcome file")
+            io.say(
+                f"No journal at {path}, yet the inbox holds {held} "
+                f"(such as {printable(str(outcomes[0]))}), so files were processed: the journal "
+                "was lost or moved; run 'filedrop journal rebuild', or point "
+                f"{settings.where('state')} at the journal in use."
+            )
+            return ExitCode.OK
         io.say(f"No journal at {path} yet: nothing has been processed.")
         return ExitCode.OK
     # --inbox NAME (or a config listing one inbox): only that inbox's files and batches.
@@ -746,10 +750,26 @@ def _status(args: argparse.Namespace, io: Io) -> int:
     return ExitCode.OK
 
 
+def _outcomes_in(settings: Settings) -> list[Path]:
+    """The outcome files in each inbox these settings name and its ``archive/``."""
+    from filedrop.inbox import OUTCOME_SUFFIXES
+
+    found = []
+    for inbox in settings.each_inbox():
+        for folder in (inbox.inbox, inbox.inbox / "archive") if inbox.inbox else ():
+            with contextlib.suppress(OSError):
+                found += sorted(
+                    folder / entry.name
+                    for entry in os.scandir(folder)
+                    if entry.name.lower().endswith(OUTCOME_SUFFIXES)
+                    and entry.is_file(follow_symlinks=False)
+                )
+    return found
+
+
 def _say_files(journal: Journal, io: Io, *, ids: set[int] | None) -> None:
     """The recent files and the batches still pending or UNKNOWN: of the files ``ids`` (one
     inbox's), or of every file."""
-    from filedrop.logs import printable
     from filedrop.states import UNFINISHED_BATCH_STATES, BatchState
 
     def shown(file_id: int) -> bool:
@@ -775,14 +795,23 @@ def _say_files(journal: Journal, io: Io, *, ids: set[int] | None) -> None:
             name = printable(journal.file(b.file_id).name)
             io.say(mask_ids(f"  #{b.id}  {name}  {printable(b.message or '')}".rstrip()))
             io.say(f"    invoice numbers to look up: {', '.join(numbers)}")
-        batch_ids = " ".join(str(b.id) for b in unknown)
-        io.say(f"Check with Amili, then: filedrop resolve {batch_ids} --sent   (or --not-sent)")
+        if len(unknown) == 1:
+            io.say(
+                f"Check with Amili, then: filedrop resolve {unknown[0].id} --sent   (or --not-sent)"
+            )
+        else:
+            # One verdict for all would invite a blanket --not-sent: each batch is its own question.
+            both = " ".join(str(b.id) for b in unknown[:2])
+            io.say(
+                f"Check each batch with Amili, then settle it: filedrop resolve {unknown[0].id} "
+                f"--sent   (or --not-sent); batches with the same answer may go together, as in "
+                f"filedrop resolve {both} --sent"
+            )
 
 
 def _say_replicas(journal: Journal, settings: Settings, io: Io) -> None:
     """Which process (host:pid:token) holds which file, since when, and whether its lease runs."""
     from filedrop.journal import owner_alive
-    from filedrop.logs import printable
 
     def when(stamp: float) -> str:
         return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp))
@@ -934,7 +963,7 @@ def _resolve(args: argparse.Namespace, io: Io) -> int:
         verdict = "will never be sent again" if args.sent else "will be sent by the next run"
         for batch in batches:
             changed = journal.resolve_batch(batch.id, sent=args.sent, note=note)
-            io.say(f"Batch #{batch.id}: {changed} invoices {verdict}.")
+            io.say(f"Batch #{batch.id}: {plural(changed, 'invoice')} {verdict}.")
         for file_id in dict.fromkeys(batch.file_id for batch in batches):
             io.say(mask_ids(_rewrite_outcome(journal, file_id, settings)))
     return ExitCode.OK

@@ -123,6 +123,23 @@ def test_status_on_a_fresh_inbox_says_nothing_happened(tmp_path: Path) -> None:
     assert "nothing has been processed" in out
 
 
+def test_status_without_a_journal_beside_outcomes_says_it_was_lost(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """The journal is gone but an outcome is there: status does not say nothing was processed,
+    it says the journal was lost or moved and what to run."""
+    write_erp_csv(inbox / "a.csv", [erp_row("5501")])
+    env = run_env(inbox, sandbox.url)
+    filedrop("run", environ=env)
+    journal_file(inbox).unlink()
+    _, out, _ = filedrop("status", environ=env)
+    assert out == (
+        f"No journal at {journal_file(inbox)}, yet the inbox holds 1 outcome file (such as "
+        f"{inbox / 'a.outcome.csv'}), so files were processed: the journal was lost or moved; "
+        "run 'filedrop journal rebuild', or point FILEDROP_STATE at the journal in use.\n"
+    )
+
+
 def test_health_fails_without_a_daemon(tmp_path: Path) -> None:
     """`status --health` exits 1 with a reason when no watch daemon has beaten."""
     _, _, err = filedrop("status", "--health", "--inbox", str(tmp_path), environ={}, expect=1)
@@ -400,7 +417,11 @@ def test_status_lists_each_unknown_batch_with_its_file_and_invoice_numbers(
     ]
     assert lines[at + 2] == "    invoice numbers to look up: 5301, 5302"
     assert lines[at + 4] == "    invoice numbers to look up: 5303"
-    assert lines[at + 5] == "Check with Amili, then: filedrop resolve 1 2 --sent   (or --not-sent)"
+    assert lines[at + 5] == (
+        "Check each batch with Amili, then settle it: filedrop resolve 1 --sent   (or "
+        "--not-sent); batches with the same answer may go together, as in filedrop resolve 1 2 "
+        "--sent"
+    )
 
 
 def test_resolve_settles_several_batches_and_rewrites_their_outcomes(
@@ -411,7 +432,7 @@ def test_resolve_settles_several_batches_and_rewrites_their_outcomes(
     _, out, _ = filedrop("resolve", "1", "2", "--sent", environ=env)
     assert out.splitlines() == [
         "Batch #1: 2 invoices will never be sent again.",
-        "Batch #2: 1 invoices will never be sent again.",
+        "Batch #2: 1 invoice will never be sent again.",
         f"a.csv: 2 SUCCEEDED; outcome rewritten: {inbox / 'a.outcome.csv'}",
         f"b.csv: 1 SUCCEEDED; outcome rewritten: {inbox / 'b.outcome.csv'}",
     ]
@@ -431,7 +452,7 @@ def test_resolve_with_the_input_gone_says_so_and_keeps_the_journal_change(
     (inbox / "b.csv").unlink()
     _, out, _ = filedrop("resolve", "2", "--not-sent", environ=env)
     assert out.splitlines() == [
-        "Batch #2: 1 invoices will be sent by the next run.",
+        "Batch #2: 1 invoice will be sent by the next run.",
         f"b.csv: the input {inbox / 'b.csv'} is gone or has changed, so its outcome was not "
         "rewritten; the journal keeps the change.",
     ]
