@@ -702,16 +702,9 @@ def _status(args: argparse.Namespace, io: Io) -> int:
     if args.health:
         return _health(settings, path, io)
     if not path.exists():
-        if outcomes := _outcomes_in(settings):
-            held = plural(len(outcomes), "outcome file")
-            io.say(
-                f"No journal at {path}, yet the inbox holds {held} "
-                f"(such as {printable(str(outcomes[0]))}), so files were processed: the journal "
-                "was lost or moved; run 'filedrop journal rebuild', or point "
-                f"{settings.where('state')} at the journal in use."
-            )
-            return ExitCode.OK
-        io.say(f"No journal at {path} yet: nothing has been processed.")
+        from filedrop.journal.rebuild import no_journal_sentence
+
+        io.say(no_journal_sentence(path, _inbox_folders(settings), settings.where("state")))
         return ExitCode.OK
     # --inbox NAME (or a config listing one inbox): only that inbox's files and batches.
     only = settings.inboxes[0] if len(settings.inboxes) == 1 else None
@@ -750,21 +743,8 @@ def _status(args: argparse.Namespace, io: Io) -> int:
     return ExitCode.OK
 
 
-def _outcomes_in(settings: Settings) -> list[Path]:
-    """The outcome files in each inbox these settings name and its ``archive/``."""
-    from filedrop.inbox import OUTCOME_SUFFIXES
-
-    found = []
-    for inbox in settings.each_inbox():
-        for folder in (inbox.inbox, inbox.inbox / "archive") if inbox.inbox else ():
-            with contextlib.suppress(OSError):
-                found += sorted(
-                    folder / entry.name
-                    for entry in os.scandir(folder)
-                    if entry.name.lower().endswith(OUTCOME_SUFFIXES)
-                    and entry.is_file(follow_symlinks=False)
-                )
-    return found
+def _inbox_folders(settings: Settings) -> list[Path]:
+    return [inbox.inbox for inbox in settings.each_inbox() if inbox.inbox is not None]
 
 
 def _say_files(journal: Journal, io: Io, *, ids: set[int] | None) -> None:
@@ -1121,9 +1101,13 @@ def _report(args: argparse.Namespace, io: Io) -> int:
     )
     settings = _load(args, io)
     if not settings.journal_path.exists():
+        from filedrop.journal.rebuild import journal_lost_sentence
+
         # A digest of nothing would read as "all clear" every day after a typo in the setting.
+        folders = _inbox_folders(settings)
         raise ConfigError(
-            f"No journal at {settings.journal_path}; check {settings.where('state')} "
+            journal_lost_sentence(settings.journal_path, folders, settings.where("state"))
+            or f"No journal at {settings.journal_path}; check {settings.where('state')} "
             "(filedrop run and watch write it)."
         )
     digest, page, book = make_report(settings, period=period, out=args.out)

@@ -36,6 +36,7 @@ import xlsxwriter
 
 from filedrop.errors import ConfigError, FiledropError
 from filedrop.journal import FileRecord, Journal
+from filedrop.journal.rebuild import no_journal_sentence
 from filedrop.logs import mask_ids, printable
 from filedrop.mapping import Mapping, load_mappings
 from filedrop.mapping.convert import numbers_from_excel, parse_amounts, strip
@@ -434,7 +435,8 @@ def make_report(settings: Settings, *, period: Period, out: Path) -> tuple[Diges
                 since=period.since.timestamp(), until=period.until.timestamp()
             )
     else:
-        notes.append(f"No journal at {path} yet: nothing has been processed.")
+        inboxes = [inbox.inbox for inbox in settings.each_inbox() if inbox.inbox is not None]
+        notes.append(no_journal_sentence(path, inboxes, settings.where("state")))
     digest = build_digest(
         files,
         period=period,

@@ -138,6 +138,8 @@ def test_status_without_a_journal_beside_outcomes_says_it_was_lost(
         f"{inbox / 'a.outcome.csv'}), so files were processed: the journal was lost or moved; "
         "run 'filedrop journal rebuild', or point FILEDROP_STATE at the journal in use.\n"
     )
+    _, _, err = filedrop("report", "--out", str(inbox.parent), environ=env, expect=2)
+    assert err == f"filedrop: {out}"
 
 
 def test_health_fails_without_a_daemon(tmp_path: Path) -> None:

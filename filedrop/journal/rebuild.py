@@ -22,6 +22,7 @@ from filedrop.errors import ReadError
 from filedrop.inbox import OUTCOME_SUFFIXES, content_hash, scan
 from filedrop.journal.engines import PostgresLocation
 from filedrop.journal.store import Journal, RebuiltBatch
+from filedrop.logs import plural, printable
 from filedrop.outcome import OUTCOME_COLUMNS, outcome_path, outcome_paths
 from filedrop.read import INPUT_SUFFIXES, ReadLimits, ReadOptions, read_table
 from filedrop.states import BatchState, FileState, InvoiceState, RowStatus
@@ -213,6 +214,28 @@ def lost_journal_message(name: str, outcome: Path, journal: Path | PostgresLocat
         "until 'filedrop journal rebuild' has read the outcomes back into it (or FILEDROP_STATE "
         "points at the journal in use)"
     )
+
+
+def journal_lost_sentence(
+    journal: Path | PostgresLocation, inboxes: list[Path], setting: str
+) -> str | None:
+    """What ``status`` and ``report`` say when there is no journal at ``journal`` but an outcome
+    in one of ``inboxes`` (or its ``archive/``) shows files were processed; None when none does.
+    ``setting`` is where the journal's place is set (``FILEDROP_STATE``, a config key)."""
+    outcomes = [outcome for inbox in inboxes for outcome, _ in _outcome_files(inbox)]
+    if not outcomes:
+        return None
+    return (
+        f"No journal at {journal}, yet the inbox holds {plural(len(outcomes), 'outcome file')} "
+        f"(such as {printable(str(outcomes[0]))}), so files were processed: the journal was lost "
+        f"or moved; run 'filedrop journal rebuild', or point {setting} at the journal in use."
+    )
+
+
+def no_journal_sentence(journal: Path | PostgresLocation, inboxes: list[Path], setting: str) -> str:
+    """``journal_lost_sentence``, or that nothing has been processed yet."""
+    lost = journal_lost_sentence(journal, inboxes, setting)
+    return lost or f"No journal at {journal} yet: nothing has been processed."
 
 
 # -- rebuilding ---------------------------------------------------------------------------------
