@@ -723,16 +723,12 @@ def _status(args: argparse.Namespace, io: Io) -> int:
                     f"{only.env or 'no environment'}, organisation {only.org_id or '(not set)'}"
                 )
             )
-            # The journal is every inbox's: this one's files are those recorded in its folder
-            # (as given then, perhaps relative: each recorded folder is resolved once).
-            folders: dict[str, bool] = {}
-            files = []
-            for f in journal.files_changed_between(since=0.0, until=math.inf):
-                parent = str(Path(f.path).parent)
-                if parent not in folders:
-                    folders[parent] = Path(parent).resolve() == folder
-                if folders[parent]:
-                    files.append(f)
+            from filedrop.inbox import recorded_in
+
+            # The journal is every inbox's: this one's files are those recorded in its folder.
+            in_inbox = recorded_in(folder)
+            everything = journal.files_changed_between(since=0.0, until=math.inf)
+            files = [f for f in everything if in_inbox(f.path)]
             _say_files(journal, io, ids={f.id for f in files})
             rows: Counter[str] = Counter()
             for f in files:

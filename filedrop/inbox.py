@@ -180,6 +180,20 @@ def in_folder(path: Path | str, folder: Path) -> bool:
         return False
 
 
+def recorded_in(folder: Path) -> Callable[[Path | str], bool]:
+    """``in_folder`` for many recorded paths: each recorded folder is resolved once (a journal
+    holds thousands of files from a handful of folders, spelt as each run was given them)."""
+    known: dict[str, bool] = {}
+
+    def test(path: Path | str) -> bool:
+        parent = str(Path(path).parent)
+        if parent not in known:
+            known[parent] = in_folder(path, folder)
+        return known[parent]
+
+    return test
+
+
 def is_same_file(path: Path, identity: tuple[int, int]) -> bool:
     """Whether ``path`` is still the regular file ``identity`` names (not a link put there)."""
     try:

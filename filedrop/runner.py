@@ -33,7 +33,7 @@ from filedrop.inbox import (
     Readiness,
     StabilityTracker,
     content_hash,
-    in_folder,
+    recorded_in,
     scan,
     snapshot,
 )
@@ -511,15 +511,7 @@ def measure_backlog(ctx: Context) -> bool:
             target=ctx.target, states=(FileState.CLAIMED, FileState.WAITING, FileState.RETRY)
         )
         unknown = ctx.journal.batches(states=(BatchState.UNKNOWN,))
-        folders: dict[str, bool] = {}
-        here = ctx.inbox.resolve()
-
-        def in_inbox(path: str) -> bool:
-            folder = str(Path(path).parent)
-            if folder not in folders:
-                folders[folder] = in_folder(path, here)
-            return folders[folder]
-
+        in_inbox = recorded_in(ctx.inbox.resolve())
         mine = [record for record in unfinished if in_inbox(record.path)]
         unknown_here = sum(
             1

@@ -32,8 +32,8 @@ from filedrop.inbox import (
     Snapshot,
     StabilityTracker,
     ignore_reason,
-    in_folder,
     is_outcome_file,
+    recorded_in,
     scan,
     snapshot,
 )
@@ -590,7 +590,7 @@ def _take_up_left_files(ctx: Context, inbox: Path, state: _State) -> None:
         )
         return
     now = ctx.clock()
-    folders: dict[str, bool] = {}  # a recorded folder -> whether it is this inbox
+    in_inbox = recorded_in(inbox)
     for record in records:
         path = inbox / record.name
         mark = (record.id, record.updated_at)
@@ -603,10 +603,7 @@ def _take_up_left_files(ctx: Context, inbox: Path, state: _State) -> None:
         recorded = Path(record.path)
         if recorded.name != record.name or snapshot(path) is None:
             continue  # gone: settle_leftovers learns its batches' fate
-        folder = str(recorded.parent)
-        if folder not in folders:
-            folders[folder] = in_folder(recorded, inbox)
-        if not folders[folder]:
+        if not in_inbox(recorded):
             continue  # another inbox sharing this journal
         state.taken_up[path] = mark
         if path in state.retry_at and path not in state.elsewhere:
