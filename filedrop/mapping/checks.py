@@ -113,11 +113,7 @@ def check_claim_sums(
     it, so it is never sent."""
     if sums is None:
         return []
-    amounts = [
-        rows[id(f)]
-        for item in mapping.claims.items
-        if isinstance(item, Obj) and (f := item.get_field("remainingAmount")) is not None
-    ]
+    amounts = [rows[id(f)] for f in mapping.claim_amounts if f is not None]
     issues: list[Issue] = []
     for g in np.flatnonzero(np.isinf(sums)).tolist():
         first = int(groups.first[g])
@@ -136,9 +132,7 @@ def claim_lines(mapping: Mapping, rows: dict[int, Values], groups: Groups) -> li
     n = len(groups.gid)
     claims = mapping.claims.items
     present: list[np.ndarray] = []
-    for item in claims:
-        assert isinstance(item, Obj)
-        f = item.get_field("remainingAmount")
+    for item, f in zip(claims, mapping.claim_amounts, strict=True):
         v = rows[id(f)] if f is not None else None
         if v is None or v.number is None:
             present.append(there(item, lambda f: rows[id(f)], n))

@@ -113,6 +113,15 @@ class Mapping:
         return self.rules.get(rule, "error")
 
     @cached_property
+    def claim_amounts(self) -> tuple[Field | None, ...]:
+        """Each claim line's ``remainingAmount`` Field (None for a line without one), in the
+        mapping's order: what an invoice's claims add up to, and what makes a line there."""
+        return tuple(
+            item.get_field("remainingAmount") if isinstance(item, Obj) else None
+            for item in self.claims.items
+        )
+
+    @cached_property
     def column_refs(self) -> tuple[tuple[str, tuple[str, ...], str], ...]:
         """Every (key, header names, how) the mapping reads from a file, in mapping order."""
         refs = [("match.headers", (h,), "requires") for h in self.headers]

@@ -17,7 +17,7 @@ import numpy as np
 
 from filedrop.mapping.fields import TemplateColumn, TextColumn, Values
 from filedrop.mapping.loader import Mapping
-from filedrop.mapping.tree import Field, Many, Node, Obj, walk_fields
+from filedrop.mapping.tree import Field, Many, Node, walk_fields
 from filedrop.memory import no_cyclic_gc
 
 __all__ = [
@@ -129,8 +129,7 @@ def claim_totals(
     if amount is None or amount.source != "sum_of_claims":
         return None
     totals = np.zeros(count)
-    for item, present in zip(mapping.claims.items, claim_rows, strict=True):
-        amount = item.get_field("remainingAmount") if isinstance(item, Obj) else None
+    for amount, present in zip(mapping.claim_amounts, claim_rows, strict=True):
         if amount is not None and row_values[id(amount)].number is not None:
             rows = np.flatnonzero(present)
             with np.errstate(over="ignore", invalid="ignore"):  # checked: check_claim_sums
