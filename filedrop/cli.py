@@ -564,13 +564,22 @@ def _validate(args: argparse.Namespace, io: Io) -> int:
         settings = settings.inboxes[0]
     if settings.mapping is None:
         names = ", ".join(inbox.name for inbox in settings.inboxes)
-        raise ConfigError(
-            f"No mapping given; pass --inbox NAME to use that inbox's mapping ({names}), or "
-            "--mapping FILE_OR_FOLDER."
-            if settings.inboxes
-            else "No mapping given; pass --mapping FILE_OR_FOLDER or set FILEDROP_MAPPING "
-            "(or mapping in the config file)."
-        )
+        if settings.inboxes:
+            problem = (
+                f"pass --inbox NAME to use that inbox's mapping ({names}), or --mapping "
+                "FILE_OR_FOLDER"
+            )
+        elif settings.inbox_name is not None:  # --inbox NAME chose one that has none
+            problem = (
+                f'inbox "{settings.name}" has none (a mapping key in its table or at the top '
+                "of the config file); pass --mapping FILE_OR_FOLDER"
+            )
+        else:
+            problem = (
+                "pass --mapping FILE_OR_FOLDER or set FILEDROP_MAPPING (or mapping in the "
+                "config file)"
+            )
+        raise ConfigError(f"No mapping given; {problem}.")
     return _validate_file(io, args.file, settings.mapping, settings, as_json=args.json)
 
 

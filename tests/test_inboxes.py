@@ -413,6 +413,20 @@ mapping = "{own}"
     assert out.startswith("eksport.csv: mapping ")
 
 
+def test_validate_inbox_without_a_mapping_names_that_inbox(tmp_path: Path) -> None:
+    """`validate --inbox acme` where acme has no mapping: the sentence names acme."""
+    export = write_erp_csv(tmp_path / "eksport.csv", [erp_row("5001")])
+    config = tmp_path / "filedrop.toml"
+    config.write_text(f'[[inbox]]\nname = "acme"\nfolder = "{tmp_path}"\n', encoding="utf-8")
+    _, _, err = filedrop(
+        "validate", str(export), "--config", str(config), "--inbox", "acme", environ={}, expect=2
+    )
+    assert err == (
+        'filedrop: No mapping given; inbox "acme" has none (a mapping key in its table or at the '
+        "top of the config file); pass --mapping FILE_OR_FOLDER.\n"
+    )
+
+
 # -- the config's inbox tables ------------------------------------------------------------------
 
 
