@@ -94,6 +94,7 @@ from filedrop.states import (
     FileState,
     InvoiceState,
     RowStatus,
+    resolve_command,
 )
 
 log = logging.getLogger("filedrop")
@@ -626,11 +627,11 @@ def resume_batches(ctx: Context, file_id: int, *, name: str) -> list[Poll]:
         log.warning(
             "%s: batch #%d (%s) was being posted when filedrop stopped, so whether Amili "
             "received it cannot be told; its rows are UNKNOWN and never sent again by themselves: "
-            "check with Amili, then run 'filedrop resolve %d --sent' or '--not-sent'",
+            "check with Amili, then run '%s --sent' or '--not-sent'",
             printable(name),
             orphan.id,
             plural(orphan.invoice_count, "invoice"),
-            orphan.id,
+            resolve_command(orphan.id),
             extra=fields("batch_unknown", inbox=ctx.metrics.name, file=name, batch=orphan.id),
         )
     return [
@@ -787,7 +788,7 @@ def invoices_in_batches(invoices: int, batches: int) -> str:
 def orphan_message(batch: int) -> str:
     return (
         "filedrop stopped while sending this invoice, so whether Amili received it cannot be "
-        f"told; check with Amili, then run 'filedrop resolve {batch} --sent' or '--not-sent'"
+        f"told; check with Amili, then run '{resolve_command(batch)} --sent' or '--not-sent'"
     )
 
 
@@ -872,7 +873,7 @@ def _record_submitted(ctx: Context, batch: int, batch_id: str) -> bool:
     be written for a while: this id is what tells its rows' fate, and nothing else knows it.
     False when another process made the batch UNKNOWN first."""
     facts = fields("batch_unrecorded", inbox=ctx.metrics.name, batch=batch, batch_id=batch_id)
-    settle = f"check its rows with Amili, then run 'filedrop resolve {batch} --sent'"
+    settle = f"check its rows with Amili, then run '{resolve_command(batch)} --sent'"
     delays = iter(_RECORD_SUBMITTED_DELAYS_S)
     while True:
         try:
@@ -953,7 +954,7 @@ def _record_failed_post(batch: int, exc: FiledropError, ctx: Context, setbacks: 
         # The one thing to do, said where it happens as well as in the outcome and status.
         message = (
             f"{str(exc).rstrip('.')}; check with Amili, then run "
-            f"'filedrop resolve {batch} --sent' or '--not-sent'"
+            f"'{resolve_command(batch)} --sent' or '--not-sent'"
         )
         log.error("batch #%d: %s", batch, message, extra=facts)
         ctx.journal.batch_unknown(batch, message=message)

@@ -8,6 +8,7 @@ runner, the daemon and the CLI all use these enums, so a state is spelt in exact
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterable
 
 
@@ -151,3 +152,15 @@ def exit_code_for(
     if unfinished or seen & UNFINISHED_STATUSES:
         return ExitCode.UNFINISHED
     return ExitCode.OK
+
+
+def resolve_command(batch: int) -> str:
+    """``filedrop resolve 17``: how every message names the command that settles an UNKNOWN
+    batch. An outcome keeps it in its rows, and 'filedrop journal rebuild' reads the batch's
+    number back from there (``RESOLVE_ADVICE``), so it is spelt here alone."""
+    return f"filedrop resolve {batch}"
+
+
+#: ``resolve_command`` followed by its flag, in a row's message: the batch's journal number. At
+#: most 9 digits, so a hostile outcome cannot push the journal's numbers past a 32-bit column.
+RESOLVE_ADVICE = re.compile(r"filedrop resolve ([1-9][0-9]{0,8}) --")

@@ -719,18 +719,21 @@ def test_a_rebuilt_batch_keeps_the_number_its_outcome_names(journal: Journal) ->
     def rebuilt(name: str, batch: RebuiltBatch, number: str) -> tuple[int, dict[int, int]]:
         unknown = batch.number is not None
         state = InvoiceState.UNKNOWN if unknown else InvoiceState.SUCCEEDED
+        advice = f"'filedrop resolve {batch.number} --sent'"
         return journal.record_rebuilt_file(
             target=TARGET, name=name, path=Path(name), sha256=name, state=FileState.DONE,
             counts={}, outcome=Path(name),
             batches={batch: BatchState.UNKNOWN if unknown else BatchState.DONE},
-            invoices=[(number, state, batch, "", "", "", "")],
+            invoices=[(number, state, batch, "", "", "", advice)],
             draw_above=9,
         )  # fmt: skip
 
-    assert rebuilt("z.csv", RebuiltBatch("", 5), "1") == (1, {})
-    assert rebuilt("y.csv", RebuiltBatch("", 5), "2") == (1, {5: 10})
-    assert rebuilt("x.csv", RebuiltBatch("api-1", None), "3") == (1, {})
+    assert rebuilt("z.csv", RebuiltBatch("", 5), "1") == (1, [])
+    assert rebuilt("y.csv", RebuiltBatch("", 5), "2") == (1, [(5, 10)])
+    assert rebuilt("x.csv", RebuiltBatch("api-1", None), "3") == (1, [])
     invoices = journal.invoices(target=TARGET, numbers=["1", "2", "3"])
+    assert invoices["2"].message == "'filedrop resolve 10 --sent'"  # its advice follows it
+    assert invoices["1"].message == "'filedrop resolve 5 --sent'"
     assert {number: invoice.batch for number, invoice in invoices.items()} == {
         "1": 5,
         "2": 10,

@@ -12,6 +12,7 @@ from builders import erp_row, filedrop, run_env, write_erp_csv
 from conftest import journal_file
 
 from filedrop.sandbox import Sandbox, SandboxOptions
+from filedrop.states import RESOLVE_ADVICE
 
 
 def statuses(path: Path) -> list[str]:
@@ -284,6 +285,8 @@ def test_after_a_rebuild_an_outcome_s_resolve_advice_settles_its_own_batch(
         assert db.execute(
             "SELECT invoice_number, batch FROM invoices ORDER BY invoice_number"
         ).fetchall() == [("7801", 1), ("7802", 2), ("7803", 3)]
+        (message,) = db.execute("SELECT message FROM invoices WHERE batch = 3").fetchone()
+    assert advice.format(3) in message  # what an outcome rewritten from it will say
 
 
 def test_a_replaced_file_s_outcome_is_kept_so_a_lost_journal_sends_nothing_again(
@@ -330,3 +333,10 @@ def test_two_files_of_one_name_archived_in_one_second_are_both_kept(
     delete_journal(inbox)
     _, out, _ = filedrop("journal", "rebuild", environ=env)
     assert "3 files and 3 invoice numbers recorded" in out
+
+
+def test_only_a_plausible_batch_number_is_read_from_an_outcome_s_advice() -> None:
+    """A hostile outcome cannot name batch 0 or push the journal's numbers past 32 bits."""
+    assert RESOLVE_ADVICE.search("then run 'filedrop resolve 17 --sent' or '--not-sent'")[1] == "17"
+    for text in ("resolve 0 --", "resolve 017 --", "resolve -3 --", "resolve 1234567890 --"):
+        assert RESOLVE_ADVICE.search(f"filedrop {text}sent") is None, text

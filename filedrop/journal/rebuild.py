@@ -25,7 +25,7 @@ from filedrop.journal.store import Journal, RebuiltBatch
 from filedrop.logs import plural, printable
 from filedrop.outcome import OUTCOME_COLUMNS, outcome_path, outcome_paths
 from filedrop.read import INPUT_SUFFIXES, ReadLimits, ReadOptions, read_table
-from filedrop.states import BatchState, FileState, InvoiceState, RowStatus
+from filedrop.states import RESOLVE_ADVICE, BatchState, FileState, InvoiceState, RowStatus
 
 #: Row statuses that show an invoice went to Amili (or was known to have gone from another file).
 SENT_ROW_STATUSES = frozenset(
@@ -50,8 +50,6 @@ _RANK = {
 #: How ``archive/`` names what it keeps: ``20240301-120000-<name>``, or ``20240301-120000.2-<name>``
 #: for a second file of that name in the same second.
 _ARCHIVE_STAMP = re.compile(r"^\d{8}-\d{6}(?:\.\d{1,6})?-")
-#: The advice an UNKNOWN row gives, with its batch's journal number: 'filedrop resolve 17 --sent'.
-_RESOLVE_ADVICE = re.compile(r"filedrop resolve ([0-9]{1,18}) --")
 ARCHIVE = "archive"
 
 
@@ -255,7 +253,7 @@ class RebuildReport:
     rows_without_number: int = 0
     """Rows that say something was sent, in outcomes written before filedrop recorded the
     invoice number in them: nothing of them can be rebuilt."""
-    renumbered: list[tuple[str, int, int]] = field(default_factory=list)
+    renumbered: list[tuple[str, int, int]] = field(default_factory=list)  # in outcome order
     """(outcome file, the batch number its advice names, the number it has now): batches whose
     number was taken by another batch of this journal."""
 
@@ -317,7 +315,7 @@ def rebuild_journal(
             draw_above=named,
         )
         report.invoices += added
-        report.renumbered.extend((outcome.path.name, old, new) for old, new in renumbered.items())
+        report.renumbered.extend((outcome.path.name, old, new) for old, new in renumbered)
         report.files += 1
         report.queued_batches += sum(s is BatchState.QUEUED for s in batches.values())
         report.unknown_batches += sum(s is BatchState.UNKNOWN for s in batches.values())
@@ -442,7 +440,7 @@ def _advised_number(row: OutcomeRow) -> int | None:
     """The journal number of the row's batch, from an UNKNOWN row's 'filedrop resolve N'."""
     if row.status != RowStatus.UNKNOWN:
         return None
-    advice = _RESOLVE_ADVICE.search(row.message)
+    advice = RESOLVE_ADVICE.search(row.message)
     return int(advice[1]) if advice else None
 
 

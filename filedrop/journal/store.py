@@ -42,6 +42,7 @@ from filedrop.states import (
     BatchState,
     FileState,
     InvoiceState,
+    resolve_command,
 )
 
 
@@ -912,7 +913,7 @@ class Journal:
         batches: Mapping[RebuiltBatch, BatchState],
         invoices: Sequence[tuple[str, InvoiceState, RebuiltBatch | None, str, str, str, str]],
         draw_above: int = 0,
-    ) -> tuple[int, dict[int, int]]:
+    ) -> tuple[int, list[tuple[int, int]]]:
         """Record a file read back from its outcome, with its batches and invoices, at once.
 
         ``batches`` maps each batch, as the outcome names it, to its state; ``invoices`` are
@@ -925,10 +926,11 @@ class Journal:
         number is left as it is, so rebuilding twice adds nothing the second time.
 
         Returns how many invoice numbers were new, and each batch that could not keep the
-        number its outcome names: {that number: the batch's number now}.
+        number its outcome names, as (that number, the batch's number now); its invoices'
+        advice names the new number.
         """
         now = self._clock()
-        renumbered: dict[int, int] = {}
+        renumbered: list[tuple[int, int]] = []
         with self._write() as db:
             row = db.execute(
                 "SELECT id FROM files WHERE target = ? AND name = ? AND sha256 = ?",
@@ -975,7 +977,7 @@ class Journal:
                 )  # fmt: skip
                 journal_ids[batch] = number
                 if batch.number not in (None, number):
-                    renumbered[batch.number] = number
+                    renumbered.append((batch.number, number))
             if journal_ids:
                 db.ids_given("batches")
             added = 0
@@ -989,7 +991,7 @@ class Journal:
                         target, number, status, file_id,
                         journal_ids.get(batch) if batch is not None else None,
                         invoice_id or None, case_id or None, case_number or None,
-                        mask_ids(message) or None, now,
+                        mask_ids(_advice_renumbered(message, batch, journal_ids)) or None, now,
                     ),
                 ).rowcount  # fmt: skip
         return added, renumbered
@@ -1001,6 +1003,17 @@ class Journal:
             (since, until),
         )
         return [_file_record(row) for row in rows]
+
+
+def _advice_renumbered(
+    message: str, batch: RebuiltBatch | None, numbers: dict[RebuiltBatch, int]
+) -> str:
+    """``message`` with its 'filedrop resolve N' naming the batch's number in this journal,
+    where it had to take another than its outcome names."""
+    now = numbers.get(batch) if batch is not None else None
+    if batch is None or batch.number is None or now is None or now == batch.number:
+        return message
+    return message.replace(f"{resolve_command(batch.number)} --", f"{resolve_command(now)} --")
 
 
 class _Db:
