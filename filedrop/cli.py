@@ -973,9 +973,8 @@ def _rewrite_outcome(journal: Journal, file_id: int, settings: Settings) -> str:
             f"(FILEDROP_MAPPING); {kept}."
         )
     try:
-        rewritten = rewrite_outcome(
-            record, journal, load_mappings(own.mapping, invoice_types=own.invoice_types)
-        )
+        mappings = load_mappings(own.mapping, invoice_types=own.invoice_types)
+        rewritten = rewrite_outcome(record, journal, mappings, inbox=own.name)
     except FiledropError as exc:
         journal.leave_waiting(file_id)
         return f"{record.name}: its outcome was not rewritten ({exc}); {kept}."

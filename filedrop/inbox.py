@@ -11,10 +11,12 @@ import enum
 import errno
 import hashlib
 import os
+import re
 import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from filedrop.read import INPUT_SUFFIXES
@@ -178,6 +180,42 @@ def in_folder(path: Path | str, folder: Path) -> bool:
         return Path(path).parent.resolve() == folder
     except OSError:
         return False
+
+
+#: The folder of an inbox where done files and outcomes are kept (``FILEDROP_ARCHIVE``), and
+#: outcomes of earlier versions of a file: never scanned for input.
+ARCHIVE = "archive"
+#: How ``archive/`` names what it keeps: ``20240301-120000-<name>``, or ``20240301-120000.2-<name>``
+#: when that name was taken within the same second.
+ARCHIVE_STAMP = re.compile(r"^\d{8}-\d{6}(?:\.\d{1,6})?-")
+
+
+def archive_folder(inbox: Path) -> Path | None:
+    """``inbox/archive``, made if need be; None when it cannot be a folder of this inbox: a
+    symbolic link (never followed: it could lead anywhere the daemon may write), a file, or
+    one that cannot be made."""
+    archive = inbox / ARCHIVE
+    try:
+        archive.mkdir(exist_ok=True)
+        if stat.S_ISDIR(archive.lstat().st_mode):
+            return archive
+    except OSError:
+        pass
+    return None
+
+
+def stamped_names(folder: Path, *names: str) -> list[Path]:
+    """``folder/20240301-120000-<name>`` for each name, one stamp for all (an original and its
+    outcome keep theirs alike), none of them there yet: within one second a second keeping of
+    those names gets ``20240301-120000.2-<name>``, so nothing kept is ever replaced."""
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    count = 1
+    while True:
+        prefix = stamp if count == 1 else f"{stamp}.{count}"
+        kept = [folder / f"{prefix}-{name}" for name in names]
+        if not any(os.path.lexists(path) for path in kept):
+            return kept
+        count += 1
 
 
 def recorded_in(folder: Path) -> Callable[[Path | str], bool]:

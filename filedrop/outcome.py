@@ -47,6 +47,7 @@ import pandas as pd
 import xlsxwriter
 from xlsxwriter.exceptions import InvalidWorksheetName
 
+from filedrop.inbox import archive_folder, stamped_names
 from filedrop.read import CSV_SUFFIXES, EXCEL_SUFFIXES, Table
 from filedrop.read.table import Layout, NumberFormat
 from filedrop.sheetxml import ColumnStyles, sheet_rows, write_package
@@ -208,6 +209,29 @@ def xlsx_fit_problem(table: Table) -> str | None:
             f"{_XLSX_MAX_ROWS:,} rows); split it into smaller files and drop them again"
         )
     return None
+
+
+def written_stamp(path: Path) -> str | None:
+    """What tells the outcome file now at ``path`` from any other there before or after: its
+    device, inode, size and time. Each outcome is written under a new name and renamed into
+    place, so each write is a new file. None when there is none."""
+    try:
+        info = path.lstat()
+    except OSError:
+        return None
+    return f"{info.st_dev}:{info.st_ino}:{info.st_size}:{info.st_mtime_ns}"
+
+
+def keep_aside(outcome: Path) -> Path:
+    """Move ``outcome`` out of the way of a new one; returns where it went.
+
+    To ``archive/`` beside it; where that cannot be a folder (a link, a file), beside it under a
+    stamped name, which no scan takes for an input either. ``OSError`` when it cannot move.
+    """
+    folder = archive_folder(outcome.parent) or outcome.parent
+    (kept,) = stamped_names(folder, outcome.name)
+    outcome.replace(kept)
+    return kept
 
 
 def check_outcome_name(dest: Path) -> None:

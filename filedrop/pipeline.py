@@ -13,7 +13,6 @@ import enum
 import errno
 import functools
 import logging
-import os
 import queue
 import shutil
 import stat
@@ -47,18 +46,22 @@ from filedrop.api.poller import DaemonPool, Poller
 from filedrop.batch import plan_batches
 from filedrop.errors import FiledropError, MappingError, ReadError
 from filedrop.inbox import (
+    ARCHIVE,
     HashedFile,
     NotRegularFileError,
+    archive_folder,
     content_hash,
     hash_file,
     is_same_file,
     scan,
+    stamped_names,
 )
 from filedrop.journal import BatchRecord, FileRecord, InvoiceRecord, Journal, this_owner
 from filedrop.journal.rebuild import (
     inbox_lost_journal_evidence,
     lost_journal_evidence,
     lost_journal_message,
+    shows_sent,
 )
 from filedrop.journal.store import FinishedBatch
 from filedrop.logs import fields, plural, printable
@@ -79,9 +82,12 @@ from filedrop.outcome import (
     BatchLine,
     OutcomeSummary,
     check_outcome_name,
+    keep_aside,
+    outcome_path,
     outcome_paths,
     write_error_outcome,
     write_outcome,
+    written_stamp,
     xlsx_fit_problem,
 )
 from filedrop.progress import Progress
@@ -346,7 +352,12 @@ def _hash(path: Path, ctx: Context) -> HashedFile | FileReport:
             message,
             extra=fields("file_error", inbox=ctx.metrics.name, file=path.name, status="error"),
         )
-        outcome = write_error_outcome(path, message, _summary(path, ctx, datetime.now(UTC)))
+        dest = outcome_path(path)
+        _keep_earlier_outcome(
+            path, dest, unless=None, limits=ctx.read_limits, inbox=ctx.metrics.name
+        )
+        summary = _summary(path, ctx, datetime.now(UTC))
+        outcome = write_error_outcome(path, message, summary, dest=dest)
         return FileReport(path, FileState.ERROR, {RowStatus.ERROR.value: 1}, outcome, message)
 
 
@@ -357,6 +368,8 @@ def _process_claimed(path: Path, ctx: Context, file_id: int, hashed: HashedFile)
     dest, problem = _outcome_dest(path)
     if dest is None:
         return _file_error(path, ctx, file_id, f"{name}: {problem}", started, dest=None)
+    ours = ctx.journal.file(file_id).outcome_written
+    _keep_earlier_outcome(path, dest, unless=ours, limits=ctx.read_limits, inbox=ctx.metrics.name)
     if hashed.size == 0:
         # Said once: the journal keeps this ERROR for these (no) bytes; new bytes are a new file.
         message = f"{name}: {EMPTY_FILE}"
@@ -458,6 +471,7 @@ def _file_error(
         mapping=None,
         outcome=outcome,
         message=message,
+        written=written_stamp(outcome) if outcome else None,
     )
     return FileReport(path, FileState.ERROR, counts, outcome, message)
 
@@ -499,8 +513,8 @@ def _send_and_report(
         notes=tuple(setbacks.messages),
         amount_column=_amount_column(prepared.mapping, prepared.table),
     )
-    _keep_superseded_outcome(dest, ctx, file_id=file_id, name=name)
     outcome = write_outcome(prepared.table, outcomes, summary, dest=dest)
+    written = written_stamp(outcome)
     if state is FileState.DONE and ctx.archive:
         outcome = _archive(path, outcome, ctx, sha256=sha256)
     ctx.journal.finish_file(
@@ -510,6 +524,7 @@ def _send_and_report(
         mapping=prepared.mapping.name,
         outcome=outcome,
         message="; ".join(setbacks.messages) or None,
+        written=written,
     )
     ctx.progress.file_done()
     log.info(
@@ -573,7 +588,7 @@ def file_state_of(counts: dict[str, int], *, pending: int) -> FileState:
 
 
 def rewrite_outcome(
-    record: FileRecord, journal: Journal, mappings: list[Mapping]
+    record: FileRecord, journal: Journal, mappings: list[Mapping], *, inbox: str | None = None
 ) -> tuple[Path, dict[str, int]] | None:
     """Write a file's outcome again from what the journal now knows, as a run writes it (after
     ``filedrop resolve``); returns the outcome and its counts.
@@ -600,7 +615,11 @@ def rewrite_outcome(
         batches=tuple(_batch_line(b) for b in journal.batches(file_id=record.id)),
         amount_column=_amount_column(mapping, prepared.table),
     )
-    outcome = write_outcome(prepared.table, outcomes, summary)
+    dest = outcome_path(path)
+    _keep_earlier_outcome(
+        path, dest, unless=record.outcome_written, limits=ReadLimits(), inbox=inbox
+    )
+    outcome = write_outcome(prepared.table, outcomes, summary, dest=dest)
     pending = len(journal.batches(file_id=record.id, states=(BatchState.QUEUED,)))
     journal.finish_file(
         record.id,
@@ -609,6 +628,7 @@ def rewrite_outcome(
         mapping=mapping.name,
         outcome=outcome,
         message=record.message,
+        written=written_stamp(outcome),
     )
     return outcome, counts
 
@@ -1153,13 +1173,22 @@ def _archive(path: Path, outcome: Path, ctx: Context, *, sha256: str) -> Path:
     """Move original and outcome to ``archive/``, stamped so last month's file is never replaced.
 
     An ``archive`` that is a symbolic link is never followed (it could lead anywhere the daemon
-    may write): both files stay where they are, and the log says so once. An original whose
-    bytes are no longer those processed (``sha256``: replaced or rewritten meanwhile) stays in
-    the inbox, to be taken as the new file it is; only the outcome goes.
+    may write), nor one that is a file: both files stay where they are, and the log says so
+    once. An original whose bytes are no longer those processed (``sha256``: replaced or
+    rewritten meanwhile) stays in the inbox, to be taken as the new file it is; only the outcome
+    goes.
     """
-    archive = _archive_folder(path.parent, ctx)
+    archive = archive_folder(path.parent)
     if archive is None:
+        if ctx.say_once("archive-not-a-folder"):
+            log.warning(
+                "%s is not a folder filedrop may use (a symbolic link, which it never follows, "
+                "or a file): files stay in the inbox; make it a folder to archive them",
+                printable(str(path.parent / ARCHIVE)),
+                extra=fields("archive_link", inbox=ctx.metrics.name),
+            )
         return outcome
+    kept_input, kept_outcome = stamped_names(archive, path.name, outcome.name)
     try:
         # Hashed through one handle, and moved only if that very file is still at the path: a
         # new export renamed in while it was hashed is not archived in its stead.
@@ -1168,7 +1197,7 @@ def _archive(path: Path, outcome: Path, ctx: Context, *, sha256: str) -> Path:
     except OSError:  # gone, or no longer a regular file: nothing to move
         unchanged = False
     if unchanged:
-        shutil.move(path, _archived_as(archive, path.name))
+        shutil.move(path, kept_input)
     else:
         log.info(
             "%s: changed while it was processed; it stays in the inbox, and only its outcome "
@@ -1176,59 +1205,36 @@ def _archive(path: Path, outcome: Path, ctx: Context, *, sha256: str) -> Path:
             printable(path.name),
             extra=fields("file_changed", inbox=ctx.metrics.name, file=path.name),
         )
-    return Path(shutil.move(outcome, _archived_as(archive, outcome.name)))
+    return Path(shutil.move(outcome, kept_outcome))
 
 
-def _keep_superseded_outcome(dest: Path, ctx: Context, *, file_id: int, name: str) -> None:
-    """Move an outcome already at ``dest`` to ``archive/`` when this file's record did not write
-    it: it is then an earlier version's (same name, other bytes), and the only record beside the
-    journal of what was sent from that version, which 'filedrop journal rebuild' reads back.
-    Overwritten, a lost journal would let that version's invoices go out again."""
-    if ctx.journal.file(file_id).outcome is not None:
-        return  # this very file's, written before (resumed, retried): rewritten in place
+def _keep_earlier_outcome(
+    path: Path, dest: Path, *, unless: str | None, limits: ReadLimits, inbox: str | None
+) -> None:
+    """Keep the outcome at ``dest`` rather than let ``path``'s overwrite it, when it is not the
+    one ``path``'s record wrote last (stamped ``unless``) and shows invoices sent.
+
+    Such an outcome is an earlier version's of the file (same name, other bytes) and the only
+    record beside the journal of what was sent from it, which 'filedrop journal rebuild' reads
+    back: overwritten, a lost journal would let those invoices go out again. One that shows
+    nothing sent (only ERROR or INVALID rows) is simply replaced. Done before anything is sent
+    or written for the file; ``OSError`` when it cannot be moved.
+    """
     try:
         if not stat.S_ISREG(dest.lstat().st_mode):
-            return  # check_outcome_name refused anything else before sending
+            return  # a link is replaced whole, a folder refused (check_outcome_name)
     except FileNotFoundError:
         return
-    archive = _archive_folder(dest.parent, ctx)
-    if archive is None:
+    if written_stamp(dest) == unless or not shows_sent(dest, limits=limits):
         return
-    kept = Path(shutil.move(dest, _archived_as(archive, dest.name)))
+    kept = keep_aside(dest)
+    shown = kept.name if kept.parent == dest.parent else f"{kept.parent.name}/{kept.name}"
     log.info(
         "%s: the outcome of an earlier file of that name is kept as %s",
-        name,
-        printable(f"{archive.name}/{kept.name}"),
-        extra=fields("outcome_kept", inbox=ctx.metrics.name, file=dest.name, kept=kept.name),
+        printable(path.name),
+        printable(shown),
+        extra=fields("outcome_kept", inbox=inbox, file=path.name, kept=str(kept)),
     )
-
-
-def _archive_folder(inbox: Path, ctx: Context) -> Path | None:
-    """``inbox/archive``, made if need be; None (said once) when it is a symbolic link."""
-    archive = inbox / "archive"
-    if archive.is_symlink():
-        if ctx.say_once("archive-link"):
-            log.warning(
-                "%s is a symbolic link, which filedrop never follows: files stay in the inbox; "
-                "replace it with a folder to archive them",
-                printable(str(archive)),
-                extra=fields("archive_link", inbox=ctx.metrics.name),
-            )
-        return None
-    archive.mkdir(exist_ok=True)
-    return archive
-
-
-def _archived_as(archive: Path, name: str) -> Path:
-    """``archive/20240301-120000-<name>``; a second file of that name within the same second
-    gets ``20240301-120000.2-<name>``, so nothing kept there is ever replaced."""
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    kept = archive / f"{stamp}-{name}"
-    count = 1
-    while os.path.lexists(kept):
-        count += 1
-        kept = archive / f"{stamp}.{count}-{name}"
-    return kept
 
 
 def _counts_text(counts: dict[str, int]) -> str:

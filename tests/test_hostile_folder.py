@@ -135,7 +135,9 @@ def test_an_archive_folder_that_is_a_link_is_not_followed(
         "b.csv",
         "b.outcome.csv",
     ]
-    assert err.count("is a symbolic link, which filedrop never follows") == 1
+    assert (
+        err.count("is not a folder filedrop may use (a symbolic link, which it never follows") == 1
+    )
 
 
 # -- names are data -----------------------------------------------------------------------------

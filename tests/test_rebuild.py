@@ -318,6 +318,75 @@ def test_a_replaced_file_s_outcome_is_kept_so_a_lost_journal_sends_nothing_again
     assert sorted(sandbox.received_invoice_numbers()) == ["7901", "7902", "7903"]
 
 
+@pytest.mark.parametrize("second", ["empty", "unmappable"])
+def test_a_replacement_that_cannot_be_read_does_not_overwrite_what_was_sent(
+    inbox: Path, sandbox: Sandbox, second: str
+) -> None:
+    """a.csv is sent; its replacement is empty or fits no mapping, and gets its ERROR outcome:
+    the first outcome is kept in archive/, so a rebuild still knows what was sent."""
+    env = run_env(inbox, sandbox.url)
+    write_erp_csv(inbox / "a.csv", [erp_row("7921")])
+    filedrop("run", environ=env)
+    (inbox / "a.csv").write_text("" if second == "empty" else "x;y\n1;2\n", encoding="cp1252")
+    filedrop("run", environ=env, expect=1)
+    assert "ERROR" in (inbox / "a.outcome.csv").read_text(encoding="cp1252")
+    (kept,) = (inbox / "archive").iterdir()
+    assert statuses(kept) == ["SUCCEEDED"]
+    delete_journal(inbox)
+    filedrop("journal", "rebuild", environ=env)
+    write_erp_csv(inbox / "b.csv", [erp_row("7921")])
+    filedrop("run", environ=env, expect=1)  # a.csv is still in error
+    assert statuses(inbox / "b.outcome.csv") == ["DUPLICATE"]
+    assert sandbox.counters().invoices_received == 1
+    assert [path.name for path in (inbox / "archive").iterdir()] == [kept.name]  # ERRORs go
+
+
+def test_an_earlier_version_dropped_again_does_not_overwrite_the_later_one_s_outcome(
+    inbox: Path,
+) -> None:
+    """v1 of a.csv waits on its batch; its own outcome is rewritten in place while it waits.
+    v2 replaces it (v1's outcome goes to archive/), then v1's bytes come back and resume: v2's
+    outcome goes to archive/ too, never overwritten. Every outcome is kept exactly once."""
+    shift_s = [0.0]
+    with Sandbox(SandboxOptions(delay_s=(60, 60)), clock=lambda: time.time() + shift_s[0]) as api:
+        env = run_env(inbox, api.url, FILEDROP_POLL_TIMEOUT_S="0.2")
+        first = [erp_row("7931")]
+        write_erp_csv(inbox / "a.csv", first)
+        filedrop("run", environ=env, expect=3)
+        filedrop("run", environ=env, expect=3)  # resumed: its own outcome, rewritten in place
+        assert not (inbox / "archive").exists()
+        api.options.delay_s = (0, 0)
+        write_erp_csv(inbox / "a.csv", [erp_row("7932")])
+        filedrop("run", environ=env)  # v2 done; v1's batch, of a file gone, still waits
+        write_erp_csv(inbox / "a.csv", first)
+        shift_s[0] = 120.0
+        filedrop("run", environ=env)
+        kept = sorted((inbox / "archive").iterdir())
+        assert [statuses(path) for path in kept] == [["PENDING"], ["SUCCEEDED"]]
+        assert statuses(inbox / "a.outcome.csv") == ["SUCCEEDED"]
+        second = pd.read_csv(kept[1], sep=";", encoding="cp1252", dtype=str)
+        assert second["outcome_invoice_number"].tolist() == ["7932"]
+
+
+def test_an_archive_that_is_a_file_keeps_the_earlier_outcome_beside_it(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """archive is a file: the earlier outcome is kept in the inbox under a stamped name, the
+    new version is sent and gets its outcome, and a rebuild reads both."""
+    env = run_env(inbox, sandbox.url)
+    write_erp_csv(inbox / "a.csv", [erp_row("7941")])
+    filedrop("run", environ=env)
+    (inbox / "archive").write_text("not a folder", encoding="utf-8")
+    write_erp_csv(inbox / "a.csv", [erp_row("7942")])
+    filedrop("run", environ=env)
+    (kept,) = (p for p in inbox.iterdir() if p.name.endswith("-a.outcome.csv"))
+    assert statuses(kept) == ["SUCCEEDED"]
+    assert statuses(inbox / "a.outcome.csv") == ["SUCCEEDED"]
+    delete_journal(inbox)
+    _, out, _ = filedrop("journal", "rebuild", environ=env)
+    assert "2 files and 2 invoice numbers recorded" in out
+
+
 def test_two_files_of_one_name_archived_in_one_second_are_both_kept(
     inbox: Path, sandbox: Sandbox
 ) -> None:
@@ -329,7 +398,8 @@ def test_two_files_of_one_name_archived_in_one_second_are_both_kept(
         filedrop("run", environ=env)
     names = sorted(path.name for path in (inbox / "archive").iterdir())
     assert len(names) == 6, names
-    assert sum(name.endswith("-a.outcome.csv") for name in names) == 3
+    prefixes = {name.removesuffix("-a.outcome.csv") for name in names if "outcome" in name}
+    assert prefixes == {name.removesuffix("-a.csv") for name in names if "outcome" not in name}
     delete_journal(inbox)
     _, out, _ = filedrop("journal", "rebuild", environ=env)
     assert "3 files and 3 invoice numbers recorded" in out

@@ -103,6 +103,11 @@ MIGRATIONS: tuple[str, ...] = (
         value TEXT NOT NULL
     )
     """,
+    # Which outcome file a file's record wrote last (device, inode, size, time): one found at
+    # its place that is not that one is another version's, and is kept, never overwritten.
+    """
+    ALTER TABLE files ADD COLUMN outcome_written TEXT
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import functools
 import os
-import re
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from filedrop.errors import ReadError
-from filedrop.inbox import OUTCOME_SUFFIXES, content_hash, scan
+from filedrop.inbox import ARCHIVE, ARCHIVE_STAMP, OUTCOME_SUFFIXES, content_hash, scan
 from filedrop.journal.engines import PostgresLocation
 from filedrop.journal.store import Journal, RebuiltBatch
 from filedrop.logs import plural, printable
@@ -46,11 +45,6 @@ _RANK = {
     RowStatus.DUPLICATE: 2,
     RowStatus.FAILED: 1,
 }
-
-#: How ``archive/`` names what it keeps: ``20240301-120000-<name>``, or ``20240301-120000.2-<name>``
-#: for a second file of that name in the same second.
-_ARCHIVE_STAMP = re.compile(r"^\d{8}-\d{6}(?:\.\d{1,6})?-")
-ARCHIVE = "archive"
 
 
 @dataclass(frozen=True)
@@ -108,8 +102,8 @@ def outcomes_of(path: Path) -> list[Path]:
             found += sorted(
                 Path(entry.path)
                 for entry in entries
-                if _ARCHIVE_STAMP.match(entry.name)
-                and _ARCHIVE_STAMP.sub("", entry.name).casefold() == wanted
+                if ARCHIVE_STAMP.match(entry.name)
+                and ARCHIVE_STAMP.sub("", entry.name).casefold() == wanted
             )
     return found
 
@@ -201,6 +195,13 @@ def _sent_numbers(outcome: Path, fresh_at: float | None, limits: ReadLimits) -> 
     sent = {status.value for status in SENT_ROW_STATUSES}
     # An outcome older than the invoice number column gives '', which no journal knows.
     return [row.invoice_number for row in rows if row.status in sent]
+
+
+def shows_sent(outcome: Path, *, limits: ReadLimits) -> bool:
+    """Whether the outcome file ``outcome`` (a regular file) shows rows sent, or cannot be read
+    to tell: such an outcome is kept, never overwritten by another version's."""
+    numbers = _sent_numbers(outcome, None, limits)
+    return numbers is None or bool(numbers)
 
 
 def lost_journal_message(name: str, outcome: Path, journal: Path | PostgresLocation) -> str:
@@ -355,7 +356,7 @@ def _input_name(outcome: Path) -> str:
 
 
 def _unstamped(name: str) -> str:
-    return _ARCHIVE_STAMP.sub("", name)
+    return ARCHIVE_STAMP.sub("", name)
 
 
 def _sha256(outcome: _Outcome) -> str:

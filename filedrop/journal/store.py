@@ -126,6 +126,8 @@ class FileRecord:
     message: str | None
     heartbeat: float | None = None
     """The owner's last renewal of its claim (only meaningful while ``claimed``)."""
+    outcome_written: str | None = None
+    """The outcome file this record wrote last, as ``outcome.written_stamp`` gives it."""
 
 
 @dataclass(frozen=True)
@@ -417,18 +419,22 @@ class Journal:
         mapping: str | None,
         outcome: Path | None,
         message: str | None = None,
+        written: str | None = None,
     ) -> None:
-        """Record how a file ended: ``done``, ``waiting`` (on batches), ``error`` or ``retry``."""
+        """Record how a file ended: ``done``, ``waiting`` (on batches), ``error`` or ``retry``;
+        ``written``: the stamp of the outcome it has just written (else the last stays)."""
         with self._write() as db:
             db.execute(
                 "UPDATE files SET state = ?, counts = ?, mapping = ?, outcome = ?, message = ?,"
-                " owner = NULL, updated_at = ? WHERE id = ?",
+                " outcome_written = COALESCE(?, outcome_written), owner = NULL, updated_at = ?"
+                " WHERE id = ?",
                 (
                     state,
                     json.dumps(counts),
                     mapping,
                     str(outcome) if outcome else None,
                     mask_ids(message) if message else None,
+                    written,
                     self._clock(),
                     file_id,
                 ),
