@@ -235,9 +235,8 @@ def test_a_batch_whose_polls_fail_is_pending_with_why_not_still_queued(
     outcome = outcome_csv(inbox / "q.outcome.csv")
     batch_id = outcome["outcome_batch_id"][0]
     failure = (
-        f"Amili answered GET /collection/v1/batches/{batch_id} with HTTP 404: "
-        '\'{"message": "Injected HTTP 404 from the filedrop sandbox"}\'; it did not process '
-        "the request, Amili does not know this batch id"
+        f"Amili answered GET /collection/v1/batches/{batch_id} with HTTP 404 (Amili does not "
+        "know this batch id)"
     )
     assert list(outcome["outcome_status"]) == ["PENDING"]
     assert outcome["outcome_message"][0] == (

@@ -26,7 +26,7 @@ from filedrop.api.client import (
     StillPending,
 )
 from filedrop.api.types import KNOWN_STATUSES, MIN_POLL_INTERVAL_S
-from filedrop.logs import fields
+from filedrop.logs import fields, plural
 
 log = logging.getLogger("filedrop.api.poller")
 
@@ -215,7 +215,7 @@ class Poller:
                 extra=fields("poll_failed", **self._client.log_fields, batch_id=job.batch_id),
             )
             result = None
-            job.failure = str(exc).rstrip(".")
+            job.failure = _poll_failure(exc)
         except Exception as exc:  # the future carries it to the file's thread
             job.future.set_exception(exc)
             return
@@ -266,3 +266,13 @@ class Poller:
                     failure=job.failure,
                 )
             )
+
+
+def _poll_failure(exc: ApiUnavailable | ApiError) -> str:
+    """Why a poll learnt nothing, for a batch's rows: without the advice meant for a request
+    that sends ("try again later", "send again"), which would invite a second send."""
+    if isinstance(exc, ApiError):
+        unknown = " (Amili does not know this batch id)" if exc.status == 404 else ""
+        return f"Amili answered {exc.method} {exc.path} with HTTP {exc.status}{unknown}"
+    tries = plural(exc.attempts, "attempt")
+    return f"Amili was not available ({exc.reason}) after {tries}"
