@@ -22,7 +22,7 @@ from filedrop.inbox import ARCHIVE, ARCHIVE_STAMP, OUTCOME_SUFFIXES, content_has
 from filedrop.journal.engines import PostgresLocation
 from filedrop.journal.store import Journal, RebuiltBatch
 from filedrop.logs import plural, printable
-from filedrop.outcome import OUTCOME_COLUMNS, outcome_path, outcome_paths, written_stamp
+from filedrop.outcome import OUTCOME_COLUMNS, outcome_path, outcome_paths
 from filedrop.read import INPUT_SUFFIXES, ReadLimits, ReadOptions, read_table
 from filedrop.states import RESOLVE_ADVICE, BatchState, FileState, InvoiceState, RowStatus
 
@@ -314,8 +314,6 @@ def rebuild_journal(
             batches=batches,
             invoices=invoices,
             draw_above=named,
-            # The input's own outcome, beside it: a resumed run rewrites it in place.
-            written=written_stamp(outcome.path) if outcome.input is not None else None,
         )
         report.invoices += added
         report.renumbered.extend((outcome.path.name, old, new) for old, new in renumbered)

@@ -919,7 +919,6 @@ class Journal:
         batches: Mapping[RebuiltBatch, BatchState],
         invoices: Sequence[tuple[str, InvoiceState, RebuiltBatch | None, str, str, str, str]],
         draw_above: int = 0,
-        written: str | None = None,
     ) -> tuple[int, list[tuple[int, int]]]:
         """Record a file read back from its outcome, with its batches and invoices, at once.
 
@@ -930,9 +929,7 @@ class Journal:
         none, gets one above ``draw_above`` (the largest any outcome read back names) and
         above every batch's. What the journal already knows wins: a known file keeps its
         state and batches, a known API batch id is not added again, and a known invoice
-        number is left as it is, so rebuilding twice adds nothing the second time. ``written``
-        stamps the outcome as the file's own (``FileRecord.outcome_written``), when it is at
-        the file's place.
+        number is left as it is, so rebuilding twice adds nothing the second time.
 
         Returns how many invoice numbers were new, and each batch that could not keep the
         number its outcome names, as (that number, the batch's number now); its invoices'
@@ -948,12 +945,10 @@ class Journal:
             known_file = row is not None
             file_id = row[0] if known_file else db.execute(
                 "INSERT INTO files (target, name, path, sha256, state, created_at, updated_at,"
-                " counts, outcome, message, outcome_written)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                " counts, outcome, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (
                     target, name, str(path), sha256, state, now, now, json.dumps(counts),
                     str(outcome), "rebuilt from its outcome by 'filedrop journal rebuild'",
-                    written,
                 ),
             ).fetchone()[0]  # fmt: skip
             sizes = Counter(batch for _, _, batch, *_ in invoices if batch is not None)
