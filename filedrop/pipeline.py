@@ -13,6 +13,7 @@ import enum
 import errno
 import functools
 import logging
+import os
 import queue
 import shutil
 import stat
@@ -353,9 +354,10 @@ def _hash(path: Path, ctx: Context) -> HashedFile | FileReport:
             extra=fields("file_error", inbox=ctx.metrics.name, file=path.name, status="error"),
         )
         dest = outcome_path(path)
-        _keep_earlier_outcome(
-            path, dest, unless=None, limits=ctx.read_limits, inbox=ctx.metrics.name
-        )
+        if os.path.lexists(dest):
+            # Without its bytes nothing tells whose outcome that is (this file's own, written
+            # before a lock was taken on it, say): it stays, and the log says why.
+            return FileReport(path, FileState.ERROR, {RowStatus.ERROR.value: 1}, None, message)
         summary = _summary(path, ctx, datetime.now(UTC))
         outcome = write_error_outcome(path, message, summary, dest=dest)
         return FileReport(path, FileState.ERROR, {RowStatus.ERROR.value: 1}, outcome, message)
@@ -1228,11 +1230,13 @@ def _keep_earlier_outcome(
     if written_stamp(dest) == unless or not shows_sent(dest, limits=limits):
         return
     kept = keep_aside(dest)
-    shown = kept.name if kept.parent == dest.parent else f"{kept.parent.name}/{kept.name}"
     log.info(
-        "%s: the outcome of an earlier file of that name is kept as %s",
+        "%s: %s, which this file's record did not write (an earlier file's of that name, or "
+        "one from before a journal rebuild), shows invoices sent; it is kept as %s/%s",
         printable(path.name),
-        printable(shown),
+        printable(dest.name),
+        ARCHIVE,
+        printable(kept.name),
         extra=fields("outcome_kept", inbox=inbox, file=path.name, kept=str(kept)),
     )
 

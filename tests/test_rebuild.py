@@ -303,8 +303,9 @@ def test_a_replaced_file_s_outcome_is_kept_so_a_lost_journal_sends_nothing_again
     kept = list((inbox / "archive").iterdir())
     assert [path.name[15:] for path in kept] == ["-a.outcome.csv"]
     assert (
-        f"a.csv: the outcome of an earlier file of that name is kept as archive/{kept[0].name}"
-        in err
+        "a.csv: a.outcome.csv, which this file's record did not write (an earlier file's of "
+        "that name, or one from before a journal rebuild), shows invoices sent; it is kept as "
+        f"archive/{kept[0].name}" in err
     )
     assert statuses(kept[0]) == ["SUCCEEDED"] * 2
     assert statuses(inbox / "a.outcome.csv") == ["SUCCEEDED"]
@@ -368,23 +369,34 @@ def test_an_earlier_version_dropped_again_does_not_overwrite_the_later_one_s_out
         assert second["outcome_invoice_number"].tolist() == ["7932"]
 
 
-def test_an_archive_that_is_a_file_keeps_the_earlier_outcome_beside_it(
-    inbox: Path, sandbox: Sandbox
+@pytest.mark.parametrize("archive", ["file", "link"])
+def test_an_earlier_outcome_that_cannot_be_kept_stops_the_new_file_before_it_is_sent(
+    tmp_path: Path, inbox: Path, sandbox: Sandbox, archive: str
 ) -> None:
-    """archive is a file: the earlier outcome is kept in the inbox under a stamped name, the
-    new version is sent and gets its outcome, and a rebuild reads both."""
+    """archive is a file or a link: the earlier outcome cannot be kept there, so the new a.csv
+    is not sent and its outcome not written, one sentence says why, and once archive is a
+    folder the next run sends it."""
     env = run_env(inbox, sandbox.url)
     write_erp_csv(inbox / "a.csv", [erp_row("7941")])
     filedrop("run", environ=env)
-    (inbox / "archive").write_text("not a folder", encoding="utf-8")
+    if archive == "file":
+        (inbox / "archive").write_text("not a folder", encoding="utf-8")
+    else:
+        (tmp_path / "elsewhere").mkdir()
+        (inbox / "archive").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
     write_erp_csv(inbox / "a.csv", [erp_row("7942")])
-    filedrop("run", environ=env)
-    (kept,) = (p for p in inbox.iterdir() if p.name.endswith("-a.outcome.csv"))
-    assert statuses(kept) == ["SUCCEEDED"]
+    _, _, err = filedrop("run", environ=env, expect=1)
+    assert (
+        "a.csv: a.outcome.csv shows invoices sent from an earlier file of that name and must be "
+        "kept in archive/ before it is replaced, but archive is not a folder filedrop may use"
+    ) in err
     assert statuses(inbox / "a.outcome.csv") == ["SUCCEEDED"]
-    delete_journal(inbox)
-    _, out, _ = filedrop("journal", "rebuild", environ=env)
-    assert "2 files and 2 invoice numbers recorded" in out
+    assert sandbox.received_invoice_numbers() == ["7941"]
+    (inbox / "archive").unlink()
+    filedrop("run", environ=env)
+    (kept,) = (inbox / "archive").iterdir()
+    assert statuses(kept) == ["SUCCEEDED"]
+    assert sandbox.received_invoice_numbers() == ["7941", "7942"]
 
 
 def test_two_files_of_one_name_archived_in_one_second_are_both_kept(
@@ -410,3 +422,17 @@ def test_only_a_plausible_batch_number_is_read_from_an_outcome_s_advice() -> Non
     assert RESOLVE_ADVICE.search("then run 'filedrop resolve 17 --sent' or '--not-sent'")[1] == "17"
     for text in ("resolve 0 --", "resolve 017 --", "resolve -3 --", "resolve 1234567890 --"):
         assert RESOLVE_ADVICE.search(f"filedrop {text}sent") is None, text
+
+
+def test_an_export_named_with_a_timestamp_is_rebuilt_under_its_own_name(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """'20240301-120000-faktura.csv' looks like an archive stamp, but in the inbox it is the
+    file's name: rebuilt under it, the file is known again, not refused as a lost journal."""
+    env = run_env(inbox, sandbox.url)
+    write_erp_csv(inbox / "20240301-120000-faktura.csv", [erp_row("7951")])
+    filedrop("run", environ=env)
+    delete_journal(inbox)
+    filedrop("journal", "rebuild", environ=env)
+    _, out, _ = filedrop("run", environ=env)
+    assert out.splitlines()[-1] == "20240301-120000-faktura.csv: skipped (already processed)"

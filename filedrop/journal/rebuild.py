@@ -168,7 +168,9 @@ def inbox_lost_journal_evidence(
             continue  # older than a journal started afresh on purpose
         sent = _sent_numbers_once(outcome, found.st_mtime_ns, found.st_size, limits)
         if sent and len(journal.invoices(target=target, numbers=sent)) < len(set(sent)):
-            return _input_name(outcome.with_name(_unstamped(outcome.name))), outcome
+            archived = outcome.parent.name == ARCHIVE
+            named = outcome.with_name(_unstamped(outcome.name)) if archived else outcome
+            return _input_name(named), outcome
     return None
 
 
@@ -295,7 +297,9 @@ def rebuild_journal(
             continue
         report.outcomes += 1
         name = input_file.name if input_file else _input_name(outcome_file)
-        outcomes.append(_Outcome(outcome_file, rows, mtime, input_file, _unstamped(name)))
+        if outcome_file.parent.name == ARCHIVE:  # kept there under a stamped name
+            name = _unstamped(name)
+        outcomes.append(_Outcome(outcome_file, rows, mtime, input_file, name))
     winners = _winners(outcomes)
     records = [(outcome, *_records(outcome, winners, report)) for outcome in outcomes]
     # Every number an outcome's advice names is kept for its batch: others are drawn above.
