@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from pathlib import Path
@@ -154,8 +155,9 @@ def test_rebuild_blocks_unknown_invoices_for_resolve(inbox: Path, sandbox: Sandb
 
     filedrop("journal", "rebuild", environ=env)
     write_erp_csv(inbox / "again.csv", [erp_row("7201")])
-    filedrop("run", environ=env)
+    filedrop("run", environ=env, expect=1)  # u.csv, taken again, is still UNKNOWN
     assert statuses(inbox / "again.outcome.csv") == ["DUPLICATE"]
+    assert statuses(inbox / "u.outcome.csv") == ["UNKNOWN"]
     assert sandbox.counters().invoice_numbers_repeated == ()
     _, out, _ = filedrop("status", environ=env)
     assert "    invoice numbers to look up: 7201" in out.splitlines()
@@ -435,4 +437,26 @@ def test_an_export_named_with_a_timestamp_is_rebuilt_under_its_own_name(
     delete_journal(inbox)
     filedrop("journal", "rebuild", environ=env)
     _, out, _ = filedrop("run", environ=env)
-    assert out.splitlines()[-1] == "20240301-120000-faktura.csv: skipped (already processed)"
+    assert "20240301-120000-faktura.csv: 1 SUCCEEDED" in out
+    assert sandbox.received_invoice_numbers() == ["7951"]
+
+
+def test_after_a_rebuild_a_new_export_under_the_old_name_is_sent_whatever_its_time(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """Day 1's invoices.csv was sent; day 2's lands under the same name with an older time
+    (cp -p, an unzip), then the journal is lost and rebuilt. Nothing tells the outcome's version
+    from the input's, so the input is taken again: day 1's invoices are not sent again, day 2's
+    is, and day 1's outcome is kept in archive/."""
+    env = run_env(inbox, sandbox.url)
+    write_erp_csv(inbox / "invoices.csv", [erp_row("7961"), erp_row("7962")])
+    filedrop("run", environ=env)
+    write_erp_csv(inbox / "invoices.csv", [erp_row("7963")])
+    os.utime(inbox / "invoices.csv", (1_600_000_000, 1_600_000_000))
+    delete_journal(inbox)
+    filedrop("journal", "rebuild", environ=env)
+    filedrop("run", environ=env)
+    assert statuses(inbox / "invoices.outcome.csv") == ["SUCCEEDED"]
+    (kept,) = (inbox / "archive").iterdir()
+    assert statuses(kept) == ["SUCCEEDED"] * 2
+    assert sorted(sandbox.received_invoice_numbers()) == ["7961", "7962", "7963"]

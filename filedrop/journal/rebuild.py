@@ -5,7 +5,7 @@ invoice number as sent, its invoice and case ids, and the API batch id. So a jou
 deleted or replaced can be told (``lost_journal_evidence``: an outcome says something was sent,
 but the journal has never heard of the file) and rebuilt (``rebuild_journal``): ``SUCCEEDED``,
 ``PENDING`` and ``UNKNOWN`` invoices are blocked again, ``PENDING`` batches are polled again,
-and each file is recorded so the same bytes are not processed twice.
+and each file is recorded, so that what it sent is never sent again.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ SENT_ROW_STATUSES = frozenset(
         RowStatus.DUPLICATE,
     }
 )
+
+_SENT_VALUES = frozenset(status.value for status in SENT_ROW_STATUSES)
 
 #: Which of several outcomes speaking of one invoice number wins: the one that knows most.
 _RANK = {
@@ -281,10 +283,10 @@ def rebuild_journal(
     several outcomes speak of one number, the one that knows most wins (``SUCCEEDED`` over
     ``PENDING`` over ``UNKNOWN``, then the newest). Batches that were ``PENDING`` come back
     ``queued`` (the next run or ``watch`` polls them), those ``UNKNOWN`` come back ``unknown``
-    (``filedrop status`` and ``filedrop resolve`` take them). Each file is recorded so the same
-    bytes are not processed again, unless it has rows ``PENDING`` or ``NOT_SENT`` (then it is
-    resumed) or was changed after its outcome was written (then it is processed, and what was
-    sent from it is not sent again). What the journal already knows is kept.
+    (``filedrop status`` and ``filedrop resolve`` take them). Each file is recorded: one with
+    rows ``PENDING`` or ``NOT_SENT`` is resumed, one whose input is in the inbox is taken again
+    (``_file_state``: what it sent is not sent again), an archived one is done. What the
+    journal already knows is kept.
     """
     report = RebuildReport()
     outcomes: list[_Outcome] = []
@@ -374,18 +376,24 @@ def _sha256(outcome: _Outcome) -> str:
 
 
 def _file_state(outcome: _Outcome) -> FileState:
-    """Resumable when rows wait (``PENDING``, ``NOT_SENT``) or the input changed since."""
+    """Resumable when rows wait (``PENDING``, ``NOT_SENT``) or an input is in the inbox.
+
+    Nothing tells whether the input beside an outcome is the version the outcome speaks of:
+    the next day's export under the same name may be there, with any time on it (``cp -p``,
+    an unzip). So it is taken again: its invoices the outcome shows sent are not sent again,
+    any other is, and every row gets its status. An archived input is the outcome's own (they
+    are archived together), and done.
+    """
     statuses = _statuses(outcome.rows)
     if RowStatus.NOT_SENT in statuses:
         return FileState.RETRY
     if RowStatus.PENDING in statuses:
         return FileState.WAITING
-    if outcome.input is not None:
-        try:
-            if outcome.input.stat().st_mtime > outcome.mtime:
-                return FileState.RETRY
-        except OSError:
-            pass
+    # An outcome from before outcome_invoice_number cannot block what it shows sent: then the
+    # input is taken for the version it speaks of, and left alone.
+    numbered = all(row.invoice_number for row in outcome.rows if row.status in _SENT_VALUES)
+    if outcome.input is not None and outcome.input.parent.name != ARCHIVE and numbered:
+        return FileState.RETRY
     return FileState.DONE
 
 
