@@ -1019,6 +1019,17 @@ def _journal_rebuild(args: argparse.Namespace, io: Io) -> int:
         f"PENDING batches are polled again by the next run or watch, and "
         f"{report.unknown_batches} UNKNOWN batches wait for 'filedrop resolve'."
     )
+    if report.taken_again:
+        io.say(
+            f"The next run takes again {plural(report.taken_again, 'file')} whose input is in "
+            "the inbox (perhaps a newer version): nothing an outcome shows sent is sent again, "
+            "anything new is, and every row gets its status."
+        )
+    if report.sandbox:
+        io.say(
+            f"{plural(report.sandbox, 'outcome')} of sandbox runs not read back: nothing in "
+            "them went to Amili."
+        )
     for unreadable in report.unreadable:
         io.say(mask_ids(f"  not read: {unreadable}"))
     for outcome, old, new in report.renumbered:

@@ -47,7 +47,7 @@ import pandas as pd
 import xlsxwriter
 from xlsxwriter.exceptions import InvalidWorksheetName
 
-from filedrop.inbox import ARCHIVE, archive_folder, stamped_names
+from filedrop.inbox import archive_folder, stamped_names
 from filedrop.read import CSV_SUFFIXES, EXCEL_SUFFIXES, Table
 from filedrop.read.table import Layout, NumberFormat
 from filedrop.sheetxml import ColumnStyles, sheet_rows, write_package
@@ -223,20 +223,14 @@ def written_stamp(path: Path) -> str | None:
 
 
 def keep_aside(outcome: Path) -> Path:
-    """Move ``outcome`` to ``archive/`` beside it, out of a new one's way; returns where it went.
+    """Move ``outcome`` out of a new one's way, under a stamped name; returns where it went.
 
-    ``NotADirectoryError`` when ``archive`` cannot be a folder there (a link, which is never
-    followed, or a file), other ``OSError`` when it cannot move: the caller sends nothing then.
+    To ``archive/`` beside it; where that cannot be a folder (a link, which is never followed,
+    or a file), beside it in the inbox, where no scan takes it for an input either and
+    'journal rebuild' reads it as the outcome of the name without the stamp. ``OSError`` when
+    it cannot move: the caller sends nothing then.
     """
-    folder = archive_folder(outcome.parent)
-    if folder is None:
-        raise NotADirectoryError(
-            errno.ENOTDIR,
-            f"{outcome.name} shows invoices sent from an earlier file of that name and must be "
-            "kept in archive/ before it is replaced, but archive is not a folder filedrop may "
-            "use (a symbolic link, which it never follows, or a file); make it a folder",
-            str(outcome.parent / ARCHIVE),
-        )
+    folder = archive_folder(outcome.parent) or outcome.parent
     (kept,) = stamped_names(folder, outcome.name)
     outcome.replace(kept)
     return kept

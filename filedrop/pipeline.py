@@ -1232,11 +1232,10 @@ def _keep_earlier_outcome(
     kept = keep_aside(dest)
     log.info(
         "%s: %s, which this file's record did not write (an earlier file's of that name, or "
-        "one from before a journal rebuild), shows invoices sent; it is kept as %s/%s",
+        "one from before a journal rebuild), shows invoices sent; it is kept as %s",
         printable(path.name),
         printable(dest.name),
-        ARCHIVE,
-        printable(kept.name),
+        printable(str(kept.relative_to(dest.parent))),
         extra=fields("outcome_kept", inbox=inbox, file=path.name, kept=str(kept)),
     )
 

@@ -68,7 +68,10 @@ def test_lost_journal_sends_nothing_until_rebuilt_and_pending_batches_complete(
         assert out.splitlines() == [
             f"Read 2 outcome files back into the journal {journal_file(inbox)}: 2 files and 4 "
             "invoice numbers recorded; 1 PENDING batches are polled again by the next run or "
-            "watch, and 0 UNKNOWN batches wait for 'filedrop resolve'."
+            "watch, and 0 UNKNOWN batches wait for 'filedrop resolve'.",
+            "The next run takes again 1 file whose input is in the inbox (perhaps a newer "
+            "version): nothing an outcome shows sent is sent again, anything new is, and every "
+            "row gets its status.",
         ]
         shift_s[0] = 120.0
         filedrop("run", environ=env)
@@ -372,33 +375,40 @@ def test_an_earlier_version_dropped_again_does_not_overwrite_the_later_one_s_out
 
 
 @pytest.mark.parametrize("archive", ["file", "link"])
-def test_an_earlier_outcome_that_cannot_be_kept_stops_the_new_file_before_it_is_sent(
+def test_with_archive_a_file_or_a_link_an_earlier_outcome_is_kept_beside(
     tmp_path: Path, inbox: Path, sandbox: Sandbox, archive: str
 ) -> None:
-    """archive is a file or a link: the earlier outcome cannot be kept there, so the new a.csv
-    is not sent and its outcome not written, one sentence says why, and once archive is a
-    folder the next run sends it."""
+    """archive is a file or a link (never followed): the earlier outcome is kept in the inbox
+    under a stamped name and the new version is sent; another organisation's run is not held
+    back by it as a lost journal; after a lost journal a rebuild reads it, and the run after
+    sends nothing twice and leaves nothing stuck."""
     env = run_env(inbox, sandbox.url)
     write_erp_csv(inbox / "a.csv", [erp_row("7941")])
     filedrop("run", environ=env)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
     if archive == "file":
         (inbox / "archive").write_text("not a folder", encoding="utf-8")
     else:
-        (tmp_path / "elsewhere").mkdir()
-        (inbox / "archive").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+        (inbox / "archive").symlink_to(elsewhere, target_is_directory=True)
     write_erp_csv(inbox / "a.csv", [erp_row("7942")])
-    _, _, err = filedrop("run", environ=env, expect=1)
-    assert (
-        "a.csv: a.outcome.csv shows invoices sent from an earlier file of that name and must be "
-        "kept in archive/ before it is replaced, but archive is not a folder filedrop may use"
-    ) in err
-    assert statuses(inbox / "a.outcome.csv") == ["SUCCEEDED"]
-    assert sandbox.received_invoice_numbers() == ["7941"]
-    (inbox / "archive").unlink()
     filedrop("run", environ=env)
-    (kept,) = (inbox / "archive").iterdir()
+    (kept,) = (path for path in inbox.iterdir() if path.name.endswith("-a.outcome.csv"))
     assert statuses(kept) == ["SUCCEEDED"]
-    assert sandbox.received_invoice_numbers() == ["7941", "7942"]
+    assert list(elsewhere.iterdir()) == []
+    (inbox / "a.csv").rename(tmp_path / "a.csv")  # done with; another organisation's export
+    other_org = run_env(inbox, sandbox.url, FILEDROP_ORG_ID="0e7cbd2e-61b4-4d5c-9a3e-3a4b9f1c2d10")
+    write_erp_csv(inbox / "c.csv", [erp_row("7943")])
+    filedrop("run", environ=other_org)
+    assert statuses(inbox / "c.outcome.csv") == ["SUCCEEDED"]
+    (inbox / "c.csv").unlink()
+    (inbox / "c.outcome.csv").unlink()
+    delete_journal(inbox)
+    _, out, _ = filedrop("journal", "rebuild", environ=env)
+    assert "Read 2 outcome files" in out
+    filedrop("run", environ=env)
+    filedrop("run", environ=env)
+    assert sorted(sandbox.received_invoice_numbers()) == ["7941", "7942", "7943"]
 
 
 def test_two_files_of_one_name_archived_in_one_second_are_both_kept(
@@ -460,3 +470,53 @@ def test_after_a_rebuild_a_new_export_under_the_old_name_is_sent_whatever_its_ti
     (kept,) = (inbox / "archive").iterdir()
     assert statuses(kept) == ["SUCCEEDED"] * 2
     assert sorted(sandbox.received_invoice_numbers()) == ["7961", "7962", "7963"]
+
+
+def test_rebuild_reads_an_outcome_with_a_repeated_row_and_takes_the_new_export(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """An outcome whose file repeated an invoice number within itself (that row DUPLICATE,
+    without a number) is a whole outcome: no 'rows that could not be rebuilt', and the next
+    export under the same name is taken and sent."""
+    env = run_env(inbox, sandbox.url)
+    write_erp_csv(inbox / "d.csv", [erp_row("7971"), erp_row("7972"), erp_row("7972")])
+    filedrop("run", environ=env)
+    write_erp_csv(inbox / "d.csv", [erp_row("7973")])
+    os.utime(inbox / "d.csv", (1_600_000_000, 1_600_000_000))
+    delete_journal(inbox)
+    _, out, _ = filedrop("journal", "rebuild", environ=env)
+    assert "could not be rebuilt" not in out
+    filedrop("run", environ=env)
+    assert sorted(sandbox.received_invoice_numbers()) == ["7971", "7972", "7973"]
+
+
+def test_after_a_rebuild_a_corrected_invoice_that_failed_goes_again(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """Amili refused 7981 (its phone number); the next export under the same name corrects
+    it. After a lost journal and a rebuild it is sent, as it would be with the journal whole."""
+    env = run_env(inbox, sandbox.url)
+    write_erp_csv(inbox / "f.csv", [erp_row("7981", Mobil="12"), erp_row("7982")])
+    filedrop("run", environ=env, expect=1)
+    assert statuses(inbox / "f.outcome.csv") == ["FAILED", "SUCCEEDED"]
+    write_erp_csv(inbox / "f.csv", [erp_row("7981"), erp_row("7983")])
+    delete_journal(inbox)
+    filedrop("journal", "rebuild", environ=env)
+    filedrop("run", environ=env)
+    assert statuses(inbox / "f.outcome.csv") == ["SUCCEEDED", "SUCCEEDED"]
+    # Refused once, then taken: 7982, which Amili has, was not sent again.
+    assert sandbox.counters().invoice_numbers_repeated == ("7981",)
+
+
+def test_a_sandbox_outcome_is_not_read_back_into_another_environment(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """A trial in the sandbox, then the journal is lost and rebuilt for staging: nothing in the
+    trial went to staging's Amili, so its invoices are not recorded as sent there."""
+    write_erp_csv(inbox / "t.csv", [erp_row("7991")])
+    filedrop("run", environ=run_env(inbox, sandbox.url))
+    delete_journal(inbox)
+    staging = run_env(inbox, sandbox.url, FILEDROP_ENV="staging")
+    _, out, _ = filedrop("journal", "rebuild", environ=staging)
+    assert "1 outcome of sandbox runs not read back: nothing in them went to Amili." in out
+    assert "0 invoice numbers recorded" in out

@@ -22,7 +22,7 @@ from filedrop.inbox import ARCHIVE, ARCHIVE_STAMP, OUTCOME_SUFFIXES, content_has
 from filedrop.journal.engines import PostgresLocation
 from filedrop.journal.store import Journal, RebuiltBatch
 from filedrop.logs import plural, printable
-from filedrop.outcome import OUTCOME_COLUMNS, outcome_path, outcome_paths
+from filedrop.outcome import OUTCOME_COLUMNS, SANDBOX_COLUMN, outcome_path, outcome_paths
 from filedrop.read import INPUT_SUFFIXES, ReadLimits, ReadOptions, read_table
 from filedrop.states import RESOLVE_ADVICE, BatchState, FileState, InvoiceState, RowStatus
 
@@ -36,8 +36,6 @@ SENT_ROW_STATUSES = frozenset(
         RowStatus.DUPLICATE,
     }
 )
-
-_SENT_VALUES = frozenset(status.value for status in SENT_ROW_STATUSES)
 
 #: Which of several outcomes speaking of one invoice number wins: the one that knows most.
 _RANK = {
@@ -65,6 +63,11 @@ class OutcomeRow:
 def read_outcome(path: Path, *, limits: ReadLimits) -> list[OutcomeRow]:
     """The outcome columns of every row of the outcome file ``path``; ``ReadError`` if it
     cannot be read. An outcome written before a column existed gives '' for that column."""
+    return _read_outcome(path, limits=limits)[0]
+
+
+def _read_outcome(path: Path, *, limits: ReadLimits) -> tuple[list[OutcomeRow], bool]:
+    """``read_outcome``, and whether the outcome is a sandbox run's (nothing went to Amili)."""
     table = read_table(path, ReadOptions(expected_headers=OUTCOME_COLUMNS), limits=limits)
     # The outcome columns come last: a user column of the same name earlier on does not count.
     where = {header: i for i, header in enumerate(table.headers)}
@@ -76,7 +79,8 @@ def read_outcome(path: Path, *, limits: ReadLimits) -> list[OutcomeRow]:
         else [""] * len(table)
         for name in OUTCOME_COLUMNS
     ]
-    return [OutcomeRow(*values) for values in zip(*columns, strict=True)]
+    rows = [OutcomeRow(*values) for values in zip(*columns, strict=True)]
+    return rows, SANDBOX_COLUMN in where
 
 
 def _as_written(text: str) -> str:
@@ -157,7 +161,7 @@ def inbox_lost_journal_evidence(
     fresh_at = journal.started_fresh_at()
     for outcome, source in _outcome_files(inbox):
         names = {outcome.name, source.name if source is not None else _input_name(outcome)}
-        if outcome.parent.name == ARCHIVE:  # archived under a stamped name
+        if _kept(outcome, source):  # under a stamped name
             names |= {_unstamped(name) for name in names}
             names.add(_input_name(outcome.with_name(_unstamped(outcome.name))))
         if names & known:
@@ -170,8 +174,9 @@ def inbox_lost_journal_evidence(
             continue  # older than a journal started afresh on purpose
         sent = _sent_numbers_once(outcome, found.st_mtime_ns, found.st_size, limits)
         if sent and len(journal.invoices(target=target, numbers=sent)) < len(set(sent)):
-            archived = outcome.parent.name == ARCHIVE
-            named = outcome.with_name(_unstamped(outcome.name)) if archived else outcome
+            named = (
+                outcome.with_name(_unstamped(outcome.name)) if _kept(outcome, source) else outcome
+            )
             return _input_name(named), outcome
     return None
 
@@ -259,6 +264,10 @@ class RebuildReport:
     """Rows that say something was sent, in outcomes written before filedrop recorded the
     invoice number in them: nothing of them can be rebuilt."""
     renumbered: list[tuple[str, int, int]] = field(default_factory=list)  # in outcome order
+    sandbox: int = 0
+    """Outcomes of sandbox runs, not read back into a journal for another environment."""
+    taken_again: int = 0
+    """Files whose input is in the inbox, which the next run takes again."""
     """(outcome file, the batch number its advice names, the number it has now): batches whose
     number was taken by another batch of this journal."""
 
@@ -292,14 +301,17 @@ def rebuild_journal(
     outcomes: list[_Outcome] = []
     for outcome_file, input_file in _outcome_files(inbox):
         try:
-            rows = read_outcome(outcome_file, limits=limits)
+            rows, sandbox = _read_outcome(outcome_file, limits=limits)
             mtime = outcome_file.stat().st_mtime
         except (OSError, ReadError) as exc:
             report.unreadable.append(f"{outcome_file.name} ({exc})")
             continue
         report.outcomes += 1
+        if sandbox and target.partition(":")[0] != "sandbox":
+            report.sandbox += 1  # a trial: nothing in it went to this Amili
+            continue
         name = input_file.name if input_file else _input_name(outcome_file)
-        if outcome_file.parent.name == ARCHIVE:  # kept there under a stamped name
+        if _kept(outcome_file, input_file):  # under a stamped name
             name = _unstamped(name)
         outcomes.append(_Outcome(outcome_file, rows, mtime, input_file, name))
     winners = _winners(outcomes)
@@ -309,12 +321,13 @@ def rebuild_journal(
     for outcome, invoices, batches in records:
         if not _statuses(outcome.rows) & {*SENT_ROW_STATUSES, RowStatus.NOT_SENT}:
             continue  # nothing was sent from it: processing it again is harmless
+        state = _file_state(outcome)
         added, renumbered = journal.record_rebuilt_file(
             target=target,
             name=outcome.name,
             path=outcome.input or outcome.path.with_name(_input_name(outcome.path)),
             sha256=_sha256(outcome),
-            state=_file_state(outcome),
+            state=state,
             counts=dict(Counter(row.status for row in outcome.rows)),
             outcome=outcome.path,
             batches=batches,
@@ -322,6 +335,7 @@ def rebuild_journal(
             draw_above=named,
         )
         report.invoices += added
+        report.taken_again += state is FileState.RETRY
         report.renumbered.extend((outcome.path.name, old, new) for old, new in renumbered)
         report.files += 1
         report.queued_batches += sum(s is BatchState.QUEUED for s in batches.values())
@@ -361,6 +375,15 @@ def _input_name(outcome: Path) -> str:
     return stem + suffix.removeprefix(".outcome")
 
 
+def _kept(outcome: Path, source: Path | None) -> bool:
+    """Whether ``outcome`` was kept under a stamped name: in ``archive/``, or (when archive/
+    could not be a folder) in the inbox without an input of its own. An export whose own name
+    starts like a stamp ('20240301-120000-x.csv') has its input beside its outcome."""
+    return outcome.parent.name == ARCHIVE or (
+        source is None and ARCHIVE_STAMP.match(outcome.name) is not None
+    )
+
+
 def _unstamped(name: str) -> str:
     return ARCHIVE_STAMP.sub("", name)
 
@@ -391,8 +414,7 @@ def _file_state(outcome: _Outcome) -> FileState:
         return FileState.WAITING
     # An outcome from before outcome_invoice_number cannot block what it shows sent: then the
     # input is taken for the version it speaks of, and left alone.
-    numbered = all(row.invoice_number for row in outcome.rows if row.status in _SENT_VALUES)
-    if outcome.input is not None and outcome.input.parent.name != ARCHIVE and numbered:
+    if outcome.input is not None and outcome.input.parent.name != ARCHIVE and _numbered(outcome):
         return FileState.RETRY
     return FileState.DONE
 
@@ -413,6 +435,12 @@ def _winners(outcomes: list[_Outcome]) -> dict[str, tuple[int, float, Path]]:
 Invoice = tuple[str, InvoiceState, RebuiltBatch | None, str, str, str, str]
 
 
+def _numbered(outcome: _Outcome) -> bool:
+    """Whether the outcome has the invoice number as sent (``outcome_invoice_number``): every
+    row sent from it has one then (a number repeated within the file has none)."""
+    return any(row.invoice_number for row in outcome.rows)
+
+
 def _records(
     outcome: _Outcome, winners: dict[str, tuple[int, float, Path]], report: RebuildReport
 ) -> tuple[list[Invoice], dict[RebuiltBatch, BatchState]]:
@@ -425,12 +453,14 @@ def _records(
         for row in outcome.rows
         if row.batch_id and (number := _advised_number(row)) is not None
     }
+    numbered = _numbered(outcome)
     for row in outcome.rows:
-        if row.status not in _RANK:
+        # FAILED: Amili refused it, so it may go again (corrected, from a new version).
+        if row.status not in _RANK or row.status == RowStatus.FAILED:
             continue
         number = row.invoice_number
         if not number:
-            report.rows_without_number += 1
+            report.rows_without_number += not numbered  # else repeated within the file
             continue
         if winners[number][2] != outcome.path or number in invoices:
             continue
