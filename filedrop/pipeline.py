@@ -348,15 +348,18 @@ def _hash(path: Path, ctx: Context) -> HashedFile | FileReport:
         # Not even its bytes can be read (permissions, a lock held by another program): the
         # journal cannot know it without a hash, but the user still gets an ERROR outcome.
         message = f"{name}: cannot be opened ({exc.strerror or exc}); check its permissions"
+        dest = outcome_path(path)
+        left = os.path.lexists(dest)
+        if left:
+            # Without its bytes nothing tells whose outcome that is (this file's own, written
+            # before a lock was taken on it, say): it stays, and the sentence says so.
+            message += f"; the outcome {printable(dest.name)} beside it is left as it was"
         log.error(
             "%s",
             message,
             extra=fields("file_error", inbox=ctx.metrics.name, file=path.name, status="error"),
         )
-        dest = outcome_path(path)
-        if os.path.lexists(dest):
-            # Without its bytes nothing tells whose outcome that is (this file's own, written
-            # before a lock was taken on it, say): it stays, and the log says why.
+        if left:
             return FileReport(path, FileState.ERROR, {RowStatus.ERROR.value: 1}, None, message)
         summary = _summary(path, ctx, datetime.now(UTC))
         outcome = write_error_outcome(path, message, summary, dest=dest)

@@ -352,6 +352,12 @@ def test_a_file_that_cannot_even_be_opened_still_gets_an_error_outcome(
     assert report.counts == {"ERROR": 1}
     outcome = pd.read_csv(inbox / "locked.outcome.csv", dtype=str, encoding="utf-8-sig")
     assert outcome["outcome_message"][0].startswith("locked.csv: cannot be opened (")
+    # Again, with that outcome there: nothing tells whose it is, so it stays, said so.
+    written = (inbox / "locked.outcome.csv").stat()
+    report = process_file(locked, make_context())
+    assert (inbox / "locked.outcome.csv").stat().st_ino == written.st_ino
+    assert report.message is not None
+    assert report.message.endswith("; the outcome locked.outcome.csv beside it is left as it was")
 
 
 def test_batches_of_a_replaced_file_are_still_settled(inbox: Path) -> None:
