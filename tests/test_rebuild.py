@@ -520,25 +520,3 @@ def test_a_sandbox_outcome_is_not_read_back_into_another_environment(
     _, out, _ = filedrop("journal", "rebuild", environ=staging)
     assert "1 outcome of sandbox runs not read back: nothing in them went to Amili." in out
     assert "0 invoice numbers recorded" in out
-
-
-def test_two_inboxes_sharing_a_journal_each_need_their_own_rebuild(
-    tmp_path: Path, sandbox: Sandbox
-) -> None:
-    """Inboxes a/ and b/ share one journal and each hold an invoices.csv. The journal is lost
-    and only a/ is rebuilt: b/'s invoices.csv is not known by a/'s of the same name, so b/ sends
-    nothing until it is rebuilt too, and then nothing twice."""
-    envs = {}
-    for name, number in (("a", "7801"), ("b", "7802")):
-        folder = tmp_path / name
-        folder.mkdir()
-        write_erp_csv(folder / "invoices.csv", [erp_row(number)])
-        envs[name] = run_env(folder, sandbox.url, FILEDROP_STATE=str(tmp_path / "journal.db"))
-        filedrop("run", environ=envs[name])
-    (tmp_path / "journal.db").unlink()
-    filedrop("journal", "rebuild", environ=envs["a"])
-    _, out, _ = filedrop("run", environ=envs["b"], expect=2)
-    assert "invoices.csv: skipped (not sent: its outcome shows it was sent before" in out
-    filedrop("journal", "rebuild", environ=envs["b"])
-    filedrop("run", environ=envs["b"])
-    assert sorted(sandbox.received_invoice_numbers()) == ["7801", "7802"]

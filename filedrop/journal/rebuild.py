@@ -18,14 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from filedrop.errors import ReadError
-from filedrop.inbox import (
-    ARCHIVE,
-    ARCHIVE_STAMP,
-    OUTCOME_SUFFIXES,
-    content_hash,
-    recorded_in,
-    scan,
-)
+from filedrop.inbox import ARCHIVE, ARCHIVE_STAMP, OUTCOME_SUFFIXES, content_hash, scan
 from filedrop.journal.engines import PostgresLocation
 from filedrop.journal.store import Journal, RebuiltBatch
 from filedrop.logs import plural, printable
@@ -121,20 +114,6 @@ def outcomes_of(path: Path) -> list[Path]:
     return found
 
 
-def _known_here(journal: Journal, inbox: Path, *, name: str | None = None) -> set[str]:
-    """The names of files (and of their outcomes) the journal recorded in ``inbox`` or its
-    ``archive/``, of every name or of ``name``. Only this inbox's: with two inboxes sharing a
-    journal, one's invoices.csv rebuilt says nothing of the other's."""
-    here, archived = recorded_in(inbox.resolve()), recorded_in((inbox / ARCHIVE).resolve())
-    known: set[str] = set()
-    for recorded, path, outcome in journal.recorded_names(name):
-        if here(path) or archived(path):
-            known.add(recorded)
-            if outcome:
-                known.add(Path(outcome).name)
-    return known
-
-
 def _is_file(path: Path) -> bool:
     """Whether ``path`` is a file; a name the folder cannot even hold (too long) is none."""
     try:
@@ -145,15 +124,14 @@ def _is_file(path: Path) -> bool:
 
 def lost_journal_evidence(path: Path, journal: Journal, *, limits: ReadLimits) -> Path | None:
     """An outcome that shows ``path`` was sent from before, though the journal has never
-    recorded a file of that name in its inbox: the journal was lost or replaced. ``None`` when
-    there is none.
+    recorded a file of that name: the journal was lost or replaced. ``None`` when there is none.
 
     An outcome that only says nothing was sent (every row ``INVALID``, ``NOT_SENT`` or
     ``ERROR``) is no evidence: processing the file again cannot send anything twice. Nor is one
     older than a journal started afresh on purpose (``journal rebuild --fresh``). An outcome
     that cannot be read counts as evidence: better a question than an invoice sent twice.
     """
-    if _known_here(journal, path.parent, name=path.name):
+    if journal.knows_file_name(path.name):
         return None
     fresh_at = journal.started_fresh_at()
     # One that cannot be read counts here: it is this very file's (better a question than an
@@ -174,13 +152,12 @@ def inbox_lost_journal_evidence(
     under a new name (a re-export) may hold the very invoices that outcome shows sent. ``None``
     when there is none.
 
-    An outcome is matched by its name or its input's against every name the journal recorded
-    in this inbox (``_known_here``), in one query; only one matching none (a renamed outcome,
-    a name spelt in another case) is read, and it counts only if some invoice it shows sent is
-    unknown at ``target`` too. One that cannot be read shows nothing: any file named like an
-    outcome (junk, a bomb) would otherwise hold back the whole inbox. Each is read once while
-    it stays unchanged."""
-    known = _known_here(journal, inbox)
+    An outcome is matched by its name or its input's against every name the journal recorded,
+    in one query; only one matching none (a renamed outcome, a name spelt in another case) is
+    read, and it counts only if some invoice it shows sent is unknown at ``target`` too. One
+    that cannot be read shows nothing: any file named like an outcome (junk, a bomb) would
+    otherwise hold back the whole inbox. Each is read once while it stays unchanged."""
+    known = journal.known_names()
     fresh_at = journal.started_fresh_at()
     for outcome, source in _outcome_files(inbox):
         names = {outcome.name, source.name if source is not None else _input_name(outcome)}

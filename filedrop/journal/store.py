@@ -883,14 +883,14 @@ class Journal:
 
     # -- lost and rebuilt journals --------------------------------------------------------------
 
-    def recorded_names(self, name: str | None = None) -> list[tuple[str, str, str | None]]:
-        """(name, path, outcome) of every file ever recorded (of this ``name``), at any target:
-        which inbox each lies in is the caller's to tell."""
-        if name is None:
-            rows = self._read("SELECT DISTINCT name, path, outcome FROM files")
-        else:
-            rows = self._read("SELECT name, path, outcome FROM files WHERE name = ?", (name,))
-        return [(row[0], row[1], row[2]) for row in rows]
+    def knows_file_name(self, name: str) -> bool:
+        """Whether any file of this name was ever recorded, at any target."""
+        return bool(self._read("SELECT 1 FROM files WHERE name = ? LIMIT 1", (name,)))
+
+    def known_names(self) -> set[str]:
+        """Every file name and outcome file name ever recorded, at any target."""
+        rows = self._read("SELECT DISTINCT name, outcome FROM files")
+        return {row[0] for row in rows} | {Path(row[1]).name for row in rows if row[1]}
 
     def mark_started_fresh(self) -> None:
         """Record that this journal was started empty on purpose (``journal rebuild --fresh``)."""
