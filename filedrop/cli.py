@@ -1014,9 +1014,9 @@ def _journal_rebuild(args: argparse.Namespace, io: Io) -> int:
     ) as journal:
         report = rebuild_journal(journal, inbox=inbox, target=target, limits=settings.read_limits())
     io.say(
-        f"Read {report.outcomes} outcome files back into the journal {path}: {report.files} "
-        f"files and {report.invoices} invoice numbers recorded; {report.queued_batches} "
-        f"PENDING batches are polled again by the next run or watch, and "
+        f"Read {plural(report.outcomes, 'outcome file')} back into the journal {path}: "
+        f"{report.files} files and {report.invoices} invoice numbers recorded; "
+        f"{report.queued_batches} PENDING batches are polled again by the next run or watch, and "
         f"{report.unknown_batches} UNKNOWN batches wait for 'filedrop resolve'."
     )
     if report.taken_again:

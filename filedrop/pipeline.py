@@ -299,7 +299,7 @@ def _lost_journal(path: Path, ctx: Context) -> FileReport | None:
     Asked before the file is claimed: a journal that was deleted or replaced must never make
     filedrop start afresh over an inbox it processed before, sending every invoice again.
     """
-    outcome = lost_journal_evidence(path, ctx.journal, limits=ctx.read_limits)
+    outcome = lost_journal_evidence(path, ctx.journal, target=ctx.target, limits=ctx.read_limits)
     if outcome is not None:
         said = lost_journal_message(path.name, outcome, ctx.journal.path)
         message = (

@@ -520,3 +520,19 @@ def test_a_sandbox_outcome_is_not_read_back_into_another_environment(
     _, out, _ = filedrop("journal", "rebuild", environ=staging)
     assert "1 outcome of sandbox runs not read back: nothing in them went to Amili." in out
     assert "0 invoice numbers recorded" in out
+
+
+def test_a_sandbox_trial_does_not_hold_back_another_environment(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """After a sandbox trial and a lost journal, staging is rebuilt (the trial not read back)
+    and its next run sends: the trial's outcome is no evidence, nothing in it went to Amili."""
+    write_erp_csv(inbox / "t.csv", [erp_row("7992")])
+    filedrop("run", environ=run_env(inbox, sandbox.url))
+    delete_journal(inbox)
+    staging = run_env(inbox, sandbox.url, FILEDROP_ENV="staging")
+    filedrop("journal", "rebuild", environ=staging)
+    write_erp_csv(inbox / "new.csv", [erp_row("7993")])
+    # t.csv is new to staging too; this one test server already holds the trial's number.
+    filedrop("run", environ=staging, expect=1)
+    assert statuses(inbox / "new.outcome.csv") == ["SUCCEEDED"]

@@ -122,7 +122,9 @@ def _is_file(path: Path) -> bool:
         return False
 
 
-def lost_journal_evidence(path: Path, journal: Journal, *, limits: ReadLimits) -> Path | None:
+def lost_journal_evidence(
+    path: Path, journal: Journal, *, target: str, limits: ReadLimits
+) -> Path | None:
     """An outcome that shows ``path`` was sent from before, though the journal has never
     recorded a file of that name: the journal was lost or replaced. ``None`` when there is none.
 
@@ -137,7 +139,7 @@ def lost_journal_evidence(path: Path, journal: Journal, *, limits: ReadLimits) -
     # One that cannot be read counts here: it is this very file's (better a question than an
     # invoice sent twice).
     for outcome in outcomes_of(path):
-        sent = _sent_numbers(outcome, fresh_at, limits)
+        sent = _sent_numbers(outcome, fresh_at, limits, trial=_is_sandbox(target))
         if sent is None or sent:
             return outcome
     return None
@@ -172,7 +174,8 @@ def inbox_lost_journal_evidence(
             continue
         if fresh_at is not None and found.st_mtime <= fresh_at:
             continue  # older than a journal started afresh on purpose
-        sent = _sent_numbers_once(outcome, found.st_mtime_ns, found.st_size, limits)
+        trial = _is_sandbox(target)
+        sent = _sent_numbers_once(outcome, found.st_mtime_ns, found.st_size, limits, trial)
         if sent and len(journal.invoices(target=target, numbers=sent)) < len(set(sent)):
             named = (
                 outcome.with_name(_unstamped(outcome.name)) if _kept(outcome, source) else outcome
@@ -183,33 +186,44 @@ def inbox_lost_journal_evidence(
 
 @functools.lru_cache(maxsize=256)
 def _sent_numbers_once(
-    outcome: Path, mtime_ns: int, size: int, limits: ReadLimits
+    outcome: Path, mtime_ns: int, size: int, limits: ReadLimits, trial: bool
 ) -> tuple[str, ...] | None:
     """``_sent_numbers`` of an outcome as it is now (its time and size are part of the key)."""
-    sent = _sent_numbers(outcome, None, limits)
+    sent = _sent_numbers(outcome, None, limits, trial=trial)
     return None if sent is None else tuple(sent)
 
 
-def _sent_numbers(outcome: Path, fresh_at: float | None, limits: ReadLimits) -> list[str] | None:
+def _sent_numbers(
+    outcome: Path, fresh_at: float | None, limits: ReadLimits, *, trial: bool
+) -> list[str] | None:
     """The invoice numbers ``outcome`` shows sent after the journal was last started afresh on
-    purpose; None when it cannot be read."""
+    purpose; None when it cannot be read. A sandbox run's shows none unless ``trial`` (the
+    journal is a sandbox's too): nothing in it went to Amili, so for another environment it is
+    no evidence of a lost journal, as the rebuild does not read it into one either."""
     try:
         if fresh_at is not None and outcome.stat().st_mtime <= fresh_at:
             return []
-        rows = read_outcome(outcome, limits=limits)
+        rows, sandbox = _read_outcome(outcome, limits=limits)
     except FileNotFoundError:
         return []
     except (OSError, ReadError):
         return None
+    if sandbox and not trial:
+        return []
     sent = {status.value for status in SENT_ROW_STATUSES}
     # An outcome older than the invoice number column gives '', which no journal knows.
     return [row.invoice_number for row in rows if row.status in sent]
 
 
+def _is_sandbox(target: str) -> bool:
+    """Whether ``target`` (environment:organisation) is the sandbox's."""
+    return target.partition(":")[0] == "sandbox"
+
+
 def shows_sent(outcome: Path, *, limits: ReadLimits) -> bool:
     """Whether the outcome file ``outcome`` (a regular file) shows rows sent, or cannot be read
     to tell: such an outcome is kept, never overwritten by another version's."""
-    numbers = _sent_numbers(outcome, None, limits)
+    numbers = _sent_numbers(outcome, None, limits, trial=True)
     return numbers is None or bool(numbers)
 
 
@@ -307,7 +321,7 @@ def rebuild_journal(
             report.unreadable.append(f"{outcome_file.name} ({exc})")
             continue
         report.outcomes += 1
-        if sandbox and target.partition(":")[0] != "sandbox":
+        if sandbox and not _is_sandbox(target):
             report.sandbox += 1  # a trial: nothing in it went to this Amili
             continue
         name = input_file.name if input_file else _input_name(outcome_file)
