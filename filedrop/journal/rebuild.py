@@ -335,12 +335,13 @@ def rebuild_journal(
     for outcome, invoices, batches in records:
         if not _statuses(outcome.rows) & {*SENT_ROW_STATUSES, RowStatus.NOT_SENT}:
             continue  # nothing was sent from it: processing it again is harmless
-        state = _file_state(outcome)
+        state, sha256 = _file_state(outcome), _sha256(outcome)
+        known = journal.find_file(target=target, name=outcome.name, sha256=sha256) is not None
         added, renumbered = journal.record_rebuilt_file(
             target=target,
             name=outcome.name,
             path=outcome.input or outcome.path.with_name(_input_name(outcome.path)),
-            sha256=_sha256(outcome),
+            sha256=sha256,
             state=state,
             counts=dict(Counter(row.status for row in outcome.rows)),
             outcome=outcome.path,
@@ -349,8 +350,10 @@ def rebuild_journal(
             draw_above=named,
         )
         report.invoices += added
-        report.taken_again += state is FileState.RETRY
         report.renumbered.extend((outcome.path.name, old, new) for old, new in renumbered)
+        if known:
+            continue  # the journal knew it already: it keeps its state and batches
+        report.taken_again += state is FileState.RETRY
         report.files += 1
         report.queued_batches += sum(s is BatchState.QUEUED for s in batches.values())
         report.unknown_batches += sum(s is BatchState.UNKNOWN for s in batches.values())
