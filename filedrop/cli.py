@@ -117,7 +117,8 @@ numbers it lists. The outcome files of their inputs are rewritten at once.""",
   filedrop journal rebuild --inbox /data/inbox
       read every outcome in the inbox and its archive/ back into the journal: SUCCEEDED,
       PENDING and UNKNOWN invoices are never sent again, PENDING batches are polled again,
-      UNKNOWN batches keep the number their outcome's 'filedrop resolve N' advice names
+      UNKNOWN batches keep the number their outcome's 'filedrop resolve N' advice names,
+      and inputs still in the inbox are taken again by the next run (nothing sent twice)
   filedrop journal rebuild --fresh
       keep the journal aside as a backup and start an empty one: every file is new again
 
