@@ -161,11 +161,12 @@ def inbox_lost_journal_evidence(
     otherwise hold back the whole inbox. Each is read once while it stays unchanged."""
     known = journal.known_names()
     fresh_at = journal.started_fresh_at()
+    trial = _is_sandbox(target)
     for outcome, source in _outcome_files(inbox):
-        names = {outcome.name, source.name if source is not None else _input_name(outcome)}
-        if _kept(outcome, source):  # under a stamped name
-            names |= {_unstamped(name) for name in names}
-            names.add(_input_name(outcome.with_name(_unstamped(outcome.name))))
+        recorded = _recorded_name(outcome, source)
+        names = {outcome.name, recorded}
+        if _kept(outcome, source):  # under a stamped name: known by the name without it too
+            names |= {_unstamped(outcome.name), _unstamped(_input_name(outcome))}
         if names & known:
             continue
         try:
@@ -174,13 +175,9 @@ def inbox_lost_journal_evidence(
             continue
         if fresh_at is not None and found.st_mtime <= fresh_at:
             continue  # older than a journal started afresh on purpose
-        trial = _is_sandbox(target)
         sent = _sent_numbers_once(outcome, found.st_mtime_ns, found.st_size, limits, trial)
         if sent and len(journal.invoices(target=target, numbers=sent)) < len(set(sent)):
-            named = (
-                outcome.with_name(_unstamped(outcome.name)) if _kept(outcome, source) else outcome
-            )
-            return _input_name(named), outcome
+            return recorded, outcome
     return None
 
 
@@ -324,9 +321,7 @@ def rebuild_journal(
         if sandbox and not _is_sandbox(target):
             report.sandbox += 1  # a trial: nothing in it went to this Amili
             continue
-        name = input_file.name if input_file else _input_name(outcome_file)
-        if _kept(outcome_file, input_file):  # under a stamped name
-            name = _unstamped(name)
+        name = _recorded_name(outcome_file, input_file)
         outcomes.append(_Outcome(outcome_file, rows, mtime, input_file, name))
     winners = _winners(outcomes)
     records = [(outcome, *_records(outcome, winners, report)) for outcome in outcomes]
@@ -390,6 +385,14 @@ def _input_name(outcome: Path) -> str:
     if stem.lower().endswith(INPUT_SUFFIXES):
         return stem  # report.xls.outcome.xlsx came from report.xls
     return stem + suffix.removeprefix(".outcome")
+
+
+def _recorded_name(outcome: Path, source: Path | None) -> str:
+    """The name under which the journal records the input of ``outcome``: ``source``'s (the
+    input beside it), else the one its name points to; without the stamp of one kept under a
+    stamped name (``_kept``)."""
+    name = source.name if source is not None else _input_name(outcome)
+    return _unstamped(name) if _kept(outcome, source) else name
 
 
 def _kept(outcome: Path, source: Path | None) -> bool:
