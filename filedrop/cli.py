@@ -975,7 +975,9 @@ def _rewrite_outcome(journal: Journal, file_id: int, settings: Settings) -> str:
         )
     try:
         mappings = load_mappings(own.mapping, invoice_types=own.invoice_types)
-        rewritten = rewrite_outcome(record, journal, mappings, inbox=own.name)
+        rewritten = rewrite_outcome(
+            record, journal, mappings, limits=own.read_limits(), inbox=own.name
+        )
     except FiledropError as exc:
         journal.leave_waiting(file_id)
         return f"{record.name}: its outcome was not rewritten ({exc}); {kept}."

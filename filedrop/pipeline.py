@@ -266,7 +266,7 @@ def process_file(path: Path, ctx: Context) -> FileReport:
         printable(path.name),
         extra=fields("file_claimed", inbox=ctx.metrics.name, file=path.name),
     )
-    return _process_claimed(path, ctx, record.id, hashed)
+    return _process_claimed(path, ctx, record, hashed)
 
 
 #: Why a file was skipped: these very bytes are finished (``done`` or ``error``) at this target.
@@ -366,15 +366,19 @@ def _hash(path: Path, ctx: Context) -> HashedFile | FileReport:
         return FileReport(path, FileState.ERROR, {RowStatus.ERROR.value: 1}, outcome, message)
 
 
-def _process_claimed(path: Path, ctx: Context, file_id: int, hashed: HashedFile) -> FileReport:
+def _process_claimed(
+    path: Path, ctx: Context, record: FileRecord, hashed: HashedFile
+) -> FileReport:
     """Everything that refuses a file permanently is found here, before anything is sent."""
+    file_id = record.id
     name = printable(path.name)
     started = datetime.now(UTC)
     dest, problem = _outcome_dest(path)
     if dest is None:
         return _file_error(path, ctx, file_id, f"{name}: {problem}", started, dest=None)
-    ours = ctx.journal.file(file_id).outcome_written
-    _keep_earlier_outcome(path, dest, unless=ours, limits=ctx.read_limits, inbox=ctx.metrics.name)
+    _keep_earlier_outcome(
+        path, dest, unless=record.outcome_written, limits=ctx.read_limits, inbox=ctx.metrics.name
+    )
     if hashed.size == 0:
         # Said once: the journal keeps this ERROR for these (no) bytes; new bytes are a new file.
         message = f"{name}: {EMPTY_FILE}"
@@ -593,13 +597,19 @@ def file_state_of(counts: dict[str, int], *, pending: int) -> FileState:
 
 
 def rewrite_outcome(
-    record: FileRecord, journal: Journal, mappings: list[Mapping], *, inbox: str | None = None
+    record: FileRecord,
+    journal: Journal,
+    mappings: list[Mapping],
+    *,
+    limits: ReadLimits,
+    inbox: str | None = None,
 ) -> tuple[Path, dict[str, int]] | None:
     """Write a file's outcome again from what the journal now knows, as a run writes it (after
     ``filedrop resolve``); returns the outcome and its counts.
 
     ``None`` when the input is gone or its bytes changed since: the journal keeps what it
-    learnt, and the next run of a new version of the file uses it.
+    learnt, and the next run of a new version of the file uses it. ``limits`` are the inbox's,
+    as a run reads with; ``inbox`` names it in the log.
     """
     path = Path(record.path)
     try:
@@ -607,7 +617,7 @@ def rewrite_outcome(
             return None
     except OSError:
         return None
-    mapping, table = select_mapping(mappings, path, read_table)
+    mapping, table = select_mapping(mappings, path, functools.partial(read_table, limits=limits))
     prepared = prepare(table, mapping)
     outcomes = _outcomes(prepared, journal, target=record.target, file_id=record.id)
     counts = dict(Counter(outcomes["outcome_status"]))
@@ -621,9 +631,7 @@ def rewrite_outcome(
         amount_column=_amount_column(mapping, prepared.table),
     )
     dest = outcome_path(path)
-    _keep_earlier_outcome(
-        path, dest, unless=record.outcome_written, limits=ReadLimits(), inbox=inbox
-    )
+    _keep_earlier_outcome(path, dest, unless=record.outcome_written, limits=limits, inbox=inbox)
     outcome = write_outcome(prepared.table, outcomes, summary, dest=dest)
     pending = len(journal.batches(file_id=record.id, states=(BatchState.QUEUED,)))
     journal.finish_file(
