@@ -16,7 +16,7 @@ Formula injection (text that would start with ``=``, ``+``, ``-``, ``@`` shows a
   not a number (``-100,50`` and ``+4722334455`` stay; ``-x`` and ``+47 22 33 44 55`` do not),
   also after leading tabs/CRs. A lone ``+`` or ``-`` stays. These get the same ``'`` prefix.
 
-Atomic: the file is written under a hidden ``.<name>.<8 hex>.tmp`` in the same folder (the inbox
+Atomic: the file is written under a hidden ``.<name>.<18 hex>.tmp`` in the same folder (the inbox
 scanner ignores hidden and ``*.tmp`` names), fsynced, then renamed over the final name, so a
 reader sees the old outcome or the new one, never half of one. A process killed mid-write leaves
 its temporary file behind; ``remove_stray_temps`` clears those at the next start.
@@ -72,8 +72,11 @@ SANDBOX_COLUMN = "outcome_sandbox"
 _SANDBOX_CELL = "SANDBOX: not sent"  # short: the column must not push the ids off the page
 _SANDBOX_RED = "#C00000"
 _XLSX_MAX_ROWS, _XLSX_MAX_COLS = 1_048_576, 16_384
-# What _write_atomically names its temporary files: "." + outcome name + "." + 8 hex + ".tmp".
-_OWN_TEMP = re.compile(r"^\..+\.outcome\.(xlsx|csv)\.[0-9a-f]{8}\.tmp$", re.IGNORECASE)
+# What _write_atomically names its temporary files: "." + outcome name + "." + 18 hex + ".tmp"
+# (8 hex before 2026-12: those a killed writer left are still its own).
+_OWN_TEMP = re.compile(
+    r"^\..+\.outcome\.(xlsx|csv)\.[0-9a-f]{8}(?:[0-9a-f]{10})?\.tmp$", re.IGNORECASE
+)
 _MIN_WIDTH, _MAX_WIDTH = 8, 60
 # Longer messages run on over the empty id cells of their row (a row with a message seldom has
 # ids), rather than push the ids off the printed page.
@@ -240,7 +243,8 @@ def check_outcome_name(dest: Path) -> None:
     """Create and remove the temporary file an outcome is written under; ``OSError`` if it fails.
 
     Asked before anything is sent: a name too long for the folder (``ENAMETOOLONG``: the
-    temporary name is 14 characters longer than the outcome's) or a folder that refuses new
+    temporary name is 24 characters longer than the outcome's, more than a stamp in
+    ``archive/`` adds) or a folder that refuses new
     files shows now, not after the invoices went out; so does a folder in the outcome's place.
     """
     with contextlib.suppress(FileNotFoundError):
@@ -430,7 +434,10 @@ def _write_atomically(dest: Path, write: Callable[[IO[bytes]], None]) -> None:
 
 
 def _temp_path(dest: Path) -> Path:
-    return dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.tmp")
+    # 24 characters longer than the outcome's name: longer than any name archive/ may keep it
+    # under (``stamped_names``: 23 more at most), so check_outcome_name also tells, before
+    # anything is sent, that the outcome can be kept aside for a later version of its input.
+    return dest.with_name(f".{dest.name}.{secrets.token_hex(9)}.tmp")
 
 
 # --- CSV -------------------------------------------------------------------------------------

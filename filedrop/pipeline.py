@@ -1243,10 +1243,13 @@ def _keep_earlier_outcome(
     kept = keep_aside(dest)
     log.info(
         "%s: %s, which this file's record did not write (an earlier file's of that name, or "
-        "one from before a journal rebuild), shows invoices sent; it is kept as %s",
+        "one from before a journal rebuild), shows invoices sent; it is kept as %s%s",
         printable(path.name),
         printable(dest.name),
         printable(str(kept.relative_to(dest.parent))),
+        " (beside it: archive is not a folder filedrop may use, a link or a file)"
+        if kept.parent == dest.parent
+        else "",
         extra=fields("outcome_kept", inbox=inbox, file=path.name, kept=str(kept)),
     )
 

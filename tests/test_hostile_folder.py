@@ -200,6 +200,21 @@ def test_a_name_too_long_for_its_outcome_is_refused_before_anything_is_sent(
     assert sandbox.counters().posts == 0
 
 
+def test_a_name_whose_outcome_could_not_be_kept_in_archive_is_refused_before_sending(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """227 characters: its outcome fits, but not under an archive stamp, so a later version of
+    the file could never keep it aside and would stay unsent for good: refused now, unsent."""
+    name = "g" * 223 + ".csv"
+    write_erp_csv(inbox / name, [erp_row("6502")])
+    _, out, _ = filedrop("run", environ=run_env(inbox, sandbox.url), expect=1)
+    assert out.splitlines()[2] == (
+        f"  {name}: the name is too long for its outcome file {'g' * 223}.outcome.csv next to "
+        "it; rename it shorter and drop it again"
+    )
+    assert sandbox.counters().posts == 0
+
+
 def test_a_workbook_using_column_xfd_is_refused_before_anything_is_sent(
     inbox: Path, sandbox: Sandbox
 ) -> None:
