@@ -303,16 +303,17 @@ def _lost_journal(path: Path, ctx: Context) -> FileReport | None:
     if outcome is not None:
         said = lost_journal_message(path.name, outcome, ctx.journal.path)
         message = (
-            "not sent: its outcome shows it was sent before, but the journal has never heard "
-            "of it (lost or replaced); run 'filedrop journal rebuild'"
+            "not sent: its outcome shows invoices sent that the journal has no record of (lost, "
+            "replaced or an older copy); run 'filedrop journal rebuild'"
         )
     elif elsewhere := ctx.lost_journal_elsewhere():
         # A file of another name (a re-export, say) may hold the invoices that outcome shows.
         name, outcome = elsewhere
         said = lost_journal_message(name, outcome, ctx.journal.path)
         message = (
-            f"not sent: the outcome {outcome.name} shows invoices sent from {name}, which the "
-            "journal has never heard of (lost or replaced); run 'filedrop journal rebuild'"
+            f"not sent: the outcome {outcome.name} shows invoices sent from {name} that the "
+            "journal has no record of (lost, replaced or an older copy); run 'filedrop journal "
+            "rebuild'"
         )
     else:
         return None

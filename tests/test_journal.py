@@ -742,3 +742,20 @@ def test_a_rebuilt_batch_keeps_the_number_its_outcome_names(journal: Journal) ->
     file_id = _claim(journal, "new.csv").id
     batch, _ = journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["4"])
     assert batch == 12
+
+
+def test_known_outcomes_are_those_written_and_those_checked_at_the_target(
+    journal: Journal,
+) -> None:
+    """An outcome a record wrote is known at any target; one checked, only at its target."""
+    record = _claim(journal)
+    assert record is not None
+    journal.finish_file(
+        record.id, state="done", counts={}, mapping="m", outcome=Path("a.outcome.csv"), written="w"
+    )
+    journal.outcome_checked(target=TARGET, stamp="c")
+    journal.outcome_checked(target=TARGET, stamp="c")  # twice is once
+    stamps = ["w", "c", "other", "w"]
+    assert journal.known_outcomes(target=TARGET, stamps=stamps) == {"w", "c"}
+    assert journal.known_outcomes(target="production:org-1", stamps=stamps) == {"w"}
+    assert journal.known_outcomes(target=TARGET, stamps=[]) == set()

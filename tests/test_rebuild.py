@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from builders import erp_row, filedrop, run_env, write_erp_csv
+from builders import ORG_ID, erp_row, filedrop, run_env, write_erp_csv
 from conftest import journal_file
 
+from filedrop.journal import Journal, rebuild
+from filedrop.read import ReadLimits
 from filedrop.sandbox import Sandbox, SandboxOptions
 from filedrop.states import RESOLVE_ADVICE
 
@@ -31,10 +34,11 @@ def delete_journal(inbox: Path) -> None:
 
 def lost_sentence(name: str, inbox: Path) -> str:
     return (
-        f"{name}: its outcome {inbox / name.replace('.csv', '.outcome.csv')} shows it was sent "
-        f"before, but the journal {journal_file(inbox)} has never heard of it, so the journal was "
-        "lost or replaced; nothing in this inbox is sent until 'filedrop journal rebuild' has "
-        "read the outcomes back into it (or FILEDROP_STATE points at the journal in use)"
+        f"{name}: its outcome {inbox / name.replace('.csv', '.outcome.csv')} shows invoices sent "
+        f"that the journal {journal_file(inbox)} has no record of, so the journal was lost, "
+        "replaced or put back from an older copy; nothing in this inbox is sent until 'filedrop "
+        "journal rebuild' has read the outcomes back into it (or FILEDROP_STATE points at the "
+        "journal in use)"
     )
 
 
@@ -60,7 +64,10 @@ def test_lost_journal_sends_nothing_until_rebuilt_and_pending_batches_complete(
         assert [line.split(" ERROR   ")[-1] for line in err.splitlines() if "journal" in line] == [
             lost_sentence("a.csv", inbox)
         ]
-        assert "a.csv: skipped (not sent: its outcome shows it was sent before" in out
+        assert (
+            "a.csv: skipped (not sent: its outcome shows invoices sent that the journal has no "
+            "record" in out
+        )
         assert api.counters().invoices_received == 4
         assert statuses(inbox / "a.outcome.csv") == ["SUCCEEDED"] * 3
 
@@ -95,8 +102,9 @@ def test_after_a_lost_journal_a_re_export_under_a_new_name_is_not_sent(
     _, out, err = filedrop("run", environ=env, expect=2)
     assert sandbox.received_invoice_numbers() == ["9101", "9102"]
     assert (
-        "a-2.csv: skipped (not sent: the outcome a.outcome.csv shows invoices sent from a.csv, "
-        "which the journal has never heard of (lost or replaced); run 'filedrop journal rebuild')"
+        "a-2.csv: skipped (not sent: the outcome a.outcome.csv shows invoices sent from a.csv "
+        "that the journal has no record of (lost, replaced or an older copy); run 'filedrop "
+        "journal rebuild')"
     ) in out
     assert "nothing in this inbox is sent until 'filedrop journal rebuild'" in err + out
     assert not (inbox / "a-2.outcome.csv").exists()
@@ -537,3 +545,95 @@ def test_a_sandbox_trial_does_not_hold_back_another_environment(
     # t.csv is new to staging too; this one test server already holds the trial's number.
     filedrop("run", environ=staging, expect=1)
     assert statuses(inbox / "new.outcome.csv") == ["SUCCEEDED"]
+
+
+def test_two_inboxes_sharing_a_lost_journal_each_wait_for_their_own_rebuild(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    """Two inboxes keep one journal, and each has an x.csv. The journal is lost and only the
+    first inbox is rebuilt: the journal then knows the name x.csv, but not the invoices the
+    second inbox's outcome shows sent, so the second sends nothing until it is rebuilt too."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    shared = {"FILEDROP_STATE": str(tmp_path / "shared.db")}
+    env_first = run_env(first, sandbox.url, **shared)
+    env_second = run_env(second, sandbox.url, **shared)
+    write_erp_csv(first / "x.csv", [erp_row("9201")])
+    write_erp_csv(second / "x.csv", [erp_row("9301"), erp_row("9302")])
+    filedrop("run", environ=env_first)
+    filedrop("run", environ=env_second)
+    for path in tmp_path.glob("shared.db*"):
+        path.unlink()
+    filedrop("journal", "rebuild", environ=env_first)
+
+    _, out, _ = filedrop("run", environ=env_second, expect=2)
+    assert (
+        "x.csv: skipped (not sent: its outcome shows invoices sent that the journal has no "
+        "record of" in out
+    )
+    assert sorted(sandbox.received_invoice_numbers()) == ["9201", "9301", "9302"]
+    filedrop("run", environ=env_first)  # the rebuilt inbox goes on as before
+
+    filedrop("journal", "rebuild", environ=env_second)
+    filedrop("run", environ=env_second)
+    assert sandbox.counters().invoice_numbers_repeated == ()
+    assert sorted(sandbox.received_invoice_numbers()) == ["9201", "9301", "9302"]
+    assert statuses(second / "x.outcome.csv") == ["SUCCEEDED"] * 2
+
+
+def test_a_journal_put_back_from_an_older_copy_sends_nothing_twice(
+    inbox: Path, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """a.csv is sent and the journal copied; a new a.csv with one more invoice is sent. The old
+    copy is put back: it knows a file named a.csv, but not the invoice the outcome beside it
+    shows sent, so nothing is sent until a rebuild, and then nothing twice."""
+    env = run_env(inbox, sandbox.url)
+    write_erp_csv(inbox / "a.csv", [erp_row("9401")])
+    filedrop("run", environ=env)
+    backup = tmp_path / "backup.db"
+    with sqlite3.connect(journal_file(inbox)) as live, sqlite3.connect(backup) as copy:
+        live.backup(copy)
+    write_erp_csv(inbox / "a.csv", [erp_row("9401"), erp_row("9402")])
+    filedrop("run", environ=env)
+    assert sandbox.received_invoice_numbers() == ["9401", "9402"]
+    delete_journal(inbox)
+    backup.replace(journal_file(inbox))
+
+    filedrop("run", environ=env, expect=2)
+    assert sandbox.received_invoice_numbers() == ["9401", "9402"]
+    filedrop("journal", "rebuild", environ=env)
+    filedrop("run", environ=env)
+    assert sandbox.counters().invoice_numbers_repeated == ()
+    assert sorted(sandbox.received_invoice_numbers()) == ["9401", "9402"]
+
+
+def test_an_outcome_the_journal_did_not_write_is_read_once(
+    inbox: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An outcome no record wrote (a copy here; one from before version 4 of the journal, in
+    an upgraded install) is read and checked once; then the journal knows it, and the look over
+    the inbox that comes before every file does not read it again."""
+    env = run_env(inbox, sandbox.url)
+    write_erp_csv(inbox / "a.csv", [erp_row("9501")])
+    filedrop("run", environ=env)
+    shutil.copy2(inbox / "a.outcome.csv", inbox / "a-copy.outcome.csv")  # a new file
+    reads: list[Path] = []
+    real_read = rebuild._read_outcome
+
+    def counted(path: Path, *, limits: ReadLimits) -> object:
+        reads.append(path)
+        return real_read(path, limits=limits)
+
+    monkeypatch.setattr(rebuild, "_read_outcome", counted)
+    target = f"sandbox:{ORG_ID}"
+    with Journal(journal_file(inbox)) as journal:
+        for _ in range(2):
+            rebuild._sent_numbers_once.cache_clear()  # the journal remembers, not this process
+            assert (
+                rebuild.inbox_lost_journal_evidence(
+                    inbox, journal, target=target, limits=ReadLimits()
+                )
+                is None
+            )
+    assert [path.name for path in reads] == ["a-copy.outcome.csv"]

@@ -108,6 +108,17 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE files ADD COLUMN outcome_written TEXT
     """,
+    # Outcome files no record wrote (from before version 4, or from a journal lost since) that
+    # were read and found to show nothing sent that this journal does not know at the target:
+    # each is read once, not at every run (invoice numbers are never forgotten).
+    """
+    CREATE TABLE IF NOT EXISTS outcomes_checked (
+        target     TEXT NOT NULL,
+        stamp      TEXT NOT NULL,
+        checked_at {FLOAT} NOT NULL,
+        PRIMARY KEY (target, stamp)
+    )
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

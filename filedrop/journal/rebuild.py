@@ -2,10 +2,11 @@
 
 Every outcome carries, row by row, what the journal knew when it was written: the status, the
 invoice number as sent, its invoice and case ids, and the API batch id. So a journal that was
-deleted or replaced can be told (``lost_journal_evidence``: an outcome says something was sent,
-but the journal has never heard of the file) and rebuilt (``rebuild_journal``): ``SUCCEEDED``,
-``PENDING`` and ``UNKNOWN`` invoices are blocked again, ``PENDING`` batches are polled again,
-and each file is recorded, so that what it sent is never sent again.
+deleted, replaced or put back from an older copy can be told (``lost_journal_evidence``: an
+outcome shows invoices sent that the journal has no record of) and rebuilt
+(``rebuild_journal``): ``SUCCEEDED``, ``PENDING`` and ``UNKNOWN`` invoices are blocked again,
+``PENDING`` batches are polled again, and each file is recorded, so that what it sent is never
+sent again.
 """
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ from filedrop.inbox import ARCHIVE, ARCHIVE_STAMP, OUTCOME_SUFFIXES, content_has
 from filedrop.journal.engines import PostgresLocation
 from filedrop.journal.store import Journal, RebuiltBatch
 from filedrop.logs import plural, printable
-from filedrop.outcome import OUTCOME_COLUMNS, SANDBOX_COLUMN, outcome_path, outcome_paths
+from filedrop.outcome import (
+    OUTCOME_COLUMNS,
+    SANDBOX_COLUMN,
+    outcome_path,
+    outcome_paths,
+    written_stamp,
+)
 from filedrop.read import INPUT_SUFFIXES, ReadLimits, ReadOptions, read_table
 from filedrop.states import RESOLVE_ADVICE, BatchState, FileState, InvoiceState, RowStatus
 
@@ -125,20 +132,43 @@ def _is_file(path: Path) -> bool:
 def lost_journal_evidence(
     path: Path, journal: Journal, *, target: str, limits: ReadLimits
 ) -> Path | None:
-    """An outcome that shows ``path`` was sent from before, though the journal has never
-    recorded a file of that name: the journal was lost or replaced. ``None`` when there is none.
+    """An outcome of ``path`` (beside it or archived) that shows more sent than the journal
+    knows: the journal was lost, replaced or put back from an older copy. ``None`` when there
+    is none.
+
+    When the journal has never recorded a file of that name, any outcome showing rows sent
+    counts, and one that cannot be read too (it is this very file's: better a question than an
+    invoice sent twice). When it has, the name proves little: an inbox sharing the journal may
+    have a file of the same name, or the journal may be an older copy. Then an outcome this
+    journal did not write itself is read, and counts when it shows invoices sent that the
+    journal does not know (``_shows_unknown_sent``).
 
     An outcome that only says nothing was sent (every row ``INVALID``, ``NOT_SENT`` or
     ``ERROR``) is no evidence: processing the file again cannot send anything twice. Nor is one
-    older than a journal started afresh on purpose (``journal rebuild --fresh``). An outcome
-    that cannot be read counts as evidence: better a question than an invoice sent twice.
+    older than a journal started afresh on purpose (``journal rebuild --fresh``).
     """
-    if journal.knows_file_name(path.name):
+    outcomes = outcomes_of(path)
+    if not outcomes:
         return None
     fresh_at = journal.started_fresh_at()
-    # One that cannot be read counts here: it is this very file's (better a question than an
-    # invoice sent twice).
-    for outcome in outcomes_of(path):
+    if journal.knows_file_name(path.name):
+        return next(
+            (
+                outcome
+                for outcome, stamp in _not_known(journal, target, outcomes).items()
+                if _shows_unknown_sent(
+                    outcome,
+                    stamp,
+                    journal,
+                    fresh_at=fresh_at,
+                    target=target,
+                    limits=limits,
+                    named=True,
+                )
+            ),
+            None,
+        )
+    for outcome in outcomes:
         sent = _sent_numbers(outcome, fresh_at, limits, trial=_is_sandbox(target))
         if sent is None or sent:
             return outcome
@@ -148,55 +178,124 @@ def lost_journal_evidence(
 def inbox_lost_journal_evidence(
     inbox: Path, journal: Journal, *, target: str, limits: ReadLimits
 ) -> tuple[str, Path] | None:
-    """``lost_journal_evidence`` over the whole inbox and its archive: the name of an input the
-    journal has never recorded, and its outcome that shows invoices sent that the journal does
-    not know either. Then nothing in this inbox may be sent until the journal is rebuilt: a file
-    under a new name (a re-export) may hold the very invoices that outcome shows sent. ``None``
-    when there is none.
+    """``lost_journal_evidence`` over the whole inbox and its archive: the name of an input and
+    its outcome that shows invoices sent that the journal does not know. Then nothing in this
+    inbox may be sent until the journal is rebuilt: a file under a new name (a re-export) may
+    hold the very invoices that outcome shows sent. ``None`` when there is none.
 
-    An outcome is matched by its name or its input's against every name the journal recorded,
-    in one query; only one matching none (a renamed outcome, a name spelt in another case) is
-    read, and it counts only if some invoice it shows sent is unknown at ``target`` too. One
+    An outcome this journal wrote, or read before, is passed over unread. Any other is read and
+    counts only if some invoice it shows sent is unknown at ``target``: whether the journal
+    knows its name or its input's only decides which rows count (``_shows_unknown_sent``). One
     that cannot be read shows nothing: any file named like an outcome (junk, a bomb) would
-    otherwise hold back the whole inbox. Each is read once while it stays unchanged."""
+    otherwise hold back the whole inbox."""
     known = journal.known_names()
     fresh_at = journal.started_fresh_at()
-    trial = _is_sandbox(target)
-    for outcome, source in _outcome_files(inbox):
+    found = list(_outcome_files(inbox))
+    unknown = _not_known(journal, target, [outcome for outcome, _ in found])
+    for outcome, source in found:
+        if outcome not in unknown:
+            continue
         recorded = _recorded_name(outcome, source)
         names = {outcome.name, recorded}
         if _kept(outcome, source):  # under a stamped name: known by the name without it too
             names |= {_unstamped(outcome.name), _unstamped(_input_name(outcome))}
-        if names & known:
-            continue
-        try:
-            found = outcome.stat()
-        except OSError:
-            continue
-        if fresh_at is not None and found.st_mtime <= fresh_at:
-            continue  # older than a journal started afresh on purpose
-        sent = _sent_numbers_once(outcome, found.st_mtime_ns, found.st_size, limits, trial)
-        if sent and len(journal.invoices(target=target, numbers=sent)) < len(set(sent)):
+        if _shows_unknown_sent(
+            outcome,
+            unknown[outcome],
+            journal,
+            fresh_at=fresh_at,
+            target=target,
+            limits=limits,
+            named=bool(names & known),
+        ):
             return recorded, outcome
     return None
 
 
+#: The rows whose invoice numbers a journal that knows an outcome's file must know as well:
+#: these went to Amili for good. ``FAILED`` rows may go again, and a rebuild does not record
+#: them; a ``DUPLICATE`` row's number is another row's.
+_KEPT_FOR_GOOD = frozenset({RowStatus.SUCCEEDED, RowStatus.PENDING, RowStatus.UNKNOWN})
+
+
+def _not_known(journal: Journal, target: str, outcomes: list[Path]) -> dict[Path, str]:
+    """The outcomes ``journal`` does not know all of (``Journal.known_outcomes``), in their
+    order, each with its ``written_stamp``."""
+    stamps = {outcome: written_stamp(outcome) for outcome in outcomes}
+    known = journal.known_outcomes(target=target, stamps=filter(None, stamps.values()))
+    return {outcome: stamp for outcome, stamp in stamps.items() if stamp and stamp not in known}
+
+
+def _shows_unknown_sent(
+    outcome: Path,
+    stamp: str,
+    journal: Journal,
+    *,
+    fresh_at: float | None,
+    target: str,
+    limits: ReadLimits,
+    named: bool,
+) -> bool:
+    """Whether ``outcome`` (``stamp``) shows invoices sent that ``journal`` does not know at
+    ``target``. One read that shows none is remembered in the journal, and not read again.
+
+    ``named``: the journal knows the outcome's file by name. Then only rows sent for good
+    count (``_KEPT_FOR_GOOD``), and only with their number: an outcome from before the number
+    column (``''``) cannot be checked, and its name is all there is. Otherwise every row sent
+    counts, and one without a number is unknown by nature.
+    """
+    try:
+        found = outcome.stat()
+    except OSError:
+        return False
+    if fresh_at is not None and found.st_mtime <= fresh_at:
+        return False  # older than a journal started afresh on purpose
+    statuses = _KEPT_FOR_GOOD if named else SENT_ROW_STATUSES
+    sent = _sent_numbers_once(
+        outcome,
+        found.st_mtime_ns,
+        found.st_size,
+        limits,
+        trial=_is_sandbox(target),
+        statuses=statuses,
+    )
+    if sent is None:
+        return False  # unreadable: no evidence, and perhaps readable later
+    numbers = set(sent) - ({""} if named else set())
+    if numbers and len(journal.invoices(target=target, numbers=numbers)) < len(numbers):
+        return True
+    journal.outcome_checked(target=target, stamp=stamp)
+    return False
+
+
 @functools.lru_cache(maxsize=256)
 def _sent_numbers_once(
-    outcome: Path, mtime_ns: int, size: int, limits: ReadLimits, trial: bool
+    outcome: Path,
+    mtime_ns: int,
+    size: int,
+    limits: ReadLimits,
+    *,
+    trial: bool,
+    statuses: frozenset[RowStatus],
 ) -> tuple[str, ...] | None:
     """``_sent_numbers`` of an outcome as it is now (its time and size are part of the key)."""
-    sent = _sent_numbers(outcome, None, limits, trial=trial)
+    sent = _sent_numbers(outcome, None, limits, trial=trial, statuses=statuses)
     return None if sent is None else tuple(sent)
 
 
 def _sent_numbers(
-    outcome: Path, fresh_at: float | None, limits: ReadLimits, *, trial: bool
+    outcome: Path,
+    fresh_at: float | None,
+    limits: ReadLimits,
+    *,
+    trial: bool,
+    statuses: frozenset[RowStatus] = SENT_ROW_STATUSES,
 ) -> list[str] | None:
-    """The invoice numbers ``outcome`` shows sent after the journal was last started afresh on
-    purpose; None when it cannot be read. A sandbox run's shows none unless ``trial`` (the
-    journal is a sandbox's too): nothing in it went to Amili, so for another environment it is
-    no evidence of a lost journal, as the rebuild does not read it into one either."""
+    """The invoice numbers of rows in ``statuses`` that ``outcome`` shows, after the journal
+    was last started afresh on purpose; None when it cannot be read. A sandbox run's shows none
+    unless ``trial`` (the journal is a sandbox's too): nothing in it went to Amili, so for
+    another environment it is no evidence of a lost journal, as the rebuild does not read it
+    into one either."""
     try:
         if fresh_at is not None and outcome.stat().st_mtime <= fresh_at:
             return []
@@ -207,9 +306,9 @@ def _sent_numbers(
         return None
     if sandbox and not trial:
         return []
-    sent = {status.value for status in SENT_ROW_STATUSES}
-    # An outcome older than the invoice number column gives '', which no journal knows.
-    return [row.invoice_number for row in rows if row.status in sent]
+    wanted = {status.value for status in statuses}
+    # An outcome older than the invoice number column gives ''.
+    return [row.invoice_number for row in rows if row.status in wanted]
 
 
 def _is_sandbox(target: str) -> bool:
@@ -228,10 +327,10 @@ def lost_journal_message(name: str, outcome: Path, journal: Path | PostgresLocat
     """The one sentence a run says when an outcome in the inbox shows more than its journal
     knows: every file of the inbox is held back then (``inbox_lost_journal_evidence``)."""
     return (
-        f"{name}: its outcome {outcome} shows it was sent before, but the journal {journal} has "
-        "never heard of it, so the journal was lost or replaced; nothing in this inbox is sent "
-        "until 'filedrop journal rebuild' has read the outcomes back into it (or FILEDROP_STATE "
-        "points at the journal in use)"
+        f"{name}: its outcome {outcome} shows invoices sent that the journal {journal} has no "
+        "record of, so the journal was lost, replaced or put back from an older copy; nothing in "
+        "this inbox is sent until 'filedrop journal rebuild' has read the outcomes back into it "
+        "(or FILEDROP_STATE points at the journal in use)"
     )
 
 

@@ -887,6 +887,33 @@ class Journal:
         """Whether any file of this name was ever recorded, at any target."""
         return bool(self._read("SELECT 1 FROM files WHERE name = ? LIMIT 1", (name,)))
 
+    def known_outcomes(self, *, target: str, stamps: Iterable[str]) -> set[str]:
+        """Which of these outcome files (``outcome.written_stamp``) this journal knows all of:
+        a record of it wrote the file, or it was checked at ``target`` (``outcome_checked``)."""
+        wanted = list(dict.fromkeys(stamps))
+        if not wanted:
+            return set()
+        stamp_rows, args = self._engine.rows("stamps", ("stamp",), wanted)
+        rows = self._read(
+            # The text comes from ``rows``, never from input.
+            f"WITH {stamp_rows} SELECT outcome_written FROM files"  # noqa: S608
+            " WHERE outcome_written IN (SELECT stamp FROM stamps)"
+            " UNION SELECT stamp FROM outcomes_checked"
+            " WHERE target = ? AND stamp IN (SELECT stamp FROM stamps)",
+            (*args, target),
+        )
+        return {row[0] for row in rows}
+
+    def outcome_checked(self, *, target: str, stamp: str) -> None:
+        """Remember that the outcome file ``stamp`` shows nothing sent that this journal does
+        not know at ``target``: it need not be read again while it stays unchanged."""
+        with self._write(durable=False) as db:
+            db.execute(
+                "INSERT INTO outcomes_checked (target, stamp, checked_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (target, stamp) DO NOTHING",
+                (target, stamp, self._clock()),
+            )
+
     def known_names(self) -> set[str]:
         """Every file name and outcome file name ever recorded, at any target."""
         rows = self._read("SELECT DISTINCT name, outcome FROM files")
