@@ -252,7 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
         "journal", "Look after the journal: rebuild it from the outcome files.", _journal_rebuild
     )
     actions = journal.add_subparsers(dest="action", required=True, metavar="ACTION")
-    summary = "Read the outcome files back into a journal that was lost or replaced."
+    summary = (
+        "Read the outcome files back into a journal that was lost, replaced or put back from an "
+        "older copy."
+    )
     rebuild = actions.add_parser(
         "rebuild",
         help=summary,
