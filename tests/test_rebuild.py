@@ -637,3 +637,62 @@ def test_an_outcome_the_journal_did_not_write_is_read_once(
                 is None
             )
     assert [path.name for path in reads] == ["a-copy.outcome.csv"]
+
+
+def test_an_upper_case_export_is_not_held_back_for_good_after_a_rebuild(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """INVOICES.CSV (as Windows ERPs write it) is sent twice, so its first outcome is archived;
+    the user clears the inbox, the journal is lost and rebuilt, and a new INVOICES.CSV comes.
+    The rebuild records the archived outcome's input as INVOICES.csv: the name still counts as
+    known, so the new export is checked by invoice number and sent, not held back for good.
+    (8202's outcome was deleted with the inbox: nothing can tell it was sent.)"""
+    env = run_env(inbox, sandbox.url)
+    write_erp_csv(inbox / "INVOICES.CSV", [erp_row("8201")])
+    filedrop("run", environ=env)
+    write_erp_csv(inbox / "INVOICES.CSV", [erp_row("8201"), erp_row("8202")])
+    filedrop("run", environ=env)
+    (inbox / "INVOICES.CSV").unlink()
+    (inbox / "INVOICES.outcome.csv").unlink()
+    delete_journal(inbox)
+    filedrop("journal", "rebuild", environ=env)
+    write_erp_csv(inbox / "INVOICES.CSV", [erp_row("8201"), erp_row("8203")])
+    filedrop("run", environ=env)
+    assert statuses(inbox / "INVOICES.outcome.csv") == ["DUPLICATE", "SUCCEEDED"]
+    assert sandbox.counters().invoice_numbers_repeated == ()
+
+
+def test_a_shared_journal_put_back_from_an_older_copy_counts_duplicate_rows(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    """The second inbox's only outcome shows 8302 as DUPLICATE (sent from the first inbox after
+    the copy was taken). With the old copy put back, the second inbox sends nothing, not even
+    8302 under a new name, until a rebuild."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    shared = {"FILEDROP_STATE": str(tmp_path / "shared.db")}
+    env_first = run_env(first, sandbox.url, **shared)
+    env_second = run_env(second, sandbox.url, **shared)
+    write_erp_csv(first / "a.csv", [erp_row("8301")])
+    write_erp_csv(second / "b.csv", [erp_row("8311")])
+    filedrop("run", environ=env_first)
+    filedrop("run", environ=env_second)
+    backup = tmp_path / "backup.db"
+    with sqlite3.connect(tmp_path / "shared.db") as live, sqlite3.connect(backup) as copy:
+        live.backup(copy)
+    write_erp_csv(first / "a2.csv", [erp_row("8302")])
+    filedrop("run", environ=env_first)
+    write_erp_csv(second / "b.csv", [erp_row("8311"), erp_row("8302")])
+    filedrop("run", environ=env_second)
+    for path in tmp_path.glob("shared.db*"):
+        path.unlink()
+    backup.replace(tmp_path / "shared.db")
+
+    write_erp_csv(second / "c.csv", [erp_row("8302")])
+    filedrop("run", environ=env_second, expect=2)
+    assert sandbox.counters().invoice_numbers_repeated == ()
+    filedrop("journal", "rebuild", environ=env_second)
+    filedrop("run", environ=env_second)
+    assert sandbox.counters().invoice_numbers_repeated == ()
+    assert statuses(second / "c.outcome.csv") == ["DUPLICATE"]

@@ -212,10 +212,12 @@ def inbox_lost_journal_evidence(
     return None
 
 
-#: The rows whose invoice numbers a journal that knows an outcome's file must know as well:
-#: these went to Amili for good. ``FAILED`` rows may go again, and a rebuild does not record
-#: them; a ``DUPLICATE`` row's number is another row's.
-_KEPT_FOR_GOOD = frozenset({RowStatus.SUCCEEDED, RowStatus.PENDING, RowStatus.UNKNOWN})
+#: The rows whose invoice numbers a journal that knows an outcome's file must know as well, as a
+#: rebuild records them: these went to Amili for good (a ``DUPLICATE`` row with a number repeats
+#: one sent before). ``FAILED`` rows may go again, and a rebuild does not record them.
+_KEPT_FOR_GOOD = frozenset(
+    {RowStatus.SUCCEEDED, RowStatus.PENDING, RowStatus.UNKNOWN, RowStatus.DUPLICATE}
+)
 
 
 def _not_known(journal: Journal, target: str, outcomes: list[Path]) -> dict[Path, str]:

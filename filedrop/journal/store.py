@@ -884,8 +884,10 @@ class Journal:
     # -- lost and rebuilt journals --------------------------------------------------------------
 
     def knows_file_name(self, name: str) -> bool:
-        """Whether any file of this name was ever recorded, at any target."""
-        return bool(self._read("SELECT 1 FROM files WHERE name = ? LIMIT 1", (name,)))
+        """Whether any file of this name was ever recorded, at any target, in any case of its
+        ASCII letters: an outcome is matched to its input that way (``INVOICES.CSV`` has
+        ``INVOICES.outcome.csv``, which a rebuild records as ``INVOICES.csv``)."""
+        return bool(self._read("SELECT 1 FROM files WHERE lower(name) = lower(?) LIMIT 1", (name,)))
 
     def known_outcomes(self, *, target: str, stamps: Iterable[str]) -> set[str]:
         """Which of these outcome files (``outcome.written_stamp``) this journal knows all of:
