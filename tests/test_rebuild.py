@@ -32,6 +32,29 @@ def delete_journal(inbox: Path) -> None:
     journal.with_name(journal.name + "-shm").unlink(missing_ok=True)
 
 
+def copy_journal(inbox: Path, to: Path) -> None:
+    """A backup of the journal as SQLite's backup API takes it, write-ahead log included."""
+    with sqlite3.connect(journal_file(inbox)) as live, sqlite3.connect(to) as copy:
+        live.backup(copy)
+
+
+def put_back(backup: Path, inbox: Path) -> None:
+    """The journal replaced by an older copy of it."""
+    delete_journal(inbox)
+    backup.replace(journal_file(inbox))
+
+
+def two_inboxes(
+    tmp_path: Path, sandbox_url: str
+) -> tuple[Path, Path, dict[str, str], dict[str, str]]:
+    """Two inboxes side by side and their run environments: one journal beside both."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    assert journal_file(first) == journal_file(second)
+    return first, second, run_env(first, sandbox_url), run_env(second, sandbox_url)
+
+
 def lost_sentence(name: str, inbox: Path) -> str:
     return (
         f"{name}: its outcome {inbox / name.replace('.csv', '.outcome.csv')} shows invoices sent "
@@ -553,18 +576,12 @@ def test_two_inboxes_sharing_a_lost_journal_each_wait_for_their_own_rebuild(
     """Two inboxes keep one journal, and each has an x.csv. The journal is lost and only the
     first inbox is rebuilt: the journal then knows the name x.csv, but not the invoices the
     second inbox's outcome shows sent, so the second sends nothing until it is rebuilt too."""
-    first, second = tmp_path / "first", tmp_path / "second"
-    first.mkdir()
-    second.mkdir()
-    shared = {"FILEDROP_STATE": str(tmp_path / "shared.db")}
-    env_first = run_env(first, sandbox.url, **shared)
-    env_second = run_env(second, sandbox.url, **shared)
+    first, second, env_first, env_second = two_inboxes(tmp_path, sandbox.url)
     write_erp_csv(first / "x.csv", [erp_row("9201")])
     write_erp_csv(second / "x.csv", [erp_row("9301"), erp_row("9302")])
     filedrop("run", environ=env_first)
     filedrop("run", environ=env_second)
-    for path in tmp_path.glob("shared.db*"):
-        path.unlink()
+    delete_journal(first)
     filedrop("journal", "rebuild", environ=env_first)
 
     _, out, _ = filedrop("run", environ=env_second, expect=2)
@@ -592,13 +609,11 @@ def test_a_journal_put_back_from_an_older_copy_sends_nothing_twice(
     write_erp_csv(inbox / "a.csv", [erp_row("9401")])
     filedrop("run", environ=env)
     backup = tmp_path / "backup.db"
-    with sqlite3.connect(journal_file(inbox)) as live, sqlite3.connect(backup) as copy:
-        live.backup(copy)
+    copy_journal(inbox, backup)
     write_erp_csv(inbox / "a.csv", [erp_row("9401"), erp_row("9402")])
     filedrop("run", environ=env)
     assert sandbox.received_invoice_numbers() == ["9401", "9402"]
-    delete_journal(inbox)
-    backup.replace(journal_file(inbox))
+    put_back(backup, inbox)
 
     filedrop("run", environ=env, expect=2)
     assert sandbox.received_invoice_numbers() == ["9401", "9402"]
@@ -668,26 +683,18 @@ def test_a_shared_journal_put_back_from_an_older_copy_counts_duplicate_rows(
     """The second inbox's only outcome shows 8302 as DUPLICATE (sent from the first inbox after
     the copy was taken). With the old copy put back, the second inbox sends nothing, not even
     8302 under a new name, until a rebuild."""
-    first, second = tmp_path / "first", tmp_path / "second"
-    first.mkdir()
-    second.mkdir()
-    shared = {"FILEDROP_STATE": str(tmp_path / "shared.db")}
-    env_first = run_env(first, sandbox.url, **shared)
-    env_second = run_env(second, sandbox.url, **shared)
+    first, second, env_first, env_second = two_inboxes(tmp_path, sandbox.url)
     write_erp_csv(first / "a.csv", [erp_row("8301")])
     write_erp_csv(second / "b.csv", [erp_row("8311")])
     filedrop("run", environ=env_first)
     filedrop("run", environ=env_second)
     backup = tmp_path / "backup.db"
-    with sqlite3.connect(tmp_path / "shared.db") as live, sqlite3.connect(backup) as copy:
-        live.backup(copy)
+    copy_journal(first, backup)
     write_erp_csv(first / "a2.csv", [erp_row("8302")])
     filedrop("run", environ=env_first)
     write_erp_csv(second / "b.csv", [erp_row("8311"), erp_row("8302")])
     filedrop("run", environ=env_second)
-    for path in tmp_path.glob("shared.db*"):
-        path.unlink()
-    backup.replace(tmp_path / "shared.db")
+    put_back(backup, first)
 
     write_erp_csv(second / "c.csv", [erp_row("8302")])
     filedrop("run", environ=env_second, expect=2)
