@@ -703,3 +703,15 @@ def test_a_shared_journal_put_back_from_an_older_copy_counts_duplicate_rows(
     filedrop("run", environ=env_second)
     assert sandbox.counters().invoice_numbers_repeated == ()
     assert statuses(second / "c.outcome.csv") == ["DUPLICATE"]
+
+
+def test_an_outcome_that_is_a_link_is_not_read(inbox: Path, sandbox: Sandbox) -> None:
+    """x.outcome.csv beside an input, as a link to a file elsewhere, is not followed: it is no
+    outcome of x.csv, so the file is sent and the link left as it is."""
+    elsewhere = inbox.parent / "elsewhere.csv"
+    elsewhere.write_text("secret;text\n1;2\n", encoding="utf-8")
+    (inbox / "x.outcome.csv").symlink_to(elsewhere)
+    write_erp_csv(inbox / "x.csv", [erp_row("9601")])
+    filedrop("run", environ=run_env(inbox, sandbox.url), expect=None)
+    assert sandbox.received_invoice_numbers() == ["9601"]
+    assert elsewhere.read_text(encoding="utf-8") == "secret;text\n1;2\n"

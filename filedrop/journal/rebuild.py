@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
+import stat
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -122,9 +123,11 @@ def outcomes_of(path: Path) -> list[Path]:
 
 
 def _is_file(path: Path) -> bool:
-    """Whether ``path`` is a file; a name the folder cannot even hold (too long) is none."""
+    """Whether ``path`` is a regular file itself, not a link: an outcome is never read through
+    a link (as the look over the inbox, ``_outcome_files``, never does); a name the folder
+    cannot even hold (too long) is none."""
     try:
-        return path.is_file()
+        return stat.S_ISREG(path.lstat().st_mode)
     except OSError:
         return False
 
