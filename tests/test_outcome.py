@@ -380,6 +380,20 @@ def test_csv_round_trips_in_cp1252_with_semicolons(tmp_path: Path) -> None:
     assert got[1][5:] == ["inv-0", "case-0", "1000", "b-1", "F-0"]
 
 
+@pytest.mark.parametrize("encoding", ["cp1252", "iso8859-15", "latin-1", "koi8-r"])
+def test_csv_is_written_as_its_codec_writes_it(tmp_path: Path, encoding: str) -> None:
+    """Text that Latin-1 writes byte for byte is copied at once, but only where this codec
+    writes the same bytes: cp1252's euro sign is 0x80, ISO-8859-15 has no currency sign ¤
+    (0xA4 is its euro), KOI8-R agrees with Latin-1 on ASCII only."""
+    cells = ["Åse Ærø", "€ 5", "¤ ½", "\u201a", "plain ASCII", "中 ø", "\x85 \x9f"]
+    for n, cell in enumerate(cells):  # each in a file of its own: one cell decides its chunk
+        table = csv_table(tmp_path / f"{n}.csv", ["T"], [[cell]], encoding=encoding, delimiter=";")
+        path = write_outcome(table, outcomes("SUCCEEDED"), summary_for(table.path))
+
+        line = path.read_bytes().split(b"\r\n")[1]
+        assert line.split(b";")[0] == cell.encode(encoding, errors="replace"), cell
+
+
 def test_csv_keeps_a_utf8_bom_and_tabs(tmp_path: Path) -> None:
     """A UTF-8-with-BOM, tab-separated input gives the same kind of outcome."""
     table = csv_table(tmp_path / "e.csv", ["Navn"], [["Åse"]], encoding="utf-8-sig", delimiter="\t")
