@@ -15,7 +15,7 @@ import openpyxl
 import pandas as pd
 import pytest
 from builders import EXAMPLES, erp_row, filedrop, run_env, write_erp_csv
-from conftest import FakeTime, drop_connections, journal_file
+from conftest import FakeTime, drop_connections, journal_file, sandbox_settings
 
 from filedrop import pipeline as pipeline_module
 from filedrop.journal import Journal
@@ -25,7 +25,7 @@ from filedrop.mapping import load_mapping
 from filedrop.mapping.prepare import prepare
 from filedrop.pipeline import Context, _outcomes, process_file
 from filedrop.read import read_table
-from filedrop.runner import ready_files, run_inbox
+from filedrop.runner import open_context, ready_files, run_inbox
 from filedrop.sandbox import Sandbox, SandboxOptions
 from filedrop.states import ExitCode, FileState
 
@@ -474,6 +474,40 @@ def test_a_batch_accepted_while_postgresql_restarts_is_recorded_once_the_journal
     assert list(outcome_csv(inbox / "pg.outcome.csv")["outcome_status"]) == ["SUCCEEDED"]
     assert "but the journal cannot record that" in err
     assert sandbox.received_invoice_numbers() == ["6701"]
+
+
+class _CountingSandbox(Sandbox):
+    """A sandbox whose invoice POSTs take 50 ms, counting how many are answered at once."""
+
+    def __init__(self) -> None:
+        super().__init__(SandboxOptions(delay_s=(0, 0), seed=1))
+        self.posts_at_once = self.most_posts_at_once = 0
+        self._count_lock = threading.Lock()
+
+    def _handle(self, method: str, target: str, *args: Any, **kwargs: Any) -> Any:
+        if method != "POST" or not target.endswith("/invoices"):
+            return super()._handle(method, target, *args, **kwargs)
+        with self._count_lock:
+            self.posts_at_once += 1
+            self.most_posts_at_once = max(self.most_posts_at_once, self.posts_at_once)
+        try:
+            time.sleep(0.05)
+            return super()._handle(method, target, *args, **kwargs)
+        finally:
+            with self._count_lock:
+                self.posts_at_once -= 1
+
+
+def test_no_more_posts_in_flight_than_concurrent_batches(inbox: Path) -> None:
+    """Twice as many posting threads as POSTs in flight build JSON and record answers, but only
+    ``concurrent_batches`` POSTs reach the API at once; all of them do, for every batch once."""
+    write_erp_csv(inbox / "many.csv", [erp_row(f"71{n:02}") for n in range(12)])
+    with _CountingSandbox() as api:
+        settings = sandbox_settings(inbox, api.url, batch_size=1, concurrent_batches=3)
+        with open_context(settings) as ctx:
+            assert process_file(inbox / "many.csv", ctx).counts == {"SUCCEEDED": 12}
+        assert api.most_posts_at_once == 3
+        assert sorted(api.received_invoice_numbers()) == [f"71{n:02}" for n in range(12)]
 
 
 def test_a_file_given_up_waits_for_the_posts_on_their_way(
