@@ -623,6 +623,31 @@ def test_a_journal_put_back_from_an_older_copy_sends_nothing_twice(
     assert sorted(sandbox.received_invoice_numbers()) == ["9401", "9402"]
 
 
+def test_a_journal_put_back_that_holds_an_invoice_failed_does_not_send_it_again(
+    inbox: Path, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """Amili refuses 9601 (its email), the journal is copied, and the corrected export sends
+    it. The old copy, put back, holds 9601 as FAILED, which may go again, while the outcome
+    beside a.csv shows it SUCCEEDED: nothing is sent until a rebuild records it as sent, and
+    then it is not sent a third time."""
+    env = run_env(inbox, sandbox.url)
+    write_erp_csv(inbox / "a.csv", [erp_row("9601", email="ola..nordmann@example.no")])
+    filedrop("run", environ=env, expect=1)
+    backup = tmp_path / "backup.db"
+    copy_journal(inbox, backup)
+    write_erp_csv(inbox / "a.csv", [erp_row("9601")])
+    filedrop("run", environ=env)
+    assert statuses(inbox / "a.outcome.csv") == ["SUCCEEDED"]
+    put_back(backup, inbox)
+
+    _, out, _ = filedrop("run", environ=env, expect=2)
+    assert "shows invoices sent that the journal" in out
+    filedrop("journal", "rebuild", environ=env)
+    filedrop("run", environ=env)
+    assert sandbox.received_invoice_numbers() == ["9601", "9601"]  # refused, then accepted
+    assert statuses(inbox / "a.outcome.csv") == ["SUCCEEDED"]
+
+
 def test_an_outcome_the_journal_did_not_write_is_read_once(
     inbox: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -644,7 +669,7 @@ def test_an_outcome_the_journal_did_not_write_is_read_once(
     target = f"sandbox:{ORG_ID}"
     with Journal(journal_file(inbox)) as journal:
         for _ in range(2):
-            rebuild._sent_numbers_once.cache_clear()  # the journal remembers, not this process
+            rebuild._sent_rows_once.cache_clear()  # the journal remembers, not this process
             assert (
                 rebuild.inbox_lost_journal_evidence(
                     inbox, journal, target=target, limits=ReadLimits()

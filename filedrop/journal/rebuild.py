@@ -32,7 +32,14 @@ from filedrop.outcome import (
     written_stamp,
 )
 from filedrop.read import INPUT_SUFFIXES, ReadLimits, ReadOptions, read_table
-from filedrop.states import RESOLVE_ADVICE, BatchState, FileState, InvoiceState, RowStatus
+from filedrop.states import (
+    BLOCKING_INVOICE_STATES,
+    RESOLVE_ADVICE,
+    BatchState,
+    FileState,
+    InvoiceState,
+    RowStatus,
+)
 
 #: Row statuses that show an invoice went to Amili (or was known to have gone from another file).
 SENT_ROW_STATUSES = frozenset(
@@ -255,52 +262,49 @@ def _shows_unknown_sent(
         return False
     if fresh_at is not None and found.st_mtime <= fresh_at:
         return False  # older than a journal started afresh on purpose
-    statuses = _KEPT_FOR_GOOD if named else SENT_ROW_STATUSES
-    sent = _sent_numbers_once(
-        outcome,
-        found.st_mtime_ns,
-        found.st_size,
-        limits,
-        trial=_is_sandbox(target),
-        statuses=statuses,
+    sent = _sent_rows_once(
+        outcome, found.st_mtime_ns, found.st_size, limits, trial=_is_sandbox(target)
     )
     if sent is None:
         return False  # unreadable: no evidence, and perhaps readable later
-    numbers = set(sent) - ({""} if named else set())
-    if numbers and len(journal.invoices(target=target, numbers=numbers)) < len(numbers):
+    for_good = {number for number, status in sent if status in _KEPT_FOR_GOOD} - {""}
+    numbers = for_good if named else {number for number, _ in sent}
+    known = journal.invoices(target=target, numbers=numbers) if numbers else {}
+    if len(known) < len(numbers):
+        return True
+    # One sent for good that the journal would let go again is as unknown: the journal holds
+    # it FAILED (an older copy, from before a corrected export sent it).
+    if any(known[number].status not in BLOCKING_INVOICE_STATES for number in for_good):
         return True
     journal.outcome_checked(target=target, stamp=stamp)
     return False
 
 
 @functools.lru_cache(maxsize=256)
-def _sent_numbers_once(
-    outcome: Path,
-    mtime_ns: int,
-    size: int,
-    limits: ReadLimits,
-    *,
-    trial: bool,
-    statuses: frozenset[RowStatus],
-) -> tuple[str, ...] | None:
-    """``_sent_numbers`` of an outcome as it is now (its time and size are part of the key)."""
-    sent = _sent_numbers(outcome, None, limits, trial=trial, statuses=statuses)
+def _sent_rows_once(
+    outcome: Path, mtime_ns: int, size: int, limits: ReadLimits, *, trial: bool
+) -> tuple[tuple[str, RowStatus], ...] | None:
+    """``_sent_rows`` of an outcome as it is now (its time and size are part of the key)."""
+    sent = _sent_rows(outcome, None, limits, trial=trial)
     return None if sent is None else tuple(sent)
 
 
 def _sent_numbers(
-    outcome: Path,
-    fresh_at: float | None,
-    limits: ReadLimits,
-    *,
-    trial: bool,
-    statuses: frozenset[RowStatus] = SENT_ROW_STATUSES,
+    outcome: Path, fresh_at: float | None, limits: ReadLimits, *, trial: bool
 ) -> list[str] | None:
-    """The invoice numbers of rows in ``statuses`` that ``outcome`` shows, after the journal
-    was last started afresh on purpose; None when it cannot be read. A sandbox run's shows none
-    unless ``trial`` (the journal is a sandbox's too): nothing in it went to Amili, so for
-    another environment it is no evidence of a lost journal, as the rebuild does not read it
-    into one either."""
+    """The invoice numbers of the rows ``outcome`` shows sent (``_sent_rows``)."""
+    sent = _sent_rows(outcome, fresh_at, limits, trial=trial)
+    return None if sent is None else [number for number, _ in sent]
+
+
+def _sent_rows(
+    outcome: Path, fresh_at: float | None, limits: ReadLimits, *, trial: bool
+) -> list[tuple[str, RowStatus]] | None:
+    """The invoice number and status of each row ``outcome`` shows sent (``SENT_ROW_STATUSES``),
+    after the journal was last started afresh on purpose; None when it cannot be read. A
+    sandbox run's shows none unless ``trial`` (the journal is a sandbox's too): nothing in it
+    went to Amili, so for another environment it is no evidence of a lost journal, as the
+    rebuild does not read it into one either."""
     try:
         if fresh_at is not None and outcome.stat().st_mtime <= fresh_at:
             return []
@@ -311,9 +315,13 @@ def _sent_numbers(
         return None
     if sandbox and not trial:
         return []
-    wanted = {status.value for status in statuses}
     # An outcome older than the invoice number column gives ''.
-    return [row.invoice_number for row in rows if row.status in wanted]
+    return [
+        (row.invoice_number, RowStatus(row.status)) for row in rows if row.status in _SENT_VALUES
+    ]
+
+
+_SENT_VALUES = frozenset(status.value for status in SENT_ROW_STATUSES)
 
 
 def _is_sandbox(target: str) -> bool:

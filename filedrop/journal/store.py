@@ -958,10 +958,12 @@ class Journal:
         none, gets one above ``draw_above`` (the largest any outcome read back names) and
         above every batch's. What the journal already knows wins: a known file keeps its
         state and batches, a known API batch id is not added again, and a known invoice
-        number is left as it is, so rebuilding twice adds nothing the second time.
+        number is left as it is, so rebuilding twice adds nothing the second time. But a
+        number the journal would let go again (``FAILED``: an older copy of the journal, from
+        before a corrected export sent it) takes what the outcome shows when that blocks it.
 
-        Returns how many invoice numbers were new, and each batch that could not keep the
-        number its outcome names, as (that number, the batch's number now); its invoices'
+        Returns how many invoice numbers were new or now blocked, and each batch that could not
+        keep the number its outcome names, as (that number, the batch's number now); its invoices'
         advice names the new number.
         """
         now = self._clock()
@@ -1018,10 +1020,19 @@ class Journal:
             added = 0
             for number, status, batch, invoice_id, case_id, case_number, message in invoices:
                 added += db.execute(
-                    "INSERT INTO invoices (target, invoice_number, status, file_id, batch,"
+                    # The status lists are built from the enum.
+                    "INSERT INTO invoices (target, invoice_number, status, file_id, batch,"  # noqa: S608
                     " invoice_id, case_id, case_number, message, updated_at)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT (target, invoice_number) DO NOTHING",
+                    # Known already: left as it is, unless the journal would let it go again
+                    # (FAILED, or never sent) while this outcome shows it went for good.
+                    " ON CONFLICT (target, invoice_number) DO UPDATE SET"
+                    " status = excluded.status, file_id = excluded.file_id,"
+                    " batch = excluded.batch, invoice_id = excluded.invoice_id,"
+                    " case_id = excluded.case_id, case_number = excluded.case_number,"
+                    " message = excluded.message, updated_at = excluded.updated_at"
+                    f" WHERE invoices.status NOT IN ({_BLOCKING_SQL})"
+                    f" AND excluded.status IN ({_BLOCKING_SQL})",
                     (
                         target, number, status, file_id,
                         journal_ids.get(batch) if batch is not None else None,
