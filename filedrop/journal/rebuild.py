@@ -317,11 +317,10 @@ def _sent_rows(
         return []
     # An outcome older than the invoice number column gives ''.
     return [
-        (row.invoice_number, RowStatus(row.status)) for row in rows if row.status in _SENT_VALUES
+        (row.invoice_number, RowStatus(row.status))
+        for row in rows
+        if row.status in SENT_ROW_STATUSES  # a StrEnum member equals its text
     ]
-
-
-_SENT_VALUES = frozenset(status.value for status in SENT_ROW_STATUSES)
 
 
 def _is_sandbox(target: str) -> bool:
