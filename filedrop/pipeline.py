@@ -310,8 +310,8 @@ def _lost_journal(path: Path, ctx: Context) -> FileReport | None:
     if outcome is not None:
         said = lost_journal_message(path.name, outcome, ctx.journal.path)
         message = (
-            "not sent: its outcome shows invoices sent that the journal has no record of (lost, "
-            "replaced or an older copy); run 'filedrop journal rebuild'"
+            "not sent: its outcome shows invoices sent that the journal does not know were sent "
+            "(lost, replaced or an older copy); run 'filedrop journal rebuild'"
         )
     elif elsewhere := ctx.lost_journal_elsewhere():
         # A file of another name (a re-export, say) may hold the invoices that outcome shows.
@@ -319,8 +319,8 @@ def _lost_journal(path: Path, ctx: Context) -> FileReport | None:
         said = lost_journal_message(name, outcome, ctx.journal.path)
         message = (
             f"not sent: the outcome {outcome.name} shows invoices sent from {name} that the "
-            "journal has no record of (lost, replaced or an older copy); run 'filedrop journal "
-            "rebuild'"
+            "journal does not know were sent (lost, replaced or an older copy); run 'filedrop "
+            "journal rebuild'"
         )
     else:
         return None

@@ -58,7 +58,7 @@ def two_inboxes(
 def lost_sentence(name: str, inbox: Path) -> str:
     return (
         f"{name}: its outcome {inbox / name.replace('.csv', '.outcome.csv')} shows invoices sent "
-        f"that the journal {journal_file(inbox)} has no record of, so the journal was lost, "
+        f"that the journal {journal_file(inbox)} does not know were sent, so the journal was lost, "
         "replaced or put back from an older copy; nothing in this inbox is sent until 'filedrop "
         "journal rebuild' has read the outcomes back into it (or FILEDROP_STATE points at the "
         "journal in use)"
@@ -88,8 +88,8 @@ def test_lost_journal_sends_nothing_until_rebuilt_and_pending_batches_complete(
             lost_sentence("a.csv", inbox)
         ]
         assert (
-            "a.csv: skipped (not sent: its outcome shows invoices sent that the journal has no "
-            "record" in out
+            "a.csv: skipped (not sent: its outcome shows invoices sent that the journal does not "
+            "know were sent" in out
         )
         assert api.counters().invoices_received == 4
         assert statuses(inbox / "a.outcome.csv") == ["SUCCEEDED"] * 3
@@ -126,8 +126,8 @@ def test_after_a_lost_journal_a_re_export_under_a_new_name_is_not_sent(
     assert sandbox.received_invoice_numbers() == ["9101", "9102"]
     assert (
         "a-2.csv: skipped (not sent: the outcome a.outcome.csv shows invoices sent from a.csv "
-        "that the journal has no record of (lost, replaced or an older copy); run 'filedrop "
-        "journal rebuild')"
+        "that the journal does not know were sent (lost, replaced or an older copy); run "
+        "'filedrop journal rebuild')"
     ) in out
     assert "nothing in this inbox is sent until 'filedrop journal rebuild'" in err + out
     assert not (inbox / "a-2.outcome.csv").exists()
@@ -586,8 +586,8 @@ def test_two_inboxes_sharing_a_lost_journal_each_wait_for_their_own_rebuild(
 
     _, out, _ = filedrop("run", environ=env_second, expect=2)
     assert (
-        "x.csv: skipped (not sent: its outcome shows invoices sent that the journal has no "
-        "record of" in out
+        "x.csv: skipped (not sent: its outcome shows invoices sent that the journal does not "
+        "know were sent" in out
     )
     assert sorted(sandbox.received_invoice_numbers()) == ["9201", "9301", "9302"]
     filedrop("run", environ=env_first)  # the rebuilt inbox goes on as before

@@ -3,7 +3,7 @@
 Every outcome carries, row by row, what the journal knew when it was written: the status, the
 invoice number as sent, its invoice and case ids, and the API batch id. So a journal that was
 deleted, replaced or put back from an older copy can be told (``lost_journal_evidence``: an
-outcome shows invoices sent that the journal has no record of) and rebuilt
+outcome shows invoices sent that the journal does not know were sent) and rebuilt
 (``rebuild_journal``): ``SUCCEEDED``, ``PENDING`` and ``UNKNOWN`` invoices are blocked again,
 ``PENDING`` batches are polled again, and each file is recorded, so that what it sent is never
 sent again.
@@ -339,10 +339,10 @@ def lost_journal_message(name: str, outcome: Path, journal: Path | PostgresLocat
     """The one sentence a run says when an outcome in the inbox shows more than its journal
     knows: every file of the inbox is held back then (``inbox_lost_journal_evidence``)."""
     return (
-        f"{name}: its outcome {outcome} shows invoices sent that the journal {journal} has no "
-        "record of, so the journal was lost, replaced or put back from an older copy; nothing in "
-        "this inbox is sent until 'filedrop journal rebuild' has read the outcomes back into it "
-        "(or FILEDROP_STATE points at the journal in use)"
+        f"{name}: its outcome {outcome} shows invoices sent that the journal {journal} does "
+        "not know were sent, so the journal was lost, replaced or put back from an older copy; "
+        "nothing in this inbox is sent until 'filedrop journal rebuild' has read the outcomes back "
+        "into it (or FILEDROP_STATE points at the journal in use)"
     )
 
 
