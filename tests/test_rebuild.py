@@ -6,7 +6,9 @@ import os
 import shutil
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 import pytest
@@ -42,6 +44,51 @@ def put_back(backup: Path, inbox: Path) -> None:
     """The journal replaced by an older copy of it."""
     delete_journal(inbox)
     backup.replace(journal_file(inbox))
+
+
+def copy_database(url: str) -> None:
+    """A copy of the PostgreSQL journal at ``url``, taken on its server beside it as ``CREATE
+    DATABASE ... TEMPLATE`` takes one (every table and sequence as it is)."""
+    import psycopg
+
+    server, _, name = url.rpartition("/")
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}_copy TEMPLATE {name}")
+
+
+def put_back_database(url: str) -> None:
+    """The PostgreSQL journal at ``url`` replaced by the older copy ``copy_database`` took: the
+    database dropped and the copy given its name, so ``url`` names the copy now."""
+    import psycopg
+
+    server, _, name = url.rpartition("/")
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE {name}")
+        admin.execute(f"ALTER DATABASE {name}_copy RENAME TO {name}")
+
+
+class OlderCopy(NamedTuple):
+    """A journal as ``FILEDROP_STATE`` names it, how a copy of it is taken, and how that copy,
+    older by then, is put back in its place."""
+
+    state: str
+    take: Callable[[], None]
+    put_back: Callable[[], None]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def older_copy(request: pytest.FixtureRequest, inbox: Path, tmp_path: Path) -> OlderCopy:
+    """The inbox's journal, once for each engine: a SQLite file beside the inbox, copied with
+    SQLite's backup API; a PostgreSQL database, copied on its server."""
+    if request.param == "sqlite":
+        backup = tmp_path / "backup.db"
+        return OlderCopy(
+            str(journal_file(inbox)),
+            lambda: copy_journal(inbox, backup),
+            lambda: put_back(backup, inbox),
+        )
+    url = request.getfixturevalue("postgres_url")
+    return OlderCopy(url, lambda: copy_database(url), lambda: put_back_database(url))
 
 
 def two_inboxes(
@@ -624,21 +671,20 @@ def test_a_journal_put_back_from_an_older_copy_sends_nothing_twice(
 
 
 def test_a_journal_put_back_that_holds_an_invoice_failed_does_not_send_it_again(
-    inbox: Path, sandbox: Sandbox, tmp_path: Path
+    inbox: Path, sandbox: Sandbox, older_copy: OlderCopy
 ) -> None:
     """Amili refuses 9601 (its email), the journal is copied, and the corrected export sends
     it. The old copy, put back, holds 9601 as FAILED, which may go again, while the outcome
     beside a.csv shows it SUCCEEDED: nothing is sent until a rebuild records it as sent, and
-    then it is not sent a third time."""
-    env = run_env(inbox, sandbox.url)
+    then it is not sent a third time. On SQLite and on PostgreSQL alike."""
+    env = run_env(inbox, sandbox.url, FILEDROP_STATE=older_copy.state)
     write_erp_csv(inbox / "a.csv", [erp_row("9601", email="ola..nordmann@example.no")])
     filedrop("run", environ=env, expect=1)
-    backup = tmp_path / "backup.db"
-    copy_journal(inbox, backup)
+    older_copy.take()
     write_erp_csv(inbox / "a.csv", [erp_row("9601")])
     filedrop("run", environ=env)
     assert statuses(inbox / "a.outcome.csv") == ["SUCCEEDED"]
-    put_back(backup, inbox)
+    older_copy.put_back()
 
     _, out, _ = filedrop("run", environ=env, expect=2)
     assert "shows invoices sent that the journal" in out
