@@ -5,11 +5,24 @@ The library behind the ``filedrop`` command; tests and other programs call it di
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("filedrop")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+source"
+import functools
 
 __all__ = ["__version__"]
+
+
+def __getattr__(name: str) -> str:
+    # ``__version__`` is looked up when first asked for: importlib.metadata costs some 40 ms of
+    # CPU, which the workbook reader's server process, importing this package, never needs.
+    if name == "__version__":
+        return _version()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@functools.cache
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("filedrop")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0.0.0+source"
