@@ -647,20 +647,20 @@ def test_two_inboxes_sharing_a_lost_journal_each_wait_for_their_own_rebuild(
 
 
 def test_a_journal_put_back_from_an_older_copy_sends_nothing_twice(
-    inbox: Path, sandbox: Sandbox, tmp_path: Path
+    inbox: Path, sandbox: Sandbox, older_copy: OlderCopy
 ) -> None:
     """a.csv is sent and the journal copied; a new a.csv with one more invoice is sent. The old
     copy is put back: it knows a file named a.csv, but not the invoice the outcome beside it
-    shows sent, so nothing is sent until a rebuild, and then nothing twice."""
-    env = run_env(inbox, sandbox.url)
+    shows sent, so nothing is sent until a rebuild, and then nothing twice. On SQLite and on
+    PostgreSQL alike."""
+    env = run_env(inbox, sandbox.url, FILEDROP_STATE=older_copy.state)
     write_erp_csv(inbox / "a.csv", [erp_row("9401")])
     filedrop("run", environ=env)
-    backup = tmp_path / "backup.db"
-    copy_journal(inbox, backup)
+    older_copy.take()
     write_erp_csv(inbox / "a.csv", [erp_row("9401"), erp_row("9402")])
     filedrop("run", environ=env)
     assert sandbox.received_invoice_numbers() == ["9401", "9402"]
-    put_back(backup, inbox)
+    older_copy.put_back()
 
     filedrop("run", environ=env, expect=2)
     assert sandbox.received_invoice_numbers() == ["9401", "9402"]
