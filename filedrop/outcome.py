@@ -288,6 +288,40 @@ def remove_stray_temps(folder: Path, *, older_than_s: float, now: float) -> list
     return sorted(removed)
 
 
+#: The columns an outcome adds to its input's.
+_OWN_COLUMNS = frozenset({*OUTCOME_COLUMNS, SANDBOX_COLUMN})
+
+
+def own_columns_from(headers: Sequence[str]) -> int:
+    """Where the run of filedrop's own outcome columns that ends ``headers`` starts (their
+    length when there is none): an outcome that was corrected and dropped in again carries the
+    last run's, which its new outcome replaces."""
+    start = len(headers)
+    while start and str(headers[start - 1]).strip() in _OWN_COLUMNS:
+        start -= 1
+    return start
+
+
+def earlier_outcome_problem(table: Table) -> str | None:
+    """Why ``table`` cannot get an outcome of its own: one of filedrop's outcome columns stands
+    before a column of the input's, so its outcome would show two statuses on each row. None
+    when there is none, or they all end the table (``own_columns_from``)."""
+    start = own_columns_from(table.headers)
+    misplaced = [str(h).strip() for h in table.headers[:start] if str(h).strip() in _OWN_COLUMNS]
+    if not misplaced:
+        return None
+    names = ", ".join(dict.fromkeys(misplaced))
+    if len(misplaced) == 1:
+        return (
+            f"its column {names} came from an earlier outcome and stands before columns of its "
+            "own; remove it (or move it to the end) and drop it again"
+        )
+    return (
+        f"its columns {names} came from an earlier outcome and stand before columns of its "
+        "own; remove them (or move them to the end) and drop it again"
+    )
+
+
 def write_outcome(
     table: Table, outcomes: pd.DataFrame, summary: OutcomeSummary, *, dest: Path | None = None
 ) -> Path:
@@ -304,12 +338,13 @@ def write_outcome(
     if missing:
         raise ValueError(f"{name}: outcomes lack the columns {', '.join(missing)}")
     results = [_as_texts(outcomes[column]) for column in OUTCOME_COLUMNS]
-    headers = [*table.headers, *OUTCOME_COLUMNS]
+    # An earlier outcome dropped in again: its outcome columns give way to these, never two sets.
+    n_cols = own_columns_from(table.headers)
+    headers = [*table.headers[:n_cols], *OUTCOME_COLUMNS]
     if summary.sandbox:
         headers.append(SANDBOX_COLUMN)
         results.append([_SANDBOX_CELL] * len(table))
     dest = dest or outcome_path(table.path)
-    n_cols = len(table.headers)
     if dest.suffix == ".xlsx":
         if problem := xlsx_fit_problem(table):
             # xlsxwriter would silently drop what does not fit: refuse rather than lose rows.
@@ -354,7 +389,7 @@ def write_outcome(
             _write_csv,
             encoding=table.info.encoding or "utf-8",
             delimiter=table.info.delimiter or ",",
-            headers=[*_neutralise_original(table.headers), *headers[n_cols:]],
+            headers=[*_neutralise_original(table.headers[:n_cols]), *headers[n_cols:]],
             columns=[*originals, *(_CsvColumn(column, _neutral_any) for column in results)],
             # Every input line keeps its number, so "row 11" in a message is line 11 here too.
             blank_before=_csv_blank_lines(table),

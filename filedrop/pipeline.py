@@ -83,6 +83,7 @@ from filedrop.outcome import (
     BatchLine,
     OutcomeSummary,
     check_outcome_name,
+    earlier_outcome_problem,
     keep_aside,
     outcome_path,
     outcome_paths,
@@ -408,7 +409,7 @@ def _process_claimed(
         return _file_error(path, ctx, file_id, message, started, dest=dest)
     except FiledropError as exc:
         return _file_error(path, ctx, file_id, str(exc), started, dest=dest)
-    if problem := xlsx_fit_problem(table):
+    if problem := xlsx_fit_problem(table) or earlier_outcome_problem(table):
         return _file_error(path, ctx, file_id, f"{name}: {problem}", started, dest=dest)
     with frozen_for_gc():
         return _send_and_report(prepared, ctx, file_id, started, dest=dest, sha256=hashed.sha256)

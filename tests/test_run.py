@@ -14,7 +14,7 @@ from typing import Any
 import openpyxl
 import pandas as pd
 import pytest
-from builders import EXAMPLES, erp_row, filedrop, run_env, write_erp_csv
+from builders import ERP_HEADER, EXAMPLES, erp_row, filedrop, run_env, write_erp_csv
 from conftest import FakeTime, drop_connections, journal_file, sandbox_settings
 
 from filedrop import pipeline as pipeline_module
@@ -23,6 +23,7 @@ from filedrop.journal.engines import PostgresLocation
 from filedrop.journal.store import FinishedBatch
 from filedrop.mapping import load_mapping
 from filedrop.mapping.prepare import prepare
+from filedrop.outcome import OUTCOME_COLUMNS, SANDBOX_COLUMN
 from filedrop.pipeline import Context, _outcomes, process_file
 from filedrop.read import read_table
 from filedrop.runner import open_context, ready_files, run_inbox
@@ -291,6 +292,73 @@ def test_invalid_rows_exit_1_and_are_never_sent(inbox: Path, sandbox: Sandbox) -
     assert list(outcome["outcome_status"]) == ["SUCCEEDED", "INVALID"]
     assert 'Forfallsdato "31.02.2024" is not a date' in outcome["outcome_message"][1]
     assert sandbox.received_invoice_numbers() == ["9001"]
+
+
+def _erp_xlsx(path: Path, rows: list[str]) -> None:
+    """The ERP layout as a workbook of text cells."""
+    book = openpyxl.Workbook()
+    for line in [ERP_HEADER, *rows]:
+        book.active.append(line.split(";"))
+    book.save(path)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
+def test_a_corrected_outcome_dropped_in_again_gets_one_set_of_outcome_columns(
+    inbox: Path, sandbox: Sandbox, suffix: str
+) -> None:
+    """The user fixes the INVALID row in the outcome and drops it in under a new name: its
+    outcome replaces the earlier outcome columns (the sandbox's included) rather than adding a
+    second set, so each row shows one status; what was sent is not sent again."""
+    rows = [erp_row("9011"), erp_row("9012", Forfallsdato="31.02.2024")]
+    env = run_env(inbox, sandbox.url)
+    if suffix == ".csv":
+        write_erp_csv(inbox / "i.csv", rows)
+        filedrop("run", environ=env, expect=1)
+        text = (inbox / "i.outcome.csv").read_bytes().replace(b"31.02.2024", b"15.03.2024")
+        (inbox / "i-fixed.csv").write_bytes(text)
+    else:
+        _erp_xlsx(inbox / "i.xlsx", rows)
+        filedrop("run", environ=env, expect=1)
+        book = openpyxl.load_workbook(inbox / "i.outcome.xlsx")
+        sheet = book.worksheets[0]
+        for row in sheet.iter_rows():
+            for cell in row:
+                if cell.value == "31.02.2024":
+                    cell.value = "15.03.2024"
+        book.save(inbox / "i-fixed.xlsx")
+    (inbox / "i-fixed.outcome.csv").unlink(missing_ok=True)
+    filedrop("run", environ=env)
+
+    if suffix == ".csv":
+        outcome = outcome_csv(inbox / "i-fixed.outcome.csv")
+        headers, statuses = list(outcome.columns), list(outcome["outcome_status"])
+    else:
+        sheet = openpyxl.load_workbook(inbox / "i-fixed.outcome.xlsx").worksheets[0]
+        table = [[cell.value for cell in row] for row in sheet.iter_rows()]
+        headers = table[0]
+        statuses = [row[headers.index("outcome_status")] for row in table[1:]]
+    assert [h for h in headers if str(h).startswith("outcome_")] == [
+        *OUTCOME_COLUMNS,
+        SANDBOX_COLUMN,
+    ]
+    assert headers[: len(ERP_HEADER.split(";"))] == ERP_HEADER.split(";")
+    assert statuses == ["DUPLICATE", "SUCCEEDED"]
+    assert sandbox.received_invoice_numbers() == ["9011", "9012"]
+
+
+def test_outcome_columns_before_the_inputs_own_are_refused_and_nothing_is_sent(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """An earlier outcome's status column moved in front of the invoice columns: the file is an
+    ERROR saying which column and what to do, as its outcome could not show one status a row."""
+    lines = [f"outcome_status;{line}" for line in [ERP_HEADER, erp_row("9021")]]
+    (inbox / "moved.csv").write_bytes(("\r\n".join(lines) + "\r\n").encode("cp1252"))
+    _, out, _ = filedrop("run", environ=run_env(inbox, sandbox.url), expect=1)
+    assert (
+        "its column outcome_status came from an earlier outcome and stands before columns of "
+        "its own; remove it (or move it to the end) and drop it again"
+    ) in out
+    assert sandbox.received_invoice_numbers() == []
 
 
 @pytest.mark.parametrize(
