@@ -147,6 +147,8 @@ CASES: dict[str, Callable[[Path], str]] = {
     'row 2: Valuta "NKO" is not an ISO 4217 currency code (such as NOK or EUR)': lambda d: (
         _row_message(d, 2, Valuta="NKO")
     ),
+    'row 5: Beløp "USD 100" is in USD, but the invoice\'s currency is NOK; only the number would '
+    "be sent, in NOK": lambda d: _row_message(d, 5, Beløp="USD 100"),
     'row 7: Fødselsnr "090679*****" is not a valid fødselsnummer or D-number (expected 11 digits '
     "with correct check digits)": lambda d: _row_message(d, 7, Fødselsnr="09067912345"),
     'row 4: Orgnr "988077918" is not a valid organisation number (expected 9 digits with a correct '

@@ -282,6 +282,23 @@ def test_unknown_fields_pass_through_unchanged(tmp_path: Path) -> None:
         ),
         ({"Beløp": "12,345"}, 'row 2: Beløp "12,345" has more than two decimals'),
         ({"Beløp": "kr 1.234,50"}, None),
+        ({"Beløp": "1 234,50 NOK"}, None),
+        ({"Beløp": "€12", "Valuta": "EUR"}, None),
+        (
+            {"Beløp": "USD 100"},
+            'row 2: Beløp "USD 100" is in USD, but the invoice\'s currency is NOK; only the number '
+            "would be sent, in NOK",
+        ),
+        (
+            {"Beløp": "100 SEK", "Valuta": ""},  # the mapping's default currency, NOK
+            'row 2: Beløp "100 SEK" is in SEK, but the invoice\'s currency is NOK; only the number '
+            "would be sent, in NOK",
+        ),
+        (
+            {"Beløp": "kr 100", "Valuta": "EUR"},
+            'row 2: Beløp "kr 100" is in kr, but the invoice\'s currency is EUR; only the number '
+            "would be sent, in EUR",
+        ),
         ({"Beløp": "1.5"}, 'row 2: Beløp "1.5" is not an amount (expected e.g. 1.234,50)'),
         (
             {"Beløp": "9" * 400},

@@ -13,9 +13,11 @@ import numpy as np
 import pandas as pd
 
 from filedrop.mapping.convert import (
+    KRONE_CURRENCIES,
     has_more_than_two_decimals,
     is_fodselsnummer,
     is_orgnr,
+    marked_currencies,
     mask_id,
     quoted,
     repeated,
@@ -26,6 +28,7 @@ from filedrop.mapping.loader import Mapping
 from filedrop.mapping.tree import Field, Obj, walk_fields
 
 __all__ = [
+    "check_amount_currencies",
     "check_claim_sums",
     "check_claims",
     "check_debtors",
@@ -120,6 +123,53 @@ def check_claim_sums(
         named = " + ".join(dict.fromkeys(str(v.label[first]) for v in amounts))
         why = f"the claims ({named}) add up to more than an amount can hold (the invoice's sum)"
         issues.append(Issue(first, "amount_sum", None, None, why))
+    return issues
+
+
+def check_amount_currencies(
+    mapping: Mapping,
+    level: dict[int, Level],
+    rows: dict[int, Values],
+    groups: Groups,
+    lines: list[np.ndarray],
+) -> list[Issue]:
+    """An amount that names another currency than its invoice's ("USD 100" on a NOK invoice):
+    only its number is sent, so it would be collected in the wrong currency. "kr" fits NOK, SEK
+    and DKK; an invoice with no currency is reported by the required check."""
+    currency = mapping.invoice.get_field("currency")
+    if currency is None:
+        return []
+    per_invoice = level[id(currency)].values.vals
+    issues: list[Issue] = []
+    amount = mapping.invoice.get_field("originalInvoiceAmount")
+    if amount is not None and amount.source != "sum_of_claims":
+        issues += _other_currency(level[id(amount)], per_invoice, np.ones(groups.count, bool))
+    everyrow = np.arange(len(groups.gid))
+    for item, present in zip(mapping.claims.items, lines, strict=True):
+        assert isinstance(item, Obj)
+        f = item.get_field("remainingAmount")
+        if f is not None:
+            issues += _other_currency(
+                Level(rows[id(f)], everyrow), per_invoice[groups.gid], present
+            )
+    return issues
+
+
+def _other_currency(lv: Level, currencies: np.ndarray, where: np.ndarray) -> list[Issue]:
+    """Where ``lv``'s amount names a currency that is not ``currencies``' (one per element)."""
+    v, issues = lv.values, []
+    marked = marked_currencies(v.text)
+    for g in np.flatnonzero(where & ~np.equal(marked, None)).tolist():
+        named, currency = marked[g], currencies[g]
+        if not isinstance(currency, str) or named == currency:
+            continue
+        if named == "kr" and currency in KRONE_CURRENCIES:
+            continue
+        why = (
+            f"{v.label[g]} {quoted(v.text[g])} is in {named}, but the invoice's currency is "
+            f"{currency}; only the number would be sent, in {currency}"
+        )
+        issues.append(_issue(lv.at[g], "currency", v, g, why))
     return issues
 
 

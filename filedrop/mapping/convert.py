@@ -81,9 +81,19 @@ WHITESPACE = " \t\r\n\u00a0\u202f\u2007\ufeff"
 
 # Currency words and symbols that ERPs glue to amounts: "kr 1 234,50", "1 234,50 NOK", "€12".
 _CURRENCY_AFFIX = re.compile(
-    r"^(?:kr\.?|nok|sek|dkk|eur|usd|gbp|€|\$|£)\s*|\s*(?:kr\.?|nok|sek|dkk|eur|usd|gbp|€|\$|£)$",
+    r"^(?P<before>kr\.?|nok|sek|dkk|eur|usd|gbp|€|\$|£)\s*"
+    r"|\s*(?P<after>kr\.?|nok|sek|dkk|eur|usd|gbp|€|\$|£)$",
     re.IGNORECASE,
 )
+#: The currency each of those names; "kr" is the krone or krona of Norway, Sweden or Denmark.
+_AFFIX_CURRENCY = {
+    **dict.fromkeys(("kr", "kr."), "kr"),
+    **{code.lower(): code for code in ("NOK", "SEK", "DKK", "EUR", "USD", "GBP")},
+    "€": "EUR",
+    "$": "USD",
+    "£": "GBP",
+}
+KRONE_CURRENCIES = frozenset({"NOK", "SEK", "DKK"})
 _MINUS = "-\u2212\u2013"  # hyphen, minus sign, en dash (Excel and Word turn one into another)
 _MINUS_CLASS = re.escape(_MINUS)
 _EXCEL_EPOCH = np.datetime64("1899-12-30")
@@ -225,6 +235,23 @@ def parse_amounts(text: pd.Series, *, decimal: str, thousands: str) -> np.ndarra
         lambda uniques: np.array([one(v) for v in uniques], dtype=float),
         kind=("amount", decimal, thousands),
     )
+
+
+def marked_currencies(text: np.ndarray) -> np.ndarray:
+    """The currency each amount's text names with a word or symbol glued to it ("USD 100",
+    "€12", "1 234,50 kr": ``USD``, ``EUR``, ``kr``), None where it names none. The amount is sent
+    as a number in the invoice's currency, so a different one here must not go unnoticed."""
+    marked = np.full(len(text), None, dtype=object)
+    values = text.tolist()
+    # Most amounts start and end with a digit: only the others are looked at.
+    for i in [i for i, v in enumerate(values) if v and not (v[0].isdigit() and v[-1].isdigit())]:
+        names = {
+            _AFFIX_CURRENCY[(found["before"] or found["after"]).lower()]
+            for found in _CURRENCY_AFFIX.finditer(values[i])
+        }
+        if names:  # "kr 100 USD" names two, which no invoice's currency is
+            marked[i] = "/".join(sorted(names))
+    return marked
 
 
 def has_more_than_two_decimals(amounts: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ from typing import Literal, NamedTuple
 import numpy as np
 
 from filedrop.mapping.checks import (
+    check_amount_currencies,
     check_claim_sums,
     check_claims,
     check_debtors,
@@ -159,6 +160,7 @@ def _prepare(
     issues += check_invoice(mapping, level, groups.count)
     issues += check_debtors(mapping, level, groups)
     issues += check_claims(mapping, rows, lines)
+    issues += check_amount_currencies(mapping, level, rows, groups, lines)
     sums = claim_totals(mapping, rows, lines, groups.gid, groups.count)
     issues += check_claim_sums(mapping, sums, rows, groups)
     issues += fates.repeats
