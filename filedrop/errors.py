@@ -38,3 +38,13 @@ class ReadError(FiledropError):
 
     def __str__(self) -> str:
         return f"{self.path}: {self.detail}"
+
+
+class HiddenSheetError(ReadError):
+    """The sheet chosen by its position is one Excel hides; ``visible`` are the sheets it shows,
+    in order (``filedrop init`` drafts from the first of them)."""
+
+    def __init__(self, path: str, detail: str, visible: tuple[str, ...] = ()) -> None:
+        super().__init__(path, detail)
+        self.args = (path, detail, visible)  # rebuilt whole when it crosses from the reader
+        self.visible = visible

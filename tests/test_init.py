@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import openpyxl
 import pytest
 from builders import EXAMPLES, filedrop
 from exports import (
@@ -101,6 +102,22 @@ def test_init_drafts_a_mapping_that_validates_its_own_file(tmp_path: Path, layou
     lines = out.read_text(encoding="utf-8").splitlines()
     assert [line for line in expected if line not in lines] == []
     assert not [line for line in lines if "# QUESTION:" in line]
+    filedrop("validate", str(path), "--mapping", str(out), environ={}, expect=0)
+
+
+def test_init_drafts_from_the_first_visible_sheet_and_names_it(tmp_path: Path) -> None:
+    """An export whose first sheet is hidden (an old copy): the draft is of the sheet Excel
+    shows first, names it in read.sheet, and validates the file."""
+    path = write_tripletex_export(tmp_path / TRIPLETEX_EXAMPLE)
+    book = openpyxl.load_workbook(path)
+    old = book.create_sheet("Gammel", 0)
+    old.append(["Nothing", "to", "see"])
+    old.sheet_state = "hidden"
+    book.active = 1
+    book.save(path)
+    out = tmp_path / "tripletex.toml"
+    filedrop("init", str(path), "--out", str(out), environ={})
+    assert 'sheet = "Åpne poster"  # the first sheet is hidden in Excel' in out.read_text("utf-8")
     filedrop("validate", str(path), "--mapping", str(out), environ={}, expect=0)
 
 

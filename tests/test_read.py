@@ -353,8 +353,7 @@ def test_excel_other_sheet_by_name_or_position(tmp_path, sheet):
         ("Januar", 'there is no sheet "Januar"; the sheets are "Fakturaer", "Kunder"'),
         (
             2,
-            "there is no sheet at position 2 (counting from 0); "
-            'the sheets are "Fakturaer", "Kunder"',
+            'there is no sheet 3 (read.sheet counts from 1); the sheets are "Fakturaer", "Kunder"',
         ),
     ],
 )
@@ -364,6 +363,33 @@ def test_missing_sheet_lists_the_sheets(tmp_path, sheet, detail):
     with pytest.raises(ReadError) as err:
         read_table(path, ReadOptions(sheet=sheet))
     assert str(err.value) == f"{path}: {detail}"
+
+
+def test_a_hidden_sheet_is_read_only_when_named(tmp_path: Path) -> None:
+    """An export whose first sheet is hidden (an old copy) and whose data is on the visible one:
+    the first sheet by position is refused, naming the visible sheets, never read and sent;
+    named in read.sheet, the hidden sheet is read."""
+    path = tmp_path / "h.xlsx"
+    book = openpyxl.Workbook()
+    old = book.active
+    old.title = "Gammel"
+    old.append(["Fakturanr", "Beløp"])
+    old.append(["OLD-1", "100"])
+    old.sheet_state = "hidden"
+    data = book.create_sheet("Fakturaer")
+    data.append(["Fakturanr", "Beløp"])
+    data.append(["NEW-1", "200"])
+    book.active = 1
+    book.save(path)
+    with pytest.raises(ReadError) as err:
+        read_table(path, ReadOptions(sheet=0))
+    assert str(err.value) == (
+        f'{path}: sheet 1, "Gammel", is hidden in Excel, so it is not read unless named; set '
+        "read.sheet in the mapping to the name of the sheet with the invoices (the visible "
+        'sheets: "Fakturaer")'
+    )
+    assert rows(read_table(path, ReadOptions(sheet="Fakturaer"))) == [["NEW-1", "200"]]
+    assert rows(read_table(path, ReadOptions(sheet="Gammel"))) == [["OLD-1", "100"]]
 
 
 def test_excel_header_row_can_be_set(tmp_path):

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from filedrop.errors import HiddenSheetError
 from filedrop.logs import printable
 from filedrop.mapping.convert import (
     CURRENCIES,
@@ -148,7 +149,14 @@ def draft_mapping(path: Path, read: Callable[[Path, ReadOptions], Table]) -> Dra
     comment says, and a field it cannot place is a question, never a guess left unmarked.
     """
     synonyms = tuple(dict.fromkeys(name for names in SYNONYMS.values() for name in names))
-    table = read(path, ReadOptions(expected_headers=synonyms))
+    try:
+        table = read(path, ReadOptions(expected_headers=synonyms))
+    except HiddenSheetError as exc:
+        if not exc.visible:
+            raise
+        # The draft is of the first sheet the user sees, and names it (``_Drafter.draft``).
+        table = read(path, ReadOptions(sheet=exc.visible[0], expected_headers=synonyms))
+        return _Drafter(table, sheet_named=True).draft()
     return _Drafter(table).draft()
 
 
@@ -184,8 +192,9 @@ def _shown(value: str) -> str:
 class _Drafter:
     """Places the fields of one table, then writes the draft."""
 
-    def __init__(self, table: Table) -> None:
+    def __init__(self, table: Table, *, sheet_named: bool = False) -> None:
         self.table = table
+        self.sheet_named = sheet_named  # the sheet read by name: the first one is hidden
         self.headers = table.headers
         self.placed: dict[str, _Placed] = {}
         self.used: set[str] = set()
@@ -371,6 +380,8 @@ class _Drafter:
             )
             delimiter = "tab" if info.delimiter == "\t" else info.delimiter or ";"
             out.add(f"delimiter = {_toml(delimiter)}", "detected")
+        elif self.sheet_named:
+            out.add(f"sheet = {_toml(info.sheet)}", "the first sheet is hidden in Excel")
         else:
             out.add(f"# sheet = {_toml(info.sheet or '1')}", "the sheet read; the first by default")
         if info.header_row != 1:

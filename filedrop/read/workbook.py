@@ -24,13 +24,14 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from xml.etree.ElementTree import ParseError
 
 import python_calamine
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import iterparse
 
-from filedrop.errors import ReadError
+from filedrop.errors import HiddenSheetError, ReadError
 from filedrop.read.limits import _sheet_parts
 from filedrop.read.table import (
     HEADER_SEARCH_ROWS,
@@ -135,6 +136,8 @@ def _load_sheet(path: Path, wanted: str | int) -> tuple[str, list[list[object]],
         raise ReadError(where, _unopenable(data[:4096])) from exc
     with workbook:
         sheet_name = _sheet_name(where, workbook.sheet_names, wanted)
+        if isinstance(wanted, int) and not isinstance(wanted, bool):
+            _refuse_hidden(where, workbook.sheets_metadata, sheet_name, wanted)
         try:
             sheet = workbook.get_sheet_by_name(sheet_name)
             rows = sheet.to_python(skip_empty_area=True)
@@ -182,7 +185,7 @@ def _sheet_name(where: str, names: list[str], wanted: str | int) -> str:
             return names[wanted]
         raise ReadError(
             where,
-            f"there is no sheet at position {wanted} (counting from 0); the sheets are {listing}",
+            f"there is no sheet {wanted + 1} (read.sheet counts from 1); the sheets are {listing}",
         )
     if wanted in names:
         return wanted
@@ -190,6 +193,23 @@ def _sheet_name(where: str, names: list[str], wanted: str | int) -> str:
     if len(folded) == 1:
         return folded[0]
     raise ReadError(where, f'there is no sheet "{wanted}"; the sheets are {listing}')
+
+
+def _refuse_hidden(where: str, sheets: list[Any], name: str, position: int) -> None:
+    """A sheet chosen by its position that Excel hides is refused: an export's hidden first
+    sheet (an old copy, a lookup list) is not what anyone sees as its data, and sending it
+    would send what nobody looked at. Named in ``read.sheet``, it is read."""
+    visible = [s.name for s in sheets if s.visible == python_calamine.SheetVisibleEnum.Visible]
+    if name in visible:
+        return
+    shown = ", ".join(f'"{n}"' for n in visible) or "none"
+    raise HiddenSheetError(
+        where,
+        f'sheet {position + 1}, "{name}", is hidden in Excel, so it is not read unless named; '
+        f"set read.sheet in the mapping to the name of the sheet with the invoices (the visible "
+        f"sheets: {shown})",
+        tuple(visible),
+    )
 
 
 def _unopenable(head: bytes) -> str:
