@@ -302,7 +302,14 @@ def test_unknown_fields_pass_through_unchanged(tmp_path: Path) -> None:
         ({"Beløp": "1.5"}, 'row 2: Beløp "1.5" is not an amount (expected e.g. 1.234,50)'),
         (
             {"Beløp": "9" * 400},
-            f'row 2: Beløp "{"9" * 60}...{"9" * 30}" (400 characters) is too large to be an amount',
+            f'row 2: Beløp "{"9" * 60}...{"9" * 30}" (400 characters) is too large to be an amount'
+            " (at most 13 whole digits)",
+        ),
+        ({"Beløp": "9 999 999 999 999,99"}, None),  # 15 digits: one JSON number exactly
+        (
+            {"Beløp": "99999999999999999999,99"},  # sent, it would have been 1e+20
+            'row 2: Beløp "99999999999999999999,99" is too large to be an amount (at most 13 '
+            "whole digits)",
         ),
         (
             {"Beløp": NOTE},
@@ -557,9 +564,9 @@ def test_rows_with_one_key_become_one_invoice_with_a_claim_per_row() -> None:
 
 
 def test_claims_adding_up_past_any_amount_make_their_invoice_invalid() -> None:
-    """Each line 10^308, a valid amount; their sum is past the largest float, so no JSON can
-    carry the invoice's amount: INVALID, its lines saying why, and the other invoice sent."""
-    big = "1" + "0" * 308
+    """Each line 9·10^12, a valid amount; their sum has 14 whole digits, more than a JSON number
+    carries exactly to the øre: INVALID, its lines saying why, and the other invoice sent."""
+    big = "9" + "0" * 12
     rows = [
         line("A", "Hovedstol", big, first=True),
         line("A", "Gebyr", big),

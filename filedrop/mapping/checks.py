@@ -22,7 +22,7 @@ from filedrop.mapping.convert import (
     quoted,
     repeated,
 )
-from filedrop.mapping.fields import Issue, Values
+from filedrop.mapping.fields import MAX_AMOUNT_EXCLUSIVE, Issue, Values
 from filedrop.mapping.groups import Groups, Level
 from filedrop.mapping.loader import Mapping
 from filedrop.mapping.tree import Field, Obj, walk_fields
@@ -112,13 +112,15 @@ def check_claim_sums(
     mapping: Mapping, sums: np.ndarray | None, rows: dict[int, Values], groups: Groups
 ) -> list[Issue]:
     """An invoice whose amount is the sum of its claims (``sums``, from ``claim_totals``), and
-    they add up past the largest float (claims of 300 digits and more): no JSON number can hold
-    it, so it is never sent."""
+    they add up to 14 whole digits or more: no JSON number holds that exactly to the øre, so it
+    is never sent (``MAX_AMOUNT_EXCLUSIVE``)."""
     if sums is None:
         return []
     amounts = [rows[id(f)] for f in mapping.claim_amounts if f is not None]
     issues: list[Issue] = []
-    for g in np.flatnonzero(np.isinf(sums)).tolist():
+    with np.errstate(invalid="ignore"):
+        too_large = np.abs(sums) >= MAX_AMOUNT_EXCLUSIVE  # NaN: a claim is no number, told apart
+    for g in np.flatnonzero(too_large).tolist():
         first = int(groups.first[g])
         named = " + ".join(dict.fromkeys(str(v.label[first]) for v in amounts))
         why = f"the claims ({named}) add up to more than an amount can hold (the invoice's sum)"

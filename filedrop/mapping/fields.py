@@ -406,13 +406,21 @@ def _convert_amounts(
         out.number[typed] = floats[typed]
     rest = todo & ~typed
     out.number[rest] = parse_amounts(text[rest], decimal=src.decimal, thousands=src.thousands)
-    ok = todo & np.isfinite(out.number)
+    # An amount of 14 whole digits or more no longer fits a JSON number exactly to the øre (15
+    # significant digits): it would be sent rounded, so it is never sent. Hundreds of digits
+    # read as infinity.
+    with np.errstate(invalid="ignore"):
+        huge = todo & (np.abs(out.number) >= MAX_AMOUNT_EXCLUSIVE)
+    ok = todo & np.isfinite(out.number) & ~huge
     out.vals[ok] = out.number[ok]
-    # Hundreds of digits read as infinity: never sent (JSON has no such number).
-    huge = todo & np.isinf(out.number)
     example = amount_example(decimal=src.decimal, thousands=src.thousands.strip(SPACES) or " ")
     _fail(todo & ~ok & ~huge, "amount", out, issues, f"is not an amount (expected e.g. {example})")
-    _fail(huge, "amount", out, issues, "is too large to be an amount")
+    _fail(huge, "amount", out, issues, "is too large to be an amount (at most 13 whole digits)")
+
+
+#: The least amount too large to send: every amount below it, to the øre, is one JSON number
+#: exactly (15 significant digits).
+MAX_AMOUNT_EXCLUSIVE = 1e13
 
 
 def _pad(value: pd.Series, f: Field) -> pd.Series:
