@@ -324,7 +324,9 @@ class Settings:
     )
     max_columns: int = field(
         default=_READ_LIMITS.max_columns,
-        metadata=_about(_positive_int, "a sheet reaching a later column is refused unread"),
+        metadata=_about(
+            _positive_int, "a sheet reaching a later column, or a CSV header wider, is refused"
+        ),
     )
     max_read_memory_bytes: int = field(
         default=_READ_LIMITS.max_read_memory_bytes,

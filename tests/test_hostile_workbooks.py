@@ -99,3 +99,19 @@ def test_a_reader_that_dies_in_its_child_process_is_that_files_error(
     filedrop("run", environ=environ, expect=0)
     assert not (inbox / "wide.outcome.xlsx").exists()  # not read again: its bytes are the same
     assert sandbox.counters().invoices_received == 1
+
+
+def test_a_csv_header_of_a_million_fields_is_refused_unread(inbox: Path, sandbox: Sandbox) -> None:
+    """A 2 MB CSV whose lines end in a million ';': refused before the parser makes a column of
+    each (which took over a minute and a gigabyte), naming the limit; the good file is sent."""
+    wide = "Fakturanr;Beløp" + ";" * 1_000_000
+    (inbox / "wide.csv").write_text(f"{wide}\n1;100{';' * 1_000_000}\n", encoding="utf-8")
+    write_erp_csv(inbox / "good.csv", [erp_row("7011")])
+    filedrop("run", environ=run_env(inbox, sandbox.url), expect=1)
+    error = pd.read_csv(inbox / "wide.outcome.csv", dtype=str, keep_default_na=False)
+    assert list(error["outcome_status"]) == ["ERROR"]
+    assert error["outcome_message"][0] == (
+        "wide.csv: its header line has 1,000,002 fields, more than 1,000 (FILEDROP_MAX_COLUMNS); "
+        "delete the empty columns at its end and save it again; it is not read"
+    )
+    assert sandbox.received_invoice_numbers() == ["7011"]

@@ -60,7 +60,7 @@ def read_table(
     suffix = path.suffix.lower()
     if suffix in CSV_SUFFIXES:
         check_file_size(path, limits)
-        return _read_csv(path, options)
+        return _read_csv(path, options, limits)
     if suffix in EXCEL_SUFFIXES:
         check_file_size(path, limits)
         inspect_workbook(path, options.sheet, limits)
@@ -75,7 +75,7 @@ def read_table(
 # --- CSV ------------------------------------------------------------------------------------------
 
 
-def _read_csv(path: Path, options: ReadOptions) -> Table:
+def _read_csv(path: Path, options: ReadOptions, limits: ReadLimits) -> Table:
     # Imported here: the process that parses workbooks imports this package, and needs no pandas.
     import pandas as pd
 
@@ -105,6 +105,7 @@ def _read_csv(path: Path, options: ReadOptions) -> Table:
     line_end = body.find(b"\n")
     if not body[: line_end if line_end >= 0 else len(body)].strip():
         raise ReadError(where, f"line {header_line} is empty; header_row must name the header line")
+    _check_width(where, body[: line_end if line_end >= 0 else len(body)], codec, delimiter, limits)
 
     try:
         frame = pd.read_csv(
@@ -292,6 +293,21 @@ def _csv_header_line(
             "column names); set header_row in the mapping",
         )
     return records[found][0]
+
+
+def _check_width(where: str, header: bytes, codec: str, delimiter: str, limits: ReadLimits) -> None:
+    """Refuse a header line of more fields than ``max_columns``, before the parser makes a column
+    of each: a 2 MB line of a million ``;`` took over a minute and a gigabyte."""
+    if header.count(delimiter.encode(codec)) < limits.max_columns:
+        return  # the usual: too few separators to be too wide, quoted or not
+    width = len(next(csv.reader([header.decode(codec, "replace")], delimiter=delimiter)))
+    if width > limits.max_columns:
+        raise ReadError(
+            where,
+            f"its header line has {width:,} fields, more than {limits.max_columns:,} "
+            f"({limits.where('max_columns')}); delete the empty columns at its end and save it "
+            "again; it is not read",
+        )
 
 
 def _count_lines(data: bytes) -> int:
