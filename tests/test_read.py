@@ -90,6 +90,21 @@ def test_latin1_bytes_outside_cp1252_still_read(tmp_path):
     assert rows(table) == [["Åse", "\x81"]]
 
 
+def test_a_file_mixing_cp1252_and_utf8_is_refused_naming_a_line_of_each(tmp_path: Path) -> None:
+    """A Windows-1252 header with a UTF-8 row pasted below: read as cp1252, "Kåre" would be sent
+    as "KÃ¥re", so the file is refused; cp1252 letters next to signs are not mistaken for it."""
+    path = tmp_path / "m.csv"
+    path.write_bytes("Fornavn;Beløp\n".encode("cp1252") + "Kåre;100\n".encode())
+    with pytest.raises(ReadError) as err:
+        read_table(path)
+    assert str(err.value) == (
+        f'{path}: it mixes two encodings: line 2 is UTF-8 (its "å" would read as "Ã¥") and line '
+        "1 is not; save the file again in one encoding (UTF-8) and drop it again"
+    )
+    plain = write(tmp_path / "p.csv", "Navn;Merknad\nÅse;«Ø»\nÉric;ØRE–\n", encoding="cp1252")
+    assert rows(read_table(plain)) == [["Åse", "«Ø»"], ["Éric", "ØRE–"]]
+
+
 @pytest.mark.parametrize("delimiter", [",", "\t", "|", ";"])
 def test_delimiter_is_detected(tmp_path, delimiter):
     """Comma, tab, pipe and semicolon files are split on the right character."""

@@ -173,11 +173,35 @@ def _detect_encoding(where: str, data: bytes, wanted: str | None) -> tuple[str, 
         return "utf-16", "utf-8", data.decode("utf-16", errors="replace").encode("utf-8")
     try:
         data.decode("utf-8")
-    except UnicodeDecodeError:
+    except UnicodeDecodeError as exc:
+        _refuse_mixed(where, data, exc.start)
         if any(b in data for b in _CP1252_UNDEFINED):
             return "latin-1", "latin-1", data
         return "cp1252", "cp1252", data
     return "utf-8", "utf-8", data
+
+
+# A UTF-8 letter of Latin-1's upper half (æ ø å é ö ...) is two bytes, C3 then one of 80-BF; read
+# as Windows-1252 they show as "Ã" followed by a sign ("Ã¥" for å), which no real text holds.
+_UTF8_LATIN_LETTER = re.compile(rb"\xc3[\x80-\xbf]")
+
+
+def _refuse_mixed(where: str, data: bytes, not_utf8_at: int) -> None:
+    """A file that is not UTF-8 (at byte ``not_utf8_at``) yet holds UTF-8 letters elsewhere mixes
+    two encodings (lines pasted from another export): read either way, some names would be sent
+    garbled, so it is refused, naming a line of each."""
+    found = _UTF8_LATIN_LETTER.search(data)
+    if found is None:
+        return
+    utf8_line = data.count(b"\n", 0, found.start()) + 1
+    other_line = data.count(b"\n", 0, not_utf8_at) + 1
+    letter = found.group().decode("utf-8")
+    raise ReadError(
+        where,
+        f'it mixes two encodings: line {utf8_line} is UTF-8 (its "{letter}" would read as '
+        f'"{found.group().decode("cp1252")}") and line {other_line} is not; save the file again '
+        "in one encoding (UTF-8) and drop it again",
+    )
 
 
 def _given_encoding(where: str, data: bytes, wanted: str) -> tuple[str, str, bytes]:
