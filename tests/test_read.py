@@ -241,6 +241,21 @@ def test_a_quote_never_closed_names_its_line(tmp_path):
     )
 
 
+def test_a_quote_never_closed_mid_file_is_named_though_commas_abound(tmp_path: Path) -> None:
+    """Names with commas and decimal commas, and a quote left open on line 3: the delimiter is
+    still told as ';' (the open quote no longer hides every line after it), so the message names
+    the quote, not a header the file does not have."""
+    text = 'Nr;Navn;Beløp\n1;Nordmann, Kari;1 234,50\n2;"Hansen, Ola;980,00\n' + "".join(
+        f"{n};Lien, Anne;{n},50\n" for n in range(3, 9)
+    )
+    with pytest.raises(ReadError) as err:
+        read_table(write(tmp_path / "q.csv", text))
+    assert str(err.value) == (
+        f'{tmp_path / "q.csv"}: line 3 opens a quoted value (") that is never closed; '
+        "fix the quotes"
+    )
+
+
 def test_an_unclosed_quote_after_ragged_rows_is_still_found(tmp_path):
     """Tolerated trailing delimiters do not hide an unclosed quote further down."""
     text = 'Nr;Navn\n1;Kari;\n2;"Ola\n3;Per\n'

@@ -13,6 +13,7 @@ import csv
 import io
 import re
 from collections import Counter
+from collections.abc import Iterator
 from itertools import repeat
 from pathlib import Path
 
@@ -251,6 +252,15 @@ def _records(lines: list[str], delimiter: str) -> list[tuple[int, list[str]]]:
     return out
 
 
+def _line_fields(lines: list[str], delimiter: str) -> Iterator[list[str]]:
+    """Each line's fields, the line split alone (a quote it leaves open ends with it)."""
+    for line in lines:
+        try:
+            yield next(csv.reader([line], delimiter=delimiter), [])
+        except csv.Error:
+            yield []
+
+
 def _given_delimiter(where: str, delimiter: str | None) -> str | None:
     """The mapping's delimiter; "tab" and a typed backslash-t are accepted for a tab."""
     if delimiter in ("tab", "\\t"):
@@ -273,12 +283,14 @@ def _sniff_delimiter(lines: list[str]) -> str:
     """The candidate that splits the most lines into the same number (>1) of fields.
 
     A decimal comma adds commas to data lines but not to the header, so ``,`` is inconsistent in
-    a ``;`` file and loses; ties go to the more fields, then to ``;``.
+    a ``;`` file and loses; ties go to the more fields, then to ``;``. Each line is split on its
+    own: a quote left open on one line (``"Nordmann, Kari;...``) would otherwise swallow every
+    line after it, and ``,`` win by default.
     """
     best: tuple[int, int, int] = (0, 0, 0)
     chosen = ","
     for rank, delimiter in enumerate(DELIMITERS):
-        counts = Counter(len(f) for _, f in _records(lines, delimiter) if f and any(f))
+        counts = Counter(len(f) for f in _line_fields(lines, delimiter) if f and any(f))
         fits = [(n_lines, n_fields) for n_fields, n_lines in counts.items() if n_fields > 1]
         if not fits:
             continue
