@@ -17,6 +17,7 @@ import os
 import re
 import signal
 import socket
+import stat
 import sys
 import threading
 import time
@@ -370,6 +371,20 @@ def main(
         return _fail(io, f"{what.rstrip('.')}{advice}.", debug=args.debug)
 
 
+def _require_file(path: Path) -> None:
+    """A ``ReadError`` unless ``path`` is a regular file, saying what it is instead."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise ReadError(str(path), "no such file") from None
+    except OSError as exc:
+        raise ReadError(str(path), f"it cannot be opened ({exc.strerror})") from None
+    if stat.S_ISDIR(mode):
+        raise ReadError(str(path), "it is a folder; name a CSV or Excel file in it")
+    if not stat.S_ISREG(mode):
+        raise ReadError(str(path), "it is not a regular file (a pipe, socket or device)")
+
+
 def _fail(io: Io, sentence: str, *, debug: bool) -> int:
     """Print the sentence (after the traceback, with --debug) and exit with the setup code.
 
@@ -596,8 +611,7 @@ def _validate_file(
     from filedrop.mapping.prepare import payloads, prepare
     from filedrop.read import read_table
 
-    if not file.is_file():
-        raise ReadError(str(file), "no such file")
+    _require_file(file)
     # A mapping file named on the command line is meant for this file whatever its name;
     # its required headers are still checked.
     mapping, table = select_mapping(
@@ -649,8 +663,7 @@ def _init(args: argparse.Namespace, io: Io) -> int:
     out: Path = args.out or Path(_CONTROL.sub("_", args.file.with_suffix(".toml").name))
     if out.exists() and not args.force:
         raise ConfigError(f"{out} already exists; pass --force to overwrite it, or choose --out.")
-    if not args.file.is_file():
-        raise ReadError(str(args.file), "no such file")
+    _require_file(args.file)
     draft = draft_mapping(args.file, partial(read_table, limits=settings.read_limits()))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(draft.text, encoding="utf-8")

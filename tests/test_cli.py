@@ -73,6 +73,25 @@ def test_validate_unreadable_file_exits_2_with_one_sentence(tmp_path: Path) -> N
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(
+    ("make", "why"),
+    [
+        (lambda path: None, "no such file"),
+        (Path.mkdir, "it is a folder; name a CSV or Excel file in it"),
+        (os.mkfifo, "it is not a regular file (a pipe, socket or device)"),
+    ],
+)
+def test_validate_and_init_say_what_the_named_path_is_instead_of_a_file(
+    tmp_path: Path, make: Callable[[Path], object], why: str
+) -> None:
+    """A folder or a pipe named on the command line is not called missing."""
+    path = tmp_path / "x.csv"
+    make(path)
+    for command in (["validate", str(path), "--mapping", str(MAPPINGS)], ["init", str(path)]):
+        _, _, err = filedrop(*command, environ={}, expect=2)
+        assert err == f"filedrop: {path}: {why}\n"
+
+
 def test_validate_reads_within_the_configured_limits(tmp_path: Path) -> None:
     """`validate` applies the read limits of the settings, not only their defaults."""
     from hostile import far_cell_workbook
