@@ -1017,6 +1017,12 @@ def test_a_persons_full_name_is_split(tmp_path: Path, name: str, first: str, las
     assert (debtor["firstname"], debtor["lastname"]) == (first, last)
 
 
+def test_no_debtor_names_a_full_name_column_once(tmp_path: Path) -> None:
+    """First and last name both come from the one full-name column: the message names it once."""
+    prepared = open_run(tmp_path, [open_row(Kunde="", Id="")])
+    assert messages(prepared) == ["row 2: Kunde, Id are empty (the invoice needs a debtor)"]
+
+
 def test_a_companys_name_is_never_split(tmp_path: Path) -> None:
     """A COMPANY's whole name, comma and all, is its lastname; it has no firstname."""
     company = org(300)

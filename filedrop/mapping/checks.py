@@ -102,7 +102,10 @@ def check_debtors(mapping: Mapping, level: dict[int, Level], groups: Groups) -> 
     backed = [f for f in walk_fields(debtors.items[0]) if f.from_file]
     for g in np.flatnonzero(~any_debtor).tolist():
         # The columns as this invoice's row names them (a default's column where it stood in).
-        labels = ", ".join(str(level[id(f)].values.label[g]) for f in backed[:3])
+        # Each named once: a full name split into first and last names is one column.
+        labels = ", ".join(
+            list(dict.fromkeys(str(level[id(f)].values.label[g]) for f in backed))[:3]
+        )
         why = f"{labels or 'the debtor columns'} are empty (the invoice needs a debtor)"
         issues.append(_issue(groups.first[g], "required", None, g, why, value=None))
     return issues
