@@ -105,6 +105,31 @@ def test_a_file_mixing_cp1252_and_utf8_is_refused_naming_a_line_of_each(tmp_path
     assert rows(read_table(plain)) == [["Åse", "«Ø»"], ["Éric", "ØRE–"]]
 
 
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        (
+            "Nr;Beløp\n1;100\n".encode("utf-16-le"),
+            'it looks like UTF-16 text without a byte order mark; set encoding = "utf-16-le" in '
+            "the mapping's [read], or export it as UTF-8 CSV",
+        ),
+        (
+            b"Nr;Bel\x00p\n1;100\n",
+            "the file is not text (it holds NUL bytes); export it as CSV again",
+        ),
+    ],
+)
+def test_nul_bytes_are_told_apart_from_utf16_without_its_mark(
+    tmp_path: Path, data: bytes, why: str
+) -> None:
+    """UTF-16 without a byte order mark is text the encoding setting reads; other NULs are not."""
+    path = tmp_path / "n.csv"
+    path.write_bytes(data)
+    with pytest.raises(ReadError) as err:
+        read_table(path)
+    assert str(err.value) == f"{path}: {why}"
+
+
 @pytest.mark.parametrize("delimiter", [",", "\t", "|", ";"])
 def test_delimiter_is_detected(tmp_path, delimiter):
     """Comma, tab, pipe and semicolon files are split on the right character."""

@@ -88,7 +88,7 @@ def _read_csv(path: Path, options: ReadOptions, limits: ReadLimits) -> Table:
         raise ReadError(where, "the file is an Excel workbook named .csv; rename it to .xlsx")
     encoding, codec, data = _detect_encoding(where, data, options.encoding)
     if b"\x00" in data:
-        raise ReadError(where, "the file is not text (it holds NUL bytes); export it as CSV again")
+        raise ReadError(where, _nul_bytes(data))
     if b"\r" in data and _LONE_CR.search(data):
         # Old Mac line ends: make them \n so that lines are counted as the user's editor does.
         data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
@@ -180,6 +180,20 @@ def _detect_encoding(where: str, data: bytes, wanted: str | None) -> tuple[str, 
             return "latin-1", "latin-1", data
         return "cp1252", "cp1252", data
     return "utf-8", "utf-8", data
+
+
+def _nul_bytes(data: bytes) -> str:
+    """Why a file holding NUL bytes is not read: UTF-16 text without its byte order mark (every
+    other byte NUL in its first lines) can be read with the encoding set; anything else is no
+    text."""
+    head = data[:4096]
+    for name, zeros in (("utf-16-le", head[1::2]), ("utf-16-be", head[0::2])):
+        if len(zeros) > 8 and zeros.count(0) >= 0.9 * len(zeros):
+            return (
+                f"it looks like UTF-16 text without a byte order mark; set encoding = "
+                f'"{name}" in the mapping\'s [read], or export it as UTF-8 CSV'
+            )
+    return "the file is not text (it holds NUL bytes); export it as CSV again"
 
 
 # A UTF-8 letter of Latin-1's upper half (æ ø å é ö ...) is two bytes, C3 then one of 80-BF; read
