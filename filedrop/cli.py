@@ -514,7 +514,10 @@ def _print_report(report: RunReport, io: Io, *, environment: str, indent: str = 
         io.say(mask_ids(indent + text))
 
     if not report.files:
-        say("No files were ready in the inbox.")
+        if report.stopped_early:
+            say("Stopped before any file was taken; they are left for the next run.")
+        else:
+            say("No files were ready in the inbox.")
         return
     if environment == "sandbox":
         say("SANDBOX run: nothing was sent to Amili.")

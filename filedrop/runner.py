@@ -241,6 +241,15 @@ def run_inbox(ctx: Context) -> RunReport:
     ready, changing = ready_files(
         candidates, stability_s=ctx.stability_s, clock=ctx.clock, sleep=ctx.sleep
     )
+    if ctx.stop.is_set():
+        # Stopped during the wait for files to settle: none is taken, none was "changing".
+        for path in candidates:
+            log.info(
+                "%s: left for the next run, as filedrop is stopping",
+                printable(path.name),
+                extra=fields("file_left", inbox=ctx.metrics.name, file=path.name),
+            )
+        return RunReport([], stopped_early=bool(candidates))
     for path in changing:
         log.info(
             "%s: still changing; left for the next run",
@@ -248,6 +257,13 @@ def run_inbox(ctx: Context) -> RunReport:
             extra=fields("file_changing", inbox=ctx.metrics.name, file=path.name),
         )
     with _polls_end_at_stop(ctx):
+        # Earlier batches of files moved or replaced are settled first: a file renamed while
+        # its batches were pending holds the same invoices, and its rows then tell what became
+        # of them (DUPLICATE of a success with its case, or sent again after a failure) rather
+        # than "pending" for good. Once more after, for a file replaced during this run.
+        settle_leftovers(ctx)
+        if ctx.stop.is_set():
+            return RunReport([], stopped_early=bool(ready))
         report = process_files(ready, ctx)
         if not ctx.stop.is_set():
             settle_leftovers(ctx)
@@ -394,6 +410,7 @@ class RunReport:
     """Every file a run touched, and the exit code that sums them up."""
 
     files: list[FileReport]
+    stopped_early: bool = False  # told to stop before every ready file was taken: 3, not 0
 
     @property
     def statuses(self) -> set[RowStatus]:
@@ -410,7 +427,8 @@ class RunReport:
         return exit_code_for(
             self.statuses | faults,
             setup_problem=Setback.SETUP in setbacks,
-            unfinished=Setback.UNAVAILABLE in setbacks
+            unfinished=self.stopped_early
+            or Setback.UNAVAILABLE in setbacks
             or any(report.state is FileState.WAITING for report in self.files),
         )
 

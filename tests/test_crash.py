@@ -178,8 +178,8 @@ def test_sigterm_during_a_retry_wait_ends_the_run_at_once(tmp_path: Path) -> Non
 
 def test_sigterm_during_the_stability_window_ends_the_run_at_once(tmp_path: Path) -> None:
     """SIGTERM while a one-shot run waits to see whether a new file is still being written:
-    the run ends at once and sends nothing; the file is left for the next run, as one still
-    being written is (exit 0: none of its rows has a status yet)."""
+    the run ends at once and sends nothing; the file is left for the next run, which the exit
+    code says (3, as for any work a stop leaves), and no line calls it "still changing"."""
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     write_erp_csv(inbox / "fresh.csv", [erp_row("21201")])
@@ -196,8 +196,12 @@ def test_sigterm_during_the_stability_window_ends_the_run_at_once(tmp_path: Path
         child.send_signal(signal.SIGTERM)
         out, err = child.communicate(timeout=70)
         assert time.monotonic() - signalled < 10, err.decode()
-        assert b"fresh.csv: still changing; left for the next run" in err, err.decode()
-        assert (child.returncode, out) == (0, b"No files were ready in the inbox.\n")
+        assert b"fresh.csv: left for the next run, as filedrop is stopping" in err, err.decode()
+        assert b"still changing" not in err
+        assert (child.returncode, out) == (
+            3,
+            b"Stopped before any file was taken; they are left for the next run.\n",
+        )
         assert sandbox.counters().posts == 0
 
 

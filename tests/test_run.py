@@ -452,6 +452,30 @@ def test_batches_of_a_replaced_file_are_still_settled(inbox: Path) -> None:
         assert slow.received_invoice_numbers() == ["6101", "6102"]
 
 
+def test_a_file_renamed_while_its_batch_was_pending_tells_what_became_of_it(
+    inbox: Path,
+) -> None:
+    """p.csv is PENDING at the poll timeout, then renamed q.csv: the next run settles the earlier
+    batch before it reads q.csv, so q.csv's rows tell what became of each invoice (the success a
+    DUPLICATE with its case, the failure sent again and FAILED, exit 1) rather than "pending"
+    for good with exit 0."""
+    shift_s = [0.0]  # the sandbox's clock, moved on so that the first batch ends between runs
+    with Sandbox(SandboxOptions(delay_s=(60, 60)), clock=lambda: time.time() + shift_s[0]) as slow:
+        rows = [erp_row("6201"), erp_row("6202", email="ola..nordmann@example.no")]
+        write_erp_csv(inbox / "p.csv", rows)
+        filedrop("run", environ=run_env(inbox, slow.url, FILEDROP_POLL_TIMEOUT_S="0.3"), expect=3)
+        (inbox / "p.csv").rename(inbox / "q.csv")
+        shift_s[0] = 120.0
+        slow.options.delay_s = (0, 0)  # batches sent from now on end at once
+        filedrop("run", environ=run_env(inbox, slow.url), expect=1)
+        outcome = outcome_csv(inbox / "q.outcome.csv")
+        assert list(outcome["outcome_status"]) == ["DUPLICATE", "FAILED"]
+        assert "already sent from p.csv" in outcome["outcome_message"][0]
+        assert "CASE-" in outcome["outcome_message"][0]
+        assert "pending" not in outcome["outcome_message"][0]
+        assert slow.received_invoice_numbers() == ["6201", "6202", "6202"]
+
+
 def test_a_post_refused_for_the_settings_is_sent_by_the_next_run(
     inbox: Path, sandbox: Sandbox
 ) -> None:
