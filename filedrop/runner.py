@@ -492,6 +492,13 @@ def process_guarded(path: Path, ctx: Context) -> FileReport:
         message = f"{exc.strerror or exc}{where}; nothing is lost, the next run resumes it"
         setback = Setback.FAULT
         log.debug("%s: %s", printable(path.name), message, exc_info=True)
+    except ctx.journal.errors as exc:  # the journal's disk full, its server gone
+        message = (
+            f"the journal {ctx.journal.path} could not be written ({exc}); check FILEDROP_STATE "
+            "and the space on its disk; nothing is lost, the next run resumes it"
+        )
+        setback = Setback.FAULT
+        log.debug("%s: %s", printable(path.name), message, exc_info=True)
     except Exception as exc:
         message = f"unexpected error ({exc!r}); the next run resumes it"
         setback = Setback.FAULT

@@ -26,7 +26,7 @@ from filedrop.mapping.prepare import prepare
 from filedrop.outcome import OUTCOME_COLUMNS, SANDBOX_COLUMN
 from filedrop.pipeline import Context, _outcomes, process_file
 from filedrop.read import read_table
-from filedrop.runner import open_context, ready_files, run_inbox
+from filedrop.runner import open_context, process_guarded, ready_files, run_inbox
 from filedrop.sandbox import Sandbox, SandboxOptions
 from filedrop.states import ExitCode, FileState
 
@@ -139,6 +139,30 @@ def test_a_deleted_outcome_is_written_again_and_nothing_is_sent(
         again.drop(columns="outcome_sandbox"), first.drop(columns="outcome_sandbox")
     )
     assert sandbox.received_invoice_numbers() == ["3101"]
+
+
+def test_a_journal_whose_disk_is_full_is_named_and_nothing_is_sent_twice(
+    inbox: Path, sandbox: Sandbox, make_context: Callable[..., Context]
+) -> None:
+    """SQLite says "database or disk is full" (here its page count capped, a real SQLITE_FULL):
+    the file's sentence names the journal and what to check, and the next run, with room
+    again, sends each invoice once."""
+    path = write_erp_csv(inbox / "full.csv", [erp_row(str(8100 + n)) for n in range(300)])
+    ctx = make_context(batch_size=10)
+    db = sqlite3.connect(journal_file(inbox))
+    pages = db.execute("PRAGMA page_count").fetchone()[0]
+    db.close()
+    ctx.journal._connection().execute(f"PRAGMA max_page_count = {pages + 2}")
+    report = process_guarded(path, ctx)
+    assert report.state is FileState.RETRY
+    assert report.message == (
+        f"the journal {journal_file(inbox)} could not be written (database or disk is full); "
+        "check FILEDROP_STATE and the space on its disk; nothing is lost, the next run resumes it"
+    )
+    ctx.journal.close()
+    filedrop("run", environ=run_env(inbox, sandbox.url), expect=None)
+    received = sandbox.received_invoice_numbers()
+    assert len(received) == len(set(received))
 
 
 def test_a_copy_under_a_new_name_gives_duplicates_and_sends_nothing(
