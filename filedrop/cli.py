@@ -412,29 +412,32 @@ def _load(args: argparse.Namespace, io: Io) -> Settings:
 
 
 def _run(args: argparse.Namespace, io: Io) -> int:
+    # SIGTERM is taken before the imports, which are most of a start: one that came while they
+    # loaded killed the process outright instead of ending the run early and whole.
+    stop = threading.Event()
+    with _stopped_by_sigterm(stop):
+        return _run_until(stop, io)
+
+
+def _run_until(stop: threading.Event, io: Io) -> int:
     from filedrop.api.client import ApiUnavailable
     from filedrop.metrics import Metrics
     from filedrop.runner import open_context, run_inbox
 
-    settings = _load(args, io)
+    settings = io.settings
     metrics = Metrics()
-    stop = threading.Event()
     if settings.inboxes:
         try:
-            with _stopped_by_sigterm(stop):
-                return _run_inboxes(settings, io, metrics, stop)
+            return _run_inboxes(settings, io, metrics, stop)
         finally:
             _write_metrics(metrics, settings)
     try:
-        with (
-            _stopped_by_sigterm(stop),
-            open_context(
-                settings,
-                progress=_progress_for(io, settings.log_format),
-                metrics=metrics,
-                stop=stop,
-            ) as ctx,
-        ):
+        with open_context(
+            settings,
+            progress=_progress_for(io, settings.log_format),
+            metrics=metrics,
+            stop=stop,
+        ) as ctx:
             report = run_inbox(ctx)
     except ApiUnavailable as exc:
         # Not the setup's fault: nothing was sent, and the next run simply starts over.
@@ -491,11 +494,11 @@ def _progress_for(io: Io, log_format: str) -> Progress | None:
 
 
 def _watch(args: argparse.Namespace, io: Io) -> int:
+    stop = threading.Event()
+    _on_signals(stop)  # before the imports, as for run
     from filedrop.watch import watch_through_outages
 
     settings = _load(args, io)
-    stop = threading.Event()
-    _on_signals(stop)
     watch_through_outages(settings, stop=stop)
     return ExitCode.OK
 

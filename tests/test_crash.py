@@ -205,6 +205,40 @@ def test_sigterm_during_the_stability_window_ends_the_run_at_once(tmp_path: Path
         assert sandbox.counters().posts == 0
 
 
+def _catches_sigterm(pid: int) -> bool:
+    """Whether the process has a handler for SIGTERM (its SigCgt mask in /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (signal.SIGTERM - 1) & 1)
+    return False
+
+
+def test_sigterm_while_a_run_loads_its_imports_ends_it_whole(tmp_path: Path) -> None:
+    """A run takes SIGTERM before it loads pandas and the rest (most of its start): one sent as
+    soon as it catches the signal, while it still loads, ends the run as a stop does (exit 3,
+    the file left for the next run), not the process killed by the signal."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    write_erp_csv(inbox / "early.csv", [erp_row("21301")])
+    with Sandbox(SandboxOptions(delay_s=(0, 0))).start() as sandbox:
+        env = run_env(inbox, sandbox.url)
+        child = subprocess.Popen(
+            [sys.executable, "-m", "filedrop", "run"],
+            env={**os.environ, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 30
+        while not _catches_sigterm(child.pid) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        maps = Path(f"/proc/{child.pid}/maps").read_text()
+        child.send_signal(signal.SIGTERM)
+        _, err = child.communicate(timeout=60)
+        assert "pandas" not in maps, "SIGTERM was taken only after the imports"
+        assert child.returncode == 3, err.decode()
+        assert sandbox.counters().posts == 0
+
+
 def test_two_processes_on_one_inbox_send_each_invoice_once(tmp_path: Path) -> None:
     """Two `filedrop run` processes started together on one journal never double-send."""
     inbox = tmp_path / "inbox"
