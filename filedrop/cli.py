@@ -516,14 +516,22 @@ def _print_report(report: RunReport, io: Io, *, environment: str, indent: str = 
     def say(text: str) -> None:
         io.say(mask_ids(indent + text))
 
+    still_written = [
+        f"{printable(path.name)}: still being written; left for the next run"
+        for path in report.changing
+    ]
     if not report.files:
         if report.stopped_early:
             say("Stopped before any file was taken; they are left for the next run.")
         else:
             say("No files were ready in the inbox.")
+        for line in still_written:
+            say(line)
         return
     if environment == "sandbox":
         say("SANDBOX run: nothing was sent to Amili.")
+    for line in still_written:
+        say(line)
     for file in report.files:
         name = printable(file.path.name)
         message = printable(file.message) if file.message else None

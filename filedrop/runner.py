@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from filedrop.api.client import (
@@ -264,7 +264,7 @@ def run_inbox(ctx: Context) -> RunReport:
         settle_leftovers(ctx)
         if ctx.stop.is_set():
             return RunReport([], stopped_early=bool(ready))
-        report = process_files(ready, ctx)
+        report = replace(process_files(ready, ctx), changing=tuple(changing))
         if not ctx.stop.is_set():
             settle_leftovers(ctx)
     if measure_backlog(ctx):
@@ -411,6 +411,7 @@ class RunReport:
 
     files: list[FileReport]
     stopped_early: bool = False  # told to stop before every ready file was taken: 3, not 0
+    changing: tuple[Path, ...] = ()  # still being written: left for the next run, and said so
 
     @property
     def statuses(self) -> set[RowStatus]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import io
 import shutil
 import sqlite3
 import threading
@@ -17,6 +18,7 @@ import pytest
 from builders import ERP_HEADER, EXAMPLES, erp_row, filedrop, run_env, write_erp_csv
 from conftest import FakeTime, drop_connections, journal_file, sandbox_settings
 
+from filedrop import cli
 from filedrop import pipeline as pipeline_module
 from filedrop.journal import Journal
 from filedrop.journal.engines import PostgresLocation
@@ -163,6 +165,35 @@ def test_a_journal_whose_disk_is_full_is_named_and_nothing_is_sent_twice(
     filedrop("run", environ=run_env(inbox, sandbox.url), expect=None)
     received = sandbox.received_invoice_numbers()
     assert len(received) == len(set(received))
+
+
+def test_a_file_still_being_written_is_named_in_the_summary(
+    inbox: Path, sandbox: Sandbox, make_context: Callable[..., Context]
+) -> None:
+    """A partner's upload still growing through the stability window: the run sends the ready
+    file, and its summary names the other as left for the next run (not only the log)."""
+    write_erp_csv(inbox / "ready.csv", [erp_row("3201")])
+    growing = write_erp_csv(inbox / "growing.csv", [erp_row("3202")])
+
+    shift_s = [0.0]
+
+    def upload_goes_on(seconds: float) -> None:  # the wait for the window: more bytes land
+        shift_s[0] += seconds
+        with growing.open("ab") as upload:
+            upload.write(erp_row("3203").encode("cp1252") + b"\r\n")
+
+    ctx = make_context(
+        stability_s=5.0, clock=lambda: time.time() + shift_s[0], sleep=upload_goes_on
+    )
+    report = run_inbox(ctx)
+    assert report.changing == (growing,)
+    printed = io.StringIO()
+    cli._print_report(report, cli.Io({}, printed, io.StringIO()), environment="sandbox")
+    assert printed.getvalue().splitlines()[:2] == [
+        "SANDBOX run: nothing was sent to Amili.",
+        "growing.csv: still being written; left for the next run",
+    ]
+    assert sandbox.received_invoice_numbers() == ["3201"]
 
 
 def test_a_copy_under_a_new_name_gives_duplicates_and_sends_nothing(
