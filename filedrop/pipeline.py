@@ -277,37 +277,20 @@ def process_file(path: Path, ctx: Context) -> FileReport:
     return _process_claimed(path, ctx, record, hashed)
 
 
-def _outcome_written_again(path: Path, record: FileRecord, ctx: Context) -> FileReport:
-    """A finished file whose outcome was deleted: the outcome is written again from the journal
-    (nothing is sent), so the user gets back what the run told; if it cannot be, the skip says
-    the outcome is missing."""
-    name = printable(path.name)
-    try:
-        written = rewrite_outcome(
-            record, ctx.journal, ctx.mappings, limits=ctx.read_limits, inbox=ctx.metrics.name
-        )
-    except (FiledropError, OSError) as exc:
-        log.warning(
-            "%s: its outcome %s is gone and cannot be written again (%s)",
-            name,
-            printable(Path(record.outcome or "").name),
-            printable(str(exc)),
-            extra=fields("outcome_missing", inbox=ctx.metrics.name, file=path.name),
-        )
-        written = None
-    if written is None:
-        message = f"{ALREADY_PROCESSED}; its outcome is missing"
-        return FileReport(path, FileState.SKIPPED, {}, message=message)
-    outcome, _ = written
-    log.info(
-        "%s: already processed; its outcome was missing, so %s was written again from the "
-        "journal (nothing sent)",
-        name,
-        printable(outcome.name),
-        extra=fields("outcome_rewritten", inbox=ctx.metrics.name, file=path.name),
+def _outcome_missing(path: Path, record: FileRecord, ctx: Context) -> FileReport:
+    """A finished file whose outcome was deleted: the skip says so, and where it was. It is not
+    written again by itself: read with today's mapping and rules, the rows might no longer be
+    the ones the journal recorded, and a rewrite could call sent rows unsent or invalid."""
+    gone = printable(Path(record.outcome or "").name)
+    log.warning(
+        "%s: already processed, but its outcome %s is gone; the journal still holds every row's "
+        "fate ('filedrop status'), and nothing is sent again",
+        printable(path.name),
+        gone,
+        extra=fields("outcome_missing", inbox=ctx.metrics.name, file=path.name),
     )
-    message = f"{ALREADY_PROCESSED}; its missing outcome was written again"
-    return FileReport(path, FileState.SKIPPED, {}, outcome=outcome, message=message)
+    message = f"{ALREADY_PROCESSED}; its outcome {gone} is missing"
+    return FileReport(path, FileState.SKIPPED, {}, message=message)
 
 
 #: Why a file was skipped: these very bytes are finished (``done`` or ``error``) at this target.
@@ -326,12 +309,8 @@ def _skipped(path: Path, hashed: HashedFile, ctx: Context) -> FileReport:
     """
     record = ctx.journal.find_file(target=ctx.target, name=path.name, sha256=hashed.sha256)
     if record is not None and record.state in FINAL_FILE_STATES:
-        if (
-            record.state is FileState.DONE
-            and record.outcome
-            and not os.path.lexists(record.outcome)
-        ):
-            return _outcome_written_again(path, record, ctx)
+        if record.outcome and not os.path.lexists(record.outcome):
+            return _outcome_missing(path, record, ctx)
         return FileReport(path, FileState.SKIPPED, {}, message=ALREADY_PROCESSED)
     holder = record.owner if record is not None and record.owner else None
     message = f"{BUSY_ELSEWHERE} ({holder})" if holder else BUSY_ELSEWHERE
