@@ -281,6 +281,26 @@ def test_a_quote_never_closed_mid_file_is_named_though_commas_abound(tmp_path: P
     )
 
 
+def test_quoted_cells_of_several_lines_and_decimal_commas_keep_the_semicolon(
+    tmp_path: Path,
+) -> None:
+    """Every other row's address spans two lines and every amount has a decimal comma: split
+    line by line, ',' would look the steadier; counted as records, ';' is, and it is chosen."""
+    lines = [
+        f'{n};4 500,00;"Storgata {n}\r\nOppgang B";Oslo'
+        if n % 2
+        else f"{n};980,00;Storgata {n};Oslo"
+        for n in range(1, 7)
+    ]
+    text = "\r\n".join(["Nr;Beløp;Adresse;By", *lines]) + "\r\n"
+    table = read_table(write(tmp_path / "m.csv", text))
+    assert table.info.delimiter == ";"
+    assert rows(table)[:2] == [
+        ["1", "4 500,00", "Storgata 1\r\nOppgang B", "Oslo"],
+        ["2", "980,00", "Storgata 2", "Oslo"],
+    ]
+
+
 def test_an_unclosed_quote_after_ragged_rows_is_still_found(tmp_path):
     """Tolerated trailing delimiters do not hide an unclosed quote further down."""
     text = 'Nr;Navn\n1;Kari;\n2;"Ola\n3;Per\n'

@@ -297,15 +297,23 @@ def _sniff_delimiter(lines: list[str]) -> str:
     """The candidate that splits the most lines into the same number (>1) of fields.
 
     A decimal comma adds commas to data lines but not to the header, so ``,`` is inconsistent in
-    a ``;`` file and loses; ties go to the more fields, then to ``;``. Each line is split on its
-    own: a quote left open on one line (``"Nordmann, Kari;...``) would otherwise swallow every
-    line after it, and ``,`` win by default.
+    a ``;`` file and loses; ties go to the more fields, then to ``;``. Lines are counted two
+    ways, and the better count stands: as records (a quoted cell may span lines) and each line
+    on its own (a quote left open on one line, ``"Nordmann, Kari;...``, swallows every record
+    after it, which would let ``,`` win by default).
     """
     best: tuple[int, int, int] = (0, 0, 0)
     chosen = ","
     for rank, delimiter in enumerate(DELIMITERS):
-        counts = Counter(len(f) for f in _line_fields(lines, delimiter) if f and any(f))
-        fits = [(n_lines, n_fields) for n_fields, n_lines in counts.items() if n_fields > 1]
+        fits = [
+            (n_lines, n_fields)
+            for fields in (
+                (f for _, f in _records(lines, delimiter)),
+                _line_fields(lines, delimiter),
+            )
+            for n_fields, n_lines in Counter(len(f) for f in fields if f and any(f)).items()
+            if n_fields > 1
+        ]
         if not fits:
             continue
         n_lines, n_fields = max(fits)
