@@ -673,13 +673,16 @@ def rewrite_outcome(
     return outcome, counts
 
 
-def resume_batches(ctx: Context, file_id: int, *, name: str) -> list[Poll]:
+def resume_batches(
+    ctx: Context, file_id: int, *, name: str, timeout_s: float | None = None
+) -> list[Poll]:
     """Recover what earlier runs left of a file's batches; returns the polls to wait for.
 
     Called only once the file is ours (claimed, or its owner is gone): a batch still POSTING
     means its process died between writing it down and recording the answer, so the POST may
     have reached Amili and is never sent again by itself (``UNKNOWN``). A QUEUED batch is polled
-    again. Wait for the polls with ``record_polls``.
+    again, for at most ``timeout_s`` (default: the poll timeout). Wait for the polls with
+    ``record_polls``.
     """
     for orphan in ctx.journal.postings_of(file_id):
         ctx.journal.batch_unknown(orphan.id, message=orphan_message(orphan.id))
@@ -695,7 +698,7 @@ def resume_batches(ctx: Context, file_id: int, *, name: str) -> list[Poll]:
             extra=fields("batch_unknown", inbox=ctx.metrics.name, file=name, batch=orphan.id),
         )
     return [
-        (batch.id, ctx.poller.track(batch.batch_id))
+        (batch.id, ctx.poller.track(batch.batch_id, timeout_s=timeout_s))
         for batch in ctx.journal.batches(file_id=file_id, states=(BatchState.QUEUED,))
         if batch.batch_id
     ]

@@ -223,6 +223,10 @@ def keep_claims(journal: Journal, *, owner: str, every_s: float, inbox: str) -> 
     return stop
 
 
+#: How long each earlier batch of a moved or replaced file is polled before a run reads the inbox.
+_SETTLE_FIRST_S = 5.0
+
+
 def run_inbox(ctx: Context) -> RunReport:
     """Process every ready file in the inbox once, waiting for its batches (``filedrop run``)."""
     clear_stray_temps(ctx)
@@ -260,8 +264,10 @@ def run_inbox(ctx: Context) -> RunReport:
         # Earlier batches of files moved or replaced are settled first: a file renamed while
         # its batches were pending holds the same invoices, and its rows then tell what became
         # of them (DUPLICATE of a success with its case, or sent again after a failure) rather
-        # than "pending" for good. Once more after, for a file replaced during this run.
-        settle_leftovers(ctx)
+        # than "pending" for good. A batch Amili has not ended yet holds the new files back a
+        # few seconds at most; it is polled again after them, as long as any batch is, and so
+        # is a file replaced during this run.
+        settle_leftovers(ctx, timeout_s=_SETTLE_FIRST_S)
         if ctx.stop.is_set():
             return RunReport([], stopped_early=bool(ready))
         report = replace(process_files(ready, ctx), changing=tuple(changing))
@@ -605,8 +611,9 @@ def _polls_end_at_stop(ctx: Context) -> Iterator[None]:
 _STOP_CHECK_S = 0.2
 
 
-def settle_leftovers(ctx: Context) -> None:
-    """Learn the fate of batches whose file is gone or was replaced.
+def settle_leftovers(ctx: Context, *, timeout_s: float | None = None) -> None:
+    """Learn the fate of batches whose file is gone or was replaced, polling each for at most
+    ``timeout_s`` (default: the poll timeout).
 
     Processing a file again resumes its batches, but a file that was moved away or re-exported
     with other content is never processed again under that hash. Its batches are recovered here
@@ -628,7 +635,7 @@ def settle_leftovers(ctx: Context) -> None:
             # whose owner is gone (the claim passes to whoever takes it). Polling it here as
             # well could race that new owner, and mark a batch it is posting right now UNKNOWN.
             continue
-        polls = resume_batches(ctx, record.id, name=record.name)
+        polls = resume_batches(ctx, record.id, name=record.name, timeout_s=timeout_s)
         polled = len(polls)
         pending = record_polls(ctx, polls, file_id=record.id, name=record.name)
         log.info(

@@ -49,6 +49,36 @@ def test_a_batch_still_queued_at_the_timeout_resolves_pending_with_its_id(
     assert result.batch_id == batch_id
 
 
+def test_a_batch_tracked_with_its_own_timeout_gives_up_at_it(example_invoice: dict) -> None:
+    """``track(timeout_s=...)`` bounds one batch's polling below the schedule's timeout (a run
+    looks briefly at earlier files' batches before it reads the inbox); others keep the
+    schedule's."""
+    with Sandbox(SandboxOptions(delay_s=(30.0, 30.0))).start() as sandbox:
+        client = AmiliClient(
+            auth_url=sandbox.url,
+            api_url=sandbox.url,
+            credentials=Credentials(client_id="c", client_secret="s"),
+            connect_timeout_s=2.0,
+            read_timeout_s=5.0,
+        )
+        batch_id = client.create_invoices(ORG_ID, [example_invoice])
+        poller = Poller(
+            client, schedule=PollSchedule(initial_s=0.05, max_interval_s=0.2, timeout_s=60.0)
+        )
+        try:
+            started = time.monotonic()
+            brief = poller.track(batch_id, timeout_s=1.5)
+            long = poller.track(batch_id)
+            result = brief.result(timeout=30)
+            waited_s = time.monotonic() - started
+            assert not long.done()
+        finally:
+            poller.close()
+            client.close()
+    assert isinstance(result, StillPending) and result.batch_id == batch_id
+    assert waited_s < 10
+
+
 def test_many_batches_end_independently(example_invoice: dict, sandbox: Sandbox) -> None:
     """Twenty batches tracked at once each resolve to their own terminal result."""
     client = AmiliClient(

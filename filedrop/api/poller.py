@@ -124,6 +124,7 @@ class _Job:
     last: BatchResult | None = field(default=None, compare=False)
     warned: bool = field(default=False, compare=False)
     failure: str | None = field(default=None, compare=False)  # the last poll's, if it failed
+    timeout_s: float | None = field(default=None, compare=False)  # the schedule's, if None
 
 
 class Poller:
@@ -156,7 +157,11 @@ class Poller:
         self._thread = threading.Thread(target=self._loop, name="filedrop-poller", daemon=True)
         self._thread.start()
 
-    def track(self, batch_id: str) -> Future[BatchResult | StillPending]:
+    def track(
+        self, batch_id: str, *, timeout_s: float | None = None
+    ) -> Future[BatchResult | StillPending]:
+        """Poll ``batch_id`` on the schedule, for at most ``timeout_s`` (default: the
+        schedule's timeout) since now."""
         future: Future[BatchResult | StillPending] = Future()
         now = self._clock()
         delays = self._schedule.delays()
@@ -168,7 +173,9 @@ class Poller:
             if self._closed:
                 future.set_result(StillPending(batch_id=batch_id, waited_s=0.0, last=None))
                 return future
-            job = _Job(now + first, next(self._seq), batch_id, delays, now, future)
+            job = _Job(
+                now + first, next(self._seq), batch_id, delays, now, future, timeout_s=timeout_s
+            )
             self._schedule_job(job)
         return future
 
@@ -241,7 +248,8 @@ class Poller:
         # the API down, each poll spends its own retries, and "give up after 5 minutes" must
         # still mean five minutes (a cron job must not hang for hours).
         # A last poll sooner than the floor would break it: give up instead.
-        left_s = self._schedule.timeout_s - (self._clock() - job.started)
+        timeout_s = self._schedule.timeout_s if job.timeout_s is None else job.timeout_s
+        left_s = timeout_s - (self._clock() - job.started)
         if delay is not None and left_s < MIN_POLL_INTERVAL_S:
             delay = None
         elif delay is not None:
