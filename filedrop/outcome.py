@@ -288,37 +288,31 @@ def remove_stray_temps(folder: Path, *, older_than_s: float, now: float) -> list
     return sorted(removed)
 
 
-#: The columns an outcome adds to its input's.
-_OWN_COLUMNS = frozenset({*OUTCOME_COLUMNS, SANDBOX_COLUMN})
-
-
 def own_columns_from(headers: Sequence[str]) -> int:
-    """Where the run of filedrop's own outcome columns that ends ``headers`` starts (their
-    length when there is none): an outcome that was corrected and dropped in again carries the
-    last run's, which its new outcome replaces."""
-    start = len(headers)
-    while start and str(headers[start - 1]).strip() in _OWN_COLUMNS:
-        start -= 1
-    return start
+    """Where an earlier outcome's columns that end ``headers`` start (their length when there
+    are none): an outcome corrected and dropped in again carries the last run's, which its new
+    outcome replaces. They count only as filedrop writes them, in order from ``outcome_status``
+    and ``outcome_message`` (an older version wrote fewer), with the sandbox's column last: an
+    input's own column that merely shares a name is the input's, and kept."""
+    names = [str(h).strip() for h in headers]
+    end = len(names) - (1 if names[-1:] == [SANDBOX_COLUMN] else 0)
+    for width in range(len(OUTCOME_COLUMNS), 1, -1):
+        if end >= width and tuple(names[end - width : end]) == OUTCOME_COLUMNS[:width]:
+            return end - width
+    return len(names)
 
 
 def earlier_outcome_problem(table: Table) -> str | None:
-    """Why ``table`` cannot get an outcome of its own: one of filedrop's outcome columns stands
-    before a column of the input's, so its outcome would show two statuses on each row. None
-    when there is none, or they all end the table (``own_columns_from``)."""
-    start = own_columns_from(table.headers)
-    misplaced = [str(h).strip() for h in table.headers[:start] if str(h).strip() in _OWN_COLUMNS]
-    if not misplaced:
+    """Why ``table`` cannot get an outcome of its own: an earlier outcome's columns
+    (``outcome_status`` then ``outcome_message``) stand before columns of the input's, so its
+    outcome would show two statuses on each row. None when they end the table, or are none."""
+    names = [str(h).strip() for h in table.headers[: own_columns_from(table.headers)]]
+    pair = list(OUTCOME_COLUMNS[:2])
+    if not any(names[i : i + 2] == pair for i in range(len(names) - 1)):
         return None
-    names = ", ".join(dict.fromkeys(misplaced))
-    if len(misplaced) == 1:
-        return (
-            f"its column {names} came from an earlier outcome and stands before columns of its "
-            "own; remove it (or move it to the end) and drop it again"
-        )
     return (
-        f"its columns {names} came from an earlier outcome and stand before columns of its "
-        "own; remove them (or move them to the end) and drop it again"
+        f"its columns {', '.join(pair)} came from an earlier outcome and stand before columns "
+        "of its own; remove them (or move them to the end) and drop it again"
     )
 
 

@@ -419,16 +419,38 @@ def test_a_corrected_outcome_dropped_in_again_gets_one_set_of_outcome_columns(
 def test_outcome_columns_before_the_inputs_own_are_refused_and_nothing_is_sent(
     inbox: Path, sandbox: Sandbox
 ) -> None:
-    """An earlier outcome's status column moved in front of the invoice columns: the file is an
-    ERROR saying which column and what to do, as its outcome could not show one status a row."""
-    lines = [f"outcome_status;{line}" for line in [ERP_HEADER, erp_row("9021")]]
+    """An earlier outcome's status and message columns moved in front of the invoice columns:
+    the file is an ERROR saying which and what to do, as its outcome could not show one status
+    a row."""
+    lines = [f"outcome_status;outcome_message;{line}" for line in [ERP_HEADER, erp_row("9021")]]
     (inbox / "moved.csv").write_bytes(("\r\n".join(lines) + "\r\n").encode("cp1252"))
     _, out, _ = filedrop("run", environ=run_env(inbox, sandbox.url), expect=1)
     assert (
-        "its column outcome_status came from an earlier outcome and stands before columns of "
-        "its own; remove it (or move it to the end) and drop it again"
+        "its columns outcome_status, outcome_message came from an earlier outcome and stand "
+        "before columns of its own; remove them (or move them to the end) and drop it again"
     ) in out
     assert sandbox.received_invoice_numbers() == []
+
+
+@pytest.mark.parametrize("where", ["first", "last"])
+def test_an_inputs_own_column_named_like_an_outcome_column_is_kept(
+    inbox: Path, sandbox: Sandbox, where: str
+) -> None:
+    """A column of the input's own that happens to be called outcome_status (alone, not as
+    filedrop writes its columns) is the input's: kept in the outcome, the file sent."""
+
+    def placed(line: str, extra: str) -> str:
+        return f"{extra};{line}" if where == "first" else f"{line};{extra}"
+
+    lines = [placed(ERP_HEADER, "outcome_status"), placed(erp_row("9031"), "betalt")]
+    (inbox / "own.csv").write_bytes(("\r\n".join(lines) + "\r\n").encode("cp1252"))
+    filedrop("run", environ=run_env(inbox, sandbox.url))
+    outcome = pd.read_csv(
+        inbox / "own.outcome.csv", sep=";", encoding="cp1252", dtype=str, keep_default_na=False
+    )
+    assert list(outcome.iloc[0]).count("betalt") == 1
+    assert "SUCCEEDED" in list(outcome.iloc[0])
+    assert sandbox.received_invoice_numbers() == ["9031"]
 
 
 @pytest.mark.parametrize(
