@@ -98,11 +98,28 @@ def test_a_file_mixing_cp1252_and_utf8_is_refused_naming_a_line_of_each(tmp_path
     with pytest.raises(ReadError) as err:
         read_table(path)
     assert str(err.value) == (
-        f'{path}: it mixes two encodings: line 2 is UTF-8 (its "å" would read as "Ã¥") and line '
-        "1 is not; save the file again in one encoding (UTF-8) and drop it again"
+        f'{path}: line 2 holds "Ã¥", which is "å" written as UTF-8, while the file is not UTF-8 '
+        "(line 1); names would reach Amili garbled, so it is not read: save the file in one "
+        "encoding (UTF-8), or fix those names where they were typed, and drop it again"
     )
     plain = write(tmp_path / "p.csv", "Navn;Merknad\nÅse;«Ø»\nÉric;ØRE–\n", encoding="cp1252")
     assert rows(read_table(plain)) == [["Åse", "«Ø»"], ["Éric", "ØRE–"]]
+
+
+def test_a_header_drawn_wide_by_empty_fields_is_read_and_a_huge_one_refused(
+    tmp_path: Path,
+) -> None:
+    """1,100 empty fields after the names (Excel's used range drawn wide) are read as before;
+    more fields than any spreadsheet holds are refused unread, whatever they hold."""
+    wide = write(tmp_path / "w.csv", "Nr;Beløp" + ";" * 1_100 + "\n1;100\n")
+    assert read_table(wide).headers == ["Nr", "Beløp"]
+    huge = write(tmp_path / "h.csv", "Nr;Beløp" + ";" * 20_000 + "\n1;100\n")
+    with pytest.raises(ReadError) as err:
+        read_table(huge)
+    assert str(err.value) == (
+        f"{huge}: its header line has 20,002 fields, more than any spreadsheet holds (16,384); "
+        "delete the empty columns at its end and save it again; it is not read"
+    )
 
 
 @pytest.mark.parametrize(
@@ -461,7 +478,7 @@ def test_a_hidden_sheet_is_read_only_when_named(tmp_path: Path) -> None:
     assert str(err.value) == (
         f'{path}: sheet 1, "Gammel", is hidden in Excel, so it is not read unless named; set '
         "read.sheet in the mapping to the name of the sheet with the invoices (the visible "
-        'sheets: "Fakturaer")'
+        'sheets: "Fakturaer") and drop the file again'
     )
     assert rows(read_table(path, ReadOptions(sheet="Fakturaer"))) == [["NEW-1", "200"]]
     assert rows(read_table(path, ReadOptions(sheet="Gammel"))) == [["OLD-1", "100"]]

@@ -213,9 +213,10 @@ def _refuse_mixed(where: str, data: bytes, not_utf8_at: int) -> None:
     letter = found.group().decode("utf-8")
     raise ReadError(
         where,
-        f'it mixes two encodings: line {utf8_line} is UTF-8 (its "{letter}" would read as '
-        f'"{found.group().decode("cp1252")}") and line {other_line} is not; save the file again '
-        "in one encoding (UTF-8) and drop it again",
+        f'line {utf8_line} holds "{found.group().decode("cp1252")}", which is "{letter}" '
+        f"written as UTF-8, while the file is not UTF-8 (line {other_line}); names would reach "
+        "Amili garbled, so it is not read: save the file in one encoding (UTF-8), or fix those "
+        "names where they were typed, and drop it again",
     )
 
 
@@ -353,18 +354,31 @@ def _csv_header_line(
     return records[found][0]
 
 
+#: No spreadsheet holds more columns than Excel's 16,384: a wider line is not an export's.
+_MOST_FIELDS = 16_384
+
+
 def _check_width(where: str, header: bytes, codec: str, delimiter: str, limits: ReadLimits) -> None:
-    """Refuse a header line of more fields than ``max_columns``, before the parser makes a column
-    of each: a 2 MB line of a million ``;`` took over a minute and a gigabyte."""
-    if header.count(delimiter.encode(codec)) < limits.max_columns:
+    """Refuse a header line naming more columns than ``max_columns``, or of more fields than
+    any spreadsheet holds, before the parser makes a column of each: a 2 MB line of a million
+    ``;`` took over a minute and a gigabyte. Empty fields at its end (Excel's used range drawn
+    wide) count only against the second."""
+    if header.count(delimiter.encode(codec)) < min(limits.max_columns, _MOST_FIELDS):
         return  # the usual: too few separators to be too wide, quoted or not
-    width = len(next(csv.reader([header.decode(codec, "replace")], delimiter=delimiter)))
-    if width > limits.max_columns:
+    fields = next(csv.reader([header.decode(codec, "replace")], delimiter=delimiter))
+    named = max((i + 1 for i, field in enumerate(fields) if field.strip()), default=0)
+    if named > limits.max_columns:
         raise ReadError(
             where,
-            f"its header line has {width:,} fields, more than {limits.max_columns:,} "
-            f"({limits.where('max_columns')}); delete the empty columns at its end and save it "
-            "again; it is not read",
+            f"its header line names {named:,} columns, more than {limits.max_columns:,} "
+            f"({limits.where('max_columns')}); it is not read",
+        )
+    if len(fields) > _MOST_FIELDS:
+        raise ReadError(
+            where,
+            f"its header line has {len(fields):,} fields, more than any spreadsheet holds "
+            f"({_MOST_FIELDS:,}); delete the empty columns at its end and save it again; it is "
+            "not read",
         )
 
 

@@ -207,7 +207,7 @@ def _refuse_hidden(where: str, sheets: list[Any], name: str, position: int) -> N
         where,
         f'sheet {position + 1}, "{name}", is hidden in Excel, so it is not read unless named; '
         f"set read.sheet in the mapping to the name of the sheet with the invoices (the visible "
-        f"sheets: {shown})",
+        f"sheets: {shown}) and drop the file again",
         tuple(visible),
     )
 
