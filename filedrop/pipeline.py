@@ -45,7 +45,7 @@ from filedrop.api.client import (
 )
 from filedrop.api.poller import DaemonPool, Poller
 from filedrop.batch import plan_batches
-from filedrop.errors import FiledropError, MappingError, ReadError
+from filedrop.errors import ConfigError, FiledropError, MappingError, ReadError
 from filedrop.inbox import (
     ARCHIVE,
     HashedFile,
@@ -64,7 +64,7 @@ from filedrop.journal.rebuild import (
     lost_journal_message,
     shows_sent,
 )
-from filedrop.journal.store import FinishedBatch
+from filedrop.journal.store import REBUILT, FinishedBatch
 from filedrop.logs import fields, plural, printable
 from filedrop.mapping import Mapping, select_mapping
 from filedrop.mapping.payload import invoice_rows
@@ -429,6 +429,8 @@ def _process_claimed(
         return _file_error(path, ctx, file_id, str(exc), started, dest=dest)
     if problem := xlsx_fit_problem(table) or earlier_outcome_problem(table):
         return _file_error(path, ctx, file_id, f"{name}: {problem}", started, dest=dest)
+    if record.message != REBUILT:  # a rebuilt record's numbers may be an older export's
+        refuse_if_renumbered(ctx.journal, file_id, prepared.invoices)
     with frozen_for_gc():
         return _send_and_report(prepared, ctx, file_id, started, dest=dest, sha256=hashed.sha256)
 
@@ -615,6 +617,21 @@ def _send(prepared: Prepared, ctx: Context, file_id: int, *, setbacks: _Setbacks
     return _send_batches(ctx, batches, polls, file_id=file_id, setbacks=setbacks, name=name)
 
 
+def refuse_if_renumbered(journal: Journal, file_id: int, invoices: list[PreparedInvoice]) -> None:
+    """``ConfigError`` when invoice numbers this file sent before are not among ``invoices``,
+    as the mapping reads it now: its invoice number was mapped otherwise since, or a rule now
+    leaves out a row that was sent. Resumed or rewritten, its rows could then go again under
+    other numbers, or a sent row read as not sent: nothing is sent or rewritten."""
+    gone = journal.sent_numbers_of(file_id) - {invoice.invoice_number for invoice in invoices}
+    if gone:
+        raise ConfigError(
+            f"the mapping now leaves out {plural(len(gone), 'invoice number')} this file sent "
+            f"before (such as {min(gone)}): its invoice numbers are mapped otherwise, or a rule "
+            "now rejects or skips those rows; so that nothing goes twice under other numbers, "
+            "nothing is sent or rewritten until the mapping reads the file as it did"
+        )
+
+
 def file_state_of(counts: dict[str, int], *, pending: int) -> FileState:
     """A file with NOT_SENT rows is taken again by the next run (``retry``), even with the same
     bytes; one with batches still QUEUED is ``waiting``; otherwise it is ``done``."""
@@ -646,6 +663,7 @@ def rewrite_outcome(
         return None
     mapping, table = select_mapping(mappings, path, functools.partial(read_table, limits=limits))
     prepared = prepare(table, mapping)
+    refuse_if_renumbered(journal, record.id, prepared.invoices)
     outcomes = _outcomes(prepared, journal, target=record.target, file_id=record.id)
     counts = dict(Counter(outcomes["outcome_status"]))
     summary = OutcomeSummary(

@@ -16,7 +16,7 @@ import openpyxl
 import pandas as pd
 import pytest
 from builders import ERP_HEADER, EXAMPLES, erp_row, filedrop, run_env, write_erp_csv
-from conftest import FakeTime, drop_connections, journal_file, sandbox_settings
+from conftest import MAPPINGS, FakeTime, drop_connections, journal_file, sandbox_settings
 
 from filedrop import cli
 from filedrop import pipeline as pipeline_module
@@ -566,6 +566,43 @@ def test_a_file_renamed_while_its_batch_was_pending_tells_what_became_of_it(
         assert "CASE-" in outcome["outcome_message"][0]
         assert "pending" not in outcome["outcome_message"][0]
         assert slow.received_invoice_numbers() == ["6201", "6202", "6202"]
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ('invoiceNumber = "Fakturanr"', 'invoiceNumber = { template = "X{Fakturanr}" }'),
+        ("[rules]", '[skip]\nsmall = { column = "Beløp", at_most = 100 }\n\n[rules]'),
+    ],
+    ids=["renumbered", "now-skipped"],
+)
+def test_a_file_resumed_with_a_mapping_that_reads_it_otherwise_sends_nothing(
+    inbox: Path, tmp_path: Path, old: str, new: str
+) -> None:
+    """p.csv is PENDING at the poll timeout; then its mapping is changed so that the invoice
+    number reads otherwise (or a row that was sent is now skipped). Resumed so, its rows would
+    go again under other numbers: the run refuses, in one sentence, and sends nothing; with
+    the mapping put back, the next run completes it, each invoice sent once."""
+    erp = (MAPPINGS / "norwegian-erp.toml").read_text(encoding="utf-8")
+    changed = tmp_path / "mappings" / "norwegian-erp.toml"
+    changed.parent.mkdir()
+    assert old in erp
+    changed.write_text(erp.replace(old, new, 1), encoding="utf-8")
+    shift_s = [0.0]  # the sandbox's clock, moved on so that the batch ends between the runs
+    with Sandbox(SandboxOptions(delay_s=(60, 60)), clock=lambda: time.time() + shift_s[0]) as slow:
+        write_erp_csv(inbox / "p.csv", [erp_row("6301"), erp_row("6302", amount="50,00")])
+        filedrop("run", environ=run_env(inbox, slow.url, FILEDROP_POLL_TIMEOUT_S="0.3"), expect=3)
+        shift_s[0] = 120.0
+        slow.options.delay_s = (0, 0)
+        _, out, _ = filedrop(
+            "run", environ=run_env(inbox, slow.url, FILEDROP_MAPPING=str(changed)), expect=1
+        )
+        assert "p.csv: not finished; the next run resumes it" in out
+        assert "the mapping now leaves out " in out and " this file sent before (such as 630" in out
+        assert slow.received_invoice_numbers() == ["6301", "6302"]
+        filedrop("run", environ=run_env(inbox, slow.url))
+        assert list(outcome_csv(inbox / "p.outcome.csv")["outcome_status"]) == ["SUCCEEDED"] * 2
+        assert slow.received_invoice_numbers() == ["6301", "6302"]
 
 
 def test_a_post_refused_for_the_settings_is_sent_by_the_next_run(

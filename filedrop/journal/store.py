@@ -52,6 +52,9 @@ def _sql_list(states: Iterable[str]) -> str:
 
 
 _BLOCKING_SQL = _sql_list(BLOCKING_INVOICE_STATES)
+#: The message of a file's record made by ``journal rebuild`` from an outcome: its invoices are
+#: the outcome's, its hash the input's found beside it, which may be a newer export's.
+REBUILT = "rebuilt from its outcome by 'filedrop journal rebuild'"
 _UNFINISHED_BATCHES_SQL = _sql_list(UNFINISHED_BATCH_STATES)
 
 
@@ -803,6 +806,18 @@ class Journal:
                 )
         return changed
 
+    def sent_numbers_of(self, file_id: int) -> set[str]:
+        """The invoice numbers this file's batches hold sent, or perhaps sent (a blocking
+        status); a number another file sent since is that file's."""
+        rows = self._read(
+            # The status list is built from the enum, never from input.
+            "SELECT invoices.invoice_number FROM batches"  # noqa: S608
+            " JOIN invoices ON invoices.batch = batches.id"
+            f" WHERE batches.file_id = ? AND invoices.status IN ({_BLOCKING_SQL})",
+            (file_id,),
+        )
+        return {row[0] for row in rows}
+
     def unknown_invoice_numbers(self, batch: int) -> list[str]:
         """The invoice numbers of a batch whose fate is unknown: what to look up with Amili."""
         rows = self._read(
@@ -979,7 +994,7 @@ class Journal:
                 " counts, outcome, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (
                     target, name, str(path), sha256, state, now, now, json.dumps(counts),
-                    str(outcome), "rebuilt from its outcome by 'filedrop journal rebuild'",
+                    str(outcome), REBUILT,
                 ),
             ).fetchone()[0]  # fmt: skip
             sizes = Counter(batch for _, _, batch, *_ in invoices if batch is not None)
