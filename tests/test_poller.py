@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import itertools
 import json
@@ -24,10 +25,9 @@ from filedrop.api.types import MIN_POLL_INTERVAL_S
 from filedrop.sandbox import Sandbox, SandboxOptions
 
 
-def test_a_batch_still_queued_at_the_timeout_resolves_pending_with_its_id(
-    example_invoice: dict,
-) -> None:
-    """Still QUEUED when the schedule runs out: StillPending, carrying the batch id."""
+@contextlib.contextmanager
+def queued_batch(invoice: dict, schedule: PollSchedule) -> Iterator[tuple[Poller, str]]:
+    """A poller on ``schedule`` and the id of a batch the sandbox keeps QUEUED for 30 s."""
     with Sandbox(SandboxOptions(delay_s=(30.0, 30.0))).start() as sandbox:
         client = AmiliClient(
             auth_url=sandbox.url,
@@ -36,15 +36,22 @@ def test_a_batch_still_queued_at_the_timeout_resolves_pending_with_its_id(
             connect_timeout_s=2.0,
             read_timeout_s=5.0,
         )
-        batch_id = client.create_invoices(ORG_ID, [example_invoice])
-        poller = Poller(
-            client, schedule=PollSchedule(initial_s=0.05, max_interval_s=0.2, timeout_s=0.3)
-        )
+        batch_id = client.create_invoices(ORG_ID, [invoice])
+        poller = Poller(client, schedule=schedule)
         try:
-            result = poller.track(batch_id).result(timeout=10)
+            yield poller, batch_id
         finally:
             poller.close()
             client.close()
+
+
+def test_a_batch_still_queued_at_the_timeout_resolves_pending_with_its_id(
+    example_invoice: dict,
+) -> None:
+    """Still QUEUED when the schedule runs out: StillPending, carrying the batch id."""
+    schedule = PollSchedule(initial_s=0.05, max_interval_s=0.2, timeout_s=0.3)
+    with queued_batch(example_invoice, schedule) as (poller, batch_id):
+        result = poller.track(batch_id).result(timeout=10)
     assert isinstance(result, StillPending)
     assert result.batch_id == batch_id
 
@@ -53,28 +60,14 @@ def test_a_batch_tracked_with_its_own_timeout_gives_up_at_it(example_invoice: di
     """``track(timeout_s=...)`` bounds one batch's polling below the schedule's timeout (a run
     looks briefly at earlier files' batches before it reads the inbox); others keep the
     schedule's."""
-    with Sandbox(SandboxOptions(delay_s=(30.0, 30.0))).start() as sandbox:
-        client = AmiliClient(
-            auth_url=sandbox.url,
-            api_url=sandbox.url,
-            credentials=Credentials(client_id="c", client_secret="s"),
-            connect_timeout_s=2.0,
-            read_timeout_s=5.0,
-        )
-        batch_id = client.create_invoices(ORG_ID, [example_invoice])
-        poller = Poller(
-            client, schedule=PollSchedule(initial_s=0.05, max_interval_s=0.2, timeout_s=60.0)
-        )
-        try:
-            started = time.monotonic()
-            brief = poller.track(batch_id, timeout_s=1.5)
-            long = poller.track(batch_id)
-            result = brief.result(timeout=30)
-            waited_s = time.monotonic() - started
-            assert not long.done()
-        finally:
-            poller.close()
-            client.close()
+    schedule = PollSchedule(initial_s=0.05, max_interval_s=0.2, timeout_s=60.0)
+    with queued_batch(example_invoice, schedule) as (poller, batch_id):
+        started = time.monotonic()
+        brief = poller.track(batch_id, timeout_s=1.5)
+        long = poller.track(batch_id)
+        result = brief.result(timeout=30)
+        waited_s = time.monotonic() - started
+        assert not long.done()
     assert isinstance(result, StillPending) and result.batch_id == batch_id
     assert waited_s < 10
 
