@@ -102,6 +102,12 @@ def test_a_file_mixing_cp1252_and_utf8_is_refused_naming_a_line_of_each(tmp_path
         "(line 1); names would reach Amili garbled, so it is not read: save the file in one "
         "encoding (UTF-8), or fix those names where they were typed, and drop it again"
     )
+    # "Á" in UTF-8 is C3 81, and 81 is a byte cp1252 leaves undefined: the file is read as
+    # Latin-1, and the sentence shows the letter so, rather than failing to.
+    undefined = tmp_path / "u.csv"
+    undefined.write_bytes("Fornavn;Beløp\n".encode("cp1252") + "Ásta;100\n".encode())
+    with pytest.raises(ReadError, match='line 2 holds "Ã\x81", which is "Á" written as UTF-8'):
+        read_table(undefined)
     plain = write(tmp_path / "p.csv", "Navn;Merknad\nÅse;«Ø»\nÉric;ØRE–\n", encoding="cp1252")
     assert rows(read_table(plain)) == [["Åse", "«Ø»"], ["Éric", "ØRE–"]]
 

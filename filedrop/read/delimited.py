@@ -104,9 +104,10 @@ def _read_csv(path: Path, options: ReadOptions, limits: ReadLimits) -> Table:
         offset = data.index(b"\n", offset) + 1
     body = data[offset:] if offset else data
     line_end = body.find(b"\n")
-    if not body[: line_end if line_end >= 0 else len(body)].strip():
+    header = body[: line_end if line_end >= 0 else len(body)]
+    if not header.strip():
         raise ReadError(where, f"line {header_line} is empty; header_row must name the header line")
-    _check_width(where, body[: line_end if line_end >= 0 else len(body)], codec, delimiter, limits)
+    _check_width(where, header, codec, delimiter, limits)
 
     try:
         frame = pd.read_csv(
@@ -175,10 +176,9 @@ def _detect_encoding(where: str, data: bytes, wanted: str | None) -> tuple[str, 
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        _refuse_mixed(where, data, exc.start)
-        if any(b in data for b in _CP1252_UNDEFINED):
-            return "latin-1", "latin-1", data
-        return "cp1252", "cp1252", data
+        codec = "latin-1" if any(b in data for b in _CP1252_UNDEFINED) else "cp1252"
+        _refuse_mixed(where, data, exc.start, codec)
+        return codec, codec, data
     return "utf-8", "utf-8", data
 
 
@@ -201,10 +201,10 @@ def _nul_bytes(data: bytes) -> str:
 _UTF8_LATIN_LETTER = re.compile(rb"\xc3[\x80-\xbf]")
 
 
-def _refuse_mixed(where: str, data: bytes, not_utf8_at: int) -> None:
+def _refuse_mixed(where: str, data: bytes, not_utf8_at: int, codec: str) -> None:
     """A file that is not UTF-8 (at byte ``not_utf8_at``) yet holds UTF-8 letters elsewhere mixes
-    two encodings (lines pasted from another export): read either way, some names would be sent
-    garbled, so it is refused, naming a line of each."""
+    two encodings (lines pasted from another export): read either way (as ``codec``, the rest),
+    some names would be sent garbled, so it is refused, naming a line of each."""
     found = _UTF8_LATIN_LETTER.search(data)
     if found is None:
         return
@@ -213,7 +213,7 @@ def _refuse_mixed(where: str, data: bytes, not_utf8_at: int) -> None:
     letter = found.group().decode("utf-8")
     raise ReadError(
         where,
-        f'line {utf8_line} holds "{found.group().decode("cp1252")}", which is "{letter}" '
+        f'line {utf8_line} holds "{found.group().decode(codec)}", which is "{letter}" '
         f"written as UTF-8, while the file is not UTF-8 (line {other_line}); names would reach "
         "Amili garbled, so it is not read: save the file in one encoding (UTF-8), or fix those "
         "names where they were typed, and drop it again",
