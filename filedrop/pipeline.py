@@ -429,8 +429,7 @@ def _process_claimed(
         return _file_error(path, ctx, file_id, str(exc), started, dest=dest)
     if problem := xlsx_fit_problem(table) or earlier_outcome_problem(table):
         return _file_error(path, ctx, file_id, f"{name}: {problem}", started, dest=dest)
-    if record.message != REBUILT:  # a rebuilt record's numbers may be an older export's
-        refuse_if_renumbered(ctx.journal, file_id, prepared.invoices)
+    refuse_if_renumbered(ctx.journal, record, prepared.invoices)
     with frozen_for_gc():
         return _send_and_report(prepared, ctx, file_id, started, dest=dest, sha256=hashed.sha256)
 
@@ -617,12 +616,18 @@ def _send(prepared: Prepared, ctx: Context, file_id: int, *, setbacks: _Setbacks
     return _send_batches(ctx, batches, polls, file_id=file_id, setbacks=setbacks, name=name)
 
 
-def refuse_if_renumbered(journal: Journal, file_id: int, invoices: list[PreparedInvoice]) -> None:
-    """``ConfigError`` when invoice numbers this file sent before are not among ``invoices``,
-    as the mapping reads it now: its invoice number was mapped otherwise since, or a rule now
-    leaves out a row that was sent. Resumed or rewritten, its rows could then go again under
-    other numbers, or a sent row read as not sent: nothing is sent or rewritten."""
-    gone = journal.sent_numbers_of(file_id) - {invoice.invoice_number for invoice in invoices}
+def refuse_if_renumbered(
+    journal: Journal, record: FileRecord, invoices: list[PreparedInvoice]
+) -> None:
+    """``ConfigError`` when invoice numbers the file of ``record`` sent before are not among
+    ``invoices``, as the mapping reads it now: its invoice number was mapped otherwise since, or
+    a rule now leaves out a row that was sent. Resumed or rewritten, its rows could then go again
+    under other numbers, or a sent row read as not sent: nothing is sent or rewritten. A record
+    made by ``journal rebuild`` is not held to it: its numbers are an outcome's, perhaps an
+    older export's of the same name."""
+    if record.message == REBUILT:
+        return
+    gone = journal.sent_numbers_of(record.id) - {invoice.invoice_number for invoice in invoices}
     if gone:
         raise ConfigError(
             f"the mapping now leaves out {plural(len(gone), 'invoice number')} this file sent "
@@ -663,7 +668,7 @@ def rewrite_outcome(
         return None
     mapping, table = select_mapping(mappings, path, functools.partial(read_table, limits=limits))
     prepared = prepare(table, mapping)
-    refuse_if_renumbered(journal, record.id, prepared.invoices)
+    refuse_if_renumbered(journal, record, prepared.invoices)
     outcomes = _outcomes(prepared, journal, target=record.target, file_id=record.id)
     counts = dict(Counter(outcomes["outcome_status"]))
     summary = OutcomeSummary(

@@ -79,13 +79,8 @@ distinct value anyway, so this only spares work across files and fields."""
 SPACES = " \u00a0\u202f"
 WHITESPACE = " \t\r\n\u00a0\u202f\u2007\ufeff"
 
-# Currency words and symbols that ERPs glue to amounts: "kr 1 234,50", "1 234,50 NOK", "€12".
-_CURRENCY_AFFIX = re.compile(
-    r"^(?P<before>kr\.?|nok|sek|dkk|eur|usd|gbp|€|\$|£)\s*"
-    r"|\s*(?P<after>kr\.?|nok|sek|dkk|eur|usd|gbp|€|\$|£)$",
-    re.IGNORECASE,
-)
-#: The currency each of those names; "kr" is the krone or krona of Norway, Sweden or Denmark.
+#: Currency words and signs that ERPs glue to amounts ("kr 1 234,50", "1 234,50 NOK", "€12"), and
+#: the currency each names; "kr" is the krone or krona of Norway, Sweden or Denmark.
 _AFFIX_CURRENCY = {
     **dict.fromkeys(("kr", "kr."), "kr"),
     **{code.lower(): code for code in ("NOK", "SEK", "DKK", "EUR", "USD", "GBP")},
@@ -94,6 +89,10 @@ _AFFIX_CURRENCY = {
     "£": "GBP",
 }
 KRONE_CURRENCIES = frozenset({"NOK", "SEK", "DKK"})
+_AFFIXES = "|".join(map(re.escape, sorted(_AFFIX_CURRENCY, key=len, reverse=True)))
+_CURRENCY_AFFIX = re.compile(
+    rf"^(?P<before>{_AFFIXES})\s*|\s*(?P<after>{_AFFIXES})$", re.IGNORECASE
+)
 _MINUS = "-\u2212\u2013"  # hyphen, minus sign, en dash (Excel and Word turn one into another)
 _MINUS_CLASS = re.escape(_MINUS)
 _EXCEL_EPOCH = np.datetime64("1899-12-30")
