@@ -146,24 +146,32 @@ def check_amount_currencies(
         return []
     per_invoice = level[id(currency)].values.vals
     issues: list[Issue] = []
+    # The invoice's amount and its claim's are often one column, whose texts are one array:
+    # each array is looked at once.
+    marks: dict[int, np.ndarray] = {}
     amount = mapping.invoice.get_field("originalInvoiceAmount")
     if amount is not None and amount.source != "sum_of_claims":
-        issues += _other_currency(level[id(amount)], per_invoice, np.ones(groups.count, bool))
+        whole = np.ones(groups.count, bool)
+        issues += _other_currency(level[id(amount)], per_invoice, whole, marks)
     everyrow = np.arange(len(groups.gid))
     for item, present in zip(mapping.claims.items, lines, strict=True):
         assert isinstance(item, Obj)
         f = item.get_field("remainingAmount")
         if f is not None:
-            issues += _other_currency(
-                Level(rows[id(f)], everyrow), per_invoice[groups.gid], present
-            )
+            claim = Level(rows[id(f)], everyrow)
+            issues += _other_currency(claim, per_invoice[groups.gid], present, marks)
     return issues
 
 
-def _other_currency(lv: Level, currencies: np.ndarray, where: np.ndarray) -> list[Issue]:
-    """Where ``lv``'s amount names a currency that is not ``currencies``' (one per element)."""
+def _other_currency(
+    lv: Level, currencies: np.ndarray, where: np.ndarray, marks: dict[int, np.ndarray]
+) -> list[Issue]:
+    """Where ``lv``'s amount names a currency that is not ``currencies``' (one per element);
+    ``marks`` keeps each text array's ``marked_currencies``."""
     v, issues = lv.values, []
-    marked = marked_currencies(v.text)
+    marked = marks.get(id(v.text))
+    if marked is None:
+        marked = marks[id(v.text)] = marked_currencies(v.text)
     for g in np.flatnonzero(where & ~np.equal(marked, None)).tolist():
         named, currency = marked[g], currencies[g]
         if not isinstance(currency, str) or named == currency:
