@@ -22,6 +22,7 @@ from filedrop.mapping.convert import (
     is_fodselsnummer,
     is_kid,
     is_orgnr,
+    marked_currencies,
     mask_id,
     parse_amounts,
     parse_dates,
@@ -82,6 +83,26 @@ def test_amount_with_decimal_comma_reads_as_typed(text: str, expected: float) ->
 def test_amount_that_does_not_fit_the_settings_is_refused(text: str) -> None:
     """With a decimal comma, 1.5 is refused (not read as 15); bad grouping and junk too."""
     assert np.isnan(amounts(text, **NORWEGIAN)[0])
+
+
+def test_currency_words_are_looked_for_at_the_two_ends_of_a_cell_only() -> None:
+    """A word or sign glued before or after the amount is read and named; one inside is not.
+    A cell of a million spaces between two letters is no amount, and costs no more than its
+    length (a pattern tried at every position made it quadratic)."""
+    cells = [
+        "kr.100",
+        "100kr",
+        "€ 12",
+        "12 £",
+        "kr 100 USD",
+        "10 kr 0",
+        "a" + " " * 1_000_000 + "b",
+    ]
+    got = amounts(*cells, **NORWEGIAN)
+    assert got[:5] == [100.0, 100.0, 12.0, 12.0, 100.0]
+    assert np.isnan(got[5:]).all()
+    marked = marked_currencies(np.array(cells, dtype=object)).tolist()
+    assert marked == ["kr", "kr", "EUR", "GBP", "USD/kr", None, None]
 
 
 def test_amount_with_decimal_point_reads_the_other_way_round() -> None:
