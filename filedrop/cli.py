@@ -828,6 +828,7 @@ def _say_files(journal: Journal, io: Io, *, ids: set[int] | None) -> None:
 def _say_replicas(journal: Journal, settings: Settings, io: Io) -> None:
     """Which process (host:pid:token) holds which file, since when, and whether its lease runs."""
     from filedrop.journal import owner_alive
+    from filedrop.watch import heartbeat_stale_s
 
     def when(stamp: float) -> str:
         return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp))
@@ -836,8 +837,18 @@ def _say_replicas(journal: Journal, settings: Settings, io: Io) -> None:
     replicas = journal.replicas()
     if replicas:
         io.say("Watch daemons (replicas):")
-        for owner, started, beat in replicas:
-            io.say(f"  {owner}  since {when(started)}  last heartbeat {now - beat:.0f} s ago")
+    # A daemon killed outright (SIGKILL, a lost node) never takes its row out: it is listed,
+    # and said to be gone, as --health would judge it.
+    stale_s = heartbeat_stale_s(settings.heartbeat_s)
+    for owner, started, beat in replicas:
+        gone = (
+            ""
+            if owner_alive(owner, heartbeat=beat, now=now, stale_s=stale_s)
+            else "  (gone: no longer running)"
+            if now - beat <= stale_s
+            else "  (gone: heartbeats stopped)"
+        )
+        io.say(f"  {owner}  since {when(started)}  last heartbeat {now - beat:.0f} s ago{gone}")
     claims = journal.claims()
     if claims:
         io.say("Files being processed:")

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -159,6 +160,33 @@ def test_status_without_a_journal_beside_outcomes_says_it_was_lost(
     )
     _, _, err = filedrop("report", "--out", str(inbox.parent), environ=env, expect=2)
     assert err == f"filedrop: {out}"
+
+
+def test_status_says_which_listed_daemons_are_gone(inbox: Path, sandbox: Sandbox) -> None:
+    """A daemon killed outright never takes its heartbeat row out of the journal: status still
+    lists it, but says it is gone, whether its process is known dead or its beats stopped."""
+    from filedrop.journal import Journal
+
+    env = run_env(inbox, sandbox.url)
+    write_erp_csv(inbox / "a.csv", [erp_row("5601")])
+    filedrop("run", environ=env)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    host = socket.gethostname()
+    now = time.time()
+    with Journal(journal_file(inbox), clock=lambda: now - 3) as journal:
+        journal.beat(f"{host}:{dead.pid}:dead")
+    with Journal(journal_file(inbox), clock=lambda: now - 2) as journal:
+        journal.beat(f"{host}:{os.getpid()}:here")
+    with Journal(journal_file(inbox), clock=lambda: now - 600) as journal:
+        journal.beat("node-b:1:silent")
+    _, out, _ = filedrop("status", environ=env)
+    listed = out.split("Watch daemons (replicas):\n", 1)[1].splitlines()[:3]
+    assert [re.sub(r"since [-0-9: ]+ ", "since T ", line) for line in listed] == [
+        f"  {host}:{os.getpid()}:here  since T last heartbeat 2 s ago",
+        f"  {host}:{dead.pid}:dead  since T last heartbeat 3 s ago  (gone: no longer running)",
+        "  node-b:1:silent  since T last heartbeat 600 s ago  (gone: heartbeats stopped)",
+    ]
 
 
 def test_health_fails_without_a_daemon(tmp_path: Path) -> None:
