@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import sys
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +32,13 @@ from filedrop.mapping.convert import (
     phone_e164,
     shared_conversions,
     split_values,
+    strip,
+    visible,
     zero_pad,
 )
 from filedrop.mapping.fields import Issue, Source, evaluate
 from filedrop.mapping.tree import Field
+from filedrop.read.table import INVISIBLE, header_key
 
 NORWEGIAN = {"decimal": ",", "thousands": "." + SPACES}
 ENGLISH = {"decimal": ".", "thousands": ","}
@@ -532,3 +537,23 @@ def test_shared_conversions_convert_each_value_once_across_calls_of_one_kind() -
     assert again.tolist() == dates[::-1].tolist()
     per_unique(pd.Series(["x"]), lengths, kind="length")  # outside: nothing is remembered
     assert converted[-1] == "x" and len(converted) == 5
+
+
+def test_invisible_characters_are_unicodes_format_characters() -> None:
+    """Every format character this Python's Unicode knows is taken out, and nothing that is
+    anything else (the list runs ahead of Python 3.11's Unicode 14 only where 15 added some)."""
+    every = "".join(map(chr, range(sys.maxunicode + 1)))
+    taken = set(INVISIBLE.findall(every))
+    kinds = {unicodedata.category(c) for c in taken}
+    assert {c for c in every if unicodedata.category(c) == "Cf"} <= taken
+    assert kinds <= {"Cf", "Cn"}
+
+
+def test_invisible_characters_are_taken_out_of_values_and_headers() -> None:
+    """Wherever they are, with the spaces around the value then trimmed; a column without any
+    comes back as the very same object."""
+    text = pd.Series(["\u200b 2403\u200b01 ", "\ufeffKari\u00ad", "Storgata 1"], dtype=object)
+    assert strip(text).tolist() == ["240301", "Kari", "Storgata 1"]
+    plain = pd.Series(["Åse", " Ola"], dtype=object)
+    assert visible(plain) is plain
+    assert header_key("Faktura\u200bnr\u2060") == header_key("Fakturanr")

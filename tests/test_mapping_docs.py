@@ -13,6 +13,7 @@ from builders import ERP_HEADER, erp_row, national_id
 from test_exports import OPEN_ITEMS_MAPPING
 
 from filedrop.errors import MappingError
+from filedrop.logs import printable
 from filedrop.mapping import load_mapping, load_mappings, select_mapping
 from filedrop.mapping.prepare import prepare
 from filedrop.read import read_table
@@ -163,6 +164,9 @@ CASES: dict[str, Callable[[Path], str]] = {
     'row 5: Kundetype "X" is not one of P, B (the values the mapping knows)': lambda d: (
         _row_message(d, 5, Kundetype="X")
     ),
+    # As a terminal shows it: the control character escaped.
+    'row 3: Fornavn "Bj\\x07rn" holds a control character (U+0007), which no letter can show; '
+    "remove it in the export": lambda d: printable(_row_message(d, 3, Fornavn="Bj\x07rn")),
     "row 5: invoice number 240302 already appears on row 3": _duplicate,
     'rule skip.credit_notes: Beløp "-500,00" is 0 or less': lambda d: _row_message(
         d,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import io
+import json
 import shutil
 import sqlite3
 import threading
@@ -33,8 +34,8 @@ from filedrop.sandbox import Sandbox, SandboxOptions
 from filedrop.states import ExitCode, FileState
 
 
-def outcome_csv(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, sep=";", encoding="cp1252", dtype=str, keep_default_na=False)
+def outcome_csv(path: Path, *, encoding: str = "cp1252") -> pd.DataFrame:
+    return pd.read_csv(path, sep=";", encoding=encoding, dtype=str, keep_default_na=False)
 
 
 def test_all_valid_rows_succeed_and_exit_0(inbox: Path, sandbox: Sandbox) -> None:
@@ -208,6 +209,57 @@ def test_a_copy_under_a_new_name_gives_duplicates_and_sends_nothing(
     assert "CASE-" in outcome["outcome_message"][0]
     assert sandbox.counters().invoices_received == received
     assert sandbox.counters().invoice_numbers_repeated == ()
+
+
+def test_a_number_with_invisible_characters_is_the_number_already_sent(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """A later export whose invoice numbers hold characters nobody can see (a zero-width space,
+    a word joiner, a direction mark pasted from a web page) names the invoices already sent:
+    compared as typed, they went out a second time under numbers that look the same."""
+    write_erp_csv(inbox / "first.csv", [erp_row("3101"), erp_row("3102"), erp_row("3103")])
+    env = run_env(inbox, sandbox.url)
+    filedrop("run", environ=env)
+    numbers = ("31\u200b01", "\u20603102", "3103\u200e")
+    write_erp_csv(
+        inbox / "again.csv",
+        [erp_row(number, Fornavn="\u202e\u00c5se\u200b") for number in numbers],
+        encoding="utf-8",
+    )
+    filedrop("run", environ=env)
+    outcome = outcome_csv(inbox / "again.outcome.csv", encoding="utf-8")
+    assert list(outcome["outcome_status"]) == ["DUPLICATE"] * 3
+    assert sandbox.received_invoice_numbers() == ["3101", "3102", "3103"]
+    # What is sent holds none of them either, in a name as in a number.
+    _, out, _ = filedrop(
+        "validate", str(inbox / "again.csv"), "--mapping", env["FILEDROP_MAPPING"], "--json",
+        environ={},
+    )  # fmt: skip
+    sent = json.loads(out)
+    assert [invoice["invoiceNumber"] for invoice in sent] == ["3101", "3102", "3103"]
+    assert {invoice["debtors"][0]["firstname"] for invoice in sent} == {"\u00c5se"}
+
+
+def test_a_control_character_in_a_value_makes_its_row_invalid(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """A control character (binary junk, or cp1252 read as Latin-1) is never sent on to a
+    letter: the row is INVALID, naming the column, the value and the character."""
+    write_erp_csv(
+        inbox / "c.csv",
+        [erp_row("3201", Fornavn="Bj\x07rn"), erp_row("3202", Adresse="Gate\x85 1")],
+        encoding="utf-8",
+    )
+    filedrop("run", environ=run_env(inbox, sandbox.url), expect=1)
+    outcome = outcome_csv(inbox / "c.outcome.csv", encoding="utf-8")
+    assert list(outcome["outcome_status"]) == ["INVALID", "INVALID"]
+    assert list(outcome["outcome_message"]) == [
+        'Fornavn "Bj\x07rn" holds a control character (U+0007), which no letter can show; '
+        "remove it in the export",
+        'Adresse "Gate\x85 1" holds a control character (U+0085), which no letter can show; '
+        "remove it in the export",
+    ]
+    assert sandbox.received_invoice_numbers() == []
 
 
 def test_a_repeated_number_in_one_file_is_sent_once(inbox: Path, sandbox: Sandbox) -> None:

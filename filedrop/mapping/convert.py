@@ -24,6 +24,8 @@ import phonenumbers
 from stdnum import luhn
 from stdnum.no import fodselsnummer, orgnr
 
+from filedrop.read.table import INVISIBLE
+
 __all__ = [
     "CURRENCIES",
     "PHONE_CACHE_SIZE",
@@ -53,6 +55,7 @@ __all__ = [
     "split_values",
     "strip",
     "typed_mask",
+    "visible",
     "zero_pad",
 ]
 
@@ -129,17 +132,38 @@ _KID = re.compile(r"[0-9]{1,24}[0-9-]")
 
 
 def strip(text: pd.Series) -> pd.Series:
-    """Trim spaces, tabs and the no-break spaces Excel and PDFs leave around values.
+    """Trim spaces, tabs and the no-break spaces Excel and PDFs leave around values, and take
+    out the characters nobody can see (`INVISIBLE`), wherever they are.
 
     A column with nothing to trim (most of them) comes back as it is, not as a copy.
     """
     # A plain loop over str.strip is twice as fast as .str.strip on object columns; it returns
     # the very same string when there is nothing to trim.
-    values = text.tolist()
+    raw = text.tolist()
+    values = _visible(raw)
     stripped = [v.strip(WHITESPACE) for v in values]
-    if all(map(operator.is_, stripped, values)):
+    if values is raw and all(map(operator.is_, stripped, raw)):
         return text
     return pd.Series(stripped, index=text.index, dtype=object)
+
+
+def visible(text: pd.Series) -> pd.Series:
+    """``text`` without the characters nobody can see (`INVISIBLE`); itself when it has none."""
+    values = text.tolist()
+    cleaned = _visible(values)
+    return text if cleaned is values else pd.Series(cleaned, index=text.index, dtype=object)
+
+
+def _visible(values: list[str]) -> list[str]:
+    """``values`` without invisible characters; the very same list when none holds one.
+
+    Looked for in the whole column at once: a column of plain ASCII, or with none of them, costs
+    one join and one search, not a call per cell.
+    """
+    joined = "".join(values)
+    if joined.isascii() or INVISIBLE.search(joined) is None:
+        return values
+    return [INVISIBLE.sub("", v) for v in values]
 
 
 #: Conversions already made, by kind, while ``shared_conversions`` is in force; None otherwise.

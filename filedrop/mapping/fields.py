@@ -38,6 +38,7 @@ from filedrop.mapping.convert import (
     split_values,
     strip,
     typed_mask,
+    visible,
     zero_pad,
 )
 from filedrop.mapping.tree import Field
@@ -220,7 +221,7 @@ def evaluate(f: Field, src: Source, issues: list[Issue]) -> Values:
     else:
         return _typed_constant(f, n)
     text_of_column = f.trim and f.source == "column"
-    text = cell if not f.trim else src.stripped(pos) if text_of_column else strip(cell)
+    text = visible(cell) if not f.trim else src.stripped(pos) if text_of_column else strip(cell)
     out = Values(
         vals=np.full(n, None, dtype=object),
         text=text.to_numpy(dtype=object),  # the trimmed column itself: never written to
@@ -231,6 +232,8 @@ def evaluate(f: Field, src: Source, issues: list[Issue]) -> Values:
     if f.kind in ("amount", "date"):
         out.empty |= (text == "-").to_numpy(dtype=bool)  # ERPs print "-" for nothing
     todo = ~out.empty
+    if f.kind in ("text", "id"):
+        _control_characters(text, todo, out, issues)
     if f.value_map and f.source != "constant":
         todo, text = _apply_map(f, text, todo, out, issues)
     _convert(f, text, excel=excel, todo=todo, out=out, src=src, issues=issues)
@@ -435,6 +438,33 @@ def _pad(value: pd.Series, f: Field) -> pd.Series:
     if f.kind != "id":
         return padded
     return padded.where(value.str.len() == f.pad - 1, value)
+
+
+#: Control characters other than tab, line feed and carriage return (C0, DEL and C1): nobody
+#: types them, and a letter would print whatever its printer makes of them. They come from a
+#: broken export (binary junk, or Windows-1252 text read as Latin-1).
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def _control_characters(
+    text: pd.Series, todo: np.ndarray, out: Values, issues: list[Issue]
+) -> None:
+    """Rule ``text``: one Issue per value that holds a control character, naming the first.
+
+    The whole column is searched at once; a column without any (all of them, nearly always)
+    costs one join and one search."""
+    values = text.tolist()
+    if _CONTROL.search("".join(values)) is None:
+        return
+    for i in np.flatnonzero(todo).tolist():
+        found = _CONTROL.search(values[i])
+        if found is not None:
+            value, label = out.text[i], out.label[i]
+            what = (
+                f"holds a control character (U+{ord(found[0]):04X}), which no letter can show; "
+                "remove it in the export"
+            )
+            issues.append(Issue(i, "text", label, value, f"{label} {quoted(value)} {what}"))
 
 
 def _fail(bad: np.ndarray, rule: str, out: Values, issues: list[Issue], what: str) -> None:

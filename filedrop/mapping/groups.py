@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from filedrop.mapping.convert import shown
+from filedrop.mapping.convert import shown, visible
 from filedrop.mapping.fields import Issue, Values
 from filedrop.mapping.loader import Mapping
 from filedrop.mapping.tree import Field
@@ -64,7 +64,7 @@ def group_rows(
     if not mapping.group_by:
         return Groups(gid=np.arange(n), members=None, first=np.arange(n))
     key = table.cells[positions[mapping.group_by]]
-    key = np.array([v.strip() for v in key.tolist()], dtype=object)
+    key = np.array([v.strip() for v in visible(key).tolist()], dtype=object)
     codes, _ = pd.factorize(key)
     alone = (key == "") | blank  # no key: a row of its own
     codes[alone] = codes.max(initial=0) + 1 + np.arange(int(alone.sum()))

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = [
     "EMPTY_FILE",
     "HEADER_SEARCH_ROWS",
+    "INVISIBLE",
     "Layout",
     "NumberFormat",
     "ReadInfo",
@@ -139,13 +140,27 @@ class Table:
 _NUMERIC_LOOKING = re.compile(r"[\s\d.,:/+\-%]+")
 
 
+#: Unicode's format characters (category Cf, as of Unicode 15): zero-width spaces and joiners,
+#: the soft hyphen, direction marks, embeddings, overrides and isolates, word joiners, the byte
+#: order mark. None can be seen, so none is part of a value as a person reads it, and a value is
+#: compared and sent without them: "2403<zero-width space>01" is invoice 240301, which, compared
+#: as typed, would go out a second time under a number that looks the same.
+INVISIBLE = re.compile(
+    "[\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f"
+    "\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
+    "\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001"
+    "\U000e0020-\U000e007f]"
+)
+
+
 def header_key(name: str) -> str:
-    """A header as compared everywhere: case, spaces and Unicode spelling (å as a + ring) ignored.
+    """A header as compared everywhere: case, spaces, invisible characters and Unicode spelling
+    (å as a + ring) ignored.
 
     The one comparison for finding the header row here and for matching the mapping's column
     names, so a header that is found is also matched, however the exporting program spelled it.
     """
-    return "".join(unicodedata.normalize("NFC", name).split()).casefold()
+    return "".join(INVISIBLE.sub("", unicodedata.normalize("NFC", name)).split()).casefold()
 
 
 def find_header(rows: Sequence[Sequence[object]], expected: tuple[str, ...]) -> int | None:
