@@ -232,6 +232,8 @@ def evaluate(f: Field, src: Source, issues: list[Issue]) -> Values:
     if f.kind in ("amount", "date"):
         out.empty |= (text == "-").to_numpy(dtype=bool)  # ERPs print "-" for nothing
     todo = ~out.empty
+    if f.source == "column":
+        todo &= ~_excel_errors(text, todo, out, issues)
     if f.kind in ("text", "id"):
         _control_characters(text, todo, out, issues)
     if f.value_map and f.source != "constant":
@@ -438,6 +440,35 @@ def _pad(value: pd.Series, f: Field) -> pd.Series:
     if f.kind != "id":
         return padded
     return padded.where(value.str.len() == f.pad - 1, value)
+
+
+#: The errors Excel shows in a cell instead of a value (a workbook's error cells read as these,
+#: and a CSV saved from Excel holds them as text).
+EXCEL_ERRORS = frozenset(
+    {
+        *("#N/A", "#REF!", "#DIV/0!", "#VALUE!", "#NAME?", "#NUM!", "#NULL!", "#SPILL!"),
+        *("#CALC!", "#GETTING_DATA", "#FIELD!", "#BLOCKED!", "#CONNECT!", "#BUSY!", "#UNKNOWN!"),
+        *("#PYTHON!", "#EXTERNAL!"),
+    }
+)
+
+
+def _excel_errors(
+    text: pd.Series, todo: np.ndarray, out: Values, issues: list[Issue]
+) -> np.ndarray:
+    """Rule ``text``: one Issue per cell that shows an Excel error rather than a value; returns
+    where, so that nothing else is said of them. A column without "#" costs one join."""
+    values = text.tolist()
+    found = np.zeros(len(values), dtype=bool)
+    if "#" not in "".join(values):
+        return found
+    for i in np.flatnonzero(todo).tolist():
+        if values[i] in EXCEL_ERRORS:
+            found[i] = True
+            value, label = out.text[i], out.label[i]
+            what = "shows an Excel error, not a value; correct it in Excel and save the file again"
+            issues.append(Issue(i, "text", label, value, f"{label} {quoted(value)} {what}"))
+    return found
 
 
 #: Control characters other than tab, line feed and carriage return (C0, DEL and C1): nobody

@@ -64,10 +64,10 @@ def read_table(
         return _read_csv(path, options, limits)
     if suffix in EXCEL_SUFFIXES:
         check_file_size(path, limits)
-        inspect_workbook(path, options.sheet, limits)
+        marks = inspect_workbook(path, options.sheet, limits)
         if limits.read_in_subprocess:
-            return read_excel_isolated(path, options, limits)
-        return read_excel(path, options)
+            return read_excel_isolated(path, options, limits, marks)
+        return read_excel(path, options, marks)
     types = f"{', '.join(INPUT_SUFFIXES[:-1])} or {INPUT_SUFFIXES[-1]}"
     shown = path.suffix or "(no extension)"
     raise ReadError(str(path), f'"{shown}" is not a file type filedrop reads; save it as {types}')

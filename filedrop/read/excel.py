@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from filedrop.errors import ReadError
+from filedrop.read.limits import SheetMarks
 from filedrop.read.table import (
     Layout,
     ReadInfo,
@@ -35,14 +36,19 @@ from filedrop.read.workbook import (
 __all__ = ["build_table", "read_excel"]
 
 
-def read_excel(path: Path, options: ReadOptions) -> Table:
+def read_excel(path: Path, options: ReadOptions, marks: SheetMarks | None = None) -> Table:
     """One sheet of an Excel workbook as a `Table`; `ReadError` says what is wrong."""
-    return build_table(path, parse_sheet(path, options))
+    return build_table(path, parse_sheet(path, options), marks)
 
 
-def build_table(path: Path, sheet: ParsedSheet) -> Table:
-    """The `Table` of a parsed sheet: cells as text, typed values, empty rows and columns cut."""
+def build_table(path: Path, sheet: ParsedSheet, marks: SheetMarks | None = None) -> Table:
+    """The `Table` of a parsed sheet: cells as text, typed values, empty rows and columns cut.
+
+    ``marks`` (from the sheet's XML) put each error cell's error where calamine left it empty,
+    and refuse a sheet whose hidden rows hold data."""
     expanded = [_expand(column, sheet.n_rows) for column in sheet.columns]
+    if marks is not None and marks.errors:
+        _put_errors(expanded, marks.errors, sheet)
     texts = [text for text, _ in expanded]
     width = trailing_width(sheet.headers, texts)
     headers = name_blank_headers(sheet.headers[:width])
@@ -55,12 +61,15 @@ def build_table(path: Path, sheet: ParsedSheet) -> Table:
             "but no data rows below it",
         )
     first_data = sheet.header_row + 1
+    row_numbers = np.arange(first_data, first_data + sheet.n_rows, dtype=np.int64)[keep]
+    if marks is not None and marks.hidden_rows:
+        _refuse_hidden_rows(path, sheet.sheet_name, row_numbers, marks.hidden_rows)
     return Table(
         path=path,
         headers=headers,
         cells=column_frame(texts, keep),
         values=column_frame(typed, keep),
-        row_numbers=np.arange(first_data, first_data + sheet.n_rows, dtype=np.int64)[keep],
+        row_numbers=row_numbers,
         info=ReadInfo(kind="excel", sheet=sheet.sheet_name, header_row=sheet.header_row),
         layout=Layout(
             titles=tuple(
@@ -70,6 +79,41 @@ def build_table(path: Path, sheet: ParsedSheet) -> Table:
             ),
             number_formats=tuple(sheet.formats.get(sheet.first_col + j) for j in range(width)),
         ),
+    )
+
+
+def _put_errors(
+    expanded: list[tuple[np.ndarray, np.ndarray]],
+    errors: dict[tuple[int, int], str],
+    sheet: ParsedSheet,
+) -> None:
+    """Each data cell holding an Excel error shows it (``#N/A``), as in Excel, instead of the
+    empty cell calamine makes of it: a claim line whose amount is ``#N/A`` was dropped as empty,
+    and its invoice sent for less."""
+    first_data = sheet.header_row + 1
+    for (row, column), code in errors.items():
+        at, col = row - first_data, column - sheet.first_col
+        if 0 <= at < sheet.n_rows and 0 <= col < len(expanded):
+            text, typed = expanded[col]
+            text[at] = typed[at] = code
+
+
+def _refuse_hidden_rows(
+    path: Path, sheet_name: str, row_numbers: np.ndarray, hidden: frozenset[int]
+) -> None:
+    """A sheet whose data rows are partly hidden (by a filter, or by hand) is not read: people
+    filter an export down to the invoices to collect, and every row would be sent."""
+    rows = sorted(set(row_numbers.tolist()) & hidden)
+    if not rows:
+        return
+    shown = ", ".join(map(str, rows[:5])) + (
+        f" and {len(rows) - 5:,} more" if len(rows) > 5 else ""
+    )
+    raise ReadError(
+        str(path),
+        f'sheet "{sheet_name}" hides row{"s" if len(rows) > 1 else ""} {shown} (by a filter, '
+        "or by hand), and filedrop would send every row, shown or hidden; show all rows, "
+        "delete those that are not to be sent, and save the file again",
     )
 
 

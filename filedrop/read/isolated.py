@@ -26,7 +26,7 @@ from multiprocessing.context import ForkServerProcess, set_spawning_popen
 from pathlib import Path
 
 from filedrop.errors import ReadError
-from filedrop.read.limits import ReadLimits
+from filedrop.read.limits import ReadLimits, SheetMarks
 from filedrop.read.table import ReadOptions, Table
 from filedrop.read.workbook import Column, ParsedSheet, parse_sheet
 
@@ -80,7 +80,9 @@ def start_reader() -> None:
     forkserver.ensure_running()
 
 
-def read_excel_isolated(path: Path, options: ReadOptions, limits: ReadLimits) -> Table:
+def read_excel_isolated(
+    path: Path, options: ReadOptions, limits: ReadLimits, marks: SheetMarks | None = None
+) -> Table:
     """``read_excel`` in a child capped at ``limits.max_read_memory_bytes`` of address space."""
     receiver, sender = _CONTEXT.Pipe(duplex=False)
     child = _ReaderProcess(
@@ -107,7 +109,7 @@ def read_excel_isolated(path: Path, options: ReadOptions, limits: ReadLimits) ->
     if ok:
         from filedrop.read.excel import build_table  # numpy: this process only
 
-        return build_table(path, _unpack(result))
+        return build_table(path, _unpack(result), marks)
     if isinstance(result, BaseException) and not isinstance(result, MemoryError):
         raise result
     raise ReadError(

@@ -20,7 +20,7 @@ from typing import BinaryIO
 
 from filedrop.errors import ReadError
 
-__all__ = ["ReadLimits", "check_file_size", "inspect_workbook"]
+__all__ = ["ReadLimits", "SheetMarks", "check_file_size", "inspect_workbook"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,6 +67,15 @@ _DIMENSION = re.compile(
     rb"<(?:\w+:)?dimension\s+ref=\"([A-Za-z$]*)(\d*)(?::\$?([A-Za-z]+)\$?(\d+))?\""
 )
 _ROW_NUMBER = re.compile(rb"<(?:\w+:)?row\b[^>]*?\sr=\"(\d+)\"")
+# A cell of type "e" (an error), its formula if any, and the error as Excel shows it; a formula
+# is at most 8,192 characters, so a cell fits in the bytes carried from one chunk to the next.
+_ERROR_CELL = re.compile(
+    rb"<(?:\w+:)?c\b([^>]*\bt=\"e\"[^>]*)>\s*(?:<(?:\w+:)?f\b[^>]*?(?:/>|>[^<]*</(?:\w+:)?f>)\s*)?"
+    rb"<(?:\w+:)?v>([^<]{1,64})</(?:\w+:)?v>"
+)
+_CELL_REF = re.compile(rb"\br=\"\$?([A-Z]{1,3})\$?(\d+)\"")
+_HIDDEN_ROW = re.compile(rb"<(?:\w+:)?row\b(?=[^>]*\bhidden=\"(?:1|true)\")[^>]*?\sr=\"(\d+)\"")
+_CARRY_BYTES = 40 * 1024
 _SHEET = re.compile(rb"<(?:\w+:)?sheet\b[^>]*>")
 _ATTRIBUTE = re.compile(rb"([\w:]+)=\"([^\"]*)\"")
 _RELATIONSHIP = re.compile(rb"<(?:\w+:)?Relationship\b[^>]*>")
@@ -86,24 +95,26 @@ def check_file_size(path: Path, limits: ReadLimits) -> None:
         )
 
 
-def inspect_workbook(path: Path, sheet: str | int, limits: ReadLimits) -> None:
+def inspect_workbook(path: Path, sheet: str | int, limits: ReadLimits) -> SheetMarks | None:
     """Refuse a workbook beyond ``limits`` without parsing it; xls and damaged files pass.
 
     Every zip entry is inflated in chunks up to what its header declares and the limits allow,
-    so a lying header is caught as early as a bomb. ``sheet`` is the sheet that will be read.
+    so a lying header is caught as early as a bomb. ``sheet`` is the sheet that will be read;
+    what its XML says that its values do not is returned (None for xls, or when not found).
     """
     where = str(path)
+    marks: SheetMarks | None = None
     try:
         handle = path.open("rb")
     except OSError:
-        return
+        return None
     with handle:
         if handle.read(4) != b"PK\x03\x04":
-            return  # xls (or not a workbook): the reader decides
+            return None  # xls (or not a workbook): the reader decides
         try:
             entries = zipfile.ZipFile(handle).infolist()
         except (zipfile.BadZipFile, OSError, ValueError):
-            return  # damaged: the reader says so
+            return None  # damaged: the reader says so
         parts = _sheet_parts(handle, entries)
         chosen = _chosen_part(parts, sheet)
         budget = limits.max_inflated_bytes
@@ -113,7 +124,7 @@ def inspect_workbook(path: Path, sheet: str | int, limits: ReadLimits) -> None:
             scan = _SheetScan() if entry.filename == chosen else None
             inflated = _inflate(handle, entry, cap=entry.file_size, scan=scan)
             if inflated is None:
-                return  # not inflatable here: the reader says it is damaged
+                return None  # not inflatable here: the reader says it is damaged
             if inflated > entry.file_size:
                 raise ReadError(
                     where,
@@ -123,6 +134,8 @@ def inspect_workbook(path: Path, sheet: str | int, limits: ReadLimits) -> None:
             budget -= inflated
             if scan is not None:
                 _check_range(where, parts[chosen], scan, limits)
+                marks = SheetMarks(scan.errors, frozenset(scan.hidden_rows))
+    return marks
 
 
 def _check_declared(
@@ -144,17 +157,31 @@ def _check_declared(
         )
 
 
+@dataclass(frozen=True)
+class SheetMarks:
+    """What a sheet's XML says that calamine's values do not: cells holding an Excel error
+    (which calamine reads as empty) and hidden rows, both by their Excel row number."""
+
+    errors: dict[tuple[int, int], str]  # (row, 0-based column) -> the error as Excel shows it
+    hidden_rows: frozenset[int]
+
+
 @dataclass
 class _SheetScan:
-    """What the inflated sheet XML tells cheaply: its start, its end, rows holding cells."""
+    """What the inflated sheet XML tells cheaply: its start, its end, rows holding cells, and
+    the marks (`SheetMarks`) found on the way."""
 
     head: bytearray = field(default_factory=bytearray)
     tail: bytes = b""
     rows_with_cells: int = 0  # closing row tags: an empty row is written <row r="5"/>
+    carry: bytes = b""  # the end of the last chunk, where a cell cut in two began
+    errors: dict[tuple[int, int], str] = field(default_factory=dict)
+    hidden_rows: set[int] = field(default_factory=set)
 
     def feed(self, chunk: bytes) -> None:
         if len(self.head) < _HEAD_BYTES:
             self.head += chunk[: _HEAD_BYTES - len(self.head)]
+        self._mark(self.carry + chunk)
         # Counted in the chunk as it is, plus one cut between two chunks: the 4 bytes either side
         # of the cut hold no whole "/row>" of their own, so nothing counts twice.
         self.rows_with_cells += chunk.count(b"/row>") + (self.tail[-4:] + chunk[:4]).count(b"/row>")
@@ -162,6 +189,22 @@ class _SheetScan:
             self.tail = chunk[-_TAIL_BYTES:]
         else:
             self.tail = (self.tail + chunk)[-_TAIL_BYTES:]
+
+    def _mark(self, window: bytes) -> None:
+        """Error cells and hidden rows in ``window``; a sheet without any (nearly all) costs two
+        substring searches a chunk. A cell cut between two chunks is found whole in the next
+        window, which starts with the last ``_CARRY_BYTES`` of this one."""
+        if b't="e"' in window:
+            for found in _ERROR_CELL.finditer(window):
+                ref = _CELL_REF.search(found.group(1))
+                if ref is not None:
+                    column = _column_number(ref.group(1).decode("ascii")) - 1
+                    code = found.group(2).decode("utf-8", "replace")
+                    self.errors[int(ref.group(2)), column] = code
+        if b'hidden="' in window:
+            for found in _HIDDEN_ROW.finditer(window):
+                self.hidden_rows.add(int(found.group(1)))
+        self.carry = window[-_CARRY_BYTES:]
 
 
 def _inflate(

@@ -1,0 +1,148 @@
+"""What a workbook's XML says that its values do not: cells holding an Excel error, and hidden
+rows. calamine reads an error cell as empty, and knows nothing of hidden rows; both used to send
+wrong invoices without a word."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import openpyxl
+import pandas as pd
+from builders import EXAMPLES, filedrop, run_env
+
+from filedrop.read import ReadLimits, read_table
+from filedrop.read.limits import inspect_workbook
+from filedrop.sandbox import Sandbox
+
+OPEN_ITEMS = EXAMPLES / "apne-poster-mars.xlsx"  # invoice 24-1001 is rows 5-7: 4500 + 70 + 35.5
+
+
+def edited_open_items(dest: Path, edit: object) -> Path:
+    """The shipped open-items workbook, changed by ``edit(sheet)``, saved as ``dest``."""
+    book = openpyxl.load_workbook(OPEN_ITEMS)
+    edit(book.active)  # type: ignore[operator]
+    book.save(dest)
+    old = 1_000_000_000
+    os.utime(dest, (old, old))
+    return dest
+
+
+def set_error(sheet: object, ref: str, code: str) -> None:
+    sheet[ref] = code  # type: ignore[index]
+    sheet[ref].data_type = "e"  # type: ignore[index]
+
+
+def outcome_rows(path: Path) -> pd.DataFrame:
+    return pd.read_excel(path, header=3, dtype=str, keep_default_na=False, engine="openpyxl")
+
+
+def test_an_error_cell_in_a_claim_line_keeps_its_invoice_from_being_sent(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """The reminder fee of 24-1001 reads #N/A: the line was dropped as empty and the invoice
+    sent for 4,535.50 instead of 4,605.50. Now its rows are INVALID, the cell named, and the
+    outcome shows #N/A where the file has it; a row of nothing but errors gets a status too."""
+
+    def edit(sheet: object) -> None:
+        set_error(sheet, "C6", "#N/A")
+        for column in "ABC":
+            set_error(sheet, f"{column}21", "#REF!")
+
+    edited_open_items(inbox / "apne-poster-mars.xlsx", edit)
+    filedrop("run", environ=run_env(inbox, sandbox.url), expect=1)
+    outcome = outcome_rows(inbox / "apne-poster-mars.outcome.xlsx")
+    first = outcome[outcome["Invoice no"] == "24-1001"]
+    assert list(first["outcome_status"]) == ["INVALID"] * 3
+    assert 'Amount "#N/A" shows an Excel error, not a value' in first["outcome_message"].iloc[1]
+    assert first["Amount"].iloc[1] == "#N/A"
+    assert "24-1001" not in sandbox.received_invoice_numbers()
+    assert "24-1002" in sandbox.received_invoice_numbers()
+    last = outcome[outcome["Invoice no"] == "#REF!"]
+    assert list(last["outcome_status"]) == ["INVALID"]
+
+
+def test_an_error_in_a_csv_saved_from_excel_is_named_too(tmp_path: Path) -> None:
+    """Excel writes an error cell into a CSV as its text: the same sentence, not 'not a number'."""
+    from builders import ERP_HEADER, erp_row
+
+    source = tmp_path / "f.csv"
+    source.write_bytes(("\r\n".join([ERP_HEADER, erp_row("1", amount="#DIV/0!")])).encode("cp1252"))
+    mapping = EXAMPLES.parent / "mappings" / "norwegian-erp.toml"
+    _, out, _ = filedrop("validate", str(source), "--mapping", str(mapping), environ={}, expect=1)
+    assert 'row 2: Beløp "#DIV/0!" shows an Excel error, not a value' in out
+    assert "not a number" not in out
+
+
+def test_hidden_data_rows_refuse_the_workbook_and_nothing_is_sent(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """Someone filters the export down to the invoices to collect and drops it: every row was
+    sent, shown or hidden. Now the file is an ERROR naming the hidden rows, and nothing goes."""
+
+    def edit(sheet: object) -> None:
+        for row in (9, 10):
+            sheet.row_dimensions[row].hidden = True  # type: ignore[attr-defined]
+        sheet.auto_filter.ref = "A4:Q20"  # type: ignore[attr-defined]
+
+    edited_open_items(inbox / "apne-poster-mars.xlsx", edit)
+    filedrop("run", environ=run_env(inbox, sandbox.url), expect=1)
+    book = openpyxl.load_workbook(inbox / "apne-poster-mars.outcome.xlsx")
+    header, row = (list(r) for r in book.worksheets[0].iter_rows(max_row=2, values_only=True))
+    assert row[header.index("outcome_status")] == "ERROR"
+    assert row[header.index("outcome_message")] == (
+        'apne-poster-mars.xlsx: sheet "Åpne poster" hides rows 9, 10 (by a filter, or by hand), '
+        "and filedrop would send every row, shown or hidden; show all rows, delete those that "
+        "are not to be sent, and save the file again"
+    )
+    assert sandbox.received_invoice_numbers() == []
+
+
+def test_hidden_rows_without_data_or_above_the_header_are_no_reason_to_refuse(
+    tmp_path: Path,
+) -> None:
+    """A hidden title line, or a hidden empty row below the data, hides no invoice."""
+
+    def edit(sheet: object) -> None:
+        sheet.row_dimensions[2].hidden = True  # type: ignore[attr-defined]
+        sheet.row_dimensions[40].hidden = True  # type: ignore[attr-defined]
+
+    table = read_table(edited_open_items(tmp_path / "apne-poster-mars.xlsx", edit))
+    assert len(table) == 16
+
+
+def test_error_cells_are_found_across_the_chunks_the_sheet_is_inflated_in(
+    tmp_path: Path,
+) -> None:
+    """The sheet's XML is looked at a megabyte at a time: an error cell anywhere in a long sheet,
+    one cut between two chunks included, is found, at its row and column."""
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["Fakturanr", "Beløp", "Tekst"])
+    for n in range(40_000):
+        sheet.append([f"{n:06d}", n + 1, "x" * (n % 7)])
+    for row in range(2, 40_002, 997):
+        set_error(sheet, f"C{row}", "#VALUE!")
+    book.save(tmp_path / "long.xlsx")
+    marks = inspect_workbook(tmp_path / "long.xlsx", 0, ReadLimits())
+    assert marks is not None
+    assert marks.errors == {(row, 2): "#VALUE!" for row in range(2, 40_002, 997)}
+    assert marks.hidden_rows == frozenset()
+
+
+def test_a_cell_or_row_cut_between_two_chunks_is_found_wherever_the_cut_falls() -> None:
+    """Every place the inflated XML can be cut in two, inside the error cell (with its formula)
+    and inside the hidden row's tag included."""
+    from filedrop.read.limits import _SheetScan
+
+    xml = (
+        b'<sheetData><row r="7" spans="1:3" hidden="1"><c r="A7" t="s"><v>0</v></c>'
+        b'<c r="AB7" s="2" t="e"><f>VLOOKUP(A7,Kunder!A:B,2,FALSE)</f><v>#N/A</v></c></row>'
+        b"</sheetData>"
+    )
+    for cut in range(1, len(xml)):
+        scan = _SheetScan()
+        scan.feed(xml[:cut])
+        scan.feed(xml[cut:])
+        assert scan.errors == {(7, 27): "#N/A"}, cut
+        assert scan.hidden_rows == {7}, cut
