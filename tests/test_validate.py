@@ -201,6 +201,22 @@ def test_company_takes_the_organisation_number_and_value_map() -> None:
     )
 
 
+def test_an_invoice_number_excel_shortened_to_scientific_notation_is_not_sent() -> None:
+    """ "1,23457E+15" (a CSV Excel saved) or "1.23456789012346e+16" (a long number in a cell)
+    lost digits: sent, the invoice went out under a number nobody has, and the next invoice
+    that shortens to the same text was held back as already sent."""
+    prepared = run(
+        [row(Fakturanr="1,23457E+15"), row(Fakturanr="240302"), row(Fakturanr="1.2e+16")]
+    )
+    assert [invoice.invoice_number for invoice in prepared.invoices] == ["240302"]
+    assert messages(prepared) == [
+        f'row {n}: Fakturanr "{shown}" is a number Excel shortened to scientific notation, and '
+        "its last digits are lost; format the column as text in Excel and export it again"
+        for n, shown in ((2, "1,23457E+15"), (4, "1.2e+16"))
+    ]
+    assert_every_row_once(prepared)
+
+
 def test_national_id_that_lost_its_leading_zero_is_restored() -> None:
     """An id exported as a number (10 digits) gets its zero back and passes the check."""
     person = fnr(3, 11, 1972)

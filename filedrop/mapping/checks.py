@@ -7,6 +7,7 @@ per claim line (row). Conversion failures (a date that is no date) are found ear
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import numpy as np
@@ -46,6 +47,9 @@ def check_invoice(mapping: Mapping, level: dict[int, Level], count: int) -> list
         if isinstance(node, Field) and node.required and node.source != "sum_of_claims":
             why = f"the invoice needs {node.what or name}"
             issues += _required(level[id(node)], everywhere, why)
+    number = invoice.get_field("invoiceNumber")
+    if number is not None:
+        issues += _shortened_numbers(level[id(number)])
     amount = invoice.get_field("originalInvoiceAmount")
     if amount is not None and amount.source != "sum_of_claims":
         issues += _amounts(level[id(amount)], everywhere)
@@ -234,6 +238,34 @@ def there(obj: Obj, values_of: Callable[[Field], Values], count: int) -> np.ndar
     for f in backed:
         out |= ~values_of(f).empty
     return out
+
+
+#: An invoice number Excel turned into a number too long to show, as a CSV or a cell keeps it
+#: ("1,23457E+15"): the digits it lost cannot be told, and another invoice may shorten to the
+#: same text, and then be held back as already sent.
+_SHORTENED = re.compile(r"^[0-9]+(?:[.,][0-9]+)?[eE][+-]?[0-9]+$", re.MULTILINE)
+
+
+def _shortened_numbers(lv: Level) -> list[Issue]:
+    """Rule ``text``: invoice numbers in scientific notation. The whole column is searched at
+    once; one without any costs a join and a search."""
+    v = lv.values
+    texts = ["" if t is None else str(t) for t in v.text.tolist()]
+    if _SHORTENED.search("\n".join(texts)) is None:
+        return []
+    return [
+        _issue(
+            lv.at[g],
+            "text",
+            v,
+            g,
+            f"{v.label[g]} {quoted(text)} is a number Excel shortened to scientific "
+            "notation, and its last digits are lost; format the column as text in Excel and "
+            "export it again",
+        )
+        for g, text in enumerate(texts)
+        if _SHORTENED.match(text)
+    ]
 
 
 def _issue(
