@@ -146,3 +146,17 @@ def test_a_cell_or_row_cut_between_two_chunks_is_found_wherever_the_cut_falls() 
         scan.feed(xml[cut:])
         assert scan.errors == {(7, 27): "#N/A"}, cut
         assert scan.hidden_rows == {7}, cut
+
+
+def test_crafted_tags_without_an_end_are_read_past_in_one_pass() -> None:
+    """A sheet of "<c " and "<row " that never close (made to make a search try every one to the
+    end of the chunk, which took hours a megabyte) is read past, and the real marks after it
+    are found."""
+    from filedrop.read.limits import _SheetScan
+
+    junk = b"<c " * 100_000 + b'<row hidden="1" ' * 50_000 + b"<c t=" * 50_000
+    real = b'<row r="9" hidden="1"><c r="B9" t="e"><v>#REF!</v></c></row>'
+    scan = _SheetScan()
+    scan.feed(junk + real)
+    assert scan.errors == {(9, 1): "#REF!"}
+    assert scan.hidden_rows == {9}

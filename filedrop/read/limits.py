@@ -67,15 +67,22 @@ _DIMENSION = re.compile(
     rb"<(?:\w+:)?dimension\s+ref=\"([A-Za-z$]*)(\d*)(?::\$?([A-Za-z]+)\$?(\d+))?\""
 )
 _ROW_NUMBER = re.compile(rb"<(?:\w+:)?row\b[^>]*?\sr=\"(\d+)\"")
-# A cell of type "e" (an error), its formula if any, and the error as Excel shows it; a formula
-# is at most 8,192 characters, so a cell fits in the bytes carried from one chunk to the next.
+# A cell of type "e" (an error), its formula if any, and the error as Excel shows it. A tag's
+# attributes are read as "no < or >, at most _TAG bytes" (real ones take a few dozen): every try
+# then ends at the next "<", so the search is linear however the bytes are crafted. With "[^>]*",
+# a sheet of "<c " and no ">" took each "<c" to the chunk's end: 120 KB of them took 17 s. A
+# formula (at most 8,192 characters, 6 bytes each escaped) fits in the carry between chunks.
+_TAG = rb"[^<>]{0,1024}"
 _ERROR_CELL = re.compile(
-    rb"<(?:\w+:)?c\b([^>]*\bt=\"e\"[^>]*)>\s*(?:<(?:\w+:)?f\b[^>]*?(?:/>|>[^<]*</(?:\w+:)?f>)\s*)?"
+    rb"<(?:\w+:)?c\b(" + _TAG + rb"?\bt=\"e\"" + _TAG + rb")>\s{0,64}"
+    rb"(?:<(?:\w+:)?f\b" + _TAG + rb"?(?:/>|>[^<]{0,49152}</(?:\w+:)?f>)\s{0,64})?"
     rb"<(?:\w+:)?v>([^<]{1,64})</(?:\w+:)?v>"
 )
-_CELL_REF = re.compile(rb"\br=\"\$?([A-Z]{1,3})\$?(\d+)\"")
-_HIDDEN_ROW = re.compile(rb"<(?:\w+:)?row\b(?=[^>]*\bhidden=\"(?:1|true)\")[^>]*?\sr=\"(\d+)\"")
-_CARRY_BYTES = 40 * 1024
+_CELL_REF = re.compile(rb"\br=\"\$?([A-Z]{1,3})\$?(\d{1,7})\"")
+_HIDDEN_ROW = re.compile(
+    rb"<(?:\w+:)?row\b(?=" + _TAG + rb"?\bhidden=\"(?:1|true)\")" + _TAG + rb"?\sr=\"(\d{1,7})\""
+)
+_CARRY_BYTES = 64 * 1024
 _SHEET = re.compile(rb"<(?:\w+:)?sheet\b[^>]*>")
 _ATTRIBUTE = re.compile(rb"([\w:]+)=\"([^\"]*)\"")
 _RELATIONSHIP = re.compile(rb"<(?:\w+:)?Relationship\b[^>]*>")
