@@ -841,14 +841,12 @@ def _say_replicas(journal: Journal, settings: Settings, io: Io) -> None:
     # and said to be gone, as --health would judge it.
     stale_s = heartbeat_stale_s(settings.heartbeat_s)
     for owner, started, beat in replicas:
-        gone = (
-            ""
-            if owner_alive(owner, heartbeat=beat, now=now, stale_s=stale_s)
-            else "  (gone: no longer running)"
-            if now - beat <= stale_s
-            else "  (gone: heartbeats stopped)"
-        )
-        io.say(f"  {owner}  since {when(started)}  last heartbeat {now - beat:.0f} s ago{gone}")
+        line = f"  {owner}  since {when(started)}  last heartbeat {now - beat:.0f} s ago"
+        if now - beat > stale_s:
+            line += "  (gone: heartbeats stopped)"
+        elif not owner_alive(owner, heartbeat=beat, now=now, stale_s=stale_s):
+            line += "  (gone: no longer running)"
+        io.say(line)
     claims = journal.claims()
     if claims:
         io.say("Files being processed:")

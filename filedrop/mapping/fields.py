@@ -232,10 +232,9 @@ def evaluate(f: Field, src: Source, issues: list[Issue]) -> Values:
     if f.kind in ("amount", "date"):
         out.empty |= (text == "-").to_numpy(dtype=bool)  # ERPs print "-" for nothing
     todo = ~out.empty
-    if f.source == "column":
-        todo &= ~_excel_errors(text, todo, out, issues)
-    if f.kind in ("text", "id"):
-        _control_characters(text, todo, out, issues)
+    errors, controls = f.source == "column", f.kind in ("text", "id")
+    if errors or controls:
+        todo &= ~_not_data(text, todo, out, issues, errors=errors, controls=controls)
     if f.value_map and f.source != "constant":
         todo, text = _apply_map(f, text, todo, out, issues)
     _convert(f, text, excel=excel, todo=todo, out=out, src=src, issues=issues)
@@ -453,49 +452,49 @@ EXCEL_ERRORS = frozenset(
 )
 
 
-def _excel_errors(
-    text: pd.Series, todo: np.ndarray, out: Values, issues: list[Issue]
-) -> np.ndarray:
-    """Rule ``text``: one Issue per cell that shows an Excel error rather than a value; returns
-    where, so that nothing else is said of them. A column without "#" costs one join."""
-    values = text.tolist()
-    found = np.zeros(len(values), dtype=bool)
-    if "#" not in "".join(values):
-        return found
-    for i in np.flatnonzero(todo).tolist():
-        if values[i] in EXCEL_ERRORS:
-            found[i] = True
-            value, label = out.text[i], out.label[i]
-            what = "shows an Excel error, not a value; correct it in Excel and save the file again"
-            issues.append(Issue(i, "text", label, value, f"{label} {quoted(value)} {what}"))
-    return found
-
-
 #: Control characters other than tab, line feed and carriage return (C0, DEL and C1): nobody
 #: types them, and a letter would print whatever its printer makes of them. They come from a
 #: broken export (binary junk, or Windows-1252 text read as Latin-1).
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
-def _control_characters(
-    text: pd.Series, todo: np.ndarray, out: Values, issues: list[Issue]
-) -> None:
-    """Rule ``text``: one Issue per value that holds a control character, naming the first.
+def _not_data(
+    text: pd.Series,
+    todo: np.ndarray,
+    out: Values,
+    issues: list[Issue],
+    *,
+    errors: bool,
+    controls: bool,
+) -> np.ndarray:
+    """Rule ``text``: one Issue per cell that shows an Excel error rather than a value (with
+    ``errors``), or holds a control character, naming the first (with ``controls``). Returns
+    the error cells, of which nothing else is said; a value with a control character is still
+    converted, and sent as typed if the rule lets its row go.
 
-    The whole column is searched at once; a column without any (all of them, nearly always)
-    costs one join and one search."""
+    The column is joined once and searched: one with neither (nearly all) costs no more."""
     values = text.tolist()
-    if _CONTROL.search("".join(values)) is None:
-        return
+    joined = "".join(values)
+    errors = errors and "#" in joined
+    controls = controls and _CONTROL.search(joined) is not None
+    found = np.zeros(len(values), dtype=bool)
+    if not (errors or controls):
+        return found
     for i in np.flatnonzero(todo).tolist():
-        found = _CONTROL.search(values[i])
-        if found is not None:
-            value, label = out.text[i], out.label[i]
+        value = values[i]
+        if errors and value in EXCEL_ERRORS:
+            found[i] = True
+            what = "shows an Excel error, not a value; correct it in Excel and save the file again"
+        elif controls and (char := _CONTROL.search(value)) is not None:
             what = (
-                f"holds a control character (U+{ord(found[0]):04X}), which no letter can show; "
+                f"holds a control character (U+{ord(char[0]):04X}), which no letter can show; "
                 "remove it in the export"
             )
-            issues.append(Issue(i, "text", label, value, f"{label} {quoted(value)} {what}"))
+        else:
+            continue
+        shown, label = out.text[i], out.label[i]
+        issues.append(Issue(i, "text", label, shown, f"{label} {quoted(shown)} {what}"))
+    return found
 
 
 def _fail(bad: np.ndarray, rule: str, out: Values, issues: list[Issue], what: str) -> None:
