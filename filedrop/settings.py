@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from filedrop.errors import ConfigError
+from filedrop.inbox import ARCHIVE
 from filedrop.journal.engines import PostgresLocation, location_from_text, redact
 from filedrop.journal.location import default_journal_path
 from filedrop.read.limits import ReadLimits
@@ -722,15 +723,34 @@ def _inboxes(
         ]
         inbox = _resolve(layers, environ=environ, inbox_name=name)
         if inbox.inbox is not None:
-            folder = inbox.inbox.absolute()
-            if folder in folders:
-                raise ConfigError(
-                    f'{config_path}: inbox "{name}": folder {inbox.inbox} is inbox '
-                    f'"{folders[folder]}"\'s folder too; give each inbox a folder of its own.'
-                )
-            folders[folder] = name
+            _own_folder(inbox.inbox, name, folders, config_path=config_path)
         inboxes.append(inbox)
     return tuple(inboxes)
+
+
+def _own_folder(given: Path, name: str, folders: dict[Path, str], *, config_path: Path) -> None:
+    """Refuse an inbox whose folder is another's, or inside another's ``archive/``, however it
+    is spelled: through a symbolic link or ``..``, two inboxes of one folder each took every
+    file, and sent it to each one's organisation, writing one outcome over the other's.
+
+    ``folders`` maps each earlier inbox's real folder to its name; this one's is added."""
+    folder = Path(os.path.realpath(given))
+    leads = "" if folder == given.absolute() else f" (it leads to {folder})"
+    for other, other_name in folders.items():
+        if folder == other:
+            raise ConfigError(
+                f'{config_path}: inbox "{name}": folder {given}{leads} is inbox "{other_name}"\'s'
+                " folder too; give each inbox a folder of its own."
+            )
+        pairs = ((name, folder, other_name, other), (other_name, other, name, folder))
+        for inner, inner_folder, outer, outer_folder in pairs:
+            if inner_folder.is_relative_to(outer_folder / ARCHIVE):
+                raise ConfigError(
+                    f'{config_path}: inbox "{inner}"\'s folder is inside inbox "{outer}"\'s '
+                    f'{ARCHIVE}/ folder, where "{outer}" keeps what it is done with; give each '
+                    "inbox a folder of its own, outside the others' archives."
+                )
+    folders[folder] = name
 
 
 def _inbox_name(table: object, *, number: int, config_path: Path) -> str:

@@ -538,3 +538,34 @@ def test_a_bad_inbox_entry_is_one_sentence_naming_the_inbox_and_the_key(
     with pytest.raises(ConfigError) as refused:
         load_settings(config_file=config, environ={})
     assert str(refused.value) == f"{config}: {sentence}"
+
+
+def test_an_inbox_reaching_anothers_folder_by_a_link_or_dots_is_refused(tmp_path: Path) -> None:
+    """Two inboxes of one folder, one named through a symbolic link or "..", each took every
+    file there and sent it to its own organisation, one outcome written over the other; an
+    inbox inside another's archive/ met files that inbox is done with. All refused at load."""
+    shared = tmp_path / "shared"
+    (shared / "archive" / "late").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(shared)
+    config = tmp_path / "filedrop.toml"
+
+    def refused(folder: Path) -> str:
+        config.write_text(
+            f'[[inbox]]\nname = "one"\nfolder = "{shared}"\n'
+            f'[[inbox]]\nname = "two"\nfolder = "{folder}"\n',
+            encoding="utf-8",
+        )
+        with pytest.raises(ConfigError) as error:
+            load_settings(config_file=config, environ={})
+        return str(error.value)
+
+    for alias in (tmp_path / "link", tmp_path / "x" / ".." / "shared"):
+        assert refused(alias) == (
+            f'{config}: inbox "two": folder {alias} (it leads to {shared.resolve()}) is inbox "one"\'s '
+            "folder too; give each inbox a folder of its own."
+        )
+    assert refused(tmp_path / "link" / "archive" / "late") == (
+        f'{config}: inbox "two"\'s folder is inside inbox "one"\'s archive/ folder, where "one" '
+        "keeps what it is done with; give each inbox a folder of its own, outside the others' "
+        "archives."
+    )
