@@ -561,8 +561,8 @@ def test_an_inbox_reaching_anothers_folder_by_a_link_or_dots_is_refused(tmp_path
 
     for alias in (tmp_path / "link", tmp_path / "x" / ".." / "shared"):
         assert refused(alias) == (
-            f'{config}: inbox "two": folder {alias} (it leads to {shared.resolve()}) is inbox "one"\'s '
-            "folder too; give each inbox a folder of its own."
+            f'{config}: inbox "two": folder {alias} (it leads to {shared.resolve()}) is inbox '
+            '"one"\'s folder too; give each inbox a folder of its own.'
         )
     assert refused(tmp_path / "link" / "archive" / "late") == (
         f'{config}: inbox "two"\'s folder is inside inbox "one"\'s archive/ folder, where "one" '
