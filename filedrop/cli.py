@@ -78,8 +78,9 @@ the rest left for the next run; a wait for Retry-After or for a file to settle e
   filedrop watch --polling --stability-s 30     on an SMB/NFS share or a Docker Desktop mount
   filedrop watch --metrics-port 9100            serve /metrics, /healthz and /readyz
 
-On SIGTERM or SIGINT it stops taking files, lets in-flight work finish or leaves it resumable in
-the journal, and exits 0 within 10 s. Probes for containers: /healthz (alive), /readyz (ready).""",
+On SIGTERM, SIGINT or SIGHUP it stops taking files, lets in-flight work finish or leaves it
+resumable in the journal, and exits 0 within 10 s. Probes for containers: /healthz (alive),
+/readyz (ready).""",
     "validate": """examples:
   filedrop validate inbox-example/faktura-mars.csv --mapping mappings/
   filedrop validate export.xlsx --mapping mappings/norwegian-erp.toml --json > invoices.json
@@ -201,7 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     _settings_flags(run, "run")
 
     watch = command(
-        "watch", "Process the backlog, then watch the inbox until SIGTERM or SIGINT.", _watch
+        "watch",
+        "Process the backlog, then watch the inbox until SIGTERM, SIGINT or SIGHUP.",
+        _watch,
     )
     _settings_flags(watch, "watch")
 
@@ -1120,25 +1123,34 @@ def _start_fresh(settings: Settings, inbox: Path, io: Io) -> int:
     return ExitCode.OK
 
 
+#: Signals that end a command early but whole. SIGHUP too: the terminal or SSH session a daemon
+#: was started from closing killed it outright, and a POST on its way became UNKNOWN.
+_STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+
+
 def _on_signals(stop: threading.Event) -> None:
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (*_STOP_SIGNALS, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
 
 
 @contextlib.contextmanager
 def _stopped_by_sigterm(stop: threading.Event) -> Iterator[None]:
-    """SIGTERM (a CronJob's pod evicted, systemd stopping its unit) sets ``stop`` meanwhile: a
-    run then ends early but whole, as watch does (the POSTs on their way are recorded, the rest
-    resumes at the next run), instead of dying with batches whose fate nobody recorded."""
+    """SIGTERM (a CronJob's pod evicted, systemd stopping its unit) or SIGHUP (its terminal
+    closed) sets ``stop`` meanwhile: a run then ends early but whole, as watch does (the POSTs on
+    their way are recorded, the rest resumes at the next run), instead of dying with batches
+    whose fate nobody recorded."""
     try:
-        previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        previous = [(sig, signal.signal(sig, lambda *_: stop.set())) for sig in _STOP_SIGNALS]
     except ValueError:  # not the main thread (an embedding program): its signals are its own
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous:
+            signal.signal(sig, handler)
 
 
 def _wait_for_signal() -> None:

@@ -803,3 +803,29 @@ def test_health_allows_six_missed_heartbeats_of_the_configured_interval(
         assert re.fullmatch(
             r"filedrop: unhealthy: the watch daemon's last heartbeat was 3\d s ago\.\n", err
         )
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGHUP is POSIX")
+def test_sighup_stops_the_daemon_as_sigterm_does(
+    tmp_path: Path, inbox: Path, mapping: Path, sandbox: Sandbox
+) -> None:
+    """The terminal or SSH session a daemon was started from closes: SIGHUP killed it outright
+    (a POST on its way became UNKNOWN). It now stops whole, as for SIGTERM: exit 0, and its
+    heartbeat taken out of the journal as a clean stop does."""
+    env = daemon_env(sandbox=sandbox, inbox=inbox, mapping=mapping)
+    log_path = tmp_path / "daemon.log"
+    daemon = start_daemon(env, log_path)
+    try:
+        journal_path = journal_file(inbox)
+        wait_until(journal_path.exists, timeout_s=30, what="the daemon's journal")
+        with Journal(journal_path) as journal:
+            wait_until(journal.replicas, timeout_s=30, what="the first heartbeat")
+        daemon.send_signal(signal.SIGHUP)
+        assert daemon.wait(timeout=10) == 0, log_path.read_text()
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+    with Journal(journal_path) as journal:
+        assert journal.replicas() == []
+    assert "Traceback" not in log_path.read_text()
