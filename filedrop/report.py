@@ -458,7 +458,16 @@ def write_digest(digest: Digest, *, out: Path) -> tuple[Path, Path]:
     Each is written under a hidden temporary name and renamed, so a mailer picking up the folder
     never sends half a report.
     """
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        # A file of that name (or in its path) made this "unexpected error: [Errno 17]".
+        why = (
+            "is a file, not a folder"
+            if isinstance(exc, FileExistsError | NotADirectoryError)
+            else f"cannot be made ({exc.strerror or exc})"
+        )
+        raise ConfigError(f"--out {out} {why}; give the folder to write the report into.") from exc
     stem = f"{REPORT_PREFIX}-{digest.period.stamp()}"
     page, book = out / f"{stem}.html", out / f"{stem}.xlsx"
     _replace_with(page, lambda tmp: tmp.write_text(render_html(digest), encoding="utf-8"))

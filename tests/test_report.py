@@ -207,6 +207,18 @@ def test_a_journal_that_does_not_exist_is_one_sentence_not_an_empty_digest(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_out_that_is_a_file_is_one_sentence(two_inboxes: Setup) -> None:
+    """--out naming a file (or a path through one) said "unexpected error: [Errno 17]"."""
+    taken = two_inboxes.out.parent / "filedrop.toml"
+    taken.write_text("", encoding="utf-8")
+    for out in (taken, taken / "reports"):
+        _, _, err = filedrop("report", "--out", str(out), environ=two_inboxes.env, expect=2)
+        assert err == (
+            f"filedrop: --out {out} is a file, not a folder; give the folder to write the "
+            "report into.\n"
+        )
+
+
 def test_a_period_without_files_says_so(two_inboxes: Setup) -> None:
     """A period before any run: no inboxes, said in both formats."""
     out, page, book = report(two_inboxes, "--until", "2020-01-02", "--days", "1")
