@@ -35,6 +35,7 @@ from filedrop.states import ExitCode, RowStatus
 
 if TYPE_CHECKING:  # imported lazily at run time: `filedrop --help` should start fast
     from filedrop.journal import FileRecord, Journal
+    from filedrop.journal.rebuild import RebuildReport
     from filedrop.metrics import Metrics
     from filedrop.progress import Progress
     from filedrop.runner import RunReport
@@ -121,6 +122,8 @@ numbers it lists. The outcome files of their inputs are rewritten at once.""",
       PENDING and UNKNOWN invoices are never sent again, PENDING batches are polled again,
       UNKNOWN batches keep the number their outcome's 'filedrop resolve N' advice names,
       and inputs still in the inbox are taken again by the next run (nothing sent twice)
+  filedrop journal rebuild --config /etc/filedrop.toml
+      the same for every inbox of the config, into the journal they share (--inbox NAME: one)
   filedrop journal rebuild --fresh
       keep the journal aside as a backup and start an empty one: every file is new again
 
@@ -1044,58 +1047,81 @@ def _inbox_of(record: FileRecord, settings: Settings) -> Settings | None:
 
 
 def _journal_rebuild(args: argparse.Namespace, io: Io) -> int:
-    """Read the outcomes back into the journal, or (``--fresh``) start an empty one on purpose."""
+    """Read the outcomes back into the journal, or (``--fresh``) start an empty one on purpose.
+
+    Every inbox of a config is read back into the one journal they share (``--inbox NAME``:
+    that one): the lost-journal message tells users of a config to run this, and it only asked
+    for FILEDROP_INBOX."""
     from filedrop.journal.location import open_journal
     from filedrop.journal.rebuild import rebuild_journal
 
     settings = _load(args, io)
-    inbox = settings.require_inbox()
-    target = settings.require_target()
-    path = settings.journal_path
+    inboxes = [
+        (each, each.require_inbox(), each.require_target()) for each in settings.each_inbox()
+    ]
     if args.fresh:
-        return _start_fresh(settings, inbox, io)
+        return _start_fresh(settings, [folder for _, folder, _ in inboxes], io)
+    _take_over_legacy(settings)
+    path = settings.journal_path
+    attention = False
     with open_journal(
-        path, inbox=inbox, allow_network=settings.allow_network_journal, clock=time.time
+        path, inbox=None, allow_network=settings.allow_network_journal, clock=time.time
     ) as journal:
-        report = rebuild_journal(journal, inbox=inbox, target=target, limits=settings.read_limits())
-    io.say(
+        for each, folder, target in inboxes:
+            report = rebuild_journal(
+                journal, inbox=folder, target=target, limits=each.read_limits()
+            )
+            indent = ""
+            if settings.inboxes:
+                io.say(f"Inbox {each.name} ({printable(str(folder))}):")
+                indent = "  "
+            attention |= _say_rebuilt(report, path, io, indent=indent)
+    return ExitCode.ATTENTION if attention else ExitCode.OK
+
+
+def _say_rebuilt(report: RebuildReport, path: Path, io: Io, *, indent: str) -> bool:
+    """What one inbox's rebuild did; whether something needs a person."""
+
+    def say(text: str) -> None:
+        io.say(indent + text)
+
+    say(
         f"Read {plural(report.outcomes, 'outcome file')} back into the journal {path}: "
         f"{report.files} files and {report.invoices} invoice numbers recorded; "
         f"{report.queued_batches} PENDING batches are polled again by the next run or watch, and "
         f"{report.unknown_batches} UNKNOWN batches wait for 'filedrop resolve'."
     )
     if report.taken_again:
-        io.say(
+        say(
             f"The next run takes again {plural(report.taken_again, 'file')} whose input is in "
             "the inbox (perhaps a newer version): nothing an outcome shows sent is sent again, "
             "anything new is, and every row gets its status."
         )
     if report.sandbox:
-        io.say(
+        say(
             f"{plural(report.sandbox, 'outcome')} of sandbox runs not read back: nothing in "
             "them went to Amili."
         )
     for unreadable in report.unreadable:
-        io.say(mask_ids(f"  not read: {unreadable}"))
+        say(mask_ids(f"  not read: {unreadable}"))
     for outcome, old, new in report.renumbered:
-        io.say(
+        say(
             f"{printable(outcome)} says to resolve its UNKNOWN rows as batch #{old}, but #{old} "
             f"is another batch in this journal: they are batch #{new} now, so run 'filedrop "
             f"resolve {new} --sent' or '--not-sent' for them, not {old}."
         )
     if report.rows_without_number:
-        io.say(
+        say(
             f"{report.rows_without_number} rows that were sent could not be rebuilt: their "
             "outcomes were written before filedrop recorded each row's invoice number in them "
             "(outcome_invoice_number), so a new file with those numbers would send them again; "
             "check them with Amili."
         )
-    attention = report.unreadable or report.rows_without_number or report.renumbered
-    return ExitCode.ATTENTION if attention else ExitCode.OK
+    return bool(report.unreadable or report.rows_without_number or report.renumbered)
 
 
-def _start_fresh(settings: Settings, inbox: Path, io: Io) -> int:
-    """Put the journal (and one left at the old place in the inbox) aside; start an empty one."""
+def _start_fresh(settings: Settings, folders: list[Path], io: Io) -> int:
+    """Put the journal (and any left at the old place in an inbox) aside; start an empty one."""
     from filedrop.journal.engines import PostgresLocation
     from filedrop.journal.location import legacy_journal_path, open_journal, retire
 
@@ -1107,17 +1133,18 @@ def _start_fresh(settings: Settings, inbox: Path, io: Io) -> int:
             "then run 'filedrop journal rebuild'."
         )
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    for old in (path, legacy_journal_path(inbox)):
+    for old in (path, *map(legacy_journal_path, folders)):
         if old.is_file():
             backup = old.with_name(f"{old.name}.before-fresh-{stamp}")
             retire(old, backup)
             io.say(f"The journal {old} is kept as {backup}.")
     with open_journal(
-        path, inbox=inbox, allow_network=settings.allow_network_journal, clock=time.time
+        path, inbox=None, allow_network=settings.allow_network_journal, clock=time.time
     ) as journal:
         journal.mark_started_fresh()
+    shown = ", ".join(map(str, folders))
     io.say(
-        f"Started an empty journal at {path}: the files in {inbox} are processed again as new "
+        f"Started an empty journal at {path}: the files in {shown} are processed again as new "
         "by the next run, and every invoice in them is sent again."
     )
     return ExitCode.OK

@@ -569,3 +569,34 @@ def test_an_inbox_reaching_anothers_folder_by_a_link_or_dots_is_refused(tmp_path
         "keeps what it is done with; give each inbox a folder of its own, outside the others' "
         "archives."
     )
+
+
+def test_journal_rebuild_reads_every_inbox_of_a_config_back(
+    tmp_path: Path, strict_sandbox: Sandbox
+) -> None:
+    """The journal of a config's inboxes is lost: the run refuses and says to run 'filedrop
+    journal rebuild', which asked for FILEDROP_INBOX and could not be run with the config. It
+    now reads every inbox's outcomes back (or the one --inbox names), and nothing is resent."""
+    folders = drop_files(tmp_path)
+    config = write_config(tmp_path, strict_sandbox.url, folders)
+    filedrop("run", "--config", str(config), environ={}, expect=2)  # gamma's credentials
+    (tmp_path / "journal.db").rename(tmp_path / "journal.db.lost")
+    write_erp_csv(folders["acme"] / "new.csv", [erp_row("1001"), erp_row("1009")])
+    _, _, err = filedrop("run", "--config", str(config), environ={}, expect=2)
+    assert "filedrop journal rebuild" in err
+
+    _, out, _ = filedrop("journal", "rebuild", "--config", str(config), environ={})
+    lines = out.splitlines()
+    assert [line for line in lines if line.startswith("Inbox ")] == [
+        f"Inbox {name} ({folders[name]}):" for name in ("acme", "beta", "gamma")
+    ]
+    assert lines[1].startswith("  Read 2 outcome files back into the journal")
+    assert "3 invoice numbers recorded" in lines[1]
+    _, out, _ = filedrop(
+        "journal", "rebuild", "--config", str(config), "--inbox", "beta", environ={}
+    )
+    assert out.splitlines()[0] == f"Inbox beta ({folders['beta']}):"
+
+    filedrop("run", "--config", str(config), environ={}, expect=2)
+    assert outcome_statuses(folders["acme"] / "new.outcome.csv") == ["DUPLICATE", "SUCCEEDED"]
+    assert strict_sandbox.counters().invoice_numbers_repeated == ()
