@@ -658,6 +658,15 @@ def sigterm(process: subprocess.Popen[bytes], log_path: Path) -> None:
     assert code == 0, log_path.read_text()
 
 
+def first_heartbeat(inbox: Path) -> str:
+    """The daemon's owner (host:pid:token), once its journal exists and it has beaten."""
+    journal_path = journal_file(inbox)
+    wait_until(journal_path.exists, timeout_s=30, what="the daemon's journal")
+    with Journal(journal_path) as journal:
+        [(owner, *_)] = wait_until(journal.replicas, timeout_s=30, what="the first heartbeat")
+    return owner
+
+
 def health(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "filedrop", "status", "--health"],
@@ -728,11 +737,9 @@ def test_health_is_ok_while_the_daemon_runs_and_fails_once_its_heartbeat_is_stal
     env = daemon_env(sandbox=sandbox, inbox=inbox, mapping=mapping)
     log_path = tmp_path / "daemon.log"
     daemon = start_daemon(env, log_path)
+    journal_path = journal_file(inbox)
     try:
-        journal_path = journal_file(inbox)
-        wait_until(journal_path.exists, timeout_s=30, what="the daemon's journal")
-        with Journal(journal_path) as journal:
-            [(owner, *_)] = wait_until(journal.replicas, timeout_s=30, what="the first heartbeat")
+        owner = first_heartbeat(inbox)
         ok = health(env)
         assert ok.returncode == 0, ok.stderr
         assert ok.stdout.startswith("healthy: heartbeat")
@@ -816,16 +823,13 @@ def test_sighup_stops_the_daemon_as_sigterm_does(
     log_path = tmp_path / "daemon.log"
     daemon = start_daemon(env, log_path)
     try:
-        journal_path = journal_file(inbox)
-        wait_until(journal_path.exists, timeout_s=30, what="the daemon's journal")
-        with Journal(journal_path) as journal:
-            wait_until(journal.replicas, timeout_s=30, what="the first heartbeat")
+        first_heartbeat(inbox)
         daemon.send_signal(signal.SIGHUP)
         assert daemon.wait(timeout=10) == 0, log_path.read_text()
     finally:
         if daemon.poll() is None:
             daemon.kill()
             daemon.wait()
-    with Journal(journal_path) as journal:
+    with Journal(journal_file(inbox)) as journal:
         assert journal.replicas() == []
     assert "Traceback" not in log_path.read_text()
