@@ -20,10 +20,12 @@ a busy server with a small listen backlog resets such a connection after the req
 which by the rules above makes the POST ambiguous, and each would cost a TLS handshake. A request
 whose writing failed never reached the server whole, so it is retried like a failed connect.
 
-Requests go straight to urllib3's pools: the per-call machinery of ``requests`` (prepared requests,
-hooks, cookie jars, merging the environment) cost more CPU than the HTTP itself, and filedrop needs
-none of it. What it did take from ``requests``, the proxy and the CA bundle the environment names,
-is read once per base URL when the client is built (`_Route`), the same way.
+Requests straight to Amili go through transport.py's own HTTP/1.1 pool: ``requests``, and then
+urllib3 with http.client under it, each cost more CPU per batch than the HTTP itself, and filedrop
+needs a small part of HTTP (transport.py says which). Requests through a proxy go through urllib3's
+pools, which know proxies' tunnels and authentication. What filedrop took from ``requests``, the
+proxy and the CA bundle the environment names, is read once per base URL when the client is built
+(`_Route`), the same way.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ import json
 import logging
 import math
 import os
+import ssl
+import sys
 import threading
 import time
 import urllib.request
@@ -49,7 +53,6 @@ from urllib.parse import quote, unquote, urlencode, urlsplit
 
 import certifi
 import orjson
-import urllib3
 from urllib3 import BaseHTTPResponse, PoolManager, ProxyManager, Timeout
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -64,6 +67,7 @@ from urllib3.exceptions import (
 from urllib3.util import make_headers, parse_url
 from urllib3.util.ssl_ import create_urllib3_context
 
+from filedrop.api.transport import Answer, DirectPool, RequestNotSentError
 from filedrop.api.types import (
     TERMINAL_STATUSES,
     AmbiguousSubmission,
@@ -169,12 +173,12 @@ class _NoEvents:
 
 
 def default_user_agent() -> str:
-    """``filedrop/<version>``, so Amili can tell who calls (and which release)."""
+    """``filedrop/<version> python/<x.y>``, so Amili can tell who calls (and which release)."""
     try:
         version = importlib.metadata.version("filedrop")
     except importlib.metadata.PackageNotFoundError:
         version = "unknown"
-    return f"filedrop/{version} urllib3/{urllib3.__version__}"
+    return f"filedrop/{version} python/{sys.version_info[0]}.{sys.version_info[1]}"
 
 
 class AmiliClient:
@@ -387,6 +391,9 @@ class AmiliClient:
             token = None
         if not isinstance(token, str) or not token:
             raise ApiError("POST", path, resp.status, "the answer has no access_token")
+        if not token.isascii() or not token.isprintable() or " " in token:
+            # It goes into every request's Authorization header, as it is.
+            raise ApiError("POST", path, resp.status, "the access_token holds spaces or symbols")
         now = self._clock()
         # expires_in is relative, so a skewed local clock cannot make us keep a dead token or
         # drop a live one; expires_on (absolute) is the fallback.
@@ -419,7 +426,7 @@ class AmiliClient:
         authorize: bool = True,
         body: bytes | None = None,
         content_type: str | None = None,
-    ) -> BaseHTTPResponse:
+    ) -> Answer | BaseHTTPResponse:
         """Send ``path`` under ``route``'s base URL with the retry rules; return a 2xx answer
         (for /token also a 3xx/4xx one), its body read.
 
@@ -436,7 +443,7 @@ class AmiliClient:
             outcome = self._attempt(
                 method, route, path, token=token, may_resend=may_resend, body=body, headers=headers
             )
-            if isinstance(outcome, BaseHTTPResponse):
+            if not isinstance(outcome, _Again):
                 return outcome
             path_shown = route.prefix + path
             if outcome.renew_token and token is not None:
@@ -508,7 +515,7 @@ class AmiliClient:
         may_resend: bool,
         body: bytes | None,
         headers: dict[str, str],
-    ) -> BaseHTTPResponse | _Again:
+    ) -> Answer | BaseHTTPResponse | _Again:
         """One request: its final answer, a reason to try again, or an error raised."""
         if token is not None:
             headers = {**headers, "Authorization": f"Bearer {token}"}
@@ -555,7 +562,7 @@ class AmiliClient:
             return True, f"no answer within {self._timeout.read_timeout:g} s", "read_timeout"
         if isinstance(exc, SSLError):
             return False, "the TLS handshake failed", "tls"
-        if _RequestNotSentError.found_in(exc):
+        if RequestNotSentError.found_in(exc):
             return False, "the connection was closed before the request was sent", "not_sent"
         if isinstance(exc, NewConnectionError):  # before its base class ConnectTimeoutError
             if isinstance(exc, NameResolutionError):
@@ -576,7 +583,7 @@ class AmiliClient:
                 text = text.replace(secret, "***")
         return text
 
-    def _excerpt(self, resp: BaseHTTPResponse) -> str:
+    def _excerpt(self, resp: Answer | BaseHTTPResponse) -> str:
         text = self._redact(" ".join(_body_text(resp).split()))  # before cutting: no half secret
         if len(text) > _EXCERPT_CHARS:
             text = text[: _EXCERPT_CHARS - 1] + "…"
@@ -586,32 +593,13 @@ class AmiliClient:
 # ------------------------------------------------------------------------------------- transport
 
 
-class _RequestNotSentError(OSError):
-    """Writing the request failed and no answer came: the server never had all of it."""
-
-    @staticmethod
-    def found_in(exc: BaseException) -> bool:
-        """Whether this error is among the causes requests and urllib3 wrapped into ``exc``."""
-        pending: list[BaseException] = [exc]
-        seen: set[int] = set()
-        while pending:
-            error = pending.pop()
-            if id(error) in seen:
-                continue
-            seen.add(id(error))
-            if isinstance(error, _RequestNotSentError):
-                return True
-            pending += [arg for arg in error.args if isinstance(arg, BaseException)]
-            pending += [cause for cause in (error.__cause__, error.__context__) if cause]
-        return False
-
-
 class _WriteAwareMixin:
     """A connection that remembers whether writing its request failed, and since when it idles.
 
     urllib3 swallows a failed write and reads on, because a server may answer early and close;
-    that answer is kept. When no answer comes either, the failure is `_RequestNotSentError` instead
+    that answer is kept. When no answer comes either, the failure is `RequestNotSentError` instead
     of a lost connection: an incomplete request cannot have been acted on, so it may be resent.
+    (For the proxied requests urllib3 sends; transport.py does the same for the rest.)
     """
 
     idle_since: float | None = None  # monotonic seconds when it went back to the pool
@@ -629,7 +617,7 @@ class _WriteAwareMixin:
             return super().getresponse()  # type: ignore[misc]
         except (OSError, http.client.HTTPException) as exc:
             if self._write_error is not None:
-                raise _RequestNotSentError(
+                raise RequestNotSentError(
                     f"writing the request failed: {self._write_error}"
                 ) from exc
             raise
@@ -740,7 +728,8 @@ class _RetiringHTTPSPool(_RetiringPoolMixin, HTTPSConnectionPool):
 
 
 class _Pools:
-    """The client's connection pools: one manager for direct connections, one per proxy.
+    """The client's connection pools: transport.py's `DirectPool` per server reached directly,
+    one urllib3 manager per proxy.
 
     Every manager makes `_RetiringPoolMixin` pools, except a SOCKS proxy's, which needs its own
     pool classes. ``close`` closes them all.
@@ -759,28 +748,41 @@ class _Pools:
             "opening_wait_s": opening_wait_s,
         }
         self._tls: dict[str, Any] | None = None
+        self._direct_tls: ssl.SSLContext | None = None
         self._proxied: dict[str, PoolManager] = {}
-        self.direct = self._retiring(PoolManager(**_POOL_OPTIONS))
+        self._direct: dict[tuple[str, str, int], DirectPool] = {}
 
     def tls(self, *, url: str) -> dict[str, Any]:
-        """Pool options that check HTTPS certificates against `_ca_bundle`, loaded once rather
-        than for every new connection; ``url`` is named if the bundle cannot be read."""
+        """urllib3 pool options that check HTTPS certificates against `_ca_bundle`, loaded once
+        rather than for every new connection; ``url`` is named if the bundle cannot be read."""
         if self._tls is None:
-            variable, bundle = _ca_bundle()
-            context = create_urllib3_context()
-            try:
-                if Path(bundle).is_dir():
-                    context.load_verify_locations(capath=bundle)
-                else:
-                    context.load_verify_locations(cafile=bundle)
-            except OSError as exc:  # ssl.SSLError too
-                msg = (
-                    f"{variable} is {bundle!r}, which holds no readable certificates for {url} "
-                    f"({exc}); point it at a PEM file or folder, or unset it to use certifi's."
-                )
-                raise ConfigError(msg) from None
-            self._tls = {"ssl_context": context}
+            self._tls = {"ssl_context": _load_ca_bundle(create_urllib3_context(), url=url)}
         return self._tls
+
+    def direct(self, url: str) -> DirectPool:
+        """The pool for requests straight to ``url``'s server, shared by the base URLs on it."""
+        parts = urlsplit(url)
+        scheme, host = parts.scheme, parts.hostname or ""
+        port = parts.port or (443 if scheme == "https" else 80)
+        key = (scheme, host, port)
+        if key not in self._direct:
+            tls = None
+            if scheme == "https":
+                if self._direct_tls is None:
+                    # Certificates and host names checked by the ssl module itself, TLS 1.2 at
+                    # least, as urllib3 would.
+                    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                    context.minimum_version = ssl.TLSVersion.TLSv1_2
+                    self._direct_tls = _load_ca_bundle(context, url=url)
+                tls = self._direct_tls
+            self._direct[key] = DirectPool(
+                host=host,
+                port=port,
+                tls=tls,
+                size=_POOL_SIZE,
+                **self._pool_options,
+            )
+        return self._direct[key]
 
     def through(self, proxy: str, *, url: str) -> PoolManager:
         """The manager for requests through ``proxy`` (an HTTP(S) or SOCKS proxy URL)."""
@@ -812,7 +814,8 @@ class _Pools:
         return manager
 
     def close(self) -> None:
-        self.direct.clear()
+        for pool in self._direct.values():
+            pool.close()
         for manager in self._proxied.values():
             manager.clear()
 
@@ -837,12 +840,11 @@ class _Route:
         self.prefix = (parts.path or "").rstrip("/")
         proxy = _environment_proxy(base)
         self._manager: PoolManager | None = None
-        self._pool: HTTPConnectionPool | None = None
+        self._pool: DirectPool | None = None
         if proxy is not None:
             self._manager = pools.through(proxy, url=base)
         else:
-            tls = pools.tls(url=base) if parts.scheme == "https" else None
-            self._pool = pools.direct.connection_from_url(base, pool_kwargs=tls)
+            self._pool = pools.direct(base)
 
     def open(
         self,
@@ -852,22 +854,39 @@ class _Route:
         body: bytes | None,
         headers: dict[str, str],
         timeout: Timeout,
-    ) -> BaseHTTPResponse:
+    ) -> Answer | BaseHTTPResponse:
         """Send one request for ``path`` and read its whole answer; redirects are not followed."""
         if self._pool is not None:
-            return self._pool.urlopen(
+            return self._pool.exchange(
                 method,
                 self.prefix + path,
                 body=body,
                 headers=headers,
-                timeout=timeout,
-                redirect=False,
-                assert_same_host=False,
+                connect_timeout_s=timeout.connect_timeout,
+                read_timeout_s=timeout.read_timeout,
             )
         assert self._manager is not None
         return self._manager.urlopen(
             method, self._base + path, body=body, headers=headers, timeout=timeout, redirect=False
         )
+
+
+def _load_ca_bundle(context: ssl.SSLContext, *, url: str) -> ssl.SSLContext:
+    """``context``, checking certificates against `_ca_bundle`; ``url`` is named if the
+    bundle cannot be read."""
+    variable, bundle = _ca_bundle()
+    try:
+        if Path(bundle).is_dir():
+            context.load_verify_locations(capath=bundle)
+        else:
+            context.load_verify_locations(cafile=bundle)
+    except OSError as exc:  # ssl.SSLError too
+        msg = (
+            f"{variable} is {bundle!r}, which holds no readable certificates for {url} "
+            f"({exc}); point it at a PEM file or folder, or unset it to use certifi's."
+        )
+        raise ConfigError(msg) from None
+    return context
 
 
 def _ca_bundle() -> tuple[str, str]:
@@ -916,7 +935,7 @@ def _proxy_bypassed(host: str, port: int | None) -> bool:
         return False
 
 
-def _body_text(resp: BaseHTTPResponse) -> str:
+def _body_text(resp: Answer | BaseHTTPResponse) -> str:
     """The answer's body as text, in the charset it declares (UTF-8 when none or unknown)."""
     charset = "utf-8"
     for parameter in resp.headers.get("Content-Type", "").split(";")[1:]:
@@ -984,7 +1003,7 @@ def _retry_after_s(value: str | None, *, now: float) -> float | None:
     return max(0.0, seconds)
 
 
-def _oauth_error(resp: BaseHTTPResponse, *, redact: Callable[[str], str]) -> str:
+def _oauth_error(resp: Answer | BaseHTTPResponse, *, redact: Callable[[str], str]) -> str:
     """The OAuth ``error`` code of a refused token request, e.g. ``invalid_client``."""
     try:
         code = orjson.loads(resp.data).get("error")

@@ -1,0 +1,272 @@
+"""The client's own HTTP/1.1 (filedrop/api/transport.py) against a server on 127.0.0.1 that writes
+whatever bytes each test scripts: the answers real servers give besides the plain one (chunked,
+compressed, ended by closing, preceded by 100 Continue) and the broken ones, each read as what it
+means for a POST that may have arrived."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import socket
+import threading
+import zlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from conftest import ORG_ID
+from urllib3.exceptions import ProtocolError
+
+from filedrop.api import transport
+from filedrop.api.client import (
+    AmbiguousSubmission,
+    AmiliClient,
+    ApiError,
+    ApiUnavailable,
+    Credentials,
+)
+from filedrop.api.transport import DirectPool
+
+TOKEN = json.dumps({"access_token": "tok-1", "expires_in": 3600}).encode()
+ACCEPTED = json.dumps({"data": {"batchId": "b-1"}}).encode()
+BATCH = json.dumps(
+    {"data": {"batchId": "b-1", "status": "SUCCESS", "invoices": [], "failedInvoices": []}}
+).encode()
+
+#: What a script writes for one request: the answer's raw bytes, and whether to close after it.
+Script = Callable[[str, bytes], tuple[bytes, bool]]
+
+
+def answer(status: int, body: bytes, *headers: str, version: str = "HTTP/1.1") -> bytes:
+    """An answer with a Content-Length, unless a header given says how its end is known."""
+    lines = [f"{version} {status} X", *headers]
+    if not any(h.lower().startswith(("transfer-encoding", "content-length")) for h in headers):
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def chunked(body: bytes, size: int = 7) -> bytes:
+    pieces = [body[i : i + size] for i in range(0, len(body), size)]
+    out = b"".join(b"%x;ext=1\r\n%s\r\n" % (len(p), p) for p in pieces)
+    return out + b"0\r\nX-Trailer: t\r\n\r\n"
+
+
+class ScriptedServer:
+    """Accepts connections on 127.0.0.1 and answers each request as ``script`` says; counts
+    the connections it accepted and the requests it read, by request line."""
+
+    def __init__(self, script: Script) -> None:
+        self.script = script
+        self.connections = 0
+        self.requests: list[str] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
+
+    def _talk(self, conn: socket.socket) -> None:
+        buffer = b""
+        with conn:
+            while True:
+                while b"\r\n\r\n" not in buffer:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    buffer += chunk
+                head, _, buffer = buffer.partition(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                length = next(
+                    (int(v) for k, _, v in (x.partition(":") for x in lines[1:])
+                     if k.lower() == "content-length"),
+                    0,
+                )  # fmt: skip
+                while len(buffer) < length:
+                    buffer += conn.recv(65536)
+                body, buffer = buffer[:length], buffer[length:]
+                self.requests.append(lines[0])
+                raw, close = self.script(lines[0], body)
+                conn.sendall(raw)
+                if close:
+                    return
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Script], ScriptedServer]]:
+    servers: list[ScriptedServer] = []
+
+    def start(script: Script) -> ScriptedServer:
+        servers.append(ScriptedServer(script))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def client_of(server: ScriptedServer, **options: Any) -> AmiliClient:
+    values: dict[str, Any] = {
+        "connect_timeout_s": 2.0,
+        "read_timeout_s": 2.0,
+        "sleep": lambda _s: None,
+        "max_retries": 2,
+    }
+    return AmiliClient(
+        auth_url=server.url,
+        api_url=server.url,
+        credentials=Credentials(client_id="c", client_secret="s"),
+        **(values | options),
+    )
+
+
+def api(token: bytes = TOKEN, **routes: bytes) -> Script:
+    """A script answering the token request with ``token``, invoice POSTs with
+    ``routes['post']`` and batch GETs with ``routes['get']`` (raw answers), keeping each
+    connection open unless an answer says ``Connection: close``."""
+
+    def script(line: str, _body: bytes) -> tuple[bytes, bool]:
+        if "/token" in line:
+            raw = answer(200, token)
+        elif line.startswith("POST"):
+            raw = routes["post"]
+        else:
+            raw = routes["get"]
+        return raw, b"connection: close" in raw.lower()
+
+    return script
+
+
+# ------------------------------------------------------------------------- answers that are fine
+
+
+def test_a_chunked_gzipped_poll_answer_is_read_whole(serve):
+    """Chunked with extensions and a trailer, gzip inside: the batch reads as the plain one."""
+    poll = answer(200, chunked(gzip.compress(BATCH)), "Transfer-Encoding: chunked",
+                  "Content-Encoding: gzip")  # fmt: skip
+    server = serve(api(post=answer(201, ACCEPTED), get=poll))
+    with client_of(server) as client:
+        batch_id = client.create_invoices(ORG_ID, [{"invoiceNumber": "1"}])
+        assert client.get_batch(batch_id).status == "SUCCESS"
+    assert server.connections == 1  # token, POST and GET on one kept-alive connection
+
+
+@pytest.mark.parametrize("raw", [zlib.compress(ACCEPTED), zlib.compress(ACCEPTED)[2:-4]])
+def test_deflate_with_or_without_its_zlib_header_is_read(serve, raw):
+    server = serve(api(post=answer(201, raw, "Content-Encoding: deflate")))
+    with client_of(server) as client:
+        assert client.create_invoices(ORG_ID, [{"invoiceNumber": "1"}]) == "b-1"
+
+
+def test_an_answer_ended_by_closing_is_read_and_its_connection_not_used_again(serve):
+    """HTTP/1.0 without a length: the body is what came before the close; the next request
+    opens a new connection."""
+    raw = b"HTTP/1.0 201 Created\r\nContent-Type: application/json\r\n\r\n" + ACCEPTED
+    server = serve(api(post=raw + b"", get=answer(200, BATCH)))
+    server.script = _closing_after_posts(server.script)
+    with client_of(server) as client:
+        client.create_invoices(ORG_ID, [{"invoiceNumber": "1"}])
+        client.create_invoices(ORG_ID, [{"invoiceNumber": "2"}])
+    assert server.connections == 2
+
+
+def _closing_after_posts(script: Script) -> Script:
+    def closing(line: str, body: bytes) -> tuple[bytes, bool]:
+        raw, close = script(line, body)
+        return raw, close or line.startswith("POST /collection")
+
+    return closing
+
+
+def test_interim_answers_before_the_real_one_are_skipped(serve):
+    raw = b"HTTP/1.1 100 Continue\r\n\r\n" + answer(201, ACCEPTED)
+    server = serve(api(post=raw))
+    with client_of(server) as client:
+        assert client.create_invoices(ORG_ID, [{"invoiceNumber": "1"}]) == "b-1"
+
+
+def test_header_names_are_read_in_any_case(serve):
+    """``retry-after`` in lower case is still the wait Amili asked for."""
+    waits: list[float] = []
+    busy = answer(503, b"", "retry-after: 7")
+    calls = iter([busy, answer(201, ACCEPTED)])
+    server = serve(api(post=b""))
+    server.script = lambda line, _b: (
+        (answer(200, TOKEN) if "/token" in line else next(calls)),
+        False,
+    )
+    with client_of(server, sleep=waits.append) as client:
+        assert client.create_invoices(ORG_ID, [{"invoiceNumber": "1"}]) == "b-1"
+    assert waits == [7.0]
+
+
+# ------------------------------------------------------------------------ answers that are broken
+
+
+BROKEN = {
+    "cut short": b"HTTP/1.1 201 Created\r\nContent-Length: 500\r\nConnection: close\r\n\r\n{}",
+    "not http": b"SSH-2.0-OpenSSH_9.6\r\n\r\n",
+    "bad length": b"HTTP/1.1 201 Created\r\nContent-Length: -5\r\n\r\n",
+    "bad chunk": b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    "bad gzip": answer(201, b"not gzip at all", "Content-Encoding: gzip"),
+    "unknown coding": answer(201, ACCEPTED, "Content-Encoding: br"),
+    "header without colon": b"HTTP/1.1 201 Created\r\nbroken header\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("raw", BROKEN.values(), ids=BROKEN.keys())
+def test_a_broken_answer_to_a_post_is_ambiguous_and_it_is_not_resent(serve, raw):
+    """The request went out whole: Amili may have taken the invoices, whatever came back."""
+    server = serve(api(post=raw + b"", get=b""))
+    server.script = _closing_after_posts(server.script)
+    with client_of(server) as client, pytest.raises(AmbiguousSubmission):
+        client.create_invoices(ORG_ID, [{"invoiceNumber": "1"}])
+    assert sum(line.startswith("POST /collection") for line in server.requests) == 1
+
+
+@pytest.mark.parametrize("raw", BROKEN.values(), ids=BROKEN.keys())
+def test_a_broken_answer_to_a_poll_is_asked_again(serve, raw):
+    server = serve(api(post=answer(201, ACCEPTED), get=raw))
+    server.script = _closing_after_gets(server.script)
+    with client_of(server, max_retries=2) as client, pytest.raises(ApiUnavailable):
+        client.get_batch("b-1")
+    assert sum(line.startswith("GET") for line in server.requests) == 3
+
+
+def _closing_after_gets(script: Script) -> Script:
+    def closing(line: str, body: bytes) -> tuple[bytes, bool]:
+        raw, close = script(line, body)
+        return raw, close or line.startswith("GET")
+
+    return closing
+
+
+def test_a_compressed_answer_too_big_once_inflated_is_refused(serve, monkeypatch):
+    """A small gzip that inflates past the limit is not inflated whole (a bomb)."""
+    monkeypatch.setattr(transport, "MAX_BODY", 100_000)
+    bomb = gzip.compress(b"0" * 1_000_000)
+    server = serve(api(post=answer(201, bomb, "Content-Encoding: gzip")))
+    pool = DirectPool(host="127.0.0.1", port=int(server.url.rsplit(":", 1)[1]), tls=None,
+                      max_idle_s=15, monotonic=lambda: 0.0, opening_wait_s=5, size=1)  # fmt: skip
+    with pytest.raises(ProtocolError, match="decompressed"):
+        pool.exchange("POST", "/x", body=b"{}", headers={}, connect_timeout_s=2,
+                      read_timeout_s=2)  # fmt: skip
+
+
+def test_a_token_holding_a_line_break_is_refused_before_it_is_sent(serve):
+    """It would go into every request's header as it is, and end that header early."""
+    token = json.dumps({"access_token": "tok\r\nX-Evil: 1", "expires_in": 3600}).encode()
+    server = serve(api(token=token, post=answer(201, ACCEPTED)))
+    with client_of(server) as client, pytest.raises(ApiError, match="access_token"):
+        client.create_invoices(ORG_ID, [{"invoiceNumber": "1"}])
+    assert not any(line.startswith("POST /collection") for line in server.requests)
