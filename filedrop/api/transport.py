@@ -109,9 +109,11 @@ class DirectPool:
         self._monotonic = monotonic
         self._opening_wait_s = opening_wait_s
         self._slots = threading.BoundedSemaphore(size)
-        self._lock = threading.Lock()
+        # Guards the idle list and ``_opening``; told when a connection goes idle or the one
+        # being opened has had its first exchange.
+        self._changed = threading.Condition()
         self._idle: list[_Connection] = []
-        self._opening = threading.Lock()
+        self._opening = False
 
     def exchange(
         self,
@@ -128,49 +130,63 @@ class DirectPool:
         self._slots.acquire()
         opener = False
         try:
-            connection = self._reusable()
+            connection, opener = self._connection()
             if connection is None:
-                # Bounded, so that a lock somehow never released costs a wait, not a hang. Held
-                # until this connection's first exchange ended (module docstring).
-                opener = self._opening.acquire(timeout=self._opening_wait_s)
-                connection = self._reusable() or self._connect(connect_timeout_s)
+                connection = self._connect(connect_timeout_s)
             try:
                 answer, keep = connection.exchange(request, method, read_timeout_s)
             except BaseException:
                 connection.close()
                 raise
-            if keep:
-                connection.idle_since = self._monotonic()
-                with self._lock:
+            with self._changed:
+                if keep:
+                    connection.idle_since = self._monotonic()
                     self._idle.append(connection)
-            else:
-                connection.close()
+                else:
+                    connection.close()
+                if opener:
+                    self._opening = opener = False
+                self._changed.notify_all()
             return answer
         finally:
             if opener:
-                self._opening.release()
+                with self._changed:
+                    self._opening = False
+                    self._changed.notify_all()
             self._slots.release()
 
-    def close(self) -> None:
-        """Close the idle connections (one in use is closed by its caller's next failure, or
-        here once it comes back: none does after the client is closed)."""
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for connection in idle:
-            connection.close()
+    def _connection(self) -> tuple[_Connection | None, bool]:
+        """(an idle connection that may be used, False), or (None, True) when this caller is
+        to open one: the only one opening until its first exchange ends, or, after waiting
+        ``opening_wait_s`` for that in vain, one more (a wait, never a hang).
 
-    def _reusable(self) -> _Connection | None:
-        """The connection that went idle last and may still be used, closing on the way those
-        idle too long or readable while idle (the server closed them, or sent junk)."""
+        Idle ones are taken last in first out; those idle too long or readable while idle (the
+        server closed them, or sent junk) are closed on the way.
+        """
+        deadline = self._monotonic() + self._opening_wait_s
         while True:
-            with self._lock:
-                if not self._idle:
-                    return None
+            with self._changed:
+                while not self._idle:
+                    if not self._opening:
+                        self._opening = True
+                        return None, True
+                    left_s = deadline - self._monotonic()
+                    if left_s <= 0:
+                        return None, False
+                    self._changed.wait(timeout=left_s)
                 connection = self._idle.pop()
             if self._monotonic() - connection.idle_since > self._max_idle_s or connection.stale():
                 connection.close()
                 continue
-            return connection
+            return connection, False
+
+    def close(self) -> None:
+        """Close the idle connections (one in use is closed by its caller's next failure, or
+        here once it comes back: none does after the client is closed)."""
+        with self._changed:
+            idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()
 
     def _connect(self, timeout_s: float) -> _Connection:
         try:
