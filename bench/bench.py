@@ -50,10 +50,12 @@ What it prints, for each file, and how each figure is taken:
   200,000-row CSV own CPU (<= 8 s), wall / API floor for both files (<= 1.15), peak RSS (<= 250 MB
   xlsx, <= 300 MB CSV); with --million, the 1,000,000-row CSV's peak RSS (<= 1 GB) and own CPU
   (<= 5.5x the 200,000-row figure).
-- With --profile, one more run of each file under ``py-spy record --format raw`` (all threads,
-  sampled, idle excluded); prints the 15 functions with the most own samples and the share of
-  samples in each stage (a sample belongs to the stage of the innermost frame that names one).
-  The profiled run is slower than the timed one and is never used for the figures above.
+- With --profile, one more run of each file under ``py-spy record --format raw --gil`` (only the
+  thread holding the interpreter lock is sampled, that is what runs Python code: without --gil,
+  py-spy counted threads blocked in a socket or a lock wait as busy); prints the 15 functions
+  with the most own samples and the share of samples in each stage (a sample belongs to the
+  stage of the innermost frame that names one). The profiled run is slower than the timed one
+  and is never used for the figures above.
 
 The machine is shared (2 cores here): figures move by 10-20 % between runs. Compare figures from
 one run, never across runs.
@@ -171,7 +173,8 @@ def write_csv(path: Path, count: int) -> None:
 
 @dataclass
 class Usage:
-    """What one child process cost: wall seconds, CPU seconds (user + sys), peak RSS in MB."""
+    """What one child process cost: wall seconds, CPU seconds (user + sys, and sys alone), peak
+    RSS in MB."""
 
     wall_s: float
     cpu_s: float
@@ -180,6 +183,7 @@ class Usage:
     started_at: float  # time.time() when it was started
     ended_at: float  # time.time() when it had ended: the log's clock, which may be stepped
     log: Path  # its stderr; its stdout is beside it, .out
+    sys_s: float = 0.0  # the kernel's part of cpu_s: system calls, page faults, switches
 
 
 def run_process(cmd: list[str], *, env: dict[str, str], log: Path) -> Usage:
@@ -199,6 +203,7 @@ def run_process(cmd: list[str], *, env: dict[str, str], log: Path) -> Usage:
         cost["started_at"],
         cost["ended_at"],
         log,
+        cost["sys_s"],
     )
 
 
@@ -402,7 +407,7 @@ def run_filedrop(
     cmd = [sys.executable, "-m", "filedrop", "run"]
     if profile is not None:
         spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-        cmd = [spy, "record", "--format", "raw", "--nonblocking", "-o", str(profile), "--", *cmd]
+        cmd = [spy, "record", "--format", "raw", "--gil", "-o", str(profile), "--", *cmd]
     kind = "profile" if profile is not None else "run"
     usage = run_process(cmd, env=env, log=OUT / f"{kind}-{source.stem}.log")
     if usage.code not in (0, 1):
@@ -634,7 +639,8 @@ def summarise_profile(raw: Path, *, top: int = 15, rate_hz: int = 100) -> list[s
     if not total:
         return ["  (no samples: py-spy could not read the process)"]
     lines = [
-        f"  {total} samples at {rate_hz} Hz, about {total / rate_hz:.1f} s on CPU (all threads)"
+        f"  {total} samples at {rate_hz} Hz: about {total / rate_hz:.1f} s holding the "
+        "interpreter lock"
     ]
     lines.append("  by stage (innermost frame naming one):")
     for stage, count in by_stage.most_common():
@@ -712,7 +718,8 @@ def bench_file(source: Path, rows: int, args: argparse.Namespace, *, full: bool)
     usage = figures.run.usage
     line(
         "filedrop run",
-        f"{usage.wall_s:7.2f} s wall  {usage.cpu_s:6.2f} s own CPU  peak {usage.peak_mb:5.0f} MB",
+        f"{usage.wall_s:7.2f} s wall  {usage.cpu_s:6.2f} s own CPU ({usage.sys_s:.2f} s of it "
+        f"system)  peak {usage.peak_mb:5.0f} MB",
     )
     if figures.economy:
         line("  (the server's CPU meanwhile)", f"{figures.economy.server_cpu_s:7.2f} s")

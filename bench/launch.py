@@ -8,10 +8,10 @@ read the inputs), so ``ru_maxrss`` would report the bench's size rather than the
 from this process, which imports nothing heavy, the child's peak is its own.
 
 USAGE.json gets: wall seconds, start and end time (``time.time()``, the clock of the command's
-log lines), CPU seconds (user + sys from ``os.wait4``, which include the children the command
-waited for, plus any it left behind, reparented to this process as subreaper and reaped here: a
-forkserver outliving ``filedrop run``), peak RSS in MB (the largest of those processes, not
-their sum), and the exit code.
+log lines), CPU seconds (user + sys, and sys alone, from ``os.wait4``, which include the children
+the command waited for, plus any it left behind, reparented to this process as subreaper and
+reaped here: a forkserver outliving ``filedrop run``), peak RSS in MB (the largest of those
+processes, not their sum), and the exit code.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def main() -> None:
     ended_at = time.time()
     child.returncode = os.waitstatus_to_exitcode(status)
     wall_s = time.perf_counter() - started
-    cpu_s, peak_mb = usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+    user_s, sys_s, peak_mb = usage.ru_utime, usage.ru_stime, usage.ru_maxrss / 1024
     left = children()
     deadline = time.monotonic() + 10
     while left and time.monotonic() < deadline:
@@ -54,7 +54,8 @@ def main() -> None:
             done, _, orphan = os.wait4(pid, os.WNOHANG)
             if done:
                 left.discard(pid)
-                cpu_s += orphan.ru_utime + orphan.ru_stime
+                user_s += orphan.ru_utime
+                sys_s += orphan.ru_stime
                 peak_mb = max(peak_mb, orphan.ru_maxrss / 1024)
         time.sleep(0.02)
     Path(report).write_text(
@@ -63,7 +64,8 @@ def main() -> None:
                 "wall_s": wall_s,
                 "started_at": started_at,
                 "ended_at": ended_at,
-                "cpu_s": cpu_s,
+                "cpu_s": user_s + sys_s,
+                "sys_s": sys_s,
                 "peak_mb": peak_mb,
                 "code": child.returncode,
                 "not_reaped": len(left),
