@@ -168,6 +168,18 @@ CASES: dict[str, Callable[[Path], str]] = {
     'row 3: Fornavn "Bj\\x07rn" holds a control character (U+0007), which no letter can show; '
     "remove it in the export": lambda d: printable(_row_message(d, 3, Fornavn="Bj\x07rn")),
     "row 5: invoice number 240302 already appears on row 3": _duplicate,
+    'row 5: Etternavn "Berg" differs from row 4 of the same invoice ("Kristiansen"); the rows of '
+    "one invoice must agree on it": lambda d: _row_message(
+        d,
+        5,
+        (MAPPINGS / "norwegian-erp.toml").read_text(encoding="utf-8")
+        + '\n[group]\nby = "Fakturanr"\n',
+        # Row 4's invoice on a second line, with all of row 4's values but the last name.
+        Fakturanr="240304",
+        Fødselsnr=national_id(240304 % 50),
+        Etternavn="Berg",
+        **{"E-post": "kunde240304@example.no"},
+    ),
     'rule skip.credit_notes: Beløp "-500,00" is 0 or less': lambda d: _row_message(
         d,
         4,

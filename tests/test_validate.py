@@ -681,6 +681,79 @@ def test_a_group_missing_an_invoice_field_is_reported_once_on_its_first_row() ->
     assert set(prepared.rejected) == {0, 1}
 
 
+def test_lines_of_one_invoice_that_name_another_debtor_make_it_invalid() -> None:
+    """A line with the same invoice number but another customer's name or another due date is
+    not sent on the first line's invoice: every line of it is INVALID, and the message names
+    the line at fault, the value and the line it disagrees with."""
+    rows = [
+        line("A", "Hovedstol", "100,00", first=True),
+        line("A", "Gebyr", "70,00", Etternavn="Berg", Forfall="15.03.2024"),
+        line("B", "Hovedstol", "5,00", first=True),
+        line("B", "Gebyr", "7,00", Forfall="16.03.2024"),
+    ]
+    prepared = run(rows, GROUPED_MAPPING, headers=G)
+    assert prepared.invoices == []
+    assert messages(prepared) == [
+        'row 3: Etternavn "Berg" differs from row 2 of the same invoice ("Lie"); the rows of '
+        "one invoice must agree on it",
+        'row 5: Forfall "16.03.2024" differs from row 4 of the same invoice ("15.03.2024"); the '
+        "rows of one invoice must agree on it",
+    ]
+    assert {r: j.status for r, j in prepared.rejected.items()} == dict.fromkeys(
+        range(4), RowStatus.INVALID
+    )
+    assert_every_row_once(prepared)
+
+
+def test_lines_that_agree_or_leave_invoice_fields_empty_make_one_invoice() -> None:
+    """The same values written the same or left empty on follow-up lines: one invoice."""
+    rows = [
+        line("A", "Hovedstol", "100,00", first=True),
+        line("A", "Gebyr", "70,00", Fornavn=" Åse ", Etternavn="Lie", Dato="01.03.2024"),
+        line("A", "Rente", "1,00"),
+    ]
+    (invoice,) = run(rows, GROUPED_MAPPING, headers=G).invoices
+    assert invoice.rows == (0, 1, 2)
+
+
+def test_lines_that_disagree_are_sent_on_the_first_lines_values_as_a_warning(
+    tmp_path: Path,
+) -> None:
+    """rules.group = "warning": sent as before this check, the first line's values, noted."""
+    text = GROUPED.replace("[group]", '[rules]\ngroup = "warning"\n\n[group]')
+    rows = [
+        line("A", "Hovedstol", "100,00", first=True),
+        line("A", "Gebyr", "70,00", Etternavn="Berg"),
+    ]
+    prepared = run(rows, custom(tmp_path, text), headers=G)
+    (invoice,) = prepared.invoices
+    assert invoice.payload["debtors"][0]["lastname"] == "Lie"
+    assert prepared.notes == {
+        1: 'Etternavn "Berg" differs from row 2 of the same invoice ("Lie"); the rows of one '
+        "invoice must agree on it"
+    }
+
+
+def test_grouped_national_ids_that_disagree_are_shown_masked(tmp_path: Path) -> None:
+    """A fødselsnummer in the message keeps its birth date only, as every message does."""
+    text = GROUPED.replace(
+        'lastname = "Etternavn"', 'lastname = "Etternavn"\nidentificationNumber = "Fnr"'
+    )
+    other = fnr(3, 5, 1990)
+    rows = [
+        line("A", "Hovedstol", "100,00", first=True, Fnr=PERSON),
+        line("A", "Gebyr", "70,00", Fnr=other),
+    ]
+    prepared = run(rows, custom(tmp_path, text), headers=[*G, "Fnr"])
+    (message,) = messages(prepared)
+    assert PERSON not in message
+    assert other not in message
+    assert (
+        f'Fnr "{other[:6]}*****" differs from row 2 of the same invoice ("{PERSON[:6]}*****")'
+        in message
+    )
+
+
 def test_two_groups_with_one_invoice_number_are_duplicates(tmp_path: Path) -> None:
     """Grouping by customer while the number repeats: the later group is DUPLICATE."""
     text = GROUPED.replace('by = "Nr"', 'by = "Etternavn"')

@@ -33,6 +33,7 @@ __all__ = [
     "check_claim_sums",
     "check_claims",
     "check_debtors",
+    "check_group_agreement",
     "check_invoice",
     "claim_lines",
     "there",
@@ -187,6 +188,44 @@ def _other_currency(
             f"{currency}; only the number would be sent, in {currency}"
         )
         issues.append(_issue(lv.at[g], "currency", v, g, why))
+    return issues
+
+
+def check_group_agreement(
+    mapping: Mapping, rows: dict[int, Values], groups: Groups, row_numbers: np.ndarray
+) -> list[Issue]:
+    """Rows grouped into one invoice (``[group] by``) that disagree on a value of the invoice or
+    its debtor: an Issue on each row whose value differs from the first row that has one.
+
+    An invoice has one debtor, one date, one KID: taking the first row's and sending the rest
+    of the rows' claims on it would put a line of another customer's on this customer's
+    collection case. Rows that leave a value empty agree with any.
+    """
+    if groups.members is None:
+        return []
+    issues: list[Issue] = []
+    for node in [*walk_fields(mapping.invoice), *walk_fields(mapping.debtors)]:
+        v = rows[id(node)]
+        if not node.from_file or v.empty.all():
+            continue
+        at = groups.level(v).at[groups.gid]  # per row: the row its invoice's value comes from
+        others = np.flatnonzero(~v.empty & (at != np.arange(len(at))))
+        # Compared as converted: "90000000" and "+47 900 00 000" are one phone number.
+        differ = others[np.not_equal(v.vals[others], v.vals[at[others]])]
+        for r in differ.tolist():
+            first, own = v.text[at[r]], v.text[r]
+            if node.kind == "id":
+                first, own = mask_id(first), mask_id(own)
+            issues.append(
+                Issue(
+                    r,
+                    "group",
+                    v.label[r],
+                    own,
+                    f"{v.label[r]} {quoted(own)} differs from row {row_numbers[at[r]]} of the same "
+                    f"invoice ({quoted(first)}); the rows of one invoice must agree on it",
+                )
+            )
     return issues
 
 

@@ -20,6 +20,7 @@ from filedrop.mapping.checks import (
     check_claim_sums,
     check_claims,
     check_debtors,
+    check_group_agreement,
     check_invoice,
     claim_lines,
 )
@@ -159,6 +160,7 @@ def _prepare(
     lines = claim_lines(mapping, rows, groups)
     issues += check_invoice(mapping, level, groups.count)
     issues += check_debtors(mapping, level, groups)
+    issues += check_group_agreement(mapping, rows, groups, table.row_numbers)
     issues += check_claims(mapping, rows, lines)
     issues += check_amount_currencies(mapping, level, rows, groups, lines)
     sums = claim_totals(mapping, rows, lines, groups.gid, groups.count)
