@@ -502,7 +502,9 @@ def process_guarded(path: Path, ctx: Context) -> FileReport:
     except ctx.journal.errors as exc:  # the journal's disk full, its server gone
         message = (
             f"the journal {ctx.journal.path} could not be written ({exc}); check FILEDROP_STATE "
-            "and the space on its disk; nothing is lost, the next run resumes it"
+            "and the space on its disk; the next run resumes it, and never sends again what "
+            "went (a batch Amili took that the journal could not note becomes UNKNOWN, for "
+            "'filedrop resolve'; the log names it)"
         )
         setback = Setback.FAULT
         log.debug("%s: %s", printable(path.name), message, exc_info=True)

@@ -156,7 +156,9 @@ def test_a_journal_whose_disk_is_full_is_named_and_nothing_is_sent_twice(
     assert report.state is FileState.RETRY
     assert report.message == (
         f"the journal {journal_file(inbox)} could not be written (database or disk is full); "
-        "check FILEDROP_STATE and the space on its disk; nothing is lost, the next run resumes it"
+        "check FILEDROP_STATE and the space on its disk; the next run resumes it, and never "
+        "sends again what went (a batch Amili took that the journal could not note becomes "
+        "UNKNOWN, for 'filedrop resolve'; the log names it)"
     )
     ctx.journal.close()
     filedrop("run", environ=run_env(inbox, sandbox.url), expect=None)
