@@ -423,29 +423,6 @@ def test_excel_title_line_dates_numbers_and_row_numbers(tmp_path):
     assert table.row_numbers.tolist() == [5, 6, 8]
 
 
-def test_numbers_formatted_with_leading_zeros_read_as_excel_shows_them(tmp_path):
-    """A KID, a national id or a customer number stored as a number and formatted 0000000000
-    shows its leading zeros in Excel, and is read with them: without, it is another KID, and
-    its check digit does not notice (zeros weigh nothing). A column left General is read as
-    the number it is."""
-    wb = openpyxl.Workbook()
-    ws = wb.active
-    ws.append(["KID", "Fødselsnr", "Kundenr", "Beløp"])
-    for kid, fnr, customer, amount in [(12345674, 1018512345, 42, 100), (9, None, 1234567, 5)]:
-        ws.append([kid, fnr, customer, amount])
-    for row in ws.iter_rows(min_row=2):
-        row[0].number_format = "0000000000"
-        row[1].number_format = "00000000000"
-        row[2].number_format = "000000"  # 1234567 is wider: shown whole, as Excel does
-    wb.save(tmp_path / "kid.xlsx")
-    table = read_table(tmp_path / "kid.xlsx")
-    assert rows(table) == [
-        ["0012345674", "01018512345", "000042", "100"],
-        ["0000000009", "", "1234567", "5"],
-    ]
-    assert table.values.iloc[0].tolist()[0] == 12345674  # the typed value stays the number
-
-
 def test_excel_values_keep_numbers_and_dates(tmp_path):
     """The typed values stay numbers and dates, with None for empty cells."""
     table = read_table(make_invoice_workbook(tmp_path / "v.xlsx"))

@@ -9,7 +9,6 @@ and each column's number format.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from pathlib import Path
 
 import numpy as np
@@ -48,10 +47,6 @@ def build_table(path: Path, sheet: ParsedSheet, marks: SheetMarks | None = None)
     ``marks`` (from the sheet's XML) put each error cell's error where calamine left it empty,
     and refuse a sheet whose hidden rows hold data."""
     expanded = [_expand(column, sheet.n_rows) for column in sheet.columns]
-    for j, (column, (text, typed)) in enumerate(zip(sheet.columns, expanded, strict=True)):
-        code = sheet.formats.get(sheet.first_col + j)
-        if column.kind == "floats" and isinstance(code, str) and _ZERO_PADDED.fullmatch(code):
-            _show_leading_zeros(text, typed, len(code))
     if marks is not None and marks.errors:
         _put_errors(expanded, marks.errors, sheet)
     texts = [text for text, _ in expanded]
@@ -85,20 +80,6 @@ def build_table(path: Path, sheet: ParsedSheet, marks: SheetMarks | None = None)
             number_formats=tuple(sheet.formats.get(sheet.first_col + j) for j in range(width)),
         ),
     )
-
-
-#: A number format that shows a number with leading zeros to a fixed width (``0000000000``):
-#: how a KID, a national id or a customer number stored as a number keeps its zeros in Excel.
-_ZERO_PADDED = re.compile(r"0{2,30}")
-
-
-def _show_leading_zeros(text: np.ndarray, typed: np.ndarray, width: int) -> None:
-    """The whole numbers of a column formatted ``0000…`` as Excel shows them, leading zeros and
-    all: ``12345674`` under ``0000000000`` is the KID ``0012345674``, and sent without its
-    zeros it is another KID (the check digit does not notice: zeros weigh nothing)."""
-    for i, value in enumerate(typed.tolist()):
-        if type(value) is float and value.is_integer() and 0 <= value < 10**width:
-            text[i] = str(int(value)).zfill(width)
 
 
 def _put_errors(
