@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import http.client
 import json
 import logging
+import os
 import shutil
+import socket
 import ssl
 import subprocess
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
@@ -455,18 +459,7 @@ def test_a_ca_bundle_that_is_not_there_is_a_config_error_naming_the_variable(mon
 def tls_api(tmp_path) -> Iterator[tuple[str, str]]:
     """(URL, CA file) of an HTTPS server on 127.0.0.1 with a self-signed certificate, answering
     as `HostileHandler` (secret "good" gets a token)."""
-    if shutil.which("openssl") is None:
-        pytest.skip("needs the openssl command to make a certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
-            *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
-            *("-keyout", str(key), "-out", str(cert)),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    cert, key = _self_signed(tmp_path)
     server = ThreadingHTTPServer(("127.0.0.1", 0), HostileHandler)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
@@ -506,6 +499,113 @@ def test_https_certificates_are_checked_against_the_environments_ca_bundle(
         with pytest.raises(ApiUnavailable, match="the TLS handshake failed"):
             client.authenticate()
     assert fake_time.sleeps == [0.5]
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    """(certificate, key) for 127.0.0.1, made by the openssl command."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
+            *("-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+def _serve(listener: socket.socket, talk: Callable[[socket.socket], None]) -> None:
+    """Accept on ``listener`` until it is closed, each connection talked to on a thread."""
+    while True:
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        threading.Thread(target=talk, args=(conn,), daemon=True).start()
+
+
+def _read_request(conn: socket.socket) -> tuple[str, bytes]:
+    """(request line, body) of the next request on ``conn``."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += conn.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    length = next(
+        int(v) for k, _, v in (x.partition(":") for x in lines) if k.lower() == "content-length"
+    )
+    while len(body) < length:
+        body += conn.recv(65536)
+    return lines[0], body
+
+
+def test_a_tls_error_after_a_post_went_out_through_a_proxy_is_ambiguous(tmp_path, monkeypatch):
+    """Through an HTTPS proxy (urllib3's pools), the server reads the invoice POST whole, then
+    its TLS breaks: the POST may have been acted on, so it is AmbiguousSubmission, sent once.
+    urllib3 calls that an SSLError, like a failed handshake, which used to read as "not sent":
+    the POST went again on every retry, four times in all."""
+    cert, key = _self_signed(tmp_path)
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(cert, key)
+    whole_posts: list[str] = []
+
+    def api(conn: socket.socket) -> None:
+        with server_tls.wrap_socket(conn, server_side=True) as tls:
+            while True:
+                line, _ = _read_request(tls)
+                if "/token" in line:
+                    body = b'{"access_token": "tok", "expires_in": 3600}'
+                    tls.sendall(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+                    )
+                    continue
+                whole_posts.append(line)
+                # A broken TLS record, written under the TLS layer on the same socket.
+                with socket.socket(fileno=os.dup(tls.fileno())) as raw:
+                    raw.sendall(b"\x17\x03\x03\x00\x20" + b"\x00" * 32)
+                return
+
+    def tunnel(conn: socket.socket) -> None:
+        line, _ = conn.recv(65536).decode("latin-1").split("\r\n", 1)
+        host, port = line.split()[1].rsplit(":", 1)
+        upstream = socket.create_connection((host, int(port)))
+        conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+        def pipe(a: socket.socket, b: socket.socket) -> None:
+            with contextlib.suppress(OSError):
+                while data := a.recv(65536):
+                    b.sendall(data)
+            for end in (a, b):
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+
+        threading.Thread(target=pipe, args=(upstream, conn), daemon=True).start()
+        pipe(conn, upstream)
+
+    listeners = [socket.create_server(("127.0.0.1", 0)) for _ in range(2)]
+    for listener, talk in zip(listeners, (api, tunnel), strict=True):
+        threading.Thread(target=_serve, args=(listener, talk), daemon=True).start()
+    api_port, proxy_port = (listener.getsockname()[1] for listener in listeners)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy_port}")
+    monkeypatch.setenv("NO_PROXY", "")
+    monkeypatch.delenv("no_proxy", raising=False)
+    try:
+        with (
+            client_at(
+                f"https://127.0.0.1:{api_port}", max_retries=3, sleep=lambda _s: None
+            ) as client,
+            pytest.raises(AmbiguousSubmission, match="the connection was lost"),
+        ):
+            client.create_invoices(ORG_ID, [{"invoiceNumber": "1"}])
+    finally:
+        for listener in listeners:
+            listener.close()
+    assert len(whole_posts) == 1
 
 
 def test_unknown_batch_raises_api_error_naming_method_path_and_status(client):

@@ -520,6 +520,7 @@ class AmiliClient:
         if token is not None:
             headers = {**headers, "Authorization": f"Bearer {token}"}
         started = time.monotonic()
+        _written.whole = False
         try:
             resp = route.open(method, path, body=body, headers=headers, timeout=self._timeout)
         except (HTTPError, OSError) as exc:
@@ -560,7 +561,9 @@ class AmiliClient:
         """
         if isinstance(exc, ReadTimeoutError):
             return True, f"no answer within {self._timeout.read_timeout:g} s", "read_timeout"
-        if isinstance(exc, SSLError):
+        # urllib3 calls any TLS error an SSLError, also one while reading the answer to a
+        # request written whole (through a proxy): that request may have been acted on.
+        if isinstance(exc, SSLError) and not getattr(_written, "whole", False):
             return False, "the TLS handshake failed", "tls"
         if RequestNotSentError.found_in(exc):
             return False, "the connection was closed before the request was sent", "not_sent"
@@ -593,6 +596,11 @@ class AmiliClient:
 # ------------------------------------------------------------------------------------- transport
 
 
+#: Whether this thread's request under way was written whole (``whole``): set by the
+#: write-aware connections urllib3 uses for proxied requests, read when a failure is classified.
+_written = threading.local()
+
+
 class _WriteAwareMixin:
     """A connection that remembers whether writing its request failed, and since when it idles.
 
@@ -611,6 +619,8 @@ class _WriteAwareMixin:
             super().request(*args, **kwargs)  # type: ignore[misc]
         except OSError as exc:
             self._write_error = exc
+        else:
+            _written.whole = True
 
     def getresponse(self) -> Any:
         try:
