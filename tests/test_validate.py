@@ -682,38 +682,44 @@ def test_a_group_missing_an_invoice_field_is_reported_once_on_its_first_row() ->
 
 
 def test_lines_of_one_invoice_that_name_another_debtor_make_it_invalid() -> None:
-    """A line with the same invoice number but another customer's name or another due date is
-    not sent on the first line's invoice: every line of it is INVALID, and the message names
-    the line at fault, the value and the line it disagrees with."""
+    """A line with the same invoice number but another customer's name is not sent on the first
+    line's invoice: every line of it is INVALID, and the message names the line at fault, the
+    value and the line it disagrees with. A fee line with dates of its own is no other debtor:
+    its invoice is sent, with the first line's dates."""
     rows = [
         line("A", "Hovedstol", "100,00", first=True),
         line("A", "Gebyr", "70,00", Etternavn="Berg", Forfall="15.03.2024"),
         line("B", "Hovedstol", "5,00", first=True),
-        line("B", "Gebyr", "7,00", Forfall="16.03.2024"),
+        line("B", "Gebyr", "7,00", Dato="10.03.2024", Forfall="24.03.2024"),
     ]
     prepared = run(rows, GROUPED_MAPPING, headers=G)
-    assert prepared.invoices == []
     assert messages(prepared) == [
         'row 3: Etternavn "Berg" differs from row 2 of the same invoice ("Lie"); the rows of '
         "one invoice must agree on it",
-        'row 5: Forfall "16.03.2024" differs from row 4 of the same invoice ("15.03.2024"); the '
-        "rows of one invoice must agree on it",
     ]
     assert {r: j.status for r, j in prepared.rejected.items()} == dict.fromkeys(
-        range(4), RowStatus.INVALID
+        (0, 1), RowStatus.INVALID
     )
+    (sent,) = prepared.invoices
+    assert (sent.invoice_number, sent.payload["dueDate"]) == ("B", "2024-03-15T00:00:00Z")
     assert_every_row_once(prepared)
 
 
-def test_lines_that_agree_or_leave_invoice_fields_empty_make_one_invoice() -> None:
-    """The same values written the same or left empty on follow-up lines: one invoice."""
+def test_lines_that_agree_or_leave_invoice_fields_empty_make_one_invoice(tmp_path: Path) -> None:
+    """The same debtor written with other capitals or spacing, a follow-up line left empty,
+    holding "-" (what ERPs print for nothing), or filled by the mapping's default (Valuta empty:
+    NOK, while the first line says EUR): one invoice, with the first line's values."""
+    text = GROUPED.replace(
+        'currency = { constant = "NOK" }', 'currency = { column = "Valuta", default = "NOK" }'
+    )
     rows = [
-        line("A", "Hovedstol", "100,00", first=True),
-        line("A", "Gebyr", "70,00", Fornavn=" Åse ", Etternavn="Lie", Dato="01.03.2024"),
-        line("A", "Rente", "1,00"),
+        line("A", "Hovedstol", "100,00", first=True, Valuta="EUR"),
+        line("A", "Gebyr", "70,00", Fornavn=" ÅSE ", Etternavn="lie", Valuta=""),
+        line("A", "Rente", "1,00", Fornavn="-", Etternavn="-"),
     ]
-    (invoice,) = run(rows, GROUPED_MAPPING, headers=G).invoices
+    (invoice,) = run(rows, custom(tmp_path, text), headers=[*G, "Valuta"]).invoices
     assert invoice.rows == (0, 1, 2)
+    assert invoice.payload["currency"] == "EUR"
 
 
 def test_lines_that_disagree_are_sent_on_the_first_lines_values_as_a_warning(

@@ -191,28 +191,47 @@ def _other_currency(
     return issues
 
 
+#: The values the lines of one invoice must agree on: who the debtor is, the invoice's number
+#: (when the lines are grouped by another column) and the currency its amounts are summed in.
+#: Others may differ from line to line in real ledgers (a fee line with its own dates, an email
+#: in other capitals); the first line's are sent, as documented.
+_AGREED = frozenset({"identificationNumber", "customerNumber", "firstname", "lastname"})
+_AGREED_INVOICE = frozenset({"invoiceNumber", "currency"})
+_NAMES = frozenset({"firstname", "lastname"})
+
+
 def check_group_agreement(
     mapping: Mapping, rows: dict[int, Values], groups: Groups, row_numbers: np.ndarray
 ) -> list[Issue]:
-    """Rows grouped into one invoice (``[group] by``) that disagree on a value of the invoice or
-    its debtor: an Issue on each row whose value differs from the first row that has one.
+    """Lines grouped into one invoice (``[group] by``) that name another debtor (national id,
+    customer number, name) or another currency: an Issue on each line whose value differs from
+    the one its invoice takes.
 
-    An invoice has one debtor, one date, one KID: taking the first row's and sending the rest
-    of the rows' claims on it would put a line of another customer's on this customer's
-    collection case. Rows that leave a value empty agree with any.
+    Taking the first line's and sending the others' claims on it would put another customer's
+    line on this customer's collection case. Only values the lines give in the same column are
+    compared (a line left empty, holding a lone ``-``, or filled by a ``default``, agrees with
+    any); names ignoring capitals and spacing.
     """
     if groups.members is None:
         return []
+    agreed = [(f, _AGREED) for f in walk_fields(mapping.debtors)]
+    agreed += [(f, _AGREED_INVOICE) for f in walk_fields(mapping.invoice)]
     issues: list[Issue] = []
-    for node in [*walk_fields(mapping.invoice), *walk_fields(mapping.debtors)]:
-        v = rows[id(node)]
-        if not node.from_file or v.empty.all():
+    for node, names in agreed:
+        name, v = node.key.rpartition(".")[2], rows[id(node)]
+        if node.source != "column" or name not in names or v.empty.all():
             continue
         at = groups.level(v).at[groups.gid]  # per row: the row its invoice's value comes from
         others = np.flatnonzero(~v.empty & (at != np.arange(len(at))))
-        # Compared as converted: "90000000" and "+47 900 00 000" are one phone number.
-        differ = others[np.not_equal(v.vals[others], v.vals[at[others]])]
-        for r in differ.tolist():
+        others = others[v.label[others] == v.label[at[others]]]  # both from the same column
+        others = others[v.text[others] != "-"]  # what ERPs print for nothing
+        if not len(others):
+            continue
+        # Compared as converted ("90000000" and "+47 900 00 000" are one number), names folded.
+        keys = v.vals
+        if name in _NAMES:
+            keys = np.array([" ".join(str(x).split()).casefold() for x in v.vals], dtype=object)
+        for r in others[np.not_equal(keys[others], keys[at[others]])].tolist():
             first, own = v.text[at[r]], v.text[r]
             if node.kind == "id":
                 first, own = mask_id(first), mask_id(own)
