@@ -5,6 +5,7 @@ means for a POST that may have arrived."""
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import socket
@@ -229,6 +230,11 @@ BROKEN = {
     "bad gzip": answer(201, b"not gzip at all", "Content-Encoding: gzip"),
     "unknown coding": answer(201, ACCEPTED, "Content-Encoding: br"),
     "header without colon": b"HTTP/1.1 201 Created\r\nbroken header\r\n\r\n",
+    # Digits that are not ASCII: str.isdigit takes them, int() does not.
+    "superscript status": b"HTTP/1.1 2\xb20 Created\r\nContent-Length: 2\r\n\r\n{}",
+    "superscript length": b"HTTP/1.1 201 Created\r\nContent-Length: \xb9\r\n\r\n{",
+    "chunk size with underscore": b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"1_0\r\n",
 }
 
 
@@ -363,3 +369,18 @@ def test_four_callers_have_four_requests_in_the_server_at_once(serve):
     pool.close()
     assert reached == [True] * 4
     assert server.connections == 4
+
+
+def test_a_closed_pool_keeps_no_connection_open(serve):
+    """After close, a connection whose exchange ends is closed, not kept idle (its socket would
+    stay open for nobody); the pool still answers, each time on a new connection."""
+    server = serve(lambda _line, _body: (answer(200, b"{}"), False))
+    pool = pool_of(server, opening_wait_s=5)
+    exchange = functools.partial(
+        pool.exchange, "GET", "/x", body=None, headers={}, connect_timeout_s=2, read_timeout_s=5
+    )
+    exchange()
+    pool.close()
+    exchange()
+    exchange()
+    assert server.connections == 3

@@ -18,6 +18,7 @@ first-out, checked before use, retired after ``max_idle_s`` idle, opened one at 
 
 from __future__ import annotations
 
+import re
 import select
 import socket
 import ssl
@@ -39,9 +40,13 @@ from urllib3.exceptions import (
 _MAX_HEAD = 64 * 1024
 #: The most an answer's body may take, once decompressed: a poll of a 10,000-invoice batch is a
 #: few MB; a server sending more (or a compressed bomb) is not believed.
-MAX_BODY = 256 * 1024 * 1024
+MAX_BODY = 64 * 1024 * 1024
 _RECV = 256 * 1024
 _NO_BODY = frozenset({204, 304})
+#: Numbers in an answer's head: ASCII digits only (str.isdigit takes ² and other digits, which
+#: int() then refuses or reads).
+_DECIMAL = re.compile(r"[0-9]{1,12}")
+_HEX = re.compile(r"[0-9A-Fa-f]{1,12}")
 
 
 class RequestNotSentError(OSError):
@@ -114,6 +119,7 @@ class DirectPool:
         self._changed = threading.Condition()
         self._idle: list[_Connection] = []
         self._opening = False
+        self._closed = False
 
     def exchange(
         self,
@@ -139,7 +145,7 @@ class DirectPool:
                 connection.close()
                 raise
             with self._changed:
-                if keep:
+                if keep and not self._closed:
                     connection.idle_since = self._monotonic()
                     self._idle.append(connection)
                 else:
@@ -181,9 +187,9 @@ class DirectPool:
             return connection, False
 
     def close(self) -> None:
-        """Close the idle connections (one in use is closed by its caller's next failure, or
-        here once it comes back: none does after the client is closed)."""
+        """Close the idle connections; one in use is closed when its exchange ends."""
         with self._changed:
+            self._closed = True
             idle, self._idle = self._idle, []
         for connection in idle:
             connection.close()
@@ -295,7 +301,7 @@ class _Connection:
             body = self._chunked()
         elif length is not None:
             lengths = {part.strip() for part in length.split(",")}
-            if len(lengths) != 1 or not (size := lengths.pop()).isdigit() or len(size) > 12:
+            if len(lengths) != 1 or not _DECIMAL.fullmatch(size := lengths.pop()):
                 msg = f"Content-Length {length!r}"
                 raise _MalformedAnswerError(msg)
             body = self._exactly(int(size))
@@ -318,7 +324,11 @@ class _Connection:
         status_line, *lines = head.split("\r\n")
         version, _, rest = status_line.partition(" ")
         code = rest[:3]
-        if not version.startswith("HTTP/1.") or not code.isdigit() or rest[3:4] not in ("", " "):
+        if (
+            not version.startswith("HTTP/1.")
+            or not _DECIMAL.fullmatch(code)
+            or rest[3:4] not in ("", " ")
+        ):
             msg = f"status line {status_line[:80]!r}"
             raise _MalformedAnswerError(msg)
         headers = Headers()
@@ -343,7 +353,7 @@ class _Connection:
             raise ConnectionAbortedError(msg)
         self._buffer += chunk
         if len(self._buffer) > MAX_BODY + _MAX_HEAD:
-            msg = "an answer over 256 MiB"
+            msg = "an answer over 64 MiB"
             raise _MalformedAnswerError(msg)
         return True
 
@@ -374,20 +384,17 @@ class _Connection:
         total = 0
         while True:
             size_text = self._line().partition(";")[0].strip()
-            try:
-                size = int(size_text, 16)
-            except ValueError:
-                size = -1
-            if size < 0 or len(size_text) > 12:
+            if not _HEX.fullmatch(size_text):
                 msg = f"chunk size {size_text[:20]!r}"
                 raise _MalformedAnswerError(msg)
+            size = int(size_text, 16)
             if size == 0:
                 while self._line():  # trailers, up to the empty line
                     pass
                 return b"".join(parts)
             total += size
             if total > MAX_BODY:
-                msg = "an answer over 256 MiB"
+                msg = "an answer over 64 MiB"
                 raise _MalformedAnswerError(msg)
             parts.append(self._exactly(size))
             if self._exactly(2) != b"\r\n":
@@ -424,6 +431,6 @@ def _inflate(body: bytes, wbits: int) -> bytes:
     inflater = zlib.decompressobj(wbits)
     data = inflater.decompress(body, MAX_BODY)
     if inflater.unconsumed_tail:
-        msg = "an answer over 256 MiB once decompressed"
+        msg = "an answer over 64 MiB once decompressed"
         raise _MalformedAnswerError(msg)
     return data
