@@ -14,7 +14,8 @@ Connections: every request, invoice POSTs included, rides a kept-alive connectio
 (`_RetiringPool`). A connection is checked just before use (readable while idle means the server
 closed it or sent junk: it is discarded), is closed rather than used once it has been idle longer
 than ``max_idle_s`` (15 s, below the idle timeouts of common load balancers, so an idle connection
-is not silently dropped under a POST), and new connections are opened one at a time, each proven
+is not silently dropped under a POST) or, on direct connections, than a second less than the
+server's own ``Keep-Alive: timeout``, and new connections are opened one at a time, each proven
 by a full answer before the next is opened. A fresh connection per POST would be the worst choice:
 a busy server with a small listen backlog resets such a connection after the request was written,
 which by the rules above makes the POST ambiguous, and each would cost a TLS handshake. A request

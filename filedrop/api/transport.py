@@ -13,7 +13,8 @@ after the request went out. A request whose writing failed and that got no answe
 `RequestNotSentError`: the server never had all of it, so it may be sent again.
 
 The pool's rules are those described in client.py's docstring: kept alive and reused last-in
-first-out, checked before use, retired after ``max_idle_s`` idle, opened one at a time.
+first-out, checked before use, retired after ``max_idle_s`` idle (or a second before the server's
+own ``Keep-Alive: timeout``), opened one at a time.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ _NO_BODY = frozenset({204, 304})
 #: int() then refuses or reads).
 _DECIMAL = re.compile(r"[0-9]{1,12}")
 _HEX = re.compile(r"[0-9A-Fa-f]{1,12}")
+_KEEP_ALIVE_TIMEOUT = re.compile(r"(?i)\btimeout\s*=\s*([0-9]{1,6})\b")
 
 
 class RequestNotSentError(OSError):
@@ -181,7 +183,8 @@ class DirectPool:
                         return None, False
                     self._changed.wait(timeout=left_s)
                 connection = self._idle.pop()
-            if self._monotonic() - connection.idle_since > self._max_idle_s or connection.stale():
+            idle_s = self._monotonic() - connection.idle_since
+            if idle_s > min(self._max_idle_s, connection.server_idle_s) or connection.stale():
                 connection.close()
                 continue
             return connection, False
@@ -245,6 +248,10 @@ class _Connection:
         self._sock = sock
         self._buffer = bytearray()
         self.idle_since = 0.0
+        #: How long the server keeps it open while idle, less a second, as its last answer's
+        #: ``Keep-Alive: timeout=N`` said (Apache, Node and uvicorn say 5 s); unlimited if it
+        #: said nothing. A request sent as the server closes is one that may have arrived.
+        self.server_idle_s = float("inf")
 
     def close(self) -> None:
         self._sock.close()
@@ -290,6 +297,8 @@ class _Connection:
                 break
         connection = (headers.get("connection") or "").lower()
         keep = version == "HTTP/1.1" and "close" not in connection
+        if (timeout := _KEEP_ALIVE_TIMEOUT.search(headers.get("keep-alive") or "")) is not None:
+            self.server_idle_s = int(timeout[1]) - 1.0
         encoding = (headers.get("transfer-encoding") or "").lower()
         length = headers.get("content-length")
         if method == "HEAD" or status in _NO_BODY:
