@@ -757,7 +757,7 @@ def _status(args: argparse.Namespace, io: Io) -> int:
     with Journal(path) as journal:
         io.say(f"Journal: {path}")
         if only is None:
-            _say_files(journal, io, ids=None)
+            _say_files(journal, io, ids=None, inbox_of=_inbox_namer(settings))
             counts = journal.status_counts()
             if counts:
                 io.say("Invoices by status: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
@@ -789,9 +789,23 @@ def _inbox_folders(settings: Settings) -> list[Path]:
     return [inbox.inbox for inbox in settings.each_inbox() if inbox.inbox is not None]
 
 
-def _say_files(journal: Journal, io: Io, *, ids: set[int] | None) -> None:
+def _inbox_namer(settings: Settings) -> Callable[[FileRecord], str] | None:
+    """For a config listing several inboxes: the name of the inbox whose folder holds a
+    recorded file (two clients' invoices.csv told apart), "" for none of them."""
+    if len(settings.inboxes) < 2:
+        return None
+    return lambda record: inbox.name if (inbox := _inbox_of(record, settings)) else ""
+
+
+def _say_files(
+    journal: Journal,
+    io: Io,
+    *,
+    ids: set[int] | None,
+    inbox_of: Callable[[FileRecord], str] | None = None,
+) -> None:
     """The recent files and the batches still pending or UNKNOWN: of the files ``ids`` (one
-    inbox's), or of every file."""
+    inbox's), or of every file, each named with its inbox by ``inbox_of`` when it is given."""
     from filedrop.states import UNFINISHED_BATCH_STATES, BatchState
 
     def shown(file_id: int) -> bool:
@@ -800,10 +814,15 @@ def _say_files(journal: Journal, io: Io, *, ids: set[int] | None) -> None:
     limit = 20 if ids is None else len(ids) + 20
     files = [f for f in journal.recent_files(limit=limit) if shown(f.id)][:20]
     io.say("Recent files:" if files else "No files yet.")
+
+    def named(record: FileRecord) -> str:
+        inbox = inbox_of(record) if inbox_of is not None else ""
+        return printable(f"{inbox}: {record.name}" if inbox else record.name)
+
     for f in files:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(f.updated_at))
         counts = ", ".join(f"{n} {s}" for s, n in sorted(f.counts.items())) or "-"
-        io.say(mask_ids(f"  {when}  {printable(f.name)}  {f.state}  {counts}"))
+        io.say(mask_ids(f"  {when}  {named(f)}  {f.state}  {counts}"))
     queued = [b for b in journal.batches(states=UNFINISHED_BATCH_STATES) if shown(b.file_id)]
     unknown = [b for b in journal.batches(states=(BatchState.UNKNOWN,)) if shown(b.file_id)]
     if queued:
@@ -814,7 +833,7 @@ def _say_files(journal: Journal, io: Io, *, ids: set[int] | None) -> None:
         io.say("Batches whose fate is UNKNOWN (never resent by themselves):")
         for b in unknown:
             numbers = journal.unknown_invoice_numbers(b.id)
-            name = printable(journal.file(b.file_id).name)
+            name = named(journal.file(b.file_id))
             io.say(mask_ids(f"  #{b.id}  {name}  {printable(b.message or '')}".rstrip()))
             io.say(f"    invoice numbers to look up: {', '.join(numbers)}")
         if len(unknown) == 1:

@@ -377,6 +377,24 @@ def test_status_inbox_shows_only_that_inbox(tmp_path: Path, strict_sandbox: Sand
     assert lines[5] == "Rows by status: 4 SUCCEEDED"
 
 
+def test_status_of_a_config_names_each_files_inbox(tmp_path: Path, strict_sandbox: Sandbox) -> None:
+    """`status --config` over every inbox: each file is named with its inbox, so two clients'
+    files of one name are told apart."""
+    folders = drop_files(tmp_path)
+    write_erp_csv(folders["acme"] / "faktura.csv", [erp_row("1009")])  # beta has one too
+    config = write_config(tmp_path, strict_sandbox.url, folders)
+    filedrop("run", "--config", str(config), environ={}, expect=2)
+    _, out, _ = filedrop("status", "--config", str(config), environ={})
+    files = sorted(line.split("  ")[2] for line in out.splitlines() if line.startswith("  20"))
+    assert files == [
+        "acme: april.csv",
+        "acme: faktura.csv",
+        "acme: mars.csv",
+        "beta: faktura.csv",
+        "beta: mai.csv",
+    ]
+
+
 def test_an_unknown_inbox_name_is_one_sentence_listing_the_names(
     tmp_path: Path, strict_sandbox: Sandbox
 ) -> None:
