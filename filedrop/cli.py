@@ -757,7 +757,13 @@ def _status(args: argparse.Namespace, io: Io) -> int:
     with Journal(path) as journal:
         io.say(f"Journal: {path}")
         if only is None:
-            _say_files(journal, io, ids=None, inbox_of=_inbox_namer(settings))
+            _say_files(
+                journal,
+                io,
+                ids=None,
+                stale_s=settings.claim_stale_s,
+                inbox_of=_inbox_namer(settings),
+            )
             counts = journal.status_counts()
             if counts:
                 io.say("Invoices by status: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
@@ -775,7 +781,7 @@ def _status(args: argparse.Namespace, io: Io) -> int:
             in_inbox = recorded_in(folder)
             everything = journal.files_changed_between(since=0.0, until=math.inf)
             files = [f for f in everything if in_inbox(f.path)]
-            _say_files(journal, io, ids={f.id for f in files})
+            _say_files(journal, io, ids={f.id for f in files}, stale_s=settings.claim_stale_s)
             rows: Counter[str] = Counter()
             for f in files:
                 rows.update(f.counts)
@@ -802,11 +808,16 @@ def _say_files(
     io: Io,
     *,
     ids: set[int] | None,
+    stale_s: float,
     inbox_of: Callable[[FileRecord], str] | None = None,
 ) -> None:
     """The recent files and the batches still pending or UNKNOWN: of the files ``ids`` (one
-    inbox's), or of every file, each named with its inbox by ``inbox_of`` when it is given."""
-    from filedrop.states import UNFINISHED_BATCH_STATES, BatchState
+    inbox's), or of every file, each named with its inbox by ``inbox_of`` when it is given.
+
+    A batch written down before its POST whose process is gone (lease ``stale_s``) is not
+    waiting for an answer: no answer will come, and the next start makes it UNKNOWN."""
+    from filedrop.journal import owner_alive
+    from filedrop.states import UNFINISHED_BATCH_STATES, BatchState, resolve_command
 
     def shown(file_id: int) -> bool:
         return ids is None or file_id in ids
@@ -827,8 +838,18 @@ def _say_files(
     unknown = [b for b in journal.batches(states=(BatchState.UNKNOWN,)) if shown(b.file_id)]
     if queued:
         io.say("Batches still pending (polled again by the next run or by watch):")
+        now = time.time()
         for b in queued:
-            io.say(f"  #{b.id}  {b.batch_id or '(not answered yet)'}  {b.invoice_count} invoices")
+            what = b.batch_id or "(not answered yet)"
+            sender = journal.file(b.file_id)
+            if b.state is BatchState.POSTING and not owner_alive(
+                sender.owner, heartbeat=sender.heartbeat, now=now, stale_s=stale_s
+            ):
+                what = (
+                    "(never answered: the process sending it stopped; the next run or watch "
+                    f"makes it UNKNOWN, for '{resolve_command(b.id)}')"
+                )
+            io.say(f"  #{b.id}  {what}  {plural(b.invoice_count, 'invoice')}")
     if unknown:
         io.say("Batches whose fate is UNKNOWN (never resent by themselves):")
         for b in unknown:

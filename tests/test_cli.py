@@ -19,7 +19,7 @@ from typing import NoReturn
 import pandas as pd
 import pytest
 from builders import EXAMPLES, MAPPINGS, erp_row, filedrop, national_id, run_env, write_erp_csv
-from conftest import journal_file
+from conftest import ORG_ID, journal_file
 
 from filedrop.sandbox import Sandbox, SandboxOptions
 
@@ -471,6 +471,35 @@ def test_status_lists_each_unknown_batch_with_its_file_and_invoice_numbers(
         "--not-sent); batches with the same answer may go together, as in filedrop resolve 1 2 "
         "--sent"
     )
+
+
+def test_status_tells_a_post_whose_sender_is_gone_from_one_awaiting_its_answer(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """A batch written down before its POST is "not answered yet" while its process lives; once
+    that process is gone no answer will come, and status says what happens next instead of
+    listing it among the pending ones as if it were."""
+    from filedrop.journal import Journal
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    target = f"sandbox:{ORG_ID}"
+    with Journal(journal_file(inbox)) as journal:
+        for name, owner in (
+            ("alive.csv", f"{socket.gethostname()}:{os.getpid()}:live"),
+            ("gone.csv", f"{socket.gethostname()}:{gone.stdout.strip()}:dead"),
+        ):
+            record = journal.claim_file(
+                path=inbox / name, sha256=name * 4, target=target, owner=owner, stale_s=60.0
+            )
+            assert record is not None
+            journal.claim_batch(file_id=record.id, target=target, invoice_numbers=[name])
+    _, out, _ = filedrop("status", environ=run_env(inbox, sandbox.url))
+    assert "  #1  (not answered yet)  1 invoice" in out.splitlines()
+    assert (
+        "  #2  (never answered: the process sending it stopped; the next run or watch makes it "
+        "UNKNOWN, for 'filedrop resolve 2')  1 invoice"
+    ) in out.splitlines()
 
 
 def test_resolve_settles_several_batches_and_rewrites_their_outcomes(
