@@ -543,11 +543,61 @@ def _read_request(conn: socket.socket) -> tuple[str, bytes]:
     return lines[0], body
 
 
-def test_a_tls_error_after_a_post_went_out_through_a_proxy_is_ambiguous(tmp_path, monkeypatch):
-    """Through an HTTPS proxy (urllib3's pools), the server reads the invoice POST whole, then
-    its TLS breaks: the POST may have been acted on, so it is AmbiguousSubmission, sent once.
-    urllib3 calls that an SSLError, like a failed handshake, which used to read as "not sent":
-    the POST went again on every retry, four times in all."""
+def _relay(a: socket.socket, b: socket.socket) -> None:
+    """Copy what ``a`` sends to ``b`` until either closes, then close both ways."""
+    with contextlib.suppress(OSError):
+        while data := a.recv(65536):
+            b.sendall(data)
+    for end in (a, b):
+        with contextlib.suppress(OSError):
+            end.shutdown(socket.SHUT_RDWR)
+
+
+def _received(conn: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        data += conn.recv(size - len(data))
+    return data
+
+
+def _connect_tunnel(conn: socket.socket) -> None:
+    """An HTTP proxy's CONNECT: a tunnel to the host and port asked for."""
+    line, _ = conn.recv(65536).decode("latin-1").split("\r\n", 1)
+    host, port = line.split()[1].rsplit(":", 1)
+    upstream = socket.create_connection((host, int(port)))
+    conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+    threading.Thread(target=_relay, args=(upstream, conn), daemon=True).start()
+    _relay(conn, upstream)
+
+
+def _socks5_tunnel(conn: socket.socket) -> None:
+    """A SOCKS5 proxy without authentication: a tunnel to the IPv4 address or name asked for."""
+    _, methods = _received(conn, 2)
+    _received(conn, methods)
+    conn.sendall(b"\x05\x00")
+    _, _, _, kind = _received(conn, 4)
+    host = (
+        socket.inet_ntoa(_received(conn, 4))
+        if kind == 1
+        else _received(conn, _received(conn, 1)[0]).decode()
+    )
+    port = int.from_bytes(_received(conn, 2), "big")
+    upstream = socket.create_connection((host, port))
+    conn.sendall(b"\x05\x00\x00\x01" + socket.inet_aton("127.0.0.1") + port.to_bytes(2, "big"))
+    threading.Thread(target=_relay, args=(upstream, conn), daemon=True).start()
+    _relay(conn, upstream)
+
+
+@pytest.mark.parametrize(
+    ("scheme", "tunnel"), [("http", _connect_tunnel), ("socks5", _socks5_tunnel)]
+)
+def test_a_tls_error_after_a_post_went_out_through_a_proxy_is_ambiguous(
+    tmp_path, monkeypatch, scheme, tunnel
+):
+    """Through an HTTP or SOCKS proxy (urllib3's pools), the server reads the invoice POST
+    whole, then its TLS breaks: the POST may have been acted on, so it is AmbiguousSubmission,
+    sent once. urllib3 calls that an SSLError, like a failed handshake, which used to read as
+    "not sent": the POST went again on every retry, four times in all."""
     cert, key = _self_signed(tmp_path)
     server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_tls.load_cert_chain(cert, key)
@@ -569,29 +619,12 @@ def test_a_tls_error_after_a_post_went_out_through_a_proxy_is_ambiguous(tmp_path
                     raw.sendall(b"\x17\x03\x03\x00\x20" + b"\x00" * 32)
                 return
 
-    def tunnel(conn: socket.socket) -> None:
-        line, _ = conn.recv(65536).decode("latin-1").split("\r\n", 1)
-        host, port = line.split()[1].rsplit(":", 1)
-        upstream = socket.create_connection((host, int(port)))
-        conn.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
-
-        def pipe(a: socket.socket, b: socket.socket) -> None:
-            with contextlib.suppress(OSError):
-                while data := a.recv(65536):
-                    b.sendall(data)
-            for end in (a, b):
-                with contextlib.suppress(OSError):
-                    end.shutdown(socket.SHUT_RDWR)
-
-        threading.Thread(target=pipe, args=(upstream, conn), daemon=True).start()
-        pipe(conn, upstream)
-
     listeners = [socket.create_server(("127.0.0.1", 0)) for _ in range(2)]
     for listener, talk in zip(listeners, (api, tunnel), strict=True):
         threading.Thread(target=_serve, args=(listener, talk), daemon=True).start()
     api_port, proxy_port = (listener.getsockname()[1] for listener in listeners)
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
-    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy_port}")
+    monkeypatch.setenv("HTTPS_PROXY", f"{scheme}://127.0.0.1:{proxy_port}")
     monkeypatch.setenv("NO_PROXY", "")
     monkeypatch.delenv("no_proxy", raising=False)
     try:

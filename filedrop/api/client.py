@@ -738,12 +738,39 @@ class _RetiringHTTPSPool(_RetiringPoolMixin, HTTPSConnectionPool):
     ConnectionCls = _WriteAwareHTTPSConnection
 
 
+@functools.cache
+def _socks_pools() -> tuple[type, type]:
+    """The retiring pools of write-aware connections through a SOCKS proxy, (http, https):
+    without them, urllib3's own would leave a TLS error after a POST went out whole reading as
+    a failed handshake, and the POST would go again. Made on first use: PySocks is optional."""
+    from urllib3.contrib.socks import (
+        SOCKSConnection,
+        SOCKSHTTPConnectionPool,
+        SOCKSHTTPSConnection,
+        SOCKSHTTPSConnectionPool,
+    )
+
+    class Plain(_WriteAwareMixin, SOCKSConnection):
+        pass
+
+    class Tls(_WriteAwareMixin, SOCKSHTTPSConnection):
+        pass
+
+    class PlainPool(_RetiringPoolMixin, SOCKSHTTPConnectionPool):
+        ConnectionCls = Plain
+
+    class TlsPool(_RetiringPoolMixin, SOCKSHTTPSConnectionPool):
+        ConnectionCls = Tls
+
+    return PlainPool, TlsPool
+
+
 class _Pools:
     """The client's connection pools: transport.py's `DirectPool` per server reached directly,
     one urllib3 manager per proxy.
 
-    Every manager makes `_RetiringPoolMixin` pools, except a SOCKS proxy's, which needs its own
-    pool classes. ``close`` closes them all.
+    Every manager makes `_RetiringPoolMixin` pools of write-aware connections, a SOCKS proxy's
+    too (its own classes, made when PySocks is there). ``close`` closes them all.
     """
 
     def __init__(
@@ -813,8 +840,15 @@ class _Pools:
                     "host in NO_PROXY to connect directly."
                 )
                 raise ConfigError(msg) from None
-            manager: PoolManager = SOCKSProxyManager(
-                proxy, username=username or None, password=password or None, **_POOL_OPTIONS, **tls
+            manager: PoolManager = self._retiring(
+                SOCKSProxyManager(
+                    proxy,
+                    username=username or None,
+                    password=password or None,
+                    **_POOL_OPTIONS,
+                    **tls,
+                ),
+                _socks_pools(),
             )
         else:
             auth = make_headers(proxy_basic_auth=f"{username}:{password}") if username else None
@@ -830,10 +864,15 @@ class _Pools:
         for manager in self._proxied.values():
             manager.clear()
 
-    def _retiring(self, manager: PoolManager) -> PoolManager:
+    def _retiring(
+        self,
+        manager: PoolManager,
+        pools: tuple[type, type] = (_RetiringHTTPPool, _RetiringHTTPSPool),
+    ) -> PoolManager:
+        http_pool, https_pool = pools
         manager.pool_classes_by_scheme = {  # type: ignore[assignment]
-            "http": functools.partial(_RetiringHTTPPool, **self._pool_options),
-            "https": functools.partial(_RetiringHTTPSPool, **self._pool_options),
+            "http": functools.partial(http_pool, **self._pool_options),
+            "https": functools.partial(https_pool, **self._pool_options),
         }
         return manager
 
