@@ -722,6 +722,46 @@ def test_lines_that_agree_or_leave_invoice_fields_empty_make_one_invoice(tmp_pat
     assert invoice.payload["currency"] == "EUR"
 
 
+def test_lines_naming_another_customer_are_caught_however_the_mapping_reads_the_debtor(
+    tmp_path: Path,
+) -> None:
+    """A full name split into first and last names, and an id that a follow-up line gives only
+    in the default column (another company's organisation number where the fødselsnummer is
+    empty), are compared as the debtor they name."""
+    full = GROUPED.replace('firstname = "Fornavn"\nlastname = "Etternavn"', 'full_name = "Kunde"')
+    rows = [
+        line("A", "Hovedstol", "100,00", first=True, Kunde="Åse Lie"),
+        line("A", "Gebyr", "70,00", Kunde="Per Hansen"),
+    ]
+    prepared = run(rows, custom(tmp_path, full), headers=[*G, "Kunde"])
+    assert prepared.invoices == []
+    assert any("Kunde" in m and "differs from row 2" in m for m in messages(prepared))
+    ids = GROUPED.replace(
+        'lastname = "Etternavn"',
+        'lastname = "Etternavn"\n'
+        'identificationNumber = { column = "Fnr", default = { column = "Orgnr" } }',
+    )
+    rows = [
+        line("A", "Hovedstol", "100,00", first=True, Fnr=PERSON, Orgnr=""),
+        line("A", "Gebyr", "70,00", Fnr="", Orgnr="988077917"),
+    ]
+    prepared = run(rows, custom(tmp_path, ids), headers=[*G, "Fnr", "Orgnr"])
+    assert prepared.invoices == []
+    assert [m.split(" differs")[0] for m in messages(prepared)] == ['row 3: Orgnr "988077917"']
+
+
+def test_names_spelt_with_other_code_points_or_dashes_for_nothing_agree() -> None:
+    """Å written as one character or as A and a ring (both show Å), and "--" or "–" where a
+    follow-up line has no name: the same debtor."""
+    rows = [
+        line("A", "Hovedstol", "100,00", first=True, Fornavn="\u00c5se"),
+        line("A", "Gebyr", "70,00", Fornavn="A\u030ase", Etternavn="--"),
+        line("A", "Rente", "1,00", Fornavn="\u2013", Etternavn="\u2014"),
+    ]
+    (invoice,) = run(rows, GROUPED_MAPPING, headers=G).invoices
+    assert invoice.rows == (0, 1, 2)
+
+
 def test_lines_that_disagree_are_sent_on_the_first_lines_values_as_a_warning(
     tmp_path: Path,
 ) -> None:

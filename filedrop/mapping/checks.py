@@ -8,6 +8,7 @@ per claim line (row). Conversion failures (a date that is no date) are found ear
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable
 
 import numpy as np
@@ -198,6 +199,20 @@ def _other_currency(
 _AGREED = frozenset({"identificationNumber", "customerNumber", "firstname", "lastname"})
 _AGREED_INVOICE = frozenset({"invoiceNumber", "currency"})
 _NAMES = frozenset({"firstname", "lastname"})
+#: What ERPs print for nothing: dashes alone (-, --, –, —).
+_NOTHING = re.compile(r"[-\u2013\u2014]+")
+
+
+def _shown_id(text: str) -> str:
+    """An id as a message shows it: a fødselsnummer masked, an organisation number (9 digits,
+    public) whole."""
+    return text if sum(char.isdigit() for char in text) == 9 else mask_id(text)
+
+
+def _folded_name(name: object) -> str:
+    """A name as compared: one spelling of each letter (NFC), spaces collapsed, capitals
+    folded."""
+    return unicodedata.normalize("NFC", " ".join(str(name).split())).casefold()
 
 
 def check_group_agreement(
@@ -209,32 +224,47 @@ def check_group_agreement(
 
     Taking the first line's and sending the others' claims on it would put another customer's
     line on this customer's collection case. Only values the lines give in the same column are
-    compared (a line left empty, holding a lone ``-``, or filled by a ``default``, agrees with
-    any); names ignoring capitals and spacing.
+    compared (a line left empty, holding only dashes, or filled by a constant ``default``
+    agrees with any; one filled from a default column is compared); names ignoring capitals,
+    spacing and how their letters are encoded.
     """
     if groups.members is None:
         return []
-    agreed = [(f, _AGREED) for f in walk_fields(mapping.debtors)]
-    agreed += [(f, _AGREED_INVOICE) for f in walk_fields(mapping.invoice)]
+    # By the names the objects give them: a full_name's parts are its firstname and lastname.
+    agreed = [
+        (name, node)
+        for item in mapping.debtors.items
+        if isinstance(item, Obj)
+        for name, node in item.fields
+        if name in _AGREED and isinstance(node, Field)
+    ]
+    agreed += [
+        (name, node)
+        for name, node in mapping.invoice.fields
+        if name in _AGREED_INVOICE and isinstance(node, Field)
+    ]
     issues: list[Issue] = []
-    for node, names in agreed:
-        name, v = node.key.rpartition(".")[2], rows[id(node)]
-        if node.source != "column" or name not in names or v.empty.all():
+    for name, node in agreed:
+        v = rows[id(node)]
+        if node.source != "column" or v.empty.all():
             continue
         at = groups.level(v).at[groups.gid]  # per row: the row its invoice's value comes from
         others = np.flatnonzero(~v.empty & (at != np.arange(len(at))))
-        others = others[v.label[others] == v.label[at[others]]]  # both from the same column
-        others = others[v.text[others] != "-"]  # what ERPs print for nothing
+        if node.default is None or node.default.source != "column":
+            # A constant default (NOK where the cell is empty) says nothing about the line; a
+            # default read from another column (Orgnr where Fødselsnr is empty) does.
+            others = others[v.label[others] == v.label[at[others]]]
+        others = others[[_NOTHING.fullmatch(t) is None for t in v.text[others].tolist()]]
         if not len(others):
             continue
         # Compared as converted ("90000000" and "+47 900 00 000" are one number), names folded.
         keys = v.vals
         if name in _NAMES:
-            keys = np.array([" ".join(str(x).split()).casefold() for x in v.vals], dtype=object)
+            keys = np.array([_folded_name(x) for x in v.vals.tolist()], dtype=object)
         for r in others[np.not_equal(keys[others], keys[at[others]])].tolist():
             first, own = v.text[at[r]], v.text[r]
             if node.kind == "id":
-                first, own = mask_id(first), mask_id(own)
+                first, own = _shown_id(first), _shown_id(own)
             issues.append(
                 Issue(
                     r,
