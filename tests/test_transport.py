@@ -237,6 +237,7 @@ BROKEN = {
     "header without colon": b"HTTP/1.1 201 Created\r\nbroken header\r\n\r\n",
     # Digits that are not ASCII: str.isdigit takes them, int() does not.
     "superscript status": b"HTTP/1.1 2\xb20 Created\r\nContent-Length: 2\r\n\r\n{}",
+    "two-digit status": b"HTTP/1.1 20\r\nContent-Length: 2\r\n\r\n{}",
     "superscript length": b"HTTP/1.1 201 Created\r\nContent-Length: \xb9\r\n\r\n{",
     "chunk size with underscore": b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n"
     b"1_0\r\n",
@@ -408,6 +409,24 @@ def test_a_connection_is_not_used_once_the_servers_keep_alive_timeout_nears(serv
     exchange()
     assert server.connections == 2
     now[0] += 3.5
+    exchange()
+    assert server.connections == 2
+    pool.close()
+
+
+def test_a_keep_alive_timeout_of_a_second_still_lets_a_busy_connection_be_used(serve):
+    """timeout=1: a connection idle 0.4 s is used (half the timeout), one idle 0.6 s is not."""
+    now = [0.0]
+    server = serve(lambda _line, _body: (answer(200, b"{}", "Keep-Alive: timeout=1"), False))
+    pool = pool_of(server, opening_wait_s=5, monotonic=lambda: now[0])
+    exchange = functools.partial(
+        pool.exchange, "GET", "/x", body=None, headers={}, connect_timeout_s=2, read_timeout_s=5
+    )
+    exchange()
+    now[0] += 0.4
+    exchange()
+    assert server.connections == 1
+    now[0] += 0.6
     exchange()
     assert server.connections == 2
     pool.close()

@@ -48,6 +48,7 @@ _NO_BODY = frozenset({204, 304})
 #: int() then refuses or reads).
 _DECIMAL = re.compile(r"[0-9]{1,12}")
 _HEX = re.compile(r"[0-9A-Fa-f]{1,12}")
+_STATUS = re.compile(r"[1-5][0-9]{2}")
 _KEEP_ALIVE_TIMEOUT = re.compile(r"(?i)\btimeout\s*=\s*([0-9]{1,6})\b")
 
 
@@ -248,9 +249,9 @@ class _Connection:
         self._sock = sock
         self._buffer = bytearray()
         self.idle_since = 0.0
-        #: How long the server keeps it open while idle, less a second, as its last answer's
-        #: ``Keep-Alive: timeout=N`` said (Apache, Node and uvicorn say 5 s); unlimited if it
-        #: said nothing. A request sent as the server closes is one that may have arrived.
+        #: How long the server keeps it open while idle, less a second (half, for N under 2 s), as
+        #: its last answer's ``Keep-Alive: timeout=N`` said (Apache, Node and uvicorn say 5 s);
+        #: unlimited if it said nothing. A request sent as the server closes may have arrived.
         self.server_idle_s = float("inf")
 
     def close(self) -> None:
@@ -297,8 +298,10 @@ class _Connection:
                 break
         connection = (headers.get("connection") or "").lower()
         keep = version == "HTTP/1.1" and "close" not in connection
-        if (timeout := _KEEP_ALIVE_TIMEOUT.search(headers.get("keep-alive") or "")) is not None:
-            self.server_idle_s = int(timeout[1]) - 1.0
+        timeout = _KEEP_ALIVE_TIMEOUT.search(headers.get("keep-alive") or "")
+        # Each answer says it again (or not); a second, or half of a very short timeout, to spare.
+        seconds = float(timeout[1]) if timeout is not None else float("inf")
+        self.server_idle_s = max(seconds - 1.0, seconds / 2)
         encoding = (headers.get("transfer-encoding") or "").lower()
         length = headers.get("content-length")
         if method == "HEAD" or status in _NO_BODY:
@@ -335,7 +338,7 @@ class _Connection:
         code = rest[:3]
         if (
             not version.startswith("HTTP/1.")
-            or not _DECIMAL.fullmatch(code)
+            or not _STATUS.fullmatch(code)
             or rest[3:4] not in ("", " ")
         ):
             msg = f"status line {status_line[:80]!r}"
