@@ -392,41 +392,27 @@ def test_a_closed_pool_keeps_no_connection_open(serve):
     assert server.connections == 3
 
 
-def test_a_connection_is_not_used_once_the_servers_keep_alive_timeout_nears(serve):
+@pytest.mark.parametrize(
+    ("timeout", "used_after_s", "not_used_after_s"), [(5, 3.5, 4.5), (1, 0.4, 0.6)]
+)
+def test_a_connection_is_not_used_once_the_servers_keep_alive_timeout_nears(
+    serve, timeout, used_after_s, not_used_after_s
+):
     """The server says it closes idle connections after 5 s (Apache, Node and uvicorn do): one
-    idle 4.5 s is not used, for a POST sent as the server closes it may have arrived (UNKNOWN
-    rows); one idle 3.5 s is."""
+    idle 3.5 s is used, one idle 4.5 s is not, for a POST sent as the server closes it may have
+    arrived (UNKNOWN rows). After 1 s: half of it to spare, so a busy connection is still used."""
     now = [0.0]
-    server = serve(
-        lambda _line, _body: (answer(200, b"{}", "Keep-Alive: timeout=5, max=100"), False)
-    )
+    keep_alive = f"Keep-Alive: timeout={timeout}, max=100"
+    server = serve(lambda _line, _body: (answer(200, b"{}", keep_alive), False))
     pool = pool_of(server, opening_wait_s=5, monotonic=lambda: now[0])
     exchange = functools.partial(
         pool.exchange, "POST", "/x", body=b"{}", headers={}, connect_timeout_s=2, read_timeout_s=5
     )
     exchange()
-    now[0] += 4.5
-    exchange()
-    assert server.connections == 2
-    now[0] += 3.5
-    exchange()
-    assert server.connections == 2
-    pool.close()
-
-
-def test_a_keep_alive_timeout_of_a_second_still_lets_a_busy_connection_be_used(serve):
-    """timeout=1: a connection idle 0.4 s is used (half the timeout), one idle 0.6 s is not."""
-    now = [0.0]
-    server = serve(lambda _line, _body: (answer(200, b"{}", "Keep-Alive: timeout=1"), False))
-    pool = pool_of(server, opening_wait_s=5, monotonic=lambda: now[0])
-    exchange = functools.partial(
-        pool.exchange, "GET", "/x", body=None, headers={}, connect_timeout_s=2, read_timeout_s=5
-    )
-    exchange()
-    now[0] += 0.4
+    now[0] += used_after_s
     exchange()
     assert server.connections == 1
-    now[0] += 0.6
+    now[0] += not_used_after_s
     exchange()
     assert server.connections == 2
     pool.close()
