@@ -179,7 +179,9 @@ def test_an_unknown_batch_status_is_one_warning_and_the_batch_stays_pending(
     odd_status_api: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Status COMPLETED: logged once for the batch, however often it is polled; still pending."""
-    schedule = PollSchedule(initial_s=0.01, max_interval_s=1.0, timeout_s=2.5)
+    # Three polls a second apart fit in 2.8 s with 0.8 s to spare on a loaded machine (2.5 s
+    # left 0.5 s, and one loaded run polled twice); a fourth would need 3 s.
+    schedule = PollSchedule(initial_s=0.01, max_interval_s=1.0, timeout_s=2.8)
     with caplog.at_level(logging.WARNING, logger="filedrop"):
         result = _poll_once(odd_status_api, schedule)
     assert isinstance(result, StillPending)
@@ -195,7 +197,7 @@ def test_polls_of_one_batch_are_at_least_a_second_apart_whatever_the_settings(
 ) -> None:
     """poll_initial_s = 0.001 and a 1 ms ceiling: the first poll comes at once, then one a
     second, not hundreds."""
-    schedule = PollSchedule(initial_s=0.001, max_interval_s=0.001, timeout_s=2.5)
+    schedule = PollSchedule(initial_s=0.001, max_interval_s=0.001, timeout_s=2.8)
     _poll_once(odd_status_api, schedule)
     gets = _OddStatusApi.gets
     assert len(gets) == 3
