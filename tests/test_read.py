@@ -423,6 +423,19 @@ def test_excel_title_line_dates_numbers_and_row_numbers(tmp_path):
     assert table.row_numbers.tolist() == [5, 6, 8]
 
 
+def test_a_blank_header_is_named_by_its_excel_letter_where_the_sheet_starts_later(tmp_path):
+    """Data from column B on (A left empty): the blank header in column C is named "C", as
+    Excel shows it and as the mapping guide says, not "B" (its place in the used range)."""
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws.append([None, "Nr", None, "Beløp"])
+    ws.append([None, "1", "kari@example.no", 100])
+    wb.save(tmp_path / "b.xlsx")
+    table = read_table(tmp_path / "b.xlsx")
+    assert table.headers == ["Nr", "C", "Beløp"]
+    assert rows(table) == [["1", "kari@example.no", "100"]]
+
+
 def test_excel_values_keep_numbers_and_dates(tmp_path):
     """The typed values stay numbers and dates, with None for empty cells."""
     table = read_table(make_invoice_workbook(tmp_path / "v.xlsx"))

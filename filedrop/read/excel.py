@@ -51,7 +51,7 @@ def build_table(path: Path, sheet: ParsedSheet, marks: SheetMarks | None = None)
         _put_errors(expanded, marks.errors, sheet)
     texts = [text for text, _ in expanded]
     width = trailing_width(sheet.headers, texts)
-    headers = name_blank_headers(sheet.headers[:width])
+    headers = name_blank_headers(sheet.headers[:width], first=sheet.first_col)
     texts, typed = texts[:width], [values for _, values in expanded[:width]]
     keep = ~blank_rows(texts, sheet.n_rows)
     if not keep.any():

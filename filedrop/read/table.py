@@ -233,7 +233,9 @@ def column_letter(position: int) -> str:
     return letters
 
 
-def name_blank_headers(headers: list[str]) -> list[str]:
+def name_blank_headers(headers: list[str], *, first: int = 0) -> list[str]:
     """Blank headers (a column under a merged group header, or simply unnamed) get the column's
-    letter, so a mapping can name the column and the outcome keeps its data under a name."""
-    return [header or column_letter(i) for i, header in enumerate(headers)]
+    letter as Excel shows it, so a mapping can name the column and the outcome keeps its data
+    under a name; ``first`` is the 0-based column of ``headers[0]`` (a sheet whose used range
+    starts at column B has 1)."""
+    return [header or column_letter(first + i) for i, header in enumerate(headers)]
