@@ -839,16 +839,20 @@ def _say_files(
     if queued:
         io.say("Batches still pending (polled again by the next run or by watch):")
         now = time.time()
+        alive: dict[int, bool] = {}  # per file: whether its sender lives (a few files' batches)
         for b in queued:
             what = b.batch_id or "(not answered yet)"
-            sender = journal.file(b.file_id)
-            if b.state is BatchState.POSTING and not owner_alive(
-                sender.owner, heartbeat=sender.heartbeat, now=now, stale_s=stale_s
-            ):
-                what = (
-                    "(never answered: the process sending it stopped; the next run or watch "
-                    f"makes it UNKNOWN, for '{resolve_command(b.id)}')"
-                )
+            if b.state is BatchState.POSTING:
+                if b.file_id not in alive:
+                    sender = journal.file(b.file_id)
+                    alive[b.file_id] = owner_alive(
+                        sender.owner, heartbeat=sender.heartbeat, now=now, stale_s=stale_s
+                    )
+                if not alive[b.file_id]:
+                    what = (
+                        "(never answered: the process sending it stopped; the next run or "
+                        f"watch makes it UNKNOWN, for '{resolve_command(b.id)}')"
+                    )
             io.say(f"  #{b.id}  {what}  {plural(b.invoice_count, 'invoice')}")
     if unknown:
         io.say("Batches whose fate is UNKNOWN (never resent by themselves):")

@@ -153,12 +153,10 @@ class DirectPool:
                     self._idle.append(connection)
                 else:
                     connection.close()
-                if opener:
-                    self._opening = opener = False
                 self._changed.notify_all()
             return answer
         finally:
-            if opener:
+            if opener:  # its first exchange ended, well or not: the next may open one
                 with self._changed:
                     self._opening = False
                     self._changed.notify_all()

@@ -258,10 +258,11 @@ def check_group_agreement(
         if not len(others):
             continue
         # Compared as converted ("90000000" and "+47 900 00 000" are one number), names folded.
-        keys = v.vals
+        mine, theirs = v.vals[others], v.vals[at[others]]
         if name in _NAMES:
-            keys = np.array([_folded_name(x) for x in v.vals.tolist()], dtype=object)
-        for r in others[np.not_equal(keys[others], keys[at[others]])].tolist():
+            mine, theirs = (np.array([_folded_name(x) for x in vals.tolist()], dtype=object)
+                            for vals in (mine, theirs))  # fmt: skip
+        for r in others[np.not_equal(mine, theirs)].tolist():
             first, own = v.text[at[r]], v.text[r]
             if node.kind == "id":
                 first, own = _shown_id(first), _shown_id(own)
