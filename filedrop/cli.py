@@ -660,8 +660,8 @@ def _validate_file(
             )
         )
         io.say(
-            f"{len(table)} rows, {len(prepared.invoices)} invoices to send, "
-            f"{len(table) - len(prepared.rejected)} rows valid, {invalid} invalid, "
+            f"{plural(len(table), 'row')}, {plural(len(prepared.invoices), 'invoice')} to send, "
+            f"{plural(len(table) - len(prepared.rejected), 'row')} valid, {invalid} invalid, "
             f"{by_status[RowStatus.DUPLICATE]} duplicate"
             + (f", {skipped} skipped (not invoices)" if skipped else "")
         )
