@@ -149,14 +149,108 @@ def test_a_cell_or_row_cut_between_two_chunks_is_found_wherever_the_cut_falls() 
 
 
 def test_crafted_tags_without_an_end_are_read_past_in_one_pass() -> None:
-    """A sheet of "<c " and "<row " that never close (made to make a search try every one to the
-    end of the chunk, which took hours a megabyte) is read past, and the real marks after it
-    are found."""
+    """A sheet of "<c " and "<row " that never close, or of a shared formula's attribute and no
+    tag (made to make a search try every one to the end of the chunk, which took hours a
+    megabyte), is read past, and the real marks after it are found."""
     from filedrop.read.limits import _SheetScan
 
     junk = b"<c " * 100_000 + b'<row hidden="1" ' * 50_000 + b"<c t=" * 50_000
-    real = b'<row r="9" hidden="1"><c r="B9" t="e"><v>#REF!</v></c></row>'
+    junk += b'si="1" ' * 150_000 + b'f t="shared" ' * 80_000
+    real = b'<row r="9" hidden="1"><c r="B9" t="e"><v>#REF!</v></c><c r="C9"><f>1</f></c></row>'
     scan = _SheetScan()
     scan.feed(junk + real)
     assert scan.errors == {(9, 1): "#REF!"}
     assert scan.hidden_rows == {9}
+    assert scan.unsaved == {(9, 2): "=1"}
+
+
+def test_a_formula_whose_result_was_never_saved_keeps_its_invoice_from_being_sent(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """A workbook made by a program (openpyxl here) holds formulas without their results, and
+    calamine reads each as empty: the reminder fee of 24-1001 computed as =60+10 was "empty",
+    its line dropped and the invoice sent for less (an optional KID or email would be left out
+    without a word). Now its rows are INVALID, the formula shown and the cure named; the
+    other invoices go."""
+
+    def edit(sheet: object) -> None:
+        sheet["C6"] = "=60+10"  # type: ignore[index]
+
+    edited_open_items(inbox / "apne-poster-mars.xlsx", edit)
+    filedrop("run", environ=run_env(inbox, sandbox.url), expect=1)
+    outcome = outcome_rows(inbox / "apne-poster-mars.outcome.xlsx")
+    first = outcome[outcome["Invoice no"] == "24-1001"]
+    assert list(first["outcome_status"]) == ["INVALID"] * 3
+    assert first["outcome_message"].iloc[1] == (
+        'Amount "=60+10" is a formula whose result was never saved (the file was written by a '
+        "program, not saved by Excel), so it has no value; open the file in Excel or "
+        "LibreOffice and save it, then drop it again"
+    )
+    assert "24-1001" not in sandbox.received_invoice_numbers()
+    assert "24-1002" in sandbox.received_invoice_numbers()
+
+
+def test_formulas_with_their_results_or_above_the_header_read_as_before(tmp_path: Path) -> None:
+    """A formula saved with its result (as Excel and LibreOffice save every one) reads as that
+    result, and an unsaved one in a title line above the header hides no invoice."""
+    import xlsxwriter
+
+    path = tmp_path / "saved.xlsx"
+    book = xlsxwriter.Workbook(path)
+    sheet = book.add_worksheet("Fakturaer")
+    sheet.write_formula("A1", '="Rapport "&"mars"')  # a title, its result never saved
+    sheet.write_row("A3", ["Fakturanr", "Beløp", "Tekst"])
+    sheet.write_row("A4", ["1001", 100])
+    sheet.write_formula("B5", "=60+10", None, 70)
+    sheet.write_string("A5", "1002")
+    sheet.write_formula("C5", '=IF(B5>0,"","x")', None, "")  # a text formula whose result is ""
+    book.close()
+    table = read_table(path)
+    assert table.cells[1].tolist() == ["100", "70"]
+    assert table.cells[2].tolist() == ["", ""]
+
+
+def test_unsaved_formulas_are_found_in_every_form_and_wherever_the_chunk_is_cut() -> None:
+    """No <v>, <v/>, a shared formula's <f .../>, a namespace prefix: each is found, at its cell,
+    wherever the XML is cut in two. A saved result, and an empty text saved as a result (<v></v>,
+    or <v/> of a text formula), are not."""
+    from filedrop.read.limits import _SheetScan
+
+    xml = (
+        b'<sheetData><row r="2"><c r="A2"><f>1+1</f><v>2</v></c><c r="B2"><f>1&lt;2</f></c>'
+        b'<c r="C2" s="1"><f>1+1</f><v /></c><c r="D2" t="str"><f>""&amp;""</f><v/></c>'
+        b'<c r="E2"><f>1&lt;2</f><v></v></c></row><row r="3"><c r="F3">'
+        b'<f t="shared" ref="F3:F4" si="0">A3*2</f><v>4</v></c></row><row r="4"><c r="F4">'
+        b'<f t="shared" si="0"/></c><x:c r="AA4"><x:f>2*2</x:f></x:c><c r="AB4">'
+        b'<f si="0" t="shared" /><v/></c></row></sheetData>'
+    )
+    expected = {(2, 1): "=1<2", (2, 2): "=1+1", (4, 5): "=…", (4, 26): "=2*2", (4, 27): "=…"}
+    for cut in range(1, len(xml)):
+        scan = _SheetScan()
+        scan.feed(xml[:cut])
+        scan.feed(xml[cut:])
+        assert scan.unsaved == expected, cut
+
+
+def test_a_sheet_of_more_unsaved_formulas_than_are_kept_is_refused_whole(tmp_path: Path) -> None:
+    """Past the reader's count of kept cells, formulas without results are the file's way: it is
+    refused in one sentence, rather than some of its cells read as empty."""
+    from filedrop.errors import ReadError
+    from filedrop.read.limits import _UNSAVED_KEPT
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["Fakturanr", "Beløp"])
+    for n in range(_UNSAVED_KEPT + 1):
+        sheet.append([f"{n:06d}", f"={n}+1"])
+    book.save(tmp_path / "program.xlsx")
+    try:
+        read_table(tmp_path / "program.xlsx")
+    except ReadError as exc:
+        assert str(exc).endswith(
+            'sheet "Sheet" has more than 10,000 formulas whose results were never saved (the '
+            "file was written by a program), which read as empty; open it in Excel or "
+            "LibreOffice and save it, then drop it again"
+        )
+    else:
+        raise AssertionError("read")

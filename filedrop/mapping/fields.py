@@ -234,7 +234,12 @@ def evaluate(f: Field, src: Source, issues: list[Issue]) -> Values:
     todo = ~out.empty
     errors, controls = f.source == "column", f.kind in ("text", "id")
     if errors or controls:
-        todo &= ~_not_data(text, todo, out, issues, errors=errors, controls=controls)
+        # A workbook's cell with text and no value holds a formula whose result was never
+        # saved (read/excel.py puts the formula there).
+        unsaved = None if excel is None else todo & np.equal(excel.to_numpy(dtype=object), None)
+        todo &= ~_not_data(
+            text, todo, out, issues, errors=errors, controls=controls, unsaved=unsaved
+        )
     if f.value_map and f.source != "constant":
         todo, text = _apply_map(f, text, todo, out, issues)
     _convert(f, text, excel=excel, todo=todo, out=out, src=src, issues=issues)
@@ -466,23 +471,33 @@ def _not_data(
     *,
     errors: bool,
     controls: bool,
+    unsaved: np.ndarray | None = None,
 ) -> np.ndarray:
     """Rule ``text``: one Issue per cell that shows an Excel error rather than a value (with
-    ``errors``), or holds a control character, naming the first (with ``controls``). Returns
-    the error cells, of which nothing else is said; a value with a control character is still
-    converted, and sent as typed if the rule lets its row go.
+    ``errors``), holds a formula whose result was never saved (``unsaved``, per row), or holds
+    a control character, naming the first (with ``controls``). Returns the error and formula
+    cells, of which nothing else is said; a value with a control character is still converted,
+    and sent as typed if the rule lets its row go.
 
-    The column is joined once and searched: one with neither (nearly all) costs no more."""
+    The column is joined once and searched: one with none of them (nearly all) costs no more."""
     values = text.tolist()
     joined = "".join(values)
     errors = errors and "#" in joined
     controls = controls and _CONTROL.search(joined) is not None
+    unsaved = unsaved if unsaved is not None and unsaved.any() else None
     found = np.zeros(len(values), dtype=bool)
-    if not (errors or controls):
+    if not (errors or controls or unsaved is not None):
         return found
     for i in np.flatnonzero(todo).tolist():
         value = values[i]
-        if errors and value in EXCEL_ERRORS:
+        if unsaved is not None and unsaved[i]:
+            found[i] = True
+            what = (
+                "is a formula whose result was never saved (the file was written by a program, "
+                "not saved by Excel), so it has no value; open the file in Excel or LibreOffice "
+                "and save it, then drop it again"
+            )
+        elif errors and value in EXCEL_ERRORS:
             found[i] = True
             what = "shows an Excel error, not a value; correct it in Excel and save the file again"
         elif controls and (char := _CONTROL.search(value)) is not None:
