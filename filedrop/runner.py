@@ -427,16 +427,21 @@ class RunReport:
     @property
     def exit_code(self) -> ExitCode:
         """2 if a file stopped on the setup (its NOT_SENT rows wait for the operator), 1 if a
-        row or file needs a person, 3 if work is left for the next run (rows PENDING, or
-        NOT_SENT because Amili was unavailable), else 0."""
+        row or file needs a person, 3 if work is left for the next run (rows PENDING, NOT_SENT
+        because Amili was unavailable, or a file still being written or held by another
+        process, whose rows this run gave no status), else 0."""
         setbacks = {report.setback for report in self.files}
         faults = {RowStatus.ERROR} if Setback.FAULT in setbacks else set()
         return exit_code_for(
             self.statuses | faults,
             setup_problem=Setback.SETUP in setbacks,
             unfinished=self.stopped_early
+            or bool(self.changing)
             or Setback.UNAVAILABLE in setbacks
-            or any(report.state is FileState.WAITING for report in self.files),
+            or any(
+                report.state is FileState.WAITING or report.held_by is not None
+                for report in self.files
+            ),
         )
 
 
