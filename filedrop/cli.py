@@ -70,8 +70,8 @@ EPILOGS = {
 
 exit codes: 0 every row SUCCEEDED, DUPLICATE or SKIPPED; 1 some row FAILED, INVALID or UNKNOWN, or a
 file ERROR; 2 fix the setup: configuration, credentials, organisation, URL or batch size (not sent);
-3 rows still PENDING, NOT_SENT while Amili was unavailable, or a file left for the next run (still
-being written, or held by another filedrop process). The first of 2, 1, 3, 0 wins.
+3 rows still PENDING, NOT_SENT while Amili was unavailable, or a file still being written, left
+for the next run. The first of 2, 1, 3, 0 wins.
 
 On SIGTERM it sends no new batch, records the answers of the POSTs on their way, and exits 3 with
 the rest left for the next run; a wait for Retry-After or for a file to settle ends at once.""",

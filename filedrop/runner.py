@@ -428,8 +428,10 @@ class RunReport:
     def exit_code(self) -> ExitCode:
         """2 if a file stopped on the setup (its NOT_SENT rows wait for the operator), 1 if a
         row or file needs a person, 3 if work is left for the next run (rows PENDING, NOT_SENT
-        because Amili was unavailable, or a file still being written or held by another
-        process, whose rows this run gave no status), else 0."""
+        because Amili was unavailable, or a file still being written), else 0.
+
+        A file another live process holds is that process's work, and says nothing of this
+        run: two runs sharing an inbox both exit 0 when it all went."""
         setbacks = {report.setback for report in self.files}
         faults = {RowStatus.ERROR} if Setback.FAULT in setbacks else set()
         return exit_code_for(
@@ -438,10 +440,7 @@ class RunReport:
             unfinished=self.stopped_early
             or bool(self.changing)
             or Setback.UNAVAILABLE in setbacks
-            or any(
-                report.state is FileState.WAITING or report.held_by is not None
-                for report in self.files
-            ),
+            or any(report.state is FileState.WAITING for report in self.files),
         )
 
 

@@ -957,38 +957,3 @@ def test_the_outcome_puts_each_invoice_record_on_its_own_row(
     assert outcomes["outcome_invoice_id"].tolist() == ids
     assert outcomes["outcome_case_number"].tolist()[1:] == [f"C-{n}" for n in numbers[1:]]
     assert outcomes["outcome_batch_id"].tolist()[-1] == "b-2400"
-
-
-def test_a_run_that_leaves_a_file_another_process_holds_exits_3(
-    inbox: Path, sandbox: Sandbox
-) -> None:
-    """A scheduled run that finds a file another live filedrop process is at work on leaves it
-    to that process: its rows have no status from this run, so it exits 3 (the next run
-    continues), not 0 (everything done), and says who holds it."""
-    import socket
-    import subprocess
-    import sys
-
-    from filedrop.inbox import content_hash
-
-    write_erp_csv(inbox / "mine.csv", [erp_row("4101")])
-    held = write_erp_csv(inbox / "held.csv", [erp_row("4102")])
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        with Journal(journal_file(inbox)) as journal:
-            claimed = journal.claim_file(
-                path=held,
-                sha256=content_hash(held),
-                target=f"sandbox:{sandbox_settings(inbox, sandbox.url).org_id}",
-                owner=f"{socket.gethostname()}:{other.pid}",
-                stale_s=900.0,
-            )
-        assert claimed is not None
-        _, out, _ = filedrop("run", environ=run_env(inbox, sandbox.url), expect=3)
-    finally:
-        other.kill()
-        other.wait(timeout=10)
-    assert (
-        f"being processed by another filedrop process ({socket.gethostname()}:{other.pid})" in out
-    )
-    assert sandbox.received_invoice_numbers() == ["4101"]
