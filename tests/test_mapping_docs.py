@@ -74,6 +74,19 @@ def _duplicate(folder: Path) -> str:
     return _only_message(prepared, 5)
 
 
+def _unsaved_formula(folder: Path) -> str:
+    """A workbook written by openpyxl, whose row 3 reads its customer number from a formula."""
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(ERP_HEADER.split(";"))
+    for number in ("240301", "240302"):
+        sheet.append(erp_row(number).split(";"))
+    sheet["G3"] = "=A2&B2"
+    book.save(folder / "faktura.xlsx")
+    mapping = load_mapping(MAPPINGS / "norwegian-erp.toml")
+    return _only_message(prepare(read_table(folder / "faktura.xlsx"), mapping), 3)
+
+
 OPEN_ITEMS_HEADER = (
     "Fakturanr;Fakturadato;Forfall;Kunde;Org.nr/Personnr;Adresse;Postnr;Poststed;Beløp"
 )
@@ -187,6 +200,9 @@ CASES: dict[str, Callable[[Path], str]] = {
         + '\n[skip]\ncredit_notes = { column = "Beløp", at_most = 0 }\n',
         Beløp="-500,00",
     ),
+    'row 3: Kundenr holds the formula "=A2&B2", whose result was never saved (the file was '
+    "written by a program), so it has no value; open the file in Excel or LibreOffice and save "
+    "it, then drop it again": _unsaved_formula,
     'rule skip.totals: Kunde "Sum" marks a totals row': lambda d: _open_items(
         d, 5, Fakturanr="", Kunde="Sum"
     ),

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import openpyxl
 import pandas as pd
-from builders import EXAMPLES, filedrop, run_env
+import pytest
+from builders import ERP_HEADER, EXAMPLES, erp_row, filedrop, run_env
 
 from filedrop.read import ReadLimits, read_table
 from filedrop.read.limits import inspect_workbook
@@ -170,7 +171,7 @@ def test_a_formula_whose_result_was_never_saved_keeps_its_invoice_from_being_sen
     """A workbook made by a program (openpyxl here) holds formulas without their results, and
     calamine reads each as empty: the reminder fee of 24-1001 computed as =60+10 was "empty",
     its line dropped and the invoice sent for less (an optional KID or email would be left out
-    without a word). Now its rows are INVALID, the formula shown and the cure named; the
+    without a word). Now its rows are INVALID, the formula named with the cure, once; the
     other invoices go."""
 
     def edit(sheet: object) -> None:
@@ -182,12 +183,94 @@ def test_a_formula_whose_result_was_never_saved_keeps_its_invoice_from_being_sen
     first = outcome[outcome["Invoice no"] == "24-1001"]
     assert list(first["outcome_status"]) == ["INVALID"] * 3
     assert first["outcome_message"].iloc[1] == (
-        'Amount "=60+10" is a formula whose result was never saved (the file was written by a '
-        "program, not saved by Excel), so it has no value; open the file in Excel or "
-        "LibreOffice and save it, then drop it again"
+        'Amount holds the formula "=60+10", whose result was never saved (the file was written '
+        "by a program), so it has no value; open the file in Excel or LibreOffice and save it, "
+        "then drop it again"
     )
     assert "24-1001" not in sandbox.received_invoice_numbers()
     assert "24-1002" in sandbox.received_invoice_numbers()
+
+
+def erp_workbook(path: Path, rows: list[list[object]]) -> Path:
+    """A workbook of the norwegian-erp layout, written by openpyxl (formulas without results),
+    with a helper column "Notat" after the mapped ones."""
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "Fakturaer"
+    sheet.append([*ERP_HEADER.split(";"), "Notat"])
+    for row in rows:
+        sheet.append(row)
+    book.save(path)
+    return path
+
+
+def erp_cells(number: str, **over: object) -> list[object]:
+    cells: list[object] = list(erp_row(number).split(";"))
+    header = ERP_HEADER.split(";")
+    for name, value in over.items():
+        cells[header.index(name)] = value
+    return cells
+
+
+def validate(path: Path, *, expect: int) -> list[str]:
+    mapping = EXAMPLES.parent / "mappings" / "norwegian-erp.toml"
+    _, out, err = filedrop(
+        "validate", str(path), "--mapping", str(mapping), environ={}, expect=expect
+    )
+    return (out + err).splitlines()
+
+
+def test_an_unsaved_formula_is_refused_where_the_mapping_reads_it_and_nowhere_else(
+    tmp_path: Path,
+) -> None:
+    """Read through a template ({Kundenr}-{Fakturanr}) as through its own column, the formula
+    makes the row INVALID: sent, its text went out inside the template. In a column the mapping
+    does not read, or on a row of nothing else, it is no row's business."""
+    path = erp_workbook(
+        tmp_path / "f.xlsx",
+        [
+            [*erp_cells("5001"), "=1+1"],  # a helper formula nobody reads: the row is fine
+            [*erp_cells("5002", Kundenr='="100"&"02"'), None],
+            # A company's Orgnr, the default where Fødselsnr is empty, and one where it is not.
+            erp_cells("5004", Kundetype="B", Fødselsnr="", Orgnr='="9"&"88077917"'),
+            erp_cells("5005", Orgnr="=1"),
+            [None] * 17 + ['=IF(A4="","",1)'],  # blank but for the helper: an empty row
+            erp_cells("5003"),
+        ],
+    )
+    lines = validate(path, expect=1)
+    assert lines[1] == "5 rows, 3 invoices to send, 3 rows valid, 2 invalid, 0 duplicate"
+    cure = (
+        "whose result was never saved (the file was written by a program), so it has no value; "
+        "open the file in Excel or LibreOffice and save it, then drop it again"
+    )
+    assert lines[2:] == [
+        f'  error: row 3: Kundenr holds the formula "="100"&"02"", {cure}',
+        f'  error: row 4: Orgnr holds the formula "="9"&"88077917"", {cure}',
+    ]
+
+
+@pytest.mark.parametrize("where", ["a row of formulas", "the grouping column"])
+def test_an_unsaved_formula_no_row_can_answer_for_refuses_the_workbook(
+    tmp_path: Path, where: str
+) -> None:
+    """A row of nothing but formulas reads as an empty row and was left out without a word; a
+    line whose invoice number (the grouping column) is =A5 made an invoice of its own, and its
+    invoice went for less. Either refuses the file, naming the first cell."""
+    if where == "a row of formulas":
+        rows = [erp_cells("6001"), ['=A2&"b"', *(["=B2"] * 16)]]
+        mapping = EXAMPLES.parent / "mappings" / "norwegian-erp.toml"
+        expected = 'row 3: Fakturanr holds the formula "=A2&"b"" (and 16 more cells)'
+    else:
+        rows = [erp_cells("6001"), erp_cells("=A2")]
+        text = (EXAMPLES.parent / "mappings" / "norwegian-erp.toml").read_text()
+        mapping = tmp_path / "grouped.toml"
+        mapping.write_text(text + '\n[group]\nby = "Fakturanr"\n', encoding="utf-8")
+        expected = 'row 3: Fakturanr holds the formula "=A2"'
+    path = erp_workbook(tmp_path / "f.xlsx", rows)
+    _, _, err = filedrop("validate", str(path), "--mapping", str(mapping), environ={}, expect=2)
+    assert expected in err, err
+    assert "open the file in Excel or LibreOffice and save it" in err
 
 
 def test_formulas_with_their_results_or_above_the_header_read_as_before(tmp_path: Path) -> None:
@@ -222,9 +305,17 @@ def test_unsaved_formulas_are_found_in_every_form_and_wherever_the_chunk_is_cut(
         b'<c r="E2"><f>1&lt;2</f><v></v></c></row><row r="3"><c r="F3">'
         b'<f t="shared" ref="F3:F4" si="0">A3*2</f><v>4</v></c></row><row r="4"><c r="F4">'
         b'<f t="shared" si="0"/></c><x:c r="AA4"><x:f>2*2</x:f></x:c><c r="AB4">'
-        b'<f si="0" t="shared" /><v/></c></row></sheetData>'
+        b'<f si="0" t="shared" /><v/></c><c r="AC4"><f>"&lt;"</f><v xml:space="preserve"/></c>'
+        b"</row></sheetData>"
     )
-    expected = {(2, 1): "=1<2", (2, 2): "=1+1", (4, 5): "=…", (4, 26): "=2*2", (4, 27): "=…"}
+    expected = {
+        (2, 1): "=1<2",
+        (2, 2): "=1+1",
+        (4, 5): "=…",
+        (4, 26): "=2*2",
+        (4, 27): "=…",
+        (4, 28): '="<"',
+    }
     for cut in range(1, len(xml)):
         scan = _SheetScan()
         scan.feed(xml[:cut])
@@ -235,21 +326,33 @@ def test_unsaved_formulas_are_found_in_every_form_and_wherever_the_chunk_is_cut(
 def test_a_sheet_of_more_unsaved_formulas_than_are_kept_is_refused_whole(tmp_path: Path) -> None:
     """Past the reader's count of kept cells, formulas without results are the file's way: it is
     refused in one sentence, rather than some of its cells read as empty."""
+    import zipfile
+
     from filedrop.errors import ReadError
     from filedrop.read.limits import _UNSAVED_KEPT
 
-    book = openpyxl.Workbook()
-    sheet = book.active
-    sheet.append(["Fakturanr", "Beløp"])
-    for n in range(_UNSAVED_KEPT + 1):
-        sheet.append([f"{n:06d}", f"={n}+1"])
-    book.save(tmp_path / "program.xlsx")
+    small = erp_workbook(tmp_path / "small.xlsx", [erp_cells("1")])
+    rows = "".join(
+        f'<row r="{r}"><c r="A{r}" t="inlineStr"><is><t>{r}</t></is></c><c r="R{r}"><f>1</f></c>'
+        "</row>"
+        for r in range(2, _UNSAVED_KEPT + 3)
+    )
+    sheet = (
+        '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>'
+        '<row r="1"><c r="A1" t="inlineStr"><is><t>Fakturanr</t></is></c></row>'
+        f"{rows}</sheetData></worksheet>"
+    )
+    big = tmp_path / "program.xlsx"
+    with zipfile.ZipFile(small) as source, zipfile.ZipFile(big, "w", zipfile.ZIP_DEFLATED) as out:
+        for item in source.infolist():
+            data = sheet.encode() if item.filename.endswith("sheet1.xml") else source.read(item)
+            out.writestr(item, data)
     try:
-        read_table(tmp_path / "program.xlsx")
+        read_table(big)
     except ReadError as exc:
         assert str(exc).endswith(
-            'sheet "Sheet" has more than 10,000 formulas whose results were never saved (the '
-            "file was written by a program), which read as empty; open it in Excel or "
+            'sheet "Fakturaer" has more than 100,000 formulas whose results were never saved '
+            "(the file was written by a program), which read as empty; open it in Excel or "
             "LibreOffice and save it, then drop it again"
         )
     else:

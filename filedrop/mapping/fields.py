@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import string
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
@@ -82,6 +82,10 @@ class Source:
     phones: dict[str | None, tuple[list[str], list[tuple[str, str] | None]]] = field(
         default_factory=dict, compare=False
     )
+    # A workbook's formulas with no saved result (``Table.unsaved``), and the row number of each
+    # row here, to find them by.
+    unsaved: Mapping[tuple[int, int], str] = field(default_factory=dict, compare=False)
+    row_numbers: np.ndarray | None = field(default=None, compare=False)
 
     @property
     def n(self) -> int:
@@ -95,6 +99,21 @@ class Source:
         results = phones_e164(parts, country)
         self.phones[country] = (parts, results)
         return results
+
+    def unsaved_in(self, pos: int) -> tuple[np.ndarray, list[str]] | None:
+        """The rows (positions here) where column ``pos`` holds a formula whose result was never
+        saved, and those formulas; None where it holds none (any CSV, nearly every workbook)."""
+        if not self.unsaved or self.row_numbers is None:
+            return None
+        found = sorted((row, formula) for (row, col), formula in self.unsaved.items() if col == pos)
+        numbers = np.array([row for row, _ in found], dtype=self.row_numbers.dtype)
+        at = np.searchsorted(self.row_numbers, numbers)
+        inside = at < len(self.row_numbers)
+        inside[inside] = self.row_numbers[at[inside]] == numbers[inside]
+        if not inside.any():
+            return None
+        kept = [formula for (_, formula), keep in zip(found, inside, strict=True) if keep]
+        return at[inside], kept
 
     def stripped(self, pos: int) -> pd.Series:
         """Column ``pos`` trimmed, once: several fields and templates read the same column."""
@@ -231,15 +250,12 @@ def evaluate(f: Field, src: Source, issues: list[Issue]) -> Values:
     )
     if f.kind in ("amount", "date"):
         out.empty |= (text == "-").to_numpy(dtype=bool)  # ERPs print "-" for nothing
+    if src.unsaved:
+        _unsaved(f, src, out, issues)
     todo = ~out.empty
     errors, controls = f.source == "column", f.kind in ("text", "id")
     if errors or controls:
-        # A workbook's cell with text and no value holds a formula whose result was never
-        # saved (read/excel.py puts the formula there).
-        unsaved = None if excel is None else todo & np.equal(excel.to_numpy(dtype=object), None)
-        todo &= ~_not_data(
-            text, todo, out, issues, errors=errors, controls=controls, unsaved=unsaved
-        )
+        todo &= ~_not_data(text, todo, out, issues, errors=errors, controls=controls)
     if f.value_map and f.source != "constant":
         todo, text = _apply_map(f, text, todo, out, issues)
     _convert(f, text, excel=excel, todo=todo, out=out, src=src, issues=issues)
@@ -471,33 +487,23 @@ def _not_data(
     *,
     errors: bool,
     controls: bool,
-    unsaved: np.ndarray | None = None,
 ) -> np.ndarray:
     """Rule ``text``: one Issue per cell that shows an Excel error rather than a value (with
-    ``errors``), holds a formula whose result was never saved (``unsaved``, per row), or holds
-    a control character, naming the first (with ``controls``). Returns the error and formula
-    cells, of which nothing else is said; a value with a control character is still converted,
-    and sent as typed if the rule lets its row go.
+    ``errors``), or holds a control character, naming the first (with ``controls``). Returns
+    the error cells, of which nothing else is said; a value with a control character is still
+    converted, and sent as typed if the rule lets its row go.
 
-    The column is joined once and searched: one with none of them (nearly all) costs no more."""
+    The column is joined once and searched: one with neither (nearly all) costs no more."""
     values = text.tolist()
     joined = "".join(values)
     errors = errors and "#" in joined
     controls = controls and _CONTROL.search(joined) is not None
-    unsaved = unsaved if unsaved is not None and unsaved.any() else None
     found = np.zeros(len(values), dtype=bool)
-    if not (errors or controls or unsaved is not None):
+    if not (errors or controls):
         return found
     for i in np.flatnonzero(todo).tolist():
         value = values[i]
-        if unsaved is not None and unsaved[i]:
-            found[i] = True
-            what = (
-                "is a formula whose result was never saved (the file was written by a program, "
-                "not saved by Excel), so it has no value; open the file in Excel or LibreOffice "
-                "and save it, then drop it again"
-            )
-        elif errors and value in EXCEL_ERRORS:
+        if errors and value in EXCEL_ERRORS:
             found[i] = True
             what = "shows an Excel error, not a value; correct it in Excel and save the file again"
         elif controls and (char := _CONTROL.search(value)) is not None:
@@ -510,6 +516,40 @@ def _not_data(
         shown, label = out.text[i], out.label[i]
         issues.append(Issue(i, "text", label, shown, f"{label} {quoted(shown)} {what}"))
     return found
+
+
+#: The rule of a value read from a formula whose result was never saved: not configurable, as
+#: such a cell has no value to send, and sending the row without it is never right.
+UNSAVED_RULE = "unsaved"
+
+
+def _unsaved(f: Field, src: Source, out: Values, issues: list[Issue]) -> None:
+    """One Issue per row whose cell (or a template's cell) holds a formula whose result was
+    never saved; its value stays empty, and the row goes nowhere."""
+    if f.source == "column":
+        places = [(src.positions[f.columns], None)]
+    elif f.source == "template":
+        places = [(src.positions[(name,)], name) for name in f.placeholders]
+    else:
+        return
+    for pos, placeholder in places:
+        found = src.unsaved_in(pos)
+        if found is None:
+            continue
+        rows, formulas = found
+        for i, formula in zip(rows.tolist(), formulas, strict=True):
+            label = placeholder or out.label[i]
+            issues.append(
+                Issue(
+                    i,
+                    UNSAVED_RULE,
+                    label,
+                    formula,
+                    f"{label} holds the formula {quoted(formula)}, whose result was never saved "
+                    "(the file was written by a program), so it has no value; open the file in "
+                    "Excel or LibreOffice and save it, then drop it again",
+                )
+            )
 
 
 def _fail(bad: np.ndarray, rule: str, out: Values, issues: list[Issue], what: str) -> None:
@@ -592,6 +632,7 @@ def _fill_default(default: Field, out: Values, src: Source, issues: list[Issue])
     """Empty cells take the default: a fixed value, or another column's value."""
     own: list[Issue] = []
     alt = evaluate(default, src, own)
+    wanted = out.empty.copy()
     take = out.empty & ~alt.empty
     out.vals[take] = alt.vals[take]
     out.text = np.where(take, alt.text, out.text)  # new arrays: the old ones may be shared
@@ -605,4 +646,9 @@ def _fill_default(default: Field, out: Values, src: Source, issues: list[Issue])
             )
         out.number[take] = alt.number[take]
     out.empty &= ~take
-    issues += [issue for issue in own if take[issue.position]]
+    # A default that is a formula with no saved result was wanted, and is not there to take.
+    issues += [
+        issue
+        for issue in own
+        if take[issue.position] or (issue.rule == UNSAVED_RULE and wanted[issue.position])
+    ]

@@ -15,6 +15,8 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 
+from filedrop.errors import ReadError
+from filedrop.logs import plural
 from filedrop.mapping.checks import (
     check_amount_currencies,
     check_claim_sums,
@@ -24,9 +26,9 @@ from filedrop.mapping.checks import (
     check_invoice,
     claim_lines,
 )
-from filedrop.mapping.convert import repeated, shared_conversions
+from filedrop.mapping.convert import quoted, repeated, shared_conversions
 from filedrop.mapping.derive import derive_debtors
-from filedrop.mapping.fields import Issue, Source, Values, evaluate_fields
+from filedrop.mapping.fields import UNSAVED_RULE, Issue, Source, Values, evaluate_fields
 from filedrop.mapping.groups import Groups, Level, find_duplicates, group_rows, levels
 from filedrop.mapping.loader import Mapping
 from filedrop.mapping.payload import (
@@ -40,13 +42,15 @@ from filedrop.mapping.skip import skipped_rows
 from filedrop.mapping.tree import Field, Node, walk_fields
 from filedrop.memory import no_cyclic_gc, release_freed_memory
 from filedrop.read import Table
+from filedrop.read.table import column_letter
 from filedrop.states import RowStatus
 
 __all__ = ["Prepared", "PreparedInvoice", "Problem", "Rejection", "payloads", "prepare"]
 
-# Not configurable: sending a repeated invoice number, or an empty row, is never right, and an
-# invoice whose claims add up past any float cannot be sent at all.
-_FIXED_RULES = ("duplicate", "empty_row", "amount_sum")
+# Not configurable: sending a repeated invoice number, an empty row, or a row without the value
+# of a formula it holds, is never right, and an invoice whose claims add up past any float
+# cannot be sent at all.
+_FIXED_RULES = ("duplicate", "empty_row", "amount_sum", UNSAVED_RULE)
 
 
 @dataclass(frozen=True)
@@ -98,10 +102,42 @@ def prepare(table: Table, mapping: Mapping) -> Prepared:
     over the whole file first, so the result is what one go would give: the same invoices,
     rejections, notes and problems.
     """
+    if table.unsaved:
+        _refuse_unsaved_rows(table, mapping)
     if mapping.group_by or len(table) <= PART_ROWS:
         return _prepare(table, mapping)
     with shared_conversions():
         return _prepare_in_parts(table, mapping)
+
+
+def _refuse_unsaved_rows(table: Table, mapping: Mapping) -> None:
+    """Refuse a workbook where formulas whose results were never saved make what no row can
+    say: rows of nothing but such formulas in the columns the mapping reads (they read as empty
+    rows, and would be left out without a word), or a ``group.by`` cell (the line would make
+    an invoice of its own, and its invoice go for less). Elsewhere each such cell makes its
+    row INVALID (`fields.evaluate`)."""
+    positions = mapping.resolve_columns(table.headers, file_name=table.path.name)
+    read = set(positions.values())
+    rows = set(table.row_numbers.tolist())
+    lost = sorted((r, c) for r, c in table.unsaved if c in read and r not in rows)
+    keyed = positions.get(mapping.group_by) if mapping.group_by else None
+    grouped = sorted((r, c) for r, c in table.unsaved if c == keyed and r in rows)
+    if not (lost or grouped):
+        return
+    (row, col), why = (
+        (lost[0], "so it reads as an empty row, which would be left out")
+        if lost
+        else (grouped[0], "so which invoice its line belongs to cannot be told")
+    )
+    cells = lost or grouped
+    more = f" (and {plural(len(cells) - 1, 'more cell')})" if len(cells) > 1 else ""
+    raise ReadError(
+        str(table.path),
+        f"row {row}: {table.headers[col] or column_letter(col)} holds the formula "
+        f"{quoted(table.unsaved[row, col])}{more}, whose result was never saved (the file was "
+        f"written by a program), {why}; open the file in Excel or LibreOffice and save it, "
+        "then drop it again",
+    )
 
 
 def _prepare_in_parts(table: Table, mapping: Mapping) -> Prepared:
@@ -204,6 +240,8 @@ def _source(table: Table, mapping: Mapping) -> Source:
         thousands=mapping.thousands,
         strptime_formats=mapping.strptime_formats,
         date_formats=mapping.date_formats,
+        unsaved=table.unsaved,
+        row_numbers=table.row_numbers,
     )
 
 
@@ -255,10 +293,12 @@ def _problems(
     kept += [Issue(int(i), "skip", None, None, skip_why[i]) for i in np.flatnonzero(skipped)]
     out: list[Problem] = []
     seen: set[tuple[int, str, str | None, str | None]] = set()
+    # A formula with no saved result reads as an empty cell: that it is empty is no news.
+    unsaved = {(i.position, i.label) for i in kept if i.rule == UNSAVED_RULE}
     for issue in kept:
         # One cell feeding two fields (Beløp: invoice and claim amount) is one problem.
         same = (issue.position, issue.rule, issue.label, issue.value)
-        if same in seen:
+        if same in seen or (issue.rule == "required" and (issue.position, issue.label) in unsaved):
             continue
         seen.add(same)
         severity = (

@@ -44,13 +44,12 @@ def read_excel(path: Path, options: ReadOptions, marks: SheetMarks | None = None
 def build_table(path: Path, sheet: ParsedSheet, marks: SheetMarks | None = None) -> Table:
     """The `Table` of a parsed sheet: cells as text, typed values, empty rows and columns cut.
 
-    ``marks`` (from the sheet's XML) put each error cell's error, and each unsaved formula,
-    where calamine left it empty, and refuse a sheet whose hidden rows hold data."""
+    ``marks`` (from the sheet's XML) put each error cell's error where calamine left it empty,
+    note the formulas whose results were never saved, and refuse a sheet whose hidden rows hold
+    data."""
     expanded = [_expand(column, sheet.n_rows) for column in sheet.columns]
     if marks is not None and marks.errors:
         _put_errors(expanded, marks.errors, sheet)
-    if marks is not None and marks.unsaved:
-        _put_unsaved(path, expanded, marks, sheet)
     texts = [text for text, _ in expanded]
     width = trailing_width(sheet.headers, texts)
     headers = name_blank_headers(sheet.headers[:width], first=sheet.first_col)
@@ -81,6 +80,7 @@ def build_table(path: Path, sheet: ParsedSheet, marks: SheetMarks | None = None)
             ),
             number_formats=tuple(sheet.formats.get(sheet.first_col + j) for j in range(width)),
         ),
+        unsaved=_unsaved_cells(path, marks, sheet, width) if marks and marks.unsaved else {},
     )
 
 
@@ -100,20 +100,15 @@ def _put_errors(
             text[at] = typed[at] = code
 
 
-def _put_unsaved(
-    path: Path,
-    expanded: list[tuple[np.ndarray, np.ndarray]],
-    marks: SheetMarks,
-    sheet: ParsedSheet,
-) -> None:
-    """Each data cell whose formula's result was never saved (a file written by a program, not
-    saved by Excel or LibreOffice) shows its formula, with no value: calamine read it as empty,
-    so an amount made by a formula was "empty" and a KID or an email left out without a word.
-    Rule ``text`` makes its row INVALID, saying how to get the results saved.
+def _unsaved_cells(
+    path: Path, marks: SheetMarks, sheet: ParsedSheet, width: int
+) -> dict[tuple[int, int], str]:
+    """The data cells (row number, column of the table) whose formula's result was never saved
+    (a file written by a program, not saved by Excel or LibreOffice): calamine reads each as
+    empty, as it stays in the table; the mapping refuses the rows where it reads one.
 
-    More such cells than the reader keeps refuse the sheet: the formulas are then the file's
-    way, and it is read once saved."""
-    first_data = sheet.header_row + 1
+    More such cells than the reader keeps refuse the sheet: formulas are then the file's way,
+    and it is read once saved."""
     if marks.more_unsaved:
         raise ReadError(
             str(path),
@@ -121,11 +116,11 @@ def _put_unsaved(
             "results were never saved (the file was written by a program), which read as "
             "empty; open it in Excel or LibreOffice and save it, then drop it again",
         )
-    for (row, column), formula in marks.unsaved.items():
-        at, col = row - first_data, column - sheet.first_col
-        if 0 <= at < sheet.n_rows and 0 <= col < len(expanded):
-            text, typed = expanded[col]
-            text[at], typed[at] = formula, None
+    return {
+        (row, column - sheet.first_col): formula
+        for (row, column), formula in marks.unsaved.items()
+        if row > sheet.header_row and 0 <= column - sheet.first_col < width
+    }
 
 
 def _refuse_hidden_rows(

@@ -87,7 +87,7 @@ _ERROR_CELL = re.compile(
 # <f t="shared" si="0"/>. Starting with text that only a formula has lets a sheet of formulas
 # with their results be searched at the speed of a substring search; "<c" first took 0.6 s for
 # 44 MB. Group 1 is set where the cell ends with no <v> at all.
-_NO_RESULT_AFTER = rb"\s{0,64}(?:<(?:\w+:)?v\s{0,64}/>|(</(?:\w+:)?c>))"
+_NO_RESULT_AFTER = rb"\s{0,64}(?:<(?:\w+:)?v\b[^<>]{0,256}/>|(</(?:\w+:)?c>))"
 _UNSAVED_FORMULAS = (
     re.compile(rb"f>" + _NO_RESULT_AFTER),
     # Its last attribute, whichever of the two it is, just before "/>": a run of attributes
@@ -100,10 +100,10 @@ _CELL_TAG = re.compile(rb"<(?:\w+:)?c\b(" + _TAG + rb")>\s{0,64}")
 #: Excel's 8,192 characters at 6 bytes each when escaped.
 _FORMULA_REACH = 2 * 1024 + 49_152 + 128
 _TEXT_RESULT = re.compile(rb"\bt=\"str\"")
-_FORMULA_SHOWN = 200  # bytes of a formula kept to show
+_FORMULA_SHOWN = 200  # characters of a formula kept to show
 #: Unsaved formula cells remembered, at most: enough to name some and to tell whether any
 #: lies in the data; a sheet of millions cannot grow the scan without end.
-_UNSAVED_KEPT = 10_000
+_UNSAVED_KEPT = 100_000
 _CELL_REF = re.compile(rb"\br=\"\$?([A-Z]{1,3})\$?(\d{1,7})\"")
 _HIDDEN_ROW = re.compile(
     rb"<(?:\w+:)?row\b(?=" + _TAG + rb"?\bhidden=\"(?:1|true)\")" + _TAG + rb"?\sr=\"(\d{1,7})\""
@@ -238,8 +238,8 @@ class _SheetScan:
 
     def _mark(self, window: bytes) -> None:
         """Error cells, unsaved formulas and hidden rows in ``window``; a sheet without any
-        (nearly all) costs four substring searches a chunk (`_UNSAVED_FORMULAS` are searched as
-        fast). A cell cut between two chunks is found whole in the next window, which starts
+        (nearly all) costs two substring searches a chunk, and the `_UNSAVED_FORMULAS` searches,
+        as fast. A cell cut between two chunks is found whole in the next window, which starts
         with the last ``_CARRY_BYTES`` of this one."""
         if b't="e"' in window:
             for found in _ERROR_CELL.finditer(window):
@@ -291,8 +291,10 @@ def _formula_cell(window: bytes, at: int) -> tuple[bytes, str] | None:
     if found is None:
         return None
     text = window[window.find(b">", tag) + 1 : closing] if closing >= 0 else b""
-    shown = html.unescape(text[:_FORMULA_SHOWN].decode("utf-8", "replace"))
-    return found.group(1), "=" + (shown if shown else "…")
+    formula = html.unescape(text.decode("utf-8", "replace"))
+    if len(formula) > _FORMULA_SHOWN:
+        formula = formula[:_FORMULA_SHOWN] + "…"
+    return found.group(1), "=" + (formula or "…")
 
 
 def _inflate(

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -111,6 +111,8 @@ class Table:
     shape with the original typed values (numbers, dates; None for empty) for writing an Excel
     outcome that keeps them; for CSV it is the same frame as ``cells``. ``row_numbers[i]`` is the
     row/line number the user sees for data row ``i``. ``layout`` is empty but for Excel input.
+    ``unsaved`` holds a workbook's formulas whose results were never saved, which read as empty
+    cells: (row number, column) -> the formula, for the mapping to refuse where it reads one.
     """
 
     path: Path
@@ -120,6 +122,7 @@ class Table:
     row_numbers: np.ndarray
     info: ReadInfo
     layout: Layout = Layout()
+    unsaved: Mapping[tuple[int, int], str] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.cells)
