@@ -594,8 +594,10 @@ def _polls_end_at_stop(ctx: Context) -> Iterator[None]:
     leaving = threading.Event()
 
     def watch_for_stop() -> None:
-        while not leaving.is_set():
-            if ctx.stop.wait(_STOP_CHECK_S):
+        # Waiting on ``leaving``, so the run's end is not held up by the rest of a wait: it was,
+        # by 0.1 s on average, when this waited on the stop instead.
+        while not leaving.wait(_STOP_CHECK_S):
+            if ctx.stop.is_set():
                 log.info(
                     "stopping: no new batch is sent; the POSTs on their way are answered and "
                     "recorded, and the rest is left for the next run",
