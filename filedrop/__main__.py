@@ -1,7 +1,5 @@
 """``python -m filedrop``: the same as the ``filedrop`` command."""
 
-import sys
+from filedrop.cli import console
 
-from filedrop.cli import main
-
-sys.exit(main())
+console()

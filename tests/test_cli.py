@@ -679,3 +679,44 @@ def test_an_error_naming_a_file_with_a_newline_stays_one_line(tmp_path: Path) ->
         f"filedrop: {tmp_path}/bad\\nfiledrop: all good.xlsx: the file is text, not an Excel "
         "workbook; if it is CSV, rename it to .csv"
     ]
+
+
+def test_the_command_leaves_at_once_with_everything_written_and_nothing_left_running(
+    tmp_path: Path,
+) -> None:
+    """``python -m filedrop`` ends without the interpreter's teardown (``cli.console``): what it
+    printed to a file or a pipe is whole, its exit code is main's, and the workbook reader's
+    server process does not outlive it. A reader that stops early (``| head``) is no error."""
+    marker = f"filedrop-test-{os.getpid()}-{time.monotonic_ns()}"
+    # Buffered, as the command's output is unless PYTHONUNBUFFERED says otherwise.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    env["LEFT_BEHIND_MARKER"] = marker
+    workbook = EXAMPLES / "apne-poster-mars.xlsx"
+    command = [sys.executable, "-m", "filedrop", "validate", str(workbook)]
+    command += ["--mapping", str(MAPPINGS / "example.toml"), "--json"]
+    with (tmp_path / "out.json").open("wb") as out:
+        done = subprocess.run(
+            command, check=False, env=env, stdout=out, stderr=subprocess.PIPE, timeout=60
+        )
+    assert done.returncode == 1, done.stderr  # the example has rows for a person to look at
+    assert len(json.loads((tmp_path / "out.json").read_text(encoding="utf-8"))) > 0
+    head = subprocess.run(
+        f"{subprocess.list2cmdline(command)} | head -c 1", shell=True, check=False, env=env,
+        capture_output=True, timeout=60,
+    )  # fmt: skip
+    assert head.stdout == b"[" and head.stderr == b""
+
+    def still_running() -> list[str]:
+        found = []
+        for proc in Path("/proc").iterdir():
+            try:
+                if marker.encode() in (proc / "environ").read_bytes():
+                    found.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+            except OSError:
+                continue
+        return found
+
+    deadline = time.monotonic() + 5
+    while still_running() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert still_running() == []
