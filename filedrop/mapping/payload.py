@@ -9,9 +9,9 @@ collector is paused meanwhile (``no_cyclic_gc``), safely when several files are 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import repeat
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -47,7 +47,7 @@ _Column = np.ndarray | TextColumn | TemplateColumn
 """A Field's JSON values: held, or (for text read as it is) read again from the cells."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # the same object or not: arrays have no one truth value
 class Columns:
     """What building needs from prepare and nothing more: every value's JSON, and which are there.
 
@@ -183,17 +183,20 @@ def _shape(
     return keep
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class PreparedInvoice:
+class PreparedInvoice(NamedTuple):
     """One invoice ready to send, and the table rows it came from.
 
     Its JSON is built when it is about to be sent (``payloads``), not held: 200,000 invoices'
-    nested dicts would take most of a gigabyte, a batch's take a few hundred kilobytes.
+    nested dicts would take most of a gigabyte, a batch's take a few hundred kilobytes. A named
+    tuple rather than a frozen dataclass: prepare makes one per invoice, in half the time.
     """
 
     invoice_number: str
     group: int
-    columns: Columns = field(repr=False)
+    columns: Columns
+
+    def __repr__(self) -> str:  # without the columns, which are the whole file's
+        return f"PreparedInvoice(invoice_number={self.invoice_number!r}, group={self.group})"
 
     @property
     def rows(self) -> tuple[int, ...]:
