@@ -828,7 +828,7 @@ def _record_ended(ctx: Context, ended: list[Ended], *, name: str) -> int:
         FinishedBatch(
             batch,
             result.status,
-            [(s.invoice_number, s.invoice_id, s.case_id, s.case_number) for s in result.succeeded],
+            result.succeeded,  # (number, invoice id, case id, case number) each, as recorded
             [
                 (f.invoice_number, "; ".join(f.errors) or "rejected by the API")
                 for f in result.failed

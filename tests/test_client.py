@@ -852,7 +852,9 @@ def test_batch_fields_that_are_not_strings_are_read_as_text():
         }
     )
     assert result.batch_id == "42"
-    assert result.succeeded == (SucceededInvoice("7", "A-1", "", ""),)
+    assert result.succeeded == (
+        SucceededInvoice(invoice_number="A-1", invoice_id="7", case_id="", case_number=""),
+    )
     assert result.failed == (
         FailedInvoice(invoice_number="1001", errors=("bad", "3")),
         FailedInvoice(invoice_number="B", errors=()),
