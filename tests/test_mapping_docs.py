@@ -200,9 +200,9 @@ CASES: dict[str, Callable[[Path], str]] = {
         + '\n[skip]\ncredit_notes = { column = "Beløp", at_most = 0 }\n',
         Beløp="-500,00",
     ),
-    'row 3: Kundenr holds the formula "=A2&B2", whose result was never saved (the file was '
-    "written by a program), so it has no value; open the file in Excel or LibreOffice and save "
-    "it, then drop it again": _unsaved_formula,
+    'row 3: Kundenr holds the formula "=A2&B2", whose result Excel or LibreOffice never '
+    "calculated and saved (the file was written by another program), so it has no value; open "
+    "the file in Excel or LibreOffice and save it, then drop it again": _unsaved_formula,
     'rule skip.totals: Kunde "Sum" marks a totals row': lambda d: _open_items(
         d, 5, Fakturanr="", Kunde="Sum"
     ),

@@ -5,6 +5,7 @@ wrong invoices without a word."""
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 
 import openpyxl
@@ -162,7 +163,7 @@ def test_crafted_tags_without_an_end_are_read_past_in_one_pass() -> None:
     scan.feed(junk + real)
     assert scan.errors == {(9, 1): "#REF!"}
     assert scan.hidden_rows == {9}
-    assert scan.unsaved == {(9, 2): "=1"}
+    assert unsaved_of(scan) == {(9, 2): "=1"}
 
 
 def test_a_formula_whose_result_was_never_saved_keeps_its_invoice_from_being_sent(
@@ -183,9 +184,9 @@ def test_a_formula_whose_result_was_never_saved_keeps_its_invoice_from_being_sen
     first = outcome[outcome["Invoice no"] == "24-1001"]
     assert list(first["outcome_status"]) == ["INVALID"] * 3
     assert first["outcome_message"].iloc[1] == (
-        'Amount holds the formula "=60+10", whose result was never saved (the file was written '
-        "by a program), so it has no value; open the file in Excel or LibreOffice and save it, "
-        "then drop it again"
+        'Amount holds the formula "=60+10", whose result Excel or LibreOffice never calculated '
+        "and saved (the file was written by another program), so it has no value; open the file "
+        "in Excel or LibreOffice and save it, then drop it again"
     )
     assert "24-1001" not in sandbox.received_invoice_numbers()
     assert "24-1002" in sandbox.received_invoice_numbers()
@@ -241,8 +242,9 @@ def test_an_unsaved_formula_is_refused_where_the_mapping_reads_it_and_nowhere_el
     lines = validate(path, expect=1)
     assert lines[1] == "5 rows, 3 invoices to send, 3 rows valid, 2 invalid, 0 duplicate"
     cure = (
-        "whose result was never saved (the file was written by a program), so it has no value; "
-        "open the file in Excel or LibreOffice and save it, then drop it again"
+        "whose result Excel or LibreOffice never calculated and saved (the file was written by "
+        "another program), so it has no value; open the file in Excel or LibreOffice and save "
+        "it, then drop it again"
     )
     assert lines[2:] == [
         f'  error: row 3: Kundenr holds the formula "="100"&"02"", {cure}',
@@ -260,43 +262,92 @@ def test_an_unsaved_formula_no_row_can_answer_for_refuses_the_workbook(
     if where == "a row of formulas":
         rows = [erp_cells("6001"), ['=A2&"b"', *(["=B2"] * 16)]]
         mapping = EXAMPLES.parent / "mappings" / "norwegian-erp.toml"
-        expected = 'row 3: Fakturanr holds the formula "=A2&"b"" (and 16 more cells)'
+        expected = 'row 3: Fakturanr holds the formula "=A2&"b"", whose result Excel'
     else:
         rows = [erp_cells("6001"), erp_cells("=A2")]
         text = (EXAMPLES.parent / "mappings" / "norwegian-erp.toml").read_text()
         mapping = tmp_path / "grouped.toml"
         mapping.write_text(text + '\n[group]\nby = "Fakturanr"\n', encoding="utf-8")
-        expected = 'row 3: Fakturanr holds the formula "=A2"'
+        expected = 'row 3: Fakturanr holds the formula "=A2", whose result Excel'
     path = erp_workbook(tmp_path / "f.xlsx", rows)
     _, _, err = filedrop("validate", str(path), "--mapping", str(mapping), environ={}, expect=2)
     assert expected in err, err
     assert "open the file in Excel or LibreOffice and save it" in err
 
 
-def test_formulas_with_their_results_or_above_the_header_read_as_before(tmp_path: Path) -> None:
-    """A formula saved with its result (as Excel and LibreOffice save every one) reads as that
-    result, and an unsaved one in a title line above the header hides no invoice."""
+def unsaved_of(scan: object) -> dict[tuple[int, int], str]:
+    """A sheet scan's unsaved formulas, (row, column) -> formula; each cell found once."""
+    cells = list(zip(scan.unsaved_rows, scan.unsaved_columns, strict=True))  # type: ignore[attr-defined]
+    assert len(cells) == len(set(cells)), cells
+    return {cell: scan.formulas.get(cell, "?") for cell in cells}  # type: ignore[attr-defined]
+
+
+def test_formulas_are_results_where_a_spreadsheet_saved_them_and_nowhere_else(
+    tmp_path: Path,
+) -> None:
+    """A formula saved with its result, as Excel saves every one (a text result "" with
+    t="str"), reads as that result and is no one's business; one above the header neither. A
+    workbook that asks to be calculated when opened (xlsxwriter, which pandas writes with,
+    puts 0 or a guess in each formula) has no result it can vouch for: its formulas count as
+    unsaved, whatever they hold."""
     import xlsxwriter
 
-    path = tmp_path / "saved.xlsx"
+    path = tmp_path / "written.xlsx"
     book = xlsxwriter.Workbook(path)
     sheet = book.add_worksheet("Fakturaer")
-    sheet.write_formula("A1", '="Rapport "&"mars"')  # a title, its result never saved
+    sheet.write_formula("A1", '="Rapport "&"mars"')  # a title
     sheet.write_row("A3", ["Fakturanr", "Beløp", "Tekst"])
     sheet.write_row("A4", ["1001", 100])
     sheet.write_formula("B5", "=60+10", None, 70)
     sheet.write_string("A5", "1002")
-    sheet.write_formula("C5", '=IF(B5>0,"","x")', None, "")  # a text formula whose result is ""
+    sheet.write_formula("C5", '=IF(B5>0,"","x")', None, "")
     book.close()
-    table = read_table(path)
+    written = read_table(path)
+    assert {c: rows.tolist() for c, rows in written.unsaved.items()} == {1: [5], 2: [5]}
+    assert written.formulas[5, 1] == "=60+10"
+
+    saved = tmp_path / "saved.xlsx"  # as Excel saves it: no recalculation asked, t="str"
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(saved, "w") as out:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename == "xl/workbook.xml":
+                data = data.replace(b' fullCalcOnLoad="1"', b"")
+            if item.filename == "xl/worksheets/sheet1.xml":
+                data = data.replace(b'<c r="C5">', b'<c r="C5" t="str">')
+            out.writestr(item, data)
+    table = read_table(saved)
+    assert table.unsaved == {}
     assert table.cells[1].tolist() == ["100", "70"]
     assert table.cells[2].tolist() == ["", ""]
 
 
+def test_a_skip_rule_does_not_decide_on_a_formula_without_its_result(tmp_path: Path) -> None:
+    """A "paid" column made by a formula read as empty: the skip rule for paid invoices let the
+    invoice go. Now the rule cannot decide there, and the row is INVALID, naming the cell; a
+    row the rule can read is skipped as before."""
+    path = erp_workbook(
+        tmp_path / "f.xlsx",
+        [
+            [*erp_cells("7001"), "Betalt"],
+            [*erp_cells("7002"), '=IF(1,"Betalt","Åpen")'],
+            [*erp_cells("7003"), "Åpen"],
+        ],
+    )
+    text = (EXAMPLES.parent / "mappings" / "norwegian-erp.toml").read_text()
+    mapping = tmp_path / "paid.toml"
+    mapping.write_text(text + '\n[skip]\npaid = { column = "Notat", is = ["Betalt"] }\n')
+    _, out, _ = filedrop("validate", str(path), "--mapping", str(mapping), environ={}, expect=1)
+    lines = out.splitlines()
+    assert lines[1] == (
+        "3 rows, 1 invoice to send, 1 row valid, 1 invalid, 0 duplicate, 1 skipped (not invoices)"
+    )
+    assert 'row 3: Notat holds the formula "=IF(1,"Betalt","Åpen")", whose result' in out
+
+
 def test_unsaved_formulas_are_found_in_every_form_and_wherever_the_chunk_is_cut() -> None:
-    """No <v>, <v/>, a shared formula's <f .../>, a namespace prefix: each is found, at its cell,
-    wherever the XML is cut in two. A saved result, and an empty text saved as a result (<v></v>,
-    or <v/> of a text formula), are not."""
+    """No <v>, an empty one, a shared formula's <f .../>, a namespace prefix: each is found, once,
+    at its cell, wherever the XML is cut in two. A saved result, and an empty text saved as the
+    result of a text formula (t="str"), are not."""
     from filedrop.read.limits import _SheetScan
 
     xml = (
@@ -311,6 +362,7 @@ def test_unsaved_formulas_are_found_in_every_form_and_wherever_the_chunk_is_cut(
     expected = {
         (2, 1): "=1<2",
         (2, 2): "=1+1",
+        (2, 4): "=1<2",
         (4, 5): "=…",
         (4, 26): "=2*2",
         (4, 27): "=…",
@@ -320,40 +372,43 @@ def test_unsaved_formulas_are_found_in_every_form_and_wherever_the_chunk_is_cut(
         scan = _SheetScan()
         scan.feed(xml[:cut])
         scan.feed(xml[cut:])
-        assert scan.unsaved == expected, cut
+        assert unsaved_of(scan) == expected, cut
 
 
-def test_a_sheet_of_more_unsaved_formulas_than_are_kept_is_refused_whole(tmp_path: Path) -> None:
-    """Past the reader's count of kept cells, formulas without results are the file's way: it is
-    refused in one sentence, rather than some of its cells read as empty."""
-    import zipfile
+def test_every_unsaved_formula_is_placed_and_the_first_ones_shown() -> None:
+    """However many there are, each unsaved formula's cell is kept (8 bytes each), so one in a
+    column the mapping reads is never missed; the formula itself only for the first 10,000."""
+    from filedrop.read.limits import _FORMULAS_KEPT, _SheetScan
 
-    from filedrop.errors import ReadError
-    from filedrop.read.limits import _UNSAVED_KEPT
+    rows = "".join(f'<row r="{r}"><c r="B{r}"><f>{r}+1</f><v/></c></row>' for r in range(2, 30_002))
+    scan = _SheetScan()
+    xml = f"<sheetData>{rows}</sheetData>".encode()
+    for start in range(0, len(xml), 1 << 20):  # as inflated: a megabyte at a time
+        scan.feed(xml[start : start + (1 << 20)])
+    assert list(scan.unsaved_rows) == list(range(2, 30_002))
+    assert set(scan.unsaved_columns) == {1}
+    assert len(scan.formulas) == _FORMULAS_KEPT
+    assert scan.formulas[2, 1] == "=2+1"
 
-    small = erp_workbook(tmp_path / "small.xlsx", [erp_cells("1")])
-    rows = "".join(
-        f'<row r="{r}"><c r="A{r}" t="inlineStr"><is><t>{r}</t></is></c><c r="R{r}"><f>1</f></c>'
-        "</row>"
-        for r in range(2, _UNSAVED_KEPT + 3)
-    )
-    sheet = (
-        '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>'
-        '<row r="1"><c r="A1" t="inlineStr"><is><t>Fakturanr</t></is></c></row>'
-        f"{rows}</sheetData></worksheet>"
-    )
-    big = tmp_path / "program.xlsx"
-    with zipfile.ZipFile(small) as source, zipfile.ZipFile(big, "w", zipfile.ZIP_DEFLATED) as out:
-        for item in source.infolist():
-            data = sheet.encode() if item.filename.endswith("sheet1.xml") else source.read(item)
-            out.writestr(item, data)
-    try:
-        read_table(big)
-    except ReadError as exc:
-        assert str(exc).endswith(
-            'sheet "Fakturaer" has more than 100,000 formulas whose results were never saved '
-            "(the file was written by a program), which read as empty; open it in Excel or "
-            "LibreOffice and save it, then drop it again"
-        )
-    else:
-        raise AssertionError("read")
+
+def test_a_formula_xlsxwriter_wrote_is_named_not_its_placeholder_0(tmp_path: Path) -> None:
+    """xlsxwriter (pandas' writer) saves 0 for a formula and asks for it to be calculated when
+    the file is opened: the amount read as 0 and was "not a positive amount", the KID "0" "not
+    a valid KID". Now each such cell says what it is, once."""
+    import xlsxwriter
+
+    path = tmp_path / "pandas.xlsx"
+    book = xlsxwriter.Workbook(path)
+    sheet = book.add_worksheet("Fakturaer")
+    sheet.write_row(0, 0, ERP_HEADER.split(";"))
+    sheet.write_row(1, 0, erp_cells("8001"))
+    sheet.write_row(2, 0, erp_cells("8002"))
+    sheet.write_formula("D3", "=1000+234.5")  # Beløp
+    sheet.write_formula("F3", '="0000"')  # KID
+    book.close()
+    lines = validate(path, expect=1)
+    assert lines[1] == "2 rows, 1 invoice to send, 1 row valid, 1 invalid, 0 duplicate"
+    assert [line.split(", whose")[0] for line in lines[2:]] == [
+        '  error: row 3: Beløp holds the formula "=1000+234.5"',
+        '  error: row 3: KID holds the formula "="0000""',
+    ]

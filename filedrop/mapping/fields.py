@@ -82,9 +82,10 @@ class Source:
     phones: dict[str | None, tuple[list[str], list[tuple[str, str] | None]]] = field(
         default_factory=dict, compare=False
     )
-    # A workbook's formulas with no saved result (``Table.unsaved``), and the row number of each
-    # row here, to find them by.
-    unsaved: Mapping[tuple[int, int], str] = field(default_factory=dict, compare=False)
+    # A workbook's formulas with no saved result (``Table.unsaved`` and ``formulas``), and the
+    # row number of each row here, to find them by.
+    unsaved: Mapping[int, np.ndarray] = field(default_factory=dict, compare=False)
+    formulas: Mapping[tuple[int, int], str] = field(default_factory=dict, compare=False)
     row_numbers: np.ndarray | None = field(default=None, compare=False)
 
     @property
@@ -103,17 +104,16 @@ class Source:
     def unsaved_in(self, pos: int) -> tuple[np.ndarray, list[str]] | None:
         """The rows (positions here) where column ``pos`` holds a formula whose result was never
         saved, and those formulas; None where it holds none (any CSV, nearly every workbook)."""
-        if not self.unsaved or self.row_numbers is None:
+        rows = self.unsaved.get(pos)
+        if rows is None or self.row_numbers is None or not len(self.row_numbers):
             return None
-        found = sorted((row, formula) for (row, col), formula in self.unsaved.items() if col == pos)
-        numbers = np.array([row for row, _ in found], dtype=self.row_numbers.dtype)
-        at = np.searchsorted(self.row_numbers, numbers)
+        at = np.searchsorted(self.row_numbers, rows)
         inside = at < len(self.row_numbers)
-        inside[inside] = self.row_numbers[at[inside]] == numbers[inside]
+        inside[inside] = self.row_numbers[at[inside]] == rows[inside]
         if not inside.any():
             return None
-        kept = [formula for (_, formula), keep in zip(found, inside, strict=True) if keep]
-        return at[inside], kept
+        shown = [self.formulas.get((row, pos), "=…") for row in rows[inside].tolist()]
+        return at[inside], shown
 
     def stripped(self, pos: int) -> pd.Series:
         """Column ``pos`` trimmed, once: several fields and templates read the same column."""
@@ -522,10 +522,18 @@ def _not_data(
 #: such a cell has no value to send, and sending the row without it is never right.
 UNSAVED_RULE = "unsaved"
 
+#: What such a formula is, and the cure, after "X holds the formula "=…", ".
+UNSAVED_FORMULA = (
+    "whose result Excel or LibreOffice never calculated and saved (the file was written by "
+    "another program), so it has no value"
+)
+UNSAVED_CURE = "open the file in Excel or LibreOffice and save it, then drop it again"
+
 
 def _unsaved(f: Field, src: Source, out: Values, issues: list[Issue]) -> None:
     """One Issue per row whose cell (or a template's cell) holds a formula whose result was
-    never saved; its value stays empty, and the row goes nowhere."""
+    never saved; its value is taken as empty (it may read as the 0 a writer put there), and the
+    row goes nowhere."""
     if f.source == "column":
         places = [(src.positions[f.columns], None)]
     elif f.source == "template":
@@ -537,6 +545,7 @@ def _unsaved(f: Field, src: Source, out: Values, issues: list[Issue]) -> None:
         if found is None:
             continue
         rows, formulas = found
+        out.empty[rows] = True  # not converted: a 0 put there would be "not a positive amount"
         for i, formula in zip(rows.tolist(), formulas, strict=True):
             label = placeholder or out.label[i]
             issues.append(
@@ -545,9 +554,8 @@ def _unsaved(f: Field, src: Source, out: Values, issues: list[Issue]) -> None:
                     UNSAVED_RULE,
                     label,
                     formula,
-                    f"{label} holds the formula {quoted(formula)}, whose result was never saved "
-                    "(the file was written by a program), so it has no value; open the file in "
-                    "Excel or LibreOffice and save it, then drop it again",
+                    f"{label} holds the formula {quoted(formula)}, {UNSAVED_FORMULA}; "
+                    f"{UNSAVED_CURE}",
                 )
             )
 

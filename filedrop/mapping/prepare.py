@@ -16,7 +16,6 @@ from typing import Literal, NamedTuple
 import numpy as np
 
 from filedrop.errors import ReadError
-from filedrop.logs import plural
 from filedrop.mapping.checks import (
     check_amount_currencies,
     check_claim_sums,
@@ -28,7 +27,15 @@ from filedrop.mapping.checks import (
 )
 from filedrop.mapping.convert import quoted, repeated, shared_conversions
 from filedrop.mapping.derive import derive_debtors
-from filedrop.mapping.fields import UNSAVED_RULE, Issue, Source, Values, evaluate_fields
+from filedrop.mapping.fields import (
+    UNSAVED_CURE,
+    UNSAVED_FORMULA,
+    UNSAVED_RULE,
+    Issue,
+    Source,
+    Values,
+    evaluate_fields,
+)
 from filedrop.mapping.groups import Groups, Level, find_duplicates, group_rows, levels
 from filedrop.mapping.loader import Mapping
 from filedrop.mapping.payload import (
@@ -117,26 +124,28 @@ def _refuse_unsaved_rows(table: Table, mapping: Mapping) -> None:
     an invoice of its own, and its invoice go for less). Elsewhere each such cell makes its
     row INVALID (`fields.evaluate`)."""
     positions = mapping.resolve_columns(table.headers, file_name=table.path.name)
-    read = set(positions.values())
-    rows = set(table.row_numbers.tolist())
-    lost = sorted((r, c) for r, c in table.unsaved if c in read and r not in rows)
     keyed = positions.get(mapping.group_by) if mapping.group_by else None
-    grouped = sorted((r, c) for r, c in table.unsaved if c == keyed and r in rows)
-    if not (lost or grouped):
+    found: list[tuple[int, int, str]] = []  # (row, column, why) of each cell no row answers for
+    for column in sorted(set(positions.values()) & set(table.unsaved)):
+        rows = table.unsaved[column]
+        lost = rows[~np.isin(rows, table.row_numbers)]
+        found += [(int(row), column, "lost") for row in lost[:1]]
+        if column == keyed:
+            grouped = rows[np.isin(rows, table.row_numbers)]
+            found += [(int(row), column, "grouped") for row in grouped[:1]]
+    if not found:
         return
-    (row, col), why = (
-        (lost[0], "so it reads as an empty row, which would be left out")
-        if lost
-        else (grouped[0], "so which invoice its line belongs to cannot be told")
+    row, column, kind = min(found)
+    why = (
+        "the row reads as empty and would be left out"
+        if kind == "lost"
+        else "which invoice the line belongs to cannot be told"
     )
-    cells = lost or grouped
-    more = f" (and {plural(len(cells) - 1, 'more cell')})" if len(cells) > 1 else ""
+    formula = table.formulas.get((row, column), "=…")
     raise ReadError(
         str(table.path),
-        f"row {row}: {table.headers[col] or column_letter(col)} holds the formula "
-        f"{quoted(table.unsaved[row, col])}{more}, whose result was never saved (the file was "
-        f"written by a program), {why}; open the file in Excel or LibreOffice and save it, "
-        "then drop it again",
+        f"row {row}: {table.headers[column] or column_letter(column)} holds the formula "
+        f"{quoted(formula)}, {UNSAVED_FORMULA}: {why}; {UNSAVED_CURE}",
     )
 
 
@@ -170,7 +179,8 @@ def _prepare_in_parts(table: Table, mapping: Mapping) -> Prepared:
 class _RowFates(NamedTuple):
     """What is decided about rows over the whole table: the blank rows, why each row is skipped
     (or None), each invoice's earlier one with the same number (-1: none) and the Issues that
-    say so. Without grouping, an invoice is a row, so a part of the table takes a slice."""
+    say so, with those of rows no skip rule could tell (a formula with no saved result). Without
+    grouping, an invoice is a row, so a part of the table takes a slice."""
 
     blank: np.ndarray
     skip_why: np.ndarray
@@ -241,6 +251,7 @@ def _source(table: Table, mapping: Mapping) -> Source:
         strptime_formats=mapping.strptime_formats,
         date_formats=mapping.date_formats,
         unsaved=table.unsaved,
+        formulas=table.formulas,
         row_numbers=table.row_numbers,
     )
 
@@ -252,13 +263,14 @@ def _row_fates(
     those repeat an invoice number: all that depends on the invoice numbers (``numbers``, each
     row's) and the skip rules alone."""
     blank = _blank_rows(table)
-    skip_why = skipped_rows(mapping, src, numbers)
+    unknown: list[Issue] = []  # a skip rule's cell that is a formula with no saved result
+    skip_why = skipped_rows(mapping, src, numbers, unknown)
     skip_why[blank] = None  # an empty row is reported as such
     left_out = _left_out(blank, skip_why)
     groups = group_rows(table, mapping, src.positions, left_out)
     number_level = groups.level(numbers) if numbers is not None else None
     duplicate_of, repeats = find_duplicates(table, number_level, groups, left_out)
-    return _RowFates(blank, skip_why, duplicate_of, repeats), groups
+    return _RowFates(blank, skip_why, duplicate_of, repeats + unknown), groups
 
 
 def _left_out(blank: np.ndarray, skip_why: np.ndarray) -> np.ndarray:

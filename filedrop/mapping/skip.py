@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from filedrop.mapping.convert import quoted, strip
-from filedrop.mapping.fields import Source, Values, evaluate
+from filedrop.mapping.fields import UNSAVED_RULE, Issue, Source, Values, evaluate
 from filedrop.mapping.loader import TOTALS_WORDS, Mapping
 
 __all__ = ["skipped_rows"]
@@ -17,15 +17,27 @@ __all__ = ["skipped_rows"]
 _TOTALS = frozenset(TOTALS_WORDS)
 
 
-def skipped_rows(mapping: Mapping, src: Source, number: Values | None) -> np.ndarray:
+def skipped_rows(
+    mapping: Mapping, src: Source, number: Values | None, unknown: list[Issue] | None = None
+) -> np.ndarray:
     """Per row, why it is not an invoice (the sentence for its outcome), or None.
 
     ``number`` is each row's invoice number; the built-in rule needs it: a totals row has none
-    (or the totals word in its place), so a real invoice is never taken for one.
+    (or the totals word in its place), so a real invoice is never taken for one. A rule cannot
+    tell from a formula whose result was never saved: such a row is not skipped by it, and, if
+    no other rule skips it, the Issue saying so goes to ``unknown`` (it is not sent: "Betalt"
+    made by a formula was sent as unpaid).
     """
     why = np.full(src.n, None, dtype=object)
+    unsure: list[Issue] = []
     for rule in mapping.skip:
-        v = evaluate(rule.field, src, [])  # a cell that is no amount is reported by the checks
+        own: list[Issue] = []
+        v = evaluate(rule.field, src, own)  # a cell that is no amount is reported by the checks
+        doubt = np.zeros(src.n, dtype=bool)
+        for issue in own:
+            if issue.rule == UNSAVED_RULE:
+                doubt[issue.position] = True
+                unsure.append(issue)
         if rule.at_most is not None:
             assert v.number is not None
             with np.errstate(invalid="ignore"):
@@ -35,7 +47,7 @@ def skipped_rows(mapping: Mapping, src: Source, number: Values | None) -> np.nda
             hit = np.isin(folded, list(rule.equals)) & ~v.empty
             if "" in rule.equals:
                 hit |= v.empty
-        for i in np.flatnonzero(hit & np.equal(why, None)).tolist():
+        for i in np.flatnonzero(hit & ~doubt & np.equal(why, None)).tolist():
             if rule.at_most is not None:
                 what = f"{quoted(v.text[i])} is {rule.at_most:g} or less"
             else:
@@ -43,6 +55,8 @@ def skipped_rows(mapping: Mapping, src: Source, number: Values | None) -> np.nda
             why[i] = f"rule {rule.name}: {v.label[i]} {what}"
     if mapping.skip_totals and number is not None:
         _totals(src, number, why)
+    if unknown is not None:
+        unknown += [issue for issue in unsure if why[issue.position] is None]
     return why
 
 

@@ -80,7 +80,13 @@ def build_table(path: Path, sheet: ParsedSheet, marks: SheetMarks | None = None)
             ),
             number_formats=tuple(sheet.formats.get(sheet.first_col + j) for j in range(width)),
         ),
-        unsaved=_unsaved_cells(path, marks, sheet, width) if marks and marks.unsaved else {},
+        unsaved=_unsaved_cells(marks, sheet, width) if marks and marks.unsaved_rows else {},
+        formulas={
+            (row, column - sheet.first_col): formula
+            for (row, column), formula in marks.formulas.items()
+        }
+        if marks
+        else {},
     )
 
 
@@ -100,27 +106,16 @@ def _put_errors(
             text[at] = typed[at] = code
 
 
-def _unsaved_cells(
-    path: Path, marks: SheetMarks, sheet: ParsedSheet, width: int
-) -> dict[tuple[int, int], str]:
-    """The data cells (row number, column of the table) whose formula's result was never saved
-    (a file written by a program, not saved by Excel or LibreOffice): calamine reads each as
-    empty, as it stays in the table; the mapping refuses the rows where it reads one.
-
-    More such cells than the reader keeps refuse the sheet: formulas are then the file's way,
-    and it is read once saved."""
-    if marks.more_unsaved:
-        raise ReadError(
-            str(path),
-            f'sheet "{sheet.sheet_name}" has more than {len(marks.unsaved):,} formulas whose '
-            "results were never saved (the file was written by a program), which read as "
-            "empty; open it in Excel or LibreOffice and save it, then drop it again",
-        )
-    return {
-        (row, column - sheet.first_col): formula
-        for (row, column), formula in marks.unsaved.items()
-        if row > sheet.header_row and 0 <= column - sheet.first_col < width
-    }
+def _unsaved_cells(marks: SheetMarks, sheet: ParsedSheet, width: int) -> dict[int, np.ndarray]:
+    """Per column of the table, the rows (Excel's numbers, ascending) below the header whose
+    formula's result was never saved (a file written by a program, not saved by Excel or
+    LibreOffice): calamine reads each as empty, as it stays in the table; the mapping refuses
+    the rows where it reads one."""
+    rows = np.asarray(marks.unsaved_rows, dtype=np.int64)
+    columns = np.asarray(marks.unsaved_columns, dtype=np.int64) - sheet.first_col
+    inside = (rows > sheet.header_row) & (columns >= 0) & (columns < width)
+    rows, columns = rows[inside], columns[inside]
+    return {int(c): np.unique(rows[columns == c]) for c in np.unique(columns).tolist()}
 
 
 def _refuse_hidden_rows(

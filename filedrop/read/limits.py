@@ -14,7 +14,8 @@ import re
 import struct
 import zipfile
 import zlib
-from collections.abc import Mapping
+from array import array
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -79,31 +80,35 @@ _ERROR_CELL = re.compile(
     rb"(?:<(?:\w+:)?f\b" + _TAG + rb"?(?:/>|>[^<]{0,49152}</(?:\w+:)?f>)\s{0,64})?"
     rb"<(?:\w+:)?v>([^<]{1,64})</(?:\w+:)?v>"
 )
-# A formula with no saved result: after it, no <v>, or <v/>. Excel and LibreOffice save every
-# result; programs that write formulas (openpyxl, many scripts) save none, and calamine reads
-# such a cell as empty. <v></v> is a result, the empty text (xlsxwriter writes it so, and Excel
-# with t="str"), as is <v/> after a text formula. Searched from what ends a formula: a
-# formula's text ends "f>" (</f>, </x:f>), and one sharing an earlier cell's text is
-# <f t="shared" si="0"/>. Starting with text that only a formula has lets a sheet of formulas
-# with their results be searched at the speed of a substring search; "<c" first took 0.6 s for
-# 44 MB. Group 1 is set where the cell ends with no <v> at all.
-_NO_RESULT_AFTER = rb"\s{0,64}(?:<(?:\w+:)?v\b[^<>]{0,256}/>|(</(?:\w+:)?c>))"
-_UNSAVED_FORMULAS = (
-    re.compile(rb"f>" + _NO_RESULT_AFTER),
-    # Its last attribute, whichever of the two it is, just before "/>": a run of attributes
-    # allowed there made a crafted sheet of si="1" cost 3 s a megabyte.
-    re.compile(rb"si=\"\d{1,7}\"\s{0,8}/>" + _NO_RESULT_AFTER),
-    re.compile(rb"t=\"shared\"\s{0,8}/>" + _NO_RESULT_AFTER),
+# A formula with no saved result: after it, no <v>, or an empty one. Excel and LibreOffice save
+# every result; programs that write formulas (openpyxl, many scripts) save none, and calamine
+# reads such a cell as empty. An empty <v> after a text formula (t="str") is a result, the empty
+# text, as Excel writes it. Searched from what ends a formula: a formula's text ends "f>" (</f>,
+# </x:f>), and one sharing an earlier cell's text is <f t="shared" si="0"/>. Starting with text
+# that only a formula has lets a sheet of formulas with their results be searched at the speed
+# of a substring search; "<c" first took 0.6 s for 44 MB. Group 1 is set where the cell ends with
+# no <v> at all.
+_NO_RESULT_AFTER = (
+    rb"\s{0,64}(?:<(?:\w+:)?v\b[^<>]{0,256}/>|<(?:\w+:)?v\b[^<>]{0,256}>\s{0,64}</(?:\w+:)?v>"
+    rb"|(</(?:\w+:)?c>))"
 )
+# Its last attribute, whichever of the two it is, just before "/>": a run of attributes allowed
+# there made a crafted sheet of si="1" cost 3 s a megabyte.
+_SHARED_ENDS = (rb"si=\"\d{1,7}\"\s{0,8}/>", rb"t=\"shared\"\s{0,8}/>")
+_UNSAVED_FORMULAS = tuple(re.compile(end + _NO_RESULT_AFTER) for end in (rb"f>", *_SHARED_ENDS))
+# Every formula, saved result or not: for a workbook that asks to be calculated again when opened
+# (xlsxwriter, which pandas writes with, saves 0 for each formula and says so in workbook.xml).
+_EVERY_FORMULA = tuple(re.compile(end) for end in (rb"f>", *_SHARED_ENDS))
+_CALCULATE_ON_OPEN = re.compile(rb"<(?:\w+:)?calcPr\b[^<>]{0,1024}?\bfullCalcOnLoad=\"(?:1|true)\"")
 _CELL_TAG = re.compile(rb"<(?:\w+:)?c\b(" + _TAG + rb")>\s{0,64}")
 #: The farthest a cell's tag can start before the end of its formula: the tag, and a formula of
 #: Excel's 8,192 characters at 6 bytes each when escaped.
 _FORMULA_REACH = 2 * 1024 + 49_152 + 128
 _TEXT_RESULT = re.compile(rb"\bt=\"str\"")
 _FORMULA_SHOWN = 200  # characters of a formula kept to show
-#: Unsaved formula cells remembered, at most: enough to name some and to tell whether any
-#: lies in the data; a sheet of millions cannot grow the scan without end.
-_UNSAVED_KEPT = 100_000
+#: Formulas kept to show, at most: every cell's place is kept (8 bytes each), its text only for
+#: the first ones; the rest are shown as "=…".
+_FORMULAS_KEPT = 10_000
 _CELL_REF = re.compile(rb"\br=\"\$?([A-Z]{1,3})\$?(\d{1,7})\"")
 _HIDDEN_ROW = re.compile(
     rb"<(?:\w+:)?row\b(?=" + _TAG + rb"?\bhidden=\"(?:1|true)\")" + _TAG + rb"?\sr=\"(\d{1,7})\""
@@ -150,11 +155,13 @@ def inspect_workbook(path: Path, sheet: str | int, limits: ReadLimits) -> SheetM
             return None  # damaged: the reader says so
         parts = _sheet_parts(handle, entries)
         chosen = _chosen_part(parts, sheet)
+        workbook = {e.filename: e for e in entries}.get("xl/workbook.xml")
+        calculate_on_open = _CALCULATE_ON_OPEN.search(_small_part(handle, workbook)) is not None
         budget = limits.max_inflated_bytes
         for entry in entries:
             label = _label(entry.filename, parts)
             _check_declared(where, entry, label, budget, limits)
-            scan = _SheetScan() if entry.filename == chosen else None
+            scan = _SheetScan(every_formula=calculate_on_open) if entry.filename == chosen else None
             inflated = _inflate(handle, entry, cap=entry.file_size, scan=scan)
             if inflated is None:
                 return None  # not inflatable here: the reader says it is damaged
@@ -170,8 +177,9 @@ def inspect_workbook(path: Path, sheet: str | int, limits: ReadLimits) -> SheetM
                 marks = SheetMarks(
                     scan.errors,
                     frozenset(scan.hidden_rows),
-                    scan.unsaved,
-                    scan.more_unsaved,
+                    scan.unsaved_rows,
+                    scan.unsaved_columns,
+                    scan.formulas,
                 )
     return marks
 
@@ -199,14 +207,15 @@ def _check_declared(
 class SheetMarks:
     """What a sheet's XML says that calamine's values do not: cells holding an Excel error
     (which calamine reads as empty), cells whose formula has no saved result (read as empty
-    too) and hidden rows, all by their Excel row number."""
+    too, or as the 0 a writer put there) and hidden rows, all by their Excel row number."""
 
     errors: dict[tuple[int, int], str]  # (row, 0-based column) -> the error as Excel shows it
     hidden_rows: frozenset[int]
-    # Cells whose formula has no saved result: (row, 0-based column) -> the formula as Excel
-    # shows it; ``more_unsaved``: there were more than were kept (`_UNSAVED_KEPT`).
-    unsaved: dict[tuple[int, int], str] = field(default_factory=dict)
-    more_unsaved: bool = False
+    # Cells whose formula has no saved result, each once: their rows and 0-based columns, side by
+    # side; the formula as Excel shows it for the first `_FORMULAS_KEPT` of them.
+    unsaved_rows: Sequence[int] = ()
+    unsaved_columns: Sequence[int] = ()
+    formulas: Mapping[tuple[int, int], str] = field(default_factory=dict)
 
 
 @dataclass
@@ -220,9 +229,10 @@ class _SheetScan:
     carry: bytes = b""  # the end of the last chunk, where a cell cut in two began
     errors: dict[tuple[int, int], str] = field(default_factory=dict)
     hidden_rows: set[int] = field(default_factory=set)
-    # (row, column) -> the formula; keyed, as the carry is searched twice
-    unsaved: dict[tuple[int, int], str] = field(default_factory=dict)
-    more_unsaved: bool = False
+    every_formula: bool = False  # the workbook's results are to be calculated when opened
+    unsaved_rows: array = field(default_factory=lambda: array("I"))
+    unsaved_columns: array = field(default_factory=lambda: array("H"))
+    formulas: dict[tuple[int, int], str] = field(default_factory=dict)
 
     def feed(self, chunk: bytes) -> None:
         if len(self.head) < _HEAD_BYTES:
@@ -255,22 +265,35 @@ class _SheetScan:
         self.carry = window[-_CARRY_BYTES:]
 
     def _mark_unsaved(self, window: bytes) -> None:
-        for pattern in _UNSAVED_FORMULAS:
+        """Unsaved formulas in ``window``; one that ends in the carry was found in the window
+        before, which held it whole."""
+        seen = len(self.carry)
+        for pattern in _EVERY_FORMULA if self.every_formula else _UNSAVED_FORMULAS:
             for found in pattern.finditer(window):
+                if found.end() <= seen:
+                    continue
+                if pattern is _EVERY_FORMULA[0]:
+                    tag = window.rfind(b"<", max(0, found.start() - 40), found.start())
+                    if tag < 0 or window[tag + 1] != ord("/"):
+                        continue  # a formula's start, <f>: its end is the one to find
                 located = _formula_cell(window, found.start())
                 if located is None:
                     continue  # not a cell's formula after all
                 attributes, formula = located
-                if found.group(1) is None and _TEXT_RESULT.search(attributes):
-                    continue  # <v/> after a text formula: its result is the empty text
+                if (
+                    not self.every_formula
+                    and found.group(1) is None
+                    and _TEXT_RESULT.search(attributes)
+                ):
+                    continue  # an empty <v> after a text formula: its result is the empty text
                 ref = _CELL_REF.search(attributes)
                 if ref is None:
                     continue  # not to be placed; such writers give every cell its reference
-                cell = (int(ref.group(2)), _column_number(ref.group(1).decode("ascii")) - 1)
-                if len(self.unsaved) < _UNSAVED_KEPT or cell in self.unsaved:
-                    self.unsaved[cell] = formula
-                else:
-                    self.more_unsaved = True
+                row, column = int(ref.group(2)), _column_number(ref.group(1).decode("ascii")) - 1
+                self.unsaved_rows.append(row)
+                self.unsaved_columns.append(min(column, 0xFFFF))
+                if len(self.formulas) < _FORMULAS_KEPT:
+                    self.formulas[row, column] = formula
 
 
 def _formula_cell(window: bytes, at: int) -> tuple[bytes, str] | None:

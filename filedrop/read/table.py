@@ -112,7 +112,8 @@ class Table:
     outcome that keeps them; for CSV it is the same frame as ``cells``. ``row_numbers[i]`` is the
     row/line number the user sees for data row ``i``. ``layout`` is empty but for Excel input.
     ``unsaved`` holds a workbook's formulas whose results were never saved, which read as empty
-    cells: (row number, column) -> the formula, for the mapping to refuse where it reads one.
+    cells: per column, their row numbers (ascending), for the mapping to refuse where it reads
+    one; ``formulas`` shows some of them, by (row number, column).
     """
 
     path: Path
@@ -122,7 +123,8 @@ class Table:
     row_numbers: np.ndarray
     info: ReadInfo
     layout: Layout = Layout()
-    unsaved: Mapping[tuple[int, int], str] = field(default_factory=dict)
+    unsaved: Mapping[int, np.ndarray] = field(default_factory=dict)
+    formulas: Mapping[tuple[int, int], str] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.cells)
