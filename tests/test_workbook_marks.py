@@ -342,6 +342,16 @@ def test_a_skip_rule_does_not_decide_on_a_formula_without_its_result(tmp_path: P
         "3 rows, 1 invoice to send, 1 row valid, 1 invalid, 0 duplicate, 1 skipped (not invoices)"
     )
     assert 'row 3: Notat holds the formula "=IF(1,"Betalt","Åpen")", whose result' in out
+    # A rule that skips empty cells does not take the formula for one ("" made it skip a real
+    # invoice silently).
+    blank = tmp_path / "blank.toml"
+    blank.write_text(text + '\n[skip]\nno_note = { column = "Notat", is = [""] }\n')
+    path = erp_workbook(tmp_path / "g.xlsx", [erp_cells("7101"), [*erp_cells("7102"), "=A2"]])
+    _, out, _ = filedrop("validate", str(path), "--mapping", str(blank), environ={}, expect=1)
+    assert out.splitlines()[1] == (
+        "2 rows, 0 invoices to send, 0 rows valid, 1 invalid, 0 duplicate, 1 skipped (not invoices)"
+    )
+    assert 'row 3: Notat holds the formula "=A2", whose result' in out
 
 
 def test_unsaved_formulas_are_found_in_every_form_and_wherever_the_chunk_is_cut() -> None:
