@@ -422,3 +422,26 @@ def test_a_formula_xlsxwriter_wrote_is_named_not_its_placeholder_0(tmp_path: Pat
         '  error: row 3: Beløp holds the formula "=1000+234.5"',
         '  error: row 3: KID holds the formula "="0000""',
     ]
+
+
+@pytest.mark.parametrize("line", ["Delsum", "Reminder fee"])
+def test_a_grouping_formula_refuses_the_file_unless_its_row_is_skipped(
+    tmp_path: Path, line: str
+) -> None:
+    """A line whose invoice number (the grouping column) is =A5 refuses the file: it would make
+    an invoice of its own, and its invoice go for less. On a subtotal line the mapping skips,
+    it is no line of any invoice: the file is read, the line SKIPPED (here by the built-in
+    totals rule, as the formula reads as an empty invoice number)."""
+
+    def edit(sheet: object) -> None:
+        sheet.append(["=A20", line, 70])  # type: ignore[attr-defined]
+
+    path = edited_open_items(tmp_path / "apne-poster-mars.xlsx", edit)
+    mapping = EXAMPLES.parent / "mappings" / "example.toml"
+    if line == "Delsum":
+        _, out, _ = filedrop("validate", str(path), "--mapping", str(mapping), environ={}, expect=1)
+        assert '  skipped: row 21: rule skip.totals: Line "Delsum" marks a totals row' in out
+    else:
+        _, _, err = filedrop("validate", str(path), "--mapping", str(mapping), environ={}, expect=2)
+        assert 'row 21: Invoice no holds the formula "=A20", whose result' in err
+        assert "which invoice the line belongs to cannot be told" in err

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, NoReturn
 
 import numpy as np
 
@@ -118,29 +118,36 @@ def prepare(table: Table, mapping: Mapping) -> Prepared:
 
 
 def _refuse_unsaved_rows(table: Table, mapping: Mapping) -> None:
-    """Refuse a workbook where formulas whose results were never saved make what no row can
-    say: rows of nothing but such formulas in the columns the mapping reads (they read as empty
-    rows, and would be left out without a word), or a ``group.by`` cell (the line would make
-    an invoice of its own, and its invoice go for less). Elsewhere each such cell makes its
-    row INVALID (`fields.evaluate`)."""
+    """Refuse a workbook where rows of nothing but formulas whose results were never saved lie
+    in the columns the mapping reads: they read as empty rows, and would be left out without a
+    word. Elsewhere each such cell makes its row INVALID (`fields.evaluate`), or, in the
+    ``group.by`` column, the file an ERROR (`_refuse_unsaved_keys`)."""
     positions = mapping.resolve_columns(table.headers, file_name=table.path.name)
-    keyed = positions.get(mapping.group_by) if mapping.group_by else None
-    found: list[tuple[int, int, str]] = []  # (row, column, why) of each cell no row answers for
-    for column in sorted(set(positions.values()) & set(table.unsaved)):
-        rows = table.unsaved[column]
-        lost = rows[~np.isin(rows, table.row_numbers)]
-        found += [(int(row), column, "lost") for row in lost[:1]]
-        if column == keyed:
-            grouped = rows[np.isin(rows, table.row_numbers)]
-            found += [(int(row), column, "grouped") for row in grouped[:1]]
-    if not found:
+    lost = [
+        (int(rows[0]), column)
+        for column in sorted(set(positions.values()) & set(table.unsaved))
+        if len(rows := table.unsaved[column][~np.isin(table.unsaved[column], table.row_numbers)])
+    ]
+    if lost:
+        row, column = min(lost)
+        _refuse_unsaved(table, row, column, "the row reads as empty and would be left out")
+
+
+def _refuse_unsaved_keys(table: Table, mapping: Mapping, src: Source, left_out: np.ndarray) -> None:
+    """Refuse a workbook whose ``group.by`` cell, on a row that is not skipped, is a formula
+    whose result was never saved: the line would make an invoice of its own, and its invoice
+    would go for less."""
+    found = src.unsaved_in(src.positions[mapping.group_by]) if mapping.group_by else None
+    if found is None:
         return
-    row, column, kind = min(found)
-    why = (
-        "the row reads as empty and would be left out"
-        if kind == "lost"
-        else "which invoice the line belongs to cannot be told"
-    )
+    rows = found[0][~left_out[found[0]]]
+    if len(rows):
+        column = src.positions[mapping.group_by]
+        why = "which invoice the line belongs to cannot be told"
+        _refuse_unsaved(table, int(table.row_numbers[rows[0]]), column, why)
+
+
+def _refuse_unsaved(table: Table, row: int, column: int, why: str) -> NoReturn:
     formula = table.formulas.get((row, column), "=…")
     raise ReadError(
         str(table.path),
@@ -267,6 +274,8 @@ def _row_fates(
     skip_why = skipped_rows(mapping, src, numbers, unknown)
     skip_why[blank] = None  # an empty row is reported as such
     left_out = _left_out(blank, skip_why)
+    if table.unsaved:
+        _refuse_unsaved_keys(table, mapping, src, left_out)
     groups = group_rows(table, mapping, src.positions, left_out)
     number_level = groups.level(numbers) if numbers is not None else None
     duplicate_of, repeats = find_duplicates(table, number_level, groups, left_out)
