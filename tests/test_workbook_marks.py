@@ -445,3 +445,27 @@ def test_a_grouping_formula_refuses_the_file_unless_its_row_is_skipped(
         _, _, err = filedrop("validate", str(path), "--mapping", str(mapping), environ={}, expect=2)
         assert 'row 21: Invoice no holds the formula "=A20", whose result' in err
         assert "which invoice the line belongs to cannot be told" in err
+
+
+def test_a_sheet_of_nothing_but_unsaved_formulas_says_so(tmp_path: Path) -> None:
+    """Every data row made of formulas with no saved result read as empty: "no data rows below
+    it" sent the user looking for rows Excel shows. Now the sentence names the formulas, the
+    first one's place, and the cure."""
+    path = erp_workbook(tmp_path / "f.xlsx", [["=1001", "=B1", None, "=100+1"]])
+    mapping = EXAMPLES.parent / "mappings" / "norwegian-erp.toml"
+    _, _, err = filedrop("validate", str(path), "--mapping", str(mapping), environ={}, expect=2)
+    assert err.endswith(
+        'sheet "Fakturaer" has a header on row 1, and below it nothing but formulas whose '
+        "results Excel or LibreOffice never calculated and saved (the file was written by "
+        "another program; the first: Fakturanr on row 2), so its rows read as empty; open the "
+        "file in Excel or LibreOffice and save it, then drop it again\n"
+    )
+
+
+def test_a_long_unsaved_formula_is_cut_as_any_value_with_its_real_length(tmp_path: Path) -> None:
+    """The formula is kept whole and cut by the message as any long value is, so the length it
+    names is the formula's (it named that of a copy already cut to 200 characters)."""
+    formula = '="A"&"' + "B" * 20_000 + '"'
+    path = erp_workbook(tmp_path / "f.xlsx", [erp_cells("9101", Kundenr=formula)])
+    lines = validate(path, expect=1)
+    assert f"({len(formula):,} characters), whose result" in lines[2]

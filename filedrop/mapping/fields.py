@@ -42,6 +42,7 @@ from filedrop.mapping.convert import (
     zero_pad,
 )
 from filedrop.mapping.tree import Field
+from filedrop.read.table import UNSAVED_CURE, UNSAVED_FORMULA
 
 __all__ = [
     "Issue",
@@ -521,13 +522,6 @@ def _not_data(
 #: The rule of a value read from a formula whose result was never saved: not configurable, as
 #: such a cell has no value to send, and sending the row without it is never right.
 UNSAVED_RULE = "unsaved"
-
-#: What such a formula is, and the cure, after "X holds the formula "=…", ".
-UNSAVED_FORMULA = (
-    "whose result Excel or LibreOffice never calculated and saved (the file was written by "
-    "another program), so it has no value"
-)
-UNSAVED_CURE = "open the file in Excel or LibreOffice and save it, then drop it again"
 
 
 def _unsaved(f: Field, src: Source, out: Values, issues: list[Issue]) -> None:

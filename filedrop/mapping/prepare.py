@@ -27,15 +27,7 @@ from filedrop.mapping.checks import (
 )
 from filedrop.mapping.convert import quoted, repeated, shared_conversions
 from filedrop.mapping.derive import derive_debtors
-from filedrop.mapping.fields import (
-    UNSAVED_CURE,
-    UNSAVED_FORMULA,
-    UNSAVED_RULE,
-    Issue,
-    Source,
-    Values,
-    evaluate_fields,
-)
+from filedrop.mapping.fields import UNSAVED_RULE, Issue, Source, Values, evaluate_fields
 from filedrop.mapping.groups import Groups, Level, find_duplicates, group_rows, levels
 from filedrop.mapping.loader import Mapping
 from filedrop.mapping.payload import (
@@ -49,7 +41,7 @@ from filedrop.mapping.skip import skipped_rows
 from filedrop.mapping.tree import Field, Node, walk_fields
 from filedrop.memory import no_cyclic_gc, release_freed_memory
 from filedrop.read import Table
-from filedrop.read.table import column_letter
+from filedrop.read.table import UNSAVED_CURE, UNSAVED_FORMULA, column_letter
 from filedrop.states import RowStatus
 
 __all__ = ["Prepared", "PreparedInvoice", "Problem", "Rejection", "payloads", "prepare"]
@@ -122,12 +114,13 @@ def _refuse_unsaved_rows(table: Table, mapping: Mapping) -> None:
     in the columns the mapping reads: they read as empty rows, and would be left out without a
     word. Elsewhere each such cell makes its row INVALID (`fields.evaluate`), or, in the
     ``group.by`` column, the file an ERROR (`_refuse_unsaved_keys`)."""
-    positions = mapping.resolve_columns(table.headers, file_name=table.path.name)
-    lost = [
-        (int(rows[0]), column)
-        for column in sorted(set(positions.values()) & set(table.unsaved))
-        if len(rows := table.unsaved[column][~np.isin(table.unsaved[column], table.row_numbers)])
-    ]
+    read = set(mapping.resolve_columns(table.headers, file_name=table.path.name).values())
+    lost: list[tuple[int, int]] = []  # (row, column): the first such cell of each column
+    for column in read & set(table.unsaved):
+        rows = table.unsaved[column]
+        outside = rows[~np.isin(rows, table.row_numbers)]
+        if len(outside):
+            lost.append((int(outside[0]), column))
     if lost:
         row, column = min(lost)
         _refuse_unsaved(table, row, column, "the row reads as empty and would be left out")

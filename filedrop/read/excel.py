@@ -16,6 +16,7 @@ import numpy as np
 from filedrop.errors import ReadError
 from filedrop.read.limits import SheetMarks
 from filedrop.read.table import (
+    UNSAVED_CURE,
     Layout,
     ReadInfo,
     ReadOptions,
@@ -55,6 +56,15 @@ def build_table(path: Path, sheet: ParsedSheet, marks: SheetMarks | None = None)
     headers = name_blank_headers(sheet.headers[:width], first=sheet.first_col)
     texts, typed = texts[:width], [values for _, values in expanded[:width]]
     keep = ~blank_rows(texts, sheet.n_rows)
+    unsaved, formulas = _unsaved_cells(marks, sheet, width)
+    if not keep.any() and unsaved:
+        raise ReadError(
+            str(path),
+            f'sheet "{sheet.sheet_name}" has a header on row {sheet.header_row}, and below it '
+            "nothing but formulas whose results Excel or LibreOffice never calculated and saved "
+            f"(the file was written by another program; the first: "
+            f"{_first_formula(unsaved, headers)}), so its rows read as empty; {UNSAVED_CURE}",
+        )
     if not keep.any():
         raise ReadError(
             str(path),
@@ -80,13 +90,8 @@ def build_table(path: Path, sheet: ParsedSheet, marks: SheetMarks | None = None)
             ),
             number_formats=tuple(sheet.formats.get(sheet.first_col + j) for j in range(width)),
         ),
-        unsaved=_unsaved_cells(marks, sheet, width) if marks and marks.unsaved_rows else {},
-        formulas={
-            (row, column - sheet.first_col): formula
-            for (row, column), formula in marks.formulas.items()
-        }
-        if marks
-        else {},
+        unsaved=unsaved,
+        formulas=formulas,
     )
 
 
@@ -106,16 +111,29 @@ def _put_errors(
             text[at] = typed[at] = code
 
 
-def _unsaved_cells(marks: SheetMarks, sheet: ParsedSheet, width: int) -> dict[int, np.ndarray]:
-    """Per column of the table, the rows (Excel's numbers, ascending) below the header whose
-    formula's result was never saved (a file written by a program, not saved by Excel or
-    LibreOffice): calamine reads each as empty, as it stays in the table; the mapping refuses
-    the rows where it reads one."""
+def _unsaved_cells(
+    marks: SheetMarks | None, sheet: ParsedSheet, width: int
+) -> tuple[dict[int, np.ndarray], dict[tuple[int, int], str]]:
+    """``Table.unsaved`` and ``Table.formulas``: per column of the table, the rows (Excel's
+    numbers, ascending) below the header whose formula's result was never saved (a file written
+    by a program, not saved by Excel or LibreOffice), and the formulas kept to show, by row and
+    column of the table. calamine reads each such cell as empty, as it stays in the table; the
+    mapping refuses the rows where it reads one."""
+    if marks is None or not marks.unsaved_rows:
+        return {}, {}
     rows = np.asarray(marks.unsaved_rows, dtype=np.int64)
     columns = np.asarray(marks.unsaved_columns, dtype=np.int64) - sheet.first_col
     inside = (rows > sheet.header_row) & (columns >= 0) & (columns < width)
     rows, columns = rows[inside], columns[inside]
-    return {int(c): np.unique(rows[columns == c]) for c in np.unique(columns).tolist()}
+    unsaved = {int(c): np.unique(rows[columns == c]) for c in np.unique(columns).tolist()}
+    formulas = {(row, column - sheet.first_col): f for (row, column), f in marks.formulas.items()}
+    return unsaved, formulas
+
+
+def _first_formula(unsaved: dict[int, np.ndarray], headers: list[str]) -> str:
+    """``Beløp on row 2``: where the first of them is, for a message."""
+    row, column = min((int(rows[0]), column) for column, rows in unsaved.items())
+    return f"{headers[column]} on row {row}"
 
 
 def _refuse_hidden_rows(

@@ -105,10 +105,11 @@ _CELL_TAG = re.compile(rb"<(?:\w+:)?c\b(" + _TAG + rb")>\s{0,64}")
 #: Excel's 8,192 characters at 6 bytes each when escaped.
 _FORMULA_REACH = 2 * 1024 + 49_152 + 128
 _TEXT_RESULT = re.compile(rb"\bt=\"str\"")
-_FORMULA_SHOWN = 200  # characters of a formula kept to show
-#: Formulas kept to show, at most: every cell's place is kept (8 bytes each), its text only for
-#: the first ones; the rest are shown as "=…".
+#: Formulas kept to show, at most, and the bytes of their text: every cell's place is kept (8
+#: bytes each), its formula whole (messages cut it as they cut any value) only for the first
+#: ones; the rest are shown as "=…".
 _FORMULAS_KEPT = 10_000
+_FORMULA_BYTES_KEPT = 4 * 1024 * 1024
 _CELL_REF = re.compile(rb"\br=\"\$?([A-Z]{1,3})\$?(\d{1,7})\"")
 _HIDDEN_ROW = re.compile(
     rb"<(?:\w+:)?row\b(?=" + _TAG + rb"?\bhidden=\"(?:1|true)\")" + _TAG + rb"?\sr=\"(\d{1,7})\""
@@ -153,10 +154,10 @@ def inspect_workbook(path: Path, sheet: str | int, limits: ReadLimits) -> SheetM
             entries = zipfile.ZipFile(handle).infolist()
         except (zipfile.BadZipFile, OSError, ValueError):
             return None  # damaged: the reader says so
-        parts = _sheet_parts(handle, entries)
+        workbook = _small_part(handle, {e.filename: e for e in entries}.get("xl/workbook.xml"))
+        parts = _sheet_parts(handle, entries, workbook=workbook)
         chosen = _chosen_part(parts, sheet)
-        workbook = {e.filename: e for e in entries}.get("xl/workbook.xml")
-        calculate_on_open = _CALCULATE_ON_OPEN.search(_small_part(handle, workbook)) is not None
+        calculate_on_open = _CALCULATE_ON_OPEN.search(workbook) is not None
         budget = limits.max_inflated_bytes
         for entry in entries:
             label = _label(entry.filename, parts)
@@ -233,6 +234,7 @@ class _SheetScan:
     unsaved_rows: array = field(default_factory=lambda: array("I"))
     unsaved_columns: array = field(default_factory=lambda: array("H"))
     formulas: dict[tuple[int, int], str] = field(default_factory=dict)
+    formula_bytes: int = field(default=0, init=False)  # of the formulas kept
 
     def feed(self, chunk: bytes) -> None:
         if len(self.head) < _HEAD_BYTES:
@@ -279,7 +281,7 @@ class _SheetScan:
                 located = _formula_cell(window, found.start())
                 if located is None:
                     continue  # not a cell's formula after all
-                attributes, formula = located
+                attributes, text = located
                 if (
                     not self.every_formula
                     and found.group(1) is None
@@ -292,13 +294,18 @@ class _SheetScan:
                 row, column = int(ref.group(2)), _column_number(ref.group(1).decode("ascii")) - 1
                 self.unsaved_rows.append(row)
                 self.unsaved_columns.append(min(column, 0xFFFF))
-                if len(self.formulas) < _FORMULAS_KEPT:
-                    self.formulas[row, column] = formula
+                size = text.stop - text.start
+                if len(self.formulas) < _FORMULAS_KEPT and self.formula_bytes + size <= (
+                    _FORMULA_BYTES_KEPT
+                ):
+                    self.formula_bytes += size
+                    raw = html.unescape(window[text].decode("utf-8", "replace"))
+                    self.formulas[row, column] = "=" + (raw or "…")
 
 
-def _formula_cell(window: bytes, at: int) -> tuple[bytes, str] | None:
-    """The attributes of the cell whose formula ends at ``at`` and the formula as Excel shows it
-    (``=…`` when it shares another cell's), or None if no cell's formula ends there.
+def _formula_cell(window: bytes, at: int) -> tuple[bytes, slice] | None:
+    """The attributes of the cell whose formula ends at ``at`` and where in ``window`` its text
+    is (empty when it shares another cell's), or None if no cell's formula ends there.
 
     A formula's text holds no "<" (XML writes it &lt;), so the formula's tag is the last "<"
     before its end (its closing tag's, then the one before); the cell's tag, the one before."""
@@ -313,11 +320,8 @@ def _formula_cell(window: bytes, at: int) -> tuple[bytes, str] | None:
     found = _CELL_TAG.fullmatch(window, cell, tag)
     if found is None:
         return None
-    text = window[window.find(b">", tag) + 1 : closing] if closing >= 0 else b""
-    formula = html.unescape(text.decode("utf-8", "replace"))
-    if len(formula) > _FORMULA_SHOWN:
-        formula = formula[:_FORMULA_SHOWN] + "…"
-    return found.group(1), "=" + (formula or "…")
+    start = window.find(b">", tag) + 1
+    return found.group(1), slice(start, closing) if closing >= 0 else slice(start, start)
 
 
 def _inflate(
@@ -395,10 +399,14 @@ def _check_range(where: str, sheet: str, scan: _SheetScan, limits: ReadLimits) -
         )
 
 
-def _sheet_parts(handle: BinaryIO, entries: list[zipfile.ZipInfo]) -> dict[str, str]:
-    """Zip entry name -> sheet name, from the workbook and its relationships (small parts)."""
+def _sheet_parts(
+    handle: BinaryIO, entries: list[zipfile.ZipInfo], *, workbook: bytes | None = None
+) -> dict[str, str]:
+    """Zip entry name -> sheet name, from the workbook (read here unless given) and its
+    relationships (small parts)."""
     by_name = {e.filename: e for e in entries}
-    workbook = _small_part(handle, by_name.get("xl/workbook.xml"))
+    if workbook is None:
+        workbook = _small_part(handle, by_name.get("xl/workbook.xml"))
     rels = _small_part(handle, by_name.get("xl/_rels/workbook.xml.rels"))
     targets: dict[bytes, str] = {}
     for tag in _RELATIONSHIP.findall(rels):

@@ -102,6 +102,15 @@ class Layout:
     """Per column, the number format its data cells use; None (or missing) for General."""
 
 
+#: What a formula whose result was never saved is (after "X holds the formula "=…", "), and the
+#: cure: the reader and the mapping say it in the same words.
+UNSAVED_FORMULA = (
+    "whose result Excel or LibreOffice never calculated and saved (the file was written by "
+    "another program), so it has no value"
+)
+UNSAVED_CURE = "open the file in Excel or LibreOffice and save it, then drop it again"
+
+
 @dataclass(frozen=True, kw_only=True)
 class Table:
     """One sheet of data rows, header separated, cells as text the user sees.
