@@ -237,6 +237,25 @@ def test_email_shape(text: str, ok: bool) -> None:
 
 
 @pytest.mark.parametrize(
+    "texts",
+    [
+        ["kari@example.no", "ola@example.no"],
+        ["kari@example.no", "kari@example.no\nola@example.no"],  # two addresses in one cell
+        ["kari@example.no\nola@example.no", "no address"],  # as many lines match as values
+        ["kari@example.no", "ola@example.no\n", "per@example.no"],
+        ["kari@example.no", ""],
+        ["kari@example.no", "kari.example.com", "ola@example.no"],
+        [],
+    ],
+)
+def test_email_shape_of_a_column_is_each_value_s(texts: list[str]) -> None:
+    """A column checked in one pass says, value by value, what each value checked alone says;
+    a line break inside a value never lets it pass as two addresses."""
+    alone = [is_email(pd.Series([text], dtype=object))[0] for text in texts]
+    assert is_email(pd.Series(texts, dtype=object)).tolist() == alone
+
+
+@pytest.mark.parametrize(
     ("text", "country", "expected"),
     [
         ("912 34 567", "NO", ("+4791234567", "NO")),
@@ -520,6 +539,32 @@ def test_column_phone_check_agrees_with_libphonenumber(
         cut = 1 + 3 * k
         text = text[:cut] + sep + text[cut:]
     assert phones_e164([text], country) == [phone_e164(text, country)]
+
+
+@settings(max_examples=300, deadline=None)
+@example(numbers=["91234567", "41234567"], country="NO")  # all valid: the one-pass check
+@example(numbers=["91234567", "42345678"], country="NO")  # one outside every range
+@example(numbers=["91234567", "9123456"], country="NO")  # one a digit short
+@given(
+    numbers=st.lists(
+        st.one_of(
+            st.text(alphabet="0123456789", min_size=1, max_size=12),
+            st.sampled_from(["4", "9", "2", "79", "+47 4", "0047"]).flatmap(
+                lambda head: st.text(alphabet="0123456789", min_size=6, max_size=8).map(
+                    lambda tail: head + tail
+                )
+            ),
+        ),
+        max_size=8,
+    ),
+    country=st.sampled_from(["NO", "DK", "SE"]),
+)
+def test_column_phone_check_agrees_number_by_number(numbers: list[str], country: str) -> None:
+    """A column checked in one pass (every number of the usual shape) gives, number by number,
+    what each checked alone gives, valid or not."""
+    from filedrop.mapping.convert import phone_e164, phones_e164
+
+    assert phones_e164(numbers, country) == [phone_e164(text, country) for text in numbers]
 
 
 def test_shared_conversions_convert_each_value_once_across_calls_of_one_kind() -> None:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import cache, lru_cache
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -128,6 +129,8 @@ _ISO_FORMATS = ("%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S")
 # only be checked by sending to it.
 _EMAIL = r"[\w.!#$%&'*+/=?^`{|}~-]+@(?:[\w-]+\.)+[^\W\d_]{2,}"
 _EMAIL_RE = re.compile(_EMAIL)
+# Each line of a text, one address a line; no part of the pattern matches a line break.
+_EMAIL_LINES = re.compile(rf"^{_EMAIL}$", re.MULTILINE)
 _KID = re.compile(r"[0-9]{1,24}[0-9-]")
 
 
@@ -391,9 +394,19 @@ def zero_pad(text: pd.Series, *, width: int) -> pd.Series:
 
 def is_email(text: pd.Series) -> np.ndarray:
     """True where the text has the shape of one email address."""
+    values = text.tolist()
+    if all(isinstance(v, str) for v in values):
+        # The whole column in one pass, a value a line, counting the lines that match: when
+        # every one does (the usual case) nothing is matched one value at a time. A value
+        # holding a line break of its own would throw the count off; then one at a time.
+        joined = "\n".join(values)
+        if joined.count("\n") == len(values) - 1 and _EMAIL_LINES.subn("", joined)[1] == len(
+            values
+        ):
+            return np.ones(len(values), dtype=bool)
     # A plain loop over one compiled pattern: the pandas string accessor costs twice as much.
     return np.fromiter(
-        (isinstance(v, str) and _EMAIL_RE.fullmatch(v) is not None for v in text.tolist()),
+        (isinstance(v, str) and _EMAIL_RE.fullmatch(v) is not None for v in values),
         dtype=bool,
         count=len(text),
     )
@@ -445,7 +458,7 @@ def phones_e164(parts: list[str], country: str | None) -> list[tuple[str, str] |
     matcher = _national_matcher(country) if country else None
     if matcher is None or not parts:
         return [phone_e164(part, country) for part in parts]
-    code, pattern = matcher
+    code, pattern, lines = matcher
     extract = re.compile(rf"^(?:\+{code})?(\d+)$")
 
     def national(part: str) -> str | None:
@@ -457,6 +470,11 @@ def phones_e164(parts: list[str], country: str | None) -> list[tuple[str, str] |
     # Plain loops over compiled patterns: the pandas string accessor costs three times as much.
     nationals = [national(part) for part in parts]
     prefix = f"+{code}"
+    # Every one of the usual shape: the whole column is checked in one pass of the pattern, a
+    # line each, counting the lines it matches; all of them matching is the common case.
+    usual = cast("list[str]", nationals) if None not in nationals else None
+    if usual is not None and lines.subn("", "\n".join(usual))[1] == len(usual):
+        return [(prefix + number, country) for number in usual]
     return [
         (prefix + number, country)
         if number is not None and pattern.fullmatch(number)
@@ -466,8 +484,9 @@ def phones_e164(parts: list[str], country: str | None) -> list[tuple[str, str] |
 
 
 @cache
-def _national_matcher(country: str) -> tuple[int, re.Pattern[str]] | None:
-    """(country code, a regex that fully matches the valid national numbers of ``country``).
+def _national_matcher(country: str) -> tuple[int, re.Pattern[str], re.Pattern[str]] | None:
+    """(country code, a regex that fully matches the valid national numbers of ``country``, the
+    same regex matching each whole line of a text with one number a line).
 
     Built from libphonenumber's metadata the way its ``is_valid_number`` reads it: the general
     pattern and lengths, any number type's pattern and lengths, and the region's leading digits
@@ -501,7 +520,10 @@ def _national_matcher(country: str) -> tuple[int, re.Pattern[str]] | None:
     if general is None or not kinds:
         return None
     leading = rf"(?=(?:{metadata.leading_digits}))" if metadata.leading_digits else ""
-    return code, re.compile(rf"{leading}(?={general})(?:{'|'.join(f'(?:{k})' for k in kinds)})")
+    valid = rf"{leading}(?={general})(?:{'|'.join(f'(?:{k})' for k in kinds)})"
+    # In MULTILINE mode ``$`` (which the patterns use) also ends each line, and ``\d`` never
+    # matches the line break, so a line matches exactly when the number on it does.
+    return code, re.compile(valid), re.compile(rf"^(?:{valid})$", re.MULTILINE)
 
 
 def same_everywhere(value: object, n: int, dtype: npt.DTypeLike = object) -> np.ndarray:
