@@ -720,3 +720,27 @@ def test_the_command_leaves_at_once_with_everything_written_and_nothing_left_run
     while still_running() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert still_running() == []
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "1"), ("4", "4")])
+def test_numpy_starts_no_blas_threads_unless_the_user_asks(
+    given: str | None, expected: str
+) -> None:
+    """filedrop does no linear algebra: importing it keeps OpenBLAS from starting threads (CPU
+    on every run), and leaves a value the user set as it is."""
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if given is not None:
+        env["OPENBLAS_NUM_THREADS"] = given
+    script = (
+        "import filedrop.cli, numpy, os\n"
+        "print(os.environ['OPENBLAS_NUM_THREADS'], len(os.listdir('/proc/self/task')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        check=False, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    value, threads = done.stdout.split()
+    assert value == expected
+    if given is None:
+        assert threads == "1"  # this process's own thread alone
