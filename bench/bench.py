@@ -1,7 +1,7 @@
 """How close `filedrop run` comes to what the API itself costs, and what it costs in CPU and
 memory, against the obvious baselines, all measured in one run on this machine.
 
-    python bench/bench.py                  # 50,000-row xlsx and 200,000-row CSV (~15 minutes)
+    python bench/bench.py                  # 50,000-row xlsx and 200,000-row CSV (~20 minutes)
     python bench/bench.py --million        # and a 1,000,000-row CSV (filedrop run alone)
     python bench/bench.py --profile        # and where filedrop's own time goes (py-spy)
     python bench/bench.py --latency-ms 0   # the sandbox answers at once (~10 minutes)
