@@ -180,6 +180,15 @@ CASES: dict[str, Callable[[Path], str]] = {
     # As a terminal shows it: the control character escaped.
     'row 3: Fornavn "Bj\\x07rn" holds a control character (U+0007), which no letter can show; '
     "remove it in the export": lambda d: printable(_row_message(d, 3, Fornavn="Bj\x07rn")),
+    # With rule text off, the Excel error itself is not said; that the amount is missing is.
+    'row 2: Beløp "#N/A" gives no value, and the invoice needs an amount': lambda d: _row_message(
+        d,
+        2,
+        (MAPPINGS / "norwegian-erp.toml")
+        .read_text(encoding="utf-8")
+        .replace("[rules]", '[rules]\ntext = "off"', 1),
+        Beløp="#N/A",
+    ),
     "row 5: invoice number 240302 already appears on row 3": _duplicate,
     'row 5: Etternavn "Berg" differs from row 4 of the same invoice ("Kristiansen"); the rows of '
     "one invoice must agree on it": lambda d: _row_message(

@@ -1292,3 +1292,27 @@ def test_an_object_of_more_than_64_values_keeps_them_all(tmp_path: Path) -> None
     a, b = (inv.payload for inv in run(rows, mapping, headers=TEXT_HEADERS).invoices)
     assert a["extra"] == {f"k{j}": f"A-{j}" for j in range(70)}
     assert b["extra"] == {**{f"k{j}": f"B-{j}" for j in range(70)}, "k70": "x"}
+
+
+@pytest.mark.parametrize("severity", ["error", "warning", "off"])
+def test_an_excel_error_in_a_required_cell_never_lets_its_row_go_without_the_value(
+    tmp_path: Path, severity: str
+) -> None:
+    """rules.text decides what an Excel error says, not whether an invoice goes without a value
+    it needs: the amount's row is refused at every severity, said once when the error already
+    refuses it; an optional cell's error (E-post) lets its row go without it unless an error."""
+    text = (ROOT / "mappings" / "norwegian-erp.toml").read_text(encoding="utf-8")
+    mapping = custom(tmp_path, text.replace("[rules]", f'[rules]\ntext = "{severity}"', 1))
+    prepared = run([row(Beløp="#N/A"), row(Fakturanr="240302", **{"E-post": "#REF!"})], mapping)
+    assert_every_row_once(prepared)
+    required = 'row 2: Beløp "#N/A" gives no value, and the invoice needs an amount'
+    shown = 'row 2: Beløp "#N/A" shows an Excel error, not a value'
+    lines = messages(prepared)
+    assert prepared.rejected[0].status is RowStatus.INVALID
+    assert sum(required in line for line in lines) == (severity != "error")
+    assert sum(shown in line for line in lines) == (severity != "off")
+    if severity == "error":
+        assert sorted(prepared.rejected) == [0, 1]
+    else:
+        (invoice,) = prepared.invoices
+        assert "email" not in str(invoice.payload) and invoice.payload["originalInvoiceAmount"]

@@ -368,11 +368,19 @@ def _issue(
 
 
 def _required(lv: Level, where: np.ndarray, why: str) -> list[Issue]:
+    """An empty required value, and one whose cell gave none (an Excel error: a value that
+    failed its check is still sent as typed if its rule lets the row go). The error is its own
+    rule's issue too, but that rule may be a warning or off, and the invoice cannot go without
+    the value (`prepare` drops this issue when the other one already refuses the row)."""
     v = lv.values
-    return [
-        _issue(lv.at[g], "required", v, g, f"{v.label[g]} is empty ({why})", value=None)
-        for g in np.flatnonzero(where & v.empty)
-    ]
+    issues = []
+    for g in np.flatnonzero(where & (v.empty | np.equal(v.vals, None))).tolist():
+        if v.empty[g]:
+            why_not = f"{v.label[g]} is empty ({why})"
+        else:
+            why_not = f"{v.label[g]} {quoted(v.text[g])} gives no value, and {why}"
+        issues.append(_issue(lv.at[g], "required", v, g, why_not, value=None))
+    return issues
 
 
 def _type_unknown(lv: Level, where: np.ndarray) -> list[Issue]:

@@ -307,21 +307,25 @@ def _problems(
     kept += [Issue(int(i), "skip", None, None, skip_why[i]) for i in np.flatnonzero(skipped)]
     out: list[Problem] = []
     seen: set[tuple[int, str, str | None, str | None]] = set()
-    # A formula with no saved result reads as an empty cell: that it is empty is no news.
-    unsaved = {(i.position, i.label) for i in kept if i.rule == UNSAVED_RULE}
+
+    def severity_of(issue: Issue) -> str:
+        if issue.rule == "skip":
+            return "skip"
+        return "error" if issue.rule in _FIXED_RULES else mapping.severity(issue.rule)
+
+    # A required value that is missing because its cell gave none (an Excel error, a formula
+    # with no saved result) is no news when that cell's own error already refuses the row;
+    # when that is only a warning, or off, "required" refuses it.
+    refused = {
+        (i.position, i.label) for i in kept if i.rule != "required" and severity_of(i) == "error"
+    }
     for issue in kept:
         # One cell feeding two fields (Beløp: invoice and claim amount) is one problem.
         same = (issue.position, issue.rule, issue.label, issue.value)
-        if same in seen or (issue.rule == "required" and (issue.position, issue.label) in unsaved):
+        if same in seen or (issue.rule == "required" and (issue.position, issue.label) in refused):
             continue
         seen.add(same)
-        severity = (
-            issue.rule
-            if issue.rule == "skip"
-            else "error"
-            if issue.rule in _FIXED_RULES
-            else mapping.severity(issue.rule)
-        )
+        severity = severity_of(issue)
         if severity == "off":
             continue
         out.append(
