@@ -224,6 +224,22 @@ def test_header_names_are_read_in_any_case(serve):
     assert waits == [7.0]
 
 
+def test_answers_with_bare_line_feeds_are_read(serve):
+    """Line feeds without carriage returns, which the standard lets a client take and some
+    servers send: the POST's answer is Amili taking the batch, not an answer to doubt (which
+    would leave its invoices UNKNOWN), and a chunked poll reads whole."""
+    body = gzip.compress(BATCH)
+    pieces = b"".join(b"%x\n%s\n" % (len(p), p) for p in (body[:9], body[9:])) + b"0\n\n"
+    poll = b"HTTP/1.1 200 OK\nTransfer-Encoding: chunked\nContent-Encoding: gzip\n\n" + pieces
+    post = b"HTTP/1.1 201 Created\nContent-Length: %d\r\n\n%s" % (len(ACCEPTED), ACCEPTED)
+    server = serve(api(post=post, get=poll))
+    with client_of(server) as client:
+        batch_id = client.create_invoices(ORG_ID, [{"invoiceNumber": "1"}])
+        assert client.get_batch(batch_id).status == "SUCCESS"
+        assert client.get_batch(batch_id).status == "SUCCESS"  # the connection kept in step
+    assert server.connections == 1
+
+
 # ------------------------------------------------------------------------ answers that are broken
 
 

@@ -49,6 +49,10 @@ _NO_BODY = frozenset({204, 304})
 _DECIMAL = re.compile(r"[0-9]{1,12}")
 _HEX = re.compile(r"[0-9A-Fa-f]{1,12}")
 _STATUS = re.compile(r"[1-5][0-9]{2}")
+#: The empty line that ends an answer's head: CRLF CRLF as servers write it, or bare line feeds,
+#: which the standard lets a client take as line ends (RFC 9112, 2.2) and http.client takes. A
+#: POST's answer refused for them would leave its invoices UNKNOWN though Amili took them.
+_HEAD_END = re.compile(rb"\n\r?\n")
 _KEEP_ALIVE_TIMEOUT = re.compile(r"(?i)\btimeout\s*=\s*([0-9]{1,6})\b")
 
 
@@ -321,17 +325,17 @@ class _Connection:
         return Answer(status, headers, _decoded(body, headers.get("content-encoding"))), keep
 
     def _head(self) -> tuple[str, int, Headers]:
-        end = self._buffer.find(b"\r\n\r\n")
-        while end < 0:
+        end = _HEAD_END.search(self._buffer)
+        while end is None:
             if len(self._buffer) > _MAX_HEAD:
                 msg = "an answer's head over 64 KiB"
                 raise _MalformedAnswerError(msg)
-            searched = max(0, len(self._buffer) - 3)
+            searched = max(0, len(self._buffer) - 2)
             self._fill(eof_ok=False)
-            end = self._buffer.find(b"\r\n\r\n", searched)
-        head = bytes(self._buffer[:end]).decode("latin-1")
-        del self._buffer[: end + 4]
-        status_line, *lines = head.split("\r\n")
+            end = _HEAD_END.search(self._buffer, searched)
+        head = bytes(self._buffer[: end.start()]).decode("latin-1")
+        del self._buffer[: end.end()]
+        status_line, *lines = [line.removesuffix("\r") for line in head.split("\n")]
         version, _, rest = status_line.partition(" ")
         code = rest[:3]
         if (
@@ -378,15 +382,16 @@ class _Connection:
         return body
 
     def _line(self) -> str:
-        end = self._buffer.find(b"\r\n")
+        """The next line, ended by CRLF or a bare line feed (as ``_HEAD_END`` says why)."""
+        end = self._buffer.find(b"\n")
         while end < 0:
             if len(self._buffer) > _MAX_HEAD:
                 msg = "a chunk's size line over 64 KiB"
                 raise _MalformedAnswerError(msg)
             self._fill(eof_ok=False)
-            end = self._buffer.find(b"\r\n")
-        line = bytes(self._buffer[:end]).decode("latin-1")
-        del self._buffer[: end + 2]
+            end = self._buffer.find(b"\n")
+        line = bytes(self._buffer[:end]).decode("latin-1").removesuffix("\r")
+        del self._buffer[: end + 1]
         return line
 
     def _chunked(self) -> bytes:
@@ -407,8 +412,8 @@ class _Connection:
                 msg = "an answer over 64 MiB"
                 raise _MalformedAnswerError(msg)
             parts.append(self._exactly(size))
-            if self._exactly(2) != b"\r\n":
-                msg = "a chunk not ended by CRLF"
+            if self._line():
+                msg = "a chunk not ended by a line end"
                 raise _MalformedAnswerError(msg)
 
     def _until_closed(self) -> bytes:
