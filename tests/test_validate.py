@@ -1316,3 +1316,15 @@ def test_an_excel_error_in_a_required_cell_never_lets_its_row_go_without_the_val
     else:
         (invoice,) = prepared.invoices
         assert "email" not in str(invoice.payload) and invoice.payload["originalInvoiceAmount"]
+
+
+def test_a_cell_with_two_problems_says_both(tmp_path: Path) -> None:
+    """Only a required value its cell failed to give is left unsaid beside that cell's error:
+    a name with a control character that is also one word has both said, so the user fixes both
+    at once."""
+    text = (ROOT / "mappings" / "norwegian-erp.toml").read_text(encoding="utf-8")
+    text = text.replace('firstname = "Fornavn"\nlastname = "Etternavn"', 'full_name = "Etternavn"')
+    prepared = run([row(Etternavn="Kari\x07")], custom(tmp_path, text))
+    lines = messages(prepared)
+    assert any("holds a control character (U+0007)" in line for line in lines), lines
+    assert any("holds one name only" in line for line in lines), lines

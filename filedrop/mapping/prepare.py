@@ -27,7 +27,14 @@ from filedrop.mapping.checks import (
 )
 from filedrop.mapping.convert import quoted, repeated, shared_conversions
 from filedrop.mapping.derive import derive_debtors
-from filedrop.mapping.fields import UNSAVED_RULE, Issue, Source, Values, evaluate_fields
+from filedrop.mapping.fields import (
+    EXCEL_ERRORS,
+    UNSAVED_RULE,
+    Issue,
+    Source,
+    Values,
+    evaluate_fields,
+)
 from filedrop.mapping.groups import Groups, Level, find_duplicates, group_rows, levels
 from filedrop.mapping.loader import Mapping
 from filedrop.mapping.payload import (
@@ -315,9 +322,13 @@ def _problems(
 
     # A required value that is missing because its cell gave none (an Excel error, a formula
     # with no saved result) is no news when that cell's own error already refuses the row;
-    # when that is only a warning, or off, "required" refuses it.
+    # when that is only a warning, or off, "required" refuses it. Only that cause: any other
+    # required problem of the cell ("holds one name only") is still said.
     refused = {
-        (i.position, i.label) for i in kept if i.rule != "required" and severity_of(i) == "error"
+        (i.position, i.label)
+        for i in kept
+        if (i.rule == UNSAVED_RULE or (i.rule == "text" and i.value in EXCEL_ERRORS))
+        and severity_of(i) == "error"
     }
     for issue in kept:
         # One cell feeding two fields (Beløp: invoice and claim amount) is one problem.
