@@ -545,6 +545,8 @@ def test_column_phone_check_agrees_with_libphonenumber(
 @example(numbers=["91234567", "41234567"], country="NO")  # all valid: the one-pass check
 @example(numbers=["91234567", "42345678"], country="NO")  # one outside every range
 @example(numbers=["91234567", "9123456"], country="NO")  # one a digit short
+@example(numbers=["9\u0661\u0662\u0663\u0664\u0665\u0666\u0667"], country="NO")  # Arabic-Indic
+@example(numbers=["9\uff11\uff12 \uff13\uff14 \uff15\uff16\uff17"], country="NO")  # fullwidth
 @given(
     numbers=st.lists(
         st.one_of(

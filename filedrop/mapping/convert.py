@@ -459,10 +459,13 @@ def phones_e164(parts: list[str], country: str | None) -> list[tuple[str, str] |
     if matcher is None or not parts:
         return [phone_e164(part, country) for part in parts]
     code, pattern, lines = matcher
-    extract = re.compile(rf"^(?:\+{code})?(\d+)$")
+    # ASCII digits only: ``\d`` and str.isdecimal also take other scripts' digits (Arabic-Indic,
+    # fullwidth), which the patterns would pass as they are; libphonenumber turns them into
+    # ASCII, so such a number takes the slow path.
+    extract = re.compile(rf"^(?:\+{code})?([0-9]+)$")
 
     def national(part: str) -> str | None:
-        if part.isdecimal():  # digits only, as most exports write them: nothing to take off
+        if part.isascii() and part.isdecimal():  # digits only, as most exports write them
             return part
         found = extract.search(_PHONE_PUNCTUATION.sub("", part))
         return None if found is None else found[1]
