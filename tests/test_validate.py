@@ -1328,3 +1328,32 @@ def test_a_cell_with_two_problems_says_both(tmp_path: Path) -> None:
     lines = messages(prepared)
     assert any("holds a control character (U+0007)" in line for line in lines), lines
     assert any("holds one name only" in line for line in lines), lines
+
+
+@pytest.mark.parametrize("severity", ["error", "warning"])
+def test_an_excel_error_in_a_template_s_cell_is_said_and_fills_nothing_in(
+    tmp_path: Path, severity: str
+) -> None:
+    """``{Serie}-{Fakturanr}`` with Serie showing #N/A is no invoice number: the Excel error is
+    said (naming the column), and the invoice needs its number whatever rule text says; once
+    when the error already refuses the row. Kundenr, also a field of its own, is said once."""
+    text = (ROOT / "mappings" / "norwegian-erp.toml").read_text(encoding="utf-8")
+    text = text.replace(
+        'invoiceNumber = "Fakturanr"', 'invoiceNumber = { template = "{Serie}-{Fakturanr}" }'
+    ).replace("[rules]", f'[rules]\ntext = "{severity}"', 1)
+    text = text.replace('{ constant = "Hovedstol" }', '{ template = "Kunde {Kundenr}" }')
+    rows = [
+        row(Serie="#N/A"),
+        row(Serie="A", Fakturanr="240302", Kundenr="#REF!"),
+        row(Serie="A", Fakturanr="240303"),
+    ]
+    prepared = run(rows, custom(tmp_path, text), headers=[*HEADERS, "Serie"])
+    assert_every_row_once(prepared)
+    lines = messages(prepared)
+    assert sorted(prepared.rejected) == ([0, 1] if severity == "error" else [0]), lines
+    assert prepared.invoices[-1].payload["invoiceNumber"] == "A-240303"
+    assert sum('row 3: Kundenr "#REF!" shows an Excel error' in line for line in lines) == 1
+    shown = 'row 2: Serie "#N/A" shows an Excel error, not a value'
+    required = "gives no value, and the invoice needs an invoice number"
+    assert sum(shown in line for line in lines) == 1, lines
+    assert sum(required in line for line in lines) == (severity == "warning"), lines

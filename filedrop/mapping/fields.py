@@ -257,6 +257,7 @@ def evaluate(f: Field, src: Source, issues: list[Issue]) -> Values:
     errors, controls = f.source == "column", f.kind in ("text", "id")
     if errors or controls:
         todo &= ~_not_data(text, todo, out, issues, errors=errors, controls=controls)
+    todo &= ~_template_errors(f, src, todo, out, issues)
     if f.value_map and f.source != "constant":
         todo, text = _apply_map(f, text, todo, out, issues)
     _convert(f, text, excel=excel, todo=todo, out=out, src=src, issues=issues)
@@ -506,7 +507,7 @@ def _not_data(
         value = values[i]
         if errors and value in EXCEL_ERRORS:
             found[i] = True
-            what = "shows an Excel error, not a value; correct it in Excel and save the file again"
+            what = _EXCEL_ERROR_WHAT
         elif controls and (char := _CONTROL.search(value)) is not None:
             what = (
                 f"holds a control character (U+{ord(char[0]):04X}), which no letter can show; "
@@ -516,6 +517,30 @@ def _not_data(
             continue
         shown, label = out.text[i], out.label[i]
         issues.append(Issue(i, "text", label, shown, f"{label} {quoted(shown)} {what}"))
+    return found
+
+
+_EXCEL_ERROR_WHAT = "shows an Excel error, not a value; correct it in Excel and save the file again"
+
+
+def _template_errors(
+    f: Field, src: Source, todo: np.ndarray, out: Values, issues: list[Issue]
+) -> np.ndarray:
+    """Rule ``text`` for a template: a placeholder's cell showing an Excel error leaves the
+    template nothing to fill in (``#N/A-240301`` is no invoice number). One Issue per such
+    cell, naming its column, under the field's label (so a required field's "gives no value" for
+    the same row is said only when this is not an error); returns the rows, left unconverted."""
+    found = np.zeros(src.n, dtype=bool)
+    for name in f.placeholders if f.source == "template" else ():
+        cells = src.stripped(src.positions[(name,)])
+        if "#" not in "".join(cells.tolist()):
+            continue
+        hit = cells.isin(EXCEL_ERRORS).to_numpy(dtype=bool) & todo & ~found
+        found |= hit
+        for i in np.flatnonzero(hit).tolist():
+            value = cells.iat[i]
+            message = f"{name} {quoted(value)} {_EXCEL_ERROR_WHAT}"
+            issues.append(Issue(i, "text", out.label[i], value, message))
     return found
 
 

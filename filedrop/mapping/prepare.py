@@ -314,6 +314,7 @@ def _problems(
     kept += [Issue(int(i), "skip", None, None, skip_why[i]) for i in np.flatnonzero(skipped)]
     out: list[Problem] = []
     seen: set[tuple[int, str, str | None, str | None]] = set()
+    said: set[tuple[int, str]] = set()  # (row, message): a column read by a field and a template
 
     def severity_of(issue: Issue) -> str:
         if issue.rule == "skip":
@@ -333,9 +334,14 @@ def _problems(
     for issue in kept:
         # One cell feeding two fields (Beløp: invoice and claim amount) is one problem.
         same = (issue.position, issue.rule, issue.label, issue.value)
-        if same in seen or (issue.rule == "required" and (issue.position, issue.label) in refused):
+        if (
+            same in seen
+            or (issue.position, issue.message) in said
+            or (issue.rule == "required" and (issue.position, issue.label) in refused)
+        ):
             continue
         seen.add(same)
+        said.add((issue.position, issue.message))
         severity = severity_of(issue)
         if severity == "off":
             continue
