@@ -1357,3 +1357,23 @@ def test_an_excel_error_in_a_template_s_cell_is_said_and_fills_nothing_in(
     required = "gives no value, and the invoice needs an invoice number"
     assert sum(shown in line for line in lines) == 1, lines
     assert sum(required in line for line in lines) == (severity == "warning"), lines
+
+
+def test_a_full_name_showing_an_excel_error_is_no_name(tmp_path: Path) -> None:
+    """With rules.text = "warning", a full name of #N/A was split into the last name "None":
+    a company is sent without a name (as with an empty cell), a person is refused for the
+    missing name, not for "one name only"."""
+    text = (ROOT / "mappings" / "norwegian-erp.toml").read_text(encoding="utf-8")
+    text = text.replace('firstname = "Fornavn"\nlastname = "Etternavn"', 'full_name = "Etternavn"')
+    text = text.replace("[rules]", '[rules]\ntext = "warning"', 1)
+    company = row(Fakturanr="240302", Kundetype="B", Fødselsnr="", Orgnr=org(1), Etternavn="#N/A")
+    prepared = run([row(Etternavn="#N/A"), company], custom(tmp_path, text))
+    assert_every_row_once(prepared)
+    assert sorted(prepared.rejected) == [0]
+    (invoice,) = prepared.invoices
+    assert "lastname" not in invoice.payload["debtors"][0]
+    lines = messages(prepared)
+    assert not any("one name only" in line for line in lines), lines
+    assert any(
+        'row 2: Etternavn "#N/A" gives no value, and a PRIVATE debtor' in line for line in lines
+    )

@@ -80,7 +80,10 @@ def split_full_names(full: Values, types: np.ndarray) -> tuple[Values, Values]:
     n = len(full.vals)
     first = np.full(n, None, dtype=object)
     last = np.full(n, None, dtype=object)
-    for i in np.flatnonzero(~full.empty).tolist():
+    # A cell that gave no name (an Excel error) has none to split: both parts are left without
+    # a value, for the checks to say so, never the text "None".
+    nothing = ~full.empty & np.equal(full.vals, None)
+    for i in np.flatnonzero(~full.empty & ~nothing).tolist():
         name = str(full.vals[i])
         if types[i] == "COMPANY":
             last[i] = name
@@ -92,13 +95,15 @@ def split_full_names(full: Values, types: np.ndarray) -> tuple[Values, Values]:
             words = name.split()
             given, surname = " ".join(words[:-1]), words[-1]
         first[i], last[i] = given or None, surname or None
-    return _part(full, first), _part(full, last)
+    return _part(full, first, nothing), _part(full, last, nothing)
 
 
-def _part(full: Values, vals: np.ndarray) -> Values:
+def _part(full: Values, vals: np.ndarray, nothing: np.ndarray) -> Values:
+    """A part of the name: empty where the name has no such part (one word has no first name),
+    but not where the cell gave no name at all, which is not "one name only"."""
     return replace(
         full,
         vals=vals,
         lazy=None,
-        empty=pd.isna(pd.Series(vals, dtype=object)).to_numpy(dtype=bool),
+        empty=pd.isna(pd.Series(vals, dtype=object)).to_numpy(dtype=bool) & ~nothing,
     )
