@@ -1377,3 +1377,25 @@ def test_a_full_name_showing_an_excel_error_is_no_name(tmp_path: Path) -> None:
     assert any(
         'row 2: Etternavn "#N/A" gives no value, and a PRIVATE debtor' in line for line in lines
     )
+
+
+def test_a_type_from_id_whose_default_cell_shows_an_excel_error_is_not_told(
+    tmp_path: Path,
+) -> None:
+    """type = { from_id = true, default = { column = ... } }: where the id tells no type and the
+    default's cell shows #N/A, the debtor was sent without a type and nothing was said; now
+    both the Excel error and the unknown type are said, and the row is not sent."""
+    text = (ROOT / "mappings" / "norwegian-erp.toml").read_text(encoding="utf-8")
+    text = text.replace(
+        'type = { column = "Kundetype", map = { P = "PRIVATE", B = "COMPANY" }, default = '
+        '"PRIVATE" }',
+        'type = { from_id = true, default = { column = "Kundetype" } }',
+    )
+    rows = [row(Kundetype="#N/A", Fødselsnr="123"), row(Fakturanr="240302", Kundetype="#N/A")]
+    prepared = run(rows, custom(tmp_path, text))
+    assert_every_row_once(prepared)
+    assert sorted(prepared.rejected) == [0]  # the second's id tells its type: no default needed
+    lines = messages(prepared)
+    assert any('row 2: Kundetype "#N/A" shows an Excel error' in line for line in lines), lines
+    assert any("so the debtor type cannot be told" in line for line in lines), lines
+    assert prepared.invoices[0].payload["debtors"][0]["type"] == "PRIVATE"

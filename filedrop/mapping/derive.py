@@ -62,10 +62,16 @@ def _type_from_id(kind: Field, ident: Values, src: Source, issues: list[Issue]) 
         empty=np.equal(vals, None),
     )
     if kind.default is not None and out.empty.any():
-        alt = evaluate(kind.default, src, [])
-        take = out.empty & ~alt.empty
+        # The default's own problems are said for the rows that needed it, and a cell of it that
+        # gave no type (an Excel error) leaves the type unknown, which the checks say, rather
+        # than sending the debtor without one.
+        own: list[Issue] = []
+        alt = evaluate(kind.default, src, own)
+        wanted = out.empty.copy()
+        take = wanted & ~alt.empty & ~np.equal(alt.vals, None)
         out.vals[take] = alt.vals[take]
         out.empty &= ~take
+        issues += [issue for issue in own if wanted[issue.position]]
     return out
 
 
