@@ -1399,3 +1399,29 @@ def test_a_type_from_id_whose_default_cell_shows_an_excel_error_is_not_told(
     assert any('row 2: Kundetype "#N/A" shows an Excel error' in line for line in lines), lines
     assert any("so the debtor type cannot be told" in line for line in lines), lines
     assert prepared.invoices[0].payload["debtors"][0]["type"] == "PRIVATE"
+
+
+@pytest.mark.parametrize("severity", ["error", "warning"])
+def test_an_id_showing_an_excel_error_is_said_once_and_checked_as_nothing(
+    tmp_path: Path, severity: str
+) -> None:
+    """Fødselsnr #N/A beside another row's short id crashed the whole file (a missing value read
+    as a float), or was judged as some other row's id. Only the Excel error is said; under a
+    warning the debtor goes without an id."""
+    text = (ROOT / "mappings" / "norwegian-erp.toml").read_text(encoding="utf-8")
+    mapping = custom(tmp_path, text.replace("[rules]", f'[rules]\ntext = "{severity}"', 1))
+    company = row(Fakturanr="240303", Kundetype="B", Fødselsnr="#N/A", Orgnr="")
+    rows = [row(Fødselsnr="#N/A"), row(Fakturanr="240302", Fødselsnr="0101"), company]
+    prepared = run(rows, mapping)
+    assert_every_row_once(prepared)
+    lines = messages(prepared)
+    for at in (2, 4):
+        mine = [line for line in lines if line.startswith(f"row {at}:")]
+        assert mine == [
+            f'row {at}: Fødselsnr "#N/A" shows an Excel error, not a value; correct it in '
+            "Excel and save the file again"
+        ], lines
+    assert 1 in prepared.rejected  # the short id is said as before
+    if severity == "warning":
+        sent = {inv.payload["invoiceNumber"]: inv.payload for inv in prepared.invoices}
+        assert "identificationNumber" not in sent["240303"]["debtors"][0]

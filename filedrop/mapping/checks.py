@@ -435,7 +435,9 @@ def _national_ids(lv: Level, types: np.ndarray, present: np.ndarray) -> list[Iss
     """A PRIVATE debtor needs a fødselsnummer or D-number, a COMPANY an organisation number."""
     issues: list[Issue] = []
     v = lv.values
-    has = present & ~v.empty
+    # A cell that gave no id (an Excel error, said by its own rule) has none to check: as a
+    # missing value it read as "nan", or crashed the file.
+    has = present & ~v.empty & ~np.equal(v.vals, None)
     ids = pd.Series(v.vals, dtype=object).where(has, "").astype(str)
     fnr, org = has & is_fodselsnummer(ids), has & is_orgnr(ids)
     length = ids.str.len().to_numpy()
