@@ -1425,3 +1425,22 @@ def test_an_id_showing_an_excel_error_is_said_once_and_checked_as_nothing(
     if severity == "warning":
         sent = {inv.payload["invoiceNumber"]: inv.payload for inv in prepared.invoices}
         assert "identificationNumber" not in sent["240303"]["debtors"][0]
+
+
+def test_every_excel_error_a_template_reads_is_said_once_as_the_file_names_its_column(
+    tmp_path: Path,
+) -> None:
+    """Both bad cells of ``{Serie}-{Kode}`` are said at once (the user fixes both in one go),
+    and a placeholder written in other capitals names the file's header, so the same cell read
+    by a field too is one message."""
+    text = (ROOT / "mappings" / "norwegian-erp.toml").read_text(encoding="utf-8")
+    text = text.replace(
+        'description = { template = "Faktura {Fakturanr}" }',
+        'description = { template = "Faktura {fakturanr}" }\n'
+        'sourceReference = { template = "{Serie}-{Kode}" }',
+    )
+    rows = [row(Fakturanr="#N/A", Serie="A", Kode="1"), row(Serie="#REF!", Kode="#N/A")]
+    prepared = run(rows, custom(tmp_path, text), headers=[*HEADERS, "Serie", "Kode"])
+    lines = messages(prepared)
+    errors = [line.split(" shows")[0] for line in lines if "shows an Excel error" in line]
+    assert errors == ['row 2: Fakturanr "#N/A"', 'row 3: Serie "#REF!"', 'row 3: Kode "#N/A"']

@@ -469,3 +469,26 @@ def test_a_long_unsaved_formula_is_cut_as_any_value_with_its_real_length(tmp_pat
     path = erp_workbook(tmp_path / "f.xlsx", [erp_cells("9101", Kundenr=formula)])
     lines = validate(path, expect=1)
     assert f"({len(formula):,} characters), whose result" in lines[2]
+
+
+def test_an_unsaved_formula_in_a_required_template_is_said_once(tmp_path: Path) -> None:
+    """The formula is why the invoice number has no value: the template's field does not say
+    "is empty" as well (its cells are not empty)."""
+    text = (EXAMPLES.parent / "mappings" / "norwegian-erp.toml").read_text(encoding="utf-8")
+    mapping = tmp_path / "m.toml"
+    mapping.write_text(
+        text.replace(
+            'invoiceNumber = "Fakturanr"', 'invoiceNumber = { template = "{notat}-{Fakturanr}" }'
+        ),
+        encoding="utf-8",
+    )
+    path = erp_workbook(
+        tmp_path / "f.xlsx", [[*erp_cells("5001"), '="A"&"B"'], [*erp_cells("5002"), "A"]]
+    )
+    _, out, err = filedrop("validate", str(path), "--mapping", str(mapping), environ={}, expect=1)
+    problems = [line for line in (out + err).splitlines() if line.startswith("  ")]
+    assert problems == [
+        '  error: row 2: Notat holds the formula "="A"&"B"", whose result Excel or LibreOffice '
+        "never calculated and saved (the file was written by another program), so it has no "
+        "value; open the file in Excel or LibreOffice and save it, then drop it again"
+    ]

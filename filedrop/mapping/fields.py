@@ -532,14 +532,16 @@ def _template_errors(
     the same row is said only when this is not an error); returns the rows, left unconverted."""
     found = np.zeros(src.n, dtype=bool)
     for name in f.placeholders if f.source == "template" else ():
-        cells = src.stripped(src.positions[(name,)])
+        pos = src.positions[(name,)]
+        cells = src.stripped(pos)
         if "#" not in "".join(cells.tolist()):
             continue
-        hit = cells.isin(EXCEL_ERRORS).to_numpy(dtype=bool) & todo & ~found
+        hit = cells.isin(EXCEL_ERRORS).to_numpy(dtype=bool) & todo
         found |= hit
+        column = src.headers[pos] or name  # as the file spells it, as a field's message does
         for i in np.flatnonzero(hit).tolist():
             value = cells.iat[i]
-            message = f"{name} {quoted(value)} {_EXCEL_ERROR_WHAT}"
+            message = f"{column} {quoted(value)} {_EXCEL_ERROR_WHAT}"
             issues.append(Issue(i, "text", out.label[i], value, message))
     return found
 
@@ -565,15 +567,18 @@ def _unsaved(f: Field, src: Source, out: Values, issues: list[Issue]) -> None:
             continue
         rows, formulas = found
         out.empty[rows] = True  # not converted: a 0 put there would be "not a positive amount"
+        # Filed under the field's label (a template's, for one), so that the field's "is empty"
+        # for the same row is known as this; the message names the column as the file does.
+        column = (src.headers[pos] or placeholder) if placeholder else None
         for i, formula in zip(rows.tolist(), formulas, strict=True):
-            label = placeholder or out.label[i]
+            shown = column or out.label[i]
             issues.append(
                 Issue(
                     i,
                     UNSAVED_RULE,
-                    label,
+                    out.label[i],
                     formula,
-                    f"{label} holds the formula {quoted(formula)}, {UNSAVED_FORMULA}; "
+                    f"{shown} holds the formula {quoted(formula)}, {UNSAVED_FORMULA}; "
                     f"{UNSAVED_CURE}",
                 )
             )
