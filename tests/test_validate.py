@@ -1444,3 +1444,29 @@ def test_every_excel_error_a_template_reads_is_said_once_as_the_file_names_its_c
     lines = messages(prepared)
     errors = [line.split(" shows")[0] for line in lines if "shows an Excel error" in line]
     assert errors == ['row 2: Fakturanr "#N/A"', 'row 3: Serie "#REF!"', 'row 3: Kode "#N/A"']
+
+
+def test_cells_of_nothing_but_unusual_spaces_are_empty_and_crash_nothing(tmp_path: Path) -> None:
+    """An ideographic space or a line separator alone was a filled cell (sent as the invoice
+    number "\\u2028"), and a full name that str.split takes for spaces ended the whole file."""
+    prepared = run([row(Fakturanr="\u3000"), row(Fakturanr="240302", Fornavn="\u2028\u2003")])
+    lines = messages(prepared)
+    assert any("row 2: Fakturanr is empty" in line for line in lines), lines
+    assert any("row 3: Fornavn is empty" in line for line in lines), lines
+    assert prepared.invoices == []
+    text = (ROOT / "mappings" / "norwegian-erp.toml").read_text(encoding="utf-8")
+    text = text.replace('firstname = "Fornavn"\nlastname = "Etternavn"', 'full_name = "Etternavn"')
+    text = text.replace("[rules]", '[rules]\ntext = "off"', 1)
+    prepared = run([row(Etternavn="\x1c")], custom(tmp_path, text))  # a separator str.split knows
+    assert prepared.invoices == [] and prepared.rejected[0].status is RowStatus.INVALID
+
+
+@pytest.mark.parametrize("serial", [1e308, 12345678901234567890, float("inf"), -1e20])
+def test_a_workbook_date_too_large_to_be_one_is_said_not_the_end_of_the_file(
+    serial: float,
+) -> None:
+    """An Excel number far past Excel's last day (9999-12-31) in a date column ended the whole
+    file (numpy's day count overflowed); it is a date the row does not have, said for the row."""
+    prepared = run([row(Fakturadato=serial), row(Fakturanr="240302")], excel=True)
+    assert sorted(prepared.rejected) == [0]
+    assert any("row 2: Fakturadato" in line for line in messages(prepared))

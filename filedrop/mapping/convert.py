@@ -81,7 +81,12 @@ distinct value anyway, so this only spares work across files and fields."""
 
 # Space, no-break space and narrow no-break space all group thousands in Norwegian exports.
 SPACES = " \u00a0\u202f"
-WHITESPACE = " \t\r\n\u00a0\u202f\u2007\ufeff"
+# Every space Unicode has (the Zs, Zl and Zp characters: an ideographic or em space, a line
+# separator), so a cell of nothing else is empty rather than a name of one space.
+WHITESPACE = (
+    " \t\r\n\u00a0\u202f\u2007\ufeff\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+    "\u2008\u2009\u200a\u2028\u2029\u205f\u3000"
+)
 
 #: Currency words and signs that ERPs glue to amounts ("kr 1 234,50", "1 234,50 NOK", "€12"), and
 #: the currency each names; "kr" is the krone or krona of Norway, Sweden or Denmark.
@@ -346,7 +351,9 @@ def dates_from_excel(values: pd.Series) -> np.ndarray:
 def _excel_day(value: object) -> np.datetime64:
     if isinstance(value, dt.date | pd.Timestamp):
         return np.datetime64(value.date() if isinstance(value, dt.datetime) else value, "D")
-    if isinstance(value, int | float) and not isinstance(value, bool) and not np.isnan(value):
+    # A serial beyond Excel's last day (9999-12-31) is no date: a number that large would not
+    # fit numpy's day count (1e308 ended the whole file); NaN and infinity fail the test too.
+    if isinstance(value, int | float) and not isinstance(value, bool) and abs(value) <= 2958465:
         return _EXCEL_EPOCH + np.timedelta64(int(value), "D")
     return np.datetime64("NaT", "D")
 

@@ -98,7 +98,7 @@ def split_full_names(full: Values, types: np.ndarray) -> tuple[Values, Values]:
             surname, _, given = name.partition(",")
             surname, given = surname.strip(), given.strip()
         else:
-            words = name.split()
+            words = name.split() or [""]  # a name of spaces str.split knows: no name
             given, surname = " ".join(words[:-1]), words[-1]
         first[i], last[i] = given or None, surname or None
     return _part(full, first, nothing), _part(full, last, nothing)
