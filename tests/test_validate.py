@@ -346,6 +346,20 @@ def test_unknown_fields_pass_through_unchanged(tmp_path: Path) -> None:
             'row 2: KID "1234567890" is not a valid KID (expected 2 to 25 digits ending in a mod '
             "10 or mod 11 check digit)",
         ),
+        # Zeros pass both check digits; an export's "no KID" is never sent as one.
+        (
+            {"KID": "00.00.0000"},
+            'row 2: KID "00.00.0000" is only zeros, which is no KID; leave it empty if none',
+        ),
+        (
+            {"KID": "0000000000-"},
+            'row 2: KID "0000000000-" is only zeros, which is no KID; leave it empty if none',
+        ),
+        (
+            {"KID": "-"},
+            'row 2: KID "-" is not a valid KID (expected 2 to 25 digits ending in a mod 10 or '
+            "mod 11 check digit)",
+        ),
         (
             {"Fødselsnr": PERSON[:-1] + str((int(PERSON[-1]) + 1) % 10)},
             f'row 2: Fødselsnr "{PERSON[:6]}*****" is not a valid fødselsnummer or D-number '

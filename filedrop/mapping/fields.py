@@ -407,12 +407,17 @@ def _convert(
         bad[todo] = ~value.isin(CURRENCIES).to_numpy(dtype=bool)[codes]
         _fail(bad, "currency", out, issues, "is not an ISO 4217 currency code (such as NOK or EUR)")
     elif kind == "kid":
-        bad = todo.copy()
-        bad[todo] = ~np.array([kid_ok(v) for v in converted], dtype=bool)[codes]
+        # Zeros alone pass both check digits, but no bank gives such a KID: it is an export's
+        # way of writing "none" (00.00.0000), and a payment would never match it.
+        zeros = np.array([not v.strip("0-") and "0" in v for v in converted], dtype=bool)[codes]
+        ok = np.array([kid_ok(v) for v in converted], dtype=bool)[codes]
+        bad, nothing = todo.copy(), todo.copy()
+        bad[todo], nothing[todo] = ~ok & ~zeros, zeros
         _fail(
             bad, "kid", out, issues,
             "is not a valid KID (expected 2 to 25 digits ending in a mod 10 or mod 11 check digit)",
         )  # fmt: skip
+        _fail(nothing, "kid", out, issues, "is only zeros, which is no KID; leave it empty if none")
 
 
 def _convert_amounts(
