@@ -5,6 +5,7 @@ wrong invoices without a word."""
 from __future__ import annotations
 
 import os
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -492,3 +493,19 @@ def test_an_unsaved_formula_in_a_required_template_is_said_once(tmp_path: Path) 
         "never calculated and saved (the file was written by another program), so it has no "
         "value; open the file in Excel or LibreOffice and save it, then drop it again"
     ]
+
+
+def test_an_amount_near_the_float_s_limit_is_refused_without_numpy_s_warning(
+    tmp_path: Path,
+) -> None:
+    """A claim of 1e308 makes an invoice whose sum no amount can be: its rows are refused, and
+    the terminal shows filedrop's sentences only, not numpy's overflow warning."""
+    path = edited_open_items(tmp_path / "f.xlsx", lambda sheet: sheet.__setitem__("C5", 1e308))
+    mapping = EXAMPLES.parent / "mappings" / "example.toml"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning would end the command: expect=1 fails
+        _, out, err = filedrop(
+            "validate", str(path), "--mapping", str(mapping), environ={}, expect=1
+        )
+    assert "row 5: Amount" in out
+    assert "overflow" not in err + out

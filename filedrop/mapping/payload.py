@@ -108,7 +108,10 @@ def _rounded(totals: np.ndarray) -> np.ndarray:
     on an invoice ``check_claim_sums`` made INVALID, where they add up past any float)."""
     summed = np.full(len(totals), None, dtype=object)
     ok = np.isfinite(totals)
-    summed[ok] = np.round(totals[ok], 2).tolist()
+    # Rounding multiplies by 100: a sum near the float's limit (a cell of 1e308, which
+    # check_claim_sums refuses) would print numpy's overflow warning on the user's terminal.
+    with np.errstate(over="ignore"):
+        summed[ok] = np.round(totals[ok], 2).tolist()
     return summed
 
 
