@@ -6,6 +6,7 @@ from pathlib import Path
 
 import openpyxl
 import pandas as pd
+import pytest
 from builders import erp_row, filedrop, run_env, write_erp_csv
 from hostile import bomb_workbook, far_cell_workbook, lying_header_workbook
 
@@ -115,3 +116,25 @@ def test_a_csv_header_of_a_million_fields_is_refused_unread(inbox: Path, sandbox
         "(16,384); delete the empty columns at its end and save it again; it is not read"
     )
     assert sandbox.received_invoice_numbers() == ["7011"]
+
+
+def test_a_date_the_reader_cannot_convert_is_one_sentence_not_a_rust_backtrace(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A date cell of -1e308 makes calamine's Rust code panic: the file is refused with a
+    sentence saying so, not as "could not be read within the memory limit", and the panic's
+    backtrace does not reach the terminal."""
+    from filedrop.errors import ReadError
+    from filedrop.read import read_table
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["Fakturanr", "Fakturadato"])
+    sheet.append(["1", -1e308])
+    sheet["B2"].number_format = "dd.mm.yyyy"
+    book.save(tmp_path / "f.xlsx")
+    with pytest.raises(ReadError) as caught:
+        read_table(tmp_path / "f.xlsx")
+    assert "holds a value the reader cannot convert" in caught.value.detail
+    assert "memory" not in caught.value.detail
+    assert "panicked" not in capfd.readouterr().err

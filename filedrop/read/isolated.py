@@ -137,6 +137,11 @@ def _child(sender: Connection, path: Path, options: ReadOptions, memory_bytes: i
     _, hard = resource.getrlimit(resource.RLIMIT_AS)
     soft = memory_bytes if hard == resource.RLIM_INFINITY else min(memory_bytes, hard)
     resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    # What the child has to say it sends back; native code's own printing (a Rust panic's
+    # backtrace, which the answer already names) would land in the user's terminal or log.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
     try:
         answer: tuple[bool, object] = (True, _pack(parse_sheet(path, options)))
     except MemoryError:

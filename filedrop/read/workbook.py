@@ -148,6 +148,17 @@ def _load_sheet(path: Path, wanted: str | int) -> tuple[str, list[list[object]],
             raise ReadError(
                 where, f'sheet "{sheet_name}" is damaged; open the file in Excel and save it again'
             ) from exc
+        except BaseException as exc:
+            # calamine's Rust code panics on some values (a date cell of -1e308: "TimeDelta::
+            # milliseconds out of bounds"), which pyo3 raises as a BaseException.
+            if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
+                raise
+            raise ReadError(
+                where,
+                f'sheet "{sheet_name}" holds a value the reader cannot convert ({exc}), such as '
+                "a date far outside the years Excel shows; correct it in Excel and save the file "
+                "again",
+            ) from None
     if not rows or start is None:
         raise ReadError(where, f'sheet "{sheet_name}" is empty; choose the sheet with the data')
     # to_python(skip_empty_area=True) begins at the first used cell, ``start`` (0-based).
