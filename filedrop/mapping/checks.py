@@ -374,7 +374,7 @@ def _required(lv: Level, where: np.ndarray, why: str) -> list[Issue]:
     the value (`prepare` drops this issue when the other one already refuses the row)."""
     v = lv.values
     issues = []
-    for g in np.flatnonzero(where & (v.empty | np.equal(v.vals, None))).tolist():
+    for g in np.flatnonzero(where & v.missing()).tolist():
         if v.empty[g]:
             why_not = f"{v.label[g]} is empty ({why})"
         else:
@@ -437,7 +437,7 @@ def _national_ids(lv: Level, types: np.ndarray, present: np.ndarray) -> list[Iss
     v = lv.values
     # A cell that gave no id (an Excel error, said by its own rule) has none to check: as a
     # missing value it read as "nan", or crashed the file.
-    has = present & ~v.empty & ~np.equal(v.vals, None)
+    has = present & ~v.missing()
     ids = pd.Series(v.vals, dtype=object).where(has, "").astype(str)
     fnr, org = has & is_fodselsnummer(ids), has & is_orgnr(ids)
     length = ids.str.len().to_numpy()

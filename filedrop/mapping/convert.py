@@ -122,6 +122,7 @@ def _currency_affixes(value: str) -> tuple[str, list[str]]:
 _MINUS = "-\u2212\u2013"  # hyphen, minus sign, en dash (Excel and Word turn one into another)
 _MINUS_CLASS = re.escape(_MINUS)
 _EXCEL_EPOCH = np.datetime64("1899-12-30")
+_LAST_EXCEL_SERIAL = 2_958_465  # 9999-12-31, the last day Excel shows
 # A date outside this window is a typo (2204 for 2024) rather than a real invoice date.
 _FIRST_YEAR, _LAST_YEAR = 1900, 2199
 
@@ -351,9 +352,13 @@ def dates_from_excel(values: pd.Series) -> np.ndarray:
 def _excel_day(value: object) -> np.datetime64:
     if isinstance(value, dt.date | pd.Timestamp):
         return np.datetime64(value.date() if isinstance(value, dt.datetime) else value, "D")
-    # A serial beyond Excel's last day (9999-12-31) is no date: a number that large would not
-    # fit numpy's day count (1e308 ended the whole file); NaN and infinity fail the test too.
-    if isinstance(value, int | float) and not isinstance(value, bool) and abs(value) <= 2958465:
+    # A serial beyond Excel's last day is no date: a number that large would not fit numpy's
+    # day count (1e308 ended the whole file); NaN and infinity fail the test too.
+    if (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and abs(value) <= _LAST_EXCEL_SERIAL
+    ):
         return _EXCEL_EPOCH + np.timedelta64(int(value), "D")
     return np.datetime64("NaT", "D")
 
@@ -402,15 +407,8 @@ def zero_pad(text: pd.Series, *, width: int) -> pd.Series:
 def is_email(text: pd.Series) -> np.ndarray:
     """True where the text has the shape of one email address."""
     values = text.tolist()
-    if all(isinstance(v, str) for v in values):
-        # The whole column in one pass, a value a line, counting the lines that match: when
-        # every one does (the usual case) nothing is matched one value at a time. A value
-        # holding a line break of its own would throw the count off; then one at a time.
-        joined = "\n".join(values)
-        if joined.count("\n") == len(values) - 1 and _EMAIL_LINES.subn("", joined)[1] == len(
-            values
-        ):
-            return np.ones(len(values), dtype=bool)
+    if all(isinstance(v, str) for v in values) and _every_line_matches(_EMAIL_LINES, values):
+        return np.ones(len(values), dtype=bool)
     # A plain loop over one compiled pattern: the pandas string accessor costs twice as much.
     return np.fromiter(
         (isinstance(v, str) and _EMAIL_RE.fullmatch(v) is not None for v in values),
@@ -429,6 +427,15 @@ def split_values(text: pd.Series, *, separators: str) -> list[list[str]]:
         else:
             out.append([value] if value else [])
     return out
+
+
+def _every_line_matches(lines: re.Pattern[str], values: list[str]) -> bool:
+    """Whether every value matches ``lines`` (a pattern anchored ``^...$`` in MULTILINE mode),
+    checked in one pass over the values a line each, counting the lines that match: the usual
+    column costs one call, not one per value. A value holding a line break of its own would
+    throw the count off, so then the answer is False and the caller checks one at a time."""
+    joined = "\n".join(values)
+    return joined.count("\n") == len(values) - 1 and lines.subn("", joined)[1] == len(values)
 
 
 _PHONE_PUNCTUATION = re.compile(r"[\s\u00a0().-]")
@@ -480,10 +487,8 @@ def phones_e164(parts: list[str], country: str | None) -> list[tuple[str, str] |
     # Plain loops over compiled patterns: the pandas string accessor costs three times as much.
     nationals = [national(part) for part in parts]
     prefix = f"+{code}"
-    # Every one of the usual shape: the whole column is checked in one pass of the pattern, a
-    # line each, counting the lines it matches; all of them matching is the common case.
     usual = cast("list[str]", nationals) if None not in nationals else None
-    if usual is not None and lines.subn("", "\n".join(usual))[1] == len(usual):
+    if usual is not None and _every_line_matches(lines, usual):
         return [(prefix + number, country) for number in usual]
     return [
         (prefix + number, country)

@@ -68,7 +68,7 @@ def _type_from_id(kind: Field, ident: Values, src: Source, issues: list[Issue]) 
         own: list[Issue] = []
         alt = evaluate(kind.default, src, own)
         wanted = out.empty.copy()
-        take = wanted & ~alt.empty & ~np.equal(alt.vals, None)
+        take = wanted & ~alt.missing()
         out.vals[take] = alt.vals[take]
         out.empty &= ~take
         issues += [issue for issue in own if wanted[issue.position]]
@@ -88,8 +88,9 @@ def split_full_names(full: Values, types: np.ndarray) -> tuple[Values, Values]:
     last = np.full(n, None, dtype=object)
     # A cell that gave no name (an Excel error) has none to split: both parts are left without
     # a value, for the checks to say so, never the text "None".
-    nothing = ~full.empty & np.equal(full.vals, None)
-    for i in np.flatnonzero(~full.empty & ~nothing).tolist():
+    missing = full.missing()
+    nothing = missing & ~full.empty
+    for i in np.flatnonzero(~missing).tolist():
         name = str(full.vals[i])
         if types[i] == "COMPANY":
             last[i] = name

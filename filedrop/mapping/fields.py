@@ -64,6 +64,12 @@ class Issue(NamedTuple):
     value: str | None  # as typed (national ids masked); None when there is nothing to show
     message: str
 
+    @property
+    def gave_no_value(self) -> bool:
+        """Whether the cell gave nothing to send (an Excel error, a formula without its result):
+        a required field reading it is missing for this reason, which this issue says."""
+        return self.rule == UNSAVED_RULE or (self.rule == "text" and self.value in EXCEL_ERRORS)
+
 
 @dataclass(frozen=True)
 class Source:
@@ -181,6 +187,11 @@ class Values:
 
     # Only the Values ``evaluate`` is making are written to; once made, all of their arrays are
     # read-only, so text, labels and constants can share memory with the table and each other.
+
+    def missing(self) -> np.ndarray:
+        """Where there is no value to send: an empty cell, and one that gave none, an Excel
+        error (not empty: its text is shown, and its own rule says what it is)."""
+        return self.empty | np.equal(self.vals, None)
 
     @classmethod
     def absent(cls, n: int, label: str) -> Values:

@@ -27,14 +27,7 @@ from filedrop.mapping.checks import (
 )
 from filedrop.mapping.convert import quoted, repeated, shared_conversions
 from filedrop.mapping.derive import derive_debtors
-from filedrop.mapping.fields import (
-    EXCEL_ERRORS,
-    UNSAVED_RULE,
-    Issue,
-    Source,
-    Values,
-    evaluate_fields,
-)
+from filedrop.mapping.fields import UNSAVED_RULE, Issue, Source, Values, evaluate_fields
 from filedrop.mapping.groups import Groups, Level, find_duplicates, group_rows, levels
 from filedrop.mapping.loader import Mapping
 from filedrop.mapping.payload import (
@@ -325,12 +318,7 @@ def _problems(
     # with no saved result) is no news when that cell's own error already refuses the row;
     # when that is only a warning, or off, "required" refuses it. Only that cause: any other
     # required problem of the cell ("holds one name only") is still said.
-    refused = {
-        (i.position, i.label)
-        for i in kept
-        if (i.rule == UNSAVED_RULE or (i.rule == "text" and i.value in EXCEL_ERRORS))
-        and severity_of(i) == "error"
-    }
+    refused = {(i.position, i.label) for i in kept if i.gave_no_value and severity_of(i) == "error"}
     for issue in kept:
         # One cell feeding two fields (Beløp: invoice and claim amount) is one problem.
         same = (issue.position, issue.rule, issue.label, issue.value)

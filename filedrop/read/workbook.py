@@ -155,7 +155,8 @@ def _load_sheet(path: Path, wanted: str | int) -> tuple[str, list[list[object]],
                 raise
             raise ReadError(
                 where,
-                f'sheet "{sheet_name}" holds a value the reader cannot convert ({exc}), such as '
+                f'sheet "{sheet_name}" holds a value the reader cannot convert '
+                f"({str(exc)[:200]}), such as "
                 "a date far outside the years Excel shows; correct it in Excel and save the file "
                 "again",
             ) from None
