@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from pathlib import Path
 
 import openpyxl
@@ -10,6 +11,10 @@ import pytest
 from builders import erp_row, filedrop, run_env, write_erp_csv
 from hostile import bomb_workbook, far_cell_workbook, lying_header_workbook
 
+from filedrop.errors import ReadError
+from filedrop.read.isolated import read_excel_isolated
+from filedrop.read.limits import ReadLimits
+from filedrop.read.table import ReadOptions
 from filedrop.sandbox import Sandbox
 
 
@@ -138,3 +143,25 @@ def test_a_date_the_reader_cannot_convert_is_one_sentence_not_a_rust_backtrace(
     assert "holds a value the reader cannot convert" in caught.value.detail
     assert "memory" not in caught.value.detail
     assert "panicked" not in capfd.readouterr().err
+
+
+def test_what_the_look_refuses_wins_over_the_childs_answer_and_the_child_is_stopped(
+    tmp_path: Path,
+) -> None:
+    """The workbook's scan runs while the child parses: its refusal is the file's error, as if it
+    had run first, even where the child would have refused the file for another reason, and no
+    reader is left behind (a bomb's child must not go on inflating)."""
+    far_cell_workbook(tmp_path / "far.xlsx", row=4_999, column=16_383)
+    refused = ReadError(str(tmp_path / "far.xlsx"), "the look said no")
+    children: list[str] = []
+
+    def look() -> None:
+        children.extend(child.name for child in multiprocessing.active_children())
+        raise refused
+
+    with pytest.raises(ReadError) as caught:
+        # The child would refuse it too: no sheet has that name.
+        read_excel_isolated(tmp_path / "far.xlsx", ReadOptions(sheet="Nope"), ReadLimits(), look)
+    assert caught.value is refused
+    assert children == ["filedrop-read"]  # the child was parsing while the look ran
+    assert not multiprocessing.active_children()

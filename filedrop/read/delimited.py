@@ -53,7 +53,8 @@ def read_table(
 
     The bytes are read once; CSV is parsed by pandas (the csv module only for ragged files), Excel
     by calamine, in a child process unless ``limits`` say otherwise. A file beyond ``limits``
-    (default: the settings' defaults) is refused before it is parsed.
+    (default: the settings' defaults) is refused before it is parsed, or, for a workbook parsed
+    in the memory-capped child, while it is.
     """
     path = Path(path)
     options = options or ReadOptions()
@@ -64,10 +65,11 @@ def read_table(
         return _read_csv(path, options, limits)
     if suffix in EXCEL_SUFFIXES:
         check_file_size(path, limits)
-        marks = inspect_workbook(path, options.sheet, limits)
         if limits.read_in_subprocess:
-            return read_excel_isolated(path, options, limits, marks)
-        return read_excel(path, options, marks)
+            return read_excel_isolated(
+                path, options, limits, lambda: inspect_workbook(path, options.sheet, limits)
+            )
+        return read_excel(path, options, inspect_workbook(path, options.sheet, limits))
     types = f"{', '.join(INPUT_SUFFIXES[:-1])} or {INPUT_SUFFIXES[-1]}"
     shown = path.suffix or "(no extension)"
     raise ReadError(str(path), f'"{shown}" is not a file type filedrop reads; save it as {types}')

@@ -2,9 +2,11 @@
 
 calamine allocates a sheet's whole used range at once and runs in this process: a 5 KB workbook
 with one cell at XFD1048576 asks for 512 GiB and aborts the interpreter, and a zip bomb inflates to
-gigabytes. So a workbook is inspected first, without parsing it: the file's size, each zip entry's
+gigabytes. So a workbook is inspected without parsing it: the file's size, each zip entry's
 real inflated size (inflated here in chunks, never trusting the header), the chosen sheet's used
-range and how many of its rows hold cells. Beyond a limit, a ``ReadError`` says which one.
+range and how many of its rows hold cells. Beyond a limit, a ``ReadError`` says which one. The
+inspection runs before calamine does in this process, or while the reader's memory-capped child
+parses (``isolated``), which it stops when it refuses the file.
 """
 
 from __future__ import annotations
