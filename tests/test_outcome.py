@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime as dt
+import errno
 import io
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,7 @@ import openpyxl
 import pandas as pd
 import pytest
 import python_calamine
+import xlsxwriter
 
 from filedrop import sheetxml
 from filedrop.outcome import (
@@ -758,3 +761,67 @@ def test_csv_keeps_one_bom_and_every_line_number_across_chunks(tmp_path: Path) -
     for i, number in enumerate(numbers):
         assert lines[number - 1].startswith(f"F-{i},SUCCEEDED"), number
     assert sum(1 for text in lines[:-1] if not text) == sum(blank_before.values())
+
+
+class _FullDisk(io.BytesIO):
+    """A file that takes ``room`` bytes, then fails as a full disk does."""
+
+    def __init__(self, room: int) -> None:
+        super().__init__()
+        self.room = room
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        if self.tell() + len(data) > self.room:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return super().write(data)
+
+
+def _skeleton() -> bytes:
+    buffer = io.BytesIO()
+    workbook = xlsxwriter.Workbook(buffer, {"in_memory": True})
+    workbook.add_worksheet("Data")
+    workbook.close()
+    return buffer.getvalue()
+
+
+def _chunks(count: int, *, fail_at: int | None = None) -> Iterator[bytes]:
+    for n in range(count):
+        if n == fail_at:
+            raise ValueError("a row could not be made")
+        # Random digits: deflate cannot shrink them, so the package outgrows a small disk.
+        yield f'<row r="{n + 1}"><c r="A{n + 1}"><v>{os.urandom(4096).hex()}</v></c></row>'.encode()
+
+
+def test_the_sheets_rows_are_deflated_behind_and_what_fails_on_either_side_is_raised() -> None:
+    """Chunks are written on a thread of their own while the next is made: all arrive in
+    order, a full disk while one is written is raised, and so is a row that cannot be made."""
+    dest = io.BytesIO()
+    sheetxml.write_package(
+        _skeleton(),
+        dest,
+        sheet="xl/worksheets/sheet1.xml",
+        rows=_chunks(20),
+        last_row=19,
+        last_col=0,
+    )
+    workbook = python_calamine.CalamineWorkbook.from_filelike(io.BytesIO(dest.getvalue()))
+    assert len(workbook.get_sheet_by_index(0).to_python()) == 20
+
+    with pytest.raises(OSError, match="No space left"):
+        sheetxml.write_package(
+            _skeleton(),
+            _FullDisk(room=40_000),
+            sheet="xl/worksheets/sheet1.xml",
+            rows=_chunks(20),
+            last_row=19,
+            last_col=0,
+        )
+    with pytest.raises(ValueError, match="could not be made"):
+        sheetxml.write_package(
+            _skeleton(),
+            io.BytesIO(),
+            sheet="xl/worksheets/sheet1.xml",
+            rows=_chunks(20, fail_at=7),
+            last_row=19,
+            last_col=0,
+        )
