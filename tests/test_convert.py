@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
+from stdnum.no import fodselsnummer, orgnr
 
 from filedrop.mapping.convert import (
     PHONE_CACHE_SIZE,
@@ -318,6 +319,53 @@ def test_national_id_and_organisation_number_check_digits() -> None:
         False,
         False,
     ]
+
+
+def _with_check_digits(first_nine: str) -> str:
+    """``first_nine`` and the two check digits that make it pass, where there are such."""
+    k1 = fodselsnummer.calc_check_digit1(first_nine)
+    k2 = fodselsnummer.calc_check_digit2(first_nine + k1[-1])
+    return first_nine + k1[-1] + k2[-1]
+
+
+_PARTS = st.tuples(
+    st.integers(0, 99), st.integers(0, 99), st.integers(0, 99), st.integers(0, 999)
+).map(lambda p: f"{p[0]:02d}{p[1]:02d}{p[2]:02d}{p[3]:03d}")
+_IDS = st.one_of(
+    _PARTS.map(_with_check_digits),  # check digits right: the birth date decides
+    st.text("0123456789", min_size=11, max_size=11),  # mostly wrong check digits
+    st.text("0123456789 -/:a\u0661\u00b2", min_size=0, max_size=13),  # not 11 plain digits
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_IDS, max_size=40))
+@example(
+    [
+        _with_check_digits(dt.date.today().strftime("%d%m%y") + "500"),  # born today
+        _with_check_digits((dt.date.today() + dt.timedelta(days=1)).strftime("%d%m%y") + "500"),
+        _with_check_digits("010154500"),  # 1854
+        _with_check_digits("010153500"),  # individual 500 in 1953: no century
+        _with_check_digits("290200499"),  # 29 February 1900: no such day
+        _with_check_digits("290200999"),  # 29 February 2000
+        _with_check_digits("310455499"),  # 31 April
+        _with_check_digits("810190499"),  # an FH-number: no birth date
+        _with_check_digits("714190499"),  # a D-number in an H-number's month
+        _with_check_digits("010160600"),  # individual 600 in 1960: no century
+        "15108695088",
+        " 15108695088",
+        "151086 95088",
+    ]
+)
+def test_national_ids_and_organisation_numbers_are_judged_as_python_stdnum_judges_them(
+    ids: list[str],
+) -> None:
+    """The column-at-once check of fødselsnumre and organisation numbers says what stdnum's
+    ``is_valid`` says of each, value by value."""
+    column = pd.Series(ids, dtype=object)
+    assert is_fodselsnummer(column).tolist() == [fodselsnummer.is_valid(v) for v in ids]
+    nine = pd.Series([v[:9] for v in ids], dtype=object)
+    assert is_orgnr(nine).tolist() == [orgnr.is_valid(v) for v in nine]
 
 
 def test_national_id_is_masked_after_the_birth_date() -> None:

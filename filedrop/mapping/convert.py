@@ -570,15 +570,95 @@ def compact_id(text: pd.Series) -> pd.Series:
 
 def is_fodselsnummer(values: pd.Series) -> np.ndarray:
     """Norwegian fødselsnummer or D-number with valid check digits and birth date."""
-    valid = fodselsnummer.is_valid
-    return per_unique(values, lambda u: np.array([valid(v) for v in u], bool), kind="fnr")
+    return per_unique(
+        values,
+        lambda u: _judged(u, 11, _fodselsnummer_digits_ok, fodselsnummer.is_valid),
+        kind="fnr",
+    )
 
 
 def is_orgnr(values: pd.Series) -> np.ndarray:
     """Norwegian organisation number (9 digits, mod 11)."""
     return per_unique(
-        values, lambda u: np.array([orgnr.is_valid(v) for v in u], bool), kind="orgnr"
+        values, lambda u: _judged(u, 9, _orgnr_digits_ok, orgnr.is_valid), kind="orgnr"
     )
+
+
+def _judged(
+    values: pd.Series,
+    length: int,
+    digits_ok: Callable[[np.ndarray], np.ndarray],
+    is_valid: Callable[[str], bool],
+) -> np.ndarray:
+    """Whether each value is valid, as python-stdnum's ``is_valid`` judges it: the values of
+    exactly ``length`` ASCII digits (nearly all of a column) by ``digits_ok`` a whole column at
+    a time, the rest (spaces, other lengths, other characters) one at a time by stdnum itself.
+
+    stdnum's call per value was the largest single cost of checking a file's debtors."""
+    texts = values.tolist()
+    sized = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)) == length
+    candidates = np.flatnonzero(sized)
+    chosen = [texts[i] for i in candidates.tolist()]
+    if not "".join(chosen).isascii():
+        ascii_only = np.fromiter(map(str.isascii, chosen), dtype=bool, count=len(chosen))
+        candidates = candidates[ascii_only]
+        chosen = [texts[i] for i in candidates.tolist()]
+    digits = (
+        np.frombuffer("".join(chosen).encode("ascii"), dtype=np.uint8).reshape(-1, length)
+        - ord("0")
+    ).astype(np.int64)  # a character below '0' wraps past 9 in uint8 and is caught below
+    all_digits = (digits <= 9).all(axis=1)
+    valid = np.zeros(len(texts), dtype=bool)
+    valid[candidates[all_digits]] = digits_ok(digits[all_digits])
+    rest = np.ones(len(texts), dtype=bool)
+    rest[candidates[all_digits]] = False
+    valid[rest] = [is_valid(texts[i]) for i in np.flatnonzero(rest).tolist()]
+    return valid
+
+
+_FNR_WEIGHTS_1 = np.array([3, 7, 6, 1, 8, 9, 4, 5, 2])
+_FNR_WEIGHTS_2 = np.array([5, 4, 3, 2, 7, 6, 5, 4, 3, 2])
+_ORGNR_WEIGHTS = np.array([3, 2, 7, 6, 5, 4, 3, 2, 1])
+
+
+def _fodselsnummer_digits_ok(digits: np.ndarray) -> np.ndarray:
+    """Rows of 11 digits that are a fødselsnummer, D-number or H-number by stdnum's rules: both
+    check digits, a birth century the individual number gives, a real date not in the future,
+    and no FH-number (a day of 80 or more carries no birth date, which stdnum refuses)."""
+    first = (11 - digits[:, :9] @ _FNR_WEIGHTS_1) % 11
+    second = (11 - digits[:, :10] @ _FNR_WEIGHTS_2) % 11
+    checked = (first == digits[:, 9]) & (second == digits[:, 10])
+    day = digits[:, 0] * 10 + digits[:, 1]
+    month = digits[:, 2] * 10 + digits[:, 3]
+    year = digits[:, 4] * 10 + digits[:, 5]
+    individual = digits[:, 6] * 100 + digits[:, 7] * 10 + digits[:, 8]
+    fh_number = day >= 80
+    day = np.where(day > 40, day - 40, day)  # D-number
+    month = np.where(month > 40, month - 40, month)  # H-number
+    century = np.select(
+        [
+            individual < 500,
+            (individual < 750) & (year >= 54),
+            year < 40,
+            (individual >= 900) & (year >= 40),
+        ],
+        [1900, 1800, 2000, 1900],
+        default=0,
+    )
+    real_month = (month >= 1) & (month <= 12)
+    months = ((century + year - 1970) * 12 + np.where(real_month, month, 1) - 1).astype(
+        "datetime64[M]"
+    )
+    first_day = months.astype("datetime64[D]")
+    month_days = ((months + 1).astype("datetime64[D]") - first_day).astype(np.int64)
+    real_date = real_month & (day >= 1) & (day <= month_days) & (century > 0)
+    born = first_day + np.where(real_date, day - 1, 0).astype("timedelta64[D]")
+    return checked & ~fh_number & real_date & (born <= np.datetime64(dt.date.today()))
+
+
+def _orgnr_digits_ok(digits: np.ndarray) -> np.ndarray:
+    """Rows of 9 digits whose weighted sum is a multiple of 11 (stdnum's check)."""
+    return (digits @ _ORGNR_WEIGHTS) % 11 == 0
 
 
 def is_kid(values: pd.Series) -> np.ndarray:
