@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from functools import cache
 from pathlib import Path
 
+import openpyxl
 from conftest import MAPPINGS, ORG_ID, ROOT, TEST_CLIENT_ID, TEST_CLIENT_SECRET, journal_file
 from stdnum.no import fodselsnummer
 
@@ -67,6 +68,25 @@ def write_erp_csv(path: Path, rows: Sequence[str], *, encoding: str = "cp1252") 
     path.write_bytes(("\r\n".join([ERP_HEADER, *rows]) + "\r\n").encode(encoding))
     old = 1_000_000_000  # older than any stability window
     os.utime(path, (old, old))
+    return path
+
+
+def write_erp_workbook(
+    path: Path,
+    rows: Sequence[str],
+    *,
+    typed: Mapping[str, object] | None = None,
+) -> Path:
+    """The ERP rows as an .xlsx, every cell text but those in ``typed`` (Excel references such
+    as "F3" -> a number typed there): what a user who typed numbers into the sheet saves."""
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(ERP_HEADER.split(";"))
+    for line in rows:
+        sheet.append(line.split(";"))
+    for ref, value in (typed or {}).items():
+        sheet[ref] = value
+    book.save(path)
     return path
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import openpyxl
 import pytest
-from builders import ERP_HEADER, erp_row, national_id
+from builders import ERP_HEADER, erp_row, national_id, write_erp_workbook
 from test_exports import OPEN_ITEMS_MAPPING
 
 from filedrop.errors import MappingError
@@ -85,6 +85,16 @@ def _unsaved_formula(folder: Path) -> str:
     book.save(folder / "faktura.xlsx")
     mapping = load_mapping(MAPPINGS / "norwegian-erp.toml")
     return _only_message(prepare(read_table(folder / "faktura.xlsx"), mapping), 3)
+
+
+def _kid_typed(folder: Path, row: int, kid: int) -> str:
+    """What filedrop says about row ``row`` of an ERP workbook whose KIDs are typed as numbers:
+    a 10-digit one on the rows above it, ``kid`` on it."""
+    rows = [erp_row(f"2403{n:02d}") for n in range(2, row + 1)]
+    typed: dict[str, object] = {f"F{n}": 1234567897 for n in range(2, row)}
+    path = write_erp_workbook(folder / "faktura.xlsx", rows, typed={**typed, f"F{row}": kid})
+    mapping = load_mapping(MAPPINGS / "norwegian-erp.toml")
+    return _only_message(prepare(read_table(path, mapping.read), mapping), row)
 
 
 OPEN_ITEMS_HEADER = (
@@ -169,6 +179,9 @@ CASES: dict[str, Callable[[Path], str]] = {
     "check digit)": lambda d: _row_message(d, 4, Kundetype="B", Fødselsnr="", Orgnr="988077918"),
     'row 8: KID "104662403073" is not a valid KID (expected 2 to 25 digits ending in a mod 10 or '
     "mod 11 check digit)": lambda d: _row_message(d, 8, KID="104662403073"),
+    'row 4: KID "12345678901234600000" is a number of 20 digits, and Excel keeps only the first 15 '
+    "digits of a number, so the others are lost; format the column as Text in Excel and type the "
+    "value again": lambda d: _kid_typed(d, 4, 12345678901234567890),
     'row 9: E-post "kari.example.no" is not an email address': lambda d: _row_message(
         d, 9, **{"E-post": "kari.example.no"}
     ),

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from builders import erp_row, write_erp_workbook
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from stdnum.no import fodselsnummer, orgnr
@@ -549,6 +550,57 @@ remainingAmount = "Å betale"
     (invoice,) = prepared.invoices
     assert invoice.payload["originalInvoiceAmount"] == 1500.0
     assert invoice.payload["debtors"] == [{"type": "COMPANY", "lastname": "Fjord AS"}]
+
+
+# --- identifiers typed as numbers in a workbook ---------------------------------------------------
+
+#: Excel's columns of the KID, Fødselsnr and Orgnr in the ERP layout.
+KID, FNR, ORGNR = "F", "K", "L"
+LOST = (
+    "is a number of 20 digits, and Excel keeps only the first 15 digits of a number, so the "
+    "others are lost; format the column as Text in Excel and type the value again"
+)
+
+
+def erp_with(tmp_path: Path, rules: str = "") -> Mapping:
+    """The shipped ERP mapping with ``rules`` added under ``[rules]``."""
+    text = (ROOT / "mappings" / "norwegian-erp.toml").read_text(encoding="utf-8")
+    return custom(tmp_path, text.replace("[rules]", f"[rules]\n{rules}", 1))
+
+
+def test_an_identifier_that_lost_digits_is_never_sent_whatever_the_rules(tmp_path: Path) -> None:
+    """A KID, fødselsnummer or organisation number typed as a number of more than 15 digits is
+    no longer the identifier (Excel keeps 15); nor is one Excel shortened to scientific
+    notation. With their rules off, each row is still INVALID, named as Excel shows the value,
+    and none goes out as "123456789012346e+19". 15 digits are kept whole."""
+    mapping = erp_with(tmp_path, 'kid = "off"\nnational_id = "off"\norgnr = "off"')
+    rows = [erp_row(f"24030{n}") for n in range(1, 7)]
+    rows[2] = erp_row("240303", Kundetype="B", Fødselsnr="", Etternavn="Bygg AS")
+    rows[3] = erp_row("240304", KID="1,23457E+19")
+    path = write_erp_workbook(
+        tmp_path / "mars.xlsx",
+        rows,
+        typed={
+            f"{KID}2": 12345678901234567890,
+            f"{FNR}3": 12345678901234567890,
+            f"{ORGNR}4": 98765432101234567890,
+            f"{KID}6": 1234567890123456,  # 16 digits: the 16th is not Excel's
+            f"{KID}7": 123456789012347,  # 15 digits, a valid KID
+        },
+    )
+    prepared = prepare(read_table(path, mapping.read), mapping)
+    assert messages(prepared) == [
+        f'row 2: KID "12345678901234600000" {LOST}',
+        f'row 3: Fødselsnr "123456**************" {LOST}',
+        f'row 4: Orgnr "987654**************" {LOST}',
+        'row 5: KID "1,23457E+19" is a number Excel shortened to scientific notation, and its '
+        "last digits are lost; format the column as Text in Excel and type the value again",
+        f'row 6: KID "1234567890123460" {LOST.replace("20 digits", "16 digits")}',
+    ]
+    assert [r.status for r in prepared.rejected.values()] == [RowStatus.INVALID] * 5
+    sent = [invoice.payload for invoice in prepared.invoices]
+    assert [p["invoiceNumber"] for p in sent] == ["240306"]
+    assert sent[0]["ocrReferenceNumber"] == "123456789012347"
 
 
 # --- several rows per invoice ---------------------------------------------------------------------

@@ -16,6 +16,7 @@ import pandas as pd
 
 from filedrop.mapping.convert import (
     KRONE_CURRENCIES,
+    SHORTENED,
     has_more_than_two_decimals,
     is_fodselsnummer,
     is_orgnr,
@@ -329,18 +330,13 @@ def there(obj: Obj, values_of: Callable[[Field], Values], count: int) -> np.ndar
     return out
 
 
-#: An invoice number Excel turned into a number too long to show, as a CSV or a cell keeps it
-#: ("1,23457E+15"): the digits it lost cannot be told, and another invoice may shorten to the
-#: same text, and then be held back as already sent.
-_SHORTENED = re.compile(r"^[0-9]+(?:[.,][0-9]+)?[eE][+-]?[0-9]+$", re.MULTILINE)
-
-
 def _shortened_numbers(lv: Level) -> list[Issue]:
-    """Rule ``text``: invoice numbers in scientific notation. The whole column is searched at
-    once; one without any costs a join and a search."""
+    """Rule ``text``: invoice numbers in scientific notation (``SHORTENED``): another invoice
+    may shorten to the same text, and then be held back as already sent. The whole column is
+    searched at once; one without any costs a join and a search."""
     v = lv.values
     texts = ["" if t is None else str(t) for t in v.text.tolist()]
-    if _SHORTENED.search("\n".join(texts)) is None:
+    if SHORTENED.search("\n".join(texts)) is None:
         return []
     return [
         _issue(
@@ -353,7 +349,7 @@ def _shortened_numbers(lv: Level) -> list[Issue]:
             "export it again",
         )
         for g, text in enumerate(texts)
-        if _SHORTENED.match(text)
+        if SHORTENED.match(text)
     ]
 
 

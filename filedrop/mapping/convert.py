@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from decimal import Decimal
 from functools import cache, lru_cache
 from typing import cast
 
@@ -29,7 +30,9 @@ from filedrop.read.table import INVISIBLE
 
 __all__ = [
     "CURRENCIES",
+    "EXCEL_DIGITS",
     "PHONE_CACHE_SIZE",
+    "SHORTENED",
     "SPACES",
     "WHITESPACE",
     "amount_example",
@@ -38,6 +41,8 @@ __all__ = [
     "compact_id",
     "date_format_to_strptime",
     "dates_from_excel",
+    "excel_numbers",
+    "excel_shows",
     "has_more_than_two_decimals",
     "is_email",
     "is_fodselsnummer",
@@ -386,6 +391,30 @@ def numbers_from_excel(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         if isinstance(value, int | float | np.number) and not isinstance(value, bool):
             floats[i], typed[i] = float(value), True
     return floats, typed
+
+
+#: The significant digits Excel keeps of a number: a whole number of more digits has lost the
+#: rest (Excel shows 12345678901234567890 as 12345678901234600000).
+EXCEL_DIGITS = 15
+#: A number Excel shortened to scientific notation, as a CSV or a text cell keeps it
+#: ("1,23457E+15"): the digits it lost cannot be told. Anchored per line, so a whole column
+#: joined by line breaks is searched at once.
+SHORTENED = re.compile(r"^[0-9]+(?:[.,][0-9]+)?[eE][+-]?[0-9]+$", re.MULTILINE)
+_NUMBER_TYPES = frozenset({float, int, np.float64, np.int64})
+
+
+def excel_numbers(values: pd.Series) -> np.ndarray:
+    """True where a workbook cell holds a number (not text, a date or a truth value): its
+    leading zeros, and any digit past the 15th, were never kept. Types are looked up in C, not
+    by a Python call per cell."""
+    kinds = map(type, values.tolist())
+    return np.fromiter(map(_NUMBER_TYPES.__contains__, kinds), dtype=bool, count=len(values))
+
+
+def excel_shows(number: float) -> str:
+    """A number of more than 15 digits as Excel shows it in full: its first 15 significant
+    digits, then zeros, so the user recognises the cell and sees what was lost."""
+    return format(Decimal(f"{number:.{EXCEL_DIGITS}g}"), "f")
 
 
 def typed_mask(values: pd.Series) -> np.ndarray:

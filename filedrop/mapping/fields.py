@@ -20,14 +20,19 @@ import pandas as pd
 
 from filedrop.mapping.convert import (
     CURRENCIES,
+    EXCEL_DIGITS,
+    SHORTENED,
     SPACES,
     WHITESPACE,
     amount_example,
     api_timestamps,
     compact_id,
     dates_from_excel,
+    excel_numbers,
+    excel_shows,
     is_email,
     kid_ok,
+    mask_id,
     numbers_from_excel,
     parse_amounts,
     parse_dates,
@@ -68,7 +73,9 @@ class Issue(NamedTuple):
     def gave_no_value(self) -> bool:
         """Whether the cell gave nothing to send (an Excel error, a formula without its result):
         a required field reading it is missing for this reason, which this issue says."""
-        return self.rule == UNSAVED_RULE or (self.rule == "text" and self.value in EXCEL_ERRORS)
+        return self.rule in (UNSAVED_RULE, LOST_DIGITS_RULE) or (
+            self.rule == "text" and self.value in EXCEL_ERRORS
+        )
 
 
 @dataclass(frozen=True)
@@ -269,6 +276,7 @@ def evaluate(f: Field, src: Source, issues: list[Issue]) -> Values:
     if errors or controls:
         todo &= ~_not_data(text, todo, out, issues, errors=errors, controls=controls)
     todo &= ~_template_errors(f, src, todo, out, issues)
+    todo, text = _identifiers(f, src, text, excel=excel, todo=todo, out=out, issues=issues)
     if f.value_map and f.source != "constant":
         todo, text = _apply_map(f, text, todo, out, issues)
     _convert(f, text, excel=excel, todo=todo, out=out, src=src, issues=issues)
@@ -559,6 +567,86 @@ def _template_errors(
             value = cells.iat[i]
             message = f"{column} {quoted(value)} {_EXCEL_ERROR_WHAT}"
             issues.append(Issue(i, "text", out.label[i], value, message))
+    return found
+
+
+#: The kinds of identifier: a KID, a national id or organisation number.
+_IDENTIFIERS = ("kid", "id")
+
+#: The rule of an identifier that has lost digits: not configurable, as the cell no longer
+#: holds the identifier (another debtor's id, a KID no payment matches), whatever its check
+#: digits say, and a warning would still send it.
+LOST_DIGITS_RULE = "lost_digits"
+
+
+def _identifiers(
+    f: Field,
+    src: Source,
+    text: pd.Series,
+    *,
+    excel: pd.Series | None,
+    todo: np.ndarray,
+    out: Values,
+    issues: list[Issue],
+) -> tuple[np.ndarray, pd.Series]:
+    """(``todo``, ``text``) for a KID or id: without the cells that lost digits
+    (``_lost_digits``). Any other field's come back as they are."""
+    if f.kind not in _IDENTIFIERS:
+        return todo, text
+    numbers = excel_numbers(excel) if excel is not None else None
+    todo = todo & ~_lost_digits(f, excel=excel, numbers=numbers, todo=todo, out=out, issues=issues)
+    return todo, text
+
+
+def _lost_digits(
+    f: Field,
+    *,
+    excel: pd.Series | None,
+    numbers: np.ndarray | None,
+    todo: np.ndarray,
+    out: Values,
+    issues: list[Issue],
+) -> np.ndarray:
+    """Rule ``lost_digits``: an identifier that is a workbook number of more than 15 digits
+    (Excel keeps 15: 12345678901234567890 is 12345678901234600000), or text Excel shortened to
+    scientific notation (``1,23457E+19``, as a CSV saved from Excel holds it). One Issue each,
+    naming the value as Excel shows it (a national id masked); returns those cells, which are
+    left without a value. Compacted and sent as typed, such a cell went out as the KID or id
+    ``123456789012346e+19``."""
+    found, long = np.zeros(len(todo), dtype=bool), np.zeros(len(todo), dtype=bool)
+    shown = out.text.copy()
+    if numbers is not None and (numbers & todo).any():
+        assert excel is not None
+        at = np.flatnonzero(numbers & todo)
+        with np.errstate(invalid="ignore"):
+            size = np.abs(excel.to_numpy(dtype=object)[at].astype(float))
+        at = at[np.isfinite(size) & (size >= 10.0**EXCEL_DIGITS)]
+        found[at] = long[at] = True
+        shown[at] = [excel_shows(float(excel.iat[i])) for i in at.tolist()]
+    texts = out.text.tolist()
+    joined = "\n".join(texts)
+    # One search for the whole column, and none at all without an E (nearly every column).
+    if ("e" in joined or "E" in joined) and SHORTENED.search(joined) is not None:
+        found |= todo & np.fromiter(
+            (SHORTENED.fullmatch(t) is not None for t in texts), dtype=bool, count=len(texts)
+        )
+    cure = "format the column as Text in Excel and type the value again"
+    for i in np.flatnonzero(found).tolist():
+        value, label = shown[i], out.label[i]
+        if long[i]:
+            digits = sum(map(str.isdigit, value))
+            what = (
+                f"is a number of {digits} digits, and Excel keeps only the first "
+                f"{EXCEL_DIGITS} digits of a number, so the others are lost"
+            )
+        else:
+            what = (
+                "is a number Excel shortened to scientific notation, and its last digits are lost"
+            )
+        value = mask_id(value) if f.kind == "id" else value
+        issues.append(
+            Issue(i, LOST_DIGITS_RULE, label, value, f"{label} {quoted(value)} {what}; {cure}")
+        )
     return found
 
 

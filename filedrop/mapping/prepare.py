@@ -27,7 +27,14 @@ from filedrop.mapping.checks import (
 )
 from filedrop.mapping.convert import quoted, repeated, shared_conversions
 from filedrop.mapping.derive import derive_debtors
-from filedrop.mapping.fields import UNSAVED_RULE, Issue, Source, Values, evaluate_fields
+from filedrop.mapping.fields import (
+    LOST_DIGITS_RULE,
+    UNSAVED_RULE,
+    Issue,
+    Source,
+    Values,
+    evaluate_fields,
+)
 from filedrop.mapping.groups import Groups, Level, find_duplicates, group_rows, levels
 from filedrop.mapping.loader import Mapping
 from filedrop.mapping.payload import (
@@ -46,10 +53,10 @@ from filedrop.states import RowStatus
 
 __all__ = ["Prepared", "PreparedInvoice", "Problem", "Rejection", "payloads", "prepare"]
 
-# Not configurable: sending a repeated invoice number, an empty row, or a row without the value
-# of a formula it holds, is never right, and an invoice whose claims add up past any float
-# cannot be sent at all.
-_FIXED_RULES = ("duplicate", "empty_row", "amount_sum", UNSAVED_RULE)
+# Not configurable: sending a repeated invoice number, an empty row, a row without the value
+# of a formula it holds, or an identifier whose digits Excel lost, is never right, and an
+# invoice whose claims add up past any float cannot be sent at all.
+_FIXED_RULES = ("duplicate", "empty_row", "amount_sum", UNSAVED_RULE, LOST_DIGITS_RULE)
 
 
 @dataclass(frozen=True)
