@@ -76,9 +76,11 @@ def write_erp_workbook(
     rows: Sequence[str],
     *,
     typed: Mapping[str, object] | None = None,
+    formats: Mapping[str, str] | None = None,
 ) -> Path:
     """The ERP rows as an .xlsx, every cell text but those in ``typed`` (Excel references such
-    as "F3" -> a number typed there): what a user who typed numbers into the sheet saves."""
+    as "F3" -> a number typed there), each column in ``formats`` (its letter -> a number format)
+    so formatted on every data row: what a user who typed numbers into the sheet saves."""
     book = openpyxl.Workbook()
     sheet = book.active
     sheet.append(ERP_HEADER.split(";"))
@@ -86,6 +88,9 @@ def write_erp_workbook(
         sheet.append(line.split(";"))
     for ref, value in (typed or {}).items():
         sheet[ref] = value
+    for letter, number_format in (formats or {}).items():
+        for (cell,) in sheet[f"{letter}2:{letter}{len(rows) + 1}"]:
+            cell.number_format = number_format
     book.save(path)
     return path
 

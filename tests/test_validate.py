@@ -562,10 +562,13 @@ LOST = (
 )
 
 
-def erp_with(tmp_path: Path, rules: str = "") -> Mapping:
-    """The shipped ERP mapping with ``rules`` added under ``[rules]``."""
+def erp_with(tmp_path: Path, rules: str = "", kid: str = '"KID"') -> Mapping:
+    """The shipped ERP mapping with ``rules`` added under ``[rules]``, and ``kid`` the source of
+    its ocrReferenceNumber."""
     text = (ROOT / "mappings" / "norwegian-erp.toml").read_text(encoding="utf-8")
-    return custom(tmp_path, text.replace("[rules]", f"[rules]\n{rules}", 1))
+    text = text.replace("[rules]", f"[rules]\n{rules}", 1)
+    text = text.replace('ocrReferenceNumber = "KID"', f"ocrReferenceNumber = {kid}")
+    return custom(tmp_path, text)
 
 
 def test_an_identifier_that_lost_digits_is_never_sent_whatever_the_rules(tmp_path: Path) -> None:
@@ -601,6 +604,77 @@ def test_an_identifier_that_lost_digits_is_never_sent_whatever_the_rules(tmp_pat
     sent = [invoice.payload for invoice in prepared.invoices]
     assert [p["invoiceNumber"] for p in sent] == ["240306"]
     assert sent[0]["ocrReferenceNumber"] == "123456789012347"
+
+
+def test_a_kid_number_is_read_with_the_zeros_its_column_format_shows(tmp_path: Path) -> None:
+    """A KID column formatted 0000000000 shows 12345674 as 0012345674, and that is the KID:
+    zeros in front change neither check digit, so without them it passed and went out short."""
+    path = write_erp_workbook(
+        tmp_path / "mars.xlsx",
+        [erp_row("240301"), erp_row("240302")],
+        typed={f"{KID}2": 12345674, f"{KID}3": 1234567897},
+        formats={KID: "0000000000"},
+    )
+    prepared = prepare(read_table(path, ERP.read), ERP)
+    assert prepared.problems == []
+    assert [i.payload["ocrReferenceNumber"] for i in prepared.invoices] == [
+        "0012345674",
+        "1234567897",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("rules", "kid", "sent", "severity"),
+    [
+        ("", '"KID"', ["1234567897"], "error"),
+        ('kid = "warning"', '"KID"', ["12345674", "1234567897"], "warning"),
+        ("", '{ column = "KID", pad = 10 }', ["0012345674", "1234567897"], None),
+    ],
+    ids=["refused", "warning-sends-it-noted", "pad-puts-the-zeros-back"],
+)
+def test_a_kid_number_shorter_than_its_column_s_kids_lost_its_leading_zeros(
+    tmp_path: Path, rules: str, kid: str, sent: list[str], severity: str | None
+) -> None:
+    """Without a format that shows them, a KID typed as a number (0012345674 became 12345674)
+    passes both check digits; only the column's longer KIDs show that zeros are gone. It breaks
+    rule kid, naming the fix; ``pad`` on the KID puts the zeros back."""
+    mapping = erp_with(tmp_path, rules, kid=kid)
+    path = write_erp_workbook(
+        tmp_path / "mars.xlsx",
+        [erp_row("240301"), erp_row("240302", KID="1234567897")],
+        typed={f"{KID}2": 12345674},
+    )
+    prepared = prepare(read_table(path, mapping.read), mapping)
+    assert [i.payload["ocrReferenceNumber"] for i in prepared.invoices] == sent
+    assert [(p.severity, str(p)) for p in prepared.problems] == (
+        []
+        if severity is None
+        else [
+            (
+                severity,
+                'row 2: KID "12345674" is a number of 8 digits, where the column\'s longest KID '
+                "has 10, and Excel drops the leading zeros of a number; format the column as Text "
+                "in Excel and type the KIDs again, or add pad = 10 to invoice.ocrReferenceNumber "
+                "in the mapping if every KID has 10 digits",
+            )
+        ]
+    )
+
+
+def test_kids_typed_as_numbers_of_one_length_are_sent_as_they_are(tmp_path: Path) -> None:
+    """Numbers that lost nothing (as long as the column's longest KID, or text cells) pass."""
+    path = write_erp_workbook(
+        tmp_path / "mars.xlsx",
+        [erp_row("240301"), erp_row("240302"), erp_row("240303", KID="0012345674")],
+        typed={f"{KID}2": 1234567897, f"{KID}3": 1234567897.0},
+    )
+    prepared = prepare(read_table(path, ERP.read), ERP)
+    assert prepared.problems == []
+    assert [i.payload["ocrReferenceNumber"] for i in prepared.invoices] == [
+        "1234567897",
+        "1234567897",
+        "0012345674",
+    ]
 
 
 # --- several rows per invoice ---------------------------------------------------------------------

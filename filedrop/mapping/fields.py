@@ -45,9 +45,10 @@ from filedrop.mapping.convert import (
     typed_mask,
     visible,
     zero_pad,
+    zero_padded_width,
 )
 from filedrop.mapping.tree import Field
-from filedrop.read.table import UNSAVED_CURE, UNSAVED_FORMULA
+from filedrop.read.table import UNSAVED_CURE, UNSAVED_FORMULA, NumberFormat
 
 __all__ = [
     "Issue",
@@ -101,6 +102,9 @@ class Source:
     unsaved: Mapping[int, np.ndarray] = field(default_factory=dict, compare=False)
     formulas: Mapping[tuple[int, int], str] = field(default_factory=dict, compare=False)
     row_numbers: np.ndarray | None = field(default=None, compare=False)
+    # A workbook's number format of each column (``Layout.number_formats``): one of zeros alone
+    # shows a number's leading zeros, which its value does not hold.
+    number_formats: tuple[NumberFormat | None, ...] = field(default=(), compare=False)
 
     @property
     def n(self) -> int:
@@ -128,6 +132,11 @@ class Source:
             return None
         shown = [self.formulas.get((row, pos), "=…") for row in rows[inside].tolist()]
         return at[inside], shown
+
+    def zero_width(self, pos: int) -> int:
+        """The digits column ``pos``'s number format shows, leading zeros included
+        (``0000000000``: 10); 0 when it shows none (General, any other format, a CSV)."""
+        return zero_padded_width(self.number_formats[pos]) if pos < len(self.number_formats) else 0
 
     def stripped(self, pos: int) -> pd.Series:
         """Column ``pos`` trimmed, once: several fields and templates read the same column."""
@@ -437,6 +446,13 @@ def _convert(
             "is not a valid KID (expected 2 to 25 digits ending in a mod 10 or mod 11 check digit)",
         )  # fmt: skip
         _fail(nothing, "kid", out, issues, "is only zeros, which is no KID; leave it empty if none")
+        if excel is not None:
+            valid = np.zeros(src.n, dtype=bool)
+            valid[todo] = ok & ~zeros
+            lengths = np.zeros(src.n, dtype=np.int64)
+            lengths[todo] = np.fromiter(map(len, converted), np.int64, len(converted))[codes]
+            numbers = excel_numbers(excel) & valid
+            _dropped_zeros(f, numbers=numbers, valid=valid, lengths=lengths, out=out, issues=issues)
 
 
 def _convert_amounts(
@@ -590,11 +606,14 @@ def _identifiers(
     issues: list[Issue],
 ) -> tuple[np.ndarray, pd.Series]:
     """(``todo``, ``text``) for a KID or id: without the cells that lost digits
-    (``_lost_digits``). Any other field's come back as they are."""
+    (``_lost_digits``), and a KID's numbers with the leading zeros their column's format shows
+    (``_zeros_shown``). Any other field's come back as they are."""
     if f.kind not in _IDENTIFIERS:
         return todo, text
     numbers = excel_numbers(excel) if excel is not None else None
     todo = todo & ~_lost_digits(f, excel=excel, numbers=numbers, todo=todo, out=out, issues=issues)
+    if f.kind == "kid" and numbers is not None:
+        text = _zeros_shown(text, numbers & todo, src.zero_width(src.positions[f.columns]), out)
     return todo, text
 
 
@@ -648,6 +667,48 @@ def _lost_digits(
             Issue(i, LOST_DIGITS_RULE, label, value, f"{label} {quoted(value)} {what}; {cure}")
         )
     return found
+
+
+def _zeros_shown(text: pd.Series, numbers: np.ndarray, width: int, out: Values) -> pd.Series:
+    """KIDs typed as numbers in a column whose number format shows leading zeros
+    (``0000000000``), as Excel shows them (``0012345674``), in ``text`` and ``out.text``: the
+    number holds no zeros, and zeros in front change neither check digit, so the KID went out
+    without them, unnoticed."""
+    if width < 2 or not numbers.any():
+        return text
+    padded = text.to_numpy(dtype=object, copy=True)
+    at = np.flatnonzero(numbers)
+    padded[at] = [t.zfill(width) if t.isdigit() else t for t in padded[at].tolist()]
+    out.text = padded  # a new array: the old one may be the table's own column
+    return pd.Series(padded, index=text.index, dtype=object)
+
+
+def _dropped_zeros(
+    f: Field,
+    *,
+    numbers: np.ndarray,
+    valid: np.ndarray,
+    lengths: np.ndarray,
+    out: Values,
+    issues: list[Issue],
+) -> None:
+    """Rule ``kid``: a valid KID typed as a number (``numbers``) with fewer digits than the
+    longest valid KID of its column (``valid``, ``lengths``: each row's KID as converted).
+    Excel drops a number's leading zeros, and zeros in front change neither check digit, so
+    ``0012345674`` read as ``12345674`` passes both; only the column's other KIDs show that it
+    is short. A long file is judged per part of ``prepare.PART_ROWS`` rows."""
+    if not numbers.any():
+        return
+    longest = int(lengths[valid].max())
+    for i in np.flatnonzero(numbers & (lengths < longest)).tolist():
+        value, label = out.text[i], out.label[i]
+        why = (
+            f"{label} {quoted(value)} is a number of {lengths[i]} digits, where the column's "
+            f"longest KID has {longest}, and Excel drops the leading zeros of a number; format "
+            f"the column as Text in Excel and type the KIDs again, or add pad = {longest} to "
+            f"{f.key} in the mapping if every KID has {longest} digits"
+        )
+        issues.append(Issue(i, "kid", label, value, why))
 
 
 #: The rule of a value read from a formula whose result was never saved: not configurable, as

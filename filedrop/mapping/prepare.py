@@ -260,6 +260,7 @@ def _source(table: Table, mapping: Mapping) -> Source:
         unsaved=table.unsaved,
         formulas=table.formulas,
         row_numbers=table.row_numbers,
+        number_formats=table.layout.number_formats,
     )
 
 
