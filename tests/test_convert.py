@@ -31,6 +31,7 @@ from filedrop.mapping.convert import (
     parse_dates,
     per_unique,
     phone_e164,
+    phones_e164,
     shared_conversions,
     split_values,
     strip,
@@ -264,6 +265,9 @@ def test_email_shape_of_a_column_is_each_value_s(texts: list[str]) -> None:
         ("0047 91234567", "NO", ("+4791234567", "NO")),
         ("+46 70 123 45 67", "NO", ("+46701234567", "SE")),
         ("+4791234567", None, ("+4791234567", "NO")),
+        ("(+47) 22 12 34 56", "NO", ("+4722123456", "NO")),
+        ("22.12.34.56", "NO", ("+4722123456", "NO")),  # a landline in dotted pairs
+        ("22.12.3456", "NO", ("+4722123456", "NO")),  # 3456 is no year of an invoice
     ],
 )
 def test_phone_to_e164(text: str, country: str | None, expected: tuple[str, str]) -> None:
@@ -272,11 +276,23 @@ def test_phone_to_e164(text: str, country: str | None, expected: tuple[str, str]
 
 
 @pytest.mark.parametrize(
-    ("text", "country"), [("12 34", "NO"), ("91234567", None), ("phone", "NO")]
+    ("text", "country"),
+    [
+        ("12 34", "NO"),
+        ("91234567", None),
+        ("phone", "NO"),
+        ("31.02.2024", "NO"),  # a date, though +4731022024 would be a valid number
+        ("31.12.24", "NO"),
+        ("12/31/2024", "NO"),
+        ("2024-03-15", "NO"),
+        ("2024-03-15 10:30:00", "NO"),  # a workbook's date-time cell as filedrop shows it
+    ],
 )
 def test_phone_that_is_not_a_number_is_refused(text: str, country: str | None) -> None:
-    """Too short, or no country to read it with, or not digits: not a phone number."""
+    """Too short, or no country to read it with, or not digits, or a date: not a phone number,
+    whether checked alone or in a column."""
     assert phone_e164(text, country) is None
+    assert phones_e164([text], country) == [None]
 
 
 def test_phone_cache_stays_within_its_bound() -> None:

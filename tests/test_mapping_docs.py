@@ -191,6 +191,9 @@ CASES: dict[str, Callable[[Path], str]] = {
     ),
     'row 12: Mobil "12 34" is not a phone number (numbers without a + country code are read as '
     "NO)": lambda d: _row_message(d, 12, Mobil="12 34"),
+    'row 4: Mobil "31.02.2024" is not a phone number (it reads as a date)': lambda d: _row_message(
+        d, 4, Mobil="31.02.2024"
+    ),
     'row 5: Kundetype "X" is not one of P, B (the values the mapping knows)': lambda d: (
         _row_message(d, 5, Kundetype="X")
     ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import gc
 import threading
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import openpyxl
 import pandas as pd
 import pytest
 from builders import erp_row, write_erp_workbook
@@ -124,6 +126,27 @@ def custom(tmp_path: Path, text: str) -> Mapping:
     path = tmp_path / "custom.toml"
     path.write_text(text, encoding="utf-8")
     return load_mapping(path)
+
+
+def written(tmp_path: Path, rows: list[dict[str, Any]], *, excel: bool = False) -> Table:
+    """``rows`` in a real file, read back as every run reads it: a UTF-8 semicolon CSV (cells
+    with line breaks quoted, as Excel saves them), or a workbook keeping dates as date cells."""
+    if excel:
+        path = tmp_path / "mars.xlsx"
+        book = openpyxl.Workbook()
+        sheet = book.active
+        assert sheet is not None
+        sheet.append(HEADERS)
+        for cells in rows:
+            sheet.append([cells.get(h) if cells.get(h) != "" else None for h in HEADERS])
+        book.save(path)
+    else:
+        path = tmp_path / "mars.csv"
+        with path.open("w", encoding="utf-8", newline="") as out:
+            writer = csv.writer(out, delimiter=";")
+            writer.writerow(HEADERS)
+            writer.writerows([cells.get(h, "") for h in HEADERS] for cells in rows)
+    return read_table(path, ERP.read)
 
 
 def assert_every_row_once(prepared: Prepared) -> None:
@@ -442,6 +465,49 @@ def test_severity_error_warning_off(tmp_path: Path) -> None:
         prepared = run(bad, mapping)
         assert (len(prepared.invoices), prepared.notes) == (sent, notes)
         assert len(prepared.problems) == (0 if severity == "off" else 1)
+
+
+@pytest.mark.parametrize(
+    ("excel", "phone", "shown"),
+    [
+        (False, "31.02.2024", "31.02.2024"),  # its digits were sent as +4731022024
+        (False, "15.03.2024", "15.03.2024"),
+        (False, "1/2/24", "1/2/24"),  # split on its "/" into three bad numbers
+        (True, dt.datetime(2024, 2, 29), "2024-02-29"),  # an ERP's date cell in the phone column
+        (True, dt.datetime(2024, 3, 15, 10, 30), "2024-03-15 10:30:00"),
+    ],
+)
+def test_a_date_in_the_phone_column_is_not_a_phone_number(
+    tmp_path: Path, excel: bool, phone: object, shown: str
+) -> None:
+    """A date is an invalid phone number under the phone rule, never its digits dialled: a
+    warning in the ERP mapping (sent as typed, as any bad number), INVALID under "error"."""
+    rows = [row(Mobil=phone), row(Fakturanr="240302", Mobil="912 34 567")]
+    prepared = prepare(written(tmp_path, rows, excel=excel), ERP)
+    message = f'Mobil "{shown}" is not a phone number (it reads as a date)'
+    assert prepared.notes == {0: message}
+    sent = [inv.payload["debtors"][0]["phoneNumbers"] for inv in prepared.invoices]
+    assert sent == [[{"value": shown}], [{"value": "+4791234567", "countryCode": "NO"}]]
+    text = (ROOT / "mappings" / "norwegian-erp.toml").read_text(encoding="utf-8")
+    strict = custom(tmp_path, text.replace('phone = "warning"', 'phone = "error"'))
+    prepared = prepare(written(tmp_path, rows, excel=excel), strict)
+    assert prepared.rejected == {0: Rejection(RowStatus.INVALID, message)}
+    assert [inv.invoice_number for inv in prepared.invoices] == ["240302"]
+
+
+def test_phone_numbers_as_norwegians_write_them_are_not_dates(tmp_path: Path) -> None:
+    """Dots between pairs of digits, spaces, brackets and 00 are a landline's or a mobile's
+    usual dress, not a date."""
+    written_as = [
+        "+47 912 34 567", "912 34 567", "91234567", "0047 91234567", "(+47) 22 12 34 56",
+        "22.12.34.56", "22 12 34 56", "912.34.567", "22.12.3456",
+    ]  # fmt: skip
+    rows = [row(Fakturanr=f"2403{i:02d}", Mobil=p) for i, p in enumerate(written_as)]
+    prepared = prepare(written(tmp_path, rows), ERP)
+    assert messages(prepared) == []
+    numbers = [inv.payload["debtors"][0]["phoneNumbers"][0]["value"] for inv in prepared.invoices]
+    mobile, landline = "+4791234567", "+4722123456"
+    assert numbers == [mobile] * 4 + [landline] * 3 + [mobile, landline]
 
 
 def test_repeated_invoice_number_is_a_duplicate_of_the_first_row() -> None:

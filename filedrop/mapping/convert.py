@@ -57,6 +57,7 @@ __all__ = [
     "phone_e164",
     "phones_e164",
     "quoted",
+    "reads_as_date",
     "shown",
     "split_values",
     "strip",
@@ -481,6 +482,32 @@ def _every_line_matches(lines: re.Pattern[str], values: list[str]) -> bool:
 
 _PHONE_PUNCTUATION = re.compile(r"[\s\u00a0().-]")
 
+# A date where a phone number should be: day and month (either order) and a year, with the same
+# one of . - / between them, or a year first (the way a workbook's date cell reaches filedrop,
+# "2024-02-29", also with a time). Its digits would otherwise be dialled: "31.02.2024" passed as
+# +4731022024. An impossible day like 31.02 still reads as a date (a typo in a date is still no
+# number to call); Norwegian numbers written in dotted pairs ("22.12.34.56") have four groups,
+# and a last group of four digits that is not a year of 1900 to 2199 ("22.12.3456") is no date.
+_DAY = r"(?:0?[1-9]|[12][0-9]|3[01])"
+_MONTH = r"(?:0?[1-9]|1[0-2])"
+_YEAR = r"(?:(?:19|2[01])[0-9]{2}|[0-9]{2})"
+_DATE_LINES = re.compile(
+    rf"^(?:{_DAY}([./-]){_MONTH}\1{_YEAR}|{_MONTH}([./-]){_DAY}\2{_YEAR}"
+    rf"|[0-9]{{4}}([./-]){_MONTH}\3{_DAY})(?:[ T][0-9]{{1,2}}:[0-9]{{2}}(?::[0-9]{{2}})?)?$",
+    re.MULTILINE,
+)
+
+
+def reads_as_date(values: list[str]) -> np.ndarray:
+    """True where a phone number's text reads as a date rather than a number (see
+    ``_DATE_LINES``). The column is joined and searched once, and only when it holds a date's
+    punctuation at all: one without a date (nearly all) costs no more than that."""
+    dated = np.zeros(len(values), dtype=bool)
+    joined = "\n".join(values)
+    if any(mark in joined for mark in "./-") and _DATE_LINES.search(joined) is not None:
+        dated[:] = [_DATE_LINES.fullmatch(value) is not None for value in values]
+    return dated
+
 
 @lru_cache(maxsize=PHONE_CACHE_SIZE)
 def phone_e164(text: str, country: str | None) -> tuple[str, str] | None:
@@ -490,6 +517,8 @@ def phone_e164(text: str, country: str | None) -> tuple[str, str] | None:
     bounded (``PHONE_CACHE_SIZE``, least recently used out first) because the daemon runs for
     months and sees every number of every file.
     """
+    if _DATE_LINES.fullmatch(text):
+        return None
     try:
         number = phonenumbers.parse(text, country)
     except phonenumbers.NumberParseException:
@@ -508,8 +537,19 @@ def phones_e164(parts: list[str], country: str | None) -> list[tuple[str, str] |
     and digits, with spaces, dots, dashes or brackets between) are checked here as one column
     against the same library's own metadata for ``country``; anything else, or anything that
     does not match, still goes through ``phone_e164`` one by one. tests/test_convert.py checks
-    the two agree on random input.
+    the two agree on random input. A text that reads as a date is no number (``reads_as_date``).
     """
+    dated = reads_as_date(parts)
+    if dated.any():
+        results = _phones_e164(parts, country)
+        return [
+            None if date else result for result, date in zip(results, dated.tolist(), strict=True)
+        ]
+    return _phones_e164(parts, country)
+
+
+def _phones_e164(parts: list[str], country: str | None) -> list[tuple[str, str] | None]:
+    """``phones_e164`` without the date check."""
     matcher = _national_matcher(country) if country else None
     if matcher is None or not parts:
         return [phone_e164(part, country) for part in parts]

@@ -38,6 +38,7 @@ from filedrop.mapping.convert import (
     parse_dates,
     phones_e164,
     quoted,
+    reads_as_date,
     repeated,
     same_everywhere,
     split_values,
@@ -780,6 +781,10 @@ def _convert_list(
             bad = {j: [cells[j]] for j in np.flatnonzero(~ok).tolist()}
     else:
         parts = split_values(pd.Series(cells, dtype=object), separators=f.split)
+        if f.kind != "email":
+            # A date is one wrong value, not three numbers ("31/02/2024" split on its "/").
+            for j in np.flatnonzero(reads_as_date(cells)).tolist():
+                parts[j] = [cells[j]]
         ok, converted = _check_parts(f, [p for cell in parts for p in cell], src)
         k = 0
         for j, cell in enumerate(parts):
@@ -818,6 +823,8 @@ def _bad_part(f: Field, i: int, part: str, out: Values, issues: list[Issue]) -> 
 def _list_message(f: Field, label: str, part: str) -> str:
     if f.kind == "email":
         return f"{label} {quoted(part)} is not an email address"
+    if reads_as_date([part])[0]:
+        return f"{label} {quoted(part)} is not a phone number (it reads as a date)"
     if f.country:
         why = f"numbers without a + country code are read as {f.country}"
     else:
