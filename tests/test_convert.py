@@ -27,6 +27,7 @@ from filedrop.mapping.convert import (
     is_orgnr,
     marked_currencies,
     mask_id,
+    one_line_texts,
     parse_amounts,
     parse_dates,
     per_unique,
@@ -203,6 +204,20 @@ def test_dates_are_sent_as_midnight_utc() -> None:
     """The API wants YYYY-MM-DDT00:00:00Z; a missing date stays missing."""
     days = np.array(["2024-01-15", "NaT"], dtype="datetime64[D]")
     assert api_timestamps(days).tolist() == ["2024-01-15T00:00:00Z", None]
+
+
+def test_a_value_with_a_line_break_or_tab_is_made_one_line() -> None:
+    """Each run of spaces, tabs and line breaks in it is one space; a value without any is left
+    alone (double spaces too), and a column without any is the very same list."""
+    values = [
+        "c/o Hansen \n Storgata 12", "Oslo\u2028Sentrum", "Åse\tMarie", "Kari\r\nNordmann",
+        "Storgata  12",
+    ]  # fmt: skip
+    assert one_line_texts(values) == [
+        "c/o Hansen Storgata 12", "Oslo Sentrum", "Åse Marie", "Kari Nordmann", "Storgata  12",
+    ]  # fmt: skip
+    plain = ["Storgata 12", "Oslo"]
+    assert one_line_texts(plain) is plain
 
 
 def test_zero_pad_restores_leading_zeros_of_digits_only() -> None:

@@ -510,6 +510,42 @@ def test_phone_numbers_as_norwegians_write_them_are_not_dates(tmp_path: Path) ->
     assert numbers == [mobile] * 4 + [landline] * 3 + [mobile, landline]
 
 
+@pytest.mark.parametrize("excel", [False, True])
+def test_line_breaks_in_names_and_addresses_are_sent_as_one_line(
+    tmp_path: Path, excel: bool
+) -> None:
+    """A line break (Alt+Enter in Excel) or a tab inside a name, an address line, a customer
+    number or an email cell is one space, with the spaces around it: the letter's address has
+    the lines it should. Silently, as trimming is; the outcome keeps the cells as they were."""
+    cells = {
+        "Fornavn": "Åse\tMarie",
+        "Etternavn": "Kristiansen \n",
+        "Adresse": "c/o Hansen \n Storgata 12",
+        "Poststed": "Oslo\nSentrum" if excel else "Oslo\u2028Sentrum",
+        "Kundenr": "104\n11",
+        "E-post": "ase@example.no\nase@jobb.no",
+    }
+    prepared = prepare(written(tmp_path, [row(**cells)], excel=excel), ERP)
+    assert messages(prepared) == []
+    (invoice,) = prepared.invoices
+    debtor = invoice.payload["debtors"][0]
+    assert (debtor["firstname"], debtor["lastname"]) == ("Åse Marie", "Kristiansen")
+    assert debtor["addresses"] == [
+        {"street": "c/o Hansen Storgata 12", "zipCode": "0155", "city": "Oslo Sentrum",
+         "countryCode": "NO"}
+    ]  # fmt: skip
+    assert debtor["customerNumber"] == "104 11"
+    assert invoice.payload["uniqueSourceInvoiceId"] == "104 11-240301"  # a template's too
+    assert debtor["emails"] == [{"value": "ase@example.no"}, {"value": "ase@jobb.no"}]
+    text = (ROOT / "mappings" / "norwegian-erp.toml").read_text(encoding="utf-8")
+    as_typed = custom(
+        tmp_path,
+        text.replace('street = "Adresse"', 'street = { column = "Adresse", trim = false }'),
+    )
+    (invoice,) = prepare(written(tmp_path, [row(**cells)], excel=excel), as_typed).invoices
+    assert invoice.payload["debtors"][0]["addresses"][0]["street"] == "c/o Hansen \n Storgata 12"
+
+
 def test_repeated_invoice_number_is_a_duplicate_of_the_first_row() -> None:
     """The later rows are DUPLICATE naming the first row; the first is sent once."""
     prepared = run([row(), row(Fakturanr="240302"), row(), row(Beløp="-1")])

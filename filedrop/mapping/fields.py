@@ -34,6 +34,8 @@ from filedrop.mapping.convert import (
     kid_ok,
     mask_id,
     numbers_from_excel,
+    one_line,
+    one_line_texts,
     parse_amounts,
     parse_dates,
     phones_e164,
@@ -174,6 +176,7 @@ class TemplateColumn(NamedTuple):
     columns: tuple[np.ndarray, ...]  # each placeholder's trimmed cells
     all_empty: np.ndarray  # bool: every placeholder's cell is empty
     trim: bool
+    one_line: bool = False  # with trim: made one line, as ``evaluate`` makes the field's text
 
     def texts(self, idx: np.ndarray | None = None) -> Iterator[str]:
         """The template filled in on the rows ``idx`` (on every row without), untrimmed."""
@@ -182,7 +185,9 @@ class TemplateColumn(NamedTuple):
 
     def take(self, idx: np.ndarray) -> list[Any]:
         filled = self.texts(idx)
-        texts = (text.strip(WHITESPACE) for text in filled) if self.trim else filled
+        texts = [text.strip(WHITESPACE) for text in filled] if self.trim else list(filled)
+        if self.trim and self.one_line:
+            texts = one_line_texts(texts)
         return [
             None if blank or not text else text
             for text, blank in zip(texts, self.all_empty[idx].tolist(), strict=True)
@@ -269,7 +274,7 @@ def evaluate(f: Field, src: Source, issues: list[Issue]) -> Values:
     else:
         return _typed_constant(f, n)
     text_of_column = f.trim and f.source == "column"
-    text = visible(cell) if not f.trim else src.stripped(pos) if text_of_column else strip(cell)
+    text = _read_text(f, src, cell, pos if text_of_column else None)
     out = Values(
         vals=np.full(n, None, dtype=object),
         text=text.to_numpy(dtype=object),  # the trimmed column itself: never written to
@@ -297,11 +302,21 @@ def evaluate(f: Field, src: Source, issues: list[Issue]) -> Values:
     return out
 
 
+def _read_text(f: Field, src: Source, cell: pd.Series, column: int | None) -> pd.Series:
+    """``cell`` as ``f`` reads it: trimmed (column ``column``'s, shared with the other fields
+    that read it, when given), and made one line if ``f`` is a one-line field; with ``trim =
+    false``, as typed but for the characters nobody can see."""
+    if not f.trim:
+        return visible(cell)
+    text = src.stripped(column) if column is not None else strip(cell)
+    return one_line(text) if f.one_line else text
+
+
 def _as_read(f: Field, out: Values, template: TemplateColumn | None) -> TextColumn | TemplateColumn:
     """How to make ``out.vals`` again: it is the text (of the cell or the template) where any."""
     if template is None:  # a text field is empty exactly where its text is ''
         return TextColumn(out.text)
-    return template._replace(trim=f.trim)
+    return template._replace(trim=f.trim, one_line=f.one_line)
 
 
 def _broadcast(one: Values, n: int) -> Values:

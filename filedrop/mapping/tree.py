@@ -44,6 +44,9 @@ OPTION_KEYS = ("names", "default", "map", "pad", "trim", "as", "split", "country
 AS_KINDS = ("text", "amount", "date", "phone", "email")
 # Separators that cannot occur inside one email address / one phone number.
 _SPLIT_DEFAULT = {"email": ",; ", "phone": ",;/"}
+# Kinds that are one line wherever they are: an address or a number over two lines is one
+# ("a@x.no\nb@y.no" is two addresses, as "a@x.no b@y.no" is).
+_ONE_LINE_KINDS = frozenset({"email", "phone"})
 
 
 DEBTOR_TYPES = ("PRIVATE", "COMPANY")
@@ -59,41 +62,53 @@ class Known:
     what: str = ""  # for "... is empty (the invoice needs <what>)"
     items: dict[str, Known] | None = None  # a list field: the fields of each item
     choices: str = ""  # the values it may take: "debtor_types" or "invoice_types" (a setting)
+    # One line of a letter or a record (a name, an address line, a code): a line break or tab
+    # inside it becomes a space (``Field.one_line``). Not a description, which may run over
+    # several lines, nor the invoice number: made one line, two different numbers could become
+    # one, and the second be held back as already sent.
+    one_line: bool = False
 
 
 INVOICE_FIELDS = {
-    "type": Known("text", required=True, what="an invoice type", choices="invoice_types"),
+    "type": Known(
+        "text", required=True, what="an invoice type", choices="invoice_types", one_line=True
+    ),
     "invoiceNumber": Known("text", required=True, what="an invoice number"),
     "originalInvoiceAmount": Known("amount", required=True, what="an amount"),
     "currency": Known("currency", required=True, what="a currency"),
     "invoiceDate": Known("date", required=True, what="an invoice date"),
     "dueDate": Known("date", required=True, what="a due date"),
-    "uniqueSourceInvoiceId": Known("text"),
+    "uniqueSourceInvoiceId": Known("text", one_line=True),
     "description": Known("text"),
     "ocrReferenceNumber": Known("kid"),
 }
 DEBTOR_FIELDS = {
-    "type": Known("text", required=True, what="a debtor type", choices="debtor_types"),
-    "firstname": Known("text", what="a first name"),
-    "lastname": Known("text", what="a last name"),
+    "type": Known(
+        "text", required=True, what="a debtor type", choices="debtor_types", one_line=True
+    ),
+    "firstname": Known("text", what="a first name", one_line=True),
+    "lastname": Known("text", what="a last name", one_line=True),
     # Not an API field: one column holding the whole name, split into firstname and lastname.
-    "full_name": Known("text", what="a name"),
-    "customerNumber": Known("text"),
+    "full_name": Known("text", what="a name", one_line=True),
+    "customerNumber": Known("text", one_line=True),
     "identificationNumber": Known("id"),
     "emails": Known("list", items={"value": Known("email", required=True, what="an address")}),
     "phoneNumbers": Known(
         "list",
         items={
             "value": Known("phone", required=True, what="a number"),
-            "countryCode": Known("text"),
+            "countryCode": Known("text", one_line=True),
         },
     ),
     "addresses": Known(
-        "list", items={k: Known("text") for k in ("street", "city", "zipCode", "countryCode")}
+        "list",
+        items={
+            k: Known("text", one_line=True) for k in ("street", "city", "zipCode", "countryCode")
+        },
     ),
 }
 CLAIM_FIELDS = {
-    "type": Known("text", required=True, what="a claim type"),
+    "type": Known("text", required=True, what="a claim type", one_line=True),
     "remainingAmount": Known("amount", required=True, what="a claim amount"),
     "description": Known("text"),
 }
@@ -124,6 +139,7 @@ class Field:
     required: bool = False
     what: str = ""
     name_part: str = ""  # "first" or "last": this field is its part of a debtor's full_name
+    one_line: bool = False  # with trim, a line break or tab inside becomes a space (Known.one_line)
 
     @property
     def from_file(self) -> bool:
@@ -386,6 +402,7 @@ class TreeParser:
     ) -> Field:
         spec: dict[str, Any] = {"key": key, "kind": known.kind, "required": known.required}
         spec |= {"what": known.what, "split": _SPLIT_DEFAULT.get(known.kind, "")}
+        spec["one_line"] = known.one_line or known.kind in _ONE_LINE_KINDS
         if isinstance(raw, str):
             return Field(**spec, source="column", columns=(raw,))
         if not isinstance(raw, dict):
@@ -413,8 +430,13 @@ class TreeParser:
                     f"{key}.as", f"is {as_toml(raw['as'])}; use one of {', '.join(AS_KINDS)}."
                 )
             spec["kind"] = raw["as"]
+            spec["one_line"] = spec["kind"] in _ONE_LINE_KINDS
         spec |= self.options(
-            key, raw, kind=spec["kind"], in_list=in_list or known.kind in _SPLIT_DEFAULT
+            key,
+            raw,
+            kind=spec["kind"],
+            in_list=in_list or known.kind in _SPLIT_DEFAULT,
+            one_line=spec["one_line"],
         )
         made = Field(**spec)
         self.known_values(made, known)
@@ -455,13 +477,15 @@ class TreeParser:
             raise self.fail(f"{key}.sum_of_claims", why)
         return {}
 
-    def options(self, key: str, raw: dict[str, Any], *, kind: str, in_list: bool) -> dict[str, Any]:
+    def options(
+        self, key: str, raw: dict[str, Any], *, kind: str, in_list: bool, one_line: bool
+    ) -> dict[str, Any]:
         out: dict[str, Any] = {}
         if "default" in raw:  # a plain value is the value itself, a table says where to find one
             default = raw["default"]
             if isinstance(default, dict):
                 out["default"] = self.field(
-                    f"{key}.default", default, known=Known(kind), in_list=in_list
+                    f"{key}.default", default, known=Known(kind, one_line=one_line), in_list=in_list
                 )
             else:
                 value = self.constant(f"{key}.default", default)
