@@ -3,6 +3,7 @@ that case (each case is run here), and it points only at files the repository ha
 
 from __future__ import annotations
 
+import csv
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -53,6 +54,18 @@ def _row_message(folder: Path, row: int, mapping_text: str | None = None, **cell
     )
     prepared = prepare(read_table(_csv(folder, ERP_HEADER, rows), mapping.read), mapping)
     return _only_message(prepared, row)
+
+
+def _quoted_row_message(folder: Path, row: int, **cells: str) -> str:
+    """``_row_message`` for cells a CSV holds only in quotes (a line break), as Excel saves them."""
+    rows = [erp_row(f"2403{n:02d}") for n in range(2, row)]
+    bad = dict(zip(ERP_HEADER.split(";"), erp_row("240399", **cells).split(";"), strict=True))
+    path = folder / "faktura.csv"
+    with path.open("w", encoding="cp1252", newline="") as out:
+        writer = csv.writer(out, delimiter=";")
+        writer.writerows([ERP_HEADER.split(";"), *(r.split(";") for r in rows), bad.values()])
+    mapping = load_mapping(MAPPINGS / "norwegian-erp.toml")
+    return _only_message(prepare(read_table(path, mapping.read), mapping), row)
 
 
 def _only_message(prepared: object, row: int) -> str:
@@ -200,6 +213,10 @@ CASES: dict[str, Callable[[Path], str]] = {
     # As a terminal shows it: the control character escaped.
     'row 3: Fornavn "Bj\\x07rn" holds a control character (U+0007), which no letter can show; '
     "remove it in the export": lambda d: printable(_row_message(d, 3, Fornavn="Bj\x07rn")),
+    'row 4: Fakturanr "2403\\n01" holds a line break, which an invoice number cannot have '
+    "(filedrop does not guess which number was meant); remove it in the export": lambda d: (
+        printable(_quoted_row_message(d, 4, Fakturanr="2403\n01"))
+    ),
     # With rule text off, the Excel error itself is not said; that the amount is missing is.
     'row 2: Beløp "#N/A" gives no value, and the invoice needs an amount': lambda d: _row_message(
         d,

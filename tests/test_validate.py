@@ -546,6 +546,24 @@ def test_line_breaks_in_names_and_addresses_are_sent_as_one_line(
     assert invoice.payload["debtors"][0]["addresses"][0]["street"] == "c/o Hansen \n Storgata 12"
 
 
+@pytest.mark.parametrize(("number", "what"), [("2403\n01", "a line break"), ("2403\t01", "a tab")])
+def test_an_invoice_number_with_a_line_break_is_refused_not_made_one_line(
+    tmp_path: Path, number: str, what: str
+) -> None:
+    """The invoice number tells invoices apart: "2403" and "01" on two lines of a cell, made one
+    line, would be "2403 01", another invoice's number. Its row is INVALID, naming the column;
+    the real "2403 01" is sent."""
+    rows = [row(Fakturanr=number), row(Fakturanr="2403 01")]
+    prepared = prepare(written(tmp_path, rows), ERP)
+    why = (
+        f'Fakturanr "{number}" holds {what}, which an invoice number cannot have (filedrop does'
+        " not guess which number was meant); remove it in the export"
+    )
+    assert prepared.rejected[0] == Rejection(RowStatus.INVALID, why)
+    assert [inv.invoice_number for inv in prepared.invoices] == ["2403 01"]
+    assert_every_row_once(prepared)
+
+
 def test_repeated_invoice_number_is_a_duplicate_of_the_first_row() -> None:
     """The later rows are DUPLICATE naming the first row; the first is sent once."""
     prepared = run([row(), row(Fakturanr="240302"), row(), row(Beløp="-1")])

@@ -20,6 +20,7 @@ from filedrop.mapping.convert import (
     has_more_than_two_decimals,
     is_fodselsnummer,
     is_orgnr,
+    line_break,
     marked_currencies,
     mask_id,
     quoted,
@@ -53,6 +54,7 @@ def check_invoice(mapping: Mapping, level: dict[int, Level], count: int) -> list
     number = invoice.get_field("invoiceNumber")
     if number is not None:
         issues += _shortened_numbers(level[id(number)])
+        issues += _broken_numbers(level[id(number)])
     amount = invoice.get_field("originalInvoiceAmount")
     if amount is not None and amount.source != "sum_of_claims":
         issues += _amounts(level[id(amount)], everywhere)
@@ -351,6 +353,28 @@ def _shortened_numbers(lv: Level) -> list[Issue]:
         for g, text in enumerate(texts)
         if SHORTENED.match(text)
     ]
+
+
+def _broken_numbers(lv: Level) -> list[Issue]:
+    """Rule ``text``: an invoice number with a line break or a tab inside it. One-line fields
+    are made one line (tree.py ``Known.one_line``), but the number is what tells one invoice
+    from another, in this file, in the journal and at Amili: "2403" and "01" on two lines, made
+    "2403 01", would be held back as a duplicate of a real invoice 2403 01 (or a real one as a
+    duplicate of it), so it is refused, not guessed at. The whole column is looked at once;
+    one without any costs a join and five substring scans."""
+    v = lv.values
+    texts = ["" if t is None else str(t) for t in v.text.tolist()]
+    if line_break("".join(texts)) is None:
+        return []
+    issues = []
+    for g, text in enumerate(texts):
+        if (what := line_break(text)) is not None:
+            why = (
+                f"{v.label[g]} {quoted(text)} holds {what}, which an invoice number cannot have"
+                " (filedrop does not guess which number was meant); remove it in the export"
+            )
+            issues.append(_issue(lv.at[g], "text", v, g, why))
+    return issues
 
 
 def _issue(

@@ -49,6 +49,7 @@ __all__ = [
     "is_kid",
     "is_orgnr",
     "kid_ok",
+    "line_break",
     "mask_id",
     "numbers_from_excel",
     "one_line",
@@ -186,12 +187,25 @@ def one_line_texts(values: list[str]) -> list[str]:
     spaces, tabs and line breaks in it becomes one space ("c/o Hansen" and "Storgata 12" on two
     lines become "c/o Hansen Storgata 12"). A name or an address line with a line break in it
     (Alt+Enter in Excel) printed as two lines of a collection letter. The very same list when
-    none holds one: the column is joined once and looked through for each of the five
-    characters (four times faster than one search for any of them)."""
-    joined = "".join(values)
-    if not any(char in joined for char in _LINE_BREAKS):
+    none holds one: the column is joined once and looked through (``_holds_line_break``)."""
+    if not _holds_line_break("".join(values)):
         return values
     return [_SPACE_RUN.sub(" ", v) if _LINE_BREAK.search(v) else v for v in values]
+
+
+def line_break(value: str) -> str | None:
+    """What breaks ``value``'s line, in words ("a line break", "a tab"); None when nothing.
+    Fast on a whole column joined (``_holds_line_break``)."""
+    found = _LINE_BREAK.search(value) if _holds_line_break(value) else None
+    if found is None:
+        return None
+    return "a tab" if found[0] == "\t" else "a line break"
+
+
+def _holds_line_break(text: str) -> bool:
+    """Whether ``text`` holds a line break or tab: five substring scans, four times faster on a
+    long text than one search for any of them."""
+    return any(char in text for char in _LINE_BREAKS)
 
 
 def visible(text: pd.Series) -> pd.Series:
