@@ -781,6 +781,31 @@ def test_a_kid_number_shorter_than_its_column_s_kids_lost_its_leading_zeros(
     )
 
 
+def test_a_short_kid_number_in_a_later_part_of_a_long_file_is_refused_as_in_one_go(
+    tmp_path: Path,
+) -> None:
+    """A long file is prepared in parts (``PART_ROWS``), but the column's longest KID is the
+    whole file's: 12345674 (0012345674 typed as a number) after 10-digit KIDs is refused in
+    whatever part it lands, and not sent short because its part holds no longer KID."""
+    path = write_erp_workbook(
+        tmp_path / "mars.xlsx",
+        [erp_row("240301"), erp_row("240302"), erp_row("240303")],
+        typed={f"{KID}2": 1234567897, f"{KID}3": 1234567897, f"{KID}4": 12345674},
+    )
+    whole = prepare(read_table(path, ERP.read), ERP)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(prepare_module, "PART_ROWS", 2)
+        parts = prepare(read_table(path, ERP.read), ERP)
+    for prepared in (whole, parts):
+        assert [i.payload["ocrReferenceNumber"] for i in prepared.invoices] == ["1234567897"] * 2
+        assert [str(p) for p in prepared.problems] == [
+            'row 4: KID "12345674" is a number of 8 digits, where the column\'s longest KID has '
+            "10, and Excel drops the leading zeros of a number; format the column as Text in "
+            "Excel and type the KIDs again, or add pad = 10 to invoice.ocrReferenceNumber in the "
+            "mapping if every KID has 10 digits"
+        ]
+
+
 def test_kids_typed_as_numbers_of_one_length_are_sent_as_they_are(tmp_path: Path) -> None:
     """Numbers that lost nothing (as long as the column's longest KID, or text cells) pass."""
     path = write_erp_workbook(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import string
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
@@ -61,6 +61,7 @@ __all__ = [
     "Values",
     "evaluate",
     "evaluate_fields",
+    "longest_kids",
 ]
 
 
@@ -108,6 +109,9 @@ class Source:
     # A workbook's number format of each column (``Layout.number_formats``): one of zeros alone
     # shows a number's leading zeros, which its value does not hold.
     number_formats: tuple[NumberFormat | None, ...] = field(default=(), compare=False)
+    # For a part of a long table: the longest valid KID of each KID column (by its ``columns``)
+    # over the whole table (``longest_kids``), so a part judges its short KIDs as one go would.
+    kid_longest: Mapping[tuple[str, ...], int] = field(default_factory=dict, compare=False)
 
     @property
     def n(self) -> int:
@@ -240,6 +244,27 @@ def evaluate_fields(fields: list[Field], src: Source) -> tuple[dict[int, Values]
             done[same] = evaluate(f, src, issues)
         values[id(f)] = done[same]
     return values, issues
+
+
+def longest_kids(fields: Iterable[Field], src: Source) -> dict[tuple[str, ...], int]:
+    """The longest valid KID of each KID column a field (or its default) reads, over all of
+    ``src``: a long table prepared in parts compares each part's KIDs typed as numbers with
+    the whole column's (``_dropped_zeros``), as one go would, not with its part's alone."""
+    found: dict[tuple[str, ...], int] = {}
+    todo = [f for f in fields if f.kind == "kid"]
+    while src.values is not None and todo:
+        f = todo.pop()
+        if f.default is not None:
+            todo.append(f.default)
+        if f.source != "column" or f.columns in found:
+            continue
+        issues: list[Issue] = []
+        out = evaluate(replace(f, default=None), src, issues)
+        ok = ~out.empty
+        ok[[issue.position for issue in issues]] = False
+        kids = [v for v in out.vals[ok].tolist() if isinstance(v, str)]
+        found[f.columns] = max(map(len, kids), default=0)
+    return found
 
 
 # Sources whose values come from other fields: payload.py sums the claims, derive.py reads a
@@ -468,7 +493,15 @@ def _convert(
             lengths = np.zeros(src.n, dtype=np.int64)
             lengths[todo] = np.fromiter(map(len, converted), np.int64, len(converted))[codes]
             numbers = excel_numbers(excel) & valid
-            _dropped_zeros(f, numbers=numbers, valid=valid, lengths=lengths, out=out, issues=issues)
+            _dropped_zeros(
+                f,
+                numbers=numbers,
+                valid=valid,
+                lengths=lengths,
+                longest=src.kid_longest.get(f.columns, 0),
+                out=out,
+                issues=issues,
+            )
 
 
 def _convert_amounts(
@@ -705,6 +738,7 @@ def _dropped_zeros(
     numbers: np.ndarray,
     valid: np.ndarray,
     lengths: np.ndarray,
+    longest: int,
     out: Values,
     issues: list[Issue],
 ) -> None:
@@ -712,10 +746,10 @@ def _dropped_zeros(
     longest valid KID of its column (``valid``, ``lengths``: each row's KID as converted).
     Excel drops a number's leading zeros, and zeros in front change neither check digit, so
     ``0012345674`` read as ``12345674`` passes both; only the column's other KIDs show that it
-    is short. A long file is judged per part of ``prepare.PART_ROWS`` rows."""
+    is short. A part of a long file gives the ``longest`` of the whole file (``longest_kids``)."""
     if not numbers.any():
         return
-    longest = int(lengths[valid].max())
+    longest = max(longest, int(lengths[valid].max()))
     for i in np.flatnonzero(numbers & (lengths < longest)).tolist():
         value, label = out.text[i], out.label[i]
         why = (

@@ -34,6 +34,7 @@ from filedrop.mapping.fields import (
     Source,
     Values,
     evaluate_fields,
+    longest_kids,
 )
 from filedrop.mapping.groups import Groups, Level, find_duplicates, group_rows, levels
 from filedrop.mapping.loader import Mapping
@@ -162,6 +163,7 @@ def _prepare_in_parts(table: Table, mapping: Mapping) -> Prepared:
     number = mapping.invoice.get_field("invoiceNumber")
     numbers = evaluate_fields([number], src)[0][id(number)] if number is not None else None
     fates, _ = _row_fates(table, mapping, src, numbers)
+    kids = longest_kids(_fields(mapping.invoice, mapping.debtors, mapping.claims), src)
     del src, numbers
     repeats_in: dict[int, list[Issue]] = defaultdict(list)
     for issue in fates.repeats:
@@ -175,7 +177,7 @@ def _prepare_in_parts(table: Table, mapping: Mapping) -> Prepared:
             fates.duplicate_of[start:stop],
             [i._replace(position=i.position - start) for i in repeats_in[start // PART_ROWS]],
         )
-        part = _prepare(table.part(start, stop), mapping, offset=start, fates=own)
+        part = _prepare(table.part(start, stop), mapping, offset=start, fates=own, kids=kids)
         whole.invoices.extend(part.invoices)
         whole.rejected.update({start + row: why for row, why in part.rejected.items()})
         whole.notes.update({start + row: note for row, note in part.notes.items()})
@@ -196,11 +198,16 @@ class _RowFates(NamedTuple):
 
 
 def _prepare(
-    table: Table, mapping: Mapping, *, offset: int = 0, fates: _RowFates | None = None
+    table: Table,
+    mapping: Mapping,
+    *,
+    offset: int = 0,
+    fates: _RowFates | None = None,
+    kids: dict[tuple[str, ...], int] | None = None,
 ) -> Prepared:
     """``prepare`` in one go; a part of a table gives its ``offset`` in it, and its rows' fates
-    as decided over the whole table."""
-    src = _source(table, mapping)
+    and longest KIDs (``longest_kids``) as found over the whole table."""
+    src = _source(table, mapping, kids)
     rows, issues = evaluate_fields(_fields(mapping.invoice, mapping.debtors, mapping.claims), src)
     derive_debtors(mapping, rows, src, issues)
     number = mapping.invoice.get_field("invoiceNumber")
@@ -247,7 +254,9 @@ def _prepare(
     )
 
 
-def _source(table: Table, mapping: Mapping) -> Source:
+def _source(
+    table: Table, mapping: Mapping, kids: dict[tuple[str, ...], int] | None = None
+) -> Source:
     return Source(
         cells=table.cells,
         values=table.values if table.info.kind == "excel" else None,
@@ -261,6 +270,7 @@ def _source(table: Table, mapping: Mapping) -> Source:
         formulas=table.formulas,
         row_numbers=table.row_numbers,
         number_formats=table.layout.number_formats,
+        kid_longest=kids or {},
     )
 
 
