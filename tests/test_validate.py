@@ -495,6 +495,32 @@ def test_a_date_in_the_phone_column_is_not_a_phone_number(
     assert [inv.invoice_number for inv in prepared.invoices] == ["240302"]
 
 
+def test_a_fodselsnummer_that_lost_its_leading_zero_says_how_to_put_it_back(
+    tmp_path: Path,
+) -> None:
+    """Without ``pad`` in the mapping, a fødselsnummer of 10 digits (Excel kept it as a number
+    and dropped the 0 of a birthday on the 1st to the 9th) says that pad = 11 puts it back; any
+    other wrong id keeps its plain sentence."""
+    text = (ROOT / "mappings" / "norwegian-erp.toml").read_text(encoding="utf-8")
+    unpadded = custom(
+        tmp_path, text.replace('column = "Fødselsnr", pad = 11,', 'column = "Fødselsnr",')
+    )
+    lost = fnr(5, 4, 1985)[1:]
+    prepared = run([row(Fødselsnr=lost)], unpadded)
+    assert messages(prepared) == [
+        f'row 2: Fødselsnr "{lost[:6]}****" is not a valid fødselsnummer or D-number (expected '
+        "11 digits with correct check digits); if a spreadsheet dropped its leading zero, add "
+        "pad = 11 to debtor.identificationNumber in the mapping"
+    ]
+    padded = run([row(Fødselsnr=lost)], ERP)  # the shipped mapping pads: the id goes
+    assert messages(padded) == [] and len(padded.invoices) == 1
+    wrong = PERSON[:-1] + str((int(PERSON[-1]) + 1) % 10)
+    assert messages(run([row(Fødselsnr=wrong)], unpadded)) == [
+        f'row 2: Fødselsnr "{PERSON[:6]}*****" is not a valid fødselsnummer or D-number '
+        "(expected 11 digits with correct check digits)"
+    ]
+
+
 def test_phone_numbers_as_norwegians_write_them_are_not_dates(tmp_path: Path) -> None:
     """Dots between pairs of digits, spaces, brackets and 00 are a landline's or a mobile's
     usual dress, not a date."""

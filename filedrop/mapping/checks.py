@@ -107,7 +107,7 @@ def check_debtors(mapping: Mapping, level: dict[int, Level], groups: Groups) -> 
             ]
         ident = item.get_field("identificationNumber")
         if ident is not None:
-            issues += _national_ids(level[id(ident)], types, present)
+            issues += _national_ids(level[id(ident)], types, present, key=ident.key)
     backed = [f for f in walk_fields(debtors.items[0]) if f.from_file]
     for g in np.flatnonzero(~any_debtor).tolist():
         # The columns as this invoice's row names them (a default's column where it stood in).
@@ -451,8 +451,9 @@ def _amounts(lv: Level, where: np.ndarray) -> list[Issue]:
     return issues
 
 
-def _national_ids(lv: Level, types: np.ndarray, present: np.ndarray) -> list[Issue]:
-    """A PRIVATE debtor needs a fødselsnummer or D-number, a COMPANY an organisation number."""
+def _national_ids(lv: Level, types: np.ndarray, present: np.ndarray, *, key: str) -> list[Issue]:
+    """A PRIVATE debtor needs a fødselsnummer or D-number, a COMPANY an organisation number.
+    ``key`` is the id field's place in the mapping, for the cure of a lost leading zero."""
     issues: list[Issue] = []
     v = lv.values
     # A cell that gave no id (an Excel error, said by its own rule) has none to check: as a
@@ -482,6 +483,12 @@ def _national_ids(lv: Level, types: np.ndarray, present: np.ndarray) -> list[Iss
                 "is not a valid fødselsnummer or D-number (expected 11 digits with correct"
                 " check digits)"
             )
+            if len(ids[g]) == 10 and ids[g].isascii() and ids[g].isdigit():
+                # Born on the 1st to the 9th: Excel, keeping the id as a number, dropped its 0.
+                why += (
+                    "; if a spreadsheet dropped its leading zero, add pad = 11 to "
+                    f"{key} in the mapping"
+                )
         issues.append(
             _issue(
                 lv.at[g], "national_id", v, g, f"{v.label[g]} {quoted(shown)} {why}", value=shown
