@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from decimal import Decimal
 from functools import cache, lru_cache
+from itertools import repeat
 from typing import cast
 
 import numpy as np
@@ -168,7 +169,7 @@ def strip(text: pd.Series) -> pd.Series:
     # the very same string when there is nothing to trim.
     raw = text.tolist()
     values = _visible(raw)
-    stripped = [v.strip(WHITESPACE) for v in values]
+    stripped = list(map(str.strip, values, repeat(WHITESPACE)))  # no bytecode per value
     if values is raw and all(map(operator.is_, stripped, raw)):
         return text
     return pd.Series(stripped, index=text.index, dtype=object)
@@ -738,7 +739,16 @@ def _judged(
     valid[candidates[all_digits]] = digits_ok(digits[all_digits])
     rest = np.ones(len(texts), dtype=bool)
     rest[candidates[all_digits]] = False
-    valid[rest] = [is_valid(texts[i]) for i in np.flatnonzero(rest).tolist()]
+    # Digits alone of another length are no such number (a fødselsnummer in a column that also
+    # holds organisation numbers): only values with other characters go to stdnum, which may
+    # take out the spaces in them.
+    others = np.flatnonzero(rest).tolist()
+    left = [texts[i] for i in others]
+    digits_only = np.fromiter(map(str.isdigit, left), bool, len(left)) & np.fromiter(
+        map(str.isascii, left), bool, len(left)
+    )
+    others = [i for i, plain in zip(others, digits_only.tolist(), strict=True) if not plain]
+    valid[others] = [is_valid(texts[i]) for i in others]
     return valid
 
 
