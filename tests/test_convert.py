@@ -625,12 +625,16 @@ def test_column_phone_check_agrees_with_libphonenumber(
 @example(numbers=["91234567", "41234567"], country="NO")  # all valid: the one-pass check
 @example(numbers=["91234567", "42345678"], country="NO")  # one outside every range
 @example(numbers=["91234567", "9123456"], country="NO")  # one a digit short
+@example(numbers=["912 34 567", "-"], country="NO")  # punctuation alone
+@example(numbers=["912 34 567", "9\x001234567"], country="NO")  # the column's separator
 @example(numbers=["9\u0661\u0662\u0663\u0664\u0665\u0666\u0667"], country="NO")  # Arabic-Indic
 @example(numbers=["9\uff11\uff12 \uff13\uff14 \uff15\uff16\uff17"], country="NO")  # fullwidth
 @given(
     numbers=st.lists(
         st.one_of(
             st.text(alphabet="0123456789", min_size=1, max_size=12),
+            # Written with spaces, dots, dashes, brackets; punctuation alone; a NUL.
+            st.text(alphabet="0123456789 -.()\u00a0+\x00", min_size=0, max_size=12),
             st.sampled_from(["4", "9", "2", "79", "+47 4", "0047"]).flatmap(
                 lambda head: st.text(alphabet="0123456789", min_size=6, max_size=8).map(
                     lambda tail: head + tail

@@ -611,8 +611,10 @@ def _phones_e164(parts: list[str], country: str | None) -> list[tuple[str, str] 
         found = extract.search(_PHONE_PUNCTUATION.sub("", part))
         return None if found is None else found[1]
 
-    # Plain loops over compiled patterns: the pandas string accessor costs three times as much.
-    nationals = [national(part) for part in parts]
+    nationals = _plain_nationals(parts)
+    if nationals is None:
+        # Plain loops over compiled patterns: the pandas string accessor costs three times as much.
+        nationals = [national(part) for part in parts]
     prefix = f"+{code}"
     usual = cast("list[str]", nationals) if None not in nationals else None
     if usual is not None and _every_line_matches(lines, usual):
@@ -623,6 +625,20 @@ def _phones_e164(parts: list[str], country: str | None) -> list[tuple[str, str] 
         else phone_e164(part, country)
         for part, number in zip(parts, nationals, strict=True)
     ]
+
+
+def _plain_nationals(parts: list[str]) -> list[str | None] | None:
+    """Each number without its spaces, dots, dashes and brackets, the whole column in one
+    substitution, when that leaves ASCII digits alone in every one ("912 34 567" as most
+    exports write them); None otherwise (a + country code, letters, a value of punctuation
+    alone), for the value-by-value reading."""
+    joined = _PHONE_PUNCTUATION.sub("", "\x00".join(parts))
+    if not (joined.isascii() and joined.replace("\x00", "").isdecimal()):
+        return None
+    cleaned = joined.split("\x00")
+    if len(cleaned) != len(parts) or not all(cleaned):
+        return None  # a value held the separator, or nothing but punctuation
+    return cast("list[str | None]", cleaned)
 
 
 @cache
