@@ -113,6 +113,25 @@ def test_currency_words_are_looked_for_at_the_two_ends_of_a_cell_only() -> None:
     assert marked == ["kr", "kr", "EUR", "GBP", "USD/kr", None, None]
 
 
+@settings(max_examples=300, deadline=None)
+@example(texts=["1 234,50", "12", "0,1"], norwegian=True)  # plain: the one-pass reading
+@example(texts=["1.234.567,891", "999"], norwegian=True)
+@example(texts=["1,234.5", "3"], norwegian=False)
+@given(
+    texts=st.lists(
+        st.text(alphabet="0123456789 .,\u00a0-+()kr\n", min_size=0, max_size=12), max_size=8
+    ),
+    norwegian=st.booleans(),
+)
+def test_a_column_of_amounts_reads_as_each_amount_alone(texts: list[str], norwegian: bool) -> None:
+    """A column whose amounts are all plain is read in one pass; it gives, amount by amount,
+    what the value-by-value reading gives (forced here by a last value that is no amount)."""
+    settings_ = NORWEGIAN if norwegian else ENGLISH
+    column = amounts(*texts, **settings_)
+    one_by_one = amounts(*texts, "not an amount", **settings_)[:-1]
+    assert np.array_equal(np.array(column), np.array(one_by_one), equal_nan=True)
+
+
 def test_amount_with_decimal_point_reads_the_other_way_round() -> None:
     """With decimal point and comma thousands, 1,234.50 is 1234.5 and 1.234,50 is refused."""
     got = amounts("1,234.50", "1234.5", "1.234,50", "1 234,50", decimal=".", thousands=",")
