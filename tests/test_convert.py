@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import sys
 import unicodedata
 from pathlib import Path
@@ -36,6 +37,7 @@ from filedrop.mapping.convert import (
     shared_conversions,
     split_values,
     strip,
+    typed_mask,
     visible,
     zero_pad,
 )
@@ -243,6 +245,26 @@ def test_zero_pad_restores_leading_zeros_of_digits_only() -> None:
     """155 becomes 0155; longer values, non-digits and empty cells are left alone."""
     padded = zero_pad(pd.Series(["155", "0155", "12345", "A12", ""], dtype=object), width=4)
     assert padded.tolist() == ["0155", "0155", "12345", "A12", ""]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.text(alphabet="0123456789 A\u0661\u00b2", max_size=6), max_size=12),
+    st.integers(1, 8),
+)
+def test_zero_pad_pads_exactly_the_values_of_ascii_digits(values: list[str], width: int) -> None:
+    """Only a value of ASCII digits (no other script's, no ², not empty) is padded, to the
+    width: the rule ``[0-9]+`` states, whatever its length."""
+    column = pd.Series(values, dtype=object)
+    expected = [v.zfill(width) if re.fullmatch(r"[0-9]+", v) else v for v in values]
+    assert zero_pad(column, width=width).tolist() == expected
+
+
+def test_typed_mask_marks_numbers_and_dates_not_text_or_truth_values() -> None:
+    """Numbers (numpy's too) and dates are typed, text, None and booleans are not."""
+    cells = [1, 2.5, np.float64(3), np.int64(4), dt.date(2024, 1, 2), dt.datetime(2024, 1, 2)]
+    cells += [pd.Timestamp("2024-01-02"), "5", None, True, np.bool_(False), ""]
+    assert typed_mask(pd.Series(cells, dtype=object)).tolist() == [True] * 7 + [False] * 5
 
 
 def test_one_cell_splits_into_several_values() -> None:

@@ -485,17 +485,22 @@ def zero_padded_width(number_format: object) -> int:
 def typed_mask(values: pd.Series) -> np.ndarray:
     """True where an Excel cell holds a number or a date rather than text."""
     kinds = (int, float, np.number, dt.date, pd.Timestamp)
-    return np.fromiter(
-        (isinstance(v, kinds) and not isinstance(v, bool) for v in values.tolist()),
-        dtype=bool,
-        count=len(values),
-    )
+    types = list(map(type, values.tolist()))
+    # Decided once per type a column holds (a few), then looked up per cell in C.
+    typed = {t: issubclass(t, kinds) and not issubclass(t, bool) for t in set(types)}
+    return np.fromiter(map(typed.__getitem__, types), dtype=bool, count=len(types))
 
 
 def zero_pad(text: pd.Series, *, width: int) -> pd.Series:
     """Restore leading zeros a spreadsheet dropped (``155`` -> ``0155``); only all-digit values."""
-    digits = text.str.fullmatch(r"[0-9]+")
-    return text.where(~digits, text.str.zfill(width))
+    values = text.tolist()
+    # Only a value shorter than the width can take a zero: found by length in one pass.
+    short = np.flatnonzero(np.fromiter(map(len, values), np.int64, len(values)) < width)
+    padded = list(values)
+    for i in short.tolist():
+        if values[i].isascii() and values[i].isdigit():
+            padded[i] = values[i].zfill(width)
+    return pd.Series(padded, index=text.index, dtype=object)
 
 
 def is_email(text: pd.Series) -> np.ndarray:
