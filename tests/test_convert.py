@@ -113,6 +113,11 @@ def test_currency_words_are_looked_for_at_the_two_ends_of_a_cell_only() -> None:
     assert np.isnan(got[5:]).all()
     marked = marked_currencies(np.array(cells, dtype=object)).tolist()
     assert marked == ["kr", "kr", "EUR", "GBP", "USD/kr", None, None]
+    # A column of plain amounts is passed over in one look; one marked among them is still found.
+    plain = ["100", "1 234,50", "", "7"]
+    assert marked_currencies(np.array(plain, dtype=object)).tolist() == [None] * 4
+    assert marked_currencies(np.array([*plain, "9 kr"], dtype=object)).tolist()[-1] == "kr"
+    assert marked_currencies(np.array([*plain, "1\nkr"], dtype=object)).tolist()[-1] == "kr"
 
 
 @settings(max_examples=300, deadline=None)

@@ -91,7 +91,7 @@ def check_debtors(mapping: Mapping, level: dict[int, Level], groups: Groups) -> 
         kind = item.get_field("type")
         types = repeated("", count)
         if kind is not None:
-            types[:] = [str(t).upper() for t in level[id(kind)].values.vals]
+            types[:] = list(map(str.upper, map(str, level[id(kind)].values.vals)))
         private = present & (types == "PRIVATE")
         for name in ("firstname", "lastname"):
             f = item.get_field(name)

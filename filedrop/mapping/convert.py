@@ -261,7 +261,7 @@ def per_unique(
     if shared is None or kind is None:
         return np.asarray(convert(pd.Series(uniques, dtype=object)))[codes]
     seen = shared.setdefault(kind, {})
-    known = np.fromiter((u in seen for u in uniques), dtype=bool, count=len(uniques))
+    known = np.fromiter(map(seen.__contains__, uniques), dtype=bool, count=len(uniques))
     fresh_values = uniques[~known]
     fresh = np.asarray(convert(pd.Series(fresh_values, dtype=object)))
     converted = np.empty(len(uniques), dtype=fresh.dtype)
@@ -345,12 +345,18 @@ def parse_amounts(text: pd.Series, *, decimal: str, thousands: str) -> np.ndarra
     return per_unique(text, convert, kind=("amount", decimal, thousands))
 
 
+#: A line that is empty or starts and ends with a digit: an amount naming no currency.
+_DIGIT_ENDED_LINES = re.compile(r"^(?:[0-9](?:.*[0-9])?)?$", re.MULTILINE)
+
+
 def marked_currencies(text: np.ndarray) -> np.ndarray:
     """The currency each amount's text names with a word or symbol glued to it ("USD 100",
     "€12", "1 234,50 kr": ``USD``, ``EUR``, ``kr``), None where it names none. The amount is sent
     as a number in the invoice's currency, so a different one here must not go unnoticed."""
     marked = np.full(len(text), None, dtype=object)
     values = text.tolist()
+    if set(map(type, values)) <= {str} and _every_line_matches(_DIGIT_ENDED_LINES, values):
+        return marked  # every amount starts and ends with a digit: one pass over the column
     # Most amounts start and end with a digit: only the others are looked at.
     for i in [i for i, v in enumerate(values) if v and not (v[0].isdigit() and v[-1].isdigit())]:
         if names := set(_currency_affixes(values[i])[1]):
