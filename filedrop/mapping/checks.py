@@ -53,8 +53,9 @@ def check_invoice(mapping: Mapping, level: dict[int, Level], count: int) -> list
             issues += _required(level[id(node)], everywhere, why)
     number = invoice.get_field("invoiceNumber")
     if number is not None:
-        issues += _shortened_numbers(level[id(number)])
-        issues += _broken_numbers(level[id(number)])
+        lv = level[id(number)]
+        texts = ["" if t is None else str(t) for t in lv.values.text.tolist()]
+        issues += _shortened_numbers(lv, texts) + _broken_numbers(lv, texts)
     amount = invoice.get_field("originalInvoiceAmount")
     if amount is not None and amount.source != "sum_of_claims":
         issues += _amounts(level[id(amount)], everywhere)
@@ -332,12 +333,12 @@ def there(obj: Obj, values_of: Callable[[Field], Values], count: int) -> np.ndar
     return out
 
 
-def _shortened_numbers(lv: Level) -> list[Issue]:
-    """Rule ``text``: invoice numbers in scientific notation (``SHORTENED``): another invoice
-    may shorten to the same text, and then be held back as already sent. The whole column is
-    searched at once; one without any costs a join and a search."""
+def _shortened_numbers(lv: Level, texts: list[str]) -> list[Issue]:
+    """Rule ``text``: invoice numbers (``texts``, as typed) in scientific notation
+    (``SHORTENED``): another invoice may shorten to the same text, and then be held back as
+    already sent. The whole column is searched at once; one without any costs a join and a
+    search."""
     v = lv.values
-    texts = ["" if t is None else str(t) for t in v.text.tolist()]
     if SHORTENED.search("\n".join(texts)) is None:
         return []
     return [
@@ -355,7 +356,7 @@ def _shortened_numbers(lv: Level) -> list[Issue]:
     ]
 
 
-def _broken_numbers(lv: Level) -> list[Issue]:
+def _broken_numbers(lv: Level, texts: list[str]) -> list[Issue]:
     """Rule ``text``: an invoice number with a line break or a tab inside it. One-line fields
     are made one line (tree.py ``Known.one_line``), but the number is what tells one invoice
     from another, in this file, in the journal and at Amili: "2403" and "01" on two lines, made
@@ -363,7 +364,6 @@ def _broken_numbers(lv: Level) -> list[Issue]:
     duplicate of it), so it is refused, not guessed at. The whole column is looked at once;
     one without any costs a join and five substring scans."""
     v = lv.values
-    texts = ["" if t is None else str(t) for t in v.text.tolist()]
     if line_break("".join(texts)) is None:
         return []
     issues = []

@@ -460,15 +460,12 @@ EXCEL_DIGITS = 15
 #: ("1,23457E+15"): the digits it lost cannot be told. Anchored per line, so a whole column
 #: joined by line breaks is searched at once.
 SHORTENED = re.compile(r"^[0-9]+(?:[.,][0-9]+)?[eE][+-]?[0-9]+$", re.MULTILINE)
-_NUMBER_TYPES = frozenset({float, int, np.float64, np.int64})
 
 
 def excel_numbers(values: pd.Series) -> np.ndarray:
     """True where a workbook cell holds a number (not text, a date or a truth value): its
-    leading zeros, and any digit past the 15th, were never kept. Types are looked up in C, not
-    by a Python call per cell."""
-    kinds = map(type, values.tolist())
-    return np.fromiter(map(_NUMBER_TYPES.__contains__, kinds), dtype=bool, count=len(values))
+    leading zeros, and any digit past the 15th, were never kept."""
+    return _cells_of(values, (int, float, np.number))
 
 
 def excel_shows(number: float) -> str:
@@ -490,11 +487,15 @@ def zero_padded_width(number_format: object) -> int:
 
 def typed_mask(values: pd.Series) -> np.ndarray:
     """True where an Excel cell holds a number or a date rather than text."""
-    kinds = (int, float, np.number, dt.date, pd.Timestamp)
+    return _cells_of(values, (int, float, np.number, dt.date, pd.Timestamp))
+
+
+def _cells_of(values: pd.Series, kinds: tuple[type, ...]) -> np.ndarray:
+    """True where a cell's value is one of ``kinds`` (a truth value never is): decided once per
+    type the column holds (a few), then looked up per cell in C, not a Python call per cell."""
     types = list(map(type, values.tolist()))
-    # Decided once per type a column holds (a few), then looked up per cell in C.
-    typed = {t: issubclass(t, kinds) and not issubclass(t, bool) for t in set(types)}
-    return np.fromiter(map(typed.__getitem__, types), dtype=bool, count=len(types))
+    chosen = {t: issubclass(t, kinds) and not issubclass(t, bool) for t in set(types)}
+    return np.fromiter(map(chosen.__getitem__, types), dtype=bool, count=len(types))
 
 
 def zero_pad(text: pd.Series, *, width: int) -> pd.Series:
@@ -750,37 +751,22 @@ def _judged(
     digits_ok: Callable[[np.ndarray], np.ndarray],
     is_valid: Callable[[str], bool],
 ) -> np.ndarray:
-    """Whether each value is valid, as python-stdnum's ``is_valid`` judges it: the values of
-    exactly ``length`` ASCII digits (nearly all of a column) by ``digits_ok`` a whole column at
-    a time, the rest (spaces, other lengths, other characters) one at a time by stdnum itself.
-
-    stdnum's call per value was the largest single cost of checking a file's debtors."""
+    """Whether each value is valid, as python-stdnum's ``is_valid`` judges it: values of ASCII
+    digits alone are judged a whole column at a time (by ``digits_ok`` when ``length`` long, else
+    no such number), and only those with other characters (spaces stdnum takes out) by stdnum,
+    one at a time. stdnum's call per value was the largest single cost of checking debtors."""
     texts = values.tolist()
-    sized = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)) == length
-    candidates = np.flatnonzero(sized)
-    chosen = [texts[i] for i in candidates.tolist()]
-    if not "".join(chosen).isascii():
-        ascii_only = np.fromiter(map(str.isascii, chosen), dtype=bool, count=len(chosen))
-        candidates = candidates[ascii_only]
-        chosen = [texts[i] for i in candidates.tolist()]
-    digits = (
-        np.frombuffer("".join(chosen).encode("ascii"), dtype=np.uint8).reshape(-1, length)
-        - ord("0")
-    ).astype(np.int64)  # a character below '0' wraps past 9 in uint8 and is caught below
-    all_digits = (digits <= 9).all(axis=1)
-    valid = np.zeros(len(texts), dtype=bool)
-    valid[candidates[all_digits]] = digits_ok(digits[all_digits])
-    rest = np.ones(len(texts), dtype=bool)
-    rest[candidates[all_digits]] = False
-    # Digits alone of another length are no such number (a fødselsnummer in a column that also
-    # holds organisation numbers): only values with other characters go to stdnum, which may
-    # take out the spaces in them.
-    others = np.flatnonzero(rest).tolist()
-    left = [texts[i] for i in others]
-    digits_only = np.fromiter(map(str.isdigit, left), bool, len(left)) & np.fromiter(
-        map(str.isascii, left), bool, len(left)
+    n = len(texts)
+    plain = np.fromiter(map(str.isdigit, texts), bool, n) & np.fromiter(
+        map(str.isascii, texts), bool, n
     )
-    others = [i for i, plain in zip(others, digits_only.tolist(), strict=True) if not plain]
+    sized = np.flatnonzero(plain & (np.fromiter(map(len, texts), np.int64, n) == length))
+    valid = np.zeros(n, dtype=bool)
+    if len(sized):
+        joined = "".join([texts[i] for i in sized.tolist()]).encode("ascii")
+        digits = np.frombuffer(joined, dtype=np.uint8).reshape(-1, length) - ord("0")
+        valid[sized] = digits_ok(digits.astype(np.int64))
+    others = np.flatnonzero(~plain).tolist()
     valid[others] = [is_valid(texts[i]) for i in others]
     return valid
 

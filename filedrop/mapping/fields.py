@@ -726,8 +726,7 @@ def _zeros_shown(text: pd.Series, numbers: np.ndarray, width: int, out: Values) 
     if width < 2 or not numbers.any():
         return text
     padded = text.to_numpy(dtype=object, copy=True)
-    at = np.flatnonzero(numbers)
-    padded[at] = [t.zfill(width) if t.isdigit() else t for t in padded[at].tolist()]
+    padded[numbers] = zero_pad(text[numbers], width=width).to_numpy(dtype=object)
     out.text = padded  # a new array: the old one may be the table's own column
     return pd.Series(padded, index=text.index, dtype=object)
 
