@@ -159,11 +159,14 @@ class Context:
 
     def __post_init__(self) -> None:
         # One thread per POST in flight: each batch's JSON is built by the file's thread while
-        # the posting threads wait for their answers (_send_batches), so a thread that is done
-        # takes a batch ready to claim and send. Twice as many threads, each building its own
-        # batch's JSON, were as fast against an API 90 ms away and cost 1-3 s more CPU for a
-        # 200,000-row file (the interpreter lock passed among eight threads).
-        self.poster = DaemonPool(workers=self.concurrent_batches, name="filedrop-post")
+        # the posting threads wait for their answers (_send_batches), and as many more batches
+        # wait built in the queue, so a thread that is done takes the next at once. Twice as
+        # many threads, each building its own batch's JSON, were as fast against an API 90 ms
+        # away and cost 1-3 s more CPU for a 200,000-row file (the interpreter lock passed
+        # among eight threads).
+        self.poster = DaemonPool(
+            workers=self.concurrent_batches, queued=self.concurrent_batches, name="filedrop-post"
+        )
         self.posting = threading.BoundedSemaphore(self.concurrent_batches)
         self.poller = Poller(self.client, schedule=self.schedule, timed=self.metrics.poll_took)
 

@@ -250,10 +250,41 @@ def test_an_idle_pool_thread_ends_and_the_pool_starts_another_when_needed() -> N
     assert second is not first
 
 
-def test_every_call_runs_once_while_threads_come_and_go() -> None:
+def test_queued_calls_wait_built_and_run_on_the_busy_threads_without_the_submitter() -> None:
+    """With ``queued``, submit returns while every thread is busy until that many calls wait;
+    the next one blocks. The waiting calls run as threads come free, on those threads, while
+    the submitter is still blocked: nobody has to wake up to hand them over."""
+    pool = DaemonPool(workers=2, queued=2, name="test-pool", idle_exit_s=60)
+    release = threading.Event()
+    running = threading.Barrier(3)
+
+    def busy() -> threading.Thread:
+        running.wait(timeout=10)
+        release.wait(timeout=10)
+        return threading.current_thread()
+
+    busy_futures = [pool.submit(busy) for _ in range(2)]
+    running.wait(timeout=10)  # both threads are in their calls
+    waiting = [pool.submit(threading.current_thread) for _ in range(2)]  # do not block
+    assert not any(future.done() for future in waiting)
+
+    fifth: list[Future[threading.Thread]] = []
+    submitter = threading.Thread(target=lambda: fifth.append(pool.submit(threading.current_thread)))
+    submitter.start()
+    submitter.join(timeout=0.2)
+    assert submitter.is_alive()  # two running and two waiting: the fifth waits for a slot
+    release.set()
+    threads = {future.result(timeout=10) for future in busy_futures + waiting}
+    submitter.join(timeout=10)
+    threads.add(fifth[0].result(timeout=10))
+    assert threads == {future.result() for future in busy_futures}  # never a third thread
+
+
+@pytest.mark.parametrize("queued", [0, 3])
+def test_every_call_runs_once_while_threads_come_and_go(queued: int) -> None:
     """Many submitters, threads ending as soon as they idle: no call is lost or run twice, and
     an exception reaches its own future."""
-    pool = DaemonPool(workers=3, name="test-pool", idle_exit_s=0.0001)
+    pool = DaemonPool(workers=3, queued=queued, name="test-pool", idle_exit_s=0.0001)
     ran: list[int] = []
     lock = threading.Lock()
 

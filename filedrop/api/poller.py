@@ -37,49 +37,53 @@ _Call = tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]
 
 
 class DaemonPool:
-    """At most ``workers`` calls at once, each on a daemon thread.
+    """At most ``workers`` calls at once, each on a daemon thread, and at most ``queued`` more
+    waiting for a thread.
 
     Unlike ``ThreadPoolExecutor`` (whose workers the interpreter joins at exit), a request hanging
     until its read timeout cannot hold a stopping daemon past its deadline; the journal already
-    records such a batch so that it is never resent blindly. ``submit`` blocks while all slots are
-    busy, which is the back-pressure we want.
+    records such a batch so that it is never resent blindly. ``submit`` blocks while every thread
+    is busy and the queue is full, which is the back-pressure we want.
 
-    A thread that finished its call waits for the next one instead of ending: starting a thread
-    per call cost more CPU than the request it made. One left without a call for ``idle_exit_s``
-    ends, so a pool nobody uses holds no threads.
+    A thread that finished its call takes the next queued one instead of ending: starting a
+    thread per call cost more CPU than the request it made. With calls queued it needs nobody
+    to wake for it, so a POST answered is followed by the next at once. One left without a call
+    for ``idle_exit_s`` ends, so a pool nobody uses holds no threads.
     """
 
-    def __init__(self, *, workers: int, name: str, idle_exit_s: float = 10.0) -> None:
-        self._slots = threading.BoundedSemaphore(workers)
+    def __init__(
+        self, *, workers: int, name: str, queued: int = 0, idle_exit_s: float = 10.0
+    ) -> None:
+        self._slots = threading.BoundedSemaphore(workers + queued)  # calls submitted, not ended
+        self._workers = workers
         self._name = name
         self._idle_exit_s = idle_exit_s
         self._ready = threading.Condition()
         self._calls: deque[_Call] = deque()
+        self._threads = 0  # alive, busy or waiting
         self._waiting = 0  # threads waiting in _next_call
 
     def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
         future: Future[T] = Future()
         self._slots.acquire()
-        call: _Call = (future, fn, args)
         with self._ready:
-            # Each waiting thread takes one queued call before it may end, so a call is queued
-            # only while there are more waiting threads than queued calls.
-            if self._waiting > len(self._calls):
-                self._calls.append(call)
+            self._calls.append((future, fn, args))
+            # Each waiting thread takes one queued call before it may end, so a new thread is
+            # started only while the waiting ones cannot take every queued call.
+            if self._waiting >= len(self._calls):
                 self._ready.notify()
-                return future
-        # Handed over in a list the thread empties: a Thread keeps its ``args`` until it ends, and
-        # this one may live on for many calls, holding the first one's batch all that time.
-        handover = [call]
-        threading.Thread(target=self._work, args=(handover,), name=self._name, daemon=True).start()
+            elif self._threads < self._workers:
+                self._threads += 1
+                threading.Thread(target=self._work, name=self._name, daemon=True).start()
         return future
 
-    def _work(self, handover: list[_Call]) -> None:
-        call: _Call | None = handover.pop()
-        while call is not None:
+    def _work(self) -> None:
+        # Calls come from the queue, never as the thread's ``args``: a Thread keeps those until
+        # it ends, and this one may live on for many calls, holding the first one's batch.
+        while (call := self._next_call()) is not None:
             self._run(*call)
             del call  # its arguments (a batch of invoices) are not held while waiting
-            call = self._next_call()
+            self._slots.release()
 
     @staticmethod
     def _run(future: Future[Any], fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
@@ -94,19 +98,14 @@ class DaemonPool:
             future.set_result(result)
 
     def _next_call(self) -> _Call | None:
-        """Free the slot of the call just made; return the next queued call, or None once none
-        came for ``idle_exit_s``.
-
-        The thread counts as waiting before its slot is freed, so the `submit` that takes the
-        slot hands its call to this thread rather than starting another: never more threads
-        than ``workers``, but for one that is ending.
-        """
+        """The next queued call, waiting for one; None once none came for ``idle_exit_s``, and
+        the thread no longer counts."""
         with self._ready:
             self._waiting += 1
-            self._slots.release()
             try:
                 while not self._calls:
                     if not self._ready.wait(timeout=self._idle_exit_s) and not self._calls:
+                        self._threads -= 1
                         return None
                 return self._calls.popleft()
             finally:
