@@ -25,8 +25,8 @@ from concurrent.futures import Future
 from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import islice
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -1129,14 +1129,7 @@ def _outcomes(prepared: Prepared, journal: Journal, *, target: str, file_id: int
     positions, sizes = invoice_rows(prepared.invoices)
     prepared.invoices.clear()
     release_freed_memory()  # the prepared columns: the outcome's strings take their place
-    batches = journal.batches(file_id=file_id)
-    batch_ids = {b.id: b.batch_id or "" for b in batches}
-    poll_failures = {
-        b.id: b.message
-        for b in batches
-        if b.state is BatchState.QUEUED and b.api_status is None and b.message
-    }
-    file_names: dict[int, str] = {}
+    decide, batch_ids = _outcome_decider(journal, file_id=file_id)
     columns = {name: np.full(rows, "", dtype=object) for name in OUTCOME_COLUMNS}
     # Each invoice's outcome goes straight to its row; an invoice of several rows (grouped
     # lines) first to its own entry, then spread over its rows a whole column at a time.
@@ -1152,18 +1145,10 @@ def _outcomes(prepared: Prepared, journal: Journal, *, target: str, file_id: int
     # first time one is needed (for a million numbers, it takes 40 MB).
     index: pd.Index | None = None
     recorded = np.zeros(len(numbers), dtype=bool)
-    decide = functools.partial(
-        _invoice_outcome,
-        journal=journal,
-        file_id=file_id,
-        batch_ids=batch_ids,
-        poll_failures=poll_failures,
-        file_names=file_names,
-    )
-    records = journal.each_invoice(target=target, numbers=numbers)
+    records = journal.invoice_rows(target=target, numbers=numbers)
     at = 0  # where the next chunk starts when the order holds
-    while chunk := list(islice(records, 1000)):
-        names = [record.invoice_number for record in chunk]
+    for chunk in records:
+        names = [row[0] for row in chunk]
         if at >= 0 and names == numbers[at : at + len(names)]:
             found = np.arange(at, at + len(names))
             at += len(names)
@@ -1172,10 +1157,8 @@ def _outcomes(prepared: Prepared, journal: Journal, *, target: str, file_id: int
             found = index.get_indexer(names)
             at = -1  # out of step for good
         recorded[found] = True
-        values = [
-            decide(numbers[k], record) for k, record in zip(found.tolist(), chunk, strict=True)
-        ]
-        for column, value in zip(decided, zip(*values, strict=True), strict=True):
+        values = _chunk_outcomes(chunk, decide, file_id=file_id, batch_ids=batch_ids)
+        for column, value in zip(decided, values, strict=True):
             column[slot[found]] = value
     del index, records
     # Numbers the journal has no record of: the run stopped before their batch was claimed.
@@ -1198,6 +1181,72 @@ def _outcomes(prepared: Prepared, journal: Journal, *, target: str, file_id: int
     if len(missing):  # a bug upstream; never let it pass as a silent blank
         raise AssertionError(f"rows without a status: {missing[:10].tolist()}")
     return pd.DataFrame(columns, copy=False)  # the arrays are the frame's: no second copy
+
+
+def _outcome_decider(
+    journal: Journal, *, file_id: int
+) -> tuple[Callable[[str, InvoiceRecord | None], tuple[str, ...]], dict[int, str]]:
+    """``_invoice_outcome`` bound to what the journal knows of the file's batches, and their
+    API ids by journal id: what a file's outcome is decided from, read once."""
+    batches = journal.batches(file_id=file_id)
+    batch_ids = {b.id: b.batch_id or "" for b in batches}
+    poll_failures = {
+        b.id: b.message
+        for b in batches
+        if b.state is BatchState.QUEUED and b.api_status is None and b.message
+    }
+    decide = functools.partial(
+        _invoice_outcome,
+        journal=journal,
+        file_id=file_id,
+        batch_ids=batch_ids,
+        poll_failures=poll_failures,
+        file_names={},
+    )
+    return decide, batch_ids
+
+
+#: The row status of an invoice of the file at hand, by its state in the journal, as text.
+_ROW_STATUS_TEXT = {state.value: ROW_STATUS_OF_INVOICE[state].value for state in InvoiceState}
+
+
+def _chunk_outcomes(
+    chunk: list[tuple[Any, ...]],
+    decide: Callable[[str, InvoiceRecord], tuple[str, ...]],
+    *,
+    file_id: int,
+    batch_ids: dict[int, str],
+) -> list[list[str]]:
+    """The outcome columns of a chunk of journal rows (``InvoiceRecord``'s fields, the status as
+    text), a column at a time, each the same as ``decide`` (``_invoice_outcome``) gives.
+
+    Most invoices are the file's own and settled: their columns are the journal's values as
+    text, with no record made. The rest, sent from another file or still PENDING (whose
+    messages say more), are decided one by one.
+    """
+    numbers, states, owners, batches, invoice_ids, case_ids, case_numbers, messages = (
+        list(column) for column in zip(*chunk, strict=True)
+    )
+    columns = [
+        [_ROW_STATUS_TEXT[state] for state in states],
+        [message or "" for message in messages],
+        [value or "" for value in invoice_ids],
+        [value or "" for value in case_ids],
+        [value or "" for value in case_numbers],
+        [batch_ids.get(batch or -1, "") for batch in batches],
+        numbers,
+    ]
+    pending = InvoiceState.PENDING.value
+    others = [
+        k
+        for k, (state, owner) in enumerate(zip(states, owners, strict=True))
+        if owner != file_id or state == pending
+    ]
+    for k in others:
+        record = InvoiceRecord(numbers[k], InvoiceState(states[k]), *chunk[k][2:])
+        for column, value in zip(columns, decide(numbers[k], record), strict=True):
+            column[k] = value
+    return columns
 
 
 def _invoice_outcome(

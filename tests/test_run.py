@@ -27,7 +27,13 @@ from filedrop.journal.store import FinishedBatch
 from filedrop.mapping import load_mapping
 from filedrop.mapping.prepare import prepare
 from filedrop.outcome import OUTCOME_COLUMNS, SANDBOX_COLUMN
-from filedrop.pipeline import Context, _outcomes, process_file
+from filedrop.pipeline import (
+    Context,
+    _chunk_outcomes,
+    _outcome_decider,
+    _outcomes,
+    process_file,
+)
 from filedrop.read import read_table
 from filedrop.runner import open_context, process_guarded, ready_files, run_inbox
 from filedrop.sandbox import Sandbox, SandboxOptions
@@ -957,3 +963,50 @@ def test_the_outcome_puts_each_invoice_record_on_its_own_row(
     assert outcomes["outcome_invoice_id"].tolist() == ids
     assert outcomes["outcome_case_number"].tolist()[1:] == [f"C-{n}" for n in numbers[1:]]
     assert outcomes["outcome_batch_id"].tolist()[-1] == "b-2400"
+
+
+def test_a_chunk_of_outcomes_is_each_invoices_own_outcome(
+    tmp_path: Path, journal_location: Path | PostgresLocation
+) -> None:
+    """The outcome is built a column at a time from the journal's rows; it must say for every
+    state what the one-invoice-at-a-time rule says: sent from another file, still pending with
+    and without a failed poll, refused, unknown, not sent, failed with its message, claimed."""
+    numbers = [f"{8000 + i}" for i in range(50)]
+    with Journal(journal_location) as journal:
+
+        def claim(file_id: int, few: list[str], at: int) -> int:
+            batch, claimed = journal.claim_batch(file_id=file_id, target="t", invoice_numbers=few)
+            assert claimed == few
+            journal.batch_submitted(batch, batch_id=f"b-{at}")
+            return batch
+
+        def finish(batch: int, few: list[str]) -> None:
+            succeeded = [(n, f"i-{n}", f"c-{n}", f"C-{n}") for n in few[::2]]
+            failed = [(n, f"amount {n} is not a number") for n in few[1::2]]
+            journal.batches_finished([FinishedBatch(batch, "SUCCESS", succeeded, failed)])
+
+        earlier = journal.claim_file(
+            path=tmp_path / "earlier.csv", sha256="01", target="t", owner="me", stale_s=60
+        )
+        now = journal.claim_file(
+            path=tmp_path / "now.csv", sha256="02", target="t", owner="me", stale_s=60
+        )
+        assert earlier is not None and now is not None
+        finish(claim(earlier.id, numbers[0:6], 0), numbers[0:6])
+        claim(earlier.id, numbers[6:10], 6)  # still PENDING, in the other file
+        finish(claim(now.id, numbers[10:20], 10), numbers[10:20])
+        journal.batch_still_queued(claim(now.id, numbers[20:25], 20), failure="timed out")
+        journal.batch_still_queued(claim(now.id, numbers[25:30], 25), failure=None)
+        journal.batch_unknown(claim(now.id, numbers[30:35], 30), message="the POST timed out")
+        journal.batch_not_sent(claim(now.id, numbers[35:40], 35), message="not sent: 503")
+        journal.batch_refused(claim(now.id, numbers[40:45], 40), message="refused: bad JSON")
+        journal.claim_batch(file_id=now.id, target="t", invoice_numbers=numbers[45:])
+        decide, batch_ids = _outcome_decider(journal, file_id=now.id)
+        rows = [row for chunk in journal.invoice_rows(target="t", numbers=numbers) for row in chunk]
+        records = list(journal.each_invoice(target="t", numbers=numbers))
+        by_column = _chunk_outcomes(rows, decide, file_id=now.id, batch_ids=batch_ids)
+        one_by_one = [decide(record.invoice_number, record) for record in records]
+    assert len(records) == 50
+    assert [list(row) for row in zip(*by_column, strict=True)] == [list(o) for o in one_by_one]
+    statuses = {status for status, *_ in one_by_one}
+    assert statuses >= {"DUPLICATE", "SUCCEEDED", "FAILED", "PENDING", "UNKNOWN", "NOT_SENT"}
