@@ -36,8 +36,10 @@ What it prints, for each file, and how each figure is taken:
   client is started by bench/launch.py, a small process, since a child forked by the bench itself
   would report the bench's own peak. The server's CPU is not in it (it is printed apart).
 - Stages in the run: from the run's own JSON log (millisecond times): start-up until the file is
-  claimed; read, map and validate until it knows what to send; sending and polling until the last
-  batch ended; the outcome until its log line; then the exit. Wall time, as the process lived it.
+  claimed; read, map and validate until it knows what to send (a file of more than 10,000 rows:
+  until its first batch was answered, as its later parts are prepared while the first batches go
+  out); sending and polling until the last batch ended; the outcome until its log line; then the
+  exit. Wall time, as the process lived it.
 - Stage costs, in this process: the library's own calls timed in CPU seconds (this process and
   its children): ``read_table`` (a workbook parsed in this process, not in the run's child),
   ``prepare`` (map and validate), ``payloads`` and ``encode_invoices`` for every batch as the
@@ -434,8 +436,12 @@ def read_run_log(usage: Usage) -> Run:
         if message.endswith(": claimed"):
             marks.setdefault("claimed", at)
         elif message.endswith(" to send") and (found := re.search(r"(\d+) invoices? in", message)):
-            marks["to send"] = at
+            # A long file's later parts are prepared while its first batches go out: its
+            # sending begins at its first batch, before this line.
+            marks.setdefault("to send", at)
             invoices = int(found[1])
+        elif ": submitted as " in message:
+            marks.setdefault("to send", at)
         elif " ended " in message:
             marks["ended"] = at
         elif "; outcome " in message:
@@ -446,8 +452,8 @@ def read_run_log(usage: Usage) -> Run:
     order = ["claimed", "to send", "ended", "outcome"]
     names = [
         "start-up (imports, journal, scan, hash)",
-        "read, map and validate",
-        "send and poll (JSON, HTTP, journal)",
+        "read, map and validate (a long file's first part)",
+        "send and poll (JSON, HTTP, journal, later parts)",
         "outcome (from the journal, then written)",
     ]
     phases: dict[str, float] = {}

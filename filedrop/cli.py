@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, NoReturn, TextIO
 from filedrop import __version__
 from filedrop.errors import ConfigError, FiledropError, ReadError
 from filedrop.logs import mask_ids, plural, printable, setup_logging
+from filedrop.memory import few_malloc_arenas
 from filedrop.settings import SPEC_BY_NAME, SPECS, Settings, load_settings
 from filedrop.states import ExitCode, RowStatus
 
@@ -386,6 +387,7 @@ def console() -> NoReturn:
     teardown, which freed a run's objects one at a time for nothing: 0.2-0.3 s of CPU after a
     50,000-row workbook. Tests and library callers use ``main``, which returns.
     """
+    few_malloc_arenas(os.environ)  # before any thread: see why there
     code = main()
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):

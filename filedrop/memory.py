@@ -7,7 +7,9 @@ container's memory limit like any other. ``malloc_trim`` hands the free pages ba
 workers do the same (Dask's, for one). Where there is no glibc (musl, macOS) nothing is done.
 
 The cyclic collector, for its part, would walk a file's millions of live objects again and again
-while it is mapped and sent: ``no_cyclic_gc`` and ``frozen_for_gc`` keep it off them.
+while it is mapped and sent: ``no_cyclic_gc`` and ``frozen_for_gc`` keep it off them. And the
+threads that wait on sockets get the interpreter's lock sooner while one computes beside them
+(``quick_switches``).
 """
 
 from __future__ import annotations
@@ -17,24 +19,60 @@ import ctypes
 import ctypes.util
 import functools
 import gc
+import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
-__all__ = ["frozen_for_gc", "no_cyclic_gc", "release_freed_memory"]
+__all__ = [
+    "few_malloc_arenas",
+    "frozen_for_gc",
+    "no_cyclic_gc",
+    "quick_switches",
+    "release_freed_memory",
+]
 
 
 @functools.cache
-def _malloc_trim() -> Callable[[int], int] | None:
-    name = ctypes.util.find_library("c")
-    if name is None:
+def _libc_function(name: str, *argtypes: type) -> Callable[..., int] | None:
+    """A function of glibc's, or None where there is none (musl, macOS)."""
+    library = ctypes.util.find_library("c")
+    if library is None:
         return None
     try:
-        trim = ctypes.CDLL(name).malloc_trim
+        function = getattr(ctypes.CDLL(library), name)
     except (OSError, AttributeError):
         return None
-    trim.argtypes = [ctypes.c_size_t]
-    trim.restype = ctypes.c_int
-    return trim
+    function.argtypes = list(argtypes)
+    function.restype = ctypes.c_int
+    return function
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    return _libc_function("malloc_trim", ctypes.c_size_t)
+
+
+#: glibc's mallopt parameter for the most arenas malloc keeps (malloc.h).
+_M_ARENA_MAX = -8
+#: One arena: the threads run Python code one at a time, under the interpreter's lock, so they
+#: seldom wait for each other's malloc.
+MALLOC_ARENAS = 1
+
+
+def few_malloc_arenas(environ: Mapping[str, str]) -> bool:
+    """Have glibc's malloc keep at most ``MALLOC_ARENAS`` arenas, unless ``MALLOC_ARENA_MAX``
+    says otherwise; False where it cannot.
+
+    By default a thread that allocates while another does gets an arena of its own, up to
+    eight per core, and what is freed in one arena serves only that arena's threads. A long
+    file's later parts are prepared on a thread of their own while its batches go out; freed,
+    their memory stayed in that thread's arena, and the outcome's columns took fresh memory
+    beside it: a 200,000-row CSV peaked at 298-304 MB, at 288 MB with two arenas and at 283 MB
+    with one. Call it before threads start.
+    """
+    if "MALLOC_ARENA_MAX" in environ:
+        return False
+    mallopt = _libc_function("mallopt", ctypes.c_int, ctypes.c_int)
+    return mallopt is not None and mallopt(_M_ARENA_MAX, MALLOC_ARENAS) == 1
 
 
 def release_freed_memory() -> bool:
@@ -54,21 +92,21 @@ class _SharedSwitch:
     def __init__(self, switch_on: Callable[[], Callable[[], object]]) -> None:
         self._switch_on = switch_on  # returns what switches it off again
         self._switch_off: Callable[[], object] = lambda: None
-        self._inside = 0
-        self._lock = threading.Lock()
+        self.inside = 0  # how many hold it
+        self.lock = threading.Lock()
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
-        with self._lock:
-            if self._inside == 0:
+        with self.lock:
+            if self.inside == 0:
                 self._switch_off = self._switch_on()
-            self._inside += 1
+            self.inside += 1
         try:
             yield
         finally:
-            with self._lock:
-                self._inside -= 1
-                if self._inside == 0:
+            with self.lock:
+                self.inside -= 1
+                if self.inside == 0:
                     self._switch_off()
 
 
@@ -83,8 +121,32 @@ def _freeze() -> Callable[[], object]:
     return gc.unfreeze
 
 
+def _switch_often() -> Callable[[], object]:
+    was = sys.getswitchinterval()
+    sys.setswitchinterval(QUICK_SWITCH_S)
+    return lambda: sys.setswitchinterval(was)
+
+
 _PAUSED = _SharedSwitch(_pause_collector)
 _FROZEN = _SharedSwitch(_freeze)
+_QUICK = _SharedSwitch(_switch_often)
+
+#: How long a thread that computes keeps the interpreter's lock from one that waits, while
+#: ``quick_switches`` is held (Python's default is 5 ms).
+QUICK_SWITCH_S = 0.0005
+
+
+def quick_switches() -> contextlib.AbstractContextManager[None]:
+    """Hand the interpreter's lock over every half millisecond, not every 5, while a thread
+    computes beside threads that wait on sockets and the journal.
+
+    A thread back from a socket waits for the lock until the one computing gives it up: a
+    posting thread does so a dozen times a batch, so while a long file's later part was
+    prepared beside them, batches went out at two thirds of their rate (the 200,000-row CSV's
+    POSTs took 2.6 s longer). Held only while such a part is prepared: switching that often
+    the whole run costs CPU for nothing.
+    """
+    return _QUICK.held()
 
 
 def no_cyclic_gc() -> contextlib.AbstractContextManager[None]:

@@ -20,7 +20,7 @@ import stat
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field
@@ -68,9 +68,9 @@ from filedrop.journal.store import REBUILT, FinishedBatch
 from filedrop.logs import fields, plural, printable
 from filedrop.mapping import Mapping, select_mapping
 from filedrop.mapping.payload import invoice_rows
-from filedrop.mapping.prepare import Prepared, PreparedInvoice, payloads, prepare
+from filedrop.mapping.prepare import Prepared, PreparedInvoice, payloads, prepare, prepare_parts
 from filedrop.mapping.tree import Obj
-from filedrop.memory import frozen_for_gc, no_cyclic_gc, release_freed_memory
+from filedrop.memory import frozen_for_gc, no_cyclic_gc, quick_switches, release_freed_memory
 from filedrop.metrics import (
     BATCH_NOT_SENT,
     BATCH_REFUSED,
@@ -421,7 +421,13 @@ def _process_claimed(
     try:
         mapping, table = select_mapping(ctx.mappings, path, read)
         release_freed_memory()  # the parser's buffers: else the file's peak lasts to its end
-        prepared = prepare(table, mapping)
+        prepared, later = prepare_parts(table, mapping)
+        if later is not None and ctx.journal.sent_numbers_of(file_id):
+            # Sent from before: every number it sent is checked against all of the file as
+            # the mapping reads it now (refuse_if_renumbered) before anything more is sent.
+            for part in later:
+                prepared.merge(part)
+            later = None
         release_freed_memory()  # prepare's intermediate columns
     except (ReadError, MappingError) as exc:
         # Named by its bare name, as every other line about a file in the inbox is (an error
@@ -433,9 +439,12 @@ def _process_claimed(
         return _file_error(path, ctx, file_id, str(exc), started, dest=dest)
     if problem := xlsx_fit_problem(table) or earlier_outcome_problem(table):
         return _file_error(path, ctx, file_id, f"{name}: {problem}", started, dest=dest)
-    refuse_if_renumbered(ctx.journal, record, prepared.invoices)
-    with frozen_for_gc():
-        return _send_and_report(prepared, ctx, file_id, started, dest=dest, sha256=hashed.sha256)
+    if later is None:
+        refuse_if_renumbered(ctx.journal, record, prepared.invoices)
+    with frozen_for_gc(), _PartsAhead(later, name=name) as ahead:
+        return _send_and_report(
+            prepared, ahead, ctx, file_id, started, dest=dest, sha256=hashed.sha256
+        )
 
 
 def _outcome_dest(path: Path) -> tuple[Path | None, str]:
@@ -528,13 +537,20 @@ def _summary(path: Path, ctx: Context, started: datetime) -> OutcomeSummary:
 
 
 def _send_and_report(
-    prepared: Prepared, ctx: Context, file_id: int, started: datetime, *, dest: Path, sha256: str
+    prepared: Prepared,
+    later: _PartsAhead,
+    ctx: Context,
+    file_id: int,
+    started: datetime,
+    *,
+    dest: Path,
+    sha256: str,
 ) -> FileReport:
     path = prepared.table.path
     name = printable(path.name)
     setbacks = _Setbacks()
-    pending = _send(prepared, ctx, file_id, setbacks=setbacks, name=name)
-    if ctx.stop.is_set() and (pending or _unsent(prepared, ctx)):
+    pending = _send(prepared, later, ctx, file_id, setbacks=setbacks, name=name)
+    if ctx.stop.is_set() and (pending or not later.done or _unsent(prepared, ctx)):
         # Leave the file resumable rather than write an outcome that the restart would redo.
         ctx.journal.finish_file(
             file_id, state=FileState.WAITING, counts={}, mapping=prepared.mapping.name, outcome=None
@@ -592,32 +608,135 @@ def _send_and_report(
     )
 
 
-def _send(prepared: Prepared, ctx: Context, file_id: int, *, setbacks: _Setbacks, name: str) -> int:
+def _send(
+    prepared: Prepared,
+    later: _PartsAhead,
+    ctx: Context,
+    file_id: int,
+    *,
+    setbacks: _Setbacks,
+    name: str,
+) -> int:
     """Send the invoices the journal does not block, and poll the batches a previous run left
-    behind too; returns how many batches are still QUEUED."""
+    behind too; returns how many batches are still QUEUED.
+
+    The first part's batches go out while the later parts are prepared; each part is merged
+    into ``prepared`` as it comes. A batch runs on across parts, so a file takes as many POSTs
+    as its invoices need, and the line saying how many go is logged once they are all planned.
+    Stopping (``ctx.stop``) takes no more parts: ``later.done`` tells whether all came.
+    """
     # Batches a previous run left behind: orphaned POSTs become UNKNOWN, QUEUED ones are polled
     # alongside the new ones.
     polls = resume_batches(ctx, file_id, name=name)
-    numbers = [invoice.invoice_number for invoice in prepared.invoices]
-    known = ctx.journal.invoices(target=ctx.target, numbers=numbers)
-    to_send = [
-        inv for inv in prepared.invoices if _may_send(known.get(inv.invoice_number), file_id)
-    ]
-    batches = plan_batches(to_send, size=ctx.batch_size)
-    if batches:
-        log.info(
-            "%s: %s to send",
-            name,
-            invoices_in_batches(len(to_send), len(batches)),
-            extra=fields(
-                "file_planned",
-                inbox=ctx.metrics.name,
-                file=prepared.table.path.name,
-                counts={"invoices": len(to_send), "batches": len(batches)},
-            ),
-        )
-    ctx.progress.file_started(rows=len(prepared.table), batches=len(batches) + len(polls))
-    return _send_batches(ctx, batches, polls, file_id=file_id, setbacks=setbacks, name=name)
+
+    def to_send(part: Prepared) -> list[PreparedInvoice]:
+        numbers = [invoice.invoice_number for invoice in part.invoices]
+        known = ctx.journal.invoices(target=ctx.target, numbers=numbers)
+        return [inv for inv in part.invoices if _may_send(known.get(inv.invoice_number), file_id)]
+
+    def planned(invoices: int, batches: int) -> None:
+        if batches:
+            log.info(
+                "%s: %s to send",
+                name,
+                invoices_in_batches(invoices, batches),
+                extra=fields(
+                    "file_planned",
+                    inbox=ctx.metrics.name,
+                    file=prepared.table.path.name,
+                    counts={"invoices": invoices, "batches": batches},
+                ),
+            )
+
+    def batches() -> Iterator[list[PreparedInvoice]]:
+        size = ctx.batch_size
+        waiting = to_send(prepared)
+        invoices, made = len(waiting), 0
+        ctx.progress.file_started(rows=len(prepared.table), batches=len(polls))
+        while True:
+            last = later.done  # at once for a file of one part: its plan is told before a POST
+            cut = len(waiting) if last else len(waiting) - len(waiting) % size
+            now = plan_batches(waiting[:cut], size=size)
+            del waiting[:cut]
+            ctx.progress.more_batches(len(now))
+            made += len(now)
+            if last:
+                planned(invoices, made)
+            yield from now
+            if last:
+                return
+            part = later.next_part(stop=ctx.stop)
+            if part is None and not later.done:
+                return  # stopping: the rest is for the next run
+            if part is not None:
+                prepared.merge(part)
+                more = to_send(part)
+                invoices += len(more)
+                waiting += more
+
+    return _send_batches(ctx, batches(), polls, file_id=file_id, setbacks=setbacks, name=name)
+
+
+class _PartsAhead:
+    """The later parts of a long file (``prepare_parts``), each prepared on a thread of its own
+    while the batches of those before go out: checking 200,000 rows takes seconds of CPU,
+    which the first POST would otherwise wait for. ``done`` once every part was handed over
+    (at once when there are none).
+
+    One part is prepared ahead, not all: a part takes far less to prepare than its batches
+    take to send, and a thread preparing flat out holds the interpreter's lock against the
+    threads that post and poll (the first seconds of a 200,000-row file went out at half the
+    rate), and holds more parts' columns at once.
+    """
+
+    def __init__(self, parts: Iterator[Prepared] | None, *, name: str) -> None:
+        self.done = parts is None
+        self._ready: queue.SimpleQueue[Prepared | BaseException | None] = queue.SimpleQueue()
+        self._wanted = threading.Semaphore(1)  # a part taken lets the next one be prepared
+        self._abandoned = False
+        if parts is not None:
+            threading.Thread(
+                target=self._prepare, args=(parts,), name=f"prepare {name}", daemon=True
+            ).start()
+
+    def _prepare(self, parts: Iterator[Prepared]) -> None:
+        try:
+            while True:
+                self._wanted.acquire()
+                if self._abandoned:
+                    return
+                with quick_switches():
+                    part = next(parts, None)
+                self._ready.put(part)
+                if part is None:
+                    return
+        except BaseException as exc:  # raised where the part is asked for, in the file's thread
+            self._ready.put(exc)
+
+    def next_part(self, *, stop: threading.Event) -> Prepared | None:
+        """The next part; None when there are no more (then ``done``) or ``stop`` is set. A
+        part that could not be prepared raises here what it raised."""
+        while not self.done and not stop.is_set():
+            try:
+                item = self._ready.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if isinstance(item, BaseException):
+                raise item
+            if item is None:
+                self.done = True
+            else:
+                self._wanted.release()
+            return item
+        return None
+
+    def __enter__(self) -> _PartsAhead:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # Given up (stopping, or sending failed): the thread ends after the part at hand.
+        self._abandoned = True
+        self._wanted.release()
 
 
 def refuse_if_renumbered(
@@ -739,7 +858,7 @@ def record_polls(ctx: Context, polls: list[Poll], *, file_id: int, name: str) ->
 
 def _send_batches(
     ctx: Context,
-    batches: list[list[PreparedInvoice]],
+    batches: Iterable[list[PreparedInvoice]],
     polls: list[Poll],
     *,
     file_id: int,

@@ -26,6 +26,13 @@ class Progress:
             self.batches_planned += batches
         self.draw()
 
+    def more_batches(self, batches: int) -> None:
+        """More batches of a file being sent: a long file's later parts are planned as they
+        are prepared."""
+        with self._lock:
+            self.batches_planned += batches
+        self.draw()
+
     def batch_sent(self) -> None:
         with self._lock:
             self.batches_sent += 1

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from filedrop.memory import release_freed_memory
+from filedrop.memory import few_malloc_arenas, release_freed_memory
 
 
 def _resident_mb() -> float:
@@ -29,3 +29,12 @@ def test_memory_freed_between_live_blocks_is_given_back() -> None:
     assert release_freed_memory() is True
     assert before - _resident_mb() > 100
     assert len(kept) == 2000
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's")
+def test_malloc_keeps_few_arenas_unless_the_environment_says_how_many() -> None:
+    """glibc takes the setting (a long file's parts are prepared on a thread of their own, whose
+    freed memory would otherwise stay in an arena of its own); MALLOC_ARENA_MAX set by the
+    operator, which glibc read at start, is left as it is."""
+    assert few_malloc_arenas({}) is True
+    assert few_malloc_arenas({"MALLOC_ARENA_MAX": "4"}) is False

@@ -17,7 +17,14 @@ import openpyxl
 import pandas as pd
 import pytest
 from builders import ERP_HEADER, EXAMPLES, erp_row, filedrop, run_env, write_erp_csv
-from conftest import MAPPINGS, FakeTime, drop_connections, journal_file, sandbox_settings
+from conftest import (
+    MAPPINGS,
+    FakeTime,
+    drop_connections,
+    journal_file,
+    sandbox_settings,
+    wait_until,
+)
 
 from filedrop import cli
 from filedrop import pipeline as pipeline_module
@@ -25,6 +32,7 @@ from filedrop.journal import Journal
 from filedrop.journal.engines import PostgresLocation
 from filedrop.journal.store import FinishedBatch
 from filedrop.mapping import load_mapping
+from filedrop.mapping import prepare as prepare_module
 from filedrop.mapping.prepare import prepare
 from filedrop.outcome import OUTCOME_COLUMNS, SANDBOX_COLUMN
 from filedrop.pipeline import (
@@ -878,6 +886,114 @@ def test_a_stop_while_earlier_batches_are_settled_ends_their_polls(
     running.join(timeout=30)
     assert not running.is_alive(), "the run waited out the poll instead of stopping"
     assert [b.state for b in ctx.journal.batches(file_id=1)] == ["queued"]
+
+
+# -- a long file: its first batches go while the rest is prepared --------------------------------
+
+
+@pytest.fixture
+def short_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file of more than 4 rows is prepared in parts, as one of 10,000 is: 4 rows, then 6."""
+    monkeypatch.setattr(prepare_module, "FIRST_PART_ROWS", 4)
+    monkeypatch.setattr(prepare_module, "PART_ROWS", 6)
+
+
+def later_parts_wait_for_a_post(
+    monkeypatch: pytest.MonkeyPatch, sandbox: Sandbox, then: Callable[[], None] = lambda: None
+) -> None:
+    """Prepare a file's later parts only once the sandbox has had a POST, and call ``then``
+    first (once): a run that prepared every part before it sent would fail here."""
+    prepare_one = prepare_module._prepare
+    called: list[bool] = []
+
+    def after_a_post(table: Any, mapping: Any, **given: Any) -> Any:
+        if given.get("offset") and not called:
+            called.append(True)
+            wait_until(lambda: sandbox.counters().posts, what="a POST before the later parts")
+            then()
+        return prepare_one(table, mapping, **given)
+
+    monkeypatch.setattr(prepare_module, "_prepare", after_a_post)
+
+
+def long_file(inbox: Path) -> Path:
+    """16 rows, in three parts: a number of the first part repeated in the second, and an
+    invalid amount in the third; 14 invoices to send."""
+    rows = [erp_row(f"{2000 + i}") for i in range(16)]
+    rows[6] = erp_row("2001")
+    rows[12] = erp_row("2012", amount="x")
+    return write_erp_csv(inbox / "long.csv", rows)
+
+
+def test_a_long_files_first_batches_go_out_while_its_later_parts_are_prepared(
+    inbox: Path,
+    sandbox: Sandbox,
+    short_parts: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The later parts are prepared only after a POST here; the run still ends every row as one
+    go would, and a batch runs on across parts: 14 invoices in 5 POSTs of 3 (not 6 POSTs, one
+    partial batch a part). The line telling the plan comes once every part is in."""
+    later_parts_wait_for_a_post(monkeypatch, sandbox)
+    long_file(inbox)
+    env = run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE="3")
+    _, _, err = filedrop("run", environ=env, expect=ExitCode.ATTENTION)  # the invalid row
+    statuses = list(outcome_csv(inbox / "long.outcome.csv")["outcome_status"])
+    assert (
+        statuses
+        == ["SUCCEEDED"] * 6 + ["DUPLICATE"] + ["SUCCEEDED"] * 5 + ["INVALID"] + ["SUCCEEDED"] * 3
+    )
+    counters = sandbox.counters()
+    assert (counters.posts, counters.invoices_received) == (5, 14)
+    assert counters.invoice_numbers_repeated == ()
+    assert "long.csv: 14 invoices in 5 batches to send" in err
+
+
+def test_a_stop_before_a_long_file_is_all_prepared_leaves_it_for_the_next_run(
+    inbox: Path,
+    sandbox: Sandbox,
+    short_parts: None,
+    monkeypatch: pytest.MonkeyPatch,
+    make_context: Callable[..., Context],
+) -> None:
+    """Stopped after its first POST, with parts still to prepare: the file is WAITING, though
+    every invoice of the part prepared was sent (no outcome of rows never looked at), and the
+    next run sends the rest, nothing twice."""
+    ctx = make_context(batch_size=4)
+    later_parts_wait_for_a_post(monkeypatch, sandbox, then=ctx.stop.set)
+    path = long_file(inbox)
+    assert process_file(path, ctx).state is FileState.WAITING
+    assert not (inbox / "long.outcome.csv").exists()
+    assert sandbox.counters().invoices_received == 4  # the first part, in one batch
+    assert process_file(path, make_context(batch_size=4)).state is FileState.DONE
+    assert sandbox.counters().invoices_received == 14
+    assert sandbox.counters().invoice_numbers_repeated == ()
+    assert list(outcome_csv(inbox / "long.outcome.csv")["outcome_status"]).count("SUCCEEDED") == 14
+
+
+def test_a_later_part_that_fails_stops_the_sending_and_the_next_run_ends_the_file(
+    inbox: Path,
+    sandbox: Sandbox,
+    short_parts: None,
+    monkeypatch: pytest.MonkeyPatch,
+    make_context: Callable[..., Context],
+) -> None:
+    """A later part that raises (a bug) once some batches went: the POSTs on their way end and
+    are recorded, the file is taken again, and the next run, which prepares the whole file
+    before it sends (it sent before), sends the rest and nothing twice."""
+
+    def fail() -> None:
+        raise RuntimeError("a bug in a later part")
+
+    later_parts_wait_for_a_post(monkeypatch, sandbox, then=fail)
+    path = long_file(inbox)
+    report = process_guarded(path, make_context(batch_size=3))
+    assert report.state is FileState.RETRY
+    assert "a bug in a later part" in (report.message or "")
+    assert 0 < sandbox.counters().invoices_received < 14
+    assert process_file(path, make_context(batch_size=3)).state is FileState.DONE
+    assert sandbox.counters().invoices_received == 14
+    assert sandbox.counters().invoice_numbers_repeated == ()
 
 
 # -- what the run prints -----------------------------------------------------------------------

@@ -7,6 +7,7 @@ import datetime as dt
 import gc
 import threading
 import unicodedata
+from bisect import bisect_right
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -810,9 +811,10 @@ def test_a_kid_number_shorter_than_its_column_s_kids_lost_its_leading_zeros(
 def test_a_short_kid_number_in_a_later_part_of_a_long_file_is_refused_as_in_one_go(
     tmp_path: Path,
 ) -> None:
-    """A long file is prepared in parts (``PART_ROWS``), but the column's longest KID is the
-    whole file's: 12345674 (0012345674 typed as a number) after 10-digit KIDs is refused in
-    whatever part it lands, and not sent short because its part holds no longer KID."""
+    """A long file is prepared in parts (``FIRST_PART_ROWS``, then ``PART_ROWS``), but the
+    column's longest KID is the whole file's: 12345674 (0012345674 typed as a number) after
+    10-digit KIDs is refused in whatever part it lands, and not sent short because its part
+    holds no longer KID."""
     path = write_erp_workbook(
         tmp_path / "mars.xlsx",
         [erp_row("240301"), erp_row("240302"), erp_row("240303")],
@@ -820,8 +822,10 @@ def test_a_short_kid_number_in_a_later_part_of_a_long_file_is_refused_as_in_one_
     )
     whole = prepare(read_table(path, ERP.read), ERP)
     with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(prepare_module, "FIRST_PART_ROWS", 2)
         patch.setattr(prepare_module, "PART_ROWS", 2)
         parts = prepare(read_table(path, ERP.read), ERP)
+    assert len({id(invoice.columns) for invoice in parts.invoices}) == 1  # row 4 is alone
     for prepared in (whole, parts):
         assert [i.payload["ocrReferenceNumber"] for i in prepared.invoices] == ["1234567897"] * 2
         assert [str(p) for p in prepared.problems] == [
@@ -1195,19 +1199,23 @@ def _everything(prepared: Prepared) -> tuple[Any, ...]:
         max_size=9,
     ),
     st.integers(1, 4),
+    st.integers(1, 4),
     st.booleans(),
 )
 def test_a_long_file_prepared_in_parts_gives_what_one_go_gives(
-    rows: list[dict[str, str]], part_rows: int, excel: bool
+    rows: list[dict[str, str]], first_rows: int, part_rows: int, excel: bool
 ) -> None:
-    """Parts of a few rows (as 50,000 are for a long file): the same invoices with the same JSON,
-    the same rejections, notes and problems, and a number repeated across parts still DUPLICATE."""
+    """Parts of a few rows (as 10,000 then 50,000 are for a long file): the same invoices with
+    the same JSON, the same rejections, notes and problems, and a number repeated across parts
+    still DUPLICATE."""
     whole = _everything(prepare(table(rows, excel=excel), ERP))
     with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(prepare_module, "FIRST_PART_ROWS", first_rows)
         patch.setattr(prepare_module, "PART_ROWS", part_rows)
         parts = prepare(table(rows, excel=excel), ERP)
     # Really in parts: each part's invoices are built from Columns of its own.
-    used = {inv.rows[0] // part_rows for inv in parts.invoices}
+    starts = [0, *range(first_rows, len(rows), part_rows)] if len(rows) > first_rows else [0]
+    used = {bisect_right(starts, inv.rows[0]) for inv in parts.invoices}
     assert len({id(inv.columns) for inv in parts.invoices}) == len(used)
     assert _everything(parts) == whole
     assert_every_row_once(parts)

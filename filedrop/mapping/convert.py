@@ -238,10 +238,14 @@ _SHARED_MAX = 200_000
 
 
 @contextmanager
-def shared_conversions() -> Iterator[None]:
+def shared_conversions(
+    conversions: dict[Hashable, dict[object, object]] | None = None,
+) -> Iterator[None]:
     """Within it, ``per_unique`` converts a value once for all calls of the same kind: a long
-    file prepared in parts converts the national ids and amounts its parts share only once."""
-    token = _SHARED.set({})
+    file prepared in parts converts the national ids and amounts its parts share only once.
+    Parts prepared one at a time, each inside its own ``with``, share ``conversions``: a with
+    never spans a part, so the parts may be prepared on another thread than the first."""
+    token = _SHARED.set({} if conversions is None else conversions)
     try:
         yield
     finally:
