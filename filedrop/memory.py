@@ -54,13 +54,14 @@ def _malloc_trim() -> Callable[[int], int] | None:
 #: glibc's mallopt parameter for the most arenas malloc keeps (malloc.h).
 _M_ARENA_MAX = -8
 #: One arena: the threads run Python code one at a time, under the interpreter's lock, so they
-#: seldom wait for each other's malloc.
+#: seldom wait for each other's malloc; what runs outside it (SQLite, TLS, zlib, numpy) mostly
+#: works in buffers it already has.
 MALLOC_ARENAS = 1
 
 
 def few_malloc_arenas(environ: Mapping[str, str]) -> bool:
-    """Have glibc's malloc keep at most ``MALLOC_ARENAS`` arenas, unless ``MALLOC_ARENA_MAX``
-    says otherwise; False where it cannot.
+    """Have glibc's malloc keep at most ``MALLOC_ARENAS`` arenas, unless ``MALLOC_ARENA_MAX`` or
+    ``GLIBC_TUNABLES`` says how many; False then, and where it cannot (no glibc).
 
     By default a thread that allocates while another does gets an arena of its own, up to
     eight per core, and what is freed in one arena serves only that arena's threads. A long
@@ -69,7 +70,7 @@ def few_malloc_arenas(environ: Mapping[str, str]) -> bool:
     beside it: a 200,000-row CSV peaked at 298-304 MB, at 288 MB with two arenas and at 283 MB
     with one. Call it before threads start.
     """
-    if "MALLOC_ARENA_MAX" in environ:
+    if "MALLOC_ARENA_MAX" in environ or "arena_max" in environ.get("GLIBC_TUNABLES", ""):
         return False
     mallopt = _libc_function("mallopt", ctypes.c_int, ctypes.c_int)
     return mallopt is not None and mallopt(_M_ARENA_MAX, MALLOC_ARENAS) == 1
@@ -92,21 +93,21 @@ class _SharedSwitch:
     def __init__(self, switch_on: Callable[[], Callable[[], object]]) -> None:
         self._switch_on = switch_on  # returns what switches it off again
         self._switch_off: Callable[[], object] = lambda: None
-        self.inside = 0  # how many hold it
-        self.lock = threading.Lock()
+        self._inside = 0
+        self._lock = threading.Lock()
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
-        with self.lock:
-            if self.inside == 0:
+        with self._lock:
+            if self._inside == 0:
                 self._switch_off = self._switch_on()
-            self.inside += 1
+            self._inside += 1
         try:
             yield
         finally:
-            with self.lock:
-                self.inside -= 1
-                if self.inside == 0:
+            with self._lock:
+                self._inside -= 1
+                if self._inside == 0:
                     self._switch_off()
 
 

@@ -949,6 +949,31 @@ def test_a_long_files_first_batches_go_out_while_its_later_parts_are_prepared(
     assert "long.csv: 14 invoices in 5 batches to send" in err
 
 
+@pytest.mark.parametrize("batch_size", [1, 2, 5, 100])
+@pytest.mark.parametrize("first_part_sendable", [True, False])
+def test_a_long_files_batches_run_on_across_its_parts(
+    inbox: Path,
+    sandbox: Sandbox,
+    short_parts: None,
+    batch_size: int,
+    first_part_sendable: bool,
+) -> None:
+    """Whatever the batch size, and with a first part of nothing to send: each invoice goes
+    once, in ceil(invoices / size) POSTs, and each row has one status."""
+    rows = [erp_row(f"{3000 + i}") for i in range(17)]
+    if not first_part_sendable:
+        rows[:4] = [erp_row(f"{3000 + i}", amount="x") for i in range(4)]
+    write_erp_csv(inbox / "long.csv", rows)
+    env = run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE=str(batch_size))
+    filedrop("run", environ=env, expect=None)
+    statuses = list(outcome_csv(inbox / "long.outcome.csv")["outcome_status"])
+    sendable = 17 if first_part_sendable else 13
+    assert statuses == ["INVALID"] * (17 - sendable) + ["SUCCEEDED"] * sendable
+    counters = sandbox.counters()
+    assert (counters.posts, counters.invoices_received) == (-(-sendable // batch_size), sendable)
+    assert counters.invoice_numbers_repeated == ()
+
+
 def test_a_stop_before_a_long_file_is_all_prepared_leaves_it_for_the_next_run(
     inbox: Path,
     sandbox: Sandbox,

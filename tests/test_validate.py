@@ -1205,7 +1205,7 @@ def _everything(prepared: Prepared) -> tuple[Any, ...]:
 def test_a_long_file_prepared_in_parts_gives_what_one_go_gives(
     rows: list[dict[str, str]], first_rows: int, part_rows: int, excel: bool
 ) -> None:
-    """Parts of a few rows (as 10,000 then 50,000 are for a long file): the same invoices with
+    """Parts of a few rows (as 10,000 then 20,000 are for a long file): the same invoices with
     the same JSON, the same rejections, notes and problems, and a number repeated across parts
     still DUPLICATE."""
     whole = _everything(prepare(table(rows, excel=excel), ERP))

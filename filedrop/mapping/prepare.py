@@ -54,7 +54,15 @@ from filedrop.read import Table
 from filedrop.read.table import UNSAVED_CURE, UNSAVED_FORMULA, column_letter
 from filedrop.states import RowStatus
 
-__all__ = ["Prepared", "PreparedInvoice", "Problem", "Rejection", "payloads", "prepare"]
+__all__ = [
+    "Prepared",
+    "PreparedInvoice",
+    "Problem",
+    "Rejection",
+    "payloads",
+    "prepare",
+    "prepare_parts",
+]
 
 # Not configurable: sending a repeated invoice number, an empty row, a row without the value
 # of a formula it holds, or an identifier whose digits Excel lost, is never right, and an
