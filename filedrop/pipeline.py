@@ -1280,13 +1280,16 @@ def _outcomes(prepared: Prepared, journal: Journal, *, target: str, file_id: int
         names = [row[0] for row in chunk]
         if at >= 0 and names == numbers[at : at + len(names)]:
             found = np.arange(at, at + len(names))
+            own = numbers[at : at + len(names)]
             at += len(names)
         else:
             index = pd.Index(numbers, dtype=object) if index is None else index
             found = index.get_indexer(names)
+            own = [numbers[k] for k in found.tolist()]
             at = -1  # out of step for good
+        del names
         recorded[found] = True
-        values = _chunk_outcomes(chunk, decide, file_id=file_id, batch_ids=batch_ids)
+        values = _chunk_outcomes(chunk, own, decide, file_id=file_id, batch_ids=batch_ids)
         for column, value in zip(decided, values, strict=True):
             column[slot[found]] = value
     del index, records
@@ -1341,6 +1344,7 @@ _ROW_STATUS_TEXT = {state.value: ROW_STATUS_OF_INVOICE[state].value for state in
 
 def _chunk_outcomes(
     chunk: list[tuple[Any, ...]],
+    own: list[str],
     decide: Callable[[str, InvoiceRecord], tuple[str, ...]],
     *,
     file_id: int,
@@ -1349,13 +1353,17 @@ def _chunk_outcomes(
     """The outcome columns of a chunk of journal rows (``InvoiceRecord``'s fields, the status as
     text), a column at a time, each the same as ``decide`` (``_invoice_outcome``) gives.
 
+    ``own`` are the file's own texts of the chunk's numbers, which the number column takes:
+    the journal's equal copies would be a million more strings (66 MB) held to the end.
+
     Most invoices are the file's own and settled: their columns are the journal's values as
     text, with no record made. The rest, sent from another file or still PENDING (whose
     messages say more), are decided one by one.
     """
-    numbers, states, owners, batches, invoice_ids, case_ids, case_numbers, messages = (
+    _, states, owners, batches, invoice_ids, case_ids, case_numbers, messages = (
         list(column) for column in zip(*chunk, strict=True)
     )
+    numbers = list(own)  # the other rows below are written into it
     columns = [
         [_ROW_STATUS_TEXT[state] for state in states],
         [message or "" for message in messages],

@@ -1145,7 +1145,8 @@ def test_a_chunk_of_outcomes_is_each_invoices_own_outcome(
         decide, batch_ids = _outcome_decider(journal, file_id=now.id)
         rows = [row for chunk in journal.invoice_rows(target="t", numbers=numbers) for row in chunk]
         records = list(journal.each_invoice(target="t", numbers=numbers))
-        by_column = _chunk_outcomes(rows, decide, file_id=now.id, batch_ids=batch_ids)
+        own = [number for number, *_ in rows]
+        by_column = _chunk_outcomes(rows, own, decide, file_id=now.id, batch_ids=batch_ids)
         one_by_one = [decide(record.invoice_number, record) for record in records]
     assert len(records) == 50
     assert [list(row) for row in zip(*by_column, strict=True)] == [list(o) for o in one_by_one]
