@@ -26,7 +26,7 @@ from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -549,15 +549,30 @@ def _send_and_report(
     path = prepared.table.path
     name = printable(path.name)
     setbacks = _Setbacks()
-    pending = _send(prepared, later, ctx, file_id, setbacks=setbacks, name=name)
-    if ctx.stop.is_set() and (pending or not later.done or _unsent(prepared, ctx)):
+    draft = _OutcomeDraft(prepared, target=ctx.target, file_id=file_id)
+
+    def while_polls_wait() -> None:
+        if not ctx.stop.is_set():  # else no outcome is written (below)
+            draft.read(ctx.journal)
+
+    pending = _send(
+        prepared,
+        later,
+        ctx,
+        file_id,
+        setbacks=setbacks,
+        name=name,
+        while_polls_wait=while_polls_wait,
+    )
+    if ctx.stop.is_set() and (pending or not later.done or _unsent(draft.numbers, ctx)):
         # Leave the file resumable rather than write an outcome that the restart would redo.
         ctx.journal.finish_file(
             file_id, state=FileState.WAITING, counts={}, mapping=prepared.mapping.name, outcome=None
         )
         return FileReport(path, FileState.WAITING, {})
-    outcomes = _outcomes(prepared, ctx.journal, target=ctx.target, file_id=file_id)
-    release_freed_memory()  # the invoices and their columns, let go by _outcomes
+    draft.read(ctx.journal)  # what the last polls changed, or all of it
+    outcomes = draft.frame()
+    release_freed_memory()  # the invoices and their columns, let go by the draft
     counts = dict(Counter(outcomes["outcome_status"]))
     state = file_state_of(counts, pending=pending)
     summary = OutcomeSummary(
@@ -616,9 +631,11 @@ def _send(
     *,
     setbacks: _Setbacks,
     name: str,
+    while_polls_wait: Callable[[], None] | None = None,
 ) -> int:
     """Send the invoices the journal does not block, and poll the batches a previous run left
-    behind too; returns how many batches are still QUEUED.
+    behind too; returns how many batches are still QUEUED. ``while_polls_wait`` is called
+    once, if ever, when every POST is answered and polls are still awaited.
 
     The first part's batches go out while the later parts are prepared; each part is merged
     into ``prepared`` as it comes. A batch runs on across parts, so a file takes as many POSTs
@@ -674,7 +691,15 @@ def _send(
                 invoices += len(more)
                 waiting += more
 
-    return _send_batches(ctx, batches(), polls, file_id=file_id, setbacks=setbacks, name=name)
+    return _send_batches(
+        ctx,
+        batches(),
+        polls,
+        file_id=file_id,
+        setbacks=setbacks,
+        name=name,
+        while_polls_wait=while_polls_wait,
+    )
 
 
 #: How long a file given up waits for the part being prepared on its thread (20,000 rows take
@@ -874,9 +899,13 @@ def _send_batches(
     file_id: int,
     setbacks: _Setbacks,
     name: str,
+    while_polls_wait: Callable[[], None] | None = None,
 ) -> int:
     """POST ``batches`` (at most ``concurrent_batches`` at once) and record every batch, these
     and the resumed ``polls``, as soon as its poll ends; returns how many are still QUEUED.
+    ``while_polls_wait`` is called once every POST is answered, if polls are still awaited: the
+    second or more until the last one ends is free for other work. The batches that end
+    meanwhile are recorded after it.
 
     Recording while the rest are still being sent keeps only the batches in flight in memory
     (each ended batch's parsed result is 100 entries; a 200,000-row file's would be tens of
@@ -939,16 +968,16 @@ def _send_batches(
             expected += 1
             post.add_done_callback(answered)
         while expected:
+            if while_polls_wait is not None and not unanswered:
+                while_polls_wait()
+                while_polls_wait = None
             take_handed(wait=True)
     except BaseException:
         # A journal write here failed (or a POST's did): the file is given up for now, but not
         # before the POSTs on their way have ended and recorded what they could. One still
         # recording its answer when the file is taken again would write over what the next
-        # attempt decided. Those not yet begun are not begun.
-        waiting = list(unanswered)
-        for post in waiting:
-            post.cancel()
-        wait_for(waiting)
+        # attempt decided. Those not yet begun are not begun (cancelled).
+        wait_for([post for post in list(unanswered) if not post.cancel()])
         raise
     return pending
 
@@ -1030,9 +1059,9 @@ def _may_send(record: InvoiceRecord | None, file_id: int) -> bool:
     return not (record.status is InvoiceState.FAILED and record.file_id == file_id)
 
 
-def _unsent(prepared: Prepared, ctx: Context) -> bool:
-    """Whether some invoice of the file was never written down (the run stopped before it)."""
-    numbers = [invoice.invoice_number for invoice in prepared.invoices]
+def _unsent(numbers: list[str], ctx: Context) -> bool:
+    """Whether some of the file's invoice ``numbers`` were never written down (the run stopped
+    before them)."""
     return len(ctx.journal.invoices(target=ctx.target, numbers=numbers)) < len(set(numbers))
 
 
@@ -1245,74 +1274,154 @@ def _record_failed_post(batch: int, exc: FiledropError, ctx: Context, setbacks: 
 
 
 def _outcomes(prepared: Prepared, journal: Journal, *, target: str, file_id: int) -> pd.DataFrame:
-    """One status per row, from the local checks and what the journal now knows.
+    """One status per row, from the local checks and what the journal now knows."""
+    draft = _OutcomeDraft(prepared, target=target, file_id=file_id)
+    draft.read(journal)
+    return draft.frame()
 
-    Worked out once per invoice as the journal's records stream in, a chunk at a time, and put
-    in the invoice's rows (spread a whole column at a time). The invoices are let go first
-    (``prepared.invoices`` is emptied): their prepared columns are, after the table, the most
-    memory a file holds, and the outcome is built from the journal, which now knows everything
-    they could tell.
-    """
-    rows = len(prepared.table)
-    numbers = [invoice.invoice_number for invoice in prepared.invoices]
-    positions, sizes = invoice_rows(prepared.invoices)
-    prepared.invoices.clear()
-    release_freed_memory()  # the prepared columns: the outcome's strings take their place
-    decide, batch_ids = _outcome_decider(journal, file_id=file_id)
-    columns = {name: np.full(rows, "", dtype=object) for name in OUTCOME_COLUMNS}
-    # Each invoice's outcome goes straight to its row; an invoice of several rows (grouped
-    # lines) first to its own entry, then spread over its rows a whole column at a time.
-    grouped = not (sizes == 1).all()
-    decided = (
-        [np.full(len(numbers), "", dtype=object) for _ in OUTCOME_COLUMNS]
-        if grouped
-        else list(columns.values())
+
+#: Invoice states of the file's own invoices that nothing in its run changes any more.
+_SETTLED = frozenset(
+    state.value
+    for state in (
+        InvoiceState.SUCCEEDED,
+        InvoiceState.FAILED,
+        InvoiceState.UNKNOWN,
+        InvoiceState.NOT_SENT,
     )
-    slot = np.arange(len(numbers)) if grouped else positions
-    # The records stream from the journal a chunk at a time, mostly in the order asked (SQLite
-    # keeps it); a chunk that is not is matched through a hash index of the numbers, made the
-    # first time one is needed (for a million numbers, it takes 40 MB).
-    index: pd.Index | None = None
-    recorded = np.zeros(len(numbers), dtype=bool)
-    records = journal.invoice_rows(target=target, numbers=numbers)
-    at = 0  # where the next chunk starts when the order holds
-    for chunk in records:
-        names = [row[0] for row in chunk]
-        if at >= 0 and names == numbers[at : at + len(names)]:
-            found = np.arange(at, at + len(names))
-            own = numbers[at : at + len(names)]
-            at += len(names)
+)
+
+
+class _Decided(NamedTuple):
+    """What a draft knows once read: the outcome columns and which invoices the journal could
+    still change."""
+
+    numbers: list[str]  # the file's invoice numbers, in order
+    positions: np.ndarray  # the table rows of the invoices, one after the other
+    sizes: np.ndarray  # how many rows each invoice has
+    columns: list[np.ndarray]  # OUTCOME_COLUMNS: a row each, or an invoice each when grouped
+    slot: np.ndarray  # where each invoice's outcome goes in ``columns``
+    unsettled: np.ndarray  # indices into numbers
+
+
+class _OutcomeDraft:
+    """A file's outcome, worked out from the journal once per invoice, and again only for the
+    invoices whose record could have changed since.
+
+    A run reads it while its last polls are awaited: the second or so after its last POST is
+    answered, in which nothing else happens, and every batch that ended by then is settled.
+    Once the polls end, the second read takes only what was unsettled: the batches still in
+    flight, numbers another file holds (whose run or an operator may yet change them), and
+    numbers not written down. A second of work for 200,000 rows so comes before the last poll,
+    not after it.
+
+    The first read lets the invoices go (``prepared.invoices`` is emptied): their prepared
+    columns are, after the table, the most memory a file holds, and the outcome is built from
+    the journal, which knows everything they could tell.
+    """
+
+    def __init__(self, prepared: Prepared, *, target: str, file_id: int) -> None:
+        self._prepared, self._target, self._file_id = prepared, target, file_id
+        self._decided: _Decided | None = None
+
+    @property
+    def numbers(self) -> list[str]:
+        """The file's invoice numbers, in their order."""
+        if self._decided is None:
+            return [invoice.invoice_number for invoice in self._prepared.invoices]
+        return self._decided.numbers
+
+    def read(self, journal: Journal) -> None:
+        """Decide from the journal as it is now every invoice's outcome the first time, then
+        only those of the invoices that were unsettled."""
+        if self._decided is None:
+            invoices = self._prepared.invoices
+            numbers = [invoice.invoice_number for invoice in invoices]
+            positions, sizes = invoice_rows(invoices)
+            invoices.clear()
+            release_freed_memory()  # the prepared columns: the outcome's strings take their place
+            # Each invoice's outcome goes straight to its row; an invoice of several rows
+            # (grouped lines) first to its own entry, spread over its rows at the end.
+            grouped = not (sizes == 1).all()
+            size = len(numbers) if grouped else len(self._prepared.table)
+            self._decided = _Decided(
+                numbers,
+                positions,
+                sizes,
+                [np.full(size, "", dtype=object) for _ in OUTCOME_COLUMNS],
+                np.arange(len(numbers)) if grouped else positions,
+                np.arange(len(numbers)),
+            )
+        self._decided = self._decide(journal, self._decided)
+
+    def _decide(self, journal: Journal, decided: _Decided) -> _Decided:
+        file_id, which = self._file_id, decided.unsettled
+        decide, batch_ids = _outcome_decider(journal, file_id=file_id)
+        numbers = (
+            decided.numbers
+            if len(which) == len(decided.numbers)
+            else [decided.numbers[k] for k in which.tolist()]
+        )
+        # The records stream from the journal a chunk at a time, mostly in the order asked
+        # (SQLite keeps it); a chunk that is not is matched through a hash index of the
+        # numbers, made the first time one is needed (for a million numbers, it takes 40 MB).
+        index: pd.Index | None = None
+        recorded = np.zeros(len(numbers), dtype=bool)
+        unsettled = np.zeros(len(numbers), dtype=bool)
+        records = journal.invoice_rows(target=self._target, numbers=numbers)
+        at = 0  # where the next chunk starts when the order holds
+        for chunk in records:
+            names = [row[0] for row in chunk]
+            if at >= 0 and names == numbers[at : at + len(names)]:
+                found = np.arange(at, at + len(names))
+                own = numbers[at : at + len(names)]
+                at += len(names)
+            else:
+                index = pd.Index(numbers, dtype=object) if index is None else index
+                found = index.get_indexer(names)
+                own = [numbers[k] for k in found.tolist()]
+                at = -1  # out of step for good
+            del names
+            recorded[found] = True
+            unsettled[found] = [row[2] != file_id or row[1] not in _SETTLED for row in chunk]
+            values = _chunk_outcomes(chunk, own, decide, file_id=file_id, batch_ids=batch_ids)
+            slots = decided.slot[which[found]]
+            for column, value in zip(decided.columns, values, strict=True):
+                column[slots] = value
+        del index, records
+        # Numbers the journal has no record of: the run stopped before their batch was claimed.
+        unrecorded = np.flatnonzero(~recorded)
+        if len(unrecorded):
+            values = [decide(numbers[k], None) for k in unrecorded.tolist()]
+            slots = decided.slot[which[unrecorded]]
+            for column, value in zip(decided.columns, zip(*values, strict=True), strict=True):
+                column[slots] = value
+        return decided._replace(unsettled=which[unsettled | ~recorded])
+
+    def frame(self) -> pd.DataFrame:
+        """The outcome columns of every row: each invoice's outcome on its rows (spread a whole
+        column at a time), and the rows refused before sending with their reasons."""
+        prepared, decided = self._prepared, self._decided
+        if decided is None:
+            raise RuntimeError("an outcome draft is framed once, after it was read")
+        self._decided = None  # the per-invoice columns of grouped lines go with it
+        if (decided.sizes == 1).all():
+            columns = dict(zip(OUTCOME_COLUMNS, decided.columns, strict=True))
         else:
-            index = pd.Index(numbers, dtype=object) if index is None else index
-            found = index.get_indexer(names)
-            own = [numbers[k] for k in found.tolist()]
-            at = -1  # out of step for good
-        del names
-        recorded[found] = True
-        values = _chunk_outcomes(chunk, own, decide, file_id=file_id, batch_ids=batch_ids)
-        for column, value in zip(decided, values, strict=True):
-            column[slot[found]] = value
-    del index, records
-    # Numbers the journal has no record of: the run stopped before their batch was claimed.
-    unrecorded = np.flatnonzero(~recorded)
-    if len(unrecorded):
-        values = [decide(numbers[k], None) for k in unrecorded.tolist()]
-        for column, value in zip(decided, zip(*values, strict=True), strict=True):
-            column[slot[unrecorded]] = value
-    if grouped:
-        spread = np.repeat(np.arange(len(numbers)), sizes)
-        for name, per_invoice in zip(OUTCOME_COLUMNS, decided, strict=True):
-            columns[name][positions] = per_invoice[spread]
-    decided.clear()
-    status, message = columns["outcome_status"], columns["outcome_message"]
-    for position, (row_status, text) in prepared.rejected.items():
-        status[position], message[position] = row_status.value, text
-    for position, note in prepared.notes.items():
-        message[position] = f"{message[position]}; {note}" if message[position] else note
-    missing = np.flatnonzero(status == "")
-    if len(missing):  # a bug upstream; never let it pass as a silent blank
-        raise AssertionError(f"rows without a status: {missing[:10].tolist()}")
-    return pd.DataFrame(columns, copy=False)  # the arrays are the frame's: no second copy
+            spread = np.repeat(np.arange(len(decided.numbers)), decided.sizes)
+            columns = {}
+            for name, per_invoice in zip(OUTCOME_COLUMNS, decided.columns, strict=True):
+                columns[name] = np.full(len(prepared.table), "", dtype=object)
+                columns[name][decided.positions] = per_invoice[spread]
+        status, message = columns["outcome_status"], columns["outcome_message"]
+        for position, (row_status, text) in prepared.rejected.items():
+            status[position], message[position] = row_status.value, text
+        for position, note in prepared.notes.items():
+            message[position] = f"{message[position]}; {note}" if message[position] else note
+        missing = np.flatnonzero(status == "")
+        if len(missing):  # a bug upstream; never let it pass as a silent blank
+            raise AssertionError(f"rows without a status: {missing[:10].tolist()}")
+        return pd.DataFrame(columns, copy=False)  # the arrays are the frame's: no second copy
 
 
 def _outcome_decider(

@@ -33,12 +33,13 @@ from filedrop.journal.engines import PostgresLocation
 from filedrop.journal.store import FinishedBatch
 from filedrop.mapping import load_mapping
 from filedrop.mapping import prepare as prepare_module
-from filedrop.mapping.prepare import prepare
+from filedrop.mapping.prepare import Prepared, prepare
 from filedrop.outcome import OUTCOME_COLUMNS, SANDBOX_COLUMN
 from filedrop.pipeline import (
     Context,
     _chunk_outcomes,
     _outcome_decider,
+    _OutcomeDraft,
     _outcomes,
     process_file,
 )
@@ -1104,6 +1105,106 @@ def test_the_outcome_puts_each_invoice_record_on_its_own_row(
     assert outcomes["outcome_invoice_id"].tolist() == ids
     assert outcomes["outcome_case_number"].tolist()[1:] == [f"C-{n}" for n in numbers[1:]]
     assert outcomes["outcome_batch_id"].tolist()[-1] == "b-2400"
+
+
+def test_the_outcome_is_drafted_while_the_last_polls_are_awaited(
+    inbox: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once every POST is answered, the second until the first poll is spent reading the
+    journal for the outcome: the draft is read with every batch sent and none polled, and
+    again once all were, so the outcome tells how each batch ended."""
+    seen: list[tuple[int, int]] = []
+    read = _OutcomeDraft.read
+
+    def counting(draft: _OutcomeDraft, journal: Journal) -> None:
+        counters = sandbox.counters()
+        seen.append((counters.posts, counters.polls))
+        read(draft, journal)
+
+    monkeypatch.setattr(_OutcomeDraft, "read", counting)
+    write_erp_csv(inbox / "a.csv", [erp_row(f"{5000 + i}") for i in range(7)])
+    filedrop("run", environ=run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE="3"))
+    assert seen == [(3, 0), (3, 3)]
+    assert list(outcome_csv(inbox / "a.outcome.csv")["outcome_status"]) == ["SUCCEEDED"] * 7
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+def test_an_outcome_drafted_while_the_last_polls_wait_ends_as_if_read_at_the_end(
+    tmp_path: Path, journal_location: Path | PostgresLocation, grouped: bool
+) -> None:
+    """A run drafts its outcome once every POST is answered and reads again only what could
+    still change: batches still in flight (claimed or pending, with or without a failed poll),
+    numbers another file holds, numbers not yet written down. After those change, the draft
+    must end as the outcome read at the end would, row for row, grouped lines included."""
+    if grouped:  # five invoices over sixteen rows, one of them refused before sending
+        mapping = load_mapping(EXAMPLES.parent / "mappings" / "example.toml")
+        path = EXAMPLES / "apne-poster-mars.xlsx"
+    else:
+        mapping = load_mapping(EXAMPLES.parent / "mappings" / "norwegian-erp.toml")
+        path = write_erp_csv(tmp_path / "d.csv", [erp_row(f"{6000 + i}") for i in range(12)])
+
+    def prepared_now() -> Prepared:
+        return prepare(read_table(path, mapping.read), mapping)
+
+    prepared = prepared_now()
+    numbers = [invoice.invoice_number for invoice in prepared.invoices]
+    # Five invoices at least; with more, some also in a batch still being posted.
+    other, resolved, settled, queued, failed_poll, claimed, unrecorded = (
+        numbers[:1],
+        numbers[1:2],
+        numbers[2:3],
+        numbers[3:4],
+        numbers[4:5] if len(numbers) > 5 else [],
+        numbers[5:-1],
+        numbers[-1:],
+    )
+    with Journal(journal_location) as journal:
+        earlier = journal.claim_file(
+            path=tmp_path / "e.csv", sha256="01", target="t", owner="me", stale_s=60
+        )
+        now = journal.claim_file(path=path, sha256="02", target="t", owner="me", stale_s=60)
+        assert earlier is not None and now is not None
+
+        def claim(file_id: int, few: list[str], *, submit: bool = True) -> int:
+            batch, taken = journal.claim_batch(file_id=file_id, target="t", invoice_numbers=few)
+            assert taken == few
+            if submit:
+                journal.batch_submitted(batch, batch_id=f"b-{batch}")
+            return batch
+
+        def finish(batch: int, few: list[str]) -> None:
+            results = [(n, f"i-{n}", f"c-{n}", f"C-{n}") for n in few]
+            journal.batches_finished([FinishedBatch(batch, "SUCCESS", results, [])])
+
+        ending = {claim(file, few): few for file, few in [(earlier.id, other), (now.id, queued)]}
+        if failed_poll:
+            batch = claim(now.id, failed_poll)
+            journal.batch_still_queued(batch, failure="timed out")
+            ending[batch] = failed_poll
+        # Another file's number whose POST may not have arrived, settled as far as that file
+        # goes, until an operator resolves it while this file's last polls wait.
+        unknown = claim(earlier.id, resolved)
+        journal.batch_unknown(unknown, message="the POST timed out")
+        finish(claim(now.id, settled), settled)
+        posting = claim(now.id, claimed, submit=False) if claimed else None
+        draft = _OutcomeDraft(prepared, target="t", file_id=now.id)
+        draft.read(journal)
+        # What the last polls bring: every batch ends, and the one being posted too.
+        for batch, few in ending.items():
+            finish(batch, few)
+        if posting is not None:
+            journal.batch_submitted(posting, batch_id="b-late")
+            finish(posting, claimed)
+        finish(claim(now.id, unrecorded), unrecorded)
+        journal.resolve_batch(unknown, sent=True, note="Amili has it")
+        draft.read(journal)
+        drafted = draft.frame()
+        at_the_end = _outcomes(prepared_now(), journal, target="t", file_id=now.id)
+    pd.testing.assert_frame_equal(drafted, at_the_end)
+    statuses = set(at_the_end["outcome_status"])
+    assert "DUPLICATE" in statuses and "SUCCEEDED" in statuses
+    assert "PENDING" not in statuses and "NOT_SENT" not in statuses
+    assert ("INVALID" in statuses) is grouped
 
 
 def test_a_chunk_of_outcomes_is_each_invoices_own_outcome(
