@@ -552,8 +552,14 @@ def _send_and_report(
     draft = _OutcomeDraft(prepared, target=ctx.target, file_id=file_id)
 
     def while_polls_wait() -> None:
-        if not ctx.stop.is_set():  # else no outcome is written (below)
+        if ctx.stop.is_set():  # no outcome is written (below)
+            return
+        try:
             draft.read(ctx.journal)
+        except ctx.journal.errors as exc:
+            # Only a head start: the polls still end and are recorded, and the read after
+            # them takes every invoice again (a failed read leaves them all unsettled).
+            log.debug("%s: the outcome's draft could not be read: %s", name, exc)
 
     pending = _send(
         prepared,
@@ -903,9 +909,10 @@ def _send_batches(
 ) -> int:
     """POST ``batches`` (at most ``concurrent_batches`` at once) and record every batch, these
     and the resumed ``polls``, as soon as its poll ends; returns how many are still QUEUED.
-    ``while_polls_wait`` is called once every POST is answered, if polls are still awaited: the
-    second or more until the last one ends is free for other work. The batches that end
-    meanwhile are recorded after it.
+    ``while_polls_wait`` is called once, when no POST is unanswered and something is still
+    awaited (polls, or answers not yet taken, which may be failures): the second or more until
+    the last poll ends is free for other work. The batches that end meanwhile are recorded
+    after it.
 
     Recording while the rest are still being sent keeps only the batches in flight in memory
     (each ended batch's parsed result is 100 entries; a 200,000-row file's would be tens of
@@ -1280,16 +1287,11 @@ def _outcomes(prepared: Prepared, journal: Journal, *, target: str, file_id: int
     return draft.frame()
 
 
-#: Invoice states of the file's own invoices that nothing in its run changes any more.
-_SETTLED = frozenset(
-    state.value
-    for state in (
-        InvoiceState.SUCCEEDED,
-        InvoiceState.FAILED,
-        InvoiceState.UNKNOWN,
-        InvoiceState.NOT_SENT,
-    )
-)
+#: The one state of the file's own invoices that nothing changes any more: ``filedrop resolve``
+#: turns UNKNOWN into SUCCEEDED or NOT_SENT while the last polls are awaited (its advice is
+#: given during the run), and another file may take a FAILED or NOT_SENT number meanwhile.
+#: Those are few; SUCCEEDED holds nearly every row, and is final.
+_SETTLED = frozenset({InvoiceState.SUCCEEDED.value})
 
 
 class _Decided(NamedTuple):

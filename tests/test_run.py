@@ -1123,7 +1123,8 @@ def test_the_outcome_is_drafted_while_the_last_polls_are_awaited(
 
     monkeypatch.setattr(_OutcomeDraft, "read", counting)
     write_erp_csv(inbox / "a.csv", [erp_row(f"{5000 + i}") for i in range(7)])
-    filedrop("run", environ=run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE="3"))
+    env = run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE="3", FILEDROP_POLL_INITIAL_S="1")
+    filedrop("run", environ=env)
     assert seen == [(3, 0), (3, 3)]
     assert list(outcome_csv(inbox / "a.outcome.csv")["outcome_status"]) == ["SUCCEEDED"] * 7
 
@@ -1205,6 +1206,61 @@ def test_an_outcome_drafted_while_the_last_polls_wait_ends_as_if_read_at_the_end
     assert "DUPLICATE" in statuses and "SUCCEEDED" in statuses
     assert "PENDING" not in statuses and "NOT_SENT" not in statuses
     assert ("INVALID" in statuses) is grouped
+
+
+@pytest.mark.parametrize("change", ["resolved not sent", "resolved sent", "taken", "failed"])
+def test_a_drafted_outcome_reads_again_what_an_operator_or_another_file_changes(
+    tmp_path: Path, journal_location: Path | PostgresLocation, change: str
+) -> None:
+    """Between the draft and the end, ``filedrop resolve`` may settle this file's UNKNOWN batch
+    (the run advised it), and another file may send a number this one holds NOT_SENT or FAILED:
+    the outcome must say what the journal says at the end, or a resolved row is lost."""
+    mapping = load_mapping(EXAMPLES.parent / "mappings" / "norwegian-erp.toml")
+    path = write_erp_csv(tmp_path / "d.csv", [erp_row(f"{6000 + i}") for i in range(4)])
+
+    def prepared_now() -> Prepared:
+        return prepare(read_table(path, mapping.read), mapping)
+
+    def succeed(batch: int, few: list[str]) -> None:
+        results = [(n, f"i-{n}", f"c-{n}", f"C-{n}") for n in few]
+        journal.batches_finished([FinishedBatch(batch, "SUCCESS", results, [])])
+
+    prepared = prepared_now()
+    numbers = [invoice.invoice_number for invoice in prepared.invoices]
+    with Journal(journal_location) as journal:
+        now = journal.claim_file(path=path, sha256="02", target="t", owner="me", stale_s=60)
+        other = journal.claim_file(
+            path=tmp_path / "o.csv", sha256="03", target="t", owner="x", stale_s=60
+        )
+        assert now is not None and other is not None
+        first, _ = journal.claim_batch(file_id=now.id, target="t", invoice_numbers=numbers[:1])
+        if change.startswith("resolved"):
+            journal.batch_unknown(first, message="the POST timed out")
+        elif change == "taken":
+            journal.batch_not_sent(first, message="not sent: 503")
+        else:
+            journal.batch_refused(first, message="refused: bad JSON")
+        done, _ = journal.claim_batch(file_id=now.id, target="t", invoice_numbers=numbers[1:3])
+        journal.batch_submitted(done, batch_id="b-done")
+        succeed(done, numbers[1:3])
+        last, _ = journal.claim_batch(file_id=now.id, target="t", invoice_numbers=numbers[3:])
+        journal.batch_submitted(last, batch_id="b-last")
+        draft = _OutcomeDraft(prepared, target="t", file_id=now.id)
+        draft.read(journal)
+        if change.startswith("resolved"):
+            journal.resolve_batch(first, sent=change.endswith(" sent"), note="asked Amili")
+        else:
+            taken, claimed = journal.claim_batch(
+                file_id=other.id, target="t", invoice_numbers=numbers[:1]
+            )
+            assert claimed == numbers[:1]
+            journal.batch_submitted(taken, batch_id="b-other")
+        succeed(last, numbers[3:])
+        draft.read(journal)
+        drafted = draft.frame()
+        at_the_end = _outcomes(prepared_now(), journal, target="t", file_id=now.id)
+    pd.testing.assert_frame_equal(drafted, at_the_end)
+    assert drafted["outcome_status"].tolist()[1:] == ["SUCCEEDED"] * 3
 
 
 def test_a_chunk_of_outcomes_is_each_invoices_own_outcome(
