@@ -523,12 +523,12 @@ def _write_csv(
     # A one-byte codec (cp1252, ISO-8859-x) encodes through a table, character by character.
     # Most characters of such a text are bytes of their own code, as Latin-1 writes them at
     # memory speed: a chunk with no other is copied at once (200,000 rows of cp1252: ~0.3 s).
-    others = _not_as_latin1(encoding)
+    written_otherwise = _not_as_latin1(encoding)
 
     def encode(text: str) -> bytes:
-        if others is not None:
+        if written_otherwise is not None:
             with contextlib.suppress(UnicodeEncodeError):
-                if not others(data := text.encode("latin-1")):
+                if not written_otherwise(data := text.encode("latin-1")):
                     return data
         return encoder.encode(text)
 

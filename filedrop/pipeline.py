@@ -640,8 +640,8 @@ def _send(
     while_polls_wait: Callable[[], None] | None = None,
 ) -> int:
     """Send the invoices the journal does not block, and poll the batches a previous run left
-    behind too; returns how many batches are still QUEUED. ``while_polls_wait`` is called
-    once, if ever, when every POST is answered and polls are still awaited.
+    behind too; returns how many batches are still QUEUED. ``while_polls_wait``: as
+    ``_send_batches`` says.
 
     The first part's batches go out while the later parts are prepared; each part is merged
     into ``prepared`` as it comes. A batch runs on across parts, so a file takes as many POSTs
@@ -1291,7 +1291,7 @@ def _outcomes(prepared: Prepared, journal: Journal, *, target: str, file_id: int
 #: turns UNKNOWN into SUCCEEDED or NOT_SENT while the last polls are awaited (its advice is
 #: given during the run), and another file may take a FAILED or NOT_SENT number meanwhile.
 #: Those are few; SUCCEEDED holds nearly every row, and is final.
-_SETTLED = frozenset({InvoiceState.SUCCEEDED.value})
+_FINAL = InvoiceState.SUCCEEDED.value
 
 
 class _Decided(NamedTuple):
@@ -1311,11 +1311,12 @@ class _OutcomeDraft:
     invoices whose record could have changed since.
 
     A run reads it while its last polls are awaited: the second or so after its last POST is
-    answered, in which nothing else happens, and every batch that ended by then is settled.
-    Once the polls end, the second read takes only what was unsettled: the batches still in
-    flight, numbers another file holds (whose run or an operator may yet change them), and
-    numbers not written down. A second of work for 200,000 rows so comes before the last poll,
-    not after it.
+    answered, in which nothing else happens. Once the polls end, the second read takes only
+    what could have changed: every invoice of the file's own that has not SUCCEEDED (batches
+    still in flight, UNKNOWN ones ``filedrop resolve`` may settle meanwhile, FAILED or
+    NOT_SENT numbers another file may take), numbers another file holds, and numbers not
+    written down. A second of work for 200,000 rows so comes before the last poll, not after
+    it.
 
     The first read lets the invoices go (``prepared.invoices`` is emptied): their prepared
     columns are, after the table, the most memory a file holds, and the outcome is built from
@@ -1385,7 +1386,7 @@ class _OutcomeDraft:
                 at = -1  # out of step for good
             del names
             recorded[found] = True
-            unsettled[found] = [row[2] != file_id or row[1] not in _SETTLED for row in chunk]
+            unsettled[found] = [row[2] != file_id or row[1] != _FINAL for row in chunk]
             values = _chunk_outcomes(chunk, own, decide, file_id=file_id, batch_ids=batch_ids)
             slots = decided.slot[which[found]]
             for column, value in zip(decided.columns, values, strict=True):
