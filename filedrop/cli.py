@@ -1065,6 +1065,7 @@ def _resolve(args: argparse.Namespace, io: Io) -> int:
 
 def _rewrite_outcome(journal: Journal, file_id: int, settings: Settings) -> str:
     """Rewrite one file's outcome after ``resolve``; what happened, as one line to print."""
+    from filedrop.journal import owner_alive
     from filedrop.mapping import load_mappings
     from filedrop.pipeline import rewrite_outcome
     from filedrop.states import FileState
@@ -1073,7 +1074,19 @@ def _rewrite_outcome(journal: Journal, file_id: int, settings: Settings) -> str:
     # The next run of the file (the same bytes) resumes it and writes the outcome then.
     kept = "the journal keeps the change, and the next run of the file writes it"
     if record.state is FileState.CLAIMED:
-        return f"{record.name}: being processed now; that run writes its outcome."
+        # resolve leaves a claimed file's state alone: its run, or the next one that takes
+        # over a claim whose owner is gone, writes the outcome with these rows in it.
+        if owner_alive(
+            record.owner,
+            heartbeat=record.heartbeat,
+            now=time.time(),
+            stale_s=settings.claim_stale_s,
+        ):
+            return f"{record.name}: being processed now; that run writes its outcome."
+        return (
+            f"{record.name}: the run that held it stopped; the next run takes it up again and "
+            "writes its outcome."
+        )
     own = _inbox_of(record, settings) or settings
     if own.mapping is None:
         journal.leave_waiting(file_id)

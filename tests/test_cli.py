@@ -522,6 +522,46 @@ def test_resolve_settles_several_batches_and_rewrites_their_outcomes(
     assert status.splitlines()[-1] == "Invoices by status: 3 SUCCEEDED"
 
 
+@pytest.mark.parametrize("holder_lives", [True, False], ids=["live", "gone"])
+def test_resolve_leaves_a_claimed_file_to_the_run_that_holds_or_takes_it(
+    inbox: Path, sandbox: Sandbox, holder_lives: bool
+) -> None:
+    """--not-sent on a batch of a file being processed: the invoices are released, but its
+    outcome and state stay the run's, which counts them NOT_SENT itself when it writes. Its
+    holder gone, the next run takes the claim over and writes the outcome; resolve says so."""
+    import sqlite3
+
+    env = _two_unknown_batches(inbox, sandbox)
+    written = (inbox / "a.outcome.csv").read_bytes()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    pid = os.getpid() if holder_lives else int(gone.stdout)
+    with sqlite3.connect(journal_file(inbox)) as db:  # a run holds a.csv again
+        db.execute(
+            "UPDATE files SET state = 'claimed', owner = ?, heartbeat = ? WHERE name = 'a.csv'",
+            (f"{socket.gethostname()}:{pid}:token", time.time()),
+        )
+    _, out, _ = filedrop("resolve", "1", "--not-sent", environ=env)
+    assert out.splitlines() == [
+        "Batch #1: 2 invoices will be sent by the next run.",
+        "a.csv: being processed now; that run writes its outcome."
+        if holder_lives
+        else "a.csv: the run that held it stopped; the next run takes it up again and writes its "
+        "outcome.",
+    ]
+    assert (inbox / "a.outcome.csv").read_bytes() == written
+    with sqlite3.connect(journal_file(inbox)) as db:
+        states = db.execute("SELECT state FROM files WHERE name = 'a.csv'").fetchall()
+    assert states == [("claimed",)]
+    if not holder_lives:
+        # Taken over: the released invoices go again (the sandbox had them after all, as the
+        # lost answers hid, so they fail as known there), and the outcome says so.
+        filedrop("run", environ=env, expect=1)
+        outcome = outcome_csv(inbox / "a.outcome.csv")
+        assert list(outcome["outcome_batch_id"].str.len()) == [36, 36]
+        assert list(outcome["outcome_status"]) == ["FAILED", "FAILED"]
+
+
 def test_resolve_with_the_input_gone_says_so_and_keeps_the_journal_change(
     inbox: Path, sandbox: Sandbox
 ) -> None:

@@ -331,10 +331,23 @@ def test_unknown_batches_are_blocked_until_resolved(journal: Journal) -> None:
     journal.batch_unknown(batch, message="connection lost")
     assert journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["9"])[1] == []
     assert journal.find_batch(f"#{batch}").state == "unknown"
+    journal.finish_file(file_id, state=FileState.DONE, counts={}, mapping="m", outcome=None)
     assert journal.resolve_batch(batch, sent=False, note="checked") == 1
     assert journal.invoices(target=TARGET, numbers=["9"])["9"].status == "NOT_SENT"
     assert journal.file(file_id).state == "retry"
     assert journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["9"])[1] == ["9"]
+
+
+def test_resolving_not_sent_leaves_a_file_being_processed_to_its_run(journal: Journal) -> None:
+    """The numbers are released at once, but the file stays claimed: its live run still writes
+    its outcome and decides its state (RETRY, from the NOT_SENT rows). Set to retry under it,
+    'resolve' would rewrite its outcome mid-run, and a watcher could take it twice."""
+    file_id = _claim(journal).id
+    batch, _ = journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["9"])
+    journal.batch_unknown(batch, message="connection lost")
+    assert journal.resolve_batch(batch, sent=False, note="checked") == 1
+    assert journal.invoices(target=TARGET, numbers=["9"])["9"].status == "NOT_SENT"
+    assert journal.file(file_id).state == "claimed"
 
 
 def test_resolved_sent_stays_blocked(journal: Journal) -> None:

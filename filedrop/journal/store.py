@@ -782,7 +782,8 @@ class Journal:
         """An operator checked with Amili: the batch's invoices exist there (``sent``) or do not.
 
         ``sent`` keeps the numbers blocked for good; not sent releases them so that the next run
-        of their file sends them. Returns how many invoices changed.
+        of their file sends them (the file is set to ``retry``, unless a run holds it now).
+        Returns how many invoices changed.
         """
         now = self._clock()
         with self._write() as db:
@@ -799,10 +800,12 @@ class Journal:
                 (BatchState.RESOLVED, message, now, batch),
             )
             if not sent:
+                # A file being processed is left to its run: the outcome it writes counts
+                # these NOT_SENT, and so it ends RETRY itself.
                 db.execute(
                     "UPDATE files SET state = ?, updated_at = ?"
-                    " WHERE id = (SELECT file_id FROM batches WHERE id = ?)",
-                    (FileState.RETRY, now, batch),
+                    " WHERE id = (SELECT file_id FROM batches WHERE id = ?) AND state != ?",
+                    (FileState.RETRY, now, batch, FileState.CLAIMED),
                 )
         return changed
 
