@@ -106,3 +106,46 @@ def find_duplicates(
                 Issue(r, "duplicate", v.label[g], v.text[g], why) for r in groups.members_of(g)
             ]
     return duplicate_of, issues
+
+
+#: The rule of an invoice whose number a skipped row carries too (``find_lines_left_out``).
+LEFT_OUT_LINE_RULE = "left_out_line"
+
+
+def find_lines_left_out(
+    table: Table, numbers: Values | None, left_out: np.ndarray, skip_why: np.ndarray
+) -> list[Issue]:
+    """Issues for the rows of an invoice whose invoice number a row that a skip rule left out
+    carries too: a credit note or a payment booked against it, whose amount the invoice would
+    otherwise go to collection without. What is still owed is not filedrop's to work out, so the
+    invoice is held, and the message names the skipped row and its rule.
+
+    ``numbers`` is each row's invoice number; ``skip_why`` why each row was skipped (or None).
+    """
+    if numbers is None:
+        return []
+    skipped = np.flatnonzero(~np.equal(skip_why, None) & ~numbers.empty)
+    if not len(skipped):
+        return []
+    keys = pd.Series(numbers.vals, dtype=object)
+    first_skipped: dict[object, int] = {}
+    for position, key in zip(skipped.tolist(), keys.iloc[skipped].tolist(), strict=True):
+        if isinstance(key, str | int | float):  # a cell holding several values names no one
+            first_skipped.setdefault(key, position)
+    sent = ~left_out & ~numbers.empty & keys.isin(list(first_skipped)).to_numpy()
+    # Said once, on the first row with the number: the other lines of its invoice are held
+    # with it, and a later invoice of the same number is a DUPLICATE already.
+    sent &= ~(keys.where(sent).duplicated() & sent)
+    rows = table.row_numbers
+    issues: list[Issue] = []
+    for position in np.flatnonzero(sent).tolist():
+        other = first_skipped[keys.iloc[position]]
+        rule, _, detail = str(skip_why[other]).partition(": ")
+        why = (
+            f"invoice number {shown(str(numbers.vals[position]))} is also on row {rows[other]}, "
+            f"which {rule} leaves out ({detail}); a credit note or payment there changes what "
+            "is owed, so this invoice is not sent: settle the two in the ERP and export again"
+        )
+        label, text = numbers.label[position], numbers.text[position]
+        issues.append(Issue(position, LEFT_OUT_LINE_RULE, label, text, why))
+    return issues
