@@ -204,10 +204,10 @@ CASES: dict[str, Callable[[Path], str]] = {
     "check digit)": lambda d: _row_message(d, 4, Kundetype="B", Fødselsnr="", Orgnr="988077918"),
     'row 8: KID "104662403073" is not a valid KID (expected 2 to 25 digits ending in a mod 10 or '
     "mod 11 check digit)": lambda d: _row_message(d, 8, KID="104662403073"),
-    'row 3: KID "12345674" is a number of 8 digits, where the column\'s longest KID has 10, and '
-    "Excel drops the leading zeros of a number; format the column as Text in Excel and type the "
-    "KIDs again, or add pad = 10 to invoice.ocrReferenceNumber in the mapping if every KID has 10 "
-    "digits": lambda d: _kid_typed(d, 3, 12345674),
+    'row 3: KID "12345674" is a number of 8 digits, where the column\'s longest KID (row 2) has '
+    "10, and Excel drops the leading zeros of a number; format the column as Text in Excel and "
+    "type the KIDs again, or add pad = 10 to invoice.ocrReferenceNumber in the mapping if every "
+    "KID has 10 digits": lambda d: _kid_typed(d, 3, 12345674),
     'row 4: KID "12345678901234600000" is a number of 20 digits, and Excel keeps only the first 15 '
     "digits of a number, so the others are lost; format the column as Text in Excel and type the "
     "value again": lambda d: _kid_typed(d, 4, 12345678901234567890),

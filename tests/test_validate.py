@@ -800,9 +800,9 @@ def test_a_kid_number_shorter_than_its_column_s_kids_lost_its_leading_zeros(
             (
                 severity,
                 'row 2: KID "12345674" is a number of 8 digits, where the column\'s longest KID '
-                "has 10, and Excel drops the leading zeros of a number; format the column as Text "
-                "in Excel and type the KIDs again, or add pad = 10 to invoice.ocrReferenceNumber "
-                "in the mapping if every KID has 10 digits",
+                "(row 3) has 10, and Excel drops the leading zeros of a number; format the column "
+                "as Text in Excel and type the KIDs again, or add pad = 10 to "
+                "invoice.ocrReferenceNumber in the mapping if every KID has 10 digits",
             )
         ]
     )
@@ -829,10 +829,10 @@ def test_a_short_kid_number_in_a_later_part_of_a_long_file_is_refused_as_in_one_
     for prepared in (whole, parts):
         assert [i.payload["ocrReferenceNumber"] for i in prepared.invoices] == ["1234567897"] * 2
         assert [str(p) for p in prepared.problems] == [
-            'row 4: KID "12345674" is a number of 8 digits, where the column\'s longest KID has '
-            "10, and Excel drops the leading zeros of a number; format the column as Text in "
-            "Excel and type the KIDs again, or add pad = 10 to invoice.ocrReferenceNumber in the "
-            "mapping if every KID has 10 digits"
+            'row 4: KID "12345674" is a number of 8 digits, where the column\'s longest KID '
+            "(row 2) has 10, and Excel drops the leading zeros of a number; format the column as "
+            "Text in Excel and type the KIDs again, or add pad = 10 to invoice.ocrReferenceNumber "
+            "in the mapping if every KID has 10 digits"
         ]
 
 

@@ -110,8 +110,11 @@ class Source:
     # shows a number's leading zeros, which its value does not hold.
     number_formats: tuple[NumberFormat | None, ...] = field(default=(), compare=False)
     # For a part of a long table: the longest valid KID of each KID column (by its ``columns``)
-    # over the whole table (``longest_kids``), so a part judges its short KIDs as one go would.
-    kid_longest: Mapping[tuple[str, ...], int] = field(default_factory=dict, compare=False)
+    # over the whole table, as (digits, its row number) (``longest_kids``), so a part judges
+    # its short KIDs, and names the row to compare them with, as one go would.
+    kid_longest: Mapping[tuple[str, ...], tuple[int, int]] = field(
+        default_factory=dict, compare=False
+    )
 
     @property
     def n(self) -> int:
@@ -246,11 +249,12 @@ def evaluate_fields(fields: list[Field], src: Source) -> tuple[dict[int, Values]
     return values, issues
 
 
-def longest_kids(fields: Iterable[Field], src: Source) -> dict[tuple[str, ...], int]:
+def longest_kids(fields: Iterable[Field], src: Source) -> dict[tuple[str, ...], tuple[int, int]]:
     """The longest valid KID of each KID column a field (or its default) reads, over all of
-    ``src``: a long table prepared in parts compares each part's KIDs typed as numbers with
-    the whole column's (``_dropped_zeros``), as one go would, not with its part's alone."""
-    found: dict[tuple[str, ...], int] = {}
+    ``src``, as (digits, the row number of the first that long): a long table prepared in parts
+    compares each part's KIDs typed as numbers with the whole column's (``_dropped_zeros``), as
+    one go would, not with its part's alone."""
+    found: dict[tuple[str, ...], tuple[int, int]] = {}
     todo = [f for f in fields if f.kind == "kid"]
     while src.values is not None and todo:
         f = todo.pop()
@@ -262,9 +266,16 @@ def longest_kids(fields: Iterable[Field], src: Source) -> dict[tuple[str, ...], 
         out = evaluate(replace(f, default=None), src, issues)
         ok = ~out.empty
         ok[[issue.position for issue in issues]] = False
-        kids = [v for v in out.vals[ok].tolist() if isinstance(v, str)]
-        found[f.columns] = max(map(len, kids), default=0)
+        positions = np.flatnonzero(ok)
+        lengths = [len(v) if isinstance(v, str) else 0 for v in out.vals[positions].tolist()]
+        at = int(np.argmax(lengths)) if lengths else -1  # the first of the longest
+        found[f.columns] = (lengths[at], _row_number(src, positions[at])) if at >= 0 else (0, 0)
     return found
+
+
+def _row_number(src: Source, position: int) -> int:
+    """The row number a message gives the row at ``position``."""
+    return int(src.row_numbers[position]) if src.row_numbers is not None else position + 1
 
 
 # Sources whose values come from other fields: payload.py sums the claims, derive.py reads a
@@ -498,7 +509,8 @@ def _convert(
                 numbers=numbers,
                 valid=valid,
                 lengths=lengths,
-                longest=src.kid_longest.get(f.columns, 0),
+                longest=src.kid_longest.get(f.columns, (0, 0)),
+                src=src,
                 out=out,
                 issues=issues,
             )
@@ -737,7 +749,8 @@ def _dropped_zeros(
     numbers: np.ndarray,
     valid: np.ndarray,
     lengths: np.ndarray,
-    longest: int,
+    longest: tuple[int, int],
+    src: Source,
     out: Values,
     issues: list[Issue],
 ) -> None:
@@ -745,17 +758,23 @@ def _dropped_zeros(
     longest valid KID of its column (``valid``, ``lengths``: each row's KID as converted).
     Excel drops a number's leading zeros, and zeros in front change neither check digit, so
     ``0012345674`` read as ``12345674`` passes both; only the column's other KIDs show that it
-    is short. A part of a long file gives the ``longest`` of the whole file (``longest_kids``)."""
+    is short. A part of a long file gives the ``longest`` of the whole file (``longest_kids``),
+    as (digits, row number): the message names that row, as the one KID too long may be the
+    mistake."""
     if not numbers.any():
         return
-    longest = max(longest, int(lengths[valid].max()))
-    for i in np.flatnonzero(numbers & (lengths < longest)).tolist():
+    here = np.where(valid, lengths, 0)
+    at = int(np.argmax(here))  # the first of this table's longest
+    if here[at] > longest[0]:
+        longest = (int(here[at]), _row_number(src, at))
+    digits, row = longest
+    for i in np.flatnonzero(numbers & (lengths < digits)).tolist():
         value, label = out.text[i], out.label[i]
         why = (
             f"{label} {quoted(value)} is a number of {lengths[i]} digits, where the column's "
-            f"longest KID has {longest}, and Excel drops the leading zeros of a number; format "
-            f"the column as Text in Excel and type the KIDs again, or add pad = {longest} to "
-            f"{f.key} in the mapping if every KID has {longest} digits"
+            f"longest KID (row {row}) has {digits}, and Excel drops the leading zeros of a "
+            "number; format the column as Text in Excel and type the KIDs again, or add "
+            f"pad = {digits} to {f.key} in the mapping if every KID has {digits} digits"
         )
         issues.append(Issue(i, "kid", label, value, why))
 

@@ -256,7 +256,7 @@ def _prepare(
     *,
     offset: int = 0,
     fates: _RowFates | None = None,
-    kids: dict[tuple[str, ...], int] | None = None,
+    kids: dict[tuple[str, ...], tuple[int, int]] | None = None,
 ) -> Prepared:
     """``prepare`` in one go; a part of a table gives its ``offset`` in it, and its rows' fates
     and longest KIDs (``longest_kids``) as found over the whole table."""
@@ -308,7 +308,7 @@ def _prepare(
 
 
 def _source(
-    table: Table, mapping: Mapping, kids: dict[tuple[str, ...], int] | None = None
+    table: Table, mapping: Mapping, kids: dict[tuple[str, ...], tuple[int, int]] | None = None
 ) -> Source:
     return Source(
         cells=table.cells,
