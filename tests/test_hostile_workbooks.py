@@ -141,8 +141,38 @@ def test_a_date_the_reader_cannot_convert_is_one_sentence_not_a_rust_backtrace(
     with pytest.raises(ReadError) as caught:
         read_table(tmp_path / "f.xlsx")
     assert "holds a value the reader cannot convert" in caught.value.detail
+    assert caught.value.detail.endswith(
+        "): cell B2 holds -1e+308 as a date, far outside the years Excel shows; correct it in "
+        "Excel and save the file again"
+    )
     assert "memory" not in caught.value.detail
     assert "panicked" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("code", "is_date"),
+    [
+        (14, True),  # built-in d/m/yyyy
+        (22, True),
+        (0, False),
+        (4, False),  # #,##0.00
+        ("dd.mm.yyyy", True),
+        ("[$-414]d. mmmm yyyy", True),  # a locale in brackets
+        ("[h]:mm", True),  # elapsed hours
+        ("yyyy-mm-dd hh:mm", True),
+        ("0.00", False),
+        ("[Red]0.00", False),  # a colour is no date
+        ('#,##0 "kr"', False),
+        ('"Dag" 0', False),  # quoted text
+        ("0\\d", False),  # an escaped letter
+        (None, False),
+    ],
+)
+def test_a_format_is_a_date_format_by_its_id_or_its_letters(code: object, is_date: bool) -> None:
+    """Which cells the panic's search looks at: those shown as dates or times."""
+    from filedrop.read.workbook import _is_date_format
+
+    assert _is_date_format(code) is is_date  # type: ignore[arg-type]
 
 
 def test_what_the_look_refuses_wins_over_the_childs_answer_and_the_child_is_stopped(

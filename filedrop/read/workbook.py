@@ -14,6 +14,7 @@ outcome is just plainer.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import re
@@ -153,12 +154,16 @@ def _load_sheet(path: Path, wanted: str | int) -> tuple[str, list[list[object]],
             # milliseconds out of bounds"), which pyo3 raises as a BaseException.
             if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
                 raise
+            found = _far_date(data, sheet_name)
+            where_in = (
+                f"cell {found[0]} holds {found[1]} as a date, far outside the years Excel shows"
+                if found
+                else "such as a date far outside the years Excel shows"
+            )
             raise ReadError(
                 where,
                 f'sheet "{sheet_name}" holds a value the reader cannot convert '
-                f"({str(exc)[:200]}), such as "
-                "a date far outside the years Excel shows; correct it in Excel and save the file "
-                "again",
+                f"({str(exc)[:200]}): {where_in}; correct it in Excel and save the file again",
             ) from None
     if not rows or start is None:
         raise ReadError(where, f'sheet "{sheet_name}" is empty; choose the sheet with the data')
@@ -224,6 +229,49 @@ def _refuse_hidden(where: str, sheets: list[Any], name: str, position: int) -> N
     )
 
 
+# Built-in number formats that show dates or times (ECMA-376 18.8.30, with the East Asian ones).
+_DATE_FORMAT_IDS = frozenset({*range(14, 23), *range(27, 37), *range(45, 48), *range(50, 59)})
+# A format code's date and time letters, once its quoted text, escaped characters and bracketed
+# parts (colours, locales, conditions) are taken out; "[h]" (elapsed hours) is one too.
+_NOT_FORMAT = re.compile(r'"[^"]*"|\\.|\[(?![hms]+\])[^\]]*\]', re.IGNORECASE)
+_DATE_LETTERS = re.compile(r"[ymdhs]", re.IGNORECASE)
+# A date's serial number beyond this is more milliseconds than the reader's dates hold (its Rust
+# code panics); Excel itself shows dates up to 2,958,465 (31.12.9999).
+_FAR_DATE = 1e11
+
+
+def _is_date_format(code: NumberFormat | None) -> bool:
+    if isinstance(code, int):
+        return code in _DATE_FORMAT_IDS
+    return code is not None and _DATE_LETTERS.search(_NOT_FORMAT.sub("", code)) is not None
+
+
+def _far_date(data: bytes, sheet: str) -> tuple[str, str] | None:
+    """The first cell of ``sheet`` shown as a date whose number no date can hold, as (reference,
+    value): what made the reader give up (error path only; None when it cannot be told)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            parts = _sheet_parts(io.BytesIO(data), archive.infolist())
+            part = next((p for p, name in parts.items() if name == sheet), None)
+            if part is None:
+                return None
+            with archive.open("xl/styles.xml") as styles:
+                dates = {i for i, code in enumerate(_xf_formats(styles)) if _is_date_format(code)}
+            with archive.open(part) as sheet_xml:
+                for row in _rows(sheet_xml):
+                    for cell in row:  # type: ignore[attr-defined]
+                        if cell.get("t") not in _NUMERIC_TYPES or _int(cell.get("s")) not in dates:
+                            continue
+                        text = next((c.text for c in cell if c.tag.endswith("}v")), None) or ""
+                        with contextlib.suppress(ValueError):
+                            if not abs(float(text)) <= _FAR_DATE:  # NaN included
+                                return str(cell.get("r") or "?"), text
+                    row.clear()
+    except _UNREADABLE_PARTS:
+        return None
+    return None
+
+
 def _unopenable(head: bytes) -> str:
     """Why calamine could not open a file, guessed from its first bytes (error path only)."""
     if head.startswith(b"\xd0\xcf\x11\xe0"):
@@ -283,6 +331,18 @@ def render(value: object) -> str:
 # --- number formats --------------------------------------------------------------------------
 
 _FORMAT_SAMPLE_ROWS = 20  # data rows below the header whose styles decide a column's format
+# What reading a workbook's styles or sheet XML beside calamine may raise: a damaged or odd file,
+# which then only goes without what that reading would have added.
+_UNREADABLE_PARTS = (
+    zipfile.BadZipFile,
+    KeyError,
+    OSError,
+    ValueError,
+    zlib.error,
+    NotImplementedError,
+    ParseError,
+    DefusedXmlException,
+)
 _CELL_REF = re.compile(r"([A-Z]+)(\d*)")
 # Cells whose value is a number, so their number format shows (text ignores it).
 _NUMERIC_TYPES = frozenset({None, "n"})
@@ -306,16 +366,7 @@ def _number_formats(
                 xf_formats = _xf_formats(styles)
             with archive.open(part) as sheet_xml:
                 styles_by_col = _data_styles(sheet_xml, header_row=header_row)
-    except (
-        zipfile.BadZipFile,
-        KeyError,
-        OSError,
-        ValueError,
-        zlib.error,
-        NotImplementedError,
-        ParseError,
-        DefusedXmlException,
-    ):
+    except _UNREADABLE_PARTS:
         return {}
     formats: dict[int, NumberFormat] = {}
     for col, styles in styles_by_col.items():
