@@ -38,15 +38,7 @@ from filedrop.mapping.fields import (
     evaluate_fields,
     longest_kids,
 )
-from filedrop.mapping.groups import (
-    LEFT_OUT_LINE_RULE,
-    Groups,
-    Level,
-    find_duplicates,
-    find_lines_left_out,
-    group_rows,
-    levels,
-)
+from filedrop.mapping.groups import Groups, Level, find_duplicates, group_rows, levels
 from filedrop.mapping.loader import Mapping
 from filedrop.mapping.payload import (
     Columns,
@@ -73,16 +65,9 @@ __all__ = [
 ]
 
 # Not configurable: sending a repeated invoice number, an empty row, a row without the value
-# of a formula it holds, an identifier whose digits Excel lost, or an invoice a skipped row
-# credits, is never right, and an invoice whose claims add up past any float cannot be sent.
-_FIXED_RULES = (
-    "duplicate",
-    "empty_row",
-    "amount_sum",
-    UNSAVED_RULE,
-    LOST_DIGITS_RULE,
-    LEFT_OUT_LINE_RULE,
-)
+# of a formula it holds, or an identifier whose digits Excel lost, is never right, and an
+# invoice whose claims add up past any float cannot be sent at all.
+_FIXED_RULES = ("duplicate", "empty_row", "amount_sum", UNSAVED_RULE, LOST_DIGITS_RULE)
 
 
 @dataclass(frozen=True)
@@ -343,7 +328,6 @@ def _row_fates(
     groups = group_rows(table, mapping, src.positions, left_out)
     number_level = groups.level(numbers) if numbers is not None else None
     duplicate_of, repeats = find_duplicates(table, number_level, groups, left_out)
-    repeats += find_lines_left_out(table, numbers, left_out, skip_why)
     return _RowFates(blank, skip_why, duplicate_of, repeats + unknown), groups
 
 
