@@ -1056,7 +1056,8 @@ def _resolve(args: argparse.Namespace, io: Io) -> int:
         note = "checked with Amili: received" if args.sent else "checked with Amili: not received"
         verdict = "will never be sent again" if args.sent else "will be sent by the next run"
         for batch in batches:
-            changed = journal.resolve_batch(batch.id, sent=args.sent, note=note)
+            held = _held_by_live_run(journal.file(batch.file_id), settings)
+            changed = journal.resolve_batch(batch.id, sent=args.sent, note=note, file_held=held)
             io.say(f"Batch #{batch.id}: {plural(changed, 'invoice')} {verdict}.")
         for file_id in dict.fromkeys(batch.file_id for batch in batches):
             io.say(mask_ids(_rewrite_outcome(journal, file_id, settings)))
@@ -1065,28 +1066,16 @@ def _resolve(args: argparse.Namespace, io: Io) -> int:
 
 def _rewrite_outcome(journal: Journal, file_id: int, settings: Settings) -> str:
     """Rewrite one file's outcome after ``resolve``; what happened, as one line to print."""
-    from filedrop.journal import owner_alive
     from filedrop.mapping import load_mappings
     from filedrop.pipeline import rewrite_outcome
-    from filedrop.states import FileState
 
     record = journal.file(file_id)
     # The next run of the file (the same bytes) resumes it and writes the outcome then.
     kept = "the journal keeps the change, and the next run of the file writes it"
-    if record.state is FileState.CLAIMED:
-        # resolve leaves a claimed file's state alone: its run, or the next one that takes
-        # over a claim whose owner is gone, writes the outcome with these rows in it.
-        if owner_alive(
-            record.owner,
-            heartbeat=record.heartbeat,
-            now=time.time(),
-            stale_s=settings.claim_stale_s,
-        ):
-            return f"{record.name}: being processed now; that run writes its outcome."
-        return (
-            f"{record.name}: the run that held it stopped; the next run takes it up again and "
-            "writes its outcome."
-        )
+    if _held_by_live_run(record, settings):
+        # Its run writes the outcome with these rows in it; one whose holder is gone is
+        # rewritten here, as any other file.
+        return f"{record.name}: being processed now; that run writes its outcome."
     own = _inbox_of(record, settings) or settings
     if own.mapping is None:
         journal.leave_waiting(file_id)
@@ -1110,6 +1099,16 @@ def _rewrite_outcome(journal: Journal, file_id: int, settings: Settings) -> str:
     outcome, counts = rewritten
     shown = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     return f"{record.name}: {shown}; outcome rewritten: {outcome}"
+
+
+def _held_by_live_run(record: FileRecord, settings: Settings) -> bool:
+    """Whether a run that is still at work holds the file (``resolve`` leaves it to that run)."""
+    from filedrop.journal import owner_alive
+    from filedrop.states import FileState
+
+    return record.state is FileState.CLAIMED and owner_alive(
+        record.owner, heartbeat=record.heartbeat, now=time.time(), stale_s=settings.claim_stale_s
+    )
 
 
 def _inbox_of(record: FileRecord, settings: Settings) -> Settings | None:

@@ -331,7 +331,6 @@ def test_unknown_batches_are_blocked_until_resolved(journal: Journal) -> None:
     journal.batch_unknown(batch, message="connection lost")
     assert journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["9"])[1] == []
     assert journal.find_batch(f"#{batch}").state == "unknown"
-    journal.finish_file(file_id, state=FileState.DONE, counts={}, mapping="m", outcome=None)
     assert journal.resolve_batch(batch, sent=False, note="checked") == 1
     assert journal.invoices(target=TARGET, numbers=["9"])["9"].status == "NOT_SENT"
     assert journal.file(file_id).state == "retry"
@@ -339,15 +338,37 @@ def test_unknown_batches_are_blocked_until_resolved(journal: Journal) -> None:
 
 
 def test_resolving_not_sent_leaves_a_file_being_processed_to_its_run(journal: Journal) -> None:
-    """The numbers are released at once, but the file stays claimed: its live run still writes
-    its outcome and decides its state (RETRY, from the NOT_SENT rows). Set to retry under it,
-    'resolve' would rewrite its outcome mid-run, and a watcher could take it twice."""
+    """The numbers are released at once, but a file a live run holds stays claimed: that run
+    writes its outcome, and ends it retry even if it read the journal before the resolve (its
+    outcome then still says UNKNOWN), so that the released invoices are not left unsent."""
     file_id = _claim(journal).id
     batch, _ = journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["9"])
     journal.batch_unknown(batch, message="connection lost")
-    assert journal.resolve_batch(batch, sent=False, note="checked") == 1
+    assert journal.resolve_batch(batch, sent=False, note="checked", file_held=True) == 1
     assert journal.invoices(target=TARGET, numbers=["9"])["9"].status == "NOT_SENT"
     assert journal.file(file_id).state == "claimed"
+    journal.finish_file(file_id, state=FileState.DONE, counts={"UNKNOWN": 1}, mapping="m",
+                        outcome=None)  # fmt: skip
+    assert journal.file(file_id).state == "retry"
+    assert journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["9"])[1] == ["9"]
+
+
+@pytest.mark.parametrize("state", [FileState.DONE, FileState.WAITING, FileState.ERROR])
+def test_a_file_ends_done_or_waiting_only_without_invoices_left_not_sent(
+    journal: Journal, state: FileState
+) -> None:
+    """Invoices the API certainly did not take (NOT_SENT) are the next run's: a file holding
+    some is retry, whatever its run said; an ERROR stays an ERROR. One whose numbers another
+    file took since holds none of them."""
+    file_id = _claim(journal).id
+    batch, _ = journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["9", "10"])
+    journal.batch_not_sent(batch, message="not sent: the API is down")
+    journal.finish_file(file_id, state=state, counts={}, mapping="m", outcome=None)
+    assert journal.file(file_id).state == ("error" if state is FileState.ERROR else "retry")
+    other = _claim(journal, name="b.csv", sha="def").id
+    journal.claim_batch(file_id=other, target=TARGET, invoice_numbers=["9", "10"])
+    journal.finish_file(file_id, state=state, counts={}, mapping="m", outcome=None)
+    assert journal.file(file_id).state == state
 
 
 def test_resolved_sent_stays_blocked(journal: Journal) -> None:

@@ -425,8 +425,24 @@ class Journal:
         written: str | None = None,
     ) -> None:
         """Record how a file ended: ``done``, ``waiting`` (on batches), ``error`` or ``retry``;
-        ``written``: the stamp of the outcome it has just written (else the last stays)."""
+        ``written``: the stamp of the outcome it has just written (else the last stays).
+
+        A file said ``done`` or ``waiting`` that still has NOT_SENT invoices of its own is
+        ``retry``: ``filedrop resolve --not-sent`` may release a batch of a file being processed
+        after its run read the journal for the last time, and those invoices would otherwise wait
+        for a run that never comes.
+        """
         with self._write() as db:
+            if (
+                state in (FileState.DONE, FileState.WAITING)
+                and db.execute(
+                    "SELECT 1 FROM batches JOIN invoices ON invoices.batch = batches.id"
+                    " WHERE batches.file_id = ? AND batches.state IN (?, ?) AND invoices.status = ?"
+                    " LIMIT 1",
+                    (file_id, BatchState.RESOLVED, BatchState.REJECTED, InvoiceState.NOT_SENT),
+                ).fetchone()
+            ):
+                state = FileState.RETRY
             db.execute(
                 "UPDATE files SET state = ?, counts = ?, mapping = ?, outcome = ?, message = ?,"
                 " outcome_written = COALESCE(?, outcome_written), owner = NULL, updated_at = ?"
@@ -778,12 +794,13 @@ class Journal:
             rows = self._read("SELECT * FROM batches WHERE id = ?", (int(number),))
         return _batch_record(rows[0]) if rows else None
 
-    def resolve_batch(self, batch: int, *, sent: bool, note: str) -> int:
+    def resolve_batch(self, batch: int, *, sent: bool, note: str, file_held: bool = False) -> int:
         """An operator checked with Amili: the batch's invoices exist there (``sent``) or do not.
 
         ``sent`` keeps the numbers blocked for good; not sent releases them so that the next run
-        of their file sends them (the file is set to ``retry``, unless a run holds it now).
-        Returns how many invoices changed.
+        of their file sends them: the file is set to ``retry``, unless ``file_held`` (a live run
+        holds it, and ends it ``retry`` itself: ``finish_file``). Returns how many invoices
+        changed.
         """
         now = self._clock()
         with self._write() as db:
@@ -799,13 +816,11 @@ class Journal:
                 "UPDATE batches SET state = ?, message = ?, finished_at = ? WHERE id = ?",
                 (BatchState.RESOLVED, message, now, batch),
             )
-            if not sent:
-                # A file being processed is left to its run: the outcome it writes counts
-                # these NOT_SENT, and so it ends RETRY itself.
+            if not sent and not file_held:
                 db.execute(
                     "UPDATE files SET state = ?, updated_at = ?"
-                    " WHERE id = (SELECT file_id FROM batches WHERE id = ?) AND state != ?",
-                    (FileState.RETRY, now, batch, FileState.CLAIMED),
+                    " WHERE id = (SELECT file_id FROM batches WHERE id = ?)",
+                    (FileState.RETRY, now, batch),
                 )
         return changed
 
