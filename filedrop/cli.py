@@ -1011,7 +1011,7 @@ def _health_from_the_daemon(port: int, io: Io) -> int:
 def _resolve(args: argparse.Namespace, io: Io) -> int:
     """Settle every batch named, then rewrite the outcome of each file they came from."""
     from filedrop.journal import Journal
-    from filedrop.states import BatchState
+    from filedrop.states import BatchState, FileState
 
     settings = _load(args, io)
     _take_over_legacy(settings)
@@ -1021,6 +1021,7 @@ def _resolve(args: argparse.Namespace, io: Io) -> int:
         # Every batch is checked before any is settled: a typo in the third number must not
         # leave the first two settled and the rest not.
         batches = []
+        holders: dict[int, str | None] = {}
         for ref in dict.fromkeys(args.batches):
             batch = journal.find_batch(ref)
             if batch is None:
@@ -1040,8 +1041,16 @@ def _resolve(args: argparse.Namespace, io: Io) -> int:
                 raise ConfigError(
                     f"Batch #{batch.id} is {batch.state}, not UNKNOWN; nothing to resolve."
                 )
-            record = journal.file(batch.file_id) if settings.inboxes else None
-            if record is not None and _inbox_of(record, settings) is None:
+            record = journal.file(batch.file_id)
+            if _held_by_live_run(record, settings):
+                # Its run would write an outcome that does not know of the change, and could
+                # end the file before the invoices released here are sent.
+                raise ConfigError(
+                    f"Batch #{batch.id} is of {printable(record.name)}, which a filedrop process "
+                    "is working on right now; resolve it once that has finished ('filedrop "
+                    "status' shows when)."
+                )
+            if settings.inboxes and _inbox_of(record, settings) is None:
                 which = (
                     f"inbox {settings.inboxes[0].name}"
                     if len(settings.inboxes) == 1
@@ -1052,16 +1061,27 @@ def _resolve(args: argparse.Namespace, io: Io) -> int:
                     f"{printable(str(Path(record.path).parent))}, which is not the folder of "
                     f"{which}; name its own inbox with --inbox."
                 )
+            # Whose claim, if any, may stand: that of a run found gone.
+            holders[batch.id] = record.owner if record.state is FileState.CLAIMED else None
             batches.append(batch)
         note = "checked with Amili: received" if args.sent else "checked with Amili: not received"
         verdict = "will never be sent again" if args.sent else "will be sent by the next run"
+        settled = []
         for batch in batches:
-            held = _held_by_live_run(journal.file(batch.file_id), settings)
-            changed = journal.resolve_batch(batch.id, sent=args.sent, note=note, file_held=held)
+            changed = journal.resolve_batch(
+                batch.id, sent=args.sent, note=note, holder=holders[batch.id]
+            )
+            if changed is None:
+                io.say(
+                    f"Batch #{batch.id}: not settled, as a filedrop process took up its file "
+                    "just now; resolve it once that has finished."
+                )
+                continue
+            settled.append(batch)
             io.say(f"Batch #{batch.id}: {plural(changed, 'invoice')} {verdict}.")
-        for file_id in dict.fromkeys(batch.file_id for batch in batches):
+        for file_id in dict.fromkeys(batch.file_id for batch in settled):
             io.say(mask_ids(_rewrite_outcome(journal, file_id, settings)))
-    return ExitCode.OK
+    return ExitCode.OK if len(settled) == len(batches) else ExitCode.ATTENTION
 
 
 def _rewrite_outcome(journal: Journal, file_id: int, settings: Settings) -> str:
@@ -1073,8 +1093,8 @@ def _rewrite_outcome(journal: Journal, file_id: int, settings: Settings) -> str:
     # The next run of the file (the same bytes) resumes it and writes the outcome then.
     kept = "the journal keeps the change, and the next run of the file writes it"
     if _held_by_live_run(record, settings):
-        # Its run writes the outcome with these rows in it; one whose holder is gone is
-        # rewritten here, as any other file.
+        # Taken up since it was settled: that run reads the change and writes the outcome.
+        # One whose holder is gone is rewritten here, as any other file.
         return f"{record.name}: being processed now; that run writes its outcome."
     own = _inbox_of(record, settings) or settings
     if own.mapping is None:

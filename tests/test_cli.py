@@ -523,12 +523,13 @@ def test_resolve_settles_several_batches_and_rewrites_their_outcomes(
 
 
 @pytest.mark.parametrize("case", ["holder lives", "holder gone", "holder and input gone"])
-def test_resolve_leaves_a_file_only_to_a_live_run_that_holds_it(
+def test_resolve_waits_for_a_live_run_that_holds_the_file(
     inbox: Path, sandbox: Sandbox, case: str
 ) -> None:
-    """--not-sent on a batch of a file being processed: the invoices are released, but its
-    outcome and state stay the live run's, which ends it retry itself. A file whose holder is
-    gone is rewritten as any other (or said gone, with its input), and is retry."""
+    """A batch of a file a live run is working on is not settled: that run would write an
+    outcome without the change, and could end the file before released invoices are sent.
+    A file whose run is gone is settled and rewritten as any other (or said gone, with its
+    input), and is retry."""
     import sqlite3
 
     env = _two_unknown_batches(inbox, sandbox)
@@ -543,19 +544,66 @@ def test_resolve_leaves_a_file_only_to_a_live_run_that_holds_it(
         )
     if case == "holder and input gone":
         (inbox / "a.csv").unlink()
-    _, out, _ = filedrop("resolve", "1", "--not-sent", environ=env)
+    _, out, err = filedrop(
+        "resolve", "1", "--not-sent", environ=env, expect=2 if case == "holder lives" else 0
+    )
     said = {
-        "holder lives": "a.csv: being processed now; that run writes its outcome.",
         "holder gone": f"a.csv: 2 NOT_SENT; outcome rewritten: {inbox / 'a.outcome.csv'}",
         "holder and input gone": f"a.csv: the input {inbox / 'a.csv'} is gone or has changed, "
         "so its outcome was not rewritten; the journal keeps the change.",
     }
-    assert out.splitlines() == ["Batch #1: 2 invoices will be sent by the next run.", said[case]]
+    if case == "holder lives":
+        assert out == ""
+        assert err.strip() == (
+            "filedrop: Batch #1 is of a.csv, which a filedrop process is working on right now; "
+            "resolve it once that has finished ('filedrop status' shows when)."
+        )
+    else:
+        assert out.splitlines() == [
+            "Batch #1: 2 invoices will be sent by the next run.",
+            said[case],
+        ]
     if case != "holder gone":
         assert (inbox / "a.outcome.csv").read_bytes() == written
     with sqlite3.connect(journal_file(inbox)) as db:
         states = db.execute("SELECT state FROM files WHERE name = 'a.csv'").fetchall()
+        invoices = db.execute(
+            "SELECT status FROM invoices WHERE invoice_number = '5301'"
+        ).fetchall()
     assert states == [("claimed" if case == "holder lives" else "retry",)]
+    assert invoices == [("UNKNOWN" if case == "holder lives" else "NOT_SENT",)]
+
+
+def test_resolve_settles_nothing_of_a_file_a_run_takes_up_while_it_checks(
+    inbox: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run claims a.csv after resolve checked its batches and before it settles them: that
+    batch is left as it was and said so (exit 1); the other file's batch is settled."""
+    import sqlite3
+
+    from filedrop.journal import Journal, this_owner
+
+    env = _two_unknown_batches(inbox, sandbox)
+    settle = Journal.resolve_batch
+
+    def run_claims_first(self: Journal, batch: int, **kwargs: object) -> int | None:
+        if batch == 1:
+            with sqlite3.connect(journal_file(inbox)) as db:
+                db.execute(
+                    "UPDATE files SET state = 'claimed', owner = ?, heartbeat = ?"
+                    " WHERE name = 'a.csv'",
+                    (this_owner(), time.time()),
+                )
+        return settle(self, batch, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Journal, "resolve_batch", run_claims_first)
+    _, out, _ = filedrop("resolve", "1", "2", "--sent", environ=env, expect=1)
+    assert out.splitlines() == [
+        "Batch #1: not settled, as a filedrop process took up its file just now; resolve it "
+        "once that has finished.",
+        "Batch #2: 1 invoice will never be sent again.",
+        f"b.csv: 1 SUCCEEDED; outcome rewritten: {inbox / 'b.outcome.csv'}",
+    ]
 
 
 def test_resolve_with_the_input_gone_says_so_and_keeps_the_journal_change(

@@ -331,44 +331,29 @@ def test_unknown_batches_are_blocked_until_resolved(journal: Journal) -> None:
     journal.batch_unknown(batch, message="connection lost")
     assert journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["9"])[1] == []
     assert journal.find_batch(f"#{batch}").state == "unknown"
+    journal.finish_file(file_id, state=FileState.WAITING, counts={}, mapping="m", outcome=None)
     assert journal.resolve_batch(batch, sent=False, note="checked") == 1
     assert journal.invoices(target=TARGET, numbers=["9"])["9"].status == "NOT_SENT"
     assert journal.file(file_id).state == "retry"
     assert journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["9"])[1] == ["9"]
 
 
-def test_resolving_not_sent_leaves_a_file_being_processed_to_its_run(journal: Journal) -> None:
-    """The numbers are released at once, but a file a live run holds stays claimed: that run
-    writes its outcome, and ends it retry even if it read the journal before the resolve (its
-    outcome then still says UNKNOWN), so that the released invoices are not left unsent."""
-    file_id = _claim(journal).id
+def test_resolving_changes_nothing_once_a_run_took_up_the_file(journal: Journal) -> None:
+    """resolve names the claim it found (none, or one whose run is gone); claimed by anyone else
+    when it writes, the file is a live run's, whose outcome would not show the change: nothing
+    changes. Asked inside the write, so no claim slips in between."""
+    file_id = _claim(journal, owner="host:1:live").id
     batch, _ = journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["9"])
     journal.batch_unknown(batch, message="connection lost")
-    assert journal.resolve_batch(batch, sent=False, note="checked", file_held=True) == 1
-    assert journal.invoices(target=TARGET, numbers=["9"])["9"].status == "NOT_SENT"
-    assert journal.file(file_id).state == "claimed"
-    journal.finish_file(file_id, state=FileState.DONE, counts={"UNKNOWN": 1}, mapping="m",
-                        outcome=None)  # fmt: skip
+    assert journal.resolve_batch(batch, sent=False, note="checked") is None
+    assert journal.resolve_batch(batch, sent=True, note="checked", holder="host:2:gone") is None
+    assert journal.invoices(target=TARGET, numbers=["9"])["9"].status == "UNKNOWN"
+    assert (journal.file(file_id).state, journal.find_batch(str(batch)).state) == (
+        "claimed",
+        "unknown",
+    )
+    assert journal.resolve_batch(batch, sent=False, note="checked", holder="host:1:live") == 1
     assert journal.file(file_id).state == "retry"
-    assert journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["9"])[1] == ["9"]
-
-
-@pytest.mark.parametrize("state", [FileState.DONE, FileState.WAITING, FileState.ERROR])
-def test_a_file_ends_done_or_waiting_only_without_invoices_left_not_sent(
-    journal: Journal, state: FileState
-) -> None:
-    """Invoices the API certainly did not take (NOT_SENT) are the next run's: a file holding
-    some is retry, whatever its run said; an ERROR stays an ERROR. One whose numbers another
-    file took since holds none of them."""
-    file_id = _claim(journal).id
-    batch, _ = journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["9", "10"])
-    journal.batch_not_sent(batch, message="not sent: the API is down")
-    journal.finish_file(file_id, state=state, counts={}, mapping="m", outcome=None)
-    assert journal.file(file_id).state == ("error" if state is FileState.ERROR else "retry")
-    other = _claim(journal, name="b.csv", sha="def").id
-    journal.claim_batch(file_id=other, target=TARGET, invoice_numbers=["9", "10"])
-    journal.finish_file(file_id, state=state, counts={}, mapping="m", outcome=None)
-    assert journal.file(file_id).state == state
 
 
 def test_resolved_sent_stays_blocked(journal: Journal) -> None:
@@ -376,7 +361,7 @@ def test_resolved_sent_stays_blocked(journal: Journal) -> None:
     file_id = _claim(journal).id
     batch, _ = journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["5"])
     journal.batch_unknown(batch, message="lost")
-    journal.resolve_batch(batch, sent=True, note="checked")
+    assert journal.resolve_batch(batch, sent=True, note="checked", holder=this_owner()) == 1
     assert journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["5"])[1] == []
 
 

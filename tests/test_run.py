@@ -1197,7 +1197,9 @@ def test_an_outcome_drafted_while_the_last_polls_wait_ends_as_if_read_at_the_end
             journal.batch_submitted(posting, batch_id="b-late")
             finish(posting, claimed)
         finish(claim(now.id, unrecorded), unrecorded)
-        journal.resolve_batch(unknown, sent=True, note="Amili has it")
+        # As resolve does when the run's lease ran out (its claim's owner judged gone).
+        holder = journal.file(now.id).owner
+        journal.resolve_batch(unknown, sent=True, note="Amili has it", holder=holder)
         draft.read(journal)
         drafted = draft.frame()
         at_the_end = _outcomes(prepared_now(), journal, target="t", file_id=now.id)
@@ -1248,7 +1250,10 @@ def test_a_drafted_outcome_reads_again_what_an_operator_or_another_file_changes(
         draft = _OutcomeDraft(prepared, target="t", file_id=now.id)
         draft.read(journal)
         if change.startswith("resolved"):
-            journal.resolve_batch(first, sent=change.endswith(" sent"), note="asked Amili")
+            holder = journal.file(now.id).owner  # as resolve does once the run's lease ran out
+            assert journal.resolve_batch(
+                first, sent=change.endswith(" sent"), note="asked Amili", holder=holder
+            )
         else:
             taken, claimed = journal.claim_batch(
                 file_id=other.id, target="t", invoice_numbers=numbers[:1]

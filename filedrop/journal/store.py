@@ -425,24 +425,8 @@ class Journal:
         written: str | None = None,
     ) -> None:
         """Record how a file ended: ``done``, ``waiting`` (on batches), ``error`` or ``retry``;
-        ``written``: the stamp of the outcome it has just written (else the last stays).
-
-        A file said ``done`` or ``waiting`` that still has NOT_SENT invoices of its own is
-        ``retry``: ``filedrop resolve --not-sent`` may release a batch of a file being processed
-        after its run read the journal for the last time, and those invoices would otherwise wait
-        for a run that never comes.
-        """
+        ``written``: the stamp of the outcome it has just written (else the last stays)."""
         with self._write() as db:
-            if (
-                state in (FileState.DONE, FileState.WAITING)
-                and db.execute(
-                    "SELECT 1 FROM batches JOIN invoices ON invoices.batch = batches.id"
-                    " WHERE batches.file_id = ? AND batches.state IN (?, ?) AND invoices.status = ?"
-                    " LIMIT 1",
-                    (file_id, BatchState.RESOLVED, BatchState.REJECTED, InvoiceState.NOT_SENT),
-                ).fetchone()
-            ):
-                state = FileState.RETRY
             db.execute(
                 "UPDATE files SET state = ?, counts = ?, mapping = ?, outcome = ?, message = ?,"
                 " outcome_written = COALESCE(?, outcome_written), owner = NULL, updated_at = ?"
@@ -794,16 +778,28 @@ class Journal:
             rows = self._read("SELECT * FROM batches WHERE id = ?", (int(number),))
         return _batch_record(rows[0]) if rows else None
 
-    def resolve_batch(self, batch: int, *, sent: bool, note: str, file_held: bool = False) -> int:
+    def resolve_batch(
+        self, batch: int, *, sent: bool, note: str, holder: str | None = None
+    ) -> int | None:
         """An operator checked with Amili: the batch's invoices exist there (``sent``) or do not.
 
         ``sent`` keeps the numbers blocked for good; not sent releases them so that the next run
-        of their file sends them: the file is set to ``retry``, unless ``file_held`` (a live run
-        holds it, and ends it ``retry`` itself: ``finish_file``). Returns how many invoices
-        changed.
+        of their file sends them (the file is set to ``retry``). Returns how many invoices
+        changed, or None, changing nothing, when the file is claimed by another owner than
+        ``holder`` (the claim's owner as the caller saw it, whose run is gone; None: the file
+        was not claimed): a run took it up since, and what it writes would not show this.
         """
         now = self._clock()
         with self._write() as db:
+            # Asked inside the write, which a claim waits for: no run takes the file up between
+            # this look and the change.
+            claim = db.execute(
+                "SELECT files.state, files.owner FROM files"
+                " JOIN batches ON batches.file_id = files.id WHERE batches.id = ?",
+                (batch,),
+            ).fetchone()
+            if claim is not None and claim[0] == FileState.CLAIMED and claim[1] != holder:
+                return None
             status = InvoiceState.SUCCEEDED if sent else InvoiceState.NOT_SENT
             note = mask_ids(note)
             message = note if sent else f"not sent ({note}); the next run sends it again"
@@ -816,7 +812,7 @@ class Journal:
                 "UPDATE batches SET state = ?, message = ?, finished_at = ? WHERE id = ?",
                 (BatchState.RESOLVED, message, now, batch),
             )
-            if not sent and not file_held:
+            if not sent:
                 db.execute(
                     "UPDATE files SET state = ?, updated_at = ?"
                     " WHERE id = (SELECT file_id FROM batches WHERE id = ?)",
