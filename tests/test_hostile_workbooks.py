@@ -134,15 +134,18 @@ def test_a_date_the_reader_cannot_convert_is_one_sentence_not_a_rust_backtrace(
 
     book = openpyxl.Workbook()
     sheet = book.active
-    sheet.append(["Fakturanr", "Fakturadato"])
-    sheet.append(["1", -1e308])
-    sheet["B2"].number_format = "dd.mm.yyyy"
+    sheet.append(["Fakturanr", "Fakturadato", "Beløp"])
+    # Absurd, but read: a huge positive date, and a huge negative number shown as a number.
+    sheet.append(["1", 1e300, -1e308])
+    sheet.append(["2", -1e308, 100])
+    for cell in ("B2", "B3"):
+        sheet[cell].number_format = "dd.mm.yyyy"
     book.save(tmp_path / "f.xlsx")
     with pytest.raises(ReadError) as caught:
         read_table(tmp_path / "f.xlsx")
     assert "holds a value the reader cannot convert" in caught.value.detail
     assert caught.value.detail.endswith(
-        "): cell B2 holds -1e+308 as a date, far outside the years Excel shows; correct it in "
+        "): cell B3 holds -1e+308 as a date, far outside the years Excel shows; correct it in "
         "Excel and save the file again"
     )
     assert "memory" not in caught.value.detail
@@ -165,6 +168,8 @@ def test_a_date_the_reader_cannot_convert_is_one_sentence_not_a_rust_backtrace(
         ('#,##0 "kr"', False),
         ('"Dag" 0', False),  # quoted text
         ("0\\d", False),  # an escaped letter
+        ("0_d", False),  # a space as wide as a "d"
+        ("0;dd.mm.yyyy", False),  # only the first section decides
         (None, False),
     ],
 )

@@ -14,7 +14,6 @@ outcome is just plainer.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import io
 import re
@@ -231,24 +230,39 @@ def _refuse_hidden(where: str, sheets: list[Any], name: str, position: int) -> N
 
 # Built-in number formats that show dates or times (ECMA-376 18.8.30, with the East Asian ones).
 _DATE_FORMAT_IDS = frozenset({*range(14, 23), *range(27, 37), *range(45, 48), *range(50, 59)})
-# A format code's date and time letters, once its quoted text, escaped characters and bracketed
-# parts (colours, locales, conditions) are taken out; "[h]" (elapsed hours) is one too.
-_NOT_FORMAT = re.compile(r'"[^"]*"|\\.|\[(?![hms]+\])[^\]]*\]', re.IGNORECASE)
-_DATE_LETTERS = re.compile(r"[ymdhs]", re.IGNORECASE)
-# A date's serial number beyond this is more milliseconds than the reader's dates hold (its Rust
-# code panics); Excel itself shows dates up to 2,958,465 (31.12.9999).
-_FAR_DATE = 1e11
+# The reader turns a date cell's number into milliseconds as a 64-bit integer, saturating; at
+# the lowest one its Rust code panics ("TimeDelta::milliseconds out of bounds"). Higher numbers,
+# however absurd, read.
+_PANICKING_DATE = -(2**63) / 86_400_000
+# A number cell's value that starts with a minus sign; the cell's own tag is looked for before it.
+_NEGATIVE_VALUE = re.compile(rb"<v>(-[0-9.]+(?:[eE][+-]?[0-9]+)?)</v>")
+_CELL_ATTRIBUTES = re.compile(rb'\s([rst])="([^"]*)"')
+# Quoted text; a character escaped, or one a space as wide as (_) or a fill (*) stands for; a
+# bracketed colour, locale or condition (not elapsed hours, minutes or seconds).
+_NOT_FORMAT = re.compile(r'"[^"]*"|[\\_*].|\[(?![hms]{1,2}\])[^\]]*\]', re.IGNORECASE)
+_DATE_LETTERS = re.compile(r"[dmhys]", re.IGNORECASE)
+_SCAN_CHUNK = 1 << 20
+_SCAN_OVERLAP = 1 << 16  # more than one cell's tag, formula and value take
 
 
 def _is_date_format(code: NumberFormat | None) -> bool:
+    """Whether the reader takes a cell of this format as a date or a duration: as calamine
+    decides it, by the letters of the first section outside quotes, escapes and brackets
+    (``[h]``, ``[m]`` and ``[s]`` count)."""
     if isinstance(code, int):
         return code in _DATE_FORMAT_IDS
-    return code is not None and _DATE_LETTERS.search(_NOT_FORMAT.sub("", code)) is not None
+    if code is None:
+        return False
+    first = _NOT_FORMAT.sub("", code).split(";", 1)[0]
+    return _DATE_LETTERS.search(first) is not None
 
 
 def _far_date(data: bytes, sheet: str) -> tuple[str, str] | None:
-    """The first cell of ``sheet`` shown as a date whose number no date can hold, as (reference,
-    value): what made the reader give up (error path only; None when it cannot be told)."""
+    """The first cell of ``sheet`` shown as a date whose number makes the reader panic, as
+    (reference, value); None when none is found (error path only).
+
+    The sheet's XML is inflated a chunk at a time and searched for negative values first, so a
+    sheet of a million rows takes seconds, not the minutes a parse would."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             parts = _sheet_parts(io.BytesIO(data), archive.infolist())
@@ -258,17 +272,35 @@ def _far_date(data: bytes, sheet: str) -> tuple[str, str] | None:
             with archive.open("xl/styles.xml") as styles:
                 dates = {i for i, code in enumerate(_xf_formats(styles)) if _is_date_format(code)}
             with archive.open(part) as sheet_xml:
-                for row in _rows(sheet_xml):
-                    for cell in row:  # type: ignore[attr-defined]
-                        if cell.get("t") not in _NUMERIC_TYPES or _int(cell.get("s")) not in dates:
-                            continue
-                        text = next((c.text for c in cell if c.tag.endswith("}v")), None) or ""
-                        with contextlib.suppress(ValueError):
-                            if not abs(float(text)) <= _FAR_DATE:  # NaN included
-                                return str(cell.get("r") or "?"), text
-                    row.clear()
+                window = b""
+                while chunk := sheet_xml.read(_SCAN_CHUNK):
+                    window = window[-_SCAN_OVERLAP:] + chunk
+                    if found := _panicking_cell(window, dates):
+                        return found
     except _UNREADABLE_PARTS:
         return None
+    return None
+
+
+def _panicking_cell(xml: bytes, dates: set[int]) -> tuple[str, str] | None:
+    for value in _NEGATIVE_VALUE.finditer(xml):
+        if not float(value[1]) <= _PANICKING_DATE:
+            continue
+        start = xml.rfind(b"<c ", 0, value.start())
+        tag_end = xml.find(b">", start)
+        if start < 0 or xml.find(b"</c>", start, value.start()) >= 0:
+            continue  # its cell's tag is not in sight
+        attributes = {
+            k.decode(): v.decode() for k, v in _CELL_ATTRIBUTES.findall(xml[start:tag_end])
+        }
+        # A cell with no style is General, whatever the workbook's first style shows.
+        if (
+            "r" in attributes
+            and attributes.get("t", "n") == "n"
+            and _int(attributes.get("s")) in dates
+            and "s" in attributes
+        ):
+            return attributes["r"], value[1].decode()
     return None
 
 
