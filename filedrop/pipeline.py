@@ -1288,9 +1288,10 @@ def _outcomes(prepared: Prepared, journal: Journal, *, target: str, file_id: int
 
 
 #: The one state of the file's own invoices that nothing changes any more: ``filedrop resolve``
-#: turns UNKNOWN into SUCCEEDED or NOT_SENT while the last polls are awaited (its advice is
-#: given during the run), and another file may take a FAILED or NOT_SENT number meanwhile.
-#: Those are few; SUCCEEDED holds nearly every row, and is final.
+#: may turn UNKNOWN into SUCCEEDED or NOT_SENT while the last polls are awaited (it waits for a
+#: live run, but one whose lease ran out, stalled, is taken for gone), and another file may
+#: take a FAILED or NOT_SENT number meanwhile. Those are few; SUCCEEDED holds nearly every row,
+#: and is final.
 _FINAL = InvoiceState.SUCCEEDED.value
 
 
@@ -1313,7 +1314,7 @@ class _OutcomeDraft:
     A run reads it while its last polls are awaited: the second or so after its last POST is
     answered, in which nothing else happens. Once the polls end, the second read takes only
     what could have changed: every invoice of the file's own that has not SUCCEEDED (batches
-    still in flight, UNKNOWN ones ``filedrop resolve`` may settle meanwhile, FAILED or
+    still in flight, UNKNOWN ones ``filedrop resolve`` may settle if the run stalled, FAILED or
     NOT_SENT numbers another file may take), numbers another file holds, and numbers not
     written down. A second of work for 200,000 rows so comes before the last poll, not after
     it.
