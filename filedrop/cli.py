@@ -1010,7 +1010,7 @@ def _health_from_the_daemon(port: int, io: Io) -> int:
 
 def _resolve(args: argparse.Namespace, io: Io) -> int:
     """Settle every batch named, then rewrite the outcome of each file they came from."""
-    from filedrop.journal import Journal
+    from filedrop.journal import Journal, NotSettledError
     from filedrop.states import BatchState, FileState
 
     settings = _load(args, io)
@@ -1022,6 +1022,7 @@ def _resolve(args: argparse.Namespace, io: Io) -> int:
         # leave the first two settled and the rest not.
         batches = []
         holders: dict[int, str | None] = {}
+        held: dict[int, str] = {}  # why not now, for a batch whose file a live run holds
         for ref in dict.fromkeys(args.batches):
             batch = journal.find_batch(ref)
             if batch is None:
@@ -1042,14 +1043,6 @@ def _resolve(args: argparse.Namespace, io: Io) -> int:
                     f"Batch #{batch.id} is {batch.state}, not UNKNOWN; nothing to resolve."
                 )
             record = journal.file(batch.file_id)
-            if _held_by_live_run(record, settings):
-                # Its run would write an outcome that does not know of the change, and could
-                # end the file before the invoices released here are sent.
-                raise ConfigError(
-                    f"Batch #{batch.id} is of {printable(record.name)}, which a filedrop process "
-                    "is working on right now; resolve it once that has finished ('filedrop "
-                    "status' shows when)."
-                )
             if settings.inboxes and _inbox_of(record, settings) is None:
                 which = (
                     f"inbox {settings.inboxes[0].name}"
@@ -1063,19 +1056,27 @@ def _resolve(args: argparse.Namespace, io: Io) -> int:
                 )
             # Whose claim, if any, may stand: that of a run found gone.
             holders[batch.id] = record.owner if record.state is FileState.CLAIMED else None
+            if _held_by_live_run(record, settings):
+                # Its run would write an outcome that does not know of the change, and could
+                # end the file before the invoices released here are sent.
+                held[batch.id] = (
+                    f"{printable(record.name)} is being processed by a filedrop process right "
+                    "now; resolve it once that has finished, or stop that process ('filedrop "
+                    "status' lists the file)"
+                )
             batches.append(batch)
         note = "checked with Amili: received" if args.sent else "checked with Amili: not received"
         verdict = "will never be sent again" if args.sent else "will be sent by the next run"
         settled = []
         for batch in batches:
-            changed = journal.resolve_batch(
-                batch.id, sent=args.sent, note=note, holder=holders[batch.id]
-            )
-            if changed is None:
-                io.say(
-                    f"Batch #{batch.id}: not settled, as a filedrop process took up its file "
-                    "just now; resolve it once that has finished."
+            try:
+                if batch.id in held:
+                    raise NotSettledError(held[batch.id])
+                changed = journal.resolve_batch(
+                    batch.id, sent=args.sent, note=note, holder=holders[batch.id]
                 )
+            except NotSettledError as why:
+                io.say(f"Batch #{batch.id}: not settled, as {why}.")
                 continue
             settled.append(batch)
             io.say(f"Batch #{batch.id}: {plural(changed, 'invoice')} {verdict}.")

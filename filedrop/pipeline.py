@@ -856,6 +856,8 @@ def rewrite_outcome(
         outcome=outcome,
         message=record.message,
         written=written_stamp(outcome),
+        # A run that took the file up while it was read keeps it: its outcome comes after.
+        claim=record.owner if record.state is FileState.CLAIMED else None,
     )
     return outcome, counts
 

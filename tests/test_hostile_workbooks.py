@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import multiprocessing
+import re
+import zipfile
 from pathlib import Path
 
 import openpyxl
@@ -143,13 +145,56 @@ def test_a_date_the_reader_cannot_convert_is_one_sentence_not_a_rust_backtrace(
     book.save(tmp_path / "f.xlsx")
     with pytest.raises(ReadError) as caught:
         read_table(tmp_path / "f.xlsx")
-    assert "holds a value the reader cannot convert" in caught.value.detail
-    assert caught.value.detail.endswith(
-        "): cell B3 holds -1e+308 as a date, far outside the years Excel shows; correct it in "
-        "Excel and save the file again"
+    assert caught.value.detail == (
+        'sheet "Sheet": cell B3 holds -1e+308 as a date or time, far outside the years Excel '
+        "shows; correct it in Excel and save the file again"
     )
     assert "memory" not in caught.value.detail
     assert "panicked" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("cells", "named"),
+    [
+        # A tag broken over lines, after an empty cell of the same style: the value's own cell.
+        ('<c r="A2" s="1"/><c\nr="B2" s="1"><v>-1e308</v></c>', "B2"),
+        # A formula longer than the look back: the cell is not named, the sentence still true.
+        (f'<c r="B2" s="1"><f>{"1+" * 3000}1</f><v>-1e308</v></c>', None),
+    ],
+    ids=["tag over lines", "tag far back"],
+)
+def test_the_cell_named_is_the_one_the_reader_cannot_convert(
+    tmp_path: Path, cells: str, named: str | None
+) -> None:
+    """Sheet XML as other programs write it: the cell named is never another than the one that
+    stopped the reader; when it cannot be told, the sentence gives the reader's own words."""
+    from filedrop.errors import ReadError
+    from filedrop.read import read_table
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["Fakturanr", "Fakturadato"])
+    sheet.append(["1", -1e308])
+    sheet["B2"].number_format = "dd.mm.yyyy"
+    book.save(tmp_path / "made.xlsx")
+    with (
+        zipfile.ZipFile(tmp_path / "made.xlsx") as made,
+        zipfile.ZipFile(tmp_path / "f.xlsx", "w", zipfile.ZIP_DEFLATED) as crafted,
+    ):
+        for info in made.infolist():
+            data = made.read(info)
+            if info.filename == "xl/worksheets/sheet1.xml":
+                row = re.search(rb'<row r="2">.*?</row>', data)
+                assert row is not None
+                data = data.replace(row[0], f'<row r="2">{cells}</row>'.encode())
+            crafted.writestr(info, data)
+    with pytest.raises(ReadError) as caught:
+        read_table(tmp_path / "f.xlsx")
+    if named:
+        assert f"cell {named} holds -1e308 as a date or time" in caught.value.detail
+    else:
+        assert "a value the reader cannot convert (" in caught.value.detail
+        assert "cell " not in caught.value.detail
 
 
 @pytest.mark.parametrize(

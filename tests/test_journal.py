@@ -18,7 +18,7 @@ import pytest
 from conftest import Logged, drop_connections
 
 from filedrop.errors import ConfigError
-from filedrop.journal import Journal, owner_alive, this_owner
+from filedrop.journal import Journal, NotSettledError, owner_alive, this_owner
 from filedrop.journal.engines import MIGRATIONS, SCHEMA_VERSION, PostgresLocation, SqliteEngine
 from filedrop.journal.store import FinishedBatch, RebuiltBatch
 from filedrop.settings import load_settings
@@ -341,19 +341,37 @@ def test_unknown_batches_are_blocked_until_resolved(journal: Journal) -> None:
 def test_resolving_changes_nothing_once_a_run_took_up_the_file(journal: Journal) -> None:
     """resolve names the claim it found (none, or one whose run is gone); claimed by anyone else
     when it writes, the file is a live run's, whose outcome would not show the change: nothing
-    changes. Asked inside the write, so no claim slips in between."""
+    changes. Asked under the write's lock, so no claim slips in between; a batch settled
+    meanwhile is not settled again the other way."""
     file_id = _claim(journal, owner="host:1:live").id
     batch, _ = journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["9"])
     journal.batch_unknown(batch, message="connection lost")
-    assert journal.resolve_batch(batch, sent=False, note="checked") is None
-    assert journal.resolve_batch(batch, sent=True, note="checked", holder="host:2:gone") is None
+    for holder in (None, "host:2:gone"):
+        with pytest.raises(NotSettledError, match="took up its file just now"):
+            journal.resolve_batch(batch, sent=False, note="checked", holder=holder)
     assert journal.invoices(target=TARGET, numbers=["9"])["9"].status == "UNKNOWN"
     assert (journal.file(file_id).state, journal.find_batch(str(batch)).state) == (
         "claimed",
         "unknown",
     )
-    assert journal.resolve_batch(batch, sent=False, note="checked", holder="host:1:live") == 1
-    assert journal.file(file_id).state == "retry"
+    assert journal.resolve_batch(batch, sent=True, note="checked", holder="host:1:live") == 1
+    with pytest.raises(NotSettledError, match="settled meanwhile: it is resolved now"):
+        journal.resolve_batch(batch, sent=False, note="checked", holder="host:1:live")
+    assert journal.invoices(target=TARGET, numbers=["9"])["9"].status == "SUCCEEDED"
+
+
+def test_a_file_finished_by_one_without_a_claim_is_left_to_a_run_that_took_it_up(
+    journal: Journal,
+) -> None:
+    """``filedrop resolve`` rewrites an outcome without claiming the file: a run that claimed it
+    meanwhile keeps its claim (its own outcome comes after). One whose run is gone is ended."""
+    file_id = _claim(journal, owner="host:1:live").id
+    journal.finish_file(file_id, state=FileState.DONE, counts={}, mapping="m", outcome=None,
+                        claim=None)  # fmt: skip
+    assert (journal.file(file_id).state, journal.file(file_id).owner) == ("claimed", "host:1:live")
+    journal.finish_file(file_id, state=FileState.DONE, counts={}, mapping="m", outcome=None,
+                        claim="host:1:live")  # fmt: skip
+    assert (journal.file(file_id).state, journal.file(file_id).owner) == ("done", None)
 
 
 def test_resolved_sent_stays_blocked(journal: Journal) -> None:

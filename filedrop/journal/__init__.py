@@ -8,6 +8,7 @@ from filedrop.journal.store import (
     FileRecord,
     InvoiceRecord,
     Journal,
+    NotSettledError,
     owner_alive,
     this_owner,
 )
@@ -17,6 +18,7 @@ __all__ = [
     "FileRecord",
     "InvoiceRecord",
     "Journal",
+    "NotSettledError",
     "owner_alive",
     "this_owner",
 ]

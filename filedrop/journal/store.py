@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
+from types import EllipsisType
 from typing import Any, NamedTuple
 
 from filedrop.errors import ConfigError
@@ -207,6 +208,10 @@ def _file_lock(location: Path | PostgresLocation) -> threading.RLock:
 
 _INVOICE_STATES = {state.value: state for state in InvoiceState}
 _SUCCEEDED, _FAILED = InvoiceState.SUCCEEDED.value, InvoiceState.FAILED.value
+
+
+class NotSettledError(Exception):
+    """``resolve_batch`` changed nothing; the message ends a sentence saying why."""
 
 
 class Journal:
@@ -423,14 +428,24 @@ class Journal:
         outcome: Path | None,
         message: str | None = None,
         written: str | None = None,
+        claim: str | EllipsisType | None = ...,
     ) -> None:
         """Record how a file ended: ``done``, ``waiting`` (on batches), ``error`` or ``retry``;
-        ``written``: the stamp of the outcome it has just written (else the last stays)."""
+        ``written``: the stamp of the outcome it has just written (else the last stays).
+
+        ``claim``: for a caller that holds no claim of its own (``filedrop resolve``), the
+        claim's owner it saw, whose run is gone (None: there was none); a file claimed by
+        anyone else now is left to that run. The run holding the file gives none.
+        """
+        guard, guard_args = "", ()
+        if claim is not ...:
+            guard, guard_args = " AND (state != ? OR owner = ?)", (FileState.CLAIMED, claim)
         with self._write() as db:
             db.execute(
-                "UPDATE files SET state = ?, counts = ?, mapping = ?, outcome = ?, message = ?,"
+                # The guard is one of two constants, never input.
+                "UPDATE files SET state = ?, counts = ?, mapping = ?, outcome = ?, message = ?,"  # noqa: S608
                 " outcome_written = COALESCE(?, outcome_written), owner = NULL, updated_at = ?"
-                " WHERE id = ?",
+                " WHERE id = ?" + guard,
                 (
                     state,
                     json.dumps(counts),
@@ -440,6 +455,7 @@ class Journal:
                     written,
                     self._clock(),
                     file_id,
+                    *guard_args,
                 ),
             )
 
@@ -778,28 +794,34 @@ class Journal:
             rows = self._read("SELECT * FROM batches WHERE id = ?", (int(number),))
         return _batch_record(rows[0]) if rows else None
 
-    def resolve_batch(
-        self, batch: int, *, sent: bool, note: str, holder: str | None = None
-    ) -> int | None:
+    def resolve_batch(self, batch: int, *, sent: bool, note: str, holder: str | None = None) -> int:
         """An operator checked with Amili: the batch's invoices exist there (``sent``) or do not.
 
         ``sent`` keeps the numbers blocked for good; not sent releases them so that the next run
         of their file sends them (the file is set to ``retry``). Returns how many invoices
-        changed, or None, changing nothing, when the file is claimed by another owner than
-        ``holder`` (the claim's owner as the caller saw it, whose run is gone; None: the file
-        was not claimed): a run took it up since, and what it writes would not show this.
+        changed. ``NotSettledError``, changing nothing, when the batch is no longer UNKNOWN, or its
+        file is claimed by another owner than ``holder`` (the claim's owner as the caller saw
+        it, whose run is gone; None: the file was not claimed): a run took it up since, and
+        what it writes would not show this.
         """
         now = self._clock()
         with self._write() as db:
-            # Asked inside the write, which a claim waits for: no run takes the file up between
-            # this look and the change.
-            claim = db.execute(
-                "SELECT files.state, files.owner FROM files"
-                " JOIN batches ON batches.file_id = files.id WHERE batches.id = ?",
+            # Read under the write's lock (PostgreSQL: the rows'), which a claim waits for or
+            # passes over: no run takes the file up between this look and the change.
+            seen = db.execute(
+                # The suffix is the engine's constant, never input.
+                "SELECT batches.state, files.state, files.owner FROM batches"  # noqa: S608
+                " JOIN files ON files.id = batches.file_id WHERE batches.id = ?"
+                + self._engine.lock_suffix,
                 (batch,),
             ).fetchone()
-            if claim is not None and claim[0] == FileState.CLAIMED and claim[1] != holder:
-                return None
+            if seen is not None and seen[0] != BatchState.UNKNOWN:
+                raise NotSettledError(f"it was settled meanwhile: it is {seen[0]} now")
+            if seen is not None and seen[1] == FileState.CLAIMED and seen[2] != holder:
+                raise NotSettledError(
+                    "a filedrop process took up its file just now; resolve it once that has "
+                    "finished"
+                )
             status = InvoiceState.SUCCEEDED if sent else InvoiceState.NOT_SENT
             note = mask_ids(note)
             message = note if sent else f"not sent ({note}); the next run sends it again"

@@ -154,15 +154,17 @@ def _load_sheet(path: Path, wanted: str | int) -> tuple[str, list[list[object]],
             if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
                 raise
             found = _far_date(data, sheet_name)
-            where_in = (
-                f"cell {found[0]} holds {found[1]} as a date, far outside the years Excel shows"
+            what = (
+                f"cell {found[0]} holds {found[1]} as a date or time, far outside the years "
+                "Excel shows"
                 if found
-                else "such as a date far outside the years Excel shows"
+                # Not found: the reader's own words are all there is to go on.
+                else f"a value the reader cannot convert ({str(exc)[:200]}), such as a date far "
+                "outside the years Excel shows"
             )
             raise ReadError(
                 where,
-                f'sheet "{sheet_name}" holds a value the reader cannot convert '
-                f"({str(exc)[:200]}): {where_in}; correct it in Excel and save the file again",
+                f'sheet "{sheet_name}": {what}; correct it in Excel and save the file again',
             ) from None
     if not rows or start is None:
         raise ReadError(where, f'sheet "{sheet_name}" is empty; choose the sheet with the data')
@@ -235,7 +237,12 @@ _DATE_FORMAT_IDS = frozenset({*range(14, 23), *range(27, 37), *range(45, 48), *r
 # however absurd, read.
 _PANICKING_DATE = -(2**63) / 86_400_000
 # A number cell's value that starts with a minus sign; the cell's own tag is looked for before it.
-_NEGATIVE_VALUE = re.compile(rb"<v>(-[0-9.]+(?:[eE][+-]?[0-9]+)?)</v>")
+_NEGATIVE_VALUE = re.compile(rb"<v>(-(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)</v>")
+# The last cell tag before a value is looked for this far back at most: a formula longer than
+# that leaves its cell unnamed, and a sheet of values without tags costs no more than one look
+# each.
+_CELL_TAG_BEFORE = 4096
+_AFTER_CELL_NAME = frozenset(b" \t\r\n>/")
 _CELL_ATTRIBUTES = re.compile(rb'\s([rst])="([^"]*)"')
 # Quoted text; a character escaped, or one a space as wide as (_) or a fill (*) stands for; a
 # bracketed colour, locale or condition (not elapsed hours, minutes or seconds).
@@ -286,21 +293,32 @@ def _panicking_cell(xml: bytes, dates: set[int]) -> tuple[str, str] | None:
     for value in _NEGATIVE_VALUE.finditer(xml):
         if not float(value[1]) <= _PANICKING_DATE:
             continue
-        start = xml.rfind(b"<c ", 0, value.start())
-        tag_end = xml.find(b">", start)
-        if start < 0 or xml.find(b"</c>", start, value.start()) >= 0:
+        tag = _cell_tag_before(xml, value.start())
+        if tag is None:
             continue  # its cell's tag is not in sight
-        attributes = {
-            k.decode(): v.decode() for k, v in _CELL_ATTRIBUTES.findall(xml[start:tag_end])
-        }
+        attributes = {k.decode(): v.decode() for k, v in _CELL_ATTRIBUTES.findall(tag)}
         # A cell with no style is General, whatever the workbook's first style shows.
         if (
             "r" in attributes
-            and attributes.get("t", "n") == "n"
-            and _int(attributes.get("s")) in dates
             and "s" in attributes
+            and attributes.get("t", "n") == "n"
+            and _int(attributes["s"]) in dates
         ):
             return attributes["r"], value[1].decode()
+    return None
+
+
+def _cell_tag_before(xml: bytes, at: int) -> bytes | None:
+    """The opening tag of the cell whose value is at ``at``; None when it is not an open cell
+    tag within ``_CELL_TAG_BEFORE`` bytes (an empty cell's, or a closed one, is another's)."""
+    low, end = max(0, at - _CELL_TAG_BEFORE), at
+    while (start := xml.rfind(b"<c", low, end)) >= 0:
+        if start + 2 < at and xml[start + 2] in _AFTER_CELL_NAME:
+            close = xml.find(b">", start, at)
+            if close < 0 or xml[close - 1] == ord("/") or xml.find(b"</c>", close, at) >= 0:
+                return None
+            return xml[start : close + 1]
+        end = start  # <col, <cfRule …: look further back
     return None
 
 
