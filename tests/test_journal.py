@@ -360,6 +360,40 @@ def test_resolving_changes_nothing_once_a_run_took_up_the_file(journal: Journal)
     assert journal.invoices(target=TARGET, numbers=["9"])["9"].status == "SUCCEEDED"
 
 
+def test_on_postgresql_a_claim_committed_while_resolve_looks_stops_it(postgres_url: str) -> None:
+    """Replicas share the server: a claim that holds the file's row when resolve reads it is
+    waited for (the row is read FOR UPDATE), so resolve sees the claim and changes nothing,
+    instead of reading the row as it was and releasing invoices under a live run."""
+    import psycopg
+
+    with Journal(PostgresLocation.parse(postgres_url)) as journal:
+        file_id = _claim(journal).id
+        batch, _ = journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["9"])
+        journal.batch_unknown(batch, message="connection lost")
+        journal.finish_file(file_id, state=FileState.WAITING, counts={}, mapping="m", outcome=None)
+        raised: list[BaseException] = []
+
+        def resolve() -> None:
+            try:
+                journal.resolve_batch(batch, sent=False, note="checked", holder=None)
+            except BaseException as exc:  # looked at below
+                raised.append(exc)
+
+        with psycopg.connect(postgres_url) as replica:  # its claim, not yet committed
+            replica.execute(
+                "UPDATE files SET state = 'claimed', owner = 'replica:2:x' WHERE id = %s",
+                (file_id,),
+            )
+            looking = threading.Thread(target=resolve)
+            looking.start()
+            time.sleep(0.5)  # resolve is waiting on the row by now (if not, it sees the claim)
+            replica.commit()
+        looking.join(timeout=30)
+        assert [type(exc) for exc in raised] == [NotSettledError]
+        assert journal.invoices(target=TARGET, numbers=["9"])["9"].status == "UNKNOWN"
+        assert journal.file(file_id).owner == "replica:2:x"
+
+
 def test_a_file_finished_by_one_without_a_claim_is_left_to_a_run_that_took_it_up(
     journal: Journal,
 ) -> None:
