@@ -1021,8 +1021,7 @@ def _resolve(args: argparse.Namespace, io: Io) -> int:
         # Every batch is checked before any is settled: a typo in the third number must not
         # leave the first two settled and the rest not.
         batches = []
-        holders: dict[int, str | None] = {}
-        held: dict[int, str] = {}  # why not now, for a batch whose file a live run holds
+        records: dict[int, FileRecord] = {}  # each batch's file, as it was checked
         for ref in dict.fromkeys(args.batches):
             batch = journal.find_batch(ref)
             if batch is None:
@@ -1054,27 +1053,27 @@ def _resolve(args: argparse.Namespace, io: Io) -> int:
                     f"{printable(str(Path(record.path).parent))}, which is not the folder of "
                     f"{which}; name its own inbox with --inbox."
                 )
-            # Whose claim, if any, may stand: that of a run found gone.
-            holders[batch.id] = record.owner if record.state is FileState.CLAIMED else None
-            if _held_by_live_run(record, settings):
-                # Its run would write an outcome that does not know of the change, and could
-                # end the file before the invoices released here are sent.
-                held[batch.id] = (
-                    f"{printable(record.name)} is being processed by a filedrop process right "
-                    "now; resolve it once that has finished, or stop that process ('filedrop "
-                    "status' lists the file)"
-                )
+            records[batch.id] = record
             batches.append(batch)
         note = "checked with Amili: received" if args.sent else "checked with Amili: not received"
         verdict = "will never be sent again" if args.sent else "will be sent by the next run"
         settled = []
         for batch in batches:
-            try:
-                if batch.id in held:
-                    raise NotSettledError(held[batch.id])
-                changed = journal.resolve_batch(
-                    batch.id, sent=args.sent, note=note, holder=holders[batch.id]
+            record = records[batch.id]
+            if _held_by_live_run(record, settings):
+                # Its run would write an outcome that does not know of the change, and could
+                # end the file before the invoices released here are sent.
+                io.say(
+                    f"Batch #{batch.id}: not settled, as {printable(record.name)} is being "
+                    "processed by a filedrop process right now; resolve it once that has "
+                    "finished, or stop that process ('filedrop status' lists the file)."
                 )
+                continue
+            try:
+                # The claim seen, if any, is one whose run is gone: the journal checks that it
+                # is still the only one when it writes.
+                holder = record.owner if record.state is FileState.CLAIMED else None
+                changed = journal.resolve_batch(batch.id, sent=args.sent, note=note, holder=holder)
             except NotSettledError as why:
                 io.say(f"Batch #{batch.id}: not settled, as {why}.")
                 continue

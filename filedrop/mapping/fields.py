@@ -266,16 +266,20 @@ def longest_kids(fields: Iterable[Field], src: Source) -> dict[tuple[str, ...], 
         out = evaluate(replace(f, default=None), src, issues)
         ok = ~out.empty
         ok[[issue.position for issue in issues]] = False
-        positions = np.flatnonzero(ok)
-        lengths = [len(v) if isinstance(v, str) else 0 for v in out.vals[positions].tolist()]
-        at = int(np.argmax(lengths)) if lengths else -1  # the first of the longest
-        found[f.columns] = (lengths[at], _row_number(src, positions[at])) if at >= 0 else (0, 0)
+        lengths = np.zeros(src.n, dtype=np.int64)
+        lengths[ok] = [len(v) if isinstance(v, str) else 0 for v in out.vals[ok].tolist()]
+        found[f.columns] = _first_longest(lengths, src)
     return found
 
 
-def _row_number(src: Source, position: int) -> int:
-    """The row number a message gives the row at ``position``."""
-    return int(src.row_numbers[position]) if src.row_numbers is not None else position + 1
+def _first_longest(lengths: np.ndarray, src: Source) -> tuple[int, int]:
+    """(digits, row number) of the first of the longest KIDs, ``lengths`` being each row's
+    (0 for none); (0, 0) when there is none."""
+    at = int(np.argmax(lengths)) if len(lengths) else 0
+    if not len(lengths) or not lengths[at]:
+        return 0, 0
+    row = int(src.row_numbers[at]) if src.row_numbers is not None else at + 1
+    return int(lengths[at]), row
 
 
 # Sources whose values come from other fields: payload.py sums the claims, derive.py reads a
@@ -763,11 +767,7 @@ def _dropped_zeros(
     mistake."""
     if not numbers.any():
         return
-    here = np.where(valid, lengths, 0)
-    at = int(np.argmax(here))  # the first of this table's longest
-    if here[at] > longest[0]:
-        longest = (int(here[at]), _row_number(src, at))
-    digits, row = longest
+    digits, row = max(longest, _first_longest(np.where(valid, lengths, 0), src), key=lambda k: k[0])
     for i in np.flatnonzero(numbers & (lengths < digits)).tolist():
         value, label = out.text[i], out.label[i]
         why = (

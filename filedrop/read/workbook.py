@@ -272,8 +272,7 @@ def _far_date(data: bytes, sheet: str) -> tuple[str, str] | None:
     sheet of a million rows takes seconds, not the minutes a parse would."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            parts = _sheet_parts(io.BytesIO(data), archive.infolist())
-            part = next((p for p, name in parts.items() if name == sheet), None)
+            part = _sheet_part(archive, data, sheet)
             if part is None:
                 return None
             with archive.open("xl/styles.xml") as styles:
@@ -408,8 +407,7 @@ def _number_formats(
     """
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            parts = _sheet_parts(io.BytesIO(data), archive.infolist())
-            part = next((p for p, name in parts.items() if name == sheet), None)
+            part = _sheet_part(archive, data, sheet)
             if part is None:
                 return {}
             with archive.open("xl/styles.xml") as styles:
@@ -424,6 +422,12 @@ def _number_formats(
         if col >= first_col and 0 <= xf < len(xf_formats) and xf_formats[xf] not in (0, None):
             formats[col] = xf_formats[xf]
     return formats
+
+
+def _sheet_part(archive: zipfile.ZipFile, data: bytes, sheet: str) -> str | None:
+    """The zip entry of the sheet named ``sheet`` (``data``: the workbook's bytes)."""
+    parts = _sheet_parts(io.BytesIO(data), archive.infolist())
+    return next((part for part, name in parts.items() if name == sheet), None)
 
 
 def _xf_formats(styles: object) -> list[NumberFormat | None]:
