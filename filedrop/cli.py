@@ -1080,7 +1080,8 @@ def _resolve(args: argparse.Namespace, io: Io) -> int:
             settled.append(batch)
             io.say(f"Batch #{batch.id}: {plural(changed, 'invoice')} {verdict}.")
         for file_id in dict.fromkeys(batch.file_id for batch in settled):
-            io.say(mask_ids(_rewrite_outcome(journal, file_id, settings)))
+            # One line naming the file, its path and its outcome's: each shown printable.
+            io.say(mask_ids(printable(_rewrite_outcome(journal, file_id, settings))))
     return ExitCode.OK if len(settled) == len(batches) else ExitCode.ATTENTION
 
 

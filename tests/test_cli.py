@@ -725,6 +725,23 @@ def test_resolve_names_a_hostile_batch_reference_in_one_short_sentence(
         )
 
 
+def test_resolve_shows_a_file_named_with_control_characters_escaped(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """A name holding a terminal escape and a bidi override: the line saying its outcome was
+    rewritten shows them escaped, as status does, never as codes the terminal obeys."""
+    name = "m\x1b[31mars\u202e.csv"
+    write_erp_csv(inbox / name, [erp_row("5301")])
+    env = run_env(inbox, sandbox.url)
+    sandbox.lose_next_response(count=1)
+    filedrop("run", environ=env, expect=1)
+    _, out, _ = filedrop("resolve", "1", "--not-sent", environ=env)
+    shown = "m\\x1b[31mars\\u202e"
+    assert out.splitlines()[1] == (
+        f"{shown}.csv: 1 NOT_SENT; outcome rewritten: {inbox}/{shown}.outcome.csv"
+    )
+
+
 def test_national_ids_are_masked_in_the_run_summary_validate_and_status(
     inbox: Path, sandbox: Sandbox
 ) -> None:

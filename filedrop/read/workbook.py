@@ -244,6 +244,7 @@ _NEGATIVE_VALUE = re.compile(rb"<v>(-(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-
 _CELL_TAG_BEFORE = 4096
 _AFTER_CELL_NAME = frozenset(b" \t\r\n>/")
 _CELL_ATTRIBUTES = re.compile(rb'\s([rst])="([^"]*)"')
+_REFERENCE = re.compile(r"[A-Z]{1,3}[1-9][0-9]{0,6}")
 # Quoted text; a character escaped, or one a space as wide as (_) or a fill (*) stands for; a
 # bracketed colour, locale or condition (not elapsed hours, minutes or seconds).
 _NOT_FORMAT = re.compile(r'"[^"]*"|[\\_*].|\[(?![hms]{1,2}\])[^\]]*\]', re.IGNORECASE)
@@ -296,14 +297,16 @@ def _panicking_cell(xml: bytes, dates: set[int]) -> tuple[str, str] | None:
         if tag is None:
             continue  # its cell's tag is not in sight
         attributes = {k.decode(): v.decode() for k, v in _CELL_ATTRIBUTES.findall(tag)}
-        # A cell with no style is General, whatever the workbook's first style shows.
+        # A cell with no style is General, whatever the workbook's first style shows; one whose
+        # reference is no cell's (a crafted file's) is not named.
         if (
-            "r" in attributes
+            _REFERENCE.fullmatch(attributes.get("r", ""))
             and "s" in attributes
             and attributes.get("t", "n") == "n"
             and _int(attributes["s"]) in dates
         ):
-            return attributes["r"], value[1].decode()
+            shown = value[1].decode()
+            return attributes["r"], shown if len(shown) <= 30 else f"{shown[:27]}..."
     return None
 
 
