@@ -114,7 +114,8 @@ then: FILEDROP_ENV=sandbox filedrop run (sandbox's URLs default to http://127.0.
   filedrop resolve 3 4 7 --sent     several batches at once
 
 Use it for batches 'filedrop status' lists as UNKNOWN, after checking with Amili for the invoice
-numbers it lists. The outcome files of their inputs are rewritten at once.""",
+numbers it lists. The outcome files of their inputs are rewritten at once. A batch whose file a
+filedrop process is working on right now is left as it is, and said so (exit 1).""",
     "journal": """examples:
   filedrop journal rebuild --inbox /data/inbox     after the journal was lost or replaced
   filedrop journal rebuild --fresh                 start an empty journal on purpose""",
