@@ -883,6 +883,10 @@ def baselines(xlsx: Path, csv: Path, args: argparse.Namespace) -> float:
     return openpyxl_s
 
 
+#: ``pandas.read_excel(engine="openpyxl")`` of the 50,000-row workbook on the speed issue's host.
+_ISSUE_OPENPYXL_S = 14.0
+
+
 def targets(results: list[Figures], args: argparse.Namespace, *, openpyxl_s: float) -> bool:
     """Print each ratio against its target; whether all are met."""
     print("\nTargets:")
@@ -894,6 +898,11 @@ def targets(results: list[Figures], args: argparse.Namespace, *, openpyxl_s: flo
         f"xlsx own CPU / openpyxl read{openpyxl_note}", x.run.usage.cpu_s / openpyxl_s, 0.30
     )
     all_met &= verdict(f"{c.rows:,}-row CSV own CPU", c.run.usage.cpu_s, 8.0, " s")
+    if not args.skip_openpyxl and x.rows == 50_000:
+        # The 8 s were set on the speed issue's host, where openpyxl read the workbook in 14.0 s;
+        # pure Python like it, the run's CPU moves with the host. For scale only: the target is 8 s.
+        scaled = 8.0 * openpyxl_s / _ISSUE_OPENPYXL_S
+        line("  (those 8 s at this host's speed)", f"{scaled:8.2f} s  for scale, from openpyxl")
     all_met &= verdict("xlsx wall / API floor", x.run.usage.wall_s / x.floor_s, 1.15)
     all_met &= verdict("CSV wall / API floor", c.run.usage.wall_s / c.floor_s, 1.15)
     all_met &= verdict("xlsx peak RSS", x.run.usage.peak_mb, 250, " MB")
