@@ -641,6 +641,32 @@ def test_wrong_encoding_setting_is_reported(tmp_path):
         read_table(path, ReadOptions(encoding="klingon"))
 
 
+def test_an_encoding_set_against_the_files_own_is_refused(tmp_path):
+    """A mapping that sets a one-byte encoding for a file that is UTF-8 (or has a byte order
+    mark) would send every æ, ø and å garbled: the file is refused, saying what it is."""
+    utf8 = write(tmp_path / "utf8.csv", "Navn;Gate\nOla;Storgata 1\nÅse;Kåres gate 12\n", "utf-8")
+    with pytest.raises(ReadError) as err:
+        read_table(utf8, ReadOptions(encoding="cp1252"))
+    assert str(err.value) == (
+        f'{utf8}: the file is UTF-8 text (line 3 holds "Å"), but the mapping sets encoding = '
+        '"cp1252", which would send "Ã…" to Amili instead; remove the encoding from the '
+        "mapping's [read] (filedrop tells the encodings apart)"
+    )
+    for text, encoding, what in (
+        ("\ufeffNavn\nÅse\n", "utf-8", "UTF-8"),
+        ("\ufeffNavn\nÅse\n", "utf-16", "UTF-16"),
+        ("\ufeffNavn\nÅse\n", "utf-16-be", "UTF-16"),
+    ):
+        marked = write(tmp_path / f"{encoding}.csv", text, encoding)
+        with pytest.raises(ReadError, match=f"the file is {what} text \\(it begins with a byte"):
+            read_table(marked, ReadOptions(encoding="windows-1252"))
+    # What the setting is for still reads: a one-byte file, and a UTF-8 file of ASCII only.
+    latin = write(tmp_path / "latin.csv", "Navn\nÅse\n", "cp1252")
+    assert read_table(latin, ReadOptions(encoding="cp1252")).cells.iloc[0, 0] == "Åse"
+    ascii_only = write(tmp_path / "ascii.csv", "Navn\nOla\n", "utf-8")
+    assert read_table(ascii_only, ReadOptions(encoding="latin-1")).cells.iloc[0, 0] == "Ola"
+
+
 def test_no_header_found_is_reported(tmp_path):
     """A file of numbers only has no header row; the message says how to set one."""
     path = write(tmp_path / "n.csv", "1;2;3\n4;5;6\n")

@@ -230,12 +230,49 @@ def _given_encoding(where: str, data: bytes, wanted: str) -> tuple[str, str, byt
         raise ReadError(where, f'encoding "{wanted}" is not known; use e.g. cp1252') from exc
     if name in ("utf-8", "utf-8-sig"):
         return wanted, "utf-8", data.removeprefix(codecs.BOM_UTF8)
+    if not name.startswith(("utf-16", "utf-32")):
+        _refuse_contradicted(where, data, wanted, name)
     if '\n;,\t|"'.encode(name, errors="replace") == b'\n;,\t|"':
         return wanted, name, data
     try:
         return wanted, "utf-8", data.decode(name).encode("utf-8")
     except UnicodeDecodeError as exc:
         raise _not_encoded(where, wanted, exc) from exc
+
+
+# The first character of a UTF-8 file beyond ASCII: a lead byte and its continuation bytes.
+_UTF8_CHARACTER = re.compile(rb"[\xc2-\xf4][\x80-\xbf]{1,3}")
+
+
+def _refuse_contradicted(where: str, data: bytes, wanted: str, name: str) -> None:
+    """A file whose bytes say they are Unicode text (a byte order mark, or letters beyond ASCII
+    written as UTF-8) while the mapping sets another encoding: read as set, every æ, ø and å
+    would reach Amili garbled ("Ã¥" for å), so it is refused, saying what the file is."""
+    setting = f'the mapping sets encoding = "{wanted}"'
+    fix = "remove the encoding from the mapping's [read] (filedrop tells the encodings apart)"
+    for mark, what in ((codecs.BOM_UTF8, "UTF-8"), (codecs.BOM_UTF16_LE, "UTF-16")):
+        if data.startswith(mark) or (what == "UTF-16" and data.startswith(codecs.BOM_UTF16_BE)):
+            raise ReadError(
+                where,
+                f"the file is {what} text (it begins with a byte order mark), but {setting}; {fix}",
+            )
+    if data.isascii():
+        return
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return  # not UTF-8: the setting may well be right
+    found = _UTF8_CHARACTER.search(data)
+    if found is None:
+        return
+    line = data.count(b"\n", 0, found.start()) + 1
+    letter = found.group().decode("utf-8")
+    garbled = found.group().decode(name, errors="replace")
+    raise ReadError(
+        where,
+        f'the file is UTF-8 text (line {line} holds "{letter}"), but {setting}, which would '
+        f'send "{garbled}" to Amili instead; {fix}',
+    )
 
 
 def _not_encoded(where: str, encoding: str, exc: UnicodeDecodeError) -> ReadError:
