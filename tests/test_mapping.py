@@ -481,6 +481,39 @@ def test_no_mapping_fits_a_wide_file_lists_its_first_headers_only(tmp_path: Path
     )
 
 
+def test_a_column_read_whose_header_repeats_with_other_values_is_refused(tmp_path: Path) -> None:
+    """Two columns headed "Beløp" with different amounts (an old one kept, perhaps hidden): which
+    one is to be sent is the user's to say, so the file is refused, naming both by letter, as
+    Excel shows them in a sheet that begins at column B. The same values twice read as one."""
+    from openpyxl import Workbook
+
+    from filedrop.read import read_table
+
+    m = load_mapping(write(tmp_path, BASE))
+    rows = [
+        [*HEADERS, "Beløp"],
+        ["1", "01.03.2024", "15.03.2024", "100,00", "Åse", "Berg", "100,00"],
+        ["2", "01.03.2024", "15.03.2024", "99 999,00", "Ola", "Dahl", "250,00"],
+    ]
+    book = Workbook()
+    for r, row in enumerate(rows, start=1):
+        for c, value in enumerate(row, start=2):
+            book.active.cell(row=r, column=c, value=value)
+    book.active.column_dimensions["E"].hidden = True
+    book.save(tmp_path / "mars.xlsx")
+    with pytest.raises(ReadError) as err:
+        select_mapping([m], tmp_path / "mars.xlsx", read_table)
+    assert err.value.detail == (
+        'columns E and H are both headed "Beløp", which key "invoice.originalInvoiceAmount" '
+        "reads, and hold different values (the first on row 3); rename or delete the one not "
+        "to be sent, then drop the file again"
+    )
+    same = tmp_path / "same.csv"
+    same.write_text("\n".join(";".join([*row[:-1], row[3]]) for row in rows), encoding="utf-8")
+    mapping, got = select_mapping([m], same, read_table)
+    assert mapping is m and got.headers[-1] == "Beløp"
+
+
 def test_unreadable_file_is_a_read_error_not_a_mapping_error(tmp_path: Path) -> None:
     """When no mapping can read the file at all, the reader's own sentence is the news."""
     m = load_mapping(write(tmp_path, BASE))

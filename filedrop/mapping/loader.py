@@ -291,6 +291,7 @@ def select_mapping(
             ((k, names) for k, names, _ in mapping.column_refs if names not in found), None
         )
         if missing is None:
+            _refuse_ambiguous_columns(mapping, table, found)
             return mapping, table
         headers = table.headers
         reasons.append(f'{label} needs column "{missing[1][0]}" (key "{missing[0]}")')
@@ -306,6 +307,31 @@ def select_mapping(
     tail = f" (the file's headers: {shown})" if headers is not None else ""
     tried = "; ".join(reasons) or "there are no mappings"
     raise MappingError(str(file_path), f"no mapping fits this file: {tried}{tail}.")
+
+
+def _refuse_ambiguous_columns(
+    mapping: Mapping, table: Table, found: dict[tuple[str, ...], int]
+) -> None:
+    """A column the mapping reads whose header the file has twice, with other values under the
+    other: which holds what is to be sent is the user's to say (an old amount kept beside the
+    new one, perhaps hidden in Excel), so the file is refused, naming both. Two columns that
+    hold the same values are one column twice, and the first is read."""
+    positions: dict[str, list[int]] = {}
+    for i, header in enumerate(table.headers):
+        positions.setdefault(header_key(header), []).append(i)
+    for key, names, _ in mapping.column_refs:
+        first, *others = positions[header_key(table.headers[found[names]])]
+        for other in others:
+            differ = (table.cells[first] != table.cells[other]).to_numpy()
+            if differ.any():
+                row = table.row_numbers[int(differ.argmax())]
+                raise ReadError(
+                    str(table.path),
+                    f"columns {table.letter(first)} and {table.letter(other)} are both headed "
+                    f'"{table.headers[first]}", which key "{key}" reads, and hold different '
+                    f"values (the first on row {row}); rename or delete the one not to be sent, "
+                    "then drop the file again",
+                )
 
 
 #: How many of a file's headers a "no mapping fits" message lists.

@@ -81,7 +81,12 @@ def build_table(path: Path, sheet: ParsedSheet, marks: SheetMarks | None = None)
         cells=column_frame(texts, keep),
         values=column_frame(typed, keep),
         row_numbers=row_numbers,
-        info=ReadInfo(kind="excel", sheet=sheet.sheet_name, header_row=sheet.header_row),
+        info=ReadInfo(
+            kind="excel",
+            sheet=sheet.sheet_name,
+            header_row=sheet.header_row,
+            first_column=sheet.first_col,
+        ),
         layout=Layout(
             titles=tuple(
                 (number, tuple(None if c == "" else c for c in row[:width]))

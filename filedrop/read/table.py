@@ -86,6 +86,7 @@ class ReadInfo:
     delimiter: str | None = None
     sheet: str | None = None
     header_row: int = 1
+    first_column: int = 0  # 0-based, of the first header: 1 for a sheet whose data begins in B
 
 
 NumberFormat = str | int
@@ -137,6 +138,10 @@ class Table:
 
     def __len__(self) -> int:
         return len(self.cells)
+
+    def letter(self, position: int) -> str:
+        """The column's letter as Excel shows it (in a CSV, as it would)."""
+        return column_letter(self.info.first_column + position)
 
     def part(self, start: int, stop: int) -> Table:
         """Data rows ``start`` to ``stop`` as a table of their own, numbered from 0 again (the
