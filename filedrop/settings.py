@@ -812,11 +812,34 @@ def _choose(inboxes: tuple[Settings, ...], name: str, *, config_path: Path) -> t
     )
 
 
+class NotUtf8Error(ValueError):
+    """A file people write (a config, a mapping) that is not UTF-8; the message says where."""
+
+
+def read_written_text(path: Path) -> str:
+    """A TOML file people write, as text. The byte order mark Notepad writes is dropped; a file
+    saved in another encoding (Windows-1252 by Notepad or Excel) raises ``NotUtf8Error`` naming
+    the line and the byte, which TOML, UTF-8 by definition, cannot take."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        byte = data[exc.start]
+        shown = bytes([byte]).decode("cp1252", errors="replace")
+        raise NotUtf8Error(
+            f'is not UTF-8 text (line {line} holds the byte 0x{byte:02X}, "{shown}" in '
+            "Windows-1252); save it as UTF-8"
+        ) from None
+
+
 def _read_config(path: Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(read_written_text(path))
     except OSError as exc:
         raise ConfigError(f"The config file {path} cannot be read ({exc.strerror}).") from exc
+    except NotUtf8Error as exc:
+        raise ConfigError(f"The config file {path} {exc}.") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"The config file {path} is not valid TOML: {exc}.") from exc
     inbox = data.get("inbox")

@@ -282,6 +282,23 @@ def test_missing_debtor_or_claims_section_is_refused(tmp_path: Path) -> None:
     )
 
 
+def test_a_mapping_saved_by_notepad_loads_or_says_to_save_it_as_utf8(tmp_path: Path) -> None:
+    """Notepad's byte order mark is dropped; a mapping saved as Windows-1252 (its "Beløp") is
+    one sentence naming the line and the byte, not a codec's error."""
+    bom = tmp_path / "bom.toml"
+    bom.write_bytes(b"\xef\xbb\xbf" + BASE.encode("utf-8"))
+    assert load_mapping(bom).invoice.get_field("originalInvoiceAmount") is not None
+    ansi = tmp_path / "ansi.toml"
+    ansi.write_bytes(BASE.encode("cp1252"))
+    with pytest.raises(MappingError) as err:
+        load_mapping(ansi)
+    line = BASE[: BASE.index("ø")].count("\n") + 1
+    assert str(err.value) == (
+        f'{ansi}: is not UTF-8 text (line {line} holds the byte 0xF8, "ø" in Windows-1252); '
+        "save it as UTF-8."
+    )
+
+
 def test_broken_toml_missing_file_and_empty_folder_are_refused(tmp_path: Path) -> None:
     """Syntax errors say where; a missing file or a folder without mappings says so."""
     with pytest.raises(MappingError) as err:

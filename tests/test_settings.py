@@ -129,6 +129,21 @@ def test_choices_are_accepted_in_any_case(environ: dict, expected: tuple[str, st
     assert getattr(settings, name) == value
 
 
+def test_a_config_file_saved_by_notepad_loads_or_says_to_save_it_as_utf8(tmp_path: Path) -> None:
+    """The byte order mark Notepad writes is dropped; a file saved as Windows-1252 is one
+    sentence naming the file, the line and the byte (it was "unexpected error: 'utf-8' codec")."""
+    config = tmp_path / "c.toml"
+    config.write_bytes(b"\xef\xbb\xbfbatch_size = 5\n")
+    assert load_settings(config_file=config).batch_size == 5
+    config.write_bytes('batch_size = 5\ninbox = "/srv/innboks/økonomi"\n'.encode("cp1252"))
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config_file=config)
+    assert str(caught.value) == (
+        f'The config file {config} is not UTF-8 text (line 2 holds the byte 0xF8, "ø" in '
+        "Windows-1252); save it as UTF-8."
+    )
+
+
 def test_unknown_config_key_is_refused_with_the_closest_name(tmp_path: Path) -> None:
     """A typo in the TOML file is named, with the key that was probably meant."""
     config = tmp_path / "c.toml"

@@ -35,7 +35,7 @@ from filedrop.mapping.tree import (
     walk_fields,
 )
 from filedrop.read import ReadOptions, Table, header_key
-from filedrop.settings import DEFAULT_INVOICE_TYPES
+from filedrop.settings import DEFAULT_INVOICE_TYPES, NotUtf8Error, read_written_text
 
 __all__ = [
     "MAX_NESTING",
@@ -188,10 +188,12 @@ def load_mappings(
 def load_mapping(path: Path, *, invoice_types: tuple[str, ...] = DEFAULT_INVOICE_TYPES) -> Mapping:
     """Parse and check one mapping file; MappingError names the file and the key at fault."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_written_text(path)
     except FileNotFoundError:
         raise MappingError(str(path), "does not exist.") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except NotUtf8Error as exc:
+        raise MappingError(str(path), f"{exc}.") from None
+    except OSError as exc:
         raise MappingError(str(path), f"cannot be read ({exc}).") from None
     try:
         data = tomllib.loads(text)
