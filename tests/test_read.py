@@ -573,6 +573,16 @@ def test_xlsm_and_xlsx_named_xls_are_read(tmp_path):
             "the file is text, not an Excel workbook; if it is CSV, rename it to .csv",
         ),
         (
+            "report.xlsx",
+            b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog >>\nendobj\n",
+            "the file is a PDF document, not a workbook; export the invoices as .xlsx or .csv",
+        ),
+        (
+            "report.csv",
+            b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog >>\nendobj\n",
+            "the file is a PDF document, not CSV; export the invoices as CSV",
+        ),
+        (
             "locked.xlsx",
             b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 600,
             "the file is password-protected or damaged; save a copy without a password",

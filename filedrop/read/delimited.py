@@ -88,6 +88,8 @@ def _read_csv(path: Path, options: ReadOptions, limits: ReadLimits) -> Table:
         raise ReadError(where, EMPTY_FILE)
     if data.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):
         raise ReadError(where, "the file is an Excel workbook named .csv; rename it to .xlsx")
+    if data.startswith(b"%PDF"):
+        raise ReadError(where, "the file is a PDF document, not CSV; export the invoices as CSV")
     encoding, codec, data = _detect_encoding(where, data, options.encoding)
     if b"\x00" in data:
         raise ReadError(where, _nul_bytes(data))

@@ -331,6 +331,8 @@ def _unopenable(head: bytes) -> str:
         return "the file is password-protected or damaged; save a copy without a password"
     if head.lstrip().startswith(b"<"):
         return "the file is a web page (HTML), not a workbook; open it in Excel and save as .xlsx"
+    if head.startswith(b"%PDF"):
+        return "the file is a PDF document, not a workbook; export the invoices as .xlsx or .csv"
     if b"\x00" not in head:
         return "the file is text, not an Excel workbook; if it is CSV, rename it to .csv"
     return (
