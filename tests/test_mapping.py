@@ -487,6 +487,29 @@ def test_no_mapping_fits_says_why_for_each(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize(("separator", "shown"), [(",", '","'), ("\t", "tab")])
+def test_a_csv_separated_otherwise_than_the_mapping_says_is_told_so(
+    tmp_path: Path, separator: str, shown: str
+) -> None:
+    """A mapping that sets ";" reads a comma-separated export as one long header: the message
+    says which separator the file has, rather than miss a column its headers list."""
+    m = load_mapping(write(tmp_path, BASE.replace("[read]\n", '[read]\ndelimiter = ";"\n')))
+    path = tmp_path / "mars.csv"
+    path.write_text(
+        separator.join(HEADERS) + "\n" + separator.join(["1", "a", "b", "2", "c", "d"]) + "\n",
+        encoding="utf-8",
+    )
+    from filedrop.read import read_table
+
+    with pytest.raises(MappingError) as err:
+        select_mapping([m], path, read_table)
+    assert err.value.detail.startswith(
+        'no mapping fits this file: erp.toml needs column "Fakturanr" (key '
+        f'"invoice.invoiceNumber"), but the file\'s header line is separated by {shown}, not '
+        'by ";" as read.delimiter says: remove read.delimiter to have it detected'
+    )
+
+
 def test_no_mapping_fits_a_wide_file_lists_its_first_headers_only(tmp_path: Path) -> None:
     """A 10,000-column export must not make a message longer than an outcome cell can hold."""
     b = load_mapping(write(tmp_path, BASE.replace('"Fakturanr"', '"Faktura nr."'), "b.toml"))

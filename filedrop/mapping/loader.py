@@ -296,7 +296,8 @@ def select_mapping(
             _refuse_ambiguous_columns(mapping, table, found)
             return mapping, table
         headers = table.headers
-        reasons.append(f'{label} needs column "{missing[1][0]}" (key "{missing[0]}")')
+        hint = _other_delimiter(mapping.read.delimiter, table, missing[1])
+        reasons.append(f'{label} needs column "{missing[1][0]}" (key "{missing[0]}"){hint}')
     errors = [t for t in tables.values() if isinstance(t, ReadError)]
     if errors and headers is None:  # nothing could read it: that is the news
         raise errors[0]
@@ -309,6 +310,27 @@ def select_mapping(
     tail = f" (the file's headers: {shown})" if headers is not None else ""
     tried = "; ".join(reasons) or "there are no mappings"
     raise MappingError(str(file_path), f"no mapping fits this file: {tried}{tail}.")
+
+
+_DELIMITERS = {",": '","', ";": '";"', "\t": "tab", "|": '"|"'}
+
+
+def _other_delimiter(delimiter: str | None, table: Table, names: tuple[str, ...]) -> str:
+    """Why a CSV read with the mapping's delimiter lacks a column it has: its header line is
+    separated by another one, so the column hides in one long header ('' when not)."""
+    if delimiter is None or table.info.kind != "csv":
+        return ""
+    wanted = set(map(header_key, names))
+    for other, shown in _DELIMITERS.items():
+        if other != delimiter and any(
+            wanted & set(map(header_key, header.split(other))) for header in table.headers
+        ):
+            return (
+                f", but the file's header line is separated by {shown}, not by "
+                f"{_DELIMITERS.get(delimiter, repr(delimiter))} as read.delimiter says: remove "
+                "read.delimiter to have it detected"
+            )
+    return ""
 
 
 def _refuse_ambiguous_columns(
