@@ -510,6 +510,42 @@ def test_a_csv_separated_otherwise_than_the_mapping_says_is_told_so(
     )
 
 
+def test_no_mapping_fits_a_workbook_names_its_other_sheets(tmp_path: Path) -> None:
+    """Data on the second sheet, a title on the first: the message says which sheet was read and
+    names the other visible ones and the setting (hidden sheets are not offered)."""
+    import xlsxwriter
+
+    from filedrop.read import read_table
+
+    m = load_mapping(write(tmp_path, BASE))
+    path = tmp_path / "mars.xlsx"
+    with xlsxwriter.Workbook(path) as book:
+        info = book.add_worksheet("Info")
+        info.write(0, 0, "Eksportert fra ERP 2024-03-31")
+        info.write(1, 0, "Kunde: alle")
+        book.add_worksheet("Gammel").hide()
+        data = book.add_worksheet("Fakturaer")
+        data.write_row(0, 0, HEADERS)
+        data.write_row(1, 0, ["1", "01.03.2024", "15.03.2024", "100,00", "Åse", "Berg"])
+    with pytest.raises(MappingError) as err:
+        select_mapping([m], path, read_table)
+    assert err.value.detail == (
+        'no mapping fits this file: erp.toml needs column "Fakturanr" (key '
+        '"invoice.invoiceNumber") (the file\'s headers: Eksportert fra ERP 2024-03-31); that is '
+        'sheet "Info", and read.sheet in the mapping can name another: "Fakturaer".'
+    )
+    title_only = tmp_path / "april.xlsx"
+    with xlsxwriter.Workbook(title_only) as book:
+        book.add_worksheet("Info").write(0, 0, "Eksportert fra ERP 2024-03-31")
+        book.add_worksheet("Fakturaer").write_row(0, 0, HEADERS)
+    with pytest.raises(ReadError) as err:
+        select_mapping([m], title_only, read_table)
+    assert err.value.detail == (
+        'sheet "Info" has a header on row 1 but no data rows below it; read.sheet in the '
+        'mapping can name another sheet: "Fakturaer"'
+    )
+
+
 def test_no_mapping_fits_a_wide_file_lists_its_first_headers_only(tmp_path: Path) -> None:
     """A 10,000-column export must not make a message longer than an outcome cell can hold."""
     b = load_mapping(write(tmp_path, BASE.replace('"Fakturanr"', '"Faktura nr."'), "b.toml"))

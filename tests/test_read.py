@@ -626,14 +626,27 @@ def test_header_only_workbook_is_refused(tmp_path):
 
 
 def test_empty_sheet_is_refused(tmp_path):
-    """An empty first sheet says so and suggests choosing another."""
+    """An empty first sheet says so and names the setting and the other (visible) sheets to
+    choose from; an empty workbook's only sheet says there is no other."""
     path = tmp_path / "e.xlsx"
     with xlsxwriter.Workbook(path) as wb:
         wb.add_worksheet("Tom")
+        wb.add_worksheet("Gammel").hide()
         wb.add_worksheet("Data").write_row(0, 0, ["Nr"])
     with pytest.raises(ReadError) as err:
         read_table(path)
-    assert str(err.value) == f'{path}: sheet "Tom" is empty; choose the sheet with the data'
+    assert str(err.value) == (
+        f'{path}: sheet "Tom" is empty; set read.sheet in the mapping to the sheet with the data '
+        '(the others: "Data")'
+    )
+    alone = tmp_path / "alone.xlsx"
+    with xlsxwriter.Workbook(alone) as wb:
+        wb.add_worksheet("Ark1")
+    with pytest.raises(ReadError) as err:
+        read_table(alone)
+    assert str(err.value) == (
+        f'{alone}: sheet "Ark1" is empty, and there is no other; export the data again'
+    )
 
 
 def test_missing_file_is_a_read_error(tmp_path):

@@ -34,7 +34,7 @@ from filedrop.mapping.tree import (
     as_toml,
     walk_fields,
 )
-from filedrop.read import ReadOptions, Table, header_key
+from filedrop.read import ReadInfo, ReadOptions, Table, header_key
 from filedrop.settings import DEFAULT_INVOICE_TYPES, NotUtf8Error, read_written_text
 
 __all__ = [
@@ -274,6 +274,7 @@ def select_mapping(
     tables: dict[ReadOptions, Table | ReadError] = {}
     reasons: list[str] = []
     headers: list[str] | None = None
+    info: ReadInfo | None = None  # of the last table read
     for mapping in mappings:
         label = mapping.path.name
         if not ignore_names and not mapping.matches_name(file_path):
@@ -295,7 +296,7 @@ def select_mapping(
         if missing is None:
             _refuse_ambiguous_columns(mapping, table, found)
             return mapping, table
-        headers = table.headers
+        headers, info = table.headers, table.info
         hint = _other_delimiter(mapping.read.delimiter, table, missing[1])
         reasons.append(f'{label} needs column "{missing[1][0]}" (key "{missing[0]}"){hint}')
     errors = [t for t in tables.values() if isinstance(t, ReadError)]
@@ -308,6 +309,13 @@ def select_mapping(
     if len(named) > _HEADERS_SHOWN:
         shown += f" and {len(named) - _HEADERS_SHOWN} more"
     tail = f" (the file's headers: {shown})" if headers is not None else ""
+    others = [f'"{name}"' for name in info.sheets if name != info.sheet] if info else []
+    if others:
+        # The data may be on another sheet than the one read (the first, unless set).
+        tail += (
+            f'; that is sheet "{info.sheet}", and read.sheet in the mapping can name another: '
+            f"{', '.join(others)}"
+        )
     tried = "; ".join(reasons) or "there are no mappings"
     raise MappingError(str(file_path), f"no mapping fits this file: {tried}{tail}.")
 

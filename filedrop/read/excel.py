@@ -66,10 +66,12 @@ def build_table(path: Path, sheet: ParsedSheet, marks: SheetMarks | None = None)
             f"{_first_formula(unsaved, headers)}), so its rows read as empty; {UNSAVED_CURE}",
         )
     if not keep.any():
+        others = ", ".join(f'"{name}"' for name in sheet.sheets if name != sheet.sheet_name)
         raise ReadError(
             str(path),
             f'sheet "{sheet.sheet_name}" has a header on row {sheet.header_row} '
-            "but no data rows below it",
+            "but no data rows below it"
+            + (f"; read.sheet in the mapping can name another sheet: {others}" if others else ""),
         )
     first_data = sheet.header_row + 1
     row_numbers = np.arange(first_data, first_data + sheet.n_rows, dtype=np.int64)[keep]
@@ -86,6 +88,7 @@ def build_table(path: Path, sheet: ParsedSheet, marks: SheetMarks | None = None)
             sheet=sheet.sheet_name,
             header_row=sheet.header_row,
             first_column=sheet.first_col,
+            sheets=sheet.sheets,
         ),
         layout=Layout(
             titles=tuple(

@@ -87,6 +87,7 @@ class ReadInfo:
     sheet: str | None = None
     header_row: int = 1
     first_column: int = 0  # 0-based, of the first header: 1 for a sheet whose data begins in B
+    sheets: tuple[str, ...] = ()  # a workbook's visible sheets
 
 
 NumberFormat = str | int

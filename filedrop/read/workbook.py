@@ -74,12 +74,13 @@ class ParsedSheet:
     titles: list[tuple[int, list[object]]]  # rows above the header: (row number, raw cells)
     formats: dict[int, NumberFormat]
     first_col: int
+    sheets: tuple[str, ...] = ()  # the workbook's visible sheets, for messages
 
 
 def parse_sheet(path: Path, options: ReadOptions) -> ParsedSheet:
     """Parse the chosen sheet with calamine, find its header, and classify each column."""
     where = str(path)
-    sheet_name, rows, first_row, first_col, data = _load_sheet(path, options.sheet)
+    sheet_name, rows, first_row, first_col, data, sheets = _load_sheet(path, options.sheet)
     header_at = _excel_header(where, sheet_name, rows, first_row, options)
     header_row = first_row + header_at
 
@@ -101,6 +102,7 @@ def parse_sheet(path: Path, options: ReadOptions) -> ParsedSheet:
         titles=[(first_row + i, row) for i, row in enumerate(rows[:header_at])],
         formats=_number_formats(data, sheet_name, header_row=header_row, first_col=first_col),
         first_col=first_col,
+        sheets=sheets,
     )
 
 
@@ -119,9 +121,11 @@ def _parse_column(cells: Sequence[object]) -> Column:
     return Column("objects", cells)
 
 
-def _load_sheet(path: Path, wanted: str | int) -> tuple[str, list[list[object]], int, int, bytes]:
+def _load_sheet(
+    path: Path, wanted: str | int
+) -> tuple[str, list[list[object]], int, int, bytes, tuple[str, ...]]:
     """(sheet name, its rows from the first used one, that row's Excel number, the 0-based
-    column of their first cell, the file's bytes)."""
+    column of their first cell, the file's bytes, the workbook's visible sheets)."""
     where = str(path)
     data = read_input_bytes(path)
     if not data:
@@ -136,6 +140,11 @@ def _load_sheet(path: Path, wanted: str | int) -> tuple[str, list[list[object]],
         raise ReadError(where, _unopenable(data[:4096])) from exc
     with workbook:
         sheet_name = _sheet_name(where, workbook.sheet_names, wanted)
+        visible = tuple(
+            s.name
+            for s in workbook.sheets_metadata
+            if s.visible == python_calamine.SheetVisibleEnum.Visible
+        )
         if isinstance(wanted, int) and not isinstance(wanted, bool):
             _refuse_hidden(where, workbook.sheets_metadata, sheet_name, wanted)
         try:
@@ -167,9 +176,16 @@ def _load_sheet(path: Path, wanted: str | int) -> tuple[str, list[list[object]],
                 f'sheet "{sheet_name}": {what}; correct it in Excel and save the file again',
             ) from None
     if not rows or start is None:
-        raise ReadError(where, f'sheet "{sheet_name}" is empty; choose the sheet with the data')
+        others = ", ".join(f'"{name}"' for name in visible if name != sheet_name)
+        raise ReadError(
+            where,
+            f'sheet "{sheet_name}" is empty; set read.sheet in the mapping to the sheet with '
+            f"the data (the others: {others})"
+            if others
+            else f'sheet "{sheet_name}" is empty, and there is no other; export the data again',
+        )
     # to_python(skip_empty_area=True) begins at the first used cell, ``start`` (0-based).
-    return sheet_name, rows, start[0] + 1, start[1], data
+    return sheet_name, rows, start[0] + 1, start[1], data, visible
 
 
 def _excel_header(
