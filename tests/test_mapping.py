@@ -546,6 +546,27 @@ def test_no_mapping_fits_a_workbook_names_its_other_sheets(tmp_path: Path) -> No
     )
 
 
+def test_a_code_written_as_a_column_is_told_how_to_write_a_fixed_value(tmp_path: Path) -> None:
+    """currency = "NOK" reads a column called NOK; where the key takes a code, the message says
+    how to write the code itself. A missing ordinary column gets no such hint."""
+    m = load_mapping(write(tmp_path, BASE.replace('{ constant = "NOK" }', '"NOK"')))
+    with pytest.raises(MappingError) as err:
+        select_mapping([m], Path("mars.csv"), Reads(HEADERS))
+    assert err.value.detail.startswith(
+        'no mapping fits this file: erp.toml needs column "NOK" (key "invoice.currency"); if '
+        '"NOK" is the value itself, write { constant = "NOK" } (the file\'s headers:'
+    )
+    with pytest.raises(MappingError) as err:
+        m.resolve_columns(HEADERS, file_name="mars.csv")
+    assert err.value.detail.endswith(
+        'fix the header or add the name to "names"; if "NOK" is the value itself, write '
+        '{ constant = "NOK" }.'
+    )
+    with pytest.raises(MappingError) as err:
+        select_mapping([load_mapping(write(tmp_path, BASE))], Path("m.csv"), Reads(HEADERS[1:]))
+    assert "constant" not in err.value.detail
+
+
 def test_no_mapping_fits_a_wide_file_lists_its_first_headers_only(tmp_path: Path) -> None:
     """A 10,000-column export must not make a message longer than an outcome cell can hold."""
     b = load_mapping(write(tmp_path, BASE.replace('"Fakturanr"', '"Faktura nr."'), "b.toml"))

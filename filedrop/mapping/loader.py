@@ -152,7 +152,7 @@ class Mapping:
                 raise MappingError(
                     str(self.path),
                     f'key "{key}" {how} column "{names[0]}"{alts}, which {file_name} does not'
-                    f" have (its headers: {shown}); {fix}.",
+                    f" have (its headers: {shown}); {fix}{_constant_hint(key, names)}.",
                 )
         return found
 
@@ -297,7 +297,9 @@ def select_mapping(
             _refuse_ambiguous_columns(mapping, table, found)
             return mapping, table
         headers, info = table.headers, table.info
-        hint = _other_delimiter(mapping.read.delimiter, table, missing[1])
+        hint = _other_delimiter(mapping.read.delimiter, table, missing[1]) or _constant_hint(
+            *missing
+        )
         reasons.append(f'{label} needs column "{missing[1][0]}" (key "{missing[0]}"){hint}')
     errors = [t for t in tables.values() if isinstance(t, ReadError)]
     if errors and headers is None:  # nothing could read it: that is the news
@@ -318,6 +320,18 @@ def select_mapping(
         )
     tried = "; ".join(reasons) or "there are no mappings"
     raise MappingError(str(file_path), f"no mapping fits this file: {tried}{tail}.")
+
+
+# Keys whose values are codes (NOK, NOTICE, PRIVATE, NO): a bare text there is easily meant as
+# the code itself, where the mapping reads a column of that name.
+_CODE_KEYS = (".currency", ".type", ".countryCode")
+
+
+def _constant_hint(key: str, names: tuple[str, ...]) -> str:
+    """How to write a fixed value, when a missing column's name looks like one."""
+    if not key.endswith(_CODE_KEYS) or len(names) != 1:
+        return ""
+    return f'; if "{names[0]}" is the value itself, write {{ constant = "{names[0]}" }}'
 
 
 _DELIMITERS = {",": '","', ";": '";"', "\t": "tab", "|": '"|"'}
