@@ -1510,6 +1510,19 @@ def test_an_organisation_number_is_company_and_never_padded(tmp_path: Path) -> N
     assert (debtor["type"], debtor["identificationNumber"]) == ("COMPANY", company)
 
 
+def test_an_organisation_number_as_invoices_print_it_is_its_nine_digits(tmp_path: Path) -> None:
+    """ "NO 936 153 321 MVA", a VAT-registered company's number as invoices print it, is the
+    organisation number 936153321 (it was INVALID, its digits masked as a fødselsnummer's)."""
+    company = org(500)
+    printed = f"NO {company[:3]} {company[3:6]} {company[6:]} MVA"
+    debtor = (
+        open_run(tmp_path, [open_row(Kunde="Bygg AS", Id=printed)])
+        .invoices[0]
+        .payload["debtors"][0]
+    )
+    assert (debtor["type"], debtor["identificationNumber"]) == ("COMPANY", company)
+
+
 def test_an_id_of_no_known_length_leaves_the_type_unknown(tmp_path: Path) -> None:
     """Neither 9 nor 10/11 digits, or empty: INVALID saying the type cannot be told; a default
     fills the empty ones."""

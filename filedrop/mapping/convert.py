@@ -733,6 +733,12 @@ def compact_id(text: pd.Series) -> pd.Series:
     return text.str.replace(r"[\s.\u00a0-]", "", regex=True)
 
 
+def without_vat_marks(ids: pd.Series) -> pd.Series:
+    """Organisation numbers as invoices print them for a VAT-registered company ("NO 936 153 321
+    MVA", compacted by ``compact_id``), as the 9 digits they are."""
+    return ids.str.replace(r"(?i)^(?:NO)?([0-9]{9})(?:MVA)?$", r"\1", regex=True)
+
+
 def is_fodselsnummer(values: pd.Series) -> np.ndarray:
     """Norwegian fødselsnummer or D-number with valid check digits and birth date."""
     return per_unique(

@@ -47,6 +47,7 @@ from filedrop.mapping.convert import (
     strip,
     typed_mask,
     visible,
+    without_vat_marks,
     zero_pad,
     zero_padded_width,
 )
@@ -480,6 +481,8 @@ def _convert(
     value = pd.Series(uniques, dtype=object)
     if kind in ("id", "kid"):
         value = compact_id(value)
+    if kind == "id":
+        value = without_vat_marks(value)
     elif kind == "currency":
         value = value.str.upper()
     if f.pad:
