@@ -1419,6 +1419,24 @@ def test_a_row_with_an_invoice_number_is_never_a_totals_row(tmp_path: Path) -> N
     }
 
 
+def test_a_row_repeating_the_header_is_skipped(tmp_path: Path) -> None:
+    """An export that repeats its header at every page: that row is SKIPPED saying so, even with
+    skip.totals off (it was INVALID with a message per column). A row whose invoice number only
+    reads like the header, with data beside it, is checked as any row."""
+    header = dict(zip(OPEN_HEADERS, OPEN_HEADERS, strict=True))
+    rows = [open_row(), header, header | {"Beløp": ""}, open_row(Fakturanr="2"), open_row(
+        Fakturanr="Fakturanr", Kunde="Hansen, Ola"
+    )]  # fmt: skip
+    for skip in ("", "[skip]\ntotals = false\n"):
+        prepared = open_run(tmp_path, rows, skip=skip)
+        assert fates(prepared) == {
+            1: ("SKIPPED", "the row repeats the header"),
+            2: ("SKIPPED", "the row repeats the header"),
+        }
+        assert [inv.invoice_number for inv in prepared.invoices] == ["1", "2", "Fakturanr"]
+        assert_every_row_once(prepared)
+
+
 def test_totals_false_turns_the_built_in_rule_off(tmp_path: Path) -> None:
     """With skip.totals = false a Sum row is checked like any row, so it is INVALID."""
     prepared = open_run(tmp_path, [open_row(), {"Kunde": "Sum"}], skip="[skip]\ntotals = false\n")

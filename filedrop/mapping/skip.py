@@ -1,4 +1,5 @@
-"""Rows that are not invoices: a totals row, a credit note, a subtotal between groups.
+"""Rows that are not invoices: a totals row, a credit note, a subtotal between groups, the header
+repeated.
 
 The mapping's ``[skip]`` rules and the built-in ``skip.totals`` say which rows to leave out; such a
 row is SKIPPED with the rule that matched, is never sent and never counts as a problem.
@@ -11,6 +12,7 @@ import numpy as np
 from filedrop.mapping.convert import quoted, strip
 from filedrop.mapping.fields import UNSAVED_RULE, Issue, Source, Values, evaluate
 from filedrop.mapping.loader import TOTALS_WORDS, Mapping
+from filedrop.read import header_key
 
 __all__ = ["skipped_rows"]
 
@@ -53,11 +55,27 @@ def skipped_rows(
             else:
                 what = f"is {quoted(v.text[i])}" if v.text[i] else "is empty"
             why[i] = f"rule {rule.name}: {v.label[i]} {what}"
+    if number is not None:
+        _repeated_header(src, number, why)
     if mapping.skip_totals and number is not None:
         _totals(src, number, why)
     if unknown is not None:
         unknown += [issue for issue in unsure if why[issue.position] is None]
     return why
+
+
+def _repeated_header(src: Source, number: Values, why: np.ndarray) -> None:
+    """A row that repeats the header, as exports do at the top of every printed page: its
+    invoice number reads the column's own name, and each of its other cells its column's (or
+    nothing). No invoice, and no problem either."""
+    named = np.equal(number.text, number.label) & np.equal(why, None)
+    for i in np.flatnonzero(named).tolist():
+        cells = [str(src.cells[pos].iat[i]).strip() for pos in range(len(src.headers))]
+        if all(
+            not cell or header_key(cell) == header_key(header)
+            for cell, header in zip(cells, src.headers, strict=True)
+        ):
+            why[i] = "the row repeats the header"
 
 
 def _totals(src: Source, number: Values, why: np.ndarray) -> None:
