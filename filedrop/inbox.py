@@ -25,6 +25,15 @@ OUTCOME_SUFFIXES = (".outcome.xlsx", ".outcome.csv")
 
 # First match wins: (reason logged, test on the name). Lock files come before "hidden file" so the
 # log says what they are; the outcome writer's temporary files start with "." and are hidden.
+#: Why a spreadsheet of a kind filedrop does not read is left in the inbox: unlike the rest that
+#: is ignored, it is most likely invoices dropped to be sent, so the run says so, and the log
+#: warns.
+UNREAD_SPREADSHEET = (
+    f"a spreadsheet filedrop does not read (it reads {', '.join(INPUT_SUFFIXES[:-1])} and "
+    f"{INPUT_SUFFIXES[-1]}); save it as .xlsx or .csv and drop it again"
+)
+# LibreOffice (flat too), Apple Numbers, Excel binary and template workbooks.
+_UNREAD_SUFFIXES = (".ods", ".fods", ".numbers", ".xlsb", ".xltx", ".xltm", ".xlt")
 _IGNORE_RULES: tuple[tuple[str, Callable[[str], bool]], ...] = (
     ("Excel lock file", lambda name: name.startswith("~$")),
     ("LibreOffice lock file", lambda name: name.startswith(".~lock.") and name.endswith("#")),
@@ -37,6 +46,7 @@ _IGNORE_RULES: tuple[tuple[str, Callable[[str], bool]], ...] = (
     ("partial upload", lambda name: name.lower().endswith((".part", ".filepart"))),
     ("partial download", lambda name: name.lower().endswith(".crdownload")),
     ("outcome file", lambda name: name.lower().endswith(OUTCOME_SUFFIXES)),
+    (UNREAD_SPREADSHEET, lambda name: name.lower().endswith(_UNREAD_SUFFIXES)),
     ("not a spreadsheet", lambda name: not name.lower().endswith(INPUT_SUFFIXES)),
 )
 _HASH_CHUNK_BYTES = 1024 * 1024

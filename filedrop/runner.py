@@ -30,6 +30,7 @@ from filedrop.api.client import (
 )
 from filedrop.errors import ConfigError, FiledropError
 from filedrop.inbox import (
+    UNREAD_SPREADSHEET,
     Readiness,
     StabilityTracker,
     content_hash,
@@ -232,7 +233,8 @@ def run_inbox(ctx: Context) -> RunReport:
     clear_stray_temps(ctx)
     candidates, ignored = scan(ctx.inbox)
     for path, reason in ignored:
-        log.info(
+        log.log(
+            logging.WARNING if reason == UNREAD_SPREADSHEET else logging.INFO,
             "%s: ignored (%s)",
             printable(path.name),
             reason,
@@ -270,7 +272,11 @@ def run_inbox(ctx: Context) -> RunReport:
         settle_leftovers(ctx, timeout_s=_SETTLE_FIRST_S)
         if ctx.stop.is_set():
             return RunReport([], stopped_early=bool(ready))
-        report = replace(process_files(ready, ctx), changing=tuple(changing))
+        report = replace(
+            process_files(ready, ctx),
+            changing=tuple(changing),
+            unread=tuple(path for path, reason in ignored if reason == UNREAD_SPREADSHEET),
+        )
         if not ctx.stop.is_set():
             settle_leftovers(ctx)
     if measure_backlog(ctx):
@@ -418,6 +424,7 @@ class RunReport:
     files: list[FileReport]
     stopped_early: bool = False  # told to stop before every ready file was taken: 3, not 0
     changing: tuple[Path, ...] = ()  # still being written: left for the next run, and said so
+    unread: tuple[Path, ...] = ()  # spreadsheets of a kind filedrop does not read, said so
 
     @property
     def statuses(self) -> set[RowStatus]:

@@ -322,6 +322,18 @@ def test_environment_name_in_any_case_runs(tmp_path: Path, sandbox: Sandbox) -> 
     assert out == "No files were ready in the inbox.\n"
 
 
+def test_run_says_which_spreadsheets_it_does_not_read(tmp_path: Path, sandbox: Sandbox) -> None:
+    """An .ods export in the inbox is most likely invoices to send: the run's summary says it is
+    not read and what to do (it said only "No files were ready"); a PDF beside it is clutter."""
+    (tmp_path / "mars.ods").write_bytes(b"PK\x03\x04")
+    (tmp_path / "brev.pdf").write_bytes(b"%PDF-1.4")
+    _, out, _ = filedrop("run", environ=run_env(tmp_path, sandbox.url))
+    assert out == (
+        "No files were ready in the inbox.\nmars.ods: a spreadsheet filedrop does not read (it "
+        "reads .csv, .xlsx, .xlsm and .xls); save it as .xlsx or .csv and drop it again\n"
+    )
+
+
 def test_a_refused_token_with_one_url_overridden_says_which_url_did_what(tmp_path: Path) -> None:
     """Only FILEDROP_AUTH_URL set: the refusal names the token URL and the API URL and why."""
     options = SandboxOptions(delay_s=(0, 0), client_id="test-client", client_secret="right")

@@ -9,6 +9,7 @@ import pytest
 from conftest import FakeTime
 
 from filedrop.inbox import (
+    UNREAD_SPREADSHEET,
     NotRegularFileError,
     Readiness,
     Snapshot,
@@ -46,6 +47,9 @@ def touch(path: Path, data: bytes = b"Nr;Navn\n1;Kari\n", *, mtime_s: float | No
         ("fakturaer.xlsx.crdownload", "partial download"),
         ("fakturaer.outcome.xlsx", "outcome file"),
         ("fakturaer.Outcome.CSV", "outcome file"),
+        ("fakturaer.ods", UNREAD_SPREADSHEET),
+        ("Fakturaer.NUMBERS", UNREAD_SPREADSHEET),
+        ("fakturaer.xlsb", UNREAD_SPREADSHEET),
         ("fakturaer.pdf", "not a spreadsheet"),
         ("fakturaer", "not a spreadsheet"),
         ("fakturaer.csv.bak", "not a spreadsheet"),
