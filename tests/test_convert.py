@@ -175,6 +175,10 @@ def test_more_than_two_decimals(value: float, more: bool) -> None:
         ("2024-01-15", ("%d.%m.%Y",), "2024-01-15"),  # ISO is always understood
         ("2024-01-15 00:00:00", ("%d.%m.%Y",), "2024-01-15"),
         ("45306", ("%d.%m.%Y",), "2024-01-15"),  # an Excel serial number exported as text
+        # With the time of day an ERP exports a timestamp with: the day, the time left out.
+        ("15.01.2024 00:00", ("%d.%m.%Y",), "2024-01-15"),
+        ("15.01.2024 14:35:09", ("%d.%m.%Y",), "2024-01-15"),
+        ("01/15/2024 9:05", ("%m/%d/%Y",), "2024-01-15"),
     ],
 )
 def test_dates_in_several_formats(text: str, formats: tuple[str, ...], expected: str) -> None:
@@ -183,7 +187,11 @@ def test_dates_in_several_formats(text: str, formats: tuple[str, ...], expected:
 
 
 @pytest.mark.parametrize(
-    "text", ["31.02.2024", "15.13.2024", "15.01.2024x", "15.01.24", "2204-01-15", "x"]
+    "text",
+    [
+        *("31.02.2024", "15.13.2024", "15.01.2024x", "15.01.24", "2204-01-15", "x"),
+        *("15.01.2024 25:00", "15.01.2024 10:60", "31.02.2024 00:00", "nå 10:00"),
+    ],
 )
 def test_impossible_or_unexpected_date_is_refused(text: str) -> None:
     """31.02.2024 does not exist; a two-digit year is refused unless dd.mm.yy is accepted."""

@@ -375,15 +375,21 @@ def has_more_than_two_decimals(amounts: np.ndarray) -> np.ndarray:
         return np.abs(cents - np.round(cents)) > 1e-9 + np.abs(cents) * 1e-15
 
 
+# A time of day after a date: "31.12.2024 00:00", "2024-12-31T14:35:00".
+_TIME_AFTER = r"[ T](?:[01]?[0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\.[0-9]{1,6})?)?$"
+_WITH_TIME = r".+" + _TIME_AFTER.removesuffix("$")
+
+
 def parse_dates(text: pd.Series, *, formats: Iterable[str]) -> np.ndarray:
     """Date text -> datetime64[D], NaT where no format (nor an Excel serial number) fits.
 
     ``formats`` are strptime formats, tried in order; ISO dates and 5-digit Excel serial numbers
-    (a date cell exported as its number) are always accepted.
+    (a date cell exported as its number) are always accepted, and so is a time of day after a
+    date, which is left out.
     """
     strptime_formats = [*formats, *_ISO_FORMATS]
 
-    def convert(uniques: pd.Series) -> np.ndarray:
+    def by_formats(uniques: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         out = np.full(len(uniques), np.datetime64("NaT"), dtype="datetime64[D]")
         todo = np.ones(len(uniques), dtype=bool)
         for fmt in strptime_formats:
@@ -394,6 +400,17 @@ def parse_dates(text: pd.Series, *, formats: Iterable[str]) -> np.ndarray:
             idx = np.flatnonzero(todo)[found]
             out[idx] = parsed[found].to_numpy().astype("datetime64[D]")
             todo[idx] = False
+        return out, todo
+
+    def convert(uniques: pd.Series) -> np.ndarray:
+        out, todo = by_formats(uniques)
+        # A date with its time of day, as ERPs export a timestamp ("31.12.2024 00:00"): the day
+        # in a format given, the time left out (the API takes days).
+        timed = todo & uniques.str.fullmatch(_WITH_TIME).to_numpy(dtype=bool, na_value=False)
+        if timed.any():
+            days, undated = by_formats(uniques[timed].str.replace(_TIME_AFTER, "", regex=True))
+            out[np.flatnonzero(timed)[~undated]] = days[~undated]
+            todo[np.flatnonzero(timed)[~undated]] = False
         serial = todo & uniques.str.fullmatch(r"[0-9]{5}").to_numpy(dtype=bool, na_value=False)
         if serial.any():
             days = uniques[serial].astype(int).to_numpy()
