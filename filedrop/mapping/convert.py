@@ -406,7 +406,9 @@ def parse_dates(text: pd.Series, *, formats: Iterable[str]) -> np.ndarray:
         out, todo = by_formats(uniques)
         # A date with its time of day, as ERPs export a timestamp ("31.12.2024 00:00"): the day
         # in a format given, the time left out (the API takes days).
-        timed = todo & uniques.str.fullmatch(_WITH_TIME).to_numpy(dtype=bool, na_value=False)
+        timed = todo.copy()
+        if todo.any():
+            timed[todo] = uniques[todo].str.fullmatch(_WITH_TIME).to_numpy(bool, na_value=False)
         if timed.any():
             days, undated = by_formats(uniques[timed].str.replace(_TIME_AFTER, "", regex=True))
             out[np.flatnonzero(timed)[~undated]] = days[~undated]
