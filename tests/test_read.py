@@ -461,7 +461,11 @@ def test_excel_other_sheet_by_name_or_position(tmp_path, sheet):
 @pytest.mark.parametrize(
     ("sheet", "detail"),
     [
-        ("Januar", 'there is no sheet "Januar"; the sheets are "Fakturaer", "Kunder"'),
+        (
+            "Januar",
+            'there is no sheet "Januar" (read.sheet in the mapping); the sheets are "Fakturaer", '
+            '"Kunder"',
+        ),
         (
             2,
             'there is no sheet 3 (read.sheet counts from 1); the sheets are "Fakturaer", "Kunder"',

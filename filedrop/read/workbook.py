@@ -226,7 +226,9 @@ def _sheet_name(where: str, names: list[str], wanted: str | int) -> str:
     folded = [n for n in names if n.casefold() == str(wanted).casefold()]
     if len(folded) == 1:
         return folded[0]
-    raise ReadError(where, f'there is no sheet "{wanted}"; the sheets are {listing}')
+    raise ReadError(
+        where, f'there is no sheet "{wanted}" (read.sheet in the mapping); the sheets are {listing}'
+    )
 
 
 def _refuse_hidden(where: str, sheets: list[Any], name: str, position: int) -> None:
