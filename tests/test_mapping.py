@@ -586,7 +586,7 @@ def test_a_column_read_whose_header_repeats_with_other_values_is_refused(tmp_pat
 
     from filedrop.read import read_table
 
-    m = load_mapping(write(tmp_path, BASE))
+    m = load_mapping(write(tmp_path, '[match]\nheaders = ["Beløp"]\n' + BASE))
     rows = [
         [*HEADERS, "Beløp"],
         ["1", "01.03.2024", "15.03.2024", "100,00", "Åse", "Berg", "100,00"],

@@ -366,6 +366,8 @@ def _refuse_ambiguous_columns(
     for i, header in enumerate(table.headers):
         positions.setdefault(header_key(header), []).append(i)
     for key, names, _ in mapping.column_refs:
+        if key == "match.headers":
+            continue  # only there to be present: its values are not read
         first, *others = positions[header_key(table.headers[found[names]])]
         for other in others:
             differ = (table.cells[first] != table.cells[other]).to_numpy()
