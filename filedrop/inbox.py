@@ -23,8 +23,6 @@ from filedrop.read import INPUT_SUFFIXES
 
 OUTCOME_SUFFIXES = (".outcome.xlsx", ".outcome.csv")
 
-# First match wins: (reason logged, test on the name). Lock files come before "hidden file" so the
-# log says what they are; the outcome writer's temporary files start with "." and are hidden.
 #: Why a spreadsheet of a kind filedrop does not read is left in the inbox: unlike the rest that
 #: is ignored, it is most likely invoices dropped to be sent, so the run says so, and the log
 #: warns.
@@ -34,6 +32,9 @@ UNREAD_SPREADSHEET = (
 )
 # LibreOffice (flat too), Apple Numbers, Excel binary and template workbooks.
 _UNREAD_SUFFIXES = (".ods", ".fods", ".numbers", ".xlsb", ".xltx", ".xltm", ".xlt")
+
+# First match wins: (reason logged, test on the name). Lock files come before "hidden file" so the
+# log says what they are; the outcome writer's temporary files start with "." and are hidden.
 _IGNORE_RULES: tuple[tuple[str, Callable[[str], bool]], ...] = (
     ("Excel lock file", lambda name: name.startswith("~$")),
     ("LibreOffice lock file", lambda name: name.startswith(".~lock.") and name.endswith("#")),

@@ -481,8 +481,8 @@ def _convert(
     value = pd.Series(uniques, dtype=object)
     if kind in ("id", "kid"):
         value = compact_id(value)
-    if kind == "id":
-        value = without_vat_marks(value)
+        if kind == "id":
+            value = without_vat_marks(value)
     elif kind == "currency":
         value = value.str.upper()
     if f.pad:
