@@ -577,10 +577,11 @@ def _send_and_report(
         )
         return FileReport(path, FileState.WAITING, {})
     draft.read(ctx.journal)  # what the last polls changed, or all of it
+    waits_elsewhere = draft.waits_elsewhere
     outcomes = draft.frame()
     release_freed_memory()  # the invoices and their columns, let go by the draft
     counts = dict(Counter(outcomes["outcome_status"]))
-    state = file_state_of(counts, pending=pending)
+    state = file_state_of(counts, pending=pending, waits_elsewhere=waits_elsewhere)
     summary = OutcomeSummary(
         source=path,
         environment=ctx.environment,
@@ -801,10 +802,14 @@ def refuse_if_renumbered(
         )
 
 
-def file_state_of(counts: dict[str, int], *, pending: int) -> FileState:
+def file_state_of(
+    counts: dict[str, int], *, pending: int, waits_elsewhere: bool = False
+) -> FileState:
     """A file with NOT_SENT rows is taken again by the next run (``retry``), even with the same
-    bytes; one with batches still QUEUED is ``waiting``; otherwise it is ``done``."""
-    if counts.get(RowStatus.NOT_SENT.value):
+    bytes, and so is one whose rows wait for what becomes of their invoices in another file's
+    batch (``_OutcomeDraft.waits_elsewhere``: sent from there, they are DUPLICATEs; not, they
+    go from this file); one with batches still QUEUED is ``waiting``; otherwise it is ``done``."""
+    if counts.get(RowStatus.NOT_SENT.value) or waits_elsewhere:
         return FileState.RETRY
     return FileState.WAITING if pending else FileState.DONE
 
@@ -833,7 +838,9 @@ def rewrite_outcome(
     mapping, table = select_mapping(mappings, path, functools.partial(read_table, limits=limits))
     prepared = prepare(table, mapping)
     refuse_if_renumbered(journal, record, prepared.invoices)
-    outcomes = _outcomes(prepared, journal, target=record.target, file_id=record.id)
+    outcomes, waits_elsewhere = _outcomes(
+        prepared, journal, target=record.target, file_id=record.id
+    )
     counts = dict(Counter(outcomes["outcome_status"]))
     summary = OutcomeSummary(
         source=path,
@@ -850,7 +857,7 @@ def rewrite_outcome(
     pending = len(journal.batches(file_id=record.id, states=(BatchState.QUEUED,)))
     journal.finish_file(
         record.id,
-        state=file_state_of(counts, pending=pending),
+        state=file_state_of(counts, pending=pending, waits_elsewhere=waits_elsewhere),
         counts=counts,
         mapping=mapping.name,
         outcome=outcome,
@@ -1282,11 +1289,15 @@ def _record_failed_post(batch: int, exc: FiledropError, ctx: Context, setbacks: 
     return BATCH_NOT_SENT
 
 
-def _outcomes(prepared: Prepared, journal: Journal, *, target: str, file_id: int) -> pd.DataFrame:
-    """One status per row, from the local checks and what the journal now knows."""
+def _outcomes(
+    prepared: Prepared, journal: Journal, *, target: str, file_id: int
+) -> tuple[pd.DataFrame, bool]:
+    """One status per row, from the local checks and what the journal now knows; and whether
+    some row waits for another file's batch (``_OutcomeDraft.waits_elsewhere``)."""
     draft = _OutcomeDraft(prepared, target=target, file_id=file_id)
     draft.read(journal)
-    return draft.frame()
+    waits_elsewhere = draft.waits_elsewhere
+    return draft.frame(), waits_elsewhere
 
 
 #: The one state of the file's own invoices that nothing changes any more: ``filedrop resolve``
@@ -1307,6 +1318,7 @@ class _Decided(NamedTuple):
     columns: list[np.ndarray]  # OUTCOME_COLUMNS: a row each, or an invoice each when grouped
     slot: np.ndarray  # where each invoice's outcome goes in ``columns``
     unsettled: np.ndarray  # indices into numbers
+    waits_elsewhere: bool = False  # some number is another file's, and not settled there
 
 
 class _OutcomeDraft:
@@ -1374,6 +1386,8 @@ class _OutcomeDraft:
         index: pd.Index | None = None
         recorded = np.zeros(len(numbers), dtype=bool)
         unsettled = np.zeros(len(numbers), dtype=bool)
+        # Another file's invoices are unsettled every time, so the last read sees them all.
+        waits_elsewhere = False
         records = journal.invoice_rows(target=self._target, numbers=numbers)
         at = 0  # where the next chunk starts when the order holds
         for chunk in records:
@@ -1390,6 +1404,9 @@ class _OutcomeDraft:
             del names
             recorded[found] = True
             unsettled[found] = [row[2] != file_id or row[1] != _FINAL for row in chunk]
+            waits_elsewhere = waits_elsewhere or any(
+                row[2] != file_id and row[1] in _OPEN_ELSEWHERE for row in chunk
+            )
             values = _chunk_outcomes(chunk, own, decide, file_id=file_id, batch_ids=batch_ids)
             slots = decided.slot[which[found]]
             for column, value in zip(decided.columns, values, strict=True):
@@ -1402,7 +1419,15 @@ class _OutcomeDraft:
             slots = decided.slot[which[unrecorded]]
             for column, value in zip(decided.columns, zip(*values, strict=True), strict=True):
                 column[slots] = value
-        return decided._replace(unsettled=which[unsettled | ~recorded])
+        return decided._replace(
+            unsettled=which[unsettled | ~recorded], waits_elsewhere=waits_elsewhere
+        )
+
+    @property
+    def waits_elsewhere(self) -> bool:
+        """Whether some row waits for what becomes of its invoice in another file's batch (read
+        before ``frame``): the file is then taken again (``file_state_of``)."""
+        return self._decided is not None and self._decided.waits_elsewhere
 
     def frame(self) -> pd.DataFrame:
         """The outcome columns of every row: each invoice's outcome on its rows (spread a whole
@@ -1526,14 +1551,9 @@ def _invoice_outcome(
     if record.file_id != file_id:
         if record.file_id not in file_names:
             file_names[record.file_id] = journal.file(record.file_id).name
-        earlier = file_names[record.file_id]
-        case = f", case {record.case_number}" if record.case_number else ""
-        text = (
-            f"invoice {number} was already sent from {earlier} "
-            f"({record.status.lower()}{case}); not sent again"
-        )
+        status, text = _elsewhere(number, record, file_names[record.file_id])
         return (
-            RowStatus.DUPLICATE.value,
+            status.value,
             text,
             record.invoice_id or "",
             record.case_id or "",
@@ -1559,6 +1579,46 @@ def _invoice_outcome(
         record.case_number or "",
         batch_ids.get(record.batch or -1, ""),
         number,
+    )
+
+
+#: States of another file's invoice that may yet end otherwise than sent: a row of the file at
+#: hand that holds the same number waits for them (``_OutcomeDraft.waits_elsewhere``).
+_OPEN_ELSEWHERE = frozenset(
+    {InvoiceState.UNKNOWN.value, InvoiceState.SENDING.value, InvoiceState.PENDING.value}
+)
+
+
+def _elsewhere(number: str, record: InvoiceRecord, earlier: str) -> tuple[RowStatus, str]:
+    """A row whose invoice number another file holds in the journal: a DUPLICATE once that file
+    sent it; else what it waits for, as the row is sent from this file if that one did not send
+    it (the file is taken again: ``file_state_of``). An older version of a file, re-exported
+    while its batch was lost, is gone from the inbox: this file is the one to send it then."""
+    if record.status is InvoiceState.SUCCEEDED:
+        case = f", case {record.case_number}" if record.case_number else ""
+        return (
+            RowStatus.DUPLICATE,
+            f"invoice {number} was already sent from {earlier} (succeeded{case}); not sent again",
+        )
+    if record.status is InvoiceState.UNKNOWN:
+        batch = record.batch or 0
+        return (
+            RowStatus.UNKNOWN,
+            f"invoice {number} was being sent from {earlier} (batch #{batch}) when filedrop "
+            "stopped, and whether Amili has it is not known: check with Amili, then "
+            f"'{resolve_command(batch)} --sent' or '--not-sent'; the next run then tells, or "
+            "sends it from this file",
+        )
+    if record.status.value in _OPEN_ELSEWHERE:
+        return (
+            RowStatus.PENDING,
+            f"invoice {number} is in a batch sent from {earlier} that has not ended; the next "
+            "run tells whether Amili has it, or sends it from this file",
+        )
+    return (
+        RowStatus.NOT_SENT,
+        f"invoice {number} was not sent from {earlier} ({record.status.lower()}); the next run "
+        "sends it from this file",
     )
 
 

@@ -6,6 +6,7 @@ import gc
 import io
 import json
 import shutil
+import socket
 import sqlite3
 import threading
 import time
@@ -313,6 +314,49 @@ def test_an_ambiguous_post_gives_unknown_rows_and_is_never_resent(
     assert "2 invoices will never be sent again" in out
     filedrop("run", environ=env)
     assert sandbox.counters().posts == 1
+
+
+@pytest.mark.parametrize("sent", [False, True], ids=["not-sent", "sent"])
+def test_a_file_re_exported_while_its_batch_is_unknown_waits_for_the_resolve(
+    inbox: Path, sandbox: Sandbox, sent: bool
+) -> None:
+    """a.csv's batch is lost in its POST (UNKNOWN), then the ERP exports a.csv again with one
+    more row. The new version's rows of the lost batch wait for the resolve (UNKNOWN, exit 1)
+    rather than call themselves DUPLICATEs of what may never have arrived; once resolved, the
+    next run calls them DUPLICATEs (--sent) or sends them from the new version (--not-sent),
+    the old one being gone. Found by a crash fuzz: they stayed NOT_SENT for good while the
+    outcome said DUPLICATE, and every run exited 0."""
+    env = run_env(inbox, sandbox.url, FILEDROP_CONCURRENT_BATCHES="1")
+    write_erp_csv(inbox / "a.csv", [erp_row("6301"), erp_row("6302")])
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # takes a POST, never answers it
+        lost = {"FILEDROP_API_URL": f"http://127.0.0.1:{silent.getsockname()[1]}"}
+        filedrop("run", environ=env | lost | {"FILEDROP_READ_TIMEOUT_S": "0.3"}, expect=1)
+    assert list(outcome_csv(inbox / "a.outcome.csv")["outcome_status"]) == ["UNKNOWN"] * 2
+
+    write_erp_csv(inbox / "a.csv", [erp_row("6301"), erp_row("6302"), erp_row("6303")])
+    filedrop("run", environ=env, expect=1)
+    outcome = outcome_csv(inbox / "a.outcome.csv")
+    assert list(outcome["outcome_status"]) == ["UNKNOWN", "UNKNOWN", "SUCCEEDED"]
+    assert outcome["outcome_message"][0] == (
+        "invoice 6301 was being sent from a.csv (batch #1) when filedrop stopped, and whether "
+        "Amili has it is not known: check with Amili, then 'filedrop resolve 1 --sent' or "
+        "'--not-sent'; the next run then tells, or sends it from this file"
+    )
+    filedrop("run", environ=env, expect=1)  # taken again, and still waiting
+    assert sandbox.received_invoice_numbers() == ["6303"]
+
+    filedrop("resolve", "1", "--sent" if sent else "--not-sent", environ=env)
+    filedrop("run", environ=env)
+    outcome = outcome_csv(inbox / "a.outcome.csv")
+    if sent:
+        assert list(outcome["outcome_status"]) == ["DUPLICATE", "DUPLICATE", "SUCCEEDED"]
+        assert sandbox.received_invoice_numbers() == ["6303"]
+    else:
+        assert list(outcome["outcome_status"]) == ["SUCCEEDED"] * 3
+        assert sandbox.received_invoice_numbers() == ["6303", "6301", "6302"]
+    _, out, _ = filedrop("run", environ=env)
+    assert "a.csv: skipped (already processed)" in out
+    assert sandbox.counters().invoice_numbers_repeated == ()
 
 
 def test_an_amount_json_cannot_hold_is_invalid_and_the_rest_is_sent(
@@ -1097,7 +1141,7 @@ def test_the_outcome_puts_each_invoice_record_on_its_own_row(
             journal.batch_submitted(batch, batch_id=f"b-{at}")
             results = [(n, f"i-{n}", f"c-{n}", f"C-{n}") for n in claimed]
             journal.batches_finished([FinishedBatch(batch, "SUCCESS", results, [])])
-        outcomes = _outcomes(prepared, journal, target="t", file_id=file.id)
+        outcomes, _ = _outcomes(prepared, journal, target="t", file_id=file.id)
     first = "NOT_SENT" if stopped_before_the_first else "SUCCEEDED"
     assert outcomes["outcome_status"].tolist() == [first] + ["SUCCEEDED"] * 2499
     ids = [f"i-{7000 + i}" for i in range(2500)]
@@ -1202,7 +1246,7 @@ def test_an_outcome_drafted_while_the_last_polls_wait_ends_as_if_read_at_the_end
         journal.resolve_batch(unknown, sent=True, note="Amili has it", holder=holder)
         draft.read(journal)
         drafted = draft.frame()
-        at_the_end = _outcomes(prepared_now(), journal, target="t", file_id=now.id)
+        at_the_end, _ = _outcomes(prepared_now(), journal, target="t", file_id=now.id)
     pd.testing.assert_frame_equal(drafted, at_the_end)
     statuses = set(at_the_end["outcome_status"])
     assert "DUPLICATE" in statuses and "SUCCEEDED" in statuses
@@ -1263,7 +1307,7 @@ def test_a_drafted_outcome_reads_again_what_an_operator_or_another_file_changes(
         succeed(last, numbers[3:])
         draft.read(journal)
         drafted = draft.frame()
-        at_the_end = _outcomes(prepared_now(), journal, target="t", file_id=now.id)
+        at_the_end, _ = _outcomes(prepared_now(), journal, target="t", file_id=now.id)
     pd.testing.assert_frame_equal(drafted, at_the_end)
     assert drafted["outcome_status"].tolist()[1:] == ["SUCCEEDED"] * 3
 
