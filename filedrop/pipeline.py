@@ -1405,7 +1405,7 @@ class _OutcomeDraft:
             recorded[found] = True
             unsettled[found] = [row[2] != file_id or row[1] != _FINAL for row in chunk]
             waits_elsewhere = waits_elsewhere or any(
-                row[2] != file_id and row[1] in _OPEN_ELSEWHERE for row in chunk
+                row[1] in _OPEN_ELSEWHERE and row[2] != file_id for row in chunk
             )
             values = _chunk_outcomes(chunk, own, decide, file_id=file_id, batch_ids=batch_ids)
             slots = decided.slot[which[found]]
