@@ -978,7 +978,9 @@ def _send_batches(
             # Built here, while the posting threads wait for their answers: the submit below
             # waits for one of them to be free, and hands it a batch ready to send.
             built = _body_or_why_not(batch)
-            post = ctx.poster.submit(_submit_batch, batch, built, ctx, file_id, setbacks)
+            post = ctx.poster.submit(
+                functools.partial(_submit_batch, name=name), batch, built, ctx, file_id, setbacks
+            )
             del built
             unanswered.add(post)
             expected += 1
@@ -1055,8 +1057,8 @@ def invoices_in_batches(invoices: int, batches: int) -> str:
 
 def orphan_message(batch: int) -> str:
     return (
-        "filedrop stopped while sending this invoice, so whether Amili received it cannot be "
-        f"told; check with Amili, then run '{resolve_command(batch)} --sent' or '--not-sent'"
+        f"filedrop stopped while sending batch #{batch}, so whether Amili received it cannot "
+        f"be told; check with Amili, then run '{resolve_command(batch)} --sent' or '--not-sent'"
     )
 
 
@@ -1087,6 +1089,8 @@ def _submit_batch(
     ctx: Context,
     file_id: int,
     setbacks: _Setbacks,
+    *,
+    name: str,
 ) -> Poll | None:
     """Claim, POST and start polling one batch, whose body is ``built`` (or why it could not
     be); returns what to wait for, if anything.
@@ -1100,7 +1104,7 @@ def _submit_batch(
     with ctx.posting:
         if ctx.stop.is_set():
             return None
-        posted = _claim_and_post(invoices, built, ctx, file_id, setbacks)
+        posted = _claim_and_post(invoices, built, ctx, file_id, setbacks, name=name)
         if posted is None:
             return None
         batch, batch_id, count = posted
@@ -1129,6 +1133,8 @@ def _claim_and_post(
     ctx: Context,
     file_id: int,
     setbacks: _Setbacks,
+    *,
+    name: str,
 ) -> tuple[int, str, int] | None:
     """Claim the batch's numbers and POST those claimed; returns the batch's journal id, its
     API id and how many invoices went, or None when nothing was accepted.
@@ -1159,7 +1165,7 @@ def _claim_and_post(
     try:
         batch_id = ctx.client.create_invoices(ctx.org_id, body)
     except (AmbiguousSubmission, ApiUnavailable, AuthError, ApiError) as exc:
-        result = _record_failed_post(batch, exc, ctx, setbacks)
+        result = _record_failed_post(batch, exc, ctx, setbacks, name=name)
         ctx.metrics.batch_posted(result, seconds=time.perf_counter() - started)
         return None
     ctx.metrics.batch_posted(BATCH_SUBMITTED, seconds=time.perf_counter() - started)
@@ -1254,26 +1260,29 @@ def not_sent_reason(exc: FiledropError) -> tuple[str, Setback] | None:
     return None
 
 
-def _record_failed_post(batch: int, exc: FiledropError, ctx: Context, setbacks: _Setbacks) -> str:
+def _record_failed_post(
+    batch: int, exc: FiledropError, ctx: Context, setbacks: _Setbacks, *, name: str
+) -> str:
     """What a failed POST means for its invoices, written down before anything else happens;
-    returns which of the metrics' batch results it was.
+    returns which of the metrics' batch results it was. The log line names the file (``name``,
+    printable), as a batch's number alone leaves the reader to look it up.
 
     Maybe received: ``UNKNOWN``, never resent by itself. Certainly not received because of
     where or who we are or a passing outage (API down, credentials, org id, URL, a batch too
     large): NOT_SENT, and the next run of the file sends it. Refused for its content: the whole
     batch's invoices FAILED.
     """
-    facts = fields("batch_failed", inbox=ctx.metrics.name, batch=batch)
+    facts = fields("batch_failed", inbox=ctx.metrics.name, file=name, batch=batch)
     if isinstance(exc, AmbiguousSubmission):
         # The one thing to do, said where it happens as well as in the outcome and status.
         message = (
             f"{str(exc).rstrip('.')}; check with Amili, then run "
             f"'{resolve_command(batch)} --sent' or '--not-sent'"
         )
-        log.error("batch #%d: %s", batch, message, extra=facts)
+        log.error("%s: batch #%d: %s", name, batch, message, extra=facts)
         ctx.journal.batch_unknown(batch, message=message)
         return BATCH_UNKNOWN
-    log.error("batch #%d: %s", batch, exc, extra=facts)
+    log.error("%s: batch #%d: %s", name, batch, exc, extra=facts)
     reason = not_sent_reason(exc)
     if reason is None:
         ctx.journal.batch_refused(batch, message=f"the API refused the whole batch: {exc}")

@@ -456,11 +456,13 @@ def _two_unknown_batches(inbox: Path, sandbox: Sandbox) -> dict[str, str]:
     env = run_env(inbox, sandbox.url, FILEDROP_CONCURRENT_FILES="1")
     sandbox.lose_next_response(count=2)
     _, _, err = filedrop("run", environ=env, expect=1)
-    # Said where it happens, with the command that settles it, not only in the outcome.
+    # Said where it happens, naming the file, with the command that settles it, not only in the
+    # outcome.
     for batch in (1, 2):
         assert (
             f"check with Amili, then run 'filedrop resolve {batch} --sent' or '--not-sent'" in err
         )
+    assert re.search(r"\ba\.csv: batch #\d: POST ", err) and re.search(r"\bb\.csv: batch #\d", err)
     return env
 
 

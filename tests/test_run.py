@@ -855,11 +855,11 @@ def test_a_file_given_up_waits_for_the_posts_on_their_way(
     ctx = make_context(batch_size=1, concurrent_batches=2)
     submit = pipeline_module._submit_batch
 
-    def slow_or_failing(invoices: list[Any], *args: Any) -> Any:
+    def slow_or_failing(invoices: list[Any], *args: Any, **kwargs: Any) -> Any:
         if invoices[0].invoice_number == "6802":
             raise RuntimeError("the journal went away")
         time.sleep(1.0)
-        return submit(invoices, *args)
+        return submit(invoices, *args, **kwargs)
 
     monkeypatch.setattr(pipeline_module, "_submit_batch", slow_or_failing)
     with pytest.raises(RuntimeError, match="the journal went away"):
