@@ -98,6 +98,7 @@ from filedrop.states import (
     BLOCKING_INVOICE_STATES,
     FINAL_FILE_STATES,
     ROW_STATUS_OF_INVOICE,
+    WAITS_ELSEWHERE,
     BatchState,
     FileState,
     InvoiceState,
@@ -1613,7 +1614,7 @@ def _elsewhere(number: str, record: InvoiceRecord, earlier: str) -> tuple[RowSta
         batch = record.batch or 0
         return (
             RowStatus.UNKNOWN,
-            f"invoice {number} was being sent from {earlier} (batch #{batch}) when filedrop "
+            f"invoice {number} {WAITS_ELSEWHERE[0]} {earlier} (batch #{batch}) when filedrop "
             "stopped, and whether Amili has it is not known: check with Amili, then "
             f"'{resolve_command(batch)} --sent' or '--not-sent'; the next run then tells, or "
             "sends it from this file",
@@ -1621,7 +1622,7 @@ def _elsewhere(number: str, record: InvoiceRecord, earlier: str) -> tuple[RowSta
     if record.status.value in _OPEN_ELSEWHERE:
         return (
             RowStatus.PENDING,
-            f"invoice {number} is in a batch sent from {earlier} that has not ended; the next "
+            f"invoice {number} {WAITS_ELSEWHERE[1]} {earlier} that has not ended; the next "
             "run tells whether Amili has it, or sends it from this file",
         )
     return (

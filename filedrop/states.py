@@ -161,6 +161,15 @@ def resolve_command(batch: int) -> str:
     return f"filedrop resolve {batch}"
 
 
+#: How the row of a file begins whose invoice number another file's batch holds, not ended
+#: there (UNKNOWN or PENDING: ``pipeline._elsewhere``): ``journal rebuild`` reads it back, so that
+#: such a row never speaks for that batch over the other file's own outcome.
+WAITS_ELSEWHERE = ("was being sent from", "is in a batch sent from")
+WAITS_ELSEWHERE_ROW = re.compile(
+    r"invoice .{0,400}? (?:" + "|".join(map(re.escape, WAITS_ELSEWHERE)) + ") ", re.DOTALL
+)
+
+
 #: ``resolve_command`` followed by its flag, in a row's message: the batch's journal number. At
 #: most 9 digits, so a hostile outcome cannot push the journal's numbers past a 32-bit column.
 RESOLVE_ADVICE = re.compile(r"filedrop resolve ([1-9][0-9]{0,8}) --")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import sqlite3
 import time
 from collections.abc import Callable
@@ -243,6 +244,52 @@ def test_rebuild_blocks_unknown_invoices_for_resolve(inbox: Path, sandbox: Sandb
     assert sandbox.counters().invoice_numbers_repeated == ()
     _, out, _ = filedrop("status", environ=env)
     assert "    invoice numbers to look up: 7201" in out.splitlines()
+
+
+def test_rows_that_wait_for_another_files_batch_never_speak_for_it(inbox: Path) -> None:
+    """b.csv's row of 7001 waits for a.csv's batch (PENDING there, then UNKNOWN): rebuilt, the
+    batch is a.csv's as its own outcome tells, never b.csv's (the newer outcome, which knows
+    neither the batch's id nor its other invoices). Found by a review: b.csv won, 7001 was
+    PENDING with no batch to poll for good, and an UNKNOWN batch was split between the files."""
+    shift_s = [0.0]  # the sandbox's clock, moved on so that a.csv's batch ends between runs
+    with Sandbox(SandboxOptions(delay_s=(60, 60)), clock=lambda: time.time() + shift_s[0]) as slow:
+        env = run_env(inbox, slow.url, FILEDROP_POLL_TIMEOUT_S="0.2")
+        write_erp_csv(inbox / "a.csv", [erp_row("7001")])
+        filedrop("run", environ=env, expect=3)
+        write_erp_csv(inbox / "b.csv", [erp_row("7001"), erp_row("7003")])
+        filedrop("run", environ=env, expect=3)
+        assert statuses(inbox / "b.outcome.csv") == ["PENDING", "PENDING"]
+        delete_journal(inbox)
+        filedrop("journal", "rebuild", environ=env)
+        shift_s[0] = 120.0
+        filedrop("run", environ=env)
+        assert statuses(inbox / "a.outcome.csv") == ["SUCCEEDED"]
+        assert statuses(inbox / "b.outcome.csv") == ["DUPLICATE", "SUCCEEDED"]
+        assert slow.counters().invoice_numbers_repeated == ()
+
+
+def test_an_unknown_batch_rebuilt_stays_the_file_s_that_sent_it(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """a.csv's POST of 7001 and 7002 is lost (UNKNOWN batch #1), and b.csv holds 7001 too: after
+    a rebuild, status lists batch #1 as a.csv's with both numbers, and resolving it settles
+    both files."""
+    env = run_env(inbox, sandbox.url, FILEDROP_CONCURRENT_BATCHES="1")
+    write_erp_csv(inbox / "a.csv", [erp_row("7001"), erp_row("7002")])
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # takes a POST, never answers it
+        lost = {"FILEDROP_API_URL": f"http://127.0.0.1:{silent.getsockname()[1]}"}
+        filedrop("run", environ=env | lost | {"FILEDROP_READ_TIMEOUT_S": "0.3"}, expect=1)
+    write_erp_csv(inbox / "b.csv", [erp_row("7001"), erp_row("7003")])
+    filedrop("run", environ=env, expect=1)
+    assert statuses(inbox / "b.outcome.csv") == ["UNKNOWN", "SUCCEEDED"]
+    delete_journal(inbox)
+    filedrop("journal", "rebuild", environ=env)
+    _, out, _ = filedrop("status", environ=env)
+    assert "  #1  a.csv  " in out and "    invoice numbers to look up: 7001, 7002" in out
+    filedrop("resolve", "1", "--sent", environ=env)
+    filedrop("run", environ=env)
+    assert statuses(inbox / "b.outcome.csv") == ["DUPLICATE", "SUCCEEDED"]
+    assert sandbox.received_invoice_numbers() == ["7003"]
 
 
 def test_rebuild_reads_the_archive(inbox: Path, sandbox: Sandbox) -> None:

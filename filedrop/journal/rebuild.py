@@ -35,6 +35,7 @@ from filedrop.read import INPUT_SUFFIXES, ReadLimits, ReadOptions, read_table
 from filedrop.states import (
     BLOCKING_INVOICE_STATES,
     RESOLVE_ADVICE,
+    WAITS_ELSEWHERE_ROW,
     BatchState,
     FileState,
     InvoiceState,
@@ -550,13 +551,28 @@ def _file_state(outcome: _Outcome) -> FileState:
     return FileState.DONE
 
 
+def _rank(row: OutcomeRow) -> int:
+    """How much the row knows of its invoice (``_RANK``). A row that waits for another file's
+    batch (``WAITS_ELSEWHERE_ROW``) knows no more than a DUPLICATE of it: the other file's own
+    outcome, if there, speaks for the batch (its API id, all its invoices)."""
+    if _waits_elsewhere(row):
+        return _RANK[RowStatus.DUPLICATE]
+    return _RANK[RowStatus(row.status)]
+
+
+def _waits_elsewhere(row: OutcomeRow) -> bool:
+    return row.status in (RowStatus.UNKNOWN, RowStatus.PENDING) and bool(
+        WAITS_ELSEWHERE_ROW.match(row.message)
+    )
+
+
 def _winners(outcomes: list[_Outcome]) -> dict[str, tuple[int, float, Path]]:
     """For each invoice number: (rank, outcome time, outcome file) of the outcome that wins."""
     best: dict[str, tuple[int, float, Path]] = {}
     for outcome in outcomes:
         for row in outcome.rows:
             if row.invoice_number and row.status in _RANK:
-                candidate = (_RANK[RowStatus(row.status)], outcome.mtime, outcome.path)
+                candidate = (_rank(row), outcome.mtime, outcome.path)
                 current = best.get(row.invoice_number)
                 if current is None or candidate[:2] > current[:2]:
                     best[row.invoice_number] = candidate
@@ -624,12 +640,12 @@ def _invoice_state(
     """(status, its batch or None for no batch, message); ``advised``: the journal number
     of each API batch id that an UNKNOWN row's advice names."""
     status = RowStatus(row.status)
-    if status is RowStatus.DUPLICATE:
-        # Sent from another file whose outcome is not here: what it became is not known
-        # beyond the ids this row repeats; a case id means Amili has it.
+    if status is RowStatus.DUPLICATE or (status is RowStatus.PENDING and _waits_elsewhere(row)):
+        # Sent (or on its way) from another file whose outcome is not here: what it became is
+        # not known beyond the ids this row repeats; a case id means Amili has it.
         known = bool(row.case_id or row.invoice_id)
         state = InvoiceState.SUCCEEDED if known else InvoiceState.UNKNOWN
-        return state, None, f"rebuilt from a DUPLICATE row of {outcome_name}: {row.message}"
+        return state, None, f"rebuilt from a {status} row of {outcome_name}: {row.message}"
     state = InvoiceState(status.value)
     if state is InvoiceState.UNKNOWN:
         number = advised.get(row.batch_id) if row.batch_id else _advised_number(row)
