@@ -292,6 +292,45 @@ def test_an_unknown_batch_rebuilt_stays_the_file_s_that_sent_it(
     assert sandbox.received_invoice_numbers() == ["7003"]
 
 
+def test_a_batch_rebuilt_unknown_and_resolved_not_sent_is_sent_by_the_next_run(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """After a rebuild, 'resolve --not-sent' keeps the outcome it rewrites aside (the journal
+    did not write it), and that outcome calls the batch UNKNOWN: the very batch the operator has
+    settled since, so it is no sign of a lost journal, and the next run sends the batch. Every
+    run took it for one, and sent nothing in the inbox (exit 2; found by a review)."""
+    env = run_env(inbox, sandbox.url)
+    write_erp_csv(inbox / "a.csv", [erp_row("7101"), erp_row("7102")])
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # takes a POST, never answers it
+        lost = {"FILEDROP_API_URL": f"http://127.0.0.1:{silent.getsockname()[1]}"}
+        filedrop("run", environ=env | lost | {"FILEDROP_READ_TIMEOUT_S": "0.3"}, expect=1)
+    delete_journal(inbox)
+    filedrop("journal", "rebuild", environ=env)
+    filedrop("resolve", "1", "--not-sent", environ=env)
+    filedrop("run", environ=env)
+    assert statuses(inbox / "a.outcome.csv") == ["SUCCEEDED", "SUCCEEDED"]
+    assert sandbox.received_invoice_numbers() == ["7101", "7102"]
+
+
+def test_an_unknown_row_is_settled_only_by_its_own_batch(inbox: Path, sandbox: Sandbox) -> None:
+    """The outcome calls 7111 UNKNOWN in batch #1; a journal that holds it NOT_SENT under any
+    other batch (an older copy, say) would let a maybe-sent invoice go again: that is still a
+    lost journal, and nothing in the inbox is sent."""
+    env = run_env(inbox, sandbox.url)
+    write_erp_csv(inbox / "a.csv", [erp_row("7111")])
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # takes a POST, never answers it
+        lost = {"FILEDROP_API_URL": f"http://127.0.0.1:{silent.getsockname()[1]}"}
+        filedrop("run", environ=env | lost | {"FILEDROP_READ_TIMEOUT_S": "0.3"}, expect=1)
+    with sqlite3.connect(journal_file(inbox)) as db:
+        db.execute("UPDATE files SET outcome_written = NULL")  # an outcome it did not write
+        db.execute("UPDATE invoices SET status = 'NOT_SENT', batch = 7")
+        db.execute("UPDATE batches SET id = 7, state = 'resolved'")
+    write_erp_csv(inbox / "b.csv", [erp_row("7112")])
+    _, _, err = filedrop("run", environ=env, expect=2)
+    assert "shows invoices sent that the journal" in err
+    assert sandbox.received_invoice_numbers() == []
+
+
 def test_rebuild_reads_the_archive(inbox: Path, sandbox: Sandbox) -> None:
     """Archived outcomes count: the same file dropped again after a rebuild is not sent."""
     env = run_env(inbox, sandbox.url, FILEDROP_ARCHIVE="true")

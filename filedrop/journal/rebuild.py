@@ -268,14 +268,25 @@ def _shows_unknown_sent(
     )
     if sent is None:
         return False  # unreadable: no evidence, and perhaps readable later
-    for_good = {number for number, status in sent if status in _KEPT_FOR_GOOD} - {""}
-    numbers = for_good if named else {number for number, _ in sent}
+    for_good = {number for number, status, _ in sent if status in _KEPT_FOR_GOOD} - {""}
+    numbers = for_good if named else {number for number, _, _ in sent}
     known = journal.invoices(target=target, numbers=numbers) if numbers else {}
     if len(known) < len(numbers):
         return True
     # One sent for good that the journal would let go again is as unknown: the journal holds
-    # it FAILED (an older copy, from before a corrected export sent it).
-    if any(known[number].status not in BLOCKING_INVOICE_STATES for number in for_good):
+    # it FAILED (an older copy, from before a corrected export sent it). Unless the outcome
+    # calls it UNKNOWN in the very batch that 'filedrop resolve --not-sent' settled since: the
+    # operator's word, which comes after the outcome.
+    settled = {
+        number
+        for number, status, advised in sent
+        if status is RowStatus.UNKNOWN
+        and advised is not None
+        and number in known
+        and known[number].status is InvoiceState.NOT_SENT
+        and known[number].batch == advised
+    }
+    if any(known[number].status not in BLOCKING_INVOICE_STATES for number in for_good - settled):
         return True
     journal.outcome_checked(target=target, stamp=stamp)
     return False
@@ -284,7 +295,7 @@ def _shows_unknown_sent(
 @functools.lru_cache(maxsize=256)
 def _sent_rows_once(
     outcome: Path, mtime_ns: int, size: int, limits: ReadLimits, *, trial: bool
-) -> tuple[tuple[str, RowStatus], ...] | None:
+) -> tuple[tuple[str, RowStatus, int | None], ...] | None:
     """``_sent_rows`` of an outcome as it is now (its time and size are part of the key)."""
     sent = _sent_rows(outcome, None, limits, trial=trial)
     return None if sent is None else tuple(sent)
@@ -295,13 +306,14 @@ def _sent_numbers(
 ) -> list[str] | None:
     """The invoice numbers of the rows ``outcome`` shows sent (``_sent_rows``)."""
     sent = _sent_rows(outcome, fresh_at, limits, trial=trial)
-    return None if sent is None else [number for number, _ in sent]
+    return None if sent is None else [number for number, _, _ in sent]
 
 
 def _sent_rows(
     outcome: Path, fresh_at: float | None, limits: ReadLimits, *, trial: bool
-) -> list[tuple[str, RowStatus]] | None:
-    """The invoice number and status of each row ``outcome`` shows sent (``SENT_ROW_STATUSES``),
+) -> list[tuple[str, RowStatus, int | None]] | None:
+    """The invoice number, status and advised batch (``_advised_number``, of an UNKNOWN row) of
+    each row ``outcome`` shows sent (``SENT_ROW_STATUSES``),
     after the journal was last started afresh on purpose; None when it cannot be read. A
     sandbox run's shows none unless ``trial`` (the journal is a sandbox's too): nothing in it
     went to Amili, so for another environment it is no evidence of a lost journal, as the
@@ -318,7 +330,7 @@ def _sent_rows(
         return []
     # An outcome older than the invoice number column gives ''.
     return [
-        (row.invoice_number, RowStatus(row.status))
+        (row.invoice_number, RowStatus(row.status), _advised_number(row))
         for row in rows
         if row.status in SENT_ROW_STATUSES  # a StrEnum member equals its text
     ]
