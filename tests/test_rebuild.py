@@ -253,7 +253,9 @@ def test_rows_that_wait_for_another_files_batch_never_speak_for_it(inbox: Path) 
     PENDING with no batch to poll for good, and an UNKNOWN batch was split between the files."""
     shift_s = [0.0]  # the sandbox's clock, moved on so that a.csv's batch ends between runs
     with Sandbox(SandboxOptions(delay_s=(60, 60)), clock=lambda: time.time() + shift_s[0]) as slow:
-        env = run_env(inbox, slow.url, FILEDROP_POLL_TIMEOUT_S="0.2")
+        # One file at a time, oldest first: b.csv's row of 7001 is written once a.csv's batch
+        # is polled (side by side, b.csv may finish first, its row PENDING until the next run).
+        env = run_env(inbox, slow.url, FILEDROP_POLL_TIMEOUT_S="0.2", FILEDROP_CONCURRENT_FILES="1")
         write_erp_csv(inbox / "a.csv", [erp_row("7001")])
         filedrop("run", environ=env, expect=3)
         write_erp_csv(inbox / "b.csv", [erp_row("7001"), erp_row("7003")])
