@@ -597,13 +597,15 @@ def _send_and_report(
     written = written_stamp(outcome)
     if state is FileState.DONE and ctx.archive:
         outcome = _archive(path, outcome, ctx, sha256=sha256)
+    notes = [*setbacks.messages, *([WAITS_FOR_ANOTHER_FILE] if waits_elsewhere else [])]
+    message = "; ".join(notes) or None
     ctx.journal.finish_file(
         file_id,
         state=state,
         counts=counts,
         mapping=prepared.mapping.name,
         outcome=outcome,
-        message="; ".join(setbacks.messages) or None,
+        message=message,
         written=written,
     )
     ctx.progress.file_done()
@@ -621,14 +623,7 @@ def _send_and_report(
             outcome=outcome.name,
         ),
     )
-    return FileReport(
-        path,
-        state,
-        counts,
-        outcome,
-        "; ".join(setbacks.messages) or None,
-        setback=setbacks.worst(),
-    )
+    return FileReport(path, state, counts, outcome, message, setback=setbacks.worst())
 
 
 def _send(
@@ -1592,6 +1587,12 @@ def _invoice_outcome(
     )
 
 
+#: What a file says (the run's summary, ``status``, the daemon's retry) whose rows wait for
+#: another file's batch (``_OutcomeDraft.waits_elsewhere``).
+WAITS_FOR_ANOTHER_FILE = (
+    "some rows wait for another file's batch, which their messages name; every run takes this "
+    "file again until that batch is settled"
+)
 #: States of another file's invoice that may yet end otherwise than sent: a row of the file at
 #: hand that holds the same number waits for them (``_OutcomeDraft.waits_elsewhere``).
 _OPEN_ELSEWHERE = frozenset(

@@ -751,9 +751,10 @@ def _collect(
             delay = min(options.retry_max_s, delay * 2)
             state.retry_at[path] = (clock() + delay, delay)
             log.info(
-                "%s: %s; trying again in %g s",
+                "%s: %s%s; trying again in %g s",
                 printable(path.name),
                 report.state,
+                f" ({printable(report.message)})" if report.message else "",
                 delay,
                 extra=fields(
                     "file_retry_scheduled",

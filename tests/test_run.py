@@ -342,7 +342,11 @@ def test_a_file_re_exported_while_its_batch_is_unknown_waits_for_the_resolve(
         "Amili has it is not known: check with Amili, then 'filedrop resolve 1 --sent' or "
         "'--not-sent'; the next run then tells, or sends it from this file"
     )
-    filedrop("run", environ=env, expect=1)  # taken again, and still waiting
+    _, out, _ = filedrop("run", environ=env, expect=1)  # taken again, and still waiting
+    assert (
+        "  some rows wait for another file's batch, which their messages name; every run takes "
+        "this file again until that batch is settled" in out.splitlines()
+    )
     assert sandbox.received_invoice_numbers() == ["6303"]
 
     filedrop("resolve", "1", "--sent" if sent else "--not-sent", environ=env)
