@@ -597,7 +597,9 @@ def _send_and_report(
     written = written_stamp(outcome)
     if state is FileState.DONE and ctx.archive:
         outcome = _archive(path, outcome, ctx, sha256=sha256)
-    notes = [*setbacks.messages, *([WAITS_FOR_ANOTHER_FILE] if waits_elsewhere else [])]
+    notes = list(setbacks.messages)
+    if waits_elsewhere:
+        notes.append(WAITS_FOR_ANOTHER_FILE)
     message = "; ".join(notes) or None
     ctx.journal.finish_file(
         file_id,
@@ -1410,7 +1412,7 @@ class _OutcomeDraft:
             recorded[found] = True
             unsettled[found] = [row[2] != file_id or row[1] != _FINAL for row in chunk]
             waits_elsewhere = waits_elsewhere or any(
-                row[1] in _OPEN_ELSEWHERE and row[2] != file_id for row in chunk
+                row[2] != file_id and _open_elsewhere(row[1], row[3]) for row in chunk
             )
             values = _chunk_outcomes(chunk, own, decide, file_id=file_id, batch_ids=batch_ids)
             slots = decided.slot[which[found]]
@@ -1593,43 +1595,51 @@ WAITS_FOR_ANOTHER_FILE = (
     "some rows wait for another file's batch, which their messages name; every run takes this "
     "file again until that batch is settled"
 )
-#: States of another file's invoice that may yet end otherwise than sent: a row of the file at
-#: hand that holds the same number waits for them (``_OutcomeDraft.waits_elsewhere``).
+#: States of another file's invoice that may yet end otherwise than sent (``_open_elsewhere``).
 _OPEN_ELSEWHERE = frozenset(
     {InvoiceState.UNKNOWN.value, InvoiceState.SENDING.value, InvoiceState.PENDING.value}
 )
 
 
+def _open_elsewhere(status: str, batch: int | None) -> bool:
+    """Whether another file's invoice, in this state and batch, may yet end otherwise than sent,
+    so that a row of the file at hand holding the same number waits for it. Only in a batch:
+    one a rebuild read back from a DUPLICATE row has none, and nothing will ever settle it."""
+    return status in _OPEN_ELSEWHERE and batch is not None
+
+
 def _elsewhere(number: str, record: InvoiceRecord, earlier: str) -> tuple[RowStatus, str]:
-    """A row whose invoice number another file holds in the journal: a DUPLICATE once that file
-    sent it; else what it waits for, as the row is sent from this file if that one did not send
-    it (the file is taken again: ``file_state_of``). An older version of a file, re-exported
-    while its batch was lost, is gone from the inbox: this file is the one to send it then."""
-    if record.status is InvoiceState.SUCCEEDED:
-        case = f", case {record.case_number}" if record.case_number else ""
-        return (
-            RowStatus.DUPLICATE,
-            f"invoice {number} was already sent from {earlier} (succeeded{case}); not sent again",
-        )
-    if record.status is InvoiceState.UNKNOWN:
-        batch = record.batch or 0
-        return (
-            RowStatus.UNKNOWN,
-            f"invoice {number} {WAITS_ELSEWHERE[0]} {earlier} (batch #{batch}) when filedrop "
-            "stopped, and whether Amili has it is not known: check with Amili, then "
-            f"'{resolve_command(batch)} --sent' or '--not-sent'; the next run then tells, or "
-            "sends it from this file",
-        )
-    if record.status.value in _OPEN_ELSEWHERE:
+    """A row whose invoice number another file holds in the journal: what it waits for while
+    that file's batch may yet end unsent (``_open_elsewhere``), as the row is sent from this
+    file if that one did not send it (the file is taken again: ``file_state_of``); NOT_SENT
+    once that file did not; else a DUPLICATE. An older version of a file, re-exported while its
+    batch was lost, is gone from the inbox: this file is the one to send it then."""
+    status = record.status
+    if _open_elsewhere(status.value, record.batch):
+        if status is InvoiceState.UNKNOWN:
+            return (
+                RowStatus.UNKNOWN,
+                f"invoice {number} {WAITS_ELSEWHERE[0]} {earlier} (batch #{record.batch}) when "
+                "filedrop stopped, and whether Amili has it is not known: check with Amili, then "
+                f"'{resolve_command(record.batch or 0)} --sent' or '--not-sent'; the next run "
+                "then tells, or sends it from this file",
+            )
         return (
             RowStatus.PENDING,
             f"invoice {number} {WAITS_ELSEWHERE[1]} {earlier} that has not ended; the next "
             "run tells whether Amili has it, or sends it from this file",
         )
+    if status in (InvoiceState.FAILED, InvoiceState.NOT_SENT):
+        return (
+            RowStatus.NOT_SENT,
+            f"invoice {number} was not sent from {earlier} ({status.lower()}); the next run "
+            "sends it from this file",
+        )
+    case = f", case {record.case_number}" if record.case_number else ""
     return (
-        RowStatus.NOT_SENT,
-        f"invoice {number} was not sent from {earlier} ({record.status.lower()}); the next run "
-        "sends it from this file",
+        RowStatus.DUPLICATE,
+        f"invoice {number} was already sent from {earlier} ({status.lower()}{case}); not sent "
+        "again",
     )
 
 

@@ -363,6 +363,31 @@ def test_a_file_re_exported_while_its_batch_is_unknown_waits_for_the_resolve(
     assert sandbox.counters().invoice_numbers_repeated == ()
 
 
+def test_a_number_another_file_holds_in_no_batch_is_a_duplicate_for_good(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """A journal rebuilt from a DUPLICATE row holds its number UNKNOWN in no batch: nothing will
+    ever settle it, so a row of another file holding it is a DUPLICATE and that file is done,
+    not taken again by every run naming a batch #0 to resolve."""
+    env = run_env(inbox, sandbox.url)
+    write_erp_csv(inbox / "a.csv", [erp_row("6401")])
+    filedrop("run", environ=env)
+    with sqlite3.connect(journal_file(inbox)) as db:
+        db.execute(
+            "UPDATE invoices SET status = 'UNKNOWN', batch = NULL, invoice_id = NULL,"
+            " case_id = NULL, case_number = NULL"
+        )
+    write_erp_csv(inbox / "b.csv", [erp_row("6401"), erp_row("6402")])
+    filedrop("run", environ=env)
+    outcome = outcome_csv(inbox / "b.outcome.csv")
+    assert list(outcome["outcome_status"]) == ["DUPLICATE", "SUCCEEDED"]
+    assert outcome["outcome_message"][0] == (
+        "invoice 6401 was already sent from a.csv (unknown); not sent again"
+    )
+    _, out, _ = filedrop("run", environ=env)
+    assert "b.csv: skipped (already processed)" in out
+
+
 def test_an_amount_json_cannot_hold_is_invalid_and_the_rest_is_sent(
     inbox: Path, sandbox: Sandbox
 ) -> None:
