@@ -543,7 +543,8 @@ def _print_report(report: RunReport, io: Io, *, environment: str, indent: str = 
     def say(text: str) -> None:
         io.say(mask_ids(indent + text))
 
-    still_written = [
+    # Files the run left alone, and why: those still being written, and spreadsheets it cannot read.
+    left_alone = [
         f"{printable(path.name)}: still being written; left for the next run"
         for path in report.changing
     ] + [f"{printable(path.name)}: {UNREAD_SPREADSHEET}" for path in report.unread]
@@ -552,12 +553,12 @@ def _print_report(report: RunReport, io: Io, *, environment: str, indent: str = 
             say("Stopped before any file was taken; they are left for the next run.")
         else:
             say("No files were ready in the inbox.")
-        for line in still_written:
+        for line in left_alone:
             say(line)
         return
     if environment == "sandbox":
         say("SANDBOX run: nothing was sent to Amili.")
-    for line in still_written:
+    for line in left_alone:
         say(line)
     for file in report.files:
         name = printable(file.path.name)

@@ -34,7 +34,8 @@ from filedrop.mapping.tree import (
     as_toml,
     walk_fields,
 )
-from filedrop.read import ReadInfo, ReadOptions, Table, header_key
+from filedrop.read import DELIMITERS, ReadInfo, ReadOptions, Table, header_key
+from filedrop.read.table import other_sheets
 from filedrop.settings import DEFAULT_INVOICE_TYPES, NotUtf8Error, read_written_text
 
 __all__ = [
@@ -311,12 +312,11 @@ def select_mapping(
     if len(named) > _HEADERS_SHOWN:
         shown += f" and {len(named) - _HEADERS_SHOWN} more"
     tail = f" (the file's headers: {shown})" if headers is not None else ""
-    others = [f'"{name}"' for name in info.sheets if name != info.sheet] if info else []
-    if others:
-        # The data may be on another sheet than the one read (the first, unless set).
+    others = other_sheets(info.sheets, info.sheet) if info and info.sheet else ""
+    if others:  # the data may be on another sheet than the one read (the first, unless set)
         tail += (
             f'; that is sheet "{info.sheet}", and read.sheet in the mapping can name another: '
-            f"{', '.join(others)}"
+            f"{others}"
         )
     tried = "; ".join(reasons) or "there are no mappings"
     raise MappingError(str(file_path), f"no mapping fits this file: {tried}{tail}.")
@@ -334,7 +334,8 @@ def _constant_hint(key: str, names: tuple[str, ...]) -> str:
     return f'; if "{names[0]}" is the value itself, write {{ constant = "{names[0]}" }}'
 
 
-_DELIMITERS = {",": '","', ";": '";"', "\t": "tab", "|": '"|"'}
+def _shown_delimiter(delimiter: str) -> str:
+    return "tab" if delimiter == "\t" else f'"{delimiter}"'
 
 
 def _other_delimiter(delimiter: str | None, table: Table, names: tuple[str, ...]) -> str:
@@ -343,14 +344,14 @@ def _other_delimiter(delimiter: str | None, table: Table, names: tuple[str, ...]
     if delimiter is None or table.info.kind != "csv":
         return ""
     wanted = set(map(header_key, names))
-    for other, shown in _DELIMITERS.items():
+    for other in DELIMITERS:
         if other != delimiter and any(
             wanted & set(map(header_key, header.split(other))) for header in table.headers
         ):
             return (
-                f", but the file's header line is separated by {shown}, not by "
-                f"{_DELIMITERS.get(delimiter, repr(delimiter))} as read.delimiter says: remove "
-                "read.delimiter to have it detected"
+                f", but the file's header line is separated by {_shown_delimiter(other)}, not by "
+                f"{_shown_delimiter(delimiter)} as read.delimiter says: remove read.delimiter to "
+                "have it detected"
             )
     return ""
 

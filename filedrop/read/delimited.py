@@ -252,8 +252,11 @@ def _refuse_contradicted(where: str, data: bytes, wanted: str, name: str) -> Non
     would reach Amili garbled ("Ã¥" for å), so it is refused, saying what the file is."""
     setting = f'the mapping sets encoding = "{wanted}"'
     fix = "remove the encoding from the mapping's [read] (filedrop tells the encodings apart)"
-    for mark, what in ((codecs.BOM_UTF8, "UTF-8"), (codecs.BOM_UTF16_LE, "UTF-16")):
-        if data.startswith(mark) or (what == "UTF-16" and data.startswith(codecs.BOM_UTF16_BE)):
+    for marks, what in (
+        ((codecs.BOM_UTF8,), "UTF-8"),
+        ((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE), "UTF-16"),
+    ):
+        if data.startswith(marks):
             raise ReadError(
                 where,
                 f"the file is {what} text (it begins with a byte order mark), but {setting}; {fix}",

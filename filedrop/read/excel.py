@@ -24,6 +24,7 @@ from filedrop.read.table import (
     blank_rows,
     column_frame,
     name_blank_headers,
+    other_sheets,
     trailing_width,
 )
 from filedrop.read.workbook import (
@@ -66,7 +67,7 @@ def build_table(path: Path, sheet: ParsedSheet, marks: SheetMarks | None = None)
             f"{_first_formula(unsaved, headers)}), so its rows read as empty; {UNSAVED_CURE}",
         )
     if not keep.any():
-        others = ", ".join(f'"{name}"' for name in sheet.sheets if name != sheet.sheet_name)
+        others = other_sheets(sheet.sheets, sheet.sheet_name)
         raise ReadError(
             str(path),
             f'sheet "{sheet.sheet_name}" has a header on row {sheet.header_row} '

@@ -243,6 +243,12 @@ def trailing_width(headers: list[str], columns: Sequence[np.ndarray]) -> int:
     return width
 
 
+def other_sheets(sheets: Sequence[str], read: str) -> str:
+    """A workbook's visible sheets but the one read, quoted, for a message ('' when none): the
+    data may be on one of them, which ``read.sheet`` in the mapping can name."""
+    return ", ".join(f'"{name}"' for name in sheets if name != read)
+
+
 def column_letter(position: int) -> str:
     """The column's letter as Excel shows it: 0 -> ``A``, 25 -> ``Z``, 26 -> ``AA``."""
     letters = ""

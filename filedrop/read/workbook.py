@@ -38,6 +38,7 @@ from filedrop.read.table import (
     NumberFormat,
     ReadOptions,
     find_header,
+    other_sheets,
     read_input_bytes,
 )
 
@@ -176,7 +177,7 @@ def _load_sheet(
                 f'sheet "{sheet_name}": {what}; correct it in Excel and save the file again',
             ) from None
     if not rows or start is None:
-        others = ", ".join(f'"{name}"' for name in visible if name != sheet_name)
+        others = other_sheets(visible, sheet_name)
         raise ReadError(
             where,
             f'sheet "{sheet_name}" is empty; set read.sheet in the mapping to the sheet with '
