@@ -643,6 +643,14 @@ def test_empty_sheet_is_refused(tmp_path):
         f'{path}: sheet "Tom" is empty; set read.sheet in the mapping to the sheet with the data '
         '(the others: "Data")'
     )
+    many = tmp_path / "many.xlsx"
+    with xlsxwriter.Workbook(many) as wb:
+        for n in range(30):
+            wb.add_worksheet(f"S{n}")
+    with pytest.raises(ReadError) as err:
+        read_table(many)
+    shown = ", ".join(f'"S{n}"' for n in range(1, 21))
+    assert str(err.value).endswith(f"(the others: {shown} and 9 more)")
     alone = tmp_path / "alone.xlsx"
     with xlsxwriter.Workbook(alone) as wb:
         wb.add_worksheet("Ark1")

@@ -243,10 +243,17 @@ def trailing_width(headers: list[str], columns: Sequence[np.ndarray]) -> int:
     return width
 
 
+#: How many of a workbook's other sheets a message names, at most: a crafted workbook may hold
+#: thousands, and the message ends up in an outcome's cell.
+SHEETS_SHOWN = 20
+
+
 def other_sheets(sheets: Sequence[str], read: str) -> str:
     """A workbook's visible sheets but the one read, quoted, for a message ('' when none): the
     data may be on one of them, which ``read.sheet`` in the mapping can name."""
-    return ", ".join(f'"{name}"' for name in sheets if name != read)
+    others = [f'"{name}"' for name in sheets if name != read]
+    more = f" and {len(others) - SHEETS_SHOWN} more" if len(others) > SHEETS_SHOWN else ""
+    return ", ".join(others[:SHEETS_SHOWN]) + more
 
 
 def column_letter(position: int) -> str:
