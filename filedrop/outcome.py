@@ -50,7 +50,18 @@ from xlsxwriter.exceptions import InvalidWorksheetName
 from filedrop.inbox import archive_folder, stamped_names
 from filedrop.read import CSV_SUFFIXES, EXCEL_SUFFIXES, Table
 from filedrop.read.table import Layout, NumberFormat
-from filedrop.sheetxml import ColumnStyles, sheet_rows, write_package
+from filedrop.sheetxml import (
+    ColumnStyles,
+    Segment,
+    ZipTooLargeError,
+    chunk_numbers,
+    chunk_rows,
+    deflated_behind,
+    in_chunk,
+    sheet_rows,
+    write_package,
+    write_segmented_package,
+)
 from filedrop.states import RowStatus
 
 OUTCOME_COLUMNS = (
@@ -137,7 +148,12 @@ class OutcomeSummary:
     @property
     def sandbox(self) -> bool:
         """Whether nothing was really sent: every outcome then says so."""
-        return self.environment.strip().casefold() == "sandbox"
+        return is_sandbox(self.environment)
+
+
+def is_sandbox(environment: str) -> bool:
+    """Whether the environment (``FILEDROP_ENV``) is the sandbox, where nothing is really sent."""
+    return environment.strip().casefold() == "sandbox"
 
 
 def outcome_path(source: Path) -> Path:
@@ -317,13 +333,19 @@ def earlier_outcome_problem(table: Table) -> str | None:
 
 
 def write_outcome(
-    table: Table, outcomes: pd.DataFrame, summary: OutcomeSummary, *, dest: Path | None = None
+    table: Table,
+    outcomes: pd.DataFrame,
+    summary: OutcomeSummary,
+    *,
+    dest: Path | None = None,
+    ahead: RowsAhead | None = None,
 ) -> Path:
     """Write the outcome of ``table`` to ``dest`` (default: ``outcome_path``) and return its path.
 
     ``outcomes`` has one row per table row, in the same order, with the ``OUTCOME_COLUMNS`` as
     strings ('' where none). A length mismatch is a bug in the caller, so it raises ``ValueError``
-    rather than writing an outcome that loses or invents rows.
+    rather than writing an outcome that loses or invents rows. ``ahead``: an xlsx outcome's rows
+    made before (``rows_ahead``); those whose outcome did not change since are taken as made.
     """
     name = table.path.name
     if len(outcomes) != len(table):
@@ -332,38 +354,23 @@ def write_outcome(
     if missing:
         raise ValueError(f"{name}: outcomes lack the columns {', '.join(missing)}")
     results = [_as_texts(outcomes[column]) for column in OUTCOME_COLUMNS]
-    # An earlier outcome dropped in again: its outcome columns give way to these, never two sets.
-    n_cols = own_columns_from(table.headers)
-    headers = [*table.headers[:n_cols], *OUTCOME_COLUMNS]
-    if summary.sandbox:
-        headers.append(SANDBOX_COLUMN)
-        results.append([_SANDBOX_CELL] * len(table))
     dest = dest or outcome_path(table.path)
     if dest.suffix == ".xlsx":
         if problem := xlsx_fit_problem(table):
             # xlsxwriter would silently drop what does not fit: refuse rather than lose rows.
             # The pipeline asks first, so this is only a guard against a caller's slip.
             raise ValueError(f"{name}: {problem}")
-        excel = table.info.kind == "excel"
-        values = [table.values.iloc[:, i].tolist() for i in range(n_cols)]
+        data = _XlsxData.of(table, results, sandbox=summary.sandbox)
         statuses = results[0]
+        values = data.columns[: data.own_from]
         amount_at = summary.amount_column
         write = partial(
             _write_xlsx,
-            sheet_name=table.info.sheet or _DEFAULT_SHEET,
-            # Each row on its own Excel row number (and the header on its own), so "row 11" in
-            # a message is row 11 here too, title lines and dropped blank rows included.
-            header_at=table.info.header_row - 1 if excel else 0,
-            rows_at=[n - 1 for n in table.row_numbers.tolist()] if excel else None,
-            headers=headers[:_XLSX_MAX_COLS],
-            columns=[*values, *results][:_XLSX_MAX_COLS],
-            texts=[*(table.cells.iloc[:, i].tolist() for i in range(n_cols)), *results][
-                :_XLSX_MAX_COLS
-            ],
+            data=data,
             layout=table.layout,
             summary=summary,
             amounts=None
-            if amount_at is None or not 0 <= amount_at < n_cols
+            if amount_at is None or not 0 <= amount_at < data.own_from
             else _Amounts(
                 label=table.headers[amount_at] or "Amount",
                 number_format=_at(table.layout.number_formats, amount_at),
@@ -372,8 +379,15 @@ def write_outcome(
             batch_counts=_counts_by_batch(
                 statuses, results[OUTCOME_COLUMNS.index("outcome_batch_id")]
             ),
+            ahead=ahead,
         )
     else:
+        # An earlier outcome dropped in again: its outcome columns give way to these.
+        n_cols = own_columns_from(table.headers)
+        headers = [*table.headers[:n_cols], *OUTCOME_COLUMNS]
+        if summary.sandbox:
+            headers.append(SANDBOX_COLUMN)
+            results.append([_SANDBOX_CELL] * len(table))
         # The input's columns as they are (no copy): each is neutralised and quoted a chunk of
         # rows at a time as it is written.
         originals = [
@@ -390,6 +404,51 @@ def write_outcome(
         )
     _write_atomically(dest, write)
     return dest
+
+
+@dataclass(frozen=True)
+class _XlsxData:
+    """An xlsx outcome's data sheet as ``_write_xlsx`` takes it: the input's columns (values,
+    and the text they show, for widths), then the outcome ones."""
+
+    sheet_name: str
+    headers: list[str]
+    columns: list[list[Any]]
+    texts: list[list[str]]
+    own_from: int  # where the outcome columns begin
+    header_at: int  # the header's 0-based sheet row
+    rows_at: Sequence[int] | None  # each data row's 0-based sheet row (None: right below)
+
+    @classmethod
+    def of(cls, table: Table, results: list[list[str]], *, sandbox: bool) -> _XlsxData:
+        """``results``: the OUTCOME_COLUMNS' texts, a row each."""
+        # An earlier outcome dropped in again: its outcome columns give way to these, never two.
+        n_cols = own_columns_from(table.headers)
+        headers = [*table.headers[:n_cols], *OUTCOME_COLUMNS]
+        results = list(results)
+        if sandbox:
+            headers.append(SANDBOX_COLUMN)
+            results.append([_SANDBOX_CELL] * len(table))
+        excel = table.info.kind == "excel"
+        values = [table.values.iloc[:, i].tolist() for i in range(n_cols)]
+        shown = [table.cells.iloc[:, i].tolist() for i in range(n_cols)]
+        return cls(
+            sheet_name=table.info.sheet or _DEFAULT_SHEET,
+            headers=headers[:_XLSX_MAX_COLS],
+            columns=[*values, *results][:_XLSX_MAX_COLS],
+            texts=[*shown, *results][:_XLSX_MAX_COLS],
+            own_from=min(n_cols, _XLSX_MAX_COLS),
+            # Each row on its own Excel row number (and the header on its own), so "row 11" in
+            # a message is row 11 here too, title lines and dropped blank rows included.
+            header_at=table.info.header_row - 1 if excel else 0,
+            rows_at=[n - 1 for n in table.row_numbers.tolist()] if excel else None,
+        )
+
+    def sheet_rows_at(self) -> Sequence[int]:
+        n_rows = len(self.columns[0])
+        if self.rows_at is not None:
+            return self.rows_at
+        return range(self.header_at + 1, self.header_at + 1 + n_rows)
 
 
 def write_error_outcome(
@@ -410,14 +469,16 @@ def write_error_outcome(
         headers.append(SANDBOX_COLUMN)
         columns.append([_SANDBOX_CELL])
     if dest.suffix == ".xlsx":
-        write = partial(
-            _write_xlsx,
+        data = _XlsxData(
             sheet_name=_DEFAULT_SHEET,
             headers=headers,
             columns=columns,
             texts=columns,
-            summary=summary,
+            own_from=1,
+            header_at=0,
+            rows_at=None,
         )
+        write = partial(_write_xlsx, data=data, summary=summary)
     else:
         write = partial(
             _write_csv,
@@ -648,86 +709,57 @@ class _Amounts:
 def _write_xlsx(
     fh: IO[bytes],
     *,
-    sheet_name: str,
-    headers: Sequence[str],
-    columns: Sequence[Sequence[Any]],
-    texts: Sequence[Sequence[str]],
+    data: _XlsxData,
     summary: OutcomeSummary,
     layout: Layout = _PLAIN,
-    header_at: int = 0,
-    rows_at: Sequence[int] | None = None,
     amounts: _Amounts | None = None,
     batch_counts: dict[str, Counter[str]] | None = None,
+    ahead: RowsAhead | None = None,
 ) -> None:
-    """Data sheet first, then ``Summary``; ``headers`` and ``columns`` end with the outcome ones.
-
-    ``texts`` are the cells as shown, for column widths. ``header_at`` and ``rows_at`` are 0-based
-    sheet rows for the header and each data row (default: the header on top, rows right below).
-    ``layout`` gives the input's title rows and its columns' number formats, kept as they were.
+    """Data sheet first, then ``Summary``; ``data``'s headers and columns end with the outcome
+    ones. ``layout`` gives the input's title rows and its columns' number formats, kept as they
+    were. ``ahead``: rows already made, taken where still the same.
     """
     # xlsxwriter makes the package (styles, widths, header, titles, printing, Summary) without
     # the data rows, in memory; sheetxml then adds the rows, which it makes far faster.
     skeleton = io.BytesIO()
-    workbook = xlsxwriter.Workbook(
-        skeleton,
-        {
-            "in_memory": True,
-            # Never guess types from text: '=SUM(A1)' from the user stays text.
-            "strings_to_numbers": False,
-            "strings_to_formulas": False,
-            "strings_to_urls": False,
-            # Excel has no time zones: an aware time keeps its wall-clock reading.
-            "remove_timezone": True,
-        },
-    )
-    formats = _Formats(workbook)
-    data = _add_data_sheet(workbook, sheet_name)
+    workbook = xlsxwriter.Workbook(skeleton, _WORKBOOK_OPTIONS)
+    headers, columns, header_at = data.headers, data.columns, data.header_at
+    formats, column_formats, styles = _sheet_styles(workbook, headers, layout)
+    sheet = _add_data_sheet(workbook, data.sheet_name)
     n_rows, last_col = len(columns[0]), len(headers) - 1
     status_col = headers.index(OUTCOME_COLUMNS[0])
-    rows_at = rows_at if rows_at is not None else range(header_at + 1, header_at + 1 + n_rows)
+    rows_at = data.sheet_rows_at()
     last_row = max(rows_at[-1] if n_rows else header_at, header_at + 1)
-    # One format per column, so a column shows its numbers and dates one way, as it did in the
-    # input; the cache shares a format between columns that use the same code.
-    cache: dict[NumberFormat, Any] = {}
-    column_formats = [
-        cache.setdefault(code, workbook.add_format({"num_format": code}))
-        if (code := _at(layout.number_formats, c)) is not None
-        else None
-        for c in range(len(headers))
-    ]
+    made = ahead.still_made(data, styles) if ahead is not None else {}
     message_col = status_col + 1
-    for c, width in enumerate(_widths(headers, texts, layout.number_formats)):
-        data.set_column(
+    longest = _longest(data.texts, made)
+    for c, width in enumerate(_widths(headers, longest, layout.number_formats)):
+        sheet.set_column(
             c, c, min(width, _MESSAGE_WIDTH) if c == message_col else width, column_formats[c]
         )
-    # Text takes its column's format, but for the sandbox column's: per cell, not for the column,
-    # as a column format would paint the whole column red.
-    text_formats = list(column_formats)
-    if headers[-1] == SANDBOX_COLUMN:
-        text_formats[-1] = formats.sandbox_cell
-    _write_titles(data, layout.titles, formats)
+    _write_titles(sheet, layout.titles, formats)
     for c, header in enumerate(headers):
         if header:
-            data.write_string(header_at, c, header, formats.header)
+            sheet.write_string(header_at, c, header, formats.header)
         else:
-            data.write_blank(header_at, c, None, formats.header)
-    data.freeze_panes(header_at + 1, 0)
-    data.autofilter(header_at, 0, last_row, last_col)
-    styles = _column_styles(column_formats, text_formats, formats)
+            sheet.write_blank(header_at, c, None, formats.header)
+    sheet.freeze_panes(header_at + 1, 0)
+    sheet.autofilter(header_at, 0, last_row, last_col)
     # Conditional formats, not per-cell styles: one rule per status covers every row, costs
     # nothing per cell, and follows the status if the user sorts or edits.
     for status, fmt in formats.status.items():
         rule = {"type": "cell", "criteria": "==", "value": f'"{status.value}"', "format": fmt}
-        data.conditional_format(header_at + 1, status_col, last_row, status_col, rule)
-    _set_printing(data, header_at=header_at, sandbox=summary.sandbox)
+        sheet.conditional_format(header_at + 1, status_col, last_row, status_col, rule)
+    _set_printing(sheet, header_at=header_at, sandbox=summary.sandbox)
     if summary.sandbox:
-        data.set_tab_color(_SANDBOX_RED)
+        sheet.set_tab_color(_SANDBOX_RED)
         if header_at > 0:  # room above the header: the banner over the outcome columns too
             banner = (header_at - 1, status_col, header_at - 1, last_col)
             if status_col < last_col:
-                data.merge_range(*banner, _SANDBOX_BANNER, formats.sandbox_cell)
+                sheet.merge_range(*banner, _SANDBOX_BANNER, formats.sandbox_cell)
             else:
-                data.write_string(header_at - 1, status_col, _SANDBOX_BANNER, formats.sandbox_cell)
+                sheet.write_string(header_at - 1, status_col, _SANDBOX_BANNER, formats.sandbox_cell)
     _write_summary(
         workbook,
         summary,
@@ -736,16 +768,167 @@ def _write_xlsx(
         amounts=amounts,
         batch_counts=batch_counts or {},
     )
-    data.activate()
+    sheet.activate()
     workbook.close()
-    write_package(
-        skeleton.getvalue(),
-        fh,
-        sheet=f"xl/worksheets/sheet{data.index + 1}.xml",
-        rows=sheet_rows(columns, rows_at, styles),
-        last_row=rows_at[-1] if n_rows else header_at,
-        last_col=last_col,
+    package = {
+        "skeleton": skeleton.getvalue(),
+        "sheet": f"xl/worksheets/sheet{sheet.index + 1}.xml",
+        "last_row": rows_at[-1] if n_rows else header_at,
+        "last_col": last_col,
+    }
+    if made:
+        rows = deflated_behind(
+            chunk_rows(_chunk_of(columns, k), in_chunk(rows_at, k), styles)
+            for k in chunk_numbers(n_rows)
+            if k not in made
+        )
+        remade = iter(rows)
+        segments = [made[k].rows if k in made else next(remade) for k in chunk_numbers(n_rows)]
+        try:
+            write_segmented_package(dest=fh, rows=segments, **package)
+            return
+        except ZipTooLargeError:
+            pass  # written whole below, with zip's 64-bit extensions
+    write_package(dest=fh, rows=sheet_rows(columns, rows_at, styles), **package)
+
+
+_WORKBOOK_OPTIONS = {
+    "in_memory": True,
+    # Never guess types from text: '=SUM(A1)' from the user stays text.
+    "strings_to_numbers": False,
+    "strings_to_formulas": False,
+    "strings_to_urls": False,
+    # Excel has no time zones: an aware time keeps its wall-clock reading.
+    "remove_timezone": True,
+}
+
+
+def _sheet_styles(
+    workbook: xlsxwriter.Workbook, headers: Sequence[str], layout: Layout
+) -> tuple[_Formats, list[Any], list[ColumnStyles]]:
+    """The outcome's formats, each data column's own (one per column, so a column shows its
+    numbers and dates one way, as it did in the input), and the style indices its cells take.
+
+    The indices are fixed here, before anything else asks for one, so they depend only on the
+    headers and the layout: rows made ahead with them (``rows_ahead``) fit the final workbook.
+    """
+    formats = _Formats(workbook)
+    # The cache shares a format between columns that use the same code.
+    cache: dict[NumberFormat, Any] = {}
+    column_formats = [
+        cache.setdefault(code, workbook.add_format({"num_format": code}))
+        if (code := _at(layout.number_formats, c)) is not None
+        else None
+        for c in range(len(headers))
+    ]
+    # Text takes its column's format, but for the sandbox column's: per cell, not for the column,
+    # as a column format would paint the whole column red.
+    text_formats = list(column_formats)
+    if headers[-1] == SANDBOX_COLUMN:
+        text_formats[-1] = formats.sandbox_cell
+    return formats, column_formats, _column_styles(column_formats, text_formats, formats)
+
+
+def _chunk_of(columns: Sequence[Sequence[Any]], k: int) -> list[Any]:
+    """Each column's rows in chunk ``k`` (as ``sheet_rows`` cuts them)."""
+    return [in_chunk(column, k) for column in columns]
+
+
+#: The most rows an xlsx outcome has its rows made ahead for: they are held deflated until the
+#: outcome is written (10 MB for the bench's 50,000 rows of 17 columns), and a workbook's million
+#: rows would add two hundred megabytes to the run's peak; longer ones are made at the end.
+AHEAD_MAX_ROWS = 100_000
+
+
+@dataclass(frozen=True)
+class _MadeChunk:
+    """One chunk of data rows made ahead: deflated, with what it was made from."""
+
+    rows: Segment
+    longest: list[int]  # each column's longest text in the chunk
+    outcome: list[list[str]]  # the chunk's outcome columns (``_XlsxData.own_from`` on)
+
+
+@dataclass(frozen=True)
+class RowsAhead:
+    """An xlsx outcome's data rows made and deflated before the outcome is written
+    (``rows_ahead``): the chunks whose every row was settled then."""
+
+    styles: list[ColumnStyles]
+    headers: list[str]
+    chunks: dict[int, _MadeChunk]
+
+    def still_made(self, data: _XlsxData, styles: list[ColumnStyles]) -> dict[int, _MadeChunk]:
+        """The chunks that are what ``data`` would make now: same styles and headers, and every
+        outcome value as it was (a row the journal changed since is made again)."""
+        if styles != self.styles or data.headers != self.headers:
+            return {}
+        outcome = data.columns[data.own_from :]
+        return {
+            k: chunk
+            for k, chunk in self.chunks.items()
+            if all(
+                in_chunk(column, k) == before
+                for column, before in zip(outcome, chunk.outcome, strict=True)
+            )
+        }
+
+
+def rows_ahead(
+    table: Table,
+    outcomes: dict[str, np.ndarray],
+    settled: np.ndarray,
+    *,
+    sandbox: bool,
+) -> RowsAhead | None:
+    """Make and deflate the data rows of ``table``'s xlsx outcome in every chunk of rows that
+    are all ``settled`` (bool, a row each), from ``outcomes`` as they are now (the
+    OUTCOME_COLUMNS, a row each): what ``write_outcome`` would make of them.
+
+    Done while a run waits for its last polls, in which nothing else happens: the outcome is
+    then mostly written before they end. None when no chunk is settled, the outcome would not
+    fit a sheet, or it has more than ``AHEAD_MAX_ROWS`` rows.
+    """
+    n_rows = len(table)
+    if xlsx_fit_problem(table) or not 0 < n_rows <= AHEAD_MAX_ROWS:
+        return None
+    whole = [k for k in chunk_numbers(n_rows) if in_chunk(settled, k).all()]
+    if not whole:
+        return None
+    results = [_as_texts(outcomes[name]) for name in OUTCOME_COLUMNS]
+    data = _XlsxData.of(table, results, sandbox=sandbox)
+    scratch = xlsxwriter.Workbook(io.BytesIO(), _WORKBOOK_OPTIONS)  # for the style indices only
+    _, _, styles = _sheet_styles(scratch, data.headers, table.layout)
+    rows_at = data.sheet_rows_at()
+    segments = deflated_behind(
+        chunk_rows(_chunk_of(data.columns, k), in_chunk(rows_at, k), styles) for k in whole
     )
+    chunks = {
+        k: _MadeChunk(
+            rows=segment,
+            longest=[max(map(len, column), default=0) for column in _chunk_of(data.texts, k)],
+            outcome=_chunk_of(data.columns[data.own_from :], k),
+        )
+        for k, segment in zip(whole, segments, strict=True)
+    }
+    return RowsAhead(styles, data.headers, chunks)
+
+
+def _longest(texts: Sequence[Sequence[str]], made: dict[int, _MadeChunk]) -> list[int]:
+    """Each column's longest text: of the chunks made ahead as they measured it, of the rest
+    measured now."""
+    if not made:
+        return [max(map(len, column), default=0) for column in texts]
+    n_rows = len(texts[0])
+    longest = [0] * len(texts)
+    for k in chunk_numbers(n_rows):
+        lengths = (
+            made[k].longest
+            if k in made
+            else [max(map(len, column), default=0) for column in _chunk_of(texts, k)]
+        )
+        longest = [max(pair) for pair in zip(longest, lengths, strict=True)]
+    return longest
 
 
 def _set_printing(sheet: Any, *, header_at: int, sandbox: bool) -> None:
@@ -836,19 +1019,20 @@ def _write_other(sheet: Any, row: int, col: int, value: object, formats: _Format
 
 def _widths(
     headers: Sequence[str],
-    texts: Sequence[Sequence[str]],
+    longest_texts: Sequence[int],
     number_formats: Sequence[NumberFormat | None],
 ) -> list[int]:
-    """Column widths in characters: the header (plus its filter button) and the longest cell.
+    """Column widths in characters: the header (plus its filter button) and the longest cell
+    (``longest_texts``, a column each).
 
     Every cell counts, so no id is cut (measuring text is cheap: ~1 ms per 50,000 cells). A
     column with a number format is as wide as its numbers show in it (``12 345,50`` is wider
     than the ``12345.5`` its cell text reads).
     """
     widths = []
-    for c, (header, column) in enumerate(zip(headers, texts, strict=True)):
-        longest = max(map(len, column), default=0)
+    for c, (header, longest_text) in enumerate(zip(headers, longest_texts, strict=True)):
         code = _at(number_formats, c)
+        longest = longest_text
         if code is not None and longest:
             longest = max(longest, _shown_width(code, longest))
         widths.append(min(max(len(header) + 3, longest + 1, _MIN_WIDTH), _MAX_WIDTH))
@@ -1036,7 +1220,7 @@ def _duration_text(span: dt.timedelta) -> str:
     return f"{hours} h {minutes} min {secs} s" if hours else f"{minutes} min {secs} s"
 
 
-def _as_texts(column: pd.Series) -> list[str]:
+def _as_texts(column: pd.Series | np.ndarray) -> list[str]:
     """Outcome values as strings; None/NaN (a caller's slip) become '' rather than 'nan'."""
     values = column.tolist()
     if set(map(type, values)) <= {str}:  # the usual case, looked at once for the whole column

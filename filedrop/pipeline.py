@@ -82,11 +82,14 @@ from filedrop.outcome import (
     OUTCOME_COLUMNS,
     BatchLine,
     OutcomeSummary,
+    RowsAhead,
     check_outcome_name,
     earlier_outcome_problem,
+    is_sandbox,
     keep_aside,
     outcome_path,
     outcome_paths,
+    rows_ahead,
     write_error_outcome,
     write_outcome,
     written_stamp,
@@ -551,8 +554,10 @@ def _send_and_report(
     name = printable(path.name)
     setbacks = _Setbacks()
     draft = _OutcomeDraft(prepared, target=ctx.target, file_id=file_id)
+    ahead: RowsAhead | None = None
 
     def while_polls_wait() -> None:
+        nonlocal ahead
         if ctx.stop.is_set():  # no outcome is written (below)
             return
         try:
@@ -561,6 +566,13 @@ def _send_and_report(
             # Only a head start: the polls still end and are recorded, and the read after
             # them takes every invoice again (a failed read leaves them all unsettled).
             log.debug("%s: the outcome's draft could not be read: %s", name, exc)
+            return
+        if dest.suffix == ".xlsx":
+            # The rows whose outcome is settled made and deflated now, while nothing else
+            # happens: most of an xlsx outcome's cost, which the end of the run then skips.
+            columns, settled = draft.provisional()
+            sandbox = is_sandbox(ctx.environment)
+            ahead = rows_ahead(prepared.table, columns, settled, sandbox=sandbox)
 
     pending = _send(
         prepared,
@@ -593,7 +605,7 @@ def _send_and_report(
         notes=tuple(setbacks.messages),
         amount_column=_amount_column(prepared.mapping, prepared.table),
     )
-    outcome = write_outcome(prepared.table, outcomes, summary, dest=dest)
+    outcome = write_outcome(prepared.table, outcomes, summary, dest=dest, ahead=ahead)
     written = written_stamp(outcome)
     if state is FileState.DONE and ctx.archive:
         outcome = _archive(path, outcome, ctx, sha256=sha256)
@@ -1439,12 +1451,39 @@ class _OutcomeDraft:
     def frame(self) -> pd.DataFrame:
         """The outcome columns of every row: each invoice's outcome on its rows (spread a whole
         column at a time), and the rows refused before sending with their reasons."""
-        prepared, decided = self._prepared, self._decided
+        decided = self._decided
         if decided is None:
             raise RuntimeError("an outcome draft is framed once, after it was read")
         self._decided = None  # the per-invoice columns of grouped lines go with it
+        columns = self._row_columns(decided, copy=False)
+        missing = np.flatnonzero(columns["outcome_status"] == "")
+        if len(missing):  # a bug upstream; never let it pass as a silent blank
+            raise AssertionError(f"rows without a status: {missing[:10].tolist()}")
+        return pd.DataFrame(columns, copy=False)  # the arrays are the frame's: no second copy
+
+    def provisional(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The outcome columns of every row as the draft reads now (``frame`` without ending
+        the draft), and which rows are settled: refused before sending, or of an invoice the
+        journal can no longer change. For making the outcome's rows ahead (``rows_ahead``)."""
+        decided = self._decided
+        if decided is None:
+            raise RuntimeError("an outcome draft is read before it is looked at")
+        columns = self._row_columns(decided, copy=True)
+        open_invoices = np.zeros(len(decided.numbers), dtype=bool)
+        open_invoices[decided.unsettled] = True
+        settled = np.ones(len(self._prepared.table), dtype=bool)
+        settled[decided.positions[np.repeat(open_invoices, decided.sizes)]] = False
+        return columns, settled
+
+    def _row_columns(self, decided: _Decided, *, copy: bool) -> dict[str, np.ndarray]:
+        """The outcome columns a row each (new arrays with ``copy``, else the draft's own where
+        they already are a row each, overwritten)."""
+        prepared = self._prepared
         if (decided.sizes == 1).all():
-            columns = dict(zip(OUTCOME_COLUMNS, decided.columns, strict=True))
+            columns = {
+                name: column.copy() if copy else column
+                for name, column in zip(OUTCOME_COLUMNS, decided.columns, strict=True)
+            }
         else:
             spread = np.repeat(np.arange(len(decided.numbers)), decided.sizes)
             columns = {}
@@ -1456,10 +1495,7 @@ class _OutcomeDraft:
             status[position], message[position] = row_status.value, text
         for position, note in prepared.notes.items():
             message[position] = f"{message[position]}; {note}" if message[position] else note
-        missing = np.flatnonzero(status == "")
-        if len(missing):  # a bug upstream; never let it pass as a silent blank
-            raise AssertionError(f"rows without a status: {missing[:10].tolist()}")
-        return pd.DataFrame(columns, copy=False)  # the arrays are the frame's: no second copy
+        return columns
 
 
 def _outcome_decider(

@@ -20,12 +20,14 @@ import datetime as dt
 import io
 import math
 import re
+import struct
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import chain, repeat
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import pandas as pd
 from xlsxwriter.utility import (
@@ -78,20 +80,36 @@ class ColumnStyles:
 def sheet_rows(
     columns: Sequence[list[Any]], rows_at: Sequence[int], styles: Sequence[ColumnStyles]
 ) -> Iterator[bytes]:
-    """The ``<row>`` elements for ``columns`` (one list per column, a value per row), in UTF-8.
+    """The ``<row>`` elements for ``columns`` (one list per column, a value per row), in UTF-8,
+    ``CHUNK_ROWS`` rows at a time.
 
     ``rows_at`` are the 0-based sheet rows, ascending. Empty text, None, NaN and NaT leave their
     cell out, as an untouched cell.
     """
-    letters = [xl_col_to_name(c) for c in range(len(columns))]
-    for start in range(0, len(rows_at), CHUNK_ROWS):
-        end = start + CHUNK_ROWS
-        numbers = [str(r + 1) for r in rows_at[start:end]]
-        pieces: list[Piece] = ['<row r="', numbers, '">']
-        for column, letter, style in zip(columns, letters, styles, strict=True):
-            pieces += column_pieces(column[start:end], letter=letter, rows=numbers, styles=style)
-        pieces.append("</row>")
-        yield "".join(chain.from_iterable(zip(*_merged(pieces), strict=False))).encode()
+    for k in chunk_numbers(len(rows_at)):
+        yield chunk_rows([in_chunk(column, k) for column in columns], in_chunk(rows_at, k), styles)
+
+
+def chunk_numbers(n_rows: int) -> range:
+    """The chunks ``sheet_rows`` makes of ``n_rows`` rows, by number."""
+    return range(-(-n_rows // CHUNK_ROWS))
+
+
+def in_chunk(values: Sequence[Any], k: int) -> Sequence[Any]:
+    """The values of a column's rows in chunk ``k``."""
+    return values[k * CHUNK_ROWS : (k + 1) * CHUNK_ROWS]
+
+
+def chunk_rows(
+    columns: Sequence[list[Any]], rows_at: Sequence[int], styles: Sequence[ColumnStyles]
+) -> bytes:
+    """The ``<row>`` elements of one chunk of rows (``sheet_rows``), in UTF-8."""
+    numbers = [str(r + 1) for r in rows_at]
+    pieces: list[Piece] = ['<row r="', numbers, '">']
+    for c, (column, style) in enumerate(zip(columns, styles, strict=True)):
+        pieces += column_pieces(column, letter=xl_col_to_name(c), rows=numbers, styles=style)
+    pieces.append("</row>")
+    return "".join(chain.from_iterable(zip(*_merged(pieces), strict=False))).encode()
 
 
 def _merged(pieces: list[Piece]) -> list[Iterable[str]]:
@@ -316,6 +334,163 @@ def write_package(
                 stream.write(head)
                 _write_behind(stream, rows)
                 stream.write(tail)
+
+
+class Segment(NamedTuple):
+    """Part of a zip entry's content, deflated on its own: a raw deflate stream ended by a sync
+    flush, so segments made apart, one after another, are one valid stream (each refers back
+    only into its own bytes); the CRC-32 and length of the bytes it holds."""
+
+    data: bytes
+    crc: int
+    size: int
+
+
+def deflated(content: bytes) -> Segment:
+    """``content`` as a ``Segment``. zlib lets go of the interpreter lock meanwhile."""
+    compressor = zlib.compressobj(COMPRESS_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+    data = compressor.compress(content) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    return Segment(data, zlib.crc32(content), len(content))
+
+
+def deflated_behind(chunks: Iterable[bytes]) -> list[Segment]:
+    """Each chunk ``deflated`` on a thread of its own while the next is made (as
+    ``_write_behind`` writes them), one chunk ahead at most."""
+    segments: list[Segment] = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="filedrop-deflate") as deflater:
+        behind: Future[Segment] | None = None
+        for chunk in chunks:
+            if behind is not None:
+                segments.append(behind.result())
+            behind = deflater.submit(deflated, chunk)
+        if behind is not None:
+            segments.append(behind.result())
+    return segments
+
+
+# zlib's CRC-32 polynomial, reflected; x to the power of 2**n modulo it, for n = 0..31.
+_CRC_POLY = 0xEDB88320
+
+
+def _multiply_mod_poly(a: int, b: int) -> int:
+    """``a`` times ``b`` modulo the CRC polynomial (reflected bit order, as zlib keeps it)."""
+    product, bit = 0, 1 << 31
+    while a:
+        if a & bit:
+            product ^= b
+            a ^= bit
+        bit >>= 1
+        b = (b >> 1) ^ _CRC_POLY if b & 1 else b >> 1
+    return product
+
+
+def _x_powers() -> list[int]:
+    powers = [1 << 30]  # x**1
+    for _ in range(31):
+        powers.append(_multiply_mod_poly(powers[-1], powers[-1]))
+    return powers
+
+
+_X_TO_2_TO_N = _x_powers()
+
+
+def crc32_combine(crc1: int, crc2: int, length2: int) -> int:
+    """The CRC-32 of two byte strings one after the other, from each one's CRC-32 and the second
+    one's length (zlib's crc32_combine, which Python's zlib does not offer): segments deflated
+    apart, and at different times, make one zip entry whose CRC the zip needs."""
+    power, n, k = 1 << 31, length2, 3  # x**0; a byte is 2**3 bits
+    while n:
+        if n & 1:
+            power = _multiply_mod_poly(_X_TO_2_TO_N[k % 32], power)
+        n >>= 1
+        k += 1
+    return _multiply_mod_poly(power, crc1) ^ crc2
+
+
+#: The largest size, offset or count a zip without its 64-bit extensions holds.
+_ZIP32_LIMIT = 0xFFFFFFFF
+
+
+class ZipTooLargeError(Exception):
+    """The package would need zip's 64-bit extensions, which ``write_segmented_package`` does
+    not write: the caller writes it by ``write_package`` instead."""
+
+
+def write_segmented_package(
+    skeleton: bytes,
+    dest: IO[bytes],
+    *,
+    sheet: str,
+    rows: Sequence[Segment],
+    last_row: int,
+    last_col: int,
+) -> None:
+    """``write_package``, with the rows already deflated (``rows``, in order): the package is
+    written around them, so rows deflated while a run still waited for its last polls cost
+    nothing at its end. Raises ``ZipTooLargeError`` (before writing anything) for a package past
+    4 GB, which needs zip64.
+    """
+    entries: list[tuple[zipfile.ZipInfo, list[Segment]]] = []
+    with zipfile.ZipFile(io.BytesIO(skeleton)) as source:
+        for info in source.infolist():
+            data = source.read(info)
+            if info.filename != sheet:
+                entries.append((info, [_finished(data)]))
+                continue
+            head, tail = _split_sheet(data)
+            head = _DIMENSION.sub(lambda found: _widen(found, last_row, last_col), head, count=1)
+            entries.append((info, [deflated(head), *rows, _finished(tail)]))
+    if len(entries) > 0xFFFF:
+        raise ZipTooLargeError
+    central: list[bytes] = []
+    offset = 0
+    records: list[tuple[zipfile.ZipInfo, list[Segment], int, int, int]] = []
+    for info, segments in entries:
+        crc, size = segments[0].crc, segments[0].size
+        for segment in segments[1:]:
+            crc = crc32_combine(crc, segment.crc, segment.size)
+            size += segment.size
+        packed = sum(len(segment.data) for segment in segments)
+        if max(size, packed, offset) >= _ZIP32_LIMIT:
+            raise ZipTooLargeError
+        records.append((info, segments, crc, size, packed))
+        offset += 30 + len(_zip_name(info)) + packed
+    if offset >= _ZIP32_LIMIT:
+        raise ZipTooLargeError
+    offset = 0
+    for info, segments, crc, size, packed in records:
+        name, flags = _zip_name(info), 0x800 if not info.filename.isascii() else 0
+        date, time = _dos_stamp(info.date_time)
+        fields = (20, flags, zipfile.ZIP_DEFLATED, time, date, crc, packed, size, len(name))
+        dest.write(struct.pack("<IHHHHHIIIHH", 0x04034B50, *fields, 0) + name)
+        for segment in segments:
+            dest.write(segment.data)
+        made_by = info.create_version | info.create_system << 8
+        # No extra field, comment, disk number or internal attributes.
+        entry = (made_by, *fields, 0, 0, 0, 0, info.external_attr, offset)
+        central.append(struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, *entry) + name)
+        offset += 30 + len(name) + packed
+    directory = b"".join(central)
+    dest.write(directory)
+    count = len(central)
+    dest.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, count, count, len(directory), offset, 0))
+
+
+def _finished(content: bytes) -> Segment:
+    """A last segment: the stream's final block (a sync flush does not end it)."""
+    compressor = zlib.compressobj(COMPRESS_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+    data = compressor.compress(content) + compressor.flush()
+    return Segment(data, zlib.crc32(content), len(content))
+
+
+def _zip_name(info: zipfile.ZipInfo) -> bytes:
+    return info.filename.encode("ascii" if info.filename.isascii() else "utf-8")
+
+
+def _dos_stamp(moment: tuple[int, int, int, int, int, int]) -> tuple[int, int]:
+    """A zip entry's date and time fields (MS-DOS format, two-second steps)."""
+    year, month, day, hour, minute, second = moment
+    return (year - 1980) << 9 | month << 5 | day, hour << 11 | minute << 5 | second // 2
 
 
 def _write_behind(stream: IO[bytes], chunks: Iterable[bytes]) -> None:

@@ -8,6 +8,8 @@ import datetime as dt
 import errno
 import io
 import os
+import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +20,7 @@ import pytest
 import python_calamine
 import xlsxwriter
 
+from filedrop import outcome as outcome_module
 from filedrop import sheetxml
 from filedrop.outcome import (
     OUTCOME_COLUMNS,
@@ -25,6 +28,7 @@ from filedrop.outcome import (
     OutcomeSummary,
     outcome_path,
     outcome_paths,
+    rows_ahead,
     write_error_outcome,
     write_outcome,
 )
@@ -825,3 +829,124 @@ def test_the_sheets_rows_are_deflated_behind_and_what_fails_on_either_side_is_ra
             last_row=19,
             last_col=0,
         )
+
+
+@pytest.mark.parametrize("length", [0, 1, 7, 4_096, 100_003])
+def test_crc32_combine_gives_the_crc_of_both_parts_together(length: int) -> None:
+    """What a zip entry of separately deflated parts is checked by: zlib's own CRC of the lot."""
+    first, second = os.urandom(1_000), os.urandom(length)
+    combined = sheetxml.crc32_combine(zlib.crc32(first), zlib.crc32(second), length)
+    assert combined == zlib.crc32(first + second)
+
+
+def _entries(package: bytes) -> dict[str, bytes]:
+    """Each entry of a zip package, inflated, after zipfile checked every CRC."""
+    with zipfile.ZipFile(io.BytesIO(package)) as archive:
+        assert archive.testzip() is None
+        return {info.filename: archive.read(info) for info in archive.infolist()}
+
+
+def test_rows_deflated_apart_make_the_package_written_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The package around rows deflated in parts holds what the one written in one go does,
+    every entry in the same order; one that would need zip64 is refused before a byte."""
+    row = '<row r="{0}"><c r="A{0}"><v>{0}</v></c></row>'
+    rows = ["".join(row.format(n) for n in range(k, k + 50)).encode() for k in range(2, 500, 50)]
+    package = {"sheet": "xl/worksheets/sheet1.xml", "last_row": 500, "last_col": 0}
+    whole, apart = io.BytesIO(), io.BytesIO()
+    sheetxml.write_package(_skeleton(), whole, rows=iter(rows), **package)
+    segments = sheetxml.deflated_behind(rows)
+    sheetxml.write_segmented_package(_skeleton(), apart, rows=segments, **package)
+    assert _entries(apart.getvalue()) == _entries(whole.getvalue())
+    assert list(_entries(apart.getvalue())) == list(_entries(whole.getvalue()))
+    sheet = python_calamine.CalamineWorkbook.from_filelike(io.BytesIO(apart.getvalue()))
+    assert len(sheet.get_sheet_by_index(0).to_python()) == 500
+
+    monkeypatch.setattr(sheetxml, "_ZIP32_LIMIT", 1_000)
+    untouched = io.BytesIO()
+    with pytest.raises(sheetxml.ZipTooLargeError):
+        sheetxml.write_segmented_package(_skeleton(), untouched, rows=segments, **package)
+    assert untouched.getvalue() == b""
+
+
+def _ahead_case(tmp_path: Path) -> tuple[Table, pd.DataFrame, np.ndarray]:
+    """A table of three chunks and more (of 64 rows), of mixed kinds with a gap in its row
+    numbers, and its final outcome; the last chunk is not settled when rows are made ahead."""
+    n = 64 * 3 + 5
+    kinds = ["text", 12.5, dt.date(2024, 3, 1), None, " spaced ", "a & <b>", 7]
+    cells = [[f"F-{i}", kinds[i % len(kinds)]] for i in range(n)]
+    table = excel_table(tmp_path / "t.xlsx", ["Nr", "Blandet"], cells)
+    table = dataclasses.replace(table, row_numbers=np.arange(2, n + 2) + (np.arange(n) >= 100))
+    statuses = ["SUCCEEDED"] * n
+    statuses[3], statuses[70] = "INVALID", "DUPLICATE"
+    settled = np.ones(n, dtype=bool)
+    settled[64 * 3 + 1] = False
+    return table, outcomes(*statuses, message="why"), settled
+
+
+def _ahead_of(table: Table, final: pd.DataFrame, settled: np.ndarray, *, sandbox: bool):
+    provisional = {name: final[name].to_numpy(dtype=object).copy() for name in OUTCOME_COLUMNS}
+    return rows_ahead(table, provisional, settled, sandbox=sandbox)
+
+
+@pytest.mark.parametrize("environment", ["staging", "sandbox"])
+def test_rows_made_ahead_give_the_outcome_made_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, environment: str
+) -> None:
+    """Rows made while the last polls were awaited are taken as made where their outcome is
+    the same at the end; a chunk whose outcome changed since, and the one not settled then,
+    are made at the end. The file holds exactly what it would have, made at once."""
+    monkeypatch.setattr(sheetxml, "CHUNK_ROWS", 64)
+    table, final, settled = _ahead_case(tmp_path)
+    summary = summary_for(table.path, environment=environment)
+    ahead = _ahead_of(table, final, settled, sandbox=summary.sandbox)
+    assert ahead is not None and sorted(ahead.chunks) == [0, 1, 2]
+    changed = final.copy()
+    changed.loc[65, "outcome_status"] = "FAILED"  # the journal changed it since: chunk 1
+    packaged: list[int] = []
+    segmented = sheetxml.write_segmented_package
+    monkeypatch.setattr(
+        outcome_module,
+        "write_segmented_package",
+        lambda *args, rows, **kw: packaged.append(len(rows)) or segmented(*args, rows=rows, **kw),
+    )
+
+    ahead_path = write_outcome(table, changed, summary, dest=tmp_path / "a.xlsx", ahead=ahead)
+    once_path = write_outcome(table, changed, summary, dest=tmp_path / "o.xlsx")
+
+    assert packaged == [4]  # the chunks made ahead were used
+    assert _entries(ahead_path.read_bytes()) == _entries(once_path.read_bytes())
+    rows = calamine_rows(ahead_path)
+    assert rows[66][2] == "FAILED" and rows[4][2] == "INVALID"
+
+
+def test_rows_made_ahead_for_other_columns_are_not_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows made ahead for a sandbox outcome (one column more) are not used for another, and
+    an outcome too large for a package without zip64 is written whole: both as made at once."""
+    monkeypatch.setattr(sheetxml, "CHUNK_ROWS", 64)
+    table, final, settled = _ahead_case(tmp_path)
+    summary = summary_for(table.path, environment="staging")
+    sandboxed = _ahead_of(table, final, settled, sandbox=True)
+    once = write_outcome(table, final, summary, dest=tmp_path / "once.outcome.xlsx")
+    other = write_outcome(table, final, summary, dest=tmp_path / "o.outcome.xlsx", ahead=sandboxed)
+    assert _entries(other.read_bytes()) == _entries(once.read_bytes())
+
+    monkeypatch.setattr(sheetxml, "_ZIP32_LIMIT", 10_000)
+    ahead = _ahead_of(table, final, settled, sandbox=False)
+    large = write_outcome(table, final, summary, dest=tmp_path / "l.outcome.xlsx", ahead=ahead)
+    assert _entries(large.read_bytes()) == _entries(once.read_bytes())
+
+
+def test_no_rows_are_made_ahead_unsettled_or_past_the_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """None when no chunk is settled, or the outcome is too long to hold its rows deflated."""
+    table, final, _ = _ahead_case(tmp_path)
+    assert _ahead_of(table, final, np.zeros(len(table), dtype=bool), sandbox=False) is None
+    everything = np.ones(len(table), dtype=bool)
+    assert _ahead_of(table, final, everything, sandbox=False) is not None
+    monkeypatch.setattr(outcome_module, "AHEAD_MAX_ROWS", len(table) - 1)
+    assert _ahead_of(table, final, everything, sandbox=False) is None

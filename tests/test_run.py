@@ -1263,6 +1263,7 @@ def test_an_outcome_drafted_while_the_last_polls_wait_ends_as_if_read_at_the_end
         posting = claim(now.id, claimed, submit=False) if claimed else None
         draft = _OutcomeDraft(prepared, target="t", file_id=now.id)
         draft.read(journal)
+        provisional, settled_rows = draft.provisional()
         # What the last polls bring: every batch ends, and the one being posted too.
         for batch, few in ending.items():
             finish(batch, few)
@@ -1281,6 +1282,10 @@ def test_an_outcome_drafted_while_the_last_polls_wait_ends_as_if_read_at_the_end
     assert "DUPLICATE" in statuses and "SUCCEEDED" in statuses
     assert "PENDING" not in statuses and "NOT_SENT" not in statuses
     assert ("INVALID" in statuses) is grouped
+    # The rows the draft called settled (whose outcome rows are made ahead) ended as it said.
+    assert settled_rows.any() and not settled_rows.all()
+    for name in OUTCOME_COLUMNS:
+        assert list(provisional[name][settled_rows]) == list(at_the_end[name][settled_rows])
 
 
 @pytest.mark.parametrize("change", ["resolved not sent", "resolved sent", "taken", "failed"])
