@@ -11,7 +11,9 @@ trailing whitespace), so a cell reads back as the same text. Every cell keeps it
 the schema makes it optional, but not every reader copes without it.
 
 The XML is made and deflated a few thousand rows at a time, so memory stays flat however many
-rows there are.
+rows there are. Those chunks can also be deflated apart, and earlier (``deflated``: a run makes
+them while it waits for its last polls), then joined into the package
+(``write_segmented_package``): each ends with a sync flush, so they read as one deflate stream.
 """
 
 from __future__ import annotations
