@@ -515,6 +515,28 @@ def _erp_xlsx(path: Path, rows: list[str]) -> None:
     book.save(path)
 
 
+def test_an_xlsx_outcome_is_written_whole_when_its_rows_could_not_be_made_ahead(
+    inbox: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Making an xlsx outcome's rows while the last polls are awaited is a head start only:
+    when it fails, a warning says so, and the outcome is made at the end, as it would be."""
+    attempts: list[int] = []
+
+    def failing(table: object, *args: object, **kwargs: object) -> None:
+        attempts.append(len(table))  # type: ignore[arg-type]
+        raise MemoryError("no room for the rows")
+
+    monkeypatch.setattr(pipeline_module, "rows_ahead", failing)
+    _erp_xlsx(inbox / "i.xlsx", [erp_row(f"{9100 + i}") for i in range(3)])
+    _, _, err = filedrop("run", environ=run_env(inbox, sandbox.url))
+
+    assert attempts == [3]
+    assert "i.xlsx: the outcome's rows could not be made ahead: no room for the rows" in err
+    sheet = openpyxl.load_workbook(inbox / "i.outcome.xlsx").worksheets[0]
+    table = [[cell.value for cell in row] for row in sheet.iter_rows()]
+    assert [row[table[0].index("outcome_status")] for row in table[1:]] == ["SUCCEEDED"] * 3
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
 def test_a_corrected_outcome_dropped_in_again_gets_one_set_of_outcome_columns(
     inbox: Path, sandbox: Sandbox, suffix: str
