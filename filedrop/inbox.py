@@ -26,9 +26,10 @@ OUTCOME_SUFFIXES = (".outcome.xlsx", ".outcome.csv")
 #: Why a spreadsheet of a kind filedrop does not read is left in the inbox: unlike the rest that
 #: is ignored, it is most likely invoices dropped to be sent, so the run says so, and the log
 #: warns.
+# Without parentheses of its own: the watcher's log puts it in some ("x.ods: ignored (...)").
 UNREAD_SPREADSHEET = (
-    f"a spreadsheet filedrop does not read (it reads {', '.join(INPUT_SUFFIXES[:-1])} and "
-    f"{INPUT_SUFFIXES[-1]}); save it as .xlsx or .csv and drop it again"
+    f"a spreadsheet filedrop does not read, as it reads {', '.join(INPUT_SUFFIXES[:-1])} and "
+    f"{INPUT_SUFFIXES[-1]}; save it as .xlsx or .csv and drop it again"
 )
 # LibreOffice (flat too), Apple Numbers, Excel binary and template workbooks.
 _UNREAD_SUFFIXES = (".ods", ".fods", ".numbers", ".xlsb", ".xltx", ".xltm", ".xlt")

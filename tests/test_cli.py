@@ -329,8 +329,8 @@ def test_run_says_which_spreadsheets_it_does_not_read(tmp_path: Path, sandbox: S
     (tmp_path / "brev.pdf").write_bytes(b"%PDF-1.4")
     _, out, _ = filedrop("run", environ=run_env(tmp_path, sandbox.url))
     assert out == (
-        "No files were ready in the inbox.\nmars.ods: a spreadsheet filedrop does not read (it "
-        "reads .csv, .xlsx, .xlsm and .xls); save it as .xlsx or .csv and drop it again\n"
+        "No files were ready in the inbox.\nmars.ods: a spreadsheet filedrop does not read, as "
+        "it reads .csv, .xlsx, .xlsm and .xls; save it as .xlsx or .csv and drop it again\n"
     )
 
 
