@@ -47,6 +47,7 @@ import pandas as pd
 import xlsxwriter
 from xlsxwriter.exceptions import InvalidWorksheetName
 
+from filedrop import sheetxml
 from filedrop.inbox import archive_folder, stamped_names
 from filedrop.read import CSV_SUFFIXES, EXCEL_SUFFIXES, Table
 from filedrop.read.table import Layout, NumberFormat
@@ -379,6 +380,7 @@ def write_outcome(
             batch_counts=_counts_by_batch(
                 statuses, results[OUTCOME_COLUMNS.index("outcome_batch_id")]
             ),
+            source=table,
             ahead=ahead,
         )
     else:
@@ -714,11 +716,13 @@ def _write_xlsx(
     layout: Layout = _PLAIN,
     amounts: _Amounts | None = None,
     batch_counts: dict[str, Counter[str]] | None = None,
+    source: Table | None = None,
     ahead: RowsAhead | None = None,
 ) -> None:
     """Data sheet first, then ``Summary``; ``data``'s headers and columns end with the outcome
     ones. ``layout`` gives the input's title rows and its columns' number formats, kept as they
-    were. ``ahead``: rows already made, taken where still the same.
+    were. ``ahead``: rows already made of ``source`` (the table ``data`` is of), taken where
+    still the same.
     """
     # xlsxwriter makes the package (styles, widths, header, titles, printing, Summary) without
     # the data rows, in memory; sheetxml then adds the rows, which it makes far faster.
@@ -731,7 +735,7 @@ def _write_xlsx(
     status_col = headers.index(OUTCOME_COLUMNS[0])
     rows_at = data.sheet_rows_at()
     last_row = max(rows_at[-1] if n_rows else header_at, header_at + 1)
-    made = ahead.still_made(data, styles) if ahead is not None else {}
+    made = ahead.still_made(source, data, styles) if ahead and source is not None else {}
     message_col = status_col + 1
     longest = _longest(data.texts, made)
     for c, width in enumerate(_widths(headers, longest, layout.number_formats)):
@@ -834,10 +838,11 @@ def _chunk_of(columns: Sequence[Sequence[Any]], k: int) -> list[Any]:
     return [in_chunk(column, k) for column in columns]
 
 
-#: The most rows an xlsx outcome has its rows made ahead for: they are held deflated until the
-#: outcome is written (10 MB for the bench's 50,000 rows of 17 columns), and a workbook's million
-#: rows would add two hundred megabytes to the run's peak; longer ones are made at the end.
-AHEAD_MAX_ROWS = 100_000
+#: The most cells (rows times columns) an xlsx outcome has its rows made ahead for: they are
+#: held deflated until the outcome is written (10 MB for the bench's 50,000 rows of 17 columns
+#: and the outcome's 8), and a workbook's million rows would add hundreds of megabytes to the
+#: run's peak; larger ones are made at the end.
+AHEAD_MAX_CELLS = 2_500_000
 
 
 @dataclass(frozen=True)
@@ -854,14 +859,24 @@ class RowsAhead:
     """An xlsx outcome's data rows made and deflated before the outcome is written
     (``rows_ahead``): the chunks whose every row was settled then."""
 
+    table: Table  # the input they were made of
+    chunk_rows: int  # sheetxml.CHUNK_ROWS then
     styles: list[ColumnStyles]
     headers: list[str]
     chunks: dict[int, _MadeChunk]
 
-    def still_made(self, data: _XlsxData, styles: list[ColumnStyles]) -> dict[int, _MadeChunk]:
-        """The chunks that are what ``data`` would make now: same styles and headers, and every
-        outcome value as it was (a row the journal changed since is made again)."""
-        if styles != self.styles or data.headers != self.headers:
+    def still_made(
+        self, table: Table, data: _XlsxData, styles: list[ColumnStyles]
+    ) -> dict[int, _MadeChunk]:
+        """The chunks that are what ``data`` (of ``table``) would make now: of the same table,
+        cut the same way, with the same styles and headers, and every outcome value as it was
+        (a row the journal changed since is made again)."""
+        if (
+            table is not self.table
+            or self.chunk_rows != sheetxml.CHUNK_ROWS
+            or styles != self.styles
+            or data.headers != self.headers
+        ):
             return {}
         outcome = data.columns[data.own_from :]
         return {
@@ -887,10 +902,11 @@ def rows_ahead(
 
     Done while a run waits for its last polls, in which nothing else happens: the outcome is
     then mostly written before they end. None when no chunk is settled, the outcome would not
-    fit a sheet, or it has more than ``AHEAD_MAX_ROWS`` rows.
+    fit a sheet, or it has more than ``AHEAD_MAX_CELLS`` cells.
     """
     n_rows = len(table)
-    if xlsx_fit_problem(table) or not 0 < n_rows <= AHEAD_MAX_ROWS:
+    cells = n_rows * (len(table.headers) + len(OUTCOME_COLUMNS) + 1)
+    if xlsx_fit_problem(table) or not n_rows or cells > AHEAD_MAX_CELLS:
         return None
     whole = [k for k in chunk_numbers(n_rows) if in_chunk(settled, k).all()]
     if not whole:
@@ -911,7 +927,7 @@ def rows_ahead(
         )
         for k, segment in zip(whole, segments, strict=True)
     }
-    return RowsAhead(styles, data.headers, chunks)
+    return RowsAhead(table, sheetxml.CHUNK_ROWS, styles, data.headers, chunks)
 
 
 def _longest(texts: Sequence[Sequence[str]], made: dict[int, _MadeChunk]) -> list[int]:
@@ -1137,12 +1153,12 @@ def _write_summary(
         sheet.write_string(row, 0, status.value, formats.status[status])
         sheet.write_number(row, 1, counts.get(status.value, 0))
         if amounts is not None:
-            sheet.write_number(row, 2, amounts.sums.get(status.value, 0.0), amount_format)
+            _write_sum(sheet, row, 2, amounts.sums.get(status.value, 0.0), amount_format)
     row += 1
     sheet.write_string(row, 0, "Rows total", formats.bold)
     sheet.write_number(row, 1, counts.total(), formats.bold)
     if amounts is not None:
-        sheet.write_number(row, 2, math.fsum(amounts.sums.values()), amount_format)
+        _write_sum(sheet, row, 2, _sum(amounts.sums.values()), amount_format)
     row = _write_batches(sheet, row + 2, summary.batches, batch_counts or {}, formats)
     if summary.notes:
         sheet.write_string(row + 1, 0, "Notes", formats.header)
@@ -1191,7 +1207,26 @@ def _sums_by_status(values: Sequence[Any], statuses: Sequence[str]) -> dict[str,
         kind = value.__class__
         if (kind is float and isfinite(value)) or kind is int:
             found[status].append(value)
-    return {status: math.fsum(numbers) for status, numbers in found.items()}
+    return {status: _sum(numbers) for status, numbers in found.items()}
+
+
+def _sum(numbers: Iterable[float]) -> float:
+    """The exact sum (``math.fsum``), or infinity (or NaN) where it is past what a float holds:
+    fsum raises then, and the outcome would not be written."""
+    numbers = list(numbers)
+    try:
+        return math.fsum(numbers)
+    except OverflowError:
+        return sum(numbers, 0.0)
+
+
+def _write_sum(sheet: Any, row: int, col: int, total: float, number_format: Any) -> None:
+    """A Summary sum: a number, or words where it is past what a float holds (Excel's SUM
+    shows #NUM! there)."""
+    if math.isfinite(total):
+        sheet.write_number(row, col, total, number_format)
+    else:
+        sheet.write_string(row, col, "too large to add up")
 
 
 def _counts_by_batch(statuses: Sequence[str], batch_ids: Sequence[str]) -> dict[str, Counter[str]]:

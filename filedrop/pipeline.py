@@ -570,9 +570,9 @@ def _send_and_report(
         if dest.suffix == ".xlsx":
             # The rows whose outcome is settled made and deflated now, while nothing else
             # happens: most of an xlsx outcome's cost, which the end of the run then skips.
-            columns, settled = draft.provisional()
             sandbox = is_sandbox(ctx.environment)
             try:
+                columns, settled = draft.provisional()
                 ahead = rows_ahead(prepared.table, columns, settled, sandbox=sandbox)
             except Exception as exc:  # a head start only: the outcome is then made at the end
                 log.warning("%s: the outcome's rows could not be made ahead: %s", name, exc)

@@ -948,5 +948,41 @@ def test_no_rows_are_made_ahead_unsettled_or_past_the_limit(
     assert _ahead_of(table, final, np.zeros(len(table), dtype=bool), sandbox=False) is None
     everything = np.ones(len(table), dtype=bool)
     assert _ahead_of(table, final, everything, sandbox=False) is not None
-    monkeypatch.setattr(outcome_module, "AHEAD_MAX_ROWS", len(table) - 1)
+    cells = len(table) * (len(table.headers) + len(OUTCOME_COLUMNS) + 1)
+    monkeypatch.setattr(outcome_module, "AHEAD_MAX_CELLS", cells - 1)
     assert _ahead_of(table, final, everything, sandbox=False) is None
+
+
+def test_rows_made_ahead_of_another_table_or_cut_otherwise_are_not_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows made ahead are of one table, cut in chunks of one size: another table with the same
+    headers and outcome, or the same one cut in other chunks, is made at the end (taken, they
+    wrote the first table's values, or lost and repeated rows)."""
+    monkeypatch.setattr(sheetxml, "CHUNK_ROWS", 64)
+    table, final, settled = _ahead_case(tmp_path)
+    summary = summary_for(table.path)
+    ahead = _ahead_of(table, final, settled, sandbox=False)
+    other = dataclasses.replace(table, values=table.values.map(lambda v: "other"))
+    once = write_outcome(other, final, summary, dest=tmp_path / "once.outcome.xlsx")
+    taken = write_outcome(other, final, summary, dest=tmp_path / "t.outcome.xlsx", ahead=ahead)
+    assert _entries(taken.read_bytes()) == _entries(once.read_bytes())
+
+    monkeypatch.setattr(sheetxml, "CHUNK_ROWS", 50)
+    once = write_outcome(table, final, summary, dest=tmp_path / "once.outcome.xlsx")
+    cut = write_outcome(table, final, summary, dest=tmp_path / "c.outcome.xlsx", ahead=ahead)
+    assert _entries(cut.read_bytes()) == _entries(once.read_bytes())
+
+
+def test_amounts_too_large_to_add_up_are_said_so_and_the_outcome_is_written(
+    tmp_path: Path,
+) -> None:
+    """Two amounts of 1e308 add up past any float: the Summary says so where the sum goes, and
+    the outcome is written (math.fsum raised, and the file had no outcome at all)."""
+    table = excel_table(tmp_path / "t.xlsx", ["Beløp"], [[1e308], [1e308], [5.0]])
+    summary = summary_for(table.path, amount_column=0)
+    path = write_outcome(table, outcomes("SUCCEEDED", "SUCCEEDED", "FAILED"), summary)
+    rows = {row[0]: row[2] for row in sheet_rows(path, "Summary") if row and len(row) > 2}
+    assert rows["SUCCEEDED"] == "too large to add up"
+    assert rows["FAILED"] == 5
+    assert rows["Rows total"] == "too large to add up"
