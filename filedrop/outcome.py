@@ -1220,13 +1220,16 @@ def _sum(numbers: Iterable[float]) -> float:
         return sum(numbers, 0.0)
 
 
+#: Where a sum of amounts is past what a float holds (Excel's SUM shows #NUM! there).
+TOO_LARGE_TO_ADD_UP = "too large to add up"
+
+
 def _write_sum(sheet: Any, row: int, col: int, total: float, number_format: Any) -> None:
-    """A Summary sum: a number, or words where it is past what a float holds (Excel's SUM
-    shows #NUM! there)."""
+    """A Summary sum: a number, or ``TOO_LARGE_TO_ADD_UP``."""
     if math.isfinite(total):
         sheet.write_number(row, col, total, number_format)
     else:
-        sheet.write_string(row, col, "too large to add up")
+        sheet.write_string(row, col, TOO_LARGE_TO_ADD_UP)
 
 
 def _counts_by_batch(statuses: Sequence[str], batch_ids: Sequence[str]) -> dict[str, Counter[str]]:

@@ -41,7 +41,7 @@ from filedrop.logs import mask_ids, printable
 from filedrop.mapping import Mapping, load_mappings
 from filedrop.mapping.convert import numbers_from_excel, parse_amounts, strip
 from filedrop.mapping.tree import Field, Obj
-from filedrop.outcome import _STATUS_COLOURS, OUTCOME_COLUMNS
+from filedrop.outcome import _STATUS_COLOURS, OUTCOME_COLUMNS, TOO_LARGE_TO_ADD_UP
 from filedrop.read import ReadLimits, ReadOptions, Table, header_key, read_table
 from filedrop.settings import Settings
 from filedrop.states import ATTENTION_STATUSES, RowStatus
@@ -485,7 +485,11 @@ def _replace_with(dest: Path, write: Callable[[Path], object]) -> None:
 
 
 def _amount_text(amount: float | None) -> str:
-    return "" if amount is None else f"{amount:,.2f}".replace(",", "\u202f")
+    if amount is None:
+        return ""
+    if not math.isfinite(amount):
+        return TOO_LARGE_TO_ADD_UP
+    return f"{amount:,.2f}".replace(",", "\u202f")
 
 
 _CSS = """
@@ -726,7 +730,9 @@ def _xlsx_summary(sheet: Any, digest: Digest, formats: _Formats) -> None:
             sheet.write_string(row, 0, line.status, plain or formats.status.get(line.status))
             sheet.write_number(row, 1, line.files, plain)
             sheet.write_number(row, 2, line.rows, plain)
-            if line.amount is not None:
+            if line.amount is not None and not math.isfinite(line.amount):
+                sheet.write_string(row, 3, TOO_LARGE_TO_ADD_UP, plain)
+            elif line.amount is not None:
                 sheet.write_number(
                     row, 3, line.amount, formats.money_bold if total else formats.money
                 )

@@ -416,3 +416,29 @@ def test_a_file_whose_mapping_is_not_configured_shows_rows_without_amounts(
         'mapping "Norwegian ERP export" is not among the configured mappings: no amounts or '
         "invoice numbers"
     )
+
+
+def test_amounts_too_large_to_add_up_are_said_so_and_the_digest_is_written(
+    inbox: Path, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """Two amounts of 1e308 (INVALID rows, never sent) add up past any float: the digest says
+    so where their sum goes, in the page and the workbook (xlsxwriter refused the infinity and
+    the command ended in "unexpected error")."""
+    huge = "1" + "0" * 308
+    write_erp_csv(
+        inbox / "big.csv",
+        [erp_row("5001", amount=huge), erp_row("5002", amount=huge), erp_row("5003", amount="75")],
+    )
+    env = run_env(inbox, sandbox.url)
+    filedrop("run", environ=env, expect=ExitCode.ATTENTION)
+    _, out, _ = filedrop("report", "--out", str(tmp_path / "r"), environ=env)
+    page, book = (Path(line.strip()) for line in out.splitlines()[1:3])
+
+    assert summary_of(book) == {
+        str(inbox): {
+            "SUCCEEDED": (1, 1, 75.0),
+            "INVALID": (1, 2, "too large to add up"),
+            "Total": (1, 3, "too large to add up"),
+        }
+    }
+    assert page.read_text(encoding="utf-8").count("too large to add up") == 2
