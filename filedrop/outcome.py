@@ -447,6 +447,7 @@ class _XlsxData:
         )
 
     def sheet_rows_at(self) -> Sequence[int]:
+        """Each data row's 0-based sheet row."""
         n_rows = len(self.columns[0])
         if self.rows_at is not None:
             return self.rows_at
@@ -781,12 +782,13 @@ def _write_xlsx(
         "last_col": last_col,
     }
     if made:
-        rows = deflated_behind(
-            chunk_rows(_chunk_of(columns, k), in_chunk(rows_at, k), styles)
-            for k in chunk_numbers(n_rows)
-            if k not in made
+        remade = iter(
+            deflated_behind(
+                chunk_rows(_chunk_of(columns, k), in_chunk(rows_at, k), styles)
+                for k in chunk_numbers(n_rows)
+                if k not in made
+            )
         )
-        remade = iter(rows)
         segments = [made[k].rows if k in made else next(remade) for k in chunk_numbers(n_rows)]
         try:
             write_segmented_package(dest=fh, rows=segments, **package)

@@ -409,8 +409,9 @@ def crc32_combine(crc1: int, crc2: int, length2: int) -> int:
     return _multiply_mod_poly(power, crc1) ^ crc2
 
 
-#: The largest size, offset or count a zip without its 64-bit extensions holds.
-_ZIP32_LIMIT = 0xFFFFFFFF
+#: The largest size or offset written without zip's 64-bit extensions: 2 GB, where zipfile
+#: switches to them too, as some readers take those fields as signed.
+_ZIP32_LIMIT = (1 << 31) - 1
 
 
 class ZipTooLargeError(Exception):
@@ -430,7 +431,7 @@ def write_segmented_package(
     """``write_package``, with the rows already deflated (``rows``, in order): the package is
     written around them, so rows deflated while a run still waited for its last polls cost
     nothing at its end. Raises ``ZipTooLargeError`` (before writing anything) for a package past
-    4 GB, which needs zip64.
+    2 GB, which needs zip64.
     """
     entries: list[tuple[zipfile.ZipInfo, list[Segment]]] = []
     with zipfile.ZipFile(io.BytesIO(skeleton)) as source:
