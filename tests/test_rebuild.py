@@ -875,3 +875,52 @@ def test_an_outcome_that_is_a_link_is_not_read(inbox: Path, sandbox: Sandbox) ->
     filedrop("run", environ=run_env(inbox, sandbox.url), expect=None)
     assert sandbox.received_invoice_numbers() == ["9601"]
     assert elsewhere.read_text(encoding="utf-8") == "secret;text\n1;2\n"
+
+
+def test_a_pipe_or_link_among_the_archived_outcomes_is_never_opened(
+    inbox: Path, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """A pipe under an archived outcome's stamped name hung the next run for good (the look for
+    a lost journal's evidence opened it and waited for a writer), and a link there was read
+    wherever it led: neither is taken for an outcome."""
+    env = run_env(inbox, sandbox.url, FILEDROP_STATE=str(tmp_path / "journal.db"))
+    write_erp_csv(inbox / "mars.csv", [erp_row("1701")])
+    filedrop("run", environ=env)
+    archive = inbox / "archive"
+    archive.mkdir()
+    os.mkfifo(archive / "20240101-000000-mars.outcome.csv")
+    (archive / "20240102-000000-mars.outcome.csv").symlink_to(inbox / "mars.outcome.csv")
+    assert rebuild.outcomes_of(inbox / "mars.csv") == [inbox / "mars.outcome.csv"]
+
+    # With the journal and the outcome beside the file gone, the run looks in archive/ for
+    # what tells of a lost journal: it ends, and the pipe is still a pipe, never opened.
+    (tmp_path / "journal.db").unlink()
+    (inbox / "mars.outcome.csv").unlink()
+    filedrop("run", environ=env, expect=None)
+    assert (inbox / "mars.outcome.csv").is_file()
+
+
+def test_rebuild_reads_statuses_typed_over_in_another_case_and_names_one_it_does_not_know(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """An outcome's status typed over as "succeeded" is still SUCCEEDED; a status that is none
+    of filedrop's ("TRUE") makes the file one the rebuild could not read, naming the row. Both
+    rows were left out without a word, and their invoices would have been sent again."""
+    write_erp_csv(inbox / "a.csv", [erp_row("7801"), erp_row("7802")])
+    write_erp_csv(inbox / "b.csv", [erp_row("7811")])
+    env = run_env(inbox, sandbox.url)
+    filedrop("run", environ=env)
+    for name, status in (("a", "succeeded"), ("b", "TRUE")):
+        outcome = inbox / f"{name}.outcome.csv"
+        frame = pd.read_csv(outcome, sep=";", encoding="cp1252", dtype=str, keep_default_na=False)
+        frame.loc[0, "outcome_status"] = status
+        frame.to_csv(outcome, sep=";", encoding="cp1252", index=False)
+    delete_journal(inbox)
+
+    _, out, _ = filedrop("journal", "rebuild", environ=env, expect=None)
+    assert "1 files and 2 invoice numbers recorded" in out.splitlines()[0]
+    assert 'b.outcome.csv: row 2: outcome_status is "TRUE", none of filedrop\'s statuses' in out
+    # Nothing is sent again: a.csv's numbers are known, and b.csv waits for its outcome.
+    _, out, _ = filedrop("run", environ=env, expect=None)
+    assert "b.csv: skipped (not sent: its outcome shows invoices sent" in out
+    assert sorted(sandbox.received_invoice_numbers()) == ["7801", "7802", "7811"]

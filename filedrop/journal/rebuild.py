@@ -95,8 +95,26 @@ def _read_outcome(path: Path, *, limits: ReadLimits) -> tuple[list[OutcomeRow], 
         else [""] * len(table)
         for name in OUTCOME_COLUMNS
     ]
+    columns[0] = _known_statuses(str(path), columns[0], table.row_numbers.tolist())
     rows = [OutcomeRow(*values) for values in zip(*columns, strict=True)]
     return rows, SANDBOX_COLUMN in where
+
+
+def _known_statuses(where: str, statuses: list[str], row_numbers: list[int]) -> list[str]:
+    """The status column as filedrop wrote it, in whatever case it reads now ("succeeded" as
+    typed over); a status that is none of filedrop's is a ``ReadError`` naming its row: left
+    out, its invoice would read as never sent, and be sent again."""
+    known = {status.value.casefold(): status.value for status in RowStatus}
+    written = [known.get(status.casefold(), status) for status in statuses]
+    for status, row in zip(written, row_numbers, strict=True):
+        if status and status not in known.values():
+            raise ReadError(
+                where,
+                f'row {row}: outcome_status is "{printable(status[:40])}", none of '
+                f"filedrop's statuses ({', '.join(known.values())}); put back what filedrop "
+                "wrote there",
+            )
+    return written
 
 
 def _as_written(text: str) -> str:
@@ -116,7 +134,7 @@ def _statuses(rows: list[OutcomeRow]) -> set[RowStatus]:
 def outcomes_of(path: Path) -> list[Path]:
     """The outcome files of the input ``path``: beside it and, stamped, in ``archive/``."""
     beside = outcome_path(path)
-    found = [beside] if _is_file(beside) else []
+    found = [beside] if is_regular_file(beside) else []
     archive = path.parent / ARCHIVE
     if archive.is_dir() and not archive.is_symlink():
         wanted = beside.name.casefold()
@@ -126,11 +144,13 @@ def outcomes_of(path: Path) -> list[Path]:
                 for entry in entries
                 if ARCHIVE_STAMP.match(entry.name)
                 and ARCHIVE_STAMP.sub("", entry.name).casefold() == wanted
+                # Never through a link, and never a pipe: opening one waits for a writer.
+                and entry.is_file(follow_symlinks=False)
             )
     return found
 
 
-def _is_file(path: Path) -> bool:
+def is_regular_file(path: Path) -> bool:
     """Whether ``path`` is a regular file itself, not a link: an outcome is never read through
     a link (as the look over the inbox, ``_outcome_files``, never does); a name the folder
     cannot even hold (too long) is none."""
