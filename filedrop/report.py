@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import math
+import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -36,12 +37,12 @@ import xlsxwriter
 
 from filedrop.errors import ConfigError, FiledropError
 from filedrop.journal import FileRecord, Journal
-from filedrop.journal.rebuild import no_journal_sentence
+from filedrop.journal.rebuild import is_regular_file, no_journal_sentence
 from filedrop.logs import mask_ids, printable
 from filedrop.mapping import Mapping, load_mappings
 from filedrop.mapping.convert import numbers_from_excel, parse_amounts, strip
 from filedrop.mapping.tree import Field, Obj
-from filedrop.outcome import _STATUS_COLOURS, OUTCOME_COLUMNS, TOO_LARGE_TO_ADD_UP
+from filedrop.outcome import _STATUS_COLOURS, OUTCOME_COLUMNS, TOO_LARGE_TO_ADD_UP, written_stamp
 from filedrop.read import ReadLimits, ReadOptions, Table, header_key, read_table
 from filedrop.settings import Settings
 from filedrop.states import ATTENTION_STATUSES, RowStatus
@@ -70,18 +71,26 @@ class Period:
     ) -> Period:
         """The period the options give: ``until`` (default ``now``) and ``since`` or ``days``
         before it (default one day). Times are ISO dates or date-times in local time."""
-        end = _parse_moment("--until", until) if until else now
         if since and days is not None:
             raise ConfigError("give --since or --days, not both.")
         if days is not None and not (days > 0 and math.isfinite(days)):
             raise ConfigError(f"--days is {days:g}; give a number of days above 0, e.g. 7.")
-        start = _parse_moment("--since", since) if since else end - dt.timedelta(days=days or 1)
+        try:
+            end = _parse_moment("--until", until) if until else now
+            start = _parse_moment("--since", since) if since else end - dt.timedelta(days=days or 1)
+            period = cls(since=start, until=end)
+            period.stamp()  # both ends in local time, as the names and the page show them
+        except (OverflowError, ValueError):
+            raise ConfigError(
+                "the period reaches outside the years 1 to 9999 (--since, --until or --days); "
+                "give one within them, e.g. --days 7."
+            ) from None
         if start >= end:
             raise ConfigError(
                 f"the period starts at {_local_text(start)} and ends at {_local_text(end)}; "
                 "give a --since before --until."
             )
-        return cls(since=start, until=end)
+        return period
 
     def stamp(self) -> str:
         """The period in a file name, local time: dates alone when both ends are midnights."""
@@ -205,9 +214,23 @@ def build_digest(
     """
     by_name = {m.name: m for m in mappings}
     groups: dict[tuple[str, str], list[tuple[FileRecord, _FileRows | None, str]]] = {}
-    for record in sorted(files, key=lambda r: (r.name, r.id)):  # easy to find by eye
+    records = sorted(files, key=lambda r: (r.name, r.id))  # easy to find by eye
+    # A file replaced by a new version under its name: both records name one outcome, which
+    # holds the later version's rows.
+    latest = {record.outcome: record.id for record in records if record.outcome}
+    for record in records:
         mapping = by_name.get(record.mapping) if record.mapping else None
-        rows, note = _file_rows(record, mapping, period=period, limits=limits)
+        if (
+            record.outcome
+            and latest[record.outcome] != record.id
+            and written_stamp(Path(record.outcome)) != record.outcome_written
+        ):
+            rows, note = (
+                None,
+                "its outcome now holds a later version's rows; counts from the journal",
+            )
+        else:
+            rows, note = _file_rows(record, mapping, period=period, limits=limits)
         if mapping is None and record.mapping and by_name and not note:
             note = (
                 f'mapping "{record.mapping}" is not among the configured mappings: no amounts '
@@ -251,7 +274,7 @@ def _inbox_digest(
                 name=_shown(record.name),
                 state=str(record.state),
                 mapping=_shown(record.mapping or ""),
-                counts=dict(counts),
+                counts={_shown(status): n for status, n in counts.items()},
                 first_seen=_aware(record.created_at),
                 last_change=_aware(record.updated_at),
                 outcome=_shown(record.outcome or ""),
@@ -283,6 +306,9 @@ def _inbox_digest(
     )
 
 
+_REPLACED_OUTCOME = "its outcome now holds a later version's rows; counts from the journal"
+
+
 def _file_rows(
     record: FileRecord, mapping: Mapping | None, *, period: Period, limits: ReadLimits | None
 ) -> tuple[_FileRows | None, str]:
@@ -290,6 +316,9 @@ def _file_rows(
     if not record.outcome:
         return None, "no outcome yet"
     outcome = Path(record.outcome)
+    if os.path.lexists(outcome) and not is_regular_file(outcome):
+        # Never read through a link (it may lead anywhere) or from a pipe (it waits for a writer).
+        return None, f"{_shown(outcome.name)} is not a regular file; counts from the journal"
     try:
         table = read_table(outcome, _outcome_options(mapping), limits=limits)
     except (FiledropError, OSError) as exc:

@@ -338,6 +338,20 @@ def test_a_file_whose_outcome_is_gone_is_counted_from_the_journal(two_inboxes: S
             "the period starts at 2024-03-02 00:00 and ends at 2024-03-01 00:00; give a --since "
             "before --until.",
         ),
+        *(
+            (
+                args,
+                "the period reaches outside the years 1 to 9999 (--since, --until or --days); "
+                "give one within them, e.g. --days 7.",
+            )
+            for args in (
+                ["--days", "1e9"],
+                ["--days", "3000000"],
+                ["--since", "0001-01-01"],
+                ["--since", "0001-01-01T00:00+14:00"],
+                ["--until", "9999-12-31T23:59-12:00"],
+            )
+        ),
     ],
 )
 def test_a_wrong_period_is_one_sentence(tmp_path: Path, args: list[str], sentence: str) -> None:
@@ -442,3 +456,71 @@ def test_amounts_too_large_to_add_up_are_said_so_and_the_digest_is_written(
         }
     }
     assert page.read_text(encoding="utf-8").count("too large to add up") == 2
+
+
+def test_an_outcome_that_is_a_link_or_a_pipe_is_not_read(
+    inbox: Path, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """An outcome replaced by a link (to another file's outcome, or anywhere) or by a pipe is
+    not read: the link could count another file's rows, or show any file's lines; the pipe
+    waited for a writer for ever. The file is counted from the journal, and the digest says so."""
+    write_erp_csv(inbox / "mars.csv", [erp_row("1301"), erp_row("1302")])
+    env = run_env(inbox, sandbox.url)
+    filedrop("run", environ=env)
+    outcome = inbox / "mars.outcome.csv"
+    elsewhere = tmp_path / "elsewhere.csv"
+    shutil.copy(outcome, elsewhere)
+    for kind in ("link", "pipe"):
+        outcome.unlink()
+        if kind == "link":
+            outcome.symlink_to(elsewhere)
+        else:
+            os.mkfifo(outcome)
+        _, out, _ = filedrop("report", "--out", str(tmp_path / kind), environ=env)
+        book = Path(out.splitlines()[2].strip())
+        assert summary_of(book)[str(inbox)]["SUCCEEDED"] == (1, 2, None)
+        files = openpyxl.load_workbook(book)["Files"]
+        notes = [row[-1] for row in files.iter_rows(min_row=2, values_only=True)]
+        assert notes == ["mars.outcome.csv is not a regular file; counts from the journal"]
+
+
+def test_a_file_replaced_by_a_new_version_is_counted_once(
+    inbox: Path, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """The daily export under the same name: the first version's outcome goes to archive/ and
+    the new one takes its name. Each version is counted once, the first from the journal (its
+    rows were counted twice, from the new version's outcome)."""
+    env = run_env(inbox, sandbox.url, FILEDROP_STATE=str(tmp_path / "journal.db"))
+    write_erp_csv(inbox / "mars.csv", [erp_row("1401", amount="100"), erp_row("1402")])
+    filedrop("run", environ=env)
+    later = [erp_row("1501", amount="5000"), erp_row("1502", Forfallsdato="31.02.2024")]
+    write_erp_csv(inbox / "mars.csv", later)
+    filedrop("run", environ=env, expect=ExitCode.ATTENTION)
+
+    _, out, _ = filedrop("report", "--out", str(tmp_path / "r"), environ=env)
+    book = Path(out.splitlines()[2].strip())
+    summary = summary_of(book)[str(inbox)]
+    assert summary["SUCCEEDED"][:2] == (2, 3) and summary["INVALID"][:2] == (1, 1)
+    assert summary["Total"][:2] == (2, 4)
+    assert [row[3] for row in needs_a_person(book)] == ["1502"]
+
+
+def test_the_files_table_shows_statuses_as_the_summary_does(
+    inbox: Path, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """A status cell edited to hold a national id and a control character: the Files table
+    masks and escapes it as the Summary does (it showed both as they were)."""
+    write_erp_csv(inbox / "mars.csv", [erp_row("1601")])
+    env = run_env(inbox, sandbox.url)
+    filedrop("run", environ=env)
+    outcome = inbox / "mars.outcome.csv"
+    frame = pd.read_csv(outcome, sep=";", encoding="cp1252", dtype=str, keep_default_na=False)
+    frame.loc[0, "outcome_status"] = f"FAILED {national_id(3)}\x1b[2J"
+    frame.to_csv(outcome, sep=";", encoding="cp1252", index=False)
+    _, out, _ = filedrop("report", "--out", str(tmp_path), environ=env)
+    page, book = (Path(line.strip()) for line in out.splitlines()[1:3])
+    files = openpyxl.load_workbook(book)["Files"]
+    shown = " ".join(str(cell) for row in files.iter_rows(values_only=True) for cell in row)
+    assert national_id(3) not in shown and "\x1b" not in shown
+    assert national_id(3) not in page.read_text(encoding="utf-8")
+    assert "\x1b" not in page.read_text(encoding="utf-8")
