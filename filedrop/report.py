@@ -236,6 +236,10 @@ def build_digest(
                 f'mapping "{record.mapping}" is not among the configured mappings: no amounts '
                 "or invoice numbers"
             )
+        elif record.mapping is None and rows is not None and not note:
+            # A file the journal has from 'filedrop journal rebuild', which cannot tell which
+            # mapping read it: the amounts and invoice numbers would be guesses.
+            note = "the journal records no mapping for it (rebuilt): no amounts or invoice numbers"
         key = (str(Path(record.path).parent), record.target)
         groups.setdefault(key, []).append((record, rows, note))
     inboxes = tuple(
@@ -337,7 +341,7 @@ def _file_rows(
             amounts = _amounts(table, amount_at, mapping).tolist()
         number_at = _column_of(mapping.invoice.get_field("invoiceNumber"), own)
         if number_at is not None:
-            numbers = [s.strip() for s in table.cells[number_at].tolist()]
+            numbers = [_unquoted(s.strip()) for s in table.cells[number_at].tolist()]
     late_not_sent = _aware(record.created_at) <= period.until - NOT_SENT_PATIENCE
     attention = [
         AttentionRow(

@@ -524,3 +524,30 @@ def test_the_files_table_shows_statuses_as_the_summary_does(
     assert national_id(3) not in shown and "\x1b" not in shown
     assert national_id(3) not in page.read_text(encoding="utf-8")
     assert "\x1b" not in page.read_text(encoding="utf-8")
+
+
+def test_a_rebuilt_file_says_why_it_has_no_amounts_and_numbers_read_as_typed(
+    inbox: Path, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """After 'filedrop journal rebuild' the journal cannot tell which mapping read a file: the
+    digest says so where the amounts are missing (it left them out without a word). Invoice
+    numbers a CSV outcome guards against formulas ('=1004) read as they were typed."""
+    env = run_env(inbox, sandbox.url, FILEDROP_STATE=str(tmp_path / "journal.db"))
+    write_erp_csv(
+        inbox / "mars.csv", [erp_row("1800"), erp_row("=1801", Forfallsdato="31.02.2024")]
+    )
+    filedrop("run", environ=env, expect=ExitCode.ATTENTION)
+    _, out, _ = filedrop("report", "--out", str(tmp_path / "before"), environ=env)
+    book = Path(out.splitlines()[2].strip())
+    assert [row[3] for row in needs_a_person(book)] == ["=1801"]
+
+    for suffix in ("", "-wal", "-shm"):
+        (tmp_path / f"journal.db{suffix}").unlink(missing_ok=True)
+    filedrop("journal", "rebuild", environ=env)
+    _, out, _ = filedrop("report", "--out", str(tmp_path / "after"), environ=env)
+    book = Path(out.splitlines()[2].strip())
+    files = openpyxl.load_workbook(book)["Files"]
+    notes = [row[-1] for row in files.iter_rows(min_row=2, values_only=True)]
+    assert notes == [
+        "the journal records no mapping for it (rebuilt): no amounts or invoice numbers"
+    ]
