@@ -287,7 +287,7 @@ def _inbox_digest(
         )
     statuses = tuple(
         StatusLine(
-            status=_shown(status),
+            status=_status_label(status),
             files=files[status],
             rows=rows[status],
             amount=amounts.get(status),
@@ -415,6 +415,14 @@ def _error_row(record: FileRecord) -> AttentionRow:
         status=RowStatus.ERROR.value,
         message=_shown(record.message or ""),
     )
+
+
+def _status_label(status: str) -> str:
+    """A status as the Summary lists it: one filedrop writes, or one typed over in the outcome,
+    marked, so that a cell reading "Total" is no second total."""
+    if status in _STATUS_ORDER:
+        return status
+    return _shown(f"{status} (not a filedrop status)" if status else "(no status)")
 
 
 def _unquoted(message: str) -> str:

@@ -551,3 +551,25 @@ def test_a_rebuilt_file_says_why_it_has_no_amounts_and_numbers_read_as_typed(
     assert notes == [
         "the journal records no mapping for it (rebuilt): no amounts or invoice numbers"
     ]
+
+
+def test_a_status_typed_over_is_marked_in_the_summary(
+    inbox: Path, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """A status cell edited to read "Total", or emptied, is listed as what it is, not as a
+    second total line (it looked like the real one)."""
+    write_erp_csv(inbox / "mars.csv", [erp_row("1901"), erp_row("1902"), erp_row("1903")])
+    env = run_env(inbox, sandbox.url)
+    filedrop("run", environ=env)
+    outcome = inbox / "mars.outcome.csv"
+    frame = pd.read_csv(outcome, sep=";", encoding="cp1252", dtype=str, keep_default_na=False)
+    frame.loc[0, "outcome_status"], frame.loc[1, "outcome_status"] = "Total", ""
+    frame.to_csv(outcome, sep=";", encoding="cp1252", index=False)
+    _, out, _ = filedrop("report", "--out", str(tmp_path), environ=env)
+    book = Path(out.splitlines()[2].strip())
+    assert list(summary_of(book)[str(inbox)]) == [
+        "SUCCEEDED",
+        "(no status)",
+        "Total (not a filedrop status)",
+        "Total",
+    ]
