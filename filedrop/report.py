@@ -36,6 +36,7 @@ import numpy as np
 import xlsxwriter
 
 from filedrop.errors import ConfigError, FiledropError
+from filedrop.inbox import ARCHIVE
 from filedrop.journal import FileRecord, Journal
 from filedrop.journal.rebuild import is_regular_file, no_journal_sentence
 from filedrop.logs import mask_ids, printable
@@ -240,7 +241,7 @@ def build_digest(
             # A file the journal has from 'filedrop journal rebuild', which cannot tell which
             # mapping read it: the amounts and invoice numbers would be guesses.
             note = "the journal records no mapping for it (rebuilt): no amounts or invoice numbers"
-        key = (str(Path(record.path).parent), record.target)
+        key = (str(_inbox_of(Path(record.path))), record.target)
         groups.setdefault(key, []).append((record, rows, note))
     inboxes = tuple(
         _inbox_digest(folder, target, entries)
@@ -415,6 +416,13 @@ def _error_row(record: FileRecord) -> AttentionRow:
         status=RowStatus.ERROR.value,
         message=_shown(record.message or ""),
     )
+
+
+def _inbox_of(path: Path) -> Path:
+    """The inbox a file was dropped into: an archived one (a rebuilt journal records it where
+    its outcome was found) belongs to the inbox above ``archive/``."""
+    folder = path.parent
+    return folder.parent if folder.name == ARCHIVE else folder
 
 
 def _status_label(status: str) -> str:

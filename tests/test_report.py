@@ -573,3 +573,22 @@ def test_a_status_typed_over_is_marked_in_the_summary(
         "Total (not a filedrop status)",
         "Total",
     ]
+
+
+def test_an_archived_file_of_a_rebuilt_journal_is_under_its_own_inbox(
+    inbox: Path, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """With FILEDROP_ARCHIVE a rebuilt journal records a file where its outcome was found, in
+    archive/: the digest lists it under the inbox it was dropped into, not under an inbox of
+    its own named after the archive."""
+    env = run_env(
+        inbox, sandbox.url, FILEDROP_ARCHIVE="true", FILEDROP_STATE=str(tmp_path / "journal.db")
+    )
+    write_erp_csv(inbox / "m.csv", [erp_row("2001")])
+    filedrop("run", environ=env)
+    for suffix in ("", "-wal", "-shm"):
+        (tmp_path / f"journal.db{suffix}").unlink(missing_ok=True)
+    filedrop("journal", "rebuild", environ=env)
+    _, out, _ = filedrop("report", "--out", str(tmp_path / "r"), environ=env)
+    book = Path(out.splitlines()[2].strip())
+    assert list(summary_of(book)) == [str(inbox)]
