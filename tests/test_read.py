@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -815,3 +816,21 @@ def test_a_script_without_a_main_guard_reads_a_workbook_in_the_child(tmp_path):
         [sys.executable, str(script)], capture_output=True, text=True, check=True, cwd=tmp_path
     )
     assert out.stdout.strip() == "Fakturanr"
+
+
+@pytest.mark.parametrize("name", ["p.csv", "p.xlsx"])
+@pytest.mark.parametrize("kind", ["pipe", "link to a device"])
+def test_a_pipe_or_a_device_is_refused_not_read(tmp_path: Path, name: str, kind: str) -> None:
+    """Whoever reads (a run, validate, report, journal rebuild), a pipe or a device, also behind
+    a link, is one sentence: opening a pipe waited for a writer for ever, and a link to
+    /dev/zero read until memory ran out."""
+    path = tmp_path / name
+    if kind == "pipe":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("/dev/zero")
+    with pytest.raises(ReadError) as refused:
+        read_table(path, ReadOptions())
+    assert str(refused.value) == (
+        f"{path}: it is not a regular file (a pipe or a device), so it is not read"
+    )

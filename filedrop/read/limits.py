@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from filedrop.errors import ReadError
+from filedrop.read.table import open_input
 
 __all__ = ["ReadLimits", "SheetMarks", "check_file_size", "inspect_workbook"]
 
@@ -146,7 +147,7 @@ def inspect_workbook(path: Path, sheet: str | int, limits: ReadLimits) -> SheetM
     where = str(path)
     marks: SheetMarks | None = None
     try:
-        handle = path.open("rb")
+        handle = open_input(path)  # a pipe or a device is refused, not waited for
     except OSError:
         return None
     with handle:

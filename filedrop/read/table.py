@@ -7,12 +7,15 @@ from there.
 
 from __future__ import annotations
 
+import errno
+import os
 import re
+import stat
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 if TYPE_CHECKING:
     import numpy as np
@@ -45,15 +48,41 @@ EMPTY_FILE = "the file is empty; export it again"
 
 
 def read_input_bytes(path: Path) -> bytes:
-    """The whole file, read once; a file that cannot be read is one ``ReadError`` sentence."""
+    """The whole file, read once; a file that cannot be read is one ``ReadError`` sentence
+    (a pipe or a device too: ``open_input``)."""
     from filedrop.errors import ReadError
 
     try:
-        return path.read_bytes()
+        with open_input(path) as handle:
+            return handle.read()
     except OSError as exc:
         raise ReadError(
             str(path), f"the file cannot be read ({exc.strerror or exc}); check that it exists"
         ) from exc
+
+
+def open_input(path: Path) -> BinaryIO:
+    """``path`` opened for reading, if it is a regular file (through a link or not).
+
+    A pipe or a device is a ``ReadError``, whoever reads (a run, ``validate``, ``report``,
+    ``journal rebuild``): opening a pipe waited for a writer, reading ``/dev/zero`` never
+    ended. The open does not wait (``O_NONBLOCK``), and what it opened is looked at before a
+    byte is read. A folder is ``IsADirectoryError``, as reading one is anywhere else."""
+    from filedrop.errors import ReadError
+
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    handle = os.fdopen(fd, "rb")
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        handle.close()
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        raise ReadError(
+            str(path), "it is not a regular file (a pipe or a device), so it is not read"
+        )
+    if hasattr(os, "set_blocking"):
+        os.set_blocking(fd, True)
+    return handle
 
 
 HEADER_SEARCH_ROWS = 30
