@@ -46,7 +46,7 @@ from filedrop.mapping.tree import Field, Obj
 from filedrop.outcome import _STATUS_COLOURS, OUTCOME_COLUMNS, TOO_LARGE_TO_ADD_UP, written_stamp
 from filedrop.read import ReadLimits, ReadOptions, Table, header_key, read_table
 from filedrop.settings import Settings
-from filedrop.states import ATTENTION_STATUSES, RowStatus
+from filedrop.states import ATTENTION_STATUSES, RowStatus, row_status_in
 
 REPORT_PREFIX = "filedrop-report"
 NOT_SENT_PATIENCE = dt.timedelta(days=1)
@@ -226,10 +226,7 @@ def build_digest(
             and latest[record.outcome] != record.id
             and written_stamp(Path(record.outcome)) != record.outcome_written
         ):
-            rows, note = (
-                None,
-                "its outcome now holds a later version's rows; counts from the journal",
-            )
+            rows, note = None, _REPLACED_OUTCOME
         else:
             rows, note = _file_rows(record, mapping, period=period, limits=limits)
         if mapping is None and record.mapping and by_name and not note:
@@ -322,7 +319,8 @@ def _file_rows(
         return None, "no outcome yet"
     outcome = Path(record.outcome)
     if os.path.lexists(outcome) and not is_regular_file(outcome):
-        # Never read through a link (it may lead anywhere) or from a pipe (it waits for a writer).
+        # Never read through a link, which may lead anywhere (a pipe or a device the reader
+        # refuses itself, for every caller).
         return None, f"{_shown(outcome.name)} is not a regular file; counts from the journal"
     try:
         table = read_table(outcome, _outcome_options(mapping), limits=limits)
@@ -331,7 +329,11 @@ def _file_rows(
     first = _outcome_columns_at(table.headers)
     if first is None:
         return None, f"{outcome.name} has no outcome columns; counts from the journal"
-    statuses = [s.strip() for s in table.cells[first].tolist()]
+    # As the rebuild reads them: a status typed over in another case is still that status.
+    statuses = [
+        known.value if (known := row_status_in(text)) else text.strip()
+        for text in table.cells[first].tolist()
+    ]
     messages = table.cells[first + 1].tolist()
     own = table.headers[:first]
     amounts: list[float] = [math.nan] * len(table)

@@ -98,6 +98,15 @@ class RowStatus(enum.StrEnum):
     never a reason to look: it leaves the exit code alone."""
 
 
+_ROW_STATUS_BY_FOLDED = {status.value.casefold(): status for status in RowStatus}
+
+
+def row_status_in(text: str) -> RowStatus | None:
+    """The status an outcome cell holds, in whatever case it was typed over ("succeeded"), as
+    every reader of outcomes takes it (``journal rebuild``, ``report``); None for none."""
+    return _ROW_STATUS_BY_FOLDED.get(text.strip().casefold())
+
+
 #: The row status of a row whose invoice is in this journal state (and was sent from this file;
 #: an invoice sent from another file makes the row DUPLICATE). SENDING means the process that sent
 #: it died before the answer: whether the API got it cannot be told.

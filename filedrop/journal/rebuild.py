@@ -40,6 +40,7 @@ from filedrop.states import (
     FileState,
     InvoiceState,
     RowStatus,
+    row_status_in,
 )
 
 #: Row statuses that show an invoice went to Amili (or was known to have gone from another file).
@@ -104,16 +105,18 @@ def _known_statuses(where: str, statuses: list[str], row_numbers: list[int]) -> 
     """The status column as filedrop wrote it, in whatever case it reads now ("succeeded" as
     typed over); a status that is none of filedrop's is a ``ReadError`` naming its row: left
     out, its invoice would read as never sent, and be sent again."""
-    known = {status.value.casefold(): status.value for status in RowStatus}
-    written = [known.get(status.casefold(), status) for status in statuses]
-    for status, row in zip(written, row_numbers, strict=True):
-        if status and status not in known.values():
+    written = []
+    for status, row in zip(statuses, row_numbers, strict=True):
+        known = row_status_in(status)
+        if known is None and status:
             raise ReadError(
                 where,
-                f'row {row}: outcome_status is "{printable(status[:40])}", none of '
-                f"filedrop's statuses ({', '.join(known.values())}); put back what filedrop "
+                f'row {row}: outcome_status is "{printable(status[:40])}"'
+                f"{'…' if len(status) > 40 else ''}, none of "
+                f"filedrop's statuses ({', '.join(RowStatus)}); put back what filedrop "
                 "wrote there",
             )
+        written.append(status if known is None else known.value)
     return written
 
 
