@@ -565,7 +565,8 @@ def journal_loop(
 
 
 def outcome_all_succeeded(table: Any, mapping_name: str, folder: Path) -> None:
-    from filedrop.outcome import OUTCOME_COLUMNS, OutcomeSummary, outcome_path, write_outcome
+    from filedrop.inbox import outcome_path
+    from filedrop.outcome import OUTCOME_COLUMNS, OutcomeSummary, write_outcome
 
     rows = len(table)
     outcomes = pd.DataFrame(

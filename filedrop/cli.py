@@ -446,6 +446,30 @@ def _run(args: argparse.Namespace, io: Io) -> int:
 
 
 def _run_until(stop: threading.Event, io: Io) -> int:
+    from filedrop.read.isolated import drop_read_ahead
+
+    _read_first_workbook_ahead(io.settings)  # before the imports below, which it overlaps
+    try:
+        return _run_settings(stop, io)
+    finally:
+        drop_read_ahead()  # not taken: the first file was skipped, or the run never began
+
+
+def _read_first_workbook_ahead(settings: Settings) -> None:
+    """Begin parsing the inbox's first file, if a workbook, in the reader's child now: its half
+    a second to a second of calamine then overlaps the imports, the token and the journal's
+    opening instead of following them (``read_ahead`` says how it stays safe)."""
+    limits = settings.read_limits()
+    if settings.inboxes or settings.inbox is None or not limits.read_in_subprocess:
+        return
+    from filedrop.inbox import workbook_to_read_ahead
+    from filedrop.read.isolated import read_ahead
+
+    if (path := workbook_to_read_ahead(settings.inbox)) is not None:
+        read_ahead(path, limits)
+
+
+def _run_settings(stop: threading.Event, io: Io) -> int:
     from filedrop.api.client import ApiUnavailable
     from filedrop.metrics import Metrics
     from filedrop.runner import open_context, run_inbox

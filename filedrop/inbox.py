@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from filedrop.read import INPUT_SUFFIXES
+from filedrop.read import CSV_SUFFIXES, EXCEL_SUFFIXES, INPUT_SUFFIXES
 
 OUTCOME_SUFFIXES = (".outcome.xlsx", ".outcome.csv")
 
@@ -52,6 +52,23 @@ _IGNORE_RULES: tuple[tuple[str, Callable[[str], bool]], ...] = (
     ("not a spreadsheet", lambda name: not name.lower().endswith(INPUT_SUFFIXES)),
 )
 _HASH_CHUNK_BYTES = 1024 * 1024
+
+
+def outcome_path(source: Path) -> Path:
+    """``<stem>.outcome.xlsx`` for ``.xlsx`` input, ``<stem>.outcome.csv`` for CSV, beside it.
+
+    ``.xls`` and ``.xlsm`` input keep their whole name in front (``report.xls.outcome.xlsx``):
+    otherwise ``report.xls`` and ``report.xlsx`` would share an outcome, and which one got the
+    plain name would depend on the order they arrived in.
+    """
+    suffix = source.suffix.lower()
+    if suffix == ".xlsx":
+        return source.with_name(f"{source.stem}.outcome.xlsx")
+    if suffix in EXCEL_SUFFIXES:
+        return source.with_name(f"{source.name}.outcome.xlsx")
+    if suffix in CSV_SUFFIXES:
+        return source.with_name(f"{source.stem}.outcome.csv")
+    raise ValueError(f"{source.name}: no outcome format for {source.suffix!r} files")
 
 
 def is_outcome_file(path: Path) -> bool:
@@ -124,6 +141,21 @@ def scan(inbox: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
     found.sort()
     ignored.sort()
     return [path for _, _, path in found], ignored
+
+
+def workbook_to_read_ahead(inbox: Path) -> Path | None:
+    """The file a run of ``inbox`` takes first, if it is a workbook worth parsing before the run
+    asks for it (``isolated.read_ahead``): not one with an outcome beside it, which was most
+    likely done before and is skipped. None too when the inbox cannot be listed (the run says
+    why)."""
+    try:
+        candidates, _ = scan(inbox)
+    except OSError:
+        return None
+    if not candidates or candidates[0].suffix.lower() not in EXCEL_SUFFIXES:
+        return None
+    first = candidates[0]
+    return None if os.path.lexists(outcome_path(first)) else first
 
 
 class NotRegularFileError(OSError):

@@ -48,8 +48,8 @@ import xlsxwriter
 from xlsxwriter.exceptions import InvalidWorksheetName
 
 from filedrop import sheetxml
-from filedrop.inbox import archive_folder, stamped_names
-from filedrop.read import CSV_SUFFIXES, EXCEL_SUFFIXES, Table
+from filedrop.inbox import archive_folder, outcome_path, stamped_names
+from filedrop.read import Table
 from filedrop.read.table import Layout, NumberFormat
 from filedrop.sheetxml import (
     ColumnStyles,
@@ -155,23 +155,6 @@ class OutcomeSummary:
 def is_sandbox(environment: str) -> bool:
     """Whether the environment (``FILEDROP_ENV``) is the sandbox, where nothing is really sent."""
     return environment.strip().casefold() == "sandbox"
-
-
-def outcome_path(source: Path) -> Path:
-    """``<stem>.outcome.xlsx`` for ``.xlsx`` input, ``<stem>.outcome.csv`` for CSV, beside it.
-
-    ``.xls`` and ``.xlsm`` input keep their whole name in front (``report.xls.outcome.xlsx``):
-    otherwise ``report.xls`` and ``report.xlsx`` would share an outcome, and which one got the
-    plain name would depend on the order they arrived in.
-    """
-    suffix = source.suffix.lower()
-    if suffix == ".xlsx":
-        return source.with_name(f"{source.stem}.outcome.xlsx")
-    if suffix in EXCEL_SUFFIXES:
-        return source.with_name(f"{source.name}.outcome.xlsx")
-    if suffix in CSV_SUFFIXES:
-        return source.with_name(f"{source.stem}.outcome.csv")
-    raise ValueError(f"{source.name}: no outcome format for {source.suffix!r} files")
 
 
 def outcome_paths(inputs: Iterable[Path]) -> dict[Path, Path | None]:

@@ -54,6 +54,7 @@ from filedrop.inbox import (
     content_hash,
     hash_file,
     is_same_file,
+    outcome_path,
     scan,
     stamped_names,
 )
@@ -87,7 +88,6 @@ from filedrop.outcome import (
     earlier_outcome_problem,
     is_sandbox,
     keep_aside,
-    outcome_path,
     outcome_paths,
     rows_ahead,
     write_error_outcome,
@@ -96,7 +96,14 @@ from filedrop.outcome import (
     xlsx_fit_problem,
 )
 from filedrop.progress import Progress
-from filedrop.read import EMPTY_FILE, ReadLimits, ReadOptions, Table, read_table
+from filedrop.read import (
+    EMPTY_FILE,
+    REPLACED_WHILE_READ,
+    ReadLimits,
+    ReadOptions,
+    Table,
+    read_table,
+)
 from filedrop.states import (
     BLOCKING_INVOICE_STATES,
     FINAL_FILE_STATES,
@@ -420,7 +427,7 @@ def _process_claimed(
         return _file_error(path, ctx, file_id, message, started, dest=dest)
 
     def read(file_path: Path, options: ReadOptions) -> Table:
-        return _read_hashed(file_path, options, identity=hashed.identity, limits=ctx.read_limits)
+        return _read_hashed(file_path, options, hashed=hashed, limits=ctx.read_limits)
 
     try:
         mapping, table = select_mapping(ctx.mappings, path, read)
@@ -480,17 +487,16 @@ def _outcome_dest(path: Path) -> tuple[Path | None, str]:
 
 
 def _read_hashed(
-    path: Path, options: ReadOptions, *, identity: tuple[int, int], limits: ReadLimits
+    path: Path, options: ReadOptions, *, hashed: HashedFile, limits: ReadLimits
 ) -> Table:
-    """``read_table``, refusing a file that is no longer the one hashed (a link put there)."""
-    replaced = ReadError(
-        str(path), "it was replaced while it was read; it is taken again once it settles"
-    )
-    if not is_same_file(path, identity):
+    """``read_table``, refusing a file that is no longer the one hashed (a link put there, or a
+    workbook whose bytes changed)."""
+    replaced = ReadError(str(path), REPLACED_WHILE_READ)
+    if not is_same_file(path, hashed.identity):
         raise replaced
-    table = read_table(path, options, limits=limits)
+    table = read_table(path, options, limits=limits, sha256=hashed.sha256)
     # Checked again after reading: a link that was there only while it was read is caught too.
-    if not is_same_file(path, identity):
+    if not is_same_file(path, hashed.identity):
         raise replaced
     return table
 

@@ -54,7 +54,7 @@ from filedrop.pipeline import (
 )
 from filedrop.progress import Progress
 from filedrop.read import EXCEL_SUFFIXES
-from filedrop.read.isolated import start_reader
+from filedrop.read.isolated import drop_read_ahead, start_reader
 from filedrop.settings import DEFAULT_INBOX_NAME, Settings
 from filedrop.states import BatchState, ExitCode, FileState, RowStatus, exit_code_for
 
@@ -525,6 +525,8 @@ def process_guarded(path: Path, ctx: Context) -> FileReport:
         log.debug("%s: %s", printable(path.name), message, exc_info=True)
     else:
         return _counted(report, ctx)
+    finally:
+        drop_read_ahead(path)  # begun for a file that was then skipped, not read
     message = printable(message)
     log.error(
         "%s: %s",

@@ -17,8 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from filedrop.errors import ReadError
-from filedrop.inbox import ignore_reason
-from filedrop.outcome import outcome_path
+from filedrop.inbox import ignore_reason, outcome_path
 from filedrop.read import (
     CSV_SUFFIXES,
     EXCEL_SUFFIXES,

@@ -20,14 +20,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from filedrop.errors import ReadError
-from filedrop.inbox import ARCHIVE, ARCHIVE_STAMP, OUTCOME_SUFFIXES, content_hash, scan
+from filedrop.inbox import (
+    ARCHIVE,
+    ARCHIVE_STAMP,
+    OUTCOME_SUFFIXES,
+    content_hash,
+    outcome_path,
+    scan,
+)
 from filedrop.journal.engines import PostgresLocation
 from filedrop.journal.store import Journal, RebuiltBatch
 from filedrop.logs import plural, printable
 from filedrop.outcome import (
     OUTCOME_COLUMNS,
     SANDBOX_COLUMN,
-    outcome_path,
     outcome_paths,
     written_stamp,
 )

@@ -17,6 +17,7 @@ from filedrop.read.limits import ReadLimits
 from filedrop.read.table import (
     EMPTY_FILE,
     HEADER_SEARCH_ROWS,
+    REPLACED_WHILE_READ,
     ReadInfo,
     ReadOptions,
     Table,
@@ -39,6 +40,7 @@ __all__ = [
     "EXCEL_SUFFIXES",
     "HEADER_SEARCH_ROWS",
     "INPUT_SUFFIXES",
+    "REPLACED_WHILE_READ",
     "ReadInfo",
     "ReadLimits",
     "ReadOptions",

@@ -47,14 +47,19 @@ _SNIFF_BYTES = 64 * 1024
 
 
 def read_table(
-    path: Path, options: ReadOptions | None = None, *, limits: ReadLimits | None = None
+    path: Path,
+    options: ReadOptions | None = None,
+    *,
+    limits: ReadLimits | None = None,
+    sha256: str | None = None,
 ) -> Table:
     """Read ``path`` (csv, xlsx, xlsm, xls) once into a ``Table``; ``ReadError`` says what is wrong.
 
     The bytes are read once; CSV is parsed by pandas (the csv module only for ragged files), Excel
     by calamine, in a child process unless ``limits`` say otherwise. A file beyond ``limits``
     (default: the settings' defaults) is refused before it is parsed, or, for a workbook parsed
-    in the memory-capped child, while it is.
+    in the memory-capped child, while it is. ``sha256``, the hash the caller took of the file,
+    holds that child to those bytes (see ``read_excel_isolated``).
     """
     path = Path(path)
     options = options or ReadOptions()
@@ -67,7 +72,11 @@ def read_table(
         check_file_size(path, limits)
         if limits.read_in_subprocess:
             return read_excel_isolated(
-                path, options, limits, lambda: inspect_workbook(path, options.sheet, limits)
+                path,
+                options,
+                limits,
+                lambda: inspect_workbook(path, options.sheet, limits),
+                sha256=sha256,
             )
         return read_excel(path, options, inspect_workbook(path, options.sheet, limits))
     types = f"{', '.join(INPUT_SUFFIXES[:-1])} or {INPUT_SUFFIXES[-1]}"

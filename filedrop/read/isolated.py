@@ -13,13 +13,16 @@ command line: this module and everything it imports at its top stay free of them
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import io
 import multiprocessing
 import os
 import resource
 import signal
+import threading
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from multiprocessing import forkserver, popen_forkserver, reduction, spawn, util
 from multiprocessing.connection import Connection
 from multiprocessing.context import ForkServerProcess, set_spawning_popen
@@ -27,10 +30,10 @@ from pathlib import Path
 
 from filedrop.errors import ReadError
 from filedrop.read.limits import ReadLimits, SheetMarks
-from filedrop.read.table import ReadOptions, Table
-from filedrop.read.workbook import Column, ParsedSheet, parse_sheet
+from filedrop.read.table import REPLACED_WHILE_READ, ReadOptions, Table, read_input_bytes
+from filedrop.read.workbook import Column, LoadedSheet, ParsedSheet, finish_sheet, load_sheet
 
-__all__ = ["read_excel_isolated", "start_reader"]
+__all__ = ["drop_read_ahead", "read_ahead", "read_excel_isolated", "start_reader"]
 
 _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload([__name__])
@@ -85,6 +88,8 @@ def read_excel_isolated(
     options: ReadOptions,
     limits: ReadLimits,
     inspect: Callable[[], SheetMarks | None] = lambda: None,
+    *,
+    sha256: str | None = None,
 ) -> Table:
     """``read_excel`` in a child capped at ``limits.max_read_memory_bytes`` of address space.
 
@@ -93,22 +98,26 @@ def read_excel_isolated(
     third of a second more. What it refuses is refused as if it had run first: the child is
     stopped and its answer never looked at. A bomb it would have caught first costs no more than
     its own scan, since the child's memory is capped.
+
+    ``sha256`` is the hash of the bytes the caller means (the journal's): the child hashes the
+    bytes it parsed, and a file that changed since is refused as replaced, so the rows are always
+    those of the hashed file. With it, a read of ``path`` begun ahead (``read_ahead``) is taken
+    instead of starting one, and is read again if it parsed other bytes.
     """
-    receiver, sender = _CONTEXT.Pipe(duplex=False)
-    child = _ReaderProcess(
-        target=_child,
-        args=(sender, path, options, limits.max_read_memory_bytes),
-        name="filedrop-read",
-        daemon=True,
-    )
-    child.start()
-    sender.close()
+    ahead = _take_ahead(path, limits) if sha256 is not None else None
+    if ahead is not None:
+        child, receiver = ahead.child, ahead.conn
+        with contextlib.suppress(OSError):
+            receiver.send(options)  # a child that died meanwhile answers nothing: read again
+    else:
+        receiver, sender = _CONTEXT.Pipe(duplex=False)
+        child = _start_child(sender, path, options, limits)
     try:
         marks = inspect()
         try:
-            ok, result = receiver.recv()
+            ok, result, digest = receiver.recv()
         except EOFError:
-            ok, result = False, None  # the child died before it could answer
+            ok, result, digest = False, None, None  # the child died before it could answer
         child.join()
     finally:
         if child.is_alive():
@@ -117,6 +126,11 @@ def read_excel_isolated(
         receiver.close()
     exitcode = child.exitcode
     child.close()
+    if ahead is not None and digest != sha256:
+        # Begun before the file was hashed, it parsed other bytes, or none: as if never begun.
+        return read_excel_isolated(path, options, limits, inspect, sha256=sha256)
+    if sha256 is not None and digest is not None and digest != sha256:
+        raise ReadError(str(path), REPLACED_WHILE_READ)
     if ok:
         from filedrop.read.excel import build_table  # numpy: this process only
 
@@ -131,6 +145,76 @@ def read_excel_isolated(
     )
 
 
+def _start_child(
+    conn: Connection, path: Path, options: ReadOptions | None, limits: ReadLimits
+) -> _ReaderProcess:
+    """A started reader child of ``path`` answering on ``conn`` (this process's end closed)."""
+    child = _ReaderProcess(
+        target=_child,
+        args=(conn, path, options, limits.max_read_memory_bytes),
+        name="filedrop-read",
+        daemon=True,
+    )
+    child.start()
+    conn.close()
+    return child
+
+
+@dataclass(frozen=True)
+class _Ahead:
+    """A reader child begun before anyone asked, waiting for the options on ``conn``."""
+
+    path: Path
+    memory_bytes: int
+    child: _ReaderProcess
+    conn: Connection
+
+
+_ahead: list[_Ahead] = []  # at most one
+_ahead_lock = threading.Lock()
+
+
+def read_ahead(path: Path, limits: ReadLimits) -> None:
+    """Begin parsing the workbook ``path`` now, before the run asks for it.
+
+    ``filedrop run`` calls it for the inbox's first file before the rest of filedrop loads, so
+    that calamine's parse (about a second for 50,000 rows) overlaps those imports, the token and
+    the journal (half a second or more) instead of following them. The child loads the first
+    sheet, then waits for the options of the mapping that reads the file (another sheet is loaded
+    then). ``read_excel_isolated`` takes it only for the very bytes the journal hashed; a child
+    nobody takes is stopped by ``drop_read_ahead``, or ends when this process does.
+    """
+    with _ahead_lock:
+        if _ahead:
+            return
+        parent_end, child_end = _CONTEXT.Pipe(duplex=True)
+        child = _start_child(child_end, path, None, limits)
+        _ahead.append(_Ahead(path, limits.max_read_memory_bytes, child, parent_end))
+
+
+def drop_read_ahead(path: Path | None = None) -> None:
+    """Stop the read begun ahead of ``path`` (of any file without it) if nobody took it: a file
+    skipped, or a run that ended before its first file, does not keep its parse in memory."""
+    with _ahead_lock:
+        dropped = [a for a in _ahead if path is None or a.path == path]
+        for ahead in dropped:
+            _ahead.remove(ahead)
+    for ahead in dropped:
+        ahead.conn.close()  # the child, waiting for its options, ends at once
+        ahead.child.kill()
+        ahead.child.join()
+        ahead.child.close()
+
+
+def _take_ahead(path: Path, limits: ReadLimits) -> _Ahead | None:
+    with _ahead_lock:
+        for ahead in _ahead:
+            if ahead.path == path and ahead.memory_bytes == limits.max_read_memory_bytes:
+                _ahead.remove(ahead)
+                return ahead
+    return None
+
+
 def _ending(exitcode: int | None, *, ran_out: bool) -> str:
     """How the child ended, in words: out of memory, killed by a signal, or an exit code."""
     if ran_out:
@@ -143,8 +227,13 @@ def _ending(exitcode: int | None, *, ran_out: bool) -> str:
     return f"exited with code {exitcode}"
 
 
-def _child(sender: Connection, path: Path, options: ReadOptions, memory_bytes: int) -> None:
-    """Cap this process's address space, parse, and send (True, sheet) or (False, exception)."""
+def _child(conn: Connection, path: Path, options: ReadOptions | None, memory_bytes: int) -> None:
+    """Cap this process's address space, parse, and send (True, sheet) or (False, exception),
+    each with the SHA-256 of the bytes parsed (None if none were read).
+
+    Without ``options`` (a read begun ahead) the first sheet is loaded first, then the options
+    are awaited on ``conn``; the parent closing it instead ends the child.
+    """
     _, hard = resource.getrlimit(resource.RLIMIT_AS)
     soft = memory_bytes if hard == resource.RLIM_INFINITY else min(memory_bytes, hard)
     resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
@@ -153,18 +242,59 @@ def _child(sender: Connection, path: Path, options: ReadOptions, memory_bytes: i
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     os.close(devnull)
+    digest = None
     try:
-        answer: tuple[bool, object] = (True, _pack(parse_sheet(path, options)))
+        data = read_input_bytes(path)
+        digest = hashlib.sha256(data).hexdigest()
+        loaded: LoadedSheet | BaseException | None = None
+        if options is None:
+            loaded = _load(path, data, _GUESSED_SHEET)
+            try:
+                options = conn.recv()
+            except EOFError:
+                return  # not wanted
+        if not _same_sheet(loaded, options.sheet):
+            loaded = _load(path, data, options.sheet)
+        if isinstance(loaded, BaseException):
+            raise loaded
+        answer: tuple[bool, object, str | None] = (
+            True,
+            _pack(finish_sheet(path, options, loaded)),
+            digest,
+        )
     except MemoryError:
-        answer = (False, MemoryError())
+        answer = (False, MemoryError(), digest)
     except Exception as exc:  # sent back and raised in the parent, as if read there
-        answer = (False, exc)
+        answer = (False, exc, digest)
     try:
-        sender.send(answer)
+        conn.send(answer)
     except MemoryError:
-        sender.send((False, MemoryError()))
+        conn.send((False, MemoryError(), digest))
     finally:
-        sender.close()
+        conn.close()
+
+
+#: The sheet a read begun ahead loads while it waits for the mapping's options: the default,
+#: which most mappings keep.
+_GUESSED_SHEET = ReadOptions().sheet
+
+
+def _load(path: Path, data: bytes, wanted: str | int) -> LoadedSheet | BaseException:
+    """``load_sheet``, or what it raised, kept for when the options say whether it is wanted."""
+    try:
+        return load_sheet(path, data, wanted)
+    except MemoryError:
+        return MemoryError()
+    except Exception as exc:
+        return exc
+
+
+def _same_sheet(loaded: LoadedSheet | BaseException | None, wanted: str | int) -> bool:
+    """Whether ``loaded`` is the sheet ``wanted`` (a name and a position never match)."""
+    if loaded is None:
+        return False
+    asked = _GUESSED_SHEET if isinstance(loaded, BaseException) else loaded.wanted
+    return type(asked) is type(wanted) and asked == wanted
 
 
 # Pickling a column of strings goes string by string; one joined string crosses the pipe several

@@ -45,6 +45,8 @@ __all__ = [
 
 #: What a file with no content is told, whoever finds it (a reader, or the pipeline before it).
 EMPTY_FILE = "the file is empty; export it again"
+#: A file whose bytes changed between being hashed for the journal and being read.
+REPLACED_WHILE_READ = "it was replaced while it was read; it is taken again once it settles"
 
 
 def read_input_bytes(path: Path) -> bytes:

@@ -42,7 +42,17 @@ from filedrop.read.table import (
     read_input_bytes,
 )
 
-__all__ = ["RENDERERS", "Column", "ParsedSheet", "parse_sheet", "render", "render_float"]
+__all__ = [
+    "RENDERERS",
+    "Column",
+    "LoadedSheet",
+    "ParsedSheet",
+    "finish_sheet",
+    "load_sheet",
+    "parse_sheet",
+    "render",
+    "render_float",
+]
 
 
 @dataclass(frozen=True)
@@ -80,8 +90,28 @@ class ParsedSheet:
 
 def parse_sheet(path: Path, options: ReadOptions) -> ParsedSheet:
     """Parse the chosen sheet with calamine, find its header, and classify each column."""
+    return finish_sheet(path, options, load_sheet(path, read_input_bytes(path), options.sheet))
+
+
+@dataclass(frozen=True)
+class LoadedSheet:
+    """A sheet as calamine gave it, before the header is looked for: what a reader that began
+    before the mapping's options were known (``isolated.read_ahead``) holds while it waits."""
+
+    wanted: str | int  # the sheet asked for (``ReadOptions.sheet``)
+    sheet_name: str
+    rows: list[list[object]]  # from the first used row
+    first_row: int  # that row's Excel number
+    first_col: int  # 0-based column of their first cell
+    data: bytes  # the file's bytes
+    sheets: tuple[str, ...]  # the workbook's visible sheets
+
+
+def finish_sheet(path: Path, options: ReadOptions, loaded: LoadedSheet) -> ParsedSheet:
+    """Find the header of a loaded sheet as ``options`` say, and classify each column."""
     where = str(path)
-    sheet_name, rows, first_row, first_col, data, sheets = _load_sheet(path, options.sheet)
+    sheet_name, rows, first_row = loaded.sheet_name, loaded.rows, loaded.first_row
+    first_col, data, sheets = loaded.first_col, loaded.data, loaded.sheets
     header_at = _excel_header(where, sheet_name, rows, first_row, options)
     header_row = first_row + header_at
 
@@ -122,13 +152,9 @@ def _parse_column(cells: Sequence[object]) -> Column:
     return Column("objects", cells)
 
 
-def _load_sheet(
-    path: Path, wanted: str | int
-) -> tuple[str, list[list[object]], int, int, bytes, tuple[str, ...]]:
-    """(sheet name, its rows from the first used one, that row's Excel number, the 0-based
-    column of their first cell, the file's bytes, the workbook's visible sheets)."""
+def load_sheet(path: Path, data: bytes, wanted: str | int) -> LoadedSheet:
+    """Open the workbook ``data`` (the bytes of ``path``) and load the sheet ``wanted``."""
     where = str(path)
-    data = read_input_bytes(path)
     if not data:
         raise ReadError(where, "the file is empty (0 bytes); export it again")
     locked = "the file is password-protected; save a copy without a password"
@@ -186,7 +212,7 @@ def _load_sheet(
             else f'sheet "{sheet_name}" is empty, and there is no other; export the data again',
         )
     # to_python(skip_empty_area=True) begins at the first used cell, ``start`` (0-based).
-    return sheet_name, rows, start[0] + 1, start[1], data, visible
+    return LoadedSheet(wanted, sheet_name, rows, start[0] + 1, start[1], data, visible)
 
 
 def _excel_header(

@@ -1,0 +1,175 @@
+"""A workbook parsed before the run asks for it (``read_ahead``): taken only for the very bytes the
+journal hashed, for whichever sheet the mapping names, and stopped when nobody takes it."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import openpyxl
+import pytest
+from builders import erp_row, filedrop, run_env, write_erp_workbook
+
+from filedrop.errors import ReadError
+from filedrop.inbox import workbook_to_read_ahead
+from filedrop.read import REPLACED_WHILE_READ, ReadLimits, ReadOptions, isolated, read_table
+from filedrop.sandbox import Sandbox
+
+
+@pytest.fixture(autouse=True)
+def started(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Path]]:
+    """The files a reader child was started for, in order; no read begun ahead outlives a test."""
+    paths: list[Path] = []
+    start = isolated._start_child
+
+    def counted(conn, path, options, limits):  # type: ignore[no-untyped-def]
+        paths.append(path)
+        return start(conn, path, options, limits)
+
+    monkeypatch.setattr(isolated, "_start_child", counted)
+    yield paths
+    isolated.drop_read_ahead()
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def workbook(path: Path, sheets: dict[str, list[list[object]]], *, hidden: str = "") -> Path:
+    book = openpyxl.Workbook()
+    book.remove(book.active)
+    for name, rows in sheets.items():
+        sheet = book.create_sheet(name)
+        for row in rows:
+            sheet.append(row)
+        if name == hidden:
+            sheet.sheet_state = "hidden"
+    book.save(path)
+    return path
+
+
+def cells(path: Path, options: ReadOptions | None = None, **read: object) -> list[list[str]]:
+    table = read_table(path, options or ReadOptions(), limits=ReadLimits(), **read)  # type: ignore[arg-type]
+    return [table.cells[i].tolist() for i in range(len(table.headers))]
+
+
+def test_a_read_begun_ahead_is_taken_and_reads_as_a_plain_read(
+    tmp_path: Path, started: list[Path]
+) -> None:
+    path = workbook(tmp_path / "a.xlsx", {"Ark1": [["Fakturanr", "Beløp"], ["1001", 10.5]]})
+    isolated.read_ahead(path, ReadLimits())
+    assert cells(path, sha256=sha256_of(path)) == [["1001"], ["10.5"]]
+    assert started == [path]  # no second child: the one begun ahead answered
+    assert cells(path) == [["1001"], ["10.5"]]  # a plain read, for comparison
+    assert not isolated._ahead
+
+
+def test_a_file_changed_after_its_read_began_is_read_again_as_it_is_now(
+    tmp_path: Path, started: list[Path]
+) -> None:
+    """The child begun ahead parsed the old bytes; the journal hashed the new ones: the rows are
+    the new ones', never the old parse's."""
+    path = workbook(tmp_path / "a.xlsx", {"Ark1": [["Fakturanr"], ["OLD-1"]]})
+    isolated.read_ahead(path, ReadLimits())
+    time.sleep(1.5)  # the child has long parsed the old bytes and waits for its options
+    workbook(tmp_path / "new.xlsx", {"Ark1": [["Fakturanr"], ["NEW-1"], ["NEW-2"]]})
+    os.replace(tmp_path / "new.xlsx", path)
+    assert cells(path, sha256=sha256_of(path)) == [["NEW-1", "NEW-2"]]
+    assert started == [path, path]
+
+
+def test_bytes_other_than_the_hashed_ones_are_refused_as_replaced(tmp_path: Path) -> None:
+    """Changed between the journal's hash and the read: the rows would not be the hashed file's."""
+    path = workbook(tmp_path / "a.xlsx", {"Ark1": [["Fakturanr"], ["1001"]]})
+    with pytest.raises(ReadError) as refused:
+        cells(path, sha256="0" * 64)
+    assert str(refused.value) == f"{path}: {REPLACED_WHILE_READ}"
+
+
+@pytest.mark.parametrize("hidden_first", [False, True])
+def test_the_sheet_the_mapping_names_is_read_though_the_first_was_loaded(
+    tmp_path: Path, started: list[Path], hidden_first: bool
+) -> None:
+    """The child begun ahead loads the first sheet; options naming another load that one. A first
+    sheet that is hidden (refused when read by position) does not refuse the named one."""
+    path = workbook(
+        tmp_path / "a.xlsx",
+        {"Forside": [["Rapport"]], "Fakturaer": [["Fakturanr"], ["1001"]]},
+        hidden="Forside" if hidden_first else "",
+    )
+    isolated.read_ahead(path, ReadLimits())
+    assert cells(path, ReadOptions(sheet="Fakturaer"), sha256=sha256_of(path)) == [["1001"]]
+    assert started == [path]
+
+
+def test_a_damaged_workbook_read_ahead_gets_the_plain_reads_sentence(
+    tmp_path: Path, started: list[Path]
+) -> None:
+    path = tmp_path / "a.xlsx"
+    path.write_bytes(b"PK\x03\x04" + b"\x00" * 200)
+    with pytest.raises(ReadError) as plain:
+        cells(path)
+    isolated.read_ahead(path, ReadLimits())
+    with pytest.raises(ReadError) as ahead:
+        cells(path, sha256=sha256_of(path))
+    assert str(ahead.value) == str(plain.value)
+    assert started == [path, path]
+
+
+def test_a_read_nobody_takes_is_stopped(tmp_path: Path) -> None:
+    path = workbook(tmp_path / "a.xlsx", {"Ark1": [["Fakturanr"], ["1001"]]})
+    isolated.read_ahead(path, ReadLimits())
+    pid = isolated._ahead[0].child.pid
+    isolated.drop_read_ahead(tmp_path / "other.xlsx")  # another file's: this one stays
+    assert isolated._ahead
+    isolated.drop_read_ahead(path)
+    assert not isolated._ahead
+    assert _gone(pid)
+
+
+def _gone(pid: int | None, timeout_s: float = 5.0) -> bool:
+    """Whether process ``pid`` ended (gone, or a zombie its parent has not reaped yet)."""
+    deadline = time.monotonic() + timeout_s
+    status = Path(f"/proc/{pid}/status")
+    while time.monotonic() < deadline:
+        try:
+            if "\nState:\tZ" in status.read_text():
+                return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_only_a_first_workbook_without_an_outcome_is_read_ahead(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    assert workbook_to_read_ahead(inbox) is None  # not there: the run says so
+    inbox.mkdir()
+    first = workbook(inbox / "b.xlsx", {"Ark1": [["Fakturanr"], ["1001"]]})
+    later = inbox / "c.csv"
+    later.write_text("Fakturanr\n1002\n")
+    os.utime(first, (1_000_000_000, 1_000_000_000))
+    assert workbook_to_read_ahead(inbox) == first
+    (inbox / "b.outcome.xlsx").write_bytes(b"done before")
+    assert workbook_to_read_ahead(inbox) is None  # most likely done before, and skipped
+    (inbox / "b.outcome.xlsx").unlink()
+    os.utime(later, (900_000_000, 900_000_000))
+    assert workbook_to_read_ahead(inbox) is None  # the run takes the CSV first
+
+
+def test_a_run_reads_its_first_workbook_ahead_and_a_second_run_does_not(
+    inbox: Path, sandbox: Sandbox, started: list[Path]
+) -> None:
+    """Begun before the run's imports, the read is the one the run takes; the next run finds the
+    outcome beside the file and parses nothing, and sends nothing again."""
+    path = write_erp_workbook(inbox / "mars.xlsx", [erp_row("1001"), erp_row("1002")])
+    os.utime(path, (1_000_000_000, 1_000_000_000))
+    _, out, _ = filedrop("run", environ=run_env(inbox, sandbox.url))
+    assert "mars.xlsx: 2 SUCCEEDED" in out
+    assert started == [path]
+    filedrop("run", environ=run_env(inbox, sandbox.url))
+    assert started == [path]
+    assert sandbox.counters().invoices_received == 2
