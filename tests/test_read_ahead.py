@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -173,3 +175,14 @@ def test_a_run_reads_its_first_workbook_ahead_and_a_second_run_does_not(
     filedrop("run", environ=run_env(inbox, sandbox.url))
     assert started == [path]
     assert sandbox.counters().invoices_received == 2
+
+
+def test_the_command_line_reads_ahead_before_numpy_is_imported() -> None:
+    """What runs before the read begins (the command line, its settings, the look at the inbox)
+    imports no numpy or pandas: their tenth of a second and more would delay the parse."""
+    code = (
+        "import sys, filedrop.cli, filedrop.read.isolated; "
+        "print(sorted({'numpy', 'pandas'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

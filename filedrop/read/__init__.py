@@ -6,7 +6,8 @@ return, including what was detected, so ``filedrop validate`` can say it. Nothin
 invoices or HTTP.
 
 The names from ``delimited`` are imported on first use: the process that parses workbooks imports
-this package too, and needs neither numpy nor pandas, which ``delimited`` brings.
+this package too, and so does the command line before it begins reading a workbook ahead; neither
+needs numpy or pandas, which ``delimited`` brings.
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ from typing import TYPE_CHECKING
 
 from filedrop.read.limits import ReadLimits
 from filedrop.read.table import (
+    CSV_SUFFIXES,
     EMPTY_FILE,
+    EXCEL_SUFFIXES,
     HEADER_SEARCH_ROWS,
+    INPUT_SUFFIXES,
     REPLACED_WHILE_READ,
     ReadInfo,
     ReadOptions,
@@ -25,13 +29,7 @@ from filedrop.read.table import (
 )
 
 if TYPE_CHECKING:
-    from filedrop.read.delimited import (
-        CSV_SUFFIXES,
-        DELIMITERS,
-        EXCEL_SUFFIXES,
-        INPUT_SUFFIXES,
-        read_table,
-    )
+    from filedrop.read.delimited import DELIMITERS, read_table
 
 __all__ = [
     "CSV_SUFFIXES",
@@ -49,9 +47,7 @@ __all__ = [
     "read_table",
 ]
 
-_FROM_DELIMITED = frozenset(
-    {"CSV_SUFFIXES", "DELIMITERS", "EXCEL_SUFFIXES", "INPUT_SUFFIXES", "read_table"}
-)
+_FROM_DELIMITED = frozenset({"DELIMITERS", "read_table"})
 
 
 def __getattr__(name: str) -> object:

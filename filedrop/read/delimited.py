@@ -24,8 +24,11 @@ from filedrop.read.excel import read_excel
 from filedrop.read.isolated import read_excel_isolated
 from filedrop.read.limits import ReadLimits, check_file_size, inspect_workbook
 from filedrop.read.table import (
+    CSV_SUFFIXES,
     EMPTY_FILE,
+    EXCEL_SUFFIXES,
     HEADER_SEARCH_ROWS,
+    INPUT_SUFFIXES,
     ReadInfo,
     ReadOptions,
     Table,
@@ -37,10 +40,6 @@ from filedrop.read.table import (
     trailing_width,
 )
 
-CSV_SUFFIXES = (".csv",)
-EXCEL_SUFFIXES = (".xlsx", ".xlsm", ".xls")
-INPUT_SUFFIXES = CSV_SUFFIXES + EXCEL_SUFFIXES
-"""Every file type filedrop reads, matched case-insensitively: the inbox takes exactly these."""
 DELIMITERS = (";", "\t", ",", "|")
 """Candidates in order of preference when two fit equally well (Norwegian exports use ``;``)."""
 _SNIFF_BYTES = 64 * 1024

@@ -44,6 +44,11 @@ __all__ = [
 ]
 
 #: What a file with no content is told, whoever finds it (a reader, or the pipeline before it).
+CSV_SUFFIXES = (".csv",)
+EXCEL_SUFFIXES = (".xlsx", ".xlsm", ".xls")
+INPUT_SUFFIXES = CSV_SUFFIXES + EXCEL_SUFFIXES
+"""Every file type filedrop reads, matched case-insensitively: the inbox takes exactly these."""
+
 EMPTY_FILE = "the file is empty; export it again"
 #: A file whose bytes changed between being hashed for the journal and being read.
 REPLACED_WHILE_READ = "it was replaced while it was read; it is taken again once it settles"
