@@ -14,6 +14,7 @@ command line: this module and everything it imports at its top stay free of them
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import io
 import multiprocessing
@@ -237,6 +238,10 @@ def _child(conn: Connection, path: Path, options: ReadOptions | None, memory_byt
     _, hard = resource.getrlimit(resource.RLIMIT_AS)
     soft = memory_bytes if hard == resource.RLIM_INFINITY else min(memory_bytes, hard)
     resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    # One parse, then the process ends: the cyclic collector would only walk the sheet's rows
+    # again and again while they are turned into columns (0.16 s instead of 0.09 for 50,000
+    # rows), to find next to no garbage, which the end frees anyway.
+    gc.disable()
     # What the child has to say it sends back; native code's own printing (a Rust panic's
     # backtrace, which the answer already names) would land in the user's terminal or log.
     devnull = os.open(os.devnull, os.O_WRONLY)
