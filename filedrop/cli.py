@@ -459,14 +459,19 @@ def _read_first_workbook_ahead(settings: Settings) -> None:
     """Begin parsing the inbox's first file, if a workbook, in the reader's child now: its half
     a second to a second of calamine then overlaps the imports, the token and the journal's
     opening instead of following them (``read_ahead`` says how it stays safe)."""
-    limits = settings.read_limits()
-    if settings.inboxes or settings.inbox is None or not limits.read_in_subprocess:
-        return
     from filedrop.inbox import workbook_to_read_ahead
     from filedrop.read.isolated import read_ahead
 
-    if (path := workbook_to_read_ahead(settings.inbox)) is not None:
-        read_ahead(path, limits)
+    try:
+        limits = settings.read_limits()
+        if settings.inboxes or settings.inbox is None or not limits.read_in_subprocess:
+            return
+        if (path := workbook_to_read_ahead(settings.inbox)) is not None:
+            read_ahead(path, limits)
+    except Exception:
+        # Only a head start: an inbox that cannot be listed, or a reader that cannot be
+        # started, is the run's to find and say, as it would without it.
+        return
 
 
 def _run_settings(stop: threading.Event, io: Io) -> int:

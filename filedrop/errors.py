@@ -40,6 +40,28 @@ class ReadError(FiledropError):
         return f"{self.path}: {self.detail}"
 
 
+class ReadAgainLaterError(FiledropError):
+    """A file whose read was given up for a reason that passes, so nothing is recorded against
+    its bytes: it changed while it was read (``replaced``), or filedrop was stopping
+    (``stopped``). Not a ``ReadError``: a mapping that cannot read a file is a verdict on the
+    file, and this is none."""
+
+    REPLACED = "it changed while it was read; it is read again once it settles"
+    STOPPED = "not read to the end: filedrop was stopping; the next run reads it"
+
+    def __init__(self, path: str, detail: str) -> None:
+        super().__init__(path, detail)
+        self.path = path
+        self.detail = detail
+
+    @property
+    def replaced(self) -> bool:
+        return self.detail == self.REPLACED
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.detail}"
+
+
 class HiddenSheetError(ReadError):
     """The sheet chosen by its position is one Excel hides; ``visible`` are the sheets it shows,
     in order (``filedrop init`` drafts from the first of them)."""

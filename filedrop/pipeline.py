@@ -45,7 +45,13 @@ from filedrop.api.client import (
 )
 from filedrop.api.poller import DaemonPool, Poller
 from filedrop.batch import plan_batches
-from filedrop.errors import ConfigError, FiledropError, MappingError, ReadError
+from filedrop.errors import (
+    ConfigError,
+    FiledropError,
+    MappingError,
+    ReadAgainLaterError,
+    ReadError,
+)
 from filedrop.inbox import (
     ARCHIVE,
     HashedFile,
@@ -98,7 +104,6 @@ from filedrop.outcome import (
 from filedrop.progress import Progress
 from filedrop.read import (
     EMPTY_FILE,
-    REPLACED_WHILE_READ,
     ReadLimits,
     ReadOptions,
     Table,
@@ -223,6 +228,9 @@ class Setback(enum.Enum):
     """Credentials, organisation id, URL or batch size were refused: fix the setup."""
     FAULT = "fault"
     """The disk, the outcome file or filedrop itself failed: a person should look."""
+    CHANGING = "changing"
+    """The file changed while it was read: it is taken again once it settles (the next run's,
+    as a file still being written is)."""
 
 
 @dataclass(frozen=True)
@@ -427,7 +435,9 @@ def _process_claimed(
         return _file_error(path, ctx, file_id, message, started, dest=dest)
 
     def read(file_path: Path, options: ReadOptions) -> Table:
-        return _read_hashed(file_path, options, hashed=hashed, limits=ctx.read_limits)
+        return _read_hashed(
+            file_path, options, hashed=hashed, limits=ctx.read_limits, stop=ctx.stop
+        )
 
     try:
         mapping, table = select_mapping(ctx.mappings, path, read)
@@ -440,14 +450,10 @@ def _process_claimed(
                 prepared.merge(part)
             later = None
         release_freed_memory()  # prepare's intermediate columns
-    except (ReadError, MappingError) as exc:
-        # Named by its bare name, as every other line about a file in the inbox is (an error
-        # about the mapping file itself keeps naming that file).
-        where = exc.path if isinstance(exc, ReadError) else exc.mapping
-        message = f"{name}: {exc.detail}" if where == str(path) else str(exc)
-        return _file_error(path, ctx, file_id, message, started, dest=dest)
+    except ReadAgainLaterError as exc:
+        return _read_again_later(path, ctx, file_id, exc)
     except FiledropError as exc:
-        return _file_error(path, ctx, file_id, str(exc), started, dest=dest)
+        return _file_error(path, ctx, file_id, _refusal(path, exc), started, dest=dest)
     if problem := xlsx_fit_problem(table) or earlier_outcome_problem(table):
         return _file_error(path, ctx, file_id, f"{name}: {problem}", started, dest=dest)
     if later is None:
@@ -456,6 +462,19 @@ def _process_claimed(
         return _send_and_report(
             prepared, ahead, ctx, file_id, started, dest=dest, sha256=hashed.sha256
         )
+
+
+def _refusal(path: Path, exc: FiledropError) -> str:
+    """Why ``path`` is refused, naming it by its bare name, as every other line about a file in
+    the inbox does (an error about the mapping file itself keeps naming that file)."""
+    where = (
+        exc.path
+        if isinstance(exc, ReadError)
+        else exc.mapping
+        if isinstance(exc, MappingError)
+        else None
+    )
+    return f"{printable(path.name)}: {exc.detail}" if where == str(path) else str(exc)  # type: ignore[attr-defined]
 
 
 def _outcome_dest(path: Path) -> tuple[Path | None, str]:
@@ -487,18 +506,44 @@ def _outcome_dest(path: Path) -> tuple[Path | None, str]:
 
 
 def _read_hashed(
-    path: Path, options: ReadOptions, *, hashed: HashedFile, limits: ReadLimits
+    path: Path,
+    options: ReadOptions,
+    *,
+    hashed: HashedFile,
+    limits: ReadLimits,
+    stop: threading.Event,
 ) -> Table:
-    """``read_table``, refusing a file that is no longer the one hashed (a link put there, or a
-    workbook whose bytes changed)."""
-    replaced = ReadError(str(path), REPLACED_WHILE_READ)
+    """``read_table`` of the bytes hashed, else ``ReadAgainLaterError`` (a link put there, or
+    bytes that changed since)."""
+    replaced = ReadAgainLaterError(str(path), ReadAgainLaterError.REPLACED)
     if not is_same_file(path, hashed.identity):
         raise replaced
-    table = read_table(path, options, limits=limits, sha256=hashed.sha256)
+    table = read_table(path, options, limits=limits, sha256=hashed.sha256, stop=stop)
     # Checked again after reading: a link that was there only while it was read is caught too.
     if not is_same_file(path, hashed.identity):
         raise replaced
     return table
+
+
+def _read_again_later(
+    path: Path, ctx: Context, file_id: int, exc: ReadAgainLaterError
+) -> FileReport:
+    """The report of a file whose read was given up (it changed, or filedrop was stopping).
+
+    Its claim is let go with nothing recorded against these bytes: an ERROR there would refuse
+    the file for good once it settles back to them (rewritten in place with the same content,
+    say), and its rows would never be sent. It is taken again: by the watcher once it settles,
+    by the next run (exit 3, as a file still being written)."""
+    ctx.journal.let_go(file_id)
+    message = f"{printable(path.name)}: {exc.detail}"
+    log.warning(
+        "%s",
+        message,
+        extra=fields("file_read_again", inbox=ctx.metrics.name, file=path.name),
+    )
+    if exc.replaced:
+        return FileReport(path, FileState.RETRY, {}, message=message, setback=Setback.CHANGING)
+    return FileReport(path, FileState.WAITING, {}, message=message)
 
 
 def _file_error(

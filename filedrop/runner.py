@@ -447,6 +447,7 @@ class RunReport:
             unfinished=self.stopped_early
             or bool(self.changing)
             or Setback.UNAVAILABLE in setbacks
+            or Setback.CHANGING in setbacks
             or any(report.state is FileState.WAITING for report in self.files),
         )
 

@@ -38,6 +38,7 @@ from filedrop.mapping.prepare import Prepared, prepare
 from filedrop.outcome import OUTCOME_COLUMNS, SANDBOX_COLUMN
 from filedrop.pipeline import (
     Context,
+    Setback,
     _chunk_outcomes,
     _outcome_decider,
     _OutcomeDraft,
@@ -45,7 +46,13 @@ from filedrop.pipeline import (
     process_file,
 )
 from filedrop.read import read_table
-from filedrop.runner import open_context, process_guarded, ready_files, run_inbox
+from filedrop.runner import (
+    RunReport,
+    open_context,
+    process_guarded,
+    ready_files,
+    run_inbox,
+)
 from filedrop.sandbox import Sandbox, SandboxOptions
 from filedrop.states import ExitCode, FileState
 
@@ -943,6 +950,48 @@ def test_a_file_replaced_while_it_was_processed_is_not_archived_for_the_first(
     monkeypatch.setattr(pipeline_module, "write_outcome", write)
     assert process_file(path, make_context(archive=True)).counts == {"SUCCEEDED": 1}
     assert not path.exists()
+
+
+@pytest.mark.parametrize("case", ["csv", "xlsx in the reader's child", "xlsx in process"])
+def test_a_file_rewritten_in_place_while_it_is_read_is_sent_once_it_settles(
+    inbox: Path,
+    sandbox: Sandbox,
+    make_context: Callable[..., Context],
+    monkeypatch: pytest.MonkeyPatch,
+    case: str,
+) -> None:
+    """Rewritten in place (the same file, half its bytes) while it is read, then settled back
+    to the bytes hashed: nothing is read of the half, no ERROR is kept against the bytes, and
+    the file is sent whole when taken again (before, it stayed refused for good)."""
+    name, in_child = f"inplace.{case[:4].strip()}", not case.endswith("in process")
+    path = inbox / name
+    if name.endswith(".csv"):
+        write_erp_csv(path, [erp_row("7401"), erp_row("7402")])
+    else:
+        _erp_xlsx(path, [erp_row("7401"), erp_row("7402")])
+    original = path.read_bytes()
+    read = pipeline_module.read_table
+
+    def half_written(*args: Any, **kwargs: Any) -> Any:
+        with path.open("r+b") as same_file:  # the same inode: only the bytes tell
+            same_file.truncate(len(original) // 2)
+        try:
+            return read(*args, **kwargs)
+        finally:
+            path.write_bytes(original)
+
+    monkeypatch.setattr(pipeline_module, "read_table", half_written)
+    first = process_file(path, make_context(read_in_subprocess=in_child))
+    assert (first.state, first.setback) == (FileState.RETRY, Setback.CHANGING)
+    assert (
+        first.message == f"{name}: it changed while it was read; it is read again once it settles"
+    )
+    assert RunReport([first]).exit_code is ExitCode.UNFINISHED
+    assert not list(inbox.glob("*.outcome.*"))
+    assert sandbox.received_invoice_numbers() == []
+    monkeypatch.setattr(pipeline_module, "read_table", read)
+    assert process_file(path, make_context(read_in_subprocess=in_child)).counts == {"SUCCEEDED": 2}
+    assert sorted(sandbox.received_invoice_numbers()) == ["7401", "7402"]
 
 
 def test_an_outcome_that_cannot_be_written_is_named_not_its_temporary_file(

@@ -459,6 +459,23 @@ class Journal:
                 ),
             )
 
+    def let_go(self, file_id: int) -> None:
+        """Give up this process's claim on a file as if it had never been taken up: forgotten
+        if nothing was ever sent from it (the same bytes are then new again, and other bytes
+        leave no record behind), else left ``retry`` for the next run to resume."""
+        with self._write() as db:
+            forgotten = db.change(
+                "DELETE FROM files WHERE id = ? AND NOT EXISTS"
+                " (SELECT 1 FROM batches WHERE file_id = ?)"
+                " AND NOT EXISTS (SELECT 1 FROM invoices WHERE file_id = ?)",
+                (file_id, file_id, file_id),
+            )
+            if not forgotten:
+                db.execute(
+                    "UPDATE files SET state = ?, owner = NULL, updated_at = ? WHERE id = ?",
+                    (FileState.RETRY, self._clock(), file_id),
+                )
+
     def file(self, file_id: int) -> FileRecord:
         return _file_record(self._read("SELECT * FROM files WHERE id = ?", (file_id,))[0])
 

@@ -12,6 +12,7 @@ import codecs
 import csv
 import io
 import re
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from itertools import repeat
@@ -36,7 +37,7 @@ from filedrop.read.table import (
     column_frame,
     find_header,
     name_blank_headers,
-    read_input_bytes,
+    read_hashed_bytes,
     trailing_width,
 )
 
@@ -51,6 +52,7 @@ def read_table(
     *,
     limits: ReadLimits | None = None,
     sha256: str | None = None,
+    stop: threading.Event | None = None,
 ) -> Table:
     """Read ``path`` (csv, xlsx, xlsm, xls) once into a ``Table``; ``ReadError`` says what is wrong.
 
@@ -58,7 +60,8 @@ def read_table(
     by calamine, in a child process unless ``limits`` say otherwise. A file beyond ``limits``
     (default: the settings' defaults) is refused before it is parsed, or, for a workbook parsed
     in the memory-capped child, while it is. ``sha256``, the hash the caller took of the file,
-    holds that child to those bytes (see ``read_excel_isolated``).
+    holds every read to those bytes: other bytes are ``ReadAgainLaterError``. ``stop`` set gives up
+    a workbook's parse in the child (``ReadAgainLaterError`` too).
     """
     path = Path(path)
     options = options or ReadOptions()
@@ -66,18 +69,24 @@ def read_table(
     suffix = path.suffix.lower()
     if suffix in CSV_SUFFIXES:
         check_file_size(path, limits)
-        return _read_csv(path, options, limits)
+        return _read_csv(path, options, limits, sha256)
     if suffix in EXCEL_SUFFIXES:
         check_file_size(path, limits)
         if limits.read_in_subprocess:
+            # The child parses the bytes it read, this process scans the ones it read: each
+            # is held to ``sha256``, so the marks are those of the rows parsed.
             return read_excel_isolated(
                 path,
                 options,
                 limits,
-                lambda: inspect_workbook(path, options.sheet, limits),
+                lambda: inspect_workbook(
+                    path, options.sheet, limits, read_hashed_bytes(path, sha256)
+                ),
                 sha256=sha256,
+                stop=stop,
             )
-        return read_excel(path, options, inspect_workbook(path, options.sheet, limits))
+        data = read_hashed_bytes(path, sha256)
+        return read_excel(path, options, inspect_workbook(path, options.sheet, limits, data), data)
     types = f"{', '.join(INPUT_SUFFIXES[:-1])} or {INPUT_SUFFIXES[-1]}"
     shown = path.suffix or "(no extension)"
     raise ReadError(str(path), f'"{shown}" is not a file type filedrop reads; save it as {types}')
@@ -86,12 +95,12 @@ def read_table(
 # --- CSV ------------------------------------------------------------------------------------------
 
 
-def _read_csv(path: Path, options: ReadOptions, limits: ReadLimits) -> Table:
+def _read_csv(path: Path, options: ReadOptions, limits: ReadLimits, sha256: str | None) -> Table:
     # Imported here: the process that parses workbooks imports this package, and needs no pandas.
     import pandas as pd
 
     where = str(path)
-    data = read_input_bytes(path)
+    data = read_hashed_bytes(path, sha256)
     if not data or data.isspace():
         raise ReadError(where, EMPTY_FILE)
     if data.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):

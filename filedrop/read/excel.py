@@ -38,9 +38,12 @@ from filedrop.read.workbook import (
 __all__ = ["build_table", "read_excel"]
 
 
-def read_excel(path: Path, options: ReadOptions, marks: SheetMarks | None = None) -> Table:
-    """One sheet of an Excel workbook as a `Table`; `ReadError` says what is wrong."""
-    return build_table(path, parse_sheet(path, options), marks)
+def read_excel(
+    path: Path, options: ReadOptions, marks: SheetMarks | None = None, data: bytes | None = None
+) -> Table:
+    """One sheet of an Excel workbook (``data``, default the bytes of ``path``) as a `Table`;
+    `ReadError` says what is wrong."""
+    return build_table(path, parse_sheet(path, options, data), marks)
 
 
 def build_table(path: Path, sheet: ParsedSheet, marks: SheetMarks | None = None) -> Table:

@@ -29,9 +29,9 @@ from multiprocessing.connection import Connection
 from multiprocessing.context import ForkServerProcess, set_spawning_popen
 from pathlib import Path
 
-from filedrop.errors import ReadError
+from filedrop.errors import ReadAgainLaterError, ReadError
 from filedrop.read.limits import ReadLimits, SheetMarks
-from filedrop.read.table import REPLACED_WHILE_READ, ReadOptions, Table, read_input_bytes
+from filedrop.read.table import ReadOptions, Table, read_input_bytes
 from filedrop.read.workbook import Column, LoadedSheet, ParsedSheet, finish_sheet, load_sheet
 
 __all__ = ["drop_read_ahead", "read_ahead", "read_excel_isolated", "start_reader"]
@@ -91,6 +91,7 @@ def read_excel_isolated(
     inspect: Callable[[], SheetMarks | None] = lambda: None,
     *,
     sha256: str | None = None,
+    stop: threading.Event | None = None,
 ) -> Table:
     """``read_excel`` in a child capped at ``limits.max_read_memory_bytes`` of address space.
 
@@ -101,9 +102,11 @@ def read_excel_isolated(
     its own scan, since the child's memory is capped.
 
     ``sha256`` is the hash of the bytes the caller means (the journal's): the child hashes the
-    bytes it parsed, and a file that changed since is refused as replaced, so the rows are always
-    those of the hashed file. With it, a read of ``path`` begun ahead (``read_ahead``) is taken
-    instead of starting one, and is read again if it parsed other bytes.
+    bytes it parsed, and a file that changed since is ``ReadAgainLaterError``, so the rows are
+    always those of the hashed file. With it, a read of ``path`` begun ahead (``read_ahead``)
+    is taken instead of starting one; one that parsed other bytes, or not the sheet
+    ``options`` name, or failed, is replaced by a fresh child. ``stop`` set stops the child
+    (``ReadAgainLaterError``): whatever the child does, a stopping filedrop does not wait.
     """
     ahead = _take_ahead(path, limits) if sha256 is not None else None
     if ahead is not None:
@@ -111,31 +114,23 @@ def read_excel_isolated(
         with contextlib.suppress(OSError):
             receiver.send(options)  # a child that died meanwhile answers nothing: read again
     else:
-        receiver, sender = _CONTEXT.Pipe(duplex=False)
-        child = _start_child(sender, path, options, limits)
+        child, receiver = _started(path, options, limits)
     try:
         marks = inspect()
-        try:
-            ok, result, digest = receiver.recv()
-        except EOFError:
-            ok, result, digest = False, None, None  # the child died before it could answer
-        child.join()
-    finally:
-        if child.is_alive():
-            child.kill()
-            child.join()
-        receiver.close()
-    exitcode = child.exitcode
-    child.close()
-    if ahead is not None and digest != sha256:
-        # Begun before the file was hashed, it parsed other bytes, or none: as if never begun.
-        return read_excel_isolated(path, options, limits, inspect, sha256=sha256)
+    except BaseException:
+        _end(child, receiver)
+        raise
+    ok, result, digest, exitcode = _answer(path, child, receiver, stop)
+    if ahead is not None and (ok is None or digest != sha256):
+        # Begun before the file was hashed, it parsed other bytes, or none; or it holds another
+        # sheet, or failed (memory short of one sheet leaves none for another): as never begun.
+        ok, result, digest, exitcode = _answer(path, *_started(path, options, limits), stop)
     if sha256 is not None and digest is not None and digest != sha256:
-        raise ReadError(str(path), REPLACED_WHILE_READ)
+        raise ReadAgainLaterError(str(path), ReadAgainLaterError.REPLACED)
     if ok:
         from filedrop.read.excel import build_table  # numpy: this process only
 
-        return build_table(path, _unpack(result), marks)
+        return build_table(path, _unpack(result), marks)  # type: ignore[arg-type]
     if isinstance(result, BaseException) and not isinstance(result, MemoryError):
         raise result
     raise ReadError(
@@ -144,6 +139,52 @@ def read_excel_isolated(
         f"{limits.max_read_memory_bytes:,} bytes ({limits.where('max_read_memory_bytes')}; "
         f"the reader {_ending(exitcode, ran_out=result is not None)}); it is not read",
     )
+
+
+#: How often a wait for the child looks whether filedrop is stopping.
+_STOP_CHECK_S = 0.1
+
+
+def _answer(
+    path: Path, child: _ReaderProcess, receiver: Connection, stop: threading.Event | None
+) -> tuple[bool | None, object, str | None, int | None]:
+    """The child's answer (ok, sheet or exception, digest) and how it ended, once it ends.
+
+    Nothing here waits on the child alone: a stop ends the wait, and the child with it."""
+    try:
+        # Stopping is looked at first: a stop set before is a stop too. An ended child reads
+        # as an answer (EOF).
+        while stop is None or not stop.is_set():
+            if receiver.poll(_STOP_CHECK_S):
+                break
+        else:
+            raise ReadAgainLaterError(str(path), ReadAgainLaterError.STOPPED)
+        try:
+            ok, result, digest = receiver.recv()
+        except EOFError:
+            ok, result, digest = False, None, None  # the child died before it could answer
+        child.join()
+    finally:
+        _end(child, receiver)
+    exitcode = child.exitcode
+    child.close()
+    return ok, result, digest, exitcode
+
+
+def _end(child: _ReaderProcess, receiver: Connection) -> None:
+    """Stop ``child`` if it still runs, and close this process's end of its pipe."""
+    if child.is_alive():
+        child.kill()
+        child.join()
+    receiver.close()
+
+
+def _started(
+    path: Path, options: ReadOptions, limits: ReadLimits
+) -> tuple[_ReaderProcess, Connection]:
+    """A reader child of ``path`` with its options, and the end its answer comes on."""
+    receiver, sender = _CONTEXT.Pipe(duplex=False)
+    return _start_child(sender, path, options, limits), receiver
 
 
 def _start_child(
@@ -232,8 +273,9 @@ def _child(conn: Connection, path: Path, options: ReadOptions | None, memory_byt
     """Cap this process's address space, parse, and send (True, sheet) or (False, exception),
     each with the SHA-256 of the bytes parsed (None if none were read).
 
-    Without ``options`` (a read begun ahead) the first sheet is loaded first, then the options
-    are awaited on ``conn``; the parent closing it instead ends the child.
+    Without ``options`` (a read begun ahead) the first sheet is loaded, then the options are
+    awaited on ``conn`` (the parent closing it instead ends the child); unless that sheet
+    loaded and is the one they name, the answer is (None, None, digest): read afresh.
     """
     _, hard = resource.getrlimit(resource.RLIMIT_AS)
     soft = memory_bytes if hard == resource.RLIM_INFINITY else min(memory_bytes, hard)
@@ -248,25 +290,24 @@ def _child(conn: Connection, path: Path, options: ReadOptions | None, memory_byt
     os.dup2(devnull, 2)
     os.close(devnull)
     digest = None
+    answer: tuple[bool | None, object, str | None]
     try:
         data = read_input_bytes(path)
         digest = hashlib.sha256(data).hexdigest()
-        loaded: LoadedSheet | BaseException | None = None
         if options is None:
             loaded = _load(path, data, _GUESSED_SHEET)
             try:
                 options = conn.recv()
             except EOFError:
                 return  # not wanted
-        if not _same_sheet(loaded, options.sheet):
-            loaded = _load(path, data, options.sheet)
-        if isinstance(loaded, BaseException):
-            raise loaded
-        answer: tuple[bool, object, str | None] = (
-            True,
-            _pack(finish_sheet(path, options, loaded)),
-            digest,
-        )
+            if loaded is None or options.sheet != _GUESSED_SHEET:
+                answer = (None, None, digest)
+                loaded = None  # freed before the answer goes
+            else:
+                answer = (True, _pack(finish_sheet(path, options, loaded)), digest)
+        else:
+            loaded_sheet = load_sheet(path, data, options.sheet)
+            answer = (True, _pack(finish_sheet(path, options, loaded_sheet)), digest)
     except MemoryError:
         answer = (False, MemoryError(), digest)
     except Exception as exc:  # sent back and raised in the parent, as if read there
@@ -284,22 +325,13 @@ def _child(conn: Connection, path: Path, options: ReadOptions | None, memory_byt
 _GUESSED_SHEET = ReadOptions().sheet
 
 
-def _load(path: Path, data: bytes, wanted: str | int) -> LoadedSheet | BaseException:
-    """``load_sheet``, or what it raised, kept for when the options say whether it is wanted."""
+def _load(path: Path, data: bytes, wanted: str | int) -> LoadedSheet | None:
+    """``load_sheet``, or None if it failed in any way: a read begun ahead that failed is done
+    again by a fresh child, which says why, for the sheet the mapping names."""
     try:
         return load_sheet(path, data, wanted)
-    except MemoryError:
-        return MemoryError()
-    except Exception as exc:
-        return exc
-
-
-def _same_sheet(loaded: LoadedSheet | BaseException | None, wanted: str | int) -> bool:
-    """Whether ``loaded`` is the sheet ``wanted`` (a name and a position never match)."""
-    if loaded is None:
-        return False
-    asked = _GUESSED_SHEET if isinstance(loaded, BaseException) else loaded.wanted
-    return type(asked) is type(wanted) and asked == wanted
+    except Exception:  # said by the fresh child
+        return None
 
 
 # Pickling a column of strings goes string by string; one joined string crosses the pipe several

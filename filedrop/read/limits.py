@@ -12,6 +12,7 @@ parses (``isolated``), which it stops when it refuses the file.
 from __future__ import annotations
 
 import html
+import io
 import re
 import struct
 import zipfile
@@ -137,17 +138,22 @@ def check_file_size(path: Path, limits: ReadLimits) -> None:
         )
 
 
-def inspect_workbook(path: Path, sheet: str | int, limits: ReadLimits) -> SheetMarks | None:
+def inspect_workbook(
+    path: Path, sheet: str | int, limits: ReadLimits, data: bytes | None = None
+) -> SheetMarks | None:
     """Refuse a workbook beyond ``limits`` without parsing it; xls and damaged files pass.
 
     Every zip entry is inflated in chunks up to what its header declares and the limits allow,
     so a lying header is caught as early as a bomb. ``sheet`` is the sheet that will be read;
     what its XML says that its values do not is returned (None for xls, or when not found).
+    ``data``: the workbook's bytes as the reader has them (default: read ``path``), so that the
+    marks belong to the very rows parsed.
     """
     where = str(path)
     marks: SheetMarks | None = None
     try:
-        handle = open_input(path)  # a pipe or a device is refused, not waited for
+        # A pipe or a device is refused, not waited for.
+        handle: BinaryIO = open_input(path) if data is None else io.BytesIO(data)
     except OSError:
         return None
     with handle:

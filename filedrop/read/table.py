@@ -8,6 +8,7 @@ from there.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import re
 import stat
@@ -39,6 +40,7 @@ __all__ = [
     "find_header",
     "header_key",
     "name_blank_headers",
+    "read_hashed_bytes",
     "read_input_bytes",
     "trailing_width",
 ]
@@ -50,8 +52,6 @@ INPUT_SUFFIXES = CSV_SUFFIXES + EXCEL_SUFFIXES
 """Every file type filedrop reads, matched case-insensitively: the inbox takes exactly these."""
 
 EMPTY_FILE = "the file is empty; export it again"
-#: A file whose bytes changed between being hashed for the journal and being read.
-REPLACED_WHILE_READ = "it was replaced while it was read; it is taken again once it settles"
 
 
 def read_input_bytes(path: Path) -> bytes:
@@ -66,6 +66,18 @@ def read_input_bytes(path: Path) -> bytes:
         raise ReadError(
             str(path), f"the file cannot be read ({exc.strerror or exc}); check that it exists"
         ) from exc
+
+
+def read_hashed_bytes(path: Path, sha256: str | None) -> bytes:
+    """``read_input_bytes``, holding them to ``sha256`` (the hash the journal took; None: any):
+    a file rewritten in place after it was hashed is ``ReadAgainLaterError``, never its other rows
+    read and recorded under that hash."""
+    data = read_input_bytes(path)
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        from filedrop.errors import ReadAgainLaterError
+
+        raise ReadAgainLaterError(str(path), ReadAgainLaterError.REPLACED)
+    return data
 
 
 def open_input(path: Path) -> BinaryIO:

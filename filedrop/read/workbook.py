@@ -88,9 +88,12 @@ class ParsedSheet:
     sheets: tuple[str, ...] = ()  # the workbook's visible sheets, for messages
 
 
-def parse_sheet(path: Path, options: ReadOptions) -> ParsedSheet:
-    """Parse the chosen sheet with calamine, find its header, and classify each column."""
-    return finish_sheet(path, options, load_sheet(path, read_input_bytes(path), options.sheet))
+def parse_sheet(path: Path, options: ReadOptions, data: bytes | None = None) -> ParsedSheet:
+    """Parse the chosen sheet of ``data`` (default: the bytes of ``path``) with calamine, find
+    its header, and classify each column."""
+    if data is None:
+        data = read_input_bytes(path)
+    return finish_sheet(path, options, load_sheet(path, data, options.sheet))
 
 
 @dataclass(frozen=True)
