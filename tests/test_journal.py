@@ -830,3 +830,19 @@ def test_known_outcomes_are_those_written_and_those_checked_at_the_target(
     assert journal.known_outcomes(target=TARGET, stamps=stamps) == {"w", "c"}
     assert journal.known_outcomes(target="production:org-1", stamps=stamps) == {"w"}
     assert journal.known_outcomes(target=TARGET, stamps=[]) == set()
+
+
+def test_a_claim_let_go_is_forgotten_unless_something_was_sent_from_it(journal: Journal) -> None:
+    """A read given up (the file changed, or filedrop was stopping) leaves no record of bytes
+    nothing was sent from: else they would be refused or resumed as something they are not.
+    A file that sent before keeps its record, to be resumed."""
+    unsent = _claim(journal, "a.csv", "aaa")
+    journal.let_go(unsent.id)
+    assert journal.find_file(target=TARGET, name="a.csv", sha256="aaa") is None
+    assert _claim(journal, "a.csv", "aaa") is not None  # the same bytes are new again
+    sent = _claim(journal, "b.csv", "bbb")
+    journal.claim_batch(file_id=sent.id, target=TARGET, invoice_numbers=["1"])
+    journal.let_go(sent.id)
+    kept = journal.find_file(target=TARGET, name="b.csv", sha256="bbb")
+    assert kept is not None
+    assert (kept.state, kept.owner) == (FileState.RETRY, None)
