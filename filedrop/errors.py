@@ -42,12 +42,14 @@ class ReadError(FiledropError):
 
 class ReadAgainLaterError(FiledropError):
     """A file whose read was given up for a reason that passes, so nothing is recorded against
-    its bytes: it changed while it was read (``replaced``), or filedrop was stopping
-    (``stopped``). Not a ``ReadError``: a mapping that cannot read a file is a verdict on the
-    file, and this is none."""
+    its bytes: it changed while it was read (``replaced``), filedrop was stopping (``stopped``),
+    or a signal from outside ended its reader. Not a ``ReadError``: a mapping that cannot read
+    a file is a verdict on the file, and this is none."""
 
     REPLACED = "it changed while it was read; it is read again once it settles"
     STOPPED = "not read to the end: filedrop was stopping; the next run reads it"
+    #: A reader killed from outside (``{}``: the signal): nothing the file did.
+    KILLED = "not read to the end: its reader was stopped by {} from outside; it is read again"
 
     def __init__(self, path: str, detail: str) -> None:
         super().__init__(path, detail)
@@ -57,6 +59,10 @@ class ReadAgainLaterError(FiledropError):
     @property
     def replaced(self) -> bool:
         return self.detail == self.REPLACED
+
+    @property
+    def stopped(self) -> bool:
+        return self.detail == self.STOPPED
 
     def __str__(self) -> str:
         return f"{self.path}: {self.detail}"

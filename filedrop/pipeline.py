@@ -528,7 +528,8 @@ def _read_hashed(
 def _read_again_later(
     path: Path, ctx: Context, file_id: int, exc: ReadAgainLaterError
 ) -> FileReport:
-    """The report of a file whose read was given up (it changed, or filedrop was stopping).
+    """The report of a file whose read was given up (it changed, filedrop was stopping, or its
+    reader was killed).
 
     Its claim is let go with nothing recorded against these bytes: an ERROR there would refuse
     the file for good once it settles back to them (rewritten in place with the same content,
@@ -541,9 +542,10 @@ def _read_again_later(
         message,
         extra=fields("file_read_again", inbox=ctx.metrics.name, file=path.name),
     )
-    if exc.replaced:
-        return FileReport(path, FileState.RETRY, {}, message=message, setback=Setback.CHANGING)
-    return FileReport(path, FileState.WAITING, {}, message=message)
+    if exc.stopped:
+        return FileReport(path, FileState.WAITING, {}, message=message)
+    setback = Setback.CHANGING if exc.replaced else Setback.FAULT
+    return FileReport(path, FileState.RETRY, {}, message=message, setback=setback)
 
 
 def _file_error(

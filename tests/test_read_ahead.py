@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -221,3 +222,26 @@ def test_the_command_line_reads_ahead_before_numpy_is_imported() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_reader_killed_from_outside_is_no_verdict_on_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM to the reader (a kill of the process group, an operator) is not the file's doing:
+    read again later, never an ERROR kept against its bytes."""
+    path = workbook(tmp_path / "a.xlsx", {"Ark1": [["Fakturanr"], ["1001"]]})
+    start = isolated._start_child
+
+    def killed(conn, path, options, limits):  # type: ignore[no-untyped-def]
+        child = start(conn, path, options, limits)
+        os.kill(child.pid, signal.SIGTERM)
+        return child
+
+    monkeypatch.setattr(isolated, "_start_child", killed)
+    with pytest.raises(ReadAgainLaterError) as later:
+        read_table(path, limits=ReadLimits(), sha256=sha256_of(path))
+    assert str(later.value) == (
+        f"{path}: not read to the end: its reader was stopped by SIGTERM from outside; "
+        "it is read again"
+    )
+    assert not (later.value.replaced or later.value.stopped)

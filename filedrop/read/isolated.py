@@ -127,6 +127,10 @@ def read_excel_isolated(
         ok, result, digest, exitcode = _answer(path, *_started(path, options, limits), stop)
     if sha256 is not None and digest is not None and digest != sha256:
         raise ReadAgainLaterError(str(path), ReadAgainLaterError.REPLACED)
+    if ok is False and result is None and exitcode is not None and -exitcode in _FROM_OUTSIDE:
+        # Sent to the reader (a kill of the process group, an operator): not the file's doing.
+        signal_name = signal.Signals(-exitcode).name
+        raise ReadAgainLaterError(str(path), ReadAgainLaterError.KILLED.format(signal_name))
     if ok:
         from filedrop.read.excel import build_table  # numpy: this process only
 
@@ -140,6 +144,10 @@ def read_excel_isolated(
         f"the reader {_ending(exitcode, ran_out=result is not None)}); it is not read",
     )
 
+
+#: The signals people send to stop a process; the ones a parse itself ends by (SIGKILL from the
+#: kernel's out-of-memory killer, SIGABRT or SIGSEGV from native code) say something of the file.
+_FROM_OUTSIDE = frozenset({signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT})
 
 #: How often a wait for the child looks whether filedrop is stopping.
 _STOP_CHECK_S = 0.1
@@ -284,6 +292,10 @@ def _child(conn: Connection, path: Path, options: ReadOptions | None, memory_byt
     # again and again while they are turned into columns (0.16 s instead of 0.09 for 50,000
     # rows), to find next to no garbage, which the end frees anyway.
     gc.disable()
+    # Ctrl-C and a terminal's hangup reach the whole process group: the parent decides what a
+    # stop means for the file (it ends this child), so this child does not die of them first.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     # What the child has to say it sends back; native code's own printing (a Rust panic's
     # backtrace, which the answer already names) would land in the user's terminal or log.
     devnull = os.open(os.devnull, os.O_WRONLY)
