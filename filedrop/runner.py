@@ -54,7 +54,7 @@ from filedrop.pipeline import (
 )
 from filedrop.progress import Progress
 from filedrop.read import EXCEL_SUFFIXES
-from filedrop.read.isolated import drop_read_ahead, start_reader
+from filedrop.read.isolated import drop_read_ahead, reading_ahead, start_reader
 from filedrop.settings import DEFAULT_INBOX_NAME, Settings
 from filedrop.states import BatchState, ExitCode, FileState, RowStatus, exit_code_for
 
@@ -241,9 +241,12 @@ def run_inbox(ctx: Context) -> RunReport:
             extra=fields("file_ignored", inbox=ctx.metrics.name, file=path.name, reason=reason),
         )
     if ctx.read_limits.read_in_subprocess and any(
-        path.suffix.lower() in EXCEL_SUFFIXES for path in candidates
+        path.suffix.lower() in EXCEL_SUFFIXES and not reading_ahead(path) for path in candidates
     ):
-        start_reader()  # its imports overlap the stability wait and the first file's claim
+        # Its imports overlap the stability wait and the first file's claim. A workbook whose
+        # read the command line began needs no server: started anyway, its interpreter would
+        # take CPU from that very parse.
+        start_reader()
     ready, changing = ready_files(
         candidates, stability_s=ctx.stability_s, clock=ctx.clock, sleep=ctx.sleep
     )

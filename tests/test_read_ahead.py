@@ -29,9 +29,9 @@ def started(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Path]]:
     paths: list[Path] = []
     start = isolated._start_child
 
-    def counted(conn, path, options, limits):  # type: ignore[no-untyped-def]
+    def counted(conn, path, options, limits, **how):  # type: ignore[no-untyped-def]
         paths.append(path)
-        return start(conn, path, options, limits)
+        return start(conn, path, options, limits, **how)
 
     monkeypatch.setattr(isolated, "_start_child", counted)
     yield paths
@@ -232,8 +232,8 @@ def test_a_reader_killed_from_outside_is_no_verdict_on_the_file(
     path = workbook(tmp_path / "a.xlsx", {"Ark1": [["Fakturanr"], ["1001"]]})
     start = isolated._start_child
 
-    def killed(conn, path, options, limits):  # type: ignore[no-untyped-def]
-        child = start(conn, path, options, limits)
+    def killed(conn, path, options, limits, **how):  # type: ignore[no-untyped-def]
+        child = start(conn, path, options, limits, **how)
         os.kill(child.pid, signal.SIGTERM)
         return child
 
@@ -245,3 +245,42 @@ def test_a_reader_killed_from_outside_is_no_verdict_on_the_file(
         "it is read again"
     )
     assert not (later.value.replaced or later.value.stopped)
+
+
+def test_a_single_threaded_command_line_forks_its_reader_and_a_threaded_one_does_not(
+    tmp_path: Path,
+) -> None:
+    """Forked from the command line, the read begins without a server's interpreter to start;
+    with a second thread about, forking could copy a lock held mid-use, so the server forks it.
+    Either way the rows are the file's."""
+    path = workbook(tmp_path / "a.xlsx", {"Ark1": [["Fakturanr", "Beløp"], ["1001", 10.5]]})
+    code = (
+        "import hashlib, sys, threading\n"
+        "from pathlib import Path\n"
+        "from filedrop.read import ReadLimits, ReadOptions, isolated, read_table\n"
+        "path = Path(sys.argv[1])\n"
+        "if sys.argv[2] == 'threaded':\n"
+        "    done = threading.Event()\n"
+        "    threading.Thread(target=done.wait).start()\n"
+        "isolated.read_ahead(path, ReadLimits())\n"
+        "print(type(isolated._ahead[0].child).__name__)\n"
+        "table = read_table(path, ReadOptions(), limits=ReadLimits(),\n"
+        "                   sha256=hashlib.sha256(path.read_bytes()).hexdigest())\n"
+        "print([table.cells[i].tolist() for i in range(len(table.headers))])\n"
+        "if sys.argv[2] == 'threaded':\n"
+        "    done.set()\n"
+    )
+    answers = {
+        how: subprocess.run(
+            [sys.executable, "-c", code, str(path), how],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout.split("\n")[:2]
+        for how in ("alone", "threaded")
+    }
+    assert answers == {
+        "alone": ["ForkProcess", "[['1001'], ['10.5']]"],
+        "threaded": ["_ReaderProcess", "[['1001'], ['10.5']]"],
+    }

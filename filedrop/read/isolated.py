@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from multiprocessing import forkserver, popen_forkserver, reduction, spawn, util
 from multiprocessing.connection import Connection
 from multiprocessing.context import ForkServerProcess, set_spawning_popen
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from filedrop.errors import ReadAgainLaterError, ReadError
@@ -34,7 +35,13 @@ from filedrop.read.limits import ReadLimits, SheetMarks
 from filedrop.read.table import ReadOptions, Table, read_input_bytes
 from filedrop.read.workbook import Column, LoadedSheet, ParsedSheet, finish_sheet, load_sheet
 
-__all__ = ["drop_read_ahead", "read_ahead", "read_excel_isolated", "start_reader"]
+__all__ = [
+    "drop_read_ahead",
+    "read_ahead",
+    "read_excel_isolated",
+    "reading_ahead",
+    "start_reader",
+]
 
 _CONTEXT = multiprocessing.get_context("forkserver")
 _CONTEXT.set_forkserver_preload([__name__])
@@ -154,7 +161,7 @@ _STOP_CHECK_S = 0.1
 
 
 def _answer(
-    path: Path, child: _ReaderProcess, receiver: Connection, stop: threading.Event | None
+    path: Path, child: BaseProcess, receiver: Connection, stop: threading.Event | None
 ) -> tuple[bool | None, object, str | None, int | None]:
     """The child's answer (ok, sheet or exception, digest) and how it ended, once it ends.
 
@@ -179,7 +186,7 @@ def _answer(
     return ok, result, digest, exitcode
 
 
-def _end(child: _ReaderProcess, receiver: Connection) -> None:
+def _end(child: BaseProcess, receiver: Connection) -> None:
     """Stop ``child`` if it still runs, and close this process's end of its pipe."""
     if child.is_alive():
         child.kill()
@@ -189,17 +196,24 @@ def _end(child: _ReaderProcess, receiver: Connection) -> None:
 
 def _started(
     path: Path, options: ReadOptions, limits: ReadLimits
-) -> tuple[_ReaderProcess, Connection]:
+) -> tuple[BaseProcess, Connection]:
     """A reader child of ``path`` with its options, and the end its answer comes on."""
     receiver, sender = _CONTEXT.Pipe(duplex=False)
     return _start_child(sender, path, options, limits), receiver
 
 
 def _start_child(
-    conn: Connection, path: Path, options: ReadOptions | None, limits: ReadLimits
-) -> _ReaderProcess:
-    """A started reader child of ``path`` answering on ``conn`` (this process's end closed)."""
-    child = _ReaderProcess(
+    conn: Connection,
+    path: Path,
+    options: ReadOptions | None,
+    limits: ReadLimits,
+    *,
+    forked: bool = False,
+) -> BaseProcess:
+    """A started reader child of ``path`` answering on ``conn`` (this process's end closed):
+    ``forked`` from this very process, else from the reader's server."""
+    make = _FORK.Process if forked and _FORK is not None else _ReaderProcess
+    child = make(
         target=_child,
         args=(conn, path, options, limits.max_read_memory_bytes),
         name="filedrop-read",
@@ -216,9 +230,19 @@ class _Ahead:
 
     path: Path
     memory_bytes: int
-    child: _ReaderProcess
+    child: BaseProcess
     conn: Connection
 
+
+#: A child forked from this process starts in a few milliseconds, where the reader's server
+#: first has to start an interpreter and import the parser (a tenth of a second or more, all of
+#: it before the parse of a run's first workbook). Forking is safe only while this process has
+#: a single thread, as the command line has when it begins its read ahead.
+_FORK = (
+    multiprocessing.get_context("fork")
+    if "fork" in multiprocessing.get_all_start_methods()
+    else None
+)
 
 _ahead: list[_Ahead] = []  # at most one
 _ahead_lock = threading.Lock()
@@ -238,7 +262,8 @@ def read_ahead(path: Path, limits: ReadLimits) -> None:
         if _ahead:
             return
         parent_end, child_end = _CONTEXT.Pipe(duplex=True)
-        child = _start_child(child_end, path, None, limits)
+        alone = threading.active_count() == 1
+        child = _start_child(child_end, path, None, limits, forked=alone)
         _ahead.append(_Ahead(path, limits.max_read_memory_bytes, child, parent_end))
 
 
@@ -254,6 +279,12 @@ def drop_read_ahead(path: Path | None = None) -> None:
         ahead.child.kill()
         ahead.child.join()
         ahead.child.close()
+
+
+def reading_ahead(path: Path) -> bool:
+    """Whether a read of ``path`` was begun ahead and not yet taken."""
+    with _ahead_lock:
+        return any(ahead.path == path for ahead in _ahead)
 
 
 def _take_ahead(path: Path, limits: ReadLimits) -> _Ahead | None:
@@ -296,6 +327,8 @@ def _child(conn: Connection, path: Path, options: ReadOptions | None, memory_byt
     # stop means for the file (it ends this child), so this child does not die of them first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # A child forked from the command line has its handlers: SIGTERM ends a reader, as ever.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     # What the child has to say it sends back; native code's own printing (a Rust panic's
     # backtrace, which the answer already names) would land in the user's terminal or log.
     devnull = os.open(os.devnull, os.O_WRONLY)
