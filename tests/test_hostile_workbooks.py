@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import re
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
 import openpyxl
 import pandas as pd
 import pytest
-from builders import erp_row, filedrop, run_env, write_erp_csv
+from builders import erp_row, filedrop, run_env, write_erp_csv, write_erp_workbook
 from hostile import bomb_workbook, far_cell_workbook, lying_header_workbook
 
 from filedrop.errors import ReadError
@@ -107,6 +110,52 @@ def test_a_reader_that_dies_in_its_child_process_is_that_files_error(
     filedrop("run", environ=environ, expect=0)
     assert not (inbox / "wide.outcome.xlsx").exists()  # not read again: its bytes are the same
     assert sandbox.counters().invoices_received == 1
+
+
+#: Reads a workbook under caps from the reader's own footprint upwards, a line each: "ok", or the
+#: sentence it was refused with. The footprint is this process's once it imported what the
+#: reader's server imports.
+_CAP_SWEEP = """
+import sys
+import filedrop.read.isolated
+vm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmSize")) * 1024
+from pathlib import Path
+from filedrop.errors import FiledropError
+from filedrop.read import ReadLimits, ReadOptions, read_table
+for step in range(int(sys.argv[2])):
+    limits = ReadLimits(max_read_memory_bytes=vm + step * 2**18)
+    try:
+        read_table(Path(sys.argv[1]), ReadOptions(), limits=limits)
+        print("ok", flush=True)
+    except FiledropError as exc:
+        print(exc.detail, flush=True)
+"""
+
+
+def test_a_workbook_short_of_memory_is_said_to_be_so_at_any_cap(tmp_path: Path) -> None:
+    """Wherever the memory cap cuts calamine off (opening the file, loading the sheet, making
+    Python's values of it) the sentence names the memory limit: pyo3's MemoryError read as a
+    damaged workbook, and its panic on a value Python could not make as a value calamine cannot
+    convert. With RUST_BACKTRACE=1 set, as on developers' machines, a panic under the cap hung
+    the reader for good: printing the backtrace needs memory too."""
+    path = write_erp_workbook(tmp_path / "w.xlsx", [erp_row(str(1000 + i)) for i in range(10_000)])
+    sweep = subprocess.run(
+        [sys.executable, "-c", _CAP_SWEEP, str(path), "120"],  # 30 MB in steps of 256 KiB
+        env={**os.environ, "RUST_BACKTRACE": "1"},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    answers = sweep.stdout.splitlines()
+    short = re.compile(
+        r"the workbook could not be read within the memory limit of [\d,]+ bytes "
+        r"\(FILEDROP_MAX_READ_MEMORY_BYTES; the reader (ran out of memory|was stopped by "
+        r"SIGABRT)\); it is not read"
+    )
+    assert [a for a in answers if a != "ok" and not short.fullmatch(a)] == []
+    assert answers[0] != "ok"
+    assert answers[-1] == "ok"
 
 
 def test_a_csv_header_of_a_million_fields_is_refused_unread(inbox: Path, sandbox: Sandbox) -> None:

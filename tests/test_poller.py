@@ -179,13 +179,13 @@ def test_an_unknown_batch_status_is_one_warning_and_the_batch_stays_pending(
     odd_status_api: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Status COMPLETED: logged once for the batch, however often it is polled; still pending."""
-    # Three polls a second apart fit in 2.8 s with 0.8 s to spare on a loaded machine (2.5 s
-    # left 0.5 s, and one loaded run polled twice); a fourth would need 3 s.
+    # Polls a second apart for 2.8 s: three, or two on a loaded machine (a full test run once
+    # fitted only two); at least two are what "however often" needs.
     schedule = PollSchedule(initial_s=0.01, max_interval_s=1.0, timeout_s=2.8)
     with caplog.at_level(logging.WARNING, logger="filedrop"):
         result = _poll_once(odd_status_api, schedule)
     assert isinstance(result, StillPending)
-    assert len(_OddStatusApi.gets) == 3
+    assert len(_OddStatusApi.gets) in (2, 3)
     assert [r.getMessage() for r in caplog.records] == [
         "batch d290f1ee-6c54-4b01-90e6-d70174800851: Amili answered status 'COMPLETED', which "
         "filedrop does not know; its rows stay PENDING and it is polled again"

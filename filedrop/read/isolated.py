@@ -334,6 +334,11 @@ def _child(conn: Connection, path: Path, options: ReadOptions | None, memory_byt
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     os.close(devnull)
+    # No Rust backtrace, whatever the user's environment says: printing one reads the library's
+    # debug symbols into memory, and when the panic came from memory running out at the cap, that
+    # allocation fails too, and Rust's handler for it waits for the lock the backtrace holds:
+    # with RUST_BACKTRACE=1 a parse that ran out of memory hung instead of ending.
+    os.environ["RUST_BACKTRACE"] = "0"
     digest = None
     answer: tuple[bool | None, object, str | None]
     try:

@@ -155,6 +155,11 @@ def _parse_column(cells: Sequence[object]) -> Column:
     return Column("objects", cells)
 
 
+#: pyo3's panic when Python hands back no object, which for the values calamine makes means an
+#: allocation failed: pyo3 consumes the MemoryError and panics with these words instead.
+_PYTHON_GAVE_NULL = "PyObject pointer is null"
+
+
 def load_sheet(path: Path, data: bytes, wanted: str | int) -> LoadedSheet:
     """Open the workbook ``data`` (the bytes of ``path``) and load the sheet ``wanted``."""
     where = str(path)
@@ -166,6 +171,8 @@ def load_sheet(path: Path, data: bytes, wanted: str | int) -> LoadedSheet:
         workbook = python_calamine.CalamineWorkbook.from_filelike(io.BytesIO(data))
     except python_calamine.PasswordError as exc:
         raise ReadError(where, locked) from exc
+    except MemoryError:
+        raise  # memory, not the file: the reader's child says so with the limit's name
     except Exception as exc:  # calamine raises several unrelated types for damaged files
         raise ReadError(where, _unopenable(data[:4096])) from exc
     with workbook:
@@ -183,6 +190,8 @@ def load_sheet(path: Path, data: bytes, wanted: str | int) -> LoadedSheet:
             start = sheet.start
         except python_calamine.PasswordError as exc:
             raise ReadError(where, locked) from exc
+        except MemoryError:
+            raise
         except Exception as exc:
             raise ReadError(
                 where, f'sheet "{sheet_name}" is damaged; open the file in Excel and save it again'
@@ -192,6 +201,8 @@ def load_sheet(path: Path, data: bytes, wanted: str | int) -> LoadedSheet:
             # milliseconds out of bounds"), which pyo3 raises as a BaseException.
             if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
                 raise
+            if str(exc) == _PYTHON_GAVE_NULL:
+                raise MemoryError from exc
             found = _far_date(data, sheet_name)
             what = (
                 f"cell {found[0]} holds {found[1]} as a date or time, far outside the years "
