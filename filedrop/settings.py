@@ -333,6 +333,10 @@ class Settings:
         default=_READ_LIMITS.max_read_memory_bytes,
         metadata=_about(_positive_int, "memory a workbook's reader may use"),
     )
+    max_read_s: float = field(
+        default=_READ_LIMITS.max_read_s,
+        metadata=_about(_positive_seconds, "how long a workbook's reader may take"),
+    )
     read_in_subprocess: bool = field(
         default=_READ_LIMITS.read_in_subprocess,
         metadata=_about(_bool, "read workbooks in a child process, so a crash is one file's error"),

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -156,6 +157,29 @@ def test_a_workbook_short_of_memory_is_said_to_be_so_at_any_cap(tmp_path: Path) 
     assert [a for a in answers if a != "ok" and not short.fullmatch(a)] == []
     assert answers[0] != "ok"
     assert answers[-1] == "ok"
+
+
+def test_a_reader_taking_longer_than_its_time_is_stopped_and_the_file_refused(
+    tmp_path: Path,
+) -> None:
+    """FILEDROP_MAX_READ_S: a reader stuck in native code (one hung on a lock for good) would
+    hold the run, or one of the daemon's workers, for ever; past its time it is stopped, and the
+    sentence names the setting. 10 ms is less than a 10,000-row sheet's parse (0.2 s)."""
+    from filedrop.read import read_table
+    from filedrop.settings import load_settings
+
+    path = write_erp_workbook(tmp_path / "w.xlsx", [erp_row(str(1000 + i)) for i in range(10_000)])
+    limits = load_settings(environ={"FILEDROP_MAX_READ_S": "0.01"}).read_limits()
+    started = time.monotonic()
+    with pytest.raises(ReadError) as refused:
+        read_table(path, ReadOptions(), limits=limits)
+    assert time.monotonic() - started < 5
+    assert refused.value.detail == (
+        "the workbook could not be read within 0.01 s (FILEDROP_MAX_READ_S); its reader was "
+        "stopped; it is not read"
+    )
+    assert not multiprocessing.active_children()
+    assert len(read_table(path, ReadOptions(), limits=ReadLimits()).cells[0]) == 10_000
 
 
 def test_a_csv_header_of_a_million_fields_is_refused_unread(inbox: Path, sandbox: Sandbox) -> None:

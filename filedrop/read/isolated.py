@@ -22,6 +22,7 @@ import os
 import resource
 import signal
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from multiprocessing import forkserver, popen_forkserver, reduction, spawn, util
@@ -127,11 +128,11 @@ def read_excel_isolated(
     except BaseException:
         _end(child, receiver)
         raise
-    ok, result, digest, exitcode = _answer(path, child, receiver, stop)
+    ok, result, digest, exitcode = _answer(path, child, receiver, stop, limits)
     if ahead is not None and (ok is None or digest != sha256):
         # Begun before the file was hashed, it parsed other bytes, or none; or it holds another
         # sheet, or failed (memory short of one sheet leaves none for another): as never begun.
-        ok, result, digest, exitcode = _answer(path, *_started(path, options, limits), stop)
+        ok, result, digest, exitcode = _answer(path, *_started(path, options, limits), stop, limits)
     if sha256 is not None and digest is not None and digest != sha256:
         raise ReadAgainLaterError(str(path), ReadAgainLaterError.REPLACED)
     if ok is False and result is None and exitcode is not None and -exitcode in _FROM_OUTSIDE:
@@ -161,17 +162,30 @@ _STOP_CHECK_S = 0.1
 
 
 def _answer(
-    path: Path, child: BaseProcess, receiver: Connection, stop: threading.Event | None
+    path: Path,
+    child: BaseProcess,
+    receiver: Connection,
+    stop: threading.Event | None,
+    limits: ReadLimits,
 ) -> tuple[bool | None, object, str | None, int | None]:
     """The child's answer (ok, sheet or exception, digest) and how it ended, once it ends.
 
-    Nothing here waits on the child alone: a stop ends the wait, and the child with it."""
+    Nothing here waits on the child alone: a stop ends the wait, and the child with it, and so
+    does ``limits.max_read_s`` (a reader stuck in native code would hold a run, or one of the
+    daemon's workers, for good)."""
+    deadline = time.monotonic() + limits.max_read_s
     try:
         # Stopping is looked at first: a stop set before is a stop too. An ended child reads
         # as an answer (EOF).
         while stop is None or not stop.is_set():
-            if receiver.poll(_STOP_CHECK_S):
+            if receiver.poll(min(_STOP_CHECK_S, max(deadline - time.monotonic(), 0))):
                 break
+            if time.monotonic() >= deadline:
+                raise ReadError(
+                    str(path),
+                    f"the workbook could not be read within {limits.max_read_s:g} s "
+                    f"({limits.where('max_read_s')}); its reader was stopped; it is not read",
+                )
         else:
             raise ReadAgainLaterError(str(path), ReadAgainLaterError.STOPPED)
         try:
