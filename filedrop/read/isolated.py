@@ -118,21 +118,27 @@ def read_excel_isolated(
     """
     ahead = _take_ahead(path, limits) if sha256 is not None else None
     if ahead is not None:
-        child, receiver = ahead.child, ahead.conn
+        child, receiver, started = ahead.child, ahead.conn, ahead.started
         with contextlib.suppress(OSError):
             receiver.send(options)  # a child that died meanwhile answers nothing: read again
     else:
         child, receiver = _started(path, options, limits)
+        started = time.monotonic()
     try:
         marks = inspect()
     except BaseException:
         _end(child, receiver)
         raise
-    ok, result, digest, exitcode = _answer(path, child, receiver, stop, limits)
+    ok, result, digest, exitcode = _answer(
+        path, child, receiver, stop, limits=limits, started=started
+    )
     if ahead is not None and (ok is None or digest != sha256):
         # Begun before the file was hashed, it parsed other bytes, or none; or it holds another
         # sheet, or failed (memory short of one sheet leaves none for another): as never begun.
-        ok, result, digest, exitcode = _answer(path, *_started(path, options, limits), stop, limits)
+        started = time.monotonic()
+        ok, result, digest, exitcode = _answer(
+            path, *_started(path, options, limits), stop, limits=limits, started=started
+        )
     if sha256 is not None and digest is not None and digest != sha256:
         raise ReadAgainLaterError(str(path), ReadAgainLaterError.REPLACED)
     if ok is False and result is None and exitcode is not None and -exitcode in _FROM_OUTSIDE:
@@ -166,14 +172,16 @@ def _answer(
     child: BaseProcess,
     receiver: Connection,
     stop: threading.Event | None,
+    *,
     limits: ReadLimits,
+    started: float,
 ) -> tuple[bool | None, object, str | None, int | None]:
     """The child's answer (ok, sheet or exception, digest) and how it ended, once it ends.
 
     Nothing here waits on the child alone: a stop ends the wait, and the child with it, and so
-    does ``limits.max_read_s`` (a reader stuck in native code would hold a run, or one of the
-    daemon's workers, for good)."""
-    deadline = time.monotonic() + limits.max_read_s
+    does ``limits.max_read_s`` from the child's start, ``started`` (a reader stuck in native
+    code would hold a run, or one of the daemon's workers, for good)."""
+    deadline = started + limits.max_read_s
     try:
         # Stopping is looked at first: a stop set before is a stop too. An ended child reads
         # as an answer (EOF).
@@ -246,6 +254,7 @@ class _Ahead:
     memory_bytes: int
     child: BaseProcess
     conn: Connection
+    started: float  # time.monotonic() when it began: FILEDROP_MAX_READ_S counts from then
 
 
 #: A child forked from this process starts in a few milliseconds, where the reader's server
@@ -278,7 +287,9 @@ def read_ahead(path: Path, limits: ReadLimits) -> None:
         parent_end, child_end = _CONTEXT.Pipe(duplex=True)
         alone = threading.active_count() == 1
         child = _start_child(child_end, path, None, limits, forked=alone)
-        _ahead.append(_Ahead(path, limits.max_read_memory_bytes, child, parent_end))
+        _ahead.append(
+            _Ahead(path, limits.max_read_memory_bytes, child, parent_end, time.monotonic())
+        )
 
 
 def drop_read_ahead(path: Path | None = None) -> None:

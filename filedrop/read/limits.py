@@ -49,8 +49,9 @@ class ReadLimits:
     max_read_memory_bytes: int = 16_000_000_000
     """Address space of the child process that parses a workbook."""
     max_read_s: float = 600.0
-    """How long that child may take (50,000 rows take about a second here, so 1,000,000 some
-    20 s): one stuck in native code is stopped, not waited for."""
+    """How long that child may run, from its start (50,000 rows take about a second here, so
+    1,000,000 some 20 s): one still running then, stuck in native code, say, is stopped, not
+    waited for; an answer it already gave is taken."""
     read_in_subprocess: bool = True
     """Parse workbooks in a child process, so a crash or runaway allocation there is one file's
     error instead of the end of the run."""
