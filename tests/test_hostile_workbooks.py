@@ -113,6 +113,13 @@ def test_a_reader_that_dies_in_its_child_process_is_that_files_error(
     assert sandbox.counters().invoices_received == 1
 
 
+#: The sentence of a workbook its reader could not read within the memory limit.
+_SHORT = re.compile(
+    r"the workbook could not be read within the memory limit of [\d,]+ bytes "
+    r"\(FILEDROP_MAX_READ_MEMORY_BYTES; the reader (ran out of memory|was stopped by "
+    r"SIGABRT)\); it is not read"
+)
+
 #: Reads a workbook under caps from the reader's own footprint upwards, a line each: "ok", or the
 #: sentence it was refused with. The footprint is this process's once it imported what the
 #: reader's server imports.
@@ -149,14 +156,65 @@ def test_a_workbook_short_of_memory_is_said_to_be_so_at_any_cap(tmp_path: Path) 
         timeout=300,
     )
     answers = sweep.stdout.splitlines()
-    short = re.compile(
-        r"the workbook could not be read within the memory limit of [\d,]+ bytes "
-        r"\(FILEDROP_MAX_READ_MEMORY_BYTES; the reader (ran out of memory|was stopped by "
-        r"SIGABRT)\); it is not read"
-    )
-    assert [a for a in answers if a != "ok" and not short.fullmatch(a)] == []
+    assert [a for a in answers if a != "ok" and not _SHORT.fullmatch(a)] == []
     assert answers[0] != "ok"
     assert answers[-1] == "ok"
+
+
+#: The same through a read begun ahead, as ``filedrop run`` does for its first workbook: forked
+#: from this process, so each cap counts from this process's footprint at that moment.
+_AHEAD_CAP_SWEEP = """
+import hashlib, sys
+from pathlib import Path
+from filedrop.errors import FiledropError
+from filedrop.read import isolated
+from filedrop.read.limits import ReadLimits
+from filedrop.read import ReadOptions, read_table
+path = Path(sys.argv[1])
+digest = hashlib.sha256(path.read_bytes()).hexdigest()
+for step in range(int(sys.argv[2])):
+    vm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmSize"))
+    limits = ReadLimits(max_read_memory_bytes=vm * 1024 + step * 2**19)
+    isolated.read_ahead(path, limits)
+    try:
+        read_table(path, ReadOptions(), limits=limits, sha256=digest)
+        print("ok", flush=True)
+    except FiledropError as exc:
+        print(exc.detail, flush=True)
+"""
+
+
+def test_a_read_begun_ahead_short_of_memory_is_read_again_or_said_to_be_so(
+    tmp_path: Path,
+) -> None:
+    """A read begun ahead that runs out of memory while its options wait unread in its pipe
+    ends with the connection reset, not closed: that was "Connection reset by peer" for the
+    file on every run. Now a fresh reader reads it, or the memory limit is named."""
+    path = write_erp_workbook(tmp_path / "w.xlsx", [erp_row(str(1000 + i)) for i in range(10_000)])
+    sweep = subprocess.run(
+        [sys.executable, "-c", _AHEAD_CAP_SWEEP, str(path), "60"],  # 30 MB in steps of 512 KiB
+        env={**os.environ, "RUST_BACKTRACE": "1"},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert sweep.returncode == 0, sweep.stderr[-2000:]
+    answers = sweep.stdout.splitlines()
+    assert len(answers) == 60
+    assert [a for a in answers if a != "ok" and not _SHORT.fullmatch(a)] == []
+    assert answers[-1] == "ok"
+
+
+def test_a_memory_limit_past_what_the_kernel_takes_is_no_limit(tmp_path: Path) -> None:
+    """FILEDROP_MAX_READ_MEMORY_BYTES=9223372036854775808 (2**63) passed as a number, then
+    setrlimit refused it in every reader: each workbook an ERROR "within the memory limit",
+    and a traceback in the terminal. Past 2**63 - 1 no machine has the memory anyway."""
+    from filedrop.read import read_table
+
+    path = write_erp_workbook(tmp_path / "w.xlsx", [erp_row("1001")])
+    limits = ReadLimits(max_read_memory_bytes=2**63)
+    assert read_table(path, ReadOptions(), limits=limits).cells[0].tolist() == ["1001"]
 
 
 def test_a_reader_taking_longer_than_its_time_is_stopped_and_the_file_refused(

@@ -3,6 +3,7 @@ journal hashed, for whichever sheet the mapping names, and stopped when nobody t
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import signal
@@ -284,3 +285,53 @@ def test_a_single_threaded_command_line_forks_its_reader_and_a_threaded_one_does
         "alone": ["ForkProcess", "[['1001'], ['10.5']]"],
         "threaded": ["_ReaderProcess", "[['1001'], ['10.5']]"],
     }
+
+
+def _forked_children(pid: int) -> list[int]:
+    """The processes ``pid`` forked that still run as copies of it (same command line), not
+    the programs it ran (Linux's own lists)."""
+    listed = Path(f"/proc/{pid}/task/{pid}/children")
+    children = [int(child) for child in listed.read_text().split()] if listed.exists() else []
+    own = Path(f"/proc/{pid}/cmdline").read_bytes()
+    copies = []
+    for child in children:
+        with contextlib.suppress(FileNotFoundError):
+            if Path(f"/proc/{child}/cmdline").read_bytes() == own:
+                copies.append(child)
+    return copies
+
+
+def _ended(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state in {"Z", "X"}  # dead, whether or not anyone reaped it yet
+
+
+def test_a_run_killed_outright_leaves_no_reader_parsing_for_nobody(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """SIGKILL (or the kernel's out-of-memory killer) ends ``filedrop run`` while its read begun
+    ahead waits for options: the reader ends with it, and lets go of the run's output, which it
+    had kept open (a pipe reading the run never ended). Forked, it held the run's own end of its
+    pipe, so it waited for ever, holding the sheet's memory."""
+    path = write_erp_workbook(inbox / "a.xlsx", [erp_row(str(1000 + i)) for i in range(2_000)])
+    os.utime(path, (1_000_000_000, 1_000_000_000))
+    run = subprocess.Popen(
+        [sys.executable, "-m", "filedrop", "run"],
+        env={**os.environ, **run_env(inbox, sandbox.url)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 20
+    while not (readers := _forked_children(run.pid)):
+        assert run.poll() is None and time.monotonic() < deadline, "no read was begun ahead"
+        time.sleep(0.002)
+    run.kill()
+    run.communicate(timeout=10)  # its output ends: nothing else holds it open
+    deadline = time.monotonic() + 10
+    while not all(_ended(pid) for pid in readers):
+        assert time.monotonic() < deadline, f"the reader {readers} outlived its run"
+        time.sleep(0.02)
+    assert sandbox.counters().invoices_received == 0

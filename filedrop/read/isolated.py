@@ -198,8 +198,10 @@ def _answer(
             raise ReadAgainLaterError(str(path), ReadAgainLaterError.STOPPED)
         try:
             ok, result, digest = receiver.recv()
-        except EOFError:
-            ok, result, digest = False, None, None  # the child died before it could answer
+        except (EOFError, OSError):
+            # The child died before it could answer; one that died with options it had not
+            # read yet (a read begun ahead) resets the connection rather than closing it.
+            ok, result, digest = False, None, None
         child.join()
     finally:
         _end(child, receiver)
@@ -231,13 +233,22 @@ def _start_child(
     limits: ReadLimits,
     *,
     forked: bool = False,
+    parents_end: int | None = None,
 ) -> BaseProcess:
     """A started reader child of ``path`` answering on ``conn`` (this process's end closed):
-    ``forked`` from this very process, else from the reader's server."""
-    make = _FORK.Process if forked and _FORK is not None else _ReaderProcess
+    ``forked`` from this very process, which closes its copy of ``parents_end`` (this
+    process's end of a two-way pipe), else from the reader's server, which has none."""
+    forking = forked and _FORK is not None
+    make = _FORK.Process if forking else _ReaderProcess
     child = make(
         target=_child,
-        args=(conn, path, options, limits.max_read_memory_bytes),
+        args=(
+            conn,
+            path,
+            options,
+            limits.max_read_memory_bytes,
+            parents_end if forking else None,
+        ),
         name="filedrop-read",
         daemon=True,
     )
@@ -286,7 +297,9 @@ def read_ahead(path: Path, limits: ReadLimits) -> None:
             return
         parent_end, child_end = _CONTEXT.Pipe(duplex=True)
         alone = threading.active_count() == 1
-        child = _start_child(child_end, path, None, limits, forked=alone)
+        child = _start_child(
+            child_end, path, None, limits, forked=alone, parents_end=parent_end.fileno()
+        )
         _ahead.append(
             _Ahead(path, limits.max_read_memory_bytes, child, parent_end, time.monotonic())
         )
@@ -333,16 +346,38 @@ def _ending(exitcode: int | None, *, ran_out: bool) -> str:
     return f"exited with code {exitcode}"
 
 
-def _child(conn: Connection, path: Path, options: ReadOptions | None, memory_bytes: int) -> None:
+def _child(
+    conn: Connection,
+    path: Path,
+    options: ReadOptions | None,
+    memory_bytes: int,
+    parents_end: int | None = None,
+) -> None:
     """Cap this process's address space, parse, and send (True, sheet) or (False, exception),
     each with the SHA-256 of the bytes parsed (None if none were read).
 
     Without ``options`` (a read begun ahead) the first sheet is loaded, then the options are
     awaited on ``conn`` (the parent closing it instead ends the child); unless that sheet
     loaded and is the one they name, the answer is (None, None, digest): read afresh.
+    ``parents_end`` is the parent's end of that pipe, which a forked child holds a copy of.
     """
+    parent = os.getppid()
+    if parents_end is not None:
+        # Held here too, the parent's end would never close when the parent dies: this child
+        # waited for options (or to send its answer) for ever, holding the sheet's memory.
+        os.close(parents_end)
+    _die_with(parent)
+    # What the child has to say it sends back; native code's own printing (a Rust panic's
+    # backtrace, which the answer already names) would land in the user's terminal or log,
+    # and a forked child holding the command's output open kept a pipe reading it from ending.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    os.close(devnull)
     _, hard = resource.getrlimit(resource.RLIMIT_AS)
-    soft = memory_bytes if hard == resource.RLIM_INFINITY else min(memory_bytes, hard)
+    # A limit beyond what the kernel's type holds is no limit (setrlimit refused it).
+    wanted = min(memory_bytes, _MOST_ADDRESS_SPACE)
+    soft = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
     resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
     # One parse, then the process ends: the cyclic collector would only walk the sheet's rows
     # again and again while they are turned into columns (0.16 s instead of 0.09 for 50,000
@@ -354,11 +389,6 @@ def _child(conn: Connection, path: Path, options: ReadOptions | None, memory_byt
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     # A child forked from the command line has its handlers: SIGTERM ends a reader, as ever.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    # What the child has to say it sends back; native code's own printing (a Rust panic's
-    # backtrace, which the answer already names) would land in the user's terminal or log.
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    os.close(devnull)
     # No Rust backtrace, whatever the user's environment says: printing one reads the library's
     # debug symbols into memory, and when the panic came from memory running out at the cap, that
     # allocation fails too, and Rust's handler for it waits for the lock the backtrace holds:
@@ -398,6 +428,23 @@ def _child(conn: Connection, path: Path, options: ReadOptions | None, memory_byt
 #: The sheet a read begun ahead loads while it waits for the mapping's options: the default,
 #: which most mappings keep.
 _GUESSED_SHEET = ReadOptions().sheet
+
+#: The largest address-space limit setrlimit takes (a signed 64-bit number).
+_MOST_ADDRESS_SPACE = 2**63 - 1
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _die_with(parent: int) -> None:
+    """Have the kernel kill this child when ``parent`` (the process that started it) dies,
+    where Linux can: a run killed outright (SIGKILL, the kernel's out-of-memory killer) leaves
+    no reader parsing on for nobody. Elsewhere the closed pipe ends it at its next word."""
+    import ctypes  # here, in the child: the command line reaches its read ahead sooner
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # died before the kernel was asked
+        os._exit(0)
 
 
 def _load(path: Path, data: bytes, wanted: str | int) -> LoadedSheet | None:
