@@ -285,6 +285,36 @@ def test_a_date_the_reader_cannot_convert_is_one_sentence_not_a_rust_backtrace(
 
 
 @pytest.mark.parametrize(
+    ("shown_as", "value"),
+    [("[h]:mm:ss", 1e10), ("[mm]:ss", -1e10), ("[h]:mm", 1e300)],
+    ids=["built-in hours", "custom minutes", "huge"],
+)
+def test_a_duration_longer_than_python_holds_is_named_not_called_damage(
+    tmp_path: Path, shown_as: str, value: float
+) -> None:
+    """A duration cell ([h]:mm:ss, Excel's built-in 46, or a custom elapsed format) of 10
+    billion days makes the reader's timedelta overflow: the file was "damaged"; now the cell
+    and its value are named, as a far date's are."""
+    from filedrop.read import read_table
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["Fakturanr", "Varighet"])
+    sheet.append(["1", 1.5])
+    sheet.append(["2", value])
+    for cell in ("B2", "B3"):
+        sheet[cell].number_format = shown_as
+    book.save(tmp_path / "f.xlsx")
+    with pytest.raises(ReadError) as refused:
+        read_table(tmp_path / "f.xlsx")
+    shown = f"{value:.0f}" if abs(value) < 1e16 else f"{value:g}"
+    assert refused.value.detail == (
+        f'sheet "Sheet": cell B3 holds {shown} as a duration, more than the 999,999,999 days '
+        "the reader can hold; correct it in Excel and save the file again"
+    )
+
+
+@pytest.mark.parametrize(
     ("cells", "named"),
     [
         # A tag broken over lines, after an empty cell of the same style: the value's own cell.

@@ -193,9 +193,7 @@ def load_sheet(path: Path, data: bytes, wanted: str | int) -> LoadedSheet:
         except MemoryError:
             raise
         except Exception as exc:
-            raise ReadError(
-                where, f'sheet "{sheet_name}" is damaged; open the file in Excel and save it again'
-            ) from exc
+            raise _unloadable(where, sheet_name, data, exc) from exc
         except BaseException as exc:
             # calamine's Rust code panics on some values (a date cell of -1e308: "TimeDelta::
             # milliseconds out of bounds"), which pyo3 raises as a BaseException.
@@ -227,6 +225,22 @@ def load_sheet(path: Path, data: bytes, wanted: str | int) -> LoadedSheet:
         )
     # to_python(skip_empty_area=True) begins at the first used cell, ``start`` (0-based).
     return LoadedSheet(wanted, sheet_name, rows, start[0] + 1, start[1], data, visible)
+
+
+def _unloadable(where: str, sheet_name: str, data: bytes, exc: Exception) -> ReadError:
+    """Why calamine could not load a sheet: a duration longer than Python holds, by its cell,
+    else damage (error path only)."""
+    long = _long_duration(data, sheet_name) if isinstance(exc, OverflowError) else None
+    if long is not None:
+        return ReadError(
+            where,
+            f'sheet "{sheet_name}": cell {long[0]} holds {long[1]} as a duration, more than the '
+            f"{_LONGEST_DURATION_DAYS:,} days the reader can hold; correct it in Excel and save "
+            "the file again",
+        )
+    return ReadError(
+        where, f'sheet "{sheet_name}" is damaged; open the file in Excel and save it again'
+    )
 
 
 def _excel_header(
@@ -301,6 +315,15 @@ _NEGATIVE_VALUE = re.compile(rb"<v>(-(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-
 # that leaves its cell unnamed, and a sheet of values without tags costs no more than one look
 # each.
 _CELL_TAG_BEFORE = 4096
+# The reader makes a duration cell's number of days a ``timedelta``, which holds this many.
+_LONGEST_DURATION_DAYS = 999_999_999
+# A value of ten or more digits before its point, or with a positive exponent: the only ones
+# that may be longer than that.
+_LONG_VALUE = re.compile(rb"<v>(-?(?:[0-9]{10,}\.?[0-9]*|[0-9]*\.?[0-9]+[eE]\+?[0-9]+))</v>")
+# Built-in formats the reader takes as durations ([h]:mm:ss); custom ones have an elapsed part.
+_DURATION_FORMAT_IDS = frozenset({46})
+_ELAPSED = re.compile(r"\[(?:h+|m+|s+)\]", re.IGNORECASE)
+_QUOTED_OR_ESCAPED = re.compile(r'"[^"]*"|[\\_*].')
 _AFTER_CELL_NAME = frozenset(b" \t\r\n>/")
 _CELL_ATTRIBUTES = re.compile(rb'\s([rst])="([^"]*)"')
 _REFERENCE = re.compile(r"[A-Z]{1,3}[1-9][0-9]{0,6}")
@@ -324,33 +347,72 @@ def _is_date_format(code: NumberFormat | None) -> bool:
     return _DATE_LETTERS.search(first) is not None
 
 
+def _is_duration_format(code: NumberFormat | None) -> bool:
+    """Whether the reader takes a cell of this format as a duration: the built-in [h]:mm:ss, or
+    an elapsed ``[h]``, ``[m]`` or ``[s]`` in the first section outside quotes and escapes."""
+    if isinstance(code, int):
+        return code in _DURATION_FORMAT_IDS
+    if code is None:
+        return False
+    first = _QUOTED_OR_ESCAPED.sub("", code).split(";", 1)[0]
+    return _ELAPSED.search(first) is not None
+
+
 def _far_date(data: bytes, sheet: str) -> tuple[str, str] | None:
     """The first cell of ``sheet`` shown as a date whose number makes the reader panic, as
-    (reference, value); None when none is found (error path only).
+    (reference, value); None when none is found (error path only)."""
+    return _first_cell(
+        data, sheet, _is_date_format, _NEGATIVE_VALUE, lambda value: value <= _PANICKING_DATE
+    )
 
-    The sheet's XML is inflated a chunk at a time and searched for negative values first, so a
-    sheet of a million rows takes seconds, not the minutes a parse would."""
+
+def _long_duration(data: bytes, sheet: str) -> tuple[str, str] | None:
+    """The first cell of ``sheet`` shown as a duration longer than Python's ``timedelta``
+    holds (the reader's OverflowError), as (reference, value); None when none is found."""
+    return _first_cell(
+        data,
+        sheet,
+        _is_duration_format,
+        _LONG_VALUE,
+        lambda value: abs(value) > _LONGEST_DURATION_DAYS,
+    )
+
+
+def _first_cell(
+    data: bytes,
+    sheet: str,
+    shown_as: Callable[[NumberFormat | None], bool],
+    pattern: re.Pattern[bytes],
+    too_far: Callable[[float], bool],
+) -> tuple[str, str] | None:
+    """The first cell of ``sheet`` in a format ``shown_as`` takes whose value ``pattern`` finds
+    and ``too_far`` holds too far, as (reference, value); None when none is found.
+
+    The sheet's XML is inflated a chunk at a time and searched for such values first, so a
+    sheet of a million rows takes seconds, not the minutes a parse would (error path only)."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             part = _sheet_part(archive, data, sheet)
             if part is None:
                 return None
             with archive.open("xl/styles.xml") as styles:
-                dates = {i for i, code in enumerate(_xf_formats(styles)) if _is_date_format(code)}
+                styled = {i for i, code in enumerate(_xf_formats(styles)) if shown_as(code)}
             with archive.open(part) as sheet_xml:
                 window = b""
                 while chunk := sheet_xml.read(_SCAN_CHUNK):
                     window = window[-_SCAN_OVERLAP:] + chunk
-                    if found := _panicking_cell(window, dates):
+                    if found := _cell_of(window, styled, pattern, too_far):
                         return found
     except _UNREADABLE_PARTS:
         return None
     return None
 
 
-def _panicking_cell(xml: bytes, dates: set[int]) -> tuple[str, str] | None:
-    for value in _NEGATIVE_VALUE.finditer(xml):
-        if not float(value[1]) <= _PANICKING_DATE:
+def _cell_of(
+    xml: bytes, styled: set[int], pattern: re.Pattern[bytes], too_far: Callable[[float], bool]
+) -> tuple[str, str] | None:
+    for value in pattern.finditer(xml):
+        if not too_far(float(value[1])):
             continue
         tag = _cell_tag_before(xml, value.start())
         if tag is None:
@@ -362,7 +424,7 @@ def _panicking_cell(xml: bytes, dates: set[int]) -> tuple[str, str] | None:
             _REFERENCE.fullmatch(attributes.get("r", ""))
             and "s" in attributes
             and attributes.get("t", "n") == "n"
-            and _int(attributes["s"]) in dates
+            and _int(attributes["s"]) in styled
         ):
             shown = value[1].decode()
             return attributes["r"], shown if len(shown) <= 30 else f"{shown[:27]}..."
