@@ -140,6 +140,24 @@ for step in range(int(sys.argv[2])):
 """
 
 
+def _sweep(script: str, path: Path, steps: int) -> list[str]:
+    """What a cap sweep answered for ``path`` at each of its ``steps``, run as its own process
+    with RUST_BACKTRACE=1 set, as on developers' machines (a reader that hangs or a Python
+    error fails the test, with its end)."""
+    sweep = subprocess.run(
+        [sys.executable, "-c", script, str(path), str(steps)],
+        env={**os.environ, "RUST_BACKTRACE": "1"},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert sweep.returncode == 0, sweep.stderr[-2000:]
+    answers = sweep.stdout.splitlines()
+    assert len(answers) == steps
+    return answers
+
+
 def test_a_workbook_short_of_memory_is_said_to_be_so_at_any_cap(tmp_path: Path) -> None:
     """Wherever the memory cap cuts calamine off (opening the file, loading the sheet, making
     Python's values of it) the sentence names the memory limit: pyo3's MemoryError read as a
@@ -147,15 +165,7 @@ def test_a_workbook_short_of_memory_is_said_to_be_so_at_any_cap(tmp_path: Path) 
     convert. With RUST_BACKTRACE=1 set, as on developers' machines, a panic under the cap hung
     the reader for good: printing the backtrace needs memory too."""
     path = write_erp_workbook(tmp_path / "w.xlsx", [erp_row(str(1000 + i)) for i in range(10_000)])
-    sweep = subprocess.run(
-        [sys.executable, "-c", _CAP_SWEEP, str(path), "120"],  # 30 MB in steps of 256 KiB
-        env={**os.environ, "RUST_BACKTRACE": "1"},
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
-    )
-    answers = sweep.stdout.splitlines()
+    answers = _sweep(_CAP_SWEEP, path, 120)  # 30 MB in steps of 256 KiB
     assert [a for a in answers if a != "ok" and not _SHORT.fullmatch(a)] == []
     assert answers[0] != "ok"
     assert answers[-1] == "ok"
@@ -191,17 +201,7 @@ def test_a_read_begun_ahead_short_of_memory_is_read_again_or_said_to_be_so(
     ends with the connection reset, not closed: that was "Connection reset by peer" for the
     file on every run. Now a fresh reader reads it, or the memory limit is named."""
     path = write_erp_workbook(tmp_path / "w.xlsx", [erp_row(str(1000 + i)) for i in range(10_000)])
-    sweep = subprocess.run(
-        [sys.executable, "-c", _AHEAD_CAP_SWEEP, str(path), "60"],  # 30 MB in steps of 512 KiB
-        env={**os.environ, "RUST_BACKTRACE": "1"},
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-    )
-    assert sweep.returncode == 0, sweep.stderr[-2000:]
-    answers = sweep.stdout.splitlines()
-    assert len(answers) == 60
+    answers = _sweep(_AHEAD_CAP_SWEEP, path, 60)  # 30 MB in steps of 512 KiB
     assert [a for a in answers if a != "ok" and not _SHORT.fullmatch(a)] == []
     assert answers[-1] == "ok"
 

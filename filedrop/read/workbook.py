@@ -323,7 +323,6 @@ _LONG_VALUE = re.compile(rb"<v>(-?(?:[0-9]{10,}\.?[0-9]*|[0-9]*\.?[0-9]+[eE]\+?[
 # Built-in formats the reader takes as durations ([h]:mm:ss); custom ones have an elapsed part.
 _DURATION_FORMAT_IDS = frozenset({46})
 _ELAPSED = re.compile(r"\[(?:h+|m+|s+)\]", re.IGNORECASE)
-_QUOTED_OR_ESCAPED = re.compile(r'"[^"]*"|[\\_*].')
 _AFTER_CELL_NAME = frozenset(b" \t\r\n>/")
 _CELL_ATTRIBUTES = re.compile(rb'\s([rst])="([^"]*)"')
 _REFERENCE = re.compile(r"[A-Z]{1,3}[1-9][0-9]{0,6}")
@@ -337,25 +336,24 @@ _SCAN_OVERLAP = 1 << 16  # more than one cell's tag, formula and value take
 
 def _is_date_format(code: NumberFormat | None) -> bool:
     """Whether the reader takes a cell of this format as a date or a duration: as calamine
-    decides it, by the letters of the first section outside quotes, escapes and brackets
-    (``[h]``, ``[m]`` and ``[s]`` count)."""
+    decides it, by the letters of its first section (``_first_section``)."""
     if isinstance(code, int):
         return code in _DATE_FORMAT_IDS
-    if code is None:
-        return False
-    first = _NOT_FORMAT.sub("", code).split(";", 1)[0]
-    return _DATE_LETTERS.search(first) is not None
+    return code is not None and _DATE_LETTERS.search(_first_section(code)) is not None
 
 
 def _is_duration_format(code: NumberFormat | None) -> bool:
     """Whether the reader takes a cell of this format as a duration: the built-in [h]:mm:ss, or
-    an elapsed ``[h]``, ``[m]`` or ``[s]`` in the first section outside quotes and escapes."""
+    an elapsed ``[h]``, ``[m]`` or ``[s]`` in its first section."""
     if isinstance(code, int):
         return code in _DURATION_FORMAT_IDS
-    if code is None:
-        return False
-    first = _QUOTED_OR_ESCAPED.sub("", code).split(";", 1)[0]
-    return _ELAPSED.search(first) is not None
+    return code is not None and _ELAPSED.search(_first_section(code)) is not None
+
+
+def _first_section(code: str) -> str:
+    """A custom format's first section outside quotes, escapes and brackets, the elapsed
+    ``[h]``, ``[m]`` and ``[s]`` kept: what calamine reads a format by."""
+    return _NOT_FORMAT.sub("", code).split(";", 1)[0]
 
 
 def _far_date(data: bytes, sheet: str) -> tuple[str, str] | None:
