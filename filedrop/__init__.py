@@ -5,30 +5,16 @@ The library behind the ``filedrop`` command; tests and other programs call it di
 
 from __future__ import annotations
 
-import functools
 import os
 
 __all__ = ["__version__"]
+
+# The release, here and nowhere else: pyproject.toml reads it from this line when the package is
+# built. Looking it up in the installed metadata instead (importlib.metadata) cost every run some
+# 30 ms of CPU before its first request, for the command line's --version and the User-Agent.
+__version__ = "0.1.0"
 
 # numpy's OpenBLAS starts a thread per core when numpy is imported, some 0.08 s of CPU on every
 # run and every reader, for linear algebra filedrop never does. Set before anything imports
 # numpy (this package is imported first); a value the user set stands.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
-
-def __getattr__(name: str) -> str:
-    # ``__version__`` is looked up when first asked for: importlib.metadata costs some 40 ms of
-    # CPU, which the workbook reader's server process, importing this package, never needs.
-    if name == "__version__":
-        return _version()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-@functools.cache
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("filedrop")
-    except PackageNotFoundError:  # running from a source tree that was never installed
-        return "0.0.0+source"

@@ -6,6 +6,7 @@ import base64
 import contextlib
 import copy
 import http.client
+import importlib.metadata
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ from conftest import EXAMPLE_INVOICE, ORG_ID, TEST_CLIENT_SECRET
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+import filedrop
 from filedrop.api.client import (
     MAX_IDLE_S,
     AmbiguousSubmission,
@@ -790,11 +792,14 @@ def test_connection_idle_longer_than_max_idle_is_not_used_for_a_post(
 
 
 def test_user_agent_names_filedrop(client, sandbox, example_invoice):
-    """Every request says it comes from filedrop and which version."""
+    """Every request says it comes from filedrop and which version: the installed package's, as
+    its metadata gives it (pyproject.toml reads it from ``filedrop.__version__``)."""
     client.create_invoices(ORG_ID, [example_invoice])
     agents = sandbox.user_agents()
     assert agents
-    assert all(agent.startswith("filedrop/") for agent in agents)
+    release = importlib.metadata.version("filedrop")
+    assert release == filedrop.__version__
+    assert all(agent.startswith(f"filedrop/{release} python/") for agent in agents)
 
 
 # ------------------------------------------------------------------------------------- polling

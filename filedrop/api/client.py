@@ -34,7 +34,6 @@ from __future__ import annotations
 import email.utils
 import functools
 import http.client
-import importlib.metadata
 import ipaddress
 import json
 import logging
@@ -68,6 +67,7 @@ from urllib3.exceptions import (
 from urllib3.util import make_headers, parse_url
 from urllib3.util.ssl_ import create_urllib3_context
 
+from filedrop import __version__
 from filedrop.api.transport import Answer, DirectPool, RequestNotSentError
 from filedrop.api.types import (
     TERMINAL_STATUSES,
@@ -175,11 +175,7 @@ class _NoEvents:
 
 def default_user_agent() -> str:
     """``filedrop/<version> python/<x.y>``, so Amili can tell who calls (and which release)."""
-    try:
-        version = importlib.metadata.version("filedrop")
-    except importlib.metadata.PackageNotFoundError:
-        version = "unknown"
-    return f"filedrop/{version} python/{sys.version_info[0]}.{sys.version_info[1]}"
+    return f"filedrop/{__version__} python/{sys.version_info[0]}.{sys.version_info[1]}"
 
 
 class AmiliClient:
