@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import io
 import json
+import os
 import shutil
 import socket
 import sqlite3
@@ -17,7 +18,15 @@ from typing import Any
 import openpyxl
 import pandas as pd
 import pytest
-from builders import ERP_HEADER, EXAMPLES, erp_row, filedrop, run_env, write_erp_csv
+from builders import (
+    ERP_HEADER,
+    EXAMPLES,
+    erp_row,
+    filedrop,
+    run_env,
+    write_erp_csv,
+    write_erp_workbook,
+)
 from conftest import (
     MAPPINGS,
     FakeTime,
@@ -235,6 +244,32 @@ def test_a_copy_under_a_new_name_gives_duplicates_and_sends_nothing(
     assert "CASE-" in outcome["outcome_message"][0]
     assert sandbox.counters().invoices_received == received
     assert sandbox.counters().invoice_numbers_repeated == ()
+
+
+def test_an_invoice_number_formatted_with_zeros_goes_out_as_excel_shows_it(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """Fakturanr typed as the number 3351 in a column formatted 0000000 reads 0003351 in Excel,
+    on the invoice and in the CSV Excel saves of the sheet: that is the number sent, so the CSV
+    dropped later is DUPLICATE. Sent as 3351, the same invoice went out twice, as two numbers."""
+    book = write_erp_workbook(
+        inbox / "mars.xlsx",
+        [erp_row("x"), erp_row("55")],  # A3 holds the text 55: shown as typed, never padded
+        typed={"A2": 3351},
+        formats={"A": "0000000"},
+    )
+    os.utime(book, (1_000_000_000, 1_000_000_000))
+    env = run_env(inbox, sandbox.url)
+    filedrop("run", environ=env)
+    assert sandbox.received_invoice_numbers() == ["0003351", "55"]
+    write_erp_csv(inbox / "mars-kopi.csv", [erp_row("0003351")])
+    filedrop("run", environ=env)
+    outcome = outcome_csv(inbox / "mars-kopi.outcome.csv")
+    assert list(outcome["outcome_status"]) == ["DUPLICATE"]
+    assert "already sent from mars.xlsx" in outcome["outcome_message"][0]
+    assert sandbox.received_invoice_numbers() == ["0003351", "55"]
+    cell = openpyxl.load_workbook(inbox / "mars.outcome.xlsx").active["A2"]
+    assert (cell.value, cell.number_format) == (3351, "0000000")  # the original, as it was
 
 
 def test_a_number_with_invisible_characters_is_the_number_already_sent(

@@ -68,7 +68,6 @@ __all__ = [
     "typed_mask",
     "visible",
     "zero_pad",
-    "zero_padded_width",
 ]
 
 # Active ISO 4217 codes (2024 list, funds and precious metals left out). A code missing here makes a
@@ -495,17 +494,6 @@ def excel_shows(number: float) -> str:
     """A number of more than 15 digits as Excel shows it in full: its first 15 significant
     digits, then zeros, so the user recognises the cell and sees what was lost."""
     return format(Decimal(f"{number:.{EXCEL_DIGITS}g}"), "f")
-
-
-_ZEROS_FORMAT = re.compile(r"0{2,}")
-
-
-def zero_padded_width(number_format: object) -> int:
-    """The digits a number format of zeros alone makes Excel show (``0000000000``: 10, leading
-    zeros included); 0 for any other format, which shows a whole number without them."""
-    if isinstance(number_format, str) and _ZEROS_FORMAT.fullmatch(number_format):
-        return len(number_format)
-    return 0
 
 
 def typed_mask(values: pd.Series) -> np.ndarray:

@@ -49,10 +49,9 @@ from filedrop.mapping.convert import (
     visible,
     without_vat_marks,
     zero_pad,
-    zero_padded_width,
 )
 from filedrop.mapping.tree import Field
-from filedrop.read.table import UNSAVED_CURE, UNSAVED_FORMULA, NumberFormat
+from filedrop.read.table import UNSAVED_CURE, UNSAVED_FORMULA
 
 __all__ = [
     "Issue",
@@ -107,9 +106,6 @@ class Source:
     unsaved: Mapping[int, np.ndarray] = field(default_factory=dict, compare=False)
     formulas: Mapping[tuple[int, int], str] = field(default_factory=dict, compare=False)
     row_numbers: np.ndarray | None = field(default=None, compare=False)
-    # A workbook's number format of each column (``Layout.number_formats``): one of zeros alone
-    # shows a number's leading zeros, which its value does not hold.
-    number_formats: tuple[NumberFormat | None, ...] = field(default=(), compare=False)
     # For a part of a long table: the longest valid KID of each KID column (by its ``columns``)
     # over the whole table, as (digits, its row number) (``longest_kids``), so a part judges
     # its short KIDs, and names the row to compare them with, as one go would.
@@ -143,11 +139,6 @@ class Source:
             return None
         shown = [self.formulas.get((row, pos), "=…") for row in rows[inside].tolist()]
         return at[inside], shown
-
-    def zero_width(self, pos: int) -> int:
-        """The digits column ``pos``'s number format shows, leading zeros included
-        (``0000000000``: 10); 0 when it shows none (General, any other format, a CSV)."""
-        return zero_padded_width(self.number_formats[pos]) if pos < len(self.number_formats) else 0
 
     def stripped(self, pos: int) -> pd.Series:
         """Column ``pos`` trimmed, once: several fields and templates read the same column."""
@@ -332,7 +323,7 @@ def evaluate(f: Field, src: Source, issues: list[Issue]) -> Values:
     if errors or controls:
         todo &= ~_not_data(text, todo, out, issues, errors=errors, controls=controls)
     todo &= ~_template_errors(f, src, todo, out, issues)
-    todo, text = _identifiers(f, src, text, excel=excel, todo=todo, out=out, issues=issues)
+    todo = _identifiers(f, excel=excel, todo=todo, out=out, issues=issues)
     if f.value_map and f.source != "constant":
         todo, text = _apply_map(f, text, todo, out, issues)
     _convert(f, text, excel=excel, todo=todo, out=out, src=src, issues=issues)
@@ -664,25 +655,15 @@ LOST_DIGITS_RULE = "lost_digits"
 
 
 def _identifiers(
-    f: Field,
-    src: Source,
-    text: pd.Series,
-    *,
-    excel: pd.Series | None,
-    todo: np.ndarray,
-    out: Values,
-    issues: list[Issue],
-) -> tuple[np.ndarray, pd.Series]:
-    """(``todo``, ``text``) for a KID or id: without the cells that lost digits
-    (``_lost_digits``), and a KID's numbers with the leading zeros their column's format shows
-    (``_zeros_shown``). Any other field's come back as they are."""
+    f: Field, *, excel: pd.Series | None, todo: np.ndarray, out: Values, issues: list[Issue]
+) -> np.ndarray:
+    """``todo`` for a KID or id without the cells that lost digits (``_lost_digits``); any
+    other field's as it is. (The zeros a column's format shows in front of a number are in its
+    text from the reader on.)"""
     if f.kind not in _IDENTIFIERS:
-        return todo, text
+        return todo
     numbers = excel_numbers(excel) if excel is not None else None
-    todo = todo & ~_lost_digits(f, excel=excel, numbers=numbers, todo=todo, out=out, issues=issues)
-    if f.kind == "kid" and numbers is not None:
-        text = _zeros_shown(text, numbers & todo, src.zero_width(src.positions[f.columns]), out)
-    return todo, text
+    return todo & ~_lost_digits(f, excel=excel, numbers=numbers, todo=todo, out=out, issues=issues)
 
 
 def _lost_digits(
@@ -735,19 +716,6 @@ def _lost_digits(
             Issue(i, LOST_DIGITS_RULE, label, value, f"{label} {quoted(value)} {what}; {cure}")
         )
     return found
-
-
-def _zeros_shown(text: pd.Series, numbers: np.ndarray, width: int, out: Values) -> pd.Series:
-    """KIDs typed as numbers in a column whose number format shows leading zeros
-    (``0000000000``), as Excel shows them (``0012345674``), in ``text`` and ``out.text``: the
-    number holds no zeros, and zeros in front change neither check digit, so the KID went out
-    without them, unnoticed."""
-    if width < 2 or not numbers.any():
-        return text
-    padded = text.to_numpy(dtype=object, copy=True)
-    padded[numbers] = zero_pad(text[numbers], width=width).to_numpy(dtype=object)
-    out.text = padded  # a new array: the old one may be the table's own column
-    return pd.Series(padded, index=text.index, dtype=object)
 
 
 def _dropped_zeros(

@@ -307,7 +307,6 @@ def _source(
         unsaved=table.unsaved,
         formulas=table.formulas,
         row_numbers=table.row_numbers,
-        number_formats=table.layout.number_formats,
         kid_longest=kids or {},
     )
 

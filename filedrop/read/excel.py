@@ -1,7 +1,8 @@
 """Excel workbooks (xlsx, xlsm, xls) -> a `Table`: the cells as the text Excel shows, typed values.
 
 ``workbook`` parses the sheet (in the reader's child process, see ``isolated``); here its columns
-become text as Excel shows it (15 significant digits, dates as ISO dates), while `Table.values`
+become text as Excel shows it (15 significant digits, dates as ISO dates, the leading zeros of a
+format of zeros), while `Table.values`
 keeps the typed values for an Excel outcome, and `Table.layout` the title rows above the header
 and each column's number format.
 """
@@ -9,6 +10,7 @@ and each column's number format.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,7 @@ from filedrop.read.limits import SheetMarks
 from filedrop.read.table import (
     UNSAVED_CURE,
     Layout,
+    NumberFormat,
     ReadInfo,
     ReadOptions,
     Table,
@@ -37,6 +40,8 @@ from filedrop.read.workbook import (
 
 __all__ = ["build_table", "read_excel"]
 
+_ZEROS_FORMAT = re.compile(r"0{2,}")
+
 
 def read_excel(
     path: Path, options: ReadOptions, marks: SheetMarks | None = None, data: bytes | None = None
@@ -52,7 +57,10 @@ def build_table(path: Path, sheet: ParsedSheet, marks: SheetMarks | None = None)
     ``marks`` (from the sheet's XML) put each error cell's error where calamine left it empty,
     note the formulas whose results were never saved, and refuse a sheet whose hidden rows hold
     data."""
-    expanded = [_expand(column, sheet.n_rows) for column in sheet.columns]
+    expanded = [
+        _zeros_shown(*_expand(column, sheet.n_rows), sheet.formats.get(sheet.first_col + j))
+        for j, column in enumerate(sheet.columns)
+    ]
     if marks is not None and marks.errors:
         _put_errors(expanded, marks.errors, sheet)
     texts = [text for text, _ in expanded]
@@ -196,6 +204,39 @@ def _expand(column: Column, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
     shown[:] = [d.isoformat() for d in dates]
     text[filled] = shown[where]
     typed[filled] = dates[where]
+    return text, typed
+
+
+def _zero_padded_width(number_format: NumberFormat | None) -> int:
+    """The digits a number format of zeros alone makes Excel show (``0000000000``: 10, leading
+    zeros included); 0 for any other format, which shows a whole number without them."""
+    if isinstance(number_format, str) and _ZEROS_FORMAT.fullmatch(number_format):
+        return len(number_format)
+    return 0
+
+
+def _zeros_shown(
+    text: np.ndarray, typed: np.ndarray, number_format: NumberFormat | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(text, typed) with the column's whole numbers as a format of zeros shows them: 3351
+    formatted ``0000000`` is ``0003351`` on screen and on paper, and in a CSV Excel saves of the
+    sheet. The value holds no zeros, so without them an invoice number went out as 3351, and the
+    same invoice from that CSV as 0003351: a second case. Text cells are shown as typed."""
+    width = _zero_padded_width(number_format)
+    if width < 2:
+        return text, typed
+    values = typed.tolist()
+    short = [
+        i
+        for i, shown in enumerate(text.tolist())
+        if len(shown) < width
+        and shown.isascii()
+        and shown.isdigit()
+        and type(values[i]) in (float, int)
+    ]
+    if short:
+        text = text.copy()
+        text[short] = [shown.zfill(width) for shown in text[short].tolist()]
     return text, typed
 
 
