@@ -324,6 +324,44 @@ def test_quoted_cells_of_several_lines_and_decimal_commas_keep_the_semicolon(
     ]
 
 
+@pytest.mark.parametrize("swallowed", [1, 2], ids=["up-to-the-next-line", "two-lines-on"])
+def test_a_stray_quote_closed_further_down_the_same_column_is_refused(
+    tmp_path: Path, swallowed: int
+) -> None:
+    """A name typed with a quote in front ("Fjellstue Drift AS) and a later quote in the same
+    column: the field count still fits, so the lines between became part of that name. Their
+    rows got no status and were never sent, and the others' ids went out in the first one's
+    name. Refused, naming the line, the column and where the quote closes."""
+    header = "Nr;Navn;Fnr;Epost;By"
+    lines = [
+        '1;"Fjellstue Drift AS;12048534382;a@example.no;Oslo',
+        *[f"{n};Kari;12048534382;k{n}@example.no;Oslo" for n in range(2, 1 + swallowed)],
+        f'{1 + swallowed};Nordlys "Bakeri" AS";12048534382;b@example.no;Bergen',
+        "9;Per;12048534382;p@example.no;Oslo",
+    ]
+    path = write(tmp_path / "q.csv", "\r\n".join([header, *lines]) + "\r\n")
+    with pytest.raises(ReadError) as err:
+        read_table(path)
+    assert err.value.detail == (
+        f'line 2: the Navn value starts with a quote (") that is closed only on line '
+        f"{2 + swallowed}, so the rows up to there were read as that one value; remove the "
+        "stray quote and save or export the file again"
+    )
+
+
+def test_a_value_over_lines_with_a_few_delimiters_of_its_own_is_read(tmp_path: Path) -> None:
+    """An address or note over two lines, holding delimiters of its own but not a row's worth
+    per line, is a value: read as it is, with each row's line."""
+    text = (
+        "Nr;Navn;Adresse;Notat;By\n"
+        '1;Kari;"Storgata 1; oppgang B\nPostboks 6";"ring; ikke send;\nsjekk; igjen";Oslo\n'
+        "2;Per;Kirkeveien 2;;Bergen\n"
+    )
+    table = read_table(write(tmp_path / "n.csv", text))
+    assert table.row_numbers.tolist() == [2, 5]  # row 1 runs over lines 2-4
+    assert table.cells[3].tolist() == ["ring; ikke send;\nsjekk; igjen", ""]
+
+
 def test_an_unclosed_quote_after_ragged_rows_is_still_found(tmp_path):
     """Tolerated trailing delimiters do not hide an unclosed quote further down."""
     text = 'Nr;Navn\n1;Kari;\n2;"Ola\n3;Per\n'

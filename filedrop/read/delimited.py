@@ -154,6 +154,7 @@ def _read_csv(path: Path, options: ReadOptions, limits: ReadLimits, sha256: str 
             raise _not_encoded(where, encoding, decode_exc) from decode_exc
         columns, starts = _csv_fallback(where, text, delimiter, header_line)
 
+    _refuse_swallowed_lines(where, columns, starts, delimiter)
     headers = [str(c[0]).strip() for c in columns]
     columns = [c[1:] for c in columns]
     starts = starts[1:]
@@ -177,6 +178,9 @@ def _read_csv(path: Path, options: ReadOptions, limits: ReadLimits, sha256: str 
 
 
 _LONE_CR = re.compile(rb"\r(?!\n)")
+# The fewest columns a file has for a value holding a row's worth of delimiters per line break
+# to be taken for rows swallowed by a stray quote (``_refuse_swallowed_lines``).
+_SWALLOW_MIN_COLUMNS = 5
 # cp1252 leaves these five bytes undefined; a file with them is read as ISO-8859-1 instead.
 _CP1252_UNDEFINED = (b"\x81", b"\x8d", b"\x8f", b"\x90", b"\x9d")
 
@@ -475,6 +479,37 @@ def _record_lines(body: bytes, columns: list[np.ndarray], n_records: int, first:
             missing -= int(counts.sum())
     starts[1:] += np.cumsum(extra)[:-1]
     return starts
+
+
+def _refuse_swallowed_lines(
+    where: str, columns: list[np.ndarray], starts: np.ndarray, delimiter: str
+) -> None:
+    """Refuse a value that holds a whole row's worth of delimiters for each line break in it: a
+    quote typed at the start of a value (``"Fjellstue Drift AS``) and a later one in the same
+    column make every line between part of that value, with the field count still right. Those
+    rows got no status and were never sent, and the first went out with the others' names, ids
+    and emails as its debtor's last name. A real value over several lines (an address, a note)
+    holds a few at most; in a file of fewer than ``_SWALLOW_MIN_COLUMNS`` columns a value's own
+    few could reach a row's worth, so such a file is read as it is. Looked at only when some
+    record spans lines."""
+    width = len(columns)
+    if width < _SWALLOW_MIN_COLUMNS or starts[-1] - starts[0] == len(starts) - 1:
+        return
+    for j, column in enumerate(columns):
+        if "\n" not in "".join(column):
+            continue
+        for i, value in enumerate(column.tolist()):
+            breaks = value.count("\n")
+            if breaks and value.count(delimiter) >= breaks * (width - 1):
+                before = sum(columns[k][i].count("\n") for k in range(j))
+                start = int(starts[i]) + before
+                name = str(column[0]).strip() or f"column {j + 1}"
+                raise ReadError(
+                    where,
+                    f'line {start}: the {name} value starts with a quote (") that is closed only '
+                    f"on line {start + breaks}, so the rows up to there were read as that one "
+                    "value; remove the stray quote and save or export the file again",
+                )
 
 
 def _csv_fallback(
