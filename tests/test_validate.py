@@ -894,6 +894,32 @@ def test_rows_with_one_key_become_one_invoice_with_a_claim_per_row() -> None:
     assert_every_row_once(prepared)
 
 
+def test_a_grouped_invoice_listed_twice_is_sent_once() -> None:
+    """An invoice's lines again further down (two exports appended): grouped, every claim went
+    out twice and the debtor was asked for twice the debt. A line that repeats an earlier one
+    exactly is DUPLICATE, naming it; a second principal of another amount is a claim."""
+    rows = [
+        line("A", "Hovedstol", "1 000,00", first=True),
+        line("A", "Gebyr", "70,00"),
+        line("B", "Hovedstol", "50,00", first=True),
+        line("A", "Hovedstol", "1 000,00", first=True),  # rows 2-3 again: rows 5-6
+        line("A", "Gebyr", "70,00"),
+        line("A", "Hovedstol", "200,00", first=True),  # another line of A: sent
+    ]
+    prepared = run(rows, GROUPED_MAPPING, headers=G)
+    assert [(inv.invoice_number, inv.rows) for inv in prepared.invoices] == [
+        ("A", (0, 1, 5)),
+        ("B", (2,)),
+    ]
+    assert prepared.invoices[0].payload["originalInvoiceAmount"] == 1270.0
+    twice = "exactly, every cell the same: a line of the invoice listed twice, sent once"
+    assert prepared.rejected == {
+        3: Rejection(RowStatus.DUPLICATE, f"the row repeats row 2 {twice}"),
+        4: Rejection(RowStatus.DUPLICATE, f"the row repeats row 3 {twice}"),
+    }
+    assert_every_row_once(prepared)
+
+
 def test_claims_adding_up_past_any_amount_make_their_invoice_invalid() -> None:
     """Each line 9·10^12, a valid amount; their sum has 14 whole digits, more than a JSON number
     carries exactly to the øre: INVALID, its lines saying why, and the other invoice sent."""

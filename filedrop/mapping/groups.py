@@ -17,7 +17,7 @@ from filedrop.mapping.loader import Mapping
 from filedrop.mapping.tree import Field
 from filedrop.read import Table
 
-__all__ = ["Groups", "Level", "find_duplicates", "group_rows", "levels"]
+__all__ = ["Groups", "Level", "find_duplicates", "group_rows", "levels", "repeated_lines"]
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,30 @@ def group_rows(
     members = np.split(order, np.flatnonzero(np.diff(gid[order])) + 1) if n else []
     first = np.array([m[0] for m in members], dtype=int) if members else gid
     return Groups(gid=gid, members=members, first=first)
+
+
+def repeated_lines(table: Table, mapping: Mapping, left_out: np.ndarray) -> dict[int, int]:
+    """With ``[group] by``, the rows that repeat an earlier row exactly, every cell the same, each
+    with that row (positions): an invoice's lines listed twice, as two appended exports or a
+    report of two periods have them. Grouped, they made one invoice with every claim twice, and
+    the debtor was asked for twice the debt. Rows left out (blank, skipped) are no one's repeat."""
+    if not mapping.group_by or not len(table):
+        return {}
+    kept = np.flatnonzero(~left_out)
+    cells = table.cells.iloc[kept]
+    again = cells.duplicated(keep="first").to_numpy()
+    if not again.any():
+        return {}
+    first_of: dict[tuple[str, ...], int] = {}
+    found: dict[int, int] = {}
+    for position, line, repeat in zip(
+        kept.tolist(), cells.itertuples(index=False, name=None), again.tolist(), strict=True
+    ):
+        if repeat:
+            found[position] = first_of[line]
+        else:
+            first_of.setdefault(line, position)
+    return found
 
 
 def levels(rows: dict[int, Values], groups: Groups, fields: list[Field]) -> dict[int, Level]:

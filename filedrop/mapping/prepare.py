@@ -38,7 +38,14 @@ from filedrop.mapping.fields import (
     evaluate_fields,
     longest_kids,
 )
-from filedrop.mapping.groups import Groups, Level, find_duplicates, group_rows, levels
+from filedrop.mapping.groups import (
+    Groups,
+    Level,
+    find_duplicates,
+    group_rows,
+    levels,
+    repeated_lines,
+)
 from filedrop.mapping.loader import Mapping
 from filedrop.mapping.payload import (
     Columns,
@@ -68,6 +75,9 @@ __all__ = [
 # of a formula it holds, or an identifier whose digits Excel lost, is never right, and an
 # invoice whose claims add up past any float cannot be sent at all.
 _FIXED_RULES = ("duplicate", "empty_row", "amount_sum", UNSAVED_RULE, LOST_DIGITS_RULE)
+#: The rule of a row that repeats an earlier one of its invoice exactly (``repeated_lines``):
+#: left out of the invoice, DUPLICATE.
+REPEATED_RULE = "repeated_line"
 
 
 @dataclass(frozen=True)
@@ -166,6 +176,7 @@ def prepare_parts(table: Table, mapping: Mapping) -> tuple[Prepared, Iterator[Pr
             fates.skip_why[start:stop],
             fates.duplicate_of[start:stop],
             [issue._replace(position=issue.position - start) for issue in repeats_in.pop(k, [])],
+            fates.repeated[start:stop],
         )
         # Each part inside a with of its own: a with spanning a yield would be left on
         # whichever thread asks for the next part.
@@ -230,9 +241,10 @@ class _RowFates(NamedTuple):
     grouping, an invoice is a row, so a part of the table takes a slice."""
 
     blank: np.ndarray
-    skip_why: np.ndarray
+    skip_why: np.ndarray  # also the sentence of a row that repeats another exactly (``repeated``)
     duplicate_of: np.ndarray
     repeats: list[Issue]
+    repeated: np.ndarray  # bool: the row repeats an earlier one of its invoice, every cell the same
 
 
 def _prepare(
@@ -275,7 +287,7 @@ def _prepare(
         claim_sums=sums,
         offset=offset,
     )
-    problems = _problems(issues, fates.blank, fates.skip_why, table, mapping)
+    problems = _problems(issues, fates, table, mapping)
     number_level = level[id(number)] if number is not None else None
     # Every field's values on every row, and the trimmed texts, are in ``built`` as far as
     # building needs them: let them go before the invoices are made, not after.
@@ -321,13 +333,20 @@ def _row_fates(
     unknown: list[Issue] = []  # a skip rule's cell that is a formula with no saved result
     skip_why = skipped_rows(mapping, src, numbers, unknown)
     skip_why[blank] = None  # an empty row is reported as such
+    repeated = np.zeros(len(table), dtype=bool)
+    for row, earlier in repeated_lines(table, mapping, _left_out(blank, skip_why)).items():
+        repeated[row] = True
+        skip_why[row] = (
+            f"the row repeats row {table.row_numbers[earlier]} exactly, every cell the same: "
+            "a line of the invoice listed twice, sent once"
+        )
     left_out = _left_out(blank, skip_why)
     if table.unsaved:
         _refuse_unsaved_keys(table, mapping, src, left_out)
     groups = group_rows(table, mapping, src.positions, left_out)
     number_level = groups.level(numbers) if numbers is not None else None
     duplicate_of, repeats = find_duplicates(table, number_level, groups, left_out)
-    return _RowFates(blank, skip_why, duplicate_of, repeats + unknown), groups
+    return _RowFates(blank, skip_why, duplicate_of, repeats + unknown, repeated), groups
 
 
 def _left_out(blank: np.ndarray, skip_why: np.ndarray) -> np.ndarray:
@@ -350,22 +369,26 @@ def _blank_rows(table: Table) -> np.ndarray:
 
 
 def _problems(
-    issues: list[Issue], blank: np.ndarray, skip_why: np.ndarray, table: Table, mapping: Mapping
+    issues: list[Issue], fates: _RowFates, table: Table, mapping: Mapping
 ) -> list[Problem]:
     """Issues as the user reads them, by row, each once, without those whose rule is off."""
+    blank, skip_why = fates.blank, fates.skip_why
     # An empty or skipped row says only that: its missing values are no news.
     skipped = ~np.equal(skip_why, None)
     kept = [issue for issue in issues if not (blank[issue.position] or skipped[issue.position])]
     kept += [
         Issue(int(i), "empty_row", "", None, "the row is empty") for i in np.flatnonzero(blank)
     ]
-    kept += [Issue(int(i), "skip", None, None, skip_why[i]) for i in np.flatnonzero(skipped)]
+    kept += [
+        Issue(int(i), REPEATED_RULE if fates.repeated[i] else "skip", None, None, skip_why[i])
+        for i in np.flatnonzero(skipped)
+    ]
     out: list[Problem] = []
     seen: set[tuple[int, str, str | None, str | None]] = set()
     said: set[tuple[int, str]] = set()  # (row, message): a column read by a field and a template
 
     def severity_of(issue: Issue) -> str:
-        if issue.rule == "skip":
+        if issue.rule in ("skip", REPEATED_RULE):
             return "skip"
         return "error" if issue.rule in _FIXED_RULES else mapping.severity(issue.rule)
 
@@ -420,12 +443,14 @@ def _decide(
     """Each group is sent, INVALID (an error on one of its rows) or DUPLICATE."""
     errors: dict[int, list[Problem]] = defaultdict(list)
     warnings: dict[int, list[str]] = defaultdict(list)
-    skipped: dict[int, str] = {}  # group -> the rule's sentence (a skipped row is its own group)
+    # Group -> why its row is left out (a skipped or repeated row is its own group).
+    skipped: dict[int, Rejection] = {}
     for p in problems:
         if p.severity == "error":
             errors[int(groups.gid[p.position])].append(p)
         elif p.severity == "skipped":
-            skipped[int(groups.gid[p.position])] = p.message
+            status = RowStatus.DUPLICATE if p.rule == REPEATED_RULE else RowStatus.SKIPPED
+            skipped[int(groups.gid[p.position])] = Rejection(status, p.message)
         else:
             warnings[p.position].append(p.message)
     numbers = number.values.vals if number is not None else repeated("", groups.count)
@@ -436,9 +461,7 @@ def _decide(
     bad[list(skipped)] = True
     for g in np.flatnonzero(bad).tolist():
         if g in skipped:
-            rejected.update(
-                dict.fromkeys(groups.members_of(g), Rejection(RowStatus.SKIPPED, skipped[g]))
-            )
+            rejected.update(dict.fromkeys(groups.members_of(g), skipped[g]))
             continue
         if duplicate_of[g] >= 0:
             why = next(p.message for p in errors[g] if p.rule == "duplicate")
