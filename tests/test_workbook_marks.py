@@ -14,6 +14,8 @@ import pandas as pd
 import pytest
 from builders import ERP_HEADER, EXAMPLES, erp_row, filedrop, run_env
 
+from filedrop.mapping import load_mapping
+from filedrop.mapping.prepare import prepare
 from filedrop.read import ReadLimits, read_table
 from filedrop.read.limits import inspect_workbook
 from filedrop.sandbox import Sandbox
@@ -509,3 +511,33 @@ def test_an_amount_near_the_float_s_limit_is_refused_without_numpy_s_warning(
         )
     assert "row 5: Amount" in out
     assert "overflow" not in err + out
+
+
+@pytest.mark.parametrize("in_child", [True, False], ids=["reader-child", "in-process"])
+def test_merged_cells_below_the_header_hold_their_value_on_every_row(
+    tmp_path: Path, in_child: bool
+) -> None:
+    """Invoice 24-1001's number merged over its three lines (A5:A7), as report layouts have it:
+    Excel shows it on each line. The lines below the first were read without a number, INVALID
+    ("Invoice no is empty"), and the principal sent alone. A merge across columns in a data row
+    repeats its value too; the title merged above the header is left as it was."""
+
+    def edit(sheet: object) -> None:
+        sheet["A6"] = sheet["A7"] = None  # type: ignore[index]
+        sheet.merge_cells("A5:A7")  # type: ignore[attr-defined]
+        sheet.merge_cells("A1:F1")  # type: ignore[attr-defined]  the title, above the header
+        sheet["E9"] = None  # type: ignore[index]
+        sheet.merge_cells("D9:E9")  # type: ignore[attr-defined]  a date over both date columns
+
+    path = edited_open_items(tmp_path / "apne-poster-mars.xlsx", edit)
+    table = read_table(path, limits=ReadLimits(read_in_subprocess=in_child))
+    numbers = table.cells[0].tolist()
+    assert numbers[:3] == ["24-1001", "24-1001", "24-1001"]
+    assert table.values[0].tolist()[:3] == ["24-1001", "24-1001", "24-1001"]
+    assert table.cells[3][4] == table.cells[4][4] != ""  # row 9: D9's date in E9 as well
+    assert table.values[3][4] == table.values[4][4]
+    title = table.layout.titles[0][1]
+    assert title[0].startswith("Åpne poster per") and title[1] is None
+    prepared = prepare(table, load_mapping(EXAMPLES.parent / "mappings" / "example.toml"))
+    first = next(i for i in prepared.invoices if i.invoice_number == "24-1001")
+    assert [c["remainingAmount"] for c in first.payload["claims"]] == [4500.0, 70.0, 35.5]

@@ -63,6 +63,8 @@ def build_table(path: Path, sheet: ParsedSheet, marks: SheetMarks | None = None)
     ]
     if marks is not None and marks.errors:
         _put_errors(expanded, marks.errors, sheet)
+    if marks is not None and marks.merged:
+        _fill_merged(expanded, marks.merged, sheet)
     texts = [text for text, _ in expanded]
     width = trailing_width(sheet.headers, texts)
     headers = name_blank_headers(sheet.headers[:width], first=sheet.first_col)
@@ -129,6 +131,28 @@ def _put_errors(
         if 0 <= at < sheet.n_rows and 0 <= col < len(expanded):
             text, typed = expanded[col]
             text[at] = typed[at] = code
+
+
+def _fill_merged(
+    expanded: list[tuple[np.ndarray, np.ndarray]],
+    merged: frozenset[tuple[int, int, int, int]],
+    sheet: ParsedSheet,
+) -> None:
+    """Every cell of a merged range below the header holds the range's value, as Excel shows
+    it: an invoice number merged over its principal, fee and interest lines was on the first
+    line alone, the others INVALID ("Invoice no is empty"), and the first sent without them.
+    A range whose first cell is above the data (a title, a header over two columns) is left."""
+    first_data = sheet.header_row + 1
+    for first_row, first_col, last_row, last_col in sorted(merged):
+        top, left = first_row - first_data, first_col - sheet.first_col
+        if not (0 <= top < sheet.n_rows and 0 <= left < len(expanded)):
+            continue
+        bottom = min(last_row - first_data, sheet.n_rows - 1)
+        right = min(last_col - sheet.first_col, len(expanded) - 1)
+        shown, value = expanded[left][0][top], expanded[left][1][top]
+        for text, typed in expanded[left : right + 1]:
+            text[top : bottom + 1] = shown
+            typed[top : bottom + 1] = value
 
 
 def _unsaved_cells(

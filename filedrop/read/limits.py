@@ -123,6 +123,15 @@ _HIDDEN_ROW = re.compile(
     rb"<(?:\w+:)?row\b(?=" + _TAG + rb"?\bhidden=\"(?:1|true)\")" + _TAG + rb"?\sr=\"(\d{1,7})\""
 )
 _CARRY_BYTES = 64 * 1024
+# A merged range, as a sheet lists them after its cells: <mergeCell ref="A5:A7"/>.
+_MERGE_CELL = re.compile(
+    rb"<(?:\w+:)?mergeCell\b" + _TAG + rb"?\bref=\""
+    rb"\$?([A-Z]{1,3})\$?(\d{1,7}):\$?([A-Z]{1,3})\$?(\d{1,7})\""
+)
+#: Merged ranges kept of a sheet, at most: a report merges a few; a crafted sheet of millions
+#: would cost memory for nothing. Those past this many are not filled in: their cells stay empty,
+#: as calamine reads them, and a row missing a value there says so.
+MERGED_KEPT = 100_000
 _SHEET = re.compile(rb"<(?:\w+:)?sheet\b[^>]*>")
 _ATTRIBUTE = re.compile(rb"([\w:]+)=\"([^\"]*)\"")
 _RELATIONSHIP = re.compile(rb"<(?:\w+:)?Relationship\b[^>]*>")
@@ -194,6 +203,7 @@ def inspect_workbook(
                     scan.unsaved_rows,
                     scan.unsaved_columns,
                     scan.formulas,
+                    frozenset(scan.merged),
                 )
     return marks
 
@@ -230,6 +240,9 @@ class SheetMarks:
     unsaved_rows: Sequence[int] = ()
     unsaved_columns: Sequence[int] = ()
     formulas: Mapping[tuple[int, int], str] = field(default_factory=dict)
+    # Merged ranges, each (first row, first 0-based column, last row, last column); at most
+    # ``MERGED_KEPT``.
+    merged: frozenset[tuple[int, int, int, int]] = frozenset()
 
 
 @dataclass
@@ -248,6 +261,7 @@ class _SheetScan:
     unsaved_columns: array = field(default_factory=lambda: array("H"))
     formulas: dict[tuple[int, int], str] = field(default_factory=dict)
     formula_bytes: int = field(default=0, init=False)  # of the formulas kept
+    merged: set[tuple[int, int, int, int]] = field(default_factory=set)
 
     def feed(self, chunk: bytes) -> None:
         if len(self.head) < _HEAD_BYTES:
@@ -276,6 +290,19 @@ class _SheetScan:
         if b'hidden="' in window:
             for found in _HIDDEN_ROW.finditer(window):
                 self.hidden_rows.add(int(found.group(1)))
+        if b"mergeCell " in window:  # a range found again in the carry is the same range
+            for found in _MERGE_CELL.finditer(window):
+                if len(self.merged) >= MERGED_KEPT:
+                    break
+                first_col, first_row, last_col, last_row = (g.decode() for g in found.groups())
+                self.merged.add(
+                    (
+                        int(first_row),
+                        _column_number(first_col) - 1,
+                        int(last_row),
+                        _column_number(last_col) - 1,
+                    )
+                )
         self._mark_unsaved(window)
         self.carry = window[-_CARRY_BYTES:]
 
