@@ -717,7 +717,9 @@ def _validate_file(
             + (f", {skipped} skipped (not invoices)" if skipped else "")
         )
         for problem in prepared.problems:
-            io.say(mask_ids(printable(f"  {problem.severity}: {problem}")))
+            # A repeated invoice number is the subject of its line, shown whole.
+            keep = (problem.value,) if problem.rule == "duplicate" and problem.value else ()
+            io.say(mask_ids(printable(f"  {problem.severity}: {problem}"), keep=keep))
     # Skipped rows are not invoices by the mapping's own rules: nothing to look at.
     attention = any(status is not RowStatus.SKIPPED for status, _ in prepared.rejected.values())
     return ExitCode.ATTENTION if attention else ExitCode.OK

@@ -11,7 +11,7 @@ import logging
 import re
 import time
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, TextIO
 
 import orjson
@@ -26,15 +26,22 @@ _UUID_OR_DIGITS = re.compile(
 _SHOWN_DIGITS = 6
 
 
-def mask_ids(text: str) -> str:
+def mask_ids(text: str, *, keep: Collection[str] = ()) -> str:
     """``11066312345`` -> ``110663*****``: the birth date stays to find the row, the personal
     part goes, and the length stays, so a lost leading zero (``110663****``) is visible.
 
     Organisation numbers (9 digits) are public and UUIDs are not personal: both stay whole. Ten
     digits are masked only when, with the lost zero put back, they start with a day and a month
-    (so phone numbers such as 4791234567 and Unix times stay readable).
+    (so phone numbers such as 4791234567 and Unix times stay readable). Digits that are part of
+    a value in ``keep`` stay whole: an invoice number the text is about (``1503247635``, a date
+    and a sequence, is a common scheme) is what the user looks up, and no one's identity.
     """
-    return _UUID_OR_DIGITS.sub(_mask_match, text)
+    if not keep:
+        return _UUID_OR_DIGITS.sub(_mask_match, text)
+    return _UUID_OR_DIGITS.sub(
+        lambda found: found[0] if any(found[0] in value for value in keep) else _mask_match(found),
+        text,
+    )
 
 
 def _mask_match(match: re.Match[str]) -> str:

@@ -781,6 +781,18 @@ def test_national_ids_are_masked_in_the_run_summary_validate_and_status(
     assert person not in status
 
 
+def test_validate_shows_a_repeated_ten_digit_invoice_number_whole(tmp_path: Path) -> None:
+    """1503247635 (a date and a sequence) looks like a D-number to the mask; in the line saying
+    it repeats, it is the number the user looks up, so it is shown whole."""
+    source = write_erp_csv(tmp_path / "f.csv", [erp_row("1503247635"), erp_row("1503247635")])
+    _, out, _ = filedrop(
+        "validate", str(source), environ=run_env(tmp_path, "http://127.0.0.1:9"), expect=1
+    )
+    assert out.splitlines()[-1] == (
+        "  error: row 3: invoice number 1503247635 already appears on row 2"
+    )
+
+
 def test_an_inbox_this_user_cannot_write_stops_run_in_one_sentence(tmp_path: Path) -> None:
     """As in a container whose bind-mounted inbox belongs to another user: exit 2 at start, one
     sentence naming the folder and the user, nothing sent. The folder is made immutable

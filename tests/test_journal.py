@@ -484,6 +484,25 @@ def test_messages_are_stored_with_national_ids_masked_and_batch_ids_whole(
     )
 
 
+def test_an_invoice_number_of_ten_digits_in_its_own_message_stays_whole(journal: Journal) -> None:
+    """1503247635 (a date and a sequence, a common numbering) looks like a D-number to the mask;
+    in its own invoice's API message it is the number the user looks up, shown whole, while a
+    national id beside it is still masked."""
+    file_id = _claim(journal).id
+    number = "1503247635"
+    batch, _ = journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=[number])
+    journal.batch_submitted(batch, batch_id="b")
+    journal.batch_finished(
+        batch,
+        api_status="FAILED",
+        succeeded=[],
+        failed=[(number, f"Invoice number {number} already exists; debtor id 01017012345")],
+    )
+    assert journal.invoices(target=TARGET, numbers=[number])[number].message == (
+        f"Invoice number {number} already exists; debtor id 010170*****"
+    )
+
+
 def test_the_invoice_numbers_of_an_unknown_batch_are_listed_in_file_order(
     journal: Journal,
 ) -> None:

@@ -692,7 +692,9 @@ class Journal:
         # A number named twice takes its last result. One statement per kind of result,
         # failures last, so that a number named both ways ends FAILED with its success's ids.
         successes = {row[0]: row for row in succeeded}
-        failures = {number: (number, mask_ids(message)) for number, message in failed}
+        failures = {
+            number: (number, mask_ids(message, keep=(number,))) for number, message in failed
+        }
         mentioned = self._update_results(
             db,
             successes.values(),
