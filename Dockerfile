@@ -13,9 +13,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 
 # Dependencies first, from pyproject.toml, so code changes do not reinstall them; with the
-# PostgreSQL driver, so replicas can share a journal.
+# PostgreSQL driver, so replicas can share a journal. The stand-in package holds a version,
+# which pyproject.toml reads from filedrop/__init__.py.
 COPY pyproject.toml README.md ./
-RUN mkdir filedrop && touch filedrop/__init__.py \
+RUN mkdir filedrop && echo '__version__ = "0"' > filedrop/__init__.py \
     && pip install ".[postgres]" \
     && pip uninstall -y filedrop \
     && rm -rf filedrop build *.egg-info
