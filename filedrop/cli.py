@@ -89,7 +89,8 @@ resumable in the journal, and exits 0 within 10 s. Probes for containers: /healt
   filedrop validate export.xlsx --mapping mappings/norwegian-erp.toml --json > invoices.json
   filedrop validate export.xlsx --config /etc/filedrop.toml --inbox acme   with acme's mapping
 
-exit codes: 0 every row valid; 1 some row invalid; 2 unusable mapping or unreadable file.""",
+exit codes: 0 no row invalid (duplicates and skipped rows are not sent, as in run);
+1 some row invalid; 2 unusable mapping or unreadable file.""",
     "init": """examples:
   filedrop init export.xlsx --out mappings/my-erp.toml   draft a mapping from a sample export
   filedrop init export.csv --out mappings/my-erp.toml --force   draft it again, over the old one
@@ -717,11 +718,14 @@ def _validate_file(
             + (f", {skipped} skipped (not invoices)" if skipped else "")
         )
         for problem in prepared.problems:
+            status = prepared.rejected.get(problem.position, (None, ""))[0]
+            label = "duplicate" if status is RowStatus.DUPLICATE else problem.severity
             # A repeated invoice number is the subject of its line, shown whole.
             keep = (problem.value,) if problem.rule == "duplicate" and problem.value else ()
-            io.say(mask_ids(printable(f"  {problem.severity}: {problem}"), keep=keep))
-    # Skipped rows are not invoices by the mapping's own rules: nothing to look at.
-    attention = any(status is not RowStatus.SKIPPED for status, _ in prepared.rejected.values())
+            io.say(mask_ids(printable(f"  {label}: {problem}"), keep=keep))
+    # As for run: a DUPLICATE row is not sent again and a SKIPPED one is no invoice, nothing to
+    # look at; an INVALID row is.
+    attention = any(status is RowStatus.INVALID for status, _ in prepared.rejected.values())
     return ExitCode.ATTENTION if attention else ExitCode.OK
 
 

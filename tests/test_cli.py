@@ -783,13 +783,15 @@ def test_national_ids_are_masked_in_the_run_summary_validate_and_status(
 
 def test_validate_shows_a_repeated_ten_digit_invoice_number_whole(tmp_path: Path) -> None:
     """1503247635 (a date and a sequence) looks like a D-number to the mask; in the line saying
-    it repeats, it is the number the user looks up, so it is shown whole."""
+    it repeats, it is the number the user looks up, so it is shown whole. The line says
+    duplicate, and validate exits 0, as run does for a DUPLICATE row (it said error, exit 1,
+    while its help gives 1 for an invalid row)."""
     source = write_erp_csv(tmp_path / "f.csv", [erp_row("1503247635"), erp_row("1503247635")])
     _, out, _ = filedrop(
-        "validate", str(source), environ=run_env(tmp_path, "http://127.0.0.1:9"), expect=1
+        "validate", str(source), environ=run_env(tmp_path, "http://127.0.0.1:9"), expect=0
     )
     assert out.splitlines()[-1] == (
-        "  error: row 3: invoice number 1503247635 already appears on row 2"
+        "  duplicate: row 3: invoice number 1503247635 already appears on row 2"
     )
 
 
