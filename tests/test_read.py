@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as dt
 import io
@@ -72,6 +73,46 @@ def test_utf8_bom_is_detected_and_not_part_of_the_first_header(tmp_path):
     assert table.info.encoding == "utf-8-sig"
     assert table.headers == ["Fakturanr", "Navn"]
     assert rows(table) == [["1", "Åse"]]
+
+
+def test_a_utf8_file_with_its_mark_and_a_line_in_another_encoding_names_that_line(
+    tmp_path: Path,
+) -> None:
+    """Excel's "CSV UTF-8" (with its byte order mark) and a Windows-1252 line pasted in: the
+    message named an encoding in the mapping that sets none, and no line."""
+    path = tmp_path / "bom.csv"
+    path.write_bytes(
+        codecs.BOM_UTF8 + "Nr;Navn\n1;Åse\n2;Kari\n".encode() + "3;Bjørn\n".encode("cp1252")
+    )
+    with pytest.raises(ReadError) as err:
+        read_table(path)
+    assert err.value.detail == (
+        "line 4 is not UTF-8 (invalid start byte), though the file begins with UTF-8's byte order "
+        "mark: it mixes two encodings (lines pasted from another export), and names would reach "
+        "Amili garbled, so it is not read: save the file in one encoding (UTF-8) and drop it again"
+    )
+
+
+def test_a_utf16_file_with_bytes_that_are_no_utf16_is_refused_naming_the_line(
+    tmp_path: Path,
+) -> None:
+    """A lone surrogate in Excel's "Unicode text": read with replacement signs, "Bj\ufffdrn"
+    went to Amili without a word."""
+    path = tmp_path / "u16.csv"
+    good = "Nr;Navn\n1;Åse\n".encode("utf-16-le")
+    path.write_bytes(
+        codecs.BOM_UTF16_LE + good + b"2\x00;\x00B\x00\x00\xdc" + "rn\n".encode("utf-16-le")
+    )
+    with pytest.raises(ReadError) as err:
+        read_table(path)
+    assert err.value.detail.startswith("line 3 holds bytes that are not UTF-16 text")
+
+
+def test_dos_end_of_file_mark_after_the_last_line_is_no_row(tmp_path: Path) -> None:
+    """Old exports end with Ctrl-Z (0x1A): it became a row nobody sees, INVALID, exit 1."""
+    path = tmp_path / "dos.csv"
+    path.write_bytes("Nr;Navn\r\n1;Åse\r\n2;Kari\r\n".encode("cp1252") + b"\x1a")
+    assert rows(read_table(path)) == [["1", "Åse"], ["2", "Kari"]]
 
 
 def test_plain_utf8_is_preferred_over_cp1252(tmp_path):

@@ -100,20 +100,7 @@ def _read_csv(path: Path, options: ReadOptions, limits: ReadLimits, sha256: str 
     import pandas as pd
 
     where = str(path)
-    data = read_hashed_bytes(path, sha256)
-    if not data or data.isspace():
-        raise ReadError(where, EMPTY_FILE)
-    if data.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):
-        raise ReadError(where, "the file is an Excel workbook named .csv; rename it to .xlsx")
-    if data.startswith(b"%PDF"):
-        raise ReadError(where, "the file is a PDF document, not CSV; export the invoices as CSV")
-    encoding, codec, data = _detect_encoding(where, data, options.encoding)
-    if b"\x00" in data:
-        raise ReadError(where, _nul_bytes(data))
-    if b"\r" in data and _LONE_CR.search(data):
-        # Old Mac line ends: make them \n so that lines are counted as the user's editor does.
-        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-
+    encoding, codec, data = _text(where, read_hashed_bytes(path, sha256), options)
     sample = _sample_lines(data, codec)
     declared = _declared_delimiter(sample)
     delimiter = _given_delimiter(where, options.delimiter) or declared or _sniff_delimiter(sample)
@@ -145,13 +132,17 @@ def _read_csv(path: Path, options: ReadOptions, limits: ReadLimits, sha256: str 
         columns = [frame[c].to_numpy(dtype=object) for c in frame.columns]
         starts = _record_lines(body, columns, len(frame), header_line)
     except UnicodeDecodeError as exc:
-        raise _not_encoded(where, encoding, exc) from exc
+        raise _undecodable(
+            where, body, codec=codec, encoding=encoding, first_line=header_line, options=options
+        ) from exc
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError):
         # Ragged rows or odd quoting: the csv module says exactly which line is wrong.
         try:
             text = body.decode(codec)
         except UnicodeDecodeError as decode_exc:
-            raise _not_encoded(where, encoding, decode_exc) from decode_exc
+            raise _undecodable(
+                where, body, codec=codec, encoding=encoding, first_line=header_line, options=options
+            ) from decode_exc
         columns, starts = _csv_fallback(where, text, delimiter, header_line)
 
     _refuse_swallowed_lines(where, columns, starts, delimiter)
@@ -185,6 +176,28 @@ _SWALLOW_MIN_COLUMNS = 5
 _CP1252_UNDEFINED = (b"\x81", b"\x8d", b"\x8f", b"\x90", b"\x9d")
 
 
+def _text(where: str, data: bytes, options: ReadOptions) -> tuple[str, str, bytes]:
+    """(encoding to report, codec to parse with, bytes to parse) of a file that is CSV text,
+    with lines ended by \\n where they were ended by a lone \\r; a ReadError for one that is
+    not text (empty, a workbook, a PDF, NUL bytes) or not in one encoding."""
+    if not data or data.isspace():
+        raise ReadError(where, EMPTY_FILE)
+    if data.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):
+        raise ReadError(where, "the file is an Excel workbook named .csv; rename it to .xlsx")
+    if data.startswith(b"%PDF"):
+        raise ReadError(where, "the file is a PDF document, not CSV; export the invoices as CSV")
+    encoding, codec, data = _detect_encoding(where, data, options.encoding)
+    if b"\x00" in data:
+        raise ReadError(where, _nul_bytes(data))
+    # DOS's end-of-file mark, which old ERP exports still write after the last line: a row of
+    # its own otherwise, INVALID, which nobody sees in the file.
+    data = data.removesuffix(b"\x1a")
+    if b"\r" in data and _LONE_CR.search(data):
+        # Old Mac line ends: make them \n so that lines are counted as the user's editor does.
+        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    return encoding, codec, data
+
+
 def _detect_encoding(where: str, data: bytes, wanted: str | None) -> tuple[str, str, bytes]:
     """(encoding to report, codec to parse with, bytes to parse): as set, else BOM, UTF-8, cp1252.
 
@@ -197,7 +210,10 @@ def _detect_encoding(where: str, data: bytes, wanted: str | None) -> tuple[str, 
         return "utf-8-sig", "utf-8", data[len(codecs.BOM_UTF8) :]
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         # Excel's "Unicode text" export.
-        return "utf-16", "utf-8", data.decode("utf-16", errors="replace").encode("utf-8")
+        try:
+            return "utf-16", "utf-8", data.decode("utf-16").encode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise _not_utf16(where, data, exc) from exc
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -299,6 +315,40 @@ def _refuse_contradicted(where: str, data: bytes, wanted: str, name: str) -> Non
         f'the file is UTF-8 text (line {line} holds "{letter}"), but {setting}, which would '
         f'send "{garbled}" to Amili instead; {fix}',
     )
+
+
+def _not_utf16(where: str, data: bytes, exc: UnicodeDecodeError) -> ReadError:
+    """A UTF-16 file (by its byte order mark) with bytes that are no UTF-16 character: read
+    anyway, a name went to Amili with a replacement sign (Bj\ufffdrn) and no word said."""
+    line = data[: exc.start].decode("utf-16", errors="replace").count("\n") + 1
+    return ReadError(
+        where,
+        f"line {line} holds bytes that are not UTF-16 text, though the file begins with UTF-16's "
+        "byte order mark; a name there would reach Amili garbled, so it is not read: export "
+        "the file again",
+    )
+
+
+def _undecodable(
+    where: str, body: bytes, *, codec: str, encoding: str, first_line: int, options: ReadOptions
+) -> ReadError:
+    """Why ``body`` (from line ``first_line`` on) does not decode as ``codec``: a mapping's
+    encoding that does not fit, or, detected by its byte order mark, a UTF-8 file with a line
+    in another encoding (pasted from another export), naming that line."""
+    try:
+        body.decode(codec)
+    except UnicodeDecodeError as exc:
+        if options.encoding is not None:
+            return _not_encoded(where, encoding, exc)
+        line = first_line + body.count(b"\n", 0, exc.start)
+        return ReadError(
+            where,
+            f"line {line} is not UTF-8 ({exc.reason}), though the file begins with UTF-8's byte "
+            "order mark: it mixes two encodings (lines pasted from another export), and names "
+            "would reach Amili garbled, so it is not read: save the file in one encoding (UTF-8) "
+            "and drop it again",
+        )
+    return ReadError(where, f"the file is not valid {encoding} text; check its encoding")
 
 
 def _not_encoded(where: str, encoding: str, exc: UnicodeDecodeError) -> ReadError:
