@@ -680,7 +680,7 @@ def _validate_file(
     """Map and check ``file`` with the mapping(s) at ``mapping_path``; print the summary and
     every problem (or the invoice JSON); 1 when a row needs attention, else 0."""
     from filedrop.mapping import load_mappings, select_mapping
-    from filedrop.mapping.prepare import payloads, prepare
+    from filedrop.mapping.prepare import DUPLICATE_RULES, payloads, prepare
     from filedrop.read import read_table
 
     _require_file(file)
@@ -718,8 +718,9 @@ def _validate_file(
             + (f", {skipped} skipped (not invoices)" if skipped else "")
         )
         for problem in prepared.problems:
-            status = prepared.rejected.get(problem.position, (None, ""))[0]
-            label = "duplicate" if status is RowStatus.DUPLICATE else problem.severity
+            # A repeated number or line is said as what it makes its row; other problems of
+            # that row keep their own severity.
+            label = "duplicate" if problem.rule in DUPLICATE_RULES else problem.severity
             # A repeated invoice number is the subject of its line, shown whole.
             keep = (problem.value,) if problem.rule == "duplicate" and problem.value else ()
             io.say(mask_ids(printable(f"  {label}: {problem}"), keep=keep))

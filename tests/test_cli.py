@@ -795,6 +795,20 @@ def test_validate_shows_a_repeated_ten_digit_invoice_number_whole(tmp_path: Path
     )
 
 
+def test_validate_says_duplicate_only_of_the_repeat_not_of_the_rows_other_problems(
+    tmp_path: Path,
+) -> None:
+    """A repeated row with an empty amount too: the repeat is said as duplicate, the amount as
+    the error it is (every problem of the row was labelled duplicate)."""
+    source = write_erp_csv(tmp_path / "f.csv", [erp_row("2401"), erp_row("2401", Beløp="")])
+    _, out, _ = filedrop(
+        "validate", str(source), environ=run_env(tmp_path, "http://127.0.0.1:9"), expect=0
+    )
+    lines = [line for line in out.splitlines() if "row 3" in line]
+    assert any(line.startswith("  duplicate: row 3: invoice number 2401") for line in lines)
+    assert any(line.startswith("  error: row 3: Beløp") for line in lines), lines
+
+
 def test_an_inbox_this_user_cannot_write_stops_run_in_one_sentence(tmp_path: Path) -> None:
     """As in a container whose bind-mounted inbox belongs to another user: exit 2 at start, one
     sentence naming the folder and the user, nothing sent. The folder is made immutable

@@ -27,6 +27,7 @@ from filedrop.read import (
     ReadOptions,
     read_table,
 )
+from filedrop.read.table import EMPTY_FILE
 
 HEADERS = ["Fakturanr", "Navn", "Beløp", "Postnr"]
 
@@ -108,11 +109,28 @@ def test_a_utf16_file_with_bytes_that_are_no_utf16_is_refused_naming_the_line(
     assert err.value.detail.startswith("line 3 holds bytes that are not UTF-16 text")
 
 
-def test_dos_end_of_file_mark_after_the_last_line_is_no_row(tmp_path: Path) -> None:
-    """Old exports end with Ctrl-Z (0x1A): it became a row nobody sees, INVALID, exit 1."""
+@pytest.mark.parametrize("mark", [b"\x1a", b"\x1a\r\n", b"\x1a\x1a"], ids=["one", "line", "two"])
+def test_dos_end_of_file_mark_after_the_last_line_is_no_row(tmp_path: Path, mark: bytes) -> None:
+    """Old exports end with Ctrl-Z (0x1A), once or more, a line end sometimes after it: it
+    became a row nobody sees, INVALID, exit 1."""
     path = tmp_path / "dos.csv"
-    path.write_bytes("Nr;Navn\r\n1;Åse\r\n2;Kari\r\n".encode("cp1252") + b"\x1a")
+    path.write_bytes("Nr;Navn\r\n1;Åse\r\n2;Kari\r\n".encode("cp1252") + mark)
     assert rows(read_table(path)) == [["1", "Åse"], ["2", "Kari"]]
+
+
+def test_dos_end_of_file_mark_alone_is_an_empty_file_and_follows_utf16_too(
+    tmp_path: Path,
+) -> None:
+    """A file of nothing but the mark is empty; DOS appends its one byte to a UTF-16 file as
+    well, which then reads as it is rather than as bytes that are no UTF-16."""
+    alone = tmp_path / "alone.csv"
+    alone.write_bytes(b"\x1a")
+    with pytest.raises(ReadError) as err:
+        read_table(alone)
+    assert err.value.detail == EMPTY_FILE
+    wide = tmp_path / "wide.csv"
+    wide.write_bytes(codecs.BOM_UTF16_LE + "Nr;Navn\r\n1;Åse\r\n".encode("utf-16-le") + b"\x1a")
+    assert rows(read_table(wide)) == [["1", "Åse"]]
 
 
 def test_plain_utf8_is_preferred_over_cp1252(tmp_path):
@@ -365,9 +383,13 @@ def test_quoted_cells_of_several_lines_and_decimal_commas_keep_the_semicolon(
     ]
 
 
-@pytest.mark.parametrize("swallowed", [1, 2], ids=["up-to-the-next-line", "two-lines-on"])
+@pytest.mark.parametrize(
+    ("swallowed", "after"),
+    [(1, True), (2, True), (2, False)],
+    ids=["up-to-the-next-line", "two-lines-on", "to-the-last-line"],
+)
 def test_a_stray_quote_closed_further_down_the_same_column_is_refused(
-    tmp_path: Path, swallowed: int
+    tmp_path: Path, swallowed: int, after: bool
 ) -> None:
     """A name typed with a quote in front ("Fjellstue Drift AS) and a later quote in the same
     column: the field count still fits, so the lines between became part of that name. Their
@@ -378,7 +400,7 @@ def test_a_stray_quote_closed_further_down_the_same_column_is_refused(
         '1;"Fjellstue Drift AS;12048534382;a@example.no;Oslo',
         *[f"{n};Kari;12048534382;k{n}@example.no;Oslo" for n in range(2, 1 + swallowed)],
         f'{1 + swallowed};Nordlys "Bakeri" AS";12048534382;b@example.no;Bergen',
-        "9;Per;12048534382;p@example.no;Oslo",
+        *(["9;Per;12048534382;p@example.no;Oslo"] if after else []),
     ]
     path = write(tmp_path / "q.csv", "\r\n".join([header, *lines]) + "\r\n")
     with pytest.raises(ReadError) as err:

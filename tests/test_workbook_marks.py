@@ -541,3 +541,19 @@ def test_merged_cells_below_the_header_hold_their_value_on_every_row(
     prepared = prepare(table, load_mapping(EXAMPLES.parent / "mappings" / "example.toml"))
     first = next(i for i in prepared.invoices if i.invoice_number == "24-1001")
     assert [c["remainingAmount"] for c in first.payload["claims"]] == [4500.0, 70.0, 35.5]
+
+
+def test_a_merge_over_a_hidden_empty_row_leaves_that_row_empty(tmp_path: Path) -> None:
+    """24-1001's number merged over its three lines and a hidden empty row below them: the
+    hidden row shows nothing, so it is not filled, and the sheet is read (filled, it held data
+    the sheet hides and the sheet was refused)."""
+
+    def edit(sheet: object) -> None:
+        sheet.insert_rows(8)  # type: ignore[attr-defined]
+        sheet["A6"] = sheet["A7"] = None  # type: ignore[index]
+        sheet.merge_cells("A5:A8")  # type: ignore[attr-defined]
+        sheet.row_dimensions[8].hidden = True  # type: ignore[attr-defined]
+
+    table = read_table(edited_open_items(tmp_path / "apne-poster-mars.xlsx", edit))
+    assert table.cells[0].tolist()[:3] == ["24-1001"] * 3
+    assert 8 not in table.row_numbers.tolist()

@@ -27,7 +27,7 @@ import phonenumbers
 from stdnum import luhn
 from stdnum.no import fodselsnummer, orgnr
 
-from filedrop.read.table import INVISIBLE
+from filedrop.read.table import INVISIBLE, zero_filled
 
 __all__ = [
     "CURRENCIES",
@@ -511,14 +511,7 @@ def _cells_of(values: pd.Series, kinds: tuple[type, ...]) -> np.ndarray:
 
 def zero_pad(text: pd.Series, *, width: int) -> pd.Series:
     """Restore leading zeros a spreadsheet dropped (``155`` -> ``0155``); only all-digit values."""
-    values = text.tolist()
-    # Only a value shorter than the width can take a zero: found by length in one pass.
-    short = np.flatnonzero(np.fromiter(map(len, values), np.int64, len(values)) < width)
-    padded = list(values)
-    for i in short.tolist():
-        if values[i].isascii() and values[i].isdigit():
-            padded[i] = values[i].zfill(width)
-    return pd.Series(padded, index=text.index, dtype=object)
+    return pd.Series(zero_filled(text.tolist(), width), index=text.index, dtype=object)
 
 
 def is_email(text: pd.Series) -> np.ndarray:

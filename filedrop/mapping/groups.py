@@ -84,18 +84,17 @@ def repeated_lines(table: Table, mapping: Mapping, left_out: np.ndarray) -> dict
         return {}
     kept = np.flatnonzero(~left_out)
     cells = table.cells.iloc[kept]
-    again = cells.duplicated(keep="first").to_numpy()
-    if not again.any():
+    twice = cells.duplicated(keep=False).to_numpy()  # the rows that have a twin, first ones too
+    if not twice.any():
         return {}
     first_of: dict[tuple[str, ...], int] = {}
     found: dict[int, int] = {}
-    for position, line, repeat in zip(
-        kept.tolist(), cells.itertuples(index=False, name=None), again.tolist(), strict=True
+    for position, line in zip(
+        kept[twice].tolist(), cells[twice].itertuples(index=False, name=None), strict=True
     ):
-        if repeat:
-            found[position] = first_of[line]
-        else:
-            first_of.setdefault(line, position)
+        earlier = first_of.setdefault(line, position)
+        if earlier != position:
+            found[position] = earlier
     return found
 
 

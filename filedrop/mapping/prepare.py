@@ -62,6 +62,7 @@ from filedrop.read.table import UNSAVED_CURE, UNSAVED_FORMULA, column_letter
 from filedrop.states import RowStatus
 
 __all__ = [
+    "DUPLICATE_RULES",
     "Prepared",
     "PreparedInvoice",
     "Problem",
@@ -78,6 +79,8 @@ _FIXED_RULES = ("duplicate", "empty_row", "amount_sum", UNSAVED_RULE, LOST_DIGIT
 #: The rule of a row that repeats an earlier one of its invoice exactly (``repeated_lines``):
 #: left out of the invoice, DUPLICATE.
 REPEATED_RULE = "repeated_line"
+#: The rules that make their row DUPLICATE: an invoice number given again, a line given again.
+DUPLICATE_RULES = ("duplicate", REPEATED_RULE)
 
 
 @dataclass(frozen=True)

@@ -117,6 +117,7 @@ def _read_csv(path: Path, options: ReadOptions, limits: ReadLimits, sha256: str 
         raise ReadError(where, f"line {header_line} is empty; header_row must name the header line")
     _check_width(where, header, codec, delimiter, limits)
 
+    n_lines = _count_lines(body)
     try:
         frame = pd.read_csv(
             io.BytesIO(body),  # bytes + encoding: pandas decodes faster than it reads a StringIO
@@ -130,7 +131,7 @@ def _read_csv(path: Path, options: ReadOptions, limits: ReadLimits, sha256: str 
             engine="c",
         )
         columns = [frame[c].to_numpy(dtype=object) for c in frame.columns]
-        starts = _record_lines(body, columns, len(frame), header_line)
+        starts = _record_lines(columns, len(frame), header_line, n_lines)
     except UnicodeDecodeError as exc:
         raise _undecodable(
             where, body, codec=codec, encoding=encoding, first_line=header_line, options=options
@@ -145,7 +146,8 @@ def _read_csv(path: Path, options: ReadOptions, limits: ReadLimits, sha256: str 
             ) from decode_exc
         columns, starts = _csv_fallback(where, text, delimiter, header_line)
 
-    _refuse_swallowed_lines(where, columns, starts, delimiter)
+    if n_lines > len(starts):  # some record spans lines
+        _refuse_swallowed_lines(where, columns, starts, delimiter)
     headers = [str(c[0]).strip() for c in columns]
     columns = [c[1:] for c in columns]
     starts = starts[1:]
@@ -180,6 +182,7 @@ def _text(where: str, data: bytes, options: ReadOptions) -> tuple[str, str, byte
     """(encoding to report, codec to parse with, bytes to parse) of a file that is CSV text,
     with lines ended by \\n where they were ended by a lone \\r; a ReadError for one that is
     not text (empty, a workbook, a PDF, NUL bytes) or not in one encoding."""
+    data = _without_eof_mark(data)
     if not data or data.isspace():
         raise ReadError(where, EMPTY_FILE)
     if data.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):
@@ -189,13 +192,19 @@ def _text(where: str, data: bytes, options: ReadOptions) -> tuple[str, str, byte
     encoding, codec, data = _detect_encoding(where, data, options.encoding)
     if b"\x00" in data:
         raise ReadError(where, _nul_bytes(data))
-    # DOS's end-of-file mark, which old ERP exports still write after the last line: a row of
-    # its own otherwise, INVALID, which nobody sees in the file.
-    data = data.removesuffix(b"\x1a")
     if b"\r" in data and _LONE_CR.search(data):
         # Old Mac line ends: make them \n so that lines are counted as the user's editor does.
         data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     return encoding, codec, data
+
+
+def _without_eof_mark(data: bytes) -> bytes:
+    """``data`` without DOS's end-of-file mark (Ctrl-Z, 0x1A), which old ERP exports write after
+    the last line, once or more, a line end sometimes after it: otherwise a row of its own,
+    INVALID, which nobody sees in the file. Taken off the bytes before they are decoded, as DOS
+    appends one byte even to a UTF-16 file."""
+    end = data.rstrip(b"\r\n")
+    return end.rstrip(b"\x1a") if end.endswith(b"\x1a") else data
 
 
 def _detect_encoding(where: str, data: bytes, wanted: str | None) -> tuple[str, str, bytes]:
@@ -511,9 +520,11 @@ def _count_lines(data: bytes) -> int:
     return data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
 
 
-def _record_lines(body: bytes, columns: list[np.ndarray], n_records: int, first: int) -> np.ndarray:
-    """Physical line where each record starts; cheap unless a quoted cell holds a newline."""
-    n_lines = _count_lines(body)
+def _record_lines(
+    columns: list[np.ndarray], n_records: int, first: int, n_lines: int
+) -> np.ndarray:
+    """Physical line where each record starts, of ``n_lines`` lines; cheap unless a quoted cell
+    holds a newline."""
     starts = np.arange(first, first + n_records, dtype=np.int64)
     if n_lines == n_records:
         return starts  # every record is one line (blank lines are records too)
@@ -540,10 +551,10 @@ def _refuse_swallowed_lines(
     rows got no status and were never sent, and the first went out with the others' names, ids
     and emails as its debtor's last name. A real value over several lines (an address, a note)
     holds a few at most; in a file of fewer than ``_SWALLOW_MIN_COLUMNS`` columns a value's own
-    few could reach a row's worth, so such a file is read as it is. Looked at only when some
-    record spans lines."""
+    few could reach a row's worth, so such a file is read as it is. Called only when some record
+    spans lines (the last one too: a quote closed on the file's last line swallows as well)."""
     width = len(columns)
-    if width < _SWALLOW_MIN_COLUMNS or starts[-1] - starts[0] == len(starts) - 1:
+    if width < _SWALLOW_MIN_COLUMNS:
         return
     for j, column in enumerate(columns):
         if "\n" not in "".join(column):

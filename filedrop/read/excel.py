@@ -29,6 +29,7 @@ from filedrop.read.table import (
     name_blank_headers,
     other_sheets,
     trailing_width,
+    zero_filled,
 )
 from filedrop.read.workbook import (
     RENDERERS,
@@ -64,7 +65,7 @@ def build_table(path: Path, sheet: ParsedSheet, marks: SheetMarks | None = None)
     if marks is not None and marks.errors:
         _put_errors(expanded, marks.errors, sheet)
     if marks is not None and marks.merged:
-        _fill_merged(expanded, marks.merged, sheet)
+        _fill_merged(expanded, marks.merged, marks.hidden_rows, sheet)
     texts = [text for text, _ in expanded]
     width = trailing_width(sheet.headers, texts)
     headers = name_blank_headers(sheet.headers[:width], first=sheet.first_col)
@@ -136,23 +137,34 @@ def _put_errors(
 def _fill_merged(
     expanded: list[tuple[np.ndarray, np.ndarray]],
     merged: frozenset[tuple[int, int, int, int]],
+    hidden_rows: frozenset[int],
     sheet: ParsedSheet,
 ) -> None:
     """Every cell of a merged range below the header holds the range's value, as Excel shows
     it: an invoice number merged over its principal, fee and interest lines was on the first
     line alone, the others INVALID ("Invoice no is empty"), and the first sent without them.
-    A range whose first cell is above the data (a title, a header over two columns) is left."""
+    A range whose first cell is above the data (a title, a header over two columns) is left, and
+    so are hidden rows, which show nothing (filled, an empty one would refuse the sheet for data
+    it hides). Ranges never overlap in a workbook Excel wrote, so they fill each cell once at
+    most: a crafted sheet's overlapping ranges stop when they have filled as many cells as the
+    table has, rather than cost ranges times rows."""
     first_data = sheet.header_row + 1
+    hidden = np.fromiter(hidden_rows, dtype=np.int64, count=len(hidden_rows)) - first_data
+    budget = sheet.n_rows * len(expanded)
     for first_row, first_col, last_row, last_col in sorted(merged):
         top, left = first_row - first_data, first_col - sheet.first_col
         if not (0 <= top < sheet.n_rows and 0 <= left < len(expanded)):
             continue
-        bottom = min(last_row - first_data, sheet.n_rows - 1)
+        rows = np.arange(top, min(last_row - first_data, sheet.n_rows - 1) + 1)
+        rows = rows[~np.isin(rows, hidden)] if len(hidden) else rows
         right = min(last_col - sheet.first_col, len(expanded) - 1)
+        budget -= len(rows) * (right - left + 1)
+        if budget < 0:
+            return
         shown, value = expanded[left][0][top], expanded[left][1][top]
         for text, typed in expanded[left : right + 1]:
-            text[top : bottom + 1] = shown
-            typed[top : bottom + 1] = value
+            text[rows] = shown
+            typed[rows] = value
 
 
 def _unsaved_cells(
@@ -249,18 +261,10 @@ def _zeros_shown(
     width = _zero_padded_width(number_format)
     if width < 2:
         return text, typed
-    values = typed.tolist()
-    short = [
-        i
-        for i, shown in enumerate(text.tolist())
-        if len(shown) < width
-        and shown.isascii()
-        and shown.isdigit()
-        and type(values[i]) in (float, int)
-    ]
-    if short:
+    numbers = [i for i, value in enumerate(typed.tolist()) if type(value) in (float, int)]
+    if numbers:
         text = text.copy()
-        text[short] = [shown.zfill(width) for shown in text[short].tolist()]
+        text[numbers] = zero_filled(text[numbers].tolist(), width)
     return text, typed
 
 
