@@ -120,3 +120,19 @@ def test_the_demo_keeps_its_journal_in_its_own_folder(tmp_path: Path) -> None:
     """`filedrop demo` never touches the user's journal."""
     filedrop("demo", environ={"XDG_STATE_HOME": str(tmp_path / "state")})
     assert not (tmp_path / "state").exists()
+
+
+def test_a_journal_setting_naming_a_folder_says_so(inbox: Path, sandbox: Sandbox) -> None:
+    """FILEDROP_STATE=/srv/state (a folder): SQLite says only "unable to open database file";
+    the sentence names the folder and the file it should name instead, and nothing is sent."""
+    folder = inbox.parent / "state"
+    folder.mkdir()
+    write_erp_csv(inbox / "t.csv", [erp_row("8101")])
+    _, _, err = filedrop(
+        "run", environ=run_env(inbox, sandbox.url, FILEDROP_STATE=str(folder)), expect=2
+    )
+    assert err.splitlines()[-1] == (
+        f"filedrop: FILEDROP_STATE names the folder {folder}; it names the journal's file, such "
+        f"as {folder / 'journal.db'}."
+    )
+    assert sandbox.counters().invoices_received == 0

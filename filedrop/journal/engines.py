@@ -397,6 +397,11 @@ class SqliteEngine(Engine):
         self._journal_id: str | None = None  # which journal that file holds (``facts``)
 
     def connect(self) -> sqlite3.Connection:
+        if self.path.is_dir():  # SQLite says only "unable to open database file"
+            raise ConfigError(
+                f"FILEDROP_STATE names the folder {self.path}; it names the journal's file, "
+                f"such as {self.path / 'journal.db'}."
+            )
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(
