@@ -680,7 +680,12 @@ def _validate_file(
     """Map and check ``file`` with the mapping(s) at ``mapping_path``; print the summary and
     every problem (or the invoice JSON); 1 when a row needs attention, else 0."""
     from filedrop.mapping import load_mappings, select_mapping
-    from filedrop.mapping.prepare import DUPLICATE_RULES, payloads, prepare
+    from filedrop.mapping.prepare import (
+        DUPLICATE_RULES,
+        REPEAT_OF_INVALID_RULE,
+        payloads,
+        prepare,
+    )
     from filedrop.read import read_table
 
     _require_file(file)
@@ -722,7 +727,8 @@ def _validate_file(
             # that row keep their own severity.
             label = "duplicate" if problem.rule in DUPLICATE_RULES else problem.severity
             # A repeated invoice number is the subject of its line, shown whole.
-            keep = (problem.value,) if problem.rule == "duplicate" and problem.value else ()
+            repeat = problem.rule in ("duplicate", REPEAT_OF_INVALID_RULE)
+            keep = (problem.value,) if repeat and problem.value else ()
             io.say(mask_ids(printable(f"  {label}: {problem}"), keep=keep))
     # As for run: a DUPLICATE row is not sent again and a SKIPPED one is no invoice, nothing to
     # look at; an INVALID row is.

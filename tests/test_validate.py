@@ -606,6 +606,57 @@ def test_repeated_invoice_number_is_a_duplicate_of_the_first_row() -> None:
     ]
 
 
+@pytest.mark.parametrize("in_parts", [False, True])
+def test_a_number_repeated_after_an_invalid_row_is_invalid_not_duplicate(in_parts: bool) -> None:
+    """The first row with the number is INVALID, so never sent: its repeat is no DUPLICATE of
+    anything sent (that told the user it went to Amili), it is INVALID naming the first row, and
+    so is every later one. Which of them is the invoice is for the user to say; nothing is sent
+    under that number. The same when the rows fall in different parts of a long file."""
+    rows = [row(Beløp="-1"), row(Fakturanr="240302"), row(), row()]
+    with pytest.MonkeyPatch.context() as patch:
+        if in_parts:
+            patch.setattr(prepare_module, "FIRST_PART_ROWS", 1)
+            patch.setattr(prepare_module, "PART_ROWS", 2)
+        prepared = run(rows)
+    assert [inv.invoice_number for inv in prepared.invoices] == ["240302"]
+    why = (
+        "invoice number 240301 already appears on row 2, which is invalid and not sent: correct "
+        "that row, or keep one of the two"
+    )
+    assert prepared.rejected == {
+        0: Rejection(
+            RowStatus.INVALID, 'Beløp "-1" is not a positive amount (it must be more than 0)'
+        ),
+        2: Rejection(RowStatus.INVALID, why),
+        3: Rejection(RowStatus.INVALID, why),
+    }
+    assert [(p.row, p.severity, p.rule) for p in prepared.problems] == [
+        (2, "error", "amount"),
+        (4, "error", "duplicate_of_invalid"),
+        (5, "error", "duplicate_of_invalid"),
+    ]
+
+
+def test_a_group_repeating_the_number_of_an_invalid_group_is_invalid(tmp_path: Path) -> None:
+    """Grouped: the second invoice with number A follows an INVALID first one; both its lines
+    are INVALID, not DUPLICATE."""
+    text = GROUPED.replace('by = "Nr"', 'by = "Etternavn"')
+    rows = [
+        line("A", "Hovedstol", "-1,00", first=True),
+        line("A", "Hovedstol", "2,00", first=True, Etternavn="Berg"),
+        line("A", "Gebyr", "70,00", Etternavn="Berg"),
+    ]
+    prepared = run(rows, custom(tmp_path, text), headers=G)
+    assert prepared.invoices == []
+    assert {r: status for r, (status, _) in prepared.rejected.items()} == dict.fromkeys(
+        (0, 1, 2), RowStatus.INVALID
+    )
+    assert prepared.rejected[2].text == (
+        "invoice number A already appears on row 2, which is invalid and not sent: correct that "
+        "row, or keep one of the two"
+    )
+
+
 def test_a_long_repeated_invoice_number_is_shown_by_its_start_and_end() -> None:
     """A 5,000-character number twice: the message still ends in where it first appears."""
     number = "7" * 5_000

@@ -63,6 +63,7 @@ from filedrop.states import RowStatus
 
 __all__ = [
     "DUPLICATE_RULES",
+    "REPEAT_OF_INVALID_RULE",
     "Prepared",
     "PreparedInvoice",
     "Problem",
@@ -72,10 +73,20 @@ __all__ = [
     "prepare_parts",
 ]
 
+#: The rule of an invoice number given again after a row that is INVALID: that row was never
+#: sent, so the repeat is no DUPLICATE of anything sent; it is INVALID too, until one is fixed.
+REPEAT_OF_INVALID_RULE = "duplicate_of_invalid"
 # Not configurable: sending a repeated invoice number, an empty row, a row without the value
 # of a formula it holds, or an identifier whose digits Excel lost, is never right, and an
 # invoice whose claims add up past any float cannot be sent at all.
-_FIXED_RULES = ("duplicate", "empty_row", "amount_sum", UNSAVED_RULE, LOST_DIGITS_RULE)
+_FIXED_RULES = (
+    "duplicate",
+    REPEAT_OF_INVALID_RULE,
+    "empty_row",
+    "amount_sum",
+    UNSAVED_RULE,
+    LOST_DIGITS_RULE,
+)
 #: The rule of a row that repeats an earlier one of its invoice exactly (``repeated_lines``):
 #: left out of the invoice, DUPLICATE.
 REPEATED_RULE = "repeated_line"
@@ -158,7 +169,7 @@ def prepare_parts(table: Table, mapping: Mapping) -> tuple[Prepared, Iterator[Pr
     if table.unsaved:
         _refuse_unsaved_rows(table, mapping)
     if mapping.group_by or len(table) <= FIRST_PART_ROWS:
-        return _prepare(table, mapping), None
+        return _prepare(table, mapping, invalid=set()), None
     conversions: dict[Hashable, dict[object, object]] = {}
     with shared_conversions(conversions):
         src = _source(table, mapping)
@@ -168,6 +179,7 @@ def prepare_parts(table: Table, mapping: Mapping) -> tuple[Prepared, Iterator[Pr
         kids = longest_kids(_fields(mapping.invoice, mapping.debtors, mapping.claims), src)
         del src, numbers
     starts = [0, *range(FIRST_PART_ROWS, len(table), PART_ROWS)]
+    invalid: set[int] = set()  # the rows found INVALID so far: parts are prepared in order
     repeats_in: dict[int, list[Issue]] = defaultdict(list)
     for issue in fates.repeats:
         repeats_in[bisect_right(starts, issue.position) - 1].append(issue)
@@ -184,7 +196,14 @@ def prepare_parts(table: Table, mapping: Mapping) -> tuple[Prepared, Iterator[Pr
         # Each part inside a with of its own: a with spanning a yield would be left on
         # whichever thread asks for the next part.
         with shared_conversions(conversions):
-            done = _prepare(table.part(start, stop), mapping, offset=start, fates=own, kids=kids)
+            done = _prepare(
+                table.part(start, stop),
+                mapping,
+                offset=start,
+                fates=own,
+                kids=kids,
+                invalid=invalid,
+            )
         return Prepared(
             table,
             mapping,
@@ -257,9 +276,12 @@ def _prepare(
     offset: int = 0,
     fates: _RowFates | None = None,
     kids: dict[tuple[str, ...], tuple[int, int]] | None = None,
+    invalid: set[int],
 ) -> Prepared:
     """``prepare`` in one go; a part of a table gives its ``offset`` in it, and its rows' fates
-    and longest KIDs (``longest_kids``) as found over the whole table."""
+    and longest KIDs (``longest_kids``) as found over the whole table. ``invalid`` holds the
+    invoices found INVALID in earlier parts (by their first row's position in the table), and
+    takes in this part's."""
     src = _source(table, mapping, kids)
     rows, issues = evaluate_fields(_fields(mapping.invoice, mapping.debtors, mapping.claims), src)
     derive_debtors(mapping, rows, src, issues)
@@ -304,6 +326,8 @@ def _prepare(
         number=number_level,
         duplicate_of=fates.duplicate_of,
         columns=built,
+        offset=offset,
+        invalid=invalid,
     )
 
 
@@ -442,8 +466,18 @@ def _decide(
     number: Level | None,
     duplicate_of: np.ndarray,
     columns: Columns,
+    offset: int,
+    invalid: set[int],
 ) -> Prepared:
-    """Each group is sent, INVALID (an error on one of its rows) or DUPLICATE."""
+    """Each group is sent, INVALID (an error on one of its rows) or DUPLICATE.
+
+    A group whose number an earlier group has is DUPLICATE of it, unless that one is INVALID:
+    then it was never sent, and the repeat is INVALID too (``_repeats_of_invalid``). ``invalid``
+    carries the INVALID groups across parts, numbered as ``duplicate_of`` numbers them: a part's
+    group ``g`` is ``offset + g`` (only ungrouped tables come in parts, a row a group)."""
+    in_error = {int(groups.gid[p.position]) for p in problems if p.severity == "error"}
+    invalid.update(offset + g for g in in_error if duplicate_of[g] < 0)
+    problems = _repeats_of_invalid(problems, groups, duplicate_of, invalid)
     errors: dict[int, list[Problem]] = defaultdict(list)
     warnings: dict[int, list[str]] = defaultdict(list)
     # Group -> why its row is left out (a skipped or repeated row is its own group).
@@ -466,7 +500,7 @@ def _decide(
         if g in skipped:
             rejected.update(dict.fromkeys(groups.members_of(g), skipped[g]))
             continue
-        if duplicate_of[g] >= 0:
+        if duplicate_of[g] >= 0 and int(duplicate_of[g]) not in invalid:
             why = next(p.message for p in errors[g] if p.rule == "duplicate")
             rejected.update(
                 dict.fromkeys(groups.members_of(g), Rejection(RowStatus.DUPLICATE, why))
@@ -474,7 +508,12 @@ def _decide(
             continue
         for r in groups.members_of(g):
             own = int(row_numbers[r])
-            text = "; ".join(p.message if p.row == own else str(p) for p in errors[g])
+            # A repeated number is said on each of the invoice's rows: once is enough.
+            text = "; ".join(
+                p.message if p.row == own else str(p)
+                for p in errors[g]
+                if p.row == own or p.rule != REPEAT_OF_INVALID_RULE
+            )
             rejected[r] = Rejection(RowStatus.INVALID, text)
     good = np.flatnonzero(~bad)
     with no_cyclic_gc():
@@ -484,3 +523,27 @@ def _decide(
         ]
     notes = {r: "; ".join(w) for r, w in warnings.items() if not bad[groups.gid[r]]}
     return Prepared(table, mapping, invoices, rejected, notes, problems)
+
+
+def _repeats_of_invalid(
+    problems: list[Problem], groups: Groups, duplicate_of: np.ndarray, invalid: set[int]
+) -> list[Problem]:
+    """``problems`` with each repeated number whose first row is INVALID said as an error of
+    its own: the first was never sent, so "already appears" is no reason to call the repeat
+    sent. Which of the two is the invoice is the user's to say."""
+    after_invalid = {
+        g for g in np.flatnonzero(duplicate_of >= 0).tolist() if duplicate_of[g] in invalid
+    }
+    if not after_invalid:
+        return problems
+    return [
+        replace(
+            p,
+            message=f"{p.message}, which is invalid and not sent: correct that row, "
+            "or keep one of the two",
+            rule=REPEAT_OF_INVALID_RULE,
+        )
+        if p.rule == "duplicate" and int(groups.gid[p.position]) in after_invalid
+        else p
+        for p in problems
+    ]
