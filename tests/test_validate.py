@@ -971,6 +971,68 @@ def test_a_grouped_invoice_listed_twice_is_sent_once() -> None:
     assert_every_row_once(prepared)
 
 
+def test_two_equal_lines_of_one_invoice_are_both_sent_with_a_note() -> None:
+    """Two reminder fees of 70 on one invoice, one under the other as an open-items export
+    lists them: two claims, not the invoice listed twice (the second was left out and the
+    invoice went for 70 less). The second line says what was taken, in case it was a slip."""
+    rows = [
+        line("A", "Hovedstol", "1 000,00", first=True),
+        line("A", "Gebyr", "70,00"),
+        line("A", "Gebyr", "70,00"),
+        line("B", "Hovedstol", "50,00", first=True),
+    ]
+    prepared = run(rows, GROUPED_MAPPING, headers=G)
+    assert [(inv.invoice_number, inv.rows) for inv in prepared.invoices] == [
+        ("A", (0, 1, 2)),
+        ("B", (3,)),
+    ]
+    assert prepared.invoices[0].payload["originalInvoiceAmount"] == 1140.0
+    assert prepared.rejected == {}
+    assert prepared.notes == {
+        2: "the row is the same as row 3 in every cell; equal lines of one invoice that follow "
+        "each other are two claims, and both are sent (if one was listed twice by mistake, "
+        "delete it)"
+    }
+    assert_every_row_once(prepared)
+
+
+@pytest.mark.parametrize(
+    ("rows", "sent", "repeats"),
+    [
+        # A file of one invoice appended to itself: its lines follow each other, a block twice.
+        (["P", "F", "P", "F"], (0, 1), {2: 0, 3: 1}),
+        (
+            ["P", "F", "F", "P", "F", "F", "P", "F", "F"],
+            (0, 1, 2),
+            {3: 0, 4: 1, 5: 2, 6: 0, 7: 1, 8: 2},
+        ),
+        # Two equal fees, and the invoice again after another: the second run is the repeat.
+        (["P", "F", "F", "B", "P", "F", "F"], (0, 1, 2), {4: 0, 5: 1, 6: 1}),
+        # Not a block given twice: equal lines of one run are lines.
+        (["P", "F", "F", "P"], (0, 1, 2, 3), {}),
+    ],
+)
+def test_an_invoice_listed_again_is_told_from_equal_lines_by_where_the_lines_are(
+    rows: list[str], sent: tuple[int, ...], repeats: dict[int, int]
+) -> None:
+    """Repeats are a later run of the invoice's lines, or a run that is one block given whole
+    more than once; equal lines inside one run are claims."""
+    cells = {"P": ("A", "Hovedstol", "1 000,00"), "F": ("A", "Gebyr", "70,00")}
+    cells["B"] = ("B", "Hovedstol", "50,00")
+    table_rows = [line(*cells[r], first=r != "F") for r in rows]
+    prepared = run(table_rows, GROUPED_MAPPING, headers=G)
+    assert prepared.invoices[0].rows == sent
+    assert {r: (s, t) for r, (s, t) in prepared.rejected.items()} == {
+        r: (
+            RowStatus.DUPLICATE,
+            f"the row repeats row {e + 2} exactly, every cell the same: a line of the invoice "
+            "listed twice, sent once",
+        )
+        for r, e in repeats.items()
+    }
+    assert_every_row_once(prepared)
+
+
 def test_claims_adding_up_past_any_amount_make_their_invoice_invalid() -> None:
     """Each line 9·10^12, a valid amount; their sum has 14 whole digits, more than a JSON number
     carries exactly to the øre: INVALID, its lines saying why, and the other invoice sent."""

@@ -6,7 +6,9 @@ without it each row is its own. Everything here is whole-column numpy work on gr
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -17,7 +19,15 @@ from filedrop.mapping.loader import Mapping
 from filedrop.mapping.tree import Field
 from filedrop.read import Table
 
-__all__ = ["Groups", "Level", "find_duplicates", "group_rows", "levels", "repeated_lines"]
+__all__ = [
+    "Groups",
+    "Level",
+    "RepeatedLines",
+    "find_duplicates",
+    "group_rows",
+    "levels",
+    "repeated_lines",
+]
 
 
 @dataclass(frozen=True)
@@ -63,8 +73,7 @@ def group_rows(
     n = len(table)
     if not mapping.group_by:
         return Groups(gid=np.arange(n), members=None, first=np.arange(n))
-    key = table.cells[positions[mapping.group_by]]
-    key = np.array([v.strip() for v in visible(key).tolist()], dtype=object)
+    key = _group_keys(table, mapping, positions)
     codes, _ = pd.factorize(key)
     alone = (key == "") | blank  # no key: a row of its own
     codes[alone] = codes.max(initial=0) + 1 + np.arange(int(alone.sum()))
@@ -75,27 +84,120 @@ def group_rows(
     return Groups(gid=gid, members=members, first=first)
 
 
-def repeated_lines(table: Table, mapping: Mapping, left_out: np.ndarray) -> dict[int, int]:
-    """With ``[group] by``, the rows that repeat an earlier row exactly, every cell the same, each
-    with that row (positions): an invoice's lines listed twice, as two appended exports or a
-    report of two periods have them. Grouped, they made one invoice with every claim twice, and
-    the debtor was asked for twice the debt. Rows left out (blank, skipped) are no one's repeat."""
+def _group_keys(
+    table: Table,
+    mapping: Mapping,
+    positions: dict[tuple[str, ...], int],
+    rows: np.ndarray | None = None,
+) -> np.ndarray:
+    """Each row's ``group.by`` key as it groups ("" for none), of ``rows`` (positions) or all."""
+    key = table.cells[positions[mapping.group_by]]
+    if rows is not None:
+        key = key.iloc[rows]
+    return np.array([v.strip() for v in visible(key).tolist()], dtype=object)
+
+
+class RepeatedLines(NamedTuple):
+    """Rows of a grouped table that are the same as an earlier row of their invoice in every
+    cell, each with that row (positions): ``repeats`` are the invoice listed again, left out;
+    ``twins`` are equal lines of the invoice, both sent."""
+
+    repeats: dict[int, int]
+    twins: dict[int, int]
+
+
+def repeated_lines(
+    table: Table, mapping: Mapping, positions: dict[tuple[str, ...], int], left_out: np.ndarray
+) -> RepeatedLines:
+    """With ``[group] by``, the rows the same as an earlier row of their invoice, every cell.
+
+    Two causes look alike, and their errors are not alike. An invoice listed twice (two exports
+    appended, a report of two periods) grouped into one invoice with every claim twice: the
+    debtor was asked for twice the debt. An invoice with two equal lines (two reminder fees of
+    70 on one day) lost one, and went for 70 less. Where a file has them tells them apart: an
+    invoice's lines follow each other in an export, so a repeat of a line in an earlier run of
+    the invoice's rows is the invoice listed again (``repeats``), and so is a run that is one
+    block of lines given twice or more (a file of one invoice, appended to itself); equal lines
+    within one run are two lines (``twins``). Rows without a key are invoices of their own: a
+    repeat of one is a repeat. Rows left out (blank, skipped) are no one's repeat.
+    """
+    found = RepeatedLines({}, {})
     if not mapping.group_by or not len(table):
-        return {}
+        return found
     kept = np.flatnonzero(~left_out)
     cells = table.cells.iloc[kept]
     twice = cells.duplicated(keep=False).to_numpy()  # the rows that have a twin, first ones too
     if not twice.any():
-        return {}
-    first_of: dict[tuple[str, ...], int] = {}
-    found: dict[int, int] = {}
+        return found
+    # Each line as a number, equal numbers for equal lines; a line without a twin has a
+    # negative one of its own.
+    line_of = {row: -1 - row for row in kept.tolist()}
+    ids: dict[tuple[str, ...], int] = {}
     for position, line in zip(
         kept[twice].tolist(), cells[twice].itertuples(index=False, name=None), strict=True
     ):
-        earlier = first_of.setdefault(line, position)
-        if earlier != position:
-            found[position] = earlier
+        line_of[position] = ids.setdefault(line, len(ids))
+    keys = _group_keys(table, mapping, positions, kept)
+    with_twins = set(keys[twice].tolist())
+    members: dict[str, list[int]] = defaultdict(list)
+    for position, key in zip(kept.tolist(), keys.tolist(), strict=True):
+        if key in with_twins:
+            members[key].append(position)
+    for key, rows in members.items():
+        if key == "":
+            _keyless_repeats(rows, line_of, found)
+        else:
+            _invoice_repeats(rows, line_of, found)
     return found
+
+
+def _keyless_repeats(rows: list[int], line_of: dict[int, int], found: RepeatedLines) -> None:
+    first: dict[int, int] = {}
+    for row in rows:
+        line = line_of[row]
+        earlier = first.setdefault(line, row) if line >= 0 else row
+        if earlier != row:
+            found.repeats[row] = earlier
+
+
+def _invoice_repeats(rows: list[int], line_of: dict[int, int], found: RepeatedLines) -> None:
+    """``repeated_lines`` for the rows of one invoice (positions, in file order)."""
+    first: dict[int, int] = {}  # line -> its first row, in an earlier run
+    breaks = [i + 1 for i in range(len(rows) - 1) if rows[i + 1] != rows[i] + 1]
+    for start, stop in zip([0, *breaks], [*breaks, len(rows)], strict=True):
+        run = rows[start:stop]
+        block = _block_length([line_of[row] for row in run])
+        in_run: dict[int, int] = {}
+        for i, row in enumerate(run):
+            line = line_of[row]
+            if line < 0:
+                continue
+            if line in first:
+                found.repeats[row] = first[line]
+            elif i >= block:
+                found.repeats[row] = run[i % block]
+            elif line in in_run:
+                found.twins[row] = in_run[line]
+            else:
+                in_run[line] = row
+        for line, row in in_run.items():
+            first.setdefault(line, row)
+
+
+def _block_length(lines: list[int]) -> int:
+    """The length of the block ``lines`` repeats whole (``len(lines)`` when it repeats none):
+    the shortest period, from the prefix function (Knuth-Morris-Pratt), in one pass."""
+    n = len(lines)
+    prefix = [0] * n
+    for i in range(1, n):
+        k = prefix[i - 1]
+        while k and lines[i] != lines[k]:
+            k = prefix[k - 1]
+        if lines[i] == lines[k]:
+            k += 1
+        prefix[i] = k
+    period = n - prefix[-1] if n else 0
+    return period if n and prefix[-1] and n % period == 0 else n
 
 
 def levels(rows: dict[int, Values], groups: Groups, fields: list[Field]) -> dict[int, Level]:

@@ -90,6 +90,9 @@ _FIXED_RULES = (
 #: The rule of a row that repeats an earlier one of its invoice exactly (``repeated_lines``):
 #: left out of the invoice, DUPLICATE.
 REPEATED_RULE = "repeated_line"
+#: The rule of a row the same as one before it in its invoice's run of lines
+#: (``repeated_lines``): sent as a claim of its own, with a warning that says so.
+TWIN_RULE = "twin_line"
 #: The rules that make their row DUPLICATE: an invoice number given again, a line given again.
 DUPLICATE_RULES = ("duplicate", REPEATED_RULE)
 
@@ -361,12 +364,25 @@ def _row_fates(
     skip_why = skipped_rows(mapping, src, numbers, unknown)
     skip_why[blank] = None  # an empty row is reported as such
     repeated = np.zeros(len(table), dtype=bool)
-    for row, earlier in repeated_lines(table, mapping, _left_out(blank, skip_why)).items():
+    lines = repeated_lines(table, mapping, src.positions, _left_out(blank, skip_why))
+    for row, earlier in lines.repeats.items():
         repeated[row] = True
         skip_why[row] = (
             f"the row repeats row {table.row_numbers[earlier]} exactly, every cell the same: "
             "a line of the invoice listed twice, sent once"
         )
+    unknown += [
+        Issue(
+            row,
+            TWIN_RULE,
+            None,
+            None,
+            f"the row is the same as row {table.row_numbers[earlier]} in every cell; equal "
+            "lines of one invoice that follow each other are two claims, and both are sent (if "
+            "one was listed twice by mistake, delete it)",
+        )
+        for row, earlier in lines.twins.items()
+    ]
     left_out = _left_out(blank, skip_why)
     if table.unsaved:
         _refuse_unsaved_keys(table, mapping, src, left_out)
@@ -417,6 +433,8 @@ def _problems(
     def severity_of(issue: Issue) -> str:
         if issue.rule in ("skip", REPEATED_RULE):
             return "skip"
+        if issue.rule == TWIN_RULE:
+            return "warning"
         return "error" if issue.rule in _FIXED_RULES else mapping.severity(issue.rule)
 
     # A required value that is missing because its cell gave none (an Excel error, a formula
