@@ -425,6 +425,18 @@ def test_a_value_over_lines_with_a_few_delimiters_of_its_own_is_read(tmp_path: P
     assert table.cells[3].tolist() == ["ring; ikke send;\nsjekk; igjen", ""]
 
 
+def test_a_note_over_lines_full_of_decimal_commas_is_read(tmp_path: Path) -> None:
+    """A comma-separated export with a note over four lines, each holding more commas than a
+    row has (amounts with decimal commas): a row's worth of delimiters per line break, but its
+    lines are no rows of the file, so it is a value, not rows a stray quote swallowed (it was
+    refused as one)."""
+    note = "\n".join(["Avtalt: 1,50, 2,50, 3,50, 4,50 og 5,50"] * 4)
+    text = f'Nr,Navn,Beløp,Notat,By\n1,Kari,"4 500,00","{note}",Oslo\n2,Per,980,,Bergen\n'
+    table = read_table(write(tmp_path / "n.csv", text))
+    assert table.row_numbers.tolist() == [2, 6]
+    assert table.cells[3].tolist() == [note, ""]
+
+
 def test_an_unclosed_quote_after_ragged_rows_is_still_found(tmp_path):
     """Tolerated trailing delimiters do not hide an unclosed quote further down."""
     text = 'Nr;Navn\n1;Kari;\n2;"Ola\n3;Per\n'

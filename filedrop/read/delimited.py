@@ -550,8 +550,9 @@ def _refuse_swallowed_lines(
     column make every line between part of that value, with the field count still right. Those
     rows got no status and were never sent, and the first went out with the others' names, ids
     and emails as its debtor's last name. A real value over several lines (an address, a note)
-    holds a few at most; in a file of fewer than ``_SWALLOW_MIN_COLUMNS`` columns a value's own
-    few could reach a row's worth, so such a file is read as it is. Called only when some record
+    holds a few at most, and its lines are no rows of the file (``_holds_rows``); in a file of
+    fewer than ``_SWALLOW_MIN_COLUMNS`` columns a value's own few could reach a row's worth, so
+    such a file is read as it is. Called only when some record
     spans lines (the last one too: a quote closed on the file's last line swallows as well)."""
     width = len(columns)
     if width < _SWALLOW_MIN_COLUMNS:
@@ -561,7 +562,7 @@ def _refuse_swallowed_lines(
             continue
         for i, value in enumerate(column.tolist()):
             breaks = value.count("\n")
-            if breaks and value.count(delimiter) >= breaks * (width - 1):
+            if breaks and _holds_rows(value, breaks, delimiter, width):
                 before = sum(columns[k][i].count("\n") for k in range(j))
                 start = int(starts[i]) + before
                 name = str(column[0]).strip() or f"column {j + 1}"
@@ -571,6 +572,15 @@ def _refuse_swallowed_lines(
                     f"on line {start + breaks}, so the rows up to there were read as that one "
                     "value; remove the stray quote and save or export the file again",
                 )
+
+
+def _holds_rows(value: str, breaks: int, delimiter: str, width: int) -> bool:
+    """Whether ``value`` reads as rows swallowed whole: a row's worth of delimiters per line
+    break, and each line between its first and its last exactly a row's worth (a row of the
+    file, not a note's line that happens to hold many decimal commas)."""
+    if value.count(delimiter) < breaks * (width - 1):
+        return False
+    return all(line.count(delimiter) == width - 1 for line in value.split("\n")[1:-1])
 
 
 def _csv_fallback(
