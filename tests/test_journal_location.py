@@ -132,7 +132,8 @@ def test_a_journal_setting_naming_a_folder_says_so(inbox: Path, sandbox: Sandbox
         "run", environ=run_env(inbox, sandbox.url, FILEDROP_STATE=str(folder)), expect=2
     )
     assert err.splitlines()[-1] == (
-        f"filedrop: FILEDROP_STATE names the folder {folder}; it names the journal's file, such "
-        f"as {folder / 'journal.db'}."
+        f"filedrop: The journal {folder} is a folder, not a file: point the state setting "
+        "(FILEDROP_STATE, --state, or state in the config file) at the journal's file, such as "
+        f"{folder / 'journal.db'}, or move the folder away."
     )
     assert sandbox.counters().invoices_received == 0

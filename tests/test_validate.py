@@ -621,7 +621,7 @@ def test_a_number_repeated_after_an_invalid_row_is_invalid_not_duplicate(in_part
     assert [inv.invoice_number for inv in prepared.invoices] == ["240302"]
     why = (
         "invoice number 240301 already appears on row 2, which is invalid and not sent: correct "
-        "that row, or keep one of the two"
+        "that row, or keep only one row with that number"
     )
     assert prepared.rejected == {
         0: Rejection(
@@ -635,6 +635,18 @@ def test_a_number_repeated_after_an_invalid_row_is_invalid_not_duplicate(in_part
         (4, "error", "duplicate_of_invalid"),
         (5, "error", "duplicate_of_invalid"),
     ]
+
+
+def test_numbers_excel_shortened_alike_are_not_called_repeats_of_each_other() -> None:
+    """ "2,40302E+11" twice: two invoices whose numbers Excel cut the same way, not one given
+    twice. Each is INVALID for its own number; the second is not told to delete itself as a
+    repeat of the first."""
+    rows = [row(Fakturanr="2,40302E+11", Beløp="100"), row(Fakturanr="2,40302E+11", Kundenr="9")]
+    prepared = run(rows)
+    assert prepared.invoices == []
+    assert prepared.rejected[1].status is RowStatus.INVALID
+    assert "already appears" not in prepared.rejected[1].text
+    assert prepared.rejected[1].text == prepared.rejected[0].text
 
 
 def test_a_group_repeating_the_number_of_an_invalid_group_is_invalid(tmp_path: Path) -> None:
@@ -653,7 +665,7 @@ def test_a_group_repeating_the_number_of_an_invalid_group_is_invalid(tmp_path: P
     )
     assert prepared.rejected[2].text == (
         "invoice number A already appears on row 2, which is invalid and not sent: correct that "
-        "row, or keep one of the two"
+        "row, or keep only one row with that number"
     )
 
 
@@ -952,84 +964,115 @@ def test_a_grouped_invoice_listed_twice_is_sent_once() -> None:
     rows = [
         line("A", "Hovedstol", "1 000,00", first=True),
         line("A", "Gebyr", "70,00"),
-        line("B", "Hovedstol", "50,00", first=True),
-        line("A", "Hovedstol", "1 000,00", first=True),  # rows 2-3 again: rows 5-6
-        line("A", "Gebyr", "70,00"),
         line("A", "Hovedstol", "200,00", first=True),  # another line of A: sent
-    ]
-    prepared = run(rows, GROUPED_MAPPING, headers=G)
-    assert [(inv.invoice_number, inv.rows) for inv in prepared.invoices] == [
-        ("A", (0, 1, 5)),
-        ("B", (2,)),
-    ]
-    assert prepared.invoices[0].payload["originalInvoiceAmount"] == 1270.0
-    twice = "exactly, every cell the same: a line of the invoice listed twice, sent once"
-    assert prepared.rejected == {
-        3: Rejection(RowStatus.DUPLICATE, f"the row repeats row 2 {twice}"),
-        4: Rejection(RowStatus.DUPLICATE, f"the row repeats row 3 {twice}"),
-    }
-    assert_every_row_once(prepared)
-
-
-def test_two_equal_lines_of_one_invoice_are_both_sent_with_a_note() -> None:
-    """Two reminder fees of 70 on one invoice, one under the other as an open-items export
-    lists them: two claims, not the invoice listed twice (the second was left out and the
-    invoice went for 70 less). The second line says what was taken, in case it was a slip."""
-    rows = [
-        line("A", "Hovedstol", "1 000,00", first=True),
-        line("A", "Gebyr", "70,00"),
-        line("A", "Gebyr", "70,00"),
         line("B", "Hovedstol", "50,00", first=True),
+        line("A", "Hovedstol", "1 000,00", first=True),  # rows 2-4 again: rows 6-8
+        line("A", "Gebyr", "70,00"),
+        line("A", "Hovedstol", "200,00", first=True),
     ]
     prepared = run(rows, GROUPED_MAPPING, headers=G)
     assert [(inv.invoice_number, inv.rows) for inv in prepared.invoices] == [
         ("A", (0, 1, 2)),
         ("B", (3,)),
     ]
-    assert prepared.invoices[0].payload["originalInvoiceAmount"] == 1140.0
-    assert prepared.rejected == {}
-    assert prepared.notes == {
-        2: "the row is the same as row 3 in every cell; equal lines of one invoice that follow "
-        "each other are two claims, and both are sent (if one was listed twice by mistake, "
-        "delete it)"
+    assert prepared.invoices[0].payload["originalInvoiceAmount"] == 1270.0
+    twice = "exactly, every cell the same: a line of the invoice listed twice, sent once"
+    assert prepared.rejected == {
+        4: Rejection(RowStatus.DUPLICATE, f"the row repeats row 2 {twice}"),
+        5: Rejection(RowStatus.DUPLICATE, f"the row repeats row 3 {twice}"),
+        6: Rejection(RowStatus.DUPLICATE, f"the row repeats row 4 {twice}"),
     }
     assert_every_row_once(prepared)
 
 
+#: Lines of invoice A (and B's principal) for the tests of repeated lines, by letter.
+LINES = {
+    "P": ("A", "Hovedstol", "1 000,00"),
+    "F": ("A", "Gebyr", "70,00"),
+    "I": ("A", "Rente", "12,00"),
+    "B": ("B", "Hovedstol", "50,00"),
+    "Q": ("A", "Gebyr", "70,00"),  # a fee line with the invoice's dates and debtor
+}
+
+
+def lines_of(letters: str) -> Prepared:
+    return run([line(*LINES[x], first=x in "PBQ") for x in letters], GROUPED_MAPPING, headers=G)
+
+
 @pytest.mark.parametrize(
-    ("rows", "sent", "repeats"),
+    ("letters", "repeats"),
     [
-        # A file of one invoice appended to itself: its lines follow each other, a block twice.
-        (["P", "F", "P", "F"], (0, 1), {2: 0, 3: 1}),
-        (
-            ["P", "F", "F", "P", "F", "F", "P", "F", "F"],
-            (0, 1, 2),
-            {3: 0, 4: 1, 5: 2, 6: 0, 7: 1, 8: 2},
-        ),
-        # Two equal fees, and the invoice again after another: the second run is the repeat.
-        (["P", "F", "F", "B", "P", "F", "F"], (0, 1, 2), {4: 0, 5: 1, 6: 1}),
-        # Not a block given twice: equal lines of one run are lines.
-        (["P", "F", "F", "P"], (0, 1, 2, 3), {}),
+        ("PFPF", {2: 0, 3: 1}),  # one invoice's file appended to itself
+        ("PPFF", {1: 0, 3: 2}),  # two exports appended, then sorted by invoice and line
+        ("PFFBPFF", {4: 0, 5: 1, 6: 2}),  # equal fees, the invoice listed again later
+        ("PFBPFB", {3: 0, 4: 1, 5: 2}),
+        ("QQ", {1: 0}),  # an invoice of one line, listed twice, as a repeated number is
     ],
 )
-def test_an_invoice_listed_again_is_told_from_equal_lines_by_where_the_lines_are(
-    rows: list[str], sent: tuple[int, ...], repeats: dict[int, int]
-) -> None:
-    """Repeats are a later run of the invoice's lines, or a run that is one block given whole
-    more than once; equal lines inside one run are claims."""
-    cells = {"P": ("A", "Hovedstol", "1 000,00"), "F": ("A", "Gebyr", "70,00")}
-    cells["B"] = ("B", "Hovedstol", "50,00")
-    table_rows = [line(*cells[r], first=r != "F") for r in rows]
-    prepared = run(table_rows, GROUPED_MAPPING, headers=G)
-    assert prepared.invoices[0].rows == sent
-    assert {r: (s, t) for r, (s, t) in prepared.rejected.items()} == {
-        r: (
+def test_an_invoice_listed_again_whole_is_sent_once(letters: str, repeats: dict[int, int]) -> None:
+    """Every line of the invoice there the same number of times, in whatever order: the
+    invoice listed that many times. Each line is kept once, the copies are DUPLICATE naming
+    the line they repeat."""
+    prepared = lines_of(letters)
+    kept = [i for i, x in enumerate(letters) if x != "B" and i not in repeats]
+    assert prepared.invoices[0].rows == tuple(kept)
+    assert prepared.rejected == {
+        r: Rejection(
             RowStatus.DUPLICATE,
             f"the row repeats row {e + 2} exactly, every cell the same: a line of the invoice "
             "listed twice, sent once",
         )
         for r, e in repeats.items()
     }
+    assert_every_row_once(prepared)
+
+
+@pytest.mark.parametrize(
+    ("letters", "unclear"),
+    [
+        ("PFF", {2: 1}),  # two fees of 70, or a fee listed twice
+        ("PFFB", {2: 1}),
+        ("PBFF", {3: 2}),  # the invoice's lines apart
+        ("PFPFI", {2: 0, 3: 1}),  # a second export that added interest, or two of each
+        ("PFFPF", {3: 0, 2: 1, 4: 1}),
+    ],
+)
+def test_equal_lines_that_may_be_two_claims_or_one_listed_twice_make_the_invoice_invalid(
+    letters: str, unclear: dict[int, int]
+) -> None:
+    """Equal lines beside a line given once: two fees of 70, or one listed twice? Dropping one
+    sent the invoice 70 short, keeping both sent an invoice listed twice with every claim twice;
+    filedrop does not guess. The invoice is INVALID, each such line naming the first, and the
+    rest of the file is sent."""
+    prepared = lines_of(letters)
+    assert [inv.invoice_number for inv in prepared.invoices] == ["B"] * ("B" in letters)
+    a_rows = [i for i, x in enumerate(letters) if x != "B"]
+    assert {r: status for r, (status, _) in prepared.rejected.items()} == dict.fromkeys(
+        a_rows, RowStatus.INVALID
+    )
+    for row, earlier in unclear.items():
+        assert (
+            f"the row is the same as row {earlier + 2} in every cell, while other lines of the "
+            "invoice are not given twice: two equal claims (two fees of 70) cannot be told from "
+            "a line listed twice, and filedrop does not guess: make them one line (one fee of "
+            "140), or delete the repeat"
+        ) in prepared.rejected[row].text
+    assert_every_row_once(prepared)
+
+
+def test_a_repeated_line_of_an_invalid_invoice_is_invalid_not_sent_once() -> None:
+    """Invoice A listed twice, its principal's due date impossible: A is INVALID, and the
+    copies say so instead of "sent once"."""
+    bad = line(*LINES["P"], first=True, Forfall="31.02.2024")
+    rows = [bad, line(*LINES["F"]), line(*LINES["B"], first=True), bad, line(*LINES["F"])]
+    prepared = run(rows, GROUPED_MAPPING, headers=G)
+    assert [inv.invoice_number for inv in prepared.invoices] == ["B"]
+    assert prepared.rejected[3] == Rejection(
+        RowStatus.INVALID,
+        "the row repeats row 2 exactly, every cell the same, and that invoice is invalid: "
+        "nothing of it was sent",
+    )
+    assert prepared.rejected[4].status is RowStatus.INVALID
     assert_every_row_once(prepared)
 
 

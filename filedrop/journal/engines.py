@@ -399,8 +399,9 @@ class SqliteEngine(Engine):
     def connect(self) -> sqlite3.Connection:
         if self.path.is_dir():  # SQLite says only "unable to open database file"
             raise ConfigError(
-                f"FILEDROP_STATE names the folder {self.path}; it names the journal's file, "
-                f"such as {self.path / 'journal.db'}."
+                f"The journal {self.path} is a folder, not a file: point the state setting "
+                "(FILEDROP_STATE, --state, or state in the config file) at the journal's file, "
+                f"such as {self.path / 'journal.db'}, or move the folder away."
             )
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ without it each row is its own. Everything here is whole-column numpy work on gr
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -100,10 +101,11 @@ def _group_keys(
 class RepeatedLines(NamedTuple):
     """Rows of a grouped table that are the same as an earlier row of their invoice in every
     cell, each with that row (positions): ``repeats`` are the invoice listed again, left out;
-    ``twins`` are equal lines of the invoice, both sent."""
+    ``unclear`` are lines that may be either (``repeated_lines``), which make the invoice
+    INVALID."""
 
     repeats: dict[int, int]
-    twins: dict[int, int]
+    unclear: dict[int, int]
 
 
 def repeated_lines(
@@ -111,15 +113,17 @@ def repeated_lines(
 ) -> RepeatedLines:
     """With ``[group] by``, the rows the same as an earlier row of their invoice, every cell.
 
-    Two causes look alike, and their errors are not alike. An invoice listed twice (two exports
-    appended, a report of two periods) grouped into one invoice with every claim twice: the
+    Two causes look alike, and guessing wrong harms either way. An invoice listed twice (two
+    exports appended, however sorted) grouped into one invoice with every claim twice: the
     debtor was asked for twice the debt. An invoice with two equal lines (two reminder fees of
-    70 on one day) lost one, and went for 70 less. Where a file has them tells them apart: an
-    invoice's lines follow each other in an export, so a repeat of a line in an earlier run of
-    the invoice's rows is the invoice listed again (``repeats``), and so is a run that is one
-    block of lines given twice or more (a file of one invoice, appended to itself); equal lines
-    within one run are two lines (``twins``). Rows without a key are invoices of their own: a
-    repeat of one is a repeat. Rows left out (blank, skipped) are no one's repeat.
+    70 on one day) lost one when every repeat was taken for the first cause, and went for 70
+    less. Only when every line of the invoice is there the same number of times k (all lines
+    twice, say) is it the invoice listed k times: each line is kept once and the copies are
+    ``repeats``, DUPLICATE. A line given once beside one given twice cannot tell which cause it
+    is (two fees, or a second export that added interest), and filedrop does not guess: those
+    copies are ``unclear``, and the user makes the lines one or removes the repeat. Rows without
+    a key are invoices of their own: a repeat of one is a repeat. Rows left out (blank, skipped)
+    are no one's repeat.
     """
     found = RepeatedLines({}, {})
     if not mapping.group_by or not len(table):
@@ -131,7 +135,7 @@ def repeated_lines(
         return found
     # Each line as a number, equal numbers for equal lines; a line without a twin has a
     # negative one of its own.
-    line_of = {row: -1 - row for row in kept.tolist()}
+    line_of: dict[int, int] = {}
     ids: dict[tuple[str, ...], int] = {}
     for position, line in zip(
         kept[twice].tolist(), cells[twice].itertuples(index=False, name=None), strict=True
@@ -144,60 +148,31 @@ def repeated_lines(
         if key in with_twins:
             members[key].append(position)
     for key, rows in members.items():
-        if key == "":
-            _keyless_repeats(rows, line_of, found)
+        lines = [line_of.get(row, -1 - row) for row in rows]
+        if key == "":  # each row an invoice of its own: a repeat is the invoice again
+            first: dict[int, int] = {}
+            for row, line in zip(rows, lines, strict=True):
+                if first.setdefault(line, row) != row:
+                    found.repeats[row] = first[line]
         else:
-            _invoice_repeats(rows, line_of, found)
+            _invoice_repeats(rows, lines, found)
     return found
 
 
-def _keyless_repeats(rows: list[int], line_of: dict[int, int], found: RepeatedLines) -> None:
-    first: dict[int, int] = {}
-    for row in rows:
-        line = line_of[row]
-        earlier = first.setdefault(line, row) if line >= 0 else row
-        if earlier != row:
-            found.repeats[row] = earlier
-
-
-def _invoice_repeats(rows: list[int], line_of: dict[int, int], found: RepeatedLines) -> None:
-    """``repeated_lines`` for the rows of one invoice (positions, in file order)."""
-    first: dict[int, int] = {}  # line -> its first row, in an earlier run
-    breaks = [i + 1 for i in range(len(rows) - 1) if rows[i + 1] != rows[i] + 1]
-    for start, stop in zip([0, *breaks], [*breaks, len(rows)], strict=True):
-        run = rows[start:stop]
-        block = _block_length([line_of[row] for row in run])
-        in_run: dict[int, int] = {}
-        for i, row in enumerate(run):
-            line = line_of[row]
-            if line < 0:
-                continue
-            if line in first:
-                found.repeats[row] = first[line]
-            elif i >= block:
-                found.repeats[row] = run[i % block]
-            elif line in in_run:
-                found.twins[row] = in_run[line]
-            else:
-                in_run[line] = row
-        for line, row in in_run.items():
-            first.setdefault(line, row)
-
-
-def _block_length(lines: list[int]) -> int:
-    """The length of the block ``lines`` repeats whole (``len(lines)`` when it repeats none):
-    the shortest period, from the prefix function (Knuth-Morris-Pratt), in one pass."""
-    n = len(lines)
-    prefix = [0] * n
-    for i in range(1, n):
-        k = prefix[i - 1]
-        while k and lines[i] != lines[k]:
-            k = prefix[k - 1]
-        if lines[i] == lines[k]:
-            k += 1
-        prefix[i] = k
-    period = n - prefix[-1] if n else 0
-    return period if n and prefix[-1] and n % period == 0 else n
+def _invoice_repeats(rows: list[int], lines: list[int], found: RepeatedLines) -> None:
+    """``repeated_lines`` for the rows of one invoice (positions, in file order) and their
+    lines' numbers."""
+    seen: dict[int, list[int]] = defaultdict(list)  # line -> its rows so far
+    for row, line in zip(rows, lines, strict=True):
+        seen[line].append(row)
+    times = math.gcd(*map(len, seen.values()))  # how many times the invoice is listed
+    for at in seen.values():
+        if times > 1:
+            once = len(at) // times  # the line's rows in one listing of the invoice
+            for k in range(once, len(at)):
+                found.repeats[at[k]] = at[k % once]
+        else:
+            found.unclear.update(dict.fromkeys(at[1:], at[0]))
 
 
 def levels(rows: dict[int, Values], groups: Groups, fields: list[Field]) -> dict[int, Level]:

@@ -76,6 +76,10 @@ __all__ = [
 #: The rule of an invoice number given again after a row that is INVALID: that row was never
 #: sent, so the repeat is no DUPLICATE of anything sent; it is INVALID too, until one is fixed.
 REPEAT_OF_INVALID_RULE = "duplicate_of_invalid"
+#: The rule of a row the same as an earlier one of its invoice where the invoice is not listed
+#: whole again (``repeated_lines``): two equal claims or one listed twice cannot be told apart,
+#: so the invoice is INVALID.
+UNCLEAR_LINE_RULE = "unclear_line"
 # Not configurable: sending a repeated invoice number, an empty row, a row without the value
 # of a formula it holds, or an identifier whose digits Excel lost, is never right, and an
 # invoice whose claims add up past any float cannot be sent at all.
@@ -86,13 +90,11 @@ _FIXED_RULES = (
     "amount_sum",
     UNSAVED_RULE,
     LOST_DIGITS_RULE,
+    UNCLEAR_LINE_RULE,
 )
 #: The rule of a row that repeats an earlier one of its invoice exactly (``repeated_lines``):
 #: left out of the invoice, DUPLICATE.
 REPEATED_RULE = "repeated_line"
-#: The rule of a row the same as one before it in its invoice's run of lines
-#: (``repeated_lines``): sent as a claim of its own, with a warning that says so.
-TWIN_RULE = "twin_line"
 #: The rules that make their row DUPLICATE: an invoice number given again, a line given again.
 DUPLICATE_RULES = ("duplicate", REPEATED_RULE)
 
@@ -194,7 +196,7 @@ def prepare_parts(table: Table, mapping: Mapping) -> tuple[Prepared, Iterator[Pr
             fates.skip_why[start:stop],
             fates.duplicate_of[start:stop],
             [issue._replace(position=issue.position - start) for issue in repeats_in.pop(k, [])],
-            fates.repeated[start:stop],
+            fates.repeat_of[start:stop],
         )
         # Each part inside a with of its own: a with spanning a yield would be left on
         # whichever thread asks for the next part.
@@ -269,7 +271,7 @@ class _RowFates(NamedTuple):
     skip_why: np.ndarray  # also the sentence of a row that repeats another exactly (``repeated``)
     duplicate_of: np.ndarray
     repeats: list[Issue]
-    repeated: np.ndarray  # bool: the row repeats an earlier one of its invoice, every cell the same
+    repeat_of: np.ndarray  # the earlier row of its invoice a row repeats whole (-1: none)
 
 
 def _prepare(
@@ -328,6 +330,7 @@ def _prepare(
         groups=groups,
         number=number_level,
         duplicate_of=fates.duplicate_of,
+        repeat_of=fates.repeat_of,
         columns=built,
         offset=offset,
         invalid=invalid,
@@ -363,10 +366,10 @@ def _row_fates(
     unknown: list[Issue] = []  # a skip rule's cell that is a formula with no saved result
     skip_why = skipped_rows(mapping, src, numbers, unknown)
     skip_why[blank] = None  # an empty row is reported as such
-    repeated = np.zeros(len(table), dtype=bool)
+    repeat_of = np.full(len(table), -1)
     lines = repeated_lines(table, mapping, src.positions, _left_out(blank, skip_why))
     for row, earlier in lines.repeats.items():
-        repeated[row] = True
+        repeat_of[row] = earlier
         skip_why[row] = (
             f"the row repeats row {table.row_numbers[earlier]} exactly, every cell the same: "
             "a line of the invoice listed twice, sent once"
@@ -374,14 +377,15 @@ def _row_fates(
     unknown += [
         Issue(
             row,
-            TWIN_RULE,
+            UNCLEAR_LINE_RULE,
             None,
             None,
-            f"the row is the same as row {table.row_numbers[earlier]} in every cell; equal "
-            "lines of one invoice that follow each other are two claims, and both are sent (if "
-            "one was listed twice by mistake, delete it)",
+            f"the row is the same as row {table.row_numbers[earlier]} in every cell, while "
+            "other lines of the invoice are not given twice: two equal claims (two fees of "
+            "70) cannot be told from a line listed twice, and filedrop does not guess: make "
+            "them one line (one fee of 140), or delete the repeat",
         )
-        for row, earlier in lines.twins.items()
+        for row, earlier in lines.unclear.items()
     ]
     left_out = _left_out(blank, skip_why)
     if table.unsaved:
@@ -389,7 +393,7 @@ def _row_fates(
     groups = group_rows(table, mapping, src.positions, left_out)
     number_level = groups.level(numbers) if numbers is not None else None
     duplicate_of, repeats = find_duplicates(table, number_level, groups, left_out)
-    return _RowFates(blank, skip_why, duplicate_of, repeats + unknown, repeated), groups
+    return _RowFates(blank, skip_why, duplicate_of, repeats + unknown, repeat_of), groups
 
 
 def _left_out(blank: np.ndarray, skip_why: np.ndarray) -> np.ndarray:
@@ -423,7 +427,7 @@ def _problems(
         Issue(int(i), "empty_row", "", None, "the row is empty") for i in np.flatnonzero(blank)
     ]
     kept += [
-        Issue(int(i), REPEATED_RULE if fates.repeated[i] else "skip", None, None, skip_why[i])
+        Issue(int(i), REPEATED_RULE if fates.repeat_of[i] >= 0 else "skip", None, None, skip_why[i])
         for i in np.flatnonzero(skipped)
     ]
     out: list[Problem] = []
@@ -433,8 +437,6 @@ def _problems(
     def severity_of(issue: Issue) -> str:
         if issue.rule in ("skip", REPEATED_RULE):
             return "skip"
-        if issue.rule == TWIN_RULE:
-            return "warning"
         return "error" if issue.rule in _FIXED_RULES else mapping.severity(issue.rule)
 
     # A required value that is missing because its cell gave none (an Excel error, a formula
@@ -483,6 +485,7 @@ def _decide(
     groups: Groups,
     number: Level | None,
     duplicate_of: np.ndarray,
+    repeat_of: np.ndarray,
     columns: Columns,
     offset: int,
     invalid: set[int],
@@ -492,7 +495,9 @@ def _decide(
     A group whose number an earlier group has is DUPLICATE of it, unless that one is INVALID:
     then it was never sent, and the repeat is INVALID too (``_repeats_of_invalid``). ``invalid``
     carries the INVALID groups across parts, numbered as ``duplicate_of`` numbers them: a part's
-    group ``g`` is ``offset + g`` (only ungrouped tables come in parts, a row a group)."""
+    group ``g`` is ``offset + g`` (only ungrouped tables come in parts, a row a group). A line
+    that repeats one of an INVALID invoice (``repeat_of``) is INVALID with it: nothing of that
+    invoice was sent."""
     in_error = {int(groups.gid[p.position]) for p in problems if p.severity == "error"}
     invalid.update(offset + g for g in in_error if duplicate_of[g] < 0)
     problems = _repeats_of_invalid(problems, groups, duplicate_of, invalid)
@@ -516,7 +521,16 @@ def _decide(
     bad[list(skipped)] = True
     for g in np.flatnonzero(bad).tolist():
         if g in skipped:
-            rejected.update(dict.fromkeys(groups.members_of(g), skipped[g]))
+            (row,) = groups.members_of(g)
+            earlier = int(repeat_of[row])
+            if earlier >= 0 and int(groups.gid[earlier]) in errors:
+                rejected[row] = Rejection(
+                    RowStatus.INVALID,
+                    f"the row repeats row {row_numbers[earlier]} exactly, every cell the same, "
+                    "and that invoice is invalid: nothing of it was sent",
+                )
+            else:
+                rejected[row] = skipped[g]
             continue
         if duplicate_of[g] >= 0 and int(duplicate_of[g]) not in invalid:
             why = next(p.message for p in errors[g] if p.rule == "duplicate")
@@ -554,14 +568,24 @@ def _repeats_of_invalid(
     }
     if not after_invalid:
         return problems
-    return [
-        replace(
-            p,
-            message=f"{p.message}, which is invalid and not sent: correct that row, "
-            "or keep one of the two",
-            rule=REPEAT_OF_INVALID_RULE,
-        )
-        if p.rule == "duplicate" and int(groups.gid[p.position]) in after_invalid
-        else p
+    # A number refused itself (digits Excel lost: "2,40302E+11") tells no invoice from another
+    # that lost the same digits: the repeat says only what is wrong with its own number.
+    refused_numbers = {
+        (p.position, p.column)
         for p in problems
-    ]
+        if p.severity == "error" and p.rule != "duplicate" and p.column is not None
+    }
+    out: list[Problem] = []
+    for p in problems:
+        if p.rule != "duplicate" or int(groups.gid[p.position]) not in after_invalid:
+            out.append(p)
+        elif (p.position, p.column) not in refused_numbers:
+            out.append(
+                replace(
+                    p,
+                    message=f"{p.message}, which is invalid and not sent: correct that row, or "
+                    "keep only one row with that number",
+                    rule=REPEAT_OF_INVALID_RULE,
+                )
+            )
+    return out
