@@ -1073,6 +1073,11 @@ def test_a_repeated_line_of_an_invalid_invoice_is_invalid_not_sent_once() -> Non
         "nothing of it was sent",
     )
     assert prepared.rejected[4].status is RowStatus.INVALID
+    # validate prints the problems: the copies are errors there too, not "duplicate".
+    assert [(p.row, p.severity, p.rule) for p in prepared.problems if p.position in (3, 4)] == [
+        (5, "error", "repeated_line_of_invalid"),
+        (6, "error", "repeated_line_of_invalid"),
+    ]
     assert_every_row_once(prepared)
 
 

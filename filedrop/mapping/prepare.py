@@ -95,6 +95,9 @@ _FIXED_RULES = (
 #: The rule of a row that repeats an earlier one of its invoice exactly (``repeated_lines``):
 #: left out of the invoice, DUPLICATE.
 REPEATED_RULE = "repeated_line"
+#: The rule of such a row when its invoice is INVALID: nothing of it was sent, so the copy is
+#: INVALID with it, and said so wherever its row's problems are shown.
+REPEATED_LINE_OF_INVALID_RULE = "repeated_line_of_invalid"
 #: The rules that make their row DUPLICATE: an invoice number given again, a line given again.
 DUPLICATE_RULES = ("duplicate", REPEATED_RULE)
 
@@ -519,16 +522,18 @@ def _decide(
     bad = duplicate_of >= 0
     bad[list(errors)] = True
     bad[list(skipped)] = True
+    # Copies of a line of an INVALID invoice: row -> what they are said to be instead.
+    copies_of_invalid: dict[int, str] = {}
     for g in np.flatnonzero(bad).tolist():
         if g in skipped:
             (row,) = groups.members_of(g)
             earlier = int(repeat_of[row])
             if earlier >= 0 and int(groups.gid[earlier]) in errors:
-                rejected[row] = Rejection(
-                    RowStatus.INVALID,
+                copies_of_invalid[row] = (
                     f"the row repeats row {row_numbers[earlier]} exactly, every cell the same, "
-                    "and that invoice is invalid: nothing of it was sent",
+                    "and that invoice is invalid: nothing of it was sent"
                 )
+                rejected[row] = Rejection(RowStatus.INVALID, copies_of_invalid[row])
             else:
                 rejected[row] = skipped[g]
             continue
@@ -554,6 +559,18 @@ def _decide(
             for no, g in zip(numbers[good].tolist(), good.tolist(), strict=True)
         ]
     notes = {r: "; ".join(w) for r, w in warnings.items() if not bad[groups.gid[r]]}
+    if copies_of_invalid:
+        problems = [
+            replace(
+                p,
+                message=copies_of_invalid[p.position],
+                severity="error",
+                rule=REPEATED_LINE_OF_INVALID_RULE,
+            )
+            if p.rule == REPEATED_RULE and p.position in copies_of_invalid
+            else p
+            for p in problems
+        ]
     return Prepared(table, mapping, invoices, rejected, notes, problems)
 
 
