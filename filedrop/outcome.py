@@ -438,14 +438,21 @@ class _XlsxData:
 
 
 def write_error_outcome(
-    source: Path, message: str, summary: OutcomeSummary, *, dest: Path | None = None
+    source: Path,
+    message: str,
+    summary: OutcomeSummary,
+    *,
+    dest: Path | None = None,
+    delimiter: str | None = None,
 ) -> Path:
     """Write the outcome of a file that could not be read: one ``ERROR`` row saying why, to
     ``dest`` (default: ``outcome_path``).
 
-    Columns are ``file`` then the ``OUTCOME_COLUMNS``. The CSV form is UTF-8 with a BOM and commas
-    (the input's own encoding and delimiter are unknown when it could not be read), which Excel
-    opens correctly.
+    Columns are ``file`` then the ``OUTCOME_COLUMNS``. The CSV form is UTF-8 with a BOM, which
+    Excel reads as such in any locale, delimited as the input is (``delimiter``, else as its
+    first lines seem to be, else commas): Excel splits a CSV it opens at the locale's list
+    separator, ``;`` in Norway, so a comma-separated outcome of a ``;`` export showed every
+    cell in one.
     """
     dest = dest or outcome_path(source)
     headers = ["file", *OUTCOME_COLUMNS]
@@ -466,10 +473,12 @@ def write_error_outcome(
         )
         write = partial(_write_xlsx, data=data, summary=summary)
     else:
+        from filedrop.read.delimited import guess_delimiter
+
         write = partial(
             _write_csv,
             encoding="utf-8-sig",
-            delimiter=",",
+            delimiter=delimiter or guess_delimiter(source),
             headers=headers,
             columns=[_CsvColumn(column, _neutral_any) for column in columns],
         )

@@ -455,7 +455,10 @@ def _process_claimed(
     except FiledropError as exc:
         return _file_error(path, ctx, file_id, _refusal(path, exc), started, dest=dest)
     if problem := xlsx_fit_problem(table) or earlier_outcome_problem(table):
-        return _file_error(path, ctx, file_id, f"{name}: {problem}", started, dest=dest)
+        delimiter = table.info.delimiter if table.info.kind == "csv" else None
+        return _file_error(
+            path, ctx, file_id, f"{name}: {problem}", started, dest=dest, delimiter=delimiter
+        )
     if later is None:
         refuse_if_renumbered(ctx.journal, record, prepared.invoices)
     with frozen_for_gc(), _PartsAhead(later, name=name) as ahead:
@@ -556,9 +559,11 @@ def _file_error(
     started: datetime,
     *,
     dest: Path | None,
+    delimiter: str | None = None,
 ) -> FileReport:
     """A file that cannot be read or mapped still gets an outcome: one ERROR row and why
-    (at ``dest``; with None, when no outcome can be written, the log and journal say it)."""
+    (at ``dest``; with None, when no outcome can be written, the log and journal say it),
+    delimited by ``delimiter`` when the file was read."""
     message = printable(message)
     log.error(
         "%s",
@@ -566,7 +571,9 @@ def _file_error(
         extra=fields("file_error", inbox=ctx.metrics.name, file=path.name, status=FileState.ERROR),
     )
     outcome = (
-        write_error_outcome(path, message, _summary(path, ctx, started), dest=dest)
+        write_error_outcome(
+            path, message, _summary(path, ctx, started), dest=dest, delimiter=delimiter
+        )
         if dest is not None
         else None
     )

@@ -561,7 +561,8 @@ def test_error_outcome_xlsx_has_one_error_row_and_a_summary(tmp_path: Path) -> N
 
 
 def test_error_outcome_csv_is_utf8_with_bom_and_commas(tmp_path: Path) -> None:
-    """An unreadable CSV gets a CSV Excel opens cleanly: UTF-8 BOM, commas, one ERROR row."""
+    """An unreadable CSV gets a CSV Excel opens cleanly: UTF-8 BOM, one ERROR row; commas when
+    nothing tells the input's delimiter (here: no input at all)."""
     source = tmp_path / "rar.csv"
     path = write_error_outcome(
         source, "rar.csv: the file is empty; export it again.", summary_for(source)
@@ -575,6 +576,36 @@ def test_error_outcome_csv_is_utf8_with_bom_and_commas(tmp_path: Path) -> None:
         ["file", *OUTCOME_COLUMNS],
         ["rar.csv", "ERROR", "rar.csv: the file is empty; export it again.", "", "", "", "", ""],
     ]
+
+
+@pytest.mark.parametrize(
+    ("content", "delimiter"),
+    [
+        # cp1252 and ;, with a UTF-8 line pasted in: refused as mixing encodings.
+        ("Fakturanr;Navn\r\n1;Bjørn\r\n".encode("cp1252") + "2;Åse\r\n".encode(), ";"),
+        # Excel's "Unicode text": UTF-16 and tabs, with bytes that are no UTF-16 character.
+        ("Fakturanr\tNavn\r\n1\tBjørn\r\n".encode("utf-16") + b"\x00\xd8", "\t"),
+        (b"sep=|\r\nFakturanr|Navn\r\n1|Kari\r\n", "|"),
+        (b"\xef\xbb\xbfFakturanr,Navn\n1,Kari\n", ","),
+        (b"\x00\x01\x02 binary", ","),
+        (b"", ","),
+    ],
+    ids=["cp1252-semicolons", "utf16-tabs", "sep-line", "utf8-commas", "binary", "empty"],
+)
+def test_error_outcome_csv_is_delimited_as_its_input(
+    tmp_path: Path, content: bytes, delimiter: str
+) -> None:
+    """Excel opens a CSV split at the locale's list separator (";" in Norway): a comma-separated
+    ERROR outcome of a ";" export showed its columns in one cell. The delimiter is read off the
+    input's first lines, whatever made it unreadable."""
+    source = tmp_path / "eksport.csv"
+    source.write_bytes(content)
+    path = write_error_outcome(source, "eksport.csv: why, in one sentence.", summary_for(source))
+    raw = path.read_bytes()
+    assert raw.startswith(f"\ufefffile{delimiter}outcome_status{delimiter}".encode())
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        got = list(csv.reader(fh, delimiter=delimiter))
+    assert got[1][:3] == ["eksport.csv", "ERROR", "eksport.csv: why, in one sentence."]
 
 
 # --- the xlsx data rows, as sheetxml writes them ---------------------------------------------

@@ -520,10 +520,14 @@ def test_a_file_that_cannot_be_read_gets_an_error_outcome_and_others_go_on(
 
 
 def test_a_file_no_mapping_fits_gets_an_error_outcome(inbox: Path, sandbox: Sandbox) -> None:
-    """Headers no mapping knows: ERROR naming the file's headers; nothing sent."""
+    """Headers no mapping knows: ERROR naming the file's headers; nothing sent. The outcome is
+    delimited as the input is, so Excel in a Norwegian locale shows its cells apart."""
     (inbox / "other.csv").write_text("Foo;Bar\n1;2\n", encoding="utf-8")
     filedrop("run", environ=run_env(inbox, sandbox.url), expect=1)
-    outcome = pd.read_csv(inbox / "other.outcome.csv", dtype=str, encoding="utf-8-sig")
+    assert (
+        (inbox / "other.outcome.csv").read_bytes().startswith(b"\xef\xbb\xbffile;outcome_status;")
+    )
+    outcome = pd.read_csv(inbox / "other.outcome.csv", sep=";", dtype=str, encoding="utf-8-sig")
     assert outcome["outcome_status"][0] == "ERROR"
     # Named by its bare name, as every other line about a file in the inbox is.
     assert outcome["outcome_message"][0].startswith("other.csv: no mapping fits this file: ")
@@ -637,6 +641,8 @@ def test_outcome_columns_before_the_inputs_own_are_refused_and_nothing_is_sent(
         "before columns of its own; remove them (or move them to the end) and drop it again"
     ) in out
     assert sandbox.received_invoice_numbers() == []
+    outcome = pd.read_csv(inbox / "moved.outcome.csv", sep=";", dtype=str, encoding="utf-8-sig")
+    assert list(outcome["outcome_status"]) == ["ERROR"]
 
 
 @pytest.mark.parametrize("where", ["first", "last"])

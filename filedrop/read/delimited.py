@@ -377,6 +377,25 @@ def _sample_lines(data: bytes, codec: str) -> list[str]:
     return lines[: HEADER_SEARCH_ROWS * 2]
 
 
+def guess_delimiter(path: Path) -> str:
+    """The delimiter ``path`` seems to use, for an outcome of a file that could not be read.
+
+    Read as the reader would, from its first 64 KiB: a ``sep=`` line, else the sniffed one
+    (``,`` when none fits). The bytes are taken as Latin-1, or UTF-16 after its BOM: every
+    delimiter is one ASCII character in both, whatever the file's real encoding or faults.
+    Not readable at all, ``,``.
+    """
+    try:
+        with path.open("rb") as file:
+            head = file.read(_SNIFF_BYTES)
+    except OSError:
+        return ","
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        head = head.decode("utf-16", errors="replace").encode("utf-8")
+    lines = _sample_lines(head.removeprefix(codecs.BOM_UTF8), "latin-1")
+    return _declared_delimiter(lines) or _sniff_delimiter(lines)
+
+
 def _records(lines: list[str], delimiter: str) -> list[tuple[int, list[str]]]:
     """(1-based first line, fields) of each record in ``lines``, quotes respected."""
     reader = csv.reader(lines, delimiter=delimiter)
