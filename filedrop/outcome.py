@@ -48,7 +48,7 @@ import xlsxwriter
 from xlsxwriter.exceptions import InvalidWorksheetName
 
 from filedrop import sheetxml
-from filedrop.inbox import archive_folder, outcome_path, stamped_names
+from filedrop.inbox import archive_folder, open_regular, outcome_path, stamped_names
 from filedrop.read import Table
 from filedrop.read.table import Layout, NumberFormat
 from filedrop.sheetxml import (
@@ -473,17 +473,28 @@ def write_error_outcome(
         )
         write = partial(_write_xlsx, data=data, summary=summary)
     else:
-        from filedrop.read.delimited import guess_delimiter
-
         write = partial(
             _write_csv,
             encoding="utf-8-sig",
-            delimiter=delimiter or guess_delimiter(source),
+            delimiter=delimiter or _input_delimiter(source),
             headers=headers,
             columns=[_CsvColumn(column, _neutral_any) for column in columns],
         )
     _write_atomically(dest, write)
     return dest
+
+
+def _input_delimiter(source: Path) -> str:
+    """The delimiter ``source``'s first lines use, read as the inbox reads (never through a
+    link, never waiting on a pipe); a comma when it cannot be read."""
+    from filedrop.read.delimited import SNIFF_BYTES, guess_delimiter
+
+    try:
+        with os.fdopen(open_regular(source), "rb") as file:
+            head = file.read(SNIFF_BYTES)
+    except OSError:
+        return ","
+    return guess_delimiter(head)
 
 
 # --- atomic file -----------------------------------------------------------------------------

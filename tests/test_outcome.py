@@ -608,6 +608,21 @@ def test_error_outcome_csv_is_delimited_as_its_input(
     assert got[1][:3] == ["eksport.csv", "ERROR", "eksport.csv: why, in one sentence."]
 
 
+@pytest.mark.parametrize("kind", ["link", "pipe"])
+def test_error_outcome_csv_reads_no_link_and_waits_on_no_pipe(tmp_path: Path, kind: str) -> None:
+    """The delimiter is read as the inbox reads: a link's target is not opened (here a ";"
+    file), and a pipe in the file's place does not hold the outcome up: commas."""
+    target = tmp_path / "hemmelig.csv"
+    target.write_text("a;b;c\n1;2;3\n")
+    source = tmp_path / "eksport.csv"
+    if kind == "link":
+        source.symlink_to(target)
+    else:
+        os.mkfifo(source)
+    path = write_error_outcome(source, "eksport.csv: why.", summary_for(source))
+    assert path.read_bytes().startswith(b"\xef\xbb\xbffile,outcome_status,")
+
+
 # --- the xlsx data rows, as sheetxml writes them ---------------------------------------------
 
 

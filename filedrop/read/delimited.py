@@ -43,7 +43,7 @@ from filedrop.read.table import (
 
 DELIMITERS = (";", "\t", ",", "|")
 """Candidates in order of preference when two fit equally well (Norwegian exports use ``;``)."""
-_SNIFF_BYTES = 64 * 1024
+SNIFF_BYTES = 64 * 1024
 
 
 def read_table(
@@ -370,26 +370,21 @@ def _not_encoded(where: str, encoding: str, exc: UnicodeDecodeError) -> ReadErro
 
 def _sample_lines(data: bytes, codec: str) -> list[str]:
     """The first whole lines (up to 64 KiB) for sniffing the delimiter and the header."""
-    head = data[:_SNIFF_BYTES]
+    head = data[:SNIFF_BYTES]
     lines = head.decode(codec, errors="replace").split("\n")
     if len(head) < len(data) and len(lines) > 1:
         lines.pop()  # cut mid-line
     return lines[: HEADER_SEARCH_ROWS * 2]
 
 
-def guess_delimiter(path: Path) -> str:
-    """The delimiter ``path`` seems to use, for an outcome of a file that could not be read.
+def guess_delimiter(head: bytes) -> str:
+    """The delimiter a file seems to use, from its first bytes (``SNIFF_BYTES``), for the
+    outcome of a file that could not be read.
 
-    Read as the reader would, from its first 64 KiB: a ``sep=`` line, else the sniffed one
-    (``,`` when none fits). The bytes are taken as Latin-1, or UTF-16 after its BOM: every
-    delimiter is one ASCII character in both, whatever the file's real encoding or faults.
-    Not readable at all, ``,``.
+    As the reader finds it: a ``sep=`` line, else the sniffed one (``,`` when none fits). The
+    bytes are taken as Latin-1, or UTF-16 after its BOM: every delimiter is one ASCII character
+    in both, whatever the file's real encoding or faults.
     """
-    try:
-        with path.open("rb") as file:
-            head = file.read(_SNIFF_BYTES)
-    except OSError:
-        return ","
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         head = head.decode("utf-16", errors="replace").encode("utf-8")
     lines = _sample_lines(head.removeprefix(codecs.BOM_UTF8), "latin-1")
