@@ -1081,6 +1081,23 @@ def test_a_repeated_line_of_an_invalid_invoice_is_invalid_not_sent_once() -> Non
     assert_every_row_once(prepared)
 
 
+def test_a_copy_of_a_line_of_a_duplicate_invoice_is_duplicate(tmp_path: Path) -> None:
+    """Grouped by one column, numbered by another: B repeats A's number, so B is DUPLICATE, and
+    B's lines listed again are DUPLICATE with it, not INVALID "that invoice is invalid" (exit
+    1 for a file whose every invoice was sent), as B's repeated number is an error of B's."""
+    by_nr_numbered_by_fnr = custom(
+        tmp_path, GROUPED.replace('invoiceNumber = "Nr"', 'invoiceNumber = "Fnr"')
+    )
+    a = [line("A", "Hovedstol", "1 000,00", first=True, Fnr="100"), line("A", "Gebyr", "70,00")]
+    b = [line("B", "Hovedstol", "500,00", first=True, Fnr="100"), line("B", "Gebyr", "70,00")]
+    prepared = run([*a, *b, *b], by_nr_numbered_by_fnr, headers=[*G, "Fnr"])
+    assert [inv.invoice_number for inv in prepared.invoices] == ["100"]
+    assert {r: status for r, (status, _) in prepared.rejected.items()} == dict.fromkeys(
+        (2, 3, 4, 5), RowStatus.DUPLICATE
+    )
+    assert_every_row_once(prepared)
+
+
 def test_claims_adding_up_past_any_amount_make_their_invoice_invalid() -> None:
     """Each line 9·10^12, a valid amount; their sum has 14 whole digits, more than a JSON number
     carries exactly to the øre: INVALID, its lines saying why, and the other invoice sent."""

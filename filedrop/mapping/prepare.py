@@ -522,13 +522,22 @@ def _decide(
     bad = duplicate_of >= 0
     bad[list(errors)] = True
     bad[list(skipped)] = True
-    # Copies of a line of an INVALID invoice: row -> what they are said to be instead.
+
+    def listed_again(g: int) -> bool:
+        """Whether group ``g`` is DUPLICATE: its number was sent by an earlier group, whatever
+        else is wrong with it."""
+        return duplicate_of[g] >= 0 and int(duplicate_of[g]) not in invalid
+
+    # Copies of a line of an INVALID invoice: row -> what they are said to be instead. A copy of
+    # a line of a DUPLICATE invoice is DUPLICATE with it, though that invoice has an error (the
+    # repeated number).
     copies_of_invalid: dict[int, str] = {}
     for g in np.flatnonzero(bad).tolist():
         if g in skipped:
             (row,) = groups.members_of(g)
             earlier = int(repeat_of[row])
-            if earlier >= 0 and int(groups.gid[earlier]) in errors:
+            of = int(groups.gid[earlier]) if earlier >= 0 else -1
+            if of in errors and not listed_again(of):
                 copies_of_invalid[row] = (
                     f"the row repeats row {row_numbers[earlier]} exactly, every cell the same, "
                     "and that invoice is invalid: nothing of it was sent"
@@ -537,7 +546,7 @@ def _decide(
             else:
                 rejected[row] = skipped[g]
             continue
-        if duplicate_of[g] >= 0 and int(duplicate_of[g]) not in invalid:
+        if listed_again(g):
             why = next(p.message for p in errors[g] if p.rule == "duplicate")
             rejected.update(
                 dict.fromkeys(groups.members_of(g), Rejection(RowStatus.DUPLICATE, why))
