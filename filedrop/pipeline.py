@@ -434,10 +434,17 @@ def _process_claimed(
         message = f"{name}: {EMPTY_FILE}"
         return _file_error(path, ctx, file_id, message, started, dest=dest)
 
+    # The delimiter the CSV was last read with, for the ERROR outcome of a file refused after
+    # it was read (no mapping fits, columns named twice).
+    read_with: list[str] = []
+
     def read(file_path: Path, options: ReadOptions) -> Table:
-        return _read_hashed(
+        table = _read_hashed(
             file_path, options, hashed=hashed, limits=ctx.read_limits, stop=ctx.stop
         )
+        if table.info.kind == "csv" and table.info.delimiter:
+            read_with[:] = [table.info.delimiter]
+        return table
 
     try:
         mapping, table = select_mapping(ctx.mappings, path, read)
@@ -453,7 +460,10 @@ def _process_claimed(
     except ReadAgainLaterError as exc:
         return _read_again_later(path, ctx, file_id, exc)
     except FiledropError as exc:
-        return _file_error(path, ctx, file_id, _refusal(path, exc), started, dest=dest)
+        delimiter = read_with[0] if read_with else None
+        return _file_error(
+            path, ctx, file_id, _refusal(path, exc), started, dest=dest, delimiter=delimiter
+        )
     if problem := xlsx_fit_problem(table) or earlier_outcome_problem(table):
         delimiter = table.info.delimiter if table.info.kind == "csv" else None
         return _file_error(

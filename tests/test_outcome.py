@@ -589,8 +589,29 @@ def test_error_outcome_csv_is_utf8_with_bom_and_commas(tmp_path: Path) -> None:
         (b"\xef\xbb\xbfFakturanr,Navn\n1,Kari\n", ","),
         (b"\x00\x01\x02 binary", ","),
         (b"", ","),
+        # Old Mac line ends, with a UTF-8 line pasted in.
+        (b"Fakturanr;Navn;Bel\xf8p\r1;Bj\xf8rn;5\r2;\xc3\x85se;4\r", ";"),
+        ("Fakturanr;Navn\r\n1;Bjørn\r\n2;Kari\r\n".encode("utf-16-le"), ";"),  # no BOM
+        ("Fakturanr;Navn\r\n1;Bjørn\r\n2;Kari\r\n".encode("utf-32"), ";"),
+        # A sep= line naming no delimiter (nothing, a quote, a NUL): sniffed instead.
+        (b"sep=\r\nFakturanr;Navn\r\n1;Kari\r\n", ";"),
+        (b'sep="\r\nFakturanr;Navn\r\n1;Kari\r\n', ";"),
+        (b"sep=\x00\r\nFakturanr;Navn\r\n1;Kari\r\n", ";"),
     ],
-    ids=["cp1252-semicolons", "utf16-tabs", "sep-line", "utf8-commas", "binary", "empty"],
+    ids=[
+        "cp1252-semicolons",
+        "utf16-tabs",
+        "sep-line",
+        "utf8-commas",
+        "binary",
+        "empty",
+        "lone-cr",
+        "utf16-no-bom",
+        "utf32",
+        "sep-empty",
+        "sep-quote",
+        "sep-nul",
+    ],
 )
 def test_error_outcome_csv_is_delimited_as_its_input(
     tmp_path: Path, content: bytes, delimiter: str

@@ -535,6 +535,22 @@ def test_a_file_no_mapping_fits_gets_an_error_outcome(inbox: Path, sandbox: Sand
     assert sandbox.counters().posts == 0
 
 
+def test_a_file_refused_after_it_was_read_gets_an_outcome_delimited_as_it_was_read(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """Title lines full of commas above a ";" table that names a column twice: refused after
+    the read, its ERROR outcome takes the delimiter the file was read with, not one sniffed
+    again from its first lines (commas)."""
+    titles = ["Fakturaliste, Firma AS, Oslo", "Utskrevet 01.12.2026, Kari, side 1"]
+    rows = [f"{erp_row(number)};5,00" for number in ("9041", "9042")]
+    lines = [*titles, *titles, f"{ERP_HEADER};Beløp", *rows]
+    (inbox / "titler.csv").write_bytes(("\r\n".join(lines) + "\r\n").encode("cp1252"))
+    filedrop("run", environ=run_env(inbox, sandbox.url), expect=1)
+    outcome = inbox / "titler.outcome.csv"
+    assert outcome.read_bytes().startswith(b"\xef\xbb\xbffile;outcome_status;")
+    assert sandbox.received_invoice_numbers() == []
+
+
 def test_formula_like_text_stays_text(inbox: Path, sandbox: Sandbox) -> None:
     """An address typed as =HYPERLINK(...) is written as text in the outcome, not a formula."""
     write_erp_csv(inbox / "f.csv", [erp_row("8001", Adresse="=HYPERLINK(1)")])

@@ -381,14 +381,19 @@ def guess_delimiter(head: bytes) -> str:
     """The delimiter a file seems to use, from its first bytes (``SNIFF_BYTES``), for the
     outcome of a file that could not be read.
 
-    As the reader finds it: a ``sep=`` line, else the sniffed one (``,`` when none fits). The
-    bytes are taken as Latin-1, or UTF-16 after its BOM: every delimiter is one ASCII character
-    in both, whatever the file's real encoding or faults.
+    As the reader finds it: a ``sep=`` line naming one of ``DELIMITERS``, else the sniffed one
+    (``,`` when none fits), lone carriage returns taken as line ends. The bytes are taken as
+    Latin-1, UTF-16 after its BOM, and without their NUL bytes (UTF-16 or UTF-32 without a
+    BOM): every delimiter is one ASCII character in each, whatever the file's real encoding or
+    faults.
     """
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         head = head.decode("utf-16", errors="replace").encode("utf-8")
-    lines = _sample_lines(head.removeprefix(codecs.BOM_UTF8), "latin-1")
-    return _declared_delimiter(lines) or _sniff_delimiter(lines)
+    head = head.removeprefix(codecs.BOM_UTF8).replace(b"\x00", b"")
+    head = head.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    lines = _sample_lines(head, "latin-1")
+    declared = _declared_delimiter(lines)
+    return declared if declared in DELIMITERS else _sniff_delimiter(lines)
 
 
 def _records(lines: list[str], delimiter: str) -> list[tuple[int, list[str]]]:
