@@ -109,6 +109,37 @@ def test_a_utf16_file_with_bytes_that_are_no_utf16_is_refused_naming_the_line(
     assert err.value.detail.startswith("line 3 holds bytes that are not UTF-16 text")
 
 
+@pytest.mark.parametrize("end", ["\r", "\r\n", "\n"], ids=["cr", "crlf", "lf"])
+def test_a_file_mixing_encodings_names_its_lines_whatever_ends_them(
+    tmp_path: Path, end: str
+) -> None:
+    """Old Mac line ends (a lone CR): the lines were counted by \\n alone, and both were
+    named line 1."""
+    path = tmp_path / "blandet.csv"
+    lines = [b"Nr;Navn", "1;Bjørn".encode("cp1252"), "2;Åse".encode()]
+    path.write_bytes(end.encode().join(lines) + end.encode())
+    with pytest.raises(ReadError) as err:
+        read_table(path)
+    assert err.value.detail.startswith(
+        'line 3 holds "Ã\u2026", which is "Å" written as UTF-8, while the file is not UTF-8 '
+        "(line 2)"
+    )
+
+
+def test_a_utf16_file_with_old_mac_line_ends_and_bytes_no_utf16_names_the_line(
+    tmp_path: Path,
+) -> None:
+    """The same in Excel's "Unicode text" with lone CRs: line 1 was named."""
+    path = tmp_path / "u16.csv"
+    good = "Nr;Navn\r1;Åse\r".encode("utf-16-le")
+    path.write_bytes(
+        codecs.BOM_UTF16_LE + good + b"2\x00;\x00B\x00\x00\xdc" + "rn\r".encode("utf-16-le")
+    )
+    with pytest.raises(ReadError) as err:
+        read_table(path)
+    assert err.value.detail.startswith("line 3 holds bytes that are not UTF-16 text")
+
+
 @pytest.mark.parametrize("mark", [b"\x1a", b"\x1a\r\n", b"\x1a\x1a"], ids=["one", "line", "two"])
 def test_dos_end_of_file_mark_after_the_last_line_is_no_row(tmp_path: Path, mark: bytes) -> None:
     """Old exports end with Ctrl-Z (0x1A), once or more, a line end sometimes after it: it

@@ -251,6 +251,15 @@ def _nul_bytes(data: bytes) -> str:
 _UTF8_LATIN_LETTER = re.compile(rb"\xc3[\x80-\xbf]")
 
 
+def _line_at(data: bytes, offset: int) -> int:
+    """The 1-based line of byte ``offset`` as the user's editor numbers it, before the reader
+    makes lone carriage returns (old Mac line ends) into ``\\n``: counting ``\\n`` alone
+    named line 1 for every line of such a file."""
+    before = data[:offset]
+    lone_crs = len(_LONE_CR.findall(before)) if b"\r" in before else 0
+    return before.count(b"\n") + lone_crs + 1
+
+
 def _refuse_mixed(where: str, data: bytes, not_utf8_at: int, codec: str) -> None:
     """A file that is not UTF-8 (at byte ``not_utf8_at``) yet holds UTF-8 letters elsewhere mixes
     two encodings (lines pasted from another export): read either way (as ``codec``, the rest),
@@ -258,8 +267,8 @@ def _refuse_mixed(where: str, data: bytes, not_utf8_at: int, codec: str) -> None
     found = _UTF8_LATIN_LETTER.search(data)
     if found is None:
         return
-    utf8_line = data.count(b"\n", 0, found.start()) + 1
-    other_line = data.count(b"\n", 0, not_utf8_at) + 1
+    utf8_line = _line_at(data, found.start())
+    other_line = _line_at(data, not_utf8_at)
     letter = found.group().decode("utf-8")
     raise ReadError(
         where,
@@ -316,7 +325,7 @@ def _refuse_contradicted(where: str, data: bytes, wanted: str, name: str) -> Non
     found = _UTF8_CHARACTER.search(data)
     if found is None:
         return
-    line = data.count(b"\n", 0, found.start()) + 1
+    line = _line_at(data, found.start())
     letter = found.group().decode("utf-8")
     garbled = found.group().decode(name, errors="replace")
     raise ReadError(
@@ -329,7 +338,8 @@ def _refuse_contradicted(where: str, data: bytes, wanted: str, name: str) -> Non
 def _not_utf16(where: str, data: bytes, exc: UnicodeDecodeError) -> ReadError:
     """A UTF-16 file (by its byte order mark) with bytes that are no UTF-16 character: read
     anyway, a name went to Amili with a replacement sign (Bj\ufffdrn) and no word said."""
-    line = data[: exc.start].decode("utf-16", errors="replace").count("\n") + 1
+    before = data[: exc.start].decode("utf-16", errors="replace").encode()
+    line = _line_at(before, len(before))
     return ReadError(
         where,
         f"line {line} holds bytes that are not UTF-16 text, though the file begins with UTF-16's "
