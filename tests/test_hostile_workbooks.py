@@ -247,7 +247,7 @@ def test_a_csv_header_of_a_million_fields_is_refused_unread(inbox: Path, sandbox
     (inbox / "wide.csv").write_text(f"{wide}\n1;100{';' * 1_000_000}\n", encoding="utf-8")
     write_erp_csv(inbox / "good.csv", [erp_row("7011")])
     filedrop("run", environ=run_env(inbox, sandbox.url), expect=1)
-    error = pd.read_csv(inbox / "wide.outcome.csv", dtype=str, keep_default_na=False)
+    error = pd.read_csv(inbox / "wide.outcome.csv", sep=";", dtype=str, keep_default_na=False)
     assert list(error["outcome_status"]) == ["ERROR"]
     assert error["outcome_message"][0] == (
         "wide.csv: its header line has 1,000,002 fields, more than any spreadsheet holds "

@@ -937,6 +937,36 @@ def test_number_and_date_columns_with_empty_cells_render_and_keep_their_values(t
         ]
 
 
+def test_a_cell_formatted_otherwise_than_its_column_shows_its_own_zeros(tmp_path: Path) -> None:
+    """Excel pads each number by its own cell's format. Kundenr formatted 000000 but for one
+    General cell (1234 on screen, padded to 001234 by the column's format before), and Nr left
+    General but for cells formatted 0000000 below the rows that decide the column's format
+    (0003351 on screen, sent as 3351): each number is the one the user reads, and the one a CSV
+    of the sheet holds. Text is shown as typed; the same in the child process as here."""
+    path = tmp_path / "kunder.xlsx"
+    with xlsxwriter.Workbook(path) as workbook:
+        sheet = workbook.add_worksheet()
+        six, seven = (workbook.add_format({"num_format": "0" * n}) for n in (6, 7))
+        sheet.write_row(0, 0, ["Nr", "Kundenr", "Navn"])
+        for r in range(1, 31):
+            sheet.write_number(r, 0, 3300 + r, seven if r > 25 else None)
+            sheet.write_number(r, 1, 1200 + r, None if r == 12 else six)
+            sheet.write_string(r, 2, "Kari")
+        sheet.write_string(31, 0, "77")
+        sheet.write_string(31, 1, "88")
+    for limits in (ReadLimits(read_in_subprocess=False), ReadLimits(read_in_subprocess=True)):
+        table = read_table(path, limits=limits)
+        assert table.cells[0].tolist() == [
+            *(str(3300 + r) for r in range(1, 26)),
+            *(f"{3300 + r:07d}" for r in range(26, 31)),
+            "77",
+        ]
+        assert table.cells[1].tolist() == [
+            *(f"{1200 + r:06d}" if r != 12 else "1212" for r in range(1, 31)),
+            "88",
+        ]
+
+
 def test_the_workbook_reader_process_imports_no_pandas():
     """The reader's server and children import only what parsing needs: pandas costs about half
     a second of CPU to import, and the parent builds the frames."""

@@ -10,7 +10,7 @@ and each column's number format.
 from __future__ import annotations
 
 import datetime as dt
-import re
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,7 @@ from filedrop.read.table import (
     other_sheets,
     trailing_width,
     zero_filled,
+    zero_padded_width,
 )
 from filedrop.read.workbook import (
     RENDERERS,
@@ -40,8 +41,6 @@ from filedrop.read.workbook import (
 )
 
 __all__ = ["build_table", "read_excel"]
-
-_ZEROS_FORMAT = re.compile(r"0{2,}")
 
 
 def read_excel(
@@ -59,7 +58,14 @@ def build_table(path: Path, sheet: ParsedSheet, marks: SheetMarks | None = None)
     note the formulas whose results were never saved, and refuse a sheet whose hidden rows hold
     data."""
     expanded = [
-        _zeros_shown(*_expand(column, sheet.n_rows), sheet.formats.get(sheet.first_col + j))
+        _zeros_shown(
+            *_expand(column, sheet.n_rows),
+            sheet.formats.get(sheet.first_col + j),
+            {
+                row - sheet.header_row - 1: width
+                for row, width in sheet.own_zeros.get(sheet.first_col + j, {}).items()
+            },
+        )
         for j, column in enumerate(sheet.columns)
     ]
     if marks is not None and marks.errors:
@@ -243,28 +249,29 @@ def _expand(column: Column, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
     return text, typed
 
 
-def _zero_padded_width(number_format: NumberFormat | None) -> int:
-    """The digits a number format of zeros alone makes Excel show (``0000000000``: 10, leading
-    zeros included); 0 for any other format, which shows a whole number without them."""
-    if isinstance(number_format, str) and _ZEROS_FORMAT.fullmatch(number_format):
-        return len(number_format)
-    return 0
-
-
 def _zeros_shown(
-    text: np.ndarray, typed: np.ndarray, number_format: NumberFormat | None
+    text: np.ndarray,
+    typed: np.ndarray,
+    number_format: NumberFormat | None,
+    own_zeros: Mapping[int, int],
 ) -> tuple[np.ndarray, np.ndarray]:
     """(text, typed) with the column's whole numbers as a format of zeros shows them: 3351
     formatted ``0000000`` is ``0003351`` on screen and on paper, and in a CSV Excel saves of the
     sheet. The value holds no zeros, so without them an invoice number went out as 3351, and the
-    same invoice from that CSV as 0003351: a second case. Text cells are shown as typed."""
-    width = _zero_padded_width(number_format)
-    if width < 2:
+    same invoice from that CSV as 0003351: a second case. Text cells are shown as typed. A cell
+    formatted otherwise than its column (``own_zeros``: position -> the digits its own format
+    shows, 0 for none) is shown by its own format, as Excel shows it."""
+    width = zero_padded_width(number_format)
+    if width < 2 and not own_zeros:
         return text, typed
-    numbers = [i for i, value in enumerate(typed.tolist()) if type(value) in (float, int)]
-    if numbers:
+    by_width: dict[int, list[int]] = {}
+    for i, value in enumerate(typed.tolist()):
+        if type(value) in (float, int) and (shown := own_zeros.get(i, width)) >= 2:
+            by_width.setdefault(shown, []).append(i)
+    if by_width:
         text = text.copy()
-        text[numbers] = zero_filled(text[numbers].tolist(), width)
+        for shown, at in by_width.items():
+            text[at] = zero_filled(text[at].tolist(), shown)
     return text, typed
 
 

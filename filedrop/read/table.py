@@ -44,6 +44,7 @@ __all__ = [
     "read_input_bytes",
     "trailing_width",
     "zero_filled",
+    "zero_padded_width",
 ]
 
 #: What a file with no content is told, whoever finds it (a reader, or the pipeline before it).
@@ -321,6 +322,17 @@ def name_blank_headers(headers: list[str], *, first: int = 0) -> list[str]:
     under a name; ``first`` is the 0-based column of ``headers[0]`` (a sheet whose used range
     starts at column B has 1)."""
     return [header or column_letter(first + i) for i, header in enumerate(headers)]
+
+
+_ZEROS_FORMAT = re.compile(r"0{2,}")
+
+
+def zero_padded_width(number_format: NumberFormat | None) -> int:
+    """The digits a number format of zeros alone makes Excel show (``0000000000``: 10, leading
+    zeros included); 0 for any other format, which shows a whole number without them."""
+    if isinstance(number_format, str) and _ZEROS_FORMAT.fullmatch(number_format):
+        return len(number_format)
+    return 0
 
 
 def zero_filled(values: list[str], width: int) -> list[str]:

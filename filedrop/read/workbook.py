@@ -22,9 +22,9 @@ import zlib
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from xml.etree.ElementTree import ParseError
 
 import python_calamine
@@ -37,9 +37,11 @@ from filedrop.read.table import (
     HEADER_SEARCH_ROWS,
     NumberFormat,
     ReadOptions,
+    column_letter,
     find_header,
     other_sheets,
     read_input_bytes,
+    zero_padded_width,
 )
 
 __all__ = [
@@ -86,6 +88,9 @@ class ParsedSheet:
     formats: dict[int, NumberFormat]
     first_col: int
     sheets: tuple[str, ...] = ()  # the workbook's visible sheets, for messages
+    #: Column -> {Excel row: the digits its cell's own format of zeros shows, 0 for none} for
+    #: the numbers formatted otherwise than their column (``_own_zeros``).
+    own_zeros: dict[int, dict[int, int]] = field(default_factory=dict)
 
 
 def parse_sheet(path: Path, options: ReadOptions, data: bytes | None = None) -> ParsedSheet:
@@ -127,6 +132,9 @@ def finish_sheet(path: Path, options: ReadOptions, loaded: LoadedSheet) -> Parse
     body = rows[header_at + 1 :]
     # calamine rows all have the sheet's width
     cells = list(zip(*body, strict=True)) if body else [() for _ in headers]
+    formats, own_zeros = _number_formats(
+        data, sheet_name, header_row=header_row, first_col=first_col
+    )
     return ParsedSheet(
         sheet_name=sheet_name,
         header_row=header_row,
@@ -134,9 +142,10 @@ def finish_sheet(path: Path, options: ReadOptions, loaded: LoadedSheet) -> Parse
         columns=[_parse_column(column) for column in cells],
         n_rows=len(cells[0]),
         titles=[(first_row + i, row) for i, row in enumerate(rows[:header_at])],
-        formats=_number_formats(data, sheet_name, header_row=header_row, first_col=first_col),
+        formats=formats,
         first_col=first_col,
         sheets=sheets,
+        own_zeros=own_zeros,
     )
 
 
@@ -523,8 +532,9 @@ _NUMERIC_TYPES = frozenset({None, "n"})
 
 def _number_formats(
     data: bytes, sheet: str, *, header_row: int, first_col: int
-) -> dict[int, NumberFormat]:
-    """0-based sheet column -> the number format most of its first numeric data cells use.
+) -> tuple[dict[int, NumberFormat], dict[int, list[int]]]:
+    """(0-based sheet column -> the number format most of its first numeric data cells use,
+    the cells whose own format of zeros is not their column's: ``_own_zeros``).
 
     Columns left General are absent. Only xlsx and xlsm (zip) workbooks have readable styles;
     anything unreadable gives no formats rather than an error, since the values are already read.
@@ -533,19 +543,84 @@ def _number_formats(
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             part = _sheet_part(archive, data, sheet)
             if part is None:
-                return {}
+                return {}, {}
             with archive.open("xl/styles.xml") as styles:
                 xf_formats = _xf_formats(styles)
             with archive.open(part) as sheet_xml:
                 styles_by_col = _data_styles(sheet_xml, header_row=header_row)
+            formats = _most_used_formats(styles_by_col, xf_formats, first_col=first_col)
+            widths = {i: zero_padded_width(code) for i, code in enumerate(xf_formats)}
+            if not any(width >= 2 for width in widths.values()):
+                return formats, {}  # no cell shows zeros a value lacks: nearly every workbook
+            with archive.open(part) as sheet_xml:
+                own = _own_zeros(sheet_xml, formats, widths, header_row=header_row)
+            return formats, own
     except _UNREADABLE_PARTS:
-        return {}
+        return {}, {}
+
+
+def _most_used_formats(
+    styles_by_col: dict[int, Counter[int]],
+    xf_formats: list[NumberFormat | None],
+    *,
+    first_col: int,
+) -> dict[int, NumberFormat]:
+    """Column -> the number format of the style its sampled cells use most, if not General."""
     formats: dict[int, NumberFormat] = {}
     for col, styles in styles_by_col.items():
         xf = styles.most_common(1)[0][0]
         if col >= first_col and 0 <= xf < len(xf_formats) and xf_formats[xf] not in (0, None):
             formats[col] = xf_formats[xf]
     return formats
+
+
+def _own_zeros(
+    sheet_xml: IO[bytes],
+    formats: dict[int, NumberFormat],
+    widths: dict[int, int],
+    *,
+    header_row: int,
+) -> dict[int, dict[int, int]]:
+    """Column -> {data row: the digits its number's own format of zeros shows, 0 for none}, for
+    the cells whose format of zeros is not their column's (``widths``: style -> digits).
+
+    A column's format is the one its first rows use most, but Excel pads each cell by its own:
+    a General cell among cells formatted ``000000`` shows 1234, and a ``000000`` cell below
+    twenty General ones shows 001234. Padded by the column, the invoice number sent was not
+    the one the user reads, nor the one a CSV of the sheet holds (a second case, once that CSV
+    came). The cells' tags alone are looked at, a chunk of the inflated XML at a time, and
+    only in a workbook with a format of zeros: every cell of a column formatted so, and in the
+    others the cells whose style, written right after the reference as Excel writes it, is one
+    of zeros. A cell without its reference (some writers leave it out) keeps its column's."""
+    column_width = {col: zero_padded_width(code) for col, code in formats.items()}
+    padded = [col for col, width in column_width.items() if width >= 2]
+    zero_styles = [str(i).encode() for i, width in widths.items() if width >= 2]
+    tags = [rb'<c r="([A-Z]+)([0-9]+)"( s="(?:' + b"|".join(zero_styles) + rb')"[^>]*)>']
+    if padded:
+        letters = b"|".join(column_letter(col).encode() for col in padded)
+        tags.insert(0, rb'<c r="(' + letters + rb')([0-9]+)"([^>]*)>')
+    cell_tag = re.compile(b"|".join(tags))
+    found: dict[int, dict[int, int]] = {}
+
+    def look(xml: bytes, end: int) -> None:
+        for tag in cell_tag.finditer(xml, 0, end):
+            letters, row, rest = (part for part in tag.groups() if part is not None)
+            attributes = dict(_CELL_ATTRIBUTES.findall(rest))
+            if int(row) <= header_row or attributes.get(b"t", b"n") != b"n":
+                continue  # the header, or text: shown as typed anyway
+            col = _column_index(letters.decode())
+            width = widths.get(_int(attributes.get(b"s", b"").decode()), 0)
+            if width != column_width.get(col, 0):
+                found.setdefault(col, {})[int(row)] = width
+
+    rest = b""
+    while chunk := sheet_xml.read(_SCAN_CHUNK):
+        window = rest + chunk
+        cut = max(window.rfind(b"<"), 0)  # every tag before it is whole: a tag holds no "<"
+        look(window, cut)
+        rest = window[cut:]
+    look(rest, len(rest))
+    return found
 
 
 def _sheet_part(archive: zipfile.ZipFile, data: bytes, sheet: str) -> str | None:
