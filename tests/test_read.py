@@ -9,6 +9,7 @@ import io
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import openpyxl
@@ -965,6 +966,31 @@ def test_a_cell_formatted_otherwise_than_its_column_shows_its_own_zeros(tmp_path
             *(f"{1200 + r:06d}" if r != 12 else "1212" for r in range(1, 31)),
             "88",
         ]
+
+
+def test_a_comment_of_unclosed_cell_tags_does_not_hold_up_the_read(tmp_path: Path) -> None:
+    """A sheet with a format of zeros and, after its rows, a comment of 2 MiB holding "<c r=" and
+    no ">": the look for each cell's own format scanned from every such start to the window's
+    end (minutes for one MiB), so a workbook read in a second ran into the read's time limit
+    and was refused. The workbook's parts are stored, so no inflation limit refuses it first."""
+    made = tmp_path / "made.xlsx"
+    with xlsxwriter.Workbook(made) as workbook:
+        sheet = workbook.add_worksheet()
+        six = workbook.add_format({"num_format": "000000"})
+        sheet.write_row(0, 0, ["Nr", "Kunde"])
+        for r in range(1, 30):
+            sheet.write_number(r, 0, r, six)
+            sheet.write_number(r, 1, r)
+    path = tmp_path / "kommentar.xlsx"
+    junk = b'<c r="A1" s="1"' * (1 << 17)
+    with zipfile.ZipFile(made) as source, zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as out:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                data = data.replace(b"</sheetData>", b"</sheetData><!--" + junk + b"-->")
+            out.writestr(item.filename, data)
+    table = read_table(path, limits=ReadLimits(read_in_subprocess=True, max_read_s=20))
+    assert table.cells[0].tolist()[:2] == ["000001", "000002"]
 
 
 def test_the_workbook_reader_process_imports_no_pandas():

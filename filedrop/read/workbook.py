@@ -32,7 +32,7 @@ from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import iterparse
 
 from filedrop.errors import HiddenSheetError, ReadError
-from filedrop.read.limits import _sheet_parts
+from filedrop.read.limits import _TAG, _sheet_parts
 from filedrop.read.table import (
     HEADER_SEARCH_ROWS,
     NumberFormat,
@@ -593,13 +593,7 @@ def _own_zeros(
     others the cells whose style, written right after the reference as Excel writes it, is one
     of zeros. A cell without its reference (some writers leave it out) keeps its column's."""
     column_width = {col: zero_padded_width(code) for col, code in formats.items()}
-    padded = [col for col, width in column_width.items() if width >= 2]
-    zero_styles = [str(i).encode() for i, width in widths.items() if width >= 2]
-    tags = [rb'<c r="([A-Z]+)([0-9]+)"( s="(?:' + b"|".join(zero_styles) + rb')"[^>]*)>']
-    if padded:
-        letters = b"|".join(column_letter(col).encode() for col in padded)
-        tags.insert(0, rb'<c r="(' + letters + rb')([0-9]+)"([^>]*)>')
-    cell_tag = re.compile(b"|".join(tags))
+    cell_tag = re.compile(_own_zeros_tags(column_width, widths))
     found: dict[int, dict[int, int]] = {}
 
     def look(xml: bytes, end: int) -> None:
@@ -621,6 +615,34 @@ def _own_zeros(
         rest = window[cut:]
     look(rest, len(rest))
     return found
+
+
+def _own_zeros_tags(column_width: dict[int, int], widths: dict[int, int]) -> bytes:
+    """The pattern of the cell tags ``_own_zeros`` looks at, each giving (column letters, row,
+    the attributes after the reference): in a column formatted with zeros, every cell but those
+    whose style, right after the reference, shows the column's zeros (nearly all, and nothing
+    to do for them); in the others, the cells whose style is one of zeros. Attributes are
+    bounded (``_TAG``), so text that holds "<c r=" without a ">" after it (in a comment) costs
+    a bounded look per start, not a scan to the window's end."""
+    tags = []
+    padded = [col for col, width in column_width.items() if width >= 2]
+    for col in padded:
+        same = [str(i).encode() for i, width in widths.items() if width == column_width[col]]
+        tags.append(
+            rb'<c r="(' + column_letter(col).encode() + rb')([0-9]+)"'
+            rb'(?! s="(?:' + b"|".join(same) + rb')"[\s/>])(' + _TAG + rb")>"
+        )
+    zero_styles = [str(i).encode() for i, width in widths.items() if width >= 2]
+    others = b"|".join(column_letter(col).encode() for col in padded)
+    tags.append(
+        (rb'<c r="(?!(?:' + others + rb")[0-9])" if padded else rb'<c r="')
+        + rb'([A-Z]+)([0-9]+)"( s="(?:'
+        + b"|".join(zero_styles)
+        + rb')"'
+        + _TAG
+        + rb")>"
+    )
+    return b"|".join(tags)
 
 
 def _sheet_part(archive: zipfile.ZipFile, data: bytes, sheet: str) -> str | None:
