@@ -436,14 +436,13 @@ def _process_claimed(
 
     # The delimiter the CSV was last read with, for the ERROR outcome of a file refused after
     # it was read (no mapping fits, columns named twice).
-    read_with: list[str] = []
+    read_with: list[str | None] = [None]
 
     def read(file_path: Path, options: ReadOptions) -> Table:
         table = _read_hashed(
             file_path, options, hashed=hashed, limits=ctx.read_limits, stop=ctx.stop
         )
-        if table.info.kind == "csv" and table.info.delimiter:
-            read_with[:] = [table.info.delimiter]
+        read_with[0] = _csv_delimiter(table)
         return table
 
     try:
@@ -460,12 +459,11 @@ def _process_claimed(
     except ReadAgainLaterError as exc:
         return _read_again_later(path, ctx, file_id, exc)
     except FiledropError as exc:
-        delimiter = read_with[0] if read_with else None
         return _file_error(
-            path, ctx, file_id, _refusal(path, exc), started, dest=dest, delimiter=delimiter
+            path, ctx, file_id, _refusal(path, exc), started, dest=dest, delimiter=read_with[0]
         )
     if problem := xlsx_fit_problem(table) or earlier_outcome_problem(table):
-        delimiter = table.info.delimiter if table.info.kind == "csv" else None
+        delimiter = _csv_delimiter(table)
         return _file_error(
             path, ctx, file_id, f"{name}: {problem}", started, dest=dest, delimiter=delimiter
         )
@@ -475,6 +473,11 @@ def _process_claimed(
         return _send_and_report(
             prepared, ahead, ctx, file_id, started, dest=dest, sha256=hashed.sha256
         )
+
+
+def _csv_delimiter(table: Table) -> str | None:
+    """The delimiter a CSV table was read with, for its ERROR outcome; None for a workbook."""
+    return table.info.delimiter if table.info.kind == "csv" else None
 
 
 def _refusal(path: Path, exc: FiledropError) -> str:

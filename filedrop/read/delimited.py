@@ -192,10 +192,15 @@ def _text(where: str, data: bytes, options: ReadOptions) -> tuple[str, str, byte
     encoding, codec, data = _detect_encoding(where, data, options.encoding)
     if b"\x00" in data:
         raise ReadError(where, _nul_bytes(data))
+    return encoding, codec, _lines_ended_by_lf(data)
+
+
+def _lines_ended_by_lf(data: bytes) -> bytes:
+    """``data`` with old Mac line ends (a lone CR) made ``\\n``, so that lines are counted
+    as the user's editor counts them; itself when it has none."""
     if b"\r" in data and _LONE_CR.search(data):
-        # Old Mac line ends: make them \n so that lines are counted as the user's editor does.
-        data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-    return encoding, codec, data
+        return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    return data
 
 
 def _without_eof_mark(data: bytes) -> bytes:
@@ -399,8 +404,7 @@ def guess_delimiter(head: bytes) -> str:
     """
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         head = head.decode("utf-16", errors="replace").encode("utf-8")
-    head = head.removeprefix(codecs.BOM_UTF8).replace(b"\x00", b"")
-    head = head.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    head = _lines_ended_by_lf(head.removeprefix(codecs.BOM_UTF8).replace(b"\x00", b""))
     lines = _sample_lines(head, "latin-1")
     declared = _declared_delimiter(lines)
     return declared if declared in DELIMITERS else _sniff_delimiter(lines)

@@ -532,7 +532,7 @@ _NUMERIC_TYPES = frozenset({None, "n"})
 
 def _number_formats(
     data: bytes, sheet: str, *, header_row: int, first_col: int
-) -> tuple[dict[int, NumberFormat], dict[int, list[int]]]:
+) -> tuple[dict[int, NumberFormat], dict[int, dict[int, int]]]:
     """(0-based sheet column -> the number format most of its first numeric data cells use,
     the cells whose own format of zeros is not their column's: ``_own_zeros``).
 
