@@ -35,6 +35,11 @@ What it prints, for each file, and how each figure is taken:
   as subreaper). Peak RSS is ``ru_maxrss``: the largest of those processes, not their sum. Every
   client is started by bench/launch.py, a small process, since a child forked by the bench itself
   would report the bench's own peak. The server's CPU is not in it (it is printed apart).
+- Its CPU by thread: each thread's own CPU clock, read as the run exits (bench/threadcpu, put
+  on the run's PYTHONPATH, records it; a function call per thread, nothing per request), summed
+  by kind (the file's thread, the posting and polling pools, the thread preparing a long file's
+  later parts, the main thread); what they leave of the own CPU is the workbook reader child's.
+  Unlike the stage costs below, they add up to the run's own CPU, waiting included.
 - Stages in the run: from the run's own JSON log (millisecond times): start-up until the file is
   claimed; read, map and validate until it knows what to send (a file of more than 10,000 rows:
   until its first batch was answered, as its later parts are prepared while the first batches go
@@ -107,6 +112,16 @@ HEADERS = [
 FIRST = ["Åse", "Bjørn", "Kåre", "Sigrid", "Håkon", "Tone", "Jørgen", "Mari", "Øyvind", "Live"]
 LAST = ["Kristiansen", "Ødegård", "Hølland", "Løvås", "Bråthen", "Ågesen", "Fjære", "Strøm"]
 STAGES = ("read", "map and validate", "JSON", "HTTP", "journal", "outcome")
+#: What each kind of thread of a run does (bench/threadcpu names them).
+_THREAD_KINDS = {
+    "filedrop-file": "file: read, JSON, results, outcome",
+    "filedrop-post": "posting: claim, POST, record",
+    "filedrop-poll": "polling: GET, parse",
+    "prepare": "preparing later parts: map, validate",
+    "main": "main: start-up, inbox, token",
+    "filedrop-poller": "poll scheduler",
+    "filedrop-deflate": "deflating the xlsx outcome",
+}
 HTTP_SAMPLE_BATCHES = 200
 OPENPYXL_PER_CALAMINE = 11  # measured on this machine; only for --skip-openpyxl
 
@@ -369,6 +384,7 @@ class Run:
     phases: dict[str, float]
     statuses: dict[str, int]
     invoices: int  # what its log says it sent
+    threads: dict[str, tuple[int, float]] = field(default_factory=dict)  # kind -> (n, CPU s)
 
 
 def run_filedrop(
@@ -391,6 +407,8 @@ def run_filedrop(
     shutil.copy(source, inbox / source.name)
     old = time.time() - 3600
     os.utime(inbox / source.name, (old, old))
+    threads = OUT / f"threads-{source.stem}.json"
+    threads.unlink(missing_ok=True)
     # A fresh journal for every run: the user's own would remember the last run's invoices.
     journal = OUT / f"journal-{source.stem}.db"
     for suffix in ("", "-wal", "-shm"):
@@ -408,6 +426,11 @@ def run_filedrop(
         "FILEDROP_BATCH_SIZE": str(args.batch_size),
         "FILEDROP_CONCURRENT_BATCHES": str(args.concurrent),
         "FILEDROP_LOG_FORMAT": "json",
+        # Each thread's CPU, written as the run exits (bench/threadcpu/sitecustomize.py).
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(BENCH / "threadcpu"), os.environ.get("PYTHONPATH")])
+        ),
+        "BENCH_THREAD_CPU": str(threads),
         **(extra_env or {}),
     }
     cmd = [sys.executable, "-m", "filedrop", "run"]
@@ -419,7 +442,13 @@ def run_filedrop(
     if usage.code not in (0, 1):
         tail = usage.log.read_text(errors="replace").splitlines()[-5:]
         raise SystemExit(f"filedrop run exited {usage.code}:\n" + "\n".join(tail))
-    return read_run_log(usage)
+    run = read_run_log(usage)
+    with contextlib.suppress(OSError, ValueError):
+        run.threads = {
+            kind: (entry["threads"], entry["cpu_s"])
+            for kind, entry in json.loads(threads.read_text()).items()
+        }
+    return run
 
 
 def read_run_log(usage: Usage) -> Run:
@@ -734,6 +763,12 @@ def bench_file(source: Path, rows: int, args: argparse.Namespace, *, full: bool)
     )
     if figures.economy:
         line("  (the server's CPU meanwhile)", f"{figures.economy.server_cpu_s:7.2f} s")
+    if figures.run.threads:
+        print("  its CPU by thread (each thread's own clock; the rest: its reader child's):")
+        for kind, (count, cpu_s) in sorted(figures.run.threads.items(), key=lambda kv: -kv[1][1]):
+            line(f"    {_THREAD_KINDS.get(kind, kind)}, {count}x", f"{cpu_s:7.2f} s")
+        rest = usage.cpu_s - sum(cpu_s for _, cpu_s in figures.run.threads.values())
+        line("    the rest: child processes", f"{max(rest, 0.0):7.2f} s")
     print("  stages in the run (its JSON log, wall):")
     for name, value in figures.run.phases.items():
         line(f"  {name}", f"{value:7.2f} s")
