@@ -417,6 +417,7 @@ class _XlsxData:
         excel = table.info.kind == "excel"
         values = [table.values.iloc[:, i].tolist() for i in range(n_cols)]
         shown = [table.cells.iloc[:, i].tolist() for i in range(n_cols)]
+        _own_formats_as_shown(table, values, shown)
         return cls(
             sheet_name=table.info.sheet or _DEFAULT_SHEET,
             headers=headers[:_XLSX_MAX_COLS],
@@ -435,6 +436,21 @@ class _XlsxData:
         if self.rows_at is not None:
             return self.rows_at
         return range(self.header_at + 1, self.header_at + 1 + n_rows)
+
+
+def _own_formats_as_shown(table: Table, values: list[list[Any]], shown: list[list[str]]) -> None:
+    """The numbers their own cell's format showed otherwise than their column's, put in
+    ``values`` as the text shown: every cell of the outcome takes its column's format, which
+    would show a General 1212 among cells formatted 000000 as 001212, a number the user never
+    saw and filedrop never sent."""
+    for c, rows in table.own_format_rows.items():
+        if c >= len(values):
+            continue
+        at = np.searchsorted(table.row_numbers, rows)
+        ours = at < len(table.row_numbers)
+        ours[ours] = table.row_numbers[at[ours]] == rows[ours]
+        for k in at[ours].tolist():
+            values[c][k] = shown[c][k]
 
 
 def write_error_outcome(

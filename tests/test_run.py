@@ -272,6 +272,40 @@ def test_an_invoice_number_formatted_with_zeros_goes_out_as_excel_shows_it(
     assert (cell.value, cell.number_format) == (3351, "0000000")  # the original, as it was
 
 
+def test_a_number_shown_by_its_own_cell_format_is_shown_so_in_the_outcome(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """Fakturanr formatted 0000000 but for one General cell (3306 on screen, sent as 3306), and
+    Kundenr General but for one cell formatted 000000 below the rows that decide the column's
+    format (001234 on screen): the outcome's cells take their column's format, so they showed
+    0003306 and 1234, numbers the user never saw and filedrop never sent. They are written as
+    the text shown; the others stay numbers in their column's format."""
+    rows = [erp_row("x") for _ in range(25)]
+    book = write_erp_workbook(
+        inbox / "egne.xlsx",
+        rows,
+        typed={
+            **{f"A{r}": 3300 + r for r in range(2, 27)},
+            **{f"G{r}": 1000 + r for r in range(2, 27)},
+        },
+        formats={"A": "0000000"},
+    )
+    sheet_book = openpyxl.load_workbook(book)
+    sheet_book.active["A6"].number_format = "General"
+    sheet_book.active["G25"].number_format = "000000"
+    sheet_book.active["G25"] = 1234
+    sheet_book.save(book)
+    os.utime(book, (1_000_000_000, 1_000_000_000))
+    filedrop("run", environ=run_env(inbox, sandbox.url))
+    assert sandbox.received_invoice_numbers()[3:6] == ["0003305", "3306", "0003307"]
+    outcome = openpyxl.load_workbook(inbox / "egne.outcome.xlsx").active
+    assert [outcome[f"A{r}"].value for r in (5, 6, 7)] == [3305, "3306", 3307]
+    assert outcome["A5"].number_format == "0000000"
+    assert [outcome[f"G{r}"].value for r in (24, 25, 26)] == [1024, "001234", 1026]
+    statuses = [outcome[f"R{r}"].value for r in range(2, 27)]
+    assert statuses == ["SUCCEEDED"] * 25
+
+
 def test_a_number_with_invisible_characters_is_the_number_already_sent(
     inbox: Path, sandbox: Sandbox
 ) -> None:

@@ -57,16 +57,16 @@ def build_table(path: Path, sheet: ParsedSheet, marks: SheetMarks | None = None)
     ``marks`` (from the sheet's XML) put each error cell's error where calamine left it empty,
     note the formulas whose results were never saved, and refuse a sheet whose hidden rows hold
     data."""
+    own_zeros = [
+        {
+            row - sheet.header_row - 1: width
+            for row, width in sheet.own_zeros.get(sheet.first_col + j, {}).items()
+        }
+        for j in range(len(sheet.columns))
+    ]
     expanded = [
-        _zeros_shown(
-            *_expand(column, sheet.n_rows),
-            sheet.formats.get(sheet.first_col + j),
-            {
-                row - sheet.header_row - 1: width
-                for row, width in sheet.own_zeros.get(sheet.first_col + j, {}).items()
-            },
-        )
-        for j, column in enumerate(sheet.columns)
+        _zeros_shown(*_expand(column, sheet.n_rows), sheet.formats.get(sheet.first_col + j), own)
+        for j, (column, own) in enumerate(zip(sheet.columns, own_zeros, strict=True))
     ]
     if marks is not None and marks.errors:
         _put_errors(expanded, marks.errors, sheet)
@@ -121,7 +121,24 @@ def build_table(path: Path, sheet: ParsedSheet, marks: SheetMarks | None = None)
         ),
         unsaved=unsaved,
         formulas=formulas,
+        own_format_rows=_own_format_rows(own_zeros[:width], typed, keep, first_data),
     )
+
+
+def _own_format_rows(
+    own_zeros: list[dict[int, int]], typed: list[np.ndarray], keep: np.ndarray, first_data: int
+) -> dict[int, np.ndarray]:
+    """Per column, the row numbers of the numbers kept that their own cell's format shows
+    (``own_zeros``: position -> its format's digits, for the cells formatted otherwise than
+    their column): ``Table.own_format_rows``."""
+    found: dict[int, np.ndarray] = {}
+    for j, own in enumerate(own_zeros):
+        at = sorted(
+            i for i in own if 0 <= i < len(keep) and keep[i] and type(typed[j][i]) in (float, int)
+        )
+        if at:
+            found[j] = np.asarray(at, dtype=np.int64) + first_data
+    return found
 
 
 def _put_errors(

@@ -174,7 +174,8 @@ class Table:
     row/line number the user sees for data row ``i``. ``layout`` is empty but for Excel input.
     ``unsaved`` holds a workbook's formulas whose results were never saved, which read as empty
     cells: per column, their row numbers (ascending), for the mapping to refuse where it reads
-    one; ``formulas`` shows some of them, by (row number, column).
+    one; ``formulas`` shows some of them, by (row number, column); ``own_format_rows`` are
+    the numbers shown by a format of their own.
     """
 
     path: Path
@@ -186,6 +187,11 @@ class Table:
     layout: Layout = Layout()
     unsaved: Mapping[int, np.ndarray] = field(default_factory=dict)
     formulas: Mapping[tuple[int, int], str] = field(default_factory=dict)
+    own_format_rows: Mapping[int, np.ndarray] = field(default_factory=dict)
+    """A workbook's numbers that their own cell's format of zeros shows otherwise than their
+    column's (a General 1212 among cells formatted 000000, a 0003351 in a General column): per
+    column, their row numbers (ascending). An xlsx outcome, whose cells take their column's
+    format, writes them as the text shown."""
 
     def __len__(self) -> int:
         return len(self.cells)
