@@ -816,6 +816,34 @@ def test_an_identifier_that_lost_digits_is_never_sent_whatever_the_rules(tmp_pat
     assert sent[0]["ocrReferenceNumber"] == "123456789012347"
 
 
+def test_an_invoice_number_that_lost_digits_is_never_sent(tmp_path: Path) -> None:
+    """Two 16-digit invoice numbers typed as numbers are one number to Excel (it keeps 15
+    digits): the first went out under it, a number the ERP never gave, and the second, another
+    invoice, was DUPLICATE of it and never sent. Both are INVALID, said as Excel shows them; one
+    Excel shows in scientific notation is said so, once; 15 digits go out whole."""
+    path = write_erp_workbook(
+        tmp_path / "mars.xlsx",
+        [erp_row("x") for _ in range(4)],
+        typed={
+            "A2": 2026000000000121,
+            "A3": 2026000000000122,
+            "A4": 12345678901234567890,
+            "A5": 202600000000012,
+        },
+    )
+    prepared = prepare(read_table(path, ERP.read), ERP)
+    lost16 = LOST.replace("20 digits", "16 digits")
+    assert messages(prepared) == [
+        f'row 2: Fakturanr "2026000000000120" {lost16}',
+        f'row 3: Fakturanr "2026000000000120" {lost16}',
+        'row 4: Fakturanr "1.23456789012346e+19" is a number Excel shortened to scientific '
+        "notation, and its last digits are lost; format the column as text in Excel and export "
+        "it again",
+    ]
+    assert [r.status for r in prepared.rejected.values()] == [RowStatus.INVALID] * 3
+    assert [i.payload["invoiceNumber"] for i in prepared.invoices] == ["202600000000012"]
+
+
 def test_a_kid_number_is_read_with_the_zeros_its_column_format_shows(tmp_path: Path) -> None:
     """A KID column formatted 0000000000 shows 12345674 as 0012345674, and that is the KID:
     zeros in front change neither check digit, so without them it passed and went out short."""

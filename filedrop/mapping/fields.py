@@ -647,6 +647,9 @@ def _template_errors(
 
 #: The kinds of identifier: a KID, a national id or organisation number.
 _IDENTIFIERS = ("kid", "id")
+#: The invoice number is one too, whatever its kind: a number of 16 digits Excel kept 15 of
+#: went out as another invoice's number, and the invoice it then equals was DUPLICATE, unsent.
+_INVOICE_NUMBER = "invoice.invoiceNumber"
 
 #: The rule of an identifier that has lost digits: not configurable, as the cell no longer
 #: holds the identifier (another debtor's id, a KID no payment matches), whatever its check
@@ -660,10 +663,15 @@ def _identifiers(
     """``todo`` for a KID or id without the cells that lost digits (``_lost_digits``); any
     other field's as it is. (The zeros a column's format shows in front of a number are in its
     text from the reader on.)"""
-    if f.kind not in _IDENTIFIERS:
+    if f.kind not in _IDENTIFIERS and f.key != _INVOICE_NUMBER:
         return todo
     numbers = excel_numbers(excel) if excel is not None else None
-    return todo & ~_lost_digits(f, excel=excel, numbers=numbers, todo=todo, out=out, issues=issues)
+    # An invoice number in scientific notation is the invoice's own rule (checks.py).
+    shortened = f.kind in _IDENTIFIERS
+    lost = _lost_digits(
+        f, excel=excel, numbers=numbers, todo=todo, out=out, issues=issues, shortened=shortened
+    )
+    return todo & ~lost
 
 
 def _lost_digits(
@@ -674,10 +682,12 @@ def _lost_digits(
     todo: np.ndarray,
     out: Values,
     issues: list[Issue],
+    shortened: bool = True,
 ) -> np.ndarray:
     """Rule ``lost_digits``: an identifier that is a workbook number of more than 15 digits
-    (Excel keeps 15: 12345678901234567890 is 12345678901234600000), or text Excel shortened to
-    scientific notation (``1,23457E+19``, as a CSV saved from Excel holds it). One Issue each,
+    (Excel keeps 15: 12345678901234567890 is 12345678901234600000), or (with ``shortened``)
+    text Excel shortened to scientific notation (``1,23457E+19``, as a CSV saved from Excel
+    holds it). One Issue each,
     naming the value as Excel shows it (a national id masked); returns those cells, which are
     left without a value. Compacted and sent as typed, such a cell went out as the KID or id
     ``123456789012346e+19``."""
@@ -689,12 +699,14 @@ def _lost_digits(
         with np.errstate(invalid="ignore"):
             size = np.abs(excel.to_numpy(dtype=object)[at].astype(float))
         at = at[np.isfinite(size) & (size >= 10.0**EXCEL_DIGITS)]
+        if not shortened:  # the cells shown in scientific notation are said so by that rule
+            at = at[[SHORTENED.fullmatch(out.text[i]) is None for i in at.tolist()]]
         found[at] = long[at] = True
         shown[at] = [excel_shows(float(excel.iat[i])) for i in at.tolist()]
     texts = out.text.tolist()
     joined = "\n".join(texts)
     # One search for the whole column, and none at all without an E (nearly every column).
-    if ("e" in joined or "E" in joined) and SHORTENED.search(joined) is not None:
+    if shortened and ("e" in joined or "E" in joined) and SHORTENED.search(joined) is not None:
         found |= todo & np.fromiter(
             (SHORTENED.fullmatch(t) is not None for t in texts), dtype=bool, count=len(texts)
         )
