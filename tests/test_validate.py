@@ -7,6 +7,7 @@ import datetime as dt
 import gc
 import threading
 import unicodedata
+import zipfile
 from bisect import bisect_right
 from collections.abc import Iterator
 from functools import cache
@@ -17,7 +18,8 @@ import numpy as np
 import openpyxl
 import pandas as pd
 import pytest
-from builders import erp_row, write_erp_workbook
+import xlsxwriter
+from builders import ERP_HEADER, erp_row, write_erp_workbook
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from stdnum.no import fodselsnummer, orgnr
@@ -842,6 +844,33 @@ def test_an_invoice_number_that_lost_digits_is_never_sent(tmp_path: Path) -> Non
     ]
     assert [r.status for r in prepared.rejected.values()] == [RowStatus.INVALID] * 3
     assert [i.payload["invoiceNumber"] for i in prepared.invoices] == ["202600000000012"]
+
+
+def test_a_workbook_amount_is_sent_as_the_ore_it_shows(tmp_path: Path) -> None:
+    """A formula's saved result =1.1*3 holds 3.3000000000000003 (shown 3,30), and one of
+    1234.5 computed another way 1234.5000000000002: each went out with its binary noise. Within
+    that noise of an øre, an amount is sent as the øre shown; a real fraction of an øre is
+    still refused."""
+    path = tmp_path / "mars.xlsx"
+    with xlsxwriter.Workbook(path) as workbook:
+        sheet = workbook.add_worksheet()
+        sheet.write_row(0, 0, ERP_HEADER.split(";"))
+        for r, number in enumerate(("240301", "240302", "240303"), start=1):
+            sheet.write_row(r, 0, erp_row(number).split(";"))
+        sheet.write_formula("D2", "=1.1*3", None, 1.1 * 3)
+        sheet.write_formula("D3", "=1234.4+0.1", None, 1234.5000000000002)
+        sheet.write_number("D4", 12.345)
+    # Saved as Excel saves: the results calculated (xlsxwriter asks for it on opening).
+    with zipfile.ZipFile(path) as book:
+        parts = {name: book.read(name) for name in book.namelist()}
+    parts["xl/workbook.xml"] = parts["xl/workbook.xml"].replace(b' fullCalcOnLoad="1"', b"")
+    with zipfile.ZipFile(path, "w") as book:
+        for name, data in parts.items():
+            book.writestr(name, data)
+    prepared = prepare(read_table(path, ERP.read), ERP)
+    assert messages(prepared) == ['row 4: Beløp "12.345" has more than two decimals']
+    sent = [i.payload["originalInvoiceAmount"] for i in prepared.invoices]
+    assert sent == [3.3, 1234.5]  # not 3.3000000000000003, which the JSON would carry
 
 
 def test_a_kid_number_is_read_with_the_zeros_its_column_format_shows(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ from filedrop.mapping.convert import (
     dates_from_excel,
     excel_numbers,
     excel_shows,
+    has_more_than_two_decimals,
     is_email,
     kid_ok,
     mask_id,
@@ -530,6 +531,12 @@ def _convert_amounts(
         floats, typed = numbers_from_excel(excel)
         typed &= todo
         out.number[typed] = floats[typed]
+        # A workbook's number is a binary fraction: =1.1*3 holds 3.3000000000000003, shown as
+        # 3,30, and went out so. One within that noise of an øre is sent as the øre shown; a
+        # real fraction of an øre stays as it is, for its rule to refuse.
+        with np.errstate(invalid="ignore"):
+            to_ore = typed & np.isfinite(out.number) & ~has_more_than_two_decimals(out.number)
+        out.number[to_ore] = np.round(out.number[to_ore], 2)
     rest = todo & ~typed
     out.number[rest] = parse_amounts(text[rest], decimal=src.decimal, thousands=src.thousands)
     # An amount of 14 whole digits or more no longer fits a JSON number exactly to the øre (15
