@@ -846,6 +846,29 @@ def test_an_invoice_number_that_lost_digits_is_never_sent(tmp_path: Path) -> Non
     assert [i.payload["invoiceNumber"] for i in prepared.invoices] == ["202600000000012"]
 
 
+def test_an_invoice_number_a_number_format_wrote_is_refused(tmp_path: Path) -> None:
+    """Invoice numbers formatted # ##0 and 0,00 in a workbook: the workbook sends 240301, the
+    CSV Excel saves of it holds "240 301" (a no-break space) and "240302,00", which went out as
+    two more numbers, a second case for each invoice. They are refused, saying why; a space a
+    person typed, and decimals that are not zeros, are the number as it reads."""
+    path = tmp_path / "mars.csv"
+    numbers = ["240\u00a0301", "240302,00", "1\u202f240\u00a0303", "2024 001", "240305.5"]
+    lines = [ERP_HEADER, *(erp_row(n, email="kunde@example.no") for n in numbers)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    prepared = prepare(read_table(path, ERP.read), ERP)
+    cure = (
+        "by its column's number format, not the invoice number as it reads; format the column "
+        "as General or Text in Excel and export it again"
+    )
+    grouped = "is a number written with its digits grouped"
+    assert messages(prepared) == [
+        f'row 2: Fakturanr "240\u00a0301" {grouped} {cure}',
+        f'row 3: Fakturanr "240302,00" is a number written with decimals {cure}',
+        f'row 4: Fakturanr "1\u202f240\u00a0303" {grouped} {cure}',
+    ]
+    assert [i.payload["invoiceNumber"] for i in prepared.invoices] == ["2024 001", "240305.5"]
+
+
 def test_a_workbook_amount_is_sent_as_the_ore_it_shows(tmp_path: Path) -> None:
     """A formula's saved result =1.1*3 holds 3.3000000000000003 (shown 3,30), and one of
     1234.5 computed another way 1234.5000000000002: each went out with its binary noise. Within

@@ -55,7 +55,11 @@ def check_invoice(mapping: Mapping, level: dict[int, Level], count: int) -> list
     if number is not None:
         lv = level[id(number)]
         texts = ["" if t is None else str(t) for t in lv.values.text.tolist()]
-        issues += _shortened_numbers(lv, texts) + _broken_numbers(lv, texts)
+        issues += (
+            _shortened_numbers(lv, texts)
+            + _formatted_numbers(lv, texts)
+            + _broken_numbers(lv, texts)
+        )
     amount = invoice.get_field("originalInvoiceAmount")
     if amount is not None and amount.source != "sum_of_claims":
         issues += _amounts(level[id(amount)], everywhere)
@@ -354,6 +358,42 @@ def _shortened_numbers(lv: Level, texts: list[str]) -> list[Issue]:
         for g, text in enumerate(texts)
         if SHORTENED.match(text)
     ]
+
+
+#: An invoice number written as a locale writes a number, not as the invoice reads: digits in
+#: threes parted by a no-break, narrow no-break or thin space (what Norwegian Excel and
+#: LibreOffice save of a column formatted # ##0), or with decimals of zeros (0,00).
+_FORMATTED_NUMBER = re.compile(
+    r"^(?:[0-9]{1,3}(?:[\u00a0\u202f\u2009][0-9]{3})+|[0-9]+[.,]0+)$", re.MULTILINE
+)
+
+
+def _formatted_numbers(lv: Level, texts: list[str]) -> list[Issue]:
+    """Rule ``text``: invoice numbers (``texts``, as typed) that a number format wrote
+    (``_FORMATTED_NUMBER``): the workbook itself holds 240301, which goes out so, and the CSV
+    Excel saves of it holds 240 301 or 240301,00, which went out as another number, a second
+    case for the same invoice. Refused, not guessed at, as a number in scientific notation is.
+    The whole column is searched at once."""
+    v = lv.values
+    if _FORMATTED_NUMBER.search("\n".join(texts)) is None:
+        return []
+    issues = []
+    for g, text in enumerate(texts):
+        if _FORMATTED_NUMBER.match(text) is None:
+            continue
+        what = "with decimals" if "," in text or "." in text else "with its digits grouped"
+        issues.append(
+            _issue(
+                lv.at[g],
+                "text",
+                v,
+                g,
+                f"{v.label[g]} {quoted(text)} is a number written {what} by its column's number "
+                "format, not the invoice number as it reads; format the column as General or "
+                "Text in Excel and export it again",
+            )
+        )
+    return issues
 
 
 def _broken_numbers(lv: Level, texts: list[str]) -> list[Issue]:
