@@ -49,6 +49,7 @@ from xlsxwriter.exceptions import InvalidWorksheetName
 
 from filedrop import sheetxml
 from filedrop.inbox import archive_folder, open_regular, outcome_path, stamped_names
+from filedrop.mapping.convert import amounts_as_read
 from filedrop.read import Table
 from filedrop.read.table import Layout, NumberFormat
 from filedrop.sheetxml import (
@@ -145,6 +146,9 @@ class OutcomeSummary:
     amount_column: int | None = None
     """Position of the input column holding each row's amount (the one the mapping's invoice or
     claim amount reads): the Summary sums it per status, to check against the export's totals."""
+    amount_notation: tuple[str, str] | None = None
+    """(decimal, thousands) the mapping reads that column's text with, so amounts typed as text
+    (``'1 625,50``) are summed too; None: only the cells that are numbers are."""
 
     @property
     def sandbox(self) -> bool:
@@ -358,7 +362,7 @@ def write_outcome(
             else _Amounts(
                 label=table.headers[amount_at] or "Amount",
                 number_format=_at(table.layout.number_formats, amount_at),
-                sums=_sums_by_status(values[amount_at], statuses),
+                sums=_sums_by_status(_row_amounts(table, amount_at, values, summary), statuses),
             ),
             batch_counts=_counts_by_batch(
                 statuses, results[OUTCOME_COLUMNS.index("outcome_batch_id")]
@@ -1218,6 +1222,18 @@ def _write_batches(
         for col, status in enumerate(statuses, start=len(_BATCH_COLUMNS)):
             sheet.write_number(row, col, mine.get(status.value, 0))
     return row + 1
+
+
+def _row_amounts(
+    table: Table, at: int, values: Sequence[list[Any]], summary: OutcomeSummary
+) -> list[Any]:
+    """Each row's amount for the Summary's sums: as the mapping reads the column, numbers and
+    text alike, or, without its notation, the column's cells as written (numbers count)."""
+    if summary.amount_notation is None:
+        return values[at]
+    decimal, thousands = summary.amount_notation
+    typed = table.values[at] if table.info.kind == "excel" else None
+    return amounts_as_read(table.cells[at], typed, decimal=decimal, thousands=thousands).tolist()
 
 
 def _sums_by_status(values: Sequence[Any], statuses: Sequence[str]) -> dict[str, float]:

@@ -680,6 +680,7 @@ def _send_and_report(
         batches=tuple(_batch_line(b) for b in ctx.journal.batches(file_id=file_id)),
         notes=tuple(setbacks.messages),
         amount_column=_amount_column(prepared.mapping, prepared.table),
+        amount_notation=(prepared.mapping.decimal, prepared.mapping.thousands),
     )
     outcome = write_outcome(prepared.table, outcomes, summary, dest=dest, ahead=ahead)
     written = written_stamp(outcome)
@@ -936,6 +937,7 @@ def rewrite_outcome(
         finished_at=datetime.now(UTC),
         batches=tuple(_batch_line(b) for b in journal.batches(file_id=record.id)),
         amount_column=_amount_column(mapping, prepared.table),
+        amount_notation=(mapping.decimal, mapping.thousands),
     )
     dest = outcome_path(path)
     _keep_earlier_outcome(path, dest, unless=record.outcome_written, limits=limits, inbox=inbox)

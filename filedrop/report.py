@@ -41,7 +41,7 @@ from filedrop.journal import FileRecord, Journal
 from filedrop.journal.rebuild import is_regular_file, no_journal_sentence
 from filedrop.logs import mask_ids, printable
 from filedrop.mapping import Mapping, load_mappings
-from filedrop.mapping.convert import numbers_from_excel, parse_amounts, strip
+from filedrop.mapping.convert import amounts_as_read
 from filedrop.mapping.tree import Field, Obj
 from filedrop.outcome import _STATUS_COLOURS, OUTCOME_COLUMNS, TOO_LARGE_TO_ADD_UP, written_stamp
 from filedrop.read import ReadLimits, ReadOptions, Table, header_key, read_table
@@ -401,13 +401,10 @@ def _column_of(source: Field | None, headers: Sequence[str]) -> int | None:
 
 def _amounts(table: Table, at: int, mapping: Mapping) -> np.ndarray:
     """Each row's amount as the mapping reads it; NaN where it is not an amount."""
-    amounts = parse_amounts(
-        strip(table.cells[at]), decimal=mapping.decimal, thousands=mapping.thousands
+    values = table.values[at] if table.info.kind == "excel" else None
+    return amounts_as_read(
+        table.cells[at], values, decimal=mapping.decimal, thousands=mapping.thousands
     )
-    if table.info.kind == "excel":
-        numbers, typed = numbers_from_excel(table.values[at])
-        amounts = np.where(typed, numbers, amounts)
-    return amounts
 
 
 def _error_row(record: FileRecord) -> AttentionRow:

@@ -306,6 +306,20 @@ def test_a_number_shown_by_its_own_cell_format_is_shown_so_in_the_outcome(
     assert statuses == ["SUCCEEDED"] * 25
 
 
+def test_the_summary_sums_amounts_typed_as_text_too(inbox: Path, sandbox: Sandbox) -> None:
+    """A workbook whose amounts are partly text ('1 234,50, as Tripletex exports some): the
+    Summary, there to check against the export's totals, summed only the cells that are
+    numbers (100 where 1 334,50 was sent). It sums every amount as the mapping reads it."""
+    book = write_erp_workbook(
+        inbox / "apne.xlsx", [erp_row("5001"), erp_row("5002")], typed={"D3": 100.0}
+    )
+    os.utime(book, (1_000_000_000, 1_000_000_000))
+    filedrop("run", environ=run_env(inbox, sandbox.url))
+    summary = openpyxl.load_workbook(inbox / "apne.outcome.xlsx")["Summary"]
+    sums = {row[0]: row[2] for row in summary.iter_rows(values_only=True) if row and len(row) > 2}
+    assert sums["SUCCEEDED"] == 1334.5
+
+
 def test_a_number_with_invisible_characters_is_the_number_already_sent(
     inbox: Path, sandbox: Sandbox
 ) -> None:

@@ -38,6 +38,7 @@ __all__ = [
     "WHITESPACE",
     "amount_example",
     "amount_pattern",
+    "amounts_as_read",
     "api_timestamps",
     "compact_id",
     "date_format_to_strptime",
@@ -473,6 +474,19 @@ def numbers_from_excel(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         if isinstance(value, int | float | np.number) and not isinstance(value, bool):
             floats[i], typed[i] = float(value), True
     return floats, typed
+
+
+def amounts_as_read(
+    cells: pd.Series, values: pd.Series | None, *, decimal: str, thousands: str
+) -> np.ndarray:
+    """Each cell's amount as a mapping reads it: a workbook's number (``values``, None for a
+    CSV) as it is, text in the mapping's notation; NaN where it is none. For totals only: the
+    amounts sent are converted, and checked, field by field (fields.py)."""
+    amounts = parse_amounts(strip(cells), decimal=decimal, thousands=thousands)
+    if values is not None:
+        numbers, typed = numbers_from_excel(values)
+        amounts = np.where(typed, numbers, amounts)
+    return amounts
 
 
 #: The significant digits Excel keeps of a number: a whole number of more digits has lost the
