@@ -128,6 +128,31 @@ def test_a_file_mixing_encodings_names_its_lines_whatever_ends_them(
     )
 
 
+def test_a_mac_roman_file_is_refused_saying_so_unless_the_mapping_names_it(
+    tmp_path: Path,
+) -> None:
+    """An old Mac export (Mac Roman) read as Windows-1252 sent "Bj¿rn" and "Bod¿" to Amili, and
+    refused "\x81se" as a control character. It is refused naming the line, the name as read and
+    as meant; the mapping's encoding reads it. A Windows-1252 file with "®" beside a name and
+    an ø elsewhere is read as before."""
+    path = tmp_path / "mac.csv"
+    text = "Nr;Navn;Sted\r1;Bjørn;Bodø\r2;Åse;Tromsø\r"
+    path.write_bytes(text.encode("mac_roman"))
+    with pytest.raises(ReadError) as err:
+        read_table(path)
+    assert err.value.detail.startswith(
+        'line 2 holds "Bj¿rn", which is "Bjørn" in Mac Roman, the encoding of old Mac programs; '
+        "names would reach Amili garbled, so it is not read"
+    )
+    assert rows(read_table(path, ReadOptions(encoding="mac-roman"))) == [
+        ["1", "Bjørn", "Bodø"],
+        ["2", "Åse", "Tromsø"],
+    ]
+    windows = tmp_path / "windows.csv"
+    windows.write_bytes("Nr;Navn\r\n1;Fjord®\r\n2;Bjørn\r\n".encode("cp1252"))
+    assert rows(read_table(windows)) == [["1", "Fjord®"], ["2", "Bjørn"]]
+
+
 @pytest.mark.parametrize("mark", [b"\x1a", b"\x1a\r\n", b"\x1a\x1a"], ids=["one", "line", "two"])
 def test_dos_end_of_file_mark_after_the_last_line_is_no_row(tmp_path: Path, mark: bytes) -> None:
     """Old exports end with Ctrl-Z (0x1A), once or more, a line end sometimes after it: it

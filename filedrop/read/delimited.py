@@ -233,6 +233,7 @@ def _detect_encoding(where: str, data: bytes, wanted: str | None) -> tuple[str, 
     except UnicodeDecodeError as exc:
         codec = "latin-1" if any(b in data for b in _CP1252_UNDEFINED) else "cp1252"
         _refuse_mixed(where, data, exc.start, codec)
+        _refuse_mac_roman(where, data, codec)
         return codec, codec, data
     return "utf-8", "utf-8", data
 
@@ -282,6 +283,47 @@ def _refuse_mixed(where: str, data: bytes, not_utf8_at: int, codec: str) -> None
         "Amili garbled, so it is not read: save the file in one encoding (UTF-8), or fix those "
         "names where they were typed, and drop it again",
     )
+
+
+# Mac Roman's æ ø å Æ Ø Å (old Mac programs' encoding) are bytes Windows-1252 takes for ¾ ¿ Œ ® ¯
+# and one it leaves undefined: next to a letter, as in "Bj\xbfrn", they are a Norwegian letter.
+_MAC_ROMAN_LETTER = rb"[\x81\x8c\xae\xaf\xbe\xbf]"
+_MAC_ROMAN_IN_WORD = re.compile(
+    rb"[A-Za-z]" + _MAC_ROMAN_LETTER + rb"|" + _MAC_ROMAN_LETTER + rb"[a-z]"
+)
+# Windows-1252's own æ ø å Æ Ø Å: a file holding any is written in it, whatever else it holds.
+_CP1252_NORWEGIAN = re.compile(rb"[\xc5\xc6\xd8\xe5\xe6\xf8]")
+
+
+def _refuse_mac_roman(where: str, data: bytes, codec: str) -> None:
+    """A file that is neither UTF-8 nor Windows-1252 but Mac Roman (an old Mac export) reads,
+    as Windows-1252, with ø as ¿ and æ as ¾ inside its names ("Bj¿rn"), and Å as a control
+    character: the names would reach Amili garbled, so it is refused, naming a line, unless the
+    file holds a Windows-1252 æ, ø or å anywhere (then "®" beside a name is just that). The
+    mapping's ``encoding`` reads it either way."""
+    found = _MAC_ROMAN_IN_WORD.search(data)
+    if found is None or _CP1252_NORWEGIAN.search(data) is not None:
+        return
+    word = _field_around(data, found.start())
+    raise ReadError(
+        where,
+        f'line {_line_at(data, found.start())} holds "{word.decode(codec)}", which is '
+        f'"{word.decode("mac_roman")}" in Mac Roman, the encoding of old Mac programs; names would '
+        "reach Amili garbled, so it is not read: save the file as UTF-8 (or set encoding = "
+        '"mac-roman" in the mapping\'s [read]) and drop it again',
+    )
+
+
+def _field_around(data: bytes, offset: int) -> bytes:
+    """The value holding byte ``offset``: its line cut at the delimiters around it (at most 40
+    bytes), for a message."""
+    start = max(data.rfind(mark, 0, offset) for mark in (b"\n", b"\r", b";", b",", b"\t", b"|"))
+    ends = [
+        at
+        for mark in (b"\n", b"\r", b";", b",", b"\t", b"|")
+        if (at := data.find(mark, offset)) >= 0
+    ]
+    return data[start + 1 : min(ends, default=len(data))].strip()[:40]
 
 
 def _given_encoding(where: str, data: bytes, wanted: str) -> tuple[str, str, bytes]:
