@@ -171,6 +171,29 @@ def test_init_refuses_to_overwrite_a_mapping_without_force(
     assert (tmp_path / "export.toml").read_text(encoding="utf-8").startswith("# Drafted by")
 
 
+def test_a_serial_date_or_a_totals_cell_does_not_cost_the_draft_its_dates(tmp_path: Path) -> None:
+    """Dates typed dd.mm.yyyy, one cell an Excel serial day (46082) and a totals row's "Sum" in
+    a date column: the draft wrote no dates line at all, so every row was INVALID ("not a
+    date"). The serial is a date the reader takes anyway; "Sum" is the question; the dates
+    line is written, and the file validates."""
+    path = tmp_path / "mars.csv"
+    path.write_text(
+        "Fakturanr;Kunde;Orgnr;Fakturadato;Forfallsdato;Beløp\n"
+        "1;Fjord AS;923609016;01.03.2026;31.03.2026;100,00\n"
+        "2;Bygg AS;987654325;46082;31.03.2026;200,00\n"
+        "3;Hav AS;923609016;02.03.2026;01.04.2026;300,00\n"
+        ";;;;Sum;600,00\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "mars.toml"
+    filedrop("init", str(path), "--out", str(out), environ={}, expect=None)
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert [line for line in lines if line.startswith("dates = ")] == [
+        'dates = ["dd.mm.yyyy"]  # QUESTION: "Sum" fits none of the formats drafts know'
+    ]
+    filedrop("validate", str(path), "--mapping", str(out), environ={}, expect=0)
+
+
 def test_init_asks_about_what_it_cannot_place(tmp_path: Path) -> None:
     """A field no header or value tells is a commented QUESTION, and so is a column the draft does
     not use; init prints them, and exits 1 while the draft cannot map the file."""

@@ -104,6 +104,8 @@ NUMBER_STYLES = ((",", " "), (",", " ."), (".", " "), (".", " ,"))
 EXACT = "exact synonym"
 _TOTALS = frozenset(TOTALS_WORDS)
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}( \d{2}:\d{2}:\d{2})?")
+#: An Excel serial day number, which the reader takes for a date whatever the formats.
+_SERIAL_DATE = re.compile(r"[0-9]{5}")
 
 
 @dataclass(frozen=True)
@@ -328,7 +330,7 @@ class _Drafter:
             for k in ("invoiceDate", "dueDate")
             if k in self.placed
             for t in self.texts(self.placed[k].header)
-            if not _ISO_DATE.fullmatch(t)
+            if not _ISO_DATE.fullmatch(t) and not _SERIAL_DATE.fullmatch(t)
         ]
         if not texts:
             return [], "only real Excel dates and ISO dates here: no format needed"
@@ -571,8 +573,9 @@ class _Drafter:
 
 
 def _date_formats(texts: Iterable[str], *, among: Iterable[str] = DATE_FORMATS) -> list[str]:
-    """The fewest formats of ``among`` that read every text (in ``among``'s order); [] if some
-    text fits none."""
+    """The fewest formats of ``among`` that read every text any of them reads (in ``among``'s
+    order); [] if none reads any. A text none reads (a totals row's "Sum") does not cost the
+    draft the formats of every date it reads."""
     candidates = list(among)
     fits: dict[str, set[int]] = {f: set() for f in candidates}
     texts = list(texts)
@@ -583,8 +586,8 @@ def _date_formats(texts: Iterable[str], *, among: Iterable[str] = DATE_FORMATS) 
             except ValueError:
                 continue
             fits[fmt].add(i)
-    everything = set(range(len(texts)))
-    if not texts or set().union(*fits.values()) != everything:
+    everything = set().union(*fits.values())
+    if not everything:
         return []
     chosen = [f for f in candidates if fits[f]]
     for fmt in reversed(chosen):  # drop a format whose dates the others read, last ones first
