@@ -482,10 +482,15 @@ def amounts_as_read(
     """Each cell's amount as a mapping reads it: a workbook's number (``values``, None for a
     CSV) as it is, text in the mapping's notation; NaN where it is none. For totals only: the
     amounts sent are converted, and checked, field by field (fields.py)."""
-    amounts = parse_amounts(strip(cells), decimal=decimal, thousands=thousands)
+    amounts = np.full(len(cells), np.nan)
+    text = np.ones(len(cells), dtype=bool)
     if values is not None:
         numbers, typed = numbers_from_excel(values)
-        amounts = np.where(typed, numbers, amounts)
+        amounts[typed] = numbers[typed]
+        text = ~typed  # only these parsed: a column of numbers costs no parse
+    if text.any():
+        parsed = parse_amounts(strip(cells[text]), decimal=decimal, thousands=thousands)
+        amounts[text] = parsed
     return amounts
 
 
