@@ -508,6 +508,12 @@ def test_a_csv_separated_otherwise_than_the_mapping_says_is_told_so(
         f'"invoice.invoiceNumber"), but the file\'s header line is separated by {shown}, not '
         'by ";" as read.delimiter says: remove read.delimiter to have it detected'
     )
+    # Below a title line (the header row then is not found): said the same (it named no cause).
+    titled = tmp_path / "titled.csv"
+    titled.write_text("Kundereskontro pr. 31.03.2026\n" + path.read_text("utf-8"), "utf-8")
+    with pytest.raises(MappingError) as err:
+        select_mapping([m], titled, read_table)
+    assert f"but the file's header line is separated by {shown}, not" in err.value.detail
 
 
 def test_no_mapping_fits_a_workbook_names_its_other_sheets(tmp_path: Path) -> None:
@@ -565,6 +571,16 @@ def test_a_code_written_as_a_column_is_told_how_to_write_a_fixed_value(tmp_path:
     with pytest.raises(MappingError) as err:
         select_mapping([load_mapping(write(tmp_path, BASE))], Path("m.csv"), Reads(HEADERS[1:]))
     assert "constant" not in err.value.detail
+    # A column with a default: the default is not the missing column's value (it suggested
+    # writing the column's name as a constant).
+    defaulted = BASE.replace('{ constant = "NOK" }', '{ column = "Valuta", default = "NOK" }')
+    with pytest.raises(MappingError) as err:
+        select_mapping([load_mapping(write(tmp_path, defaulted))], Path("m.csv"), Reads(HEADERS))
+    assert err.value.detail.startswith(
+        'no mapping fits this file: erp.toml needs column "Valuta" (key "invoice.currency"); '
+        "its default fills the column's empty cells, and the file has no such column (the "
+        "file's headers:"
+    )
 
 
 def test_no_mapping_fits_a_wide_file_lists_its_first_headers_only(tmp_path: Path) -> None:

@@ -299,7 +299,7 @@ def select_mapping(
             return mapping, table
         headers, info = table.headers, table.info
         hint = _other_delimiter(mapping.read.delimiter, table, missing[1]) or _constant_hint(
-            *missing
+            *missing, defaulted=_defaulted(mapping, missing[0])
         )
         reasons.append(f'{label} needs column "{missing[1][0]}" (key "{missing[0]}"){hint}')
     errors = [t for t in tables.values() if isinstance(t, ReadError)]
@@ -327,11 +327,24 @@ def select_mapping(
 _CODE_KEYS = (".currency", ".type", ".countryCode")
 
 
-def _constant_hint(key: str, names: tuple[str, ...]) -> str:
-    """How to write a fixed value, when a missing column's name looks like one."""
+def _constant_hint(key: str, names: tuple[str, ...], *, defaulted: bool = False) -> str:
+    """How to write a fixed value, when a missing column's name looks like one; what a
+    ``default`` does, for a column that has one (it was read as a fixed value for a column
+    the file lacks)."""
+    if defaulted:
+        return "; its default fills the column's empty cells, and the file has no such column"
     if not key.endswith(_CODE_KEYS) or len(names) != 1:
         return ""
     return f'; if "{names[0]}" is the value itself, write {{ constant = "{names[0]}" }}'
+
+
+def _defaulted(mapping: Mapping, key: str) -> bool:
+    """Whether the mapping's field ``key`` reads a column and has a default."""
+    return any(
+        f.key == key and f.source == "column" and f.default is not None
+        for node in (mapping.invoice, mapping.debtors, mapping.claims)
+        for f in walk_fields(node)
+    )
 
 
 def _shown_delimiter(delimiter: str) -> str:
@@ -344,9 +357,12 @@ def _other_delimiter(delimiter: str | None, table: Table, names: tuple[str, ...]
     if delimiter is None or table.info.kind != "csv":
         return ""
     wanted = set(map(header_key, names))
+    # The header line, unsplit, is the table's header or, below title lines the header row was
+    # looked for among, one of its first rows' cells.
+    lines = [*table.headers, *(c for c in table.cells.iloc[:20].to_numpy().ravel().tolist() if c)]
     for other in DELIMITERS:
         if other != delimiter and any(
-            wanted & set(map(header_key, header.split(other))) for header in table.headers
+            wanted & set(map(header_key, line.split(other))) for line in lines
         ):
             return (
                 f", but the file's header line is separated by {_shown_delimiter(other)}, not by "
