@@ -90,8 +90,9 @@ PHONE_CACHE_SIZE = 16_384
 """Distinct phone numbers remembered (a few megabytes). Each file's numbers are checked once per
 distinct value anyway, so this only spares work across files and fields."""
 
-# Space, no-break space and narrow no-break space all group thousands in Norwegian exports.
-SPACES = " \u00a0\u202f"
+# Space, no-break space, narrow no-break space and thin space all group thousands in Norwegian
+# exports (the thin space where a report was typeset).
+SPACES = " \u00a0\u202f\u2009"
 # Every space Unicode has (the Zs, Zl and Zp characters: an ideographic or em space, a line
 # separator), so a cell of nothing else is empty rather than a name of one space.
 WHITESPACE = (
