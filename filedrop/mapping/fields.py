@@ -534,8 +534,10 @@ def _convert_amounts(
         # A workbook's number is a binary fraction: =1.1*3 holds 3.3000000000000003, shown as
         # 3,30, and went out so. One within that noise of an øre is sent as the øre shown; a
         # real fraction of an øre stays as it is, for its rule to refuse.
+        # (Only amounts that can be sent: rounding 1e308 overflows, and it is refused anyway.)
         with np.errstate(invalid="ignore"):
-            to_ore = typed & np.isfinite(out.number) & ~has_more_than_two_decimals(out.number)
+            sendable = np.abs(out.number) < MAX_AMOUNT_EXCLUSIVE
+            to_ore = typed & sendable & ~has_more_than_two_decimals(out.number)
         out.number[to_ore] = np.round(out.number[to_ore], 2)
     rest = todo & ~typed
     out.number[rest] = parse_amounts(text[rest], decimal=src.decimal, thousands=src.thousands)
