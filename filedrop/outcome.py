@@ -1232,8 +1232,7 @@ def _row_amounts(
     if summary.amount_notation is None:
         return values[at]
     decimal, thousands = summary.amount_notation
-    typed = table.values[at] if table.info.kind == "excel" else None
-    return amounts_as_read(table.cells[at], typed, decimal=decimal, thousands=thousands).tolist()
+    return amounts_as_read(table, at, decimal=decimal, thousands=thousands).tolist()
 
 
 def _sums_by_status(values: Sequence[Any], statuses: Sequence[str]) -> dict[str, float]:

@@ -401,10 +401,7 @@ def _column_of(source: Field | None, headers: Sequence[str]) -> int | None:
 
 def _amounts(table: Table, at: int, mapping: Mapping) -> np.ndarray:
     """Each row's amount as the mapping reads it; NaN where it is not an amount."""
-    values = table.values[at] if table.info.kind == "excel" else None
-    return amounts_as_read(
-        table.cells[at], values, decimal=mapping.decimal, thousands=mapping.thousands
-    )
+    return amounts_as_read(table, at, decimal=mapping.decimal, thousands=mapping.thousands)
 
 
 def _error_row(record: FileRecord) -> AttentionRow:

@@ -17,6 +17,7 @@ import pandas as pd
 from filedrop.mapping.convert import (
     KRONE_CURRENCIES,
     SHORTENED,
+    SPACES,
     has_more_than_two_decimals,
     is_fodselsnummer,
     is_orgnr,
@@ -364,7 +365,7 @@ def _shortened_numbers(lv: Level, texts: list[str]) -> list[Issue]:
 #: threes parted by a no-break, narrow no-break or thin space (what Norwegian Excel and
 #: LibreOffice save of a column formatted # ##0), or with decimals of zeros (0,00).
 _FORMATTED_NUMBER = re.compile(
-    r"^(?:[0-9]{1,3}(?:[\u00a0\u202f\u2009][0-9]{3})+|[0-9]+[.,]0+)$", re.MULTILINE
+    rf"^(?:[0-9]{{1,3}}(?:[{SPACES.replace(' ', '')}][0-9]{{3}})+|[0-9]+[.,]0+)$", re.MULTILINE
 )
 
 

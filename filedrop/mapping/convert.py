@@ -27,12 +27,13 @@ import phonenumbers
 from stdnum import luhn
 from stdnum.no import fodselsnummer, orgnr
 
-from filedrop.read.table import INVISIBLE, zero_filled
+from filedrop.read.table import INVISIBLE, Table, zero_filled
 
 __all__ = [
     "CURRENCIES",
     "EXCEL_DIGITS",
     "PHONE_CACHE_SIZE",
+    "SERIAL_DAY",
     "SHORTENED",
     "SPACES",
     "WHITESPACE",
@@ -90,6 +91,9 @@ PHONE_CACHE_SIZE = 16_384
 """Distinct phone numbers remembered (a few megabytes). Each file's numbers are checked once per
 distinct value anyway, so this only spares work across files and fields."""
 
+#: An Excel serial day number as text (46082 is 2026-03-01): the reader of dates takes it for a
+#: date whatever the formats, and a draft looks past it.
+SERIAL_DAY = re.compile(r"[0-9]{5}")
 # Space, no-break space, narrow no-break space and thin space all group thousands in Norwegian
 # exports (the thin space where a report was typeset).
 SPACES = " \u00a0\u202f\u2009"
@@ -414,7 +418,7 @@ def parse_dates(text: pd.Series, *, formats: Iterable[str]) -> np.ndarray:
             days, undated = by_formats(uniques[timed].str.replace(_TIME_AFTER, "", regex=True))
             out[np.flatnonzero(timed)[~undated]] = days[~undated]
             todo[np.flatnonzero(timed)[~undated]] = False
-        serial = todo & uniques.str.fullmatch(r"[0-9]{5}").to_numpy(dtype=bool, na_value=False)
+        serial = todo & uniques.str.fullmatch(SERIAL_DAY).to_numpy(dtype=bool, na_value=False)
         if serial.any():
             days = uniques[serial].astype(int).to_numpy()
             out[serial] = _EXCEL_EPOCH + days.astype("timedelta64[D]")
@@ -477,16 +481,15 @@ def numbers_from_excel(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return floats, typed
 
 
-def amounts_as_read(
-    cells: pd.Series, values: pd.Series | None, *, decimal: str, thousands: str
-) -> np.ndarray:
-    """Each cell's amount as a mapping reads it: a workbook's number (``values``, None for a
-    CSV) as it is, text in the mapping's notation; NaN where it is none. For totals only: the
-    amounts sent are converted, and checked, field by field (fields.py)."""
+def amounts_as_read(table: Table, at: int, *, decimal: str, thousands: str) -> np.ndarray:
+    """Each cell of ``table``'s column ``at`` as an amount the way a mapping reads it: a
+    workbook's number as it is, text in the mapping's notation; NaN where it is none. For
+    totals only: the amounts sent are converted, and checked, field by field (fields.py)."""
+    cells = table.cells[at]
     amounts = np.full(len(cells), np.nan)
     text = np.ones(len(cells), dtype=bool)
-    if values is not None:
-        numbers, typed = numbers_from_excel(values)
+    if table.info.kind == "excel":
+        numbers, typed = numbers_from_excel(table.values[at])
         amounts[typed] = numbers[typed]
         text = ~typed  # only these parsed: a column of numbers costs no parse
     if text.any():

@@ -25,6 +25,7 @@ from filedrop.errors import HiddenSheetError
 from filedrop.logs import printable
 from filedrop.mapping.convert import (
     CURRENCIES,
+    SERIAL_DAY,
     compact_id,
     date_format_to_strptime,
     is_email,
@@ -104,8 +105,6 @@ NUMBER_STYLES = ((",", " "), (",", " ."), (".", " "), (".", " ,"))
 EXACT = "exact synonym"
 _TOTALS = frozenset(TOTALS_WORDS)
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}( \d{2}:\d{2}:\d{2})?")
-#: An Excel serial day number, which the reader takes for a date whatever the formats.
-_SERIAL_DATE = re.compile(r"[0-9]{5}")
 
 
 @dataclass(frozen=True)
@@ -330,7 +329,7 @@ class _Drafter:
             for k in ("invoiceDate", "dueDate")
             if k in self.placed
             for t in self.texts(self.placed[k].header)
-            if not _ISO_DATE.fullmatch(t) and not _SERIAL_DATE.fullmatch(t)
+            if not _ISO_DATE.fullmatch(t) and not SERIAL_DAY.fullmatch(t)
         ]
         if not texts:
             return [], "only real Excel dates and ISO dates here: no format needed"

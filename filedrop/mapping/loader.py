@@ -358,8 +358,9 @@ def _other_delimiter(delimiter: str | None, table: Table, names: tuple[str, ...]
         return ""
     wanted = set(map(header_key, names))
     # The header line, unsplit, is the table's header or, below title lines the header row was
-    # looked for among, one of its first rows' cells.
-    lines = [*table.headers, *(c for c in table.cells.iloc[:20].to_numpy().ravel().tolist() if c)]
+    # looked for among, the first cell of one of its first rows (a wide file's other cells are
+    # not split for nothing).
+    lines = [*table.headers, *(c for c in table.cells.iloc[:20, 0].tolist() if c)]
     for other in DELIMITERS:
         if other != delimiter and any(
             wanted & set(map(header_key, line.split(other))) for line in lines

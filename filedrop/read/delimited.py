@@ -315,15 +315,12 @@ def _refuse_mac_roman(where: str, data: bytes, codec: str) -> None:
 
 
 def _field_around(data: bytes, offset: int) -> bytes:
-    """The value holding byte ``offset``: its line cut at the delimiters around it (at most 40
-    bytes), for a message."""
-    start = max(data.rfind(mark, 0, offset) for mark in (b"\n", b"\r", b";", b",", b"\t", b"|"))
-    ends = [
-        at
-        for mark in (b"\n", b"\r", b";", b",", b"\t", b"|")
-        if (at := data.find(mark, offset)) >= 0
-    ]
-    return data[start + 1 : min(ends, default=len(data))].strip()[:40]
+    """The value holding byte ``offset``, for a message: its line cut at the delimiters around
+    it, and at 20 bytes either side of that byte (a line of megabytes is not copied)."""
+    marks = (b"\n", b"\r", *(d.encode() for d in DELIMITERS))
+    start = max(offset - 20, *(data.rfind(mark, 0, offset) + 1 for mark in marks))
+    stop = min(offset + 20, *(at for mark in marks if (at := data.find(mark, offset)) >= 0))
+    return data[start:stop].strip()
 
 
 def _given_encoding(where: str, data: bytes, wanted: str) -> tuple[str, str, bytes]:
