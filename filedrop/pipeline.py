@@ -104,6 +104,7 @@ from filedrop.outcome import (
 from filedrop.progress import Progress
 from filedrop.read import (
     EMPTY_FILE,
+    ReadInfo,
     ReadLimits,
     ReadOptions,
     Table,
@@ -918,10 +919,11 @@ def rewrite_outcome(
     """
     path = Path(record.path)
     try:
-        if content_hash(path) != record.sha256:
-            return None
+        there = content_hash(path) == record.sha256
     except OSError:
-        return None
+        there = False
+    if not there:
+        return _rewrite_gone_outcome(record, journal, limits=limits)
     mapping, table = select_mapping(mappings, path, functools.partial(read_table, limits=limits))
     prepared = prepare(table, mapping)
     refuse_if_renumbered(journal, record, prepared.invoices)
@@ -955,6 +957,148 @@ def rewrite_outcome(
         claim=record.owner if record.state is FileState.CLAIMED else None,
     )
     return outcome, counts
+
+
+def _rewrite_gone_outcome(
+    record: FileRecord, journal: Journal, *, limits: ReadLimits
+) -> tuple[Path, dict[str, int]] | None:
+    """``rewrite_outcome`` of a file that is gone: the outcome ``write_gone_outcome`` gave it,
+    written again from what the journal knows now. None when the file is not gone, or its
+    outcome is not that one (one written while it was there lists every row; only the file
+    itself can give them again)."""
+    if record.state is not FileState.GONE or record.outcome is None:
+        return None
+    outcome = Path(record.outcome)
+    try:
+        if written_stamp(outcome) != record.outcome_written:
+            return None  # changed or replaced since: not filedrop's to write over
+        headers = read_table(
+            outcome, ReadOptions(expected_headers=OUTCOME_COLUMNS), limits=limits
+        ).headers
+    except (OSError, ReadError):
+        return None
+    if headers[:1] != [OUTCOME_COLUMNS[0]]:
+        return None  # the input's columns come first in an outcome written from the file
+    rewritten, counts = write_gone_outcome(record, journal, dest=outcome)
+    if rewritten is None:
+        return None
+    journal.finish_file(
+        record.id,
+        state=FileState.GONE,
+        counts=counts,
+        mapping=record.mapping,
+        outcome=rewritten,
+        message=record.message,
+        written=written_stamp(rewritten),
+        claim=None,
+    )
+    return rewritten, counts
+
+
+def close_gone_file(
+    record: FileRecord, journal: Journal, *, inbox: str | None = None
+) -> Path | None:
+    """Leave a file whose bytes are gone from its path (moved, replaced or deleted while it was
+    unfinished) ``gone``, with the outcome it never got; returns its outcome, if it has one.
+
+    The input is gone, so that outcome lists only what the journal knows (``write_gone_outcome``).
+    Rows never sent are in no journal and so in no outcome; the same bytes dropped again are
+    taken up again (``gone`` is not final) and send them. A file that wrote its outcome before
+    (left to retry, or waiting on its batches) keeps it: every row is in it. Called once the
+    file's batches have all ended, by a caller that holds no claim (``claim`` of
+    ``finish_file``).
+    """
+    if record.outcome_written is None:
+        outcome, counts = write_gone_outcome(record, journal)
+        told = (
+            f"{_counts_text(counts)} sent from it, listed in {outcome.name}; rows not listed "
+            "there were never sent, and go when the same file is dropped again"
+            if outcome
+            else "nothing was sent from it"
+        )
+    else:
+        outcome, counts = (Path(record.outcome) if record.outcome else None), record.counts
+        told = "its outcome stays as written; 'filedrop status' tells what its batches did since"
+    journal.finish_file(
+        record.id,
+        state=FileState.GONE,
+        counts=counts,
+        mapping=record.mapping,
+        outcome=outcome,
+        message=f"moved, replaced or deleted while unfinished: {told}",
+        written=written_stamp(outcome) if outcome and record.outcome_written is None else None,
+        claim=record.owner if record.state is FileState.CLAIMED else None,
+    )
+    log.warning(
+        "%s: moved, replaced or deleted while unfinished; %s",
+        printable(record.name),
+        told,
+        extra=fields("file_gone", inbox=inbox, file=record.name, counts=counts),
+    )
+    return outcome
+
+
+def write_gone_outcome(
+    record: FileRecord, journal: Journal, *, dest: Path | None = None
+) -> tuple[Path | None, dict[str, int]]:
+    """The outcome of a file that is gone, from the journal alone: one row per invoice sent
+    from it, with its status, ids and batch as every outcome has them, so people learn what
+    became of them and 'filedrop journal rebuild' reads them back; returns it (None when
+    nothing was sent) and its counts. Written at the file's outcome name, or into the archive
+    when an outcome (the new version's, an older one) is there already, which stays; at
+    ``dest`` when given (the one it wrote before, rewritten after ``filedrop resolve``).
+    """
+    path = Path(record.path)
+    invoices = journal.sent_from(record.id)
+    if not invoices:
+        return None, {}
+    batches = journal.batches(file_id=record.id)
+    batch_ids = {batch.id: batch.batch_id or "" for batch in batches}
+    rows = [
+        _invoice_outcome(
+            invoice.invoice_number,
+            invoice,
+            journal,
+            file_id=record.id,
+            batch_ids=batch_ids,
+            poll_failures={},
+            file_names={},
+        )
+        for invoice in invoices
+    ]
+    name = outcome_path(path)
+    cells = pd.DataFrame(index=pd.RangeIndex(len(rows)))
+    table = Table(
+        path=path,
+        headers=[],
+        cells=cells,
+        values=cells,
+        row_numbers=np.arange(2, len(rows) + 2),
+        # As an ERROR outcome: UTF-8 with a BOM, which Excel reads as such, comma-separated.
+        info=ReadInfo(kind="excel", encoding=None)
+        if name.suffix == ".xlsx"
+        else ReadInfo(kind="csv", encoding="utf-8-sig", delimiter=","),
+    )
+    summary = OutcomeSummary(
+        source=path,
+        environment=record.target.partition(":")[0],
+        mapping=record.mapping,
+        started_at=datetime.fromtimestamp(record.created_at, UTC),
+        finished_at=datetime.now(UTC),
+        batches=tuple(_batch_line(b) for b in batches),
+        notes=(
+            f"{path.name} was moved, replaced or deleted while unfinished: these are the "
+            f"{plural(len(rows), 'invoice')} sent from it. Its rows not listed were never "
+            "sent, and go when the same file is dropped again.",
+        ),
+    )
+    if dest is None:
+        dest = name
+        if os.path.lexists(dest):
+            (dest,) = stamped_names(archive_folder(dest.parent) or dest.parent, dest.name)
+    columns = dict(zip(OUTCOME_COLUMNS, map(list, zip(*rows, strict=True)), strict=True))
+    outcome = write_outcome(table, pd.DataFrame(columns), summary, dest=dest)
+    return outcome, dict(Counter(columns["outcome_status"]))
 
 
 def resume_batches(

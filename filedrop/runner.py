@@ -48,6 +48,7 @@ from filedrop.pipeline import (
     Context,
     FileReport,
     Setback,
+    close_gone_file,
     process_file,
     record_polls,
     resume_batches,
@@ -634,21 +635,33 @@ _STOP_CHECK_S = 0.2
 
 def settle_leftovers(ctx: Context, *, timeout_s: float | None = None) -> None:
     """Learn the fate of batches whose file is gone or was replaced, polling each for at most
-    ``timeout_s`` (default: the poll timeout).
+    ``timeout_s`` (default: the poll timeout); then give such a file of this inbox, once none
+    of its batches is pending, the outcome it never got (``close_gone_file``).
 
     Processing a file again resumes its batches, but a file that was moved away or re-exported
     with other content is never processed again under that hash. Its batches are recovered here
     the same way (``resume_batches``), so DUPLICATE rows elsewhere and ``filedrop status`` tell
-    the truth.
+    the truth. A file left claimed by a process that died, or left to retry, and then taken
+    away, would otherwise stay so in the journal for good: unfinished in ``status`` and the
+    backlog's metrics, and what was sent from it in no outcome.
     """
     now = ctx.clock()
-    for record in ctx.journal.unfinished_files(target=ctx.target):
+    in_inbox = recorded_in(ctx.inbox.resolve())
+    unsettled = ctx.journal.unfinished_files(target=ctx.target)
+    left = ctx.journal.files_in_states(
+        target=ctx.target, states=(FileState.CLAIMED, FileState.WAITING, FileState.RETRY)
+    )
+    polled_ids = {record.id for record in unsettled}
+    for record in [*unsettled, *(r for r in left if r.id not in polled_ids)]:
         if record.state is FileState.CLAIMED and owner_alive(
             record.owner, heartbeat=record.heartbeat, now=now, stale_s=ctx.claim_stale_s
         ):
             continue  # its owner is at work on it
+        path = Path(record.path)
+        if record.id not in polled_ids and not in_inbox(path):
+            continue  # another inbox's, maybe on another machine sharing the journal
         try:
-            still_there = content_hash(Path(record.path)) == record.sha256
+            still_there = content_hash(path) == record.sha256
         except OSError:
             still_there = False
         if still_there:
@@ -656,11 +669,17 @@ def settle_leftovers(ctx: Context, *, timeout_s: float | None = None) -> None:
             # whose owner is gone (the claim passes to whoever takes it). Polling it here as
             # well could race that new owner, and mark a batch it is posting right now UNKNOWN.
             continue
-        polls = resume_batches(ctx, record.id, name=record.name, timeout_s=timeout_s)
-        polled = len(polls)
-        pending = record_polls(ctx, polls, file_id=record.id, name=record.name)
-        log.info(
-            "%s (replaced or moved): %d earlier batches settled, %d still QUEUED",
-            printable(record.name), polled - pending, pending,
-            extra=fields("file_settled", inbox=ctx.metrics.name, file=record.name),
-        )  # fmt: skip
+        pending = 0
+        if record.id in polled_ids:
+            polls = resume_batches(ctx, record.id, name=record.name, timeout_s=timeout_s)
+            polled = len(polls)
+            pending = record_polls(ctx, polls, file_id=record.id, name=record.name)
+            log.info(
+                "%s (replaced or moved): %d earlier batches settled, %d still QUEUED",
+                printable(record.name), polled - pending, pending,
+                extra=fields("file_settled", inbox=ctx.metrics.name, file=record.name),
+            )  # fmt: skip
+        # Only where its folder is still there: an inbox on a share that is not mounted now
+        # has every file "gone".
+        if not pending and in_inbox(path) and path.parent.is_dir():
+            close_gone_file(record, ctx.journal, inbox=ctx.metrics.name)

@@ -26,6 +26,10 @@ class FileState(enum.StrEnum):
     RETRY = "retry"
     """A passing problem (API down, credentials refused mid-run, disk full) stopped it; the next
     run or the daemon's retry resumes it."""
+    GONE = "gone"
+    """Moved, replaced or deleted before every row had its status (filedrop stopped while
+    sending it): its outcome lists the invoices sent from it. The same bytes dropped again are
+    taken up again, and the rows never sent go then."""
     SKIPPED = "skipped"
     """Not processed by this run: already processed, claimed by a live process, or gone. Only in
     reports; the journal never stores it."""

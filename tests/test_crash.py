@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from builders import erp_row, filedrop, run_env, write_erp_csv
+from builders import erp_row, filedrop, run_env, write_erp_csv, write_erp_workbook
 from conftest import journal_file
 
+from filedrop.inbox import outcome_path
 from filedrop.sandbox import Sandbox, SandboxOptions
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="kill -9 is POSIX")
@@ -262,3 +263,108 @@ def test_two_processes_on_one_inbox_send_each_invoice_once(tmp_path: Path) -> No
         assert sandbox.counters().invoices_received == 24
         for file_no in range(4):
             assert statuses(inbox / f"f{file_no}.outcome.csv") == ["SUCCEEDED"] * 6
+
+
+def _gone_outcome(path: Path) -> pd.DataFrame:
+    if path.suffix == ".xlsx":
+        return pd.read_excel(
+            path, sheet_name="Outcome", engine="openpyxl", dtype=str, keep_default_na=False
+        )
+    return pd.read_csv(path, encoding="utf-8-sig", dtype=str, keep_default_na=False)
+
+
+@pytest.mark.parametrize("then", ["deleted", "replaced", "workbook deleted"])
+def test_a_file_taken_away_after_a_kill_gets_the_outcome_of_what_was_sent_from_it(
+    tmp_path: Path, then: str
+) -> None:
+    """Killed with its batches QUEUED, then deleted (or replaced by other rows): the next run
+    learns how the batches ended and writes what was sent from the file into its outcome, one
+    row per invoice, as the journal knows them; the file is 'gone' in status, no longer a
+    claim of a process that died. The replacing version gets its own outcome, and that one goes
+    to the archive. Nothing is sent twice."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    numbers = [str(10_100 + n) for n in range(6)]
+    big = inbox / ("big.xlsx" if then == "workbook deleted" else "big.csv")
+    if then == "workbook deleted":
+        write_erp_workbook(big, [erp_row(number) for number in numbers])
+    else:
+        write_erp_csv(big, [erp_row(number) for number in numbers])
+    with Sandbox(SandboxOptions(delay_s=(2.0, 2.0))).start() as sandbox:
+        env = run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE="2")
+        child = start_run(env)
+        wait_for_journal(
+            journal_file(inbox),
+            lambda db: (
+                db.execute("SELECT COUNT(*) FROM batches WHERE state = 'queued'").fetchone()[0] == 3
+            ),
+        )
+        kill_9(child)
+        if then == "replaced":
+            write_erp_csv(big, [erp_row("10200")])
+        else:
+            big.unlink()
+
+        _, out, err = filedrop("run", environ=env)
+        gone = outcome_path(big)
+        assert (
+            f"{big.name}: moved, replaced or deleted while unfinished; 6 SUCCEEDED sent from it, "
+            f"listed in {gone.name}; rows not listed there were never sent, and go when the "
+            "same file is dropped again"
+        ) in err
+        if then == "replaced":
+            (gone,) = (inbox / "archive").glob("*-big.outcome.csv")
+            assert statuses(inbox / "big.outcome.csv") == ["SUCCEEDED"]
+        outcome = _gone_outcome(gone)
+        assert list(outcome["outcome_invoice_number"]) == numbers
+        assert set(outcome["outcome_status"]) == {"SUCCEEDED"}
+        assert all(outcome["outcome_case_number"].str.startswith("CASE-"))
+        assert sandbox.counters().invoice_numbers_repeated == ()
+        _, out, _ = filedrop("status", environ=env)
+        assert f"{big.name}  gone  6 SUCCEEDED" in out
+        assert "Files being processed" not in out
+        with sqlite3.connect(journal_file(inbox)) as db:
+            assert db.execute("SELECT owner FROM files WHERE state = 'gone'").fetchall() == [
+                (None,)
+            ]
+
+
+def test_a_file_deleted_after_a_kill_and_dropped_again_sends_only_what_was_never_sent(
+    tmp_path: Path,
+) -> None:
+    """Killed while its first POST awaits the answer, the rest of the file never claimed; then
+    deleted. The next run lists the UNKNOWN invoices in its outcome, which 'filedrop resolve'
+    rewrites; the same file dropped again is taken up again (gone is not final): the rows of
+    the resolved batch are not sent again, the rest go once."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    write_erp_csv(inbox / "mid.csv", [erp_row(str(20_101 + n)) for n in range(5)])
+    kept = (inbox / "mid.csv").read_bytes()
+    with Sandbox(SandboxOptions(delay_s=(0, 0))).start() as sandbox:
+        sandbox.stall_next(30.0, route="invoices")
+        env = run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE="2", FILEDROP_CONCURRENT_BATCHES="1")
+        child = start_run(env)
+        deadline = time.monotonic() + 20
+        while sandbox.counters().posts < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        kill_9(child)
+        (inbox / "mid.csv").unlink()
+
+        filedrop("run", environ=env)
+        outcome = _gone_outcome(inbox / "mid.outcome.csv")
+        assert list(outcome["outcome_invoice_number"]) == ["20101", "20102"]
+        assert list(outcome["outcome_status"]) == ["UNKNOWN", "UNKNOWN"]
+        assert "filedrop resolve 1 --sent" in outcome["outcome_message"][0]
+
+        _, out, _ = filedrop("resolve", "1", "--sent", environ=env)
+        assert "mid.csv: 2 SUCCEEDED; outcome rewritten: " in out
+        outcome = _gone_outcome(inbox / "mid.outcome.csv")
+        assert list(outcome["outcome_status"]) == ["SUCCEEDED", "SUCCEEDED"]
+        _, out, _ = filedrop("status", environ=env)
+        assert "mid.csv  gone  2 SUCCEEDED" in out
+
+        (inbox / "mid.csv").write_bytes(kept)
+        filedrop("run", environ=env)
+        assert statuses(inbox / "mid.outcome.csv") == ["SUCCEEDED"] * 5
+        assert sandbox.counters().invoice_numbers_repeated == ()
+        assert sandbox.counters().invoices_received == 5

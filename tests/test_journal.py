@@ -513,6 +513,35 @@ def test_the_invoice_numbers_of_an_unknown_batch_are_listed_in_file_order(
     assert journal.unknown_invoice_numbers(batch) == ["b7", "a2"]
 
 
+def test_what_a_gone_file_sent_is_read_back_in_its_order_and_resolving_keeps_it_gone(
+    journal: Journal,
+) -> None:
+    """``sent_from``: every invoice whose last batch is the file's, batch by batch in the order
+    claimed, with what is known of each; a number another file sent since is that file's.
+    Resolved not sent, a ``gone`` file stays gone (its bytes, dropped again, are taken up
+    anyway), where any other is left to retry."""
+    file_id = _claim(journal).id
+    first, _ = journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["z9", "a1"])
+    second, _ = journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["m5"])
+    journal.batch_submitted(first, batch_id="api-1")
+    journal.batch_finished(
+        first, api_status="PARTIAL", succeeded=[("z9", "i-1", "c-1", "C-1")],
+        failed=[("a1", "bad email")],
+    )  # fmt: skip
+    journal.batch_unknown(second, message="lost")
+    other = _claim(journal, "b.csv", sha="def").id
+    journal.claim_batch(file_id=other, target=TARGET, invoice_numbers=["a1"])  # sent again
+    sent = journal.sent_from(file_id)
+    assert [(r.invoice_number, r.status, r.batch, r.case_number) for r in sent] == [
+        ("z9", InvoiceState.SUCCEEDED, first, "C-1"),
+        ("m5", InvoiceState.UNKNOWN, second, None),
+    ]
+    journal.finish_file(file_id, state=FileState.GONE, counts={}, mapping=None, outcome=None)
+    assert journal.resolve_batch(second, sent=False, note="checked") == 1
+    assert journal.file(file_id).state is FileState.GONE
+    assert journal.sent_from(file_id)[1].status is InvoiceState.NOT_SENT
+
+
 def test_a_claim_is_free_once_its_lease_runs_out_and_heartbeats_extend_it(
     journal_location: Path | PostgresLocation,
 ) -> None:

@@ -817,11 +817,11 @@ class Journal:
         """An operator checked with Amili: the batch's invoices exist there (``sent``) or do not.
 
         ``sent`` keeps the numbers blocked for good; not sent releases them so that the next run
-        of their file sends them (the file is set to ``retry``). Returns how many invoices
-        changed. ``NotSettledError``, changing nothing, when the batch is no longer UNKNOWN, or its
-        file is claimed by another owner than ``holder`` (the claim's owner as the caller saw
-        it, whose run is gone; None: the file was not claimed): a run took it up since, and
-        what it writes would not show this.
+        of their file sends them (the file is set to ``retry``, unless it is ``gone``). Returns
+        how many invoices changed. ``NotSettledError``, changing nothing, when the batch is no
+        longer UNKNOWN, or its file is claimed by another owner than ``holder`` (the claim's
+        owner as the caller saw it, whose run is gone; None: the file was not claimed): a run
+        took it up since, and what it writes would not show this.
         """
         now = self._clock()
         with self._write() as db:
@@ -854,10 +854,12 @@ class Journal:
                 (BatchState.RESOLVED, message, now, batch),
             )
             if not sent:
+                # A file that is gone stays so: the same bytes dropped again are taken up
+                # anyway, and its outcome, from the journal alone, is rewritten by the caller.
                 db.execute(
                     "UPDATE files SET state = ?, updated_at = ?"
-                    " WHERE id = (SELECT file_id FROM batches WHERE id = ?)",
-                    (FileState.RETRY, now, batch),
+                    " WHERE id = (SELECT file_id FROM batches WHERE id = ?) AND state != ?",
+                    (FileState.RETRY, now, batch, FileState.GONE),
                 )
         return changed
 
@@ -872,6 +874,32 @@ class Journal:
             (file_id,),
         )
         return {row[0] for row in rows}
+
+    def sent_from(self, file_id: int) -> list[InvoiceRecord]:
+        """Every invoice whose last batch is one of this file's, batch by batch in the order
+        claimed: what a file that is gone had sent (``pipeline.close_gone_file``). A number
+        another file sent since is that file's."""
+        order = f"batches.id, invoices.{self._engine.insertion_order}"
+        rows = self._read(
+            # Column names come from the record, the order from the engine.
+            f"SELECT {', '.join(f'invoices.{name}' for name in InvoiceRecord._fields)}"  # noqa: S608
+            " FROM batches JOIN invoices ON invoices.batch = batches.id"
+            f" WHERE batches.file_id = ? ORDER BY {order}",
+            (file_id,),
+        )
+        return [
+            InvoiceRecord(
+                row["invoice_number"],
+                _INVOICE_STATES[row["status"]],
+                row["file_id"],
+                row["batch"],
+                row["invoice_id"],
+                row["case_id"],
+                row["case_number"],
+                row["message"],
+            )
+            for row in rows
+        ]
 
     def unknown_invoice_numbers(self, batch: int) -> list[str]:
         """The invoice numbers of a batch whose fate is unknown: what to look up with Amili."""
