@@ -1414,7 +1414,8 @@ _RECORD_SUBMITTED_DELAYS_S = (1.0, 2.0, 4.0, 8.0, 16.0)
 def _record_submitted(ctx: Context, batch: int, batch_id: str) -> bool:
     """Record that Amili accepted the batch, as ``batch_id``, waiting out a journal that cannot
     be written for a while: this id is what tells its rows' fate, and nothing else knows it.
-    False when another process made the batch UNKNOWN first."""
+    A batch another process made UNKNOWN meanwhile (this one was stopped long enough for its
+    claim to lapse) is known now, and polled as well; False when it was resolved since."""
     facts = fields("batch_unrecorded", inbox=ctx.metrics.name, batch=batch, batch_id=batch_id)
     settle = f"check its rows with Amili, then run '{resolve_command(batch)} --sent'"
     delays = iter(_RECORD_SUBMITTED_DELAYS_S)
@@ -1437,13 +1438,22 @@ def _record_submitted(ctx: Context, batch: int, batch_id: str) -> bool:
             )  # fmt: skip
             ctx.stop.wait(delay_s)
             continue
-        if not recorded:
-            log.error(
-                "batch #%d: Amili accepted it as %s, but another filedrop process had already "
-                "made it UNKNOWN; %s",
-                batch, batch_id, settle, extra=facts,
-            )  # fmt: skip
-        return recorded
+        if recorded:
+            return True
+        elsewhere = ctx.journal.batch_accepted_after_all(batch, batch_id=batch_id)
+        if elsewhere is None:
+            return False  # ended otherwise meanwhile: nothing this answer can add
+        log.warning(
+            "batch #%d: Amili accepted it as %s after another filedrop process had made it "
+            "UNKNOWN (this one was held up past its claim); it is polled now, and its rows get "
+            "their status%s",
+            batch, batch_id,
+            f"; {plural(elsewhere, 'invoice')} of it, resolved as not sent meanwhile, went "
+            "again in another batch: Amili has them twice, cancel one with Amili"
+            if elsewhere else "",
+            extra=facts,
+        )  # fmt: skip
+        return True
 
 
 def _body_or_why_not(invoices: list[PreparedInvoice]) -> EncodedInvoices | Exception:

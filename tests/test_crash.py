@@ -368,3 +368,45 @@ def test_a_file_deleted_after_a_kill_and_dropped_again_sends_only_what_was_never
         assert statuses(inbox / "mid.outcome.csv") == ["SUCCEEDED"] * 5
         assert sandbox.counters().invoice_numbers_repeated == ()
         assert sandbox.counters().invoices_received == 5
+
+
+def test_a_run_held_up_past_its_claim_learns_the_fate_of_the_batch_made_unknown(
+    tmp_path: Path,
+) -> None:
+    """Run A is stopped (SIGSTOP: a frozen VM, a laptop asleep) while its first POST awaits the
+    answer, past its claim's lease; run B takes the file over, makes that batch UNKNOWN and sends
+    the rest. A wakes, and Amili's answer comes: the batch is known after all, so A polls it and
+    its rows end SUCCEEDED, rather than UNKNOWN waiting for a person to look them up. Nothing
+    is sent twice, and no batch is left UNKNOWN."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    write_erp_csv(inbox / "held.csv", [erp_row(str(22_001 + n)) for n in range(4)])
+    with Sandbox(SandboxOptions(delay_s=(0, 0))).start() as sandbox:
+        sandbox.stall_next(6.0, route="invoices")  # A's first POST is answered 6 s later
+        env = run_env(
+            inbox,
+            sandbox.url,
+            FILEDROP_BATCH_SIZE="2",
+            FILEDROP_CONCURRENT_BATCHES="1",
+            FILEDROP_CLAIM_STALE_S="1",
+            FILEDROP_HEARTBEAT_S="0.2",
+        )
+        held = start_run(env)
+        try:
+            deadline = time.monotonic() + 20
+            while sandbox.counters().posts < 1 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            held.send_signal(signal.SIGSTOP)
+            time.sleep(1.5)  # past the lease
+            _, _, err = filedrop("run", environ=env, expect=1)
+            assert "batch #1 (2 invoices) was being posted when filedrop stopped" in err
+            assert statuses(inbox / "held.outcome.csv") == ["UNKNOWN"] * 2 + ["SUCCEEDED"] * 2
+        finally:
+            held.send_signal(signal.SIGCONT)
+        _, err_a = held.communicate(timeout=60)
+        assert held.returncode == 0, err_a.decode()
+        assert b"after another filedrop process had made it UNKNOWN" in err_a
+        assert statuses(inbox / "held.outcome.csv") == ["SUCCEEDED"] * 4
+        assert sandbox.counters().invoice_numbers_repeated == ()
+        _, out, _ = filedrop("status", environ=env)
+        assert "UNKNOWN" not in out

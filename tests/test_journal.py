@@ -542,6 +542,32 @@ def test_what_a_gone_file_sent_is_read_back_in_its_order_and_resolving_keeps_it_
     assert journal.sent_from(file_id)[1].status is InvoiceState.NOT_SENT
 
 
+def test_a_batch_amili_accepted_after_it_was_made_unknown_is_polled_and_blocks_again(
+    journal: Journal,
+) -> None:
+    """The answer to a POST comes after a takeover made the batch UNKNOWN: it is ``queued``
+    with its id and its invoices PENDING, the finished file ``waiting``. After a resolve as not
+    sent, its numbers are blocked again, and one already sent again from another batch is
+    counted, for the warning; a batch in another state is left alone (None)."""
+    file_id = _claim(journal).id
+    batch, _ = journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["1", "2"])
+    journal.batch_unknown(batch, message="lost")
+    journal.finish_file(file_id, state=FileState.DONE, counts={}, mapping="m", outcome=None)
+    assert journal.batch_accepted_after_all(batch, batch_id="api-1") == 0
+    assert journal.find_batch("api-1").state == BatchState.QUEUED
+    assert {r.status for r in journal.sent_from(file_id)} == {InvoiceState.PENDING}
+    assert journal.file(file_id).state is FileState.WAITING
+    assert journal.batch_accepted_after_all(batch, batch_id="api-1") is None
+
+    other, _ = journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["3", "4"])
+    journal.batch_unknown(other, message="lost")
+    journal.resolve_batch(other, sent=False, note="not found")
+    _, claimed = journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["4"])
+    assert claimed == ["4"]
+    assert journal.batch_accepted_after_all(other, batch_id="api-2") == 1
+    assert journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["3"])[1] == []
+
+
 def test_a_claim_is_free_once_its_lease_runs_out_and_heartbeats_extend_it(
     journal_location: Path | PostgresLocation,
 ) -> None:

@@ -601,6 +601,43 @@ class Journal:
             )
         return True
 
+    def batch_accepted_after_all(self, batch: int, *, batch_id: str) -> int | None:
+        """The API's answer to a POST came after another process, taking over the file, made
+        the batch UNKNOWN (and perhaps after an operator resolved it): Amili has it, as
+        ``batch_id``. So it is ``queued`` again and its invoices ``PENDING``, polled like any
+        other batch, rather than left for a person to look up, and blocked again if they were
+        resolved as not sent. A file finished meanwhile is left ``waiting``, so the next run
+        polls the batch and rewrites the outcome if this process does not.
+
+        Returns how many of its invoices another batch holds now (resolved as not sent and
+        sent again: twice at Amili), or None when the batch is in neither state.
+        """
+        now = self._clock()
+        with self._write() as db:
+            row = db.execute(
+                # The suffix is the engine's constant, never input.
+                "SELECT invoice_count FROM batches WHERE id = ? AND state IN (?, ?)"  # noqa: S608
+                + self._engine.lock_suffix,
+                (batch, BatchState.UNKNOWN, BatchState.RESOLVED),
+            ).fetchone()
+            if row is None:
+                return None
+            db.execute(
+                "UPDATE batches SET state = ?, batch_id = ?, api_status = 'QUEUED', message = NULL,"
+                " submitted_at = ?, finished_at = NULL WHERE id = ?",
+                (BatchState.QUEUED, batch_id, now, batch),
+            )
+            still_here = db.change(
+                "UPDATE invoices SET status = ?, message = NULL, updated_at = ? WHERE batch = ?",
+                (InvoiceState.PENDING, now, batch),
+            )
+            db.execute(
+                "UPDATE files SET state = ?, updated_at = ?"
+                " WHERE id = (SELECT file_id FROM batches WHERE id = ?) AND state IN (?, ?)",
+                (FileState.WAITING, now, batch, FileState.DONE, FileState.ERROR),
+            )
+        return row[0] - still_here
+
     def batch_still_queued(self, batch: int, *, failure: str | None) -> None:
         """The batch's polls ran out and it stays QUEUED, as Amili last said (``failure`` None),
         or not known, as its last poll failed with ``failure``: then ``api_status`` is empty and
