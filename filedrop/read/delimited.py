@@ -301,8 +301,12 @@ def _refuse_mac_roman(where: str, data: bytes, codec: str) -> None:
     character: the names would reach Amili garbled, so it is refused, naming a line, unless the
     file holds a Windows-1252 æ, ø or å anywhere (then "®" beside a name is just that). The
     mapping's ``encoding`` reads it either way."""
+    # A Norwegian Windows-1252 file has its first æ, ø or å within a few lines: asked first,
+    # the scan of the whole file for Mac Roman letters (0.45 s of 200,000 rows) is spared.
+    if _CP1252_NORWEGIAN.search(data) is not None:
+        return
     found = _MAC_ROMAN_IN_WORD.search(data)
-    if found is None or _CP1252_NORWEGIAN.search(data) is not None:
+    if found is None:
         return
     word = _field_around(data, found.start())
     raise ReadError(
