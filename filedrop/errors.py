@@ -76,3 +76,8 @@ class HiddenSheetError(ReadError):
         super().__init__(path, detail)
         self.args = (path, detail, visible)  # rebuilt whole when it crosses from the reader
         self.visible = visible
+
+
+class ClaimLostError(FiledropError):
+    """Another process took over a file this one held (its claim lapsed while this process was
+    held up): this one sends nothing more from it and writes no outcome; that one finishes it."""

@@ -46,6 +46,7 @@ from filedrop.api.client import (
 from filedrop.api.poller import DaemonPool, Poller
 from filedrop.batch import plan_batches
 from filedrop.errors import (
+    ClaimLostError,
     ConfigError,
     FiledropError,
     MappingError,
@@ -71,7 +72,7 @@ from filedrop.journal.rebuild import (
     lost_journal_message,
     shows_sent,
 )
-from filedrop.journal.store import REBUILT, FinishedBatch
+from filedrop.journal.store import CLAIM_LOST, REBUILT, FinishedBatch
 from filedrop.logs import fields, plural, printable
 from filedrop.mapping import Mapping, select_mapping
 from filedrop.mapping.payload import invoice_rows
@@ -666,6 +667,9 @@ def _send_and_report(
             file_id, state=FileState.WAITING, counts={}, mapping=prepared.mapping.name, outcome=None
         )
         return FileReport(path, FileState.WAITING, {})
+    if not ctx.journal.holds(file_id, ctx.owner):
+        # Held up past its claim, this process was overtaken: the new holder's outcome stands.
+        raise ClaimLostError(CLAIM_LOST)
     draft.read(ctx.journal)  # what the last polls changed, or all of it
     waits_elsewhere = draft.waits_elsewhere
     outcomes = draft.frame()
@@ -997,9 +1001,10 @@ def _rewrite_gone_outcome(
 
 def close_gone_file(
     record: FileRecord, journal: Journal, *, inbox: str | None = None
-) -> Path | None:
+) -> FileReport | None:
     """Leave a file whose bytes are gone from its path (moved, replaced or deleted while it was
-    unfinished) ``gone``, with the outcome it never got; returns its outcome, if it has one.
+    unfinished) ``gone``, with the outcome it never got; returns the report of that outcome
+    (for the run's summary and exit code), None when none was written now.
 
     The input is gone, so that outcome lists only what the journal knows (``write_gone_outcome``).
     Rows never sent are in no journal and so in no outcome; the same bytes dropped again are
@@ -1011,7 +1016,8 @@ def close_gone_file(
     if record.outcome_written is None:
         outcome, counts = write_gone_outcome(record, journal)
         told = (
-            f"{_counts_text(counts)} sent from it, listed in {outcome.name}; rows not listed "
+            f"{_counts_text(counts)} sent from it, listed in "
+            f"{printable(str(outcome.relative_to(Path(record.path).parent)))}; rows not listed "
             "there were never sent, and go when the same file is dropped again"
             if outcome
             else "nothing was sent from it"
@@ -1035,7 +1041,9 @@ def close_gone_file(
         told,
         extra=fields("file_gone", inbox=inbox, file=record.name, counts=counts),
     )
-    return outcome
+    if outcome is None or record.outcome_written is not None:
+        return None
+    return FileReport(Path(record.path), FileState.GONE, counts, outcome, f"gone: {told}")
 
 
 def write_gone_outcome(
@@ -1045,8 +1053,9 @@ def write_gone_outcome(
     from it, with its status, ids and batch as every outcome has them, so people learn what
     became of them and 'filedrop journal rebuild' reads them back; returns it (None when
     nothing was sent) and its counts. Written at the file's outcome name, or into the archive
-    when an outcome (the new version's, an older one) is there already, which stays; at
-    ``dest`` when given (the one it wrote before, rewritten after ``filedrop resolve``).
+    when an outcome (an older one) or a new version of the file is there, so nothing writes
+    over it; at ``dest`` when given (the one it wrote before, rewritten after ``filedrop
+    resolve``).
     """
     path = Path(record.path)
     invoices = journal.sent_from(record.id)
@@ -1094,7 +1103,10 @@ def write_gone_outcome(
     )
     if dest is None:
         dest = name
-        if os.path.lexists(dest):
+        if os.path.lexists(dest) or os.path.lexists(path):
+            # An outcome is there, or a new version of the file is, whose outcome will be:
+            # this one goes where nothing writes over it (a daemon may have taken the new
+            # version up already, past the point where it keeps an earlier outcome aside).
             (dest,) = stamped_names(archive_folder(dest.parent) or dest.parent, dest.name)
     columns = dict(zip(OUTCOME_COLUMNS, map(list, zip(*rows, strict=True)), strict=True))
     outcome = write_outcome(table, pd.DataFrame(columns), summary, dest=dest)
@@ -1376,7 +1388,7 @@ def _claim_and_post(
     """
     numbers = [invoice.invoice_number for invoice in invoices]
     batch, claimed = ctx.journal.claim_batch(
-        file_id=file_id, target=ctx.target, invoice_numbers=numbers
+        file_id=file_id, target=ctx.target, invoice_numbers=numbers, owner=ctx.owner
     )
     if not claimed:
         ctx.journal.drop_empty_batch(batch)

@@ -273,16 +273,18 @@ def run_inbox(ctx: Context) -> RunReport:
         # than "pending" for good. A batch Amili has not ended yet holds the new files back a
         # few seconds at most; it is polled again after them, as long as any batch is, and so
         # is a file replaced during this run.
-        settle_leftovers(ctx, timeout_s=_SETTLE_FIRST_S)
+        gone = settle_leftovers(ctx, timeout_s=_SETTLE_FIRST_S)
         if ctx.stop.is_set():
-            return RunReport([], stopped_early=bool(ready))
+            return RunReport(gone, stopped_early=bool(ready))
+        processed = process_files(ready, ctx)
         report = replace(
-            process_files(ready, ctx),
+            processed,
+            files=[*gone, *processed.files],
             changing=tuple(changing),
             unread=tuple(path for path, reason in ignored if reason == UNREAD_SPREADSHEET),
         )
         if not ctx.stop.is_set():
-            settle_leftovers(ctx)
+            report = replace(report, files=[*report.files, *settle_leftovers(ctx)])
     if measure_backlog(ctx):
         ctx.metrics.cycle_succeeded()
     return report
@@ -633,7 +635,7 @@ def _polls_end_at_stop(ctx: Context) -> Iterator[None]:
 _STOP_CHECK_S = 0.2
 
 
-def settle_leftovers(ctx: Context, *, timeout_s: float | None = None) -> None:
+def settle_leftovers(ctx: Context, *, timeout_s: float | None = None) -> list[FileReport]:
     """Learn the fate of batches whose file is gone or was replaced, polling each for at most
     ``timeout_s`` (default: the poll timeout); then give such a file of this inbox, once none
     of its batches is pending, the outcome it never got (``close_gone_file``).
@@ -643,8 +645,10 @@ def settle_leftovers(ctx: Context, *, timeout_s: float | None = None) -> None:
     the same way (``resume_batches``), so DUPLICATE rows elsewhere and ``filedrop status`` tell
     the truth. A file left claimed by a process that died, or left to retry, and then taken
     away, would otherwise stay so in the journal for good: unfinished in ``status`` and the
-    backlog's metrics, and what was sent from it in no outcome.
+    backlog's metrics, and what was sent from it in no outcome. Returns the reports of the
+    outcomes so written, for the run's summary and exit code (UNKNOWN rows in one need a person).
     """
+    written: list[FileReport] = []
     now = ctx.clock()
     in_inbox = recorded_in(ctx.inbox.resolve())
     unsettled = ctx.journal.unfinished_files(target=ctx.target)
@@ -682,4 +686,7 @@ def settle_leftovers(ctx: Context, *, timeout_s: float | None = None) -> None:
         # Only where its folder is still there: an inbox on a share that is not mounted now
         # has every file "gone".
         if not pending and in_inbox(path) and path.parent.is_dir():
-            close_gone_file(record, ctx.journal, inbox=ctx.metrics.name)
+            report = close_gone_file(record, ctx.journal, inbox=ctx.metrics.name)
+            if report is not None:
+                written.append(report)
+    return written

@@ -307,14 +307,14 @@ def test_a_file_taken_away_after_a_kill_gets_the_outcome_of_what_was_sent_from_i
 
         _, out, err = filedrop("run", environ=env)
         gone = outcome_path(big)
-        assert (
-            f"{big.name}: moved, replaced or deleted while unfinished; 6 SUCCEEDED sent from it, "
-            f"listed in {gone.name}; rows not listed there were never sent, and go when the "
-            "same file is dropped again"
-        ) in err
-        if then == "replaced":
+        if then == "replaced":  # the new version's outcome is to come: this one is archived
             (gone,) = (inbox / "archive").glob("*-big.outcome.csv")
             assert statuses(inbox / "big.outcome.csv") == ["SUCCEEDED"]
+        assert (
+            f"{big.name}: moved, replaced or deleted while unfinished; 6 SUCCEEDED sent from it, "
+            f"listed in {gone.relative_to(inbox)}; rows not listed there were never sent, and go "
+            "when the same file is dropped again"
+        ) in err
         outcome = _gone_outcome(gone)
         assert list(outcome["outcome_invoice_number"]) == numbers
         assert set(outcome["outcome_status"]) == {"SUCCEEDED"}
@@ -350,7 +350,9 @@ def test_a_file_deleted_after_a_kill_and_dropped_again_sends_only_what_was_never
         kill_9(child)
         (inbox / "mid.csv").unlink()
 
-        filedrop("run", environ=env)
+        _, out, _ = filedrop("run", environ=env, expect=1)  # UNKNOWN rows need a person
+        assert "mid.csv: 2 UNKNOWN\n  gone: " in out
+        assert f"  outcome: {inbox / 'mid.outcome.csv'}" in out
         outcome = _gone_outcome(inbox / "mid.outcome.csv")
         assert list(outcome["outcome_invoice_number"]) == ["20101", "20102"]
         assert list(outcome["outcome_status"]) == ["UNKNOWN", "UNKNOWN"]
@@ -375,9 +377,10 @@ def test_a_run_held_up_past_its_claim_learns_the_fate_of_the_batch_made_unknown(
 ) -> None:
     """Run A is stopped (SIGSTOP: a frozen VM, a laptop asleep) while its first POST awaits the
     answer, past its claim's lease; run B takes the file over, makes that batch UNKNOWN and sends
-    the rest. A wakes, and Amili's answer comes: the batch is known after all, so A polls it and
-    its rows end SUCCEEDED, rather than UNKNOWN waiting for a person to look them up. Nothing
-    is sent twice, and no batch is left UNKNOWN."""
+    the rest. A wakes, and Amili's answer comes: the batch is known after all, queued with its
+    id, so its rows end SUCCEEDED at the next run rather than UNKNOWN waiting for a person to
+    look them up. A, no longer holding the file, sends nothing more from it and leaves B's
+    outcome alone. Nothing is sent twice, and no batch is left UNKNOWN."""
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     write_erp_csv(inbox / "held.csv", [erp_row(str(22_001 + n)) for n in range(4)])
@@ -404,8 +407,13 @@ def test_a_run_held_up_past_its_claim_learns_the_fate_of_the_batch_made_unknown(
         finally:
             held.send_signal(signal.SIGCONT)
         _, err_a = held.communicate(timeout=60)
-        assert held.returncode == 0, err_a.decode()
         assert b"after another filedrop process had made it UNKNOWN" in err_a
+        # It holds the file no more: it sends nothing else from it and writes no outcome.
+        assert held.returncode != 0, err_a.decode()
+        assert b"another filedrop process took this file over" in err_a
+        assert sandbox.counters().posts == 2
+        # The file is left waiting on that batch: the next run polls it and rewrites the outcome.
+        filedrop("run", environ=env)
         assert statuses(inbox / "held.outcome.csv") == ["SUCCEEDED"] * 4
         assert sandbox.counters().invoice_numbers_repeated == ()
         _, out, _ = filedrop("status", environ=env)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import Logged, drop_connections
 
-from filedrop.errors import ConfigError
+from filedrop.errors import ClaimLostError, ConfigError
 from filedrop.journal import Journal, NotSettledError, owner_alive, this_owner
 from filedrop.journal.engines import MIGRATIONS, SCHEMA_VERSION, PostgresLocation, SqliteEngine
 from filedrop.journal.store import FinishedBatch, RebuiltBatch
@@ -566,6 +566,24 @@ def test_a_batch_amili_accepted_after_it_was_made_unknown_is_polled_and_blocks_a
     assert claimed == ["4"]
     assert journal.batch_accepted_after_all(other, batch_id="api-2") == 1
     assert journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["3"])[1] == []
+
+
+def test_a_process_that_lost_its_claim_on_a_file_claims_no_batch_of_it(journal: Journal) -> None:
+    """claim_batch with an owner writes nothing once the file is another owner's (taken over)
+    or no longer claimed (found gone): ``ClaimLostError``; ``holds`` tells the same."""
+    held_up = f"{socket.gethostname()}:{2**22 + 17}:token"  # no such process: its claim is free
+    file_id = _claim(journal, owner=held_up).id
+    assert journal.holds(file_id, held_up)
+    journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["7"], owner=held_up)
+    taker = this_owner()
+    assert _claim(journal, owner=taker).id == file_id  # taken over
+    assert not journal.holds(file_id, held_up)
+    with pytest.raises(ClaimLostError):
+        journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["8"], owner=held_up)
+    assert journal.invoices(target=TARGET, numbers=["8"]) == {}
+    journal.finish_file(file_id, state=FileState.GONE, counts={}, mapping=None, outcome=None)
+    with pytest.raises(ClaimLostError):
+        journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["8"], owner=taker)
 
 
 def test_a_claim_is_free_once_its_lease_runs_out_and_heartbeats_extend_it(

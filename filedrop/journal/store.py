@@ -33,7 +33,7 @@ from pathlib import Path
 from types import EllipsisType
 from typing import Any, NamedTuple
 
-from filedrop.errors import ConfigError
+from filedrop.errors import ClaimLostError, ConfigError
 from filedrop.journal.engines import Engine, JournalDisplaced, PostgresLocation, engine_for
 from filedrop.logs import mask_ids
 from filedrop.states import (
@@ -109,6 +109,14 @@ def _pid_running(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+#: What a process that lost its claim on a file says (``ClaimLostError``).
+CLAIM_LOST = (
+    "another filedrop process took this file over while this one was held up past its claim "
+    "(FILEDROP_CLAIM_STALE_S), or found it gone; that one finishes it, and this one sends "
+    "nothing more from it and writes no outcome"
+)
 
 
 @dataclass(frozen=True)
@@ -523,19 +531,22 @@ class Journal:
     # -- batches and invoices -------------------------------------------------------------------
 
     def claim_batch(
-        self, *, file_id: int, target: str, invoice_numbers: list[str]
+        self, *, file_id: int, target: str, invoice_numbers: list[str], owner: str | None = None
     ) -> tuple[int, list[str]]:
         """Write a batch down before its POST and claim its invoice numbers.
 
         Returns the batch's journal id and the numbers it really claimed, in the given order: a
         number another batch holds (sending, pending, succeeded or unknown) is left out, so it
         cannot be sent twice even if two runs race. A number that ``FAILED`` earlier may be sent
-        again.
+        again. With ``owner``, ``ClaimLostError`` (nothing written) when the file is no longer
+        claimed by that owner: another process took it over, or found it gone.
         """
         now = self._clock()
         # A number given twice is claimed once (a statement may not upsert one row twice).
         unique = list(dict.fromkeys(invoice_numbers))
         with self._write() as db:
+            if owner is not None and not self._held(db, file_id, owner):
+                raise ClaimLostError(CLAIM_LOST)
             batch = db.execute(
                 "INSERT INTO batches (file_id, target, state, invoice_count, created_at)"
                 " VALUES (?, ?, ?, ?, ?) RETURNING id",
@@ -569,6 +580,22 @@ class Journal:
             }
             db.execute("UPDATE batches SET invoice_count = ? WHERE id = ?", (len(claimed), batch))
         return batch, [number for number in invoice_numbers if number in claimed]
+
+    def holds(self, file_id: int, owner: str) -> bool:
+        """Whether ``owner`` still holds its claim on the file (no other process took it over)."""
+        with self._write() as db:
+            return self._held(db, file_id, owner)
+
+    def _held(self, db: _Db, file_id: int, owner: str) -> bool:
+        return (
+            db.execute(
+                # The suffix is the engine's constant, never input.
+                "SELECT 1 FROM files WHERE id = ? AND state = ? AND owner = ?"  # noqa: S608
+                + self._engine.lock_suffix,
+                (file_id, FileState.CLAIMED, owner),
+            ).fetchone()
+            is not None
+        )
 
     def drop_empty_batch(self, batch: int) -> None:
         """Forget a batch that claimed nothing (every number was taken by a racing run)."""
