@@ -986,17 +986,32 @@ def _rewrite_gone_outcome(
     rewritten, counts = write_gone_outcome(record, journal, dest=outcome)
     if rewritten is None:
         return None
+    _record_gone(journal, record, rewritten, counts, record.message, claim=None)
+    return rewritten, counts
+
+
+def _record_gone(
+    journal: Journal,
+    record: FileRecord,
+    outcome: Path | None,
+    counts: dict[str, int],
+    message: str | None,
+    *,
+    claim: str | None,
+    written_now: bool = True,
+) -> None:
+    """Record the file ``gone``, with the outcome it has (``written_now``: just written from the
+    journal) and its counts; ``claim`` as ``finish_file`` takes it."""
     journal.finish_file(
         record.id,
         state=FileState.GONE,
         counts=counts,
         mapping=record.mapping,
-        outcome=rewritten,
-        message=record.message,
-        written=written_stamp(rewritten),
-        claim=None,
+        outcome=outcome,
+        message=message,
+        written=written_stamp(outcome) if outcome and written_now else None,
+        claim=claim,
     )
-    return rewritten, counts
 
 
 def close_gone_file(
@@ -1024,16 +1039,18 @@ def close_gone_file(
         )
     else:
         outcome, counts = (Path(record.outcome) if record.outcome else None), record.counts
-        told = "its outcome stays as written; 'filedrop status' tells what its batches did since"
-    journal.finish_file(
-        record.id,
-        state=FileState.GONE,
-        counts=counts,
-        mapping=record.mapping,
-        outcome=outcome,
-        message=f"moved, replaced or deleted while unfinished: {told}",
-        written=written_stamp(outcome) if outcome and record.outcome_written is None else None,
+        told = (
+            "its outcome stays as it was written while the file was there, so rows it shows "
+            "PENDING may have ended since; drop the same file again to have it rewritten"
+        )
+    _record_gone(
+        journal,
+        record,
+        outcome,
+        counts,
+        f"moved, replaced or deleted while unfinished: {told}",
         claim=record.owner if record.state is FileState.CLAIMED else None,
+        written_now=record.outcome_written is None,
     )
     log.warning(
         "%s: moved, replaced or deleted while unfinished; %s",

@@ -54,6 +54,18 @@ def kill_9(process: subprocess.Popen[bytes]) -> None:
     assert process.returncode == -signal.SIGKILL
 
 
+def kill_9_with_batches_queued(process: subprocess.Popen[bytes], inbox: Path, batches: int) -> None:
+    """Kill the run once the journal shows ``batches`` batches QUEUED, waiting for their end."""
+    wait_for_journal(
+        journal_file(inbox),
+        lambda db: (
+            db.execute("SELECT COUNT(*) FROM batches WHERE state = 'queued'").fetchone()[0]
+            == batches
+        ),
+    )
+    kill_9(process)
+
+
 def statuses(path: Path) -> list[str]:
     frame = pd.read_csv(path, sep=";", encoding="cp1252", dtype=str, keep_default_na=False)
     return list(frame["outcome_status"])
@@ -66,14 +78,7 @@ def test_kill_9_while_batches_are_queued_then_rerun_completes(tmp_path: Path) ->
     write_erp_csv(inbox / "big.csv", [erp_row(str(10_000 + n)) for n in range(10)])
     with Sandbox(SandboxOptions(delay_s=(2.0, 2.0))).start() as sandbox:
         env = run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE="2")
-        child = start_run(env)
-        wait_for_journal(
-            journal_file(inbox),
-            lambda db: (
-                db.execute("SELECT COUNT(*) FROM batches WHERE state = 'queued'").fetchone()[0] == 5
-            ),
-        )
-        kill_9(child)
+        kill_9_with_batches_queued(start_run(env), inbox, 5)
         assert not (inbox / "big.outcome.csv").exists()
 
         filedrop("run", environ=env)
@@ -292,14 +297,7 @@ def test_a_file_taken_away_after_a_kill_gets_the_outcome_of_what_was_sent_from_i
         write_erp_csv(big, [erp_row(number) for number in numbers])
     with Sandbox(SandboxOptions(delay_s=(2.0, 2.0))).start() as sandbox:
         env = run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE="2")
-        child = start_run(env)
-        wait_for_journal(
-            journal_file(inbox),
-            lambda db: (
-                db.execute("SELECT COUNT(*) FROM batches WHERE state = 'queued'").fetchone()[0] == 3
-            ),
-        )
-        kill_9(child)
+        kill_9_with_batches_queued(start_run(env), inbox, 3)
         if then == "replaced":
             write_erp_csv(big, [erp_row("10200")])
         else:

@@ -40,7 +40,7 @@ MIGRATIONS: tuple[str, ...] = (
         name        TEXT NOT NULL,
         path        TEXT NOT NULL,
         sha256      TEXT NOT NULL,
-        state       TEXT NOT NULL,      -- claimed, waiting, done, error, retry
+        state       TEXT NOT NULL,      -- claimed, waiting, done, error, retry, gone
         owner       TEXT,               -- host:pid:token of the process working on it
         heartbeat   {FLOAT},            -- the owner's last renewal of its claim
         created_at  {FLOAT} NOT NULL,
