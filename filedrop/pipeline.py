@@ -86,6 +86,7 @@ from filedrop.metrics import (
     BATCH_UNKNOWN,
     InboxMetrics,
 )
+from filedrop.mounts import ShareWatch
 from filedrop.outcome import (
     OUTCOME_COLUMNS,
     BatchLine,
@@ -170,6 +171,8 @@ class Context:
     posting: threading.BoundedSemaphore = field(init=False)
     """Held from a batch's claim to its POST's answer: at most ``concurrent_batches`` at once."""
     poller: Poller = field(init=False)
+    share: ShareWatch = field(init=False)
+    """Whether the share the inbox lies on is mounted: unmounted, its files all look deleted."""
     _said: set[str] = field(init=False, default_factory=set)
     _said_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
     _lost: tuple[float, tuple[str, Path] | None] = field(init=False, default=(-1e9, None))
@@ -187,6 +190,7 @@ class Context:
         )
         self.posting = threading.BoundedSemaphore(self.concurrent_batches)
         self.poller = Poller(self.client, schedule=self.schedule, timed=self.metrics.poll_took)
+        self.share = ShareWatch(self.inbox)
 
     @property
     def target(self) -> str:

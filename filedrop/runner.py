@@ -635,6 +635,24 @@ def _polls_end_at_stop(ctx: Context) -> Iterator[None]:
 _STOP_CHECK_S = 0.2
 
 
+def _unmounted_share(ctx: Context) -> bool:
+    """Whether the inbox's share is not mounted now, said once a share while so."""
+    missing = ctx.share.missing()
+    if missing is None:
+        return False
+    point, why = missing
+    if ctx.say_once(f"share-unmounted {point}"):
+        log.warning(
+            "%s: %s is not mounted, though %s; files missing from the inbox are not taken for "
+            "deleted until it is back",
+            printable(str(ctx.inbox)),
+            printable(str(point)),
+            why,
+            extra=fields("share_unmounted", inbox=ctx.metrics.name, mount_point=str(point)),
+        )
+    return True
+
+
 def settle_leftovers(ctx: Context, *, timeout_s: float | None = None) -> list[FileReport]:
     """Learn the fate of batches whose file is gone or was replaced, polling each for at most
     ``timeout_s`` (default: the poll timeout); then give such a file of this inbox, once none
@@ -651,6 +669,7 @@ def settle_leftovers(ctx: Context, *, timeout_s: float | None = None) -> list[Fi
     written: list[FileReport] = []
     now = ctx.clock()
     in_inbox = recorded_in(ctx.inbox.resolve())
+    unmounted = _unmounted_share(ctx)
     unsettled = ctx.journal.unfinished_files(target=ctx.target)
     left = ctx.journal.files_in_states(
         target=ctx.target, states=(FileState.CLAIMED, FileState.WAITING, FileState.RETRY)
@@ -683,9 +702,9 @@ def settle_leftovers(ctx: Context, *, timeout_s: float | None = None) -> list[Fi
                 printable(record.name), polled - pending, pending,
                 extra=fields("file_settled", inbox=ctx.metrics.name, file=record.name),
             )  # fmt: skip
-        # Only where its folder is still there: an inbox on a share that is not mounted now
-        # has every file "gone".
-        if not pending and in_inbox(path) and path.parent.is_dir():
+        # Only where its folder is still there, on its share: an inbox on a share that is not
+        # mounted now has every file "gone".
+        if not pending and in_inbox(path) and path.parent.is_dir() and not unmounted:
             report = close_gone_file(record, ctx.journal, inbox=ctx.metrics.name)
             if report is not None:
                 written.append(report)

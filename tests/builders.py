@@ -129,3 +129,12 @@ def filedrop(
             f"{out.getvalue()}\n{err.getvalue()}"
         )
     return code, out.getvalue(), err.getvalue()
+
+
+def mountinfo(*mounts: tuple[str, str]) -> str:
+    """``/proc/self/mountinfo`` text with these (mount point, filesystem type) lines."""
+    lines = [
+        f"{20 + n} 1 0:{n} / {point} rw,relatime shared:{n} - {fs_type} server:/x rw"
+        for n, (point, fs_type) in enumerate([("/", "ext4"), *mounts])
+    ]
+    return "\n".join(lines) + "\n"

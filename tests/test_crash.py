@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sqlite3
@@ -13,10 +14,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from builders import erp_row, filedrop, run_env, write_erp_csv, write_erp_workbook
-from conftest import journal_file
+from builders import erp_row, filedrop, mountinfo, run_env, write_erp_csv, write_erp_workbook
+from conftest import journal_file, sandbox_settings
 
 from filedrop.inbox import outcome_path
+from filedrop.mounts import ShareWatch
+from filedrop.runner import open_context, settle_leftovers
 from filedrop.sandbox import Sandbox, SandboxOptions
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="kill -9 is POSIX")
@@ -416,3 +419,45 @@ def test_a_run_held_up_past_its_claim_learns_the_fate_of_the_batch_made_unknown(
         assert sandbox.counters().invoice_numbers_repeated == ()
         _, out, _ = filedrop("status", environ=env)
         assert "UNKNOWN" not in out
+
+
+def test_a_share_not_mounted_after_a_kill_is_not_taken_for_its_files_deleted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Killed with its batches QUEUED, then its share not mounted (/etc/fstab puts it at the
+    inbox): the file is out of view, as if deleted. Settling writes no outcome into the empty
+    mount point and leaves the file unfinished, saying why in one warning naming the mount
+    point; mounted again, the next run finishes the file as after any kill, and nothing is
+    sent twice."""
+    inbox = (tmp_path / "share").resolve()
+    inbox.mkdir()
+    numbers = [str(10_300 + n) for n in range(6)]
+    big = inbox / "big.csv"
+    write_erp_csv(big, [erp_row(number) for number in numbers])
+    hidden = tmp_path / "under-the-mount"
+    hidden.mkdir()
+    with Sandbox(SandboxOptions(delay_s=(2.0, 2.0))).start() as sandbox:
+        env = run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE="2")
+        kill_9_with_batches_queued(start_run(env), inbox, 3)
+        big.rename(hidden / big.name)  # the share unmounted: its files out of view
+
+        caplog.set_level(logging.WARNING, logger="filedrop")
+        with open_context(sandbox_settings(inbox, sandbox.url, batch_size=2)) as ctx:
+            ctx.share = ShareWatch(
+                inbox, mountinfo=mountinfo, fstab=lambda: f"srv:/export {inbox} nfs4 defaults 0 0"
+            )
+            assert settle_leftovers(ctx) == []
+        assert list(inbox.iterdir()) == []
+        said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert said == [
+            f"{inbox}: {inbox} is not mounted, though /etc/fstab lists it; files missing from "
+            "the inbox are not taken for deleted until it is back"
+        ]
+        with sqlite3.connect(journal_file(inbox)) as db:
+            assert db.execute("SELECT state FROM files").fetchall() == [("claimed",)]
+
+        (hidden / big.name).rename(big)  # mounted again
+        filedrop("run", environ=env)
+        assert statuses(outcome_path(big)) == ["SUCCEEDED"] * 6
+        assert sandbox.counters().invoice_numbers_repeated == ()
+        assert sandbox.counters().invoices_received == 6

@@ -6,20 +6,11 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from builders import erp_row, filedrop, run_env, write_erp_csv
+from builders import erp_row, filedrop, mountinfo, run_env, write_erp_csv
 
 from filedrop.errors import ConfigError
-from filedrop.journal.location import mount_of, open_journal, parse_mountinfo
+from filedrop.journal.location import open_journal
 from filedrop.sandbox import Sandbox
-
-
-def mountinfo(*mounts: tuple[str, str]) -> str:
-    """``/proc/self/mountinfo`` text with these (mount point, filesystem type) lines."""
-    lines = [
-        f"{20 + n} 1 0:{n} / {point} rw,relatime shared:{n} - {fs_type} server:/x rw"
-        for n, (point, fs_type) in enumerate([("/", "ext4"), *mounts])
-    ]
-    return "\n".join(lines) + "\n"
 
 
 @pytest.mark.parametrize("fs_type", ["nfs4", "cifs", "smb3", "fuse.sshfs", "fuse"])
@@ -64,13 +55,6 @@ def test_allow_network_journal_overrides_the_refusal(tmp_path: Path) -> None:
         tmp_path / "journal.db", inbox=None, allow_network=True, clock=lambda: 0.0, mountinfo=text
     ) as journal:
         assert journal.path.exists()
-
-
-def test_mount_points_with_spaces_are_read() -> None:
-    """mountinfo escapes a space as \\040; the mount point is the folder's real name."""
-    mounts = parse_mountinfo(mountinfo(("/mnt/Felles\\040disk", "cifs")))
-    assert mount_of(Path("/mnt/Felles disk/inbox"), mounts).fs_type == "cifs"
-    assert mount_of(Path("/mnt/Felles"), mounts).fs_type == "ext4"
 
 
 def test_an_upgrade_takes_the_inbox_journal_over_and_sends_nothing(

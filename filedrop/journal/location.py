@@ -12,29 +12,20 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import secrets
 import sqlite3
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from filedrop.errors import ConfigError
 from filedrop.journal.engines import PostgresLocation
 from filedrop.journal.store import Journal
+from filedrop.mounts import MOUNTINFO, mount_of, parse_mountinfo
 
 log = logging.getLogger("filedrop")
 
 #: Where the journal lived before it moved out of the inbox: ``<inbox>/.filedrop/state.db``.
 LEGACY_FOLDER, LEGACY_NAME = ".filedrop", "state.db"
-
-#: Filesystem types whose locking SQLite cannot trust; every FUSE type (``fuse.sshfs``, ...)
-#: counts as well, since its locking is whatever the user-space driver makes of it.
-NETWORK_FS_TYPES = frozenset(
-    {"nfs", "nfs4", "cifs", "smb3", "smbfs", "ncpfs", "afs", "9p", "ceph", "glusterfs", "lustre"}
-)
-
-MOUNTINFO = Path("/proc/self/mountinfo")
 
 
 def default_journal_path(environ: Mapping[str, str]) -> Path:
@@ -54,41 +45,6 @@ def default_journal_path(environ: Mapping[str, str]) -> Path:
 def legacy_journal_path(inbox: Path) -> Path:
     """Where the journal was kept before: inside the inbox."""
     return inbox / LEGACY_FOLDER / LEGACY_NAME
-
-
-@dataclass(frozen=True)
-class Mount:
-    """One line of ``/proc/self/mountinfo``: where it is mounted and as what."""
-
-    point: Path
-    fs_type: str
-
-    @property
-    def is_network(self) -> bool:
-        return self.fs_type in NETWORK_FS_TYPES or self.fs_type.split(".")[0] == "fuse"
-
-
-def parse_mountinfo(text: str) -> list[Mount]:
-    """The mounts listed in ``mountinfo`` text (``man 5 proc``); malformed lines are skipped.
-
-    Each line is ``id parent major:minor root mount-point options [optional...] - type source
-    super-options``; the mount point escapes spaces and the like as octal (``\\040``).
-    """
-    mounts = []
-    for line in text.splitlines():
-        before, separator, after = line.partition(" - ")
-        fields, tail = before.split(), after.split()
-        if not separator or len(fields) < 5 or not tail:
-            continue
-        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
-        mounts.append(Mount(Path(point), tail[0]))
-    return mounts
-
-
-def mount_of(path: Path, mounts: list[Mount]) -> Mount | None:
-    """The mount holding ``path`` (absolute, resolved): the longest mount point containing it."""
-    holding = [m for m in mounts if m.point == path or m.point in path.parents]
-    return max(holding, key=lambda m: len(m.point.parts), default=None)
 
 
 def _existing_folder(path: Path) -> Path:

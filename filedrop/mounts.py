@@ -1,0 +1,140 @@
+"""What is mounted where: the journal is refused on a network filesystem, and an inbox on a
+share that is not mounted is not taken for a folder whose files were all taken away.
+
+Linux tells its mounts in ``/proc/self/mountinfo`` and the ones meant to be there in
+``/etc/fstab``; where neither can be read (macOS), nothing is told, and nothing is refused.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Filesystem types whose locking SQLite cannot trust; every FUSE type (``fuse.sshfs``, ...)
+#: counts as well, since its locking is whatever the user-space driver makes of it.
+NETWORK_FS_TYPES = frozenset(
+    {"nfs", "nfs4", "cifs", "smb3", "smbfs", "ncpfs", "afs", "9p", "ceph", "glusterfs", "lustre"}
+)
+
+MOUNTINFO = Path("/proc/self/mountinfo")
+FSTAB = Path("/etc/fstab")
+
+_OCTAL = re.compile(r"\\([0-7]{3})")
+
+
+@dataclass(frozen=True)
+class Mount:
+    """One line of ``/proc/self/mountinfo``: where it is mounted and as what."""
+
+    point: Path
+    fs_type: str
+
+    @property
+    def is_network(self) -> bool:
+        return self.fs_type in NETWORK_FS_TYPES or self.fs_type.split(".")[0] == "fuse"
+
+
+def _unescaped(field: str) -> str:
+    """A path field of mountinfo or fstab, which write a space and the like as octal (``\\040``)."""
+    return _OCTAL.sub(lambda m: chr(int(m.group(1), 8)), field)
+
+
+def parse_mountinfo(text: str) -> list[Mount]:
+    """The mounts listed in ``mountinfo`` text (``man 5 proc``); malformed lines are skipped.
+
+    Each line is ``id parent major:minor root mount-point options [optional...] - type source
+    super-options``.
+    """
+    mounts = []
+    for line in text.splitlines():
+        before, separator, after = line.partition(" - ")
+        fields, tail = before.split(), after.split()
+        if not separator or len(fields) < 5 or not tail:
+            continue
+        mounts.append(Mount(Path(_unescaped(fields[4])), tail[0]))
+    return mounts
+
+
+def parse_fstab(text: str) -> list[Path]:
+    """The mount points ``fstab`` text lists (``man 5 fstab``: ``spec file type options ...``),
+    swap and comments left out."""
+    points = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 3 or fields[0].startswith("#") or fields[2] == "swap":
+            continue
+        if fields[1].startswith("/"):
+            points.append(Path(_unescaped(fields[1])))
+    return points
+
+
+def mount_of(path: Path, mounts: list[Mount]) -> Mount | None:
+    """The mount holding ``path`` (absolute, resolved): the longest mount point containing it."""
+    holding = [m for m in mounts if m.point == path or m.point in path.parents]
+    return max(holding, key=lambda m: len(m.point.parts), default=None)
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+
+
+class ShareWatch:
+    """Whether the share a folder lies on is mounted now.
+
+    A share that is not mounted leaves an empty folder where it was mounted: every file in it
+    looks deleted. It is missing when the mount holding the folder now is not the deepest one
+    seen holding it since this process started (a share unmounted while filedrop runs), nor one
+    ``/etc/fstab`` puts there (a share not mounted when it starts).
+    ``mountinfo`` and ``fstab`` give those files' text (None where there is none).
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        mountinfo: Callable[[], str | None] = lambda: _read(MOUNTINFO),
+        fstab: Callable[[], str | None] = lambda: _read(FSTAB),
+    ) -> None:
+        self._folder = folder.absolute()
+        self._mountinfo = mountinfo
+        self._fstab = fstab
+        self._lock = threading.Lock()
+        self._seen: Path | None = None  # the deepest mount point seen holding the folder
+        self.missing()
+
+    def missing(self) -> tuple[Path, str] | None:
+        """The mount point the folder should be under and is not mounted, and why it should
+        be ("filedrop saw it mounted before", "/etc/fstab lists it"); None when the
+        folder is on the deepest mount it should be on, or that cannot be told."""
+        text = self._mountinfo()
+        if text is None:
+            return None
+        folder = self._folder.resolve()
+        now = mount_of(folder, parse_mountinfo(text))
+        if now is None:
+            return None
+        expected = [(p, "/etc/fstab lists it") for p in parse_fstab(self._fstab() or "")]
+        with self._lock:
+            if self._seen is not None:
+                expected.append((self._seen, "filedrop saw it mounted before"))
+            missing = max(
+                (
+                    (point, why)
+                    for point, why in expected
+                    if (point == folder or point in folder.parents)
+                    and len(point.parts) > len(now.point.parts)
+                ),
+                key=lambda found: len(found[0].parts),
+                default=None,
+            )
+            if missing is None and (
+                self._seen is None or len(now.point.parts) > len(self._seen.parts)
+            ):
+                self._seen = now.point
+        return missing

@@ -1,0 +1,74 @@
+"""What is mounted where: mountinfo and fstab read, and a share that is not mounted told apart
+from a folder whose files were taken away."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from builders import mountinfo
+
+from filedrop.mounts import ShareWatch, mount_of, parse_fstab, parse_mountinfo
+
+
+def test_mount_points_with_spaces_are_read() -> None:
+    """mountinfo escapes a space as \\040; the mount point is the folder's real name."""
+    mounts = parse_mountinfo(mountinfo(("/mnt/Felles\\040disk", "cifs")))
+    assert mount_of(Path("/mnt/Felles disk/inbox"), mounts).fs_type == "cifs"
+    assert mount_of(Path("/mnt/Felles"), mounts).fs_type == "ext4"
+
+
+def test_fstab_lists_its_mount_points_without_swap_or_comments() -> None:
+    text = (
+        "# /etc/fstab: static file system information.\n"
+        "UUID=1234 / ext4 errors=remount-ro 0 1\n"
+        "UUID=5678 none swap sw 0 0\n"
+        "//srv/Felles\\040disk /mnt/Felles\\040disk cifs credentials=/root/.smb,noauto 0 0\n"
+        "srv:/export /srv/inbox nfs4 defaults 0 0\n"
+        "\n"
+    )
+    assert parse_fstab(text) == [Path("/"), Path("/mnt/Felles disk"), Path("/srv/inbox")]
+
+
+def test_a_share_unmounted_under_a_running_filedrop_is_missing_until_it_is_back(
+    tmp_path: Path,
+) -> None:
+    """Mounted when the watch began, then not: the folder is on the root filesystem now, and
+    the share is named missing, with why; mounted again, it is not. A folder never on a share
+    is never missing."""
+    inbox = (tmp_path / "share").resolve()
+    inbox.mkdir()
+    mounted = [True]
+
+    def current() -> str:
+        return mountinfo((str(inbox), "nfs4")) if mounted[0] else mountinfo()
+
+    watch = ShareWatch(inbox, mountinfo=current, fstab=lambda: None)
+    assert watch.missing() is None
+    mounted[0] = False
+    assert watch.missing() == (inbox, "filedrop saw it mounted before")
+    mounted[0] = True
+    assert watch.missing() is None
+    local = ShareWatch(tmp_path, mountinfo=mountinfo, fstab=lambda: None)
+    assert local.missing() is None
+
+
+def test_a_share_fstab_mounts_above_the_inbox_is_missing_when_filedrop_starts_without_it(
+    tmp_path: Path,
+) -> None:
+    """Not mounted when filedrop starts, the share /etc/fstab puts above the inbox is missing
+    from the start, and found once it is mounted; /proc/self/mountinfo unreadable (not Linux):
+    nothing can be told, so nothing is missing."""
+    share = (tmp_path / "share").resolve()
+    inbox = share / "inbox"
+    inbox.mkdir(parents=True)
+    fstab = f"srv:/export {share} nfs4 defaults 0 0\n"
+    mounted = [False]
+
+    def current() -> str:
+        return mountinfo((str(share), "nfs4")) if mounted[0] else mountinfo()
+
+    watch = ShareWatch(inbox, mountinfo=current, fstab=lambda: fstab)
+    assert watch.missing() == (share, "/etc/fstab lists it")
+    mounted[0] = True
+    assert watch.missing() is None
+    assert ShareWatch(inbox, mountinfo=lambda: None, fstab=lambda: fstab).missing() is None
