@@ -19,6 +19,7 @@ from filedrop.mapping.convert import (
     PHONE_CACHE_SIZE,
     SPACES,
     api_timestamps,
+    compact_id,
     date_format_to_strptime,
     dates_from_excel,
     has_more_than_two_decimals,
@@ -39,6 +40,7 @@ from filedrop.mapping.convert import (
     strip,
     typed_mask,
     visible,
+    without_vat_marks,
     zero_pad,
 )
 from filedrop.mapping.fields import Issue, Source, evaluate
@@ -749,3 +751,17 @@ def test_invisible_characters_are_taken_out_of_values_and_headers() -> None:
     plain = pd.Series(["Åse", " Ola"], dtype=object)
     assert visible(plain) is plain
     assert header_key("Faktura\u200bnr\u2060") == header_key("Fakturanr")
+
+
+@settings(max_examples=300, deadline=None)
+@example(texts=["936153321", "NO936153321MVA"])  # one marked among plain ones
+@example(texts=["١٢٣٤٥٦٧٨٩", "12 34"])  # digits of another script: not ids' digits
+@given(st.lists(st.text(alphabet="0123456789 .-\u00a0NOnoMVAmva\n٣x", max_size=16), max_size=6))
+def test_ids_are_compacted_and_unmarked_as_each_value_alone(texts: list[str]) -> None:
+    """A column is tidied as each of its values would be alone, whether it holds anything to
+    tidy (a regular expression per value) or not (the column looked at once)."""
+    column = pd.Series(texts, dtype=object)
+    compacted = [re.sub(r"[\s.\u00a0-]", "", t) for t in texts]
+    assert compact_id(column).tolist() == compacted
+    unmarked = [re.sub(r"(?i)^(?:NO)?([0-9]{9})(?:MVA)?$", r"\1", t) for t in compacted]
+    assert without_vat_marks(pd.Series(compacted, dtype=object)).tolist() == unmarked

@@ -753,13 +753,33 @@ def repeated(value: object, n: int) -> np.ndarray:
 
 def compact_id(text: pd.Series) -> pd.Series:
     """Drop the spaces, dots and dashes people type into national ids and KIDs."""
-    return text.str.replace(r"[\s.\u00a0-]", "", regex=True)
+    return _replaced(text, _ID_PUNCTUATION, _ID_PUNCTUATION, "")
 
 
 def without_vat_marks(ids: pd.Series) -> pd.Series:
     """Organisation numbers as invoices print them for a VAT-registered company ("NO 936 153 321
     MVA", compacted by ``compact_id``), as the 9 digits they are."""
-    return ids.str.replace(r"(?i)^(?:NO)?([0-9]{9})(?:MVA)?$", r"\1", regex=True)
+    return _replaced(ids, _VAT_MARKED, _VAT_MARK, r"\1")
+
+
+_ID_PUNCTUATION = re.compile(r"[\s.\u00a0-]")
+_VAT_MARKED = re.compile(r"(?i)^(?:NO)?([0-9]{9})(?:MVA)?$")
+_VAT_MARK = re.compile(r"(?i)no|mva")
+
+
+def _replaced(
+    text: pd.Series, pattern: re.Pattern[str], sign: re.Pattern[str], by: str
+) -> pd.Series:
+    """``text`` with ``pattern`` replaced by ``by`` in each value; itself when the column joined
+    shows no ``sign`` of it (a value holding none is left as it is): one search of the column,
+    not a regular expression per value, for the ids of a 200,000-row file that mostly hold none."""
+    values = text.tolist()
+    if set(map(type, values)) <= {str}:
+        joined = "".join(values)
+        # Digits alone (the usual ids) hold no sign of anything: told without a search.
+        if joined.isdigit() or sign.search(joined) is None:
+            return text
+    return text.str.replace(pattern, by, regex=True)
 
 
 def is_fodselsnummer(values: pd.Series) -> np.ndarray:
