@@ -265,7 +265,10 @@ def per_unique(
     ``kind`` names the conversion with whatever it depends on; with it, values converted before
     in ``shared_conversions`` are not converted again.
     """
-    codes, uniques = pd.factorize(text)
+    codes, found = pd.factorize(text)
+    # As an array of objects: an Index of pandas' own string dtype (a column made ``str``) gives
+    # its values one Python call each, eight times slower to go through.
+    uniques = np.asarray(found, dtype=object)
     shared = _SHARED.get()
     if shared is None or kind is None:
         return np.asarray(convert(pd.Series(uniques, dtype=object)))[codes]
