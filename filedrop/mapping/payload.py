@@ -167,7 +167,9 @@ def _shape(
         if isinstance(child, Field) and child.split:  # a cell that held several emails
             if several is None:
                 several = np.zeros(size, dtype=bool)
-            several[[i for i, v in enumerate(vals[id(child)].tolist()) if type(v) is list]] = True
+            values = vals[id(child)].tolist()
+            if list in set(map(type, values)):  # seldom: one look at the column first
+                several[[i for i, v in enumerate(values) if type(v) is list]] = True
     if several is not None:
         several &= keep
     # One bit per value, in the smallest integers that hold them all (Python ints past 64).
