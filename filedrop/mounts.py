@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 #: Filesystem types whose locking SQLite cannot trust; every FUSE type (``fuse.sshfs``, ...)
 #: counts as well, since its locking is whatever the user-space driver makes of it.
@@ -84,13 +85,22 @@ def _read(path: Path) -> str | None:
         return None
 
 
+class Missing(NamedTuple):
+    """A mount point a folder should be under and is not mounted now."""
+
+    point: Path
+    why: str  # why it should be: "filedrop saw it mounted before", "/etc/fstab lists it"
+    new: bool  # it was there (or not yet looked at) the last time: time to say so
+
+
 class ShareWatch:
     """Whether the share a folder lies on is mounted now.
 
     A share that is not mounted leaves an empty folder where it was mounted: every file in it
     looks deleted. It is missing when the mount holding the folder now is not the deepest one
     seen holding it since this process started (a share unmounted while filedrop runs), nor one
-    ``/etc/fstab`` puts there (a share not mounted when it starts).
+    ``/etc/fstab`` puts there (a share not mounted when it starts). Only this process's sight
+    tells the first: a share already gone when a run starts, and listed nowhere, is not seen.
     ``mountinfo`` and ``fstab`` give those files' text (None where there is none).
     """
 
@@ -106,12 +116,20 @@ class ShareWatch:
         self._fstab = fstab
         self._lock = threading.Lock()
         self._seen: Path | None = None  # the deepest mount point seen holding the folder
-        self.missing()
+        self._missing: Path | None = None  # what the last caller was told is missing
+        self._look()  # the mount holding the folder now is the first one seen
 
-    def missing(self) -> tuple[Path, str] | None:
-        """The mount point the folder should be under and is not mounted, and why it should
-        be ("filedrop saw it mounted before", "/etc/fstab lists it"); None when the
-        folder is on the deepest mount it should be on, or that cannot be told."""
+    def missing(self) -> Missing | None:
+        """The mount point the folder should be under and is not mounted; None when the folder
+        is on the deepest mount it should be on, or that cannot be told."""
+        found = self._look()
+        with self._lock:
+            new = found is not None and found[0] != self._missing
+            self._missing = None if found is None else found[0]
+        return None if found is None else Missing(*found, new=new)
+
+    def _look(self) -> tuple[Path, str] | None:
+        """The mount point missing and why, the deepest seen noted."""
         text = self._mountinfo()
         if text is None:
             return None
@@ -119,22 +137,30 @@ class ShareWatch:
         now = mount_of(folder, parse_mountinfo(text))
         if now is None:
             return None
-        expected = [(p, "/etc/fstab lists it") for p in parse_fstab(self._fstab() or "")]
+        # A mount point through a link (/mnt a link to /var/mnt) is mounted where it leads.
+        expected = [(_resolved(p), "/etc/fstab lists it") for p in parse_fstab(self._fstab() or "")]
         with self._lock:
             if self._seen is not None:
                 expected.append((self._seen, "filedrop saw it mounted before"))
-            missing = max(
+            found = max(
                 (
                     (point, why)
                     for point, why in expected
                     if (point == folder or point in folder.parents)
                     and len(point.parts) > len(now.point.parts)
                 ),
-                key=lambda found: len(found[0].parts),
+                key=lambda pair: len(pair[0].parts),
                 default=None,
             )
-            if missing is None and (
+            if found is None and (
                 self._seen is None or len(now.point.parts) > len(self._seen.parts)
             ):
                 self._seen = now.point
-        return missing
+        return found
+
+
+def _resolved(point: Path) -> Path:
+    try:
+        return point.resolve()
+    except (OSError, RuntimeError):  # a loop of links: as written
+        return point

@@ -636,19 +636,18 @@ _STOP_CHECK_S = 0.2
 
 
 def _unmounted_share(ctx: Context) -> bool:
-    """Whether the inbox's share is not mounted now, said once a share while so."""
+    """Whether the inbox's share is not mounted now; said each time it goes."""
     missing = ctx.share.missing()
     if missing is None:
         return False
-    point, why = missing
-    if ctx.say_once(f"share-unmounted {point}"):
+    if missing.new:
         log.warning(
             "%s: %s is not mounted, though %s; files missing from the inbox are not taken for "
             "deleted until it is back",
             printable(str(ctx.inbox)),
-            printable(str(point)),
-            why,
-            extra=fields("share_unmounted", inbox=ctx.metrics.name, mount_point=str(point)),
+            printable(str(missing.point)),
+            missing.why,
+            extra=fields("share_unmounted", inbox=ctx.metrics.name, mount_point=str(missing.point)),
         )
     return True
 
@@ -669,7 +668,7 @@ def settle_leftovers(ctx: Context, *, timeout_s: float | None = None) -> list[Fi
     written: list[FileReport] = []
     now = ctx.clock()
     in_inbox = recorded_in(ctx.inbox.resolve())
-    unmounted = _unmounted_share(ctx)
+    _unmounted_share(ctx)  # a look each time: the share seen mounted, or said gone, as it goes
     unsettled = ctx.journal.unfinished_files(target=ctx.target)
     left = ctx.journal.files_in_states(
         target=ctx.target, states=(FileState.CLAIMED, FileState.WAITING, FileState.RETRY)
@@ -703,8 +702,9 @@ def settle_leftovers(ctx: Context, *, timeout_s: float | None = None) -> list[Fi
                 extra=fields("file_settled", inbox=ctx.metrics.name, file=record.name),
             )  # fmt: skip
         # Only where its folder is still there, on its share: an inbox on a share that is not
-        # mounted now has every file "gone".
-        if not pending and in_inbox(path) and path.parent.is_dir() and not unmounted:
+        # mounted now has every file "gone". Looked at file by file, as settling one file can
+        # poll for minutes.
+        if not pending and in_inbox(path) and path.parent.is_dir() and not _unmounted_share(ctx):
             report = close_gone_file(record, ctx.journal, inbox=ctx.metrics.name)
             if report is not None:
                 written.append(report)

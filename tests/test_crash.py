@@ -421,11 +421,13 @@ def test_a_run_held_up_past_its_claim_learns_the_fate_of_the_batch_made_unknown(
         assert "UNKNOWN" not in out
 
 
+@pytest.mark.parametrize("gone", ["before the run", "while its batches were polled"])
 def test_a_share_not_mounted_after_a_kill_is_not_taken_for_its_files_deleted(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, gone: str
 ) -> None:
-    """Killed with its batches QUEUED, then its share not mounted (/etc/fstab puts it at the
-    inbox): the file is out of view, as if deleted. Settling writes no outcome into the empty
+    """Killed with its batches QUEUED, then its share not mounted (one /etc/fstab puts at the
+    inbox, gone before the settling run; or one the settling run saw, gone while it polled the
+    batches): the file is out of view, as if deleted. Settling writes no outcome into the empty
     mount point and leaves the file unfinished, saying why in one warning naming the mount
     point; mounted again, the next run finishes the file as after any kill, and nothing is
     sent twice."""
@@ -436,6 +438,20 @@ def test_a_share_not_mounted_after_a_kill_is_not_taken_for_its_files_deleted(
     write_erp_csv(big, [erp_row(number) for number in numbers])
     hidden = tmp_path / "under-the-mount"
     hidden.mkdir()
+    looks = 0
+
+    def mounts() -> str:
+        """The share mounted for the watch's first look and the settling's, gone after."""
+        nonlocal looks
+        looks += 1
+        return mountinfo((str(inbox), "nfs4")) if looks <= 2 else mountinfo()
+
+    if gone == "before the run":
+        share = ShareWatch(inbox, mountinfo=mountinfo, fstab=lambda: f"srv:/x {inbox} nfs4 0 0")
+        why = "/etc/fstab lists it"
+    else:
+        share = ShareWatch(inbox, mountinfo=mounts, fstab=lambda: None)
+        why = "filedrop saw it mounted before"
     with Sandbox(SandboxOptions(delay_s=(2.0, 2.0))).start() as sandbox:
         env = run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE="2")
         kill_9_with_batches_queued(start_run(env), inbox, 3)
@@ -443,15 +459,13 @@ def test_a_share_not_mounted_after_a_kill_is_not_taken_for_its_files_deleted(
 
         caplog.set_level(logging.WARNING, logger="filedrop")
         with open_context(sandbox_settings(inbox, sandbox.url, batch_size=2)) as ctx:
-            ctx.share = ShareWatch(
-                inbox, mountinfo=mountinfo, fstab=lambda: f"srv:/export {inbox} nfs4 defaults 0 0"
-            )
+            ctx.share = share
             assert settle_leftovers(ctx) == []
         assert list(inbox.iterdir()) == []
         said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
         assert said == [
-            f"{inbox}: {inbox} is not mounted, though /etc/fstab lists it; files missing from "
-            "the inbox are not taken for deleted until it is back"
+            f"{inbox}: {inbox} is not mounted, though {why}; files missing from the inbox are "
+            "not taken for deleted until it is back"
         ]
         with sqlite3.connect(journal_file(inbox)) as db:
             assert db.execute("SELECT state FROM files").fetchall() == [("claimed",)]

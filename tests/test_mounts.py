@@ -7,7 +7,7 @@ from pathlib import Path
 
 from builders import mountinfo
 
-from filedrop.mounts import ShareWatch, mount_of, parse_fstab, parse_mountinfo
+from filedrop.mounts import Missing, ShareWatch, mount_of, parse_fstab, parse_mountinfo
 
 
 def test_mount_points_with_spaces_are_read() -> None:
@@ -33,8 +33,8 @@ def test_a_share_unmounted_under_a_running_filedrop_is_missing_until_it_is_back(
     tmp_path: Path,
 ) -> None:
     """Mounted when the watch began, then not: the folder is on the root filesystem now, and
-    the share is named missing, with why; mounted again, it is not. A folder never on a share
-    is never missing."""
+    the share is named missing, with why, as news the first time only; mounted again, it is
+    not, and a second outage is news again. A folder never on a share is never missing."""
     inbox = (tmp_path / "share").resolve()
     inbox.mkdir()
     mounted = [True]
@@ -45,9 +45,12 @@ def test_a_share_unmounted_under_a_running_filedrop_is_missing_until_it_is_back(
     watch = ShareWatch(inbox, mountinfo=current, fstab=lambda: None)
     assert watch.missing() is None
     mounted[0] = False
-    assert watch.missing() == (inbox, "filedrop saw it mounted before")
+    assert watch.missing() == Missing(inbox, "filedrop saw it mounted before", new=True)
+    assert watch.missing() == Missing(inbox, "filedrop saw it mounted before", new=False)
     mounted[0] = True
     assert watch.missing() is None
+    mounted[0] = False
+    assert watch.missing() == Missing(inbox, "filedrop saw it mounted before", new=True)
     local = ShareWatch(tmp_path, mountinfo=mountinfo, fstab=lambda: None)
     assert local.missing() is None
 
@@ -68,7 +71,26 @@ def test_a_share_fstab_mounts_above_the_inbox_is_missing_when_filedrop_starts_wi
         return mountinfo((str(share), "nfs4")) if mounted[0] else mountinfo()
 
     watch = ShareWatch(inbox, mountinfo=current, fstab=lambda: fstab)
-    assert watch.missing() == (share, "/etc/fstab lists it")
+    assert watch.missing()[:2] == (share, "/etc/fstab lists it")
     mounted[0] = True
     assert watch.missing() is None
     assert ShareWatch(inbox, mountinfo=lambda: None, fstab=lambda: fstab).missing() is None
+
+
+def test_a_share_fstab_mounts_through_a_link_is_missing_where_the_link_leads(
+    tmp_path: Path,
+) -> None:
+    """/etc/fstab names /mnt/share where /mnt is a link to /var/mnt (as on Fedora CoreOS): the
+    share is mounted, and missing, at /var/mnt/share, where the inbox resolves to."""
+    real = (tmp_path / "var-mnt").resolve()
+    (real / "share").mkdir(parents=True)
+    (tmp_path / "mnt").symlink_to(real)
+    fstab = f"srv:/export {tmp_path / 'mnt' / 'share'} nfs4 defaults 0 0\n"
+    watch = ShareWatch(tmp_path / "mnt" / "share", mountinfo=mountinfo, fstab=lambda: fstab)
+    assert watch.missing()[:2] == (real / "share", "/etc/fstab lists it")
+    mounted = ShareWatch(
+        tmp_path / "mnt" / "share",
+        mountinfo=lambda: mountinfo((str(real / "share"), "nfs4")),
+        fstab=lambda: fstab,
+    )
+    assert mounted.missing() is None
