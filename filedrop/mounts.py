@@ -22,6 +22,8 @@ NETWORK_FS_TYPES = frozenset(
 
 MOUNTINFO = Path("/proc/self/mountinfo")
 FSTAB = Path("/etc/fstab")
+#: Where an administrator's own systemd mount units live (fstab's are made from it at boot).
+MOUNT_UNITS = Path("/etc/systemd/system")
 
 _OCTAL = re.compile(r"\\([0-7]{3})")
 
@@ -72,6 +74,25 @@ def parse_fstab(text: str) -> list[Path]:
     return points
 
 
+def unit_mount_point(text: str) -> Path | None:
+    """Where a systemd mount unit's text mounts (its ``Where=``); None when it says nowhere."""
+    where = None
+    for line in text.splitlines():
+        key, equals, value = line.strip().partition("=")
+        if equals and key.strip() == "Where" and value.strip().startswith("/"):
+            where = Path(value.strip())  # the last one counts, as in systemd
+    return where
+
+
+def _read_units(folder: Path) -> list[tuple[str, str]]:
+    """Each ``*.mount`` unit in ``folder``: its name and text; none where it cannot be read."""
+    try:
+        units = sorted(folder.glob("*.mount"))
+    except OSError:
+        return []
+    return [(unit.name, text) for unit in units if (text := _read(unit)) is not None]
+
+
 def mount_of(path: Path, mounts: list[Mount]) -> Mount | None:
     """The mount holding ``path`` (absolute, resolved): the longest mount point containing it."""
     holding = [m for m in mounts if m.point == path or m.point in path.parents]
@@ -89,7 +110,7 @@ class Missing(NamedTuple):
     """A mount point a folder should be under and is not mounted now."""
 
     point: Path
-    why: str  # why it should be: "filedrop saw it mounted before", "/etc/fstab lists it"
+    why: str  # why it should be: "filedrop saw it mounted before", "/etc/fstab lists it", ...
     new: bool  # it was there (or not yet looked at) the last time: time to say so
 
 
@@ -99,9 +120,10 @@ class ShareWatch:
     A share that is not mounted leaves an empty folder where it was mounted: every file in it
     looks deleted. It is missing when the mount holding the folder now is not the deepest one
     seen holding it since this process started (a share unmounted while filedrop runs), nor one
-    ``/etc/fstab`` puts there (a share not mounted when it starts). Only this process's sight
-    tells the first: a share already gone when a run starts, and listed nowhere, is not seen.
-    ``mountinfo`` and ``fstab`` give those files' text (None where there is none).
+    ``/etc/fstab`` or a systemd mount unit of the administrator's puts there (a share not mounted
+    when it starts). Only this process's sight tells the first: a share already gone when a run
+    starts, and listed nowhere, is not seen. ``mountinfo`` and ``fstab`` give those files' text
+    (None where there is none), ``units`` each mount unit's name and text.
     """
 
     def __init__(
@@ -110,10 +132,12 @@ class ShareWatch:
         *,
         mountinfo: Callable[[], str | None] = lambda: _read(MOUNTINFO),
         fstab: Callable[[], str | None] = lambda: _read(FSTAB),
+        units: Callable[[], list[tuple[str, str]]] = lambda: _read_units(MOUNT_UNITS),
     ) -> None:
         self._folder = folder.absolute()
         self._mountinfo = mountinfo
         self._fstab = fstab
+        self._units = units
         self._lock = threading.Lock()
         self._seen: Path | None = None  # the deepest mount point seen holding the folder
         self._missing: Path | None = None  # what the last caller was told is missing
@@ -139,6 +163,9 @@ class ShareWatch:
             return None
         # A mount point through a link (/mnt a link to /var/mnt) is mounted where it leads.
         expected = [(_resolved(p), "/etc/fstab lists it") for p in parse_fstab(self._fstab() or "")]
+        for name, text in self._units():
+            if (point := unit_mount_point(text)) is not None:
+                expected.append((_resolved(point), f"the systemd unit {name} mounts it"))
         with self._lock:
             if self._seen is not None:
                 expected.append((self._seen, "filedrop saw it mounted before"))

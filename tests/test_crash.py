@@ -447,10 +447,12 @@ def test_a_share_not_mounted_after_a_kill_is_not_taken_for_its_files_deleted(
         return mountinfo((str(inbox), "nfs4")) if looks <= 2 else mountinfo()
 
     if gone == "before the run":
-        share = ShareWatch(inbox, mountinfo=mountinfo, fstab=lambda: f"srv:/x {inbox} nfs4 0 0")
+        share = ShareWatch(
+            inbox, mountinfo=mountinfo, fstab=lambda: f"srv:/x {inbox} nfs4 0 0", units=list
+        )
         why = "/etc/fstab lists it"
     else:
-        share = ShareWatch(inbox, mountinfo=mounts, fstab=lambda: None)
+        share = ShareWatch(inbox, mountinfo=mounts, fstab=lambda: None, units=list)
         why = "filedrop saw it mounted before"
     with Sandbox(SandboxOptions(delay_s=(2.0, 2.0))).start() as sandbox:
         env = run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE="2")

@@ -7,7 +7,14 @@ from pathlib import Path
 
 from builders import mountinfo
 
-from filedrop.mounts import Missing, ShareWatch, mount_of, parse_fstab, parse_mountinfo
+from filedrop.mounts import (
+    Missing,
+    ShareWatch,
+    mount_of,
+    parse_fstab,
+    parse_mountinfo,
+    unit_mount_point,
+)
 
 
 def test_mount_points_with_spaces_are_read() -> None:
@@ -42,7 +49,7 @@ def test_a_share_unmounted_under_a_running_filedrop_is_missing_until_it_is_back(
     def current() -> str:
         return mountinfo((str(inbox), "nfs4")) if mounted[0] else mountinfo()
 
-    watch = ShareWatch(inbox, mountinfo=current, fstab=lambda: None)
+    watch = ShareWatch(inbox, mountinfo=current, fstab=lambda: None, units=list)
     assert watch.missing() is None
     mounted[0] = False
     assert watch.missing() == Missing(inbox, "filedrop saw it mounted before", new=True)
@@ -51,7 +58,7 @@ def test_a_share_unmounted_under_a_running_filedrop_is_missing_until_it_is_back(
     assert watch.missing() is None
     mounted[0] = False
     assert watch.missing() == Missing(inbox, "filedrop saw it mounted before", new=True)
-    local = ShareWatch(tmp_path, mountinfo=mountinfo, fstab=lambda: None)
+    local = ShareWatch(tmp_path, mountinfo=mountinfo, fstab=lambda: None, units=list)
     assert local.missing() is None
 
 
@@ -70,11 +77,13 @@ def test_a_share_fstab_mounts_above_the_inbox_is_missing_when_filedrop_starts_wi
     def current() -> str:
         return mountinfo((str(share), "nfs4")) if mounted[0] else mountinfo()
 
-    watch = ShareWatch(inbox, mountinfo=current, fstab=lambda: fstab)
+    watch = ShareWatch(inbox, mountinfo=current, fstab=lambda: fstab, units=list)
     assert watch.missing()[:2] == (share, "/etc/fstab lists it")
     mounted[0] = True
     assert watch.missing() is None
-    assert ShareWatch(inbox, mountinfo=lambda: None, fstab=lambda: fstab).missing() is None
+    assert (
+        ShareWatch(inbox, mountinfo=lambda: None, fstab=lambda: fstab, units=list).missing() is None
+    )
 
 
 def test_a_share_fstab_mounts_through_a_link_is_missing_where_the_link_leads(
@@ -86,11 +95,30 @@ def test_a_share_fstab_mounts_through_a_link_is_missing_where_the_link_leads(
     (real / "share").mkdir(parents=True)
     (tmp_path / "mnt").symlink_to(real)
     fstab = f"srv:/export {tmp_path / 'mnt' / 'share'} nfs4 defaults 0 0\n"
-    watch = ShareWatch(tmp_path / "mnt" / "share", mountinfo=mountinfo, fstab=lambda: fstab)
+    watch = ShareWatch(
+        tmp_path / "mnt" / "share", mountinfo=mountinfo, fstab=lambda: fstab, units=list
+    )
     assert watch.missing()[:2] == (real / "share", "/etc/fstab lists it")
     mounted = ShareWatch(
         tmp_path / "mnt" / "share",
         mountinfo=lambda: mountinfo((str(real / "share"), "nfs4")),
         fstab=lambda: fstab,
+        units=list,
     )
     assert mounted.missing() is None
+
+
+def test_a_share_a_systemd_unit_mounts_is_missing_when_it_is_not_mounted(tmp_path: Path) -> None:
+    """An administrator's mount unit (/etc/systemd/system/*.mount) says where a share belongs as
+    fstab does, and the warning names the unit; its Where= is read as systemd reads it."""
+    share = (tmp_path / "share").resolve()
+    share.mkdir()
+    unit = (
+        f"[Unit]\nDescription=Felles\n\n[Mount]\nWhat=//srv/felles\n Where = {share}\nType=cifs\n"
+    )
+    watch = ShareWatch(
+        share, mountinfo=mountinfo, fstab=lambda: None, units=lambda: [("srv-share.mount", unit)]
+    )
+    assert watch.missing()[:2] == (share, "the systemd unit srv-share.mount mounts it")
+    assert unit_mount_point("[Mount]\nWhere=/a\nWhere=/b\n") == Path("/b")
+    assert unit_mount_point("[Mount]\n# Where=/a\nWhat=x\n") is None
