@@ -106,6 +106,11 @@ def _read(path: Path) -> str | None:
         return None
 
 
+def read_mountinfo() -> str | None:
+    """This process's ``/proc/self/mountinfo``; None where there is none (macOS)."""
+    return _read(MOUNTINFO)
+
+
 class Missing(NamedTuple):
     """A mount point a folder should be under and is not mounted now."""
 
@@ -130,7 +135,7 @@ class ShareWatch:
         self,
         folder: Path,
         *,
-        mountinfo: Callable[[], str | None] = lambda: _read(MOUNTINFO),
+        mountinfo: Callable[[], str | None] = read_mountinfo,
         fstab: Callable[[], str | None] = lambda: _read(FSTAB),
         units: Callable[[], list[tuple[str, str]]] = lambda: _read_units(MOUNT_UNITS),
     ) -> None:
@@ -161,7 +166,6 @@ class ShareWatch:
         now = mount_of(folder, parse_mountinfo(text))
         if now is None:
             return None
-        # A mount point through a link (/mnt a link to /var/mnt) is mounted where it leads.
         expected = [(_resolved(p), "/etc/fstab lists it") for p in parse_fstab(self._fstab() or "")]
         for name, text in self._units():
             if (point := unit_mount_point(text)) is not None:
@@ -187,7 +191,10 @@ class ShareWatch:
 
 
 def _resolved(point: Path) -> Path:
+    """``point`` with the links in its folders followed (/mnt a link to /var/mnt). The mount
+    point itself is not looked at: on a share whose server hangs, that look would hang too, and
+    a share is mounted on a folder, never on a link."""
     try:
-        return point.resolve()
+        return point.parent.resolve() / point.name
     except (OSError, RuntimeError):  # a loop of links: as written
         return point

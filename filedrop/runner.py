@@ -646,7 +646,7 @@ def _unmounted_share(ctx: Context) -> bool:
             "deleted until it is back",
             printable(str(ctx.inbox)),
             printable(str(missing.point)),
-            missing.why,
+            printable(missing.why),  # it may name a unit file
             extra=fields("share_unmounted", inbox=ctx.metrics.name, mount_point=str(missing.point)),
         )
     return True

@@ -20,7 +20,7 @@ from pathlib import Path
 from filedrop.errors import ConfigError
 from filedrop.journal.engines import PostgresLocation
 from filedrop.journal.store import Journal
-from filedrop.mounts import MOUNTINFO, mount_of, parse_mountinfo
+from filedrop.mounts import mount_of, parse_mountinfo, read_mountinfo
 
 log = logging.getLogger("filedrop")
 
@@ -63,11 +63,8 @@ def refuse_network_journal(path: Path, *, allowed: bool, mountinfo: str | None =
     """
     if allowed:
         return
-    if mountinfo is None:
-        try:
-            mountinfo = MOUNTINFO.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return
+    if mountinfo is None and (mountinfo := read_mountinfo()) is None:
+        return
     mount = mount_of(_existing_folder(path), parse_mountinfo(mountinfo))
     if mount is not None and mount.is_network:
         raise ConfigError(
