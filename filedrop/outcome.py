@@ -85,7 +85,7 @@ SANDBOX_COLUMN = "outcome_sandbox"
 _SANDBOX_CELL = "SANDBOX: not sent"  # short: the column must not push the ids off the page
 _SANDBOX_RED = "#C00000"
 _XLSX_MAX_ROWS, _XLSX_MAX_COLS = 1_048_576, 16_384
-# What _write_atomically names its temporary files: "." + outcome name + "." + 18 hex + ".tmp"
+# What write_atomically names its temporary files: "." + outcome name + "." + 18 hex + ".tmp"
 # (8 hex before 2026-12: those a killed writer left are still its own).
 _OWN_TEMP = re.compile(
     r"^\..+\.outcome\.(xlsx|csv)\.[0-9a-f]{8}(?:[0-9a-f]{10})?\.tmp$", re.IGNORECASE
@@ -391,7 +391,7 @@ def write_outcome(
             # Every input line keeps its number, so "row 11" in a message is line 11 here too.
             blank_before=_csv_blank_lines(table),
         )
-    _write_atomically(dest, write)
+    write_atomically(dest, write)
     return dest
 
 
@@ -500,7 +500,7 @@ def write_error_outcome(
             headers=headers,
             columns=[_CsvColumn(column, _neutral_any) for column in columns],
         )
-    _write_atomically(dest, write)
+    write_atomically(dest, write)
     return dest
 
 
@@ -520,7 +520,7 @@ def _input_delimiter(source: Path) -> str:
 # --- atomic file -----------------------------------------------------------------------------
 
 
-def _write_atomically(dest: Path, write: Callable[[IO[bytes]], None]) -> None:
+def write_atomically(dest: Path, write: Callable[[IO[bytes]], None]) -> None:
     """Run ``write`` on a hidden temporary file beside ``dest``, fsync it, rename it to ``dest``.
 
     A failure names ``dest``, the file the user knows, not the temporary one (a full disk, or a

@@ -65,6 +65,7 @@ from filedrop.inbox import (
     scan,
     stamped_names,
 )
+from filedrop.inflight import clear_mark, mark_sending, unknown_mark
 from filedrop.journal import BatchRecord, FileRecord, InvoiceRecord, Journal, this_owner
 from filedrop.journal.rebuild import (
     inbox_lost_journal_evidence,
@@ -370,6 +371,13 @@ def _lost_journal(path: Path, ctx: Context) -> FileReport | None:
             "journal does not know were sent (lost, replaced or an older copy); run 'filedrop "
             "journal rebuild'"
         )
+    elif mark := unknown_mark(path.parent, ctx.journal, target=ctx.target):
+        said = mark.sentence(ctx.journal.path)
+        sending = printable(mark.file) if mark.file is not None else "a file"
+        message = (
+            f"not sent: filedrop was sending {sending} with a journal that is not this one, or "
+            f"an older copy of it; see the log, then delete {printable(str(mark.path))}"
+        )
     else:
         return None
     if ctx.say_once("lost-journal"):
@@ -656,6 +664,11 @@ def _send_and_report(
             except Exception as exc:  # a head start only: the outcome is then made at the end
                 log.warning("%s: the outcome's rows could not be made ahead: %s", name, exc)
 
+    if prepared.invoices or not later.done:
+        # Durably, before the first POST: should this run be killed and its journal then be
+        # lost too, the next one finds what an outcome would have told it (inflight.py).
+        journal_id = ctx.journal.identity()
+        mark_sending(path, sha256, journal=journal_id, target=ctx.target, now=ctx.clock())
     pending = _send(
         prepared,
         later,
@@ -692,6 +705,7 @@ def _send_and_report(
         amount_notation=(prepared.mapping.decimal, prepared.mapping.thousands),
     )
     outcome = write_outcome(prepared.table, outcomes, summary, dest=dest, ahead=ahead)
+    clear_mark(path, sha256)  # the outcome shows what was sent from here on
     written = written_stamp(outcome)
     if state is FileState.DONE and ctx.archive:
         outcome = _archive(path, outcome, ctx, sha256=sha256)
@@ -1034,6 +1048,7 @@ def close_gone_file(
     """
     if record.outcome_written is None:
         outcome, counts = write_gone_outcome(record, journal)
+        clear_mark(Path(record.path), record.sha256)  # told by that outcome, or nothing went
         told = (
             f"{_counts_text(counts)} sent from it, listed in "
             f"{printable(str(outcome.relative_to(Path(record.path).parent)))}; rows not listed "

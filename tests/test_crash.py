@@ -457,7 +457,8 @@ def test_a_share_not_mounted_after_a_kill_is_not_taken_for_its_files_deleted(
     with Sandbox(SandboxOptions(delay_s=(2.0, 2.0))).start() as sandbox:
         env = run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE="2")
         kill_9_with_batches_queued(start_run(env), inbox, 3)
-        big.rename(hidden / big.name)  # the share unmounted: its files out of view
+        for entry in list(inbox.iterdir()):  # the share unmounted: its files out of view
+            entry.rename(hidden / entry.name)
 
         caplog.set_level(logging.WARNING, logger="filedrop")
         with open_context(sandbox_settings(inbox, sandbox.url, batch_size=2)) as ctx:
@@ -472,8 +473,94 @@ def test_a_share_not_mounted_after_a_kill_is_not_taken_for_its_files_deleted(
         with sqlite3.connect(journal_file(inbox)) as db:
             assert db.execute("SELECT state FROM files").fetchall() == [("claimed",)]
 
-        (hidden / big.name).rename(big)  # mounted again
+        for entry in list(hidden.iterdir()):  # mounted again
+            entry.rename(inbox / entry.name)
         filedrop("run", environ=env)
         assert statuses(outcome_path(big)) == ["SUCCEEDED"] * 6
         assert sandbox.counters().invoice_numbers_repeated == ()
         assert sandbox.counters().invoices_received == 6
+
+
+def _lose_journal(inbox: Path, *, keep: Path | None = None) -> None:
+    """The journal deleted (a clean-up script, a container's journal not on a volume), its
+    write-ahead log too; with ``keep``, a copy taken first, as SQLite's backup API takes it."""
+    journal = journal_file(inbox)
+    if keep is not None:
+        with sqlite3.connect(journal) as live, sqlite3.connect(keep) as copy:
+            live.backup(copy)
+    for suffix in ("", "-wal", "-shm"):
+        journal.with_name(journal.name + suffix).unlink(missing_ok=True)
+
+
+def _held_back(err: str, inbox: Path, name: str) -> None:
+    """The run said, in one sentence naming the file and its mark, why nothing was sent."""
+    (mark,) = (inbox / ".filedrop" / "sending").iterdir()
+    assert (
+        f"{name}: filedrop began sending it at " in err
+        and f"but the journal {journal_file(inbox)} does not know that" in err
+        and f"{mark} is deleted" in err
+    ), err
+
+
+def test_a_journal_lost_after_a_kill_never_makes_the_next_run_send_again(
+    tmp_path: Path,
+) -> None:
+    """Killed while its first POST awaits the answer, so no outcome was written; then the
+    journal is lost too. The next run sends nothing (exit 2: setup), naming the file and the
+    mark it left before that POST. With the journal back, the run finishes the file as after
+    any kill, and its outcome takes the mark away."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    write_erp_csv(inbox / "mid.csv", [erp_row(str(20_100 + n)) for n in range(5)])
+    with Sandbox(SandboxOptions(delay_s=(0, 0))).start() as sandbox:
+        sandbox.stall_next(30.0)  # the first POST is taken, its answer comes much later
+        env = run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE="2", FILEDROP_CONCURRENT_BATCHES="1")
+        child = start_run(env)
+        deadline = time.monotonic() + 20
+        while sandbox.counters().posts < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        kill_9(child)
+        _lose_journal(inbox, keep=tmp_path / "copy.db")
+
+        _, out, err = filedrop("run", environ=env, expect=2)
+        _held_back(err, inbox, "mid.csv")
+        assert "mid.csv: skipped (not sent: filedrop was sending mid.csv with a journal" in out
+        assert not (inbox / "mid.outcome.csv").exists()
+        assert sandbox.counters().posts == 1
+
+        (tmp_path / "copy.db").replace(journal_file(inbox))  # FILEDROP_STATE's journal again
+        filedrop("run", environ=env, expect=1)  # the POST it was killed in is UNKNOWN
+        assert statuses(inbox / "mid.outcome.csv") == ["UNKNOWN"] * 2 + ["SUCCEEDED"] * 3
+        assert not (inbox / ".filedrop").exists()
+        assert sandbox.counters().invoice_numbers_repeated == ()
+
+
+def test_a_journal_deleted_while_a_run_polls_holds_back_a_run_started_meanwhile(
+    tmp_path: Path,
+) -> None:
+    """A run waits for its batches; its journal is deleted, and a second run starts before the
+    first writes again (which would have put the journal back). The second run finds a new,
+    empty journal, and the first one's mark: it sends nothing."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    write_erp_csv(inbox / "slow.csv", [erp_row(str(20_200 + n)) for n in range(4)])
+    with Sandbox(SandboxOptions(delay_s=(6.0, 6.0))).start() as sandbox:
+        env = run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE="2", FILEDROP_HEARTBEAT_S="30")
+        first = start_run(env)
+        try:
+            wait_for_journal(
+                journal_file(inbox),
+                lambda db: (
+                    db.execute("SELECT COUNT(*) FROM batches WHERE state = 'queued'").fetchone()[0]
+                    == 2
+                ),
+            )
+            _lose_journal(inbox)
+
+            _, _, err = filedrop("run", environ=env, expect=2)
+            _held_back(err, inbox, "slow.csv")
+        finally:
+            first.kill()
+            first.wait(timeout=10)
+        assert sandbox.counters().invoice_numbers_repeated == ()
+        assert sandbox.counters().invoices_received == 4

@@ -1101,6 +1101,21 @@ class Journal:
                 (repr(self._clock()),),
             )
 
+    def identity(self) -> str:
+        """This journal's own id, made when it was created: it tells the journal from any
+        other, a new one at the same path or URL included (``inflight``)."""
+        rows = self._read("SELECT value FROM facts WHERE name = 'journal_id'")
+        if rows:
+            return str(rows[0][0])
+        with self._write() as db:  # a PostgreSQL journal makes its id on first asking
+            db.execute(
+                "INSERT INTO facts (name, value) VALUES ('journal_id', ?) ON CONFLICT DO NOTHING",
+                (secrets.token_hex(8),),
+            )
+            return str(
+                db.execute("SELECT value FROM facts WHERE name = 'journal_id'").fetchone()[0]
+            )
+
     def started_fresh_at(self) -> float | None:
         """When this journal was started empty on purpose, or ``None`` if it never was."""
         rows = self._read("SELECT value FROM facts WHERE name = 'started_fresh_at'")

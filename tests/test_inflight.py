@@ -1,0 +1,161 @@
+"""The mark a file being sent leaves in its inbox, on real files and real journals (SQLite and
+PostgreSQL): a journal that does not know it was sending that file holds the inbox back."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from filedrop.inflight import SENDING_FOLDER, clear_mark, mark_path, mark_sending, unknown_mark
+from filedrop.journal import Journal, this_owner
+from filedrop.journal.engines import PostgresLocation
+
+TARGET = "production:3fa85f64-5717-4562-b3fc-2c963f66afa6"
+SHA = "ab" * 32
+
+
+def claimed_and_marked(journal: Journal, source: Path, *, target: str = TARGET) -> Path:
+    """What a run does before its first POST: claim the file, then mark it."""
+    record = journal.claim_file(
+        path=source, sha256=SHA, target=target, owner=this_owner(), stale_s=60
+    )
+    assert record is not None
+    mark_sending(source, SHA, journal=journal.identity(), target=target, now=time.time())
+    return mark_path(source, SHA)
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    return inbox / "april.csv"
+
+
+def test_the_journal_that_claimed_the_file_knows_its_mark(
+    journal_location: Path | PostgresLocation, source: Path
+) -> None:
+    with Journal(journal_location) as journal:
+        mark = claimed_and_marked(journal, source)
+        assert mark.parent == source.parent / SENDING_FOLDER
+        assert unknown_mark(source.parent, journal, target=TARGET) is None
+    with Journal(journal_location) as again:  # the id is the journal's, not the connection's
+        assert unknown_mark(source.parent, again, target=TARGET) is None
+
+
+def test_another_journal_is_held_back_by_the_mark_and_told_what_to_do(
+    journal_location: Path | PostgresLocation, source: Path, tmp_path: Path
+) -> None:
+    with Journal(journal_location) as journal:
+        mark = claimed_and_marked(journal, source)
+    with Journal(tmp_path / "new.db") as fresh:
+        found = unknown_mark(source.parent, fresh, target=TARGET)
+        assert found is not None
+        assert (found.file, found.sha256, found.target) == ("april.csv", SHA, TARGET)
+        assert found.path == mark
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(found.started_at))
+        assert found.sentence(fresh.path) == (
+            f"april.csv: filedrop began sending it at {when}, but the journal {fresh.path} "
+            "does not know that (it is another journal, or an older copy of the one in use then) "
+            "and no outcome of it was written, so what went cannot be told; nothing in this inbox "
+            "is sent until FILEDROP_STATE points at the journal that was in use, or, if that is "
+            "lost for good, Amili has said which of the file's invoices arrived, they are taken "
+            f"out of it, and {mark} is deleted"
+        )
+        clear_mark(source, SHA)  # the operator's delete
+        assert not (source.parent / ".filedrop").exists()  # nor the folders it was in
+        assert unknown_mark(source.parent, fresh, target=TARGET) is None
+
+
+def test_an_older_copy_of_the_journal_does_not_know_a_mark_made_after_it(
+    source: Path, tmp_path: Path
+) -> None:
+    """Same journal id, but the copy was taken before the file was claimed."""
+    live, copy = tmp_path / "journal.db", tmp_path / "copy.db"
+    with Journal(live) as journal:
+        journal.identity()
+        with sqlite3.connect(live) as db, sqlite3.connect(copy) as backup:
+            db.backup(backup)
+        claimed_and_marked(journal, source)
+    with Journal(copy) as older:
+        assert older.identity() == Journal(live).identity()
+        found = unknown_mark(source.parent, older, target=TARGET)
+        assert found is not None and found.file == "april.csv"
+
+
+def test_marks_of_another_target_or_from_before_a_fresh_start_do_not_count(
+    source: Path, tmp_path: Path
+) -> None:
+    with Journal(tmp_path / "old.db") as old:
+        claimed_and_marked(old, source, target="sandbox:trial")
+        claimed_and_marked(old, source.with_name("may.csv"))
+    with Journal(tmp_path / "new.db") as fresh:
+        found = unknown_mark(source.parent, fresh, target=TARGET)
+        assert found is not None and found.file == "may.csv"  # the trial's mark is passed over
+        time.sleep(0.01)
+        fresh.mark_started_fresh()  # 'journal rebuild --fresh': everything goes again, on purpose
+        assert unknown_mark(source.parent, fresh, target=TARGET) is None
+
+
+def _garbage(mark: Path) -> None:
+    mark.write_text('{"file": "april.csv"')
+
+
+def _a_number_for_a_name(mark: Path) -> None:
+    mark.write_text('{"file": 7, "sha256": "x", "journal": "j", "target": "t", "started_at": 0}')
+
+
+def _a_link(mark: Path) -> None:
+    target = mark.with_name("elsewhere")
+    target.write_text("{}")
+    mark.symlink_to(target)
+
+
+def _a_pipe(mark: Path) -> None:
+    os.mkfifo(mark)  # opened for reading, a pipe would block the run for good
+
+
+@pytest.mark.parametrize("made", [_garbage, _a_number_for_a_name, _a_link, _a_pipe])
+def test_a_mark_that_cannot_be_read_holds_the_inbox_back(
+    made: object, source: Path, tmp_path: Path
+) -> None:
+    folder = source.parent / SENDING_FOLDER
+    folder.mkdir(parents=True)
+    mark = folder / "0123.json"
+    made(mark)  # type: ignore[operator]
+    with Journal(tmp_path / "journal.db") as journal:
+        found = unknown_mark(source.parent, journal, target=TARGET)
+        assert found is not None and found.file is None
+        assert found.sentence(journal.path) == (
+            f"the mark {mark}, which filedrop leaves while it sends a file, cannot be read, so "
+            f"whether the journal {journal.path} knows what was sent cannot be told; nothing in "
+            "this inbox is sent until the mark is looked at and deleted"
+        )
+
+
+def test_what_a_killed_writer_left_is_no_mark(source: Path, tmp_path: Path) -> None:
+    folder = source.parent / SENDING_FOLDER
+    folder.mkdir(parents=True)
+    (folder / ".0123.json.5f3a.tmp").write_text('{"file"')
+    with Journal(tmp_path / "journal.db") as journal:
+        assert unknown_mark(source.parent, journal, target=TARGET) is None
+
+
+def test_any_name_and_each_version_of_a_file_have_a_mark_of_their_own(
+    source: Path, tmp_path: Path
+) -> None:
+    hostile = source.with_name("a\nb\x1b[31m\u202e" + "x" * 240 + ".csv")
+    with Journal(tmp_path / "old.db") as old:
+        claimed_and_marked(old, hostile)
+    other_version = "cd" * 32
+    assert mark_path(hostile, SHA) != mark_path(hostile, other_version)
+    clear_mark(hostile, other_version)  # a new version's outcome leaves the old one's mark
+    with Journal(tmp_path / "new.db") as fresh:
+        found = unknown_mark(source.parent, fresh, target=TARGET)
+        assert found is not None and found.file == hostile.name
+        assert "\\n" in found.sentence(fresh.path) and "\x1b" not in found.sentence(fresh.path)
+    clear_mark(hostile, SHA)
+    assert list(source.parent.iterdir()) == []
