@@ -567,7 +567,6 @@ def _print_report(report: RunReport, io: Io, *, environment: str, indent: str = 
     data, and must not add lines of its own to the summary) and national ids masked as in the
     logs (a name or a message may hold one).
     """
-    from filedrop.inbox import UNREAD_SPREADSHEET
     from filedrop.states import FileState
 
     def say(text: str) -> None:
@@ -577,7 +576,7 @@ def _print_report(report: RunReport, io: Io, *, environment: str, indent: str = 
     left_alone = [
         f"{printable(path.name)}: still being written; left for the next run"
         for path in report.changing
-    ] + [f"{printable(path.name)}: {UNREAD_SPREADSHEET}" for path in report.unread]
+    ] + [f"{printable(path.name)}: {why}" for path, why in report.unread]
     if not report.files:
         if report.stopped_early:
             say("Stopped before any file was taken; they are left for the next run.")

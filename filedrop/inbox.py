@@ -31,6 +31,12 @@ UNREAD_SPREADSHEET = (
     f"a spreadsheet filedrop does not read, as it reads {', '.join(INPUT_SUFFIXES[:-1])} and "
     f"{INPUT_SUFFIXES[-1]}; save it as .xlsx or .csv and drop it again"
 )
+#: Why a spreadsheet whose name is not UTF-8 is left in the inbox, said as for one not read: the
+#: journal records names as text, and filedrop could neither record nor name it.
+UNRECORDABLE_NAME = (
+    "its name is not UTF-8 (bytes of another code page, such as Latin-1 from an old FTP or SFTP "
+    "client), which the journal cannot record; rename it and drop it again"
+)
 # LibreOffice (flat too), Apple Numbers, Excel binary and template workbooks.
 _UNREAD_SUFFIXES = (".ods", ".fods", ".numbers", ".xlsb", ".xltx", ".xltm", ".xlt")
 
@@ -50,7 +56,23 @@ _IGNORE_RULES: tuple[tuple[str, Callable[[str], bool]], ...] = (
     ("outcome file", lambda name: name.lower().endswith(OUTCOME_SUFFIXES)),
     (UNREAD_SPREADSHEET, lambda name: name.lower().endswith(_UNREAD_SUFFIXES)),
     ("not a spreadsheet", lambda name: not name.lower().endswith(INPUT_SUFFIXES)),
+    (UNRECORDABLE_NAME, lambda name: not _is_utf8(name)),
 )
+#: What is ignored but most likely invoices dropped to be sent: warned of, and listed in a run's
+#: summary, rather than logged as information.
+LEFT_FOR_A_PERSON = (UNREAD_SPREADSHEET, UNRECORDABLE_NAME)
+
+
+def _is_utf8(name: str) -> bool:
+    """Whether ``name`` holds no byte that UTF-8 could not decode (Python keeps each as a lone
+    surrogate)."""
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 _HASH_CHUNK_BYTES = 1024 * 1024
 
 

@@ -30,7 +30,7 @@ from filedrop.api.client import (
 )
 from filedrop.errors import ConfigError, FiledropError
 from filedrop.inbox import (
-    UNREAD_SPREADSHEET,
+    LEFT_FOR_A_PERSON,
     Readiness,
     StabilityTracker,
     content_hash,
@@ -235,7 +235,7 @@ def run_inbox(ctx: Context) -> RunReport:
     candidates, ignored = scan(ctx.inbox)
     for path, reason in ignored:
         log.log(
-            logging.WARNING if reason == UNREAD_SPREADSHEET else logging.INFO,
+            logging.WARNING if reason in LEFT_FOR_A_PERSON else logging.INFO,
             "%s: ignored (%s)",
             printable(path.name),
             reason,
@@ -281,7 +281,7 @@ def run_inbox(ctx: Context) -> RunReport:
             processed,
             files=[*gone, *processed.files],
             changing=tuple(changing),
-            unread=tuple(path for path, reason in ignored if reason == UNREAD_SPREADSHEET),
+            unread=tuple((path, why) for path, why in ignored if why in LEFT_FOR_A_PERSON),
         )
         if not ctx.stop.is_set():
             report = replace(report, files=[*report.files, *settle_leftovers(ctx)])
@@ -430,7 +430,7 @@ class RunReport:
     files: list[FileReport]
     stopped_early: bool = False  # told to stop before every ready file was taken: 3, not 0
     changing: tuple[Path, ...] = ()  # still being written: left for the next run, and said so
-    unread: tuple[Path, ...] = ()  # spreadsheets of a kind filedrop does not read, said so
+    unread: tuple[tuple[Path, str], ...] = ()  # spreadsheets filedrop cannot take, and why
 
     @property
     def statuses(self) -> set[RowStatus]:

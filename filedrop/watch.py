@@ -28,7 +28,7 @@ from watchdog.observers.polling import PollingObserver
 from filedrop.api.client import ApiUnavailable
 from filedrop.errors import FiledropError
 from filedrop.inbox import (
-    UNREAD_SPREADSHEET,
+    LEFT_FOR_A_PERSON,
     Readiness,
     Snapshot,
     StabilityTracker,
@@ -637,7 +637,7 @@ def _log_ignored(path: Path, reason: str, state: _State) -> None:
     extra = fields("file_ignored", inbox=state.inbox_name, file=path.name, reason=reason)
     if is_outcome_file(path) or is_own_temp(path.name):
         log.debug("%s: ignored (%s)", printable(path.name), reason, extra=extra)
-    elif reason == UNREAD_SPREADSHEET:
+    elif reason in LEFT_FOR_A_PERSON:
         log.warning("%s: ignored (%s)", printable(path.name), reason, extra=extra)
     else:
         log.info("%s: ignored (%s)", printable(path.name), reason, extra=extra)

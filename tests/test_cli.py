@@ -334,6 +334,31 @@ def test_run_says_which_spreadsheets_it_does_not_read(tmp_path: Path, sandbox: S
     )
 
 
+def test_a_spreadsheet_whose_name_is_not_utf8_is_said_not_taken_and_the_rest_go(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    """A name in Latin-1 bytes (an old FTP client) cannot be recorded in the journal: it was
+    "unexpected error (UnicodeEncodeError(...)); the next run resumes it" at every run. Now the
+    summary and the log say what to do, and the other file of the run is sent."""
+    latin1 = tmp_path / os.fsdecode(b"m\xe5ned.csv")
+    write_erp_csv(latin1, [erp_row("9301")])
+    write_erp_csv(tmp_path / "april.csv", [erp_row("9302")])
+    _, out, err = filedrop("run", environ=run_env(tmp_path, sandbox.url))
+    said = (
+        "m\\udce5ned.csv: its name is not UTF-8 (bytes of another code page, such as Latin-1 "
+        "from an old FTP or SFTP client), which the journal cannot record; rename it and drop "
+        "it again"
+    )
+    assert out.splitlines()[:3] == [
+        "SANDBOX run: nothing was sent to Amili.",
+        said,
+        "april.csv: 1 SUCCEEDED",
+    ]
+    assert f"WARNING m\\udce5ned.csv: ignored ({said.partition(': ')[2]})" in err
+    assert sandbox.counters().invoices_received == 1
+    assert sorted(os.listdir(tmp_path)) == sorted(["april.csv", "april.outcome.csv", latin1.name])
+
+
 def test_a_refused_token_with_one_url_overridden_says_which_url_did_what(tmp_path: Path) -> None:
     """Only FILEDROP_AUTH_URL set: the refusal names the token URL and the API URL and why."""
     options = SandboxOptions(delay_s=(0, 0), client_id="test-client", client_secret="right")

@@ -10,6 +10,7 @@ from conftest import FakeTime
 
 from filedrop.inbox import (
     UNREAD_SPREADSHEET,
+    UNRECORDABLE_NAME,
     NotRegularFileError,
     Readiness,
     Snapshot,
@@ -53,6 +54,8 @@ def touch(path: Path, data: bytes = b"Nr;Navn\n1;Kari\n", *, mtime_s: float | No
         ("fakturaer.pdf", "not a spreadsheet"),
         ("fakturaer", "not a spreadsheet"),
         ("fakturaer.csv.bak", "not a spreadsheet"),
+        (os.fsdecode(b"m\xe5ned.csv"), UNRECORDABLE_NAME),  # Latin-1 from an old SFTP client
+        (os.fsdecode(b"m\xe5ned.pdf"), "not a spreadsheet"),
     ],
 )
 def test_ignore_patterns(name, reason):
