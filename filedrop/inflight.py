@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from filedrop.inbox import STATE_FOLDER, open_regular
 from filedrop.logs import printable
-from filedrop.outcome import write_atomically
+from filedrop.outcome import sync_folder, write_atomically
 
 if TYPE_CHECKING:
     from filedrop.journal import Journal
@@ -86,14 +86,24 @@ def mark_sending(source: Path, sha256: str, *, journal: str, target: str, now: f
     facts = {"file": source.name, "sha256": sha256, "journal": journal, "target": target}
     text = json.dumps({**facts, "started_at": now}).encode()
     for last in (False, True):
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        made = _make_folders(dest.parent)
         try:
             write_atomically(dest, lambda out: out.write(text))
-            return
         except FileNotFoundError:
             if last:
                 raise
-            # Another file's outcome took the emptied folder away in between: made again.
+            continue  # another file's outcome took the emptied folder away in between
+        for folder in made:  # a power cut must not take the new folders, and the mark, away
+            sync_folder(folder.parent)
+        return
+
+
+def _make_folders(folder: Path) -> list[Path]:
+    """Make ``folder`` and the folders above it that are missing; returns those it made, the
+    deepest first."""
+    missing = [f for f in (folder, folder.parent) if not f.is_dir()]
+    folder.mkdir(parents=True, exist_ok=True)
+    return missing
 
 
 def clear_mark(source: Path, sha256: str) -> None:

@@ -541,12 +541,17 @@ def write_atomically(dest: Path, write: Callable[[IO[bytes]], None]) -> None:
             raise
     except OSError as exc:
         raise OSError(exc.errno, exc.strerror or str(exc), str(dest)) from exc
-    if os.name == "posix":  # make the rename itself durable; Windows cannot open folders
-        folder = os.open(dest.parent, os.O_RDONLY)
+    sync_folder(dest.parent)  # the rename itself made durable
+
+
+def sync_folder(folder: Path) -> None:
+    """Make what was renamed or made in ``folder`` durable (Windows cannot open folders)."""
+    if os.name == "posix":
+        fd = os.open(folder, os.O_RDONLY)
         try:
-            os.fsync(folder)
+            os.fsync(fd)
         finally:
-            os.close(folder)
+            os.close(fd)
 
 
 def _temp_path(dest: Path) -> Path:
