@@ -69,6 +69,18 @@ def kill_9_with_batches_queued(process: subprocess.Popen[bytes], inbox: Path, ba
     kill_9(process)
 
 
+def kill_9_in_first_post(sandbox: Sandbox, inbox: Path) -> dict[str, str]:
+    """Run the inbox in batches of 2, one POST at a time, and kill the run once the sandbox has
+    its first POST (whose answer the caller has it hold back); returns the run's environment."""
+    env = run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE="2", FILEDROP_CONCURRENT_BATCHES="1")
+    child = start_run(env)
+    deadline = time.monotonic() + 20
+    while sandbox.counters().posts < 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    kill_9(child)
+    return env
+
+
 def statuses(path: Path) -> list[str]:
     frame = pd.read_csv(path, sep=";", encoding="cp1252", dtype=str, keep_default_na=False)
     return list(frame["outcome_status"])
@@ -343,12 +355,7 @@ def test_a_file_deleted_after_a_kill_and_dropped_again_sends_only_what_was_never
     kept = (inbox / "mid.csv").read_bytes()
     with Sandbox(SandboxOptions(delay_s=(0, 0))).start() as sandbox:
         sandbox.stall_next(30.0, route="invoices")
-        env = run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE="2", FILEDROP_CONCURRENT_BATCHES="1")
-        child = start_run(env)
-        deadline = time.monotonic() + 20
-        while sandbox.counters().posts < 1 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        kill_9(child)
+        env = kill_9_in_first_post(sandbox, inbox)
         (inbox / "mid.csv").unlink()
 
         _, out, _ = filedrop("run", environ=env, expect=1)  # UNKNOWN rows need a person
@@ -514,12 +521,7 @@ def test_a_journal_lost_after_a_kill_never_makes_the_next_run_send_again(
     write_erp_csv(inbox / "mid.csv", [erp_row(str(20_100 + n)) for n in range(5)])
     with Sandbox(SandboxOptions(delay_s=(0, 0))).start() as sandbox:
         sandbox.stall_next(30.0)  # the first POST is taken, its answer comes much later
-        env = run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE="2", FILEDROP_CONCURRENT_BATCHES="1")
-        child = start_run(env)
-        deadline = time.monotonic() + 20
-        while sandbox.counters().posts < 1 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        kill_9(child)
+        env = kill_9_in_first_post(sandbox, inbox)
         _lose_journal(inbox, keep=tmp_path / "copy.db")
 
         _, out, err = filedrop("run", environ=env, expect=2)
