@@ -23,6 +23,7 @@ from filedrop.errors import ConfigError
 from filedrop.inbox import ARCHIVE
 from filedrop.journal.engines import PostgresLocation, location_from_text, redact
 from filedrop.journal.location import default_journal_path
+from filedrop.logs import printable
 from filedrop.read.limits import ReadLimits
 
 _READ_LIMITS = ReadLimits()
@@ -471,6 +472,17 @@ class Settings:
             raise ConfigError(
                 f"{self.where('inbox')} {self.inbox} is not a folder; create it or fix the path."
             )
+        try:
+            str(self.inbox.absolute()).encode()
+        except UnicodeEncodeError:
+            # Each file's path would reach the journal, which records text, as an "unexpected
+            # error" file after file, run after run.
+            raise ConfigError(
+                f"{self.where('inbox')} {printable(str(self.inbox.absolute()))} is not UTF-8 "
+                "(a folder named in another code page, such as Latin-1), and the journal records "
+                "each file's path as UTF-8 text; rename the folder, or point the setting at a "
+                "path in UTF-8. Nothing was sent."
+            ) from None
         return self.inbox
 
     def require_writable_inbox(self) -> Path:

@@ -359,6 +359,22 @@ def test_a_spreadsheet_whose_name_is_not_utf8_is_said_not_taken_and_the_rest_go(
     assert sorted(os.listdir(tmp_path)) == sorted(["april.csv", "april.outcome.csv", latin1.name])
 
 
+def test_an_inbox_whose_path_is_not_utf8_is_refused_at_start(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    """Every file of a Latin-1-named inbox failed as an "unexpected error", run after run."""
+    inbox = tmp_path / os.fsdecode(b"innboks_\xf8")
+    inbox.mkdir()
+    write_erp_csv(inbox / "april.csv", [erp_row("9303")])
+    _, _, err = filedrop("run", environ=run_env(inbox, sandbox.url), expect=2)
+    assert err.splitlines()[-1] == (
+        f"filedrop: FILEDROP_INBOX {tmp_path}/innboks_\\udcf8 is not UTF-8 (a folder named in "
+        "another code page, such as Latin-1), and the journal records each file's path as UTF-8 "
+        "text; rename the folder, or point the setting at a path in UTF-8. Nothing was sent."
+    )
+    assert sandbox.counters().invoices_received == 0
+
+
 def test_a_refused_token_with_one_url_overridden_says_which_url_did_what(tmp_path: Path) -> None:
     """Only FILEDROP_AUTH_URL set: the refusal names the token URL and the API URL and why."""
     options = SandboxOptions(delay_s=(0, 0), client_id="test-client", client_secret="right")
