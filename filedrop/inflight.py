@@ -32,7 +32,14 @@ from filedrop.outcome import sync_folder, write_atomically
 if TYPE_CHECKING:
     from filedrop.journal import Journal
 
-__all__ = ["SendingMark", "clear_mark", "mark_path", "mark_sending", "unknown_mark"]
+__all__ = [
+    "SendingMark",
+    "clear_mark",
+    "mark_path",
+    "mark_sending",
+    "sending_marks",
+    "unknown_mark",
+]
 
 #: Where the marks lie, inside the inbox's own folder, which the scanner passes over unlogged.
 SENDING_FOLDER = Path(STATE_FOLDER) / "sending"
@@ -128,14 +135,9 @@ def unknown_mark(inbox: Path, journal: Journal, *, target: str) -> SendingMark |
     than a journal started afresh on purpose (``journal rebuild --fresh``). One that cannot be
     read counts: better a question than an invoice sent twice.
     """
-    try:
-        found = sorted((inbox / SENDING_FOLDER).iterdir())
-    except OSError:
-        return None  # no mark was ever written here (or the folder is not one)
+    found = sending_marks(inbox)
     fresh_at = journal.started_fresh_at() if found else None
     for path in found:
-        if path.suffix != ".json" or path.name.startswith("."):
-            continue  # a temporary file a killed writer left
         mark = _read(path)
         if mark is None:
             continue  # its outcome was written meanwhile
@@ -149,6 +151,16 @@ def unknown_mark(inbox: Path, journal: Journal, *, target: str) -> SendingMark |
             continue  # the journal claimed it before the mark was written: it knows the rest
         return mark
     return None
+
+
+def sending_marks(inbox: Path) -> list[Path]:
+    """The marks lying in ``inbox``, by name; none when no mark was ever written there."""
+    try:
+        found = sorted((inbox / SENDING_FOLDER).iterdir())
+    except OSError:
+        return []  # never made (or not a folder)
+    # Not the temporary file a killed writer left.
+    return [path for path in found if path.suffix == ".json" and not path.name.startswith(".")]
 
 
 def _read(path: Path) -> SendingMark | None:

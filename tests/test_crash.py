@@ -524,6 +524,14 @@ def test_a_journal_lost_after_a_kill_never_makes_the_next_run_send_again(
         env = kill_9_in_first_post(sandbox, inbox)
         _lose_journal(inbox, keep=tmp_path / "copy.db")
 
+        _, said, _ = filedrop("status", environ=env)
+        (mark,) = (inbox / ".filedrop" / "sending").iterdir()
+        assert said == (
+            f"No journal at {journal_file(inbox)}, yet a file was being sent from the inbox "
+            f"(filedrop's mark of it is {mark}, and no outcome shows what went): the journal was "
+            "lost or moved; point FILEDROP_STATE at the journal in use, or see what 'filedrop "
+            "run' says of that mark.\n"
+        )
         _, out, err = filedrop("run", environ=env, expect=2)
         _held_back(err, inbox, "mid.csv")
         assert "mid.csv: skipped (not sent: filedrop was sending mid.csv with a journal" in out

@@ -28,6 +28,7 @@ from filedrop.inbox import (
     outcome_path,
     scan,
 )
+from filedrop.inflight import sending_marks
 from filedrop.journal.engines import PostgresLocation
 from filedrop.journal.store import Journal, RebuiltBatch
 from filedrop.logs import plural, printable
@@ -396,7 +397,15 @@ def journal_lost_sentence(
     ``setting`` is where the journal's place is set (``FILEDROP_STATE``, a config key)."""
     outcomes = [outcome for inbox in inboxes for outcome, _ in _outcome_files(inbox)]
     if not outcomes:
-        return None
+        marks = [mark for inbox in inboxes for mark in sending_marks(inbox)]
+        if not marks:
+            return None
+        return (
+            f"No journal at {journal}, yet a file was being sent from the inbox (filedrop's mark "
+            f"of it is {printable(str(marks[0]))}, and no outcome shows what went): the journal "
+            f"was lost or moved; point {setting} at the journal in use, or see what 'filedrop "
+            "run' says of that mark."
+        )
     return (
         f"No journal at {journal}, yet the inbox holds {plural(len(outcomes), 'outcome file')} "
         f"(such as {printable(str(outcomes[0]))}), so files were processed: the journal was lost "
