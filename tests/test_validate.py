@@ -1721,6 +1721,22 @@ def test_a_row_repeating_the_header_is_skipped(tmp_path: Path) -> None:
         assert_every_row_once(prepared)
 
 
+def test_a_header_repeated_in_other_case_or_spacing_is_skipped_too(tmp_path: Path) -> None:
+    """Headers are compared without case and spaces everywhere: a page header in capitals, or
+    with "Faktura nr" for "Fakturanr", repeats it (it was INVALID, a clause for every column).
+    One with a cell that is no header (a page number) is checked as any row."""
+    shout = {name: name.upper() for name in OPEN_HEADERS}
+    spaced = {name: " ".join(name) if name == "Fakturanr" else name for name in OPEN_HEADERS}
+    paged = dict(zip(OPEN_HEADERS, OPEN_HEADERS, strict=True)) | {"Kunde": "Side 2"}
+    prepared = open_run(tmp_path, [open_row(), shout, spaced, paged, open_row(Fakturanr="2")])
+    assert {row: fate for row, fate in fates(prepared).items() if row < 3} == {
+        1: ("SKIPPED", "the row repeats the header"),
+        2: ("SKIPPED", "the row repeats the header"),
+    }
+    assert fates(prepared)[3][0] == "INVALID"
+    assert_every_row_once(prepared)
+
+
 def test_totals_false_turns_the_built_in_rule_off(tmp_path: Path) -> None:
     """With skip.totals = false a Sum row is checked like any row, so it is INVALID."""
     prepared = open_run(tmp_path, [open_row(), {"Kunde": "Sum"}], skip="[skip]\ntotals = false\n")

@@ -7,6 +7,8 @@ row is SKIPPED with the rule that matched, is never sent and never counts as a p
 
 from __future__ import annotations
 
+import unicodedata
+
 import numpy as np
 
 from filedrop.mapping.convert import quoted, strip
@@ -68,7 +70,28 @@ def _repeated_header(src: Source, number: Values, why: np.ndarray) -> None:
     """A row that repeats the header, as exports do at the top of every printed page: its
     invoice number reads the column's own name, and each of its other cells its column's (or
     nothing). No invoice, and no problem either."""
-    named = np.equal(number.text, number.label) & np.equal(why, None)
+    # Compared as headers are (``header_key``): "FAKTURANR" or "Faktura nr" repeats a header
+    # found as "Fakturanr". First the whole column at once, whitespace out and case folded: most
+    # files hold no header twice, and then no cell is looked at one by one.
+    keys = {
+        form
+        for label in set(number.label.tolist())
+        for form in (header_key(str(label)), unicodedata.normalize("NFD", header_key(str(label))))
+    }
+    texts = number.text.tolist()
+    try:
+        joined = "\0".join(texts)
+    except TypeError:  # a value that is no text, which no reader makes: taken as its text
+        texts = list(map(str, texts))
+        joined = "\0".join(texts)
+    column = "".join(joined.split()).casefold()
+    if not any(key in column for key in keys):
+        return
+    # Each cell alike, still without bytecode per cell; every cell of a row found is then
+    # compared in full below.
+    folded = map(str.casefold, map("".join, map(str.split, texts)))
+    named = np.fromiter(map(keys.__contains__, folded), dtype=bool, count=len(texts))
+    named &= np.equal(why, None)
     for i in np.flatnonzero(named).tolist():
         cells = [str(src.cells[pos].iat[i]).strip() for pos in range(len(src.headers))]
         if all(
