@@ -407,6 +407,7 @@ class _XlsxData:
     own_from: int  # where the outcome columns begin
     header_at: int  # the header's 0-based sheet row
     rows_at: Sequence[int] | None  # each data row's 0-based sheet row (None: right below)
+    first_col: int = 0  # the sheet column (0-based) of the first: the input's, where it began
 
     @classmethod
     def of(cls, table: Table, results: list[list[str]], *, sandbox: bool) -> _XlsxData:
@@ -422,6 +423,12 @@ class _XlsxData:
         values = [table.values.iloc[:, i].tolist() for i in range(n_cols)]
         shown = [table.cells.iloc[:, i].tolist() for i in range(n_cols)]
         _own_formats_as_shown(table, values, shown)
+        # Each column on its own letter, as each row on its own number below: a sheet whose
+        # data began in column C begins there here too, so a column a message names by its
+        # letter is that column in the outcome (its leading empty columns are left empty).
+        first_col = table.info.first_column if excel else 0
+        if first_col + len(headers) > _XLSX_MAX_COLS:
+            first_col = 0  # as far left as it fits (xlsx_fit_problem refuses what never does)
         return cls(
             sheet_name=table.info.sheet or _DEFAULT_SHEET,
             headers=headers[:_XLSX_MAX_COLS],
@@ -432,6 +439,7 @@ class _XlsxData:
             # a message is row 11 here too, title lines and dropped blank rows included.
             header_at=table.info.header_row - 1 if excel else 0,
             rows_at=[n - 1 for n in table.row_numbers.tolist()] if excel else None,
+            first_col=first_col,
         )
 
     def sheet_rows_at(self) -> Sequence[int]:
@@ -767,18 +775,20 @@ def _write_xlsx(
     made = ahead.still_made(source, data, styles) if ahead and source is not None else {}
     message_col = status_col + 1
     longest = _longest(data.texts, made)
+    # From here on columns are the sheet's: the data's shifted by where the input's began.
+    first = data.first_col
     for c, width in enumerate(_widths(headers, longest, layout.number_formats)):
-        sheet.set_column(
-            c, c, min(width, _MESSAGE_WIDTH) if c == message_col else width, column_formats[c]
-        )
-    _write_titles(sheet, layout.titles, formats)
-    for c, header in enumerate(headers):
+        shown = min(width, _MESSAGE_WIDTH) if c == message_col else width
+        sheet.set_column(c + first, c + first, shown, column_formats[c])
+    _write_titles(sheet, layout.titles, formats, first_col=first)
+    for c, header in enumerate(headers, start=first):
         if header:
             sheet.write_string(header_at, c, header, formats.header)
         else:
             sheet.write_blank(header_at, c, None, formats.header)
+    status_col, last_col = status_col + first, last_col + first
     sheet.freeze_panes(header_at + 1, 0)
-    sheet.autofilter(header_at, 0, last_row, last_col)
+    sheet.autofilter(header_at, first, last_row, last_col)
     # Conditional formats, not per-cell styles: one rule per status covers every row, costs
     # nothing per cell, and follows the status if the user sorts or edits.
     for status, fmt in formats.status.items():
@@ -812,7 +822,7 @@ def _write_xlsx(
     if made:
         remade = iter(
             deflated_behind(
-                chunk_rows(_chunk_of(columns, k), in_chunk(rows_at, k), styles)
+                chunk_rows(_chunk_of(columns, k), in_chunk(rows_at, k), styles, first_col=first)
                 for k in chunk_numbers(n_rows)
                 if k not in made
             )
@@ -823,7 +833,7 @@ def _write_xlsx(
             return
         except ZipTooLargeError:
             pass  # written whole below, with zip's 64-bit extensions
-    write_package(dest=fh, rows=sheet_rows(columns, rows_at, styles), **package)
+    write_package(dest=fh, rows=sheet_rows(columns, rows_at, styles, first_col=first), **package)
 
 
 _WORKBOOK_OPTIONS = {
@@ -945,9 +955,10 @@ def rows_ahead(
     data = _XlsxData.of(table, results, sandbox=sandbox)
     scratch = xlsxwriter.Workbook(io.BytesIO(), _WORKBOOK_OPTIONS)  # for the style indices only
     _, _, styles = _sheet_styles(scratch, data.headers, table.layout)
-    rows_at = data.sheet_rows_at()
+    rows_at, first = data.sheet_rows_at(), data.first_col
     segments = deflated_behind(
-        chunk_rows(_chunk_of(data.columns, k), in_chunk(rows_at, k), styles) for k in whole
+        chunk_rows(_chunk_of(data.columns, k), in_chunk(rows_at, k), styles, first_col=first)
+        for k in whole
     )
     chunks = {
         k: _MadeChunk(
@@ -993,11 +1004,16 @@ def _set_printing(sheet: Any, *, header_at: int, sandbox: bool) -> None:
 
 
 def _write_titles(
-    sheet: Any, titles: Sequence[tuple[int, Sequence[object]]], formats: _Formats
+    sheet: Any,
+    titles: Sequence[tuple[int, Sequence[object]]],
+    formats: _Formats,
+    *,
+    first_col: int,
 ) -> None:
-    """The input's rows above the header, on their own row numbers, in bold as titles are."""
+    """The input's rows above the header, on their own row numbers and the data's columns
+    (from ``first_col``), in bold as titles are."""
     for number, cells in titles:
-        for c, value in enumerate(cells):
+        for c, value in enumerate(cells, start=first_col):
             if isinstance(value, str):
                 if value:
                     sheet.write_string(number - 1, c, value, formats.bold)

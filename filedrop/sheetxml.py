@@ -80,16 +80,26 @@ class ColumnStyles:
 
 
 def sheet_rows(
-    columns: Sequence[list[Any]], rows_at: Sequence[int], styles: Sequence[ColumnStyles]
+    columns: Sequence[list[Any]],
+    rows_at: Sequence[int],
+    styles: Sequence[ColumnStyles],
+    *,
+    first_col: int = 0,
 ) -> Iterator[bytes]:
     """The ``<row>`` elements for ``columns`` (one list per column, a value per row), in UTF-8,
     ``CHUNK_ROWS`` rows at a time.
 
-    ``rows_at`` are the 0-based sheet rows, ascending. Empty text, None, NaN and NaT leave their
-    cell out, as an untouched cell.
+    ``rows_at`` are the 0-based sheet rows, ascending; the first column is the sheet's
+    ``first_col`` (0-based). Empty text, None, NaN and NaT leave their cell out, as an untouched
+    cell.
     """
     for k in chunk_numbers(len(rows_at)):
-        yield chunk_rows([in_chunk(column, k) for column in columns], in_chunk(rows_at, k), styles)
+        yield chunk_rows(
+            [in_chunk(column, k) for column in columns],
+            in_chunk(rows_at, k),
+            styles,
+            first_col=first_col,
+        )
 
 
 def chunk_numbers(n_rows: int) -> range:
@@ -103,12 +113,16 @@ def in_chunk(values: Sequence[Any], k: int) -> Sequence[Any]:
 
 
 def chunk_rows(
-    columns: Sequence[list[Any]], rows_at: Sequence[int], styles: Sequence[ColumnStyles]
+    columns: Sequence[list[Any]],
+    rows_at: Sequence[int],
+    styles: Sequence[ColumnStyles],
+    *,
+    first_col: int = 0,
 ) -> bytes:
     """The ``<row>`` elements of one chunk of rows (``sheet_rows``), in UTF-8."""
     numbers = [str(r + 1) for r in rows_at]
     pieces: list[Piece] = ['<row r="', numbers, '">']
-    for c, (column, style) in enumerate(zip(columns, styles, strict=True)):
+    for c, (column, style) in enumerate(zip(columns, styles, strict=True), start=first_col):
         pieces += column_pieces(column, letter=xl_col_to_name(c), rows=numbers, styles=style)
     pieces.append("</row>")
     return "".join(chain.from_iterable(zip(*_merged(pieces), strict=False))).encode()

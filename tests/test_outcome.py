@@ -995,6 +995,23 @@ def test_rows_made_ahead_give_the_outcome_made_at_once(
     assert rows[66][2] == "FAILED" and rows[4][2] == "INVALID"
 
 
+def test_rows_made_ahead_of_a_sheet_beginning_in_column_c_give_the_outcome_made_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rows made ahead keep the sheet's first column too: the file is the one made at once,
+    its data from column C on."""
+    monkeypatch.setattr(sheetxml, "CHUNK_ROWS", 64)
+    table, final, settled = _ahead_case(tmp_path)
+    table = dataclasses.replace(table, info=dataclasses.replace(table.info, first_column=2))
+    summary = summary_for(table.path, environment="sandbox")
+    ahead = _ahead_of(table, final, settled, sandbox=True)
+    ahead_path = write_outcome(table, final, summary, dest=tmp_path / "a.xlsx", ahead=ahead)
+    once_path = write_outcome(table, final, summary, dest=tmp_path / "o.xlsx")
+    assert _entries(ahead_path.read_bytes()) == _entries(once_path.read_bytes())
+    rows = calamine_rows(ahead_path)
+    assert rows[0][:3] == ["", "", "Nr"] and rows[1][2] == "F-0"
+
+
 def test_rows_made_ahead_for_other_columns_are_not_taken(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -112,6 +112,42 @@ def test_title_rows_above_the_header_are_kept_on_their_rows(tmp_path: Path) -> N
     assert rows[4][0] == "24-1001"
 
 
+def test_a_sheet_that_begins_in_column_c_keeps_every_column_on_its_letter(tmp_path: Path) -> None:
+    """Columns A and B empty, a title in C1, the header on row 3 with a blank one in E: the
+    outcome keeps each column on its letter, so "column E", as a message names a blank-headed
+    column, is column E there too (the columns had moved two to the left), and the outcome's own
+    columns follow the data."""
+    source = tmp_path / "c.xlsx"
+    workbook = xlsxwriter.Workbook(source)
+    sheet = workbook.add_worksheet("Ark1")
+    amount = workbook.add_format({"num_format": "# ##0.00"})
+    sheet.write_string(0, 2, "Åpne poster")
+    for col, header in enumerate(("Fakturanr", "Beløp", "", "Kunde"), start=2):
+        if header:
+            sheet.write_string(2, col, header)
+    for i in range(2):
+        sheet.write_string(3 + i, 2, f"24-{i + 1}")
+        sheet.write_number(3 + i, 3, 100.5 * (i + 1), amount)
+        sheet.write_string(3 + i, 4, f"note {i}")
+        sheet.write_string(3 + i, 5, "Kari")
+    workbook.close()
+    table = read_table(source)
+    assert table.headers == ["Fakturanr", "Beløp", "E", "Kunde"]
+
+    path = write_outcome(
+        table, results(["SUCCEEDED", "INVALID"]), summary_for(table.path, environment="staging")
+    )
+    out = openpyxl.load_workbook(path).worksheets[0]
+    rows = list(out.iter_rows(values_only=True))
+    assert rows[0][:3] == (None, None, "Åpne poster")
+    assert rows[2][:8] == (None, None, "Fakturanr", "Beløp", "E", "Kunde", "outcome_status",
+                           "outcome_message")  # fmt: skip
+    assert rows[3][:7] == (None, None, "24-1", 100.5, "note 0", "Kari", "SUCCEEDED")
+    assert rows[4][6] == "INVALID"
+    assert out.cell(4, 4).number_format == "# ##0.00"
+    assert out.auto_filter.ref == f"C3:{openpyxl.utils.get_column_letter(6 + 7)}5"
+
+
 def test_columns_are_wide_enough_for_every_id_not_only_the_first_rows(tmp_path: Path) -> None:
     """A batch id first seen on row 500 is not cut, and an amount fits as its format shows it."""
     table = read_table(export(tmp_path / "mars.xlsx", rows=600))
