@@ -4,27 +4,32 @@ filedrop send it again.
 An outcome file shows what was sent from its input, and ``journal/rebuild.py`` holds an inbox
 back when an outcome shows more than the journal knows. But a run killed while it sends (a
 container job past its deadline, a power cut) writes no outcome: if its journal is then lost as
-well (a container whose journal was not on a volume of its own, a clean-up script), the next
-run would find nothing to tell it the file's first batches went, and would send them again.
+well (a container whose journal was not on a volume of its own, a clean-up script), or put back
+from a copy taken while the file was being sent (a nightly backup of a busy daemon), the next
+run would find nothing to tell it which batches went, and would send them again.
 
 So before a file's first POST a small mark is written durably to
 ``<inbox>/.filedrop/sending/``: which journal is recording the sending, at which target, since
-when. The outcome removes it; from then on the outcome is the evidence. A mark another journal
-left, or one the journal does not know (``unknown_mark``), holds the inbox back, as an outcome
-showing unknown sends does.
+when; then, before each POST, the journal's number of the batch about to go. The outcome removes
+it; from then on the outcome is the evidence. A mark whose journal is not the one in use, or
+that names a batch the journal does not hold (``unknown_mark``), holds the inbox back, as an
+outcome showing unknown sends does.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from filedrop.errors import FiledropError
 from filedrop.inbox import STATE_FOLDER, open_regular
 from filedrop.logs import printable
 from filedrop.outcome import sync_folder, write_atomically
@@ -33,6 +38,8 @@ if TYPE_CHECKING:
     from filedrop.journal import Journal
 
 __all__ = [
+    "MarkFolderError",
+    "Sending",
     "SendingMark",
     "clear_mark",
     "mark_path",
@@ -44,10 +51,19 @@ __all__ = [
 #: Where the marks lie, inside the inbox's own folder, which the scanner passes over unlogged.
 SENDING_FOLDER = Path(STATE_FOLDER) / "sending"
 
+#: The most a mark is read of: its first line is under 1 KiB, and each batch adds a few bytes (a
+#: file of a million invoices in batches of 100 adds under 100 KiB).
+_MARK_MAX_BYTES = 16 * 1024 * 1024
+
+
+class MarkFolderError(FiledropError):
+    """The inbox's own folder, or its marks' folder, is a link or a file: nothing is sent."""
+
 
 @dataclass(frozen=True)
 class SendingMark:
-    """One file's mark: ``file`` is its name, None when the mark cannot be read."""
+    """One file's mark as read: ``file`` is its name, None when the mark cannot be read (then
+    ``path`` may be the folder that could not be listed)."""
 
     path: Path
     file: str | None = None
@@ -55,6 +71,7 @@ class SendingMark:
     journal: str | None = None
     target: str | None = None
     started_at: float | None = None
+    batches: frozenset[int] = frozenset()  # the journal's numbers of the batches it sent
 
     def sentence(self, journal: object) -> str:
         """The one sentence a run says when this mark holds its inbox back; ``journal`` is where
@@ -62,38 +79,73 @@ class SendingMark:
         mark = printable(str(self.path))
         if self.file is None:
             return (
-                f"the mark {mark}, which filedrop leaves while it sends a file, cannot be read, "
-                f"so whether the journal {journal} knows what was sent cannot be told; nothing in "
-                "this inbox is sent until the mark is looked at and deleted"
+                f"{mark}, filedrop's mark of a file it was sending, cannot be read, so whether "
+                f"the journal {journal} knows all that was sent cannot be told; nothing in this "
+                "inbox is sent until it is looked at and deleted"
             )
         when = datetime.fromtimestamp(self.started_at or 0.0, UTC).strftime("%Y-%m-%d %H:%M UTC")
         return (
-            f"{printable(self.file)}: filedrop began sending it at {when}, but the journal "
-            f"{journal} does not know that (it is another journal, or an older copy of the one "
-            "in use then) and no outcome of it was written, so what went cannot be told; "
-            "nothing in this inbox is sent until FILEDROP_STATE points at the journal that was "
-            "in use, or, if that is lost for good, Amili has said which of the file's invoices "
-            f"arrived, they are taken out of it, and {mark} is deleted"
+            f"{printable(self.file)}: the journal {journal} does not know all that was sent "
+            f"from it (filedrop began sending it at {when} with another journal, or with this "
+            "one before it was put back from an older copy) and no outcome of it was written; "
+            "nothing in this inbox is sent until FILEDROP_STATE points at the journal in use "
+            "then, or, if that is lost for good, Amili has said which of the file's invoices "
+            f"arrived, those are taken out of it, and {mark} is deleted"
+        )
+
+    def summary(self) -> str:
+        """What a held-back file's line in the run's summary says (the log has the sentence)."""
+        if self.file is None:
+            mark = printable(str(self.path))
+            return f"not sent: filedrop's mark {mark} cannot be read (see the log)"
+        return (
+            f"not sent: the journal does not know all that was sent from {printable(self.file)} "
+            "(see the log); point FILEDROP_STATE at the journal in use then"
         )
 
 
-def mark_path(source: Path, sha256: str) -> Path:
-    """Where the mark of ``source`` with the content ``sha256`` lies: named by a hash of both,
-    since a name may be long or hold any character, and a new version of a file may be sent
-    while the old one's mark is still there."""
-    key = os.fsencode(source.name) + b"\0" + sha256.encode()
+def mark_path(source: Path, sha256: str, target: str) -> Path:
+    """Where the mark of ``source`` with the content ``sha256``, sent to ``target``, lies: named
+    by a hash of all three, since a name may be long or hold any character, a new version of a
+    file may be sent while the old one's mark is still there, and a sandbox trial must not
+    write over a production run's mark."""
+    key = b"\0".join((os.fsencode(source.name), sha256.encode(), target.encode()))
     return source.parent / SENDING_FOLDER / f"{hashlib.sha256(key).hexdigest()[:32]}.json"
 
 
-def mark_sending(source: Path, sha256: str, *, journal: str, target: str, now: float) -> None:
-    """Write the mark of ``source`` (its content ``sha256``), durably, before anything of it
-    is sent. Raises ``OSError`` naming the mark when it cannot be written: then nothing is
-    sent."""
-    dest = mark_path(source, sha256)
+@dataclass(frozen=True)
+class Sending:
+    """A file's mark while it is sent: ``before_post`` notes each batch before its POST."""
+
+    path: Path
+
+    def before_post(self, batch: int) -> None:
+        """Note the journal's number of the batch about to be POSTed, on disk before it goes.
+        Raises ``OSError`` naming the mark when that cannot be done: the batch is not sent."""
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0))
+            try:
+                os.write(fd, f"{batch}\n".encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror or str(exc), str(self.path)) from exc
+
+
+def mark_sending(source: Path, sha256: str, *, journal: str, target: str, now: float) -> Sending:
+    """The mark of ``source`` (its content ``sha256``) for ``target``, written durably before
+    anything of it is sent; one this journal wrote before (a file resumed) is kept, with the
+    batches it names. Raises ``MarkFolderError`` when the inbox's own folder or the marks' is
+    a link or a file, ``OSError`` naming the mark when it cannot be written: nothing is sent."""
+    dest = mark_path(source, sha256, target)
+    before = _read(dest)
+    if before is not None and before.file is not None and before.journal == journal:
+        return Sending(dest)
     facts = {"file": source.name, "sha256": sha256, "journal": journal, "target": target}
-    text = json.dumps({**facts, "started_at": now}).encode()
+    text = (json.dumps({**facts, "started_at": now}) + "\n").encode()
     for last in (False, True):
-        made = _make_folders(dest.parent)
+        made = _make_folders(source.parent)
         try:
             write_atomically(dest, lambda out: out.write(text))
         except FileNotFoundError:
@@ -102,22 +154,34 @@ def mark_sending(source: Path, sha256: str, *, journal: str, target: str, now: f
             continue  # another file's outcome took the emptied folder away in between
         for folder in made:  # a power cut must not take the new folders, and the mark, away
             sync_folder(folder.parent)
-        return
+        return Sending(dest)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _make_folders(folder: Path) -> list[Path]:
-    """Make ``folder`` and the folders above it that are missing; returns those it made, the
-    deepest first."""
-    missing = [f for f in (folder, folder.parent) if not f.is_dir()]
-    folder.mkdir(parents=True, exist_ok=True)
-    return missing
+def _make_folders(inbox: Path) -> list[Path]:
+    """Make the inbox's own folder and the marks' in it where missing; returns those made, the
+    deepest first. Never through a link: the inbox's own things stay in the inbox."""
+    made: list[Path] = []
+    for folder in (inbox / STATE_FOLDER, inbox / SENDING_FOLDER):
+        try:
+            folder.mkdir()
+            made.insert(0, folder)
+        except FileExistsError:
+            mode = os.lstat(folder).st_mode
+            if not stat.S_ISDIR(mode):
+                what = "a symbolic link" if stat.S_ISLNK(mode) else "a file"
+                raise MarkFolderError(
+                    f"{printable(str(folder))} is {what}, not a folder filedrop may use: it keeps "
+                    "its marks of the files it is sending there; move it away. Nothing was sent."
+                ) from None
+    return made
 
 
-def clear_mark(source: Path, sha256: str) -> None:
-    """Remove the mark of ``source`` (its content ``sha256``) once its outcome is written: the
-    outcome tells from then on. One that cannot be removed only holds the inbox back if the
-    journal is lost later."""
-    mark = mark_path(source, sha256)
+def clear_mark(source: Path, sha256: str, target: str) -> None:
+    """Remove the mark of ``source`` (its content ``sha256``, for ``target``) once its outcome is
+    written: the outcome tells from then on. One that cannot be removed only holds the inbox
+    back if the journal is lost later."""
+    mark = mark_path(source, sha256, target)
     with contextlib.suppress(OSError):
         mark.unlink(missing_ok=True)
         # No empty folders left behind in the inbox: the last mark takes its folder, and
@@ -127,15 +191,19 @@ def clear_mark(source: Path, sha256: str) -> None:
 
 
 def unknown_mark(inbox: Path, journal: Journal, *, target: str) -> SendingMark | None:
-    """A mark in ``inbox`` of a file sent to ``target`` that ``journal`` does not know it
-    claimed: another journal's, or its own from after the copy it was put back from. None when
-    there is none.
+    """A mark in ``inbox`` of a file sent to ``target`` that ``journal`` does not know all of:
+    another journal's, or one naming a batch this journal does not hold (it was put back from a
+    copy taken before). None when there is none.
 
     A mark of another target does not count (a sandbox trial sends nothing real), nor one older
     than a journal started afresh on purpose (``journal rebuild --fresh``). One that cannot be
-    read counts: better a question than an invoice sent twice.
+    read counts, and so does a marks' folder that cannot be listed: better a question than an
+    invoice sent twice.
     """
-    found = sending_marks(inbox)
+    try:
+        found = sending_marks(inbox)
+    except OSError:
+        return SendingMark(inbox / SENDING_FOLDER)
     fresh_at = journal.started_fresh_at() if found else None
     for path in found:
         mark = _read(path)
@@ -145,39 +213,58 @@ def unknown_mark(inbox: Path, journal: Journal, *, target: str) -> SendingMark |
             return mark
         if mark.target != target or (fresh_at is not None and (mark.started_at or 0.0) < fresh_at):
             continue
-        if mark.journal == journal.identity() and journal.find_file(
-            target=target, name=mark.file, sha256=mark.sha256 or ""
-        ):
-            continue  # the journal claimed it before the mark was written: it knows the rest
+        if mark.journal == journal.identity() and _knows_all(journal, mark):
+            continue
         return mark
     return None
 
 
+def _knows_all(journal: Journal, mark: SendingMark) -> bool:
+    """Whether ``journal`` holds the file the mark names and every batch it says went."""
+    assert mark.file is not None and mark.target is not None
+    record = journal.find_file(target=mark.target, name=mark.file, sha256=mark.sha256 or "")
+    if record is None:
+        return False
+    return mark.batches <= {batch.id for batch in journal.batches(file_id=record.id)}
+
+
 def sending_marks(inbox: Path) -> list[Path]:
-    """The marks lying in ``inbox``, by name; none when no mark was ever written there."""
+    """The marks lying in ``inbox``, by name; none when no mark was ever written there (or its
+    folder is a link or a file, where none is ever written). Raises ``OSError`` when the
+    folder is there but cannot be listed."""
+    folder = inbox / SENDING_FOLDER
     try:
-        found = sorted((inbox / SENDING_FOLDER).iterdir())
-    except OSError:
-        return []  # never made (or not a folder)
+        for each in (inbox / STATE_FOLDER, folder):
+            if not stat.S_ISDIR(os.lstat(each).st_mode):
+                return []
+        found = sorted(folder.iterdir())
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return []
+        raise
     # Not the temporary file a killed writer left.
     return [path for path in found if path.suffix == ".json" and not path.name.startswith(".")]
 
 
 def _read(path: Path) -> SendingMark | None:
-    """The mark at ``path``; None when it vanished meanwhile (its outcome was written)."""
+    """The mark at ``path``; None when it is not there (its outcome was written)."""
     try:
         with os.fdopen(open_regular(path), "rb") as handle:  # a link or a pipe is no mark
-            raw = handle.read(64 * 1024)  # a mark is under 1 KiB: more is not one
+            raw = handle.read(_MARK_MAX_BYTES)
     except FileNotFoundError:
         return None
     except OSError:
         return SendingMark(path)
+    head, _, rest = raw.partition(b"\n")
     try:
-        facts = json.loads(raw)
+        facts = json.loads(head)
         texts = [facts[key] for key in ("file", "sha256", "journal", "target")]
         started_at = float(facts["started_at"])
         if not all(isinstance(text, str) for text in texts):
             raise TypeError(texts)
+        # Each batch a line; a last line cut short by a crash was never followed by its POST.
+        lines = rest.split(b"\n")
+        batches = frozenset(int(line) for line in lines[:-1])
     except (ValueError, TypeError, KeyError):
         return SendingMark(path)
-    return SendingMark(path, *texts, started_at=started_at)
+    return SendingMark(path, *texts, started_at=started_at, batches=batches)

@@ -65,7 +65,7 @@ from filedrop.inbox import (
     scan,
     stamped_names,
 )
-from filedrop.inflight import clear_mark, mark_sending, unknown_mark
+from filedrop.inflight import Sending, clear_mark, mark_sending, unknown_mark
 from filedrop.journal import BatchRecord, FileRecord, InvoiceRecord, Journal, this_owner
 from filedrop.journal.rebuild import (
     inbox_lost_journal_evidence,
@@ -372,12 +372,7 @@ def _lost_journal(path: Path, ctx: Context) -> FileReport | None:
             "journal rebuild'"
         )
     elif mark := unknown_mark(path.parent, ctx.journal, target=ctx.target):
-        said = mark.sentence(ctx.journal.path)
-        sending = printable(mark.file) if mark.file is not None else "a file"
-        message = (
-            f"not sent: filedrop was sending {sending} with a journal that is not this one, or "
-            f"an older copy of it; see the log, then delete {printable(str(mark.path))}"
-        )
+        said, message = mark.sentence(ctx.journal.path), mark.summary()
     else:
         return None
     if ctx.say_once("lost-journal"):
@@ -664,11 +659,13 @@ def _send_and_report(
             except Exception as exc:  # a head start only: the outcome is then made at the end
                 log.warning("%s: the outcome's rows could not be made ahead: %s", name, exc)
 
+    sending = None
     if prepared.invoices or not later.done:
-        # Durably, before the first POST: should this run be killed and its journal then be
-        # lost too, the next one finds what an outcome would have told it (inflight.py).
+        # Durably, before the first POST, and each batch before its own: should this run be
+        # killed and its journal then be lost too, or put back from an older copy, the next
+        # one finds what an outcome would have told it (inflight.py).
         journal_id = ctx.journal.identity()
-        mark_sending(path, sha256, journal=journal_id, target=ctx.target, now=ctx.clock())
+        sending = mark_sending(path, sha256, journal=journal_id, target=ctx.target, now=ctx.clock())
     pending = _send(
         prepared,
         later,
@@ -677,6 +674,7 @@ def _send_and_report(
         setbacks=setbacks,
         name=name,
         while_polls_wait=while_polls_wait,
+        sending=sending,
     )
     if ctx.stop.is_set() and (pending or not later.done or _unsent(draft.numbers, ctx)):
         # Leave the file resumable rather than write an outcome that the restart would redo.
@@ -705,7 +703,7 @@ def _send_and_report(
         amount_notation=(prepared.mapping.decimal, prepared.mapping.thousands),
     )
     outcome = write_outcome(prepared.table, outcomes, summary, dest=dest, ahead=ahead)
-    clear_mark(path, sha256)  # the outcome shows what was sent from here on
+    clear_mark(path, sha256, ctx.target)  # the outcome shows what was sent from here on
     written = written_stamp(outcome)
     if state is FileState.DONE and ctx.archive:
         outcome = _archive(path, outcome, ctx, sha256=sha256)
@@ -749,10 +747,11 @@ def _send(
     setbacks: _Setbacks,
     name: str,
     while_polls_wait: Callable[[], None] | None = None,
+    sending: Sending | None = None,
 ) -> int:
     """Send the invoices the journal does not block, and poll the batches a previous run left
-    behind too; returns how many batches are still QUEUED. ``while_polls_wait``: as
-    ``_send_batches`` says.
+    behind too; returns how many batches are still QUEUED. ``while_polls_wait`` and ``sending``:
+    as ``_send_batches`` says.
 
     The first part's batches go out while the later parts are prepared; each part is merged
     into ``prepared`` as it comes. A batch runs on across parts, so a file takes as many POSTs
@@ -816,6 +815,7 @@ def _send(
         setbacks=setbacks,
         name=name,
         while_polls_wait=while_polls_wait,
+        sending=sending,
     )
 
 
@@ -1048,7 +1048,6 @@ def close_gone_file(
     """
     if record.outcome_written is None:
         outcome, counts = write_gone_outcome(record, journal)
-        clear_mark(Path(record.path), record.sha256)  # told by that outcome, or nothing went
         told = (
             f"{_counts_text(counts)} sent from it, listed in "
             f"{printable(str(outcome.relative_to(Path(record.path).parent)))}; rows not listed "
@@ -1062,6 +1061,8 @@ def close_gone_file(
             "its outcome stays as it was written while the file was there, so rows it shows "
             "PENDING may have ended since; drop the same file again to have it rewritten"
         )
+    # Its outcome (written now, or before with every row) tells what went, or nothing did.
+    clear_mark(Path(record.path), record.sha256, record.target)
     _record_gone(
         journal,
         record,
@@ -1195,13 +1196,14 @@ def _send_batches(
     setbacks: _Setbacks,
     name: str,
     while_polls_wait: Callable[[], None] | None = None,
+    sending: Sending | None = None,
 ) -> int:
     """POST ``batches`` (at most ``concurrent_batches`` at once) and record every batch, these
     and the resumed ``polls``, as soon as its poll ends; returns how many are still QUEUED.
     ``while_polls_wait`` is called once, when no POST is unanswered and something is still
     awaited (polls, or answers not yet taken, which may be failures): the second or more until
     the last poll ends is free for other work. The batches that end meanwhile are recorded
-    after it.
+    after it. ``sending``: the file's mark, which notes each batch before its POST.
 
     Recording while the rest are still being sent keeps only the batches in flight in memory
     (each ended batch's parsed result is 100 entries; a 200,000-row file's would be tens of
@@ -1259,7 +1261,12 @@ def _send_batches(
             # waits for one of them to be free, and hands it a batch ready to send.
             built = _body_or_why_not(batch)
             post = ctx.poster.submit(
-                functools.partial(_submit_batch, name=name), batch, built, ctx, file_id, setbacks
+                functools.partial(_submit_batch, name=name, sending=sending),
+                batch,
+                built,
+                ctx,
+                file_id,
+                setbacks,
             )
             del built
             unanswered.add(post)
@@ -1371,9 +1378,10 @@ def _submit_batch(
     setbacks: _Setbacks,
     *,
     name: str,
+    sending: Sending | None = None,
 ) -> Poll | None:
     """Claim, POST and start polling one batch, whose body is ``built`` (or why it could not
-    be); returns what to wait for, if anything.
+    be); returns what to wait for, if anything. ``sending`` notes the batch before its POST.
 
     The log line and the poll start after the batch gave its posting slot back; the claim, the
     POST and the journal's record of its answer hold it. So no more batches are claimed and not
@@ -1384,7 +1392,9 @@ def _submit_batch(
     with ctx.posting:
         if ctx.stop.is_set():
             return None
-        posted = _claim_and_post(invoices, built, ctx, file_id, setbacks, name=name)
+        posted = _claim_and_post(
+            invoices, built, ctx, file_id, setbacks, name=name, sending=sending
+        )
         if posted is None:
             return None
         batch, batch_id, count = posted
@@ -1415,12 +1425,14 @@ def _claim_and_post(
     setbacks: _Setbacks,
     *,
     name: str,
+    sending: Sending | None = None,
 ) -> tuple[int, str, int] | None:
     """Claim the batch's numbers and POST those claimed; returns the batch's journal id, its
     API id and how many invoices went, or None when nothing was accepted.
 
     ``built`` is the body of every invoice, or why it could not be built: a number another run
-    took since is left out, and the body built again.
+    took since is left out, and the body built again. ``sending`` notes the batch, after its
+    claim and before its POST.
     """
     numbers = [invoice.invoice_number for invoice in invoices]
     batch, claimed = ctx.journal.claim_batch(
@@ -1436,9 +1448,11 @@ def _claim_and_post(
         if len(claimed) < len(numbers):
             wanted = set(claimed)
             body = batch_body([inv for inv in invoices if inv.invoice_number in wanted])
+        if sending is not None:
+            sending.before_post(batch)
     except Exception as exc:
-        # Nothing left this process (a NaN amount is refused here too): say so, rather than
-        # leave the batch for UNKNOWN.
+        # Nothing left this process (a NaN amount is refused here too, and a mark that could
+        # not be written): say so, rather than leave the batch for UNKNOWN.
         ctx.journal.batch_not_sent(batch, message=f"not sent: {exc}")
         raise
     started = time.perf_counter()

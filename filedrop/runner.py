@@ -38,6 +38,7 @@ from filedrop.inbox import (
     scan,
     snapshot,
 )
+from filedrop.inflight import MarkFolderError
 from filedrop.journal import Journal, owner_alive
 from filedrop.journal.location import open_journal
 from filedrop.logs import fields, printable
@@ -496,7 +497,9 @@ def setback_of(exc: BaseException) -> Setback:
     """What an error that stopped a file means for the run's exit code."""
     if isinstance(exc, ApiUnavailable):
         return Setback.UNAVAILABLE
-    if isinstance(exc, AuthError) or (isinstance(exc, ApiError) and exc.status in (401, 403, 404)):
+    if isinstance(exc, AuthError | MarkFolderError) or (
+        isinstance(exc, ApiError) and exc.status in (401, 403, 404)
+    ):
         return Setback.SETUP
     return Setback.FAULT
 

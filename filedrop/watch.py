@@ -42,7 +42,7 @@ from filedrop.journal import owner_alive
 from filedrop.logs import fields, printable
 from filedrop.metrics import Metrics, MetricsServer
 from filedrop.outcome import is_own_temp
-from filedrop.pipeline import Context, FileReport
+from filedrop.pipeline import Context, FileReport, Setback
 from filedrop.runner import (
     about_inbox,
     clear_stray_temps,
@@ -746,7 +746,10 @@ def _collect(
             _look_again(report, state, due=clock() + options.heartbeat_s)
             continue
         state.elsewhere.discard(path)
-        if report.state in (FileState.RETRY, FileState.WAITING):
+        # Held back (a journal that does not know what was sent): looked at again, as the
+        # operator's fix (the journal pointed at or rebuilt, a mark deleted) changes no file.
+        held_back = report.state is FileState.SKIPPED and report.setback is Setback.SETUP
+        if report.state in (FileState.RETRY, FileState.WAITING) or held_back:
             _, delay = state.retry_at.get(path, (0.0, options.retry_initial_s / 2))
             delay = min(options.retry_max_s, delay * 2)
             state.retry_at[path] = (clock() + delay, delay)

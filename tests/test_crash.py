@@ -69,10 +69,13 @@ def kill_9_with_batches_queued(process: subprocess.Popen[bytes], inbox: Path, ba
     kill_9(process)
 
 
-def kill_9_in_first_post(sandbox: Sandbox, inbox: Path) -> dict[str, str]:
+def kill_9_in_first_post(sandbox: Sandbox, inbox: Path, **extra: str) -> dict[str, str]:
     """Run the inbox in batches of 2, one POST at a time, and kill the run once the sandbox has
-    its first POST (whose answer the caller has it hold back); returns the run's environment."""
-    env = run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE="2", FILEDROP_CONCURRENT_BATCHES="1")
+    its first POST (whose answer the caller has it hold back); returns the run's environment
+    (``run_env``'s, with ``extra``)."""
+    env = run_env(
+        inbox, sandbox.url, FILEDROP_BATCH_SIZE="2", FILEDROP_CONCURRENT_BATCHES="1", **extra
+    )
     child = start_run(env)
     deadline = time.monotonic() + 20
     while sandbox.counters().posts < 1 and time.monotonic() < deadline:
@@ -503,8 +506,9 @@ def _held_back(err: str, inbox: Path, name: str) -> None:
     """The run said, in one sentence naming the file and its mark, why nothing was sent."""
     (mark,) = (inbox / ".filedrop" / "sending").iterdir()
     assert (
-        f"{name}: filedrop began sending it at " in err
-        and f"but the journal {journal_file(inbox)} does not know that" in err
+        f"{name}: the journal {journal_file(inbox)} does not know all that was sent from it "
+        "(filedrop began sending it at "
+        in err
         and f"{mark} is deleted" in err
     ), err
 
@@ -534,7 +538,7 @@ def test_a_journal_lost_after_a_kill_never_makes_the_next_run_send_again(
         )
         _, out, err = filedrop("run", environ=env, expect=2)
         _held_back(err, inbox, "mid.csv")
-        assert "mid.csv: skipped (not sent: filedrop was sending mid.csv with a journal" in out
+        assert "mid.csv: skipped (not sent: the journal does not know all that was sent" in out
         assert not (inbox / "mid.outcome.csv").exists()
         assert sandbox.counters().posts == 1
 
@@ -574,3 +578,83 @@ def test_a_journal_deleted_while_a_run_polls_holds_back_a_run_started_meanwhile(
             first.wait(timeout=10)
         assert sandbox.counters().invoice_numbers_repeated == ()
         assert sandbox.counters().invoices_received == 4
+
+
+def test_a_journal_put_back_from_a_copy_taken_while_a_file_was_sent_holds_it_back(
+    tmp_path: Path,
+) -> None:
+    """A copy of the journal taken after the file's first POST (a backup of a busy daemon), the
+    run killed after its third, the copy put back: the copy knows the file and its first batch,
+    not the two after it, which the mark names. Nothing is sent (it sent those two again)."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    write_erp_csv(inbox / "a.csv", [erp_row(str(30_100 + n)) for n in range(10)])
+    with Sandbox(SandboxOptions(delay_s=(0, 0))).start() as sandbox:
+        sandbox.stall_next(1.0, count=10, route="invoices")
+        env = run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE="2", FILEDROP_CONCURRENT_BATCHES="1")
+        child = start_run(env)
+        wait_for_journal(
+            journal_file(inbox),
+            lambda db: db.execute("SELECT COUNT(*) FROM batches").fetchone()[0] == 1,
+        )
+        with sqlite3.connect(journal_file(inbox)) as live, sqlite3.connect(tmp_path / "c") as copy:
+            live.backup(copy)
+        deadline = time.monotonic() + 20
+        while sandbox.counters().posts < 3 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        kill_9(child)
+        _lose_journal(inbox)
+        (tmp_path / "c").replace(journal_file(inbox))
+
+        _, _, err = filedrop("run", environ=env, expect=2)
+        assert "a.csv: the journal " in err and "does not know all that was sent from it" in err
+        assert sandbox.counters().invoice_numbers_repeated == ()
+        assert sandbox.counters().posts == 3
+
+
+def test_a_sandbox_trial_leaves_a_production_run_held_back(tmp_path: Path) -> None:
+    """Production killed while sending and its journal lost: held back. A sandbox trial of the
+    same file goes (it sends nothing real), and leaves production's mark as it was: production
+    stays held back (the trial wrote over that mark, then took it away, and production sent the
+    file again)."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    write_erp_csv(inbox / "p.csv", [erp_row(str(70_100 + n)) for n in range(6)])
+    with (
+        Sandbox(SandboxOptions(delay_s=(0, 0))).start() as production,
+        Sandbox(SandboxOptions(delay_s=(0, 0))).start() as trial,
+    ):
+        production.stall_next(30.0, route="invoices")
+        env = kill_9_in_first_post(production, inbox, FILEDROP_ENV="production")
+        _lose_journal(inbox)
+        filedrop("run", environ=env, expect=2)
+
+        filedrop("run", environ=run_env(inbox, trial.url, FILEDROP_BATCH_SIZE="2"))
+        assert trial.counters().invoices_received == 6
+
+        _, out, _ = filedrop("run", environ=env, expect=2)
+        assert "p.csv: skipped (not sent: the journal does not know all" in out
+        assert production.counters().posts == 1
+
+
+def test_a_file_gone_after_its_outcome_leaves_no_mark_behind(tmp_path: Path) -> None:
+    """An outcome with rows PENDING, then a run killed while it polls them (the file's mark
+    written again), then the file deleted: closed as gone, with the outcome it has, it leaves no
+    mark (one was left, and held back every file of the inbox once the journal was rebuilt)."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    write_erp_csv(inbox / "g.csv", [erp_row(str(90_100 + n)) for n in range(4)])
+    with Sandbox(SandboxOptions(delay_s=(3.0, 3.0))).start() as sandbox:
+        env = run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE="2", FILEDROP_POLL_TIMEOUT_S="0.5")
+        filedrop("run", environ=env, expect=3)
+        assert statuses(inbox / "g.outcome.csv") == ["PENDING"] * 4
+        again = start_run({**env, "FILEDROP_POLL_TIMEOUT_S": "30"})
+        deadline = time.monotonic() + 20
+        while not (inbox / ".filedrop").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        kill_9(again)
+        (inbox / "g.csv").unlink()
+
+        filedrop("run", environ={**env, "FILEDROP_POLL_TIMEOUT_S": "30"})
+        assert not (inbox / ".filedrop").exists()
+        assert sandbox.counters().invoice_numbers_repeated == ()

@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from filedrop.inflight import SENDING_FOLDER, clear_mark, mark_path, mark_sending, unknown_mark
+from filedrop.inflight import (
+    SENDING_FOLDER,
+    MarkFolderError,
+    clear_mark,
+    mark_path,
+    mark_sending,
+    unknown_mark,
+)
 from filedrop.journal import Journal, this_owner
 from filedrop.journal.engines import PostgresLocation
 
@@ -18,14 +25,23 @@ TARGET = "production:3fa85f64-5717-4562-b3fc-2c963f66afa6"
 SHA = "ab" * 32
 
 
-def claimed_and_marked(journal: Journal, source: Path, *, target: str = TARGET) -> Path:
-    """What a run does before its first POST: claim the file, then mark it."""
+def claimed_and_marked(
+    journal: Journal, source: Path, *, target: str = TARGET, batches: int = 0
+) -> Path:
+    """What a run does before its first POST (claim the file, then mark it), and before each
+    of its first ``batches`` POSTs (claim the batch, then note it)."""
     record = journal.claim_file(
         path=source, sha256=SHA, target=target, owner=this_owner(), stale_s=60
     )
     assert record is not None
-    mark_sending(source, SHA, journal=journal.identity(), target=target, now=time.time())
-    return mark_path(source, SHA)
+    sending = mark_sending(source, SHA, journal=journal.identity(), target=target, now=time.time())
+    for n in range(batches):
+        batch, _ = journal.claim_batch(
+            file_id=record.id, target=target, invoice_numbers=[f"{source.stem}-{n}"]
+        )
+        sending.before_post(batch)
+    assert sending.path == mark_path(source, SHA, target)
+    return sending.path
 
 
 @pytest.fixture
@@ -58,14 +74,18 @@ def test_another_journal_is_held_back_by_the_mark_and_told_what_to_do(
         assert found.path == mark
         when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(found.started_at))
         assert found.sentence(fresh.path) == (
-            f"april.csv: filedrop began sending it at {when}, but the journal {fresh.path} "
-            "does not know that (it is another journal, or an older copy of the one in use then) "
-            "and no outcome of it was written, so what went cannot be told; nothing in this inbox "
-            "is sent until FILEDROP_STATE points at the journal that was in use, or, if that is "
-            "lost for good, Amili has said which of the file's invoices arrived, they are taken "
-            f"out of it, and {mark} is deleted"
+            f"april.csv: the journal {fresh.path} does not know all that was sent from it "
+            f"(filedrop began sending it at {when} with another journal, or with this one "
+            "before it was put back from an older copy) and no outcome of it was written; "
+            "nothing in this inbox is sent until FILEDROP_STATE points at the journal in use "
+            "then, or, if that is lost for good, Amili has said which of the file's invoices "
+            f"arrived, those are taken out of it, and {mark} is deleted"
         )
-        clear_mark(source, SHA)  # the operator's delete
+        assert found.summary() == (
+            "not sent: the journal does not know all that was sent from april.csv (see the "
+            "log); point FILEDROP_STATE at the journal in use then"
+        )
+        clear_mark(source, SHA, TARGET)  # the operator's delete
         assert not (source.parent / ".filedrop").exists()  # nor the folders it was in
         assert unknown_mark(source.parent, fresh, target=TARGET) is None
 
@@ -84,6 +104,77 @@ def test_an_older_copy_of_the_journal_does_not_know_a_mark_made_after_it(
         assert older.identity() == Journal(live).identity()
         found = unknown_mark(source.parent, older, target=TARGET)
         assert found is not None and found.file == "april.csv"
+
+
+def test_a_copy_taken_while_the_file_was_sent_does_not_know_the_batches_after_it(
+    source: Path, tmp_path: Path
+) -> None:
+    """The copy knows the file and its first batch, the mark names three: held back. The
+    journal the copy was taken of knows all three: not."""
+    live, copy = tmp_path / "journal.db", tmp_path / "copy.db"
+    with Journal(live) as journal:
+        claimed_and_marked(journal, source, batches=1)
+        with sqlite3.connect(live) as db, sqlite3.connect(copy) as backup:
+            db.backup(backup)
+        record = journal.find_file(target=TARGET, name=source.name, sha256=SHA)
+        assert record is not None
+        sending = mark_sending(
+            source, SHA, journal=journal.identity(), target=TARGET, now=time.time()
+        )  # the mark this journal wrote is kept, with its batch
+        for n in (1, 2):
+            batch, _ = journal.claim_batch(
+                file_id=record.id, target=TARGET, invoice_numbers=[f"later-{n}"]
+            )
+            sending.before_post(batch)
+        assert unknown_mark(source.parent, journal, target=TARGET) is None
+    with Journal(copy) as older:
+        found = unknown_mark(source.parent, older, target=TARGET)
+        assert found is not None and found.batches == {1, 2, 3}
+
+
+def test_a_last_batch_line_cut_short_was_never_posted(source: Path, tmp_path: Path) -> None:
+    with Journal(tmp_path / "journal.db") as journal:
+        mark = claimed_and_marked(journal, source, batches=1)
+        with mark.open("ab") as handle:
+            handle.write(b"2")  # killed while writing the line of batch 2: it never went
+        assert unknown_mark(source.parent, journal, target=TARGET) is None
+
+
+def test_the_marks_folder_a_link_or_a_file_is_refused_and_never_followed(
+    source: Path, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    own = source.parent / ".filedrop"
+    with Journal(tmp_path / "journal.db") as journal:
+        for made, what in ((lambda: own.symlink_to(elsewhere), "a symbolic link"),
+                           (lambda: own.write_text("x"), "a file")):  # fmt: skip
+            made()
+            with pytest.raises(MarkFolderError) as refused:
+                claimed_and_marked(journal, source)
+            assert str(refused.value) == (
+                f"{own} is {what}, not a folder filedrop may use: it keeps its marks of the "
+                "files it is sending there; move it away. Nothing was sent."
+            )
+            assert unknown_mark(source.parent, journal, target=TARGET) is None
+            own.unlink()
+        assert list(elsewhere.iterdir()) == []
+
+
+def test_a_marks_folder_that_cannot_be_listed_holds_the_inbox_back(
+    source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Permissions are no obstacle to root, who runs the tests: the listing is made to fail."""
+    (source.parent / SENDING_FOLDER).mkdir(parents=True)
+
+    def refused(self: Path) -> None:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "iterdir", refused)
+    with Journal(tmp_path / "journal.db") as journal:
+        found = unknown_mark(source.parent, journal, target=TARGET)
+        assert found is not None and found.path == source.parent / SENDING_FOLDER
+        assert found.file is None
 
 
 def test_marks_of_another_target_or_from_before_a_fresh_start_do_not_count(
@@ -130,10 +221,11 @@ def test_a_mark_that_cannot_be_read_holds_the_inbox_back(
         found = unknown_mark(source.parent, journal, target=TARGET)
         assert found is not None and found.file is None
         assert found.sentence(journal.path) == (
-            f"the mark {mark}, which filedrop leaves while it sends a file, cannot be read, so "
-            f"whether the journal {journal.path} knows what was sent cannot be told; nothing in "
-            "this inbox is sent until the mark is looked at and deleted"
+            f"{mark}, filedrop's mark of a file it was sending, cannot be read, so whether the "
+            f"journal {journal.path} knows all that was sent cannot be told; nothing in this "
+            "inbox is sent until it is looked at and deleted"
         )
+        assert found.summary() == f"not sent: filedrop's mark {mark} cannot be read (see the log)"
 
 
 def test_what_a_killed_writer_left_is_no_mark(source: Path, tmp_path: Path) -> None:
@@ -151,11 +243,13 @@ def test_any_name_and_each_version_of_a_file_have_a_mark_of_their_own(
     with Journal(tmp_path / "old.db") as old:
         claimed_and_marked(old, hostile)
     other_version = "cd" * 32
-    assert mark_path(hostile, SHA) != mark_path(hostile, other_version)
-    clear_mark(hostile, other_version)  # a new version's outcome leaves the old one's mark
+    assert mark_path(hostile, SHA, TARGET) != mark_path(hostile, other_version, TARGET)
+    assert mark_path(hostile, SHA, TARGET) != mark_path(hostile, SHA, "sandbox:trial")
+    clear_mark(hostile, other_version, TARGET)  # a new version's outcome leaves the old one's
+    clear_mark(hostile, SHA, "sandbox:trial")  # and so does a sandbox trial's
     with Journal(tmp_path / "new.db") as fresh:
         found = unknown_mark(source.parent, fresh, target=TARGET)
         assert found is not None and found.file == hostile.name
         assert "\\n" in found.sentence(fresh.path) and "\x1b" not in found.sentence(fresh.path)
-    clear_mark(hostile, SHA)
+    clear_mark(hostile, SHA, TARGET)
     assert list(source.parent.iterdir()) == []

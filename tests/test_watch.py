@@ -9,6 +9,7 @@ rare, so that they can only be found through the observer under test.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import shutil
@@ -311,6 +312,35 @@ def test_a_daemon_whose_journal_folder_is_removed_puts_it_back(
         known = journal.invoices(target=watcher.ctx.target, numbers=["RM-1", "RM-2"])
     assert sorted(known) == ["RM-1", "RM-2"]
     assert_sent_once(sandbox, ["RM-1", "RM-2"])
+
+
+def test_files_held_back_by_a_mark_are_taken_once_it_is_deleted(
+    start_watch: Callable[..., Watcher], sandbox: Sandbox, logged: Logged
+) -> None:
+    """Another journal's sending mark holds the inbox back: the daemon looks at the held files
+    again, as deleting the mark (the operator's fix, once Amili said what arrived) changes no
+    file; they were settled, and sent only after a restart."""
+    watcher = start_watch(retry_initial_s=0.2, retry_max_s=0.4)
+    marks = watcher.inbox / ".filedrop" / "sending"
+    marks.mkdir(parents=True)
+    facts = {"file": "old.csv", "sha256": "00" * 32, "journal": "an-other-journal"}
+    mark = marks / "0123.json"
+    mark.write_text(json.dumps({**facts, "target": watcher.ctx.target, "started_at": 0}) + "\n")
+    (watcher.inbox / "held.csv").write_text(HEADER + row("HB-1"), encoding="utf-8")
+    held = watcher.wait_for("held.csv")["held.csv"]
+    assert held.state is FileState.SKIPPED
+    assert held.message == (
+        "not sent: the journal does not know all that was sent from old.csv (see the log); "
+        "point FILEDROP_STATE at the journal in use then"
+    )
+    assert sandbox.counters().posts == 0
+    mark.unlink()
+    watcher.wait(
+        lambda: any(r.state is FileState.DONE for r in watcher.reports_for("held.csv")),
+        what="held.csv sent once the mark is gone",
+    )
+    assert_sent_once(sandbox, ["HB-1"])
+    assert logged.count("old.csv: the journal ") == 1  # said once, not at every look
 
 
 @pytest.mark.parametrize("gone", ["removed", "moved away"])
