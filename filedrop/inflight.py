@@ -182,12 +182,12 @@ def clear_mark(source: Path, sha256: str, target: str) -> None:
     written: the outcome tells from then on. One that cannot be removed only holds the inbox
     back if the journal is lost later."""
     mark = mark_path(source, sha256, target)
-    with contextlib.suppress(OSError):
-        mark.unlink(missing_ok=True)
-        # No empty folders left behind in the inbox: the last mark takes its folder, and
-        # filedrop's own, when nothing else is in them (a folder still in use is not empty).
-        mark.parent.rmdir()
-        mark.parent.parent.rmdir()
+    # No empty folders left behind in the inbox: the last mark takes its folder, and filedrop's
+    # own, when nothing else is in them (a folder still in use is not empty). Each step on its
+    # own: a run killed between making the two folders left the first alone.
+    for remove in (mark.unlink, mark.parent.rmdir, mark.parent.parent.rmdir):
+        with contextlib.suppress(OSError):
+            remove()
 
 
 def unknown_mark(inbox: Path, journal: Journal, *, target: str) -> SendingMark | None:

@@ -18,6 +18,7 @@ from builders import erp_row, filedrop, mountinfo, run_env, write_erp_csv, write
 from conftest import journal_file, sandbox_settings
 
 from filedrop.inbox import outcome_path
+from filedrop.inflight import sending_marks
 from filedrop.mounts import ShareWatch
 from filedrop.runner import open_context, settle_leftovers
 from filedrop.sandbox import Sandbox, SandboxOptions
@@ -649,10 +650,12 @@ def test_a_file_gone_after_its_outcome_leaves_no_mark_behind(tmp_path: Path) -> 
         filedrop("run", environ=env, expect=3)
         assert statuses(inbox / "g.outcome.csv") == ["PENDING"] * 4
         again = start_run({**env, "FILEDROP_POLL_TIMEOUT_S": "30"})
+        marks = inbox / ".filedrop" / "sending"
         deadline = time.monotonic() + 20
-        while not (inbox / ".filedrop").exists() and time.monotonic() < deadline:
+        while not sending_marks(inbox) and time.monotonic() < deadline:
             time.sleep(0.02)
         kill_9(again)
+        assert len(sending_marks(inbox)) == 1, list(marks.iterdir())
         (inbox / "g.csv").unlink()
 
         filedrop("run", environ={**env, "FILEDROP_POLL_TIMEOUT_S": "30"})

@@ -236,6 +236,16 @@ def test_what_a_killed_writer_left_is_no_mark(source: Path, tmp_path: Path) -> N
         assert unknown_mark(source.parent, journal, target=TARGET) is None
 
 
+def test_the_folders_a_killed_run_left_without_a_mark_go_with_the_next_outcome(
+    source: Path,
+) -> None:
+    """Killed after making filedrop's own folder but before the marks' one: the outcome's
+    clearing takes it away all the same."""
+    (source.parent / ".filedrop").mkdir()
+    clear_mark(source, SHA, TARGET)
+    assert list(source.parent.iterdir()) == []
+
+
 def test_any_name_and_each_version_of_a_file_have_a_mark_of_their_own(
     source: Path, tmp_path: Path
 ) -> None:
