@@ -10,7 +10,8 @@ run would find nothing to tell it which batches went, and would send them again.
 
 So before a file's first POST a small mark is written durably to
 ``<inbox>/.filedrop/sending/``: which journal is recording the sending, at which target, since
-when; then, before each POST, the journal's number of the batch about to go. The outcome removes
+when; then, before each POST, the journal's number of the batch about to go (a mark that names
+none tells that nothing went). The outcome removes
 it; from then on the outcome is the evidence. A mark whose journal is not the one in use, or
 that names a batch the journal does not hold (``unknown_mark``), holds the inbox back, as an
 outcome showing unknown sends does.
@@ -24,6 +25,7 @@ import hashlib
 import json
 import os
 import stat
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +47,7 @@ __all__ = [
     "mark_path",
     "mark_sending",
     "sending_marks",
+    "sent_since_outcome",
     "unknown_mark",
 ]
 
@@ -54,6 +57,10 @@ SENDING_FOLDER = Path(STATE_FOLDER) / "sending"
 #: The most a mark is read of: its first line is under 1 KiB, and each batch adds a few bytes (a
 #: file of a million invoices in batches of 100 adds under 100 KiB).
 _MARK_MAX_BYTES = 16 * 1024 * 1024
+
+
+#: Past any time a mark was written at (the year 5138), and within what every platform shows.
+_LAST_TIME = 1e11
 
 
 class MarkFolderError(FiledropError):
@@ -113,15 +120,28 @@ def mark_path(source: Path, sha256: str, target: str) -> Path:
     return source.parent / SENDING_FOLDER / f"{hashlib.sha256(key).hexdigest()[:32]}.json"
 
 
-@dataclass(frozen=True)
 class Sending:
-    """A file's mark while it is sent: ``before_post`` notes each batch before its POST."""
+    """A file's mark while it is sent. ``before_post`` writes it at the first batch, then notes
+    each batch's journal number, each on disk before its POST: a mark exists only where a batch
+    was about to go, so one that names no batch tells that nothing went."""
 
-    path: Path
+    def __init__(self, source: Path, sha256: str, *, journal: str, target: str, now: float):
+        self.path = mark_path(source, sha256, target)
+        self._source = source
+        facts = {"file": source.name, "sha256": sha256, "journal": journal, "target": target}
+        self._head = (json.dumps({**facts, "started_at": now}) + "\n").encode()
+        self._journal = journal
+        self._ready = False
+        self._lock = threading.Lock()  # the posting threads note their batches at once
 
     def before_post(self, batch: int) -> None:
         """Note the journal's number of the batch about to be POSTed, on disk before it goes.
-        Raises ``OSError`` naming the mark when that cannot be done: the batch is not sent."""
+        Raises ``MarkFolderError`` when the inbox's own folder or the marks' is a link or a
+        file, ``OSError`` naming the mark when it cannot be written: the batch is not sent."""
+        with self._lock:
+            if not self._ready:
+                self._begin()
+                self._ready = True
         try:
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0))
             try:
@@ -132,30 +152,36 @@ class Sending:
         except OSError as exc:
             raise OSError(exc.errno, exc.strerror or str(exc), str(self.path)) from exc
 
+    def _begin(self) -> None:
+        """Write the mark's first line, durably; one this journal wrote before (a file resumed)
+        is kept, with the batches it names."""
+        before = _read(self.path)
+        if before is not None and before.file is not None and before.journal == self._journal:
+            return
+        for last in (False, True):
+            made = _make_folders(self._source.parent)
+            try:
+                write_atomically(self.path, lambda out: out.write(self._head))
+            except FileNotFoundError:
+                if last:
+                    raise
+                continue  # another file's outcome took the emptied folder away in between
+            for folder in made:  # a power cut must not take the new folders, and the mark, away
+                sync_folder(folder.parent)
+            return
+
 
 def mark_sending(source: Path, sha256: str, *, journal: str, target: str, now: float) -> Sending:
-    """The mark of ``source`` (its content ``sha256``) for ``target``, written durably before
-    anything of it is sent; one this journal wrote before (a file resumed) is kept, with the
-    batches it names. Raises ``MarkFolderError`` when the inbox's own folder or the marks' is
-    a link or a file, ``OSError`` naming the mark when it cannot be written: nothing is sent."""
-    dest = mark_path(source, sha256, target)
-    before = _read(dest)
-    if before is not None and before.file is not None and before.journal == journal:
-        return Sending(dest)
-    facts = {"file": source.name, "sha256": sha256, "journal": journal, "target": target}
-    text = (json.dumps({**facts, "started_at": now}) + "\n").encode()
-    for last in (False, True):
-        made = _make_folders(source.parent)
-        try:
-            write_atomically(dest, lambda out: out.write(text))
-        except FileNotFoundError:
-            if last:
-                raise
-            continue  # another file's outcome took the emptied folder away in between
-        for folder in made:  # a power cut must not take the new folders, and the mark, away
-            sync_folder(folder.parent)
-        return Sending(dest)
-    raise AssertionError("unreachable")  # pragma: no cover
+    """The mark of ``source`` (its content ``sha256``) for ``target``, for the journal
+    ``journal``: written at its first batch (``Sending.before_post``)."""
+    return Sending(source, sha256, journal=journal, target=target, now=now)
+
+
+def sent_since_outcome(source: Path, sha256: str, target: str) -> bool:
+    """Whether the mark of ``source`` names a batch: one went since its last outcome, which the
+    mark's write took away."""
+    mark = _read(mark_path(source, sha256, target))
+    return mark is not None and (mark.file is None or bool(mark.batches))
 
 
 def _make_folders(inbox: Path) -> list[Path]:
@@ -190,10 +216,13 @@ def clear_mark(source: Path, sha256: str, target: str) -> None:
             remove()
 
 
-def unknown_mark(inbox: Path, journal: Journal, *, target: str) -> SendingMark | None:
+def unknown_mark(
+    inbox: Path, journal: Journal, *, target: str, of: str | None = None
+) -> SendingMark | None:
     """A mark in ``inbox`` of a file sent to ``target`` that ``journal`` does not know all of:
     another journal's, or one naming a batch this journal does not hold (it was put back from a
-    copy taken before). None when there is none.
+    copy taken before); the one of the file named ``of``, if it is such a mark. None when there
+    is none.
 
     A mark of another target does not count (a sandbox trial sends nothing real), nor one older
     than a journal started afresh on purpose (``journal rebuild --fresh``). One that cannot be
@@ -205,18 +234,24 @@ def unknown_mark(inbox: Path, journal: Journal, *, target: str) -> SendingMark |
     except OSError:
         return SendingMark(inbox / SENDING_FOLDER)
     fresh_at = journal.started_fresh_at() if found else None
+    unknown: list[SendingMark] = []
     for path in found:
         mark = _read(path)
         if mark is None:
             continue  # its outcome was written meanwhile
-        if mark.file is None:
+        if mark.file is not None:
+            if not mark.batches:
+                continue  # killed before its first batch's line was on disk: nothing went
+            if mark.target != target or (
+                fresh_at is not None and (mark.started_at or 0.0) < fresh_at
+            ):
+                continue
+            if mark.journal == journal.identity() and _knows_all(journal, mark):
+                continue
+        if of is None or mark.file == of:
             return mark
-        if mark.target != target or (fresh_at is not None and (mark.started_at or 0.0) < fresh_at):
-            continue
-        if mark.journal == journal.identity() and _knows_all(journal, mark):
-            continue
-        return mark
-    return None
+        unknown.append(mark)
+    return unknown[0] if unknown else None
 
 
 def _knows_all(journal: Journal, mark: SendingMark) -> bool:
@@ -262,6 +297,8 @@ def _read(path: Path) -> SendingMark | None:
         started_at = float(facts["started_at"])
         if not all(isinstance(text, str) for text in texts):
             raise TypeError(texts)
+        if not 0 <= started_at < _LAST_TIME:  # not one filedrop wrote (NaN fails this too)
+            raise ValueError(started_at)
         # Each batch a line; a last line cut short by a crash was never followed by its POST.
         lines = rest.split(b"\n")
         batches = frozenset(int(line) for line in lines[:-1])

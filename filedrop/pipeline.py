@@ -65,7 +65,13 @@ from filedrop.inbox import (
     scan,
     stamped_names,
 )
-from filedrop.inflight import Sending, clear_mark, mark_sending, unknown_mark
+from filedrop.inflight import (
+    Sending,
+    clear_mark,
+    mark_sending,
+    sent_since_outcome,
+    unknown_mark,
+)
 from filedrop.journal import BatchRecord, FileRecord, InvoiceRecord, Journal, this_owner
 from filedrop.journal.rebuild import (
     inbox_lost_journal_evidence,
@@ -371,7 +377,7 @@ def _lost_journal(path: Path, ctx: Context) -> FileReport | None:
             "journal does not know were sent (lost, replaced or an older copy); run 'filedrop "
             "journal rebuild'"
         )
-    elif mark := unknown_mark(path.parent, ctx.journal, target=ctx.target):
+    elif mark := unknown_mark(path.parent, ctx.journal, target=ctx.target, of=path.name):
         said, message = mark.sentence(ctx.journal.path), mark.summary()
     else:
         return None
@@ -661,9 +667,9 @@ def _send_and_report(
 
     sending = None
     if prepared.invoices or not later.done:
-        # Durably, before the first POST, and each batch before its own: should this run be
-        # killed and its journal then be lost too, or put back from an older copy, the next
-        # one finds what an outcome would have told it (inflight.py).
+        # On disk before each POST, from the first batch on: should this run be killed and its
+        # journal then be lost too, or put back from an older copy, the next one finds what an
+        # outcome would have told it (inflight.py).
         journal_id = ctx.journal.identity()
         sending = mark_sending(path, sha256, journal=journal_id, target=ctx.target, now=ctx.clock())
     pending = _send(
@@ -1042,15 +1048,22 @@ def close_gone_file(
     The input is gone, so that outcome lists only what the journal knows (``write_gone_outcome``).
     Rows never sent are in no journal and so in no outcome; the same bytes dropped again are
     taken up again (``gone`` is not final) and send them. A file that wrote its outcome before
-    (left to retry, or waiting on its batches) keeps it: every row is in it. Called once the
-    file's batches have all ended, by a caller that holds no claim (``claim`` of
+    (left to retry, or waiting on its batches) keeps it: every row is in it; unless batches went
+    after it was written (its sending mark names them), when it shows rows as not sent that
+    went: then the journal's outcome is written too (in ``archive/``, beside the earlier one).
+    Called once the file's batches have all ended, by a caller that holds no claim (``claim`` of
     ``finish_file``).
     """
-    if record.outcome_written is None:
+    source = Path(record.path)
+    stale = record.outcome_written is not None and sent_since_outcome(
+        source, record.sha256, record.target
+    )
+    written_now = record.outcome_written is None or stale
+    if written_now:
         outcome, counts = write_gone_outcome(record, journal)
         told = (
             f"{_counts_text(counts)} sent from it, listed in "
-            f"{printable(str(outcome.relative_to(Path(record.path).parent)))}; rows not listed "
+            f"{printable(str(outcome.relative_to(source.parent)))}; rows not listed "
             "there were never sent, and go when the same file is dropped again"
             if outcome
             else "nothing was sent from it"
@@ -1061,8 +1074,9 @@ def close_gone_file(
             "its outcome stays as it was written while the file was there, so rows it shows "
             "PENDING may have ended since; drop the same file again to have it rewritten"
         )
-    # Its outcome (written now, or before with every row) tells what went, or nothing did.
-    clear_mark(Path(record.path), record.sha256, record.target)
+    # Its outcome (written now, or before with every row and nothing sent since) tells what
+    # went, or that nothing did: the mark has nothing more to say.
+    clear_mark(source, record.sha256, record.target)
     _record_gone(
         journal,
         record,
@@ -1070,7 +1084,7 @@ def close_gone_file(
         counts,
         f"moved, replaced or deleted while unfinished: {told}",
         claim=record.owner if record.state is FileState.CLAIMED else None,
-        written_now=record.outcome_written is None,
+        written_now=written_now,
     )
     log.warning(
         "%s: moved, replaced or deleted while unfinished; %s",
@@ -1078,9 +1092,9 @@ def close_gone_file(
         told,
         extra=fields("file_gone", inbox=inbox, file=record.name, counts=counts),
     )
-    if outcome is None or record.outcome_written is not None:
+    if outcome is None or not written_now:
         return None
-    return FileReport(Path(record.path), FileState.GONE, counts, outcome, f"gone: {told}")
+    return FileReport(source, FileState.GONE, counts, outcome, f"gone: {told}")
 
 
 def write_gone_outcome(

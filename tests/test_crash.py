@@ -638,10 +638,12 @@ def test_a_sandbox_trial_leaves_a_production_run_held_back(tmp_path: Path) -> No
         assert production.counters().posts == 1
 
 
-def test_a_file_gone_after_its_outcome_leaves_no_mark_behind(tmp_path: Path) -> None:
-    """An outcome with rows PENDING, then a run killed while it polls them (the file's mark
-    written again), then the file deleted: closed as gone, with the outcome it has, it leaves no
-    mark (one was left, and held back every file of the inbox once the journal was rebuilt)."""
+def test_a_run_that_only_polls_leaves_no_mark_to_hold_a_rebuilt_journal_back(
+    tmp_path: Path,
+) -> None:
+    """An outcome with every row PENDING, then a run killed while it only polls them: it wrote
+    no mark (it held the inbox back once the journal was lost and rebuilt from that outcome,
+    which shows every row). Rebuilt, the next run finishes the file and sends nothing twice."""
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     write_erp_csv(inbox / "g.csv", [erp_row(str(90_100 + n)) for n in range(4)])
@@ -649,15 +651,64 @@ def test_a_file_gone_after_its_outcome_leaves_no_mark_behind(tmp_path: Path) -> 
         env = run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE="2", FILEDROP_POLL_TIMEOUT_S="0.5")
         filedrop("run", environ=env, expect=3)
         assert statuses(inbox / "g.outcome.csv") == ["PENDING"] * 4
-        again = start_run({**env, "FILEDROP_POLL_TIMEOUT_S": "30"})
-        marks = inbox / ".filedrop" / "sending"
+        env["FILEDROP_POLL_TIMEOUT_S"] = "30"
+        again = start_run(env)
+        wait_for_journal(
+            journal_file(inbox),
+            lambda db: db.execute("SELECT owner FROM files").fetchone()[0] is not None,
+        )
+        time.sleep(0.5)  # polling
+        kill_9(again)
+        assert sending_marks(inbox) == []
+        _lose_journal(inbox)
+        filedrop("journal", "rebuild", environ=env)
+
+        filedrop("run", environ=env)
+        assert statuses(inbox / "g.outcome.csv") == ["SUCCEEDED"] * 4
+        assert sandbox.counters().invoice_numbers_repeated == ()
+
+
+def test_a_file_gone_after_more_went_than_its_outcome_shows_gets_the_journals_outcome(
+    tmp_path: Path,
+) -> None:
+    """An outcome with rows NOT_SENT (Amili down); a re-take sends two of them and is killed;
+    the file is deleted. Closed as gone, it keeps that outcome, which says those two were not
+    sent, and lost the mark that said they were: a journal put back from a copy then sent them
+    again. Now the journal's outcome is written beside it, in archive/, and that copy is held
+    back by it."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    source = inbox / "f.csv"
+    write_erp_csv(source, [erp_row(str(60_001 + n)) for n in range(6)])
+    kept = source.read_bytes()
+    with Sandbox(SandboxOptions(delay_s=(0, 0))).start() as sandbox:
+        env = run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE="2", FILEDROP_CONCURRENT_BATCHES="1")
+        sandbox.stall_next(1.0, route="invoices")  # the first batch goes, then Amili is down
+        first = start_run(env)
         deadline = time.monotonic() + 20
-        while not sending_marks(inbox) and time.monotonic() < deadline:
+        while sandbox.counters().posts < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        sandbox.fail_next(503, count=1000, route="invoices", retry_after="0")
+        first.communicate(timeout=60)
+        assert first.returncode == 3
+        assert statuses(inbox / "f.outcome.csv") == ["SUCCEEDED"] * 2 + ["NOT_SENT"] * 4
+        copy = tmp_path / "copy.db"
+        with sqlite3.connect(journal_file(inbox)) as live, sqlite3.connect(copy) as backup:
+            live.backup(backup)
+        sandbox.clear_faults()
+        sandbox.stall_next(30.0, route="invoices")
+        again = start_run(env)
+        deadline = time.monotonic() + 20
+        while sandbox.counters().invoices_received < 4 and time.monotonic() < deadline:
             time.sleep(0.02)
         kill_9(again)
-        assert len(sending_marks(inbox)) == 1, list(marks.iterdir())
-        (inbox / "g.csv").unlink()
+        source.unlink()
 
-        filedrop("run", environ={**env, "FILEDROP_POLL_TIMEOUT_S": "30"})
-        assert not (inbox / ".filedrop").exists()
+        _, out, _ = filedrop("run", environ=env, expect=1)  # the batch it was killed in: UNKNOWN
+        assert "f.csv: 2 NOT_SENT, 2 SUCCEEDED, 2 UNKNOWN\n  gone: " in out
+        assert sending_marks(inbox) == []
+        _lose_journal(inbox)
+        copy.replace(journal_file(inbox))
+        source.write_bytes(kept)
+        filedrop("run", environ=env, expect=2)  # the journal's outcome in archive/ holds it back
         assert sandbox.counters().invoice_numbers_repeated == ()

@@ -3,6 +3,7 @@ PostgreSQL): a journal that does not know it was sending that file holds the inb
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import time
@@ -26,10 +27,10 @@ SHA = "ab" * 32
 
 
 def claimed_and_marked(
-    journal: Journal, source: Path, *, target: str = TARGET, batches: int = 0
+    journal: Journal, source: Path, *, target: str = TARGET, batches: int = 1
 ) -> Path:
-    """What a run does before its first POST (claim the file, then mark it), and before each
-    of its first ``batches`` POSTs (claim the batch, then note it)."""
+    """What a run does before its first ``batches`` POSTs: claim the file, then each batch,
+    noting it in the file's mark (written at the first)."""
     record = journal.claim_file(
         path=source, sha256=SHA, target=target, owner=this_owner(), stale_s=60
     )
@@ -177,6 +178,20 @@ def test_a_marks_folder_that_cannot_be_listed_holds_the_inbox_back(
         assert found.file is None
 
 
+def test_each_held_file_is_told_of_its_own_mark_first(source: Path, tmp_path: Path) -> None:
+    """Two files killed while sent, the journal lost: each one's summary names its own mark
+    (both named the first mark found, so settling that one left the other a surprise)."""
+    with Journal(tmp_path / "old.db") as old:
+        claimed_and_marked(old, source.with_name("a.csv"))
+        claimed_and_marked(old, source.with_name("b.csv"))
+    with Journal(tmp_path / "new.db") as fresh:
+        for name in ("a.csv", "b.csv"):
+            found = unknown_mark(source.parent, fresh, target=TARGET, of=name)
+            assert found is not None and found.file == name
+        found = unknown_mark(source.parent, fresh, target=TARGET, of="c.csv")
+        assert found is not None and found.file in ("a.csv", "b.csv")
+
+
 def test_marks_of_another_target_or_from_before_a_fresh_start_do_not_count(
     source: Path, tmp_path: Path
 ) -> None:
@@ -209,7 +224,33 @@ def _a_pipe(mark: Path) -> None:
     os.mkfifo(mark)  # opened for reading, a pipe would block the run for good
 
 
-@pytest.mark.parametrize("made", [_garbage, _a_number_for_a_name, _a_link, _a_pipe])
+def _a_time_past_any_calendar(mark: Path) -> None:
+    facts = {"file": "a.csv", "sha256": "x", "journal": "j", "target": TARGET}
+    mark.write_text(json.dumps({**facts, "started_at": 1e300}) + "\n1\n")
+
+
+def _a_time_that_is_no_number(mark: Path) -> None:
+    facts = {"file": "a.csv", "sha256": "x", "journal": "j", "target": TARGET}
+    mark.write_text(json.dumps({**facts, "started_at": float("nan")}) + "\n1\n")
+
+
+def _a_batch_that_is_no_number(mark: Path) -> None:
+    facts = {"file": "a.csv", "sha256": "x", "journal": "j", "target": TARGET}
+    mark.write_text(json.dumps({**facts, "started_at": 0}) + "\n1\ntwo\n")
+
+
+@pytest.mark.parametrize(
+    "made",
+    [
+        _garbage,
+        _a_number_for_a_name,
+        _a_link,
+        _a_pipe,
+        _a_time_past_any_calendar,
+        _a_time_that_is_no_number,
+        _a_batch_that_is_no_number,
+    ],
+)
 def test_a_mark_that_cannot_be_read_holds_the_inbox_back(
     made: object, source: Path, tmp_path: Path
 ) -> None:
@@ -226,6 +267,20 @@ def test_a_mark_that_cannot_be_read_holds_the_inbox_back(
             "inbox is sent until it is looked at and deleted"
         )
         assert found.summary() == f"not sent: filedrop's mark {mark} cannot be read (see the log)"
+
+
+def test_no_mark_is_written_until_a_batch_is_about_to_go_and_one_naming_none_tells_nothing_went(
+    source: Path, tmp_path: Path
+) -> None:
+    """A run that only polls (every row sent before) writes no mark; one killed after writing
+    the mark's first line and before its first batch's sent nothing, and holds nothing back."""
+    with Journal(tmp_path / "old.db") as old:
+        sending = mark_sending(source, SHA, journal=old.identity(), target=TARGET, now=1.0)
+        assert not (source.parent / ".filedrop").exists()
+        sending._begin()  # killed right after it
+        assert sending.path.read_bytes().count(b"\n") == 1
+    with Journal(tmp_path / "new.db") as fresh:
+        assert unknown_mark(source.parent, fresh, target=TARGET) is None
 
 
 def test_what_a_killed_writer_left_is_no_mark(source: Path, tmp_path: Path) -> None:

@@ -325,7 +325,8 @@ def test_files_held_back_by_a_mark_are_taken_once_it_is_deleted(
     marks.mkdir(parents=True)
     facts = {"file": "old.csv", "sha256": "00" * 32, "journal": "an-other-journal"}
     mark = marks / "0123.json"
-    mark.write_text(json.dumps({**facts, "target": watcher.ctx.target, "started_at": 0}) + "\n")
+    head = json.dumps({**facts, "target": watcher.ctx.target, "started_at": 0})
+    mark.write_text(f"{head}\n7\n")  # batch 7 of that journal went
     (watcher.inbox / "held.csv").write_text(HEADER + row("HB-1"), encoding="utf-8")
     held = watcher.wait_for("held.csv")["held.csv"]
     assert held.state is FileState.SKIPPED

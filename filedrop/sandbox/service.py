@@ -257,6 +257,11 @@ class Sandbox:
         """Process the next ``count`` API requests on ``route``, but answer ``seconds`` later."""
         self._add_fault(_Fault("stall", route, count, stall_s=seconds))
 
+    def clear_faults(self) -> None:
+        """Take back every fault not used up yet: the API behaves again."""
+        with self._lock:
+            self._faults.clear()
+
     def _add_fault(self, fault: _Fault) -> None:
         if fault.route not in _ROUTES:
             msg = f"route must be one of {', '.join(_ROUTES)}, not {fault.route!r}"
