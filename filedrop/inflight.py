@@ -44,10 +44,10 @@ __all__ = [
     "Sending",
     "SendingMark",
     "clear_mark",
+    "mark_of",
     "mark_path",
     "mark_sending",
     "sending_marks",
-    "sent_since_outcome",
     "unknown_mark",
 ]
 
@@ -159,8 +159,8 @@ class Sending:
         if before is not None and before.file is not None and before.journal == self._journal:
             return
         for last in (False, True):
-            made = _make_folders(self._source.parent)
             try:
+                made = _make_folders(self._source.parent)
                 write_atomically(self.path, lambda out: out.write(self._head))
             except FileNotFoundError:
                 if last:
@@ -177,11 +177,19 @@ def mark_sending(source: Path, sha256: str, *, journal: str, target: str, now: f
     return Sending(source, sha256, journal=journal, target=target, now=now)
 
 
-def sent_since_outcome(source: Path, sha256: str, target: str) -> bool:
-    """Whether the mark of ``source`` names a batch: one went since its last outcome, which the
-    mark's write took away."""
+def mark_of(source: Path, sha256: str, target: str, journal: Journal) -> str:
+    """What the mark of ``source`` (its content ``sha256``, for ``target``) is to ``journal``:
+    "none" when there is none, or it names no batch (nothing went); "known" when the journal
+    wrote it and holds every batch it names, which went since the file's last outcome (the
+    outcome took the mark away); "unknown" otherwise (another journal's, one naming a batch a
+    copy put back does not hold, or one that cannot be read), which holds the inbox back and
+    is never taken away by this journal."""
     mark = _read(mark_path(source, sha256, target))
-    return mark is not None and (mark.file is None or bool(mark.batches))
+    if mark is None or (mark.file is not None and not mark.batches):
+        return "none"
+    if mark.file is not None and mark.journal == journal.identity() and _knows_all(journal, mark):
+        return "known"
+    return "unknown"
 
 
 def _make_folders(inbox: Path) -> list[Path]:

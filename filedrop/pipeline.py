@@ -68,8 +68,8 @@ from filedrop.inbox import (
 from filedrop.inflight import (
     Sending,
     clear_mark,
+    mark_of,
     mark_sending,
-    sent_since_outcome,
     unknown_mark,
 )
 from filedrop.journal import BatchRecord, FileRecord, InvoiceRecord, Journal, this_owner
@@ -972,6 +972,8 @@ def rewrite_outcome(
     dest = outcome_path(path)
     _keep_earlier_outcome(path, dest, unless=record.outcome_written, limits=limits, inbox=inbox)
     outcome = write_outcome(prepared.table, outcomes, summary, dest=dest)
+    if mark_of(path, record.sha256, record.target, journal) == "known":
+        clear_mark(path, record.sha256, record.target)  # this outcome shows all it names
     pending = len(journal.batches(file_id=record.id, states=(BatchState.QUEUED,)))
     journal.finish_file(
         record.id,
@@ -1043,7 +1045,8 @@ def close_gone_file(
 ) -> FileReport | None:
     """Leave a file whose bytes are gone from its path (moved, replaced or deleted while it was
     unfinished) ``gone``, with the outcome it never got; returns the report of that outcome
-    (for the run's summary and exit code), None when none was written now.
+    (for the run's summary and exit code), or of why the file was left as it was (a sending
+    mark this journal does not know), None when no outcome was written now.
 
     The input is gone, so that outcome lists only what the journal knows (``write_gone_outcome``).
     Rows never sent are in no journal and so in no outcome; the same bytes dropped again are
@@ -1055,9 +1058,21 @@ def close_gone_file(
     ``finish_file``).
     """
     source = Path(record.path)
-    stale = record.outcome_written is not None and sent_since_outcome(
-        source, record.sha256, record.target
-    )
+    mark = mark_of(source, record.sha256, record.target, journal)
+    if mark == "unknown":
+        # A journal that does not know all that was sent from it (put back from an older copy)
+        # would write an outcome calling sent rows unsent and take the mark away, the one
+        # record of them: the file stays as it is, and its mark holds the inbox back.
+        why = (
+            "moved, replaced or deleted while unfinished, and not closed: its sending mark names "
+            "batches this journal does not hold; point FILEDROP_STATE at the journal in use then"
+        )
+        log.warning(
+            "%s: %s", printable(record.name), why,
+            extra=fields("file_gone_held", inbox=inbox, file=record.name),
+        )  # fmt: skip
+        return FileReport(source, FileState.SKIPPED, {}, message=why, setback=Setback.SETUP)
+    stale = record.outcome_written is not None and mark == "known"
     written_now = record.outcome_written is None or stale
     if written_now:
         outcome, counts = write_gone_outcome(record, journal)

@@ -712,3 +712,75 @@ def test_a_file_gone_after_more_went_than_its_outcome_shows_gets_the_journals_ou
         source.write_bytes(kept)
         filedrop("run", environ=env, expect=2)  # the journal's outcome in archive/ holds it back
         assert sandbox.counters().invoice_numbers_repeated == ()
+
+
+def test_a_file_gone_while_its_mark_holds_the_inbox_back_is_not_closed(tmp_path: Path) -> None:
+    """A re-take sends two rows more than the outcome shows and is killed; the journal is put
+    back from a copy taken before it, so the mark holds the inbox back; the file is deleted.
+    Closing it as gone wrote this journal's outcome, which calls those rows unsent, and took
+    the mark away: the same file dropped again sent them twice. Now it is left as it was, the
+    run says so (exit 2), and the mark goes on holding the inbox back."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    source = inbox / "f.csv"
+    write_erp_csv(source, [erp_row(str(73_001 + n)) for n in range(6)])
+    kept = source.read_bytes()
+    with Sandbox(SandboxOptions(delay_s=(0, 0))).start() as sandbox:
+        env = run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE="2", FILEDROP_CONCURRENT_BATCHES="1")
+        sandbox.stall_next(1.0, route="invoices")  # the first batch goes, then Amili is down
+        first = start_run(env)
+        deadline = time.monotonic() + 20
+        while sandbox.counters().posts < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        sandbox.fail_next(503, count=1000, route="invoices", retry_after="0")
+        first.communicate(timeout=60)
+        sandbox.clear_faults()
+        copy = tmp_path / "copy.db"
+        with sqlite3.connect(journal_file(inbox)) as live, sqlite3.connect(copy) as backup:
+            live.backup(backup)
+        sandbox.stall_next(30.0, route="invoices")
+        again = start_run(env)
+        while sandbox.counters().invoices_received < 4 and time.monotonic() < deadline + 20:
+            time.sleep(0.02)
+        kill_9(again)
+        _lose_journal(inbox)
+        copy.replace(journal_file(inbox))
+        source.unlink()
+
+        _, out, _ = filedrop("run", environ=env, expect=2)
+        assert "f.csv: skipped (moved, replaced or deleted while unfinished, and not closed" in out
+        assert len(sending_marks(inbox)) == 1
+        source.write_bytes(kept)
+        filedrop("run", environ=env, expect=2)
+        assert sandbox.counters().invoice_numbers_repeated == ()
+
+
+def test_an_outcome_resolve_rewrites_takes_the_mark_away(tmp_path: Path) -> None:
+    """Stopped (SIGTERM) while its first POST awaited the answer: the file is left waiting,
+    with no outcome, its mark naming that batch. Resolved as sent, the outcome is written, and
+    shows all the mark names, so the mark goes: it held a journal rebuilt from that very
+    outcome back for ever."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    write_erp_csv(inbox / "f.csv", [erp_row(str(74_001 + n)) for n in range(6)])
+    with Sandbox(SandboxOptions(delay_s=(0.3, 0.3))).start() as sandbox:
+        sandbox.stall_next(5.0, route="invoices")
+        env = run_env(
+            inbox, sandbox.url, FILEDROP_BATCH_SIZE="2", FILEDROP_CONCURRENT_BATCHES="1",
+            FILEDROP_READ_TIMEOUT_S="1",
+        )  # fmt: skip
+        child = start_run(env)
+        deadline = time.monotonic() + 20
+        while sandbox.counters().posts < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        child.send_signal(signal.SIGTERM)
+        child.communicate(timeout=60)
+        assert len(sending_marks(inbox)) == 1 and not (inbox / "f.outcome.csv").exists()
+        filedrop("resolve", "1", "--sent", environ=env)
+        assert (inbox / "f.outcome.csv").exists()
+        assert sending_marks(inbox) == []
+        _lose_journal(inbox)
+        filedrop("journal", "rebuild", environ=env)
+        filedrop("run", environ=env)
+        assert statuses(inbox / "f.outcome.csv") == ["SUCCEEDED"] * 6
+        assert sandbox.counters().invoice_numbers_repeated == ()
