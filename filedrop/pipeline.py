@@ -169,6 +169,10 @@ class Context:
     read_limits: ReadLimits
     metrics: InboxMetrics
     """This inbox's series and health facts (its name is the ``inbox`` label)."""
+    sharing: tuple[Path, ...] = ()
+    """The config's other inboxes with this one's journal and target: the evidence of a lost
+    journal found in any of them (an outcome, a sending mark) holds them all back, as a file
+    dropped into one may be a copy of one dropped into another."""
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], object] = time.sleep
     stop: threading.Event = field(default_factory=threading.Event)
@@ -221,8 +225,17 @@ class Context:
         with self._lost_lock:  # one file thread looks; the others take what it found
             looked_at, found = self._lost
             if time.monotonic() - looked_at > _LOOK_FOR_LOST_JOURNAL_S:
-                found = inbox_lost_journal_evidence(
-                    self.inbox, self.journal, target=self.target, limits=self.read_limits
+                found = next(
+                    (
+                        evidence
+                        for folder in (self.inbox, *self.sharing)
+                        if (
+                            evidence := inbox_lost_journal_evidence(
+                                folder, self.journal, target=self.target, limits=self.read_limits
+                            )
+                        )
+                    ),
+                    None,
                 )
                 self._lost = (time.monotonic(), found)
             return found
@@ -377,7 +390,14 @@ def _lost_journal(path: Path, ctx: Context) -> FileReport | None:
             "journal does not know were sent (lost, replaced or an older copy); run 'filedrop "
             "journal rebuild'"
         )
-    elif mark := unknown_mark(path.parent, ctx.journal, target=ctx.target, of=path.name):
+    elif mark := next(
+        (
+            found
+            for folder in (path.parent, *ctx.sharing)
+            if (found := unknown_mark(folder, ctx.journal, target=ctx.target, of=path.name))
+        ),
+        None,
+    ):
         said, message = mark.sentence(ctx.journal.path), mark.summary()
     else:
         return None

@@ -113,6 +113,7 @@ def open_context(
     sleep: Callable[[float], object] | None = None,
     metrics: Metrics | None = None,
     inbox_name: str | None = None,
+    sharing: tuple[Path, ...] = (),
 ) -> Iterator[Context]:
     """Check the settings, the mappings and the credentials, then yield a ready ``Context``.
 
@@ -124,7 +125,8 @@ def open_context(
     not held up by a 60 s ``Retry-After`` past a container's grace period.
 
     The context counts into ``metrics`` (the process's; by default one of its own) under the
-    label ``inbox_name`` (by default the inbox folder's name).
+    label ``inbox_name`` (by default the inbox folder's name). ``sharing``: the config's other
+    inboxes with this journal and target (``inboxes_sharing``).
     """
     settings.require_for_sending()
     assert settings.mapping is not None  # checked by require_for_sending
@@ -168,6 +170,7 @@ def open_context(
         archive=settings.archive,
         read_limits=settings.read_limits(),
         metrics=counted,
+        sharing=sharing,
         clock=clock,
         sleep=sleep,
         stop=stop,
@@ -328,7 +331,10 @@ def run_inboxes(
     counted = metrics or Metrics()
 
     def one(inbox: Settings) -> InboxRun:
-        return _run_one(inbox, clock=clock, sleep=sleep, metrics=counted, stop=stop)
+        sharing = inboxes_sharing(inbox, inboxes)
+        return _run_one(
+            inbox, clock=clock, sleep=sleep, metrics=counted, stop=stop, sharing=sharing
+        )
 
     with ThreadPoolExecutor(max_workers=len(inboxes), thread_name_prefix="filedrop-inbox") as pool:
         return list(pool.map(one, inboxes))
@@ -341,10 +347,13 @@ def _run_one(
     sleep: Callable[[float], object] | None,
     metrics: Metrics,
     stop: threading.Event | None,
+    sharing: tuple[Path, ...] = (),
 ) -> InboxRun:
     """One inbox of ``run_inboxes``; whatever stops it becomes its ``InboxRun``'s failure."""
     try:
-        with open_context(settings, clock=clock, sleep=sleep, metrics=metrics, stop=stop) as ctx:
+        with open_context(
+            settings, clock=clock, sleep=sleep, metrics=metrics, stop=stop, sharing=sharing
+        ) as ctx:
             return InboxRun(settings, report=run_inbox(ctx))
     except ApiUnavailable as exc:  # nothing was sent; the next run starts over
         failure, code = str(exc), ExitCode.UNFINISHED
@@ -359,6 +368,26 @@ def _run_one(
     failure = printable(failure)
     log.error("%s", about_inbox(settings, failure))
     return InboxRun(settings, failure=failure, failure_code=code)
+
+
+def inboxes_sharing(inbox: Settings, inboxes: Iterable[Settings]) -> tuple[Path, ...]:
+    """The folders of the other ``inboxes`` whose journal and target are ``inbox``'s: one
+    journal knows what went to one organisation from all of them, so the evidence that it was
+    lost, found in any, holds them all back. An inbox whose settings lack either shares none."""
+    try:
+        ours = (inbox.journal_path, inbox.require_target())
+    except ConfigError:
+        return ()
+    shared = []
+    for other in inboxes:
+        if other is inbox or other.inbox is None:
+            continue
+        try:
+            if (other.journal_path, other.require_target()) == ours:
+                shared.append(other.inbox)
+        except ConfigError:
+            continue
+    return tuple(shared)
 
 
 def about_inbox(settings: Settings, text: str) -> str:

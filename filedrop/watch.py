@@ -47,6 +47,7 @@ from filedrop.runner import (
     about_inbox,
     clear_stray_temps,
     inbox_metrics,
+    inboxes_sharing,
     measure_backlog,
     open_context,
     process_guarded,
@@ -170,7 +171,7 @@ def _watch_every_inbox(
         threading.Thread(
             target=watch,
             args=(inbox,),
-            kwargs={"isolated": True},
+            kwargs={"isolated": True, "sharing": inboxes_sharing(inbox, settings.inboxes)},
             name=f"filedrop-inbox-{inbox.name}",
             daemon=True,
         )
@@ -195,14 +196,18 @@ def _watch_one(
     sleep: Callable[[float], object] | None,
     on_report: Callable[[FileReport], None] | None,
     metrics: Metrics,
+    sharing: tuple[Path, ...] = (),
 ) -> None:
-    """Watch one inbox until ``stop``; an outage (and, ``isolated``, any failure) is waited out."""
+    """Watch one inbox until ``stop``; an outage (and, ``isolated``, any failure) is waited out.
+    ``sharing``: the config's other inboxes with its journal and target."""
     options = WatchOptions.from_settings(settings)
     delay_s = settings.retry_initial_s
     prefix = f"inbox {settings.name}: " if isolated else ""
     while True:
         try:
-            with open_context(settings, clock=clock, sleep=sleep, metrics=metrics) as ctx:
+            with open_context(
+                settings, clock=clock, sleep=sleep, metrics=metrics, sharing=sharing
+            ) as ctx:
                 watch_inbox(ctx, options=options, stop=stop, on_report=on_report)
             return
         except ApiUnavailable as exc:

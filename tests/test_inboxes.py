@@ -3,6 +3,7 @@ organisation and token, and one inbox's broken setup never stops the others."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -618,3 +619,46 @@ def test_journal_rebuild_reads_every_inbox_of_a_config_back(
     filedrop("run", "--config", str(config), environ={}, expect=2)
     assert outcome_statuses(folders["acme"] / "new.outcome.csv") == ["DUPLICATE", "SUCCEEDED"]
     assert strict_sandbox.counters().invoice_numbers_repeated == ()
+
+
+def test_a_mark_in_one_inbox_holds_back_the_inboxes_sharing_its_journal_and_target(
+    tmp_path: Path, strict_sandbox: Sandbox
+) -> None:
+    """A file killed while sent from inbox a, the journal then lost: a copy of it dropped into
+    inbox b, which shares a's journal and organisation, was sent again. Now b is held back
+    too; c, at another organisation, is not (its invoice numbers are another namespace)."""
+    folders = {name: tmp_path / name for name in ("a", "b", "c")}
+    for folder in folders.values():
+        folder.mkdir()
+    marks = folders["a"] / ".filedrop" / "sending"
+    marks.mkdir(parents=True)
+    facts = {"file": "f.csv", "sha256": "00" * 32, "journal": "a-lost-one", "started_at": 0}
+    (marks / "0123.json").write_text(
+        json.dumps({**facts, "target": f"sandbox:{ORG_ID}"}) + "\n1\n", encoding="utf-8"
+    )
+    write_erp_csv(folders["b"] / "f.csv", [erp_row("4001")])
+    write_erp_csv(folders["c"] / "g.csv", [erp_row("4002")])
+    config = tmp_path / "filedrop.toml"
+    config.write_text(
+        f"""\
+env = "sandbox"
+auth_url = "{strict_sandbox.url}"
+api_url = "{strict_sandbox.url}"
+client_id = "{TEST_CLIENT_ID}"
+client_secret = "{TEST_CLIENT_SECRET}"
+mapping = "{MAPPINGS}"
+state = "{tmp_path / "journal.db"}"
+stability_s = 0
+poll_initial_s = 0.05
+poll_timeout_s = 10
+"""
+        + "".join(
+            f'\n[[inbox]]\nname = "{name}"\nfolder = "{folders[name]}"\norg_id = "{org}"\n'
+            for name, org in (("a", ORG_ID), ("b", ORG_ID), ("c", OTHER_ORG_ID))
+        ),
+        encoding="utf-8",
+    )
+    _, out, _ = filedrop("run", "--config", str(config), environ={}, expect=2)
+    assert "f.csv: skipped (not sent: the journal does not know all that was sent from f.csv" in out
+    assert outcome_statuses(folders["c"] / "g.outcome.csv") == ["SUCCEEDED"]
+    assert strict_sandbox.received_invoice_numbers() == ["4002"]
