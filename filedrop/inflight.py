@@ -20,6 +20,7 @@ outcome showing unknown sends does.
 from __future__ import annotations
 
 import contextlib
+import enum
 import errno
 import hashlib
 import json
@@ -40,13 +41,13 @@ if TYPE_CHECKING:
     from filedrop.journal import Journal
 
 __all__ = [
+    "MarkFate",
     "MarkFolderError",
     "Sending",
     "SendingMark",
     "clear_mark",
     "mark_of",
     "mark_path",
-    "mark_sending",
     "sending_marks",
     "unknown_mark",
 ]
@@ -171,25 +172,38 @@ class Sending:
             return
 
 
-def mark_sending(source: Path, sha256: str, *, journal: str, target: str, now: float) -> Sending:
-    """The mark of ``source`` (its content ``sha256``) for ``target``, for the journal
-    ``journal``: written at its first batch (``Sending.before_post``)."""
-    return Sending(source, sha256, journal=journal, target=target, now=now)
+class MarkFate(enum.Enum):
+    """What a mark is to a journal: the one decision ``unknown_mark`` and ``mark_of`` share."""
+
+    IGNORED = "ignored"  # none; naming no batch (nothing went); another target; before --fresh
+    KNOWN = "known"  # the journal wrote it and holds every batch it names
+    UNKNOWN = "unknown"  # another journal's, one naming a batch it does not hold, or unreadable
 
 
-def mark_of(source: Path, sha256: str, target: str, journal: Journal) -> str:
-    """What the mark of ``source`` (its content ``sha256``, for ``target``) is to ``journal``:
-    "none" when there is none, or it names no batch (nothing went); "known" when the journal
-    wrote it and holds every batch it names, which went since the file's last outcome (the
-    outcome took the mark away); "unknown" otherwise (another journal's, one naming a batch a
-    copy put back does not hold, or one that cannot be read), which holds the inbox back and
-    is never taken away by this journal."""
+def _fate(
+    mark: SendingMark | None, journal: Journal, *, target: str, fresh_at: float | None
+) -> MarkFate:
+    if mark is None:
+        return MarkFate.IGNORED
+    if mark.file is None:
+        return MarkFate.UNKNOWN  # better a question than an invoice sent twice
+    if (
+        not mark.batches  # killed before its first batch's line was on disk: nothing went
+        or mark.target != target  # a sandbox trial sends nothing real
+        or (fresh_at is not None and (mark.started_at or 0.0) < fresh_at)
+    ):
+        return MarkFate.IGNORED
+    if mark.journal == journal.identity() and _knows_all(journal, mark):
+        return MarkFate.KNOWN
+    return MarkFate.UNKNOWN
+
+
+def mark_of(source: Path, sha256: str, target: str, journal: Journal) -> MarkFate:
+    """What the mark of ``source`` (its content ``sha256``, for ``target``) is to ``journal``.
+    A known one names batches that went since the file's last outcome (which took the mark
+    away); an unknown one holds the inbox back and is never taken away by this journal."""
     mark = _read(mark_path(source, sha256, target))
-    if mark is None or (mark.file is not None and not mark.batches):
-        return "none"
-    if mark.file is not None and mark.journal == journal.identity() and _knows_all(journal, mark):
-        return "known"
-    return "unknown"
+    return _fate(mark, journal, target=target, fresh_at=journal.started_fresh_at())
 
 
 def _make_folders(inbox: Path) -> list[Path]:
@@ -242,20 +256,12 @@ def unknown_mark(
     except OSError:
         return SendingMark(inbox / SENDING_FOLDER)
     fresh_at = journal.started_fresh_at() if found else None
-    unknown: list[SendingMark] = []
+    unknown = []
     for path in found:
         mark = _read(path)
-        if mark is None:
-            continue  # its outcome was written meanwhile
-        if mark.file is not None:
-            if not mark.batches:
-                continue  # killed before its first batch's line was on disk: nothing went
-            if mark.target != target or (
-                fresh_at is not None and (mark.started_at or 0.0) < fresh_at
-            ):
-                continue
-            if mark.journal == journal.identity() and _knows_all(journal, mark):
-                continue
+        if _fate(mark, journal, target=target, fresh_at=fresh_at) is not MarkFate.UNKNOWN:
+            continue
+        assert mark is not None
         if of is None or mark.file == of:
             return mark
         unknown.append(mark)

@@ -65,13 +65,7 @@ from filedrop.inbox import (
     scan,
     stamped_names,
 )
-from filedrop.inflight import (
-    Sending,
-    clear_mark,
-    mark_of,
-    mark_sending,
-    unknown_mark,
-)
+from filedrop.inflight import MarkFate, Sending, clear_mark, mark_of, unknown_mark
 from filedrop.journal import BatchRecord, FileRecord, InvoiceRecord, Journal, this_owner
 from filedrop.journal.rebuild import (
     inbox_lost_journal_evidence,
@@ -691,7 +685,7 @@ def _send_and_report(
         # journal then be lost too, or put back from an older copy, the next one finds what an
         # outcome would have told it (inflight.py).
         journal_id = ctx.journal.identity()
-        sending = mark_sending(path, sha256, journal=journal_id, target=ctx.target, now=ctx.clock())
+        sending = Sending(path, sha256, journal=journal_id, target=ctx.target, now=ctx.clock())
     pending = _send(
         prepared,
         later,
@@ -992,7 +986,7 @@ def rewrite_outcome(
     dest = outcome_path(path)
     _keep_earlier_outcome(path, dest, unless=record.outcome_written, limits=limits, inbox=inbox)
     outcome = write_outcome(prepared.table, outcomes, summary, dest=dest)
-    if mark_of(path, record.sha256, record.target, journal) == "known":
+    if mark_of(path, record.sha256, record.target, journal) is MarkFate.KNOWN:
         clear_mark(path, record.sha256, record.target)  # this outcome shows all it names
     pending = len(journal.batches(file_id=record.id, states=(BatchState.QUEUED,)))
     journal.finish_file(
@@ -1079,7 +1073,7 @@ def close_gone_file(
     """
     source = Path(record.path)
     mark = mark_of(source, record.sha256, record.target, journal)
-    if mark == "unknown":
+    if mark is MarkFate.UNKNOWN:
         # A journal that does not know all that was sent from it (put back from an older copy)
         # would write an outcome calling sent rows unsent and take the mark away, the one
         # record of them: the file stays as it is, and its mark holds the inbox back.
@@ -1092,7 +1086,7 @@ def close_gone_file(
             extra=fields("file_gone_held", inbox=inbox, file=record.name),
         )  # fmt: skip
         return FileReport(source, FileState.SKIPPED, {}, message=why, setback=Setback.SETUP)
-    stale = record.outcome_written is not None and mark == "known"
+    stale = record.outcome_written is not None and mark is MarkFate.KNOWN
     written_now = record.outcome_written is None or stale
     if written_now:
         outcome, counts = write_gone_outcome(record, journal)

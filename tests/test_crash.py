@@ -70,6 +70,31 @@ def kill_9_with_batches_queued(process: subprocess.Popen[bytes], inbox: Path, ba
     kill_9(process)
 
 
+def wait_for_sandbox(check: Callable[[], bool], *, timeout_s: float = 20.0) -> None:
+    """Poll the sandbox's counters until ``check`` holds (the child sends as it goes)."""
+    deadline = time.monotonic() + timeout_s
+    while not check() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def backup_journal(inbox: Path, to: Path) -> None:
+    """A copy of the inbox's journal as SQLite's backup API takes it (a nightly backup)."""
+    with sqlite3.connect(journal_file(inbox)) as live, sqlite3.connect(to) as copy:
+        live.backup(copy)
+
+
+def first_batch_then_amili_down(sandbox: Sandbox, env: dict[str, str]) -> int:
+    """A run whose first batch goes, after which Amili answers 503 until the run gives the rest
+    up (NOT_SENT); returns its exit code. The API behaves again afterwards."""
+    sandbox.stall_next(1.0, route="invoices")
+    run = start_run(env)
+    wait_for_sandbox(lambda: sandbox.counters().posts >= 1)
+    sandbox.fail_next(503, count=1000, route="invoices", retry_after="0")
+    run.communicate(timeout=60)
+    sandbox.clear_faults()
+    return run.returncode
+
+
 def kill_9_in_first_post(sandbox: Sandbox, inbox: Path, **extra: str) -> dict[str, str]:
     """Run the inbox in batches of 2, one POST at a time, and kill the run once the sandbox has
     its first POST (whose answer the caller has it hold back); returns the run's environment
@@ -78,9 +103,7 @@ def kill_9_in_first_post(sandbox: Sandbox, inbox: Path, **extra: str) -> dict[st
         inbox, sandbox.url, FILEDROP_BATCH_SIZE="2", FILEDROP_CONCURRENT_BATCHES="1", **extra
     )
     child = start_run(env)
-    deadline = time.monotonic() + 20
-    while sandbox.counters().posts < 1 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for_sandbox(lambda: sandbox.counters().posts >= 1)
     kill_9(child)
     return env
 
@@ -497,10 +520,37 @@ def _lose_journal(inbox: Path, *, keep: Path | None = None) -> None:
     write-ahead log too; with ``keep``, a copy taken first, as SQLite's backup API takes it."""
     journal = journal_file(inbox)
     if keep is not None:
-        with sqlite3.connect(journal) as live, sqlite3.connect(keep) as copy:
-            live.backup(copy)
+        backup_journal(inbox, keep)
     for suffix in ("", "-wal", "-shm"):
         journal.with_name(journal.name + suffix).unlink(missing_ok=True)
+
+
+def _retake_killed_after_a_backup(
+    sandbox: Sandbox, inbox: Path, copy: Path
+) -> tuple[dict[str, str], Path]:
+    """The inbox's one file of 6 rows: its first batch goes, then Amili is down (exit 3, rows
+    NOT_SENT); the journal is backed up to ``copy``; a re-take sends the next batch, which
+    Amili takes, and is killed before the answer. Returns the run's environment and ``copy``."""
+    env = run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE="2", FILEDROP_CONCURRENT_BATCHES="1")
+    assert first_batch_then_amili_down(sandbox, env) == 3
+    backup_journal(inbox, copy)
+    sandbox.stall_next(30.0, route="invoices")
+    again = start_run(env)
+    wait_for_sandbox(lambda: sandbox.counters().invoices_received >= 4)
+    kill_9(again)
+    return env, copy
+
+
+def _rebuilt_then_finished(
+    inbox: Path, env: dict[str, str], sandbox: Sandbox, outcome: Path, *, rows: int
+) -> None:
+    """The journal lost and rebuilt from the outcomes: the next run is not held back, finishes
+    the file (every row SUCCEEDED in ``outcome``) and sends nothing twice."""
+    _lose_journal(inbox)
+    filedrop("journal", "rebuild", environ=env)
+    filedrop("run", environ=env)
+    assert statuses(outcome) == ["SUCCEEDED"] * rows
+    assert sandbox.counters().invoice_numbers_repeated == ()
 
 
 def _held_back(err: str, inbox: Path, name: str) -> None:
@@ -598,11 +648,8 @@ def test_a_journal_put_back_from_a_copy_taken_while_a_file_was_sent_holds_it_bac
             journal_file(inbox),
             lambda db: db.execute("SELECT COUNT(*) FROM batches").fetchone()[0] == 1,
         )
-        with sqlite3.connect(journal_file(inbox)) as live, sqlite3.connect(tmp_path / "c") as copy:
-            live.backup(copy)
-        deadline = time.monotonic() + 20
-        while sandbox.counters().posts < 3 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        backup_journal(inbox, tmp_path / "c")
+        wait_for_sandbox(lambda: sandbox.counters().posts >= 3)
         kill_9(child)
         _lose_journal(inbox)
         (tmp_path / "c").replace(journal_file(inbox))
@@ -660,12 +707,7 @@ def test_a_run_that_only_polls_leaves_no_mark_to_hold_a_rebuilt_journal_back(
         time.sleep(0.5)  # polling
         kill_9(again)
         assert sending_marks(inbox) == []
-        _lose_journal(inbox)
-        filedrop("journal", "rebuild", environ=env)
-
-        filedrop("run", environ=env)
-        assert statuses(inbox / "g.outcome.csv") == ["SUCCEEDED"] * 4
-        assert sandbox.counters().invoice_numbers_repeated == ()
+        _rebuilt_then_finished(inbox, env, sandbox, inbox / "g.outcome.csv", rows=4)
 
 
 def test_a_file_gone_after_more_went_than_its_outcome_shows_gets_the_journals_outcome(
@@ -682,26 +724,8 @@ def test_a_file_gone_after_more_went_than_its_outcome_shows_gets_the_journals_ou
     write_erp_csv(source, [erp_row(str(60_001 + n)) for n in range(6)])
     kept = source.read_bytes()
     with Sandbox(SandboxOptions(delay_s=(0, 0))).start() as sandbox:
-        env = run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE="2", FILEDROP_CONCURRENT_BATCHES="1")
-        sandbox.stall_next(1.0, route="invoices")  # the first batch goes, then Amili is down
-        first = start_run(env)
-        deadline = time.monotonic() + 20
-        while sandbox.counters().posts < 1 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        sandbox.fail_next(503, count=1000, route="invoices", retry_after="0")
-        first.communicate(timeout=60)
-        assert first.returncode == 3
+        env, copy = _retake_killed_after_a_backup(sandbox, inbox, tmp_path / "copy.db")
         assert statuses(inbox / "f.outcome.csv") == ["SUCCEEDED"] * 2 + ["NOT_SENT"] * 4
-        copy = tmp_path / "copy.db"
-        with sqlite3.connect(journal_file(inbox)) as live, sqlite3.connect(copy) as backup:
-            live.backup(backup)
-        sandbox.clear_faults()
-        sandbox.stall_next(30.0, route="invoices")
-        again = start_run(env)
-        deadline = time.monotonic() + 20
-        while sandbox.counters().invoices_received < 4 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        kill_9(again)
         source.unlink()
 
         _, out, _ = filedrop("run", environ=env, expect=1)  # the batch it was killed in: UNKNOWN
@@ -726,23 +750,7 @@ def test_a_file_gone_while_its_mark_holds_the_inbox_back_is_not_closed(tmp_path:
     write_erp_csv(source, [erp_row(str(73_001 + n)) for n in range(6)])
     kept = source.read_bytes()
     with Sandbox(SandboxOptions(delay_s=(0, 0))).start() as sandbox:
-        env = run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE="2", FILEDROP_CONCURRENT_BATCHES="1")
-        sandbox.stall_next(1.0, route="invoices")  # the first batch goes, then Amili is down
-        first = start_run(env)
-        deadline = time.monotonic() + 20
-        while sandbox.counters().posts < 1 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        sandbox.fail_next(503, count=1000, route="invoices", retry_after="0")
-        first.communicate(timeout=60)
-        sandbox.clear_faults()
-        copy = tmp_path / "copy.db"
-        with sqlite3.connect(journal_file(inbox)) as live, sqlite3.connect(copy) as backup:
-            live.backup(backup)
-        sandbox.stall_next(30.0, route="invoices")
-        again = start_run(env)
-        while sandbox.counters().invoices_received < 4 and time.monotonic() < deadline + 20:
-            time.sleep(0.02)
-        kill_9(again)
+        env, copy = _retake_killed_after_a_backup(sandbox, inbox, tmp_path / "copy.db")
         _lose_journal(inbox)
         copy.replace(journal_file(inbox))
         source.unlink()
@@ -770,17 +778,11 @@ def test_an_outcome_resolve_rewrites_takes_the_mark_away(tmp_path: Path) -> None
             FILEDROP_READ_TIMEOUT_S="1",
         )  # fmt: skip
         child = start_run(env)
-        deadline = time.monotonic() + 20
-        while sandbox.counters().posts < 1 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for_sandbox(lambda: sandbox.counters().posts >= 1)
         child.send_signal(signal.SIGTERM)
         child.communicate(timeout=60)
         assert len(sending_marks(inbox)) == 1 and not (inbox / "f.outcome.csv").exists()
         filedrop("resolve", "1", "--sent", environ=env)
         assert (inbox / "f.outcome.csv").exists()
         assert sending_marks(inbox) == []
-        _lose_journal(inbox)
-        filedrop("journal", "rebuild", environ=env)
-        filedrop("run", environ=env)
-        assert statuses(inbox / "f.outcome.csv") == ["SUCCEEDED"] * 6
-        assert sandbox.counters().invoice_numbers_repeated == ()
+        _rebuilt_then_finished(inbox, env, sandbox, inbox / "f.outcome.csv", rows=6)

@@ -14,9 +14,9 @@ import pytest
 from filedrop.inflight import (
     SENDING_FOLDER,
     MarkFolderError,
+    Sending,
     clear_mark,
     mark_path,
-    mark_sending,
     unknown_mark,
 )
 from filedrop.journal import Journal, this_owner
@@ -35,7 +35,7 @@ def claimed_and_marked(
         path=source, sha256=SHA, target=target, owner=this_owner(), stale_s=60
     )
     assert record is not None
-    sending = mark_sending(source, SHA, journal=journal.identity(), target=target, now=time.time())
+    sending = Sending(source, SHA, journal=journal.identity(), target=target, now=time.time())
     for n in range(batches):
         batch, _ = journal.claim_batch(
             file_id=record.id, target=target, invoice_numbers=[f"{source.stem}-{n}"]
@@ -119,7 +119,7 @@ def test_a_copy_taken_while_the_file_was_sent_does_not_know_the_batches_after_it
             db.backup(backup)
         record = journal.find_file(target=TARGET, name=source.name, sha256=SHA)
         assert record is not None
-        sending = mark_sending(
+        sending = Sending(
             source, SHA, journal=journal.identity(), target=TARGET, now=time.time()
         )  # the mark this journal wrote is kept, with its batch
         for n in (1, 2):
@@ -275,7 +275,7 @@ def test_no_mark_is_written_until_a_batch_is_about_to_go_and_one_naming_none_tel
     """A run that only polls (every row sent before) writes no mark; one killed after writing
     the mark's first line and before its first batch's sent nothing, and holds nothing back."""
     with Journal(tmp_path / "old.db") as old:
-        sending = mark_sending(source, SHA, journal=old.identity(), target=TARGET, now=1.0)
+        sending = Sending(source, SHA, journal=old.identity(), target=TARGET, now=1.0)
         assert not (source.parent / ".filedrop").exists()
         sending._begin()  # killed right after it
         assert sending.path.read_bytes().count(b"\n") == 1
