@@ -36,6 +36,7 @@ from filedrop.errors import FiledropError
 from filedrop.inbox import STATE_FOLDER, open_regular
 from filedrop.logs import printable
 from filedrop.outcome import sync_folder, write_atomically
+from filedrop.states import BatchState
 
 if TYPE_CHECKING:
     from filedrop.journal import Journal
@@ -177,6 +178,7 @@ class MarkFate(enum.Enum):
 
     IGNORED = "ignored"  # none; naming no batch (nothing went); another target; before --fresh
     KNOWN = "known"  # the journal wrote it and holds every batch it names
+    UNSENT = "unsent"  # as KNOWN, but every batch it names certainly never reached Amili
     UNKNOWN = "unknown"  # another journal's, one naming a batch it does not hold, or unreadable
 
 
@@ -193,9 +195,9 @@ def _fate(
         or (fresh_at is not None and (mark.started_at or 0.0) < fresh_at)
     ):
         return MarkFate.IGNORED
-    if mark.journal == journal.identity() and _knows_all(journal, mark):
-        return MarkFate.KNOWN
-    return MarkFate.UNKNOWN
+    if mark.journal != journal.identity():
+        return MarkFate.UNKNOWN
+    return _known_fate(journal, mark)
 
 
 def mark_of(source: Path, sha256: str, target: str, journal: Journal) -> MarkFate:
@@ -268,13 +270,19 @@ def unknown_mark(
     return unknown[0] if unknown else None
 
 
-def _knows_all(journal: Journal, mark: SendingMark) -> bool:
-    """Whether ``journal`` holds the file the mark names and every batch it says went."""
+def _known_fate(journal: Journal, mark: SendingMark) -> MarkFate:
+    """KNOWN when ``journal`` holds the file the mark names and every batch it says went;
+    UNSENT when each of those ended refused or not sent, so Amili holds nothing of them."""
     assert mark.file is not None and mark.target is not None
     record = journal.find_file(target=mark.target, name=mark.file, sha256=mark.sha256 or "")
     if record is None:
-        return False
-    return mark.batches <= {batch.id for batch in journal.batches(file_id=record.id)}
+        return MarkFate.UNKNOWN
+    states = {batch.id: batch.state for batch in journal.batches(file_id=record.id)}
+    if not mark.batches <= states.keys():
+        return MarkFate.UNKNOWN
+    if all(states[batch] == BatchState.REJECTED for batch in mark.batches):
+        return MarkFate.UNSENT
+    return MarkFate.KNOWN
 
 
 def sending_marks(inbox: Path) -> list[Path]:

@@ -986,7 +986,7 @@ def rewrite_outcome(
     dest = outcome_path(path)
     _keep_earlier_outcome(path, dest, unless=record.outcome_written, limits=limits, inbox=inbox)
     outcome = write_outcome(prepared.table, outcomes, summary, dest=dest)
-    if mark_of(path, record.sha256, record.target, journal) is MarkFate.KNOWN:
+    if mark_of(path, record.sha256, record.target, journal) in (MarkFate.KNOWN, MarkFate.UNSENT):
         clear_mark(path, record.sha256, record.target)  # this outcome shows all it names
     pending = len(journal.batches(file_id=record.id, states=(BatchState.QUEUED,)))
     journal.finish_file(
@@ -1090,13 +1090,7 @@ def close_gone_file(
     written_now = record.outcome_written is None or stale
     if written_now:
         outcome, counts = write_gone_outcome(record, journal)
-        told = (
-            f"{_counts_text(counts)} sent from it, listed in "
-            f"{printable(str(outcome.relative_to(source.parent)))}; rows not listed "
-            "there were never sent, and go when the same file is dropped again"
-            if outcome
-            else "nothing was sent from it"
-        )
+        told = _gone_told(counts, outcome.relative_to(source.parent) if outcome else None)
     else:
         outcome, counts = (Path(record.outcome) if record.outcome else None), record.counts
         told = (
@@ -1139,8 +1133,10 @@ def write_gone_outcome(
     """
     path = Path(record.path)
     invoices = journal.sent_from(record.id)
-    if not invoices:
-        return None, {}
+    if not invoices or (
+        dest is None and all(invoice.status is InvoiceState.NOT_SENT for invoice in invoices)
+    ):
+        return None, {}  # nothing reached Amili (a rewrite after resolve keeps its rows)
     batches = journal.batches(file_id=record.id)
     batch_ids = {batch.id: batch.batch_id or "" for batch in batches}
     rows = [
@@ -1177,8 +1173,8 @@ def write_gone_outcome(
         batches=tuple(_batch_line(b) for b in batches),
         notes=(
             f"{path.name} was moved, replaced or deleted while unfinished: these are the "
-            f"{plural(len(rows), 'invoice')} sent from it. Its rows not listed were never "
-            "sent, and go when the same file is dropped again.",
+            f"{plural(len(rows), 'invoice')} of the batches it sent. Those NOT_SENT and its "
+            "rows not listed were never sent, and go when the same file is dropped again.",
         ),
     )
     if dest is None:
@@ -2113,6 +2109,21 @@ def _keep_earlier_outcome(
         if kept.parent == dest.parent
         else "",
         extra=fields("outcome_kept", inbox=inbox, file=path.name, kept=str(kept)),
+    )
+
+
+def _gone_told(counts: dict[str, int], outcome: Path | None) -> str:
+    """What a gone file's outcome from the journal holds: rows whose batch never reached Amili
+    (NOT_SENT) are listed, but not counted as sent."""
+    if outcome is None:
+        return "nothing was sent from it"
+    sent = {status: rows for status, rows in counts.items() if status != RowStatus.NOT_SENT}
+    unsent = counts.get(RowStatus.NOT_SENT, 0)
+    return (
+        f"{_counts_text(sent)} sent from it, listed in {printable(str(outcome))}"
+        + (f" with {unsent} NOT_SENT" if unsent else "")
+        + f"; rows {'NOT_SENT or ' if unsent else ''}not listed there were never sent, and go"
+        " when the same file is dropped again"
     )
 
 

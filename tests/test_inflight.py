@@ -21,6 +21,9 @@ from filedrop.inflight import (
 )
 from filedrop.journal import Journal, this_owner
 from filedrop.journal.engines import PostgresLocation
+from filedrop.outcome import written_stamp
+from filedrop.pipeline import close_gone_file
+from filedrop.states import FileState
 
 TARGET = "production:3fa85f64-5717-4562-b3fc-2c963f66afa6"
 SHA = "ab" * 32
@@ -318,3 +321,99 @@ def test_any_name_and_each_version_of_a_file_have_a_mark_of_their_own(
         assert "\\n" in found.sentence(fresh.path) and "\x1b" not in found.sentence(fresh.path)
     clear_mark(hostile, SHA, TARGET)
     assert list(source.parent.iterdir()) == []
+
+
+def test_a_gone_file_whose_mark_names_only_batches_that_never_went_keeps_its_outcome(
+    journal_location: Path | PostgresLocation, source: Path
+) -> None:
+    """An outcome was written (a row NOT_SENT, Amili down); a re-take notes its batch in the
+    mark, its POST fails, and it is killed; then the file goes. Nothing more reached Amili, so
+    the outcome written stays the file's, and no second one saying nothing was sent is made."""
+    source.write_text("number\nn-1\nn-2\n")
+    with Journal(journal_location) as journal:
+        record = journal.claim_file(
+            path=source, sha256=SHA, target=TARGET, owner=this_owner(), stale_s=60
+        )
+        assert record is not None
+        sent, _ = journal.claim_batch(file_id=record.id, target=TARGET, invoice_numbers=["n-1"])
+        journal.batch_submitted(sent, batch_id="api-1")
+        journal.batch_finished(
+            sent, api_status="SUCCESS", succeeded=[("n-1", "i", "c", "C-1")], failed=[]
+        )
+        unsent, _ = journal.claim_batch(file_id=record.id, target=TARGET, invoice_numbers=["n-2"])
+        journal.batch_not_sent(unsent, message="Amili down")
+        outcome = source.with_name("april.outcome.csv")
+        outcome.write_text("number,outcome_status\nn-1,SUCCEEDED\nn-2,NOT_SENT\n")
+        journal.finish_file(
+            record.id, state=FileState.RETRY, counts={"SUCCEEDED": 1, "NOT_SENT": 1},
+            mapping="m", outcome=outcome, written=written_stamp(outcome),
+        )  # fmt: skip
+        retaken = journal.claim_file(
+            path=source, sha256=SHA, target=TARGET, owner=this_owner(), stale_s=60
+        )
+        assert retaken is not None
+        again, _ = journal.claim_batch(file_id=record.id, target=TARGET, invoice_numbers=["n-2"])
+        sending = Sending(source, SHA, journal=journal.identity(), target=TARGET, now=time.time())
+        sending.before_post(again)
+        journal.batch_not_sent(again, message="Amili down")
+        source.unlink()
+
+        assert close_gone_file(journal.file(record.id), journal) is None
+        assert sorted(p.name for p in source.parent.iterdir()) == ["april.outcome.csv"]
+        gone = journal.file(record.id)
+        assert (gone.state, gone.outcome) == (FileState.GONE, str(outcome))
+        assert "its outcome stays as it was written" in (gone.message or "")
+
+
+def test_a_gone_file_tells_its_rows_never_sent_apart_from_those_sent(
+    journal_location: Path | PostgresLocation, source: Path
+) -> None:
+    """A file killed with one batch answered and one whose POST failed, then deleted: its
+    outcome from the journal lists both, and counts only the first as sent."""
+    source.write_text("number\nn-1\nn-2\n")
+    with Journal(journal_location) as journal:
+        record = journal.claim_file(
+            path=source, sha256=SHA, target=TARGET, owner=this_owner(), stale_s=60
+        )
+        assert record is not None
+        sent, _ = journal.claim_batch(file_id=record.id, target=TARGET, invoice_numbers=["n-1"])
+        journal.batch_submitted(sent, batch_id="api-1")
+        journal.batch_finished(
+            sent, api_status="SUCCESS", succeeded=[("n-1", "i", "c", "C-1")], failed=[]
+        )
+        unsent, _ = journal.claim_batch(file_id=record.id, target=TARGET, invoice_numbers=["n-2"])
+        journal.batch_not_sent(unsent, message="Amili down")
+        source.unlink()
+
+        report = close_gone_file(journal.file(record.id), journal)
+        assert report is not None
+        assert report.message == (
+            "gone: 1 SUCCEEDED sent from it, listed in april.outcome.csv with 1 NOT_SENT; rows "
+            "NOT_SENT or not listed there were never sent, and go when the same file is dropped "
+            "again"
+        )
+        assert report.counts == {"SUCCEEDED": 1, "NOT_SENT": 1}
+
+
+def test_a_gone_file_whose_only_batch_never_went_gets_no_outcome(
+    journal_location: Path | PostgresLocation, source: Path
+) -> None:
+    """Killed after its one POST failed (Amili down), then deleted: nothing reached Amili, so
+    no outcome is written to say so, and the journal tells it in a sentence."""
+    source.write_text("number\nn-1\n")
+    with Journal(journal_location) as journal:
+        record = journal.claim_file(
+            path=source, sha256=SHA, target=TARGET, owner=this_owner(), stale_s=60
+        )
+        assert record is not None
+        unsent, _ = journal.claim_batch(file_id=record.id, target=TARGET, invoice_numbers=["n-1"])
+        journal.batch_not_sent(unsent, message="Amili down")
+        source.unlink()
+
+        assert close_gone_file(journal.file(record.id), journal) is None
+        assert list(source.parent.iterdir()) == []
+        gone = journal.file(record.id)
+        assert (gone.state, gone.outcome) == (FileState.GONE, None)
+        assert (
+            gone.message == "moved, replaced or deleted while unfinished: nothing was sent from it"
+        )
