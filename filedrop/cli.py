@@ -567,6 +567,7 @@ def _print_report(report: RunReport, io: Io, *, environment: str, indent: str = 
     data, and must not add lines of its own to the summary) and national ids masked as in the
     logs (a name or a message may hold one).
     """
+    from filedrop.pipeline import Setback
     from filedrop.states import FileState
 
     def say(text: str) -> None:
@@ -596,7 +597,9 @@ def _print_report(report: RunReport, io: Io, *, environment: str, indent: str = 
             say(f"{name}: skipped ({message})")
             continue
         if not file.counts:
-            say(f"{name}: not finished; the next run resumes it")
+            # A setup problem is the user's to fix first: no run resumes the file before that.
+            fixed_first = " once this is fixed" if file.setback is Setback.SETUP else ""
+            say(f"{name}: not finished; the next run{fixed_first} resumes it")
             if message:
                 say(f"  {message}")
             continue

@@ -140,6 +140,27 @@ def test_an_archive_folder_that_is_a_link_is_not_followed(
     )
 
 
+def test_filedrops_own_folder_a_link_stops_the_file_until_it_is_moved_away(
+    tmp_path: Path, inbox: Path, sandbox: Sandbox
+) -> None:
+    """.filedrop links elsewhere: nothing is sent or written there, the run exits 2 (setup),
+    and its summary says the file waits for that to be fixed, not for the next run alone."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (inbox / ".filedrop").symlink_to(elsewhere, target_is_directory=True)
+    write_erp_csv(inbox / "a.csv", [erp_row("6301")])
+    _, out, _ = filedrop("run", environ=run_env(inbox, sandbox.url), expect=2)
+    assert (
+        "a.csv: not finished; the next run once this is fixed resumes it\n"
+        f"  {inbox / '.filedrop'} is a symbolic link, not a folder filedrop may use"
+    ) in out
+    assert list(elsewhere.iterdir()) == []
+    assert sandbox.counters().posts == 0
+    (inbox / ".filedrop").unlink()
+    filedrop("run", environ=run_env(inbox, sandbox.url))
+    assert sandbox.received_invoice_numbers() == ["6301"]
+
+
 # -- names are data -----------------------------------------------------------------------------
 
 
