@@ -66,6 +66,17 @@ def lying_header_workbook(path: Path, *, declared_bytes: int, inflated_bytes: in
     return _aged(path)
 
 
+def overstated_range_workbook(path: Path, *, ref: str) -> Path:
+    """The ERP headers and one row, with the used range recorded as ``ref``: a program's
+    export whose ``<dimension>`` reaches far past the cells it wrote."""
+    far_cell_workbook(path, row=1, column=0)
+    with zipfile.ZipFile(path) as archive:
+        sheet = archive.read(SHEET_PART)
+    start = sheet.index(b'<dimension ref="') + len(b'<dimension ref="')
+    end = sheet.index(b'"', start)
+    return _with_sheet(path, [sheet[:start], ref.encode(), sheet[end:]])
+
+
 def _with_sheet(path: Path, sheet: Iterable[bytes]) -> Path:
     """A real xlsxwriter workbook whose first sheet's XML is replaced by ``sheet``, streamed."""
     template = path.with_name(f".template-{path.name}")

@@ -15,7 +15,12 @@ import openpyxl
 import pandas as pd
 import pytest
 from builders import erp_row, filedrop, run_env, write_erp_csv, write_erp_workbook
-from hostile import bomb_workbook, far_cell_workbook, lying_header_workbook
+from hostile import (
+    bomb_workbook,
+    far_cell_workbook,
+    lying_header_workbook,
+    overstated_range_workbook,
+)
 
 from filedrop.errors import ReadError
 from filedrop.read.isolated import read_excel_isolated
@@ -65,6 +70,22 @@ def test_workbooks_beyond_the_limits_get_one_sentence_and_the_good_file_is_sent(
     good = pd.read_csv(inbox / "good.outcome.csv", sep=";", encoding="cp1252", dtype=str)
     assert list(good["outcome_status"]) == ["SUCCEEDED"]
     assert sandbox.counters().invoices_received == 1
+
+
+@pytest.mark.parametrize("ref", ["A1:Q1048576", "A1:XFD1048576"])
+def test_a_used_range_recorded_past_the_last_row_is_told_as_such(
+    inbox: Path, sandbox: Sandbox, ref: str
+) -> None:
+    """The program that wrote the workbook recorded its used range to the sheet's last row,
+    though its cells end at row 2: the sentence says so, and asks for no far cell to be
+    deleted (there is none), but for the file to be saved again."""
+    overstated_range_workbook(inbox / "export.xlsx", ref=ref)
+    filedrop("run", environ=run_env(inbox, sandbox.url), expect=1)
+    assert error_message(inbox, "export.outcome.xlsx") == (
+        f'export.xlsx: the sheet "Sheet1" records its used range as {ref}, as far as row '
+        "1,048,576, but its last row is 2; open it in Excel or LibreOffice and save it again, "
+        "which records the range anew; it is not read"
+    )
 
 
 def test_a_bomb_beyond_the_inflated_bytes_limit_is_refused_unread(

@@ -413,8 +413,19 @@ def _check_range(where: str, sheet: str, scan: _SheetScan, limits: ReadLimits) -
         letters, digits = (found.group(3), found.group(4)) if found.group(3) else found.group(1, 2)
         last_column = _column_number(letters.decode("ascii").replace("$", ""))
         last_row = int(digits or 1)
-    rows = [int(n) for n in _ROW_NUMBER.findall(scan.tail)]
-    last_row = max([last_row, *rows])  # the dimension may be missing or lie about the rows
+    # The sheet's last rows are at its end, so the last row found there is its real last one.
+    found_last = max((int(n) for n in _ROW_NUMBER.findall(scan.tail)), default=0)
+    refused = _range_refused(last_row, scan, limits)
+    if found_last and refused and not _range_refused(found_last, scan, limits):
+        # Only the range the writing program recorded is too big: no cell is out there, so
+        # there is nothing to delete, and any spreadsheet program writes the range anew.
+        raise ReadError(
+            where,
+            f'the sheet "{sheet}" records its used range as {ref}, as far as row {last_row:,}, '
+            f"but its last row is {found_last:,}; open it in Excel or LibreOffice and save it "
+            "again, which records the range anew; it is not read",
+        )
+    last_row = max(last_row, found_last)  # the dimension may be missing or understate the rows
     ranged = f" (its used range is {ref})" if ref else ""
     if last_row > limits.max_rows:
         raise ReadError(
@@ -430,13 +441,21 @@ def _check_range(where: str, sheet: str, scan: _SheetScan, limits: ReadLimits) -
             f"({limits.where('max_columns')}); delete the far cells (Ctrl+End in Excel shows "
             "the last one) and save it again; it is not read",
         )
-    if last_row >= SPARSE_MIN_ROWS and scan.rows_with_cells * SPARSE_RATIO < last_row:
+    if _range_refused(last_row, scan, limits):  # for its empty rows: the max is checked above
         raise ReadError(
             where,
             f'the sheet "{sheet}" reaches row {last_row:,}{ranged} but only '
             f"{scan.rows_with_cells:,} of its rows hold cells; delete the far cells (Ctrl+End "
             "in Excel shows the last one) and save it again; it is not read",
         )
+
+
+def _range_refused(last_row: int, scan: _SheetScan, limits: ReadLimits) -> bool:
+    """Whether a sheet reaching ``last_row`` is refused for its rows: past ``max_rows``, or
+    nearly all of them empty."""
+    return last_row > limits.max_rows or (
+        last_row >= SPARSE_MIN_ROWS and scan.rows_with_cells * SPARSE_RATIO < last_row
+    )
 
 
 def _sheet_parts(
