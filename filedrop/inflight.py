@@ -49,6 +49,7 @@ __all__ = [
     "clear_mark",
     "mark_of",
     "mark_path",
+    "marks_or_their_folder",
     "sending_marks",
     "unknown_mark",
 ]
@@ -253,10 +254,7 @@ def unknown_mark(
     read counts, and so does a marks' folder that cannot be listed: better a question than an
     invoice sent twice.
     """
-    try:
-        found = sending_marks(inbox)
-    except OSError:
-        return SendingMark(inbox / SENDING_FOLDER)
+    found = marks_or_their_folder(inbox)  # a folder that cannot be listed reads as no mark
     fresh_at = journal.started_fresh_at() if found else None
     unknown = []
     for path in found:
@@ -301,6 +299,15 @@ def sending_marks(inbox: Path) -> list[Path]:
         raise
     # Not the temporary file a killed writer left.
     return [path for path in found if path.suffix == ".json" and not path.name.startswith(".")]
+
+
+def marks_or_their_folder(inbox: Path) -> list[Path]:
+    """The sending marks in ``inbox``, or their folder when it cannot be listed: a folder that
+    may hold marks no one can read counts as one."""
+    try:
+        return sending_marks(inbox)
+    except OSError:
+        return [inbox / SENDING_FOLDER]
 
 
 def _read(path: Path) -> SendingMark | None:

@@ -28,7 +28,7 @@ from filedrop.inbox import (
     outcome_path,
     scan,
 )
-from filedrop.inflight import SENDING_FOLDER, sending_marks
+from filedrop.inflight import marks_or_their_folder
 from filedrop.journal.engines import PostgresLocation
 from filedrop.journal.store import Journal, RebuiltBatch
 from filedrop.logs import plural, printable
@@ -389,14 +389,6 @@ def lost_journal_message(name: str, outcome: Path, journal: Path | PostgresLocat
     )
 
 
-def _marks_or_their_folder(inbox: Path) -> list[Path]:
-    """The sending marks in ``inbox``, or their folder when it cannot be listed."""
-    try:
-        return sending_marks(inbox)
-    except OSError:
-        return [inbox / SENDING_FOLDER]
-
-
 def journal_lost_sentence(
     journal: Path | PostgresLocation, inboxes: list[Path], setting: str
 ) -> str | None:
@@ -405,7 +397,7 @@ def journal_lost_sentence(
     ``setting`` is where the journal's place is set (``FILEDROP_STATE``, a config key)."""
     outcomes = [outcome for inbox in inboxes for outcome, _ in _outcome_files(inbox)]
     if not outcomes:
-        marks = [mark for inbox in inboxes for mark in _marks_or_their_folder(inbox)]
+        marks = [mark for inbox in inboxes for mark in marks_or_their_folder(inbox)]
         if not marks:
             return None
         return (
