@@ -543,6 +543,34 @@ def test_merged_cells_below_the_header_hold_their_value_on_every_row(
     assert [c["remainingAmount"] for c in first.payload["claims"]] == [4500.0, 70.0, 35.5]
 
 
+def test_a_heading_merged_across_a_data_row_is_a_note_not_an_invoice(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """ "Avdeling Bergen" merged across the sheet between two groups of invoices: read as an
+    invoice, its text stood in every column and the row was INVALID on each of them. It is
+    SKIPPED as a note, and the invoices around it go. A value merged over three columns beside
+    other values of its row is one of them, as any shorter merge is."""
+
+    def edit(sheet: object) -> None:
+        sheet.insert_rows(8)  # type: ignore[attr-defined]  between 24-1001 and 24-1002
+        sheet["A8"] = "Avdeling Bergen"  # type: ignore[index]
+        sheet.merge_cells("A8:Q8")  # type: ignore[attr-defined]
+        sheet["G22"], sheet["H22"], sheet["I22"] = "372", None, None  # type: ignore[index]
+        sheet["A22"], sheet["C22"] = "24-1011", 99  # type: ignore[index]
+        sheet.merge_cells("G22:I22")  # type: ignore[attr-defined]
+
+    edited_open_items(inbox / "apne-poster-mars.xlsx", edit)
+    filedrop("run", environ=run_env(inbox, sandbox.url), expect=1)
+    outcome = outcome_rows(inbox / "apne-poster-mars.outcome.xlsx")
+    note = outcome[outcome["Invoice no"] == "Avdeling Bergen"]
+    assert list(note["outcome_status"]) == ["SKIPPED"]
+    assert list(note["outcome_message"]) == ["a note across the row (merged cells A8:Q8)"]
+    assert {"24-1001", "24-1002"} <= set(sandbox.received_invoice_numbers())
+    merged_value = outcome[outcome["Invoice no"] == "24-1011"]
+    assert list(merged_value["outcome_status"]) == ["INVALID"]
+    assert "a note" not in merged_value["outcome_message"].iloc[0]
+
+
 def test_a_merge_over_a_hidden_empty_row_leaves_that_row_empty(tmp_path: Path) -> None:
     """24-1001's number merged over its three lines and a hidden empty row below them: the
     hidden row shows nothing, so it is not filled, and the sheet is read (filled, it held data

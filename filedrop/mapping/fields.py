@@ -106,6 +106,7 @@ class Source:
     # row number of each row here, to find them by.
     unsaved: Mapping[int, np.ndarray] = field(default_factory=dict, compare=False)
     formulas: Mapping[tuple[int, int], str] = field(default_factory=dict, compare=False)
+    notes: Mapping[int, str] = field(default_factory=dict, compare=False)  # ``Table.notes``
     row_numbers: np.ndarray | None = field(default=None, compare=False)
     # For a part of a long table: the longest valid KID of each KID column (by its ``columns``)
     # over the whole table, as (digits, its row number) (``longest_kids``), so a part judges

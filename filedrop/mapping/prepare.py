@@ -354,6 +354,7 @@ def _source(
         date_formats=mapping.date_formats,
         unsaved=table.unsaved,
         formulas=table.formulas,
+        notes=table.notes,
         row_numbers=table.row_numbers,
         kid_longest=kids or {},
     )

@@ -57,6 +57,7 @@ def skipped_rows(
             else:
                 what = f"is {quoted(v.text[i])}" if v.text[i] else "is empty"
             why[i] = f"rule {rule.name}: {v.label[i]} {what}"
+    _notes(src, why)
     if number is not None:
         _repeated_header(src, number, why)
     if mapping.skip_totals and number is not None:
@@ -64,6 +65,16 @@ def skipped_rows(
     if unknown is not None:
         unknown += [issue for issue in unsure if why[issue.position] is None]
     return why
+
+
+def _notes(src: Source, why: np.ndarray) -> None:
+    """A row that is one merged range across the sheet, a heading between groups: a note, no
+    invoice (``Table.notes``)."""
+    if not src.notes or src.row_numbers is None:
+        return
+    at = np.flatnonzero(np.isin(src.row_numbers, list(src.notes)) & np.equal(why, None))
+    for i in at.tolist():
+        why[i] = f"a note across the row (merged cells {src.notes[int(src.row_numbers[i])]})"
 
 
 def _repeated_header(src: Source, number: Values, why: np.ndarray) -> None:

@@ -26,6 +26,7 @@ from filedrop.read.table import (
     Table,
     blank_rows,
     column_frame,
+    column_letter,
     name_blank_headers,
     other_sheets,
     trailing_width,
@@ -96,6 +97,7 @@ def build_table(path: Path, sheet: ParsedSheet, marks: SheetMarks | None = None)
         )
     first_data = sheet.header_row + 1
     row_numbers = np.arange(first_data, first_data + sheet.n_rows, dtype=np.int64)[keep]
+    notes = _note_rows(texts, marks.merged, sheet) if marks is not None and marks.merged else {}
     if marks is not None and marks.hidden_rows:
         _refuse_hidden_rows(path, sheet.sheet_name, row_numbers, marks.hidden_rows)
     return Table(
@@ -121,6 +123,7 @@ def build_table(path: Path, sheet: ParsedSheet, marks: SheetMarks | None = None)
         ),
         unsaved=unsaved,
         formulas=formulas,
+        notes=notes,
         own_format_rows=_own_format_rows(own_zeros[:width], typed, keep, first_data),
     )
 
@@ -188,6 +191,33 @@ def _fill_merged(
         for text, typed in expanded[left : right + 1]:
             text[rows] = shown
             typed[rows] = value
+
+
+#: The fewest columns a merged range of one row spans to be a note across it: a value merged
+#: over two columns (a date over both date columns) is one of the row's values.
+NOTE_MIN_COLUMNS = 3
+
+
+def _note_rows(
+    texts: list[np.ndarray], merged: frozenset[tuple[int, int, int, int]], sheet: ParsedSheet
+) -> dict[int, str]:
+    """Data rows that are one merged range and nothing else, such as a heading between groups
+    ("Avdeling Bergen" across the sheet): their row numbers, and the range. ``_fill_merged``
+    has put its text in each of its cells; read as an invoice, the row would fail on every
+    column."""
+    first_data = sheet.header_row + 1
+    notes: dict[int, str] = {}
+    for first_row, first_col, last_row, last_col in merged:
+        top, left = first_row - first_data, first_col - sheet.first_col
+        right = min(last_col - sheet.first_col, len(texts) - 1)
+        if first_row != last_row or not 0 <= top < sheet.n_rows or left < 0:
+            continue
+        if right - left + 1 < NOTE_MIN_COLUMNS or texts[left][top] == "":
+            continue
+        if all(text[top] == "" for text in texts[:left] + texts[right + 1 :]):
+            first, last = sheet.first_col + left, sheet.first_col + right
+            notes[first_row] = f"{column_letter(first)}{first_row}:{column_letter(last)}{first_row}"
+    return notes
 
 
 def _unsaved_cells(
