@@ -1125,7 +1125,12 @@ def _resolve(args: argparse.Namespace, io: Io) -> int:
                 io.say(f"Batch #{batch.id}: not settled, as {why}.")
                 continue
             settled.append(batch)
-            io.say(f"Batch #{batch.id}: {plural(changed, 'invoice')} {verdict}.")
+            told = verdict
+            if not args.sent and (
+                record.state is FileState.GONE or not os.path.lexists(record.path)
+            ):  # no run takes a file up that is not there
+                told = "will be sent once the same file is dropped again (it is gone)"
+            io.say(f"Batch #{batch.id}: {plural(changed, 'invoice')} {told}.")
         for file_id in dict.fromkeys(batch.file_id for batch in settled):
             # One line naming the file, its path and its outcome's: each shown printable.
             io.say(mask_ids(printable(_rewrite_outcome(journal, file_id, settings))))

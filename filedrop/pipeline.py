@@ -1120,6 +1120,13 @@ def close_gone_file(
     return FileReport(source, FileState.GONE, counts, outcome, f"gone: {told}")
 
 
+#: The message of a gone file's row that was never sent: no run sends it on its own.
+GONE_NOT_SENT = (
+    "not sent, and the file was moved, replaced or deleted first: drop the same file again to "
+    "send it"
+)
+
+
 def write_gone_outcome(
     record: FileRecord, journal: Journal, *, dest: Path | None = None
 ) -> tuple[Path | None, dict[str, int]]:
@@ -1150,6 +1157,11 @@ def write_gone_outcome(
             file_names={},
         )
         for invoice in invoices
+    ]
+    # No run takes up a file that is gone: what its rows never sent waits for a person.
+    rows = [
+        (status, GONE_NOT_SENT, *rest) if status == RowStatus.NOT_SENT else (status, text, *rest)
+        for status, text, *rest in rows
     ]
     name = outcome_path(path)
     cells = pd.DataFrame(index=pd.RangeIndex(len(rows)))

@@ -470,15 +470,22 @@ class RunReport:
     @property
     def exit_code(self) -> ExitCode:
         """2 if a file stopped on the setup (its NOT_SENT rows wait for the operator), 1 if a
-        row or file needs a person, 3 if work is left for the next run (rows PENDING, NOT_SENT
-        because Amili was unavailable, or a file still being written), else 0.
+        row or file needs a person (a gone file's NOT_SENT rows do), 3 if work is left for the
+        next run (rows PENDING, NOT_SENT because Amili was unavailable, or a file still being
+        written), else 0.
 
         A file another live process holds is that process's work, and says nothing of this
         run: two runs sharing an inbox both exit 0 when it all went."""
         setbacks = {report.setback for report in self.files}
         faults = {RowStatus.ERROR} if Setback.FAULT in setbacks else set()
+        # A gone file's rows never sent go only once a person drops the file again.
+        stranded = any(
+            report.state is FileState.GONE and RowStatus.NOT_SENT in report.statuses
+            for report in self.files
+        )
         return exit_code_for(
             self.statuses | faults,
+            attention=stranded,
             setup_problem=Setback.SETUP in setbacks,
             unfinished=self.stopped_early
             or bool(self.changing)

@@ -130,7 +130,8 @@ class ExitCode(enum.IntEnum):
     OK = 0
     """Every row SUCCEEDED, DUPLICATE or SKIPPED."""
     ATTENTION = 1
-    """Some row FAILED, INVALID or UNKNOWN, or some file ERROR: a person should look."""
+    """Some row FAILED, INVALID or UNKNOWN, some file ERROR, or rows NOT_SENT of a file that is
+    gone: a person should look."""
     SETUP = 2
     """Fix the setup: usage, configuration, credentials, organisation, URL or batch size."""
     UNFINISHED = 3
@@ -148,19 +149,24 @@ UNFINISHED_STATUSES = frozenset({RowStatus.PENDING, RowStatus.NOT_SENT})
 
 
 def exit_code_for(
-    statuses: Iterable[RowStatus], *, setup_problem: bool = False, unfinished: bool = False
+    statuses: Iterable[RowStatus],
+    *,
+    setup_problem: bool = False,
+    attention: bool = False,
+    unfinished: bool = False,
 ) -> ExitCode:
     """The one code a run exits with: when several apply, the first of 2, 1, 3, 0 wins.
 
     ``setup_problem``: something the operator must fix stopped part of the run (credentials, URL,
-    organisation, a batch too large); it outranks the NOT_SENT rows it left. ``unfinished``:
+    organisation, a batch too large); it outranks the NOT_SENT rows it left. ``attention``: a
+    person must act beyond what the statuses show (a gone file's rows never sent). ``unfinished``:
     work was left for the next run beyond what the row statuses show (a file that could not be
     finished because the API was unavailable).
     """
     seen = set(statuses)
     if setup_problem:
         return ExitCode.SETUP
-    if seen & ATTENTION_STATUSES:
+    if attention or seen & ATTENTION_STATUSES:
         return ExitCode.ATTENTION
     if unfinished or seen & UNFINISHED_STATUSES:
         return ExitCode.UNFINISHED

@@ -614,10 +614,12 @@ def test_resolve_waits_for_a_live_run_that_holds_the_file(
             "lists the file)."
         ]
     else:
-        assert out.splitlines() == [
-            "Batch #1: 2 invoices will be sent by the next run.",
-            said[case],
-        ]
+        verdict = (
+            "once the same file is dropped again (it is gone)"
+            if case == "holder and input gone"
+            else "by the next run"
+        )
+        assert out.splitlines() == [f"Batch #1: 2 invoices will be sent {verdict}.", said[case]]
     if case != "holder gone":
         assert (inbox / "a.outcome.csv").read_bytes() == written
     with sqlite3.connect(journal_file(inbox)) as db:
@@ -697,7 +699,7 @@ def test_resolve_with_the_input_gone_says_so_and_keeps_the_journal_change(
     (inbox / "b.csv").unlink()
     _, out, _ = filedrop("resolve", "2", "--not-sent", environ=env)
     assert out.splitlines() == [
-        "Batch #2: 1 invoice will be sent by the next run.",
+        "Batch #2: 1 invoice will be sent once the same file is dropped again (it is gone).",
         f"b.csv: the input {inbox / 'b.csv'} is gone or has changed, so its outcome was not "
         "rewritten; the journal keeps the change.",
     ]

@@ -3,6 +3,7 @@ PostgreSQL): a journal that does not know it was sending that file holds the inb
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import sqlite3
@@ -22,8 +23,9 @@ from filedrop.inflight import (
 from filedrop.journal import Journal, this_owner
 from filedrop.journal.engines import PostgresLocation
 from filedrop.outcome import written_stamp
-from filedrop.pipeline import close_gone_file
-from filedrop.states import FileState
+from filedrop.pipeline import GONE_NOT_SENT, close_gone_file
+from filedrop.runner import RunReport
+from filedrop.states import ExitCode, FileState
 
 TARGET = "production:3fa85f64-5717-4562-b3fc-2c963f66afa6"
 SHA = "ab" * 32
@@ -393,6 +395,11 @@ def test_a_gone_file_tells_its_rows_never_sent_apart_from_those_sent(
             "again"
         )
         assert report.counts == {"SUCCEEDED": 1, "NOT_SENT": 1}
+        # No run takes the file up again: its row never sent waits for a person to drop it.
+        with (source.parent / "april.outcome.csv").open(encoding="utf-8-sig") as outcome:
+            rows = {row["outcome_invoice_number"]: row for row in csv.DictReader(outcome)}
+        assert rows["n-2"]["outcome_message"] == GONE_NOT_SENT
+        assert RunReport([report]).exit_code is ExitCode.ATTENTION
 
 
 def test_a_gone_file_whose_only_batch_never_went_gets_no_outcome(
