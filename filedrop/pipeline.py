@@ -1067,7 +1067,8 @@ def close_gone_file(
     taken up again (``gone`` is not final) and send them. A file that wrote its outcome before
     (left to retry, or waiting on its batches) keeps it: every row is in it; unless batches went
     after it was written (its sending mark names them), when it shows rows as not sent that
-    went: then the journal's outcome is written too (in ``archive/``, beside the earlier one).
+    went, or it shows rows PENDING, whose batches have ended since: then the journal's outcome
+    is written too (in ``archive/``, beside the earlier one).
     Called once the file's batches have all ended, by a caller that holds no claim (``claim`` of
     ``finish_file``).
     """
@@ -1086,7 +1087,11 @@ def close_gone_file(
             extra=fields("file_gone_held", inbox=inbox, file=record.name),
         )  # fmt: skip
         return FileReport(source, FileState.SKIPPED, {}, message=why, setback=Setback.SETUP)
-    stale = record.outcome_written is not None and mark is MarkFate.KNOWN
+    # The outcome written while the file was there falls behind when batches went after it
+    # (its mark names them), or when batches it showed PENDING have ended since.
+    stale = record.outcome_written is not None and (
+        mark is MarkFate.KNOWN or record.counts.get(RowStatus.PENDING, 0) > 0
+    )
     written_now = record.outcome_written is None or stale
     if written_now:
         outcome, counts = write_gone_outcome(record, journal)

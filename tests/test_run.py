@@ -526,6 +526,34 @@ def test_a_batch_outliving_the_poll_timeout_is_pending_then_completed(
         assert slow.counters().posts == 1
 
 
+def test_a_file_deleted_while_its_outcome_shows_rows_pending_gets_how_they_ended(
+    inbox: Path,
+) -> None:
+    """Rows PENDING at the poll timeout, then the input is moved away and the batch ends: the
+    earlier outcome said the file would be rewritten, which no run can do without it, so the
+    journal's outcome, with the case numbers, is written beside it in archive/, and said."""
+    shift_s = [0.0]  # the sandbox's clock, moved on so that the batch ends between the runs
+    with Sandbox(SandboxOptions(delay_s=(60, 60)), clock=lambda: time.time() + shift_s[0]) as slow:
+        write_erp_csv(inbox / "p.csv", [erp_row("6011"), erp_row("6012", amount="x")])
+        filedrop("run", environ=run_env(inbox, slow.url, FILEDROP_POLL_TIMEOUT_S="0.3"), expect=1)
+        earlier = (inbox / "p.outcome.csv").read_bytes()
+        (inbox / "p.csv").unlink()
+        shift_s[0] = 120.0
+        _, out, _ = filedrop("run", environ=run_env(inbox, slow.url))
+        (archived,) = (inbox / "archive").glob("*-p.outcome.csv")
+        assert (
+            "p.csv: 1 SUCCEEDED\n  gone: 1 SUCCEEDED sent from it, listed in "
+            f"{archived.relative_to(inbox)}; rows not listed there were never sent"
+        ) in out
+        ended = pd.read_csv(archived, encoding="utf-8-sig", dtype=str, keep_default_na=False)
+        assert list(ended["outcome_status"]) == ["SUCCEEDED"]
+        assert ended["outcome_case_number"][0].startswith("CASE-")
+        assert (inbox / "p.outcome.csv").read_bytes() == earlier  # every row, as it was
+        _, status, _ = filedrop("status", environ=run_env(inbox, slow.url))
+        assert "p.csv  gone  1 SUCCEEDED" in status
+        assert slow.counters().posts == 1
+
+
 def test_a_batch_whose_polls_fail_is_pending_with_why_not_still_queued(
     inbox: Path, sandbox: Sandbox
 ) -> None:
