@@ -916,8 +916,9 @@ def _say_files(
                     )
                 if not alive[b.file_id]:
                     what = (
-                        "(never answered: the process sending it stopped; the next run or "
-                        f"watch makes it UNKNOWN, for '{resolve_command(b.id)}')"
+                        "(never answered: the process sending it stopped, so whether Amili got "
+                        f"it cannot be told; check with Amili, then '{resolve_command(b.id)} "
+                        "--sent' or '--not-sent')"
                     )
             io.say(f"  #{b.id}  {what}  {plural(b.invoice_count, 'invoice')}")
     if unknown:
@@ -1078,13 +1079,15 @@ def _resolve(args: argparse.Namespace, io: Io) -> int:
                     "them."
                 )
             if batch.state is BatchState.POSTING:
-                # Maybe a live run is waiting for its answer right now; the next run of its
-                # file (or of the inbox) marks it UNKNOWN if its process is gone.
-                raise ConfigError(
-                    f"Batch #{batch.id} is still being sent; if no filedrop is running, run "
-                    "'filedrop run' first (it marks the batch UNKNOWN), then resolve it."
-                )
-            if batch.state is not BatchState.UNKNOWN:
+                # Its run may be waiting for the answer right now. One whose process is gone
+                # never gets it: that is as UNKNOWN as the next run of its file would make it
+                # (a run held back by a sending mark never does).
+                if _held_by_live_run(journal.file(batch.file_id), settings):
+                    raise ConfigError(
+                        f"Batch #{batch.id} is being sent by a filedrop process right now "
+                        "('filedrop status' lists the file); resolve it once that has finished."
+                    )
+            elif batch.state is not BatchState.UNKNOWN:
                 raise ConfigError(
                     f"Batch #{batch.id} is {batch.state}, not UNKNOWN; nothing to resolve."
                 )

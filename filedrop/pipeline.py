@@ -957,9 +957,16 @@ def rewrite_outcome(
 
     ``None`` when the input is gone or its bytes changed since: the journal keeps what it
     learnt, and the next run of a new version of the file uses it. ``limits`` are the inbox's,
-    as a run reads with; ``inbox`` names it in the log.
+    as a run reads with; ``inbox`` names it in the log. ``FiledropError`` when the file's
+    sending mark names batches this journal does not hold: its outcome would call rows unsent
+    that went.
     """
     path = Path(record.path)
+    if mark_of(path, record.sha256, record.target, journal) is MarkFate.UNKNOWN:
+        raise FiledropError(
+            "its sending mark names batches this journal does not hold, so it would show rows "
+            "as not sent that went; point FILEDROP_STATE at the journal in use then"
+        )
     try:
         there = content_hash(path) == record.sha256
     except OSError:

@@ -288,7 +288,9 @@ def run_inbox(ctx: Context) -> RunReport:
             unread=tuple((path, why) for path, why in ignored if why in LEFT_FOR_A_PERSON),
         )
         if not ctx.stop.is_set():
-            report = replace(report, files=[*report.files, *settle_leftovers(ctx)])
+            # A file left as it was (held back by its mark) is found so again: told once.
+            settled = [each for each in settle_leftovers(ctx) if each not in gone]
+            report = replace(report, files=[*report.files, *settled])
     if measure_backlog(ctx):
         ctx.metrics.cycle_succeeded()
     return report

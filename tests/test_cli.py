@@ -552,9 +552,20 @@ def test_status_tells_a_post_whose_sender_is_gone_from_one_awaiting_its_answer(
     _, out, _ = filedrop("status", environ=run_env(inbox, sandbox.url))
     assert "  #1  (not answered yet)  1 invoice" in out.splitlines()
     assert (
-        "  #2  (never answered: the process sending it stopped; the next run or watch makes it "
-        "UNKNOWN, for 'filedrop resolve 2')  1 invoice"
+        "  #2  (never answered: the process sending it stopped, so whether Amili got it cannot be "
+        "told; check with Amili, then 'filedrop resolve 2 --sent' or '--not-sent')  1 invoice"
     ) in out.splitlines()
+    # What status says can be done: no run is needed first (a run held back by a sending mark
+    # never makes the batch UNKNOWN). The live one is left to its run.
+    _, _, err = filedrop("resolve", "1", "--sent", environ=run_env(inbox, sandbox.url), expect=2)
+    assert err.splitlines()[-1] == (
+        "filedrop: Batch #1 is being sent by a filedrop process right now ('filedrop status' "
+        "lists the file); resolve it once that has finished."
+    )
+    _, out, _ = filedrop("resolve", "2", "--sent", environ=run_env(inbox, sandbox.url))
+    assert out.splitlines()[0] == "Batch #2: 1 invoice will never be sent again."
+    with Journal(journal_file(inbox)) as journal:
+        assert journal.status_counts() == {"SENDING": 1, "SUCCEEDED": 1}
 
 
 def test_resolve_settles_several_batches_and_rewrites_their_outcomes(

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from filedrop.errors import FiledropError
 from filedrop.inflight import (
     SENDING_FOLDER,
     MarkFolderError,
@@ -23,7 +24,8 @@ from filedrop.inflight import (
 from filedrop.journal import Journal, this_owner
 from filedrop.journal.engines import PostgresLocation
 from filedrop.outcome import written_stamp
-from filedrop.pipeline import GONE_NOT_SENT, close_gone_file
+from filedrop.pipeline import GONE_NOT_SENT, close_gone_file, rewrite_outcome
+from filedrop.read import ReadLimits
 from filedrop.runner import RunReport
 from filedrop.states import ExitCode, FileState
 
@@ -424,3 +426,21 @@ def test_a_gone_file_whose_only_batch_never_went_gets_no_outcome(
         assert (
             gone.message == "moved, replaced or deleted while unfinished: nothing was sent from it"
         )
+
+
+def test_resolve_writes_no_outcome_from_a_journal_that_does_not_know_the_mark(
+    journal_location: Path | PostgresLocation, source: Path
+) -> None:
+    """A journal put back from a copy taken before the file's second batch: resolving its
+    first rewrote the outcome from what that journal knows, calling rows unsent that went. It
+    is refused in one sentence, and the mark stays."""
+    source.write_text("number\nn-1\n")
+    with Journal(journal_location) as journal:
+        mark = claimed_and_marked(journal, source)
+        record = journal.find_file(target=TARGET, name=source.name, sha256=SHA)
+        assert record is not None
+        Sending(source, SHA, journal=journal.identity(), target=TARGET, now=0).before_post(999)
+        with pytest.raises(FiledropError, match=r"^its sending mark names batches this journal"):
+            rewrite_outcome(record, journal, [], limits=ReadLimits())
+        assert mark.exists()
+        assert not source.with_name("april.outcome.csv").exists()

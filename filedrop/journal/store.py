@@ -883,9 +883,10 @@ class Journal:
         ``sent`` keeps the numbers blocked for good; not sent releases them so that the next run
         of their file sends them (the file is set to ``retry``, unless it is ``gone``). Returns
         how many invoices changed. ``NotSettledError``, changing nothing, when the batch is no
-        longer UNKNOWN, or its file is claimed by another owner than ``holder`` (the claim's
-        owner as the caller saw it, whose run is gone; None: the file was not claimed): a run
-        took it up since, and what it writes would not show this.
+        longer UNKNOWN (or POSTING, by a process that is gone), or its file is claimed by
+        another owner than ``holder`` (the claim's owner as the caller saw it, whose run is
+        gone; None: the file was not claimed): a run took it up since, and what it writes would
+        not show this.
         """
         now = self._clock()
         with self._write() as db:
@@ -898,7 +899,8 @@ class Journal:
                 + self._engine.lock_suffix,
                 (batch,),
             ).fetchone()
-            if seen is not None and seen[0] != BatchState.UNKNOWN:
+            # POSTING: its process is gone (the caller saw to it), so its fate is unknown too.
+            if seen is not None and seen[0] not in (BatchState.UNKNOWN, BatchState.POSTING):
                 raise NotSettledError(f"it was settled meanwhile: it is {seen[0]} now")
             if seen is not None and seen[1] == FileState.CLAIMED and seen[2] != holder:
                 raise NotSettledError(
