@@ -352,9 +352,20 @@ def _skipped(path: Path, hashed: HashedFile, ctx: Context) -> FileReport:
     """
     record = ctx.journal.find_file(target=ctx.target, name=path.name, sha256=hashed.sha256)
     if record is not None and record.state in FINAL_FILE_STATES:
+        if mark_of(path, hashed.sha256, ctx.target, ctx.journal) in (
+            MarkFate.KNOWN,
+            MarkFate.UNSENT,
+        ):
+            # Begun here, finished from another folder (the same file dropped in another
+            # inbox sharing the journal): that outcome shows all this mark names.
+            clear_mark(path, hashed.sha256, ctx.target)
         if record.outcome and not os.path.lexists(record.outcome):
             return _outcome_missing(path, record, ctx)
-        return FileReport(path, FileState.SKIPPED, {}, message=ALREADY_PROCESSED)
+        message = ALREADY_PROCESSED
+        if Path(record.path).absolute() != path.absolute():  # its outcome is not beside it
+            where = f"; its outcome is {record.outcome}" if record.outcome else ""
+            message = f"{ALREADY_PROCESSED} as {printable(record.path)}{printable(where)}"
+        return FileReport(path, FileState.SKIPPED, {}, message=message)
     holder = record.owner if record is not None and record.owner else None
     message = f"{BUSY_ELSEWHERE} ({holder})" if holder else BUSY_ELSEWHERE
     return FileReport(

@@ -29,6 +29,7 @@ from builders import (
 )
 from conftest import (
     MAPPINGS,
+    ORG_ID,
     FakeTime,
     drop_connections,
     journal_file,
@@ -552,6 +553,37 @@ def test_a_file_deleted_while_its_outcome_shows_rows_pending_gets_how_they_ended
         _, status, _ = filedrop("status", environ=run_env(inbox, slow.url))
         assert "p.csv  gone  1 SUCCEEDED" in status
         assert slow.counters().posts == 1
+
+
+def test_a_file_finished_from_another_inbox_is_skipped_naming_where_and_its_mark_goes(
+    inbox: Path, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """The same file begun in one inbox and finished from another sharing the journal: the
+    first inbox's run says where it was processed and where its outcome is, rather than a bare
+    "already processed" beside no outcome; the mark begun there goes, as that outcome shows
+    what went (it held the inbox back once the journal was lost)."""
+    from filedrop.inbox import content_hash
+    from filedrop.inflight import Sending, sending_marks
+
+    other = tmp_path / "other"
+    other.mkdir()
+    rows = [erp_row("6021"), erp_row("6022")]
+    write_erp_csv(inbox / "f.csv", rows)
+    write_erp_csv(other / "f.csv", rows)
+    filedrop("run", environ=run_env(other, sandbox.url))
+    sha, target = content_hash(inbox / "f.csv"), f"sandbox:{ORG_ID}"
+    with Journal(journal_file(inbox)) as journal:
+        begun = Sending(inbox / "f.csv", sha, journal=journal.identity(), target=target, now=0)
+        begun.before_post(1)  # the batch the journal holds, as if posted from here first
+    assert sending_marks(inbox)
+
+    _, out, _ = filedrop("run", environ=run_env(inbox, sandbox.url))
+    assert (
+        f"f.csv: skipped (already processed as {other / 'f.csv'}; its outcome is "
+        f"{other / 'f.outcome.csv'})"
+    ) in out
+    assert sending_marks(inbox) == []
+    assert sandbox.counters().invoices_received == 2
 
 
 def test_a_batch_whose_polls_fail_is_pending_with_why_not_still_queued(
