@@ -380,6 +380,14 @@ def _lost_journal(path: Path, ctx: Context) -> FileReport | None:
     filedrop start afresh over an inbox it processed before, sending every invoice again.
     """
     outcome = lost_journal_evidence(path, ctx.journal, target=ctx.target, limits=ctx.read_limits)
+    mark = next(
+        (
+            found
+            for folder in (path.parent, *ctx.sharing)
+            if (found := unknown_mark(folder, ctx.journal, target=ctx.target, of=path.name))
+        ),
+        None,
+    )
     if outcome is not None:
         said = lost_journal_message(path.name, outcome, ctx.journal.path)
         message = (
@@ -395,17 +403,15 @@ def _lost_journal(path: Path, ctx: Context) -> FileReport | None:
             "journal does not know were sent (lost, replaced or an older copy); run 'filedrop "
             "journal rebuild'"
         )
-    elif mark := next(
-        (
-            found
-            for folder in (path.parent, *ctx.sharing)
-            if (found := unknown_mark(folder, ctx.journal, target=ctx.target, of=path.name))
-        ),
-        None,
-    ):
+    elif mark is not None:
         said, message = mark.sentence(ctx.journal.path), mark.summary()
+        mark = None  # told
     else:
         return None
+    if mark is not None:
+        # A rebuild reads outcomes, not marks: the mark would hold the inbox back after it.
+        said = f"{said}. And besides: {mark.sentence(ctx.journal.path)}"
+        message = f"{message}; a sending mark holds it back too (see the log)"
     if ctx.say_once("lost-journal"):
         log.error(
             "%s",

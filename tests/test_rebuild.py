@@ -346,9 +346,11 @@ def test_rebuild_reads_the_archive(inbox: Path, sandbox: Sandbox) -> None:
 
     filedrop("journal", "rebuild", environ=env)
     _, out, _ = filedrop("run", environ=env)
+    (archived,) = (inbox / "archive").glob("*-m.csv")
+    (outcome,) = (inbox / "archive").glob("*-m.outcome.csv")
     assert out.splitlines() == [
         "SANDBOX run: nothing was sent to Amili.",
-        "m.csv: skipped (already processed)",
+        f"m.csv: skipped (already processed as {archived}; its outcome is {outcome})",
     ]
     assert sandbox.received_invoice_numbers() == ["7301", "7302"]
 

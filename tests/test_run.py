@@ -586,6 +586,35 @@ def test_a_file_finished_from_another_inbox_is_skipped_naming_where_and_its_mark
     assert sandbox.counters().invoices_received == 2
 
 
+def test_a_lost_journal_names_the_sending_mark_beside_the_outcomes(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """The journal is lost while one file was done and another was being sent: status and the
+    run asked for a rebuild only, after which the mark, which a rebuild does not read, still
+    held the inbox back under another reason. Both are named from the start."""
+    from filedrop.inflight import Sending
+
+    write_erp_csv(inbox / "d.csv", [erp_row("6031")])
+    filedrop("run", environ=run_env(inbox, sandbox.url))
+    write_erp_csv(inbox / "f.csv", [erp_row("6032")])
+    sending = Sending(
+        inbox / "f.csv", "ab" * 32, journal="lost", target=f"sandbox:{ORG_ID}", now=time.time()
+    )
+    sending.before_post(7)
+    for lost in journal_file(inbox).parent.glob("journal.db*"):
+        lost.unlink()
+
+    _, status, _ = filedrop("status", environ=run_env(inbox, sandbox.url))
+    assert (
+        f"; a file was being sent too (filedrop's mark of it is {sending.path}), which a "
+        "rebuild does not read: see what 'filedrop run' says of that mark."
+    ) in status
+    _, out, err = filedrop("run", environ=run_env(inbox, sandbox.url), expect=2)
+    assert "run 'filedrop journal rebuild'; a sending mark holds it back too (see the log)" in out
+    assert ". And besides: f.csv: the journal " in err
+    assert sandbox.received_invoice_numbers() == ["6031"]
+
+
 def test_a_batch_whose_polls_fail_is_pending_with_why_not_still_queued(
     inbox: Path, sandbox: Sandbox
 ) -> None:

@@ -396,8 +396,8 @@ def journal_lost_sentence(
     in one of ``inboxes`` (or its ``archive/``) shows files were processed; None when none does.
     ``setting`` is where the journal's place is set (``FILEDROP_STATE``, a config key)."""
     outcomes = [outcome for inbox in inboxes for outcome, _ in _outcome_files(inbox)]
+    marks = [mark for inbox in inboxes for mark in marks_or_their_folder(inbox)]
     if not outcomes:
-        marks = [mark for inbox in inboxes for mark in marks_or_their_folder(inbox)]
         if not marks:
             return None
         return (
@@ -406,10 +406,18 @@ def journal_lost_sentence(
             f"was lost or moved; point {setting} at the journal in use, or see what 'filedrop "
             "run' says of that mark."
         )
+    # A rebuild reads outcomes, not marks: a mark goes on holding the inbox back after it.
+    besides = (
+        f"; a file was being sent too (filedrop's mark of it is {printable(str(marks[0]))}), "
+        "which a rebuild does not read: see what 'filedrop run' says of that mark"
+        if marks
+        else ""
+    )
     return (
         f"No journal at {journal}, yet the inbox holds {plural(len(outcomes), 'outcome file')} "
         f"(such as {printable(str(outcomes[0]))}), so files were processed: the journal was lost "
-        f"or moved; run 'filedrop journal rebuild', or point {setting} at the journal in use."
+        f"or moved; run 'filedrop journal rebuild', or point {setting} at the journal in use"
+        f"{besides}."
     )
 
 
