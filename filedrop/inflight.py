@@ -153,7 +153,13 @@ class Sending:
             finally:
                 os.close(fd)
         except OSError as exc:
-            raise OSError(exc.errno, exc.strerror or str(exc), str(self.path)) from exc
+            why = exc.strerror or str(exc)
+            if exc.errno == errno.ENOENT:  # written at the first batch: taken away since
+                why = (
+                    "filedrop's sending mark was taken away while the file was being sent (the "
+                    "inbox moved or deleted, or the mark deleted)"
+                )
+            raise OSError(exc.errno, why, str(self.path)) from exc
 
     def _begin(self) -> None:
         """Write the mark's first line, durably; one this journal wrote before (a file resumed)

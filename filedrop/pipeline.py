@@ -9,6 +9,7 @@ crash, or a batch that outlived the poll timeout) goes through exactly the same 
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import errno
 import functools
@@ -317,7 +318,16 @@ def process_file(path: Path, ctx: Context) -> FileReport:
         printable(path.name),
         extra=fields("file_claimed", inbox=ctx.metrics.name, file=path.name),
     )
-    return _process_claimed(path, ctx, record, hashed)
+    try:
+        return _process_claimed(path, ctx, record, hashed)
+    except Exception:
+        # Left to retry, not held: a watching daemon retries only a file it still finds, and
+        # one moved away meanwhile (its whole inbox, say) would stay claimed by a live process
+        # for as long as it runs, its sent batches never polled and its outcome never written.
+        # Let go, it is any run's to resume, or to close as gone once its batches end.
+        with contextlib.suppress(*ctx.journal.errors, OSError):
+            ctx.journal.let_go(record.id, owner=ctx.owner)
+        raise
 
 
 def _outcome_missing(path: Path, record: FileRecord, ctx: Context) -> FileReport:
@@ -1120,6 +1130,11 @@ def close_gone_file(
     if written_now:
         outcome, counts = write_gone_outcome(record, journal)
         told = _gone_told(counts, outcome.relative_to(source.parent) if outcome else None)
+        if stale and record.outcome_written is not None:
+            # The earlier outcome stays this journal's own, known as such: no longer the one
+            # its record wrote, it would read as another journal's, showing rows sent (PENDING)
+            # that this one may send again (FAILED), and hold the inbox back.
+            journal.outcome_checked(target=record.target, stamp=record.outcome_written)
     else:
         outcome, counts = (Path(record.outcome) if record.outcome else None), record.counts
         told = (

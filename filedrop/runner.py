@@ -545,9 +545,10 @@ def setback_of(exc: BaseException) -> Setback:
 def process_guarded(path: Path, ctx: Context) -> FileReport:
     """``process_file``, turning any failure into a report and one log sentence.
 
-    One file's failure never stops the others. The file stays claimed by this process, so the
-    next run (or the watch daemon's retry) resumes it from the journal. The traceback of an
-    unexpected error shows with --debug.
+    One file's failure never stops the others. The file is left ``retry`` (``process_file``
+    lets its claim go), so the next run (or the watch daemon's retry) resumes it from the
+    journal, and one moved away meanwhile is closed as gone once its batches end. The traceback
+    of an unexpected error shows with --debug.
     """
     try:
         report = process_file(path, ctx)

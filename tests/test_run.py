@@ -615,6 +615,36 @@ def test_a_lost_journal_names_the_sending_mark_beside_the_outcomes(
     assert sandbox.received_invoice_numbers() == ["6031"]
 
 
+def test_a_file_whose_inbox_is_taken_away_mid_send_is_let_go_and_closed_as_gone(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """The inbox is removed and made again while a file's first batch awaits its answer: the
+    next batch's mark cannot be written, and the file stops. It stayed claimed by its own
+    process: a daemon, which retries only files it finds, held it for as long as it ran, its
+    sent batch never polled. It is let go, so the same run polls that batch and writes the
+    outcome the file never got into the new folder."""
+    write_erp_csv(inbox / "f.csv", [erp_row(str(6041 + n)) for n in range(4)])
+    sandbox.stall_next(1.0, route="invoices")
+    env = run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE="2", FILEDROP_CONCURRENT_BATCHES="1")
+
+    def take_inbox_away() -> None:
+        wait_until(lambda: sandbox.counters().posts >= 1, what="the first POST")
+        shutil.rmtree(inbox)
+        inbox.mkdir()
+
+    remover = threading.Thread(target=take_inbox_away)
+    remover.start()
+    _, out, err = filedrop("run", environ=env, expect=1)
+    remover.join()
+    assert "f.csv: filedrop's sending mark was taken away while the file was being sent" in err
+    outcome = pd.read_csv(inbox / "f.outcome.csv", encoding="utf-8-sig", dtype=str)
+    assert list(outcome["outcome_status"]) == ["SUCCEEDED"] * 2 + ["NOT_SENT"] * 2
+    assert "gone: 2 SUCCEEDED sent from it" in out
+    with Journal(journal_file(inbox)) as journal:
+        assert [(r.state, r.owner) for r in journal.recent_files()] == [(FileState.GONE, None)]
+    assert sandbox.received_invoice_numbers() == ["6041", "6042"]
+
+
 def test_a_batch_whose_polls_fail_is_pending_with_why_not_still_queued(
     inbox: Path, sandbox: Sandbox
 ) -> None:

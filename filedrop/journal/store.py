@@ -467,11 +467,14 @@ class Journal:
                 ),
             )
 
-    def let_go(self, file_id: int) -> None:
+    def let_go(self, file_id: int, *, owner: str | None = None) -> None:
         """Give up this process's claim on a file as if it had never been taken up: forgotten
         if nothing was ever sent from it (the same bytes are then new again, and other bytes
-        leave no record behind), else left ``retry`` for the next run to resume."""
+        leave no record behind), else left ``retry`` for the next run to resume. With ``owner``,
+        only while that owner still holds the claim (no other process took it over)."""
         with self._write() as db:
+            if owner is not None and not self._held(db, file_id, owner):
+                return
             forgotten = db.change(
                 "DELETE FROM files WHERE id = ? AND NOT EXISTS"
                 " (SELECT 1 FROM batches WHERE file_id = ?)"
