@@ -567,6 +567,7 @@ def _print_report(report: RunReport, io: Io, *, environment: str, indent: str = 
     data, and must not add lines of its own to the summary) and national ids masked as in the
     logs (a name or a message may hold one).
     """
+    from filedrop.inbox import why_left
     from filedrop.pipeline import Setback
     from filedrop.states import FileState
 
@@ -574,10 +575,9 @@ def _print_report(report: RunReport, io: Io, *, environment: str, indent: str = 
         io.say(mask_ids(indent + text))
 
     # Files the run left alone, and why: those still being written, and spreadsheets it cannot read.
-    left_alone = [
-        f"{printable(path.name)}: still being written; left for the next run"
-        for path in report.changing
-    ] + [f"{printable(path.name)}: {why}" for path, why in report.unread]
+    left_alone = [f"{printable(path.name)}: {why_left(path)}" for path in report.changing] + [
+        f"{printable(path.name)}: {why}" for path, why in report.unread
+    ]
     if not report.files:
         if report.stopped_early:
             say("Stopped before any file was taken; they are left for the next run.")

@@ -309,10 +309,13 @@ def is_same_file(path: Path, identity: tuple[int, int]) -> bool:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """What changes while a file is still being written."""
+    """What changes while a file is still being written, or when another file is put in its
+    place: a replacement renamed over it with the same size and its source's time kept (as
+    ``scp -p``, ``rsync -t`` and WinSCP upload) still has a change time of its own."""
 
     size: int
     mtime_ns: int
+    ctime_ns: int
 
 
 def snapshot(path: Path) -> Snapshot | None:
@@ -323,7 +326,34 @@ def snapshot(path: Path) -> Snapshot | None:
         return None
     if stat.S_ISLNK(info.st_mode):
         return None  # a link put in a file's place is no input: as good as gone
-    return Snapshot(size=info.st_size, mtime_ns=info.st_mtime_ns)
+    return Snapshot(size=info.st_size, mtime_ns=info.st_mtime_ns, ctime_ns=info.st_ctime_ns)
+
+
+#: How long a delimited file whose last line has no line ending must stay unchanged before it
+#: is taken: an upload that paused mid-row looks finished, and its cut last row would go out as
+#: it stands ("211,03" cut to "2", an amount of 2). Most exports end their last line; one that
+#: does not waits this long.
+UNENDED_WAIT_S = 60.0
+
+
+def unended_last_line(path: Path, *, now: float | None = None) -> bool:
+    """Whether ``path``, a delimited file, ends without a line ending and changed less than
+    ``UNENDED_WAIT_S`` ago (by its modification time): perhaps an upload paused mid-row."""
+    if path.suffix.lower() in EXCEL_SUFFIXES:
+        return False  # a workbook cut short does not open as one
+    try:
+        with os.fdopen(open_regular(path), "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if info.st_size == 0:
+                return False
+            handle.seek(max(0, info.st_size - 4))
+            tail = handle.read(4)
+    except OSError:
+        return False
+    # UTF-16 ends a line with a NUL beside it; a DOS end-of-file mark may follow the last one.
+    if tail.rstrip(b"\x00\x1a").endswith((b"\n", b"\r")):
+        return False
+    return (time.time() if now is None else now) - info.st_mtime < UNENDED_WAIT_S
 
 
 def _opens(path: Path) -> bool:
@@ -336,11 +366,22 @@ def _opens(path: Path) -> bool:
     return True
 
 
+def why_left(path: Path) -> str:
+    """Why a file not ready yet is left for the next run, in the words of the run's summary."""
+    if unended_last_line(path):
+        return (
+            "its last line has no line ending yet, as while it is uploaded; left for the next "
+            f"run, which takes it once it has not changed for {UNENDED_WAIT_S:g} s"
+        )
+    return "still being written; left for the next run"
+
+
 class Readiness(enum.Enum):
     """What the stability tracker makes of a file."""
 
     CHANGING = "changing"
-    """Gone, changed within the window, or it does not open yet."""
+    """Gone, changed within the window, it does not open yet, or its last line has no line
+    ending yet (``unended_last_line``)."""
     READY = "ready"
     """Non-empty, unchanged for the window, and it opens: take it."""
     EMPTY = "empty"
@@ -381,7 +422,7 @@ class StabilityTracker:
             since = now
         else:
             since = previous[1]
-        if now - since < self.window_s or not _opens(path):
+        if now - since < self.window_s or not _opens(path) or unended_last_line(path):
             return Readiness.CHANGING
         return Readiness.EMPTY if current.size == 0 else Readiness.READY
 

@@ -37,6 +37,7 @@ from filedrop.inbox import (
     recorded_in,
     scan,
     snapshot,
+    why_left,
 )
 from filedrop.inflight import MarkFolderError
 from filedrop.journal import Journal, owner_alive
@@ -266,8 +267,9 @@ def run_inbox(ctx: Context) -> RunReport:
         return RunReport([], stopped_early=bool(candidates))
     for path in changing:
         log.info(
-            "%s: still changing; left for the next run",
+            "%s: %s",
             printable(path.name),
+            why_left(path),
             extra=fields("file_changing", inbox=ctx.metrics.name, file=path.name),
         )
     with _polls_end_at_stop(ctx):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,8 @@ from filedrop.inbox import (
     is_outcome_file,
     scan,
     snapshot,
+    unended_last_line,
+    why_left,
 )
 
 
@@ -142,7 +145,9 @@ def test_content_hash_is_stable_and_follows_content(tmp_path):
 def test_snapshot_is_none_for_a_missing_file(tmp_path):
     """A vanished file has no snapshot."""
     path = touch(tmp_path / "a.csv", b"12345", mtime_s=2000)
-    assert snapshot(path) == Snapshot(size=5, mtime_ns=2000 * 10**9)
+    assert snapshot(path) == Snapshot(
+        size=5, mtime_ns=2000 * 10**9, ctime_ns=path.stat().st_ctime_ns
+    )
     assert snapshot(tmp_path / "gone.csv") is None
 
 
@@ -260,3 +265,35 @@ def test_forget_and_vanish_start_over(tmp_path):
     assert tracker.readiness(path) is not Readiness.READY
     clock.now += 5
     assert tracker.readiness(path) is Readiness.READY
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "age_s", "unended"),
+    [
+        ("cut.csv", b"Nr;Navn\n1;Ka", 0, True),
+        ("cut.txt", b"Nr;Navn\n1;Ka", 0, True),
+        ("whole.csv", b"Nr;Navn\n1;Kari\n", 0, False),
+        ("crlf.csv", b"Nr;Navn\r\n1;Kari\r\n", 0, False),
+        ("utf16.csv", "Nr;Navn\n1;Kari\n".encode("utf-16-le"), 0, False),
+        ("dos.csv", b"Nr;Navn\r\n1;Kari\r\n\x1a", 0, False),
+        ("settled.csv", b"Nr;Navn\n1;Ka", 61, False),
+        ("book.xlsx", b"PK\x03\x04 cut", 0, False),
+    ],
+)
+def test_a_last_line_with_no_line_ending_holds_a_fresh_delimited_file_back(
+    tmp_path: Path, name: str, data: bytes, age_s: float, unended: bool
+) -> None:
+    """A delimited file whose last line has no line ending may be an upload paused mid-row:
+    it is not ready, even past the stability window, until it has not changed for a minute.
+    Every line ending counts (UTF-16's too); a workbook is never judged so."""
+    path = touch(tmp_path / name, data)
+    when = time.time() - age_s
+    os.utime(path, (when, when))
+    assert unended_last_line(path) is unended
+    readiness = StabilityTracker(window_s=0).readiness(path)
+    assert (readiness is Readiness.CHANGING) is unended
+    if unended:
+        assert why_left(path) == (
+            "its last line has no line ending yet, as while it is uploaded; left for the next "
+            "run, which takes it once it has not changed for 60 s"
+        )

@@ -235,6 +235,46 @@ def test_slow_upload_in_place_is_processed_once_and_whole(
     assert len(watcher.reports_for("upload.csv")) == 1
 
 
+def test_an_upload_paused_inside_a_row_waits_for_its_last_line_to_end(
+    start_watch: Callable[..., Watcher], sandbox: Sandbox
+) -> None:
+    """An upload that pauses inside its last row for longer than the stability window: that
+    row went out cut as it stood ("Nordmann" as "Nord"; an amount 211,03 as 2). A last line
+    with no line ending holds the file (for a minute at most), and the rest is taken whole."""
+    watcher = start_watch(polling=False, stability_s=0.3, rescan_s=0.1)
+    path = watcher.inbox / "paused.csv"
+    whole = csv_text(["CUT-1", "CUT-2"])
+    path.write_text(whole[:-5], encoding="utf-8")  # the upload stops inside "Nordmann"
+    time.sleep(1.5)
+    assert sandbox.received_invoice_numbers() == []
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(whole[-5:])
+    report = watcher.wait_for("paused.csv")["paused.csv"]
+    assert report.counts == {"SUCCEEDED": 2}
+    assert report.outcome is not None
+    assert list(outcome_rows(report.outcome)["Last"]) == ["Nordmann", "Nordmann"]
+    assert_sent_once(sandbox, ["CUT-1", "CUT-2"])
+
+
+def test_a_replacement_of_the_same_size_and_time_is_taken(
+    start_watch: Callable[..., Watcher], sandbox: Sandbox
+) -> None:
+    """A corrected file uploaded under a temporary name, its source's time kept (scp -p, rsync
+    -t, WinSCP), renamed over one already processed, the same size: size and time alone said
+    nothing changed, and its rows were never sent while the daemon ran."""
+    watcher = start_watch(polling=False, stability_s=0.3, rescan_s=0.1)
+    path = watcher.inbox / "f.csv"
+    path.write_text(csv_text(["OLD-1"]), encoding="utf-8")
+    watcher.wait_for("f.csv")
+    before = path.stat()
+    part = watcher.inbox / ".f.csv.part"
+    part.write_text(csv_text(["NEW-1"]), encoding="utf-8")
+    os.utime(part, ns=(before.st_atime_ns, before.st_mtime_ns))
+    os.replace(part, path)
+    watcher.wait(lambda: len(watcher.reports_for("f.csv")) >= 2, what="the replacement")
+    assert_sent_once(sandbox, ["OLD-1", "NEW-1"])
+
+
 def test_content_written_while_a_file_is_processed_is_taken_again(
     start_watch: Callable[..., Watcher], sandbox: Sandbox
 ) -> None:
