@@ -729,6 +729,12 @@ def test_xlsm_and_xlsx_named_xls_are_read(tmp_path):
             "open and save it again",
         ),
         (
+            "cut.xlsx",
+            b"PK\x03\x04\x14\x00\x00\x00\x08\x00" + bytes(range(256)) * 4,
+            "the workbook is cut short or damaged; one still being copied is read again once "
+            "whole, else export it again",
+        ),
+        (
             "text.xlsx",
             b"Nr;Navn\n1;Kari\n",
             "the file is text, not an Excel workbook; if it is CSV, rename it to .csv",

@@ -463,6 +463,13 @@ def _unopenable(head: bytes) -> str:
         return "the file is a PDF document, not a workbook; export the invoices as .xlsx or .csv"
     if b"\x00" not in head:
         return "the file is text, not an Excel workbook; if it is CSV, rename it to .csv"
+    if head.startswith(b"PK\x03\x04"):
+        # A workbook is a zip whose index comes last: a copy or an upload still under way
+        # reads as a damaged one, and is read again once it changes.
+        return (
+            "the workbook is cut short or damaged; one still being copied is read again once "
+            "whole, else export it again"
+        )
     return (
         "the file is not a readable Excel workbook (damaged, or not Excel); open and save it again"
     )
