@@ -926,3 +926,41 @@ def test_rebuild_reads_statuses_typed_over_in_another_case_and_names_one_it_does
     _, out, _ = filedrop("run", environ=env, expect=None)
     assert "b.csv: skipped (not sent: its outcome shows invoices sent" in out
     assert sorted(sandbox.received_invoice_numbers()) == ["7801", "7802", "7811"]
+
+
+def test_a_gone_files_outcome_with_rows_never_sent_is_rebuilt_gone(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """The outcome of a file closed as gone lists rows NOT_SENT, and its input is not there:
+    rebuilt, the file was to be "taken again" from an inbox that does not hold it, and the next
+    run closed it as gone once more, writing a second copy. It is rebuilt gone; the same file
+    dropped again sends only what never went."""
+    source = write_erp_csv(inbox / "g.csv", [erp_row("7601"), erp_row("7602")])
+    kept = source.read_bytes()
+    env = run_env(inbox, sandbox.url)
+    target = f"sandbox:{ORG_ID}"
+    with Journal(journal_file(inbox)) as journal:  # one batch went, the other did not
+        record = journal.claim_file(path=source, sha256="x", target=target, owner="a", stale_s=9)
+        assert record is not None
+        sent, _ = journal.claim_batch(file_id=record.id, target=target, invoice_numbers=["7601"])
+        journal.batch_submitted(sent, batch_id="api-1")
+        journal.batch_finished(
+            sent, api_status="SUCCESS", succeeded=[("7601", "i", "c", "C-1")], failed=[]
+        )
+        unsent, _ = journal.claim_batch(file_id=record.id, target=target, invoice_numbers=["7602"])
+        journal.batch_not_sent(unsent, message="Amili down")
+        journal.let_go(record.id)  # its run stopped: left to retry
+    source.unlink()
+    filedrop("run", environ=env, expect=1)  # closed as gone: one SUCCEEDED, one NOT_SENT
+    gone = pd.read_csv(inbox / "g.outcome.csv", dtype=str)
+    assert list(gone["outcome_status"]) == ["SUCCEEDED", "NOT_SENT"]
+    delete_journal(inbox)
+
+    _, out, _ = filedrop("journal", "rebuild", environ=env)
+    assert "takes again" not in out
+    _, out, _ = filedrop("run", environ=env)
+    assert out == "No files were ready in the inbox.\n"
+    assert not (inbox / "archive").exists()
+    source.write_bytes(kept)
+    filedrop("run", environ=env)
+    assert sandbox.received_invoice_numbers() == ["7602"]

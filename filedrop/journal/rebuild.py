@@ -589,7 +589,8 @@ def _sha256(outcome: _Outcome) -> str:
 
 
 def _file_state(outcome: _Outcome) -> FileState:
-    """Resumable when rows wait (``PENDING``, ``NOT_SENT``) or an input is in the inbox.
+    """Resumable when rows wait (``PENDING``, ``NOT_SENT``) or an input is in the inbox;
+    ``gone`` when rows wait ``NOT_SENT`` for an input that is not there.
 
     Nothing tells whether the input beside an outcome is the version the outcome speaks of:
     the next day's export under the same name may be there, with any time on it (``cp -p``,
@@ -599,7 +600,8 @@ def _file_state(outcome: _Outcome) -> FileState:
     """
     statuses = _statuses(outcome.rows)
     if RowStatus.NOT_SENT in statuses:
-        return FileState.RETRY
+        # No run resumes an input that is not there: its rows go when it is dropped again.
+        return FileState.RETRY if outcome.input is not None else FileState.GONE
     if RowStatus.PENDING in statuses:
         return FileState.WAITING
     # An outcome from before outcome_invoice_number cannot block what it shows sent: then the
