@@ -233,7 +233,12 @@ class Settings:
         metadata=_about(_seconds, "stop waiting for a batch after this", flag_on=RUN_AND_WATCH),
     )
     stability_s: float = field(
-        default=5.0, metadata=_about(_seconds, "unchanged this long = ready", flag_on=RUN_AND_WATCH)
+        default=5.0,
+        metadata=_about(
+            _seconds,
+            "unchanged this long = ready (a CSV whose last line has no line ending: a minute)",
+            flag_on=RUN_AND_WATCH,
+        ),
     )
     rescan_s: float = field(
         default=30.0,
