@@ -1081,11 +1081,19 @@ def _resolve(args: argparse.Namespace, io: Io) -> int:
             if batch.state is BatchState.POSTING:
                 # Its run may be waiting for the answer right now. One whose process is gone
                 # never gets it: that is as UNKNOWN as the next run of its file would make it
-                # (a run held back by a sending mark never does).
-                if _held_by_live_run(journal.file(batch.file_id), settings):
+                # (a run held back by a sending mark never does). Gone by its lease alone: a
+                # process ID says nothing of a run in another container of the same host name,
+                # and a batch released while its POST still goes would be sent twice.
+                sender = journal.file(batch.file_id)
+                lease_left = settings.claim_stale_s - (time.time() - (sender.heartbeat or 0.0))
+                if _held_by_live_run(sender, settings) or (
+                    sender.state is FileState.CLAIMED and lease_left > 0
+                ):
                     raise ConfigError(
-                        f"Batch #{batch.id} is being sent by a filedrop process right now "
-                        "('filedrop status' lists the file); resolve it once that has finished."
+                        f"Batch #{batch.id} may still be on its way: the filedrop process "
+                        "sending it ('filedrop status' lists the file) may be alive; resolve it "
+                        f"once that has finished, or its lease has run out (in "
+                        f"{max(lease_left, 0):.0f} s at most if it has stopped)."
                     )
             elif batch.state is not BatchState.UNKNOWN:
                 raise ConfigError(

@@ -311,11 +311,12 @@ def is_same_file(path: Path, identity: tuple[int, int]) -> bool:
 class Snapshot:
     """What changes while a file is still being written, or when another file is put in its
     place: a replacement renamed over it with the same size and its source's time kept (as
-    ``scp -p``, ``rsync -t`` and WinSCP upload) still has a change time of its own."""
+    ``scp -p``, ``rsync -t`` and WinSCP upload) is another inode. Not the change time, which a
+    chmod or a backup restoring access times moves too: the daemon read every such file again."""
 
     size: int
     mtime_ns: int
-    ctime_ns: int
+    inode: int
 
 
 def snapshot(path: Path) -> Snapshot | None:
@@ -326,7 +327,7 @@ def snapshot(path: Path) -> Snapshot | None:
         return None
     if stat.S_ISLNK(info.st_mode):
         return None  # a link put in a file's place is no input: as good as gone
-    return Snapshot(size=info.st_size, mtime_ns=info.st_mtime_ns, ctime_ns=info.st_ctime_ns)
+    return Snapshot(size=info.st_size, mtime_ns=info.st_mtime_ns, inode=info.st_ino)
 
 
 #: How long a delimited file whose last line has no line ending must stay unchanged before it
@@ -353,7 +354,9 @@ def unended_last_line(path: Path, *, now: float | None = None) -> bool:
     # UTF-16 ends a line with a NUL beside it; a DOS end-of-file mark may follow the last one.
     if tail.rstrip(b"\x00\x1a").endswith((b"\n", b"\r")):
         return False
-    return (time.time() if now is None else now) - info.st_mtime < UNENDED_WAIT_S
+    # A time ahead of the clock (a share's skew, a copy keeping a future time) would wait for
+    # ever: such a file is judged by its line ending no longer.
+    return 0 <= (time.time() if now is None else now) - info.st_mtime < UNENDED_WAIT_S
 
 
 def _opens(path: Path) -> bool:
