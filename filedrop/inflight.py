@@ -188,6 +188,12 @@ class MarkFate(enum.Enum):
     UNSENT = "unsent"  # as KNOWN, but every batch it names certainly never reached Amili
     UNKNOWN = "unknown"  # another journal's, one naming a batch it does not hold, or unreadable
 
+    @property
+    def shown_by_outcome(self) -> bool:
+        """Whether an outcome written from the journal shows all the mark names (KNOWN or
+        UNSENT), so that writing it takes the mark away."""
+        return self in (MarkFate.KNOWN, MarkFate.UNSENT)
+
 
 def _fate(
     mark: SendingMark | None, journal: Journal, *, target: str, fresh_at: float | None
@@ -212,6 +218,8 @@ def mark_of(source: Path, sha256: str, target: str, journal: Journal) -> MarkFat
     A known one names batches that went since the file's last outcome (which took the mark
     away); an unknown one holds the inbox back and is never taken away by this journal."""
     mark = _read(mark_path(source, sha256, target))
+    if mark is None:  # the usual case, asked of every file skipped: no look at the journal
+        return MarkFate.IGNORED
     return _fate(mark, journal, target=target, fresh_at=journal.started_fresh_at())
 
 

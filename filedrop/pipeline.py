@@ -362,10 +362,7 @@ def _skipped(path: Path, hashed: HashedFile, ctx: Context) -> FileReport:
     """
     record = ctx.journal.find_file(target=ctx.target, name=path.name, sha256=hashed.sha256)
     if record is not None and record.state in FINAL_FILE_STATES:
-        if mark_of(path, hashed.sha256, ctx.target, ctx.journal) in (
-            MarkFate.KNOWN,
-            MarkFate.UNSENT,
-        ):
+        if mark_of(path, hashed.sha256, ctx.target, ctx.journal).shown_by_outcome:
             # Begun here, finished from another folder (the same file dropped in another
             # inbox sharing the journal): that outcome shows all this mark names.
             clear_mark(path, hashed.sha256, ctx.target)
@@ -989,7 +986,8 @@ def rewrite_outcome(
     that went.
     """
     path = Path(record.path)
-    if mark_of(path, record.sha256, record.target, journal) is MarkFate.UNKNOWN:
+    mark = mark_of(path, record.sha256, record.target, journal)
+    if mark is MarkFate.UNKNOWN:
         raise FiledropError(
             "its sending mark names batches this journal does not hold, so it would show rows "
             "as not sent that went; point FILEDROP_STATE at the journal in use then"
@@ -1020,7 +1018,7 @@ def rewrite_outcome(
     dest = outcome_path(path)
     _keep_earlier_outcome(path, dest, unless=record.outcome_written, limits=limits, inbox=inbox)
     outcome = write_outcome(prepared.table, outcomes, summary, dest=dest)
-    if mark_of(path, record.sha256, record.target, journal) in (MarkFate.KNOWN, MarkFate.UNSENT):
+    if mark.shown_by_outcome:
         clear_mark(path, record.sha256, record.target)  # this outcome shows all it names
     pending = len(journal.batches(file_id=record.id, states=(BatchState.QUEUED,)))
     journal.finish_file(

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import pytest
 
 from filedrop.api.client import AmiliClient, Credentials
+from filedrop.journal import FileRecord, Journal, this_owner
 from filedrop.journal.engines import PostgresLocation
 from filedrop.pipeline import Context
 from filedrop.runner import open_context
@@ -323,3 +324,24 @@ def wait_until(check: Callable[[], T], *, what: str, timeout_s: float = 20.0) ->
             pytest.fail(f"timed out after {timeout_s:g} s waiting for {what}")
         time.sleep(0.02)
     return result
+
+
+def one_sent_one_not(
+    journal: Journal, source: Path, *, target: str, sha256: str, numbers: tuple[str, str]
+) -> FileRecord:
+    """What a run of ``source`` leaves when Amili took its first batch (``numbers[0]``,
+    SUCCEEDED) and was down for its second (``numbers[1]``, NOT_SENT): the file's record,
+    still claimed by this process."""
+    record = journal.claim_file(
+        path=source, sha256=sha256, target=target, owner=this_owner(), stale_s=60
+    )
+    assert record is not None
+    first, second = numbers
+    sent, _ = journal.claim_batch(file_id=record.id, target=target, invoice_numbers=[first])
+    journal.batch_submitted(sent, batch_id=f"api-{first}")
+    journal.batch_finished(
+        sent, api_status="SUCCESS", succeeded=[(first, "i", "c", "C-1")], failed=[]
+    )
+    unsent, _ = journal.claim_batch(file_id=record.id, target=target, invoice_numbers=[second])
+    journal.batch_not_sent(unsent, message="Amili down")
+    return record

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import one_sent_one_not
 
 from filedrop.errors import FiledropError
 from filedrop.inflight import (
@@ -335,17 +336,9 @@ def test_a_gone_file_whose_mark_names_only_batches_that_never_went_keeps_its_out
     the outcome written stays the file's, and no second one saying nothing was sent is made."""
     source.write_text("number\nn-1\nn-2\n")
     with Journal(journal_location) as journal:
-        record = journal.claim_file(
-            path=source, sha256=SHA, target=TARGET, owner=this_owner(), stale_s=60
+        record = one_sent_one_not(
+            journal, source, target=TARGET, sha256=SHA, numbers=("n-1", "n-2")
         )
-        assert record is not None
-        sent, _ = journal.claim_batch(file_id=record.id, target=TARGET, invoice_numbers=["n-1"])
-        journal.batch_submitted(sent, batch_id="api-1")
-        journal.batch_finished(
-            sent, api_status="SUCCESS", succeeded=[("n-1", "i", "c", "C-1")], failed=[]
-        )
-        unsent, _ = journal.claim_batch(file_id=record.id, target=TARGET, invoice_numbers=["n-2"])
-        journal.batch_not_sent(unsent, message="Amili down")
         outcome = source.with_name("april.outcome.csv")
         outcome.write_text("number,outcome_status\nn-1,SUCCEEDED\nn-2,NOT_SENT\n")
         journal.finish_file(
@@ -376,17 +369,9 @@ def test_a_gone_file_tells_its_rows_never_sent_apart_from_those_sent(
     outcome from the journal lists both, and counts only the first as sent."""
     source.write_text("number\nn-1\nn-2\n")
     with Journal(journal_location) as journal:
-        record = journal.claim_file(
-            path=source, sha256=SHA, target=TARGET, owner=this_owner(), stale_s=60
+        record = one_sent_one_not(
+            journal, source, target=TARGET, sha256=SHA, numbers=("n-1", "n-2")
         )
-        assert record is not None
-        sent, _ = journal.claim_batch(file_id=record.id, target=TARGET, invoice_numbers=["n-1"])
-        journal.batch_submitted(sent, batch_id="api-1")
-        journal.batch_finished(
-            sent, api_status="SUCCESS", succeeded=[("n-1", "i", "c", "C-1")], failed=[]
-        )
-        unsent, _ = journal.claim_batch(file_id=record.id, target=TARGET, invoice_numbers=["n-2"])
-        journal.batch_not_sent(unsent, message="Amili down")
         source.unlink()
 
         report = close_gone_file(journal.file(record.id), journal)

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import pandas as pd
 import pytest
 from builders import ORG_ID, erp_row, filedrop, run_env, write_erp_csv
-from conftest import journal_file
+from conftest import journal_file, one_sent_one_not
 
 from filedrop.journal import Journal, rebuild
 from filedrop.read import ReadLimits
@@ -940,15 +940,9 @@ def test_a_gone_files_outcome_with_rows_never_sent_is_rebuilt_gone(
     env = run_env(inbox, sandbox.url)
     target = f"sandbox:{ORG_ID}"
     with Journal(journal_file(inbox)) as journal:  # one batch went, the other did not
-        record = journal.claim_file(path=source, sha256="x", target=target, owner="a", stale_s=9)
-        assert record is not None
-        sent, _ = journal.claim_batch(file_id=record.id, target=target, invoice_numbers=["7601"])
-        journal.batch_submitted(sent, batch_id="api-1")
-        journal.batch_finished(
-            sent, api_status="SUCCESS", succeeded=[("7601", "i", "c", "C-1")], failed=[]
+        record = one_sent_one_not(
+            journal, source, target=target, sha256="x", numbers=("7601", "7602")
         )
-        unsent, _ = journal.claim_batch(file_id=record.id, target=target, invoice_numbers=["7602"])
-        journal.batch_not_sent(unsent, message="Amili down")
         journal.let_go(record.id)  # its run stopped: left to retry
     source.unlink()
     filedrop("run", environ=env, expect=1)  # closed as gone: one SUCCEEDED, one NOT_SENT
