@@ -660,6 +660,34 @@ def test_a_journal_put_back_from_a_copy_taken_while_a_file_was_sent_holds_it_bac
         assert sandbox.counters().posts == 3
 
 
+def test_a_gone_file_held_back_by_a_journal_put_back_is_told_once(tmp_path: Path) -> None:
+    """As above, and the file deleted meanwhile: the run holds it back as gone and unclosed,
+    and says so once, not once for each look at earlier batches a run takes."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    write_erp_csv(inbox / "a.csv", [erp_row(str(30_200 + n)) for n in range(10)])
+    with Sandbox(SandboxOptions(delay_s=(0, 0))).start() as sandbox:
+        sandbox.stall_next(1.0, count=10, route="invoices")
+        env = run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE="2", FILEDROP_CONCURRENT_BATCHES="1")
+        child = start_run(env)
+        wait_for_journal(
+            journal_file(inbox),
+            lambda db: db.execute("SELECT COUNT(*) FROM batches").fetchone()[0] == 1,
+        )
+        backup_journal(inbox, tmp_path / "c")
+        wait_for_sandbox(lambda: sandbox.counters().posts >= 3)
+        kill_9(child)
+        _lose_journal(inbox)
+        (tmp_path / "c").replace(journal_file(inbox))
+        (inbox / "a.csv").unlink()
+
+        _, out, err = filedrop("run", environ=env, expect=2)
+        held = "a.csv: moved, replaced or deleted while unfinished, and not closed"
+        assert err.count(held) == 1, err
+        assert out.count("a.csv") == 1, out
+        assert sandbox.counters().posts == 3
+
+
 def test_a_sandbox_trial_leaves_a_production_run_held_back(tmp_path: Path) -> None:
     """Production killed while sending and its journal lost: held back. A sandbox trial of the
     same file goes (it sends nothing real), and leaves production's mark as it was: production
