@@ -631,6 +631,26 @@ def test_a_journal_deleted_while_a_run_polls_holds_back_a_run_started_meanwhile(
         assert sandbox.counters().invoices_received == 4
 
 
+def _killed_after_three_posts_and_copy_put_back(
+    sandbox: Sandbox, inbox: Path, copy: Path
+) -> dict[str, str]:
+    """Run the inbox a batch of two at a time, copy its journal after the first POST, kill it
+    after the third, and put the copy back in the lost journal's place; the run's settings."""
+    sandbox.stall_next(1.0, count=10, route="invoices")
+    env = run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE="2", FILEDROP_CONCURRENT_BATCHES="1")
+    child = start_run(env)
+    wait_for_journal(
+        journal_file(inbox),
+        lambda db: db.execute("SELECT COUNT(*) FROM batches").fetchone()[0] == 1,
+    )
+    backup_journal(inbox, copy)
+    wait_for_sandbox(lambda: sandbox.counters().posts >= 3)
+    kill_9(child)
+    _lose_journal(inbox)
+    copy.replace(journal_file(inbox))
+    return env
+
+
 def test_a_journal_put_back_from_a_copy_taken_while_a_file_was_sent_holds_it_back(
     tmp_path: Path,
 ) -> None:
@@ -641,18 +661,7 @@ def test_a_journal_put_back_from_a_copy_taken_while_a_file_was_sent_holds_it_bac
     inbox.mkdir()
     write_erp_csv(inbox / "a.csv", [erp_row(str(30_100 + n)) for n in range(10)])
     with Sandbox(SandboxOptions(delay_s=(0, 0))).start() as sandbox:
-        sandbox.stall_next(1.0, count=10, route="invoices")
-        env = run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE="2", FILEDROP_CONCURRENT_BATCHES="1")
-        child = start_run(env)
-        wait_for_journal(
-            journal_file(inbox),
-            lambda db: db.execute("SELECT COUNT(*) FROM batches").fetchone()[0] == 1,
-        )
-        backup_journal(inbox, tmp_path / "c")
-        wait_for_sandbox(lambda: sandbox.counters().posts >= 3)
-        kill_9(child)
-        _lose_journal(inbox)
-        (tmp_path / "c").replace(journal_file(inbox))
+        env = _killed_after_three_posts_and_copy_put_back(sandbox, inbox, tmp_path / "c")
 
         _, _, err = filedrop("run", environ=env, expect=2)
         assert "a.csv: the journal " in err and "does not know all that was sent from it" in err
@@ -667,18 +676,7 @@ def test_a_gone_file_held_back_by_a_journal_put_back_is_told_once(tmp_path: Path
     inbox.mkdir()
     write_erp_csv(inbox / "a.csv", [erp_row(str(30_200 + n)) for n in range(10)])
     with Sandbox(SandboxOptions(delay_s=(0, 0))).start() as sandbox:
-        sandbox.stall_next(1.0, count=10, route="invoices")
-        env = run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE="2", FILEDROP_CONCURRENT_BATCHES="1")
-        child = start_run(env)
-        wait_for_journal(
-            journal_file(inbox),
-            lambda db: db.execute("SELECT COUNT(*) FROM batches").fetchone()[0] == 1,
-        )
-        backup_journal(inbox, tmp_path / "c")
-        wait_for_sandbox(lambda: sandbox.counters().posts >= 3)
-        kill_9(child)
-        _lose_journal(inbox)
-        (tmp_path / "c").replace(journal_file(inbox))
+        env = _killed_after_three_posts_and_copy_put_back(sandbox, inbox, tmp_path / "c")
         (inbox / "a.csv").unlink()
 
         _, out, err = filedrop("run", environ=env, expect=2)
