@@ -1087,7 +1087,11 @@ def _record_gone(
 
 
 def close_gone_file(
-    record: FileRecord, journal: Journal, *, inbox: str | None = None
+    record: FileRecord,
+    journal: Journal,
+    *,
+    inbox: str | None = None,
+    say_once: Callable[[str], bool] = lambda _topic: True,
 ) -> FileReport | None:
     """Leave a file whose bytes are gone from its path (moved, replaced or deleted while it was
     unfinished) ``gone``, with the outcome it never got; returns the report of that outcome
@@ -1102,7 +1106,8 @@ def close_gone_file(
     went, or it shows rows PENDING, whose batches have ended since: then the journal's outcome
     is written too (in ``archive/``, beside the earlier one).
     Called once the file's batches have all ended, by a caller that holds no claim (``claim`` of
-    ``finish_file``).
+    ``finish_file``). A file held back is logged only when ``say_once`` (``Context.say_once``)
+    says so: it is found so again at each look, twice a run and at every rescan of a daemon.
     """
     source = Path(record.path)
     mark = mark_of(source, record.sha256, record.target, journal)
@@ -1114,10 +1119,11 @@ def close_gone_file(
             "moved, replaced or deleted while unfinished, and not closed: its sending mark names "
             "batches this journal does not hold; point FILEDROP_STATE at the journal in use then"
         )
-        log.warning(
-            "%s: %s", printable(record.name), why,
-            extra=fields("file_gone_held", inbox=inbox, file=record.name),
-        )  # fmt: skip
+        if say_once(f"gone and held back: {record.id}"):
+            log.warning(
+                "%s: %s", printable(record.name), why,
+                extra=fields("file_gone_held", inbox=inbox, file=record.name),
+            )  # fmt: skip
         return FileReport(source, FileState.SKIPPED, {}, message=why, setback=Setback.SETUP)
     # The outcome written while the file was there falls behind when batches went after it
     # (its mark names them), or when batches it showed PENDING have ended since.

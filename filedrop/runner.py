@@ -13,7 +13,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Container, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -290,9 +290,9 @@ def run_inbox(ctx: Context) -> RunReport:
             unread=tuple((path, why) for path, why in ignored if why in LEFT_FOR_A_PERSON),
         )
         if not ctx.stop.is_set():
-            # A file left as it was (held back by its mark) would be found so again: told once.
-            held_back = {each.path for each in gone if each.setback is Setback.SETUP}
-            settled = settle_leftovers(ctx, passing_over=held_back)
+            # A file left as it was (held back by its mark) is found so again: in the summary
+            # once, as in the log.
+            settled = [each for each in settle_leftovers(ctx) if each not in gone]
             report = replace(report, files=[*report.files, *settled])
     if measure_backlog(ctx):
         ctx.metrics.cycle_succeeded()
@@ -697,9 +697,7 @@ def _unmounted_share(ctx: Context) -> bool:
     return True
 
 
-def settle_leftovers(
-    ctx: Context, *, timeout_s: float | None = None, passing_over: Container[Path] = ()
-) -> list[FileReport]:
+def settle_leftovers(ctx: Context, *, timeout_s: float | None = None) -> list[FileReport]:
     """Learn the fate of batches whose file is gone or was replaced, polling each for at most
     ``timeout_s`` (default: the poll timeout); then give such a file of this inbox, once none
     of its batches is pending, the outcome it never got (``close_gone_file``).
@@ -711,7 +709,6 @@ def settle_leftovers(
     away, would otherwise stay so in the journal for good: unfinished in ``status`` and the
     backlog's metrics, and what was sent from it in no outcome. Returns the reports of the
     outcomes so written, for the run's summary and exit code (UNKNOWN rows in one need a person).
-    Files at ``passing_over`` are left alone: held back a moment ago, and told so then.
     """
     written: list[FileReport] = []
     now = ctx.clock()
@@ -728,8 +725,6 @@ def settle_leftovers(
         ):
             continue  # its owner is at work on it
         path = Path(record.path)
-        if path in passing_over:
-            continue
         if record.id not in polled_ids and not in_inbox(path):
             continue  # another inbox's, maybe on another machine sharing the journal
         try:
@@ -755,7 +750,9 @@ def settle_leftovers(
         # mounted now has every file "gone". Looked at file by file, as settling one file can
         # poll for minutes.
         if not pending and in_inbox(path) and path.parent.is_dir() and not _unmounted_share(ctx):
-            report = close_gone_file(record, ctx.journal, inbox=ctx.metrics.name)
+            report = close_gone_file(
+                record, ctx.journal, inbox=ctx.metrics.name, say_once=ctx.say_once
+            )
             if report is not None:
                 written.append(report)
     return written

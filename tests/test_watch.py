@@ -42,6 +42,7 @@ from watchdog.observers.polling import PollingObserver
 
 from filedrop import watch as watch_module
 from filedrop.inbox import content_hash
+from filedrop.inflight import Sending
 from filedrop.journal import Journal, this_owner
 from filedrop.journal.engines import PostgresLocation
 from filedrop.pipeline import Context, FileReport
@@ -386,6 +387,32 @@ def test_files_held_back_by_a_mark_are_taken_once_it_is_deleted(
     )
     assert_sent_once(sandbox, ["HB-1"])
     assert logged.count("old.csv: the journal ") == 1  # said once, not at every look
+
+
+def test_a_gone_file_held_back_by_its_mark_is_told_once(
+    start_watch: Callable[..., Watcher], logged: Logged
+) -> None:
+    """A file deleted while unfinished, whose sending mark names a batch this journal does not
+    hold: the daemon leaves it as it is at every rescan, and says why once, not at each."""
+    watcher = start_watch(rescan_s=0.05)
+    journal, target = watcher.ctx.journal, watcher.ctx.target
+    source, sha256 = watcher.inbox / "april.csv", "cd" * 32
+    record = journal.claim_file(
+        path=source, sha256=sha256, target=target, owner=this_owner(), stale_s=60
+    )
+    assert record is not None
+    batch, _ = journal.claim_batch(file_id=record.id, target=target, invoice_numbers=["GH-1"])
+    sending = Sending(source, sha256, journal=journal.identity(), target=target, now=time.time())
+    sending.before_post(batch)
+    sending.before_post(batch + 1)  # sent by this journal before it was put back from a copy
+    journal.batch_not_sent(batch, message="Amili down")
+    journal.finish_file(record.id, state=FileState.RETRY, counts={}, mapping="m", outcome=None)
+    held = "april.csv: moved, replaced or deleted while unfinished, and not closed"
+    watcher.wait(lambda: logged.count(held) >= 1, what="the held-back file told")
+    time.sleep(0.5)  # ten rescans, each finding it held back again
+    assert logged.count(held) == 1
+    assert journal.file(record.id).state is FileState.RETRY
+    assert sending.path.exists()
 
 
 @pytest.mark.parametrize("gone", ["removed", "moved away"])
