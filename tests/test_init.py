@@ -247,3 +247,27 @@ def test_a_sep_line_declares_the_delimiter_and_is_not_the_header(tmp_path: Path)
     path.write_text("sep=;\nFakturanr;Beløp\n1;2\n", encoding="utf-8")
     table = read_table(path, ReadOptions())
     assert (table.headers, table.cells.values.tolist()) == (["Fakturanr", "Beløp"], [["1", "2"]])
+
+
+def test_init_asks_whether_three_digits_after_a_comma_are_decimals(tmp_path: Path) -> None:
+    """Amounts of whole kroner written with commas between thousands ("12,500") read as well
+    with a decimal comma: the draft asks which, and validate refuses the rows meanwhile rather
+    than send 12,50."""
+    path = tmp_path / "eksport.csv"
+    path.write_text(
+        "Fakturanr;Fakturadato;Kundenavn;Orgnr;Beløp;Forfallsdato\n"
+        "1001;01.03.2024;Fjord AS;923609016;12,500;15.03.2024\n"
+        "1002;01.03.2024;Berg AS;923609016;3,000;15.03.2024\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "draft.toml"
+    _, said, _ = filedrop("init", str(path), "--out", str(out), environ={}, expect=1)
+    question = (
+        'amounts such as "12,500" have three digits after the ",", so they read as decimals or '
+        'as whole amounts with "," between thousands; if whole, set decimal and thousands the '
+        "other way round"
+    )
+    assert f'decimal = ","  # QUESTION: {question}' in out.read_text("utf-8").splitlines()
+    assert question in said
+    _, report, _ = filedrop("validate", str(path), "--mapping", str(out), environ={}, expect=1)
+    assert 'Beløp "12,500" has three digits after the decimal comma' in report

@@ -301,6 +301,48 @@ def test_unknown_fields_pass_through_unchanged(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("amounts", "sent"),
+    [
+        (["12,500", "3,000", "1,250"], None),  # whole kroner, commas between thousands
+        (["12,500", "3,50"], [12.5, 3.5]),  # the column shows its comma to be a decimal one
+        (["12,500", "1 250,000"], [12.5, 1250.0]),  # grouped by the thousands separator
+        (["kr 12,500", "3,000 NOK"], None),  # the currency changes nothing
+        (["12,500", "12,5"], [12.5, 12.5]),
+    ],
+)
+def test_three_decimals_are_read_as_such_only_where_the_column_shows_the_mark_is_decimal(
+    amounts: list[str], sent: list[float] | None
+) -> None:
+    """"12,500" under a decimal comma is how an export of whole kroner writes 12 500 with a
+    comma between thousands: sent, it went a thousand times too small. It is read as 12,5 only
+    beside an amount whose comma can only be a decimal one."""
+    prepared = run([row(Fakturanr=f"A-{n}", Beløp=a) for n, a in enumerate(amounts)])
+    assert_every_row_once(prepared)
+    if sent is None:
+        assert prepared.invoices == []
+        assert all("has three digits after the decimal comma" in m for m in messages(prepared))
+        assert len(messages(prepared)) == len(amounts)
+    else:
+        assert [i.payload["originalInvoiceAmount"] for i in prepared.invoices] == sent
+
+
+def test_a_long_file_reads_three_decimals_in_its_first_part_by_what_a_later_part_shows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Prepared in parts, the first part's "12,500" is read as the whole column shows it (a
+    decimal comma, in a later part's "7,50"), as one go would read it."""
+    monkeypatch.setattr(prepare_module, "FIRST_PART_ROWS", 2)
+    monkeypatch.setattr(prepare_module, "PART_ROWS", 2)
+    amounts = ["12,500", "3,000", "1,000", "7,50"]
+    rows = [row(Fakturanr=f"P-{n}", Beløp=a) for n, a in enumerate(amounts)]
+    prepared = prepare(table(rows), ERP)
+    assert messages(prepared) == []
+    assert [i.payload["originalInvoiceAmount"] for i in prepared.invoices] == [12.5, 3, 1, 7.5]
+    one_part = prepare(table(rows[:3]), ERP)
+    assert len(one_part.problems) == 3
+
+
+@pytest.mark.parametrize(
     ("cells", "problem"),
     [
         ({"Fakturanr": ""}, "row 2: Fakturanr is empty (the invoice needs an invoice number)"),
@@ -323,7 +365,16 @@ def test_unknown_fields_pass_through_unchanged(tmp_path: Path) -> None:
             {"Beløp": "0,00"},
             'row 2: Beløp "0,00" is not a positive amount (it must be more than 0)',
         ),
-        ({"Beløp": "12,345"}, 'row 2: Beløp "12,345" has more than two decimals'),
+        ({"Beløp": "12,3456"}, 'row 2: Beløp "12,3456" has more than two decimals'),
+        (
+            {"Beløp": "12,500"},  # 12 500 kroner from an export with commas between thousands
+            'row 2: Beløp "12,500" has three digits after the decimal comma, as a whole amount '
+            "has after a separator between thousands, and no other amount in the column shows "
+            "the comma to be a decimal one: filedrop does not guess; have the export write two "
+            "decimals (1.234,50)",
+        ),
+        ({"Beløp": "1250,500"}, None),  # no thousands group has four digits before it
+        ({"Beløp": "0,500"}, None),  # nor a lone 0
         ({"Beløp": "kr 1.234,50"}, None),
         ({"Beløp": "1 234,50 NOK"}, None),
         ({"Beløp": "€12", "Valuta": "EUR"}, None),

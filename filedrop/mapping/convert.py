@@ -65,8 +65,10 @@ __all__ = [
     "quoted",
     "reads_as_date",
     "shown",
+    "shows_decimal",
     "split_values",
     "strip",
+    "thousands_like",
     "typed_mask",
     "visible",
     "zero_pad",
@@ -355,6 +357,43 @@ def parse_amounts(text: pd.Series, *, decimal: str, thousands: str) -> np.ndarra
         return np.array([one(v) for v in values], dtype=float)
 
     return per_unique(text, convert, kind=("amount", decimal, thousands))
+
+
+def thousands_like(text: pd.Series, *, decimal: str, thousands: str) -> np.ndarray:
+    """True where an amount's digits are one to three (not starting with 0), the decimal mark,
+    then exactly three: "12,500", "kr 3,000-". That is how a whole amount is written with the
+    mark between thousands, so the digits alone cannot tell 12 500 from 12,50."""
+    mark = re.escape(decimal)
+    pattern = amount_pattern(decimal=decimal, thousands=thousands)
+    shape = re.compile(rf"[1-9][0-9]{{0,2}}{mark}[0-9]{{3}}")
+    candidates = re.compile(rf"{mark}[0-9]{{3}}(?![0-9])")
+
+    def convert(uniques: pd.Series) -> np.ndarray:
+        values = uniques.tolist()
+        found = np.zeros(len(values), dtype=bool)
+        if not candidates.search("\n".join(values)):
+            return found  # the usual column: one search over all of it
+        for i, value in enumerate(values):
+            if candidates.search(value):
+                m = pattern.fullmatch(_currency_affixes(value)[0].strip(WHITESPACE))
+                found[i] = m is not None and shape.fullmatch(m["num"]) is not None
+        return found
+
+    return per_unique(text, convert, kind=("thousands-like", decimal, thousands))
+
+
+def shows_decimal(text: pd.Series, *, decimal: str, thousands: str) -> bool:
+    """Whether some amount in ``text`` shows its decimal mark to be one: followed by other than
+    three digits ("12,5", "12,50"), or after a whole part no thousands group has (a leading 0,
+    four digits or more: "0,500", "1250,000"), or after one grouped by the thousands separator
+    ("1 250,000"). Then amounts like "12,500" beside it (``thousands_like``) are decimals too."""
+    mark = re.escape(decimal)
+    grouped = rf"|[0-9]{{1,3}}(?:[{re.escape(thousands)}][0-9]{{3}})+" if thousands else ""
+    evidence = re.compile(
+        rf"[0-9]{mark}(?:[0-9]{{1,2}}|[0-9]{{4,}})(?![0-9])"
+        rf"|(?<![0-9])(?:0|[0-9]{{4,}}{grouped}){mark}[0-9]"
+    )
+    return evidence.search("\n".join(pd.unique(text.to_numpy(dtype=object)).tolist())) is not None
 
 
 #: A line that is empty or starts and ends with a digit: an amount naming no currency.

@@ -33,7 +33,9 @@ from filedrop.mapping.convert import (
     is_orgnr,
     parse_amounts,
     phone_e164,
+    shows_decimal,
     strip,
+    thousands_like,
 )
 from filedrop.mapping.loader import TOTALS_WORDS
 from filedrop.read import ReadOptions, Table, header_key
@@ -320,6 +322,18 @@ class _Drafter:
         decimal, thousands = NUMBER_STYLES[best]
         if misses[best]:
             return decimal, thousands, f"check: {misses[best]} amounts typed as text do not fit"
+        notation = {"decimal": decimal, "thousands": thousands}
+        unclear = texts[thousands_like(texts, **notation)]
+        if len(unclear) and not shows_decimal(texts, **notation):
+            # "12,500" reads as 12,5 with a decimal comma and as 12 500 with a comma between
+            # thousands, and nothing else in these amounts tells which: a person must.
+            return (
+                decimal,
+                thousands,
+                f'QUESTION: amounts such as "{_shown(unclear.iloc[0])}" have three digits after '
+                f'the "{decimal}", so they read as decimals or as whole amounts with "{decimal}" '
+                "between thousands; if whole, set decimal and thousands the other way round",
+            )
         return decimal, thousands, f"detected from {_count(len(texts), 'amount')} typed as text"
 
     def _dates(self) -> tuple[list[str], str]:
@@ -391,6 +405,8 @@ class _Drafter:
                 "found below the title rows, and found again in every file",
             )
         out.add(f"decimal = {_toml(self.decimal)}", self.number_note)
+        if self.number_note.startswith("QUESTION"):
+            out.questions.append(self.number_note.removeprefix("QUESTION: "))
         thousands = ", ".join(_toml(c) for c in self.thousands)
         out.add(f"thousands = [{thousands}]")
         formats, why = self._dates()

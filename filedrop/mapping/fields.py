@@ -44,8 +44,10 @@ from filedrop.mapping.convert import (
     reads_as_date,
     repeated,
     same_everywhere,
+    shows_decimal,
     split_values,
     strip,
+    thousands_like,
     typed_mask,
     visible,
     without_vat_marks,
@@ -60,6 +62,7 @@ __all__ = [
     "TemplateColumn",
     "TextColumn",
     "Values",
+    "decimals_shown",
     "evaluate",
     "evaluate_fields",
     "longest_kids",
@@ -114,6 +117,9 @@ class Source:
     kid_longest: Mapping[tuple[str, ...], tuple[int, int]] = field(
         default_factory=dict, compare=False
     )
+    # And whether each amount column (by its ``columns``) shows its decimal mark to be one
+    # (``decimals_shown``), over the whole table: "12,500" is read as 12,5 only then.
+    decimals_shown: Mapping[tuple[str, ...], bool] = field(default_factory=dict, compare=False)
 
     @property
     def n(self) -> int:
@@ -263,6 +269,26 @@ def longest_kids(fields: Iterable[Field], src: Source) -> dict[tuple[str, ...], 
         lengths = np.zeros(src.n, dtype=np.int64)
         lengths[ok] = [len(v) if isinstance(v, str) else 0 for v in out.vals[ok].tolist()]
         found[f.columns] = _first_longest(lengths, src)
+    return found
+
+
+def decimals_shown(fields: Iterable[Field], src: Source) -> dict[tuple[str, ...], bool]:
+    """For each amount column a field (or its default) reads: whether any amount typed as text
+    in all of ``src`` shows its decimal mark to be one (``convert.shows_decimal``), so a long
+    table prepared in parts reads "12,500" in every part as one go would."""
+    found: dict[tuple[str, ...], bool] = {}
+    todo = [f for f in fields if f.kind == "amount"]
+    while todo:
+        f = todo.pop()
+        if f.default is not None:
+            todo.append(f.default)
+        if f.source != "column" or f.columns in found:
+            continue
+        pos = src.positions[f.columns]
+        text = src.cells[pos]  # untrimmed: spaces around an amount change nothing here
+        if src.values is not None:
+            text = text[~numbers_from_excel(src.values[pos])[1]]
+        found[f.columns] = shows_decimal(text, decimal=src.decimal, thousands=src.thousands)
     return found
 
 
@@ -452,7 +478,15 @@ def _convert(
         _convert_list(f, text, todo, out, src=src, issues=issues)
         return
     if kind == "amount":
-        _convert_amounts(text, excel=excel, todo=todo, out=out, src=src, issues=issues)
+        _convert_amounts(
+            text,
+            excel=excel,
+            todo=todo,
+            out=out,
+            src=src,
+            issues=issues,
+            decimal_shown=src.decimals_shown.get(f.columns) if f.source == "column" else None,
+        )
         return
     if kind == "date":
         out.number = np.full(src.n, np.datetime64("NaT"), dtype="datetime64[D]")
@@ -524,8 +558,14 @@ def _convert_amounts(
     out: Values,
     src: Source,
     issues: list[Issue],
+    decimal_shown: bool | None = None,
 ) -> None:
-    """Amounts: Excel's own numbers as they are, text parsed in the mapping's notation."""
+    """Amounts: Excel's own numbers as they are, text parsed in the mapping's notation.
+
+    Text like "12,500" under a decimal comma is refused unless some amount of the column shows
+    the comma to be one (``decimal_shown``: over the whole table, for a part of one; else found
+    in ``text``): an export of whole kroner with commas between thousands reads so too, and
+    was sent a thousand times too small."""
     out.number = np.full(src.n, np.nan)
     typed = np.zeros(src.n, bool)
     if excel is not None:
@@ -542,16 +582,33 @@ def _convert_amounts(
         out.number[to_ore] = np.round(out.number[to_ore], 2)
     rest = todo & ~typed
     out.number[rest] = parse_amounts(text[rest], decimal=src.decimal, thousands=src.thousands)
+    notation = {"decimal": src.decimal, "thousands": src.thousands}
+    if decimal_shown is None:
+        decimal_shown = shows_decimal(text[rest], **notation)
+    unclear = np.zeros(src.n, dtype=bool)
+    if not decimal_shown:
+        unclear[rest] = thousands_like(text[rest], **notation)
     # An amount of 14 whole digits or more no longer fits a JSON number exactly to the øre (15
     # significant digits): it would be sent rounded, so it is never sent. Hundreds of digits
     # read as infinity.
     with np.errstate(invalid="ignore"):
         huge = todo & (np.abs(out.number) >= MAX_AMOUNT_EXCLUSIVE)
-    ok = todo & np.isfinite(out.number) & ~huge
+    ok = todo & np.isfinite(out.number) & ~huge & ~unclear
     out.vals[ok] = out.number[ok]
     example = amount_example(decimal=src.decimal, thousands=src.thousands.strip(SPACES) or " ")
-    _fail(todo & ~ok & ~huge, "amount", out, issues, f"is not an amount (expected e.g. {example})")
+    not_read = todo & ~ok & ~huge & ~unclear
+    _fail(not_read, "amount", out, issues, f"is not an amount (expected e.g. {example})")
     _fail(huge, "amount", out, issues, "is too large to be an amount (at most 13 whole digits)")
+    mark = {",": "comma", ".": "point"}.get(src.decimal, quoted(src.decimal))
+    _fail(
+        unclear,
+        "amount",
+        out,
+        issues,
+        f"has three digits after the decimal {mark}, as a whole amount has after a separator "
+        f"between thousands, and no other amount in the column shows the {mark} to be a "
+        f"decimal one: filedrop does not guess; have the export write two decimals ({example})",
+    )
 
 
 #: The least amount too large to send: every amount below it, to the øre, is one JSON number

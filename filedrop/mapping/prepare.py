@@ -35,6 +35,7 @@ from filedrop.mapping.fields import (
     Issue,
     Source,
     Values,
+    decimals_shown,
     evaluate_fields,
     longest_kids,
 )
@@ -184,7 +185,8 @@ def prepare_parts(table: Table, mapping: Mapping) -> tuple[Prepared, Iterator[Pr
         number = mapping.invoice.get_field("invoiceNumber")
         numbers = evaluate_fields([number], src)[0][id(number)] if number is not None else None
         fates, _ = _row_fates(table, mapping, src, numbers)
-        kids = longest_kids(_fields(mapping.invoice, mapping.debtors, mapping.claims), src)
+        read = _fields(mapping.invoice, mapping.debtors, mapping.claims)
+        kids, decimals = longest_kids(read, src), decimals_shown(read, src)
         del src, numbers
     starts = [0, *range(FIRST_PART_ROWS, len(table), PART_ROWS)]
     invalid: set[int] = set()  # the rows found INVALID so far: parts are prepared in order
@@ -210,6 +212,7 @@ def prepare_parts(table: Table, mapping: Mapping) -> tuple[Prepared, Iterator[Pr
                 offset=start,
                 fates=own,
                 kids=kids,
+                decimals=decimals,
                 invalid=invalid,
             )
         return Prepared(
@@ -284,13 +287,14 @@ def _prepare(
     offset: int = 0,
     fates: _RowFates | None = None,
     kids: dict[tuple[str, ...], tuple[int, int]] | None = None,
+    decimals: dict[tuple[str, ...], bool] | None = None,
     invalid: set[int],
 ) -> Prepared:
-    """``prepare`` in one go; a part of a table gives its ``offset`` in it, and its rows' fates
-    and longest KIDs (``longest_kids``) as found over the whole table. ``invalid`` holds the
-    invoices found INVALID in earlier parts (by their first row's position in the table), and
-    takes in this part's."""
-    src = _source(table, mapping, kids)
+    """``prepare`` in one go; a part of a table gives its ``offset`` in it, and its rows' fates,
+    longest KIDs (``longest_kids``) and amount columns' decimal marks (``decimals_shown``) as
+    found over the whole table. ``invalid`` holds the invoices found INVALID in earlier parts
+    (by their first row's position in the table), and takes in this part's."""
+    src = _source(table, mapping, kids, decimals)
     rows, issues = evaluate_fields(_fields(mapping.invoice, mapping.debtors, mapping.claims), src)
     derive_debtors(mapping, rows, src, issues)
     number = mapping.invoice.get_field("invoiceNumber")
@@ -341,7 +345,10 @@ def _prepare(
 
 
 def _source(
-    table: Table, mapping: Mapping, kids: dict[tuple[str, ...], tuple[int, int]] | None = None
+    table: Table,
+    mapping: Mapping,
+    kids: dict[tuple[str, ...], tuple[int, int]] | None = None,
+    decimals: dict[tuple[str, ...], bool] | None = None,
 ) -> Source:
     return Source(
         cells=table.cells,
@@ -357,6 +364,7 @@ def _source(
         notes=table.notes,
         row_numbers=table.row_numbers,
         kid_longest=kids or {},
+        decimals_shown=decimals or {},
     )
 
 
