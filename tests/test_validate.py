@@ -313,7 +313,7 @@ def test_unknown_fields_pass_through_unchanged(tmp_path: Path) -> None:
 def test_three_decimals_are_read_as_such_only_where_the_column_shows_the_mark_is_decimal(
     amounts: list[str], sent: list[float] | None
 ) -> None:
-    """"12,500" under a decimal comma is how an export of whole kroner writes 12 500 with a
+    """Under a decimal comma, "12,500" is how an export of whole kroner writes 12 500 with a
     comma between thousands: sent, it went a thousand times too small. It is read as 12,5 only
     beside an amount whose comma can only be a decimal one."""
     prepared = run([row(Fakturanr=f"A-{n}", Beløp=a) for n, a in enumerate(amounts)])
