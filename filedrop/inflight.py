@@ -347,4 +347,9 @@ def _read(path: Path) -> SendingMark | None:
         batches = frozenset(int(line) for line in lines[:-1])
     except (ValueError, TypeError, KeyError):
         return SendingMark(path)
-    return SendingMark(path, *texts, started_at=started_at, batches=batches)
+    file, sha256, journal, target = texts
+    # In small letters, as settings and the journal now keep an organisation id: a mark
+    # written before, with one in capitals, is of the same organisation.
+    return SendingMark(
+        path, file, sha256, journal, target.lower(), started_at=started_at, batches=batches
+    )

@@ -132,6 +132,15 @@ def _choice(*choices: str) -> Callable[[str], str]:
     return parse
 
 
+def _org_id(text: str) -> str:
+    """An organisation UUID in small letters: the same id in capitals is the same organisation
+    at Amili, and written either way it must name the same invoices in the journal, or an
+    inbox or a run set up with the other would send them again. Any other text stays as it
+    is, for ``require_for_sending`` to refuse as it was written."""
+    text = text.strip()
+    return text.lower() if _UUID.fullmatch(text) else text
+
+
 def _names(text: str) -> tuple[str, ...]:
     """A comma-separated list of upper-case API names (``NOTICE,PAYMENT_REMINDER``)."""
     names = tuple(part.strip() for part in text.split(","))
@@ -179,7 +188,7 @@ class Settings:
     client_secret_file: Path | None = field(
         default=None, metadata=_about(Path, "file holding the client secret (a mounted secret)")
     )
-    org_id: str | None = field(default=None, metadata=_about(str, "organisation UUID"))
+    org_id: str | None = field(default=None, metadata=_about(_org_id, "organisation UUID"))
     inbox: Path | None = field(
         default=None,
         metadata=_about(

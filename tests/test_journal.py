@@ -656,6 +656,48 @@ def test_a_journal_of_the_first_schema_is_migrated_in_place(tmp_path: Path) -> N
         assert [owner for owner, *_ in journal.replicas()] == ["host:1:t"]
 
 
+def test_an_organisation_in_capitals_is_the_same_organisation_once_migrated(
+    journal_location: Path | PostgresLocation,
+) -> None:
+    """A journal written while an organisation id was given in capitals in one place and small
+    letters in another took them for two: its targets are put in small letters, and of an
+    invoice recorded under both, the record that holds its number back stays."""
+    upper = "production:3FA85F64-5717-4562-B3FC-2C963F66AFA6"
+    lower = upper.lower()
+    with Journal(journal_location) as journal, journal._write() as db:
+        files = {}
+        for target, name in ((upper, "a.csv"), (lower, "a.csv"), (upper, "b.csv")):
+            files[target, name] = db.execute(
+                "INSERT INTO files (target, name, path, sha256, state, created_at, updated_at)"
+                " VALUES (?, ?, ?, 'same', 'done', 1, 1) RETURNING id",
+                (target, name, name),
+            ).fetchone()[0]
+        for target, name, number, status in (
+            (upper, "a.csv", "N-1", InvoiceState.SUCCEEDED),
+            (lower, "a.csv", "N-1", InvoiceState.FAILED),  # sent again, and that one failed
+            (upper, "a.csv", "N-2", InvoiceState.FAILED),
+            (lower, "a.csv", "N-2", InvoiceState.PENDING),
+            (upper, "b.csv", "N-3", InvoiceState.SUCCEEDED),
+        ):
+            db.execute(
+                "INSERT INTO invoices (target, invoice_number, status, file_id, updated_at)"
+                " VALUES (?, ?, ?, ?, 1)",
+                (target, number, status, files[target, name]),
+            )
+        db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION - 1,))
+
+    with Journal(journal_location) as journal:
+        numbers = ["N-1", "N-2", "N-3"]
+        known = journal.invoices(target=lower, numbers=numbers)
+        assert {number: record.status for number, record in known.items()} == {
+            "N-1": InvoiceState.SUCCEEDED,
+            "N-2": InvoiceState.PENDING,
+            "N-3": InvoiceState.SUCCEEDED,
+        }
+        assert journal.invoices(target=upper, numbers=numbers) == {}
+        assert journal.find_file(target=lower, name="b.csv", sha256="same") is not None
+
+
 SECRET = "s3cr3t-pw"
 
 

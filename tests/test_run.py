@@ -247,6 +247,20 @@ def test_a_copy_under_a_new_name_gives_duplicates_and_sends_nothing(
     assert sandbox.counters().invoice_numbers_repeated == ()
 
 
+def test_the_organisation_id_in_capitals_names_the_same_organisation(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """FILEDROP_ORG_ID retyped in capitals between two runs: a UUID is the same id either way,
+    so the same invoices in another file are DUPLICATE, not sent to "another" organisation."""
+    write_erp_csv(inbox / "first.csv", [erp_row("3011"), erp_row("3012")])
+    filedrop("run", environ=run_env(inbox, sandbox.url, FILEDROP_ORG_ID=ORG_ID.upper()))
+    shutil.copy(inbox / "first.csv", inbox / "copy.csv")
+    filedrop("run", environ=run_env(inbox, sandbox.url, FILEDROP_ORG_ID=ORG_ID.lower()))
+    outcome = outcome_csv(inbox / "copy.outcome.csv")
+    assert list(outcome["outcome_status"]) == ["DUPLICATE", "DUPLICATE"]
+    assert sandbox.counters().invoices_received == 2
+
+
 def test_an_invoice_number_formatted_with_zeros_goes_out_as_excel_shows_it(
     inbox: Path, sandbox: Sandbox
 ) -> None:

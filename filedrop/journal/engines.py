@@ -119,6 +119,45 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (target, stamp)
     )
     """,
+    # An organisation id is a UUID, the same in capitals: targets are kept in small letters,
+    # as the settings now give them, or a journal would take 3FA85F64-... and 3fa85f64-... for
+    # two organisations and let an invoice go to each. Of an invoice recorded under both, the
+    # record that holds its number back stays (then the small letters'). The index only makes
+    # finding the twins quick on a large journal.
+    """
+    CREATE INDEX invoices_by_number_once ON invoices (invoice_number);
+    DELETE FROM invoices WHERE invoice_number IN (
+        SELECT invoice_number FROM invoices WHERE target <> lower(target)
+    ) AND EXISTS (
+        SELECT 1 FROM invoices AS twin
+        WHERE twin.invoice_number = invoices.invoice_number
+        AND twin.target <> invoices.target AND lower(twin.target) = lower(invoices.target)
+        AND (
+            CASE WHEN twin.status IN ('SENDING', 'PENDING', 'SUCCEEDED', 'UNKNOWN') THEN 1
+            ELSE 0 END,
+            twin.target
+        ) > (
+            CASE WHEN invoices.status IN ('SENDING', 'PENDING', 'SUCCEEDED', 'UNKNOWN') THEN 1
+            ELSE 0 END,
+            invoices.target
+        )
+    );
+    DROP INDEX invoices_by_number_once;
+    UPDATE invoices SET target = lower(target) WHERE target <> lower(target);
+    UPDATE files SET target = lower(target) WHERE target <> lower(target) AND NOT EXISTS (
+        SELECT 1 FROM files AS twin
+        WHERE twin.target = lower(files.target)
+        AND twin.name = files.name AND twin.sha256 = files.sha256
+    );
+    UPDATE batches SET target = lower(target) WHERE target <> lower(target);
+    DELETE FROM outcomes_checked WHERE EXISTS (
+        SELECT 1 FROM outcomes_checked AS twin
+        WHERE twin.stamp = outcomes_checked.stamp
+        AND lower(twin.target) = lower(outcomes_checked.target)
+        AND twin.target > outcomes_checked.target
+    );
+    UPDATE outcomes_checked SET target = lower(target) WHERE target <> lower(target)
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
