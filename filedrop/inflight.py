@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MarkFate",
     "MarkFolderError",
+    "MarkHeldError",
     "Sending",
     "SendingMark",
     "clear_mark",
@@ -68,6 +69,11 @@ _LAST_TIME = 1e11
 
 class MarkFolderError(FiledropError):
     """The inbox's own folder, or its marks' folder, is a link or a file: nothing is sent."""
+
+
+class MarkHeldError(FiledropError):
+    """Another journal's mark of the file was found as this run was about to send its first
+    batch: another process is sending it, and this one sends nothing more of it."""
 
 
 @dataclass(frozen=True)
@@ -114,6 +120,9 @@ class SendingMark:
         )
 
 
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # a link in a mark's place is never written through
+
+
 def mark_path(source: Path, sha256: str, target: str) -> Path:
     """Where the mark of ``source`` with the content ``sha256``, sent to ``target``, lies: named
     by a hash of all three, since a name may be long or hold any character, a new version of a
@@ -128,8 +137,18 @@ class Sending:
     each batch's journal number, each on disk before its POST: a mark exists only where a batch
     was about to go, so one that names no batch tells that nothing went."""
 
-    def __init__(self, source: Path, sha256: str, *, journal: str, target: str, now: float):
+    def __init__(
+        self,
+        source: Path,
+        sha256: str,
+        *,
+        journal: str,
+        target: str,
+        now: float,
+        fresh_at: float | None = None,
+    ):
         self.path = mark_path(source, sha256, target)
+        self._fresh_at = fresh_at  # ``journal rebuild --fresh``: older marks count for nothing
         self._source = source
         facts = {"file": source.name, "sha256": sha256, "journal": journal, "target": target}
         self._head = (json.dumps({**facts, "started_at": now}) + "\n").encode()
@@ -141,14 +160,17 @@ class Sending:
         """Note the journal's number of the batch about to be POSTed, on disk before it goes.
         Raises ``MarkFolderError`` when the inbox's own folder or the marks' is a link or a
         file, ``OSError`` naming the mark when it cannot be written: the batch is not sent."""
+        line = f"{batch}\n".encode()
         with self._lock:
             if not self._ready:
-                self._begin()
+                made = self._begin(line)
                 self._ready = True
+                if made:
+                    return
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0))
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | _NOFOLLOW)
             try:
-                os.write(fd, f"{batch}\n".encode())
+                os.write(fd, line)
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -161,23 +183,60 @@ class Sending:
                 )
             raise OSError(exc.errno, why, str(self.path)) from exc
 
-    def _begin(self) -> None:
-        """Write the mark's first line, durably; one this journal wrote before (a file resumed)
-        is kept, with the batches it names."""
-        before = _read(self.path)
-        if before is not None and before.file is not None and before.journal == self._journal:
-            return
+    def _begin(self, first: bytes) -> bool:
+        """Make the mark, durably, with its first line and the first batch's ``first`` at once,
+        and only where no mark is: True when made. One this journal wrote before (a file
+        resumed) is kept, to be added to: False.
+
+        Two processes of one inbox with two journals (a replica whose journal was its own, not
+        the shared one) both found no mark before their claims, and both sent every invoice:
+        whichever makes the mark second finds the other's and raises ``MarkHeldError``. One
+        that names no batch (its run was killed before the first) or is older than a journal
+        started afresh counts for nothing, as for the run's check (``unknown_mark``)."""
         for last in (False, True):
             try:
                 made = _make_folders(self._source.parent)
-                write_atomically(self.path, lambda out: out.write(self._head))
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o666)
             except FileNotFoundError:
                 if last:
                     raise
                 continue  # another file's outcome took the emptied folder away in between
-            for folder in made:  # a power cut must not take the new folders, and the mark, away
+            except FileExistsError:
+                before = _read(self.path)
+                if before is None and not last:
+                    continue  # its outcome took it away in between: made anew
+                if before is not None and before.file is not None:
+                    if before.journal == self._journal:
+                        return False
+                    if not before.batches or (before.started_at or 0.0) < (self._fresh_at or 0):
+                        write_atomically(self.path, lambda out: out.write(self._head + first))
+                        return True
+                raise MarkHeldError(self._held_by(before)) from None
+            try:
+                os.write(fd, self._head + first)  # a few hundred bytes: one write
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            for folder in (*made, self.path):  # a power cut must not take them away
                 sync_folder(folder.parent)
-            return
+            return True
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _held_by(self, mark: SendingMark | None) -> str:
+        where = printable(str(self.path))
+        if mark is None or mark.file is None:
+            return (
+                f"filedrop's mark {where} of this file appeared as this run began sending it and "
+                "cannot be read, so another process may be sending it; nothing more is sent "
+                "from it here until that mark is looked at and deleted"
+            )
+        when = datetime.fromtimestamp(mark.started_at or 0.0, UTC).strftime("%H:%M:%S UTC")
+        return (
+            "another filedrop process, keeping another journal, began sending this file at "
+            f"{when} (its mark {where}), as this one was about to; nothing more is sent from it "
+            "here, as every process on one inbox must keep one journal: point their FILEDROP_STATE "
+            "at the same one"
+        )
 
 
 class MarkFate(enum.Enum):

@@ -709,7 +709,14 @@ def _send_and_report(
         # journal then be lost too, or put back from an older copy, the next one finds what an
         # outcome would have told it (inflight.py).
         journal_id = ctx.journal.identity()
-        sending = Sending(path, sha256, journal=journal_id, target=ctx.target, now=ctx.clock())
+        sending = Sending(
+            path,
+            sha256,
+            journal=journal_id,
+            target=ctx.target,
+            now=ctx.clock(),
+            fresh_at=ctx.journal.started_fresh_at(),
+        )
     pending = _send(
         prepared,
         later,

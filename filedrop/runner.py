@@ -39,7 +39,7 @@ from filedrop.inbox import (
     snapshot,
     why_left,
 )
-from filedrop.inflight import MarkFolderError
+from filedrop.inflight import MarkFolderError, MarkHeldError
 from filedrop.journal import Journal, owner_alive
 from filedrop.journal.location import open_journal
 from filedrop.logs import fields, printable
@@ -538,7 +538,7 @@ def setback_of(exc: BaseException) -> Setback:
     """What an error that stopped a file means for the run's exit code."""
     if isinstance(exc, ApiUnavailable):
         return Setback.UNAVAILABLE
-    if isinstance(exc, AuthError | MarkFolderError) or (
+    if isinstance(exc, AuthError | MarkFolderError | MarkHeldError) or (
         isinstance(exc, ApiError) and exc.status in (401, 403, 404)
     ):
         return Setback.SETUP

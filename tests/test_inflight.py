@@ -17,6 +17,7 @@ from filedrop.errors import FiledropError
 from filedrop.inflight import (
     SENDING_FOLDER,
     MarkFolderError,
+    MarkHeldError,
     Sending,
     clear_mark,
     mark_path,
@@ -280,15 +281,57 @@ def test_a_mark_that_cannot_be_read_holds_the_inbox_back(
 def test_no_mark_is_written_until_a_batch_is_about_to_go_and_one_naming_none_tells_nothing_went(
     source: Path, tmp_path: Path
 ) -> None:
-    """A run that only polls (every row sent before) writes no mark; one killed after writing
-    the mark's first line and before its first batch's sent nothing, and holds nothing back."""
+    """A run that only polls (every row sent before) writes no mark. A mark naming no batch
+    (a filedrop before this one, killed between the mark's first line and its first batch's)
+    tells that nothing went: it holds nothing back, and another journal's run writes over it."""
     with Journal(tmp_path / "old.db") as old:
         sending = Sending(source, SHA, journal=old.identity(), target=TARGET, now=1.0)
         assert not (source.parent / ".filedrop").exists()
-        sending._begin()  # killed right after it
-        assert sending.path.read_bytes().count(b"\n") == 1
+        sending.path.parent.mkdir(parents=True)
+        sending.path.write_bytes(sending._head)
     with Journal(tmp_path / "new.db") as fresh:
         assert unknown_mark(source.parent, fresh, target=TARGET) is None
+        Sending(source, SHA, journal=fresh.identity(), target=TARGET, now=2.0).before_post(7)
+        head, *batches = sending.path.read_text().splitlines()
+        assert (json.loads(head)["journal"], batches) == (fresh.identity(), ["7"])
+
+
+def test_of_two_runs_with_two_journals_only_the_first_to_mark_the_file_sends(
+    source: Path, tmp_path: Path
+) -> None:
+    """Two processes of one inbox, each with its own journal, found no mark before their
+    claims: the second to be about to POST finds the first's mark, sends nothing and says why
+    (both sent every invoice). A run of the first's journal, resuming, adds to the mark."""
+    with Journal(tmp_path / "a.db") as first, Journal(tmp_path / "b.db") as second:
+        Sending(source, SHA, journal=first.identity(), target=TARGET, now=1.0).before_post(1)
+        late = Sending(source, SHA, journal=second.identity(), target=TARGET, now=1.0)
+        with pytest.raises(MarkHeldError) as held:
+            late.before_post(1)
+        assert str(held.value) == (
+            "another filedrop process, keeping another journal, began sending this file at "
+            f"00:00:01 UTC (its mark {late.path}), as this one was about to; nothing more is "
+            "sent from it here, as every process on one inbox must keep one journal: point their "
+            "FILEDROP_STATE at the same one"
+        )
+        with pytest.raises(MarkHeldError):
+            late.before_post(2)  # the next batch of the same run, on another posting thread
+        Sending(source, SHA, journal=first.identity(), target=TARGET, now=5.0).before_post(3)
+        head, *batches = late.path.read_text().splitlines()
+        assert (json.loads(head)["journal"], batches) == (first.identity(), ["1", "3"])
+
+
+def test_a_mark_older_than_a_journal_started_afresh_is_written_over(
+    source: Path, tmp_path: Path
+) -> None:
+    """After 'journal rebuild --fresh', a mark from before it counts for nothing, here too."""
+    with Journal(tmp_path / "a.db") as old, Journal(tmp_path / "b.db") as fresh:
+        Sending(source, SHA, journal=old.identity(), target=TARGET, now=1.0).before_post(1)
+        Sending(
+            source, SHA, journal=fresh.identity(), target=TARGET, now=9.0, fresh_at=5.0
+        ).before_post(4)
+        assert json.loads(mark_path(source, SHA, TARGET).read_text().splitlines()[0])[
+            "journal"
+        ] == (fresh.identity())
 
 
 def test_what_a_killed_writer_left_is_no_mark(source: Path, tmp_path: Path) -> None:
