@@ -10,9 +10,11 @@ crash, or a batch that outlived the poll timeout) goes through exactly the same 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import enum
 import errno
 import functools
+import hashlib
 import logging
 import os
 import queue
@@ -203,6 +205,23 @@ class Context:
         """Which API and organisation invoice numbers are unique within."""
         return f"{self.environment}:{self.org_id}"
 
+    @functools.cached_property
+    def read_under(self) -> str:
+        """What a file's ``ERROR`` was found under: the mapping files' texts and the read limits.
+
+        A file refused as an ERROR is final for its bytes only while these stay the same: once
+        the user fixes the mapping it did not fit, or raises a limit it went over, the next run
+        takes it again (nothing was sent from it, and its invoice numbers are checked as any
+        file's are), rather than skipping it as processed and exiting 0.
+        """
+        limits = {
+            f.name: getattr(self.read_limits, f.name)
+            for f in dataclasses.fields(self.read_limits)
+            if f.name != "sources"
+        }
+        mappings = sorted((m.path.name, m.text_sha256) for m in self.mappings)
+        return hashlib.sha256(repr((mappings, sorted(limits.items()))).encode()).hexdigest()
+
     def say_once(self, topic: str) -> bool:
         """True the first time ``topic`` is asked about in this run or daemon: log it then."""
         with self._said_lock:
@@ -310,6 +329,7 @@ def process_file(path: Path, ctx: Context) -> FileReport:
         target=ctx.target,
         owner=ctx.owner,
         stale_s=ctx.claim_stale_s,
+        read_under=ctx.read_under,
     )
     if record is None:
         return _skipped(path, hashed, ctx)
@@ -652,6 +672,7 @@ def _file_error(
         outcome=outcome,
         message=message,
         written=written_stamp(outcome) if outcome else None,
+        read_under=ctx.read_under,
     )
     return FileReport(path, FileState.ERROR, counts, outcome, message)
 

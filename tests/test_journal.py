@@ -20,7 +20,7 @@ from conftest import Logged, drop_connections
 from filedrop.errors import ClaimLostError, ConfigError
 from filedrop.journal import Journal, NotSettledError, owner_alive, this_owner
 from filedrop.journal.engines import MIGRATIONS, SCHEMA_VERSION, PostgresLocation, SqliteEngine
-from filedrop.journal.store import FinishedBatch, RebuiltBatch
+from filedrop.journal.store import FileRecord, FinishedBatch, RebuiltBatch
 from filedrop.settings import load_settings
 from filedrop.states import BatchState, FileState, InvoiceState
 
@@ -89,6 +89,37 @@ def test_same_content_is_claimed_once(journal: Journal) -> None:
     journal.finish_file(record.id, state="done", counts={"SUCCEEDED": 1}, mapping="m", outcome=None)
     assert _claim(journal) is None
     assert _claim(journal, sha="def") is not None
+
+
+def test_an_error_is_final_only_under_what_it_was_found_under(journal: Journal) -> None:
+    """Other mappings or limits take an ERROR at its own path again; the same ones, or the same
+    file found in another inbox (whose mappings may differ: the two would take it in turn at
+    every rescan), do not. A done file is never taken again."""
+
+    def claim(path: str, under: str | None) -> FileRecord | None:
+        return journal.claim_file(
+            path=Path(path),
+            sha256="abc",
+            target=TARGET,
+            owner=this_owner(),
+            stale_s=900.0,
+            read_under=under,
+        )
+
+    record = claim("in/a.csv", "first")
+    assert record is not None
+    journal.finish_file(
+        record.id, state="error", counts={}, mapping=None, outcome=None, read_under="first"
+    )
+    assert claim("in/a.csv", "first") is None
+    assert claim("other/a.csv", "second") is None
+    again = claim("in/a.csv", "second")
+    assert again is not None and again.id == record.id
+    # An ERROR recorded before filedrop knew what it was found under is taken again once.
+    journal.finish_file(record.id, state="error", counts={}, mapping=None, outcome=None)
+    assert claim("in/a.csv", "second") is not None
+    journal.finish_file(record.id, state="done", counts={}, mapping="m", outcome=None)
+    assert claim("in/a.csv", "third") is None
 
 
 def test_a_sandbox_trial_does_not_count_for_production(journal: Journal) -> None:
@@ -684,7 +715,9 @@ def test_an_organisation_in_capitals_is_the_same_organisation_once_migrated(
                 " VALUES (?, ?, ?, ?, 1)",
                 (target, number, status, files[target, name]),
             )
-        db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION - 1,))
+        # Back to before that migration: the one after it (read_under) is undone too.
+        db.execute("ALTER TABLE files DROP COLUMN read_under")
+        db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION - 2,))
 
     with Journal(journal_location) as journal:
         numbers = ["N-1", "N-2", "N-3"]

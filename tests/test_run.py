@@ -716,6 +716,54 @@ def test_a_file_no_mapping_fits_gets_an_error_outcome(inbox: Path, sandbox: Sand
     assert sandbox.counters().posts == 0
 
 
+def test_a_file_no_mapping_fitted_is_taken_again_once_the_mappings_change(
+    inbox: Path, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """The user adds the mapping the file needed: the next run sends it, rather than skipping it
+    as processed and exiting 0. Under the same mappings its ERROR stays final (one outcome, no
+    new read), and once sent, a change of mappings sends nothing again."""
+    write_erp_csv(inbox / "faktura.csv", [erp_row("7101"), erp_row("7102")])
+    only_example = tmp_path / "mappings"
+    only_example.mkdir()
+    shutil.copy(MAPPINGS / "example.toml", only_example)
+    filedrop(
+        "run", environ=run_env(inbox, sandbox.url, FILEDROP_MAPPING=str(only_example)), expect=1
+    )
+    _, out, _ = filedrop(
+        "run", environ=run_env(inbox, sandbox.url, FILEDROP_MAPPING=str(only_example)), expect=0
+    )
+    assert "faktura.csv: skipped (already processed)" in out
+    assert sandbox.counters().posts == 0
+
+    shutil.copy(MAPPINGS / "norwegian-erp.toml", only_example)
+    environ = run_env(inbox, sandbox.url, FILEDROP_MAPPING=str(only_example))
+    filedrop("run", environ=environ, expect=0)
+    outcome = outcome_csv(inbox / "faktura.outcome.csv")
+    assert list(outcome["outcome_status"]) == ["SUCCEEDED", "SUCCEEDED"]
+    assert sandbox.counters().posts == 1
+
+    (only_example / "example.toml").unlink()
+    _, out, _ = filedrop(
+        "run", environ=run_env(inbox, sandbox.url, FILEDROP_MAPPING=str(only_example))
+    )
+    assert "faktura.csv: skipped (already processed)" in out
+    assert sandbox.counters().posts == 1
+
+
+def test_a_file_over_a_read_limit_is_taken_again_once_the_limit_is_raised(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """A limit the operator raises is a changed setup as a mapping is: the ERROR is not final."""
+    write_erp_csv(inbox / "stor.csv", [erp_row("7201")])
+    filedrop("run", environ=run_env(inbox, sandbox.url, FILEDROP_MAX_FILE_BYTES="10"), expect=1)
+    assert (
+        outcome_csv(inbox / "stor.outcome.csv", encoding="utf-8-sig")["outcome_status"][0]
+        == "ERROR"
+    )
+    filedrop("run", environ=run_env(inbox, sandbox.url), expect=0)
+    assert list(outcome_csv(inbox / "stor.outcome.csv")["outcome_status"]) == ["SUCCEEDED"]
+
+
 def test_a_file_refused_after_it_was_read_gets_an_outcome_delimited_as_it_was_read(
     inbox: Path, sandbox: Sandbox
 ) -> None:

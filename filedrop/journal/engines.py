@@ -158,6 +158,12 @@ MIGRATIONS: tuple[str, ...] = (
     );
     UPDATE outcomes_checked SET target = lower(target) WHERE target <> lower(target)
     """,
+    # What a file's ERROR was found under (Context.read_under): the same bytes are taken again
+    # once the mappings or read limits differ. An ERROR recorded before has none, and is taken
+    # again once.
+    """
+    ALTER TABLE files ADD COLUMN read_under TEXT
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

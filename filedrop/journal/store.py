@@ -140,6 +140,8 @@ class FileRecord:
     """The owner's last renewal of its claim (only meaningful while ``claimed``)."""
     outcome_written: str | None = None
     """The outcome file this record wrote last, as ``outcome.written_stamp`` gives it."""
+    read_under: str | None = None
+    """For an ``error``: the mappings and limits it was found under (``Context.read_under``)."""
 
 
 @dataclass(frozen=True)
@@ -352,12 +354,21 @@ class Journal:
     # -- files ---------------------------------------------------------------------------------
 
     def claim_file(
-        self, *, path: Path, sha256: str, target: str, owner: str, stale_s: float
+        self,
+        *,
+        path: Path,
+        sha256: str,
+        target: str,
+        owner: str,
+        stale_s: float,
+        read_under: str | None = None,
     ) -> FileRecord | None:
         """Claim ``path`` with this content for ``owner``, or ``None`` if it is not ours to do.
 
-        Not ours: already ``done`` or ``error`` at this target (the same bytes are not processed
-        twice; a sandbox trial does not count for staging or production), claimed by a process
+        Not ours: already ``done`` at this target (the same bytes are not processed twice; a
+        sandbox trial does not count for staging or production), or ``error`` there under these
+        mappings and limits (``read_under``; an ERROR at this path under others is taken again,
+        and one from another path is that inbox's to take again), claimed by a process
         whose lease is fresh, or being claimed by another process at this very moment. A file
         ``waiting`` for pending batches, marked ``retry`` after a transient failure, or claimed by
         a process whose lease ran out (``stale_s`` after its last heartbeat) is claimed again
@@ -376,13 +387,17 @@ class Journal:
             else:
                 row = db.execute(
                     # The suffix is the engine's constant, never input.
-                    "SELECT id, state, owner, heartbeat FROM files"  # noqa: S608
+                    "SELECT id, state, owner, heartbeat, path, read_under FROM files"  # noqa: S608
                     " WHERE target = ? AND name = ? AND sha256 = ?" + self._engine.pick_suffix,
                     (target, path.name, sha256),
                 ).fetchone()
                 if row is None:  # another replica is deciding about it right now
                     return None
-                if row["state"] in FINAL_FILE_STATES:
+                if row["state"] in FINAL_FILE_STATES and not (
+                    row["state"] == FileState.ERROR
+                    and row["read_under"] != read_under
+                    and row["path"] == str(path)
+                ):
                     return None
                 if (
                     row["state"] == FileState.CLAIMED
@@ -437,9 +452,11 @@ class Journal:
         message: str | None = None,
         written: str | None = None,
         claim: str | EllipsisType | None = ...,
+        read_under: str | None = None,
     ) -> None:
         """Record how a file ended: ``done``, ``waiting`` (on batches), ``error`` or ``retry``;
-        ``written``: the stamp of the outcome it has just written (else the last stays).
+        ``written``: the stamp of the outcome it has just written (else the last stays);
+        ``read_under``: for an ``error``, what it was found under (``Context.read_under``).
 
         ``claim``: for a caller that holds no claim of its own (``filedrop resolve``), the
         claim's owner it saw, whose run is gone (None: there was none); a file claimed by
@@ -452,8 +469,8 @@ class Journal:
             db.execute(
                 # The guard is one of two constants, never input.
                 "UPDATE files SET state = ?, counts = ?, mapping = ?, outcome = ?, message = ?,"  # noqa: S608
-                " outcome_written = COALESCE(?, outcome_written), owner = NULL, updated_at = ?"
-                " WHERE id = ?" + guard,
+                " outcome_written = COALESCE(?, outcome_written), read_under = ?, owner = NULL,"
+                " updated_at = ? WHERE id = ?" + guard,
                 (
                     state,
                     json.dumps(counts),
@@ -461,6 +478,7 @@ class Journal:
                     str(outcome) if outcome else None,
                     mask_ids(message) if message else None,
                     written,
+                    read_under,
                     self._clock(),
                     file_id,
                     *guard_args,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import fnmatch
+import hashlib
 import io
 import re
 import tomllib
@@ -103,6 +104,8 @@ class Mapping:
     group_by: tuple[str, ...] = ()  # names of the column grouping rows; () = a row is an invoice
     skip: tuple[SkipRule, ...] = ()
     skip_totals: bool = True  # the built-in skip.totals rule (off with skip.totals = false)
+    text_sha256: str = ""
+    """The hash of the mapping file's text: an ERROR found under other mappings is tried again."""
 
     def matches_name(self, file_path: Path) -> bool:
         """True when the file name fits one of ``match.files`` (any name when there are none)."""
@@ -205,7 +208,8 @@ def load_mapping(path: Path, *, invoice_types: tuple[str, ...] = DEFAULT_INVOICE
     too_deep = _too_deep_key(data)
     if too_deep is not None:
         raise MappingError(str(path), _too_deep(too_deep))
-    return _Loader(path, invoice_types=invoice_types).mapping(data)
+    mapping = _Loader(path, invoice_types=invoice_types).mapping(data)
+    return replace(mapping, text_sha256=hashlib.sha256(text.encode()).hexdigest())
 
 
 def _too_deep(key: str) -> str:
