@@ -80,7 +80,14 @@ from filedrop.journal.store import CLAIM_LOST, REBUILT, FinishedBatch
 from filedrop.logs import fields, plural, printable
 from filedrop.mapping import Mapping, select_mapping
 from filedrop.mapping.payload import invoice_rows
-from filedrop.mapping.prepare import Prepared, PreparedInvoice, payloads, prepare, prepare_parts
+from filedrop.mapping.prepare import (
+    Prepared,
+    PreparedInvoice,
+    Rejection,
+    payloads,
+    prepare,
+    prepare_parts,
+)
 from filedrop.mapping.tree import Obj
 from filedrop.memory import frozen_for_gc, no_cyclic_gc, quick_switches, release_freed_memory
 from filedrop.metrics import (
@@ -837,7 +844,14 @@ def _send(
     def to_send(part: Prepared) -> list[PreparedInvoice]:
         numbers = [invoice.invoice_number for invoice in part.invoices]
         known = ctx.journal.invoices(target=ctx.target, numbers=numbers)
-        return [inv for inv in part.invoices if _may_send(known.get(inv.invoice_number), file_id)]
+        may = [inv for inv in part.invoices if _may_send(known.get(inv.invoice_number), file_id)]
+        twins = ctx.journal.zero_twins(
+            target=ctx.target, numbers=[invoice.invoice_number for invoice in may]
+        )
+        if not twins:
+            return may
+        _hold_back_twins(prepared, twins, ctx.journal)
+        return [invoice for invoice in may if invoice.invoice_number not in twins]
 
     def planned(invoices: int, batches: int) -> None:
         if batches:
@@ -1489,6 +1503,32 @@ def _may_send(record: InvoiceRecord | None, file_id: int) -> bool:
     if record.status in BLOCKING_INVOICE_STATES:
         return False
     return not (record.status is InvoiceState.FAILED and record.file_id == file_id)
+
+
+def _hold_back_twins(prepared: Prepared, twins: dict[str, InvoiceRecord], journal: Journal) -> None:
+    """Each invoice whose number the journal holds with more or fewer zeros in front
+    (``Journal.zero_twins``) leaves ``prepared``'s invoices for its rows' DUPLICATE: it is the
+    same invoice, its export opened and saved by a spreadsheet program since it was sent."""
+    names: dict[int, str] = {}
+    kept = []
+    for invoice in prepared.invoices:
+        twin = twins.get(invoice.invoice_number)
+        if twin is None:
+            kept.append(invoice)
+            continue
+        if twin.file_id not in names:
+            names[twin.file_id] = printable(journal.file(twin.file_id).name)
+        number, sent = invoice.invoice_number, twin.invoice_number
+        how = "dropped" if len(number) < len(sent) else "added"
+        case = f", case {twin.case_number}" if twin.case_number else ""
+        why = Rejection(
+            RowStatus.DUPLICATE,
+            f"invoice {number} was already sent as {sent} from {names[twin.file_id]} "
+            f"({twin.status.lower()}{case}): the same digits with zeros in front {how}, as a "
+            "spreadsheet program does when it opens and saves an export; not sent again",
+        )
+        prepared.rejected.update(dict.fromkeys(invoice.rows, why))
+    prepared.invoices[:] = kept
 
 
 def _unsent(numbers: list[str], ctx: Context) -> bool:

@@ -87,6 +87,13 @@ def _duplicate(folder: Path) -> str:
     return _only_message(prepared, 5)
 
 
+def _zeros_dropped(folder: Path) -> str:
+    rows = [erp_row("000781"), erp_row("240302"), erp_row("781")]
+    mapping = load_mapping(MAPPINGS / "norwegian-erp.toml")
+    prepared = prepare(read_table(_csv(folder, ERP_HEADER, rows), mapping.read), mapping)
+    return _only_message(prepared, 4)
+
+
 def _unsaved_formula(folder: Path) -> str:
     """A workbook written by openpyxl, whose row 3 reads its customer number from a formula."""
     book = openpyxl.Workbook()
@@ -227,6 +234,8 @@ CASES: dict[str, Callable[[Path], str]] = {
         Beløp="#N/A",
     ),
     "row 5: invoice number 240302 already appears on row 3": _duplicate,
+    "row 4: invoice number 781 already appears on row 2 as 000781: the same digits with zeros in "
+    "front, which a spreadsheet program drops": _zeros_dropped,
     'row 5: Etternavn "Berg" differs from row 4 of the same invoice ("Kristiansen"); the rows of '
     "one invoice must agree on it": lambda d: _row_message(
         d,

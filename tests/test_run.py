@@ -716,6 +716,46 @@ def test_a_file_no_mapping_fits_gets_an_error_outcome(inbox: Path, sandbox: Sand
     assert sandbox.counters().posts == 0
 
 
+@pytest.mark.parametrize(
+    ("first", "again"), [("000777", "777"), ("777", "000777")], ids=["dropped", "added"]
+)
+def test_an_invoice_number_with_its_zeros_in_front_dropped_is_not_sent_again(
+    inbox: Path, sandbox: Sandbox, first: str, again: str
+) -> None:
+    """Last week's export sent 000777; this week's was opened and saved by a spreadsheet
+    program, which made it 777 (or the other way round): the same invoice, DUPLICATE, and the
+    sentence names the number it went as. A new invoice in the same file still goes."""
+    write_erp_csv(inbox / "uke48.csv", [erp_row(first)])
+    filedrop("run", environ=run_env(inbox, sandbox.url))
+    write_erp_csv(inbox / "uke49.csv", [erp_row(again), erp_row("0778")])
+    filedrop("run", environ=run_env(inbox, sandbox.url))
+    outcome = outcome_csv(inbox / "uke49.outcome.csv")
+    assert list(outcome["outcome_status"]) == ["DUPLICATE", "SUCCEEDED"]
+    how = "dropped" if len(again) < len(first) else "added"
+    assert outcome["outcome_message"][0] == (
+        f"invoice {again} was already sent as {first} from uke48.csv (succeeded, case "
+        f"{outcome_csv(inbox / 'uke48.outcome.csv')['outcome_case_number'][0]}): the same digits "
+        f"with zeros in front {how}, as a spreadsheet program does when it opens and saves an "
+        "export; not sent again"
+    )
+    assert sandbox.received_invoice_numbers() == [first, "0778"]
+
+
+def test_one_file_with_an_invoice_number_with_and_without_its_zeros_sends_it_once(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """Within one file the second is DUPLICATE of the first row, which the sentence names."""
+    write_erp_csv(inbox / "blandet.csv", [erp_row("000781"), erp_row("781"), erp_row("78")])
+    filedrop("run", environ=run_env(inbox, sandbox.url))
+    outcome = outcome_csv(inbox / "blandet.outcome.csv")
+    assert list(outcome["outcome_status"]) == ["SUCCEEDED", "DUPLICATE", "SUCCEEDED"]
+    assert outcome["outcome_message"][1].startswith(
+        "invoice number 781 already appears on row 2 as 000781: the same digits with zeros in "
+        "front, which a spreadsheet program drops"
+    )
+    assert sorted(sandbox.received_invoice_numbers()) == ["000781", "78"]
+
+
 def test_a_file_no_mapping_fitted_is_taken_again_once_the_mappings_change(
     inbox: Path, sandbox: Sandbox, tmp_path: Path
 ) -> None:

@@ -164,6 +164,14 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE files ADD COLUMN read_under TEXT
     """,
+    # Invoice numbers of digits that start with a zero, by their digits without those zeros:
+    # 000777 and 777 are one invoice, its zeros dropped by a spreadsheet program that opened
+    # and saved the export (Journal.zero_twins). Only such numbers are in it, so an ERP that
+    # never pads its numbers pays nothing for it.
+    """
+    CREATE INDEX IF NOT EXISTS invoices_zero_led ON invoices (target, ltrim(invoice_number, '0'))
+    WHERE invoice_number >= '0' AND invoice_number < '1'
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -251,6 +259,10 @@ class Engine:
     #: Appended to the ``SELECT`` of a row a write must see unchanged until it commits (SQLite's
     #: write lock already keeps every other writer out).
     lock_suffix: str = ""
+    #: After ``FROM invoices`` where invoice numbers with zeros in front are looked up by their
+    #: digits (``Journal.zero_twins``): SQLite, without statistics, walks every such number by
+    #: the primary key instead of taking their own index (0.37 s for 20,000 against 200,000).
+    zero_led_index: str = ""
     #: The most rows of several columns that ``rows`` takes in one statement.
     rows_per_statement: int = sys.maxsize
     #: The column that keeps the order in which invoice numbers were first written down.
@@ -374,6 +386,7 @@ class SqliteEngine(Engine):
 
     name = "SQLite"
     insertion_order = "rowid"
+    zero_led_index = " INDEXED BY invoices_zero_led"
     # 6 placeholders a row stays far below SQLite's limit of 32,766 a statement.
     rows_per_statement = 1000
     errors = (sqlite3.Error,)

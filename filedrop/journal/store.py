@@ -1005,6 +1005,53 @@ class Journal:
             for record in self.each_invoice(target=target, numbers=numbers)
         }
 
+    def zero_twins(self, *, target: str, numbers: Iterable[str]) -> dict[str, InvoiceRecord]:
+        """For each of ``numbers`` made of digits alone, another invoice held back at ``target``
+        (sending, pending, succeeded or unknown) whose number is the same digits with more or
+        fewer zeros in front: ``777`` for ``000777``, and the other way round.
+
+        A spreadsheet program that opens and saves an export drops those zeros, and an invoice
+        sent from last week's export would go again from this week's, saved so. Numbers with
+        no such twin, and those the journal holds exactly as asked, are left out.
+        """
+        asked = [n for n in dict.fromkeys(numbers) if _digits_only(n)]
+        if not asked:
+            return {}
+        # Twins differ by zeros in front, so one of them starts with a zero: when neither the
+        # file nor the journal has such a number (most ERPs never pad), nothing is looked up.
+        zero_led = " AND invoice_number >= '0' AND invoice_number < '1'"
+        if not any(n.startswith("0") for n in asked) and not self._read(
+            "SELECT 1 FROM invoices WHERE target = ?" + zero_led + " LIMIT 1",  # noqa: S608
+            (target,),
+        ):
+            return {}
+        keys = list(dict.fromkeys(n.lstrip("0") for n in asked))
+        wanted, args = self._engine.rows("keys", ("k",), keys)
+        # Numbers first, records only for the twins: in a padded file sent before, every number
+        # finds itself, and a record for each cost ten times the lookup.
+        held: dict[str, list[str]] = {}
+        for by_digits, condition in (
+            # Without zeros in front, by the primary key; with them, by the index of those.
+            (False, " WHERE target = ?"),
+            (True, f"{self._engine.zero_led_index} WHERE target = ?{zero_led}"),
+        ):
+            key = "ltrim(invoice_number, '0')" if by_digits else "invoice_number"
+            for (number,) in self._read(
+                # The text comes from the engine and constants, never from input.
+                f"SELECT invoice_number FROM invoices{condition}"  # noqa: S608
+                f" AND status IN ({_BLOCKING_SQL}) AND {key} IN (WITH {wanted} SELECT k FROM keys)",
+                (target, *args),
+            ):
+                if _digits_only(number):
+                    held.setdefault(number.lstrip("0"), []).append(number)
+        twin_of = {
+            number: twins[0]
+            for number in asked
+            if (twins := held.get(number.lstrip("0"))) and number not in twins
+        }
+        records = self.invoices(target=target, numbers=twin_of.values())
+        return {number: records[twin] for number, twin in twin_of.items() if twin in records}
+
     def each_invoice(self, *, target: str, numbers: Iterable[str]) -> Iterator[InvoiceRecord]:
         """The same, one record at a time, for files too big to hold them all at once.
 
@@ -1288,6 +1335,11 @@ class _Db:
 
     def ids_given(self, table: str) -> None:
         self._engine.ids_given(self._db, table)
+
+
+def _digits_only(number: str) -> bool:
+    """Whether an invoice number is ASCII digits alone, which a spreadsheet takes for a number."""
+    return number.isascii() and number.isdigit()
 
 
 def _file_record(row: Any) -> FileRecord:

@@ -192,6 +192,15 @@ def find_duplicates(
         return duplicate_of, []
     v = number.values
     keys = pd.Series(v.vals, dtype=object).where(~v.empty & ~blank[groups.first], None)
+    # 000777 and 777 are one invoice: a spreadsheet program drops the zeros of some cells of a
+    # column it takes for numbers (the journal finds such twins across files: zero_twins).
+    # Twins differ by zeros in front, so one starts with a zero: most files have none.
+    if (
+        pd.api.types.infer_dtype(keys, skipna=True) == "string"
+        and keys.str.startswith("0", na=False).any()
+    ):
+        digits = keys.str.fullmatch("[0-9]+").fillna(False).astype(bool)
+        keys = keys.where(~digits, keys.str.lstrip("0"))
     codes, _ = pd.factorize(keys, use_na_sentinel=True)
     later = pd.Series(codes).duplicated().to_numpy() & (codes >= 0)
     issues: list[Issue] = []
@@ -202,6 +211,11 @@ def find_duplicates(
             duplicate_of[g] = first = first_group[codes[g]]
             number = shown(str(v.vals[g]))
             why = f"invoice number {number} already appears on row {rows[groups.first[first]]}"
+            if v.vals[first] != v.vals[g]:
+                why += (
+                    f" as {shown(str(v.vals[first]))}: the same digits with zeros in front, which a"
+                    " spreadsheet program drops"
+                )
             issues += [
                 Issue(r, "duplicate", v.label[g], v.text[g], why) for r in groups.members_of(g)
             ]
