@@ -153,6 +153,28 @@ def test_a_mac_roman_file_is_refused_saying_so_unless_the_mapping_names_it(
     assert rows(read_table(windows)) == [["1", "Fjord®"], ["2", "Bjørn"]]
 
 
+@pytest.mark.parametrize("codec", ["cp865", "cp850"])
+def test_a_dos_code_page_file_is_refused_saying_so_unless_the_mapping_names_it(
+    tmp_path: Path, codec: str
+) -> None:
+    """An old DOS program's export read as Windows-1252 sent "Bj›rn" and "H†kon" to Amili. It
+    is refused naming the line and the name as read and as meant; the mapping's encoding reads
+    it. A Windows-1252 name with a curly quote (DOS's æ) is read as before."""
+    path = tmp_path / "dos.csv"
+    path.write_bytes("Nr;Navn;Sted\r\n1;Kari;Oslo\r\n2;Bjørn;Bodø\r\n".encode(codec))
+    with pytest.raises(ReadError) as err:
+        read_table(path)
+    assert err.value.detail == (
+        'line 3 holds "Bj›rn", which is "Bjørn" in the Nordic DOS code page (865), an old DOS '
+        "program's; names would reach Amili garbled, so it is not read: save the file as UTF-8 "
+        '(or set encoding = "cp865" in the mapping\'s [read]) and drop it again'
+    )
+    assert rows(read_table(path, ReadOptions(encoding="cp865")))[1] == ["2", "Bjørn", "Bodø"]
+    windows = tmp_path / "windows.csv"
+    windows.write_bytes("Nr;Navn\r\n1;Kari’s Kafé\r\n".encode("cp1252"))
+    assert rows(read_table(windows)) == [["1", "Kari’s Kafé"]]
+
+
 @pytest.mark.parametrize("mark", [b"\x1a", b"\x1a\r\n", b"\x1a\x1a"], ids=["one", "line", "two"])
 def test_dos_end_of_file_mark_after_the_last_line_is_no_row(tmp_path: Path, mark: bytes) -> None:
     """Old exports end with Ctrl-Z (0x1A), once or more, a line end sometimes after it: it

@@ -233,7 +233,7 @@ def _detect_encoding(where: str, data: bytes, wanted: str | None) -> tuple[str, 
     except UnicodeDecodeError as exc:
         codec = "latin-1" if any(b in data for b in _CP1252_UNDEFINED) else "cp1252"
         _refuse_mixed(where, data, exc.start, codec)
-        _refuse_mac_roman(where, data, codec)
+        _refuse_lookalike_encoding(where, data, codec)
         return codec, codec, data
     return "utf-8", "utf-8", data
 
@@ -287,34 +287,46 @@ def _refuse_mixed(where: str, data: bytes, not_utf8_at: int, codec: str) -> None
 
 # Mac Roman's æ ø å Æ Ø Å (old Mac programs' encoding) are bytes Windows-1252 takes for ¾ ¿ Œ ® ¯
 # and one it leaves undefined: next to a letter, as in "Bj\xbfrn", they are a Norwegian letter.
-_MAC_ROMAN_LETTER = rb"[\x81\x8c\xae\xaf\xbe\xbf]"
-_MAC_ROMAN_IN_WORD = re.compile(
-    rb"[A-Za-z]" + _MAC_ROMAN_LETTER + rb"|" + _MAC_ROMAN_LETTER + rb"[a-z]"
+_MAC_ROMAN_LETTERS = b"\x81\x8c\xae\xaf\xbe\xbf"
+# The DOS code page's (865, Norwegian; 850 has them at the same bytes) ø and å are Windows-1252's
+# › and † ("Bj›rn", "H†kon"); its Ø and Å are bytes Windows-1252 leaves undefined, and its æ and
+# Æ are curly quotes, which a Windows-1252 name may hold ("Kari’s"), so they tell nothing.
+_DOS_LETTERS = b"\x86\x9b"
+_LOOKALIKE_LETTER = b"[" + re.escape(_MAC_ROMAN_LETTERS + _DOS_LETTERS) + b"]"
+#: Either one's letter inside a word, found in one scan of the file.
+_LOOKALIKE_IN_WORD = re.compile(
+    rb"[A-Za-z]" + _LOOKALIKE_LETTER + rb"|" + _LOOKALIKE_LETTER + rb"[a-z]"
 )
 # Windows-1252's own æ ø å Æ Ø Å: a file holding any is written in it, whatever else it holds.
 _CP1252_NORWEGIAN = re.compile(rb"[\xc5\xc6\xd8\xe5\xe6\xf8]")
 
 
-def _refuse_mac_roman(where: str, data: bytes, codec: str) -> None:
-    """A file that is neither UTF-8 nor Windows-1252 but Mac Roman (an old Mac export) reads,
-    as Windows-1252, with ø as ¿ and æ as ¾ inside its names ("Bj¿rn"), and Å as a control
-    character: the names would reach Amili garbled, so it is refused, naming a line, unless the
-    file holds a Windows-1252 æ, ø or å anywhere (then "®" beside a name is just that). The
-    mapping's ``encoding`` reads it either way."""
+def _refuse_lookalike_encoding(where: str, data: bytes, codec: str) -> None:
+    """A file that is neither UTF-8 nor Windows-1252 but Mac Roman (an old Mac export) or a DOS
+    code page reads, as Windows-1252, with ø as ¿ or › inside its names ("Bj¿rn", "Bj›rn"):
+    the names would reach Amili garbled, so it is refused, naming a line, unless the file holds
+    a Windows-1252 æ, ø or å anywhere (then "®" beside a name is just that). The mapping's
+    ``encoding`` reads it either way."""
     # A Norwegian Windows-1252 file has its first æ, ø or å within a few lines: asked first,
-    # the scan of the whole file for Mac Roman letters (0.45 s of 200,000 rows) is spared.
+    # the scan of the whole file for other letters (0.45 s of 200,000 rows) is spared.
     if _CP1252_NORWEGIAN.search(data) is not None:
         return
-    found = _MAC_ROMAN_IN_WORD.search(data)
+    found = _LOOKALIKE_IN_WORD.search(data)
     if found is None:
         return
+    pair = found.group()
+    other, name, what = (
+        ("mac_roman", "mac-roman", "Mac Roman, the encoding of old Mac programs")
+        if pair[0] in _MAC_ROMAN_LETTERS or pair[1] in _MAC_ROMAN_LETTERS
+        else ("cp865", "cp865", "the Nordic DOS code page (865), an old DOS program's")
+    )
     word = _field_around(data, found.start())
     raise ReadError(
         where,
         f'line {_line_at(data, found.start())} holds "{word.decode(codec)}", which is '
-        f'"{word.decode("mac_roman")}" in Mac Roman, the encoding of old Mac programs; names would '
-        "reach Amili garbled, so it is not read: save the file as UTF-8 (or set encoding = "
-        '"mac-roman" in the mapping\'s [read]) and drop it again',
+        f'"{word.decode(other)}" in {what}; names would reach Amili garbled, so it is not '
+        f'read: save the file as UTF-8 (or set encoding = "{name}" in the mapping\'s [read]) '
+        "and drop it again",
     )
 
 
