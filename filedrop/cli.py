@@ -943,7 +943,8 @@ def _say_files(
 
 
 def _say_replicas(journal: Journal, settings: Settings, io: Io) -> None:
-    """Which process (host:pid:token) holds which file, since when, and whether its lease runs."""
+    """Which process (host:pid:token:namespace) holds which file, since when, and whether its
+    lease runs."""
     from filedrop.journal import owner_alive
     from filedrop.watch import heartbeat_stale_s
 

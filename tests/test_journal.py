@@ -619,6 +619,18 @@ def test_a_batch_amili_accepted_after_it_was_made_unknown_is_polled_and_blocks_a
     assert journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["3"])[1] == []
 
 
+def test_a_live_claim_from_another_pid_namespace_of_this_host_is_kept(journal: Journal) -> None:
+    """A container sharing this host's name (``--network host``) names a pid of its own pid
+    namespace, which does not exist in ours: its claim stays its own while its lease runs, where
+    one of our namespace whose pid is gone is free at once."""
+    ours = this_owner().rsplit(":", 1)[1]
+    no_such_pid = f"{socket.gethostname()}:{2**22 + 17}:token"
+    assert _claim(journal, name="theirs.csv", owner=f"{no_such_pid}:{ours}1") is not None
+    assert _claim(journal, name="theirs.csv") is None
+    assert _claim(journal, name="ours.csv", owner=f"{no_such_pid}:{ours}") is not None
+    assert _claim(journal, name="ours.csv") is not None
+
+
 def test_a_process_that_lost_its_claim_on_a_file_claims_no_batch_of_it(journal: Journal) -> None:
     """claim_batch with an owner writes nothing once the file is another owner's (taken over)
     or no longer claimed (found gone): ``ClaimLostError``; ``holds`` tells the same."""

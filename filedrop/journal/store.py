@@ -75,26 +75,43 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_renew_token)
 
 
+def _pid_namespace() -> str:
+    """This process's pid namespace (Linux: the inode of ``/proc/self/ns/pid``), else ""."""
+    try:
+        link = str(Path("/proc/self/ns/pid").readlink())
+    except OSError:
+        return ""
+    return link.removeprefix("pid:[").removesuffix("]")
+
+
+_PID_NAMESPACE = _pid_namespace()
+
+
 def this_owner() -> str:
-    """``host:pid:token``: who holds a claim. The random token tells apart two processes that
-    share a host name and a pid (two containers, each filedrop being pid 1)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{_TOKEN}"
+    """``host:pid:token:namespace``: who holds a claim. The random token tells apart two
+    processes that share a host name and a pid (two containers, each filedrop being pid 1); the
+    pid namespace tells whether its pid is one this process can look up."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_TOKEN}:{_PID_NAMESPACE}"
 
 
 def owner_alive(owner: str | None, *, heartbeat: float | None, now: float, stale_s: float) -> bool:
     """Whether the process named ``owner`` may still be working: its lease is fresh.
 
     The lease is ``stale_s`` from its last heartbeat (``claim_stale_s``). A process on this host
-    that is gone frees its claims at once, without waiting for the lease to run out; a pid equal
-    to ours with another token lives in another pid namespace, so only its lease can tell.
+    and in this pid namespace that is gone frees its claims at once, without waiting for the
+    lease to run out. One in another namespace (a container sharing the host's name, as with
+    ``--network host``) has a pid that means nothing here, so only its lease can tell; so has a
+    pid equal to ours with another token. An owner named before namespaces were is taken to
+    share ours.
     """
     if not owner:
         return False
     if owner == this_owner():
         return True
-    host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host == socket.gethostname() and pid_text.isdigit():
+    parts = owner.split(":")
+    pid_text = parts[1] if len(parts) > 1 else ""
+    namespace = parts[3] if len(parts) > 3 else _PID_NAMESPACE
+    if parts[0] == socket.gethostname() and namespace == _PID_NAMESPACE and pid_text.isdigit():
         pid = int(pid_text)
         if pid != os.getpid() and not _pid_running(pid):
             return False
@@ -416,7 +433,7 @@ class Journal:
         return self.file(file_id)
 
     def holder(self, *, path: Path, sha256: str, target: str) -> str | None:
-        """Who holds the claim on this file now (``host:pid:token``), if anyone does."""
+        """Who holds the claim on this file now (``host:pid:token:namespace``), if anyone does."""
         rows = self._read(
             "SELECT owner FROM files WHERE target = ? AND name = ? AND sha256 = ? AND state = ?",
             (target, path.name, sha256, FileState.CLAIMED),
