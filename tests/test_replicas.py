@@ -148,3 +148,49 @@ def test_status_shows_which_replica_holds_what_and_since_when(postgres_url: str)
         f"  a.csv  held by node-a:1:cafe  since {since}  (lease running)",
         f"  b.csv  held by node-b:1:beef  since {since}  (lease running)",
     ]
+
+
+FROZEN_INSIDE_A_TRANSACTION = """
+import os, signal, sys
+from filedrop.journal import Journal
+from filedrop.journal.engines import PostgresLocation
+with Journal(PostgresLocation(sys.argv[1])) as journal, journal._write() as db:
+    db.execute("SELECT id FROM files FOR UPDATE")
+    print("locked", flush=True)
+    os.kill(os.getpid(), signal.SIGSTOP)
+"""
+
+
+def test_a_replica_frozen_inside_a_transaction_holds_no_file_for_long(postgres_url: str) -> None:
+    """A replica stopped (a paused VM, SIGSTOP) while a journal transaction held a file's row
+    kept its lock, and the others' SKIP LOCKED passed the file over for as long as it stayed
+    frozen. The server now ends such a session: by filedrop's own limit (20 s), or by one the
+    URL gives, as here to keep the test short; the file is then taken."""
+    from filedrop.journal import Journal, this_owner
+    from filedrop.journal.engines import PostgresLocation
+
+    def claim(journal: Journal) -> object:
+        return journal.claim_file(
+            path=Path("in/a.csv"), sha256="abc", target="t", owner=this_owner(), stale_s=60.0
+        )
+
+    location = PostgresLocation(postgres_url)
+    with Journal(location) as journal:
+        assert journal._read("SHOW idle_in_transaction_session_timeout")[0][0] == "20s"
+        record = claim(journal)
+        journal.finish_file(record.id, state="retry", counts={}, mapping=None, outcome=None)
+    short = f"{postgres_url}?options=-c%20idle_in_transaction_session_timeout%3D1500"
+    child = subprocess.Popen(
+        [sys.executable, "-c", FROZEN_INSIDE_A_TRANSACTION, short], stdout=subprocess.PIPE
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline() == b"locked\n"
+        with Journal(location) as journal:
+            assert claim(journal) is None  # passed over while the row is locked
+            deadline = time.monotonic() + 15
+            while (taken := claim(journal)) is None and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert taken is not None and taken.id == record.id
+    finally:
+        child.kill()
+        child.wait()

@@ -605,6 +605,10 @@ _CONNECTION_DEFAULTS: dict[str, int] = {
 }
 
 
+_IDLE_IN_TRANSACTION = "idle_in_transaction_session_timeout"
+_IDLE_IN_TRANSACTION_MS = 20_000
+
+
 class PostgresEngine(Engine):
     """A server shared by replicas: transactions lock rows, and unique keys decide races."""
 
@@ -680,6 +684,14 @@ class PostgresEngine(Engine):
         for name, value in _CONNECTION_DEFAULTS.items():
             if name not in given:
                 options[name] = value
+        # A replica frozen inside a transaction (a VM paused, SIGSTOP) keeps its connection,
+        # whose kernel still answers keepalives, and its row locks: the others' SKIP LOCKED took
+        # its file for one being processed, for as long as it stayed frozen, lease or not. The
+        # server ends such a session once idle in a transaction this long (the journal's take
+        # milliseconds), and its locks go with it, before its lease runs out.
+        server = given.get("options", "")
+        if _IDLE_IN_TRANSACTION not in server:
+            options["options"] = f"{server} -c {_IDLE_IN_TRANSACTION}={_IDLE_IN_TRANSACTION_MS}"
         return self._psycopg.connect(self.location.url, **options)
 
     def _password(self) -> str | None:
