@@ -104,7 +104,10 @@ exit codes: 0 the draft maps every row; 1 some row invalid or the draft needs an
   filedrop sandbox --port 9000 --delay 0.5-3    batches stay QUEUED 0.5 to 3 s
   filedrop sandbox --rate-503 0.2 --rate-lost 0.05   practise the failure paths
 
-then: FILEDROP_ENV=sandbox filedrop run (sandbox's URLs default to http://127.0.0.1:8765)""",
+then, in another shell (any client id and secret will do; the organisation id is a UUID):
+  export FILEDROP_ENV=sandbox FILEDROP_CLIENT_ID=trial FILEDROP_CLIENT_SECRET=trial
+  export FILEDROP_ORG_ID=3fa85f64-5717-4562-b3fc-2c963f66afa6
+  FILEDROP_INBOX=my-inbox FILEDROP_MAPPING=mappings/ filedrop run""",
     "status": """examples:
   filedrop status --inbox /data/inbox
   filedrop status --health        exit 0 while a watch daemon's heartbeat is fresh
