@@ -523,6 +523,13 @@ def _settle_in_background(ctx: Context, running: threading.Thread | None) -> thr
                 str(exc).rstrip("."),
                 extra=fields("settle_failed", inbox=ctx.metrics.name),
             )
+        except (*ctx.journal.errors, OSError) as exc:  # a busy journal, as _beat's: one line
+            log.warning(
+                "cannot settle earlier batches: the journal failed (%s); trying again at the "
+                "next rescan",
+                printable(str(exc)),
+                extra=fields("settle_failed", inbox=ctx.metrics.name),
+            )
         except Exception:  # the daemon never dies on one bad batch; the next rescan tries again
             log.exception(
                 "settling earlier batches failed; trying again at the next rescan",

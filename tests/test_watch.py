@@ -935,3 +935,19 @@ def test_sighup_stops_the_daemon_as_sigterm_does(
     with Journal(journal_file(inbox)) as journal:
         assert journal.replicas() == []
     assert "Traceback" not in log_path.read_text()
+
+
+def test_settling_with_the_journal_failing_says_so_in_one_line(
+    make_context: Callable[..., Context], postgres_url: str, logged: Logged
+) -> None:
+    """The journal's connection ended by its server (a restart): the rescan's settling of
+    earlier batches says in one line that the journal failed and why, as the heartbeat does,
+    rather than a traceback under a sentence that names no cause, at every rescan."""
+    ctx = make_context(state=PostgresLocation(postgres_url))
+    ctx.journal.beat(ctx.owner)  # the connection is open
+    assert drop_connections(postgres_url) >= 1
+    watch_module._settle_in_background(ctx, None).join(timeout=20)
+    said = [m for m in logged.messages if "settl" in m]
+    assert len(said) == 1
+    assert said[0].startswith("cannot settle earlier batches: the journal failed (")
+    assert said[0].endswith("); trying again at the next rescan")
