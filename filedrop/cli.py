@@ -817,10 +817,12 @@ def _status(args: argparse.Namespace, io: Io) -> int:
     if args.health:
         return _health(settings, path, io)
     if not path.exists():
-        from filedrop.journal.rebuild import no_journal_sentence
+        from filedrop.journal.rebuild import journal_lost_sentence
 
-        io.say(no_journal_sentence(path, _inbox_folders(settings), settings.where("state")))
-        return ExitCode.OK
+        # A lost journal is what a script or a person must act on; nothing processed yet is not.
+        lost = journal_lost_sentence(path, _inbox_folders(settings), settings.where("state"))
+        io.say(lost or f"No journal at {path} yet: nothing has been processed.")
+        return ExitCode.ATTENTION if lost else ExitCode.OK
     # --inbox NAME (or a config listing one inbox): only that inbox's files and batches.
     only = settings.inboxes[0] if len(settings.inboxes) == 1 else None
     with Journal(path) as journal:

@@ -147,16 +147,18 @@ def test_status_without_a_journal_beside_outcomes_says_it_was_lost(
     inbox: Path, sandbox: Sandbox
 ) -> None:
     """The journal is gone but an outcome is there: status does not say nothing was processed,
-    it says the journal was lost or moved and what to run."""
+    it says the journal was lost or moved and what to run with what (a rebuild needs the
+    environment and organisation), and exits 1, as something to act on."""
     write_erp_csv(inbox / "a.csv", [erp_row("5501")])
     env = run_env(inbox, sandbox.url)
     filedrop("run", environ=env)
     journal_file(inbox).unlink()
-    _, out, _ = filedrop("status", environ=env)
+    _, out, _ = filedrop("status", environ=env, expect=1)
     assert out == (
         f"No journal at {journal_file(inbox)}, yet the inbox holds 1 outcome file (such as "
         f"{inbox / 'a.outcome.csv'}), so files were processed: the journal was lost or moved; "
-        "run 'filedrop journal rebuild', or point FILEDROP_STATE at the journal in use.\n"
+        "run 'filedrop journal rebuild' with the FILEDROP_ENV and FILEDROP_ORG_ID they were sent "
+        "with, or point FILEDROP_STATE at the journal in use.\n"
     )
     _, _, err = filedrop("report", "--out", str(inbox.parent), environ=env, expect=2)
     assert err == f"filedrop: {out}"

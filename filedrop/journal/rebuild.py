@@ -416,8 +416,8 @@ def journal_lost_sentence(
     return (
         f"No journal at {journal}, yet the inbox holds {plural(len(outcomes), 'outcome file')} "
         f"(such as {printable(str(outcomes[0]))}), so files were processed: the journal was lost "
-        f"or moved; run 'filedrop journal rebuild', or point {setting} at the journal in use"
-        f"{besides}."
+        "or moved; run 'filedrop journal rebuild' with the FILEDROP_ENV and FILEDROP_ORG_ID "
+        f"they were sent with, or point {setting} at the journal in use{besides}."
     )
 
 
