@@ -74,8 +74,9 @@ file ERROR; 2 fix the setup: configuration, credentials, organisation, URL or ba
 3 rows still PENDING, NOT_SENT while Amili was unavailable, or a file still being written, left
 for the next run. The first of 2, 1, 3, 0 wins.
 
-On SIGTERM it sends no new batch, records the answers of the POSTs on their way, and exits 3 with
-the rest left for the next run; a wait for Retry-After or for a file to settle ends at once.""",
+On SIGTERM, SIGHUP or Ctrl-C it sends no new batch, records the answers of the POSTs on their way,
+and exits 3 with the rest left for the next run; a wait for Retry-After or for a file to settle
+ends at once. A second Ctrl-C stops at once (exit 130; a POST on its way is then UNKNOWN).""",
     "watch": """examples:
   FILEDROP_ENV=production FILEDROP_INBOX=/inbox FILEDROP_MAPPING=/mappings filedrop watch
   filedrop watch --polling --stability-s 30     on an SMB/NFS share or a Docker Desktop mount
@@ -1329,12 +1330,20 @@ def _on_signals(stop: threading.Event) -> None:
 
 @contextlib.contextmanager
 def _stopped_by_sigterm(stop: threading.Event) -> Iterator[None]:
-    """SIGTERM (a CronJob's pod evicted, systemd stopping its unit) or SIGHUP (its terminal
-    closed) sets ``stop`` meanwhile: a run then ends early but whole, as watch does (the POSTs on
-    their way are recorded, the rest resumes at the next run), instead of dying with batches
-    whose fate nobody recorded."""
+    """SIGTERM (a CronJob's pod evicted, systemd stopping its unit), SIGHUP (its terminal
+    closed) or a first Ctrl-C sets ``stop`` meanwhile: a run then ends early but whole, as watch
+    does (the POSTs on their way are recorded, the rest resumes at the next run), instead of
+    dying with batches whose fate nobody recorded."""
+
+    def first_interrupt(*_: object) -> None:
+        # Ctrl-C stops as SIGTERM does: dying at once made a POST on its way UNKNOWN, for
+        # 'filedrop resolve'. A second Ctrl-C is the way out of a wait the user will not sit out.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        stop.set()
+
     try:
         previous = [(sig, signal.signal(sig, lambda *_: stop.set())) for sig in _STOP_SIGNALS]
+        previous.append((signal.SIGINT, signal.signal(signal.SIGINT, first_interrupt)))
     except ValueError:  # not the main thread (an embedding program): its signals are its own
         yield
         return

@@ -165,12 +165,14 @@ def test_kill_9_during_a_post_leaves_unknown_rows_and_never_resends(tmp_path: Pa
         assert "UNKNOWN" in out
 
 
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
 def test_sigterm_during_a_post_records_it_and_leaves_the_rest_for_the_next_run(
-    tmp_path: Path,
+    tmp_path: Path, stop: signal.Signals
 ) -> None:
-    """SIGTERM (a CronJob's pod evicted) while a POST awaits its answer: the run waits for that
-    answer and records it, sends nothing more, writes no outcome and exits 3; the next run sends
-    the rest. No row UNKNOWN, as a kill -9 leaves it, and none sent twice."""
+    """SIGTERM (a CronJob's pod evicted), or Ctrl-C, while a POST awaits its answer: the run
+    waits for that answer and records it, sends nothing more, writes no outcome and exits 3; the
+    next run sends the rest. No row UNKNOWN, as a kill -9 leaves it (and Ctrl-C did), and none
+    sent twice."""
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     write_erp_csv(inbox / "term.csv", [erp_row(str(21_001 + n)) for n in range(4)])
@@ -181,7 +183,7 @@ def test_sigterm_during_a_post_records_it_and_leaves_the_rest_for_the_next_run(
         deadline = time.monotonic() + 10
         while sandbox.counters().posts < 1 and time.monotonic() < deadline:
             time.sleep(0.02)
-        child.send_signal(signal.SIGTERM)
+        child.send_signal(stop)
         _, err = child.communicate(timeout=30)
         assert child.returncode == 3, err.decode()
         assert b"stopping: no new batch is sent" in err
@@ -580,7 +582,7 @@ def test_a_journal_lost_after_a_kill_never_makes_the_next_run_send_again(
         env = kill_9_in_first_post(sandbox, inbox)
         _lose_journal(inbox, keep=tmp_path / "copy.db")
 
-        _, said, _ = filedrop("status", environ=env)
+        _, said, _ = filedrop("status", environ=env, expect=1)
         (mark,) = (inbox / ".filedrop" / "sending").iterdir()
         assert said == (
             f"No journal at {journal_file(inbox)}, yet a file was being sent from the inbox "
