@@ -516,6 +516,23 @@ def test_a_csv_separated_otherwise_than_the_mapping_says_is_told_so(
     assert f"but the file's header line is separated by {shown}, not" in err.value.detail
 
 
+def test_a_column_renamed_a_little_is_offered_by_its_new_name(tmp_path: Path) -> None:
+    """The ERP exports "Forfall dato" where the mapping reads "Forfallsdato": the message offers
+    the close header that no field reads, so the user sees which one to write."""
+    from filedrop.read import read_table
+
+    m = load_mapping(write(tmp_path, BASE))
+    path = tmp_path / "mars.csv"
+    renamed = [h.replace("Forfallsdato", "Forfall dato") for h in HEADERS]
+    path.write_text(";".join(renamed) + "\n1;01.03.2024;15.03.2024;100,00;Åse;Berg\n", "utf-8")
+    with pytest.raises(MappingError) as err:
+        select_mapping([m], path, read_table)
+    assert err.value.detail.startswith(
+        'no mapping fits this file: erp.toml needs column "Forfallsdato" (did you mean "Forfall '
+        'dato"?) (key "invoice.dueDate")'
+    )
+
+
 def test_no_mapping_fits_a_workbook_names_its_other_sheets(tmp_path: Path) -> None:
     """Data on the second sheet, a title on the first: the message says which sheet was read and
     names the other visible ones and the setting (hidden sheets are not offered)."""

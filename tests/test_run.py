@@ -618,7 +618,7 @@ def test_a_lost_journal_names_the_sending_mark_beside_the_outcomes(
     for lost in journal_file(inbox).parent.glob("journal.db*"):
         lost.unlink()
 
-    _, status, _ = filedrop("status", environ=run_env(inbox, sandbox.url))
+    _, status, _ = filedrop("status", environ=run_env(inbox, sandbox.url), expect=1)
     assert (
         f"; a file was being sent too (filedrop's mark of it is {sending.path}), which a "
         "rebuild does not read: see what 'filedrop run' says of that mark."

@@ -33,6 +33,7 @@ from filedrop.mapping.tree import (
     Obj,
     TreeParser,
     as_toml,
+    did_you_mean,
     walk_fields,
 )
 from filedrop.read import DELIMITERS, ReadInfo, ReadOptions, Table, header_key
@@ -305,7 +306,11 @@ def select_mapping(
         hint = _other_delimiter(mapping.read.delimiter, table, missing[1]) or _constant_hint(
             *missing, defaulted=_defaulted(mapping, missing[0])
         )
-        reasons.append(f'{label} needs column "{missing[1][0]}" (key "{missing[0]}"){hint}')
+        # A header renamed a little in the ERP ("Forfall dato"), among those no field reads.
+        used = set(found.values())
+        unread = [h for i, h in enumerate(table.headers) if h.strip() and i not in used]
+        close = did_you_mean(missing[1][0], unread)
+        reasons.append(f'{label} needs column "{missing[1][0]}"{close} (key "{missing[0]}"){hint}')
     errors = [t for t in tables.values() if isinstance(t, ReadError)]
     if errors and headers is None:  # nothing could read it: that is the news
         raise errors[0]

@@ -192,7 +192,8 @@ def as_toml(value: object) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def _did_you_mean(name: str, options: list[str]) -> str:
+def did_you_mean(name: str, options: list[str]) -> str:
+    """`` (did you mean "X"?)`` for the option closest to ``name`` (a typo, a space), else ""."""
     close = difflib.get_close_matches(name.lower(), [o.lower() for o in options], n=1, cutoff=0.75)
     return next((f' (did you mean "{o}"?)' for o in options if close and o.lower() == close[0]), "")
 
@@ -239,7 +240,7 @@ class TreeParser:
             )
         for name in value if allowed is not None else ():
             if name not in allowed:
-                hint = _did_you_mean(name, list(allowed)) or f" (known: {', '.join(allowed)})"
+                hint = did_you_mean(name, list(allowed)) or f" (known: {', '.join(allowed)})"
                 raise self.fail(f"{key}.{name}" if key else name, f"is not a known option{hint}.")
         return value
 
@@ -339,7 +340,7 @@ class TreeParser:
 
     def unknown(self, key: str, name: str, schema: dict[str, Known]) -> None:
         # Unknown fields go to the API as they are, so a typo of a known one must not slip through.
-        hint = _did_you_mean(name, list(schema))
+        hint = did_you_mean(name, list(schema))
         if hint:
             why = f"is not a field filedrop knows{hint}; unknown fields go to the API as they are."
             raise self.fail(key, why)
