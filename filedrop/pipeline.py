@@ -765,7 +765,7 @@ def _send_and_report(
         # Held up past its claim, this process was overtaken: the new holder's outcome stands.
         raise ClaimLostError(CLAIM_LOST)
     draft.read(ctx.journal)  # what the last polls changed, or all of it
-    waits_elsewhere = draft.waits_elsewhere
+    waits_elsewhere = draft.waits_elsewhere or _waits_for_twins(prepared)
     outcomes = draft.frame()
     release_freed_memory()  # the invoices and their columns, let go by the draft
     counts = dict(Counter(outcomes["outcome_status"]))
@@ -1507,8 +1507,9 @@ def _may_send(record: InvoiceRecord | None, file_id: int) -> bool:
 
 def _hold_back_twins(prepared: Prepared, twins: dict[str, InvoiceRecord], journal: Journal) -> None:
     """Each invoice whose number the journal holds with more or fewer zeros in front
-    (``Journal.zero_twins``) leaves ``prepared``'s invoices for its rows' DUPLICATE: it is the
-    same invoice, its export opened and saved by a spreadsheet program since it was sent."""
+    (``Journal.zero_twins``) leaves ``prepared``'s invoices for its rows' outcome as that
+    invoice's (``_twin_outcome``): it is the same invoice, its export opened and saved by a
+    spreadsheet program since it was sent."""
     names: dict[int, str] = {}
     kept = []
     for invoice in prepared.invoices:
@@ -1518,17 +1519,28 @@ def _hold_back_twins(prepared: Prepared, twins: dict[str, InvoiceRecord], journa
             continue
         if twin.file_id not in names:
             names[twin.file_id] = printable(journal.file(twin.file_id).name)
-        number, sent = invoice.invoice_number, twin.invoice_number
-        how = "dropped" if len(number) < len(sent) else "added"
-        case = f", case {twin.case_number}" if twin.case_number else ""
-        why = Rejection(
-            RowStatus.DUPLICATE,
-            f"invoice {number} was already sent as {sent} from {names[twin.file_id]} "
-            f"({twin.status.lower()}{case}): the same digits with zeros in front {how}, as a "
-            "spreadsheet program does when it opens and saves an export; not sent again",
-        )
+        why = Rejection(*_twin_outcome(invoice.invoice_number, twin, names[twin.file_id]))
         prepared.rejected.update(dict.fromkeys(invoice.rows, why))
     prepared.invoices[:] = kept
+
+
+def _twin_outcome(number: str, twin: InvoiceRecord, earlier: str) -> tuple[RowStatus, str]:
+    """A row whose invoice number is ``twin``'s with zeros in front dropped or added: as a row
+    holding ``twin``'s own number would be (``_elsewhere``): DUPLICATE once it was sent, and
+    waiting (UNKNOWN, PENDING; the file is taken again) while that may yet end unsent."""
+    how = "dropped" if len(number) < len(twin.invoice_number) else "added"
+    shown = (
+        f"{number} (as {twin.invoice_number}: zeros in front {how}, as a spreadsheet program does "
+        "when it opens and saves an export)"
+    )
+    return _elsewhere(shown, twin, earlier)
+
+
+def _waits_for_twins(prepared: Prepared) -> bool:
+    """Whether some row waits for its twin's batch (``_twin_outcome``): prepare never holds a
+    row back as PENDING or UNKNOWN, so such a row is one."""
+    waiting = (RowStatus.PENDING, RowStatus.UNKNOWN)
+    return any(rejection.status in waiting for rejection in prepared.rejected.values())
 
 
 def _unsent(numbers: list[str], ctx: Context) -> bool:
@@ -1895,13 +1907,33 @@ class _OutcomeDraft:
         # Numbers the journal has no record of: the run stopped before their batch was claimed.
         unrecorded = np.flatnonzero(~recorded)
         if len(unrecorded):
-            values = [decide(numbers[k], None) for k in unrecorded.tolist()]
+            # Or left out of its batch's claim for a twin another file's batch claimed first
+            # (``Journal.claim_batch``): that invoice's outcome, not "filedrop stopped".
+            twins = journal.zero_twins(
+                target=self._target, numbers=[numbers[k] for k in unrecorded.tolist()]
+            )
+            values = [
+                decide(numbers[k], None)
+                if (twin := twins.get(numbers[k])) is None
+                else self._twin_row(numbers[k], twin, journal)
+                for k in unrecorded.tolist()
+            ]
+            waits_elsewhere = waits_elsewhere or any(
+                _open_elsewhere(twin.status.value, twin.batch) for twin in twins.values()
+            )
             slots = decided.slot[which[unrecorded]]
             for column, value in zip(decided.columns, zip(*values, strict=True), strict=True):
                 column[slots] = value
         return decided._replace(
             unsettled=which[unsettled | ~recorded], waits_elsewhere=waits_elsewhere
         )
+
+    @staticmethod
+    def _twin_row(number: str, twin: InvoiceRecord, journal: Journal) -> tuple[str, ...]:
+        """The outcome columns of an invoice held back for its twin (``_twin_outcome``)."""
+        status, text = _twin_outcome(number, twin, printable(journal.file(twin.file_id).name))
+        ids = (twin.invoice_id or "", twin.case_id or "", twin.case_number or "")
+        return (status.value, text, *ids, "", number)
 
     @property
     def waits_elsewhere(self) -> bool:

@@ -140,6 +140,12 @@ def test_zero_twins_are_the_same_digits_with_zeros_in_front_held_back(journal: J
         "0888": "888",
     }
     assert journal.zero_twins(target="production:other", numbers=["777", "0888"]) == {}
+    # The claim itself leaves a twin out, whatever was looked at before it.
+    other = _claim(journal, name="b.csv")
+    _, claimed = journal.claim_batch(
+        file_id=other.id, target=TARGET, invoice_numbers=["777", "0888", "42", "999"]
+    )
+    assert claimed == ["42", "999"]
 
 
 def test_a_sandbox_trial_does_not_count_for_production(journal: Journal) -> None:

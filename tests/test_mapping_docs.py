@@ -234,8 +234,8 @@ CASES: dict[str, Callable[[Path], str]] = {
         Beløp="#N/A",
     ),
     "row 5: invoice number 240302 already appears on row 3": _duplicate,
-    "row 4: invoice number 781 already appears on row 2 as 000781: the same digits with zeros in "
-    "front, which a spreadsheet program drops": _zeros_dropped,
+    "row 4: invoice number 781 (as 000781: zeros in front dropped, as a spreadsheet program does) "
+    "already appears on row 2": _zeros_dropped,
     'row 5: Etternavn "Berg" differs from row 4 of the same invoice ("Kristiansen"); the rows of '
     "one invoice must agree on it": lambda d: _row_message(
         d,

@@ -11,6 +11,7 @@ import socket
 import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -733,12 +734,58 @@ def test_an_invoice_number_with_its_zeros_in_front_dropped_is_not_sent_again(
     assert list(outcome["outcome_status"]) == ["DUPLICATE", "SUCCEEDED"]
     how = "dropped" if len(again) < len(first) else "added"
     assert outcome["outcome_message"][0] == (
-        f"invoice {again} was already sent as {first} from uke48.csv (succeeded, case "
-        f"{outcome_csv(inbox / 'uke48.outcome.csv')['outcome_case_number'][0]}): the same digits "
-        f"with zeros in front {how}, as a spreadsheet program does when it opens and saves an "
-        "export; not sent again"
+        f"invoice {again} (as {first}: zeros in front {how}, as a spreadsheet program does when "
+        "it opens and saves an export) was already sent from uke48.csv (succeeded, case "
+        f"{outcome_csv(inbox / 'uke48.outcome.csv')['outcome_case_number'][0]}); not sent again"
     )
     assert sandbox.received_invoice_numbers() == [first, "0778"]
+
+
+def test_two_files_of_one_run_with_the_same_invoices_zeros_dropped_send_each_once(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """Two files taken at once (FILEDROP_CONCURRENT_FILES=2), one with 000001..000300 and one
+    with 1..300, each checked before the other claimed anything: each invoice goes once, as the
+    claims themselves leave a twin out, and no row says filedrop stopped. Once settled, every row
+    is SUCCEEDED or DUPLICATE of the one sent."""
+    write_erp_csv(inbox / "a.csv", [erp_row(f"{n:06d}") for n in range(1, 301)])
+    write_erp_csv(inbox / "b.csv", [erp_row(str(n)) for n in range(1, 301)])
+    environ = run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE="20")
+    filedrop("run", environ=environ, expect=None)
+    received = sandbox.received_invoice_numbers()
+    assert sorted(int(number) for number in received) == list(range(1, 301))
+    for name in ("a", "b"):
+        messages = outcome_csv(inbox / f"{name}.outcome.csv")["outcome_message"].fillna("")
+        assert not messages.str.contains("filedrop stopped first").any()
+    filedrop("run", environ=environ)
+    statuses = [
+        *outcome_csv(inbox / "a.outcome.csv")["outcome_status"],
+        *outcome_csv(inbox / "b.outcome.csv")["outcome_status"],
+    ]
+    assert Counter(statuses) == {"SUCCEEDED": 300, "DUPLICATE": 300}
+    assert sandbox.received_invoice_numbers() == received
+
+
+def test_the_twin_of_an_unknown_invoice_waits_for_it_and_goes_once_it_was_not_sent(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """000777's answer was lost (UNKNOWN); the re-export holds 777. Its row is UNKNOWN with the
+    resolve advice, not DUPLICATE of an invoice that may never have arrived; resolved as not
+    sent, the next run sends it from the re-export."""
+    environ = run_env(inbox, sandbox.url)
+    write_erp_csv(inbox / "a.csv", [erp_row("000777")])
+    sandbox.lose_next_response()
+    filedrop("run", environ=environ, expect=1)
+    (inbox / "a.csv").unlink()
+    write_erp_csv(inbox / "b.csv", [erp_row("777")])
+    filedrop("run", environ=environ, expect=1)
+    outcome = outcome_csv(inbox / "b.outcome.csv")
+    assert list(outcome["outcome_status"]) == ["UNKNOWN"]
+    assert "'filedrop resolve 1 --sent' or '--not-sent'" in outcome["outcome_message"][0]
+    filedrop("resolve", "1", "--not-sent", environ=environ, expect=None)
+    filedrop("run", environ=environ)
+    assert list(outcome_csv(inbox / "b.outcome.csv")["outcome_status"]) == ["SUCCEEDED"]
+    assert sandbox.received_invoice_numbers()[-1] == "777"
 
 
 def test_one_file_with_an_invoice_number_with_and_without_its_zeros_sends_it_once(
@@ -750,8 +797,8 @@ def test_one_file_with_an_invoice_number_with_and_without_its_zeros_sends_it_onc
     outcome = outcome_csv(inbox / "blandet.outcome.csv")
     assert list(outcome["outcome_status"]) == ["SUCCEEDED", "DUPLICATE", "SUCCEEDED"]
     assert outcome["outcome_message"][1].startswith(
-        "invoice number 781 already appears on row 2 as 000781: the same digits with zeros in "
-        "front, which a spreadsheet program drops"
+        "invoice number 781 (as 000781: zeros in front dropped, as a spreadsheet program does) "
+        "already appears on row 2"
     )
     assert sorted(sandbox.received_invoice_numbers()) == ["000781", "78"]
 

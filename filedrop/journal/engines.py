@@ -352,6 +352,11 @@ class Engine:
         """Run a statement that writes; returns how many rows it wrote."""
         return db.execute(sql, args).rowcount
 
+    def claim_digits(self, db: Any, target: str) -> None:
+        """Keep every other claim of invoice numbers of digits at ``target`` out until this
+        transaction ends, so that its look for twins (``Journal.zero_twins``) sees theirs. SQLite's
+        write lock does so already."""
+
     def batch_invoice(self, *, target: str, batch: int) -> tuple[str, tuple[object, ...]]:
         """The condition that finds the invoice of ``batch`` (at ``target``) named in
         ``results``, and its parameters: the quickest way there differs by engine."""
@@ -670,6 +675,11 @@ class PostgresEngine(Engine):
 
     def failure(self, message: str) -> Exception:
         return self._psycopg.OperationalError(message)
+
+    def claim_digits(self, db: Any, target: str) -> None:
+        # Row locks cannot guard a row not yet written: one lock per target, held to the commit
+        # (a claim takes milliseconds).
+        db.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("filedrop-claim " + target,))
 
     def _open(self) -> Any:
         options: dict[str, Any] = {"autocommit": True, "row_factory": _row_factory}

@@ -585,6 +585,17 @@ class Journal:
         with self._write() as db:
             if owner is not None and not self._held(db, file_id, owner):
                 raise ClaimLostError(CLAIM_LOST)
+            # A number whose twin with zeros in front dropped or added another batch holds is
+            # left out too (zero_twins), decided here with the claims of the others kept out:
+            # two files of one run, each checked before the other claimed, sent both.
+            if any(map(_digits_only, unique)):
+                self._engine.claim_digits(db, target)
+                twins = self._twin_numbers(
+                    lambda sql, args: db.execute(sql, args).fetchall(),
+                    target=target,
+                    numbers=unique,
+                )
+                unique = [number for number in unique if number not in twins]
             batch = db.execute(
                 "INSERT INTO batches (file_id, target, state, invoice_count, created_at)"
                 " VALUES (?, ?, ?, ?, ?) RETURNING id",
@@ -607,7 +618,7 @@ class Journal:
                 f" WHERE invoices.status NOT IN ({_BLOCKING_SQL})",
                 (*numbers_args, target, InvoiceState.SENDING, file_id, batch, now),
             )
-            if written == len(unique):
+            if written == len(unique) == len(set(invoice_numbers)):
                 return batch, list(invoice_numbers)
             claimed = {
                 row[0]
@@ -1031,15 +1042,27 @@ class Journal:
         sent from last week's export would go again from this week's, saved so. Numbers with
         no such twin, and those the journal holds exactly as asked, are left out.
         """
+        twin_of = self._twin_numbers(self._read, target=target, numbers=numbers)
+        records = self.invoices(target=target, numbers=twin_of.values())
+        return {number: records[twin] for number, twin in twin_of.items() if twin in records}
+
+    def _twin_numbers(
+        self,
+        read: Callable[[str, tuple[object, ...]], Iterable[Any]],
+        *,
+        target: str,
+        numbers: Iterable[str],
+    ) -> dict[str, str]:
+        """``zero_twins``' numbers (asked -> held), read with ``read`` (in a write transaction,
+        for ``claim_batch``)."""
         asked = [n for n in dict.fromkeys(numbers) if _digits_only(n)]
         if not asked:
             return {}
         # Twins differ by zeros in front, so one of them starts with a zero: when neither the
         # file nor the journal has such a number (most ERPs never pad), nothing is looked up.
         zero_led = " AND invoice_number >= '0' AND invoice_number < '1'"
-        if not any(n.startswith("0") for n in asked) and not self._read(
-            "SELECT 1 FROM invoices WHERE target = ?" + zero_led + " LIMIT 1",  # noqa: S608
-            (target,),
+        if not any(n.startswith("0") for n in asked) and not list(
+            read("SELECT 1 FROM invoices WHERE target = ?" + zero_led + " LIMIT 1", (target,))  # noqa: S608
         ):
             return {}
         keys = list(dict.fromkeys(n.lstrip("0") for n in asked))
@@ -1053,7 +1076,7 @@ class Journal:
             (True, f"{self._engine.zero_led_index} WHERE target = ?{zero_led}"),
         ):
             key = "ltrim(invoice_number, '0')" if by_digits else "invoice_number"
-            for (number,) in self._read(
+            for (number,) in read(
                 # The text comes from the engine and constants, never from input.
                 f"SELECT invoice_number FROM invoices{condition}"  # noqa: S608
                 f" AND status IN ({_BLOCKING_SQL}) AND {key} IN (WITH {wanted} SELECT k FROM keys)",
@@ -1061,13 +1084,11 @@ class Journal:
             ):
                 if _digits_only(number):
                     held.setdefault(number.lstrip("0"), []).append(number)
-        twin_of = {
+        return {
             number: twins[0]
             for number in asked
             if (twins := held.get(number.lstrip("0"))) and number not in twins
         }
-        records = self.invoices(target=target, numbers=twin_of.values())
-        return {number: records[twin] for number, twin in twin_of.items() if twin in records}
 
     def each_invoice(self, *, target: str, numbers: Iterable[str]) -> Iterator[InvoiceRecord]:
         """The same, one record at a time, for files too big to hold them all at once.

@@ -210,12 +210,13 @@ def find_duplicates(
         for g in np.flatnonzero(later):
             duplicate_of[g] = first = first_group[codes[g]]
             number = shown(str(v.vals[g]))
-            why = f"invoice number {number} already appears on row {rows[groups.first[first]]}"
             if v.vals[first] != v.vals[g]:
-                why += (
-                    f" as {shown(str(v.vals[first]))}: the same digits with zeros in front, which a"
-                    " spreadsheet program drops"
+                how = "dropped" if len(v.vals[g]) < len(v.vals[first]) else "added"
+                number += (
+                    f" (as {shown(str(v.vals[first]))}: zeros in front {how}, as a spreadsheet "
+                    "program does)"
                 )
+            why = f"invoice number {number} already appears on row {rows[groups.first[first]]}"
             issues += [
                 Issue(r, "duplicate", v.label[g], v.text[g], why) for r in groups.members_of(g)
             ]
