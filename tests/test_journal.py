@@ -91,14 +91,22 @@ def test_same_content_is_claimed_once(journal: Journal) -> None:
     assert _claim(journal, sha="def") is not None
 
 
-def test_an_error_is_final_only_under_what_it_was_found_under(journal: Journal) -> None:
-    """Other mappings or limits take an ERROR at its own path again; the same ones, or the same
-    file found in another inbox (whose mappings may differ: the two would take it in turn at
-    every rescan), do not. A done file is never taken again."""
+def test_an_error_is_final_only_under_what_it_was_found_under(
+    journal: Journal, tmp_path: Path
+) -> None:
+    """Other mappings or limits take an ERROR again where it was (named relatively or through a
+    link too); the same ones do not. While another inbox holds the file too, it is not that
+    inbox's (whose mappings may differ: the two would take it in turn at every rescan); moved
+    there, it is. A done file is never taken again."""
+    first_inbox, other_inbox = tmp_path / "in", tmp_path / "other"
+    for folder in (first_inbox, other_inbox):
+        folder.mkdir()
+        (folder / "a.csv").write_text("x")
+    (tmp_path / "link").symlink_to(first_inbox)
 
-    def claim(path: str, under: str | None) -> FileRecord | None:
+    def claim(path: Path, under: str | None) -> FileRecord | None:
         return journal.claim_file(
-            path=Path(path),
+            path=path,
             sha256="abc",
             target=TARGET,
             owner=this_owner(),
@@ -106,20 +114,25 @@ def test_an_error_is_final_only_under_what_it_was_found_under(journal: Journal) 
             read_under=under,
         )
 
-    record = claim("in/a.csv", "first")
+    def error(under: str | None) -> None:
+        journal.finish_file(
+            record.id, state="error", counts={}, mapping=None, outcome=None, read_under=under
+        )
+
+    record = claim(first_inbox / "a.csv", "first")
     assert record is not None
-    journal.finish_file(
-        record.id, state="error", counts={}, mapping=None, outcome=None, read_under="first"
-    )
-    assert claim("in/a.csv", "first") is None
-    assert claim("other/a.csv", "second") is None
-    again = claim("in/a.csv", "second")
-    assert again is not None and again.id == record.id
+    error("first")
+    assert claim(first_inbox / "a.csv", "first") is None
+    assert claim(other_inbox / "a.csv", "second") is None
+    assert claim(tmp_path / "link" / "a.csv", "second").id == record.id
+    error("first")
+    (first_inbox / "a.csv").unlink()  # moved to the other inbox
+    assert claim(other_inbox / "a.csv", "second").id == record.id
     # An ERROR recorded before filedrop knew what it was found under is taken again once.
-    journal.finish_file(record.id, state="error", counts={}, mapping=None, outcome=None)
-    assert claim("in/a.csv", "second") is not None
+    error(None)
+    assert claim(other_inbox / "a.csv", "second") is not None
     journal.finish_file(record.id, state="done", counts={}, mapping="m", outcome=None)
-    assert claim("in/a.csv", "third") is None
+    assert claim(other_inbox / "a.csv", "third") is None
 
 
 def test_zero_twins_are_the_same_digits_with_zeros_in_front_held_back(journal: Journal) -> None:

@@ -384,8 +384,9 @@ class Journal:
 
         Not ours: already ``done`` at this target (the same bytes are not processed twice; a
         sandbox trial does not count for staging or production), or ``error`` there under these
-        mappings and limits (``read_under``; an ERROR at this path under others is taken again,
-        and one from another path is that inbox's to take again), claimed by a process
+        mappings and limits (``read_under``; an ERROR under others is taken again where it was,
+        or anywhere once it is gone from there: while two inboxes hold it, it is the first's),
+        claimed by a process
         whose lease is fresh, or being claimed by another process at this very moment. A file
         ``waiting`` for pending batches, marked ``retry`` after a transient failure, or claimed by
         a process whose lease ran out (``stale_s`` after its last heartbeat) is claimed again
@@ -413,7 +414,7 @@ class Journal:
                 if row["state"] in FINAL_FILE_STATES and not (
                     row["state"] == FileState.ERROR
                     and row["read_under"] != read_under
-                    and row["path"] == str(path)
+                    and _found_there(row["path"], path)
                 ):
                     return None
                 if (
@@ -1373,6 +1374,12 @@ class _Db:
 
     def ids_given(self, table: str) -> None:
         self._engine.ids_given(self._db, table)
+
+
+def _found_there(recorded: str, path: Path) -> bool:
+    """Whether a file recorded at ``recorded`` is the one at ``path`` (however either is named:
+    relative, through a link), or gone from there: moved to ``path``'s inbox, say."""
+    return os.path.realpath(recorded) == os.path.realpath(path) or not os.path.lexists(recorded)
 
 
 def _digits_only(number: str) -> bool:
