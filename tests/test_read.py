@@ -170,9 +170,15 @@ def test_a_dos_code_page_file_is_refused_saying_so_unless_the_mapping_names_it(
         '(or set encoding = "cp865" in the mapping\'s [read]) and drop it again'
     )
     assert rows(read_table(path, ReadOptions(encoding="cp865")))[1] == ["2", "Bjørn", "Bodø"]
+    only_ae = tmp_path / "sæther.csv"
+    only_ae.write_bytes("Nr;Navn\r\n1;Sæther\r\n".encode(codec))
+    with pytest.raises(ReadError, match='holds "S‘ther", which is "Sæther" in the Nordic DOS'):
+        read_table(only_ae)
+    # Windows-1252 names with those characters beside a word, not inside one, are read.
     windows = tmp_path / "windows.csv"
-    windows.write_bytes("Nr;Navn\r\n1;Kari’s Kafé\r\n".encode("cp1252"))
-    assert rows(read_table(windows)) == [["1", "Kari’s Kafé"]]
+    names = ["Kari’s Kafé", "Jones†", "Acme®", "Rue de l'Œuvre", "Fjord›"]
+    windows.write_bytes(("Nr;Navn\r\n" + "".join(f"1;{n}\r\n" for n in names)).encode("cp1252"))
+    assert [row[1] for row in rows(read_table(windows))] == names
 
 
 @pytest.mark.parametrize("mark", [b"\x1a", b"\x1a\r\n", b"\x1a\x1a"], ids=["one", "line", "two"])

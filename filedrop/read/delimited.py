@@ -285,17 +285,15 @@ def _refuse_mixed(where: str, data: bytes, not_utf8_at: int, codec: str) -> None
     )
 
 
-# Mac Roman's æ ø å Æ Ø Å (old Mac programs' encoding) are bytes Windows-1252 takes for ¾ ¿ Œ ® ¯
-# and one it leaves undefined: next to a letter, as in "Bj\xbfrn", they are a Norwegian letter.
-_MAC_ROMAN_LETTERS = b"\x81\x8c\xae\xaf\xbe\xbf"
-# The DOS code page's (865, Norwegian; 850 has them at the same bytes) ø and å are Windows-1252's
-# › and † ("Bj›rn", "H†kon"); its Ø and Å are bytes Windows-1252 leaves undefined, and its æ and
-# Æ are curly quotes, which a Windows-1252 name may hold ("Kari’s"), so they tell nothing.
-_DOS_LETTERS = b"\x86\x9b"
-_LOOKALIKE_LETTER = b"[" + re.escape(_MAC_ROMAN_LETTERS + _DOS_LETTERS) + b"]"
-#: Either one's letter inside a word, found in one scan of the file.
+# Mac Roman's æ ø å (old Mac programs' encoding) are bytes Windows-1252 takes for ¾ ¿ Œ, and the
+# DOS code page's (865, Norwegian; 850 has them at the same bytes) are its ‘ › †: between two
+# letters, as in "Bj\xbfrn" or "Bj\x9brn", they are a Norwegian letter, where in a Windows-1252
+# name they stand beside one at most ("Jones†", "Acme®", "l'Œuvre"). Capitals are left out:
+# Mac's Å is DOS's ü ("M\x81ller"), and one inside a word in small letters says nothing.
+_MAC_ROMAN_LETTERS = b"\xbe\xbf\x8c"
+_DOS_LETTERS = b"\x91\x9b\x86"
 _LOOKALIKE_IN_WORD = re.compile(
-    rb"[A-Za-z]" + _LOOKALIKE_LETTER + rb"|" + _LOOKALIKE_LETTER + rb"[a-z]"
+    rb"[A-Za-z][" + re.escape(_MAC_ROMAN_LETTERS + _DOS_LETTERS) + rb"][a-z]"
 )
 # Windows-1252's own æ ø å Æ Ø Å: a file holding any is written in it, whatever else it holds.
 _CP1252_NORWEGIAN = re.compile(rb"[\xc5\xc6\xd8\xe5\xe6\xf8]")
@@ -314,10 +312,9 @@ def _refuse_lookalike_encoding(where: str, data: bytes, codec: str) -> None:
     found = _LOOKALIKE_IN_WORD.search(data)
     if found is None:
         return
-    pair = found.group()
     other, name, what = (
         ("mac_roman", "mac-roman", "Mac Roman, the encoding of old Mac programs")
-        if pair[0] in _MAC_ROMAN_LETTERS or pair[1] in _MAC_ROMAN_LETTERS
+        if found.group()[1] in _MAC_ROMAN_LETTERS
         else ("cp865", "cp865", "the Nordic DOS code page (865), an old DOS program's")
     )
     word = _field_around(data, found.start())
