@@ -2171,3 +2171,31 @@ def test_a_workbook_date_too_large_to_be_one_is_said_not_the_end_of_the_file(
     prepared = run([row(Fakturadato=serial), row(Fakturanr="240302")], excel=True)
     assert sorted(prepared.rejected) == [0]
     assert any("row 2: Fakturadato" in line for line in messages(prepared))
+
+
+@pytest.mark.parametrize("epoch", ["1900", "1904"])
+def test_a_date_typed_as_a_number_counts_from_the_workbooks_own_first_day(
+    tmp_path: Path, epoch: str
+) -> None:
+    """An old Mac workbook counts its days from 1904: a due date typed there as a plain number
+    (43904) was read from 1900, four years and a day early. Counted from the workbook's own first
+    day, it is the day its dated cell beside it shows."""
+    from openpyxl.utils.datetime import CALENDAR_MAC_1904
+
+    book = openpyxl.Workbook()
+    if epoch == "1904":
+        book.epoch = CALENDAR_MAC_1904
+    sheet = book.active
+    sheet.append(ERP_HEADER.split(";"))
+    sheet.append(erp_row("240301").split(";"))
+    sheet["B2"] = dt.date(2024, 3, 1)  # Fakturadato, a date cell
+    sheet["B2"].number_format = "dd.mm.yyyy"
+    sheet["C2"] = 43904 if epoch == "1904" else 45366  # Forfallsdato 2024-03-15, a plain number
+    path = tmp_path / "mac.xlsx"
+    book.save(path)
+    prepared = prepare(read_table(path, ERP.read), ERP)
+    payload = prepared.invoices[0].payload
+    assert (payload["invoiceDate"], payload["dueDate"]) == (
+        "2024-03-01T00:00:00Z",
+        "2024-03-15T00:00:00Z",
+    )

@@ -148,6 +148,7 @@ def _currency_affixes(value: str) -> tuple[str, list[str]]:
 _MINUS = "-\u2212\u2013"  # hyphen, minus sign, en dash (Excel and Word turn one into another)
 _MINUS_CLASS = re.escape(_MINUS)
 _EXCEL_EPOCH = np.datetime64("1899-12-30")
+_EXCEL_EPOCH_1904 = np.datetime64("1904-01-01")
 _LAST_EXCEL_SERIAL = 2_958_465  # 9999-12-31, the last day Excel shows
 # A date outside this window is a typo (2204 for 2024) rather than a real invoice date.
 _FIRST_YEAR, _LAST_YEAR = 1900, 2199
@@ -469,8 +470,12 @@ def parse_dates(text: pd.Series, *, formats: Iterable[str]) -> np.ndarray:
     return per_unique(text, convert, kind=("date", *strptime_formats))
 
 
-def dates_from_excel(values: pd.Series) -> np.ndarray:
-    """Typed Excel cells (dates, date-times, serial numbers) -> datetime64[D], NaT otherwise."""
+def dates_from_excel(values: pd.Series, *, date1904: bool = False) -> np.ndarray:
+    """Typed Excel cells (dates, date-times, serial numbers) -> datetime64[D], NaT otherwise.
+
+    ``date1904``: the workbook counts serial days from 1904 (calamine already reads its cells
+    formatted as dates so; a number without that format is counted here)."""
+    epoch = _EXCEL_EPOCH_1904 if date1904 else _EXCEL_EPOCH
     # Each distinct cell is converted once: invoice and due dates repeat down a sheet. The key
     # holds the type, so 1, 1.0 and True (equal in Python) stay apart.
     seen: dict[tuple[type, object], np.datetime64] = {}
@@ -479,12 +484,12 @@ def dates_from_excel(values: pd.Series) -> np.ndarray:
         key = (type(value), value)
         day = seen.get(key)
         if day is None:
-            day = seen[key] = _excel_day(value)
+            day = seen[key] = _excel_day(value, epoch)
         out[i] = day
     return _in_window(out)
 
 
-def _excel_day(value: object) -> np.datetime64:
+def _excel_day(value: object, epoch: np.datetime64) -> np.datetime64:
     if isinstance(value, dt.date | pd.Timestamp):
         return np.datetime64(value.date() if isinstance(value, dt.datetime) else value, "D")
     # A serial beyond Excel's last day is no date: a number that large would not fit numpy's
@@ -494,7 +499,7 @@ def _excel_day(value: object) -> np.datetime64:
         and not isinstance(value, bool)
         and abs(value) <= _LAST_EXCEL_SERIAL
     ):
-        return _EXCEL_EPOCH + np.timedelta64(int(value), "D")
+        return epoch + np.timedelta64(int(value), "D")
     return np.datetime64("NaT", "D")
 
 

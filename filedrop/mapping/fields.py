@@ -120,6 +120,7 @@ class Source:
     # And whether each amount column (by its ``columns``) shows its decimal mark to be one
     # (``decimals_shown``), over the whole table: "12,500" is read as 12,5 only then.
     decimals_shown: Mapping[tuple[str, ...], bool] = field(default_factory=dict, compare=False)
+    date1904: bool = False  # the workbook's serial days count from 1904 (``ReadInfo``)
 
     @property
     def n(self) -> int:
@@ -493,7 +494,7 @@ def _convert(
         typed = np.zeros(src.n, bool)
         if excel is not None:
             typed = todo & typed_mask(excel)
-            out.number[typed] = dates_from_excel(excel[typed])
+            out.number[typed] = dates_from_excel(excel[typed], date1904=src.date1904)
         rest = todo & ~typed
         out.number[rest] = parse_dates(text[rest], formats=src.strptime_formats)
         ok = todo & ~np.isnat(out.number)

@@ -365,6 +365,7 @@ def _source(
         row_numbers=table.row_numbers,
         kid_longest=kids or {},
         decimals_shown=decimals or {},
+        date1904=table.info.date1904,
     )
 
 

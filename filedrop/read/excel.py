@@ -112,6 +112,7 @@ def build_table(path: Path, sheet: ParsedSheet, marks: SheetMarks | None = None)
             header_row=sheet.header_row,
             first_column=sheet.first_col,
             sheets=sheet.sheets,
+            date1904=marks is not None and marks.date1904,
         ),
         layout=Layout(
             titles=tuple(

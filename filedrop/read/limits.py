@@ -108,6 +108,9 @@ _UNSAVED_FORMULAS = tuple(re.compile(end + _NO_RESULT_AFTER) for end in (rb"f>",
 # (xlsxwriter, which pandas writes with, saves 0 for each formula and says so in workbook.xml).
 _EVERY_FORMULA = tuple(re.compile(end) for end in (rb"f>", *_SHARED_ENDS))
 _CALCULATE_ON_OPEN = re.compile(rb"<(?:\w+:)?calcPr\b[^<>]{0,1024}?\bfullCalcOnLoad=\"(?:1|true)\"")
+# An old Mac workbook counts its days from 1904: its serial numbers are four years and a day off
+# those of every other workbook.
+_DATE_1904 = re.compile(rb"<(?:\w+:)?workbookPr\b[^<>]{0,2048}?\bdate1904=\"(?:1|true)\"")
 _CELL_TAG = re.compile(rb"<(?:\w+:)?c\b(" + _TAG + rb")>\s{0,64}")
 #: The farthest a cell's tag can start before the end of its formula: the tag, and a formula of
 #: Excel's 8,192 characters at 6 bytes each when escaped.
@@ -204,6 +207,7 @@ def inspect_workbook(
                     scan.unsaved_columns,
                     scan.formulas,
                     frozenset(scan.merged),
+                    date1904=_DATE_1904.search(workbook) is not None,
                 )
     return marks
 
@@ -243,6 +247,8 @@ class SheetMarks:
     # Merged ranges, each (first row, first 0-based column, last row, last column); at most
     # ``MERGED_KEPT``.
     merged: frozenset[tuple[int, int, int, int]] = frozenset()
+    # The workbook counts its serial days from 1904 (``workbookPr date1904``), not 1900.
+    date1904: bool = False
 
 
 @dataclass

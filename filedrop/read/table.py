@@ -138,6 +138,7 @@ class ReadInfo:
     header_row: int = 1
     first_column: int = 0  # 0-based, of the first header: 1 for a sheet whose data begins in B
     sheets: tuple[str, ...] = ()  # a workbook's visible sheets
+    date1904: bool = False  # a workbook whose serial days count from 1904 (an old Mac one's)
 
 
 NumberFormat = str | int
