@@ -807,6 +807,8 @@ def test_the_journals_password_never_shows_in_settings_errors_or_reprs(
         f"The journal postgresql://filedrop:***@127.0.0.1:{port}/journal cannot be opened ("
     )
     assert SECRET not in str(raised.value)
+    # libpq's lines and tab made one sentence, as every other message is.
+    assert not any(mark in str(raised.value) for mark in ("\n", "\t", "  "))
     with pytest.raises(ConfigError) as refused:
         load_settings(environ={"FILEDROP_STATE": f"postgresql://x:{SECRET}@h:port/d"})
     assert str(refused.value) == (

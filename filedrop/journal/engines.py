@@ -645,9 +645,15 @@ class PostgresEngine(Engine):
         except self._psycopg.Error as exc:
             # libpq names the host and the user, never the password; redact anyway, in case a
             # future version quotes the connection string.
+            # libpq's message is lines, the second tab-indented: one sentence, as every other.
+            said = " ".join(redact(str(exc)).split())
+            check = (
+                "the password (in the URL, FILEDROP_STATE_PASSWORD_FILE, PGPASSWORD or ~/.pgpass)"
+                if "password" in said
+                else "FILEDROP_STATE and the server"
+            )
             raise ConfigError(
-                f"The journal {self.location} cannot be opened ({redact(str(exc)).strip()}); "
-                "check FILEDROP_STATE and the server."
+                f"The journal {self.location} cannot be opened ({said}); check {check}."
             ) from None
         try:
             self.migrate(db, where=str(self.location))
