@@ -271,3 +271,25 @@ def test_init_asks_whether_three_digits_after_a_comma_are_decimals(tmp_path: Pat
     assert question in said
     _, report, _ = filedrop("validate", str(path), "--mapping", str(out), environ={}, expect=1)
     assert 'Beløp "12,500" has three digits after the decimal comma' in report
+
+
+def test_amounts_in_ore_are_asked_about_not_drafted(tmp_path: Path) -> None:
+    """A header "Beløp i øre" holds hundredths, and filedrop sends kroner: drafted as it was,
+    every claim went out a hundred times too large. The line is left a QUESTION, so the draft
+    maps no file until it is answered."""
+    path = tmp_path / "ore.csv"
+    path.write_text(
+        "Fakturanr;Kunde;Orgnr;Fakturadato;Forfallsdato;Beløp i øre\n"
+        "1;Fjord AS;923609016;01.03.2026;31.03.2026;123450\n"
+        "2;Bygg AS;987654325;02.03.2026;01.04.2026;20000\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "ore.toml"
+    _, said, _ = filedrop("init", str(path), "--out", str(out), environ={}, expect=1)
+    lines = out.read_text(encoding="utf-8").splitlines()
+    question = (
+        "Beløp i øre says its amounts are in øre, and filedrop sends kroner (a hundred times as "
+        "much): export the amounts in kroner, or name such a column"
+    )
+    assert f'# originalInvoiceAmount = "Beløp i øre"  # QUESTION: {question}' in lines
+    assert question in said

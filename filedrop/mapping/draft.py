@@ -479,6 +479,16 @@ class _Drafter:
         if placed is None:
             return False
         value = f"{{ column = {_toml(placed.header)}{extra} }}" if extra else _toml(placed.header)
+        if key in _AMOUNT_KEYS and _IN_ORE.search(placed.header):
+            # Amounts are sent in kroner, and no mapping divides: placed, every claim went out a
+            # hundred times too large.
+            out.ask(
+                api_key,
+                value,
+                f"{_shown(placed.header)} says its amounts are in øre, and filedrop sends kroner "
+                "(a hundred times as much): export the amounts in kroner, or name such a column",
+            )
+            return True
         out.add(f"{api_key} = {value}", placed.how)
         return True
 
@@ -585,6 +595,11 @@ class _Drafter:
             out, "originalInvoiceAmount", remaining
         ):
             out.ask("remainingAmount", '"<column>"', "which column holds the amount still owed?")
+
+
+_AMOUNT_KEYS = frozenset({"originalInvoiceAmount", "remainingAmount"})
+#: A header saying its amounts are in hundredths: "Beløp i øre", "Amount (cents)".
+_IN_ORE = re.compile(r"(?<!\w)(?:øre|ore|cents?)(?!\w)", re.IGNORECASE)
 
 
 def _date_formats(texts: Iterable[str], *, among: Iterable[str] = DATE_FORMATS) -> list[str]:
