@@ -293,3 +293,27 @@ def test_amounts_in_ore_are_asked_about_not_drafted(tmp_path: Path) -> None:
     )
     assert f'# originalInvoiceAmount = "Beløp i øre"  # QUESTION: {question}' in lines
     assert question in said
+
+
+def test_dates_that_read_day_first_and_month_first_are_asked_about(tmp_path: Path) -> None:
+    """Every date with a day of 12 or less ("03/04/2026") fits dd/mm and mm/dd: the draft took
+    day first without a word, and a US export was read wrongly. It says which it chose and
+    asks; one date after the 12th settles it, and dotted dates are Norwegian."""
+
+    def draft(dates: tuple[str, str]) -> str:
+        path = tmp_path / "datoer.csv"
+        path.write_text(
+            "Fakturanr;Kunde;Orgnr;Fakturadato;Forfallsdato;Beløp\n"
+            f"1;Fjord AS;923609016;{dates[0]};{dates[1]};100,00\n",
+            encoding="utf-8",
+        )
+        out = tmp_path / "datoer.toml"
+        filedrop("init", str(path), "--out", str(out), "--force", environ={}, expect=None)
+        return next(line for line in out.read_text("utf-8").splitlines() if "dates =" in line)
+
+    assert draft(("03/04/2026", "12/05/2026")) == (
+        'dates = ["dd/mm/yyyy"]  # QUESTION: every date such as "03/04/2026" reads as '
+        "dd/mm/yyyy and as mm/dd/yyyy (no day after the 12th): which is it?"
+    )
+    assert "QUESTION" not in draft(("03/04/2026", "25/05/2026"))
+    assert "QUESTION" not in draft(("03.04.2026", "12.05.2026"))

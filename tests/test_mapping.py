@@ -768,3 +768,14 @@ def test_a_headerless_column_can_be_named_by_its_letter(tmp_path: Path) -> None:
     m = load_mapping(write(tmp_path, BASE.replace('lastname = "Etternavn"', 'lastname = "G"')))
     headers = [*HEADERS[:5], "Kundetype", "G"]
     assert m.resolve_columns(headers, file_name="x.csv")[("G",)] == 6
+
+
+def test_a_format_and_its_day_and_month_swapped_are_not_both_listed(tmp_path: Path) -> None:
+    """dd/mm/yyyy and mm/dd/yyyy together read 03/04/2026 by the first and 25/04/2026 by the
+    second: one file's dates half one way, half the other. The mapping is refused, naming both."""
+    text = BASE.replace('dates = ["dd.mm.yyyy"]', 'dates = ["dd/mm/yyyy", "mm/dd/yyyy"]', 1)
+    with pytest.raises(MappingError) as err:
+        load_mapping(write(tmp_path, text))
+    assert 'lists both "dd/mm/yyyy" and "mm/dd/yyyy": a date whose day is 12 or less' in str(
+        err.value
+    )

@@ -68,6 +68,7 @@ __all__ = [
     "shows_decimal",
     "split_values",
     "strip",
+    "swap_day_and_month",
     "thousands_like",
     "typed_mask",
     "visible",
@@ -286,6 +287,12 @@ def per_unique(
     if len(seen) < _SHARED_MAX:
         seen.update(zip(fresh_values.tolist(), fresh.tolist(), strict=True))
     return converted[codes]
+
+
+def swap_day_and_month(user_format: str) -> str:
+    """``dd/mm/yyyy`` -> ``mm/dd/yyyy`` and back: the format a date such as 03/04/2026 also
+    fits (a format's letters are d, m and y alone)."""
+    return "".join({"d": "m", "m": "d"}.get(c, c) for c in user_format)
 
 
 def date_format_to_strptime(user_format: str) -> str:

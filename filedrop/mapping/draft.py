@@ -35,6 +35,7 @@ from filedrop.mapping.convert import (
     phone_e164,
     shows_decimal,
     strip,
+    swap_day_and_month,
     thousands_like,
 )
 from filedrop.mapping.loader import TOTALS_WORDS
@@ -351,6 +352,15 @@ class _Drafter:
         unread = [t for t in texts if not _date_formats([t], among=formats)]
         if unread:
             return formats, f'QUESTION: "{_shown(unread[0])}" fits none of the formats drafts know'
+        for fmt in formats:
+            swapped = swap_day_and_month(fmt)
+            read = [t for t in texts if _date_formats([t], among=[fmt])]
+            if "." not in fmt and read and all(_date_formats([t], among=[swapped]) for t in read):
+                # Day first wins the tie, as in Norway; a US export would be read wrongly.
+                return formats, (
+                    f'QUESTION: every date such as "{_shown(read[0])}" reads as {fmt} and as '
+                    f"{swapped} (no day after the 12th): which is it?"
+                )
         return formats, f"detected from {_count(len(texts), 'date')} typed as text"
 
     # -- writing the draft -------------------------------------------------------------------------

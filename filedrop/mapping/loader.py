@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from filedrop.errors import MappingError, ReadError
-from filedrop.mapping.convert import SPACES, date_format_to_strptime
+from filedrop.mapping.convert import SPACES, date_format_to_strptime, swap_day_and_month
 from filedrop.mapping.tree import (
     CLAIM_FIELDS,
     DEBTOR_FIELDS,
@@ -444,6 +444,14 @@ class _Loader(TreeParser):
                 raise self.fail(key, f"is missing; every invoice needs a {what}.")
         decimal, thousands = self.numbers(read)
         formats = self.texts("read.dates", read.get("dates", ["yyyy-mm-dd"]))
+        both = next((f for f in formats if f != swap_day_and_month(f) in formats), None)
+        if both is not None:
+            raise self.fail(
+                "read.dates",
+                f'lists both "{both}" and "{swap_day_and_month(both)}": a date whose day is 12 '
+                "or less would be read by whichever is listed first, the other's dates by the "
+                "other; keep the one the export writes.",
+            )
         options = ReadOptions(
             sheet=self.sheet(read.get("sheet", 1)),
             header_row=self.whole("read.header_row", read["header_row"], low=1, high=10**6)
