@@ -1079,3 +1079,16 @@ def test_a_pipe_or_a_device_is_refused_not_read(tmp_path: Path, name: str, kind:
     assert str(refused.value) == (
         f"{path}: it is not a regular file (a pipe or a device), so it is not read"
     )
+
+
+def test_a_cell_written_as_a_text_formula_is_read_as_the_text_excel_shows(tmp_path: Path) -> None:
+    """ERPs write ="000781" so that Excel keeps a number's zeros: read as it was, that was the
+    invoice number sent. Read as Excel shows it: 000781; a cell that only starts so stays."""
+    path = tmp_path / "erp.csv"
+    path.write_text(
+        'Nr;KID;Navn\n="000781";"=""0012345674""";Kari\n2;="1";="Ola" og "Kari"\n', "cp1252"
+    )
+    assert rows(read_table(path)) == [
+        ["000781", "0012345674", "Kari"],
+        ["2", "1", '="Ola" og "Kari"'],
+    ]

@@ -150,6 +150,8 @@ def _read_csv(path: Path, options: ReadOptions, limits: ReadLimits, sha256: str 
         _refuse_swallowed_lines(where, columns, starts, delimiter)
     headers = [str(c[0]).strip() for c in columns]
     columns = [c[1:] for c in columns]
+    if b'="' in body:
+        columns = [_text_formulas_unwrapped(column) for column in columns]
     starts = starts[1:]
     width = trailing_width(headers, columns)
     headers, columns = headers[:width], columns[:width]
@@ -168,6 +170,21 @@ def _read_csv(path: Path, options: ReadOptions, limits: ReadLimits, sha256: str 
         row_numbers=starts[keep],
         info=ReadInfo(kind="csv", encoding=encoding, delimiter=delimiter, header_row=header_line),
     )
+
+
+def _text_formulas_unwrapped(column: np.ndarray) -> np.ndarray:
+    """Cells written ="000781", as ERPs export a number whose zeros Excel must keep, as the
+    text Excel shows: 000781. Sent as they were, the invoice number was ="000781" itself, and
+    a KID so wrapped failed its check."""
+    import pandas as pd
+
+    cells = pd.Series(column, dtype=object)
+    wrapped = cells.str.fullmatch(r'="[^"]*"').to_numpy(dtype=bool)
+    if not wrapped.any():
+        return column
+    column = column.copy()
+    column[wrapped] = cells[wrapped].str.slice(2, -1).to_numpy(dtype=object)
+    return column
 
 
 _LONE_CR = re.compile(rb"\r(?!\n)")
