@@ -1528,11 +1528,17 @@ def _twin_outcome(number: str, twin: InvoiceRecord, earlier: str) -> tuple[RowSt
     """A row whose invoice number is ``twin``'s with zeros in front dropped or added: as a row
     holding ``twin``'s own number would be (``_elsewhere``): DUPLICATE once it was sent, and
     waiting (UNKNOWN, PENDING; the file is taken again) while that may yet end unsent."""
-    how = "dropped" if len(number) < len(twin.invoice_number) else "added"
-    shown = (
-        f"{number} (as {twin.invoice_number}: zeros in front {how}, as a spreadsheet program does "
-        "when it opens and saves an export)"
-    )
+    if twin.invoice_number.startswith('="'):
+        shown = (
+            f"{number} (as {twin.invoice_number}, as filedrop sent a cell so written before it "
+            "read it as the text Excel shows)"
+        )
+    else:
+        how = "dropped" if len(number) < len(twin.invoice_number) else "added"
+        shown = (
+            f"{number} (as {twin.invoice_number}: zeros in front {how}, as a spreadsheet program "
+            "does when it opens and saves an export)"
+        )
     return _elsewhere(shown, twin, earlier)
 
 

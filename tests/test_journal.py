@@ -161,6 +161,28 @@ def test_zero_twins_are_the_same_digits_with_zeros_in_front_held_back(journal: J
     assert claimed == ["42", "999"]
 
 
+def test_a_number_sent_as_a_text_formula_before_is_the_same_invoice(
+    journal_location: Path | PostgresLocation,
+) -> None:
+    """An older filedrop sent a CSV cell written ="000781" as it was; it now reads 000781. A
+    journal that holds such a number says so once migrated, and 000781 is its twin there: not
+    claimed again, whatever file it comes from."""
+    with Journal(journal_location) as journal:
+        record = _claim(journal)
+        journal.claim_batch(file_id=record.id, target=TARGET, invoice_numbers=['="000781"'])
+        with journal._write() as db:
+            db.execute("DELETE FROM facts WHERE name = 'wrapped_numbers'")
+            db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION - 1,))
+    with Journal(journal_location) as journal:
+        twins = journal.zero_twins(target=TARGET, numbers=["000781", "000782"])
+        assert {n: twin.invoice_number for n, twin in twins.items()} == {"000781": '="000781"'}
+        other = _claim(journal, name="b.csv")
+        _, claimed = journal.claim_batch(
+            file_id=other.id, target=TARGET, invoice_numbers=["000781", "000782"]
+        )
+        assert claimed == ["000782"]
+
+
 def test_a_sandbox_trial_does_not_count_for_production(journal: Journal) -> None:
     """The same file done on the sandbox is processed again for another environment."""
     record = _claim(journal)

@@ -172,6 +172,13 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX IF NOT EXISTS invoices_zero_led ON invoices (target, ltrim(invoice_number, '0'))
     WHERE invoice_number >= '0' AND invoice_number < '1'
     """,
+    # A journal that recorded an invoice number written ="000781" (a CSV cell so written, sent
+    # as it was before filedrop read it as the text Excel shows) says so, once: only such a
+    # journal looks for them (Journal.zero_twins), and no new one is recorded.
+    """
+    INSERT INTO facts (name, value) SELECT 'wrapped_numbers', 'yes'
+    WHERE EXISTS (SELECT 1 FROM invoices WHERE invoice_number LIKE '="%')
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -591,12 +591,10 @@ class Journal:
             # two files of one run, each checked before the other claimed, sent both.
             if any(map(_digits_only, unique)):
                 self._engine.claim_digits(db, target)
-                twins = self._twin_numbers(
-                    lambda sql, args: db.execute(sql, args).fetchall(),
-                    target=target,
-                    numbers=unique,
-                )
-                unique = [number for number in unique if number not in twins]
+            twins = self._twin_numbers(
+                lambda sql, args: db.execute(sql, args).fetchall(), target=target, numbers=unique
+            )
+            unique = [number for number in unique if number not in twins]
             batch = db.execute(
                 "INSERT INTO batches (file_id, target, state, invoice_count, created_at)"
                 " VALUES (?, ?, ?, ?, ?) RETURNING id",
@@ -1037,7 +1035,8 @@ class Journal:
     def zero_twins(self, *, target: str, numbers: Iterable[str]) -> dict[str, InvoiceRecord]:
         """For each of ``numbers`` made of digits alone, another invoice held back at ``target``
         (sending, pending, succeeded or unknown) whose number is the same digits with more or
-        fewer zeros in front: ``777`` for ``000777``, and the other way round.
+        fewer zeros in front: ``777`` for ``000777``, and the other way round; and for any
+        number, the same sent as ``="000781"`` (``_wrapped_twins``).
 
         A spreadsheet program that opens and saves an export drops those zeros, and an invoice
         sent from last week's export would go again from this week's, saved so. Numbers with
@@ -1056,16 +1055,18 @@ class Journal:
     ) -> dict[str, str]:
         """``zero_twins``' numbers (asked -> held), read with ``read`` (in a write transaction,
         for ``claim_batch``)."""
-        asked = [n for n in dict.fromkeys(numbers) if _digits_only(n)]
+        numbers = list(dict.fromkeys(numbers))
+        twins = self._wrapped_twins(read, target=target, numbers=numbers)
+        asked = [n for n in numbers if _digits_only(n) and n not in twins]
         if not asked:
-            return {}
+            return twins
         # Twins differ by zeros in front, so one of them starts with a zero: when neither the
         # file nor the journal has such a number (most ERPs never pad), nothing is looked up.
         zero_led = " AND invoice_number >= '0' AND invoice_number < '1'"
         if not any(n.startswith("0") for n in asked) and not list(
             read("SELECT 1 FROM invoices WHERE target = ?" + zero_led + " LIMIT 1", (target,))  # noqa: S608
         ):
-            return {}
+            return twins
         keys = list(dict.fromkeys(n.lstrip("0") for n in asked))
         wanted, args = self._engine.rows("keys", ("k",), keys)
         # Numbers first, records only for the twins: in a padded file sent before, every number
@@ -1085,11 +1086,33 @@ class Journal:
             ):
                 if _digits_only(number):
                     held.setdefault(number.lstrip("0"), []).append(number)
-        return {
-            number: twins[0]
+        return twins | {
+            number: others[0]
             for number in asked
-            if (twins := held.get(number.lstrip("0"))) and number not in twins
+            if (others := held.get(number.lstrip("0"))) and number not in others
         }
+
+    def _wrapped_twins(
+        self,
+        read: Callable[[str, tuple[object, ...]], Iterable[Any]],
+        *,
+        target: str,
+        numbers: list[str],
+    ) -> dict[str, str]:
+        """Numbers held back as ="000781": filedrop before 2026-12-06 sent a CSV cell so written
+        as it was, where it now reads the text Excel shows. Looked for only in a journal that
+        held such a number when it was migrated (the fact ``wrapped_numbers``)."""
+        if not list(read("SELECT 1 FROM facts WHERE name = 'wrapped_numbers'", ())):
+            return {}
+        forms = {f'="{number}"': number for number in numbers}
+        wanted, args = self._engine.rows("keys", ("k",), list(forms))
+        rows = read(
+            # The text comes from the engine and constants, never from input.
+            f"SELECT invoice_number FROM invoices WHERE target = ? AND status IN ({_BLOCKING_SQL})"  # noqa: S608
+            f" AND invoice_number IN (WITH {wanted} SELECT k FROM keys)",
+            (target, *args),
+        )
+        return {forms[held]: held for (held,) in rows}
 
     def each_invoice(self, *, target: str, numbers: Iterable[str]) -> Iterator[InvoiceRecord]:
         """The same, one record at a time, for files too big to hold them all at once.
