@@ -2173,7 +2173,7 @@ def test_a_workbook_date_too_large_to_be_one_is_said_not_the_end_of_the_file(
     assert any("row 2: Fakturadato" in line for line in messages(prepared))
 
 
-@pytest.mark.parametrize("epoch", ["1900", "1904"])
+@pytest.mark.parametrize("epoch", ["1900", "1904", "1904 written otherwise"])
 def test_a_date_typed_as_a_number_counts_from_the_workbooks_own_first_day(
     tmp_path: Path, epoch: str
 ) -> None:
@@ -2183,16 +2183,25 @@ def test_a_date_typed_as_a_number_counts_from_the_workbooks_own_first_day(
     from openpyxl.utils.datetime import CALENDAR_MAC_1904
 
     book = openpyxl.Workbook()
-    if epoch == "1904":
+    if epoch.startswith("1904"):
         book.epoch = CALENDAR_MAC_1904
     sheet = book.active
     sheet.append(ERP_HEADER.split(";"))
     sheet.append(erp_row("240301").split(";"))
     sheet["B2"] = dt.date(2024, 3, 1)  # Fakturadato, a date cell
     sheet["B2"].number_format = "dd.mm.yyyy"
-    sheet["C2"] = 43904 if epoch == "1904" else 45366  # Forfallsdato 2024-03-15, a plain number
+    sheet["C2"] = 43904 if epoch != "1900" else 45366  # Forfallsdato 2024-03-15, a plain number
     path = tmp_path / "mac.xlsx"
     book.save(path)
+    if epoch == "1904 written otherwise":  # single quotes and spaces: as legal XML
+        with zipfile.ZipFile(path) as saved:
+            parts = {name: saved.read(name) for name in saved.namelist()}
+        parts["xl/workbook.xml"] = parts["xl/workbook.xml"].replace(
+            b'date1904="1"', b"date1904 = '1'"
+        )
+        with zipfile.ZipFile(path, "w") as rewritten:
+            for name, data in parts.items():
+                rewritten.writestr(name, data)
     prepared = prepare(read_table(path, ERP.read), ERP)
     payload = prepared.invoices[0].payload
     assert (payload["invoiceDate"], payload["dueDate"]) == (

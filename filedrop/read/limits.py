@@ -110,7 +110,9 @@ _EVERY_FORMULA = tuple(re.compile(end) for end in (rb"f>", *_SHARED_ENDS))
 _CALCULATE_ON_OPEN = re.compile(rb"<(?:\w+:)?calcPr\b[^<>]{0,1024}?\bfullCalcOnLoad=\"(?:1|true)\"")
 # An old Mac workbook counts its days from 1904: its serial numbers are four years and a day off
 # those of every other workbook.
-_DATE_1904 = re.compile(rb"<(?:\w+:)?workbookPr\b[^<>]{0,2048}?\bdate1904=\"(?:1|true)\"")
+_DATE_1904 = re.compile(
+    rb"<(?:\w+:)?workbookPr\b[^<>]{0,2048}?\bdate1904\s*=\s*(?:\"(?:1|true)\"|'(?:1|true)')"
+)
 _CELL_TAG = re.compile(rb"<(?:\w+:)?c\b(" + _TAG + rb")>\s{0,64}")
 #: The farthest a cell's tag can start before the end of its formula: the tag, and a formula of
 #: Excel's 8,192 characters at 6 bytes each when escaped.
