@@ -1048,7 +1048,7 @@ class Journal:
 
     def _twin_numbers(
         self,
-        read: Callable[[str, tuple[object, ...]], Iterable[Any]],
+        read: _Read,
         *,
         target: str,
         numbers: Iterable[str],
@@ -1094,7 +1094,7 @@ class Journal:
 
     def _wrapped_twins(
         self,
-        read: Callable[[str, tuple[object, ...]], Iterable[Any]],
+        read: _Read,
         *,
         target: str,
         numbers: list[str],
@@ -1397,6 +1397,10 @@ class _Db:
 
     def ids_given(self, table: str) -> None:
         self._engine.ids_given(self._db, table)
+
+
+#: How the twin lookups read: ``Journal._read``, or a write transaction's own statements.
+_Read = Callable[[str, tuple[object, ...]], Iterable[Any]]
 
 
 def _found_there(recorded: str, path: Path) -> bool:
