@@ -167,7 +167,8 @@ def test_a_dos_code_page_file_is_refused_saying_so_unless_the_mapping_names_it(
     assert err.value.detail == (
         'line 3 holds "Bj›rn", which is "Bjørn" in the Nordic DOS code page (865), an old DOS '
         "program's; names would reach Amili garbled, so it is not read: save the file as UTF-8 "
-        '(or set encoding = "cp865" in the mapping\'s [read]) and drop it again'
+        '(or set encoding = "cp865" in the mapping\'s [read]; encoding = "cp1252" if "Bj›rn" is '
+        "right) and drop it again"
     )
     assert rows(read_table(path, ReadOptions(encoding="cp865")))[1] == ["2", "Bjørn", "Bodø"]
     only_ae = tmp_path / "sæther.csv"
@@ -179,6 +180,49 @@ def test_a_dos_code_page_file_is_refused_saying_so_unless_the_mapping_names_it(
     names = ["Kari’s Kafé", "Jones†", "Acme®", "Rue de l'Œuvre", "Fjord›"]
     windows.write_bytes(("Nr;Navn\r\n" + "".join(f"1;{n}\r\n" for n in names)).encode("cp1252"))
     assert [row[1] for row in rows(read_table(windows))] == names
+
+
+@pytest.mark.parametrize(
+    ("codec", "name", "read_as"),
+    [
+        ("mac_roman", "Øyvind Østby", "¯yvind ¯stby"),
+        ("mac_roman", "BJØRN", "BJ¯RN"),
+        ("mac_roman", "Ærlig", "®rlig"),
+        ("mac_roman", "SÆTHER", "S®THER"),
+        ("mac_roman", "Åse", "\ufffdse"),
+        ("cp865", "Ørjan", "\ufffdrjan"),
+        ("cp865", "BJØRN", "BJ\ufffdRN"),
+        ("cp865", "ÅSE", "\ufffdSE"),
+        ("cp850", "Mäkinen", "M„kinen"),
+    ],
+)
+def test_a_lookalike_encoding_is_found_by_its_capitals_too(
+    tmp_path: Path, codec: str, name: str, read_as: str
+) -> None:
+    """Only small letters inside a word were looked at: a Mac file of capitals and names
+    beginning with Æ or Ø went out as "¯rjan ®rlig", and a DOS Å or Ø (a byte Windows-1252 has no
+    character for) reached the row checks as a control character."""
+    path = tmp_path / "names.csv"
+    path.write_bytes(f"Invoice no;Name\r\n1;{name}\r\n".encode(codec))
+    with pytest.raises(ReadError) as err:
+        read_table(path)
+    assert f'line 2 holds "{read_as}", which is "{name}" in ' in err.value.detail
+    setting = "mac-roman" if codec == "mac_roman" else "cp865"
+    assert rows(read_table(path, ReadOptions(encoding=setting))) == [["1", name]]
+
+
+def test_windows_1252_signs_beside_capitals_are_read_as_they_are(tmp_path: Path) -> None:
+    """The signs that are capitals elsewhere, where a Windows-1252 name has them, and a name
+    refused for one of them reads as Windows-1252 when the mapping says so."""
+    names = ["O’BRIEN", "Acme® Pro", "ACME®", "50¾ kr", "Kategori›Underkategori", "D’ANGELO"]
+    path = tmp_path / "windows.csv"
+    path.write_bytes(("Nr;Navn\r\n" + "".join(f"1;{n}\r\n" for n in names)).encode("cp1252"))
+    assert [row[1] for row in rows(read_table(path))] == names
+    hawaii = tmp_path / "hawaii.csv"
+    hawaii.write_bytes("Nr;Navn\r\n1;Hawai‘i Imports\r\n".encode("cp1252"))
+    with pytest.raises(ReadError, match='encoding = "cp1252" if "Hawai‘i Imports" is right'):
+        read_table(hawaii)
+    assert rows(read_table(hawaii, ReadOptions(encoding="cp1252"))) == [["1", "Hawai‘i Imports"]]
 
 
 @pytest.mark.parametrize("mark", [b"\x1a", b"\x1a\r\n", b"\x1a\x1a"], ids=["one", "line", "two"])

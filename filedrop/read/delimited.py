@@ -302,16 +302,23 @@ def _refuse_mixed(where: str, data: bytes, not_utf8_at: int, codec: str) -> None
     )
 
 
-# Mac Roman's æ ø å (old Mac programs' encoding) are bytes Windows-1252 takes for ¾ ¿ Œ, and the
-# DOS code page's (865, Norwegian; 850 has them at the same bytes) are its ‘ › †: between two
-# letters, as in "Bj\xbfrn" or "Bj\x9brn", they are a Norwegian letter, where in a Windows-1252
-# name they stand beside one at most ("Jones†", "Acme®", "l'Œuvre"). Capitals are left out:
-# Mac's Å is DOS's ü ("M\x81ller"), and one inside a word in small letters says nothing.
-_MAC_ROMAN_LETTERS = b"\xbe\xbf\x8c"
-_DOS_LETTERS = b"\x91\x9b\x86"
-_LOOKALIKE_IN_WORD = re.compile(
-    rb"[A-Za-z][" + re.escape(_MAC_ROMAN_LETTERS + _DOS_LETTERS) + rb"][a-z]"
+# Bytes that are a Norwegian letter in Mac Roman (old Mac programs' encoding) or a DOS code
+# page (865, Norwegian; 850 has these letters at the same bytes), where Windows-1252 has a sign
+# no name holds in that place. Inside a word: Mac's æ ø å are Windows-1252's ¾ ¿ Œ, DOS's æ ø å
+# ä ö its ‘ › † „ ”, as in "Bj\xbfrn" or "Bj\x9brn", where a Windows-1252 name has them beside
+# a word at most ("Jones†", "l'Œuvre"). Capitals: Mac's Ø is ¯ and its Æ ® ("\xafyvind",
+# "\xaerlig", "S\xaeTHER"); DOS's Ø and Å, and Mac's Å, are bytes Windows-1252 has no character
+# for at all. DOS's Æ is ’, the apostrophe of "O’BRIEN", and is left out; so are Mac's small
+# letters at a word's start ("Œuvre"). Each alternative names the encoding it points to.
+_LOOKALIKE_LETTER = re.compile(
+    rb"(?P<mac>[A-Za-z][\xbe\xbf\x8c][a-z]|[A-Za-z]\xaf|\xaf[A-Za-z]|\xae[a-z]|[A-Z]\xae[A-Z]"
+    rb"|[A-Za-z]\x81|\x81[A-Za-z])"
+    rb"|(?P<dos>[A-Za-z][\x91\x9b\x86\x84\x94][a-z]|[A-Za-z][\x9d\x8f]|[\x9d\x8f][A-Za-z])"
 )
+_LOOKALIKE_ENCODINGS = {
+    "mac": ("mac_roman", "mac-roman", "Mac Roman, the encoding of old Mac programs"),
+    "dos": ("cp865", "cp865", "the Nordic DOS code page (865), an old DOS program's"),
+}
 # Windows-1252's own æ ø å Æ Ø Å: a file holding any is written in it, whatever else it holds.
 _CP1252_NORWEGIAN = re.compile(rb"[\xc5\xc6\xd8\xe5\xe6\xf8]")
 
@@ -326,21 +333,19 @@ def _refuse_lookalike_encoding(where: str, data: bytes, codec: str) -> None:
     # the scan of the whole file for other letters (0.45 s of 200,000 rows) is spared.
     if _CP1252_NORWEGIAN.search(data) is not None:
         return
-    found = _LOOKALIKE_IN_WORD.search(data)
-    if found is None:
+    found = _LOOKALIKE_LETTER.search(data)
+    if found is None or found.lastgroup is None:
         return
-    other, name, what = (
-        ("mac_roman", "mac-roman", "Mac Roman, the encoding of old Mac programs")
-        if found.group()[1] in _MAC_ROMAN_LETTERS
-        else ("cp865", "cp865", "the Nordic DOS code page (865), an old DOS program's")
-    )
+    other, name, what = _LOOKALIKE_ENCODINGS[found.lastgroup]
     word = _field_around(data, found.start())
+    # Shown as Windows-1252 shows it; a byte it has no character for is shown as such.
+    read_as = word.decode("cp1252", errors="replace")
     raise ReadError(
         where,
-        f'line {_line_at(data, found.start())} holds "{word.decode(codec)}", which is '
+        f'line {_line_at(data, found.start())} holds "{read_as}", which is '
         f'"{word.decode(other)}" in {what}; names would reach Amili garbled, so it is not '
-        f'read: save the file as UTF-8 (or set encoding = "{name}" in the mapping\'s [read]) '
-        "and drop it again",
+        f'read: save the file as UTF-8 (or set encoding = "{name}" in the mapping\'s [read]; '
+        f'encoding = "cp1252" if "{read_as}" is right) and drop it again',
     )
 
 
