@@ -446,7 +446,7 @@ def _run(args: argparse.Namespace, io: Io) -> int:
     # SIGTERM is taken before the imports, which are most of a start: one that came while they
     # loaded killed the process outright instead of ending the run early and whole.
     stop = threading.Event()
-    with _stopped_by_sigterm(stop):
+    with _stopped_by_sigterm(stop, stderr=io.stderr):
         return _run_until(stop, io)
 
 
@@ -1329,17 +1329,29 @@ def _on_signals(stop: threading.Event) -> None:
 
 
 @contextlib.contextmanager
-def _stopped_by_sigterm(stop: threading.Event) -> Iterator[None]:
+def _stopped_by_sigterm(stop: threading.Event, *, stderr: TextIO) -> Iterator[None]:
     """SIGTERM (a CronJob's pod evicted, systemd stopping its unit), SIGHUP (its terminal
     closed) or a first Ctrl-C sets ``stop`` meanwhile: a run then ends early but whole, as watch
     does (the POSTs on their way are recorded, the rest resumes at the next run), instead of
-    dying with batches whose fate nobody recorded."""
+    dying with batches whose fate nobody recorded. A second Ctrl-C ends the process at once."""
 
     def first_interrupt(*_: object) -> None:
         # Ctrl-C stops as SIGTERM does: dying at once made a POST on its way UNKNOWN, for
         # 'filedrop resolve'. A second Ctrl-C is the way out of a wait the user will not sit out.
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGINT, second_interrupt)
         stop.set()
+
+    def second_interrupt(*_: object) -> NoReturn:
+        # At once, as a kill would: raised as KeyboardInterrupt instead, it unwound through the
+        # thread pools, whose exits wait for the POSTs on their way (30 s against a stalled
+        # Amili). The journal is built to survive a kill: the next run names any batch whose
+        # answer was not recorded, as UNKNOWN with the way to settle it.
+        _say_at_once(
+            stderr,
+            "filedrop: interrupted again; stopped at once. The next run names any batch whose "
+            "answer was not recorded.\n",
+        )
+        os._exit(ExitCode.INTERRUPTED)
 
     try:
         previous = [(sig, signal.signal(sig, lambda *_: stop.set())) for sig in _STOP_SIGNALS]
@@ -1352,6 +1364,15 @@ def _stopped_by_sigterm(stop: threading.Event) -> Iterator[None]:
     finally:
         for sig, handler in previous:
             signal.signal(sig, handler)
+
+
+def _say_at_once(stream: TextIO, text: str) -> None:
+    """Write ``text`` from a signal handler: straight to the descriptor, as the stream's own
+    buffer may be held by the very frame the signal interrupted."""
+    try:
+        os.write(stream.fileno(), text.encode("utf-8", "replace"))
+    except (OSError, ValueError, AttributeError):  # a stream without a descriptor (a test's)
+        print(text, end="", file=stream)
 
 
 def _wait_for_signal() -> None:

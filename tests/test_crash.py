@@ -198,6 +198,39 @@ def test_sigterm_during_a_post_records_it_and_leaves_the_rest_for_the_next_run(
         assert sandbox.counters().invoices_received == 4
 
 
+def test_a_second_ctrl_c_ends_the_run_at_once(tmp_path: Path) -> None:
+    """A first Ctrl-C waits for the POST on its way; a second one is the user's way out of that
+    wait: the process ends at once (130), rather than when the stalled answer comes. The next
+    run names the batch whose answer was not recorded, and sends nothing twice."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    write_erp_csv(inbox / "twice.csv", [erp_row(str(21_051 + n)) for n in range(4)])
+    with Sandbox(SandboxOptions(delay_s=(0, 0))).start() as sandbox:
+        sandbox.stall_next(8.0)  # the first POST is processed, its answer comes 8 s later
+        env = run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE="2", FILEDROP_CONCURRENT_BATCHES="1")
+        child = start_run(env)
+        deadline = time.monotonic() + 10
+        while sandbox.counters().posts < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        child.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        second = time.monotonic()
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=30)
+        assert time.monotonic() - second < 4, err.decode()
+        assert child.returncode == 130, err.decode()
+        assert err.decode().endswith(
+            "filedrop: interrupted again; stopped at once. The next run names any batch whose "
+            "answer was not recorded.\n"
+        )
+        time.sleep(8)  # the stalled answer is given, so the sandbox's record is whole
+
+        _, _, err = filedrop("run", environ=env, expect=1)
+        assert "twice.csv: batch #1 (2 invoices) was being posted when filedrop stopped" in err
+        assert statuses(inbox / "twice.outcome.csv") == ["UNKNOWN"] * 2 + ["SUCCEEDED"] * 2
+        assert sandbox.counters().invoice_numbers_repeated == ()
+
+
 def test_sigterm_during_a_retry_wait_ends_the_run_at_once(tmp_path: Path) -> None:
     """SIGTERM while the run waits out a 503's 'Retry-After: 60': the wait ends at once (a
     container's grace period is often 30 s, and SIGKILL would leave the batch UNKNOWN), the
