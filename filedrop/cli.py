@@ -827,6 +827,13 @@ def _status(args: argparse.Namespace, io: Io) -> int:
     # --inbox NAME (or a config listing one inbox): only that inbox's files and batches.
     only = settings.inboxes[0] if len(settings.inboxes) == 1 else None
     with Journal(path) as journal:
+        if not journal.recent_files(limit=1) and journal.started_fresh_at() is None:
+            from filedrop.journal.rebuild import journal_lost_sentence
+
+            folders = _inbox_folders(settings)
+            if lost := journal_lost_sentence(path, folders, settings.where("state"), empty=True):
+                io.say(lost)
+                return ExitCode.ATTENTION
         io.say(f"Journal: {path}")
         if only is None:
             _say_files(

@@ -164,6 +164,31 @@ def test_status_without_a_journal_beside_outcomes_says_it_was_lost(
     assert err == f"filedrop: {out}"
 
 
+def test_status_still_says_the_journal_was_lost_once_something_opened_an_empty_one(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """A run refused for the lost journal opens (and so makes) an empty one, and so does a
+    journal replaced by an empty file: status then said "no files yet", exit 0, as if nothing
+    had been processed, where the outcomes say otherwise."""
+    write_erp_csv(inbox / "a.csv", [erp_row("5511")])
+    env = run_env(inbox, sandbox.url)
+    filedrop("run", environ=env)
+    journal_file(inbox).unlink()
+    write_erp_csv(inbox / "b.csv", [erp_row("5512")])
+    filedrop("run", environ=env, expect=2)
+    assert journal_file(inbox).exists()
+    lost = (
+        f"The journal at {journal_file(inbox)} holds no file, yet the inbox holds 1 outcome file "
+        f"(such as {inbox / 'a.outcome.csv'}), so files were processed: the journal was lost or "
+        "moved; run 'filedrop journal rebuild' with the FILEDROP_ENV and FILEDROP_ORG_ID they "
+        "were sent with, or point FILEDROP_STATE at the journal in use.\n"
+    )
+    assert filedrop("status", environ=env, expect=1)[1] == lost
+    journal_file(inbox).write_bytes(b"")
+    assert filedrop("status", environ=env, expect=1)[1] == lost
+    assert sandbox.counters().invoices_received == 1
+
+
 def test_status_says_which_listed_daemons_are_gone(inbox: Path, sandbox: Sandbox) -> None:
     """A daemon killed outright never takes its heartbeat row out of the journal: status still
     lists it, but says it is gone, whether its process is known dead or its beats stopped."""

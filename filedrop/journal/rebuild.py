@@ -390,18 +390,22 @@ def lost_journal_message(name: str, outcome: Path, journal: Path | PostgresLocat
 
 
 def journal_lost_sentence(
-    journal: Path | PostgresLocation, inboxes: list[Path], setting: str
+    journal: Path | PostgresLocation, inboxes: list[Path], setting: str, *, empty: bool = False
 ) -> str | None:
-    """What ``status`` and ``report`` say when there is no journal at ``journal`` but an outcome
-    in one of ``inboxes`` (or its ``archive/``) shows files were processed; None when none does.
-    ``setting`` is where the journal's place is set (``FILEDROP_STATE``, a config key)."""
+    """What ``status`` and ``report`` say when there is no journal at ``journal`` (or, with
+    ``empty``, one that holds no file) but an outcome in one of ``inboxes`` (or its ``archive/``)
+    shows files were processed; None when none does. ``setting`` is where the journal's place is
+    set (``FILEDROP_STATE``, a config key)."""
     outcomes = [outcome for inbox in inboxes for outcome, _ in _outcome_files(inbox)]
     marks = [mark for inbox in inboxes for mark in marks_or_their_folder(inbox)]
+    # An empty journal is what a lost one leaves once anything opened it again (a run refused
+    # for the loss, a status): as lost as none at all.
+    none = f"The journal at {journal} holds no file" if empty else f"No journal at {journal}"
     if not outcomes:
         if not marks:
             return None
         return (
-            f"No journal at {journal}, yet a file was being sent from the inbox (filedrop's mark "
+            f"{none}, yet a file was being sent from the inbox (filedrop's mark "
             f"of it is {printable(str(marks[0]))}, and no outcome shows what went): the journal "
             f"was lost or moved; point {setting} at the journal in use, or see what 'filedrop "
             "run' says of that mark."
@@ -414,7 +418,7 @@ def journal_lost_sentence(
         else ""
     )
     return (
-        f"No journal at {journal}, yet the inbox holds {plural(len(outcomes), 'outcome file')} "
+        f"{none}, yet the inbox holds {plural(len(outcomes), 'outcome file')} "
         f"(such as {printable(str(outcomes[0]))}), so files were processed: the journal was lost "
         "or moved; run 'filedrop journal rebuild' with the FILEDROP_ENV and FILEDROP_ORG_ID "
         f"they were sent with, or point {setting} at the journal in use{besides}."
