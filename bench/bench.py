@@ -435,7 +435,7 @@ def run_filedrop(
     }
     cmd = [sys.executable, "-m", "filedrop", "run"]
     if profile is not None:
-        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        spy = _py_spy()
         cmd = [spy, "record", "--format", "raw", "--gil", "-o", str(profile), "--", *cmd]
     kind = "profile" if profile is not None else "run"
     usage = run_process(cmd, env=env, log=OUT / f"{kind}-{source.stem}.log")
@@ -825,6 +825,11 @@ def economy_checks(figures: Figures, batch_size: int) -> bool:
     return ok
 
 
+def _py_spy() -> str:
+    """The py-spy on PATH, else the one beside this Python (a virtualenv not activated)."""
+    return shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows-xlsx", type=int, default=50_000)
@@ -853,6 +858,9 @@ def main() -> None:
     )
     parser.add_argument("--auth-url", help="token base URL with --url (default: --url)")
     args = parser.parse_args()
+    if args.profile and not Path(_py_spy()).exists():
+        # Said before the minutes of generating and timing, not as a traceback after them.
+        parser.error("--profile needs py-spy: pip install py-spy")
     OUT.mkdir(parents=True, exist_ok=True)
     xlsx = OUT / f"erp-{args.rows_xlsx}.xlsx"
     csv = OUT / f"erp-{args.rows_csv}.csv"
