@@ -254,7 +254,11 @@ def run_inbox(ctx: Context) -> RunReport:
         # take CPU from that very parse.
         start_reader()
     ready, changing = ready_files(
-        candidates, stability_s=ctx.stability_s, clock=ctx.clock, sleep=ctx.sleep
+        candidates,
+        stability_s=ctx.stability_s,
+        clock=ctx.clock,
+        sleep=ctx.sleep,
+        inbox=ctx.metrics.name,
     )
     if ctx.stop.is_set():
         # Stopped during the wait for files to settle: none is taken, none was "changing".
@@ -506,13 +510,15 @@ def ready_files(
     stability_s: float,
     clock: Callable[[], float],
     sleep: Callable[[float], object],
+    inbox: str | None = None,
 ) -> tuple[list[Path], list[Path]]:
     """Split candidates into (ready, still changing) for a one-shot run.
 
     The same rule as the watch daemon's (``StabilityTracker``): unchanged for the stability
     window, and it opens. A file that stayed empty that long is ready too, to get its ``ERROR``.
     A one-shot run looks once, waits one window if some file is not ready yet, and looks again;
-    what is still not ready is left for the next run.
+    what is still not ready is left for the next run. The wait is said as it begins: a file
+    copied in just before the run otherwise showed nothing for those seconds.
     """
     tracker = StabilityTracker(window_s=stability_s, clock=clock)
     ready = [path for path in candidates if _takes(tracker, path)]
@@ -520,6 +526,15 @@ def ready_files(
     waiting = [path for path in candidates if path not in taken and snapshot(path) is not None]
     if not waiting:
         return ready, []
+    for path in waiting:
+        log.info(
+            "%s: changed less than %g s ago; waiting %g s (FILEDROP_STABILITY_S) to see that it "
+            "is no longer being written",
+            printable(path.name),
+            stability_s,
+            stability_s,
+            extra=fields("file_settling", inbox=inbox, file=path.name),
+        )
     sleep(stability_s)
     changing: list[Path] = []
     for path in waiting:

@@ -1581,6 +1581,21 @@ def test_run_waits_one_window_and_takes_only_files_that_stay_unchanged(inbox: Pa
     assert clock.sleeps == [5.0]
 
 
+def test_run_says_it_waits_for_a_file_written_just_before(inbox: Path, sandbox: Sandbox) -> None:
+    """A file copied in just before `filedrop run` waits out the stability window: the run says
+    so as the wait begins, where it showed nothing for those seconds, and then sends it."""
+    write_erp_csv(inbox / "fresh.csv", [erp_row("7211")])
+    env = run_env(inbox, sandbox.url, FILEDROP_STABILITY_S="0.5")
+    _, _, err = filedrop("run", environ=env)
+    waiting = (
+        "fresh.csv: changed less than 0.5 s ago; waiting 0.5 s (FILEDROP_STABILITY_S) to see "
+        "that it is no longer being written"
+    )
+    said = [line.split(maxsplit=2)[2] for line in err.splitlines()]
+    assert said.index(waiting) < said.index("fresh.csv: claimed")
+    assert sandbox.counters().invoices_received == 1
+
+
 def test_run_does_not_take_a_file_that_does_not_open(inbox: Path) -> None:
     """Readiness includes opening the file: something that cannot be read is left alone."""
     clock = FakeTime()
