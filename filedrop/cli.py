@@ -817,23 +817,16 @@ def _status(args: argparse.Namespace, io: Io) -> int:
     _take_over_legacy(settings)
     if args.health:
         return _health(settings, path, io)
+    # A lost journal is what a script or a person must act on; nothing processed yet is not.
+    if lost := _lost_journal_sentence(settings):
+        io.say(lost)
+        return ExitCode.ATTENTION
     if not path.exists():
-        from filedrop.journal.rebuild import journal_lost_sentence
-
-        # A lost journal is what a script or a person must act on; nothing processed yet is not.
-        lost = journal_lost_sentence(path, _inbox_folders(settings), settings.where("state"))
-        io.say(lost or f"No journal at {path} yet: nothing has been processed.")
-        return ExitCode.ATTENTION if lost else ExitCode.OK
+        io.say(f"No journal at {path} yet: nothing has been processed.")
+        return ExitCode.OK
     # --inbox NAME (or a config listing one inbox): only that inbox's files and batches.
     only = settings.inboxes[0] if len(settings.inboxes) == 1 else None
     with Journal(path) as journal:
-        if not journal.recent_files(limit=1) and journal.started_fresh_at() is None:
-            from filedrop.journal.rebuild import journal_lost_sentence
-
-            folders = _inbox_folders(settings)
-            if lost := journal_lost_sentence(path, folders, settings.where("state"), empty=True):
-                io.say(lost)
-                return ExitCode.ATTENTION
         io.say(f"Journal: {path}")
         if only is None:
             _say_files(
@@ -868,6 +861,22 @@ def _status(args: argparse.Namespace, io: Io) -> int:
                 io.say("Rows by status: " + ", ".join(f"{n} {s}" for s, n in sorted(rows.items())))
         _say_replicas(journal, settings, io)
     return ExitCode.OK
+
+
+def _lost_journal_sentence(settings: Settings) -> str | None:
+    """``journal_lost_sentence`` for the settings' journal: none there, or one that holds no
+    file (not started afresh on purpose) while the inboxes hold outcomes. None when neither."""
+    from filedrop.journal import Journal
+    from filedrop.journal.rebuild import journal_lost_sentence
+
+    path, folders = settings.journal_path, _inbox_folders(settings)
+    setting = settings.where("state")
+    if not path.exists():
+        return journal_lost_sentence(path, folders, setting)
+    with Journal(path) as journal:
+        if journal.recent_files(limit=1) or journal.started_fresh_at() is not None:
+            return None
+    return journal_lost_sentence(path, folders, setting, empty=True)
 
 
 def _inbox_folders(settings: Settings) -> list[Path]:
@@ -1398,16 +1407,16 @@ def _report(args: argparse.Namespace, io: Io) -> int:
         since=args.since, until=args.until, days=args.days, now=dt.datetime.now(dt.UTC)
     )
     settings = _load(args, io)
+    # A digest of nothing would read as "all clear" every day after a typo in the setting, or
+    # after the journal was lost and a refused run opened an empty one.
     if not settings.journal_path.exists():
-        from filedrop.journal.rebuild import journal_lost_sentence
-
-        # A digest of nothing would read as "all clear" every day after a typo in the setting.
-        folders = _inbox_folders(settings)
         raise ConfigError(
-            journal_lost_sentence(settings.journal_path, folders, settings.where("state"))
+            _lost_journal_sentence(settings)
             or f"No journal at {settings.journal_path}; check {settings.where('state')} "
             "(filedrop run and watch write it)."
         )
+    if lost := _lost_journal_sentence(settings):
+        raise ConfigError(lost)
     digest, page, book = make_report(settings, period=period, out=args.out)
     files = sum(len(inbox.files) for inbox in digest.inboxes)
     attention = sum(len(inbox.attention) for inbox in digest.inboxes)

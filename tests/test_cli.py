@@ -184,6 +184,8 @@ def test_status_still_says_the_journal_was_lost_once_something_opened_an_empty_o
         "were sent with, or point FILEDROP_STATE at the journal in use.\n"
     )
     assert filedrop("status", environ=env, expect=1)[1] == lost
+    _, _, err = filedrop("report", "--out", str(inbox.parent), environ=env, expect=2)
+    assert err == f"filedrop: {lost}"
     journal_file(inbox).write_bytes(b"")
     assert filedrop("status", environ=env, expect=1)[1] == lost
     assert sandbox.counters().invoices_received == 1
