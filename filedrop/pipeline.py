@@ -1525,9 +1525,10 @@ def _hold_back_twins(prepared: Prepared, twins: dict[str, InvoiceRecord], journa
 
 
 def _twin_outcome(number: str, twin: InvoiceRecord, earlier: str) -> tuple[RowStatus, str]:
-    """A row whose invoice number is ``twin``'s with zeros in front dropped or added: as a row
-    holding ``twin``'s own number would be (``_elsewhere``): DUPLICATE once it was sent, and
-    waiting (UNKNOWN, PENDING; the file is taken again) while that may yet end unsent."""
+    """A row whose invoice number is ``twin``'s with zeros in front dropped or added, or that
+    ``twin`` holds as a CSV cell written ="…": as a row holding ``twin``'s own number would be
+    (``_elsewhere``): DUPLICATE once it was sent, and waiting (UNKNOWN, PENDING; the file is
+    taken again) while that may yet end unsent."""
     if twin.invoice_number.startswith('="'):
         shown = (
             f"{number} (as {twin.invoice_number}, as filedrop sent a cell so written before it "
@@ -1918,10 +1919,11 @@ class _OutcomeDraft:
             twins = journal.zero_twins(
                 target=self._target, numbers=[numbers[k] for k in unrecorded.tolist()]
             )
+            names: dict[int, str] = {}  # a file's name looked up once, not once a row
             values = [
                 decide(numbers[k], None)
                 if (twin := twins.get(numbers[k])) is None
-                else self._twin_row(numbers[k], twin, journal)
+                else self._twin_row(numbers[k], twin, journal, names)
                 for k in unrecorded.tolist()
             ]
             waits_elsewhere = waits_elsewhere or any(
@@ -1935,9 +1937,14 @@ class _OutcomeDraft:
         )
 
     @staticmethod
-    def _twin_row(number: str, twin: InvoiceRecord, journal: Journal) -> tuple[str, ...]:
-        """The outcome columns of an invoice held back for its twin (``_twin_outcome``)."""
-        status, text = _twin_outcome(number, twin, printable(journal.file(twin.file_id).name))
+    def _twin_row(
+        number: str, twin: InvoiceRecord, journal: Journal, names: dict[int, str]
+    ) -> tuple[str, ...]:
+        """The outcome columns of an invoice held back for its twin (``_twin_outcome``);
+        ``names`` keeps the files' names looked up so far."""
+        if twin.file_id not in names:
+            names[twin.file_id] = printable(journal.file(twin.file_id).name)
+        status, text = _twin_outcome(number, twin, names[twin.file_id])
         ids = (twin.invoice_id or "", twin.case_id or "", twin.case_number or "")
         return (status.value, text, *ids, "", number)
 
