@@ -945,6 +945,26 @@ def test_an_error_naming_a_file_with_a_newline_stays_one_line(tmp_path: Path) ->
     ]
 
 
+def test_ctrl_c_while_the_command_line_loads_is_one_line_and_130() -> None:
+    """A Ctrl-C in the first half second of a command, while pandas and the rest load, printed
+    a traceback and exit 1. Here a real SIGINT arrives in the middle of that import."""
+    code = (
+        "import os, signal, sys\n"
+        "class Interrupt:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'filedrop.cli':\n"
+        "            os.kill(os.getpid(), signal.SIGINT)\n"
+        "        return None\n"
+        "sys.meta_path.insert(0, Interrupt())\n"
+        "from filedrop.__main__ import console\n"
+        "console()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, "status"], check=False, capture_output=True, timeout=60
+    )
+    assert (done.returncode, done.stderr, done.stdout) == (130, b"filedrop: interrupted.\n", b"")
+
+
 def test_the_command_leaves_at_once_with_everything_written_and_nothing_left_running(
     tmp_path: Path,
 ) -> None:
