@@ -21,6 +21,7 @@ from filedrop.errors import ClaimLostError, ConfigError
 from filedrop.journal import Journal, NotSettledError, owner_alive, this_owner
 from filedrop.journal.engines import MIGRATIONS, SCHEMA_VERSION, PostgresLocation, SqliteEngine
 from filedrop.journal.store import FileRecord, FinishedBatch, RebuiltBatch
+from filedrop.logs import mask_ids
 from filedrop.settings import load_settings
 from filedrop.states import BatchState, FileState, InvoiceState
 
@@ -670,6 +671,14 @@ def test_a_live_claim_from_another_pid_namespace_of_this_host_is_kept(journal: J
     assert _claim(journal, name="theirs.csv") is None
     assert _claim(journal, name="ours.csv", owner=f"{no_such_pid}:{ours}") is not None
     assert _claim(journal, name="ours.csv") is not None
+
+
+def test_a_claims_holder_is_named_whole_in_messages() -> None:
+    """The pid namespace's ten digits were masked as a national id in every message naming a
+    holder ("being processed by another filedrop process (host:12:token:402653****)")."""
+    assert mask_ids(f"being processed by another filedrop process ({this_owner()})").endswith(
+        f"({this_owner()})"
+    )
 
 
 def test_a_process_that_lost_its_claim_on_a_file_claims_no_batch_of_it(journal: Journal) -> None:
