@@ -927,12 +927,16 @@ def _say_files(
     if queued:
         io.say("Batches still pending (polled again by the next run or by watch):")
         now = time.time()
-        alive: dict[int, bool] = {}  # per file: whether its sender lives (a few files' batches)
+        # Per file (a few files' batches): its record, for its name and whether its sender lives.
+        senders: dict[int, FileRecord] = {}
+        alive: dict[int, bool] = {}
         for b in queued:
             what = b.batch_id or "(not answered yet)"
+            sender = senders.get(b.file_id) or senders.setdefault(
+                b.file_id, journal.file(b.file_id)
+            )
             if b.state is BatchState.POSTING:
                 if b.file_id not in alive:
-                    sender = journal.file(b.file_id)
                     alive[b.file_id] = owner_alive(
                         sender.owner, heartbeat=sender.heartbeat, now=now, stale_s=stale_s
                     )
@@ -942,7 +946,11 @@ def _say_files(
                         f"it cannot be told; check with Amili, then '{resolve_command(b.id)} "
                         "--sent' or '--not-sent')"
                     )
-            io.say(f"  #{b.id}  {what}  {plural(b.invoice_count, 'invoice')}")
+            io.say(
+                mask_ids(
+                    f"  #{b.id}  {named(sender)}  {what}  {plural(b.invoice_count, 'invoice')}"
+                )
+            )
     if unknown:
         io.say("Batches whose fate is UNKNOWN (never resent by themselves):")
         for b in unknown:

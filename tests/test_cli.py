@@ -584,9 +584,11 @@ def test_status_tells_a_post_whose_sender_is_gone_from_one_awaiting_its_answer(
             assert record is not None
             journal.claim_batch(file_id=record.id, target=target, invoice_numbers=[name])
     _, out, _ = filedrop("status", environ=run_env(inbox, sandbox.url))
-    assert "  #1  (not answered yet)  1 invoice" in out.splitlines()
+    # Each named with its file: "#2" alone left the user to find which file it was.
+    assert "  #1  alive.csv  (not answered yet)  1 invoice" in out.splitlines()
     assert (
-        "  #2  (never answered: the process sending it stopped, so whether Amili got it cannot be "
+        "  #2  gone.csv  (never answered: the process sending it stopped, so whether Amili got it "
+        "cannot be "
         "told; check with Amili, then 'filedrop resolve 2 --sent' or '--not-sent')  1 invoice"
     ) in out.splitlines()
     # What status says can be done: no run is needed first (a run held back by a sending mark
