@@ -517,8 +517,8 @@ def ready_files(
     The same rule as the watch daemon's (``StabilityTracker``): unchanged for the stability
     window, and it opens. A file that stayed empty that long is ready too, to get its ``ERROR``.
     A one-shot run looks once, waits one window if some file is not ready yet, and looks again;
-    what is still not ready is left for the next run. The wait is said as it begins: a file
-    copied in just before the run otherwise showed nothing for those seconds.
+    what is still not ready is left for the next run. The wait is said as it begins: without
+    it, a run showed nothing for those seconds.
     """
     tracker = StabilityTracker(window_s=stability_s, clock=clock)
     ready = [path for path in candidates if _takes(tracker, path)]
@@ -526,15 +526,22 @@ def ready_files(
     waiting = [path for path in candidates if path not in taken and snapshot(path) is not None]
     if not waiting:
         return ready, []
-    for path in waiting:
-        log.info(
-            "%s: changed less than %g s ago; waiting %g s (FILEDROP_STABILITY_S) to see that it "
-            "is no longer being written",
-            printable(path.name),
-            stability_s,
-            stability_s,
-            extra=fields("file_settling", inbox=inbox, file=path.name),
-        )
+    # One line for the one wait, true of every file in it: the first look cannot tell an old
+    # file from one still being written (a copy keeping its source's time), so each waits.
+    which = (
+        printable(waiting[0].name)
+        if len(waiting) == 1
+        else f"{len(waiting)} files (such as {printable(waiting[0].name)})"
+    )
+    log.info(
+        "waiting %g s (FILEDROP_STABILITY_S) before taking %s, to see that %s being written",
+        stability_s,
+        which,
+        "it is no longer" if len(waiting) == 1 else "none is still",
+        extra=fields(
+            "files_settling", inbox=inbox, file=waiting[0].name, counts={"files": len(waiting)}
+        ),
+    )
     sleep(stability_s)
     changing: list[Path] = []
     for path in waiting:

@@ -1581,19 +1581,26 @@ def test_run_waits_one_window_and_takes_only_files_that_stay_unchanged(inbox: Pa
     assert clock.sleeps == [5.0]
 
 
-def test_run_says_it_waits_for_a_file_written_just_before(inbox: Path, sandbox: Sandbox) -> None:
-    """A file copied in just before `filedrop run` waits out the stability window: the run says
-    so as the wait begins, where it showed nothing for those seconds, and then sends it."""
-    write_erp_csv(inbox / "fresh.csv", [erp_row("7211")])
+@pytest.mark.parametrize("files", [1, 3])
+def test_run_says_it_waits_to_see_the_files_are_written(
+    inbox: Path, sandbox: Sandbox, files: int
+) -> None:
+    """`filedrop run` waits out the stability window before it takes a file: it says so, in one
+    line for the one wait, where it showed nothing for those seconds; then it sends them."""
+    for k in range(files):
+        write_erp_csv(inbox / f"f{k}.csv", [erp_row(str(7211 + k))])
     env = run_env(inbox, sandbox.url, FILEDROP_STABILITY_S="0.5")
     _, _, err = filedrop("run", environ=env)
-    waiting = (
-        "fresh.csv: changed less than 0.5 s ago; waiting 0.5 s (FILEDROP_STABILITY_S) to see "
-        "that it is no longer being written"
-    )
     said = [line.split(maxsplit=2)[2] for line in err.splitlines()]
-    assert said.index(waiting) < said.index("fresh.csv: claimed")
-    assert sandbox.counters().invoices_received == 1
+    which = (
+        "f0.csv, to see that it is no longer"
+        if files == 1
+        else "3 files (such as f0.csv), to see that none is still"
+    )
+    waiting = f"waiting 0.5 s (FILEDROP_STABILITY_S) before taking {which} being written"
+    assert [line for line in said if line.startswith("waiting")] == [waiting]
+    assert said.index(waiting) < said.index("f0.csv: claimed")
+    assert sandbox.counters().invoices_received == files
 
 
 def test_run_does_not_take_a_file_that_does_not_open(inbox: Path) -> None:
