@@ -864,19 +864,43 @@ def _status(args: argparse.Namespace, io: Io) -> int:
 
 
 def _lost_journal_sentence(settings: Settings) -> str | None:
-    """``journal_lost_sentence`` for the settings' journal: none there, or one that holds no
-    file (not started afresh on purpose) while the inboxes hold outcomes. None when neither."""
+    """What says the journal was lost, as a run would find it before sending: no journal at its
+    place while an inbox holds outcomes; or an outcome in an inbox showing invoices sent that
+    the journal does not know (``inbox_lost_journal_evidence``, which is what holds a run
+    back). An inbox whose environment or organisation is not set cannot have its outcomes read
+    against the journal: for it, a journal that holds no file beside its outcomes is taken as
+    lost. None when nothing says so."""
     from filedrop.journal import Journal
-    from filedrop.journal.rebuild import journal_lost_sentence
+    from filedrop.journal.rebuild import (
+        inbox_lost_journal_evidence,
+        journal_lost_sentence,
+        lost_journal_message,
+    )
 
-    path, folders = settings.journal_path, _inbox_folders(settings)
-    setting = settings.where("state")
+    path, setting = settings.journal_path, settings.where("state")
     if not path.exists():
-        return journal_lost_sentence(path, folders, setting)
+        return journal_lost_sentence(path, _inbox_folders(settings), setting)
     with Journal(path) as journal:
-        if journal.recent_files(limit=1) or journal.started_fresh_at() is not None:
-            return None
-    return journal_lost_sentence(path, folders, setting, empty=True)
+        empty = not journal.recent_files(limit=1) and journal.started_fresh_at() is None
+        for inbox in settings.each_inbox():
+            if inbox.inbox is None:
+                continue
+            try:
+                target = inbox.require_target()
+            except ConfigError:
+                lost = empty and journal_lost_sentence(path, [inbox.inbox], setting, empty=True)
+                if lost:
+                    return lost
+                continue
+            try:
+                found = inbox_lost_journal_evidence(
+                    inbox.inbox, journal, target=target, limits=inbox.read_limits()
+                )
+            except (*journal.errors, OSError):
+                continue  # an inbox that cannot be listed now: the run says what it finds
+            if found is not None:
+                return f"{lost_journal_message(*found, path)}."
+    return None
 
 
 def _inbox_folders(settings: Settings) -> list[Path]:

@@ -164,24 +164,28 @@ def test_status_without_a_journal_beside_outcomes_says_it_was_lost(
     assert err == f"filedrop: {out}"
 
 
-def test_status_still_says_the_journal_was_lost_once_something_opened_an_empty_one(
+def test_status_says_the_journal_was_lost_as_a_run_finds_it(
     inbox: Path, sandbox: Sandbox
 ) -> None:
     """A run refused for the lost journal opens (and so makes) an empty one, and so does a
-    journal replaced by an empty file: status then said "no files yet", exit 0, as if nothing
-    had been processed, where the outcomes say otherwise."""
+    journal replaced by an empty file: status then said "no files yet", exit 0, and report gave
+    an all-clear digest, while every run refused the inbox. Both now say what the run says.
+    An outcome that cannot be read back (a stray file so named) shows nothing sent, for runs
+    and for status alike: no alarm that no rebuild could clear."""
     write_erp_csv(inbox / "a.csv", [erp_row("5511")])
     env = run_env(inbox, sandbox.url)
+    (inbox / "notes.outcome.csv").write_bytes(b"not an outcome\x00\xff")
     filedrop("run", environ=env)
+    assert filedrop("status", environ=env)[0] == 0
     journal_file(inbox).unlink()
     write_erp_csv(inbox / "b.csv", [erp_row("5512")])
     filedrop("run", environ=env, expect=2)
     assert journal_file(inbox).exists()
     lost = (
-        f"The journal at {journal_file(inbox)} holds no file, yet the inbox holds 1 outcome file "
-        f"(such as {inbox / 'a.outcome.csv'}), so files were processed: the journal was lost or "
-        "moved; run 'filedrop journal rebuild' with the FILEDROP_ENV and FILEDROP_ORG_ID they "
-        "were sent with, or point FILEDROP_STATE at the journal in use.\n"
+        f"a.csv: its outcome {inbox / 'a.outcome.csv'} shows invoices sent that the journal "
+        f"{journal_file(inbox)} does not know were sent, so the journal was lost, replaced or put "
+        "back from an older copy; nothing in this inbox is sent until 'filedrop journal rebuild' "
+        "has read the outcomes back into it (or FILEDROP_STATE points at the journal in use).\n"
     )
     assert filedrop("status", environ=env, expect=1)[1] == lost
     _, _, err = filedrop("report", "--out", str(inbox.parent), environ=env, expect=2)
