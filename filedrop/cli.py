@@ -236,6 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, help="where to write the mapping (default: FILE's name with .toml)"
     )
     init.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    init.add_argument(
+        "--encoding",
+        help="read a CSV in this encoding (cp1252, cp865, mac-roman...) when filedrop will not "
+        "guess it; the draft sets it",
+    )
 
     sandbox = command(
         "sandbox", "Serve a local imitation of Amili's API; nothing reaches Amili.", _sandbox
@@ -744,7 +749,7 @@ def _validate_file(
 
 def _init(args: argparse.Namespace, io: Io) -> int:
     """Write the draft, then validate the file with it as ``validate`` does."""
-    from filedrop.errors import MappingError
+    from filedrop.errors import EncodingUnsureError, MappingError
     from filedrop.mapping.draft import draft_mapping
     from filedrop.read import read_table
 
@@ -754,7 +759,18 @@ def _init(args: argparse.Namespace, io: Io) -> int:
     if out.exists() and not args.force:
         raise ConfigError(f"{out} already exists; pass --force to overwrite it, or choose --out.")
     _require_file(args.file)
-    draft = draft_mapping(args.file, partial(read_table, limits=settings.read_limits()))
+    read = partial(read_table, limits=settings.read_limits())
+    try:
+        draft = draft_mapping(args.file, read, encoding=args.encoding)
+    except EncodingUnsureError as exc:
+        # There is no mapping yet to set the encoding in: init takes it.
+        likely, taken = exc.encodings
+        again = f"filedrop init {printable(str(args.file))} --encoding"
+        raise ReadError(
+            exc.path,
+            f"{exc.finding}; names would reach Amili garbled, so no mapping is drafted from it: "
+            f"'{again} {likely}' reads it so (or '{again} {taken}' if it was read right)",
+        ) from None
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(draft.text, encoding="utf-8")
     io.say(f"Wrote {printable(str(out))}. Validating {printable(args.file.name)} with it:")

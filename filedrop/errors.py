@@ -40,6 +40,17 @@ class ReadError(FiledropError):
         return f"{self.path}: {self.detail}"
 
 
+class EncodingUnsureError(ReadError):
+    """A CSV whose encoding filedrop will not guess: ``finding`` says what it found where, and
+    ``encodings`` are the settings that would read it, the likeliest first, then the one that
+    reads it as it was taken to be (``filedrop init --encoding`` takes one)."""
+
+    def __init__(self, path: str, detail: str, *, finding: str, encodings: tuple[str, str]) -> None:
+        super().__init__(path, detail)
+        self.finding = finding
+        self.encodings = encodings
+
+
 class ReadAgainLaterError(FiledropError):
     """A file whose read was given up for a reason that passes, so nothing is recorded against
     its bytes: it changed while it was read (``replaced``), filedrop was stopping (``stopped``),

@@ -164,9 +164,7 @@ def test_status_without_a_journal_beside_outcomes_says_it_was_lost(
     assert err == f"filedrop: {out}"
 
 
-def test_status_says_the_journal_was_lost_as_a_run_finds_it(
-    inbox: Path, sandbox: Sandbox
-) -> None:
+def test_status_says_the_journal_was_lost_as_a_run_finds_it(inbox: Path, sandbox: Sandbox) -> None:
     """A run refused for the lost journal opens (and so makes) an empty one, and so does a
     journal replaced by an empty file: status then said "no files yet", exit 0, and report gave
     an all-clear digest, while every run refused the inbox. Both now say what the run says.

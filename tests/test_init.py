@@ -154,6 +154,32 @@ def test_a_control_character_in_the_export_name_reaches_neither_the_draft_nor_th
     assert not any(line.startswith("INFO") for line in out.splitlines())
 
 
+def test_init_takes_the_encoding_of_an_export_it_will_not_guess(tmp_path: Path) -> None:
+    """An old DOS program's export is refused unguessed, and the refusal said to set the
+    encoding in the mapping's [read], which is what init was to write: a dead end. init names
+    the way instead, takes --encoding, and the draft sets it, so validate reads the names."""
+    export = tmp_path / "dos.csv"
+    lines = ["Fakturanr;Fakturadato;Forfallsdato;Beløp;Fornavn;Etternavn;Fødselsnr;Adresse;"
+             "Postnr;Poststed", "1001;01.03.2024;15.03.2024;1234,50;Bjørn;Sæther;01058211237;"
+             "Storgata 1;0150;Oslo"]  # fmt: skip
+    export.write_bytes(("\r\n".join(lines) + "\r\n").encode("cp865"))
+    out = tmp_path / "dos.toml"
+    _, _, err = filedrop("init", str(export), "--out", str(out), environ={}, expect=2)
+    again = f"filedrop init {export} --encoding"
+    assert err == (
+        f'filedrop: {export}: line 1 holds "Bel›p", which is "Beløp" in the Nordic DOS code page '
+        "(865), an old DOS program's; names would reach Amili garbled, so no mapping is drafted "
+        f"from it: '{again} cp865' reads it so (or '{again} cp1252' if it was read right)\n"
+    )
+    assert not out.exists()
+    filedrop("init", str(export), "--out", str(out), "--encoding", "cp865", environ={}, expect=None)
+    assert 'encoding = "cp865"  # as given to filedrop init' in out.read_text(encoding="utf-8")
+    _, printed, _ = filedrop(
+        "validate", str(export), "--mapping", str(out), "--json", environ={}, expect=None
+    )
+    assert '"Bjørn"' in printed and '"Sæther"' in printed
+
+
 def test_init_refuses_to_overwrite_a_mapping_without_force(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -194,6 +194,13 @@ def test_a_dos_code_page_file_is_refused_saying_so_unless_the_mapping_names_it(
         ("cp865", "BJØRN", "BJ\ufffdRN"),
         ("cp865", "ÅSE", "\ufffdSE"),
         ("cp850", "Mäkinen", "M„kinen"),
+        ("mac_roman", "Tromsø", "Troms¿"),
+        ("mac_roman", "Blå", "BlŒ"),
+        ("mac_roman", "ÆRE AS", "®RE AS"),
+        ("mac_roman", "BÅT", "B\ufffdT"),
+        ("cp850", "Müller GmbH", "M\ufffdller GmbH"),
+        ("cp850", "Café René", "Caf‚ Ren‚"),
+        ("cp850", "François", "Fran‡ois"),
     ],
 )
 def test_a_lookalike_encoding_is_found_by_its_capitals_too(
@@ -211,10 +218,21 @@ def test_a_lookalike_encoding_is_found_by_its_capitals_too(
     assert rows(read_table(path, ReadOptions(encoding=setting))) == [["1", name]]
 
 
+def test_a_dos_file_with_a_degree_sign_is_looked_at_all_the_same(tmp_path: Path) -> None:
+    """DOS's ° and µ are the very bytes of Windows-1252's ø and æ: a file holding "4°C" passed
+    as Windows-1252 unlooked at, and sent "Bj›rn". A Windows-1252 ø or æ counts only beside a
+    letter, as in a name."""
+    path = tmp_path / "lager.csv"
+    path.write_bytes("Nr;Navn;Merknad\r\n1;Bjørn;Kjølelager 4°C, 2µm\r\n".encode("cp865"))
+    with pytest.raises(ReadError, match='holds "Bj›rn", which is "Bjørn" in the Nordic DOS'):
+        read_table(path)
+
+
 def test_windows_1252_signs_beside_capitals_are_read_as_they_are(tmp_path: Path) -> None:
     """The signs that are capitals elsewhere, where a Windows-1252 name has them, and a name
     refused for one of them reads as Windows-1252 when the mapping says so."""
     names = ["O’BRIEN", "Acme® Pro", "ACME®", "50¾ kr", "Kategori›Underkategori", "D’ANGELO"]
+    names += ["Microsoft®office", "Sœur Œuvre", "Besançon", "Þórður", "Kari’s Kafé"]
     path = tmp_path / "windows.csv"
     path.write_bytes(("Nr;Navn\r\n" + "".join(f"1;{n}\r\n" for n in names)).encode("cp1252"))
     assert [row[1] for row in rows(read_table(path))] == names

@@ -146,22 +146,25 @@ class _Lines:
         self.lines.append(f"# {key} = {example}  # QUESTION: {question}")
 
 
-def draft_mapping(path: Path, read: Callable[[Path, ReadOptions], Table]) -> Draft:
+def draft_mapping(
+    path: Path, read: Callable[[Path, ReadOptions], Table], *, encoding: str | None = None
+) -> Draft:
     """A commented mapping for files like ``path``, read with ``read`` (the usual reader).
 
     The header is found by the synonyms (below any title rows); every proposal is as sure as its
-    comment says, and a field it cannot place is a question, never a guess left unmarked.
+    comment says, and a field it cannot place is a question, never a guess left unmarked. A CSV
+    is read in ``encoding`` when it is given (one filedrop will not guess), and the draft sets it.
     """
     synonyms = tuple(dict.fromkeys(name for names in SYNONYMS.values() for name in names))
     try:
-        table = read(path, ReadOptions(expected_headers=synonyms))
+        table = read(path, ReadOptions(encoding=encoding, expected_headers=synonyms))
     except HiddenSheetError as exc:
         if not exc.visible:
             raise
         # The draft is of the first sheet the user sees, and names it (``_Drafter.draft``).
         table = read(path, ReadOptions(sheet=exc.visible[0], expected_headers=synonyms))
         return _Drafter(table, sheet_named=True).draft()
-    return _Drafter(table).draft()
+    return _Drafter(table, encoding_given=encoding is not None).draft()
 
 
 def _norm(text: str) -> str:
@@ -196,9 +199,12 @@ def _shown(value: str) -> str:
 class _Drafter:
     """Places the fields of one table, then writes the draft."""
 
-    def __init__(self, table: Table, *, sheet_named: bool = False) -> None:
+    def __init__(
+        self, table: Table, *, sheet_named: bool = False, encoding_given: bool = False
+    ) -> None:
         self.table = table
         self.sheet_named = sheet_named  # the sheet read by name: the first one is hidden
+        self.encoding_given = encoding_given  # init --encoding: the files are read so
         self.headers = table.headers
         self.placed: dict[str, _Placed] = {}
         self.used: set[str] = set()
@@ -399,10 +405,11 @@ class _Drafter:
         info = self.table.info
         out.add("[read]")
         if info.kind == "csv":
-            out.add(
-                f"# encoding = {_toml(info.encoding or 'utf-8')}",
-                "detected, and again for every file",
-            )
+            encoding = _toml(info.encoding or "utf-8")
+            if self.encoding_given:
+                out.add(f"encoding = {encoding}", "as given to filedrop init")
+            else:
+                out.add(f"# encoding = {encoding}", "detected, and again for every file")
             delimiter = "tab" if info.delimiter == "\t" else info.delimiter or ";"
             out.add(f"delimiter = {_toml(delimiter)}", "detected")
         elif self.sheet_named:

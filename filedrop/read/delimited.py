@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from filedrop.errors import ReadError
+from filedrop.errors import EncodingUnsureError, ReadError
 from filedrop.read.excel import read_excel
 from filedrop.read.isolated import read_excel_isolated
 from filedrop.read.limits import ReadLimits, check_file_size, inspect_workbook
@@ -304,23 +304,28 @@ def _refuse_mixed(where: str, data: bytes, not_utf8_at: int, codec: str) -> None
 
 # Bytes that are a Norwegian letter in Mac Roman (old Mac programs' encoding) or a DOS code
 # page (865, Norwegian; 850 has these letters at the same bytes), where Windows-1252 has a sign
-# no name holds in that place. Inside a word: Mac's æ ø å are Windows-1252's ¾ ¿ Œ, DOS's æ ø å
-# ä ö its ‘ › † „ ”, as in "Bj\xbfrn" or "Bj\x9brn", where a Windows-1252 name has them beside
-# a word at most ("Jones†", "l'Œuvre"). Capitals: Mac's Ø is ¯ and its Æ ® ("\xafyvind",
-# "\xaerlig", "S\xaeTHER"); DOS's Ø and Å, and Mac's Å, are bytes Windows-1252 has no character
-# for at all. DOS's Æ is ’, the apostrophe of "O’BRIEN", and is left out; so are Mac's small
-# letters at a word's start ("Œuvre"). Each alternative names the encoding it points to.
+# no name holds in that place. Mac's æ ø å are Windows-1252's ¾ ¿ Œ, after a letter ("Bj\xbfrn",
+# "Troms\xbf"); DOS's æ ø å ä ö are its ‘ › † „ ”, between letters ("Bj\x9brn"), as Windows-1252
+# has them beside a word at most ("Jones†", "Fjord›"). Capitals: Mac's Ø is ¯ beside a letter,
+# its Æ ® at a word's start or among capitals ("\xaerlig", "S\xaeTHER"); Mac's Å and DOS's Ø
+# and Å are bytes Windows-1252 has no character for. Mac's Å (0x81) is DOS's ü: at a word's
+# start or among capitals it is Mac's Å, after a letter before a small one DOS's ü ("M\x81ller"),
+# and so DOS's é after a letter ("Caf\x82") and ç between letters. DOS's Æ is ’, the apostrophe
+# of "O’BRIEN", and is left out. Each alternative names the encoding it points to.
 _LOOKALIKE_LETTER = re.compile(
-    rb"(?P<mac>[A-Za-z][\xbe\xbf\x8c][a-z]|[A-Za-z]\xaf|\xaf[A-Za-z]|\xae[a-z]|[A-Z]\xae[A-Z]"
-    rb"|[A-Za-z]\x81|\x81[A-Za-z])"
-    rb"|(?P<dos>[A-Za-z][\x91\x9b\x86\x84\x94][a-z]|[A-Za-z][\x9d\x8f]|[\x9d\x8f][A-Za-z])"
+    rb"(?P<mac>[A-Za-z][\xbe\xbf\x8c]|[A-Za-z]\xaf|\xaf[A-Za-z]"
+    rb"|(?<![A-Za-z])[\xae\x81][A-Za-z]|[A-Z][\xae\x81][A-Z])"
+    rb"|(?P<dos>[A-Za-z][\x91\x9b\x86\x84\x94][a-z]|[A-Za-z][\x9d\x8f]|[\x9d\x8f][A-Za-z]"
+    rb"|[A-Za-z]\x81[a-z]|[A-Za-z]\x82|[A-Za-z]\x87[a-z])"
 )
 _LOOKALIKE_ENCODINGS = {
     "mac": ("mac_roman", "mac-roman", "Mac Roman, the encoding of old Mac programs"),
     "dos": ("cp865", "cp865", "the Nordic DOS code page (865), an old DOS program's"),
 }
-# Windows-1252's own æ ø å Æ Ø Å: a file holding any is written in it, whatever else it holds.
-_CP1252_NORWEGIAN = re.compile(rb"[\xc5\xc6\xd8\xe5\xe6\xf8]")
+# Windows-1252's own æ ø å beside a letter ("Bjørn", "Tromsø", "Åse", "BJØRN"): a file holding
+# one is written in it, whatever else it holds. Beside a letter, as the same bytes are signs in
+# the DOS code pages ("4°C", "2µm"), which would otherwise let such a file through unlooked at.
+_CP1252_NORWEGIAN = re.compile(rb"[A-Za-z][\xe5\xe6\xf8]|[\xc5\xc6\xd8][a-z]|[A-Z][\xc5\xc6\xd8]")
 
 
 def _refuse_lookalike_encoding(where: str, data: bytes, codec: str) -> None:
@@ -340,12 +345,17 @@ def _refuse_lookalike_encoding(where: str, data: bytes, codec: str) -> None:
     word = _field_around(data, found.start())
     # Shown as Windows-1252 shows it; a byte it has no character for is shown as such.
     read_as = word.decode("cp1252", errors="replace")
-    raise ReadError(
-        where,
+    finding = (
         f'line {_line_at(data, found.start())} holds "{read_as}", which is '
-        f'"{word.decode(other)}" in {what}; names would reach Amili garbled, so it is not '
-        f'read: save the file as UTF-8 (or set encoding = "{name}" in the mapping\'s [read]; '
-        f'encoding = "cp1252" if "{read_as}" is right) and drop it again',
+        f'"{word.decode(other)}" in {what}'
+    )
+    raise EncodingUnsureError(
+        where,
+        f"{finding}; names would reach Amili garbled, so it is not read: save the file as UTF-8 "
+        f'(or set encoding = "{name}" in the mapping\'s [read]; encoding = "cp1252" if '
+        f'"{read_as}" is right) and drop it again',
+        finding=finding,
+        encodings=(name, "cp1252"),
     )
 
 
