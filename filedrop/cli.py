@@ -1401,9 +1401,15 @@ def _stopped_by_sigterm(stop: threading.Event, *, stderr: TextIO) -> Iterator[No
 
     def first_interrupt(*_: object) -> None:
         # Ctrl-C stops as SIGTERM does: dying at once made a POST on its way UNKNOWN, for
-        # 'filedrop resolve'. A second Ctrl-C is the way out of a wait the user will not sit out.
+        # 'filedrop resolve'. A second Ctrl-C is the way out of a wait the user will not sit out,
+        # said at once, with what it costs.
         signal.signal(signal.SIGINT, second_interrupt)
         stop.set()
+        _say_at_once(
+            stderr,
+            "filedrop: stopping once the POSTs on their way are answered; press Ctrl-C again to "
+            "stop at once (a batch on its way is then UNKNOWN, for 'filedrop resolve').\n",
+        )
 
     def second_interrupt(*_: object) -> NoReturn:
         # At once, as a kill would: raised as KeyboardInterrupt instead, it unwound through the

@@ -214,8 +214,16 @@ def test_a_second_ctrl_c_ends_the_run_at_once(tmp_path: Path) -> None:
             time.sleep(0.02)
         child.send_signal(signal.SIGINT)
         time.sleep(0.5)
+        assert child.stderr is not None
+        os.set_blocking(child.stderr.fileno(), False)
+        told = child.stderr.read() or b""
+        assert (
+            b"filedrop: stopping once the POSTs on their way are answered; press Ctrl-C again to "
+            b"stop at once (a batch on its way is then UNKNOWN, for 'filedrop resolve').\n"
+        ) in told
         second = time.monotonic()
         child.send_signal(signal.SIGINT)
+        os.set_blocking(child.stderr.fileno(), True)
         _, err = child.communicate(timeout=30)
         assert time.monotonic() - second < 4, err.decode()
         assert child.returncode == 130, err.decode()
