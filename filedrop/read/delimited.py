@@ -304,17 +304,18 @@ def _refuse_mixed(where: str, data: bytes, not_utf8_at: int, codec: str) -> None
 
 # Bytes that are a Norwegian letter in Mac Roman (old Mac programs' encoding) or a DOS code
 # page (865, Norwegian; 850 has these letters at the same bytes), where Windows-1252 has a sign
-# no name holds in that place. Mac's æ ø å are Windows-1252's ¾ ¿ Œ, after a letter ("Bj\xbfrn",
-# "Troms\xbf"); DOS's æ ø å ä ö are its ‘ › † „ ”, between letters ("Bj\x9brn"), as Windows-1252
-# has them beside a word at most ("Jones†", "Fjord›"). Capitals: Mac's Ø is ¯ beside a letter,
-# its Æ ® at a word's start or among capitals ("\xaerlig", "S\xaeTHER"); Mac's Å and DOS's Ø
-# and Å are bytes Windows-1252 has no character for. Mac's Å (0x81) is DOS's ü: at a word's
-# start or among capitals it is Mac's Å, after a letter before a small one DOS's ü ("M\x81ller"),
-# and so DOS's é after a letter ("Caf\x82") and ç between letters. DOS's Æ is ’, the apostrophe
-# of "O’BRIEN", and is left out. Each alternative names the encoding it points to.
+# no name holds in that place. Mac's æ ø å are Windows-1252's ¾ ¿ Œ: ø and å after a small
+# letter ("Bj\xbfrn", "Troms\xbf"), æ between letters ("½x¾" and "CŒUR" are Windows-1252's).
+# DOS's æ ø å ä ö are its ‘ › † „ ”, between letters ("Bj\x9brn"), as Windows-1252 has them
+# beside a word at most ("Jones†", "Fjord›"). Capitals: Mac's Ø is ¯ beside a letter, its Æ ®
+# at a word's start ("\xaerlig"; among capitals it is Windows-1252's, "ACME®PRO"); Mac's Å and
+# DOS's Ø and Å are bytes Windows-1252 has no character for. Mac's Å (0x81) is DOS's ü: at a
+# word's start or among capitals it is Mac's Å, after a letter before a small one DOS's ü
+# ("M\x81ller"), and so DOS's é after a letter ("Caf\x82") and ç between letters. DOS's Æ is ’,
+# the apostrophe of "O’BRIEN", and is left out. Each alternative names the encoding it points to.
 _LOOKALIKE_LETTER = re.compile(
-    rb"(?P<mac>[A-Za-z][\xbe\xbf\x8c]|[A-Za-z]\xaf|\xaf[A-Za-z]"
-    rb"|(?<![A-Za-z])[\xae\x81][A-Za-z]|[A-Z][\xae\x81][A-Z])"
+    rb"(?P<mac>[A-Za-z]\xbe[a-z]|[a-z][\xbf\x8c]|[A-Za-z]\xaf|\xaf[A-Za-z]"
+    rb"|(?<![A-Za-z])[\xae\x81][A-Za-z]|[A-Z]\x81[A-Z])"
     rb"|(?P<dos>[A-Za-z][\x91\x9b\x86\x84\x94][a-z]|[A-Za-z][\x9d\x8f]|[\x9d\x8f][A-Za-z]"
     rb"|[A-Za-z]\x81[a-z]|[A-Za-z]\x82|[A-Za-z]\x87[a-z])"
 )
@@ -322,10 +323,14 @@ _LOOKALIKE_ENCODINGS = {
     "mac": ("mac_roman", "mac-roman", "Mac Roman, the encoding of old Mac programs"),
     "dos": ("cp865", "cp865", "the Nordic DOS code page (865), an old DOS program's"),
 }
-# Windows-1252's own æ ø å beside a letter ("Bjørn", "Tromsø", "Åse", "BJØRN"): a file holding
-# one is written in it, whatever else it holds. Beside a letter, as the same bytes are signs in
-# the DOS code pages ("4°C", "2µm"), which would otherwise let such a file through unlooked at.
-_CP1252_NORWEGIAN = re.compile(rb"[A-Za-z][\xe5\xe6\xf8]|[\xc5\xc6\xd8][a-z]|[A-Z][\xc5\xc6\xd8]")
+# Windows-1252's own æ ø å inside a word as names have them ("Bjørn", "Øyvind", "ØSTBY",
+# "BJØRN"): a file holding one is written in it, whatever else it holds. Only so, as the same
+# bytes are signs or other letters in the DOS code pages ("4°C", "N°", "2µm", cp850's "São"),
+# which let such a file through unlooked at. A file with its æ ø å elsewhere only ("Tromsø") is
+# looked at whole: this is a shortcut, not a verdict.
+_CP1252_NORWEGIAN = re.compile(
+    rb"[a-z][\xe5\xe6\xf8][a-z]|[A-Z][\xc5\xc6\xd8][A-Z]|(?<![A-Za-z])[\xc5\xc6\xd8][A-Za-z]"
+)
 
 
 def _refuse_lookalike_encoding(where: str, data: bytes, codec: str) -> None:
