@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import re
+import shlex
 import signal
 import socket
 import stat
@@ -749,9 +750,9 @@ def _validate_file(
 
 def _init(args: argparse.Namespace, io: Io) -> int:
     """Write the draft, then validate the file with it as ``validate`` does."""
-    from filedrop.errors import EncodingUnsureError, MappingError
+    from filedrop.errors import EncodingContradictedError, EncodingUnsureError, MappingError
     from filedrop.mapping.draft import draft_mapping
-    from filedrop.read import read_table
+    from filedrop.read import CSV_SUFFIXES, read_table
 
     settings = _load(args, io)
     # The default name comes from the export's: no control character of it reaches a file name.
@@ -759,17 +760,32 @@ def _init(args: argparse.Namespace, io: Io) -> int:
     if out.exists() and not args.force:
         raise ConfigError(f"{out} already exists; pass --force to overwrite it, or choose --out.")
     _require_file(args.file)
+    if args.encoding is not None and args.file.suffix.lower() not in CSV_SUFFIXES:
+        raise ConfigError(
+            f"--encoding is for CSV files; {printable(args.file.name)} is a workbook, whose text "
+            "says its own encoding. Leave --encoding out."
+        )
     read = partial(read_table, limits=settings.read_limits())
     try:
         draft = draft_mapping(args.file, read, encoding=args.encoding)
     except EncodingUnsureError as exc:
-        # There is no mapping yet to set the encoding in: init takes it.
+        # There is no mapping yet to set the encoding in: init takes it. The command is shown as
+        # it can be typed again: quoted where a shell needs it, with the --out given.
         likely, taken = exc.encodings
-        again = f"filedrop init {printable(str(args.file))} --encoding"
+        again = shlex.join(
+            ["filedrop", "init", str(args.file), *(["--out", str(out)] if args.out else [])]
+        )
         raise ReadError(
             exc.path,
-            f"{exc.finding}; names would reach Amili garbled, so no mapping is drafted from it: "
-            f"'{again} {likely}' reads it so (or '{again} {taken}' if it was read right)",
+            f"{exc.finding}; names would reach Amili garbled, so no mapping is drafted from it. "
+            f"To read it so: {printable(again)} --encoding {likely} (or --encoding {taken} if it "
+            "was read right)",
+        ) from None
+    except EncodingContradictedError as exc:
+        raise ReadError(
+            exc.path,
+            f"{exc.finding}, but --encoding {args.encoding} was given; leave --encoding out "
+            "(filedrop tells the encodings apart)",
         ) from None
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(draft.text, encoding="utf-8")

@@ -51,6 +51,15 @@ class EncodingUnsureError(ReadError):
         self.encodings = encodings
 
 
+class EncodingContradictedError(ReadError):
+    """A CSV whose bytes say what encoding they are in (``finding``), another than the one set
+    for it."""
+
+    def __init__(self, path: str, detail: str, *, finding: str) -> None:
+        super().__init__(path, detail)
+        self.finding = finding
+
+
 class ReadAgainLaterError(FiledropError):
     """A file whose read was given up for a reason that passes, so nothing is recorded against
     its bytes: it changed while it was read (``replaced``), filedrop was stopping (``stopped``),

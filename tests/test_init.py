@@ -165,11 +165,11 @@ def test_init_takes_the_encoding_of_an_export_it_will_not_guess(tmp_path: Path) 
     export.write_bytes(("\r\n".join(lines) + "\r\n").encode("cp865"))
     out = tmp_path / "dos.toml"
     _, _, err = filedrop("init", str(export), "--out", str(out), environ={}, expect=2)
-    again = f"filedrop init {export} --encoding"
     assert err == (
         f'filedrop: {export}: line 1 holds "Bel›p", which is "Beløp" in the Nordic DOS code page '
         "(865), an old DOS program's; names would reach Amili garbled, so no mapping is drafted "
-        f"from it: '{again} cp865' reads it so (or '{again} cp1252' if it was read right)\n"
+        f"from it. To read it so: filedrop init {export} --out {out} --encoding cp865 (or "
+        "--encoding cp1252 if it was read right)\n"
     )
     assert not out.exists()
     filedrop("init", str(export), "--out", str(out), "--encoding", "cp865", environ={}, expect=None)
@@ -178,6 +178,23 @@ def test_init_takes_the_encoding_of_an_export_it_will_not_guess(tmp_path: Path) 
         "validate", str(export), "--mapping", str(out), "--json", environ={}, expect=None
     )
     assert '"Bjørn"' in printed and '"Sæther"' in printed
+    # The name as a shell takes it; an encoding the file's own bytes contradict; a workbook.
+    spaced = export.rename(tmp_path / "Faktura mars (DOS).csv")
+    _, _, err = filedrop("init", str(spaced), environ={}, expect=2)
+    assert f"To read it so: filedrop init '{spaced}' --encoding cp865 (or" in err
+    utf8 = tmp_path / "utf8.csv"
+    utf8.write_text("Nr;Navn\r\n1;Bjørn\r\n", encoding="utf-8")
+    _, _, err = filedrop("init", str(utf8), "--encoding", "cp1252", environ={}, expect=2)
+    assert err == (
+        f'filedrop: {utf8}: the file is UTF-8 text (line 2 holds "ø"), but --encoding cp1252 was '
+        "given; leave --encoding out (filedrop tells the encodings apart)\n"
+    )
+    book = EXAMPLES / "apne-poster-mars.xlsx"
+    _, _, err = filedrop("init", str(book), "--encoding", "cp865", environ={}, expect=2)
+    assert err == (
+        "filedrop: --encoding is for CSV files; apne-poster-mars.xlsx is a workbook, whose text "
+        "says its own encoding. Leave --encoding out.\n"
+    )
 
 
 def test_init_refuses_to_overwrite_a_mapping_without_force(

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from filedrop.errors import EncodingUnsureError, ReadError
+from filedrop.errors import EncodingContradictedError, EncodingUnsureError, ReadError
 from filedrop.read.excel import read_excel
 from filedrop.read.isolated import read_excel_isolated
 from filedrop.read.limits import ReadLimits, check_file_size, inspect_workbook
@@ -406,9 +406,9 @@ def _refuse_contradicted(where: str, data: bytes, wanted: str, name: str) -> Non
         ((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE), "UTF-16"),
     ):
         if data.startswith(marks):
-            raise ReadError(
-                where,
-                f"the file is {what} text (it begins with a byte order mark), but {setting}; {fix}",
+            finding = f"the file is {what} text (it begins with a byte order mark)"
+            raise EncodingContradictedError(
+                where, f"{finding}, but {setting}; {fix}", finding=finding
             )
     if data.isascii():
         return
@@ -422,10 +422,11 @@ def _refuse_contradicted(where: str, data: bytes, wanted: str, name: str) -> Non
     line = _line_at(data, found.start())
     letter = found.group().decode("utf-8")
     garbled = found.group().decode(name, errors="replace")
-    raise ReadError(
+    finding = f'the file is UTF-8 text (line {line} holds "{letter}")'
+    raise EncodingContradictedError(
         where,
-        f'the file is UTF-8 text (line {line} holds "{letter}"), but {setting}, which would '
-        f'send "{garbled}" to Amili instead; {fix}',
+        f'{finding}, but {setting}, which would send "{garbled}" to Amili instead; {fix}',
+        finding=finding,
     )
 
 
