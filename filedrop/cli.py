@@ -849,13 +849,16 @@ def _status(args: argparse.Namespace, io: Io) -> int:
     _take_over_legacy(settings)
     if args.health:
         return _health(settings, path, io)
-    # A lost journal is what a script or a person must act on; nothing processed yet is not.
-    if lost := _lost_journal_sentence(settings):
+    # A lost journal is what a script or a person must act on (exit 1); nothing processed yet
+    # is not. Said first, then what the journal holds all the same: another inbox's batches
+    # pending or UNKNOWN still need their person.
+    lost = _lost_journal_sentence(settings)
+    if lost:
         io.say(lost)
-        return ExitCode.ATTENTION
     if not path.exists():
-        io.say(f"No journal at {path} yet: nothing has been processed.")
-        return ExitCode.OK
+        if not lost:
+            io.say(f"No journal at {path} yet: nothing has been processed.")
+        return ExitCode.ATTENTION if lost else ExitCode.OK
     # --inbox NAME (or a config listing one inbox): only that inbox's files and batches.
     only = settings.inboxes[0] if len(settings.inboxes) == 1 else None
     with Journal(path) as journal:
@@ -892,7 +895,7 @@ def _status(args: argparse.Namespace, io: Io) -> int:
             if rows:
                 io.say("Rows by status: " + ", ".join(f"{n} {s}" for s, n in sorted(rows.items())))
         _say_replicas(journal, settings, io)
-    return ExitCode.OK
+    return ExitCode.ATTENTION if lost else ExitCode.OK
 
 
 def _lost_journal_sentence(settings: Settings) -> str | None:
