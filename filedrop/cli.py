@@ -452,7 +452,9 @@ def _run(args: argparse.Namespace, io: Io) -> int:
     # SIGTERM is taken before the imports, which are most of a start: one that came while they
     # loaded killed the process outright instead of ending the run early and whole.
     stop = threading.Event()
-    with _stopped_by_sigterm(stop, stderr=io.stderr):
+    # The hint for a second Ctrl-C is a line for a person at a terminal: not one among JSON logs.
+    hint = io.stderr if io.settings.log_format == "text" else None
+    with _stopped_by_sigterm(stop, stderr=io.stderr, hint=hint):
         return _run_until(stop, io)
 
 
@@ -1412,11 +1414,14 @@ def _on_signals(stop: threading.Event) -> None:
 
 
 @contextlib.contextmanager
-def _stopped_by_sigterm(stop: threading.Event, *, stderr: TextIO) -> Iterator[None]:
+def _stopped_by_sigterm(
+    stop: threading.Event, *, stderr: TextIO, hint: TextIO | None = None
+) -> Iterator[None]:
     """SIGTERM (a CronJob's pod evicted, systemd stopping its unit), SIGHUP (its terminal
     closed) or a first Ctrl-C sets ``stop`` meanwhile: a run then ends early but whole, as watch
     does (the POSTs on their way are recorded, the rest resumes at the next run), instead of
-    dying with batches whose fate nobody recorded. A second Ctrl-C ends the process at once."""
+    dying with batches whose fate nobody recorded. A second Ctrl-C ends the process at once;
+    the first says so on ``hint``, when given."""
 
     def first_interrupt(*_: object) -> None:
         # Ctrl-C stops as SIGTERM does: dying at once made a POST on its way UNKNOWN, for
@@ -1424,11 +1429,12 @@ def _stopped_by_sigterm(stop: threading.Event, *, stderr: TextIO) -> Iterator[No
         # said at once, with what it costs.
         signal.signal(signal.SIGINT, second_interrupt)
         stop.set()
-        _say_at_once(
-            stderr,
-            "filedrop: stopping once the POSTs on their way are answered; press Ctrl-C again to "
-            "stop at once (a batch on its way is then UNKNOWN, for 'filedrop resolve').\n",
-        )
+        if hint is not None:
+            _say_at_once(
+                hint,
+                "filedrop: stopping once the work on its way is recorded; press Ctrl-C again to "
+                "stop at once (a batch on its way is then UNKNOWN, for 'filedrop resolve').\n",
+            )
 
     def second_interrupt(*_: object) -> NoReturn:
         # At once, as a kill would: raised as KeyboardInterrupt instead, it unwound through the

@@ -261,12 +261,20 @@ def run_inbox(ctx: Context) -> RunReport:
         inbox=ctx.metrics.name,
     )
     if ctx.stop.is_set():
-        # Stopped during the wait for files to settle: none is taken, none was "changing".
-        for path in candidates:
+        # Stopped during the wait for files to settle: none is taken, none was "changing". One
+        # line, as the wait had.
+        if candidates:
             log.info(
                 "%s: left for the next run, as filedrop is stopping",
-                printable(path.name),
-                extra=fields("file_left", inbox=ctx.metrics.name, file=path.name),
+                printable(candidates[0].name)
+                if len(candidates) == 1
+                else f"{len(candidates)} files (such as {printable(candidates[0].name)})",
+                extra=fields(
+                    "files_left",
+                    inbox=ctx.metrics.name,
+                    file=candidates[0].name,
+                    counts={"files": len(candidates)},
+                ),
             )
         return RunReport([], stopped_early=bool(candidates))
     for path in changing:

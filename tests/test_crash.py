@@ -218,7 +218,7 @@ def test_a_second_ctrl_c_ends_the_run_at_once(tmp_path: Path) -> None:
         os.set_blocking(child.stderr.fileno(), False)
         told = child.stderr.read() or b""
         assert (
-            b"filedrop: stopping once the POSTs on their way are answered; press Ctrl-C again to "
+            b"filedrop: stopping once the work on its way is recorded; press Ctrl-C again to "
             b"stop at once (a batch on its way is then UNKNOWN, for 'filedrop resolve').\n"
         ) in told
         second = time.monotonic()
@@ -267,13 +267,18 @@ def test_sigterm_during_a_retry_wait_ends_the_run_at_once(tmp_path: Path) -> Non
         assert sandbox.counters().invoices_received == 1
 
 
-def test_sigterm_during_the_stability_window_ends_the_run_at_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("files", [1, 3])
+def test_sigterm_during_the_stability_window_ends_the_run_at_once(
+    tmp_path: Path, files: int
+) -> None:
     """SIGTERM while a one-shot run waits to see whether a new file is still being written:
-    the run ends at once and sends nothing; the file is left for the next run, which the exit
-    code says (3, as for any work a stop leaves), and no line calls it "still changing"."""
+    the run ends at once and sends nothing; the files are left for the next run, which the exit
+    code says (3, as for any work a stop leaves), in one line, and none is "still changing"."""
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     write_erp_csv(inbox / "fresh.csv", [erp_row("21201")])
+    for k in range(1, files):
+        write_erp_csv(inbox / f"more{k}.csv", [erp_row(str(21201 + k))])
     with Sandbox(SandboxOptions(delay_s=(0, 0))).start() as sandbox:
         env = run_env(inbox, sandbox.url, FILEDROP_STABILITY_S="60")
         child = subprocess.Popen(
@@ -287,7 +292,9 @@ def test_sigterm_during_the_stability_window_ends_the_run_at_once(tmp_path: Path
         child.send_signal(signal.SIGTERM)
         out, err = child.communicate(timeout=70)
         assert time.monotonic() - signalled < 10, err.decode()
-        assert b"fresh.csv: left for the next run, as filedrop is stopping" in err, err.decode()
+        which = b"fresh.csv" if files == 1 else b"3 files (such as fresh.csv)"
+        left = which + b": left for the next run, as filedrop is stopping"
+        assert err.count(b"left for the next run") == 1 and left in err, err.decode()
         assert b"still changing" not in err
         assert (child.returncode, out) == (
             3,
