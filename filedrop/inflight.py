@@ -27,6 +27,7 @@ import json
 import os
 import stat
 import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -383,15 +384,33 @@ def marks_or_their_folder(inbox: Path) -> list[Path]:
         return [inbox / SENDING_FOLDER]
 
 
+#: How often, and how far apart, a mark that does not read is read again before it counts as
+#: unreadable: a mark is made empty and then written (``Sending._begin``), and a file of the
+#: same inbox looking at the marks in between found it "cannot be read", which held back the
+#: whole inbox (a run exited 2 for it; watch retried 10 s later).
+_MARK_READ_TRIES = 5
+_MARK_READ_PAUSE_S = 0.05
+
+
 def _read(path: Path) -> SendingMark | None:
     """The mark at ``path``; None when it is not there (its outcome was written)."""
-    try:
-        with os.fdopen(open_regular(path), "rb") as handle:  # a link or a pipe is no mark
-            raw = handle.read(_MARK_MAX_BYTES)
-    except FileNotFoundError:
-        return None
-    except OSError:
-        return SendingMark(path)
+    for attempt in range(_MARK_READ_TRIES):
+        try:
+            with os.fdopen(open_regular(path), "rb") as handle:  # a link or a pipe is no mark
+                raw = handle.read(_MARK_MAX_BYTES)
+        except FileNotFoundError:
+            return None
+        except OSError:
+            return SendingMark(path)
+        mark = _parsed(path, raw)
+        if mark.file is not None or attempt == _MARK_READ_TRIES - 1:
+            return mark
+        time.sleep(_MARK_READ_PAUSE_S)  # being written this very moment, perhaps
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _parsed(path: Path, raw: bytes) -> SendingMark:
+    """The mark ``raw`` (read from ``path``), or one that cannot be read."""
     head, _, rest = raw.partition(b"\n")
     try:
         facts = json.loads(head)

@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -276,6 +277,29 @@ def test_a_mark_that_cannot_be_read_holds_the_inbox_back(
             "inbox is sent until it is looked at and deleted"
         )
         assert found.summary() == f"not sent: filedrop's mark {mark} cannot be read (see the log)"
+
+
+def test_a_mark_caught_between_being_made_and_being_written_is_read_once_written(
+    source: Path, tmp_path: Path
+) -> None:
+    """A mark is made empty, then written: another file of the inbox looking at the marks in
+    between found it "cannot be read", and the whole inbox was held back (a run exited 2, in a
+    burst of files). Such a mark is read again, a moment later, before it counts as that."""
+    with Journal(tmp_path / "journal.db") as journal:
+        written = claimed_and_marked(journal, source)
+        text = written.read_bytes()
+        written.write_bytes(b"")  # as the writer left it for a moment
+
+        def write_it() -> None:
+            time.sleep(0.08)
+            written.write_bytes(text)
+
+        writer = threading.Thread(target=write_it)
+        writer.start()
+        try:
+            assert unknown_mark(source.parent, journal, target=TARGET) is None
+        finally:
+            writer.join()
 
 
 def test_no_mark_is_written_until_a_batch_is_about_to_go_and_one_naming_none_tells_nothing_went(
