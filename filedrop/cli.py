@@ -563,11 +563,12 @@ def _progress_for(io: Io, log_format: str) -> Progress | None:
 
 def _watch(args: argparse.Namespace, io: Io) -> int:
     stop = threading.Event()
-    _on_signals(stop)  # before the imports, as for run
-    from filedrop.watch import watch_through_outages
+    # Before the imports, as for run; and a second Ctrl-C stops at once, as it does for run.
+    hint = io.stderr if io.settings.log_format == "text" else None
+    with _stopped_by_sigterm(stop, stderr=io.stderr, hint=hint):
+        from filedrop.watch import watch_through_outages
 
-    settings = _load(args, io)
-    watch_through_outages(settings, stop=stop)
+        watch_through_outages(_load(args, io), stop=stop)
     return ExitCode.OK
 
 

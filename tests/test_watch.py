@@ -760,6 +760,38 @@ def sigterm(process: subprocess.Popen[bytes], log_path: Path) -> None:
     assert code == 0, log_path.read_text()
 
 
+def test_a_second_ctrl_c_ends_watch_at_once(tmp_path: Path, inbox: Path, mapping: Path) -> None:
+    """As for run: a first Ctrl-C stops the daemon as SIGTERM does and says a second stops at
+    once; the second ends it at once (130) rather than when a stalled POST's answer comes or its
+    FILEDROP_SHUTDOWN_S runs out."""
+    log_path = tmp_path / "watch.log"
+    with Sandbox(SandboxOptions(delay_s=(0, 0))).start() as sandbox:
+        sandbox.stall_next(20.0)
+        env = daemon_env(sandbox=sandbox, inbox=inbox, mapping=mapping, FILEDROP_SHUTDOWN_S="30")
+        daemon = start_daemon(env, log_path)
+        try:
+            (inbox / "stall.csv").write_text(csv_text(["CTRL-1"]), encoding="utf-8")
+            wait_until(lambda: sandbox.counters().posts >= 1, timeout_s=30, what="the first POST")
+            daemon.send_signal(signal.SIGINT)
+            wait_until(
+                lambda: "press Ctrl-C again to stop at once" in log_path.read_text(),
+                timeout_s=10,
+                what="the first Ctrl-C's hint",
+            )
+            second = time.monotonic()
+            daemon.send_signal(signal.SIGINT)
+            assert daemon.wait(timeout=10) == 130, log_path.read_text()
+            assert time.monotonic() - second < 4
+            assert log_path.read_text().endswith(
+                "filedrop: interrupted again; stopped at once. The next run names any batch "
+                "whose answer was not recorded.\n"
+            )
+        finally:
+            if daemon.poll() is None:
+                daemon.kill()
+                daemon.wait()
+
+
 def first_heartbeat(inbox: Path) -> str:
     """The daemon's owner (host:pid:token), once its journal exists and it has beaten."""
     journal_path = journal_file(inbox)
