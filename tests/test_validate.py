@@ -920,6 +920,22 @@ def test_an_invoice_number_a_number_format_wrote_is_refused(tmp_path: Path) -> N
     assert [i.payload["invoiceNumber"] for i in prepared.invoices] == ["2024 001", "240305.5"]
 
 
+def test_an_invoice_number_with_an_apostrophe_in_front_is_refused(tmp_path: Path) -> None:
+    """'000782 (an ERP's way to make Excel keep the zeros) went out as itself, and another export
+    of the invoice, 000782, went out as a second number: a second case. An apostrophe inside a
+    number is the number as it reads."""
+    path = tmp_path / "mars.csv"
+    numbers = ["'000782", "000783", "O'784"]
+    lines = [ERP_HEADER, *(erp_row(n, email="kunde@example.no") for n in numbers)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    prepared = prepare(read_table(path, ERP.read), ERP)
+    assert messages(prepared) == [
+        'row 2: Fakturanr "\'000782" begins with an apostrophe, the mark that tells Excel to '
+        "keep a value as text, not part of the invoice number; remove it in the export"
+    ]
+    assert [i.payload["invoiceNumber"] for i in prepared.invoices] == ["000783", "O'784"]
+
+
 def test_a_workbook_amount_is_sent_as_the_ore_it_shows(tmp_path: Path) -> None:
     """A formula's saved result =1.1*3 holds 3.3000000000000003 (shown 3,30), and one of
     1234.5 computed another way 1234.5000000000002: each went out with its binary noise. Within

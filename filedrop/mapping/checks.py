@@ -59,6 +59,7 @@ def check_invoice(mapping: Mapping, level: dict[int, Level], count: int) -> list
         issues += (
             _shortened_numbers(lv, texts)
             + _formatted_numbers(lv, texts)
+            + _apostrophe_numbers(lv, texts)
             + _broken_numbers(lv, texts)
         )
     amount = invoice.get_field("originalInvoiceAmount")
@@ -395,6 +396,29 @@ def _formatted_numbers(lv: Level, texts: list[str]) -> list[Issue]:
             )
         )
     return issues
+
+
+def _apostrophe_numbers(lv: Level, texts: list[str]) -> list[Issue]:
+    """Rule ``text``: an invoice number written with an apostrophe in front ('000782), the mark
+    Excel takes, when typed, for "keep this as text" and never shows or saves. In a file it is
+    an ERP's way to keep the zeros, and another export of the same invoice without it went out
+    as a second number, a second case. Refused, not guessed at, as a number a format wrote is.
+    The whole column is looked at once."""
+    v = lv.values
+    if "'" not in "".join(texts):
+        return []
+    return [
+        _issue(
+            lv.at[g],
+            "text",
+            v,
+            g,
+            f"{v.label[g]} {quoted(text)} begins with an apostrophe, the mark that tells Excel to "
+            "keep a value as text, not part of the invoice number; remove it in the export",
+        )
+        for g, text in enumerate(texts)
+        if text.startswith("'")
+    ]
 
 
 def _broken_numbers(lv: Level, texts: list[str]) -> list[Issue]:
