@@ -917,7 +917,9 @@ def _lost_journal_sentence(settings: Settings) -> str | None:
 
     path, setting = settings.journal_path, settings.where("state")
     if not path.exists():
-        return journal_lost_sentence(path, _inbox_folders(settings), setting)
+        return journal_lost_sentence(
+            path, _inbox_folders(settings), setting, limits=settings.read_limits()
+        )
     with Journal(path) as journal:
         empty = not journal.recent_files(limit=1) and journal.started_fresh_at() is None
         for inbox in settings.each_inbox():
@@ -926,7 +928,9 @@ def _lost_journal_sentence(settings: Settings) -> str | None:
             try:
                 target = inbox.require_target()
             except ConfigError:
-                lost = empty and journal_lost_sentence(path, [inbox.inbox], setting, empty=True)
+                lost = empty and journal_lost_sentence(
+                    path, [inbox.inbox], setting, empty=True, limits=inbox.read_limits()
+                )
                 if lost:
                     return lost
                 continue

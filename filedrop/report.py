@@ -481,7 +481,11 @@ def make_report(settings: Settings, *, period: Period, out: Path) -> tuple[Diges
             )
     else:
         inboxes = [inbox.inbox for inbox in settings.each_inbox() if inbox.inbox is not None]
-        notes.append(no_journal_sentence(path, inboxes, settings.where("state")))
+        notes.append(
+            no_journal_sentence(
+                path, inboxes, settings.where("state"), limits=settings.read_limits()
+            )
+        )
     digest = build_digest(
         files,
         period=period,

@@ -164,6 +164,29 @@ def test_status_without_a_journal_beside_outcomes_says_it_was_lost(
     assert err == f"filedrop: {out}"
 
 
+def test_without_a_journal_only_an_outcome_showing_rows_sent_says_it_was_lost(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """No journal yet, and in the inbox only a stray file named like an outcome, or the outcome
+    of a file none of whose rows went: status said the journal was lost (exit 1) and report
+    refused, though a run takes the inbox and no rebuild could clear it. Neither shows anything
+    sent; an outcome of rows sent still does."""
+    env = run_env(inbox, sandbox.url)
+    (inbox / "notes.outcome.csv").write_bytes(b"not an outcome\x00\xff")
+    write_erp_csv(inbox / "bad.csv", [erp_row("5521", amount="abc")])
+    filedrop("run", environ=env, expect=1)
+    assert (inbox / "bad.outcome.csv").exists()
+    journal_file(inbox).unlink()
+    _, out, _ = filedrop("status", environ=env)
+    assert out == f"No journal at {journal_file(inbox)} yet: nothing has been processed.\n"
+    write_erp_csv(inbox / "good.csv", [erp_row("5522")])
+    filedrop("run", environ=env, expect=1)  # a new journal: bad.csv is read again, good.csv sent
+    journal_file(inbox).unlink()
+    _, out, _ = filedrop("status", environ=env, expect=1)
+    assert out.startswith(f"No journal at {journal_file(inbox)}, yet the inbox holds 1 outcome")
+    assert f"(such as {inbox / 'good.outcome.csv'})" in out
+
+
 def test_status_says_the_journal_was_lost_as_a_run_finds_it(inbox: Path, sandbox: Sandbox) -> None:
     """A run refused for the lost journal opens (and so makes) an empty one, and so does a
     journal replaced by an empty file: status then said "no files yet", exit 0, and report gave
