@@ -452,9 +452,7 @@ def _run(args: argparse.Namespace, io: Io) -> int:
     # SIGTERM is taken before the imports, which are most of a start: one that came while they
     # loaded killed the process outright instead of ending the run early and whole.
     stop = threading.Event()
-    # The hint for a second Ctrl-C is a line for a person at a terminal: not one among JSON logs.
-    hint = io.stderr if io.settings.log_format == "text" else None
-    with _stopped_by_sigterm(stop, stderr=io.stderr, hint=hint):
+    with _stopped_by_sigterm(stop, io):
         return _run_until(stop, io)
 
 
@@ -563,9 +561,7 @@ def _progress_for(io: Io, log_format: str) -> Progress | None:
 
 def _watch(args: argparse.Namespace, io: Io) -> int:
     stop = threading.Event()
-    # Before the imports, as for run; and a second Ctrl-C stops at once, as it does for run.
-    hint = io.stderr if io.settings.log_format == "text" else None
-    with _stopped_by_sigterm(stop, stderr=io.stderr, hint=hint):
+    with _stopped_by_sigterm(stop, io):  # before the imports, as for run
         from filedrop.watch import watch_through_outages
 
         watch_through_outages(_load(args, io), stop=stop)
@@ -993,25 +989,22 @@ def _say_files(
     if queued:
         io.say("Batches still pending (polled again by the next run or by watch):")
         now = time.time()
-        # Per file (a few files' batches): its record, for its name and whether its sender lives.
+        # Each file's record read once (a few files' batches): its name, and whether its
+        # sender lives.
         senders: dict[int, FileRecord] = {}
-        alive: dict[int, bool] = {}
         for b in queued:
             what = b.batch_id or "(not answered yet)"
-            sender = senders.get(b.file_id) or senders.setdefault(
-                b.file_id, journal.file(b.file_id)
-            )
-            if b.state is BatchState.POSTING:
-                if b.file_id not in alive:
-                    alive[b.file_id] = owner_alive(
-                        sender.owner, heartbeat=sender.heartbeat, now=now, stale_s=stale_s
-                    )
-                if not alive[b.file_id]:
-                    what = (
-                        "(never answered: the process sending it stopped, so whether Amili got "
-                        f"it cannot be told; check with Amili, then '{resolve_command(b.id)} "
-                        "--sent' or '--not-sent')"
-                    )
+            if b.file_id not in senders:
+                senders[b.file_id] = journal.file(b.file_id)
+            sender = senders[b.file_id]
+            if b.state is BatchState.POSTING and not owner_alive(
+                sender.owner, heartbeat=sender.heartbeat, now=now, stale_s=stale_s
+            ):
+                what = (
+                    "(never answered: the process sending it stopped, so whether Amili got "
+                    f"it cannot be told; check with Amili, then '{resolve_command(b.id)} "
+                    "--sent' or '--not-sent')"
+                )
             io.say(
                 mask_ids(
                     f"  #{b.id}  {named(sender)}  {what}  {plural(b.invoice_count, 'invoice')}"
@@ -1419,14 +1412,15 @@ def _on_signals(stop: threading.Event) -> None:
 
 
 @contextlib.contextmanager
-def _stopped_by_sigterm(
-    stop: threading.Event, *, stderr: TextIO, hint: TextIO | None = None
-) -> Iterator[None]:
+def _stopped_by_sigterm(stop: threading.Event, io: Io) -> Iterator[None]:
     """SIGTERM (a CronJob's pod evicted, systemd stopping its unit), SIGHUP (its terminal
-    closed) or a first Ctrl-C sets ``stop`` meanwhile: a run then ends early but whole, as watch
-    does (the POSTs on their way are recorded, the rest resumes at the next run), instead of
+    closed) or a first Ctrl-C sets ``stop`` meanwhile: a run or a daemon then ends early but
+    whole (the POSTs on their way are recorded, the rest resumes at the next run), instead of
     dying with batches whose fate nobody recorded. A second Ctrl-C ends the process at once;
-    the first says so on ``hint``, when given."""
+    the first says so, with text logs (a line for a person at a terminal, not one among JSON
+    logs)."""
+    stderr = io.stderr
+    hint = io.settings.log_format == "text"
 
     def first_interrupt(*_: object) -> None:
         # Ctrl-C stops as SIGTERM does: dying at once made a POST on its way UNKNOWN, for
@@ -1434,9 +1428,9 @@ def _stopped_by_sigterm(
         # said at once, with what it costs.
         signal.signal(signal.SIGINT, second_interrupt)
         stop.set()
-        if hint is not None:
+        if hint:
             _say_at_once(
-                hint,
+                stderr,
                 "filedrop: stopping once the work on its way is recorded; press Ctrl-C again to "
                 "stop at once (a batch on its way is then UNKNOWN, for 'filedrop resolve').\n",
             )
@@ -1493,14 +1487,13 @@ def _report(args: argparse.Namespace, io: Io) -> int:
     settings = _load(args, io)
     # A digest of nothing would read as "all clear" every day after a typo in the setting, or
     # after the journal was lost and a refused run opened an empty one.
-    if not settings.journal_path.exists():
+    lost = _lost_journal_sentence(settings)
+    if lost or not settings.journal_path.exists():
         raise ConfigError(
-            _lost_journal_sentence(settings)
+            lost
             or f"No journal at {settings.journal_path}; check {settings.where('state')} "
             "(filedrop run and watch write it)."
         )
-    if lost := _lost_journal_sentence(settings):
-        raise ConfigError(lost)
     digest, page, book = make_report(settings, period=period, out=args.out)
     files = sum(len(inbox.files) for inbox in digest.inboxes)
     attention = sum(len(inbox.attention) for inbox in digest.inboxes)

@@ -384,29 +384,34 @@ def marks_or_their_folder(inbox: Path) -> list[Path]:
         return [inbox / SENDING_FOLDER]
 
 
-#: How often, and how far apart, a mark that does not read is read again before it counts as
-#: unreadable: a mark is made empty and then written (``Sending._begin``), and a file of the
-#: same inbox looking at the marks in between found it "cannot be read", which held back the
-#: whole inbox (a run exited 2 for it; watch retried 10 s later).
+#: A mark is made empty and then written (``Sending._begin``): a file of the same inbox looking
+#: at the marks in between found it "cannot be read", which held back the whole inbox (a run
+#: exited 2 for it; watch retried 10 s later). One that may be that (its first line not whole,
+#: and changed within ``_MARK_YOUNG_S``) is read again, ``_MARK_READ_TRIES`` times at most,
+#: ``_MARK_READ_PAUSE_S`` apart; any other counts as it reads at once, so a folder of junk
+#: marks costs no waits.
 _MARK_READ_TRIES = 5
 _MARK_READ_PAUSE_S = 0.05
+_MARK_YOUNG_S = 2.0
 
 
 def _read(path: Path) -> SendingMark | None:
     """The mark at ``path``; None when it is not there (its outcome was written)."""
     for attempt in range(_MARK_READ_TRIES):
+        if attempt:
+            time.sleep(_MARK_READ_PAUSE_S)
         try:
             with os.fdopen(open_regular(path), "rb") as handle:  # a link or a pipe is no mark
                 raw = handle.read(_MARK_MAX_BYTES)
+                changed = os.fstat(handle.fileno()).st_mtime
         except FileNotFoundError:
             return None
         except OSError:
             return SendingMark(path)
         mark = _parsed(path, raw)
-        if mark.file is not None or attempt == _MARK_READ_TRIES - 1:
+        if mark.file is not None or b"\n" in raw or time.time() - changed > _MARK_YOUNG_S:
             return mark
-        time.sleep(_MARK_READ_PAUSE_S)  # being written this very moment, perhaps
-    raise AssertionError("unreachable")  # pragma: no cover
+    return mark
 
 
 def _parsed(path: Path, raw: bytes) -> SendingMark:

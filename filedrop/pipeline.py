@@ -1517,11 +1517,20 @@ def _hold_back_twins(prepared: Prepared, twins: dict[str, InvoiceRecord], journa
         if twin is None:
             kept.append(invoice)
             continue
-        if twin.file_id not in names:
-            names[twin.file_id] = printable(journal.file(twin.file_id).name)
-        why = Rejection(*_twin_outcome(invoice.invoice_number, twin, names[twin.file_id]))
+        why = Rejection(
+            *_twin_outcome(invoice.invoice_number, twin, _earlier(twin, journal, names))
+        )
         prepared.rejected.update(dict.fromkeys(invoice.rows, why))
     prepared.invoices[:] = kept
+
+
+def _earlier(twin: InvoiceRecord, journal: Journal, names: dict[int, str]) -> str:
+    """The name of the file ``twin`` was sent from, as messages show it; ``names`` keeps those
+    looked up so far, so that a file of many twins costs one lookup (a round trip on
+    PostgreSQL), not one a row."""
+    if twin.file_id not in names:
+        names[twin.file_id] = printable(journal.file(twin.file_id).name)
+    return names[twin.file_id]
 
 
 def _twin_outcome(number: str, twin: InvoiceRecord, earlier: str) -> tuple[RowStatus, str]:
@@ -1941,10 +1950,8 @@ class _OutcomeDraft:
         number: str, twin: InvoiceRecord, journal: Journal, names: dict[int, str]
     ) -> tuple[str, ...]:
         """The outcome columns of an invoice held back for its twin (``_twin_outcome``);
-        ``names`` keeps the files' names looked up so far."""
-        if twin.file_id not in names:
-            names[twin.file_id] = printable(journal.file(twin.file_id).name)
-        status, text = _twin_outcome(number, twin, names[twin.file_id])
+        ``names`` keeps the files' names looked up so far (``_earlier``)."""
+        status, text = _twin_outcome(number, twin, _earlier(twin, journal, names))
         ids = (twin.invoice_id or "", twin.case_id or "", twin.case_number or "")
         return (status.value, text, *ids, "", number)
 

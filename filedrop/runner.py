@@ -266,9 +266,7 @@ def run_inbox(ctx: Context) -> RunReport:
         if candidates:
             log.info(
                 "%s: left for the next run, as filedrop is stopping",
-                printable(candidates[0].name)
-                if len(candidates) == 1
-                else f"{len(candidates)} files (such as {printable(candidates[0].name)})",
+                _files_named(candidates),
                 extra=fields(
                     "files_left",
                     inbox=ctx.metrics.name,
@@ -536,15 +534,10 @@ def ready_files(
         return ready, []
     # One line for the one wait, true of every file in it: the first look cannot tell an old
     # file from one still being written (a copy keeping its source's time), so each waits.
-    which = (
-        printable(waiting[0].name)
-        if len(waiting) == 1
-        else f"{len(waiting)} files (such as {printable(waiting[0].name)})"
-    )
     log.info(
         "waiting %g s (FILEDROP_STABILITY_S) before taking %s, to see that %s being written",
         stability_s,
-        which,
+        _files_named(waiting),
         "it is no longer" if len(waiting) == 1 else "none is still",
         extra=fields(
             "files_settling", inbox=inbox, file=waiting[0].name, counts={"files": len(waiting)}
@@ -558,6 +551,13 @@ def ready_files(
         elif snapshot(path) is not None:
             changing.append(path)
     return ready, changing
+
+
+def _files_named(paths: list[Path]) -> str:
+    """A file by its name, or several in one phrase ("40 files (such as a.csv)"), for the
+    one line said of them all."""
+    first = printable(paths[0].name)
+    return first if len(paths) == 1 else f"{len(paths)} files (such as {first})"
 
 
 def _takes(tracker: StabilityTracker, path: Path) -> bool:

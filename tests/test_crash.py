@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from builders import erp_row, filedrop, mountinfo, run_env, write_erp_csv, write_erp_workbook
-from conftest import journal_file, sandbox_settings
+from conftest import journal_file, sandbox_settings, wait_until
 
 from filedrop.inbox import outcome_path
 from filedrop.inflight import sending_marks
@@ -24,6 +24,11 @@ from filedrop.runner import open_context, settle_leftovers
 from filedrop.sandbox import Sandbox, SandboxOptions
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="kill -9 is POSIX")
+
+
+def first_post(sandbox: Sandbox, *, timeout_s: float) -> None:
+    """Wait until the run under test has made its first POST."""
+    wait_until(lambda: sandbox.counters().posts >= 1, what="the first POST", timeout_s=timeout_s)
 
 
 def start_run(env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -145,9 +150,7 @@ def test_kill_9_during_a_post_leaves_unknown_rows_and_never_resends(tmp_path: Pa
                 >= 1
             ),
         )
-        deadline = time.monotonic() + 10
-        while sandbox.counters().posts < 1 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        first_post(sandbox, timeout_s=10)
         kill_9(child)
 
         code, _, err = filedrop("run", environ=env, expect=1)
@@ -180,9 +183,7 @@ def test_sigterm_during_a_post_records_it_and_leaves_the_rest_for_the_next_run(
         sandbox.stall_next(2.0)  # the first POST is processed, its answer comes 2 s later
         env = run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE="2", FILEDROP_CONCURRENT_BATCHES="1")
         child = start_run(env)
-        deadline = time.monotonic() + 10
-        while sandbox.counters().posts < 1 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        first_post(sandbox, timeout_s=10)
         child.send_signal(stop)
         _, err = child.communicate(timeout=30)
         assert child.returncode == 3, err.decode()
@@ -209,9 +210,7 @@ def test_a_second_ctrl_c_ends_the_run_at_once(tmp_path: Path) -> None:
         sandbox.stall_next(8.0)  # the first POST is processed, its answer comes 8 s later
         env = run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE="2", FILEDROP_CONCURRENT_BATCHES="1")
         child = start_run(env)
-        deadline = time.monotonic() + 10
-        while sandbox.counters().posts < 1 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        first_post(sandbox, timeout_s=10)
         child.send_signal(signal.SIGINT)
         time.sleep(0.5)
         assert child.stderr is not None
@@ -250,9 +249,7 @@ def test_sigterm_during_a_retry_wait_ends_the_run_at_once(tmp_path: Path) -> Non
         sandbox.fail_next(503, count=1, retry_after="60")
         env = run_env(inbox, sandbox.url)
         child = start_run(env)
-        deadline = time.monotonic() + 20
-        while sandbox.counters().posts < 1 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        first_post(sandbox, timeout_s=20)
         time.sleep(0.3)  # into the wait
         signalled = time.monotonic()
         child.send_signal(signal.SIGTERM)
@@ -482,9 +479,7 @@ def test_a_run_held_up_past_its_claim_learns_the_fate_of_the_batch_made_unknown(
         )
         held = start_run(env)
         try:
-            deadline = time.monotonic() + 20
-            while sandbox.counters().posts < 1 and time.monotonic() < deadline:
-                time.sleep(0.02)
+            first_post(sandbox, timeout_s=20)
             held.send_signal(signal.SIGSTOP)
             time.sleep(1.5)  # past the lease
             _, _, err = filedrop("run", environ=env, expect=1)

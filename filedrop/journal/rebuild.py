@@ -394,20 +394,23 @@ def journal_lost_sentence(
     inboxes: list[Path],
     setting: str,
     *,
+    limits: ReadLimits,
     empty: bool = False,
-    limits: ReadLimits | None = None,
 ) -> str | None:
     """What ``status`` and ``report`` say when there is no journal at ``journal`` (or, with
     ``empty``, one that holds no file) but an outcome in one of ``inboxes`` (or its ``archive/``)
     shows files were processed; None when none does. ``setting`` is where the journal's place is
     set (``FILEDROP_STATE``, a config key).
 
-    With ``limits``, only an outcome that reads back and shows rows sent counts, as for a run
-    (``lost_journal_evidence``): a stray file named like one, or an outcome of rows none of
+    Only an outcome that reads back (within ``limits``) and shows rows sent counts, as for a
+    run (``lost_journal_evidence``): a stray file named like one, or an outcome of rows none of
     which went, raised the alarm, and no rebuild could clear it."""
-    outcomes = [outcome for inbox in inboxes for outcome, _ in _outcome_files(inbox)]
-    if limits is not None:
-        outcomes = [outcome for outcome in outcomes if _shows_sent(outcome, limits)]
+    outcomes = [
+        outcome
+        for inbox in inboxes
+        for outcome, _ in _outcome_files(inbox)
+        if _shows_sent(outcome, limits)
+    ]
     marks = [mark for inbox in inboxes for mark in marks_or_their_folder(inbox)]
     # An empty journal is what a lost one leaves once anything opened it again (a run refused
     # for the loss, a status): as lost as none at all.
@@ -451,7 +454,7 @@ def no_journal_sentence(
     inboxes: list[Path],
     setting: str,
     *,
-    limits: ReadLimits | None = None,
+    limits: ReadLimits,
 ) -> str:
     """``journal_lost_sentence``, or that nothing has been processed yet."""
     lost = journal_lost_sentence(journal, inboxes, setting, limits=limits)

@@ -250,7 +250,7 @@ def _detect_encoding(where: str, data: bytes, wanted: str | None) -> tuple[str, 
     except UnicodeDecodeError as exc:
         codec = "latin-1" if any(b in data for b in _CP1252_UNDEFINED) else "cp1252"
         _refuse_mixed(where, data, exc.start, codec)
-        _refuse_lookalike_encoding(where, data, codec)
+        _refuse_lookalike_encoding(where, data)
         return codec, codec, data
     return "utf-8", "utf-8", data
 
@@ -333,12 +333,12 @@ _CP1252_NORWEGIAN = re.compile(
 )
 
 
-def _refuse_lookalike_encoding(where: str, data: bytes, codec: str) -> None:
+def _refuse_lookalike_encoding(where: str, data: bytes) -> None:
     """A file that is neither UTF-8 nor Windows-1252 but Mac Roman (an old Mac export) or a DOS
     code page reads, as Windows-1252, with ø as ¿ or › inside its names ("Bj¿rn", "Bj›rn"):
-    the names would reach Amili garbled, so it is refused, naming a line, unless the file holds
-    a Windows-1252 æ, ø or å anywhere (then "®" beside a name is just that). The mapping's
-    ``encoding`` reads it either way."""
+    the names would reach Amili garbled, so it is refused, naming a line
+    (``EncodingUnsureError``), unless the file holds a Windows-1252 æ, ø or å inside a word
+    (``_CP1252_NORWEGIAN``). The mapping's ``encoding`` reads it either way."""
     # A Norwegian Windows-1252 file has its first æ, ø or å within a few lines: asked first,
     # the scan of the whole file for other letters (0.45 s of 200,000 rows) is spared.
     if _CP1252_NORWEGIAN.search(data) is not None:
