@@ -84,8 +84,8 @@ ends at once. A second Ctrl-C stops at once (exit 130; a POST on its way is then
   filedrop watch --metrics-port 9100            serve /metrics, /healthz and /readyz
 
 On SIGTERM, SIGINT or SIGHUP it stops taking files, lets in-flight work finish or leaves it
-resumable in the journal, and exits 0 within 10 s. Probes for containers: /healthz (alive),
-/readyz (ready).""",
+resumable in the journal, and exits 0 within 10 s; a second Ctrl-C stops it at once (exit
+130). Probes for containers: /healthz (alive), /readyz (ready).""",
     "validate": """examples:
   filedrop validate inbox-example/faktura-mars.csv --mapping mappings/
   filedrop validate export.xlsx --mapping mappings/norwegian-erp.toml --json > invoices.json
@@ -96,6 +96,7 @@ exit codes: 0 no row invalid (duplicates and skipped rows are not sent, as in ru
     "init": """examples:
   filedrop init export.xlsx --out mappings/my-erp.toml   draft a mapping from a sample export
   filedrop init export.csv --out mappings/my-erp.toml --force   draft it again, over the old one
+  filedrop init dos-export.csv --encoding cp865   an old DOS program's CSV, which is not guessed
 
 It writes the draft (each field with how sure it is, questions where it could not tell), then
 validates the file with it and prints what 'filedrop validate' prints, and the questions left.
