@@ -799,8 +799,9 @@ def _init(args: argparse.Namespace, io: Io) -> int:
         io.say(f"Questions left in {printable(str(out))}:")
         for question in draft.questions:
             io.say(mask_ids(f"  - {question}"))
-    shown_out, shown_file = printable(str(out)), printable(str(args.file))
-    io.say(f"Edit {shown_out}, then check it: filedrop validate {shown_file} --mapping {shown_out}")
+    # The command as it can be typed: a name with a space in it is quoted for the shell.
+    check = shlex.join(["filedrop", "validate", str(args.file), "--mapping", str(out)])
+    io.say(f"Edit {printable(str(out))}, then check it: {printable(check)}")
     return code
 
 

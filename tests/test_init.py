@@ -182,6 +182,20 @@ def test_init_takes_the_encoding_of_an_export_it_will_not_guess(tmp_path: Path) 
     spaced = export.rename(tmp_path / "Faktura mars (DOS).csv")
     _, _, err = filedrop("init", str(spaced), environ={}, expect=2)
     assert f"To read it so: filedrop init '{spaced}' --encoding cp865 (or" in err
+    spaced_out = tmp_path / "my mapping.toml"
+    _, said, _ = filedrop(
+        "init",
+        str(spaced),
+        "--out",
+        str(spaced_out),
+        "--encoding",
+        "cp865",
+        environ={},
+        expect=None,
+    )
+    assert said.splitlines()[-1] == (
+        f"Edit {spaced_out}, then check it: filedrop validate '{spaced}' --mapping '{spaced_out}'"
+    )
     utf8 = tmp_path / "utf8.csv"
     utf8.write_text("Nr;Navn\r\n1;Bjørn\r\n", encoding="utf-8")
     _, _, err = filedrop("init", str(utf8), "--encoding", "cp1252", environ={}, expect=2)
