@@ -8,6 +8,7 @@ and the output streams are parameters so tests run the CLI in-process.
 from __future__ import annotations
 
 import argparse
+import codecs
 import contextlib
 import errno
 import json
@@ -752,7 +753,7 @@ def _init(args: argparse.Namespace, io: Io) -> int:
     """Write the draft, then validate the file with it as ``validate`` does."""
     from filedrop.errors import EncodingContradictedError, EncodingUnsureError, MappingError
     from filedrop.mapping.draft import draft_mapping
-    from filedrop.read import CSV_SUFFIXES, read_table
+    from filedrop.read import read_table
 
     settings = _load(args, io)
     # The default name comes from the export's: no control character of it reaches a file name.
@@ -760,14 +761,10 @@ def _init(args: argparse.Namespace, io: Io) -> int:
     if out.exists() and not args.force:
         raise ConfigError(f"{out} already exists; pass --force to overwrite it, or choose --out.")
     _require_file(args.file)
-    if args.encoding is not None and args.file.suffix.lower() not in CSV_SUFFIXES:
-        raise ConfigError(
-            f"--encoding is for CSV files; {printable(args.file.name)} is a workbook, whose text "
-            "says its own encoding. Leave --encoding out."
-        )
+    encoding = None if args.encoding is None else _init_encoding(args.encoding, args.file)
     read = partial(read_table, limits=settings.read_limits())
     try:
-        draft = draft_mapping(args.file, read, encoding=args.encoding)
+        draft = draft_mapping(args.file, read, encoding=encoding)
     except EncodingUnsureError as exc:
         # There is no mapping yet to set the encoding in: init takes it. The command is shown as
         # it can be typed again: quoted where a shell needs it, with the --out given.
@@ -784,7 +781,7 @@ def _init(args: argparse.Namespace, io: Io) -> int:
     except EncodingContradictedError as exc:
         raise ReadError(
             exc.path,
-            f"{exc.finding}, but --encoding {args.encoding} was given; leave --encoding out "
+            f"{exc.finding}, but --encoding {encoding} was given; leave --encoding out "
             "(filedrop tells the encodings apart)",
         ) from None
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -803,6 +800,26 @@ def _init(args: argparse.Namespace, io: Io) -> int:
     check = shlex.join(["filedrop", "validate", str(args.file), "--mapping", str(out)])
     io.say(f"Edit {printable(str(out))}, then check it: {printable(check)}")
     return code
+
+
+def _init_encoding(given: str, file: Path) -> str:
+    """``init --encoding``'s value by its codec's own name, which the draft writes: as typed,
+    a control character in it broke the draft's first comment line."""
+    from filedrop.read import CSV_SUFFIXES
+
+    if file.suffix.lower() not in CSV_SUFFIXES:
+        raise ConfigError(
+            f"--encoding is for CSV files; {printable(file.name)} is a workbook, whose text says "
+            "its own encoding. Leave --encoding out."
+        )
+    try:
+        return codecs.lookup(given).name
+    except LookupError:
+        shown = printable(given if len(given) <= 40 else f"{given[:40]}…")
+        raise ConfigError(
+            f'--encoding "{shown}" is not an encoding filedrop knows; use e.g. cp1252, cp865 '
+            "or mac-roman."
+        ) from None
 
 
 def _sandbox(args: argparse.Namespace, io: Io) -> int:

@@ -203,6 +203,17 @@ def test_init_takes_the_encoding_of_an_export_it_will_not_guess(tmp_path: Path) 
         f'filedrop: {utf8}: the file is UTF-8 text (line 2 holds "ø"), but --encoding cp1252 was '
         "given; leave --encoding out (filedrop tells the encodings apart)\n"
     )
+    # An encoding by its codec's name, whatever was typed; one unknown, said so in one line.
+    typed = tmp_path / "typed.toml"
+    filedrop(
+        "init", str(spaced), "--out", str(typed), "--encoding", "CP865\n", environ={}, expect=None
+    )
+    assert 'encoding = "cp865"  # as given to filedrop init' in typed.read_text(encoding="utf-8")
+    _, _, err = filedrop("init", str(spaced), "--encoding", "x" * 3000, environ={}, expect=2)
+    assert err == (
+        f'filedrop: --encoding "{"x" * 40}…" is not an encoding filedrop knows; use e.g. cp1252, '
+        "cp865 or mac-roman.\n"
+    )
     book = EXAMPLES / "apne-poster-mars.xlsx"
     _, _, err = filedrop("init", str(book), "--encoding", "cp865", environ={}, expect=2)
     assert err == (
