@@ -187,6 +187,23 @@ def test_without_a_journal_only_an_outcome_showing_rows_sent_says_it_was_lost(
     assert f"(such as {inbox / 'good.outcome.csv'})" in out
 
 
+def test_a_lost_journal_s_outcome_is_named_with_its_control_characters_escaped(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """A name is data: an outcome named with an escape sequence reached the terminal as it was
+    through status's and report's lost-journal sentence (a run's log line escaped it)."""
+    name = "evil\x1b[2J\nFAKE.csv"
+    write_erp_csv(inbox / name, [erp_row("5531")])
+    env = run_env(inbox, sandbox.url)
+    filedrop("run", environ=env)
+    journal_file(inbox).write_bytes(b"")
+    _, out, _ = filedrop("status", environ=env, expect=1)
+    assert out.startswith("evil\\x1b[2J\\nFAKE.csv: its outcome ")
+    assert "\x1b" not in out and out.count("\n") == 3
+    _, _, err = filedrop("report", "--out", str(inbox.parent), environ=env, expect=2)
+    assert "\x1b" not in err and err.count("\n") == 1
+
+
 def test_status_says_the_journal_was_lost_as_a_run_finds_it(inbox: Path, sandbox: Sandbox) -> None:
     """A run refused for the lost journal opens (and so makes) an empty one, and so does a
     journal replaced by an empty file: status then said "no files yet", exit 0, and report gave

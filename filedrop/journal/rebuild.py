@@ -379,13 +379,14 @@ def shows_sent(outcome: Path, *, limits: ReadLimits) -> bool:
 
 
 def lost_journal_message(name: str, outcome: Path, journal: Path | PostgresLocation) -> str:
-    """The one sentence a run says when an outcome in the inbox shows more than its journal
-    knows: every file of the inbox is held back then (``inbox_lost_journal_evidence``)."""
+    """The one sentence a run, status and report say when an outcome in the inbox shows more
+    than its journal knows: every file of the inbox is held back then
+    (``inbox_lost_journal_evidence``). The names in it are escaped here, as they are data."""
     return (
-        f"{name}: its outcome {outcome} shows invoices sent that the journal {journal} does "
-        "not know were sent, so the journal was lost, replaced or put back from an older copy; "
-        "nothing in this inbox is sent until 'filedrop journal rebuild' has read the outcomes back "
-        "into it (or FILEDROP_STATE points at the journal in use)"
+        f"{printable(name)}: its outcome {printable(str(outcome))} shows invoices sent that the "
+        f"journal {journal} does not know were sent, so the journal was lost, replaced or put "
+        "back from an older copy; nothing in this inbox is sent until 'filedrop journal rebuild' "
+        "has read the outcomes back into it (or FILEDROP_STATE points at the journal in use)"
     )
 
 
