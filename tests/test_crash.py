@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from builders import erp_row, filedrop, mountinfo, run_env, write_erp_csv, write_erp_workbook
-from conftest import journal_file, sandbox_settings, wait_until
+from conftest import journal_file, sandbox_settings
 
 from filedrop.inbox import outcome_path
 from filedrop.inflight import sending_marks
@@ -24,11 +24,6 @@ from filedrop.runner import open_context, settle_leftovers
 from filedrop.sandbox import Sandbox, SandboxOptions
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="kill -9 is POSIX")
-
-
-def first_post(sandbox: Sandbox, *, timeout_s: float) -> None:
-    """Wait until the run under test has made its first POST."""
-    wait_until(lambda: sandbox.counters().posts >= 1, what="the first POST", timeout_s=timeout_s)
 
 
 def start_run(env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -100,15 +95,23 @@ def first_batch_then_amili_down(sandbox: Sandbox, env: dict[str, str]) -> int:
     return run.returncode
 
 
-def kill_9_in_first_post(sandbox: Sandbox, inbox: Path, **extra: str) -> dict[str, str]:
-    """Run the inbox in batches of 2, one POST at a time, and kill the run once the sandbox has
-    its first POST (whose answer the caller has it hold back); returns the run's environment
-    (``run_env``'s, with ``extra``)."""
+def in_first_post(
+    sandbox: Sandbox, inbox: Path, **extra: str
+) -> tuple[dict[str, str], subprocess.Popen[bytes]]:
+    """Run the inbox in batches of 2, one POST at a time, until the sandbox has its first POST
+    (whose answer the caller has it hold back); returns the run's environment (``run_env``'s,
+    with ``extra``) and the run."""
     env = run_env(
         inbox, sandbox.url, FILEDROP_BATCH_SIZE="2", FILEDROP_CONCURRENT_BATCHES="1", **extra
     )
     child = start_run(env)
     wait_for_sandbox(lambda: sandbox.counters().posts >= 1)
+    return env, child
+
+
+def kill_9_in_first_post(sandbox: Sandbox, inbox: Path, **extra: str) -> dict[str, str]:
+    """``in_first_post``, then the run killed; returns its environment."""
+    env, child = in_first_post(sandbox, inbox, **extra)
     kill_9(child)
     return env
 
@@ -150,7 +153,7 @@ def test_kill_9_during_a_post_leaves_unknown_rows_and_never_resends(tmp_path: Pa
                 >= 1
             ),
         )
-        first_post(sandbox, timeout_s=10)
+        wait_for_sandbox(lambda: sandbox.counters().posts >= 1, timeout_s=10)
         kill_9(child)
 
         code, _, err = filedrop("run", environ=env, expect=1)
@@ -181,9 +184,7 @@ def test_sigterm_during_a_post_records_it_and_leaves_the_rest_for_the_next_run(
     write_erp_csv(inbox / "term.csv", [erp_row(str(21_001 + n)) for n in range(4)])
     with Sandbox(SandboxOptions(delay_s=(0, 0))).start() as sandbox:
         sandbox.stall_next(2.0)  # the first POST is processed, its answer comes 2 s later
-        env = run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE="2", FILEDROP_CONCURRENT_BATCHES="1")
-        child = start_run(env)
-        first_post(sandbox, timeout_s=10)
+        env, child = in_first_post(sandbox, inbox)
         child.send_signal(stop)
         _, err = child.communicate(timeout=30)
         assert child.returncode == 3, err.decode()
@@ -208,9 +209,7 @@ def test_a_second_ctrl_c_ends_the_run_at_once(tmp_path: Path) -> None:
     write_erp_csv(inbox / "twice.csv", [erp_row(str(21_051 + n)) for n in range(4)])
     with Sandbox(SandboxOptions(delay_s=(0, 0))).start() as sandbox:
         sandbox.stall_next(8.0)  # the first POST is processed, its answer comes 8 s later
-        env = run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE="2", FILEDROP_CONCURRENT_BATCHES="1")
-        child = start_run(env)
-        first_post(sandbox, timeout_s=10)
+        env, child = in_first_post(sandbox, inbox)
         child.send_signal(signal.SIGINT)
         time.sleep(0.5)
         assert child.stderr is not None
@@ -249,7 +248,7 @@ def test_sigterm_during_a_retry_wait_ends_the_run_at_once(tmp_path: Path) -> Non
         sandbox.fail_next(503, count=1, retry_after="60")
         env = run_env(inbox, sandbox.url)
         child = start_run(env)
-        first_post(sandbox, timeout_s=20)
+        wait_for_sandbox(lambda: sandbox.counters().posts >= 1, timeout_s=20)
         time.sleep(0.3)  # into the wait
         signalled = time.monotonic()
         child.send_signal(signal.SIGTERM)
@@ -479,7 +478,7 @@ def test_a_run_held_up_past_its_claim_learns_the_fate_of_the_batch_made_unknown(
         )
         held = start_run(env)
         try:
-            first_post(sandbox, timeout_s=20)
+            wait_for_sandbox(lambda: sandbox.counters().posts >= 1, timeout_s=20)
             held.send_signal(signal.SIGSTOP)
             time.sleep(1.5)  # past the lease
             _, _, err = filedrop("run", environ=env, expect=1)
