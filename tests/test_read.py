@@ -177,9 +177,36 @@ def test_a_dos_code_page_file_is_refused_saying_so_unless_the_mapping_names_it(
         read_table(only_ae)
     # Windows-1252 names with those characters beside a word, not inside one, are read.
     windows = tmp_path / "windows.csv"
-    names = ["Kari’s Kafé", "Jones†", "Acme®", "Rue de l'Œuvre", "Fjord›"]
+    names = ["Kari’s Kafé", "† Jones", "Acme®", "Rue de l'Œuvre", "Fjord ›", "Jones ’06"]
     windows.write_bytes(("Nr;Navn\r\n" + "".join(f"1;{n}\r\n" for n in names)).encode("cp1252"))
     assert [row[1] for row in rows(read_table(windows))] == names
+
+
+@pytest.mark.parametrize(
+    ("place", "read_as"), [("Tromsø", "Troms›"), ("Blå Bygg AS", "Bl† Bygg AS"), ("Bodø", "Bod›")]
+)
+def test_a_dos_file_whose_only_norwegian_letter_ends_a_word_is_refused(
+    tmp_path: Path, place: str, read_as: str
+) -> None:
+    """A DOS export whose only ø or å ends a word went to Amili as "Troms›" or "Bl†": the
+    letter was looked for between letters only. A Windows-1252 dagger or angle quote stuck to
+    a word's end, which has that shape, is read when the mapping says encoding = "cp1252"."""
+    path = tmp_path / "dos.csv"
+    path.write_bytes(f"Nr;Navn;Sted\r\n1;Kari Hansen;{place}\r\n".encode("cp865"))
+    with pytest.raises(ReadError) as err:
+        read_table(path)
+    assert err.value.detail.startswith(
+        f'line 2 holds "{read_as}", which is "{place}" in the Nordic DOS code page (865)'
+    )
+    assert rows(read_table(path, ReadOptions(encoding="cp865"))) == [["1", "Kari Hansen", place]]
+    windows = tmp_path / "windows.csv"
+    windows.write_bytes("Nr;Navn\r\n1;Jones†\r\n2;Fjord›\r\n".encode("cp1252"))
+    with pytest.raises(ReadError, match='encoding = "cp1252" if "Jones†" is right'):
+        read_table(windows)
+    assert rows(read_table(windows, ReadOptions(encoding="cp1252"))) == [
+        ["1", "Jones†"],
+        ["2", "Fjord›"],
+    ]
 
 
 @pytest.mark.parametrize(

@@ -307,7 +307,10 @@ def _refuse_mixed(where: str, data: bytes, not_utf8_at: int, codec: str) -> None
 # no name holds in that place. Mac's æ ø å are Windows-1252's ¾ ¿ Œ: ø and å after a small
 # letter ("Bj\xbfrn", "Troms\xbf"), æ between letters ("½x¾" and "CŒUR" are Windows-1252's).
 # DOS's æ ø å ä ö are its ‘ › † „ ”, between letters ("Bj\x9brn"), as Windows-1252 has them
-# beside a word at most ("Jones†", "Fjord›"). Capitals: Mac's Ø is ¯ beside a letter, its Æ ®
+# beside a word at most; ø and å also at a small word's end ("Troms\x9b", "Bl\x86"), where
+# Windows-1252 would have a dagger or an angle quote stuck to a word ("Jones†", which the
+# mapping's encoding = "cp1252" reads): a refusal that names its way out is the lesser harm
+# than a city sent as "Troms›". Capitals: Mac's Ø is ¯ beside a letter, its Æ ®
 # at a word's start ("\xaerlig"; among capitals it is Windows-1252's, "ACME®PRO"); Mac's Å and
 # DOS's Ø and Å are bytes Windows-1252 has no character for. Mac's Å (0x81) is DOS's ü: at a
 # word's start or among capitals it is Mac's Å, after a letter before a small one DOS's ü
@@ -316,7 +319,8 @@ def _refuse_mixed(where: str, data: bytes, not_utf8_at: int, codec: str) -> None
 _LOOKALIKE_LETTER = re.compile(
     rb"(?P<mac>[A-Za-z]\xbe[a-z]|[a-z][\xbf\x8c]|[A-Za-z]\xaf|\xaf[A-Za-z]"
     rb"|(?<![A-Za-z])[\xae\x81][A-Za-z]|[A-Z]\x81[A-Z])"
-    rb"|(?P<dos>[A-Za-z][\x91\x9b\x86\x84\x94][a-z]|[A-Za-z][\x9d\x8f]|[\x9d\x8f][A-Za-z]"
+    rb"|(?P<dos>[A-Za-z][\x91\x9b\x86\x84\x94][a-z]|[a-z][\x9b\x86](?![A-Za-z])"
+    rb"|[A-Za-z][\x9d\x8f]|[\x9d\x8f][A-Za-z]"
     rb"|[A-Za-z]\x81[a-z]|[A-Za-z]\x82|[A-Za-z]\x87[a-z])"
 )
 _LOOKALIKE_ENCODINGS = {
