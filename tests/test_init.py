@@ -154,6 +154,28 @@ def test_a_control_character_in_the_export_name_reaches_neither_the_draft_nor_th
     assert not any(line.startswith("INFO") for line in out.splitlines())
 
 
+def test_a_line_break_in_the_sheet_name_does_not_break_the_draft(tmp_path: Path) -> None:
+    """The draft's first comment named the sheet as it was: a workbook whose sheet name holds a
+    line break (Excel cannot type one, other writers can) got a draft that was no TOML, and its
+    next line could be any setting the name spelled."""
+    import tomllib
+
+    path = tmp_path / "export.xlsx"
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "Ark\nencoding = 'x'"
+    sheet.append(["Fakturanr", "Beløp"])
+    sheet.append(["1", 100])
+    book.save(path)
+    out = tmp_path / "export.toml"
+    filedrop("init", str(path), "--out", str(out), environ={}, expect=1)
+    text = out.read_text(encoding="utf-8")
+    assert text.splitlines()[0].startswith(
+        "# Drafted by `filedrop init` from export.xlsx (sheet \"Ark\\nencoding = 'x'\", header"
+    )
+    assert "encoding" not in tomllib.loads(text).get("read", {})
+
+
 def test_init_takes_the_encoding_of_an_export_it_will_not_guess(tmp_path: Path) -> None:
     """An old DOS program's export is refused unguessed, and the refusal said to set the
     encoding in the mapping's [read], which is what init was to write: a dead end. init names

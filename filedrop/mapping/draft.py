@@ -373,9 +373,12 @@ class _Drafter:
 
     def draft(self) -> Draft:
         out = _Lines()
-        # A name is data: a control character in it must not end a comment line of the draft.
+        # Names are data (the file's, its sheet's): a control character in one must not end a
+        # comment line of the draft.
         info, name = self.table.info, printable(self.table.path.name)
-        where = f'sheet "{info.sheet}"' if info.kind == "excel" else f"{info.encoding} text"
+        where = (
+            f'sheet "{printable(info.sheet)}"' if info.kind == "excel" else f"{info.encoding} text"
+        )
         header = f"header on row {info.header_row}"
         out.add(note=f"Drafted by `filedrop init` from {name} ({where}, {header}).")
         out.add(note="Each line says how sure the draft is; lines marked QUESTION need an answer.")
