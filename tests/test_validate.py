@@ -920,6 +920,35 @@ def test_an_invoice_number_a_number_format_wrote_is_refused(tmp_path: Path) -> N
     assert [i.payload["invoiceNumber"] for i in prepared.invoices] == ["2024 001", "240305.5"]
 
 
+def test_a_kid_or_zip_code_written_with_decimals_is_refused(tmp_path: Path) -> None:
+    """A column a program wrote as floats holds "1234567897.0": the dot went with the ones
+    people type into a KID, and the KID went out as 12345678970, which passes its check digit
+    (a payment would never match); "5003.0" went out as the zip code. Refused, saying why; a
+    KID grouped by dots is the KID it reads as."""
+    path = tmp_path / "mars.csv"
+    cells = [
+        {"KID": "1234567897.0"},
+        {"KID": "1234567897,00"},
+        {"Postnr": "5003.0"},
+        {"KID": "123.456.789.7", "Postnr": "5003"},
+    ]
+    lines = [ERP_HEADER, *(erp_row(f"24030{k}", **c) for k, c in enumerate(cells, start=1))]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    prepared = prepare(read_table(path, ERP.read), ERP)
+    why = (
+        "is a number written with decimals (by a program or a number format that took the "
+        "column for numbers), not {} as it reads; format the column as Text and export it again"
+    )
+    assert messages(prepared) == [
+        f'row 2: KID "1234567897.0" {why.format("the KID")}',
+        f'row 3: KID "1234567897,00" {why.format("the KID")}',
+        f'row 4: Postnr "5003.0" {why.format("the value")}',
+    ]
+    (sent,) = (invoice.payload for invoice in prepared.invoices)
+    assert sent["ocrReferenceNumber"] == "1234567897"
+    assert sent["debtors"][0]["addresses"][0]["zipCode"] == "5003"
+
+
 def test_an_invoice_number_with_an_apostrophe_in_front_is_refused(tmp_path: Path) -> None:
     """'000782 (an ERP's way to make Excel keep the zeros) went out as itself, and another export
     of the invoice, 000782, went out as a second number: a second case. An apostrophe inside a

@@ -505,6 +505,8 @@ def _convert(
     if kind == "text" and not f.pad:
         out.vals[todo] = text.to_numpy(dtype=object)[todo]
         return
+    if kind == "kid" or (kind == "text" and f.pad):
+        todo = todo & ~_written_with_decimals(f, text, todo, out, issues)
     codes, uniques = pd.factorize(text[todo])  # ids, zip codes and currencies repeat
     value = pd.Series(uniques, dtype=object)
     if kind in ("id", "kid"):
@@ -522,33 +524,49 @@ def _convert(
         bad[todo] = ~value.isin(CURRENCIES).to_numpy(dtype=bool)[codes]
         _fail(bad, "currency", out, issues, "is not an ISO 4217 currency code (such as NOK or EUR)")
     elif kind == "kid":
-        # Zeros alone pass both check digits, but no bank gives such a KID: it is an export's
-        # way of writing "none" (00.00.0000), and a payment would never match it.
-        zeros = np.array([not v.strip("0-") and "0" in v for v in converted], dtype=bool)[codes]
-        ok = np.array([kid_ok(v) for v in converted], dtype=bool)[codes]
-        bad, nothing = todo.copy(), todo.copy()
-        bad[todo], nothing[todo] = ~ok & ~zeros, zeros
-        _fail(
-            bad, "kid", out, issues,
-            "is not a valid KID (expected 2 to 25 digits ending in a mod 10 or mod 11 check digit)",
-        )  # fmt: skip
-        _fail(nothing, "kid", out, issues, "is only zeros, which is no KID; leave it empty if none")
-        if excel is not None:
-            valid = np.zeros(src.n, dtype=bool)
-            valid[todo] = ok & ~zeros
-            lengths = np.zeros(src.n, dtype=np.int64)
-            lengths[todo] = np.fromiter(map(len, converted), np.int64, len(converted))[codes]
-            numbers = excel_numbers(excel) & valid
-            _dropped_zeros(
-                f,
-                numbers=numbers,
-                valid=valid,
-                lengths=lengths,
-                longest=src.kid_longest.get(f.columns, (0, 0)),
-                src=src,
-                out=out,
-                issues=issues,
-            )
+        _check_kids(f, converted, codes, todo=todo, excel=excel, src=src, out=out, issues=issues)
+
+
+def _check_kids(
+    f: Field,
+    converted: np.ndarray,
+    codes: np.ndarray,
+    *,
+    todo: np.ndarray,
+    excel: pd.Series | None,
+    src: Source,
+    out: Values,
+    issues: list[Issue],
+) -> None:
+    """Rule ``kid`` on the KIDs as converted (``converted``, one per distinct cell; ``codes``:
+    each row to do's)."""
+    # Zeros alone pass both check digits, but no bank gives such a KID: it is an export's
+    # way of writing "none" (00.00.0000), and a payment would never match it.
+    zeros = np.array([not v.strip("0-") and "0" in v for v in converted], dtype=bool)[codes]
+    ok = np.array([kid_ok(v) for v in converted], dtype=bool)[codes]
+    bad, nothing = todo.copy(), todo.copy()
+    bad[todo], nothing[todo] = ~ok & ~zeros, zeros
+    _fail(
+        bad, "kid", out, issues,
+        "is not a valid KID (expected 2 to 25 digits ending in a mod 10 or mod 11 check digit)",
+    )  # fmt: skip
+    _fail(nothing, "kid", out, issues, "is only zeros, which is no KID; leave it empty if none")
+    if excel is not None:
+        valid = np.zeros(src.n, dtype=bool)
+        valid[todo] = ok & ~zeros
+        lengths = np.zeros(src.n, dtype=np.int64)
+        lengths[todo] = np.fromiter(map(len, converted), np.int64, len(converted))[codes]
+        numbers = excel_numbers(excel) & valid
+        _dropped_zeros(
+            f,
+            numbers=numbers,
+            valid=valid,
+            lengths=lengths,
+            longest=src.kid_longest.get(f.columns, (0, 0)),
+            src=src,
+            out=out,
+            issues=issues,
+        )
 
 
 def _convert_amounts(
@@ -615,6 +633,35 @@ def _convert_amounts(
 #: The least amount too large to send: every amount below it, to the øre, is one JSON number
 #: exactly (15 significant digits).
 MAX_AMOUNT_EXCLUSIVE = 1e13
+
+
+#: Digits with a decimal separator and one or two zeros: what a column of numbers gives when a
+#: program wrote it as floats (pandas writes 1234567897.0) or a number format showed decimals.
+_DECIMALS_WRITTEN = re.compile(r"^[0-9]+[.,]0{1,2}$", re.MULTILINE)
+
+
+def _written_with_decimals(
+    f: Field, text: pd.Series, todo: np.ndarray, out: Values, issues: list[Issue]
+) -> np.ndarray:
+    """Rule ``kid`` for a KID, ``text`` for digits the mapping pads (a zip code, a customer
+    number): the rows whose value is digits written with decimals, each an Issue. The decimal
+    separator was dropped with the dots people type into a KID, so "1234567897.0" went out as
+    the KID 12345678970, which may pass its check digit (a payment that never matches), and a
+    zip code went out as "5003.0". Refused, not guessed at, as an invoice number so written is.
+    One search of the column first: values with a dot or comma are rare there."""
+    found = np.zeros(len(todo), dtype=bool)
+    values = text[todo]
+    if _DECIMALS_WRITTEN.search("\n".join(map(str, values.tolist()))) is None:
+        return found
+    found[todo] = values.str.fullmatch(_DECIMALS_WRITTEN.pattern, na=False).to_numpy(dtype=bool)
+    what = "the KID" if f.kind == "kid" else "the value"
+    _fail(
+        found, "kid" if f.kind == "kid" else "text", out, issues,
+        f"is a number written with decimals (by a program or a number format that took the "
+        f"column for numbers), not {what} as it reads; format the column as Text and export it "
+        "again",
+    )  # fmt: skip
+    return found
 
 
 def _pad(value: pd.Series, f: Field) -> pd.Series:
