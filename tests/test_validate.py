@@ -1848,7 +1848,7 @@ def test_skip_rules_match_text_empty_cells_and_amounts(tmp_path: Path) -> None:
     )
     rows = [
         open_row(),
-        open_row(Fakturanr="2", Beløp="-50,00"),
+        open_row(Fakturanr="5", Beløp="-50,00"),
         open_row(Fakturanr="2", Beløp="0"),
         open_row(Fakturanr="3", Kunde="DELSUM"),
         open_row(Fakturanr="4", Kunde=""),
@@ -1862,6 +1862,40 @@ def test_skip_rules_match_text_empty_cells_and_amounts(tmp_path: Path) -> None:
         4: ("SKIPPED", "rule skip.subtotals: Kunde is empty"),
     }
     assert [inv.invoice_number for inv in prepared.invoices] == ["1", "2"]
+
+
+def test_an_invoice_with_a_credit_note_of_its_number_in_the_file_is_refused(
+    tmp_path: Path,
+) -> None:
+    """A ledger holding invoice 70001 and a credit note booked on the same number: the credit
+    note was skipped and the invoice went for its whole amount, its debt perhaps cancelled. The
+    invoice is INVALID, naming the credit note's row; a row of 0 (no credit) or a credit note of
+    another number leaves an invoice alone, and so does the amount rule set to a warning."""
+    skip = '[skip]\ncredit_notes = { column = "Beløp", at_most = 0 }\n'
+    rows = [
+        open_row(Fakturanr="70001", Beløp="1 000,00"),
+        open_row(Fakturanr="70002", Beløp="800,00"),
+        open_row(Fakturanr="70001", Beløp="-1 000,00"),
+        open_row(Fakturanr="70002", Beløp="0"),
+        open_row(Fakturanr="70003", Beløp="-200,00"),
+    ]
+    prepared = open_run(tmp_path, rows, skip=skip)
+    assert fates(prepared) == {
+        0: (
+            "INVALID",
+            "invoice number 70001 is also on row 4, a credit note left out (rule "
+            'skip.credit_notes: Beløp "-1 000,00" is 0 or less): the invoice would go for its '
+            "whole amount, the credit not subtracted; export the amount still owed, or remove the "
+            "credit note if it is on another invoice",
+        ),
+        2: ("SKIPPED", 'rule skip.credit_notes: Beløp "-1 000,00" is 0 or less'),
+        3: ("SKIPPED", 'rule skip.credit_notes: Beløp "0" is 0 or less'),
+        4: ("SKIPPED", 'rule skip.credit_notes: Beløp "-200,00" is 0 or less'),
+    }
+    assert [inv.invoice_number for inv in prepared.invoices] == ["70002"]
+    assert_every_row_once(prepared)
+    warned = open_run(tmp_path, rows, skip=skip + '\n[rules]\namount = "warning"\n')
+    assert [inv.invoice_number for inv in warned.invoices] == ["70001", "70002"]
 
 
 def test_skipped_rows_leave_the_exit_code_alone() -> None:

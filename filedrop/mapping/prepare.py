@@ -27,7 +27,7 @@ from filedrop.mapping.checks import (
     check_invoice,
     claim_lines,
 )
-from filedrop.mapping.convert import quoted, repeated, shared_conversions
+from filedrop.mapping.convert import quoted, repeated, shared_conversions, shown
 from filedrop.mapping.derive import derive_debtors
 from filedrop.mapping.fields import (
     LOST_DIGITS_RULE,
@@ -377,8 +377,10 @@ def _row_fates(
     row's) and the skip rules alone."""
     blank = _blank_rows(table)
     unknown: list[Issue] = []  # a skip rule's cell that is a formula with no saved result
-    skip_why = skipped_rows(mapping, src, numbers, unknown)
+    credits = np.zeros(len(table), dtype=bool)
+    skip_why = skipped_rows(mapping, src, numbers, unknown, credits)
     skip_why[blank] = None  # an empty row is reported as such
+    credits &= ~np.equal(skip_why, None)
     repeat_of = np.full(len(table), -1)
     lines = repeated_lines(table, mapping, src.positions, _left_out(blank, skip_why))
     for row, earlier in lines.repeats.items():
@@ -406,7 +408,42 @@ def _row_fates(
     groups = group_rows(table, mapping, src.positions, left_out)
     number_level = groups.level(numbers) if numbers is not None else None
     duplicate_of, repeats = find_duplicates(table, number_level, groups, left_out)
+    if number_level is not None and credits.any():
+        unknown += _credited_invoices(table, number_level, skip_why, credits)
     return _RowFates(blank, skip_why, duplicate_of, repeats + unknown, repeat_of), groups
+
+
+def _credited_invoices(
+    table: Table, numbers: Level, skip_why: np.ndarray, credits: np.ndarray
+) -> list[Issue]:
+    """Rule ``amount``: an invoice the file sends whose number a credit note left out of the
+    file (``credits``) also has. Left out, the credit note was not subtracted and the invoice
+    went for its whole amount, its debt perhaps already cancelled: refused, as filedrop does
+    not net them. One Issue on each such invoice's first row, naming the credit note's."""
+    values = numbers.values
+    credit_at: dict[str, int] = {}
+    for row in np.flatnonzero(credits).tolist():
+        if values.vals[row] is not None and not values.empty[row]:
+            credit_at.setdefault(str(values.vals[row]), row)
+    issues = []
+    for row in numbers.at.tolist():
+        number = values.vals[row]
+        credit = credit_at.get(str(number)) if number is not None else None
+        if credit is None or skip_why[row] is not None:
+            continue
+        issues.append(
+            Issue(
+                row,
+                "amount",
+                values.label[row],
+                values.text[row],
+                f"invoice number {shown(str(number))} is also on row "
+                f"{table.row_numbers[credit]}, a credit note left out ({skip_why[credit]}): the "
+                "invoice would go for its whole amount, the credit not subtracted; export the "
+                "amount still owed, or remove the credit note if it is on another invoice",
+            )
+        )
+    return issues
 
 
 def _left_out(blank: np.ndarray, skip_why: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ import numpy as np
 
 from filedrop.mapping.convert import quoted, strip
 from filedrop.mapping.fields import UNSAVED_RULE, Issue, Source, Values, evaluate
-from filedrop.mapping.loader import TOTALS_WORDS, Mapping
+from filedrop.mapping.loader import TOTALS_WORDS, Mapping, SkipRule
 from filedrop.read import header_key
 
 __all__ = ["skipped_rows"]
@@ -22,7 +22,11 @@ _TOTALS = frozenset(TOTALS_WORDS)
 
 
 def skipped_rows(
-    mapping: Mapping, src: Source, number: Values | None, unknown: list[Issue] | None = None
+    mapping: Mapping,
+    src: Source,
+    number: Values | None,
+    unknown: list[Issue] | None = None,
+    credits: np.ndarray | None = None,
 ) -> np.ndarray:
     """Per row, why it is not an invoice (the sentence for its outcome), or None.
 
@@ -30,7 +34,9 @@ def skipped_rows(
     (or the totals word in its place), so a real invoice is never taken for one. A rule cannot
     tell from a formula whose result was never saved: such a row is not skipped by it, and, if
     no other rule skips it, the Issue saying so goes to ``unknown`` (it is not sent: "Betalt"
-    made by a formula was sent as unpaid).
+    made by a formula was sent as unpaid). ``credits``, when given, is set True on each row an
+    amount rule left out for an amount below zero: a credit note, which may be on an invoice
+    the file sends (``prepare`` looks).
     """
     why = np.full(src.n, None, dtype=object)
     unsure: list[Issue] = []
@@ -42,16 +48,11 @@ def skipped_rows(
             if issue.rule == UNSAVED_RULE:
                 doubt[issue.position] = True
                 unsure.append(issue)
-        if rule.at_most is not None:
-            assert v.number is not None
+        taken = _matches(rule, v) & ~doubt & np.equal(why, None)
+        if credits is not None and rule.at_most is not None:
             with np.errstate(invalid="ignore"):
-                hit = ~v.empty & (v.number <= rule.at_most)
-        else:
-            folded = np.array([str(t).casefold() for t in v.text], dtype=object)
-            hit = np.isin(folded, list(rule.equals)) & ~v.empty
-            if "" in rule.equals:
-                hit |= v.empty
-        for i in np.flatnonzero(hit & ~doubt & np.equal(why, None)).tolist():
+                credits |= taken & (v.number < 0)
+        for i in np.flatnonzero(taken).tolist():
             if rule.at_most is not None:
                 what = f"{quoted(v.text[i])} is {rule.at_most:g} or less"
             else:
@@ -65,6 +66,20 @@ def skipped_rows(
     if unknown is not None:
         unknown += [issue for issue in unsure if why[issue.position] is None]
     return why
+
+
+def _matches(rule: SkipRule, v: Values) -> np.ndarray:
+    """The rows whose cell the rule matches: an amount no larger than ``at_most``, or one of
+    its texts (case ignored; "" an empty cell)."""
+    if rule.at_most is not None:
+        assert v.number is not None
+        with np.errstate(invalid="ignore"):
+            return ~v.empty & (v.number <= rule.at_most)
+    folded = np.array([str(t).casefold() for t in v.text], dtype=object)
+    hit = np.isin(folded, list(rule.equals)) & ~v.empty
+    if "" in rule.equals:
+        hit |= v.empty
+    return hit
 
 
 def _notes(src: Source, why: np.ndarray) -> None:
