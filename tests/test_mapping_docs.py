@@ -87,8 +87,18 @@ def _duplicate(folder: Path) -> str:
     return _only_message(prepared, 5)
 
 
+def _duplicate_with_other_dates(folder: Path) -> str:
+    rows = [erp_row(f"2403{n:02}") for n in range(1, 13)]
+    rows.append(erp_row("240302", Fakturadato="01.04.2024", Forfallsdato="15.04.2024"))
+    mapping = load_mapping(MAPPINGS / "norwegian-erp.toml")
+    prepared = prepare(read_table(_csv(folder, ERP_HEADER, rows), mapping.read), mapping)
+    return _only_message(prepared, 14)
+
+
 def _zeros_dropped(folder: Path) -> str:
-    rows = [erp_row("000781"), erp_row("240302"), erp_row("781")]
+    # One invoice exported twice: the same address; only the number's zeros differ.
+    email = {"email": "kunde781@example.no"}
+    rows = [erp_row("000781", **email), erp_row("240302"), erp_row("781", **email)]
     mapping = load_mapping(MAPPINGS / "norwegian-erp.toml")
     prepared = prepare(read_table(_csv(folder, ERP_HEADER, rows), mapping.read), mapping)
     return _only_message(prepared, 4)
@@ -236,6 +246,9 @@ CASES: dict[str, Callable[[Path], str]] = {
     "row 5: invoice number 240302 already appears on row 3": _duplicate,
     "row 4: invoice number 781 (as 000781: zeros in front dropped, as a spreadsheet program does) "
     "already appears on row 2": _zeros_dropped,
+    "row 14: invoice number 240302 already appears on row 3, with other values in Fakturadato "
+    "and Forfallsdato: not sent (another invoice needs a number of its own; a line of the same "
+    "invoice, [group] by in the mapping)": _duplicate_with_other_dates,
     'row 5: Etternavn "Berg" differs from row 4 of the same invoice ("Kristiansen"); the rows of '
     "one invoice must agree on it": lambda d: _row_message(
         d,

@@ -648,15 +648,54 @@ def test_repeated_invoice_number_is_a_duplicate_of_the_first_row() -> None:
     """The later rows are DUPLICATE naming the first row; the first is sent once."""
     prepared = run([row(), row(Fakturanr="240302"), row(), row(Beløp="-1")])
     assert [inv.invoice_number for inv in prepared.invoices] == ["240301", "240302"]
+    other = (
+        "invoice number 240301 already appears on row 2, with other values in Beløp: not sent "
+        "(another invoice needs a number of its own; a line of the same invoice, [group] by in "
+        "the mapping)"
+    )
     assert prepared.rejected == {
         2: Rejection(RowStatus.DUPLICATE, "invoice number 240301 already appears on row 2"),
-        3: Rejection(RowStatus.DUPLICATE, "invoice number 240301 already appears on row 2"),
+        3: Rejection(RowStatus.DUPLICATE, other),
     }
     assert messages(prepared) == [
         "row 4: invoice number 240301 already appears on row 2",
         'row 5: Beløp "-1" is not a positive amount (it must be more than 0)',
-        "row 5: invoice number 240301 already appears on row 2",
+        f"row 5: {other}",
     ]
+
+
+@pytest.mark.parametrize("in_parts", [False, True])
+def test_a_repeated_number_with_other_values_says_which_columns_differ(in_parts: bool) -> None:
+    """A second invoice under one number (another customer, another amount), or a second line
+    of one invoice in a mapping without [group], was DUPLICATE with only "already appears", and
+    the run exited 0: nothing told the user a claim was not sent. It stays DUPLICATE (the number
+    went once) and names the columns that differ; an exact repeat, or one whose number has its
+    zeros dropped, says only where it appears. The same when the rows fall in different parts."""
+    rows = [
+        row(),
+        row(Fakturanr="240302"),
+        row(Fakturanr="00240301"),
+        row(Beløp="2 500,00", Etternavn="Hansen"),
+    ]
+    with pytest.MonkeyPatch.context() as patch:
+        if in_parts:
+            patch.setattr(prepare_module, "FIRST_PART_ROWS", 1)
+            patch.setattr(prepare_module, "PART_ROWS", 2)
+        prepared = run(rows)
+    assert [inv.invoice_number for inv in prepared.invoices] == ["240301", "240302"]
+    assert {r: (s.value, t) for r, (s, t) in prepared.rejected.items()} == {
+        2: (
+            "DUPLICATE",
+            "invoice number 00240301 (as 240301: zeros in front added, as a spreadsheet program "
+            "does) already appears on row 2",
+        ),
+        3: (
+            "DUPLICATE",
+            "invoice number 240301 already appears on row 2, with other values in Beløp and "
+            "Etternavn: not sent (another invoice needs a number of its own; a line of the same "
+            "invoice, [group] by in the mapping)",
+        ),
+    }
 
 
 @pytest.mark.parametrize("in_parts", [False, True])
@@ -1504,7 +1543,12 @@ def test_two_groups_with_one_invoice_number_are_duplicates(tmp_path: Path) -> No
     ]
     prepared = run(rows, custom(tmp_path, text), headers=G)
     assert prepared.rejected == {
-        1: Rejection(RowStatus.DUPLICATE, "invoice number A already appears on row 2")
+        1: Rejection(
+            RowStatus.DUPLICATE,
+            "invoice number A already appears on row 2, with other values in Beløp and "
+            "Etternavn: not sent (another invoice needs a number of its own; a line of the same "
+            "invoice, [group] by in the mapping)",
+        )
     }
 
 
@@ -1636,7 +1680,9 @@ CSV_PROBLEMS = [
     "mod 11 check digit)",
     "row 9: Fornavn is empty (a PRIVATE debtor needs a first name)",
     'row 12: Mobil "12 34" is not a phone number (numbers without a + country code are read as NO)',
-    "row 14: invoice number 240302 already appears on row 3",
+    "row 14: invoice number 240302 already appears on row 3, with other values in Fakturadato "
+    "and Forfallsdato: not sent (another invoice needs a number of its own; a line of the same "
+    "invoice, [group] by in the mapping)",
 ]
 XLSX_PROBLEMS = [
     'row 9: Email "pal.saerheim(at)example.no" is not an email address',
@@ -1671,6 +1717,22 @@ def test_shipped_mappings_map_the_inbox_examples(
         r for r, why in prepared.rejected.items() if why.status is RowStatus.DUPLICATE
     } == duplicates
     assert_every_row_once(prepared)
+
+
+@pytest.mark.parametrize("header", [None, "E-post"])
+def test_the_tripletex_mapping_finds_the_emails_under_a_header_too(
+    tmp_path: Path, header: str | None
+) -> None:
+    """The example report has no header over its e-mails (read as column K); a real export
+    heads them "E-post", and tripletex.toml refused the whole file: 'needs column "K"'."""
+    path = tmp_path / "tripletex-mars.xlsx"
+    book = openpyxl.load_workbook(ROOT / "inbox-example" / "tripletex-apne-poster.xlsx")
+    book.active.cell(row=4, column=11, value=header)
+    book.save(path)
+    mapping = load_mapping(ROOT / "mappings" / "tripletex.toml")
+    prepared = prepare(read_table(path, mapping.read), mapping)
+    assert len(prepared.invoices) == 12
+    assert sum("emails" in invoice.payload["debtors"][0] for invoice in prepared.invoices) == 9
 
 
 def test_example_xlsx_sends_a_bad_email_for_the_api_to_refuse() -> None:

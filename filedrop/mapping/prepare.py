@@ -202,6 +202,11 @@ def prepare_parts(table: Table, mapping: Mapping) -> tuple[Prepared, Iterator[Pr
             fates.duplicate_of[start:stop],
             [issue._replace(position=issue.position - start) for issue in repeats_in.pop(k, [])],
             fates.repeat_of[start:stop],
+            {
+                row - start: names
+                for row, names in (fates.differs or {}).items()
+                if start <= row < stop
+            },
         )
         # Each part inside a with of its own: a with spanning a yield would be left on
         # whichever thread asks for the next part.
@@ -278,6 +283,8 @@ class _RowFates(NamedTuple):
     duplicate_of: np.ndarray
     repeats: list[Issue]
     repeat_of: np.ndarray  # the earlier row of its invoice a row repeats whole (-1: none)
+    # A repeated number's first row -> the columns it differs in (``_differing_repeats``).
+    differs: dict[int, list[str]] | None = None
 
 
 def _prepare(
@@ -338,6 +345,7 @@ def _prepare(
         number=number_level,
         duplicate_of=fates.duplicate_of,
         repeat_of=fates.repeat_of,
+        differs=fates.differs or {},
         columns=built,
         offset=offset,
         invalid=invalid,
@@ -408,9 +416,69 @@ def _row_fates(
     groups = group_rows(table, mapping, src.positions, left_out)
     number_level = groups.level(numbers) if numbers is not None else None
     duplicate_of, repeats = find_duplicates(table, number_level, groups, left_out)
+    differs = _differing_repeats(table, mapping, src, groups, duplicate_of)
     if number_level is not None and credits.any():
         unknown += _credited_invoices(table, number_level, skip_why, credits)
-    return _RowFates(blank, skip_why, duplicate_of, repeats + unknown, repeat_of), groups
+    fates = _RowFates(blank, skip_why, duplicate_of, repeats + unknown, repeat_of, differs)
+    return fates, groups
+
+
+def _differing_repeats(
+    table: Table, mapping: Mapping, src: Source, groups: Groups, duplicate_of: np.ndarray
+) -> dict[int, list[str]]:
+    """The repeats of an invoice number (by their first row) that hold other values than the
+    first row in a column the mapping reads (another amount, another debtor), with those
+    columns. The invoice number's own column is not compared: zeros in front may differ."""
+    if not (duplicate_of >= 0).any():
+        return {}
+    number = mapping.invoice.get_field("invoiceNumber")
+    key = src.positions.get(number.columns) if number is not None else None
+    read = sorted(
+        {
+            src.positions[names]
+            for f in _fields(mapping.invoice, mapping.debtors, mapping.claims)
+            for part in _with_defaults(f)
+            for names in (
+                [part.columns] if part.source == "column" else [(n,) for n in part.placeholders]
+            )
+            if names in src.positions
+        }
+        - {key}
+    )
+    later = np.flatnonzero(duplicate_of >= 0)
+    rows, firsts = groups.first[later], groups.first[duplicate_of[later]]
+    differs: dict[int, list[str]] = defaultdict(list)
+    for pos in read:
+        cells = table.cells[pos].to_numpy(dtype=object)
+        pairs = zip(cells[rows], cells[firsts], strict=True)
+        other = np.array([str(a).strip() != str(b).strip() for a, b in pairs], dtype=bool)
+        for row in rows[other].tolist():
+            differs[row].append(table.headers[pos])
+    return differs
+
+
+def _with_differences(p: Problem, differs: dict[int, list[str]], groups: Groups) -> Problem:
+    """A repeated invoice number's problem, naming the columns it differs from the first row in
+    (``_differing_repeats``): a second invoice under that number, or a second line of the
+    invoice, was DUPLICATE with no word of what it held, and the run said all was well. It
+    stays DUPLICATE (the number went once), for the user to see what was not sent."""
+    names = differs.get(int(groups.first[groups.gid[p.position]]))
+    if p.rule != "duplicate" or not names:
+        return p
+    listed = " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+    return replace(
+        p,
+        message=f"{p.message}, with other values in {listed}: not sent (another invoice needs "
+        "a number of its own; a line of the same invoice, [group] by in the mapping)",
+    )
+
+
+def _with_defaults(f: Field) -> Iterator[Field]:
+    """A field, then the field its default reads, and so on."""
+    part: Field | None = f
+    while part is not None:
+        yield part
+        part = part.default
 
 
 def _credited_invoices(
@@ -536,6 +604,7 @@ def _decide(
     number: Level | None,
     duplicate_of: np.ndarray,
     repeat_of: np.ndarray,
+    differs: dict[int, list[str]],
     columns: Columns,
     offset: int,
     invalid: set[int],
@@ -551,6 +620,8 @@ def _decide(
     in_error = {int(groups.gid[p.position]) for p in problems if p.severity == "error"}
     invalid.update(offset + g for g in in_error if duplicate_of[g] < 0)
     problems = _repeats_of_invalid(problems, groups, duplicate_of, invalid)
+    if differs:  # said only of a repeat that is DUPLICATE: that of an INVALID row is not sent
+        problems = [_with_differences(p, differs, groups) for p in problems]
     errors: dict[int, list[Problem]] = defaultdict(list)
     warnings: dict[int, list[str]] = defaultdict(list)
     # Group -> why its row is left out (a skipped or repeated row is its own group).
