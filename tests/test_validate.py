@@ -988,6 +988,33 @@ def test_a_kid_or_zip_code_written_with_decimals_is_refused(tmp_path: Path) -> N
     assert sent["debtors"][0]["addresses"][0]["zipCode"] == "5003"
 
 
+def test_a_row_with_no_invoice_number_and_little_else_is_said_in_one_sentence(
+    tmp_path: Path,
+) -> None:
+    """An export's own lines (a count of records, a subtotal that no rule skips) were INVALID
+    with a sentence per empty value, five or six for a line that is no invoice. One sentence
+    says it, with the [skip] rule that leaves such rows out; the row stays INVALID (it may be
+    an invoice that lost its values). A row missing only its number says just that."""
+    path = tmp_path / "mars.csv"
+    subtotal = dict.fromkeys(ERP_HEADER.split(";"), "") | {"Kundenr": "Sum kunde 10001"}
+    lines = [
+        ERP_HEADER,
+        erp_row("240301"),
+        erp_row("", Fornavn="Kari"),
+        ";".join((subtotal | {"Beløp": "1 234,50"}).values()),
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    prepared = prepare(read_table(path, ERP.read), ERP)
+    assert messages(prepared) == [
+        "row 3: Fakturanr is empty (the invoice needs an invoice number)",
+        "row 4: Fakturanr is empty, and so are Fakturadato, Forfallsdato, Fornavn and "
+        "Etternavn: the row reads as no invoice (a line of the export's own, such as a count or a "
+        "subtotal?); delete such rows in the export, or leave them out with a [skip] rule such "
+        'as no_number = { column = "Fakturanr", is = [""] }',
+    ]
+    assert {r: s.value for r, (s, _) in prepared.rejected.items()} == {1: "INVALID", 2: "INVALID"}
+
+
 def test_an_invoice_number_with_an_apostrophe_in_front_is_refused(tmp_path: Path) -> None:
     """'000782 (an ERP's way to make Excel keep the zeros) went out as itself, and another export
     of the invoice, 000782, went out as a second number: a second case. An apostrophe inside a

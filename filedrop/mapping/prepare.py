@@ -320,6 +320,8 @@ def _prepare(
     sums = claim_totals(mapping, rows, lines, groups.gid, groups.count)
     issues += check_claim_sums(mapping, sums, rows, groups)
     issues += fates.repeats
+    if number is not None:
+        issues = _said_once_without_number(issues, rows[id(number)], fates)
     built = columns(
         mapping,
         group_values={key: lv.values for key, lv in level.items()},
@@ -471,6 +473,44 @@ def _with_differences(p: Problem, differs: dict[int, list[str]], groups: Groups)
         message=f"{p.message}, with other values in {listed}: not sent (another invoice needs "
         "a number of its own; a line of the same invoice, [group] by in the mapping)",
     )
+
+
+def _said_once_without_number(issues: list[Issue], number: Values, fates: _RowFates) -> list[Issue]:
+    """A row with no invoice number and other required values missing too (an export's footer
+    line, "Antall poster: 3", or a subtotal no rule skips) said in one sentence, not one per
+    value: "Fakturanr is empty; Beløp is empty; ..." told the user five things of a row that
+    is no invoice at all. It stays INVALID: a row that lost its values is not left out
+    silently."""
+    left_out = fates.blank | ~np.equal(fates.skip_why, None)
+    unnumbered = number.empty & ~left_out
+    if not unnumbered.any():
+        return issues
+    missing: dict[int, list[Issue]] = defaultdict(list)
+    for issue in issues:
+        if issue.rule == "required" and unnumbered[issue.position]:
+            missing[issue.position].append(issue)
+    told = {row: said for row, said in missing.items() if len(said) >= 3}
+    if not told:
+        return issues
+    out = [issue for issue in issues if issue.rule != "required" or issue.position not in told]
+    for row, said in told.items():
+        others = list(
+            dict.fromkeys(i.label for i in said if i.label and i.label != number.label[row])
+        )
+        listed = " and ".join([", ".join(others[:-1]), others[-1]] if len(others) > 1 else others)
+        out.append(
+            Issue(
+                row,
+                "required",
+                number.label[row],
+                None,
+                f"{number.label[row]} is empty, and so are {listed}: the row reads as no invoice "
+                "(a line of the export's own, such as a count or a subtotal?); delete such rows "
+                "in the export, or leave them out with a [skip] rule such as no_number = "
+                f'{{ column = "{number.label[row]}", is = [""] }}',
+            )
+        )
+    return out
 
 
 def _with_defaults(f: Field) -> Iterator[Field]:
