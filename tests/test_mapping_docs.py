@@ -224,6 +224,9 @@ CASES: dict[str, Callable[[Path], str]] = {
     'row 4: Mobil "31.02.2024" is not a phone number (it reads as a date)': lambda d: _row_message(
         d, 4, Mobil="31.02.2024"
     ),
+    'row 4: Postnr "NO-0150" is not a Norwegian postal code (4 digits), and the address goes '
+    "with countryCode NO; correct it in the export, or map countryCode from a column if the "
+    "address is abroad": lambda d: _row_message(d, 4, Postnr="NO-0150"),
     'row 5: Kundetype "X" is not one of P, B (the values the mapping knows)': lambda d: (
         _row_message(d, 5, Kundetype="X")
     ),

@@ -34,6 +34,7 @@ from filedrop.states import ExitCode, RowStatus, exit_code_for
 
 ROOT = Path(__file__).resolve().parent.parent
 ERP = load_mapping(ROOT / "mappings" / "norwegian-erp.toml")
+ERP_TEXT = (ROOT / "mappings" / "norwegian-erp.toml").read_text(encoding="utf-8")
 HEADERS = [
     "Fakturanr",
     "Fakturadato",
@@ -1013,6 +1014,34 @@ def test_a_row_with_no_invoice_number_and_little_else_is_said_in_one_sentence(
         'as no_number = { column = "Fakturanr", is = [""] }',
     ]
     assert {r: s.value for r, (s, _) in prepared.rejected.items()} == {1: "INVALID", 2: "INVALID"}
+
+
+def test_an_address_in_norway_needs_a_norwegian_postal_code(tmp_path: Path) -> None:
+    """Every address goes with countryCode NO in the ERP mapping: "NO-0150", a German "12345",
+    "5003 Bergen" and "0" (padded to 0000) went out as Norwegian postal codes, and a collection
+    letter to them goes astray. Refused (rule zip); a warning sends them, noted; an address
+    abroad, its country from a column, is not looked at."""
+    path = tmp_path / "mars.csv"
+    zips = ["NO-0150", "12345", "5003 Bergen", "0", "155", "0150"]
+    lines = [ERP_HEADER, *(erp_row(f"24030{k}", Postnr=z) for k, z in enumerate(zips, start=1))]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    prepared = prepare(read_table(path, ERP.read), ERP)
+    why = (
+        "is not a Norwegian postal code (4 digits), and the address goes with countryCode NO; "
+        "correct it in the export, or map countryCode from a column if the address is abroad"
+    )
+    assert messages(prepared) == [
+        f'row {row}: Postnr "{typed}" {why}' for row, typed in enumerate(zips[:4], start=2)
+    ]
+    sent = [i.payload["debtors"][0]["addresses"][0]["zipCode"] for i in prepared.invoices]
+    assert sent == ["0155", "0150"]
+    warned = custom(tmp_path, ERP_TEXT.replace("[rules]", '[rules]\nzip = "warning"', 1))
+    assert len(prepare(read_table(path, warned.read), warned).invoices) == 6
+    abroad = custom(
+        tmp_path,
+        ERP_TEXT.replace('countryCode = { constant = "NO" }', 'countryCode = { constant = "DE" }'),
+    )
+    assert len(prepare(read_table(path, abroad.read), abroad).invoices) == 6
 
 
 def test_an_invoice_number_with_an_apostrophe_in_front_is_refused(tmp_path: Path) -> None:

@@ -27,10 +27,10 @@ from filedrop.mapping.convert import (
     quoted,
     repeated,
 )
-from filedrop.mapping.fields import MAX_AMOUNT_EXCLUSIVE, Issue, Values
+from filedrop.mapping.fields import DECIMALS_WRITTEN, MAX_AMOUNT_EXCLUSIVE, Issue, Values
 from filedrop.mapping.groups import Groups, Level
 from filedrop.mapping.loader import Mapping
-from filedrop.mapping.tree import Field, Obj, walk_fields
+from filedrop.mapping.tree import Field, Many, Obj, walk_fields
 
 __all__ = [
     "check_amount_currencies",
@@ -115,6 +115,7 @@ def check_debtors(mapping: Mapping, level: dict[int, Level], groups: Groups) -> 
         ident = item.get_field("identificationNumber")
         if ident is not None:
             issues += _national_ids(level[id(ident)], types, present, key=ident.key)
+        issues += _zip_codes(item, level)
     backed = [f for f in walk_fields(debtors.items[0]) if f.from_file]
     for g in np.flatnonzero(~any_debtor).tolist():
         # The columns as this invoice's row names them (a default's column where it stood in).
@@ -124,6 +125,60 @@ def check_debtors(mapping: Mapping, level: dict[int, Level], groups: Groups) -> 
         )
         why = f"{labels or 'the debtor columns'} are empty (the invoice needs a debtor)"
         issues.append(_issue(groups.first[g], "required", None, g, why, value=None))
+    return issues
+
+
+#: A Norwegian postal code: four digits, 0001 to 9999.
+_NORWEGIAN_ZIP = re.compile(r"(?!0000)[0-9]{4}")
+
+
+def _zip_codes(debtor: Obj, level: dict[int, Level]) -> list[Issue]:
+    """Rule ``zip`` for each address of ``debtor`` (``_norwegian_zip_codes``)."""
+    addresses = debtor.get("addresses")
+    if not isinstance(addresses, Many):
+        return []
+    return [
+        issue
+        for address in addresses.items
+        if isinstance(address, Obj)
+        for issue in _norwegian_zip_codes(address, level)
+    ]
+
+
+def _norwegian_zip_codes(address: Obj, level: dict[int, Level]) -> list[Issue]:
+    """Rule ``zip``: an address sent with countryCode NO has a Norwegian postal code, four
+    digits. "NO-0150", "5003 Bergen" or a German "12345" went out as Norwegian postal codes,
+    and a collection letter to them goes astray; the debtor never hears of the claim."""
+    zip_field, country_field = address.get_field("zipCode"), address.get_field("countryCode")
+    if zip_field is None or country_field is None:
+        return []
+    zips, countries = level[id(zip_field)], level[id(country_field)].values
+    v = zips.values
+    # Per distinct value: a file's zip codes and countries repeat.
+    codes, unique_codes = pd.factorize(pd.Series(v.vals, dtype=object))
+    lands, unique_lands = pd.factorize(pd.Series(countries.vals, dtype=object))
+    # Digits written with decimals ("5003.0") are refused as such already (rule text).
+    good = np.array(
+        [
+            bool(_NORWEGIAN_ZIP.fullmatch(str(c)) or DECIMALS_WRITTEN.match(str(c)))
+            for c in unique_codes
+        ]
+        + [True]
+    )
+    norway = np.array([str(c).upper() == "NO" for c in unique_lands] + [False])
+    issues = []
+    for g in np.flatnonzero(norway[lands] & ~good[codes]).tolist():  # -1 (None): the last
+        issues.append(
+            _issue(
+                zips.at[g],
+                "zip",
+                v,
+                g,
+                f"{v.label[g]} {quoted(v.text[g])} is not a Norwegian postal code (4 digits), and "
+                "the address goes with countryCode NO; correct it in the export, or map "
+                "countryCode from a column if the address is abroad",
+            )
+        )
     return issues
 
 

@@ -637,7 +637,7 @@ MAX_AMOUNT_EXCLUSIVE = 1e13
 
 #: Digits with a decimal separator and one or two zeros: what a column of numbers gives when a
 #: program wrote it as floats (pandas writes 1234567897.0) or a number format showed decimals.
-_DECIMALS_WRITTEN = re.compile(r"^[0-9]+[.,]0{1,2}$", re.MULTILINE)
+DECIMALS_WRITTEN = re.compile(r"^[0-9]+[.,]0{1,2}$", re.MULTILINE)
 
 
 def _written_with_decimals(
@@ -651,9 +651,9 @@ def _written_with_decimals(
     One search of the column first: values with a dot or comma are rare there."""
     found = np.zeros(len(todo), dtype=bool)
     values = text[todo]
-    if _DECIMALS_WRITTEN.search("\n".join(map(str, values.tolist()))) is None:
+    if DECIMALS_WRITTEN.search("\n".join(map(str, values.tolist()))) is None:
         return found
-    found[todo] = values.str.fullmatch(_DECIMALS_WRITTEN.pattern, na=False).to_numpy(dtype=bool)
+    found[todo] = values.str.fullmatch(DECIMALS_WRITTEN.pattern, na=False).to_numpy(dtype=bool)
     what = "the KID" if f.kind == "kid" else "the value"
     _fail(
         found, "kid" if f.kind == "kid" else "text", out, issues,
