@@ -28,6 +28,7 @@ from watchdog.observers.polling import PollingObserver
 from filedrop.api.client import ApiUnavailable
 from filedrop.errors import FiledropError
 from filedrop.inbox import (
+    ARCHIVE,
     LEFT_FOR_A_PERSON,
     Readiness,
     Snapshot,
@@ -171,7 +172,11 @@ def _watch_every_inbox(
         threading.Thread(
             target=watch,
             args=(inbox,),
-            kwargs={"isolated": True, "sharing": inboxes_sharing(inbox, settings.inboxes)},
+            kwargs={
+                "isolated": True,
+                "sharing": inboxes_sharing(inbox, settings.inboxes),
+                "others": _other_folders(inbox, settings.inboxes),
+            },
             name=f"filedrop-inbox-{inbox.name}",
             daemon=True,
         )
@@ -197,9 +202,11 @@ def _watch_one(
     on_report: Callable[[FileReport], None] | None,
     metrics: Metrics,
     sharing: tuple[Path, ...] = (),
+    others: tuple[tuple[str, Path], ...] = (),
 ) -> None:
     """Watch one inbox until ``stop``; an outage (and, ``isolated``, any failure) is waited out.
-    ``sharing``: the config's other inboxes with its journal and target."""
+    ``sharing``: the config's other inboxes with its journal and target; ``others``: every
+    other inbox's name and real folder (``watch_inbox``)."""
     options = WatchOptions.from_settings(settings)
     delay_s = settings.retry_initial_s
     prefix = f"inbox {settings.name}: " if isolated else ""
@@ -208,7 +215,7 @@ def _watch_one(
             with open_context(
                 settings, clock=clock, sleep=sleep, metrics=metrics, sharing=sharing
             ) as ctx:
-                watch_inbox(ctx, options=options, stop=stop, on_report=on_report)
+                watch_inbox(ctx, options=options, stop=stop, on_report=on_report, others=others)
             return
         except ApiUnavailable as exc:
             problem = str(exc)
@@ -278,6 +285,7 @@ class _State:
     # touched since is not taken up again at every rescan.
     taken_up: dict[Path, tuple[int, float]] = field(default_factory=dict)
     rescan_failing: bool = False
+    lent: str | None = None  # why the inbox's folder is not its own now (``_lent_folder``)
     inbox_name: str = ""  # the inbox's label in log fields and metrics
 
 
@@ -288,12 +296,15 @@ def watch_inbox(
     stop: threading.Event,
     clock: Callable[[], float] = time.monotonic,
     on_report: Callable[[FileReport], None] | None = None,
+    others: tuple[tuple[str, Path], ...] = (),
 ) -> None:
     """Run until ``stop`` is set; then stop taking files and return once in-flight work is
     finished or left resumable (``ctx.stop`` tells the pipeline to send no new batch).
 
     ``on_report`` is called on this thread with each file's report as it is collected. The
-    context's poller is closed on return, so ``ctx`` serves one watch only.
+    context's poller is closed on return, so ``ctx`` serves one watch only. ``others``: the
+    config's other inboxes (name, real folder); while this inbox's folder leads to one of
+    theirs, no file is taken (``_lent_folder``).
     """
     # Absolute once, here: with a relative FILEDROP_INBOX the observer reports relative paths,
     # which never matched the inbox, so every event was dropped and only rescans found files.
@@ -302,7 +313,7 @@ def watch_inbox(
     tracker = StabilityTracker(window_s=ctx.stability_s, clock=clock)
     hints = _HintQueue()
     reports: list[FileReport] = []
-    observer = _Supervisor(inbox, _Hints(inbox, hints.put), options)
+    observer = _Supervisor(inbox, _Hints(inbox, hints.put), options, name=state.inbox_name)
     next_rescan = 0.0
     next_beat = 0.0
     settling: threading.Thread | None = None
@@ -323,7 +334,12 @@ def watch_inbox(
             if now >= next_beat:
                 _beat(ctx)
                 next_beat = now + options.heartbeat_s
-            if now >= next_rescan:
+            if _lent_folder(inbox, others, state):
+                # Another inbox's files: theirs to send, to their organisation.
+                hints.take()
+                state.watching.clear()
+                ctx.metrics.inbox_listed(state.lent)
+            elif now >= next_rescan:
                 listed = _rescan(inbox, state, tracker)
                 ctx.metrics.inbox_listed(listed)
                 _take_up_left_files(ctx, inbox, state)
@@ -346,7 +362,10 @@ def watch_inbox(
             hints.wake.wait(timeout=options.tick_s)
             hints.wake.clear()
     finally:
-        log.info("stopping: no new files are taken; in-flight work finishes or stays resumable")
+        log.info(
+            "stopping: no new files are taken; in-flight work finishes or stays resumable",
+            extra=fields("watch_stopping", inbox=state.inbox_name),
+        )
         ctx.stop.set()
         ctx.poller.close()  # open polls resolve to "still pending" at once
         observer.stop()
@@ -383,8 +402,11 @@ class _HintQueue:
 class _Supervisor:
     """Keeps one folder observer running: a dead one is replaced, a failed start retried."""
 
-    def __init__(self, inbox: Path, handler: _Hints, options: WatchOptions) -> None:
+    def __init__(
+        self, inbox: Path, handler: _Hints, options: WatchOptions, *, name: str = ""
+    ) -> None:
         self._inbox = inbox
+        self._name = name  # the inbox's label, for the log
         self._handler = handler
         self._options = options
         self._observer: BaseObserver | None = None
@@ -400,12 +422,16 @@ class _Supervisor:
         (the new folder often gets the old one's inode number); the folder's identity tells a
         move."""
         if self._observer is not None and not self._observer.is_alive():
-            log.warning("the folder observer stopped; starting a new one")
+            log.warning(
+                "the folder observer stopped; starting a new one",
+                extra=fields("observer_restarted", inbox=self._name),
+            )
             self._replace(now)
         elif self._observer is not None and self._inbox_replaced():
             log.warning(
                 "the inbox %s was removed or moved, and made again; watching the new one",
                 self._inbox,
+                extra=fields("inbox_replaced", inbox=self._name),
             )
             self._replace(now)
         if self._observer is not None or now < self._next_try:
@@ -539,6 +565,46 @@ def _settle_in_background(ctx: Context, running: threading.Thread | None) -> thr
     thread = threading.Thread(target=settle, name="filedrop-settle", daemon=True)
     thread.start()
     return thread
+
+
+def _other_folders(inbox: Settings, inboxes: tuple[Settings, ...]) -> tuple[tuple[str, Path], ...]:
+    """The other inboxes of the config, each by name and real folder, as the config check
+    found them distinct at start (``settings._own_folder``)."""
+    return tuple(
+        (other.name, Path(os.path.realpath(other.inbox)))
+        for other in inboxes
+        if other is not inbox and other.inbox is not None
+    )
+
+
+def _lent_folder(inbox: Path, others: tuple[tuple[str, Path], ...], state: _State) -> bool:
+    """Whether this inbox's folder leads now to another inbox's folder (or its archive): replaced
+    by a symbolic link while the daemon ran, it took every file of that inbox and sent it
+    again, to this inbox's organisation, writing its outcomes over theirs. The config check at
+    start refuses such a folder; here it is looked at before each turn. Said once, as an
+    error, and once again when the folder is its own again; meanwhile readiness names it."""
+    real = Path(os.path.realpath(inbox))
+    lent = next(
+        (
+            f"the inbox folder {printable(str(inbox))} leads now to {printable(str(real))}, "
+            f'inbox "{printable(name)}"\'s folder; no file of it is taken until it is a folder '
+            "of this inbox's own again (it was replaced by a link while filedrop ran?)"
+            for name, folder in others
+            if real == folder or real.is_relative_to(folder / ARCHIVE)
+        ),
+        None,
+    )
+    if lent != state.lent:
+        if lent is not None:
+            log.error("%s", lent, extra=fields("inbox_lent", inbox=state.inbox_name))
+        else:
+            log.info(
+                "the inbox folder %s is its own again; taking its files",
+                inbox,
+                extra=fields("inbox_own_again", inbox=state.inbox_name),
+            )
+        state.lent = lent
+    return lent is not None
 
 
 def _rescan(inbox: Path, state: _State, tracker: StabilityTracker) -> str | None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -174,6 +175,71 @@ def test_one_daemon_serves_three_inboxes_and_reports_the_one_with_wrong_credenti
     assert_good_inboxes_done(folders, strict_sandbox)
     refused = [m for m in logged.messages if m.startswith("inbox gamma: ")]
     assert refused == [f"inbox gamma: {gamma_refused(strict_sandbox.url)}; trying again in 600 s"]
+
+
+def test_an_inbox_folder_replaced_by_a_link_to_another_inbox_takes_none_of_its_files(
+    tmp_path: Path, strict_sandbox: Sandbox, logged: Logged
+) -> None:
+    """The config check refuses two inboxes of one folder at start. Replaced by a link to
+    acme's folder while watch ran, beta's folder took acme's files and sent them again to
+    beta's organisation, writing its outcomes over acme's. Now beta takes nothing while its
+    folder leads there, and says so once; acme goes on; back to a folder of its own, beta
+    takes its files again."""
+    folders = drop_files(tmp_path)
+    settings = load_settings(
+        config_file=write_config(tmp_path, strict_sandbox.url, folders), environ={}
+    )
+    stop = threading.Event()
+    done: list[Path] = []
+    lock = threading.Lock()
+
+    def on_report(report: FileReport) -> None:
+        with lock:
+            if report.state is FileState.DONE:
+                done.append(report.path)
+
+    def wait_for(check: Callable[[], bool]) -> bool:
+        deadline = time.monotonic() + 30
+        while not check() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return check()
+
+    daemon = threading.Thread(
+        target=watch_through_outages,
+        args=(settings,),
+        kwargs={"stop": stop, "pause": stop.wait, "on_report": on_report},
+    )
+    daemon.start()
+    beta, kept = folders["beta"], tmp_path / "beta.kept"
+    try:
+        assert wait_for(lambda: len(done) == 4), f"done so far: {done}"
+        beta.rename(kept)
+        beta.symlink_to(folders["acme"], target_is_directory=True)
+        assert wait_for(lambda: logged.count("the inbox folder ") == 1)
+        write_erp_csv(folders["acme"] / "juli.csv", [erp_row("1004")])
+        assert wait_for(lambda: len(done) == 5)
+        time.sleep(1.0)  # beta's turns, that would have taken juli.csv and the others
+        beta.unlink()
+        kept.rename(beta)
+        write_erp_csv(beta / "august.csv", [erp_row("2005")])
+        assert wait_for(lambda: len(done) == 6)
+    finally:
+        stop.set()
+        daemon.join(timeout=30)
+    assert sorted(path.name for path in done[4:]) == ["august.csv", "juli.csv"]
+    by_org = {org: sorted(numbers) for org, numbers in strict_sandbox.received_by_org().items()}
+    assert by_org == {
+        ORG_ID: ["1001", "1002", "1003", "1004"],
+        OTHER_ORG_ID: ["2001", "2002", "2003", "2004", "2005"],
+    }
+    assert strict_sandbox.counters().invoice_numbers_repeated == ()
+    said = [m for m in logged.messages if m.startswith("the inbox folder ")]
+    assert said[0] == (
+        f'the inbox folder {beta} leads now to {folders["acme"]}, inbox "acme"\'s folder; no '
+        "file of it is taken until it is a folder of this inbox's own again (it was replaced by "
+        "a link while filedrop ran?)"
+    )
+    assert said[1] == f"the inbox folder {beta} is its own again; taking its files"
 
 
 def test_each_inbox_counts_in_the_metrics_under_its_own_name(
