@@ -373,6 +373,30 @@ def _outcome_missing(path: Path, record: FileRecord, ctx: Context) -> FileReport
     return FileReport(path, FileState.SKIPPED, {}, message=message)
 
 
+def _outcome_of_later(path: Path, later: FileRecord, ctx: Context) -> FileReport:
+    """An earlier version of a file, back under its name (A, then B, then A again): these bytes
+    were processed, but the outcome beside them is the later version's, whose rows are not
+    theirs. It said only "already processed", and a user reading that outcome read rows the
+    file does not hold. The outcome stays (the journal's rebuild reads it as B's); the skip
+    says whose it is, and where the file's own went."""
+    outcome = printable(Path(later.outcome or "").name)
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(later.created_at))
+    said = (
+        f"{ALREADY_PROCESSED} (these very bytes), but its outcome {outcome} is that of another "
+        f"version of {printable(path.name)}, processed since ({when}), and shows that one's rows; "
+        f"this one's, if it showed invoices sent, was moved to {ARCHIVE}/ under a stamped name "
+        "then. Nothing is sent again"
+    )
+    log.warning(
+        "%s: %s",
+        printable(path.name),
+        said,
+        extra=fields("outcome_of_another_version", inbox=ctx.metrics.name, file=path.name),
+    )
+    message = f"{ALREADY_PROCESSED}; its outcome {outcome} is another version's"
+    return FileReport(path, FileState.SKIPPED, {}, message=message)
+
+
 #: Why a file was skipped: these very bytes are finished (``done`` or ``error``) at this target.
 ALREADY_PROCESSED = "already processed"
 #: Why a file was skipped: another live process holds its claim, and may yet leave it unfinished
@@ -395,8 +419,11 @@ def _skipped(path: Path, hashed: HashedFile, ctx: Context) -> FileReport:
             clear_mark(path, hashed.sha256, ctx.target)
         if record.outcome and not os.path.lexists(record.outcome):
             return _outcome_missing(path, record, ctx)
+        beside = Path(record.path).absolute() == path.absolute()
+        if beside and (later := ctx.journal.later_with_outcome(record)) is not None:
+            return _outcome_of_later(path, later, ctx)
         message = ALREADY_PROCESSED
-        if Path(record.path).absolute() != path.absolute():  # its outcome is not beside it
+        if not beside:  # its outcome is not beside it
             where = f"; its outcome is {record.outcome}" if record.outcome else ""
             message = f"{ALREADY_PROCESSED} as {printable(record.path)}{printable(where)}"
         return FileReport(path, FileState.SKIPPED, {}, message=message)

@@ -1065,6 +1065,38 @@ def test_a_file_that_cannot_even_be_opened_still_gets_an_error_outcome(
     assert report.message.endswith("; the outcome locked.outcome.csv beside it is left as it was")
 
 
+def test_an_earlier_version_back_under_its_name_says_its_outcome_is_another_versions(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """x.csv, then another x.csv, then the first again: the first's bytes are done, and it was
+    skipped as "already processed" beside the second's outcome, whose rows it does not hold:
+    a user read rows the file does not have. The skip says whose the outcome is, and where the
+    file's own went; nothing is sent again."""
+    env = run_env(inbox, sandbox.url)
+    first = [erp_row("7101"), erp_row("7102")]
+    write_erp_csv(inbox / "x.csv", first)
+    filedrop("run", environ=env)
+    write_erp_csv(inbox / "x.csv", [erp_row("7201")])
+    filedrop("run", environ=env)
+    write_erp_csv(inbox / "x.csv", first)
+    _, out, err = filedrop("run", environ=env)
+    assert (
+        "x.csv: already processed (these very bytes), but its outcome x.outcome.csv is that of "
+        in err
+    )
+    assert (
+        "this one's, if it showed invoices sent, was moved to archive/ under a stamped name" in err
+    )
+    assert (
+        "x.csv: skipped (already processed; its outcome x.outcome.csv is another version's)"
+        in out + err
+    )
+    assert list(outcome_csv(inbox / "x.outcome.csv")["Fakturanr"]) == ["7201"]
+    (kept,) = (inbox / "archive").glob("*-x.outcome.csv")
+    assert list(outcome_csv(kept)["Fakturanr"]) == ["7101", "7102"]
+    assert sandbox.received_invoice_numbers() == ["7101", "7102", "7201"]
+
+
 def test_batches_of_a_replaced_file_are_still_settled(inbox: Path) -> None:
     """A PENDING file re-exported with more rows: the old batch's fate is learnt anyway."""
     shift_s = [0.0]  # the sandbox's clock, moved on so that the first batch ends between runs

@@ -548,6 +548,18 @@ class Journal:
         )
         return _file_record(rows[0]) if rows else None
 
+    def later_with_outcome(self, record: FileRecord) -> FileRecord | None:
+        """The newest file recorded after ``record`` that names its outcome (another version of
+        the file under its name, processed since), if any."""
+        if record.outcome is None:
+            return None
+        rows = self._read(
+            "SELECT * FROM files WHERE target = ? AND outcome = ? AND id > ? ORDER BY id DESC"
+            " LIMIT 1",
+            (record.target, record.outcome, record.id),
+        )
+        return _file_record(rows[0]) if rows else None
+
     def files_in_states(self, *, target: str, states: Iterable[FileState]) -> list[FileRecord]:
         """Files at ``target`` whose state is one of ``states``, oldest first."""
         states = tuple(states)
