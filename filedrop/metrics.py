@@ -177,6 +177,7 @@ class _Facts:
     inbox_checked: bool = False
     token_until: float | None = None
     token_problem: str | None = None
+    start_problem: str | None = None  # why the inbox's watch could not start, the last time
 
 
 @dataclass
@@ -270,6 +271,12 @@ class InboxMetrics:
             self._facts.journal_problem = problem
             self._facts.journal_checked = True
 
+    def start_failed(self, problem: str | None) -> None:
+        """Why the inbox's watch could not start (a broken mapping, a missing folder), or None
+        once it has: readiness then says that alone, not the checks it never got to."""
+        with self._lock:
+            self._facts.start_problem = problem
+
     def inbox_listed(self, problem: str | None) -> None:
         """The loop's last listing of the inbox: None when it worked, else why not."""
         with self._lock:
@@ -291,6 +298,8 @@ class InboxMetrics:
     def readiness_problems(self, now: float) -> list[str]:
         with self._lock:
             facts = self._facts
+            if facts.start_problem:
+                return [f"inbox {self.name}: cannot start: {facts.start_problem}"]
             problems: list[str] = []
             if facts.stopped or facts.beat_at is None:
                 problems.append("the watch loop is not running")

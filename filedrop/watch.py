@@ -215,6 +215,7 @@ def _watch_one(
             with open_context(
                 settings, clock=clock, sleep=sleep, metrics=metrics, sharing=sharing
             ) as ctx:
+                ctx.metrics.start_failed(None)
                 watch_inbox(ctx, options=options, stop=stop, on_report=on_report, others=others)
             return
         except ApiUnavailable as exc:
@@ -229,13 +230,14 @@ def _watch_one(
             log.debug("%sunexpected error", prefix, exc_info=True)
             problem = f"unexpected error ({exc!r})"
         problem = printable(problem).rstrip(".")
+        waiting = inbox_metrics(settings, metrics)
+        waiting.start_failed(f"{problem}; trying again in {delay_s:.0f} s")
         log.error(
             "%s; trying again in %.0f s",
             about_inbox(settings, problem) if isolated else problem,
             delay_s,
         )
         # Alive, not ready: the loop beats again when the wait is over.
-        waiting = inbox_metrics(settings, metrics)
         waiting.loop_beat(next_within_s=delay_s + heartbeat_stale_s(options.heartbeat_s))
         if pause(delay_s):
             return

@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -20,14 +21,23 @@ from typing import Any
 
 import pytest
 from builders import erp_row, filedrop, run_env, write_erp_csv
-from conftest import FakeTime, sandbox_settings, wait_until
+from conftest import (
+    MAPPINGS,
+    ORG_ID,
+    TEST_CLIENT_ID,
+    TEST_CLIENT_SECRET,
+    FakeTime,
+    sandbox_settings,
+    wait_until,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 from filedrop.metrics import Metrics, MetricsServer, health_token_path
 from filedrop.pipeline import Context, FileReport
 from filedrop.runner import open_context
 from filedrop.sandbox import Sandbox
-from filedrop.watch import WatchOptions, watch_inbox
+from filedrop.settings import load_settings
+from filedrop.watch import WatchOptions, watch_inbox, watch_through_outages
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -161,6 +171,78 @@ def test_readyz_says_why_when_the_inbox_cannot_be_listed(
     assert daemon.get("/healthz")[0] == 200  # alive all the same: restarting would not help
     inbox.with_name("elsewhere").rename(inbox)
     wait_until(lambda: daemon.get("/readyz")[0] == 200, what="ready again")
+
+
+def test_readyz_names_why_an_inbox_of_a_config_cannot_start(
+    tmp_path: Path, sandbox: Sandbox
+) -> None:
+    """An inbox whose mapping is broken is retried on the outage backoff, and /readyz gave
+    three reasons it never got to ("the journal has not been written yet", "the inbox has not
+    been listed yet", "no access token obtained yet"), never the mapping. It names the mapping
+    now; the good inbox is not named."""
+    broken = tmp_path / "broken.toml"
+    broken.write_text('name = "broken"\n[invoice\n', encoding="utf-8")
+    folders = {name: tmp_path / name for name in ("good", "mapped")}
+    for folder in folders.values():
+        folder.mkdir()
+    with socket.socket() as probe:  # a free port, handed to the daemon's own server
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = tmp_path / "filedrop.toml"
+    config.write_text(
+        f"""\
+env = "sandbox"
+auth_url = "{sandbox.url}"
+api_url = "{sandbox.url}"
+client_id = "{TEST_CLIENT_ID}"
+client_secret = "{TEST_CLIENT_SECRET}"
+org_id = "{ORG_ID}"
+mapping = "{MAPPINGS}"
+state = "{tmp_path / "journal.db"}"
+metrics_port = {port}
+metrics_host = "127.0.0.1"
+
+[[inbox]]
+name = "good"
+folder = "{folders["good"]}"
+
+[[inbox]]
+name = "mapped"
+folder = "{folders["mapped"]}"
+mapping = "{broken}"
+retry_initial_s = 600
+""",
+        encoding="utf-8",
+    )
+    stop = threading.Event()
+    daemon = threading.Thread(
+        target=watch_through_outages,
+        args=(load_settings(config_file=config, environ={}),),
+        kwargs={"stop": stop},
+    )
+    daemon.start()
+
+    def readyz() -> tuple[int, str]:
+        try:
+            return get(port, "/readyz")
+        except ConnectionRefusedError:  # the daemon's server not listening yet
+            return 0, ""
+
+    try:
+        answer = wait_until(
+            lambda: (
+                (got := readyz())[1].startswith("inbox mapped: cannot")
+                and "good" not in got[1]
+                and got
+            ),
+            what="only the broken inbox not ready",
+        )
+    finally:
+        stop.set()
+        daemon.join(timeout=30)
+    (line,) = answer[1].splitlines()
+    assert line.startswith(f"inbox mapped: cannot start: {broken}: ")
+    assert line.endswith("; trying again in 600 s")
 
 
 def test_readyz_says_why_when_the_journal_cannot_be_written(
