@@ -487,16 +487,21 @@ def test_no_mapping_fits_says_why_for_each(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.parametrize(("separator", "shown"), [(",", '","'), ("\t", "tab")])
+@pytest.mark.parametrize(
+    ("separator", "shown", "quote"), [(",", '","', ""), ("\t", "tab", ""), (",", '","', '"')]
+)
 def test_a_csv_separated_otherwise_than_the_mapping_says_is_told_so(
-    tmp_path: Path, separator: str, shown: str
+    tmp_path: Path, separator: str, shown: str, quote: str
 ) -> None:
     """A mapping that sets ";" reads a comma-separated export as one long header: the message
-    says which separator the file has, rather than miss a column its headers list."""
+    says which separator the file has, rather than miss a column its headers list; also when
+    every field is quoted ("Fakturanr","Beløp"), which went without the hint."""
     m = load_mapping(write(tmp_path, BASE.replace("[read]\n", '[read]\ndelimiter = ";"\n')))
     path = tmp_path / "mars.csv"
+    # Fakturanr not first: the first field's quote is taken as the one-column header's own.
+    lines = [HEADERS[::-1], ["d", "c", "2", "b", "a", "1"]]
     path.write_text(
-        separator.join(HEADERS) + "\n" + separator.join(["1", "a", "b", "2", "c", "d"]) + "\n",
+        "".join(separator.join(f"{quote}{cell}{quote}" for cell in line) + "\n" for line in lines),
         encoding="utf-8",
     )
     from filedrop.read import read_table

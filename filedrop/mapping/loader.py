@@ -10,6 +10,7 @@ every option.
 from __future__ import annotations
 
 import codecs
+import csv
 import fnmatch
 import hashlib
 import io
@@ -371,8 +372,10 @@ def _other_delimiter(delimiter: str | None, table: Table, names: tuple[str, ...]
     # not split for nothing).
     lines = [*table.headers, *(c for c in table.cells.iloc[:20, 0].tolist() if c)]
     for other in DELIMITERS:
+        # Split as CSV: an export that quotes every field ("Kundenr","Beløp") is common.
         if other != delimiter and any(
-            wanted & set(map(header_key, line.split(other))) for line in lines
+            wanted & set(map(header_key, next(csv.reader([line], delimiter=other), [])))
+            for line in lines
         ):
             return (
                 f", but the file's header line is separated by {_shown_delimiter(other)}, not by "
