@@ -1044,6 +1044,30 @@ def test_an_address_in_norway_needs_a_norwegian_postal_code(tmp_path: Path) -> N
     assert len(prepare(read_table(path, abroad.read), abroad).invoices) == 6
 
 
+def test_a_date_far_outside_any_claims_years_is_refused(tmp_path: Path) -> None:
+    """A year typed as a number in a workbook's date column (2024) read as Excel's day 2024 and
+    went out as 1905-07-16; a due date typed 2124 for 2024 went out a century ahead. Dates
+    before 1970 or after 2099 are no claim's: refused as no date."""
+    path = tmp_path / "mars.xlsx"
+    rows = [
+        erp_row("240301"),
+        erp_row("240302", Forfallsdato="15.03.2124"),
+        erp_row("240303", Fakturadato="01.03.1965"),
+        erp_row("240304"),
+    ]
+    write_erp_workbook(path, rows)
+    book = openpyxl.load_workbook(path)
+    book.active["B5"] = 2024  # Fakturadato of 240304, a number
+    book.save(path)
+    prepared = prepare(read_table(path, ERP.read), ERP)
+    assert messages(prepared) == [
+        'row 3: Forfallsdato "15.03.2124" is not a date (expected dd.mm.yyyy or dd.mm.yy)',
+        'row 4: Fakturadato "01.03.1965" is not a date (expected dd.mm.yyyy or dd.mm.yy)',
+        'row 5: Fakturadato "2024" is not a date (expected dd.mm.yyyy or dd.mm.yy)',
+    ]
+    assert [i.invoice_number for i in prepared.invoices] == ["240301"]
+
+
 def test_an_invoice_number_with_an_apostrophe_in_front_is_refused(tmp_path: Path) -> None:
     """'000782 (an ERP's way to make Excel keep the zeros) went out as itself, and another export
     of the invoice, 000782, went out as a second number: a second case. An apostrophe inside a

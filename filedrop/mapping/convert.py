@@ -151,8 +151,10 @@ _MINUS_CLASS = re.escape(_MINUS)
 _EXCEL_EPOCH = np.datetime64("1899-12-30")
 _EXCEL_EPOCH_1904 = np.datetime64("1904-01-01")
 _LAST_EXCEL_SERIAL = 2_958_465  # 9999-12-31, the last day Excel shows
-# A date outside this window is a typo (2204 for 2024) rather than a real invoice date.
-_FIRST_YEAR, _LAST_YEAR = 1900, 2199
+# A date outside this window is a typo (2124 for 2024) or a number that is no date (a year
+# typed as a number, 2024, reads as Excel's day 2024, in 1905), rather than a real invoice date:
+# no claim from before 1970 is still owed, and none is due after 2099.
+_FIRST_YEAR, _LAST_YEAR = 1970, 2099
 
 _DATE_TOKENS = {"dd": "%d", "d": "%d", "mm": "%m", "m": "%m", "yyyy": "%Y", "yy": "%y"}
 _DATE_FORMAT = re.compile(r"(?:d{1,2}|m{1,2}|yyyy|yy)(?:[.\-/ ](?:d{1,2}|m{1,2}|yyyy|yy)){2}")
