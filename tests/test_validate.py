@@ -2040,6 +2040,36 @@ def test_an_invoice_with_a_credit_note_of_its_number_in_the_file_is_refused(
     assert [inv.invoice_number for inv in warned.invoices] == ["70001", "70002"]
 
 
+def test_a_persons_full_name_holding_a_care_of_or_a_company_form_is_refused(
+    tmp_path: Path,
+) -> None:
+    """Split as a person's name, "Kari Nordmann c/o Ola Hansen" went out as first name "Kari
+    Nordmann c/o Ola" and last name "Hansen", and "Kari Nordmann AS" under a person's number with
+    the last name "AS". Both refused (rule text), saying why; a company's name ending in AS, and
+    a person's name holding "as" or "Co" inside, are sent."""
+    rows = [
+        open_row(Kunde="Kari Nordmann c/o Ola Hansen"),
+        open_row(Fakturanr="2", Kunde="Kari Nordmann AS"),
+        open_row(Fakturanr="3", Kunde="Tomas Coco"),
+        open_row(Fakturanr="4", Kunde="Fjord AS", Id="923609016"),
+    ]
+    prepared = open_run(tmp_path, rows)
+    assert fates(prepared) == {
+        0: (
+            "INVALID",
+            'Kunde "Kari Nordmann c/o Ola Hansen" holds a c/o, which belongs to the address, not '
+            "to a person's name; move it in the export",
+        ),
+        1: (
+            "INVALID",
+            'Kunde "Kari Nordmann AS" ends in AS, a company\'s form, while the identification '
+            "number is a person's; give the company's organisation number, or the person's name "
+            "alone in the export",
+        ),
+    }
+    assert [inv.invoice_number for inv in prepared.invoices] == ["3", "4"]
+
+
 def test_skipped_rows_leave_the_exit_code_alone() -> None:
     """SKIPPED beside SUCCEEDED exits 0; beside INVALID it is the INVALID that counts."""
     assert exit_code_for([RowStatus.SUCCEEDED, RowStatus.SKIPPED]) is ExitCode.OK

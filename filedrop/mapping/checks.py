@@ -104,6 +104,7 @@ def check_debtors(mapping: Mapping, level: dict[int, Level], groups: Groups) -> 
             f = item.get_field(name)
             if f is not None and f.name_part:
                 issues += _one_name(level[id(f)], private)
+                issues += _not_a_persons_name(level[id(f)], private)
             if f is not None:
                 issues += _required(level[id(f)], private, f"a PRIVATE debtor needs {f.what}")
                 continue
@@ -550,6 +551,40 @@ def _one_name(lv: Level, where: np.ndarray) -> list[Issue]:
         _issue(lv.at[g], "required", v, g, f"{v.label[g]} {quoted(v.text[g])} {why}", value=None)
         for g in np.flatnonzero(where & v.empty & (v.text != ""))
     ]
+
+
+#: What, in a PRIVATE debtor's full name, is no part of a person's name: a "c/o" (the address's
+#: part) or a company form at the end (a company's name, under a person's number).
+_CARE_OF = re.compile(r"(?im)(?:^|\s)c/o(?:\s|$)")
+_COMPANY_FORM = re.compile(r"(?im)\s(AS|ASA|ANS|DA|SA|BA|NUF|ENK|KS|IKS)\.?$")
+
+
+def _not_a_persons_name(lv: Level, where: np.ndarray) -> list[Issue]:
+    """Rule ``text``: a PRIVATE debtor's full name that holds more than a person's name. Split
+    as one, "Kari Nordmann c/o Ola Hansen" went out as first name "Kari Nordmann c/o Ola" and
+    last name "Hansen", and "Kari Nordmann AS" (a company's name under a person's number) with
+    the last name "AS": letters addressed to nobody."""
+    v = lv.values
+    named = np.flatnonzero(where & (v.text != "")).tolist()
+    # One search of all the names first: most files hold neither.
+    joined = "\n".join(str(v.text[g]) for g in named)
+    if not (_CARE_OF.search(joined) or _COMPANY_FORM.search(joined)):
+        return []
+    issues = []
+    for g in named:
+        text = str(v.text[g])
+        if _CARE_OF.search(text):
+            why = "holds a c/o, which belongs to the address, not to a person's name; move it"
+        elif form := _COMPANY_FORM.search(text):
+            why = (
+                f"ends in {form[1]}, a company's form, while the identification number is a "
+                "person's; give the company's organisation number, or the person's name alone"
+            )
+        else:
+            continue
+        message = f"{v.label[g]} {quoted(text)} {why} in the export"
+        issues.append(_issue(lv.at[g], "text", v, g, message, value=None))
+    return issues
 
 
 def _amounts(lv: Level, where: np.ndarray) -> list[Issue]:
