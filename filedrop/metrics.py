@@ -164,6 +164,11 @@ class Metrics:
         return [problem for inbox in inboxes for problem in inbox.readiness_problems(now)]
 
 
+#: How long a journal write may wait before readiness says so: the daemon waits up to the
+#: journal's busy timeout (30 s) for another program's lock, answering "ready" meanwhile.
+JOURNAL_WAIT_READY_S = 5.0
+
+
 @dataclass
 class _Facts:
     """What the loop last reported of one inbox, for the probes (under ``InboxMetrics._lock``)."""
@@ -178,6 +183,7 @@ class _Facts:
     token_until: float | None = None
     token_problem: str | None = None
     start_problem: str | None = None  # why the inbox's watch could not start, the last time
+    journal_writing_since: float | None = None  # a journal write the loop waits on, begun then
 
 
 @dataclass
@@ -265,11 +271,18 @@ class InboxMetrics:
         with self._lock:
             self._facts.stopped = True
 
+    def journal_writing(self) -> None:
+        """The loop begins a write to the journal (``journal_written`` tells how it ended): one
+        that waits on a lock another program holds blocks for the journal's busy timeout."""
+        with self._lock:
+            self._facts.journal_writing_since = self.metrics.clock()
+
     def journal_written(self, problem: str | None) -> None:
         """The loop's last write to the journal: None when it worked, else why not."""
         with self._lock:
             self._facts.journal_problem = problem
             self._facts.journal_checked = True
+            self._facts.journal_writing_since = None
 
     def start_failed(self, problem: str | None) -> None:
         """Why the inbox's watch could not start (a broken mapping, a missing folder), or None
@@ -303,7 +316,13 @@ class InboxMetrics:
             problems: list[str] = []
             if facts.stopped or facts.beat_at is None:
                 problems.append("the watch loop is not running")
-            if facts.journal_problem:
+            waited_s = now - (facts.journal_writing_since or now)
+            if waited_s > JOURNAL_WAIT_READY_S:
+                problems.append(
+                    f"the journal has not answered a write for {waited_s:.0f} s (locked by "
+                    "another program, or a slow disk)"
+                )
+            elif facts.journal_problem:
                 problems.append(facts.journal_problem)
             elif not facts.journal_checked:
                 problems.append("the journal has not been written yet")

@@ -509,6 +509,7 @@ def _dispose(observer: BaseObserver) -> None:
 
 def _beat(ctx: Context) -> None:
     # Its write puts a deleted journal back first, as every write does.
+    ctx.metrics.journal_writing()
     try:
         ctx.journal.beat(ctx.owner)
     except (*ctx.journal.errors, OSError) as exc:  # a busy journal is no reason to die

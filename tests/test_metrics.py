@@ -173,6 +173,25 @@ def test_readyz_says_why_when_the_inbox_cannot_be_listed(
     wait_until(lambda: daemon.get("/readyz")[0] == 200, what="ready again")
 
 
+def test_readiness_says_when_a_journal_write_waits(tmp_path: Path) -> None:
+    """A journal another program holds locked keeps the daemon's heartbeat write waiting for
+    the journal's busy timeout (30 s), and /readyz answered "ready" all that while. After 5 s
+    of waiting it says so; the write's end ends it."""
+    now = [1000.0]
+    inbox = Metrics(clock=lambda: now[0]).inbox("acme")
+    inbox.journal_written(None)
+    inbox.journal_writing()
+    now[0] += 4.0
+    assert not [p for p in inbox.readiness_problems(now[0]) if "journal" in p]
+    now[0] += 3.0
+    assert (
+        "inbox acme: the journal has not answered a write for 7 s (locked by another program, "
+        "or a slow disk)" in inbox.readiness_problems(now[0])
+    )
+    inbox.journal_written(None)
+    assert not [p for p in inbox.readiness_problems(now[0]) if "journal" in p]
+
+
 def test_readyz_names_why_an_inbox_of_a_config_cannot_start(
     tmp_path: Path, sandbox: Sandbox
 ) -> None:
