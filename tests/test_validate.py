@@ -1228,6 +1228,39 @@ def line(nr: str, kind: str, amount: str, *, first: bool = False, **cells: str) 
     return {"Nr": nr, "Linje": kind, "Beløp": amount} | head | cells
 
 
+def test_a_grouped_invoice_with_a_credit_line_left_out_is_refused(tmp_path: Path) -> None:
+    """A credit_notes rule on a grouped mapping leaves a discount line (-20) out, and its
+    invoice would go without it: INVALID, naming the line. The first version crashed the whole
+    file ("index 4 is out of bounds") when the credit line came after an invoice of two lines:
+    it looked invoices up by row. A credit line of another invoice, zeros in front aside
+    (070001), counts too; one of 0 does not."""
+    text = GROUPED + '\n[skip]\ncredit_notes = { column = "Beløp", at_most = 0 }\n'
+    rows = [
+        line("A", "Hovedstol", "1 000,00", first=True),
+        line("A", "Gebyr", "70,00"),
+        line("70001", "Hovedstol", "50,00", first=True),
+        line("C", "Hovedstol", "80,00", first=True),
+        line("A", "Rabatt", "-20,00"),
+        line("070001", "Kreditnota", "-50,00"),
+        line("C", "Rabatt", "0,00"),
+    ]
+    prepared = run(rows, custom(tmp_path, text), headers=G)
+    left_out = 'a credit note left out (rule skip.credit_notes: Beløp "{}" is 0 or less)'
+    cure = (
+        "the invoice would go for its whole amount, the credit not subtracted; export the "
+        "amount still owed, or remove the credit note if it is on another invoice"
+    )
+    assert messages(prepared) == [
+        f"row 2: invoice number A is also on row 6, {left_out.format('-20,00')}: {cure}",
+        f"row 4: invoice number 70001 is also on row 7, {left_out.format('-50,00')}: {cure}",
+        'row 6: rule skip.credit_notes: Beløp "-20,00" is 0 or less',
+        'row 7: rule skip.credit_notes: Beløp "-50,00" is 0 or less',
+        'row 8: rule skip.credit_notes: Beløp "0,00" is 0 or less',
+    ]
+    assert [invoice.invoice_number for invoice in prepared.invoices] == ["C"]
+    assert_every_row_once(prepared)
+
+
 def test_rows_with_one_key_become_one_invoice_with_a_claim_per_row() -> None:
     """Principal, fee and interest lines make one invoice; its amount is their sum."""
     rows = [

@@ -419,8 +419,8 @@ def _row_fates(
     number_level = groups.level(numbers) if numbers is not None else None
     duplicate_of, repeats = find_duplicates(table, number_level, groups, left_out)
     differs = _differing_repeats(table, mapping, src, groups, duplicate_of)
-    if number_level is not None and credits.any():
-        unknown += _credited_invoices(table, number_level, skip_why, credits)
+    if numbers is not None and number_level is not None and credits.any():
+        unknown += _credited_invoices(table, numbers, number_level, skip_why, credits)
     fates = _RowFates(blank, skip_why, duplicate_of, repeats + unknown, repeat_of, differs)
     return fates, groups
 
@@ -522,29 +522,31 @@ def _with_defaults(f: Field) -> Iterator[Field]:
 
 
 def _credited_invoices(
-    table: Table, numbers: Level, skip_why: np.ndarray, credits: np.ndarray
+    table: Table, numbers: Values, level: Level, skip_why: np.ndarray, credits: np.ndarray
 ) -> list[Issue]:
     """Rule ``amount``: an invoice the file sends whose number a credit note left out of the
-    file (``credits``) also has. Left out, the credit note was not subtracted and the invoice
-    went for its whole amount, its debt perhaps already cancelled: refused, as filedrop does
-    not net them. One Issue on each such invoice's first row, naming the credit note's."""
-    values = numbers.values
+    file (``credits``) also has, zeros in front aside (as for repeated numbers). Left out, the
+    credit note was not subtracted and the invoice went for its whole amount, its debt perhaps
+    already cancelled: refused, as filedrop does not net them. One Issue on each such invoice's
+    row with the number (``level``: per invoice; ``numbers``: per row), naming the credit's."""
     credit_at: dict[str, int] = {}
     for row in np.flatnonzero(credits).tolist():
-        if values.vals[row] is not None and not values.empty[row]:
-            credit_at.setdefault(str(values.vals[row]), row)
+        if numbers.vals[row] is not None and not numbers.empty[row]:
+            credit_at.setdefault(_number_key(numbers.vals[row]), row)
     issues = []
-    for row in numbers.at.tolist():
-        number = values.vals[row]
-        credit = credit_at.get(str(number)) if number is not None else None
-        if credit is None or skip_why[row] is not None:
+    for row in level.at.tolist():
+        number = numbers.vals[row]
+        if number is None or numbers.empty[row] or skip_why[row] is not None:
+            continue
+        credit = credit_at.get(_number_key(number))
+        if credit is None:
             continue
         issues.append(
             Issue(
                 row,
                 "amount",
-                values.label[row],
-                values.text[row],
+                numbers.label[row],
+                numbers.text[row],
                 f"invoice number {shown(str(number))} is also on row "
                 f"{table.row_numbers[credit]}, a credit note left out ({skip_why[credit]}): the "
                 "invoice would go for its whole amount, the credit not subtracted; export the "
@@ -552,6 +554,13 @@ def _credited_invoices(
             )
         )
     return issues
+
+
+def _number_key(number: object) -> str:
+    """An invoice number as repeats are found: digits alone without the zeros in front (a
+    spreadsheet program drops them), anything else as it is."""
+    text = str(number)
+    return text.lstrip("0") if text.isascii() and text.isdigit() else text
 
 
 def _left_out(blank: np.ndarray, skip_why: np.ndarray) -> np.ndarray:
