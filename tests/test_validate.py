@@ -650,9 +650,8 @@ def test_repeated_invoice_number_is_a_duplicate_of_the_first_row() -> None:
     prepared = run([row(), row(Fakturanr="240302"), row(), row(Beløp="-1")])
     assert [inv.invoice_number for inv in prepared.invoices] == ["240301", "240302"]
     other = (
-        "invoice number 240301 already appears on row 2, with other values in Beløp: not sent "
-        "(another invoice needs a number of its own; a line of the same invoice, [group] by in "
-        "the mapping)"
+        "invoice number 240301 already appears on row 2, with other values in Beløp, which were "
+        "not sent: the invoice went as that row has it"
     )
     assert prepared.rejected == {
         2: Rejection(RowStatus.DUPLICATE, "invoice number 240301 already appears on row 2"),
@@ -670,13 +669,15 @@ def test_a_repeated_number_with_other_values_says_which_columns_differ(in_parts:
     """A second invoice under one number (another customer, another amount), or a second line
     of one invoice in a mapping without [group], was DUPLICATE with only "already appears", and
     the run exited 0: nothing told the user a claim was not sent. It stays DUPLICATE (the number
-    went once) and names the columns that differ; an exact repeat, or one whose number has its
-    zeros dropped, says only where it appears. The same when the rows fall in different parts."""
+    went once) and names the columns that differ; an exact repeat, one written otherwise (4500
+    for 4 500,00, 1.3.2024, capitals), or one whose number has its zeros dropped, says only
+    where it appears. The same when the rows fall in different parts."""
     rows = [
         row(),
         row(Fakturanr="240302"),
         row(Fakturanr="00240301"),
         row(Beløp="2 500,00", Etternavn="Hansen"),
+        row(Beløp="4500", Fakturadato="1.3.2024", Etternavn="KRISTIANSEN "),  # written otherwise
     ]
     with pytest.MonkeyPatch.context() as patch:
         if in_parts:
@@ -693,9 +694,9 @@ def test_a_repeated_number_with_other_values_says_which_columns_differ(in_parts:
         3: (
             "DUPLICATE",
             "invoice number 240301 already appears on row 2, with other values in Beløp and "
-            "Etternavn: not sent (another invoice needs a number of its own; a line of the same "
-            "invoice, [group] by in the mapping)",
+            "Etternavn, which were not sent: the invoice went as that row has it",
         ),
+        4: ("DUPLICATE", "invoice number 240301 already appears on row 2"),
     }
 
 
@@ -1659,8 +1660,7 @@ def test_two_groups_with_one_invoice_number_are_duplicates(tmp_path: Path) -> No
         1: Rejection(
             RowStatus.DUPLICATE,
             "invoice number A already appears on row 2, with other values in Beløp and "
-            "Etternavn: not sent (another invoice needs a number of its own; a line of the same "
-            "invoice, [group] by in the mapping)",
+            "Etternavn, which were not sent: the invoice went as that row has it",
         )
     }
 
@@ -1794,8 +1794,8 @@ CSV_PROBLEMS = [
     "row 9: Fornavn is empty (a PRIVATE debtor needs a first name)",
     'row 12: Mobil "12 34" is not a phone number (numbers without a + country code are read as NO)',
     "row 14: invoice number 240302 already appears on row 3, with other values in Fakturadato "
-    "and Forfallsdato: not sent (another invoice needs a number of its own; a line of the same "
-    "invoice, [group] by in the mapping)",
+    "and Forfallsdato, which were not sent: the invoice went as that row "
+    "has it",
 ]
 XLSX_PROBLEMS = [
     'row 9: Email "pal.saerheim(at)example.no" is not an email address',

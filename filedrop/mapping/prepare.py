@@ -9,6 +9,7 @@ one place: an invoice's rows, or ``rejected``: the "never lose a row" promise.
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Hashable, Iterator
@@ -453,25 +454,41 @@ def _differing_repeats(
     for pos in read:
         cells = table.cells[pos].to_numpy(dtype=object)
         pairs = zip(cells[rows], cells[firsts], strict=True)
-        other = np.array([str(a).strip() != str(b).strip() for a, b in pairs], dtype=bool)
+        other = np.array([_as_written(a) != _as_written(b) for a, b in pairs], dtype=bool)
         for row in rows[other].tolist():
             differs[row].append(table.headers[pos])
     return differs
+
+
+#: What tells one way of writing a value from another, not one value from another: spaces,
+#: zeros in front of a group of digits (01.03.2024, 1.3.2024), decimals of zeros (4500,00).
+_SPACES_RUN = re.compile(r"\s+")
+_ZEROS_IN_FRONT = re.compile(r"(?<![0-9])0+(?=[0-9])")
+_ZERO_DECIMALS = re.compile(r"[.,]0+$")
+
+
+def _as_written(cell: object) -> str:
+    """A cell as compared for a repeated invoice number: only another value counts as other,
+    not another way of writing it ("4 500,00" and "4500", "01.03.2024" and "1.3.2024", "Oslo"
+    and "OSLO"), or the message would call one invoice's two exports two invoices."""
+    text = _SPACES_RUN.sub("", str(cell)).casefold()
+    return _ZERO_DECIMALS.sub("", _ZEROS_IN_FRONT.sub("", text))
 
 
 def _with_differences(p: Problem, differs: dict[int, list[str]], groups: Groups) -> Problem:
     """A repeated invoice number's problem, naming the columns it differs from the first row in
     (``_differing_repeats``): a second invoice under that number, or a second line of the
     invoice, was DUPLICATE with no word of what it held, and the run said all was well. It
-    stays DUPLICATE (the number went once), for the user to see what was not sent."""
+    stays DUPLICATE (the number went once), for the user to see what was not sent. It gives no
+    advice: renumbered, a second export of one invoice would go twice."""
     names = differs.get(int(groups.first[groups.gid[p.position]]))
     if p.rule != "duplicate" or not names:
         return p
     listed = " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
     return replace(
         p,
-        message=f"{p.message}, with other values in {listed}: not sent (another invoice needs "
-        "a number of its own; a line of the same invoice, [group] by in the mapping)",
+        message=f"{p.message}, with other values in {listed}, which were not sent: the invoice "
+        "went as that row has it",
     )
 
 
