@@ -964,13 +964,15 @@ def test_an_invoice_number_a_number_format_wrote_is_refused(tmp_path: Path) -> N
 def test_a_kid_or_zip_code_written_with_decimals_is_refused(tmp_path: Path) -> None:
     """A column a program wrote as floats holds "1234567897.0": the dot went with the ones
     people type into a KID, and the KID went out as 12345678970, which passes its check digit
-    (a payment would never match); "5003.0" went out as the zip code. Refused, saying why; a
-    KID grouped by dots is the KID it reads as."""
+    (a payment would never match); "5003.0" went out as the zip code, and a fødselsnummer
+    "1010039955.0" as 10100399550, another person's. Refused, saying why, once; a KID grouped by
+    dots is the KID it reads as."""
     path = tmp_path / "mars.csv"
     cells = [
         {"KID": "1234567897.0"},
         {"KID": "1234567897,00"},
         {"Postnr": "5003.0"},
+        {"Fødselsnr": "1010039955.0"},  # padded without its ".0": another person, 10100399550
         {"KID": "123.456.789.7", "Postnr": "5003"},
     ]
     lines = [ERP_HEADER, *(erp_row(f"24030{k}", **c) for k, c in enumerate(cells, start=1))]
@@ -984,6 +986,7 @@ def test_a_kid_or_zip_code_written_with_decimals_is_refused(tmp_path: Path) -> N
         f'row 2: KID "1234567897.0" {why.format("the KID")}',
         f'row 3: KID "1234567897,00" {why.format("the KID")}',
         f'row 4: Postnr "5003.0" {why.format("the value")}',
+        f'row 5: Fødselsnr "101003******" {why.format("the number")}',
     ]
     (sent,) = (invoice.payload for invoice in prepared.invoices)
     assert sent["ocrReferenceNumber"] == "1234567897"
@@ -1043,6 +1046,14 @@ def test_an_address_in_norway_needs_a_norwegian_postal_code(tmp_path: Path) -> N
         ERP_TEXT.replace('countryCode = { constant = "NO" }', 'countryCode = { constant = "DE" }'),
     )
     assert len(prepare(read_table(path, abroad.read), abroad).invoices) == 6
+    # A country column saying Norway by its name; a zip column without pad, written as floats.
+    norge_text = ERP_TEXT.replace('constant = "NO" }', 'constant = "Norge" }')
+    norge = custom(tmp_path, norge_text.replace('{ column = "Postnr", pad = 4 }', '"Postnr"'))
+    floats = tmp_path / "floats.csv"
+    floats.write_text(f"{ERP_HEADER}\n{erp_row('240301', Postnr='5003.0')}\n", encoding="utf-8")
+    assert messages(prepare(read_table(floats, norge.read), norge)) == [
+        f'row 2: Postnr "5003.0" {why.replace("countryCode NO", "countryCode Norge")}'
+    ]
 
 
 def test_a_date_far_outside_any_claims_years_is_refused(tmp_path: Path) -> None:

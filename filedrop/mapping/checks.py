@@ -26,6 +26,7 @@ from filedrop.mapping.convert import (
     mask_id,
     quoted,
     repeated,
+    shown,
 )
 from filedrop.mapping.fields import DECIMALS_WRITTEN, MAX_AMOUNT_EXCLUSIVE, Issue, Values
 from filedrop.mapping.groups import Groups, Level
@@ -129,6 +130,8 @@ def check_debtors(mapping: Mapping, level: dict[int, Level], groups: Groups) -> 
     return issues
 
 
+#: What a country column says for Norway: its code, and its name as exports write it.
+_NORWAY = frozenset({"NO", "NOR", "NORGE", "NOREG", "NORWAY"})
 #: A Norwegian postal code: four digits, 0001 to 9999.
 _NORWEGIAN_ZIP = re.compile(r"(?!0000)[0-9]{4}")
 
@@ -147,9 +150,10 @@ def _zip_codes(debtor: Obj, level: dict[int, Level]) -> list[Issue]:
 
 
 def _norwegian_zip_codes(address: Obj, level: dict[int, Level]) -> list[Issue]:
-    """Rule ``zip``: an address sent with countryCode NO has a Norwegian postal code, four
-    digits. "NO-0150", "5003 Bergen" or a German "12345" went out as Norwegian postal codes,
-    and a collection letter to them goes astray; the debtor never hears of the claim."""
+    """Rule ``zip``: an address sent with countryCode NO (or a country column saying Norway
+    otherwise: NOR, Norge) has a Norwegian postal code, four digits. "NO-0150", "5003 Bergen"
+    or a German "12345" went out as Norwegian postal codes, and a collection letter to them
+    goes astray; the debtor never hears of the claim."""
     zip_field, country_field = address.get_field("zipCode"), address.get_field("countryCode")
     if zip_field is None or country_field is None:
         return []
@@ -158,15 +162,17 @@ def _norwegian_zip_codes(address: Obj, level: dict[int, Level]) -> list[Issue]:
     # Per distinct value: a file's zip codes and countries repeat.
     codes, unique_codes = pd.factorize(pd.Series(v.vals, dtype=object))
     lands, unique_lands = pd.factorize(pd.Series(countries.vals, dtype=object))
-    # Digits written with decimals ("5003.0") are refused as such already (rule text).
+    # Digits written with decimals ("5003.0") in a padded column are refused as such already
+    # (rule text); in another, this is what says so.
+    told = DECIMALS_WRITTEN if zip_field.pad else None
     good = np.array(
         [
-            bool(_NORWEGIAN_ZIP.fullmatch(str(c)) or DECIMALS_WRITTEN.match(str(c)))
+            bool(_NORWEGIAN_ZIP.fullmatch(str(c)) or (told and told.match(str(c))))
             for c in unique_codes
         ]
         + [True]
     )
-    norway = np.array([str(c).upper() == "NO" for c in unique_lands] + [False])
+    norway = np.array([str(c).strip().upper() in _NORWAY for c in unique_lands] + [False])
     issues = []
     for g in np.flatnonzero(norway[lands] & ~good[codes]).tolist():  # -1 (None): the last
         issues.append(
@@ -176,8 +182,8 @@ def _norwegian_zip_codes(address: Obj, level: dict[int, Level]) -> list[Issue]:
                 v,
                 g,
                 f"{v.label[g]} {quoted(v.text[g])} is not a Norwegian postal code (4 digits), and "
-                "the address goes with countryCode NO; correct it in the export, or map "
-                "countryCode from a column if the address is abroad",
+                f"the address goes with countryCode {shown(str(countries.vals[g]))}; correct it "
+                "in the export, or map countryCode from a column if the address is abroad",
             )
         )
     return issues
@@ -615,6 +621,9 @@ def _national_ids(lv: Level, types: np.ndarray, present: np.ndarray, *, key: str
     # missing value it read as "nan", or crashed the file.
     has = present & ~v.missing()
     ids = pd.Series(v.vals, dtype=object).where(has, "").astype(str)
+    # Digits written with decimals ("1010039955.0") are refused as such already (rule text).
+    if ids.str.contains(".", regex=False).any() or ids.str.contains(",", regex=False).any():
+        has &= ~ids.str.match(DECIMALS_WRITTEN.pattern).to_numpy(dtype=bool)
     fnr, org = has & is_fodselsnummer(ids), has & is_orgnr(ids)
     length = ids.str.len().to_numpy()
     private, company = types == "PRIVATE", types == "COMPANY"

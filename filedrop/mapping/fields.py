@@ -505,7 +505,7 @@ def _convert(
     if kind == "text" and not f.pad:
         out.vals[todo] = text.to_numpy(dtype=object)[todo]
         return
-    if kind == "kid" or (kind == "text" and f.pad):
+    if kind in ("kid", "id") or (kind == "text" and f.pad):
         todo = todo & ~_written_with_decimals(f, text, todo, out, issues)
     codes, uniques = pd.factorize(text[todo])  # ids, zip codes and currencies repeat
     value = pd.Series(uniques, dtype=object)
@@ -643,24 +643,30 @@ DECIMALS_WRITTEN = re.compile(r"^[0-9]+[.,]0{1,2}$", re.MULTILINE)
 def _written_with_decimals(
     f: Field, text: pd.Series, todo: np.ndarray, out: Values, issues: list[Issue]
 ) -> np.ndarray:
-    """Rule ``kid`` for a KID, ``text`` for digits the mapping pads (a zip code, a customer
-    number): the rows whose value is digits written with decimals, each an Issue. The decimal
-    separator was dropped with the dots people type into a KID, so "1234567897.0" went out as
-    the KID 12345678970, which may pass its check digit (a payment that never matches), and a
-    zip code went out as "5003.0". Refused, not guessed at, as an invoice number so written is.
-    One search of the column first: values with a dot or comma are rare there."""
+    """Rule ``kid`` for a KID, ``text`` for an identification number and digits the mapping
+    pads (a zip code, a customer number): the rows whose value is digits written with decimals,
+    each an Issue. The decimal separator was dropped with the dots people type into a KID or a
+    national id, so "1234567897.0" went out as the KID 12345678970, which may pass its check
+    digit (a payment that never matches), "1010039955.0" as another person's valid fødselsnummer
+    10100399550, and a zip code as "5003.0". Refused, not guessed at, as an invoice number so
+    written is. One search of the column first: values with a dot or comma are rare there."""
     found = np.zeros(len(todo), dtype=bool)
     values = text[todo]
     if DECIMALS_WRITTEN.search("\n".join(map(str, values.tolist()))) is None:
         return found
     found[todo] = values.str.fullmatch(DECIMALS_WRITTEN.pattern, na=False).to_numpy(dtype=bool)
-    what = "the KID" if f.kind == "kid" else "the value"
-    _fail(
-        found, "kid" if f.kind == "kid" else "text", out, issues,
-        f"is a number written with decimals (by a program or a number format that took the "
+    what = {"kid": "the KID", "id": "the number"}.get(f.kind, "the value")
+    why = (
+        "is a number written with decimals (by a program or a number format that took the "
         f"column for numbers), not {what} as it reads; format the column as Text and export it "
-        "again",
-    )  # fmt: skip
+        "again"
+    )
+    rule = "kid" if f.kind == "kid" else "text"
+    for i in np.flatnonzero(found).tolist():
+        typed, label = out.text[i], out.label[i]
+        shown = mask_id(typed) if f.kind == "id" else typed  # a national id is never shown whole
+        issues.append(Issue(i, rule, label, shown, f"{label} {quoted(shown)} {why}"))
+        out.vals[i] = typed  # sent as typed if the rule lets the row go, as for any failure
     return found
 
 
