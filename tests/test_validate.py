@@ -998,8 +998,8 @@ def test_a_row_with_no_invoice_number_and_little_else_is_said_in_one_sentence(
 ) -> None:
     """An export's own lines (a count of records, a subtotal that no rule skips) were INVALID
     with a sentence per empty value, five or six for a line that is no invoice. One sentence
-    says it, with the [skip] rule that leaves such rows out; the row stays INVALID (it may be
-    an invoice that lost its values). A row missing only its number says just that."""
+    says it; the row stays INVALID (it may be an invoice that lost its values). A row with its
+    dates is an invoice that lost its number: each missing value is said, as before."""
     path = tmp_path / "mars.csv"
     subtotal = dict.fromkeys(ERP_HEADER.split(";"), "") | {"Kundenr": "Sum kunde 10001"}
     lines = [
@@ -1007,6 +1007,8 @@ def test_a_row_with_no_invoice_number_and_little_else_is_said_in_one_sentence(
         erp_row("240301"),
         erp_row("", Fornavn="Kari"),
         ";".join((subtotal | {"Beløp": "1 234,50"}).values()),
+        # An invoice that lost its number and names, not its dates: said value by value.
+        erp_row("", Fornavn="", Etternavn=""),
     ]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     prepared = prepare(read_table(path, ERP.read), ERP)
@@ -1014,10 +1016,15 @@ def test_a_row_with_no_invoice_number_and_little_else_is_said_in_one_sentence(
         "row 3: Fakturanr is empty (the invoice needs an invoice number)",
         "row 4: Fakturanr is empty, and so are Fakturadato, Forfallsdato, Fornavn and "
         "Etternavn: the row reads as no invoice (a line of the export's own, such as a count or a "
-        "subtotal?); delete such rows in the export, or leave them out with a [skip] rule such "
-        'as no_number = { column = "Fakturanr", is = [""] }',
+        "subtotal?); delete such rows in the export, or leave them out with a [skip] rule on a "
+        "column that marks them",
+        "row 5: Fakturanr is empty (the invoice needs an invoice number)",
+        "row 5: Fornavn is empty (a PRIVATE debtor needs a first name)",
+        "row 5: Etternavn is empty (a PRIVATE debtor needs a last name)",
     ]
-    assert {r: s.value for r, (s, _) in prepared.rejected.items()} == {1: "INVALID", 2: "INVALID"}
+    assert {r: s.value for r, (s, _) in prepared.rejected.items()} == dict.fromkeys(
+        (1, 2, 3), "INVALID"
+    )
 
 
 def test_an_address_in_norway_needs_a_norwegian_postal_code(tmp_path: Path) -> None:

@@ -322,7 +322,9 @@ def _prepare(
     issues += check_claim_sums(mapping, sums, rows, groups)
     issues += fates.repeats
     if number is not None:
-        issues = _said_once_without_number(issues, rows[id(number)], fates)
+        dates = [mapping.invoice.get_field(k) for k in ("invoiceDate", "dueDate")]
+        dated = [rows[id(f)] for f in dates if f is not None and id(f) in rows]
+        issues = _said_once_without_number(issues, rows[id(number)], dated, fates)
     built = columns(
         mapping,
         group_values={key: lv.values for key, lv in level.items()},
@@ -492,14 +494,19 @@ def _with_differences(p: Problem, differs: dict[int, list[str]], groups: Groups)
     )
 
 
-def _said_once_without_number(issues: list[Issue], number: Values, fates: _RowFates) -> list[Issue]:
-    """A row with no invoice number and other required values missing too (an export's footer
-    line, "Antall poster: 3", or a subtotal no rule skips) said in one sentence, not one per
-    value: "Fakturanr is empty; Beløp is empty; ..." told the user five things of a row that
-    is no invoice at all. It stays INVALID: a row that lost its values is not left out
-    silently."""
+def _said_once_without_number(
+    issues: list[Issue], number: Values, dates: list[Values], fates: _RowFates
+) -> list[Issue]:
+    """A row with no invoice number and no dates (``dates``: the invoice and due date, per
+    row), and other required values missing too (an export's count line, or a subtotal no rule
+    skips) said in one sentence, not one per value: "Fakturanr is empty; Beløp is empty; ..."
+    told the user five things of a row that is no invoice at all. A row with its dates is an
+    invoice that lost its number, and is told so. It stays INVALID either way: a row that lost
+    its values is never left out silently."""
     left_out = fates.blank | ~np.equal(fates.skip_why, None)
     unnumbered = number.empty & ~left_out
+    for date in dates:
+        unnumbered &= date.empty
     if not unnumbered.any():
         return issues
     missing: dict[int, list[Issue]] = defaultdict(list)
@@ -523,8 +530,7 @@ def _said_once_without_number(issues: list[Issue], number: Values, fates: _RowFa
                 None,
                 f"{number.label[row]} is empty, and so are {listed}: the row reads as no invoice "
                 "(a line of the export's own, such as a count or a subtotal?); delete such rows "
-                "in the export, or leave them out with a [skip] rule such as no_number = "
-                f'{{ column = "{number.label[row]}", is = [""] }}',
+                "in the export, or leave them out with a [skip] rule on a column that marks them",
             )
         )
     return out
