@@ -362,15 +362,12 @@ def _outcome_missing(path: Path, record: FileRecord, ctx: Context) -> FileReport
     written again by itself: read with today's mapping and rules, the rows might no longer be
     the ones the journal recorded, and a rewrite could call sent rows unsent or invalid."""
     gone = printable(Path(record.outcome or "").name)
-    log.warning(
-        "%s: already processed, but its outcome %s is gone; the journal still holds every row's "
-        "fate ('filedrop status'), and nothing is sent again",
-        printable(path.name),
-        gone,
-        extra=fields("outcome_missing", inbox=ctx.metrics.name, file=path.name),
+    said = (
+        f"{ALREADY_PROCESSED}, but its outcome {gone} is gone; the journal still holds every "
+        "row's fate ('filedrop status'), and nothing is sent again"
     )
     message = f"{ALREADY_PROCESSED}; its outcome {gone} is missing"
-    return FileReport(path, FileState.SKIPPED, {}, message=message)
+    return _skipped_saying(path, ctx, event="outcome_missing", said=said, message=message)
 
 
 def _outcome_of_later(path: Path, later: FileRecord, ctx: Context) -> FileReport:
@@ -387,13 +384,21 @@ def _outcome_of_later(path: Path, later: FileRecord, ctx: Context) -> FileReport
         f"this one's, if it showed invoices sent, was moved to {ARCHIVE}/ under a stamped name "
         "then. Nothing is sent again"
     )
+    message = f"{ALREADY_PROCESSED}; its outcome {outcome} is another version's"
+    return _skipped_saying(
+        path, ctx, event="outcome_of_another_version", said=said, message=message
+    )
+
+
+def _skipped_saying(path: Path, ctx: Context, *, event: str, said: str, message: str) -> FileReport:
+    """A skip whose reason the user must see: ``said`` as a warning, ``message`` the report's
+    short form."""
     log.warning(
         "%s: %s",
         printable(path.name),
         said,
-        extra=fields("outcome_of_another_version", inbox=ctx.metrics.name, file=path.name),
+        extra=fields(event, inbox=ctx.metrics.name, file=path.name),
     )
-    message = f"{ALREADY_PROCESSED}; its outcome {outcome} is another version's"
     return FileReport(path, FileState.SKIPPED, {}, message=message)
 
 
