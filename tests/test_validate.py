@@ -2096,13 +2096,16 @@ def test_a_persons_full_name_holding_a_care_of_or_a_company_form_is_refused(
 ) -> None:
     """Split as a person's name, "Kari Nordmann c/o Ola Hansen" went out as first name "Kari
     Nordmann c/o Ola" and last name "Hansen", and "Kari Nordmann AS" under a person's number with
-    the last name "AS". Both refused (rule text), saying why; a company's name ending in AS, and
-    a person's name holding "as" or "Co" inside, are sent."""
+    the last name "AS". Both refused (rule text), saying why; a company's name ending in AS, a
+    person's name holding "as" or "Co" inside, the family name As, and a name all in capitals
+    (whose last word may be a name: NGUYEN THI DA) are sent."""
     rows = [
         open_row(Kunde="Kari Nordmann c/o Ola Hansen"),
         open_row(Fakturanr="2", Kunde="Kari Nordmann AS"),
         open_row(Fakturanr="3", Kunde="Tomas Coco"),
         open_row(Fakturanr="4", Kunde="Fjord AS", Id="923609016"),
+        open_row(Fakturanr="5", Kunde="Kari As"),  # As, a Norwegian family name
+        open_row(Fakturanr="6", Kunde="NGUYEN THI DA"),  # all capitals: no form told apart
     ]
     prepared = open_run(tmp_path, rows)
     assert fates(prepared) == {
@@ -2118,7 +2121,7 @@ def test_a_persons_full_name_holding_a_care_of_or_a_company_form_is_refused(
             "alone in the export",
         ),
     }
-    assert [inv.invoice_number for inv in prepared.invoices] == ["3", "4"]
+    assert [inv.invoice_number for inv in prepared.invoices] == ["3", "4", "5", "6"]
 
 
 def test_skipped_rows_leave_the_exit_code_alone() -> None:

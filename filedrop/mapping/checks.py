@@ -560,9 +560,10 @@ def _one_name(lv: Level, where: np.ndarray) -> list[Issue]:
 
 
 #: What, in a PRIVATE debtor's full name, is no part of a person's name: a "c/o" (the address's
-#: part) or a company form at the end (a company's name, under a person's number).
+#: part) or a company form at the end (a company's name, under a person's number), in capitals
+#: after a name that is not all capitals: "Kari As" and "NGUYEN THI DA" are persons' names.
 _CARE_OF = re.compile(r"(?im)(?:^|\s)c/o(?:\s|$)")
-_COMPANY_FORM = re.compile(r"(?im)\s(AS|ASA|ANS|DA|SA|BA|NUF|ENK|KS|IKS)\.?$")
+_COMPANY_FORM = re.compile(r"(?m)\s(AS|ASA|ANS|DA|SA|NUF|ENK|IKS)\.?$")
 
 
 def _not_a_persons_name(lv: Level, where: np.ndarray) -> list[Issue]:
@@ -581,7 +582,7 @@ def _not_a_persons_name(lv: Level, where: np.ndarray) -> list[Issue]:
         text = str(v.text[g])
         if _CARE_OF.search(text):
             why = "holds a c/o, which belongs to the address, not to a person's name; move it"
-        elif form := _COMPANY_FORM.search(text):
+        elif (form := _COMPANY_FORM.search(text)) and not text.isupper():
             why = (
                 f"ends in {form[1]}, a company's form, while the identification number is a "
                 "person's; give the company's organisation number, or the person's name alone"
