@@ -664,31 +664,6 @@ def test_repeated_invoice_number_is_a_duplicate_of_the_first_row() -> None:
     ]
 
 
-def test_an_invoice_number_with_its_digits_grouped_repeats_the_plain_one() -> None:
-    """240301 and "240 301" (a space typed by a number format) in one file both went out: two
-    cases for one invoice. The grouped one, by a space or a dot, repeats the plain one, either
-    way round; a number grouped otherwise ("2024 001") is the number as it reads."""
-    prepared = run(
-        [
-            row(),
-            row(Fakturanr="240 301"),
-            row(Fakturanr="240.302"),
-            row(Fakturanr="240302"),
-            row(Fakturanr="2024 001"),
-            row(Fakturanr="2024001"),
-        ]
-    )
-    assert [inv.invoice_number for inv in prepared.invoices] == [
-        "240301", "240.302", "2024 001", "2024001"
-    ]  # fmt: skip
-    assert {r: t for r, (_, t) in prepared.rejected.items()} == {
-        1: "invoice number 240 301 (as 240301: its digits grouped, as a number format writes "
-        "them) already appears on row 2",
-        3: "invoice number 240302 (as 240.302: the same digits, grouped there as a number "
-        "format writes them) already appears on row 4",
-    }
-
-
 @pytest.mark.parametrize("in_parts", [False, True])
 def test_a_repeated_number_with_other_values_says_which_columns_differ(in_parts: bool) -> None:
     """A second invoice under one number (another customer, another amount), or a second line

@@ -7,7 +7,6 @@ without it each row is its own. Everything here is whole-column numpy work on gr
 from __future__ import annotations
 
 import math
-import re
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -181,23 +180,6 @@ def levels(rows: dict[int, Values], groups: Groups, fields: list[Field]) -> dict
     return {id(f): groups.level(rows[id(f)]) for f in fields}
 
 
-#: A space (of any width) or a dot between digits; digits in threes so parted, as a number
-#: format writes a number (a no-break space there is refused by rule text too).
-_GROUP_MARK = r"[ .\u00a0\u202f\u2009]"
-_GROUPED_DIGITS = rf"[0-9]{{1,3}}(?:{_GROUP_MARK}[0-9]{{3}})+"
-
-
-def _written_otherwise(this: str, then: str) -> str:
-    """How an invoice number differs from its earlier twin: its digits grouped, or zeros in
-    front dropped or added (a spreadsheet program does both)."""
-    if re.sub(_GROUP_MARK, "", this) == re.sub(_GROUP_MARK, "", then):
-        if len(this) > len(then):
-            return "its digits grouped, as a number format writes them"
-        return "the same digits, grouped there as a number format writes them"
-    how = "dropped" if len(this) < len(then) else "added"
-    return f"zeros in front {how}, as a spreadsheet program does"
-
-
 def find_duplicates(
     table: Table, number: Level | None, groups: Groups, blank: np.ndarray
 ) -> tuple[np.ndarray, list[Issue]]:
@@ -210,16 +192,13 @@ def find_duplicates(
         return duplicate_of, []
     v = number.values
     keys = pd.Series(v.vals, dtype=object).where(~v.empty & ~blank[groups.first], None)
-    strings = pd.api.types.infer_dtype(keys, skipna=True) == "string"
-    # 240 301 (or 240.301) and 240301 are one invoice: digits grouped in threes, as a number
-    # format writes them. A file with such a number is looked at only if one has a space or dot.
-    if strings and keys.str.contains(_GROUP_MARK, na=False).any():
-        grouped = keys.str.fullmatch(_GROUPED_DIGITS).fillna(False).astype(bool)
-        keys = keys.where(~grouped, keys.str.replace(_GROUP_MARK, "", regex=True))
     # 000777 and 777 are one invoice: a spreadsheet program drops the zeros of some cells of a
     # column it takes for numbers (the journal finds such twins across files: zero_twins).
     # Twins differ by zeros in front, so one starts with a zero: most files have none.
-    if strings and keys.str.startswith("0", na=False).any():
+    if (
+        pd.api.types.infer_dtype(keys, skipna=True) == "string"
+        and keys.str.startswith("0", na=False).any()
+    ):
         digits = keys.str.fullmatch("[0-9]+").fillna(False).astype(bool)
         keys = keys.where(~digits, keys.str.lstrip("0"))
     codes, _ = pd.factorize(keys, use_na_sentinel=True)
@@ -232,8 +211,11 @@ def find_duplicates(
             duplicate_of[g] = first = first_group[codes[g]]
             number = shown(str(v.vals[g]))
             if v.vals[first] != v.vals[g]:
-                this, then = str(v.vals[g]), str(v.vals[first])
-                number += f" (as {shown(then)}: {_written_otherwise(this, then)})"
+                how = "dropped" if len(v.vals[g]) < len(v.vals[first]) else "added"
+                number += (
+                    f" (as {shown(str(v.vals[first]))}: zeros in front {how}, as a spreadsheet "
+                    "program does)"
+                )
             why = f"invoice number {number} already appears on row {rows[groups.first[first]]}"
             issues += [
                 Issue(r, "duplicate", v.label[g], v.text[g], why) for r in groups.members_of(g)
