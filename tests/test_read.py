@@ -256,6 +256,10 @@ def test_a_dos_file_with_a_degree_sign_is_looked_at_all_the_same(tmp_path: Path)
     path.write_bytes("Nr;Navn;Merknad\r\n1;Bjørn;Kjølelager 4°C, 2µm, N° 12\r\n".encode("cp865"))
     with pytest.raises(ReadError, match='holds "Bj›rn", which is "Bjørn" in the Nordic DOS'):
         read_table(path)
+    lyon = tmp_path / "lyon.csv"  # a small "n°", Windows-1252's "nø" ending a word
+    lyon.write_bytes("Nr;Navn;Adresse\r\n1;Bjørn;Rue de Lyon n° 5, nr° 2\r\n".encode("cp865"))
+    with pytest.raises(ReadError, match='holds "Bj›rn", which is "Bjørn" in the Nordic DOS'):
+        read_table(lyon)
     sao = tmp_path / "sao.csv"  # cp850's ã is Windows-1252's Æ
     sao.write_bytes("Nr;Navn;Sted\r\n1;Bjørn;São Paulo\r\n".encode("cp850"))
     with pytest.raises(ReadError, match='holds "Bj›rn", which is "Bjørn" in the Nordic DOS'):

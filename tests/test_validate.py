@@ -2096,19 +2096,21 @@ def test_a_persons_full_name_holding_a_care_of_or_a_company_form_is_refused(
 ) -> None:
     """Split as a person's name, "Kari Nordmann c/o Ola Hansen" went out as first name "Kari
     Nordmann c/o Ola" and last name "Hansen", and "Kari Nordmann AS" under a person's number with
-    the last name "AS". Both refused (rule text), saying why; a company's name ending in AS, a
-    person's name holding "as" or "Co" inside, the family name As, and a name all in capitals
-    (whose last word may be a name: NGUYEN THI DA) are sent."""
+    the last name "AS". Both refused (rule text), saying why, in capitals too ("HANSEN BYGG AS");
+    a company's name ending in AS, a person's name holding "as" or "Co" inside, the family name
+    As, and last names that are company forms elsewhere (DA, SA) are sent."""
     rows = [
         open_row(Kunde="Kari Nordmann c/o Ola Hansen"),
         open_row(Fakturanr="2", Kunde="Kari Nordmann AS"),
         open_row(Fakturanr="3", Kunde="Tomas Coco"),
         open_row(Fakturanr="4", Kunde="Fjord AS", Id="923609016"),
         open_row(Fakturanr="5", Kunde="Kari As"),  # As, a Norwegian family name
-        open_row(Fakturanr="6", Kunde="NGUYEN THI DA"),  # all capitals: no form told apart
+        open_row(Fakturanr="6", Kunde="NGUYEN THI DA"),  # DA and SA: last names too
+        open_row(Fakturanr="7", Kunde="Lê Văn SA"),
+        open_row(Fakturanr="8", Kunde="HANSEN BYGG AS"),  # capitals: still a company's name
     ]
     prepared = open_run(tmp_path, rows)
-    assert fates(prepared) == {
+    assert {r: why for r, why in fates(prepared).items() if r < 7} == {
         0: (
             "INVALID",
             'Kunde "Kari Nordmann c/o Ola Hansen" holds a c/o, which belongs to the address, not '
@@ -2121,7 +2123,8 @@ def test_a_persons_full_name_holding_a_care_of_or_a_company_form_is_refused(
             "alone in the export",
         ),
     }
-    assert [inv.invoice_number for inv in prepared.invoices] == ["3", "4", "5", "6"]
+    assert [inv.invoice_number for inv in prepared.invoices] == ["3", "4", "5", "6", "7"]
+    assert fates(prepared)[7][1].startswith('Kunde "HANSEN BYGG AS" ends in AS, a company')
 
 
 def test_skipped_rows_leave_the_exit_code_alone() -> None:

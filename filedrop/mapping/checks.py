@@ -560,10 +560,11 @@ def _one_name(lv: Level, where: np.ndarray) -> list[Issue]:
 
 
 #: What, in a PRIVATE debtor's full name, is no part of a person's name: a "c/o" (the address's
-#: part) or a company form at the end (a company's name, under a person's number), in capitals
-#: after a name that is not all capitals: "Kari As" and "NGUYEN THI DA" are persons' names.
+#: part) or a company form at the end, in capitals (a company's name, under a person's number):
+#: "Kari As" is a person's name. DA, SA, BA and KS are left out: a person's last name may be one
+#: ("NGUYEN THI DA", "Lê Văn SA").
 _CARE_OF = re.compile(r"(?im)(?:^|\s)c/o(?:\s|$)")
-_COMPANY_FORM = re.compile(r"(?m)\s(AS|ASA|ANS|DA|SA|NUF|ENK|IKS)\.?$")
+_COMPANY_FORM = re.compile(r"(?m)\s(AS|ASA|ANS|NUF|ENK|IKS)\.?$")
 
 
 def _not_a_persons_name(lv: Level, where: np.ndarray) -> list[Issue]:
@@ -582,7 +583,7 @@ def _not_a_persons_name(lv: Level, where: np.ndarray) -> list[Issue]:
         text = str(v.text[g])
         if _CARE_OF.search(text):
             why = "holds a c/o, which belongs to the address, not to a person's name; move it"
-        elif (form := _COMPANY_FORM.search(text)) and not text.isupper():
+        elif form := _COMPANY_FORM.search(text):
             why = (
                 f"ends in {form[1]}, a company's form, while the identification number is a "
                 "person's; give the company's organisation number, or the person's name alone"

@@ -330,12 +330,12 @@ _LOOKALIKE_ENCODINGS = {
 # Windows-1252's own æ ø å inside a word as names have them ("Bjørn", "Øyvind", "ØSTBY",
 # "BJØRN"): a file holding one is written in it, whatever else it holds. Only so, as the same
 # bytes are signs or other letters in the DOS code pages ("4°C", "N°", "2µm", cp850's "São"),
-# which let such a file through unlooked at; and ø or å ending a small word ("Tromsø", "på"),
-# which DOS would have as "Troms°" or "pσ" (its "N°" has a capital). A file with its æ ø å
-# elsewhere only is looked at whole: this is a shortcut, not a verdict.
+# which let such a file through unlooked at; and ø or å ending a word after three small letters
+# ("Tromsø", "Bodø"), which DOS would have as "Troms°" (its "n°" and "nr°" are shorter). A file
+# with its æ ø å elsewhere only is looked at whole: this is a shortcut, not a verdict.
 _CP1252_NORWEGIAN = re.compile(
     rb"[a-z][\xe5\xe6\xf8][a-z]|[A-Z][\xc5\xc6\xd8][A-Z]|(?<![A-Za-z])[\xc5\xc6\xd8][A-Za-z]"
-    rb"|[a-z][\xe5\xf8](?![A-Za-z0-9])"
+    rb"|[a-z]{3}[\xe5\xf8](?![A-Za-z0-9])"
 )
 
 
