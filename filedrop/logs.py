@@ -11,7 +11,7 @@ import logging
 import re
 import time
 import unicodedata
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, TextIO
 
 import orjson
@@ -188,3 +188,8 @@ def setup_logging(*, stream: TextIO, fmt: str, debug: bool, name_inboxes: bool =
 def plural(count: int, singular: str, several: str | None = None) -> str:
     """``1 invoice``, ``2 invoices``, ``2 batches`` (``several`` when adding an s is wrong)."""
     return f"{count} {singular if count == 1 else several or singular + 's'}"
+
+
+def joined(parts: Sequence[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``: a list in a sentence."""
+    return parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"

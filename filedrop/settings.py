@@ -23,7 +23,7 @@ from filedrop.errors import ConfigError
 from filedrop.inbox import ARCHIVE
 from filedrop.journal.engines import PostgresLocation, location_from_text, redact
 from filedrop.journal.location import default_journal_path
-from filedrop.logs import printable
+from filedrop.logs import joined, printable
 from filedrop.read.limits import ReadLimits
 
 _READ_LIMITS = ReadLimits()
@@ -546,16 +546,12 @@ def _not_set(names: list[str], *, sending: bool) -> str:
         if len(issued) == 1:
             todo.append(f"{_WANTED[issued[0]][0]} to {_WANTED[issued[0]][1]}")
         elif issued and todo:
-            variables = _join([_WANTED[name][0].split(" ")[0] for name in issued])
+            variables = joined([_WANTED[name][0].split(" ")[0] for name in issued])
             todo.append(f"{variables} to the values Amili issued")
         else:
             todo.append("them to the values Amili issued")
-        sentence = f"{_join(labels)} are not set; set {'; '.join(todo)}."
+        sentence = f"{joined(labels)} are not set; set {'; '.join(todo)}."
     return f"{sentence} Nothing was sent." if sending else sentence
-
-
-def _join(parts: list[str]) -> str:
-    return parts[0] if len(parts) == 1 else f"{', '.join(parts[:-1])} and {parts[-1]}"
 
 
 @dataclass(frozen=True)
@@ -758,6 +754,12 @@ def _inboxes(
     return tuple(inboxes)
 
 
+def in_archive_of(folder: Path, other: Path) -> bool:
+    """Whether the real ``folder`` lies inside the real inbox folder ``other``'s ``archive/``,
+    where that inbox keeps what it is done with (``_own_folder``, and ``watch`` while it runs)."""
+    return folder.is_relative_to(other / ARCHIVE)
+
+
 def _own_folder(given: Path, name: str, folders: dict[Path, str], *, config_path: Path) -> None:
     """Refuse an inbox whose folder is another's, or inside another's ``archive/``, however it
     is spelled: through a symbolic link or ``..``, two inboxes of one folder each took every
@@ -774,7 +776,7 @@ def _own_folder(given: Path, name: str, folders: dict[Path, str], *, config_path
             )
         pairs = ((name, folder, other_name, other), (other_name, other, name, folder))
         for inner, inner_folder, outer, outer_folder in pairs:
-            if inner_folder.is_relative_to(outer_folder / ARCHIVE):
+            if in_archive_of(inner_folder, outer_folder):
                 raise ConfigError(
                     f'{config_path}: inbox "{inner}"\'s folder is inside inbox "{outer}"\'s '
                     f'{ARCHIVE}/ folder, where "{outer}" keeps what it is done with; give each '

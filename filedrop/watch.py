@@ -28,7 +28,6 @@ from watchdog.observers.polling import PollingObserver
 from filedrop.api.client import ApiUnavailable
 from filedrop.errors import FiledropError
 from filedrop.inbox import (
-    ARCHIVE,
     LEFT_FOR_A_PERSON,
     Readiness,
     Snapshot,
@@ -54,7 +53,7 @@ from filedrop.runner import (
     process_guarded,
     settle_leftovers,
 )
-from filedrop.settings import DEFAULT_INBOX_NAME, Settings
+from filedrop.settings import DEFAULT_INBOX_NAME, Settings, in_archive_of
 from filedrop.states import FileState
 
 log = logging.getLogger("filedrop.watch")
@@ -584,7 +583,8 @@ def _lent_folder(inbox: Path, others: tuple[tuple[str, Path], ...], state: _Stat
     """Whether this inbox's folder leads now to another inbox's folder (or its archive): replaced
     by a symbolic link while the daemon ran, it took every file of that inbox and sent it
     again, to this inbox's organisation, writing its outcomes over theirs. The config check at
-    start refuses such a folder; here it is looked at before each turn. Said once, as an
+    start refuses such a folder (``settings._own_folder``, by the same two tests); here it is
+    looked at before each turn. Said once, as an
     error, and once again when the folder is its own again; meanwhile readiness names it."""
     real = Path(os.path.realpath(inbox))
     lent = next(
@@ -593,7 +593,7 @@ def _lent_folder(inbox: Path, others: tuple[tuple[str, Path], ...], state: _Stat
             f'inbox "{printable(name)}"\'s folder; no file of it is taken until it is a folder '
             "of this inbox's own again (it was replaced by a link while filedrop ran?)"
             for name, folder in others
-            if real == folder or real.is_relative_to(folder / ARCHIVE)
+            if real == folder or in_archive_of(real, folder)
         ),
         None,
     )

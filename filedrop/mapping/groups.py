@@ -180,6 +180,21 @@ def levels(rows: dict[int, Values], groups: Groups, fields: list[Field]) -> dict
     return {id(f): groups.level(rows[id(f)]) for f in fields}
 
 
+def number_keys(numbers: pd.Series) -> pd.Series:
+    """Invoice numbers as one invoice's twins share them: 000777 and 777 are one invoice, as a
+    spreadsheet program drops the zeros of some cells of a column it takes for numbers (the
+    journal finds such twins across files: ``zero_twins``). Digits alone lose their zeros in
+    front; anything else is itself. Twins differ by zeros in front, so one starts with a zero:
+    most files have none, and are given back as they are."""
+    if (
+        pd.api.types.infer_dtype(numbers, skipna=True) == "string"
+        and numbers.str.startswith("0", na=False).any()
+    ):
+        digits = numbers.str.fullmatch("[0-9]+").fillna(False).astype(bool)
+        return numbers.where(~digits, numbers.str.lstrip("0"))
+    return numbers
+
+
 def find_duplicates(
     table: Table, number: Level | None, groups: Groups, blank: np.ndarray
 ) -> tuple[np.ndarray, list[Issue]]:
@@ -191,16 +206,7 @@ def find_duplicates(
     if number is None or groups.count == 0:
         return duplicate_of, []
     v = number.values
-    keys = pd.Series(v.vals, dtype=object).where(~v.empty & ~blank[groups.first], None)
-    # 000777 and 777 are one invoice: a spreadsheet program drops the zeros of some cells of a
-    # column it takes for numbers (the journal finds such twins across files: zero_twins).
-    # Twins differ by zeros in front, so one starts with a zero: most files have none.
-    if (
-        pd.api.types.infer_dtype(keys, skipna=True) == "string"
-        and keys.str.startswith("0", na=False).any()
-    ):
-        digits = keys.str.fullmatch("[0-9]+").fillna(False).astype(bool)
-        keys = keys.where(~digits, keys.str.lstrip("0"))
+    keys = number_keys(pd.Series(v.vals, dtype=object).where(~v.empty & ~blank[groups.first], None))
     codes, _ = pd.factorize(keys, use_na_sentinel=True)
     later = pd.Series(codes).duplicated().to_numpy() & (codes >= 0)
     issues: list[Issue] = []

@@ -134,6 +134,12 @@ class Mapping:
         if self.group_by:
             refs.append(("group.by", self.group_by, "groups by"))
         refs += [(rule.name, rule.field.columns, "names") for rule in self.skip]
+        return (*refs, *self.field_refs)
+
+    @cached_property
+    def field_refs(self) -> tuple[tuple[str, tuple[str, ...], str], ...]:
+        """The ``column_refs`` of the fields alone: the columns whose values go to Amili."""
+        refs: list[tuple[str, tuple[str, ...], str]] = []
         for node in (self.invoice, self.debtors, self.claims):
             for f in walk_fields(node):
                 while f is not None:

@@ -17,8 +17,10 @@ from dataclasses import dataclass, field, replace
 from typing import Literal, NamedTuple, NoReturn
 
 import numpy as np
+import pandas as pd
 
 from filedrop.errors import ReadError
+from filedrop.logs import joined
 from filedrop.mapping.checks import (
     check_amount_currencies,
     check_claim_sums,
@@ -46,6 +48,7 @@ from filedrop.mapping.groups import (
     find_duplicates,
     group_rows,
     levels,
+    number_keys,
     repeated_lines,
 )
 from filedrop.mapping.loader import Mapping
@@ -203,11 +206,7 @@ def prepare_parts(table: Table, mapping: Mapping) -> tuple[Prepared, Iterator[Pr
             fates.duplicate_of[start:stop],
             [issue._replace(position=issue.position - start) for issue in repeats_in.pop(k, [])],
             fates.repeat_of[start:stop],
-            {
-                row - start: names
-                for row, names in (fates.differs or {}).items()
-                if start <= row < stop
-            },
+            {row - start: names for row, names in fates.differs.items() if start <= row < stop},
         )
         # Each part inside a with of its own: a with spanning a yield would be left on
         # whichever thread asks for the next part.
@@ -285,7 +284,7 @@ class _RowFates(NamedTuple):
     repeats: list[Issue]
     repeat_of: np.ndarray  # the earlier row of its invoice a row repeats whole (-1: none)
     # A repeated number's first row -> the columns it differs in (``_differing_repeats``).
-    differs: dict[int, list[str]] | None = None
+    differs: dict[int, list[str]]
 
 
 def _prepare(
@@ -350,7 +349,7 @@ def _prepare(
         number=number_level,
         duplicate_of=fates.duplicate_of,
         repeat_of=fates.repeat_of,
-        differs=fates.differs or {},
+        differs=fates.differs,
         columns=built,
         offset=offset,
         invalid=invalid,
@@ -439,15 +438,7 @@ def _differing_repeats(
     number = mapping.invoice.get_field("invoiceNumber")
     key = src.positions.get(number.columns) if number is not None else None
     read = sorted(
-        {
-            src.positions[names]
-            for f in _fields(mapping.invoice, mapping.debtors, mapping.claims)
-            for part in _with_defaults(f)
-            for names in (
-                [part.columns] if part.source == "column" else [(n,) for n in part.placeholders]
-            )
-            if names in src.positions
-        }
+        {src.positions[names] for _, names, _ in mapping.field_refs if names in src.positions}
         - {key}
     )
     later = np.flatnonzero(duplicate_of >= 0)
@@ -486,11 +477,10 @@ def _with_differences(p: Problem, differs: dict[int, list[str]], groups: Groups)
     names = differs.get(int(groups.first[groups.gid[p.position]]))
     if p.rule != "duplicate" or not names:
         return p
-    listed = " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
     return replace(
         p,
-        message=f"{p.message}, with other values in {listed}, which were not sent: the invoice "
-        "went as that row has it",
+        message=f"{p.message}, with other values in {joined(names)}, which were not sent: the "
+        "invoice went as that row has it",
     )
 
 
@@ -521,27 +511,19 @@ def _said_once_without_number(
         others = list(
             dict.fromkeys(i.label for i in said if i.label and i.label != number.label[row])
         )
-        listed = " and ".join([", ".join(others[:-1]), others[-1]] if len(others) > 1 else others)
         out.append(
             Issue(
                 row,
                 "required",
                 number.label[row],
                 None,
-                f"{number.label[row]} is empty, and so are {listed}: the row reads as no invoice "
-                "(a line of the export's own, such as a count or a subtotal?); delete such rows "
-                "in the export, or leave them out with a [skip] rule on a column that marks them",
+                f"{number.label[row]} is empty, and so are {joined(others)}: the row reads as no "
+                "invoice (a line of the export's own, such as a count or a subtotal?); delete such "
+                "rows in the export, or leave them out with a [skip] rule on a column that marks "
+                "them",
             )
         )
     return out
-
-
-def _with_defaults(f: Field) -> Iterator[Field]:
-    """A field, then the field its default reads, and so on."""
-    part: Field | None = f
-    while part is not None:
-        yield part
-        part = part.default
 
 
 def _credited_invoices(
@@ -552,18 +534,17 @@ def _credited_invoices(
     credit note was not subtracted and the invoice went for its whole amount, its debt perhaps
     already cancelled: refused, as filedrop does not net them. One Issue on each such invoice's
     row with the number (``level``: per invoice; ``numbers``: per row), naming the credit's."""
-    credit_at: dict[str, int] = {}
+    keys = number_keys(pd.Series(numbers.vals, dtype=object).where(~numbers.empty, None)).tolist()
+    credit_at: dict[object, int] = {}
     for row in np.flatnonzero(credits).tolist():
-        if numbers.vals[row] is not None and not numbers.empty[row]:
-            credit_at.setdefault(_number_key(numbers.vals[row]), row)
+        if keys[row] is not None:
+            credit_at.setdefault(keys[row], row)
     issues = []
     for row in level.at.tolist():
+        credit = credit_at.get(keys[row]) if keys[row] is not None else None
+        if credit is None or skip_why[row] is not None:
+            continue
         number = numbers.vals[row]
-        if number is None or numbers.empty[row] or skip_why[row] is not None:
-            continue
-        credit = credit_at.get(_number_key(number))
-        if credit is None:
-            continue
         issues.append(
             Issue(
                 row,
@@ -577,13 +558,6 @@ def _credited_invoices(
             )
         )
     return issues
-
-
-def _number_key(number: object) -> str:
-    """An invoice number as repeats are found: digits alone without the zeros in front (a
-    spreadsheet program drops them), anything else as it is."""
-    text = str(number)
-    return text.lstrip("0") if text.isascii() and text.isdigit() else text
 
 
 def _left_out(blank: np.ndarray, skip_why: np.ndarray) -> np.ndarray:
