@@ -250,8 +250,8 @@ CASES: dict[str, Callable[[Path], str]] = {
     "row 4: invoice number 781 (as 000781: zeros in front dropped, as a spreadsheet program does) "
     "already appears on row 2": _zeros_dropped,
     "row 14: invoice number 240302 already appears on row 3, with other values in Fakturadato "
-    "and Forfallsdato, which were not sent: the invoice went as that row "
-    "has it": _duplicate_with_other_dates,
+    "and Forfallsdato: this row is not sent, and that row says what became of the "
+    "invoice": _duplicate_with_other_dates,
     'row 5: Etternavn "Berg" differs from row 4 of the same invoice ("Kristiansen"); the rows of '
     "one invoice must agree on it": lambda d: _row_message(
         d,

@@ -650,8 +650,8 @@ def test_repeated_invoice_number_is_a_duplicate_of_the_first_row() -> None:
     prepared = run([row(), row(Fakturanr="240302"), row(), row(Beløp="-1")])
     assert [inv.invoice_number for inv in prepared.invoices] == ["240301", "240302"]
     other = (
-        "invoice number 240301 already appears on row 2, with other values in Beløp, which were "
-        "not sent: the invoice went as that row has it"
+        "invoice number 240301 already appears on row 2, with other values in Beløp: this row is "
+        "not sent, and that row says what became of the invoice"
     )
     assert prepared.rejected == {
         2: Rejection(RowStatus.DUPLICATE, "invoice number 240301 already appears on row 2"),
@@ -694,7 +694,7 @@ def test_a_repeated_number_with_other_values_says_which_columns_differ(in_parts:
         3: (
             "DUPLICATE",
             "invoice number 240301 already appears on row 2, with other values in Beløp and "
-            "Etternavn, which were not sent: the invoice went as that row has it",
+            "Etternavn: this row is not sent, and that row says what became of the invoice",
         ),
         4: ("DUPLICATE", "invoice number 240301 already appears on row 2"),
     }
@@ -1678,7 +1678,7 @@ def test_two_groups_with_one_invoice_number_are_duplicates(tmp_path: Path) -> No
         1: Rejection(
             RowStatus.DUPLICATE,
             "invoice number A already appears on row 2, with other values in Beløp and "
-            "Etternavn, which were not sent: the invoice went as that row has it",
+            "Etternavn: this row is not sent, and that row says what became of the invoice",
         )
     }
 
@@ -1812,8 +1812,7 @@ CSV_PROBLEMS = [
     "row 9: Fornavn is empty (a PRIVATE debtor needs a first name)",
     'row 12: Mobil "12 34" is not a phone number (numbers without a + country code are read as NO)',
     "row 14: invoice number 240302 already appears on row 3, with other values in Fakturadato "
-    "and Forfallsdato, which were not sent: the invoice went as that row "
-    "has it",
+    "and Forfallsdato: this row is not sent, and that row says what became of the invoice",
 ]
 XLSX_PROBLEMS = [
     'row 9: Email "pal.saerheim(at)example.no" is not an email address',

@@ -474,15 +474,17 @@ def _with_differences(p: Problem, differs: dict[int, list[str]], groups: Groups)
     """A repeated invoice number's problem, naming the columns it differs from the first row in
     (``_differing_repeats``): a second invoice under that number, or a second line of the
     invoice, was DUPLICATE with no word of what it held, and the run said all was well. It
-    stays DUPLICATE (the number went once), for the user to see what was not sent. It gives no
-    advice: renumbered, a second export of one invoice would go twice."""
+    stays DUPLICATE (the number went once), for the user to see what was not sent. It says
+    nothing of how the invoice went: that row may not go either (sent from an earlier file, or
+    INVALID), and its own message says so. It gives no advice: renumbered, a second export of
+    one invoice would go twice."""
     names = differs.get(int(groups.first[groups.gid[p.position]]))
     if p.rule != "duplicate" or not names:
         return p
     return replace(
         p,
-        message=f"{p.message}, with other values in {joined(names)}, which were not sent: the "
-        "invoice went as that row has it",
+        message=f"{p.message}, with other values in {joined(names)}: this row is not sent, and "
+        "that row says what became of the invoice",
     )
 
 
