@@ -18,6 +18,7 @@ import hashlib
 import logging
 import os
 import queue
+import re
 import shutil
 import stat
 import threading
@@ -1777,6 +1778,17 @@ _SETUP_REFUSALS = {
     413: "the API answered 413, request too large; lower FILEDROP_BATCH_SIZE",
 }
 
+#: A refusal of the whole batch whose words are about its size, whatever its status: the guide
+#: names neither the largest batch nor how a larger one is refused, and filedrop's own sandbox
+#: answers 400 "A batch holds at most 5 invoices, not 11". As a refusal for the invoices'
+#: content it made every row FAILED, and the same file, its batch size lowered, was never sent.
+#: Words about one invoice's field ("invoices[3].amount exceeds maximum") are not these.
+_BATCH_TOO_LARGE = re.compile(
+    r"\b(?:batch\s+size|too\s+many\s+invoices|(?:at\s+most|maximum(?:\s+of)?|max\.?|no\s+more"
+    r"\s+than|up\s+to|limit\s+(?:is|of))\s+\d+\s+(?:invoices|items|entries))\b",
+    re.IGNORECASE,
+)
+
 
 def not_sent_reason(exc: FiledropError) -> tuple[str, Setback] | None:
     """Why a POST that certainly did not reach Amili left its invoices NOT_SENT, and whose move
@@ -1788,6 +1800,13 @@ def not_sent_reason(exc: FiledropError) -> tuple[str, Setback] | None:
         return _SETUP_REFUSALS[401], Setback.SETUP
     if isinstance(exc, ApiError) and exc.status in _SETUP_REFUSALS:
         return _SETUP_REFUSALS[exc.status], Setback.SETUP
+    if (
+        isinstance(exc, ApiError)
+        and 400 <= exc.status < 500
+        and _BATCH_TOO_LARGE.search(exc.excerpt)
+    ):
+        why = f"the API answered {exc.status}, {exc.excerpt!r}: a batch too large"
+        return f"{why}; lower FILEDROP_BATCH_SIZE", Setback.SETUP
     return None
 
 

@@ -8,7 +8,9 @@ import pandas as pd
 import pytest
 from builders import erp_row, filedrop, run_env, write_erp_csv
 
-from filedrop.sandbox import Sandbox
+from filedrop.api.types import ApiError
+from filedrop.pipeline import not_sent_reason
+from filedrop.sandbox import Sandbox, SandboxOptions
 from filedrop.states import ExitCode, RowStatus, exit_code_for
 
 
@@ -39,6 +41,29 @@ def test_a_batch_too_large_is_not_sent_and_a_smaller_batch_size_sends_it(
     assert list(outcome_csv(inbox / "big.outcome.csv")["outcome_status"]) == ["SUCCEEDED"] * 3
     assert sorted(sandbox.received_invoice_numbers()) == ["8101", "8102", "8103"]
     assert sandbox.counters().posts == 4
+
+
+def test_a_batch_refused_with_400_for_its_size_is_not_sent_either(inbox: Path) -> None:
+    """An API that refuses a batch over its limit with 400 and says so (as filedrop's own sandbox
+    does): NOT_SENT naming FILEDROP_BATCH_SIZE, exit 2, and the same file sent once it is lowered.
+    Taken for a refusal of the invoices' content, every row was FAILED and the rerun skipped the
+    file as already processed: nothing was ever sent."""
+    write_erp_csv(inbox / "big.csv", [erp_row("8151"), erp_row("8152"), erp_row("8153")])
+    with Sandbox(SandboxOptions(delay_s=(0, 0), seed=1, max_invoices_per_batch=2)) as sandbox:
+        filedrop("run", environ=run_env(inbox, sandbox.url), expect=ExitCode.SETUP)
+        message = (
+            'not sent: the API answered 400, \'{"message": "A batch holds at most 2 invoices, '
+            "not 3\"}': a batch too large; lower FILEDROP_BATCH_SIZE and the next run sends it"
+        )
+        outcome = outcome_csv(inbox / "big.outcome.csv")
+        assert list(outcome["outcome_status"]) == ["NOT_SENT"] * 3
+        assert list(outcome["outcome_message"]) == [message] * 3
+        assert sandbox.received_invoice_numbers() == []
+
+        env = run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE="2")
+        filedrop("run", environ=env, expect=ExitCode.OK)
+        assert list(outcome_csv(inbox / "big.outcome.csv")["outcome_status"]) == ["SUCCEEDED"] * 3
+        assert sorted(sandbox.received_invoice_numbers()) == ["8151", "8152", "8153"]
 
 
 def test_rows_not_sent_while_the_api_is_down_are_not_sent_not_failed(
@@ -123,3 +148,25 @@ def test_not_sent_rows_exit_3_unless_the_setup_stopped_them(
 ) -> None:
     """NOT_SENT alone is 3, 2 when the setup is the cause; the order is 2, 1, 3, 0."""
     assert exit_code_for(statuses, setup_problem=setup) is code
+
+
+@pytest.mark.parametrize(
+    ("words", "too_large"),
+    [
+        ('{"message": "A batch holds at most 5 invoices, not 11"}', True),
+        ("invoices: ensure this list has at most 500 items", True),
+        ("Maximum batch size is 500", True),
+        ("Too many invoices in one request", True),
+        ("invoices[3].originalInvoiceAmount exceeds maximum", False),
+        ("invoice 240301: dueDate is before invoiceDate", False),
+    ],
+)
+def test_only_words_about_the_batch_size_make_a_400_a_setup_refusal(
+    words: str, too_large: bool
+) -> None:
+    """The API's own words tell a batch refused for its size (NOT_SENT, the batch size to lower)
+    from one refused for its invoices (FAILED: ``not_sent_reason`` gives None)."""
+    reason = not_sent_reason(ApiError("POST", "/collection/v1/orgs/x/invoices", 400, words))
+    assert (reason is not None) == too_large
+    if reason is not None:
+        assert reason[0].endswith("a batch too large; lower FILEDROP_BATCH_SIZE")
