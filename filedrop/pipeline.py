@@ -298,6 +298,9 @@ class FileReport:
     held_by: str | None = None
     """Who holds the claim on a file ``SKIPPED`` because another process is at work on it (its
     lease still runs): a watcher looks again, to take it over if that process dies."""
+    waits_elsewhere: bool = False
+    """Some row waits for what becomes of its invoice in another file's batch
+    (``_OutcomeDraft.waits_elsewhere``)."""
 
     @property
     def statuses(self) -> set[RowStatus]:
@@ -847,7 +850,15 @@ def _send_and_report(
             outcome=outcome.name,
         ),
     )
-    return FileReport(path, state, counts, outcome, message, setback=setbacks.worst())
+    return FileReport(
+        path,
+        state,
+        counts,
+        outcome,
+        message,
+        setback=setbacks.worst(),
+        waits_elsewhere=waits_elsewhere,
+    )
 
 
 def _send(

@@ -675,7 +675,16 @@ def process_files(paths: list[Path], ctx: Context) -> RunReport:
     with ThreadPoolExecutor(
         max_workers=ctx.concurrent_files, thread_name_prefix="filedrop-file"
     ) as pool:
-        return RunReport(list(pool.map(lambda path: process_guarded(path, ctx), paths)))
+        reports = list(pool.map(lambda path: process_guarded(path, ctx), paths))
+    # A file whose rows waited for another file's batch of this very pass (the same invoices
+    # in a CSV and a workbook, say) is taken once more now that the pass is over: every file
+    # waits for its own polls, so that batch has ended, and the rows are told what became of
+    # their invoices. Left as they were, they said the batch had not ended, and the run exited
+    # 3 for invoices that had their case.
+    sent_here = any(not r.waits_elsewhere and r.state is not FileState.SKIPPED for r in reports)
+    if sent_here and not ctx.stop.is_set():
+        reports = [process_guarded(r.path, ctx) if r.waits_elsewhere else r for r in reports]
+    return RunReport(reports)
 
 
 @contextmanager

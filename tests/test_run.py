@@ -422,6 +422,30 @@ def test_an_ambiguous_post_gives_unknown_rows_and_is_never_resent(
     assert sandbox.counters().posts == 1
 
 
+def test_the_same_invoice_in_a_csv_and_a_workbook_of_one_run_ends_settled(inbox: Path) -> None:
+    """faktura.csv and faktura.xlsx hold the same invoice and are taken at once: one sends it,
+    the other waits for that batch. The run takes the waiting file once more after both, so it
+    says the invoice went from the other (DUPLICATE) and the run exits 0. Before, it said the
+    batch had not ended (PENDING), and the run exited 3 for an invoice that had its case (from a
+    hostile review)."""
+    write_erp_csv(inbox / "faktura.csv", [erp_row("240301")])
+    write_erp_workbook(inbox / "faktura.xlsx", [erp_row("240301")])
+    # Each batch stays QUEUED for a second: the other file decides while it is under way.
+    with Sandbox(SandboxOptions(delay_s=(1.0, 1.0), seed=1)) as sandbox:
+        _, out, _ = filedrop("run", environ=run_env(inbox, sandbox.url), expect=ExitCode.OK)
+        assert sandbox.received_invoice_numbers() == ["240301"]
+    workbook = openpyxl.load_workbook(inbox / "faktura.outcome.xlsx", read_only=True)
+    (xlsx_status,) = [
+        row[0]
+        for row in workbook.worksheets[0].iter_rows(
+            min_row=2, min_col=len(ERP_HEADER.split(";")) + 1, values_only=True
+        )
+    ]
+    statuses = sorted([xlsx_status, *outcome_csv(inbox / "faktura.outcome.csv")["outcome_status"]])
+    assert statuses == ["DUPLICATE", "SUCCEEDED"]
+    assert "wait for another file's batch" not in out
+
+
 @pytest.mark.parametrize("sent", [False, True], ids=["not-sent", "sent"])
 def test_a_file_re_exported_while_its_batch_is_unknown_waits_for_the_resolve(
     inbox: Path, sandbox: Sandbox, sent: bool
