@@ -191,6 +191,7 @@ class HashedFile:
     sha256: str
     size: int
     identity: tuple[int, int]  # (device, inode)
+    mtime_ns: int = 0  # its modification time when the hash began
 
 
 def open_regular(path: Path) -> int:
@@ -231,7 +232,26 @@ def hash_file(path: Path) -> HashedFile:
         while chunk := handle.read(_HASH_CHUNK_BYTES):
             digest.update(chunk)
             size += len(chunk)
-    return HashedFile(digest.hexdigest(), size, (info.st_dev, info.st_ino))
+    return HashedFile(digest.hexdigest(), size, (info.st_dev, info.st_ino), info.st_mtime_ns)
+
+
+def holds_hashed(path: Path, hashed: HashedFile) -> bool:
+    """Whether ``path`` still holds the bytes ``hashed`` read: the same file, size and time at
+    the cost of one ``lstat``; else the same bytes when hashed again (a file touched, or saved
+    again unchanged, holds them still). False when it is gone or no regular file."""
+    try:
+        info = path.lstat()
+        if (
+            stat.S_ISREG(info.st_mode)
+            and (info.st_dev, info.st_ino) == hashed.identity
+            and info.st_size == hashed.size
+            and info.st_mtime_ns == hashed.mtime_ns
+        ):
+            return True
+        again = hash_file(path)
+    except OSError:  # gone, or no longer a regular file (NotRegularFileError)
+        return False
+    return again.sha256 == hashed.sha256 and is_same_file(path, again.identity)
 
 
 def content_hash(path: Path) -> str:

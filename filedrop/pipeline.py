@@ -64,6 +64,7 @@ from filedrop.inbox import (
     archive_folder,
     content_hash,
     hash_file,
+    holds_hashed,
     is_same_file,
     outcome_path,
     scan,
@@ -586,9 +587,7 @@ def _process_claimed(
     if later is None:
         refuse_if_renumbered(ctx.journal, record, prepared.invoices)
     with frozen_for_gc(), _PartsAhead(later, name=name) as ahead:
-        return _send_and_report(
-            prepared, ahead, ctx, file_id, started, dest=dest, sha256=hashed.sha256
-        )
+        return _send_and_report(prepared, ahead, ctx, file_id, started, dest=dest, hashed=hashed)
 
 
 def _csv_delimiter(table: Table) -> str | None:
@@ -738,9 +737,9 @@ def _send_and_report(
     started: datetime,
     *,
     dest: Path,
-    sha256: str,
+    hashed: HashedFile,
 ) -> FileReport:
-    path = prepared.table.path
+    path, sha256 = prepared.table.path, hashed.sha256
     name = printable(path.name)
     setbacks = _Setbacks()
     draft = _OutcomeDraft(prepared, target=ctx.target, file_id=file_id)
@@ -820,11 +819,14 @@ def _send_and_report(
     outcome = write_outcome(prepared.table, outcomes, summary, dest=dest, ahead=ahead)
     clear_mark(path, sha256, ctx.target)  # the outcome shows what was sent from here on
     written = written_stamp(outcome)
+    changed = _changed_while_sent(path, hashed, ctx)
     if state is FileState.DONE and ctx.archive:
         outcome = _archive(path, outcome, ctx, sha256=sha256)
     notes = list(setbacks.messages)
     if waits_elsewhere:
         notes.append(WAITS_FOR_ANOTHER_FILE)
+    if changed:
+        notes.append(CHANGED_WHILE_SENT)
     message = "; ".join(notes) or None
     ctx.journal.finish_file(
         file_id,
@@ -856,7 +858,7 @@ def _send_and_report(
         counts,
         outcome,
         message,
-        setback=setbacks.worst(),
+        setback=setbacks.worst() or (Setback.CHANGING if changed else None),
         waits_elsewhere=waits_elsewhere,
     )
 
@@ -1040,6 +1042,22 @@ def refuse_if_renumbered(
             "now rejects or skips those rows; so that nothing goes twice under other numbers, "
             "nothing is sent or rewritten until the mapping reads the file as it did"
         )
+
+
+def _changed_while_sent(path: Path, hashed: HashedFile, ctx: Context) -> bool:
+    """Whether ``path`` was saved over while it was sent (a corrected re-export under the same
+    name), said as a warning: its outcome shows the version that was sent, and beside the new
+    one it said nothing of that, nor did the run, which exited 0 with the new invoices in no
+    outcome until the next run took them."""
+    if holds_hashed(path, hashed):
+        return False
+    log.warning(
+        "%s: %s",
+        printable(path.name),
+        CHANGED_WHILE_SENT,
+        extra=fields("file_changed", inbox=ctx.metrics.name, file=path.name),
+    )
+    return True
 
 
 def file_state_of(
@@ -2202,6 +2220,11 @@ def _invoice_outcome(
 
 #: What a file says (the run's summary, ``status``, the daemon's retry) whose rows wait for
 #: another file's batch (``_OutcomeDraft.waits_elsewhere``).
+#: Said of a file whose bytes changed while it was sent (``holds_hashed``).
+CHANGED_WHILE_SENT = (
+    "it changed while it was sent: its outcome shows the version that was sent, and the next "
+    "run takes the new one"
+)
 WAITS_FOR_ANOTHER_FILE = (
     "some rows wait for another file's batch, which their messages name; every run takes this "
     "file again until that batch is settled"

@@ -422,6 +422,40 @@ def test_an_ambiguous_post_gives_unknown_rows_and_is_never_resent(
     assert sandbox.counters().posts == 1
 
 
+def test_a_file_saved_over_while_it_is_sent_says_so_and_the_run_exits_3(inbox: Path) -> None:
+    """A corrected re-export saved under the same name while the first version's batch is under
+    way: the outcome is the sent version's, and the run says so and exits 3 (the new version is
+    the next run's), which then sends only its new invoice. Before, the run exited 0 without a
+    word, and the outcome beside the new file left out its new invoice (from a hostile
+    review)."""
+    write_erp_csv(inbox / "f.csv", [erp_row("7001"), erp_row("7002")])
+    new_version = write_erp_csv(inbox.parent / "f.csv.new", [erp_row("7003"), erp_row("7001")])
+    with Sandbox(SandboxOptions(delay_s=(1.0, 1.0), seed=1)) as sandbox:
+        env = run_env(inbox, sandbox.url)
+
+        def save_over() -> None:
+            wait_until(lambda: sandbox.counters().posts, what="the first version's POST")
+            os.replace(new_version, inbox / "f.csv")
+
+        saver = threading.Thread(target=save_over)
+        saver.start()
+        _, out, _ = filedrop("run", environ=env, expect=ExitCode.UNFINISHED)
+        saver.join()
+        assert out.splitlines()[1:3] == [
+            "f.csv: 2 SUCCEEDED",
+            "  it changed while it was sent: its outcome shows the version that was sent, and the "
+            "next run takes the new one",
+        ]
+        assert sorted(sandbox.received_invoice_numbers()) == ["7001", "7002"]
+
+        filedrop("run", environ=env, expect=ExitCode.OK)
+        assert sorted(sandbox.received_invoice_numbers()) == ["7001", "7002", "7003"]
+    assert list(outcome_csv(inbox / "f.outcome.csv")["outcome_status"]) == [
+        "SUCCEEDED",
+        "DUPLICATE",
+    ]
+
+
 def test_the_same_invoice_in_a_csv_and_a_workbook_of_one_run_ends_settled(inbox: Path) -> None:
     """faktura.csv and faktura.xlsx hold the same invoice and are taken at once: one sends it,
     the other waits for that batch. The run takes the waiting file once more after both, so it
