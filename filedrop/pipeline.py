@@ -2253,10 +2253,10 @@ def _elsewhere(number: str, record: InvoiceRecord, earlier: str) -> tuple[RowSta
         if status is InvoiceState.UNKNOWN:
             return (
                 RowStatus.UNKNOWN,
-                # No answer came: filedrop stopped, or the connection was lost or timed out
-                # after the request went (its own outcome says which); not a stop alone.
-                f"invoice {number} {WAITS_ELSEWHERE[0]} {earlier} (batch #{record.batch}) and no "
-                "answer came, so whether Amili has it is not known: check with Amili, then "
+                # Why is that file's to say (filedrop stopped, the connection was lost or timed
+                # out, an answer of 500 or without a batch id): here only what is true of all.
+                f"invoice {number} {WAITS_ELSEWHERE[0]} {earlier} (batch #{record.batch}), and "
+                "whether Amili has it is not known: check with Amili, then "
                 f"'{resolve_command(record.batch or 0)} --sent' or '--not-sent'; the next run "
                 "then tells, or sends it from this file",
             )

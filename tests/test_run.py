@@ -502,8 +502,8 @@ def test_a_file_re_exported_while_its_batch_is_unknown_waits_for_the_resolve(
     outcome = outcome_csv(inbox / "a.outcome.csv")
     assert list(outcome["outcome_status"]) == ["UNKNOWN", "UNKNOWN", "SUCCEEDED"]
     assert outcome["outcome_message"][0] == (
-        "invoice 6301 was being sent from a.csv (batch #1) and no answer came, so whether "
-        "Amili has it is not known: check with Amili, then 'filedrop resolve 1 --sent' or "
+        "invoice 6301 was being sent from a.csv (batch #1), and whether Amili has it is not "
+        "known: check with Amili, then 'filedrop resolve 1 --sent' or "
         "'--not-sent'; the next run then tells, or sends it from this file"
     )
     _, out, _ = filedrop("run", environ=env, expect=1)  # taken again, and still waiting
