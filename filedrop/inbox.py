@@ -235,23 +235,24 @@ def hash_file(path: Path) -> HashedFile:
     return HashedFile(digest.hexdigest(), size, (info.st_dev, info.st_ino), info.st_mtime_ns)
 
 
-def holds_hashed(path: Path, hashed: HashedFile) -> bool:
-    """Whether ``path`` still holds the bytes ``hashed`` read: the same file, size and time at
-    the cost of one ``lstat``; else the same bytes when hashed again (a file touched, or saved
-    again unchanged, holds them still). False when it is gone or no regular file."""
+def saved_over(path: Path, hashed: HashedFile) -> bool:
+    """Whether a regular file with other bytes than ``hashed`` read stands at ``path`` now: a
+    new version saved over it. The same file, size and time cost one ``lstat``; otherwise its
+    bytes are hashed again (a file touched, or saved again unchanged, is not saved over). A file
+    gone, moved away or replaced by a link is not a new version either."""
     try:
         info = path.lstat()
+        if not stat.S_ISREG(info.st_mode):
+            return False
         if (
-            stat.S_ISREG(info.st_mode)
-            and (info.st_dev, info.st_ino) == hashed.identity
+            (info.st_dev, info.st_ino) == hashed.identity
             and info.st_size == hashed.size
             and info.st_mtime_ns == hashed.mtime_ns
         ):
-            return True
-        again = hash_file(path)
-    except OSError:  # gone, or no longer a regular file (NotRegularFileError)
+            return False
+        return hash_file(path).sha256 != hashed.sha256
+    except OSError:  # gone meanwhile, or a link or pipe put there (NotRegularFileError)
         return False
-    return again.sha256 == hashed.sha256 and is_same_file(path, again.identity)
 
 
 def content_hash(path: Path) -> str:

@@ -64,9 +64,9 @@ from filedrop.inbox import (
     archive_folder,
     content_hash,
     hash_file,
-    holds_hashed,
     is_same_file,
     outcome_path,
+    saved_over,
     scan,
     stamped_names,
 )
@@ -1049,7 +1049,7 @@ def _changed_while_sent(path: Path, hashed: HashedFile, ctx: Context) -> bool:
     name), said as a warning: its outcome shows the version that was sent, and beside the new
     one it said nothing of that, nor did the run, which exited 0 with the new invoices in no
     outcome until the next run took them."""
-    if holds_hashed(path, hashed):
+    if not saved_over(path, hashed):
         return False
     log.warning(
         "%s: %s",
@@ -2220,7 +2220,7 @@ def _invoice_outcome(
 
 #: What a file says (the run's summary, ``status``, the daemon's retry) whose rows wait for
 #: another file's batch (``_OutcomeDraft.waits_elsewhere``).
-#: Said of a file whose bytes changed while it was sent (``holds_hashed``).
+#: Said of a file saved over while it was sent (``saved_over``).
 CHANGED_WHILE_SENT = (
     "it changed while it was sent: its outcome shows the version that was sent, and the next "
     "run takes the new one"

@@ -456,6 +456,38 @@ def test_a_file_saved_over_while_it_is_sent_says_so_and_the_run_exits_3(inbox: P
     ]
 
 
+@pytest.mark.parametrize("what", ["deleted", "moved away", "made a link", "touched"])
+def test_a_file_gone_or_touched_while_it_is_sent_is_not_called_changed(
+    inbox: Path, what: str
+) -> None:
+    """Only a new version standing at the file's name is 'changed while it was sent': a file
+    deleted, moved away or replaced by a link leaves no new version for the next run, and a
+    touched one holds the same bytes. Each said it changed, and the run exited 3 (from a
+    review of 33901ce)."""
+    source = write_erp_csv(inbox / "f.csv", [erp_row("7101")])
+    elsewhere = inbox.parent / "f-kept.csv"
+    with Sandbox(SandboxOptions(delay_s=(1.0, 1.0), seed=1)) as sandbox:
+
+        def meddle() -> None:
+            wait_until(lambda: sandbox.counters().posts, what="the POST")
+            if what == "deleted":
+                source.unlink()
+            elif what == "moved away":
+                source.rename(elsewhere)
+            elif what == "made a link":
+                source.rename(elsewhere)
+                source.symlink_to(elsewhere)
+            else:
+                os.utime(source)
+
+        meddler = threading.Thread(target=meddle)
+        meddler.start()
+        _, out, _ = filedrop("run", environ=run_env(inbox, sandbox.url), expect=ExitCode.OK)
+        meddler.join()
+    assert "changed while it was sent" not in out
+    assert out.splitlines()[1] == "f.csv: 1 SUCCEEDED"
+
+
 def test_the_same_invoice_in_a_csv_and_a_workbook_of_one_run_ends_settled(inbox: Path) -> None:
     """faktura.csv and faktura.xlsx hold the same invoice and are taken at once: one sends it,
     the other waits for that batch. The run takes the waiting file once more after both, so it
