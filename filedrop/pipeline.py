@@ -1716,7 +1716,7 @@ def _claim_and_post(
     try:
         batch_id = ctx.client.create_invoices(ctx.org_id, body)
     except (AmbiguousSubmission, ApiUnavailable, AuthError, ApiError) as exc:
-        result = _record_failed_post(batch, exc, ctx, setbacks, name=name)
+        result = _record_failed_post(batch, exc, ctx, setbacks, name=name, invoices=body.count)
         ctx.metrics.batch_posted(result, seconds=time.perf_counter() - started)
         return None
     ctx.metrics.batch_posted(BATCH_SUBMITTED, seconds=time.perf_counter() - started)
@@ -1807,21 +1807,49 @@ _SETUP_REFUSALS = {
     413: "the API answered 413, request too large; lower FILEDROP_BATCH_SIZE",
 }
 
-#: A refusal of the whole batch whose words are about its size, whatever its status: the guide
-#: names neither the largest batch nor how a larger one is refused, and filedrop's own sandbox
-#: answers 400 "A batch holds at most 5 invoices, not 11". As a refusal for the invoices'
+#: A refusal of the whole batch that names the batch's size as the reason, whatever its status:
+#: the guide names neither the largest batch nor how a larger one is refused, and filedrop's own
+#: sandbox answers 400 "A batch holds at most 5 invoices, not 11". As a refusal of the invoices'
 #: content it made every row FAILED, and the same file, its batch size lowered, was never sent.
-#: Words about one invoice's field ("invoices[3].amount exceeds maximum") are not these.
-_BATCH_TOO_LARGE = re.compile(
-    r"\b(?:batch\s+size|too\s+many\s+invoices|(?:at\s+most|maximum(?:\s+of)?|max\.?|no\s+more"
-    r"\s+than|up\s+to|limit\s+(?:is|of))\s+\d+\s+(?:invoices|items|entries))\b",
+#: Words that name the batch as too large, too many invoices, or the batch's size:
+_BATCH_NAMED_TOO_LARGE = re.compile(
+    r"\bbatch\b[^.;]{0,40}\b(?:too\s+(?:large|big)|size|limit|maximum|at\s+most|exceed)"
+    r"|\b(?:too\s+(?:large|big)|maximum|limit|at\s+most|exceeds?)\b[^.;]{0,40}\bbatch\b"
+    r"|\btoo\s+many\s+invoices\b",
+    re.IGNORECASE,
+)
+#: Words that give a limit on a list's length: the batch's, when it is below the invoices sent.
+_LIST_LIMIT = re.compile(
+    r"\b(?:at\s+most|maximum(?:\s+of)?|max\.?|no\s+more\s+than|more\s+than|up\s+to|"
+    r"limit(?:\s+is|\s+of)?|exceeds?)\s*:?\s*(\d+)\s+(?:invoices|items|entries|elements)\b"
+    r"|\bsize\s+must\s+be\s+between\s+\d+\s+and\s+(\d+)\b",
+    re.IGNORECASE,
+)
+#: A place inside an invoice ("invoices[3].", "debtors", "phoneNumbers"): its words are about
+#: that invoice's content ("claims: ensure this list has at most 50 items"), not the batch.
+_INSIDE_AN_INVOICE = re.compile(
+    r"\[\s*\d+\s*\]|\b(?:debtors?|claims?|address(?:es)?|phoneNumbers|emails)\b",
     re.IGNORECASE,
 )
 
 
-def not_sent_reason(exc: FiledropError) -> tuple[str, Setback] | None:
-    """Why a POST that certainly did not reach Amili left its invoices NOT_SENT, and whose move
-    it is; ``None`` when the API refused the batch for its content (its invoices FAILED)."""
+def refused_as_too_large(words: str, *, invoices: int) -> bool:
+    """Whether a whole batch of ``invoices`` was refused, in the API's ``words``, for its size.
+
+    The words name the batch as too large, or a limit on a list below the invoices sent (a
+    batch of one is never too large, so lowering the batch size always ends it); words that
+    point inside an invoice are about its content."""
+    if invoices < 2 or _INSIDE_AN_INVOICE.search(words):
+        return False
+    if _BATCH_NAMED_TOO_LARGE.search(words):
+        return True
+    return any(int(found[1] or found[2]) < invoices for found in _LIST_LIMIT.finditer(words))
+
+
+def not_sent_reason(exc: FiledropError, *, invoices: int) -> tuple[str, Setback] | None:
+    """Why a POST of ``invoices`` invoices that certainly did not reach Amili left them NOT_SENT,
+    and whose move it is; ``None`` when the API refused the batch for its content (its invoices
+    FAILED)."""
     if isinstance(exc, ApiUnavailable):
         tries = plural(exc.attempts, "attempt")
         return f"Amili was not available ({exc.reason}, {tries})", Setback.UNAVAILABLE
@@ -1832,15 +1860,15 @@ def not_sent_reason(exc: FiledropError) -> tuple[str, Setback] | None:
     if (
         isinstance(exc, ApiError)
         and 400 <= exc.status < 500
-        and _BATCH_TOO_LARGE.search(exc.excerpt)
+        and refused_as_too_large(exc.excerpt, invoices=invoices)
     ):
-        why = f"the API answered {exc.status}, {exc.excerpt!r}: a batch too large"
+        why = f"the API answered {exc.status}, {exc.excerpt!r}: a batch of {invoices} too large"
         return f"{why}; lower FILEDROP_BATCH_SIZE", Setback.SETUP
     return None
 
 
 def _record_failed_post(
-    batch: int, exc: FiledropError, ctx: Context, setbacks: _Setbacks, *, name: str
+    batch: int, exc: FiledropError, ctx: Context, setbacks: _Setbacks, *, name: str, invoices: int
 ) -> str:
     """What a failed POST means for its invoices, written down before anything else happens;
     returns which of the metrics' batch results it was. The log line names the file (``name``,
@@ -1862,7 +1890,7 @@ def _record_failed_post(
         ctx.journal.batch_unknown(batch, message=message)
         return BATCH_UNKNOWN
     log.error("%s: batch #%d: %s", name, batch, exc, extra=facts)
-    reason = not_sent_reason(exc)
+    reason = not_sent_reason(exc, invoices=invoices)
     if reason is None:
         ctx.journal.batch_refused(batch, message=f"the API refused the whole batch: {exc}")
         return BATCH_REFUSED

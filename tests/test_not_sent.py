@@ -53,7 +53,7 @@ def test_a_batch_refused_with_400_for_its_size_is_not_sent_either(inbox: Path) -
         filedrop("run", environ=run_env(inbox, sandbox.url), expect=ExitCode.SETUP)
         message = (
             'not sent: the API answered 400, \'{"message": "A batch holds at most 2 invoices, '
-            "not 3\"}': a batch too large; lower FILEDROP_BATCH_SIZE and the next run sends it"
+            "not 3\"}': a batch of 3 too large; lower FILEDROP_BATCH_SIZE and the next run sends it"
         )
         outcome = outcome_csv(inbox / "big.outcome.csv")
         assert list(outcome["outcome_status"]) == ["NOT_SENT"] * 3
@@ -154,19 +154,30 @@ def test_not_sent_rows_exit_3_unless_the_setup_stopped_them(
     ("words", "too_large"),
     [
         ('{"message": "A batch holds at most 5 invoices, not 11"}', True),
-        ("invoices: ensure this list has at most 500 items", True),
-        ("Maximum batch size is 500", True),
+        ("invoices: ensure this list has at most 50 items", True),
+        ("Maximum batch size is 50", True),
         ("Too many invoices in one request", True),
+        ("Batch too large: 100 invoices (limit 50)", True),
+        ("invoices: size must be between 1 and 50", True),
+        ("may not contain more than 50 invoices", True),
+        ("List should have at most 100 items", False),  # not below the 100 sent
         ("invoices[3].originalInvoiceAmount exceeds maximum", False),
+        ("invoices[0].debtors[0].phoneNumbers: ensure this list has at most 1 items", False),
+        ("claims: ensure this list has at most 50 items", False),
+        ("emails: maximum 5 entries", False),
         ("invoice 240301: dueDate is before invoiceDate", False),
     ],
 )
 def test_only_words_about_the_batch_size_make_a_400_a_setup_refusal(
     words: str, too_large: bool
 ) -> None:
-    """The API's own words tell a batch refused for its size (NOT_SENT, the batch size to lower)
-    from one refused for its invoices (FAILED: ``not_sent_reason`` gives None)."""
-    reason = not_sent_reason(ApiError("POST", "/collection/v1/orgs/x/invoices", 400, words))
+    """The API's own words tell a batch of 100 refused for its size (NOT_SENT, the batch size
+    to lower) from one refused for its invoices' content (FAILED: ``not_sent_reason`` gives
+    None): words that point inside an invoice, or a limit not below the invoices sent, are
+    content. A batch of one is never too large, so lowering the batch size always ends it."""
+    refusal = ApiError("POST", "/collection/v1/orgs/x/invoices", 400, words)
+    reason = not_sent_reason(refusal, invoices=100)
     assert (reason is not None) == too_large
     if reason is not None:
-        assert reason[0].endswith("a batch too large; lower FILEDROP_BATCH_SIZE")
+        assert reason[0].endswith("a batch of 100 too large; lower FILEDROP_BATCH_SIZE")
+    assert not_sent_reason(refusal, invoices=1) is None
