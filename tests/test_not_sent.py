@@ -53,7 +53,8 @@ def test_a_batch_refused_with_400_for_its_size_is_not_sent_either(inbox: Path) -
         filedrop("run", environ=run_env(inbox, sandbox.url), expect=ExitCode.SETUP)
         message = (
             'not sent: the API answered 400, \'{"message": "A batch holds at most 2 invoices, '
-            "not 3\"}': a batch of 3 too large; lower FILEDROP_BATCH_SIZE and the next run sends it"
+            "not 3\"}': a batch of 3 invoices is too large; lower FILEDROP_BATCH_SIZE and the next "
+            "run sends it"
         )
         outcome = outcome_csv(inbox / "big.outcome.csv")
         assert list(outcome["outcome_status"]) == ["NOT_SENT"] * 3
@@ -179,5 +180,5 @@ def test_only_words_about_the_batch_size_make_a_400_a_setup_refusal(
     reason = not_sent_reason(refusal, invoices=100)
     assert (reason is not None) == too_large
     if reason is not None:
-        assert reason[0].endswith("a batch of 100 too large; lower FILEDROP_BATCH_SIZE")
+        assert reason[0].endswith("a batch of 100 invoices is too large; lower FILEDROP_BATCH_SIZE")
     assert not_sent_reason(refusal, invoices=1) is None
