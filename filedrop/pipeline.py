@@ -1862,9 +1862,11 @@ def not_sent_reason(exc: FiledropError, *, invoices: int) -> tuple[str, Setback]
         and 400 <= exc.status < 500
         and refused_as_too_large(exc.excerpt, invoices=invoices)
     ):
-        why = f"the API answered {exc.status}, {exc.excerpt!r}: a batch of {invoices} invoices is "
-        why += "too large"
-        return f"{why}; lower FILEDROP_BATCH_SIZE", Setback.SETUP
+        return (
+            f"the API answered {exc.status}, {exc.excerpt!r}: a batch of {invoices} invoices is "
+            "too large; lower FILEDROP_BATCH_SIZE",
+            Setback.SETUP,
+        )
     return None
 
 
