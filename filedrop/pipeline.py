@@ -299,9 +299,9 @@ class FileReport:
     held_by: str | None = None
     """Who holds the claim on a file ``SKIPPED`` because another process is at work on it (its
     lease still runs): a watcher looks again, to take it over if that process dies."""
-    waits_elsewhere: bool = False
-    """Some row waits for what becomes of its invoice in another file's batch
-    (``_OutcomeDraft.waits_elsewhere``)."""
+    awaited: frozenset[int] = frozenset()
+    """The other files' batches (journal ids) some of its rows wait for, to learn what became
+    of their invoices (``_OutcomeDraft.awaited``)."""
 
     @property
     def statuses(self) -> set[RowStatus]:
@@ -859,7 +859,7 @@ def _send_and_report(
         outcome,
         message,
         setback=setbacks.worst() or (Setback.CHANGING if changed else None),
-        waits_elsewhere=waits_elsewhere,
+        awaited=draft.awaited,
     )
 
 
@@ -1937,7 +1937,8 @@ class _Decided(NamedTuple):
     columns: list[np.ndarray]  # OUTCOME_COLUMNS: a row each, or an invoice each when grouped
     slot: np.ndarray  # where each invoice's outcome goes in ``columns``
     unsettled: np.ndarray  # indices into numbers
-    waits_elsewhere: bool = False  # some number is another file's, and not settled there
+    #: The other files' batches some of its numbers are in, not settled there yet.
+    awaited: frozenset[int] = frozenset()
 
 
 class _OutcomeDraft:
@@ -1960,6 +1961,7 @@ class _OutcomeDraft:
     def __init__(self, prepared: Prepared, *, target: str, file_id: int) -> None:
         self._prepared, self._target, self._file_id = prepared, target, file_id
         self._decided: _Decided | None = None
+        self._awaited: frozenset[int] = frozenset()  # kept once framed, unlike the rest
 
     @property
     def numbers(self) -> list[str]:
@@ -1990,6 +1992,7 @@ class _OutcomeDraft:
                 np.arange(len(numbers)),
             )
         self._decided = self._decide(journal, self._decided)
+        self._awaited = self._decided.awaited
 
     def _decide(self, journal: Journal, decided: _Decided) -> _Decided:
         file_id, which = self._file_id, decided.unsettled
@@ -2006,7 +2009,7 @@ class _OutcomeDraft:
         recorded = np.zeros(len(numbers), dtype=bool)
         unsettled = np.zeros(len(numbers), dtype=bool)
         # Another file's invoices are unsettled every time, so the last read sees them all.
-        waits_elsewhere = False
+        awaited: set[int] = set()
         records = journal.invoice_rows(target=self._target, numbers=numbers)
         at = 0  # where the next chunk starts when the order holds
         for chunk in records:
@@ -2023,8 +2026,8 @@ class _OutcomeDraft:
             del names
             recorded[found] = True
             unsettled[found] = [row[2] != file_id or row[1] != _FINAL for row in chunk]
-            waits_elsewhere = waits_elsewhere or any(
-                row[2] != file_id and _open_elsewhere(row[1], row[3]) for row in chunk
+            awaited.update(
+                row[3] for row in chunk if row[2] != file_id and _open_elsewhere(row[1], row[3])
             )
             values = _chunk_outcomes(chunk, own, decide, file_id=file_id, batch_ids=batch_ids)
             slots = decided.slot[which[found]]
@@ -2046,15 +2049,15 @@ class _OutcomeDraft:
                 else self._twin_row(numbers[k], twin, journal, names)
                 for k in unrecorded.tolist()
             ]
-            waits_elsewhere = waits_elsewhere or any(
-                _open_elsewhere(twin.status.value, twin.batch) for twin in twins.values()
+            awaited.update(
+                twin.batch
+                for twin in twins.values()
+                if twin.batch is not None and _open_elsewhere(twin.status.value, twin.batch)
             )
             slots = decided.slot[which[unrecorded]]
             for column, value in zip(decided.columns, zip(*values, strict=True), strict=True):
                 column[slots] = value
-        return decided._replace(
-            unsettled=which[unsettled | ~recorded], waits_elsewhere=waits_elsewhere
-        )
+        return decided._replace(unsettled=which[unsettled | ~recorded], awaited=frozenset(awaited))
 
     @staticmethod
     def _twin_row(
@@ -2070,7 +2073,12 @@ class _OutcomeDraft:
     def waits_elsewhere(self) -> bool:
         """Whether some row waits for what becomes of its invoice in another file's batch (read
         before ``frame``): the file is then taken again (``file_state_of``)."""
-        return self._decided is not None and self._decided.waits_elsewhere
+        return bool(self.awaited)
+
+    @property
+    def awaited(self) -> frozenset[int]:
+        """The other files' batches those rows wait for (``waits_elsewhere``), as last read."""
+        return self._awaited
 
     def frame(self) -> pd.DataFrame:
         """The outcome columns of every row: each invoice's outcome on its rows (spread a whole

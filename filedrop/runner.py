@@ -59,7 +59,14 @@ from filedrop.progress import Progress
 from filedrop.read import EXCEL_SUFFIXES
 from filedrop.read.isolated import drop_read_ahead, reading_ahead, start_reader
 from filedrop.settings import DEFAULT_INBOX_NAME, Settings
-from filedrop.states import BatchState, ExitCode, FileState, RowStatus, exit_code_for
+from filedrop.states import (
+    UNFINISHED_BATCH_STATES,
+    BatchState,
+    ExitCode,
+    FileState,
+    RowStatus,
+    exit_code_for,
+)
 
 log = logging.getLogger("filedrop")
 
@@ -676,15 +683,43 @@ def process_files(paths: list[Path], ctx: Context) -> RunReport:
         max_workers=ctx.concurrent_files, thread_name_prefix="filedrop-file"
     ) as pool:
         reports = list(pool.map(lambda path: process_guarded(path, ctx), paths))
-    # A file whose rows waited for another file's batch of this very pass (the same invoices
-    # in a CSV and a workbook, say) is taken once more now that the pass is over: every file
-    # waits for its own polls, so that batch has ended, and the rows are told what became of
-    # their invoices. Left as they were, they said the batch had not ended, and the run exited
-    # 3 for invoices that had their case.
-    sent_here = any(not r.waits_elsewhere and r.state is not FileState.SKIPPED for r in reports)
-    if sent_here and not ctx.stop.is_set():
-        reports = [process_guarded(r.path, ctx) if r.waits_elsewhere else r for r in reports]
+        # A file whose rows waited for another file's batch that has ended since, within this
+        # pass (the same invoices in a CSV and a workbook, say), is taken once more now: its
+        # rows are told what became of their invoices. Left as they were, they said the batch
+        # had not ended, and the run exited 3 for invoices that had their case.
+        again = _settled_since(reports, ctx)
+        if again:
+            retaken = pool.map(lambda report: _taken_again(report, ctx), again)
+            by_path = {report.path: report for report in retaken}
+            reports = [by_path.get(report.path, report) for report in reports]
     return RunReport(reports)
+
+
+def _settled_since(reports: list[FileReport], ctx: Context) -> list[FileReport]:
+    """The reports of files whose rows wait for other files' batches that have all ended now.
+
+    None while stopping, nor when Amili was unavailable or refused the setup: what such a file
+    would send would fare the same. A batch still under way, or UNKNOWN (one left by an earlier
+    run, say), keeps its file as it is: read again, it would say the same."""
+    waiting = [report for report in reports if report.awaited]
+    troubled = {Setback.UNAVAILABLE, Setback.SETUP} & {report.setback for report in reports}
+    if not waiting or troubled or ctx.stop.is_set():
+        return []
+    try:
+        open_batches = {
+            batch.id
+            for batch in ctx.journal.batches(states=(*UNFINISHED_BATCH_STATES, BatchState.UNKNOWN))
+        }
+    except (*ctx.journal.errors, OSError):
+        return []  # the next run takes them, as ever
+    return [report for report in waiting if not report.awaited & open_batches]
+
+
+def _taken_again(report: FileReport, ctx: Context) -> FileReport:
+    """``process_guarded`` of the file again; its first report stands if this one did nothing
+    (stopped before it began, or left resumable): that report counted its rows."""
+    again = process_guarded(report.path, ctx)
+    return again if again.counts else report
 
 
 @contextmanager

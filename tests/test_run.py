@@ -512,6 +512,35 @@ def test_the_same_invoice_in_a_csv_and_a_workbook_of_one_run_ends_settled(inbox:
     assert "wait for another file's batch" not in out
 
 
+def test_a_file_waiting_on_a_batch_that_cannot_end_in_the_run_is_not_taken_twice(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """A run takes a waiting file again only for batches that ended within it: not for an
+    UNKNOWN batch an earlier run left (nothing in this run settles it), nor while Amili is
+    down (what the file would send would fail the same way). Each of those read and wrote the
+    waiting file twice, and the outage retried it whole a second time (from a review)."""
+    env = run_env(inbox, sandbox.url, FILEDROP_CONCURRENT_FILES="1")
+    write_erp_csv(inbox / "a.csv", [erp_row("6401")])
+    sandbox.lose_next_response()
+    filedrop("run", environ=env, expect=ExitCode.ATTENTION)  # a.csv's batch: UNKNOWN
+    write_erp_csv(inbox / "b.csv", [erp_row("6401"), erp_row("6402")])
+    write_erp_csv(inbox / "c.csv", [erp_row("6403")])
+    _, _, err = filedrop("run", environ=env, expect=ExitCode.ATTENTION)
+    assert [line.split()[2] for line in err.splitlines() if line.endswith(": claimed")] == [
+        "b.csv:",
+        "c.csv:",
+    ]
+
+    write_erp_csv(inbox / "d.csv", [erp_row("6501")])
+    write_erp_csv(inbox / "e.csv", [erp_row("6501")])
+    sandbox.fail_next(503, count=60, retry_after="0", route="invoices")
+    _, _, err = filedrop("run", environ=env, expect=ExitCode.ATTENTION)  # b.csv's UNKNOWN row
+    claimed = [line.split()[2] for line in err.splitlines() if line.endswith(": claimed")]
+    assert sorted(claimed) == ["b.csv:", "d.csv:", "e.csv:"]
+    # a.csv, b.csv and c.csv; then d.csv's batch and e.csv's own (d's was not sent), 6 tries each
+    assert sandbox.counters().posts == 1 + 2 + 6 + 6
+
+
 @pytest.mark.parametrize("sent", [False, True], ids=["not-sent", "sent"])
 def test_a_file_re_exported_while_its_batch_is_unknown_waits_for_the_resolve(
     inbox: Path, sandbox: Sandbox, sent: bool
