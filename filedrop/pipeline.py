@@ -1807,28 +1807,30 @@ _SETUP_REFUSALS = {
     413: "the API answered 413, request too large; lower FILEDROP_BATCH_SIZE",
 }
 
-#: A refusal of the whole batch that names the batch's size as the reason, whatever its status:
+#: A refusal of the whole batch that gives the batch's size as the reason, whatever its status:
 #: the guide names neither the largest batch nor how a larger one is refused, and filedrop's own
 #: sandbox answers 400 "A batch holds at most 5 invoices, not 11". As a refusal of the invoices'
 #: content it made every row FAILED, and the same file, its batch size lowered, was never sent.
-#: Words that name the batch as too large, too many invoices, or the batch's size:
-_BATCH_NAMED_TOO_LARGE = re.compile(
-    r"\bbatch\b[^.;]{0,40}\b(?:too\s+(?:large|big)|size|limit|maximum|at\s+most|exceed)"
-    r"|\b(?:too\s+(?:large|big)|maximum|limit|at\s+most|exceeds?)\b[^.;]{0,40}\bbatch\b"
-    r"|\btoo\s+many\s+invoices\b",
+#: Words that say so outright:
+_BATCH_TOO_LARGE = re.compile(
+    r"\bbatch\s+size\b|\bbatch\s+(?:is\s+)?too\s+(?:large|big)\b"
+    r"|\btoo\s+many\s+(?:invoices|items|entries|elements)\b",
     re.IGNORECASE,
 )
-#: Words that give a limit on a list's length: the batch's, when it is below the invoices sent.
-_LIST_LIMIT = re.compile(
-    r"\b(?:at\s+most|maximum(?:\s+of)?|max\.?|no\s+more\s+than|more\s+than|up\s+to|"
-    r"limit(?:\s+is|\s+of)?|exceeds?)\s*:?\s*(\d+)\s+(?:invoices|items|entries|elements)\b"
-    r"|\bsize\s+must\s+be\s+between\s+\d+\s+and\s+(\d+)\b",
+#: Else a limit on how many, of what the batch is ("Number of invoices (150) exceeds limit
+#: (100)"): such words with every number in them below the invoices sent, but that count itself.
+_A_LIMIT = re.compile(
+    r"\b(?:at\s+most|max(?:imum)?|no\s+more\s+than|more\s+than|up\s+to|limit|exceed(?:s|ed)?|"
+    r"between)\b",
     re.IGNORECASE,
 )
-#: A place inside an invoice ("invoices[3].", "debtors", "phoneNumbers"): its words are about
-#: that invoice's content ("claims: ensure this list has at most 50 items"), not the batch.
-_INSIDE_AN_INVOICE = re.compile(
-    r"\[\s*\d+\s*\]|\b(?:debtors?|claims?|address(?:es)?|phoneNumbers|emails)\b",
+_OF_THE_BATCH = re.compile(r"\b(?:batch|invoices|items|entries|elements|request|payload)\b", re.I)
+_NUMBER = re.compile(r"\d+")
+#: Words about one invoice ("invoices[3].", "invoices.3.references", "debtors", "each invoice")
+#: or about a rate ("per day") are not about the batch's size, whatever else they say.
+_NOT_THE_BATCH = re.compile(
+    r"\[\s*\d+\s*\]|\b\w+\.\d+\b|\b(?:debtors?|claims?|address(?:es)?|phoneNumbers|emails|"
+    r"references|each\s+invoice|per\s+invoice|per\s+(?:second|minute|hour|day)|a\s+day|daily)\b",
     re.IGNORECASE,
 )
 
@@ -1836,14 +1838,18 @@ _INSIDE_AN_INVOICE = re.compile(
 def refused_as_too_large(words: str, *, invoices: int) -> bool:
     """Whether a whole batch of ``invoices`` was refused, in the API's ``words``, for its size.
 
-    The words name the batch as too large, or a limit on a list below the invoices sent (a
-    batch of one is never too large, so lowering the batch size always ends it); words that
-    point inside an invoice are about its content."""
-    if invoices < 2 or _INSIDE_AN_INVOICE.search(words):
+    The words say the batch is too large, or give a limit on how many below the invoices sent
+    (the largest number they give, that count aside, is below it). A batch of one is never too
+    large, so lowering the batch size always ends the retries; words about one invoice or a
+    rate are about something else."""
+    if invoices < 2 or _NOT_THE_BATCH.search(words):
         return False
-    if _BATCH_NAMED_TOO_LARGE.search(words):
+    if _BATCH_TOO_LARGE.search(words):
         return True
-    return any(int(found[1] or found[2]) < invoices for found in _LIST_LIMIT.finditer(words))
+    if not (_A_LIMIT.search(words) and _OF_THE_BATCH.search(words)):
+        return False
+    limits = [n for n in map(int, _NUMBER.findall(words)) if n != invoices]
+    return bool(limits) and max(limits) < invoices
 
 
 def not_sent_reason(exc: FiledropError, *, invoices: int) -> tuple[str, Setback] | None:

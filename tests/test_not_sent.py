@@ -167,6 +167,15 @@ def test_not_sent_rows_exit_3_unless_the_setup_stopped_them(
         ("claims: ensure this list has at most 50 items", False),
         ("emails: maximum 5 entries", False),
         ("invoice 240301: dueDate is before invoiceDate", False),
+        ("Number of invoices (100) exceeds limit (50)", True),
+        ("Payload contains 100 invoices; the limit is 50.", True),
+        ("Too many items in request: 100 > 50", True),
+        ("Batch rejected: amount exceeds maximum allowed", False),
+        ("invoices.3.references: ensure this list has at most 2 items", False),
+        ("Each invoice may carry at most 2 items", False),
+        ("Batch refused: at most 3 invoices may be created per day", False),
+        ("invoices: size must be between 1 and 500", False),  # 100 is within
+        ("amount exceeds maximum of 10000 for invoices", False),
     ],
 )
 def test_only_words_about_the_batch_size_make_a_400_a_setup_refusal(
