@@ -780,6 +780,7 @@ def _send_and_report(
             now=ctx.clock(),
             fresh_at=ctx.journal.started_fresh_at(),
         )
+    held_for: set[int] = set()  # the batches this file's twins wait for (``_send``)
     pending = _send(
         prepared,
         later,
@@ -789,6 +790,7 @@ def _send_and_report(
         name=name,
         while_polls_wait=while_polls_wait,
         sending=sending,
+        held_for=held_for,
     )
     if ctx.stop.is_set() and (pending or not later.done or _unsent(draft.numbers, ctx)):
         # Leave the file resumable rather than write an outcome that the restart would redo.
@@ -822,12 +824,7 @@ def _send_and_report(
     changed = _changed_while_sent(path, hashed, ctx)
     if state is FileState.DONE and ctx.archive:
         outcome = _archive(path, outcome, ctx, sha256=sha256)
-    notes = list(setbacks.messages)
-    if waits_elsewhere:
-        notes.append(WAITS_FOR_ANOTHER_FILE)
-    if changed:
-        notes.append(CHANGED_WHILE_SENT)
-    message = "; ".join(notes) or None
+    message = _file_message(setbacks, waits_elsewhere=waits_elsewhere, changed=changed)
     ctx.journal.finish_file(
         file_id,
         state=state,
@@ -859,7 +856,7 @@ def _send_and_report(
         outcome,
         message,
         setback=setbacks.worst() or (Setback.CHANGING if changed else None),
-        awaited=draft.awaited,
+        awaited=draft.awaited | held_for,
     )
 
 
@@ -873,10 +870,12 @@ def _send(
     name: str,
     while_polls_wait: Callable[[], None] | None = None,
     sending: Sending | None = None,
+    held_for: set[int] | None = None,
 ) -> int:
     """Send the invoices the journal does not block, and poll the batches a previous run left
     behind too; returns how many batches are still QUEUED. ``while_polls_wait`` and ``sending``:
-    as ``_send_batches`` says.
+    as ``_send_batches`` says. ``held_for`` gets the other files' batches that invoices held
+    back for their twins (``_hold_back_twins``) wait for.
 
     The first part's batches go out while the later parts are prepared; each part is merged
     into ``prepared`` as it comes. A batch runs on across parts, so a file takes as many POSTs
@@ -897,6 +896,12 @@ def _send(
         if not twins:
             return may
         _hold_back_twins(prepared, twins, ctx.journal)
+        if held_for is not None:
+            held_for.update(
+                twin.batch
+                for twin in twins.values()
+                if twin.batch is not None and _open_elsewhere(twin.status.value, twin.batch)
+            )
         return [invoice for invoice in may if invoice.invoice_number not in twins]
 
     def planned(invoices: int, batches: int) -> None:
@@ -1042,6 +1047,17 @@ def refuse_if_renumbered(
             "now rejects or skips those rows; so that nothing goes twice under other numbers, "
             "nothing is sent or rewritten until the mapping reads the file as it did"
         )
+
+
+def _file_message(setbacks: _Setbacks, *, waits_elsewhere: bool, changed: bool) -> str | None:
+    """What the run says of a file beside its counts: its setbacks, rows waiting for another
+    file's batch, a new version saved over it."""
+    notes = list(setbacks.messages)
+    if waits_elsewhere:
+        notes.append(WAITS_FOR_ANOTHER_FILE)
+    if changed:
+        notes.append(CHANGED_WHILE_SENT)
+    return "; ".join(notes) or None
 
 
 def _changed_while_sent(path: Path, hashed: HashedFile, ctx: Context) -> bool:
@@ -1806,6 +1822,8 @@ _SETUP_REFUSALS = {
     "(FILEDROP_ENV or FILEDROP_API_URL)",
     413: "the API answered 413, request too large; lower FILEDROP_BATCH_SIZE",
 }
+#: How every refusal of a batch too large ends: the one thing to do.
+LOWER_BATCH_SIZE = "lower FILEDROP_BATCH_SIZE"
 
 #: A refusal of the whole batch that gives the batch's size as the reason, whatever its status:
 #: the guide names neither the largest batch nor how a larger one is refused, and filedrop's own
@@ -1898,8 +1916,11 @@ def _record_failed_post(
         log.error("%s: batch #%d: %s", name, batch, message, extra=facts)
         ctx.journal.batch_unknown(batch, message=message)
         return BATCH_UNKNOWN
-    log.error("%s: batch #%d: %s", name, batch, exc, extra=facts)
     reason = not_sent_reason(exc, invoices=invoices)
+    # A refusal read as a batch too large is said as such: the API's answer alone carried the
+    # advice for a refusal of content ("fix what the answer names and send again").
+    said = reason[0] if reason is not None and reason[0].endswith(LOWER_BATCH_SIZE) else exc
+    log.error("%s: batch #%d: %s", name, batch, said, extra=facts)
     if reason is None:
         ctx.journal.batch_refused(batch, message=f"the API refused the whole batch: {exc}")
         return BATCH_REFUSED

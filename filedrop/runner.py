@@ -698,21 +698,30 @@ def process_files(paths: list[Path], ctx: Context) -> RunReport:
 def _settled_since(reports: list[FileReport], ctx: Context) -> list[FileReport]:
     """The reports of files whose rows wait for other files' batches that have all ended now.
 
-    None while stopping, nor when Amili was unavailable or refused the setup: what such a file
-    would send would fare the same. A batch still under way, or UNKNOWN (one left by an earlier
-    run, say), keeps its file as it is: read again, it would say the same."""
-    waiting = [report for report in reports if report.awaited]
-    troubled = {Setback.UNAVAILABLE, Setback.SETUP} & {report.setback for report in reports}
-    if not waiting or troubled or ctx.stop.is_set():
+    None while stopping. A file with a setback of its own (a new version saved over it, say)
+    stays as it is: it is the next run's. A batch still under way, or UNKNOWN (one an earlier
+    run left, say), keeps its file as it is: read again, it would say the same. When Amili was
+    unavailable or refused the setup, nor a file whose wait ended unsent: it would send those
+    invoices itself, and fare the same."""
+    waiting = [report for report in reports if report.awaited and report.setback is None]
+    if not waiting or ctx.stop.is_set():
         return []
     try:
-        open_batches = {
-            batch.id
-            for batch in ctx.journal.batches(states=(*UNFINISHED_BATCH_STATES, BatchState.UNKNOWN))
+        unended = {
+            batch.id: batch.state
+            for batch in ctx.journal.batches(
+                states=(*UNFINISHED_BATCH_STATES, BatchState.UNKNOWN, BatchState.REJECTED)
+            )
         }
     except (*ctx.journal.errors, OSError):
         return []  # the next run takes them, as ever
-    return [report for report in waiting if not report.awaited & open_batches]
+    troubled = {Setback.UNAVAILABLE, Setback.SETUP} & {report.setback for report in reports}
+    blocking = (
+        set(unended)
+        if troubled
+        else {batch for batch, state in unended.items() if state is not BatchState.REJECTED}
+    )
+    return [report for report in waiting if not report.awaited & blocking]
 
 
 def _taken_again(report: FileReport, ctx: Context) -> FileReport:

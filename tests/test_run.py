@@ -512,6 +512,66 @@ def test_the_same_invoice_in_a_csv_and_a_workbook_of_one_run_ends_settled(inbox:
     assert "wait for another file's batch" not in out
 
 
+def test_a_zero_twin_held_back_in_one_run_is_settled_in_that_run(inbox: Path) -> None:
+    """a.csv sends 000777 while b.csv holds it as 777 (its zeros dropped): b.csv's row waits for
+    a.csv's batch, which ends within the run, so the run takes b.csv again and it says the
+    invoice went from a.csv (from a review: the twin's wait was not counted, and b.csv said the
+    batch had not ended, exit 3)."""
+    write_erp_csv(inbox / "a.csv", [erp_row("000777")])
+    write_erp_csv(inbox / "b.csv", [erp_row("777")])
+    with Sandbox(SandboxOptions(delay_s=(1.0, 1.0), seed=1)) as sandbox:
+        filedrop("run", environ=run_env(inbox, sandbox.url), expect=ExitCode.OK)
+        assert len(sandbox.received_invoice_numbers()) == 1
+    statuses = [
+        *outcome_csv(inbox / "a.outcome.csv")["outcome_status"],
+        *outcome_csv(inbox / "b.outcome.csv")["outcome_status"],
+    ]
+    assert sorted(statuses) == ["DUPLICATE", "SUCCEEDED"]
+
+
+def test_a_waiting_file_saved_over_while_it_is_sent_is_left_for_the_next_run(inbox: Path) -> None:
+    """b.xlsx waits for a.csv's batch and is saved over while its own batch is under way: it is
+    the next run's, as the run says, not taken again at once by the run that said so (from a
+    review: the second pass sent the new version, then called the first one moved away)."""
+    write_erp_csv(inbox / "a.csv", [erp_row("6701"), erp_row("6702")])
+    write_erp_workbook(inbox / "b.xlsx", [erp_row("6701"), erp_row("6703")])
+    new_version = write_erp_workbook(inbox.parent / "b.xlsx", [erp_row("6701"), erp_row("6704")])
+    # a.csv's batch ends last: b.xlsx is written while it waits for it.
+    options = SandboxOptions(delay_s=(2.0, 2.0), seed=1)
+    with Sandbox(options) as sandbox:
+
+        def save_over() -> None:
+            wait_until(lambda: sandbox.counters().posts, what="a.csv's POST")
+            options.delay_s = (0.3, 0.3)
+            wait_until(lambda: sandbox.counters().posts >= 2, what="b.xlsx's POST")
+            os.replace(new_version, inbox / "b.xlsx")
+
+        saver = threading.Thread(target=save_over)
+        saver.start()
+        _, out, err = filedrop("run", environ=run_env(inbox, sandbox.url), expect=3)
+        saver.join()
+        assert sorted(sandbox.received_invoice_numbers()) == ["6701", "6702", "6703"]
+    assert sum(line.endswith("b.xlsx: claimed") for line in err.splitlines()) == 1
+    assert "it changed while it was sent" in out
+
+
+def test_another_files_setback_does_not_keep_a_waiting_file_unsettled(inbox: Path) -> None:
+    """One file refused for the setup (its batch too large) keeps the run's exit 2, but a file
+    that only waited for another's batch, which ended SUCCESS, is still taken again: it sends
+    nothing, it reads what became of its invoice (from a review)."""
+    write_erp_csv(inbox / "a.csv", [erp_row("240301")])
+    write_erp_workbook(inbox / "b.xlsx", [erp_row("240301")])
+    write_erp_csv(inbox / "d.csv", [erp_row(str(n)) for n in range(6601, 6604)])
+    options = SandboxOptions(delay_s=(1.0, 1.0), seed=1, max_invoices_per_batch=2)
+    env = {"FILEDROP_CONCURRENT_FILES": "3"}
+    with Sandbox(options) as sandbox:
+        _, out, _ = filedrop(
+            "run", environ=run_env(inbox, sandbox.url, **env), expect=ExitCode.SETUP
+        )
+        assert sandbox.received_invoice_numbers() == ["240301"]
+    assert "b.xlsx: 1 DUPLICATE" in out.splitlines()
+
+
 def test_a_file_waiting_on_a_batch_that_cannot_end_in_the_run_is_not_taken_twice(
     inbox: Path, sandbox: Sandbox
 ) -> None:
