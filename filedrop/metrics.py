@@ -176,6 +176,7 @@ class _Facts:
     beat_at: float | None = None
     beat_within_s: float = 0.0
     stopped: bool = False
+    stopping: bool = False  # told to stop: no new file is taken while the last ones finish
     journal_problem: str | None = None
     journal_checked: bool = False
     inbox_problem: str | None = None
@@ -267,6 +268,12 @@ class InboxMetrics:
             self._facts.beat_within_s = next_within_s
             self._facts.stopped = False
 
+    def loop_stopping(self) -> None:
+        """The loop was told to stop: it takes no new file while in-flight work finishes,
+        which may take the shutdown's grace period; not ready meanwhile."""
+        with self._lock:
+            self._facts.stopping = True
+
     def loop_stopped(self) -> None:
         with self._lock:
             self._facts.stopped = True
@@ -314,6 +321,8 @@ class InboxMetrics:
             if facts.start_problem:
                 return [f"inbox {self.name}: cannot start: {facts.start_problem}"]
             problems: list[str] = []
+            if facts.stopping and not facts.stopped:
+                problems.append("stopping: no new files are taken")
             if facts.stopped or facts.beat_at is None:
                 problems.append("the watch loop is not running")
             waited_s = now - (facts.journal_writing_since or now)

@@ -363,10 +363,7 @@ def watch_inbox(
             hints.wake.wait(timeout=options.tick_s)
             hints.wake.clear()
     finally:
-        log.info(
-            "stopping: no new files are taken; in-flight work finishes or stays resumable",
-            extra=fields("watch_stopping", inbox=state.inbox_name),
-        )
+        _say_stopping(ctx, state)
         ctx.stop.set()
         ctx.poller.close()  # open polls resolve to "still pending" at once
         observer.stop()
@@ -377,6 +374,16 @@ def watch_inbox(
         observer.join(timeout_s=max(0.1, deadline - time.monotonic()))
         _forget(ctx)
         ctx.metrics.loop_stopped()
+
+
+def _say_stopping(ctx: Context, state: _State) -> None:
+    """Say that the loop stops, in the log and on ``/readyz`` (not ready while the last files
+    finish: it answered "ready" until its port closed, taking no file)."""
+    log.info(
+        "stopping: no new files are taken; in-flight work finishes or stays resumable",
+        extra=fields("watch_stopping", inbox=state.inbox_name),
+    )
+    ctx.metrics.loop_stopping()
 
 
 class _HintQueue:

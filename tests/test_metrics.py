@@ -173,6 +173,27 @@ def test_readyz_says_why_when_the_inbox_cannot_be_listed(
     wait_until(lambda: daemon.get("/readyz")[0] == 200, what="ready again")
 
 
+def test_readyz_says_stopping_while_the_last_files_finish(
+    start_daemon: Callable[..., Daemon], sandbox: Sandbox, inbox: Path
+) -> None:
+    """Told to stop while a POST is answered slowly, the daemon takes no new file but finishes
+    that one: /readyz says so (503), where it answered "ready" until its port closed (from a
+    hostile review); /healthz stays alive until the loop has stopped."""
+    daemon = start_daemon()
+    wait_until(lambda: daemon.get("/readyz")[0] == 200, what="ready")
+    sandbox.stall_next(3.0, route="invoices")
+    write_erp_csv(inbox / "slow.csv", [erp_row("1101")])
+    wait_until(lambda: sandbox.counters().posts, what="the POST")
+    daemon.stop.set()
+    answer = wait_until(lambda: (got := daemon.get("/readyz"))[0] == 503 and got, what="stopping")
+    assert answer == (503, "inbox inbox: stopping: no new files are taken\n")
+    assert daemon.get("/healthz") == (200, "alive\n")
+    daemon.halt()
+    # The POST was answered and recorded; its poll is the next start's (resumable).
+    assert [report.path.name for report in daemon.reports] == ["slow.csv"]
+    assert sandbox.counters().invoices_received == 1
+
+
 def test_readiness_says_when_a_journal_write_waits(tmp_path: Path) -> None:
     """A journal another program holds locked keeps the daemon's heartbeat write waiting for
     the journal's busy timeout (30 s), and /readyz answered "ready" all that while. After 5 s
