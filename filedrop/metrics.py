@@ -266,7 +266,8 @@ class InboxMetrics:
         with self._lock:
             self._facts.beat_at = self.metrics.clock()
             self._facts.beat_within_s = next_within_s
-            self._facts.stopped = False
+            # A loop begun again (after a failure ended the last) is neither.
+            self._facts.stopped = self._facts.stopping = False
 
     def loop_stopping(self) -> None:
         """The loop was told to stop: it takes no new file while in-flight work finishes,

@@ -194,6 +194,18 @@ def test_readyz_says_stopping_while_the_last_files_finish(
     assert sandbox.counters().invoices_received == 1
 
 
+def test_an_inbox_loop_begun_again_is_no_longer_stopping() -> None:
+    """An inbox whose loop ended (a failure) and began again beats: it is neither stopping nor
+    stopped, or /readyz would say "stopping" for good."""
+    inbox = Metrics(clock=lambda: 1000.0).inbox("acme")
+    inbox.loop_beat(next_within_s=60)
+    inbox.loop_stopping()
+    assert "inbox acme: stopping: no new files are taken" in inbox.readiness_problems(1000.0)
+    inbox.loop_stopped()
+    inbox.loop_beat(next_within_s=60)
+    assert not [p for p in inbox.readiness_problems(1000.0) if "stop" in p or "running" in p]
+
+
 def test_readiness_says_when_a_journal_write_waits(tmp_path: Path) -> None:
     """A journal another program holds locked keeps the daemon's heartbeat write waiting for
     the journal's busy timeout (30 s), and /readyz answered "ready" all that while. After 5 s
