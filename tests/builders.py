@@ -116,6 +116,36 @@ def run_env(inbox: Path, sandbox_url: str, **extra: str) -> dict[str, str]:
     return env
 
 
+def config_head(
+    sandbox_url: str,
+    state: Path,
+    *,
+    org_id: str | None = ORG_ID,
+    client_secret: str | None = TEST_CLIENT_SECRET,
+    **settings: object,
+) -> str:
+    """The top of a config TOML against the sandbox at ``sandbox_url``: its URLs, the test
+    client, the shipped mappings and the journal ``state``; ``org_id`` and ``client_secret`` None
+    leave them to each [[inbox]]; ``settings`` are more keys (text quoted, numbers as they are).
+    The [[inbox]] tables follow it."""
+    values: dict[str, object] = {
+        "env": "sandbox",
+        "auth_url": sandbox_url,
+        "api_url": sandbox_url,
+        "client_id": TEST_CLIENT_ID,
+        "client_secret": client_secret,
+        "org_id": org_id,
+        "mapping": MAPPINGS,
+        "state": state,
+        **settings,
+    }
+    return "".join(
+        f'{key} = "{value}"\n' if isinstance(value, str | Path) else f"{key} = {value}\n"
+        for key, value in values.items()
+        if value is not None
+    )
+
+
 def filedrop(
     *args: str, environ: Mapping[str, str], expect: int | None = 0
 ) -> tuple[int, str, str]:

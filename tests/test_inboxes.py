@@ -6,13 +6,21 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from builders import erp_row, filedrop, write_erp_csv
-from conftest import MAPPINGS, ORG_ID, TEST_CLIENT_ID, TEST_CLIENT_SECRET, FakeTime, Logged
+from builders import config_head, erp_row, filedrop, write_erp_csv
+from conftest import (
+    MAPPINGS,
+    ORG_ID,
+    TEST_CLIENT_ID,
+    TEST_CLIENT_SECRET,
+    FakeTime,
+    Logged,
+    wait_until,
+)
 
 from filedrop.errors import ConfigError
 from filedrop.pipeline import FileReport
@@ -63,19 +71,19 @@ def write_config(tmp_path: Path, sandbox_url: str, folders: dict[str, Path]) -> 
     secret = tmp_path / "acme-secret"
     secret.write_text(TEST_CLIENT_SECRET + "\n", encoding="utf-8")
     config = tmp_path / "filedrop.toml"
+    head = config_head(
+        sandbox_url,
+        tmp_path / "journal.db",
+        org_id=None,
+        client_secret=None,
+        stability_s=0,
+        poll_initial_s=0.05,
+        poll_max_interval_s=0.2,
+        poll_timeout_s=10,
+    )
     config.write_text(
-        f"""\
-env = "sandbox"
-auth_url = "{sandbox_url}"
-api_url = "{sandbox_url}"
-client_id = "{TEST_CLIENT_ID}"
-mapping = "{MAPPINGS}"
-state = "{tmp_path / "journal.db"}"
-stability_s = 0
-poll_initial_s = 0.05
-poll_max_interval_s = 0.2
-poll_timeout_s = 10
-
+        head
+        + f"""
 [[inbox]]
 name = "acme"
 folder = "{folders["acme"]}"
@@ -131,6 +139,24 @@ def gamma_refused(url: str) -> str:
     )
 
 
+class DoneFiles:
+    """The files a daemon finished (DONE), in the order their reports came, from whichever
+    thread reports them: pass it as ``on_report``."""
+
+    def __init__(self) -> None:
+        self.paths: list[Path] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, report: FileReport) -> None:
+        with self._lock:
+            if report.state is FileState.DONE:
+                self.paths.append(report.path)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self.paths)
+
+
 def test_one_daemon_serves_three_inboxes_and_reports_the_one_with_wrong_credentials(
     tmp_path: Path, strict_sandbox: Sandbox, logged: Logged
 ) -> None:
@@ -143,16 +169,7 @@ def test_one_daemon_serves_three_inboxes_and_reports_the_one_with_wrong_credenti
     )
     stop = threading.Event()
     gamma_waits = threading.Event()
-    all_done = threading.Event()
-    done: list[Path] = []
-    lock = threading.Lock()
-
-    def on_report(report: FileReport) -> None:
-        with lock:
-            if report.state is FileState.DONE:
-                done.append(report.path)
-            if len(done) == 4:
-                all_done.set()
+    done = DoneFiles()
 
     def pause(seconds: float) -> bool:
         gamma_waits.set()
@@ -161,17 +178,22 @@ def test_one_daemon_serves_three_inboxes_and_reports_the_one_with_wrong_credenti
     daemon = threading.Thread(
         target=watch_through_outages,
         args=(settings,),
-        kwargs={"stop": stop, "pause": pause, "on_report": on_report},
+        kwargs={"stop": stop, "pause": pause, "on_report": done},
     )
     daemon.start()
     try:
-        assert all_done.wait(timeout=60), f"done so far: {done}"
+        wait_until(lambda: len(done) == 4, what="the good inboxes' four files", timeout_s=60)
         assert gamma_waits.wait(timeout=60)
     finally:
         stop.set()
         daemon.join(timeout=30)
     assert not daemon.is_alive()
-    assert sorted(path.name for path in done) == ["april.csv", "faktura.csv", "mai.csv", "mars.csv"]
+    assert sorted(path.name for path in done.paths) == [
+        "april.csv",
+        "faktura.csv",
+        "mai.csv",
+        "mars.csv",
+    ]
     assert_good_inboxes_done(folders, strict_sandbox)
     refused = [m for m in logged.messages if m.startswith("inbox gamma: ")]
     assert refused == [f"inbox gamma: {gamma_refused(strict_sandbox.url)}; trying again in 600 s"]
@@ -190,43 +212,30 @@ def test_an_inbox_folder_replaced_by_a_link_to_another_inbox_takes_none_of_its_f
         config_file=write_config(tmp_path, strict_sandbox.url, folders), environ={}
     )
     stop = threading.Event()
-    done: list[Path] = []
-    lock = threading.Lock()
-
-    def on_report(report: FileReport) -> None:
-        with lock:
-            if report.state is FileState.DONE:
-                done.append(report.path)
-
-    def wait_for(check: Callable[[], bool]) -> bool:
-        deadline = time.monotonic() + 30
-        while not check() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return check()
-
+    done = DoneFiles()
     daemon = threading.Thread(
         target=watch_through_outages,
         args=(settings,),
-        kwargs={"stop": stop, "pause": stop.wait, "on_report": on_report},
+        kwargs={"stop": stop, "pause": stop.wait, "on_report": done},
     )
     daemon.start()
     beta, kept = folders["beta"], tmp_path / "beta.kept"
     try:
-        assert wait_for(lambda: len(done) == 4), f"done so far: {done}"
+        wait_until(lambda: len(done) == 4, what="the four files", timeout_s=30)
         beta.rename(kept)
         beta.symlink_to(folders["acme"], target_is_directory=True)
-        assert wait_for(lambda: logged.count("the inbox folder ") == 1)
+        wait_until(lambda: logged.count("the inbox folder ") == 1, what="the lent folder said")
         write_erp_csv(folders["acme"] / "juli.csv", [erp_row("1004")])
-        assert wait_for(lambda: len(done) == 5)
+        wait_until(lambda: len(done) == 5, what="juli.csv by acme", timeout_s=30)
         time.sleep(1.0)  # beta's turns, that would have taken juli.csv and the others
         beta.unlink()
         kept.rename(beta)
         write_erp_csv(beta / "august.csv", [erp_row("2005")])
-        assert wait_for(lambda: len(done) == 6)
+        wait_until(lambda: len(done) == 6, what="august.csv by beta", timeout_s=30)
     finally:
         stop.set()
         daemon.join(timeout=30)
-    assert sorted(path.name for path in done[4:]) == ["august.csv", "juli.csv"]
+    assert sorted(path.name for path in done.paths[4:]) == ["august.csv", "juli.csv"]
     by_org = {org: sorted(numbers) for org, numbers in strict_sandbox.received_by_org().items()}
     assert by_org == {
         ORG_ID: ["1001", "1002", "1003", "1004"],
@@ -347,19 +356,10 @@ def test_a_missing_folder_a_broken_mapping_and_an_unreachable_api_stop_only_thei
     unreachable = tmp_path / "unreachable"
     unreachable.mkdir()
     config = tmp_path / "filedrop.toml"
+    head = config_head(sandbox.url, tmp_path / "journal.db", stability_s=0, poll_initial_s=0.05)
     config.write_text(
-        f"""\
-env = "sandbox"
-auth_url = "{sandbox.url}"
-api_url = "{sandbox.url}"
-client_id = "{TEST_CLIENT_ID}"
-client_secret = "{TEST_CLIENT_SECRET}"
-org_id = "{ORG_ID}"
-mapping = "{MAPPINGS}"
-state = "{tmp_path / "journal.db"}"
-stability_s = 0
-poll_initial_s = 0.05
-
+        head
+        + f"""
 [[inbox]]
 name = "good"
 folder = "{good}"
@@ -706,18 +706,14 @@ def test_a_mark_in_one_inbox_holds_back_the_inboxes_sharing_its_journal_and_targ
     write_erp_csv(folders["c"] / "g.csv", [erp_row("4002")])
     config = tmp_path / "filedrop.toml"
     config.write_text(
-        f"""\
-env = "sandbox"
-auth_url = "{strict_sandbox.url}"
-api_url = "{strict_sandbox.url}"
-client_id = "{TEST_CLIENT_ID}"
-client_secret = "{TEST_CLIENT_SECRET}"
-mapping = "{MAPPINGS}"
-state = "{tmp_path / "journal.db"}"
-stability_s = 0
-poll_initial_s = 0.05
-poll_timeout_s = 10
-"""
+        config_head(
+            strict_sandbox.url,
+            tmp_path / "journal.db",
+            org_id=None,
+            stability_s=0,
+            poll_initial_s=0.05,
+            poll_timeout_s=10,
+        )
         + "".join(
             f'\n[[inbox]]\nname = "{name}"\nfolder = "{folders[name]}"\norg_id = "{org}"\n'
             for name, org in (("a", ORG_ID), ("b", ORG_ID), ("c", OTHER_ORG_ID))

@@ -20,12 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from builders import erp_row, filedrop, run_env, write_erp_csv
+from builders import config_head, erp_row, filedrop, run_env, write_erp_csv
 from conftest import (
-    MAPPINGS,
-    ORG_ID,
-    TEST_CLIENT_ID,
-    TEST_CLIENT_SECRET,
     FakeTime,
     sandbox_settings,
     wait_until,
@@ -241,19 +237,12 @@ def test_readyz_names_why_an_inbox_of_a_config_cannot_start(
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     config = tmp_path / "filedrop.toml"
+    head = config_head(
+        sandbox.url, tmp_path / "journal.db", metrics_port=port, metrics_host="127.0.0.1"
+    )
     config.write_text(
-        f"""\
-env = "sandbox"
-auth_url = "{sandbox.url}"
-api_url = "{sandbox.url}"
-client_id = "{TEST_CLIENT_ID}"
-client_secret = "{TEST_CLIENT_SECRET}"
-org_id = "{ORG_ID}"
-mapping = "{MAPPINGS}"
-state = "{tmp_path / "journal.db"}"
-metrics_port = {port}
-metrics_host = "127.0.0.1"
-
+        head
+        + f"""
 [[inbox]]
 name = "good"
 folder = "{folders["good"]}"

@@ -19,7 +19,7 @@ import openpyxl
 import pandas as pd
 import pytest
 import xlsxwriter
-from builders import ERP_HEADER, erp_row, write_erp_workbook
+from builders import ERP_HEADER, erp_row, write_erp_csv, write_erp_workbook
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from stdnum.no import fodselsnummer, orgnr
@@ -945,8 +945,8 @@ def test_an_invoice_number_a_number_format_wrote_is_refused(tmp_path: Path) -> N
     person typed, and decimals that are not zeros, are the number as it reads."""
     path = tmp_path / "mars.csv"
     numbers = ["240\u00a0301", "240302,00", "1\u202f240\u00a0303", "2024 001", "240305.5"]
-    lines = [ERP_HEADER, *(erp_row(n, email="kunde@example.no") for n in numbers)]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    rows = [erp_row(n, email="kunde@example.no") for n in numbers]
+    write_erp_csv(path, rows, encoding="utf-8")
     prepared = prepare(read_table(path, ERP.read), ERP)
     cure = (
         "by its column's number format, not the invoice number as it reads; format the column "
@@ -975,8 +975,8 @@ def test_a_kid_or_zip_code_written_with_decimals_is_refused(tmp_path: Path) -> N
         {"Fødselsnr": "1010039955.0"},  # padded without its ".0": another person, 10100399550
         {"KID": "123.456.789.7", "Postnr": "5003"},
     ]
-    lines = [ERP_HEADER, *(erp_row(f"24030{k}", **c) for k, c in enumerate(cells, start=1))]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    rows = [erp_row(f"24030{k}", **c) for k, c in enumerate(cells, start=1)]
+    write_erp_csv(path, rows, encoding="utf-8")
     prepared = prepare(read_table(path, ERP.read), ERP)
     why = (
         "is a number written with decimals (by a program or a number format that took the "
@@ -1002,15 +1002,14 @@ def test_a_row_with_no_invoice_number_and_little_else_is_said_in_one_sentence(
     dates is an invoice that lost its number: each missing value is said, as before."""
     path = tmp_path / "mars.csv"
     subtotal = dict.fromkeys(ERP_HEADER.split(";"), "") | {"Kundenr": "Sum kunde 10001"}
-    lines = [
-        ERP_HEADER,
+    rows = [
         erp_row("240301"),
         erp_row("", Fornavn="Kari"),
         ";".join((subtotal | {"Beløp": "1 234,50"}).values()),
         # An invoice that lost its number and names, not its dates: said value by value.
         erp_row("", Fornavn="", Etternavn=""),
     ]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_erp_csv(path, rows, encoding="utf-8")
     prepared = prepare(read_table(path, ERP.read), ERP)
     assert messages(prepared) == [
         "row 3: Fakturanr is empty (the invoice needs an invoice number)",
@@ -1034,8 +1033,8 @@ def test_an_address_in_norway_needs_a_norwegian_postal_code(tmp_path: Path) -> N
     abroad, its country from a column, is not looked at."""
     path = tmp_path / "mars.csv"
     zips = ["NO-0150", "12345", "5003 Bergen", "0", "155", "0150"]
-    lines = [ERP_HEADER, *(erp_row(f"24030{k}", Postnr=z) for k, z in enumerate(zips, start=1))]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    rows = [erp_row(f"24030{k}", Postnr=z) for k, z in enumerate(zips, start=1)]
+    write_erp_csv(path, rows, encoding="utf-8")
     prepared = prepare(read_table(path, ERP.read), ERP)
     why = (
         "is not a Norwegian postal code (4 digits), and the address goes with countryCode NO; "
@@ -1093,8 +1092,8 @@ def test_an_invoice_number_with_an_apostrophe_in_front_is_refused(tmp_path: Path
     number is the number as it reads."""
     path = tmp_path / "mars.csv"
     numbers = ["'000782", "000783", "O'784"]
-    lines = [ERP_HEADER, *(erp_row(n, email="kunde@example.no") for n in numbers)]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    rows = [erp_row(n, email="kunde@example.no") for n in numbers]
+    write_erp_csv(path, rows, encoding="utf-8")
     prepared = prepare(read_table(path, ERP.read), ERP)
     assert messages(prepared) == [
         'row 2: Fakturanr "\'000782" begins with an apostrophe, the mark that tells Excel to '
