@@ -1843,7 +1843,9 @@ _A_LIMIT = re.compile(
     re.IGNORECASE,
 )
 _OF_THE_BATCH = re.compile(r"\b(?:batch|invoices|items|entries|elements|request|payload)\b", re.I)
-_NUMBER = re.compile(r"\d+")
+#: A count as a limit has a few digits: a longer run (a reference, a garbled answer) is none, and
+#: is not converted (Python refuses to convert more than 4,300 digits).
+_NUMBER = re.compile(r"\b\d{1,9}\b")
 #: Words about one invoice ("invoices[3].", "invoices.3.references", "debtors", "each invoice")
 #: or about a rate ("per day") are not about the batch's size, whatever else they say.
 _NOT_THE_BATCH = re.compile(

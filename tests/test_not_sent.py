@@ -176,6 +176,7 @@ def test_not_sent_rows_exit_3_unless_the_setup_stopped_them(
         ("Batch refused: at most 3 invoices may be created per day", False),
         ("invoices: size must be between 1 and 500", False),  # 100 is within
         ("amount exceeds maximum of 10000 for invoices", False),
+        ("at most " + "9" * 5000 + " invoices", False),  # no count, and no crash
     ],
 )
 def test_only_words_about_the_batch_size_make_a_400_a_setup_refusal(
