@@ -324,17 +324,66 @@ class _Setbacks:
         return None
 
 
+#: Why a file was left as it was: the stop came before it was claimed.
+NOT_BEGUN = "not begun: filedrop was stopping"
+
+
 def process_file(path: Path, ctx: Context) -> FileReport:
     """Process one ready file, or resume it; never raises for a problem with the file itself."""
     if ctx.stop.is_set():
         # Not begun: not even claimed, so the next run or daemon takes it as it is.
-        return FileReport(path, FileState.WAITING, {}, message="not begun: filedrop was stopping")
+        return FileReport(path, FileState.WAITING, {}, message=NOT_BEGUN)
     ctx.journal.put_back_if_deleted()
     if lost := _lost_journal(path, ctx):
         return lost
     hashed = _hash(path, ctx)
     if isinstance(hashed, FileReport):
         return hashed
+    with _TAKEN.one_at_a_time((ctx.target, path.name, hashed.sha256), ctx.stop) as ours:
+        if not ours:
+            return FileReport(path, FileState.WAITING, {}, message=NOT_BEGUN)
+        return _claim_and_process(path, ctx, hashed)
+
+
+class _InHand:
+    """The files this process is at work on, by the journal's key (target, name, content).
+
+    The journal's claim lets an owner take back its own claim (a file this daemon failed on is
+    retried by it), and every inbox of one process is the same owner. Two inboxes of one
+    organisation given the same export at the same moment both claimed it: one file's batches
+    credited to the other's rows, and an outcome left PENDING for good. The second waits here
+    until the first is done, then finds the file processed, and says where.
+    """
+
+    def __init__(self) -> None:
+        self._held: set[tuple[str, str, str]] = set()
+        self._changed = threading.Condition()
+
+    @contextlib.contextmanager
+    def one_at_a_time(self, key: tuple[str, str, str], stop: threading.Event) -> Iterator[bool]:
+        """Hold ``key`` for the block; False (and nothing held) if ``stop`` came first."""
+        with self._changed:
+            while key in self._held and not stop.is_set():
+                self._changed.wait(timeout=0.5)  # a stop sets no condition: look now and then
+            ours = key not in self._held
+            if ours:
+                self._held.add(key)
+        if not ours:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            with self._changed:
+                self._held.discard(key)
+                self._changed.notify_all()
+
+
+_TAKEN = _InHand()
+
+
+def _claim_and_process(path: Path, ctx: Context, hashed: HashedFile) -> FileReport:
+    """Claim the file in the journal and process it, or say why it is not ours."""
     record = ctx.journal.claim_file(
         path=path,
         sha256=hashed.sha256,
@@ -432,11 +481,14 @@ def _skipped(path: Path, hashed: HashedFile, ctx: Context) -> FileReport:
         beside = Path(record.path).absolute() == path.absolute()
         if beside and (later := ctx.journal.later_with_outcome(record)) is not None:
             return _outcome_of_later(path, later, ctx)
-        message = ALREADY_PROCESSED
-        if not beside:  # its outcome is not beside it
-            where = f"; its outcome is {record.outcome}" if record.outcome else ""
-            message = f"{ALREADY_PROCESSED} as {printable(record.path)}{printable(where)}"
-        return FileReport(path, FileState.SKIPPED, {}, message=message)
+        if beside:
+            return FileReport(path, FileState.SKIPPED, {}, message=ALREADY_PROCESSED)
+        # The same export dropped in another inbox: whoever looks in this folder finds no
+        # outcome beside the file, so the log says where it is, as a warning.
+        where = f"; its outcome is {record.outcome}" if record.outcome else ""
+        message = f"{ALREADY_PROCESSED} as {printable(record.path)}{printable(where)}"
+        said = f"{message}; these very bytes were processed there, and nothing is sent again"
+        return _skipped_saying(path, ctx, event="processed_elsewhere", said=said, message=message)
     holder = record.owner if record is not None and record.owner else None
     message = f"{BUSY_ELSEWHERE} ({holder})" if holder else BUSY_ELSEWHERE
     return FileReport(

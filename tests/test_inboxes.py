@@ -309,6 +309,74 @@ def test_run_finishes_the_good_inboxes_and_exits_2_for_the_one_with_wrong_creden
     assert_good_inboxes_done(folders, strict_sandbox)
 
 
+def test_one_export_in_two_inboxes_of_one_organisation_at_once_is_sent_from_one(
+    tmp_path: Path,
+) -> None:
+    """Two inboxes of one organisation (one client, two SFTP users) get the same export at the
+    same moment. Every inbox of a process is the same owner in the journal, whose claim lets an
+    owner take its own back: both inboxes claimed the file, and one's outcome kept rows PENDING
+    for good, credited with the other's batches. Now one sends it, and the other waits for it,
+    then says where it went."""
+    numbers = [str(7500 + k) for k in range(20)]
+    rows = [erp_row(number) for number in numbers]
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        write_erp_csv(tmp_path / name / "jan.csv", rows)
+    options = SandboxOptions(delay_s=(0.05, 0.05), seed=1)
+    with Sandbox(options) as slow:
+        config = tmp_path / "filedrop.toml"
+        head = config_head(
+            slow.url,
+            tmp_path / "journal.db",
+            stability_s=0,
+            batch_size=4,
+            poll_initial_s=0.05,
+            poll_max_interval_s=0.2,
+        )
+        inboxes = "".join(
+            f'[[inbox]]\nname = "{name}"\nfolder = "{tmp_path / name}"\n' for name in ("a", "b")
+        )
+        config.write_text(head + inboxes, encoding="utf-8")
+        _, out, err = filedrop("run", "--config", str(config), environ={})
+        assert sorted(slow.received_by_org()[ORG_ID]) == numbers
+        assert slow.counters().invoice_numbers_repeated == ()
+    outcomes = [path for name in ("a", "b") for path in (tmp_path / name).glob("*.outcome.*")]
+    assert len(outcomes) == 1, out
+    assert outcome_statuses(outcomes[0]) == ["SUCCEEDED"] * len(rows)
+    said = f"already processed as {outcomes[0].parent / 'jan.csv'}; its outcome is {outcomes[0]}"
+    assert f"jan.csv: skipped ({said})" in out
+    warned = [line for line in err.splitlines() if "WARNING" in line]
+    assert [line.split("WARNING", 1)[1].strip() for line in warned] == [
+        f"inbox {'b' if outcomes[0].parent.name == 'a' else 'a'}: jan.csv: {said}; these very "
+        "bytes were processed there, and nothing is sent again"
+    ]
+
+
+def test_a_file_waiting_for_another_inbox_of_the_process_is_let_go_at_a_stop() -> None:
+    """The second inbox waits while the first has the export in hand; a stop ends the wait
+    with nothing taken, as a stop before a file is claimed does."""
+    from filedrop.pipeline import _InHand
+
+    in_hand, stop, key = _InHand(), threading.Event(), ("sandbox:org", "jan.csv", "ab12")
+    with in_hand.one_at_a_time(key, stop) as first:
+        assert first
+        waited: list[bool] = []
+
+        def second() -> None:
+            with in_hand.one_at_a_time(key, stop) as ours:
+                waited.append(ours)
+
+        thread = threading.Thread(target=second)
+        thread.start()
+        time.sleep(0.2)
+        assert waited == []  # still waiting for the first
+        stop.set()
+        thread.join(timeout=5)
+        assert waited == [False]
+    with in_hand.one_at_a_time(key, threading.Event()) as again:
+        assert again  # the first let it go
+
+
 def test_text_log_lines_about_a_file_name_its_inbox_once(
     tmp_path: Path, strict_sandbox: Sandbox
 ) -> None:
