@@ -309,6 +309,28 @@ def test_dos_end_of_file_mark_alone_is_an_empty_file_and_follows_utf16_too(
     assert rows(read_table(wide)) == [["1", "Åse"]]
 
 
+@pytest.mark.parametrize(
+    ("tail", "cut"),
+    [
+        ("3;Ola", {4: 2}),  # the upload stopped inside the row's third field
+        ("3;Ola;1", {4: 3}),
+        ("3;Ola;1;0150", {}),  # every field there: complete, only no line end after it
+        ("3;Ola\r\n", {}),  # a short row that ends: the export's own, read as it is
+        ("3;Ola;1;0150;;\r\n4;Kari", {5: 2}),
+    ],
+    ids=["short", "shorter-by-one", "whole", "ended", "below-a-wide-row"],
+)
+def test_a_csv_ending_inside_its_last_row_says_which_row(
+    tmp_path: Path, tail: str, cut: dict[int, int]
+) -> None:
+    """A file that ends inside a row, without a line end and short of the header's fields, is
+    an upload stopped partway: the reader says which row and how many fields it has, for the
+    mapping to hold it back (it was sent with an amount of 1 for 1 395,00)."""
+    text = "Fakturanr;Navn;Beløp;Postnr\r\n1;Åse;10;0150\r\n2;Kari;20;0151\r\n" + tail
+    table = read_table(write(tmp_path / "cut.csv", text, "cp1252"))
+    assert dict(table.cut_short) == cut
+
+
 def test_plain_utf8_is_preferred_over_cp1252(tmp_path):
     """Valid UTF-8 is read as UTF-8, so æøå are not turned into mojibake."""
     table = read_table(write(tmp_path / "u.csv", "Navn;By\nÆrlig;Tromsø\n"))

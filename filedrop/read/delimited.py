@@ -162,6 +162,8 @@ def _read_csv(path: Path, options: ReadOptions, limits: ReadLimits, sha256: str 
             where, f"the file has a header on line {header_line} but no data rows below it"
         )
     cells = column_frame(columns, keep)
+    cut = _cut_short(body, delimiter, codec, width) if keep[-1] else None
+    last_line = header_line + n_lines - 1
     return Table(
         path=path,
         headers=headers,
@@ -169,7 +171,22 @@ def _read_csv(path: Path, options: ReadOptions, limits: ReadLimits, sha256: str 
         values=cells,
         row_numbers=starts[keep],
         info=ReadInfo(kind="csv", encoding=encoding, delimiter=delimiter, header_row=header_line),
+        cut_short={last_line: cut} if cut is not None and starts[-1] == last_line else {},
     )
+
+
+def _cut_short(body: bytes, delimiter: str, codec: str, width: int) -> int | None:
+    """The fields of the last line, if the file ends inside it: no line end after it, and
+    fewer fields than the header's ``width``. An upload stopped partway (an SFTP session
+    dropped, resumed a minute later) leaves the file so, and once it sat unchanged as long as
+    the inbox waits, the row went out with what it had: an amount of 1 where the row says
+    1 395,00. A complete file without a line end after its last line has every field there.
+    """
+    if body.endswith(b"\n") or b"\n" not in body:
+        return None
+    line = body[body.rindex(b"\n") + 1 :].decode(codec, "replace")
+    fields = len(next(csv.reader([line], delimiter=delimiter), [""]))
+    return fields if fields < width else None
 
 
 def _text_formulas_unwrapped(column: np.ndarray) -> np.ndarray:
