@@ -312,23 +312,38 @@ def test_dos_end_of_file_mark_alone_is_an_empty_file_and_follows_utf16_too(
 @pytest.mark.parametrize(
     ("tail", "cut"),
     [
-        ("3;Ola", {4: 2}),  # the upload stopped inside the row's third field
-        ("3;Ola;1", {4: 3}),
-        ("3;Ola;1;0150", {}),  # every field there: complete, only no line end after it
-        ("3;Ola\r\n", {}),  # a short row that ends: the export's own, read as it is
-        ("3;Ola;1;0150;;\r\n4;Kari", {5: 2}),
+        ("3;Ola", "line 4: the file ends inside this row, 2 of the header's 4 fields in"),
+        ("3;Ola;1", "line 4: the file ends inside this row, 3 of the header's 4 fields in"),
+        # A quoted value over two lines is one field: the row begins on line 4.
+        ('3;"Storgata 1\r\nOppgang B";1', "line 4: the file ends inside this row, 3 of"),
+        ("3;Ola\r\n4;Kari;1;0150;;\r\n5;Per", "line 6: the file ends inside this row, 2 of"),
+        ("3;Ola;1;0150", None),  # every field there: whole, only no line end after it
+        ("3;Ola\r\n", None),  # a short row that ends: the export's own, read as it is
+        ("3;Ola\r", None),  # cut between a line's CR and LF: the row is whole
+        ('3;"Storgata 1\r\nOppgang B";1;0150', None),
     ],
-    ids=["short", "shorter-by-one", "whole", "ended", "below-a-wide-row"],
+    ids=["short", "short-by-one", "quoted-lines", "below-wide", "whole", "ended", "cr", "whole-q"],
 )
-def test_a_csv_ending_inside_its_last_row_says_which_row(
-    tmp_path: Path, tail: str, cut: dict[int, int]
+def test_a_csv_ending_inside_its_last_row_is_not_read(
+    tmp_path: Path, tail: str, cut: str | None
 ) -> None:
-    """A file that ends inside a row, without a line end and short of the header's fields, is
-    an upload stopped partway: the reader says which row and how many fields it has, for the
-    mapping to hold it back (it was sent with an amount of 1 for 1 395,00)."""
+    """A file that ends inside its last row, without a line end and short of the header's
+    fields, is an upload stopped partway: nothing of it is read, so nothing is sent, and the
+    file is taken again once it changes. Its last row went out with an amount of 1 for
+    1 395,00; a grouped invoice would have gone without its lines past the cut."""
     text = "Fakturanr;Navn;Beløp;Postnr\r\n1;Åse;10;0150\r\n2;Kari;20;0151\r\n" + tail
-    table = read_table(write(tmp_path / "cut.csv", text, "cp1252"))
-    assert dict(table.cut_short) == cut
+    path = write(tmp_path / "cut.csv", text, "cp1252")
+    if cut is None:
+        assert rows(read_table(path))[-1][0] == "3"  # read as it is, its last row the third
+        return
+    with pytest.raises(ReadError) as err:
+        read_table(path)
+    assert err.value.detail.startswith(cut)
+    assert err.value.detail.endswith(
+        "fields in and with no line end after it, as an upload stopped partway leaves a file, "
+        "so nothing of it is sent; it is taken again once it changes (the upload done, or, if "
+        "the file is whole, a line end added after its last line)"
+    )
 
 
 def test_plain_utf8_is_preferred_over_cp1252(tmp_path):

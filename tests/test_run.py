@@ -86,33 +86,31 @@ def test_all_valid_rows_succeed_and_exit_0(inbox: Path, sandbox: Sandbox) -> Non
     assert sandbox.counters().invoices_received == 2
 
 
-def test_an_upload_stopped_inside_the_last_row_sends_that_row_only_once_it_is_whole(
+def test_an_upload_stopped_inside_the_last_row_sends_nothing_until_the_file_is_whole(
     inbox: Path, sandbox: Sandbox
 ) -> None:
     """An SFTP upload stops inside the last row's amount and resumes later: the file sat
-    unchanged as long as the inbox waits, and its last row went out with an amount of 1. That
-    row is INVALID, saying why, and the whole file, once there, sends it, and only it."""
+    unchanged as long as the inbox waits, and its last row went out with an amount of 1. The
+    file is an ERROR saying why, nothing of it sent; the whole file, once there, sends it all."""
     whole = write_erp_csv(inbox / "mai.csv", [erp_row("1001"), erp_row("1002", amount="1 395")])
     data = whole.read_bytes()
-    cut = data.index(b"1 395") + len(b"1 ")
-    whole.write_bytes(data[:cut])
+    whole.write_bytes(data[: data.index(b"1 395") + len(b"1 ")])
     os.utime(whole, (1_000_000_000, 1_000_000_000))
     code, _, _ = filedrop("run", environ=run_env(inbox, sandbox.url), expect=None)
     assert code == ExitCode.ATTENTION
     first = outcome_csv(inbox / "mai.outcome.csv")
-    assert list(first["outcome_status"]) == ["SUCCEEDED", "INVALID"]
-    assert first["outcome_message"][1] == (
-        "the file ends inside this row: it has 4 of the header's 17 fields (Valuta and after "
-        "are missing) and no line end, as an upload stopped partway leaves a file; it is not "
-        "sent, and the file is taken again once it is whole"
+    assert list(first["outcome_status"]) == ["ERROR"]
+    assert first["outcome_message"][0].startswith(
+        "mai.csv: line 3: the file ends inside this row, 4 of the header's 17 fields in and with "
+        "no line end after it, as an upload stopped partway leaves a file, so nothing of it is sent"
     )
-    assert sandbox.received_invoice_numbers() == ["1001"]
+    assert sandbox.received_invoice_numbers() == []
 
     whole.write_bytes(data)  # the upload resumed and ended
     os.utime(whole, (1_000_000_000, 1_000_000_000))
     filedrop("run", environ=run_env(inbox, sandbox.url))
     again = outcome_csv(inbox / "mai.outcome.csv")
-    assert list(again["outcome_status"]) == ["DUPLICATE", "SUCCEEDED"]
+    assert list(again["outcome_status"]) == ["SUCCEEDED", "SUCCEEDED"]
     assert list(again["Beløp"]) == ["1 234,50", "1 395"]
     assert sandbox.received_invoice_numbers() == ["1001", "1002"]
 

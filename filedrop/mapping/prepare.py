@@ -85,9 +85,6 @@ REPEAT_OF_INVALID_RULE = "duplicate_of_invalid"
 #: whole again (``repeated_lines``): two equal claims or one listed twice cannot be told apart,
 #: so the invoice is INVALID.
 UNCLEAR_LINE_RULE = "unclear_line"
-#: The rule of a CSV's last row that the file ends inside (``Table.cut_short``): an upload
-#: stopped partway, whose row must not go out with the values it has so far.
-CUT_SHORT_RULE = "cut_short"
 # Not configurable: sending a repeated invoice number, an empty row, a row without the value
 # of a formula it holds, or an identifier whose digits Excel lost, is never right, and an
 # invoice whose claims add up past any float cannot be sent at all.
@@ -99,7 +96,6 @@ _FIXED_RULES = (
     UNSAVED_RULE,
     LOST_DIGITS_RULE,
     UNCLEAR_LINE_RULE,
-    CUT_SHORT_RULE,
 )
 #: The rule of a row that repeats an earlier one of its invoice exactly (``repeated_lines``):
 #: left out of the invoice, DUPLICATE.
@@ -398,8 +394,6 @@ def _row_fates(
     credits = np.zeros(len(table), dtype=bool)
     skip_why = skipped_rows(mapping, src, numbers, unknown, credits)
     skip_why[blank] = None  # an empty row is reported as such
-    if table.cut_short:
-        unknown += _cut_short(table, skip_why)
     credits &= ~np.equal(skip_why, None)
     repeat_of = np.full(len(table), -1)
     lines = repeated_lines(table, mapping, src.positions, _left_out(blank, skip_why))
@@ -433,30 +427,6 @@ def _row_fates(
         unknown += _credited_invoices(table, numbers, number_level, skip_why, credits)
     fates = _RowFates(blank, skip_why, duplicate_of, repeats + unknown, repeat_of, differs)
     return fates, groups
-
-
-def _cut_short(table: Table, skip_why: np.ndarray) -> list[Issue]:
-    """The last row of a CSV that ends inside it, INVALID: its missing fields are no empty
-    cells but the rest of an upload still to come, so neither is it sent nor skipped by what
-    its first cells say. The whole file, once there, is a changed file, and taken again."""
-    issues = []
-    width = len(table.headers)
-    for row in np.flatnonzero(np.isin(table.row_numbers, list(table.cut_short))).tolist():
-        fields = table.cut_short[int(table.row_numbers[row])]
-        skip_why[row] = None
-        issues.append(
-            Issue(
-                row,
-                CUT_SHORT_RULE,
-                None,
-                None,
-                f"the file ends inside this row: it has {fields} of the header's {width} fields "
-                f"({table.headers[fields]} and after are missing) and no line end, as an upload "
-                "stopped partway leaves a file; it is not sent, and the file is taken again "
-                "once it is whole",
-            )
-        )
-    return issues
 
 
 def _differing_repeats(
@@ -621,10 +591,6 @@ def _problems(
     # An empty or skipped row says only that: its missing values are no news.
     skipped = ~np.equal(skip_why, None)
     kept = [issue for issue in issues if not (blank[issue.position] or skipped[issue.position])]
-    # So does a row the file ends inside: its fields to come are no empty cells.
-    cut = {issue.position for issue in kept if issue.rule == CUT_SHORT_RULE}
-    if cut:
-        kept = [i for i in kept if i.position not in cut or i.rule == CUT_SHORT_RULE]
     kept += [
         Issue(int(i), "empty_row", "", None, "the row is empty") for i in np.flatnonzero(blank)
     ]

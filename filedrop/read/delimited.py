@@ -161,9 +161,10 @@ def _read_csv(path: Path, options: ReadOptions, limits: ReadLimits, sha256: str 
         raise ReadError(
             where, f"the file has a header on line {header_line} but no data rows below it"
         )
+    if not body.endswith(b"\n") and keep[-1]:
+        lines = (int(starts[-1]), header_line + n_lines - 1)
+        _refuse_cut_short(where, body, delimiter=delimiter, codec=codec, width=width, lines=lines)
     cells = column_frame(columns, keep)
-    cut = _cut_short(body, delimiter, codec, width) if keep[-1] else None
-    last_line = header_line + n_lines - 1
     return Table(
         path=path,
         headers=headers,
@@ -171,22 +172,34 @@ def _read_csv(path: Path, options: ReadOptions, limits: ReadLimits, sha256: str 
         values=cells,
         row_numbers=starts[keep],
         info=ReadInfo(kind="csv", encoding=encoding, delimiter=delimiter, header_row=header_line),
-        cut_short={last_line: cut} if cut is not None and starts[-1] == last_line else {},
     )
 
 
-def _cut_short(body: bytes, delimiter: str, codec: str, width: int) -> int | None:
-    """The fields of the last line, if the file ends inside it: no line end after it, and
-    fewer fields than the header's ``width``. An upload stopped partway (an SFTP session
-    dropped, resumed a minute later) leaves the file so, and once it sat unchanged as long as
-    the inbox waits, the row went out with what it had: an amount of 1 where the row says
-    1 395,00. A complete file without a line end after its last line has every field there.
+def _refuse_cut_short(
+    where: str, body: bytes, *, delimiter: str, codec: str, width: int, lines: tuple[int, int]
+) -> None:
+    """Refuse a file that ends inside its last row: no line end after it, and fewer fields
+    than the header's ``width``. An upload stopped partway (an SFTP session dropped, resumed
+    a minute later) leaves a file so, and once it sat unchanged as long as the inbox waits, the
+    row went out with what it had: an amount of 1 where the row says 1 395,00. Nothing of the
+    file is sent, as a grouped invoice's lines up to the cut would go without the rest of it;
+    the file is taken again once it changes. The row is read whole, over ``lines`` (the one it
+    begins on, the file's last): a quoted value over several lines is one field.
     """
-    if body.endswith(b"\n") or b"\n" not in body:
-        return None
-    line = body[body.rindex(b"\n") + 1 :].decode(codec, "replace")
-    fields = len(next(csv.reader([line], delimiter=delimiter), [""]))
-    return fields if fields < width else None
+    start, last_line = lines
+    offset = len(body)
+    for _ in range(last_line - start + 1):  # back over the row's own line ends, then one more
+        offset = body.rindex(b"\n", 0, offset)
+    row = body[offset + 1 :].decode(codec, "replace")
+    fields = len(next(csv.reader(io.StringIO(row, newline=""), delimiter=delimiter), [""]))
+    if fields < width:
+        raise ReadError(
+            where,
+            f"line {start}: the file ends inside this row, {fields} of the header's {width} "
+            "fields in and with no line end after it, as an upload stopped partway leaves a "
+            "file, so nothing of it is sent; it is taken again once it changes (the upload "
+            "done, or, if the file is whole, a line end added after its last line)",
+        )
 
 
 def _text_formulas_unwrapped(column: np.ndarray) -> np.ndarray:

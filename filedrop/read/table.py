@@ -191,10 +191,6 @@ class Table:
     notes: Mapping[int, str] = field(default_factory=dict)
     """A workbook's rows that are one merged range across the sheet and nothing else (a heading
     between groups): row number -> the range, such as ``A7:H7``. No invoice."""
-    cut_short: Mapping[int, int] = field(default_factory=dict)
-    """A CSV's last row when the file ends inside it: no line end after it while the lines
-    before have one, and fewer fields than the header, as an upload cut short leaves a file.
-    Its row number -> the fields it has."""
     own_format_rows: Mapping[int, np.ndarray] = field(default_factory=dict)
     """A workbook's numbers that their own cell's format of zeros shows otherwise than their
     column's (a General 1212 among cells formatted 000000, a 0003351 in a General column): per
