@@ -384,6 +384,15 @@ _TAKEN = _InHand()
 
 def _claim_and_process(path: Path, ctx: Context, hashed: HashedFile) -> FileReport:
     """Claim the file in the journal and process it, or say why it is not ours."""
+    if (sender := _unfinished_elsewhere(path, hashed, ctx)) is not None:
+        return FileReport(
+            path,
+            FileState.SKIPPED,
+            {},
+            message=f"being sent from {printable(sender)}, the same export; its outcome is "
+            "written there",
+            held_by=sender,
+        )
     record = ctx.journal.claim_file(
         path=path,
         sha256=hashed.sha256,
@@ -409,6 +418,27 @@ def _claim_and_process(path: Path, ctx: Context, hashed: HashedFile) -> FileRepo
         with contextlib.suppress(*ctx.journal.errors, OSError):
             ctx.journal.let_go(record.id, owner=ctx.owner)
         raise
+
+
+def _unfinished_elsewhere(path: Path, hashed: HashedFile, ctx: Context) -> str | None:
+    """Where this very export is being sent from, if from another folder that still holds it:
+    one unfinished (batches pending, a retry due) is that file's to finish.
+
+    The journal's claim lets anyone take up a file left waiting, so that a file moved to
+    another inbox is finished from there. A copy in a second inbox did so while the first
+    still held it: the record moved to the copy, which wrote its own outcome, and the first's
+    kept its rows PENDING for good. A copy waits until the other is done, then is skipped.
+    """
+    record = ctx.journal.find_file(target=ctx.target, name=path.name, sha256=hashed.sha256)
+    if record is None or record.state in FINAL_FILE_STATES:
+        return None
+    if os.path.realpath(record.path) == os.path.realpath(path):
+        return None
+    try:
+        there = content_hash(Path(record.path)) == hashed.sha256
+    except OSError:  # gone from there, or unreadable: this copy is the one left to finish it
+        there = False
+    return record.path if there else None
 
 
 def _outcome_missing(path: Path, record: FileRecord, ctx: Context) -> FileReport:

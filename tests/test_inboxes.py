@@ -352,6 +352,51 @@ def test_one_export_in_two_inboxes_of_one_organisation_at_once_is_sent_from_one(
     ]
 
 
+def test_an_export_waiting_in_one_inbox_is_left_to_it_by_a_copy_in_another(
+    tmp_path: Path,
+) -> None:
+    """The first inbox's copy ends the run waiting for its batches. The journal lets anyone take
+    up a file left waiting (one moved to another inbox is finished from there), and the second
+    inbox's copy took it up while the first still held it: the record moved to the copy, and
+    the first's outcome kept its rows PENDING for good. Now the copy leaves it to the first,
+    which finishes it in the next run; the copy then says where it went."""
+    numbers = [str(7600 + k) for k in range(6)]
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        write_erp_csv(tmp_path / name / "jan.csv", [erp_row(number) for number in numbers])
+    with Sandbox(SandboxOptions(delay_s=(2, 2), seed=1)) as slow:
+        config = tmp_path / "filedrop.toml"
+        head = config_head(
+            slow.url,
+            tmp_path / "journal.db",
+            stability_s=0,
+            batch_size=3,
+            poll_initial_s=0.05,
+            poll_max_interval_s=0.1,
+            poll_timeout_s=0.3,
+        )
+        inboxes = "".join(
+            f'[[inbox]]\nname = "{name}"\nfolder = "{tmp_path / name}"\n' for name in ("a", "b")
+        )
+        config.write_text(head + inboxes, encoding="utf-8")
+        _, first, _ = filedrop("run", "--config", str(config), environ={}, expect=3)
+        (outcome,) = [p for name in ("a", "b") for p in (tmp_path / name).glob("*.outcome.*")]
+        assert outcome_statuses(outcome) == ["PENDING"] * len(numbers)
+        sender, copy = outcome.parent, tmp_path / ("b" if outcome.parent.name == "a" else "a")
+        assert (
+            f"jan.csv: skipped (being sent from {sender / 'jan.csv'}, the same export; its "
+            "outcome is written there)"
+        ) in first
+        time.sleep(2)  # the batches end
+        filedrop("run", "--config", str(config), environ={})
+        assert outcome_statuses(outcome) == ["SUCCEEDED"] * len(numbers)
+        assert not list(copy.glob("*.outcome.*"))
+        _, third, _ = filedrop("run", "--config", str(config), environ={})
+        assert f"jan.csv: skipped (already processed as {sender / 'jan.csv'}; " in third
+        assert sorted(slow.received_by_org()[ORG_ID]) == numbers
+        assert slow.counters().invoice_numbers_repeated == ()
+
+
 def test_a_file_waiting_for_another_inbox_of_the_process_is_let_go_at_a_stop() -> None:
     """The second inbox waits while the first has the export in hand; a stop ends the wait
     with nothing taken, as a stop before a file is claimed does."""
