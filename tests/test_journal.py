@@ -333,24 +333,30 @@ def test_each_invoice_yields_every_known_number_once_and_whole(journal: Journal)
     assert {type(record.status) for record in records} == {InvoiceState}
 
 
-def test_a_number_reported_both_succeeded_and_failed_ends_failed_and_nothing_is_missed(
-    journal: Journal,
+@pytest.mark.parametrize("left_out", [False, True], ids=["all-named", "one-left-out"])
+def test_a_number_reported_both_succeeded_and_failed_is_unknown_and_nothing_is_missed(
+    journal: Journal, left_out: bool
 ) -> None:
-    """Named both ways, an invoice ends FAILED with its success's ids, as it always did; the
-    double mention never hides an invoice the API left out."""
+    """Named both succeeded and failed, an invoice is UNKNOWN, saying so, and its batch waits
+    for resolve: it ended FAILED, which let the next file holding the number send it again
+    though Amili may have made its case. The double mention never hides an invoice the API
+    left out, nor spoils one it named once."""
     file_id = _claim(journal).id
-    batch, _ = journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["1", "2"])
+    numbers = ["1", "2", "3"]
+    batch, _ = journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=numbers)
     journal.batch_submitted(batch, batch_id="b")
-    journal.batch_finished(
-        batch, api_status="PARTIAL", succeeded=[("1", "i", "c", "C")], failed=[("1", "bad")]
-    )
-    records = journal.invoices(target=TARGET, numbers=["1", "2"])
+    named = [("1", "i", "c", "C"), ("2", "i2", "c2", "C2"), ("3", "i3", "c3", "C3")]
+    named = named[:2] if left_out else named
+    journal.batch_finished(batch, api_status="PARTIAL", succeeded=named, failed=[("1", "bad")])
+    records = journal.invoices(target=TARGET, numbers=numbers)
     assert (records["1"].status, records["1"].case_id, records["1"].message) == (
-        "FAILED",
-        "c",
-        "bad",
+        "UNKNOWN",
+        None,
+        "the batch ended PARTIAL naming this invoice both succeeded and failed, so whether "
+        "Amili has it is not known; check with Amili before sending it again",
     )
-    assert records["2"].status == "UNKNOWN"
+    assert records["2"].status == "SUCCEEDED"
+    assert records["3"].status == ("UNKNOWN" if left_out else "SUCCEEDED")
     assert journal.find_batch(f"#{batch}").state == "unknown"
 
 

@@ -240,6 +240,7 @@ def _file_lock(location: Path | PostgresLocation) -> threading.RLock:
 
 _INVOICE_STATES = {state.value: state for state in InvoiceState}
 _SUCCEEDED, _FAILED = InvoiceState.SUCCEEDED.value, InvoiceState.FAILED.value
+_UNKNOWN = InvoiceState.UNKNOWN.value
 
 
 class NotSettledError(Exception):
@@ -818,13 +819,31 @@ class Journal:
         target, claimed = db.execute(
             "SELECT target, invoice_count FROM batches WHERE id = ?", (batch,)
         ).fetchone()
-        # A number named twice takes its last result. One statement per kind of result,
-        # failures last, so that a number named both ways ends FAILED with its success's ids.
+        # A number named twice the same way takes its last result. One named both succeeded
+        # and failed is UNKNOWN: FAILED let the next file holding it send it again, though
+        # Amili may have made its case.
         successes = {row[0]: row for row in succeeded}
         failures = {
             number: (number, mask_ids(message, keep=(number,))) for number, message in failed
         }
+        both = [number for number in successes if number in failures]
+        for number in both:
+            del successes[number], failures[number]
+        said_both = (
+            f"the batch ended {api_status} naming this invoice both succeeded and failed, so "
+            "whether Amili has it is not known; check with Amili before sending it again"
+        )
         mentioned = self._update_results(
+            db,
+            [(number, said_both) for number in both],
+            columns=("message",),
+            set_sql="message = results.message",
+            status=_UNKNOWN,
+            target=target,
+            batch=batch,
+            now=now,
+        )
+        mentioned += self._update_results(
             db,
             successes.values(),
             columns=("invoice_id", "case_id", "case_number"),
@@ -845,11 +864,10 @@ class Journal:
             batch=batch,
             now=now,
         )
-        unknown = False
+        unknown = bool(both)
         # The batch holds ``claimed`` invoices at most (fewer if a number moved on to a later
         # batch), so a result for each of them leaves none unmentioned, and nothing to look up.
-        # A number named both ways was counted twice: look then.
-        if mentioned < claimed or not successes.keys().isdisjoint(failures):
+        if mentioned < claimed:
             db.execute(
                 "UPDATE invoices SET status = ?, message = ?, updated_at = ?"
                 " WHERE batch = ? AND status IN (?, ?)",
