@@ -885,6 +885,14 @@ class HostileHandler(BaseHTTPRequestHandler):
         elif self.path.endswith("/invoices") and "redirect" in body:
             type(self).posts += 1
             self.answer(307, {}, location="/collection/v1/other/invoices")
+        elif self.path.endswith("/invoices") and "odd-batch-id" in body:
+            type(self).posts += 1
+            odd = (
+                "\x1b[31m\n03:00:00 INFO    f.csv: 2 SUCCEEDED"
+                if "odd-batch-id-1" in body
+                else "x" * 129
+            )
+            self.answer(202, {"data": {"batchId": odd, "status": "QUEUED"}})
         else:
             self.answer(400, {"message": f"bad request with {self.headers['Authorization']}"})
 
@@ -941,6 +949,45 @@ def test_redirected_post_is_not_followed(hostile_url, example_invoice):
     assert "HTTP 307" in str(caught.value)
     assert "FILEDROP_API_URL" in str(caught.value)
     assert HostileHandler.posts == 1
+
+
+@pytest.mark.parametrize("kind", ["odd-batch-id-1", "odd-batch-id-2"], ids=["escapes", "long"])
+def test_a_batch_id_of_control_characters_or_a_page_long_is_no_batch_id(
+    hostile_url, example_invoice, kind
+):
+    """An accepted POST whose batch id holds an escape sequence and a forged log line (or runs
+    to a page) may have made a batch, but not one filedrop can keep: it went into outcomes and
+    'filedrop status' as it was. Maybe received, as a POST answered without a batch id is."""
+    example_invoice["description"] = kind
+    client = client_at(hostile_url, credentials=Credentials(client_id="c", client_secret="good"))
+    with client, pytest.raises(AmbiguousSubmission) as caught:
+        client.create_invoices(ORG_ID, [example_invoice])
+    assert "Amili answered HTTP 202 without a readable batchId" in str(caught.value)
+    assert HostileHandler.posts == 1
+
+
+def test_a_failed_invoice_s_errors_are_lines_of_text_with_control_characters_escaped():
+    """Errors of another shape than the guide's list of strings are read as what they say, not
+    one character at a time nor as a Python repr; a NUL byte or an escape sequence in them is
+    escaped (a CSV outcome holding a NUL byte could not be read back by a journal rebuild)."""
+    result = parse_batch(
+        {
+            "batchId": "b",
+            "status": "FAILED",
+            "failed": [
+                {"invoiceNumber": "1", "errors": "Debtor is required"},
+                {"invoiceNumber": "2", "errors": [{"field": "amount", "message": "too big"}]},
+                {"invoiceNumber": "3", "errors": ["bad\x00value", "\x1b[31mred\nline"]},
+                {"invoiceNumber": "4", "errors": 7},
+            ],
+        }
+    )
+    assert [failed.errors for failed in result.failed] == [
+        ("Debtor is required",),
+        ("too big",),
+        ("bad\\x00value", "\\x1b[31mred\\nline"),
+        ("7",),
+    ]
 
 
 def test_secret_and_tokens_never_appear_in_logs_errors_or_reprs(

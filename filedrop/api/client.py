@@ -39,6 +39,7 @@ import json
 import logging
 import math
 import os
+import re
 import ssl
 import sys
 import threading
@@ -117,6 +118,9 @@ _POOL_OPTIONS: dict[str, Any] = {
     "retries": False,  # retries are ours (module docstring): urllib3 resends nothing itself
 }
 _JSON = "application/json; charset=utf-8"
+#: A batch id as filedrop keeps one: the guide's UUID, or any id of that kind's characters (a
+#: test server's, a future format's), never control characters or a page of text.
+_BATCH_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z._:-]{0,127}")
 _FORM = "application/x-www-form-urlencoded"
 _EXCERPT_CHARS = 200
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -312,7 +316,9 @@ class AmiliClient:
             batch_id = orjson.loads(resp.data)["data"]["batchId"]
         except (ValueError, KeyError, TypeError):
             batch_id = None
-        if not isinstance(batch_id, str) or not batch_id:
+        # An id of control characters or of a page's length is no batch id: kept, it went
+        # into outcomes and 'filedrop status' as it was (an escape sequence, a forged line).
+        if not isinstance(batch_id, str) or not _BATCH_ID.fullmatch(batch_id):
             raise AmbiguousSubmission(
                 method="POST",
                 path=path,

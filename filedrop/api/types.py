@@ -14,6 +14,7 @@ from operator import itemgetter
 from typing import Any, NamedTuple
 
 from filedrop.errors import FiledropError
+from filedrop.logs import printable
 
 __all__ = [
     "KNOWN_STATUSES",
@@ -248,6 +249,21 @@ def _text(value: object) -> str:
     return value if type(value) is str else "" if value is None else str(value)
 
 
+def _errors(value: object) -> tuple[str, ...]:
+    """A failed invoice's errors as lines of text: the guide's list of strings, else what an
+    answer of another shape says (one string, objects with a message), never its characters
+    one by one. Control characters are escaped: an outcome CSV holding a NUL byte could not be
+    read back by 'filedrop journal rebuild', and an escape sequence would reach a terminal."""
+    items = [value] if isinstance(value, str | dict) else value or ()
+    if not isinstance(items, list | tuple):
+        items = [items]
+    said = [
+        item["message"] if isinstance(item, dict) and isinstance(item.get("message"), str) else item
+        for item in items
+    ]
+    return tuple([printable(_text(item)) for item in said])
+
+
 _SUCCEEDED_KEYS = ("invoiceNumber", "invoiceId", "caseId", "caseNumber")  # SucceededInvoice's
 _succeeded_values = itemgetter(*_SUCCEEDED_KEYS)
 _new_tuple = tuple.__new__
@@ -285,10 +301,7 @@ def parse_batch(data: dict[str, Any]) -> BatchResult:
     succeeded = _succeeded(data.get("succeeded") or ())
     failed = tuple(
         [
-            FailedInvoice(
-                _text(item.get("invoiceNumber")),
-                tuple([_text(error) for error in item.get("errors") or ()]),
-            )
+            FailedInvoice(_text(item.get("invoiceNumber")), _errors(item.get("errors")))
             for item in data.get("failed") or ()
         ]
     )
