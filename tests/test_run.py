@@ -31,6 +31,7 @@ from builders import (
 from conftest import (
     MAPPINGS,
     ORG_ID,
+    TEST_CLIENT_ID,
     FakeTime,
     drop_connections,
     journal_file,
@@ -899,6 +900,31 @@ def test_a_batch_whose_polls_fail_is_pending_with_why_not_still_queued(
     filedrop("run", environ=env)
     outcome = outcome_csv(inbox / "q.outcome.csv")
     assert list(outcome["outcome_status"]) == ["SUCCEEDED"]
+    assert sandbox.counters().posts == 1
+
+
+def test_a_batch_whose_polls_are_refused_the_credentials_is_pending_not_unsent(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """Amili takes the batch, then refuses the credentials on its polls, a renewed token too:
+    the run ended the file without an outcome, saying "Nothing was sent" of invoices that went.
+    The rows are PENDING, saying why, and the next run completes the file."""
+    sandbox.fail_next(401, count=4, route="batches")  # each poll and its renewed token's
+    write_erp_csv(inbox / "q.csv", [erp_row("6111")])
+    env = run_env(inbox, sandbox.url, FILEDROP_POLL_TIMEOUT_S="1.5")
+    _, out, err = filedrop("run", environ=env, expect=3)
+    outcome = outcome_csv(inbox / "q.outcome.csv")
+    batch_id = outcome["outcome_batch_id"][0]
+    assert list(outcome["outcome_status"]) == ["PENDING"]
+    assert outcome["outcome_message"][0] == (
+        "whether its batch ended is not known: its last poll failed (Amili refused the "
+        f"credentials of client id '{TEST_CLIENT_ID}' (HTTP 401 on GET "
+        f"/collection/v1/batches/{batch_id}); check FILEDROP_CLIENT_ID and "
+        "FILEDROP_CLIENT_SECRET); it is polled again and this file rewritten"
+    )
+    assert "Nothing was sent" not in out + err
+    filedrop("run", environ=env)
+    assert list(outcome_csv(inbox / "q.outcome.csv")["outcome_status"]) == ["SUCCEEDED"]
     assert sandbox.counters().posts == 1
 
 

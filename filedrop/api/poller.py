@@ -21,6 +21,7 @@ from filedrop.api.client import (
     AmiliClient,
     ApiError,
     ApiUnavailable,
+    AuthError,
     BatchResult,
     PollSchedule,
     StillPending,
@@ -212,16 +213,19 @@ class Poller:
         started = time.perf_counter()
         try:
             result = self._client.get_batch(job.batch_id)
-        except (ApiUnavailable, ApiError) as exc:
+        except (ApiUnavailable, ApiError, AuthError) as exc:
             # A poll that fails says nothing about the batch; keep to the schedule until it ends.
+            # Refused credentials too: the batch was taken, and its rows wait for the next
+            # run's polls (PENDING), where ending the file made no outcome and said nothing
+            # was sent. Said in the poll's words, without a sending request's advice.
+            job.failure = _poll_failure(exc)
             log.warning(
                 "batch %s: poll failed (%s); trying again",
                 job.batch_id,
-                exc,
+                job.failure,
                 extra=fields("poll_failed", **self._client.log_fields, batch_id=job.batch_id),
             )
             result = None
-            job.failure = _poll_failure(exc)
         except Exception as exc:  # the future carries it to the file's thread
             job.future.set_exception(exc)
             return
@@ -275,9 +279,14 @@ class Poller:
             )
 
 
-def _poll_failure(exc: ApiUnavailable | ApiError) -> str:
+def _poll_failure(exc: ApiUnavailable | ApiError | AuthError) -> str:
     """Why a poll learnt nothing, for a batch's rows: without the advice meant for a request
     that sends ("try again later", "send again"), which would invite a second send."""
+    if isinstance(exc, AuthError):
+        return (
+            f"Amili refused the credentials of client id {exc.client_id!r} (HTTP {exc.status} "
+            f"on {exc.where}); check FILEDROP_CLIENT_ID and FILEDROP_CLIENT_SECRET"
+        )
     if isinstance(exc, ApiError):
         unknown = " (Amili does not know this batch id)" if exc.status == 404 else ""
         return f"Amili answered {exc.method} {exc.path} with HTTP {exc.status}{unknown}"

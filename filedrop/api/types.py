@@ -61,10 +61,12 @@ class AuthError(FiledropError):
         detail = f", {self.detail}" if self.detail else ""
         # A token URL of one Amili and an API of another is a likely cause worth naming.
         urls = f", and that both URLs belong to the same Amili: {self.urls}" if self.urls else ""
+        # A refused poll comes after its batch went: only a refused request sends nothing.
+        sent = "" if self.where.startswith("GET ") else " Nothing was sent."
         return (
             f"Amili refused the credentials of client id {self.client_id!r} "
             f"(HTTP {self.status} on {self.where}{detail}); check FILEDROP_CLIENT_ID and "
-            f"FILEDROP_CLIENT_SECRET (or FILEDROP_CLIENT_SECRET_FILE){urls}. Nothing was sent."
+            f"FILEDROP_CLIENT_SECRET (or FILEDROP_CLIENT_SECRET_FILE){urls}.{sent}"
         )
 
 
