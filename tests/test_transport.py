@@ -5,6 +5,7 @@ means for a POST that may have arrived."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import json
@@ -53,6 +54,17 @@ def chunked(body: bytes, size: int = 7) -> bytes:
     return out + b"0\r\nX-Trailer: t\r\n\r\n"
 
 
+class Trickle(bytes):
+    """An answer a script wants sent a byte every ``gap_s`` seconds, then the connection
+    closed (a slow-loris server)."""
+
+    gap_s = 0.2
+
+    @property
+    def data(self) -> bytes:
+        return bytes(self)
+
+
 class ScriptedServer:
     """Accepts connections on 127.0.0.1 and answers each request as ``script`` says; counts
     the connections it accepted and the requests it read, by request line."""
@@ -96,6 +108,12 @@ class ScriptedServer:
                 body, buffer = buffer[:length], buffer[length:]
                 self.requests.append(lines[0])
                 raw, close = self.script(lines[0], body)
+                if isinstance(raw, Trickle):  # a byte at a time, slowly
+                    with contextlib.suppress(OSError):  # the client gave up on it
+                        for byte in raw.data:
+                            conn.sendall(bytes([byte]))
+                            time.sleep(raw.gap_s)
+                    return
                 conn.sendall(raw)
                 if close:
                     return
@@ -268,6 +286,31 @@ def test_a_broken_answer_to_a_post_is_ambiguous_and_it_is_not_resent(serve, raw)
     with client_of(server) as client, pytest.raises(AmbiguousSubmission):
         client.create_invoices(ORG_ID, [{"invoiceNumber": "1"}])
     assert sum(line.startswith("POST /collection") for line in server.requests) == 1
+
+
+def test_an_answer_trickled_a_byte_at_a_time_is_bound_by_the_read_timeout(serve):
+    """Each read came within the read timeout, so a server sending a byte every 0.2 s held a
+    POST for as long as it liked (minutes, in a hostile review), and a stop waited for it. The
+    whole answer must come within the read timeout: else the POST is maybe received."""
+    server = serve(api(post=Trickle(answer(201, ACCEPTED)), get=b""))
+    with (
+        client_of(server, read_timeout_s=0.6) as client,
+        pytest.raises(AmbiguousSubmission) as caught,
+    ):
+        client.create_invoices(ORG_ID, [{"invoiceNumber": "1"}])
+    assert "no answer within 0.6 s" in str(caught.value)
+    assert sum(line.startswith("POST /collection") for line in server.requests) == 1
+
+
+def test_a_poll_s_retries_keep_to_the_time_its_batch_has_left(serve):
+    """A poll answered 503 is asked again on the backoff, but not past the time the batch has
+    left to be polled: polls answered 429 with Retry-After: 3600 made a 5 s poll timeout last
+    five minutes."""
+    server = serve(api(post=answer(201, ACCEPTED), get=answer(503, b"", "retry-after: 30")))
+    with client_of(server, max_retries=5) as client, pytest.raises(ApiUnavailable) as caught:
+        client.get_batch("b-1", within_s=1.0)
+    assert caught.value.attempts == 1
+    assert sum(line.startswith("GET") for line in server.requests) == 1
 
 
 @pytest.mark.parametrize("raw", BROKEN.values(), ids=BROKEN.keys())

@@ -327,10 +327,11 @@ class AmiliClient:
         log.debug("POST %s: %d invoices accepted as batch %s", path, encoded.count, batch_id)
         return batch_id
 
-    def get_batch(self, batch_id: str) -> BatchResult:
-        """Read a batch once (retried on transient errors, as a GET may be)."""
+    def get_batch(self, batch_id: str, *, within_s: float | None = None) -> BatchResult:
+        """Read a batch once (retried on transient errors, as a GET may be); ``within_s``
+        bounds the retries' waits, so that a poll keeps to the time its batch has left."""
         path = f"/collection/v1/batches/{quote(batch_id, safe='')}"
-        resp = self._call("GET", self._api, path, may_resend=True)
+        resp = self._call("GET", self._api, path, may_resend=True, within_s=within_s)
         try:
             result = parse_batch(orjson.loads(resp.data)["data"])
         except (ValueError, KeyError, TypeError, AttributeError):
@@ -429,13 +430,15 @@ class AmiliClient:
         authorize: bool = True,
         body: bytes | None = None,
         content_type: str | None = None,
+        within_s: float | None = None,
     ) -> Answer | BaseHTTPResponse:
         """Send ``path`` under ``route``'s base URL with the retry rules; return a 2xx answer
         (for /token also a 3xx/4xx one), its body read.
 
         ``may_resend`` is False for a POST that creates something: once it may have been
-        received it must not be sent again.
+        received it must not be sent again. ``within_s``: no retry is begun after that long.
         """
+        give_up_at = None if within_s is None else time.monotonic() + within_s
         headers = dict(self._headers)
         if content_type is not None:
             headers["Content-Type"] = content_type
@@ -476,6 +479,9 @@ class AmiliClient:
                 delay_s = min(outcome.retry_after_s, self._retry_after_max_s)
             else:
                 delay_s = min(self._backoff_initial_s * 2 ** (attempt - 1), self._backoff_max_s)
+            if give_up_at is not None and time.monotonic() + delay_s >= give_up_at:
+                where = f"{method} {path_shown}"
+                raise ApiUnavailable(where=where, reason=outcome.reason, attempts=attempt)
             log.warning(
                 "%s %s: %s; retrying in %.1f s (attempt %d of %d)",
                 method,

@@ -212,7 +212,10 @@ class Poller:
     def _poll(self, job: _Job) -> None:
         started = time.perf_counter()
         try:
-            result = self._client.get_batch(job.batch_id)
+            timeout_s = self._schedule.timeout_s if job.timeout_s is None else job.timeout_s
+            left_s = timeout_s - (self._clock() - job.started)
+            # Its retries keep to the time the batch has left, and one poll is had at least.
+            result = self._client.get_batch(job.batch_id, within_s=max(left_s, 0.0))
         except (ApiUnavailable, ApiError, AuthError) as exc:
             # A poll that fails says nothing about the batch; keep to the schedule until it ends.
             # Refused credentials too: the batch was taken, and its rows wait for the next

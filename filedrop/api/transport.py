@@ -24,6 +24,7 @@ import select
 import socket
 import ssl
 import threading
+import time
 import zlib
 from collections.abc import Callable
 from typing import NamedTuple
@@ -255,6 +256,7 @@ class _Connection:
         #: its last answer's ``Keep-Alive: timeout=N`` said (Apache, Node and uvicorn say 5 s);
         #: unlimited if it said nothing. A request sent as the server closes may have arrived.
         self.server_idle_s = float("inf")
+        self._read_by = float("inf")  # when the answer being read must have come whole
 
     def close(self) -> None:
         self._sock.close()
@@ -280,6 +282,9 @@ class _Connection:
         except OSError as exc:
             # A server may answer early and close (413, 401): that answer is still read.
             write_error = exc
+        # The whole answer within the read timeout, not each read: a server trickling a byte a
+        # second held a POST for minutes past it, and a stop waited for that.
+        self._read_by = time.monotonic() + read_timeout_s
         try:
             return self._answer(method)
         except (OSError, _MalformedAnswerError, zlib.error) as exc:
@@ -359,6 +364,10 @@ class _Connection:
     def _fill(self, *, eof_ok: bool) -> bool:
         """Read what the socket has into the buffer; False at its end (an error unless
         ``eof_ok``)."""
+        left_s = self._read_by - time.monotonic()
+        if left_s <= 0:
+            raise TimeoutError
+        self._sock.settimeout(left_s)
         chunk = self._sock.recv(_RECV)
         if not chunk:
             if eof_ok:
