@@ -302,6 +302,21 @@ def test_an_answer_trickled_a_byte_at_a_time_is_bound_by_the_read_timeout(serve)
     assert sum(line.startswith("POST /collection") for line in server.requests) == 1
 
 
+def test_a_poll_answered_about_another_batch_is_a_failed_poll_saying_so(serve):
+    """An answer naming another batch id was taken for the batch polled: its results would
+    settle this batch's invoices. It is a poll that failed, and its rows say why."""
+    from filedrop.api.poller import _poll_failure
+
+    other = json.dumps({"data": {"batchId": "b-2", "status": "SUCCESS", "succeeded": []}})
+    server = serve(api(post=answer(201, ACCEPTED), get=answer(200, other.encode())))
+    with client_of(server) as client, pytest.raises(ApiError) as caught:
+        client.get_batch("b-1")
+    assert _poll_failure(caught.value) == (
+        "Amili answered GET /collection/v1/batches/b-1 with HTTP 200: the answer is about "
+        "another batch"
+    )
+
+
 def test_a_poll_s_retries_keep_to_the_time_its_batch_has_left(serve):
     """A poll answered 503 is asked again on the backoff, but not past the time the batch has
     left to be polled: polls answered 429 with Retry-After: 3600 made a 5 s poll timeout last

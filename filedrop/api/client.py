@@ -338,6 +338,9 @@ class AmiliClient:
             raise ApiError(
                 "GET", path, resp.status, "the answer is not the documented batch JSON"
             ) from None
+        if result.batch_id and result.batch_id != batch_id:
+            # Another batch's results, taken for this one's, would settle its invoices wrongly.
+            raise ApiError("GET", path, resp.status, "the answer is about another batch")
         log.debug("GET %s: %s", path, result.status)
         return result
 

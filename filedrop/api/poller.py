@@ -292,6 +292,8 @@ def _poll_failure(exc: ApiUnavailable | ApiError | AuthError) -> str:
         )
     if isinstance(exc, ApiError):
         unknown = " (Amili does not know this batch id)" if exc.status == 404 else ""
-        return f"Amili answered {exc.method} {exc.path} with HTTP {exc.status}{unknown}"
+        # An answer of 2xx failed on what it held: say what, as its status says nothing.
+        said = f": {exc.excerpt}" if 200 <= exc.status < 300 and exc.excerpt else ""
+        return f"Amili answered {exc.method} {exc.path} with HTTP {exc.status}{unknown}{said}"
     tries = plural(exc.attempts, "attempt")
     return f"Amili was not available ({exc.reason}) after {tries}"
