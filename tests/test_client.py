@@ -990,6 +990,23 @@ def test_a_failed_invoice_s_errors_are_lines_of_text_with_control_characters_esc
     ]
 
 
+def test_a_succeeded_invoice_s_ids_and_the_batch_s_have_control_characters_escaped():
+    """A NUL byte in a case number went into the CSV outcome as it was: a journal rebuild
+    could not read that outcome back, and after a lost journal the re-export went out again."""
+    result = parse_batch(
+        {
+            "batchId": "b\x1b[2J",
+            "status": "SUCCESS\n",
+            "succeeded": [
+                {"invoiceNumber": "1", "invoiceId": "i", "caseId": "c", "caseNumber": "C\x00-1"},
+                {"invoiceNumber": "2", "invoiceId": "i2", "caseId": "c2", "caseNumber": "C-2"},
+            ],
+        }
+    )
+    assert (result.batch_id, result.status) == ("b\\x1b[2J", "SUCCESS\\n")
+    assert [s.case_number for s in result.succeeded] == ["C\\x00-1", "C-2"]
+
+
 def test_secret_and_tokens_never_appear_in_logs_errors_or_reprs(
     make_client, sandbox, example_invoice, caplog
 ):

@@ -353,11 +353,28 @@ def test_a_number_reported_both_succeeded_and_failed_is_unknown_and_nothing_is_m
         "UNKNOWN",
         None,
         "the batch ended PARTIAL naming this invoice both succeeded and failed, so whether "
-        "Amili has it is not known; check with Amili before sending it again",
+        f"Amili has it is not known: check with Amili, then 'filedrop resolve {batch} --sent' "
+        "or '--not-sent'",
     )
     assert records["2"].status == "SUCCEEDED"
     assert records["3"].status == ("UNKNOWN" if left_out else "SUCCEEDED")
     assert journal.find_batch(f"#{batch}").state == "unknown"
+
+
+def test_a_number_not_in_the_batch_named_both_ways_leaves_the_batch_done(journal: Journal) -> None:
+    """A number the batch does not hold, named both succeeded and failed, is none of its: the
+    batch ended UNKNOWN with nothing to look up, and resolve changed nothing."""
+    file_id = _claim(journal).id
+    batch, _ = journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["1"])
+    journal.batch_submitted(batch, batch_id="b")
+    journal.batch_finished(
+        batch,
+        api_status="PARTIAL",
+        succeeded=[("1", "i", "c", "C"), ("9", "i9", "c9", "C9")],
+        failed=[("9", "bad")],
+    )
+    assert journal.invoices(target=TARGET, numbers=["1"])["1"].status == "SUCCEEDED"
+    assert journal.find_batch(f"#{batch}").state == "done"
 
 
 def test_batches_that_end_together_are_recorded_together(journal: Journal) -> None:

@@ -55,14 +55,22 @@ def chunked(body: bytes, size: int = 7) -> bytes:
 
 
 class Trickle(bytes):
-    """An answer a script wants sent a byte every ``gap_s`` seconds, then the connection
-    closed (a slow-loris server)."""
+    """An answer a script wants sent ``size`` bytes every ``gap_s`` seconds, then the
+    connection closed (a slow-loris server)."""
 
     gap_s = 0.2
+    size = 1
 
     @property
     def data(self) -> bytes:
         return bytes(self)
+
+
+class Steady(Trickle):
+    """A long answer coming steadily over a slow link: 20 KB every 0.1 s."""
+
+    gap_s = 0.1
+    size = 20_000
 
 
 class ScriptedServer:
@@ -108,10 +116,10 @@ class ScriptedServer:
                 body, buffer = buffer[:length], buffer[length:]
                 self.requests.append(lines[0])
                 raw, close = self.script(lines[0], body)
-                if isinstance(raw, Trickle):  # a byte at a time, slowly
+                if isinstance(raw, Trickle):  # a piece at a time, slowly
                     with contextlib.suppress(OSError):  # the client gave up on it
-                        for byte in raw.data:
-                            conn.sendall(bytes([byte]))
+                        for at in range(0, len(raw), raw.size):
+                            conn.sendall(raw.data[at : at + raw.size])
                             time.sleep(raw.gap_s)
                     return
                 conn.sendall(raw)
@@ -312,9 +320,41 @@ def test_a_poll_answered_about_another_batch_is_a_failed_poll_saying_so(serve):
     with client_of(server) as client, pytest.raises(ApiError) as caught:
         client.get_batch("b-1")
     assert _poll_failure(caught.value) == (
-        "Amili answered GET /collection/v1/batches/b-1 with HTTP 200: the answer is about "
-        "another batch"
+        "Amili answered GET /collection/v1/batches/b-1 with HTTP 200: the answer is about batch b-2"
     )
+
+
+def test_a_poll_answer_naming_its_batch_in_other_capitals_is_that_batch_s(serve):
+    """A UUID is the same in capitals or with spaces around it: such an answer failed every
+    poll, and its rows stayed PENDING for good."""
+    same = json.dumps({"data": {"batchId": " D290F1EE-6C54 ", "status": "SUCCESS"}})
+    server = serve(api(post=answer(201, ACCEPTED), get=answer(200, same.encode())))
+    with client_of(server) as client:
+        assert client.get_batch("d290f1ee-6c54").status == "SUCCESS"
+
+
+def test_a_long_answer_coming_steadily_is_read_past_the_read_timeout(serve):
+    """The time an answer has grows with what has come: a poll of 1,000 invoices (some 200 KB)
+    over a slow link was cut at the read timeout each time, its rows PENDING for good."""
+    succeeded = [
+        {"invoiceNumber": f"{k}", "invoiceId": f"i{k}", "caseId": f"c{k}", "caseNumber": f"C{k}"}
+        for k in range(1_000)
+    ]
+    big = json.dumps(
+        {
+            "data": {
+                "batchId": "b-1",
+                "status": "SUCCESS",
+                "succeeded": succeeded,
+                "pad": "x" * 10**5,
+            }
+        }
+    )
+    server = serve(api(post=answer(201, ACCEPTED), get=Steady(answer(200, big.encode()))))
+    with client_of(server, read_timeout_s=0.5) as client:
+        result = client.get_batch("b-1")
+    assert len(result.succeeded) == 1_000
+    assert sum(line.startswith("GET") for line in server.requests) == 1
 
 
 def test_a_poll_s_retries_keep_to_the_time_its_batch_has_left(serve):

@@ -338,9 +338,12 @@ class AmiliClient:
             raise ApiError(
                 "GET", path, resp.status, "the answer is not the documented batch JSON"
             ) from None
-        if result.batch_id and result.batch_id != batch_id:
-            # Another batch's results, taken for this one's, would settle its invoices wrongly.
-            raise ApiError("GET", path, resp.status, "the answer is about another batch")
+        # Another batch's results, taken for this one's, would settle its invoices wrongly. A
+        # UUID in other capitals or with spaces around it is the same one.
+        named = result.batch_id.strip()
+        if named and named.lower() != batch_id.strip().lower():
+            shown = named if len(named) <= 60 else f"{named[:40]}..."
+            raise ApiError("GET", path, resp.status, f"the answer is about batch {shown}")
         log.debug("GET %s: %s", path, result.status)
         return result
 

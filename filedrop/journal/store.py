@@ -831,9 +831,10 @@ class Journal:
             del successes[number], failures[number]
         said_both = (
             f"the batch ended {api_status} naming this invoice both succeeded and failed, so "
-            "whether Amili has it is not known; check with Amili before sending it again"
+            f"whether Amili has it is not known: check with Amili, then '{resolve_command(batch)} "
+            "--sent' or '--not-sent'"
         )
-        mentioned = self._update_results(
+        named_both = mentioned = self._update_results(
             db,
             [(number, said_both) for number in both],
             columns=("message",),
@@ -864,7 +865,7 @@ class Journal:
             batch=batch,
             now=now,
         )
-        unknown = bool(both)
+        unknown = named_both > 0  # a number not in the batch, named both ways, is none of its
         # The batch holds ``claimed`` invoices at most (fewer if a number moved on to a later
         # batch), so a result for each of them leaves none unmentioned, and nothing to look up.
         if mentioned < claimed:
