@@ -280,6 +280,9 @@ class Setback(enum.Enum):
     CHANGING = "changing"
     """The file changed while it was read: it is taken again once it settles (the next run's,
     as a file still being written is)."""
+    ELSEWHERE = "elsewhere"
+    """The same export is being sent from another folder and not finished there: a run of
+    that folder's inbox finishes it (exit 3 here, as nothing of this copy went yet)."""
 
 
 @dataclass(frozen=True)
@@ -389,9 +392,10 @@ def _claim_and_process(path: Path, ctx: Context, hashed: HashedFile) -> FileRepo
             path,
             FileState.SKIPPED,
             {},
-            message=f"being sent from {printable(sender)}, the same export; its outcome is "
-            "written there",
+            message=f"being sent from {printable(sender)}, the same export, not finished "
+            "there; a run of that folder's inbox finishes it and writes its outcome there",
             held_by=sender,
+            setback=Setback.ELSEWHERE,
         )
     record = ctx.journal.claim_file(
         path=path,

@@ -497,7 +497,8 @@ class RunReport:
         written), else 0.
 
         A file another live process holds is that process's work, and says nothing of this
-        run: two runs sharing an inbox both exit 0 when it all went."""
+        run: two runs sharing an inbox both exit 0 when it all went. A copy of an export left
+        unfinished in another folder is 3: nothing of it went yet."""
         setbacks = {report.setback for report in self.files}
         faults = {RowStatus.ERROR} if Setback.FAULT in setbacks else set()
         # A gone file's rows never sent go only once a person drops the file again.
@@ -513,6 +514,7 @@ class RunReport:
             or bool(self.changing)
             or Setback.UNAVAILABLE in setbacks
             or Setback.CHANGING in setbacks
+            or Setback.ELSEWHERE in setbacks
             or any(report.state is FileState.WAITING for report in self.files),
         )
 

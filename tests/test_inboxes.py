@@ -384,9 +384,12 @@ def test_an_export_waiting_in_one_inbox_is_left_to_it_by_a_copy_in_another(
         assert outcome_statuses(outcome) == ["PENDING"] * len(numbers)
         sender, copy = outcome.parent, tmp_path / ("b" if outcome.parent.name == "a" else "a")
         assert (
-            f"jan.csv: skipped (being sent from {sender / 'jan.csv'}, the same export; its "
-            "outcome is written there)"
+            f"jan.csv: skipped (being sent from {sender / 'jan.csv'}, the same export, not "
+            "finished there; a run of that folder's inbox finishes it and writes its outcome "
+            "there)"
         ) in first
+        # The copy's inbox alone: nothing of it went yet, so not 0.
+        filedrop("run", "--config", str(config), "--inbox", copy.name, environ={}, expect=3)
         time.sleep(2)  # the batches end
         filedrop("run", "--config", str(config), environ={})
         assert outcome_statuses(outcome) == ["SUCCEEDED"] * len(numbers)
