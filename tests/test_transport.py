@@ -310,6 +310,24 @@ def test_an_answer_trickled_a_byte_at_a_time_is_bound_by_the_read_timeout(serve)
     assert sum(line.startswith("POST /collection") for line in server.requests) == 1
 
 
+def test_a_poll_needing_a_token_keeps_the_token_s_retries_to_its_time(serve):
+    """A poll that needs a new token while the token's endpoint answers 503 ran that request's
+    full retries, whatever time its batch had left (a 5 s poll timeout lasted 157 s over 10
+    batches); its rows say it was the token's request that failed."""
+    from filedrop.api.poller import _poll_failure
+
+    def script(line: str, _body: bytes) -> tuple[bytes, bool]:
+        return answer(503, b"", "retry-after: 2"), False
+
+    server = serve(script)
+    with client_of(server, max_retries=5) as client, pytest.raises(ApiUnavailable) as caught:
+        client.get_batch("b-1", within_s=1.0)
+    assert server.requests == ["POST /token HTTP/1.1"]
+    assert _poll_failure(caught.value) == (
+        "Amili was not available (HTTP 503 on POST /token) after 1 attempt"
+    )
+
+
 def test_a_poll_answered_about_another_batch_is_a_failed_poll_saying_so(serve):
     """An answer naming another batch id was taken for the batch polled: its results would
     settle this batch's invoices. It is a poll that failed, and its rows say why."""

@@ -349,12 +349,13 @@ class AmiliClient:
 
     # --------------------------------------------------------------------------------- the token
 
-    def _get_token(self) -> str:
-        """The cached token, fetched under the lock so that concurrent callers share one request."""
+    def _get_token(self, *, within_s: float | None = None) -> str:
+        """The cached token, fetched under the lock so that concurrent callers share one request;
+        ``within_s`` bounds a fetch's retries, as the caller's own are (a poll's)."""
         with self._token_lock:
             if self._token is None or self._clock() >= self._token_renew_at:
                 try:
-                    self._token, self._token_renew_at = self._fetch_token()
+                    self._token, self._token_renew_at = self._fetch_token(within_s=within_s)
                 except (AuthError, ApiError, ApiUnavailable) as exc:
                     self._events.token_failed(str(exc))
                     raise
@@ -366,7 +367,7 @@ class AmiliClient:
             if self._token == token:
                 self._token = None
 
-    def _fetch_token(self) -> tuple[str, float]:
+    def _fetch_token(self, *, within_s: float | None = None) -> tuple[str, float]:
         url = self._auth_url + "/token"
         form = {
             "grant_type": "client_credentials",
@@ -382,6 +383,7 @@ class AmiliClient:
             body=urlencode(form).encode("ascii"),
             content_type=_FORM,
             authorize=False,
+            within_s=within_s,
         )
         if resp.status in (400, 401):
             raise AuthError(
@@ -451,7 +453,8 @@ class AmiliClient:
         attempt = 1
         renewed = False
         while True:
-            token = self._get_token() if authorize else None
+            left_s = None if give_up_at is None else max(give_up_at - time.monotonic(), 0.0)
+            token = self._get_token(within_s=left_s) if authorize else None
             outcome = self._attempt(
                 method, route, path, token=token, may_resend=may_resend, body=body, headers=headers
             )

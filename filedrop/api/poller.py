@@ -296,4 +296,6 @@ def _poll_failure(exc: ApiUnavailable | ApiError | AuthError) -> str:
         said = f": {exc.excerpt}" if 200 <= exc.status < 300 and exc.excerpt else ""
         return f"Amili answered {exc.method} {exc.path} with HTTP {exc.status}{unknown}{said}"
     tries = plural(exc.attempts, "attempt")
-    return f"Amili was not available ({exc.reason}) after {tries}"
+    # The token's request, when a poll needed a new token: said, as the poll itself never went.
+    where = "" if exc.where.startswith("GET ") else f" on {exc.where}"
+    return f"Amili was not available ({exc.reason}{where}) after {tries}"
