@@ -64,6 +64,7 @@ from filedrop.inbox import (
     archive_folder,
     content_hash,
     hash_file,
+    in_folder,
     is_same_file,
     outcome_path,
     saved_over,
@@ -281,8 +282,9 @@ class Setback(enum.Enum):
     """The file changed while it was read: it is taken again once it settles (the next run's,
     as a file still being written is)."""
     ELSEWHERE = "elsewhere"
-    """The same export is being sent from another folder and not finished there: a run of
-    that folder's inbox finishes it (exit 3 here, as nothing of this copy went yet)."""
+    """The same export is being sent from the folder of an inbox this process does not serve,
+    and not finished there: a run of that inbox finishes it (exit 3 here, as nothing of this
+    copy went yet)."""
 
 
 @dataclass(frozen=True)
@@ -388,6 +390,9 @@ _TAKEN = _InHand()
 def _claim_and_process(path: Path, ctx: Context, hashed: HashedFile) -> FileReport:
     """Claim the file in the journal and process it, or say why it is not ours."""
     if (sender := _unfinished_elsewhere(path, hashed, ctx)) is not None:
+        # An inbox this process serves as well says how that file went; another is left
+        # unfinished as far as this process can tell.
+        served_here = any(in_folder(sender, folder.resolve()) for folder in ctx.sharing)
         return FileReport(
             path,
             FileState.SKIPPED,
@@ -395,7 +400,7 @@ def _claim_and_process(path: Path, ctx: Context, hashed: HashedFile) -> FileRepo
             message=f"being sent from {printable(sender)}, the same export, not finished "
             "there; a run of that folder's inbox finishes it and writes its outcome there",
             held_by=sender,
-            setback=Setback.ELSEWHERE,
+            setback=None if served_here else Setback.ELSEWHERE,
         )
     record = ctx.journal.claim_file(
         path=path,

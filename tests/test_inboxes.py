@@ -309,6 +309,24 @@ def test_run_finishes_the_good_inboxes_and_exits_2_for_the_one_with_wrong_creden
     assert_good_inboxes_done(folders, strict_sandbox)
 
 
+def one_export_in_two_inboxes(
+    tmp_path: Path, url: str, numbers: list[str], **settings: object
+) -> Path:
+    """The same jan.csv (an invoice each of ``numbers``) in inboxes a and b of one organisation
+    on the sandbox at ``url``; returns their config, with ``settings`` on top."""
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        write_erp_csv(tmp_path / name / "jan.csv", [erp_row(number) for number in numbers])
+    config = tmp_path / "filedrop.toml"
+    polls = {"poll_initial_s": 0.05, "poll_max_interval_s": 0.1}
+    head = config_head(url, tmp_path / "journal.db", stability_s=0, **(polls | settings))
+    inboxes = "".join(
+        f'[[inbox]]\nname = "{name}"\nfolder = "{tmp_path / name}"\n' for name in ("a", "b")
+    )
+    config.write_text(head + inboxes, encoding="utf-8")
+    return config
+
+
 def test_one_export_in_two_inboxes_of_one_organisation_at_once_is_sent_from_one(
     tmp_path: Path,
 ) -> None:
@@ -319,24 +337,8 @@ def test_one_export_in_two_inboxes_of_one_organisation_at_once_is_sent_from_one(
     then says where it went."""
     numbers = [str(7500 + k) for k in range(20)]
     rows = [erp_row(number) for number in numbers]
-    for name in ("a", "b"):
-        (tmp_path / name).mkdir()
-        write_erp_csv(tmp_path / name / "jan.csv", rows)
-    options = SandboxOptions(delay_s=(0.05, 0.05), seed=1)
-    with Sandbox(options) as slow:
-        config = tmp_path / "filedrop.toml"
-        head = config_head(
-            slow.url,
-            tmp_path / "journal.db",
-            stability_s=0,
-            batch_size=4,
-            poll_initial_s=0.05,
-            poll_max_interval_s=0.2,
-        )
-        inboxes = "".join(
-            f'[[inbox]]\nname = "{name}"\nfolder = "{tmp_path / name}"\n' for name in ("a", "b")
-        )
-        config.write_text(head + inboxes, encoding="utf-8")
+    with Sandbox(SandboxOptions(delay_s=(0.05, 0.05), seed=1)) as slow:
+        config = one_export_in_two_inboxes(tmp_path, slow.url, numbers, batch_size=4)
         _, out, err = filedrop("run", "--config", str(config), environ={})
         assert sorted(slow.received_by_org()[ORG_ID]) == numbers
         assert slow.counters().invoice_numbers_repeated == ()
@@ -361,24 +363,10 @@ def test_an_export_waiting_in_one_inbox_is_left_to_it_by_a_copy_in_another(
     the first's outcome kept its rows PENDING for good. Now the copy leaves it to the first,
     which finishes it in the next run; the copy then says where it went."""
     numbers = [str(7600 + k) for k in range(6)]
-    for name in ("a", "b"):
-        (tmp_path / name).mkdir()
-        write_erp_csv(tmp_path / name / "jan.csv", [erp_row(number) for number in numbers])
     with Sandbox(SandboxOptions(delay_s=(2, 2), seed=1)) as slow:
-        config = tmp_path / "filedrop.toml"
-        head = config_head(
-            slow.url,
-            tmp_path / "journal.db",
-            stability_s=0,
-            batch_size=3,
-            poll_initial_s=0.05,
-            poll_max_interval_s=0.1,
-            poll_timeout_s=0.3,
+        config = one_export_in_two_inboxes(
+            tmp_path, slow.url, numbers, batch_size=3, poll_timeout_s=0.3
         )
-        inboxes = "".join(
-            f'[[inbox]]\nname = "{name}"\nfolder = "{tmp_path / name}"\n' for name in ("a", "b")
-        )
-        config.write_text(head + inboxes, encoding="utf-8")
         _, first, _ = filedrop("run", "--config", str(config), environ={}, expect=3)
         (outcome,) = [p for name in ("a", "b") for p in (tmp_path / name).glob("*.outcome.*")]
         assert outcome_statuses(outcome) == ["PENDING"] * len(numbers)

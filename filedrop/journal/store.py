@@ -834,36 +834,21 @@ class Journal:
             f"whether Amili has it is not known: check with Amili, then '{resolve_command(batch)} "
             "--sent' or '--not-sent'"
         )
-        named_both = mentioned = self._update_results(
-            db,
-            [(number, said_both) for number in both],
-            columns=("message",),
-            set_sql="message = results.message",
-            status=_UNKNOWN,
-            target=target,
-            batch=batch,
-            now=now,
-        )
-        mentioned += self._update_results(
+        this_batch = {"target": target, "batch": batch, "now": now}
+        messages = {"columns": ("message",), "set_sql": "message = results.message"}
+        both_rows = [(number, said_both) for number in both]
+        named_both = self._update_results(db, both_rows, status=_UNKNOWN, **messages, **this_batch)
+        mentioned = named_both + self._update_results(
             db,
             successes.values(),
             columns=("invoice_id", "case_id", "case_number"),
             set_sql="invoice_id = results.invoice_id, case_id = results.case_id,"
             " case_number = results.case_number, message = NULL",
             status=_SUCCEEDED,
-            target=target,
-            batch=batch,
-            now=now,
+            **this_batch,
         )
         mentioned += self._update_results(
-            db,
-            failures.values(),
-            columns=("message",),
-            set_sql="message = results.message",
-            status=_FAILED,
-            target=target,
-            batch=batch,
-            now=now,
+            db, failures.values(), status=_FAILED, **messages, **this_batch
         )
         unknown = named_both > 0  # a number not in the batch, named both ways, is none of its
         # The batch holds ``claimed`` invoices at most (fewer if a number moved on to a later
