@@ -310,6 +310,23 @@ def test_an_answer_trickled_a_byte_at_a_time_is_bound_by_the_read_timeout(serve)
     assert sum(line.startswith("POST /collection") for line in server.requests) == 1
 
 
+@pytest.mark.parametrize("charset", ["ISO-8859-1", None], ids=["named", "not-named"])
+def test_an_answer_in_the_charset_its_content_type_names_is_read(serve, charset):
+    """A 202 whose body is in ISO-8859-1, as its Content-Type says (an "å" in its text), was
+    read as no batch id: its invoices UNKNOWN though Amili had said which batch. Not UTF-8 and
+    naming no other charset, it is still no readable answer."""
+    body = '{"data": {"batchId": "b-1", "status": "QUEUED", "message": "Mottatt på kø"}}'
+    kind = [f"Content-Type: application/json; charset={charset}"] if charset else []
+    accepted = answer(202, body.encode("latin-1"), *kind)
+    server = serve(api(post=accepted, get=b""))
+    with client_of(server) as client:
+        if charset is None:
+            with pytest.raises(AmbiguousSubmission):
+                client.create_invoices(ORG_ID, [{"invoiceNumber": "1"}])
+        else:
+            assert client.create_invoices(ORG_ID, [{"invoiceNumber": "1"}]) == "b-1"
+
+
 def test_a_poll_needing_a_token_keeps_the_token_s_retries_to_its_time(serve):
     """A poll that needs a new token while the token's endpoint answers 503 ran that request's
     full retries, whatever time its batch had left (a 5 s poll timeout lasted 157 s over 10

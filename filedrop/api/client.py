@@ -313,7 +313,7 @@ class AmiliClient:
             "POST", self._api, path, may_resend=False, body=encoded.body, content_type=_JSON
         )
         try:
-            batch_id = orjson.loads(resp.data)["data"]["batchId"]
+            batch_id = _json_of(resp)["data"]["batchId"]
         except (ValueError, KeyError, TypeError):
             batch_id = None
         # An id of control characters or of a page's length is no batch id: kept, it went
@@ -333,7 +333,7 @@ class AmiliClient:
         path = f"/collection/v1/batches/{quote(batch_id, safe='')}"
         resp = self._call("GET", self._api, path, may_resend=True, within_s=within_s)
         try:
-            result = parse_batch(orjson.loads(resp.data)["data"])
+            result = parse_batch(_json_of(resp)["data"])
         except (ValueError, KeyError, TypeError, AttributeError):
             raise ApiError(
                 "GET", path, resp.status, "the answer is not the documented batch JSON"
@@ -1068,6 +1068,26 @@ def _retry_after_s(value: str | None, *, now: float) -> float | None:
             when = when.replace(tzinfo=UTC)
         seconds = when.timestamp() - now
     return max(0.0, seconds)
+
+
+_CHARSET = re.compile(r"(?i);\s*charset\s*=\s*\"?([\w.:-]{1,40})")
+
+
+def _json_of(resp: Answer | BaseHTTPResponse) -> Any:
+    """An answer's JSON: UTF-8, as JSON is, or else the charset its Content-Type names. A 202
+    whose batch id came in ISO-8859-1 (an "å" in its status text) was read as no batch id,
+    and its invoices UNKNOWN. Raises ValueError when it is neither."""
+    try:
+        return orjson.loads(resp.data)
+    except ValueError:
+        named = _CHARSET.search(resp.headers.get("content-type") or "")
+        if named is None or named[1].lower().replace("_", "-") in ("utf-8", "utf8"):
+            raise
+        try:
+            text = resp.data.decode(named[1])
+        except (LookupError, UnicodeDecodeError):
+            raise ValueError(named[1]) from None
+        return orjson.loads(text)
 
 
 def _oauth_error(resp: Answer | BaseHTTPResponse, *, redact: Callable[[str], str]) -> str:
