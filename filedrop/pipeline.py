@@ -177,9 +177,10 @@ class Context:
     metrics: InboxMetrics
     """This inbox's series and health facts (its name is the ``inbox`` label)."""
     sharing: tuple[Path, ...] = ()
-    """The config's other inboxes with this one's journal and target: the evidence of a lost
-    journal found in any of them (an outcome, a sending mark) holds them all back, as a file
-    dropped into one may be a copy of one dropped into another."""
+    """The config's other inboxes with this one's journal and target, which this process
+    serves too: the evidence of a lost journal found in any of them (an outcome, a sending
+    mark) holds them all back, as a file dropped into one may be a copy of one dropped into
+    another; and a copy of an export unfinished in one of them is that inbox's to report."""
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], object] = time.sleep
     stop: threading.Event = field(default_factory=threading.Event)
@@ -302,8 +303,9 @@ class FileReport:
     message: str | None = None
     setback: Setback | None = None
     held_by: str | None = None
-    """Who holds the claim on a file ``SKIPPED`` because another process is at work on it (its
-    lease still runs): a watcher looks again, to take it over if that process dies."""
+    """Who has a file ``SKIPPED`` in hand: another process at work on it (its lease still runs),
+    or the path of the same export unfinished in another folder. A watcher looks again, to
+    take it over if that process dies, or to find it done."""
     awaited: frozenset[int] = frozenset()
     """The other files' batches (journal ids) some of its rows wait for, to learn what became
     of their invoices (``_OutcomeDraft.awaited``)."""
@@ -366,7 +368,8 @@ class _InHand:
 
     @contextlib.contextmanager
     def one_at_a_time(self, key: tuple[str, str, str], stop: threading.Event) -> Iterator[bool]:
-        """Hold ``key`` for the block; False (and nothing held) if ``stop`` came first."""
+        """Hold ``key`` for the block; False (and nothing held) if a stop came while another
+        thread held it. A key free is taken even after a stop: the caller looked before."""
         with self._changed:
             while key in self._held and not stop.is_set():
                 self._changed.wait(timeout=0.5)  # a stop sets no condition: look now and then
@@ -443,9 +446,11 @@ def _unfinished_elsewhere(path: Path, hashed: HashedFile, ctx: Context) -> str |
         return None
     if os.path.realpath(record.path) == os.path.realpath(path):
         return None
+    other = Path(record.path)
     try:
-        there = content_hash(Path(record.path)) == hashed.sha256
-    except OSError:  # gone from there, or unreadable: this copy is the one left to finish it
+        # A size of its own is another file, and costs no read (a daemon looks each heartbeat).
+        there = other.lstat().st_size == hashed.size and hash_file(other).sha256 == hashed.sha256
+    except OSError:  # gone from there, a link, unreadable: this copy is the one left to finish it
         there = False
     return record.path if there else None
 
@@ -961,7 +966,7 @@ def _send(
     name: str,
     while_polls_wait: Callable[[], None] | None = None,
     sending: Sending | None = None,
-    held_for: set[int] | None = None,
+    held_for: set[int],
 ) -> int:
     """Send the invoices the journal does not block, and poll the batches a previous run left
     behind too; returns how many batches are still QUEUED. ``while_polls_wait`` and ``sending``:
@@ -987,12 +992,7 @@ def _send(
         if not twins:
             return may
         _hold_back_twins(prepared, twins, ctx.journal)
-        if held_for is not None:
-            held_for.update(
-                twin.batch
-                for twin in twins.values()
-                if twin.batch is not None and _open_elsewhere(twin.status.value, twin.batch)
-            )
+        held_for.update(_awaited_by(twins))
         return [invoice for invoice in may if invoice.invoice_number not in twins]
 
     def planned(invoices: int, batches: int) -> None:
@@ -2169,11 +2169,7 @@ class _OutcomeDraft:
                 else self._twin_row(numbers[k], twin, journal, names)
                 for k in unrecorded.tolist()
             ]
-            awaited.update(
-                twin.batch
-                for twin in twins.values()
-                if twin.batch is not None and _open_elsewhere(twin.status.value, twin.batch)
-            )
+            awaited.update(_awaited_by(twins))
             slots = decided.slot[which[unrecorded]]
             for column, value in zip(decided.columns, zip(*values, strict=True), strict=True):
                 column[slots] = value
@@ -2377,13 +2373,13 @@ def _invoice_outcome(
     )
 
 
-#: What a file says (the run's summary, ``status``, the daemon's retry) whose rows wait for
-#: another file's batch (``_OutcomeDraft.waits_elsewhere``).
 #: Said of a file saved over while it was sent (``saved_over``).
 CHANGED_WHILE_SENT = (
     "it changed while it was sent: its outcome shows the version that was sent, and the next "
     "run takes the new one"
 )
+#: What a file says (the run's summary, ``status``, the daemon's retry) whose rows wait for
+#: another file's batch (``_OutcomeDraft.waits_elsewhere``).
 WAITS_FOR_ANOTHER_FILE = (
     "some rows wait for another file's batch, which their messages name; every run takes this "
     "file again until that batch is settled"
@@ -2399,6 +2395,15 @@ def _open_elsewhere(status: str, batch: int | None) -> bool:
     so that a row of the file at hand holding the same number waits for it. Only in a batch:
     one a rebuild read back from a DUPLICATE row has none, and nothing will ever settle it."""
     return status in _OPEN_ELSEWHERE and batch is not None
+
+
+def _awaited_by(twins: dict[str, InvoiceRecord]) -> set[int]:
+    """The other files' batches that invoices held back for these twins wait for."""
+    return {
+        twin.batch
+        for twin in twins.values()
+        if twin.batch is not None and _open_elsewhere(twin.status.value, twin.batch)
+    }
 
 
 def _elsewhere(number: str, record: InvoiceRecord, earlier: str) -> tuple[RowStatus, str]:

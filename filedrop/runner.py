@@ -700,11 +700,11 @@ def process_files(paths: list[Path], ctx: Context) -> RunReport:
 def _settled_since(reports: list[FileReport], ctx: Context) -> list[FileReport]:
     """The reports of files whose rows wait for other files' batches that have all ended now.
 
-    None while stopping. A file with a setback of its own (a new version saved over it, say)
-    stays as it is: it is the next run's. A batch still under way, or UNKNOWN (one an earlier
-    run left, say), keeps its file as it is: read again, it would say the same. When Amili was
-    unavailable or refused the setup in this pass, a batch that ended unsent keeps it too: the
-    file would send those invoices itself, and fare the same."""
+    None (an empty list) while stopping. A file with a setback of its own (a new version saved
+    over it, say) stays as it is: it is the next run's. A batch still under way, or UNKNOWN (one
+    an earlier run left, say), keeps its file as it is: read again, it would say the same. When
+    Amili was unavailable or refused the setup in this pass, a batch that ended unsent keeps it
+    too: the file would send those invoices itself, and fare the same."""
     waiting = [report for report in reports if report.awaited and report.setback is None]
     if not waiting or ctx.stop.is_set():
         return []

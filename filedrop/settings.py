@@ -239,7 +239,11 @@ class Settings:
     )
     poll_timeout_s: float = field(
         default=300.0,
-        metadata=_about(_seconds, "stop waiting for a batch after this", flag_on=RUN_AND_WATCH),
+        metadata=_about(
+            _seconds,
+            "stop waiting for a batch after this, a failing poll's retries included",
+            flag_on=RUN_AND_WATCH,
+        ),
     )
     stability_s: float = field(
         default=5.0,
@@ -259,7 +263,10 @@ class Settings:
         default=5.0, metadata=_about(_positive_seconds, "HTTP connect timeout")
     )
     read_timeout_s: float = field(
-        default=30.0, metadata=_about(_positive_seconds, "HTTP read timeout")
+        default=30.0,
+        metadata=_about(
+            _positive_seconds, "HTTP read timeout: a whole answer, however slowly it comes"
+        ),
     )
     archive: bool = field(
         default=False,

@@ -827,8 +827,9 @@ def _collect(
             state.waiting.add(path)
         else:
             state.waiting.discard(path)
-        # Held by another live process, which may yet leave it waiting or die: looked at again
-        # every heartbeat (and at a rescan once the journal shows it left), never settled.
+        # Held by another live process, which may yet leave it waiting or die, or the same
+        # export unfinished in another folder: looked at again every heartbeat (and at a rescan
+        # once the journal shows it left), never settled.
         if report.held_by is not None:
             state.elsewhere.add(path)
             _look_again(report, state, due=clock() + options.heartbeat_s)
@@ -890,8 +891,9 @@ def _tell(on_report: Callable[[FileReport], None] | None, report: FileReport) ->
 
 
 def _look_again(report: FileReport, state: _State, *, due: float) -> None:
-    """Another replica works on this file: look again at ``due`` (each heartbeat), and take it
-    over once that replica's lease runs out (it died, or its host was lost)."""
+    """Another replica works on this file, or another folder's copy of it is unfinished: look
+    again at ``due`` (each heartbeat), to take it over once that replica's lease runs out (it
+    died, or its host was lost), or to find it done."""
     if report.path not in state.retry_at:
         _log_skipped(report, state)
     state.retry_at[report.path] = (due, due)

@@ -1002,15 +1002,19 @@ def _proxy_bypassed(host: str, port: int | None) -> bool:
         return False
 
 
-def _body_text(resp: Answer | BaseHTTPResponse) -> str:
-    """The answer's body as text, in the charset it declares (UTF-8 when none or unknown)."""
-    charset = "utf-8"
-    for parameter in resp.headers.get("Content-Type", "").split(";")[1:]:
+def _charset_of(resp: Answer | BaseHTTPResponse) -> str | None:
+    """The charset the answer's Content-Type names, if any."""
+    for parameter in (resp.headers.get("Content-Type") or "").split(";")[1:]:
         key, _, value = parameter.partition("=")
         if key.strip().lower() == "charset" and value.strip(" \"'"):
-            charset = value.strip(" \"'")
+            return value.strip(" \"'")
+    return None
+
+
+def _body_text(resp: Answer | BaseHTTPResponse) -> str:
+    """The answer's body as text, in the charset it declares (UTF-8 when none or unknown)."""
     try:
-        return resp.data.decode(charset, errors="replace")
+        return resp.data.decode(_charset_of(resp) or "utf-8", errors="replace")
     except LookupError:
         return resp.data.decode("utf-8", errors="replace")
 
@@ -1070,9 +1074,6 @@ def _retry_after_s(value: str | None, *, now: float) -> float | None:
     return max(0.0, seconds)
 
 
-_CHARSET = re.compile(r"(?i);\s*charset\s*=\s*\"?([\w.:-]{1,40})")
-
-
 def _json_of(resp: Answer | BaseHTTPResponse) -> Any:
     """An answer's JSON: UTF-8, as JSON is, or else the charset its Content-Type names. A 202
     whose batch id came in ISO-8859-1 (an "å" in its status text) was read as no batch id,
@@ -1080,13 +1081,13 @@ def _json_of(resp: Answer | BaseHTTPResponse) -> Any:
     try:
         return orjson.loads(resp.data)
     except ValueError:
-        named = _CHARSET.search(resp.headers.get("content-type") or "")
-        if named is None or named[1].lower().replace("_", "-") in ("utf-8", "utf8"):
+        named = _charset_of(resp)
+        if named is None or named.lower().replace("_", "-") in ("utf-8", "utf8"):
             raise
         try:
-            text = resp.data.decode(named[1])
+            text = resp.data.decode(named)
         except (LookupError, UnicodeDecodeError):
-            raise ValueError(named[1]) from None
+            raise ValueError(named) from None
         return orjson.loads(text)
 
 

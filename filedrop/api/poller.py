@@ -209,13 +209,16 @@ class Poller:
                 job = heapq.heappop(self._heap)
             self._pool.submit(self._poll, job)
 
+    def _left_s(self, job: _Job) -> float:
+        """How long ``job``'s batch may still be polled: its timeout, or the schedule's."""
+        timeout_s = self._schedule.timeout_s if job.timeout_s is None else job.timeout_s
+        return timeout_s - (self._clock() - job.started)
+
     def _poll(self, job: _Job) -> None:
         started = time.perf_counter()
         try:
-            timeout_s = self._schedule.timeout_s if job.timeout_s is None else job.timeout_s
-            left_s = timeout_s - (self._clock() - job.started)
             # Its retries keep to the time the batch has left, and one poll is had at least.
-            result = self._client.get_batch(job.batch_id, within_s=max(left_s, 0.0))
+            result = self._client.get_batch(job.batch_id, within_s=max(self._left_s(job), 0.0))
         except (ApiUnavailable, ApiError, AuthError) as exc:
             # A poll that fails says nothing about the batch; keep to the schedule until it ends.
             # Refused credentials too: the batch was taken, and its rows wait for the next
@@ -254,8 +257,7 @@ class Poller:
         # the API down, each poll spends its own retries, and "give up after 5 minutes" must
         # still mean five minutes (a cron job must not hang for hours).
         # A last poll sooner than the floor would break it: give up instead.
-        timeout_s = self._schedule.timeout_s if job.timeout_s is None else job.timeout_s
-        left_s = timeout_s - (self._clock() - job.started)
+        left_s = self._left_s(job)
         if delay is not None and left_s < MIN_POLL_INTERVAL_S:
             delay = None
         elif delay is not None:
