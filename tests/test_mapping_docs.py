@@ -13,7 +13,7 @@ import pytest
 from builders import ERP_HEADER, erp_row, national_id, write_erp_workbook
 from test_exports import OPEN_ITEMS_MAPPING
 
-from filedrop.errors import MappingError
+from filedrop.errors import MappingError, ReadError
 from filedrop.logs import printable
 from filedrop.mapping import load_mapping, load_mappings, select_mapping
 from filedrop.mapping.prepare import prepare
@@ -186,7 +186,21 @@ def _missing_column(folder: Path) -> str:
     return str(err.value)
 
 
+def _moved_header(folder: Path) -> str:
+    """Two exports in one file, the second with its date columns the other way round."""
+    second = ERP_HEADER.replace("Fakturadato;Forfallsdato", "Forfallsdato;Fakturadato")
+    rows = [erp_row("240301"), second, erp_row("240302")]
+    mapping = load_mapping(MAPPINGS / "norwegian-erp.toml")
+    with pytest.raises(ReadError) as err:
+        prepare(read_table(_csv(folder, ERP_HEADER, rows), mapping.read), mapping)
+    return err.value.detail
+
+
 CASES: dict[str, Callable[[Path], str]] = {
+    'row 3 is a header again, with its columns in other places ("Forfallsdato" stands under '
+    '"Fakturadato"; "Fakturadato" stands under "Forfallsdato"): two exports were put into one '
+    "file, and the rows below it would be read under the first header's columns; send each "
+    "export as a file of its own": _moved_header,
     "row 9: Fornavn is empty (a PRIVATE debtor needs a first name)": lambda d: _row_message(
         d, 9, Fornavn=""
     ),

@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from stdnum.no import fodselsnummer, orgnr
 
+from filedrop.errors import ReadError
 from filedrop.mapping import Mapping, load_mapping, load_mappings, select_mapping
 from filedrop.mapping import prepare as prepare_module
 from filedrop.mapping.payload import invoice_rows
@@ -2022,6 +2023,36 @@ def test_a_header_repeated_in_other_case_or_spacing_is_skipped_too(tmp_path: Pat
     }
     assert fates(prepared)[3][0] == "INVALID"
     assert_every_row_once(prepared)
+
+
+@pytest.mark.parametrize(
+    ("moved", "said"),
+    [
+        ({"Kunde": "Id", "Id": "Kunde"}, '"Id" stands under "Kunde"; "Kunde" stands under "Id"'),
+        (
+            {"Fakturanr": "Beløp", "Beløp": "Fakturanr"},
+            '"Beløp" stands under "Fakturanr"; "Fakturanr" stands under "Beløp"',
+        ),
+    ],
+    ids=["two columns swapped", "the invoice number's column moved"],
+)
+def test_a_header_again_with_its_columns_elsewhere_refuses_the_file(
+    tmp_path: Path, moved: dict[str, str], said: str
+) -> None:
+    """Two exports pasted into one file, the second's columns in another order: the rows below
+    its header would be read under the first's, one column's amount or id sent as another's
+    (found by a hostile review: a claim of 5 000 sent on an invoice of 1 000). The file is
+    refused, naming the row and the columns that moved; a page header with a page number in it
+    is still checked as any row (above)."""
+    header = dict(zip(OPEN_HEADERS, OPEN_HEADERS, strict=True)) | moved
+    rows = [open_row(), header, open_row(Fakturanr="2")]
+    with pytest.raises(ReadError) as refused:
+        open_run(tmp_path, rows)
+    assert refused.value.detail == (
+        f"row 3 is a header again, with its columns in other places ({said}): two exports were "
+        "put into one file, and the rows below it would be read under the first header's "
+        "columns; send each export as a file of its own"
+    )
 
 
 def test_totals_false_turns_the_built_in_rule_off(tmp_path: Path) -> None:

@@ -59,7 +59,7 @@ from filedrop.mapping.payload import (
     columns,
     payloads,
 )
-from filedrop.mapping.skip import skipped_rows
+from filedrop.mapping.skip import MovedHeaderError, skipped_rows
 from filedrop.mapping.tree import Field, Node, walk_fields
 from filedrop.memory import no_cyclic_gc, release_freed_memory
 from filedrop.read import Table
@@ -392,7 +392,10 @@ def _row_fates(
     blank = _blank_rows(table)
     unknown: list[Issue] = []  # a skip rule's cell that is a formula with no saved result
     credits = np.zeros(len(table), dtype=bool)
-    skip_why = skipped_rows(mapping, src, numbers, unknown, credits)
+    try:
+        skip_why = skipped_rows(mapping, src, numbers, unknown, credits)
+    except MovedHeaderError as exc:
+        raise ReadError(str(table.path), str(exc)) from None
     skip_why[blank] = None  # an empty row is reported as such
     credits &= ~np.equal(skip_why, None)
     repeat_of = np.full(len(table), -1)

@@ -8,6 +8,7 @@ row is SKIPPED with the rule that matched, is never sent and never counts as a p
 from __future__ import annotations
 
 import unicodedata
+from typing import NoReturn
 
 import numpy as np
 
@@ -16,9 +17,14 @@ from filedrop.mapping.fields import UNSAVED_RULE, Issue, Source, Values, evaluat
 from filedrop.mapping.loader import TOTALS_WORDS, Mapping, SkipRule
 from filedrop.read import header_key
 
-__all__ = ["skipped_rows"]
+__all__ = ["MovedHeaderError", "skipped_rows"]
 
 _TOTALS = frozenset(TOTALS_WORDS)
+
+
+class MovedHeaderError(Exception):
+    """A row of the file's header names, in other columns than the header's: the sentence for
+    the file's ERROR, less the file's name (``prepare`` adds it)."""
 
 
 def skipped_rows(
@@ -95,14 +101,23 @@ def _notes(src: Source, why: np.ndarray) -> None:
 def _repeated_header(src: Source, number: Values, why: np.ndarray) -> None:
     """A row that repeats the header, as exports do at the top of every printed page: its
     invoice number reads the column's own name, and each of its other cells its column's (or
-    nothing). No invoice, and no problem either."""
+    nothing). No invoice, and no problem either.
+
+    A row of header names (at least half of its cells) in other places (two exports pasted
+    into one file, the second with other columns or in another order) refuses the file: the
+    rows below it would be read under the first header's columns, and each sent with one
+    column's amount as another's.
+    """
     # Compared as headers are (``header_key``): "FAKTURANR" or "Faktura nr" repeats a header
-    # found as "Fakturanr". First the whole column at once, whitespace out and case folded: most
-    # files hold no header twice, and then no cell is looked at one by one.
+    # found as "Fakturanr". The invoice number's cell of such a row holds a header's name,
+    # its own or, when the columns moved, another's. First the whole column at once,
+    # whitespace out and case folded: most files hold no header twice, and then no cell is
+    # looked at one by one.
     keys = {
         form
-        for label in set(number.label.tolist())
+        for label in src.headers
         for form in (header_key(str(label)), unicodedata.normalize("NFD", header_key(str(label))))
+        if form
     }
     texts = number.text.tolist()
     try:
@@ -120,11 +135,29 @@ def _repeated_header(src: Source, number: Values, why: np.ndarray) -> None:
     named &= np.equal(why, None)
     for i in np.flatnonzero(named).tolist():
         cells = [str(src.cells[pos].iat[i]).strip() for pos in range(len(src.headers))]
-        if all(
-            not cell or header_key(cell) == header_key(header)
-            for cell, header in zip(cells, src.headers, strict=True)
-        ):
+        filled = [(cell, header) for cell, header in zip(cells, src.headers, strict=True) if cell]
+        if all(header_key(cell) == header_key(header) for cell, header in filled):
             why[i] = "the row repeats the header"
+            continue
+        names = [(c, h) for c, h in filled if header_key(c) in keys]
+        moved = [(c, h) for c, h in names if header_key(c) != header_key(h)]
+        if moved and 2 * len(names) >= len(filled) >= 2:
+            _refuse_moved_header(src, i, moved)
+
+
+def _refuse_moved_header(src: Source, i: int, moved: list[tuple[str, str]]) -> NoReturn:
+    """Refuse the file at row ``i``, a header again whose ``moved`` names (cell, the header
+    above it) stand in other columns."""
+    row = f"row {src.row_numbers[i]}" if src.row_numbers is not None else f"row {i + 2}"
+    shown = "; ".join(
+        f"{quoted(cell)} stands under {quoted(header) if header else 'an unnamed column'}"
+        for cell, header in moved[:3]
+    ) + ("; …" if len(moved) > 3 else "")
+    raise MovedHeaderError(
+        f"{row} is a header again, with its columns in other places ({shown}): two exports "
+        "were put into one file, and the rows below it would be read under the first "
+        "header's columns; send each export as a file of its own"
+    )
 
 
 def _totals(src: Source, number: Values, why: np.ndarray) -> None:
