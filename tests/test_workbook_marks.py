@@ -543,6 +543,40 @@ def test_merged_cells_below_the_header_hold_their_value_on_every_row(
     assert [c["remainingAmount"] for c in first.payload["claims"]] == [4500.0, 70.0, 35.5]
 
 
+@pytest.mark.parametrize("in_child", [True, False], ids=["reader-child", "in-process"])
+def test_an_amount_merged_beside_several_rows_is_sent_with_none(
+    tmp_path: Path, in_child: bool
+) -> None:
+    """One amount shown once beside two invoices (C8:C9, 24-1002's 12 300 over 24-1003's
+    principal) went with each in full, and one beside the principal and fee of 24-1001 (C5:C6)
+    was claimed on both lines (found by a hostile review: 6 000 sent where the sheet showed
+    3 000). Those invoices are INVALID, naming the merged cells; the others go."""
+
+    def edit(sheet: object) -> None:
+        sheet["C6"] = sheet["C9"] = None  # type: ignore[index]
+        sheet.merge_cells("C5:C6")  # type: ignore[attr-defined]
+        sheet.merge_cells("C8:C9")  # type: ignore[attr-defined]
+
+    path = edited_open_items(tmp_path / "apne-poster-mars.xlsx", edit)
+    table = read_table(path, limits=ReadLimits(read_in_subprocess=in_child))
+    assert dict(table.merged_down) == {2: ((5, 6), (8, 9))}
+    prepared = prepare(table, load_mapping(EXAMPLES.parent / "mappings" / "example.toml"))
+    sent = {invoice.invoice_number for invoice in prepared.invoices}
+    assert not sent & {"24-1001", "24-1002", "24-1003"}
+    assert "24-1009" in sent
+    said = {prepared.table.row_numbers[r]: text for r, (_, text) in prepared.rejected.items()}
+    lines = (
+        'Amount "4500" is one merged cell (C5:C6) beside 2 lines of one invoice, and would be '
+        "sent in full with each line; give each row its own amount"
+    )
+    assert (said[5], said[6]) == (lines, f"row 5: {lines}")
+    invoices = (
+        'Amount "12300" is one merged cell (C8:C9) beside 2 invoices, and would be sent in '
+        "full with each invoice; give each row its own amount"
+    )
+    assert (said[8], said[9]) == (invoices, invoices)
+
+
 def test_a_heading_merged_across_a_data_row_is_a_note_not_an_invoice(
     inbox: Path, sandbox: Sandbox
 ) -> None:

@@ -85,6 +85,8 @@ REPEAT_OF_INVALID_RULE = "duplicate_of_invalid"
 #: whole again (``repeated_lines``): two equal claims or one listed twice cannot be told apart,
 #: so the invoice is INVALID.
 UNCLEAR_LINE_RULE = "unclear_line"
+#: The rule of a row whose amount is one merged cell beside other rows too (``_merged_amounts``).
+MERGED_AMOUNT_RULE = "merged_amount"
 # Not configurable: sending a repeated invoice number, an empty row, a row without the value
 # of a formula it holds, or an identifier whose digits Excel lost, is never right, and an
 # invoice whose claims add up past any float cannot be sent at all.
@@ -96,6 +98,7 @@ _FIXED_RULES = (
     UNSAVED_RULE,
     LOST_DIGITS_RULE,
     UNCLEAR_LINE_RULE,
+    MERGED_AMOUNT_RULE,
 )
 #: The rule of a row that repeats an earlier one of its invoice exactly (``repeated_lines``):
 #: left out of the invoice, DUPLICATE.
@@ -423,6 +426,8 @@ def _row_fates(
     if table.unsaved:
         _refuse_unsaved_keys(table, mapping, src, left_out)
     groups = group_rows(table, mapping, src.positions, left_out)
+    if table.merged_down:
+        unknown += _merged_amounts(table, mapping, src, groups, left_out)
     number_level = groups.level(numbers) if numbers is not None else None
     duplicate_of, repeats = find_duplicates(table, number_level, groups, left_out)
     differs = _differing_repeats(table, mapping, src, groups, duplicate_of)
@@ -430,6 +435,56 @@ def _row_fates(
         unknown += _credited_invoices(table, numbers, number_level, skip_why, credits)
     fates = _RowFates(blank, skip_why, duplicate_of, repeats + unknown, repeat_of, differs)
     return fates, groups
+
+
+def _merged_amounts(
+    table: Table, mapping: Mapping, src: Source, groups: Groups, left_out: np.ndarray
+) -> list[Issue]:
+    """The rows whose amount is one merged cell shown beside other rows as well: filled into
+    each (``Table.merged_down``), it went with two invoices in full (found by a hostile
+    review: 6 000 claimed where the sheet showed 3 000), or as a claim of each line of one.
+    An invoice's own amount merged over its own lines is its amount, shown once."""
+    per_line = {
+        src.positions[f.columns]
+        for item in mapping.claims.items
+        for f in walk_fields(item)
+        if f.kind == "amount" and f.source == "column" and f.columns in src.positions
+    }
+    per_invoice = {
+        src.positions[f.columns]
+        for node in (mapping.invoice, mapping.debtors)
+        for f in walk_fields(node)
+        if f.kind == "amount" and f.source == "column" and f.columns in src.positions
+    }
+    issues: list[Issue] = []
+    for pos in sorted((per_line | per_invoice) & set(table.merged_down)):
+        for first, last in table.merged_down[pos]:
+            at = np.flatnonzero(
+                (table.row_numbers >= first) & (table.row_numbers <= last) & ~left_out
+            )
+            invoices = len(set(groups.gid[at].tolist()))
+            if len(at) < 2 or (pos not in per_line and invoices < 2):
+                continue
+            cells = f"{table.letter(pos)}{first}:{table.letter(pos)}{last}"
+            beside = f"{invoices} invoices" if invoices > 1 else f"{len(at)} lines of one invoice"
+            each = "each invoice" if invoices > 1 else "each line"
+            value = str(table.cells[pos].iat[int(at[0])])
+            # Said once for each invoice, on its first row there: it makes the whole invoice
+            # INVALID, and its message names every row's problem.
+            firsts = np.unique(groups.gid[at], return_index=True)[1]
+            issues += [
+                Issue(
+                    int(row),
+                    MERGED_AMOUNT_RULE,
+                    table.headers[pos],
+                    value,
+                    f"{table.headers[pos]} {quoted(value)} is one merged cell ({cells}) beside "
+                    f"{beside}, and would be sent in full with {each}; give each row its own "
+                    "amount",
+                )
+                for row in at[firsts].tolist()
+            ]
+    return issues
 
 
 def _differing_repeats(

@@ -71,8 +71,9 @@ def build_table(path: Path, sheet: ParsedSheet, marks: SheetMarks | None = None)
     ]
     if marks is not None and marks.errors:
         _put_errors(expanded, marks.errors, sheet)
+    merged_down: dict[int, list[tuple[int, int]]] = {}
     if marks is not None and marks.merged:
-        _fill_merged(expanded, marks.merged, marks.hidden_rows, sheet)
+        merged_down = _fill_merged(expanded, marks.merged, marks.hidden_rows, sheet)
     texts = [text for text, _ in expanded]
     width = trailing_width(sheet.headers, texts)
     headers = name_blank_headers(sheet.headers[:width], first=sheet.first_col)
@@ -125,6 +126,7 @@ def build_table(path: Path, sheet: ParsedSheet, marks: SheetMarks | None = None)
         unsaved=unsaved,
         formulas=formulas,
         notes=notes,
+        merged_down={pos: tuple(ranges) for pos, ranges in merged_down.items() if pos < width},
         own_format_rows=_own_format_rows(own_zeros[:width], typed, keep, first_data),
     )
 
@@ -166,7 +168,7 @@ def _fill_merged(
     merged: frozenset[tuple[int, int, int, int]],
     hidden_rows: frozenset[int],
     sheet: ParsedSheet,
-) -> None:
+) -> dict[int, list[tuple[int, int]]]:
     """Every cell of a merged range below the header holds the range's value, as Excel shows
     it: an invoice number merged over its principal, fee and interest lines was on the first
     line alone, the others INVALID ("Invoice no is empty"), and the first sent without them.
@@ -174,10 +176,14 @@ def _fill_merged(
     so are hidden rows, which show nothing (filled, an empty one would refuse the sheet for data
     it hides). Ranges never overlap in a workbook Excel wrote, so they fill each cell once at
     most: a crafted sheet's overlapping ranges stop when they have filled as many cells as the
-    table has, rather than cost ranges times rows."""
+    table has, rather than cost ranges times rows.
+
+    Returns the ranges over two rows or more, by column (as ``Table.merged_down``): one amount
+    shown once beside several rows is not each row's."""
     first_data = sheet.header_row + 1
     hidden = np.fromiter(hidden_rows, dtype=np.int64, count=len(hidden_rows)) - first_data
     budget = sheet.n_rows * len(expanded)
+    down: dict[int, list[tuple[int, int]]] = {}
     for first_row, first_col, last_row, last_col in sorted(merged):
         top, left = first_row - first_data, first_col - sheet.first_col
         if not (0 <= top < sheet.n_rows and 0 <= left < len(expanded)):
@@ -187,11 +193,15 @@ def _fill_merged(
         right = min(last_col - sheet.first_col, len(expanded) - 1)
         budget -= len(rows) * (right - left + 1)
         if budget < 0:
-            return
+            break
         shown, value = expanded[left][0][top], expanded[left][1][top]
         for text, typed in expanded[left : right + 1]:
             text[rows] = shown
             typed[rows] = value
+        if len(rows) > 1:
+            for pos in range(left, right + 1):
+                down.setdefault(pos, []).append((first_row, last_row))
+    return down
 
 
 #: The fewest columns a merged range of one row spans to be a note across it: a value merged

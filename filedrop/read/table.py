@@ -191,6 +191,9 @@ class Table:
     notes: Mapping[int, str] = field(default_factory=dict)
     """A workbook's rows that are one merged range across the sheet and nothing else (a heading
     between groups): row number -> the range, such as ``A7:H7``. No invoice."""
+    merged_down: Mapping[int, tuple[tuple[int, int], ...]] = field(default_factory=dict)
+    """A workbook's merged ranges over two data rows or more, whose value each of their rows
+    holds (``excel._fill_merged``): per column, their first and last row numbers."""
     own_format_rows: Mapping[int, np.ndarray] = field(default_factory=dict)
     """A workbook's numbers that their own cell's format of zeros shows otherwise than their
     column's (a General 1212 among cells formatted 000000, a 0003351 in a General column): per
