@@ -122,6 +122,12 @@ class SendingMark:
 
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # a link in a mark's place is never written through
+#: Held while a mark's folders are made and the mark made in them, and while a cleared mark's
+#: emptied folders are taken away: one file's outcome took away the folders another file of the
+#: inbox had just made for its mark, twice in a row in a burst of files, and that file was RETRY
+#: with an ERROR line for nothing. Other processes do not share it: the retry in
+#: ``Sending._begin`` is what there is between them.
+_FOLDERS_LOCK = threading.Lock()
 
 
 def mark_path(source: Path, sha256: str, target: str) -> Path:
@@ -196,8 +202,9 @@ class Sending:
         started afresh counts for nothing, as for the run's check (``unknown_mark``)."""
         for last in (False, True):
             try:
-                made = _make_folders(self._source.parent)
-                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o666)
+                with _FOLDERS_LOCK:
+                    made = _make_folders(self._source.parent)
+                    fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o666)
             except FileNotFoundError:
                 if last:
                     raise
@@ -307,12 +314,15 @@ def clear_mark(source: Path, sha256: str, target: str) -> None:
     written: the outcome tells from then on. One that cannot be removed only holds the inbox
     back if the journal is lost later."""
     mark = mark_path(source, sha256, target)
+    with contextlib.suppress(OSError):
+        mark.unlink()
     # No empty folders left behind in the inbox: the last mark takes its folder, and filedrop's
     # own, when nothing else is in them (a folder still in use is not empty). Each step on its
     # own: a run killed between making the two folders left the first alone.
-    for remove in (mark.unlink, mark.parent.rmdir, mark.parent.parent.rmdir):
-        with contextlib.suppress(OSError):
-            remove()
+    with _FOLDERS_LOCK:
+        for remove in (mark.parent.rmdir, mark.parent.parent.rmdir):
+            with contextlib.suppress(OSError):
+                remove()
 
 
 def unknown_mark(

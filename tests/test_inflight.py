@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import one_sent_one_not
 
+from filedrop import inflight as inflight_module
 from filedrop.errors import FiledropError
 from filedrop.inflight import (
     SENDING_FOLDER,
@@ -149,6 +150,29 @@ def test_a_last_batch_line_cut_short_was_never_posted(source: Path, tmp_path: Pa
         with mark.open("ab") as handle:
             handle.write(b"2")  # killed while writing the line of batch 2: it never went
         assert unknown_mark(source.parent, journal, target=TARGET) is None
+
+
+def test_a_mark_is_made_while_another_file_of_the_inbox_clears_its_own(
+    source: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another file's outcome, written as this file makes its mark, takes the marks' folders
+    away when they are empty: twice in a row (50 files dropped at once into a watched inbox),
+    the mark could not be made, and the file was RETRY with an ERROR line for nothing. The
+    folders are now made, and the mark in them, while no mark of this process is cleared."""
+    other = source.with_name("mai.csv")
+    make_folders = inflight_module._make_folders
+
+    def cleared_meanwhile(inbox: Path) -> list[Path]:
+        made = make_folders(inbox)
+        clearing = threading.Thread(target=clear_mark, args=(other, SHA, TARGET))
+        clearing.start()
+        clearing.join(timeout=0.5)  # waits in vain while the folders are held
+        return made
+
+    monkeypatch.setattr(inflight_module, "_make_folders", cleared_meanwhile)
+    sending = Sending(source, SHA, journal="journal", target=TARGET, now=time.time())
+    sending.before_post(1)
+    assert sending.path.read_bytes().endswith(b"\n1\n")
 
 
 def test_the_marks_folder_a_link_or_a_file_is_refused_and_never_followed(
