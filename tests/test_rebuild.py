@@ -785,6 +785,39 @@ def test_a_journal_put_back_that_holds_an_invoice_failed_does_not_send_it_again(
     assert statuses(inbox / "a.outcome.csv") == ["SUCCEEDED"]
 
 
+def test_a_journal_put_back_from_before_an_unknown_batch_went_sends_nothing_twice(
+    inbox: Path, sandbox: Sandbox, older_copy: OlderCopy
+) -> None:
+    """Batch #1 of a.csv is UNKNOWN (its POST never answered) when the journal is copied; it
+    is resolved as not sent and sent. The old copy, put back, holds both invoices UNKNOWN while
+    the outcome shows them SUCCEEDED: status says the journal is older, the run sends nothing,
+    and a rebuild records them sent and settles batch #1. Found by a hostile review: UNKNOWN
+    blocks a number, so the outcome read as known, status noted it checked, and 'resolve 1
+    --not-sent' on the old copy's word sent both again. On SQLite and on PostgreSQL alike."""
+    env = run_env(inbox, sandbox.url, FILEDROP_STATE=older_copy.state)
+    write_erp_csv(inbox / "a.csv", [erp_row("9701"), erp_row("9702")])
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # takes a POST, never answers it
+        lost = {"FILEDROP_API_URL": f"http://127.0.0.1:{silent.getsockname()[1]}"}
+        filedrop("run", environ=env | lost | {"FILEDROP_READ_TIMEOUT_S": "0.3"}, expect=1)
+    older_copy.take()
+    filedrop("resolve", "1", "--not-sent", environ=env)
+    filedrop("run", environ=env)
+    assert statuses(inbox / "a.outcome.csv") == ["SUCCEEDED", "SUCCEEDED"]
+    older_copy.put_back()
+
+    _, out, _ = filedrop("status", environ=env, expect=1)
+    assert f"a.csv: its outcome {inbox / 'a.outcome.csv'} shows invoices sent that the" in out
+    filedrop("run", environ=env, expect=2)
+    filedrop("journal", "rebuild", environ=env)
+    _, out, _ = filedrop("status", environ=env)
+    assert "UNKNOWN" not in out and "a.csv  done  2 SUCCEEDED" in out
+    _, _, err = filedrop("resolve", "1", "--not-sent", environ=env, expect=2)
+    assert "Batch #1 is resolved, not UNKNOWN" in err
+    filedrop("run", environ=env)
+    assert sorted(sandbox.received_invoice_numbers()) == ["9701", "9702"]
+    assert statuses(inbox / "a.outcome.csv") == ["SUCCEEDED", "SUCCEEDED"]
+
+
 def test_an_outcome_the_journal_did_not_write_is_read_once(
     inbox: Path, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -15,7 +15,7 @@ import functools
 import os
 import stat
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +30,7 @@ from filedrop.inbox import (
 )
 from filedrop.inflight import marks_or_their_folder
 from filedrop.journal.engines import PostgresLocation
-from filedrop.journal.store import Journal, RebuiltBatch
+from filedrop.journal.store import InvoiceRecord, Journal, RebuiltBatch
 from filedrop.logs import plural, printable
 from filedrop.outcome import (
     OUTCOME_COLUMNS,
@@ -301,7 +301,7 @@ def _shows_unknown_sent(
     for_good = {number for number, status, _ in sent if status in _KEPT_FOR_GOOD} - {""}
     numbers = for_good if named else {number for number, _, _ in sent}
     known = journal.invoices(target=target, numbers=numbers) if numbers else {}
-    if len(known) < len(numbers):
+    if len(known) < len(numbers) or _behind(sent, known):
         return True
     # One sent for good that the journal would let go again is as unknown: the journal holds
     # it FAILED (an older copy, from before a corrected export sent it). Unless the outcome
@@ -320,6 +320,22 @@ def _shows_unknown_sent(
         return True
     journal.outcome_checked(target=target, stamp=stamp)
     return False
+
+
+def _behind(
+    sent: Iterable[tuple[str, RowStatus, int | None]], known: Mapping[str, InvoiceRecord]
+) -> bool:
+    """Whether the outcome's ``sent`` rows show an invoice went (SUCCEEDED or PENDING, from a
+    batch Amili answered) that the journal (``known``) holds UNKNOWN: the journal is older than
+    the outcome, put back from a copy taken before that batch was resolved as not sent and the
+    invoice sent again. UNKNOWN blocks the number, so this passed for known, and 'resolve
+    --not-sent' on the old batch then sent the invoices twice (found by a hostile review)."""
+    return any(
+        status in (RowStatus.SUCCEEDED, RowStatus.PENDING)
+        and number in known
+        and known[number].status is InvoiceState.UNKNOWN
+        for number, status, _ in sent
+    )
 
 
 @functools.lru_cache(maxsize=256)

@@ -53,6 +53,10 @@ def _sql_list(states: Iterable[str]) -> str:
 
 
 _BLOCKING_SQL = _sql_list(BLOCKING_INVOICE_STATES)
+#: The statuses of an invoice that went, by Amili's answer: ``record_rebuilt_file`` takes them
+#: over the journal's UNKNOWN.
+_WENT = (InvoiceState.SUCCEEDED, InvoiceState.PENDING)
+_WENT_SQL = _sql_list(_WENT)
 #: The message of a file's record made by ``journal rebuild`` from an outcome: its invoices are
 #: the outcome's, its hash the input's found beside it, which may be a newer export's.
 REBUILT = "rebuilt from its outcome by 'filedrop journal rebuild'"
@@ -1299,7 +1303,11 @@ class Journal:
         state and batches, a known API batch id is not added again, and a known invoice
         number is left as it is, so rebuilding twice adds nothing the second time. But a
         number the journal would let go again (``FAILED``: an older copy of the journal, from
-        before a corrected export sent it) takes what the outcome shows when that blocks it.
+        before a corrected export sent it) takes what the outcome shows when that blocks it,
+        and so does one it holds UNKNOWN that the outcome shows went (``SUCCEEDED``,
+        ``PENDING``: an older copy, from before that batch was resolved as not sent and the
+        invoice sent again), with its batch, known file or not; an UNKNOWN batch left with
+        none of its invoices is then resolved, naming the outcome.
 
         Returns how many invoice numbers were new or now blocked, and each batch that could not
         keep the number its outcome names, as (that number, the batch's number now); its invoices'
@@ -1322,6 +1330,16 @@ class Journal:
                 ),
             ).fetchone()[0]  # fmt: skip
             sizes = Counter(batch for _, _, batch, *_ in invoices if batch is not None)
+            held = self.invoices(target=target, numbers=[number for number, *_ in invoices])
+            # The journal's UNKNOWN batches of the invoices the outcome shows went: behind.
+            behind = {
+                number: held[number].batch
+                for number, status, *_ in invoices
+                if status in _WENT
+                and number in held
+                and held[number].status is InvoiceState.UNKNOWN
+            }
+            taking = {batch for number, _, batch, *_ in invoices if number in behind}
             journal_ids: dict[RebuiltBatch, int] = {}
             for batch, batch_state in batches.items():
                 known = db.execute(
@@ -1331,7 +1349,7 @@ class Journal:
                 if known is not None:
                     journal_ids[batch] = known[0]
                     continue
-                if known_file:
+                if known_file and not (batch.batch_id and batch in taking):
                     continue  # its batches, with an API id or without, are known already
                 number = batch.number
                 if (
@@ -1364,14 +1382,17 @@ class Journal:
                     " invoice_id, case_id, case_number, message, updated_at)"
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                     # Known already: left as it is, unless the journal would let it go again
-                    # (FAILED, or never sent) while this outcome shows it went for good.
+                    # (FAILED, or never sent) while this outcome shows it went for good, or
+                    # holds it UNKNOWN while this outcome shows it went.
                     " ON CONFLICT (target, invoice_number) DO UPDATE SET"
                     " status = excluded.status, file_id = excluded.file_id,"
                     " batch = excluded.batch, invoice_id = excluded.invoice_id,"
                     " case_id = excluded.case_id, case_number = excluded.case_number,"
                     " message = excluded.message, updated_at = excluded.updated_at"
-                    f" WHERE invoices.status NOT IN ({_BLOCKING_SQL})"
-                    f" AND excluded.status IN ({_BLOCKING_SQL})",
+                    f" WHERE (invoices.status NOT IN ({_BLOCKING_SQL})"
+                    f" AND excluded.status IN ({_BLOCKING_SQL}))"
+                    f" OR (invoices.status = '{InvoiceState.UNKNOWN}'"
+                    f" AND excluded.status IN ({_WENT_SQL}))",
                     (
                         target, number, status, file_id,
                         journal_ids.get(batch) if batch is not None else None,
@@ -1379,6 +1400,23 @@ class Journal:
                         mask_ids(_advice_renumbered(message, batch, journal_ids)) or None, now,
                     ),
                 ).rowcount  # fmt: skip
+            if known_file and behind:  # its counts are the outcome's, which knows more
+                db.execute(
+                    "UPDATE files SET counts = ?, outcome = ?, updated_at = ? WHERE id = ?",
+                    (json.dumps(counts), str(outcome), now, file_id),
+                )
+            for batch_no in set(behind.values()) - {None}:
+                db.execute(
+                    "UPDATE batches SET state = ?, message = ?, finished_at = ?"
+                    " WHERE id = ? AND state = ? AND NOT EXISTS"
+                    " (SELECT 1 FROM invoices WHERE batch = ? AND status = ?)",
+                    (
+                        BatchState.RESOLVED,
+                        f"settled by 'filedrop journal rebuild': {outcome.name} shows its "
+                        "invoices sent in another batch",
+                        now, batch_no, BatchState.UNKNOWN, batch_no, InvoiceState.UNKNOWN,
+                    ),
+                )  # fmt: skip
         return added, renumbered
 
     def files_changed_between(self, *, since: float, until: float) -> list[FileRecord]:
