@@ -70,6 +70,7 @@ def dates(*texts: str, formats: tuple[str, ...]) -> list[str]:
         ("1\u00a0234,50", 1234.5),  # no-break space, as Excel and PDFs write it
         ("1\u202f234,50", 1234.5),  # narrow no-break space
         ("1\u2009234,50", 1234.5),  # thin space, from a typeset report
+        ("1\u2007234,50", 1234.5),  # figure space, from a report turned from PDF into Excel
         ("12 345 678,90", 12345678.9),
         ("1234,5", 1234.5),
         ("4500", 4500.0),

@@ -551,6 +551,18 @@ def test_a_date_in_the_phone_column_is_not_a_phone_number(
     assert [inv.invoice_number for inv in prepared.invoices] == ["240302"]
 
 
+def test_a_phone_number_excel_shortened_is_one_value_said_so(tmp_path: Path) -> None:
+    """A mobile number Excel wrote into a CSV as "9,12345E+07": split on its comma, it was two
+    bad numbers ("9" and "12345E+07"), neither saying what happened (found by a hostile review
+    of real exports). It is one, named as shortened, with what to do."""
+    prepared = run([row(Mobil="9,12345E+07")], ERP)
+    assert prepared.notes == {
+        0: 'Mobil "9,12345E+07" is not a phone number (Excel shortened it to scientific '
+        "notation, and its last digits are lost; format the column as Text in Excel and type "
+        "the numbers again)"
+    }
+
+
 def test_a_fodselsnummer_that_lost_its_leading_zero_says_how_to_put_it_back(
     tmp_path: Path,
 ) -> None:

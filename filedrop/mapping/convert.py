@@ -97,9 +97,11 @@ distinct value anyway, so this only spares work across files and fields."""
 #: An Excel serial day number as text (46082 is 2026-03-01): the reader of dates takes it for a
 #: date whatever the formats, and a draft looks past it.
 SERIAL_DAY = re.compile(r"[0-9]{5}")
-# Space, no-break space, narrow no-break space and thin space all group thousands in Norwegian
-# exports (the thin space where a report was typeset).
-SPACES = " \u00a0\u202f\u2009"
+# Space, no-break space, narrow no-break space, thin space and figure space all group thousands
+# in Norwegian exports (the thin space where a report was typeset, the figure space, a digit's
+# width, where one was turned from PDF into a spreadsheet: it was refused as "not an amount"
+# with an example that looked the same).
+SPACES = " \u00a0\u202f\u2009\u2007"
 # Every space Unicode has (the Zs, Zl and Zp characters: an ideographic or em space, a line
 # separator), so a cell of nothing else is empty rather than a name of one space.
 WHITESPACE = (

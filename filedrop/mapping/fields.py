@@ -953,9 +953,13 @@ def _convert_list(
     else:
         parts = split_values(pd.Series(cells, dtype=object), separators=f.split)
         if f.kind != "email":
-            # A date is one wrong value, not three numbers ("31/02/2024" split on its "/").
+            # A date is one wrong value, not three numbers ("31/02/2024" split on its "/"), and
+            # so is a number Excel shortened ("9,12345E+07" split on its comma).
             for j in np.flatnonzero(reads_as_date(cells)).tolist():
                 parts[j] = [cells[j]]
+            for j, cell in enumerate(cells):
+                if SHORTENED.fullmatch(cell):
+                    parts[j] = [cell]
         ok, converted = _check_parts(f, [p for cell in parts for p in cell], src)
         k = 0
         for j, cell in enumerate(parts):
@@ -996,6 +1000,12 @@ def _list_message(f: Field, label: str, part: str) -> str:
         return f"{label} {quoted(part)} is not an email address"
     if reads_as_date([part])[0]:
         return f"{label} {quoted(part)} is not a phone number (it reads as a date)"
+    if SHORTENED.fullmatch(part):
+        return (
+            f"{label} {quoted(part)} is not a phone number (Excel shortened it to scientific "
+            "notation, and its last digits are lost; format the column as Text in Excel and type "
+            "the numbers again)"
+        )
     if f.country:
         why = f"numbers without a + country code are read as {f.country}"
     else:
