@@ -984,9 +984,10 @@ def _say_files(
     inbox's), or of every file, each named with its inbox by ``inbox_of`` when it is given.
 
     A batch written down before its POST whose process is gone (lease ``stale_s``) is not
-    waiting for an answer: no answer will come, and the next start makes it UNKNOWN."""
+    waiting for an answer: no answer will come, and the next start makes it UNKNOWN. It is
+    listed with the UNKNOWN ones."""
     from filedrop.journal import owner_alive
-    from filedrop.states import UNFINISHED_BATCH_STATES, BatchState, resolve_command
+    from filedrop.states import UNFINISHED_BATCH_STATES, BatchState, orphan_message
 
     def shown(file_id: int) -> bool:
         return ids is None or file_id in ids
@@ -1005,28 +1006,36 @@ def _say_files(
         io.say(mask_ids(f"  {when}  {named(f)}  {f.state}  {counts}"))
     queued = [b for b in journal.batches(states=UNFINISHED_BATCH_STATES) if shown(b.file_id)]
     unknown = [b for b in journal.batches(states=(BatchState.UNKNOWN,)) if shown(b.file_id)]
+    # Each file's record read once (a few files' batches): its name, and whether its sender
+    # lives. A batch written down before its POST whose sender is gone waits for no answer:
+    # it is UNKNOWN already in all but name (the next start makes it so), and listed as such,
+    # with its numbers to look up; among the pending ones, it read as if it were polled.
+    senders: dict[int, FileRecord] = {}
+    for b in queued:
+        if b.file_id not in senders:
+            senders[b.file_id] = journal.file(b.file_id)
+    now = time.time()
+    orphans = [
+        b
+        for b in queued
+        if b.state is BatchState.POSTING
+        and not owner_alive(
+            senders[b.file_id].owner,
+            heartbeat=senders[b.file_id].heartbeat,
+            now=now,
+            stale_s=stale_s,
+        )
+    ]
+    queued = [b for b in queued if b not in orphans]
+    unknown = sorted(orphans + unknown, key=lambda b: b.id)
     if queued:
         io.say("Batches still pending (polled again by the next run or by watch):")
-        now = time.time()
-        # Each file's record read once (a few files' batches): its name, and whether its
-        # sender lives.
-        senders: dict[int, FileRecord] = {}
         for b in queued:
             what = b.batch_id or "(not answered yet)"
-            if b.file_id not in senders:
-                senders[b.file_id] = journal.file(b.file_id)
-            sender = senders[b.file_id]
-            if b.state is BatchState.POSTING and not owner_alive(
-                sender.owner, heartbeat=sender.heartbeat, now=now, stale_s=stale_s
-            ):
-                what = (
-                    "(never answered: the process sending it stopped, so whether Amili got "
-                    f"it cannot be told; check with Amili, then '{resolve_command(b.id)} "
-                    "--sent' or '--not-sent')"
-                )
             io.say(
                 mask_ids(
-                    f"  #{b.id}  {named(sender)}  {what}  {plural(b.invoice_count, 'invoice')}"
+                    f"  #{b.id}  {named(senders[b.file_id])}  {what}  "
+                    f"{plural(b.invoice_count, 'invoice')}"
                 )
             )
     if unknown:
@@ -1034,7 +1043,8 @@ def _say_files(
         for b in unknown:
             numbers = journal.unknown_invoice_numbers(b.id)
             name = named(journal.file(b.file_id))
-            io.say(mask_ids(f"  #{b.id}  {name}  {printable(b.message or '')}".rstrip()))
+            said = b.message or orphan_message(b.id)
+            io.say(mask_ids(f"  #{b.id}  {name}  {printable(said)}".rstrip()))
             io.say(f"    invoice numbers to look up: {', '.join(numbers)}")
         if len(unknown) == 1:
             io.say(

@@ -135,6 +135,7 @@ from filedrop.states import (
     FileState,
     InvoiceState,
     RowStatus,
+    orphan_message,
     resolve_command,
 )
 
@@ -1650,13 +1651,6 @@ def _record_ended(ctx: Context, ended: list[Ended], *, name: str) -> int:
 def invoices_in_batches(invoices: int, batches: int) -> str:
     """``1 invoice in 1 batch``, ``2 invoices in 1 batch``: counts with their nouns agreeing."""
     return f"{plural(invoices, 'invoice')} in {plural(batches, 'batch', 'batches')}"
-
-
-def orphan_message(batch: int) -> str:
-    return (
-        f"filedrop stopped while sending batch #{batch}, so whether Amili received it cannot "
-        f"be told; check with Amili, then run '{resolve_command(batch)} --sent' or '--not-sent'"
-    )
 
 
 def _may_send(record: InvoiceRecord | None, file_id: int) -> bool:

@@ -180,6 +180,15 @@ def resolve_command(batch: int) -> str:
     return f"filedrop resolve {batch}"
 
 
+def orphan_message(batch: int) -> str:
+    """What is said of a batch whose POST never got its answer because its process stopped:
+    the message of its rows once the next start makes it UNKNOWN, and status's before that."""
+    return (
+        f"filedrop stopped while sending batch #{batch}, so whether Amili received it cannot "
+        f"be told; check with Amili, then run '{resolve_command(batch)} --sent' or '--not-sent'"
+    )
+
+
 #: How the row of a file begins whose invoice number another file's batch holds, not ended
 #: there (UNKNOWN or PENDING: ``pipeline._elsewhere``): ``journal rebuild`` reads it back, so that
 #: such a row never speaks for that batch over the other file's own outcome.
