@@ -194,6 +194,17 @@ class HashedFile:
     mtime_ns: int = 0  # its modification time when the hash began
 
 
+#: What opening a file raises when it is no longer there as an input: gone, or a folder, a link
+#: or a pipe in its place. Any other error (permissions, a share's hiccup) says nothing of
+#: whether it is there.
+NOT_THERE: tuple[type[OSError], ...] = (
+    FileNotFoundError,
+    NotADirectoryError,
+    IsADirectoryError,
+    NotRegularFileError,
+)
+
+
 def open_regular(path: Path) -> int:
     """A read-only descriptor on ``path`` if it is a regular file; never follows a link.
 
@@ -341,10 +352,13 @@ class Snapshot:
 
 
 def snapshot(path: Path) -> Snapshot | None:
-    """Size and modification time of ``path`` now; None if it is gone or a symbolic link."""
+    """Size and modification time of ``path`` now; None if it is gone, a symbolic link, or
+    cannot be looked at now (its folder made unreadable, a share's hiccup): each caller passes
+    such a file by, and a later look takes it up. A refusal ended the daemon ("unexpected
+    error", exit 2) with the file never taken."""
     try:
         info = path.lstat()
-    except (FileNotFoundError, NotADirectoryError):
+    except OSError:
         return None
     if stat.S_ISLNK(info.st_mode):
         return None  # a link put in a file's place is no input: as good as gone

@@ -31,6 +31,7 @@ from filedrop.api.client import (
 from filedrop.errors import ConfigError, FiledropError
 from filedrop.inbox import (
     LEFT_FOR_A_PERSON,
+    NOT_THERE,
     Readiness,
     StabilityTracker,
     content_hash,
@@ -814,8 +815,12 @@ def settle_leftovers(ctx: Context, *, timeout_s: float | None = None) -> list[Fi
             continue  # another inbox's, maybe on another machine sharing the journal
         try:
             still_there = content_hash(path) == record.sha256
-        except OSError:
+        except NOT_THERE:
             still_there = False
+        except OSError:
+            # Not to be read now (a permission changed, a share's hiccup): not gone, and not
+            # closed as such; it is looked at again next time, and processed once it reads.
+            continue
         if still_there:
             # Processing the file resumes it, with its outcome rewritten; that includes a file
             # whose owner is gone (the claim passes to whoever takes it). Polling it here as

@@ -858,3 +858,39 @@ def test_an_outcome_resolve_rewrites_takes_the_mark_away(tmp_path: Path) -> None
         assert (inbox / "f.outcome.csv").exists()
         assert sending_marks(inbox) == []
         _rebuilt_then_finished(inbox, env, sandbox, inbox / "f.outcome.csv", rows=6)
+
+
+def test_a_file_that_cannot_be_read_after_a_kill_is_not_taken_for_gone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed with its batches QUEUED, then the file unreadable for a while (a permission
+    changed, a share's hiccup): settling took it for gone, wrote its outcome from the journal
+    and marked it so (found by a hostile review: the inbox made unreadable). It is left as it
+    is; readable again, the next run finishes it, and nothing is sent twice. (Refused by hand:
+    the tests run as root, whom no mode refuses.)"""
+    from filedrop import runner as runner_module
+    from filedrop.inbox import content_hash
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    big = write_erp_csv(inbox / "big.csv", [erp_row(str(10_400 + n)) for n in range(6)])
+
+    def refused(path: Path) -> str:
+        if path.name == big.name:
+            raise PermissionError(13, "Permission denied", str(path))
+        return content_hash(path)
+
+    with Sandbox(SandboxOptions(delay_s=(2.0, 2.0))).start() as sandbox:
+        env = run_env(inbox, sandbox.url, FILEDROP_BATCH_SIZE="2")
+        kill_9_with_batches_queued(start_run(env), inbox, 3)
+        monkeypatch.setattr(runner_module, "content_hash", refused)
+        with open_context(sandbox_settings(inbox, sandbox.url, batch_size=2)) as ctx:
+            assert settle_leftovers(ctx) == []
+        assert not outcome_path(big).exists()
+        with sqlite3.connect(journal_file(inbox)) as db:
+            assert db.execute("SELECT state FROM files").fetchall() == [("claimed",)]
+        monkeypatch.undo()
+        filedrop("run", environ=env)
+        assert statuses(outcome_path(big)) == ["SUCCEEDED"] * 6
+        assert sandbox.counters().invoice_numbers_repeated == ()
+        assert sandbox.counters().invoices_received == 6

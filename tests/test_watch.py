@@ -548,6 +548,36 @@ def test_burst_of_50_files_is_processed_each_once(
     assert sandbox.counters().posts == 51
 
 
+def test_a_file_that_cannot_be_looked_at_for_a_while_is_waited_out(
+    start_watch: Callable[..., Watcher],
+    sandbox: Sandbox,
+    polling: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The inbox made unreadable (chmod 000 on a share, a permission changed) while a file
+    waits in it: every look at the file is refused. The daemon ended with "unexpected error",
+    exit 2, and the file was never taken (found by a hostile review). It keeps running, and
+    takes the file once it can be looked at again. (Refused by hand: the tests run as root,
+    whom no mode refuses.)"""
+    watcher = start_watch(polling=polling, rescan_s=0.05)
+    refused = threading.Event()
+    refused.set()
+    lstat = Path.lstat
+
+    def denied(path: Path) -> os.stat_result:
+        if refused.is_set() and path.name == "locked.csv":
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return lstat(path)
+
+    monkeypatch.setattr(Path, "lstat", denied)
+    (watcher.inbox / "locked.csv").write_text(csv_text(["LOCKED-1"]), encoding="utf-8")
+    time.sleep(0.5)  # several rescans and turns of the loop, each refused
+    assert watcher.thread.is_alive() and watcher.error is None
+    refused.clear()
+    assert watcher.wait_for("locked.csv")["locked.csv"].counts == {"SUCCEEDED": 1}
+    assert_sent_once(sandbox, ["LOCKED-1"])
+
+
 def test_unreadable_file_gets_error_once_and_next_file_is_processed(
     start_watch: Callable[..., Watcher], sandbox: Sandbox, polling: bool
 ) -> None:
