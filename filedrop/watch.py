@@ -210,9 +210,28 @@ def _watch_one(
     delay_s = settings.retry_initial_s
     prefix = f"inbox {settings.name}: " if isolated else ""
     while True:
+        # Each context stops with the daemon: its waits (a retry's, the token request's at
+        # start) end at the daemon's stop, and then its own stop is set, so nothing is tried
+        # again. With the context's own alone, a daemon told to stop while Amili was down at
+        # start went through every retry of the token request first, 14 s, past the 10 s a
+        # container is given. Not the daemon's event itself: an inbox whose watch ends sets
+        # its context's, which must not stop the config's other inboxes.
+        own_stop = threading.Event()
+
+        def waits(seconds: float, own_stop: threading.Event = own_stop) -> bool:
+            if stop.wait(seconds):
+                own_stop.set()
+                return True
+            return False
+
         try:
             with open_context(
-                settings, clock=clock, sleep=sleep, metrics=metrics, sharing=sharing
+                settings,
+                stop=own_stop,
+                clock=clock,
+                sleep=sleep or waits,
+                metrics=metrics,
+                sharing=sharing,
             ) as ctx:
                 ctx.metrics.start_failed(None)
                 watch_inbox(ctx, options=options, stop=stop, on_report=on_report, others=others)
@@ -229,6 +248,9 @@ def _watch_one(
             log.debug("%sunexpected error", prefix, exc_info=True)
             problem = f"unexpected error ({exc!r})"
         problem = printable(problem).rstrip(".")
+        if stop.is_set():  # not tried again: the daemon stops
+            log.error("%s; stopping", about_inbox(settings, problem) if isolated else problem)
+            return
         waiting = inbox_metrics(settings, metrics)
         waiting.start_failed(f"{problem}; trying again in {delay_s:.0f} s")
         log.error(

@@ -946,6 +946,27 @@ def test_an_api_outage_at_start_is_waited_out_on_the_retry_settings(
     assert sandbox.counters().posts == 0
 
 
+def test_a_stop_during_the_first_token_s_retries_ends_them(
+    inbox: Path, mapping: Path, sandbox: Sandbox, logged: Logged
+) -> None:
+    """Amili down as the daemon starts, and SIGTERM a moment later: the daemon went through all
+    of the token request's retries first (14 s, past the 10 s a container waits before its
+    kill; found by a hostile review), where `run` gives them up. It gives them up too."""
+    sandbox.fail_next(503, count=1000, retry_after="1", route="token")
+    settings = sandbox_settings(inbox, sandbox.url, mapping=mapping, retry_initial_s=60.0)
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    watch_through_outages(settings, stop=stop)
+    assert sandbox.counters().token_requests == 1
+    assert (
+        logged.count(
+            "Amili was not available for POST /token (HTTP 503; not tried again, as filedrop is "
+            "stopping) after 1 attempt; nothing was processed, so try again later; stopping"
+        )
+        == 1
+    )
+
+
 @pytest.mark.parametrize(
     ("heartbeat_s", "healthy"),
     [("10", True), ("1", False)],
