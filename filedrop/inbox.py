@@ -404,6 +404,15 @@ def _opens(path: Path) -> bool:
     return True
 
 
+def _denied(path: Path) -> bool:
+    """Whether the file's permissions keep this process from reading it (not a writer's hold,
+    which the permissions do not show)."""
+    try:
+        return not os.access(path, os.R_OK, follow_symlinks=False)
+    except (OSError, NotImplementedError):
+        return False
+
+
 def why_left(path: Path) -> str:
     """Why a file not ready yet is left for the next run, in the words of the run's summary."""
     if unended_last_line(path):
@@ -460,8 +469,12 @@ class StabilityTracker:
             since = now
         else:
             since = previous[1]
-        if now - since < self.window_s or not _opens(path) or unended_last_line(path):
+        if now - since < self.window_s or unended_last_line(path):
             return Readiness.CHANGING
+        if not _opens(path) and not _denied(path):
+            return Readiness.CHANGING  # held by its writer (Windows refuses to open it then)
+        # One its permissions keep from being read goes on, to its ERROR naming them: left as
+        # "still being written", it was never said, and every run exited 3 (a hostile review).
         return Readiness.EMPTY if current.size == 0 else Readiness.READY
 
     def forget(self, path: Path) -> None:

@@ -623,11 +623,14 @@ def _hash(path: Path, ctx: Context) -> HashedFile | FileReport:
             message,
             extra=fields("file_error", inbox=ctx.metrics.name, file=path.name, status="error"),
         )
+        # FAULT: the fix (its permissions, the lock let go) changes no byte of it, so a watch
+        # looks again, as for a file held back, rather than settle it as an ERROR of its bytes.
+        error = {RowStatus.ERROR.value: 1}
         if left:
-            return FileReport(path, FileState.ERROR, {RowStatus.ERROR.value: 1}, None, message)
+            return FileReport(path, FileState.ERROR, error, None, message, setback=Setback.FAULT)
         summary = _summary(path, ctx, datetime.now(UTC))
         outcome = write_error_outcome(path, message, summary, dest=dest)
-        return FileReport(path, FileState.ERROR, {RowStatus.ERROR.value: 1}, outcome, message)
+        return FileReport(path, FileState.ERROR, error, outcome, message, setback=Setback.FAULT)
 
 
 def _process_claimed(

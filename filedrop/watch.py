@@ -857,9 +857,12 @@ def _collect(
             _look_again(report, state, due=clock() + options.heartbeat_s)
             continue
         state.elsewhere.discard(path)
-        # Held back (a journal that does not know what was sent): looked at again, as the
-        # operator's fix (the journal pointed at or rebuilt, a mark deleted) changes no file.
-        held_back = report.state is FileState.SKIPPED and report.setback is Setback.SETUP
+        # Held back (a journal that does not know what was sent), or not to be opened (its
+        # permissions): looked at again, as the operator's fix (the journal pointed at or
+        # rebuilt, a mark deleted, a chmod) changes no byte of the file.
+        held_back = (report.state is FileState.SKIPPED and report.setback is Setback.SETUP) or (
+            report.state is FileState.ERROR and report.setback is Setback.FAULT
+        )
         if report.state in (FileState.RETRY, FileState.WAITING) or held_back:
             _, delay = state.retry_at.get(path, (0.0, options.retry_initial_s / 2))
             delay = min(options.retry_max_s, delay * 2)

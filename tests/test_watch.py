@@ -578,6 +578,48 @@ def test_a_file_that_cannot_be_looked_at_for_a_while_is_waited_out(
     assert_sent_once(sandbox, ["LOCKED-1"])
 
 
+def test_a_file_its_permissions_keep_from_being_read_is_said_and_taken_once_it_reads(
+    start_watch: Callable[..., Watcher],
+    sandbox: Sandbox,
+    polling: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A partner's upload whose mode lets the daemon's user not read it: it was taken for one
+    still being written, for ever, and nothing said so (found by a hostile review). It gets its
+    ERROR naming the cause, and is looked at again, as a chmod changes none of its bytes: once
+    it reads, it is sent. (Refused by hand: the tests run as root, whom no mode refuses.)"""
+    watcher = start_watch(polling=polling, rescan_s=0.05, retry_initial_s=0.2)
+    refused = threading.Event()
+    refused.set()
+    real_open, real_access = os.open, os.access
+
+    def denied(path: Any) -> bool:
+        return refused.is_set() and os.fspath(path).endswith("private.csv")
+
+    def opened(path: Any, *args: Any, **kwargs: Any) -> int:
+        if denied(path):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
+        return real_open(path, *args, **kwargs)
+
+    def access(path: Any, *args: Any, **kwargs: Any) -> bool:
+        return False if denied(path) else real_access(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", opened)
+    monkeypatch.setattr(os, "access", access)
+    (watcher.inbox / "private.csv").write_text(csv_text(["PRIVATE-1"]), encoding="utf-8")
+    first = watcher.wait_for("private.csv")["private.csv"]
+    assert (first.state, first.counts) == (FileState.ERROR, {"ERROR": 1})
+    assert first.message == (
+        "private.csv: cannot be opened (Permission denied); check its permissions"
+    )
+    refused.clear()
+    watcher.wait(
+        lambda: [r.counts for r in watcher.reports_for("private.csv")][-1] == {"SUCCEEDED": 1},
+        what="private.csv sent once it reads",
+    )
+    assert_sent_once(sandbox, ["PRIVATE-1"])
+
+
 def test_unreadable_file_gets_error_once_and_next_file_is_processed(
     start_watch: Callable[..., Watcher], sandbox: Sandbox, polling: bool
 ) -> None:
