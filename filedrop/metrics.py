@@ -183,6 +183,7 @@ class _Facts:
     inbox_checked: bool = False
     token_until: float | None = None
     token_problem: str | None = None
+    api_problem: str | None = None  # the last request given up, until Amili answers again
     start_problem: str | None = None  # why the inbox's watch could not start, the last time
     journal_writing_since: float | None = None  # a journal write the loop waits on, begun then
 
@@ -245,6 +246,18 @@ class InboxMetrics:
         """The API client could not get a token (``ClientEvents``)."""
         with self._lock:
             self._facts.token_problem = printable(mask_ids(reason.rstrip(".")))
+
+    def unavailable(self, reason: str) -> None:
+        """The API client gave a request up (``ClientEvents``): not ready until Amili answers."""
+        with self._lock:
+            self._facts.api_problem = printable(mask_ids(reason.rstrip(".")))
+
+    def answered(self) -> None:
+        """Amili answered a request (``ClientEvents``); each request calls it, so the lock is
+        taken only when there is a problem to clear."""
+        if self._facts.api_problem is not None:
+            with self._lock:
+                self._facts.api_problem = None
 
     def backlog(
         self, *, unknown_batches: int, rows_waiting: Mapping[str, int], oldest_waiting_s: float
@@ -340,6 +353,8 @@ class InboxMetrics:
                 problems.append(facts.inbox_problem)
             elif not facts.inbox_checked:
                 problems.append("the inbox has not been listed yet")
+            if facts.api_problem and not facts.token_problem:
+                problems.append(facts.api_problem)
             if facts.token_problem:
                 problems.append(f"no access token: {facts.token_problem}")
             elif facts.token_until is None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from builders import config_head, erp_row, filedrop, run_env, write_erp_csv
+from builders import ORG_ID, config_head, erp_row, filedrop, run_env, write_erp_csv
 from conftest import (
     FakeTime,
     sandbox_settings,
@@ -304,6 +304,26 @@ def test_readyz_says_why_when_the_journal_cannot_be_written(
     assert answer[1] == (
         "inbox inbox: the journal cannot be written (attempt to write a readonly database)\n"
     )
+
+
+def test_readyz_says_when_amili_cannot_be_reached_until_it_answers_again(
+    start_daemon: Callable[..., Daemon], inbox: Path, sandbox: Sandbox
+) -> None:
+    """Every POST given up as Amili keeps failing makes /readyz 503 saying so, the token still
+    valid: it answered "ready" for up to the hour a token lasts (found by a hostile review).
+    Ready again once Amili answers; the file is sent then."""
+    daemon = start_daemon(retry_initial_s=0.3)
+    wait_until(lambda: daemon.get("/readyz")[0] == 200, what="ready")
+    sandbox.fail_next(503, count=1000, retry_after="0", route="invoices")
+    write_erp_csv(inbox / "mars.csv", [erp_row("1001")])
+    answer = wait_until(lambda: (got := daemon.get("/readyz"))[0] == 503 and got, what="not ready")
+    assert answer[1].startswith(
+        f"inbox inbox: Amili was not available for POST /collection/v1/orgs/{ORG_ID}/invoices "
+        "(HTTP 503) after "
+    )
+    sandbox.clear_faults()
+    wait_until(lambda: daemon.get("/readyz")[0] == 200, what="ready again")
+    wait_until(lambda: sandbox.received_invoice_numbers() == ["1001"], what="mars.csv sent")
 
 
 def test_readyz_says_why_when_no_token_can_be_obtained() -> None:

@@ -163,6 +163,13 @@ class ClientEvents(Protocol):
     def token_failed(self, reason: str) -> None:
         """No token could be obtained; ``reason`` is the error's sentence (no secret in it)."""
 
+    def unavailable(self, reason: str) -> None:
+        """A request was given up: Amili could not be reached or kept failing (``reason``,
+        the ``ApiUnavailable`` sentence)."""
+
+    def answered(self) -> None:
+        """Amili answered a request (whatever it said): it can be reached."""
+
 
 class _NoEvents:
     """``ClientEvents`` for a client nobody counts."""
@@ -174,6 +181,12 @@ class _NoEvents:
         pass
 
     def token_failed(self, reason: str) -> None:
+        pass
+
+    def unavailable(self, reason: str) -> None:
+        pass
+
+    def answered(self) -> None:
         pass
 
 
@@ -459,6 +472,7 @@ class AmiliClient:
                 method, route, path, token=token, may_resend=may_resend, body=body, headers=headers
             )
             if not isinstance(outcome, _Again):
+                self._events.answered()
                 return outcome
             path_shown = route.prefix + path
             if outcome.renew_token and token is not None:
@@ -481,7 +495,7 @@ class AmiliClient:
                 continue
             if attempt > self._max_retries:
                 where = f"{method} {path_shown}"
-                raise ApiUnavailable(where=where, reason=outcome.reason, attempts=attempt)
+                raise self._unavailable(where, outcome.reason, attempt)
             if self._stopping():
                 raise self._given_up(method, path_shown, outcome.reason, attempt)
             if outcome.retry_after_s is not None:
@@ -490,7 +504,7 @@ class AmiliClient:
                 delay_s = min(self._backoff_initial_s * 2 ** (attempt - 1), self._backoff_max_s)
             if give_up_at is not None and time.monotonic() + delay_s >= give_up_at:
                 where = f"{method} {path_shown}"
-                raise ApiUnavailable(where=where, reason=outcome.reason, attempts=attempt)
+                raise self._unavailable(where, outcome.reason, attempt)
             log.warning(
                 "%s %s: %s; retrying in %.1f s (attempt %d of %d)",
                 method,
@@ -514,6 +528,13 @@ class AmiliClient:
             if self._stopping():
                 raise self._given_up(method, path_shown, outcome.reason, attempt)
             attempt += 1
+
+    def _unavailable(self, where: str, reason: str, attempts: int) -> ApiUnavailable:
+        """The error of a request given up, told to the events first: a daemon whose every
+        POST failed for an hour said it was ready all along, its token still valid."""
+        exc = ApiUnavailable(where=where, reason=reason, attempts=attempts)
+        self._events.unavailable(str(exc))
+        return exc
 
     @staticmethod
     def _given_up(method: str, path: str, reason: str, attempts: int) -> ApiUnavailable:
