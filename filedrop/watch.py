@@ -39,7 +39,7 @@ from filedrop.inbox import (
     snapshot,
 )
 from filedrop.journal import owner_alive
-from filedrop.logs import fields, printable
+from filedrop.logs import fields, plural, printable
 from filedrop.metrics import Metrics, MetricsServer
 from filedrop.outcome import is_own_temp
 from filedrop.pipeline import Context, FileReport, Setback
@@ -54,7 +54,7 @@ from filedrop.runner import (
     settle_leftovers,
 )
 from filedrop.settings import DEFAULT_INBOX_NAME, Settings, in_archive_of
-from filedrop.states import FileState
+from filedrop.states import FileState, resolve_command
 
 log = logging.getLogger("filedrop.watch")
 
@@ -390,8 +390,7 @@ def watch_inbox(
         ctx.poller.close()  # open polls resolve to "still pending" at once
         observer.stop()
         deadline = time.monotonic() + options.shutdown_s
-        for thread in list(state.in_progress.values()):
-            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        _wait_for_files(ctx, state, deadline=deadline)
         _collect(state, reports, on_report, options, clock)
         observer.join(timeout_s=max(0.1, deadline - time.monotonic()))
         _forget(ctx)
@@ -549,6 +548,44 @@ def _beat(ctx: Context) -> None:
         ctx.metrics.journal_written(f"the journal cannot be written ({exc})")
     else:
         ctx.metrics.journal_written(None)
+
+
+def _wait_for_files(ctx: Context, state: _State, *, deadline: float) -> None:
+    """Let the files in progress finish until ``deadline`` (monotonic), then say the POSTs
+    left without an answer."""
+    for thread in list(state.in_progress.values()):
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    if any(thread.is_alive() for thread in state.in_progress.values()):
+        _say_posts_left(ctx)
+
+
+def _say_posts_left(ctx: Context) -> None:
+    """Say each POST of this daemon's still without its answer as it leaves, and what to do:
+    the next start makes its batch UNKNOWN, and only that start or 'filedrop status' said so
+    (found by a hostile review: the last line was 'stopping')."""
+    try:
+        held = ctx.journal.files_in_states(target=ctx.target, states=(FileState.CLAIMED,))
+        left = [
+            (record, batch)
+            for record in held
+            if record.owner == ctx.owner
+            for batch in ctx.journal.postings_of(record.id)
+        ]
+    except (*ctx.journal.errors, OSError):
+        return  # the journal says it at the next start
+    for record, batch in left:
+        log.warning(
+            "%s: batch #%d (%s) was still waiting for its answer as filedrop stopped, so "
+            "whether Amili received it cannot be told; the next start makes it UNKNOWN: check "
+            "with Amili, then run '%s --sent' or '--not-sent'",
+            printable(record.name),
+            batch.id,
+            plural(batch.invoice_count, "invoice"),
+            resolve_command(batch.id),
+            extra=fields(
+                "batch_unanswered", inbox=ctx.metrics.name, file=record.name, batch=batch.id
+            ),
+        )
 
 
 def _forget(ctx: Context) -> None:

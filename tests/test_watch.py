@@ -620,6 +620,27 @@ def test_a_file_its_permissions_keep_from_being_read_is_said_and_taken_once_it_r
     assert_sent_once(sandbox, ["PRIVATE-1"])
 
 
+def test_a_post_left_without_its_answer_at_the_stop_is_said_with_what_to_do(
+    start_watch: Callable[..., Watcher], sandbox: Sandbox, polling: bool, logged: Logged
+) -> None:
+    """Stopped while a POST waits for an answer that comes after the shutdown's grace: the
+    batch is UNKNOWN from the next start, and the daemon's last lines said only 'stopping'
+    (found by a hostile review). It names the batch and what to do."""
+    watcher = start_watch(polling=polling, shutdown_s=0.3)
+    sandbox.stall_next(3.0, route="invoices")
+    (watcher.inbox / "slow.csv").write_text(csv_text(["SLOW-1"]), encoding="utf-8")
+    watcher.wait(lambda: sandbox.counters().posts >= 1, what="the POST on its way")
+    watcher.halt()
+    assert (
+        logged.count(
+            "slow.csv: batch #1 (1 invoice) was still waiting for its answer as filedrop stopped, so "
+            "whether Amili received it cannot be told; the next start makes it UNKNOWN: check with "
+            "Amili, then run 'filedrop resolve 1 --sent' or '--not-sent'"
+        )
+        == 1
+    )
+
+
 def test_unreadable_file_gets_error_once_and_next_file_is_processed(
     start_watch: Callable[..., Watcher], sandbox: Sandbox, polling: bool
 ) -> None:
