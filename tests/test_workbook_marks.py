@@ -577,6 +577,35 @@ def test_an_amount_merged_beside_several_rows_is_sent_with_none(
     assert (said[8], said[9]) == (invoices, invoices)
 
 
+def test_an_amount_merged_beside_two_invoices_is_caught_through_a_default_column_too(
+    tmp_path: Path,
+) -> None:
+    """A claim's amount read from "Rest", or where that is empty from "Amount" (``default``):
+    "Amount" merged beside two invoices went with each in full, as only the columns a field
+    names first were looked at (found by a review). Those invoices are INVALID as well."""
+
+    def edit(sheet: object) -> None:
+        sheet["R4"] = "Rest"  # type: ignore[index]  a column of its own, empty below
+        sheet["C9"] = None  # type: ignore[index]
+        sheet.merge_cells("C8:C9")  # type: ignore[attr-defined]
+
+    path = edited_open_items(tmp_path / "apne-poster-mars.xlsx", edit)
+    text = (EXAMPLES.parent / "mappings" / "example.toml").read_text(encoding="utf-8")
+    assert 'remainingAmount = "Amount"' in text
+    mapping_path = tmp_path / "rest.toml"
+    mapping_path.write_text(
+        text.replace(
+            'remainingAmount = "Amount"',
+            'remainingAmount = { column = "Rest", default = { column = "Amount" } }',
+        ),
+        encoding="utf-8",
+    )
+    prepared = prepare(read_table(path), load_mapping(mapping_path))
+    sent = {invoice.invoice_number for invoice in prepared.invoices}
+    assert not sent & {"24-1002", "24-1003"}
+    assert "24-1009" in sent
+
+
 def test_a_heading_merged_across_a_data_row_is_a_note_not_an_invoice(
     inbox: Path, sandbox: Sandbox
 ) -> None:

@@ -444,17 +444,9 @@ def _merged_amounts(
     each (``Table.merged_down``), it went with two invoices in full (found by a hostile
     review: 6 000 claimed where the sheet showed 3 000), or as a claim of each line of one.
     An invoice's own amount merged over its own lines is its amount, shown once."""
-    per_line = {
-        src.positions[f.columns]
-        for item in mapping.claims.items
-        for f in walk_fields(item)
-        if f.kind == "amount" and f.source == "column" and f.columns in src.positions
-    }
+    per_line = {pos for item in mapping.claims.items for pos in _amount_columns(item, src)}
     per_invoice = {
-        src.positions[f.columns]
-        for node in (mapping.invoice, mapping.debtors)
-        for f in walk_fields(node)
-        if f.kind == "amount" and f.source == "column" and f.columns in src.positions
+        pos for node in (mapping.invoice, mapping.debtors) for pos in _amount_columns(node, src)
     }
     issues: list[Issue] = []
     for pos in sorted((per_line | per_invoice) & set(table.merged_down)):
@@ -485,6 +477,20 @@ def _merged_amounts(
                 for row in at[firsts].tolist()
             ]
     return issues
+
+
+def _amount_columns(node: Node, src: Source) -> set[int]:
+    """The columns ``node``'s amounts read, their defaults' too (``default = { column = ...
+    }``): an amount read through a default alone went unchecked, and a merged one was sent
+    in full with each invoice (found by a review)."""
+    found: set[int] = set()
+    for amount in walk_fields(node):
+        field: Field | None = amount if amount.kind == "amount" else None
+        while field is not None:
+            if field.source == "column" and field.columns in src.positions:
+                found.add(src.positions[field.columns])
+            field = field.default
+    return found
 
 
 def _differing_repeats(
