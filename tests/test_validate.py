@@ -2045,8 +2045,16 @@ def test_a_header_repeated_in_other_case_or_spacing_is_skipped_too(tmp_path: Pat
             {"Fakturanr": "Beløp", "Beløp": "Fakturanr"},
             '"Beløp" stands under "Fakturanr"; "Fakturanr" stands under "Beløp"',
         ),
+        (
+            {"Fakturanr": "Fakturanummer", "Kunde": "Id", "Id": "Kunde"},
+            '"Id" stands under "Kunde"; "Kunde" stands under "Id"',
+        ),
     ],
-    ids=["two columns swapped", "the invoice number's column moved"],
+    ids=[
+        "two columns swapped",
+        "the invoice number's column moved",
+        "the invoice number's column spelt otherwise",
+    ],
 )
 def test_a_header_again_with_its_columns_elsewhere_refuses_the_file(
     tmp_path: Path, moved: dict[str, str], said: str

@@ -126,12 +126,27 @@ def _repeated_header(src: Source, number: Values, why: np.ndarray) -> None:
         texts = list(map(str, texts))
         joined = "\0".join(texts)
     column = "".join(joined.split()).casefold()
-    if not any(key in column for key in keys):
-        return
-    # Each cell alike, still without bytecode per cell; every cell of a row found is then
-    # compared in full below.
-    folded = map(str.casefold, map("".join, map(str.split, texts)))
-    named = np.fromiter(map(keys.__contains__, folded), dtype=bool, count=len(texts))
+    if any(key in column for key in keys):
+        # Each cell alike, still without bytecode per cell; every cell of a row found is then
+        # compared in full below.
+        folded = map(str.casefold, map("".join, map(str.split, texts)))
+        named = np.fromiter(map(keys.__contains__, folded), dtype=bool, count=len(texts))
+    else:
+        named = np.zeros(src.n, dtype=bool)
+    # And a row of two cells or more that read a header's name as the file spells it (or in
+    # capitals, or small): a second export whose invoice number's column is spelt otherwise
+    # ("Fakturanummer") named no header there, and its rows went under the first's columns
+    # (found by a review). A column at a time, by hash: 70 ms for 200,000 rows of 17.
+    spelt = {
+        form
+        for label in src.headers
+        if (header := str(label).strip())
+        for form in (header, header.upper(), header.lower())
+    }
+    named_cells = np.zeros(src.n, dtype=np.int32)
+    for pos in range(len(src.headers)):
+        named_cells += src.cells[pos].isin(spelt).to_numpy(dtype=bool)
+    named |= named_cells >= 2
     named &= np.equal(why, None)
     for i in np.flatnonzero(named).tolist():
         cells = [str(src.cells[pos].iat[i]).strip() for pos in range(len(src.headers))]
