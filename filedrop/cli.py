@@ -1232,6 +1232,9 @@ def _resolve(args: argparse.Namespace, io: Io) -> int:
                 )
             records[batch.id] = record
             batches.append(batch)
+        # Named twice ('#1' and '1', or by its API id too): settled once. Twice, the second
+        # said it was settled meanwhile by another process, and the command exited 1.
+        batches = list({batch.id: batch for batch in batches}.values())
         note = "checked with Amili: received" if args.sent else "checked with Amili: not received"
         verdict = "will never be sent again" if args.sent else "will be sent by the next run"
         settled = []
