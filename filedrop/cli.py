@@ -1333,6 +1333,7 @@ def _journal_rebuild(args: argparse.Namespace, io: Io) -> int:
     Every inbox of a config is read back into the one journal they share (``--inbox NAME``:
     that one): the lost-journal message tells users of a config to run this, and it only asked
     for FILEDROP_INBOX."""
+    from filedrop.inflight import unknown_mark
     from filedrop.journal.location import open_journal
     from filedrop.journal.rebuild import rebuild_journal
 
@@ -1357,6 +1358,13 @@ def _journal_rebuild(args: argparse.Namespace, io: Io) -> int:
                 io.say(f"Inbox {each.name} ({printable(str(folder))}):")
                 indent = "  "
             attention |= _say_rebuilt(report, path, io, indent=indent)
+            # A rebuild reads outcomes, not marks: one still holding the inbox back is said
+            # here, or the rebuild read as done and the next run was refused again (found by a
+            # hostile review of operator flows).
+            mark = unknown_mark(folder, journal, target=target)
+            if mark is not None:
+                io.say(indent + f"Still: {mark.sentence(path)}.")
+                attention = True
     return ExitCode.ATTENTION if attention else ExitCode.OK
 
 

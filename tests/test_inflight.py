@@ -102,6 +102,29 @@ def test_another_journal_is_held_back_by_the_mark_and_told_what_to_do(
         assert unknown_mark(source.parent, fresh, target=TARGET) is None
 
 
+def test_a_rebuild_that_leaves_the_inbox_held_back_by_a_mark_says_so(
+    source: Path, tmp_path: Path
+) -> None:
+    """The journal lost while a file was being sent, before its outcome: a rebuild, which
+    reads outcomes, finds none, and said it was done (exit 0), while the mark went on holding
+    the inbox back at the next run (found by a hostile review of operator flows). It says the
+    mark's sentence, exit 1."""
+    from builders import filedrop
+
+    with Journal(tmp_path / "lost.db") as lost:
+        mark = claimed_and_marked(lost, source)
+    env = {
+        "FILEDROP_ENV": "production",
+        "FILEDROP_ORG_ID": TARGET.partition(":")[2],
+        "FILEDROP_INBOX": str(source.parent),
+        "FILEDROP_STATE": str(tmp_path / "new.db"),
+    }
+    _, out, _ = filedrop("journal", "rebuild", environ=env, expect=1)
+    last = out.splitlines()[-1]
+    assert last.startswith(f"Still: april.csv: the journal {tmp_path / 'new.db'} does not know")
+    assert last.endswith(f"and {mark} is deleted.")
+
+
 def test_an_older_copy_of_the_journal_does_not_know_a_mark_made_after_it(
     source: Path, tmp_path: Path
 ) -> None:
