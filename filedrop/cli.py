@@ -739,9 +739,11 @@ def _validate_file(
             # A repeated number or line is said as what it makes its row; other problems of
             # that row keep their own severity.
             label = "duplicate" if problem.rule in DUPLICATE_RULES else problem.severity
-            # A repeated invoice number is the subject of its line, shown whole.
-            repeat = problem.rule in ("duplicate", REPEAT_OF_INVALID_RULE)
-            keep = (problem.value,) if repeat and problem.value else ()
+            # A repeated invoice number is the subject of its line, shown whole, and so is a
+            # KID: one that reads like a national id was masked in its own message, and the
+            # user was asked to fix a value they could not see (found by a hostile review).
+            subject = problem.rule in ("duplicate", REPEAT_OF_INVALID_RULE, "kid")
+            keep = (problem.value,) if subject and problem.value else ()
             io.say(mask_ids(printable(f"  {label}: {problem}"), keep=keep))
     # As for run: a DUPLICATE row is not sent again and a SKIPPED one is no invoice, nothing to
     # look at; an INVALID row is.

@@ -65,6 +65,19 @@ def test_validate_prints_a_cell_with_control_characters_escaped(tmp_path: Path) 
     assert 'Beløp "tolv" is not an amount' in out and "1\\x1b[31m2\\x07" in out
 
 
+def test_validate_shows_a_kid_that_reads_like_a_national_id_whole(tmp_path: Path) -> None:
+    """A KID written with decimals whose digits read like a fødselsnummer was masked in its
+    own message ("101007*****.0"): the user was asked to fix a value they could not see (found
+    by a hostile review). A national id is still masked."""
+    source = write_erp_csv(
+        tmp_path / "kid.csv",
+        [erp_row("1", KID="10100700011.0"), erp_row("2", Fødselsnr="10100712345")],
+    )
+    _, out, _ = filedrop("validate", str(source), "--mapping", str(MAPPINGS), environ={}, expect=1)
+    assert 'KID "10100700011.0" is a number written with decimals' in out
+    assert 'Fødselsnr "101007*****" is not a valid fødselsnummer' in out
+
+
 def test_validate_unreadable_file_exits_2_with_one_sentence(tmp_path: Path) -> None:
     """An unreadable file is exit 2 and one line naming it, without a traceback."""
     broken = tmp_path / "broken.xlsx"
