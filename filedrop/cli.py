@@ -989,6 +989,7 @@ def _say_files(
     waiting for an answer: no answer will come, and the next start makes it UNKNOWN. It is
     listed with the UNKNOWN ones."""
     from filedrop.journal import owner_alive
+    from filedrop.journal.store import REBUILT_BATCH
     from filedrop.states import UNFINISHED_BATCH_STATES, BatchState, orphan_message
 
     def shown(file_id: int) -> bool:
@@ -1048,6 +1049,15 @@ def _say_files(
             said = b.message or orphan_message(b.id)
             io.say(mask_ids(f"  #{b.id}  {name}  {printable(said)}".rstrip()))
             io.say(f"    invoice numbers to look up: {', '.join(numbers)}")
+            if b.message == REBUILT_BATCH and any(number.isdigit() for number in numbers):
+                # Read back from an outcome that Excel may have saved, dropping zeros in front:
+                # Amili knows 0001001, the operator found no 1001 there, said --not-sent, and
+                # the invoice went twice (found by a hostile review of operator flows).
+                io.say(
+                    "    (as an outcome read back shows them: a spreadsheet program that saved "
+                    "it drops zeros in front of a number, so look each up with zeros in front "
+                    "too, as the input file has it)"
+                )
         if len(unknown) == 1:
             io.say(
                 f"Check with Amili, then: filedrop resolve {unknown[0].id} --sent   (or --not-sent)"

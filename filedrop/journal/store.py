@@ -60,6 +60,9 @@ _WENT_SQL = _sql_list(_WENT)
 #: The message of a file's record made by ``journal rebuild`` from an outcome: its invoices are
 #: the outcome's, its hash the input's found beside it, which may be a newer export's.
 REBUILT = "rebuilt from its outcome by 'filedrop journal rebuild'"
+#: The message of a batch made by ``journal rebuild`` from an outcome's rows: its numbers are as
+#: the outcome read back, which a spreadsheet program that saved it may have changed.
+REBUILT_BATCH = "rebuilt from an outcome"
 _UNFINISHED_BATCHES_SQL = _sql_list(UNFINISHED_BATCH_STATES)
 
 
@@ -1366,7 +1369,7 @@ class Journal:
                     (
                         number, file_id, target, batch_state, batch.batch_id or None,
                         "QUEUED" if batch_state is BatchState.QUEUED else None,
-                        sizes[batch], "rebuilt from an outcome", now, now,
+                        sizes[batch], REBUILT_BATCH, now, now,
                     ),
                 )  # fmt: skip
                 journal_ids[batch] = number
