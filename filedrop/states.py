@@ -84,6 +84,9 @@ BLOCKING_INVOICE_STATES = (
     InvoiceState.SUCCEEDED,
     InvoiceState.UNKNOWN,
 )
+#: Invoice states that say Amili took the invoice (it answered for its batch): an outcome
+#: showing one of them knows more than a journal holding the number UNKNOWN (an older copy).
+WENT_INVOICE_STATES = (InvoiceState.SUCCEEDED, InvoiceState.PENDING)
 
 
 class RowStatus(enum.StrEnum):

@@ -4,6 +4,7 @@ the organisation id, and a ``Context`` built the way production builds it (``ope
 from __future__ import annotations
 
 import copy
+import errno
 import itertools
 import logging
 import os
@@ -11,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -345,3 +347,27 @@ def one_sent_one_not(
     unsent, _ = journal.claim_batch(file_id=record.id, target=target, invoice_numbers=[second])
     journal.batch_not_sent(unsent, message="Amili down")
     return record
+
+
+def refuse_reading(monkeypatch: pytest.MonkeyPatch, name: str) -> threading.Event:
+    """Make the file called ``name`` refuse to be read, as its mode would for another user: it
+    does not open (EACCES) and ``os.access`` says it may not be read, until the event returned
+    is cleared. By hand, as the tests run as root, whom no mode refuses."""
+    refused = threading.Event()
+    refused.set()
+    real_open, real_access = os.open, os.access
+
+    def denied(path: Any) -> bool:
+        return refused.is_set() and os.path.basename(os.fspath(path)) == name
+
+    def opened(path: Any, *args: Any, **kwargs: Any) -> int:
+        if denied(path):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
+        return real_open(path, *args, **kwargs)
+
+    def access(path: Any, *args: Any, **kwargs: Any) -> bool:
+        return not denied(path) and real_access(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", opened)
+    monkeypatch.setattr(os, "access", access)
+    return refused

@@ -35,6 +35,7 @@ from conftest import (
     FakeTime,
     drop_connections,
     journal_file,
+    refuse_reading,
     sandbox_settings,
     wait_until,
 )
@@ -1292,19 +1293,8 @@ def test_a_run_says_a_file_its_permissions_keep_from_being_read(
     """A file the run's user may not read was left as "still being written", exit 3, by every
     run for ever (found by a hostile review). It is the file's ERROR naming the cause, exit 1:
     a person must act. (Refused by hand: the tests run as root, whom no mode refuses.)"""
-    private = write_erp_csv(inbox / "private.csv", [erp_row("7501")])
-    real_open, real_access = os.open, os.access
-
-    def opened(path: Any, *args: Any, **kwargs: Any) -> int:
-        if os.fspath(path) == str(private):
-            raise PermissionError(13, "Permission denied", os.fspath(path))
-        return real_open(path, *args, **kwargs)
-
-    def access(path: Any, *args: Any, **kwargs: Any) -> bool:
-        return os.fspath(path) != str(private) and real_access(path, *args, **kwargs)
-
-    monkeypatch.setattr(os, "open", opened)
-    monkeypatch.setattr(os, "access", access)
+    write_erp_csv(inbox / "private.csv", [erp_row("7501")])
+    refuse_reading(monkeypatch, "private.csv")
     report = run_inbox(make_context(stability_s=0.0))
     assert report.changing == ()
     said = "private.csv: cannot be opened (Permission denied); check its permissions"

@@ -34,6 +34,7 @@ from conftest import (
     Logged,
     drop_connections,
     journal_file,
+    refuse_reading,
     sandbox_settings,
     wait_until,
 )
@@ -589,23 +590,7 @@ def test_a_file_its_permissions_keep_from_being_read_is_said_and_taken_once_it_r
     ERROR naming the cause, and is looked at again, as a chmod changes none of its bytes: once
     it reads, it is sent. (Refused by hand: the tests run as root, whom no mode refuses.)"""
     watcher = start_watch(polling=polling, rescan_s=0.05, retry_initial_s=0.2)
-    refused = threading.Event()
-    refused.set()
-    real_open, real_access = os.open, os.access
-
-    def denied(path: Any) -> bool:
-        return refused.is_set() and os.fspath(path).endswith("private.csv")
-
-    def opened(path: Any, *args: Any, **kwargs: Any) -> int:
-        if denied(path):
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(path))
-        return real_open(path, *args, **kwargs)
-
-    def access(path: Any, *args: Any, **kwargs: Any) -> bool:
-        return False if denied(path) else real_access(path, *args, **kwargs)
-
-    monkeypatch.setattr(os, "open", opened)
-    monkeypatch.setattr(os, "access", access)
+    refused = refuse_reading(monkeypatch, "private.csv")
     (watcher.inbox / "private.csv").write_text(csv_text(["PRIVATE-1"]), encoding="utf-8")
     first = watcher.wait_for("private.csv")["private.csv"]
     assert (first.state, first.counts) == (FileState.ERROR, {"ERROR": 1})

@@ -43,6 +43,7 @@ from filedrop.states import (
     BLOCKING_INVOICE_STATES,
     RESOLVE_ADVICE,
     WAITS_ELSEWHERE_ROW,
+    WENT_INVOICE_STATES,
     BatchState,
     FileState,
     InvoiceState,
@@ -331,7 +332,7 @@ def _behind(
     invoice sent again. UNKNOWN blocks the number, so this passed for known, and 'resolve
     --not-sent' on the old batch then sent the invoices twice (found by a hostile review)."""
     return any(
-        status in (RowStatus.SUCCEEDED, RowStatus.PENDING)
+        status in WENT_INVOICE_STATES  # the row statuses spell the invoice states
         and number in known
         and known[number].status is InvoiceState.UNKNOWN
         for number, status, _ in sent

@@ -40,6 +40,7 @@ from filedrop.states import (
     BLOCKING_INVOICE_STATES,
     FINAL_FILE_STATES,
     UNFINISHED_BATCH_STATES,
+    WENT_INVOICE_STATES,
     BatchState,
     FileState,
     InvoiceState,
@@ -53,10 +54,7 @@ def _sql_list(states: Iterable[str]) -> str:
 
 
 _BLOCKING_SQL = _sql_list(BLOCKING_INVOICE_STATES)
-#: The statuses of an invoice that went, by Amili's answer: ``record_rebuilt_file`` takes them
-#: over the journal's UNKNOWN.
-_WENT = (InvoiceState.SUCCEEDED, InvoiceState.PENDING)
-_WENT_SQL = _sql_list(_WENT)
+_WENT_SQL = _sql_list(WENT_INVOICE_STATES)
 #: The message of a file's record made by ``journal rebuild`` from an outcome: its invoices are
 #: the outcome's, its hash the input's found beside it, which may be a newer export's.
 REBUILT = "rebuilt from its outcome by 'filedrop journal rebuild'"
@@ -1338,7 +1336,7 @@ class Journal:
             behind = {
                 number: held[number].batch
                 for number, status, *_ in invoices
-                if status in _WENT
+                if status in WENT_INVOICE_STATES
                 and number in held
                 and held[number].status is InvoiceState.UNKNOWN
             }

@@ -109,16 +109,34 @@ def _repeated_header(src: Source, number: Values, why: np.ndarray) -> None:
     column's amount as another's.
     """
     # Compared as headers are (``header_key``): "FAKTURANR" or "Faktura nr" repeats a header
-    # found as "Fakturanr". The invoice number's cell of such a row holds a header's name,
-    # its own or, when the columns moved, another's. First the whole column at once,
-    # whitespace out and case folded: most files hold no header twice, and then no cell is
-    # looked at one by one.
+    # found as "Fakturanr".
     keys = {
         form
         for label in src.headers
         for form in (header_key(str(label)), unicodedata.normalize("NFD", header_key(str(label))))
         if form
     }
+    named = _header_like(src, number, keys)
+    named &= np.equal(why, None)
+    for i in np.flatnonzero(named).tolist():
+        cells = [str(src.cells[pos].iat[i]).strip() for pos in range(len(src.headers))]
+        filled = [(cell, header) for cell, header in zip(cells, src.headers, strict=True) if cell]
+        if all(header_key(cell) == header_key(header) for cell, header in filled):
+            why[i] = "the row repeats the header"
+            continue
+        names = [(c, h) for c, h in filled if header_key(c) in keys]
+        moved = [(c, h) for c, h in names if header_key(c) != header_key(h)]
+        if moved and 2 * len(names) >= len(filled) >= 2:
+            _refuse_moved_header(src, i, moved)
+
+
+def _header_like(src: Source, number: Values, keys: set[str]) -> np.ndarray:
+    """The rows that may be the header again, each to be compared in full: those whose
+    invoice number names a header (as headers are compared, ``keys``), and those with two cells
+    or more that read a header's name as the file spells it (or in capitals, or small)."""
+    # The invoice number's cell of such a row holds a header's name, its own or, when the
+    # columns moved, another's. First the whole column at once, whitespace out and case folded:
+    # most files hold no header twice, and then no cell is looked at one by one.
     texts = number.text.tolist()
     try:
         joined = "\0".join(texts)
@@ -127,8 +145,7 @@ def _repeated_header(src: Source, number: Values, why: np.ndarray) -> None:
         joined = "\0".join(texts)
     column = "".join(joined.split()).casefold()
     if any(key in column for key in keys):
-        # Each cell alike, still without bytecode per cell; every cell of a row found is then
-        # compared in full below.
+        # Each cell alike, still without bytecode per cell.
         folded = map(str.casefold, map("".join, map(str.split, texts)))
         named = np.fromiter(map(keys.__contains__, folded), dtype=bool, count=len(texts))
     else:
@@ -146,18 +163,7 @@ def _repeated_header(src: Source, number: Values, why: np.ndarray) -> None:
     named_cells = np.zeros(src.n, dtype=np.int32)
     for pos in range(len(src.headers)):
         named_cells += src.cells[pos].isin(spelt).to_numpy(dtype=bool)
-    named |= named_cells >= 2
-    named &= np.equal(why, None)
-    for i in np.flatnonzero(named).tolist():
-        cells = [str(src.cells[pos].iat[i]).strip() for pos in range(len(src.headers))]
-        filled = [(cell, header) for cell, header in zip(cells, src.headers, strict=True) if cell]
-        if all(header_key(cell) == header_key(header) for cell, header in filled):
-            why[i] = "the row repeats the header"
-            continue
-        names = [(c, h) for c, h in filled if header_key(c) in keys]
-        moved = [(c, h) for c, h in names if header_key(c) != header_key(h)]
-        if moved and 2 * len(names) >= len(filled) >= 2:
-            _refuse_moved_header(src, i, moved)
+    return named | (named_cells >= 2)
 
 
 def _refuse_moved_header(src: Source, i: int, moved: list[tuple[str, str]]) -> NoReturn:
