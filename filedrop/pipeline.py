@@ -82,6 +82,7 @@ from filedrop.journal.rebuild import (
 from filedrop.journal.store import CLAIM_LOST, REBUILT, FinishedBatch
 from filedrop.logs import fields, plural, printable
 from filedrop.mapping import Mapping, select_mapping
+from filedrop.mapping.groups import ZEROS_IN_FRONT
 from filedrop.mapping.payload import invoice_rows
 from filedrop.mapping.prepare import (
     Prepared,
@@ -1710,11 +1711,8 @@ def _twin_outcome(number: str, twin: InvoiceRecord, earlier: str) -> tuple[RowSt
             "read it as the text Excel shows)"
         )
     else:
-        how = "dropped" if len(number) < len(twin.invoice_number) else "added"
-        shown = (
-            f"{number} (as {twin.invoice_number}: zeros in front {how}, as a spreadsheet program "
-            "does when it opens and saves an export)"
-        )
+        saved = "when it opens and saves an export"
+        shown = f"{number} (as {twin.invoice_number}: {ZEROS_IN_FRONT} {saved})"
     return _elsewhere(shown, twin, earlier)
 
 

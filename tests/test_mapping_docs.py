@@ -261,8 +261,8 @@ CASES: dict[str, Callable[[Path], str]] = {
         Beløp="#N/A",
     ),
     "row 5: invoice number 240302 already appears on row 3": _duplicate,
-    "row 4: invoice number 781 (as 000781: zeros in front dropped, as a spreadsheet program does) "
-    "already appears on row 2": _zeros_dropped,
+    "row 4: invoice number 781 (as 000781: the same number but for zeros in front, which a "
+    "spreadsheet program drops) already appears on row 2": _zeros_dropped,
     "row 14: invoice number 240302 already appears on row 3, with other values in Fakturadato "
     "and Forfallsdato: this row is not sent, and that row says what became of the "
     "invoice": _duplicate_with_other_dates,

@@ -701,8 +701,8 @@ def test_a_repeated_number_with_other_values_says_which_columns_differ(in_parts:
     assert {r: (s.value, t) for r, (s, t) in prepared.rejected.items()} == {
         2: (
             "DUPLICATE",
-            "invoice number 00240301 (as 240301: zeros in front added, as a spreadsheet program "
-            "does) already appears on row 2",
+            "invoice number 00240301 (as 240301: the same number but for zeros in front, which "
+            "a spreadsheet program drops) already appears on row 2",
         ),
         3: (
             "DUPLICATE",

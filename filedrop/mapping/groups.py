@@ -21,6 +21,7 @@ from filedrop.mapping.tree import Field
 from filedrop.read import Table
 
 __all__ = [
+    "ZEROS_IN_FRONT",
     "Groups",
     "Level",
     "RepeatedLines",
@@ -29,6 +30,11 @@ __all__ = [
     "levels",
     "repeated_lines",
 ]
+
+#: Why two invoice numbers that differ by zeros in front are one invoice, whichever of them has
+#: the zeros: it was "zeros in front added, as a spreadsheet program does", which no spreadsheet
+#: program does (it drops them, here or in the file the other number came from).
+ZEROS_IN_FRONT = "the same number but for zeros in front, which a spreadsheet program drops"
 
 
 @dataclass(frozen=True)
@@ -217,11 +223,7 @@ def find_duplicates(
             duplicate_of[g] = first = first_group[codes[g]]
             number = shown(str(v.vals[g]))
             if v.vals[first] != v.vals[g]:
-                how = "dropped" if len(v.vals[g]) < len(v.vals[first]) else "added"
-                number += (
-                    f" (as {shown(str(v.vals[first]))}: zeros in front {how}, as a spreadsheet "
-                    "program does)"
-                )
+                number += f" (as {shown(str(v.vals[first]))}: {ZEROS_IN_FRONT})"
             why = f"invoice number {number} already appears on row {rows[groups.first[first]]}"
             issues += [
                 Issue(r, "duplicate", v.label[g], v.text[g], why) for r in groups.members_of(g)
