@@ -30,6 +30,7 @@ from filedrop.mapping.convert import (
     marked_currencies,
     mask_id,
     one_line_texts,
+    outside_claim_years,
     parse_amounts,
     parse_dates,
     per_unique,
@@ -193,13 +194,24 @@ def test_dates_in_several_formats(text: str, formats: tuple[str, ...], expected:
 @pytest.mark.parametrize(
     "text",
     [
-        *("31.02.2024", "15.13.2024", "15.01.2024x", "15.01.24", "2204-01-15", "x"),
+        *("31.02.2024", "15.13.2024", "15.01.2024x", "15.01.24", "x"),
         *("15.01.2024 25:00", "15.01.2024 10:60", "31.02.2024 00:00", "nå 10:00"),
     ],
 )
 def test_impossible_or_unexpected_date_is_refused(text: str) -> None:
     """31.02.2024 does not exist; a two-digit year is refused unless dd.mm.yy is accepted."""
     assert dates(text, formats=("%d.%m.%Y",)) == ["NaT"]
+
+
+def test_a_date_outside_any_claims_years_is_read_and_told_apart() -> None:
+    """2204-01-15 is a date, read as one, so that the row's message can say what is wrong with
+    it (``outside_claim_years``) rather than that it is no date in the expected format."""
+    parsed = parse_dates(
+        pd.Series(["2204-01-15", "01.03.1969", "15.01.2024"]), formats=("%d.%m.%Y",)
+    )
+    assert [str(d) for d in parsed] == ["2204-01-15", "1969-03-01", "2024-01-15"]
+    assert outside_claim_years(parsed).tolist() == [True, True, False]
+    assert not outside_claim_years(np.array(["NaT"], dtype="datetime64[D]")).any()
 
 
 @pytest.mark.parametrize(

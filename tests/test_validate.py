@@ -1075,26 +1075,41 @@ def test_an_address_in_norway_needs_a_norwegian_postal_code(tmp_path: Path) -> N
     ]
 
 
-def test_a_date_far_outside_any_claims_years_is_refused(tmp_path: Path) -> None:
+def test_a_date_far_outside_any_claims_years_is_refused_saying_why(tmp_path: Path) -> None:
     """A year typed as a number in a workbook's date column (2024) read as Excel's day 2024 and
     went out as 1905-07-16; a due date typed 2124 for 2024 went out a century ahead. Dates
-    before 1970 or after 2099 are no claim's: refused as no date."""
+    before 1970 or after 2099 are no claim's: refused, saying so. "is not a date (expected
+    dd.mm.yyyy)", as it was, had the user look for a fault in a date written just so; and a date
+    cell holding 0 was "00:00:00", as calamine gives it, "not a date" with no more said."""
     path = tmp_path / "mars.xlsx"
     rows = [
         erp_row("240301"),
         erp_row("240302", Forfallsdato="15.03.2124"),
         erp_row("240303", Fakturadato="01.03.1965"),
         erp_row("240304"),
+        erp_row("240305"),
+        erp_row("240306"),
+        erp_row("240307", Forfallsdato="15.03.24x"),
     ]
     write_erp_workbook(path, rows)
     book = openpyxl.load_workbook(path)
     book.active["B5"] = 2024  # Fakturadato of 240304, a number
+    for cell, value in (("C6", 0), ("C7", 1)):  # date cells holding 0 (shown 00.01.1900) and 1
+        book.active[cell] = value
+        book.active[cell].number_format = "dd.mm.yyyy"
     book.save(path)
     prepared = prepare(read_table(path, ERP.read), ERP)
+    outside = (
+        "outside the years 1970 to 2099 that a claim's dates fall in; correct it in the export"
+    )
     assert messages(prepared) == [
-        'row 3: Forfallsdato "15.03.2124" is not a date (expected dd.mm.yyyy or dd.mm.yy)',
-        'row 4: Fakturadato "01.03.1965" is not a date (expected dd.mm.yyyy or dd.mm.yy)',
-        'row 5: Fakturadato "2024" is not a date (expected dd.mm.yyyy or dd.mm.yy)',
+        f'row 3: Forfallsdato "15.03.2124" reads as 2124-03-15, {outside}',
+        f'row 4: Fakturadato "01.03.1965" reads as 1965-03-01, {outside}',
+        f'row 5: Fakturadato "2024" reads as 1905-07-16, {outside}',
+        'row 6: Forfallsdato "00:00:00" is a time of day with no date (a date cell holding a '
+        "number below 1 shows so); correct it in the export",
+        f'row 7: Forfallsdato "1900-01-01" is {outside}',
+        'row 8: Forfallsdato "15.03.24x" is not a date (expected dd.mm.yyyy or dd.mm.yy)',
     ]
     assert [i.invoice_number for i in prepared.invoices] == ["240301"]
 

@@ -32,6 +32,7 @@ from filedrop.read.table import INVISIBLE, Table, zero_filled
 __all__ = [
     "CURRENCIES",
     "EXCEL_DIGITS",
+    "OUTSIDE_CLAIM_YEARS",
     "PHONE_CACHE_SIZE",
     "SERIAL_DAY",
     "SHORTENED",
@@ -57,6 +58,7 @@ __all__ = [
     "numbers_from_excel",
     "one_line",
     "one_line_texts",
+    "outside_claim_years",
     "parse_amounts",
     "parse_dates",
     "per_unique",
@@ -70,6 +72,7 @@ __all__ = [
     "strip",
     "swap_day_and_month",
     "thousands_like",
+    "time_mask",
     "typed_mask",
     "visible",
     "zero_pad",
@@ -157,6 +160,10 @@ _LAST_EXCEL_SERIAL = 2_958_465  # 9999-12-31, the last day Excel shows
 # typed as a number, 2024, reads as Excel's day 2024, in 1905), rather than a real invoice date:
 # no claim from before 1970 is still owed, and none is due after 2099.
 _FIRST_YEAR, _LAST_YEAR = 1970, 2099
+#: Said of a date outside that window, after the day it reads as.
+OUTSIDE_CLAIM_YEARS = (
+    f"outside the years {_FIRST_YEAR} to {_LAST_YEAR} that a claim's dates fall in"
+)
 
 _DATE_TOKENS = {"dd": "%d", "d": "%d", "mm": "%m", "m": "%m", "yyyy": "%Y", "yy": "%y"}
 _DATE_FORMAT = re.compile(r"(?:d{1,2}|m{1,2}|yyyy|yy)(?:[.\-/ ](?:d{1,2}|m{1,2}|yyyy|yy)){2}")
@@ -444,7 +451,7 @@ def parse_dates(text: pd.Series, *, formats: Iterable[str]) -> np.ndarray:
 
     ``formats`` are strptime formats, tried in order; ISO dates and 5-digit Excel serial numbers
     (a date cell exported as its number) are always accepted, and so is a time of day after a
-    date, which is left out.
+    date, which is left out. Any year is kept: ``outside_claim_years`` tells the unlikely ones.
     """
     strptime_formats = [*formats, *_ISO_FORMATS]
 
@@ -476,7 +483,7 @@ def parse_dates(text: pd.Series, *, formats: Iterable[str]) -> np.ndarray:
         if serial.any():
             days = uniques[serial].astype(int).to_numpy()
             out[serial] = _EXCEL_EPOCH + days.astype("timedelta64[D]")
-        return _in_window(out)
+        return out
 
     return per_unique(text, convert, kind=("date", *strptime_formats))
 
@@ -485,7 +492,8 @@ def dates_from_excel(values: pd.Series, *, date1904: bool = False) -> np.ndarray
     """Typed Excel cells (dates, date-times, serial numbers) -> datetime64[D], NaT otherwise.
 
     ``date1904``: the workbook counts serial days from 1904 (calamine already reads its cells
-    formatted as dates so; a number without that format is counted here)."""
+    formatted as dates so; a number without that format is counted here). Any year is kept, as
+    by ``parse_dates``."""
     epoch = _EXCEL_EPOCH_1904 if date1904 else _EXCEL_EPOCH
     # Each distinct cell is converted once: invoice and due dates repeat down a sheet. The key
     # holds the type, so 1, 1.0 and True (equal in Python) stay apart.
@@ -497,7 +505,7 @@ def dates_from_excel(values: pd.Series, *, date1904: bool = False) -> np.ndarray
         if day is None:
             day = seen[key] = _excel_day(value, epoch)
         out[i] = day
-    return _in_window(out)
+    return out
 
 
 def _excel_day(value: object, epoch: np.datetime64) -> np.datetime64:
@@ -514,11 +522,10 @@ def _excel_day(value: object, epoch: np.datetime64) -> np.datetime64:
     return np.datetime64("NaT", "D")
 
 
-def _in_window(dates: np.ndarray) -> np.ndarray:
-    years = dates.astype("datetime64[Y]").astype(int) + 1970
-    with np.errstate(invalid="ignore"):
-        dates[(years < _FIRST_YEAR) | (years > _LAST_YEAR)] = np.datetime64("NaT")
-    return dates
+def outside_claim_years(dates: np.ndarray) -> np.ndarray:
+    """True where a date (datetime64[D]; NaT is not) falls outside the years of any claim."""
+    years = dates.astype("datetime64[Y]").astype(np.int64) + 1970
+    return ~np.isnat(dates) & ((years < _FIRST_YEAR) | (years > _LAST_YEAR))
 
 
 def api_timestamps(dates: np.ndarray) -> np.ndarray:
@@ -580,6 +587,11 @@ def excel_shows(number: float) -> str:
 def typed_mask(values: pd.Series) -> np.ndarray:
     """True where an Excel cell holds a number or a date rather than text."""
     return _cells_of(values, (int, float, np.number, dt.date, pd.Timestamp))
+
+
+def time_mask(values: pd.Series) -> np.ndarray:
+    """True where an Excel cell holds a time of day alone (no date)."""
+    return _cells_of(values, (dt.time,))
 
 
 def _cells_of(values: pd.Series, kinds: tuple[type, ...]) -> np.ndarray:

@@ -21,6 +21,7 @@ import pandas as pd
 from filedrop.mapping.convert import (
     CURRENCIES,
     EXCEL_DIGITS,
+    OUTSIDE_CLAIM_YEARS,
     SHORTENED,
     SPACES,
     WHITESPACE,
@@ -37,6 +38,7 @@ from filedrop.mapping.convert import (
     numbers_from_excel,
     one_line,
     one_line_texts,
+    outside_claim_years,
     parse_amounts,
     parse_dates,
     phones_e164,
@@ -48,6 +50,7 @@ from filedrop.mapping.convert import (
     split_values,
     strip,
     thousands_like,
+    time_mask,
     typed_mask,
     visible,
     without_vat_marks,
@@ -490,17 +493,7 @@ def _convert(
         )
         return
     if kind == "date":
-        out.number = np.full(src.n, np.datetime64("NaT"), dtype="datetime64[D]")
-        typed = np.zeros(src.n, bool)
-        if excel is not None:
-            typed = todo & typed_mask(excel)
-            out.number[typed] = dates_from_excel(excel[typed], date1904=src.date1904)
-        rest = todo & ~typed
-        out.number[rest] = parse_dates(text[rest], formats=src.strptime_formats)
-        ok = todo & ~np.isnat(out.number)
-        out.vals[ok] = api_timestamps(out.number[ok])
-        shown = " or ".join(src.date_formats)
-        _fail(todo & ~ok, "date", out, issues, f"is not a date (expected {shown})")
+        _convert_dates(text, excel, todo, out, src=src, issues=issues)
         return
     if kind == "text" and not f.pad:
         out.vals[todo] = text.to_numpy(dtype=object)[todo]
@@ -930,6 +923,50 @@ def _fail(bad: np.ndarray, rule: str, out: Values, issues: list[Issue], what: st
         )
         if out.vals[i] is None:
             out.vals[i] = value
+
+
+def _convert_dates(
+    text: pd.Series,
+    excel: pd.Series | None,
+    todo: np.ndarray,
+    out: Values,
+    *,
+    src: Source,
+    issues: list[Issue],
+) -> None:
+    """Dates, from typed cells or text in the mapping's formats, and why each other is none.
+
+    "is not a date (expected dd.mm.yyyy)" of a cell that showed 15.03.2124, or of a date cell
+    that held 0, left the user looking for what was wrong with its format: each says what it is.
+    """
+    out.number = np.full(src.n, np.datetime64("NaT"), dtype="datetime64[D]")
+    typed = np.zeros(src.n, bool)
+    if excel is not None:
+        typed = todo & typed_mask(excel)
+        out.number[typed] = dates_from_excel(excel[typed], date1904=src.date1904)
+    rest = todo & ~typed
+    out.number[rest] = parse_dates(text[rest], formats=src.strptime_formats)
+    unlikely = todo & outside_claim_years(out.number)
+    if unlikely.any():
+        as_read = np.datetime_as_string(out.number, unit="D")
+        plain = unlikely & (text.to_numpy(dtype=object) == as_read)  # a cell showing 1900-01-01
+        _fail(plain, "date", out, issues, f"is {OUTSIDE_CLAIM_YEARS}; correct it in the export")
+        for day in np.unique(out.number[unlikely & ~plain]):
+            said = f"reads as {day}, {OUTSIDE_CLAIM_YEARS}; correct it in the export"
+            _fail(unlikely & ~plain & (out.number == day), "date", out, issues, said)
+        out.number[unlikely] = np.datetime64("NaT")
+    ok = todo & ~np.isnat(out.number)
+    out.vals[ok] = api_timestamps(out.number[ok])
+    undated = todo & ~ok & ~unlikely
+    if excel is not None:
+        # calamine gives a date cell holding a number below 1 (0, a negative one, a fraction of
+        # a day) as the time of day alone ("00:00:00"); Excel shows it as no date at all.
+        timed = undated & time_mask(excel)
+        said = "is a time of day with no date (a date cell holding a number below 1 shows so)"
+        _fail(timed, "date", out, issues, f"{said}; correct it in the export")
+        undated &= ~timed
+    shown = " or ".join(src.date_formats)
+    _fail(undated, "date", out, issues, f"is not a date (expected {shown})")
 
 
 def _convert_list(
