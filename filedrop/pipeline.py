@@ -82,7 +82,7 @@ from filedrop.journal.rebuild import (
 from filedrop.journal.store import CLAIM_LOST, REBUILT, FinishedBatch
 from filedrop.logs import fields, plural, printable
 from filedrop.mapping import Mapping, select_mapping
-from filedrop.mapping.groups import ZEROS_IN_FRONT
+from filedrop.mapping.groups import zeros_in_front
 from filedrop.mapping.payload import invoice_rows
 from filedrop.mapping.prepare import (
     Prepared,
@@ -1711,8 +1711,12 @@ def _twin_outcome(number: str, twin: InvoiceRecord, earlier: str) -> tuple[RowSt
             "read it as the text Excel shows)"
         )
     else:
-        saved = "when it opens and saves an export"
-        shown = f"{number} (as {twin.invoice_number}: {ZEROS_IN_FRONT} {saved})"
+        reason = zeros_in_front(number, twin.invoice_number)
+        # Only this file's number losing its zeros says this export was opened and saved; the
+        # journal's may have lost them in an earlier export or in an outcome it was rebuilt from.
+        if not number.startswith("0"):
+            reason += " when it opens and saves an export"
+        shown = f"{number} (as {twin.invoice_number}: {reason})"
     return _elsewhere(shown, twin, earlier)
 
 

@@ -959,14 +959,23 @@ def test_a_file_no_mapping_fits_gets_an_error_outcome(inbox: Path, sandbox: Sand
 
 
 @pytest.mark.parametrize(
-    ("first", "again"), [("000777", "777"), ("777", "000777")], ids=["dropped", "added"]
+    ("first", "again", "why"),
+    [
+        ("000777", "777", ", which a spreadsheet program drops when it opens and saves an export"),
+        ("777", "000777", ", which a spreadsheet program drops"),
+        ("0777", "00777", ""),
+    ],
+    ids=["dropped", "added", "padded-otherwise"],
 )
 def test_an_invoice_number_with_its_zeros_in_front_dropped_is_not_sent_again(
-    inbox: Path, sandbox: Sandbox, first: str, again: str
+    inbox: Path, sandbox: Sandbox, first: str, again: str, why: str
 ) -> None:
     """Last week's export sent 000777; this week's was opened and saved by a spreadsheet
     program, which made it 777 (or the other way round): the same invoice, DUPLICATE, and the
-    sentence names the number it went as. A new invoice in the same file still goes."""
+    sentence names the number it went as. A new invoice in the same file still goes. The
+    spreadsheet is named as the cause only where one number has no zeros left: it drops them
+    all, so this export was saved only when its own number has none, and 0777 against 00777
+    (an ERP padding to another width) is none of its doing."""
     write_erp_csv(inbox / "uke48.csv", [erp_row(first)])
     filedrop("run", environ=run_env(inbox, sandbox.url))
     write_erp_csv(inbox / "uke49.csv", [erp_row(again), erp_row("0778")])
@@ -974,9 +983,8 @@ def test_an_invoice_number_with_its_zeros_in_front_dropped_is_not_sent_again(
     outcome = outcome_csv(inbox / "uke49.outcome.csv")
     assert list(outcome["outcome_status"]) == ["DUPLICATE", "SUCCEEDED"]
     assert outcome["outcome_message"][0] == (
-        f"invoice {again} (as {first}: the same number but for zeros in front, which a "
-        "spreadsheet program drops when it opens and saves an export) was already sent from "
-        "uke48.csv (succeeded, case "
+        f"invoice {again} (as {first}: the same number but for zeros in front{why}) was already "
+        "sent from uke48.csv (succeeded, case "
         f"{outcome_csv(inbox / 'uke48.outcome.csv')['outcome_case_number'][0]}); not sent again"
     )
     assert sandbox.received_invoice_numbers() == [first, "0778"]

@@ -691,13 +691,15 @@ def test_a_repeated_number_with_other_values_says_which_columns_differ(in_parts:
         row(Fakturanr="00240301"),
         row(Beløp="2 500,00", Etternavn="Hansen"),
         row(Beløp="4500", Fakturadato="1.3.2024", Etternavn="KRISTIANSEN "),  # written otherwise
+        row(Fakturanr="0240303"),
+        row(Fakturanr="00240303"),  # padded otherwise: a spreadsheet drops every zero, not one
     ]
     with pytest.MonkeyPatch.context() as patch:
         if in_parts:
             patch.setattr(prepare_module, "FIRST_PART_ROWS", 1)
             patch.setattr(prepare_module, "PART_ROWS", 2)
         prepared = run(rows)
-    assert [inv.invoice_number for inv in prepared.invoices] == ["240301", "240302"]
+    assert [inv.invoice_number for inv in prepared.invoices] == ["240301", "240302", "0240303"]
     assert {r: (s.value, t) for r, (s, t) in prepared.rejected.items()} == {
         2: (
             "DUPLICATE",
@@ -710,6 +712,11 @@ def test_a_repeated_number_with_other_values_says_which_columns_differ(in_parts:
             "Etternavn: this row is not sent, and that row says what became of the invoice",
         ),
         4: ("DUPLICATE", "invoice number 240301 already appears on row 2"),
+        6: (
+            "DUPLICATE",
+            "invoice number 00240303 (as 0240303: the same number but for zeros in front) "
+            "already appears on row 7",
+        ),
     }
 
 

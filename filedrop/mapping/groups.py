@@ -21,7 +21,6 @@ from filedrop.mapping.tree import Field
 from filedrop.read import Table
 
 __all__ = [
-    "ZEROS_IN_FRONT",
     "Groups",
     "Level",
     "RepeatedLines",
@@ -29,12 +28,21 @@ __all__ = [
     "group_rows",
     "levels",
     "repeated_lines",
+    "zeros_in_front",
 ]
 
-#: Why two invoice numbers that differ by zeros in front are one invoice, whichever of them has
-#: the zeros: it was "zeros in front added, as a spreadsheet program does", which no spreadsheet
-#: program does (it drops them, here or in the file the other number came from).
-ZEROS_IN_FRONT = "the same number but for zeros in front, which a spreadsheet program drops"
+
+def zeros_in_front(number: str, other: str) -> str:
+    """Why ``number`` and ``other``, which differ by zeros in front, are one invoice.
+
+    A spreadsheet program drops every zero in front, so it is named as the cause only when one
+    of the two has none left: 0781 and 000781 are not its doing (an ERP padding to another
+    width), and saying so sent the user looking for a save that never happened.
+    """
+    same = "the same number but for zeros in front"
+    if number.startswith("0") and other.startswith("0"):
+        return same
+    return f"{same}, which a spreadsheet program drops"
 
 
 @dataclass(frozen=True)
@@ -223,7 +231,8 @@ def find_duplicates(
             duplicate_of[g] = first = first_group[codes[g]]
             number = shown(str(v.vals[g]))
             if v.vals[first] != v.vals[g]:
-                number += f" (as {shown(str(v.vals[first]))}: {ZEROS_IN_FRONT})"
+                reason = zeros_in_front(str(v.vals[g]), str(v.vals[first]))
+                number += f" (as {shown(str(v.vals[first]))}: {reason})"
             why = f"invoice number {number} already appears on row {rows[groups.first[first]]}"
             issues += [
                 Issue(r, "duplicate", v.label[g], v.text[g], why) for r in groups.members_of(g)
