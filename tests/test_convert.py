@@ -250,6 +250,22 @@ def test_excel_dates_and_serials_are_taken_as_they_are() -> None:
     assert [str(d) for d in dates_from_excel(values)] == ["2024-01-15"] * 4 + ["NaT"]
 
 
+def test_a_serial_number_is_the_day_excel_shows() -> None:
+    """Excel counts a 29.02.1900 that never was (its day 60): days 1 to 59 are a day later than
+    a count from 30.12.1899 gives. Below 1 and past 31.12.9999 it shows no day (NaT); a 1904
+    workbook counts from 01.01.1904 as day 0, and its day 0 in a date cell comes as a time."""
+    numbers = pd.Series([1, 59, 60, 61, 45306.0, 0, 0.5, -3, 2958465, 2958466], dtype=object)
+    assert [str(d) for d in dates_from_excel(numbers)] == [
+        "1900-01-01", "1900-02-28", "1900-02-28", "1900-03-01", "2024-01-15",
+        "NaT", "NaT", "NaT", "9999-12-31", "NaT",
+    ]  # fmt: skip
+    in_1904 = pd.Series([0, 0.5, 1, 43844, -1, 2957003, 2957004, dt.time(0)], dtype=object)
+    assert [str(d) for d in dates_from_excel(in_1904, date1904=True)] == [
+        "1904-01-01", "1904-01-01", "1904-01-02", "2024-01-15", "NaT", "9999-12-31", "NaT",
+        "1904-01-01",
+    ]  # fmt: skip
+
+
 def test_dates_are_sent_as_midnight_utc() -> None:
     """The API wants YYYY-MM-DDT00:00:00Z; a missing date stays missing."""
     days = np.array(["2024-01-15", "NaT"], dtype="datetime64[D]")

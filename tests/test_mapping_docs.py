@@ -127,6 +127,15 @@ def _kid_typed(folder: Path, row: int, kid: int) -> str:
     return _only_message(prepare(read_table(path, mapping.read), mapping), row)
 
 
+def _date_typed(folder: Path, row: int, value: int) -> str:
+    """What filedrop says about row ``row`` of an ERP workbook whose due date there is the
+    number ``value``, typed into the cell."""
+    rows = [erp_row(f"2403{n:02d}") for n in range(2, row + 1)]
+    path = write_erp_workbook(folder / "faktura.xlsx", rows, typed={f"C{row}": value})
+    mapping = load_mapping(MAPPINGS / "norwegian-erp.toml")
+    return _only_message(prepare(read_table(path, mapping.read), mapping), row)
+
+
 OPEN_ITEMS_HEADER = (
     "Fakturanr;Fakturadato;Forfall;Kunde;Org.nr/Personnr;Adresse;Postnr;Poststed;Beløp"
 )
@@ -209,6 +218,14 @@ CASES: dict[str, Callable[[Path], str]] = {
     ),
     'row 14: Forfallsdato "31.02.2024" is not a date (expected dd.mm.yyyy or dd.mm.yy)': lambda d: (
         _row_message(d, 14, Forfallsdato="31.02.2024")
+    ),
+    'row 15: Forfallsdato "15.03.2124" reads as 2124-03-15, outside the years 1970 to 2099 that a '
+    "claim's dates fall in; correct it in the export": lambda d: _row_message(
+        d, 15, Forfallsdato="15.03.2124"
+    ),
+    'row 16: Forfallsdato "0" is a number that is no day: a date column counts days from 1 '
+    "(01.01.1900) to 2958465 (31.12.9999); correct it in the export": lambda d: _date_typed(
+        d, 16, 0
     ),
     'row 3: Forfallsdato "28.02.2024" is before Fakturadato "01.03.2024" (the due date cannot be '
     "before the invoice date)": lambda d: _row_message(d, 3, Forfallsdato="28.02.2024"),

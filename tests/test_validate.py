@@ -1121,6 +1121,55 @@ def test_a_date_far_outside_any_claims_years_is_refused_saying_why(tmp_path: Pat
     assert [i.invoice_number for i in prepared.invoices] == ["240301"]
 
 
+@pytest.mark.parametrize("date1904", [False, True], ids=["1900", "1904"])
+def test_a_number_in_a_date_column_is_told_as_the_day_excel_shows_or_as_none(
+    tmp_path: Path, date1904: bool
+) -> None:
+    """A number in a workbook's date column is the day Excel shows for it. Counted from
+    30.12.1899 for all, 1 read as 31.12.1899 where Excel shows 01.01.1900; 0, -3 and 3000000,
+    which Excel shows as no day, read as 1899-12-30, 1899-12-27 and "not a date (expected
+    dd.mm.yyyy)", a text format for a cell that held none. A 1904 workbook's date cell holding
+    day 0 (01.01.1904), which calamine gives as a time of day, was "a time of day with no date"."""
+    path = tmp_path / "mars.xlsx"
+    write_erp_workbook(path, [erp_row(f"24030{k}") for k in range(1, 7)])
+    book = openpyxl.load_workbook(path)
+    if date1904:
+        book.epoch = openpyxl.utils.datetime.CALENDAR_MAC_1904
+    for cell, value in (("C2", 1), ("C3", 0), ("C4", -3), ("C5", 3000000), ("C6", 0)):
+        book.active[cell] = value  # General: typed numbers
+    book.active["C6"].number_format = "dd.mm.yyyy"  # a date cell holding 0
+    book.save(path)
+    prepared = prepare(read_table(path, ERP.read), ERP)
+    outside = (
+        "outside the years 1970 to 2099 that a claim's dates fall in; correct it in the export"
+    )
+    if date1904:
+        none = "counts days from 0 (01.01.1904) to 2957003 (31.12.9999)"
+        expected = [
+            f'row 2: Forfallsdato "1" reads as 1904-01-02, {outside}',
+            f'row 3: Forfallsdato "0" reads as 1904-01-01, {outside}',
+            f'row 4: Forfallsdato "-3" is a number that is no day: a date column {none}; '
+            "correct it in the export",
+            f'row 5: Forfallsdato "3000000" is a number that is no day: a date column {none}; '
+            "correct it in the export",
+            f'row 6: Forfallsdato "00:00:00" reads as 1904-01-01, {outside}',
+        ]
+    else:
+        none = "counts days from 1 (01.01.1900) to 2958465 (31.12.9999)"
+        expected = [
+            f'row 2: Forfallsdato "1" reads as 1900-01-01, {outside}',
+            *(
+                f'row {row}: Forfallsdato "{value}" is a number that is no day: a date column '
+                f"{none}; correct it in the export"
+                for row, value in ((3, 0), (4, -3), (5, 3000000))
+            ),
+            'row 6: Forfallsdato "00:00:00" is a time of day with no date (a date cell holding a '
+            "number below 1 shows so); correct it in the export",
+        ]
+    assert messages(prepared) == expected
+    assert [i.invoice_number for i in prepared.invoices] == ["240306"]  # row 7, left as written
+
+
 def test_an_invoice_number_with_an_apostrophe_in_front_is_refused(tmp_path: Path) -> None:
     """'000782 (an ERP's way to make Excel keep the zeros) went out as itself, and another export
     of the invoice, 000782, went out as a second number: a second case. An apostrophe inside a

@@ -45,6 +45,7 @@ __all__ = [
     "compact_id",
     "date_format_to_strptime",
     "dates_from_excel",
+    "excel_days_said",
     "excel_numbers",
     "excel_shows",
     "has_more_than_two_decimals",
@@ -156,6 +157,8 @@ _MINUS_CLASS = re.escape(_MINUS)
 _EXCEL_EPOCH = np.datetime64("1899-12-30")
 _EXCEL_EPOCH_1904 = np.datetime64("1904-01-01")
 _LAST_EXCEL_SERIAL = 2_958_465  # 9999-12-31, the last day Excel shows
+_LAST_EXCEL_DAY = np.datetime64("9999-12-31")
+_DAYS_TO_1904 = 1462  # 01.01.1904 in the 1900 count: a 1904 workbook's day 0
 # A date outside this window is a typo (2124 for 2024) or a number that is no date (a year
 # typed as a number, 2024, reads as Excel's day 2024, in 1905), rather than a real invoice date:
 # no claim from before 1970 is still owed, and none is due after 2099.
@@ -492,9 +495,9 @@ def dates_from_excel(values: pd.Series, *, date1904: bool = False) -> np.ndarray
     """Typed Excel cells (dates, date-times, serial numbers) -> datetime64[D], NaT otherwise.
 
     ``date1904``: the workbook counts serial days from 1904 (calamine already reads its cells
-    formatted as dates so; a number without that format is counted here). Any year is kept, as
-    by ``parse_dates``."""
-    epoch = _EXCEL_EPOCH_1904 if date1904 else _EXCEL_EPOCH
+    formatted as dates so; a number without that format is counted here, and a date cell
+    holding day 0, which calamine gives as a time of day, is 01.01.1904). Any year is kept, as
+    by ``parse_dates``; a number that is no day Excel shows is NaT (``excel_days_said``)."""
     # Each distinct cell is converted once: invoice and due dates repeat down a sheet. The key
     # holds the type, so 1, 1.0 and True (equal in Python) stay apart.
     seen: dict[tuple[type, object], np.datetime64] = {}
@@ -503,14 +506,16 @@ def dates_from_excel(values: pd.Series, *, date1904: bool = False) -> np.ndarray
         key = (type(value), value)
         day = seen.get(key)
         if day is None:
-            day = seen[key] = _excel_day(value, epoch)
+            day = seen[key] = _excel_day(value, date1904=date1904)
         out[i] = day
     return out
 
 
-def _excel_day(value: object, epoch: np.datetime64) -> np.datetime64:
+def _excel_day(value: object, *, date1904: bool) -> np.datetime64:
     if isinstance(value, dt.date | pd.Timestamp):
         return np.datetime64(value.date() if isinstance(value, dt.datetime) else value, "D")
+    if isinstance(value, dt.time) and date1904:
+        return _EXCEL_EPOCH_1904
     # A serial beyond Excel's last day is no date: a number that large would not fit numpy's
     # day count (1e308 ended the whole file); NaN and infinity fail the test too.
     if (
@@ -518,8 +523,35 @@ def _excel_day(value: object, epoch: np.datetime64) -> np.datetime64:
         and not isinstance(value, bool)
         and abs(value) <= _LAST_EXCEL_SERIAL
     ):
-        return epoch + np.timedelta64(int(value), "D")
+        return _serial_day(value, date1904=date1904)
     return np.datetime64("NaT", "D")
+
+
+def _serial_day(value: float, *, date1904: bool) -> np.datetime64:
+    """The day Excel shows for a number in a date column; NaT where it shows none."""
+    days = int(value)
+    if date1904:
+        day = _EXCEL_EPOCH_1904 + np.timedelta64(days, "D")
+        return day if value >= 0 and day <= _LAST_EXCEL_DAY else np.datetime64("NaT", "D")
+    if value < 1:  # Excel shows no day for these (0 is "00.01.1900", a negative one ####)
+        return np.datetime64("NaT", "D")
+    # Excel counts a 29.02.1900 that never was, its day 60, so the days before it start a day
+    # later than those after: 1 is 01.01.1900 (counted from 30.12.1899, it read as 31.12.1899).
+    if days < 60:
+        return _EXCEL_EPOCH + np.timedelta64(days + 1, "D")
+    if days == 60:
+        return np.datetime64("1900-02-28")  # as calamine reads a date cell holding that day
+    return _EXCEL_EPOCH + np.timedelta64(days, "D")
+
+
+def excel_days_said(*, date1904: bool) -> str:
+    """Of a number in a date column that is no day Excel shows (0, -3, 3000000): the days it
+    counts, so the user sees why."""
+    first = "0 (01.01.1904)" if date1904 else "1 (01.01.1900)"
+    last = _LAST_EXCEL_SERIAL - _DAYS_TO_1904 if date1904 else _LAST_EXCEL_SERIAL
+    return (
+        f"is a number that is no day: a date column counts days from {first} to {last} (31.12.9999)"
+    )
 
 
 def outside_claim_years(dates: np.ndarray) -> np.ndarray:

@@ -29,6 +29,7 @@ from filedrop.mapping.convert import (
     api_timestamps,
     compact_id,
     dates_from_excel,
+    excel_days_said,
     excel_numbers,
     excel_shows,
     has_more_than_two_decimals,
@@ -943,6 +944,8 @@ def _convert_dates(
     typed = np.zeros(src.n, bool)
     if excel is not None:
         typed = todo & typed_mask(excel)
+        if src.date1904:  # its day 0 (01.01.1904) in a date cell comes as a time of day
+            typed |= todo & time_mask(excel)
         out.number[typed] = dates_from_excel(excel[typed], date1904=src.date1904)
     rest = todo & ~typed
     out.number[rest] = parse_dates(text[rest], formats=src.strptime_formats)
@@ -964,7 +967,12 @@ def _convert_dates(
         timed = undated & time_mask(excel)
         said = "is a time of day with no date (a date cell holding a number below 1 shows so)"
         _fail(timed, "date", out, issues, f"{said}; correct it in the export")
-        undated &= ~timed
+        # A number outside the days Excel counts (0, -3, 3000000): the expected text formats
+        # were no help for a cell that held no text.
+        numbered = undated & typed
+        said = excel_days_said(date1904=src.date1904)
+        _fail(numbered, "date", out, issues, f"{said}; correct it in the export")
+        undated &= ~timed & ~numbered
     shown = " or ".join(src.date_formats)
     _fail(undated, "date", out, issues, f"is not a date (expected {shown})")
 
