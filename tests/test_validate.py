@@ -677,6 +677,19 @@ def test_repeated_invoice_number_is_a_duplicate_of_the_first_row() -> None:
     ]
 
 
+def test_a_repeated_number_with_one_date_written_another_way_holds_no_other_value() -> None:
+    """15.03.24, 2024-03-15, 45366 (a date cell exported as its number) and 15.03.2024 00:00
+    are the one day 15.03.2024 the mapping reads: a repeat so written was told "with other
+    values in Forfallsdato", which the mappings README rules out. Another day still is one."""
+    written = ["15.03.24", "2024-03-15", "45366", "15.03.2024 00:00", "16.03.2024"]
+    rows = [row()] + [row(Forfallsdato=due) for due in written]
+    assert messages(run(rows)) == [
+        *(f"row {r}: invoice number 240301 already appears on row 2" for r in range(3, 7)),
+        "row 7: invoice number 240301 already appears on row 2, with other values in "
+        "Forfallsdato: this row is not sent, and that row says what became of the invoice",
+    ]
+
+
 @pytest.mark.parametrize("in_parts", [False, True])
 def test_a_repeated_number_with_other_values_says_which_columns_differ(in_parts: bool) -> None:
     """A second invoice under one number (another customer, another amount), or a second line

@@ -30,7 +30,7 @@ from filedrop.mapping.checks import (
     check_invoice,
     claim_lines,
 )
-from filedrop.mapping.convert import quoted, repeated, shared_conversions, shown
+from filedrop.mapping.convert import parse_dates, quoted, repeated, shared_conversions, shown
 from filedrop.mapping.derive import derive_debtors
 from filedrop.mapping.fields import (
     LOST_DIGITS_RULE,
@@ -444,9 +444,9 @@ def _merged_amounts(
     each (``Table.merged_down``), it went with two invoices in full (found by a hostile
     review: 6 000 claimed where the sheet showed 3 000), or as a claim of each line of one.
     An invoice's own amount merged over its own lines is its amount, shown once."""
-    per_line = {pos for item in mapping.claims.items for pos in _amount_columns(item, src)}
+    per_line = {pos for item in mapping.claims.items for pos in _columns_read(item, src)}
     per_invoice = {
-        pos for node in (mapping.invoice, mapping.debtors) for pos in _amount_columns(node, src)
+        pos for node in (mapping.invoice, mapping.debtors) for pos in _columns_read(node, src)
     }
     issues: list[Issue] = []
     for pos in sorted((per_line | per_invoice) & set(table.merged_down)):
@@ -479,13 +479,13 @@ def _merged_amounts(
     return issues
 
 
-def _amount_columns(node: Node, src: Source) -> set[int]:
-    """The columns ``node``'s amounts read, their defaults' too (``default = { column = ...
-    }``): an amount read through a default alone went unchecked, and a merged one was sent
-    in full with each invoice (found by a review)."""
+def _columns_read(node: Node, src: Source, kind: str = "amount") -> set[int]:
+    """The columns ``node``'s amounts (or Fields of another ``kind``) read, their defaults' too
+    (``default = { column = ... }``): an amount read through a default alone went unchecked,
+    and a merged one was sent in full with each invoice (found by a review)."""
     found: set[int] = set()
     for amount in walk_fields(node):
-        field: Field | None = amount if amount.kind == "amount" else None
+        field: Field | None = amount if amount.kind == kind else None
         while field is not None:
             if field.source == "column" and field.columns in src.positions:
                 found.add(src.positions[field.columns])
@@ -509,11 +509,24 @@ def _differing_repeats(
     )
     later = np.flatnonzero(duplicate_of >= 0)
     rows, firsts = groups.first[later], groups.first[duplicate_of[later]]
+    dates = {
+        pos
+        for node in (mapping.invoice, mapping.debtors, mapping.claims)
+        for pos in _columns_read(node, src, kind="date")
+    }
     differs: dict[int, list[str]] = defaultdict(list)
     for pos in read:
         cells = table.cells[pos].to_numpy(dtype=object)
         pairs = zip(cells[rows], cells[firsts], strict=True)
         other = np.array([_as_written(a) != _as_written(b) for a, b in pairs], dtype=bool)
+        if pos in dates and other.any():
+            # One day written two ways the mapping reads (15.03.24 and 2024-03-15, 45366, with
+            # its time of day) is one value: "other values in Forfallsdato" said otherwise.
+            here, there = (
+                parse_dates(pd.Series(cells[at[other]], dtype=str), formats=src.strptime_formats)
+                for at in (rows, firsts)
+            )
+            other[np.flatnonzero(other)[here == there]] = False  # NaT is never equal
         for row in rows[other].tolist():
             differs[row].append(table.headers[pos])
     return differs
