@@ -1711,11 +1711,7 @@ def _twin_outcome(number: str, twin: InvoiceRecord, earlier: str) -> tuple[RowSt
             "read it as the text Excel shows)"
         )
     else:
-        reason = zeros_in_front(number, twin.invoice_number)
-        # Only this file's number losing its zeros says this export was opened and saved; the
-        # journal's may have lost them in an earlier export or in an outcome it was rebuilt from.
-        if not number.startswith("0"):
-            reason += " when it opens and saves an export"
+        reason = zeros_in_front(number, twin.invoice_number, saved_here=True)
         shown = f"{number} (as {twin.invoice_number}: {reason})"
     return _elsewhere(shown, twin, earlier)
 

@@ -677,6 +677,15 @@ def test_repeated_invoice_number_is_a_duplicate_of_the_first_row() -> None:
     ]
 
 
+def test_a_number_of_zeros_alone_is_what_a_spreadsheet_makes_one_zero() -> None:
+    """000 saved by a spreadsheet program is 0: the lone 0 has no zeros in front, so the
+    program is named (it was not, as both numbers began with a zero)."""
+    assert messages(run([row(Fakturanr="000"), row(Fakturanr="0")])) == [
+        "row 3: invoice number 0 (as 000: the same number but for zeros in front, which a "
+        "spreadsheet program drops) already appears on row 2"
+    ]
+
+
 def test_a_repeated_number_with_one_date_written_another_way_holds_no_other_value() -> None:
     """15.03.24, 2024-03-15, 45366 (a date cell exported as its number) and 15.03.2024 00:00
     are the one day 15.03.2024 the mapping reads: a repeat so written was told "with other
@@ -686,6 +695,50 @@ def test_a_repeated_number_with_one_date_written_another_way_holds_no_other_valu
     assert messages(run(rows)) == [
         *(f"row {r}: invoice number 240301 already appears on row 2" for r in range(3, 7)),
         "row 7: invoice number 240301 already appears on row 2, with other values in "
+        "Forfallsdato: this row is not sent, and that row says what became of the invoice",
+    ]
+
+
+@pytest.mark.parametrize("date1904", [False, True], ids=["1900", "1904"])
+def test_a_repeated_workbook_date_is_compared_as_the_day_its_field_reads(
+    tmp_path: Path, date1904: bool
+) -> None:
+    """Typed cells are compared as the date Field reads them: a number as a day of the
+    workbook's own count (45366 is 15.03.2024 counted from 1900, 16.03.2128 from 1904, where
+    43904 is 15.03.2024), with its time of day left out (45366.5). Parsed as text from 1900, a
+    1904 workbook's 45366 was the first row's day, and its 43904 another."""
+    path = tmp_path / "mars.xlsx"
+    write_erp_workbook(path, [erp_row("240301")] * 4)
+    book = openpyxl.load_workbook(path)
+    if date1904:
+        book.epoch = openpyxl.utils.datetime.CALENDAR_MAC_1904
+    book.active["C2"] = dt.datetime(2024, 3, 15)
+    book.active["C2"].number_format = "dd.mm.yyyy"
+    for cell, value in (("C3", 45366), ("C4", 45366.5), ("C5", 43904)):  # General numbers
+        book.active[cell] = value
+    book.save(path)
+    repeat = "invoice number 240301 already appears on row 2"
+    other = (
+        f"{repeat}, with other values in Forfallsdato: this row is not sent, and that row says "
+        "what became of the invoice"
+    )
+    fates = [other, other, repeat] if date1904 else [repeat, repeat, other]
+    prepared = prepare(read_table(path, ERP.read), ERP)
+    assert [p.message for p in prepared.problems if p.rule == "duplicate"] == fates
+
+
+def test_a_repeated_date_a_text_field_also_reads_is_another_value_when_written_otherwise(
+    tmp_path: Path,
+) -> None:
+    """A description that reads the due date's column as text sends what it is written as:
+    there 15.03.2024 and 2024-03-15 are other values, as they were before days were compared."""
+    described = 'description = { template = "Faktura {Fakturanr}, forfall {Forfallsdato}" }'
+    mapping = custom(
+        tmp_path, ERP_TEXT.replace('description = { template = "Faktura {Fakturanr}" }', described)
+    )
+    rows = [row(), row(Forfallsdato="2024-03-15")]
+    assert messages(run(rows, mapping)) == [
+        "row 3: invoice number 240301 already appears on row 2, with other values in "
         "Forfallsdato: this row is not sent, and that row says what became of the invoice",
     ]
 
@@ -1142,7 +1195,8 @@ def test_a_number_in_a_date_column_is_told_as_the_day_excel_shows_or_as_none(
     30.12.1899 for all, 1 read as 31.12.1899 where Excel shows 01.01.1900; 0, -3 and 3000000,
     which Excel shows as no day, read as 1899-12-30, 1899-12-27 and "not a date (expected
     dd.mm.yyyy)", a text format for a cell that held none. A 1904 workbook's date cell holding
-    day 0 (01.01.1904), which calamine gives as a time of day, was "a time of day with no date"."""
+    day 0 (01.01.1904), which calamine gives as a time of day, was "a time of day with no date";
+    calamine gives a negative number so too, so the message holds for both."""
     path = tmp_path / "mars.xlsx"
     write_erp_workbook(path, [erp_row(f"24030{k}") for k in range(1, 7)])
     book = openpyxl.load_workbook(path)
@@ -1165,7 +1219,8 @@ def test_a_number_in_a_date_column_is_told_as_the_day_excel_shows_or_as_none(
             "correct it in the export",
             f'row 5: Forfallsdato "3000000" is a number that is no day: a date column {none}; '
             "correct it in the export",
-            f'row 6: Forfallsdato "00:00:00" reads as 1904-01-01, {outside}',
+            'row 6: Forfallsdato "00:00:00" is a date cell holding a number below 1, no day '
+            f"after 01.01.1904, {outside}",
         ]
     else:
         none = "counts days from 1 (01.01.1900) to 2958465 (31.12.9999)"

@@ -66,6 +66,7 @@ __all__ = [
     "phone_e164",
     "phones_e164",
     "quoted",
+    "read_days",
     "reads_as_date",
     "shown",
     "shows_decimal",
@@ -495,8 +496,7 @@ def dates_from_excel(values: pd.Series, *, date1904: bool = False) -> np.ndarray
     """Typed Excel cells (dates, date-times, serial numbers) -> datetime64[D], NaT otherwise.
 
     ``date1904``: the workbook counts serial days from 1904 (calamine already reads its cells
-    formatted as dates so; a number without that format is counted here, and a date cell
-    holding day 0, which calamine gives as a time of day, is 01.01.1904). Any year is kept, as
+    formatted as dates so; a number without that format is counted here). Any year is kept, as
     by ``parse_dates``; a number that is no day Excel shows is NaT (``excel_days_said``)."""
     # Each distinct cell is converted once: invoice and due dates repeat down a sheet. The key
     # holds the type, so 1, 1.0 and True (equal in Python) stay apart.
@@ -514,8 +514,6 @@ def dates_from_excel(values: pd.Series, *, date1904: bool = False) -> np.ndarray
 def _excel_day(value: object, *, date1904: bool) -> np.datetime64:
     if isinstance(value, dt.date | pd.Timestamp):
         return np.datetime64(value.date() if isinstance(value, dt.datetime) else value, "D")
-    if isinstance(value, dt.time) and date1904:
-        return _EXCEL_EPOCH_1904
     # A serial beyond Excel's last day is no date: a number that large would not fit numpy's
     # day count (1e308 ended the whole file); NaN and infinity fail the test too.
     if (
@@ -552,6 +550,22 @@ def excel_days_said(*, date1904: bool) -> str:
     return (
         f"is a number that is no day: a date column counts days from {first} to {last} (31.12.9999)"
     )
+
+
+def read_days(
+    text: pd.Series, excel: pd.Series | None, *, formats: Iterable[str], date1904: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each cell's day as a date Field reads it (NaT where none), and where it was a typed
+    workbook cell (``excel``: the cells' typed values; None for a CSV): typed cells as
+    ``dates_from_excel``, the others' text as ``parse_dates``. One reading for the Field and for
+    the comparison of a repeated invoice number's rows, so that they cannot disagree."""
+    days = np.full(len(text), np.datetime64("NaT"), dtype="datetime64[D]")
+    typed = np.zeros(len(text), dtype=bool)
+    if excel is not None:
+        typed = typed_mask(excel)
+        days[typed] = dates_from_excel(excel[typed], date1904=date1904)
+    days[~typed] = parse_dates(text[~typed], formats=formats)
+    return days, typed
 
 
 def outside_claim_years(dates: np.ndarray) -> np.ndarray:

@@ -28,7 +28,6 @@ from filedrop.mapping.convert import (
     amount_example,
     api_timestamps,
     compact_id,
-    dates_from_excel,
     excel_days_said,
     excel_numbers,
     excel_shows,
@@ -41,9 +40,9 @@ from filedrop.mapping.convert import (
     one_line_texts,
     outside_claim_years,
     parse_amounts,
-    parse_dates,
     phones_e164,
     quoted,
+    read_days,
     reads_as_date,
     repeated,
     same_everywhere,
@@ -52,7 +51,6 @@ from filedrop.mapping.convert import (
     strip,
     thousands_like,
     time_mask,
-    typed_mask,
     visible,
     without_vat_marks,
     zero_pad,
@@ -942,13 +940,12 @@ def _convert_dates(
     """
     out.number = np.full(src.n, np.datetime64("NaT"), dtype="datetime64[D]")
     typed = np.zeros(src.n, bool)
-    if excel is not None:
-        typed = todo & typed_mask(excel)
-        if src.date1904:  # its day 0 (01.01.1904) in a date cell comes as a time of day
-            typed |= todo & time_mask(excel)
-        out.number[typed] = dates_from_excel(excel[typed], date1904=src.date1904)
-    rest = todo & ~typed
-    out.number[rest] = parse_dates(text[rest], formats=src.strptime_formats)
+    out.number[todo], typed[todo] = read_days(
+        text[todo],
+        None if excel is None else excel[todo],
+        formats=src.strptime_formats,
+        date1904=src.date1904,
+    )
     unlikely = todo & outside_claim_years(out.number)
     if unlikely.any():
         as_read = np.datetime_as_string(out.number, unit="D")
@@ -965,7 +962,13 @@ def _convert_dates(
         # calamine gives a date cell holding a number below 1 (0, a negative one, a fraction of
         # a day) as the time of day alone ("00:00:00"); Excel shows it as no date at all.
         timed = undated & time_mask(excel)
-        said = "is a time of day with no date (a date cell holding a number below 1 shows so)"
+        said = (
+            # There it may be day 0, 01.01.1904, or a negative number: calamine tells neither.
+            "is a date cell holding a number below 1, no day after 01.01.1904, "
+            + OUTSIDE_CLAIM_YEARS
+            if src.date1904
+            else "is a time of day with no date (a date cell holding a number below 1 shows so)"
+        )
         _fail(timed, "date", out, issues, f"{said}; correct it in the export")
         # A number outside the days Excel counts (0, -3, 3000000): the expected text formats
         # were no help for a cell that held no text.

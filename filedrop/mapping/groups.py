@@ -32,17 +32,25 @@ __all__ = [
 ]
 
 
-def zeros_in_front(number: str, other: str) -> str:
+def zeros_in_front(number: str, other: str, *, saved_here: bool = False) -> str:
     """Why ``number`` and ``other``, which differ by zeros in front, are one invoice.
 
-    A spreadsheet program drops every zero in front, so it is named as the cause only when one
-    of the two has none left: 0781 and 000781 are not its doing (an ERP padding to another
-    width), and saying so sent the user looking for a save that never happened.
+    A spreadsheet program drops every zero in front (000 becomes 0), so it is named as the
+    cause only when one of the two has none left: 0781 and 000781 are not its doing (an ERP
+    padding to another width), and saying so sent the user looking for a save that never
+    happened. ``saved_here``: ``number`` is this export's and ``other`` an earlier file's, so
+    only ``number`` having none says that this export was opened and saved.
     """
     same = "the same number but for zeros in front"
-    if number.startswith("0") and other.startswith("0"):
+    if _padded(number) and _padded(other):
         return same
+    if saved_here and not _padded(number):
+        return f"{same}, which a spreadsheet program drops when it opens and saves an export"
     return f"{same}, which a spreadsheet program drops"
+
+
+def _padded(number: str) -> bool:
+    return len(number) > 1 and number.startswith("0")
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from filedrop.mapping.checks import (
     check_invoice,
     claim_lines,
 )
-from filedrop.mapping.convert import parse_dates, quoted, repeated, shared_conversions, shown
+from filedrop.mapping.convert import quoted, read_days, repeated, shared_conversions, shown
 from filedrop.mapping.derive import derive_debtors
 from filedrop.mapping.fields import (
     LOST_DIGITS_RULE,
@@ -509,11 +509,7 @@ def _differing_repeats(
     )
     later = np.flatnonzero(duplicate_of >= 0)
     rows, firsts = groups.first[later], groups.first[duplicate_of[later]]
-    dates = {
-        pos
-        for node in (mapping.invoice, mapping.debtors, mapping.claims)
-        for pos in _columns_read(node, src, kind="date")
-    }
+    dates = _read_as_dates_alone(mapping, src)
     differs: dict[int, list[str]] = defaultdict(list)
     for pos in read:
         cells = table.cells[pos].to_numpy(dtype=object)
@@ -522,14 +518,37 @@ def _differing_repeats(
         if pos in dates and other.any():
             # One day written two ways the mapping reads (15.03.24 and 2024-03-15, 45366, with
             # its time of day) is one value: "other values in Forfallsdato" said otherwise.
-            here, there = (
-                parse_dates(pd.Series(cells[at[other]], dtype=str), formats=src.strptime_formats)
-                for at in (rows, firsts)
-            )
+            here, there = (_days_at(src, pos, at[other]) for at in (rows, firsts))
             other[np.flatnonzero(other)[here == there]] = False  # NaT is never equal
         for row in rows[other].tolist():
             differs[row].append(table.headers[pos])
     return differs
+
+
+def _read_as_dates_alone(mapping: Mapping, src: Source) -> set[int]:
+    """The columns only date Fields read: one whose text a text Field or a template also reads
+    (a date with its time of day, kept in a reference) sends another value when written
+    otherwise."""
+    nodes = (mapping.invoice, mapping.debtors, mapping.claims)
+    dates = {pos for node in nodes for pos in _columns_read(node, src, kind="date")}
+    for node in nodes:
+        for each in walk_fields(node):
+            f: Field | None = each
+            while f is not None:
+                if f.kind != "date" and f.source == "column" and f.columns in src.positions:
+                    dates.discard(src.positions[f.columns])
+                dates -= {src.positions[(p,)] for p in f.placeholders if (p,) in src.positions}
+                f = f.default
+    return dates
+
+
+def _days_at(src: Source, pos: int, at: np.ndarray) -> np.ndarray:
+    """The days column ``pos`` holds on rows ``at``, as its date Field reads them."""
+    typed = None if src.values is None else src.values[pos].iloc[at]
+    days, _ = read_days(
+        src.cells[pos].iloc[at], typed, formats=src.strptime_formats, date1904=src.date1904
+    )
+    return days
 
 
 #: What tells one way of writing a value from another, not one value from another: spaces,
