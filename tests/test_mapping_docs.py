@@ -213,6 +213,9 @@ CASES: dict[str, Callable[[Path], str]] = {
     "row 9: Fornavn is empty (a PRIVATE debtor needs a first name)": lambda d: _row_message(
         d, 9, Fornavn=""
     ),
+    "row 10: Etternavn is empty (a COMPANY debtor needs its name)": lambda d: _row_message(
+        d, 10, Kundetype="B", Fødselsnr="", Orgnr="923609016", Etternavn=""
+    ),
     'row 6: Beløp "-1 250,00" is not a positive amount (it must be more than 0)': lambda d: (
         _row_message(d, 6, Beløp="-1 250,00")
     ),

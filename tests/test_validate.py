@@ -2558,22 +2558,47 @@ def test_an_excel_error_in_a_template_s_cell_is_said_and_fills_nothing_in(
 
 def test_a_full_name_showing_an_excel_error_is_no_name(tmp_path: Path) -> None:
     """With rules.text = "warning", a full name of #N/A was split into the last name "None":
-    a company is sent without a name (as with an empty cell), a person is refused for the
-    missing name, not for "one name only"."""
+    a company, as a person, is refused for the missing name (as with an empty cell), not for
+    "one name only"."""
     text = (ROOT / "mappings" / "norwegian-erp.toml").read_text(encoding="utf-8")
     text = text.replace('firstname = "Fornavn"\nlastname = "Etternavn"', 'full_name = "Etternavn"')
     text = text.replace("[rules]", '[rules]\ntext = "warning"', 1)
     company = row(Fakturanr="240302", Kundetype="B", Fødselsnr="", Orgnr=org(1), Etternavn="#N/A")
     prepared = run([row(Etternavn="#N/A"), company], custom(tmp_path, text))
     assert_every_row_once(prepared)
-    assert sorted(prepared.rejected) == [0]
-    (invoice,) = prepared.invoices
-    assert "lastname" not in invoice.payload["debtors"][0]
+    assert sorted(prepared.rejected) == [0, 1]
     lines = messages(prepared)
     assert not any("one name only" in line for line in lines), lines
     assert any(
         'row 2: Etternavn "#N/A" gives no value, and a PRIVATE debtor' in line for line in lines
     )
+    assert any(
+        'row 3: Etternavn "#N/A" gives no value, and a COMPANY debtor needs its name' in line
+        for line in lines
+    )
+
+
+def test_a_company_debtor_without_a_name_is_refused_before_it_is_sent(tmp_path: Path) -> None:
+    """Kundetype B with Etternavn empty (the name typed in Fornavn, or nowhere) passed validate,
+    then FAILED at the API with "Debtor company name is required", naming no column. Amili
+    takes a company's name as its last name; a mapping with none says so."""
+    company = {"Kundetype": "B", "Fødselsnr": "", "Orgnr": org(1)}
+    rows = [
+        row(Fakturanr="240301", Etternavn="", **company),
+        row(Fakturanr="240302", Fornavn="Bølgen Bygg AS", Etternavn="", **company),
+        row(Fakturanr="240303", Fornavn="", Etternavn="Bølgen Bygg AS", **company),
+    ]
+    prepared = run(rows)
+    assert messages(prepared) == [
+        "row 2: Etternavn is empty (a COMPANY debtor needs its name)",
+        "row 3: Etternavn is empty (a COMPANY debtor needs its name)",
+    ]
+    assert [i.invoice_number for i in prepared.invoices] == ["240303"]
+    no_lastname = custom(tmp_path, ERP_TEXT.replace('lastname = "Etternavn"', ""))
+    assert messages(run(rows[2:], no_lastname)) == [
+        "row 2: the debtor is COMPANY, but the mapping has no debtor.lastname, where Amili takes "
+        "a company's name"
+    ]
 
 
 def test_a_type_from_id_whose_default_cell_shows_an_excel_error_is_not_told(

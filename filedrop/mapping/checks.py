@@ -114,6 +114,7 @@ def check_debtors(mapping: Mapping, level: dict[int, Level], groups: Groups) -> 
                 _issue(groups.first[g], "required", None, g, why, value=None)
                 for g in np.flatnonzero(private)
             ]
+        issues += _company_names(item, level, present & (types == "COMPANY"), groups)
         ident = item.get_field("identificationNumber")
         if ident is not None:
             issues += _national_ids(level[id(ident)], types, present, key=ident.key)
@@ -128,6 +129,25 @@ def check_debtors(mapping: Mapping, level: dict[int, Level], groups: Groups) -> 
         why = f"{labels or 'the debtor columns'} are empty (the invoice needs a debtor)"
         issues.append(_issue(groups.first[g], "required", None, g, why, value=None))
     return issues
+
+
+def _company_names(
+    item: Obj, level: dict[int, Level], company: np.ndarray, groups: Groups
+) -> list[Issue]:
+    """A COMPANY debtor needs its name, which Amili takes as the last name (mappings/README.md):
+    one without passed validate and then FAILED at the API ("Debtor company name is required",
+    naming no column), the name typed in Fornavn or not at all."""
+    last = item.get_field("lastname")
+    if last is not None:
+        return _required(level[id(last)], company, "a COMPANY debtor needs its name")
+    why = (
+        f"the debtor is COMPANY, but the mapping has no {item.key}.lastname, where Amili takes "
+        "a company's name"
+    )
+    return [
+        _issue(groups.first[g], "required", None, g, why, value=None)
+        for g in np.flatnonzero(company)
+    ]
 
 
 #: What a country column says for Norway: its code, and its name as exports write it.
