@@ -136,6 +136,19 @@ def _date_typed(folder: Path, row: int, value: int) -> str:
     return _only_message(prepare(read_table(path, mapping.read), mapping), row)
 
 
+def _owing_more(folder: Path, row: int) -> str:
+    """An ERP CSV with a Restbeløp column the claim reads, which on row ``row`` owes more than
+    that invoice's Beløp."""
+    rows = [f"{erp_row(f'2403{n:02d}')};1 234,50" for n in range(2, row)]
+    rows.append(f"{erp_row('240399', amount='980,00')};9 800,00")
+    text = (MAPPINGS / "norwegian-erp.toml").read_text(encoding="utf-8")
+    mapping = _mapping(
+        folder, text.replace('remainingAmount = "Beløp"', 'remainingAmount = "Restbeløp"')
+    )
+    path = _csv(folder, f"{ERP_HEADER};Restbeløp", rows)
+    return _only_message(prepare(read_table(path, mapping.read), mapping), row)
+
+
 OPEN_ITEMS_HEADER = (
     "Fakturanr;Fakturadato;Forfall;Kunde;Org.nr/Personnr;Adresse;Postnr;Poststed;Beløp"
 )
@@ -218,6 +231,11 @@ CASES: dict[str, Callable[[Path], str]] = {
     ),
     'row 6: Beløp "-1 250,00" is not a positive amount (it must be more than 0)': lambda d: (
         _row_message(d, 6, Beløp="-1 250,00")
+    ),
+    'row 7: Restbeløp "9 800,00" is more than Beløp "980,00", the invoice\'s amount: the debtor '
+    "would be asked for more than was invoiced; correct it in the export (or, if Beløp is not "
+    "the invoice's whole amount, map originalInvoiceAmount from the column that is)": lambda d: (
+        _owing_more(d, 7)
     ),
     'row 14: Forfallsdato "31.02.2024" is not a date (expected dd.mm.yyyy or dd.mm.yy)': lambda d: (
         _row_message(d, 14, Forfallsdato="31.02.2024")

@@ -2578,6 +2578,48 @@ def test_a_full_name_showing_an_excel_error_is_no_name(tmp_path: Path) -> None:
     )
 
 
+def test_principal_claims_owing_more_than_the_invoice_are_refused(tmp_path: Path) -> None:
+    """Beløp 980,00 with Restbeløp 9 800,00 (a slip), or a mapping that took the amount before
+    VAT for the invoice's, sent the debtor to collection for more than was invoiced, and
+    validate called it valid. What is still owed may be less (paid in part); a fee, another
+    claim type, may add to it; an invoice whose amount is its claims' sum has none to compare."""
+    text = ERP_TEXT.replace('remainingAmount = "Beløp"', 'remainingAmount = "Restbeløp"')
+    fee = '\n[[claims]]\ntype = { constant = "FEE" }\nremainingAmount = "Gebyr"\n'
+    headers = [*HEADERS, "Restbeløp", "Gebyr"]
+    rows = [
+        row(Fakturanr="240301", Beløp="980,00", Restbeløp="9 800,00"),
+        row(Fakturanr="240302", Beløp="980,00", Restbeløp="400,00"),  # paid in part
+        row(Fakturanr="240303", Beløp="980,00", Restbeløp="980,00", Gebyr="70,00"),
+    ]
+    prepared = run(rows, custom(tmp_path, text + fee), headers=headers)
+    assert messages(prepared) == [
+        'row 2: Restbeløp "9 800,00" is more than Beløp "980,00", the invoice\'s amount: the '
+        "debtor would be asked for more than was invoiced; correct it in the export (or, if "
+        "Beløp is not the invoice's whole amount, map originalInvoiceAmount from the column "
+        "that is)"
+    ]
+    assert [i.invoice_number for i in prepared.invoices] == ["240302", "240303"]
+    summed = text.replace('originalInvoiceAmount = "Beløp"', 'originalInvoiceAmount = "sum"')
+    summed = summed.replace(
+        'originalInvoiceAmount = "sum"', "originalInvoiceAmount = { sum_of_claims = true }"
+    )
+    assert messages(run(rows[:1], custom(tmp_path, summed), headers=headers)) == []
+
+
+def test_an_invoices_lines_owing_more_than_it_together_are_refused(tmp_path: Path) -> None:
+    """The lines of one invoice ([group]) add up: 600 and 700 on an invoice of 1 000 owe 1 300."""
+    text = ERP_TEXT.replace('remainingAmount = "Beløp"', 'remainingAmount = "Linje"')
+    text = text.replace("[invoice]", '[group]\nby = ["Fakturanr"]\n\n[invoice]', 1)
+    lines = [row(Beløp="1 000,00", Linje="600,00"), row(Beløp="1 000,00", Linje="700,00")]
+    prepared = run(lines, custom(tmp_path, text), headers=[*HEADERS, "Linje"])
+    assert messages(prepared) == [
+        'row 2: the claims (Linje) add up to 1300.00, which is more than Beløp "1 000,00", the '
+        "invoice's amount: the debtor would be asked for more than was invoiced; correct it in "
+        "the export (or, if Beløp is not the invoice's whole amount, map originalInvoiceAmount "
+        "from the column that is)"
+    ]
+
+
 def test_a_company_debtor_without_a_name_is_refused_before_it_is_sent(tmp_path: Path) -> None:
     """Kundetype B with Etternavn empty (the name typed in Fornavn, or nowhere) passed validate,
     then FAILED at the API with "Debtor company name is required", naming no column. Amili

@@ -37,6 +37,7 @@ __all__ = [
     "check_amount_currencies",
     "check_claim_sums",
     "check_claims",
+    "check_claims_within_amount",
     "check_debtors",
     "check_group_agreement",
     "check_invoice",
@@ -226,6 +227,62 @@ def check_claim_sums(
         named = " + ".join(dict.fromkeys(str(v.label[first]) for v in amounts))
         why = f"the claims ({named}) add up to more than an amount can hold (the invoice's sum)"
         issues.append(Issue(first, "amount_sum", None, None, why))
+    return issues
+
+
+def check_claims_within_amount(
+    mapping: Mapping,
+    level: dict[int, Level],
+    rows: dict[int, Values],
+    groups: Groups,
+    lines: list[np.ndarray],
+) -> list[Issue]:
+    """Rule ``amount``: an invoice's PRINCIPAL claims owe no more than the invoice's amount. A
+    slip in either column (980,00 invoiced, 9 800,00 still owed), or a mapping that took the
+    amount before VAT for the invoice's, sent the debtor to collection for more than was ever
+    invoiced, and validate called the row valid. Fees and interest (another claim type) may
+    add to it; an invoice whose amount is the sum of its claims has nothing to compare."""
+    amount = mapping.invoice.get_field("originalInvoiceAmount")
+    if amount is None or amount.source == "sum_of_claims" or id(amount) not in level:
+        return []
+    invoiced = level[id(amount)]
+    if invoiced.values.number is None:
+        return []
+    owed = np.zeros(groups.count)
+    owing: list[tuple[Values, np.ndarray]] = []  # each claim's amounts, and its rows that owe
+    for item, present in zip(mapping.claims.items, lines, strict=True):
+        assert isinstance(item, Obj)
+        claim, kind = item.get_field("remainingAmount"), item.get_field("type")
+        if claim is None or rows[id(claim)].number is None:
+            continue
+        principal = present & ~np.isnan(rows[id(claim)].number)
+        if kind is not None and kind.source == "constant":  # the usual: decided once
+            principal &= str(kind.constant).upper() == "PRINCIPAL"
+        elif kind is not None:
+            kinds = pd.Series(rows[id(kind)].vals, dtype=object).astype(str).str.upper()
+            principal &= (kinds == "PRINCIPAL").to_numpy()
+        at = np.flatnonzero(principal)
+        np.add.at(owed, groups.gid[at], rows[id(claim)].number[at])
+        owing.append((rows[id(claim)], principal))
+    with np.errstate(invalid="ignore"):  # NaN: an amount that is no number, told by its rule
+        over = np.round(owed, 2) > np.round(invoiced.values.number, 2)
+    issues: list[Issue] = []
+    for g in np.flatnonzero(over).tolist():
+        v = invoiced.values
+        mine = [(c, r) for c, principal in owing for r in groups.members_of(g) if principal[r]]
+        if len(mine) == 1:
+            c, r = mine[0]
+            said = f"{c.label[r]} {quoted(c.text[r])} is"
+        else:
+            named = ", ".join(dict.fromkeys(str(c.label[r]) for c, r in mine))
+            said = f"the claims ({named}) add up to {owed[g]:.2f}, which is"
+        why = (
+            f"{said} more than {v.label[g]} {quoted(v.text[g])}, the invoice's amount: the "
+            "debtor would be asked for more than was invoiced; correct it in the export (or, if "
+            f"{v.label[g]} is not the invoice's whole amount, map originalInvoiceAmount from the "
+            "column that is)"
+        )
+        issues.append(_issue(invoiced.at[g], "amount", v, g, why))
     return issues
 
 

@@ -25,6 +25,7 @@ from filedrop.mapping.checks import (
     check_amount_currencies,
     check_claim_sums,
     check_claims,
+    check_claims_within_amount,
     check_debtors,
     check_group_agreement,
     check_invoice,
@@ -322,6 +323,7 @@ def _prepare(
     issues += check_group_agreement(mapping, rows, groups, table.row_numbers)
     issues += check_claims(mapping, rows, lines)
     issues += check_amount_currencies(mapping, level, rows, groups, lines)
+    issues += check_claims_within_amount(mapping, level, rows, groups, lines)
     sums = claim_totals(mapping, rows, lines, groups.gid, groups.count)
     issues += check_claim_sums(mapping, sums, rows, groups)
     issues += fates.repeats
