@@ -1240,16 +1240,18 @@ def test_a_number_in_a_date_column_is_told_as_the_day_excel_shows_or_as_none(
 
 def test_an_invoice_number_with_an_apostrophe_in_front_is_refused(tmp_path: Path) -> None:
     """'000782 (an ERP's way to make Excel keep the zeros) went out as itself, and another export
-    of the invoice, 000782, went out as a second number: a second case. An apostrophe inside a
-    number is the number as it reads."""
+    of the invoice, 000782, went out as a second number: a second case. So did the curly
+    apostrophes a word processor's autocorrect makes of it (‘70001, in cp1252 too). An
+    apostrophe inside a number is the number as it reads."""
     path = tmp_path / "mars.csv"
-    numbers = ["'000782", "000783", "O'784"]
+    numbers = ["'000782", "000783", "O'784", "\u201870001", "\u201970002"]
     rows = [erp_row(n, email="kunde@example.no") for n in numbers]
-    write_erp_csv(path, rows, encoding="utf-8")
+    write_erp_csv(path, rows, encoding="cp1252")
     prepared = prepare(read_table(path, ERP.read), ERP)
     assert messages(prepared) == [
-        'row 2: Fakturanr "\'000782" begins with an apostrophe, the mark that tells Excel to '
-        "keep a value as text, not part of the invoice number; remove it in the export"
+        f'row {row}: Fakturanr "{number}" begins with an apostrophe, the mark that tells Excel '
+        "to keep a value as text, not part of the invoice number; remove it in the export"
+        for row, number in ((2, "'000782"), (5, "\u201870001"), (6, "\u201970002"))
     ]
     assert [i.payload["invoiceNumber"] for i in prepared.invoices] == ["000783", "O'784"]
 

@@ -544,7 +544,8 @@ def _apostrophe_numbers(lv: Level, texts: list[str]) -> list[Issue]:
     as a second number, a second case. Refused, not guessed at, as a number a format wrote is.
     The whole column is looked at once."""
     v = lv.values
-    if "'" not in "".join(texts):
+    joined = "".join(texts)
+    if not any(mark in joined for mark in _APOSTROPHES):
         return []
     return [
         _issue(
@@ -556,8 +557,13 @@ def _apostrophe_numbers(lv: Level, texts: list[str]) -> list[Issue]:
             "keep a value as text, not part of the invoice number; remove it in the export",
         )
         for g, text in enumerate(texts)
-        if text.startswith("'")
+        if text.startswith(_APOSTROPHES)
     ]
+
+
+#: The apostrophe, and the curly ones a word processor's autocorrect makes of it when the
+#: number was typed or pasted there (‘70001 went out beside 70001, a second case).
+_APOSTROPHES = ("'", "\u2018", "\u2019")
 
 
 def _broken_numbers(lv: Level, texts: list[str]) -> list[Issue]:
