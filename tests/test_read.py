@@ -961,6 +961,34 @@ def test_header_only_workbook_is_refused(tmp_path):
     )
 
 
+def test_a_summary_sheet_first_names_the_other_sheets_where_no_header_is_found(tmp_path):
+    """A summary sheet before the invoices: "set header_row in the mapping" could never reach
+    them; the message names the other sheets and read.sheet first. A workbook of one sheet
+    still says header_row alone."""
+    path = tmp_path / "t.xlsx"
+    with xlsxwriter.Workbook(path) as wb:
+        summary = wb.add_worksheet("Sammendrag")
+        summary.write_row(0, 0, ["Utestående", 1200])
+        summary.write_row(1, 0, ["Antall fakturaer", 3])
+        wb.add_worksheet("Åpne poster").write_row(0, 0, ["Fakturanr", "Beløp"])
+    options = ReadOptions(expected_headers=("Fakturanr", "Beløp"))
+    with pytest.raises(ReadError) as err:
+        read_table(path, options)
+    assert str(err.value) == (
+        f'{path}: no header row found in the first 30 rows of sheet "Sammendrag" (expected a '
+        'row of column names); if the invoices are on another sheet ("Åpne poster"), set '
+        "read.sheet in the mapping to it, else set header_row"
+    )
+    alone = tmp_path / "alone.xlsx"
+    with xlsxwriter.Workbook(alone) as wb:
+        wb.add_worksheet("Sammendrag").write_row(0, 0, ["Utestående", 1200])
+    with pytest.raises(ReadError) as err:
+        read_table(alone, options)
+    assert str(err.value).endswith(
+        "(expected a row of column names); set header_row in the mapping"
+    )
+
+
 def test_empty_sheet_is_refused(tmp_path):
     """An empty first sheet says so and names the setting and the other (visible) sheets to
     choose from; an empty workbook's only sheet says there is no other."""

@@ -120,7 +120,8 @@ def finish_sheet(path: Path, options: ReadOptions, loaded: LoadedSheet) -> Parse
     where = str(path)
     sheet_name, rows, first_row = loaded.sheet_name, loaded.rows, loaded.first_row
     first_col, data, sheets = loaded.first_col, loaded.data, loaded.sheets
-    header_at = _excel_header(where, sheet_name, rows, first_row, options)
+    others = other_sheets(sheets, sheet_name)
+    header_at = _excel_header(where, sheet_name, rows, first_row, options, others=others)
     header_row = first_row + header_at
 
     headers = [render(c).strip() for c in rows[header_at]]
@@ -253,9 +254,16 @@ def _unloadable(where: str, sheet_name: str, data: bytes, exc: Exception) -> Rea
 
 
 def _excel_header(
-    where: str, sheet_name: str, rows: list[list[object]], first_row: int, options: ReadOptions
+    where: str,
+    sheet_name: str,
+    rows: list[list[object]],
+    first_row: int,
+    options: ReadOptions,
+    *,
+    others: str,
 ) -> int:
-    """Index into ``rows`` of the header: as set (an Excel row number), else found."""
+    """Index into ``rows`` of the header: as set (an Excel row number), else found. ``others``:
+    the workbook's other visible sheets (``other_sheets``), where the invoices may be."""
     if options.header_row is not None:
         header_at = options.header_row - first_row
         if not 0 <= header_at < len(rows):
@@ -267,10 +275,17 @@ def _excel_header(
         return header_at
     found = find_header(rows[:HEADER_SEARCH_ROWS], options.expected_headers)
     if found is None:
+        # A summary sheet first: header_row, the advice alone, could never find the invoices.
+        cure = (
+            f"if the invoices are on another sheet ({others}), set read.sheet in the mapping to "
+            "it, else set header_row"
+            if others
+            else "set header_row in the mapping"
+        )
         raise ReadError(
             where,
             f"no header row found in the first {HEADER_SEARCH_ROWS} rows of sheet "
-            f'"{sheet_name}" (expected a row of column names); set header_row in the mapping',
+            f'"{sheet_name}" (expected a row of column names); {cure}',
         )
     return found
 
