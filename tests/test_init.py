@@ -407,3 +407,27 @@ def test_dates_that_read_day_first_and_month_first_are_asked_about(tmp_path: Pat
     )
     assert "QUESTION" not in draft(("03/04/2026", "25/05/2026"))
     assert "QUESTION" not in draft(("03.04.2026", "12.05.2026"))
+
+
+def test_a_column_naming_credit_notes_gets_a_skip_rule(tmp_path: Path) -> None:
+    """A ledger's Bilagstype says "Kreditnota" beside a positive amount, as invoice journals
+    write it: the draft's only credit-note rule is for amounts of 0 or less, so the column was
+    left a question and the credit note went out as a claim. It is a [skip] rule now."""
+    path = tmp_path / "reskontro.csv"
+    path.write_text(
+        "Bilagstype;Fakturanr;Kunde;Orgnr;Fakturadato;Forfallsdato;Beløp\n"
+        "Faktura;9001;Fjord AS;923609016;01.03.2026;31.03.2026;1 200,00\n"
+        "KREDITNOTA;9003;Fjord AS;923609016;05.03.2026;05.03.2026;1 200,00\n"
+        "Faktura;9002;Bygg AS;987654325;02.03.2026;01.04.2026;800,00\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "reskontro.toml"
+    _, said, _ = filedrop("init", str(path), "--out", str(out), environ={})
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert (
+        'credit_notes_by_type = { column = "Bilagstype", is = ["KREDITNOTA"] }  # Bilagstype '
+        "names credit notes (row 3)"
+    ) in lines
+    assert '  skipped: row 3: rule skip.credit_notes_by_type: Bilagstype is "KREDITNOTA"' in said
+    assert 'column "Bilagstype" is not used' not in said
+    assert "2 invoices to send" in said

@@ -105,6 +105,12 @@ DATE_FORMATS = ("dd.mm.yyyy", "dd.mm.yy", "dd/mm/yyyy", "dd/mm/yy", "dd-mm-yyyy"
 NUMBER_STYLES = ((",", " "), (",", " ."), (".", " "), (".", " ,"))
 """(decimal, thousands) pairs tried on amounts typed as text, Norwegian first."""
 
+CREDIT_NOTE_WORDS = (
+    "kreditnota", "kredittnota", "kreditnotaer", "kreditering", "kreditert", "credit note",
+    "credit memo", "creditnote",
+)  # fmt: skip
+"""What a document-type column says of a credit note, as ERPs write it (case aside)."""
+
 EXACT = "exact synonym"
 _TOTALS = frozenset(TOTALS_WORDS)
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}( \d{2}:\d{2}:\d{2})?")
@@ -208,6 +214,7 @@ class _Drafter:
         self.headers = table.headers
         self.placed: dict[str, _Placed] = {}
         self.used: set[str] = set()
+        self.skipped_by: set[str] = set()  # columns only a [skip] rule reads: not left unused
         self._place_by_headers()
         self._place_by_values()
         self.decimal, self.thousands, self.number_note = self._number_style()
@@ -398,7 +405,8 @@ class _Drafter:
         self._debtor_section(out)
         self._claims_section(out)
         for header in self.headers:
-            if header not in self.used and self.cells(header).ne("").any():
+            unused = header not in self.used and header not in self.skipped_by
+            if unused and self.cells(header).ne("").any():
                 out.questions.append(
                     f'column "{_shown(header)}" is not used; which field holds it, if any?'
                 )
@@ -478,11 +486,35 @@ class _Drafter:
                         f"zero or negative amounts (row {rows}) are credit notes",
                     )
                 )
+        lines += self._credit_note_types()
         if lines:
             out.add("[skip]")
             for line, note in lines:
                 out.add(line, note)
             out.add()
+
+    def _credit_note_types(self) -> list[tuple[str, str]]:
+        """A rule for each column whose cells name credit notes ("Kreditnota" in Bilagstype):
+        such a row's amount is often written without a minus, so no amount rule leaves it out,
+        and a draft that left the column unused sent the credit note as a claim."""
+        found = []
+        for header in self.headers:
+            cells = self.cells(header)
+            folded = cells.str.casefold().str.strip()
+            said = cells[folded.isin(CREDIT_NOTE_WORDS).to_numpy()]
+            if said.empty:
+                continue
+            texts = ", ".join(_toml(text) for text in dict.fromkeys(said.tolist()))
+            rows = ", ".join(str(self.row_number(p)) for p in said.index[:3].tolist())
+            self.skipped_by.add(header)
+            found.append(
+                (
+                    f"credit_notes_by_type = {{ column = {_toml(header)}, is = [{texts}] }}",
+                    f"{_shown(header)} names credit notes (row {rows})",
+                )
+            )
+            break  # one rule name; a second column saying so names the same rows
+        return found
 
     def _totals_cells(self) -> list[tuple[int, str, str]]:
         """(row position, header, cell) of each cell reading Sum, Total, I alt …, by row."""
