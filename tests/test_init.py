@@ -431,3 +431,31 @@ def test_a_column_naming_credit_notes_gets_a_skip_rule(tmp_path: Path) -> None:
     assert '  skipped: row 3: rule skip.credit_notes_by_type: Bilagstype is "KREDITNOTA"' in said
     assert 'column "Bilagstype" is not used' not in said
     assert "2 invoices to send" in said
+
+
+def test_the_amount_with_vat_is_the_invoices_where_both_are_exported(tmp_path: Path) -> None:
+    """Fiken exports "Beløp eks. mva" before "Beløp inkl. mva": the draft took the first for the
+    invoice's amount, and the amount still owed (with VAT) went out larger than the invoice.
+    An amount before VAT is drafted only where the file has no other."""
+    path = tmp_path / "utestaende.csv"
+    path.write_text(
+        "Fakturanummer;Kunde;Org.nr.;Fakturadato;Forfallsdato;Beløp eks. mva;Beløp inkl. mva;"
+        "Utestående\n"
+        "10001;Fjord AS;923609016;01.03.2026;31.03.2026;1 000,00;1 250,00;1 250,00\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "utestaende.toml"
+    filedrop("init", str(path), "--out", str(out), environ={})
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert 'originalInvoiceAmount = "Beløp inkl. mva"  # partial match: "Beløp"' in lines
+    only = tmp_path / "netto.csv"
+    only.write_text(
+        "Fakturanummer;Kunde;Org.nr.;Fakturadato;Forfallsdato;Beløp eks. mva\n"
+        "10001;Fjord AS;923609016;01.03.2026;31.03.2026;1 000,00\n",
+        encoding="utf-8",
+    )
+    filedrop("init", str(only), "--out", str(tmp_path / "netto.toml"), environ={})
+    drafted = (tmp_path / "netto.toml").read_text(encoding="utf-8").splitlines()
+    assert (
+        'originalInvoiceAmount = "Beløp eks. mva"  # partial match: "Beløp", before VAT'
+    ) in drafted

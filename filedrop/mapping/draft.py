@@ -249,12 +249,20 @@ class _Drafter:
             key = exact.get(_norm(header))
             if key is not None and key not in self.placed and header not in self.used:
                 self._claim(key, header, EXACT)
+        before_vat: list[tuple[str, tuple[str, str]]] = []
         for header in self.headers:
             if header in self.used or not header.strip():
                 continue
             found = self._partial(header)
-            if found is not None and found[0] not in self.placed:
+            if found is not None and found[0] in _AMOUNT_KEYS and _BEFORE_VAT.search(header):
+                before_vat.append((header, found))
+            elif found is not None and found[0] not in self.placed:
                 self._claim(found[0], header, f"partial match: {found[1]}")
+        # An amount before VAT only where the file has no other: "Beløp eks. mva", placed first,
+        # was drafted as the invoice's amount beside "Beløp inkl. mva", the one the debtor owes.
+        for header, (key, matched) in before_vat:
+            if key not in self.placed:
+                self._claim(key, header, f"partial match: {matched}, before VAT")
 
     def _partial(self, header: str) -> tuple[str, str] | None:
         """(field, what matched) for a header holding a synonym as a word, or a long one inside
@@ -650,6 +658,8 @@ class _Drafter:
 
 
 _AMOUNT_KEYS = frozenset({"originalInvoiceAmount", "remainingAmount"})
+#: A header of an amount before VAT ("Beløp eks. mva", "Netto", "Amount excl. VAT").
+_BEFORE_VAT = re.compile(r"\b(?:eks|ekskl|ex|excl|excluding|uten|netto|net)\b", re.IGNORECASE)
 #: A header saying its amounts are in hundredths: "Beløp i øre", "Amount (cents)".
 _IN_ORE = re.compile(r"(?<!\w)(?:øre|ore|cents?)(?!\w)", re.IGNORECASE)
 
