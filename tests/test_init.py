@@ -459,3 +459,42 @@ def test_the_amount_with_vat_is_the_invoices_where_both_are_exported(tmp_path: P
     assert (
         'originalInvoiceAmount = "Beløp eks. mva"  # partial match: "Beløp", before VAT'
     ) in drafted
+
+
+def test_a_company_name_column_beside_first_and_last_names_fills_a_companys_name(
+    tmp_path: Path,
+) -> None:
+    """Fornavn, Etternavn and Firmanavn, a company's row with only Firmanavn: the draft left
+    Firmanavn a question, and the company went without a name (FAILED at the API). Amili takes
+    a company's name as the last name, so the last name defaults to Firmanavn. Beside a full
+    name alone, Firmanavn is still asked about."""
+    head = "Kundetype;{names};Personnr;Org.nr;Faktura;Dato;Forfall;Beløp\n"
+    rows = [
+        "Privat;{person};01058211237;;6001;01.02.2024;15.02.2024;500,00\n",
+        "Bedrift;{company};;923609016;6002;02.02.2024;16.02.2024;2 000,00\n",
+    ]
+    path = tmp_path / "kunder.csv"
+    path.write_text(
+        head.format(names="Fornavn;Etternavn;Firmanavn")
+        + rows[0].format(person="Kari;Nordmann;")
+        + rows[1].format(company=";;Fjord AS"),
+        encoding="utf-8",
+    )
+    out = tmp_path / "kunder.toml"
+    _, said, _ = filedrop("init", str(path), "--out", str(out), environ={})
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert (
+        'lastname = { column = "Etternavn", default = { column = "Firmanavn" } }  # exact synonym'
+    ) in lines
+    assert "2 invoices to send, 2 rows valid, 0 invalid" in said
+    whole = tmp_path / "navn.csv"
+    whole.write_text(
+        head.format(names="Kundenavn;Firmanavn")
+        + rows[0].format(person="Kari Nordmann;")
+        + rows[1].format(company=";Fjord AS"),
+        encoding="utf-8",
+    )
+    _, said, _ = filedrop(
+        "init", str(whole), "--out", str(tmp_path / "navn.toml"), environ={}, expect=None
+    )
+    assert 'column "Firmanavn" is not used; which field holds it, if any?' in said

@@ -70,6 +70,7 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
     "full_name": ("Kunde", "Kundenavn", "Navn", "Debitor", "Customer", "Customer name", "Name"),
     "firstname": ("Fornavn", "First name", "Given name"),
     "lastname": ("Etternavn", "Last name", "Surname", "Family name"),
+    "company_name": ("Firmanavn", "Bedriftsnavn", "Selskapsnavn", "Company name"),
     "debtor_type": ("Kundetype", "Type kunde", "Customer type", "Debtor type"),
     "id": (
         "Org.nr/Personnr", "Orgnr/Personnr", "Personnr/Orgnr", "Orgnr/Fnr", "Fnr/Orgnr",
@@ -582,7 +583,19 @@ class _Drafter:
         self._debtor_type(out)
         if "firstname" in self.placed and "lastname" in self.placed:
             self._column(out, "firstname", "firstname")
-            self._column(out, "lastname", "lastname")
+            company = self.placed.pop("company_name", None)
+            if company is None:
+                self._column(out, "lastname", "lastname")
+            else:
+                # Amili takes a company's name as its last name: a company's row, its Etternavn
+                # empty and its name in Firmanavn, was drafted with no name and FAILED.
+                self._column(
+                    out,
+                    "lastname",
+                    "lastname",
+                    extra=f", default = {{ column = {_toml(company.header)} }}",
+                )
+                out.add(note=f"a company's name from {_shown(company.header)}")
             if "full_name" in self.placed:
                 self.used.discard(self.placed.pop("full_name").header)
         elif "full_name" in self.placed:
@@ -590,6 +603,8 @@ class _Drafter:
             out.add(note='a person\'s name is split ("Etternavn, Fornavn" or "Fornavn Etternavn")')
         else:
             out.ask("full_name", '"<column>"', "which column holds the customer's name?")
+        if (company := self.placed.pop("company_name", None)) is not None:
+            self.used.discard(company.header)  # not drafted: asked about as any unused column
         self._column(out, "customerNumber", "customerNumber")
         self._identification(out)
         self._column(out, "emails", "emails")
