@@ -390,6 +390,7 @@ def write_outcome(
             columns=[*originals, *(_CsvColumn(column, _neutral_any) for column in results)],
             # Every input line keeps its number, so "row 11" in a message is line 11 here too.
             blank_before=_csv_blank_lines(table),
+            titles=table.layout.titles,
         )
     write_atomically(dest, write)
     return dest
@@ -611,10 +612,13 @@ def _write_csv(
     headers: Sequence[str],
     columns: Sequence[_CsvColumn],
     blank_before: Sequence[int] = (),
+    titles: Sequence[tuple[int, Sequence[object]]] = (),
 ) -> None:
     """Header and rows; characters ``encoding`` cannot hold become ``?`` rather than a crash.
 
     ``blank_before``: empty lines before the header and before each row (none when empty).
+    ``titles``: the input's lines above the header that held something, (line, fields), written
+    back on their lines (a report's title, Excel's ``sep=;``) where the others are empty.
     Fields are quoted as the csv module quotes them (``QUOTE_MINIMAL``, CRLF line ends), but a
     column at a time: a column with no cell that needs quoting or neutralising (most of them)
     costs no Python code per cell, where the csv module costs ~1 s for 200,000 x 24.
@@ -638,8 +642,12 @@ def _write_csv(
         if gap:
             gaps_in[i // _CSV_CHUNK_ROWS].append((i, gap))
     header = io.StringIO()
-    csv.writer(header, delimiter=delimiter, lineterminator="\r\n").writerow(headers)
-    fh.write(encoder.encode("\r\n" * gaps[0] + header.getvalue()))
+    writer = csv.writer(header, delimiter=delimiter, lineterminator="\r\n")
+    above = dict(titles)
+    for line in range(1, gaps[0] + 1):
+        writer.writerow(_neutralise_original([str(f) for f in above.get(line, ())]))
+    writer.writerow(headers)
+    fh.write(encoder.encode(header.getvalue()))
     n_rows = len(columns[0].texts) if columns else 0
     for start in range(0, n_rows, _CSV_CHUNK_ROWS):
         end = min(start + _CSV_CHUNK_ROWS, n_rows)

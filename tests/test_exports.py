@@ -206,7 +206,8 @@ def test_a_headerless_csv_column_is_named_by_its_letter(tmp_path: Path) -> None:
 
 
 def test_a_csv_outcome_keeps_every_input_line(tmp_path: Path, sandbox: Sandbox) -> None:
-    """Blank lines and title lines stay in a CSV outcome, so its line N is the input's line N."""
+    """Blank lines and title lines stay in a CSV outcome, so its line N is the input's line N;
+    a title line keeps its text (it was written empty)."""
     inbox = tmp_path / "inbox"
     inbox.mkdir()
     (tmp_path / "m").mkdir()
@@ -233,7 +234,7 @@ def test_a_csv_outcome_keeps_every_input_line(tmp_path: Path, sandbox: Sandbox) 
     with path.with_name("poster.outcome.csv").open(encoding="utf-8", newline="") as fh:
         out = list(csv.reader(fh, delimiter=";"))
     assert len(out) == len(lines)
-    assert [row[:1] for row in out[:3]] == [[], [], ["Fakturanr"]]
+    assert [row[:1] for row in out[:3]] == [["Åpne poster per 31.03.2024"], [], ["Fakturanr"]]
     assert out[3][0] == "24001" and out[3][11] == "SUCCEEDED"
     assert out[4] == []
     assert out[5][0] == "24002" and out[5][11] == "SUCCEEDED"

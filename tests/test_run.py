@@ -1116,6 +1116,22 @@ def test_a_file_refused_after_it_was_read_gets_an_outcome_delimited_as_it_was_re
     assert sandbox.received_invoice_numbers() == []
 
 
+def test_a_csv_outcome_keeps_the_lines_above_the_header(inbox: Path, sandbox: Sandbox) -> None:
+    """Excel's sep=; line and a report's title were written as empty lines, though the outcome
+    keeps the input's rows (and the xlsx outcome its title rows); without sep=;, Excel where
+    the list separator is a comma opened the outcome in one column. Each line keeps its number,
+    and a title line that Excel would run as a formula is neutralised as a cell is."""
+    above = ["sep=;", "Kundereskontro;;", "=1+1;Utskrevet 31.03.2024", ""]
+    lines = [*above, ERP_HEADER, erp_row("9051"), erp_row("9052")]
+    (inbox / "titler.csv").write_bytes(("\r\n".join(lines) + "\r\n").encode("cp1252"))
+    filedrop("run", environ=run_env(inbox, sandbox.url))
+    written = (inbox / "titler.outcome.csv").read_bytes().decode("cp1252").split("\r\n")
+    assert written[:4] == ["sep=;", "Kundereskontro;;", "'=1+1;Utskrevet 31.03.2024", ""]
+    assert written[4].startswith(ERP_HEADER.split(";", 1)[0])
+    assert [line.split(";", 1)[0] for line in written[5:7]] == ["9051", "9052"]
+    assert sandbox.received_invoice_numbers() == ["9051", "9052"]
+
+
 def test_formula_like_text_stays_text(inbox: Path, sandbox: Sandbox) -> None:
     """An address typed as =HYPERLINK(...) is written as text in the outcome, not a formula."""
     write_erp_csv(inbox / "f.csv", [erp_row("8001", Adresse="=HYPERLINK(1)")])

@@ -30,6 +30,7 @@ from filedrop.read.table import (
     EXCEL_SUFFIXES,
     HEADER_SEARCH_ROWS,
     INPUT_SUFFIXES,
+    Layout,
     ReadInfo,
     ReadOptions,
     Table,
@@ -172,7 +173,17 @@ def _read_csv(path: Path, options: ReadOptions, limits: ReadLimits, sha256: str 
         values=cells,
         row_numbers=starts[keep],
         info=ReadInfo(kind="csv", encoding=encoding, delimiter=delimiter, header_row=header_line),
+        layout=Layout(titles=_titles(data[:offset], codec, delimiter)),
     )
+
+
+def _titles(above: bytes, codec: str, delimiter: str) -> tuple[tuple[int, tuple[str, ...]], ...]:
+    """The lines above the header that hold something (a report's title, Excel's ``sep=;``):
+    (1-based line, its fields). The outcome writes them back, where it wrote empty lines."""
+    if not above:
+        return ()
+    lines = above.decode(codec, "replace").splitlines()
+    return tuple((line, tuple(fields)) for line, fields in _records(lines, delimiter) if fields)
 
 
 def _refuse_cut_short(

@@ -147,10 +147,12 @@ NumberFormat = str | int
 
 @dataclass(frozen=True, kw_only=True)
 class Layout:
-    """How an Excel sheet looked around its values, so its outcome can look the same."""
+    """How an Excel sheet looked around its values (a CSV: its title lines), so its outcome can
+    look the same."""
 
     titles: tuple[tuple[int, tuple[object, ...]], ...] = ()
-    """The non-empty rows above the header: (1-based row number, its typed cells, None if empty)."""
+    """The non-empty rows above the header: (1-based row number, its typed cells, None if empty;
+    a CSV's fields as text)."""
     number_formats: tuple[NumberFormat | None, ...] = ()
     """Per column, the number format its data cells use; None (or missing) for General."""
 
@@ -172,7 +174,8 @@ class Table:
     and one row per data row, every value a ``str`` ('' for an empty cell). ``values`` has the same
     shape with the original typed values (numbers, dates; None for empty) for writing an Excel
     outcome that keeps them; for CSV it is the same frame as ``cells``. ``row_numbers[i]`` is the
-    row/line number the user sees for data row ``i``. ``layout`` is empty but for Excel input.
+    row/line number the user sees for data row ``i``. ``layout`` is empty but for Excel input,
+    and a CSV's lines above its header (``Layout.titles``).
     ``unsaved`` holds a workbook's formulas whose results were never saved, which read as empty
     cells: per column, their row numbers (ascending), for the mapping to refuse where it reads
     one; ``formulas`` shows some of them, by (row number, column); ``own_format_rows`` are
