@@ -7,6 +7,7 @@ import datetime as dt
 import gc
 import threading
 import unicodedata
+import warnings
 import zipfile
 from bisect import bisect_right
 from collections.abc import Iterator
@@ -2606,6 +2607,16 @@ def test_principal_claims_owing_more_than_the_invoice_are_refused(tmp_path: Path
         'originalInvoiceAmount = "sum"', "originalInvoiceAmount = { sum_of_claims = true }"
     )
     assert messages(run(rows[:1], custom(tmp_path, summed), headers=headers)) == []
+
+
+def test_an_amount_past_the_floats_range_is_compared_without_a_warning(tmp_path: Path) -> None:
+    """A workbook amount of 1e308 (refused as too large) made the comparison of claims with the
+    invoice's amount print numpy's overflow warning on the user's terminal."""
+    path = write_erp_workbook(tmp_path / "stor.xlsx", [erp_row("240301")], typed={"D2": 1e308})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        prepared = prepare(read_table(path, ERP.read), ERP)
+    assert [p.rule for p in prepared.problems] == ["amount"]
 
 
 def test_an_invoices_lines_owing_more_than_it_together_are_refused(tmp_path: Path) -> None:

@@ -264,7 +264,9 @@ def check_claims_within_amount(
         at = np.flatnonzero(principal)
         np.add.at(owed, groups.gid[at], rows[id(claim)].number[at])
         owing.append((rows[id(claim)], principal))
-    with np.errstate(invalid="ignore"):  # NaN: an amount that is no number, told by its rule
+    # NaN: an amount that is no number; past the float's range (1e308, refused as too large):
+    # both told by their own rule, with no numpy warning on the user's terminal.
+    with np.errstate(invalid="ignore", over="ignore"):
         over = np.round(owed, 2) > np.round(invoiced.values.number, 2)
     issues: list[Issue] = []
     for g in np.flatnonzero(over).tolist():
