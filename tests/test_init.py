@@ -409,21 +409,30 @@ def test_dates_that_read_day_first_and_month_first_are_asked_about(tmp_path: Pat
     assert "QUESTION" not in draft(("03.04.2026", "12.05.2026"))
 
 
+def _drafted(
+    folder: Path, name: str, text: str, *, expect: int | None = 0
+) -> tuple[list[str], str]:
+    """``filedrop init`` on a UTF-8 CSV ``name`` holding ``text``: the draft's lines, and what
+    init printed."""
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    out = path.with_suffix(".toml")
+    _, said, _ = filedrop("init", str(path), "--out", str(out), environ={}, expect=expect)
+    return out.read_text(encoding="utf-8").splitlines(), said
+
+
 def test_a_column_naming_credit_notes_gets_a_skip_rule(tmp_path: Path) -> None:
     """A ledger's Bilagstype says "Kreditnota" beside a positive amount, as invoice journals
     write it: the draft's only credit-note rule is for amounts of 0 or less, so the column was
     left a question and the credit note went out as a claim. It is a [skip] rule now."""
-    path = tmp_path / "reskontro.csv"
-    path.write_text(
+    lines, said = _drafted(
+        tmp_path,
+        "reskontro.csv",
         "Bilagstype;Fakturanr;Kunde;Orgnr;Fakturadato;Forfallsdato;Beløp\n"
         "Faktura;9001;Fjord AS;923609016;01.03.2026;31.03.2026;1 200,00\n"
         "KREDITNOTA;9003;Fjord AS;923609016;05.03.2026;05.03.2026;1 200,00\n"
         "Faktura;9002;Bygg AS;987654325;02.03.2026;01.04.2026;800,00\n",
-        encoding="utf-8",
     )
-    out = tmp_path / "reskontro.toml"
-    _, said, _ = filedrop("init", str(path), "--out", str(out), environ={})
-    lines = out.read_text(encoding="utf-8").splitlines()
     assert (
         'credit_notes_by_type = { column = "Bilagstype", is = ["KREDITNOTA"] }  # Bilagstype '
         "names credit notes (row 3)"
@@ -437,25 +446,15 @@ def test_the_amount_with_vat_is_the_invoices_where_both_are_exported(tmp_path: P
     """Fiken exports "Beløp eks. mva" before "Beløp inkl. mva": the draft took the first for the
     invoice's amount, and the amount still owed (with VAT) went out larger than the invoice.
     An amount before VAT is drafted only where the file has no other."""
-    path = tmp_path / "utestaende.csv"
-    path.write_text(
-        "Fakturanummer;Kunde;Org.nr.;Fakturadato;Forfallsdato;Beløp eks. mva;Beløp inkl. mva;"
-        "Utestående\n"
-        "10001;Fjord AS;923609016;01.03.2026;31.03.2026;1 000,00;1 250,00;1 250,00\n",
-        encoding="utf-8",
+    head = "Fakturanummer;Kunde;Org.nr.;Fakturadato;Forfallsdato;Beløp eks. mva"
+    row = "10001;Fjord AS;923609016;01.03.2026;31.03.2026;1 000,00"
+    lines, _ = _drafted(
+        tmp_path,
+        "utestaende.csv",
+        f"{head};Beløp inkl. mva;Utestående\n{row};1 250,00;1 250,00\n",
     )
-    out = tmp_path / "utestaende.toml"
-    filedrop("init", str(path), "--out", str(out), environ={})
-    lines = out.read_text(encoding="utf-8").splitlines()
     assert 'originalInvoiceAmount = "Beløp inkl. mva"  # partial match: "Beløp"' in lines
-    only = tmp_path / "netto.csv"
-    only.write_text(
-        "Fakturanummer;Kunde;Org.nr.;Fakturadato;Forfallsdato;Beløp eks. mva\n"
-        "10001;Fjord AS;923609016;01.03.2026;31.03.2026;1 000,00\n",
-        encoding="utf-8",
-    )
-    filedrop("init", str(only), "--out", str(tmp_path / "netto.toml"), environ={})
-    drafted = (tmp_path / "netto.toml").read_text(encoding="utf-8").splitlines()
+    drafted, _ = _drafted(tmp_path, "netto.csv", f"{head}\n{row}\n")
     assert (
         'originalInvoiceAmount = "Beløp eks. mva"  # partial match: "Beløp", before VAT'
     ) in drafted
@@ -473,28 +472,23 @@ def test_a_company_name_column_beside_first_and_last_names_fills_a_companys_name
         "Privat;{person};01058211237;;6001;01.02.2024;15.02.2024;500,00\n",
         "Bedrift;{company};;923609016;6002;02.02.2024;16.02.2024;2 000,00\n",
     ]
-    path = tmp_path / "kunder.csv"
-    path.write_text(
+    lines, said = _drafted(
+        tmp_path,
+        "kunder.csv",
         head.format(names="Fornavn;Etternavn;Firmanavn")
         + rows[0].format(person="Kari;Nordmann;")
         + rows[1].format(company=";;Fjord AS"),
-        encoding="utf-8",
     )
-    out = tmp_path / "kunder.toml"
-    _, said, _ = filedrop("init", str(path), "--out", str(out), environ={})
-    lines = out.read_text(encoding="utf-8").splitlines()
     assert (
         'lastname = { column = "Etternavn", default = { column = "Firmanavn" } }  # exact synonym'
     ) in lines
     assert "2 invoices to send, 2 rows valid, 0 invalid" in said
-    whole = tmp_path / "navn.csv"
-    whole.write_text(
+    _, said = _drafted(
+        tmp_path,
+        "navn.csv",
         head.format(names="Kundenavn;Firmanavn")
         + rows[0].format(person="Kari Nordmann;")
         + rows[1].format(company=";Fjord AS"),
-        encoding="utf-8",
-    )
-    _, said, _ = filedrop(
-        "init", str(whole), "--out", str(tmp_path / "navn.toml"), environ={}, expect=None
+        expect=None,
     )
     assert 'column "Firmanavn" is not used; which field holds it, if any?' in said

@@ -110,10 +110,12 @@ CREDIT_NOTE_WORDS = (
     "kreditnota", "kredittnota", "kreditnotaer", "kreditering", "kreditert", "credit note",
     "credit memo", "creditnote",
 )  # fmt: skip
-"""What a document-type column says of a credit note, as ERPs write it (case aside)."""
+"""What a document-type column says of a credit note, as ERPs write it (compared as totals
+words are: ``_folded``)."""
 
 EXACT = "exact synonym"
 _TOTALS = frozenset(TOTALS_WORDS)
+_CREDIT_NOTES = frozenset(CREDIT_NOTE_WORDS)
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}( \d{2}:\d{2}:\d{2})?")
 
 
@@ -506,24 +508,22 @@ class _Drafter:
         """A rule for each column whose cells name credit notes ("Kreditnota" in Bilagstype):
         such a row's amount is often written without a minus, so no amount rule leaves it out,
         and a draft that left the column unused sent the credit note as a claim."""
-        found = []
         for header in self.headers:
             cells = self.cells(header)
-            folded = cells.str.casefold().str.strip()
-            said = cells[folded.isin(CREDIT_NOTE_WORDS).to_numpy()]
+            said = cells[cells.map(_folded).isin(_CREDIT_NOTES).to_numpy()]
             if said.empty:
                 continue
             texts = ", ".join(_toml(text) for text in dict.fromkeys(said.tolist()))
             rows = ", ".join(str(self.row_number(p)) for p in said.index[:3].tolist())
             self.skipped_by.add(header)
-            found.append(
+            # One rule: a second column saying so names the same rows.
+            return [
                 (
                     f"credit_notes_by_type = {{ column = {_toml(header)}, is = [{texts}] }}",
                     f"{_shown(header)} names credit notes (row {rows})",
                 )
-            )
-            break  # one rule name; a second column saying so names the same rows
-        return found
+            ]
+        return []
 
     def _totals_cells(self) -> list[tuple[int, str, str]]:
         """(row position, header, cell) of each cell reading Sum, Total, I alt …, by row."""
@@ -581,20 +581,17 @@ class _Drafter:
     def _debtor_section(self, out: _Lines) -> None:
         out.add("[debtor]")
         self._debtor_type(out)
-        if "firstname" in self.placed and "lastname" in self.placed:
+        company = self.placed.pop("company_name", None)
+        split = "firstname" in self.placed and "lastname" in self.placed
+        if company is not None and not split:  # drafted beside first and last names only
+            self.used.discard(company.header)  # else asked about as any unused column
+        if split:
             self._column(out, "firstname", "firstname")
-            company = self.placed.pop("company_name", None)
-            if company is None:
-                self._column(out, "lastname", "lastname")
-            else:
-                # Amili takes a company's name as its last name: a company's row, its Etternavn
-                # empty and its name in Firmanavn, was drafted with no name and FAILED.
-                self._column(
-                    out,
-                    "lastname",
-                    "lastname",
-                    extra=f", default = {{ column = {_toml(company.header)} }}",
-                )
+            # Amili takes a company's name as its last name: a company's row, its Etternavn
+            # empty and its name in Firmanavn, was drafted with no name and FAILED.
+            named = "" if company is None else f", default = {{ column = {_toml(company.header)} }}"
+            self._column(out, "lastname", "lastname", extra=named)
+            if company is not None:
                 out.add(note=f"a company's name from {_shown(company.header)}")
             if "full_name" in self.placed:
                 self.used.discard(self.placed.pop("full_name").header)
@@ -603,8 +600,6 @@ class _Drafter:
             out.add(note='a person\'s name is split ("Etternavn, Fornavn" or "Fornavn Etternavn")')
         else:
             out.ask("full_name", '"<column>"', "which column holds the customer's name?")
-        if (company := self.placed.pop("company_name", None)) is not None:
-            self.used.discard(company.header)  # not drafted: asked about as any unused column
         self._column(out, "customerNumber", "customerNumber")
         self._identification(out)
         self._column(out, "emails", "emails")

@@ -55,7 +55,7 @@ from filedrop.mapping.convert import (
     without_vat_marks,
     zero_pad,
 )
-from filedrop.mapping.tree import Field
+from filedrop.mapping.tree import Field, with_defaults
 from filedrop.read.table import UNSAVED_CURE, UNSAVED_FORMULA
 
 __all__ = [
@@ -280,11 +280,7 @@ def decimals_shown(fields: Iterable[Field], src: Source) -> dict[tuple[str, ...]
     in all of ``src`` shows its decimal mark to be one (``convert.shows_decimal``), so a long
     table prepared in parts reads "12,500" in every part as one go would."""
     found: dict[tuple[str, ...], bool] = {}
-    todo = [f for f in fields if f.kind == "amount"]
-    while todo:
-        f = todo.pop()
-        if f.default is not None:
-            todo.append(f.default)
+    for f in (each for top in fields if top.kind == "amount" for each in with_defaults(top)):
         if f.source != "column" or f.columns in found:
             continue
         pos = src.positions[f.columns]

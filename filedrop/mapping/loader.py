@@ -36,6 +36,7 @@ from filedrop.mapping.tree import (
     as_toml,
     did_you_mean,
     walk_fields,
+    with_defaults,
 )
 from filedrop.read import DELIMITERS, ReadInfo, ReadOptions, Table, header_key
 from filedrop.read.table import other_sheets
@@ -141,12 +142,10 @@ class Mapping:
         """The ``column_refs`` of the fields alone: the columns whose values go to Amili."""
         refs: list[tuple[str, tuple[str, ...], str]] = []
         for node in (self.invoice, self.debtors, self.claims):
-            for f in walk_fields(node):
-                while f is not None:
-                    if f.source == "column":
-                        refs.append((f.key, f.columns, "names"))
-                    refs += [(f.key, (p,), "uses in its template") for p in f.placeholders]
-                    f = f.default  # noqa: PLW2901 - a default is read from the file too
+            for f in (each for top in walk_fields(node) for each in with_defaults(top)):
+                if f.source == "column":
+                    refs.append((f.key, f.columns, "names"))
+                refs += [(f.key, (p,), "uses in its template") for p in f.placeholders]
         return tuple(refs)
 
     def resolve_columns(self, headers: list[str], *, file_name: str) -> dict[tuple[str, ...], int]:

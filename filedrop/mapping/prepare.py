@@ -61,7 +61,7 @@ from filedrop.mapping.payload import (
     payloads,
 )
 from filedrop.mapping.skip import MovedHeaderError, skipped_rows
-from filedrop.mapping.tree import Field, Node, walk_fields
+from filedrop.mapping.tree import Field, Node, walk_fields, with_defaults
 from filedrop.memory import no_cyclic_gc, release_freed_memory
 from filedrop.read import Table
 from filedrop.read.table import UNSAVED_CURE, UNSAVED_FORMULA, column_letter
@@ -446,9 +446,13 @@ def _merged_amounts(
     each (``Table.merged_down``), it went with two invoices in full (found by a hostile
     review: 6 000 claimed where the sheet showed 3 000), or as a claim of each line of one.
     An invoice's own amount merged over its own lines is its amount, shown once."""
-    per_line = {pos for item in mapping.claims.items for pos in _columns_read(item, src)}
+    per_line = {
+        pos for item in mapping.claims.items for pos in _columns_read(item, src, kind="amount")
+    }
     per_invoice = {
-        pos for node in (mapping.invoice, mapping.debtors) for pos in _columns_read(node, src)
+        pos
+        for node in (mapping.invoice, mapping.debtors)
+        for pos in _columns_read(node, src, kind="amount")
     }
     issues: list[Issue] = []
     for pos in sorted((per_line | per_invoice) & set(table.merged_down)):
@@ -481,18 +485,17 @@ def _merged_amounts(
     return issues
 
 
-def _columns_read(node: Node, src: Source, kind: str = "amount") -> set[int]:
-    """The columns ``node``'s amounts (or Fields of another ``kind``) read, their defaults' too
-    (``default = { column = ... }``): an amount read through a default alone went unchecked,
-    and a merged one was sent in full with each invoice (found by a review)."""
-    found: set[int] = set()
-    for amount in walk_fields(node):
-        field: Field | None = amount if amount.kind == kind else None
-        while field is not None:
-            if field.source == "column" and field.columns in src.positions:
-                found.add(src.positions[field.columns])
-            field = field.default
-    return found
+def _columns_read(node: Node, src: Source, *, kind: str) -> set[int]:
+    """The columns ``node``'s Fields of ``kind`` read, their defaults' too: an amount read
+    through a default alone went unchecked, and a merged one was sent in full with each
+    invoice (found by a review)."""
+    return {
+        src.positions[f.columns]
+        for top in walk_fields(node)
+        if top.kind == kind
+        for f in with_defaults(top)
+        if f.source == "column" and f.columns in src.positions
+    }
 
 
 def _differing_repeats(
@@ -531,17 +534,16 @@ def _read_as_dates_alone(mapping: Mapping, src: Source) -> set[int]:
     """The columns only date Fields read: one whose text a text Field or a template also reads
     (a date with its time of day, kept in a reference) sends another value when written
     otherwise."""
-    nodes = (mapping.invoice, mapping.debtors, mapping.claims)
-    dates = {pos for node in nodes for pos in _columns_read(node, src, kind="date")}
-    for node in nodes:
-        for each in walk_fields(node):
-            f: Field | None = each
-            while f is not None:
-                if f.kind != "date" and f.source == "column" and f.columns in src.positions:
-                    dates.discard(src.positions[f.columns])
-                dates -= {src.positions[(p,)] for p in f.placeholders if (p,) in src.positions}
-                f = f.default
-    return dates
+    readers: dict[int, set[str]] = defaultdict(set)  # column -> the kinds of Field reading it
+    for node in (mapping.invoice, mapping.debtors, mapping.claims):
+        for top in walk_fields(node):
+            for f in with_defaults(top):
+                if f.source == "column" and f.columns in src.positions:
+                    readers[src.positions[f.columns]].add(top.kind)
+                for name in f.placeholders:
+                    if (name,) in src.positions:
+                        readers[src.positions[(name,)]].add("template")
+    return {pos for pos, kinds in readers.items() if kinds == {"date"}}
 
 
 def _days_at(src: Source, pos: int, at: np.ndarray) -> np.ndarray:

@@ -37,6 +37,7 @@ __all__ = [
     "TreeParser",
     "as_toml",
     "walk_fields",
+    "with_defaults",
 ]
 
 SOURCE_KEYS = ("column", "constant", "template", "sum_of_claims", "from_id")
@@ -183,6 +184,15 @@ def walk_fields(node: Node) -> Iterator[Field]:
     else:
         for child in node.items if isinstance(node, Many) else (c for _, c in node.fields):
             yield from walk_fields(child)
+
+
+def with_defaults(field: Field) -> Iterator[Field]:
+    """``field``, then the Field of each ``default`` it falls back on: each reads the file too
+    (``default = { column = ... }``), and a check that looks at the first alone misses it."""
+    f: Field | None = field
+    while f is not None:
+        yield f
+        f = f.default
 
 
 def as_toml(value: object) -> str:

@@ -120,8 +120,7 @@ def finish_sheet(path: Path, options: ReadOptions, loaded: LoadedSheet) -> Parse
     where = str(path)
     sheet_name, rows, first_row = loaded.sheet_name, loaded.rows, loaded.first_row
     first_col, data, sheets = loaded.first_col, loaded.data, loaded.sheets
-    others = other_sheets(sheets, sheet_name)
-    header_at = _excel_header(where, sheet_name, rows, first_row, options, others=others)
+    header_at = _excel_header(where, sheet_name, rows, first_row, options, sheets=sheets)
     header_row = first_row + header_at
 
     headers = [render(c).strip() for c in rows[header_at]]
@@ -260,10 +259,10 @@ def _excel_header(
     first_row: int,
     options: ReadOptions,
     *,
-    others: str,
+    sheets: tuple[str, ...],
 ) -> int:
-    """Index into ``rows`` of the header: as set (an Excel row number), else found. ``others``:
-    the workbook's other visible sheets (``other_sheets``), where the invoices may be."""
+    """Index into ``rows`` of the header: as set (an Excel row number), else found. ``sheets``:
+    the workbook's visible sheets, the others of which the invoices may be on."""
     if options.header_row is not None:
         header_at = options.header_row - first_row
         if not 0 <= header_at < len(rows):
@@ -276,6 +275,7 @@ def _excel_header(
     found = find_header(rows[:HEADER_SEARCH_ROWS], options.expected_headers)
     if found is None:
         # A summary sheet first: header_row, the advice alone, could never find the invoices.
+        others = other_sheets(sheets, sheet_name)
         cure = (
             f"if the invoices are on another sheet ({others}), set read.sheet in the mapping to "
             "it, else set header_row"
