@@ -1028,10 +1028,13 @@ def test_an_invoice_number_that_lost_digits_is_never_sent(tmp_path: Path) -> Non
 def test_an_invoice_number_a_number_format_wrote_is_refused(tmp_path: Path) -> None:
     """Invoice numbers formatted # ##0 and 0,00 in a workbook: the workbook sends 240301, the
     CSV Excel saves of it holds "240 301" (a no-break space) and "240302,00", which went out as
-    two more numbers, a second case for each invoice. They are refused, saying why; a space a
-    person typed, and decimals that are not zeros, are the number as it reads."""
+    two more numbers, a second case for each invoice; so did "70,001" and "70.001", what Excel
+    set to English or German numbers saves of #,##0. They are refused, saying why; a space a
+    person typed, decimals that are not zeros and a series before a dot are the number as it
+    reads."""
     path = tmp_path / "mars.csv"
     numbers = ["240\u00a0301", "240302,00", "1\u202f240\u00a0303", "2024 001", "240305.5"]
+    numbers += ["70,001", "1.070.002", "70,000", "2024.003", "70 001.004", "7,0001"]
     rows = [erp_row(n, email="kunde@example.no") for n in numbers]
     write_erp_csv(path, rows, encoding="utf-8")
     prepared = prepare(read_table(path, ERP.read), ERP)
@@ -1044,8 +1047,17 @@ def test_an_invoice_number_a_number_format_wrote_is_refused(tmp_path: Path) -> N
         f'row 2: Fakturanr "240\u00a0301" {grouped} {cure}',
         f'row 3: Fakturanr "240302,00" is a number written with decimals {cure}',
         f'row 4: Fakturanr "1\u202f240\u00a0303" {grouped} {cure}',
+        f'row 7: Fakturanr "70,001" {grouped} {cure}',
+        f'row 8: Fakturanr "1.070.002" {grouped} {cure}',
+        f'row 9: Fakturanr "70,000" {grouped} or with decimals {cure}',
     ]
-    assert [i.payload["invoiceNumber"] for i in prepared.invoices] == ["2024 001", "240305.5"]
+    assert [i.payload["invoiceNumber"] for i in prepared.invoices] == [
+        "2024 001",
+        "240305.5",
+        "2024.003",
+        "70 001.004",
+        "7,0001",
+    ]
 
 
 def test_a_kid_or_zip_code_written_with_decimals_is_refused(tmp_path: Path) -> None:

@@ -505,10 +505,14 @@ def _shortened_numbers(lv: Level, texts: list[str]) -> list[Issue]:
 
 #: An invoice number written as a locale writes a number, not as the invoice reads: digits in
 #: threes parted by a no-break, narrow no-break or thin space (what Norwegian Excel and
-#: LibreOffice save of a column formatted # ##0), or with decimals of zeros (0,00).
-_FORMATTED_NUMBER = re.compile(
-    rf"^(?:[0-9]{{1,3}}(?:[{SPACES.replace(' ', '')}][0-9]{{3}})+|[0-9]+[.,]0+)$", re.MULTILINE
+#: LibreOffice save of a column formatted # ##0), by commas (English settings, #,##0) or by
+#: dots (German and Danish ones), a comma or dot throughout; or with decimals of zeros (0,00).
+#: A space typed between digits is the number as it reads.
+_GROUPED = "|".join(
+    rf"[0-9]{{1,3}}(?:{marks}[0-9]{{3}})+" for marks in (f"[{SPACES.replace(' ', '')}]", ",", r"\.")
 )
+_ZEROS = "[0-9]+[.,]0+"
+_FORMATTED_NUMBER = re.compile(rf"^(?:{_GROUPED}|{_ZEROS})$", re.MULTILINE)
 
 
 def _formatted_numbers(lv: Level, texts: list[str]) -> list[Issue]:
@@ -524,7 +528,12 @@ def _formatted_numbers(lv: Level, texts: list[str]) -> list[Issue]:
     for g, text in enumerate(texts):
         if _FORMATTED_NUMBER.match(text) is None:
             continue
-        what = "with decimals" if "," in text or "." in text else "with its digits grouped"
+        ways = [
+            way
+            for way, pattern in (("with its digits grouped", _GROUPED), ("with decimals", _ZEROS))
+            if re.fullmatch(pattern, text)
+        ]  # both for 70,000: seventy thousand in one locale, seventy in another
+        what = " or ".join(ways)
         issues.append(
             _issue(
                 lv.at[g],
