@@ -136,6 +136,17 @@ def _date_typed(folder: Path, row: int, value: int) -> str:
     return _only_message(prepare(read_table(path, mapping.read), mapping), row)
 
 
+def _decimal_points(folder: Path, row: int) -> str:
+    """An ERP CSV whose row ``row`` holds 1.250 and the row after it 99.50: written with decimal
+    points, read with the mapping's points between thousands."""
+    rows = [erp_row(f"2403{n:02d}") for n in range(2, row)]
+    rows += [erp_row("240398", amount="1.250"), erp_row("240399", amount="99.50")]
+    mapping = load_mapping(MAPPINGS / "norwegian-erp.toml")
+    return _only_message(
+        prepare(read_table(_csv(folder, ERP_HEADER, rows), mapping.read), mapping), row
+    )
+
+
 def _owing_more(folder: Path, row: int) -> str:
     """An ERP CSV with a Restbeløp column the claim reads, which on row ``row`` owes more than
     that invoice's Beløp."""
@@ -231,6 +242,11 @@ CASES: dict[str, Callable[[Path], str]] = {
     ),
     'row 6: Beløp "-1 250,00" is not a positive amount (it must be more than 0)': lambda d: (
         _row_message(d, 6, Beløp="-1 250,00")
+    ),
+    'row 8: Beløp "1.250" reads with a point between thousands, as [read] thousands says, but '
+    'row 9 ("99.50") shows the point to be a decimal one, and then this amount is another: '
+    "filedrop does not guess; have the export write every amount one way (1.234,50)": lambda d: (
+        _decimal_points(d, 8)
     ),
     'row 7: Restbeløp "9 800,00" is more than Beløp "980,00", the invoice\'s amount: the debtor '
     "would be asked for more than was invoiced; correct it in the export (or, if Beløp is not "

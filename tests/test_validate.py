@@ -329,6 +329,42 @@ def test_three_decimals_are_read_as_such_only_where_the_column_shows_the_mark_is
         assert [i.payload["originalInvoiceAmount"] for i in prepared.invoices] == sent
 
 
+@pytest.mark.parametrize(
+    ("amounts", "refused"),
+    [
+        # Written with decimal points, read with the mapping's points between thousands.
+        (["1.250", "99.50"], {0: "99.50", 1: None}),
+        (["1.250", "2.500.000", "1250.00"], {0: "1250.00", 1: "1250.00", 2: None}),
+        (["kr 1.250", "0.5"], {0: "0.5", 1: None}),
+        (["1.250", "1.250,50"], {}),  # points between thousands, as the mapping says
+        (["1.250", "15.03.2024"], {1: None}),  # a date is no amount, and no evidence of one
+    ],
+)
+def test_a_point_between_thousands_is_refused_where_the_column_shows_decimal_points(
+    amounts: list[str], refused: dict[int, str | None]
+) -> None:
+    """The mapping reads 1.250 with a point between thousands (norwegian-erp's thousands = [" ",
+    "."]), but an export written with decimal points holds 1.250 for 1,25 kroner: it went out
+    as 1250, a thousand times the debt, beside 99.50 refused as no amount. Where another amount
+    of the column shows the point to be a decimal one, an amount grouped by points is refused,
+    naming that row; the others say what they are as before (None)."""
+    prepared = run([row(Fakturanr=f"A-{n}", Beløp=a) for n, a in enumerate(amounts)])
+    assert_every_row_once(prepared)
+    problems = {int(m.split(":")[0].removeprefix("row ")) - 2: m for m in messages(prepared)}
+    assert problems.keys() == refused.keys()
+    for at, evidence in refused.items():
+        if evidence is None:
+            assert "is not an amount" in problems[at]
+            continue
+        evidence_row = amounts.index(evidence) + 2
+        assert problems[at] == (
+            f'row {at + 2}: Beløp "{amounts[at]}" reads with a point between thousands, as '
+            f'[read] thousands says, but row {evidence_row} ("{evidence}") shows the point to '
+            "be a decimal one, and then this amount is another: filedrop does not guess; have "
+            "the export write every amount one way (1.234,50)"
+        )
+
+
 def test_a_long_file_reads_three_decimals_in_its_first_part_by_what_a_later_part_shows(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -343,6 +379,24 @@ def test_a_long_file_reads_three_decimals_in_its_first_part_by_what_a_later_part
     assert [i.payload["originalInvoiceAmount"] for i in prepared.invoices] == [12.5, 3, 1, 7.5]
     one_part = prepare(table(rows[:3]), ERP)
     assert len(one_part.problems) == 3
+
+
+def test_a_long_file_refuses_a_point_between_thousands_by_what_a_later_part_shows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Prepared in parts, the first part's "1.250" is refused by a later part's "99.50", which
+    shows the point to be a decimal one, as one go would refuse it."""
+    monkeypatch.setattr(prepare_module, "FIRST_PART_ROWS", 2)
+    monkeypatch.setattr(prepare_module, "PART_ROWS", 2)
+    amounts = ["1.250", "300", "100", "99.50"]
+    rows = [row(Fakturanr=f"P-{n}", Beløp=a) for n, a in enumerate(amounts)]
+    prepared = prepare(table(rows), ERP)
+    assert [m.split(" reads ")[0] for m in messages(prepared)] == [
+        'row 2: Beløp "1.250"',
+        'row 5: Beløp "99.50" is not an amount (expected e.g. 1.234,50)',
+    ]
+    assert 'but row 5 ("99.50") shows the point' in messages(prepared)[0]
+    assert [i.payload["originalInvoiceAmount"] for i in prepared.invoices] == [300, 100]
 
 
 @pytest.mark.parametrize(

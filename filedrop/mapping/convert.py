@@ -18,7 +18,7 @@ from contextvars import ContextVar
 from decimal import Decimal
 from functools import cache, lru_cache
 from itertools import repeat
-from typing import cast
+from typing import NamedTuple, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -38,6 +38,7 @@ __all__ = [
     "SHORTENED",
     "SPACES",
     "WHITESPACE",
+    "DecimalGrouping",
     "amount_example",
     "amount_pattern",
     "amounts_as_read",
@@ -48,6 +49,7 @@ __all__ = [
     "excel_days_said",
     "excel_numbers",
     "excel_shows",
+    "grouping_shown_decimal",
     "has_more_than_two_decimals",
     "is_email",
     "is_fodselsnummer",
@@ -410,13 +412,48 @@ def shows_decimal(text: pd.Series, *, decimal: str, thousands: str) -> bool:
     three digits ("12,5", "12,50"), or after a whole part no thousands group has (a leading 0,
     four digits or more: "0,500", "1250,000"), or after one grouped by the thousands separator
     ("1 250,000"). Then amounts like "12,500" beside it (``thousands_like``) are decimals too."""
+    evidence = _decimal_evidence(decimal=decimal, thousands=thousands)
+    return evidence.search("\n".join(pd.unique(text.to_numpy(dtype=object)).tolist())) is not None
+
+
+def _decimal_evidence(*, decimal: str, thousands: str) -> re.Pattern[str]:
+    """Where a text shows ``decimal`` to be a decimal mark (``shows_decimal``)."""
     mark = re.escape(decimal)
     grouped = rf"|[0-9]{{1,3}}(?:[{re.escape(thousands)}][0-9]{{3}})+" if thousands else ""
-    evidence = re.compile(
+    return re.compile(
         rf"[0-9]{mark}(?:[0-9]{{1,2}}|[0-9]{{4,}})(?![0-9])"
         rf"|(?<![0-9])(?:0|[0-9]{{4,}}{grouped}){mark}[0-9]"
     )
-    return evidence.search("\n".join(pd.unique(text.to_numpy(dtype=object)).tolist())) is not None
+
+
+class DecimalGrouping(NamedTuple):
+    """A thousands separator some amount shows to be a decimal mark (``grouping_shown_decimal``)."""
+
+    mark: str
+    at: int  # that amount's position
+
+
+def grouping_shown_decimal(
+    text: pd.Series, *, decimal: str, thousands: str
+) -> DecimalGrouping | None:
+    """A point or comma the mapping reads between thousands that some amount in ``text``, read
+    the other way, shows to be a decimal mark ("99.50", "0.5", "1250.00" where thousands are
+    grouped by points), and the position of the first such amount; None when none does. Then
+    "1.250" beside it may be 1,25 as well as 1250, and a thousand times the debt went out."""
+    joined = "\n".join(v for v in pd.unique(text.to_numpy(dtype=object)) if isinstance(v, str))
+    for mark in (m for m in thousands if m in ".," and m in joined):
+        others = thousands.replace(mark, "")
+        evidence = _decimal_evidence(decimal=mark, thousands=others)
+        if evidence.search(joined) is None:
+            continue  # the usual column: one search over its distinct amounts
+        amount = amount_pattern(decimal=mark, thousands=others)
+        for at, value in enumerate(text.tolist()):
+            if not isinstance(value, str) or evidence.search(value) is None:
+                continue
+            m = amount.fullmatch(_currency_affixes(value)[0].strip(WHITESPACE))
+            if m is not None and evidence.search(m["num"]):
+                return DecimalGrouping(mark, at)
+    return None
 
 
 #: A line that is empty or starts and ends with a digit: an amount naming no currency.

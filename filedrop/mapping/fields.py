@@ -31,6 +31,7 @@ from filedrop.mapping.convert import (
     excel_days_said,
     excel_numbers,
     excel_shows,
+    grouping_shown_decimal,
     has_more_than_two_decimals,
     is_email,
     kid_ok,
@@ -60,6 +61,7 @@ from filedrop.read.table import UNSAVED_CURE, UNSAVED_FORMULA
 
 __all__ = [
     "Issue",
+    "MarksShown",
     "Source",
     "TemplateColumn",
     "TextColumn",
@@ -119,9 +121,11 @@ class Source:
     kid_longest: Mapping[tuple[str, ...], tuple[int, int]] = field(
         default_factory=dict, compare=False
     )
-    # And whether each amount column (by its ``columns``) shows its decimal mark to be one
-    # (``decimals_shown``), over the whole table: "12,500" is read as 12,5 only then.
-    decimals_shown: Mapping[tuple[str, ...], bool] = field(default_factory=dict, compare=False)
+    # And what each amount column (by its ``columns``) shows of its marks (``decimals_shown``),
+    # over the whole table: "12,500" is read as 12,5 only where the comma shows to be decimal.
+    decimals_shown: Mapping[tuple[str, ...], MarksShown] = field(
+        default_factory=dict, compare=False
+    )
     date1904: bool = False  # the workbook's serial days count from 1904 (``ReadInfo``)
 
     @property
@@ -165,6 +169,15 @@ class Source:
             # numpy compares an object column with "" six times faster than pandas does.
             self.trimmed[pos] = (text, text.to_numpy(dtype=object) == "")
         return self.trimmed[pos]
+
+
+class MarksShown(NamedTuple):
+    """What an amount column's text shows of the mapping's marks (``decimals_shown``)."""
+
+    decimal: bool  # some amount shows the decimal mark to be one (``convert.shows_decimal``)
+    # A thousands separator some amount shows to be a decimal mark: (the mark, that amount's
+    # row number, its text); None when none does (``convert.grouping_shown_decimal``).
+    grouping: tuple[str, int, str] | None
 
 
 class TextColumn(NamedTuple):
@@ -275,20 +288,35 @@ def longest_kids(fields: Iterable[Field], src: Source) -> dict[tuple[str, ...], 
     return found
 
 
-def decimals_shown(fields: Iterable[Field], src: Source) -> dict[tuple[str, ...], bool]:
-    """For each amount column a field (or its default) reads: whether any amount typed as text
-    in all of ``src`` shows its decimal mark to be one (``convert.shows_decimal``), so a long
-    table prepared in parts reads "12,500" in every part as one go would."""
-    found: dict[tuple[str, ...], bool] = {}
+def decimals_shown(fields: Iterable[Field], src: Source) -> dict[tuple[str, ...], MarksShown]:
+    """For each amount column a field (or its default) reads: what its amounts typed as text in
+    all of ``src`` show of the marks (``marks_shown``), so a long table prepared in parts reads
+    "12,500" and "1.250" in every part as one go would."""
+    found: dict[tuple[str, ...], MarksShown] = {}
     for f in (each for top in fields if top.kind == "amount" for each in with_defaults(top)):
         if f.source != "column" or f.columns in found:
             continue
         pos = src.positions[f.columns]
         text = src.cells[pos]  # untrimmed: spaces around an amount change nothing here
+        typed = np.zeros(src.n, dtype=bool)
         if src.values is not None:
-            text = text[~numbers_from_excel(src.values[pos])[1]]
-        found[f.columns] = shows_decimal(text, decimal=src.decimal, thousands=src.thousands)
+            typed = numbers_from_excel(src.values[pos])[1]
+        found[f.columns] = marks_shown(text[~typed], np.flatnonzero(~typed), src)
     return found
+
+
+def marks_shown(text: pd.Series, at: np.ndarray, src: Source) -> MarksShown:
+    """What amounts typed as text (``text``, at the positions ``at`` of ``src``) show of the
+    mapping's marks: whether the decimal mark is shown to be one, and which thousands separator,
+    if any, is shown to be a decimal mark instead, and where."""
+    notation = {"decimal": src.decimal, "thousands": src.thousands}
+    grouping = grouping_shown_decimal(text, **notation)
+    if grouping is None:
+        return MarksShown(shows_decimal(text, **notation), None)
+    pos = int(at[grouping.at])
+    row = int(src.row_numbers[pos]) if src.row_numbers is not None else pos + 1
+    evidence = str(text.iloc[grouping.at]).strip(WHITESPACE)
+    return MarksShown(shows_decimal(text, **notation), (grouping.mark, row, evidence))
 
 
 def _first_longest(lengths: np.ndarray, src: Source) -> tuple[int, int]:
@@ -484,7 +512,7 @@ def _convert(
             out=out,
             src=src,
             issues=issues,
-            decimal_shown=src.decimals_shown.get(f.columns) if f.source == "column" else None,
+            shown=src.decimals_shown.get(f.columns) if f.source == "column" else None,
         )
         return
     if kind == "date":
@@ -565,14 +593,16 @@ def _convert_amounts(
     out: Values,
     src: Source,
     issues: list[Issue],
-    decimal_shown: bool | None = None,
+    shown: MarksShown | None = None,
 ) -> None:
     """Amounts: Excel's own numbers as they are, text parsed in the mapping's notation.
 
     Text like "12,500" under a decimal comma is refused unless some amount of the column shows
-    the comma to be one (``decimal_shown``: over the whole table, for a part of one; else found
-    in ``text``): an export of whole kroner with commas between thousands reads so too, and
-    was sent a thousand times too small."""
+    the comma to be one (``shown``: over the whole table, for a part of one; else found in
+    ``text``): an export of whole kroner with commas between thousands reads so too, and was
+    sent a thousand times too small. And "1.250" read with a point between thousands is refused
+    where another amount shows the point to be a decimal one ("99.50"): written so, it is 1,25
+    kroner, and went out as 1250."""
     out.number = np.full(src.n, np.nan)
     typed = np.zeros(src.n, bool)
     if excel is not None:
@@ -590,20 +620,26 @@ def _convert_amounts(
     rest = todo & ~typed
     out.number[rest] = parse_amounts(text[rest], decimal=src.decimal, thousands=src.thousands)
     notation = {"decimal": src.decimal, "thousands": src.thousands}
-    if decimal_shown is None:
-        decimal_shown = shows_decimal(text[rest], **notation)
+    if shown is None:
+        shown = marks_shown(text[rest], np.flatnonzero(rest), src)
     unclear = np.zeros(src.n, dtype=bool)
-    if not decimal_shown:
+    if not shown.decimal:
         unclear[rest] = thousands_like(text[rest], **notation)
     # An amount of 14 whole digits or more no longer fits a JSON number exactly to the øre (15
     # significant digits): it would be sent rounded, so it is never sent. Hundreds of digits
     # read as infinity.
     with np.errstate(invalid="ignore"):
         huge = todo & (np.abs(out.number) >= MAX_AMOUNT_EXCLUSIVE)
-    ok = todo & np.isfinite(out.number) & ~huge & ~unclear
+    read = todo & np.isfinite(out.number) & ~huge & ~unclear
+    other_way = np.zeros(src.n, dtype=bool)
+    if shown.grouping is not None:
+        # Read, an amount holding the separator holds it between thousands.
+        other_way[rest] = text[rest].str.contains(shown.grouping[0], regex=False).to_numpy(bool)
+        other_way &= read
+    ok = read & ~other_way
     out.vals[ok] = out.number[ok]
     example = amount_example(decimal=src.decimal, thousands=src.thousands.strip(SPACES) or " ")
-    not_read = todo & ~ok & ~huge & ~unclear
+    not_read = todo & ~read & ~huge & ~unclear
     _fail(not_read, "amount", out, issues, f"is not an amount (expected e.g. {example})")
     _fail(huge, "amount", out, issues, "is too large to be an amount (at most 13 whole digits)")
     mark = {",": "comma", ".": "point"}.get(src.decimal, quoted(src.decimal))
@@ -616,6 +652,19 @@ def _convert_amounts(
         f"between thousands, and no other amount in the column shows the {mark} to be a "
         f"decimal one: filedrop does not guess; have the export write two decimals ({example})",
     )
+    if shown.grouping is not None:
+        separator, row, evidence = shown.grouping
+        name = {",": "comma", ".": "point"}[separator]
+        _fail(
+            other_way,
+            "amount",
+            out,
+            issues,
+            f"reads with a {name} between thousands, as [read] thousands says, but row {row} "
+            f"({quoted(evidence)}) shows the {name} to be a decimal one, and then this amount "
+            f"is another: filedrop does not guess; have the export write every amount one way "
+            f"({example})",
+        )
 
 
 #: The least amount too large to send: every amount below it, to the øre, is one JSON number

@@ -37,6 +37,7 @@ from filedrop.mapping.fields import (
     LOST_DIGITS_RULE,
     UNSAVED_RULE,
     Issue,
+    MarksShown,
     Source,
     Values,
     decimals_shown,
@@ -300,7 +301,7 @@ def _prepare(
     offset: int = 0,
     fates: _RowFates | None = None,
     kids: dict[tuple[str, ...], tuple[int, int]] | None = None,
-    decimals: dict[tuple[str, ...], bool] | None = None,
+    decimals: dict[tuple[str, ...], MarksShown] | None = None,
     invalid: set[int],
 ) -> Prepared:
     """``prepare`` in one go; a part of a table gives its ``offset`` in it, and its rows' fates,
@@ -367,7 +368,7 @@ def _source(
     table: Table,
     mapping: Mapping,
     kids: dict[tuple[str, ...], tuple[int, int]] | None = None,
-    decimals: dict[tuple[str, ...], bool] | None = None,
+    decimals: dict[tuple[str, ...], MarksShown] | None = None,
 ) -> Source:
     return Source(
         cells=table.cells,
