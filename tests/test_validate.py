@@ -334,9 +334,11 @@ def test_three_decimals_are_read_as_such_only_where_the_column_shows_the_mark_is
     [
         # Written with decimal points, read with the mapping's points between thousands.
         (["1.250", "99.50"], {0: "99.50", 1: None}),
-        (["1.250", "2.500.000", "1250.00"], {0: "1250.00", 1: "1250.00", 2: None}),
+        (["1.250", "-2.500", "1250.00"], {0: "1250.00", 1: "1250.00", 2: None}),
         (["kr 1.250", "0.5"], {0: "0.5", 1: None}),
         (["1.250", "1.250,50"], {}),  # points between thousands, as the mapping says
+        # Points that can only be between thousands: with a decimal comma, or more than one.
+        (["1.250,00", "2.500.000", "0.5"], {2: None}),
         (["1.250", "15.03.2024"], {1: None}),  # a date is no amount, and no evidence of one
     ],
 )

@@ -633,8 +633,13 @@ def _convert_amounts(
     read = todo & np.isfinite(out.number) & ~huge & ~unclear
     other_way = np.zeros(src.n, dtype=bool)
     if shown.grouping is not None:
-        # Read, an amount holding the separator holds it between thousands.
-        other_way[rest] = text[rest].str.contains(shown.grouping[0], regex=False).to_numpy(bool)
+        # Read, an amount holding the separator holds it between thousands; only one holding
+        # it once and no decimal mark could be a decimal amount (1.250,00 and 1.250.000 not).
+        separator, held = shown.grouping[0], text[rest]
+        once = (held.str.count(re.escape(separator)) == 1) & ~held.str.contains(
+            src.decimal, regex=False
+        )
+        other_way[rest] = once.to_numpy(bool)
         other_way &= read
     ok = read & ~other_way
     out.vals[ok] = out.number[ok]
