@@ -147,6 +147,17 @@ def _decimal_points(folder: Path, row: int) -> str:
     )
 
 
+def _short_line(folder: Path, row: int) -> str:
+    """The first thing said of row ``row`` of an ERP CSV, whose line lacks its due date."""
+    header = ERP_HEADER.split(";")
+    fields = erp_row("240399").split(";")
+    del fields[header.index("Forfallsdato")]
+    rows = [erp_row(f"2403{n:02d}") for n in range(2, row)] + [";".join(fields)]
+    mapping = load_mapping(MAPPINGS / "norwegian-erp.toml")
+    prepared = prepare(read_table(_csv(folder, ERP_HEADER, rows), mapping.read), mapping)
+    return str(next(p for p in prepared.problems if p.row == row))
+
+
 def _owing_more(folder: Path, row: int) -> str:
     """An ERP CSV with a Restbeløp column the claim reads, which on row ``row`` owes more than
     that invoice's Beløp."""
@@ -248,6 +259,9 @@ CASES: dict[str, Callable[[Path], str]] = {
     "filedrop does not guess; have the export write every amount one way (1.234,50)": lambda d: (
         _decimal_points(d, 8)
     ),
+    "row 3: the line has 16 of the header's 17 fields: if the missing one is not the last, the "
+    "values after it stand under the wrong columns, which may be what this row's other problems "
+    "are; correct the line in the export": lambda d: _short_line(d, 3),
     'row 7: Restbeløp "9 800,00" is more than Beløp "980,00", the invoice\'s amount: the debtor '
     "would be asked for more than was invoiced; correct it in the export (or, if Beløp is not "
     "the invoice's whole amount, map originalInvoiceAmount from the column that is)": lambda d: (

@@ -1081,6 +1081,49 @@ def test_an_invoice_number_that_lost_digits_is_never_sent(tmp_path: Path) -> Non
     assert [i.payload["invoiceNumber"] for i in prepared.invoices] == ["202600000000012"]
 
 
+def _without_field(line: str, header: str) -> str:
+    """``line`` with the field under ``header`` left out, as a line an export cut short."""
+    fields = line.split(";")
+    del fields[ERP_HEADER.split(";").index(header)]
+    return ";".join(fields)
+
+
+@pytest.mark.parametrize("ragged", [False, True])  # True: a line too long reads it the csv way
+def test_a_line_with_a_field_missing_says_so_before_its_problems(
+    tmp_path: Path, ragged: bool
+) -> None:
+    """A line with one field too few reads every value after the gap one column early, and
+    its row said five problems ("Beløp "NOK" is not an amount", "Kundetype "Åse" ..."), none of
+    them what was wrong. The line's own count comes first now; a short line without problems
+    (Excel leaves trailing empty fields out of some lines) is sent, as before, and a quoted
+    delimiter, or a quoted line break, counts as part of its value."""
+    rows = [
+        erp_row("240301"),
+        _without_field(erp_row("240302"), "Forfallsdato"),
+        # No Poststed, the last field: read as empty, which a city may be.
+        erp_row("240303").rsplit(";", 1)[0],
+        erp_row("240304", Etternavn='"Berg; Hansen"').rsplit(";", 1)[0],
+        erp_row("240305", Adresse='"Storgata 1\nOppgang B"').rsplit(";", 1)[0],
+    ]
+    if ragged:
+        rows.append(erp_row("240306") + ";;")
+    path = write_erp_csv(tmp_path / "mars.csv", rows, encoding="utf-8")
+    table = read_table(path, ERP.read)
+    assert table.short_rows == dict.fromkeys([3, 4, 5, 6], (16, 17))
+    prepared = prepare(table, ERP)
+    assert_every_row_once(prepared)
+    said = [str(p) for p in prepared.problems]
+    assert said[0] == (
+        "row 3: the line has 16 of the header's 17 fields: if the missing one is not the last, "
+        "the values after it stand under the wrong columns, which may be what this row's other "
+        "problems are; correct the line in the export"
+    )
+    assert all(m.startswith("row 3: ") for m in said)
+    assert prepared.rejected[1].text.startswith("the line has 16 of the header's 17 fields")
+    sent = ["240301", "240303", "240304", "240305"] + (["240306"] if ragged else [])
+    assert [i.invoice_number for i in prepared.invoices] == sent
+
+
 def test_an_invoice_number_a_number_format_wrote_is_refused(tmp_path: Path) -> None:
     """Invoice numbers formatted # ##0 and 0,00 in a workbook: the workbook sends 240301, the
     CSV Excel saves of it holds "240 301" (a no-break space) and "240302,00", which went out as

@@ -108,6 +108,8 @@ REPEATED_RULE = "repeated_line"
 #: The rule of such a row when its invoice is INVALID: nothing of it was sent, so the copy is
 #: INVALID with it, and said so wherever its row's problems are shown.
 REPEATED_LINE_OF_INVALID_RULE = "repeated_line_of_invalid"
+#: The rule of what a CSV line with fewer fields than its header says beside its problems.
+SHORT_LINE_RULE = "short_line"
 #: The rules that make their row DUPLICATE: an invoice number given again, a line given again.
 DUPLICATE_RULES = ("duplicate", REPEATED_RULE)
 
@@ -742,7 +744,46 @@ def _problems(
                 position=issue.position,
             )
         )
+    # A short line's own problems first, then why they may be there (stable sort).
+    out = _short_lines(out, table.short_rows) + out
     out.sort(key=lambda p: p.position)  # stable: within a row, in the order the rules ran
+    return out
+
+
+def _short_lines(
+    problems: list[Problem], short_rows: Mapping[int, tuple[int, int]]
+) -> list[Problem]:
+    """For each CSV line with fewer fields than the header that has problems, one saying so,
+    as severe as the worst of them: a value missing in the middle puts every value after it
+    under the next column's name, and the problems read "Beløp "NOK" is not an amount" and
+    "Kundetype "Åse" ...", five of them, none saying what is wrong. A short line without
+    problems is sent (Excel leaves trailing empty fields out of some lines)."""
+    if not short_rows:
+        return []
+    worst: dict[int, Problem] = {}
+    for p in problems:
+        if (p.row in short_rows and p.severity != "skipped") and (
+            p.position not in worst or p.severity == "error"
+        ):
+            worst[p.position] = p
+    out = []
+    for p in worst.values():
+        fields, width = short_rows[p.row]
+        out.append(
+            Problem(
+                row=p.row,
+                column=None,
+                value=None,
+                message=(
+                    f"the line has {fields} of the header's {width} fields: if the missing one "
+                    "is not the last, the values after it stand under the wrong columns, which "
+                    "may be what this row's other problems are; correct the line in the export"
+                ),
+                severity=p.severity,
+                rule=SHORT_LINE_RULE,
+                position=p.position,
+            )
+        )
     return out
 
 

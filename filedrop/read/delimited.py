@@ -133,6 +133,7 @@ def _read_csv(path: Path, options: ReadOptions, limits: ReadLimits, sha256: str 
         )
         columns = [frame[c].to_numpy(dtype=object) for c in frame.columns]
         starts = _record_lines(columns, len(frame), header_line, n_lines)
+        fields = _short_records(body, codec, delimiter, columns, starts - header_line)
     except UnicodeDecodeError as exc:
         raise _undecodable(
             where, body, codec=codec, encoding=encoding, first_line=header_line, options=options
@@ -145,7 +146,7 @@ def _read_csv(path: Path, options: ReadOptions, limits: ReadLimits, sha256: str 
             raise _undecodable(
                 where, body, codec=codec, encoding=encoding, first_line=header_line, options=options
             ) from decode_exc
-        columns, starts = _csv_fallback(where, text, delimiter, header_line)
+        columns, starts, fields = _csv_fallback(where, text, delimiter, header_line)
 
     if n_lines > len(starts):  # some record spans lines
         _refuse_swallowed_lines(where, columns, starts, delimiter)
@@ -174,7 +175,50 @@ def _read_csv(path: Path, options: ReadOptions, limits: ReadLimits, sha256: str 
         row_numbers=starts[keep],
         info=ReadInfo(kind="csv", encoding=encoding, delimiter=delimiter, header_row=header_line),
         layout=Layout(titles=_titles(data[:offset], codec, delimiter)),
+        short_rows={
+            int(starts[k - 1]): (count, width)
+            for k, count in fields.items()
+            if count < width and keep[k - 1]
+        },
     )
+
+
+def _short_records(
+    body: bytes, codec: str, delimiter: str, columns: list[np.ndarray], lines: np.ndarray
+) -> dict[int, int]:
+    """Records (by number, the header 0) with fewer fields than the header, and how many each
+    has. pandas fills a short record's missing fields with "" as if they were empty, so only
+    records whose last field reads "" are looked at; their fields are counted on the bytes, a
+    few megabytes at a time, as delimiters outside quotes (one after an even number of quote
+    characters since the record began: a doubled quote inside a value counts two). ``lines``:
+    each record's first line, from 0."""
+    candidates = np.flatnonzero(columns[-1] == "")
+    candidates = candidates[candidates > 0]
+    mark = delimiter.encode(codec)
+    if not len(candidates) or len(mark) != 1:
+        return {}
+    data = np.frombuffer(body, dtype=np.uint8)
+    starts = np.concatenate(([0], np.flatnonzero(data == ord("\n")) + 1))[lines]
+    counts = np.empty(len(starts), dtype=np.int64)
+    quoted = b'"' in body
+    step = max(1, len(starts) * _COUNTED_BYTES // max(1, len(body)))  # records at a time
+    for a in range(0, len(starts), step):
+        b = min(a + step, len(starts))
+        end = int(starts[b]) if b < len(starts) else len(body)
+        piece = data[starts[a] : end]
+        delimiters = piece == mark[0]
+        if quoted:
+            # Parity is all a running count of quotes is needed for: eight bits keep it.
+            delimiters &= (np.cumsum(piece == ord('"'), dtype=np.uint8) & 1) == 0
+        at = np.flatnonzero(delimiters)
+        bounds = np.append(starts[a:b] - starts[a], end - starts[a])
+        counts[a:b] = np.diff(np.searchsorted(at, bounds)) + 1
+    short = candidates[counts[candidates] < len(columns)]
+    return dict(zip(short.tolist(), counts[short].tolist(), strict=True))
+
+
+#: How many bytes of a CSV ``_short_records`` looks at at once: its arrays stay a few times that.
+_COUNTED_BYTES = 4 * 1024 * 1024
 
 
 def _titles(above: bytes, codec: str, delimiter: str) -> tuple[tuple[int, tuple[str, ...]], ...]:
@@ -755,8 +799,9 @@ def _holds_rows(value: str, breaks: int, delimiter: str, width: int) -> bool:
 
 def _csv_fallback(
     where: str, body: str, delimiter: str, first: int
-) -> tuple[list[np.ndarray], np.ndarray]:
+) -> tuple[list[np.ndarray], np.ndarray, dict[int, int]]:
     """Parse with the csv module: slower, but tolerant of short rows and exact about lines.
+    Also the records with fewer fields than the header, and how many each has (``_short_records``).
 
     A quote never closed would make the rest of the file one cell and lose rows, so the strict
     parse that notices it goes first; other strictness complaints (``"x"y``) are let pass.
@@ -785,6 +830,7 @@ def _csv_fallback(
                     f"line {first + prev} cannot be read as CSV ({exc}); check its quotes",
                 ) from exc
     width = len(rows[0])
+    short: dict[int, int] = {}
     for i, fields in enumerate(rows):
         if len(fields) > width:
             if any(f.strip() for f in fields[width:]):
@@ -796,10 +842,11 @@ def _csv_fallback(
                 )
             del fields[width:]
         elif len(fields) < width:
+            short[i] = len(fields)
             fields.extend([""] * (width - len(fields)))
     grid = np.empty((len(rows), width), dtype=object)
     grid[:] = rows
-    return [grid[:, j] for j in range(width)], np.asarray(starts, dtype=np.int64)
+    return [grid[:, j] for j in range(width)], np.asarray(starts, dtype=np.int64), short
 
 
 def _delimiter_name(delimiter: str) -> str:

@@ -202,6 +202,9 @@ class Table:
     column's (a General 1212 among cells formatted 000000, a 0003351 in a General column): per
     column, their row numbers (ascending). An xlsx outcome, whose cells take their column's
     format, writes them as the text shown."""
+    short_rows: Mapping[int, tuple[int, int]] = field(default_factory=dict)
+    """A CSV's lines with fewer fields than its header: row number -> (its fields, the
+    header's). Read as if the missing ones were empty at the end, which they may not be."""
 
     def __len__(self) -> int:
         return len(self.cells)
