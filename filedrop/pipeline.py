@@ -996,8 +996,12 @@ def _send(
         )
         if not twins:
             return may
-        _hold_back_twins(prepared, twins, ctx.journal)
-        held_for.update(_awaited_by(twins))
+        others = {n: twin for n, twin in twins.items() if twin.file_id != file_id}
+        if len(others) < len(twins):
+            _known_as_recorded(prepared, twins, file_id)
+        if others:
+            _hold_back_twins(prepared, others, ctx.journal)
+            held_for.update(_awaited_by(others))
         return [invoice for invoice in may if invoice.invoice_number not in twins]
 
     def planned(invoices: int, batches: int) -> None:
@@ -1670,6 +1674,22 @@ def _may_send(record: InvoiceRecord | None, file_id: int) -> bool:
     if record.status in BLOCKING_INVOICE_STATES:
         return False
     return not (record.status is InvoiceState.FAILED and record.file_id == file_id)
+
+
+def _known_as_recorded(prepared: Prepared, twins: dict[str, InvoiceRecord], file_id: int) -> None:
+    """Each invoice whose twin (``Journal.zero_twins``) this very file sent takes the twin's
+    number, as the journal records it: a journal rebuilt from this file's outcome, which a
+    spreadsheet program opened and saved, holds 781 for the 000781 sent, and the file, taken
+    again, called its own row a DUPLICATE of itself and lost its case. Its outcome then reads
+    the invoice's own record (SUCCEEDED with its case, a batch still polled, UNKNOWN with its
+    resolve advice). The twin blocks it, so it is never sent: its cells would go as 000781
+    under a claim of 781."""
+    prepared.invoices[:] = [
+        invoice._replace(invoice_number=twin.invoice_number)
+        if (twin := twins.get(invoice.invoice_number)) is not None and twin.file_id == file_id
+        else invoice
+        for invoice in prepared.invoices
+    ]
 
 
 def _hold_back_twins(prepared: Prepared, twins: dict[str, InvoiceRecord], journal: Journal) -> None:

@@ -255,6 +255,34 @@ def test_rebuild_blocks_unknown_invoices_for_resolve(inbox: Path, sandbox: Sandb
     )
 
 
+def test_a_file_taken_again_after_a_rebuild_from_its_saved_outcome_keeps_its_own_rows(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """a.csv sent 000781; its outcome was opened and saved by a spreadsheet program, which
+    dropped the zeros, and the journal was then lost and rebuilt from it, so it holds 781. a.csv,
+    taken again, called its own row a DUPLICATE of itself ("already sent from a.csv") and lost its
+    case. The row is its invoice's, SUCCEEDED with its case, as the journal records it; nothing is
+    sent again, and another file's 000781 is still that invoice's DUPLICATE."""
+    write_erp_csv(inbox / "a.csv", [erp_row("000781"), erp_row("9102")])
+    env = run_env(inbox, sandbox.url)
+    filedrop("run", environ=env)
+    outcome = inbox / "a.outcome.csv"
+    read = pd.read_csv(outcome, sep=";", encoding="cp1252", dtype=str, keep_default_na=False)
+    case = read["outcome_case_number"][0]
+    outcome.write_bytes(outcome.read_bytes().replace(b"000781", b"781"))
+    delete_journal(inbox)
+    filedrop("journal", "rebuild", environ=env)
+    filedrop("run", environ=env)
+    read = pd.read_csv(outcome, sep=";", encoding="cp1252", dtype=str, keep_default_na=False)
+    assert list(read["outcome_status"]) == ["SUCCEEDED", "SUCCEEDED"]
+    assert list(read["outcome_message"]) == ["", ""]
+    assert read["outcome_case_number"][0] == case != ""
+    write_erp_csv(inbox / "b.csv", [erp_row("000781")])
+    filedrop("run", environ=env)
+    assert statuses(inbox / "b.outcome.csv") == ["DUPLICATE"]
+    assert sandbox.received_invoice_numbers() == ["000781", "9102"]
+
+
 def test_rows_that_wait_for_another_files_batch_never_speak_for_it(inbox: Path) -> None:
     """b.csv's row of 7001 waits for a.csv's batch (PENDING there, then UNKNOWN): rebuilt, the
     batch is a.csv's as its own outcome tells, never b.csv's (the newer outcome, which knows
