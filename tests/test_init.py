@@ -421,6 +421,32 @@ def _drafted(
     return out.read_text(encoding="utf-8").splitlines(), said
 
 
+def test_an_invoice_paid_since_gets_a_skip_rule(tmp_path: Path) -> None:
+    """An open-items export with what is still owed in a column of its own (Restbeløp) lists
+    an invoice paid since with 0,00 left: the draft had no rule for it, the row was INVALID as
+    no positive amount, and every run ended in error for an invoice that is no case. A [skip]
+    rule leaves it out now; a credit note (Beløp below zero) keeps its own rule."""
+    lines, said = _drafted(
+        tmp_path,
+        "apne.csv",
+        "Fakturanr;Kunde;Orgnr;Fakturadato;Forfallsdato;Beløp;Restbeløp\n"
+        "9001;Fjord AS;923609016;01.03.2026;31.03.2026;1 200,00;1 200,00\n"
+        "9002;Bygg AS;987654325;02.03.2026;01.04.2026;800,00;0,00\n"
+        "9003;Fjord AS;923609016;05.03.2026;05.03.2026;-300,00;-300,00\n"
+        "9004;Bygg AS;987654325;02.03.2026;01.04.2026;500,00;250,00\n",
+    )
+    assert (
+        'credit_notes = { column = "Beløp", at_most = 0 }  # zero or negative amounts (row 4) '
+        "are credit notes"
+    ) in lines
+    assert (
+        'paid = { column = "Restbeløp", at_most = 0 }  # nothing left to pay (row 3): a paid '
+        "invoice is not sent"
+    ) in lines
+    assert '  skipped: row 3: rule skip.paid: Restbeløp "0,00" is 0 or less' in said
+    assert "0 invalid" in said
+
+
 def test_a_column_naming_credit_notes_gets_a_skip_rule(tmp_path: Path) -> None:
     """A ledger's Bilagstype says "Kreditnota" beside a positive amount, as invoice journals
     write it: the draft's only credit-note rule is for amounts of 0 or less, so the column was

@@ -483,26 +483,47 @@ class _Drafter:
                     )
                 )
         amount = self.placed.get("originalInvoiceAmount") or self.placed.get("remainingAmount")
-        if amount is not None:
-            cells = self.cells(amount.header)
-            numbers = parse_amounts(cells, decimal=self.decimal, thousands=self.thousands)
-            with np.errstate(invalid="ignore"):
-                credit = np.flatnonzero((numbers <= 0) & cells.ne("").to_numpy()).tolist()
-            credit = [p for p in credit if p not in {t[0] for t in totals}]
-            if credit:
-                rows = ", ".join(str(self.row_number(p)) for p in credit[:3])
-                lines.append(
-                    (
-                        f"credit_notes = {{ column = {_toml(amount.header)}, at_most = 0 }}",
-                        f"zero or negative amounts (row {rows}) are credit notes",
-                    )
+        left_out = {t[0] for t in totals}
+        if amount is not None and (credit := self._at_most_zero(amount.header, left_out)):
+            left_out.update(credit)
+            lines.append(
+                (
+                    f"credit_notes = {{ column = {_toml(amount.header)}, at_most = 0 }}",
+                    f"zero or negative amounts (row {self._rows(credit)}) are credit notes",
                 )
+            )
+        # What is still owed, in a column of its own: an invoice paid since (0,00 left) is no
+        # case, and its row, refused as no positive amount, made every run end in error.
+        owed = self.placed.get("remainingAmount")
+        if (
+            owed is not None
+            and owed.header != getattr(amount, "header", None)
+            and (paid := self._at_most_zero(owed.header, left_out))
+        ):
+            lines.append(
+                (
+                    f"paid = {{ column = {_toml(owed.header)}, at_most = 0 }}",
+                    f"nothing left to pay (row {self._rows(paid)}): a paid invoice is not sent",
+                )
+            )
         lines += self._credit_note_types()
         if lines:
             out.add("[skip]")
             for line, note in lines:
                 out.add(line, note)
             out.add()
+
+    def _at_most_zero(self, header: str, left_out: set[int]) -> list[int]:
+        """The rows (positions) whose amount in ``header`` is zero or less, but ``left_out``."""
+        cells = self.cells(header)
+        numbers = parse_amounts(cells, decimal=self.decimal, thousands=self.thousands)
+        with np.errstate(invalid="ignore"):
+            found = np.flatnonzero((numbers <= 0) & cells.ne("").to_numpy()).tolist()
+        return [p for p in found if p not in left_out]
+
+    def _rows(self, positions: list[int]) -> str:
+        """The first three of these rows by number, for a note."""
+        return ", ".join(str(self.row_number(p)) for p in positions[:3])
 
     def _credit_note_types(self) -> list[tuple[str, str]]:
         """A rule for each column whose cells name credit notes ("Kreditnota" in Bilagstype):
