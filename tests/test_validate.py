@@ -336,6 +336,7 @@ def test_three_decimals_are_read_as_such_only_where_the_column_shows_the_mark_is
         (["1.250", "99.50"], {0: "99.50", 1: None}),
         (["1.250", "-2.500", "1250.00"], {0: "1250.00", 1: "1250.00", 2: None}),
         (["kr 1.250", "0.5"], {0: "0.5", 1: None}),
+        (["1.250", ".50"], {0: ".50", 1: None}),  # decimals without a whole part, as Oracle's
         (["1.250", "1.250,50"], {}),  # points between thousands, as the mapping says
         # Points that can only be between thousands: with a decimal comma, or more than one.
         (["1.250,00", "2.500.000", "0.5"], {2: None}),
@@ -1095,8 +1096,9 @@ def test_a_line_with_a_field_missing_says_so_before_its_problems(
     """A line with one field too few reads every value after the gap one column early, and
     its row said five problems ("Beløp "NOK" is not an amount", "Kundetype "Åse" ..."), none of
     them what was wrong. The line's own count comes first now; a short line without problems
-    (Excel leaves trailing empty fields out of some lines) is sent, as before, and a quoted
-    delimiter, or a quoted line break, counts as part of its value."""
+    (Excel leaves trailing empty fields out of some lines) is sent, as before, and so is one
+    DUPLICATE, unsaid; a quoted delimiter, or a quoted line break, counts as part of its value,
+    and a quote inside an unquoted value is itself."""
     rows = [
         erp_row("240301"),
         _without_field(erp_row("240302"), "Forfallsdato"),
@@ -1104,12 +1106,17 @@ def test_a_line_with_a_field_missing_says_so_before_its_problems(
         erp_row("240303").rsplit(";", 1)[0],
         erp_row("240304", Etternavn='"Berg; Hansen"').rsplit(";", 1)[0],
         erp_row("240305", Adresse='"Storgata 1\nOppgang B"').rsplit(";", 1)[0],
+        # A quote inside an unquoted value is itself: the line after it is whole.
+        erp_row("240306", Adresse='Skjerm 24" gate 1'),
+        erp_row("240307", Poststed=""),
+        # The same invoice again, short: DUPLICATE, and no line to correct.
+        erp_row("240307", Poststed="").rsplit(";", 1)[0],
     ]
     if ragged:
-        rows.append(erp_row("240306") + ";;")
+        rows.append(erp_row("240308") + ";;")
     path = write_erp_csv(tmp_path / "mars.csv", rows, encoding="utf-8")
     table = read_table(path, ERP.read)
-    assert table.short_rows == dict.fromkeys([3, 4, 5, 6], (16, 17))
+    assert table.short_rows == dict.fromkeys([3, 4, 5, 6, 10], (16, 17))
     prepared = prepare(table, ERP)
     assert_every_row_once(prepared)
     said = [str(p) for p in prepared.problems]
@@ -1118,10 +1125,23 @@ def test_a_line_with_a_field_missing_says_so_before_its_problems(
         "the values after it stand under the wrong columns, which may be what this row's other "
         "problems are; correct the line in the export"
     )
-    assert all(m.startswith("row 3: ") for m in said)
+    assert all(m.startswith(("row 3: ", "row 10: invoice number 240307 already")) for m in said)
     assert prepared.rejected[1].text.startswith("the line has 16 of the header's 17 fields")
-    sent = ["240301", "240303", "240304", "240305"] + (["240306"] if ragged else [])
+    sent = ["240301", "240303", "240304", "240305", "240306", "240307"]
+    sent += ["240308"] if ragged else []
     assert [i.invoice_number for i in prepared.invoices] == sent
+
+
+def test_a_short_line_is_told_where_every_line_ends_with_the_delimiter(tmp_path: Path) -> None:
+    """Lines that all end with a ";" (an empty last field, cut from the table) hid a line with a
+    field missing in the middle: it was measured against the table's width, not the header's
+    line. It says so now, against the header line's own count."""
+    rows = [erp_row("240301") + ";", _without_field(erp_row("240302"), "Kundetype") + ";"]
+    path = tmp_path / "mars.csv"
+    path.write_bytes(("\r\n".join([ERP_HEADER + ";", *rows]) + "\r\n").encode("utf-8"))
+    prepared = prepare(read_table(path, ERP.read), ERP)
+    assert str(prepared.problems[0]).startswith("row 3: the line has 17 of the header's 18 fields")
+    assert [i.invoice_number for i in prepared.invoices] == ["240301"]
 
 
 def test_an_invoice_number_a_number_format_wrote_is_refused(tmp_path: Path) -> None:
@@ -1133,7 +1153,7 @@ def test_an_invoice_number_a_number_format_wrote_is_refused(tmp_path: Path) -> N
     reads."""
     path = tmp_path / "mars.csv"
     numbers = ["240\u00a0301", "240302,00", "1\u202f240\u00a0303", "2024 001", "240305.5"]
-    numbers += ["70,001", "1.070.002", "70,000", "2024.003", "70 001.004", "7,0001"]
+    numbers += ["70,001", "1.070.002", "70,000", "2024.003", "70 001.004", "7,0001", "070.005"]
     rows = [erp_row(n, email="kunde@example.no") for n in numbers]
     write_erp_csv(path, rows, encoding="utf-8")
     prepared = prepare(read_table(path, ERP.read), ERP)
@@ -1156,7 +1176,19 @@ def test_an_invoice_number_a_number_format_wrote_is_refused(tmp_path: Path) -> N
         "2024.003",
         "70 001.004",
         "7,0001",
+        "070.005",  # no number format writes a zero in front of a group
     ]
+
+
+def test_a_workbook_s_text_cell_grouped_by_points_is_its_number(tmp_path: Path) -> None:
+    """A workbook holds a number as a number, whatever its format shows: a text cell reading
+    70.001 was typed so (an ERP's series), not written by a number format, and was refused with
+    advice to format the column as Text, which it was. It goes out as it reads; one grouped by
+    no-break spaces, a formatted number's text pasted as shown, is still refused."""
+    rows = [erp_row(n, email="kunde@example.no") for n in ("70.001", "1,070,002", "240\u00a0301")]
+    prepared = prepare(read_table(write_erp_workbook(tmp_path / "mars.xlsx", rows)), ERP)
+    assert [i.invoice_number for i in prepared.invoices] == ["70.001", "1,070,002"]
+    assert [p.row for p in prepared.problems] == [4]
 
 
 def test_a_kid_or_zip_code_written_with_decimals_is_refused(tmp_path: Path) -> None:

@@ -46,8 +46,11 @@ __all__ = [
 ]
 
 
-def check_invoice(mapping: Mapping, level: dict[int, Level], count: int) -> list[Issue]:
-    """Each of ``count`` invoices: required fields, a positive amount, due date not before issue."""
+def check_invoice(
+    mapping: Mapping, level: dict[int, Level], count: int, *, from_csv: bool = True
+) -> list[Issue]:
+    """Each of ``count`` invoices: required fields, a positive amount, due date not before issue.
+    ``from_csv``: the table is a CSV's, whose cells hold the text a number format showed."""
     issues: list[Issue] = []
     invoice, everywhere = mapping.invoice, np.ones(count, dtype=bool)
     for name, node in invoice.fields:
@@ -60,7 +63,7 @@ def check_invoice(mapping: Mapping, level: dict[int, Level], count: int) -> list
         texts = ["" if t is None else str(t) for t in lv.values.text.tolist()]
         issues += (
             _shortened_numbers(lv, texts)
-            + _formatted_numbers(lv, texts)
+            + _formatted_numbers(lv, texts, from_csv=from_csv)
             + _apostrophe_numbers(lv, texts)
             + _broken_numbers(lv, texts)
         )
@@ -506,27 +509,35 @@ def _shortened_numbers(lv: Level, texts: list[str]) -> list[Issue]:
 #: An invoice number written as a locale writes a number, not as the invoice reads: digits in
 #: threes parted by a no-break, narrow no-break or thin space (what Norwegian Excel and
 #: LibreOffice save of a column formatted # ##0), by commas (English settings, #,##0) or by
-#: dots (German and Danish ones), a comma or dot throughout; or with decimals of zeros (0,00).
-#: A space typed between digits is the number as it reads.
-_GROUPED = "|".join(
-    rf"[0-9]{{1,3}}(?:{marks}[0-9]{{3}})+" for marks in (f"[{SPACES.replace(' ', '')}]", ",", r"\.")
+#: dots (German and Danish ones), a comma or dot throughout, the first group not led by a
+#: zero, as no format writes it; or with decimals of zeros (0,00). A space typed between digits
+#: is the number as it reads.
+_SPACE_GROUPED, _MARK_GROUPED = (
+    "|".join(rf"[1-9][0-9]{{0,2}}(?:{marks}[0-9]{{3}})+" for marks in kinds)
+    for kinds in ([f"[{SPACES.replace(' ', '')}]"], [",", r"\."])
 )
+_GROUPED = f"{_SPACE_GROUPED}|{_MARK_GROUPED}"
 _ZEROS = "[0-9]+[.,]0+"
 _FORMATTED_NUMBER = re.compile(rf"^(?:{_GROUPED}|{_ZEROS})$", re.MULTILINE)
+#: The same in a workbook, whose cells hold numbers as numbers: a text cell reading 70.001 was
+#: typed so (or is an ERP's series), and only one grouped by no-break spaces was a number's
+#: shown text pasted as it looked.
+_FORMATTED_IN_WORKBOOK = re.compile(rf"^(?:{_SPACE_GROUPED}|{_ZEROS})$", re.MULTILINE)
 
 
-def _formatted_numbers(lv: Level, texts: list[str]) -> list[Issue]:
+def _formatted_numbers(lv: Level, texts: list[str], *, from_csv: bool) -> list[Issue]:
     """Rule ``text``: invoice numbers (``texts``, as typed) that a number format wrote
     (``_FORMATTED_NUMBER``): the workbook itself holds 240301, which goes out so, and the CSV
     Excel saves of it holds 240 301 or 240301,00, which went out as another number, a second
     case for the same invoice. Refused, not guessed at, as a number in scientific notation is.
     The whole column is searched at once."""
     v = lv.values
-    if _FORMATTED_NUMBER.search("\n".join(texts)) is None:
+    formatted = _FORMATTED_NUMBER if from_csv else _FORMATTED_IN_WORKBOOK
+    if formatted.search("\n".join(texts)) is None:
         return []
     issues = []
     for g, text in enumerate(texts):
-        if _FORMATTED_NUMBER.match(text) is None:
+        if formatted.match(text) is None:
             continue
         ways = [
             way

@@ -422,7 +422,7 @@ def _decimal_evidence(*, decimal: str, thousands: str) -> re.Pattern[str]:
     grouped = rf"|[0-9]{{1,3}}(?:[{re.escape(thousands)}][0-9]{{3}})+" if thousands else ""
     return re.compile(
         rf"[0-9]{mark}(?:[0-9]{{1,2}}|[0-9]{{4,}})(?![0-9])"
-        rf"|(?<![0-9])(?:0|[0-9]{{4,}}{grouped}){mark}[0-9]"
+        rf"|(?<![0-9])(?:0|[0-9]{{4,}}{grouped})?{mark}[0-9]"  # .50, as Oracle writes 0,50
     )
 
 
@@ -447,11 +447,14 @@ def grouping_shown_decimal(
         if evidence.search(joined) is None:
             continue  # the usual column: one search over its distinct amounts
         amount = amount_pattern(decimal=mark, thousands=others)
+        # Decimals with no whole part: what amount_pattern reads has one.
+        bare = re.compile(rf"[+{_MINUS_CLASS}]?\s*{re.escape(mark)}[0-9]+")
         for at, value in enumerate(text.tolist()):
             if not isinstance(value, str) or evidence.search(value) is None:
                 continue
-            m = amount.fullmatch(_currency_affixes(value)[0].strip(WHITESPACE))
-            if m is not None and evidence.search(m["num"]):
+            number = _currency_affixes(value)[0].strip(WHITESPACE)
+            m = amount.fullmatch(number)
+            if (m is not None and evidence.search(m["num"])) or bare.fullmatch(number):
                 return DecimalGrouping(mark, at)
     return None
 

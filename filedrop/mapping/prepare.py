@@ -108,10 +108,12 @@ REPEATED_RULE = "repeated_line"
 #: The rule of such a row when its invoice is INVALID: nothing of it was sent, so the copy is
 #: INVALID with it, and said so wherever its row's problems are shown.
 REPEATED_LINE_OF_INVALID_RULE = "repeated_line_of_invalid"
-#: The rule of what a CSV line with fewer fields than its header says beside its problems.
-SHORT_LINE_RULE = "short_line"
 #: The rules that make their row DUPLICATE: an invoice number given again, a line given again.
 DUPLICATE_RULES = ("duplicate", REPEATED_RULE)
+#: The rule of what a CSV line with fewer fields than its header says beside its problems.
+SHORT_LINE_RULE = "short_line"
+#: The rules of a row that repeats another's invoice (DUPLICATE, or INVALID with it).
+_REPEATS = (*DUPLICATE_RULES, REPEAT_OF_INVALID_RULE, REPEATED_LINE_OF_INVALID_RULE)
 
 
 @dataclass(frozen=True)
@@ -321,7 +323,7 @@ def _prepare(
         groups = group_rows(table, mapping, src.positions, _left_out(fates.blank, fates.skip_why))
     level = levels(rows, groups, _fields(mapping.invoice, mapping.debtors))
     lines = claim_lines(mapping, rows, groups)
-    issues += check_invoice(mapping, level, groups.count)
+    issues += check_invoice(mapping, level, groups.count, from_csv=table.info.kind == "csv")
     issues += check_debtors(mapping, level, groups)
     issues += check_group_agreement(mapping, rows, groups, table.row_numbers)
     issues += check_claims(mapping, rows, lines)
@@ -761,11 +763,16 @@ def _short_lines(
     if not short_rows:
         return []
     worst: dict[int, Problem] = {}
+    repeated = set()  # a DUPLICATE row is not sent whatever its line holds: nothing to correct
     for p in problems:
-        if (p.row in short_rows and p.severity != "skipped") and (
+        if p.rule in _REPEATS:
+            repeated.add(p.position)
+        elif (p.row in short_rows and p.severity != "skipped") and (
             p.position not in worst or p.severity == "error"
         ):
             worst[p.position] = p
+    for position in repeated:
+        worst.pop(position, None)
     out = []
     for p in worst.values():
         fields, width = short_rows[p.row]

@@ -150,6 +150,9 @@ def _read_csv(path: Path, options: ReadOptions, limits: ReadLimits, sha256: str 
 
     if n_lines > len(starts):  # some record spans lines
         _refuse_swallowed_lines(where, columns, starts, delimiter)
+    # What a short line is measured against: the header line's own fields, an empty one at its
+    # end too (a line that ends with the delimiter, as all of the file's do, has it as well).
+    fields_in_header = len(columns)
     headers = [str(c[0]).strip() for c in columns]
     columns = [c[1:] for c in columns]
     if b'="' in body:
@@ -176,9 +179,9 @@ def _read_csv(path: Path, options: ReadOptions, limits: ReadLimits, sha256: str 
         info=ReadInfo(kind="csv", encoding=encoding, delimiter=delimiter, header_row=header_line),
         layout=Layout(titles=_titles(data[:offset], codec, delimiter)),
         short_rows={
-            int(starts[k - 1]): (count, width)
+            int(starts[k - 1]): (count, fields_in_header)
             for k, count in fields.items()
-            if count < width and keep[k - 1]
+            if keep[k - 1]
         },
     )
 
@@ -188,10 +191,10 @@ def _short_records(
 ) -> dict[int, int]:
     """Records (by number, the header 0) with fewer fields than the header, and how many each
     has. pandas fills a short record's missing fields with "" as if they were empty, so only
-    records whose last field reads "" are looked at; their fields are counted on the bytes, a
-    few megabytes at a time, as delimiters outside quotes (one after an even number of quote
-    characters since the record began: a doubled quote inside a value counts two). ``lines``:
-    each record's first line, from 0."""
+    records whose last field reads "" are looked at. One without a quote character has a field
+    more than it has delimiters, counted on the bytes a few megabytes at a time; one with a
+    quote (a quoted value may hold the delimiter, a quote inside an unquoted one is itself) is
+    read with the csv module, as pandas read it. ``lines``: each record's first line, from 0."""
     candidates = np.flatnonzero(columns[-1] == "")
     candidates = candidates[candidates > 0]
     mark = delimiter.encode(codec)
@@ -199,20 +202,20 @@ def _short_records(
         return {}
     data = np.frombuffer(body, dtype=np.uint8)
     starts = np.concatenate(([0], np.flatnonzero(data == ord("\n")) + 1))[lines]
-    counts = np.empty(len(starts), dtype=np.int64)
-    quoted = b'"' in body
+    ends = np.append(starts[1:], len(body))
+    counts = np.full(len(starts), len(columns), dtype=np.int64)
+    quoted = np.zeros(len(starts), dtype=bool)
     step = max(1, len(starts) * _COUNTED_BYTES // max(1, len(body)))  # records at a time
     for a in range(0, len(starts), step):
         b = min(a + step, len(starts))
-        end = int(starts[b]) if b < len(starts) else len(body)
-        piece = data[starts[a] : end]
-        delimiters = piece == mark[0]
-        if quoted:
-            # Parity is all a running count of quotes is needed for: eight bits keep it.
-            delimiters &= (np.cumsum(piece == ord('"'), dtype=np.uint8) & 1) == 0
-        at = np.flatnonzero(delimiters)
-        bounds = np.append(starts[a:b] - starts[a], end - starts[a])
-        counts[a:b] = np.diff(np.searchsorted(at, bounds)) + 1
+        piece = data[starts[a] : ends[b - 1]]
+        bounds = np.append(starts[a:b], ends[b - 1]) - starts[a]
+        counts[a:b] = np.diff(np.searchsorted(np.flatnonzero(piece == mark[0]), bounds)) + 1
+        quoted[a:b] = np.diff(np.searchsorted(np.flatnonzero(piece == ord('"')), bounds)) > 0
+    for k in candidates[quoted[candidates]].tolist():
+        record = body[starts[k] : ends[k]].decode(codec, errors="replace")
+        rows = csv.reader(io.StringIO(record), delimiter=delimiter)
+        counts[k] = max(map(len, rows), default=0)
     short = candidates[counts[candidates] < len(columns)]
     return dict(zip(short.tolist(), counts[short].tolist(), strict=True))
 
