@@ -447,6 +447,27 @@ def test_an_invoice_paid_since_gets_a_skip_rule(tmp_path: Path) -> None:
     assert "0 invalid" in said
 
 
+def test_a_second_column_of_what_is_owed_is_named_unread_and_asked_about(tmp_path: Path) -> None:
+    """Restbeløp and Saldo both read as what is still owed: the draft reads the first as the
+    claim's amount and must say what the other is, or no file would fit its own mapping (a
+    mapping leaving such a column unread does not fit). It names it unread, as a question."""
+    lines, said = _drafted(
+        tmp_path,
+        "apne.csv",
+        "Fakturanr;Kunde;Orgnr;Fakturadato;Forfallsdato;Beløp;Restbeløp;Saldo\n"
+        "9001;Fjord AS;923609016;01.03.2026;31.03.2026;1 200,00;1 200,00;3 000,00\n"
+        "9002;Bygg AS;987654325;02.03.2026;01.04.2026;800,00;400,00;400,00\n",
+    )
+    question = (
+        '"Saldo" may also hold what is still owed, and "Restbeløp" is read as that; if another '
+        "is, read it as the claim's remainingAmount instead"
+    )
+    assert f'unread = ["Saldo"]  # QUESTION: {question}' in lines
+    assert 'remainingAmount = "Restbeløp"  # exact synonym' in lines
+    assert f"  - {question}" in said
+    assert "2 invoices to send" in said
+
+
 def test_a_column_naming_credit_notes_gets_a_skip_rule(tmp_path: Path) -> None:
     """A ledger's Bilagstype says "Kreditnota" beside a positive amount, as invoice journals
     write it: the draft's only credit-note rule is for amounts of 0 or less, so the column was

@@ -487,6 +487,28 @@ def test_no_mapping_fits_says_why_for_each(tmp_path: Path) -> None:
     )
 
 
+def test_a_mapping_that_leaves_what_is_owed_unread_does_not_fit(tmp_path: Path) -> None:
+    """An export with Restbeløp beside Beløp, taken by a mapping that reads Beløp alone (the
+    shipped norwegian-erp.toml fits it by its columns), sent a partly paid invoice to collection
+    for its whole amount, and said nothing. Such a mapping does not fit, saying why; one that
+    reads the column fits, and so does one that names it in [match] unread."""
+    headers = [*HEADERS, "Rest beløp"]
+    blind = load_mapping(write(tmp_path, BASE, "a.toml"))
+    with pytest.raises(MappingError) as err:
+        select_mapping([blind], Path("inbox/april.csv"), Reads(headers))
+    assert err.value.detail.startswith(
+        'no mapping fits this file: a.toml leaves column "Rest beløp" unread, which holds what '
+        "is still owed: its invoices would go to collection for their whole amount; read it (a "
+        'claim\'s remainingAmount = "Rest beløp"), or name it in [match] unread if it is not '
+        "what the debtor owes (the file's headers: "
+    )
+    reads = BASE.replace('remainingAmount = "Beløp"', 'remainingAmount = "Rest beløp"')
+    owed = load_mapping(write(tmp_path, reads, "b.toml"))
+    told = load_mapping(write(tmp_path, '[match]\nunread = ["Restbeløp"]\n' + BASE, "c.toml"))
+    for mapping in (owed, told):
+        assert select_mapping([blind, mapping], Path("april.csv"), Reads(headers))[0] is mapping
+
+
 @pytest.mark.parametrize(
     ("separator", "shown", "quote"), [(",", '","', ""), ("\t", "tab", ""), (",", '","', '"')]
 )

@@ -38,8 +38,8 @@ from filedrop.mapping.convert import (
     swap_day_and_month,
     thousands_like,
 )
-from filedrop.mapping.loader import TOTALS_WORDS
-from filedrop.read import ReadOptions, Table, header_key
+from filedrop.mapping.loader import OWED_HEADERS, TOTALS_WORDS, loose_key, owed_header
+from filedrop.read import ReadOptions, Table
 
 __all__ = ["SYNONYMS", "Draft", "draft_mapping"]
 
@@ -56,10 +56,7 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
         "Beløp", "Fakturabeløp", "Opprinnelig beløp", "Totalbeløp", "Amount", "Invoice amount",
         "Original amount", "Total amount",
     ),
-    "remainingAmount": (
-        "Restbeløp", "Rest", "Utestående", "Åpent beløp", "Saldo", "Gjenstående",
-        "Remaining", "Remaining amount", "Outstanding", "Balance", "Open amount",
-    ),
+    "remainingAmount": OWED_HEADERS,
     "currency": ("Valuta", "Valutakode", "Currency", "Currency code"),
     "ocrReferenceNumber": ("KID", "KID nr", "KID nummer", "OCR", "OCR reference"),
     "description": ("Tekst", "Beskrivelse", "Fakturatekst", "Description", "Text"),
@@ -176,13 +173,8 @@ def draft_mapping(
     return _Drafter(table, encoding_given=encoding is not None).draft()
 
 
-def _norm(text: str) -> str:
-    """A header or synonym as compared: case, spaces and punctuation ignored."""
-    return re.sub(r"[\W_]+", "", header_key(text))
-
-
 def _words(text: str) -> list[str]:
-    """A header's words, compared as ``_norm`` compares them."""
+    """A header's words, compared as ``loose_key`` compares them."""
     return [w for w in re.split(r"[\W_]+", unicodedata.normalize("NFC", text).casefold()) if w]
 
 
@@ -247,9 +239,9 @@ class _Drafter:
 
     def _place_by_headers(self) -> None:
         """Exact synonyms first, over every header; then headers that contain a synonym."""
-        exact = {_norm(s): key for key, names in reversed(SYNONYMS.items()) for s in names}
+        exact = {loose_key(s): key for key, names in reversed(SYNONYMS.items()) for s in names}
         for header in self.headers:
-            key = exact.get(_norm(header))
+            key = exact.get(loose_key(header))
             if key is not None and key not in self.placed and header not in self.used:
                 self._claim(key, header, EXACT)
         before_vat: list[tuple[str, tuple[str, str]]] = []
@@ -276,13 +268,13 @@ class _Drafter:
             kinds = {self._partial(p)[0] for p in parts if self._partial(p) is not None}
             if {"person_id", "org_id"} <= kinds:
                 return "id", "a fødselsnummer and an organisation number"
-        words, whole = {_norm(w) for w in _words(header)}, _norm(header)
+        words, whole = {loose_key(w) for w in _words(header)}, loose_key(header)
         best: tuple[str, str] | None = None
         for key, names in SYNONYMS.items():
             for name in names:
-                s = _norm(name)
+                s = loose_key(name)
                 if (s in words or (len(s) >= 5 and s in whole)) and (
-                    best is None or len(s) > len(_norm(best[1]))
+                    best is None or len(s) > len(loose_key(best[1]))
                 ):
                     best = (key, name)
         return None if best is None else (best[0], f'"{_shown(best[1])}"')
@@ -409,6 +401,7 @@ class _Drafter:
         out.add(
             f"files = [{_toml(_file_pattern(self.table.path))}]", "file names this mapping takes"
         )
+        self._unread_owed(out)
         out.add()
         self._read_section(out)
         self._skip_section(out)
@@ -422,6 +415,22 @@ class _Drafter:
                     f'column "{_shown(header)}" is not used; which field holds it, if any?'
                 )
         return Draft("\n".join(out.lines) + "\n", tuple(out.questions))
+
+    def _unread_owed(self, out: _Lines) -> None:
+        """A second column whose header says it holds what is still owed ("Saldo" beside
+        "Restbeløp", the one read): a mapping must read it or name it unread, or no file fits."""
+        owed = self.placed.get("remainingAmount")
+        others = [h for h in self.headers if h not in self.used and owed_header(h)]
+        if owed is None or not others:
+            return
+        names = ", ".join(_toml(h) for h in others)
+        question = (
+            f"{names} may also hold what is still owed, and {_toml(owed.header)} is read as "
+            "that; if another is, read it as the claim's remainingAmount instead"
+        )
+        self.used.update(others)
+        out.questions.append(question)
+        out.add(f"unread = [{names}]", f"QUESTION: {question}")
 
     def _read_section(self, out: _Lines) -> None:
         info = self.table.info

@@ -107,6 +107,7 @@ class Mapping:
     group_by: tuple[str, ...] = ()  # names of the column grouping rows; () = a row is an invoice
     skip: tuple[SkipRule, ...] = ()
     skip_totals: bool = True  # the built-in skip.totals rule (off with skip.totals = false)
+    unread: tuple[str, ...] = ()  # columns of what is owed it leaves unread on purpose
     text_sha256: str = ""
     """The hash of the mapping file's text: an ERROR found under other mappings is tried again."""
 
@@ -270,6 +271,47 @@ def _deepest_line_key(text: str) -> str:
     return _shown_key(key.split(".")) if key else "(top level)"
 
 
+#: Headers of a column of what is still owed on an invoice (case, spaces and punctuation
+#: ignored): a mapping that reads the invoice's amount and leaves such a column unread would
+#: take a partly paid invoice to collection for its whole amount. ``filedrop init`` places
+#: them as the claim's remainingAmount.
+OWED_HEADERS = (
+    "Restbeløp", "Rest", "Utestående", "Åpent beløp", "Saldo", "Gjenstående",
+    "Remaining", "Remaining amount", "Outstanding", "Balance", "Open amount",
+)  # fmt: skip
+
+
+def loose_key(text: str) -> str:
+    """A header as the draft's synonyms are compared: case, spaces and punctuation ignored
+    (Fakt. nr as Fakt nr), on top of what ``header_key`` ignores."""
+    return re.sub(r"[\W_]+", "", header_key(text))
+
+
+_OWED_KEYS = frozenset(map(loose_key, OWED_HEADERS))
+
+
+def owed_header(header: str) -> bool:
+    """Whether ``header`` says its column holds what is still owed (``OWED_HEADERS``)."""
+    return loose_key(header) in _OWED_KEYS
+
+
+def _owed_unread(
+    mapping: Mapping, headers: list[str], found: dict[tuple[str, ...], int]
+) -> str | None:
+    """The first column of ``headers`` whose header says it holds what is still owed and that
+    no field of ``mapping`` reads nor its ``match.unread`` names; None when there is none."""
+    read = {found[names] for _, names, _ in mapping.field_refs if names in found}
+    left = set(map(loose_key, mapping.unread))
+    return next(
+        (
+            header
+            for at, header in enumerate(headers)
+            if owed_header(header) and at not in read and loose_key(header) not in left
+        ),
+        None,
+    )
+
+
 def select_mapping(
     mappings: list[Mapping],
     file_path: Path,
@@ -305,6 +347,15 @@ def select_mapping(
         missing = next(
             ((k, names) for k, names, _ in mapping.column_refs if names not in found), None
         )
+        if missing is None and (owed := _owed_unread(mapping, table.headers, found)):
+            reasons.append(
+                f'{label} leaves column "{owed}" unread, which holds what is still owed: its '
+                "invoices would go to collection for their whole amount; read it (a claim's "
+                f'remainingAmount = "{owed}"), or name it in [match] unread if it is not what '
+                "the debtor owes"
+            )
+            headers, info = table.headers, table.info
+            continue
         if missing is None:
             _refuse_ambiguous_columns(mapping, table, found)
             return mapping, table
@@ -429,7 +480,7 @@ class _Loader(TreeParser):
 
     def mapping(self, data: dict[str, Any]) -> Mapping:
         self.table("", data, TOP_KEYS)
-        match = self.table("match", data.get("match", {}), ("files", "headers"))
+        match = self.table("match", data.get("match", {}), ("files", "headers", "unread"))
         read = self.table("read", data.get("read", {}), READ_KEYS)
         rules = self.table("rules", data.get("rules", {}), RULES)
         for rule, severity in rules.items():
@@ -491,6 +542,7 @@ class _Loader(TreeParser):
                 if not (name == "totals" and rule is False)
             ),
             skip_totals="totals" not in skip,
+            unread=self.texts("match.unread", match.get("unread", [])),
         )
         expected = tuple(dict.fromkeys(n for _, names, _ in mapping.column_refs for n in names))
         return replace(mapping, read=replace(options, expected_headers=expected))
