@@ -468,6 +468,28 @@ def test_a_second_column_of_what_is_owed_is_named_unread_and_asked_about(tmp_pat
     assert "2 invoices to send" in said
 
 
+def test_a_customer_column_of_numbers_beside_a_name_column_is_the_customer_number(
+    tmp_path: Path,
+) -> None:
+    """Visma eAccounting's Kunde holds the customer's number beside Kundenavn (Xledger: Customer
+    and Customer name): the draft took Kunde, the first exact synonym, as the name, and the
+    company Vinmonopolet AS went out as "50002". A column of numbers headed as the customer is
+    the customer number, and the name column the name."""
+    lines, said = _drafted(
+        tmp_path,
+        "kunder.csv",
+        "Kunde;Kundenavn;Orgnr;Fakturanr;Fakturadato;Forfallsdato;Beløp\n"
+        "50001;Fjord AS;923609016;100;01.03.2026;31.03.2026;1 200,00\n"
+        "50002;Vinmonopolet AS;987654325;101;02.03.2026;01.04.2026;800,00\n",
+    )
+    assert 'full_name = "Kundenavn"  # exact synonym' in lines
+    assert (
+        'customerNumber = "Kunde"  # headed as the customer, and every cell a number: the '
+        "customer number"
+    ) in lines
+    assert "2 invoices to send" in said
+
+
 def test_a_column_naming_credit_notes_gets_a_skip_rule(tmp_path: Path) -> None:
     """A ledger's Bilagstype says "Kreditnota" beside a positive amount, as invoice journals
     write it: the draft's only credit-note rule is for amounts of 0 or less, so the column was

@@ -1191,6 +1191,30 @@ def test_a_workbook_s_text_cell_grouped_by_points_is_its_number(tmp_path: Path) 
     assert [p.row for p in prepared.problems] == [4]
 
 
+def test_a_name_that_is_a_number_is_refused() -> None:
+    """A customer number column read as the name sent the company Vinmonopolet AS as "50002",
+    and one glued to a person's name went out as the last name "60001 - Nordmann" (a hostile
+    review of real exports). A person's name with a digit, and a company's without a letter,
+    are refused, saying what they may be; "3M Norge AS" is a company's name."""
+    company = {"Kundetype": "B", "Fødselsnr": "", "Orgnr": org(1), "Fornavn": ""}
+    prepared = run(
+        [
+            row(Fakturanr="240301", Etternavn="60001 - Nordmann"),
+            row(Fakturanr="240302", **company, Etternavn="50002"),
+            row(Fakturanr="240303", **company, Etternavn="3M Norge AS"),
+            row(Fakturanr="240304", Fornavn="Åse 2"),
+            row(Fakturanr="240305"),
+        ]
+    )
+    cure = "(a customer number?); correct it in the export, or map the column that holds the name"
+    assert messages(prepared) == [
+        f'row 2: Etternavn "60001 - Nordmann" holds digits, which a person\'s name does not {cure}',
+        f'row 3: Etternavn "50002" holds no letter, which a company\'s name has {cure}',
+        f'row 5: Fornavn "Åse 2" holds digits, which a person\'s name does not {cure}',
+    ]
+    assert [i.invoice_number for i in prepared.invoices] == ["240303", "240305"]
+
+
 def test_a_kid_or_zip_code_written_with_decimals_is_refused(tmp_path: Path) -> None:
     """A column a program wrote as floats holds "1234567897.0": the dot went with the ones
     people type into a KID, and the KID went out as 12345678970, which passes its check digit
@@ -2590,7 +2614,7 @@ def test_text_and_template_values_are_sent_as_prepared(tmp_path: Path) -> None:
     the mapping says, absent where empty, and a default never changes what another field reads."""
     rows = [
         text_row("A", Tekst="Husleie", Ref="R1"),
-        text_row("B", Navn=" ", Kunde=" 7 "),  # Navn empty: lastname takes Kunde, as typed
+        text_row("B", Navn=" ", Kunde=" Sjø 7 "),  # Navn empty: lastname takes Kunde, as typed
         text_row("C", Tekst="  ", Kunde=""),
     ]
     prepared = run(rows, custom(tmp_path, TEXTS), headers=TEXT_HEADERS)
@@ -2600,7 +2624,7 @@ def test_text_and_template_values_are_sent_as_prepared(tmp_path: Path) -> None:
     assert "description" not in c
     assert [p["debtors"][0] for p in (a, b, c)] == [
         {"type": "COMPANY", "lastname": "Fjord AS", "customerNumber": "42"},
-        {"type": "COMPANY", "lastname": "7", "customerNumber": " 7 "},
+        {"type": "COMPANY", "lastname": "Sjø 7", "customerNumber": " Sjø 7 "},
         {"type": "COMPANY", "lastname": "Fjord AS"},
     ]
     # Navn read as itself, although lastname's default filled its empty cell

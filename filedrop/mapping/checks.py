@@ -105,11 +105,14 @@ def check_debtors(mapping: Mapping, level: dict[int, Level], groups: Groups) -> 
         if kind is not None:
             types[:] = list(map(str.upper, map(str, level[id(kind)].values.vals)))
         private = present & (types == "PRIVATE")
+        company = present & (types == "COMPANY")
         for name in ("firstname", "lastname"):
             f = item.get_field(name)
             if f is not None and f.name_part:
                 issues += _one_name(level[id(f)], private)
                 issues += _not_a_persons_name(level[id(f)], private)
+            if f is not None:
+                issues += _numbers_as_names(level[id(f)], private, company & (name == "lastname"))
             if f is not None:
                 issues += _required(level[id(f)], private, f"a PRIVATE debtor needs {f.what}")
                 continue
@@ -118,7 +121,7 @@ def check_debtors(mapping: Mapping, level: dict[int, Level], groups: Groups) -> 
                 _issue(groups.first[g], "required", None, g, why, value=None)
                 for g in np.flatnonzero(private)
             ]
-        issues += _company_names(item, level, present & (types == "COMPANY"), groups)
+        issues += _company_names(item, level, company, groups)
         ident = item.get_field("identificationNumber")
         if ident is not None:
             issues += _national_ids(level[id(ident)], types, present, key=ident.key)
@@ -670,6 +673,45 @@ def _one_name(lv: Level, where: np.ndarray) -> list[Issue]:
 #: ("NGUYEN THI DA", "Lê Văn SA").
 _CARE_OF = re.compile(r"(?im)(?:^|\s)c/o(?:\s|$)")
 _COMPANY_FORM = re.compile(r"(?m)\s(AS|ASA|ANS|NUF|ENK|IKS)\.?$")
+
+
+#: A digit: in a person's name, a number written into it ("60001 - Nordmann, Kari").
+_DIGIT = re.compile(r"[0-9]")
+#: A letter of any script: a company's name has one ("3M Norge", "7-Eleven"), a number none.
+_LETTER = re.compile(r"[^\W\d_]")
+
+
+def _numbers_as_names(lv: Level, private: np.ndarray, company: np.ndarray) -> list[Issue]:
+    """Rule ``text``: a name that is a number. A customer number column headed "Kunde" beside
+    "Kundenavn" was read as the name, and the company Vinmonopolet AS went out as "50002"; a
+    customer number glued to a person's name ("60001 - Nordmann, Kari") went out as the last
+    name "60001 - Nordmann". A person's name holds no digit; a company's name holds a letter.
+    Whole columns at a time: the persons' names are searched once for a digit first."""
+    v = lv.values
+    texts = v.text.astype(object)
+    found: list[tuple[int, str]] = []
+    people = np.flatnonzero(private & (texts != ""))
+    if len(people) and _DIGIT.search("\n".join(map(str, texts[people].tolist()))):
+        names = pd.Series(texts[people], dtype=object).astype(str)
+        digits = people[names.str.contains(_DIGIT.pattern).to_numpy(dtype=bool)]
+        found += [(g, "holds digits, which a person's name does not") for g in digits.tolist()]
+    companies = np.flatnonzero(company & (texts != ""))
+    if len(companies):
+        names = pd.Series(texts[companies], dtype=object).astype(str)
+        bare = companies[~names.str.contains(_LETTER.pattern).to_numpy(dtype=bool)]
+        found += [(g, "holds no letter, which a company's name has") for g in bare.tolist()]
+    return [
+        _issue(
+            lv.at[g],
+            "text",
+            v,
+            g,
+            f"{v.label[g]} {quoted(str(v.text[g]))} {why} (a customer number?); correct it in "
+            "the export, or map the column that holds the name",
+            value=None,
+        )
+        for g, why in sorted(found)
+    ]
 
 
 def _not_a_persons_name(lv: Level, where: np.ndarray) -> list[Issue]:

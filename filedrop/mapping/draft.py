@@ -242,8 +242,13 @@ class _Drafter:
         exact = {loose_key(s): key for key, names in reversed(SYNONYMS.items()) for s in names}
         for header in self.headers:
             key = exact.get(loose_key(header))
+            if key in _NAME_KEYS and self._numbers_only(header):
+                # Kunde beside Kundenavn, Customer beside Customer name: a column of numbers
+                # headed as the customer is the customer's number, and the name is the other's.
+                # Sent as the name, "50002" went out as the company Vinmonopolet AS.
+                key = "customerNumber"
             if key is not None and key not in self.placed and header not in self.used:
-                self._claim(key, header, EXACT)
+                self._claim(key, header, EXACT if exact.get(loose_key(header)) == key else _NUMBERS)
         before_vat: list[tuple[str, tuple[str, str]]] = []
         for header in self.headers:
             if header in self.used or not header.strip():
@@ -258,6 +263,12 @@ class _Drafter:
         for header, (key, matched) in before_vat:
             if key not in self.placed:
                 self._claim(key, header, f"partial match: {matched}, before VAT")
+
+    def _numbers_only(self, header: str) -> bool:
+        """Whether every filled cell of the column is a number (digits, spaces and dashes)."""
+        cells = self.cells(header)
+        filled = cells[cells.ne("")]
+        return bool(len(filled)) and bool(filled.str.fullmatch(r"[0-9][0-9 \-]*").all())
 
     def _partial(self, header: str) -> tuple[str, str] | None:
         """(field, what matched) for a header holding a synonym as a word, or a long one inside
@@ -698,6 +709,10 @@ class _Drafter:
 
 
 _AMOUNT_KEYS = frozenset({"originalInvoiceAmount", "remainingAmount"})
+#: The fields a person's or company's name goes to: a column of numbers is none of them.
+_NAME_KEYS = frozenset({"full_name", "firstname", "lastname", "company_name"})
+#: Why a column headed as the customer was placed as the customer number.
+_NUMBERS = "headed as the customer, and every cell a number: the customer number"
 #: A header of an amount before VAT ("Beløp eks. mva", "Netto", "Amount excl. VAT").
 _BEFORE_VAT = re.compile(r"\b(?:eks|ekskl|ex|excl|excluding|uten|netto|net)\b", re.IGNORECASE)
 #: A header saying its amounts are in hundredths: "Beløp i øre", "Amount (cents)".
