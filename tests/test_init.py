@@ -511,6 +511,32 @@ def test_a_column_naming_credit_notes_gets_a_skip_rule(tmp_path: Path) -> None:
     assert "2 invoices to send" in said
 
 
+def test_a_column_naming_fees_gets_a_skip_rule_and_a_question(tmp_path: Path) -> None:
+    """Bilagstype names a reminder fee and an interest note beside the invoices they are
+    charged on: the draft sent each as a case of its own, a principal of 35 kroner, and asked
+    nothing. They are left out by a [skip] rule now, with a question: a fee is no principal."""
+    lines, said = _drafted(
+        tmp_path,
+        "reskontro.csv",
+        "Bilagstype;Fakturanr;Kunde;Orgnr;Fakturadato;Forfallsdato;Beløp\n"
+        "Faktura;9001;Fjord AS;923609016;01.03.2026;31.03.2026;1 200,00\n"
+        "Purregebyr;9002;Fjord AS;923609016;05.04.2026;19.04.2026;35,00\n"
+        "Rentenota;9003;Fjord AS;923609016;05.04.2026;19.04.2026;12,40\n"
+        "KREDITNOTA;9004;Bygg AS;987654325;05.03.2026;05.03.2026;200,00\n",
+    )
+    question = (
+        "Bilagstype names reminder fees or interest (row 3, 4), left out, as each would go as a "
+        "principal of its own; add them to their invoice's claims if Amili is to collect them"
+    )
+    assert (
+        'fees_by_type = { column = "Bilagstype", is = ["Purregebyr", "Rentenota"] }  # '
+        f"QUESTION: {question}"
+    ) in lines
+    assert any(line.startswith("credit_notes_by_type = ") for line in lines)
+    assert f"  - {question}" in said
+    assert "1 invoice to send" in said
+
+
 def test_the_amount_with_vat_is_the_invoices_where_both_are_exported(tmp_path: Path) -> None:
     """Fiken exports "Beløp eks. mva" before "Beløp inkl. mva": the draft took the first for the
     invoice's amount, and the amount still owed (with VAT) went out larger than the invoice.

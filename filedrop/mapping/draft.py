@@ -110,9 +110,18 @@ CREDIT_NOTE_WORDS = (
 """What a document-type column says of a credit note, as ERPs write it (compared as totals
 words are: ``_folded``)."""
 
+FEE_WORDS = (
+    "purregebyr", "gebyr", "rentenota", "rentefaktura", "renter", "rente",
+    "forsinkelsesrente", "morarente", "reminder fee", "late fee", "fee", "interest",
+    "interest note",
+)  # fmt: skip
+"""What a document-type column says of a reminder fee or an interest note, an ERP's document
+of its own beside the invoice it is charged on (compared as ``CREDIT_NOTE_WORDS`` are)."""
+
 EXACT = "exact synonym"
 _TOTALS = frozenset(TOTALS_WORDS)
 _CREDIT_NOTES = frozenset(CREDIT_NOTE_WORDS)
+_FEES = frozenset(FEE_WORDS)
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}( \d{2}:\d{2}:\d{2})?")
 
 
@@ -531,6 +540,8 @@ class _Drafter:
             out.add("[skip]")
             for line, note in lines:
                 out.add(line, note)
+                if note.startswith("QUESTION: "):
+                    out.questions.append(note.removeprefix("QUESTION: "))
             out.add()
 
     def _at_most_zero(self, header: str, left_out: set[int]) -> list[int]:
@@ -548,23 +559,46 @@ class _Drafter:
     def _credit_note_types(self) -> list[tuple[str, str]]:
         """A rule for each column whose cells name credit notes ("Kreditnota" in Bilagstype):
         such a row's amount is often written without a minus, so no amount rule leaves it out,
-        and a draft that left the column unused sent the credit note as a claim."""
+        and a draft that left the column unused sent the credit note as a claim. And one for
+        the reminder fees and interest notes it names ("Purregebyr", "Rentenota"): each went
+        out as a case of its own for a principal of 35 kroner, which a fee is not."""
         for header in self.headers:
-            cells = self.cells(header)
-            said = cells[cells.map(_folded).isin(_CREDIT_NOTES).to_numpy()]
-            if said.empty:
-                continue
-            texts = ", ".join(_toml(text) for text in dict.fromkeys(said.tolist()))
-            rows = ", ".join(str(self.row_number(p)) for p in said.index[:3].tolist())
-            self.skipped_by.add(header)
-            # One rule: a second column saying so names the same rows.
-            return [
-                (
-                    f"credit_notes_by_type = {{ column = {_toml(header)}, is = [{texts}] }}",
-                    f"{_shown(header)} names credit notes (row {rows})",
+            folded = self.cells(header).map(_folded)
+            rules = [
+                self._type_rule(header, folded, words, name, note)
+                for words, name, note in (
+                    (_CREDIT_NOTES, "credit_notes_by_type", "{} names credit notes ({})"),
+                    (
+                        _FEES,
+                        "fees_by_type",
+                        "QUESTION: {} names reminder fees or interest ({}), left out, as each "
+                        "would go as a principal of its own; add them to their invoice's claims "
+                        "if Amili is to collect them",
+                    ),
                 )
             ]
+            if any(rules):
+                # One column: a second column saying so names the same rows.
+                return [rule for rule in rules if rule is not None]
         return []
+
+    def _type_rule(
+        self, header: str, folded: pd.Series, words: frozenset[str], name: str, note: str
+    ) -> tuple[str, str] | None:
+        """``name = { column = header, is = [...] }`` for the cells of ``header`` that are one
+        of ``words`` (``folded``: its cells as compared), and its ``note`` with the header and
+        the rows filled in; None when none is."""
+        cells = self.cells(header)
+        said = cells[folded.isin(words).to_numpy()]
+        if said.empty:
+            return None
+        texts = ", ".join(_toml(text) for text in dict.fromkeys(said.tolist()))
+        rows = ", ".join(str(self.row_number(p)) for p in said.index[:3].tolist())
+        self.skipped_by.add(header)
+        return (
+            f"{name} = {{ column = {_toml(header)}, is = [{texts}] }}",
+            note.format(_shown(header), f"row {rows}"),
+        )
 
     def _totals_cells(self) -> list[tuple[int, str, str]]:
         """(row position, header, cell) of each cell reading Sum, Total, I alt …, by row."""
