@@ -2301,6 +2301,30 @@ def test_a_totals_row_is_skipped_without_any_setting(tmp_path: Path) -> None:
     assert_every_row_once(prepared)
 
 
+def test_an_invoice_number_that_begins_with_a_totals_word_is_a_totals_row(
+    tmp_path: Path,
+) -> None:
+    """Uni Economy writes its subtotals, totals and count into the invoice number's column:
+    "Sum kunde 10001", "Totalt for alle kunder", "Antall fakturaer: 3". Each was INVALID with
+    three or four messages, and a run ended in error on a normal export. A number that begins
+    with a totals or count word is the export's own line, SKIPPED; "Summit-4" is a number."""
+    rows = [
+        open_row(),
+        open_row(Fakturanr="Sum kunde 10001", Kunde="", Beløp="2 000,00"),
+        {"Fakturanr": "Totalt for alle kunder", "Beløp": "2 900,00"},
+        {"Fakturanr": "Antall fakturaer: 3"},
+        open_row(Fakturanr="Summit-4"),
+    ]
+    prepared = open_run(tmp_path, rows)
+    assert fates(prepared) == {
+        1: ("SKIPPED", 'rule skip.totals: Fakturanr "Sum kunde 10001" marks a totals row'),
+        2: ("SKIPPED", 'rule skip.totals: Fakturanr "Totalt for alle kunder" marks a totals row'),
+        3: ("SKIPPED", 'rule skip.totals: Fakturanr "Antall fakturaer: 3" marks a totals row'),
+    }
+    assert [inv.invoice_number for inv in prepared.invoices] == ["1", "Summit-4"]
+    assert_every_row_once(prepared)
+
+
 def test_a_row_with_an_invoice_number_is_never_a_totals_row(tmp_path: Path) -> None:
     """A customer called "Total" on an invoice is sent; an empty row without the word is INVALID."""
     prepared = open_run(

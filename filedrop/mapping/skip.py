@@ -7,6 +7,7 @@ row is SKIPPED with the rule that matched, is never sent and never counts as a p
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from typing import NoReturn
 
@@ -20,6 +21,15 @@ from filedrop.read import header_key
 __all__ = ["MovedHeaderError", "skipped_rows"]
 
 _TOTALS = frozenset(TOTALS_WORDS)
+#: What begins a count line of an export ("Antall fakturaer: 3"), beside the totals words.
+_COUNT_WORDS = ("antall", "count", "number of")
+#: An invoice number that is a totals word, or begins with one or a count word ("rest": what
+#: follows it), as a line of its own in the joined numbers (case does not matter).
+_TOTALS_LINE = re.compile(
+    r"(?im)^[ \t]*(?:"
+    + "|".join(re.escape(w) for w in sorted((*TOTALS_WORDS, *_COUNT_WORDS), key=len, reverse=True))
+    + r")\b(?P<rest>[^\n]*)$"
+)
 
 
 class MovedHeaderError(Exception):
@@ -183,9 +193,26 @@ def _refuse_moved_header(src: Source, i: int, moved: list[tuple[str, str]]) -> N
 
 def _totals(src: Source, number: Values, why: np.ndarray) -> None:
     """The built-in rule: no invoice number (or a totals word as one), and a cell reading Sum,
-    Total, Totalt, I alt …"""
-    text = np.array([str(t).casefold().rstrip(":").strip() for t in number.text], dtype=object)
-    candidates = np.flatnonzero((number.empty | np.isin(text, list(_TOTALS))) & np.equal(why, None))
+    Total, Totalt, I alt …; or an invoice number that begins with one, or with a count, as an
+    export's own lines do ("Sum kunde 10001", "Totalt for alle kunder", "Antall fakturaer: 3"),
+    which no invoice's number does. The numbers are searched in one go: most files have none."""
+    totals = np.zeros(len(why), dtype=bool)
+    texts = [str(t) for t in number.text.tolist()]
+    joined = "\n".join(texts)
+    if joined.count("\n") >= len(texts):  # a number holding a line break: one line a number
+        joined = "\n".join(t.replace("\n", " ") for t in texts)
+    row, at = 0, 0
+    for m in _TOTALS_LINE.finditer(joined):
+        row, at = row + joined.count("\n", at, m.start()), m.start()
+        if why[row] is not None:
+            continue
+        if m["rest"].rstrip(":").strip():  # more than the word: the line is the export's own
+            why[row] = (
+                f"rule skip.totals: {number.label[row]} {quoted(texts[row])} marks a totals row"
+            )
+        else:
+            totals[row] = True
+    candidates = np.flatnonzero((number.empty | totals) & np.equal(why, None))
     if not len(candidates):
         return
     for pos in range(len(src.headers)):
