@@ -537,6 +537,25 @@ def test_a_column_naming_fees_gets_a_skip_rule_and_a_question(tmp_path: Path) ->
     assert "1 invoice to send" in said
 
 
+def test_a_currency_column_writing_kr_is_mapped_to_nok(tmp_path: Path) -> None:
+    """Visma writes Valuta "kr" for kroner, which is no currency code: the draft read the column
+    as it was, and every such row was refused (twice: the amount "in kr" against a currency
+    "KR"). A Norwegian export's kroner are NOK, and the draft says so in a map of the column's
+    values."""
+    lines, said = _drafted(
+        tmp_path,
+        "reskontro.csv",
+        "Fakturanr;Kunde;Orgnr;Fakturadato;Forfallsdato;Beløp;Valuta\n"
+        "9001;Fjord AS;923609016;01.03.2026;31.03.2026;kr 1 200,00;kr\n"
+        "9002;Bygg AS;987654325;02.03.2026;01.04.2026;800,00;SEK\n",
+    )
+    assert (
+        'currency = { column = "Valuta", map = { "kr" = "NOK", "SEK" = "SEK" }, default = "NOK" }'
+        "  # exact synonym"
+    ) in lines
+    assert "2 invoices to send" in said
+
+
 def test_the_amount_with_vat_is_the_invoices_where_both_are_exported(tmp_path: Path) -> None:
     """Fiken exports "Beløp eks. mva" before "Beløp inkl. mva": the draft took the first for the
     invoice's amount, and the amount still owed (with VAT) went out larger than the invoice.

@@ -449,6 +449,10 @@ def test_a_long_file_refuses_a_point_between_thousands_by_what_a_later_part_show
             "would be sent, in NOK",
         ),
         (
+            {"Beløp": "kr 100", "Valuta": "kr"},  # one cause, said once
+            'row 2: Valuta "kr" is not an ISO 4217 currency code (such as NOK or EUR)',
+        ),
+        (
             {"Beløp": "kr 100", "Valuta": "EUR"},
             'row 2: Beløp "kr 100" is in kr, but the invoice\'s currency is EUR; only the number '
             "would be sent, in EUR",

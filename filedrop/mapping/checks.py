@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from filedrop.mapping.convert import (
+    CURRENCIES,
     KRONE_CURRENCIES,
     SHORTENED,
     SPACES,
@@ -337,7 +338,9 @@ def _other_currency(
         marked = marks[id(v.text)] = marked_currencies(v.text)
     for g in np.flatnonzero(where & ~np.equal(marked, None)).tolist():
         named, currency = marked[g], currencies[g]
-        if not isinstance(currency, str) or named == currency:
+        # A currency that is none (Valuta "kr") is refused as such (rule currency): said
+        # again here, it read "in kr, but the invoice's currency is KR", one cause twice.
+        if not isinstance(currency, str) or named == currency or currency not in CURRENCIES:
             continue
         if named == "kr" and currency in KRONE_CURRENCIES:
             continue

@@ -628,6 +628,23 @@ class _Drafter:
         out.add(f"{api_key} = {value}", placed.how)
         return True
 
+    def _currency_map(self) -> str:
+        """The currency column's extra settings: a default, and a map where it writes kroner as
+        "kr" (Visma's Valuta), which is no currency code and refused every such row; a
+        Norwegian export's kroner are NOK. Its codes map to themselves, as a map knows only
+        what it lists."""
+        cells = self.cells(self.placed["currency"].header)
+        values = [v for v in dict.fromkeys(cells.tolist()) if v]
+        if not any(_folded(v).rstrip(".") == "kr" for v in values) or len(values) > _MAPPED_MAX:
+            return ', default = "NOK"'
+        pairs = [
+            (v, "NOK" if _folded(v).rstrip(".") == "kr" else v.upper())
+            for v in values
+            if _folded(v).rstrip(".") == "kr" or v.upper() in CURRENCIES
+        ]
+        listed = ", ".join(f"{_toml(v)} = {_toml(code)}" for v, code in pairs)
+        return f', map = {{ {listed} }}, default = "NOK"'
+
     def _invoice_section(self, out: _Lines) -> None:
         out.add("[invoice]")
         out.add(
@@ -642,7 +659,7 @@ class _Drafter:
         ):
             out.ask("originalInvoiceAmount", '"<column>"', "which column holds the invoice amount?")
         if "currency" in self.placed:
-            self._column(out, "currency", "currency", extra=', default = "NOK"')
+            self._column(out, "currency", "currency", extra=self._currency_map())
         else:
             out.add('currency = { constant = "NOK" }', "no currency column: every invoice in NOK")
         for key, what in (("invoiceDate", "invoice date"), ("dueDate", "due date")):
@@ -745,6 +762,8 @@ class _Drafter:
 _AMOUNT_KEYS = frozenset({"originalInvoiceAmount", "remainingAmount"})
 #: The fields a person's or company's name goes to: a column of numbers is none of them.
 _NAME_KEYS = frozenset({"full_name", "firstname", "lastname", "company_name"})
+#: The most distinct values a drafted map lists: a column of more is no code column.
+_MAPPED_MAX = 10
 #: Why a column headed as the customer was placed as the customer number.
 _NUMBERS = "headed as the customer, and every cell a number: the customer number"
 #: A header of an amount before VAT ("Beløp eks. mva", "Netto", "Amount excl. VAT").
