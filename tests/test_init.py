@@ -556,6 +556,19 @@ def test_a_currency_column_writing_kr_is_mapped_to_nok(tmp_path: Path) -> None:
     assert "2 invoices to send" in said
 
 
+def test_dates_with_dashes_and_two_digit_years_are_detected(tmp_path: Path) -> None:
+    """Uni Economy writes 15-03-24: the draft knew dd-mm-yyyy but not dd-mm-yy, and asked."""
+    lines, said = _drafted(
+        tmp_path,
+        "uni.csv",
+        "Fakturanr;Kunde;Orgnr;Fakturadato;Forfallsdato;Beløp\n"
+        "9001;Fjord AS;923609016;01-03-26;31-03-26;1 200,00\n"
+        "9002;Bygg AS;987654325;02-03-26;01-04-26;800,00\n",
+    )
+    assert 'dates = ["dd-mm-yy"]  # detected from 4 dates typed as text' in lines
+    assert "2 invoices to send" in said
+
+
 def test_the_amount_with_vat_is_the_invoices_where_both_are_exported(tmp_path: Path) -> None:
     """Fiken exports "Beløp eks. mva" before "Beløp inkl. mva": the draft took the first for the
     invoice's amount, and the amount still owed (with VAT) went out larger than the invoice.

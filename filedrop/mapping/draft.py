@@ -98,7 +98,9 @@ DEBTOR_TYPE_WORDS: dict[str, tuple[str, ...]] = {
 }
 """What a customer-type column says for each debtor type."""
 
-DATE_FORMATS = ("dd.mm.yyyy", "dd.mm.yy", "dd/mm/yyyy", "dd/mm/yy", "dd-mm-yyyy", "mm/dd/yyyy")
+DATE_FORMATS = (
+    "dd.mm.yyyy", "dd.mm.yy", "dd/mm/yyyy", "dd/mm/yy", "dd-mm-yyyy", "dd-mm-yy", "mm/dd/yyyy",
+)  # fmt: skip
 """The date formats the draft recognises, Norwegian ones first (``dd/mm`` wins a tie)."""
 NUMBER_STYLES = ((",", " "), (",", " ."), (".", " "), (".", " ,"))
 """(decimal, thousands) pairs tried on amounts typed as text, Norwegian first."""
