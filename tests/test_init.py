@@ -569,6 +569,19 @@ def test_dates_with_dashes_and_two_digit_years_are_detected(tmp_path: Path) -> N
     assert "2 invoices to send" in said
 
 
+def test_an_amount_the_number_style_does_not_read_is_named(tmp_path: Path) -> None:
+    """The draft said "check: 1 amounts typed as text do not fit", naming none to check."""
+    lines, _ = _drafted(
+        tmp_path,
+        "odd.csv",
+        "Fakturanr;Kunde;Orgnr;Fakturadato;Forfallsdato;Beløp\n"
+        "9001;Fjord AS;923609016;01.03.2026;31.03.2026;1 200,00\n"
+        "9002;Bygg AS;987654325;02.03.2026;01.04.2026;800 NOK 50\n",
+        expect=1,  # the row it does not read is INVALID
+    )
+    assert 'decimal = ","  # check: an amount typed as text, "800 NOK 50", does not fit' in lines
+
+
 def test_the_amount_with_vat_is_the_invoices_where_both_are_exported(tmp_path: Path) -> None:
     """Fiken exports "Beløp eks. mva" before "Beløp inkl. mva": the draft took the first for the
     invoice's amount, and the amount still owed (with VAT) went out larger than the invoice.

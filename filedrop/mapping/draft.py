@@ -360,7 +360,16 @@ class _Drafter:
         best = misses.index(min(misses))
         decimal, thousands = NUMBER_STYLES[best]
         if misses[best]:
-            return decimal, thousands, f"check: {misses[best]} amounts typed as text do not fit"
+            parsed = parse_amounts(texts, decimal=decimal, thousands=thousands)
+            first = _shown(str(texts[np.isnan(parsed)].iloc[0]))
+            if misses[best] == 1:
+                return (
+                    decimal,
+                    thousands,
+                    f'check: an amount typed as text, "{first}", does not fit',
+                )
+            some = f'{misses[best]} amounts typed as text, such as "{first}", do not fit'
+            return decimal, thousands, f"check: {some}"
         notation = {"decimal": decimal, "thousands": thousands}
         unclear = texts[thousands_like(texts, **notation)]
         if len(unclear) and not shows_decimal(texts, **notation):
