@@ -514,15 +514,18 @@ def test_a_column_naming_credit_notes_gets_a_skip_rule(tmp_path: Path) -> None:
 def test_a_column_naming_fees_gets_a_skip_rule_and_a_question(tmp_path: Path) -> None:
     """Bilagstype names a reminder fee and an interest note beside the invoices they are
     charged on: the draft sent each as a case of its own, a principal of 35 kroner, and asked
-    nothing. They are left out by a [skip] rule now, with a question: a fee is no principal."""
+    nothing. They are left out by a [skip] rule now, with a question: a fee is no principal.
+    Only a column headed as a type says so: the invoice described as "Fee" in Tekst (a
+    consulting fee) is sent, and a fee found first never hides the credit notes."""
     lines, said = _drafted(
         tmp_path,
         "reskontro.csv",
-        "Bilagstype;Fakturanr;Kunde;Orgnr;Fakturadato;Forfallsdato;Beløp\n"
-        "Faktura;9001;Fjord AS;923609016;01.03.2026;31.03.2026;1 200,00\n"
-        "Purregebyr;9002;Fjord AS;923609016;05.04.2026;19.04.2026;35,00\n"
-        "Rentenota;9003;Fjord AS;923609016;05.04.2026;19.04.2026;12,40\n"
-        "KREDITNOTA;9004;Bygg AS;987654325;05.03.2026;05.03.2026;200,00\n",
+        "Tekst;Bilagstype;Fakturanr;Kunde;Orgnr;Fakturadato;Forfallsdato;Beløp\n"
+        "Husleie;Faktura;9001;Fjord AS;923609016;01.03.2026;31.03.2026;1 200,00\n"
+        ";Purregebyr;9002;Fjord AS;923609016;05.04.2026;19.04.2026;35,00\n"
+        ";Rentenota;9003;Fjord AS;923609016;05.04.2026;19.04.2026;12,40\n"
+        ";KREDITNOTA;9004;Bygg AS;987654325;05.03.2026;05.03.2026;200,00\n"
+        "Fee;Faktura;9005;Bygg AS;987654325;05.03.2026;05.04.2026;9 000,00\n",
     )
     question = (
         "Bilagstype names reminder fees or interest (row 3, 4), left out, as each would go as a "
@@ -534,7 +537,7 @@ def test_a_column_naming_fees_gets_a_skip_rule_and_a_question(tmp_path: Path) ->
     ) in lines
     assert any(line.startswith("credit_notes_by_type = ") for line in lines)
     assert f"  - {question}" in said
-    assert "1 invoice to send" in said
+    assert "2 invoices to send" in said
 
 
 def test_a_currency_column_writing_kr_is_mapped_to_nok(tmp_path: Path) -> None:

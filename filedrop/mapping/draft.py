@@ -124,6 +124,9 @@ EXACT = "exact synonym"
 _TOTALS = frozenset(TOTALS_WORDS)
 _CREDIT_NOTES = frozenset(CREDIT_NOTE_WORDS)
 _FEES = frozenset(FEE_WORDS)
+#: A header naming a kind of row ("Bilagstype", "Linjetype", "Document type", "Bilagsart"),
+#: as ``loose_key`` writes it: where fees and interest notes are told apart from invoices.
+_TYPE_HEADER = re.compile(r"(?:type|^art|bilagsart|dokumentart)$")
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}( \d{2}:\d{2}:\d{2})?")
 
 
@@ -568,39 +571,48 @@ class _Drafter:
         return ", ".join(str(self.row_number(p)) for p in positions[:3])
 
     def _credit_note_types(self) -> list[tuple[str, str]]:
-        """A rule for each column whose cells name credit notes ("Kreditnota" in Bilagstype):
-        such a row's amount is often written without a minus, so no amount rule leaves it out,
-        and a draft that left the column unused sent the credit note as a claim. And one for
-        the reminder fees and interest notes it names ("Purregebyr", "Rentenota"): each went
-        out as a case of its own for a principal of 35 kroner, which a fee is not."""
-        for header in self.headers:
-            folded = self.cells(header).map(_folded)
-            rules = [
-                self._type_rule(header, folded, words, name, note)
-                for words, name, note in (
-                    (_CREDIT_NOTES, "credit_notes_by_type", "{} names credit notes ({})"),
-                    (
-                        _FEES,
-                        "fees_by_type",
-                        "QUESTION: {} names reminder fees or interest ({}), left out, as each "
-                        "would go as a principal of its own; add them to their invoice's claims "
-                        "if Amili is to collect them",
-                    ),
-                )
-            ]
-            if any(rules):
-                # One column: a second column saying so names the same rows.
-                return [rule for rule in rules if rule is not None]
-        return []
+        """A rule for the first column whose cells name credit notes ("Kreditnota" in
+        Bilagstype): such a row's amount is often written without a minus, so no amount rule
+        leaves it out, and a draft that left the column unused sent the credit note as a claim.
+        And one for the first column headed as a type ("Bilagstype", "Linjetype") whose cells
+        name reminder fees or interest notes ("Purregebyr", "Rentenota"): each went out as a case
+        of its own for a principal of 35 kroner, which a fee is not. Only a type column: a
+        description reading "Fee" is a consulting fee's invoice. Each search goes on alone, so
+        a column of fees found first never hides the credit notes of another."""
+        searches = (
+            (_CREDIT_NOTES, "credit_notes_by_type", "{} names credit notes ({})", False),
+            (
+                _FEES,
+                "fees_by_type",
+                "QUESTION: {} names reminder fees or interest ({}), left out, as each would go "
+                "as a principal of its own; add them to their invoice's claims if Amili is to "
+                "collect them",
+                True,
+            ),
+        )
+        rules = []
+        for words, name, note, typed in searches:
+            rule = next(
+                (
+                    found
+                    for header in self.headers
+                    if not typed or _TYPE_HEADER.search(loose_key(header))
+                    if (found := self._type_rule(header, words, name, note)) is not None
+                ),
+                None,
+            )
+            if rule is not None:
+                rules.append(rule)
+        return rules
 
     def _type_rule(
-        self, header: str, folded: pd.Series, words: frozenset[str], name: str, note: str
+        self, header: str, words: frozenset[str], name: str, note: str
     ) -> tuple[str, str] | None:
         """``name = { column = header, is = [...] }`` for the cells of ``header`` that are one
-        of ``words`` (``folded``: its cells as compared), and its ``note`` with the header and
-        the rows filled in; None when none is."""
+        of ``words`` (compared as totals words are), and its ``note`` with the header and the
+        rows filled in; None when none is."""
         cells = self.cells(header)
-        said = cells[folded.isin(words).to_numpy()]
+        said = cells[cells.map(_folded).isin(words).to_numpy()]
         if said.empty:
             return None
         texts = ", ".join(_toml(text) for text in dict.fromkeys(said.tolist()))
