@@ -559,8 +559,13 @@ def test_a_currency_column_writing_kr_is_mapped_to_nok(tmp_path: Path) -> None:
     assert "2 invoices to send" in said
 
 
-def test_dates_with_dashes_and_two_digit_years_are_detected(tmp_path: Path) -> None:
-    """Uni Economy writes 15-03-24: the draft knew dd-mm-yyyy but not dd-mm-yy, and asked."""
+def test_dates_with_dashes_and_two_digit_years_are_detected_and_asked_about(
+    tmp_path: Path,
+) -> None:
+    """Uni Economy writes 15-03-24: the draft knew dd-mm-yyyy but not dd-mm-yy, and said they
+    fit no format it knew. Read day first, as in Norway, it asks all the same: 01-03-26 is also
+    26 March 2001 written year first, and a draft that took 25-01-15 as 25 January 2015 sent
+    dates ten years off (a hostile review)."""
     lines, said = _drafted(
         tmp_path,
         "uni.csv",
@@ -568,7 +573,12 @@ def test_dates_with_dashes_and_two_digit_years_are_detected(tmp_path: Path) -> N
         "9001;Fjord AS;923609016;01-03-26;31-03-26;1 200,00\n"
         "9002;Bygg AS;987654325;02-03-26;01-04-26;800,00\n",
     )
-    assert 'dates = ["dd-mm-yy"]  # detected from 4 dates typed as text' in lines
+    question = (
+        'every date such as "01-03-26" reads as dd-mm-yy and as yy-mm-dd (a two-digit year may '
+        "come first): which is it?"
+    )
+    assert f'dates = ["dd-mm-yy"]  # QUESTION: {question}' in lines
+    assert f"  - {question}" in said
     assert "2 invoices to send" in said
 
 

@@ -403,14 +403,20 @@ class _Drafter:
         if unread:
             return formats, f'QUESTION: "{_shown(unread[0])}" fits none of the formats drafts know'
         for fmt in formats:
-            swapped = swap_day_and_month(fmt)
             read = [t for t in texts if _date_formats([t], among=[fmt])]
-            if "." not in fmt and read and all(_date_formats([t], among=[swapped]) for t in read):
-                # Day first wins the tie, as in Norway; a US export would be read wrongly.
-                return formats, (
-                    f'QUESTION: every date such as "{_shown(read[0])}" reads as {fmt} and as '
-                    f"{swapped} (no day after the 12th): which is it?"
-                )
+            # Day first wins a tie, as in Norway: a US export, or one writing a two-digit
+            # year first (25-01-15 for 15 January 2025), would be read wrongly, years off.
+            others = [(swap_day_and_month(fmt), "no day after the 12th")]
+            if "yyyy" not in fmt:  # dd-mm-yy backwards: a two-digit year first
+                others.append((fmt[::-1], "a two-digit year may come first"))
+            for other, why in others:
+                if other == fmt or "." in fmt or not read:
+                    continue
+                if all(_date_formats([t], among=[other]) for t in read):
+                    return formats, (
+                        f'QUESTION: every date such as "{_shown(read[0])}" reads as {fmt} and '
+                        f"as {other} ({why}): which is it?"
+                    )
         return formats, f"detected from {_count(len(texts), 'date')} typed as text"
 
     # -- writing the draft -------------------------------------------------------------------------
