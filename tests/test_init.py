@@ -595,6 +595,23 @@ def test_an_amount_the_number_style_does_not_read_is_named(tmp_path: Path) -> No
     assert 'decimal = ","  # check: an amount typed as text, "800 NOK 50", does not fit' in lines
 
 
+def test_dates_written_year_first_with_two_digits_are_drafted_so(tmp_path: Path) -> None:
+    """26-01-15 reads as 26 January 2015 and as 15 January 2026: a claim's dates are recent,
+    so the draft takes the year first, and asks."""
+    lines, said = _drafted(
+        tmp_path,
+        "uni.csv",
+        "Fakturanr;Kunde;Orgnr;Fakturadato;Forfallsdato;Beløp\n"
+        "9001;Fjord AS;923609016;26-01-15;26-02-14;1 200,00\n"
+        "9002;Bygg AS;987654325;26-02-03;26-03-05;800,00\n",
+    )
+    assert (
+        'dates = ["yy-mm-dd"]  # QUESTION: every date such as "26-01-15" reads as yy-mm-dd and as '
+        "dd-mm-yy (a two-digit year may come first): which is it?"
+    ) in lines
+    assert "2 invoices to send" in said
+
+
 def test_the_amount_with_vat_is_the_invoices_where_both_are_exported(tmp_path: Path) -> None:
     """Fiken exports "Beløp eks. mva" before "Beløp inkl. mva": the draft took the first for the
     invoice's amount, and the amount still owed (with VAT) went out larger than the invoice.

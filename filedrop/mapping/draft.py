@@ -412,11 +412,16 @@ class _Drafter:
             for other, why in others:
                 if other == fmt or "." in fmt or not read:
                     continue
-                if all(_date_formats([t], among=[other]) for t in read):
-                    return formats, (
-                        f'QUESTION: every date such as "{_shown(read[0])}" reads as {fmt} and '
-                        f"as {other} ({why}): which is it?"
-                    )
+                if not all(_date_formats([t], among=[other]) for t in read):
+                    continue
+                drafted, asked = fmt, other
+                if why.startswith("a two") and _years_off(read, other) < _years_off(read, fmt):
+                    # A claim's dates are recent: the reading nearer today is drafted.
+                    drafted, asked = other, fmt
+                return [drafted if f == fmt else f for f in formats], (
+                    f'QUESTION: every date such as "{_shown(read[0])}" reads as {drafted} and '
+                    f"as {asked} ({why}): which is it?"
+                )
         return formats, f"detected from {_count(len(texts), 'date')} typed as text"
 
     # -- writing the draft -------------------------------------------------------------------------
@@ -824,6 +829,12 @@ def _date_formats(texts: Iterable[str], *, among: Iterable[str] = DATE_FORMATS) 
         if rest and set().union(*(fits[f] for f in rest)) == everything:
             chosen = rest
     return chosen
+
+
+def _years_off(texts: list[str], fmt: str) -> int:
+    """How many years from now the middle of ``texts`` read in ``fmt`` lies."""
+    years = sorted(dt.datetime.strptime(t, date_format_to_strptime(fmt)).year for t in texts)
+    return abs(years[len(years) // 2] - dt.date.today().year)
 
 
 def _file_pattern(path: Path) -> str:
