@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -502,6 +503,15 @@ def test_a_mapping_that_leaves_what_is_owed_unread_does_not_fit(tmp_path: Path) 
         'claim\'s remainingAmount = "Rest beløp"), or name it in [match] unread if it is not '
         "what the debtor owes (the file's headers: "
     )
+    for variant in ("Utestående beløp", "Restbeløp (kr)", "Rest å betale", "Amount due"):
+        with pytest.raises(MappingError, match=f'leaves column "{re.escape(variant)}" unread'):
+            select_mapping([blind], Path("april.csv"), Reads([*HEADERS, variant]))
+    # Read into a text, it is not what goes as the amount.
+    text = BASE + 'description = { template = "Rest {Rest beløp}" }\n'
+    with pytest.raises(MappingError, match='leaves column "Rest beløp" unread'):
+        select_mapping(
+            [load_mapping(write(tmp_path, text, "t.toml"))], Path("a.csv"), Reads(headers)
+        )
     reads = BASE.replace('remainingAmount = "Beløp"', 'remainingAmount = "Rest beløp"')
     owed = load_mapping(write(tmp_path, reads, "b.toml"))
     told = load_mapping(write(tmp_path, '[match]\nunread = ["Restbeløp"]\n' + BASE, "c.toml"))

@@ -16,6 +16,7 @@ import hashlib
 import io
 import re
 import tomllib
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -288,19 +289,38 @@ def loose_key(text: str) -> str:
 
 
 _OWED_KEYS = frozenset(map(loose_key, OWED_HEADERS))
+#: Words that say so inside a longer header ("Utestående beløp", "Restbeløp (kr)", "Rest å
+#: betale", "Åpen saldo"), and phrases ("Amount due") as ``loose_key`` writes them.
+_OWED_WORDS = frozenset(
+    {"restbeløp", "rest", "utestående", "gjenstående", "saldo", "ubetalt", "restanse"}
+    | {"outstanding", "remaining", "balance", "unpaid"}
+)
+_OWED_PHRASES = ("åpentbeløp", "amountdue", "balancedue", "openamount")
 
 
 def owed_header(header: str) -> bool:
-    """Whether ``header`` says its column holds what is still owed (``OWED_HEADERS``)."""
-    return loose_key(header) in _OWED_KEYS
+    """Whether ``header`` says its column holds what is still owed: one of ``OWED_HEADERS``,
+    or a header holding one of their words ("Restbeløp NOK") or phrases."""
+    key = loose_key(header)
+    if key in _OWED_KEYS or any(phrase in key for phrase in _OWED_PHRASES):
+        return True
+    words = re.split(r"[\W_]+", unicodedata.normalize("NFC", header).casefold())
+    return not _OWED_WORDS.isdisjoint(words)
 
 
 def _owed_unread(
     mapping: Mapping, headers: list[str], found: dict[tuple[str, ...], int]
 ) -> str | None:
     """The first column of ``headers`` whose header says it holds what is still owed and that
-    no field of ``mapping`` reads nor its ``match.unread`` names; None when there is none."""
-    read = {found[names] for _, names, _ in mapping.field_refs if names in found}
+    no amount field of ``mapping`` reads nor its ``match.unread`` names; None when there is
+    none. Read into a text (a template's description) it is not what goes as the amount."""
+    read = {
+        found[f.columns]
+        for node in (mapping.invoice, mapping.debtors, mapping.claims)
+        for top in walk_fields(node)
+        for f in with_defaults(top)
+        if f.kind == "amount" and f.source == "column" and f.columns in found
+    }
     left = set(map(loose_key, mapping.unread))
     return next(
         (
