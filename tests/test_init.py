@@ -553,8 +553,9 @@ def test_a_currency_column_writing_kr_is_mapped_to_nok(tmp_path: Path) -> None:
         "9002;Bygg AS;987654325;02.03.2026;01.04.2026;800,00;SEK\n",
     )
     assert (
-        'currency = { column = "Valuta", map = { "kr" = "NOK", "SEK" = "SEK" }, default = "NOK" }'
-        "  # exact synonym"
+        'currency = { column = "Valuta", map = { "kr" = "NOK", "SEK" = "SEK", "NOK" = "NOK", '
+        '"DKK" = "DKK", "EUR" = "EUR", "USD" = "USD", "GBP" = "GBP" }, default = "NOK" }  # '
+        "exact synonym"
     ) in lines
     assert "2 invoices to send" in said
 

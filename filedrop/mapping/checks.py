@@ -680,6 +680,9 @@ _COMPANY_FORM = re.compile(r"(?m)\s(AS|ASA|ANS|NUF|ENK|IKS)\.?$")
 
 #: A digit: in a person's name, a number written into it ("60001 - Nordmann, Kari").
 _DIGIT = re.compile(r"[0-9]")
+#: A number of three digits or more and a dash before a company's name ("10100 - Bygg og Anlegg
+#: AS"), as an export glues the customer number to it; "3M Norge AS", "1881 AS" do not begin so.
+_NUMBER_DASH = re.compile(r"[0-9]{3,}\s*[-\u2013]\s")
 #: A letter of any script: a company's name has one ("3M Norge", "7-Eleven"), a number none.
 _LETTER = re.compile(r"[^\W\d_]")
 
@@ -688,7 +691,8 @@ def _numbers_as_names(lv: Level, private: np.ndarray, company: np.ndarray) -> li
     """Rule ``text``: a name that is a number. A customer number column headed "Kunde" beside
     "Kundenavn" was read as the name, and the company Vinmonopolet AS went out as "50002"; a
     customer number glued to a person's name ("60001 - Nordmann, Kari") went out as the last
-    name "60001 - Nordmann". A person's name holds no digit; a company's name holds a letter.
+    name "60001 - Nordmann". A person's name holds no digit; a company's name holds a letter,
+    and does not begin with a number and a dash ("10100 - Bygg og Anlegg AS").
     Whole columns at a time: the persons' names are searched once for a digit first."""
     v = lv.values
     texts = v.text.astype(object)
@@ -703,6 +707,8 @@ def _numbers_as_names(lv: Level, private: np.ndarray, company: np.ndarray) -> li
         names = pd.Series(texts[companies], dtype=object).astype(str)
         bare = companies[~names.str.contains(_LETTER.pattern).to_numpy(dtype=bool)]
         found += [(g, "holds no letter, which a company's name has") for g in bare.tolist()]
+        led = companies[names.str.match(_NUMBER_DASH.pattern).to_numpy(dtype=bool)]
+        found += [(g, "begins with a number and a dash") for g in led.tolist()]
     return [
         _issue(
             lv.at[g],

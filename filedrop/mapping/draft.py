@@ -671,12 +671,15 @@ class _Drafter:
         values = [v for v in dict.fromkeys(cells.tolist()) if v]
         if not any(_folded(v).rstrip(".") == "kr" for v in values) or len(values) > _MAPPED_MAX:
             return ', default = "NOK"'
-        pairs = [
-            (v, "NOK" if _folded(v).rstrip(".") == "kr" else v.upper())
+        pairs = {
+            v: "NOK" if _folded(v).rstrip(".") == "kr" else v.upper()
             for v in values
             if _folded(v).rstrip(".") == "kr" or v.upper() in CURRENCIES
-        ]
-        listed = ", ".join(f"{_toml(v)} = {_toml(code)}" for v, code in pairs)
+        }
+        # And the currencies a Norwegian creditor bills in, so that a later file holding one
+        # the sample did not is read as before the map.
+        pairs |= {code: code for code in _USUAL_CURRENCIES if code not in pairs}
+        listed = ", ".join(f"{_toml(v)} = {_toml(code)}" for v, code in pairs.items())
         return f', map = {{ {listed} }}, default = "NOK"'
 
     def _invoice_section(self, out: _Lines) -> None:
@@ -796,6 +799,8 @@ class _Drafter:
 _AMOUNT_KEYS = frozenset({"originalInvoiceAmount", "remainingAmount"})
 #: The fields a person's or company's name goes to: a column of numbers is none of them.
 _NAME_KEYS = frozenset({"full_name", "firstname", "lastname", "company_name"})
+#: What a drafted currency map lists beside the sample's own values.
+_USUAL_CURRENCIES = ("NOK", "SEK", "DKK", "EUR", "USD", "GBP")
 #: The most distinct values a drafted map lists: a column of more is no code column.
 _MAPPED_MAX = 10
 #: Why a column headed as the customer was placed as the customer number.
