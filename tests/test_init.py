@@ -454,8 +454,9 @@ def test_a_second_column_of_what_is_owed_is_named_unread_and_asked_about(tmp_pat
     lines, said = _drafted(
         tmp_path,
         "apne.csv",
-        "Fakturanr;Kunde;Orgnr;Fakturadato;Forfallsdato;Beløp;Restbeløp;Saldo\n"
-        "9001;Fjord AS;923609016;01.03.2026;31.03.2026;1 200,00;1 200,00;3 000,00\n"
+        # Saldo first: the more telling Restbeløp is read, whatever the columns' order.
+        "Fakturanr;Kunde;Orgnr;Fakturadato;Forfallsdato;Beløp;Saldo;Restbeløp\n"
+        "9001;Fjord AS;923609016;01.03.2026;31.03.2026;1 200,00;3 000,00;1 200,00\n"
         "9002;Bygg AS;987654325;02.03.2026;01.04.2026;800,00;400,00;400,00\n",
     )
     question = (

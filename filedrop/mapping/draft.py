@@ -64,7 +64,7 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
         "Kundenr", "Kundenummer", "Kunde nr", "Kundeid", "Customer no", "Customer number",
         "Customer id", "Debitornr",
     ),
-    "full_name": ("Kunde", "Kundenavn", "Navn", "Debitor", "Customer", "Customer name", "Name"),
+    "full_name": ("Kundenavn", "Navn", "Kunde", "Debitor", "Customer name", "Name", "Customer"),
     "firstname": ("Fornavn", "First name", "Given name"),
     "lastname": ("Etternavn", "Last name", "Surname", "Family name"),
     "company_name": ("Firmanavn", "Bedriftsnavn", "Selskapsnavn", "Company name"),
@@ -253,16 +253,27 @@ class _Drafter:
 
     def _place_by_headers(self) -> None:
         """Exact synonyms first, over every header; then headers that contain a synonym."""
-        exact = {loose_key(s): key for key, names in reversed(SYNONYMS.items()) for s in names}
-        for header in self.headers:
-            key = exact.get(loose_key(header))
+        exact = {
+            loose_key(s): (key, rank)
+            for key, names in reversed(SYNONYMS.items())
+            for rank, s in reversed(list(enumerate(names)))
+        }
+        found = []  # (the synonym's rank among its field's, column, header, field, how)
+        for at, header in enumerate(self.headers):
+            key, rank = exact.get(loose_key(header), (None, 0))
+            how = EXACT
             if key in _NAME_KEYS and self._numbers_only(header):
                 # Kunde beside Kundenavn, Customer beside Customer name: a column of numbers
                 # headed as the customer is the customer's number, and the name is the other's.
                 # Sent as the name, "50002" went out as the company Vinmonopolet AS.
-                key = "customerNumber"
-            if key is not None and key not in self.placed and header not in self.used:
-                self._claim(key, header, EXACT if exact.get(loose_key(header)) == key else _NUMBERS)
+                key, how = "customerNumber", _NUMBERS
+            if key is not None:
+                found.append((rank, at, header, key, how))
+        # Where two headers are synonyms of one field, the more telling one takes it, whatever
+        # the columns' order: Restbeløp rather than Saldo, Fakturadato rather than Dato.
+        for _, _, header, key, how in sorted(found):
+            if key not in self.placed and header not in self.used:
+                self._claim(key, header, how)
         before_vat: list[tuple[str, tuple[str, str]]] = []
         for header in self.headers:
             if header in self.used or not header.strip():
