@@ -25,8 +25,6 @@ _TOTALS = frozenset(TOTALS_WORDS)
 _COUNT_WORDS = ("antall", "count", "number of")
 #: An invoice number that is a totals word, or begins with one or a count word ("rest": what
 #: follows it), as a line of its own in the joined numbers (case does not matter).
-#: A word of letters in what follows a totals word in an invoice number's cell.
-_A_WORD = re.compile(r"[^\W\d_]{2,}")
 _TOTALS_LINE = re.compile(
     r"(?im)^[ \t]*(?:"
     + "|".join(re.escape(w) for w in sorted((*TOTALS_WORDS, *_COUNT_WORDS), key=len, reverse=True))
@@ -211,10 +209,11 @@ def _totals(src: Source, number: Values, why: np.ndarray) -> None:
         rest = m["rest"].rstrip(":").strip()
         if not rest:
             totals[row] = True  # the word alone: a totals row if a cell says so (below)
-        elif m["rest"][:1].isspace() and _A_WORD.search(rest):
-            # Words after it ("Sum kunde 10001", "Antall fakturaer: 3"): the export's own
-            # line. A number after it alone ("SUM-2024-001", "Total-17", "I alt 9") is an
-            # invoice numbering's prefix, and the row is read as any other.
+        elif m["rest"][:1].isspace() or m["rest"][:1] == ":":
+            # After a space or a colon ("Sum kunde 10001", "Sum 10001", "Antall: 3"): the
+            # export's own line, a subtotal that would go as another invoice of the customer's.
+            # Joined by a dash or a dot ("SUM-2024-001", "Total-17") it is an invoice
+            # numbering's prefix, and the row is read as any other.
             why[row] = (
                 f"rule skip.totals: {number.label[row]} {quoted(texts[row])} marks a totals row"
             )
