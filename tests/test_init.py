@@ -597,19 +597,33 @@ def test_an_amount_the_number_style_does_not_read_is_named(tmp_path: Path) -> No
     assert 'decimal = ","  # check: an amount typed as text, "800 NOK 50", does not fit' in lines
 
 
-def test_dates_written_year_first_with_two_digits_are_drafted_so(tmp_path: Path) -> None:
-    """26-01-15 reads as 26 January 2015 and as 15 January 2026: a claim's dates are recent,
-    so the draft takes the year first, and asks."""
+@pytest.mark.parametrize(
+    ("dates", "drafted", "other"),
+    [
+        # Day first, due on 14.02.2026 before its invoice; year first, 30 days apart.
+        ([("26-01-15", "26-02-14"), ("26-02-03", "26-03-05")], "yy-mm-dd", "dd-mm-yy"),
+        # Year first, in 2030 and due 13 months later: day first, 2019 and 30 days.
+        ([("30-09-19", "30-10-19"), ("29-10-19", "29-11-19")], "dd-mm-yy", "yy-mm-dd"),
+        ([("24-10-24", "25-11-24"), ("25-10-24", "26-11-24")], "dd-mm-yy", "yy-mm-dd"),
+    ],
+)
+def test_dates_with_two_digit_years_are_drafted_as_claims_dates_read(
+    tmp_path: Path, dates: list[tuple[str, str]], drafted: str, other: str
+) -> None:
+    """26-01-15 reads as 26 January 2015 and as 15 January 2026. The draft takes the reading
+    whose dates a claim can have (none far ahead of today, each due date on or after its
+    invoice date and within a year), day first on a tie, and asks either way: taken as the
+    one nearer today, 30-09-19 went out as 19 September 2030 (a hostile review)."""
     lines, said = _drafted(
         tmp_path,
         "uni.csv",
         "Fakturanr;Kunde;Orgnr;Fakturadato;Forfallsdato;Beløp\n"
-        "9001;Fjord AS;923609016;26-01-15;26-02-14;1 200,00\n"
-        "9002;Bygg AS;987654325;26-02-03;26-03-05;800,00\n",
+        f"9001;Fjord AS;923609016;{dates[0][0]};{dates[0][1]};1 200,00\n"
+        f"9002;Bygg AS;987654325;{dates[1][0]};{dates[1][1]};800,00\n",
     )
     assert (
-        'dates = ["yy-mm-dd"]  # QUESTION: every date such as "26-01-15" reads as yy-mm-dd and as '
-        "dd-mm-yy (a two-digit year may come first): which is it?"
+        f'dates = ["{drafted}"]  # QUESTION: every date such as "{dates[0][0]}" reads as '
+        f"{drafted} and as {other} (a two-digit year may come first): which is it?"
     ) in lines
     assert "2 invoices to send" in said
 

@@ -426,14 +426,38 @@ class _Drafter:
                 if not all(_date_formats([t], among=[other]) for t in read):
                     continue
                 drafted, asked = fmt, other
-                if why.startswith("a two") and _years_off(read, other) < _years_off(read, fmt):
-                    # A claim's dates are recent: the reading nearer today is drafted.
+                if why.startswith("a two") and self._unlikely(other) < self._unlikely(fmt):
+                    # Day first unless its dates are the less likely ones (see _unlikely).
                     drafted, asked = other, fmt
                 return [drafted if f == fmt else f for f in formats], (
                     f'QUESTION: every date such as "{_shown(read[0])}" reads as {drafted} and '
                     f"as {asked} ({why}): which is it?"
                 )
         return formats, f"detected from {_count(len(texts), 'date')} typed as text"
+
+    def _unlikely(self, fmt: str) -> int:
+        """How many of the rows' dates, read in ``fmt``, no claim has: a date more than a month
+        ahead of today, a due date before its invoice date or more than a year after it.
+        25-01-15 read day first is 25 January 2015, due 25-02-14 on 25 February 2014; read year
+        first, 15 January 2025, due 14 February: 30 days, as invoices are."""
+        strptime = date_format_to_strptime(fmt)
+
+        def day(text: str) -> dt.date | None:
+            try:
+                return dt.datetime.strptime(text, strptime).date()
+            except ValueError:
+                return None
+
+        soon = dt.date.today() + dt.timedelta(days=31)
+        columns = [self.placed[k].header for k in ("invoiceDate", "dueDate") if k in self.placed]
+        rows = zip(*(map(day, self.cells(h).tolist()) for h in columns), strict=True)
+        count = 0
+        for dates in rows:
+            count += sum(d is not None and d > soon for d in dates)
+            if len(dates) == 2 and None not in dates:
+                issued, due = dates
+                count += not dt.timedelta(0) <= due - issued <= dt.timedelta(days=366)
+        return count
 
     # -- writing the draft -------------------------------------------------------------------------
 
@@ -845,12 +869,6 @@ def _date_formats(texts: Iterable[str], *, among: Iterable[str] = DATE_FORMATS) 
         if rest and set().union(*(fits[f] for f in rest)) == everything:
             chosen = rest
     return chosen
-
-
-def _years_off(texts: list[str], fmt: str) -> int:
-    """How many years from now the middle of ``texts`` read in ``fmt`` lies."""
-    years = sorted(dt.datetime.strptime(t, date_format_to_strptime(fmt)).year for t in texts)
-    return abs(years[len(years) // 2] - dt.date.today().year)
 
 
 def _file_pattern(path: Path) -> str:
