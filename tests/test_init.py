@@ -551,14 +551,17 @@ def test_a_currency_column_writing_kr_is_mapped_to_nok(tmp_path: Path) -> None:
         "reskontro.csv",
         "Fakturanr;Kunde;Orgnr;Fakturadato;Forfallsdato;Beløp;Valuta\n"
         "9001;Fjord AS;923609016;01.03.2026;31.03.2026;kr 1 200,00;kr\n"
-        "9002;Bygg AS;987654325;02.03.2026;01.04.2026;800,00;SEK\n",
+        "9002;Bygg AS;987654325;02.03.2026;01.04.2026;800,00;SEK\n"
+        # Spelt otherwise: a map listing "nok" and "NOK", or "kr" and "Kr", is refused.
+        "9003;Bygg AS;987654325;02.03.2026;01.04.2026;800,00;Kr\n"
+        "9004;Bygg AS;987654325;02.03.2026;01.04.2026;800,00;nok\n",
     )
     assert (
-        'currency = { column = "Valuta", map = { "kr" = "NOK", "SEK" = "SEK", "NOK" = "NOK", '
+        'currency = { column = "Valuta", map = { "kr" = "NOK", "SEK" = "SEK", "nok" = "NOK", '
         '"DKK" = "DKK", "EUR" = "EUR", "USD" = "USD", "GBP" = "GBP" }, default = "NOK" }  # '
         "exact synonym"
     ) in lines
-    assert "2 invoices to send" in said
+    assert "4 invoices to send" in said
 
 
 def test_dates_with_dashes_and_two_digit_years_are_detected_and_asked_about(

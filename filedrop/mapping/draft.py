@@ -703,7 +703,13 @@ class _Drafter:
         Norwegian export's kroner are NOK. Its codes map to themselves, as a map knows only
         what it lists."""
         cells = self.cells(self.placed["currency"].header)
-        values = [v for v in dict.fromkeys(cells.tolist()) if v]
+        # One of each value whatever its case: a map's keys match cells so, and one listing
+        # "kr" and "Kr" is refused.
+        first: dict[str, str] = {}
+        for value in cells.tolist():
+            if value:
+                first.setdefault(value.upper(), value)
+        values = list(first.values())
         if not any(_folded(v).rstrip(".") == "kr" for v in values) or len(values) > _MAPPED_MAX:
             return ', default = "NOK"'
         pairs = {
@@ -713,9 +719,10 @@ class _Drafter:
         }
         # And the currencies a Norwegian creditor bills in, so that a later file holding one
         # the sample did not is read as before the map.
-        pairs |= {code: code for code in _USUAL_CURRENCIES if code not in pairs}
-        listed = ", ".join(f"{_toml(v)} = {_toml(code)}" for v, code in pairs.items())
-        return f', map = {{ {listed} }}, default = "NOK"'
+        listed = {value.upper() for value in pairs}
+        pairs |= {code: code for code in _USUAL_CURRENCIES if code not in listed}
+        shown = ", ".join(f"{_toml(v)} = {_toml(code)}" for v, code in pairs.items())
+        return f', map = {{ {shown} }}, default = "NOK"'
 
     def _invoice_section(self, out: _Lines) -> None:
         out.add("[invoice]")
