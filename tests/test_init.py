@@ -491,6 +491,23 @@ def test_a_customer_column_of_numbers_beside_a_name_column_is_the_customer_numbe
     assert "2 invoices to send" in said
 
 
+def test_two_columns_headed_as_one_field_are_asked_about(tmp_path: Path) -> None:
+    """Kunde (the company) and Navn (its contact person) are both headed as the debtor's name:
+    placed by rank, Navn was drafted and a person's name went out as the company's (a hostile
+    review). The first column is drafted, as the export orders them, and the draft asks."""
+    lines, said = _drafted(
+        tmp_path,
+        "kunder.csv",
+        "Fakturanr;Kunde;Navn;Orgnr;Fakturadato;Forfallsdato;Beløp\n"
+        "100;Fjord AS;Kari Nordmann;923609016;01.03.2026;31.03.2026;1 200,00\n"
+        "101;Bygg AS;Ola Hansen;987654325;02.03.2026;01.04.2026;800,00\n",
+    )
+    question = '"Kunde" and "Navn" are both headed as it, and the first is drafted: which holds it?'
+    assert f'full_name = "Kunde"  # QUESTION: {question}' in lines
+    assert f"  - full_name: {question}" in said
+    assert 'column "Navn" is not used' not in said
+
+
 def test_a_column_naming_credit_notes_gets_a_skip_rule(tmp_path: Path) -> None:
     """A ledger's Bilagstype says "Kreditnota" beside a positive amount, as invoice journals
     write it: the draft's only credit-note rule is for amounts of 0 or less, so the column was

@@ -269,11 +269,16 @@ class _Drafter:
                 key, how = "customerNumber", _NUMBERS
             if key is not None:
                 found.append((rank, at, header, key, how))
-        # Where two headers are synonyms of one field, the more telling one takes it, whatever
-        # the columns' order: Restbeløp rather than Saldo, Fakturadato rather than Dato.
-        for _, _, header, key, how in sorted(found):
+        # Where two headers are synonyms of what is owed, the more telling one takes it,
+        # whatever the columns' order: Restbeløp rather than Saldo. For another field the first
+        # column does, and the draft asks: Kunde (a company) beside Navn (its contact person),
+        # Faktura beside Bilagsnr, cannot be told apart by their headers.
+        order = sorted(found, key=lambda f: (f[0] if f[3] == "remainingAmount" else 0, f[1]))
+        for _, _, header, key, how in order:
             if key not in self.placed and header not in self.used:
                 self._claim(key, header, how)
+            elif header not in self.used and how == EXACT and key != "remainingAmount":
+                self._ask_between(key, header)
         before_vat: list[tuple[str, tuple[str, str]]] = []
         for header in self.headers:
             if header in self.used or not header.strip():
@@ -294,6 +299,19 @@ class _Drafter:
         cells = self.cells(header)
         filled = cells[cells.ne("")]
         return bool(len(filled)) and bool(filled.str.fullmatch(r"[0-9][0-9 \-]*").all())
+
+    def _ask_between(self, key: str, other: str) -> None:
+        """Ask which of the column placed as ``key`` and ``other``, headed as it too, holds it
+        (the one placed stays drafted); ``other`` is then asked about here alone."""
+        placed = self.placed[key]
+        if placed.how != EXACT or not self.cells(other).ne("").any():
+            return
+        self.used.add(other)
+        self.placed[key] = _Placed(
+            placed.header,
+            f"QUESTION: {_toml(placed.header)} and {_toml(other)} are both headed as it, and "
+            "the first is drafted: which holds it?",
+        )
 
     def _partial(self, header: str) -> tuple[str, str] | None:
         """(field, what matched) for a header holding a synonym as a word, or a long one inside
@@ -695,6 +713,8 @@ class _Drafter:
             )
             return True
         out.add(f"{api_key} = {value}", placed.how)
+        if placed.how.startswith("QUESTION: "):
+            out.questions.append(f"{api_key}: {placed.how.removeprefix('QUESTION: ')}")
         return True
 
     def _currency_map(self) -> str:
