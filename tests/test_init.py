@@ -508,6 +508,22 @@ def test_two_columns_headed_as_one_field_are_asked_about(tmp_path: Path) -> None
     assert 'column "Navn" is not used' not in said
 
 
+def test_a_header_holding_a_word_of_what_is_owed_is_not_drafted_as_it(tmp_path: Path) -> None:
+    """ "Dager utestående" (days overdue) was drafted as the claim's amount by its word
+    "utestående", and 12 days went out as the claim of an invoice of 4 500 (a hostile
+    review). Only a header saying what is owed, and no more, is placed so; this one is asked
+    about."""
+    lines, said = _drafted(
+        tmp_path,
+        "apne.csv",
+        "Fakturanr;Kunde;Orgnr;Fakturadato;Forfallsdato;Beløp;Dager utestående\n"
+        "9001;Fjord AS;923609016;01.03.2026;31.03.2026;4 500,00;12\n"
+        "9002;Bygg AS;987654325;02.03.2026;01.04.2026;800,00;40\n",
+    )
+    assert 'remainingAmount = "Beløp"  # exact synonym' in lines
+    assert '  - column "Dager utestående" is not used; which field holds it, if any?' in said
+
+
 def test_a_column_naming_credit_notes_gets_a_skip_rule(tmp_path: Path) -> None:
     """A ledger's Bilagstype says "Kreditnota" beside a positive amount, as invoice journals
     write it: the draft's only credit-note rule is for amounts of 0 or less, so the column was

@@ -278,7 +278,8 @@ def _deepest_line_key(text: str) -> str:
 #: them as the claim's remainingAmount.
 OWED_HEADERS = (
     "Restbeløp", "Rest", "Utestående", "Åpent beløp", "Saldo", "Gjenstående",
-    "Remaining", "Remaining amount", "Outstanding", "Balance", "Open amount",
+    "Remaining", "Remaining amount", "Outstanding", "Balance", "Open amount", "Amount due",
+    "Balance due",
 )  # fmt: skip
 
 
@@ -289,23 +290,26 @@ def loose_key(text: str) -> str:
 
 
 _OWED_KEYS = frozenset(map(loose_key, OWED_HEADERS))
-#: Words that say so inside a longer header ("Utestående beløp", "Restbeløp (kr)", "Rest å
-#: betale", "Åpen saldo"), and phrases ("Amount due") as ``loose_key`` writes them.
+#: The word of a longer header that says so ("Utestående beløp", "Restbeløp (kr)", "Rest å
+#: betale", "Åpen saldo"), beside only ``_AMOUNT_WORDS``: "Dager utestående", "Saldo dato" and
+#: "Rest. fakturaer antall" say something else of what is owed.
 _OWED_WORDS = frozenset(
     {"restbeløp", "rest", "utestående", "gjenstående", "saldo", "ubetalt", "restanse"}
     | {"outstanding", "remaining", "balance", "unpaid"}
 )
-_OWED_PHRASES = ("åpentbeløp", "amountdue", "balancedue", "openamount")
+_AMOUNT_WORDS = frozenset(
+    {"beløp", "belop", "nok", "kr", "å", "betale", "til", "åpen", "åpent", "sum", "amount"}
+)
 
 
 def owed_header(header: str) -> bool:
     """Whether ``header`` says its column holds what is still owed: one of ``OWED_HEADERS``,
-    or a header holding one of their words ("Restbeløp NOK") or phrases."""
-    key = loose_key(header)
-    if key in _OWED_KEYS or any(phrase in key for phrase in _OWED_PHRASES):
+    or one of their words with only words of an amount beside it ("Restbeløp NOK")."""
+    if loose_key(header) in _OWED_KEYS:
         return True
     words = re.split(r"[\W_]+", unicodedata.normalize("NFC", header).casefold())
-    return not _OWED_WORDS.isdisjoint(words)
+    core = [w for w in words if w and w not in _AMOUNT_WORDS]
+    return len(core) == 1 and core[0] in _OWED_WORDS
 
 
 def _owed_unread(
