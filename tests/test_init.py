@@ -545,7 +545,8 @@ def test_a_column_naming_credit_notes_gets_a_skip_rule(tmp_path: Path) -> None:
     assert "2 invoices to send" in said
 
 
-def test_a_column_naming_fees_gets_a_skip_rule_and_a_question(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", ["Bilagstype", "Type bilag", "Transaksjonsart", "Dokument"])
+def test_a_column_naming_fees_gets_a_skip_rule_and_a_question(tmp_path: Path, kind: str) -> None:
     """Bilagstype names a reminder fee and an interest note beside the invoices they are
     charged on: the draft sent each as a case of its own, a principal of 35 kroner, and asked
     nothing. They are left out by a [skip] rule now, with a question: a fee is no principal.
@@ -554,7 +555,7 @@ def test_a_column_naming_fees_gets_a_skip_rule_and_a_question(tmp_path: Path) ->
     lines, said = _drafted(
         tmp_path,
         "reskontro.csv",
-        "Tekst;Bilagstype;Fakturanr;Kunde;Orgnr;Fakturadato;Forfallsdato;Beløp\n"
+        f"Tekst;{kind};Fakturanr;Kunde;Orgnr;Fakturadato;Forfallsdato;Beløp\n"
         "Husleie;Faktura;9001;Fjord AS;923609016;01.03.2026;31.03.2026;1 200,00\n"
         ";Purregebyr;9002;Fjord AS;923609016;05.04.2026;19.04.2026;35,00\n"
         ";Rentenota;9003;Fjord AS;923609016;05.04.2026;19.04.2026;12,40\n"
@@ -562,11 +563,11 @@ def test_a_column_naming_fees_gets_a_skip_rule_and_a_question(tmp_path: Path) ->
         "Fee;Faktura;9005;Bygg AS;987654325;05.03.2026;05.04.2026;9 000,00\n",
     )
     question = (
-        "Bilagstype names reminder fees or interest (row 3, 4), left out, as each would go as a "
+        f"{kind} names reminder fees or interest (row 3, 4), left out, as each would go as a "
         "principal of its own; add them to their invoice's claims if Amili is to collect them"
     )
     assert (
-        'fees_by_type = { column = "Bilagstype", is = ["Purregebyr", "Rentenota"] }  # '
+        f'fees_by_type = {{ column = "{kind}", is = ["Purregebyr", "Rentenota"] }}  # '
         f"QUESTION: {question}"
     ) in lines
     assert any(line.startswith("credit_notes_by_type = ") for line in lines)

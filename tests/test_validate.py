@@ -1210,6 +1210,7 @@ def test_a_name_that_is_a_number_is_refused() -> None:
             row(Fakturanr="240305"),
             row(Fakturanr="240306", **company, Etternavn="10100 - Bygg og Anlegg AS"),
             row(Fakturanr="240307", **company, Etternavn="1881 AS"),
+            row(Fakturanr="240308", **company, Etternavn="10100: Bygg AS"),
         ]
     )
     cure = "(a customer number?); correct it in the export, or map the column that holds the name"
@@ -1217,7 +1218,9 @@ def test_a_name_that_is_a_number_is_refused() -> None:
         f'row 2: Etternavn "60001 - Nordmann" holds digits, which a person\'s name does not {cure}',
         f'row 3: Etternavn "50002" holds no letter, which a company\'s name has {cure}',
         f'row 5: Fornavn "Åse 2" holds digits, which a person\'s name does not {cure}',
-        f'row 7: Etternavn "10100 - Bygg og Anlegg AS" begins with a number and a dash {cure}',
+        f'row 7: Etternavn "10100 - Bygg og Anlegg AS" begins with a number and a dash or '
+        f"colon {cure}",
+        f'row 9: Etternavn "10100: Bygg AS" begins with a number and a dash or colon {cure}',
     ]
     assert [i.invoice_number for i in prepared.invoices] == ["240303", "240305", "240307"]
 

@@ -680,9 +680,10 @@ _COMPANY_FORM = re.compile(r"(?m)\s(AS|ASA|ANS|NUF|ENK|IKS)\.?$")
 
 #: A digit: in a person's name, a number written into it ("60001 - Nordmann, Kari").
 _DIGIT = re.compile(r"[0-9]")
-#: A number of three digits or more and a dash before a company's name ("10100 - Bygg og Anlegg
-#: AS"), as an export glues the customer number to it; "3M Norge AS", "1881 AS" do not begin so.
-_NUMBER_DASH = re.compile(r"[0-9]{3,}\s*[-\u2013]\s")
+#: A number of three digits or more and a dash or colon before a company's name ("10100 - Bygg
+#: og Anlegg AS", "10100-Bygg", "10100: Bygg"), as an export glues the customer number to it;
+#: "3M Norge AS", "1881 AS" do not begin so.
+_NUMBER_DASH = re.compile(r"[0-9]{3,}\s*[-\u2013\u2014:]\s*[^\W\d_]")
 #: A letter of any script: a company's name has one ("3M Norge", "7-Eleven"), a number none.
 _LETTER = re.compile(r"[^\W\d_]")
 
@@ -708,7 +709,7 @@ def _numbers_as_names(lv: Level, private: np.ndarray, company: np.ndarray) -> li
         bare = companies[~names.str.contains(_LETTER.pattern).to_numpy(dtype=bool)]
         found += [(g, "holds no letter, which a company's name has") for g in bare.tolist()]
         led = companies[names.str.match(_NUMBER_DASH.pattern).to_numpy(dtype=bool)]
-        found += [(g, "begins with a number and a dash") for g in led.tolist()]
+        found += [(g, "begins with a number and a dash or colon") for g in led.tolist()]
     return [
         _issue(
             lv.at[g],

@@ -124,9 +124,10 @@ EXACT = "exact synonym"
 _TOTALS = frozenset(TOTALS_WORDS)
 _CREDIT_NOTES = frozenset(CREDIT_NOTE_WORDS)
 _FEES = frozenset(FEE_WORDS)
-#: A header naming a kind of row ("Bilagstype", "Linjetype", "Document type", "Bilagsart"),
-#: as ``loose_key`` writes it: where fees and interest notes are told apart from invoices.
-_TYPE_HEADER = re.compile(r"(?:type|^art|bilagsart|dokumentart)$")
+#: A header naming a kind of row ("Bilagstype", "Type bilag", "Document type",
+#: "Transaksjonsart", "Dokument"), as ``loose_key`` writes it: where fees and interest notes
+#: are told apart from invoices.
+_TYPE_HEADER = re.compile(r"type|art$|^dokument$|^bilag$")
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}( \d{2}:\d{2}:\d{2})?")
 
 
