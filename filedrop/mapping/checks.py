@@ -25,6 +25,7 @@ from filedrop.mapping.convert import (
     line_break,
     marked_currencies,
     mask_id,
+    matching_lines,
     quoted,
     repeated,
     shown,
@@ -678,14 +679,14 @@ _CARE_OF = re.compile(r"(?im)(?:^|\s)c/o(?:\s|$)")
 _COMPANY_FORM = re.compile(r"(?m)\s(AS|ASA|ANS|NUF|ENK|IKS)\.?$")
 
 
-#: A digit: in a person's name, a number written into it ("60001 - Nordmann, Kari").
-_DIGIT = re.compile(r"[0-9]")
+#: A name with a digit: in a person's name, a number written into it ("60001 - Nordmann").
+_WITH_DIGIT = re.compile(r"(?m)^.*[0-9]")
 #: A number of three digits or more and a dash or colon before a company's name ("10100 - Bygg
 #: og Anlegg AS", "10100-Bygg", "10100: Bygg"), as an export glues the customer number to it;
 #: "3M Norge AS", "1881 AS" do not begin so.
-_NUMBER_DASH = re.compile(r"[0-9]{3,}\s*[-\u2013\u2014:]\s*[^\W\d_]")
-#: A letter of any script: a company's name has one ("3M Norge", "7-Eleven"), a number none.
-_LETTER = re.compile(r"[^\W\d_]")
+_NUMBER_DASH = re.compile(r"(?m)^[0-9]{3,}[ \t]*[-\u2013\u2014:][ \t]*[^\W\d_]")
+#: A name without a letter of any script: a company's name has one ("3M Norge", "7-Eleven").
+_NO_LETTER = re.compile(r"(?m)^[\W\d_]*$")
 
 
 def _numbers_as_names(lv: Level, private: np.ndarray, company: np.ndarray) -> list[Issue]:
@@ -693,23 +694,25 @@ def _numbers_as_names(lv: Level, private: np.ndarray, company: np.ndarray) -> li
     "Kundenavn" was read as the name, and the company Vinmonopolet AS went out as "50002"; a
     customer number glued to a person's name ("60001 - Nordmann, Kari") went out as the last
     name "60001 - Nordmann". A person's name holds no digit; a company's name holds a letter,
-    and does not begin with a number and a dash ("10100 - Bygg og Anlegg AS").
-    Whole columns at a time: the persons' names are searched once for a digit first."""
+    and does not begin with a number and a dash ("10100 - Bygg og Anlegg AS"). Each kind of
+    name is searched in one go (``matching_lines``): most columns have none."""
     v = lv.values
     texts = v.text.astype(object)
     found: list[tuple[int, str]] = []
-    people = np.flatnonzero(private & (texts != ""))
-    if len(people) and _DIGIT.search("\n".join(map(str, texts[people].tolist()))):
-        names = pd.Series(texts[people], dtype=object).astype(str)
-        digits = people[names.str.contains(_DIGIT.pattern).to_numpy(dtype=bool)]
-        found += [(g, "holds digits, which a person's name does not") for g in digits.tolist()]
-    companies = np.flatnonzero(company & (texts != ""))
-    if len(companies):
-        names = pd.Series(texts[companies], dtype=object).astype(str)
-        bare = companies[~names.str.contains(_LETTER.pattern).to_numpy(dtype=bool)]
-        found += [(g, "holds no letter, which a company's name has") for g in bare.tolist()]
-        led = companies[names.str.match(_NUMBER_DASH.pattern).to_numpy(dtype=bool)]
-        found += [(g, "begins with a number and a dash or colon") for g in led.tolist()]
+    for rows, checks in (
+        (private, ((_WITH_DIGIT, "holds digits, which a person's name does not"),)),
+        (
+            company,
+            (
+                (_NO_LETTER, "holds no letter, which a company's name has"),
+                (_NUMBER_DASH, "begins with a number and a dash or colon"),
+            ),
+        ),
+    ):
+        at = np.flatnonzero(rows & (texts != ""))
+        names = texts[at].tolist()
+        for pattern, why in checks:
+            found += [(int(at[k]), why) for k in matching_lines(pattern, names)]
     return [
         _issue(
             lv.at[g],

@@ -46,6 +46,7 @@ __all__ = [
     "compact_id",
     "date_format_to_strptime",
     "dates_from_excel",
+    "distinct_joined",
     "excel_days_said",
     "excel_numbers",
     "excel_shows",
@@ -58,6 +59,7 @@ __all__ = [
     "kid_ok",
     "line_break",
     "mask_id",
+    "matching_lines",
     "numbers_from_excel",
     "one_line",
     "one_line_texts",
@@ -407,13 +409,21 @@ def thousands_like(text: pd.Series, *, decimal: str, thousands: str) -> np.ndarr
     return per_unique(text, convert, kind=("thousands-like", decimal, thousands))
 
 
-def shows_decimal(text: pd.Series, *, decimal: str, thousands: str) -> bool:
+def shows_decimal(
+    text: pd.Series, *, decimal: str, thousands: str, joined: str | None = None
+) -> bool:
     """Whether some amount in ``text`` shows its decimal mark to be one: followed by other than
     three digits ("12,5", "12,50"), or after a whole part no thousands group has (a leading 0,
     four digits or more: "0,500", "1250,000"), or after one grouped by the thousands separator
-    ("1 250,000"). Then amounts like "12,500" beside it (``thousands_like``) are decimals too."""
+    ("1 250,000"). Then amounts like "12,500" beside it (``thousands_like``) are decimals too.
+    ``joined``: ``distinct_joined(text)``, where the caller has it."""
     evidence = _decimal_evidence(decimal=decimal, thousands=thousands)
-    return evidence.search("\n".join(pd.unique(text.to_numpy(dtype=object)).tolist())) is not None
+    return evidence.search(distinct_joined(text) if joined is None else joined) is not None
+
+
+def distinct_joined(text: pd.Series) -> str:
+    """The distinct texts of ``text``, a line each: a column searched in one go."""
+    return "\n".join(v for v in pd.unique(text.to_numpy(dtype=object)) if isinstance(v, str))
 
 
 def _decimal_evidence(*, decimal: str, thousands: str) -> re.Pattern[str]:
@@ -434,13 +444,14 @@ class DecimalGrouping(NamedTuple):
 
 
 def grouping_shown_decimal(
-    text: pd.Series, *, decimal: str, thousands: str
+    text: pd.Series, *, decimal: str, thousands: str, joined: str | None = None
 ) -> DecimalGrouping | None:
     """A point or comma the mapping reads between thousands that some amount in ``text``, read
     the other way, shows to be a decimal mark ("99.50", "0.5", "1250.00" where thousands are
     grouped by points), and the position of the first such amount; None when none does. Then
-    "1.250" beside it may be 1,25 as well as 1250, and a thousand times the debt went out."""
-    joined = "\n".join(v for v in pd.unique(text.to_numpy(dtype=object)) if isinstance(v, str))
+    "1.250" beside it may be 1,25 as well as 1250, and a thousand times the debt went out.
+    ``joined``: as for ``shows_decimal``."""
+    joined = distinct_joined(text) if joined is None else joined
     for mark in (m for m in thousands if m in ".," and m in joined):
         others = thousands.replace(mark, "")
         evidence = _decimal_evidence(decimal=mark, thousands=others)
@@ -725,6 +736,23 @@ def _every_line_matches(lines: re.Pattern[str], values: list[str]) -> bool:
     throw the count off, so then the answer is False and the caller checks one at a time."""
     joined = "\n".join(values)
     return joined.count("\n") == len(values) - 1 and lines.subn("", joined)[1] == len(values)
+
+
+def matching_lines(lines: re.Pattern[str], values: list[str]) -> list[int]:
+    """The positions of the values ``lines`` (anchored ``^`` in MULTILINE mode) finds a match
+    at the start of, searched in one pass over the values a line each: a column where none
+    matches, the usual one, costs one search. A line break inside a value is read as a space."""
+    if not values:
+        return []
+    joined = "\n".join(values)
+    if joined.count("\n") >= len(values):
+        joined = "\n".join(v.replace("\n", " ") for v in values)
+    found, row, at = [], 0, 0
+    for m in lines.finditer(joined):
+        row, at = row + joined.count("\n", at, m.start()), m.start()
+        if not found or found[-1] != row:
+            found.append(row)
+    return found
 
 
 _PHONE_PUNCTUATION = re.compile(r"[\s\u00a0().-]")

@@ -28,6 +28,7 @@ from filedrop.mapping.convert import (
     amount_example,
     api_timestamps,
     compact_id,
+    distinct_joined,
     excel_days_said,
     excel_numbers,
     excel_shows,
@@ -310,13 +311,15 @@ def marks_shown(text: pd.Series, at: np.ndarray, src: Source) -> MarksShown:
     mapping's marks: whether the decimal mark is shown to be one, and which thousands separator,
     if any, is shown to be a decimal mark instead, and where."""
     notation = {"decimal": src.decimal, "thousands": src.thousands}
-    grouping = grouping_shown_decimal(text, **notation)
+    joined = distinct_joined(text)
+    decimal = shows_decimal(text, **notation, joined=joined)
+    grouping = grouping_shown_decimal(text, **notation, joined=joined)
     if grouping is None:
-        return MarksShown(shows_decimal(text, **notation), None)
+        return MarksShown(decimal, None)
     pos = int(at[grouping.at])
     row = int(src.row_numbers[pos]) if src.row_numbers is not None else pos + 1
     evidence = str(text.iloc[grouping.at]).strip(WHITESPACE)
-    return MarksShown(shows_decimal(text, **notation), (grouping.mark, row, evidence))
+    return MarksShown(decimal, (grouping.mark, row, evidence))
 
 
 def _first_longest(lengths: np.ndarray, src: Source) -> tuple[int, int]:
