@@ -642,6 +642,8 @@ def test_an_amount_the_number_style_does_not_read_is_named(tmp_path: Path) -> No
         # Year first, in 2030 and due 13 months later: day first, 2019 and 30 days.
         ([("30-09-19", "30-10-19"), ("29-10-19", "29-11-19")], "dd-mm-yy", "yy-mm-dd"),
         ([("24-10-24", "25-11-24"), ("25-10-24", "26-11-24")], "dd-mm-yy", "yy-mm-dd"),
+        # Both readings 31 days apart and in the past: the one nearer today, 2025 not 2003.
+        ([("25-01-03", "25-02-03"), ("25-03-03", "25-04-03")], "yy-mm-dd", "dd-mm-yy"),
     ],
 )
 def test_dates_with_two_digit_years_are_drafted_as_claims_dates_read(

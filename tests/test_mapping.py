@@ -503,11 +503,15 @@ def test_a_mapping_that_leaves_what_is_owed_unread_does_not_fit(tmp_path: Path) 
         'claim\'s remainingAmount = "Rest beløp"), or name it in [match] unread if it is not '
         "what the debtor owes (the file's headers: "
     )
-    for variant in ("Utestående beløp", "Restbeløp (kr)", "Rest å betale", "Amount due"):
+    variants = ["Utestående beløp", "Restbeløp (kr)", "Rest å betale", "Amount due"]
+    variants += ["Åpent beløp NOK", "Restbeløp inkl. mva", "Outstanding balance", "Restbeløp 2"]
+    for variant in variants:
         with pytest.raises(MappingError, match=f'leaves column "{re.escape(variant)}" unread'):
             select_mapping([blind], Path("april.csv"), Reads([*HEADERS, variant]))
     # A word of what is owed beside others says something else of it: days, a date, a count.
-    for other in ("Dager utestående", "Saldo dato", "Rest. fakturaer antall", "Amount due date"):
+    others = ["Dager utestående", "Saldo dato", "Rest. fakturaer antall", "Amount due date"]
+    others += ["Balance sheet ref", "Rest kreditt", "Restaurant"]
+    for other in others:
         assert select_mapping([blind], Path("a.csv"), Reads([*HEADERS, other]))[0] is blind
     # Read into a text, it is not what goes as the amount.
     text = BASE + 'description = { template = "Rest {Rest beløp}" }\n'

@@ -1211,6 +1211,10 @@ def test_a_name_that_is_a_number_is_refused() -> None:
             row(Fakturanr="240306", **company, Etternavn="10100 - Bygg og Anlegg AS"),
             row(Fakturanr="240307", **company, Etternavn="1881 AS"),
             row(Fakturanr="240308", **company, Etternavn="10100: Bygg AS"),
+            row(Fakturanr="240309", **company, Etternavn="50003"),
+            row(Fakturanr="240310", **company, Etternavn="50004"),  # after another: said too
+            row(Fakturanr="240311", **company, Etternavn="10100\u00a0- Bygg AS"),
+            row(Fakturanr="240312", **company, Etternavn="365-Dager AS"),
         ]
     )
     cure = "(a customer number?); correct it in the export, or map the column that holds the name"
@@ -1221,8 +1225,12 @@ def test_a_name_that_is_a_number_is_refused() -> None:
         f'row 7: Etternavn "10100 - Bygg og Anlegg AS" begins with a number and a dash or '
         f"colon {cure}",
         f'row 9: Etternavn "10100: Bygg AS" begins with a number and a dash or colon {cure}',
+        f'row 10: Etternavn "50003" holds no letter, which a company\'s name has {cure}',
+        f'row 11: Etternavn "50004" holds no letter, which a company\'s name has {cure}',
+        f'row 12: Etternavn "10100\u00a0- Bygg AS" begins with a number and a dash or colon {cure}',
     ]
-    assert [i.invoice_number for i in prepared.invoices] == ["240303", "240305", "240307"]
+    sent = ["240303", "240305", "240307", "240312"]
+    assert [i.invoice_number for i in prepared.invoices] == sent
 
 
 def test_a_kid_or_zip_code_written_with_decimals_is_refused(tmp_path: Path) -> None:
@@ -2323,7 +2331,7 @@ def test_an_invoice_number_that_begins_with_a_totals_word_is_a_totals_row(
     prefix (SUM-2024-001, Total-17), sent as any other invoice, as is "Summit-4"."""
     prefixes = ["Summit-4", "SUM-2024-001", "Total-17", "Sum.2024.7"]
     lines = ["Sum kunde 10001", "Totalt for alle kunder", "Antall fakturaer: 3", "Sum 10001"]
-    lines += ["Sum: 900,00", "Antall: 3"]
+    lines += ["Sum: 900,00", "Antall: 3", "Sum. kunde 10002"]
     rows = [
         open_row(),
         open_row(Fakturanr=lines[0], Kunde="", Beløp="2 000,00"),
@@ -2332,6 +2340,7 @@ def test_an_invoice_number_that_begins_with_a_totals_word_is_a_totals_row(
         open_row(Fakturanr=lines[3], Beløp="2 000,00"),  # whole, dates and all
         {"Fakturanr": lines[4]},
         {"Fakturanr": lines[5]},
+        {"Fakturanr": lines[6], "Beløp": "900,00"},
         *(open_row(Fakturanr=number) for number in prefixes),
     ]
     prepared = open_run(tmp_path, rows)

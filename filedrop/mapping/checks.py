@@ -681,12 +681,15 @@ _COMPANY_FORM = re.compile(r"(?m)\s(AS|ASA|ANS|NUF|ENK|IKS)\.?$")
 
 #: A name with a digit: in a person's name, a number written into it ("60001 - Nordmann").
 _WITH_DIGIT = re.compile(r"(?m)^.*[0-9]")
-#: A number of three digits or more and a dash or colon before a company's name ("10100 - Bygg
-#: og Anlegg AS", "10100-Bygg", "10100: Bygg"), as an export glues the customer number to it;
-#: "3M Norge AS", "1881 AS" do not begin so.
-_NUMBER_DASH = re.compile(r"(?m)^[0-9]{3,}[ \t]*[-\u2013\u2014:][ \t]*[^\W\d_]")
+#: A number of three digits or more and a dash with a space beside it, or a colon, before a
+#: company's name ("10100 - Bygg og Anlegg AS", "10100: Bygg"), as an export glues the
+#: customer number to it; "3M Norge AS", "1881 AS" and "365-Dager AS" are names.
+_NUMBER_DASH = re.compile(
+    r"(?m)^[0-9]{3,}(?:[^\S\n]+[-\u2013\u2014][^\S\n]*|[^\S\n]*[-\u2013\u2014][^\S\n]+"
+    r"|[^\S\n]*:[^\S\n]*)[^\W\d_]"
+)
 #: A name without a letter of any script: a company's name has one ("3M Norge", "7-Eleven").
-_NO_LETTER = re.compile(r"(?m)^[\W\d_]*$")
+_NO_LETTER = re.compile(r"(?m)^(?:[^\w\n]|[\d_])*$")  # a line at a time: never across one
 
 
 def _numbers_as_names(lv: Level, private: np.ndarray, company: np.ndarray) -> list[Issue]:

@@ -449,14 +449,22 @@ class _Drafter:
                 if not all(_date_formats([t], among=[other]) for t in read):
                     continue
                 drafted, asked = fmt, other
-                if why.startswith("a two") and self._unlikely(other) < self._unlikely(fmt):
-                    # Day first unless its dates are the less likely ones (see _unlikely).
+                if why.startswith("a two") and self._likelier(other, than=fmt, texts=read):
                     drafted, asked = other, fmt
                 return [drafted if f == fmt else f for f in formats], (
                     f'QUESTION: every date such as "{_shown(read[0])}" reads as {drafted} and '
                     f"as {asked} ({why}): which is it?"
                 )
         return formats, f"detected from {_count(len(texts), 'date')} typed as text"
+
+    def _likelier(self, fmt: str, *, than: str, texts: list[str]) -> bool:
+        """Whether the rows' dates read in ``fmt`` are likelier a claim's than read in ``than``:
+        fewer that no claim has (``_unlikely``); as many, nearer today (25-01-03 due 25-02-03
+        is January 2025 or January 2003, both 31 days: the recent one is the claim's)."""
+        unlikely, other = self._unlikely(fmt), self._unlikely(than)
+        if unlikely != other:
+            return unlikely < other
+        return _years_off(texts, fmt) < _years_off(texts, than)
 
     def _unlikely(self, fmt: str) -> int:
         """How many of the rows' dates, read in ``fmt``, no claim has: a date more than a month
@@ -901,6 +909,12 @@ def _date_formats(texts: Iterable[str], *, among: Iterable[str] = DATE_FORMATS) 
         if rest and set().union(*(fits[f] for f in rest)) == everything:
             chosen = rest
     return chosen
+
+
+def _years_off(texts: list[str], fmt: str) -> int:
+    """How many years from now the middle of ``texts`` read in ``fmt`` lies."""
+    years = sorted(dt.datetime.strptime(t, date_format_to_strptime(fmt)).year for t in texts)
+    return abs(years[len(years) // 2] - dt.date.today().year)
 
 
 def _file_pattern(path: Path) -> str:

@@ -290,26 +290,31 @@ def loose_key(text: str) -> str:
 
 
 _OWED_KEYS = frozenset(map(loose_key, OWED_HEADERS))
-#: The word of a longer header that says so ("Utestående beløp", "Restbeløp (kr)", "Rest å
-#: betale", "Åpen saldo"), beside only ``_AMOUNT_WORDS``: "Dager utestående", "Saldo dato" and
-#: "Rest. fakturaer antall" say something else of what is owed.
+#: A word of a longer header that says so ("Utestående beløp", "Restbeløp inkl. mva", "Rest å
+#: betale", "Outstanding balance"), and phrases as ``loose_key`` writes them ("Åpent beløp NOK").
 _OWED_WORDS = frozenset(
     {"restbeløp", "rest", "utestående", "gjenstående", "saldo", "ubetalt", "restanse"}
     | {"outstanding", "remaining", "balance", "unpaid"}
 )
-_AMOUNT_WORDS = frozenset(
-    {"beløp", "belop", "nok", "kr", "å", "betale", "til", "åpen", "åpent", "sum", "amount"}
+_OWED_PHRASES = ("åpentbeløp", "amountdue", "balancedue", "openamount", "openbalance")
+#: Words that make such a header say something else of what is owed: days overdue ("Dager
+#: utestående"), a date ("Saldo dato"), a count ("Rest. fakturaer antall"), a reference
+#: ("Balance sheet ref"), a credit ("Rest kreditt").
+_NOT_OWED_WORDS = frozenset(
+    {"dager", "dag", "days", "dato", "date", "antall", "count", "ref", "sheet", "nr", "no"}
+    | {"kreditt", "credit", "konto", "account", "id"}
 )
 
 
 def owed_header(header: str) -> bool:
-    """Whether ``header`` says its column holds what is still owed: one of ``OWED_HEADERS``,
-    or one of their words with only words of an amount beside it ("Restbeløp NOK")."""
-    if loose_key(header) in _OWED_KEYS:
+    """Whether ``header`` says its column holds what is still owed: one of ``OWED_HEADERS``, or
+    one holding one of their words or phrases and no word that makes it something else."""
+    key = loose_key(header)
+    if key in _OWED_KEYS:
         return True
-    words = re.split(r"[\W_]+", unicodedata.normalize("NFC", header).casefold())
-    core = [w for w in words if w and w not in _AMOUNT_WORDS]
-    return len(core) == 1 and core[0] in _OWED_WORDS
+    words = set(re.split(r"[\W_]+", unicodedata.normalize("NFC", header).casefold()))
+    owed = not _OWED_WORDS.isdisjoint(words) or any(p in key for p in _OWED_PHRASES)
+    return owed and _NOT_OWED_WORDS.isdisjoint(words)
 
 
 def _owed_unread(

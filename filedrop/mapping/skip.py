@@ -209,11 +209,12 @@ def _totals(src: Source, number: Values, why: np.ndarray) -> None:
         rest = m["rest"].rstrip(":").strip()
         if not rest:
             totals[row] = True  # the word alone: a totals row if a cell says so (below)
-        elif m["rest"][:1].isspace() or m["rest"][:1] == ":":
-            # After a space or a colon ("Sum kunde 10001", "Sum 10001", "Antall: 3"): the
-            # export's own line, a subtotal that would go as another invoice of the customer's.
-            # Joined by a dash or a dot ("SUM-2024-001", "Total-17") it is an invoice
-            # numbering's prefix, and the row is read as any other.
+        elif m["rest"][:1].isspace() or m["rest"][:1] == ":" or rest.lstrip(".- ")[:1].isalpha():
+            # After a space or a colon ("Sum kunde 10001", "Sum 10001", "Antall: 3"), or a
+            # word after a dash or dot ("Sum. kunde 10001"): the export's own line, a subtotal
+            # that would go as another invoice of the customer's. Digits joined by a dash or a
+            # dot ("SUM-2024-001", "Total-17") are an invoice numbering's, and the row is read
+            # as any other.
             why[row] = (
                 f"rule skip.totals: {number.label[row]} {quoted(texts[row])} marks a totals row"
             )
