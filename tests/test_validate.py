@@ -2329,7 +2329,7 @@ def test_an_invoice_number_that_begins_with_a_totals_word_is_a_totals_row(
     SKIPPED: a subtotal with the customer's number and dates ("Sum 10001") went out as another
     invoice of the customer's. One joined to it by a dash or a dot is an invoice numbering's
     prefix (SUM-2024-001, Total-17), sent as any other invoice, as is "Summit-4"."""
-    prefixes = ["Summit-4", "SUM-2024-001", "Total-17", "Sum.2024.7"]
+    prefixes = ["Summit-4", "SUM-2024-001", "Total-17", "Sum.2024.7", "TOTAL-F240301"]
     lines = ["Sum kunde 10001", "Totalt for alle kunder", "Antall fakturaer: 3", "Sum 10001"]
     lines += ["Sum: 900,00", "Antall: 3", "Sum. kunde 10002"]
     rows = [

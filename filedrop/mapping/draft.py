@@ -528,17 +528,24 @@ class _Drafter:
         return Draft("\n".join(out.lines) + "\n", tuple(out.questions))
 
     def _unread_owed(self, out: _Lines) -> None:
-        """A second column whose header says it holds what is still owed ("Saldo" beside
-        "Restbeløp", the one read): a mapping must read it or name it unread, or no file fits."""
+        """A column whose header says it holds what is still owed but is not read as that
+        ("Saldo" beside "Restbeløp", the one read): a mapping must read it or name it unread,
+        or no file fits, the draft's own sample first."""
         owed = self.placed.get("remainingAmount")
         others = [h for h in self.headers if h not in self.used and owed_header(h)]
-        if owed is None or not others:
+        if not others:
             return
         names = ", ".join(_toml(h) for h in others)
-        question = (
-            f"{names} may also hold what is still owed, and {_toml(owed.header)} is read as "
-            "that; if another is, read it as the claim's remainingAmount instead"
-        )
+        if owed is not None:
+            question = (
+                f"{names} may also hold what is still owed, and {_toml(owed.header)} is read "
+                "as that; if another is, read it as the claim's remainingAmount instead"
+            )
+        else:  # placed as another field, or not at all: its own file must fit the draft
+            question = (
+                f"{names} may hold what is still owed; if so, read it as the claim's "
+                "remainingAmount instead of the invoice's amount"
+            )
         self.used.update(others)
         out.questions.append(question)
         out.add(f"unread = [{names}]", f"QUESTION: {question}")

@@ -290,26 +290,37 @@ def loose_key(text: str) -> str:
 
 
 _OWED_KEYS = frozenset(map(loose_key, OWED_HEADERS))
-#: A word of a longer header that says so ("Utestående beløp", "Restbeløp inkl. mva", "Rest å
-#: betale", "Outstanding balance"), and phrases as ``loose_key`` writes them ("Åpent beløp NOK").
+#: A word of a longer header that says so ("Utestående beløp", "Restbeløp inkl. mva",
+#: "Outstanding balance"), and phrases as ``loose_key`` writes them ("Åpent beløp NOK", "Rest
+#: å betale"). "Saldo", "Balance" and "Rest" count only alone (``OWED_HEADERS``): beside other
+#: words they are a customer's balance ("Saldo kunde", "Utgående saldo", "Balance forward") or
+#: what is left of something else ("Rest løpetid").
 _OWED_WORDS = frozenset(
-    {"restbeløp", "rest", "utestående", "gjenstående", "saldo", "ubetalt", "restanse"}
-    | {"outstanding", "remaining", "balance", "unpaid"}
+    {"restbeløp", "restbelop", "utestående", "utestaende", "gjenstående", "gjenstaende"}
+    | {"gjenstaaende", "ubetalt", "restanse", "restanser", "resterende"}
+    | {"outstanding", "remaining", "unpaid", "overdue"}
 )
-_OWED_PHRASES = ("åpentbeløp", "amountdue", "balancedue", "openamount", "openbalance")
-#: Words that make such a header say something else of what is owed: days overdue ("Dager
-#: utestående"), a date ("Saldo dato"), a count ("Rest. fakturaer antall"), a reference
-#: ("Balance sheet ref"), a credit ("Rest kreditt").
+_OWED_PHRASES = (
+    "åpentbeløp", "apentbelop", "åbetale", "tilbetaling", "forfaltbeløp", "åpenpost",
+    "amountdue", "balancedue", "dueamount", "openamount", "amountopen", "openbalance",
+)  # fmt: skip
+#: Words that make such a header say something else: days overdue ("Dager utestående"), a
+#: date or time ("Saldo dato", "Outstanding since"), a count or quantity ("Remaining qty"), a
+#: reference, a credit ("Rest kreditt"), orders, a term or a share ("Remaining %").
 _NOT_OWED_WORDS = frozenset(
-    {"dager", "dag", "days", "dato", "date", "antall", "count", "ref", "sheet", "nr", "no"}
-    | {"kreditt", "credit", "konto", "account", "id"}
+    {"dager", "dag", "days", "dato", "date", "since", "siden", "term", "løpetid", "antall"}
+    | {"count", "qty", "quantity", "stk", "ref", "sheet", "nr", "no", "id", "kreditt"}
+    | {"credit", "konto", "account", "order", "orders", "ordre", "lager", "stock", "prosent"}
+    | {"percent", "type"}
 )
 
 
 def owed_header(header: str) -> bool:
     """Whether ``header`` says its column holds what is still owed: one of ``OWED_HEADERS``, or
-    one holding one of their words or phrases and no word that makes it something else."""
+    one holding one of their telling words or phrases and nothing that makes it another thing."""
     key = loose_key(header)
+    if "%" in header:  # a share of something, "Remaining %"
+        return False
     if key in _OWED_KEYS:
         return True
     words = set(re.split(r"[\W_]+", unicodedata.normalize("NFC", header).casefold()))

@@ -25,6 +25,8 @@ _TOTALS = frozenset(TOTALS_WORDS)
 _COUNT_WORDS = ("antall", "count", "number of")
 #: An invoice number that is a totals word, or begins with one or a count word ("rest": what
 #: follows it), as a line of its own in the joined numbers (case does not matter).
+#: A dot or dash, a space, then a word: "Sum. kunde 10001" (but not "TOTAL-F240301").
+_DOTTED_WORD = re.compile(r"[.\-][^\S\n]+[^\W\d_]")
 _TOTALS_LINE = re.compile(
     r"(?im)^[ \t]*(?:"
     + "|".join(re.escape(w) for w in sorted((*TOTALS_WORDS, *_COUNT_WORDS), key=len, reverse=True))
@@ -209,12 +211,12 @@ def _totals(src: Source, number: Values, why: np.ndarray) -> None:
         rest = m["rest"].rstrip(":").strip()
         if not rest:
             totals[row] = True  # the word alone: a totals row if a cell says so (below)
-        elif m["rest"][:1].isspace() or m["rest"][:1] == ":" or rest.lstrip(".- ")[:1].isalpha():
+        elif m["rest"][:1].isspace() or m["rest"][:1] == ":" or _DOTTED_WORD.match(m["rest"]):
             # After a space or a colon ("Sum kunde 10001", "Sum 10001", "Antall: 3"), or a
-            # word after a dash or dot ("Sum. kunde 10001"): the export's own line, a subtotal
-            # that would go as another invoice of the customer's. Digits joined by a dash or a
-            # dot ("SUM-2024-001", "Total-17") are an invoice numbering's, and the row is read
-            # as any other.
+            # dot or dash and a space before a word ("Sum. kunde 10001"): the export's own
+            # line, a subtotal that would go as another invoice of the customer's. Joined by a
+            # dash or a dot ("SUM-2024-001", "Total-17", "TOTAL-F240301") it is an invoice
+            # numbering's, and the row is read as any other.
             why[row] = (
                 f"rule skip.totals: {number.label[row]} {quoted(texts[row])} marks a totals row"
             )
