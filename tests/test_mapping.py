@@ -523,6 +523,14 @@ def test_a_mapping_that_leaves_what_is_owed_unread_does_not_fit(tmp_path: Path) 
         select_mapping(
             [load_mapping(write(tmp_path, text, "t.toml"))], Path("a.csv"), Reads(headers)
         )
+    # A header is the file's, of any length: shown cut, as a cell is, not 200,000 characters.
+    long = "Restbeløp " + "x" * 200_000
+    with pytest.raises(MappingError) as err:
+        select_mapping([blind], Path("a.csv"), Reads([*HEADERS, long]))
+    assert len(err.value.detail) < 1_000
+    assert f'leaves column "{long[:60]}...{long[-30:]}" (200,010 characters) unread' in str(
+        err.value
+    )
     reads = BASE.replace('remainingAmount = "Beløp"', 'remainingAmount = "Rest beløp"')
     owed = load_mapping(write(tmp_path, reads, "b.toml"))
     told = load_mapping(write(tmp_path, '[match]\nunread = ["Restbeløp"]\n' + BASE, "c.toml"))

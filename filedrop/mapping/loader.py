@@ -24,7 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from filedrop.errors import MappingError, ReadError
-from filedrop.mapping.convert import SPACES, date_format_to_strptime, swap_day_and_month
+from filedrop.mapping.convert import (
+    SPACES,
+    date_format_to_strptime,
+    quoted,
+    shown,
+    swap_day_and_month,
+)
 from filedrop.mapping.tree import (
     CLAIM_FIELDS,
     DEBTOR_FIELDS,
@@ -156,7 +162,7 @@ class Mapping:
         for key, names, how in self.column_refs:
             if names not in found:
                 alts = "".join(f' (or "{n}")' for n in names[1:])
-                shown = ", ".join(h for h in headers if h.strip()) or "none"
+                listed = ", ".join(map(shown, filter(str.strip, headers))) or "none"
                 fix = (
                     'fix the header or add the name to "names"'
                     if how == "names"
@@ -165,7 +171,7 @@ class Mapping:
                 raise MappingError(
                     str(self.path),
                     f'key "{key}" {how} column "{names[0]}"{alts}, which {file_name} does not'
-                    f" have (its headers: {shown}); {fix}{_constant_hint(key, names)}.",
+                    f" have (its headers: {listed}); {fix}{_constant_hint(key, names)}.",
                 )
         return found
 
@@ -388,11 +394,12 @@ def select_mapping(
             ((k, names) for k, names, _ in mapping.column_refs if names not in found), None
         )
         if missing is None and (owed := _owed_unread(mapping, table.headers, found)):
+            # A header is the file's: one of 200,000 characters is shown cut, as a cell is.
             reasons.append(
-                f'{label} leaves column "{owed}" unread, which holds what is still owed: its '
-                "invoices would go to collection for their whole amount; read it (a claim's "
-                f'remainingAmount = "{owed}"), or name it in [match] unread if it is not what '
-                "the debtor owes"
+                f"{label} leaves column {quoted(owed)} unread, which holds what is still owed: "
+                "its invoices would go to collection for their whole amount; read it (a claim's "
+                f"remainingAmount = {quoted(owed)}), or name it in [match] unread if it is not "
+                "what the debtor owes"
             )
             headers, info = table.headers, table.info
             continue
@@ -414,10 +421,10 @@ def select_mapping(
     named = [h for h in (headers or []) if h.strip()]
     # A wide export must not make a message of tens of thousands of characters (an outcome cell
     # holds 32,767): the first headers say enough to see which layout it is.
-    shown = ", ".join(named[:_HEADERS_SHOWN])
+    listed = ", ".join(map(shown, named[:_HEADERS_SHOWN]))  # and a long one cut
     if len(named) > _HEADERS_SHOWN:
-        shown += f" and {len(named) - _HEADERS_SHOWN} more"
-    tail = f" (the file's headers: {shown})" if headers is not None else ""
+        listed += f" and {len(named) - _HEADERS_SHOWN} more"
+    tail = f" (the file's headers: {listed})" if headers is not None else ""
     others = other_sheets(info.sheets, info.sheet) if info and info.sheet else ""
     if others:  # the data may be on another sheet than the one read (the first, unless set)
         tail += (
@@ -606,10 +613,10 @@ class _Loader(TreeParser):
         if at_most is None:
             texts = [rule["is"]] if isinstance(rule["is"], str) else rule["is"]
             if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
-                shown = as_toml(rule["is"])
+                given = as_toml(rule["is"])
                 raise self.fail(
                     f"{key}.is",
-                    f'must be text or a list of text ("" for an empty cell), not {shown}.',
+                    f'must be text or a list of text ("" for an empty cell), not {given}.',
                 )
             return SkipRule(key, column, equals=tuple(t.strip().casefold() for t in texts))
         if not isinstance(at_most, int | float) or isinstance(at_most, bool):
