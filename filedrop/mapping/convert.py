@@ -738,20 +738,21 @@ def _every_line_matches(lines: re.Pattern[str], values: list[str]) -> bool:
     return joined.count("\n") == len(values) - 1 and lines.subn("", joined)[1] == len(values)
 
 
-def matching_lines(lines: re.Pattern[str], values: list[str]) -> list[int]:
-    """The positions of the values ``lines`` (anchored ``^`` in MULTILINE mode) finds a match
-    at the start of, searched in one pass over the values a line each: a column where none
-    matches, the usual one, costs one search. A line break inside a value is read as a space."""
+def matching_lines(lines: re.Pattern[str], values: list[str]) -> dict[int, re.Match[str]]:
+    """The position of each value ``lines`` (anchored ``^`` in MULTILINE mode) matches at the
+    start of, with its first match, searched in one pass over the values a line each: a column
+    where none matches, the usual one, costs one search. A line break inside a value is read as
+    a space."""
     if not values:
-        return []
+        return {}
     joined = "\n".join(values)
     if joined.count("\n") >= len(values):
         joined = "\n".join(v.replace("\n", " ") for v in values)
-    found, row, at = [], 0, 0
+    found: dict[int, re.Match[str]] = {}
+    row, at = 0, 0
     for m in lines.finditer(joined):
         row, at = row + joined.count("\n", at, m.start()), m.start()
-        if not found or found[-1] != row:
-            found.append(row)
+        found.setdefault(row, m)
     return found
 
 

@@ -700,11 +700,10 @@ class _Drafter:
         if said.empty:
             return None
         texts = ", ".join(_toml(text) for text in dict.fromkeys(said.tolist()))
-        rows = ", ".join(str(self.row_number(p)) for p in said.index[:3].tolist())
         self.skipped_by.add(header)
         return (
             f"{name} = {{ column = {_toml(header)}, is = [{texts}] }}",
-            note.format(_shown(header), f"row {rows}"),
+            note.format(_shown(header), f"row {self._rows(said.index.tolist())}"),
         )
 
     def _totals_cells(self) -> list[tuple[int, str, str]]:

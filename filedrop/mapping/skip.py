@@ -13,7 +13,7 @@ from typing import NoReturn
 
 import numpy as np
 
-from filedrop.mapping.convert import quoted, strip
+from filedrop.mapping.convert import matching_lines, quoted, strip
 from filedrop.mapping.fields import UNSAVED_RULE, Issue, Source, Values, evaluate
 from filedrop.mapping.loader import TOTALS_WORDS, Mapping, SkipRule
 from filedrop.read import header_key
@@ -200,12 +200,7 @@ def _totals(src: Source, number: Values, why: np.ndarray) -> None:
     which no invoice's number does. The numbers are searched in one go: most files have none."""
     totals = np.zeros(len(why), dtype=bool)
     texts = [str(t) for t in number.text.tolist()]
-    joined = "\n".join(texts)
-    if joined.count("\n") >= len(texts):  # a number holding a line break: one line a number
-        joined = "\n".join(t.replace("\n", " ") for t in texts)
-    row, at = 0, 0
-    for m in _TOTALS_LINE.finditer(joined):
-        row, at = row + joined.count("\n", at, m.start()), m.start()
+    for row, m in matching_lines(_TOTALS_LINE, texts).items():
         if why[row] is not None:
             continue
         rest = m["rest"].rstrip(":").strip()
