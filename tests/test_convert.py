@@ -29,6 +29,7 @@ from filedrop.mapping.convert import (
     is_orgnr,
     marked_currencies,
     mask_id,
+    numbers_from_excel,
     one_line_texts,
     outside_claim_years,
     parse_amounts,
@@ -265,6 +266,23 @@ def test_a_serial_number_is_the_day_excel_shows() -> None:
         "1904-01-01", "1904-01-01", "1904-01-02", "2024-01-15", "NaT", "9999-12-31", "NaT",
         "NaT",
     ]  # fmt: skip
+
+
+def test_a_workbook_cell_is_a_number_when_it_holds_one_and_no_truth_value() -> None:
+    """Numbers of every kind a workbook reader gives (Python's and numpy's) read as floats;
+    text, empty cells, dates and truth values (True is 1 to Python) are no numbers."""
+    cells = pd.Series(
+        [1.5, "12", None, True, False, 3, np.float32(2.5), np.int64(7), 10**20, float("nan"),
+         dt.date(2024, 1, 2), -1, 1e308],
+        dtype=object,
+    )  # fmt: skip
+    floats, typed = numbers_from_excel(cells)
+    assert typed.tolist() == [
+        True, False, False, False, False, True, True, True, True, True, False, True, True,
+    ]  # fmt: skip
+    assert floats[typed].tolist()[:-3] == [1.5, 3.0, 2.5, 7.0, 1e20]
+    assert np.isnan(floats[typed][-3]) and floats[typed].tolist()[-2:] == [-1.0, 1e308]
+    assert np.isnan(floats[~typed]).all()
 
 
 def test_dates_are_sent_as_midnight_utc() -> None:

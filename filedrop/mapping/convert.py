@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from decimal import Decimal
 from functools import cache, lru_cache
-from itertools import repeat
+from itertools import compress, repeat
 from typing import NamedTuple, cast
 
 import numpy as np
@@ -633,13 +633,19 @@ def api_timestamps(dates: np.ndarray) -> np.ndarray:
     return text[inverse.reshape(-1)]
 
 
+#: What a workbook's cell holds when it holds a number (a truth value is none: ``_of_kinds``).
+_NUMBER_KINDS = (int, float, np.number)
+
+
 def numbers_from_excel(values: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Typed Excel cells -> (float array, mask of cells that were typed numbers)."""
-    floats = np.full(len(values), np.nan)
-    typed = np.zeros(len(values), dtype=bool)
-    for i, value in enumerate(values.tolist()):
-        if isinstance(value, int | float | np.number) and not isinstance(value, bool):
-            floats[i], typed[i] = float(value), True
+    """Typed Excel cells -> (float array, mask of cells that were typed numbers).
+
+    Which cells are numbers is decided per type the column holds (``_of_kinds``); the numbers
+    are then taken out and converted by C loops, with no Python call per cell."""
+    cells = values.tolist()
+    typed = _of_kinds(cells, _NUMBER_KINDS)
+    floats = np.full(len(cells), np.nan)
+    floats[typed] = list(map(float, compress(cells, typed)))
     return floats, typed
 
 
@@ -672,7 +678,7 @@ SHORTENED = re.compile(r"^[0-9]+(?:[.,][0-9]+)?[eE][+-]?[0-9]+$", re.MULTILINE)
 def excel_numbers(values: pd.Series) -> np.ndarray:
     """True where a workbook cell holds a number (not text, a date or a truth value): its
     leading zeros, and any digit past the 15th, were never kept."""
-    return _cells_of(values, (int, float, np.number))
+    return _cells_of(values, _NUMBER_KINDS)
 
 
 def excel_shows(number: float) -> str:
@@ -683,7 +689,7 @@ def excel_shows(number: float) -> str:
 
 def typed_mask(values: pd.Series) -> np.ndarray:
     """True where an Excel cell holds a number or a date rather than text."""
-    return _cells_of(values, (int, float, np.number, dt.date, pd.Timestamp))
+    return _cells_of(values, (*_NUMBER_KINDS, dt.date, pd.Timestamp))
 
 
 def time_mask(values: pd.Series) -> np.ndarray:
@@ -692,9 +698,14 @@ def time_mask(values: pd.Series) -> np.ndarray:
 
 
 def _cells_of(values: pd.Series, kinds: tuple[type, ...]) -> np.ndarray:
-    """True where a cell's value is one of ``kinds`` (a truth value never is): decided once per
-    type the column holds (a few), then looked up per cell in C, not a Python call per cell."""
-    types = list(map(type, values.tolist()))
+    """True where a cell's value is one of ``kinds`` (a truth value never is)."""
+    return _of_kinds(values.tolist(), kinds)
+
+
+def _of_kinds(cells: list[object], kinds: tuple[type, ...]) -> np.ndarray:
+    """True where a cell is one of ``kinds`` and no truth value: decided once per type the
+    column holds (a few), then looked up per cell in C, not a Python call per cell."""
+    types = list(map(type, cells))
     chosen = {t: issubclass(t, kinds) and not issubclass(t, bool) for t in set(types)}
     return np.fromiter(map(chosen.__getitem__, types), dtype=bool, count=len(types))
 
