@@ -16,6 +16,8 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
+from itertools import repeat
 from pathlib import Path
 
 import numpy as np
@@ -369,7 +371,7 @@ class _Drafter:
             yield "currency", f"{of} are currency codes"
         if all(phone_e164(v, "NO") is not None for v in values):
             yield "phoneNumbers", f"{of} are phone numbers"
-        if all(_ISO_DATE.fullmatch(v) or _date_formats([v]) for v in values):
+        if all(_ISO_DATE.fullmatch(v) or _reads_as_date(v) for v in values):
             yield from ((k, f"{of} are dates") for k in ("invoiceDate", "dueDate"))
         readable = any(
             not np.isnan(parse_amounts(series, decimal=d, thousands=t)).any()
@@ -433,11 +435,11 @@ class _Drafter:
         if not texts:
             return [], "only real Excel dates and ISO dates here: no format needed"
         formats = _date_formats(texts)
-        unread = [t for t in texts if not _date_formats([t], among=formats)]
+        unread = [t for t in texts if not _reads_as_date(t, among=formats)]
         if unread:
             return formats, f'QUESTION: "{_shown(unread[0])}" fits none of the formats drafts know'
         for fmt in formats:
-            read = [t for t in texts if _date_formats([t], among=[fmt])]
+            read = [t for t in texts if _read_date(t, fmt) is not None]
             # Day first wins a tie, as in Norway: a US export, or one writing a two-digit
             # year first (25-01-15 for 15 January 2025), would be read wrongly, years off.
             others = [(swap_day_and_month(fmt), "no day after the 12th")]
@@ -446,7 +448,7 @@ class _Drafter:
             for other, why in others:
                 if other == fmt or "." in fmt or not read:
                     continue
-                if not all(_date_formats([t], among=[other]) for t in read):
+                if not all(_read_date(t, other) is not None for t in read):
                     continue
                 drafted, asked = fmt, other
                 if why.startswith("a two") and self._likelier(other, than=fmt, texts=read):
@@ -471,17 +473,11 @@ class _Drafter:
         ahead of today, a due date before its invoice date or more than a year after it.
         25-01-15 read day first is 25 January 2015, due 25-02-14 on 25 February 2014; read year
         first, 15 January 2025, due 14 February: 30 days, as invoices are."""
-        strptime = date_format_to_strptime(fmt)
-
-        def day(text: str) -> dt.date | None:
-            try:
-                return dt.datetime.strptime(text, strptime).date()
-            except ValueError:
-                return None
-
         soon = dt.date.today() + dt.timedelta(days=31)
         columns = [self.placed[k].header for k in ("invoiceDate", "dueDate") if k in self.placed]
-        rows = zip(*(map(day, self.cells(h).tolist()) for h in columns), strict=True)
+        rows = zip(
+            *(map(_read_date, self.cells(h).tolist(), repeat(fmt)) for h in columns), strict=True
+        )
         count = 0
         for dates in rows:
             count += sum(d is not None and d > soon for d in dates)
@@ -901,11 +897,8 @@ def _date_formats(texts: Iterable[str], *, among: Iterable[str] = DATE_FORMATS) 
     texts = list(texts)
     for i, text in enumerate(texts):
         for fmt in candidates:
-            try:
-                dt.datetime.strptime(text, date_format_to_strptime(fmt))
-            except ValueError:
-                continue
-            fits[fmt].add(i)
+            if _read_date(text, fmt) is not None:
+                fits[fmt].add(i)
     everything = set().union(*fits.values())
     if not everything:
         return []
@@ -917,9 +910,25 @@ def _date_formats(texts: Iterable[str], *, among: Iterable[str] = DATE_FORMATS) 
     return chosen
 
 
+@lru_cache(maxsize=1 << 16)
+def _read_date(text: str, fmt: str) -> dt.date | None:
+    """``text`` read in the draft's date format ``fmt`` (``dd.mm.yyyy``), None when it does not
+    read so. Cached: a date column repeats its days, and the draft tries every row's text in
+    several formats (a 20,000-row export took 15 s to draft, most of it in strptime)."""
+    try:
+        return dt.datetime.strptime(text, date_format_to_strptime(fmt)).date()
+    except ValueError:
+        return None
+
+
+def _reads_as_date(text: str, *, among: Iterable[str] = DATE_FORMATS) -> bool:
+    """Whether some format of ``among`` reads ``text`` (``_date_formats`` of it alone)."""
+    return any(_read_date(text, fmt) is not None for fmt in among)
+
+
 def _years_off(texts: list[str], fmt: str) -> int:
     """How many years from now the middle of ``texts`` read in ``fmt`` lies."""
-    years = sorted(dt.datetime.strptime(t, date_format_to_strptime(fmt)).year for t in texts)
+    years = sorted(day.year for t in texts if (day := _read_date(t, fmt)) is not None)
     return abs(years[len(years) // 2] - dt.date.today().year)
 
 
