@@ -115,7 +115,6 @@ def check_debtors(mapping: Mapping, level: dict[int, Level], groups: Groups) -> 
                 issues += _not_a_persons_name(level[id(f)], private)
             if f is not None:
                 issues += _numbers_as_names(level[id(f)], private, company & (name == "lastname"))
-            if f is not None:
                 issues += _required(level[id(f)], private, f"a PRIVATE debtor needs {f.what}")
                 continue
             why = f"the debtor is PRIVATE, but the mapping has no {item.key}.{name}"

@@ -460,13 +460,16 @@ def grouping_shown_decimal(
         amount = amount_pattern(decimal=mark, thousands=others)
         # Decimals with no whole part: what amount_pattern reads has one.
         bare = re.compile(rf"[+{_MINUS_CLASS}]?\s*{re.escape(mark)}[0-9]+")
-        for at, value in enumerate(text.tolist()):
+        # Each distinct amount once, in the order they first come: the first that shows it is
+        # the first row's that does.
+        cells = text.to_numpy(dtype=object)
+        for value in pd.unique(cells):
             if not isinstance(value, str) or evidence.search(value) is None:
                 continue
             number = _currency_affixes(value)[0].strip(WHITESPACE)
             m = amount.fullmatch(number)
             if (m is not None and evidence.search(m["num"])) or bare.fullmatch(number):
-                return DecimalGrouping(mark, at)
+                return DecimalGrouping(mark, int(np.flatnonzero(cells == value)[0]))
     return None
 
 

@@ -199,7 +199,7 @@ def _totals(src: Source, number: Values, why: np.ndarray) -> None:
     export's own lines do ("Sum kunde 10001", "Totalt for alle kunder", "Antall fakturaer: 3"),
     which no invoice's number does. The numbers are searched in one go: most files have none."""
     totals = np.zeros(len(why), dtype=bool)
-    texts = [str(t) for t in number.text.tolist()]
+    texts = list(map(str, number.text.tolist()))
     for row, m in matching_lines(_TOTALS_LINE, texts).items():
         if why[row] is not None:
             continue
