@@ -1136,6 +1136,24 @@ def test_a_line_with_a_field_missing_says_so_before_its_problems(
     assert [i.invoice_number for i in prepared.invoices] == sent
 
 
+def test_a_short_line_whose_problems_are_warnings_is_not_sent(tmp_path: Path) -> None:
+    """A line without its phone number read the street as the phone and the postcode as the
+    street, and only the phone said so, as a warning: the short line took the severity of its
+    worst problem and the invoice went with the debtor's address in the wrong fields (found by
+    a hostile review). A short line with problems is an error, whatever they are."""
+    assert ERP.rules["phone"] == "warning"
+    # No postcode nor city: the street goes under Mobil, and nothing under the address.
+    short = _without_field(erp_row("240302", Postnr="", Poststed=""), "Mobil")
+    path = write_erp_csv(tmp_path / "mars.csv", [erp_row("240301"), short], encoding="utf-8")
+    prepared = prepare(read_table(path, ERP.read), ERP)
+    assert [(p.row, p.severity, p.rule) for p in prepared.problems][:2] == [
+        (3, "error", "short_line"),
+        (3, "warning", "phone"),
+    ]
+    assert [i.invoice_number for i in prepared.invoices] == ["240301"]
+    assert prepared.rejected[1].status is RowStatus.INVALID
+
+
 def test_a_short_line_is_told_where_every_line_ends_with_the_delimiter(tmp_path: Path) -> None:
     """Lines that all end with a ";" (an empty last field, cut from the table) hid a line with a
     field missing in the middle: it was measured against the table's width, not the header's

@@ -756,25 +756,25 @@ def _short_lines(
     problems: list[Problem], short_rows: Mapping[int, tuple[int, int]]
 ) -> list[Problem]:
     """For each CSV line with fewer fields than the header that has problems, one saying so,
-    as severe as the worst of them: a value missing in the middle puts every value after it
-    under the next column's name, and the problems read "Beløp "NOK" is not an amount" and
-    "Kundetype "Åse" ...", five of them, none saying what is wrong. A short line without
-    problems is sent (Excel leaves trailing empty fields out of some lines)."""
+    an error: a value missing in the middle puts every value after it under the next column's
+    name, and the problems read "Beløp "NOK" is not an amount" and "Kundetype "Åse" ...", five
+    of them, none saying what is wrong. Even when they are only warnings (a street read as the
+    phone number, the postcode as the street) the row is not sent: its values stand under the
+    wrong columns. A short line without problems is sent (Excel leaves trailing empty fields out
+    of some lines)."""
     if not short_rows:
         return []
-    worst: dict[int, Problem] = {}
+    first: dict[int, Problem] = {}  # each short line's first problem, by position
     repeated = set()  # a DUPLICATE row is not sent whatever its line holds: nothing to correct
     for p in problems:
         if p.rule in _REPEATS:
             repeated.add(p.position)
-        elif (p.row in short_rows and p.severity != "skipped") and (
-            p.position not in worst or p.severity == "error"
-        ):
-            worst[p.position] = p
+        elif p.row in short_rows and p.severity != "skipped":
+            first.setdefault(p.position, p)
     for position in repeated:
-        worst.pop(position, None)
+        first.pop(position, None)
     out = []
-    for p in worst.values():
+    for p in first.values():
         fields, width = short_rows[p.row]
         out.append(
             Problem(
@@ -786,7 +786,7 @@ def _short_lines(
                     "is not the last, the values after it stand under the wrong columns, which "
                     "may be what this row's other problems are; correct the line in the export"
                 ),
-                severity=p.severity,
+                severity="error",
                 rule=SHORT_LINE_RULE,
                 position=p.position,
             )
