@@ -506,6 +506,9 @@ def test_a_mapping_that_leaves_what_is_owed_unread_does_not_fit(tmp_path: Path) 
     variants = ["Utestående beløp", "Restbeløp (kr)", "Rest å betale", "Amount due"]
     variants += ["Åpent beløp NOK", "Restbeløp inkl. mva", "Outstanding balance", "Restbeløp 2"]
     variants += ["Å betale", "Utestaende", "Overdue amount"]
+    # And as a hostile review wrote them (helper-122): each went out for its whole amount.
+    variants += ["Skyldig beløp", "Skyldig", "Restsaldo", "Åpen saldo", "Gjenstår"]
+    variants += ["Amount owed", "Owed", "Rest beløp i NOK"]
     for variant in variants:
         with pytest.raises(MappingError, match=f'leaves column "{re.escape(variant)}" unread'):
             select_mapping([blind], Path("april.csv"), Reads([*HEADERS, variant]))
@@ -514,7 +517,7 @@ def test_a_mapping_that_leaves_what_is_owed_unread_does_not_fit(tmp_path: Path) 
     others += ["Balance sheet ref", "Rest kreditt", "Restaurant", "Remaining %", "Rest løpetid"]
     # A customer's balance, not an invoice's: Saldo, Balance and Rest count only alone.
     others += ["Saldo kunde", "Utgående saldo", "Customer balance", "Balance forward"]
-    others += ["Remaining qty", "Outstanding since"]
+    others += ["Remaining qty", "Outstanding since", "Interest beløp"]
     for other in others:
         assert select_mapping([blind], Path("a.csv"), Reads([*HEADERS, other]))[0] is blind
     # Read into a text, it is not what goes as the amount.

@@ -303,13 +303,17 @@ _OWED_KEYS = frozenset(map(loose_key, OWED_HEADERS))
 #: what is left of something else ("Rest løpetid").
 _OWED_WORDS = frozenset(
     {"restbeløp", "restbelop", "utestående", "utestaende", "gjenstående", "gjenstaende"}
-    | {"gjenstaaende", "ubetalt", "restanse", "restanser", "resterende"}
-    | {"outstanding", "remaining", "unpaid", "overdue"}
+    | {"gjenstaaende", "ubetalt", "restanse", "restanser", "resterende", "skyldig", "restsaldo"}
+    | {"gjenstår", "gjenstar", "outstanding", "remaining", "unpaid", "overdue", "owed"}
 )
 _OWED_PHRASES = (
-    "åpentbeløp", "apentbelop", "åbetale", "tilbetaling", "forfaltbeløp", "åpenpost",
+    "åpentbeløp", "apentbelop", "åpensaldo", "apensaldo", "åbetale", "tilbetaling",
+    "forfaltbeløp", "åpenpost",
     "amountdue", "balancedue", "dueamount", "openamount", "amountopen", "openbalance",
 )  # fmt: skip
+#: How a header may begin that says so in words written apart: "Rest beløp i NOK". Only at
+#: its start: inside a key, "restbeløp" may end another word ("Interest beløp").
+_OWED_KEY_STARTS = ("restbeløp", "restbelop")
 #: Words that make such a header say something else: days overdue ("Dager utestående"), a
 #: date or time ("Saldo dato", "Outstanding since"), a count or quantity ("Remaining qty"), a
 #: reference, a credit ("Rest kreditt"), orders, a term or a share ("Remaining %").
@@ -330,7 +334,11 @@ def owed_header(header: str) -> bool:
     if key in _OWED_KEYS:
         return True
     words = set(re.split(r"[\W_]+", unicodedata.normalize("NFC", header).casefold()))
-    owed = not _OWED_WORDS.isdisjoint(words) or any(p in key for p in _OWED_PHRASES)
+    owed = (
+        not _OWED_WORDS.isdisjoint(words)
+        or any(p in key for p in _OWED_PHRASES)
+        or key.startswith(_OWED_KEY_STARTS)
+    )
     return owed and _NOT_OWED_WORDS.isdisjoint(words)
 
 
