@@ -489,6 +489,18 @@ def test_a_customer_column_of_numbers_beside_a_name_column_is_the_customer_numbe
         "customer number"
     ) in lines
     assert "2 invoices to send" in said
+    # A totals row's "Sum" under Kunde leaves it a column of numbers (a hostile review: it made
+    # Kunde the name, and every row INVALID).
+    lines, said = _drafted(
+        tmp_path,
+        "kunder-sum.csv",
+        "Kunde;Kundenavn;Orgnr;Fakturanr;Fakturadato;Forfallsdato;Beløp\n"
+        "50001;Fjord AS;923609016;100;01.03.2026;31.03.2026;1 200,00\n"
+        "Sum;;;;;;1 200,00\n",
+    )
+    assert 'full_name = "Kundenavn"  # exact synonym' in lines
+    assert any(line.startswith('customerNumber = "Kunde"  # headed as the') for line in lines)
+    assert "1 invoice to send" in said
 
 
 def test_two_columns_headed_as_one_field_are_asked_about(tmp_path: Path) -> None:

@@ -298,9 +298,10 @@ class _Drafter:
                 self._claim(key, header, f"partial match: {matched}, before VAT")
 
     def _numbers_only(self, header: str) -> bool:
-        """Whether every filled cell of the column is a number (digits, spaces and dashes)."""
+        """Whether every filled cell of the column is a number (digits, spaces and dashes), a
+        totals row's word aside: an export's "Sum" under Kunde made it a column of names."""
         cells = self.cells(header)
-        filled = cells[cells.ne("")]
+        filled = cells[cells.ne("") & ~cells.map(_folded).isin(_TOTALS)]
         return bool(len(filled)) and bool(filled.str.fullmatch(r"[0-9][0-9 \-]*").all())
 
     def _ask_between(self, key: str, other: str) -> None:
