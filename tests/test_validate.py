@@ -1202,6 +1202,26 @@ def test_an_invoice_number_a_number_format_wrote_is_refused(tmp_path: Path) -> N
     ]
 
 
+def test_a_csv_column_with_ungrouped_numbers_keeps_its_points_and_commas(tmp_path: Path) -> None:
+    """A number format groups every number of its column: one beside 70002, written without a
+    separator, did not write "70.001" or "1.001", which are how the numbering reads, and were
+    refused (found by a hostile review). "70,000" is still refused for its decimals of zeros, and
+    a no-break space between digits is still a format's."""
+    path = tmp_path / "mars.csv"
+    numbers = ["70002", "70.001", "1.001", "70,000", "240\u00a0301"]
+    write_erp_csv(path, [erp_row(n, email="kunde@example.no") for n in numbers], encoding="utf-8")
+    prepared = prepare(read_table(path, ERP.read), ERP)
+    cure = (
+        "by its column's number format, not the invoice number as it reads; format the column "
+        "as General or Text in Excel and export it again"
+    )
+    assert messages(prepared) == [
+        f'row 5: Fakturanr "70,000" is a number written with decimals {cure}',
+        f'row 6: Fakturanr "240\u00a0301" is a number written with its digits grouped {cure}',
+    ]
+    assert [i.invoice_number for i in prepared.invoices] == ["70002", "70.001", "1.001"]
+
+
 def test_a_workbook_s_text_cell_grouped_by_points_is_its_number(tmp_path: Path) -> None:
     """A workbook holds a number as a number, whatever its format shows: a text cell reading
     70.001 was typed so (an ERP's series), not written by a number format, and was refused with

@@ -525,10 +525,13 @@ _SPACE_GROUPED, _MARK_GROUPED = (
 _GROUPED = f"{_SPACE_GROUPED}|{_MARK_GROUPED}"
 _ZEROS = "[0-9]+[.,]0+"
 _FORMATTED_NUMBER = re.compile(rf"^(?:{_GROUPED}|{_ZEROS})$", re.MULTILINE)
-#: The same in a workbook, whose cells hold numbers as numbers: a text cell reading 70.001 was
-#: typed so (or is an ERP's series), and only one grouped by no-break spaces was a number's
-#: shown text pasted as it looked.
-_FORMATTED_IN_WORKBOOK = re.compile(rf"^(?:{_SPACE_GROUPED}|{_ZEROS})$", re.MULTILINE)
+#: The same where a comma or dot between digits is no number format's: in a workbook, whose
+#: cells hold numbers as numbers (a text cell reading 70.001 was typed so, or is an ERP's
+#: series, and only one grouped by no-break spaces was a number's shown text pasted as it
+#: looked), and in a CSV column that holds a number of four digits or more written without
+#: them (``_UNGROUPED``), which the format would have grouped as well.
+_SPACED_OR_ZEROS = re.compile(rf"^(?:{_SPACE_GROUPED}|{_ZEROS})$", re.MULTILINE)
+_UNGROUPED = re.compile(r"^[0-9]{4,}$", re.MULTILINE)
 
 
 def _formatted_numbers(lv: Level, texts: list[str], *, from_csv: bool) -> list[Issue]:
@@ -538,16 +541,19 @@ def _formatted_numbers(lv: Level, texts: list[str], *, from_csv: bool) -> list[I
     case for the same invoice. Refused, not guessed at, as a number in scientific notation is.
     The whole column is searched at once."""
     v = lv.values
-    formatted = _FORMATTED_NUMBER if from_csv else _FORMATTED_IN_WORKBOOK
-    if formatted.search("\n".join(texts)) is None:
+    joined = "\n".join(texts)
+    by_marks = from_csv and _UNGROUPED.search(joined) is None
+    formatted = _FORMATTED_NUMBER if by_marks else _SPACED_OR_ZEROS
+    if formatted.search(joined) is None:
         return []
+    grouped = _GROUPED if by_marks else _SPACE_GROUPED
     issues = []
     for g, text in enumerate(texts):
         if formatted.match(text) is None:
             continue
         ways = [
             way
-            for way, pattern in (("with its digits grouped", _GROUPED), ("with decimals", _ZEROS))
+            for way, pattern in (("with its digits grouped", grouped), ("with decimals", _ZEROS))
             if re.fullmatch(pattern, text)
         ]  # both for 70,000: seventy thousand in one locale, seventy in another
         what = " or ".join(ways)
