@@ -703,6 +703,19 @@ def test_a_column_read_whose_header_repeats_with_other_values_is_refused(tmp_pat
     assert mapping is m and got.headers[-1] == "Beløp"
 
 
+def test_a_list_of_names_says_what_is_wrong_with_it_as_toml_writes_it(tmp_path: Path) -> None:
+    """An empty name in a list was refused as "must be a list of text, like ["a", "b"], not
+    ['']": it is a list of text, and the value was shown as Python writes it (a hostile review).
+    The empty name is what is said now, and a list is shown as TOML writes it."""
+    with pytest.raises(MappingError, match=re.escape(
+        'key "match.unread" holds an empty text (""), which matches nothing; remove it from '
+        '["Saldo", ""].'
+    )):  # fmt: skip
+        load_mapping(write(tmp_path, '[match]\nunread = ["Saldo", ""]\n' + BASE, "a.toml"))
+    with pytest.raises(MappingError, match=re.escape('not ["Saldo", 3].')):
+        load_mapping(write(tmp_path, '[match]\nunread = ["Saldo", 3]\n' + BASE, "b.toml"))
+
+
 def test_unreadable_file_is_a_read_error_not_a_mapping_error(tmp_path: Path) -> None:
     """When no mapping can read the file at all, the reader's own sentence is the news."""
     m = load_mapping(write(tmp_path, BASE))

@@ -199,6 +199,10 @@ def as_toml(value: object) -> str:
     """A mapping value as the user wrote it in TOML, for messages."""
     if isinstance(value, str):
         return f'"{value}"'
+    if isinstance(value, list):  # as TOML writes it, not as Python does (['a'])
+        return "[" + ", ".join(map(as_toml, value)) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {as_toml(v)}" for k, v in value.items()) + " }"
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
@@ -261,8 +265,14 @@ class TreeParser:
 
     def texts(self, key: str, value: object) -> tuple[str, ...]:
         values = [value] if isinstance(value, str) else value
-        if not isinstance(values, list) or not all(isinstance(v, str) and v for v in values):
+        if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
             raise self.fail(key, f'must be a list of text, like ["a", "b"], not {as_toml(value)}.')
+        if "" in values:
+            raise self.fail(
+                key,
+                f'holds an empty text (""), which matches nothing; remove it from '
+                f"{as_toml(value)}.",
+            )
         return tuple(values)
 
     def whole(self, key: str, value: object, *, low: int, high: int) -> int:
