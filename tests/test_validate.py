@@ -1271,6 +1271,28 @@ def test_a_name_that_is_a_number_is_refused() -> None:
     assert [i.invoice_number for i in prepared.invoices] == sent
 
 
+def test_a_name_is_told_its_digits_in_any_script_and_a_control_character_once() -> None:
+    """A person's name in full-width or Arabic-Indic digits went out as a name; one with an
+    escape sequence ("\x1b[1m") was said to hold a control character and digits, one cause
+    twice (a hostile review). Digits of any script are digits; the escape is said once."""
+    prepared = run(
+        [
+            row(Fakturanr="240301", Etternavn="\uff15\uff10\uff10\uff10\uff12"),
+            row(Fakturanr="240302", Etternavn="\u0665\u0660\u0660\u0660\u0662"),
+            row(Fakturanr="240303", Etternavn="Kristiansen\x1b[1m"),
+        ]
+    )
+    said = messages(prepared)
+    assert [m.split('"')[0] for m in said] == [
+        "row 2: Etternavn ",
+        "row 3: Etternavn ",
+        "row 4: Etternavn ",
+    ]
+    assert "holds digits" in said[0] and "holds digits" in said[1]
+    assert "holds a control character (U+001B)" in said[2]
+    assert not prepared.invoices
+
+
 def test_a_kid_or_zip_code_written_with_decimals_is_refused(tmp_path: Path) -> None:
     """A column a program wrote as floats holds "1234567897.0": the dot went with the ones
     people type into a KID, and the KID went out as 12345678970, which passes its check digit

@@ -30,7 +30,7 @@ from filedrop.mapping.convert import (
     repeated,
     shown,
 )
-from filedrop.mapping.fields import DECIMALS_WRITTEN, MAX_AMOUNT_EXCLUSIVE, Issue, Values
+from filedrop.mapping.fields import CONTROL, DECIMALS_WRITTEN, MAX_AMOUNT_EXCLUSIVE, Issue, Values
 from filedrop.mapping.groups import Groups, Level
 from filedrop.mapping.loader import Mapping
 from filedrop.mapping.tree import Field, Many, Obj, walk_fields
@@ -684,8 +684,9 @@ _CARE_OF = re.compile(r"(?im)(?:^|\s)c/o(?:\s|$)")
 _COMPANY_FORM = re.compile(r"(?m)\s(AS|ASA|ANS|NUF|ENK|IKS)\.?$")
 
 
-#: A name with a digit: in a person's name, a number written into it ("60001 - Nordmann").
-_WITH_DIGIT = re.compile(r"(?m)^.*[0-9]")
+#: A name with a digit, of any script: in a person's name, a number written into it ("60001 -
+#: Nordmann", "５０００２").
+_WITH_DIGIT = re.compile(r"(?m)^.*\d")
 #: A number of three digits or more and a dash with a space beside it, or a colon, before a
 #: company's name ("10100 - Bygg og Anlegg AS", "10100: Bygg"), as an export glues the
 #: customer number to it; "3M Norge AS", "1881 AS" and "365-Dager AS" are names.
@@ -720,7 +721,13 @@ def _numbers_as_names(lv: Level, private: np.ndarray, company: np.ndarray) -> li
         at = np.flatnonzero(rows & (texts != ""))
         names = texts[at].tolist()
         for pattern, why in checks:
-            found += [(int(at[k]), why) for k in matching_lines(pattern, names)]
+            found += [
+                (int(at[k]), why)
+                for k in matching_lines(pattern, names)
+                # A control character is said of its own (rule text): the digit of an escape
+                # sequence ("\x1b[1m") is none of the name's.
+                if CONTROL.search(names[k]) is None
+            ]
     return [
         _issue(
             lv.at[g],

@@ -61,6 +61,7 @@ from filedrop.mapping.tree import Field, with_defaults
 from filedrop.read.table import UNSAVED_CURE, UNSAVED_FORMULA
 
 __all__ = [
+    "CONTROL",
     "Issue",
     "MarksShown",
     "Source",
@@ -743,7 +744,7 @@ EXCEL_ERRORS = frozenset(
 #: Control characters other than tab, line feed and carriage return (C0, DEL and C1): nobody
 #: types them, and a letter would print whatever its printer makes of them. They come from a
 #: broken export (binary junk, or Windows-1252 text read as Latin-1).
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def _not_data(
@@ -764,7 +765,7 @@ def _not_data(
     values = text.tolist()
     joined = "".join(values)
     errors = errors and "#" in joined
-    controls = controls and _CONTROL.search(joined) is not None
+    controls = controls and CONTROL.search(joined) is not None
     found = np.zeros(len(values), dtype=bool)
     if not (errors or controls):
         return found
@@ -773,7 +774,7 @@ def _not_data(
         if errors and value in EXCEL_ERRORS:
             found[i] = True
             what = _EXCEL_ERROR_WHAT
-        elif controls and (char := _CONTROL.search(value)) is not None:
+        elif controls and (char := CONTROL.search(value)) is not None:
             what = (
                 f"holds a control character (U+{ord(char[0]):04X}), which no letter can show; "
                 "remove it in the export"
