@@ -1166,6 +1166,13 @@ def test_a_short_line_is_told_where_every_line_ends_with_the_delimiter(tmp_path:
     assert [i.invoice_number for i in prepared.invoices] == ["240301"]
 
 
+#: What an invoice number a number format wrote is told to do.
+_FORMAT_CURE = (
+    "by its column's number format, not the invoice number as it reads; format the column as "
+    "General or Text in Excel and export it again"
+)
+
+
 def test_an_invoice_number_a_number_format_wrote_is_refused(tmp_path: Path) -> None:
     """Invoice numbers formatted # ##0 and 0,00 in a workbook: the workbook sends 240301, the
     CSV Excel saves of it holds "240 301" (a no-break space) and "240302,00", which went out as
@@ -1179,10 +1186,7 @@ def test_an_invoice_number_a_number_format_wrote_is_refused(tmp_path: Path) -> N
     rows = [erp_row(n, email="kunde@example.no") for n in numbers]
     write_erp_csv(path, rows, encoding="utf-8")
     prepared = prepare(read_table(path, ERP.read), ERP)
-    cure = (
-        "by its column's number format, not the invoice number as it reads; format the column "
-        "as General or Text in Excel and export it again"
-    )
+    cure = _FORMAT_CURE
     grouped = "is a number written with its digits grouped"
     assert messages(prepared) == [
         f'row 2: Fakturanr "240\u00a0301" {grouped} {cure}',
@@ -1211,10 +1215,7 @@ def test_a_csv_column_with_ungrouped_numbers_keeps_its_points_and_commas(tmp_pat
     numbers = ["70002", "70.001", "1.001", "70,000", "240\u00a0301"]
     write_erp_csv(path, [erp_row(n, email="kunde@example.no") for n in numbers], encoding="utf-8")
     prepared = prepare(read_table(path, ERP.read), ERP)
-    cure = (
-        "by its column's number format, not the invoice number as it reads; format the column "
-        "as General or Text in Excel and export it again"
-    )
+    cure = _FORMAT_CURE
     assert messages(prepared) == [
         f'row 5: Fakturanr "70,000" is a number written with decimals {cure}',
         f'row 6: Fakturanr "240\u00a0301" is a number written with its digits grouped {cure}',
