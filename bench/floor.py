@@ -10,7 +10,8 @@ flight), and each batch is polled once, 1 s after its POST was answered (again o
 schedule, 1 s doubling to 30 s, should it not have ended yet). The standard library's
 ``http.client`` and nothing else, so no client library's cost is in the figure.
 
-Prints one JSON line: wall seconds from the first POST to the last batch result, POSTs, polls.
+Prints one JSON line: wall seconds from the first POST to the last batch result, its own CPU
+seconds meanwhile (user and system, all its threads), POSTs, polls.
 """
 
 from __future__ import annotations
@@ -146,14 +147,22 @@ def main() -> None:
         threading.Thread(target=work, args=connect(args.api_url), daemon=True)
         for work in [floor.post_worker] * args.in_flight + [floor.poll_worker] * args.in_flight
     ]
+    cpu_before = os.times()
     started = time.monotonic()
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join()
+    cpu_after = os.times()
+    cpu_s = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
     print(
         json.dumps(
-            {"wall_s": floor.last_result - started, "posts": floor.posts, "polls": floor.polls}
+            {
+                "wall_s": floor.last_result - started,
+                "cpu_s": cpu_s,
+                "posts": floor.posts,
+                "polls": floor.polls,
+            }
         )
     )
 
