@@ -890,6 +890,14 @@ def test_xlsm_and_xlsx_named_xls_are_read(tmp_path):
     [
         ("empty.csv", b"", "the file is empty; export it again"),
         ("blank.csv", b"\n \r\n", "the file is empty; export it again"),
+        # Nothing but a byte-order mark, and line ends after it: said empty, not "no header row".
+        ("bom.csv", codecs.BOM_UTF8, "the file is empty; export it again"),
+        ("bom-blank.csv", codecs.BOM_UTF8 + b"\r\n\r\n", "the file is empty; export it again"),
+        (
+            "bom16.csv",
+            codecs.BOM_UTF16_LE + "\r\n".encode("utf-16-le"),
+            "the file is empty; export it again",
+        ),
         ("empty.xlsx", b"", "the file is empty (0 bytes); export it again"),
         (
             "garbage.xlsx",

@@ -288,7 +288,7 @@ def _text(where: str, data: bytes, options: ReadOptions) -> tuple[str, str, byte
     with lines ended by \\n where they were ended by a lone \\r; a ReadError for one that is
     not text (empty, a workbook, a PDF, NUL bytes) or not in one encoding."""
     data = _without_eof_mark(data)
-    if not data or data.isspace():
+    if _holds_no_text(data):
         raise ReadError(where, EMPTY_FILE)
     if data.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):
         raise ReadError(where, "the file is an Excel workbook named .csv; rename it to .xlsx")
@@ -306,6 +306,27 @@ def _lines_ended_by_lf(data: bytes) -> bytes:
     if b"\r" in data and _LONE_CR.search(data):
         return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     return data
+
+
+#: The byte-order marks a text file may begin with, and how the text after each is written.
+_MARKED_TEXT = (
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+
+
+def _holds_no_text(data: bytes) -> bool:
+    """Whether ``data`` holds nothing but white space, after its byte-order mark if it has one:
+    a file of a mark alone (what some programs export for no rows) was refused for having no
+    header row in its first 30 lines, which is true but sends the user looking for one."""
+    for mark, codec in _MARKED_TEXT:
+        if data.startswith(mark):
+            try:
+                return not data[len(mark) :].decode(codec).strip()
+            except UnicodeDecodeError:
+                return False  # told as text in no one encoding, further on
+    return not data.strip()
 
 
 def _without_eof_mark(data: bytes) -> bytes:
