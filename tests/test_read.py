@@ -539,6 +539,27 @@ def test_trailing_delimiters_and_short_rows_are_tolerated(tmp_path):
     assert table.row_numbers.tolist() == [2, 3, 4]
 
 
+@pytest.mark.parametrize(
+    ("text", "short"),
+    [
+        # Only the header ends with the delimiter: measured against the named columns.
+        ("Nr;Navn;By;\n1;Kari;Oslo\n2;Ola\n3;Per;Bergen\n", {3: (2, 3)}),
+        ("Nr;Navn;By;;\n1;Kari;Oslo\n2;Ola\n3;Per;Bergen\n", {3: (2, 3)}),
+        # Every line ends with it: a line missing a value in the middle is still one short.
+        ("Nr;Navn;By;\n1;Kari;Oslo;\n2;Ola;\n3;Per;Bergen;\n", {3: (3, 4)}),
+    ],
+)
+def test_a_header_ending_in_the_delimiter_makes_no_line_short_by_itself(tmp_path, text, short):
+    """A header line ending in ; above data lines that do not: every line was counted a field
+    short, and every row with a problem of its own (an odd phone number's warning) was held
+    back as a short line, named so beside it. Where most lines end where the header's names
+    do, they are measured against those; a line short of them still is."""
+    table = read_table(write(tmp_path / "h.csv", text))
+    assert table.headers == ["Nr", "Navn", "By"]
+    assert rows(table) == [["1", "Kari", "Oslo"], ["2", "Ola", ""], ["3", "Per", "Bergen"]]
+    assert table.short_rows == short
+
+
 def test_a_line_with_too_many_values_names_the_line(tmp_path):
     """A row with an unquoted delimiter in a value is refused with its line number."""
     text = "Nr;Adresse;By\n1;Storgata 1;Oslo\n\n2;Kirkeveien 2; 3. etg;Bergen\n"

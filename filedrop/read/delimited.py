@@ -166,6 +166,7 @@ def _read_csv(path: Path, options: ReadOptions, limits: ReadLimits, sha256: str 
         raise ReadError(
             where, f"the file has a header on line {header_line} but no data rows below it"
         )
+    fields, fields_in_header = _measured_by_names(fields, fields_in_header, keep, named=width)
     if not body.endswith(b"\n") and keep[-1]:
         lines = (int(starts[-1]), header_line + n_lines - 1)
         _refuse_cut_short(where, body, delimiter=delimiter, codec=codec, width=width, lines=lines)
@@ -184,6 +185,23 @@ def _read_csv(path: Path, options: ReadOptions, limits: ReadLimits, sha256: str 
             if keep[k - 1]
         },
     )
+
+
+def _measured_by_names(
+    fields: dict[int, int], fields_in_header: int, keep: np.ndarray, *, named: int
+) -> tuple[dict[int, int], int]:
+    """The short records and the width they are short of, where the header line ends in the
+    delimiter (empty fields after its last name, of no data: ``named`` columns are kept) and
+    most data lines do not: those end where the header's names do, and are measured against
+    them. Otherwise every line counted one field short, and every row with a problem of its own
+    was held back as a short line. Where the lines end with it too, the header's own count
+    stands: a line missing a value in the middle is then one field short of it."""
+    if not 0 < named < fields_in_header:
+        return fields, fields_in_header
+    ending_at_names = sum(1 for k, count in fields.items() if count >= named and keep[k - 1])
+    if 2 * ending_at_names <= int(keep.sum()):
+        return fields, fields_in_header
+    return {k: count for k, count in fields.items() if count < named}, named
 
 
 def _short_records(
