@@ -633,6 +633,36 @@ def test_dates_with_dashes_and_two_digit_years_are_detected_and_asked_about(
     assert "2 invoices to send" in said
 
 
+@pytest.mark.parametrize(
+    ("invoiced", "due", "formats"),
+    [
+        ("01.03.2026 00:00", "31.03.2026 00:00", '["dd.mm.yyyy"]'),
+        ("01.03.2026 14:35:10", "31.03.2026 00:00:00", '["dd.mm.yyyy"]'),
+        ("2026-03-01T00:00:00", "2026-03-31 00:00", None),  # ISO: no format needed
+    ],
+)
+def test_dates_with_a_time_of_day_are_drafted_as_their_days(
+    tmp_path: Path, invoiced: str, due: str, formats: str | None
+) -> None:
+    """An export of timestamps ("01.03.2026 00:00", as ERPs write a date column from a database)
+    got a draft whose dates line asked a QUESTION and read yyyy-mm-dd, so every row was
+    INVALID ("is not a date"). validate leaves a time of day after a date out; the draft now
+    does too, and the file validates."""
+    lines, said = _drafted(
+        tmp_path,
+        "timed.csv",
+        "Fakturanr;Kunde;Orgnr;Fakturadato;Forfallsdato;Beløp\n"
+        f"9001;Fjord AS;923609016;{invoiced};{due};1 200,00\n"
+        f"9002;Bygg AS;987654325;{invoiced};{due};800,00\n",
+    )
+    dates = [line for line in lines if line.startswith("dates = ")]
+    assert dates == (
+        [f"dates = {formats}  # detected from 4 dates typed as text"] if formats else []
+    )
+    assert "QUESTION" not in "\n".join(dates)
+    assert "2 invoices to send" in said
+
+
 def test_an_amount_the_number_style_does_not_read_is_named(tmp_path: Path) -> None:
     """The draft said "check: 1 amounts typed as text do not fit", naming none to check."""
     lines, _ = _drafted(

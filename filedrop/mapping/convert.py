@@ -46,6 +46,7 @@ __all__ = [
     "compact_id",
     "date_format_to_strptime",
     "dates_from_excel",
+    "day_part",
     "distinct_joined",
     "excel_days_said",
     "excel_numbers",
@@ -502,6 +503,13 @@ def has_more_than_two_decimals(amounts: np.ndarray) -> np.ndarray:
 # A time of day after a date: "31.12.2024 00:00", "2024-12-31T14:35:00".
 _TIME_AFTER = r"[ T](?:[01]?[0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9](?:\.[0-9]{1,6})?)?$"
 _WITH_TIME = r".+" + _TIME_AFTER.removesuffix("$")
+_TIME_AFTER_A_DATE = re.compile(r"(?<=.)" + _TIME_AFTER)
+
+
+def day_part(text: str) -> str:
+    """``text`` without a time of day after its date (``31.12.2024 00:00`` -> ``31.12.2024``), as
+    ``parse_dates`` reads it."""
+    return _TIME_AFTER_A_DATE.sub("", text)
 
 
 def parse_dates(text: pd.Series, *, formats: Iterable[str]) -> np.ndarray:

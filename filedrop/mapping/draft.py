@@ -30,6 +30,7 @@ from filedrop.mapping.convert import (
     SERIAL_DAY,
     compact_id,
     date_format_to_strptime,
+    day_part,
     is_email,
     is_fodselsnummer,
     is_orgnr,
@@ -372,7 +373,7 @@ class _Drafter:
             yield "currency", f"{of} are currency codes"
         if all(phone_e164(v, "NO") is not None for v in values):
             yield "phoneNumbers", f"{of} are phone numbers"
-        if all(_ISO_DATE.fullmatch(v) or _reads_as_date(v) for v in values):
+        if all(_ISO_DATE.fullmatch(day) or _reads_as_date(day) for day in map(day_part, values)):
             yield from ((k, f"{of} are dates") for k in ("invoiceDate", "dueDate"))
         readable = any(
             not np.isnan(parse_amounts(series, decimal=d, thousands=t)).any()
@@ -426,13 +427,15 @@ class _Drafter:
 
     def _dates(self) -> tuple[list[str], str]:
         """The date formats the date columns' text needs, and how they were found."""
-        texts = [
-            t
+        # A time of day after a date is left out, as validate reads it: an export of
+        # timestamps ("01.03.2026 00:00") was asked about, and its every row INVALID.
+        days = (
+            day_part(t)
             for k in ("invoiceDate", "dueDate")
             if k in self.placed
             for t in self.texts(self.placed[k].header)
-            if not _ISO_DATE.fullmatch(t) and not SERIAL_DAY.fullmatch(t)
-        ]
+        )
+        texts = [t for t in days if not _ISO_DATE.fullmatch(t) and not SERIAL_DAY.fullmatch(t)]
         if not texts:
             return [], "only real Excel dates and ISO dates here: no format needed"
         formats = _date_formats(texts)
