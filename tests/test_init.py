@@ -663,6 +663,32 @@ def test_dates_with_a_time_of_day_are_drafted_as_their_days(
     assert "2 invoices to send" in said
 
 
+def test_a_column_of_timestamps_is_not_taken_for_the_invoice_date_by_its_values(
+    tmp_path: Path,
+) -> None:
+    """Placed by their values, the dates are plain ones: a column of timestamps with no telling
+    header (an order's moment) became the invoice date, and the real invoice date the due date,
+    a month early (a hostile review). An Excel serial day with a time, which validate does not
+    read, is asked about as it is written."""
+    lines, _ = _drafted(
+        tmp_path,
+        "ordre.csv",
+        "Fakturanr;Kunde;Orgnr;Ordre mottatt;Bilag dt;Betales;Beløp\n"
+        "9001;Fjord AS;923609016;25.02.2026 10:15;01.03.2026;31.03.2026;1 200,00\n"
+        "9002;Bygg AS;987654325;26.02.2026 14:02;02.03.2026;01.04.2026;800,00\n",
+    )
+    placed = [line.split("  #")[0] for line in lines if line.startswith(("invoiceDate", "dueDate"))]
+    assert placed == ['invoiceDate = "Bilag dt"', 'dueDate = "Betales"']
+    lines, _ = _drafted(
+        tmp_path,
+        "serial.csv",
+        "Fakturanr;Kunde;Orgnr;Fakturadato;Forfallsdato;Beløp\n"
+        "9001;Fjord AS;923609016;46082 00:00;31.03.2026;1 200,00\n",
+        expect=None,
+    )
+    assert 'QUESTION: "46082 00:00" fits none of the formats drafts know' in "\n".join(lines)
+
+
 def test_an_amount_the_number_style_does_not_read_is_named(tmp_path: Path) -> None:
     """The draft said "check: 1 amounts typed as text do not fit", naming none to check."""
     lines, _ = _drafted(

@@ -547,6 +547,8 @@ def test_trailing_delimiters_and_short_rows_are_tolerated(tmp_path):
         ("Nr;Navn;By;;\n1;Kari;Oslo\n2;Ola\n3;Per;Bergen\n", {3: (2, 3)}),
         # Every line ends with it: a line missing a value in the middle is still one short.
         ("Nr;Navn;By;\n1;Kari;Oslo;\n2;Ola;\n3;Per;Bergen;\n", {3: (3, 4)}),
+        # The header ends with two, the lines with one: measured against the lines' four.
+        ("Nr;Navn;By;;\n1;Kari;Oslo;\n2;Ola;\n3;Per;Bergen;\n", {3: (3, 4)}),
     ],
 )
 def test_a_header_ending_in_the_delimiter_makes_no_line_short_by_itself(tmp_path, text, short):
@@ -918,6 +920,14 @@ def test_xlsm_and_xlsx_named_xls_are_read(tmp_path):
             "bom16.csv",
             codecs.BOM_UTF16_LE + "\r\n".encode("utf-16-le"),
             "the file is empty; export it again",
+        ),
+        ("bom-twice.csv", codecs.BOM_UTF8 * 2 + b"\r\n", "the file is empty; export it again"),
+        ("zwsp.csv", codecs.BOM_UTF8 + "\u200b\r\n".encode(), "the file is empty; export it again"),
+        ("nbsp.csv", b"\xa0\r\n\xa0", "the file is empty; export it again"),
+        (
+            "fields.csv",
+            b";;;\r\n;;;\r\n",
+            "the file holds only delimiters and line breaks, no values; export it again",
         ),
         ("empty.xlsx", b"", "the file is empty (0 bytes); export it again"),
         (

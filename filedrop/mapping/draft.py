@@ -373,7 +373,10 @@ class _Drafter:
             yield "currency", f"{of} are currency codes"
         if all(phone_e164(v, "NO") is not None for v in values):
             yield "phoneNumbers", f"{of} are phone numbers"
-        if all(_ISO_DATE.fullmatch(day) or _reads_as_date(day) for day in map(day_part, values)):
+        # Plain dates only: a column of timestamps without a telling header is an order's or
+        # an export's moment more often than the invoice's date, and taken for it, it made the
+        # real invoice date the due date (a hostile review).
+        if all(_ISO_DATE.fullmatch(v) or _reads_as_date(v) for v in values):
             yield from ((k, f"{of} are dates") for k in ("invoiceDate", "dueDate"))
         readable = any(
             not np.isnan(parse_amounts(series, decimal=d, thousands=t)).any()
@@ -428,18 +431,20 @@ class _Drafter:
     def _dates(self) -> tuple[list[str], str]:
         """The date formats the date columns' text needs, and how they were found."""
         # A time of day after a date is left out, as validate reads it: an export of
-        # timestamps ("01.03.2026 00:00") was asked about, and its every row INVALID.
-        days = (
-            day_part(t)
+        # timestamps ("01.03.2026 00:00") was asked about, and its every row INVALID. Not
+        # after an Excel serial day, which validate reads only alone.
+        written = [
+            (t, day)
             for k in ("invoiceDate", "dueDate")
             if k in self.placed
             for t in self.texts(self.placed[k].header)
-        )
-        texts = [t for t in days if not _ISO_DATE.fullmatch(t) and not SERIAL_DAY.fullmatch(t)]
+            if not SERIAL_DAY.fullmatch(t) and not _ISO_DATE.fullmatch(day := day_part(t))
+        ]
+        texts = [day for _, day in written]
         if not texts:
             return [], "only real Excel dates and ISO dates here: no format needed"
         formats = _date_formats(texts)
-        unread = [t for t in texts if not _reads_as_date(t, among=formats)]
+        unread = [t for t, day in written if not _reads_as_date(day, among=formats)]
         if unread:
             return formats, f'QUESTION: "{_shown(unread[0])}" fits none of the formats drafts know'
         for fmt in formats:

@@ -30,6 +30,7 @@ from filedrop.read.table import (
     EXCEL_SUFFIXES,
     HEADER_SEARCH_ROWS,
     INPUT_SUFFIXES,
+    INVISIBLE,
     Layout,
     ReadInfo,
     ReadOptions,
@@ -191,17 +192,24 @@ def _measured_by_names(
     fields: dict[int, int], fields_in_header: int, keep: np.ndarray, *, named: int
 ) -> tuple[dict[int, int], int]:
     """The short records and the width they are short of, where the header line ends in the
-    delimiter (empty fields after its last name, of no data: ``named`` columns are kept) and
-    most data lines do not: those end where the header's names do, and are measured against
-    them. Otherwise every line counted one field short, and every row with a problem of its own
-    was held back as a short line. Where the lines end with it too, the header's own count
-    stands: a line missing a value in the middle is then one field short of it."""
+    delimiter (empty fields after its last name, of no data: ``named`` columns are kept) more
+    often than most data lines do: those are measured against the count of fields most of them
+    have. Otherwise every line counted a field short, and every row with a problem of its own
+    was held back as a short line. Where the lines end as the header does, the header's own
+    count stands: a line missing a value in the middle is one field short of it."""
     if not 0 < named < fields_in_header:
         return fields, fields_in_header
-    ending_at_names = sum(1 for k, count in fields.items() if count >= named and keep[k - 1])
-    if 2 * ending_at_names <= int(keep.sum()):
+    # How many fields most lines have: between the names and the header's count, it is where
+    # the file's lines end (the names' count, or one more where every line ends with the
+    # delimiter and the header with two). Counted exactly: by "at least the names", lines one
+    # field short of such a count passed as whole, their values under the wrong columns.
+    counts = Counter(count for k, count in fields.items() if count >= named and keep[k - 1])
+    if not counts:
         return fields, fields_in_header
-    return {k: count for k, count in fields.items() if count < named}, named
+    width, lines = counts.most_common(1)[0]
+    if 2 * lines <= int(keep.sum()):
+        return fields, fields_in_header
+    return {k: count for k, count in fields.items() if count < width}, width
 
 
 def _short_records(
@@ -306,8 +314,8 @@ def _text(where: str, data: bytes, options: ReadOptions) -> tuple[str, str, byte
     with lines ended by \\n where they were ended by a lone \\r; a ReadError for one that is
     not text (empty, a workbook, a PDF, NUL bytes) or not in one encoding."""
     data = _without_eof_mark(data)
-    if _holds_no_text(data):
-        raise ReadError(where, EMPTY_FILE)
+    if (nothing := _no_values(data)) is not None:
+        raise ReadError(where, nothing)
     if data.startswith((b"PK\x03\x04", b"\xd0\xcf\x11\xe0")):
         raise ReadError(where, "the file is an Excel workbook named .csv; rename it to .xlsx")
     if data.startswith(b"%PDF"):
@@ -332,19 +340,33 @@ _MARKED_TEXT = (
     (codecs.BOM_UTF16_LE, "utf-16-le"),
     (codecs.BOM_UTF16_BE, "utf-16-be"),
 )
+#: A character that is a value: none of white space, the characters nobody can see
+#: (``INVISIBLE``), and the delimiters a line of empty fields is made of.
+_A_VALUE = re.compile(rf"[^\s{re.escape(''.join(DELIMITERS))}{INVISIBLE.pattern[1:-1]}]")
+_ONLY_DELIMITERS = "the file holds only delimiters and line breaks, no values; export it again"
 
 
-def _holds_no_text(data: bytes) -> bool:
-    """Whether ``data`` holds nothing but white space, after its byte-order mark if it has one:
-    a file of a mark alone (what some programs export for no rows) was refused for having no
-    header row in its first 30 lines, which is true but sends the user looking for one."""
-    for mark, codec in _MARKED_TEXT:
+def _no_values(data: bytes) -> str | None:
+    """Why ``data`` holds no value to read, after its byte-order mark if it has one: it is empty
+    (white space and characters nobody can see) or holds delimiters besides; None when it holds
+    a value, or is not text in its mark's encoding (told further on). A file of a mark alone
+    (what some programs export for no rows), or of empty fields, was refused for having no
+    header row in its first 30 lines: true, and it sent the user to the mapping. Only a file
+    with no value near its start is read to its end here."""
+    codec = "cp1252"  # no mark: the characters that tell are ASCII, or cp1252's own spaces
+    for mark, marked in _MARKED_TEXT:
         if data.startswith(mark):
-            try:
-                return not data[len(mark) :].decode(codec).strip()
-            except UnicodeDecodeError:
-                return False  # told as text in no one encoding, further on
-    return not data.strip()
+            data, codec = data[len(mark) :], marked
+            break
+    if _A_VALUE.search(data[:SNIFF_BYTES].decode(codec, errors="ignore")):
+        return None
+    try:
+        text = data.decode(codec)
+    except UnicodeDecodeError:
+        return None
+    if _A_VALUE.search(text):
+        return None
+    return EMPTY_FILE if not INVISIBLE.sub("", text).strip() else _ONLY_DELIMITERS
 
 
 def _without_eof_mark(data: bytes) -> bytes:
