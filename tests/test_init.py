@@ -6,6 +6,7 @@ that `filedrop validate` accepts with no error: every row valid or skipped.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
 
@@ -678,6 +679,23 @@ def test_a_column_of_timestamps_is_not_taken_for_the_invoice_date_by_its_values(
         "9002;Bygg AS;987654325;26.02.2026 14:02;02.03.2026;01.04.2026;800,00\n",
     )
     placed = [line.split("  #")[0] for line in lines if line.startswith(("invoiceDate", "dueDate"))]
+    assert placed == ['invoiceDate = "Bilag dt"', 'dueDate = "Betales"']
+    # The same in a workbook, the moments real date cells with their time (helper-124).
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.append(["Fakturanr", "Kunde", "Orgnr", "Registrert", "Bilag dt", "Betales", "Beløp"])
+    sheet.append(["9001", "Fjord AS", "923609016", dt.datetime(2026, 2, 25, 10, 15),
+                  dt.datetime(2026, 3, 1), dt.datetime(2026, 3, 31), 1200.0])  # fmt: skip
+    sheet.append(["9002", "Bygg AS", "987654325", dt.datetime(2026, 2, 26, 14, 2),
+                  dt.datetime(2026, 3, 2), dt.datetime(2026, 4, 1), 800.0])  # fmt: skip
+    book.save(tmp_path / "ordre.xlsx")
+    out = tmp_path / "ordre-xlsx.toml"
+    filedrop("init", str(tmp_path / "ordre.xlsx"), "--out", str(out), environ={})
+    placed = [
+        line.split("  #")[0]
+        for line in out.read_text(encoding="utf-8").splitlines()
+        if line.startswith(("invoiceDate", "dueDate"))
+    ]
     assert placed == ['invoiceDate = "Bilag dt"', 'dueDate = "Betales"']
     lines, _ = _drafted(
         tmp_path,

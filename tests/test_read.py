@@ -562,6 +562,38 @@ def test_a_header_ending_in_the_delimiter_makes_no_line_short_by_itself(tmp_path
     assert table.short_rows == short
 
 
+@pytest.mark.parametrize(
+    ("text", "short", "of_lines"),
+    [
+        # The lines end with the delimiter, the header not: "2;Ola;" has the header's three
+        # fields, and was sent with Ola's city missing in the middle unsaid.
+        ("Nr;Navn;By\n1;Kari;Oslo;\n2;Ola;\n3;Per;Bergen;\n", {3: (3, 4)}, True),
+        # Some lines end with it and some not: which is whole cannot be told by their counts,
+        # so the header's count stands (a line missing a value and ending with a delimiter more
+        # has the common count).
+        (
+            "Nr;Navn;By;\n1;Kari;Oslo\n4;Eva;Moss\n5;Liv;Hamar;\n2;Ola;\n",
+            {2: (3, 4), 3: (3, 4), 5: (3, 4)},
+            False,
+        ),
+        ("Nr;Navn;By;\n2;Ola;\n1;Kari;Oslo\n3;Per;Bergen;\n", {2: (3, 4), 3: (3, 4)}, False),
+        # One line is no "most lines".
+        ("Nr;Navn;By;;\n2;Ola;\n", {2: (3, 5)}, False),
+    ],
+)
+def test_lines_are_measured_by_what_most_have_only_where_that_is_plain(
+    tmp_path, text, short, of_lines
+):
+    """A hostile review (helper-124): measured against the count most lines have, a line
+    missing a value in the middle and ending with a delimiter more than the others had that
+    count, and was sent with its values under the wrong columns; and where the lines, not the
+    header, end with the delimiter, such a line had the header's count and was sent too."""
+    table = read_table(write(tmp_path / "m.csv", text))
+    assert table.headers == ["Nr", "Navn", "By"]
+    assert table.short_rows == short
+    assert table.short_of_lines is of_lines
+
+
 def test_a_line_with_too_many_values_names_the_line(tmp_path):
     """A row with an unquoted delimiter in a value is refused with its line number."""
     text = "Nr;Adresse;By\n1;Storgata 1;Oslo\n\n2;Kirkeveien 2; 3. etg;Bergen\n"

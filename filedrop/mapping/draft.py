@@ -132,6 +132,9 @@ _FEES = frozenset(FEE_WORDS)
 #: are told apart from invoices.
 _TYPE_HEADER = re.compile(r"type|art$|^dokument$|^bilag$")
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}( \d{2}:\d{2}:\d{2})?")
+#: An ISO date, or a workbook's date cell as it reads (its time midnight): what a column found
+#: to hold dates by its values holds, not a moment of the day.
+_ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}(?: 00:00:00)?")
 
 
 @dataclass(frozen=True)
@@ -376,7 +379,7 @@ class _Drafter:
         # Plain dates only: a column of timestamps without a telling header is an order's or
         # an export's moment more often than the invoice's date, and taken for it, it made the
         # real invoice date the due date (a hostile review).
-        if all(_ISO_DATE.fullmatch(v) or _reads_as_date(v) for v in values):
+        if all(_ISO_DAY.fullmatch(v) or _reads_as_date(v) for v in values):
             yield from ((k, f"{of} are dates") for k in ("invoiceDate", "dueDate"))
         readable = any(
             not np.isnan(parse_amounts(series, decimal=d, thousands=t)).any()

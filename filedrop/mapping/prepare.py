@@ -747,13 +747,13 @@ def _problems(
             )
         )
     # A short line's own problems first, then why they may be there (stable sort).
-    out = _short_lines(out, table.short_rows) + out
+    out = _short_lines(out, table.short_rows, of_lines=table.short_of_lines) + out
     out.sort(key=lambda p: p.position)  # stable: within a row, in the order the rules ran
     return out
 
 
 def _short_lines(
-    problems: list[Problem], short_rows: Mapping[int, tuple[int, int]]
+    problems: list[Problem], short_rows: Mapping[int, tuple[int, int]], *, of_lines: bool
 ) -> list[Problem]:
     """For each CSV line with fewer fields than the header that has problems, one saying so,
     an error: a value missing in the middle puts every value after it under the next column's
@@ -776,13 +776,16 @@ def _short_lines(
     out = []
     for p in first.values():
         fields, width = short_rows[p.row]
+        whose = (
+            f"the {width} fields most lines have" if of_lines else f"the header's {width} fields"
+        )
         out.append(
             Problem(
                 row=p.row,
                 column=None,
                 value=None,
                 message=(
-                    f"the line has {fields} of the header's {width} fields: if the missing one "
+                    f"the line has {fields} of {whose}: if the missing one "
                     "is not the last, the values after it stand under the wrong columns, which "
                     "may be what this row's other problems are; correct the line in the export"
                 ),

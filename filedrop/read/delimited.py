@@ -152,7 +152,8 @@ def _read_csv(path: Path, options: ReadOptions, limits: ReadLimits, sha256: str 
     if n_lines > len(starts):  # some record spans lines
         _refuse_swallowed_lines(where, columns, starts, delimiter)
     # What a short line is measured against: the header line's own fields, an empty one at its
-    # end too (a line that ends with the delimiter, as all of the file's do, has it as well).
+    # end too (a line that ends with the delimiter, as all of the file's do, has it as well),
+    # unless most lines plainly end elsewhere (``_measured_by_lines``).
     fields_in_header = len(columns)
     headers = [str(c[0]).strip() for c in columns]
     columns = [c[1:] for c in columns]
@@ -167,7 +168,7 @@ def _read_csv(path: Path, options: ReadOptions, limits: ReadLimits, sha256: str 
         raise ReadError(
             where, f"the file has a header on line {header_line} but no data rows below it"
         )
-    fields, fields_in_header = _measured_by_names(fields, fields_in_header, keep, named=width)
+    short, against = _measured_by_lines(fields, fields_in_header, keep, named=width)
     if not body.endswith(b"\n") and keep[-1]:
         lines = (int(starts[-1]), header_line + n_lines - 1)
         _refuse_cut_short(where, body, delimiter=delimiter, codec=codec, width=width, lines=lines)
@@ -181,35 +182,48 @@ def _read_csv(path: Path, options: ReadOptions, limits: ReadLimits, sha256: str 
         info=ReadInfo(kind="csv", encoding=encoding, delimiter=delimiter, header_row=header_line),
         layout=Layout(titles=_titles(data[:offset], codec, delimiter)),
         short_rows={
-            int(starts[k - 1]): (count, fields_in_header)
-            for k, count in fields.items()
-            if keep[k - 1]
+            int(starts[k - 1]): (count, against) for k, count in short.items() if keep[k - 1]
         },
+        short_of_lines=against != fields_in_header,
     )
 
 
-def _measured_by_names(
+def _measured_by_lines(
     fields: dict[int, int], fields_in_header: int, keep: np.ndarray, *, named: int
 ) -> tuple[dict[int, int], int]:
-    """The short records and the width they are short of, where the header line ends in the
-    delimiter (empty fields after its last name, of no data: ``named`` columns are kept) more
-    often than most data lines do: those are measured against the count of fields most of them
-    have. Otherwise every line counted a field short, and every row with a problem of its own
-    was held back as a short line. Where the lines end as the header does, the header's own
-    count stands: a line missing a value in the middle is one field short of it."""
-    if not 0 < named < fields_in_header:
-        return fields, fields_in_header
-    # How many fields most lines have: between the names and the header's count, it is where
-    # the file's lines end (the names' count, or one more where every line ends with the
-    # delimiter and the header with two). Counted exactly: by "at least the names", lines one
-    # field short of such a count passed as whole, their values under the wrong columns.
-    counts = Counter(count for k, count in fields.items() if count >= named and keep[k - 1])
-    if not counts:
-        return fields, fields_in_header
+    """The records short of the width most data lines have, and that width, where they do not
+    end as the header does: a header line ending in the delimiter above lines that do not (every
+    line was counted a field short, and every row with a problem of its own held back as a short
+    line), or lines ending in it below a header that does not (a line missing a value in the
+    middle then had the header's count, and was sent with its values under the wrong columns).
+
+    ``fields``: the records (by number, the header 0) whose number of fields is not the header's;
+    ``named``: the columns kept (up to the last named one, or one of data). Only where it is
+    plain: at least two lines, more than half of them, have that width, no line has more, and
+    it leaves every named column. Otherwise the header's count stands, as where the lines end as
+    the header does: a line missing a value in the middle is one field short of it.
+    """
+    kept = int(keep.sum())
+    counts = Counter(count for k, count in fields.items() if keep[k - 1])
+    if whole := kept - sum(counts.values()):
+        counts[fields_in_header] = whole
     width, lines = counts.most_common(1)[0]
-    if 2 * lines <= int(keep.sum()):
-        return fields, fields_in_header
-    return {k: count for k, count in fields.items() if count < width}, width
+    if width == fields_in_header or width < named or lines < 2 or 2 * lines <= kept:
+        return {
+            k: count for k, count in fields.items() if count < fields_in_header
+        }, fields_in_header
+    if max(counts) > width:
+        # Some lines end further on: one with a value missing in the middle and a delimiter more
+        # at its end has the common count, and could not be told from a whole one.
+        return {
+            k: count for k, count in fields.items() if count < fields_in_header
+        }, fields_in_header
+    short = {k: count for k, count in fields.items() if count < width}
+    if width > fields_in_header:  # a line of the header's count is short of these too
+        short |= {
+            k: fields_in_header for k in (np.flatnonzero(keep) + 1).tolist() if k not in fields
+        }
+    return short, width
 
 
 def _short_records(
@@ -865,7 +879,8 @@ def _csv_fallback(
     where: str, body: str, delimiter: str, first: int
 ) -> tuple[list[np.ndarray], np.ndarray, dict[int, int]]:
     """Parse with the csv module: slower, but tolerant of short rows and exact about lines.
-    Also the records with fewer fields than the header, and how many each has (``_short_records``).
+    Also the records with another number of fields than the header, and how many each has
+    (fewer: ``_short_records``; more, the extra ones empty and dropped: ``_measured_by_lines``).
 
     A quote never closed would make the rest of the file one cell and lose rows, so the strict
     parse that notices it goes first; other strictness complaints (``"x"y``) are let pass.
@@ -894,7 +909,7 @@ def _csv_fallback(
                     f"line {first + prev} cannot be read as CSV ({exc}); check its quotes",
                 ) from exc
     width = len(rows[0])
-    short: dict[int, int] = {}
+    counts: dict[int, int] = {}
     for i, fields in enumerate(rows):
         if len(fields) > width:
             if any(f.strip() for f in fields[width:]):
@@ -904,13 +919,14 @@ def _csv_fallback(
                     f"{width}; a value probably holds an unquoted {_delimiter_name(delimiter)}, "
                     "quote it or fix the line",
                 )
+            counts[i] = len(fields)
             del fields[width:]
         elif len(fields) < width:
-            short[i] = len(fields)
+            counts[i] = len(fields)
             fields.extend([""] * (width - len(fields)))
     grid = np.empty((len(rows), width), dtype=object)
     grid[:] = rows
-    return [grid[:, j] for j in range(width)], np.asarray(starts, dtype=np.int64), short
+    return [grid[:, j] for j in range(width)], np.asarray(starts, dtype=np.int64), counts
 
 
 def _delimiter_name(delimiter: str) -> str:

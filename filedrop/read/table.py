@@ -205,6 +205,9 @@ class Table:
     short_rows: Mapping[int, tuple[int, int]] = field(default_factory=dict)
     """A CSV's lines with fewer fields than its header: row number -> (its fields, the
     header's). Read as if the missing ones were empty at the end, which they may not be."""
+    short_of_lines: bool = False
+    """Whether ``short_rows`` count against the fields most lines have, not the header's: the
+    lines end before or after the header's last delimiter."""
 
     def __len__(self) -> int:
         return len(self.cells)
