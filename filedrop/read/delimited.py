@@ -208,16 +208,17 @@ def _measured_by_lines(
     if whole := kept - sum(counts.values()):
         counts[fields_in_header] = whole
     width, lines = counts.most_common(1)[0]
-    if width == fields_in_header or width < named or lines < 2 or 2 * lines <= kept:
-        return {
-            k: count for k, count in fields.items() if count < fields_in_header
-        }, fields_in_header
-    if max(counts) > width:
-        # Some lines end further on: one with a value missing in the middle and a delimiter more
-        # at its end has the common count, and could not be told from a whole one.
-        return {
-            k: count for k, count in fields.items() if count < fields_in_header
-        }, fields_in_header
+    plain = (
+        width != fields_in_header
+        and width >= named
+        and lines >= 2
+        and 2 * lines > kept
+        # Where some lines end further on, a line missing a value in the middle and ending with
+        # a delimiter more has the common count, and could not be told from a whole one.
+        and max(counts) == width
+    )
+    if not plain:
+        width = fields_in_header
     short = {k: count for k, count in fields.items() if count < width}
     if width > fields_in_header:  # a line of the header's count is short of these too
         short |= {
