@@ -295,7 +295,9 @@ def _forked_children(pid: int) -> list[int]:
     own = Path(f"/proc/{pid}/cmdline").read_bytes()
     copies = []
     for child in children:
-        with contextlib.suppress(FileNotFoundError):
+        # A child may end between the listing and the read: its entry gone (FileNotFoundError),
+        # or opened and then empty of a process (ProcessLookupError), which failed a CI run.
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
             if Path(f"/proc/{child}/cmdline").read_bytes() == own:
                 copies.append(child)
     return copies
