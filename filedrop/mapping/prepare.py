@@ -755,7 +755,8 @@ def _problems(
 def _short_lines(
     problems: list[Problem], short_rows: Mapping[int, tuple[int, int]], *, of_lines: bool
 ) -> list[Problem]:
-    """For each CSV line with fewer fields than the header that has problems, one saying so,
+    """For each CSV line with fewer fields than the header (or than most lines, ``of_lines``)
+    that has problems, one saying so,
     an error: a value missing in the middle puts every value after it under the next column's
     name, and the problems read "Beløp "NOK" is not an amount" and "Kundetype "Åse" ...", five
     of them, none saying what is wrong. Even when they are only warnings (a street read as the

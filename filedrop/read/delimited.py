@@ -31,6 +31,7 @@ from filedrop.read.table import (
     HEADER_SEARCH_ROWS,
     INPUT_SUFFIXES,
     INVISIBLE,
+    INVISIBLE_CHARS,
     Layout,
     ReadInfo,
     ReadOptions,
@@ -357,7 +358,7 @@ _MARKED_TEXT = (
 )
 #: A character that is a value: none of white space, the characters nobody can see
 #: (``INVISIBLE``), and the delimiters a line of empty fields is made of.
-_A_VALUE = re.compile(rf"[^\s{re.escape(''.join(DELIMITERS))}{INVISIBLE.pattern[1:-1]}]")
+_A_VALUE = re.compile(rf"[^\s{re.escape(''.join(DELIMITERS))}{INVISIBLE_CHARS}]")
 _ONLY_DELIMITERS = "the file holds only delimiters and line breaks, no values; export it again"
 
 

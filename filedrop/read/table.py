@@ -29,6 +29,7 @@ __all__ = [
     "EMPTY_FILE",
     "HEADER_SEARCH_ROWS",
     "INVISIBLE",
+    "INVISIBLE_CHARS",
     "Layout",
     "NumberFormat",
     "ReadInfo",
@@ -203,8 +204,9 @@ class Table:
     column, their row numbers (ascending). An xlsx outcome, whose cells take their column's
     format, writes them as the text shown."""
     short_rows: Mapping[int, tuple[int, int]] = field(default_factory=dict)
-    """A CSV's lines with fewer fields than its header: row number -> (its fields, the
-    header's). Read as if the missing ones were empty at the end, which they may not be."""
+    """A CSV's lines with fewer fields than its header, or than most lines where those plainly
+    end elsewhere (``short_of_lines``): row number -> (its fields, the fields it is short of).
+    Read as if the missing ones were empty at the end, which they may not be."""
     short_of_lines: bool = False
     """Whether ``short_rows`` count against the fields most lines have, not the header's: the
     lines end before or after the header's last delimiter."""
@@ -237,12 +239,13 @@ _NUMERIC_LOOKING = re.compile(r"[\s\d.,:/+\-%]+")
 #: order mark. None can be seen, so none is part of a value as a person reads it, and a value is
 #: compared and sent without them: "2403<zero-width space>01" is invoice 240301, which, compared
 #: as typed, would go out a second time under a number that looks the same.
-INVISIBLE = re.compile(
-    "[\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f"
+INVISIBLE_CHARS = (
+    "\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f"
     "\u202a-\u202e\u2060-\u2064\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd"
     "\U00013430-\U0001343f\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001"
-    "\U000e0020-\U000e007f]"
-)
+    "\U000e0020-\U000e007f"
+)  # as a character class's inside, for patterns that take them in with other characters
+INVISIBLE = re.compile(f"[{INVISIBLE_CHARS}]")
 
 
 def header_key(name: str) -> str:
