@@ -707,6 +707,29 @@ def test_a_column_of_timestamps_is_not_taken_for_the_invoice_date_by_its_values(
     assert 'QUESTION: "46082 00:00" fits none of the formats drafts know' in "\n".join(lines)
 
 
+def test_a_cell_quoted_in_a_question_is_escaped_and_cut(tmp_path: Path) -> None:
+    """A date cell holding an escape sequence was written as it is into the draft's question:
+    the draft was no TOML init could read back ("Found invalid character"), and the terminal
+    took the sequence. A cell of 200,000 characters filled the comment. Both are shown as a
+    problem shows a cell: escaped, and cut with its length."""
+    long_cell = "01.03.2026 " + "9" * 200_000
+    lines, said = _drafted(
+        tmp_path,
+        "rar.csv",
+        "Fakturanr;Kunde;Orgnr;Fakturadato;Forfallsdato;Beløp\n"
+        "9001;Fjord AS;923609016;01.03.2026;31.03.2026;1 200,00\n"
+        f"9002;Bygg AS;987654325;02.03.2026\x1b[31m;{long_cell};800,00\n",
+        expect=None,
+    )
+    import tomllib
+
+    text = "\n".join(lines)
+    tomllib.loads(text)
+    assert "\x1b" not in text and "\x1b" not in said
+    assert '"02.03.2026\\x1b[31m" fits none of the formats drafts know' in text
+    assert max(map(len, lines)) < 1_000
+
+
 def test_an_amount_the_number_style_does_not_read_is_named(tmp_path: Path) -> None:
     """The draft said "check: 1 amounts typed as text do not fit", naming none to check."""
     lines, _ = _drafted(

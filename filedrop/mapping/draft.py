@@ -36,6 +36,7 @@ from filedrop.mapping.convert import (
     is_orgnr,
     parse_amounts,
     phone_e164,
+    shown,
     shows_decimal,
     strip,
     swap_day_and_month,
@@ -131,9 +132,8 @@ _FEES = frozenset(FEE_WORDS)
 #: "Transaksjonsart", "Dokument"), as ``loose_key`` writes it: where fees and interest notes
 #: are told apart from invoices.
 _TYPE_HEADER = re.compile(r"type|art$|^dokument$|^bilag$")
-_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}( \d{2}:\d{2}:\d{2})?")
-#: An ISO date, or a workbook's date cell as it reads (its time midnight): what a column found
-#: to hold dates by its values holds, not a moment of the day.
+#: An ISO date, or a workbook's date cell as it reads (its time midnight): a day, which needs
+#: no date format, and what a column found to hold dates by its values holds, not a moment.
 _ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}(?: 00:00:00)?")
 
 
@@ -214,8 +214,11 @@ def _folded(cell: str) -> str:
 
 
 def _shown(value: str) -> str:
-    """A cell or header in a comment: on one line."""
-    return " ".join(value.split())
+    """A cell or header in a comment or question: on one line, cut as a problem shows a cell
+    (``shown``), and escaped where it would change how it shows (``printable``). An escape
+    sequence in a cell was written into the draft as it was, which made it no TOML, and onto
+    the terminal."""
+    return printable(shown(" ".join(value.split())))
 
 
 class _Drafter:
@@ -441,7 +444,7 @@ class _Drafter:
             for k in ("invoiceDate", "dueDate")
             if k in self.placed
             for t in self.texts(self.placed[k].header)
-            if not SERIAL_DAY.fullmatch(t) and not _ISO_DATE.fullmatch(day := day_part(t))
+            if not SERIAL_DAY.fullmatch(t) and not _ISO_DAY.fullmatch(day := day_part(t))
         ]
         texts = [day for _, day in written]
         if not texts:
@@ -768,8 +771,8 @@ class _Drafter:
         # the sample did not is read as before the map.
         listed = {value.upper() for value in pairs}
         pairs |= {code: code for code in _USUAL_CURRENCIES if code not in listed}
-        shown = ", ".join(f"{_toml(v)} = {_toml(code)}" for v, code in pairs.items())
-        return f', map = {{ {shown} }}, default = "NOK"'
+        entries = ", ".join(f"{_toml(v)} = {_toml(code)}" for v, code in pairs.items())
+        return f', map = {{ {entries} }}, default = "NOK"'
 
     def _invoice_section(self, out: _Lines) -> None:
         out.add("[invoice]")
