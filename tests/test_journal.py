@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -47,14 +47,10 @@ def test_journal_is_a_wal_sqlite_file(tmp_path: Path) -> None:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_only_submissions_and_results_commit_without_waiting_for_the_disk(tmp_path: Path) -> None:
-    """On SQLite every transaction commits with synchronous=FULL (a claim is on disk before its
-    POST), except those that record a submitted batch and finished batches; the connection is
-    FULL again after them, also when recording fails."""
-    journal = Journal(tmp_path / "state.db")
-    db = journal._db
+def _traced_commits(db: sqlite3.Connection, events: list[tuple[object, ...]]) -> None:
+    """Note in ``events`` each commit of ``db`` with the synchronous level it committed at
+    (1 NORMAL, 2 FULL) and the kinds of statement it held."""
     level = {"value": db.execute("PRAGMA synchronous").fetchone()[0]}
-    commits: list[tuple[int, list[str]]] = []
     statements: list[str] = []
 
     def trace(sql: str) -> None:
@@ -63,11 +59,36 @@ def test_only_submissions_and_results_commit_without_waiting_for_the_disk(tmp_pa
         elif sql == "BEGIN IMMEDIATE":
             statements.clear()
         elif sql == "COMMIT":
-            commits.append((level["value"], [s.split()[0] for s in statements]))
+            events.append(("commit", level["value"], [s.split()[0] for s in statements]))
         else:
             statements.append(sql)
 
     db.set_trace_callback(trace)
+
+
+def test_a_durable_record_is_synced_after_the_lock_and_the_others_are_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite a claim (like every durable record) is on the disk before the call returns:
+    its commit is followed by an fdatasync of the journal's write-ahead log, made once the
+    journal's lock is let go, so that a slow disk holds no other thread. A submitted batch and
+    finished batches are not synced; the connection is FULL again after each, also when
+    recording fails."""
+    journal = Journal(tmp_path / "state.db")
+    db = journal._db
+    events: list[tuple[object, ...]] = []
+    _traced_commits(db, events)
+
+    def noted(sync: Callable[[int], None]) -> Callable[[int], None]:
+        def noted_sync(fd: int) -> None:
+            where = os.readlink(f"/proc/self/fd/{fd}")
+            events.append(("sync", where, journal._file_lock._is_owned()))
+            sync(fd)
+
+        return noted_sync
+
+    monkeypatch.setattr(os, "fdatasync", noted(os.fdatasync))
+    monkeypatch.setattr(os, "fsync", noted(os.fsync))
     file_id = _claim(journal).id
     batch, _ = journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["1"])
     journal.batch_submitted(batch, batch_id="b")
@@ -76,10 +97,54 @@ def test_only_submissions_and_results_commit_without_waiting_for_the_disk(tmp_pa
         journal.batch_finished(batch + 99, api_status="SUCCESS", succeeded=[], failed=[])
     journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["2"])
     db.set_trace_callback(None)
-    assert [sync for sync, _ in commits] == [2, 2, 1, 1, 2]
-    assert "WITH" in commits[3][1] and "UPDATE" in commits[2][1]
+    log_file = ("sync", f"{tmp_path / 'state.db'}-wal", False)
+    # The log's folder is synced once, after the first record: the name of a log SQLite has
+    # just made is then on the disk too.
+    folder = ("sync", str(tmp_path), False)
+    assert events.index(folder) == 2 and events.count(folder) == 1
+    events.remove(folder)
+    assert [event[:2] if event[0] == "commit" else event for event in events] == [
+        ("commit", 1),  # the file's claim
+        log_file,
+        ("commit", 1),  # the batch's claim
+        log_file,
+        ("commit", 1),  # submitted
+        ("commit", 1),  # finished
+        ("commit", 1),  # the next batch's claim
+        log_file,
+    ]
+    assert "WITH" in events[5][2] and "UPDATE" in events[4][2]
     assert db.execute("PRAGMA synchronous").fetchone()[0] == 2
     assert journal.invoices(target=TARGET, numbers=["1"])["1"].status == "SUCCEEDED"
+    journal.close()
+
+
+def test_a_log_that_cannot_be_synced_by_its_path_is_synced_by_sqlite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, logged: Logged
+) -> None:
+    """Where the log's file cannot be opened by its path, each durable record is followed by a
+    write SQLite commits FULL, which syncs the file it writes to; said once, not per record."""
+    journal = Journal(tmp_path / "state.db")
+    events: list[tuple[object, ...]] = []
+    _traced_commits(journal._db, events)
+
+    def no_log_file() -> None:
+        raise PermissionError(13, "Permission denied", f"{tmp_path / 'state.db'}-wal")
+
+    monkeypatch.setattr(journal._engine, "sync_log", no_log_file)
+    file_id = _claim(journal).id
+    journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["1"])
+    journal._db.set_trace_callback(None)
+    assert [event[:3] for event in events] == [
+        ("commit", 1, ["INSERT"]),
+        ("commit", 2, ["INSERT"]),
+        ("commit", 1, events[2][2]),
+        ("commit", 2, ["INSERT"]),
+    ]
+    # Each of them wrote a row: SQLite syncs only a commit that wrote something.
+    syncs = journal._db.execute("SELECT value FROM facts WHERE name = 'log_syncs'").fetchone()
+    assert syncs[0] == "2"
+    assert logged.count("the log of the journal") == 1
     journal.close()
 
 

@@ -272,6 +272,7 @@ class Journal:
         self._reconnect_after = 0.0  # monotonic time before which a lost server is not retried
         self._file_lock = _file_lock(location)
         self._displaced: str | None = None  # why nothing more may be recorded, once it is so
+        self._said_unsynced = False  # the log's file could not be synced by its path (said once)
 
     @property
     def engine(self) -> str:
@@ -367,13 +368,41 @@ class Journal:
     def _write(self, *, durable: bool = True) -> Iterator[_Db]:
         """One write transaction; on SQLite it holds the write lock from its first statement.
 
-        Durable unless the caller shows that losing it to a power cut is safe (``Engine.write``).
+        Durable unless the caller shows that losing it to a power cut is safe (``Engine.write``):
+        then it is on the disk before the caller goes on, synced after the locks are let go
+        where the engine can (``Engine.syncs_log_apart``), so other threads write meanwhile.
         """
+        apart = durable and self._engine.syncs_log_apart
         with self._lock, self._file_lock:
             self._keep_in_place()
             db = self._connection()
-            with self._engine.write(db, durable=durable):
+            with self._engine.write(db, durable=durable and not apart):
                 yield _Db(db, self._engine)
+        if apart:
+            self._sync_log()
+
+    def _sync_log(self) -> None:
+        """Put the commits made so far on the disk; where the log's file cannot be synced by
+        its path, a durable write of SQLite's own syncs the file it writes to (one that changes
+        a row: SQLite writes nothing, and syncs nothing, for a row set to what it holds)."""
+        try:
+            self._engine.sync_log()
+        except OSError as exc:
+            if not self._said_unsynced:
+                self._said_unsynced = True
+                log.warning(
+                    "the log of the journal %s cannot be synced by its path (%s); each record "
+                    "is synced by SQLite instead, which holds the other threads meanwhile",
+                    self.path,
+                    exc,
+                )
+            with self._lock, self._file_lock:
+                db = self._connection()
+                with self._engine.write(db, durable=True):
+                    db.execute(
+                        "INSERT INTO facts (name, value) VALUES ('log_syncs', '1')"
+                        " ON CONFLICT (name) DO UPDATE SET value = CAST(facts.value AS INTEGER) + 1"
+                    )
 
     def _read(self, sql: str, args: Iterable[object] = ()) -> list[Any]:
         with self._lock:
