@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import sqlite3
+import stat
 import subprocess
 import sys
 import threading
@@ -19,7 +20,13 @@ from conftest import Logged, drop_connections
 
 from filedrop.errors import ClaimLostError, ConfigError
 from filedrop.journal import Journal, NotSettledError, owner_alive, this_owner
-from filedrop.journal.engines import MIGRATIONS, SCHEMA_VERSION, PostgresLocation, SqliteEngine
+from filedrop.journal.engines import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    LogUnreachableError,
+    PostgresLocation,
+    SqliteEngine,
+)
 from filedrop.journal.store import FileRecord, FinishedBatch, RebuiltBatch
 from filedrop.logs import mask_ids
 from filedrop.settings import load_settings
@@ -66,6 +73,28 @@ def _traced_commits(db: sqlite3.Connection, events: list[tuple[object, ...]]) ->
     db.set_trace_callback(trace)
 
 
+_LINUX_ONLY = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc/self/fd")
+
+
+def _noted_syncs(
+    monkeypatch: pytest.MonkeyPatch, journal: Journal, events: list[tuple[object, ...]]
+) -> None:
+    """Note in ``events`` each fdatasync and fsync: the file's path, and whether the journal's
+    lock was held."""
+
+    def noted(sync: Callable[[int], None]) -> Callable[[int], None]:
+        def noted_sync(fd: int) -> None:
+            where = os.readlink(f"/proc/self/fd/{fd}")
+            events.append(("sync", where, journal._file_lock._is_owned()))
+            sync(fd)
+
+        return noted_sync
+
+    monkeypatch.setattr(os, "fdatasync", noted(os.fdatasync))
+    monkeypatch.setattr(os, "fsync", noted(os.fsync))
+
+
+@_LINUX_ONLY
 def test_a_durable_record_is_synced_after_the_lock_and_the_others_are_not(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -79,16 +108,7 @@ def test_a_durable_record_is_synced_after_the_lock_and_the_others_are_not(
     events: list[tuple[object, ...]] = []
     _traced_commits(db, events)
 
-    def noted(sync: Callable[[int], None]) -> Callable[[int], None]:
-        def noted_sync(fd: int) -> None:
-            where = os.readlink(f"/proc/self/fd/{fd}")
-            events.append(("sync", where, journal._file_lock._is_owned()))
-            sync(fd)
-
-        return noted_sync
-
-    monkeypatch.setattr(os, "fdatasync", noted(os.fdatasync))
-    monkeypatch.setattr(os, "fsync", noted(os.fsync))
+    _noted_syncs(monkeypatch, journal, events)
     file_id = _claim(journal).id
     batch, _ = journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["1"])
     journal.batch_submitted(batch, batch_id="b")
@@ -97,10 +117,10 @@ def test_a_durable_record_is_synced_after_the_lock_and_the_others_are_not(
         journal.batch_finished(batch + 99, api_status="SUCCESS", succeeded=[], failed=[])
     journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["2"])
     db.set_trace_callback(None)
-    log_file = ("sync", f"{tmp_path / 'state.db'}-wal", False)
+    log_file = ("sync", f"{(tmp_path / 'state.db').resolve()}-wal", False)
     # The log's folder is synced once, after the first record: the name of a log SQLite has
     # just made is then on the disk too.
-    folder = ("sync", str(tmp_path), False)
+    folder = ("sync", str(tmp_path.resolve()), False)
     assert events.index(folder) == 2 and events.count(folder) == 1
     events.remove(folder)
     assert [event[:2] if event[0] == "commit" else event for event in events] == [
@@ -129,7 +149,7 @@ def test_a_log_that_cannot_be_synced_by_its_path_is_synced_by_sqlite(
     _traced_commits(journal._db, events)
 
     def no_log_file() -> None:
-        raise PermissionError(13, "Permission denied", f"{tmp_path / 'state.db'}-wal")
+        raise LogUnreachableError(13, "Permission denied", f"{tmp_path / 'state.db'}-wal")
 
     monkeypatch.setattr(journal._engine, "sync_log", no_log_file)
     file_id = _claim(journal).id
@@ -141,10 +161,81 @@ def test_a_log_that_cannot_be_synced_by_its_path_is_synced_by_sqlite(
         ("commit", 1, events[2][2]),
         ("commit", 2, ["INSERT"]),
     ]
+    assert "WITH" in events[2][2]  # the batch's claim
     # Each of them wrote a row: SQLite syncs only a commit that wrote something.
     syncs = journal._db.execute("SELECT value FROM facts WHERE name = 'log_syncs'").fetchone()
     assert syncs[0] == "2"
     assert logged.count("the log of the journal") == 1
+    journal.close()
+
+
+@_LINUX_ONLY
+def test_a_journal_reached_through_a_link_syncs_the_log_beside_the_file_linked_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, logged: Logged
+) -> None:
+    """SQLite names the log after the journal's real path: that is the file synced, and no
+    stale log beside the link is."""
+    (tmp_path / "real").mkdir()
+    (tmp_path / "state.db").symlink_to(tmp_path / "real" / "journal.db")
+    (tmp_path / "state.db-wal").write_bytes(b"a stale log beside the link")
+    journal = Journal(tmp_path / "state.db")
+    events: list[tuple[object, ...]] = []
+    _noted_syncs(monkeypatch, journal, events)
+    _claim(journal)
+    real_log = f"{(tmp_path / 'real' / 'journal.db').resolve()}-wal"
+    assert ("sync", real_log, False) in events
+    assert not [event for event in events if "state.db" in str(event[1])]
+    assert logged.count("the log of the journal") == 0
+    journal.close()
+
+
+def test_a_claim_whose_sync_the_disk_failed_is_not_sent_and_frees_its_numbers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The disk fails the sync after the claim was committed: the claim raises one of the
+    journal's errors, so nothing is POSTed, and the batch is NOT_SENT rather than left to
+    become UNKNOWN; a later claim takes the same numbers. A failed sync is not tried again
+    another way (a page whose write-back failed may be marked clean)."""
+    journal = Journal(tmp_path / "state.db")
+    file_id = _claim(journal).id
+    sync = os.fdatasync
+    failures = iter([OSError(5, "Input/output error")])
+
+    def failing_once(fd: int) -> None:
+        if (failure := next(failures, None)) is not None:
+            raise failure
+        sync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", failing_once)
+    with pytest.raises(journal.errors, match="the disk failed to sync its log"):
+        journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["1", "2"])
+    [failed] = journal.batches(file_id=file_id)
+    assert failed.state == BatchState.REJECTED
+    invoices = journal.invoices(target=TARGET, numbers=["1", "2"])
+    assert {record.status for record in invoices.values()} == {InvoiceState.NOT_SENT}
+    batch, claimed = journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["1", "2"])
+    assert claimed == ["1", "2"] and batch != failed.id
+    journal.close()
+
+
+def test_a_folder_that_cannot_be_synced_is_passed_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, logged: Logged
+) -> None:
+    """Some file systems refuse to sync a folder: the log itself is synced, nothing falls
+    back to SQLite's slower sync, and nothing is said."""
+    journal = Journal(tmp_path / "state.db")
+    sync = os.fsync
+
+    def no_folders(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(22, "Invalid argument")
+        sync(fd)
+
+    monkeypatch.setattr(os, "fsync", no_folders)
+    file_id = _claim(journal).id
+    journal.claim_batch(file_id=file_id, target=TARGET, invoice_numbers=["1"])
+    assert logged.count("the log of the journal") == 0
+    assert not journal._db.execute("SELECT 1 FROM facts WHERE name = 'log_syncs'").fetchall()
     journal.close()
 
 

@@ -10,6 +10,7 @@ in ``schema_version`` on both.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -285,8 +286,9 @@ class Engine:
         raise NotImplementedError
 
     def sync_log(self) -> None:
-        """Put on the disk every commit made so far (``syncs_log_apart``); raises ``OSError``
-        when it cannot, and then a durable write of the engine's own must do it."""
+        """Put on the disk every commit made so far (``syncs_log_apart``). Raises
+        ``LogUnreachableError`` when the log cannot be opened (then a durable write of the engine's
+        own must do it), ``OSError`` when the disk failed the sync."""
 
     def lost(self, db: Any) -> bool:
         """Whether ``db`` can no longer be used (a server that restarted); a file never is."""
@@ -435,21 +437,29 @@ class SqliteEngine(Engine):
         # In WAL mode a commit is its frames written to the log file; fdatasync of that file by
         # any descriptor puts them on the disk with every frame written before. Should the log
         # be restarted meanwhile, SQLite first checkpointed those frames into the database
-        # file and synced it. A link in the log's place is not followed: raises instead.
-        fd = os.open(f"{self.path}-wal", os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0))
+        # file and synced it. The log is named after the journal's real path, as SQLite names
+        # it (a journal reached through a link has its log beside the file linked to); a link
+        # in the log's own place is not followed.
+        try:
+            fd = os.open(self._log_path, os.O_RDONLY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0))
+        except OSError as exc:
+            raise LogUnreachableError(exc.errno, exc.strerror, self._log_path) from exc
         try:
             getattr(os, "fdatasync", os.fsync)(fd)  # macOS has no fdatasync
         finally:
             os.close(fd)
         if not self._log_entry_synced:
-            # SQLite syncs the folder of a log it has just made at the log's first sync, which
-            # is now this one: the log's name must outlast a power cut as its frames do.
-            fd = os.open(self.path.parent, os.O_RDONLY | os.O_CLOEXEC)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
             self._log_entry_synced = True
+            # The log's name must outlast a power cut as its frames do. SQLite syncs the folder
+            # of a log it has just made at the log's first sync of its header; once more here
+            # costs one sync a connection. A folder that cannot be synced (some file systems
+            # refuse) is passed over, as SQLite passes it over.
+            with contextlib.suppress(OSError):
+                fd = os.open(self._log_path.parent, os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
 
     def reopen(self, db: sqlite3.Connection) -> sqlite3.Connection:
         was = self._journal_id
@@ -502,9 +512,11 @@ class SqliteEngine(Engine):
         self._identity: tuple[int, int] | None = None  # (device, inode) of the file opened
         self._journal_id: str | None = None  # which journal that file holds (``facts``)
         self._log_entry_synced = False  # the log's folder synced since the last connect
+        self._log_path = Path(f"{path}-wal")  # the write-ahead log, by the journal's real path
 
     def connect(self) -> sqlite3.Connection:
         self._log_entry_synced = False
+        self._log_path = Path(f"{self.path.resolve()}-wal")
         if self.path.is_dir():  # SQLite says only "unable to open database file"
             raise ConfigError(
                 f"The journal {self.path} is a folder, not a file: point the state setting "
@@ -632,6 +644,15 @@ class SqliteEngine(Engine):
         finally:
             if not durable:
                 db.execute("PRAGMA synchronous=FULL")
+
+
+class LogUnreachableError(OSError):
+    """The journal's write-ahead log cannot be opened by its path to sync it."""
+
+
+class LogNotSyncedError(sqlite3.OperationalError):
+    """A durable record was committed, but the disk failed to sync the journal's log: what it
+    recorded may not outlast a power cut."""
 
 
 class JournalDisplaced(sqlite3.OperationalError):

@@ -34,7 +34,14 @@ from types import EllipsisType
 from typing import Any, NamedTuple
 
 from filedrop.errors import ClaimLostError, ConfigError
-from filedrop.journal.engines import Engine, JournalDisplaced, PostgresLocation, engine_for
+from filedrop.journal.engines import (
+    Engine,
+    JournalDisplaced,
+    LogNotSyncedError,
+    LogUnreachableError,
+    PostgresLocation,
+    engine_for,
+)
 from filedrop.logs import mask_ids
 from filedrop.states import (
     BLOCKING_INVOICE_STATES,
@@ -382,12 +389,16 @@ class Journal:
             self._sync_log()
 
     def _sync_log(self) -> None:
-        """Put the commits made so far on the disk; where the log's file cannot be synced by
+        """Put the commits made so far on the disk; where the log's file cannot be opened by
         its path, a durable write of SQLite's own syncs the file it writes to (one that changes
-        a row: SQLite writes nothing, and syncs nothing, for a row set to what it holds)."""
+        a row: SQLite writes nothing, and syncs nothing, for a row set to what it holds).
+
+        A sync the disk failed raises ``LogNotSyncedError``: it is not tried again another way, as a
+        page whose write-back failed may be marked clean, and a second sync would prove nothing.
+        """
         try:
             self._engine.sync_log()
-        except OSError as exc:
+        except LogUnreachableError as exc:
             if not self._said_unsynced:
                 self._said_unsynced = True
                 log.warning(
@@ -403,6 +414,10 @@ class Journal:
                         "INSERT INTO facts (name, value) VALUES ('log_syncs', '1')"
                         " ON CONFLICT (name) DO UPDATE SET value = CAST(facts.value AS INTEGER) + 1"
                     )
+        except OSError as exc:
+            raise LogNotSyncedError(
+                f"the journal {self.path} recorded, but the disk failed to sync its log ({exc})"
+            ) from exc
 
     def _read(self, sql: str, args: Iterable[object] = ()) -> list[Any]:
         with self._lock:
@@ -632,6 +647,33 @@ class Journal:
         again. With ``owner``, ``ClaimLostError`` (nothing written) when the file is no longer
         claimed by that owner: another process took it over, or found it gone.
         """
+        claimed: list[int] = []  # the batch, once written down
+        try:
+            return self._claim_batch(
+                file_id=file_id,
+                target=target,
+                invoice_numbers=invoice_numbers,
+                owner=owner,
+                claimed=claimed,
+            )
+        except LogNotSyncedError as exc:
+            # Committed but perhaps not on the disk: nothing goes, and its numbers are left
+            # free for a later claim rather than UNKNOWN (a power cut can only take this back
+            # to the claim itself, which the next start makes UNKNOWN: never sent twice).
+            if claimed:
+                with contextlib.suppress(*self._engine.errors):
+                    self.batch_not_sent(claimed[0], message=f"not sent: {exc}")
+            raise
+
+    def _claim_batch(
+        self,
+        *,
+        file_id: int,
+        target: str,
+        invoice_numbers: list[str],
+        owner: str | None,
+        claimed: list[int],
+    ) -> tuple[int, list[str]]:
         now = self._clock()
         # A number given twice is claimed once (a statement may not upsert one row twice).
         unique = list(dict.fromkeys(invoice_numbers))
@@ -652,6 +694,7 @@ class Journal:
                 " VALUES (?, ?, ?, ?, ?) RETURNING id",
                 (file_id, target, BatchState.POSTING, len(unique), now),
             ).fetchone()[0]
+            claimed.append(batch)
             # The whole batch in one upsert; a row it skips is one another batch holds. Its
             # count of rows written tells whether every number was claimed, so only a batch
             # that lost some to another reads back which.
