@@ -287,8 +287,8 @@ class Engine:
 
     def sync_log(self) -> None:
         """Put on the disk every commit made so far (``syncs_log_apart``). Raises
-        ``LogUnreachableError`` when the log cannot be opened (then a durable write of the engine's
-        own must do it), ``OSError`` when the disk failed the sync."""
+        ``LogUnreachableError`` when the log cannot be opened (then a durable write of the
+        engine's own must do it), ``OSError`` when the disk failed the sync."""
 
     def lost(self, db: Any) -> bool:
         """Whether ``db`` can no longer be used (a server that restarted); a file never is."""
@@ -511,8 +511,10 @@ class SqliteEngine(Engine):
         self.path = path
         self._identity: tuple[int, int] | None = None  # (device, inode) of the file opened
         self._journal_id: str | None = None  # which journal that file holds (``facts``)
-        self._log_entry_synced = False  # the log's folder synced since the last connect
-        self._log_path = Path(f"{path}-wal")  # the write-ahead log, by the journal's real path
+        # The write-ahead log, by the journal's real path, and whether its folder was synced:
+        # both as of the last connect (the path may be a link made to point elsewhere since).
+        self._log_path = Path(f"{path}-wal")
+        self._log_entry_synced = False
 
     def connect(self) -> sqlite3.Connection:
         self._log_entry_synced = False

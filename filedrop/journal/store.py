@@ -393,8 +393,8 @@ class Journal:
         its path, a durable write of SQLite's own syncs the file it writes to (one that changes
         a row: SQLite writes nothing, and syncs nothing, for a row set to what it holds).
 
-        A sync the disk failed raises ``LogNotSyncedError``: it is not tried again another way, as a
-        page whose write-back failed may be marked clean, and a second sync would prove nothing.
+        A sync the disk failed raises ``LogNotSyncedError``, not tried again another way: a page
+        whose write-back failed may be marked clean, and a second sync would prove nothing.
         """
         try:
             self._engine.sync_log()
@@ -647,82 +647,68 @@ class Journal:
         again. With ``owner``, ``ClaimLostError`` (nothing written) when the file is no longer
         claimed by that owner: another process took it over, or found it gone.
         """
-        claimed: list[int] = []  # the batch, once written down
+        now = self._clock()
+        # A number given twice is claimed once (a statement may not upsert one row twice).
+        unique = list(dict.fromkeys(invoice_numbers))
+        batch: int | None = None
         try:
-            return self._claim_batch(
-                file_id=file_id,
-                target=target,
-                invoice_numbers=invoice_numbers,
-                owner=owner,
-                claimed=claimed,
-            )
+            with self._write() as db:
+                if owner is not None and not self._held(db, file_id, owner):
+                    raise ClaimLostError(CLAIM_LOST)
+                # A number whose twin with zeros in front dropped or added another batch holds
+                # is left out too (zero_twins), decided here with the claims of the others kept
+                # out: two files of one run, each checked before the other claimed, sent both.
+                if any(map(_digits_only, unique)):
+                    self._engine.claim_digits(db, target)
+                twins = self._twin_numbers(
+                    lambda sql, args: db.execute(sql, args).fetchall(),
+                    target=target,
+                    numbers=unique,
+                )
+                unique = [number for number in unique if number not in twins]
+                batch = db.execute(
+                    "INSERT INTO batches (file_id, target, state, invoice_count, created_at)"
+                    " VALUES (?, ?, ?, ?, ?) RETURNING id",
+                    (file_id, target, BatchState.POSTING, len(unique), now),
+                ).fetchone()[0]
+                # The whole batch in one upsert; a row it skips is one another batch holds.
+                # Its count of rows written tells whether every number was claimed, so only a
+                # batch that lost some to another reads back which.
+                numbers, numbers_args = self._engine.rows("numbers", ("invoice_number",), unique)
+                written = db.change(
+                    # The status list is built from the enum, the rest from the engine.
+                    f"WITH {numbers}"  # noqa: S608
+                    " INSERT INTO invoices"
+                    " (target, invoice_number, status, file_id, batch, updated_at)"
+                    # SQLite needs a WHERE to tell the upsert's ON from a join's.
+                    " SELECT ?, invoice_number, ?, ?, ?, ? FROM numbers WHERE true"
+                    " ON CONFLICT (target, invoice_number) DO UPDATE SET"
+                    " status = excluded.status, file_id = excluded.file_id,"
+                    " batch = excluded.batch,"
+                    " invoice_id = NULL, case_id = NULL, case_number = NULL, message = NULL,"
+                    " updated_at = excluded.updated_at"
+                    f" WHERE invoices.status NOT IN ({_BLOCKING_SQL})",
+                    (*numbers_args, target, InvoiceState.SENDING, file_id, batch, now),
+                )
+                if written == len(unique) == len(set(invoice_numbers)):
+                    return batch, list(invoice_numbers)
+                taken = {
+                    row[0]
+                    for row in db.execute(
+                        "SELECT invoice_number FROM invoices WHERE batch = ? AND status = ?",
+                        (batch, InvoiceState.SENDING),
+                    )
+                }
+                db.execute("UPDATE batches SET invoice_count = ? WHERE id = ?", (len(taken), batch))
+                return batch, [number for number in invoice_numbers if number in taken]
         except LogNotSyncedError as exc:
             # Committed but perhaps not on the disk: nothing goes, and its numbers are left
             # free for a later claim rather than UNKNOWN (a power cut can only take this back
             # to the claim itself, which the next start makes UNKNOWN: never sent twice).
-            if claimed:
+            if batch is not None:
                 with contextlib.suppress(*self._engine.errors):
-                    self.batch_not_sent(claimed[0], message=f"not sent: {exc}")
+                    self.batch_not_sent(batch, message=f"not sent: {exc}")
             raise
-
-    def _claim_batch(
-        self,
-        *,
-        file_id: int,
-        target: str,
-        invoice_numbers: list[str],
-        owner: str | None,
-        claimed: list[int],
-    ) -> tuple[int, list[str]]:
-        now = self._clock()
-        # A number given twice is claimed once (a statement may not upsert one row twice).
-        unique = list(dict.fromkeys(invoice_numbers))
-        with self._write() as db:
-            if owner is not None and not self._held(db, file_id, owner):
-                raise ClaimLostError(CLAIM_LOST)
-            # A number whose twin with zeros in front dropped or added another batch holds is
-            # left out too (zero_twins), decided here with the claims of the others kept out:
-            # two files of one run, each checked before the other claimed, sent both.
-            if any(map(_digits_only, unique)):
-                self._engine.claim_digits(db, target)
-            twins = self._twin_numbers(
-                lambda sql, args: db.execute(sql, args).fetchall(), target=target, numbers=unique
-            )
-            unique = [number for number in unique if number not in twins]
-            batch = db.execute(
-                "INSERT INTO batches (file_id, target, state, invoice_count, created_at)"
-                " VALUES (?, ?, ?, ?, ?) RETURNING id",
-                (file_id, target, BatchState.POSTING, len(unique), now),
-            ).fetchone()[0]
-            claimed.append(batch)
-            # The whole batch in one upsert; a row it skips is one another batch holds. Its
-            # count of rows written tells whether every number was claimed, so only a batch
-            # that lost some to another reads back which.
-            numbers, numbers_args = self._engine.rows("numbers", ("invoice_number",), unique)
-            written = db.change(
-                # The status list is built from the enum, the rest from the engine.
-                f"WITH {numbers}"  # noqa: S608
-                " INSERT INTO invoices (target, invoice_number, status, file_id, batch, updated_at)"
-                # SQLite needs a WHERE to tell the upsert's ON from a join's.
-                " SELECT ?, invoice_number, ?, ?, ?, ? FROM numbers WHERE true"
-                " ON CONFLICT (target, invoice_number) DO UPDATE SET"
-                " status = excluded.status, file_id = excluded.file_id, batch = excluded.batch,"
-                " invoice_id = NULL, case_id = NULL, case_number = NULL, message = NULL,"
-                " updated_at = excluded.updated_at"
-                f" WHERE invoices.status NOT IN ({_BLOCKING_SQL})",
-                (*numbers_args, target, InvoiceState.SENDING, file_id, batch, now),
-            )
-            if written == len(unique) == len(set(invoice_numbers)):
-                return batch, list(invoice_numbers)
-            claimed = {
-                row[0]
-                for row in db.execute(
-                    "SELECT invoice_number FROM invoices WHERE batch = ? AND status = ?",
-                    (batch, InvoiceState.SENDING),
-                )
-            }
-            db.execute("UPDATE batches SET invoice_count = ? WHERE id = ?", (len(claimed), batch))
-        return batch, [number for number in invoice_numbers if number in claimed]
 
     def holds(self, file_id: int, owner: str) -> bool:
         """Whether ``owner`` still holds its claim on the file (no other process took it over)."""
