@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -24,8 +25,9 @@ from conftest import ORG_ID, journal_file
 from filedrop.sandbox import Sandbox, SandboxOptions
 
 
-def test_demo_runs_on_the_embedded_sandbox() -> None:
+def test_demo_runs_on_the_embedded_sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`filedrop demo` needs nothing but the checkout and shows mixed outcomes and their paths."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # its folder is left for the user
     code, out, _ = filedrop("demo", environ={})
     assert code == 0
     assert "SANDBOX" in out
@@ -40,7 +42,7 @@ def test_demo_runs_on_the_embedded_sandbox() -> None:
         Path(line.split("outcome: ", 1)[1]) for line in out.splitlines() if "outcome: " in line
     ]
     assert len(outcomes) == len([p for p in EXAMPLES.iterdir() if not p.name.startswith(".")])
-    assert all(path.is_file() for path in outcomes)
+    assert all(path.is_file() and path.is_relative_to(tmp_path) for path in outcomes)
 
 
 def test_validate_prints_problems_and_sends_nothing() -> None:

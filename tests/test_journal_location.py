@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -100,10 +101,16 @@ def test_two_journals_are_refused_rather_than_guessed(inbox: Path, sandbox: Sand
     assert sandbox.counters().invoices_received == 1
 
 
-def test_the_demo_keeps_its_journal_in_its_own_folder(tmp_path: Path) -> None:
+def test_the_demo_keeps_its_journal_in_its_own_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`filedrop demo` never touches the user's journal."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))  # the demo's own folder
+    (tmp_path / "tmp").mkdir()
     filedrop("demo", environ={"XDG_STATE_HOME": str(tmp_path / "state")})
     assert not (tmp_path / "state").exists()
+    [demo] = (tmp_path / "tmp").iterdir()
+    assert (demo / "journal.db").is_file()
 
 
 def test_a_journal_setting_naming_a_folder_says_so(inbox: Path, sandbox: Sandbox) -> None:
