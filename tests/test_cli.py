@@ -1037,11 +1037,14 @@ def test_the_command_leaves_at_once_with_everything_written_and_nothing_left_run
 ) -> None:
     """``python -m filedrop`` ends without the interpreter's teardown (``cli.console``): what it
     printed to a file or a pipe is whole, its exit code is main's, and the workbook reader's
-    server process does not outlive it. A reader that stops early (``| head``) is no error."""
+    server process does not outlive it, nor the folder holding its socket (a cron job's runs
+    left one each in /tmp). A reader that stops early (``| head``) is no error."""
     marker = f"filedrop-test-{os.getpid()}-{time.monotonic_ns()}"
     # Buffered, as the command's output is unless PYTHONUNBUFFERED says otherwise.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     env["LEFT_BEHIND_MARKER"] = marker
+    env["TMPDIR"] = str(tmp_path / "tmp")
+    (tmp_path / "tmp").mkdir()
     workbook = EXAMPLES / "apne-poster-mars.xlsx"
     command = [sys.executable, "-m", "filedrop", "validate", str(workbook)]
     command += ["--mapping", str(MAPPINGS / "example.toml"), "--json"]
@@ -1071,6 +1074,7 @@ def test_the_command_leaves_at_once_with_everything_written_and_nothing_left_run
     while still_running() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert still_running() == []
+    assert list((tmp_path / "tmp").iterdir()) == []
 
 
 @pytest.mark.parametrize(("given", "expected"), [(None, "1"), ("4", "4")])
