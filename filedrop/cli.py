@@ -406,9 +406,11 @@ def console() -> NoReturn:
     logging.shutdown()
     # multiprocessing's exit handler, which the teardown runs: it ends any reader child left and
     # removes the folder of the reader's server's socket (pymp-* in the temporary folder), which
-    # every run that started the server left behind without it. It has no public name.
+    # every run that started the server left behind without it. It has no public name. What it
+    # fails at leaves at most that folder behind, never another exit code.
     if (processes := sys.modules.get("multiprocessing.util")) is not None:
-        processes._exit_function()
+        with contextlib.suppress(Exception):
+            processes._exit_function()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a closed or broken pipe: nothing to add
             stream.flush()
