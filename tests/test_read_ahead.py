@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -167,6 +168,30 @@ def test_a_read_nobody_takes_is_stopped(tmp_path: Path) -> None:
     isolated.drop_read_ahead(path)
     assert not isolated._ahead
     assert _gone(pid)
+
+
+def test_a_reader_writes_no_core_file(tmp_path: Path) -> None:
+    """A reader that ran out of memory at its cap died of SIGABRT, and where the shell allowed
+    core files (``ulimit -c unlimited``) left the parsed sheet, invoice numbers and national
+    ids, in a core file in the working folder. A reader allows itself none, whatever it was
+    started with."""
+    path = workbook(tmp_path / "a.xlsx", {"Ark1": [["Fakturanr"], ["1001"]]})
+    allowed = resource.getrlimit(resource.RLIMIT_CORE)
+    resource.setrlimit(resource.RLIMIT_CORE, (allowed[1], allowed[1]))  # as large as allowed
+    try:
+        isolated.read_ahead(path, ReadLimits())
+    finally:
+        resource.setrlimit(resource.RLIMIT_CORE, allowed)
+    limits = Path(f"/proc/{isolated._ahead[0].child.pid}/limits")
+
+    def core_sizes() -> list[str]:  # soft and hard
+        line = next(line for line in limits.read_text().splitlines() if "core file" in line)
+        return line.split()[4:6]
+
+    deadline = time.monotonic() + 5  # set as the child begins
+    while core_sizes() != ["0", "0"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert core_sizes() == ["0", "0"]
 
 
 def _gone(pid: int | None, timeout_s: float = 5.0) -> bool:

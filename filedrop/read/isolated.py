@@ -374,6 +374,10 @@ def _child(
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
     os.close(devnull)
+    # No core file: one that ran out of memory at its cap dies of SIGABRT (calamine's failed
+    # allocation), and where the user's shell allows core files that wrote the parsed sheet,
+    # invoice numbers and national ids, into the working folder, where nothing removed it.
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     _, hard = resource.getrlimit(resource.RLIMIT_AS)
     # A limit beyond what the kernel's type holds is no limit (setrlimit refused it).
     wanted = min(memory_bytes, _MOST_ADDRESS_SPACE)
