@@ -413,6 +413,23 @@ def probe_health(port: int, *, timeout_s: float = 5.0) -> str | None:
     return None
 
 
+def _replace_with(path: Path, text: str) -> None:
+    """Put a new file holding ``text`` at ``path``, in place of whatever is there.
+
+    The token's name in the shared temporary folder is known in advance: written by name, a
+    link another user put there had the token written through it, over a file of this user's.
+    A new file renamed into place replaces the link itself; another user's file there is kept,
+    and refuses the rename, as the folder's sticky bit says."""
+    fd, made = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as file:
+            file.write(text)
+        Path(made).replace(path)
+    except BaseException:
+        Path(made).unlink(missing_ok=True)
+        raise
+
+
 class MetricsServer:
     """``/metrics``, ``/healthz`` and ``/readyz`` on a thread of their own, until ``close``."""
 
@@ -436,7 +453,7 @@ class MetricsServer:
         self._thread.start()
         self._token_file = health_token_path(self.port)
         try:
-            self._token_file.write_text(token, encoding="ascii")
+            _replace_with(self._token_file, token)
         except OSError as exc:  # the health check then says why; the daemon itself runs on
             log.warning("cannot write %s (%s); its health check will fail", self._token_file, exc)
         log.info("serving /metrics, /healthz and /readyz on %s:%d", host, self.port)

@@ -13,6 +13,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -443,6 +444,30 @@ def test_health_is_never_read_from_another_containers_daemon(inbox: Path) -> Non
             f"filedrop: unhealthy: 127.0.0.1:{other.port} is served by another process, not this "
             "filedrop watch.\n"
         )
+
+
+def test_a_link_at_the_health_tokens_name_is_replaced_not_written_through(
+    inbox: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The token's name in the shared temporary folder is known in advance: a link another user
+    put there (to a file of the daemon's user) had the token written through it, over that
+    file. The token is a file of its own, which the health check reads; the file is untouched."""
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(shared))
+    with MetricsServer(Metrics(), host="127.0.0.1", port=0, setting="probe") as probe:
+        port = probe.port  # free now; closed again before the daemon binds it
+    victim = shared / "victim.txt"
+    victim.write_text("kept as it was", encoding="ascii")
+    health_token_path(port).symlink_to(victim)
+    with MetricsServer(Metrics(), host="127.0.0.1", port=port, setting="test") as daemon:
+        metrics_alive(daemon)
+        assert not health_token_path(port).is_symlink()
+        environ = {"FILEDROP_INBOX": str(inbox), "FILEDROP_METRICS_PORT": str(port)}
+        _, out, _ = filedrop("status", "--health", environ=environ)
+        assert out == f"healthy: the watch daemon answers on port {port}\n"
+    assert victim.read_text(encoding="ascii") == "kept as it was"
+    assert sorted(path.name for path in shared.iterdir()) == ["victim.txt"]
 
 
 def metrics_alive(server: MetricsServer) -> None:
