@@ -404,17 +404,22 @@ def console() -> NoReturn:
     few_malloc_arenas(os.environ)  # before any thread: see why there
     code = main()
     logging.shutdown()
-    # multiprocessing's exit handler, which the teardown runs: it ends any reader child left and
-    # removes the folder of the reader's server's socket (pymp-* in the temporary folder), which
-    # every run that started the server left behind without it. It has no public name. What it
-    # fails at leaves at most that folder behind, never another exit code.
-    if (processes := sys.modules.get("multiprocessing.util")) is not None:
-        with contextlib.suppress(Exception):
-            processes._exit_function()
+    _end_reader_processes()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a closed or broken pipe: nothing to add
             stream.flush()
     os._exit(code)
+
+
+def _end_reader_processes() -> None:
+    """What the interpreter's teardown does for multiprocessing, for a process that leaves
+    without it (``os._exit``): its exit handler ends any reader child left and removes the
+    folder of the reader's server's socket (pymp-* in the temporary folder), which every run
+    that started the server left behind otherwise. It has no public name. What it fails at
+    leaves at most that folder behind, never another exit code."""
+    if (processes := sys.modules.get("multiprocessing.util")) is not None:
+        with contextlib.suppress(Exception):
+            processes._exit_function()
 
 
 def _require_file(path: Path) -> None:
@@ -1504,6 +1509,7 @@ def _stopped_by_sigterm(stop: threading.Event, io: Io) -> Iterator[None]:
             "filedrop: interrupted again; stopped at once. The next run names any batch whose "
             "answer was not recorded.\n",
         )
+        _end_reader_processes()
         os._exit(ExitCode.INTERRUPTED)
 
     try:

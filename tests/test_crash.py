@@ -237,6 +237,28 @@ def test_a_second_ctrl_c_ends_the_run_at_once(tmp_path: Path) -> None:
         assert sandbox.counters().invoice_numbers_repeated == ()
 
 
+def test_a_second_ctrl_c_leaves_no_folder_of_the_readers_server_behind(tmp_path: Path) -> None:
+    """Stopping at once skips the interpreter's teardown, and with it multiprocessing's, which
+    removes the folder of the workbook reader's server's socket: each such stop left a pymp-*
+    folder in the temporary folder. The second of two workbooks starts the server."""
+    inbox, temp = tmp_path / "inbox", tmp_path / "tmp"
+    inbox.mkdir()
+    temp.mkdir()
+    write_erp_workbook(inbox / "a.xlsx", [erp_row(str(21_061 + n)) for n in range(4)])
+    write_erp_workbook(inbox / "b.xlsx", [erp_row("21071")])
+    with Sandbox(SandboxOptions(delay_s=(0, 0))).start() as sandbox:
+        sandbox.stall_next(3.0)
+        _, child = in_first_post(sandbox, inbox, TMPDIR=str(temp))
+        assert [path.name[:5] for path in temp.iterdir()] == ["pymp-"]
+        child.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=30)
+        assert child.returncode == 130, err.decode()
+        assert list(temp.iterdir()) == []
+        time.sleep(3)  # the stalled answer is given before the sandbox stops
+
+
 def test_sigterm_during_a_retry_wait_ends_the_run_at_once(tmp_path: Path) -> None:
     """SIGTERM while the run waits out a 503's 'Retry-After: 60': the wait ends at once (a
     container's grace period is often 30 s, and SIGKILL would leave the batch UNKNOWN), the
