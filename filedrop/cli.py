@@ -17,6 +17,7 @@ import math
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import stat
@@ -404,22 +405,28 @@ def console() -> NoReturn:
     few_malloc_arenas(os.environ)  # before any thread: see why there
     code = main()
     logging.shutdown()
-    _end_reader_processes()
+    _remove_readers_folder()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a closed or broken pipe: nothing to add
             stream.flush()
     os._exit(code)
 
 
-def _end_reader_processes() -> None:
-    """What the interpreter's teardown does for multiprocessing, for a process that leaves
-    without it (``os._exit``): its exit handler ends any reader child left and removes the
-    folder of the reader's server's socket (pymp-* in the temporary folder), which every run
-    that started the server left behind otherwise. It has no public name. What it fails at
-    leaves at most that folder behind, never another exit code."""
-    if (processes := sys.modules.get("multiprocessing.util")) is not None:
-        with contextlib.suppress(Exception):
-            processes._exit_function()
+def _remove_readers_folder() -> None:
+    """Remove the folder multiprocessing made for the reader's server's socket (pymp-* in the
+    temporary folder), for a process that leaves without the interpreter's teardown
+    (``os._exit``), which removed it: every run that started the server left one behind.
+
+    Only the folder: multiprocessing's own exit handler would also stop and wait for reader
+    children, and a child forked just as a stop came can still be waiting on this process, so
+    a second Ctrl-C hung instead of ending at once. The children die with this process, as
+    they did. Its place is kept in multiprocessing's process config, which has no public name.
+    """
+    if (processes := sys.modules.get("multiprocessing.process")) is None:
+        return
+    folder = processes.current_process()._config.get("tempdir")
+    if isinstance(folder, str):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _require_file(path: Path) -> None:
@@ -1509,7 +1516,7 @@ def _stopped_by_sigterm(stop: threading.Event, io: Io) -> Iterator[None]:
             "filedrop: interrupted again; stopped at once. The next run names any batch whose "
             "answer was not recorded.\n",
         )
-        _end_reader_processes()
+        _remove_readers_folder()
         os._exit(ExitCode.INTERRUPTED)
 
     try:

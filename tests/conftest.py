@@ -206,6 +206,16 @@ def _postgres_bin(name: str) -> str | None:
     return str(candidates[-1]) if candidates else None
 
 
+@pytest.fixture
+def short_temp() -> Iterator[Path]:
+    """An empty folder for a command's TMPDIR, on a short path: the workbook reader's server
+    keeps a socket there, and a socket's path holds at most 107 bytes on Linux, which one under
+    pytest's own folder (``pytest-of-<user>/pytest-N/<test name>``) can pass."""
+    folder = Path(tempfile.mkdtemp(prefix="fd-", dir="/tmp" if Path("/tmp").is_dir() else None))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

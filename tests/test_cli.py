@@ -1034,6 +1034,7 @@ def test_ctrl_c_while_the_command_line_loads_is_one_line_and_130() -> None:
 
 def test_the_command_leaves_at_once_with_everything_written_and_nothing_left_running(
     tmp_path: Path,
+    short_temp: Path,
 ) -> None:
     """``python -m filedrop`` ends without the interpreter's teardown (``cli.console``): what it
     printed to a file or a pipe is whole, its exit code is main's, and the workbook reader's
@@ -1043,8 +1044,7 @@ def test_the_command_leaves_at_once_with_everything_written_and_nothing_left_run
     # Buffered, as the command's output is unless PYTHONUNBUFFERED says otherwise.
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     env["LEFT_BEHIND_MARKER"] = marker
-    env["TMPDIR"] = str(tmp_path / "tmp")
-    (tmp_path / "tmp").mkdir()
+    env["TMPDIR"] = str(short_temp)
     workbook = EXAMPLES / "apne-poster-mars.xlsx"
     command = [sys.executable, "-m", "filedrop", "validate", str(workbook)]
     command += ["--mapping", str(MAPPINGS / "example.toml"), "--json"]
@@ -1074,7 +1074,7 @@ def test_the_command_leaves_at_once_with_everything_written_and_nothing_left_run
     while still_running() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert still_running() == []
-    assert list((tmp_path / "tmp").iterdir()) == []
+    assert list(short_temp.iterdir()) == []
 
 
 @pytest.mark.parametrize(("given", "expected"), [(None, "1"), ("4", "4")])

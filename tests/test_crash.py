@@ -237,13 +237,14 @@ def test_a_second_ctrl_c_ends_the_run_at_once(tmp_path: Path) -> None:
         assert sandbox.counters().invoice_numbers_repeated == ()
 
 
-def test_a_second_ctrl_c_leaves_no_folder_of_the_readers_server_behind(tmp_path: Path) -> None:
+def test_a_second_ctrl_c_leaves_no_folder_of_the_readers_server_behind(
+    tmp_path: Path, short_temp: Path
+) -> None:
     """Stopping at once skips the interpreter's teardown, and with it multiprocessing's, which
     removes the folder of the workbook reader's server's socket: each such stop left a pymp-*
     folder in the temporary folder. The second of two workbooks starts the server."""
-    inbox, temp = tmp_path / "inbox", tmp_path / "tmp"
+    inbox, temp = tmp_path / "inbox", short_temp
     inbox.mkdir()
-    temp.mkdir()
     write_erp_workbook(inbox / "a.xlsx", [erp_row(str(21_061 + n)) for n in range(4)])
     write_erp_workbook(inbox / "b.xlsx", [erp_row("21071")])
     with Sandbox(SandboxOptions(delay_s=(0, 0))).start() as sandbox:
