@@ -12,6 +12,7 @@ the journal, the inbox or Amili itself, so a hung share or a locked journal cann
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
@@ -394,8 +395,13 @@ def probe_health(port: int, *, timeout_s: float = 5.0) -> str | None:
     token_file = health_token_path(port)
     try:
         token = token_file.read_text(encoding="ascii").strip()
-    except OSError:
+    except FileNotFoundError:
         return f"no filedrop watch serves health here ({token_file} does not exist)"
+    except OSError as exc:
+        return (
+            f"{token_file} cannot be read ({exc.strerror or exc}); run the check as the user "
+            "the daemon runs as"
+        )
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
     try:
         connection.request("GET", "/healthz")
@@ -417,11 +423,15 @@ def _replace_with(path: Path, text: str) -> None:
     """Put a new file holding ``text`` at ``path``, in place of whatever is there.
 
     The token's name in the shared temporary folder is known in advance: written by name, a
-    link another user put there had the token written through it, over a file of this user's.
-    A new file renamed into place replaces the link itself; another user's file there is kept,
-    and refuses the rename, as the folder's sticky bit says."""
+    link at it had the token written through it, over the file linked to, wherever the kernel
+    follows such a link (Linux's ``fs.protected_symlinks`` stops only another user's). A new
+    file renamed into place replaces the link itself; another user's file there is kept, and
+    refuses the rename, as the folder's sticky bit says."""
     fd, made = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        # Readable by all, as the file written by name was under the usual umask: a health
+        # check run by another user (monitoring on the host) reads it too.
+        os.fchmod(fd, 0o644)
         with os.fdopen(fd, "w", encoding="ascii") as file:
             file.write(text)
         Path(made).replace(path)
@@ -451,11 +461,13 @@ class MetricsServer:
             target=self._server.serve_forever, name="filedrop-metrics", daemon=True
         )
         self._thread.start()
-        self._token_file = health_token_path(self.port)
+        token_file = health_token_path(self.port)
+        self._token_file: Path | None = token_file  # None: not ours, left as it is at close
         try:
-            _replace_with(self._token_file, token)
+            _replace_with(token_file, token)
         except OSError as exc:  # the health check then says why; the daemon itself runs on
-            log.warning("cannot write %s (%s); its health check will fail", self._token_file, exc)
+            self._token_file = None
+            log.warning("cannot write %s (%s); its health check will fail", token_file, exc)
         log.info("serving /metrics, /healthz and /readyz on %s:%d", host, self.port)
 
     def __enter__(self) -> MetricsServer:
@@ -468,7 +480,9 @@ class MetricsServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5.0)
-        self._token_file.unlink(missing_ok=True)
+        if self._token_file is not None:
+            with contextlib.suppress(OSError):  # gone already, or its folder made read-only
+                self._token_file.unlink(missing_ok=True)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -463,11 +463,38 @@ def test_a_link_at_the_health_tokens_name_is_replaced_not_written_through(
     with MetricsServer(Metrics(), host="127.0.0.1", port=port, setting="test") as daemon:
         metrics_alive(daemon)
         assert not health_token_path(port).is_symlink()
+        assert health_token_path(port).stat().st_mode & 0o777 == 0o644  # another user's check
         environ = {"FILEDROP_INBOX": str(inbox), "FILEDROP_METRICS_PORT": str(port)}
         _, out, _ = filedrop("status", "--health", environ=environ)
         assert out == f"healthy: the watch daemon answers on port {port}\n"
     assert victim.read_text(encoding="ascii") == "kept as it was"
     assert sorted(path.name for path in shared.iterdir()) == ["victim.txt"]
+
+
+def test_a_token_that_cannot_be_put_in_place_is_said_so_and_what_is_there_is_kept(
+    inbox: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Something at the token's name that cannot be replaced (another user's file in a folder
+    with the sticky bit; here a folder): the daemon runs on and warns, the health check says
+    the token cannot be read rather than that it does not exist, and the daemon's stop leaves
+    what is there as it was, where its removal raised at the end of the watch."""
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(shared))
+    with MetricsServer(Metrics(), host="127.0.0.1", port=0, setting="probe") as probe:
+        port = probe.port  # free now; closed again before the daemon binds it
+    (health_token_path(port) / "inside").mkdir(parents=True)
+    with MetricsServer(Metrics(), host="127.0.0.1", port=port, setting="test") as daemon:
+        metrics_alive(daemon)
+        environ = {"FILEDROP_INBOX": str(inbox), "FILEDROP_METRICS_PORT": str(port)}
+        _, _, err = filedrop("status", "--health", environ=environ, expect=1)
+        assert err == (
+            f"filedrop: unhealthy: {health_token_path(port)} cannot be read (Is a directory); "
+            "run the check as the user the daemon runs as.\n"
+        )
+    assert f"cannot write {health_token_path(port)}" in caplog.text
+    assert sorted(path.name for path in shared.iterdir()) == [health_token_path(port).name]
+    assert (health_token_path(port) / "inside").is_dir()
 
 
 def metrics_alive(server: MetricsServer) -> None:
