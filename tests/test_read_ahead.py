@@ -194,6 +194,36 @@ def test_a_reader_writes_no_core_file(tmp_path: Path) -> None:
     assert core_sizes() == ["0", "0"]
 
 
+#: A read begun ahead by a single-threaded process, as the command line's is (forked), whose
+#: child is slow to start, sent a Ctrl-C as it starts; then the read taken.
+_CTRL_C_AS_THE_READER_STARTS = """
+import hashlib, os, signal, sys, time
+from pathlib import Path
+from filedrop.read import ReadLimits, isolated, read_table
+path = Path(sys.argv[1])
+starts, start = [], isolated._start_child
+isolated._start_child = lambda *a, **k: starts.append(1) or start(*a, **k)
+isolated._die_with = lambda parent: time.sleep(1.0)  # before the child sets its handlers
+isolated.read_ahead(path, ReadLimits())
+os.kill(isolated._ahead[0].child.pid, signal.SIGINT)
+digest = hashlib.sha256(path.read_bytes()).hexdigest()
+print(read_table(path, limits=ReadLimits(), sha256=digest).headers, len(starts))
+"""
+
+
+def test_a_ctrl_c_as_a_forked_reader_starts_waits_for_its_own_handlers(tmp_path: Path) -> None:
+    """Until a forked reader sets its own handlers it has the command line's: a Ctrl-C to the
+    process group in that moment printed a KeyboardInterrupt's traceback into the terminal
+    (from the reader's start, or as "Process filedrop-read:" from its code). Held until then,
+    it is ignored, and the read begun goes on and is taken."""
+    path = workbook(tmp_path / "a.xlsx", {"Ark1": [["Fakturanr"], ["1001"]]})
+    done = subprocess.run(
+        [sys.executable, "-c", _CTRL_C_AS_THE_READER_STARTS, str(path)],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert (done.returncode, done.stdout, done.stderr) == (0, "['Fakturanr'] 1\n", "")
+
+
 def _gone(pid: int | None, timeout_s: float = 5.0) -> bool:
     """Whether process ``pid`` ended (gone, or a zombie its parent has not reaped yet)."""
     deadline = time.monotonic() + timeout_s

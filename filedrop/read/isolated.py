@@ -252,9 +252,23 @@ def _start_child(
         name="filedrop-read",
         daemon=True,
     )
-    child.start()
+    if forking:
+        # Held until the child has its own handlers (``_child``): meanwhile it has the command
+        # line's, and a Ctrl-C reaching the process group printed a KeyboardInterrupt's
+        # traceback from it, a SIGTERM only set its copy of the stop. Held, they wait for it.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_AT_FORK)
+        try:
+            child.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+    else:
+        child.start()
     conn.close()
     return child
+
+
+#: The signals a forked child holds until it has its own handlers for them.
+_HELD_AT_FORK = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
 
 
 @dataclass(frozen=True)
@@ -393,6 +407,7 @@ def _child(
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     # A child forked from the command line has its handlers: SIGTERM ends a reader, as ever.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD_AT_FORK)  # a SIGTERM held ends it now
     # No Rust backtrace, whatever the user's environment says: printing one reads the library's
     # debug symbols into memory, and when the panic came from memory running out at the cap, that
     # allocation fails too, and Rust's handler for it waits for the lock the backtrace holds:
