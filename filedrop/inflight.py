@@ -34,9 +34,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from filedrop.errors import FiledropError
+from filedrop.files import sync_folder, write_atomically
 from filedrop.inbox import STATE_FOLDER, open_regular
 from filedrop.logs import printable
-from filedrop.outcome import sync_folder, write_atomically
 from filedrop.states import BatchState
 
 if TYPE_CHECKING:

@@ -28,6 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client.exposition import generate_latest
 
 from filedrop.errors import ConfigError
+from filedrop.files import write_atomically
 from filedrop.logs import mask_ids, printable
 from filedrop.states import FINAL_FILE_STATES, FileState, RowStatus
 
@@ -419,27 +420,6 @@ def probe_health(port: int, *, timeout_s: float = 5.0) -> str | None:
     return None
 
 
-def _replace_with(path: Path, text: str) -> None:
-    """Put a new file holding ``text`` at ``path``, in place of whatever is there.
-
-    The token's name in the shared temporary folder is known in advance: written by name, a
-    link at it had the token written through it, over the file linked to, wherever the kernel
-    follows such a link (Linux's ``fs.protected_symlinks`` stops only another user's). A new
-    file renamed into place replaces the link itself; another user's file there is kept, and
-    refuses the rename, as the folder's sticky bit says."""
-    fd, made = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        # Readable by all, as the file written by name was under the usual umask: a health
-        # check run by another user (monitoring on the host) reads it too.
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "w", encoding="ascii") as file:
-            file.write(text)
-        Path(made).replace(path)
-    except BaseException:
-        Path(made).unlink(missing_ok=True)
-        raise
-
-
 class MetricsServer:
     """``/metrics``, ``/healthz`` and ``/readyz`` on a thread of their own, until ``close``."""
 
@@ -464,10 +444,19 @@ class MetricsServer:
         token_file = health_token_path(self.port)
         self._token_file: Path | None = token_file  # None: not ours, left as it is at close
         try:
-            _replace_with(token_file, token)
+            # Its name in the shared temporary folder is known in advance: written by name, a
+            # link at it had the token written through it, over the file linked to, wherever
+            # the kernel follows such a link (``fs.protected_symlinks`` stops only another
+            # user's). Renamed into place, a new file replaces the link itself; another user's
+            # file there is kept and refuses the rename, as the folder's sticky bit says.
+            write_atomically(token_file, lambda out: out.write(token.encode("ascii")))
         except OSError as exc:  # the health check then says why; the daemon itself runs on
             self._token_file = None
-            log.warning("cannot write %s (%s); its health check will fail", token_file, exc)
+            log.warning(
+                "cannot write %s (%s); its health check will fail",
+                token_file,
+                exc.strerror or exc,
+            )
         log.info("serving /metrics, /healthz and /readyz on %s:%d", host, self.port)
 
     def __enter__(self) -> MetricsServer:

@@ -33,7 +33,6 @@ import io
 import math
 import os
 import re
-import secrets
 import stat
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -48,6 +47,7 @@ import xlsxwriter
 from xlsxwriter.exceptions import InvalidWorksheetName
 
 from filedrop import sheetxml
+from filedrop.files import temp_path, write_atomically
 from filedrop.inbox import archive_folder, open_regular, outcome_path, stamped_names
 from filedrop.mapping.convert import amounts_as_read
 from filedrop.read import Table
@@ -254,7 +254,7 @@ def check_outcome_name(dest: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         if stat.S_ISDIR(dest.lstat().st_mode):  # a link is replaced by the outcome, as ever
             raise IsADirectoryError(errno.EISDIR, "a folder has the outcome's name", str(dest))
-    tmp = _temp_path(dest)
+    tmp = temp_path(dest)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     os.close(fd)
     tmp.unlink()
@@ -524,50 +524,6 @@ def _input_delimiter(source: Path) -> str:
     except OSError:
         return ","
     return guess_delimiter(head)
-
-
-# --- atomic file -----------------------------------------------------------------------------
-
-
-def write_atomically(dest: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Run ``write`` on a hidden temporary file beside ``dest``, fsync it, rename it to ``dest``.
-
-    A failure names ``dest``, the file the user knows, not the temporary one (a full disk, or a
-    folder in the outcome's place: "No space left on device (.../april.outcome.csv)")."""
-    tmp = _temp_path(dest)
-    try:
-        # O_EXCL: never write into someone else's file. Mode 0o666 minus the umask, like any
-        # file the user makes, so colleagues on a shared folder can open it (mkstemp: 0o600).
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                write(fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            tmp.replace(dest)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-    except OSError as exc:
-        raise OSError(exc.errno, exc.strerror or str(exc), str(dest)) from exc
-    sync_folder(dest.parent)  # the rename itself made durable
-
-
-def sync_folder(folder: Path) -> None:
-    """Make what was renamed or made in ``folder`` durable (Windows cannot open folders)."""
-    if os.name == "posix":
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _temp_path(dest: Path) -> Path:
-    # 24 characters longer than the outcome's name: longer than any name archive/ may keep it
-    # under (``stamped_names``: 23 more at most), so check_outcome_name also tells, before
-    # anything is sent, that the outcome can be kept aside for a later version of its input.
-    return dest.with_name(f".{dest.name}.{secrets.token_hex(9)}.tmp")
 
 
 # --- CSV -------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from filedrop.errors import ConfigError
+from filedrop.files import sync_folder
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 
@@ -455,11 +456,7 @@ class SqliteEngine(Engine):
             # costs one sync a connection. A folder that cannot be synced (some file systems
             # refuse) is passed over, as SQLite passes it over.
             with contextlib.suppress(OSError):
-                fd = os.open(self._log_path.parent, os.O_RDONLY | os.O_CLOEXEC)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+                sync_folder(self._log_path.parent)
 
     def reopen(self, db: sqlite3.Connection) -> sqlite3.Connection:
         was = self._journal_id
