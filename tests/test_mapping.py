@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 from filedrop.errors import ConfigError, MappingError, ReadError
 from filedrop.mapping import load_mapping, load_mappings, select_mapping
 from filedrop.mapping.loader import MAX_NESTING, READ_KEYS, RULES, TOP_KEYS
-from filedrop.mapping.tree import OPTION_KEYS, SOURCE_KEYS, Field, Many, Obj
+from filedrop.mapping.tree import OPTION_KEYS, SOURCE_KEYS, Field, Many, Obj, as_toml
 from filedrop.read import ReadInfo, ReadOptions, Table
 from filedrop.settings import load_settings
 
@@ -714,6 +715,19 @@ def test_a_list_of_names_says_what_is_wrong_with_it_as_toml_writes_it(tmp_path: 
         load_mapping(write(tmp_path, '[match]\nunread = ["Saldo", ""]\n' + BASE, "a.toml"))
     with pytest.raises(MappingError, match=re.escape('not ["Saldo", 3].')):
         load_mapping(write(tmp_path, '[match]\nunread = ["Saldo", 3]\n' + BASE, "b.toml"))
+
+
+def test_a_value_shown_in_a_message_is_written_as_toml_would_read_it(tmp_path: Path) -> None:
+    """A text holding a quote or a backslash was shown between quotes as it was ("a"b"), which
+    is not TOML: pasted back it fails to parse, and the reader cannot tell where the value ends.
+    Quotes, backslashes and control characters are escaped, and a key that is not bare is
+    quoted, as TOML writes them."""
+    text = BASE.replace('decimal = ","', "decimal = 'a\"b\\c'")
+    with pytest.raises(MappingError, match=re.escape('must be "," or ".", not "a\\"b\\\\c".')):
+        load_mapping(write(tmp_path, text, "a.toml"))
+    shown = as_toml({"a b": "x\ty\u0007", "ok": ["\u007f"]})
+    assert shown == '{ "a b" = "x\\ty\\u0007", ok = ["\\u007F"] }'
+    assert tomllib.loads(f"v = {shown}")["v"] == {"a b": "x\ty\u0007", "ok": ["\u007f"]}
 
 
 def test_unreadable_file_is_a_read_error_not_a_mapping_error(tmp_path: Path) -> None:

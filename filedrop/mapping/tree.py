@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import re
 import string
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -196,14 +197,34 @@ def with_defaults(field: Field) -> Iterator[Field]:
 
 
 def as_toml(value: object) -> str:
-    """A mapping value as the user wrote it in TOML, for messages."""
+    """A mapping value as the user wrote it in TOML, for messages: what a message shows can be
+    pasted back into the mapping, and a quote inside a text cannot hide where the text ends."""
     if isinstance(value, str):
-        return f'"{value}"'
+        return _toml_text(value)
     if isinstance(value, list):  # as TOML writes it, not as Python does (['a'])
         return "[" + ", ".join(map(as_toml, value)) + "]"
     if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {as_toml(v)}" for k, v in value.items()) + " }"
+        pairs = (f"{_toml_key(k)} = {as_toml(v)}" for k, v in value.items())
+        return "{ " + ", ".join(pairs) + " }"
     return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+#: What a TOML basic string must escape: the quote, the backslash and the control characters
+#: (tab too, which TOML allows as it is but a message would show as blank space).
+_TOML_ESCAPES = {'"': '\\"', "\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
+_TOML_ESCAPED = re.compile(r'["\\\x00-\x1f\x7f]')
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _toml_text(text: str) -> str:
+    escaped = _TOML_ESCAPED.sub(
+        lambda m: _TOML_ESCAPES.get(m.group(), f"\\u{ord(m.group()):04X}"), text
+    )
+    return f'"{escaped}"'
+
+
+def _toml_key(key: object) -> str:
+    return key if isinstance(key, str) and _BARE_KEY.fullmatch(key) else _toml_text(str(key))
 
 
 def did_you_mean(name: str, options: list[str]) -> str:
