@@ -752,7 +752,7 @@ def _validate_file(
             f"{plural(len(table), 'row')}, {plural(len(prepared.invoices), 'invoice')} to send, "
             f"{plural(len(table) - len(prepared.rejected), 'row')} valid, {invalid} invalid, "
             f"{by_status[RowStatus.DUPLICATE]} duplicate"
-            + (f", {skipped} skipped (not invoices)" if skipped else "")
+            + (f", {skipped} skipped (not invoices to send)" if skipped else "")
         )
         for problem in prepared.problems:
             # A repeated number or line is said as what it makes its row; other problems of

@@ -190,7 +190,7 @@ def test_validate_calls_the_export_fine_and_counts_the_skipped_rows(
     lines = out.splitlines()[1:]
     assert lines == [
         "5 rows, 3 invoices to send, 3 rows valid, 0 invalid, 0 duplicate, 2 skipped (not "
-        "invoices)",
+        "invoices to send)",
         '  skipped: row 9: rule skip.credit_notes: Beløp "-500" is 0 or less',
         '  skipped: row 11: rule skip.totals: Kunde "Sum" marks a totals row',
     ]

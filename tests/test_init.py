@@ -131,7 +131,7 @@ def test_init_prints_the_summary_of_validate(tmp_path: Path) -> None:
         f"Wrote {out}. Validating {TRIPLETEX_EXAMPLE} with it:",
         f"{TRIPLETEX_EXAMPLE}: mapping tripletex-apne-poster; sheet 'Åpne poster'; header on row 4",
         "14 rows, 12 invoices to send, 12 rows valid, 0 invalid, 0 duplicate, 2 skipped (not "
-        "invoices)",
+        "invoices to send)",
         '  skipped: row 18: rule skip.credit_notes: Beløp "-500" is 0 or less',
         '  skipped: row 20: rule skip.totals: Kunde "Sum" marks a totals row',
         f"Edit {out}, then check it: filedrop validate {path} --mapping {out}",

@@ -809,7 +809,8 @@ def test_readme_documents_every_option_and_its_example_loads(tmp_path: Path) -> 
         ),
         (
             ("[invoice]", "[skip]\ncredit = false\n[invoice]"),
-            'key "skip.credit" can be false only for the built-in rule skip.totals.',
+            'key "skip.credit" can be false only for the built-in rules skip.totals and'
+            " skip.not_due.",
         ),
         (
             ("[invoice]", '[skip]\ncredit = { column = "Beløp", at_most = "0" }\n[invoice]'),

@@ -4,6 +4,7 @@ that case (each case is run here), and it points only at files the repository ha
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -174,6 +175,14 @@ def _owing_more(folder: Path, row: int) -> str:
 OPEN_ITEMS_HEADER = (
     "Fakturanr;Fakturadato;Forfall;Kunde;Org.nr/Personnr;Adresse;Postnr;Poststed;Beløp"
 )
+
+
+def _not_due_yet(folder: Path) -> str:
+    """An invoice due on 20.12.2026, read on 07.12.2026."""
+    rows = [erp_row("240302"), erp_row("240399", Forfallsdato="20.12.2026")]
+    mapping = load_mapping(MAPPINGS / "norwegian-erp.toml")
+    table = read_table(_csv(folder, ERP_HEADER, rows), mapping.read)
+    return _only_message(prepare(table, mapping, today=dt.date(2026, 12, 7)), 3)
 
 
 def _open_items(folder: Path, row: int, **cells: str) -> str:
@@ -356,6 +365,8 @@ CASES: dict[str, Callable[[Path], str]] = {
     'row 3: Kundenr holds the formula "=A2&B2", whose result Excel or LibreOffice never '
     "calculated and saved (the file was written by another program), so it has no value; open "
     "the file in Excel or LibreOffice and save it, then drop it again": _unsaved_formula,
+    'rule skip.not_due: Forfallsdato "20.12.2026" has not passed (today is 07.12.2026): the '
+    "invoice is not overdue yet; a later file sends it once it is": _not_due_yet,
     'rule skip.totals: Kunde "Sum" marks a totals row': lambda d: _open_items(
         d, 5, Fakturanr="", Kunde="Sum"
     ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import gc
 import io
 import json
@@ -188,6 +189,31 @@ def test_second_run_sends_nothing(inbox: Path, sandbox: Sandbox) -> None:
     _, out, _ = filedrop("run", environ=env)
     assert sandbox.counters().posts == posts
     assert out == "SANDBOX run: nothing was sent to Amili.\na.csv: skipped (already processed)\n"
+
+
+def test_an_invoice_not_due_yet_waits_for_a_later_export_and_is_then_sent(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """A daily export of open items: an invoice due in ten days is SKIPPED (the run exits 0,
+    nothing is wrong), and nothing of it is kept: the export in which its day has passed sends
+    it, where a number the journal held would have been a DUPLICATE for good."""
+    later = f"{dt.date.today() + dt.timedelta(days=10):%d.%m.%Y}"
+    write_erp_csv(inbox / "dag1.csv", [erp_row("3001"), erp_row("3002", Forfallsdato=later)])
+    code, out, _ = filedrop("run", environ=run_env(inbox, sandbox.url))
+    outcome = outcome_csv(inbox / "dag1.outcome.csv")
+    assert code == 0
+    assert list(outcome["outcome_status"]) == ["SUCCEEDED", "SKIPPED"]
+    assert outcome["outcome_message"][1].startswith(
+        f'rule skip.not_due: Forfallsdato "{later}" has not passed (today is '
+    )
+    assert "dag1.csv: 1 SKIPPED, 1 SUCCEEDED" in out
+    assert sandbox.counters().invoices_received == 1
+    # Ten days on, the ERP's export holds it again, overdue (here: its due date moved back).
+    write_erp_csv(inbox / "dag11.csv", [erp_row("3002")])
+    code, _, _ = filedrop("run", environ=run_env(inbox, sandbox.url))
+    assert code == 0
+    assert list(outcome_csv(inbox / "dag11.outcome.csv")["outcome_status"]) == ["SUCCEEDED"]
+    assert sandbox.counters().invoices_received == 2
 
 
 def test_a_deleted_outcome_is_said_missing_and_nothing_is_sent(

@@ -785,7 +785,8 @@ def test_a_repeated_workbook_date_is_compared_as_the_day_its_field_reads(
         "what became of the invoice"
     )
     fates = [other, other, repeat] if date1904 else [repeat, repeat, other]
-    prepared = prepare(read_table(path, ERP.read), ERP)
+    # Read on a day after 2128, so that no row waits for its due date (skip.not_due).
+    prepared = prepare(read_table(path, ERP.read), ERP, today=dt.date(2200, 1, 1))
     assert [p.message for p in prepared.problems if p.rule == "duplicate"] == fates
 
 
@@ -2525,6 +2526,65 @@ def test_skip_rules_match_text_empty_cells_and_amounts(tmp_path: Path) -> None:
         4: ("SKIPPED", "rule skip.subtotals: Kunde is empty"),
     }
     assert [inv.invoice_number for inv in prepared.invoices] == ["1", "2"]
+
+
+def _day(offset: int) -> str:
+    return f"{dt.date.today() + dt.timedelta(days=offset):%d.%m.%Y}"
+
+
+def test_an_invoice_not_due_yet_is_skipped_until_it_is(tmp_path: Path) -> None:
+    """An export of open items holds invoices whose due date has not come: each went to
+    collection, and its debtor, with days left to pay, got a collection notice (unlawful in
+    Norway before the due date has passed). An invoice due today or later is SKIPPED, naming the
+    built-in rule skip.not_due and today's date; one due yesterday is sent, and a due date that
+    is no date is INVALID as before. skip.not_due = false sends them all."""
+    today = f"{dt.date.today():%d.%m.%Y}"
+    rows = [
+        open_row(Fakturanr="1", Forfallsdato=_day(-1)),
+        open_row(Fakturanr="2", Forfallsdato=_day(0)),
+        open_row(Fakturanr="3", Forfallsdato=_day(30)),
+        open_row(Fakturanr="4", Forfallsdato="31.02.2024"),
+        {"Kunde": "Sum:", "Forfallsdato": _day(1)},  # a totals row is named as one
+    ]
+    prepared = open_run(tmp_path, rows)
+    why = (
+        f"has not passed (today is {today}): the invoice is not overdue yet; a later file sends it"
+    )
+    assert fates(prepared) == {
+        1: ("SKIPPED", f'rule skip.not_due: Forfallsdato "{_day(0)}" {why} once it is'),
+        2: ("SKIPPED", f'rule skip.not_due: Forfallsdato "{_day(30)}" {why} once it is'),
+        3: ("INVALID", 'Forfallsdato "31.02.2024" is not a date (expected dd.mm.yyyy)'),
+        4: ("SKIPPED", 'rule skip.totals: Kunde "Sum:" marks a totals row'),
+    }
+    assert [inv.invoice_number for inv in prepared.invoices] == ["1"]
+    assert_every_row_once(prepared)
+    sent = open_run(tmp_path, rows, skip="[skip]\nnot_due = false\n")
+    assert [inv.invoice_number for inv in sent.invoices] == ["1", "2", "3"]
+
+
+def test_an_invoice_one_of_whose_lines_is_not_due_waits_whole(tmp_path: Path) -> None:
+    """Rows grouped into one invoice: one line not due yet holds back the invoice's other lines
+    too, each naming that line's row; sent alone they would go as the invoice without it."""
+    rows = [
+        open_row(Fakturanr="7", Forfallsdato=_day(-10)),
+        open_row(Fakturanr="8", Forfallsdato=_day(-10)),
+        open_row(Fakturanr="7", Forfallsdato=_day(3), Beløp="50,00"),
+    ]
+    prepared = open_run(tmp_path, rows, skip='[group]\nby = "Fakturanr"\n')
+    today = f"{dt.date.today():%d.%m.%Y}"
+    why = (
+        f"has not passed (today is {today}): the invoice is not overdue yet; a later file sends it"
+    )
+    assert fates(prepared) == {
+        0: (
+            "SKIPPED",
+            f'rule skip.not_due: row 4 of the same invoice (Fakturanr "7") is not due yet '
+            f'(Forfallsdato "{_day(3)}" {why} once it is)',
+        ),
+        2: ("SKIPPED", f'rule skip.not_due: Forfallsdato "{_day(3)}" {why} once it is'),
+    }
+    assert [inv.invoice_number for inv in prepared.invoices] == ["8"]
+    assert_every_row_once(prepared)
 
 
 def test_an_invoice_with_a_credit_note_of_its_number_in_the_file_is_refused(

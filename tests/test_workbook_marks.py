@@ -342,7 +342,8 @@ def test_a_skip_rule_does_not_decide_on_a_formula_without_its_result(tmp_path: P
     _, out, _ = filedrop("validate", str(path), "--mapping", str(mapping), environ={}, expect=1)
     lines = out.splitlines()
     assert lines[1] == (
-        "3 rows, 1 invoice to send, 1 row valid, 1 invalid, 0 duplicate, 1 skipped (not invoices)"
+        "3 rows, 1 invoice to send, 1 row valid, 1 invalid, 0 duplicate, 1 skipped"
+        " (not invoices to send)"
     )
     assert 'row 3: Notat holds the formula "=IF(1,"Betalt","Åpen")", whose result' in out
     # A rule that skips empty cells does not take the formula for one ("" made it skip a real
@@ -352,7 +353,8 @@ def test_a_skip_rule_does_not_decide_on_a_formula_without_its_result(tmp_path: P
     path = erp_workbook(tmp_path / "g.xlsx", [erp_cells("7101"), [*erp_cells("7102"), "=A2"]])
     _, out, _ = filedrop("validate", str(path), "--mapping", str(blank), environ={}, expect=1)
     assert out.splitlines()[1] == (
-        "2 rows, 0 invoices to send, 0 rows valid, 1 invalid, 0 duplicate, 1 skipped (not invoices)"
+        "2 rows, 0 invoices to send, 0 rows valid, 1 invalid, 0 duplicate, 1 skipped"
+        " (not invoices to send)"
     )
     assert 'row 3: Notat holds the formula "=A2", whose result' in out
 

@@ -50,6 +50,7 @@ from filedrop.read.table import other_sheets
 from filedrop.settings import DEFAULT_INVOICE_TYPES, NotUtf8Error, read_written_text
 
 __all__ = [
+    "BUILT_IN_SKIPS",
     "MAX_NESTING",
     "READ_KEYS",
     "RULES",
@@ -78,6 +79,10 @@ TOTALS_WORDS = ("sum", "sum totalt", "sum total", "total", "totalt", "totalsum",
 TOTALS_WORDS += ("subtotal", "delsum", "grand total", "totals")
 """What a totals row says in one of its cells (case, spaces and a final colon ignored); the
 built-in rule ``skip.totals`` looks for them."""
+
+BUILT_IN_SKIPS = ("totals", "not_due")
+"""The [skip] rules a mapping has without writing them: ``name = false`` turns one off, and a
+rule of one's own by that name replaces it."""
 
 MAX_NESTING = 20
 """Tables and lists inside each other, at most; the deepest real field is a handful."""
@@ -114,6 +119,7 @@ class Mapping:
     group_by: tuple[str, ...] = ()  # names of the column grouping rows; () = a row is an invoice
     skip: tuple[SkipRule, ...] = ()
     skip_totals: bool = True  # the built-in skip.totals rule (off with skip.totals = false)
+    skip_not_due: bool = True  # the built-in skip.not_due rule (off with skip.not_due = false)
     unread: tuple[str, ...] = ()  # columns of what is owed it leaves unread on purpose
     text_sha256: str = ""
     """The hash of the mapping file's text: an ERROR found under other mappings is tried again."""
@@ -594,9 +600,10 @@ class _Loader(TreeParser):
             skip=tuple(
                 self.skip_rule(name, rule)
                 for name, rule in skip.items()
-                if not (name == "totals" and rule is False)
+                if not (name in BUILT_IN_SKIPS and rule is False)
             ),
             skip_totals="totals" not in skip,
+            skip_not_due="not_due" not in skip,
             unread=self.texts("match.unread", match.get("unread", [])),
         )
         expected = tuple(dict.fromkeys(n for _, names, _ in mapping.column_refs for n in names))
@@ -604,8 +611,10 @@ class _Loader(TreeParser):
 
     def skip_rule(self, name: str, raw: object) -> SkipRule:
         key = f"skip.{name}"
-        if raw is False and name != "totals":
-            raise self.fail(key, "can be false only for the built-in rule skip.totals.")
+        if raw is False and name not in BUILT_IN_SKIPS:
+            raise self.fail(
+                key, "can be false only for the built-in rules skip.totals and skip.not_due."
+            )
         rule = self.table(key, raw, SKIP_KEYS)
         tests = [k for k in ("is", "at_most") if k in rule]
         if "column" not in rule or len(tests) != 1:

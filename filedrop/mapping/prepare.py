@@ -9,6 +9,7 @@ one place: an invoice's rows, or ``rejected``: the "never lose a row" promise.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from bisect import bisect_right
 from collections import defaultdict
@@ -48,6 +49,7 @@ from filedrop.mapping.groups import (
     Groups,
     Level,
     find_duplicates,
+    group_keys,
     group_rows,
     levels,
     number_keys,
@@ -169,16 +171,18 @@ PART_ROWS = 20_000
 FIRST_PART_ROWS = 2_000
 
 
-def prepare(table: Table, mapping: Mapping) -> Prepared:
+def prepare(table: Table, mapping: Mapping, *, today: dt.date | None = None) -> Prepared:
     """Map every row, check every rule, group rows into invoices, and decide which are sent:
     ``prepare_parts``' parts, merged."""
-    whole, later = prepare_parts(table, mapping)
+    whole, later = prepare_parts(table, mapping, today=today)
     for part in later or ():
         whole.merge(part)
     return whole
 
 
-def prepare_parts(table: Table, mapping: Mapping) -> tuple[Prepared, Iterator[Prepared] | None]:
+def prepare_parts(
+    table: Table, mapping: Mapping, *, today: dt.date | None = None
+) -> tuple[Prepared, Iterator[Prepared] | None]:
     """``prepare``'s result a part at a time: the first part, which raises what stops the file
     (a mapping that does not fit, a formula without its result), and the later ones as they are
     asked for (None when there are none), each naming its rows by their position in the table.
@@ -189,17 +193,21 @@ def prepare_parts(table: Table, mapping: Mapping) -> tuple[Prepared, Iterator[Pr
     first, and so is each KID column's longest KID, so the parts together are what one go
     would give: the same invoices, rejections, notes and problems. The later parts may be
     asked for on another thread than the first, one thread at a time.
+
+    ``today`` is the day whose invoices are due (``skip.not_due``): the computer's date when
+    None, taken once for the whole file.
     """
+    today = today or dt.date.today()
     if table.unsaved:
         _refuse_unsaved_rows(table, mapping)
     if mapping.group_by or len(table) <= FIRST_PART_ROWS:
-        return _prepare(table, mapping, invalid=set()), None
+        return _prepare(table, mapping, invalid=set(), today=today), None
     conversions: dict[Hashable, dict[object, object]] = {}
     with shared_conversions(conversions):
         src = _source(table, mapping)
         number = mapping.invoice.get_field("invoiceNumber")
         numbers = evaluate_fields([number], src)[0][id(number)] if number is not None else None
-        fates, _ = _row_fates(table, mapping, src, numbers)
+        fates, _ = _row_fates(table, mapping, src, numbers, today)
         read = _fields(mapping.invoice, mapping.debtors, mapping.claims)
         kids, decimals = longest_kids(read, src), decimals_shown(read, src)
         del src, numbers
@@ -230,6 +238,7 @@ def prepare_parts(table: Table, mapping: Mapping) -> tuple[Prepared, Iterator[Pr
                 kids=kids,
                 decimals=decimals,
                 invalid=invalid,
+                today=today,
             )
         return Prepared(
             table,
@@ -307,6 +316,7 @@ def _prepare(
     kids: dict[tuple[str, ...], tuple[int, int]] | None = None,
     decimals: dict[tuple[str, ...], MarksShown] | None = None,
     invalid: set[int],
+    today: dt.date,
 ) -> Prepared:
     """``prepare`` in one go; a part of a table gives its ``offset`` in it, and its rows' fates,
     longest KIDs (``longest_kids``) and amount columns' decimal marks (``decimals_shown``) as
@@ -318,7 +328,7 @@ def _prepare(
     number = mapping.invoice.get_field("invoiceNumber")
     if fates is None:
         numbers = rows[id(number)] if number is not None else None
-        fates, groups = _row_fates(table, mapping, src, numbers)
+        fates, groups = _row_fates(table, mapping, src, numbers, today)
     else:
         groups = group_rows(table, mapping, src.positions, _left_out(fates.blank, fates.skip_why))
     level = levels(rows, groups, _fields(mapping.invoice, mapping.debtors))
@@ -394,7 +404,7 @@ def _source(
 
 
 def _row_fates(
-    table: Table, mapping: Mapping, src: Source, numbers: Values | None
+    table: Table, mapping: Mapping, src: Source, numbers: Values | None, today: dt.date
 ) -> tuple[_RowFates, Groups]:
     """The rows left out (blank, or skipped by a rule), the groups of the others, and which of
     those repeat an invoice number: all that depends on the invoice numbers (``numbers``, each
@@ -402,11 +412,16 @@ def _row_fates(
     blank = _blank_rows(table)
     unknown: list[Issue] = []  # a skip rule's cell that is a formula with no saved result
     credits = np.zeros(len(table), dtype=bool)
+    not_due = np.zeros(len(table), dtype=bool)
     try:
-        skip_why = skipped_rows(mapping, src, numbers, unknown, credits)
+        skip_why = skipped_rows(
+            mapping, src, numbers, unknown, credits, not_due=not_due, today=today
+        )
     except MovedHeaderError as exc:
         raise ReadError(str(table.path), str(exc)) from None
     skip_why[blank] = None  # an empty row is reported as such
+    if mapping.group_by and not_due.any():
+        _hold_whole_invoices(table, mapping, src, skip_why, not_due & ~blank)
     credits &= ~np.equal(skip_why, None)
     repeat_of = np.full(len(table), -1)
     lines = repeated_lines(table, mapping, src.positions, _left_out(blank, skip_why))
@@ -442,6 +457,26 @@ def _row_fates(
         unknown += _credited_invoices(table, numbers, number_level, skip_why, credits)
     fates = _RowFates(blank, skip_why, duplicate_of, repeats + unknown, repeat_of, differs)
     return fates, groups
+
+
+def _hold_whole_invoices(
+    table: Table, mapping: Mapping, src: Source, skip_why: np.ndarray, not_due: np.ndarray
+) -> None:
+    """The other rows of an invoice one of whose rows is not due yet (``not_due``) are left
+    out with it: sent alone, they would go as the invoice without that line."""
+    keys = group_keys(table, mapping, src.positions)
+    held: dict[str, int] = {}  # each invoice's first row not due, by its key
+    for row in np.flatnonzero(not_due).tolist():
+        held.setdefault(keys[row], row)
+    held.pop("", None)  # a row without a key is an invoice of its own
+    mates = np.isin(keys, list(held)) & np.equal(skip_why, None)
+    for row in np.flatnonzero(mates).tolist():
+        first = held[keys[row]]
+        skip_why[row] = (
+            f"rule skip.not_due: row {table.row_numbers[first]} of the same invoice "
+            f"({src.headers[src.positions[mapping.group_by]]} {quoted(keys[row])}) is not due "
+            f"yet ({skip_why[first].partition(': ')[2]})"
+        )
 
 
 def _merged_amounts(
