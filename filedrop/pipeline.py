@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -666,7 +666,7 @@ def _process_claimed(
     try:
         mapping, table = select_mapping(ctx.mappings, path, read)
         release_freed_memory()  # the parser's buffers: else the file's peak lasts to its end
-        prepared, later = prepare_parts(table, mapping)
+        prepared, later = prepare_parts(table, mapping, today=_file_day(record))
         if later is not None and ctx.journal.sent_numbers_of(file_id):
             # Sent from before: every number it sent is checked against all of the file as
             # the mapping reads it now (refuse_if_renumbered) before anything more is sent.
@@ -689,6 +689,14 @@ def _process_claimed(
         refuse_if_renumbered(ctx.journal, record, prepared.invoices)
     with frozen_for_gc(), _PartsAhead(later, name=name) as ahead:
         return _send_and_report(prepared, ahead, ctx, file_id, started, dest=dest, hashed=hashed)
+
+
+def _file_day(record: FileRecord) -> date:
+    """The day a file's invoices must be overdue on to be sent (``skip.not_due``): the day it
+    was first taken, whenever it is read again (a run resumed, an outcome rewritten), so that
+    a row left out as not due is never sent later from an export days old, whose invoice may
+    have been paid since."""
+    return date.fromtimestamp(record.created_at)
 
 
 def _csv_delimiter(table: Table) -> str | None:
@@ -1219,7 +1227,7 @@ def rewrite_outcome(
     if not there:
         return _rewrite_gone_outcome(record, journal, limits=limits)
     mapping, table = select_mapping(mappings, path, functools.partial(read_table, limits=limits))
-    prepared = prepare(table, mapping)
+    prepared = prepare(table, mapping, today=_file_day(record))
     refuse_if_renumbered(journal, record, prepared.invoices)
     outcomes, waits_elsewhere = _outcomes(
         prepared, journal, target=record.target, file_id=record.id

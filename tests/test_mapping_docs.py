@@ -365,8 +365,8 @@ CASES: dict[str, Callable[[Path], str]] = {
     'row 3: Kundenr holds the formula "=A2&B2", whose result Excel or LibreOffice never '
     "calculated and saved (the file was written by another program), so it has no value; open "
     "the file in Excel or LibreOffice and save it, then drop it again": _unsaved_formula,
-    'rule skip.not_due: Forfallsdato "20.12.2026" has not passed (today is 07.12.2026): the '
-    "invoice is not overdue yet; a later file sends it once it is": _not_due_yet,
+    'rule skip.not_due: Forfallsdato "20.12.2026" has not passed on 07.12.2026: the invoice is '
+    "not overdue yet, and is not sent": _not_due_yet,
     'rule skip.totals: Kunde "Sum" marks a totals row': lambda d: _open_items(
         d, 5, Fakturanr="", Kunde="Sum"
     ),

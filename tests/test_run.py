@@ -203,8 +203,9 @@ def test_an_invoice_not_due_yet_waits_for_a_later_export_and_is_then_sent(
     outcome = outcome_csv(inbox / "dag1.outcome.csv")
     assert code == 0
     assert list(outcome["outcome_status"]) == ["SUCCEEDED", "SKIPPED"]
-    assert outcome["outcome_message"][1].startswith(
-        f'rule skip.not_due: Forfallsdato "{later}" has not passed (today is '
+    assert outcome["outcome_message"][1] == (
+        f'rule skip.not_due: Forfallsdato "{later}" has not passed on '
+        f"{dt.date.today():%d.%m.%Y}: the invoice is not overdue yet, and is not sent"
     )
     assert "dag1.csv: 1 SKIPPED, 1 SUCCEEDED" in out
     assert sandbox.counters().invoices_received == 1
@@ -214,6 +215,36 @@ def test_an_invoice_not_due_yet_waits_for_a_later_export_and_is_then_sent(
     assert code == 0
     assert list(outcome_csv(inbox / "dag11.outcome.csv")["outcome_status"]) == ["SUCCEEDED"]
     assert sandbox.counters().invoices_received == 2
+
+
+def test_a_file_taken_again_is_judged_due_on_the_day_it_was_first_taken(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """A file whose rows were NOT_SENT (Amili down) is read again by a later run, days later
+    perhaps: an invoice that was not due on the day the file was first taken stays SKIPPED,
+    and is not sent from that old export, whose invoice may have been paid since. Here the
+    journal is told the file came ten days ago, when the invoice due five days ago was not
+    due yet."""
+    five_ago = f"{dt.date.today() - dt.timedelta(days=5):%d.%m.%Y}"
+    write_erp_csv(inbox / "gammel.csv", [erp_row("3101"), erp_row("3102", Forfallsdato=five_ago)])
+    env = run_env(inbox, sandbox.url)
+    sandbox.fail_next(503, count=6, retry_after="0", route="invoices")
+    filedrop("run", environ=env, expect=ExitCode.UNFINISHED)
+    outcome = outcome_csv(inbox / "gammel.outcome.csv")
+    assert list(outcome["outcome_status"]) == ["NOT_SENT", "NOT_SENT"]
+    ten_days_ago = time.time() - 10 * 86_400
+    with sqlite3.connect(journal_file(inbox)) as db:
+        db.execute("UPDATE files SET created_at = ?", (ten_days_ago,))
+    db.close()
+    filedrop("run", environ=env)
+    outcome = outcome_csv(inbox / "gammel.outcome.csv")
+    assert list(outcome["outcome_status"]) == ["SUCCEEDED", "SKIPPED"]
+    day = dt.date.fromtimestamp(ten_days_ago)
+    assert outcome["outcome_message"][1] == (
+        f'rule skip.not_due: Forfallsdato "{five_ago}" has not passed on {day:%d.%m.%Y}: the '
+        "invoice is not overdue yet, and is not sent"
+    )
+    assert sandbox.counters().invoices_received == 1
 
 
 def test_a_deleted_outcome_is_said_missing_and_nothing_is_sent(

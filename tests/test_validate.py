@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import gc
+import re
 import threading
 import unicodedata
 import warnings
@@ -25,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from stdnum.no import fodselsnummer, orgnr
 
-from filedrop.errors import ReadError
+from filedrop.errors import MappingError, ReadError
 from filedrop.mapping import Mapping, load_mapping, load_mappings, select_mapping
 from filedrop.mapping import prepare as prepare_module
 from filedrop.mapping.payload import invoice_rows
@@ -2532,59 +2533,96 @@ def _day(offset: int) -> str:
     return f"{dt.date.today() + dt.timedelta(days=offset):%d.%m.%Y}"
 
 
+def _not_due(due: str, on: dt.date | None = None) -> str:
+    return (
+        f'Forfallsdato "{due}" has not passed on {on or dt.date.today():%d.%m.%Y}: the invoice is'
+        " not overdue yet, and is not sent"
+    )
+
+
 def test_an_invoice_not_due_yet_is_skipped_until_it_is(tmp_path: Path) -> None:
     """An export of open items holds invoices whose due date has not come: each went to
-    collection, and its debtor, with days left to pay, got a collection notice (unlawful in
-    Norway before the due date has passed). An invoice due today or later is SKIPPED, naming the
-    built-in rule skip.not_due and today's date; one due yesterday is sent, and a due date that
-    is no date is INVALID as before. skip.not_due = false sends them all."""
-    today = f"{dt.date.today():%d.%m.%Y}"
+    collection, and its debtor, with days left to pay, got a collection letter. An invoice due
+    today or later is SKIPPED, naming the built-in rule skip.not_due and the day; one due
+    yesterday is sent. What else is wrong with an invoice is said first: a due date that is no
+    date, a credit note's amount, a number already in the file. skip.not_due = false (or true,
+    the default) sends (or holds) them as before; a rule of one's own cannot take its name."""
     rows = [
         open_row(Fakturanr="1", Forfallsdato=_day(-1)),
         open_row(Fakturanr="2", Forfallsdato=_day(0)),
         open_row(Fakturanr="3", Forfallsdato=_day(30)),
         open_row(Fakturanr="4", Forfallsdato="31.02.2024"),
         {"Kunde": "Sum:", "Forfallsdato": _day(1)},  # a totals row is named as one
+        open_row(Fakturanr="5", Forfallsdato=_day(9), Beløp="-400,00"),
+        open_row(Fakturanr="1", Forfallsdato=_day(20)),  # its due date moved: said, not hidden
     ]
     prepared = open_run(tmp_path, rows)
-    why = (
-        f"has not passed (today is {today}): the invoice is not overdue yet; a later file sends it"
-    )
     assert fates(prepared) == {
-        1: ("SKIPPED", f'rule skip.not_due: Forfallsdato "{_day(0)}" {why} once it is'),
-        2: ("SKIPPED", f'rule skip.not_due: Forfallsdato "{_day(30)}" {why} once it is'),
+        1: ("SKIPPED", f"rule skip.not_due: {_not_due(_day(0))}"),
+        2: ("SKIPPED", f"rule skip.not_due: {_not_due(_day(30))}"),
         3: ("INVALID", 'Forfallsdato "31.02.2024" is not a date (expected dd.mm.yyyy)'),
         4: ("SKIPPED", 'rule skip.totals: Kunde "Sum:" marks a totals row'),
+        5: ("INVALID", 'Beløp "-400,00" is not a positive amount (it must be more than 0)'),
+        6: (
+            "DUPLICATE",
+            "invoice number 1 already appears on row 2, with other values in Forfallsdato: this "
+            "row is not sent, and that row says what became of the invoice",
+        ),
     }
+    assert [p.message for p in prepared.problems if p.severity == "skipped"] == [
+        f"rule skip.not_due: {_not_due(_day(0))}",
+        f"rule skip.not_due: {_not_due(_day(30))}",
+        'rule skip.totals: Kunde "Sum:" marks a totals row',
+    ]
     assert [inv.invoice_number for inv in prepared.invoices] == ["1"]
     assert_every_row_once(prepared)
     sent = open_run(tmp_path, rows, skip="[skip]\nnot_due = false\n")
     assert [inv.invoice_number for inv in sent.invoices] == ["1", "2", "3"]
+    held = open_run(tmp_path, rows, skip="[skip]\nnot_due = true\n")
+    assert [inv.invoice_number for inv in held.invoices] == ["1"]
+    with pytest.raises(MappingError, match=re.escape(
+        'key "skip.not_due" is { column = "Forfallsdato", is = [""] }; it is built in and on: '
+        "write not_due = false to send invoices before they fall due, and give a rule of your "
+        "own another name."
+    )):  # fmt: skip
+        open_run(tmp_path, rows, skip='[skip]\nnot_due = { column = "Forfallsdato", is = [""] }\n')
 
 
-def test_an_invoice_one_of_whose_lines_is_not_due_waits_whole(tmp_path: Path) -> None:
-    """Rows grouped into one invoice: one line not due yet holds back the invoice's other lines
-    too, each naming that line's row; sent alone they would go as the invoice without it."""
+def test_an_invoice_is_judged_by_its_own_due_date_and_waits_whole(tmp_path: Path) -> None:
+    """Rows grouped into one invoice: the invoice's due date (its first row's, as it is sent)
+    decides, and every row of an invoice not due waits with it, naming that row; a line's own
+    later date does not hold an overdue invoice back. A serial number or another way of writing
+    the date is shown as the day it reads."""
     rows = [
-        open_row(Fakturanr="7", Forfallsdato=_day(-10)),
-        open_row(Fakturanr="8", Forfallsdato=_day(-10)),
-        open_row(Fakturanr="7", Forfallsdato=_day(3), Beløp="50,00"),
+        line("7", "Hovedstol", "100,00", first=True, Forfall=_day(3)),
+        line("8", "Hovedstol", "100,00", first=True, Forfall=_day(-10)),
+        line("7", "Gebyr", "70,00", Forfall=_day(-10)),
+        line("8", "Gebyr", "70,00", Forfall=_day(5)),
     ]
-    prepared = open_run(tmp_path, rows, skip='[group]\nby = "Fakturanr"\n')
-    today = f"{dt.date.today():%d.%m.%Y}"
-    why = (
-        f"has not passed (today is {today}): the invoice is not overdue yet; a later file sends it"
-    )
+    prepared = run(rows, GROUPED_MAPPING, headers=G)
+    why = _not_due(_day(3)).replace("Forfallsdato", "Forfall")
     assert fates(prepared) == {
-        0: (
-            "SKIPPED",
-            f'rule skip.not_due: row 4 of the same invoice (Fakturanr "7") is not due yet '
-            f'(Forfallsdato "{_day(3)}" {why} once it is)',
-        ),
-        2: ("SKIPPED", f'rule skip.not_due: Forfallsdato "{_day(3)}" {why} once it is'),
+        0: ("SKIPPED", f"rule skip.not_due: {why}"),
+        2: ("SKIPPED", f"rule skip.not_due: row 2: {why}"),
     }
     assert [inv.invoice_number for inv in prepared.invoices] == ["8"]
     assert_every_row_once(prepared)
+    iso = (dt.date.today() + dt.timedelta(days=3)).isoformat()
+    mapping = OPEN.format(skip="").replace('"dd.mm.yyyy"', '"dd.mm.yyyy", "yyyy-mm-dd"')
+    prepared = run([open_row(Forfallsdato=iso)], custom(tmp_path, mapping), headers=OPEN_HEADERS)
+    assert fates(prepared) == {0: ("SKIPPED", f"rule skip.not_due: {_not_due(iso)}".replace(
+        f'"{iso}"', f'"{iso}" ({_day(3)})'
+    ))}  # fmt: skip
+
+
+def test_the_day_an_invoice_must_be_overdue_on_is_the_one_given() -> None:
+    """prepare judges on the day it is given (the pipeline gives the day a file was first
+    taken), not on the computer's date."""
+    rows = [row(Forfallsdato="15.03.2024")]
+    assert prepare(table(rows), ERP).invoices
+    held = prepare(table(rows), ERP, today=dt.date(2024, 3, 15))
+    why = _not_due("15.03.2024", dt.date(2024, 3, 15))
+    assert fates(held) == {0: ("SKIPPED", f"rule skip.not_due: {why}")}
 
 
 def test_an_invoice_with_a_credit_note_of_its_number_in_the_file_is_refused(

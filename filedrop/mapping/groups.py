@@ -25,7 +25,6 @@ __all__ = [
     "Level",
     "RepeatedLines",
     "find_duplicates",
-    "group_keys",
     "group_rows",
     "levels",
     "repeated_lines",
@@ -97,7 +96,7 @@ def group_rows(
     n = len(table)
     if not mapping.group_by:
         return Groups(gid=np.arange(n), members=None, first=np.arange(n))
-    key = group_keys(table, mapping, positions)
+    key = _group_keys(table, mapping, positions)
     codes, _ = pd.factorize(key)
     alone = (key == "") | blank  # no key: a row of its own
     codes[alone] = codes.max(initial=0) + 1 + np.arange(int(alone.sum()))
@@ -108,7 +107,7 @@ def group_rows(
     return Groups(gid=gid, members=members, first=first)
 
 
-def group_keys(
+def _group_keys(
     table: Table,
     mapping: Mapping,
     positions: dict[tuple[str, ...], int],
@@ -164,7 +163,7 @@ def repeated_lines(
         kept[twice].tolist(), cells[twice].itertuples(index=False, name=None), strict=True
     ):
         line_of[position] = ids.setdefault(line, len(ids))
-    keys = group_keys(table, mapping, positions, kept)
+    keys = _group_keys(table, mapping, positions, kept)
     with_twins = set(keys[twice].tolist())
     members: dict[str, list[int]] = defaultdict(list)
     for position, key in zip(kept.tolist(), keys.tolist(), strict=True):

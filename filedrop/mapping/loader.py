@@ -81,8 +81,8 @@ TOTALS_WORDS += ("subtotal", "delsum", "grand total", "totals")
 built-in rule ``skip.totals`` looks for them."""
 
 BUILT_IN_SKIPS = ("totals", "not_due")
-"""The [skip] rules a mapping has without writing them: ``name = false`` turns one off, and a
-rule of one's own by that name replaces it."""
+"""The [skip] rules a mapping has without writing them: ``name = false`` turns one off (true
+leaves it on), and a rule of one's own named ``totals`` replaces that one."""
 
 MAX_NESTING = 20
 """Tables and lists inside each other, at most; the deepest real field is a handful."""
@@ -600,18 +600,29 @@ class _Loader(TreeParser):
             skip=tuple(
                 self.skip_rule(name, rule)
                 for name, rule in skip.items()
-                if not (name in BUILT_IN_SKIPS and rule is False)
+                if not (name in BUILT_IN_SKIPS and isinstance(rule, bool))
             ),
-            skip_totals="totals" not in skip,
-            skip_not_due="not_due" not in skip,
+            skip_totals=skip.get("totals", True) is True,
+            skip_not_due=self.not_due(skip.get("not_due", True)),
             unread=self.texts("match.unread", match.get("unread", [])),
         )
         expected = tuple(dict.fromkeys(n for _, names, _ in mapping.column_refs for n in names))
         return replace(mapping, read=replace(options, expected_headers=expected))
 
+    def not_due(self, raw: object) -> bool:
+        """Whether the built-in ``skip.not_due`` is on: it judges an invoice, after its checks,
+        by its own due date, which no rule of one's own can do."""
+        if not isinstance(raw, bool):
+            raise self.fail(
+                "skip.not_due",
+                f"is {as_toml(raw)}; it is built in and on: write not_due = false to send "
+                "invoices before they fall due, and give a rule of your own another name.",
+            )
+        return raw
+
     def skip_rule(self, name: str, raw: object) -> SkipRule:
         key = f"skip.{name}"
-        if raw is False and name not in BUILT_IN_SKIPS:
+        if isinstance(raw, bool) and name not in BUILT_IN_SKIPS:
             raise self.fail(
                 key, "can be false only for the built-in rules skip.totals and skip.not_due."
             )

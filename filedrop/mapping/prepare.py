@@ -49,7 +49,6 @@ from filedrop.mapping.groups import (
     Groups,
     Level,
     find_duplicates,
-    group_keys,
     group_rows,
     levels,
     number_keys,
@@ -194,8 +193,8 @@ def prepare_parts(
     would give: the same invoices, rejections, notes and problems. The later parts may be
     asked for on another thread than the first, one thread at a time.
 
-    ``today`` is the day whose invoices are due (``skip.not_due``): the computer's date when
-    None, taken once for the whole file.
+    ``today`` is the day an invoice must be overdue on to be sent (``skip.not_due``): the
+    computer's date when None, taken once for the whole file.
     """
     today = today or dt.date.today()
     if table.unsaved:
@@ -207,7 +206,7 @@ def prepare_parts(
         src = _source(table, mapping)
         number = mapping.invoice.get_field("invoiceNumber")
         numbers = evaluate_fields([number], src)[0][id(number)] if number is not None else None
-        fates, _ = _row_fates(table, mapping, src, numbers, today)
+        fates, _ = _row_fates(table, mapping, src, numbers)
         read = _fields(mapping.invoice, mapping.debtors, mapping.claims)
         kids, decimals = longest_kids(read, src), decimals_shown(read, src)
         del src, numbers
@@ -328,7 +327,7 @@ def _prepare(
     number = mapping.invoice.get_field("invoiceNumber")
     if fates is None:
         numbers = rows[id(number)] if number is not None else None
-        fates, groups = _row_fates(table, mapping, src, numbers, today)
+        fates, groups = _row_fates(table, mapping, src, numbers)
     else:
         groups = group_rows(table, mapping, src.positions, _left_out(fates.blank, fates.skip_why))
     level = levels(rows, groups, _fields(mapping.invoice, mapping.debtors))
@@ -359,6 +358,7 @@ def _prepare(
     )
     problems = _problems(issues, fates, table, mapping)
     number_level = level[id(number)] if number is not None else None
+    not_due = _not_due_yet(mapping, level, today)
     # Every field's values on every row, and the trimmed texts, are in ``built`` as far as
     # building needs them: let them go before the invoices are made, not after.
     del rows, level, lines, src, issues
@@ -375,6 +375,7 @@ def _prepare(
         columns=built,
         offset=offset,
         invalid=invalid,
+        not_due=not_due,
     )
 
 
@@ -404,7 +405,7 @@ def _source(
 
 
 def _row_fates(
-    table: Table, mapping: Mapping, src: Source, numbers: Values | None, today: dt.date
+    table: Table, mapping: Mapping, src: Source, numbers: Values | None
 ) -> tuple[_RowFates, Groups]:
     """The rows left out (blank, or skipped by a rule), the groups of the others, and which of
     those repeat an invoice number: all that depends on the invoice numbers (``numbers``, each
@@ -412,16 +413,11 @@ def _row_fates(
     blank = _blank_rows(table)
     unknown: list[Issue] = []  # a skip rule's cell that is a formula with no saved result
     credits = np.zeros(len(table), dtype=bool)
-    not_due = np.zeros(len(table), dtype=bool)
     try:
-        skip_why = skipped_rows(
-            mapping, src, numbers, unknown, credits, not_due=not_due, today=today
-        )
+        skip_why = skipped_rows(mapping, src, numbers, unknown, credits)
     except MovedHeaderError as exc:
         raise ReadError(str(table.path), str(exc)) from None
     skip_why[blank] = None  # an empty row is reported as such
-    if mapping.group_by and not_due.any():
-        _hold_whole_invoices(table, mapping, src, skip_why, not_due & ~blank)
     credits &= ~np.equal(skip_why, None)
     repeat_of = np.full(len(table), -1)
     lines = repeated_lines(table, mapping, src.positions, _left_out(blank, skip_why))
@@ -459,24 +455,31 @@ def _row_fates(
     return fates, groups
 
 
-def _hold_whole_invoices(
-    table: Table, mapping: Mapping, src: Source, skip_why: np.ndarray, not_due: np.ndarray
-) -> None:
-    """The other rows of an invoice one of whose rows is not due yet (``not_due``) are left
-    out with it: sent alone, they would go as the invoice without that line."""
-    keys = group_keys(table, mapping, src.positions)
-    held: dict[str, int] = {}  # each invoice's first row not due, by its key
-    for row in np.flatnonzero(not_due).tolist():
-        held.setdefault(keys[row], row)
-    held.pop("", None)  # a row without a key is an invoice of its own
-    mates = np.isin(keys, list(held)) & np.equal(skip_why, None)
-    for row in np.flatnonzero(mates).tolist():
-        first = held[keys[row]]
-        skip_why[row] = (
-            f"rule skip.not_due: row {table.row_numbers[first]} of the same invoice "
-            f"({src.headers[src.positions[mapping.group_by]]} {quoted(keys[row])}) is not due "
-            f"yet ({skip_why[first].partition(': ')[2]})"
+def _not_due_yet(
+    mapping: Mapping, level: dict[int, Level], today: dt.date
+) -> dict[int, tuple[int, str]]:
+    """The invoices whose due date is ``today`` or later (the built-in ``skip.not_due``): each
+    with the row its due date is on and why it waits. Until the due date has passed, an invoice
+    is not owed, and a debtor who still has days to pay would get a collection letter. Judged on
+    the invoice's own due date, as it would be sent, once nothing else stops it (``_decide``)."""
+    due = mapping.invoice.get_field("dueDate")
+    if not mapping.skip_not_due or due is None or id(due) not in level:
+        return {}
+    values, at = level[id(due)].values, level[id(due)].at  # values: one per invoice
+    if values.number is None:
+        return {}
+    held = np.flatnonzero(values.number >= np.datetime64(today, "D"))  # never NaT: no date
+    on = f"{today:%d.%m.%Y}"
+    out: dict[int, tuple[int, str]] = {}
+    for g in held.tolist():
+        day, text = f"{values.number[g].astype(dt.date):%d.%m.%Y}", str(values.text[g])
+        read_as = "" if text == day else f" ({day})"
+        out[g] = (
+            int(at[g]),
+            f"{values.label[g]} {quoted(text)}{read_as} has not passed on {on}: the invoice "
+            "is not overdue yet, and is not sent",
         )
+    return out
 
 
 def _merged_amounts(
@@ -846,8 +849,12 @@ def _decide(
     columns: Columns,
     offset: int,
     invalid: set[int],
+    not_due: dict[int, tuple[int, str]],
 ) -> Prepared:
-    """Each group is sent, INVALID (an error on one of its rows) or DUPLICATE.
+    """Each group is sent, INVALID (an error on one of its rows), DUPLICATE, or SKIPPED.
+
+    A group that would be sent but is not due yet (``not_due``: its due date's row and why) is
+    SKIPPED: what is wrong with an invoice, or that its number went before, is said first.
 
     A group whose number an earlier group has is DUPLICATE of it, unless that one is INVALID:
     then it was never sent, and the repeat is INVALID too (``_repeats_of_invalid``). ``invalid``
@@ -917,6 +924,9 @@ def _decide(
                 if p.row == own or p.rule != REPEAT_OF_INVALID_RULE
             )
             rejected[r] = Rejection(RowStatus.INVALID, text)
+    problems = _hold_not_due(
+        not_due, bad, groups=groups, row_numbers=row_numbers, rejected=rejected, problems=problems
+    )
     good = np.flatnonzero(~bad)
     with no_cyclic_gc():
         invoices = [
@@ -937,6 +947,30 @@ def _decide(
             for p in problems
         ]
     return Prepared(table, mapping, invoices, rejected, notes, problems)
+
+
+def _hold_not_due(
+    not_due: dict[int, tuple[int, str]],
+    bad: np.ndarray,
+    *,
+    groups: Groups,
+    row_numbers: np.ndarray,
+    rejected: dict[int, Rejection],
+    problems: list[Problem],
+) -> list[Problem]:
+    """Each invoice of ``not_due`` that nothing else stops is SKIPPED, every row of it (and
+    marked ``bad``, not sent); returns ``problems`` with a "skipped" one for each such row."""
+    held: list[Problem] = []
+    for g, (at, why) in not_due.items():
+        if bad[g]:
+            continue
+        bad[g] = True
+        for r in groups.members_of(g):
+            text = "rule skip.not_due: " + (why if r == at else f"row {row_numbers[at]}: {why}")
+            rejected[r] = Rejection(RowStatus.SKIPPED, text)
+            held.append(Problem(int(row_numbers[r]), None, None, text, "skipped", "", r))
+    # Stable: within a row, in the order the rules ran.
+    return sorted([*problems, *held], key=lambda p: p.position) if held else problems
 
 
 def _repeats_of_invalid(

@@ -1,14 +1,12 @@
 """Rows that are not invoices: a totals row, a credit note, a subtotal between groups, the header
 repeated.
 
-The mapping's ``[skip]`` rules and the built-in ``skip.totals`` and ``skip.not_due`` say which
-rows to leave out; such a row is SKIPPED with the rule that matched, is never sent and never counts
-as a problem.
+The mapping's ``[skip]`` rules and the built-in ``skip.totals`` say which rows to leave out; such a
+row is SKIPPED with the rule that matched, is never sent and never counts as a problem.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import unicodedata
 from typing import NoReturn
@@ -47,9 +45,6 @@ def skipped_rows(
     number: Values | None,
     unknown: list[Issue] | None = None,
     credits: np.ndarray | None = None,
-    *,
-    not_due: np.ndarray | None = None,
-    today: dt.date | None = None,
 ) -> np.ndarray:
     """Per row, why it is not an invoice (the sentence for its outcome), or None.
 
@@ -59,9 +54,7 @@ def skipped_rows(
     no other rule skips it, the Issue saying so goes to ``unknown`` (it is not sent: "Betalt"
     made by a formula was sent as unpaid). ``credits``, when given, is set True on each row an
     amount rule left out for an amount below zero: a credit note, which may be on an invoice
-    the file sends (``prepare`` looks). ``not_due``, when given, is set True on each row the
-    built-in ``skip.not_due`` left out, whose due date is ``today`` (the computer's date when
-    None) or later.
+    the file sends (``prepare`` looks).
     """
     why = np.full(src.n, None, dtype=object)
     unsure: list[Issue] = []
@@ -88,39 +81,9 @@ def skipped_rows(
         _repeated_header(src, number, why)
     if mapping.skip_totals and number is not None:
         _totals(src, number, why)
-    if mapping.skip_not_due:
-        held = _not_due(mapping, src, why, today or dt.date.today())
-        if not_due is not None:
-            not_due |= held
     if unknown is not None:
         unknown += [issue for issue in unsure if why[issue.position] is None]
     return why
-
-
-def _not_due(mapping: Mapping, src: Source, why: np.ndarray, today: dt.date) -> np.ndarray:
-    """The rows whose due date is today or later, left out: an invoice goes to collection only
-    once it is overdue (a collection notice before then is unlawful in Norway, and a debtor who
-    still has days to pay would get one). A later file that holds the invoice once its day
-    has passed sends it; nothing of it is kept. A due date that is no date is the checks' to
-    report, and such a row is not left out."""
-    due = mapping.invoice.get_field("dueDate")
-    if due is None:
-        return np.zeros(len(why), dtype=bool)
-    v = evaluate(due, src, [])
-    if v.number is None:
-        return np.zeros(len(why), dtype=bool)
-    held = ~v.empty & (v.number >= np.datetime64(today, "D")) & np.equal(why, None)
-    for i in np.flatnonzero(held).tolist():
-        why[i] = f"rule skip.not_due: {v.label[i]} {quoted(v.text[i])} {_not_passed(today)}"
-    return held
-
-
-def _not_passed(today: dt.date) -> str:
-    """Why a due date of ``today`` or later is not sent, and what sends it."""
-    return (
-        f"has not passed (today is {today:%d.%m.%Y}): the invoice is not overdue yet; a later "
-        "file sends it once it is"
-    )
 
 
 def _matches(rule: SkipRule, v: Values) -> np.ndarray:
