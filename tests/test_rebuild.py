@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import socket
@@ -157,6 +158,35 @@ def test_lost_journal_sends_nothing_until_rebuilt_and_pending_batches_complete(
         assert statuses(inbox / "a.outcome.csv") == ["SUCCEEDED"] * 3
         assert api.counters().invoice_numbers_repeated == ()
         assert sorted(api.received_invoice_numbers()) == ["7001", "7002", "7003", "7101"]
+
+
+def test_a_rebuilt_file_is_judged_due_on_the_day_its_outcome_held_invoices_on(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """An outcome holds an invoice back as not due yet (skip.not_due) on the day its file was
+    first taken. Rebuilt, the file's record was taken "now", and the next run took the file
+    again and sent that invoice from the old export, due by then. The record now says the day
+    the outcome names, and the invoice stays SKIPPED. (The day is made ten days ago by telling
+    the journal so, as no test waits ten days.)"""
+    five_ago = f"{dt.date.today() - dt.timedelta(days=5):%d.%m.%Y}"
+    write_erp_csv(inbox / "gammel.csv", [erp_row("3201"), erp_row("3202", Forfallsdato=five_ago)])
+    env = run_env(inbox, sandbox.url)
+    sandbox.fail_next(503, count=6, retry_after="0", route="invoices")
+    filedrop("run", environ=env, expect=3)
+    ten_days_ago = time.time() - 10 * 86_400
+    with sqlite3.connect(journal_file(inbox)) as db:
+        db.execute("UPDATE files SET created_at = ?", (ten_days_ago,))
+    db.close()
+    filedrop("run", environ=env)
+    assert statuses(inbox / "gammel.outcome.csv") == ["SUCCEEDED", "SKIPPED"]
+    delete_journal(inbox)
+    filedrop("journal", "rebuild", environ=env)
+    with Journal(journal_file(inbox)) as journal:
+        (record,) = journal.recent_files()
+    assert dt.date.fromtimestamp(record.created_at) == dt.date.fromtimestamp(ten_days_ago)
+    filedrop("run", environ=env)
+    assert statuses(inbox / "gammel.outcome.csv") == ["SUCCEEDED", "SKIPPED"]
+    assert sandbox.counters().invoices_received == 1
 
 
 def test_after_a_lost_journal_a_re_export_under_a_new_name_is_not_sent(

@@ -2590,21 +2590,31 @@ def test_an_invoice_not_due_yet_is_skipped_until_it_is(tmp_path: Path) -> None:
 
 def test_an_invoice_is_judged_by_its_own_due_date_and_waits_whole(tmp_path: Path) -> None:
     """Rows grouped into one invoice: the invoice's due date (its first row's, as it is sent)
-    decides, and every row of an invoice not due waits with it, naming that row; a line's own
-    later date does not hold an overdue invoice back. A serial number or another way of writing
+    decides, and every row of an invoice not due waits with it, naming that row (a copy of one
+    of its lines too, which said "sent once"); a line's own later date does not hold an overdue
+    invoice back. A serial number or another way of writing
     the date is shown as the day it reads."""
     rows = [
         line("7", "Hovedstol", "100,00", first=True, Forfall=_day(3)),
         line("8", "Hovedstol", "100,00", first=True, Forfall=_day(-10)),
         line("7", "Gebyr", "70,00", Forfall=_day(-10)),
         line("8", "Gebyr", "70,00", Forfall=_day(5)),
+        line("7", "Hovedstol", "100,00", first=True, Forfall=_day(3)),  # listed twice
+        line("7", "Gebyr", "70,00", Forfall=_day(-10)),
     ]
     prepared = run(rows, GROUPED_MAPPING, headers=G)
     why = _not_due(_day(3)).replace("Forfallsdato", "Forfall")
+    copy = (
+        "rule skip.not_due: the row repeats row {} exactly, every cell the same, and that "
+        "invoice is not overdue yet: nothing of it is sent"
+    )
     assert fates(prepared) == {
         0: ("SKIPPED", f"rule skip.not_due: {why}"),
         2: ("SKIPPED", f"rule skip.not_due: row 2: {why}"),
+        4: ("SKIPPED", copy.format(2)),
+        5: ("SKIPPED", copy.format(4)),
     }
+    assert [p.message for p in prepared.problems][-2:] == [copy.format(2), copy.format(4)]
     assert [inv.invoice_number for inv in prepared.invoices] == ["8"]
     assert_every_row_once(prepared)
     iso = (dt.date.today() + dt.timedelta(days=3)).isoformat()

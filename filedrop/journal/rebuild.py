@@ -17,6 +17,7 @@ import stat
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import date, datetime, time
 from pathlib import Path
 
 from filedrop.errors import ReadError
@@ -32,6 +33,7 @@ from filedrop.inflight import marks_or_their_folder
 from filedrop.journal.engines import PostgresLocation
 from filedrop.journal.store import InvoiceRecord, Journal, RebuiltBatch
 from filedrop.logs import plural, printable
+from filedrop.mapping.prepare import held_on
 from filedrop.outcome import (
     OUTCOME_COLUMNS,
     SANDBOX_COLUMN,
@@ -550,8 +552,9 @@ def rebuild_journal(
     # Every number an outcome's advice names is kept for its batch: others are drawn above.
     named = max((b.number or 0 for _, _, batches in records for b in batches), default=0)
     for outcome, invoices, batches in records:
-        if not _statuses(outcome.rows) & {*SENT_ROW_STATUSES, RowStatus.NOT_SENT}:
-            continue  # nothing was sent from it: processing it again is harmless
+        held = _held_on(outcome)
+        if not _statuses(outcome.rows) & {*SENT_ROW_STATUSES, RowStatus.NOT_SENT} and not held:
+            continue  # nothing was sent from it, nor held back: processing it again is harmless
         state, sha256 = _file_state(outcome), _sha256(outcome)
         known = journal.find_file(target=target, name=outcome.name, sha256=sha256) is not None
         added, renumbered = journal.record_rebuilt_file(
@@ -565,6 +568,7 @@ def rebuild_journal(
             batches=batches,
             invoices=invoices,
             draw_above=named,
+            created_at=None if held is None else datetime.combine(held, time(12)).timestamp(),
         )
         report.invoices += added
         report.renumbered.extend((outcome.path.name, old, new) for old, new in renumbered)
@@ -575,6 +579,14 @@ def rebuild_journal(
         report.queued_batches += sum(s is BatchState.QUEUED for s in batches.values())
         report.unknown_batches += sum(s is BatchState.UNKNOWN for s in batches.values())
     return report
+
+
+def _held_on(outcome: _Outcome) -> date | None:
+    """The day its rows say their invoices were held on as not due yet (``skip.not_due``), the
+    earliest if several: recorded as the day the file was taken, the next run judges it on that
+    day again. Taken as new, it would send them from an export days old."""
+    days = (held_on(row.message) for row in outcome.rows if row.status == RowStatus.SKIPPED)
+    return min((day for day in days if day is not None), default=None)
 
 
 def _outcome_files(inbox: Path) -> Iterator[tuple[Path, Path | None]]:

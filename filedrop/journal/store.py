@@ -1350,6 +1350,7 @@ class Journal:
         batches: Mapping[RebuiltBatch, BatchState],
         invoices: Sequence[tuple[str, InvoiceState, RebuiltBatch | None, str, str, str, str]],
         draw_above: int = 0,
+        created_at: float | None = None,
     ) -> tuple[int, list[tuple[int, int]]]:
         """Record a file read back from its outcome, with its batches and invoices, at once.
 
@@ -1366,7 +1367,9 @@ class Journal:
         and so does one it holds UNKNOWN that the outcome shows went (``SUCCEEDED``,
         ``PENDING``: an older copy, from before that batch was resolved as not sent and the
         invoice sent again), with its batch, known file or not; an UNKNOWN batch left with
-        none of its invoices is then resolved, naming the outcome.
+        none of its invoices is then resolved, naming the outcome. ``created_at``, when given,
+        is the time a new file record says it was taken (the day its outcome held invoices not
+        due yet on), else now.
 
         Returns how many invoice numbers were new or now blocked, and each batch that could not
         keep the number its outcome names, as (that number, the batch's number now); its invoices'
@@ -1384,7 +1387,8 @@ class Journal:
                 "INSERT INTO files (target, name, path, sha256, state, created_at, updated_at,"
                 " counts, outcome, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (
-                    target, name, str(path), sha256, state, now, now, json.dumps(counts),
+                    target, name, str(path), sha256, state,
+                    now if created_at is None else created_at, now, json.dumps(counts),
                     str(outcome), REBUILT,
                 ),
             ).fetchone()[0]  # fmt: skip

@@ -76,6 +76,7 @@ __all__ = [
     "PreparedInvoice",
     "Problem",
     "Rejection",
+    "held_on",
     "payloads",
     "prepare",
     "prepare_parts",
@@ -474,12 +475,26 @@ def _not_due_yet(
     for g in held.tolist():
         day, text = f"{values.number[g].astype(dt.date):%d.%m.%Y}", str(values.text[g])
         read_as = "" if text == day else f" ({day})"
-        out[g] = (
-            int(at[g]),
-            f"{values.label[g]} {quoted(text)}{read_as} has not passed on {on}: the invoice "
-            "is not overdue yet, and is not sent",
-        )
+        out[g] = (int(at[g]), f"{values.label[g]} {quoted(text)}{read_as}{_HELD} {on}{_NOT_SENT}")
     return out
+
+
+# How a held invoice's message names the day it was judged on, which ``journal rebuild`` reads
+# back from an outcome (``held_on``): the file is judged on that day again, not the rebuild's.
+_HELD, _NOT_SENT = " has not passed on", ": the invoice is not overdue yet, and is not sent"
+_HELD_ON = re.compile(
+    re.escape(_HELD) + r" (\d{2})\.(\d{2})\.(\d{4})" + re.escape(_NOT_SENT) + r"\Z"
+)
+
+
+def held_on(message: str) -> dt.date | None:
+    """The day an outcome's row says its invoice was held on as not due yet (``skip.not_due``),
+    or None if it says nothing of the kind."""
+    found = _HELD_ON.search(message) if message.startswith("rule skip.not_due: ") else None
+    try:
+        return None if found is None else dt.date(int(found[3]), int(found[2]), int(found[1]))
+    except ValueError:  # no such day: not a message filedrop wrote
+        return None
 
 
 def _merged_amounts(
@@ -891,23 +906,20 @@ def _decide(
         else is wrong with it."""
         return duplicate_of[g] >= 0 and int(duplicate_of[g]) not in invalid
 
-    # Copies of a line of an INVALID invoice: row -> what they are said to be instead. A copy of
-    # a line of a DUPLICATE invoice is DUPLICATE with it, though that invoice has an error (the
-    # repeated number).
-    copies_of_invalid: dict[int, str] = {}
+    # Copies of a line of an INVALID invoice, or of one held as not due yet (``holding``, which
+    # nothing else stops): row -> what they are said to be instead, as nothing of that invoice
+    # is sent. A copy of a line of a DUPLICATE invoice is DUPLICATE with it, though that invoice
+    # has an error (the repeated number).
+    holding = {g: why for g, why in not_due.items() if not bad[g]}
+    copies: dict[int, Rejection] = {}
     for g in np.flatnonzero(bad).tolist():
         if g in skipped:
             (row,) = groups.members_of(g)
             earlier = int(repeat_of[row])
             of = int(groups.gid[earlier]) if earlier >= 0 else -1
-            if of in errors and not listed_again(of):
-                copies_of_invalid[row] = (
-                    f"the row repeats row {row_numbers[earlier]} exactly, every cell the same, "
-                    "and that invoice is invalid: nothing of it was sent"
-                )
-                rejected[row] = Rejection(RowStatus.INVALID, copies_of_invalid[row])
-            else:
-                rejected[row] = skipped[g]
+            if (of in errors and not listed_again(of)) or of in holding:
+                copies[row] = _copy_of(int(row_numbers[earlier]), invalid=of in errors)
+            rejected[row] = copies.get(row, skipped[g])
             continue
         if listed_again(g):
             why = next(p.message for p in errors[g] if p.rule == "duplicate")
@@ -925,7 +937,7 @@ def _decide(
             )
             rejected[r] = Rejection(RowStatus.INVALID, text)
     problems = _hold_not_due(
-        not_due, bad, groups=groups, row_numbers=row_numbers, rejected=rejected, problems=problems
+        holding, bad, groups=groups, row_numbers=row_numbers, rejected=rejected, problems=problems
     )
     good = np.flatnonzero(~bad)
     with no_cyclic_gc():
@@ -934,19 +946,31 @@ def _decide(
             for no, g in zip(numbers[good].tolist(), good.tolist(), strict=True)
         ]
     notes = {r: "; ".join(w) for r, w in warnings.items() if not bad[groups.gid[r]]}
-    if copies_of_invalid:
+    if copies:
         problems = [
-            replace(
-                p,
-                message=copies_of_invalid[p.position],
-                severity="error",
-                rule=REPEATED_LINE_OF_INVALID_RULE,
-            )
-            if p.rule == REPEATED_RULE and p.position in copies_of_invalid
-            else p
-            for p in problems
+            _as_copy(p, copies[p.position]) if p.position in copies else p for p in problems
         ]
     return Prepared(table, mapping, invoices, rejected, notes, problems)
+
+
+def _copy_of(row: int, *, invalid: bool) -> Rejection:
+    """What a line that repeats ``row`` of an invoice not sent says: INVALID with an invalid
+    one, SKIPPED with one not due yet."""
+    same = f"the row repeats row {row} exactly, every cell the same, and that invoice is"
+    if invalid:
+        return Rejection(RowStatus.INVALID, f"{same} invalid: nothing of it was sent")
+    return Rejection(
+        RowStatus.SKIPPED, f"rule skip.not_due: {same} not overdue yet: nothing of it is sent"
+    )
+
+
+def _as_copy(p: Problem, copy: Rejection) -> Problem:
+    """The repeated line's own problem said as ``copy`` says it."""
+    if p.rule != REPEATED_RULE:
+        return p
+    if copy.status is RowStatus.INVALID:
+        return replace(p, message=copy.text, severity="error", rule=REPEATED_LINE_OF_INVALID_RULE)
+    return replace(p, message=copy.text)
 
 
 def _hold_not_due(
@@ -958,12 +982,10 @@ def _hold_not_due(
     rejected: dict[int, Rejection],
     problems: list[Problem],
 ) -> list[Problem]:
-    """Each invoice of ``not_due`` that nothing else stops is SKIPPED, every row of it (and
+    """Each invoice of ``not_due``, which nothing else stops, is SKIPPED, every row of it (and
     marked ``bad``, not sent); returns ``problems`` with a "skipped" one for each such row."""
     held: list[Problem] = []
     for g, (at, why) in not_due.items():
-        if bad[g]:
-            continue
         bad[g] = True
         for r in groups.members_of(g):
             text = "rule skip.not_due: " + (why if r == at else f"row {row_numbers[at]}: {why}")
