@@ -2134,8 +2134,26 @@ class _OutcomeDraft:
                 np.arange(len(numbers)) if grouped else positions,
                 np.arange(len(numbers)),
             )
+            self._held_elsewhere(journal)
         self._decided = self._decide(journal, self._decided)
         self._awaited = self._decided.awaited
+
+    def _held_elsewhere(self, journal: Journal) -> None:
+        """An invoice held as not due yet (``skip.not_due``) that another file already sent
+        is DUPLICATE of it, as it would be when due: a re-export with a later due date does
+        not hide that the invoice is with Amili. One that went nowhere stays SKIPPED."""
+        held = self._prepared.held
+        if not held:
+            return
+        names: dict[int, str] = {}
+        for number, record in journal.invoices(target=self._target, numbers=list(held)).items():
+            if record.file_id == self._file_id:
+                continue
+            status, text = _elsewhere(number, record, _earlier(record, journal, names))
+            if status is RowStatus.DUPLICATE:
+                self._prepared.rejected.update(
+                    dict.fromkeys(held[number], Rejection(RowStatus.DUPLICATE, text))
+                )
 
     def _decide(self, journal: Journal, decided: _Decided) -> _Decided:
         file_id, which = self._file_id, decided.unsettled

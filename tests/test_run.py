@@ -217,6 +217,29 @@ def test_an_invoice_not_due_yet_waits_for_a_later_export_and_is_then_sent(
     assert sandbox.counters().invoices_received == 2
 
 
+def test_an_invoice_sent_before_and_exported_again_not_due_is_a_duplicate(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """An invoice already sent from an earlier file, exported again with its due date moved
+    later, was SKIPPED as not due yet: the row hid that the invoice is with Amili under a case.
+    It is DUPLICATE of it, as it would be once due; a new invoice not due stays SKIPPED."""
+    write_erp_csv(inbox / "a.csv", [erp_row("3301")])
+    env = run_env(inbox, sandbox.url)
+    filedrop("run", environ=env)
+    later = f"{dt.date.today() + dt.timedelta(days=20):%d.%m.%Y}"
+    rows = [erp_row("3301", Forfallsdato=later), erp_row("3302", Forfallsdato=later)]
+    write_erp_csv(inbox / "b.csv", rows)
+    code, out, _ = filedrop("run", environ=env)
+    outcome = outcome_csv(inbox / "b.outcome.csv")
+    assert code == 0
+    assert list(outcome["outcome_status"]) == ["DUPLICATE", "SKIPPED"]
+    assert outcome["outcome_message"][0].startswith(
+        "invoice 3301 was already sent from a.csv (succeeded, case CASE-"
+    )
+    assert "b.csv: 1 DUPLICATE, 1 SKIPPED" in out
+    assert sandbox.counters().invoices_received == 1
+
+
 def test_a_file_taken_again_is_judged_due_on_the_day_it_was_first_taken(
     inbox: Path, sandbox: Sandbox
 ) -> None:

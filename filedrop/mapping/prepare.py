@@ -151,6 +151,9 @@ class Prepared:
     rejected: dict[int, Rejection]  # row position -> why it is not sent
     notes: dict[int, str]  # row position -> its warnings, for a row that is sent
     problems: list[Problem] = field(default_factory=list)
+    # Invoice number -> its rows SKIPPED as not due yet (``skip.not_due``): one another file
+    # already sent is said DUPLICATE of it instead, once the journal is asked.
+    held: dict[str, list[int]] = field(default_factory=dict)
 
     def merge(self, part: Prepared) -> None:
         """Take in a later part of the same table (``prepare_parts``)."""
@@ -158,6 +161,8 @@ class Prepared:
         self.rejected.update(part.rejected)
         self.notes.update(part.notes)
         self.problems.extend(part.problems)
+        for number, rows in part.held.items():
+            self.held.setdefault(number, []).extend(rows)
 
 
 #: Rows prepared at a time when the mapping groups none. Every field's converted values are
@@ -247,6 +252,7 @@ def prepare_parts(
             rejected={start + row: why for row, why in done.rejected.items()},
             notes={start + row: note for row, note in done.notes.items()},
             problems=[replace(p, position=start + p.position) for p in done.problems],
+            held={number: [start + r for r in rows] for number, rows in done.held.items()},
         )
 
     return part(0), (part(k) for k in range(1, len(starts)))
@@ -950,7 +956,27 @@ def _decide(
         problems = [
             _as_copy(p, copies[p.position]) if p.position in copies else p for p in problems
         ]
-    return Prepared(table, mapping, invoices, rejected, notes, problems)
+    held = _held_numbers(holding, copies, numbers=numbers, groups=groups, repeat_of=repeat_of)
+    return Prepared(table, mapping, invoices, rejected, notes, problems, held)
+
+
+def _held_numbers(
+    holding: dict[int, tuple[int, str]],
+    copies: dict[int, Rejection],
+    *,
+    numbers: np.ndarray,
+    groups: Groups,
+    repeat_of: np.ndarray,
+) -> dict[str, list[int]]:
+    """``Prepared.held``: each invoice number held as not due yet, with its rows and the rows
+    that copy one of its lines (the copies SKIPPED, not INVALID)."""
+    held: defaultdict[str, list[int]] = defaultdict(list)
+    for g in holding:
+        held[str(numbers[g])].extend(groups.members_of(g))
+    for row, copy in copies.items():
+        if copy.status is RowStatus.SKIPPED:
+            held[str(numbers[groups.gid[repeat_of[row]]])].append(row)
+    return dict(held)
 
 
 def _copy_of(row: int, *, invalid: bool) -> Rejection:
