@@ -7,6 +7,7 @@ runner, the daemon and the CLI all use these enums, so a state is spelt in exact
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import re
 from collections.abc import Iterable
@@ -204,3 +205,29 @@ WAITS_ELSEWHERE_ROW = re.compile(
 #: ``resolve_command`` followed by its flag, in a row's message: the batch's journal number. At
 #: most 9 digits, so a hostile outcome cannot push the journal's numbers past a 32-bit column.
 RESOLVE_ADVICE = re.compile(r"filedrop resolve ([1-9][0-9]{0,8}) --")
+
+
+#: The built-in rule that holds back an invoice whose due date has not passed
+#: (``prepare._not_due_yet``).
+NOT_DUE_RULE = "skip.not_due"
+_HELD, _NOT_SENT = " has not passed on", ": the invoice is not overdue yet, and is not sent"
+_HELD_ON = re.compile(
+    re.escape(_HELD) + r" (\d{2})\.(\d{2})\.(\d{4})" + re.escape(_NOT_SENT) + r"\Z"
+)
+
+
+def not_due_message(due: str, day: dt.date) -> str:
+    """Why a row of an invoice held back is not sent: ``due`` (its due date's column and cell)
+    has not passed on ``day``. An outcome keeps it in its rows, and 'filedrop journal rebuild'
+    reads the day back from there (``held_on``), so it is spelt here alone."""
+    return f"rule {NOT_DUE_RULE}: {due}{_HELD} {day:%d.%m.%Y}{_NOT_SENT}"
+
+
+def held_on(message: str) -> dt.date | None:
+    """The day a row's message says its invoice was held back on (``not_due_message``), or
+    None if it says nothing of the kind."""
+    found = _HELD_ON.search(message) if message.startswith(f"rule {NOT_DUE_RULE}: ") else None
+    try:
+        return None if found is None else dt.date(int(found[3]), int(found[2]), int(found[1]))
+    except ValueError:  # no such day: not a message filedrop wrote
+        return None

@@ -189,6 +189,31 @@ def test_a_rebuilt_file_is_judged_due_on_the_day_its_outcome_held_invoices_on(
     assert sandbox.counters().invoices_received == 1
 
 
+@pytest.mark.parametrize("day", ["01.01.0001", "31.12.9999"])
+def test_a_held_day_no_run_can_have_judged_on_is_passed_over(
+    inbox: Path, sandbox: Sandbox, day: str
+) -> None:
+    """An outcome edited by hand names a day before 1970 or after today as the one its invoice
+    was held on: the rebuild stopped with "year 0 is out of range" on the first. Such a day is
+    passed over, and the file's record is taken now."""
+    later = f"{dt.date.today() + dt.timedelta(days=3):%d.%m.%Y}"
+    write_erp_csv(inbox / "rar.csv", [erp_row("3401"), erp_row("3402", Forfallsdato=later)])
+    env = run_env(inbox, sandbox.url)
+    filedrop("run", environ=env)
+    outcome = inbox / "rar.outcome.csv"
+    today = f"{dt.date.today():%d.%m.%Y}"
+    text = outcome.read_bytes().decode("cp1252")
+    assert f"has not passed on {today}:" in text
+    outcome.write_bytes(text.replace(f"has not passed on {today}:", f"has not passed on {day}:")
+                        .encode("cp1252"))  # fmt: skip
+    delete_journal(inbox)
+    before = time.time()
+    filedrop("journal", "rebuild", environ=env)
+    with Journal(journal_file(inbox)) as journal:
+        (record,) = journal.recent_files()
+    assert before <= record.created_at <= time.time()
+
+
 def test_after_a_lost_journal_a_re_export_under_a_new_name_is_not_sent(
     inbox: Path, sandbox: Sandbox
 ) -> None:

@@ -33,7 +33,6 @@ from filedrop.inflight import marks_or_their_folder
 from filedrop.journal.engines import PostgresLocation
 from filedrop.journal.store import InvoiceRecord, Journal, RebuiltBatch
 from filedrop.logs import plural, printable
-from filedrop.mapping.prepare import held_on
 from filedrop.outcome import (
     OUTCOME_COLUMNS,
     SANDBOX_COLUMN,
@@ -50,6 +49,7 @@ from filedrop.states import (
     FileState,
     InvoiceState,
     RowStatus,
+    held_on,
     row_status_in,
 )
 
@@ -552,7 +552,7 @@ def rebuild_journal(
     # Every number an outcome's advice names is kept for its batch: others are drawn above.
     named = max((b.number or 0 for _, _, batches in records for b in batches), default=0)
     for outcome, invoices, batches in records:
-        held = _held_on(outcome)
+        held = _held_day(outcome)
         if not _statuses(outcome.rows) & {*SENT_ROW_STATUSES, RowStatus.NOT_SENT} and not held:
             continue  # nothing was sent from it, nor held back: processing it again is harmless
         state, sha256 = _file_state(outcome), _sha256(outcome)
@@ -581,12 +581,17 @@ def rebuild_journal(
     return report
 
 
-def _held_on(outcome: _Outcome) -> date | None:
+def _held_day(outcome: _Outcome) -> date | None:
     """The day its rows say their invoices were held on as not due yet (``skip.not_due``), the
     earliest if several: recorded as the day the file was taken, the next run judges it on that
-    day again. Taken as new, it would send them from an export days old."""
+    day again. Taken as new, it would send them from an export days old. A day no run can have
+    judged on (before 1970, after today: an outcome edited by hand) is passed over."""
     days = (held_on(row.message) for row in outcome.rows if row.status == RowStatus.SKIPPED)
-    return min((day for day in days if day is not None), default=None)
+    return min((day for day in days if day is not None and _FIRST_DAY <= day <= date.today()),
+               default=None)  # fmt: skip
+
+
+_FIRST_DAY = date(1970, 1, 2)  # the first day whose noon is a time stamp everywhere
 
 
 def _outcome_files(inbox: Path) -> Iterator[tuple[Path, Path | None]]:

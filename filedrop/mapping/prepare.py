@@ -67,7 +67,7 @@ from filedrop.mapping.tree import Field, Node, walk_fields, with_defaults
 from filedrop.memory import no_cyclic_gc, release_freed_memory
 from filedrop.read import Table
 from filedrop.read.table import UNSAVED_CURE, UNSAVED_FORMULA, column_letter
-from filedrop.states import RowStatus
+from filedrop.states import NOT_DUE_RULE, RowStatus, not_due_message
 
 __all__ = [
     "DUPLICATE_RULES",
@@ -76,7 +76,6 @@ __all__ = [
     "PreparedInvoice",
     "Problem",
     "Rejection",
-    "held_on",
     "payloads",
     "prepare",
     "prepare_parts",
@@ -383,6 +382,7 @@ def _prepare(
         offset=offset,
         invalid=invalid,
         not_due=not_due,
+        today=today,
     )
 
 
@@ -466,41 +466,23 @@ def _not_due_yet(
     mapping: Mapping, level: dict[int, Level], today: dt.date
 ) -> dict[int, tuple[int, str]]:
     """The invoices whose due date is ``today`` or later (the built-in ``skip.not_due``): each
-    with the row its due date is on and why it waits. Until the due date has passed, an invoice
-    is not owed, and a debtor who still has days to pay would get a collection letter. Judged on
-    the invoice's own due date, as it would be sent, once nothing else stops it (``_decide``)."""
+    with the row its due date is on, and that due date's column and cell as a message shows
+    it. Until the due date has passed, an invoice is not owed, and a debtor who still has days
+    to pay would get a collection letter. Judged on the invoice's own due date, as it would be
+    sent, once nothing else stops it (``_decide``)."""
     due = mapping.invoice.get_field("dueDate")
-    if not mapping.skip_not_due or due is None or id(due) not in level:
+    if not mapping.skip_not_due or due is None:
         return {}
     values, at = level[id(due)].values, level[id(due)].at  # values: one per invoice
     if values.number is None:
         return {}
     held = np.flatnonzero(values.number >= np.datetime64(today, "D"))  # never NaT: no date
-    on = f"{today:%d.%m.%Y}"
     out: dict[int, tuple[int, str]] = {}
     for g in held.tolist():
         day, text = f"{values.number[g].astype(dt.date):%d.%m.%Y}", str(values.text[g])
         read_as = "" if text == day else f" ({day})"
-        out[g] = (int(at[g]), f"{values.label[g]} {quoted(text)}{read_as}{_HELD} {on}{_NOT_SENT}")
+        out[g] = (int(at[g]), f"{values.label[g]} {quoted(text)}{read_as}")
     return out
-
-
-# How a held invoice's message names the day it was judged on, which ``journal rebuild`` reads
-# back from an outcome (``held_on``): the file is judged on that day again, not the rebuild's.
-_HELD, _NOT_SENT = " has not passed on", ": the invoice is not overdue yet, and is not sent"
-_HELD_ON = re.compile(
-    re.escape(_HELD) + r" (\d{2})\.(\d{2})\.(\d{4})" + re.escape(_NOT_SENT) + r"\Z"
-)
-
-
-def held_on(message: str) -> dt.date | None:
-    """The day an outcome's row says its invoice was held on as not due yet (``skip.not_due``),
-    or None if it says nothing of the kind."""
-    found = _HELD_ON.search(message) if message.startswith("rule skip.not_due: ") else None
-    try:
-        return None if found is None else dt.date(int(found[3]), int(found[2]), int(found[1]))
-    except ValueError:  # no such day: not a message filedrop wrote
-        return None
 
 
 def _merged_amounts(
@@ -871,11 +853,13 @@ def _decide(
     offset: int,
     invalid: set[int],
     not_due: dict[int, tuple[int, str]],
+    today: dt.date,
 ) -> Prepared:
     """Each group is sent, INVALID (an error on one of its rows), DUPLICATE, or SKIPPED.
 
-    A group that would be sent but is not due yet (``not_due``: its due date's row and why) is
-    SKIPPED: what is wrong with an invoice, or that its number went before, is said first.
+    A group that would be sent but is not due yet on ``today`` (``not_due``: its due date's row,
+    column and cell) is SKIPPED: what is wrong with an invoice, or that its number went before,
+    is said first.
 
     A group whose number an earlier group has is DUPLICATE of it, unless that one is INVALID:
     then it was never sent, and the repeat is INVALID too (``_repeats_of_invalid``). ``invalid``
@@ -943,8 +927,9 @@ def _decide(
             )
             rejected[r] = Rejection(RowStatus.INVALID, text)
     problems = _hold_not_due(
-        holding, bad, groups=groups, row_numbers=row_numbers, rejected=rejected, problems=problems
-    )
+        holding, bad, today, groups=groups, row_numbers=row_numbers, rejected=rejected,
+        problems=problems,
+    )  # fmt: skip
     good = np.flatnonzero(~bad)
     with no_cyclic_gc():
         invoices = [
@@ -986,7 +971,7 @@ def _copy_of(row: int, *, invalid: bool) -> Rejection:
     if invalid:
         return Rejection(RowStatus.INVALID, f"{same} invalid: nothing of it was sent")
     return Rejection(
-        RowStatus.SKIPPED, f"rule skip.not_due: {same} not overdue yet: nothing of it is sent"
+        RowStatus.SKIPPED, f"rule {NOT_DUE_RULE}: {same} not overdue yet: nothing of it is sent"
     )
 
 
@@ -1002,6 +987,7 @@ def _as_copy(p: Problem, copy: Rejection) -> Problem:
 def _hold_not_due(
     not_due: dict[int, tuple[int, str]],
     bad: np.ndarray,
+    today: dt.date,
     *,
     groups: Groups,
     row_numbers: np.ndarray,
@@ -1011,10 +997,10 @@ def _hold_not_due(
     """Each invoice of ``not_due``, which nothing else stops, is SKIPPED, every row of it (and
     marked ``bad``, not sent); returns ``problems`` with a "skipped" one for each such row."""
     held: list[Problem] = []
-    for g, (at, why) in not_due.items():
+    for g, (at, due) in not_due.items():
         bad[g] = True
         for r in groups.members_of(g):
-            text = "rule skip.not_due: " + (why if r == at else f"row {row_numbers[at]}: {why}")
+            text = not_due_message(due if r == at else f"row {row_numbers[at]}: {due}", today)
             rejected[r] = Rejection(RowStatus.SKIPPED, text)
             held.append(Problem(int(row_numbers[r]), None, None, text, "skipped", "", r))
     # Stable: within a row, in the order the rules ran.
