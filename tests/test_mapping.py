@@ -542,6 +542,24 @@ def test_a_mapping_that_leaves_what_is_owed_unread_does_not_fit(tmp_path: Path) 
         assert select_mapping([blind, mapping], Path("april.csv"), Reads(headers))[0] is mapping
 
 
+def test_headers_of_what_was_paid_are_known_and_only_those() -> None:
+    """A column of what was paid on an invoice, left unread beside its amount, lets a partly
+    paid invoice go for its whole amount (``prepare`` refuses each showing a payment). Its
+    headers in the words exports use are known; one saying when, how, by whom or on which terms
+    it is paid, that it was not, or what is still owed, is not one."""
+    from filedrop.mapping.loader import paid_header
+
+    paid = ["Innbetalt", "Betalt", "Betalt beløp", "Innbetalt beløp", "Innbetalt (kr)"]
+    paid += ["Innbetalinger", "Delbetalt", "Amount paid", "Paid", "Paid amount", "Payments"]
+    paid += ["Amount received", "INNBETALT NOK", "Betaltbeløp"]
+    assert [h for h in paid if not paid_header(h)] == []
+    others = ["Betalt dato", "Betalingsdato", "Payment method", "Payment terms", "Betalt av"]
+    others += ["Ikke betalt", "Ubetalt", "Rest å betale", "Payment due", "Paid date", "Beløp"]
+    others += ["Betalingsbetingelser", "Payment reference", "Betalt %", "Not paid", "KID"]
+    others += ["Restbeløp", "Amount due", "Unpaid", "Betalingsfrist", "Payment ID"]
+    assert [h for h in others if paid_header(h)] == []
+
+
 @pytest.mark.parametrize(
     ("separator", "shown", "quote"), [(",", '","', ""), ("\t", "tab", ""), (",", '","', '"')]
 )

@@ -172,6 +172,16 @@ def _owing_more(folder: Path, row: int) -> str:
     return _only_message(prepare(read_table(path, mapping.read), mapping), row)
 
 
+def _paid_unread(folder: Path, row: int) -> str:
+    """An ERP CSV with an Innbetalt column the shipped mapping leaves unread, in which row
+    ``row`` shows a payment (the rows before it show none)."""
+    rows = [f"{erp_row(f'2403{n:02d}')};0,00" for n in range(2, row)]
+    rows.append(f"{erp_row('240399')};1 000,00")
+    mapping = load_mapping(MAPPINGS / "norwegian-erp.toml")
+    path = _csv(folder, f"{ERP_HEADER};Innbetalt", rows)
+    return _only_message(prepare(read_table(path, mapping.read), mapping), row)
+
+
 OPEN_ITEMS_HEADER = (
     "Fakturanr;Fakturadato;Forfall;Kunde;Org.nr/Personnr;Adresse;Postnr;Poststed;Beløp"
 )
@@ -276,6 +286,11 @@ CASES: dict[str, Callable[[Path], str]] = {
     "the invoice's whole amount, map originalInvoiceAmount from the column that is)": lambda d: (
         _owing_more(d, 7)
     ),
+    'row 4: Innbetalt "1 000,00" says something was paid on this invoice, and the mapping reads '
+    "no column of what is still owed: it would go to collection for its whole amount, the "
+    "payment not taken off; export the amount still owed and read it (a claim's "
+    'remainingAmount), or name "Innbetalt" in [match] unread if it is not what was paid on this '
+    "invoice": lambda d: _paid_unread(d, 4),
     'row 14: Forfallsdato "31.02.2024" is not a date (expected dd.mm.yyyy or dd.mm.yy)': lambda d: (
         _row_message(d, 14, Forfallsdato="31.02.2024")
     ),

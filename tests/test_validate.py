@@ -2669,6 +2669,75 @@ def test_an_invoice_with_a_credit_note_of_its_number_in_the_file_is_refused(
     assert [inv.invoice_number for inv in warned.invoices] == ["70001", "70002"]
 
 
+PAID_SAYS = (
+    "{cell} says something was paid on this invoice, and the mapping reads no column of what "
+    "is still owed: it would go to collection for its whole amount, the payment not taken off; "
+    "export the amount still owed and read it (a claim's remainingAmount), or name "
+    '"Innbetalt" in [match] unread if it is not what was paid on this invoice'
+)
+
+
+@pytest.mark.parametrize("excel", [False, True])
+def test_an_invoice_showing_a_payment_the_mapping_leaves_unread_is_refused(
+    tmp_path: Path, excel: bool
+) -> None:
+    """An export with Innbetalt beside Beløp and no column of what is still owed, taken by the
+    shipped mapping (which reads Beløp alone): a partly paid invoice went to collection for its
+    whole amount, and one marked paid went too. Each invoice showing a payment is INVALID (rule
+    amount), naming the cell and the ways on; one showing none (0, empty, Nei) is sent, and so
+    is every invoice once the mapping reads what is still owed, names the column unread, or
+    makes the rule a warning. A totals row stays SKIPPED."""
+    headers = [*HEADERS, "Innbetalt"]
+    paid = ["0,00", "1 000,00", "", "Ja", "Nei", "4 500,00", "12.03.2024"]
+    rows = [row(Fakturanr=str(70001 + i), Innbetalt=cell) for i, cell in enumerate(paid)]
+    rows.append({"Fakturanr": "", "Kundenr": "Sum", "Beløp": "31 500,00", "Innbetalt": "x"})
+    if excel:
+        path = tmp_path / "mars.xlsx"
+        book = openpyxl.Workbook()
+        sheet = book.active
+        assert sheet is not None
+        sheet.append(headers)
+        typed = {"0,00": 0, "1 000,00": 1000, "4 500,00": 4500}  # numbers, as a workbook has
+        for cells in rows:
+            typed_cells = {h: typed.get(v, v) if h == "Innbetalt" else v for h, v in cells.items()}
+            sheet.append(
+                [None if typed_cells.get(h, "") == "" else typed_cells[h] for h in headers]
+            )
+        book.save(path)
+    else:
+        path = tmp_path / "mars.csv"
+        with path.open("w", encoding="utf-8", newline="") as out:
+            writer = csv.writer(out, delimiter=";")
+            writer.writerow(headers)
+            writer.writerows([cells.get(h, "") for h in headers] for cells in rows)
+
+    def prepared_with(mapping: Mapping) -> Prepared:
+        return prepare(read_table(path, mapping.read), mapping)
+
+    prepared = prepared_with(ERP)
+    shown = {"1 000,00": "1000", "4 500,00": "4500"} if excel else {}
+    refused = {1: "1 000,00", 3: "Ja", 5: "4 500,00", 6: "12.03.2024"}
+    assert {r: why for r, why in fates(prepared).items() if r < 7} == {
+        r: ("INVALID", PAID_SAYS.format(cell=f'Innbetalt "{shown.get(cell, cell)}"'))
+        for r, cell in refused.items()
+    }
+    assert fates(prepared)[7][0] == "SKIPPED"
+    assert [inv.invoice_number for inv in prepared.invoices] == ["70001", "70003", "70005"]
+    assert_every_row_once(prepared)
+    owed = ERP_TEXT.replace('remainingAmount = "Beløp"', 'remainingAmount = "Restbeløp"')
+    told = ERP_TEXT.replace("[match]\n", '[match]\nunread = ["innbetalt"]\n', 1)
+    warned = ERP_TEXT.replace("[rules]\n", '[rules]\namount = "warning"\n', 1)
+    assert ERP_TEXT not in (told, warned)
+    for text in (told, warned):
+        assert len(prepared_with(custom(tmp_path, text)).invoices) == 7
+    # Where the mapping reads what is still owed, the payment is already taken off.
+    if not excel:
+        lines = path.read_text("utf-8").splitlines()
+        lines = [lines[0] + ";Restbeløp"] + [line + ";3 500,00" for line in lines[1:]]
+        path.write_text("\n".join(lines) + "\n", "utf-8")
+        assert len(prepared_with(custom(tmp_path, owed)).invoices) == 7
+
+
 def test_a_persons_full_name_holding_a_care_of_or_a_company_form_is_refused(
     tmp_path: Path,
 ) -> None:

@@ -61,6 +61,7 @@ __all__ = [
     "SkipRule",
     "load_mapping",
     "load_mappings",
+    "payments_unread",
     "select_mapping",
 ]
 
@@ -370,6 +371,60 @@ def _owed_unread(
         ),
         None,
     )
+
+
+#: Words and phrases (as ``loose_key`` writes them) of a header of what was paid on an
+#: invoice: "Innbetalt", "Betalt beløp", "Amount paid". A header of what is still owed is never
+#: one ("Rest å betale", "Ubetalt": ``owed_header`` is asked first).
+_PAID_WORDS = frozenset(
+    {"innbetalt", "betalt", "innbetaling", "innbetalinger", "delbetalt", "delbetaling", "paid"}
+    | {"payment", "payments", "delbetalinger"}
+)
+_PAID_PHRASES = ("amountpaid", "paidamount", "amountreceived", "betaltbeløp", "betaltbelop")
+#: Words that make such a header say something else: when, how, by whom or on which terms it
+#: is paid ("Betalt dato", "Payment method", "Betalt av", "Payment terms", "Payment due"), a
+#: reference, or that it was not ("Ikke betalt"), besides those that do for what is owed.
+_NOT_PAID_WORDS = _NOT_OWED_WORDS | frozenset(
+    {"method", "metode", "måte", "mate", "av", "by", "terms", "betingelser", "due", "ikke"}
+    | {"not", "kid", "referanse", "reference", "plan", "tid", "time", "frist"}
+)
+
+
+def paid_header(header: str) -> bool:
+    """Whether ``header`` says its column holds what was paid on an invoice: one of the words
+    or phrases above, and nothing that makes it another thing (nor one of what is still owed)."""
+    if owed_header(header) or "%" in header:
+        return False
+    words = set(re.split(r"[\W_]+", unicodedata.normalize("NFC", header).casefold()))
+    key = loose_key(header)
+    paid = not _PAID_WORDS.isdisjoint(words) or any(p in key for p in _PAID_PHRASES)
+    return paid and _NOT_PAID_WORDS.isdisjoint(words)
+
+
+def payments_unread(mapping: Mapping, headers: list[str]) -> list[int]:
+    """The columns of ``headers`` whose header says they hold what was paid on an invoice and
+    that nothing of ``mapping`` reads (no field, no skip rule) nor its ``match.unread`` names;
+    none when the mapping reads a column of what is still owed as an amount, as that already
+    takes what was paid off. Read with the invoice's amount alone, a partly paid invoice would
+    go to collection for its whole amount (``prepare`` refuses each invoice that shows a
+    payment)."""
+    found = mapping._positions(headers)
+    amounts = {
+        found[f.columns]
+        for node in (mapping.invoice, mapping.debtors, mapping.claims)
+        for top in walk_fields(node)
+        for f in with_defaults(top)
+        if f.kind == "amount" and f.source == "column" and f.columns in found
+    }
+    if any(owed_header(headers[at]) for at in amounts):
+        return []
+    read = {found[names] for _, names, _ in mapping.column_refs if names in found}
+    left = set(map(loose_key, mapping.unread))
+    return [
+        at
+        for at, header in enumerate(headers)
+        if paid_header(header) and at not in read and loose_key(header) not in left
+    ]
 
 
 def select_mapping(

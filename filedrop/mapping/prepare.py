@@ -42,6 +42,7 @@ from filedrop.mapping.fields import (
     Source,
     Values,
     decimals_shown,
+    evaluate,
     evaluate_fields,
     longest_kids,
 )
@@ -54,7 +55,7 @@ from filedrop.mapping.groups import (
     number_keys,
     repeated_lines,
 )
-from filedrop.mapping.loader import Mapping
+from filedrop.mapping.loader import Mapping, payments_unread
 from filedrop.mapping.payload import (
     Columns,
     PreparedInvoice,
@@ -450,6 +451,7 @@ def _row_fates(
     left_out = _left_out(blank, skip_why)
     if table.unsaved:
         _refuse_unsaved_keys(table, mapping, src, left_out)
+    unknown += _payments_shown(table, mapping, src, left_out)
     groups = group_rows(table, mapping, src.positions, left_out)
     if table.merged_down:
         unknown += _merged_amounts(table, mapping, src, groups, left_out)
@@ -707,6 +709,46 @@ def _credited_invoices(
                 "amount still owed, or remove the credit note if it is on another invoice",
             )
         )
+    return issues
+
+
+#: What a cell of a column of what was paid says when nothing was: the invoice goes as it is.
+_NOTHING_PAID = frozenset({"nei", "no", "n", "false", "usant", "-", "–", "—", "ikke betalt"})
+_NOTHING_PAID |= {"ubetalt", "unpaid", "not paid", "åpen", "open"}
+
+
+def _payments_shown(
+    table: Table, mapping: Mapping, src: Source, left_out: np.ndarray
+) -> list[Issue]:
+    """Rule ``amount``: an invoice whose row shows something paid on it, in a column of what
+    was paid that the mapping leaves unread while it reads no column of what is still owed
+    (``payments_unread``). It would go to collection for its whole amount, the payment not
+    taken off: refused, as filedrop does not net amounts. A cell of zero, empty, or saying
+    nothing was paid ("Nei") lets the invoice go; any other (an amount, "Ja", a date) stops
+    it, and names the column and the two ways on."""
+    issues: list[Issue] = []
+    for at in payments_unread(mapping, table.headers):
+        header = table.headers[at]
+        paid = Field(key="match.unread", kind="amount", source="column", columns=(header,))
+        values = evaluate(paid, replace(src, positions={**src.positions, (header,): at}), [])
+        with np.errstate(invalid="ignore"):
+            nothing = values.empty | (values.number == 0)
+        said = pd.Series(values.text, dtype=object).str.casefold().isin(_NOTHING_PAID)
+        for row in np.flatnonzero(~(nothing | said.to_numpy() | left_out)).tolist():
+            issues.append(
+                Issue(
+                    row,
+                    "amount",
+                    values.label[row],
+                    values.text[row],
+                    f"{values.label[row]} {quoted(values.text[row])} says something was paid "
+                    "on this invoice, and the mapping reads no column of what is still owed: "
+                    "it would go to collection for its whole amount, the payment not taken "
+                    "off; export the amount still owed and read it (a claim's "
+                    f"remainingAmount), or name {quoted(header)} in [match] unread if it is "
+                    "not what was paid on this invoice",
+                )
+            )
     return issues
 
 
