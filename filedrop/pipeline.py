@@ -74,9 +74,11 @@ from filedrop.inbox import (
 from filedrop.inflight import MarkFate, Sending, clear_mark, mark_of, unknown_mark
 from filedrop.journal import BatchRecord, FileRecord, InvoiceRecord, Journal, this_owner
 from filedrop.journal.rebuild import (
+    held_day_unrecorded,
     inbox_lost_journal_evidence,
     lost_journal_evidence,
     lost_journal_message,
+    noon_of,
     shows_sent,
 )
 from filedrop.journal.store import CLAIM_LOST, REBUILT, FinishedBatch
@@ -351,7 +353,27 @@ def process_file(path: Path, ctx: Context) -> FileReport:
     with _TAKEN.one_at_a_time((ctx.target, path.name, hashed.sha256), ctx.stop) as ours:
         if not ours:
             return FileReport(path, FileState.WAITING, {}, message=NOT_BEGUN)
-        return _claim_and_process(path, ctx, hashed)
+        return _claim_and_process(path, ctx, hashed, taken_at=_held_before(path, ctx))
+
+
+def _held_before(path: Path, ctx: Context) -> float | None:
+    """When the file was first taken, as its outcome tells, where the journal has no record of
+    it but the outcome beside it held invoices back as not due on an earlier day: it is judged
+    on that day again (``held_day_unrecorded``), and the log says so."""
+    held = held_day_unrecorded(path, ctx.journal, target=ctx.target, limits=ctx.read_limits)
+    if held is None or held[1] >= date.today():
+        return None
+    outcome, day = held
+    log.warning(
+        "%s: the journal has no record of it, but its outcome %s held invoices back as not "
+        "due on %s: it is judged on that day again, so that none is sent from an export "
+        "that old (a newer export under this name sends those due since next time)",
+        printable(path.name),
+        printable(outcome.name),
+        f"{day:%d.%m.%Y}",
+        extra=fields("file_held_day", inbox=ctx.metrics.name, file=path.name),
+    )
+    return noon_of(day)
 
 
 class _InHand:
@@ -392,8 +414,11 @@ class _InHand:
 _TAKEN = _InHand()
 
 
-def _claim_and_process(path: Path, ctx: Context, hashed: HashedFile) -> FileReport:
-    """Claim the file in the journal and process it, or say why it is not ours."""
+def _claim_and_process(
+    path: Path, ctx: Context, hashed: HashedFile, *, taken_at: float | None = None
+) -> FileReport:
+    """Claim the file in the journal and process it, or say why it is not ours. ``taken_at``:
+    when it was first taken, for a file the journal has no record of (``_held_before``)."""
     if (sender := _unfinished_elsewhere(path, hashed, ctx)) is not None:
         # An inbox this process serves as well says how that file went; another is left
         # unfinished as far as this process can tell.
@@ -414,6 +439,7 @@ def _claim_and_process(path: Path, ctx: Context, hashed: HashedFile) -> FileRepo
         owner=ctx.owner,
         stale_s=ctx.claim_stale_s,
         read_under=ctx.read_under,
+        taken_at=taken_at,
     )
     if record is None:
         return _skipped(path, hashed, ctx)

@@ -270,6 +270,43 @@ def test_a_file_taken_again_is_judged_due_on_the_day_it_was_first_taken(
     assert sandbox.counters().invoices_received == 1
 
 
+def test_a_file_whose_journal_was_lost_is_judged_on_the_day_its_outcome_held_invoices_on(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """The journal is lost while an export whose outcome held an invoice back as not due (and
+    sent nothing, so no evidence of a lost journal) stays in the inbox. Taken as new, the file
+    was judged on the day of that run, and the invoice, due since, went to collection from an
+    export ten days old. It is judged on the day its outcome names, as with its journal (which
+    would not read those bytes again at all), and the log says so."""
+    five_ago = f"{dt.date.today() - dt.timedelta(days=5):%d.%m.%Y}"
+    rows = [erp_row("3401", Forfallsdato="31.02.2024"), erp_row("3402", Forfallsdato=five_ago)]
+    write_erp_csv(inbox / "gammel.csv", rows)
+    env = run_env(inbox, sandbox.url)
+    sandbox.fail_next(503, count=6, retry_after="0", route="invoices")
+    filedrop("run", environ=env, expect=1)  # an INVALID row: a person should look
+    ten_days_ago = time.time() - 10 * 86_400
+    with sqlite3.connect(journal_file(inbox)) as db:
+        db.execute("UPDATE files SET created_at = ?", (ten_days_ago,))
+    db.close()
+    filedrop("run", environ=env, expect=1)
+    assert list(outcome_csv(inbox / "gammel.outcome.csv")["outcome_status"]) == [
+        "INVALID",
+        "SKIPPED",
+    ]
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{journal_file(inbox)}{suffix}").unlink(missing_ok=True)
+    _, _, err = filedrop("run", environ=env, expect=1)
+    outcome = outcome_csv(inbox / "gammel.outcome.csv")
+    assert list(outcome["outcome_status"]) == ["INVALID", "SKIPPED"]
+    day = f"{dt.date.fromtimestamp(ten_days_ago):%d.%m.%Y}"
+    assert f'Forfallsdato "{five_ago}" has not passed on {day}' in outcome["outcome_message"][1]
+    assert (
+        "gammel.csv: the journal has no record of it, but its outcome gammel.outcome.csv held "
+        f"invoices back as not due on {day}: it is judged on that day again" in err
+    )
+    assert sandbox.counters().invoices_received == 0
+
+
 def test_a_deleted_outcome_is_said_missing_and_nothing_is_sent(
     inbox: Path, sandbox: Sandbox
 ) -> None:

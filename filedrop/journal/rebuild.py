@@ -552,7 +552,7 @@ def rebuild_journal(
     # Every number an outcome's advice names is kept for its batch: others are drawn above.
     named = max((b.number or 0 for _, _, batches in records for b in batches), default=0)
     for outcome, invoices, batches in records:
-        held = _held_day(outcome)
+        held = _held_day(outcome.rows)
         if not _statuses(outcome.rows) & {*SENT_ROW_STATUSES, RowStatus.NOT_SENT} and not held:
             continue  # nothing was sent from it, nor held back: processing it again is harmless
         state, sha256 = _file_state(outcome), _sha256(outcome)
@@ -568,7 +568,7 @@ def rebuild_journal(
             batches=batches,
             invoices=invoices,
             draw_above=named,
-            created_at=None if held is None else datetime.combine(held, time(12)).timestamp(),
+            created_at=None if held is None else noon_of(held),
         )
         report.invoices += added
         report.renumbered.extend((outcome.path.name, old, new) for old, new in renumbered)
@@ -581,17 +581,54 @@ def rebuild_journal(
     return report
 
 
-def _held_day(outcome: _Outcome) -> date | None:
-    """The day its rows say their invoices were held on as not due yet (``skip.not_due``), the
-    earliest if several: recorded as the day the file was taken, the next run judges it on that
-    day again. Taken as new, it would send them from an export days old. A day no run can have
-    judged on (before 1970, after today: an outcome edited by hand) is passed over."""
-    days = (held_on(row.message) for row in outcome.rows if row.status == RowStatus.SKIPPED)
+def _held_day(rows: list[OutcomeRow]) -> date | None:
+    """The day an outcome's rows say their invoices were held on as not due yet
+    (``skip.not_due``), the earliest if several: recorded as the day the file was taken, the
+    next run judges it on that day again. Taken as new, it would send them from an export days
+    old. A day no run can have judged on (before 1970, after today: an outcome edited by hand)
+    is passed over."""
+    days = (held_on(row.message) for row in rows if row.status == RowStatus.SKIPPED)
     return min((day for day in days if day is not None and _FIRST_DAY <= day <= date.today()),
                default=None)  # fmt: skip
 
 
 _FIRST_DAY = date(1970, 1, 2)  # the first day whose noon is a time stamp everywhere
+
+
+def noon_of(day: date) -> float:
+    """The time stamp a file taken on ``day`` is recorded with when only its day is known."""
+    return datetime.combine(day, time(12)).timestamp()
+
+
+def held_day_unrecorded(
+    path: Path, journal: Journal, *, target: str, limits: ReadLimits
+) -> tuple[Path, date] | None:
+    """An outcome of ``path`` (beside it or archived) that holds invoices back as not due on a
+    day, while the journal has never recorded a file of that name (lost, or started afresh),
+    and that day: the day the file is to be judged on when taken. Taken as new, it would be
+    judged today, and an invoice due since sent from an export days old, whose invoice may
+    have been paid meanwhile; with its journal, the same bytes are not read again at all.
+
+    Such an outcome shows nothing sent (else ``lost_journal_evidence`` holds the file back).
+    If the input beside it is a newer export under the same name, the old day holds back the
+    invoices due since once, and the next export sends them: never sooner than their day. An
+    outcome that cannot be read, a sandbox trial's for another target, or one older than a
+    journal started afresh on purpose gives no day."""
+    if journal.knows_file_name(path.name):
+        return None
+    fresh_at = journal.started_fresh_at()
+    for outcome in outcomes_of(path):
+        try:
+            if fresh_at is not None and outcome.stat().st_mtime <= fresh_at:
+                continue
+            rows, sandbox = _read_outcome(outcome, limits=limits)
+        except (OSError, ReadError):
+            continue
+        if sandbox and not _is_sandbox(target):
+            continue
+        if (day := _held_day(rows)) is not None:
+            return outcome, day
+    return None
 
 
 def _outcome_files(inbox: Path) -> Iterator[tuple[Path, Path | None]]:

@@ -434,6 +434,7 @@ class Journal:
         owner: str,
         stale_s: float,
         read_under: str | None = None,
+        taken_at: float | None = None,
     ) -> FileRecord | None:
         """Claim ``path`` with this content for ``owner``, or ``None`` if it is not ours to do.
 
@@ -446,6 +447,9 @@ class Journal:
         ``waiting`` for pending batches, marked ``retry`` after a transient failure, or claimed by
         a process whose lease ran out (``stale_s`` after its last heartbeat) is claimed again
         (resumed). ``holder`` says who has a file this returned ``None`` for.
+
+        ``taken_at``: when a file this journal has no record of was first taken, if earlier
+        than now (its outcome's day, ``held_day_unrecorded``); recorded only with a new record.
         """
         now = self._clock()
         with self._write() as db:
@@ -453,7 +457,11 @@ class Journal:
                 "INSERT INTO files (target, name, path, sha256, state, owner, heartbeat,"
                 " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (target, name, sha256) DO NOTHING RETURNING id",
-                (target, path.name, str(path), sha256, FileState.CLAIMED, owner, now, now, now),
+                (
+                    *(target, path.name, str(path), sha256, FileState.CLAIMED, owner, now),
+                    now if taken_at is None else min(taken_at, now),
+                    now,
+                ),
             ).fetchone()
             if inserted is not None:
                 file_id = inserted[0]
