@@ -422,6 +422,34 @@ def _drafted(
     return out.read_text(encoding="utf-8").splitlines(), said
 
 
+def test_a_column_of_what_was_paid_is_asked_about(tmp_path: Path) -> None:
+    """An export with Innbetalt beside Beløp and nothing of what is still owed: init asked only
+    which field holds the column (a hostile review, helper-130), and validate then refused the
+    paid invoices. It says what the column seems to hold and the ways on; an export whose
+    claim reads what is owed (Restbeløp) is not asked."""
+    _, said = _drafted(
+        tmp_path,
+        "liste.csv",
+        "Fakturanr;Kunde;Orgnr;Fakturadato;Forfallsdato;Beløp;Innbetalt\n"
+        "9001;Fjord AS;923609016;01.03.2026;31.03.2026;1 200,00;0,00\n"
+        "9002;Bygg AS;987654325;02.03.2026;01.04.2026;800,00;0,00\n",
+    )
+    assert (
+        'column "Innbetalt" seems to hold what was paid on each invoice, which no field reads: '
+        "an invoice showing a payment is refused, as it would go for its whole amount; export "
+        "what is still owed and read it as the claim's remainingAmount, or name the column in "
+        "[match] unread if it is not what was paid" in said
+    )
+    _, said = _drafted(
+        tmp_path,
+        "rest.csv",
+        "Fakturanr;Kunde;Orgnr;Fakturadato;Forfallsdato;Beløp;Innbetalt;Restbeløp\n"
+        "9001;Fjord AS;923609016;01.03.2026;31.03.2026;1 200,00;200,00;1 000,00\n",
+    )
+    assert "seems to hold what was paid" not in said
+    assert "1 invoice to send" in said
+
+
 def test_an_invoice_paid_since_gets_a_skip_rule(tmp_path: Path) -> None:
     """An open-items export with what is still owed in a column of its own (Restbeløp) lists
     an invoice paid since with 0,00 left: the draft had no rule for it, the row was INVALID as

@@ -2669,12 +2669,51 @@ def test_an_invoice_with_a_credit_note_of_its_number_in_the_file_is_refused(
     assert [inv.invoice_number for inv in warned.invoices] == ["70001", "70002"]
 
 
-PAID_SAYS = (
-    "{cell} says something was paid on this invoice, and the mapping reads no column of what "
-    "is still owed: it would go to collection for its whole amount, the payment not taken off; "
-    "export the amount still owed and read it (a claim's remainingAmount), or name "
-    '"Innbetalt" in [match] unread if it is not what was paid on this invoice'
+PAID_TAIL = (
+    ", but the mapping reads no column of what is still owed, so the invoice would go to "
+    "collection for its whole amount: export the amount still owed and read it as a claim's "
+    'remainingAmount, or name "Innbetalt" in [match] unread if it is not a payment on this '
+    "invoice"
 )
+
+
+def paid_says(cell: str, *, amount: bool = True, repeated_on: int | None = None) -> str:
+    """What a row showing a payment in an unread Innbetalt column says."""
+    shows = (
+        "shows a payment on this invoice"
+        if amount
+        else 'is neither empty, 0 nor "Nei", so something may have been paid on it'
+    )
+    where = f"row {repeated_on} repeats its invoice number, and there " if repeated_on else ""
+    return f'{where}Innbetalt "{cell}" {shows}{PAID_TAIL}'
+
+
+def paid_file(tmp_path: Path, rows: list[dict[str, Any]], *, excel: bool = False) -> Path:
+    """``rows`` with an Innbetalt column (and any other they name) in a real file; in a
+    workbook the amounts of Innbetalt are numbers, as a spreadsheet holds them."""
+    headers = [*HEADERS, *dict.fromkeys(h for r in rows for h in r if h not in HEADERS)]
+    typed = {"0,00": 0, "1 000,00": 1000, "4 500,00": 4500}
+    if excel:
+        path = tmp_path / "mars.xlsx"
+        book = openpyxl.Workbook()
+        sheet = book.active
+        assert sheet is not None
+        sheet.append(headers)
+        for cells in rows:
+            shown = {h: typed.get(v, v) if h == "Innbetalt" else v for h, v in cells.items()}
+            sheet.append([None if shown.get(h, "") == "" else shown[h] for h in headers])
+        book.save(path)
+    else:
+        path = tmp_path / "mars.csv"
+        with path.open("w", encoding="utf-8", newline="") as out:
+            writer = csv.writer(out, delimiter=";")
+            writer.writerow(headers)
+            writer.writerows([cells.get(h, "") for h in headers] for cells in rows)
+    return path
+
+
+def prepared_from(path: Path, mapping: Mapping) -> Prepared:
+    return prepare(read_table(path, mapping.read), mapping)
 
 
 @pytest.mark.parametrize("excel", [False, True])
@@ -2684,58 +2723,98 @@ def test_an_invoice_showing_a_payment_the_mapping_leaves_unread_is_refused(
     """An export with Innbetalt beside Beløp and no column of what is still owed, taken by the
     shipped mapping (which reads Beløp alone): a partly paid invoice went to collection for its
     whole amount, and one marked paid went too. Each invoice showing a payment is INVALID (rule
-    amount), naming the cell and the ways on; one showing none (0, empty, Nei) is sent, and so
-    is every invoice once the mapping reads what is still owed, names the column unread, or
-    makes the rule a warning. A totals row stays SKIPPED."""
-    headers = [*HEADERS, "Innbetalt"]
-    paid = ["0,00", "1 000,00", "", "Ja", "Nei", "4 500,00", "12.03.2024"]
+    amount), naming the cell and the ways on; one showing none (0 however written, empty, Nei)
+    is sent, and so is every invoice once the mapping names the column unread or makes the rule
+    a warning. A totals row stays SKIPPED. A skip rule reading the column leaves the rows it does
+    not skip to be checked (a hostile review, helper-130: Ja skipped, 1 000,00 went whole)."""
+    paid = ["0,00", "1 000,00", "", "Ja", "Nei takk", "4 500,00", "12.03.2024", "kr -"]
     rows = [row(Fakturanr=str(70001 + i), Innbetalt=cell) for i, cell in enumerate(paid)]
     rows.append({"Fakturanr": "", "Kundenr": "Sum", "Beløp": "31 500,00", "Innbetalt": "x"})
-    if excel:
-        path = tmp_path / "mars.xlsx"
-        book = openpyxl.Workbook()
-        sheet = book.active
-        assert sheet is not None
-        sheet.append(headers)
-        typed = {"0,00": 0, "1 000,00": 1000, "4 500,00": 4500}  # numbers, as a workbook has
-        for cells in rows:
-            typed_cells = {h: typed.get(v, v) if h == "Innbetalt" else v for h, v in cells.items()}
-            sheet.append(
-                [None if typed_cells.get(h, "") == "" else typed_cells[h] for h in headers]
-            )
-        book.save(path)
-    else:
-        path = tmp_path / "mars.csv"
-        with path.open("w", encoding="utf-8", newline="") as out:
-            writer = csv.writer(out, delimiter=";")
-            writer.writerow(headers)
-            writer.writerows([cells.get(h, "") for h in headers] for cells in rows)
-
-    def prepared_with(mapping: Mapping) -> Prepared:
-        return prepare(read_table(path, mapping.read), mapping)
-
-    prepared = prepared_with(ERP)
+    path = paid_file(tmp_path, rows, excel=excel)
+    prepared = prepared_from(path, ERP)
     shown = {"1 000,00": "1000", "4 500,00": "4500"} if excel else {}
     refused = {1: "1 000,00", 3: "Ja", 5: "4 500,00", 6: "12.03.2024"}
-    assert {r: why for r, why in fates(prepared).items() if r < 7} == {
-        r: ("INVALID", PAID_SAYS.format(cell=f'Innbetalt "{shown.get(cell, cell)}"'))
+    assert {r: why for r, why in fates(prepared).items() if r < 8} == {
+        r: ("INVALID", paid_says(shown.get(cell, cell), amount=r in (1, 5)))
         for r, cell in refused.items()
     }
-    assert fates(prepared)[7][0] == "SKIPPED"
-    assert [inv.invoice_number for inv in prepared.invoices] == ["70001", "70003", "70005"]
+    assert fates(prepared)[8][0] == "SKIPPED"
+    assert [inv.invoice_number for inv in prepared.invoices] == ["70001", "70003", "70005", "70008"]
     assert_every_row_once(prepared)
-    owed = ERP_TEXT.replace('remainingAmount = "Beløp"', 'remainingAmount = "Restbeløp"')
     told = ERP_TEXT.replace("[match]\n", '[match]\nunread = ["innbetalt"]\n', 1)
     warned = ERP_TEXT.replace("[rules]\n", '[rules]\namount = "warning"\n', 1)
     assert ERP_TEXT not in (told, warned)
     for text in (told, warned):
-        assert len(prepared_with(custom(tmp_path, text)).invoices) == 7
-    # Where the mapping reads what is still owed, the payment is already taken off.
-    if not excel:
-        lines = path.read_text("utf-8").splitlines()
-        lines = [lines[0] + ";Restbeløp"] + [line + ";3 500,00" for line in lines[1:]]
-        path.write_text("\n".join(lines) + "\n", "utf-8")
-        assert len(prepared_with(custom(tmp_path, owed)).invoices) == 7
+        assert len(prepared_from(path, custom(tmp_path, text)).invoices) == 8
+    skips = ERP_TEXT + '\n[skip]\npaid = { column = "Innbetalt", is = ["Ja"] }\n'
+    skipping = prepared_from(path, custom(tmp_path, skips))
+    assert fates(skipping)[3] == ("SKIPPED", 'rule skip.paid: Innbetalt is "Ja"')
+    assert [r for r, (status, _) in fates(skipping).items() if status == "INVALID"] == [1, 5, 6]
+
+
+def test_a_payment_shown_on_a_row_repeating_an_invoice_number_refuses_the_invoice(
+    tmp_path: Path,
+) -> None:
+    """A ledger repeating an invoice's line with its payment on the later line: the later row
+    was DUPLICATE, its payment went with it, and the first row was sent whole, while the report
+    said "error" beside "0 invalid" (a hostile review, helper-130). The invoice is INVALID on
+    its first row, naming the row with the payment; the repeat stays a repeat of it."""
+    rows = [
+        row(Fakturanr="70001", Innbetalt="0,00"),
+        row(Fakturanr="70001", Innbetalt="1 000,00"),
+        row(Fakturanr="70002", Innbetalt="0,00"),
+    ]
+    prepared = prepared_from(paid_file(tmp_path, rows), ERP)
+    assert fates(prepared) == {
+        0: ("INVALID", paid_says("1 000,00", repeated_on=3)),
+        1: (
+            "INVALID",
+            "invoice number 70001 already appears on row 2, which is invalid and not sent: "
+            "correct that row, or keep only one row with that number",
+        ),
+    }
+    assert [inv.invoice_number for inv in prepared.invoices] == ["70002"]
+
+
+def test_a_formula_without_its_result_in_a_column_of_what_was_paid_refuses_its_invoice(
+    tmp_path: Path,
+) -> None:
+    """A workbook another program wrote, with Innbetalt computed by formulas whose results were
+    never saved: read as empty, they let the invoices go whole (a hostile review, helper-130).
+    Each is refused with the message a formula without its result gets in a column read."""
+    path = tmp_path / "mars.xlsx"
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append([*HEADERS, "Innbetalt"])
+    for number, paid in (("70001", "=500"), ("70002", 0)):
+        cells = row(Fakturanr=number)
+        sheet.append([None if cells[h] == "" else cells[h] for h in HEADERS] + [paid])
+    book.save(path)
+    prepared = prepared_from(path, ERP)
+    ((status, message),) = fates(prepared).values()
+    assert status == "INVALID"
+    assert message.startswith('Innbetalt holds the formula "=500", whose result')
+    assert [inv.invoice_number for inv in prepared.invoices] == ["70002"]
+
+
+def test_what_is_owed_read_as_a_principal_claim_of_its_own_takes_the_payments_off(
+    tmp_path: Path,
+) -> None:
+    """A mapping reading the claim from a column of what is owed under a header filedrop does
+    not know ("Utest.") was told it read none, and each paid invoice was refused (a hostile
+    review, helper-130): a PRINCIPAL claim read from a column other than the invoice's amount
+    is what is still owed. A template reading Innbetalt takes nothing off: still refused."""
+    rows = [row(Innbetalt="1 000,00", **{"Utest.": "3 500,00"})]
+    path = paid_file(tmp_path, rows)
+    own = ERP_TEXT.replace('remainingAmount = "Beløp"', 'remainingAmount = "Utest."')
+    assert len(prepared_from(path, custom(tmp_path, own)).invoices) == 1
+    text = ERP_TEXT.replace(
+        'description = { template = "Faktura {Fakturanr}" }',
+        'description = { template = "Faktura {Fakturanr}, innbetalt {Innbetalt}" }',
+    )
+    templated = prepared_from(path, custom(tmp_path, text))
+    assert fates(templated) == {0: ("INVALID", paid_says("1 000,00"))}
 
 
 def test_a_persons_full_name_holding_a_care_of_or_a_company_form_is_refused(

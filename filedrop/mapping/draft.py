@@ -42,7 +42,13 @@ from filedrop.mapping.convert import (
     swap_day_and_month,
     thousands_like,
 )
-from filedrop.mapping.loader import OWED_HEADERS, TOTALS_WORDS, loose_key, owed_header
+from filedrop.mapping.loader import (
+    OWED_HEADERS,
+    TOTALS_WORDS,
+    loose_key,
+    owed_header,
+    paid_header,
+)
 from filedrop.read import ReadOptions, Table
 
 __all__ = ["SYNONYMS", "Draft", "draft_mapping"]
@@ -532,7 +538,15 @@ class _Drafter:
         self._claims_section(out)
         for header in self.headers:
             unused = header not in self.used and header not in self.skipped_by
-            if unused and self.cells(header).ne("").any():
+            if unused and paid_header(header) and "remainingAmount" not in self.placed:
+                out.questions.append(
+                    f'column "{_shown(header)}" seems to hold what was paid on each invoice, '
+                    "which no field reads: an invoice showing a payment is refused, as it would "
+                    "go for its whole amount; export what is still owed and read it as the "
+                    "claim's remainingAmount, or name the column in [match] unread if it is not "
+                    "what was paid"
+                )
+            elif unused and self.cells(header).ne("").any():
                 out.questions.append(
                     f'column "{_shown(header)}" is not used; which field holds it, if any?'
                 )

@@ -353,15 +353,10 @@ def _owed_unread(
     mapping: Mapping, headers: list[str], found: dict[tuple[str, ...], int]
 ) -> str | None:
     """The first column of ``headers`` whose header says it holds what is still owed and that
-    no amount field of ``mapping`` reads nor its ``match.unread`` names; None when there is
-    none. Read into a text (a template's description) it is not what goes as the amount."""
-    read = {
-        found[f.columns]
-        for node in (mapping.invoice, mapping.debtors, mapping.claims)
-        for top in walk_fields(node)
-        for f in with_defaults(top)
-        if f.kind == "amount" and f.source == "column" and f.columns in found
-    }
+    no amount field of ``mapping`` reads (``_read_as_amounts``: not as the fallback of the
+    invoice's amount) nor its ``match.unread`` names; None when there is none. Read into a
+    text (a template's description) it is not what goes as the amount."""
+    read = _read_as_amounts(mapping, headers, found)
     left = set(map(loose_key, mapping.unread))
     return next(
         (
@@ -373,52 +368,122 @@ def _owed_unread(
     )
 
 
-#: Words and phrases (as ``loose_key`` writes them) of a header of what was paid on an
-#: invoice: "Innbetalt", "Betalt beløp", "Amount paid". A header of what is still owed is never
+#: Words of a header of what was paid on an invoice ("Innbetalt", "Betalt beløp", "Amount
+#: paid", "Sum betalinger", "Innbet."), after a name written in one word is split where
+#: its capitals begin ("PaidToDate", "SumInnbetalt"). A header of what is still owed is never
 #: one ("Rest å betale", "Ubetalt": ``owed_header`` is asked first).
 _PAID_WORDS = frozenset(
-    {"innbetalt", "betalt", "innbetaling", "innbetalinger", "delbetalt", "delbetaling", "paid"}
-    | {"payment", "payments", "delbetalinger"}
+    {"innbetalt", "innbetalte", "betalt", "betalte", "innbetaling", "innbetalinger", "innbet"}
+    | {"delbetalt", "delbetaling", "delbetalinger", "betaling", "betalinger", "paid", "payment"}
+    | {"payments"}
 )
-_PAID_PHRASES = ("amountpaid", "paidamount", "amountreceived", "betaltbeløp", "betaltbelop")
-#: Words that make such a header say something else: when, how, by whom or on which terms it
-#: is paid ("Betalt dato", "Payment method", "Betalt av", "Payment terms", "Payment due"), a
-#: reference, or that it was not ("Ikke betalt"), besides those that do for what is owed.
-_NOT_PAID_WORDS = _NOT_OWED_WORDS | frozenset(
-    {"method", "metode", "måte", "mate", "av", "by", "terms", "betingelser", "due", "ikke"}
-    | {"not", "kid", "referanse", "reference", "plan", "tid", "time", "frist"}
+#: Headers (as ``loose_key`` writes them) that say so in a word of their own ("Mottatt", a
+#: word that beside others says something else was received: "Ordre mottatt"), and words
+#: written together with another ("Betaltbeløp", "Amount received").
+_PAID_ALONE = frozenset({"mottatt", "received", "receipts"})
+_PAID_COMPOUNDS = (
+    "betaltbeløp", "betaltbelop", "mottattbeløp", "mottattbelop", "amountreceived",
+    "cashreceived",
+)  # fmt: skip
+#: Words that make such a header say something else: when, how, by or to whom, on which
+#: terms or in which currency it is paid ("Betalt dato", "Payment method", "Betalt av",
+#: "Mottatt fra",
+#: "Betalt til konto", "Payment terms", "Payment currency"); a status, a note, a reminder, an
+#: agreement or whether it is allowed ("Payment status", "Delbetaling tillatt"); a count, a
+#: share or a reference; or that it was not ("Ikke betalt").
+_NOT_PAID_WORDS = frozenset(
+    {"dato", "date", "dag", "dager", "days", "tid", "time", "kl", "when", "frist", "due"}
+    | {"method", "metode", "måte", "mate", "via", "med", "with", "av", "by", "til", "to"}
+    | {"terms", "betingelser", "currency", "valuta", "status", "note", "notes", "notat"}
+    | {"remark", "merknad", "kommentar", "comment", "reminder", "purring", "purret", "address"}
+    | {"adresse", "link", "lenke", "period", "periode", "schedule", "plan", "agreement"}
+    | {"avtale", "bank", "konto", "account", "voucher", "bilag", "for", "allowed", "tillatt"}
+    | {"enabled", "antall", "count", "number", "andel", "share", "prosent", "percent", "kid"}
+    | {"ref", "referanse", "reference", "id", "nr", "no", "type", "ikke", "not", "kort", "card"}
+    | {"fra", "from"}
 )
+#: Phrases (as ``loose_key`` writes them) that say what was paid whatever their words: paid
+#: until a day ("Paid to date", "Innbetalt pr. dato") or on account ("Innbetalt a konto").
+_PAID_PHRASES = (
+    "paidtodate", "prdato", "perdato", "tildato", "todate", "akonto", "onaccount",
+)  # fmt: skip
+
+
+def _words(header: str) -> set[str]:
+    """A header's words, in small letters, a name in one word split at its capitals."""
+    spaced = re.sub(r"(?<=[a-zæøå])(?=[A-ZÆØÅ])", " ", unicodedata.normalize("NFC", header))
+    return set(re.split(r"[\W_]+", spaced.casefold())) - {""}
 
 
 def paid_header(header: str) -> bool:
     """Whether ``header`` says its column holds what was paid on an invoice: one of the words
-    or phrases above, and nothing that makes it another thing (nor one of what is still owed)."""
+    above and none that makes it another thing, or one of the phrases (and not one of what is
+    still owed)."""
     if owed_header(header) or "%" in header:
         return False
-    words = set(re.split(r"[\W_]+", unicodedata.normalize("NFC", header).casefold()))
-    key = loose_key(header)
-    paid = not _PAID_WORDS.isdisjoint(words) or any(p in key for p in _PAID_PHRASES)
-    return paid and _NOT_PAID_WORDS.isdisjoint(words)
+    words, key = _words(header), loose_key(header)
+    said = (
+        not _PAID_WORDS.isdisjoint(words)
+        or key in _PAID_ALONE
+        or any(p in key for p in _PAID_COMPOUNDS)
+    )
+    return said and (_NOT_PAID_WORDS.isdisjoint(words) or any(p in key for p in _PAID_PHRASES))
+
+
+def _read_as_amounts(
+    mapping: Mapping, headers: list[str], found: dict[tuple[str, ...], int]
+) -> set[int]:
+    """The columns ``mapping`` reads as amounts: each amount field's own column, and a
+    default's only where the columns before it hold what is still owed too (Restbeløp, then
+    Saldo). A column of what is owed read only where the invoice's amount is empty is not what
+    goes: an invoice with an amount went for it whole."""
+    read: set[int] = set()
+    for node in (mapping.invoice, mapping.debtors, mapping.claims):
+        for top in walk_fields(node):
+            owed_before = True
+            for f in with_defaults(top):
+                if f.kind != "amount" or f.source != "column" or f.columns not in found:
+                    break
+                at = found[f.columns]
+                if f is top or owed_before:
+                    read.add(at)
+                owed_before = owed_before and owed_header(headers[at])
+    return read
+
+
+def _principal_apart(mapping: Mapping, found: dict[tuple[str, ...], int]) -> bool:
+    """Whether a PRINCIPAL claim's amount is read from a column of its own, not the invoice's
+    amount: that column is what is still owed, whatever its header ("Utest.")."""
+    amount = mapping.invoice.get_field("originalInvoiceAmount")
+    invoiced = found.get(amount.columns) if amount is not None else None
+    for item in mapping.claims.items:
+        assert isinstance(item, Obj)
+        claim, kind = item.get_field("remainingAmount"), item.get_field("type")
+        principal = kind is not None and str(kind.constant).upper() == "PRINCIPAL"
+        if (
+            principal
+            and claim is not None
+            and claim.source == "column"
+            and claim.columns in found
+            and found[claim.columns] != invoiced
+        ):
+            return True
+    return False
 
 
 def payments_unread(mapping: Mapping, headers: list[str]) -> list[int]:
     """The columns of ``headers`` whose header says they hold what was paid on an invoice and
-    that nothing of ``mapping`` reads (no field, no skip rule) nor its ``match.unread`` names;
-    none when the mapping reads a column of what is still owed as an amount, as that already
-    takes what was paid off. Read with the invoice's amount alone, a partly paid invoice would
-    go to collection for its whole amount (``prepare`` refuses each invoice that shows a
-    payment)."""
+    that no field of ``mapping`` reads nor its ``match.unread`` names; none when the mapping
+    reads what is still owed as an amount (a column headed so, or a PRINCIPAL claim's own
+    column), as that already takes what was paid off. Read with the invoice's amount alone, a
+    partly paid invoice would go to collection for its whole amount (``prepare`` refuses each
+    invoice that shows a payment). A template or a skip rule reading the column does not count:
+    neither takes the payment off."""
     found = mapping._positions(headers)
-    amounts = {
-        found[f.columns]
-        for node in (mapping.invoice, mapping.debtors, mapping.claims)
-        for top in walk_fields(node)
-        for f in with_defaults(top)
-        if f.kind == "amount" and f.source == "column" and f.columns in found
-    }
-    if any(owed_header(headers[at]) for at in amounts):
+    owed = _read_as_amounts(mapping, headers, found)
+    if any(owed_header(headers[at]) for at in owed) or _principal_apart(mapping, found):
         return []
-    read = {found[names] for _, names, _ in mapping.column_refs if names in found}
+    read = {found[n] for _, n, how in mapping.field_refs if how == "names" and n in found}
     left = set(map(loose_key, mapping.unread))
     return [
         at

@@ -451,12 +451,14 @@ def _row_fates(
     left_out = _left_out(blank, skip_why)
     if table.unsaved:
         _refuse_unsaved_keys(table, mapping, src, left_out)
-    unknown += _payments_shown(table, mapping, src, left_out)
     groups = group_rows(table, mapping, src.positions, left_out)
     if table.merged_down:
         unknown += _merged_amounts(table, mapping, src, groups, left_out)
     number_level = groups.level(numbers) if numbers is not None else None
     duplicate_of, repeats = find_duplicates(table, number_level, groups, left_out)
+    unknown += _payments_shown(
+        table, mapping, src, groups=groups, duplicate_of=duplicate_of, left_out=left_out
+    )
     differs = _differing_repeats(table, mapping, src, groups, duplicate_of)
     if numbers is not None and number_level is not None and credits.any():
         unknown += _credited_invoices(table, numbers, number_level, skip_why, credits)
@@ -712,41 +714,75 @@ def _credited_invoices(
     return issues
 
 
-#: What a cell of a column of what was paid says when nothing was: the invoice goes as it is.
-_NOTHING_PAID = frozenset({"nei", "no", "n", "false", "usant", "-", "–", "—", "ikke betalt"})
-_NOTHING_PAID |= {"ubetalt", "unpaid", "not paid", "åpen", "open"}
+#: The first word of a cell of a column of what was paid that says nothing was ("Nei takk",
+#: "Ikke betalt", "Ingen innbetaling", "N/A").
+_NOTHING_PAID = frozenset({"nei", "no", "n", "na", "false", "usant", "ikke", "ingen", "none"})
+_NOTHING_PAID |= {"not", "ubetalt", "unpaid", "åpen", "open"}
+#: What is left of zero as a spreadsheet shows it once its marks are taken away: "kr -" (the
+#: Norwegian accounting format's zero), "0,00 kr", "(0,00)", "0 %", "0.00" in a file of commas.
+_ZERO_MARKS = re.compile(r"\b(?:kr|nok)\b|[\s,.()%\-\u2013\u2014]")
 
 
 def _payments_shown(
-    table: Table, mapping: Mapping, src: Source, left_out: np.ndarray
+    table: Table,
+    mapping: Mapping,
+    src: Source,
+    *,
+    groups: Groups,
+    duplicate_of: np.ndarray,
+    left_out: np.ndarray,
 ) -> list[Issue]:
-    """Rule ``amount``: an invoice whose row shows something paid on it, in a column of what
-    was paid that the mapping leaves unread while it reads no column of what is still owed
+    """Rule ``amount``: an invoice whose rows show something paid on it, in a column of what
+    was paid that the mapping leaves unread while it reads nothing of what is still owed
     (``payments_unread``). It would go to collection for its whole amount, the payment not
-    taken off: refused, as filedrop does not net amounts. A cell of zero, empty, or saying
-    nothing was paid ("Nei") lets the invoice go; any other (an amount, "Ja", a date) stops
-    it, and names the column and the two ways on."""
+    taken off: refused, as filedrop does not net amounts. A cell that is empty, zero however
+    written ("kr -", "0,00") or says nothing was paid ("Nei", "Ingen") lets it go; any other
+    (an amount, "Ja", a date) stops it, and so does a formula whose result was never saved.
+    A row that repeats an earlier row's invoice number (DUPLICATE) stops the invoice sent from
+    that earlier row, as it is the same invoice. Rows ``left_out`` (blank, skipped) join no
+    invoice, and are passed over."""
     issues: list[Issue] = []
     for at in payments_unread(mapping, table.headers):
         header = table.headers[at]
         paid = Field(key="match.unread", kind="amount", source="column", columns=(header,))
-        values = evaluate(paid, replace(src, positions={**src.positions, (header,): at}), [])
+        unsaved: list[Issue] = []
+        v = evaluate(paid, replace(src, positions={**src.positions, (header,): at}), unsaved)
+        texts = pd.Series(v.text, dtype=object).str.casefold()
         with np.errstate(invalid="ignore"):
-            nothing = values.empty | (values.number == 0)
-        said = pd.Series(values.text, dtype=object).str.casefold().isin(_NOTHING_PAID)
-        for row in np.flatnonzero(~(nothing | said.to_numpy() | left_out)).tolist():
+            nothing = v.empty | (np.abs(v.number) < 0.005)  # 1e-09, a sum's residue, is 0
+        nothing |= texts.str.replace(_ZERO_MARKS, "", regex=True).str.fullmatch("0*").to_numpy()
+        nothing |= texts.str.extract(r"^\W*(\w*)", expand=False).isin(_NOTHING_PAID).to_numpy()
+        said = {issue.position: issue for issue in unsaved if issue.rule == UNSAVED_RULE}
+        for row in np.flatnonzero(~nothing | np.isin(np.arange(src.n), list(said))).tolist():
+            if left_out[row]:
+                continue
+            group = groups.gid[row]
+            sent = groups.first[duplicate_of[group]] if duplicate_of[group] >= 0 else row
+            where = (
+                ""
+                if sent == row
+                else f"row {table.row_numbers[row]} repeats its invoice number, and there "
+            )
+            if row in said:
+                issues.append(said[row]._replace(position=sent, message=where + said[row].message))
+                continue
+            text = v.text[row]
+            shows = (
+                "shows a payment on this invoice"
+                if not np.isnan(v.number[row])
+                else 'is neither empty, 0 nor "Nei", so something may have been paid on it'
+            )
             issues.append(
                 Issue(
-                    row,
+                    sent,
                     "amount",
-                    values.label[row],
-                    values.text[row],
-                    f"{values.label[row]} {quoted(values.text[row])} says something was paid "
-                    "on this invoice, and the mapping reads no column of what is still owed: "
-                    "it would go to collection for its whole amount, the payment not taken "
-                    "off; export the amount still owed and read it (a claim's "
-                    f"remainingAmount), or name {quoted(header)} in [match] unread if it is "
-                    "not what was paid on this invoice",
+                    v.label[row],
+                    text,
+                    f"{where}{v.label[row]} {quoted(text)} {shows}, but the mapping reads no "
+                    "column of what is still owed, so the invoice would go to collection for "
+                    "its whole amount: export the amount still owed and read it as a claim's "
+                    f"remainingAmount, or name {quoted(header)} in [match] unread if it is not "
+                    "a payment on this invoice",
                 )
             )
     return issues
