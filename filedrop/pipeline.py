@@ -353,21 +353,22 @@ def process_file(path: Path, ctx: Context) -> FileReport:
     with _TAKEN.one_at_a_time((ctx.target, path.name, hashed.sha256), ctx.stop) as ours:
         if not ours:
             return FileReport(path, FileState.WAITING, {}, message=NOT_BEGUN)
-        return _claim_and_process(path, ctx, hashed, taken_at=_held_before(path, ctx))
+        taken_at = _held_before(path, ctx, hashed.sha256)
+        return _claim_and_process(path, ctx, hashed, taken_at=taken_at)
 
 
-def _held_before(path: Path, ctx: Context) -> float | None:
+def _held_before(path: Path, ctx: Context, sha256: str) -> float | None:
     """When the file was first taken, as its outcome tells, where the journal has no record of
-    it but the outcome beside it held invoices back as not due on an earlier day: it is judged
-    on that day again (``held_day_unrecorded``), and the log says so."""
-    held = held_day_unrecorded(path, ctx.journal, target=ctx.target, limits=ctx.read_limits)
+    these bytes but an outcome another journal wrote held invoices back as not due on an
+    earlier day: it is judged on that day (``held_day_unrecorded``), and the log says so."""
+    held = held_day_unrecorded(path, sha256, ctx.journal, target=ctx.target, limits=ctx.read_limits)
     if held is None or held[1] >= date.today():
         return None
     outcome, day = held
     log.warning(
-        "%s: the journal has no record of it, but its outcome %s held invoices back as not "
-        "due on %s: it is judged on that day again, so that none is sent from an export "
-        "that old (a newer export under this name sends those due since next time)",
+        "%s: the journal has no record of this file, but its outcome %s held invoices back as "
+        "not due on %s, so it is judged on that day, and none of them is sent from an export "
+        "that old; if it is a new export, drop it under a new name to have it judged today",
         printable(path.name),
         printable(outcome.name),
         f"{day:%d.%m.%Y}",

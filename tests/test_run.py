@@ -43,7 +43,7 @@ from conftest import (
 
 from filedrop import cli
 from filedrop import pipeline as pipeline_module
-from filedrop.journal import Journal
+from filedrop.journal import Journal, this_owner
 from filedrop.journal.engines import PostgresLocation
 from filedrop.journal.store import FinishedBatch
 from filedrop.mapping import load_mapping
@@ -270,18 +270,13 @@ def test_a_file_taken_again_is_judged_due_on_the_day_it_was_first_taken(
     assert sandbox.counters().invoices_received == 1
 
 
-def test_a_file_whose_journal_was_lost_is_judged_on_the_day_its_outcome_held_invoices_on(
-    inbox: Path, sandbox: Sandbox
-) -> None:
-    """The journal is lost while an export whose outcome held an invoice back as not due (and
-    sent nothing, so no evidence of a lost journal) stays in the inbox. Taken as new, the file
-    was judged on the day of that run, and the invoice, due since, went to collection from an
-    export ten days old. It is judged on the day its outcome names, as with its journal (which
-    would not read those bytes again at all), and the log says so."""
+def _held_ten_days_ago(inbox: Path, sandbox: Sandbox, env: dict[str, str], name: str) -> str:
+    """``name`` in the inbox, taken ten days ago (as the journal is told): its invoice due five
+    days ago was held back then, and its other row is INVALID, so nothing of it was sent.
+    Returns that day as the outcome writes it."""
     five_ago = f"{dt.date.today() - dt.timedelta(days=5):%d.%m.%Y}"
     rows = [erp_row("3401", Forfallsdato="31.02.2024"), erp_row("3402", Forfallsdato=five_ago)]
-    write_erp_csv(inbox / "gammel.csv", rows)
-    env = run_env(inbox, sandbox.url)
+    write_erp_csv(inbox / name, rows)
     sandbox.fail_next(503, count=6, retry_after="0", route="invoices")
     filedrop("run", environ=env, expect=1)  # an INVALID row: a person should look
     ten_days_ago = time.time() - 10 * 86_400
@@ -289,22 +284,93 @@ def test_a_file_whose_journal_was_lost_is_judged_on_the_day_its_outcome_held_inv
         db.execute("UPDATE files SET created_at = ?", (ten_days_ago,))
     db.close()
     filedrop("run", environ=env, expect=1)
-    assert list(outcome_csv(inbox / "gammel.outcome.csv")["outcome_status"]) == [
-        "INVALID",
-        "SKIPPED",
-    ]
+    return f"{dt.date.fromtimestamp(ten_days_ago):%d.%m.%Y}"
+
+
+def _lose_journal(inbox: Path) -> None:
     for suffix in ("", "-wal", "-shm"):
         Path(f"{journal_file(inbox)}{suffix}").unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("name_known", [False, True])
+def test_a_file_whose_journal_was_lost_is_judged_on_the_day_its_outcome_held_invoices_on(
+    inbox: Path, sandbox: Sandbox, name_known: bool
+) -> None:
+    """The journal is lost while an export whose outcome held an invoice back as not due (and
+    sent nothing, so no evidence of a lost journal) stays in the inbox. Taken as new, the file
+    was judged on the day of that run, and the invoice, due since, went to collection from an
+    export ten days old. It is judged on the day its outcome names, as with its journal (which
+    would not read those bytes again at all), and the log says so. Also when the journal in
+    use knows a file of that name from elsewhere (put back from an older copy, or another
+    inbox's file of that name ran first): the name alone let the invoice go (a hostile review,
+    helper-131)."""
+    env = run_env(inbox, sandbox.url)
+    day = _held_ten_days_ago(inbox, sandbox, env, "gammel.csv")
+    _lose_journal(inbox)
+    if name_known:
+        with Journal(journal_file(inbox)) as journal:
+            other = journal.claim_file(
+                path=inbox.parent / "gammel.csv",
+                sha256="0" * 64,
+                target=f"sandbox:{ORG_ID}",
+                owner=this_owner(),
+                stale_s=60,
+            )
+            assert other is not None
+            journal.finish_file(
+                other.id, state=FileState.DONE, counts={}, mapping=None, outcome=None
+            )
+            assert journal.knows_file_name("gammel.csv")
     _, _, err = filedrop("run", environ=env, expect=1)
     outcome = outcome_csv(inbox / "gammel.outcome.csv")
     assert list(outcome["outcome_status"]) == ["INVALID", "SKIPPED"]
-    day = f"{dt.date.fromtimestamp(ten_days_ago):%d.%m.%Y}"
-    assert f'Forfallsdato "{five_ago}" has not passed on {day}' in outcome["outcome_message"][1]
+    assert f"has not passed on {day}:" in outcome["outcome_message"][1]
     assert (
-        "gammel.csv: the journal has no record of it, but its outcome gammel.outcome.csv held "
-        f"invoices back as not due on {day}: it is judged on that day again" in err
+        "gammel.csv: the journal has no record of this file, but its outcome gammel.outcome.csv "
+        f"held invoices back as not due on {day}, so it is judged on that day" in err
     )
     assert sandbox.counters().invoices_received == 0
+
+
+def test_a_new_export_under_the_name_of_one_that_held_invoices_is_judged_today(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """With its journal, the next export under a fixed name beside the outcome of one that held
+    an invoice back ten days ago is judged today: that outcome is the journal's own, and gives
+    no day to other bytes. The invoice, due since, is sent."""
+    env = run_env(inbox, sandbox.url)
+    _held_ten_days_ago(inbox, sandbox, env, "reskontro.csv")
+    five_ago = f"{dt.date.today() - dt.timedelta(days=5):%d.%m.%Y}"
+    write_erp_csv(inbox / "reskontro.csv", [erp_row("3402", Forfallsdato=five_ago)])
+    _, _, err = filedrop("run", environ=env)
+    assert "judged on that day" not in err
+    assert sandbox.received_invoice_numbers() == ["3402"]
+
+
+def test_after_a_lost_journal_an_archived_outcome_gives_its_day_only_to_its_own_bytes(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """With the archive, every earlier export of a name lies there with its outcome. After the
+    journal was lost, a new export under that name was judged on the day an old one's outcome
+    held invoices on, months back perhaps, and an invoice long overdue was SKIPPED for good (a
+    hostile review, helper-131). Only the archived outcome whose archived input has the file's
+    very bytes gives its day; a new export is judged today."""
+    env = run_env(inbox, sandbox.url, FILEDROP_ARCHIVE="true")
+    day = _held_ten_days_ago(inbox, sandbox, env, "reskontro.csv")
+    archived = sorted(p.name for p in (inbox / "archive").iterdir())
+    assert [n.split("-", 2)[2] for n in archived] == ["reskontro.csv", "reskontro.outcome.csv"]
+    old_bytes = (inbox / "archive" / archived[0]).read_bytes()
+    _lose_journal(inbox)
+    five_ago = f"{dt.date.today() - dt.timedelta(days=5):%d.%m.%Y}"
+    write_erp_csv(inbox / "reskontro.csv", [erp_row("3501", Forfallsdato=five_ago)])
+    _, _, err = filedrop("run", environ=env)
+    assert "judged on that day" not in err
+    assert sandbox.received_invoice_numbers() == ["3501"]
+    # The old export itself, dropped again: judged on its own day, nothing of it sent.
+    (inbox / "reskontro.csv").write_bytes(old_bytes)
+    _, _, err = filedrop("run", environ=env, expect=1)
+    assert f"held invoices back as not due on {day}, so it is judged on that day" in err
+    assert sandbox.received_invoice_numbers() == ["3501"]
 
 
 def test_a_deleted_outcome_is_said_missing_and_nothing_is_sent(

@@ -264,11 +264,15 @@ _KEPT_FOR_GOOD = frozenset(
 )
 
 
-def _not_known(journal: Journal, target: str, outcomes: list[Path]) -> dict[Path, str]:
+def _not_known(
+    journal: Journal, target: str, outcomes: list[Path], *, checked: bool = True
+) -> dict[Path, str]:
     """The outcomes ``journal`` does not know all of (``Journal.known_outcomes``), in their
     order, each with its ``written_stamp``."""
     stamps = {outcome: written_stamp(outcome) for outcome in outcomes}
-    known = journal.known_outcomes(target=target, stamps=filter(None, stamps.values()))
+    known = journal.known_outcomes(
+        target=target, stamps=filter(None, stamps.values()), checked=checked
+    )
     return {outcome: stamp for outcome, stamp in stamps.items() if stamp and stamp not in known}
 
 
@@ -601,23 +605,33 @@ def noon_of(day: date) -> float:
 
 
 def held_day_unrecorded(
-    path: Path, journal: Journal, *, target: str, limits: ReadLimits
+    path: Path, sha256: str, journal: Journal, *, target: str, limits: ReadLimits
 ) -> tuple[Path, date] | None:
-    """An outcome of ``path`` (beside it or archived) that holds invoices back as not due on a
-    day, while the journal has never recorded a file of that name (lost, or started afresh),
-    and that day: the day the file is to be judged on when taken. Taken as new, it would be
-    judged today, and an invoice due since sent from an export days old, whose invoice may
-    have been paid meanwhile; with its journal, the same bytes are not read again at all.
+    """An outcome of ``path`` that held invoices back as not due on a day, written by another
+    journal than this one (lost, or put back from an older copy), while this one has no record
+    of these bytes: that outcome and that day (the earliest, if several), the day to judge the
+    file on. Taken as new, it would be judged today, and an invoice due since sent from an
+    export days old, whose invoice may have been paid meanwhile; with its journal, the same
+    bytes are not read again at all.
 
-    Such an outcome shows nothing sent (else ``lost_journal_evidence`` holds the file back).
-    If the input beside it is a newer export under the same name, the old day holds back the
-    invoices due since once, and the next export sends them: never sooner than their day. An
-    outcome that cannot be read, a sandbox trial's for another target, or one older than a
-    journal started afresh on purpose gives no day."""
-    if journal.knows_file_name(path.name):
+    Which outcomes: the one beside it, the last written under its name (if the input now there
+    is a newer export under that name, the old day holds back once what fell due since, never
+    sending early); and an archived one only where the input archived with it has these very
+    bytes: the archive holds every earlier export of the name, each judged on its own day. An
+    outcome this journal wrote (``Journal.known_outcomes``), one that cannot be
+    read, a sandbox trial's for another target, or one older than a journal started afresh on
+    purpose gives no day. Such an outcome shows nothing sent, or ``lost_journal_evidence`` holds
+    the file back first."""
+    if journal.find_file(target=target, name=path.name, sha256=sha256) is not None:
         return None
+    beside = outcome_path(path)
+    # Not written by this journal: read for invoices sent (``outcome_checked``) is no matter.
+    outcomes = _not_known(journal, target, outcomes_of(path), checked=False)
     fresh_at = journal.started_fresh_at()
-    for outcome in outcomes_of(path):
+    found: list[tuple[date, Path]] = []
+    for outcome in outcomes:
+        if outcome != beside and not _archived_with(outcome, beside, path.name, sha256):
+            continue
         try:
             if fresh_at is not None and outcome.stat().st_mtime <= fresh_at:
                 continue
@@ -627,8 +641,18 @@ def held_day_unrecorded(
         if sandbox and not _is_sandbox(target):
             continue
         if (day := _held_day(rows)) is not None:
-            return outcome, day
-    return None
+            found.append((day, outcome))
+    return min(((o, d) for d, o in found), key=lambda held: held[1], default=None)
+
+
+def _archived_with(outcome: Path, beside: Path, name: str, sha256: str) -> bool:
+    """Whether the input archived with ``outcome`` (``archive/<stamp>-<name>``, the stamp its
+    own) has the bytes ``sha256``."""
+    stamp = outcome.name[: len(outcome.name) - len(beside.name)]
+    try:
+        return content_hash(outcome.with_name(stamp + name)) == sha256
+    except OSError:
+        return False
 
 
 def _outcome_files(inbox: Path) -> Iterator[tuple[Path, Path | None]]:
