@@ -2815,6 +2815,14 @@ def test_what_is_owed_read_as_a_principal_claim_of_its_own_takes_the_payments_of
     )
     templated = prepared_from(path, custom(tmp_path, text))
     assert fates(templated) == {0: ("INVALID", paid_says("1 000,00"))}
+    # The invoice's amount as the sum of its claims: no column to tell the claim's apart from.
+    summed = ERP_TEXT.replace(
+        'originalInvoiceAmount = "Beløp"', "originalInvoiceAmount = { sum_of_claims = true }"
+    )
+    assert summed != ERP_TEXT
+    assert fates(prepared_from(path, custom(tmp_path, summed))) == {
+        0: ("INVALID", paid_says("1 000,00"))
+    }
 
 
 def test_a_persons_full_name_holding_a_care_of_or_a_company_form_is_refused(

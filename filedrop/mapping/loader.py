@@ -452,10 +452,12 @@ def _read_as_amounts(
 
 
 def _principal_apart(mapping: Mapping, found: dict[tuple[str, ...], int]) -> bool:
-    """Whether a PRINCIPAL claim's amount is read from a column of its own, not the invoice's
-    amount: that column is what is still owed, whatever its header ("Utest.")."""
+    """Whether a PRINCIPAL claim's amount is read from a column of its own, not the column of
+    the invoice's amount: that column is what is still owed, whatever its header ("Utest.")."""
     amount = mapping.invoice.get_field("originalInvoiceAmount")
     invoiced = found.get(amount.columns) if amount is not None else None
+    if invoiced is None:  # the sum of the claims, or a constant: nothing to tell them apart by
+        return False
     for item in mapping.claims.items:
         assert isinstance(item, Obj)
         claim, kind = item.get_field("remainingAmount"), item.get_field("type")
