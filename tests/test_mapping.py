@@ -545,6 +545,13 @@ def test_a_mapping_that_leaves_what_is_owed_unread_does_not_fit(tmp_path: Path) 
         select_mapping(
             [load_mapping(write(tmp_path, fallback, "f.toml"))], Path("a.csv"), Reads(headers)
         )
+    # Read where another column of what is owed is empty, it is what goes (helper-132).
+    other_first = BASE.replace(
+        'remainingAmount = "Beløp"',
+        'remainingAmount = { column = "Utest.", default = { column = "Rest beløp" } }',
+    )
+    chained = load_mapping(write(tmp_path, other_first, "u.toml"))
+    assert select_mapping([chained], Path("a.csv"), Reads([*headers, "Utest."]))[0] is chained
     reads = BASE.replace('remainingAmount = "Beløp"', 'remainingAmount = "Rest beløp"')
     owed = load_mapping(write(tmp_path, reads, "b.toml"))
     told = load_mapping(write(tmp_path, '[match]\nunread = ["Restbeløp"]\n' + BASE, "c.toml"))
@@ -559,7 +566,7 @@ def test_headers_of_what_was_paid_are_known_and_only_those() -> None:
     included; one saying when, how, by or to whom, on which terms or in which currency it is
     paid, a status, a note, that it was not, or what is still owed, is not one (the lists a
     hostile review, helper-130, found missed and wrongly taken)."""
-    from filedrop.mapping.loader import paid_header
+    from filedrop.mapping.loader import owed_header, paid_header
 
     paid = ["Innbetalt", "Betalt", "Betalt beløp", "Innbetalt beløp", "Innbetalt (kr)"]
     paid += ["Innbetalinger", "Delbetalt", "Amount paid", "Paid", "Paid amount", "Payments"]
@@ -569,6 +576,10 @@ def test_headers_of_what_was_paid_are_known_and_only_those() -> None:
     paid += ["Mottatte betalinger", "Mottatt beløp", "Received", "Cash received", "Receipts"]
     paid += ["Innbet.", "Innbet. beløp", "Innbetalte beløp", "Betalte", "PaidToDate"]
     paid += ["TotalPaid", "PaymentAmount", "PaymentsReceived", "SumInnbetalt", "Payment 1"]
+    # In capitals or small letters alone, and more words (helper-132).
+    paid += ["AMOUNTPAID", "amountpaid", "PAIDAmount", "TOTALPAID", "PAIDTODATE", "Akonto"]
+    paid += ["Innbetalingsbeløp", "Betalingsbeløp", "Delinnbetaling", "Innb.", "A konto"]
+    paid += ["Received amount", "IsPaid", "PaidYN"]
     assert [h for h in paid if not paid_header(h)] == []
     others = ["Betalt dato", "Betalingsdato", "Payment method", "Payment terms", "Betalt av"]
     others += ["Ikke betalt", "Ubetalt", "Rest å betale", "Payment due", "Paid date", "Beløp"]
@@ -580,7 +591,14 @@ def test_headers_of_what_was_paid_are_known_and_only_those() -> None:
     others += ["Paid to", "Betalt via", "Betalt med", "Betalt for", "Betalt kl", "Andel betalt"]
     others += ["Status betalt", "Betalt til konto", "Ordre mottatt", "Mottatt dato"]
     others += ["Mottatt fra", "Antall innbetalinger", "Betalingsstatus", "Betalingsmåte"]
+    others += ["Payment term", "Payment means", "PaymentMeans", "Payment mode", "Paid out"]
+    others += ["Payment channel", "Payment info", "Payment message", "Payment #", "Paid pct"]
+    others += ["Betaling betingelse", "Payment recipient", "PaymentOverdue", "Non-paid amount"]
+    others += ["NonPaid", "Un-paid"]
     assert [h for h in others if paid_header(h)] == []
+    # What is still owed, in a name written in one word, is what is owed (helper-132).
+    owed = ["OutstandingAmount", "UnpaidAmount", "PaymentOverdue", "Un-paid", "NonPaid"]
+    assert [h for h in owed if not owed_header(h)] == []
 
 
 @pytest.mark.parametrize(

@@ -2670,10 +2670,9 @@ def test_an_invoice_with_a_credit_note_of_its_number_in_the_file_is_refused(
 
 
 PAID_TAIL = (
-    ", but the mapping reads no column of what is still owed, so the invoice would go to "
-    "collection for its whole amount: export the amount still owed and read it as a claim's "
-    'remainingAmount, or name "Innbetalt" in [match] unread if it is not a payment on this '
-    "invoice"
+    ", but its claims add up to its whole amount, so it would go to collection for all of it: "
+    "export the amount still owed and read it as a claim's remainingAmount, or name "
+    '"Innbetalt" in [match] unread if it is not a payment on this invoice'
 )
 
 
@@ -2682,7 +2681,7 @@ def paid_says(cell: str, *, amount: bool = True, repeated_on: int | None = None)
     shows = (
         "shows a payment on this invoice"
         if amount
-        else 'is neither empty, 0 nor "Nei", so something may have been paid on it'
+        else 'is neither empty, 0 nor "Nei", so this invoice may have been paid'
     )
     where = f"row {repeated_on} repeats its invoice number, and there " if repeated_on else ""
     return f'{where}Innbetalt "{cell}" {shows}{PAID_TAIL}'
@@ -2752,6 +2751,19 @@ def test_an_invoice_showing_a_payment_the_mapping_leaves_unread_is_refused(
     assert [r for r, (status, _) in fates(skipping).items() if status == "INVALID"] == [1, 5, 6]
 
 
+def test_what_a_cell_of_what_was_paid_says_nothing_was_paid_with(tmp_path: Path) -> None:
+    """Zero and no, as spreadsheets and people write them, show no payment; a text that only
+    begins with a no, or holds a number, may (helper-132: "Nei 500", "Open 200" and "Ikke
+    fullt betalt" let invoices go whole, and USANN, Norwegian Excel's FALSE, was a payment)."""
+    nothing = ["kr -", "- kr", "0.00", "0 %", "$0.00", "kr \u2212", "USANN", "Ikkje", "Nej"]
+    nothing += ["Ingenting", "Null", "Nei takk", "Ikke betalt", "N/A", "Ingen innbetaling"]
+    shown = ["Nei 500", "Open 200", "Ikke fullt betalt", "No. 12", "Nei - delvis betalt"]
+    shown += ["N 500", "kr 0,50", "(500)", "Ja"]
+    rows = [row(Fakturanr=str(71001 + i), Innbetalt=cell) for i, cell in enumerate(nothing + shown)]
+    prepared = prepared_from(paid_file(tmp_path, rows), ERP)
+    assert sorted(fates(prepared)) == list(range(len(nothing), len(nothing) + len(shown)))
+
+
 def test_a_payment_shown_on_a_row_repeating_an_invoice_number_refuses_the_invoice(
     tmp_path: Path,
 ) -> None:
@@ -2798,31 +2810,54 @@ def test_a_formula_without_its_result_in_a_column_of_what_was_paid_refuses_its_i
     assert [inv.invoice_number for inv in prepared.invoices] == ["70002"]
 
 
-def test_what_is_owed_read_as_a_principal_claim_of_its_own_takes_the_payments_off(
+def test_an_invoice_whose_claims_owe_less_than_its_amount_had_the_payment_taken_off(
     tmp_path: Path,
 ) -> None:
-    """A mapping reading the claim from a column of what is owed under a header filedrop does
-    not know ("Utest.") was told it read none, and each paid invoice was refused (a hostile
-    review, helper-130): a PRINCIPAL claim read from a column other than the invoice's amount
-    is what is still owed. A template reading Innbetalt takes nothing off: still refused."""
-    rows = [row(Innbetalt="1 000,00", **{"Utest.": "3 500,00"})]
+    """Whether a payment was taken off is told by the invoice itself: its PRINCIPAL claims add
+    up to less than its amount. A claim read from what is owed under a header filedrop does not
+    know ("Utest.") was refused (a hostile review, helper-130); a second column holding the
+    whole amount too, a fee typed PRINCIPAL, an interest claim reading an owed column, or a
+    claim falling back to the whole amount where the owed cell is empty all switched the
+    check off, and the invoice went whole (helper-132). Now each invoice showing a payment is
+    refused exactly when its claims are its whole amount, whatever the mapping reads."""
+    rows = [
+        row(Fakturanr="70001", Innbetalt="1 000,00", **{"Utest.": "3 500,00"}),
+        row(Fakturanr="70002", Innbetalt="1 000,00", **{"Utest.": "4 500,00"}),
+        row(Fakturanr="70003", Innbetalt="1 000,00", **{"Utest.": ""}),
+        row(Fakturanr="70004", Innbetalt="0,00", **{"Utest.": "4 500,00"}),
+    ]
     path = paid_file(tmp_path, rows)
     own = ERP_TEXT.replace('remainingAmount = "Beløp"', 'remainingAmount = "Utest."')
-    assert len(prepared_from(path, custom(tmp_path, own)).invoices) == 1
+    assert fates(prepared_from(path, custom(tmp_path, own))) == {
+        1: ("INVALID", paid_says("1 000,00")),
+        2: (
+            "INVALID",
+            "Utest. is empty (the invoice needs a claim amount)",
+        ),
+    }
+    fallback = ERP_TEXT.replace(
+        'remainingAmount = "Beløp"',
+        'remainingAmount = { column = "Utest.", default = { column = "Beløp" } }',
+    )
+    assert [r for r, (s, _) in fates(prepared_from(path, custom(tmp_path, fallback))).items()
+            if s == "INVALID"] == [1, 2]  # fmt: skip
     text = ERP_TEXT.replace(
         'description = { template = "Faktura {Fakturanr}" }',
         'description = { template = "Faktura {Fakturanr}, innbetalt {Innbetalt}" }',
     )
-    templated = prepared_from(path, custom(tmp_path, text))
-    assert fates(templated) == {0: ("INVALID", paid_says("1 000,00"))}
-    # The invoice's amount as the sum of its claims: no column to tell the claim's apart from.
-    summed = ERP_TEXT.replace(
+    assert fates(prepared_from(path, custom(tmp_path, text)))[0] == (
+        "INVALID",
+        paid_says("1 000,00"),
+    )
+    # The invoice's amount as the sum of its claims: nothing tells what was taken off.
+    summed = own.replace(
         'originalInvoiceAmount = "Beløp"', "originalInvoiceAmount = { sum_of_claims = true }"
     )
-    assert summed != ERP_TEXT
-    assert fates(prepared_from(path, custom(tmp_path, summed))) == {
-        0: ("INVALID", paid_says("1 000,00"))
-    }
+    assert summed != own
+    assert fates(prepared_from(path, custom(tmp_path, summed)))[0] == (
+        "INVALID",
+        paid_says("1 000,00"),
+    )
 
 
 def test_a_persons_full_name_holding_a_care_of_or_a_company_form_is_refused(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -36,6 +37,7 @@ from filedrop.mapping.loader import Mapping
 from filedrop.mapping.tree import Field, Many, Obj, walk_fields
 
 __all__ = [
+    "Payment",
     "check_amount_currencies",
     "check_claim_sums",
     "check_claims",
@@ -43,6 +45,7 @@ __all__ = [
     "check_debtors",
     "check_group_agreement",
     "check_invoice",
+    "check_payments_taken_off",
     "claim_lines",
     "there",
 ]
@@ -255,22 +258,7 @@ def check_claims_within_amount(
     invoiced = level[id(amount)]
     if invoiced.values.number is None:
         return []
-    owed = np.zeros(groups.count)
-    owing: list[tuple[Values, np.ndarray]] = []  # each claim's amounts, and its rows that owe
-    for item, present in zip(mapping.claims.items, lines, strict=True):
-        assert isinstance(item, Obj)
-        claim, kind = item.get_field("remainingAmount"), item.get_field("type")
-        if claim is None or rows[id(claim)].number is None:
-            continue
-        principal = present & ~np.isnan(rows[id(claim)].number)
-        if kind is not None and kind.source == "constant":  # the usual: decided once
-            principal &= str(kind.constant).upper() == "PRINCIPAL"
-        elif kind is not None:
-            kinds = pd.Series(rows[id(kind)].vals, dtype=object).astype(str).str.upper()
-            principal &= (kinds == "PRINCIPAL").to_numpy()
-        at = np.flatnonzero(principal)
-        np.add.at(owed, groups.gid[at], rows[id(claim)].number[at])
-        owing.append((rows[id(claim)], principal))
+    owed, owing = _principal_claims(mapping, rows, groups, lines)
     # NaN: an amount that is no number; past the float's range (1e308, refused as too large):
     # both told by their own rule, with no numpy warning on the user's terminal.
     with np.errstate(invalid="ignore", over="ignore"):
@@ -292,6 +280,100 @@ def check_claims_within_amount(
             "column that is)"
         )
         issues.append(_issue(invoiced.at[g], "amount", v, g, why))
+    return issues
+
+
+def _principal_claims(
+    mapping: Mapping, rows: dict[int, Values], groups: Groups, lines: list[np.ndarray]
+) -> tuple[np.ndarray, list[tuple[Values, np.ndarray]]]:
+    """Each invoice's PRINCIPAL claims added up (NaN where one is no number), and each claim's
+    amounts with the rows where it is a PRINCIPAL one."""
+    owed = np.zeros(groups.count)
+    owing: list[tuple[Values, np.ndarray]] = []
+    for item, present in zip(mapping.claims.items, lines, strict=True):
+        assert isinstance(item, Obj)
+        claim, kind = item.get_field("remainingAmount"), item.get_field("type")
+        if claim is None or rows[id(claim)].number is None:
+            continue
+        principal = present & ~np.isnan(rows[id(claim)].number)
+        if kind is not None and kind.source == "constant":  # the usual: decided once
+            principal &= str(kind.constant).upper() == "PRINCIPAL"
+        elif kind is not None:
+            kinds = pd.Series(rows[id(kind)].vals, dtype=object).astype(str).str.upper()
+            principal &= (kinds == "PRINCIPAL").to_numpy()
+        at = np.flatnonzero(principal)
+        with np.errstate(over="ignore", invalid="ignore"):
+            np.add.at(owed, groups.gid[at], rows[id(claim)].number[at])
+        owing.append((rows[id(claim)], principal))
+    return owed, owing
+
+
+class Payment(NamedTuple):
+    """A row that shows something paid on its invoice, in a column of what was paid that no
+    amount field reads (``loader.payments_unread``)."""
+
+    row: int  # where it shows (a later row repeating the invoice's number, perhaps)
+    header: str
+    label: str
+    text: str
+    amount: bool  # the cell reads as an amount; else a text ("Ja", a date)
+    unsaved: Issue | None  # a formula whose result was never saved
+
+
+def check_payments_taken_off(
+    mapping: Mapping,
+    level: dict[int, Level],
+    rows: dict[int, Values],
+    groups: Groups,
+    lines: list[np.ndarray],
+    *,
+    payments: dict[int, Payment],
+    row_numbers: np.ndarray,
+) -> list[Issue]:
+    """Rule ``amount``: an invoice that shows a payment (``payments``, by the row it is sent
+    from) while its PRINCIPAL claims add up to its whole amount: nothing was taken off, and it
+    would go to collection for all of it. One whose claims owe less (a column of what is still
+    owed, read as the claim) had the payment taken off, and goes. An invoice whose amount is
+    the sum of its claims, or no number, cannot show that: refused. A formula with no saved
+    result in that column refuses its invoice with its own message, as in a column read."""
+    if not payments:
+        return []
+    amount = mapping.invoice.get_field("originalInvoiceAmount")
+    invoiced = level.get(id(amount)) if amount is not None else None
+    whole = invoiced.values.number if invoiced is not None else None
+    owed = _principal_claims(mapping, rows, groups, lines)[0]
+    issues: list[Issue] = []
+    for at, paid in payments.items():
+        repeat = (
+            f"row {row_numbers[paid.row]} repeats its invoice number, and there "
+            if paid.row != at
+            else ""
+        )
+        if paid.unsaved is not None:
+            issues.append(paid.unsaved._replace(position=at, message=repeat + paid.unsaved.message))
+            continue
+        g = groups.gid[at]
+        with np.errstate(invalid="ignore"):
+            taken_off = whole is not None and bool(np.round(owed[g], 2) < np.round(whole[g], 2))
+        if taken_off:
+            continue
+        shows = (
+            "shows a payment on this invoice"
+            if paid.amount
+            else 'is neither empty, 0 nor "Nei", so this invoice may have been paid'
+        )
+        issues.append(
+            Issue(
+                at,
+                "amount",
+                paid.label,
+                paid.text,
+                f"{repeat}{paid.label} {quoted(paid.text)} {shows}, but its claims add up to "
+                "its whole amount, so it would go to collection for all of it: export the "
+                "amount still owed and read it as a claim's remainingAmount, or name "
+                f"{quoted(paid.header)} in [match] unread if it is not a payment on this invoice",
+            )
+        )
     return issues
 
 

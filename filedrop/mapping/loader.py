@@ -317,6 +317,7 @@ _OWED_PHRASES = (
     "åpentbeløp", "apentbelop", "åpensaldo", "apensaldo", "åbetale", "tilbetaling",
     "forfaltbeløp", "åpenpost",
     "amountdue", "balancedue", "dueamount", "openamount", "amountopen", "openbalance",
+    "nonpaid", "unpaid",
 )  # fmt: skip
 #: How a header may begin that says so in words written apart: "Rest beløp i NOK". Only at
 #: its start: inside a key, "restbeløp" may end another word ("Interest beløp").
@@ -340,7 +341,7 @@ def owed_header(header: str) -> bool:
         return False
     if key in _OWED_KEYS:
         return True
-    words = set(re.split(r"[\W_]+", unicodedata.normalize("NFC", header).casefold()))
+    words = _words(header)
     owed = (
         not _OWED_WORDS.isdisjoint(words)
         or any(p in key for p in _OWED_PHRASES)
@@ -375,7 +376,7 @@ def _owed_unread(
 _PAID_WORDS = frozenset(
     {"innbetalt", "innbetalte", "betalt", "betalte", "innbetaling", "innbetalinger", "innbet"}
     | {"delbetalt", "delbetaling", "delbetalinger", "betaling", "betalinger", "paid", "payment"}
-    | {"payments"}
+    | {"payments", "innb"}
 )
 #: Headers (as ``loose_key`` writes them) that say so in a word of their own ("Mottatt", a
 #: word that beside others says something else was received: "Ordre mottatt"), and words
@@ -383,7 +384,9 @@ _PAID_WORDS = frozenset(
 _PAID_ALONE = frozenset({"mottatt", "received", "receipts"})
 _PAID_COMPOUNDS = (
     "betaltbeløp", "betaltbelop", "mottattbeløp", "mottattbelop", "amountreceived",
-    "cashreceived",
+    "cashreceived", "receivedamount", "amountpaid", "paidamount", "totalpaid", "sumpaid",
+    "paidtodate", "innbetalingsbeløp", "innbetalingsbelop", "betalingsbeløp", "betalingsbelop",
+    "delinnbetaling", "suminnbetalt", "akonto",
 )  # fmt: skip
 #: Words that make such a header say something else: when, how, by or to whom, on which
 #: terms or in which currency it is paid ("Betalt dato", "Payment method", "Betalt av",
@@ -400,7 +403,10 @@ _NOT_PAID_WORDS = frozenset(
     | {"avtale", "bank", "konto", "account", "voucher", "bilag", "for", "allowed", "tillatt"}
     | {"enabled", "antall", "count", "number", "andel", "share", "prosent", "percent", "kid"}
     | {"ref", "referanse", "reference", "id", "nr", "no", "type", "ikke", "not", "kort", "card"}
-    | {"fra", "from"}
+    | {"fra", "from", "term", "means", "mode", "channel", "provider", "info", "text", "tekst"}
+    | {"message", "melding", "instructions", "condition", "betingelse", "option", "form"}
+    | {"solution", "recipient", "mottaker", "pct", "ratio", "out", "non", "un", "overdue"}
+    | {"forfalt"}
 )
 #: Phrases (as ``loose_key`` writes them) that say what was paid whatever their words: paid
 #: until a day ("Paid to date", "Innbetalt pr. dato") or on account ("Innbetalt a konto").
@@ -419,7 +425,7 @@ def paid_header(header: str) -> bool:
     """Whether ``header`` says its column holds what was paid on an invoice: one of the words
     above and none that makes it another thing, or one of the phrases (and not one of what is
     still owed)."""
-    if owed_header(header) or "%" in header:
+    if owed_header(header) or "%" in header or "#" in header:  # a share, a count
         return False
     words, key = _words(header), loose_key(header)
     said = (
@@ -434,58 +440,38 @@ def _read_as_amounts(
     mapping: Mapping, headers: list[str], found: dict[tuple[str, ...], int]
 ) -> set[int]:
     """The columns ``mapping`` reads as amounts: each amount field's own column, and a
-    default's only where the columns before it hold what is still owed too (Restbeløp, then
-    Saldo). A column of what is owed read only where the invoice's amount is empty is not what
-    goes: an invoice with an amount went for it whole."""
+    default's unless the field's own column is the invoice's amount. A column of what is owed
+    read only where the invoice's amount is empty (``{ column = "Beløp", default = { column =
+    "Restbeløp" } }``) is not what goes: an invoice with an amount went for it whole. One read
+    where another column of what is owed is empty ("Utest.", then "Restbeløp") is."""
+    amount = mapping.invoice.get_field("originalInvoiceAmount")
+    invoiced = found.get(amount.columns) if amount is not None else None
     read: set[int] = set()
     for node in (mapping.invoice, mapping.debtors, mapping.claims):
         for top in walk_fields(node):
-            owed_before = True
             for f in with_defaults(top):
                 if f.kind != "amount" or f.source != "column" or f.columns not in found:
                     break
-                at = found[f.columns]
-                if f is top or owed_before:
-                    read.add(at)
-                owed_before = owed_before and owed_header(headers[at])
+                read.add(found[f.columns])
+                if found[top.columns] == invoiced:
+                    break
     return read
-
-
-def _principal_apart(mapping: Mapping, found: dict[tuple[str, ...], int]) -> bool:
-    """Whether a PRINCIPAL claim's amount is read from a column of its own, not the column of
-    the invoice's amount: that column is what is still owed, whatever its header ("Utest.")."""
-    amount = mapping.invoice.get_field("originalInvoiceAmount")
-    invoiced = found.get(amount.columns) if amount is not None else None
-    if invoiced is None:  # the sum of the claims, or a constant: nothing to tell them apart by
-        return False
-    for item in mapping.claims.items:
-        assert isinstance(item, Obj)
-        claim, kind = item.get_field("remainingAmount"), item.get_field("type")
-        principal = kind is not None and str(kind.constant).upper() == "PRINCIPAL"
-        if (
-            principal
-            and claim is not None
-            and claim.source == "column"
-            and claim.columns in found
-            and found[claim.columns] != invoiced
-        ):
-            return True
-    return False
 
 
 def payments_unread(mapping: Mapping, headers: list[str]) -> list[int]:
     """The columns of ``headers`` whose header says they hold what was paid on an invoice and
-    that no field of ``mapping`` reads nor its ``match.unread`` names; none when the mapping
-    reads what is still owed as an amount (a column headed so, or a PRINCIPAL claim's own
-    column), as that already takes what was paid off. Read with the invoice's amount alone, a
-    partly paid invoice would go to collection for its whole amount (``prepare`` refuses each
-    invoice that shows a payment). A template or a skip rule reading the column does not count:
-    neither takes the payment off."""
+    that no amount field of ``mapping`` reads nor its ``match.unread`` names. Where an invoice
+    shows a payment there while its claims add up to its whole amount, nothing was taken off,
+    and it would go to collection for all of it (``prepare`` refuses it). A text, a template or
+    a skip rule reading the column takes nothing off, and does not count."""
     found = mapping._positions(headers)
-    owed = _read_as_amounts(mapping, headers, found)
-    if any(owed_header(headers[at]) for at in owed) or _principal_apart(mapping, found):
-        return []
-    read = {found[n] for _, n, how in mapping.field_refs if how == "names" and n in found}
+    read = {
+        found[f.columns]
+        for node in (mapping.invoice, mapping.debtors, mapping.claims)
+        for top in walk_fields(node)
+        for f in with_defaults(top)
+        if f.kind == "amount" and f.source == "column" and f.columns in found
+    }
     left = set(map(loose_key, mapping.unread))
     return [
         at

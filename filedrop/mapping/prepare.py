@@ -23,6 +23,7 @@ import pandas as pd
 from filedrop.errors import ReadError
 from filedrop.logs import joined
 from filedrop.mapping.checks import (
+    Payment,
     check_amount_currencies,
     check_claim_sums,
     check_claims,
@@ -30,6 +31,7 @@ from filedrop.mapping.checks import (
     check_debtors,
     check_group_agreement,
     check_invoice,
+    check_payments_taken_off,
     claim_lines,
 )
 from filedrop.mapping.convert import quoted, read_days, repeated, shared_conversions, shown
@@ -231,6 +233,11 @@ def prepare_parts(
             [issue._replace(position=issue.position - start) for issue in repeats_in.pop(k, [])],
             fates.repeat_of[start:stop],
             {row - start: names for row, names in fates.differs.items() if start <= row < stop},
+            {
+                row - start: payment._replace(row=payment.row - start)
+                for row, payment in fates.paid.items()
+                if start <= row < stop
+            },
         )
         # Each part inside a with of its own: a with spanning a yield would be left on
         # whichever thread asks for the next part.
@@ -311,6 +318,8 @@ class _RowFates(NamedTuple):
     repeat_of: np.ndarray  # the earlier row of its invoice a row repeats whole (-1: none)
     # A repeated number's first row -> the columns it differs in (``_differing_repeats``).
     differs: dict[int, list[str]]
+    # The row an invoice is sent from -> a payment one of its rows shows (``_payments_shown``).
+    paid: dict[int, Payment]
 
 
 def _prepare(
@@ -345,6 +354,9 @@ def _prepare(
     issues += check_claims(mapping, rows, lines)
     issues += check_amount_currencies(mapping, level, rows, groups, lines)
     issues += check_claims_within_amount(mapping, level, rows, groups, lines)
+    issues += check_payments_taken_off(
+        mapping, level, rows, groups, lines, payments=fates.paid, row_numbers=table.row_numbers
+    )
     sums = claim_totals(mapping, rows, lines, groups.gid, groups.count)
     issues += check_claim_sums(mapping, sums, rows, groups)
     issues += fates.repeats
@@ -456,13 +468,13 @@ def _row_fates(
         unknown += _merged_amounts(table, mapping, src, groups, left_out)
     number_level = groups.level(numbers) if numbers is not None else None
     duplicate_of, repeats = find_duplicates(table, number_level, groups, left_out)
-    unknown += _payments_shown(
+    paid = _payments_shown(
         table, mapping, src, groups=groups, duplicate_of=duplicate_of, left_out=left_out
     )
     differs = _differing_repeats(table, mapping, src, groups, duplicate_of)
     if numbers is not None and number_level is not None and credits.any():
         unknown += _credited_invoices(table, numbers, number_level, skip_why, credits)
-    fates = _RowFates(blank, skip_why, duplicate_of, repeats + unknown, repeat_of, differs)
+    fates = _RowFates(blank, skip_why, duplicate_of, repeats + unknown, repeat_of, differs, paid)
     return fates, groups
 
 
@@ -714,15 +726,6 @@ def _credited_invoices(
     return issues
 
 
-#: The first word of a cell of a column of what was paid that says nothing was ("Nei takk",
-#: "Ikke betalt", "Ingen innbetaling", "N/A").
-_NOTHING_PAID = frozenset({"nei", "no", "n", "na", "false", "usant", "ikke", "ingen", "none"})
-_NOTHING_PAID |= {"not", "ubetalt", "unpaid", "åpen", "open"}
-#: What is left of zero as a spreadsheet shows it once its marks are taken away: "kr -" (the
-#: Norwegian accounting format's zero), "0,00 kr", "(0,00)", "0 %", "0.00" in a file of commas.
-_ZERO_MARKS = re.compile(r"\b(?:kr|nok)\b|[\s,.()%\-\u2013\u2014]")
-
-
 def _payments_shown(
     table: Table,
     mapping: Mapping,
@@ -731,61 +734,70 @@ def _payments_shown(
     groups: Groups,
     duplicate_of: np.ndarray,
     left_out: np.ndarray,
-) -> list[Issue]:
-    """Rule ``amount``: an invoice whose rows show something paid on it, in a column of what
-    was paid that the mapping leaves unread while it reads nothing of what is still owed
-    (``payments_unread``). It would go to collection for its whole amount, the payment not
-    taken off: refused, as filedrop does not net amounts. A cell that is empty, zero however
-    written ("kr -", "0,00") or says nothing was paid ("Nei", "Ingen") lets it go; any other
-    (an amount, "Ja", a date) stops it, and so does a formula whose result was never saved.
-    A row that repeats an earlier row's invoice number (DUPLICATE) stops the invoice sent from
-    that earlier row, as it is the same invoice. Rows ``left_out`` (blank, skipped) join no
-    invoice, and are passed over."""
-    issues: list[Issue] = []
+) -> dict[int, Payment]:
+    """The invoices whose rows show something paid on them, in a column of what was paid that
+    no amount field reads (``payments_unread``), by the row each is sent from, with the first
+    such row: ``check_payments_taken_off`` refuses those whose claims are their whole amount.
+    A cell that is empty, zero however written ("kr -", "0,00") or a plain no ("Nei", "Ikke
+    betalt") shows none; any other (an amount, "Ja", a date, "Nei, 500") does, and so does a
+    formula whose result was never saved. Decided over the whole file, as a row that repeats
+    an earlier row's invoice number (DUPLICATE) shows it for the invoice sent from that row,
+    which may be in an earlier part. Rows ``left_out`` (blank, skipped) join no invoice."""
+    found: dict[int, Payment] = {}
     for at in payments_unread(mapping, table.headers):
         header = table.headers[at]
         paid = Field(key="match.unread", kind="amount", source="column", columns=(header,))
         unsaved: list[Issue] = []
         v = evaluate(paid, replace(src, positions={**src.positions, (header,): at}), unsaved)
-        texts = pd.Series(v.text, dtype=object).str.casefold()
         with np.errstate(invalid="ignore"):
             nothing = v.empty | (np.abs(v.number) < 0.005)  # 1e-09, a sum's residue, is 0
-        nothing |= texts.str.replace(_ZERO_MARKS, "", regex=True).str.fullmatch("0*").to_numpy()
-        nothing |= texts.str.extract(r"^\W*(\w*)", expand=False).isin(_NOTHING_PAID).to_numpy()
+        nothing |= _says_nothing_paid(pd.Series(v.text, dtype=object))
         said = {issue.position: issue for issue in unsaved if issue.rule == UNSAVED_RULE}
-        for row in np.flatnonzero(~nothing | np.isin(np.arange(src.n), list(said))).tolist():
-            if left_out[row]:
-                continue
+        nothing[list(said)] = False
+        for row in np.flatnonzero(~nothing & ~left_out).tolist():
             group = groups.gid[row]
             sent = groups.first[duplicate_of[group]] if duplicate_of[group] >= 0 else row
-            where = (
-                ""
-                if sent == row
-                else f"row {table.row_numbers[row]} repeats its invoice number, and there "
-            )
-            if row in said:
-                issues.append(said[row]._replace(position=sent, message=where + said[row].message))
-                continue
-            text = v.text[row]
-            shows = (
-                "shows a payment on this invoice"
-                if not np.isnan(v.number[row])
-                else 'is neither empty, 0 nor "Nei", so something may have been paid on it'
-            )
-            issues.append(
-                Issue(
-                    sent,
-                    "amount",
+            if groups.members is not None and duplicate_of[group] < 0:
+                sent = groups.first[group]
+            found.setdefault(
+                int(sent),
+                Payment(
+                    row,
+                    header,
                     v.label[row],
-                    text,
-                    f"{where}{v.label[row]} {quoted(text)} {shows}, but the mapping reads no "
-                    "column of what is still owed, so the invoice would go to collection for "
-                    "its whole amount: export the amount still owed and read it as a claim's "
-                    f"remainingAmount, or name {quoted(header)} in [match] unread if it is not "
-                    "a payment on this invoice",
-                )
+                    v.text[row],
+                    not np.isnan(v.number[row]),
+                    said.get(row),
+                ),
             )
-    return issues
+    return found
+
+
+#: The words of a cell of a column of what was paid that says nothing was, every one of them
+#: among these and the first a no ("Nei", "Ikke betalt", "Ingen innbetaling", "N/A", "USANN",
+#: as Norwegian Excel writes FALSE); a digit anywhere ("Nei, 500", "Open 200") says otherwise.
+_NO_WORDS = frozenset({"nei", "no", "n", "na", "false", "usann", "usant", "falsk", "falskt"})
+_NO_WORDS |= {"ikke", "ikkje", "ingen", "ingenting", "none", "not", "nej", "null", "nil"}
+_NO_WORDS |= {"nothing", "ubetalt", "unpaid", "åpen", "open"}
+_NOTHING_PAID_WORDS = _NO_WORDS | {"betalt", "innbetalt", "paid", "payment", "innbetaling"}
+_NOTHING_PAID_WORDS |= {"takk", "yet", "ennå", "enda", "a", "mottatt", "received"}
+#: What is left of zero as a spreadsheet shows it once its marks are taken away: "kr -" (the
+#: Norwegian accounting format's zero), "0,00 kr", "(0,00)", "0 %", "$0.00", "0.00" in a file
+#: of decimal commas.
+_ZERO_MARKS = re.compile(r"\b(?:kr|kroner|nok)\b|[\s,.()%$£€\-\u2013\u2014\u2212]")
+
+
+def _says_nothing_paid(texts: pd.Series) -> np.ndarray:
+    """Where a cell's text says nothing was paid: zero however written, or a plain no."""
+    folded = texts.str.casefold()
+    zero = folded.str.replace(_ZERO_MARKS, "", regex=True).str.fullmatch("0*")
+    words = folded.str.findall(r"[^\W\d_]+")
+    no = (
+        ~folded.str.contains(r"\d")
+        & words.map(lambda w: bool(w) and w[0] in _NO_WORDS)
+        & words.map(_NOTHING_PAID_WORDS.issuperset)
+    )
+    return (zero | no).to_numpy(dtype=bool)
 
 
 def _left_out(blank: np.ndarray, skip_why: np.ndarray) -> np.ndarray:
