@@ -264,15 +264,11 @@ _KEPT_FOR_GOOD = frozenset(
 )
 
 
-def _not_known(
-    journal: Journal, target: str, outcomes: list[Path], *, checked: bool = True
-) -> dict[Path, str]:
+def _not_known(journal: Journal, target: str, outcomes: list[Path]) -> dict[Path, str]:
     """The outcomes ``journal`` does not know all of (``Journal.known_outcomes``), in their
     order, each with its ``written_stamp``."""
     stamps = {outcome: written_stamp(outcome) for outcome in outcomes}
-    known = journal.known_outcomes(
-        target=target, stamps=filter(None, stamps.values()), checked=checked
-    )
+    known = journal.known_outcomes(target=target, stamps=filter(None, stamps.values()))
     return {outcome: stamp for outcome, stamp in stamps.items() if stamp and stamp not in known}
 
 
@@ -607,40 +603,42 @@ def noon_of(day: date) -> float:
 def held_day_unrecorded(
     path: Path, sha256: str, journal: Journal, *, target: str, limits: ReadLimits
 ) -> tuple[Path, date] | None:
-    """An outcome of ``path`` that held invoices back as not due on a day, written by another
-    journal than this one (lost, or put back from an older copy), while this one has no record
-    of these bytes: that outcome and that day (the earliest, if several), the day to judge the
-    file on. Taken as new, it would be judged today, and an invoice due since sent from an
-    export days old, whose invoice may have been paid meanwhile; with its journal, the same
-    bytes are not read again at all.
+    """An outcome of ``path`` that held invoices back as not due on a day no file of its name
+    was first taken on in this journal, while the journal has no record of these bytes: that
+    outcome and that day (the earliest, if several), the day to judge the file on. Such an
+    outcome was written with another journal (this one lost, or put back from an older copy),
+    and taken as new, the file would be judged today, an invoice due since sent from an export
+    days old, whose invoice may have been paid meanwhile; with its journal, the same bytes are
+    not read again at all. Told by the day, not by the outcome file's stamp: an outcome opened
+    in Excel and saved, copied or on a share mounted again is still the journal's own.
 
     Which outcomes: the one beside it, the last written under its name (if the input now there
     is a newer export under that name, the old day holds back once what fell due since, never
-    sending early); and an archived one only where the input archived with it has these very
-    bytes: the archive holds every earlier export of the name, each judged on its own day. An
-    outcome this journal wrote (``Journal.known_outcomes``), one that cannot be
-    read, a sandbox trial's for another target, or one older than a journal started afresh on
-    purpose gives no day. Such an outcome shows nothing sent, or ``lost_journal_evidence`` holds
-    the file back first."""
+    sending early); and, where the journal knows no file of the name at all, each archived one
+    whose input archived with it has these very bytes (the archive holds every earlier export
+    of the name, each judged on its own day). One that cannot be read, a sandbox trial's for
+    another target, or one older than a journal started afresh on purpose gives no day. Such an
+    outcome shows nothing sent, or ``lost_journal_evidence`` holds the file back first."""
     if journal.find_file(target=target, name=path.name, sha256=sha256) is not None:
         return None
     beside = outcome_path(path)
-    # Not written by this journal: read for invoices sent (``outcome_checked``) is no matter.
-    outcomes = _not_known(journal, target, outcomes_of(path), checked=False)
+    taken = journal.days_taken(target=target, name=path.name)
+    outcomes = [beside] if is_regular_file(beside) else []
+    if not taken:
+        outcomes += [o for o in outcomes_of(path) if o != beside]
     fresh_at = journal.started_fresh_at()
     found: list[tuple[date, Path]] = []
     for outcome in outcomes:
-        if outcome != beside and not _archived_with(outcome, beside, path.name, sha256):
-            continue
         try:
             if fresh_at is not None and outcome.stat().st_mtime <= fresh_at:
                 continue
             rows, sandbox = _read_outcome(outcome, limits=limits)
         except (OSError, ReadError):
             continue
-        if sandbox and not _is_sandbox(target):
+        day = _held_day(rows)
+        if day is None or day in taken or (sandbox and not _is_sandbox(target)):
             continue
-        if (day := _held_day(rows)) is not None:
+        if outcome == beside or _archived_with(outcome, beside, path.name, sha256):
             found.append((day, outcome))
     return min(((o, d) for d, o in found), key=lambda held: held[1], default=None)
 

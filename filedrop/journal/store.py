@@ -29,6 +29,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
+from datetime import date
 from pathlib import Path
 from types import EllipsisType
 from typing import Any, NamedTuple
@@ -1284,28 +1285,31 @@ class Journal:
         ``INVOICES.outcome.csv``, which a rebuild records as ``INVOICES.csv``)."""
         return bool(self._read("SELECT 1 FROM files WHERE lower(name) = lower(?) LIMIT 1", (name,)))
 
-    def known_outcomes(
-        self, *, target: str, stamps: Iterable[str], checked: bool = True
-    ) -> set[str]:
+    def known_outcomes(self, *, target: str, stamps: Iterable[str]) -> set[str]:
         """Which of these outcome files (``outcome.written_stamp``) this journal knows all of:
-        a record of it wrote the file, or (with ``checked``) it was checked at ``target`` for
-        invoices sent (``outcome_checked``)."""
+        a record of it wrote the file, or it was checked at ``target`` (``outcome_checked``)."""
         wanted = list(dict.fromkeys(stamps))
         if not wanted:
             return set()
         stamp_rows, args = self._engine.rows("stamps", ("stamp",), wanted)
-        sql = (
+        rows = self._read(
             # The text comes from ``rows``, never from input.
             f"WITH {stamp_rows} SELECT outcome_written FROM files"  # noqa: S608
             " WHERE outcome_written IN (SELECT stamp FROM stamps)"
+            " UNION SELECT stamp FROM outcomes_checked"
+            " WHERE target = ? AND stamp IN (SELECT stamp FROM stamps)",
+            (*args, target),
         )
-        if checked:
-            sql += (
-                " UNION SELECT stamp FROM outcomes_checked"
-                " WHERE target = ? AND stamp IN (SELECT stamp FROM stamps)"
-            )
-            args = (*args, target)
-        return {row[0] for row in self._read(sql, args)}
+        return {row[0] for row in rows}
+
+    def days_taken(self, *, target: str, name: str) -> set[date]:
+        """The days the files of this name (in any case of its ASCII letters) were first taken
+        at ``target``: the days an outcome of one of them can have judged invoices due on."""
+        rows = self._read(
+            "SELECT created_at FROM files WHERE target = ? AND lower(name) = lower(?)",
+            (target, name),
+        )
+        return {date.fromtimestamp(row[0]) for row in rows}
 
     def outcome_checked(self, *, target: str, stamp: str) -> None:
         """Remember that the outcome file ``stamp`` shows nothing sent that this journal does
