@@ -135,25 +135,39 @@ def custom(tmp_path: Path, text: str) -> Mapping:
     return load_mapping(path)
 
 
-def written(tmp_path: Path, rows: list[dict[str, Any]], *, excel: bool = False) -> Table:
-    """``rows`` in a real file, read back as every run reads it: a UTF-8 semicolon CSV (cells
-    with line breaks quoted, as Excel saves them), or a workbook keeping dates as date cells."""
+def row_file(
+    tmp_path: Path,
+    rows: list[dict[str, Any]],
+    *,
+    headers: list[str] = HEADERS,
+    excel: bool = False,
+    typed: dict[str, dict[str, object]] | None = None,
+) -> Path:
+    """``rows`` in a real file: a UTF-8 semicolon CSV (cells with line breaks quoted, as Excel
+    saves them), or a workbook keeping dates as date cells; ``typed``: per column, cells written
+    there as other values (numbers, as a spreadsheet holds them)."""
     if excel:
         path = tmp_path / "mars.xlsx"
         book = openpyxl.Workbook()
         sheet = book.active
         assert sheet is not None
-        sheet.append(HEADERS)
+        sheet.append(headers)
         for cells in rows:
-            sheet.append([cells.get(h) if cells.get(h) != "" else None for h in HEADERS])
+            shown = {h: (typed or {}).get(h, {}).get(v, v) for h, v in cells.items()}
+            sheet.append([None if shown.get(h, "") == "" else shown[h] for h in headers])
         book.save(path)
     else:
         path = tmp_path / "mars.csv"
         with path.open("w", encoding="utf-8", newline="") as out:
             writer = csv.writer(out, delimiter=";")
-            writer.writerow(HEADERS)
-            writer.writerows([cells.get(h, "") for h in HEADERS] for cells in rows)
-    return read_table(path, ERP.read)
+            writer.writerow(headers)
+            writer.writerows([cells.get(h, "") for h in headers] for cells in rows)
+    return path
+
+
+def written(tmp_path: Path, rows: list[dict[str, Any]], *, excel: bool = False) -> Table:
+    """``rows`` in a real file (``row_file``), read back as every run reads it."""
+    return read_table(row_file(tmp_path, rows, excel=excel), ERP.read)
 
 
 def assert_every_row_once(prepared: Prepared) -> None:
@@ -2691,24 +2705,8 @@ def paid_file(tmp_path: Path, rows: list[dict[str, Any]], *, excel: bool = False
     """``rows`` with an Innbetalt column (and any other they name) in a real file; in a
     workbook the amounts of Innbetalt are numbers, as a spreadsheet holds them."""
     headers = [*HEADERS, *dict.fromkeys(h for r in rows for h in r if h not in HEADERS)]
-    typed = {"0,00": 0, "1 000,00": 1000, "4 500,00": 4500}
-    if excel:
-        path = tmp_path / "mars.xlsx"
-        book = openpyxl.Workbook()
-        sheet = book.active
-        assert sheet is not None
-        sheet.append(headers)
-        for cells in rows:
-            shown = {h: typed.get(v, v) if h == "Innbetalt" else v for h, v in cells.items()}
-            sheet.append([None if shown.get(h, "") == "" else shown[h] for h in headers])
-        book.save(path)
-    else:
-        path = tmp_path / "mars.csv"
-        with path.open("w", encoding="utf-8", newline="") as out:
-            writer = csv.writer(out, delimiter=";")
-            writer.writerow(headers)
-            writer.writerows([cells.get(h, "") for h in headers] for cells in rows)
-    return path
+    typed = {"Innbetalt": {"0,00": 0, "1 000,00": 1000, "4 500,00": 4500}}
+    return row_file(tmp_path, rows, headers=headers, excel=excel, typed=typed)
 
 
 def prepared_from(path: Path, mapping: Mapping) -> Prepared:
