@@ -603,32 +603,32 @@ def noon_of(day: date) -> float:
 def held_day_unrecorded(
     path: Path, sha256: str, journal: Journal, *, target: str, limits: ReadLimits
 ) -> tuple[Path, date] | None:
-    """An outcome of ``path`` that held invoices back as not due on a day no file of its name
-    was first taken on in this journal, while the journal has no record of these bytes: that
-    outcome and that day (the earliest, if several), the day to judge the file on. Such an
-    outcome was written with another journal (this one lost, or put back from an older copy),
-    and taken as new, the file would be judged today, an invoice due since sent from an export
-    days old, whose invoice may have been paid meanwhile; with its journal, the same bytes are
-    not read again at all. Told by the day, not by the outcome file's stamp: an outcome opened
-    in Excel and saved, copied or on a share mounted again is still the journal's own.
+    """Where the journal never took a file of ``path``'s name at ``target`` (it was lost, or
+    started anew), an outcome of it that held invoices back as not due on a day, and that day
+    (the earliest, if several): the day to judge the file on. Taken as new, it would be judged
+    today, and an invoice due since sent from an export days old, whose invoice may have been
+    paid meanwhile; with its journal, the same bytes are not read again at all.
+
+    Where the journal knows a file of that name, nothing is read: it is that journal's outcome
+    (opened and saved since, copied, or its day written in another time zone), and a new export
+    under the name is judged today. A journal put back from an older copy knows the name too,
+    and gives no day (``journal rebuild`` reads the day back).
 
     Which outcomes: the one beside it, the last written under its name (if the input now there
-    is a newer export under that name, the old day holds back once what fell due since, never
-    sending early); and, where the journal knows no file of the name at all, each archived one
-    whose input archived with it has these very bytes (the archive holds every earlier export
-    of the name, each judged on its own day). One that cannot be read, a sandbox trial's for
-    another target, or one older than a journal started afresh on purpose gives no day. Such an
-    outcome shows nothing sent, or ``lost_journal_evidence`` holds the file back first."""
-    if journal.find_file(target=target, name=path.name, sha256=sha256) is not None:
+    is a newer export, the old day holds back once what fell due since, never sending early);
+    and each archived one whose input archived with it has these very bytes (the archive holds
+    every earlier export of the name, each judged on its own day). One that cannot be read, one
+    of a sandbox trial for another target or of another target for a sandbox trial, or one older
+    than a journal started afresh on purpose gives no day. Such an outcome shows nothing sent,
+    or ``lost_journal_evidence`` holds the file back first."""
+    if journal.took_file_named(target=target, name=path.name):
         return None
     beside = outcome_path(path)
-    taken = journal.days_taken(target=target, name=path.name)
-    outcomes = [beside] if is_regular_file(beside) else []
-    if not taken:
-        outcomes += [o for o in outcomes_of(path) if o != beside]
     fresh_at = journal.started_fresh_at()
     found: list[tuple[date, Path]] = []
-    for outcome in outcomes:
+    for outcome in outcomes_of(path):
+        if outcome != beside and not _archived_with(outcome, beside, path.name, sha256):
+            continue
         try:
             if fresh_at is not None and outcome.stat().st_mtime <= fresh_at:
                 continue
@@ -636,9 +636,7 @@ def held_day_unrecorded(
         except (OSError, ReadError):
             continue
         day = _held_day(rows)
-        if day is None or day in taken or (sandbox and not _is_sandbox(target)):
-            continue
-        if outcome == beside or _archived_with(outcome, beside, path.name, sha256):
+        if day is not None and sandbox == _is_sandbox(target):
             found.append((day, outcome))
     return min(((o, d) for d, o in found), key=lambda held: held[1], default=None)
 

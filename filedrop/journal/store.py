@@ -29,7 +29,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from datetime import date
 from pathlib import Path
 from types import EllipsisType
 from typing import Any, NamedTuple
@@ -1302,14 +1301,15 @@ class Journal:
         )
         return {row[0] for row in rows}
 
-    def days_taken(self, *, target: str, name: str) -> set[date]:
-        """The days the files of this name (in any case of its ASCII letters) were first taken
-        at ``target``: the days an outcome of one of them can have judged invoices due on."""
-        rows = self._read(
-            "SELECT created_at FROM files WHERE target = ? AND lower(name) = lower(?)",
-            (target, name),
+    def took_file_named(self, *, target: str, name: str) -> bool:
+        """Whether a file of this name (in any case of its ASCII letters) was ever taken at
+        ``target``."""
+        return bool(
+            self._read(
+                "SELECT 1 FROM files WHERE target = ? AND lower(name) = lower(?) LIMIT 1",
+                (target, name),
+            )
         )
-        return {date.fromtimestamp(row[0]) for row in rows}
 
     def outcome_checked(self, *, target: str, stamp: str) -> None:
         """Remember that the outcome file ``stamp`` shows nothing sent that this journal does
