@@ -287,9 +287,11 @@ CASES: dict[str, Callable[[Path], str]] = {
         _owing_more(d, 7)
     ),
     'row 4: Innbetalt "1 000,00" shows a payment on this invoice, but its claims add up to '
-    "its whole amount, so it would go to collection for all of it: export the amount still "
-    'owed and read it as a claim\'s remainingAmount, or name "Innbetalt" in [match] unread '
-    "if it is not a payment on this invoice": lambda d: _paid_unread(d, 4),
+    "1234.50, more than its amount less that payment (234.50), so it would go to collection for "
+    "what was paid: export the amount still owed and read it as a claim's remainingAmount, or "
+    'name "Innbetalt" in [match] unread if it is not a payment on this invoice': lambda d: (
+        _paid_unread(d, 4)
+    ),
     'row 14: Forfallsdato "31.02.2024" is not a date (expected dd.mm.yyyy or dd.mm.yy)': lambda d: (
         _row_message(d, 14, Forfallsdato="31.02.2024")
     ),

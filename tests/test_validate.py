@@ -2684,21 +2684,35 @@ def test_an_invoice_with_a_credit_note_of_its_number_in_the_file_is_refused(
 
 
 PAID_TAIL = (
-    ", but its claims add up to its whole amount, so it would go to collection for all of it: "
     "export the amount still owed and read it as a claim's remainingAmount, or name "
     '"Innbetalt" in [match] unread if it is not a payment on this invoice'
 )
 
 
-def paid_says(cell: str, *, amount: bool = True, repeated_on: int | None = None) -> str:
-    """What a row showing a payment in an unread Innbetalt column says."""
-    shows = (
-        "shows a payment on this invoice"
-        if amount
-        else 'is neither empty, 0 nor "Nei", so this invoice may have been paid'
+def paid_says(
+    cell: str, *, owed: str = "", left: str = "", elsewhere: str = "", amount: str = ""
+) -> str:
+    """What a row showing a payment in an unread Innbetalt column says: for an amount paid,
+    what the claims owe (``owed``) and what the invoice's amount less it is (``left``)."""
+    if amount:
+        why = (
+            "but the invoice's amount is not read from a column, or is no number, so nothing "
+            "tells whether its claims had it taken off: map originalInvoiceAmount from the "
+            "column of the invoice's whole amount, or name "
+            '"Innbetalt" in [match] unread if it is not a payment on this invoice'
+        )
+        return f'{elsewhere}Innbetalt "{cell}" shows a payment on this invoice, {why}'
+    if owed:
+        return (
+            f'{elsewhere}Innbetalt "{cell}" shows a payment on this invoice, but its claims add '
+            f"up to {owed}, more than its amount less that payment ({left}), so it would go to "
+            f"collection for what was paid: {PAID_TAIL}"
+        )
+    return (
+        f'{elsewhere}Innbetalt "{cell}" is neither empty, 0 nor "Nei", so this invoice may have '
+        "been paid, but its claims add up to its whole amount, so it would go to collection for "
+        f"all of it: {PAID_TAIL}"
     )
-    where = f"row {repeated_on} repeats its invoice number, and there " if repeated_on else ""
-    return f'{where}Innbetalt "{cell}" {shows}{PAID_TAIL}'
 
 
 def paid_file(tmp_path: Path, rows: list[dict[str, Any]], *, excel: bool = False) -> Path:
@@ -2731,18 +2745,26 @@ def test_an_invoice_showing_a_payment_the_mapping_leaves_unread_is_refused(
     prepared = prepared_from(path, ERP)
     shown = {"1 000,00": "1000", "4 500,00": "4500"} if excel else {}
     refused = {1: "1 000,00", 3: "Ja", 5: "4 500,00", 6: "12.03.2024"}
+    left = {1: "3500.00", 5: "0.00"}
     assert {r: why for r, why in fates(prepared).items() if r < 8} == {
-        r: ("INVALID", paid_says(shown.get(cell, cell), amount=r in (1, 5)))
+        r: (
+            "INVALID",
+            paid_says(shown.get(cell, cell), owed="4500.00" * (r in left), left=left.get(r, "")),
+        )
         for r, cell in refused.items()
     }
     assert fates(prepared)[8][0] == "SKIPPED"
     assert [inv.invoice_number for inv in prepared.invoices] == ["70001", "70003", "70005", "70008"]
     assert_every_row_once(prepared)
     told = ERP_TEXT.replace("[match]\n", '[match]\nunread = ["innbetalt"]\n', 1)
-    warned = ERP_TEXT.replace("[rules]\n", '[rules]\namount = "warning"\n', 1)
+    warned = ERP_TEXT.replace("[rules]\n", '[rules]\npaid = "warning"\n', 1)
     assert ERP_TEXT not in (told, warned)
     for text in (told, warned):
         assert len(prepared_from(path, custom(tmp_path, text)).invoices) == 8
+    # A rule of its own: amount = "warning" (for more than two decimals, say) let every paid
+    # invoice go whole (a hostile review, helper-134).
+    lax = ERP_TEXT.replace("[rules]\n", '[rules]\namount = "warning"\n', 1)
+    assert len(prepared_from(path, custom(tmp_path, lax)).invoices) == 4
     skips = ERP_TEXT + '\n[skip]\npaid = { column = "Innbetalt", is = ["Ja"] }\n'
     skipping = prepared_from(path, custom(tmp_path, skips))
     assert fates(skipping)[3] == ("SKIPPED", 'rule skip.paid: Innbetalt is "Ja"')
@@ -2776,7 +2798,15 @@ def test_a_payment_shown_on_a_row_repeating_an_invoice_number_refuses_the_invoic
     ]
     prepared = prepared_from(paid_file(tmp_path, rows), ERP)
     assert fates(prepared) == {
-        0: ("INVALID", paid_says("1 000,00", repeated_on=3)),
+        0: (
+            "INVALID",
+            paid_says(
+                "1 000,00",
+                owed="4500.00",
+                left="3500.00",
+                elsewhere="on row 3, which carries its invoice number, ",
+            ),
+        ),
         1: (
             "INVALID",
             "invoice number 70001 already appears on row 2, which is invalid and not sent: "
@@ -2784,6 +2814,71 @@ def test_a_payment_shown_on_a_row_repeating_an_invoice_number_refuses_the_invoic
         ),
     }
     assert [inv.invoice_number for inv in prepared.invoices] == ["70002"]
+
+
+def test_a_payment_on_a_repeat_in_a_later_part_of_a_long_file_refuses_its_invoice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file long enough to be prepared in parts, with the payment on a repeat of an invoice
+    number in a later part than the invoice: the check looked the repeat's row up in the
+    invoice's part and stopped the file with an IndexError, and a run resumed it into the same
+    error for good (a hostile review, helper-134). The invoice is refused, naming the row."""
+    monkeypatch.setattr(prepare_module, "FIRST_PART_ROWS", 2)
+    monkeypatch.setattr(prepare_module, "PART_ROWS", 2)
+    n = 7  # parts of rows 0-1, 2-3, 4-5 and 6
+    rows = [row(Fakturanr=str(100_000 + i), Innbetalt="0,00") for i in range(n)]
+    rows[-1] = row(Fakturanr="100001", Innbetalt="1 000,00")  # the second row's invoice
+    prepared = prepared_from(paid_file(tmp_path, rows), ERP)
+    assert fates(prepared)[1] == (
+        "INVALID",
+        paid_says(
+            "1 000,00",
+            owed="4500.00",
+            left="3500.00",
+            elsewhere=f"on row {n + 1}, which carries its invoice number, ",
+        ),
+    )
+    assert len(prepared.invoices) == n - 2
+
+
+def test_payments_skipped_lines_and_claims_that_owe_a_little_less_are_looked_at(
+    tmp_path: Path,
+) -> None:
+    """helper-134: a ledger's line of a payment, left out by a skip rule, carried the invoice's
+    number and its payment, and the invoice went whole; claims 0,01 below the amount counted
+    as the payment taken off; and a claim type written "PRINCIPAL " (a space after) or none of
+    PRINCIPAL made the invoice owe nothing to compare. Each is refused now; claims that owe the
+    amount less the payment go."""
+    rows = [
+        row(Fakturanr="72001", Bilagstype="Faktura", Innbetalt="0,00"),
+        row(Fakturanr="72001", Bilagstype="Innbetaling", Innbetalt="1 000,00"),
+        row(Fakturanr="72002", Bilagstype="Faktura", Innbetalt="1 000,00", Rest="4 499,99"),
+        row(Fakturanr="72003", Bilagstype="Faktura", Innbetalt="1 000,00", Rest="3 500,00"),
+    ]
+    for r in rows[:2]:
+        r["Rest"] = "4 500,00"
+    path = paid_file(tmp_path, rows)
+    text = ERP_TEXT.replace('remainingAmount = "Beløp"', 'remainingAmount = "Rest"')
+    text += '\n[skip]\npayments = { column = "Bilagstype", is = ["Innbetaling"] }\n'
+    for kind in ('"PRINCIPAL"', '"PRINCIPAL "', '"HOVEDSTOL"'):
+        mapping = custom(
+            tmp_path, text.replace('{ constant = "PRINCIPAL" }', f"{{ constant = {kind} }}")
+        )
+        prepared = prepared_from(path, mapping)
+        assert [inv.invoice_number for inv in prepared.invoices] == ["72003"], kind
+        assert fates(prepared)[0] == (
+            "INVALID",
+            paid_says(
+                "1 000,00",
+                owed="4500.00",
+                left="3500.00",
+                elsewhere="on row 3, which carries its invoice number, ",
+            ),
+        )
+        assert fates(prepared)[2] == (
+            "INVALID",
+            paid_says("1 000,00", owed="4499.99", left="3500.00"),
+        )
 
 
 def test_a_formula_without_its_result_in_a_column_of_what_was_paid_refuses_its_invoice(
@@ -2827,7 +2922,7 @@ def test_an_invoice_whose_claims_owe_less_than_its_amount_had_the_payment_taken_
     path = paid_file(tmp_path, rows)
     own = ERP_TEXT.replace('remainingAmount = "Beløp"', 'remainingAmount = "Utest."')
     assert fates(prepared_from(path, custom(tmp_path, own))) == {
-        1: ("INVALID", paid_says("1 000,00")),
+        1: ("INVALID", paid_says("1 000,00", owed="4500.00", left="3500.00")),
         2: (
             "INVALID",
             "Utest. is empty (the invoice needs a claim amount)",
@@ -2845,7 +2940,7 @@ def test_an_invoice_whose_claims_owe_less_than_its_amount_had_the_payment_taken_
     )
     assert fates(prepared_from(path, custom(tmp_path, text)))[0] == (
         "INVALID",
-        paid_says("1 000,00"),
+        paid_says("1 000,00", owed="4500.00", left="3500.00"),
     )
     # The invoice's amount as the sum of its claims: nothing tells what was taken off.
     summed = own.replace(
@@ -2854,7 +2949,7 @@ def test_an_invoice_whose_claims_owe_less_than_its_amount_had_the_payment_taken_
     assert summed != own
     assert fates(prepared_from(path, custom(tmp_path, summed)))[0] == (
         "INVALID",
-        paid_says("1 000,00"),
+        paid_says("1 000,00", amount="sum"),
     )
 
 

@@ -297,10 +297,10 @@ def _principal_claims(
             continue
         principal = present & ~np.isnan(rows[id(claim)].number)
         if kind is not None and kind.source == "constant":  # the usual: decided once
-            principal &= str(kind.constant).upper() == "PRINCIPAL"
+            principal &= str(kind.constant).strip().upper() == "PRINCIPAL"
         elif kind is not None:
-            kinds = pd.Series(rows[id(kind)].vals, dtype=object).astype(str).str.upper()
-            principal &= (kinds == "PRINCIPAL").to_numpy()
+            kinds = pd.Series(rows[id(kind)].vals, dtype=object).astype(str).str.strip()
+            principal &= (kinds.str.upper() == "PRINCIPAL").to_numpy()
         at = np.flatnonzero(principal)
         with np.errstate(over="ignore", invalid="ignore"):
             np.add.at(owed, groups.gid[at], rows[id(claim)].number[at])
@@ -308,16 +308,32 @@ def _principal_claims(
     return owed, owing
 
 
-class Payment(NamedTuple):
-    """A row that shows something paid on its invoice, in a column of what was paid that no
-    amount field reads (``loader.payments_unread``)."""
+def _all_claims(
+    mapping: Mapping, rows: dict[int, Values], groups: Groups, lines: list[np.ndarray]
+) -> np.ndarray:
+    """Each invoice's claims of every type added up (those that are numbers)."""
+    total = np.zeros(groups.count)
+    for item, present in zip(mapping.claims.items, lines, strict=True):
+        assert isinstance(item, Obj)
+        claim = item.get_field("remainingAmount")
+        if claim is None or rows[id(claim)].number is None:
+            continue
+        at = np.flatnonzero(present & ~np.isnan(rows[id(claim)].number))
+        with np.errstate(over="ignore", invalid="ignore"):
+            np.add.at(total, groups.gid[at], rows[id(claim)].number[at])
+    return total
 
-    row: int  # where it shows (a later row repeating the invoice's number, perhaps)
+
+class Payment(NamedTuple):
+    """What a row shows paid on its invoice, in a column of what was paid that no amount field
+    reads (``loader.payments_unread``)."""
+
     header: str
     label: str
     text: str
-    amount: bool  # the cell reads as an amount; else a text ("Ja", a date)
+    paid: float  # the cell as an amount; NaN for a text ("Ja", a date)
     unsaved: Issue | None  # a formula whose result was never saved
+    elsewhere: str = ""  # where it shows, when not on the invoice's own row: "on row 5 …"
 
 
 def check_payments_taken_off(
@@ -328,49 +344,73 @@ def check_payments_taken_off(
     lines: list[np.ndarray],
     *,
     payments: dict[int, Payment],
-    row_numbers: np.ndarray,
 ) -> list[Issue]:
-    """Rule ``amount``: an invoice that shows a payment (``payments``, by the row it is sent
-    from) while its PRINCIPAL claims add up to its whole amount: nothing was taken off, and it
-    would go to collection for all of it. One whose claims owe less (a column of what is still
-    owed, read as the claim) had the payment taken off, and goes. An invoice whose amount is
-    the sum of its claims, or no number, cannot show that: refused. A formula with no saved
-    result in that column refuses its invoice with its own message, as in a column read."""
+    """Rule ``paid``: an invoice that shows a payment (``payments``, by the row it is sent
+    from) that its PRINCIPAL claims (all its claims, where none is one) do not take off: they
+    owe more than its amount less that payment, to the øre, and it would go to collection for
+    what was paid. A payment written as a text ("Ja") is taken off by claims that owe anything
+    less than the amount. An invoice whose amount is the sum of its claims, or no number,
+    cannot show it: refused. A formula with no saved result in that column refuses its invoice
+    with its own message, as in a column read."""
     if not payments:
         return []
     amount = mapping.invoice.get_field("originalInvoiceAmount")
     invoiced = level.get(id(amount)) if amount is not None else None
     whole = invoiced.values.number if invoiced is not None else None
-    owed = _principal_claims(mapping, rows, groups, lines)[0]
+    principal, owing = _principal_claims(mapping, rows, groups, lines)
+    claims = _all_claims(mapping, rows, groups, lines)
+    any_principal = np.zeros(groups.count, dtype=bool)
+    for _, where in owing:
+        any_principal[groups.gid[np.flatnonzero(where)]] = True
+    owed = np.where(any_principal, principal, claims)
     issues: list[Issue] = []
     for at, paid in payments.items():
-        repeat = (
-            f"row {row_numbers[paid.row]} repeats its invoice number, and there "
-            if paid.row != at
-            else ""
-        )
         if paid.unsaved is not None:
-            issues.append(paid.unsaved._replace(position=at, message=repeat + paid.unsaved.message))
+            said = paid.unsaved.message
+            issues.append(paid.unsaved._replace(position=at, message=paid.elsewhere + said))
             continue
         g = groups.gid[at]
+        left = (
+            np.nan if whole is None else whole[g] - (0 if np.isnan(paid.paid) else abs(paid.paid))
+        )
         with np.errstate(invalid="ignore"):
-            taken_off = whole is not None and bool(np.round(owed[g], 2) < np.round(whole[g], 2))
+            taken_off = bool(
+                np.round(owed[g], 2) < np.round(left, 2)
+                if np.isnan(paid.paid)
+                else np.round(owed[g], 2) <= np.round(left, 2)
+            )
         if taken_off:
             continue
         shows = (
             "shows a payment on this invoice"
-            if paid.amount
+            if not np.isnan(paid.paid)
             else 'is neither empty, 0 nor "Nei", so this invoice may have been paid'
         )
+        if whole is None or np.isnan(whole[g]):
+            why = (
+                "but the invoice's amount is not read from a column, or is no number, so "
+                "nothing tells whether its claims had it taken off: map originalInvoiceAmount "
+                "from the column of the invoice's whole amount"
+            )
+        elif np.isnan(paid.paid):
+            why = (
+                "but its claims add up to its whole amount, so it would go to collection for "
+                "all of it: export the amount still owed and read it as a claim's "
+                "remainingAmount"
+            )
+        else:
+            why = (
+                f"but its claims add up to {owed[g]:.2f}, more than its amount less that "
+                f"payment ({left:.2f}), so it would go to collection for what was paid: export "
+                "the amount still owed and read it as a claim's remainingAmount"
+            )
         issues.append(
             Issue(
                 at,
-                "amount",
+                "paid",
                 paid.label,
                 paid.text,
-                f"{repeat}{paid.label} {quoted(paid.text)} {shows}, but its claims add up to "
-                "its whole amount, so it would go to collection for all of it: export the "
-                "amount still owed and read it as a claim's remainingAmount, or name "
+                f"{paid.elsewhere}{paid.label} {quoted(paid.text)} {shows}, {why}, or name "
                 f"{quoted(paid.header)} in [match] unread if it is not a payment on this invoice",
             )
         )

@@ -67,7 +67,7 @@ __all__ = [
 
 SEVERITIES = ("error", "warning", "off")
 RULES = ("required", "amount", "date", "due_date", "currency", "national_id", "orgnr", "kid")
-RULES += ("email", "phone", "value_map", "text", "group", "zip")
+RULES += ("email", "phone", "value_map", "text", "group", "zip", "paid")
 TOP_KEYS = ("name", "match", "read", "rules", "group", "skip", "invoice", "debtor", "debtors")
 TOP_KEYS += ("claims",)
 """The keys a mapping file may have at its top level."""

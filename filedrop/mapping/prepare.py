@@ -233,11 +233,7 @@ def prepare_parts(
             [issue._replace(position=issue.position - start) for issue in repeats_in.pop(k, [])],
             fates.repeat_of[start:stop],
             {row - start: names for row, names in fates.differs.items() if start <= row < stop},
-            {
-                row - start: payment._replace(row=payment.row - start)
-                for row, payment in fates.paid.items()
-                if start <= row < stop
-            },
+            {row - start: paid for row, paid in fates.paid.items() if start <= row < stop},
         )
         # Each part inside a with of its own: a with spanning a yield would be left on
         # whichever thread asks for the next part.
@@ -354,9 +350,7 @@ def _prepare(
     issues += check_claims(mapping, rows, lines)
     issues += check_amount_currencies(mapping, level, rows, groups, lines)
     issues += check_claims_within_amount(mapping, level, rows, groups, lines)
-    issues += check_payments_taken_off(
-        mapping, level, rows, groups, lines, payments=fates.paid, row_numbers=table.row_numbers
-    )
+    issues += check_payments_taken_off(mapping, level, rows, groups, lines, payments=fates.paid)
     sums = claim_totals(mapping, rows, lines, groups.gid, groups.count)
     issues += check_claim_sums(mapping, sums, rows, groups)
     issues += fates.repeats
@@ -469,7 +463,15 @@ def _row_fates(
     number_level = groups.level(numbers) if numbers is not None else None
     duplicate_of, repeats = find_duplicates(table, number_level, groups, left_out)
     paid = _payments_shown(
-        table, mapping, src, groups=groups, duplicate_of=duplicate_of, left_out=left_out
+        table,
+        mapping,
+        src,
+        groups=groups,
+        duplicate_of=duplicate_of,
+        blank=blank,
+        skip_why=skip_why,
+        numbers=numbers,
+        number_level=number_level,
     )
     differs = _differing_repeats(table, mapping, src, groups, duplicate_of)
     if numbers is not None and number_level is not None and credits.any():
@@ -733,18 +735,34 @@ def _payments_shown(
     *,
     groups: Groups,
     duplicate_of: np.ndarray,
-    left_out: np.ndarray,
+    blank: np.ndarray,
+    skip_why: np.ndarray,
+    numbers: Values | None,
+    number_level: Level | None,
 ) -> dict[int, Payment]:
     """The invoices whose rows show something paid on them, in a column of what was paid that
-    no amount field reads (``payments_unread``), by the row each is sent from, with the first
-    such row: ``check_payments_taken_off`` refuses those whose claims are their whole amount.
-    A cell that is empty, zero however written ("kr -", "0,00") or a plain no ("Nei", "Ikke
-    betalt") shows none; any other (an amount, "Ja", a date, "Nei, 500") does, and so does a
-    formula whose result was never saved. Decided over the whole file, as a row that repeats
-    an earlier row's invoice number (DUPLICATE) shows it for the invoice sent from that row,
-    which may be in an earlier part. Rows ``left_out`` (blank, skipped) join no invoice."""
+    no amount field reads (``payments_unread``), by the row each is sent from, with the largest
+    payment shown (lines and repeats often repeat the same total): ``check_payments_taken_off``
+    refuses those whose claims do not take it off. A cell that is empty, zero however written
+    ("kr -", "0,00") or a plain no ("Nei", "Ikke betalt") shows none; any other (an amount,
+    "Ja", a date, "Nei, 500") does, and so does a formula whose result was never saved.
+
+    Decided over the whole file, before any part is sent: a row that repeats an earlier row's
+    invoice number (DUPLICATE) shows it for the invoice sent from that row, which may be in an
+    earlier part, and so does a row a skip rule left out that carries the number of an invoice
+    the file sends (a ledger's line of a payment, "Innbetaling"). Blank rows show nothing."""
     found: dict[int, Payment] = {}
-    for at in payments_unread(mapping, table.headers):
+    columns = payments_unread(mapping, table.headers)
+    if not columns:
+        return found
+    sent_by_number = _sent_by_number(numbers, number_level, skip_why) if numbers is not None else {}
+    keys = (
+        number_keys(pd.Series(numbers.vals, dtype=object).where(~numbers.empty, None)).tolist()
+        if numbers is not None
+        else None
+    )
+    rows_of = table.row_numbers
+    for at in columns:
         header = table.headers[at]
         paid = Field(key="match.unread", kind="amount", source="column", columns=(header,))
         unsaved: list[Issue] = []
@@ -754,23 +772,46 @@ def _payments_shown(
         nothing |= _says_nothing_paid(pd.Series(v.text, dtype=object))
         said = {issue.position: issue for issue in unsaved if issue.rule == UNSAVED_RULE}
         nothing[list(said)] = False
-        for row in np.flatnonzero(~nothing & ~left_out).tolist():
-            group = groups.gid[row]
-            sent = groups.first[duplicate_of[group]] if duplicate_of[group] >= 0 else row
-            if groups.members is not None and duplicate_of[group] < 0:
-                sent = groups.first[group]
-            found.setdefault(
-                int(sent),
-                Payment(
-                    row,
-                    header,
-                    v.label[row],
-                    v.text[row],
-                    not np.isnan(v.number[row]),
-                    said.get(row),
-                ),
-            )
+        for row in np.flatnonzero(~nothing & ~blank).tolist():
+            if skip_why[row] is None:
+                group = groups.gid[row]
+                first = duplicate_of[group] if duplicate_of[group] >= 0 else group
+                sent = int(groups.first[first])
+            elif keys is not None and keys[row] is not None and keys[row] in sent_by_number:
+                sent = sent_by_number[keys[row]]
+            else:
+                continue
+            if sent == row:
+                elsewhere = ""
+            elif skip_why[row] is None and groups.gid[row] == groups.gid[sent]:
+                elsewhere = f"on row {rows_of[row]}, a line of this invoice, "
+            else:
+                elsewhere = f"on row {rows_of[row]}, which carries its invoice number, "
+            shown = Payment(header, v.label[row], v.text[row], v.number[row], said.get(row),
+                            elsewhere)  # fmt: skip
+            before = found.get(sent)
+            if (
+                before is None
+                or (before.unsaved is None and shown.unsaved is not None)
+                or (before.unsaved is None and shown.paid > before.paid)
+            ):
+                found[sent] = shown
     return found
+
+
+def _sent_by_number(
+    numbers: Values, level: Level | None, skip_why: np.ndarray
+) -> dict[object, int]:
+    """The invoices the file sends by their number's key (zeros in front aside, as for
+    repeated numbers): the row each is sent from."""
+    if level is None:
+        return {}
+    keys = number_keys(pd.Series(numbers.vals, dtype=object).where(~numbers.empty, None))
+    sent: dict[object, int] = {}
+    for row in level.at.tolist():
+        if skip_why[row] is None and keys[row] is not None:
+            sent.setdefault(keys[row], int(row))
+    return sent
 
 
 #: The words of a cell of a column of what was paid that says nothing was, every one of them
