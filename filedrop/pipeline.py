@@ -359,21 +359,26 @@ def process_file(path: Path, ctx: Context) -> FileReport:
 
 def _held_before(path: Path, ctx: Context, sha256: str) -> float | None:
     """When the file was first taken, as its outcome tells, where the journal never took a file
-    of its name and that outcome held invoices back as not due on an earlier day: it is judged
-    on that day (``held_day_unrecorded``), and the log says so."""
+    of its name (at any target) and that outcome held invoices back as not due on an earlier
+    day: it is judged on that day (``held_day_unrecorded``), and the log says so."""
     held = held_day_unrecorded(path, sha256, ctx.journal, target=ctx.target, limits=ctx.read_limits)
     if held is None or held[1] >= date.today():
         return None
     outcome, day = held
     log.warning(
-        "%s: judged on %s, the day its outcome %s held invoices back as not due, as the "
-        "journal has no file of this name (it was lost, or started anew): invoices due on or "
-        "after that day are SKIPPED, not sent from an export that old; if this is a new "
-        "export, drop it again under a new name",
+        "%s: judged on %s, the day its outcome %s was written with a journal that is gone, "
+        "so every invoice due on or after that day is SKIPPED; if this is a new export, copy "
+        "it in again under a new name to have it judged today",
         printable(path.name),
         f"{day:%d.%m.%Y}",
         printable(str(outcome.relative_to(path.parent))),
-        extra=fields("file_held_day", inbox=ctx.metrics.name, file=path.name, day=str(day)),
+        extra=fields(
+            "file_held_day",
+            inbox=ctx.metrics.name,
+            file=path.name,
+            day=str(day),
+            outcome=str(outcome),
+        ),
     )
     return noon_of(day)
 

@@ -308,9 +308,8 @@ def test_a_file_whose_journal_was_lost_is_judged_on_the_day_its_outcome_held_inv
     assert list(outcome["outcome_status"]) == ["INVALID", "SKIPPED"]
     assert f"has not passed on {day}:" in outcome["outcome_message"][1]
     assert (
-        f"gammel.csv: judged on {day}, the day its outcome gammel.outcome.csv held invoices "
-        "back as not due, as the journal has no file of this name (it was lost, or started "
-        "anew): invoices due on or after that day are SKIPPED" in err
+        f"gammel.csv: judged on {day}, the day its outcome gammel.outcome.csv was written with "
+        "a journal that is gone, so every invoice due on or after that day is SKIPPED" in err
     )
     assert sandbox.counters().invoices_received == 0
 
@@ -334,6 +333,23 @@ def test_a_new_export_under_the_name_of_one_that_held_invoices_is_judged_today(
     _, _, err = filedrop("run", environ=env)
     assert "judged on" not in err
     assert sandbox.received_invoice_numbers() == ["3402"]
+
+
+def test_an_export_for_another_organisation_under_a_known_name_is_judged_today(
+    inbox: Path, sandbox: Sandbox
+) -> None:
+    """The same inbox and journal go live for another target (staging to production here, two
+    organisations): its first export under a known name took the day the other target's
+    outcome beside it held invoices on, and was SKIPPED with a warning of a lost journal (a
+    hostile review, helper-137). A journal that took a file of the name, at any target, reads
+    no day from an outcome."""
+    _held_ten_days_ago(inbox, sandbox, run_env(inbox, sandbox.url), "reskontro.csv")
+    other = run_env(inbox, sandbox.url, FILEDROP_ORG_ID="3fa85f64-5717-4562-b3fc-2c963f66afa7")
+    five_ago = f"{dt.date.today() - dt.timedelta(days=5):%d.%m.%Y}"
+    write_erp_csv(inbox / "reskontro.csv", [erp_row("3601", Forfallsdato=five_ago)])
+    _, _, err = filedrop("run", environ=other)
+    assert "judged on" not in err
+    assert sandbox.received_invoice_numbers() == ["3601"]
 
 
 @pytest.mark.parametrize("dropped", ["a new export", "the old export again"])

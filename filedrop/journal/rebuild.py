@@ -603,7 +603,7 @@ def noon_of(day: date) -> float:
 def held_day_unrecorded(
     path: Path, sha256: str, journal: Journal, *, target: str, limits: ReadLimits
 ) -> tuple[Path, date] | None:
-    """Where the journal never took a file of ``path``'s name at ``target`` (it was lost, or
+    """Where the journal never took a file of ``path``'s name, at any target (it was lost, or
     started anew), an outcome of it that held invoices back as not due on a day, and that day
     (the earliest, if several): the day to judge the file on. Taken as new, it would be judged
     today, and an invoice due since sent from an export days old, whose invoice may have been
@@ -621,7 +621,7 @@ def held_day_unrecorded(
     of a sandbox trial for another target or of another target for a sandbox trial, or one older
     than a journal started afresh on purpose gives no day. Such an outcome shows nothing sent,
     or ``lost_journal_evidence`` holds the file back first."""
-    if journal.took_file_named(target=target, name=path.name):
+    if journal.took_file_named(path.name):
         return None
     beside = outcome_path(path)
     fresh_at = journal.started_fresh_at()
