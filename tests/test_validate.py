@@ -2694,6 +2694,13 @@ def paid_says(
 ) -> str:
     """What a row showing a payment in an unread Innbetalt column says: for an amount paid,
     what the claims owe (``owed``) and what the invoice's amount less it is (``left``)."""
+    if any(c.isdigit() for c in cell) and not owed and not amount:
+        return (
+            f'{elsewhere}Innbetalt "{cell}" holds a number that filedrop cannot read as an '
+            "amount paid (a date, or an amount written otherwise), so what was paid on it "
+            "cannot be told: write the payment as the column's other amounts are written, or "
+            f"{PAID_TAIL}"
+        )
     if amount:
         why = (
             "but the invoice's amount is not read from a column, or is no number, so nothing "
@@ -2710,8 +2717,8 @@ def paid_says(
         )
     return (
         f'{elsewhere}Innbetalt "{cell}" is neither empty, 0 nor "Nei", so this invoice may have '
-        "been paid, but its claims add up to its whole amount, so it would go to collection for "
-        f"all of it: {PAID_TAIL}"
+        "been paid, but its claims add up to its whole amount or more, so it would go to "
+        f"collection for all of it: {PAID_TAIL}"
     )
 
 
@@ -2814,6 +2821,27 @@ def test_a_payment_shown_on_a_row_repeating_an_invoice_number_refuses_the_invoic
         ),
     }
     assert [inv.invoice_number for inv in prepared.invoices] == ["70002"]
+
+
+def test_an_amount_paid_counts_over_a_text_and_an_unreadable_number_is_refused(
+    tmp_path: Path,
+) -> None:
+    """helper-136: a status column before the amount (Betalt "Ja" beside Innbetalt 1 000,00)
+    judged the invoice by the text, which any claim below the amount passes, so claims 0,01
+    below went; and a payment written in a format filedrop does not read (1,000.00 in a file
+    of decimal commas, 1'000) passed the same way. The amount counts over the text; a number
+    that is no amount refuses the invoice, as what was paid cannot be told."""
+    rows = [
+        row(Fakturanr="73001", Betalt="Ja", Innbetalt="1 000,00", Rest="4 499,00"),
+        row(Fakturanr="73002", Betalt="Ja", Innbetalt="1 000,00", Rest="3 500,00"),
+        row(Fakturanr="73003", Betalt="", Innbetalt="1'000", Rest="3 500,00"),
+    ]
+    text = ERP_TEXT.replace('remainingAmount = "Beløp"', 'remainingAmount = "Rest"')
+    prepared = prepared_from(paid_file(tmp_path, rows), custom(tmp_path, text))
+    assert fates(prepared) == {
+        0: ("INVALID", paid_says("1 000,00", owed="4499.00", left="3500.00")),
+        2: ("INVALID", paid_says("1'000")),
+    }
 
 
 def test_a_payment_on_a_repeat_in_a_later_part_of_a_long_file_refuses_its_invoice(

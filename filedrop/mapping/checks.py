@@ -370,23 +370,33 @@ def check_payments_taken_off(
             issues.append(paid.unsaved._replace(position=at, message=paid.elsewhere + said))
             continue
         g = groups.gid[at]
-        left = (
-            np.nan if whole is None else whole[g] - (0 if np.isnan(paid.paid) else abs(paid.paid))
-        )
+        unreadable = np.isnan(paid.paid) and any(c.isdigit() for c in paid.text)
+        size = 0 if np.isnan(paid.paid) else abs(paid.paid)
+        left = np.nan if whole is None else whole[g] - size
         with np.errstate(invalid="ignore"):
-            taken_off = bool(
+            taken_off = not unreadable and bool(
                 np.round(owed[g], 2) < np.round(left, 2)
                 if np.isnan(paid.paid)
                 else np.round(owed[g], 2) <= np.round(left, 2)
             )
         if taken_off:
             continue
-        shows = (
-            "shows a payment on this invoice"
-            if not np.isnan(paid.paid)
-            else 'is neither empty, 0 nor "Nei", so this invoice may have been paid'
-        )
-        if whole is None or np.isnan(whole[g]):
+        if unreadable:
+            shows = (
+                "holds a number that filedrop cannot read as an amount paid (a date, or an "
+                "amount written otherwise)"
+            )
+        elif np.isnan(paid.paid):
+            shows = 'is neither empty, 0 nor "Nei", so this invoice may have been paid'
+        else:
+            shows = "shows a payment on this invoice"
+        if unreadable:
+            why = (
+                "so what was paid on it cannot be told: write the payment as the column's "
+                "other amounts are written, or export the amount still owed and read it as a "
+                "claim's remainingAmount"
+            )
+        elif whole is None or np.isnan(whole[g]):
             why = (
                 "but the invoice's amount is not read from a column, or is no number, so "
                 "nothing tells whether its claims had it taken off: map originalInvoiceAmount "
@@ -394,9 +404,9 @@ def check_payments_taken_off(
             )
         elif np.isnan(paid.paid):
             why = (
-                "but its claims add up to its whole amount, so it would go to collection for "
-                "all of it: export the amount still owed and read it as a claim's "
-                "remainingAmount"
+                "but its claims add up to its whole amount or more, so it would go to "
+                "collection for all of it: export the amount still owed and read it as a "
+                "claim's remainingAmount"
             )
         else:
             why = (

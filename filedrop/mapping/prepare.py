@@ -790,13 +790,20 @@ def _payments_shown(
             shown = Payment(header, v.label[row], v.text[row], v.number[row], said.get(row),
                             elsewhere)  # fmt: skip
             before = found.get(sent)
-            if (
-                before is None
-                or (before.unsaved is None and shown.unsaved is not None)
-                or (before.unsaved is None and shown.paid > before.paid)
-            ):
+            if before is None or _weighs_more(shown, before):
                 found[sent] = shown
     return found
+
+
+def _weighs_more(shown: Payment, before: Payment) -> bool:
+    """Which payment an invoice is judged by: a formula without its result first (nothing can
+    be told), then an amount over a text ("Ja" beside 1 000,00 on another column or line says
+    less), then the larger amount, by its size (a payment shown negative is one reversed)."""
+    if before.unsaved is not None or shown.unsaved is not None:
+        return before.unsaved is None
+    if np.isnan(before.paid) or np.isnan(shown.paid):
+        return np.isnan(before.paid) and not np.isnan(shown.paid)
+    return abs(shown.paid) > abs(before.paid)
 
 
 def _sent_by_number(
