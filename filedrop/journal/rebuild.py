@@ -621,7 +621,7 @@ def held_day_unrecorded(
     of a sandbox trial for another target or of another target for a sandbox trial, or one older
     than a journal started afresh on purpose gives no day. Such an outcome shows nothing sent,
     or ``lost_journal_evidence`` holds the file back first."""
-    if journal.took_file_named(path.name):
+    if journal.knows_file_name(path.name):
         return None
     beside = outcome_path(path)
     fresh_at = journal.started_fresh_at()

@@ -1301,11 +1301,6 @@ class Journal:
         )
         return {row[0] for row in rows}
 
-    def took_file_named(self, name: str) -> bool:
-        """Whether a file of this name (in any case of its ASCII letters) was ever taken, at
-        any target: a journal that was lost lost them all."""
-        return bool(self._read("SELECT 1 FROM files WHERE lower(name) = lower(?) LIMIT 1", (name,)))
-
     def outcome_checked(self, *, target: str, stamp: str) -> None:
         """Remember that the outcome file ``stamp`` shows nothing sent that this journal does
         not know at ``target``: it need not be read again while it stays unchanged."""
