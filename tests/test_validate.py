@@ -2844,6 +2844,28 @@ def test_an_amount_paid_counts_over_a_text_and_an_unreadable_number_is_refused(
     }
 
 
+def test_a_payment_in_another_currency_than_its_invoices_refuses_it(tmp_path: Path) -> None:
+    """helper-136: "EUR 1 000,00" paid on a NOK invoice was taken off as 1 000 kroner, and the
+    claim went for some 10 000 kroner too much. A payment naming another currency than its
+    invoice's refuses it; "kr" and the invoice's own code go as before."""
+    rows = [
+        row(Fakturanr="74001", Innbetalt="EUR 1 000,00", Rest="3 500,00"),
+        row(Fakturanr="74002", Innbetalt="1 000,00 kr", Rest="3 500,00"),
+        row(Fakturanr="74003", Innbetalt="NOK 1 000,00", Rest="3 500,00"),
+    ]
+    text = ERP_TEXT.replace('remainingAmount = "Beløp"', 'remainingAmount = "Rest"')
+    prepared = prepared_from(paid_file(tmp_path, rows), custom(tmp_path, text))
+    assert fates(prepared) == {
+        0: (
+            "INVALID",
+            'Innbetalt "EUR 1 000,00" is in EUR, but the invoice\'s currency is NOK, so what was '
+            "paid on it cannot be taken off its amount: export the amount still owed and read it "
+            'as a claim\'s remainingAmount, or name "Innbetalt" in [match] unread if it is not '
+            "a payment on this invoice",
+        )
+    }
+
+
 def test_a_payment_on_a_repeat_in_a_later_part_of_a_long_file_refuses_its_invoice(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -363,6 +363,8 @@ def check_payments_taken_off(
     for _, where in owing:
         any_principal[groups.gid[np.flatnonzero(where)]] = True
     owed = np.where(any_principal, principal, claims)
+    currency = mapping.invoice.get_field("currency")
+    currencies = level[id(currency)].values.vals if id(currency) in level else None
     issues: list[Issue] = []
     for at, paid in payments.items():
         if paid.unsaved is not None:
@@ -370,6 +372,21 @@ def check_payments_taken_off(
             issues.append(paid.unsaved._replace(position=at, message=paid.elsewhere + said))
             continue
         g = groups.gid[at]
+        if (other := _paid_in_another_currency(paid, currencies, g)) is not None:
+            issues.append(
+                Issue(
+                    at,
+                    "paid",
+                    paid.label,
+                    paid.text,
+                    f"{paid.elsewhere}{paid.label} {quoted(paid.text)} is in {other[0]}, but the "
+                    f"invoice's currency is {other[1]}, so what was paid on it cannot be taken "
+                    "off its amount: export the amount still owed and read it as a claim's "
+                    f"remainingAmount, or name {quoted(paid.header)} in [match] unread if it is "
+                    "not a payment on this invoice",
+                )
+            )
+            continue
         unreadable = np.isnan(paid.paid) and any(c.isdigit() for c in paid.text)
         size = 0 if np.isnan(paid.paid) else abs(paid.paid)
         left = np.nan if whole is None else whole[g] - size
@@ -381,39 +398,10 @@ def check_payments_taken_off(
             )
         if taken_off:
             continue
-        if unreadable:
-            shows = (
-                "holds a number that filedrop cannot read as an amount paid (a date, or an "
-                "amount written otherwise)"
-            )
-        elif np.isnan(paid.paid):
-            shows = 'is neither empty, 0 nor "Nei", so this invoice may have been paid'
-        else:
-            shows = "shows a payment on this invoice"
-        if unreadable:
-            why = (
-                "so what was paid on it cannot be told: write the payment as the column's "
-                "other amounts are written, or export the amount still owed and read it as a "
-                "claim's remainingAmount"
-            )
-        elif whole is None or np.isnan(whole[g]):
-            why = (
-                "but the invoice's amount is not read from a column, or is no number, so "
-                "nothing tells whether its claims had it taken off: map originalInvoiceAmount "
-                "from the column of the invoice's whole amount"
-            )
-        elif np.isnan(paid.paid):
-            why = (
-                "but its claims add up to its whole amount or more, so it would go to "
-                "collection for all of it: export the amount still owed and read it as a "
-                "claim's remainingAmount"
-            )
-        else:
-            why = (
-                f"but its claims add up to {owed[g]:.2f}, more than its amount less that "
-                f"payment ({left:.2f}), so it would go to collection for what was paid: export "
-                "the amount still owed and read it as a claim's remainingAmount"
-            )
+        known = whole is not None and not np.isnan(whole[g])
+        shows, why = _not_taken_off(
+            paid, unreadable=unreadable, known=known, owed=owed[g], left=left
+        )
         issues.append(
             Issue(
                 at,
@@ -425,6 +413,64 @@ def check_payments_taken_off(
             )
         )
     return issues
+
+
+def _not_taken_off(
+    paid: Payment, *, unreadable: bool, known: bool, owed: float, left: float
+) -> tuple[str, str]:
+    """What a payment that its invoice's claims do not take off shows, and why that stops the
+    invoice: ``known`` whether the invoice's amount is a column's number, ``owed`` what its
+    claims add up to, ``left`` its amount less the payment."""
+    if unreadable:
+        return (
+            "holds a number that filedrop cannot read as an amount paid (a date, or an amount "
+            "written otherwise)",
+            "so what was paid on it cannot be told: write the payment as the column's other "
+            "amounts are written, or export the amount still owed and read it as a claim's "
+            "remainingAmount",
+        )
+    text = np.isnan(paid.paid)
+    shows = (
+        'is neither empty, 0 nor "Nei", so this invoice may have been paid'
+        if text
+        else "shows a payment on this invoice"
+    )
+    if not known:
+        why = (
+            "but the invoice's amount is not read from a column, or is no number, so nothing "
+            "tells whether its claims had it taken off: map originalInvoiceAmount from the "
+            "column of the invoice's whole amount"
+        )
+    elif text:
+        why = (
+            "but its claims add up to its whole amount or more, so it would go to collection "
+            "for all of it: export the amount still owed and read it as a claim's "
+            "remainingAmount"
+        )
+    else:
+        why = (
+            f"but its claims add up to {owed:.2f}, more than its amount less that payment "
+            f"({left:.2f}), so it would go to collection for what was paid: export the amount "
+            "still owed and read it as a claim's remainingAmount"
+        )
+    return shows, why
+
+
+def _paid_in_another_currency(
+    paid: Payment, currencies: np.ndarray | None, g: int
+) -> tuple[str, str] | None:
+    """The currency a payment's cell names and its invoice's, where they differ ("EUR 1 000,00"
+    on a NOK invoice: subtracted as kroner, the claim would go for some 10,000 kroner too much);
+    "kr" fits NOK, SEK and DKK. None where it names none, or the same."""
+    if currencies is None or np.isnan(paid.paid):
+        return None
+    named = marked_currencies(np.array([paid.text], dtype=object))[0]
+    currency = currencies[g]
+    if named is None or not isinstance(currency, str) or currency not in CURRENCIES:
+        return None
+    if named == currency or (named == "kr" and currency in KRONE_CURRENCIES):
+        return None
+    return named, currency
 
 
 def check_amount_currencies(
