@@ -2722,6 +2722,15 @@ def paid_says(
     )
 
 
+#: What invoice 4 500,00 says of 1 000,00 paid on row 3, a row carrying its number.
+PAID_ON_ROW_3 = paid_says(
+    "1 000,00",
+    owed="4500.00",
+    left="3500.00",
+    elsewhere="on row 3, which carries its invoice number, ",
+)
+
+
 def paid_file(tmp_path: Path, rows: list[dict[str, Any]], *, excel: bool = False) -> Path:
     """``rows`` with an Innbetalt column (and any other they name) in a real file; in a
     workbook the amounts of Innbetalt are numbers, as a spreadsheet holds them."""
@@ -2807,12 +2816,7 @@ def test_a_payment_shown_on_a_row_repeating_an_invoice_number_refuses_the_invoic
     assert fates(prepared) == {
         0: (
             "INVALID",
-            paid_says(
-                "1 000,00",
-                owed="4500.00",
-                left="3500.00",
-                elsewhere="on row 3, which carries its invoice number, ",
-            ),
+            PAID_ON_ROW_3,
         ),
         1: (
             "INVALID",
@@ -2864,6 +2868,21 @@ def test_a_payment_in_another_currency_than_its_invoices_refuses_it(tmp_path: Pa
             "a payment on this invoice",
         )
     }
+
+
+def test_a_huge_header_or_cell_of_what_was_paid_is_shown_cut(tmp_path: Path) -> None:
+    """A header of 100,000 characters was printed whole in each row's sentence, and a cell of
+    200,000 digits, read as an infinite amount, said the amount less that payment was -inf.
+    The header is shown cut, as a cell is, and such a number is one filedrop cannot read."""
+    header = "Innbetalt " + "x" * 100_000
+    rows = [row(Fakturanr="75001", **{header: "9" * 200_000})]
+    prepared = prepared_from(paid_file(tmp_path, rows), ERP)
+    ((status, message),) = fates(prepared).values()
+    assert status == "INVALID"
+    assert len(message) < 1_000
+    assert message.startswith(f'Innbetalt {"x" * 50}...{"x" * 30} (100,010 characters) "9')
+    assert "holds a number that filedrop cannot read as an amount paid" in message
+    assert "inf" not in message
 
 
 def test_a_payment_on_a_repeat_in_a_later_part_of_a_long_file_refuses_its_invoice(
@@ -2918,12 +2937,7 @@ def test_payments_skipped_lines_and_claims_that_owe_a_little_less_are_looked_at(
         assert [inv.invoice_number for inv in prepared.invoices] == ["72003"], kind
         assert fates(prepared)[0] == (
             "INVALID",
-            paid_says(
-                "1 000,00",
-                owed="4500.00",
-                left="3500.00",
-                elsewhere="on row 3, which carries its invoice number, ",
-            ),
+            PAID_ON_ROW_3,
         )
         assert fates(prepared)[2] == (
             "INVALID",

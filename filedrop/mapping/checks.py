@@ -258,7 +258,7 @@ def check_claims_within_amount(
     invoiced = level[id(amount)]
     if invoiced.values.number is None:
         return []
-    owed, owing = _principal_claims(mapping, rows, groups, lines)
+    owed, _, owing = _principal_claims(mapping, rows, groups, lines)
     # NaN: an amount that is no number; past the float's range (1e308, refused as too large):
     # both told by their own rule, with no numpy warning on the user's terminal.
     with np.errstate(invalid="ignore", over="ignore"):
@@ -285,43 +285,31 @@ def check_claims_within_amount(
 
 def _principal_claims(
     mapping: Mapping, rows: dict[int, Values], groups: Groups, lines: list[np.ndarray]
-) -> tuple[np.ndarray, list[tuple[Values, np.ndarray]]]:
-    """Each invoice's PRINCIPAL claims added up (NaN where one is no number), and each claim's
-    amounts with the rows where it is a PRINCIPAL one."""
-    owed = np.zeros(groups.count)
+) -> tuple[np.ndarray, np.ndarray, list[tuple[Values, np.ndarray]]]:
+    """Each invoice's PRINCIPAL claims added up (NaN where one is no number), its claims of
+    every type that are numbers added up, and each claim's amounts with the rows where it is a
+    PRINCIPAL one."""
+    owed, every = np.zeros(groups.count), np.zeros(groups.count)
     owing: list[tuple[Values, np.ndarray]] = []
     for item, present in zip(mapping.claims.items, lines, strict=True):
         assert isinstance(item, Obj)
         claim, kind = item.get_field("remainingAmount"), item.get_field("type")
         if claim is None or rows[id(claim)].number is None:
             continue
-        principal = present & ~np.isnan(rows[id(claim)].number)
+        amounts = rows[id(claim)].number
+        numbered = present & ~np.isnan(amounts)
+        principal = numbered.copy()
         if kind is not None and kind.source == "constant":  # the usual: decided once
             principal &= str(kind.constant).strip().upper() == "PRINCIPAL"
         elif kind is not None:
             kinds = pd.Series(rows[id(kind)].vals, dtype=object).astype(str).str.strip()
             principal &= (kinds.str.upper() == "PRINCIPAL").to_numpy()
-        at = np.flatnonzero(principal)
         with np.errstate(over="ignore", invalid="ignore"):
-            np.add.at(owed, groups.gid[at], rows[id(claim)].number[at])
+            for total, where in ((owed, principal), (every, numbered)):
+                at = np.flatnonzero(where)
+                np.add.at(total, groups.gid[at], amounts[at])
         owing.append((rows[id(claim)], principal))
-    return owed, owing
-
-
-def _all_claims(
-    mapping: Mapping, rows: dict[int, Values], groups: Groups, lines: list[np.ndarray]
-) -> np.ndarray:
-    """Each invoice's claims of every type added up (those that are numbers)."""
-    total = np.zeros(groups.count)
-    for item, present in zip(mapping.claims.items, lines, strict=True):
-        assert isinstance(item, Obj)
-        claim = item.get_field("remainingAmount")
-        if claim is None or rows[id(claim)].number is None:
-            continue
-        at = np.flatnonzero(present & ~np.isnan(rows[id(claim)].number))
-        with np.errstate(over="ignore", invalid="ignore"):
-            np.add.at(total, groups.gid[at], rows[id(claim)].number[at])
-    return total
+    return owed, every, owing
 
 
 class Payment(NamedTuple):
@@ -357,84 +345,78 @@ def check_payments_taken_off(
     amount = mapping.invoice.get_field("originalInvoiceAmount")
     invoiced = level.get(id(amount)) if amount is not None else None
     whole = invoiced.values.number if invoiced is not None else None
-    principal, owing = _principal_claims(mapping, rows, groups, lines)
-    claims = _all_claims(mapping, rows, groups, lines)
+    principal, claims, owing = _principal_claims(mapping, rows, groups, lines)
     any_principal = np.zeros(groups.count, dtype=bool)
     for _, where in owing:
         any_principal[groups.gid[np.flatnonzero(where)]] = True
     owed = np.where(any_principal, principal, claims)
     currency = mapping.invoice.get_field("currency")
-    currencies = level[id(currency)].values.vals if id(currency) in level else None
+    known_currency = currency is not None and id(currency) in level
+    currencies = level[id(currency)].values.vals if known_currency else None
     issues: list[Issue] = []
     for at, paid in payments.items():
         if paid.unsaved is not None:
-            said = paid.unsaved.message
-            issues.append(paid.unsaved._replace(position=at, message=paid.elsewhere + said))
+            message = paid.elsewhere + paid.unsaved.message
+            issues.append(paid.unsaved._replace(position=at, message=message))
             continue
         g = groups.gid[at]
-        if (other := _paid_in_another_currency(paid, currencies, g)) is not None:
-            issues.append(
-                Issue(
-                    at,
-                    "paid",
-                    paid.label,
-                    paid.text,
-                    f"{paid.elsewhere}{paid.label} {quoted(paid.text)} is in {other[0]}, but the "
-                    f"invoice's currency is {other[1]}, so what was paid on it cannot be taken "
-                    "off its amount: export the amount still owed and read it as a claim's "
-                    f"remainingAmount, or name {quoted(paid.header)} in [match] unread if it is "
-                    "not a payment on this invoice",
-                )
-            )
-            continue
-        unreadable = np.isnan(paid.paid) and any(c.isdigit() for c in paid.text)
-        size = 0 if np.isnan(paid.paid) else abs(paid.paid)
-        left = np.nan if whole is None else whole[g] - size
-        with np.errstate(invalid="ignore"):
-            taken_off = not unreadable and bool(
-                np.round(owed[g], 2) < np.round(left, 2)
-                if np.isnan(paid.paid)
-                else np.round(owed[g], 2) <= np.round(left, 2)
-            )
-        if taken_off:
-            continue
-        known = whole is not None and not np.isnan(whole[g])
-        shows, why = _not_taken_off(
-            paid, unreadable=unreadable, known=known, owed=owed[g], left=left
+        left = (
+            np.nan if whole is None else whole[g] - (0 if np.isnan(paid.paid) else abs(paid.paid))
         )
+        said = _not_taken_off(
+            paid,
+            other=_paid_in_another_currency(paid, currencies, g),
+            known=whole is not None and not np.isnan(whole[g]),
+            owed=owed[g],
+            left=left,
+        )
+        if said is None:
+            continue
+        shows, why = said
         issues.append(
             Issue(
                 at,
                 "paid",
                 paid.label,
                 paid.text,
-                f"{paid.elsewhere}{paid.label} {quoted(paid.text)} {shows}, {why}, or name "
-                f"{quoted(paid.header)} in [match] unread if it is not a payment on this invoice",
+                f"{paid.elsewhere}{shown(paid.label)} {quoted(paid.text)} {shows}, {why}, or "
+                f"name {quoted(paid.header)} in [match] unread if it is not a payment on this "
+                "invoice",
             )
         )
     return issues
 
 
+#: The way on for an invoice whose payment its claims do not take off.
+_EXPORT_OWED = "export the amount still owed and read it as a claim's remainingAmount"
+
+
 def _not_taken_off(
-    paid: Payment, *, unreadable: bool, known: bool, owed: float, left: float
-) -> tuple[str, str]:
-    """What a payment that its invoice's claims do not take off shows, and why that stops the
-    invoice: ``known`` whether the invoice's amount is a column's number, ``owed`` what its
-    claims add up to, ``left`` its amount less the payment."""
-    if unreadable:
+    paid: Payment, *, other: tuple[str, str] | None, known: bool, owed: float, left: float
+) -> tuple[str, str] | None:
+    """What a payment its invoice's claims do not take off shows, and why that stops the
+    invoice; None where they take it off. ``other``: the payment's currency and the invoice's,
+    where they differ; ``known``: whether the invoice's amount is a column's number; ``owed``:
+    what its claims add up to; ``left``: its amount less the payment (NaN when not known). A
+    payment written as a text ("Ja") is taken off by claims that owe anything less than the
+    amount; a number that is no amount filedrop reads (a date, "1'000") never is."""
+    text = np.isnan(paid.paid)
+    if other is not None:
+        return (
+            f"is in {other[0]}, but the invoice's currency is {other[1]}",
+            f"so what was paid on it cannot be taken off its amount: {_EXPORT_OWED}",
+        )
+    if text and any(c.isdigit() for c in paid.text):
         return (
             "holds a number that filedrop cannot read as an amount paid (a date, or an amount "
             "written otherwise)",
             "so what was paid on it cannot be told: write the payment as the column's other "
-            "amounts are written, or export the amount still owed and read it as a claim's "
-            "remainingAmount",
+            f"amounts are written, or {_EXPORT_OWED}",
         )
-    text = np.isnan(paid.paid)
-    shows = (
-        'is neither empty, 0 nor "Nei", so this invoice may have been paid'
-        if text
-        else "shows a payment on this invoice"
-    )
+    with np.errstate(invalid="ignore"):
+        owes, may_owe = np.round(owed, 2), np.round(left, 2)  # NaN: not known, never less
+        if owes < may_owe if text else owes <= may_owe:
+            return None
     if not known:
         why = (
             "but the invoice's amount is not read from a column, or is no number, so nothing "
@@ -444,15 +426,18 @@ def _not_taken_off(
     elif text:
         why = (
             "but its claims add up to its whole amount or more, so it would go to collection "
-            "for all of it: export the amount still owed and read it as a claim's "
-            "remainingAmount"
+            f"for all of it: {_EXPORT_OWED}"
         )
     else:
         why = (
             f"but its claims add up to {owed:.2f}, more than its amount less that payment "
-            f"({left:.2f}), so it would go to collection for what was paid: export the amount "
-            "still owed and read it as a claim's remainingAmount"
+            f"({left:.2f}), so it would go to collection for what was paid: {_EXPORT_OWED}"
         )
+    shows = (
+        'is neither empty, 0 nor "Nei", so this invoice may have been paid'
+        if text
+        else "shows a payment on this invoice"
+    )
     return shows, why
 
 

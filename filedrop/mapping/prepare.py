@@ -462,6 +462,13 @@ def _row_fates(
         unknown += _merged_amounts(table, mapping, src, groups, left_out)
     number_level = groups.level(numbers) if numbers is not None else None
     duplicate_of, repeats = find_duplicates(table, number_level, groups, left_out)
+    # Each row's invoice number as repeats are compared (zeros in front aside), for the rows
+    # left out that carry an invoice's number: a credit note's, a payment's.
+    keys = (
+        number_keys(pd.Series(numbers.vals, dtype=object).where(~numbers.empty, None)).tolist()
+        if numbers is not None
+        else None
+    )
     paid = _payments_shown(
         table,
         mapping,
@@ -470,12 +477,12 @@ def _row_fates(
         duplicate_of=duplicate_of,
         blank=blank,
         skip_why=skip_why,
-        numbers=numbers,
+        keys=keys,
         number_level=number_level,
     )
     differs = _differing_repeats(table, mapping, src, groups, duplicate_of)
-    if numbers is not None and number_level is not None and credits.any():
-        unknown += _credited_invoices(table, numbers, number_level, skip_why, credits)
+    if numbers is not None and keys is not None and number_level is not None and credits.any():
+        unknown += _credited_invoices(table, numbers, number_level, skip_why, credits, keys=keys)
     fates = _RowFates(blank, skip_why, duplicate_of, repeats + unknown, repeat_of, differs, paid)
     return fates, groups
 
@@ -695,14 +702,20 @@ def _said_once_without_number(
 
 
 def _credited_invoices(
-    table: Table, numbers: Values, level: Level, skip_why: np.ndarray, credits: np.ndarray
+    table: Table,
+    numbers: Values,
+    level: Level,
+    skip_why: np.ndarray,
+    credits: np.ndarray,
+    *,
+    keys: list[object],
 ) -> list[Issue]:
     """Rule ``amount``: an invoice the file sends whose number a credit note left out of the
     file (``credits``) also has, zeros in front aside (as for repeated numbers). Left out, the
     credit note was not subtracted and the invoice went for its whole amount, its debt perhaps
     already cancelled: refused, as filedrop does not net them. One Issue on each such invoice's
-    row with the number (``level``: per invoice; ``numbers``: per row), naming the credit's."""
-    keys = number_keys(pd.Series(numbers.vals, dtype=object).where(~numbers.empty, None)).tolist()
+    row with the number (``level``: per invoice; ``numbers``: per row, ``keys`` their keys),
+    naming the credit's."""
     credit_at: dict[object, int] = {}
     for row in np.flatnonzero(credits).tolist():
         if keys[row] is not None:
@@ -737,7 +750,7 @@ def _payments_shown(
     duplicate_of: np.ndarray,
     blank: np.ndarray,
     skip_why: np.ndarray,
-    numbers: Values | None,
+    keys: list[object] | None,
     number_level: Level | None,
 ) -> dict[int, Payment]:
     """The invoices whose rows show something paid on them, in a column of what was paid that
@@ -755,12 +768,7 @@ def _payments_shown(
     columns = payments_unread(mapping, table.headers)
     if not columns:
         return found
-    sent_by_number = _sent_by_number(numbers, number_level, skip_why) if numbers is not None else {}
-    keys = (
-        number_keys(pd.Series(numbers.vals, dtype=object).where(~numbers.empty, None)).tolist()
-        if numbers is not None
-        else None
-    )
+    sent_by_number = _sent_by_number(keys, number_level, skip_why)
     rows_of = table.row_numbers
     for at in columns:
         header = table.headers[at]
@@ -769,7 +777,8 @@ def _payments_shown(
         v = evaluate(paid, replace(src, positions={**src.positions, (header,): at}), unsaved)
         with np.errstate(invalid="ignore"):
             nothing = v.empty | (np.abs(v.number) < 0.005)  # 1e-09, a sum's residue, is 0
-        nothing |= _says_nothing_paid(pd.Series(v.text, dtype=object))
+        rest = np.flatnonzero(~nothing)  # the texts of only these need looking at
+        nothing[rest] = _says_nothing_paid(pd.Series(v.text[rest], dtype=object))
         said = {issue.position: issue for issue in unsaved if issue.rule == UNSAVED_RULE}
         nothing[list(said)] = False
         for row in np.flatnonzero(~nothing & ~blank).tolist():
@@ -787,11 +796,13 @@ def _payments_shown(
                 elsewhere = f"on row {rows_of[row]}, a line of this invoice, "
             else:
                 elsewhere = f"on row {rows_of[row]}, which carries its invoice number, "
-            shown = Payment(header, v.label[row], v.text[row], v.number[row], said.get(row),
-                            elsewhere)  # fmt: skip
+            # An amount past any float's range (a cell of 200,000 digits) is no amount read.
+            amount = v.number[row] if np.isfinite(v.number[row]) else np.nan
+            payment = Payment(header, v.label[row], v.text[row], amount, said.get(row),
+                              elsewhere)  # fmt: skip
             before = found.get(sent)
-            if before is None or _weighs_more(shown, before):
-                found[sent] = shown
+            if before is None or _weighs_more(payment, before):
+                found[sent] = payment
     return found
 
 
@@ -807,13 +818,12 @@ def _weighs_more(shown: Payment, before: Payment) -> bool:
 
 
 def _sent_by_number(
-    numbers: Values, level: Level | None, skip_why: np.ndarray
+    keys: list[object] | None, level: Level | None, skip_why: np.ndarray
 ) -> dict[object, int]:
-    """The invoices the file sends by their number's key (zeros in front aside, as for
-    repeated numbers): the row each is sent from."""
-    if level is None:
+    """The invoices the file sends by their number's key (``keys``, per row): the row each is
+    sent from."""
+    if keys is None or level is None:
         return {}
-    keys = number_keys(pd.Series(numbers.vals, dtype=object).where(~numbers.empty, None))
     sent: dict[object, int] = {}
     for row in level.at.tolist():
         if skip_why[row] is None and keys[row] is not None:
