@@ -580,6 +580,8 @@ def test_headers_of_what_was_paid_are_known_and_only_those() -> None:
     paid += ["AMOUNTPAID", "amountpaid", "PAIDAmount", "TOTALPAID", "PAIDTODATE", "Akonto"]
     paid += ["Innbetalingsbeløp", "Betalingsbeløp", "Delinnbetaling", "Innb.", "A konto"]
     paid += ["Received amount", "IsPaid", "PaidYN"]
+    # Names from real exports' fields (helper-139's corpus): Fiken's sale.
+    paid += ["totalPaidInCurrency", "totalPaid"]
     assert [h for h in paid if not paid_header(h)] == []
     others = ["Betalt dato", "Betalingsdato", "Payment method", "Payment terms", "Betalt av"]
     others += ["Ikke betalt", "Ubetalt", "Rest å betale", "Payment due", "Paid date", "Beløp"]
@@ -595,10 +597,18 @@ def test_headers_of_what_was_paid_are_known_and_only_those() -> None:
     others += ["Payment channel", "Payment info", "Payment message", "Payment #", "Paid pct"]
     others += ["Betaling betingelse", "Payment recipient", "PaymentOverdue", "Non-paid amount"]
     others += ["NonPaid", "Un-paid"]
+    # A commission paid out (24SevenOffice), a moment (JTL's paidAt) (helper-139).
+    others += ["CommissionPaid", "Provisjon betalt", "paidAt", "paid_at"]
     assert [h for h in others if paid_header(h)] == []
     # What is still owed, in a name written in one word, is what is owed (helper-132).
     owed = ["OutstandingAmount", "UnpaidAmount", "PaymentOverdue", "Un-paid", "NonPaid"]
+    # Danish (Business Central's "Restbeløb"), e-conomic's and Sage Intacct's fields
+    # (helper-139's corpus of real exports).
+    owed += ["Restbeløb", "Restbeløb (RV)", "remainder", "remainderInBaseCurrency"]
+    owed += ["grossRemainderInBaseCurrency", "TOTALDUE", "TRX_TOTALDUE"]
     assert [h for h in owed if not owed_header(h)] == []
+    # A yes or no of whether it is overdue is no amount.
+    assert [h for h in ["isOverdue", "IsOverdue"] if owed_header(h)] == []
 
 
 @pytest.mark.parametrize(

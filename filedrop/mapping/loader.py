@@ -312,24 +312,26 @@ _OWED_WORDS = frozenset(
     {"restbeløp", "restbelop", "utestående", "utestaende", "gjenstående", "gjenstaende"}
     | {"gjenstaaende", "ubetalt", "restanse", "restanser", "resterende", "skyldig", "restsaldo"}
     | {"gjenstår", "gjenstar", "outstanding", "remaining", "unpaid", "overdue", "owed"}
+    | {"restbeløb", "restbelob", "remainder"}  # Danish, and e-conomic's "remainder"
 )
 _OWED_PHRASES = (
     "åpentbeløp", "apentbelop", "åpensaldo", "apensaldo", "åbetale", "tilbetaling",
     "forfaltbeløp", "åpenpost",
     "amountdue", "balancedue", "dueamount", "openamount", "amountopen", "openbalance",
-    "nonpaid", "unpaid",
+    "nonpaid", "unpaid", "totaldue",
 )  # fmt: skip
 #: How a header may begin that says so in words written apart: "Rest beløp i NOK". Only at
 #: its start: inside a key, "restbeløp" may end another word ("Interest beløp").
-_OWED_KEY_STARTS = ("restbeløp", "restbelop")
+_OWED_KEY_STARTS = ("restbeløp", "restbelop", "restbeløb")
 #: Words that make such a header say something else: days overdue ("Dager utestående"), a
 #: date or time ("Saldo dato", "Outstanding since"), a count or quantity ("Remaining qty"), a
-#: reference, a credit ("Rest kreditt"), orders, a term or a share ("Remaining %").
+#: reference, a credit ("Rest kreditt"), orders, a term or a share ("Remaining %"), or a yes
+#: or no ("isOverdue").
 _NOT_OWED_WORDS = frozenset(
     {"dager", "dag", "days", "dato", "date", "since", "siden", "term", "løpetid", "antall"}
     | {"count", "qty", "quantity", "stk", "ref", "sheet", "nr", "no", "id", "kreditt"}
     | {"credit", "konto", "account", "order", "orders", "ordre", "lager", "stock", "prosent"}
-    | {"percent", "type"}
+    | {"percent", "type", "is"}
 )
 
 
@@ -393,7 +395,8 @@ _PAID_COMPOUNDS = (
 #: "Mottatt fra",
 #: "Betalt til konto", "Payment terms", "Payment currency"); a status, a note, a reminder, an
 #: agreement or whether it is allowed ("Payment status", "Delbetaling tillatt"); a count, a
-#: share or a reference; or that it was not ("Ikke betalt").
+#: share or a reference; a commission paid out ("CommissionPaid"); or that it was not ("Ikke
+#: betalt").
 _NOT_PAID_WORDS = frozenset(
     {"dato", "date", "dag", "dager", "days", "tid", "time", "kl", "when", "frist", "due"}
     | {"method", "metode", "måte", "mate", "via", "med", "with", "av", "by", "til", "to"}
@@ -406,12 +409,14 @@ _NOT_PAID_WORDS = frozenset(
     | {"fra", "from", "term", "means", "mode", "channel", "provider", "info", "text", "tekst"}
     | {"message", "melding", "instructions", "condition", "betingelse", "option", "form"}
     | {"solution", "recipient", "mottaker", "pct", "ratio", "out", "non", "un", "overdue"}
-    | {"forfalt"}
+    | {"forfalt", "at", "commission", "provisjon"}
 )
 #: Phrases (as ``loose_key`` writes them) that say what was paid whatever their words: paid
-#: until a day ("Paid to date", "Innbetalt pr. dato") or on account ("Innbetalt a konto").
+#: until a day ("Paid to date", "Innbetalt pr. dato"), on account ("Innbetalt a konto"), or in
+#: the invoice's currency (Fiken's "totalPaidInCurrency").
 _PAID_PHRASES = (
     "paidtodate", "prdato", "perdato", "tildato", "todate", "akonto", "onaccount",
+    "paidincurrency",
 )  # fmt: skip
 
 
