@@ -2787,17 +2787,31 @@ def test_an_invoice_showing_a_payment_the_mapping_leaves_unread_is_refused(
     assert [r for r, (status, _) in fates(skipping).items() if status == "INVALID"] == [1, 5, 6]
 
 
-def test_what_a_cell_of_what_was_paid_says_nothing_was_paid_with(tmp_path: Path) -> None:
+@pytest.mark.parametrize("excel", [False, True])
+def test_what_a_cell_of_what_was_paid_says_nothing_was_paid_with(
+    tmp_path: Path, excel: bool
+) -> None:
     """Zero and no, as spreadsheets and people write them, show no payment; a text that only
     begins with a no, or holds a number, may (helper-132: "Nei 500", "Open 200" and "Ikke
-    fullt betalt" let invoices go whole, and USANN, Norwegian Excel's FALSE, was a payment)."""
+    fullt betalt" let invoices go whole, and USANN, Norwegian Excel's FALSE, was a payment).
+    An Excel error is no answer: #N/A, where a lookup of the payments found nothing, read as
+    a plain no and #NULL! as the word null, and the invoice went whole (helper-138); in a
+    workbook they are real error cells."""
     nothing = ["kr -", "- kr", "0.00", "0 %", "$0.00", "kr \u2212", "USANN", "Ikkje", "Nej"]
     nothing += ["Ingenting", "Null", "Nei takk", "Ikke betalt", "N/A", "Ingen innbetaling"]
     shown = ["Nei 500", "Open 200", "Ikke fullt betalt", "No. 12", "Nei - delvis betalt"]
-    shown += ["N 500", "kr 0,50", "(500)", "Ja"]
+    shown += ["N 500", "kr 0,50", "(500)", "Ja", "#N/A", "#NULL!", "#DIV/0!"]
+    shown += [] if excel else ["#I/T", "#NAVN?"]  # as Norwegian Excel saves them in a CSV
     rows = [row(Fakturanr=str(71001 + i), Innbetalt=cell) for i, cell in enumerate(nothing + shown)]
-    prepared = prepared_from(paid_file(tmp_path, rows), ERP)
+    prepared = prepared_from(paid_file(tmp_path, rows, excel=excel), ERP)
     assert sorted(fates(prepared)) == list(range(len(nothing), len(nothing) + len(shown)))
+    error = fates(prepared)[len(nothing) + shown.index("#DIV/0!")]
+    assert error == (
+        "INVALID",
+        'Innbetalt "#DIV/0!" is an Excel error, no value, so this invoice may have been paid, '
+        "but its claims add up to its whole amount or more, so it would go to collection for "
+        f"all of it: {PAID_TAIL}",
+    )
 
 
 def test_a_payment_shown_on_a_row_repeating_an_invoice_number_refuses_the_invoice(

@@ -401,12 +401,13 @@ def _not_taken_off(
     payment written as a text ("Ja") is taken off by claims that owe anything less than the
     amount; a number that is no amount filedrop reads (a date, "1'000") never is."""
     text = np.isnan(paid.paid)
+    error = text and paid.text.lstrip().startswith("#")  # #N/A, #DIV/0!: Excel's, no value
     if other is not None:
         return (
             f"is in {other[0]}, but the invoice's currency is {other[1]}",
             f"so what was paid on it cannot be taken off its amount: {_EXPORT_OWED}",
         )
-    if text and any(c.isdigit() for c in paid.text):
+    if text and not error and any(c.isdigit() for c in paid.text):
         return (
             "holds a number that filedrop cannot read as an amount paid (a date, or an amount "
             "written otherwise)",
@@ -433,11 +434,12 @@ def _not_taken_off(
             f"but its claims add up to {owed:.2f}, more than its amount less that payment "
             f"({left:.2f}), so it would go to collection for what was paid: {_EXPORT_OWED}"
         )
-    shows = (
-        'is neither empty, 0 nor "Nei", so this invoice may have been paid'
-        if text
-        else "shows a payment on this invoice"
-    )
+    if error:
+        shows = "is an Excel error, no value, so this invoice may have been paid"
+    elif text:
+        shows = 'is neither empty, 0 nor "Nei", so this invoice may have been paid'
+    else:
+        shows = "shows a payment on this invoice"
     return shows, why
 
 

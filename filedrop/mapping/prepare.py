@@ -846,7 +846,9 @@ _ZERO_MARKS = re.compile(r"\b(?:kr|kroner|nok)\b|[\s,.()%$£€\-\u2013\u2014\u2
 
 
 def _says_nothing_paid(texts: pd.Series) -> np.ndarray:
-    """Where a cell's text says nothing was paid: zero however written, or a plain no."""
+    """Where a cell's text says nothing was paid: zero however written, or a plain no. An
+    Excel error (#N/A where a lookup of the payments found none, #NULL!) never does: what was
+    paid cannot be told."""
     folded = texts.str.casefold()
     zero = folded.str.replace(_ZERO_MARKS, "", regex=True).str.fullmatch("0*")
     words = folded.str.findall(r"[^\W\d_]+")
@@ -855,7 +857,7 @@ def _says_nothing_paid(texts: pd.Series) -> np.ndarray:
         & words.map(lambda w: bool(w) and w[0] in _NO_WORDS)
         & words.map(_NOTHING_PAID_WORDS.issuperset)
     )
-    return (zero | no).to_numpy(dtype=bool)
+    return ((zero | no) & ~folded.str.lstrip().str.startswith("#")).to_numpy(dtype=bool)
 
 
 def _left_out(blank: np.ndarray, skip_why: np.ndarray) -> np.ndarray:
