@@ -527,6 +527,13 @@ def test_a_mapping_that_leaves_what_is_owed_unread_does_not_fit(tmp_path: Path) 
         select_mapping(
             [load_mapping(write(tmp_path, text, "t.toml"))], Path("a.csv"), Reads(headers)
         )
+    # Passed on in a field of the user's own as an amount, it is not what goes either
+    # (helper-138: it let the file fit, each invoice going for its whole Beløp).
+    own = BASE + '\n[invoice.metadata]\noutstanding = { column = "Rest beløp", as = "amount" }\n'
+    with pytest.raises(MappingError, match='leaves column "Rest beløp" unread'):
+        select_mapping(
+            [load_mapping(write(tmp_path, own, "o.toml"))], Path("a.csv"), Reads(headers)
+        )
     # A header is the file's, of any length: shown cut, as a cell is, not 200,000 characters.
     long = "Restbeløp " + "x" * 200_000
     with pytest.raises(MappingError) as err:

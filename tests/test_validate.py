@@ -2777,6 +2777,17 @@ def test_an_invoice_showing_a_payment_the_mapping_leaves_unread_is_refused(
     assert ERP_TEXT not in (told, warned)
     for text in (told, warned):
         assert len(prepared_from(path, custom(tmp_path, text)).invoices) == 8
+    # Passed on in a field of the user's own, as an amount, it is not taken off (helper-138:
+    # paidAmount = { column = "Innbetalt", as = "amount" } let every paid invoice go whole).
+    for table in ("[invoice]", "[invoice.metadata]"):
+        own = f'{ERP_TEXT}\n{table}\npaidAmount = {{ column = "Innbetalt", as = "amount" }}\n'
+        if table == "[invoice]":  # a second [invoice] is no TOML: the field goes into the first
+            own = ERP_TEXT.replace(
+                "[invoice]\n", '[invoice]\npaidAmount = { column = "Innbetalt", as = "amount" }\n'
+            )
+        refused = fates(prepared_from(path, custom(tmp_path, own)))
+        # (Nei takk and kr - are no amounts of that field: refused by it, not by rule paid.)
+        assert {r: refused[r] for r in (1, 5)} == {1: fates(prepared)[1], 5: fates(prepared)[5]}
     # A rule of its own: amount = "warning" (for more than two decimals, say) let every paid
     # invoice go whole (a hostile review, helper-134).
     lax = ERP_TEXT.replace("[rules]\n", '[rules]\namount = "warning"\n', 1)

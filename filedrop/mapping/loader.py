@@ -144,6 +144,16 @@ class Mapping:
         )
 
     @cached_property
+    def money_fields(self) -> tuple[Field, ...]:
+        """The fields whose amounts go to collection: the invoice's originalInvoiceAmount and
+        each claim's remainingAmount. A field of the user's own converted ``as = "amount"``
+        only passes a number on; reading a column of what was paid or is owed, it takes
+        nothing off what is collected."""
+        invoiced = self.invoice.get_field("originalInvoiceAmount")
+        claimed = (f for f in self.claim_amounts if f is not None)
+        return (*([invoiced] if invoiced is not None else []), *claimed)
+
+    @cached_property
     def column_refs(self) -> tuple[tuple[str, tuple[str, ...], str], ...]:
         """Every (key, header names, how) the mapping reads from a file, in mapping order."""
         refs = [("match.headers", (h,), "requires") for h in self.headers]
@@ -356,9 +366,9 @@ def _owed_unread(
     mapping: Mapping, headers: list[str], found: dict[tuple[str, ...], int]
 ) -> str | None:
     """The first column of ``headers`` whose header says it holds what is still owed and that
-    no amount field of ``mapping`` reads (``_read_as_amounts``: not as the fallback of the
-    invoice's amount) nor its ``match.unread`` names; None when there is none. Read into a
-    text (a template's description) it is not what goes as the amount."""
+    neither the invoice's amount nor a claim's reads (``_read_as_amounts``: not as the
+    fallback of the invoice's amount) nor its ``match.unread`` names; None when there is
+    none. Read into a text (a template's description) it is not what goes as the amount."""
     read = _read_as_amounts(mapping, headers, found)
     left = set(map(loose_key, mapping.unread))
     return next(
@@ -444,36 +454,36 @@ def paid_header(header: str) -> bool:
 def _read_as_amounts(
     mapping: Mapping, headers: list[str], found: dict[tuple[str, ...], int]
 ) -> set[int]:
-    """The columns ``mapping`` reads as amounts: each amount field's own column, and a
-    default's unless the field's own column is the invoice's amount. A column of what is owed
-    read only where the invoice's amount is empty (``{ column = "Beløp", default = { column =
-    "Restbeløp" } }``) is not what goes: an invoice with an amount went for it whole. One read
-    where another column of what is owed is empty ("Utest.", then "Restbeløp") is."""
+    """The columns ``mapping`` reads as amounts that go to collection (``money_fields``): each
+    one's own column, and a default's unless the field's own column is the invoice's amount.
+    A column of what is owed read only where the invoice's amount is empty (``{ column =
+    "Beløp", default = { column = "Restbeløp" } }``) is not what goes: an invoice with an
+    amount went for it whole. One read where another column of what is owed is empty
+    ("Utest.", then "Restbeløp") is."""
     amount = mapping.invoice.get_field("originalInvoiceAmount")
     invoiced = found.get(amount.columns) if amount is not None else None
     read: set[int] = set()
-    for node in (mapping.invoice, mapping.debtors, mapping.claims):
-        for top in walk_fields(node):
-            for f in with_defaults(top):
-                if f.kind != "amount" or f.source != "column" or f.columns not in found:
-                    break
-                read.add(found[f.columns])
-                if found[top.columns] == invoiced:
-                    break
+    for top in mapping.money_fields:
+        for f in with_defaults(top):
+            if f.kind != "amount" or f.source != "column" or f.columns not in found:
+                break
+            read.add(found[f.columns])
+            if found[top.columns] == invoiced:
+                break
     return read
 
 
 def payments_unread(mapping: Mapping, headers: list[str]) -> list[int]:
     """The columns of ``headers`` whose header says they hold what was paid on an invoice and
-    that no amount field of ``mapping`` reads nor its ``match.unread`` names. Where an invoice
-    shows a payment there while its claims add up to its whole amount, nothing was taken off,
-    and it would go to collection for all of it (``prepare`` refuses it). A text, a template or
-    a skip rule reading the column takes nothing off, and does not count."""
+    that neither the invoice's amount nor a claim's reads (``money_fields``) nor its
+    ``match.unread`` names. Where an invoice shows a payment there while its claims add up to
+    its whole amount, nothing was taken off, and it would go to collection for all of it
+    (``prepare`` refuses it). A text, a template, a field of the user's own (``as = "amount"``
+    too) or a skip rule reading the column takes nothing off, and does not count."""
     found = mapping._positions(headers)
     read = {
         found[f.columns]
-        for node in (mapping.invoice, mapping.debtors, mapping.claims)
-        for top in walk_fields(node)
+        for top in mapping.money_fields
         for f in with_defaults(top)
         if f.kind == "amount" and f.source == "column" and f.columns in found
     }
