@@ -1680,11 +1680,8 @@ def test_a_grouped_invoice_with_a_credit_line_left_out_is_refused(tmp_path: Path
         line("C", "Rabatt", "0,00"),
     ]
     prepared = run(rows, custom(tmp_path, text), headers=G)
-    left_out = 'a credit note left out (rule skip.credit_notes: Beløp "{}" is 0 or less)'
-    cure = (
-        "the invoice would go for its whole amount, the credit not subtracted; export the "
-        "amount still owed, or remove the credit note if it is on another invoice"
-    )
+    left_out = 'a credit note or payment left out (rule skip.credit_notes: Beløp "{}" is 0 or less)'
+    cure = CREDIT_CURE
     assert messages(prepared) == [
         f"row 2: invoice number A is also on row 6, {left_out.format('-20,00')}: {cure}",
         f"row 4: invoice number 70001 is also on row 7, {left_out.format('-50,00')}: {cure}",
@@ -2649,6 +2646,39 @@ def test_the_day_an_invoice_must_be_overdue_on_is_the_one_given() -> None:
     assert fates(held) == {0: ("SKIPPED", f"rule skip.not_due: {why}")}
 
 
+#: What an invoice whose credit note or payment the file leaves out is told to do.
+CREDIT_CURE = (
+    "the invoice would go for its whole amount, that line not subtracted; export the amount "
+    "still owed, or remove the line if it is on another invoice"
+)
+
+
+def test_a_ledgers_payment_line_skipped_by_its_type_refuses_its_invoice(tmp_path: Path) -> None:
+    """A customer ledger: invoice lines and payment lines in one amount column, told apart by
+    a type column that a skip rule reads. The payment of 400 on invoice 6001, left out by its
+    type, went unseen, and 6001 went for its whole 1 000 (a hostile review, helper-138). Any
+    line a rule leaves out with an amount below zero now counts as one an at_most rule leaves
+    out; one of 0, or a note line with no amount, leaves its invoice alone."""
+    skip = '[skip]\npayments = { column = "Bilagstype", is = ["Innbetaling", "Notat"] }\n'
+    rows = [
+        open_row(Bilagstype="Faktura", Fakturanr="6001", Beløp="1 000,00"),
+        open_row(Bilagstype="Innbetaling", Fakturanr="6001", Beløp="-400,00"),
+        open_row(Bilagstype="Faktura", Fakturanr="6002", Beløp="2 000,00"),
+        open_row(Bilagstype="Innbetaling", Fakturanr="6002", Beløp="0,00"),
+        open_row(Bilagstype="Notat", Fakturanr="6002", Beløp=""),
+    ]
+    prepared = run(
+        rows, custom(tmp_path, OPEN.format(skip=skip)), headers=[*OPEN_HEADERS, "Bilagstype"]
+    )
+    assert fates(prepared)[0] == (
+        "INVALID",
+        "invoice number 6001 is also on row 3, a credit note or payment left out (rule "
+        f'skip.payments: Bilagstype is "Innbetaling"): {CREDIT_CURE}',
+    )
+    assert [inv.invoice_number for inv in prepared.invoices] == ["6002"]
+    assert_every_row_once(prepared)
+
+
 def test_an_invoice_with_a_credit_note_of_its_number_in_the_file_is_refused(
     tmp_path: Path,
 ) -> None:
@@ -2668,10 +2698,8 @@ def test_an_invoice_with_a_credit_note_of_its_number_in_the_file_is_refused(
     assert fates(prepared) == {
         0: (
             "INVALID",
-            "invoice number 70001 is also on row 4, a credit note left out (rule "
-            'skip.credit_notes: Beløp "-1 000,00" is 0 or less): the invoice would go for its '
-            "whole amount, the credit not subtracted; export the amount still owed, or remove the "
-            "credit note if it is on another invoice",
+            "invoice number 70001 is also on row 4, a credit note or payment left out (rule "
+            f'skip.credit_notes: Beløp "-1 000,00" is 0 or less): {CREDIT_CURE}',
         ),
         2: ("SKIPPED", 'rule skip.credit_notes: Beløp "-1 000,00" is 0 or less'),
         3: ("SKIPPED", 'rule skip.credit_notes: Beløp "0" is 0 or less'),

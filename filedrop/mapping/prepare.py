@@ -433,6 +433,8 @@ def _row_fates(
         raise ReadError(str(table.path), str(exc)) from None
     skip_why[blank] = None  # an empty row is reported as such
     credits &= ~np.equal(skip_why, None)
+    if numbers is not None:  # only a line with an invoice number can take anything off one
+        credits |= _taking_off(mapping, src, ~np.equal(skip_why, None) & ~numbers.empty)
     repeat_of = np.full(len(table), -1)
     lines = repeated_lines(table, mapping, src.positions, _left_out(blank, skip_why))
     for row, earlier in lines.repeats.items():
@@ -701,6 +703,23 @@ def _said_once_without_number(
     return out
 
 
+def _taking_off(mapping: Mapping, src: Source, left_out: np.ndarray) -> np.ndarray:
+    """The rows ``left_out`` with an amount below zero where the invoice's amount or a claim's
+    is read, whatever rule left them out: a ledger's payment or credit note skipped by its type
+    ("Innbetaling"), which takes that much off the invoice carrying its number
+    (``_credited_invoices``), as one an ``at_most`` rule left out does. Looked at only where a
+    rule left a row out."""
+    below = np.zeros(src.n, dtype=bool)
+    if not left_out.any():
+        return below
+    for f in mapping.money_fields:
+        if f.source == "column":
+            v = evaluate(f, src, [])  # a cell that is no amount is reported by the checks
+            with np.errstate(invalid="ignore"):
+                below |= ~v.empty & (v.number < 0)
+    return below & left_out
+
+
 def _credited_invoices(
     table: Table,
     numbers: Values,
@@ -710,9 +729,9 @@ def _credited_invoices(
     *,
     keys: list[object],
 ) -> list[Issue]:
-    """Rule ``amount``: an invoice the file sends whose number a credit note left out of the
-    file (``credits``) also has, zeros in front aside (as for repeated numbers). Left out, the
-    credit note was not subtracted and the invoice went for its whole amount, its debt perhaps
+    """Rule ``amount``: an invoice the file sends whose number a credit note or payment left out
+    of the file (``credits``) also has, zeros in front aside (as for repeated numbers). Left
+    out, it was not subtracted and the invoice went for its whole amount, its debt perhaps
     already cancelled: refused, as filedrop does not net them. One Issue on each such invoice's
     row with the number (``level``: per invoice; ``numbers``: per row, ``keys`` their keys),
     naming the credit's."""
@@ -733,9 +752,10 @@ def _credited_invoices(
                 numbers.label[row],
                 numbers.text[row],
                 f"invoice number {shown(str(number))} is also on row "
-                f"{table.row_numbers[credit]}, a credit note left out ({skip_why[credit]}): the "
-                "invoice would go for its whole amount, the credit not subtracted; export the "
-                "amount still owed, or remove the credit note if it is on another invoice",
+                f"{table.row_numbers[credit]}, a credit note or payment left out "
+                f"({skip_why[credit]}): the invoice would go for its whole amount, that line not "
+                "subtracted; export the amount still owed, or remove the line if it is on "
+                "another invoice",
             )
         )
     return issues
