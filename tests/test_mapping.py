@@ -589,6 +589,10 @@ def test_headers_of_what_was_paid_are_known_and_only_those() -> None:
     paid += ["Received amount", "IsPaid", "PaidYN"]
     # Names from real exports' fields (helper-139's corpus): Fiken's sale.
     paid += ["totalPaidInCurrency", "totalPaid"]
+    # Until today, with a currency, or settled against the invoice (helper-138: each went whole).
+    paid += ["Innbetalt til dags dato", "Betalt til nå", "Innbetalt pr. i dag", "Betalt hittil"]
+    paid += ["Mottatt NOK", "Mottatt kr", "Received (NOK)", "Utlignet beløp", "Applied amount"]
+    paid += ["Settled amount", "Dekket beløp", "Utlignet", "Amount applied"]
     assert [h for h in paid if not paid_header(h)] == []
     others = ["Betalt dato", "Betalingsdato", "Payment method", "Payment terms", "Betalt av"]
     others += ["Ikke betalt", "Ubetalt", "Rest å betale", "Payment due", "Paid date", "Beløp"]
@@ -606,6 +610,7 @@ def test_headers_of_what_was_paid_are_known_and_only_those() -> None:
     others += ["NonPaid", "Un-paid"]
     # A commission paid out (24SevenOffice), a moment (JTL's paidAt) (helper-139).
     others += ["CommissionPaid", "Provisjon betalt", "paidAt", "paid_at"]
+    others += ["Mottatt dato NOK", "Utlignet dato", "Received by", "Dekket av"]
     assert [h for h in others if paid_header(h)] == []
     # What is still owed, in a name written in one word, is what is owed (helper-132).
     owed = ["OutstandingAmount", "UnpaidAmount", "PaymentOverdue", "Un-paid", "NonPaid"]

@@ -390,15 +390,17 @@ _PAID_WORDS = frozenset(
     | {"delbetalt", "delbetaling", "delbetalinger", "betaling", "betalinger", "paid", "payment"}
     | {"payments", "innb"}
 )
-#: Headers (as ``loose_key`` writes them) that say so in a word of their own ("Mottatt", a
-#: word that beside others says something else was received: "Ordre mottatt"), and words
-#: written together with another ("Betaltbeløp", "Amount received").
-_PAID_ALONE = frozenset({"mottatt", "received", "receipts"})
+#: Words that say so in a header of their own, but for a currency ("Mottatt", "Mottatt NOK",
+#: "Utlignet": a word that beside others says something else was received, "Ordre mottatt"),
+#: and words written together with another ("Betaltbeløp", "Amount received", "Dekket beløp").
+_PAID_ALONE = frozenset({"mottatt", "received", "receipts", "utlignet"})
+_CURRENCY_WORDS = frozenset({"nok", "kr", "kroner", "sek", "dkk", "eur", "usd", "gbp", "valuta"})
 _PAID_COMPOUNDS = (
     "betaltbeløp", "betaltbelop", "mottattbeløp", "mottattbelop", "amountreceived",
     "cashreceived", "receivedamount", "amountpaid", "paidamount", "totalpaid", "sumpaid",
     "paidtodate", "innbetalingsbeløp", "innbetalingsbelop", "betalingsbeløp", "betalingsbelop",
-    "delinnbetaling", "suminnbetalt", "akonto",
+    "delinnbetaling", "suminnbetalt", "akonto", "utlignetbeløp", "utlignetbelop", "dekketbeløp",
+    "dekketbelop", "appliedamount", "amountapplied", "settledamount", "amountsettled",
 )  # fmt: skip
 #: Words that make such a header say something else: when, how, by or to whom, on which
 #: terms or in which currency it is paid ("Betalt dato", "Payment method", "Betalt av",
@@ -422,11 +424,12 @@ _NOT_PAID_WORDS = frozenset(
     | {"forfalt", "at", "commission", "provisjon"}
 )
 #: Phrases (as ``loose_key`` writes them) that say what was paid whatever their words: paid
-#: until a day ("Paid to date", "Innbetalt pr. dato"), on account ("Innbetalt a konto"), or in
-#: the invoice's currency (Fiken's "totalPaidInCurrency").
+#: until a day ("Paid to date", "Innbetalt pr. dato", "Betalt til nå", "Innbetalt til dags
+#: dato"), on account ("Innbetalt a konto"), or in the invoice's currency (Fiken's
+#: "totalPaidInCurrency").
 _PAID_PHRASES = (
     "paidtodate", "prdato", "perdato", "tildato", "todate", "akonto", "onaccount",
-    "paidincurrency",
+    "paidincurrency", "tildagsdato", "tilnå", "pridag", "hittil",
 )  # fmt: skip
 
 
@@ -445,7 +448,7 @@ def paid_header(header: str) -> bool:
     words, key = _words(header), loose_key(header)
     said = (
         not _PAID_WORDS.isdisjoint(words)
-        or key in _PAID_ALONE
+        or (words & _PAID_ALONE and words - _CURRENCY_WORDS <= _PAID_ALONE)
         or any(p in key for p in _PAID_COMPOUNDS)
     )
     return said and (_NOT_PAID_WORDS.isdisjoint(words) or any(p in key for p in _PAID_PHRASES))
