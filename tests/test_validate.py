@@ -2921,6 +2921,23 @@ def test_a_payment_in_another_currency_than_its_invoices_refuses_it(tmp_path: Pa
             "a payment on this invoice",
         )
     }
+    # The currency in the header: 5 500 kroner paid on a EUR invoice was taken off as euros,
+    # and the message said its amount less that payment was -1000.00 (helper-138). In
+    # capitals only: "nok" is a Norwegian word.
+    rows = [
+        row(Fakturanr="74101", Valuta="EUR", **{"Innbetalt NOK": "5 500,00"}, Rest="500,00"),
+        row(Fakturanr="74102", Valuta="NOK", **{"Innbetalt NOK": "1 000,00"}, Rest="3 500,00"),
+    ]
+    prepared = prepared_from(paid_file(tmp_path, rows), custom(tmp_path, text))
+    assert fates(prepared) == {
+        0: (
+            "INVALID",
+            'Innbetalt NOK "5 500,00" is in NOK, but the invoice\'s currency is EUR, so what was '
+            "paid on it cannot be taken off its amount: export the amount still owed and read it "
+            'as a claim\'s remainingAmount, or name "Innbetalt NOK" in [match] unread if it is '
+            "not a payment on this invoice",
+        )
+    }
 
 
 def test_a_huge_header_or_cell_of_what_was_paid_is_shown_cut(tmp_path: Path) -> None:

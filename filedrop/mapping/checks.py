@@ -446,18 +446,32 @@ def _not_taken_off(
 def _paid_in_another_currency(
     paid: Payment, currencies: np.ndarray | None, g: int
 ) -> tuple[str, str] | None:
-    """The currency a payment's cell names and its invoice's, where they differ ("EUR 1 000,00"
-    on a NOK invoice: subtracted as kroner, the claim would go for some 10,000 kroner too much);
-    "kr" fits NOK, SEK and DKK. None where it names none, or the same."""
+    """The currency a payment's cell names (else its column's header: "Innbetalt NOK") and its
+    invoice's, where they differ ("EUR 1 000,00" on a NOK invoice: subtracted as kroner, the
+    claim would go for some 10,000 kroner too much); "kr" fits NOK, SEK and DKK. None where
+    neither names one, or the same."""
     if currencies is None or np.isnan(paid.paid):
         return None
     named = marked_currencies(np.array([paid.text], dtype=object))[0]
+    if named is None:
+        named = _header_currency(paid.header)
     currency = currencies[g]
     if named is None or not isinstance(currency, str) or currency not in CURRENCIES:
         return None
     if named == currency or (named == "kr" and currency in KRONE_CURRENCIES):
         return None
     return named, currency
+
+
+def _header_currency(header: str) -> str | None:
+    """The currency a header names as a word of its own: a code in capitals ("Innbetalt NOK",
+    "Received (EUR)"; in small letters "nok" is a Norwegian word), or "kr"/"kroner"."""
+    for word in re.findall(r"[^\W\d_]+", header):
+        if word.casefold() in ("kr", "kroner"):
+            return "kr"
+        if len(word) == 3 and word.isupper() and word in CURRENCIES:
+            return word
+    return None
 
 
 def check_amount_currencies(
