@@ -2853,6 +2853,22 @@ def test_what_a_cell_of_what_was_paid_says_nothing_was_paid_with(
     )
 
 
+def test_a_column_of_words_that_say_nothing_of_a_payment_is_not_one(tmp_path: Path) -> None:
+    """A column headed Betaling holding how each invoice is paid (AvtaleGiro, eFaktura): every
+    invoice "may have been paid", and the whole file was refused (helper-138). A column none of
+    whose cells is an amount, a number, a yes or a no, or an error says nothing of what was
+    paid, and is not looked at; one with a yes (Delvis) among such words is, and so are they."""
+    ways = ["AvtaleGiro", "eFaktura", "Giro", "Kort", ""]
+    rows = [row(Fakturanr=str(75001 + i), Betaling=way) for i, way in enumerate(ways)]
+    prepared = prepared_from(paid_file(tmp_path, rows), ERP)
+    assert fates(prepared) == {}
+    assert len(prepared.invoices) == len(ways)
+    rows.append(row(Fakturanr="75100", Betaling="Delvis"))
+    told = fates(prepared_from(paid_file(tmp_path, rows), ERP))
+    assert sorted(told) == [0, 1, 2, 3, 5]
+    assert told[0][1].startswith('Betaling "AvtaleGiro" is neither empty, 0 nor "Nei"')
+
+
 def test_a_payment_shown_on_a_row_repeating_an_invoice_number_refuses_the_invoice(
     tmp_path: Path,
 ) -> None:

@@ -798,9 +798,12 @@ def _payments_shown(
         with np.errstate(invalid="ignore"):
             nothing = v.empty | (np.abs(v.number) < 0.005)  # 1e-09, a sum's residue, is 0
         rest = np.flatnonzero(~nothing)  # the texts of only these need looking at
-        nothing[rest] = _says_nothing_paid(pd.Series(v.text[rest], dtype=object))
+        texts = pd.Series(v.text[rest], dtype=object)
+        nothing[rest] = _says_nothing_paid(texts)
         said = {issue.position: issue for issue in unsaved if issue.rule == UNSAVED_RULE}
         nothing[list(said)] = False
+        if not said and _says_nothing_of_payments(texts, v.number[rest], nothing[rest]):
+            continue
         for row in np.flatnonzero(~nothing & ~blank).tolist():
             if skip_why[row] is None:
                 group = groups.gid[row]
@@ -863,6 +866,28 @@ _NOTHING_PAID_WORDS |= {"takk", "yet", "ennå", "enda", "a", "mottatt", "receive
 #: Norwegian accounting format's zero), "0,00 kr", "(0,00)", "0 %", "$0.00", "0.00" in a file
 #: of decimal commas.
 _ZERO_MARKS = re.compile(r"\b(?:kr|kroner|nok)\b|[\s,.()%$£€\-\u2013\u2014\u2212]")
+
+
+#: Words of a cell that say something was paid ("Ja", "Delvis", "Betalt"): beside them, any
+#: other text of the column may say so too (``_says_nothing_of_payments``).
+_YES_WORDS = frozenset({"ja", "j", "yes", "y", "true", "sann", "x", "ok", "betalt", "paid"})
+_YES_WORDS |= {"delvis", "delbetalt", "partly", "partial", "partially", "full", "fullt"}
+_YES_WORDS |= {"fully", "innbetalt", "mottatt", "received", "utlignet", "settled"}
+
+
+def _says_nothing_of_payments(texts: pd.Series, numbers: np.ndarray, nothing: np.ndarray) -> bool:
+    """Whether a column's cells that are not empty (``texts``, with ``numbers`` as amounts and
+    ``nothing`` where they say nothing was paid) are all words that say nothing of a payment:
+    how it is paid (AvtaleGiro, eFaktura), under a header such as "Betaling". Such a column
+    is not one of what was paid; one with an amount, a digit, a yes, a no or an Excel error
+    in any cell is."""
+    if nothing.any() or np.isfinite(numbers).any():
+        return False
+    folded = texts.str.casefold()
+    telling = folded.str.contains(r"\d|^\s*#", regex=True) | folded.str.findall(r"[^\W\d_]+").map(
+        lambda words: not _YES_WORDS.isdisjoint(words)
+    )
+    return not telling.any()
 
 
 def _says_nothing_paid(texts: pd.Series) -> np.ndarray:
