@@ -81,16 +81,20 @@ def outcome_path(source: Path) -> Path:
 
     ``.xls`` and ``.xlsm`` input keep their whole name in front (``report.xls.outcome.xlsx``):
     otherwise ``report.xls`` and ``report.xlsx`` would share an outcome, and which one got the
-    plain name would depend on the order they arrived in.
+    plain name would depend on the order they arrived in. So does a name whose stem ends in an
+    input's suffix (``report.xlsm.xlsx.outcome.xlsx``): its plain outcome name would be that
+    of ``report.xlsm``, and it would take over the outcome of one gone from the inbox, reading
+    the day it says and writing over it.
     """
     suffix = source.suffix.lower()
-    if suffix == ".xlsx":
-        return source.with_name(f"{source.stem}.outcome.xlsx")
     if suffix in EXCEL_SUFFIXES:
-        return source.with_name(f"{source.name}.outcome.xlsx")
-    if suffix in CSV_SUFFIXES:
-        return source.with_name(f"{source.stem}.outcome.csv")
-    raise ValueError(f"{source.name}: no outcome format for {source.suffix!r} files")
+        kind = ".outcome.xlsx"
+    elif suffix in CSV_SUFFIXES:
+        kind = ".outcome.csv"
+    else:
+        raise ValueError(f"{source.name}: no outcome format for {source.suffix!r} files")
+    whole = suffix in (".xls", ".xlsm") or source.stem.lower().endswith(INPUT_SUFFIXES)
+    return source.with_name(f"{source.name if whole else source.stem}{kind}")
 
 
 def is_outcome_file(path: Path) -> bool:

@@ -124,10 +124,17 @@ def summary_values(path: Path) -> dict[object, object]:
         ("export.csv", "export.outcome.csv"),
         ("EXPORT.CSV", "EXPORT.outcome.csv"),
         ("faktura.2024.csv", "faktura.2024.outcome.csv"),
+        # A name ending in two suffixes keeps it whole: rapport.xlsm.xlsx took the outcome of
+        # rapport.xlsm, gone from the inbox, read its day and wrote over it (helper-138).
+        ("rapport.xlsm.xlsx", "rapport.xlsm.xlsx.outcome.xlsx"),
+        ("rapport.XLS.xlsx", "rapport.XLS.xlsx.outcome.xlsx"),
+        ("rapport.xlsx.csv", "rapport.xlsx.csv.outcome.csv"),
+        ("rapport.csv.csv", "rapport.csv.csv.outcome.csv"),
     ],
 )
 def test_outcome_path_sits_next_to_the_source(tmp_path: Path, source: str, outcome: str) -> None:
-    """Excel input gives .outcome.xlsx, CSV input .outcome.csv, in the same folder."""
+    """Excel input gives .outcome.xlsx, CSV input .outcome.csv, in the same folder; its name
+    is never another input's outcome name, whether that input is there or gone."""
     assert outcome_path(tmp_path / source) == tmp_path / outcome
 
 
@@ -140,7 +147,10 @@ def test_outcome_path_sits_next_to_the_source(tmp_path: Path, source: str, outco
         (["report.xls"], ["report.xls.outcome.xlsx"]),
         (["report.xlsm"], ["report.xlsm.outcome.xlsx"]),
         (["report.csv", "report.xlsx"], ["report.outcome.csv", "report.outcome.xlsx"]),
-        (["report.xlsx", "report.xls", "report.xls.xlsx"], ["report.outcome.xlsx", None, None]),
+        (
+            ["report.xlsx", "report.xls", "report.xls.xlsx"],
+            ["report.outcome.xlsx", "report.xls.outcome.xlsx", "report.xls.xlsx.outcome.xlsx"],
+        ),
     ],
 )
 def test_inputs_that_would_share_an_outcome_get_distinct_names(
