@@ -28,6 +28,7 @@ import os
 import stat
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -153,14 +154,20 @@ class Sending:
         target: str,
         now: float,
         fresh_at: float | None = None,
+        held: Callable[[], str | None] = lambda: None,
     ):
         self.path = mark_path(source, sha256, target)
         self._fresh_at = fresh_at  # ``journal rebuild --fresh``: older marks count for nothing
+        self._target = target
+        self._held = held  # why the inbox is held back now (an outcome of another journal's)
         self._source = source
         facts = {"file": source.name, "sha256": sha256, "journal": journal, "target": target}
         self._head = (json.dumps({**facts, "started_at": now}) + "\n").encode()
         self._journal = journal
         self._ready = False
+        # Held back at its first batch: every other batch of the file is, even once the marks
+        # that held it are gone (the other process, held back by this one's, took its own).
+        self._held_back: MarkHeldError | None = None
         self._lock = threading.Lock()  # the posting threads note their batches at once
 
     def before_post(self, batch: int) -> None:
@@ -169,8 +176,15 @@ class Sending:
         file, ``OSError`` naming the mark when it cannot be written: the batch is not sent."""
         line = f"{batch}\n".encode()
         with self._lock:
+            if self._held_back is not None:  # the file's other batches go no more than its first
+                raise MarkHeldError(str(self._held_back))
             if not self._ready:
-                made = self._begin(line)
+                try:
+                    made = self._begin(line)
+                    self._refuse_beside_another_journal(made)
+                except MarkHeldError as exc:
+                    self._held_back = exc
+                    raise
                 self._ready = True
                 if made:
                     return
@@ -230,6 +244,48 @@ class Sending:
             return True
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _refuse_beside_another_journal(self, made: bool) -> None:
+        """Raise ``MarkHeldError`` where, with this file's mark on disk, another journal's mark
+        of another file of the inbox is found, or the inbox is held back now (``held``: an
+        outcome of another journal's written since the file was claimed); the mark just
+        ``made`` is taken away first, as its batch never went.
+
+        Two runs with two journals, one sending a.csv and the other its copy b.csv, each made
+        the mark of its own file, and every invoice went twice (a hostile review, helper-140).
+        Each looks at the others' marks only once its own is on disk, so of two at once the
+        later sees the earlier's; one that finished first left its outcome, written before its
+        mark was taken away."""
+        why: str | None = None
+        for path in sending_marks(self._source.parent):
+            other = _read(path) if path != self.path else None
+            if (
+                other is not None
+                and other.file is not None
+                and other.journal != self._journal
+                and _fate(other, None, target=self._target, fresh_at=self._fresh_at)
+                is MarkFate.UNKNOWN
+            ):
+                why = self._beside(other)
+                break
+        if why is None:
+            why = self._held()
+        if why is None:
+            return
+        if made:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+        raise MarkHeldError(why)
+
+    def _beside(self, mark: SendingMark) -> str:
+        when = datetime.fromtimestamp(mark.started_at or 0.0, UTC).strftime("%H:%M:%S UTC")
+        return (
+            f"another filedrop process, keeping another journal, began sending "
+            f"{printable(mark.file or '')} from this inbox at {when} (its mark "
+            f"{printable(str(mark.path))}), and this file may hold the same invoices under "
+            "another name; nothing is sent from it here, as every process on one inbox must "
+            "keep one journal: point their FILEDROP_STATE at the same one"
+        )
+
     def _held_by(self, mark: SendingMark | None) -> str:
         where = printable(str(self.path))
         if mark is None or mark.file is None:
@@ -263,8 +319,9 @@ class MarkFate(enum.Enum):
 
 
 def _fate(
-    mark: SendingMark | None, journal: Journal, *, target: str, fresh_at: float | None
+    mark: SendingMark | None, journal: Journal | None, *, target: str, fresh_at: float | None
 ) -> MarkFate:
+    """What ``mark`` is to ``journal``; with none, whether it counts at all (UNKNOWN) or not."""
     if mark is None:
         return MarkFate.IGNORED
     if mark.file is None:
@@ -275,7 +332,7 @@ def _fate(
         or (fresh_at is not None and (mark.started_at or 0.0) < fresh_at)
     ):
         return MarkFate.IGNORED
-    if mark.journal != journal.identity():
+    if journal is None or mark.journal != journal.identity():
         return MarkFate.UNKNOWN
     return _known_fate(journal, mark)
 
@@ -309,13 +366,19 @@ def _make_folders(inbox: Path) -> list[Path]:
     return made
 
 
-def clear_mark(source: Path, sha256: str, target: str) -> None:
-    """Remove the mark of ``source`` (its content ``sha256``, for ``target``) once its outcome is
-    written: the outcome tells from then on. One that cannot be removed only holds the inbox
-    back if the journal is lost later."""
+def clear_mark(source: Path, sha256: str, target: str, *, journal: str) -> None:
+    """Remove the mark of ``source`` (its content ``sha256``, for ``target``) that ``journal``
+    (its identity) wrote, once its outcome is written: the outcome tells from then on. One
+    that cannot be removed only holds the inbox back if the journal is lost later. Another
+    journal's is left: a run that found every invoice of a copy already sent took away the mark
+    of the process sending that copy, which then stopped (helper-140)."""
     mark = mark_path(source, sha256, target)
-    with contextlib.suppress(OSError):
-        mark.unlink()
+    found = _read(mark)
+    if found is not None:
+        if found.journal != journal:
+            return
+        with contextlib.suppress(OSError):
+            mark.unlink()
     # No empty folders left behind in the inbox: the last mark takes its folder, and filedrop's
     # own, when nothing else is in them (a folder still in use is not empty). Each step on its
     # own: a run killed between making the two folders left the first alone.

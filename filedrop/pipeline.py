@@ -79,6 +79,7 @@ from filedrop.journal.rebuild import (
     lost_journal_evidence,
     lost_journal_message,
     noon_of,
+    outcome_stamps,
     shows_sent,
 )
 from filedrop.journal.store import CLAIM_LOST, REBUILT, FinishedBatch
@@ -198,7 +199,9 @@ class Context:
     """Whether the share the inbox lies on is mounted: unmounted, its files all look deleted."""
     _said: set[str] = field(init=False, default_factory=set)
     _said_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
-    _lost: tuple[float, tuple[str, Path] | None] = field(init=False, default=(-1e9, None))
+    _lost: tuple[float, object, tuple[str, Path] | None] = field(
+        init=False, default=(-1e9, None, None)
+    )
     _lost_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -249,15 +252,20 @@ class Context:
         self.poller.close()
 
     def lost_journal_elsewhere(self) -> tuple[str, Path] | None:
-        """``inbox_lost_journal_evidence`` for this inbox, looked for again after 30 s at most
-        (a daemon sees a rebuild without a restart)."""
+        """``inbox_lost_journal_evidence`` for this inbox: looked for again whenever an outcome
+        in it, or in its archive, comes, goes or changes (``outcome_stamps``), and after 30 s
+        at most (a daemon sees a rebuild without a restart). An outcome another journal wrote
+        that landed within the 30 s of an earlier look went unseen, and a re-export dropped
+        with it went again (a hostile review, helper-140)."""
+        folders = (self.inbox, *self.sharing)
         with self._lost_lock:  # one file thread looks; the others take what it found
-            looked_at, found = self._lost
-            if time.monotonic() - looked_at > _LOOK_FOR_LOST_JOURNAL_S:
+            looked_at, seen, found = self._lost
+            stamps = tuple(outcome_stamps(folder) for folder in folders)
+            if stamps != seen or time.monotonic() - looked_at > _LOOK_FOR_LOST_JOURNAL_S:
                 found = next(
                     (
                         evidence
-                        for folder in (self.inbox, *self.sharing)
+                        for folder in folders
                         if (
                             evidence := inbox_lost_journal_evidence(
                                 folder, self.journal, target=self.target, limits=self.read_limits
@@ -266,7 +274,7 @@ class Context:
                     ),
                     None,
                 )
-                self._lost = (time.monotonic(), found)
+                self._lost = (time.monotonic(), stamps, found)
             return found
 
 
@@ -554,7 +562,7 @@ def _skipped(path: Path, hashed: HashedFile, ctx: Context) -> FileReport:
         if mark_of(path, hashed.sha256, ctx.target, ctx.journal).shown_by_outcome:
             # Begun here, finished from another folder (the same file dropped in another
             # inbox sharing the journal): that outcome shows all this mark names.
-            clear_mark(path, hashed.sha256, ctx.target)
+            clear_mark(path, hashed.sha256, ctx.target, journal=ctx.journal.identity())
         if record.outcome and not os.path.lexists(record.outcome):
             return _outcome_missing(path, record, ctx)
         beside = Path(record.path).absolute() == path.absolute()
@@ -573,6 +581,15 @@ def _skipped(path: Path, hashed: HashedFile, ctx: Context) -> FileReport:
     return FileReport(
         path, FileState.SKIPPED, {}, message=message, held_by=holder or "another process"
     )
+
+
+def _held_now(ctx: Context) -> str | None:
+    """Why nothing of this inbox may be sent now, asked as a file's first batch is about to go
+    (``Sending``): an outcome of another journal's showing invoices this one does not know,
+    written since the file was claimed, by a run that sent the same export under another name.
+    None when none."""
+    elsewhere = ctx.lost_journal_elsewhere()
+    return None if elsewhere is None else lost_journal_message(*elsewhere, ctx.journal.path)
 
 
 def _lost_journal(path: Path, ctx: Context) -> FileReport | None:
@@ -921,6 +938,7 @@ def _send_and_report(
             target=ctx.target,
             now=ctx.clock(),
             fresh_at=ctx.journal.started_fresh_at(),
+            held=lambda: _held_now(ctx),
         )
     held_for: set[int] = set()  # the batches this file's twins wait for (``_send``)
     pending = _send(
@@ -961,7 +979,8 @@ def _send_and_report(
         amount_notation=(prepared.mapping.decimal, prepared.mapping.thousands),
     )
     outcome = write_outcome(prepared.table, outcomes, summary, dest=dest, ahead=ahead)
-    clear_mark(path, sha256, ctx.target)  # the outcome shows what was sent from here on
+    # The outcome shows what was sent from here on.
+    clear_mark(path, sha256, ctx.target, journal=ctx.journal.identity())
     written = written_stamp(outcome)
     changed = _changed_while_sent(path, hashed, ctx)
     if state is FileState.DONE and ctx.archive:
@@ -1280,7 +1299,8 @@ def rewrite_outcome(
     _keep_earlier_outcome(path, dest, unless=record.outcome_written, limits=limits, inbox=inbox)
     outcome = write_outcome(prepared.table, outcomes, summary, dest=dest)
     if mark.shown_by_outcome:
-        clear_mark(path, record.sha256, record.target)  # this outcome shows all it names
+        # This outcome shows all it names.
+        clear_mark(path, record.sha256, record.target, journal=journal.identity())
     pending = len(journal.batches(file_id=record.id, states=(BatchState.QUEUED,)))
     journal.finish_file(
         record.id,
@@ -1408,7 +1428,7 @@ def close_gone_file(
         )
     # Its outcome (written now, or before with every row and nothing sent since) tells what
     # went, or that nothing did: the mark has nothing more to say.
-    clear_mark(source, record.sha256, record.target)
+    clear_mark(source, record.sha256, record.target, journal=journal.identity())
     _record_gone(
         journal,
         record,

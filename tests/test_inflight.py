@@ -79,6 +79,7 @@ def test_another_journal_is_held_back_by_the_mark_and_told_what_to_do(
 ) -> None:
     with Journal(journal_location) as journal:
         mark = claimed_and_marked(journal, source)
+        wrote = journal.identity()
     with Journal(tmp_path / "new.db") as fresh:
         found = unknown_mark(source.parent, fresh, target=TARGET)
         assert found is not None
@@ -97,7 +98,10 @@ def test_another_journal_is_held_back_by_the_mark_and_told_what_to_do(
             "not sent: the journal does not know all that was sent from april.csv (see the "
             "log); point FILEDROP_STATE at the journal in use then"
         )
-        clear_mark(source, SHA, TARGET)  # the operator's delete
+        # Another journal's outcome of the file leaves the mark: it is not that journal's.
+        clear_mark(source, SHA, TARGET, journal=fresh.identity())
+        assert mark.exists()
+        clear_mark(source, SHA, TARGET, journal=wrote)  # as its own journal's outcome does
         assert not (source.parent / ".filedrop").exists()  # nor the folders it was in
         assert unknown_mark(source.parent, fresh, target=TARGET) is None
 
@@ -391,6 +395,46 @@ def test_of_two_runs_with_two_journals_only_the_first_to_mark_the_file_sends(
         assert (json.loads(head)["journal"], batches) == (first.identity(), ["1", "3"])
 
 
+def test_a_copy_of_a_file_another_journal_is_sending_is_not_sent_beside_it(
+    source: Path, tmp_path: Path
+) -> None:
+    """Two runs with two journals at once, one sending april.csv and the other a copy under
+    another name: each made the mark of its own file, and every invoice went twice (a hostile
+    review, helper-140). The second about to POST finds the first's mark of the other file,
+    takes its own away (its batch never went) and sends nothing; a mark of the same journal,
+    of a sandbox trial, or naming no batch holds nothing back. An outcome of another journal's
+    written meanwhile (``held``) stops the first batch too."""
+    copy = source.with_name("april-kopi.csv")
+    with Journal(tmp_path / "a.db") as first, Journal(tmp_path / "b.db") as second:
+        Sending(source, SHA, journal=first.identity(), target=TARGET, now=1.0).before_post(1)
+        trial = Sending(source, SHA, journal=second.identity(), target="sandbox:x", now=1.0)
+        trial.before_post(1)  # another target's mark: no harm
+        late = Sending(copy, SHA, journal=second.identity(), target=TARGET, now=2.0)
+        with pytest.raises(MarkHeldError) as held:
+            late.before_post(1)
+        assert str(held.value) == (
+            "another filedrop process, keeping another journal, began sending april.csv from "
+            f"this inbox at 00:00:01 UTC (its mark {mark_path(source, SHA, TARGET)}), and this "
+            "file may hold the same invoices under another name; nothing is sent from it here, "
+            "as every process on one inbox must keep one journal: point their FILEDROP_STATE at "
+            "the same one"
+        )
+        assert not late.path.exists()
+        mark_path(source, SHA, TARGET).unlink()  # the other, held back by this one, took its own
+        with pytest.raises(MarkHeldError):
+            late.before_post(2)  # the file's next batch, on another posting thread: not sent
+        assert not late.path.exists()
+        own = Sending(copy, SHA, journal=first.identity(), target=TARGET, now=3.0)
+        own.before_post(2)  # the same journal's other file: it knows what it sends
+        assert own.path.exists()
+    alone = tmp_path / "other-inbox"
+    alone.mkdir()
+    told = Sending(alone / "mai.csv", SHA, journal="c", target=TARGET, now=1.0, held=lambda: "x")
+    with pytest.raises(MarkHeldError, match=r"^x$"):
+        told.before_post(1)
+    assert not told.path.exists()
+
+
 def test_a_mark_older_than_a_journal_started_afresh_is_written_over(
     source: Path, tmp_path: Path
 ) -> None:
@@ -419,7 +463,7 @@ def test_the_folders_a_killed_run_left_without_a_mark_go_with_the_next_outcome(
     """Killed after making filedrop's own folder but before the marks' one: the outcome's
     clearing takes it away all the same."""
     (source.parent / ".filedrop").mkdir()
-    clear_mark(source, SHA, TARGET)
+    clear_mark(source, SHA, TARGET, journal="any")
     assert list(source.parent.iterdir()) == []
 
 
@@ -429,16 +473,17 @@ def test_any_name_and_each_version_of_a_file_have_a_mark_of_their_own(
     hostile = source.with_name("a\nb\x1b[31m\u202e" + "x" * 240 + ".csv")
     with Journal(tmp_path / "old.db") as old:
         claimed_and_marked(old, hostile)
+        wrote = old.identity()
     other_version = "cd" * 32
     assert mark_path(hostile, SHA, TARGET) != mark_path(hostile, other_version, TARGET)
     assert mark_path(hostile, SHA, TARGET) != mark_path(hostile, SHA, "sandbox:trial")
-    clear_mark(hostile, other_version, TARGET)  # a new version's outcome leaves the old one's
-    clear_mark(hostile, SHA, "sandbox:trial")  # and so does a sandbox trial's
+    clear_mark(hostile, other_version, TARGET, journal=wrote)  # a new version's leaves it
+    clear_mark(hostile, SHA, "sandbox:trial", journal=wrote)  # and so does a sandbox trial's
     with Journal(tmp_path / "new.db") as fresh:
         found = unknown_mark(source.parent, fresh, target=TARGET)
         assert found is not None and found.file == hostile.name
         assert "\\n" in found.sentence(fresh.path) and "\x1b" not in found.sentence(fresh.path)
-    clear_mark(hostile, SHA, TARGET)
+    clear_mark(hostile, SHA, TARGET, journal=wrote)
     assert list(source.parent.iterdir()) == []
 
 

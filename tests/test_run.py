@@ -2359,3 +2359,26 @@ def test_a_chunk_of_outcomes_is_each_invoices_own_outcome(
     assert [list(row) for row in zip(*by_column, strict=True)] == [list(o) for o in one_by_one]
     statuses = {status for status, *_ in one_by_one}
     assert statuses >= {"DUPLICATE", "SUCCEEDED", "FAILED", "PENDING", "UNKNOWN", "NOT_SENT"}
+
+
+def test_an_outcome_of_another_journal_dropped_in_is_seen_at_once(
+    tmp_path: Path, inbox: Path, sandbox: Sandbox, make_context: Callable[..., Context]
+) -> None:
+    """A daemon looked over its inbox for outcomes that show invoices sent that its journal
+    does not know, found none, and kept that for 30 s: an old inbox copied in within them, its
+    outcome and a re-export of its invoices under a new name, had the re-export sent again (a
+    hostile review, helper-140). The look is made again as soon as an outcome comes."""
+    elsewhere = tmp_path / "old-inbox"
+    elsewhere.mkdir()
+    sent = write_erp_csv(elsewhere / "a.csv", [erp_row(str(8300 + n)) for n in range(3)])
+    settings = sandbox_settings(elsewhere, sandbox.url, state=tmp_path / "old.db")
+    with open_context(settings) as old:
+        assert process_guarded(sent, old).state is FileState.DONE
+    ctx = make_context()
+    assert ctx.lost_journal_elsewhere() is None
+    shutil.copy(elsewhere / "a.outcome.csv", inbox / "a.outcome.csv")
+    again = write_erp_csv(inbox / "b.csv", [erp_row(str(8300 + n)) for n in range(3)])
+    assert ctx.lost_journal_elsewhere() == ("a.csv", inbox / "a.outcome.csv")
+    report = process_guarded(again, ctx)
+    assert report.state is FileState.SKIPPED and "a.outcome.csv" in (report.message or "")
+    assert len(sandbox.received_invoice_numbers()) == 3

@@ -651,6 +651,20 @@ def _archived_with(outcome: Path, beside: Path, name: str, sha256: str) -> bool:
         return False
 
 
+def outcome_stamps(inbox: Path) -> tuple[tuple[str, str | None], ...]:
+    """Each outcome file's name and ``written_stamp`` in ``inbox`` and its archive: what changes
+    when one comes, goes or is written anew, so a look over them can be kept until then."""
+    stamps: list[tuple[str, str | None]] = []
+    for folder in (inbox, inbox / ARCHIVE):
+        try:
+            with os.scandir(folder) as entries:
+                names = [e.path for e in entries if e.name.lower().endswith(OUTCOME_SUFFIXES)]
+        except OSError:
+            continue
+        stamps += ((name, written_stamp(Path(name))) for name in names)
+    return tuple(sorted(stamps))
+
+
 def _outcome_files(inbox: Path) -> Iterator[tuple[Path, Path | None]]:
     """Each outcome file in ``inbox`` and ``inbox/archive``, with its input where it is there."""
     for folder in (inbox, inbox / ARCHIVE):
