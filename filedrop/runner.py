@@ -28,7 +28,7 @@ from filedrop.api.client import (
     Credentials,
     PollSchedule,
 )
-from filedrop.errors import ConfigError, FiledropError
+from filedrop.errors import ClaimLostError, ConfigError, FiledropError
 from filedrop.inbox import (
     LEFT_FOR_A_PERSON,
     NOT_THERE,
@@ -585,6 +585,10 @@ def setback_of(exc: BaseException) -> Setback:
     return Setback.FAULT
 
 
+#: What a file taken over by another process while this one was held up says in the summary.
+TAKEN_OVER = "taken over by another filedrop process, which finishes it (see the log)"
+
+
 def process_guarded(path: Path, ctx: Context) -> FileReport:
     """``process_file``, turning any failure into a report and one log sentence.
 
@@ -595,6 +599,15 @@ def process_guarded(path: Path, ctx: Context) -> FileReport:
     """
     try:
         report = process_file(path, ctx)
+    except ClaimLostError as exc:
+        # Held up past its claim (a frozen VM, a laptop asleep), another process took the file
+        # over and finishes it: this one's part is over, and its exit code says nothing of it,
+        # as for a file another process is at work on (it said "the next run resumes it").
+        log.warning("%s: %s", printable(path.name), exc)
+        taken = FileReport(
+            path, FileState.SKIPPED, {}, message=TAKEN_OVER, held_by="another process"
+        )
+        return _counted(taken, ctx)
     except FiledropError as exc:
         message, setback = str(exc), setback_of(exc)
     except OSError as exc:  # disk full, permissions, an outcome held open on a share
