@@ -2956,49 +2956,6 @@ def test_a_payment_in_another_currency_than_its_invoices_refuses_it(tmp_path: Pa
     }
 
 
-def test_a_workbooks_amounts_formatted_in_another_currency_are_refused(tmp_path: Path) -> None:
-    """A workbook shows an amount in euros only by its cell's format ([$€-x-euro2] #,##0.00),
-    and the mapping's currency is NOK: it went as 1 000 kroner, and a payment formatted so was
-    taken off as kroner (helper-138). A cell formatted in another currency than its invoice's
-    now reads as Excel shows it, with its currency, and is refused as one typed so; krone
-    formats, the Norwegian accounting one among them, and formats naming none read as
-    before. The column's other cells are judged by their own formats."""
-    path = tmp_path / "valuta.xlsx"
-    book = openpyxl.Workbook()
-    sheet = book.active
-    headers = [*HEADERS, "Innbetalt", "Rest"]
-    sheet.append(headers)
-    formats = {
-        "75201": ("[$€-x-euro2] #,##0.00", None),
-        "75202": ('_-* # ##0,00 "kr"_-;-* # ##0,00 "kr"_-', None),
-        "75203": ("# ##0,00", None),
-        "75204": ('#,##0.00 "USD"', None),
-        "75205": ("# ##0,00", "[$€-407] #,##0.00"),
-        "75206": ("$#,##0.00", None),
-    }
-    for number, (amount_format, paid_format) in formats.items():
-        cells = row(Fakturanr=number, Beløp="4 500,00")
-        values: list[Any] = [cells[h] for h in HEADERS]
-        values[HEADERS.index("Beløp")] = 4500
-        values += [1000, 3500] if paid_format else [None, 4500]
-        sheet.append(values)
-        sheet.cell(sheet.max_row, HEADERS.index("Beløp") + 1).number_format = amount_format
-        if paid_format:
-            sheet.cell(sheet.max_row, len(HEADERS) + 1).number_format = paid_format
-    book.save(path)
-    text = ERP_TEXT.replace('remainingAmount = "Beløp"', 'remainingAmount = "Rest"')
-    told = fates(prepared_from(path, custom(tmp_path, text)))
-    assert sorted(told) == [0, 3, 4, 5]
-    assert told[0] == (
-        "INVALID",
-        'Beløp "4500 EUR" is in EUR, but the invoice\'s currency is NOK; only the number would '
-        "be sent, in NOK",
-    )
-    assert told[3][1].startswith('Beløp "4500 USD" is in USD')
-    assert told[4][1].startswith('Innbetalt "1000 EUR" is in EUR, but the invoice\'s currency')
-    assert told[5][1].startswith('Beløp "4500 USD" is in USD')
-
-
 def test_a_huge_header_or_cell_of_what_was_paid_is_shown_cut(tmp_path: Path) -> None:
     """A header of 100,000 characters was printed whole in each row's sentence, and a cell of
     200,000 digits, read as an infinite amount, said the amount less that payment was -inf.

@@ -69,8 +69,6 @@ def build_table(path: Path, sheet: ParsedSheet, marks: SheetMarks | None = None)
         _zeros_shown(*_expand(column, sheet.n_rows), sheet.formats.get(sheet.first_col + j), own)
         for j, (column, own) in enumerate(zip(sheet.columns, own_zeros, strict=True))
     ]
-    if sheet.currencies:
-        _currencies_shown(expanded, sheet)
     if marks is not None and marks.errors:
         _put_errors(expanded, marks.errors, sheet)
     merged_down: dict[int, list[tuple[int, int]]] = {}
@@ -307,17 +305,6 @@ def _expand(column: Column, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
     text[filled] = shown[where]
     typed[filled] = dates[where]
     return text, typed
-
-
-def _currencies_shown(expanded: list[tuple[np.ndarray, np.ndarray]], sheet: ParsedSheet) -> None:
-    """Each number whose format shows a currency other than kroner (``ParsedSheet.currencies``)
-    shown with it, as Excel shows it ("1000 EUR" for € 1 000,00): the mapping then tells an
-    amount in euros from one in the invoice's currency, as it does in a CSV. In place."""
-    for j, (text, typed) in enumerate(expanded):
-        for row, currency in sheet.currencies.get(sheet.first_col + j, {}).items():
-            i = row - sheet.header_row - 1
-            if 0 <= i < sheet.n_rows and text[i] and type(typed[i]) in (float, int):
-                text[i] = f"{text[i]} {currency}"
 
 
 def _zeros_shown(

@@ -91,8 +91,6 @@ class ParsedSheet:
     #: Column -> {Excel row: the digits its cell's own format of zeros shows, 0 for none} for
     #: the numbers formatted otherwise than their column (``_own_zeros``).
     own_zeros: dict[int, dict[int, int]] = field(default_factory=dict)
-    #: Column -> {Excel row: the currency its number's format shows} (``_own_currencies``).
-    currencies: dict[int, dict[int, str]] = field(default_factory=dict)
 
 
 def parse_sheet(path: Path, options: ReadOptions, data: bytes | None = None) -> ParsedSheet:
@@ -134,7 +132,7 @@ def finish_sheet(path: Path, options: ReadOptions, loaded: LoadedSheet) -> Parse
     body = rows[header_at + 1 :]
     # calamine rows all have the sheet's width
     cells = list(zip(*body, strict=True)) if body else [() for _ in headers]
-    formats, own_zeros, currencies = _number_formats(
+    formats, own_zeros = _number_formats(
         data, sheet_name, header_row=header_row, first_col=first_col
     )
     return ParsedSheet(
@@ -148,7 +146,6 @@ def finish_sheet(path: Path, options: ReadOptions, loaded: LoadedSheet) -> Parse
         first_col=first_col,
         sheets=sheets,
         own_zeros=own_zeros,
-        currencies=currencies,
     )
 
 
@@ -557,10 +554,9 @@ _NUMERIC_TYPES = frozenset({None, "n"})
 
 def _number_formats(
     data: bytes, sheet: str, *, header_row: int, first_col: int
-) -> tuple[dict[int, NumberFormat], dict[int, dict[int, int]], dict[int, dict[int, str]]]:
+) -> tuple[dict[int, NumberFormat], dict[int, dict[int, int]]]:
     """(0-based sheet column -> the number format most of its first numeric data cells use,
-    the cells whose own format of zeros is not their column's: ``_own_zeros``, the cells whose
-    format shows a currency: ``_own_currencies``).
+    the cells whose own format of zeros is not their column's: ``_own_zeros``).
 
     Columns left General are absent. Only xlsx and xlsm (zip) workbooks have readable styles;
     anything unreadable gives no formats rather than an error, since the values are already read.
@@ -569,83 +565,20 @@ def _number_formats(
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
             part = _sheet_part(archive, data, sheet)
             if part is None:
-                return {}, {}, {}
+                return {}, {}
             with archive.open("xl/styles.xml") as styles:
                 xf_formats = _xf_formats(styles)
             with archive.open(part) as sheet_xml:
                 styles_by_col = _data_styles(sheet_xml, header_row=header_row)
             formats = _most_used_formats(styles_by_col, xf_formats, first_col=first_col)
-            own: dict[int, dict[int, int]] = {}
             widths = {i: zero_padded_width(code) for i, code in enumerate(xf_formats)}
-            # Nearly every workbook has no cell that shows zeros a value lacks, nor a currency
-            # but kroner: neither costs another look at the sheet.
-            if any(width >= 2 for width in widths.values()):
-                with archive.open(part) as sheet_xml:
-                    own = _own_zeros(sheet_xml, formats, widths, header_row=header_row)
-            shown = {i: c for i, code in enumerate(xf_formats) if (c := format_currency(code))}
-            currencies: dict[int, dict[int, str]] = {}
-            if shown:
-                with archive.open(part) as sheet_xml:
-                    currencies = _own_currencies(sheet_xml, shown, header_row=header_row)
-            return formats, own, currencies
+            if not any(width >= 2 for width in widths.values()):
+                return formats, {}  # no cell shows zeros a value lacks: nearly every workbook
+            with archive.open(part) as sheet_xml:
+                own = _own_zeros(sheet_xml, formats, widths, header_row=header_row)
+            return formats, own
     except _UNREADABLE_PARTS:
-        return {}, {}, {}
-
-
-#: A format's parts that may name a currency: a bracketed symbol or code with its locale
-#: ([$€-x-euro2], [$USD-409]; [$-414] is a locale alone), quoted text ("EUR"), an escaped
-#: character, or a currency sign written bare ($#,##0.00).
-_FORMAT_CURRENCY = re.compile(r'\[\$([^\]-]*)[^\]]*\]|"([^"]*)"|\\(.)|([€£$])')
-#: The currencies a format may show that the mapping tells from kroner where an amount's text
-#: names them ("€12", "100 SEK"): other text in a format ("INV"0, "STK") is no currency, and
-#: added to a number, it would change an invoice number.
-_FORMAT_CURRENCIES = {"€": "EUR", "£": "GBP", "$": "USD"} | {
-    code: code for code in ("EUR", "USD", "GBP", "SEK", "DKK")
-}
-
-
-def format_currency(code: NumberFormat | None) -> str | None:
-    """The currency a number format shows its numbers in, as a code (EUR for "€"), None for
-    none and for kroner ("kr", NOK), which nearly every Norwegian workbook shows: read as
-    before."""
-    if not isinstance(code, str):
-        return None  # General, or a built-in format, whose currency is the reader's locale's
-    for found in _FORMAT_CURRENCY.finditer(code):
-        text = next(part for part in found.groups() if part is not None).strip(" .")
-        if (named := _FORMAT_CURRENCIES.get(text)) is not None:
-            return named
-    return None
-
-
-def _own_currencies(
-    sheet_xml: IO[bytes], shown: dict[int, str], *, header_row: int
-) -> dict[int, dict[int, str]]:
-    """Column -> {data row: the currency its number's format shows} (``shown``: style ->
-    currency), for the numbers whose style shows one: an amount in euros shows it only so, and
-    read as a number it would go in the invoice's currency. The cells' tags alone are looked at,
-    a chunk of the inflated XML at a time; a cell without its reference is left as read."""
-    styles = b"|".join(str(i).encode() for i in shown)
-    cell_tag = re.compile(
-        rb'<c r="([A-Z]+)([0-9]+)"([^<>]{0,1024}?\ss="(' + styles + rb')"' + _TAG + rb")>"
-    )
-    found: dict[int, dict[int, str]] = {}
-
-    def look(xml: bytes, end: int) -> None:
-        for tag in cell_tag.finditer(xml, 0, end):
-            letters, row, rest, style = tag.groups()
-            attributes = dict(_CELL_ATTRIBUTES.findall(rest))
-            if int(row) > header_row and attributes.get(b"t", b"n") == b"n":  # text: as typed
-                col = _column_index(letters.decode())
-                found.setdefault(col, {})[int(row)] = shown[int(style)]
-
-    rest = b""
-    while chunk := sheet_xml.read(_SCAN_CHUNK):
-        window = rest + chunk
-        cut = max(window.rfind(b"<"), 0)  # every tag before it is whole: a tag holds no "<"
-        look(window, cut)
-        rest = window[cut:]
-    look(rest, len(rest))
-    return found
+        return {}, {}
 
 
 def _most_used_formats(
