@@ -2857,7 +2857,8 @@ def test_a_column_of_words_that_say_nothing_of_a_payment_is_not_one(tmp_path: Pa
     """A column headed Betaling holding how each invoice is paid (AvtaleGiro, eFaktura): every
     invoice "may have been paid", and the whole file was refused (helper-138). A column none of
     whose cells is an amount, a number, a yes or a no, or an error says nothing of what was
-    paid, and is not looked at; one with a yes (Delvis) among such words is, and so are they."""
+    paid, and is not looked at; one with a yes (Delvis) among such words is, and so are they.
+    Only words of how an invoice is paid make such a column: any other may mark a payment."""
     ways = ["AvtaleGiro", "eFaktura", "Giro", "Kort", ""]
     rows = [row(Fakturanr=str(75001 + i), Betaling=way) for i, way in enumerate(ways)]
     prepared = prepared_from(paid_file(tmp_path, rows), ERP)
@@ -2867,6 +2868,11 @@ def test_a_column_of_words_that_say_nothing_of_a_payment_is_not_one(tmp_path: Pa
     told = fates(prepared_from(paid_file(tmp_path, rows), ERP))
     assert sorted(told) == [0, 1, 2, 3, 5]
     assert told[0][1].startswith('Betaling "AvtaleGiro" is neither empty, 0 nor "Nei"')
+    # A payment marked with any other word, or a tick, is one: ignored as words that say
+    # nothing of a payment, the paid invoice went whole (helper-142).
+    for mark in ["Oppgjort", "Kvittert", "Lukket", "Closed", "Cleared", "\u2713", "Bet."]:
+        marked = [row(Fakturanr="75200", Betalt=mark), row(Fakturanr="75201", Betalt="")]
+        assert sorted(fates(prepared_from(paid_file(tmp_path, marked), ERP))) == [0], mark
 
 
 def test_a_payment_shown_on_a_row_repeating_an_invoice_number_refuses_the_invoice(

@@ -802,7 +802,8 @@ def _payments_shown(
         nothing[rest] = _says_nothing_paid(texts)
         said = {issue.position: issue for issue in unsaved if issue.rule == UNSAVED_RULE}
         nothing[list(said)] = False
-        if not said and _says_nothing_of_payments(texts, v.number[rest], nothing[rest]):
+        numbers = np.isfinite(v.number).any()  # a number anywhere, 0 too: a column of amounts
+        if not said and not numbers and _says_nothing_of_payments(texts, nothing[rest]):
             continue
         for row in np.flatnonzero(~nothing & ~blank).tolist():
             if skip_why[row] is None:
@@ -868,26 +869,26 @@ _NOTHING_PAID_WORDS |= {"takk", "yet", "ennå", "enda", "a", "mottatt", "receive
 _ZERO_MARKS = re.compile(r"\b(?:kr|kroner|nok)\b|[\s,.()%$£€\-\u2013\u2014\u2212]")
 
 
-#: Words of a cell that say something was paid ("Ja", "Delvis", "Betalt"): beside them, any
-#: other text of the column may say so too (``_says_nothing_of_payments``).
-_YES_WORDS = frozenset({"ja", "j", "yes", "y", "true", "sann", "x", "ok", "betalt", "paid"})
-_YES_WORDS |= {"delvis", "delbetalt", "partly", "partial", "partially", "full", "fullt"}
-_YES_WORDS |= {"fully", "innbetalt", "mottatt", "received", "utlignet", "settled"}
+#: The words of how an invoice is paid (AvtaleGiro, eFaktura, "Direct debit"): a column of
+#: these alone, under a header such as "Betaling", says nothing of what was paid. Any other
+#: word may mark a payment ("Oppgjort", "Closed", a tick), so only these make a column none.
+_WAYS_OF_PAYING = frozenset({"avtalegiro", "autogiro", "efaktura", "ehf", "giro", "bankgiro"})
+_WAYS_OF_PAYING |= {"kort", "card", "creditcard", "visa", "mastercard", "vipps", "klarna"}
+_WAYS_OF_PAYING |= {"paypal", "kontant", "cash", "bank", "transfer", "bankoverføring"}
+_WAYS_OF_PAYING |= {"overføring", "direct", "debit", "faktura", "invoice", "papir", "paper"}
+_WAYS_OF_PAYING |= {"epost", "e", "mail", "email", "post", "sms", "nettbank", "online"}
 
 
-def _says_nothing_of_payments(texts: pd.Series, numbers: np.ndarray, nothing: np.ndarray) -> bool:
-    """Whether a column's cells that are not empty (``texts``, with ``numbers`` as amounts and
-    ``nothing`` where they say nothing was paid) are all words that say nothing of a payment:
-    how it is paid (AvtaleGiro, eFaktura), under a header such as "Betaling". Such a column
-    is not one of what was paid; one with an amount, a digit, a yes, a no or an Excel error
-    in any cell is."""
-    if nothing.any() or np.isfinite(numbers).any():
+def _says_nothing_of_payments(texts: pd.Series, nothing: np.ndarray) -> bool:
+    """Whether the texts of a column with no number in it (``nothing`` where they say nothing
+    was paid) all say how an invoice is paid and nothing else (``_WAYS_OF_PAYING``: AvtaleGiro,
+    eFaktura), under a header such as "Betaling". Such a column is not one of what was paid; one
+    with any other word (a mark of a payment, "Oppgjort", a tick), a digit, a no or an Excel
+    error in any cell is."""
+    if nothing.any():
         return False
-    folded = texts.str.casefold()
-    telling = folded.str.contains(r"\d|^\s*#", regex=True) | folded.str.findall(r"[^\W\d_]+").map(
-        lambda words: not _YES_WORDS.isdisjoint(words)
-    )
-    return not telling.any()
+    words = texts.str.casefold().str.findall(r"[^\W\d_]+|[^\w\s]")
+    return bool(words.map(lambda found: bool(found) and _WAYS_OF_PAYING.issuperset(found)).all())
 
 
 def _says_nothing_paid(texts: pd.Series) -> np.ndarray:
