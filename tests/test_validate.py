@@ -2653,30 +2653,44 @@ CREDIT_CURE = (
 )
 
 
-def test_a_ledgers_payment_line_skipped_by_its_type_refuses_its_invoice(tmp_path: Path) -> None:
+def test_a_ledgers_payment_line_skipped_by_its_type_is_a_payment_shown(tmp_path: Path) -> None:
     """A customer ledger: invoice lines and payment lines in one amount column, told apart by
     a type column that a skip rule reads. The payment of 400 on invoice 6001, left out by its
-    type, went unseen, and 6001 went for its whole 1 000 (a hostile review, helper-138). Any
-    line a rule leaves out with an amount below zero now counts as one an at_most rule leaves
-    out; one of 0, or a note line with no amount, leaves its invoice alone."""
+    type, went unseen, and 6001 went for its whole 1 000 (a hostile review, helper-138). A line
+    a rule leaves out with an amount below zero, carrying an invoice's number, is a payment
+    shown on it (rule paid): refused where the claims do not take it off; taken off where they
+    are read from what is still owed (helper-142: refused as a credit note, that ledger went no
+    more). One of 0, or a note line with no amount, leaves its invoice alone."""
     skip = '[skip]\npayments = { column = "Bilagstype", is = ["Innbetaling", "Notat"] }\n'
     rows = [
-        open_row(Bilagstype="Faktura", Fakturanr="6001", Beløp="1 000,00"),
-        open_row(Bilagstype="Innbetaling", Fakturanr="6001", Beløp="-400,00"),
-        open_row(Bilagstype="Faktura", Fakturanr="6002", Beløp="2 000,00"),
-        open_row(Bilagstype="Innbetaling", Fakturanr="6002", Beløp="0,00"),
-        open_row(Bilagstype="Notat", Fakturanr="6002", Beløp=""),
+        open_row(Bilagstype="Faktura", Fakturanr="6001", Beløp="1 000,00", Rest="1 000,00"),
+        open_row(Bilagstype="Innbetaling", Fakturanr="6001", Beløp="-400,00", Rest="0"),
+        open_row(Bilagstype="Faktura", Fakturanr="6002", Beløp="2 000,00", Rest="2 000,00"),
+        open_row(Bilagstype="Innbetaling", Fakturanr="6002", Beløp="0,00", Rest="0"),
+        open_row(Bilagstype="Notat", Fakturanr="6002", Beløp="", Rest=""),
+        open_row(Bilagstype="Faktura", Fakturanr="6003", Beløp="1 000,00", Rest="600,00"),
+        open_row(Bilagstype="Innbetaling", Fakturanr="6003", Beløp="-400,00", Rest="0"),
     ]
-    prepared = run(
-        rows, custom(tmp_path, OPEN.format(skip=skip)), headers=[*OPEN_HEADERS, "Bilagstype"]
-    )
+    headers = [*OPEN_HEADERS, "Bilagstype", "Rest"]
+    prepared = run(rows, custom(tmp_path, OPEN.format(skip=skip)), headers=headers)
     assert fates(prepared)[0] == (
         "INVALID",
-        "invoice number 6001 is also on row 3, a credit note or payment left out (rule "
-        f'skip.payments: Bilagstype is "Innbetaling"): {CREDIT_CURE}',
+        'on row 3, which carries its invoice number, Beløp "-400,00" shows a payment on this '
+        "invoice, but its claims add up to 1000.00, more than its amount less that payment "
+        "(600.00), so it would go to collection for what was paid: export the amount still "
+        "owed and read it as a claim's remainingAmount, or remove row 3 if it is on another "
+        "invoice",
     )
+    assert sorted(r for r, (status, _) in fates(prepared).items() if status == "INVALID") == [0, 5]
     assert [inv.invoice_number for inv in prepared.invoices] == ["6002"]
     assert_every_row_once(prepared)
+    owed = OPEN.format(skip=skip).replace('remainingAmount = "Beløp"', 'remainingAmount = "Rest"')
+    netted = run(rows, custom(tmp_path, owed), headers=headers)
+    assert [inv.invoice_number for inv in netted.invoices] == ["6002", "6003"]
+    assert [inv.payload["claims"][0]["remainingAmount"] for inv in netted.invoices] == [
+        2000.0,
+        600.0,
+    ]
 
 
 def test_an_invoice_with_a_credit_note_of_its_number_in_the_file_is_refused(

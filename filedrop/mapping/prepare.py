@@ -433,8 +433,6 @@ def _row_fates(
         raise ReadError(str(table.path), str(exc)) from None
     skip_why[blank] = None  # an empty row is reported as such
     credits &= ~np.equal(skip_why, None)
-    if numbers is not None:  # only a line with an invoice number can take anything off one
-        credits |= _taking_off(mapping, src, ~np.equal(skip_why, None) & ~numbers.empty)
     repeat_of = np.full(len(table), -1)
     lines = repeated_lines(table, mapping, src.positions, _left_out(blank, skip_why))
     for row, earlier in lines.repeats.items():
@@ -482,6 +480,13 @@ def _row_fates(
         keys=keys,
         number_level=number_level,
     )
+    if keys is not None and number_level is not None:
+        lines = _payment_lines(
+            table, mapping, src, skip_why=skip_why, credits=credits, keys=keys, level=number_level
+        )
+        for sent, payment in lines.items():
+            if sent not in paid or _weighs_more(payment, paid[sent]):
+                paid[sent] = payment
     differs = _differing_repeats(table, mapping, src, groups, duplicate_of)
     if numbers is not None and keys is not None and number_level is not None and credits.any():
         unknown += _credited_invoices(table, numbers, number_level, skip_why, credits, keys=keys)
@@ -703,23 +708,6 @@ def _said_once_without_number(
     return out
 
 
-def _taking_off(mapping: Mapping, src: Source, left_out: np.ndarray) -> np.ndarray:
-    """The rows ``left_out`` with an amount below zero where the invoice's amount or a claim's
-    is read, whatever rule left them out: a ledger's payment or credit note skipped by its type
-    ("Innbetaling"), which takes that much off the invoice carrying its number
-    (``_credited_invoices``), as one an ``at_most`` rule left out does. Looked at only where a
-    rule left a row out."""
-    below = np.zeros(src.n, dtype=bool)
-    if not left_out.any():
-        return below
-    for f in mapping.money_fields:
-        if f.source == "column":
-            v = evaluate(f, src, [])  # a cell that is no amount is reported by the checks
-            with np.errstate(invalid="ignore"):
-                below |= ~v.empty & (v.number < 0)
-    return below & left_out
-
-
 def _credited_invoices(
     table: Table,
     numbers: Values,
@@ -826,6 +814,47 @@ def _payments_shown(
                               elsewhere)  # fmt: skip
             before = found.get(sent)
             if before is None or _weighs_more(payment, before):
+                found[sent] = payment
+    return found
+
+
+def _payment_lines(
+    table: Table,
+    mapping: Mapping,
+    src: Source,
+    *,
+    skip_why: np.ndarray,
+    credits: np.ndarray,
+    keys: list[object],
+    level: Level,
+) -> dict[int, Payment]:
+    """The lines a skip rule left out (``skip_why``; not the ``credits``, lines below zero an
+    ``at_most`` rule left out, which are credit notes: ``_credited_invoices``) that carry the
+    number of an invoice the file sends and an amount below zero where the invoice's amount or
+    a claim's is read: a ledger's payment ("Innbetaling" skipped by its type), by the row the
+    invoice is sent from, the largest of each. Judged as a payment shown
+    (``check_payments_taken_off``): the invoice's claims must owe no more than its amount less
+    that line, as they do when read from what is still owed; one line of 1 000 and one of -400
+    went for 1 000 (a hostile review, helper-138)."""
+    rows = np.flatnonzero(~np.equal(skip_why, None) & ~credits)
+    sent_by_number = _sent_by_number(keys, level, skip_why)
+    rows = [r for r in rows.tolist() if keys[r] is not None and keys[r] in sent_by_number]
+    found: dict[int, Payment] = {}
+    if not rows:
+        return found
+    columns = {f.columns: f for f in mapping.money_fields if f.source == "column"}
+    for f in columns.values():
+        v = evaluate(f, src, [])  # a cell that is no amount is reported by the checks
+        for row in rows:
+            amount = v.number[row]
+            if v.empty[row] or not amount < 0:
+                continue
+            sent = sent_by_number[keys[row]]
+            at = int(table.row_numbers[row])
+            where = f"on row {at}, which carries its invoice number, "
+            payment = Payment(f.columns[0], v.label[row], v.text[row], -float(amount), None,
+                              where, line=at)  # fmt: skip
+            if sent not in found or _weighs_more(payment, found[sent]):
                 found[sent] = payment
     return found
 
