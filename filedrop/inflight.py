@@ -28,7 +28,6 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -154,12 +153,10 @@ class Sending:
         target: str,
         now: float,
         fresh_at: float | None = None,
-        held: Callable[[], str | None] = lambda: None,
     ):
         self.path = mark_path(source, sha256, target)
         self._fresh_at = fresh_at  # ``journal rebuild --fresh``: older marks count for nothing
         self._target = target
-        self._held = held  # why the inbox is held back now (an outcome of another journal's)
         self._source = source
         facts = {"file": source.name, "sha256": sha256, "journal": journal, "target": target}
         self._head = (json.dumps({**facts, "started_at": now}) + "\n").encode()
@@ -246,9 +243,8 @@ class Sending:
 
     def _refuse_beside_another_journal(self, made: bool) -> None:
         """Raise ``MarkHeldError`` where, with this file's mark on disk, another journal's mark
-        of another file of the inbox is found, or the inbox is held back now (``held``: an
-        outcome of another journal's written since the file was claimed); the mark just
-        ``made`` is taken away first, as its batch never went.
+        of another file of the inbox is found; the mark just ``made`` is taken away first, as
+        its batch never went.
 
         Two runs with two journals, one sending a.csv and the other its copy b.csv, each made
         the mark of its own file, and every invoice went twice (a hostile review, helper-140).
@@ -267,8 +263,6 @@ class Sending:
             ):
                 why = self._beside(other)
                 break
-        if why is None:
-            why = self._held()
         if why is None:
             return
         if made:

@@ -71,7 +71,14 @@ from filedrop.inbox import (
     scan,
     stamped_names,
 )
-from filedrop.inflight import MarkFate, Sending, clear_mark, mark_of, unknown_mark
+from filedrop.inflight import (
+    MarkFate,
+    MarkHeldError,
+    Sending,
+    clear_mark,
+    mark_of,
+    unknown_mark,
+)
 from filedrop.journal import BatchRecord, FileRecord, InvoiceRecord, Journal, this_owner
 from filedrop.journal.rebuild import (
     held_day_unrecorded,
@@ -584,10 +591,10 @@ def _skipped(path: Path, hashed: HashedFile, ctx: Context) -> FileReport:
 
 
 def _held_now(ctx: Context) -> str | None:
-    """Why nothing of this inbox may be sent now, asked as a file's first batch is about to go
-    (``Sending``): an outcome of another journal's showing invoices this one does not know,
-    written since the file was claimed, by a run that sent the same export under another name.
-    None when none."""
+    """Why nothing of this inbox may be sent now, asked again as a file read and checked is about
+    to have its first batch claimed: an outcome of another journal's showing invoices this one
+    does not know, written since the file was claimed, by a run that sent the same export
+    under another name. None when none."""
     elsewhere = ctx.lost_journal_elsewhere()
     return None if elsewhere is None else lost_journal_message(*elsewhere, ctx.journal.path)
 
@@ -927,6 +934,12 @@ def _send_and_report(
 
     sending = None
     if prepared.invoices or not later.done:
+        # An outcome of another journal's that landed while the file was read (the same export
+        # sent under another name) stops it before its first batch is claimed: once claimed,
+        # that batch's invoices would count as known, and the outcome as showing nothing new
+        # (helper-141: 100 invoices went twice).
+        if (held := _held_now(ctx)) is not None:
+            raise MarkHeldError(held)
         # On disk before each POST, from the first batch on: should this run be killed and its
         # journal then be lost too, or put back from an older copy, the next one finds what an
         # outcome would have told it (inflight.py).
@@ -938,7 +951,6 @@ def _send_and_report(
             target=ctx.target,
             now=ctx.clock(),
             fresh_at=ctx.journal.started_fresh_at(),
-            held=lambda: _held_now(ctx),
         )
     held_for: set[int] = set()  # the batches this file's twins wait for (``_send``)
     pending = _send(

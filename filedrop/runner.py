@@ -586,7 +586,10 @@ def setback_of(exc: BaseException) -> Setback:
 
 
 #: What a file taken over by another process while this one was held up says in the summary.
-TAKEN_OVER = "taken over by another filedrop process, which finishes it (see the log)"
+TAKEN_OVER = (
+    "taken over by another filedrop process while this one was held up, or found gone by it "
+    "(see the log); this one sends nothing more from it"
+)
 
 
 def process_guarded(path: Path, ctx: Context) -> FileReport:

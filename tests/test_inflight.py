@@ -402,8 +402,7 @@ def test_a_copy_of_a_file_another_journal_is_sending_is_not_sent_beside_it(
     another name: each made the mark of its own file, and every invoice went twice (a hostile
     review, helper-140). The second about to POST finds the first's mark of the other file,
     takes its own away (its batch never went) and sends nothing; a mark of the same journal,
-    of a sandbox trial, or naming no batch holds nothing back. An outcome of another journal's
-    written meanwhile (``held``) stops the first batch too."""
+    of a sandbox trial, or naming no batch holds nothing back."""
     copy = source.with_name("april-kopi.csv")
     with Journal(tmp_path / "a.db") as first, Journal(tmp_path / "b.db") as second:
         Sending(source, SHA, journal=first.identity(), target=TARGET, now=1.0).before_post(1)
@@ -427,12 +426,6 @@ def test_a_copy_of_a_file_another_journal_is_sending_is_not_sent_beside_it(
         own = Sending(copy, SHA, journal=first.identity(), target=TARGET, now=3.0)
         own.before_post(2)  # the same journal's other file: it knows what it sends
         assert own.path.exists()
-    alone = tmp_path / "other-inbox"
-    alone.mkdir()
-    told = Sending(alone / "mai.csv", SHA, journal="c", target=TARGET, now=1.0, held=lambda: "x")
-    with pytest.raises(MarkHeldError, match=r"^x$"):
-        told.before_post(1)
-    assert not told.path.exists()
 
 
 def test_a_mark_older_than_a_journal_started_afresh_is_written_over(

@@ -2382,3 +2382,34 @@ def test_an_outcome_of_another_journal_dropped_in_is_seen_at_once(
     report = process_guarded(again, ctx)
     assert report.state is FileState.SKIPPED and "a.outcome.csv" in (report.message or "")
     assert len(sandbox.received_invoice_numbers()) == 3
+
+
+def test_an_outcome_of_another_journal_that_lands_while_a_file_is_read_stops_it(
+    tmp_path: Path,
+    inbox: Path,
+    sandbox: Sandbox,
+    make_context: Callable[..., Context],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A re-export is taken, and while it is read another host's outcome of the same invoices,
+    sent under another name with another journal, lands in the inbox: the look before its
+    first batch saw this file's own claimed batch as invoices known, and all went twice (a
+    hostile review, helper-141). The look is made before the first batch is claimed."""
+    elsewhere = tmp_path / "old-inbox"
+    elsewhere.mkdir()
+    sent = write_erp_csv(elsewhere / "a.csv", [erp_row(str(8400 + n)) for n in range(3)])
+    settings = sandbox_settings(elsewhere, sandbox.url, state=tmp_path / "old.db")
+    with open_context(settings) as old:
+        assert process_guarded(sent, old).state is FileState.DONE
+    rows = [erp_row(str(8400 + n)) for n in range(3)] + [erp_row(str(8500 + n)) for n in range(3)]
+    again = write_erp_csv(inbox / "b.csv", rows)
+    real = pipeline_module.prepare_parts
+
+    def landing(*args: Any, **kwargs: Any) -> Any:
+        shutil.copy(elsewhere / "a.outcome.csv", inbox / "a.outcome.csv")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline_module, "prepare_parts", landing)
+    report = process_guarded(again, make_context())
+    assert report.state is FileState.RETRY and "a.outcome.csv" in (report.message or "")
+    assert len(sandbox.received_invoice_numbers()) == 3
