@@ -209,6 +209,9 @@ class Context:
     _lost: tuple[float, object, tuple[str, Path] | None] = field(
         init=False, default=(-1e9, None, None)
     )
+    #: The outcomes' stamps a look found to show nothing unknown (``inbox_lost_journal_evidence``),
+    #: forgotten every ``_LOOK_FOR_LOST_JOURNAL_S``.
+    _passed: set[str] = field(init=False, default_factory=set)
     _lost_lock: threading.Lock = field(init=False, default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -268,14 +271,21 @@ class Context:
         with self._lost_lock:  # one file thread looks; the others take what it found
             looked_at, seen, found = self._lost
             stamps = tuple(outcome_stamps(folder) for folder in folders)
-            if stamps != seen or time.monotonic() - looked_at > _LOOK_FOR_LOST_JOURNAL_S:
+            expired = time.monotonic() - looked_at > _LOOK_FOR_LOST_JOURNAL_S
+            if stamps != seen or expired:
+                if expired:
+                    self._passed.clear()  # a rebuild, a journal put back: all looked at again
                 found = next(
                     (
                         evidence
                         for folder in folders
                         if (
                             evidence := inbox_lost_journal_evidence(
-                                folder, self.journal, target=self.target, limits=self.read_limits
+                                folder,
+                                self.journal,
+                                target=self.target,
+                                limits=self.read_limits,
+                                passed=self._passed,
                             )
                         )
                     ),

@@ -15,7 +15,7 @@ import functools
 import os
 import stat
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
@@ -220,7 +220,12 @@ def lost_journal_evidence(
 
 
 def inbox_lost_journal_evidence(
-    inbox: Path, journal: Journal, *, target: str, limits: ReadLimits
+    inbox: Path,
+    journal: Journal,
+    *,
+    target: str,
+    limits: ReadLimits,
+    passed: set[str] | None = None,
 ) -> tuple[str, Path] | None:
     """``lost_journal_evidence`` over the whole inbox and its archive: the name of an input and
     its outcome that shows invoices sent that the journal does not know. Then nothing in this
@@ -231,14 +236,22 @@ def inbox_lost_journal_evidence(
     counts only if some invoice it shows sent is unknown at ``target``: whether the journal
     knows its name or its input's only decides which rows count (``_shows_unknown_sent``). One
     that cannot be read shows nothing: any file named like an outcome (junk, a bomb) would
-    otherwise hold back the whole inbox."""
+    otherwise hold back the whole inbox.
+
+    ``passed``, where given, holds the stamps of outcomes an earlier look found to show nothing
+    unknown: they are passed over without asking the journal, and those found so now are added.
+    A daemon looks again each time an outcome comes, and an archive of thousands cost it a
+    quarter of a second every file (helper-141)."""
+    found = list(_outcomes_and_owners(inbox))
+    unknown = _not_known(journal, target, [outcome for outcome, _ in found], passed=passed)
+    if not unknown:
+        return None
     known = journal.known_names()
     fresh_at = journal.started_fresh_at()
-    found = list(_outcome_files(inbox))
-    unknown = _not_known(journal, target, [outcome for outcome, _ in found])
-    for outcome, source in found:
+    for outcome, owner in found:
         if outcome not in unknown:
             continue
+        source = owner()
         recorded = _recorded_name(outcome, source)
         names = {outcome.name, recorded}
         if _kept(outcome, source):  # under a stamped name: known by the name without it too
@@ -253,6 +266,8 @@ def inbox_lost_journal_evidence(
             named=bool(names & known),
         ):
             return recorded, outcome
+        if passed is not None:
+            passed.add(unknown[outcome])
     return None
 
 
@@ -264,12 +279,24 @@ _KEPT_FOR_GOOD = frozenset(
 )
 
 
-def _not_known(journal: Journal, target: str, outcomes: list[Path]) -> dict[Path, str]:
+def _not_known(
+    journal: Journal, target: str, outcomes: list[Path], *, passed: set[str] | None = None
+) -> dict[Path, str]:
     """The outcomes ``journal`` does not know all of (``Journal.known_outcomes``), in their
-    order, each with its ``written_stamp``."""
+    order, each with its ``written_stamp``; those ``passed`` holds are not asked about, and
+    those the journal knows are added to it."""
     stamps = {outcome: written_stamp(outcome) for outcome in outcomes}
-    known = journal.known_outcomes(target=target, stamps=filter(None, stamps.values()))
-    return {outcome: stamp for outcome, stamp in stamps.items() if stamp and stamp not in known}
+    asked = [
+        stamp for stamp in stamps.values() if stamp and (passed is None or stamp not in passed)
+    ]
+    known = journal.known_outcomes(target=target, stamps=asked)
+    if passed is not None:
+        passed |= known
+    return {
+        outcome: stamp
+        for outcome, stamp in stamps.items()
+        if stamp and stamp not in known and (passed is None or stamp not in passed)
+    }
 
 
 def _shows_unknown_sent(
@@ -652,29 +679,45 @@ def _archived_with(outcome: Path, beside: Path, name: str, sha256: str) -> bool:
 
 
 def outcome_stamps(inbox: Path) -> tuple[tuple[str, str | None], ...]:
-    """Each outcome file's name and ``written_stamp`` in ``inbox`` and its archive: what changes
-    when one comes, goes or is written anew, so a look over them can be kept until then."""
-    stamps: list[tuple[str, str | None]] = []
-    for folder in (inbox, inbox / ARCHIVE):
-        try:
-            with os.scandir(folder) as entries:
-                names = [e.path for e in entries if e.name.lower().endswith(OUTCOME_SUFFIXES)]
-        except OSError:
-            continue
-        stamps += ((name, written_stamp(Path(name))) for name in names)
+    """Each outcome file's name and ``written_stamp`` in ``inbox``, and the stamp of its
+    archive folder: what changes when an outcome comes, goes or is written anew (one put into
+    the archive changes the folder), so a look over them can be kept until then. The archive's
+    outcomes are not looked at one by one: it may hold thousands."""
+    stamps: list[tuple[str, str | None]] = [(ARCHIVE, written_stamp(inbox / ARCHIVE))]
+    try:
+        with os.scandir(inbox) as entries:
+            names = [e.path for e in entries if e.name.lower().endswith(OUTCOME_SUFFIXES)]
+    except OSError:
+        names = []
+    stamps += ((name, written_stamp(Path(name))) for name in names)
     return tuple(sorted(stamps))
 
 
 def _outcome_files(inbox: Path) -> Iterator[tuple[Path, Path | None]]:
     """Each outcome file in ``inbox`` and ``inbox/archive``, with its input where it is there."""
+    for outcome, owner in _outcomes_and_owners(inbox):
+        yield outcome, owner()
+
+
+def _outcomes_and_owners(inbox: Path) -> Iterator[tuple[Path, Callable[[], Path | None]]]:
+    """``_outcome_files`` with each input found only when asked for: finding them scans the
+    whole folder, and an archive of thousands cost a daemon's look at every file a quarter of
+    a second, where most outcomes are passed over by their stamps alone."""
     for folder in (inbox, inbox / ARCHIVE):
         if not folder.is_dir() or folder.is_symlink():
             continue
-        owners = {
-            dest.name.casefold(): source
-            for source, dest in outcome_paths(scan(folder)[0]).items()
-            if dest is not None
-        }
+        owners: dict[str, Path] | None = None
+
+        def owner(name: str, folder: Path = folder) -> Path | None:
+            nonlocal owners
+            if owners is None:
+                owners = {
+                    dest.name.casefold(): source
+                    for source, dest in outcome_paths(scan(folder)[0]).items()
+                    if dest is not None
+                }
+            return owners.get(name.casefold())
+
         with os.scandir(folder) as entries:
             names = sorted(
                 entry.name
@@ -684,7 +727,7 @@ def _outcome_files(inbox: Path) -> Iterator[tuple[Path, Path | None]]:
                 and entry.is_file(follow_symlinks=False)
             )
         for name in names:
-            yield folder / name, owners.get(name.casefold())
+            yield folder / name, functools.partial(owner, name)
 
 
 def _input_name(outcome: Path) -> str:
