@@ -191,7 +191,9 @@ def test_a_mark_is_made_while_another_file_of_the_inbox_clears_its_own(
 
     def cleared_meanwhile(inbox: Path) -> list[Path]:
         made = make_folders(inbox)
-        clearing = threading.Thread(target=clear_mark, args=(other, SHA, TARGET))
+        clearing = threading.Thread(
+            target=clear_mark, args=(other, SHA, TARGET), kwargs={"journal": "journal"}
+        )
         clearing.start()
         clearing.join(timeout=0.5)  # waits in vain while the folders are held
         return made
