@@ -2361,6 +2361,18 @@ def test_a_chunk_of_outcomes_is_each_invoices_own_outcome(
     assert statuses >= {"DUPLICATE", "SUCCEEDED", "FAILED", "PENDING", "UNKNOWN", "NOT_SENT"}
 
 
+def sent_with_another_journal(tmp_path: Path, sandbox: Sandbox, *, first: int) -> Path:
+    """The outcome of a.csv, three invoices from ``first`` on, sent from another inbox with
+    another journal (another host's, say)."""
+    elsewhere = tmp_path / "old-inbox"
+    elsewhere.mkdir()
+    sent = write_erp_csv(elsewhere / "a.csv", [erp_row(str(first + n)) for n in range(3)])
+    settings = sandbox_settings(elsewhere, sandbox.url, state=tmp_path / "old.db")
+    with open_context(settings) as old:
+        assert process_guarded(sent, old).state is FileState.DONE
+    return elsewhere / "a.outcome.csv"
+
+
 def test_an_outcome_of_another_journal_dropped_in_is_seen_at_once(
     tmp_path: Path, inbox: Path, sandbox: Sandbox, make_context: Callable[..., Context]
 ) -> None:
@@ -2368,15 +2380,10 @@ def test_an_outcome_of_another_journal_dropped_in_is_seen_at_once(
     does not know, found none, and kept that for 30 s: an old inbox copied in within them, its
     outcome and a re-export of its invoices under a new name, had the re-export sent again (a
     hostile review, helper-140). The look is made again as soon as an outcome comes."""
-    elsewhere = tmp_path / "old-inbox"
-    elsewhere.mkdir()
-    sent = write_erp_csv(elsewhere / "a.csv", [erp_row(str(8300 + n)) for n in range(3)])
-    settings = sandbox_settings(elsewhere, sandbox.url, state=tmp_path / "old.db")
-    with open_context(settings) as old:
-        assert process_guarded(sent, old).state is FileState.DONE
+    outcome = sent_with_another_journal(tmp_path, sandbox, first=8300)
     ctx = make_context()
     assert ctx.lost_journal_elsewhere() is None
-    shutil.copy(elsewhere / "a.outcome.csv", inbox / "a.outcome.csv")
+    shutil.copy(outcome, inbox / "a.outcome.csv")
     again = write_erp_csv(inbox / "b.csv", [erp_row(str(8300 + n)) for n in range(3)])
     assert ctx.lost_journal_elsewhere() == ("a.csv", inbox / "a.outcome.csv")
     report = process_guarded(again, ctx)
@@ -2395,18 +2402,13 @@ def test_an_outcome_of_another_journal_that_lands_while_a_file_is_read_stops_it(
     sent under another name with another journal, lands in the inbox: the look before its
     first batch saw this file's own claimed batch as invoices known, and all went twice (a
     hostile review, helper-141). The look is made before the first batch is claimed."""
-    elsewhere = tmp_path / "old-inbox"
-    elsewhere.mkdir()
-    sent = write_erp_csv(elsewhere / "a.csv", [erp_row(str(8400 + n)) for n in range(3)])
-    settings = sandbox_settings(elsewhere, sandbox.url, state=tmp_path / "old.db")
-    with open_context(settings) as old:
-        assert process_guarded(sent, old).state is FileState.DONE
+    outcome = sent_with_another_journal(tmp_path, sandbox, first=8400)
     rows = [erp_row(str(8400 + n)) for n in range(3)] + [erp_row(str(8500 + n)) for n in range(3)]
     again = write_erp_csv(inbox / "b.csv", rows)
     real = pipeline_module.prepare_parts
 
     def landing(*args: Any, **kwargs: Any) -> Any:
-        shutil.copy(elsewhere / "a.outcome.csv", inbox / "a.outcome.csv")
+        shutil.copy(outcome, inbox / "a.outcome.csv")
         return real(*args, **kwargs)
 
     monkeypatch.setattr(pipeline_module, "prepare_parts", landing)
