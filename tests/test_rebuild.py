@@ -1083,3 +1083,21 @@ def test_a_gone_files_outcome_with_rows_never_sent_is_rebuilt_gone(
     source.write_bytes(kept)
     filedrop("run", environ=env)
     assert sandbox.received_invoice_numbers() == ["7602"]
+
+
+def test_an_archived_outcome_copied_over_in_place_changes_the_inboxs_stamps(tmp_path: Path) -> None:
+    """``outcome_stamps`` tells a daemon when to look over its outcomes again. Made of the
+    archive folder's own stamp, it missed another journal's outcome copied over an archived one
+    in place (``cp`` keeps the name, the inode and the folder's time), and that copy's invoices
+    went twice (a hostile review, helper-143). Each outcome counts, in the archive too."""
+    inbox = tmp_path / "inbox"
+    (inbox / "archive").mkdir(parents=True)
+    kept = inbox / "archive" / "20261201-120000-x.outcome.csv"
+    kept.write_text("Fakturanr;outcome_status\n1;SUCCEEDED\n", encoding="utf-8")
+    (inbox / "x.csv").write_text("Fakturanr\n1\n", encoding="utf-8")
+    before = rebuild.outcome_stamps(inbox)
+    with kept.open("r+", encoding="utf-8") as same_file:  # the same inode, written over
+        same_file.write("Fakturanr;outcome_status\n1;SUCCEEDED\n2;SUCCEEDED\n")
+    os.utime(kept, ns=(1, 1))
+    assert rebuild.outcome_stamps(inbox) != before
+    assert [name for name, _ in before] == [str(kept)]  # inputs are no outcomes

@@ -679,17 +679,23 @@ def _archived_with(outcome: Path, beside: Path, name: str, sha256: str) -> bool:
 
 
 def outcome_stamps(inbox: Path) -> tuple[tuple[str, str | None], ...]:
-    """Each outcome file's name and ``written_stamp`` in ``inbox``, and the stamp of its
-    archive folder: what changes when an outcome comes, goes or is written anew (one put into
-    the archive changes the folder), so a look over them can be kept until then. The archive's
-    outcomes are not looked at one by one: it may hold thousands."""
-    stamps: list[tuple[str, str | None]] = [(ARCHIVE, written_stamp(inbox / ARCHIVE))]
-    try:
-        with os.scandir(inbox) as entries:
-            names = [e.path for e in entries if e.name.lower().endswith(OUTCOME_SUFFIXES)]
-    except OSError:
-        names = []
-    stamps += ((name, written_stamp(Path(name))) for name in names)
+    """Each outcome file's path, size and time in ``inbox`` and its archive: what changes when
+    an outcome comes, goes or is written anew, copied over another in place too (helper-143:
+    the archive folder's own stamp missed that, and a copy's invoices went twice), so a look
+    over them can be kept until then. From the folders' listings, a few ms for thousands."""
+    stamps: list[tuple[str, str | None]] = []
+    for folder in (inbox, inbox / ARCHIVE):
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if entry.name.lower().endswith(OUTCOME_SUFFIXES):
+                        try:
+                            info = entry.stat(follow_symlinks=False)
+                        except OSError:
+                            continue
+                        stamps.append((entry.path, f"{info.st_size}:{info.st_mtime_ns}"))
+        except OSError:
+            continue
     return tuple(sorted(stamps))
 
 
