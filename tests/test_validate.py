@@ -2670,6 +2670,10 @@ def test_a_ledgers_payment_line_skipped_by_its_type_is_a_payment_shown(tmp_path:
         open_row(Bilagstype="Notat", Fakturanr="6002", Beløp="", Rest=""),
         open_row(Bilagstype="Faktura", Fakturanr="6003", Beløp="1 000,00", Rest="600,00"),
         open_row(Bilagstype="Innbetaling", Fakturanr="6003", Beløp="-400,00", Rest="0"),
+        # Two payments add up (helper-143: judged by the larger, 600 went where 300 was owed).
+        open_row(Bilagstype="Faktura", Fakturanr="6004", Beløp="1 000,00", Rest="600,00"),
+        open_row(Bilagstype="Innbetaling", Fakturanr="6004", Beløp="-300,00", Rest="0"),
+        open_row(Bilagstype="Innbetaling", Fakturanr="6004", Beløp="-400,00", Rest="0"),
     ]
     headers = [*OPEN_HEADERS, "Bilagstype", "Rest"]
     prepared = run(rows, custom(tmp_path, OPEN.format(skip=skip)), headers=headers)
@@ -2681,7 +2685,11 @@ def test_a_ledgers_payment_line_skipped_by_its_type_is_a_payment_shown(tmp_path:
         "owed and read it as a claim's remainingAmount, or remove row 3 if it is on another "
         "invoice",
     )
-    assert sorted(r for r, (status, _) in fates(prepared).items() if status == "INVALID") == [0, 5]
+    assert sorted(r for r, (status, _) in fates(prepared).items() if status == "INVALID") == [
+        0,
+        5,
+        7,
+    ]
     assert [inv.invoice_number for inv in prepared.invoices] == ["6002"]
     assert_every_row_once(prepared)
     owed = OPEN.format(skip=skip).replace('remainingAmount = "Beløp"', 'remainingAmount = "Rest"')
@@ -2691,6 +2699,14 @@ def test_a_ledgers_payment_line_skipped_by_its_type_is_a_payment_shown(tmp_path:
         2000.0,
         600.0,
     ]
+    assert fates(netted)[7] == (
+        "INVALID",
+        'on rows 10 and 11, which carry its invoice number, Beløp "-300,00 + -400,00" shows a '
+        "payment on this invoice, but its claims add up to 600.00, more than its amount less "
+        "that payment (300.00), so it would go to collection for what was paid: export the "
+        "amount still owed and read it as a claim's remainingAmount, or remove rows 10 and 11 "
+        "if they are on another invoice",
+    )
 
 
 def test_an_invoice_with_a_credit_note_of_its_number_in_the_file_is_refused(
@@ -2887,6 +2903,11 @@ def test_a_column_of_words_that_say_nothing_of_a_payment_is_not_one(tmp_path: Pa
     for mark in ["Oppgjort", "Kvittert", "Lukket", "Closed", "Cleared", "\u2713", "Bet."]:
         marked = [row(Fakturanr="75200", Betalt=mark), row(Fakturanr="75201", Betalt="")]
         assert sorted(fates(prepared_from(paid_file(tmp_path, marked), ERP))) == [0], mark
+    # Under a header that says it was paid, how is how it was paid: "Betalt: Kort" on the
+    # paid row, empty on the other, went whole (helper-143).
+    for header in ("Betalt", "Innbetalt", "Paid"):
+        marked = [row(Fakturanr="75300", **{header: "Kort"}), row(Fakturanr="75301")]
+        assert sorted(fates(prepared_from(paid_file(tmp_path, marked), ERP))) == [0], header
 
 
 def test_a_payment_shown_on_a_row_repeating_an_invoice_number_refuses_the_invoice(

@@ -322,9 +322,9 @@ class Payment(NamedTuple):
     paid: float  # the cell as an amount; NaN for a text ("Ja", a date)
     unsaved: Issue | None  # a formula whose result was never saved
     elsewhere: str = ""  # where it shows, when not on the invoice's own row: "on row 5 …"
-    #: The row of a line a skip rule left out whose amount below zero is the payment (a
-    #: ledger's "Innbetaling"); 0 for a column of what was paid.
-    line: int = 0
+    #: The rows ("row 3", "rows 3 and 4") of lines a skip rule left out whose amounts below
+    #: zero are the payment (a ledger's "Innbetaling"); "" for a column of what was paid.
+    line: str = ""
 
 
 def check_payments_taken_off(
@@ -384,7 +384,8 @@ def check_payments_taken_off(
                 paid.text,
                 f"{paid.elsewhere}{shown(paid.label)} {quoted(paid.text)} {shows}, {why}, or "
                 + (
-                    f"remove row {paid.line} if it is on another invoice"
+                    f"remove {paid.line} if {'they are' if ' and ' in paid.line else 'it is'} "
+                    "on another invoice"
                     if paid.line
                     else f"name {quoted(paid.header)} in [match] unread if it is not a payment "
                     "on this invoice"

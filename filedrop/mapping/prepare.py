@@ -791,7 +791,12 @@ def _payments_shown(
         said = {issue.position: issue for issue in unsaved if issue.rule == UNSAVED_RULE}
         nothing[list(said)] = False
         numbers = np.isfinite(v.number).any()  # a number anywhere, 0 too: a column of amounts
-        if not said and not numbers and _says_nothing_of_payments(texts, nothing[rest]):
+        if (
+            not said
+            and not numbers
+            and _names_payments_only(header)
+            and _says_nothing_of_payments(texts, nothing[rest])
+        ):
             continue
         for row in np.flatnonzero(~nothing & ~blank).tolist():
             if skip_why[row] is None:
@@ -845,18 +850,33 @@ def _payment_lines(
     columns = {f.columns: f for f in mapping.money_fields if f.source == "column"}
     for f in columns.values():
         v = evaluate(f, src, [])  # a cell that is no amount is reported by the checks
+        lines: dict[int, list[int]] = {}
         for row in rows:
-            amount = v.number[row]
-            if v.empty[row] or not amount < 0:
-                continue
-            sent = sent_by_number[keys[row]]
-            at = int(table.row_numbers[row])
-            where = f"on row {at}, which carries its invoice number, "
-            payment = Payment(f.columns[0], v.label[row], v.text[row], -float(amount), None,
-                              where, line=at)  # fmt: skip
+            if not v.empty[row] and v.number[row] < 0:
+                lines.setdefault(sent_by_number[keys[row]], []).append(row)
+        for sent, paid in lines.items():
+            # Each line is a payment of its own: they add up (helper-143: -300 and -400 on one
+            # invoice were judged by the 400 alone, and 600 went where 300 was owed).
+            at = [int(table.row_numbers[r]) for r in paid]
+            named = f"row {at[0]}" if len(at) == 1 else f"rows {_listed(at)}"
+            carry = "carries" if len(at) == 1 else "carry"
+            payment = Payment(
+                f.columns[0],
+                v.label[paid[0]],
+                " + ".join(v.text[r] for r in paid),
+                -float(sum(v.number[r] for r in paid)),
+                None,
+                f"on {named}, which {carry} its invoice number, ",
+                line=named,
+            )
             if sent not in found or _weighs_more(payment, found[sent]):
                 found[sent] = payment
     return found
+
+
+def _listed(numbers: list[int]) -> str:
+    """Row numbers as a sentence lists them: "3, 4 and 6"."""
+    return ", ".join(map(str, numbers[:-1])) + f" and {numbers[-1]}"
 
 
 def _weighs_more(shown: Payment, before: Payment) -> bool:
@@ -906,6 +926,19 @@ _WAYS_OF_PAYING |= {"kort", "card", "creditcard", "visa", "mastercard", "vipps",
 _WAYS_OF_PAYING |= {"paypal", "kontant", "cash", "bank", "transfer", "bankoverføring"}
 _WAYS_OF_PAYING |= {"overføring", "direct", "debit", "faktura", "invoice", "papir", "paper"}
 _WAYS_OF_PAYING |= {"epost", "e", "mail", "email", "post", "sms", "nettbank", "online"}
+
+
+#: The words of a header of payments that may be how, not what, an invoice was paid: under
+#: "Betaling" or "Payment" a column may say AvtaleGiro; under "Betalt" or "Paid", "Kort" says
+#: the invoice was paid by card.
+_PAYMENT_NOUNS = frozenset({"betaling", "betalinger", "payment", "payments"})
+
+
+def _names_payments_only(header: str) -> bool:
+    """Whether ``header``'s words of payment are only nouns that may name how one is made."""
+    words = set(re.findall(r"[^\W\d_]+", header.casefold()))
+    said = words & (_PAYMENT_NOUNS | {"betalt", "innbetalt", "paid", "innbetaling", "mottatt"})
+    return bool(said) and said <= _PAYMENT_NOUNS
 
 
 def _says_nothing_of_payments(texts: pd.Series, nothing: np.ndarray) -> bool:
