@@ -2709,6 +2709,24 @@ def test_a_ledgers_payment_line_skipped_by_its_type_is_a_payment_shown(tmp_path:
     )
 
 
+def test_an_invoice_with_thousands_of_payment_lines_is_told_in_one_sentence(tmp_path: Path) -> None:
+    """Each of an invoice's payment lines was named in its message, rows and cells: 2,000
+    lines made a page of one sentence. Five are named, and how many more."""
+    skip = '[skip]\npayments = { column = "Bilagstype", is = ["Innbetaling"] }\n'
+    rows = [open_row(Bilagstype="Faktura", Fakturanr="6100", Beløp="5 000,00")]
+    rows += [open_row(Bilagstype="Innbetaling", Fakturanr="6100", Beløp="-1,00")] * 2_000
+    prepared = run(
+        rows, custom(tmp_path, OPEN.format(skip=skip)), headers=[*OPEN_HEADERS, "Bilagstype"]
+    )
+    status, message = fates(prepared)[0]
+    assert status == "INVALID" and len(message) < 600
+    assert message.startswith(
+        'on rows 3, 4, 5, 6, 7 and 1,995 more, which carry its invoice number, Beløp "-1,00 + '
+        '-1,00 + -1,00 + -1,00 + -1,00 + 1,995 more" shows a payment on this invoice, but its '
+        "claims add up to 5000.00, more than its amount less that payment (3000.00)"
+    )
+
+
 def test_an_invoice_with_a_credit_note_of_its_number_in_the_file_is_refused(
     tmp_path: Path,
 ) -> None:

@@ -61,6 +61,7 @@ __all__ = [
     "SkipRule",
     "load_mapping",
     "load_mappings",
+    "payment_words",
     "payments_unread",
     "select_mapping",
 ]
@@ -437,6 +438,11 @@ def _words(header: str) -> set[str]:
     """A header's words, in small letters, a name in one word split at its capitals."""
     spaced = re.sub(r"(?<=[a-zæøå])(?=[A-ZÆØÅ])", " ", unicodedata.normalize("NFC", header))
     return set(re.split(r"[\W_]+", spaced.casefold())) - {""}
+
+
+def payment_words(header: str) -> set[str]:
+    """The words of ``header`` that speak of a payment (``_PAID_WORDS``): "Betalt", "Betaling"."""
+    return _words(header) & _PAID_WORDS
 
 
 def paid_header(header: str) -> bool:

@@ -57,7 +57,7 @@ from filedrop.mapping.groups import (
     number_keys,
     repeated_lines,
 )
-from filedrop.mapping.loader import Mapping, payments_unread
+from filedrop.mapping.loader import Mapping, payment_words, payments_unread
 from filedrop.mapping.payload import (
     Columns,
     PreparedInvoice,
@@ -479,14 +479,8 @@ def _row_fates(
         skip_why=skip_why,
         keys=keys,
         number_level=number_level,
+        credits=credits,
     )
-    if keys is not None and number_level is not None:
-        lines = _payment_lines(
-            table, mapping, src, skip_why=skip_why, credits=credits, keys=keys, level=number_level
-        )
-        for sent, payment in lines.items():
-            if sent not in paid or _weighs_more(payment, paid[sent]):
-                paid[sent] = payment
     differs = _differing_repeats(table, mapping, src, groups, duplicate_of)
     if numbers is not None and keys is not None and number_level is not None and credits.any():
         unknown += _credited_invoices(table, numbers, number_level, skip_why, credits, keys=keys)
@@ -760,6 +754,7 @@ def _payments_shown(
     skip_why: np.ndarray,
     keys: list[object] | None,
     number_level: Level | None,
+    credits: np.ndarray,
 ) -> dict[int, Payment]:
     """The invoices whose rows show something paid on them, in a column of what was paid that
     no amount field reads (``payments_unread``), by the row each is sent from, with the largest
@@ -771,14 +766,18 @@ def _payments_shown(
     Decided over the whole file, before any part is sent: a row that repeats an earlier row's
     invoice number (DUPLICATE) shows it for the invoice sent from that row, which may be in an
     earlier part, and so does a row a skip rule left out that carries the number of an invoice
-    the file sends (a ledger's line of a payment, "Innbetaling"). Blank rows show nothing."""
-    found: dict[int, Payment] = {}
-    columns = payments_unread(mapping, table.headers)
-    if not columns:
-        return found
+    the file sends (a ledger's line of a payment, "Innbetaling"), in a paid column or, below
+    zero, where its amount is read (``_payment_lines``; not the ``credits``, which
+    ``_credited_invoices`` refuses). Blank rows show nothing."""
     sent_by_number = _sent_by_number(keys, number_level, skip_why)
+    found: dict[int, Payment] = {}
+    if keys is not None:
+        left_out = ~np.equal(skip_why, None) & ~credits
+        found = _payment_lines(
+            table, mapping, src, left_out=left_out, keys=keys, sent_by_number=sent_by_number
+        )
     rows_of = table.row_numbers
-    for at in columns:
+    for at in payments_unread(mapping, table.headers):
         header = table.headers[at]
         paid = Field(key="match.unread", kind="amount", source="column", columns=(header,))
         unsaved: list[Issue] = []
@@ -828,22 +827,22 @@ def _payment_lines(
     mapping: Mapping,
     src: Source,
     *,
-    skip_why: np.ndarray,
-    credits: np.ndarray,
+    left_out: np.ndarray,
     keys: list[object],
-    level: Level,
+    sent_by_number: dict[object, int],
 ) -> dict[int, Payment]:
-    """The lines a skip rule left out (``skip_why``; not the ``credits``, lines below zero an
-    ``at_most`` rule left out, which are credit notes: ``_credited_invoices``) that carry the
-    number of an invoice the file sends and an amount below zero where the invoice's amount or
-    a claim's is read: a ledger's payment ("Innbetaling" skipped by its type), by the row the
-    invoice is sent from, the largest of each. Judged as a payment shown
-    (``check_payments_taken_off``): the invoice's claims must owe no more than its amount less
-    that line, as they do when read from what is still owed; one line of 1 000 and one of -400
-    went for 1 000 (a hostile review, helper-138)."""
-    rows = np.flatnonzero(~np.equal(skip_why, None) & ~credits)
-    sent_by_number = _sent_by_number(keys, level, skip_why)
-    rows = [r for r in rows.tolist() if keys[r] is not None and keys[r] in sent_by_number]
+    """The lines ``left_out`` by a skip rule that carry the number of an invoice the file sends
+    (``sent_by_number``: the row it is sent from, by number key) and an amount below zero where
+    the invoice's amount or a claim's is read: a ledger's payments ("Innbetaling" skipped by
+    its type), added up per invoice. Judged as a payment shown (``check_payments_taken_off``):
+    the invoice's claims must owe no more than its amount less those lines, as they do when
+    read from what is still owed; one line of 1 000 and one of -400 went for 1 000 (a hostile
+    review, helper-138), and -300 and -400 were judged by the larger (helper-143)."""
+    rows = [
+        r
+        for r in np.flatnonzero(left_out).tolist()
+        if keys[r] is not None and keys[r] in sent_by_number
+    ]
     found: dict[int, Payment] = {}
     if not rows:
         return found
@@ -859,11 +858,14 @@ def _payment_lines(
             # invoice were judged by the 400 alone, and 600 went where 300 was owed).
             at = [int(table.row_numbers[r]) for r in paid]
             named = f"row {at[0]}" if len(at) == 1 else f"rows {_listed(at)}"
+            shown_cells = [v.text[r] for r in paid[:_LINES_SHOWN]]
+            if len(paid) > _LINES_SHOWN:
+                shown_cells.append(f"{len(paid) - _LINES_SHOWN:,} more")
             carry = "carries" if len(at) == 1 else "carry"
             payment = Payment(
                 f.columns[0],
                 v.label[paid[0]],
-                " + ".join(v.text[r] for r in paid),
+                " + ".join(shown_cells),
                 -float(sum(v.number[r] for r in paid)),
                 None,
                 f"on {named}, which {carry} its invoice number, ",
@@ -874,8 +876,16 @@ def _payment_lines(
     return found
 
 
+#: The most lines of a ledger's payments a message names one by one: an invoice with
+#: thousands of them gets one sentence, not a page.
+_LINES_SHOWN = 5
+
+
 def _listed(numbers: list[int]) -> str:
-    """Row numbers as a sentence lists them: "3, 4 and 6"."""
+    """Row numbers as a sentence lists them: "3, 4 and 6"; "3, 4, 5, 6, 7 and 995 more"."""
+    if len(numbers) > _LINES_SHOWN:
+        head = ", ".join(map(str, numbers[:_LINES_SHOWN]))
+        return f"{head} and {len(numbers) - _LINES_SHOWN:,} more"
     return ", ".join(map(str, numbers[:-1])) + f" and {numbers[-1]}"
 
 
@@ -936,8 +946,7 @@ _PAYMENT_NOUNS = frozenset({"betaling", "betalinger", "payment", "payments"})
 
 def _names_payments_only(header: str) -> bool:
     """Whether ``header``'s words of payment are only nouns that may name how one is made."""
-    words = set(re.findall(r"[^\W\d_]+", header.casefold()))
-    said = words & (_PAYMENT_NOUNS | {"betalt", "innbetalt", "paid", "innbetaling", "mottatt"})
+    said = payment_words(header)
     return bool(said) and said <= _PAYMENT_NOUNS
 
 
